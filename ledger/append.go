@@ -1,0 +1,306 @@
+package ledger
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+)
+
+// Stamp is what the ledger assigned to an appended record.
+type Stamp struct {
+	Seq  uint64
+	ID   ulid.ULID
+	Time time.Time
+	Hash Hash
+}
+
+// appendReq is one caller's unit of work for the writer: records to append
+// and/or a key/value put into a side bucket, all or none.
+type appendReq struct {
+	recs []*eventpb.Record
+	put  *kvPut
+	done chan appendResult
+}
+
+type kvPut struct {
+	bucket     []byte
+	key, value []byte
+}
+
+type appendResult struct {
+	stamps []Stamp
+	err    error
+}
+
+// Append stores events on the events topic and returns once they are durable
+// (fsync'd), with the seq, id, time and hash each was given. The events of
+// one call are contiguous in the log and commit together or not at all.
+// Concurrent calls share transactions (group commit), which is what makes
+// the ledger fast: call it from many goroutines rather than batching by hand.
+//
+// ctx bounds only the wait to be accepted by the writer: once accepted, an
+// append is committed or failed as a whole and Append waits for the outcome,
+// so a cancelled caller never mistakes a durable event for a lost one.
+func (s *Store) Append(ctx context.Context, events ...*eventpb.Event) ([]Stamp, error) {
+	recs := make([]*eventpb.Record, len(events))
+	for i, ev := range events {
+		if err := ValidateEvent(ev); err != nil {
+			return nil, err
+		}
+		recs[i] = &eventpb.Record{Topic: EventsTopic, Body: &eventpb.Record_Event{Event: ev}}
+	}
+	return s.submit(ctx, recs)
+}
+
+// ValidateEvent reports why the ledger would refuse ev, or nil. Unknown
+// event types are accepted (forward compatibility); UNSPECIFIED is not.
+func ValidateEvent(ev *eventpb.Event) error {
+	if ev == nil {
+		return fmt.Errorf("%w: nil event", ErrInvalidEvent)
+	}
+	if ev.GetType() == eventpb.EventType_EVENT_TYPE_UNSPECIFIED {
+		return fmt.Errorf("%w: event type is unspecified", ErrInvalidEvent)
+	}
+	return nil
+}
+
+// submit hands recs to the writer and waits for the commit.
+func (s *Store) submit(ctx context.Context, recs []*eventpb.Record) ([]Stamp, error) {
+	if s.opts.ReadOnly {
+		return nil, ErrReadOnly
+	}
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	return s.do(ctx, &appendReq{recs: recs})
+}
+
+// do hands req to the writer and waits for its commit.
+func (s *Store) do(ctx context.Context, req *appendReq) ([]Stamp, error) {
+	if s.opts.ReadOnly {
+		return nil, ErrReadOnly
+	}
+	req.done = make(chan appendResult, 1)
+	select {
+	case s.reqs <- req:
+	case <-s.quit:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, fmt.Errorf("append: %w", ctx.Err())
+	}
+	res := <-req.done
+	return res.stamps, res.err
+}
+
+// writeLoop is the single writer: it takes one request, drains whatever else
+// is waiting (up to MaxBatch records) and commits them in one transaction.
+// While it commits, new requests queue on the channel, so the next batch is
+// as large as the load.
+func (s *Store) writeLoop() {
+	defer close(s.writerDone)
+	var batch []*appendReq
+	for {
+		var first *appendReq
+		select {
+		case first = <-s.reqs:
+		case <-s.offsetKick:
+			// Only consumer offsets are waiting: commit them alone.
+			s.commit(nil)
+			continue
+		case <-s.quit:
+			if s.hasPendingOffsets() {
+				s.commit(nil)
+			}
+			return
+		}
+		batch = append(batch[:0], first)
+		n := len(first.recs)
+	drain:
+		for n < s.opts.MaxBatch {
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+				n += len(r.recs)
+			default:
+				break drain
+			}
+		}
+		s.commit(batch)
+		clear(batch)
+	}
+}
+
+// commit writes batch in one bbolt transaction and answers every request.
+func (s *Store) commit(batch []*appendReq) {
+	s.mu.RLock()
+	head, failed := s.head, s.failed
+	s.mu.RUnlock()
+	if failed != nil {
+		reply(batch, nil, failed)
+		return
+	}
+	offsets := s.takePendingOffsets()
+
+	stamps := make([][]Stamp, len(batch))
+	next := head
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if s.failpoint != nil {
+			if err := s.failpoint(); err != nil {
+				return err
+			}
+		}
+		log := tx.Bucket(bucketLog)
+		log.FillPercent = s.opts.FillPercent
+		users, sessions, topics := tx.Bucket(bucketUser), tx.Bucket(bucketSession), tx.Bucket(bucketTopic)
+		if len(offsets) > 0 {
+			ob := tx.Bucket(bucketOffsets)
+			for k, seq := range offsets {
+				if err := ob.Put([]byte(k), seqKey(seq)); err != nil {
+					return err
+				}
+			}
+		}
+		next = head
+		for i, req := range batch {
+			if req.put != nil {
+				if err := tx.Bucket(req.put.bucket).Put(req.put.key, req.put.value); err != nil {
+					return err
+				}
+			}
+			if len(req.recs) == 0 {
+				continue
+			}
+			st := make([]Stamp, len(req.recs))
+			for j, rec := range req.recs {
+				next.Seq++
+				s.stampNext(&next)
+				rec.Seq = next.Seq
+				rec.Id = next.ID[:]
+				rec.TimeUnixNano = next.Time.UnixNano()
+				val, h, err := encodeValue(nil, next.Hash, rec)
+				if err != nil {
+					return err
+				}
+				next.Hash = h
+				key := seqKey(next.Seq)
+				if err := log.Put(key, val); err != nil {
+					return err
+				}
+				if err := topics.Put(indexKey(rec.GetTopic(), next.Seq), nil); err != nil {
+					return err
+				}
+				if ev := rec.GetEvent(); ev != nil {
+					if u := ev.GetUser(); u != "" {
+						if err := users.Put(indexKey(u, next.Seq), nil); err != nil {
+							return err
+						}
+					}
+					if sid := ev.GetSession(); sid != "" {
+						if err := sessions.Put(indexKey(sid, next.Seq), nil); err != nil {
+							return err
+						}
+					}
+				}
+				st[j] = Stamp{Seq: next.Seq, ID: next.ID, Time: next.Time, Hash: next.Hash}
+			}
+			stamps[i] = st
+		}
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("ledger append failed, ledger stops taking appends until reopened: %w", err)
+		s.opts.Logger.Error("ledger commit failed", "err", err)
+		s.mu.Lock()
+		s.failed = err
+		s.mu.Unlock()
+		reply(batch, nil, err)
+		return
+	}
+	s.mu.Lock()
+	s.head = next
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	reply(batch, stamps, nil)
+}
+
+func reply(batch []*appendReq, stamps [][]Stamp, err error) {
+	for i, req := range batch {
+		if req.done == nil {
+			continue
+		}
+		var st []Stamp
+		if stamps != nil {
+			st = stamps[i]
+		}
+		req.done <- appendResult{stamps: st, err: err}
+	}
+}
+
+// stampNext gives h (whose Seq is already the new record's) a time that
+// never goes back and a ULID strictly greater than the previous one. Only the
+// writer calls it.
+func (s *Store) stampNext(h *Head) {
+	now := s.opts.Now()
+	if now.Before(h.Time) {
+		now = h.Time
+	}
+	ms := uint64(now.UnixMilli())
+	var id ulid.ULID
+	if ms <= h.ID.Time() && h.Seq > 1 {
+		// Same millisecond as the last id: increment its entropy by one
+		// (the ULID spec's monotonic rule). On overflow, move to the next ms.
+		id = h.ID
+		if incrementEntropy(&id) {
+			ms = h.ID.Time() + 1
+			now = time.UnixMilli(int64(ms))
+			id = s.freshID(ms)
+		}
+	} else {
+		id = s.freshID(ms)
+	}
+	h.ID = id
+	h.Time = now.UTC()
+}
+
+func (s *Store) freshID(ms uint64) ulid.ULID {
+	var id ulid.ULID
+	_ = id.SetTime(ms)
+	binary.BigEndian.PutUint16(id[6:8], uint16(s.rng.Uint64()))
+	binary.BigEndian.PutUint64(id[8:16], s.rng.Uint64())
+	// Leave headroom so same-millisecond increments do not overflow.
+	id[6] &= 0x7f
+	return id
+}
+
+// incrementEntropy adds one to the 80-bit entropy of id and reports overflow.
+func incrementEntropy(id *ulid.ULID) bool {
+	for i := len(id) - 1; i >= 6; i-- {
+		id[i]++
+		if id[i] != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// indexKey is uvarint(len(name)) || name || seq: unambiguous for any name,
+// and sorted by seq within a name.
+func indexKey(name string, seq uint64) []byte {
+	k := make([]byte, 0, binary.MaxVarintLen64+len(name)+8)
+	k = binary.AppendUvarint(k, uint64(len(name)))
+	k = append(k, name...)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func indexPrefix(name string) []byte {
+	k := make([]byte, 0, binary.MaxVarintLen64+len(name))
+	k = binary.AppendUvarint(k, uint64(len(name)))
+	return append(k, name...)
+}

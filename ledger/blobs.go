@@ -1,0 +1,35 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// PutBlob durably stores value under key in the ledger file's side bucket,
+// in a group-commit transaction like an append. Projections keep their
+// checkpoints here so that a checkpoint and the log it summarizes live (and
+// are backed up) together. Blobs are not part of the hash chain.
+func (s *Store) PutBlob(ctx context.Context, key string, value []byte) error {
+	if key == "" {
+		return fmt.Errorf("put blob: empty key")
+	}
+	_, err := s.do(ctx, &appendReq{put: &kvPut{bucket: bucketBlobs, key: []byte(key), value: append([]byte(nil), value...)}})
+	if err != nil {
+		return fmt.Errorf("put blob %q: %w", key, err)
+	}
+	return nil
+}
+
+// GetBlob returns a copy of the blob stored under key, or nil if none is.
+func (s *Store) GetBlob(key string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketBlobs).Get([]byte(key)); v != nil {
+			out = append([]byte{}, v...)
+		}
+		return nil
+	})
+	return out, err
+}

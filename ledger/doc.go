@@ -1,0 +1,37 @@
+// Package ledger is sessionledger's event log: one bbolt file holding a
+// dense, totally ordered, hash-chained sequence of records, indexes by user,
+// session and topic, durable consumer-group offsets and projection
+// checkpoints.
+//
+// # Writing
+//
+// Store.Append (and the watermill Publisher, which uses the same path)
+// returns only once its records are fsync'd. One writer goroutine takes every
+// append that is waiting and commits them in one transaction (group commit),
+// assigning under its lock the seq, a ULID and a time that never goes back,
+// so id order == seq order == time order. A failed commit fails every append
+// of its batch and makes the store refuse later appends (ErrClosed after
+// Close): nothing is dropped silently.
+//
+// # Reading
+//
+// Get, Scan (seq range), ScanTime (time range, by binary search over seq),
+// ByUser, BySession, ByTopic (through indexes written in the record's own
+// transaction), Head, Verify (recomputes the chain and names the first bad
+// seq), Backup (a consistent copy while appends go on). The watermill
+// Subscriber delivers a topic in order, at least once, with durable
+// consumer-group offsets; it is woken by the writer on commit.
+//
+// # Concurrency
+//
+// All methods of Store, Publisher and Subscriber are safe for concurrent
+// use. bbolt locks the file: while one process has it open, no other process
+// can open it, not even read-only (Open returns ErrLocked after
+// Options.LockTimeout).
+//
+// # Caveats
+//
+// The hash chain proves the log self-consistent, not authentic: whoever can
+// write the file can rewrite it and recompute the chain. Signed checkpoints
+// kept off the host are the planned answer (docs/architecture.md).
+package ledger

@@ -1,0 +1,47 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrClosed is returned by every call on a Store after Close, including
+	// appends that were still waiting for a commit when Close began.
+	ErrClosed = errors.New("ledger closed")
+
+	// ErrLocked is returned by Open when another process (usually a running
+	// hubd) holds the file lock. Read a live ledger through hubd's audit API
+	// or from a backup instead.
+	ErrLocked = errors.New("ledger file is locked by another process (is hubd running? use its audit API or a backup)")
+
+	// ErrNotLedger is returned by Open when the file is a bbolt database
+	// (or something else) that is not a sessionledger ledger.
+	ErrNotLedger = errors.New("not a sessionledger ledger file")
+
+	// ErrReadOnly is returned by writes on a Store opened read-only.
+	ErrReadOnly = errors.New("ledger opened read-only")
+
+	// ErrInvalidEvent is returned by Append for an event the ledger refuses
+	// to store (no type, for instance). Nothing of the batch is written.
+	ErrInvalidEvent = errors.New("invalid event")
+
+	// ErrCorrupt is returned by the record decoder for bytes that are not a
+	// well-formed record. Verify reports the sequence it was found at.
+	ErrCorrupt = errors.New("corrupt record")
+
+	// ErrNotFound is returned by Get for a sequence number that is not in
+	// the log.
+	ErrNotFound = errors.New("no such record")
+)
+
+// ChainError is returned by Verify when the log is not intact: Seq is the
+// first sequence number that does not check out and Reason says why.
+type ChainError struct {
+	Seq    uint64
+	Reason string
+}
+
+func (e *ChainError) Error() string {
+	return fmt.Sprintf("chain broken at seq %d: %s", e.Seq, e.Reason)
+}

@@ -1,0 +1,417 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+)
+
+// Metadata keys the Subscriber adds to every delivered message, besides the
+// metadata it was published with.
+const (
+	MetadataSeq  = "ledger_seq"  // decimal seq
+	MetadataID   = "ledger_id"   // ULID
+	MetadataTime = "ledger_time" // RFC 3339 with nanoseconds
+)
+
+var (
+	_ message.Publisher  = (*Publisher)(nil)
+	_ message.Subscriber = (*Subscriber)(nil)
+)
+
+// Publisher is the ledger's watermill Publisher. Publish appends the
+// messages durably (group commit) before it returns. On EventsTopic a
+// message's payload must be a protobuf eventpb.Event; it is stored typed and
+// indexed. On any other topic the payload is stored as is.
+type Publisher struct {
+	s      *Store
+	closed atomic.Bool
+}
+
+// NewPublisher returns a Publisher appending to s. Closing it does not close
+// s.
+func NewPublisher(s *Store) *Publisher { return &Publisher{s: s} }
+
+// Publish appends msgs to topic, all or none, and returns once they are
+// durable. It is safe for concurrent use.
+func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
+	if p.closed.Load() {
+		return errors.New("publish: publisher closed")
+	}
+	if topic == "" {
+		return errors.New("publish: empty topic")
+	}
+	recs := make([]*eventpb.Record, len(msgs))
+	for i, msg := range msgs {
+		rec := &eventpb.Record{Topic: topic, MessageUuid: msg.UUID}
+		if len(msg.Metadata) > 0 {
+			rec.Metadata = make(map[string]string, len(msg.Metadata))
+			for k, v := range msg.Metadata {
+				rec.Metadata[k] = v
+			}
+		}
+		if topic == EventsTopic {
+			ev := &eventpb.Event{}
+			if err := proto.Unmarshal(msg.Payload, ev); err != nil {
+				return fmt.Errorf("publish message %s: %w: payload is not an eventpb.Event: %v", msg.UUID, ErrInvalidEvent, err)
+			}
+			if err := ValidateEvent(ev); err != nil {
+				return fmt.Errorf("publish message %s: %w", msg.UUID, err)
+			}
+			rec.Body = &eventpb.Record_Event{Event: ev}
+		} else {
+			rec.Body = &eventpb.Record_Payload{Payload: append([]byte{}, msg.Payload...)}
+		}
+		recs[i] = rec
+	}
+	_, err := p.s.submit(context.Background(), recs)
+	return err
+}
+
+// Close makes later Publish calls fail. It is idempotent.
+func (p *Publisher) Close() error {
+	p.closed.Store(true)
+	return nil
+}
+
+// SubscriberConfig configures a Subscriber.
+type SubscriberConfig struct {
+	// ConsumerGroup names a group whose offset is durable in the ledger
+	// file: subscriptions of the same group, in this process and across
+	// restarts, share one position per topic, and each message goes to one
+	// of them. Empty means no group: every Subscribe reads the topic on its
+	// own from StartFrom and stores nothing.
+	ConsumerGroup string
+	// StartFrom is the seq a subscription without a stored offset starts at
+	// (0 or 1: the beginning of the log).
+	StartFrom uint64
+	// NackResendDelay is how long to wait before redelivering a Nacked
+	// message (default 0: at once).
+	NackResendDelay time.Duration
+	// Logger (default: discarded).
+	Logger watermill.LoggerAdapter
+}
+
+// Subscriber is the ledger's watermill Subscriber: persistent, ordered
+// (one message in flight per subscription, or per consumer group), at least
+// once. Ack advances the position, Nack redelivers the same message.
+// Subscriptions are woken by the writer on commit, not by polling.
+type Subscriber struct {
+	s      *Store
+	cfg    SubscriberConfig
+	mu     sync.Mutex
+	closed bool
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// NewSubscriber returns a Subscriber reading s. Closing it does not close s.
+func NewSubscriber(s *Store, cfg SubscriberConfig) *Subscriber {
+	if cfg.Logger == nil {
+		cfg.Logger = watermill.NopLogger{}
+	}
+	return &Subscriber{s: s, cfg: cfg, done: make(chan struct{})}
+}
+
+// group is a shared read position on one topic. turn is a one-token
+// semaphore: the holder reads, delivers and waits for the ack, so a group
+// has one message in flight and keeps log order.
+type group struct {
+	turn    chan struct{}
+	next    uint64
+	durable string // offsets-bucket key; empty for a private cursor
+	buf     []*Record
+}
+
+func newGroup(next uint64, durable string) *group {
+	g := &group{turn: make(chan struct{}, 1), next: next, durable: durable}
+	g.turn <- struct{}{}
+	return g
+}
+
+// Subscribe streams the messages of topic from the subscription's position.
+// The channel closes when ctx is done, the Subscriber is closed or the
+// ledger is closed.
+func (sub *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if sub.closed {
+		return nil, errors.New("subscribe: subscriber closed")
+	}
+	if sub.s.Closed() {
+		return nil, ErrClosed
+	}
+	g, err := sub.s.group(topic, sub.cfg.ConsumerGroup, sub.cfg.StartFrom)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", topic, err)
+	}
+	out := make(chan *message.Message)
+	sub.wg.Add(1)
+	go func() {
+		defer sub.wg.Done()
+		defer close(out)
+		sub.run(ctx, topic, g, out)
+	}()
+	return out, nil
+}
+
+// Close ends every subscription and waits for them to stop. Unacked
+// messages are redelivered to the next subscription of their group. It is
+// idempotent.
+func (sub *Subscriber) Close() error {
+	sub.mu.Lock()
+	if !sub.closed {
+		sub.closed = true
+		close(sub.done)
+	}
+	sub.mu.Unlock()
+	sub.wg.Wait()
+	return nil
+}
+
+// group returns the shared cursor of (topic, name), loading its durable
+// offset, or a private cursor when name is empty.
+func (s *Store) group(topic, name string, start uint64) (*group, error) {
+	if start == 0 {
+		start = 1
+	}
+	if name == "" {
+		return newGroup(start, ""), nil
+	}
+	key := string(indexPrefix(topic)) + name
+	s.groupsMu.Lock()
+	defer s.groupsMu.Unlock()
+	if g, ok := s.groups[key]; ok {
+		return g, nil
+	}
+	next := start
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketOffsets).Get([]byte(key)); len(v) == 8 {
+			next = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.offsetMu.Lock()
+	if p, ok := s.pendingOffsets[key]; ok {
+		next = p
+	}
+	s.offsetMu.Unlock()
+	g := newGroup(next, key)
+	s.groups[key] = g
+	return g, nil
+}
+
+// GroupOffset returns the next seq consumer group name will read on topic
+// (1 when it has never acknowledged anything).
+func (s *Store) GroupOffset(topic, name string) (uint64, error) {
+	g, err := s.group(topic, name, 1)
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case <-g.turn:
+		defer func() { g.turn <- struct{}{} }()
+		return g.next, nil
+	case <-s.quit:
+		return 0, ErrClosed
+	}
+}
+
+// setOffset records a group's new position for the writer's next commit.
+func (s *Store) setOffset(key string, next uint64) {
+	s.offsetMu.Lock()
+	if s.pendingOffsets == nil {
+		s.pendingOffsets = make(map[string]uint64)
+	}
+	s.pendingOffsets[key] = next
+	s.offsetMu.Unlock()
+	select {
+	case s.offsetKick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Store) takePendingOffsets() map[string]uint64 {
+	s.offsetMu.Lock()
+	defer s.offsetMu.Unlock()
+	p := s.pendingOffsets
+	s.pendingOffsets = nil
+	return p
+}
+
+func (s *Store) hasPendingOffsets() bool {
+	s.offsetMu.Lock()
+	defer s.offsetMu.Unlock()
+	return len(s.pendingOffsets) > 0
+}
+
+// run delivers messages until the subscription ends.
+func (sub *Subscriber) run(ctx context.Context, topic string, g *group, out chan<- *message.Message) {
+	stop := func() bool {
+		select {
+		case <-ctx.Done():
+			return true
+		case <-sub.done:
+			return true
+		case <-sub.s.quit:
+			return true
+		default:
+			return false
+		}
+	}
+	for {
+		// Take the group's turn.
+		select {
+		case <-g.turn:
+		case <-ctx.Done():
+			return
+		case <-sub.done:
+			return
+		case <-sub.s.quit:
+			return
+		}
+		ok := sub.deliverOne(ctx, topic, g, out)
+		g.turn <- struct{}{}
+		if !ok || stop() {
+			return
+		}
+	}
+}
+
+// deliverOne waits for the group's next record, delivers it and waits for
+// its ack (advance) or nack (redeliver). It reports false when the
+// subscription must end. The caller holds g.turn.
+func (sub *Subscriber) deliverOne(ctx context.Context, topic string, g *group, out chan<- *message.Message) bool {
+	for {
+		for len(g.buf) > 0 && g.buf[0].Seq < g.next {
+			g.buf = g.buf[1:]
+		}
+		if len(g.buf) > 0 {
+			break
+		}
+		changed := sub.s.Changed()
+		recs, err := sub.s.readTopic(topic, g.next, 256)
+		if err != nil {
+			if !sub.s.Closed() {
+				sub.cfg.Logger.Error("ledger subscription read failed", err, watermill.LogFields{"topic": topic})
+			}
+			return false
+		}
+		if len(recs) > 0 {
+			g.buf = recs
+			break
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return false
+		case <-sub.done:
+			return false
+		case <-sub.s.quit:
+			return false
+		}
+	}
+	rec := g.buf[0]
+	for {
+		msg := toMessage(rec)
+		msgCtx, cancel := context.WithCancel(ctx)
+		msg.SetContext(msgCtx)
+		select {
+		case out <- msg:
+		case <-ctx.Done():
+			cancel()
+			return false
+		case <-sub.done:
+			cancel()
+			return false
+		case <-sub.s.quit:
+			cancel()
+			return false
+		}
+		select {
+		case <-msg.Acked():
+			cancel()
+			g.next = rec.Seq + 1
+			g.buf = g.buf[1:]
+			if g.durable != "" {
+				sub.s.setOffset(g.durable, g.next)
+			}
+			return true
+		case <-msg.Nacked():
+			cancel()
+			if d := sub.cfg.NackResendDelay; d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-sub.done:
+					t.Stop()
+					return false
+				}
+			}
+		case <-ctx.Done():
+			cancel()
+			return false
+		case <-sub.done:
+			cancel()
+			return false
+		case <-sub.s.quit:
+			cancel()
+			return false
+		}
+	}
+}
+
+// readTopic returns up to limit records of topic with seq >= from.
+func (s *Store) readTopic(topic string, from uint64, limit int) ([]*Record, error) {
+	var out []*Record
+	prefix := indexPrefix(topic)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		log := tx.Bucket(bucketLog)
+		c := tx.Bucket(bucketTopic).Cursor()
+		for k, _ := c.Seek(indexKey(topic, from)); k != nil && len(out) < limit; k, _ = c.Next() {
+			if !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 {
+				break
+			}
+			key := k[len(prefix):]
+			r, err := DecodeRecord(key, log.Get(key))
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// toMessage turns a record into the watermill message a subscriber sees.
+func toMessage(r *Record) *message.Message {
+	payload := r.Payload
+	if r.Event != nil {
+		payload, _ = proto.MarshalOptions{Deterministic: true}.Marshal(r.Event)
+	}
+	msg := message.NewMessage(r.UUID, payload)
+	for k, v := range r.Metadata {
+		msg.Metadata.Set(k, v)
+	}
+	msg.Metadata.Set(MetadataSeq, strconv.FormatUint(r.Seq, 10))
+	msg.Metadata.Set(MetadataID, r.ID.String())
+	msg.Metadata.Set(MetadataTime, r.Time.Format(time.RFC3339Nano))
+	return msg
+}

@@ -1,0 +1,175 @@
+package ledger_test
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/ledger/ledgertest"
+)
+
+// TestPubSub runs watermill's universal Pub/Sub suite against the ledger.
+// All publishers and subscribers the suite creates share one ledger file,
+// as every process of one hubd would.
+func TestPubSub(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	features := tests.Features{
+		ConsumerGroups:                   true,
+		GuaranteedOrder:                  true,
+		Persistent:                       true,
+		NewSubscriberReceivesOldMessages: true,
+	}
+	constructor := func(t *testing.T) (message.Publisher, message.Subscriber) {
+		return ledger.NewPublisher(s), ledger.NewSubscriber(s, ledger.SubscriberConfig{})
+	}
+	groupConstructor := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
+		return ledger.NewPublisher(s), ledger.NewSubscriber(s, ledger.SubscriberConfig{ConsumerGroup: group})
+	}
+	tests.TestPubSub(t, features, constructor, groupConstructor)
+}
+
+func TestEventsTopicRoundTrip(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	pub := ledger.NewPublisher(s)
+	ev := connected("alice", "s1")
+	payload, _ := proto.Marshal(ev)
+	if err := pub.Publish(ledger.EventsTopic, message.NewMessage(watermill.NewUUID(), payload)); err != nil {
+		t.Fatal(err)
+	}
+	// A payload that is not an event is refused, and nothing is written.
+	if err := pub.Publish(ledger.EventsTopic, message.NewMessage(watermill.NewUUID(), []byte{0xff, 0xff})); err == nil {
+		t.Fatal("garbage on the events topic: got nil error")
+	}
+	if s.Head().Seq != 1 {
+		t.Fatalf("head: got %d; want 1", s.Head().Seq)
+	}
+	n := 0
+	_ = s.ByUser(ctx, "alice", 0, 0, func(*ledger.Record) error { n++; return nil })
+	if n != 1 {
+		t.Fatalf("published event not indexed by user: got %d; want 1", n)
+	}
+	sub := ledger.NewSubscriber(s, ledger.SubscriberConfig{})
+	defer sub.Close()
+	msgs, err := sub.Subscribe(ctx, ledger.EventsTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-msgs:
+		var got eventpb.Event
+		if err := proto.Unmarshal(m.Payload, &got); err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(&got, ev) || m.Metadata.Get(ledger.MetadataSeq) != "1" {
+			t.Fatalf("delivered: got %v seq %q; want %v seq 1", &got, m.Metadata.Get(ledger.MetadataSeq), ev)
+		}
+		m.Ack()
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message delivered")
+	}
+}
+
+// TestConsumerGroupOffsetIsDurable acks some messages, reopens the file and
+// checks the group resumes after the last ack, while a new group starts at
+// StartFrom.
+func TestConsumerGroupOffsetIsDurable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	s, err := ledger.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := ledger.NewPublisher(s)
+	for i := 1; i <= 10; i++ {
+		if err := pub.Publish("jobs", message.NewMessage(strconv.Itoa(i), []byte("x"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(s *ledger.Store, cfg ledger.SubscriberConfig, n int) []string {
+		t.Helper()
+		sub := ledger.NewSubscriber(s, cfg)
+		defer sub.Close()
+		c, cancel := context.WithCancel(ctx)
+		defer cancel()
+		msgs, err := sub.Subscribe(c, "jobs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for len(ids) < n {
+			select {
+			case m := <-msgs:
+				ids = append(ids, m.UUID)
+				m.Ack()
+			case <-time.After(5 * time.Second):
+				t.Fatalf("got %v; want %d messages", ids, n)
+			}
+		}
+		return ids
+	}
+	if got := read(s, ledger.SubscriberConfig{ConsumerGroup: "g"}, 4); len(got) != 4 || got[3] != "4" {
+		t.Fatalf("first read: got %v", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = ledger.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if off, _ := s.GroupOffset("jobs", "g"); off != 5 {
+		t.Fatalf("offset after reopen: got %d; want 5", off)
+	}
+	if got := read(s, ledger.SubscriberConfig{ConsumerGroup: "g"}, 2); got[0] != "5" || got[1] != "6" {
+		t.Fatalf("after reopen: got %v; want [5 6]", got)
+	}
+	if got := read(s, ledger.SubscriberConfig{ConsumerGroup: "new", StartFrom: 8}, 3); got[0] != "8" || got[2] != "10" {
+		t.Fatalf("new group from seq 8: got %v; want [8 9 10]", got)
+	}
+}
+
+func TestNackRedeliversSameMessage(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	pub := ledger.NewPublisher(s)
+	_ = pub.Publish("t", message.NewMessage("a", []byte("1")), message.NewMessage("b", []byte("2")))
+	sub := ledger.NewSubscriber(s, ledger.SubscriberConfig{})
+	defer sub.Close()
+	msgs, _ := sub.Subscribe(ctx, "t")
+	var got []string
+	for i := 0; i < 4; i++ {
+		select {
+		case m := <-msgs:
+			got = append(got, m.UUID)
+			if i < 2 {
+				m.Nack()
+			} else {
+				m.Ack()
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("timeout")
+		}
+	}
+	if want := "[a a a b]"; fmtSlice(got) != want {
+		t.Fatalf("deliveries: got %v; want %s", got, want)
+	}
+}
+
+func fmtSlice(s []string) string {
+	out := "["
+	for i, x := range s {
+		if i > 0 {
+			out += " "
+		}
+		out += x
+	}
+	return out + "]"
+}

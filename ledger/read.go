@@ -1,0 +1,225 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// scanChunk is how many records one read transaction visits before it is
+// released. Long-lived read transactions block bbolt's remap (and so the
+// writer) when the file grows, so long scans hop between short ones.
+const scanChunk = 4096
+
+// ErrStop may be returned by a scan callback to end the scan early without
+// an error.
+var ErrStop = errors.New("stop scan")
+
+// Get returns the record at seq, or ErrNotFound.
+func (s *Store) Get(seq uint64) (*Record, error) {
+	var r *Record
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketLog).Get(seqKey(seq))
+		if v == nil {
+			return fmt.Errorf("%w: seq %d", ErrNotFound, seq)
+		}
+		var err error
+		r, err = DecodeRecord(seqKey(seq), v)
+		return err
+	})
+	return r, err
+}
+
+// Scan calls fn for every record with from <= seq <= to in order (to == 0
+// means up to the head as it is when each chunk is read). fn may return
+// ErrStop to end early. A record that does not decode ends the scan with
+// ErrCorrupt naming its seq.
+func (s *Store) Scan(ctx context.Context, from, to uint64, fn func(*Record) error) error {
+	if from == 0 {
+		from = 1
+	}
+	return s.scanRaw(ctx, from, to, func(k, v []byte) error {
+		r, err := DecodeRecord(k, v)
+		if err != nil {
+			return err
+		}
+		return fn(r)
+	})
+}
+
+// scanRaw walks the log bucket in chunks of short read transactions. The
+// slices passed to fn are valid only during the call.
+func (s *Store) scanRaw(ctx context.Context, from, to uint64, fn func(k, v []byte) error) error {
+	next := from
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		done := false
+		err := s.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketLog).Cursor()
+			n := 0
+			for k, v := c.Seek(seqKey(next)); ; k, v = c.Next() {
+				if k == nil {
+					done = true
+					return nil
+				}
+				seq := binary.BigEndian.Uint64(k)
+				if to != 0 && seq > to {
+					done = true
+					return nil
+				}
+				if n == scanChunk {
+					next = seq
+					return nil
+				}
+				if err := fn(k, v); err != nil {
+					return err
+				}
+				n++
+			}
+		})
+		if errors.Is(err, ErrStop) {
+			return nil
+		}
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// SeqAtTime returns the first seq whose time is at or after t (head+1 when
+// there is none). Times never decrease along the log, so this is a binary
+// search: about log2(n) record reads.
+func (s *Store) SeqAtTime(t time.Time) (uint64, error) {
+	head := s.Head().Seq
+	lo, hi := uint64(1), head+1 // answer in [lo, hi]
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketLog)
+		if k, _ := b.Cursor().Last(); k != nil {
+			hi = binary.BigEndian.Uint64(k) + 1
+		}
+		for lo < hi {
+			mid := lo + (hi-lo)/2
+			v := b.Get(seqKey(mid))
+			if v == nil {
+				return fmt.Errorf("%w: seq %d missing from the log", ErrCorrupt, mid)
+			}
+			rt, err := recordTime(seqKey(mid), v)
+			if err != nil {
+				return err
+			}
+			if rt.Before(t) {
+				lo = mid + 1
+			} else {
+				hi = mid
+			}
+		}
+		return nil
+	})
+	return lo, err
+}
+
+// ScanTime calls fn for every record with since <= time < until in order. A
+// zero since means from the start, a zero until means up to the head.
+func (s *Store) ScanTime(ctx context.Context, since, until time.Time, fn func(*Record) error) error {
+	from := uint64(1)
+	if !since.IsZero() {
+		var err error
+		if from, err = s.SeqAtTime(since); err != nil {
+			return err
+		}
+	}
+	var to uint64
+	if !until.IsZero() {
+		end, err := s.SeqAtTime(until)
+		if err != nil {
+			return err
+		}
+		if end <= from {
+			return nil
+		}
+		to = end - 1
+	}
+	return s.Scan(ctx, from, to, fn)
+}
+
+// ByUser calls fn, in log order, for every event about user with
+// from <= seq <= to (to == 0: no upper bound), through the user index.
+func (s *Store) ByUser(ctx context.Context, user string, from, to uint64, fn func(*Record) error) error {
+	return s.byIndex(ctx, bucketUser, user, from, to, fn)
+}
+
+// BySession calls fn, in log order, for every event about session with
+// from <= seq <= to (to == 0: no upper bound), through the session index.
+func (s *Store) BySession(ctx context.Context, session string, from, to uint64, fn func(*Record) error) error {
+	return s.byIndex(ctx, bucketSession, session, from, to, fn)
+}
+
+// ByTopic calls fn, in log order, for every record published on topic with
+// from <= seq <= to (to == 0: no upper bound).
+func (s *Store) ByTopic(ctx context.Context, topic string, from, to uint64, fn func(*Record) error) error {
+	return s.byIndex(ctx, bucketTopic, topic, from, to, fn)
+}
+
+func (s *Store) byIndex(ctx context.Context, bucket []byte, name string, from, to uint64, fn func(*Record) error) error {
+	prefix := indexPrefix(name)
+	next := from
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		done := false
+		var batch []*Record
+		err := s.db.View(func(tx *bolt.Tx) error {
+			log := tx.Bucket(bucketLog)
+			c := tx.Bucket(bucket).Cursor()
+			for k, _ := c.Seek(indexKey(name, next)); ; k, _ = c.Next() {
+				if k == nil || !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 {
+					done = true
+					return nil
+				}
+				seq := binary.BigEndian.Uint64(k[len(prefix):])
+				if to != 0 && seq > to {
+					done = true
+					return nil
+				}
+				if len(batch) == scanChunk {
+					next = seq
+					return nil
+				}
+				key := seqKey(seq)
+				v := log.Get(key)
+				if v == nil {
+					return fmt.Errorf("%w: index names seq %d, which is not in the log", ErrCorrupt, seq)
+				}
+				r, err := DecodeRecord(key, v)
+				if err != nil {
+					return err
+				}
+				batch = append(batch, r)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		// Callbacks run outside the transaction so a slow consumer does not
+		// hold it open.
+		for _, r := range batch {
+			if err := fn(r); err != nil {
+				if errors.Is(err, ErrStop) {
+					return nil
+				}
+				return err
+			}
+		}
+		if done {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,288 @@
+package ledger
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// EventsTopic is the watermill topic that carries session events. Records on
+// it hold a typed eventpb.Event and are indexed by user and session.
+const EventsTopic = "sessionledger.events"
+
+// Bucket names. Everything lives in one bbolt file so that an event, its
+// index entries and consumer offsets commit in one transaction.
+var (
+	bucketMeta    = []byte("meta")
+	bucketLog     = []byte("log")
+	bucketUser    = []byte("idx_user")
+	bucketSession = []byte("idx_session")
+	bucketTopic   = []byte("idx_topic")
+	bucketOffsets = []byte("offsets")
+	bucketBlobs   = []byte("blobs")
+
+	metaMagicKey = []byte("magic")
+	metaMagic    = []byte("sessionledger/ledger/v1")
+)
+
+// Options configure Open. The zero value is usable; see each field for its
+// default.
+type Options struct {
+	// ReadOnly opens the file without the writer; appends fail with
+	// ErrReadOnly. bbolt still takes a shared lock, so a file a running hubd
+	// holds cannot be opened even read-only.
+	ReadOnly bool
+	// LockTimeout bounds the wait for the file lock (default 1s). Past it,
+	// Open returns ErrLocked.
+	LockTimeout time.Duration
+	// InitialMmapSize is bbolt's initial mmap size in bytes (default 1 GiB).
+	// A remap blocks readers and the writer; a large initial map avoids
+	// remaps while the file grows. It reserves address space, not memory.
+	InitialMmapSize int
+	// FillPercent of the append-only log bucket (default 1.0: keys only
+	// ever grow, so pages are filled completely on split).
+	FillPercent float64
+	// MaxBatch is the most records one group-commit transaction takes
+	// (default 8192).
+	MaxBatch int
+	// Now is the clock (default time.Now). Times never decrease along the
+	// log even if it does.
+	Now func() time.Time
+	// Logger receives the store's few log lines (default: discarded).
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = time.Second
+	}
+	if o.InitialMmapSize <= 0 {
+		o.InitialMmapSize = 1 << 30
+	}
+	if o.FillPercent <= 0 || o.FillPercent > 1 {
+		o.FillPercent = 1.0
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 8192
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Head is the last record of the log: its seq (0 for an empty log), hash,
+// id and time.
+type Head struct {
+	Seq  uint64
+	Hash Hash
+	ID   ulid.ULID
+	Time time.Time
+}
+
+// Store is a ledger: one bbolt file holding the log, its indexes and the
+// durable offsets of consumer groups. All methods are safe for concurrent
+// use. Appends are serialized through one writer goroutine that groups
+// concurrent appends into shared transactions.
+type Store struct {
+	db   *bolt.DB
+	opts Options
+	path string
+
+	mu   sync.RWMutex
+	head Head
+	// failed is sticky: after a failed commit the file's state on disk is
+	// not trusted (fsync errors cannot be retried safely), so every later
+	// append fails until the ledger is reopened.
+	failed  error
+	changed chan struct{} // closed and replaced after every commit
+
+	// writer state, owned by the writer goroutine
+	rng       *rand.ChaCha8
+	failpoint func() error // test hook: non-nil error aborts the commit
+
+	// consumer-group offsets waiting to be written with the next commit;
+	// acks only touch this map, so they never wait for a disk write
+	offsetMu       sync.Mutex
+	pendingOffsets map[string]uint64
+	offsetKick     chan struct{}
+	groupsMu       sync.Mutex
+	groups         map[string]*group
+
+	reqs       chan *appendReq
+	quit       chan struct{}
+	writerDone chan struct{}
+	closeOnce  sync.Once
+	closeErr   error
+}
+
+// Open opens or creates the ledger at path. A missing file is created unless
+// opts.ReadOnly is set. A nil opts uses the defaults.
+func Open(path string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	o.setDefaults()
+	if o.ReadOnly {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("open ledger %s: %w", path, err)
+		}
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:         o.LockTimeout,
+		ReadOnly:        o.ReadOnly,
+		InitialMmapSize: o.InitialMmapSize,
+		FreelistType:    bolt.FreelistMapType,
+	})
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("open ledger %s: %w", path, ErrLocked)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
+		return nil, fmt.Errorf("open ledger %s: %w (%v)", path, ErrNotLedger, err)
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("open ledger %s: %w", path, err)
+	case err != nil:
+		return nil, fmt.Errorf("open ledger %s: %w", path, err)
+	}
+	s := &Store{
+		db:         db,
+		opts:       o,
+		path:       path,
+		changed:    make(chan struct{}),
+		reqs:       make(chan *appendReq),
+		offsetKick: make(chan struct{}, 1),
+		groups:     make(map[string]*group),
+		quit:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+	if err := s.init(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open ledger %s: %w", path, err)
+	}
+	if o.ReadOnly {
+		close(s.writerDone)
+		return s, nil
+	}
+	var seed [32]byte
+	for i := range seed {
+		seed[i] = byte(rand.Uint32())
+	}
+	s.rng = rand.NewChaCha8(seed)
+	go s.writeLoop()
+	return s, nil
+}
+
+// init creates the buckets of a new file, checks the magic of an existing
+// one and loads the head.
+func (s *Store) init() error {
+	check := func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil || !bytes.Equal(meta.Get(metaMagicKey), metaMagic) {
+			return ErrNotLedger
+		}
+		for _, name := range [][]byte{bucketLog, bucketUser, bucketSession, bucketTopic, bucketOffsets, bucketBlobs} {
+			if tx.Bucket(name) == nil {
+				return fmt.Errorf("%w: bucket %q missing", ErrNotLedger, name)
+			}
+		}
+		return nil
+	}
+	var err error
+	if s.opts.ReadOnly {
+		err = s.db.View(check)
+	} else {
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			empty := true
+			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+			if !empty {
+				return check(tx)
+			}
+			meta, err := tx.CreateBucket(bucketMeta)
+			if err != nil {
+				return err
+			}
+			if err := meta.Put(metaMagicKey, metaMagic); err != nil {
+				return err
+			}
+			for _, name := range [][]byte{bucketLog, bucketUser, bucketSession, bucketTopic, bucketOffsets, bucketBlobs} {
+				if _, err := tx.CreateBucket(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return err
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(bucketLog).Cursor().Last()
+		if k == nil {
+			return nil
+		}
+		r, err := DecodeRecord(k, v)
+		if err != nil {
+			return fmt.Errorf("read head: %w", err)
+		}
+		s.head = Head{Seq: r.Seq, Hash: r.Hash, ID: r.ID, Time: r.Time}
+		return nil
+	})
+}
+
+// Path is the file the store was opened from.
+func (s *Store) Path() string { return s.path }
+
+// Head returns the last committed record's seq, hash, id and time.
+func (s *Store) Head() Head {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.head
+}
+
+// Changed returns a channel that is closed at the next commit. Readers take
+// it before they read, and wait on it when they found nothing new: the writer
+// wakes them, nobody polls.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.changed
+}
+
+// Close stops the writer, fails appends that have not been committed with
+// ErrClosed, and closes the file. It is idempotent and safe to call
+// concurrently; every call returns the first call's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.writerDone
+		s.mu.Lock()
+		close(s.changed) // wake readers so they notice Closed
+		s.changed = make(chan struct{})
+		s.mu.Unlock()
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
+}
+
+// Closed reports whether Close has been called.
+func (s *Store) Closed() bool {
+	select {
+	case <-s.quit:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,277 @@
+package ledger_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/ledger/ledgertest"
+)
+
+var ctx = context.Background()
+
+func connected(user, session string) *eventpb.Event {
+	return ledgertest.Event(eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, user, session)
+}
+
+func TestAppendAssignsDenseOrderedStamps(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	var all []ledger.Stamp
+	for i := 0; i < 10; i++ {
+		st, err := s.Append(ctx, connected("u1", fmt.Sprintf("s%d", i)), connected("u2", fmt.Sprintf("t%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, st...)
+	}
+	for i, st := range all {
+		if st.Seq != uint64(i+1) {
+			t.Fatalf("stamp %d: got seq %d; want %d", i, st.Seq, i+1)
+		}
+		if i > 0 && st.ID.Compare(all[i-1].ID) <= 0 {
+			t.Fatalf("stamp %d: id %s not after %s", i, st.ID, all[i-1].ID)
+		}
+	}
+	head := s.Head()
+	if head.Seq != 20 || head.Hash != all[19].Hash || head.ID != all[19].ID {
+		t.Fatalf("head: got %+v; want seq 20 with the last stamp's hash and id", head)
+	}
+	r, err := s.Get(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ID != all[6].ID || r.Event.GetUser() != "u1" || r.Event.GetSession() != "s3" || r.Topic != ledger.EventsTopic {
+		t.Fatalf("get 7: got %+v", r)
+	}
+	if _, err := s.Get(21); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("get 21: got %v; want ErrNotFound", err)
+	}
+}
+
+func TestInvalidEventRejectedAndNothingWritten(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	_, err := s.Append(ctx, connected("u", "s"), &eventpb.Event{User: "u"})
+	if !errors.Is(err, ledger.ErrInvalidEvent) {
+		t.Fatalf("got %v; want ErrInvalidEvent", err)
+	}
+	if _, err := s.Append(ctx, nil); !errors.Is(err, ledger.ErrInvalidEvent) {
+		t.Fatalf("nil event: got %v; want ErrInvalidEvent", err)
+	}
+	if h := s.Head(); h.Seq != 0 {
+		t.Fatalf("head after rejected batch: got seq %d; want 0", h.Seq)
+	}
+}
+
+func TestIndexesAndTimeRanges(t *testing.T) {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	s := ledgertest.Open(t, &ledger.Options{Now: ledgertest.FixedClock(start, time.Second)})
+	for i := 0; i < 100; i++ {
+		user := fmt.Sprintf("u%d", i%7)
+		if _, err := s.Append(ctx, connected(user, fmt.Sprintf("s%d", i%13))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []uint64
+	if err := s.ByUser(ctx, "u3", 0, 0, func(r *ledger.Record) error {
+		if r.Event.GetUser() != "u3" {
+			t.Errorf("by user u3: seq %d is about %q", r.Seq, r.Event.GetUser())
+		}
+		got = append(got, r.Seq)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []uint64{}
+	for i := 0; i < 100; i++ {
+		if i%7 == 3 {
+			want = append(want, uint64(i+1))
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("by user u3: got %v; want %v", got, want)
+	}
+	// "u3" must not match "u31"-style prefixes: add one and recheck count.
+	if _, err := s.Append(ctx, connected("u31", "x")); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	_ = s.ByUser(ctx, "u3", 0, 0, func(*ledger.Record) error { n++; return nil })
+	if n != len(want) {
+		t.Fatalf("by user u3 after adding u31: got %d records; want %d", n, len(want))
+	}
+	got = got[:0]
+	_ = s.BySession(ctx, "s5", 20, 80, func(r *ledger.Record) error { got = append(got, r.Seq); return nil })
+	if fmt.Sprint(got) != fmt.Sprint([]uint64{32, 45, 58, 71}) {
+		t.Fatalf("by session s5 in [20,80]: got %v", got)
+	}
+
+	// Record i (1-based) has time start + (i-1)s.
+	seq, err := s.SeqAtTime(start.Add(10*time.Second + time.Millisecond))
+	if err != nil || seq != 12 {
+		t.Fatalf("seq at start+10.001s: got %d, %v; want 12", seq, err)
+	}
+	if seq, _ := s.SeqAtTime(start.Add(-time.Hour)); seq != 1 {
+		t.Fatalf("seq before the log: got %d; want 1", seq)
+	}
+	if seq, _ := s.SeqAtTime(start.Add(time.Hour)); seq != s.Head().Seq+1 {
+		t.Fatalf("seq after the log: got %d; want head+1", seq)
+	}
+	got = got[:0]
+	err = s.ScanTime(ctx, start.Add(5*time.Second), start.Add(9*time.Second), func(r *ledger.Record) error {
+		got = append(got, r.Seq)
+		return nil
+	})
+	if err != nil || fmt.Sprint(got) != fmt.Sprint([]uint64{6, 7, 8, 9}) {
+		t.Fatalf("scan [start+5s, start+9s): got %v, %v; want [6 7 8 9]", got, err)
+	}
+}
+
+func TestTimeNeverGoesBackwards(t *testing.T) {
+	base := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	times := []time.Time{base, base.Add(-time.Hour), base.Add(2 * time.Millisecond), base}
+	i := 0
+	var mu sync.Mutex
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		t := times[i%len(times)]
+		i++
+		return t
+	}
+	s := ledgertest.Open(t, &ledger.Options{Now: clock})
+	for j := 0; j < 8; j++ {
+		if _, err := s.Append(ctx, connected("u", "s")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// ledgertest's cleanup checks ids and times increase; check the clamp.
+	r, _ := s.Get(2)
+	if !r.Time.Equal(base) {
+		t.Fatalf("record 2: got time %v; want clamped to %v", r.Time, base)
+	}
+}
+
+func TestReopenContinuesChainAndOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	fixed := time.Date(2026, 3, 3, 3, 3, 3, 0, time.UTC)
+	for round := 0; round < 3; round++ {
+		// A stopped clock forces same-millisecond ids across reopen.
+		s, err := ledger.Open(path, &ledger.Options{Now: func() time.Time { return fixed }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 5; i++ {
+			if _, err := s.Append(ctx, connected("u", "s")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ro, err := ledger.Open(path, &ledger.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if ro.Head().Seq != 15 {
+		t.Fatalf("head: got %d; want 15", ro.Head().Seq)
+	}
+	ledgertest.Check(t, ro)
+	if _, err := ro.Append(ctx, connected("u", "s")); !errors.Is(err, ledger.ErrReadOnly) {
+		t.Fatalf("append read-only: got %v; want ErrReadOnly", err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := ledger.Open(filepath.Join(dir, "missing.db"), &ledger.Options{ReadOnly: true}); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing read-only: got %v; want ErrNotExist", err)
+	}
+	junk := filepath.Join(dir, "junk.db")
+	if err := os.WriteFile(junk, []byte("this is not a bbolt file, it is a text file that is long enough to be looked at; "+string(make([]byte, 8192))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ledger.Open(junk, nil); !errors.Is(err, ledger.ErrNotLedger) {
+		t.Errorf("junk file: got %v; want ErrNotLedger", err)
+	}
+	path := filepath.Join(dir, "ledger.db")
+	s, err := ledger.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Now()
+	_, err = ledger.Open(path, &ledger.Options{ReadOnly: true, LockTimeout: 200 * time.Millisecond})
+	if !errors.Is(err, ledger.ErrLocked) {
+		t.Errorf("locked file: got %v; want ErrLocked", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("locked file: Open took %v; want it bounded by the lock timeout", d)
+	}
+}
+
+func TestBlobs(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	if v, err := s.GetBlob("cp"); err != nil || v != nil {
+		t.Fatalf("missing blob: got %q, %v", v, err)
+	}
+	if err := s.PutBlob(ctx, "cp", []byte("state")); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.GetBlob("cp"); string(v) != "state" {
+		t.Fatalf("blob: got %q; want state", v)
+	}
+	if err := s.PutBlob(ctx, "", nil); err == nil {
+		t.Fatal("empty blob key: got nil error")
+	}
+}
+
+func TestHotBackupWhileAppending(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := s.Append(ctx, connected("u", "s")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	var last uint64
+	for i := 0; i < 3; i++ {
+		var err error
+		if last, err = s.Backup(ctx, backup); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	b, err := ledger.Open(backup, &ledger.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.Head().Seq != last {
+		t.Fatalf("backup head: got %d; want %d", b.Head().Seq, last)
+	}
+	ledgertest.Check(t, b)
+}
