@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -11,6 +12,10 @@ import (
 
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
+
+// maxYields bounds how long the writer waits for appenders that are on their
+// way to the queue.
+const maxYields = 64
 
 // Stamp is what the ledger assigned to an appended record.
 type Stamp struct {
@@ -87,6 +92,8 @@ func (s *Store) do(ctx context.Context, req *appendReq) ([]Stamp, error) {
 		return nil, ErrReadOnly
 	}
 	req.done = make(chan appendResult, 1)
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
 	select {
 	case s.reqs <- req:
 	case <-s.quit:
@@ -121,6 +128,11 @@ func (s *Store) writeLoop() {
 		}
 		batch = append(batch[:0], first)
 		n := len(first.recs)
+		// Drain what is waiting. Callers that have entered Append but not yet
+		// reached the channel (inflight counts them) are worth a few
+		// scheduler yields: they join this commit instead of paying for
+		// their own. The wait is bounded and only happens when they exist.
+		yields := 0
 	drain:
 		for n < s.opts.MaxBatch {
 			select {
@@ -128,6 +140,11 @@ func (s *Store) writeLoop() {
 				batch = append(batch, r)
 				n += len(r.recs)
 			default:
+				if int64(len(batch)) < s.inflight.Load() && yields < maxYields {
+					yields++
+					runtime.Gosched()
+					continue
+				}
 				break drain
 			}
 		}
@@ -222,6 +239,8 @@ func (s *Store) commit(batch []*appendReq) {
 		reply(batch, nil, err)
 		return
 	}
+	s.commits.Add(1)
+	s.committed.Add(next.Seq - head.Seq)
 	s.mu.Lock()
 	s.head = next
 	close(s.changed)

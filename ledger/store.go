@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -120,6 +121,9 @@ type Store struct {
 	offsetKick     chan struct{}
 	groupsMu       sync.Mutex
 	groups         map[string]*group
+
+	commits, committed atomic.Uint64
+	inflight           atomic.Int64 // appends between entering do and their result
 
 	reqs       chan *appendReq
 	quit       chan struct{}
@@ -259,6 +263,20 @@ func (s *Store) Changed() <-chan struct{} {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.changed
+}
+
+// Stats are cumulative counters of the writer since Open.
+type Stats struct {
+	// Commits is the number of transactions the writer committed.
+	Commits uint64
+	// Records is the number of records those commits appended; Records /
+	// Commits is the mean group-commit batch size.
+	Records uint64
+}
+
+// Stats returns the writer's counters.
+func (s *Store) Stats() Stats {
+	return Stats{Commits: s.commits.Load(), Records: s.committed.Load()}
 }
 
 // Close stops the writer, fails appends that have not been committed with

@@ -1,0 +1,112 @@
+package ledger_test
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/ledger/ledgertest"
+)
+
+// benchEventSize is the encoded size of the events the benchmarks append.
+const benchEventSize = 200
+
+var benchUsers = 64
+
+// BenchmarkAppend measures durable appends of ~200-byte events from N
+// concurrent appenders (each waits for its own commit), reporting events/s.
+// Compare with BenchmarkBoltCeiling from the same run.
+func BenchmarkAppend(b *testing.B) {
+	for _, appenders := range []int{1, 16, 256} {
+		b.Run(fmt.Sprintf("appenders=%d", appenders), func(b *testing.B) {
+			s, err := ledger.Open(filepath.Join(b.TempDir(), "ledger.db"), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			evs := make([]*eventpb.Event, 64)
+			for i := range evs {
+				evs[i] = ledgertest.SizedEvent(fmt.Sprintf("user-%d", i%benchUsers), fmt.Sprintf("session-%d", i%benchUsers), benchEventSize)
+			}
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for w := 0; w < appenders; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := next.Add(1)
+						if i > int64(b.N) {
+							return
+						}
+						if _, err := s.Append(ctx, evs[i%int64(len(evs))]); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			st := s.Stats()
+			b.ReportMetric(float64(st.Records)/float64(max(st.Commits, 1)), "events/commit")
+		})
+	}
+}
+
+// BenchmarkBoltCeiling puts the same records, already encoded, straight
+// into a bbolt bucket with sequential keys, 1000 per transaction, from one
+// goroutine: what the disk and bbolt allow with no ledger work at all.
+func BenchmarkBoltCeiling(b *testing.B) {
+	db, err := bolt.Open(filepath.Join(b.TempDir(), "ceiling.db"), 0o600, &bolt.Options{InitialMmapSize: 1 << 30, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ev := ledgertest.SizedEvent("user-1", "session-1", benchEventSize)
+	rec, _ := proto.Marshal(&eventpb.Record{Seq: 1, Id: make([]byte, 16), TimeUnixNano: 1, Topic: ledger.EventsTopic, Body: &eventpb.Record_Event{Event: ev}})
+	value := append(make([]byte, 33), rec...)
+	bucket := []byte("log")
+	_ = db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket(bucket); return err })
+	b.ResetTimer()
+	seq := uint64(0)
+	for done := 0; done < b.N; {
+		n := min(1000, b.N-done)
+		err := db.Update(func(tx *bolt.Tx) error {
+			bk := tx.Bucket(bucket)
+			bk.FillPercent = 1.0
+			for i := 0; i < n; i++ {
+				seq++
+				if err := bk.Put(binary.BigEndian.AppendUint64(nil, seq), value); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		done += n
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(len(value)), "bytes/event")
+}
+
+func init() {
+	if v := os.Getenv("BENCH_USERS"); v != "" {
+		benchUsers, _ = strconv.Atoi(v)
+	}
+}
