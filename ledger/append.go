@@ -163,6 +163,9 @@ func (s *Store) commit(batch []*appendReq) {
 		return
 	}
 	offsets := s.takePendingOffsets()
+	if len(batch) == 0 && len(offsets) == 0 {
+		return // an offset kick whose offsets an earlier commit already wrote
+	}
 
 	stamps := make([][]Stamp, len(batch))
 	next := head

@@ -131,13 +131,14 @@ func NewSubscriber(s *Store, cfg SubscriberConfig) *Subscriber {
 // has one message in flight and keeps log order.
 type group struct {
 	turn    chan struct{}
-	next    uint64
-	durable string // offsets-bucket key; empty for a private cursor
+	next    atomic.Uint64 // written only by the turn holder; read by GroupOffset
+	durable string        // offsets-bucket key; empty for a private cursor
 	buf     []*Record
 }
 
 func newGroup(next uint64, durable string) *group {
-	g := &group{turn: make(chan struct{}, 1), next: next, durable: durable}
+	g := &group{turn: make(chan struct{}, 1), durable: durable}
+	g.next.Store(next)
 	g.turn <- struct{}{}
 	return g
 }
@@ -224,13 +225,7 @@ func (s *Store) GroupOffset(topic, name string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	select {
-	case <-g.turn:
-		defer func() { g.turn <- struct{}{} }()
-		return g.next, nil
-	case <-s.quit:
-		return 0, ErrClosed
-	}
+	return g.next.Load(), nil
 }
 
 // setOffset records a group's new position for the writer's next commit.
@@ -299,14 +294,14 @@ func (sub *Subscriber) run(ctx context.Context, topic string, g *group, out chan
 // subscription must end. The caller holds g.turn.
 func (sub *Subscriber) deliverOne(ctx context.Context, topic string, g *group, out chan<- *message.Message) bool {
 	for {
-		for len(g.buf) > 0 && g.buf[0].Seq < g.next {
+		for len(g.buf) > 0 && g.buf[0].Seq < g.next.Load() {
 			g.buf = g.buf[1:]
 		}
 		if len(g.buf) > 0 {
 			break
 		}
 		changed := sub.s.Changed()
-		recs, err := sub.s.readTopic(topic, g.next, 256)
+		recs, err := sub.s.readTopic(topic, g.next.Load(), 256)
 		if err != nil {
 			if !sub.s.Closed() {
 				sub.cfg.Logger.Error("ledger subscription read failed", err, watermill.LogFields{"topic": topic})
@@ -347,10 +342,10 @@ func (sub *Subscriber) deliverOne(ctx context.Context, topic string, g *group, o
 		select {
 		case <-msg.Acked():
 			cancel()
-			g.next = rec.Seq + 1
+			g.next.Store(rec.Seq + 1)
 			g.buf = g.buf[1:]
 			if g.durable != "" {
-				sub.s.setOffset(g.durable, g.next)
+				sub.s.setOffset(g.durable, rec.Seq+1)
 			}
 			return true
 		case <-msg.Nacked():

@@ -135,6 +135,23 @@ func TestConsumerGroupOffsetIsDurable(t *testing.T) {
 	if got := read(s, ledger.SubscriberConfig{ConsumerGroup: "new", StartFrom: 8}, 3); got[0] != "8" || got[2] != "10" {
 		t.Fatalf("new group from seq 8: got %v; want [8 9 10]", got)
 	}
+
+	// A member waiting for new messages must not block offset queries.
+	sub := ledger.NewSubscriber(s, ledger.SubscriberConfig{ConsumerGroup: "new"})
+	defer sub.Close()
+	if _, err := sub.Subscribe(ctx, "jobs"); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan uint64, 1)
+	go func() { off, _ := s.GroupOffset("jobs", "new"); got <- off }()
+	select {
+	case off := <-got:
+		if off != 11 {
+			t.Fatalf("offset of group new: got %d; want 11", off)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("GroupOffset blocked while a member waits for messages")
+	}
 }
 
 func TestNackRedeliversSameMessage(t *testing.T) {
