@@ -160,10 +160,23 @@ func (sub *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 		return nil, fmt.Errorf("subscribe %s: %w", topic, err)
 	}
 	out := make(chan *message.Message)
-	sub.wg.Add(1)
+	// One context ends the subscription whichever way it ends: the caller's
+	// ctx, Subscriber.Close or Store.Close.
+	ctx, cancel := context.WithCancel(ctx)
+	sub.wg.Add(2)
+	go func() {
+		defer sub.wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-sub.done:
+		case <-sub.s.quit:
+		}
+		cancel()
+	}()
 	go func() {
 		defer sub.wg.Done()
 		defer close(out)
+		defer cancel()
 		sub.run(ctx, topic, g, out)
 	}()
 	return out, nil
@@ -256,34 +269,17 @@ func (s *Store) hasPendingOffsets() bool {
 	return len(s.pendingOffsets) > 0
 }
 
-// run delivers messages until the subscription ends.
+// run delivers messages until ctx (the subscription) ends.
 func (sub *Subscriber) run(ctx context.Context, topic string, g *group, out chan<- *message.Message) {
-	stop := func() bool {
-		select {
-		case <-ctx.Done():
-			return true
-		case <-sub.done:
-			return true
-		case <-sub.s.quit:
-			return true
-		default:
-			return false
-		}
-	}
 	for {
-		// Take the group's turn.
 		select {
 		case <-g.turn:
 		case <-ctx.Done():
 			return
-		case <-sub.done:
-			return
-		case <-sub.s.quit:
-			return
 		}
 		ok := sub.deliverOne(ctx, topic, g, out)
 		g.turn <- struct{}{}
-		if !ok || stop() {
+		if !ok || ctx.Err() != nil {
 			return
 		}
 	}
@@ -316,10 +312,6 @@ func (sub *Subscriber) deliverOne(ctx context.Context, topic string, g *group, o
 		case <-changed:
 		case <-ctx.Done():
 			return false
-		case <-sub.done:
-			return false
-		case <-sub.s.quit:
-			return false
 		}
 	}
 	rec := g.buf[0]
@@ -330,12 +322,6 @@ func (sub *Subscriber) deliverOne(ctx context.Context, topic string, g *group, o
 		select {
 		case out <- msg:
 		case <-ctx.Done():
-			cancel()
-			return false
-		case <-sub.done:
-			cancel()
-			return false
-		case <-sub.s.quit:
 			cancel()
 			return false
 		}
@@ -354,18 +340,12 @@ func (sub *Subscriber) deliverOne(ctx context.Context, topic string, g *group, o
 				t := time.NewTimer(d)
 				select {
 				case <-t.C:
-				case <-sub.done:
+				case <-ctx.Done():
 					t.Stop()
 					return false
 				}
 			}
 		case <-ctx.Done():
-			cancel()
-			return false
-		case <-sub.done:
-			cancel()
-			return false
-		case <-sub.s.quit:
 			cancel()
 			return false
 		}
