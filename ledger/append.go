@@ -203,7 +203,7 @@ func (s *Store) commit(batch []*appendReq) {
 				rec.Seq = next.Seq
 				rec.Id = next.ID[:]
 				rec.TimeUnixNano = next.Time.UnixNano()
-				val, h, err := encodeValue(nil, next.Hash, rec)
+				val, h, err := encodeValue(next.Hash, rec)
 				if err != nil {
 					return err
 				}

@@ -60,10 +60,11 @@ func chainHash(prev Hash, body []byte) Hash {
 	return out
 }
 
-// encodeValue lays out a stored value for pb chained after prev, appending
-// to buf (which it may reuse) and returning the value and its hash.
-func encodeValue(buf []byte, prev Hash, pb *eventpb.Record) ([]byte, Hash, error) {
-	buf = append(buf[:0], make([]byte, headerSize)...)
+// encodeValue lays out a new stored value for pb chained after prev and
+// returns it with its hash. The value is freshly allocated: bbolt needs it
+// to stay valid until the transaction ends.
+func encodeValue(prev Hash, pb *eventpb.Record) ([]byte, Hash, error) {
+	buf := make([]byte, headerSize, headerSize+proto.Size(pb))
 	buf[hashSize] = formatV1
 	var err error
 	buf, err = proto.MarshalOptions{Deterministic: true}.MarshalAppend(buf, pb)

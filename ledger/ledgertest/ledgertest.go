@@ -71,8 +71,7 @@ func Check(tb testing.TB, s *ledger.Store) {
 	}
 }
 
-// Event returns a small valid event of type typ about user and session,
-// padded with reason text to roughly size bytes when size > 0.
+// Event returns a small valid event of type typ about user and session.
 func Event(typ eventpb.EventType, user, session string) *eventpb.Event {
 	return &eventpb.Event{
 		Type:    typ,
