@@ -21,7 +21,19 @@ import (
 // benchEventSize is the encoded size of the events the benchmarks append.
 const benchEventSize = 200
 
-var benchUsers = 64
+// benchUsers is how many distinct users (and sessions) the appended events
+// spread over: 64, or BENCH_USERS.
+func benchUsers(b *testing.B) int {
+	v := os.Getenv("BENCH_USERS")
+	if v == "" {
+		return 64
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("BENCH_USERS=%q: want a whole number of at least 1", v)
+	}
+	return n
+}
 
 // BenchmarkAppend measures durable appends of ~200-byte events from N
 // concurrent appenders (each waits for its own commit), reporting events/s.
@@ -34,9 +46,10 @@ func BenchmarkAppend(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
+			users := benchUsers(b)
 			evs := make([]*eventpb.Event, 64)
 			for i := range evs {
-				evs[i] = ledgertest.SizedEvent(fmt.Sprintf("user-%d", i%benchUsers), fmt.Sprintf("session-%d", i%benchUsers), benchEventSize)
+				evs[i] = ledgertest.SizedEvent(fmt.Sprintf("user-%d", i%users), fmt.Sprintf("session-%d", i%users), benchEventSize)
 			}
 			var next atomic.Int64
 			var wg sync.WaitGroup
@@ -76,10 +89,15 @@ func BenchmarkBoltCeiling(b *testing.B) {
 	}
 	defer db.Close()
 	ev := ledgertest.SizedEvent("user-1", "session-1", benchEventSize)
-	rec, _ := proto.Marshal(&eventpb.Record{Seq: 1, Id: make([]byte, 16), TimeUnixNano: 1, Topic: ledger.EventsTopic, Body: &eventpb.Record_Event{Event: ev}})
-	value := append(make([]byte, 33), rec...)
+	rec, err := proto.Marshal(&eventpb.Record{Seq: 1, Id: make([]byte, 16), TimeUnixNano: 1, Topic: ledger.EventsTopic, Body: &eventpb.Record_Event{Event: ev}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	value := append(make([]byte, 33), rec...) // the stored header: hash + version
 	bucket := []byte("log")
-	_ = db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket(bucket); return err })
+	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket(bucket); return err }); err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	seq := uint64(0)
 	for done := 0; done < b.N; {
@@ -103,10 +121,4 @@ func BenchmarkBoltCeiling(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(len(value)), "bytes/event")
-}
-
-func init() {
-	if v := os.Getenv("BENCH_USERS"); v != "" {
-		benchUsers, _ = strconv.Atoi(v)
-	}
 }

@@ -263,12 +263,6 @@ func (s *Store) takePendingOffsets() map[string]uint64 {
 	return p
 }
 
-func (s *Store) hasPendingOffsets() bool {
-	s.offsetMu.Lock()
-	defer s.offsetMu.Unlock()
-	return len(s.pendingOffsets) > 0
-}
-
 // run delivers messages until ctx (the subscription) ends.
 func (sub *Subscriber) run(ctx context.Context, topic string, g *group, out chan<- *message.Message) {
 	for {

@@ -123,7 +123,7 @@ type Store struct {
 	groups         map[string]*group
 
 	commits, committed atomic.Uint64
-	inflight           atomic.Int64 // appends between entering do and their result
+	inflight           atomic.Int64 // append calls that have not got their result yet
 
 	reqs       chan *appendReq
 	quit       chan struct{}
