@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -32,4 +33,27 @@ func (s *Store) GetBlob(key string) ([]byte, error) {
 		return nil
 	})
 	return out, err
+}
+
+// LastBlob returns the blob with the greatest key that starts with prefix
+// and is at most upTo (byte order), or an empty key when there is none.
+// Projections find the nearest snapshot at or before a sequence with it.
+func (s *Store) LastBlob(prefix, upTo string) (string, []byte, error) {
+	var key string
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketBlobs).Cursor()
+		k, v := c.Seek([]byte(upTo))
+		switch {
+		case k == nil:
+			k, v = c.Last()
+		case string(k) > upTo:
+			k, v = c.Prev()
+		}
+		if k != nil && strings.HasPrefix(string(k), prefix) {
+			key, out = string(k), append([]byte{}, v...)
+		}
+		return nil
+	})
+	return key, out, err
 }

@@ -767,7 +767,11 @@ type SessionConnected struct {
 	// Remote address of the client transport.
 	RemoteAddr string `protobuf:"bytes,1,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
 	// Heartbeat interval the session was told, in milliseconds.
-	HeartbeatMs   int64 `protobuf:"varint,2,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
+	HeartbeatMs int64 `protobuf:"varint,2,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
+	// Live sessions this connect supersedes under the single-device policy
+	// (oldest first). The hub decides at connect time and records it here, so
+	// a replay never depends on the policy configured when it runs.
+	Supersedes    []string `protobuf:"bytes,3,rep,name=supersedes,proto3" json:"supersedes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -816,15 +820,24 @@ func (x *SessionConnected) GetHeartbeatMs() int64 {
 	return 0
 }
 
+func (x *SessionConnected) GetSupersedes() []string {
+	if x != nil {
+		return x.Supersedes
+	}
+	return nil
+}
+
 // SessionReconnected: a client resumed, as this new session, a session that
 // had ended. Emitted instead of session_connected.
 type SessionReconnected struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	PreviousSession string                 `protobuf:"bytes,1,opt,name=previous_session,json=previousSession,proto3" json:"previous_session,omitempty"`
 	// Last notification seq the client acknowledged before it resumed.
-	LastAckedSeq  uint64 `protobuf:"varint,2,opt,name=last_acked_seq,json=lastAckedSeq,proto3" json:"last_acked_seq,omitempty"`
-	RemoteAddr    string `protobuf:"bytes,3,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
-	HeartbeatMs   int64  `protobuf:"varint,4,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
+	LastAckedSeq uint64 `protobuf:"varint,2,opt,name=last_acked_seq,json=lastAckedSeq,proto3" json:"last_acked_seq,omitempty"`
+	RemoteAddr   string `protobuf:"bytes,3,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	HeartbeatMs  int64  `protobuf:"varint,4,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
+	// As SessionConnected.supersedes.
+	Supersedes    []string `protobuf:"bytes,5,rep,name=supersedes,proto3" json:"supersedes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -885,6 +898,13 @@ func (x *SessionReconnected) GetHeartbeatMs() int64 {
 		return x.HeartbeatMs
 	}
 	return 0
+}
+
+func (x *SessionReconnected) GetSupersedes() []string {
+	if x != nil {
+		return x.Supersedes
+	}
+	return nil
 }
 
 // NotificationSent: a notification was addressed to a session, a user or
@@ -1281,17 +1301,23 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\ruser_unbanned\x18\x19 \x01(\v2%.sessionledger.ledger.v1.UserUnbannedH\x00R\fuserUnbanned\x12a\n" +
 	"\x14session_disconnected\x18\x1a \x01(\v2,.sessionledger.ledger.v1.SessionDisconnectedH\x00R\x13sessionDisconnected\x12U\n" +
 	"\x10connect_rejected\x18\x1b \x01(\v2(.sessionledger.ledger.v1.ConnectRejectedH\x00R\x0fconnectRejectedB\x06\n" +
-	"\x04body\"V\n" +
+	"\x04body\"v\n" +
 	"\x10SessionConnected\x12\x1f\n" +
 	"\vremote_addr\x18\x01 \x01(\tR\n" +
 	"remoteAddr\x12!\n" +
-	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\"\xa9\x01\n" +
+	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\x12\x1e\n" +
+	"\n" +
+	"supersedes\x18\x03 \x03(\tR\n" +
+	"supersedes\"\xc9\x01\n" +
 	"\x12SessionReconnected\x12)\n" +
 	"\x10previous_session\x18\x01 \x01(\tR\x0fpreviousSession\x12$\n" +
 	"\x0elast_acked_seq\x18\x02 \x01(\x04R\flastAckedSeq\x12\x1f\n" +
 	"\vremote_addr\x18\x03 \x01(\tR\n" +
 	"remoteAddr\x12!\n" +
-	"\fheartbeat_ms\x18\x04 \x01(\x03R\vheartbeatMs\"\x87\x01\n" +
+	"\fheartbeat_ms\x18\x04 \x01(\x03R\vheartbeatMs\x12\x1e\n" +
+	"\n" +
+	"supersedes\x18\x05 \x03(\tR\n" +
+	"supersedes\"\x87\x01\n" +
 	"\x10NotificationSent\x12C\n" +
 	"\x06target\x18\x01 \x01(\x0e2+.sessionledger.ledger.v1.NotificationTargetR\x06target\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x18\n" +

@@ -1,0 +1,186 @@
+package projections_test
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/ledger/ledgertest"
+	"github.com/sessionledger/sessionledger/projections"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func startRunner(t *testing.T, s *ledger.Store, cfg projections.Config) *projections.Runner {
+	t.Helper()
+	r := projections.NewRunner(s, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestRunnerFollowsAndReleasesWaiters(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	var mu sync.Mutex
+	var pending []projections.PendingEnd
+	r := startRunner(t, s, projections.Config{OnChange: func(ch projections.Change) {
+		mu.Lock()
+		pending = append(pending, ch.Pending...)
+		mu.Unlock()
+	}})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	st, err := s.Append(ctx, connect("u", "d", "s1"), connect("u", "d2", "s2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st2, err := s.Append(ctx, kick(eventpb.KickTarget_KICK_TARGET_USER_DEVICE, "u", "d2", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WaitApplied(ctx, st2[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	// OnChange ran before the waiter was released.
+	mu.Lock()
+	got := append([]projections.PendingEnd(nil), pending...)
+	mu.Unlock()
+	if len(got) != 1 || got[0].Session != "s2" || got[0].EventID != st2[0].ID {
+		t.Fatalf("pending seen by OnChange = %+v; want s2 kicked by %s", got, st2[0].ID)
+	}
+	r.Read(func(state *projections.State) {
+		if state.Live() != 2 || state.Seq() != st2[0].Seq {
+			t.Fatalf("live %d seq %d; want 2 live at seq %d", state.Live(), state.Seq(), st2[0].Seq)
+		}
+	})
+	_ = st
+	// Waiting for a seq that never comes ends with the context.
+	short, cancel2 := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel2()
+	if err := r.WaitApplied(short, 1000); err == nil {
+		t.Fatal("WaitApplied for a future seq returned nil")
+	}
+}
+
+func TestRunnerRestartReplaysOnlyTheTail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	s, err := ledger.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	appendGenerated(t, s, 3, 300)
+	r := startRunner(t, s, projections.Config{CheckpointEvery: 100})
+	if cp, replayed := r.StartInfo(); cp != 0 || replayed != s.Head().Seq {
+		t.Fatalf("first start: checkpoint %d replayed %d; want 0, %d", cp, replayed, s.Head().Seq)
+	}
+	var before []byte
+	r.Read(func(st *projections.State) { before, _ = st.MarshalBinary() })
+	if err := r.Close(); err != nil { // writes the final checkpoint
+		t.Fatal(err)
+	}
+	head := s.Head().Seq
+	// More events after the checkpoint.
+	for i := 0; i < 5; i++ {
+		if _, err := s.Append(ctx, connect("late", "d", "late-"+string(rune('a'+i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+
+	s, err = ledger.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r = startRunner(t, s, projections.Config{})
+	defer r.Close()
+	cp, replayed := r.StartInfo()
+	if cp != head || replayed != 5 {
+		t.Fatalf("restart: checkpoint %d replayed %d; want %d, 5", cp, replayed, head)
+	}
+	full, err := projections.StateAt(ctx, s, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var after []byte
+	r.Read(func(st *projections.State) { after, _ = st.MarshalBinary() })
+	if want, _ := full.MarshalBinary(); !bytes.Equal(after, want) {
+		t.Fatal("checkpoint + tail differs from a full replay")
+	}
+	if bytes.Equal(before, after) {
+		t.Fatal("state did not change with the tail")
+	}
+	// Rebuild on demand gives the same state.
+	if err := r.Rebuild(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.Read(func(st *projections.State) { after, _ = st.MarshalBinary() })
+	if want, _ := full.MarshalBinary(); !bytes.Equal(after, want) {
+		t.Fatal("rebuild differs from a full replay")
+	}
+}
+
+func TestRunnerRebuildsOnSnapshotVersionChange(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	ctx := context.Background()
+	appendGenerated(t, s, 4, 100)
+	// A checkpoint from a future format version claiming a later state.
+	if err := s.PutBlob(ctx, projections.CheckpointKey, []byte{0x08, 0x63, 0x10, 0x05}); err != nil {
+		t.Fatal(err)
+	}
+	r := startRunner(t, s, projections.Config{})
+	defer r.Close()
+	if cp, replayed := r.StartInfo(); cp != 0 || replayed != s.Head().Seq {
+		t.Fatalf("checkpoint %d replayed %d; want a full rebuild (0, %d)", cp, replayed, s.Head().Seq)
+	}
+}
+
+func TestRunnerWritesPeriodicSnapshots(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	ctx := context.Background()
+	r := startRunner(t, s, projections.Config{SnapshotEvery: 10})
+	for i := 0; i < 25; i++ {
+		if _, err := s.Append(ctx, connect("u", "d", "s"+string(rune('a'+i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.WaitApplied(ctx, 25); err != nil {
+		t.Fatal(err)
+	}
+	r.Close() // waits for the snapshot writes
+	for _, seq := range []uint64{10, 20} {
+		b, err := s.GetBlob(projections.SnapshotKey(seq))
+		if err != nil || b == nil {
+			t.Fatalf("snapshot %d: %v, %d bytes; want stored", seq, err, len(b))
+		}
+		st, err := projections.UnmarshalState(b)
+		if err != nil || st.Seq() != seq || st.Live() != int(seq) {
+			t.Fatalf("snapshot %d: seq %d live %d err %v", seq, st.Seq(), st.Live(), err)
+		}
+	}
+}
+
+func TestRunnerStopsWhenLedgerCloses(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	r := startRunner(t, s, projections.Config{})
+	defer r.Close()
+	s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.WaitApplied(ctx, 10); err == nil || ctx.Err() != nil {
+		t.Fatalf("WaitApplied after the ledger closed = %v (ctx %v); want a prompt error", err, ctx.Err())
+	}
+}

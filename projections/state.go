@@ -1,0 +1,578 @@
+package projections
+
+import (
+	"container/heap"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+)
+
+// Session is a live session as the log describes it.
+type Session struct {
+	ID          string
+	User        string
+	Device      string
+	Node        string
+	RemoteAddr  string
+	ConnectedAt time.Time
+	// ConnectSeq and ConnectID name the session_connected (or
+	// session_reconnected) event that started it.
+	ConnectSeq uint64
+	ConnectID  ulid.ULID
+	// Previous is the session this one resumed, for reconnects.
+	Previous    string
+	HeartbeatMS int64
+}
+
+// Ended is a session's end as the log describes it.
+type Ended struct {
+	Session
+	EndedAt      time.Time
+	EndSeq       uint64
+	Cause        eventpb.DisconnectCause
+	CauseEventID ulid.ULID
+	SupersededBy string
+	Reconnect    eventpb.Reconnect
+	ReconnectMS  int64
+}
+
+// Ban is an active ban. A zero Until means it has no expiry.
+type Ban struct {
+	User    string
+	Reason  string
+	Actor   string
+	Since   time.Time
+	Until   time.Time
+	EventID ulid.ULID
+	Seq     uint64
+}
+
+// ActiveAt reports whether the ban is in force at t: Since <= t < Until.
+// A ban expires exactly at Until.
+func (b Ban) ActiveAt(t time.Time) bool {
+	return !t.Before(b.Since) && (b.Until.IsZero() || t.Before(b.Until))
+}
+
+// PendingEnd says that a live session must end, and why: the hub that holds
+// the session enforces it and then records a session_disconnected event with
+// this cause and event id. The first reason a session gets wins; later ones
+// (a ban after a kick) do not replace it.
+type PendingEnd struct {
+	Session string
+	User    string
+	Node    string
+	// Cause is KICKED, BANNED or SUPERSEDED.
+	Cause eventpb.DisconnectCause
+	// EventID and Seq name the kick_requested, user_banned or superseding
+	// connect event.
+	EventID ulid.ULID
+	Seq     uint64
+	At      time.Time
+	Actor   string
+	Reason  string
+	// Mode is the kick mode (graceful for bans and supersedes).
+	Mode eventpb.KickMode
+	// Reconnect is the advice the client gets; ReconnectAfter goes with
+	// RECONNECT_AFTER. A ban advises RECONNECT_AFTER its expiry, or
+	// NOT_ALLOWED without one.
+	Reconnect      eventpb.Reconnect
+	ReconnectAfter time.Duration
+	// SupersededBy is the new session, for SUPERSEDED.
+	SupersededBy string
+}
+
+// Counters count what the reducer met. Anomalies are counted and skipped;
+// they never corrupt the state.
+type Counters struct {
+	Applied uint64
+	// UnknownTypes: events of a type this version does not know.
+	UnknownTypes uint64
+	// NotEvents: records on other topics (watermill payloads).
+	NotEvents uint64
+	// UnknownSessions: disconnects of sessions the log never started.
+	UnknownSessions uint64
+	// DuplicateTerminals: disconnects of sessions that had already ended.
+	DuplicateTerminals uint64
+	// DuplicateConnects: connects of a session id already live.
+	DuplicateConnects uint64
+	// UnbanNotBanned: unbans of users without an active ban.
+	UnbanNotBanned uint64
+	// KicksMissed: kicks that matched no live session.
+	KicksMissed uint64
+	// BansExpired: bans lifted by their expiry.
+	BansExpired uint64
+	// Malformed: known types with a missing field they need (no session,
+	// no user); skipped.
+	Malformed uint64
+}
+
+// Change describes what one applied record did to the state: what the hub
+// enforces from and what auditq replay shows.
+type Change struct {
+	Seq  uint64
+	Type eventpb.EventType
+	// Started is the session a connect or reconnect started.
+	Started *Session
+	// Ended is the session a disconnect ended.
+	Ended *Ended
+	// Pending lists sessions this record says must end.
+	Pending []PendingEnd
+	// Banned and Unbanned are set by ban and unban events.
+	Banned   *Ban
+	Unbanned *Ban
+	// Expired lists bans whose expiry passed before this record.
+	Expired []Ban
+	// Anomaly names what was counted instead of applied, if anything.
+	Anomaly string
+}
+
+// State is the live session table and the ban state after the records
+// applied so far. It is a pure reducer: Apply reads no clock, and the same
+// records always give the same state. State is not safe for concurrent use;
+// the Runner guards it.
+type State struct {
+	seq  uint64
+	time time.Time
+
+	sessions map[string]*Session
+	byUser   map[string][]string // live session ids per user, connect order
+	pending  map[string]*PendingEnd
+	bans     map[string]*Ban
+	expiry   banHeap // bans with an expiry, soonest first
+
+	// recent remembers the last ended session ids (a bounded ring) only to
+	// tell duplicate terminal events from unknown sessions.
+	recent    map[string]struct{}
+	recentIDs []string
+	recentAt  int
+
+	counters Counters
+}
+
+// recentEnded bounds the duplicate-terminal memory.
+const recentEnded = 4096
+
+// New returns an empty state: nothing applied.
+func New() *State {
+	return &State{
+		sessions: make(map[string]*Session),
+		byUser:   make(map[string][]string),
+		pending:  make(map[string]*PendingEnd),
+		bans:     make(map[string]*Ban),
+		recent:   make(map[string]struct{}),
+	}
+}
+
+// Seq is the last applied sequence number (0: none).
+func (s *State) Seq() uint64 { return s.seq }
+
+// Time is the time of the last applied record.
+func (s *State) Time() time.Time { return s.time }
+
+// Counters returns the anomaly and progress counters.
+func (s *State) Counters() Counters { return s.counters }
+
+// Apply applies the record that follows the last applied one and returns
+// what changed. Records must come in sequence order; the caller (Runner,
+// Replay) guarantees it. Bans whose expiry is at or before the record's time
+// are lifted first.
+func (s *State) Apply(r *ledger.Record) Change {
+	ch := Change{Seq: r.Seq}
+	s.seq = r.Seq
+	if r.Time.After(s.time) {
+		s.time = r.Time
+	}
+	ch.Expired = s.expire(r.Time)
+	s.counters.Applied++
+	ev := r.Event
+	if ev == nil {
+		s.counters.NotEvents++
+		return ch
+	}
+	ch.Type = ev.GetType()
+	switch ev.GetType() {
+	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED:
+		c := ev.GetSessionConnected()
+		s.connect(r, ev, &ch, "", c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes())
+	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
+		c := ev.GetSessionReconnected()
+		s.connect(r, ev, &ch, c.GetPreviousSession(), c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes())
+	case eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED:
+		s.disconnect(r, ev, &ch)
+	case eventpb.EventType_EVENT_TYPE_KICK_REQUESTED:
+		s.kick(r, ev, &ch)
+	case eventpb.EventType_EVENT_TYPE_USER_BANNED:
+		s.ban(r, ev, &ch)
+	case eventpb.EventType_EVENT_TYPE_USER_UNBANNED:
+		s.unban(ev, &ch)
+	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT, eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED:
+		// History only: the ledger keeps them; the live state does not change.
+	default:
+		s.counters.UnknownTypes++
+		ch.Anomaly = "unknown event type " + ev.GetType().String()
+	}
+	return ch
+}
+
+// expire lifts bans whose expiry is at or before now (a record's time) and
+// returns them. Between records, BanAt and Bans judge expiry against the
+// caller's explicit now without changing the state.
+func (s *State) expire(now time.Time) []Ban {
+	var out []Ban
+	for len(s.expiry) > 0 && !s.expiry[0].Until.After(now) {
+		b := heap.Pop(&s.expiry).(*Ban)
+		if cur, ok := s.bans[b.User]; ok && cur == b {
+			delete(s.bans, b.User)
+			s.counters.BansExpired++
+			out = append(out, *b)
+		}
+	}
+	return out
+}
+
+func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, prev, addr string, hb int64, supersedes []string) {
+	id := ev.GetSession()
+	if id == "" || ev.GetUser() == "" {
+		s.counters.Malformed++
+		ch.Anomaly = "connect without session or user"
+		return
+	}
+	if _, live := s.sessions[id]; live {
+		s.counters.DuplicateConnects++
+		ch.Anomaly = "session " + id + " is already live"
+		return
+	}
+	sess := &Session{
+		ID: id, User: ev.GetUser(), Device: ev.GetDevice(), Node: ev.GetNode(),
+		RemoteAddr: addr, ConnectedAt: r.Time, ConnectSeq: r.Seq, ConnectID: r.ID,
+		Previous: prev, HeartbeatMS: hb,
+	}
+	s.sessions[id] = sess
+	s.byUser[sess.User] = append(s.byUser[sess.User], id)
+	cp := *sess
+	ch.Started = &cp
+	for _, old := range supersedes {
+		o, ok := s.sessions[old]
+		if !ok || old == id {
+			continue // already gone: nothing to enforce
+		}
+		s.mark(ch, &PendingEnd{
+			Session: old, User: o.User, Node: o.Node,
+			Cause:   eventpb.DisconnectCause_DISCONNECT_CAUSE_SUPERSEDED,
+			EventID: r.ID, Seq: r.Seq, At: r.Time, Actor: ev.GetActor(),
+			Reason:       "superseded by session " + id,
+			Mode:         eventpb.KickMode_KICK_MODE_GRACEFUL,
+			Reconnect:    eventpb.Reconnect_RECONNECT_ALLOWED,
+			SupersededBy: id,
+		})
+	}
+}
+
+// mark records p unless the session already has a pending end.
+func (s *State) mark(ch *Change, p *PendingEnd) {
+	if _, ok := s.pending[p.Session]; ok {
+		return
+	}
+	s.pending[p.Session] = p
+	ch.Pending = append(ch.Pending, *p)
+}
+
+func (s *State) disconnect(r *ledger.Record, ev *eventpb.Event, ch *Change) {
+	id := ev.GetSession()
+	sess, ok := s.sessions[id]
+	if !ok {
+		if _, seen := s.recent[id]; seen {
+			s.counters.DuplicateTerminals++
+			ch.Anomaly = "session " + id + " had already ended"
+		} else {
+			s.counters.UnknownSessions++
+			ch.Anomaly = "disconnect of unknown session " + id
+		}
+		return
+	}
+	d := ev.GetSessionDisconnected()
+	end := &Ended{
+		Session: *sess, EndedAt: r.Time, EndSeq: r.Seq, Cause: d.GetCause(),
+		SupersededBy: d.GetSupersededBy(), Reconnect: d.GetReconnect(), ReconnectMS: d.GetReconnectAfterMs(),
+	}
+	copy(end.CauseEventID[:], d.GetCauseEventId())
+	ch.Ended = end
+	delete(s.sessions, id)
+	delete(s.pending, id)
+	ids := s.byUser[sess.User]
+	if i := slices.Index(ids, id); i >= 0 {
+		ids = slices.Delete(ids, i, i+1)
+	}
+	if len(ids) == 0 {
+		delete(s.byUser, sess.User)
+	} else {
+		s.byUser[sess.User] = ids
+	}
+	s.remember(id)
+}
+
+func (s *State) remember(id string) {
+	if len(s.recentIDs) < recentEnded {
+		s.recentIDs = append(s.recentIDs, id)
+	} else {
+		delete(s.recent, s.recentIDs[s.recentAt])
+		s.recentIDs[s.recentAt] = id
+		s.recentAt = (s.recentAt + 1) % recentEnded
+	}
+	s.recent[id] = struct{}{}
+}
+
+func (s *State) kick(r *ledger.Record, ev *eventpb.Event, ch *Change) {
+	k := ev.GetKickRequested()
+	var targets []string
+	switch k.GetTarget() {
+	case eventpb.KickTarget_KICK_TARGET_SESSION:
+		if _, ok := s.sessions[ev.GetSession()]; ok {
+			targets = []string{ev.GetSession()}
+		}
+	case eventpb.KickTarget_KICK_TARGET_USER:
+		targets = s.byUser[ev.GetUser()]
+	case eventpb.KickTarget_KICK_TARGET_USER_DEVICE:
+		for _, id := range s.byUser[ev.GetUser()] {
+			if s.sessions[id].Device == ev.GetDevice() {
+				targets = append(targets, id)
+			}
+		}
+	default:
+		s.counters.Malformed++
+		ch.Anomaly = "kick without a target"
+		return
+	}
+	if len(targets) == 0 {
+		s.counters.KicksMissed++
+		ch.Anomaly = "kick matched no live session"
+		return
+	}
+	mode := k.GetMode()
+	if mode == eventpb.KickMode_KICK_MODE_UNSPECIFIED {
+		mode = eventpb.KickMode_KICK_MODE_GRACEFUL
+	}
+	rc := k.GetReconnect()
+	if rc == eventpb.Reconnect_RECONNECT_UNSPECIFIED {
+		rc = eventpb.Reconnect_RECONNECT_ALLOWED
+	}
+	for _, id := range targets {
+		sess := s.sessions[id]
+		s.mark(ch, &PendingEnd{
+			Session: id, User: sess.User, Node: sess.Node,
+			Cause:   eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED,
+			EventID: r.ID, Seq: r.Seq, At: r.Time, Actor: ev.GetActor(), Reason: ev.GetReason(),
+			Mode: mode, Reconnect: rc, ReconnectAfter: time.Duration(k.GetReconnectAfterMs()) * time.Millisecond,
+		})
+	}
+}
+
+func (s *State) ban(r *ledger.Record, ev *eventpb.Event, ch *Change) {
+	user := ev.GetUser()
+	if user == "" {
+		s.counters.Malformed++
+		ch.Anomaly = "ban without a user"
+		return
+	}
+	b := &Ban{User: user, Reason: ev.GetReason(), Actor: ev.GetActor(), Since: r.Time, EventID: r.ID, Seq: r.Seq}
+	if u := ev.GetUserBanned().GetUntilUnixNano(); u != 0 {
+		b.Until = time.Unix(0, u).UTC()
+	}
+	if old, ok := s.bans[user]; ok {
+		// A ban during a ban replaces its terms (reason, actor, expiry) but
+		// the user has been banned since the first one.
+		b.Since = old.Since
+	}
+	if !b.Until.IsZero() && !b.Until.After(r.Time) {
+		// Already expired when it was recorded: nothing to enforce.
+		if _, ok := s.bans[user]; ok {
+			delete(s.bans, user)
+		}
+		cp := *b
+		ch.Expired = append(ch.Expired, cp)
+		ch.Anomaly = "ban expired before it was recorded"
+		return
+	}
+	s.bans[user] = b
+	if !b.Until.IsZero() {
+		heap.Push(&s.expiry, b)
+	}
+	cp := *b
+	ch.Banned = &cp
+	rc, after := eventpb.Reconnect_RECONNECT_NOT_ALLOWED, time.Duration(0)
+	if !b.Until.IsZero() {
+		rc, after = eventpb.Reconnect_RECONNECT_AFTER, b.Until.Sub(r.Time)
+	}
+	for _, id := range s.byUser[user] {
+		sess := s.sessions[id]
+		s.mark(ch, &PendingEnd{
+			Session: id, User: user, Node: sess.Node,
+			Cause:   eventpb.DisconnectCause_DISCONNECT_CAUSE_BANNED,
+			EventID: r.ID, Seq: r.Seq, At: r.Time, Actor: ev.GetActor(), Reason: ev.GetReason(),
+			Mode: eventpb.KickMode_KICK_MODE_GRACEFUL, Reconnect: rc, ReconnectAfter: after,
+		})
+	}
+}
+
+func (s *State) unban(ev *eventpb.Event, ch *Change) {
+	b, ok := s.bans[ev.GetUser()]
+	if !ok {
+		s.counters.UnbanNotBanned++
+		ch.Anomaly = "unban of a user who is not banned"
+		return
+	}
+	delete(s.bans, ev.GetUser())
+	cp := *b
+	ch.Unbanned = &cp
+}
+
+// Session returns the live session id, if it is live.
+func (s *State) Session(id string) (Session, bool) {
+	sess, ok := s.sessions[id]
+	if !ok {
+		return Session{}, false
+	}
+	return *sess, true
+}
+
+// Filter selects live sessions; empty fields match everything.
+type Filter struct {
+	User   string
+	Device string
+	Node   string
+}
+
+// Sessions returns the live sessions matching f, oldest connect first.
+func (s *State) Sessions(f Filter) []Session {
+	var out []Session
+	add := func(sess *Session) {
+		if (f.Device == "" || sess.Device == f.Device) && (f.Node == "" || sess.Node == f.Node) {
+			out = append(out, *sess)
+		}
+	}
+	if f.User != "" {
+		for _, id := range s.byUser[f.User] {
+			add(s.sessions[id])
+		}
+		return out
+	}
+	for _, sess := range s.sessions {
+		add(sess)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ConnectSeq < out[j].ConnectSeq })
+	return out
+}
+
+// Live is the number of live sessions.
+func (s *State) Live() int { return len(s.sessions) }
+
+// Pending returns the pending end of session id, if it has one.
+func (s *State) Pending(id string) (PendingEnd, bool) {
+	p, ok := s.pending[id]
+	if !ok {
+		return PendingEnd{}, false
+	}
+	return *p, true
+}
+
+// PendingEnds returns every pending end, oldest cause first.
+func (s *State) PendingEnds() []PendingEnd {
+	var out []PendingEnd
+	for _, p := range s.pending {
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Seq != out[j].Seq {
+			return out[i].Seq < out[j].Seq
+		}
+		return out[i].Session < out[j].Session
+	})
+	return out
+}
+
+// BanAt returns user's ban if one is in force at now. It does not change
+// the state: a ban past its expiry that no record has lifted yet is simply
+// not in force.
+func (s *State) BanAt(user string, now time.Time) (Ban, bool) {
+	b, ok := s.bans[user]
+	if !ok || !b.ActiveAt(now) {
+		return Ban{}, false
+	}
+	return *b, true
+}
+
+// Bans returns the bans in force at now, by user.
+func (s *State) Bans(now time.Time) []Ban {
+	var out []Ban
+	for _, b := range s.bans {
+		if b.ActiveAt(now) {
+			out = append(out, *b)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].User < out[j].User })
+	return out
+}
+
+// Policy is the single-device login policy. Zero values switch a limit off.
+type Policy struct {
+	// MaxPerUser is the most live sessions a user may hold.
+	MaxPerUser int
+	// OnePerDevice allows one live session per (user, device).
+	OnePerDevice bool
+}
+
+// Supersedes returns the live sessions a new connect of user on device
+// would supersede under p, oldest first. Sessions that already have a
+// pending end are not counted: they are on their way out. The hub records
+// the answer in the connect event.
+func (s *State) Supersedes(p Policy, user, device string) []string {
+	var live []string
+	for _, id := range s.byUser[user] {
+		if _, going := s.pending[id]; !going {
+			live = append(live, id)
+		}
+	}
+	var out []string
+	if p.OnePerDevice {
+		var rest []string
+		for _, id := range live {
+			if s.sessions[id].Device == device {
+				out = append(out, id)
+			} else {
+				rest = append(rest, id)
+			}
+		}
+		live = rest
+	}
+	if p.MaxPerUser > 0 && len(live)+1 > p.MaxPerUser {
+		out = append(out, live[:len(live)+1-p.MaxPerUser]...)
+	}
+	// Oldest first across both rules.
+	sort.Slice(out, func(i, j int) bool { return s.sessions[out[i]].ConnectSeq < s.sessions[out[j]].ConnectSeq })
+	return out
+}
+
+// banHeap orders bans with an expiry by Until.
+type banHeap []*Ban
+
+func (h banHeap) Len() int { return len(h) }
+func (h banHeap) Less(i, j int) bool {
+	if !h[i].Until.Equal(h[j].Until) {
+		return h[i].Until.Before(h[j].Until)
+	}
+	return h[i].Seq < h[j].Seq
+}
+func (h banHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *banHeap) Push(x any)   { *h = append(*h, x.(*Ban)) }
+func (h *banHeap) Pop() any {
+	old := *h
+	b := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return b
+}
