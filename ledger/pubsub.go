@@ -46,7 +46,8 @@ type Publisher struct {
 func NewPublisher(s *Store) *Publisher { return &Publisher{s: s} }
 
 // Publish appends msgs to topic, all or none, and returns once they are
-// durable. It is safe for concurrent use.
+// durable. On success it sets each message's MetadataSeq, MetadataID and
+// MetadataTime to where it landed in the log. It is safe for concurrent use.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if p.closed.Load() {
 		return errors.New("publish: publisher closed")
@@ -77,8 +78,20 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		}
 		recs[i] = rec
 	}
-	_, err := p.s.submit(context.Background(), recs)
-	return err
+	stamps, err := p.s.submit(context.Background(), recs)
+	if err != nil {
+		return err
+	}
+	// Tell the publisher where its messages landed, as a subscriber sees it.
+	for i, msg := range msgs {
+		if msg.Metadata == nil {
+			msg.Metadata = make(message.Metadata)
+		}
+		msg.Metadata.Set(MetadataSeq, strconv.FormatUint(stamps[i].Seq, 10))
+		msg.Metadata.Set(MetadataID, stamps[i].ID.String())
+		msg.Metadata.Set(MetadataTime, stamps[i].Time.Format(time.RFC3339Nano))
+	}
+	return nil
 }
 
 // Close makes later Publish calls fail. It is idempotent.
