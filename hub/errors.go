@@ -176,5 +176,5 @@ func causeOfCode(c hubpb.DisconnectCode) eventpb.DisconnectCause {
 	return eventpb.DisconnectCause_DISCONNECT_CAUSE_UNSPECIFIED
 }
 
-func wireReconnect(r eventpb.Reconnect) hubpb.Reconnect { return hubpb.Reconnect(r) }
+func wireReconnect(r eventpb.Reconnect) hubpb.Reconnect   { return hubpb.Reconnect(r) }
 func ledgerReconnect(r hubpb.Reconnect) eventpb.Reconnect { return eventpb.Reconnect(r) }
