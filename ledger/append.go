@@ -171,6 +171,7 @@ func (s *Store) commit(batch []*appendReq) {
 
 	stamps := make([][]Stamp, len(batch))
 	next := head
+	var tailBytes int
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if s.failpoint != nil {
 			if err := s.failpoint(); err != nil {
@@ -179,7 +180,6 @@ func (s *Store) commit(batch []*appendReq) {
 		}
 		log := tx.Bucket(bucketLog)
 		log.FillPercent = s.opts.FillPercent
-		users, sessions, topics := tx.Bucket(bucketUser), tx.Bucket(bucketSession), tx.Bucket(bucketTopic)
 		if len(offsets) > 0 {
 			ob := tx.Bucket(bucketOffsets)
 			for k, seq := range offsets {
@@ -189,6 +189,9 @@ func (s *Store) commit(batch []*appendReq) {
 			}
 		}
 		next = head
+		tailBytes = s.tailBytes
+		post := &s.post
+		post.reset()
 		for i, req := range batch {
 			if req.put != nil {
 				if err := tx.Bucket(req.put.bucket).Put(req.put.key, req.put.value); err != nil {
@@ -210,28 +213,43 @@ func (s *Store) commit(batch []*appendReq) {
 					return err
 				}
 				next.Hash = h
-				key := seqKey(next.Seq)
-				if err := log.Put(key, val); err != nil {
+				if err := log.Put(seqKey(next.Seq), val); err != nil {
 					return err
 				}
-				if err := topics.Put(indexKey(rec.GetTopic(), next.Seq), nil); err != nil {
-					return err
-				}
+				post.add(kindTopic, rec.GetTopic(), next.Seq)
 				if ev := rec.GetEvent(); ev != nil {
 					if u := ev.GetUser(); u != "" {
-						if err := users.Put(indexKey(u, next.Seq), nil); err != nil {
-							return err
-						}
+						post.add(kindUser, u, next.Seq)
 					}
 					if sid := ev.GetSession(); sid != "" {
-						if err := sessions.Put(indexKey(sid, next.Seq), nil); err != nil {
-							return err
-						}
+						post.add(kindSession, sid, next.Seq)
 					}
 				}
 				st[j] = Stamp{Seq: next.Seq, ID: next.ID, Time: next.Time, Hash: next.Hash}
 			}
 			stamps[i] = st
+		}
+		if post.n == 0 {
+			return nil
+		}
+		// The index entries of this commit: one block at the end of the
+		// tail (see index.go).
+		block := post.appendBlock(nil)
+		tail := tx.Bucket(bucketTail)
+		tail.FillPercent = 1.0
+		if err := tail.Put(seqKey(next.Seq), block); err != nil {
+			return err
+		}
+		tailBytes += len(block)
+		if tailBytes < s.mergeThreshold {
+			return nil
+		}
+		if err := mergeTail(tx, &s.mergePost); err != nil {
+			return err
+		}
+		tailBytes = 0
+		if s.mergeFailpoint != nil {
+			return s.mergeFailpoint()
 		}
 		return nil
 	})
@@ -244,6 +262,7 @@ func (s *Store) commit(batch []*appendReq) {
 		reply(batch, nil, err)
 		return
 	}
+	s.tailBytes = tailBytes
 	s.commits.Add(1)
 	s.committed.Add(next.Seq - head.Seq)
 	s.mu.Lock()
@@ -312,19 +331,4 @@ func incrementEntropy(id *ulid.ULID) bool {
 		}
 	}
 	return true
-}
-
-// indexKey is uvarint(len(name)) || name || seq: unambiguous for any name,
-// and sorted by seq within a name.
-func indexKey(name string, seq uint64) []byte {
-	k := make([]byte, 0, binary.MaxVarintLen64+len(name)+8)
-	k = binary.AppendUvarint(k, uint64(len(name)))
-	k = append(k, name...)
-	return binary.BigEndian.AppendUint64(k, seq)
-}
-
-func indexPrefix(name string) []byte {
-	k := make([]byte, 0, binary.MaxVarintLen64+len(name))
-	k = binary.AppendUvarint(k, uint64(len(name)))
-	return append(k, name...)
 }
