@@ -83,6 +83,19 @@ func BenchmarkAppend(b *testing.B) {
 // into a bbolt bucket with sequential keys, 1000 per transaction, from one
 // goroutine: what the disk and bbolt allow with no ledger work at all.
 func BenchmarkBoltCeiling(b *testing.B) {
+	boltCeiling(b, 1000)
+}
+
+// BenchmarkBoltCeilingPerTx is BenchmarkBoltCeiling with fewer records per
+// transaction. With N appenders each waiting for its own commit, a commit
+// holds at most N records, so records=256 bounds appenders=256 from above.
+func BenchmarkBoltCeilingPerTx(b *testing.B) {
+	for _, perTx := range []int{256} {
+		b.Run(fmt.Sprintf("records=%d", perTx), func(b *testing.B) { boltCeiling(b, perTx) })
+	}
+}
+
+func boltCeiling(b *testing.B, perTx int) {
 	db, err := bolt.Open(filepath.Join(b.TempDir(), "ceiling.db"), 0o600, &bolt.Options{InitialMmapSize: 1 << 30, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		b.Fatal(err)
@@ -101,7 +114,7 @@ func BenchmarkBoltCeiling(b *testing.B) {
 	b.ResetTimer()
 	seq := uint64(0)
 	for done := 0; done < b.N; {
-		n := min(1000, b.N-done)
+		n := min(perTx, b.N-done)
 		err := db.Update(func(tx *bolt.Tx) error {
 			bk := tx.Bucket(bucket)
 			bk.FillPercent = 1.0
