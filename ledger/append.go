@@ -28,9 +28,16 @@ type Stamp struct {
 // appendReq is one caller's unit of work for the writer: records to append
 // and/or a key/value put into a side bucket, all or none.
 type appendReq struct {
-	recs []*eventpb.Record
+	recs []pendingRecord
 	put  *kvPut
 	done chan appendResult
+}
+
+// pendingRecord is a record as the caller hands it to the writer: its
+// encoded body (encodeBody) and the names it is indexed under.
+type pendingRecord struct {
+	body                 []byte
+	topic, user, session string
 }
 
 type kvPut struct {
@@ -75,7 +82,8 @@ func ValidateEvent(ev *eventpb.Event) error {
 	return nil
 }
 
-// submit hands recs to the writer and waits for the commit.
+// submit encodes recs (on the caller's goroutine: the writer only adds seq,
+// id, time and hash), hands them to the writer and waits for the commit.
 func (s *Store) submit(ctx context.Context, recs []*eventpb.Record) ([]Stamp, error) {
 	if s.opts.ReadOnly {
 		return nil, ErrReadOnly
@@ -83,7 +91,18 @@ func (s *Store) submit(ctx context.Context, recs []*eventpb.Record) ([]Stamp, er
 	if len(recs) == 0 {
 		return nil, nil
 	}
-	return s.do(ctx, &appendReq{recs: recs})
+	pending := make([]pendingRecord, len(recs))
+	for i, rec := range recs {
+		body, err := encodeBody(rec)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+		}
+		pending[i] = pendingRecord{body: body, topic: rec.GetTopic()}
+		if ev := rec.GetEvent(); ev != nil {
+			pending[i].user, pending[i].session = ev.GetUser(), ev.GetSession()
+		}
+	}
+	return s.do(ctx, &appendReq{recs: pending})
 }
 
 // do hands req to the writer and waits for its commit.
@@ -169,6 +188,16 @@ func (s *Store) commit(batch []*appendReq) {
 		return // an offset kick whose offsets an earlier commit already wrote
 	}
 
+	// One allocation each for the batch's stamps, keys and values; bbolt
+	// needs keys and values to stay valid until the transaction ends.
+	nrec, size := 0, 0
+	for _, req := range batch {
+		nrec += len(req.recs)
+		for _, r := range req.recs {
+			size += headerSize + maxWriterFields + len(r.body)
+		}
+	}
+	stampBuf := make([]Stamp, nrec)
 	stamps := make([][]Stamp, len(batch))
 	next := head
 	var tailBytes int
@@ -192,6 +221,9 @@ func (s *Store) commit(batch []*appendReq) {
 		tailBytes = s.tailBytes
 		post := &s.post
 		post.reset()
+		keys := make([]byte, 8*nrec)
+		vals := make([]byte, 0, size)
+		st := stampBuf
 		for i, req := range batch {
 			if req.put != nil {
 				if err := tx.Bucket(req.put.bucket).Put(req.put.key, req.put.value); err != nil {
@@ -201,33 +233,28 @@ func (s *Store) commit(batch []*appendReq) {
 			if len(req.recs) == 0 {
 				continue
 			}
-			st := make([]Stamp, len(req.recs))
+			stamps[i] = st[:len(req.recs):len(req.recs)]
+			st = st[len(req.recs):]
 			for j, rec := range req.recs {
 				next.Seq++
 				s.stampNext(&next)
-				rec.Seq = next.Seq
-				rec.Id = next.ID[:]
-				rec.TimeUnixNano = next.Time.UnixNano()
-				val, h, err := encodeValue(next.Hash, rec)
-				if err != nil {
+				start := len(vals)
+				vals, next.Hash = appendValue(vals, next.Hash, next.Seq, &next.ID, next.Time.UnixNano(), rec.body)
+				key := keys[:8:8]
+				keys = keys[8:]
+				binary.BigEndian.PutUint64(key, next.Seq)
+				if err := log.Put(key, vals[start:len(vals):len(vals)]); err != nil {
 					return err
 				}
-				next.Hash = h
-				if err := log.Put(seqKey(next.Seq), val); err != nil {
-					return err
+				post.add(kindTopic, rec.topic, next.Seq)
+				if rec.user != "" {
+					post.add(kindUser, rec.user, next.Seq)
 				}
-				post.add(kindTopic, rec.GetTopic(), next.Seq)
-				if ev := rec.GetEvent(); ev != nil {
-					if u := ev.GetUser(); u != "" {
-						post.add(kindUser, u, next.Seq)
-					}
-					if sid := ev.GetSession(); sid != "" {
-						post.add(kindSession, sid, next.Seq)
-					}
+				if rec.session != "" {
+					post.add(kindSession, rec.session, next.Seq)
 				}
-				st[j] = Stamp{Seq: next.Seq, ID: next.ID, Time: next.Time, Hash: next.Hash}
+				stamps[i][j] = Stamp{Seq: next.Seq, ID: next.ID, Time: next.Time, Hash: next.Hash}
 			}
-			stamps[i] = st
 		}
 		if post.n == 0 {
 			return nil
