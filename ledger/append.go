@@ -60,14 +60,18 @@ type appendResult struct {
 // append is committed or failed as a whole and Append waits for the outcome,
 // so a cancelled caller never mistakes a durable event for a lost one.
 func (s *Store) Append(ctx context.Context, events ...*eventpb.Event) ([]Stamp, error) {
-	recs := make([]*eventpb.Record, len(events))
+	pending := make([]pendingRecord, len(events))
 	for i, ev := range events {
 		if err := ValidateEvent(ev); err != nil {
 			return nil, err
 		}
-		recs[i] = &eventpb.Record{Topic: EventsTopic, Body: &eventpb.Record_Event{Event: ev}}
+		body, err := encodeEventBody(ev)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+		}
+		pending[i] = pendingRecord{body: body, topic: EventsTopic, user: ev.GetUser(), session: ev.GetSession()}
 	}
-	return s.submit(ctx, recs)
+	return s.submitPending(ctx, pending)
 }
 
 // ValidateEvent reports why the ledger would refuse ev, or nil. Unknown
@@ -102,7 +106,17 @@ func (s *Store) submit(ctx context.Context, recs []*eventpb.Record) ([]Stamp, er
 			pending[i].user, pending[i].session = ev.GetUser(), ev.GetSession()
 		}
 	}
-	return s.do(ctx, &appendReq{recs: pending})
+	return s.submitPending(ctx, pending)
+}
+
+func (s *Store) submitPending(ctx context.Context, recs []pendingRecord) ([]Stamp, error) {
+	if s.opts.ReadOnly {
+		return nil, ErrReadOnly
+	}
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	return s.do(ctx, &appendReq{recs: recs})
 }
 
 // do hands req to the writer and waits for its commit.

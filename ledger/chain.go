@@ -80,6 +80,30 @@ func encodeBody(pb *eventpb.Record) ([]byte, error) {
 	return b, nil
 }
 
+// eventsTopicField is Record field 4 (topic) holding EventsTopic.
+var eventsTopicField = protowire.AppendString(protowire.AppendTag(nil, 4, protowire.BytesType), EventsTopic)
+
+// encodeEventBody is encodeBody of a record on EventsTopic whose body is ev,
+// without building the record: field 4 (topic), then field 8 (event).
+func encodeEventBody(ev *eventpb.Event) ([]byte, error) {
+	opts := proto.MarshalOptions{Deterministic: true}
+	size := opts.Size(ev)
+	b := make([]byte, 0, len(eventsTopicField)+1+binary.MaxVarintLen64+size)
+	b = append(b, eventsTopicField...)
+	b = protowire.AppendTag(b, 8, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(size))
+	n := len(b)
+	opts.UseCachedSize = true
+	b, err := opts.MarshalAppend(b, ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	if len(b)-n != size {
+		return nil, fmt.Errorf("encode event: %d bytes, sized %d (changed while encoding?)", len(b)-n, size)
+	}
+	return b, nil
+}
+
 // appendValue appends to dst the stored value of the record with the
 // writer's fields seq, id, t and the caller's encoded body, chained after
 // prev, and returns it with the record's hash.

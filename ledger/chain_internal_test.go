@@ -27,12 +27,26 @@ func TestAppendValueMatchesProto(t *testing.T) {
 	}{
 		{"event", &eventpb.Record{Topic: EventsTopic, Body: &eventpb.Record_Event{Event: event}}, 1, 1764000000123456789},
 		{"payload and metadata", &eventpb.Record{Topic: "t", MessageUuid: "m", Metadata: map[string]string{"b": "2", "a": "1", "c": ""}, Body: &eventpb.Record_Payload{Payload: []byte{0, 1}}}, 1 << 40, 5},
+		{"event with body", &eventpb.Record{Topic: EventsTopic, Body: &eventpb.Record_Event{Event: &eventpb.Event{
+			Type: eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, User: "u", Device: "d", Session: "s", Node: "n", Actor: "a", Reason: "r",
+			Body: &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: "127.0.0.1:1", HeartbeatMs: 15000}},
+		}}}, 4, 4},
+		{"empty event", &eventpb.Record{Topic: EventsTopic, Body: &eventpb.Record_Event{Event: &eventpb.Event{}}}, 9, 9},
 		{"zero time", &eventpb.Record{Topic: "t"}, 300, 0},
 		{"negative time", &eventpb.Record{Topic: "t", Body: &eventpb.Record_Payload{}}, 2, -1},
 	} {
 		body, err := encodeBody(tc.rec)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if ev := tc.rec.GetEvent(); ev != nil && tc.rec.GetTopic() == EventsTopic && len(tc.rec.GetMetadata()) == 0 && tc.rec.GetMessageUuid() == "" {
+			evBody, err := encodeEventBody(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(evBody, body) {
+				t.Fatalf("%s: encodeEventBody gave %x; encodeBody %x", tc.name, evBody, body)
+			}
 		}
 		got, h := appendValue([]byte("prefix"), prev, tc.seq, &id, tc.time, body)
 		if string(got[:6]) != "prefix" {
