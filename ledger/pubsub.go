@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -361,25 +360,8 @@ func (sub *Subscriber) deliverOne(ctx context.Context, topic string, g *group, o
 
 // readTopic returns up to limit records of topic with seq >= from.
 func (s *Store) readTopic(topic string, from uint64, limit int) ([]*Record, error) {
-	var out []*Record
-	prefix := indexPrefix(topic)
-	err := s.db.View(func(tx *bolt.Tx) error {
-		log := tx.Bucket(bucketLog)
-		c := tx.Bucket(bucketTopic).Cursor()
-		for k, _ := c.Seek(indexKey(topic, from)); k != nil && len(out) < limit; k, _ = c.Next() {
-			if !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 {
-				break
-			}
-			key := k[len(prefix):]
-			r, err := DecodeRecord(key, log.Get(key))
-			if err != nil {
-				return err
-			}
-			out = append(out, r)
-		}
-		return nil
-	})
-	return out, err
+	recs, _, err := s.readIndex(kindTopic, topic, from, 0, limit)
+	return recs, err
 }
 
 // toMessage turns a record into the watermill message a subscriber sees.
