@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -442,6 +443,10 @@ func TestLedgerFailureFailsClosed(t *testing.T) {
 	}
 	if _, err := e.admin.Ban(adminCtx(ctx), &hubpb.BanRequest{User: "nina", Reason: "x"}); status.Code(err) != codes.Unavailable {
 		t.Fatalf("ban with a failed ledger: %v; want Unavailable", err)
+	}
+	hc, err := healthpb.NewHealthClient(e.conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health with a failed ledger: %v, %v; want NOT_SERVING", hc.GetStatus(), err)
 	}
 	ro, err := ledger.Open(e.path, &ledger.Options{ReadOnly: true})
 	if err != nil {

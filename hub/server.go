@@ -92,6 +92,7 @@ func New(ctx context.Context, store *ledger.Store, cfg Config) (*Server, error) 
 		pc.Logger = cfg.Logger
 	}
 	s.proj = projections.NewRunner(store, pc)
+	s.metrics.watch(s)
 	if err := s.proj.Start(ctx); err != nil {
 		return nil, fmt.Errorf("hub: start projections: %w", err)
 	}
@@ -159,6 +160,12 @@ func (s *Server) publish(events ...*eventpb.Event) ([]ledger.Stamp, error) {
 	if err := s.pub.Publish(ledger.EventsTopic, msgs...); err != nil {
 		s.metrics.appendFailures.Inc()
 		s.log.Error("ledger append failed; refusing the action", "err", err)
+		if s.store.Err() != nil {
+			// The ledger takes no more appends until it is reopened:
+			// tell load balancers and operators through health.
+			s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+			s.health.SetServingStatus("sessionledger.hub.v1.Hub", healthpb.HealthCheckResponse_NOT_SERVING)
+		}
 		return nil, fmt.Errorf("%w: %v", ErrLedger, err)
 	}
 	s.metrics.appendSeconds.Observe(time.Since(start).Seconds())
