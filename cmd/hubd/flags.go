@@ -25,6 +25,7 @@ type options struct {
 	tlsCert     string
 	tlsKey      string
 	maxMsgBytes int
+	pprof       bool
 
 	heartbeat       time.Duration
 	idleTimeout     time.Duration
@@ -79,6 +80,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.jwtSecret, "jwt-secret-file", "", "file holding the HS256 secret client tokens are checked with (at least 32 bytes); without it identities are taken from Hello, allowed on loopback only")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key enables TLS")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles (net/http/pprof) under /debug/pprof/ on the --metrics address")
 	fs.IntVar(&o.maxMsgBytes, "max-message-size", 64<<10, "largest message a client may send, in bytes")
 
 	fs.DurationVar(&o.heartbeat, "heartbeat", 10*time.Second, "interval between server pings")

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -194,7 +195,7 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 			return exitFailure, fmt.Errorf("listen %s (metrics): %w", o.metrics, err)
 		}
 		metricsAddr = ml.Addr().String()
-		hs = &http.Server{Handler: httpMux(srv, store), ReadHeaderTimeout: 5 * time.Second}
+		hs = &http.Server{Handler: httpMux(srv, store, o.pprof), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := hs.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				serveErr <- fmt.Errorf("metrics server: %w", err)
@@ -251,8 +252,15 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 
 // httpMux serves /metrics and /healthz: 200 "ok" while the hub serves and
 // its ledger takes appends, 503 with the reason otherwise.
-func httpMux(srv *hub.Server, store *ledger.Store) *http.ServeMux {
+func httpMux(srv *hub.Server, store *ledger.Store, withPprof bool) *http.ServeMux {
 	mux := http.NewServeMux()
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("/metrics", srv.MetricsHandler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := store.Err(); err != nil {
