@@ -54,6 +54,8 @@ type Server struct {
 	rates     *rateLimiter
 	rejects   *rejects
 
+	bcast *broadcasts // recent notify-alls, for resumes
+
 	affectedMu sync.Mutex
 	affected   map[uint64]int // seq -> sessions an admin event addressed (recent only)
 	affectedQ  []uint64
@@ -90,6 +92,10 @@ func New(ctx context.Context, store *ledger.Store, cfg Config) (*Server, error) 
 	pc.OnChange = s.onChange
 	if pc.Logger == nil {
 		pc.Logger = cfg.Logger
+	}
+	s.bcast = &broadcasts{limit: cfg.RedeliveryLimit}
+	if err := s.bcast.load(ctx, store); err != nil {
+		return nil, fmt.Errorf("hub: read recent broadcasts: %w", err)
 	}
 	s.proj = projections.NewRunner(store, pc)
 	s.metrics.watch(s)
@@ -249,6 +255,8 @@ func (s *Server) fanOut(r *ledger.Record) {
 	}
 	if n.GetTarget() != eventpb.NotificationTarget_NOTIFICATION_TARGET_ALL {
 		s.noteAffected(r.Seq, len(targets))
+	} else {
+		s.bcast.add(frame)
 	}
 }
 
