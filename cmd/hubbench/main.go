@@ -52,6 +52,7 @@ type options struct {
 	data        string
 	jsonOut     string
 	hubdArgs    string
+	profile     string
 }
 
 type bench struct {
@@ -94,6 +95,12 @@ type Result struct {
 		BaselineRSS     uint64  `json:"baseline_rss_bytes"`
 		BaselineHeap    uint64  `json:"baseline_heap_bytes"`
 		RSS             uint64  `json:"rss_bytes"`
+		RSSAnon         uint64  `json:"rss_anon_bytes"`
+		RSSFile         uint64  `json:"rss_file_bytes"`
+		BaselineAnon    uint64  `json:"baseline_rss_anon_bytes"`
+		Stack           uint64  `json:"stack_inuse_bytes"`
+		AnonPerSession  float64 `json:"rss_anon_per_session_bytes"`
+		StackPerSession float64 `json:"stack_per_session_bytes"`
 		Heap            uint64  `json:"heap_bytes"`
 		Goroutines      uint64  `json:"goroutines"`
 		RSSPerSession   float64 `json:"rss_per_session_bytes"`
@@ -148,6 +155,7 @@ func main() {
 	fs.StringVar(&o.data, "data", "", "hubd data directory (default: a temporary one, removed at the end)")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the result as JSON to this file")
 	fs.StringVar(&o.hubdArgs, "hubd-args", "", "extra hubd flags, space separated")
+	fs.StringVar(&o.profile, "profile", "", "save hubd's heap and goroutine profiles with every session connected into this directory (go tool pprof)")
 	_ = fs.Parse(os.Args[1:])
 	if o.sessions <= 0 || o.perConn <= 0 || o.concurrency <= 0 || o.kicks < 0 || o.kicks >= o.sessions || o.fanouts < 0 {
 		fmt.Fprintln(os.Stderr, "hubbench: --sessions, --per-conn and --concurrency must be positive, 0 <= --kicks < --sessions")
@@ -227,21 +235,29 @@ func runBench(o options) error {
 	b.res.Sessions, b.res.Connections = o.sessions, nconn
 
 	time.Sleep(time.Second)
-	b.res.Memory.BaselineRSS, b.res.Memory.BaselineHeap, _ = b.memory()
+	base := b.memory()
+	b.res.Memory.BaselineRSS, b.res.Memory.BaselineHeap, b.res.Memory.BaselineAnon = base.rss, base.heap, base.anon
 
 	if err := b.connectAll(ctx); err != nil {
 		return err
 	}
 	time.Sleep(2 * time.Second) // let the ramp's garbage go and the sessions settle
-	rss, heap, gor := b.memory()
+	mem := b.memory()
+	if o.profile != "" {
+		if err := b.saveProfiles(o.profile); err != nil {
+			return err
+		}
+	}
 	m := &b.res.Memory
-	m.RSS, m.Heap, m.Goroutines = rss, heap, gor
+	m.RSS, m.RSSAnon, m.RSSFile, m.Heap, m.Stack, m.Goroutines = mem.rss, mem.anon, mem.file, mem.heap, mem.stack, mem.goroutines
 	n := float64(b.live.Load())
-	m.RSSPerSession = float64(int64(rss)-int64(m.BaselineRSS)) / n
-	m.HeapPerSession = float64(int64(heap)-int64(m.BaselineHeap)) / n
-	m.GoroutinesPerSs = float64(gor) / n
-	b.printf("memory: hubd RSS %.1f MiB (baseline %.1f), heap %.1f MiB (baseline %.1f), %d goroutines: %.1f KB RSS, %.1f KB heap per session",
-		mib(rss), mib(m.BaselineRSS), mib(heap), mib(m.BaselineHeap), gor, m.RSSPerSession/1024, m.HeapPerSession/1024)
+	m.RSSPerSession = float64(int64(mem.rss)-int64(m.BaselineRSS)) / n
+	m.AnonPerSession = float64(int64(mem.anon)-int64(m.BaselineAnon)) / n
+	m.HeapPerSession = float64(int64(mem.heap)-int64(m.BaselineHeap)) / n
+	m.StackPerSession = float64(mem.stack) / n
+	m.GoroutinesPerSs = float64(mem.goroutines) / n
+	b.printf("memory: hubd RSS %.1f MiB (anon %.1f, file %.1f; baseline %.1f), heap %.1f MiB (baseline %.1f), stacks %.1f MiB, %d goroutines",
+		mib(mem.rss), mib(mem.anon), mib(mem.file), mib(m.BaselineRSS), mib(mem.heap), mib(m.BaselineHeap), mib(mem.stack), mem.goroutines)
 
 	if err := b.kickAll(); err != nil {
 		return err
@@ -351,26 +367,53 @@ func (b *bench) stopHubd() {
 	b.logFile.Close()
 }
 
-// memory returns hubd's RSS, its live heap after a forced GC, and its
-// goroutine count.
-func (b *bench) memory() (rss, heap, goroutines uint64) {
+// memstat is what memory reads from hubd.
+type memstat struct {
+	rss, anon, file, heap, stack, goroutines uint64
+}
+
+// memory returns hubd's RSS (in all, anonymous, and file-backed: the
+// ledger's mmap), its live heap after a forced GC, goroutine stacks, and
+// its goroutine count.
+func (b *bench) memory() (m memstat) {
 	if f, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.hubd.Process.Pid)); err == nil {
 		for _, line := range strings.Split(string(f), "\n") {
-			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-				kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-				rss = kb * 1024
+			k, v, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			switch k {
+			case "VmRSS":
+				m.rss = kb * 1024
+			case "RssAnon":
+				m.anon = kb * 1024
+			case "RssFile":
+				m.file = kb * 1024
 			}
 		}
 	}
 	// /debug/pprof/heap?gc=1&debug=1 runs a GC first and ends with the
-	// runtime.MemStats fields.
+	// runtime.MemStats fields. Idle goroutines' stacks shrink by half per
+	// GC cycle when mostly unused; an idle hubd runs GCs anyway (pings
+	// make garbage), so measure after a few, as in a steady state.
+	for range 3 {
+		if res, err := http.Get("http://" + b.metrics + "/debug/pprof/heap?gc=1"); err == nil {
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+		}
+	}
 	res, err := http.Get("http://" + b.metrics + "/debug/pprof/heap?gc=1&debug=1")
 	if err == nil {
 		sc := bufio.NewScanner(res.Body)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			if v, ok := strings.CutPrefix(sc.Text(), "# HeapAlloc = "); ok {
-				heap, _ = strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+				m.heap, _ = strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			}
+			if v, ok := strings.CutPrefix(sc.Text(), "# Stack = "); ok {
+				inuse, _, _ := strings.Cut(v, " ")
+				m.stack, _ = strconv.ParseUint(inuse, 10, 64)
 			}
 		}
 		res.Body.Close()
@@ -380,12 +423,12 @@ func (b *bench) memory() (rss, heap, goroutines uint64) {
 		for sc.Scan() {
 			if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
 				f, _ := strconv.ParseFloat(v, 64)
-				goroutines = uint64(f)
+				m.goroutines = uint64(f)
 			}
 		}
 		res.Body.Close()
 	}
-	return rss, heap, goroutines
+	return m
 }
 
 func (b *bench) connectAll(ctx context.Context) error {
@@ -626,8 +669,8 @@ func (b *bench) summary(w io.Writer) {
 	fmt.Fprintf(w, "\nhubbench: %d sessions over %d connections, hubd and clients on one machine (%d CPUs, %s, %s, fd limit %d)\n",
 		r.Sessions, r.Connections, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.FDLimit)
 	fmt.Fprintf(w, "  connect     %.0f sessions/s (%d in %.2fs), every connect durable\n", r.Connect.PerSecond, r.Sessions, r.Connect.Seconds)
-	fmt.Fprintf(w, "  memory      %.1f KB RSS, %.1f KB Go heap, %.2f goroutines per idle session (hubd RSS %.0f MiB)\n",
-		r.Memory.RSSPerSession/1024, r.Memory.HeapPerSession/1024, r.Memory.GoroutinesPerSs, mib(r.Memory.RSS))
+	fmt.Fprintf(w, "  memory      per idle session: %.1f KB RSS (%.1f KB anonymous; the rest is the ledger's mmap), %.1f KB Go heap, %.1f KB stacks, %.2f goroutines (hubd RSS %.0f MiB)\n",
+		r.Memory.RSSPerSession/1024, r.Memory.AnonPerSession/1024, r.Memory.HeapPerSession/1024, r.Memory.StackPerSession/1024, r.Memory.GoroutinesPerSs, mib(r.Memory.RSS))
 	if r.Kick.N > 0 {
 		fmt.Fprintf(w, "  kick        call->stream end p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d kicks, %d others live (Kick call p99 %.2f ms; %d timeouts)\n",
 			r.Kick.EndP50, r.Kick.EndP99, r.Kick.EndMax, r.Kick.N, r.Kick.Live, r.Kick.CallP99, r.Kick.Timeouts)
@@ -641,4 +684,28 @@ func (b *bench) summary(w io.Writer) {
 			r.Storm.Resumed, r.Storm.AllResumedSec, r.Storm.ShutdownSec, r.Storm.RestartSec, r.Storm.AdviceMinMs, r.Storm.AdviceMaxMs,
 			r.Storm.ResumeP10, r.Storm.ResumeP50, r.Storm.ResumeP90, r.Storm.PerSecond)
 	}
+}
+
+// saveProfiles writes hubd's heap and goroutine profiles into dir.
+func (b *bench) saveProfiles(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for name, path := range map[string]string{"hubd-heap.pprof": "/debug/pprof/heap", "hubd-goroutine.pprof": "/debug/pprof/goroutine"} {
+		res, err := http.Get("http://" + b.metrics + path)
+		if err != nil {
+			return err
+		}
+		f, err := os.Create(filepath.Join(dir, name))
+		if err == nil {
+			_, err = io.Copy(f, res.Body)
+			err = errors.Join(err, f.Close())
+		}
+		res.Body.Close()
+		if err != nil {
+			return err
+		}
+	}
+	b.printf("profiles saved in %s", dir)
+	return nil
 }
