@@ -28,9 +28,16 @@ type Stamp struct {
 // appendReq is one caller's unit of work for the writer: records to append
 // and/or a key/value put into a side bucket, all or none.
 type appendReq struct {
-	recs []*eventpb.Record
+	recs []pendingRecord
 	put  *kvPut
 	done chan appendResult
+}
+
+// pendingRecord is a record as the caller hands it to the writer: its
+// encoded body (encodeBody) and the names it is indexed under.
+type pendingRecord struct {
+	body                 []byte
+	topic, user, session string
 }
 
 type kvPut struct {
@@ -53,14 +60,18 @@ type appendResult struct {
 // append is committed or failed as a whole and Append waits for the outcome,
 // so a cancelled caller never mistakes a durable event for a lost one.
 func (s *Store) Append(ctx context.Context, events ...*eventpb.Event) ([]Stamp, error) {
-	recs := make([]*eventpb.Record, len(events))
+	pending := make([]pendingRecord, len(events))
 	for i, ev := range events {
 		if err := ValidateEvent(ev); err != nil {
 			return nil, err
 		}
-		recs[i] = &eventpb.Record{Topic: EventsTopic, Body: &eventpb.Record_Event{Event: ev}}
+		body, err := encodeEventBody(ev)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+		}
+		pending[i] = pendingRecord{body: body, topic: EventsTopic, user: ev.GetUser(), session: ev.GetSession()}
 	}
-	return s.submit(ctx, recs)
+	return s.submitPending(ctx, pending)
 }
 
 // ValidateEvent reports why the ledger would refuse ev, or nil. Unknown
@@ -75,8 +86,30 @@ func ValidateEvent(ev *eventpb.Event) error {
 	return nil
 }
 
-// submit hands recs to the writer and waits for the commit.
+// submit encodes recs (on the caller's goroutine: the writer only adds seq,
+// id, time and hash), hands them to the writer and waits for the commit.
 func (s *Store) submit(ctx context.Context, recs []*eventpb.Record) ([]Stamp, error) {
+	if s.opts.ReadOnly {
+		return nil, ErrReadOnly
+	}
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	pending := make([]pendingRecord, len(recs))
+	for i, rec := range recs {
+		body, err := encodeBody(rec)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+		}
+		pending[i] = pendingRecord{body: body, topic: rec.GetTopic()}
+		if ev := rec.GetEvent(); ev != nil {
+			pending[i].user, pending[i].session = ev.GetUser(), ev.GetSession()
+		}
+	}
+	return s.submitPending(ctx, pending)
+}
+
+func (s *Store) submitPending(ctx context.Context, recs []pendingRecord) ([]Stamp, error) {
 	if s.opts.ReadOnly {
 		return nil, ErrReadOnly
 	}
@@ -169,8 +202,19 @@ func (s *Store) commit(batch []*appendReq) {
 		return // an offset kick whose offsets an earlier commit already wrote
 	}
 
+	// One allocation each for the batch's stamps, keys and values; bbolt
+	// needs keys and values to stay valid until the transaction ends.
+	nrec, size := 0, 0
+	for _, req := range batch {
+		nrec += len(req.recs)
+		for _, r := range req.recs {
+			size += headerSize + maxWriterFields + len(r.body)
+		}
+	}
+	stampBuf := make([]Stamp, nrec)
 	stamps := make([][]Stamp, len(batch))
 	next := head
+	var tailBytes int
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if s.failpoint != nil {
 			if err := s.failpoint(); err != nil {
@@ -179,7 +223,6 @@ func (s *Store) commit(batch []*appendReq) {
 		}
 		log := tx.Bucket(bucketLog)
 		log.FillPercent = s.opts.FillPercent
-		users, sessions, topics := tx.Bucket(bucketUser), tx.Bucket(bucketSession), tx.Bucket(bucketTopic)
 		if len(offsets) > 0 {
 			ob := tx.Bucket(bucketOffsets)
 			for k, seq := range offsets {
@@ -189,6 +232,12 @@ func (s *Store) commit(batch []*appendReq) {
 			}
 		}
 		next = head
+		tailBytes = s.tailBytes
+		post := &s.post
+		post.reset()
+		keys := make([]byte, 8*nrec)
+		vals := make([]byte, 0, size)
+		st := stampBuf
 		for i, req := range batch {
 			if req.put != nil {
 				if err := tx.Bucket(req.put.bucket).Put(req.put.key, req.put.value); err != nil {
@@ -198,40 +247,50 @@ func (s *Store) commit(batch []*appendReq) {
 			if len(req.recs) == 0 {
 				continue
 			}
-			st := make([]Stamp, len(req.recs))
+			stamps[i] = st[:len(req.recs):len(req.recs)]
+			st = st[len(req.recs):]
 			for j, rec := range req.recs {
 				next.Seq++
 				s.stampNext(&next)
-				rec.Seq = next.Seq
-				rec.Id = next.ID[:]
-				rec.TimeUnixNano = next.Time.UnixNano()
-				val, h, err := encodeValue(next.Hash, rec)
-				if err != nil {
+				start := len(vals)
+				vals, next.Hash = appendValue(vals, next.Hash, next.Seq, &next.ID, next.Time.UnixNano(), rec.body)
+				key := keys[:8:8]
+				keys = keys[8:]
+				binary.BigEndian.PutUint64(key, next.Seq)
+				if err := log.Put(key, vals[start:len(vals):len(vals)]); err != nil {
 					return err
 				}
-				next.Hash = h
-				key := seqKey(next.Seq)
-				if err := log.Put(key, val); err != nil {
-					return err
+				post.add(kindTopic, rec.topic, next.Seq)
+				if rec.user != "" {
+					post.add(kindUser, rec.user, next.Seq)
 				}
-				if err := topics.Put(indexKey(rec.GetTopic(), next.Seq), nil); err != nil {
-					return err
+				if rec.session != "" {
+					post.add(kindSession, rec.session, next.Seq)
 				}
-				if ev := rec.GetEvent(); ev != nil {
-					if u := ev.GetUser(); u != "" {
-						if err := users.Put(indexKey(u, next.Seq), nil); err != nil {
-							return err
-						}
-					}
-					if sid := ev.GetSession(); sid != "" {
-						if err := sessions.Put(indexKey(sid, next.Seq), nil); err != nil {
-							return err
-						}
-					}
-				}
-				st[j] = Stamp{Seq: next.Seq, ID: next.ID, Time: next.Time, Hash: next.Hash}
+				stamps[i][j] = Stamp{Seq: next.Seq, ID: next.ID, Time: next.Time, Hash: next.Hash}
 			}
-			stamps[i] = st
+		}
+		if post.n == 0 {
+			return nil
+		}
+		// The index entries of this commit: one block at the end of the
+		// tail (see index.go).
+		block := post.appendBlock(nil)
+		tail := tx.Bucket(bucketTail)
+		tail.FillPercent = 1.0
+		if err := tail.Put(seqKey(next.Seq), block); err != nil {
+			return err
+		}
+		tailBytes += len(block)
+		if tailBytes < s.mergeThreshold {
+			return nil
+		}
+		if err := mergeTail(tx, &s.mergePost); err != nil {
+			return err
+		}
+		tailBytes = 0
+		if s.mergeFailpoint != nil {
+			return s.mergeFailpoint()
 		}
 		return nil
 	})
@@ -244,6 +303,7 @@ func (s *Store) commit(batch []*appendReq) {
 		reply(batch, nil, err)
 		return
 	}
+	s.tailBytes = tailBytes
 	s.commits.Add(1)
 	s.committed.Add(next.Seq - head.Seq)
 	s.mu.Lock()
@@ -312,19 +372,4 @@ func incrementEntropy(id *ulid.ULID) bool {
 		}
 	}
 	return true
-}
-
-// indexKey is uvarint(len(name)) || name || seq: unambiguous for any name,
-// and sorted by seq within a name.
-func indexKey(name string, seq uint64) []byte {
-	k := make([]byte, 0, binary.MaxVarintLen64+len(name)+8)
-	k = binary.AppendUvarint(k, uint64(len(name)))
-	k = append(k, name...)
-	return binary.BigEndian.AppendUint64(k, seq)
-}
-
-func indexPrefix(name string) []byte {
-	k := make([]byte, 0, binary.MaxVarintLen64+len(name))
-	k = binary.AppendUvarint(k, uint64(len(name)))
-	return append(k, name...)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
@@ -60,20 +61,72 @@ func chainHash(prev Hash, body []byte) Hash {
 	return out
 }
 
-// encodeValue lays out a new stored value for pb chained after prev and
-// returns it with its hash. The value is freshly allocated: bbolt needs it
-// to stay valid until the transaction ends.
-func encodeValue(prev Hash, pb *eventpb.Record) ([]byte, Hash, error) {
-	buf := make([]byte, headerSize, headerSize+proto.Size(pb))
-	buf[hashSize] = formatV1
-	var err error
-	buf, err = proto.MarshalOptions{Deterministic: true}.MarshalAppend(buf, pb)
+// Record fields 1-3 (seq, id, time) are assigned by the writer; the rest is
+// known to the caller. Protobuf's deterministic encoding writes fields in
+// field-number order, so a record's encoding is the writer's fields followed
+// by the caller's: callers marshal their part (encodeBody) before they queue,
+// on their own goroutines, and the writer only prepends its three fields
+// (appendValue). TestAppendValueMatchesProto checks that the bytes are the
+// same as proto.Marshal of the whole record.
+const maxWriterFields = 1 + binary.MaxVarintLen64 + 1 + 1 + 16 + 1 + binary.MaxVarintLen64
+
+// encodeBody marshals the caller's part of a record: pb must have no seq,
+// id or time.
+func encodeBody(pb *eventpb.Record) ([]byte, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(pb)
 	if err != nil {
-		return nil, Hash{}, fmt.Errorf("encode record %d: %w", pb.GetSeq(), err)
+		return nil, fmt.Errorf("encode record: %w", err)
 	}
-	h := chainHash(prev, buf[hashSize:])
-	copy(buf[:hashSize], h[:])
-	return buf, h, nil
+	return b, nil
+}
+
+// eventsTopicField is Record field 4 (topic) holding EventsTopic.
+var eventsTopicField = protowire.AppendString(protowire.AppendTag(nil, 4, protowire.BytesType), EventsTopic)
+
+// encodeEventBody is encodeBody of a record on EventsTopic whose body is ev,
+// without building the record: field 4 (topic), then field 8 (event).
+func encodeEventBody(ev *eventpb.Event) ([]byte, error) {
+	opts := proto.MarshalOptions{Deterministic: true}
+	size := opts.Size(ev)
+	b := make([]byte, 0, len(eventsTopicField)+1+binary.MaxVarintLen64+size)
+	b = append(b, eventsTopicField...)
+	b = protowire.AppendTag(b, 8, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(size))
+	n := len(b)
+	opts.UseCachedSize = true
+	b, err := opts.MarshalAppend(b, ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	if len(b)-n != size {
+		return nil, fmt.Errorf("encode event: %d bytes, sized %d (changed while encoding?)", len(b)-n, size)
+	}
+	return b, nil
+}
+
+// appendValue appends to dst the stored value of the record with the
+// writer's fields seq, id, t and the caller's encoded body, chained after
+// prev, and returns it with the record's hash.
+func appendValue(dst []byte, prev Hash, seq uint64, id *ulid.ULID, t int64, body []byte) ([]byte, Hash) {
+	start := len(dst)
+	// The hash slot first holds prev, so that one SHA-256 over the value is
+	// SHA-256(prev || value[32:]); then it gets the result.
+	dst = append(dst, prev[:]...)
+	dst = append(dst, formatV1)
+	if seq != 0 {
+		dst = protowire.AppendTag(dst, 1, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, seq)
+	}
+	dst = protowire.AppendTag(dst, 2, protowire.BytesType)
+	dst = protowire.AppendBytes(dst, id[:])
+	if t != 0 {
+		dst = protowire.AppendTag(dst, 3, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, uint64(t))
+	}
+	dst = append(dst, body...)
+	h := Hash(sha256.Sum256(dst[start:]))
+	copy(dst[start:], h[:])
+	return dst, h
 }
 
 func seqKey(seq uint64) []byte {

@@ -35,6 +35,8 @@ func TestCrashChild(t *testing.T) {
 		fmt.Fprintln(os.Stderr, "child open:", err)
 		os.Exit(3)
 	}
+	// Merge the index tail every few commits, so kills also land in merges.
+	s.SetMergeThreshold(2048)
 	fmt.Println("ready")
 	var mu sync.Mutex
 	out := bufio.NewWriter(os.Stdout)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // SetFailpoint makes every later commit call fn first; a non-nil error
@@ -39,4 +41,39 @@ func BreakFileForTest(s *Store) error {
 		return syscall.Dup2(int(null.Fd()), fd)
 	}
 	return fmt.Errorf("no open fd for %s", want)
+}
+
+// SetMergeThreshold makes the writer merge the index tail once it holds n
+// bytes of posting blocks (1: at every commit). Call it before appending.
+func (s *Store) SetMergeThreshold(n int) { s.mergeThreshold = n }
+
+// SetMergeFailpoint makes every later index merge call fn after it has
+// rewritten the indexes, inside the merge's transaction; a non-nil error
+// aborts that commit.
+func (s *Store) SetMergeFailpoint(fn func() error) { s.mergeFailpoint = fn }
+
+// IndexTail returns the number of posting blocks in the index tail and
+// their size in bytes.
+func (s *Store) IndexTail() (blocks, bytes int, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketTail).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			blocks++
+			bytes += len(v)
+		}
+		return nil
+	})
+	return blocks, bytes, err
+}
+
+// MergedChunks returns the number of merged chunks in the user, session and
+// topic indexes.
+func (s *Store) MergedChunks() (n int, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketUser, bucketSession, bucketTopic} {
+			n += tx.Bucket(b).Stats().KeyN
+		}
+		return nil
+	})
+	return n, err
 }

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -46,7 +45,8 @@ type Publisher struct {
 func NewPublisher(s *Store) *Publisher { return &Publisher{s: s} }
 
 // Publish appends msgs to topic, all or none, and returns once they are
-// durable. It is safe for concurrent use.
+// durable. On success it sets each message's MetadataSeq, MetadataID and
+// MetadataTime to where it landed in the log. It is safe for concurrent use.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if p.closed.Load() {
 		return errors.New("publish: publisher closed")
@@ -77,8 +77,20 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		}
 		recs[i] = rec
 	}
-	_, err := p.s.submit(context.Background(), recs)
-	return err
+	stamps, err := p.s.submit(context.Background(), recs)
+	if err != nil {
+		return err
+	}
+	// Tell the publisher where its messages landed, as a subscriber sees it.
+	for i, msg := range msgs {
+		if msg.Metadata == nil {
+			msg.Metadata = make(message.Metadata)
+		}
+		msg.Metadata.Set(MetadataSeq, strconv.FormatUint(stamps[i].Seq, 10))
+		msg.Metadata.Set(MetadataID, stamps[i].ID.String())
+		msg.Metadata.Set(MetadataTime, stamps[i].Time.Format(time.RFC3339Nano))
+	}
+	return nil
 }
 
 // Close makes later Publish calls fail. It is idempotent.
@@ -348,25 +360,8 @@ func (sub *Subscriber) deliverOne(ctx context.Context, topic string, g *group, o
 
 // readTopic returns up to limit records of topic with seq >= from.
 func (s *Store) readTopic(topic string, from uint64, limit int) ([]*Record, error) {
-	var out []*Record
-	prefix := indexPrefix(topic)
-	err := s.db.View(func(tx *bolt.Tx) error {
-		log := tx.Bucket(bucketLog)
-		c := tx.Bucket(bucketTopic).Cursor()
-		for k, _ := c.Seek(indexKey(topic, from)); k != nil && len(out) < limit; k, _ = c.Next() {
-			if !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 {
-				break
-			}
-			key := k[len(prefix):]
-			r, err := DecodeRecord(key, log.Get(key))
-			if err != nil {
-				return err
-			}
-			out = append(out, r)
-		}
-		return nil
-	})
-	return out, err
+	recs, _, err := s.readIndex(kindTopic, topic, from, 0, limit)
+	return recs, err
 }
 
 // toMessage turns a record into the watermill message a subscriber sees.

@@ -42,8 +42,13 @@ func TestEventsTopicRoundTrip(t *testing.T) {
 	pub := ledger.NewPublisher(s)
 	ev := connected("alice", "s1")
 	payload, _ := proto.Marshal(ev)
-	if err := pub.Publish(ledger.EventsTopic, message.NewMessage(watermill.NewUUID(), payload)); err != nil {
+	published := message.NewMessage(watermill.NewUUID(), payload)
+	if err := pub.Publish(ledger.EventsTopic, published); err != nil {
 		t.Fatal(err)
+	}
+	// The publisher learns where its message landed.
+	if got, head := published.Metadata.Get(ledger.MetadataSeq), s.Head(); got != "1" || published.Metadata.Get(ledger.MetadataID) != head.ID.String() {
+		t.Fatalf("published metadata: seq %q id %q; want 1 and %s", got, published.Metadata.Get(ledger.MetadataID), head.ID)
 	}
 	// A payload that is not an event is refused, and nothing is written.
 	if err := pub.Publish(ledger.EventsTopic, message.NewMessage(watermill.NewUUID(), []byte{0xff, 0xff})); err == nil {

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -152,59 +151,28 @@ func (s *Store) ScanTime(ctx context.Context, since, until time.Time, fn func(*R
 // ByUser calls fn, in log order, for every event about user with
 // from <= seq <= to (to == 0: no upper bound), through the user index.
 func (s *Store) ByUser(ctx context.Context, user string, from, to uint64, fn func(*Record) error) error {
-	return s.byIndex(ctx, bucketUser, user, from, to, fn)
+	return s.byIndex(ctx, kindUser, user, from, to, fn)
 }
 
 // BySession calls fn, in log order, for every event about session with
 // from <= seq <= to (to == 0: no upper bound), through the session index.
 func (s *Store) BySession(ctx context.Context, session string, from, to uint64, fn func(*Record) error) error {
-	return s.byIndex(ctx, bucketSession, session, from, to, fn)
+	return s.byIndex(ctx, kindSession, session, from, to, fn)
 }
 
 // ByTopic calls fn, in log order, for every record published on topic with
 // from <= seq <= to (to == 0: no upper bound).
 func (s *Store) ByTopic(ctx context.Context, topic string, from, to uint64, fn func(*Record) error) error {
-	return s.byIndex(ctx, bucketTopic, topic, from, to, fn)
+	return s.byIndex(ctx, kindTopic, topic, from, to, fn)
 }
 
-func (s *Store) byIndex(ctx context.Context, bucket []byte, name string, from, to uint64, fn func(*Record) error) error {
-	prefix := indexPrefix(name)
-	next := from
+func (s *Store) byIndex(ctx context.Context, kind indexKind, name string, from, to uint64, fn func(*Record) error) error {
+	next := max(from, 1)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		done := false
-		var batch []*Record
-		err := s.db.View(func(tx *bolt.Tx) error {
-			log := tx.Bucket(bucketLog)
-			c := tx.Bucket(bucket).Cursor()
-			for k, _ := c.Seek(indexKey(name, next)); ; k, _ = c.Next() {
-				if k == nil || !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 {
-					done = true
-					return nil
-				}
-				seq := binary.BigEndian.Uint64(k[len(prefix):])
-				if to != 0 && seq > to {
-					done = true
-					return nil
-				}
-				if len(batch) == scanChunk {
-					next = seq
-					return nil
-				}
-				key := seqKey(seq)
-				v := log.Get(key)
-				if v == nil {
-					return fmt.Errorf("%w: index names seq %d, which is not in the log", ErrCorrupt, seq)
-				}
-				r, err := DecodeRecord(key, v)
-				if err != nil {
-					return err
-				}
-				batch = append(batch, r)
-			}
-		})
+		batch, more, err := s.readIndex(kind, name, next, to, scanChunk)
 		if err != nil {
 			return err
 		}
@@ -218,8 +186,43 @@ func (s *Store) byIndex(ctx context.Context, bucket []byte, name string, from, t
 				return err
 			}
 		}
-		if done {
+		if !more {
 			return nil
 		}
+		next = batch[len(batch)-1].Seq + 1
 	}
+}
+
+// readIndex returns, from one read transaction, up to limit records of
+// (kind, name) with from <= seq <= to (to == 0: no bound), and whether there
+// may be more.
+func (s *Store) readIndex(kind indexKind, name string, from, to uint64, limit int) ([]*Record, bool, error) {
+	var out []*Record
+	more := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		seqs, err := indexSeqs(tx, kind, name, from, to, limit+1, nil)
+		if err != nil {
+			return err
+		}
+		if len(seqs) > limit {
+			more = true
+			seqs = seqs[:limit]
+		}
+		log := tx.Bucket(bucketLog)
+		out = make([]*Record, 0, len(seqs))
+		for _, seq := range seqs {
+			key := seqKey(seq)
+			v := log.Get(key)
+			if v == nil {
+				return fmt.Errorf("%w: index names seq %d, which is not in the log", ErrCorrupt, seq)
+			}
+			r, err := DecodeRecord(key, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, more, err
 }

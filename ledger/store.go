@@ -29,11 +29,12 @@ var (
 	bucketUser    = []byte("idx_user")
 	bucketSession = []byte("idx_session")
 	bucketTopic   = []byte("idx_topic")
+	bucketTail    = []byte("idx_tail")
 	bucketOffsets = []byte("offsets")
 	bucketBlobs   = []byte("blobs")
 
 	metaMagicKey = []byte("magic")
-	metaMagic    = []byte("sessionledger/ledger/v1")
+	metaMagic    = []byte("sessionledger/ledger/v2")
 )
 
 // Options configure Open. The zero value is usable; see each field for its
@@ -111,8 +112,13 @@ type Store struct {
 	changed chan struct{} // closed and replaced after every commit
 
 	// writer state, owned by the writer goroutine
-	rng       *rand.ChaCha8
-	failpoint func() error // test hook: non-nil error aborts the commit
+	rng            *rand.ChaCha8
+	failpoint      func() error // test hook: non-nil error aborts the commit
+	mergeFailpoint func() error // test hook: called after an index merge, inside its transaction
+	post           postings     // the current commit's index postings
+	mergePost      postings     // scratch for merges
+	tailBytes      int          // bytes of posting blocks in idx_tail
+	mergeThreshold int          // merge the tail once it holds this many bytes
 
 	// consumer-group offsets waiting to be written with the next commit;
 	// acks only touch this map, so they never wait for a disk write
@@ -171,6 +177,8 @@ func Open(path string, opts *Options) (*Store, error) {
 		groups:     make(map[string]*group),
 		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),
+
+		mergeThreshold: defaultMergeThreshold,
 	}
 	if err := s.init(); err != nil {
 		_ = db.Close()
@@ -197,7 +205,7 @@ func (s *Store) init() error {
 		if meta == nil || !bytes.Equal(meta.Get(metaMagicKey), metaMagic) {
 			return ErrNotLedger
 		}
-		for _, name := range [][]byte{bucketLog, bucketUser, bucketSession, bucketTopic, bucketOffsets, bucketBlobs} {
+		for _, name := range [][]byte{bucketLog, bucketUser, bucketSession, bucketTopic, bucketTail, bucketOffsets, bucketBlobs} {
 			if tx.Bucket(name) == nil {
 				return fmt.Errorf("%w: bucket %q missing", ErrNotLedger, name)
 			}
@@ -221,7 +229,7 @@ func (s *Store) init() error {
 			if err := meta.Put(metaMagicKey, metaMagic); err != nil {
 				return err
 			}
-			for _, name := range [][]byte{bucketLog, bucketUser, bucketSession, bucketTopic, bucketOffsets, bucketBlobs} {
+			for _, name := range [][]byte{bucketLog, bucketUser, bucketSession, bucketTopic, bucketTail, bucketOffsets, bucketBlobs} {
 				if _, err := tx.CreateBucket(name); err != nil {
 					return err
 				}
@@ -242,6 +250,7 @@ func (s *Store) init() error {
 			return fmt.Errorf("read head: %w", err)
 		}
 		s.head = Head{Seq: r.Seq, Hash: r.Hash, ID: r.ID, Time: r.Time}
+		s.tailBytes = tailSize(tx)
 		return nil
 	})
 }

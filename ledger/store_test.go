@@ -275,3 +275,19 @@ func TestHotBackupWhileAppending(t *testing.T) {
 	}
 	ledgertest.Check(t, b)
 }
+
+// TestUnencodableEventRefusedAlone: an event protobuf cannot encode (a
+// string that is not UTF-8) is refused to its caller with ErrInvalidEvent
+// before it reaches the writer, so the ledger goes on taking appends.
+func TestUnencodableEventRefusedAlone(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	if _, err := s.Append(ctx, connected("\xff\xfe", "s")); !errors.Is(err, ledger.ErrInvalidEvent) {
+		t.Fatalf("non-UTF-8 user: got %v; want ErrInvalidEvent", err)
+	}
+	if _, err := s.Append(ctx, connected("u", "s")); err != nil {
+		t.Fatalf("append after a refused event: %v", err)
+	}
+	if h := s.Head(); h.Seq != 1 {
+		t.Fatalf("head: got seq %d; want 1", h.Seq)
+	}
+}

@@ -116,6 +116,9 @@ type Counters struct {
 type Change struct {
 	Seq  uint64
 	Type eventpb.EventType
+	// Record is the applied record (the hub delivers notifications from
+	// it). It must not be modified.
+	Record *ledger.Record
 	// Started is the session a connect or reconnect started.
 	Started *Session
 	// Ended is the session a disconnect ended.
@@ -182,7 +185,7 @@ func (s *State) Counters() Counters { return s.counters }
 // Replay) guarantees it. Bans whose expiry is at or before the record's time
 // are lifted first.
 func (s *State) Apply(r *ledger.Record) Change {
-	ch := Change{Seq: r.Seq}
+	ch := Change{Seq: r.Seq, Record: r}
 	s.seq = r.Seq
 	if r.Time.After(s.time) {
 		s.time = r.Time

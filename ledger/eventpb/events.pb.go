@@ -324,6 +324,8 @@ const (
 	DisconnectCause_DISCONNECT_CAUSE_SERVER_SHUTDOWN DisconnectCause = 6
 	// Found live in the log at start after a crash.
 	DisconnectCause_DISCONNECT_CAUSE_LOST DisconnectCause = 7
+	// Ended because it did not read its notifications fast enough.
+	DisconnectCause_DISCONNECT_CAUSE_SLOW_CONSUMER DisconnectCause = 8
 )
 
 // Enum value maps for DisconnectCause.
@@ -337,6 +339,7 @@ var (
 		5: "DISCONNECT_CAUSE_IDLE_TIMEOUT",
 		6: "DISCONNECT_CAUSE_SERVER_SHUTDOWN",
 		7: "DISCONNECT_CAUSE_LOST",
+		8: "DISCONNECT_CAUSE_SLOW_CONSUMER",
 	}
 	DisconnectCause_value = map[string]int32{
 		"DISCONNECT_CAUSE_UNSPECIFIED":     0,
@@ -347,6 +350,7 @@ var (
 		"DISCONNECT_CAUSE_IDLE_TIMEOUT":    5,
 		"DISCONNECT_CAUSE_SERVER_SHUTDOWN": 6,
 		"DISCONNECT_CAUSE_LOST":            7,
+		"DISCONNECT_CAUSE_SLOW_CONSUMER":   8,
 	}
 )
 
@@ -1371,7 +1375,7 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\x15RECONNECT_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11RECONNECT_ALLOWED\x10\x01\x12\x19\n" +
 	"\x15RECONNECT_NOT_ALLOWED\x10\x02\x12\x13\n" +
-	"\x0fRECONNECT_AFTER\x10\x03*\x96\x02\n" +
+	"\x0fRECONNECT_AFTER\x10\x03*\xba\x02\n" +
 	"\x0fDisconnectCause\x12 \n" +
 	"\x1cDISCONNECT_CAUSE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eDISCONNECT_CAUSE_CLIENT_CLOSED\x10\x01\x12\x1b\n" +
@@ -1380,7 +1384,8 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\x1bDISCONNECT_CAUSE_SUPERSEDED\x10\x04\x12!\n" +
 	"\x1dDISCONNECT_CAUSE_IDLE_TIMEOUT\x10\x05\x12$\n" +
 	" DISCONNECT_CAUSE_SERVER_SHUTDOWN\x10\x06\x12\x19\n" +
-	"\x15DISCONNECT_CAUSE_LOST\x10\aB7Z5github.com/sessionledger/sessionledger/ledger/eventpbb\x06proto3"
+	"\x15DISCONNECT_CAUSE_LOST\x10\a\x12\"\n" +
+	"\x1eDISCONNECT_CAUSE_SLOW_CONSUMER\x10\bB7Z5github.com/sessionledger/sessionledger/ledger/eventpbb\x06proto3"
 
 var (
 	file_ledger_eventpb_events_proto_rawDescOnce sync.Once

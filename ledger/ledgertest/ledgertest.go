@@ -1,11 +1,14 @@
 // Package ledgertest opens throwaway ledgers for tests and checks the
 // ledger's invariants when each test ends: the hash chain verifies, the
-// sequence is dense from 1 to the head, and ids and times increase with seq.
+// sequence is dense from 1 to the head, ids and times increase with seq, and
+// the user, session and topic indexes agree with the log.
 package ledgertest
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -37,7 +40,9 @@ func Open(tb testing.TB, opts *ledger.Options) *ledger.Store {
 	return s
 }
 
-// Check verifies the chain, density and id/time order of the whole log.
+// Check verifies the chain, density and id/time order of the whole log, and
+// that ByUser, BySession and ByTopic return exactly the log's records of a
+// name (every name, or a sample of maxIndexNames per index on big logs).
 func Check(tb testing.TB, s *ledger.Store) {
 	tb.Helper()
 	ctx := context.Background()
@@ -51,7 +56,15 @@ func Check(tb testing.TB, s *ledger.Store) {
 		tb.Errorf("ledger invariant: verified %d records; want head seq %d", n, head.Seq)
 	}
 	var prev *ledger.Record
+	users, sessions, topics := newPostings(), newPostings(), newPostings()
 	err = s.Scan(ctx, 1, 0, func(r *ledger.Record) error {
+		topics.add(r.Topic, r.Seq)
+		if u := r.Event.GetUser(); u != "" {
+			users.add(u, r.Seq)
+		}
+		if sid := r.Event.GetSession(); sid != "" {
+			sessions.add(sid, r.Seq)
+		}
 		if prev != nil {
 			if r.Seq != prev.Seq+1 {
 				tb.Errorf("ledger invariant: seq %d follows %d", r.Seq, prev.Seq)
@@ -68,7 +81,57 @@ func Check(tb testing.TB, s *ledger.Store) {
 	})
 	if err != nil {
 		tb.Errorf("ledger invariant: scan: %v", err)
+		return
 	}
+	checkIndex(tb, "user", s.ByUser, users)
+	checkIndex(tb, "session", s.BySession, sessions)
+	checkIndex(tb, "topic", s.ByTopic, topics)
+}
+
+// maxIndexNames bounds how many names per index Check reads back.
+const maxIndexNames = 256
+
+// postings is what an index should hold, built from a scan of the log.
+type postings struct {
+	names []string // in order of first appearance
+	seqs  map[string][]uint64
+}
+
+func newPostings() *postings { return &postings{seqs: map[string][]uint64{}} }
+
+func (p *postings) add(name string, seq uint64) {
+	if _, ok := p.seqs[name]; !ok {
+		p.names = append(p.names, name)
+	}
+	p.seqs[name] = append(p.seqs[name], seq)
+}
+
+func checkIndex(tb testing.TB, index string, read func(context.Context, string, uint64, uint64, func(*ledger.Record) error) error, want *postings) {
+	tb.Helper()
+	stride := max(1, len(want.names)/maxIndexNames)
+	for i := 0; i < len(want.names); i += stride {
+		name := want.names[i]
+		var got []uint64
+		err := read(context.Background(), name, 0, 0, func(r *ledger.Record) error {
+			got = append(got, r.Seq)
+			return nil
+		})
+		if err != nil {
+			tb.Errorf("ledger invariant: %s index %q: %v", index, name, err)
+			return
+		}
+		if !slices.Equal(got, want.seqs[name]) {
+			tb.Errorf("ledger invariant: %s index %q: got seqs %s; want %s", index, name, short(got), short(want.seqs[name]))
+			return
+		}
+	}
+}
+
+func short(seqs []uint64) string {
+	if len(seqs) > 20 {
+		return fmt.Sprintf("%v ... (%d in all)", seqs[:20], len(seqs))
+	}
+	return fmt.Sprint(seqs)
 }
 
 // Event returns a small valid event of type typ about user and session.

@@ -1,0 +1,228 @@
+package hub
+
+import (
+	"context"
+	"time"
+
+	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/projections"
+)
+
+const maxReason = 1024
+
+func checkReason(reason string) error {
+	if reason == "" {
+		return invalidf("a reason is required (it is recorded for audit)")
+	}
+	if len(reason) > maxReason {
+		return invalidf("reason is %d bytes; at most %d", len(reason), maxReason)
+	}
+	return nil
+}
+
+func reply(st []ledger.Stamp, n int) *hubpb.ActionReply {
+	last := st[len(st)-1]
+	return &hubpb.ActionReply{EventId: last.ID.String(), Seq: last.Seq, Sessions: uint32(n)}
+}
+
+// Kick records a kick_requested event, waits until the projections applied
+// it (the targeted sessions on this node are then being ended) and returns
+// the event id.
+func (s *Server) Kick(ctx context.Context, req *hubpb.KickRequest) (*hubpb.ActionReply, error) {
+	if err := checkReason(req.GetReason()); err != nil {
+		return nil, err
+	}
+	k := &eventpb.KickRequested{
+		Mode:             eventpb.KickMode(req.GetMode()),
+		Reconnect:        ledgerReconnect(req.GetReconnect()),
+		ReconnectAfterMs: req.GetReconnectAfterMs(),
+	}
+	if k.Mode == eventpb.KickMode_KICK_MODE_UNSPECIFIED {
+		k.Mode = eventpb.KickMode_KICK_MODE_GRACEFUL
+	}
+	if k.Mode > eventpb.KickMode_KICK_MODE_ABORT {
+		return nil, invalidf("unknown kick mode %d", req.GetMode())
+	}
+	switch {
+	case k.Reconnect == eventpb.Reconnect_RECONNECT_UNSPECIFIED:
+		k.Reconnect = eventpb.Reconnect_RECONNECT_ALLOWED
+		if k.ReconnectAfterMs > 0 {
+			k.Reconnect = eventpb.Reconnect_RECONNECT_AFTER
+		}
+	case k.Reconnect > eventpb.Reconnect_RECONNECT_AFTER:
+		return nil, invalidf("unknown reconnect advice %d", req.GetReconnect())
+	}
+	if k.ReconnectAfterMs < 0 || (k.Reconnect == eventpb.Reconnect_RECONNECT_AFTER && k.ReconnectAfterMs == 0) {
+		return nil, invalidf("reconnect after needs a positive duration")
+	}
+	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_KICK_REQUESTED, Actor: ActorFrom(ctx), Reason: req.GetReason(),
+		Body: &eventpb.Event_KickRequested{KickRequested: k}}
+	switch {
+	case req.GetSessionId() != "" && req.GetUser() == "" && req.GetDevice() == "":
+		k.Target = eventpb.KickTarget_KICK_TARGET_SESSION
+		ev.Session = req.GetSessionId()
+		// Index the kick under the session's user too, so "every kick of
+		// user U" finds it.
+		s.proj.Read(func(st *projections.State) {
+			if sess, ok := st.Session(ev.Session); ok {
+				ev.User, ev.Device = sess.User, sess.Device
+			}
+		})
+	case req.GetSessionId() == "" && req.GetUser() != "" && req.GetDevice() == "":
+		k.Target = eventpb.KickTarget_KICK_TARGET_USER
+		ev.User = req.GetUser()
+	case req.GetSessionId() == "" && req.GetUser() != "" && req.GetDevice() != "":
+		k.Target = eventpb.KickTarget_KICK_TARGET_USER_DEVICE
+		ev.User, ev.Device = req.GetUser(), req.GetDevice()
+	default:
+		return nil, invalidf("kick needs exactly one target: session_id, or user (with an optional device)")
+	}
+	st, err := s.publishApplied(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	return reply(st, s.affectedBy(st[0].Seq)), nil
+}
+
+// Ban records a user_banned event; the user's live sessions end and new
+// connects are refused until the ban expires or is lifted.
+func (s *Server) Ban(ctx context.Context, req *hubpb.BanRequest) (*hubpb.ActionReply, error) {
+	if req.GetUser() == "" {
+		return nil, invalidf("ban needs a user")
+	}
+	if err := checkReason(req.GetReason()); err != nil {
+		return nil, err
+	}
+	if req.GetDurationMs() < 0 || req.GetUntilUnixNano() < 0 || (req.GetDurationMs() > 0 && req.GetUntilUnixNano() > 0) {
+		return nil, invalidf("ban takes a positive duration or an expiry time, not both")
+	}
+	var until int64
+	now := s.cfg.Now()
+	switch {
+	case req.GetDurationMs() > 0:
+		until = now.Add(time.Duration(req.GetDurationMs()) * time.Millisecond).UnixNano()
+	case req.GetUntilUnixNano() > 0:
+		if req.GetUntilUnixNano() <= now.UnixNano() {
+			return nil, invalidf("ban expiry %s is in the past", time.Unix(0, req.GetUntilUnixNano()).UTC().Format(time.RFC3339))
+		}
+		until = req.GetUntilUnixNano()
+	}
+	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_USER_BANNED, User: req.GetUser(), Actor: ActorFrom(ctx), Reason: req.GetReason(),
+		Body: &eventpb.Event_UserBanned{UserBanned: &eventpb.UserBanned{UntilUnixNano: until}}}
+	st, err := s.publishApplied(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	return reply(st, s.affectedBy(st[0].Seq)), nil
+}
+
+// Unban records a user_unbanned event for a user who is banned now.
+func (s *Server) Unban(ctx context.Context, req *hubpb.UnbanRequest) (*hubpb.ActionReply, error) {
+	if req.GetUser() == "" {
+		return nil, invalidf("unban needs a user")
+	}
+	if err := checkReason(req.GetReason()); err != nil {
+		return nil, err
+	}
+	banned := false
+	s.proj.Read(func(st *projections.State) { _, banned = st.BanAt(req.GetUser(), s.cfg.Now()) })
+	if !banned {
+		return nil, ErrNotBanned
+	}
+	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_USER_UNBANNED, User: req.GetUser(), Actor: ActorFrom(ctx), Reason: req.GetReason(),
+		Body: &eventpb.Event_UserUnbanned{UserUnbanned: &eventpb.UserUnbanned{}}}
+	st, err := s.publishApplied(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	return reply(st, 0), nil
+}
+
+// maxPayload bounds a notification payload.
+const maxPayload = 64 << 10
+
+// Notify records a notification_sent event; the hub delivers it to the
+// addressed live sessions from the projection feed.
+func (s *Server) Notify(ctx context.Context, req *hubpb.NotifyRequest) (*hubpb.ActionReply, error) {
+	if req.GetTopic() == "" {
+		return nil, invalidf("notify needs a topic")
+	}
+	if len(req.GetPayload()) > maxPayload {
+		return nil, invalidf("payload is %d bytes; at most %d", len(req.GetPayload()), maxPayload)
+	}
+	n := &eventpb.NotificationSent{Topic: req.GetTopic(), Payload: req.GetPayload()}
+	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT, Actor: ActorFrom(ctx),
+		Body: &eventpb.Event_NotificationSent{NotificationSent: n}}
+	switch req.GetTarget() {
+	case hubpb.NotifyTarget_NOTIFY_TARGET_SESSION:
+		if req.GetSessionId() == "" || req.GetUser() != "" {
+			return nil, invalidf("notify to a session needs session_id only")
+		}
+		n.Target, ev.Session = eventpb.NotificationTarget_NOTIFICATION_TARGET_SESSION, req.GetSessionId()
+		s.proj.Read(func(st *projections.State) {
+			if sess, ok := st.Session(ev.Session); ok {
+				ev.User = sess.User
+			}
+		})
+	case hubpb.NotifyTarget_NOTIFY_TARGET_USER:
+		if req.GetUser() == "" || req.GetSessionId() != "" {
+			return nil, invalidf("notify to a user needs user only")
+		}
+		n.Target, ev.User = eventpb.NotificationTarget_NOTIFICATION_TARGET_USER, req.GetUser()
+	case hubpb.NotifyTarget_NOTIFY_TARGET_ALL:
+		if req.GetUser() != "" || req.GetSessionId() != "" {
+			return nil, invalidf("notify to all takes no session or user")
+		}
+		n.Target = eventpb.NotificationTarget_NOTIFICATION_TARGET_ALL
+	default:
+		return nil, invalidf("notify needs a target: session, user or all")
+	}
+	st, err := s.publishApplied(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	count := s.affectedBy(st[0].Seq)
+	if n.Target == eventpb.NotificationTarget_NOTIFICATION_TARGET_ALL {
+		count = s.Live()
+	}
+	return reply(st, count), nil
+}
+
+// ListSessions lists live sessions from the projections (every node's).
+func (s *Server) ListSessions(ctx context.Context, req *hubpb.ListSessionsRequest) (*hubpb.ListSessionsReply, error) {
+	out := &hubpb.ListSessionsReply{}
+	s.proj.Read(func(st *projections.State) {
+		for _, sess := range st.Sessions(projections.Filter{User: req.GetUser(), Device: req.GetDevice(), Node: req.GetNode()}) {
+			out.Sessions = append(out.Sessions, sessionInfo(st, sess))
+		}
+	})
+	return out, nil
+}
+
+// GetSession returns one live session.
+func (s *Server) GetSession(ctx context.Context, req *hubpb.GetSessionRequest) (*hubpb.SessionInfo, error) {
+	if req.GetSessionId() == "" {
+		return nil, invalidf("get session needs session_id")
+	}
+	var out *hubpb.SessionInfo
+	s.proj.Read(func(st *projections.State) {
+		if sess, ok := st.Session(req.GetSessionId()); ok {
+			out = sessionInfo(st, sess)
+		}
+	})
+	if out == nil {
+		return nil, ErrNotFound
+	}
+	return out, nil
+}
+
+func sessionInfo(st *projections.State, sess projections.Session) *hubpb.SessionInfo {
+	info := &hubpb.SessionInfo{SessionId: sess.ID, User: sess.User, Device: sess.Device, Node: sess.Node,
+		RemoteAddr: sess.RemoteAddr, ConnectedUnixNano: sess.ConnectedAt.UnixNano(), PreviousSession: sess.Previous}
+	if p, ok := st.Pending(sess.ID); ok {
+		info.PendingEnd = causeLabel(p.Cause)
+	}
+	return info
+}

@@ -1,0 +1,226 @@
+package hub
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+)
+
+// AdminTokenFile is the name of the admin token file in hubd's data
+// directory. Each non-comment line is "actor token" (or just a token, whose
+// actor is "admin").
+const AdminTokenFile = "admin.token"
+
+// LoadOrCreateAdminTokens reads dir/admin.token, creating it (mode 0600,
+// one random token for actor "admin") when it does not exist. created says
+// whether it did.
+func LoadOrCreateAdminTokens(dir string) (tokens map[string]string, created bool, err error) {
+	path := filepath.Join(dir, AdminTokenFile)
+	tokens, err = ReadAdminTokens(path)
+	if err == nil {
+		return tokens, false, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, false, err
+	}
+	tok := randomToken()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("create admin token: %w", err)
+	}
+	_, werr := fmt.Fprintf(f, "# sessionledger admin tokens: one \"actor token\" per line\nadmin %s\n", tok)
+	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+		return nil, false, fmt.Errorf("write admin token: %w", err)
+	}
+	return map[string]string{tok: "admin"}, true, nil
+}
+
+// ReadAdminTokens parses an admin token file. It refuses a file that other
+// users can read.
+func ReadAdminTokens(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("admin token file %s has mode %o; want 0600 (chmod 600 it)", path, fi.Mode().Perm())
+	}
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Fields(line)
+		switch len(fields) {
+		case 1:
+			out[fields[0]] = "admin"
+		case 2:
+			out[fields[1]] = fields[0]
+		default:
+			return nil, fmt.Errorf("admin token file %s: a line must be \"actor token\"", path)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("admin token file %s holds no token", path)
+	}
+	return out, nil
+}
+
+// FirstAdminToken returns a token from path, for hubctl and auditq.
+func FirstAdminToken(path string) (string, error) {
+	toks, err := ReadAdminTokens(path)
+	if err != nil {
+		return "", err
+	}
+	best := ""
+	for t, actor := range toks {
+		if best == "" || actor == "admin" {
+			best = t
+		}
+	}
+	return best, nil
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+type actorKey struct{}
+
+// ActorFrom returns the admin actor an authenticated call was made by.
+func ActorFrom(ctx context.Context) string {
+	a, _ := ctx.Value(actorKey{}).(string)
+	return a
+}
+
+// needsAdmin says which methods need an admin token: everything except the
+// client stream (which authenticates in Hello), health and reflection.
+func needsAdmin(fullMethod string) bool {
+	switch {
+	case strings.HasPrefix(fullMethod, "/sessionledger.hub.v1.Hub/"),
+		strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/"),
+		strings.HasPrefix(fullMethod, "/grpc.reflection."):
+		return false
+	}
+	return true
+}
+
+func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	var got string
+	for _, v := range md.Get("authorization") {
+		if t, ok := strings.CutPrefix(v, "Bearer "); ok {
+			got = strings.TrimSpace(t)
+		}
+	}
+	actor := ""
+	for tok, a := range s.cfg.AdminTokens {
+		// Compare against every token in constant time per token.
+		if subtle.ConstantTimeCompare([]byte(got), []byte(tok)) == 1 {
+			actor = a
+		}
+	}
+	if got == "" || actor == "" {
+		s.metrics.authFailures.Inc()
+		return ctx, ErrUnauthenticated
+	}
+	return context.WithValue(ctx, actorKey{}, actor), nil
+}
+
+// UnaryInterceptor checks the admin token on admin calls.
+func (s *Server) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if needsAdmin(info.FullMethod) {
+		var err error
+		if ctx, err = s.authenticate(ctx); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	resp, err := handler(ctx, req)
+	return resp, toStatus(err)
+}
+
+// StreamInterceptor checks the admin token on admin streams (the audit
+// service).
+func (s *Server) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if needsAdmin(info.FullMethod) {
+		ctx, err := s.authenticate(ss.Context())
+		if err != nil {
+			return toStatus(err)
+		}
+		ss = &ctxStream{ServerStream: ss, ctx: ctx}
+	}
+	return toStatus(handler(srv, ss))
+}
+
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (c *ctxStream) Context() context.Context { return c.ctx }
+
+// Claims are the client JWT claims: sub is the user.
+type Claims struct {
+	Device string `json:"device,omitempty"`
+	jwt.RegisteredClaims
+}
+
+// MintToken makes a client JWT (HS256) for user on device, valid for ttl.
+func MintToken(secret []byte, user, device string, ttl time.Duration, now time.Time) (string, error) {
+	if user == "" {
+		return "", errors.New("mint token: empty user")
+	}
+	c := Claims{Device: device, RegisteredClaims: jwt.RegisteredClaims{
+		Subject: user, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+	}}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+}
+
+// identify returns the user and device of a Hello: from its JWT when a
+// secret is configured, from the Hello itself otherwise.
+func (s *Server) identify(user, device, token string) (string, string, error) {
+	if len(s.cfg.JWTSecret) == 0 {
+		if user == "" {
+			return "", "", invalidf("hello: user is required")
+		}
+		return user, device, nil
+	}
+	if token == "" {
+		return "", "", ErrUnauthenticated
+	}
+	var c Claims
+	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return s.cfg.JWTSecret, nil },
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(s.cfg.Now))
+	if err != nil || c.Subject == "" {
+		return "", "", ErrUnauthenticated
+	}
+	if (user != "" && user != c.Subject) || (device != "" && c.Device != "" && device != c.Device) {
+		return "", "", ErrUnauthenticated
+	}
+	if c.Device != "" {
+		device = c.Device
+	}
+	return c.Subject, device, nil
+}

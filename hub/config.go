@@ -1,0 +1,144 @@
+package hub
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/sessionledger/sessionledger/projections"
+)
+
+// Config configures a Server. Zero values take the defaults in
+// setDefaults; Validate reports values that cannot work.
+type Config struct {
+	// Node names this hubd in the events it records (default "node-1").
+	Node string
+	// HeartbeatInterval is how often the server pings (default 10s).
+	// IdleTimeout ends a session that sent nothing for that long (default
+	// 3 heartbeats).
+	HeartbeatInterval time.Duration
+	IdleTimeout       time.Duration
+	// HelloTimeout bounds the wait for the first frame (default 10s).
+	HelloTimeout time.Duration
+	// Policy is the single-device login policy.
+	Policy projections.Policy
+	// MaxSessions caps the live sessions of this node (default 100,000).
+	MaxSessions int
+	// UserConnectsPerMinute caps how often one user may connect (default
+	// 120); over it, connects are refused with ResourceExhausted.
+	UserConnectsPerMinute int
+	// RejectWindow aggregates connect_rejected events: the first refusal of
+	// a (user, device, code) is recorded at once, the rest of the window as
+	// one event with a count (default 10s), so a flood cannot fill the disk.
+	RejectWindow time.Duration
+	// NotifyBuffer is how many notifications may wait for one session
+	// before it is ended as a slow consumer (default 1024).
+	NotifyBuffer int
+	// GracefulTimeout bounds a graceful end: a client that does not take
+	// its Disconnect in time has its connection closed (default 5s).
+	GracefulTimeout time.Duration
+	// ShutdownReconnect and ShutdownJitter make the reconnect advice on
+	// shutdown "after ShutdownReconnect + random(0, ShutdownJitter)"
+	// (defaults 1s and 5s), so clients do not return all at once.
+	ShutdownReconnect time.Duration
+	ShutdownJitter    time.Duration
+	// ResumeWindow is how long after a session ended it may be resumed
+	// (default 2m); RedeliveryLimit caps the notifications redelivered on a
+	// resume (default 1000; older ones are skipped and the client is told).
+	ResumeWindow    time.Duration
+	RedeliveryLimit int
+	// ResumeKey signs resume secrets (HMAC-SHA256). hubd keeps it in its
+	// data directory so secrets survive a restart; nil: a random key.
+	ResumeKey []byte
+	// JWTSecret, when set, is the HS256 secret client tokens are checked
+	// with. Without it identities are taken from Hello as sent, which hubd
+	// allows only on a loopback listener.
+	JWTSecret []byte
+	// AdminTokens maps admin bearer tokens to the actor recorded for them.
+	AdminTokens map[string]string
+	// Projections configures the projection runner (OnChange is the hub's).
+	Projections projections.Config
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock at the edge (ban expiry, idle timeouts); default
+	// time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Node == "" {
+		c.Node = "node-1"
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 10 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 3 * c.HeartbeatInterval
+	}
+	if c.HelloTimeout <= 0 {
+		c.HelloTimeout = 10 * time.Second
+	}
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = 100_000
+	}
+	if c.UserConnectsPerMinute <= 0 {
+		c.UserConnectsPerMinute = 120
+	}
+	if c.RejectWindow <= 0 {
+		c.RejectWindow = 10 * time.Second
+	}
+	if c.NotifyBuffer <= 0 {
+		c.NotifyBuffer = 1024
+	}
+	if c.GracefulTimeout <= 0 {
+		c.GracefulTimeout = 5 * time.Second
+	}
+	if c.ShutdownReconnect <= 0 {
+		c.ShutdownReconnect = time.Second
+	}
+	if c.ShutdownJitter <= 0 {
+		c.ShutdownJitter = 5 * time.Second
+	}
+	if c.ResumeWindow <= 0 {
+		c.ResumeWindow = 2 * time.Minute
+	}
+	if c.RedeliveryLimit <= 0 {
+		c.RedeliveryLimit = 1000
+	}
+	if len(c.ResumeKey) == 0 {
+		c.ResumeKey = make([]byte, 32)
+		_, _ = rand.Read(c.ResumeKey)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.IdleTimeout < c.HeartbeatInterval {
+		errs = append(errs, fmt.Errorf("idle timeout %s is shorter than the heartbeat interval %s", c.IdleTimeout, c.HeartbeatInterval))
+	}
+	if c.Policy.MaxPerUser < 0 {
+		errs = append(errs, fmt.Errorf("max sessions per user %d is negative", c.Policy.MaxPerUser))
+	}
+	if len(c.JWTSecret) > 0 && len(c.JWTSecret) < 32 {
+		errs = append(errs, fmt.Errorf("JWT secret is %d bytes; want at least 32", len(c.JWTSecret)))
+	}
+	if len(c.AdminTokens) == 0 {
+		errs = append(errs, errors.New("no admin token configured"))
+	}
+	for tok, actor := range c.AdminTokens {
+		if len(tok) < 16 || actor == "" {
+			errs = append(errs, errors.New("admin tokens must be at least 16 characters and name an actor"))
+			break
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,30 @@
+// Package hub is the sessionledger server: clients hold a Hub.Connect
+// stream, operators call the Admin API, and every intent — connect, notify,
+// kick, ban, unban, disconnect — is appended to the ledger before it takes
+// effect. The hub never changes session state directly: it enforces what
+// the projections derived from the log say.
+//
+// # Flow
+//
+// A connect is checked (identity, rate, node capacity, ban, resume), its
+// session_connected event (listing the sessions it supersedes under the
+// single-device policy) is published through the ledger's watermill
+// Publisher, and the Welcome goes out once the projections applied it. An
+// admin Kick publishes kick_requested and returns once it is applied; the
+// projection marks the targeted sessions, the hub's change feed (onChange)
+// signals each session it holds, and the session sends Disconnect (or, in
+// abort mode, closes the transport), records session_disconnected with the
+// kick's event id, and ends the stream with a status carrying the same
+// Disconnect.
+//
+// # Failure
+//
+// If the ledger cannot append, connects and admin calls fail with
+// Unavailable and nothing takes effect (fail closed). A session end that
+// cannot be recorded is logged; the next start records it as lost.
+//
+// # Concurrency
+//
+// Server is safe for concurrent use. Connect decisions of one user are
+// serialised so the single-device policy sees every earlier connect.
+package hub

@@ -1,0 +1,454 @@
+package hub_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+)
+
+const (
+	tConnected    = eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED
+	tReconnected  = eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED
+	tNotification = eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT
+	tKick         = eventpb.EventType_EVENT_TYPE_KICK_REQUESTED
+	tBanned       = eventpb.EventType_EVENT_TYPE_USER_BANNED
+	tUnbanned     = eventpb.EventType_EVENT_TYPE_USER_UNBANNED
+	tDisconnected = eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED
+	tRejected     = eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED
+)
+
+func TestConnectNotifyAckClose(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	ctx := ctxT(t)
+	c := e.mustDial("alice", "phone")
+	if c.welcome.GetSessionId() == "" || c.welcome.GetResumeSecret() == "" || c.welcome.GetHeartbeatIntervalMs() != 10000 {
+		t.Fatalf("welcome = %v", c.welcome)
+	}
+	rep, err := e.admin.Notify(adminCtx(ctx), &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_USER, User: "alice", Topic: "news", Payload: []byte(`{"hi":1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.GetSessions() != 1 {
+		t.Fatalf("notify reached %d sessions; want 1", rep.GetSessions())
+	}
+	f, err := c.next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := f.GetNotification()
+	if n == nil || n.GetSeq() != rep.GetSeq() || n.GetTopic() != "news" || !bytes.Equal(n.GetPayload(), []byte(`{"hi":1}`)) || n.GetEventId() != rep.GetEventId() {
+		t.Fatalf("notification = %v; want seq %d topic news", f, rep.GetSeq())
+	}
+	if err := c.stream.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Ack{Ack: &hubpb.Ack{Seq: n.GetSeq()}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.stream.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Goodbye{Goodbye: &hubpb.Goodbye{Reason: "bye"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if d, st := c.expectEnd(); d != nil || st.Code() != codes.OK {
+		t.Fatalf("end after goodbye: disconnect %v status %v; want a clean end", d, st)
+	}
+	end := e.waitEvent(1, "disconnected", disconnectOf(c.welcome.GetSessionId()))
+	if end.Event.GetSessionDisconnected().GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED {
+		t.Fatalf("cause = %v; want client_closed", end.Event.GetSessionDisconnected().GetCause())
+	}
+	if got := e.types(1); !equalTypes(got, tConnected, tNotification, tDisconnected) {
+		t.Fatalf("ledger = %v; want connected, notification_sent, disconnected", got)
+	}
+	first := e.events(1)[0].Event
+	if first.GetUser() != "alice" || first.GetDevice() != "phone" || first.GetSession() != c.welcome.GetSessionId() || first.GetNode() != "node-1" {
+		t.Fatalf("connected event = %v", first)
+	}
+}
+
+func TestKickGraceful(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	ctx := ctxT(t)
+	c := e.mustDial("bob", "laptop")
+	other := e.mustDial("carol", "laptop")
+	rep, err := e.admin.Kick(adminCtx(ctx), &hubpb.KickRequest{SessionId: c.welcome.GetSessionId(), Reason: "spamming the lobby",
+		Reconnect: hubpb.Reconnect_RECONNECT_NOT_ALLOWED})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.GetSessions() != 1 || rep.GetEventId() == "" {
+		t.Fatalf("kick reply = %v; want 1 session and an event id", rep)
+	}
+	d, st := c.expectEnd()
+	if d == nil || d.GetCode() != hubpb.DisconnectCode_DISCONNECT_CODE_KICKED || d.GetReason() != "spamming the lobby" ||
+		d.GetReconnect() != hubpb.Reconnect_RECONNECT_NOT_ALLOWED || d.GetEventId() != rep.GetEventId() || d.GetActor() != "ops-alice" {
+		t.Fatalf("disconnect frame = %v; want kicked by ops-alice with the kick's event id", d)
+	}
+	if st.Code() != codes.Aborted || len(st.Details()) != 1 {
+		t.Fatalf("status = %v; want Aborted with the Disconnect as detail", st)
+	}
+	if det, ok := st.Details()[0].(*hubpb.Disconnect); !ok || det.GetEventId() != rep.GetEventId() {
+		t.Fatalf("status detail = %v; want the same Disconnect", st.Details()[0])
+	}
+	end := e.waitEvent(1, "disconnected", disconnectOf(c.welcome.GetSessionId()))
+	kick := e.events(rep.GetSeq())[0]
+	if kick.Event.GetType() != tKick || kick.Event.GetActor() != "ops-alice" || kick.Event.GetReason() != "spamming the lobby" || kick.Event.GetUser() != "bob" {
+		t.Fatalf("kick event = %v", kick.Event)
+	}
+	dd := end.Event.GetSessionDisconnected()
+	if dd.GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED || !bytes.Equal(dd.GetCauseEventId(), kick.ID[:]) ||
+		dd.GetReconnect() != eventpb.Reconnect_RECONNECT_NOT_ALLOWED || end.Seq <= kick.Seq {
+		t.Fatalf("disconnected event = %v (seq %d); want kicked by %s after seq %d", dd, end.Seq, kick.ID, kick.Seq)
+	}
+	if got := e.types(1); !equalTypes(got, tConnected, tConnected, tKick, tDisconnected) {
+		t.Fatalf("ledger = %v", got)
+	}
+	// The other session is untouched.
+	if _, err := e.admin.GetSession(adminCtx(ctx), &hubpb.GetSessionRequest{SessionId: other.welcome.GetSessionId()}); err != nil {
+		t.Fatalf("other session: %v", err)
+	}
+	if _, err := e.admin.GetSession(adminCtx(ctx), &hubpb.GetSessionRequest{SessionId: c.welcome.GetSessionId()}); status.Code(err) != codes.NotFound {
+		t.Fatalf("kicked session: %v; want NotFound", err)
+	}
+}
+
+func TestKickAbortClosesTransport(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	ctx := ctxT(t)
+	c := e.mustDial("dave", "tv")
+	rep, err := e.admin.Kick(adminCtx(ctx), &hubpb.KickRequest{User: "dave", Reason: "rights revoked", Mode: hubpb.KickMode_KICK_MODE_ABORT})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, st := c.expectEnd()
+	if d != nil {
+		t.Fatalf("abort mode sent a Disconnect frame %v; want the transport closed", d)
+	}
+	if st.Code() != codes.Unavailable && st.Code() != codes.Internal {
+		t.Fatalf("status = %v; want a transport error", st)
+	}
+	end := e.waitEvent(rep.GetSeq(), "disconnected", disconnectOf(c.welcome.GetSessionId()))
+	if end.Event.GetSessionDisconnected().GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED {
+		t.Fatalf("cause = %v; want kicked (abort is still recorded)", end.Event.GetSessionDisconnected().GetCause())
+	}
+}
+
+func rejected(t *testing.T, err error) (*status.Status, *hubpb.Rejected) {
+	t.Helper()
+	st := status.Convert(err)
+	for _, d := range st.Details() {
+		if r, ok := d.(*hubpb.Rejected); ok {
+			return st, r
+		}
+	}
+	return st, nil
+}
+
+func TestBanWhileConnectedThenRefusedThenExpires(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	ctx := ctxT(t)
+	c := e.mustDial("eve", "phone")
+	rep, err := e.admin.Ban(adminCtx(ctx), &hubpb.BanRequest{User: "eve", DurationMs: 1500, Reason: "abuse report 42"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, st := c.expectEnd()
+	if d.GetCode() != hubpb.DisconnectCode_DISCONNECT_CODE_BANNED || d.GetReconnect() != hubpb.Reconnect_RECONNECT_AFTER || st.Code() != codes.PermissionDenied {
+		t.Fatalf("ban end: %v %v; want banned, reconnect after, PermissionDenied", d, st)
+	}
+	e.waitEvent(rep.GetSeq(), "disconnected", disconnectOf(c.welcome.GetSessionId()))
+	_, err = e.dial("eve", "phone")
+	st, rj := rejected(t, err)
+	if st.Code() != codes.PermissionDenied || rj == nil || rj.GetCode() != "banned" || rj.GetReason() != "abuse report 42" || rj.GetUntilUnixNano() == 0 {
+		t.Fatalf("connect while banned: %v %v; want PermissionDenied with the ban's reason and expiry", st, rj)
+	}
+	rec := e.waitEvent(rep.GetSeq(), "connect_rejected", isType(tRejected))
+	if rec.Event.GetUser() != "eve" || rec.Event.GetConnectRejected().GetCode() != "banned" {
+		t.Fatalf("rejected event = %v", rec.Event)
+	}
+	// The ban lifts itself: no unban event needed.
+	until := time.Unix(0, rj.GetUntilUnixNano())
+	time.Sleep(time.Until(until) + 50*time.Millisecond)
+	c2 := e.mustDial("eve", "phone")
+	if c2.welcome.GetSessionId() == "" {
+		t.Fatal("no session after the ban expired")
+	}
+	for _, r := range e.events(1) {
+		if r.Event.GetType() == tUnbanned {
+			t.Fatal("an unban event was recorded for an expiry")
+		}
+	}
+}
+
+func TestUnban(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	ctx := adminCtx(ctxT(t))
+	if _, err := e.admin.Unban(ctx, &hubpb.UnbanRequest{User: "frank", Reason: "appeal"}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("unban of a user not banned: %v; want FailedPrecondition", err)
+	}
+	if _, err := e.admin.Ban(ctx, &hubpb.BanRequest{User: "frank", Reason: "forever"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.dial("frank", "d"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("connect while banned without expiry: %v", err)
+	}
+	if _, err := e.admin.Unban(ctx, &hubpb.UnbanRequest{User: "frank", Reason: "appeal granted"}); err != nil {
+		t.Fatal(err)
+	}
+	e.mustDial("frank", "d")
+	if got := e.types(1); !equalTypes(got, tBanned, tRejected, tUnbanned, tConnected) {
+		t.Fatalf("ledger = %v", got)
+	}
+}
+
+func TestSupersedeOnePerDevice(t *testing.T) {
+	e := newEnv(t, hub.Config{Policy: projectionsPolicy(0, true)})
+	old := e.mustDial("gina", "phone")
+	laptop := e.mustDial("gina", "laptop")
+	nw := e.mustDial("gina", "phone")
+	d, st := old.expectEnd()
+	if d.GetCode() != hubpb.DisconnectCode_DISCONNECT_CODE_SUPERSEDED || d.GetSupersededBy() != nw.welcome.GetSessionId() || st.Code() != codes.Aborted {
+		t.Fatalf("old session end: %v %v; want superseded by %s", d, st, nw.welcome.GetSessionId())
+	}
+	end := e.waitEvent(1, "disconnected", disconnectOf(old.welcome.GetSessionId()))
+	dd := end.Event.GetSessionDisconnected()
+	if dd.GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_SUPERSEDED || dd.GetSupersededBy() != nw.welcome.GetSessionId() {
+		t.Fatalf("disconnected = %v; want superseded by the new session", dd)
+	}
+	// The connect event records what it superseded.
+	var conn *ledger.Record
+	for _, r := range e.events(1) {
+		if r.Event.GetSession() == nw.welcome.GetSessionId() && r.Event.GetType() == tConnected {
+			conn = r
+		}
+	}
+	if sup := conn.Event.GetSessionConnected().GetSupersedes(); len(sup) != 1 || sup[0] != old.welcome.GetSessionId() {
+		t.Fatalf("connect event supersedes %v; want [%s]", sup, old.welcome.GetSessionId())
+	}
+	_ = laptop // another device: untouched
+	list, err := e.admin.ListSessions(adminCtx(ctxT(t)), &hubpb.ListSessionsRequest{User: "gina"})
+	if err != nil || len(list.GetSessions()) != 2 {
+		t.Fatalf("gina's sessions: %v %v; want laptop and the new phone", list, err)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	e := newEnv(t, hub.Config{HeartbeatInterval: 50 * time.Millisecond, IdleTimeout: 200 * time.Millisecond})
+	c := e.mustDial("hank", "watch") // never answers pings
+	d, st := c.expectEnd()
+	if d.GetCode() != hubpb.DisconnectCode_DISCONNECT_CODE_IDLE_TIMEOUT || st.Code() != codes.DeadlineExceeded {
+		t.Fatalf("idle end: %v %v", d, st)
+	}
+	end := e.waitEvent(1, "disconnected", disconnectOf(c.welcome.GetSessionId()))
+	if end.Event.GetSessionDisconnected().GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_IDLE_TIMEOUT {
+		t.Fatalf("cause = %v", end.Event.GetSessionDisconnected().GetCause())
+	}
+}
+
+func TestPongKeepsSessionAlive(t *testing.T) {
+	e := newEnv(t, hub.Config{HeartbeatInterval: 50 * time.Millisecond, IdleTimeout: 200 * time.Millisecond})
+	c := e.mustDial("ivy", "watch")
+	deadline := time.Now().Add(600 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		f, err := c.stream.Recv()
+		if err != nil {
+			t.Fatalf("session ended while answering pings: %v", err)
+		}
+		if p := f.GetPing(); p != nil {
+			if err := c.stream.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Pong{Pong: &hubpb.Pong{Nonce: p.GetNonce()}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func TestRestartEndsLostSessions(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	// A previous run of this node crashed with a session open: its connect
+	// is in the log and nothing ended it.
+	if _, err := e.store.Append(context.Background(), &eventpb.Event{Type: tConnected, User: "jack", Device: "d", Session: "crashed-1", Node: "node-1", Actor: "jack",
+		Body: &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{}}}); err != nil {
+		t.Fatal(err)
+	}
+	// Another node's session is not ours to end.
+	if _, err := e.store.Append(context.Background(), &eventpb.Event{Type: tConnected, User: "kim", Device: "d", Session: "other-node-1", Node: "node-2", Actor: "kim",
+		Body: &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	var lost []string
+	for _, r := range e.events(1) {
+		if r.Event.GetType() == tDisconnected {
+			if r.Event.GetSessionDisconnected().GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST {
+				t.Fatalf("restart recorded cause %v", r.Event.GetSessionDisconnected().GetCause())
+			}
+			lost = append(lost, r.Event.GetSession())
+		}
+	}
+	if len(lost) != 1 || lost[0] != "crashed-1" {
+		t.Fatalf("ended as lost: %v; want [crashed-1]", lost)
+	}
+}
+
+func TestShutdownTellsEverySessionAndRecordsIt(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	var cs []*client
+	for _, u := range []string{"l1", "l2", "l3"} {
+		cs = append(cs, e.mustDial(u, "d"))
+	}
+	head := e.store.Head().Seq
+	done := make(chan struct{})
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		close(done)
+	}()
+	for _, c := range cs {
+		d, st := c.expectEnd()
+		if d.GetCode() != hubpb.DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN || d.GetReconnect() != hubpb.Reconnect_RECONNECT_AFTER ||
+			d.GetReconnectAfterMs() < 1000 || st.Code() != codes.Unavailable {
+			t.Fatalf("shutdown end: %v %v; want server_shutdown, reconnect after >= 1s, Unavailable", d, st)
+		}
+	}
+	<-done
+	if got := e.types(head + 1); !equalTypes(got, tDisconnected, tDisconnected, tDisconnected) {
+		t.Fatalf("ledger after shutdown = %v; want three disconnects", got)
+	}
+	for _, r := range e.events(head + 1) {
+		if r.Event.GetSessionDisconnected().GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_SERVER_SHUTDOWN {
+			t.Fatalf("cause = %v", r.Event.GetSessionDisconnected().GetCause())
+		}
+	}
+	if _, err := e.dial("late", "d"); status.Code(err) != codes.Unavailable {
+		t.Fatalf("connect after shutdown: %v; want Unavailable", err)
+	}
+}
+
+func TestAdminNeedsToken(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	ctx := ctxT(t)
+	c := e.mustDial("mia", "d")
+	head := e.store.Head().Seq
+	var msgs []string
+	for _, md := range []metadata.MD{nil, metadata.Pairs("authorization", "Bearer wrong-token-wrong-token"), metadata.Pairs("authorization", adminToken)} {
+		cctx := ctx
+		if md != nil {
+			cctx = metadata.NewOutgoingContext(ctx, md)
+		}
+		for _, target := range []string{c.welcome.GetSessionId(), "no-such-session"} {
+			_, err := e.admin.Kick(cctx, &hubpb.KickRequest{SessionId: target, Reason: "x"})
+			if status.Code(err) != codes.Unauthenticated {
+				t.Fatalf("kick with %v: %v; want Unauthenticated", md, err)
+			}
+			msgs = append(msgs, status.Convert(err).Message())
+		}
+	}
+	for _, m := range msgs {
+		if m != msgs[0] {
+			t.Fatalf("unauthenticated messages differ (%q vs %q): they must not hint whether a session exists", m, msgs[0])
+		}
+	}
+	if _, err := e.admin.ListSessions(ctx, &hubpb.ListSessionsRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("list without token: %v", err)
+	}
+	if e.store.Head().Seq != head {
+		t.Fatal("an unauthenticated call wrote to the ledger")
+	}
+}
+
+func TestBadFirstFrames(t *testing.T) {
+	e := newEnv(t, hub.Config{HelloTimeout: 200 * time.Millisecond})
+	ctx := ctxT(t)
+	open := func() hubpb.Hub_ConnectClient {
+		s, err := hubpb.NewHubClient(e.conn).Connect(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// Not a Hello.
+	s := open()
+	_ = s.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Ack{Ack: &hubpb.Ack{Seq: 1}}})
+	if _, err := s.Recv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "Hello") {
+		t.Fatalf("ack as first frame: %v; want InvalidArgument naming Hello", err)
+	}
+	// No Hello at all.
+	s = open()
+	if _, err := s.Recv(); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("no hello: %v; want DeadlineExceeded", err)
+	}
+	// Closed before Hello.
+	s = open()
+	_ = s.CloseSend()
+	if _, err := s.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("close before hello: %v; want InvalidArgument", err)
+	}
+	// Hello without a user.
+	s = open()
+	_ = s.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: &hubpb.Hello{Device: "d"}}})
+	if _, err := s.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("hello without user: %v; want InvalidArgument", err)
+	}
+	// Oversized frame.
+	s = open()
+	_ = s.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: &hubpb.Hello{User: strings.Repeat("x", 100<<10)}}})
+	if _, err := s.Recv(); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("oversized hello: %v; want ResourceExhausted", err)
+	}
+	if h := e.store.Head().Seq; h != 0 {
+		t.Fatalf("bad first frames wrote %d events; want none", h)
+	}
+	// Bad admin input is refused without a write.
+	for _, req := range []*hubpb.KickRequest{{Reason: "no target"}, {SessionId: "s", User: "u", Reason: "two targets"}, {User: "u"}, {User: "u", Reason: "r", Mode: 9}} {
+		if _, err := e.admin.Kick(adminCtx(ctx), req); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("kick %v: %v; want InvalidArgument", req, err)
+		}
+	}
+	if _, err := e.admin.Ban(adminCtx(ctx), &hubpb.BanRequest{User: "u", Reason: "r", UntilUnixNano: 1}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("ban in the past: %v", err)
+	}
+	if _, err := e.admin.Notify(adminCtx(ctx), &hubpb.NotifyRequest{Topic: "t"}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("notify without target: %v", err)
+	}
+	if h := e.store.Head().Seq; h != 0 {
+		t.Fatalf("bad admin calls wrote %d events; want none", h)
+	}
+}
+
+func TestLedgerFailureFailsClosed(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	ctx := ctxT(t)
+	e.mustDial("nina", "d")
+	head := e.store.Head().Seq
+	// The ledger goes away under the hub (disk gone, closed): nothing may
+	// take effect unrecorded.
+	if err := e.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.dial("oscar", "d"); status.Code(err) != codes.Unavailable {
+		t.Fatalf("connect with a failed ledger: %v; want Unavailable", err)
+	}
+	if _, err := e.admin.Kick(adminCtx(ctx), &hubpb.KickRequest{User: "nina", Reason: "x"}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("kick with a failed ledger: %v; want Unavailable", err)
+	}
+	if _, err := e.admin.Ban(adminCtx(ctx), &hubpb.BanRequest{User: "nina", Reason: "x"}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("ban with a failed ledger: %v; want Unavailable", err)
+	}
+	ro, err := ledger.Open(e.path, &ledger.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if ro.Head().Seq != head {
+		t.Fatalf("ledger grew from %d to %d while failed", head, ro.Head().Seq)
+	}
+}

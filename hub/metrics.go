@@ -1,0 +1,52 @@
+package hub
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the hub's Prometheus series (docs/operations.md lists them).
+// Each Server has its own registry: no global state.
+type metrics struct {
+	reg            *prometheus.Registry
+	live           prometheus.Gauge
+	connects       prometheus.Counter
+	rejected       *prometheus.CounterVec
+	disconnects    *prometheus.CounterVec
+	notifications  prometheus.Counter
+	adminCalls     *prometheus.CounterVec
+	authFailures   prometheus.Counter
+	appendFailures prometheus.Counter
+	appendSeconds  prometheus.Histogram
+	enforceSeconds prometheus.Histogram
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		live: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sessionledger_sessions_live",
+			Help: "Sessions connected to this node."}),
+		connects: prometheus.NewCounter(prometheus.CounterOpts{Name: "sessionledger_connects_total",
+			Help: "Sessions accepted (connects and resumes)."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessionledger_connects_rejected_total",
+			Help: "Connects refused, by code."}, []string{"code"}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessionledger_disconnects_total",
+			Help: "Sessions ended, by cause."}, []string{"cause"}),
+		notifications: prometheus.NewCounter(prometheus.CounterOpts{Name: "sessionledger_notifications_delivered_total",
+			Help: "Notification frames sent to sessions."}),
+		adminCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessionledger_admin_calls_total",
+			Help: "Admin calls, by method and gRPC code."}, []string{"method", "code"}),
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "sessionledger_auth_failures_total",
+			Help: "Calls refused for a missing or wrong credential."}),
+		appendFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "sessionledger_ledger_append_failures_total",
+			Help: "Ledger appends that failed (the hub fails closed)."}),
+		appendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sessionledger_ledger_append_seconds",
+			Help: "Time for an event to become durable.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		enforceSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sessionledger_enforce_seconds",
+			Help: "Time from a kick, ban or supersede event to the session's end.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+	}
+	m.reg.MustRegister(m.live, m.connects, m.rejected, m.disconnects, m.notifications, m.adminCalls,
+		m.authFailures, m.appendFailures, m.appendSeconds, m.enforceSeconds,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

@@ -1,0 +1,379 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/projections"
+)
+
+// Server is the hub: it serves Hub.Connect streams and the Admin API,
+// records every intent in the ledger before it takes effect, and enforces
+// kicks, bans and supersedes from the projections.
+type Server struct {
+	hubpb.UnimplementedHubServer
+	hubpb.UnimplementedAdminServer
+
+	cfg     Config
+	store   *ledger.Store
+	pub     *ledger.Publisher
+	proj    *projections.Runner
+	log     interface{ Error(string, ...any) }
+	metrics *metrics
+	health  *health.Server
+	lis     *Listener
+
+	mu       sync.Mutex
+	sessions map[string]*session            // live sessions held by this node
+	byUser   map[string]map[string]*session // user -> id -> session
+	closing  bool
+	shutdown chan struct{} // closed when Shutdown starts
+	handlers sync.WaitGroup
+
+	userLocks [256]sync.Mutex // serialise connect decisions per user
+	seed      maphash.Seed
+	rates     *rateLimiter
+	rejects   *rejects
+
+	affectedMu sync.Mutex
+	affected   map[uint64]int // seq -> sessions an admin event addressed (recent only)
+	affectedQ  []uint64
+
+	bg     sync.WaitGroup
+	stopBg chan struct{}
+}
+
+// New opens the hub over store: it starts the projection runner (replaying
+// from its checkpoint), then ends with cause lost every session the log
+// shows live on this node (a crash left them open). Call Shutdown to stop.
+func New(ctx context.Context, store *ledger.Store, cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("hub config: %w", err)
+	}
+	s := &Server{
+		cfg:      cfg,
+		store:    store,
+		pub:      ledger.NewPublisher(store),
+		log:      cfg.Logger,
+		metrics:  newMetrics(),
+		health:   health.NewServer(),
+		sessions: make(map[string]*session),
+		byUser:   make(map[string]map[string]*session),
+		shutdown: make(chan struct{}),
+		seed:     maphash.MakeSeed(),
+		affected: make(map[uint64]int),
+		stopBg:   make(chan struct{}),
+	}
+	s.rates = newRateLimiter(cfg.UserConnectsPerMinute, time.Minute)
+	s.rejects = newRejects(s)
+	pc := cfg.Projections
+	pc.OnChange = s.onChange
+	if pc.Logger == nil {
+		pc.Logger = cfg.Logger
+	}
+	s.proj = projections.NewRunner(store, pc)
+	if err := s.proj.Start(ctx); err != nil {
+		return nil, fmt.Errorf("hub: start projections: %w", err)
+	}
+	if err := s.recoverLost(ctx); err != nil {
+		s.proj.Close()
+		return nil, fmt.Errorf("hub: recover sessions lost in a crash: %w", err)
+	}
+	s.bg.Add(1)
+	go s.rejects.loop()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus("sessionledger.hub.v1.Hub", healthpb.HealthCheckResponse_SERVING)
+	return s, nil
+}
+
+// Projections returns the runner the hub enforces from (auditq's server
+// side reads it).
+func (s *Server) Projections() *projections.Runner { return s.proj }
+
+// Health returns the gRPC health service to register.
+func (s *Server) Health() *health.Server { return s.health }
+
+// MetricsHandler serves the hub's Prometheus metrics.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+}
+
+// Register registers the Hub, Admin and health services on g. Create g
+// with ServerOptions() so admin calls are authenticated.
+func (s *Server) Register(g *grpc.Server) {
+	hubpb.RegisterHubServer(g, s)
+	hubpb.RegisterAdminServer(g, s)
+	healthpb.RegisterHealthServer(g, s.health)
+}
+
+// ServerOptions returns the interceptors the hub needs on its gRPC server.
+func (s *Server) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.UnaryInterceptor), grpc.ChainStreamInterceptor(s.StreamInterceptor)}
+}
+
+// Serve serves g on l, tracking connections so abort-mode kicks can close
+// them. It returns when g stops.
+func (s *Server) Serve(g *grpc.Server, l *Listener) error {
+	s.mu.Lock()
+	s.lis = l
+	s.mu.Unlock()
+	return g.Serve(l)
+}
+
+// publish appends events durably through the ledger's watermill Publisher
+// and returns their stamps (seq, id, time). A failure is logged and
+// returned as ErrLedger: the caller must not act.
+func (s *Server) publish(events ...*eventpb.Event) ([]ledger.Stamp, error) {
+	msgs := make([]*message.Message, len(events))
+	for i, ev := range events {
+		if ev.Node == "" {
+			ev.Node = s.cfg.Node
+		}
+		b, err := proto.Marshal(ev)
+		if err != nil {
+			return nil, err
+		}
+		msgs[i] = message.NewMessage(watermill.NewULID(), b)
+	}
+	start := time.Now()
+	if err := s.pub.Publish(ledger.EventsTopic, msgs...); err != nil {
+		s.metrics.appendFailures.Inc()
+		s.log.Error("ledger append failed; refusing the action", "err", err)
+		return nil, fmt.Errorf("%w: %v", ErrLedger, err)
+	}
+	s.metrics.appendSeconds.Observe(time.Since(start).Seconds())
+	out := make([]ledger.Stamp, len(msgs))
+	for i, m := range msgs {
+		seq, err := strconv.ParseUint(m.Metadata.Get(ledger.MetadataSeq), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: publish returned no seq", ErrLedger)
+		}
+		id, _ := ulid.ParseStrict(m.Metadata.Get(ledger.MetadataID))
+		t, _ := time.Parse(time.RFC3339Nano, m.Metadata.Get(ledger.MetadataTime))
+		out[i] = ledger.Stamp{Seq: seq, ID: id, Time: t}
+	}
+	return out, nil
+}
+
+// publishApplied publishes and waits until the projections applied the
+// last event (and the hub's enforcement for it began).
+func (s *Server) publishApplied(ctx context.Context, events ...*eventpb.Event) ([]ledger.Stamp, error) {
+	st, err := s.publish(events...)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.proj.WaitApplied(ctx, st[len(st)-1].Seq); err != nil {
+		return st, fmt.Errorf("%w: projections: %v", ErrLedger, err)
+	}
+	return st, nil
+}
+
+// onChange runs on the projection runner's goroutine for every applied
+// record: it enforces pending ends on sessions this node holds and fans
+// notifications out. It never blocks.
+func (s *Server) onChange(ch projections.Change) {
+	if len(ch.Pending) > 0 {
+		s.noteAffected(ch.Seq, len(ch.Pending))
+		for _, p := range ch.Pending {
+			s.mu.Lock()
+			sess := s.sessions[p.Session]
+			s.mu.Unlock()
+			if sess != nil {
+				sess.endWith(pendingDisconnect(p), p.Mode == eventpb.KickMode_KICK_MODE_ABORT, p.At)
+			}
+		}
+	}
+	if ch.Type == eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT && ch.Record != nil {
+		s.fanOut(ch.Record)
+	}
+}
+
+func pendingDisconnect(p projections.PendingEnd) *Disconnect {
+	return &Disconnect{
+		Code: codeOfCause(p.Cause), Reason: p.Reason, Reconnect: wireReconnect(p.Reconnect), ReconnectAfter: p.ReconnectAfter,
+		EventID: p.EventID.String(), Actor: p.Actor, SupersededBy: p.SupersededBy,
+	}
+}
+
+func (s *Server) fanOut(r *ledger.Record) {
+	ev := r.Event
+	n := ev.GetNotificationSent()
+	frame := &hubpb.Notification{Seq: r.Seq, Topic: n.GetTopic(), Payload: n.GetPayload(), EventId: r.ID.String(), TimeUnixNano: r.Time.UnixNano()}
+	var targets []*session
+	s.mu.Lock()
+	switch n.GetTarget() {
+	case eventpb.NotificationTarget_NOTIFICATION_TARGET_SESSION:
+		if sess := s.sessions[ev.GetSession()]; sess != nil {
+			targets = append(targets, sess)
+		}
+	case eventpb.NotificationTarget_NOTIFICATION_TARGET_USER:
+		for _, sess := range s.byUser[ev.GetUser()] {
+			targets = append(targets, sess)
+		}
+	case eventpb.NotificationTarget_NOTIFICATION_TARGET_ALL:
+		targets = make([]*session, 0, len(s.sessions))
+		for _, sess := range s.sessions {
+			targets = append(targets, sess)
+		}
+	}
+	s.mu.Unlock()
+	for _, sess := range targets {
+		sess.deliver(frame)
+	}
+	if n.GetTarget() != eventpb.NotificationTarget_NOTIFICATION_TARGET_ALL {
+		s.noteAffected(r.Seq, len(targets))
+	}
+}
+
+// noteAffected remembers how many sessions an event addressed, for the
+// admin call that is waiting for it (bounded).
+func (s *Server) noteAffected(seq uint64, n int) {
+	s.affectedMu.Lock()
+	defer s.affectedMu.Unlock()
+	s.affected[seq] += n
+	s.affectedQ = append(s.affectedQ, seq)
+	if len(s.affectedQ) > 4096 {
+		delete(s.affected, s.affectedQ[0])
+		s.affectedQ = s.affectedQ[1:]
+	}
+}
+
+func (s *Server) affectedBy(seq uint64) int {
+	s.affectedMu.Lock()
+	defer s.affectedMu.Unlock()
+	return s.affected[seq]
+}
+
+func (s *Server) userLock(user string) *sync.Mutex {
+	return &s.userLocks[maphash.String(s.seed, user)%uint64(len(s.userLocks))]
+}
+
+func (s *Server) register(sess *session) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return ErrShuttingDown
+	}
+	s.sessions[sess.id] = sess
+	m := s.byUser[sess.user]
+	if m == nil {
+		m = make(map[string]*session)
+		s.byUser[sess.user] = m
+	}
+	m[sess.id] = sess
+	s.metrics.live.Set(float64(len(s.sessions)))
+	return nil
+}
+
+func (s *Server) unregister(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sessions[sess.id] != sess {
+		return
+	}
+	delete(s.sessions, sess.id)
+	if m := s.byUser[sess.user]; m != nil {
+		delete(m, sess.id)
+		if len(m) == 0 {
+			delete(s.byUser, sess.user)
+		}
+	}
+	s.metrics.live.Set(float64(len(s.sessions)))
+}
+
+// Live returns how many sessions this node holds.
+func (s *Server) Live() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// recoverLost ends every session the log shows live on this node: none can
+// be, since the node is only starting. They are recorded with cause lost.
+func (s *Server) recoverLost(ctx context.Context) error {
+	var lost []projections.Session
+	s.proj.Read(func(st *projections.State) { lost = st.Sessions(projections.Filter{Node: s.cfg.Node}) })
+	if len(lost) == 0 {
+		return nil
+	}
+	evs := make([]*eventpb.Event, len(lost))
+	for i, l := range lost {
+		evs[i] = &eventpb.Event{
+			Type: eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, User: l.User, Device: l.Device, Session: l.ID,
+			Node: s.cfg.Node, Actor: "system", Reason: "hub restarted; the session was not closed",
+			Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: &eventpb.SessionDisconnected{
+				Cause: eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST, Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED}},
+		}
+	}
+	if _, err := s.publishApplied(ctx, evs...); err != nil {
+		return err
+	}
+	for range lost {
+		s.metrics.disconnects.WithLabelValues("lost").Inc()
+	}
+	s.cfg.Logger.Warn("ended sessions left open by an earlier run", "count", len(lost), "cause", "lost")
+	return nil
+}
+
+// Shutdown stops taking sessions, tells every session to come back after a
+// jittered delay, records every end, and stops the projections. If ctx
+// ends first, the remaining connections are closed at once (their ends are
+// still recorded, as far as the ledger allows). It is idempotent. Stop the
+// gRPC server after it and close the ledger last.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	already := s.closing
+	s.closing = true
+	s.mu.Unlock()
+	if already {
+		return nil
+	}
+	s.health.Shutdown()
+	close(s.shutdown)
+	done := make(chan struct{})
+	go func() { s.handlers.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("hub shutdown: %w; closing remaining connections", ctx.Err())
+		s.mu.Lock()
+		for _, sess := range s.sessions {
+			sess.abort()
+		}
+		s.mu.Unlock()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	close(s.stopBg)
+	s.bg.Wait()
+	s.rejects.flush()
+	return errors.Join(err, s.proj.Close())
+}
+
+// shutdownAdvice is the reconnect delay a session is given on shutdown.
+func (s *Server) shutdownAdvice() time.Duration {
+	return s.cfg.ShutdownReconnect + time.Duration(rand.Int64N(int64(s.cfg.ShutdownJitter)+1))
+}

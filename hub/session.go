@@ -1,0 +1,407 @@
+package hub
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/projections"
+)
+
+// session is one live stream held by this node.
+type session struct {
+	s      *Server
+	id     string
+	user   string
+	device string
+	remote string
+
+	notes     chan *hubpb.Notification
+	lastHeard atomic.Int64 // unix nanos of the last client frame
+
+	endOnce  sync.Once
+	ended    chan struct{} // closed when the session must end
+	end      *Disconnect   // why; set before ended closes
+	abortNow bool          // abort mode: close the transport, no frame
+	endAt    time.Time     // when the cause was recorded
+}
+
+// endWith asks the session to end; the first reason wins. Called from the
+// projection runner (kicks, bans, supersedes) and the session itself.
+func (ss *session) endWith(d *Disconnect, abort bool, at time.Time) {
+	ss.endOnce.Do(func() {
+		ss.end, ss.abortNow, ss.endAt = d, abort, at
+		close(ss.ended)
+	})
+}
+
+// deliver queues a notification without blocking; a session whose queue is
+// full is ended as a slow consumer (the client can resume and get the rest
+// redelivered from the ledger).
+func (ss *session) deliver(n *hubpb.Notification) {
+	select {
+	case ss.notes <- n:
+	default:
+		ss.endWith(&Disconnect{Code: hubpb.DisconnectCode_DISCONNECT_CODE_SLOW_CONSUMER,
+			Reason: "notifications were not read fast enough", Reconnect: hubpb.Reconnect_RECONNECT_ALLOWED}, false, time.Time{})
+	}
+}
+
+// abort closes the client's transport connection.
+func (ss *session) abort() {
+	ss.s.mu.Lock()
+	l := ss.s.lis
+	ss.s.mu.Unlock()
+	if l != nil {
+		l.abort(ss.remote)
+	}
+}
+
+func (s *Server) resumeSecret(id string) string {
+	m := hmac.New(sha256.New, s.cfg.ResumeKey)
+	m.Write([]byte(id))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// Connect serves one client session.
+func (s *Server) Connect(stream hubpb.Hub_ConnectServer) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return toStatus(ErrShuttingDown)
+	}
+	s.handlers.Add(1)
+	s.mu.Unlock()
+	defer s.handlers.Done()
+	return toStatus(s.connect(stream))
+}
+
+func (s *Server) connect(stream hubpb.Hub_ConnectServer) error {
+	ctx := stream.Context()
+	hello, err := s.recvHello(ctx, stream)
+	if err != nil {
+		return err
+	}
+	user, device, err := s.identify(hello.GetUser(), hello.GetDevice(), hello.GetToken())
+	if err != nil {
+		s.metrics.authFailures.Inc()
+		return err
+	}
+	remote := ""
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		remote = p.Addr.String()
+	}
+	if !s.rates.allow(user, s.cfg.Now()) {
+		return s.reject(user, device, remote, &Rejection{Code: "rate_limited", Reason: "too many connects for this user; slow down",
+			Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: 10 * time.Second, status: codes.ResourceExhausted})
+	}
+	if s.Live() >= s.cfg.MaxSessions {
+		return s.reject(user, device, remote, &Rejection{Code: "node_full", Reason: "this node holds its maximum number of sessions",
+			Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: 5 * time.Second, status: codes.ResourceExhausted})
+	}
+
+	// One connect decision per user at a time: the single-device policy
+	// must see the previous connect applied.
+	lock := s.userLock(user)
+	lock.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			lock.Unlock()
+		}
+	}()
+	now := s.cfg.Now()
+	var ban projections.Ban
+	var banned bool
+	var supersedes []string
+	s.proj.Read(func(st *projections.State) {
+		ban, banned = st.BanAt(user, now)
+		supersedes = st.Supersedes(s.cfg.Policy, user, device)
+	})
+	if banned {
+		rj := &Rejection{Code: "banned", Reason: ban.Reason, Until: ban.Until, Reconnect: hubpb.Reconnect_RECONNECT_NOT_ALLOWED, status: codes.PermissionDenied}
+		if !ban.Until.IsZero() {
+			rj.Reconnect, rj.ReconnectAfter = hubpb.Reconnect_RECONNECT_AFTER, ban.Until.Sub(now)
+		}
+		return s.reject(user, device, remote, rj)
+	}
+
+	var prev string
+	var lastAcked uint64
+	if r := hello.GetResume(); r != nil {
+		if prev, lastAcked, err = s.checkResume(ctx, user, r, now); err != nil {
+			var rj *Rejection
+			if errors.As(err, &rj) {
+				return s.reject(user, device, remote, rj)
+			}
+			return err
+		}
+		// A resume of a session still live (its old transport not yet
+		// noticed as gone) replaces it.
+		live := false
+		s.proj.Read(func(st *projections.State) { _, live = st.Session(prev) })
+		if live && !slices.Contains(supersedes, prev) {
+			supersedes = append(supersedes, prev)
+		}
+	}
+
+	sess := &session{
+		s: s, id: ulid.Make().String(), user: user, device: device, remote: remote,
+		notes: make(chan *hubpb.Notification, s.cfg.NotifyBuffer), ended: make(chan struct{}),
+	}
+	sess.lastHeard.Store(now.UnixNano())
+	if err := s.register(sess); err != nil {
+		return err
+	}
+	registered := true
+	defer func() {
+		if registered {
+			s.unregister(sess)
+		}
+	}()
+	ev := &eventpb.Event{User: user, Device: device, Session: sess.id, Actor: user}
+	hb := s.cfg.HeartbeatInterval.Milliseconds()
+	if prev == "" {
+		ev.Type = eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED
+		ev.Body = &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: remote, HeartbeatMs: hb, Supersedes: supersedes}}
+	} else {
+		ev.Type = eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED
+		ev.Body = &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{
+			PreviousSession: prev, LastAckedSeq: lastAcked, RemoteAddr: remote, HeartbeatMs: hb, Supersedes: supersedes}}
+	}
+	stamps, err := s.publishApplied(ctx, ev)
+	if err != nil {
+		if stamps != nil {
+			// Durable but not yet applied (ctx ended): the session exists in
+			// the log, so record its end too.
+			s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, "client left before the session started", nil)
+		}
+		return err
+	}
+	lock.Unlock()
+	locked = false
+	s.metrics.connects.Inc()
+
+	// Redelivery of missed notifications comes before live ones: collect
+	// them now, while live ones queue in sess.notes.
+	var missed []*hubpb.Notification
+	if prev != "" {
+		missed = s.missedNotifications(ctx, user, prev, lastAcked, stamps[0].Seq)
+	}
+	welcome := &hubpb.Welcome{SessionId: sess.id, ResumeSecret: s.resumeSecret(sess.id), HeartbeatIntervalMs: hb,
+		EventId: stamps[0].ID.String(), Seq: stamps[0].Seq, ResumedFrom: prev, Redelivering: uint32(len(missed))}
+	if err := stream.Send(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Welcome{Welcome: welcome}}); err != nil {
+		s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, "stream broke before the welcome", nil)
+		return err
+	}
+	for _, n := range missed {
+		if err := stream.Send(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Notification{Notification: n}}); err != nil {
+			s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, "stream broke during redelivery", nil)
+			return err
+		}
+		s.metrics.notifications.Inc()
+	}
+	err = s.serve(ctx, sess, stream)
+	registered = false // serve unregistered it
+	return err
+}
+
+func (s *Server) recvHello(ctx context.Context, stream hubpb.Hub_ConnectServer) (*hubpb.Hello, error) {
+	type result struct {
+		f   *hubpb.ClientFrame
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		f, err := stream.Recv()
+		ch <- result{f, err}
+	}()
+	timer := time.NewTimer(s.cfg.HelloTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			if errors.Is(r.err, io.EOF) {
+				return nil, invalidf("stream closed before Hello")
+			}
+			return nil, r.err
+		}
+		h := r.f.GetHello()
+		if h == nil {
+			return nil, invalidf("the first frame must be Hello")
+		}
+		if len(h.GetUser()) > 256 || len(h.GetDevice()) > 256 {
+			return nil, invalidf("hello: user and device are at most 256 bytes")
+		}
+		return h, nil
+	case <-timer.C:
+		return nil, status.Error(codes.DeadlineExceeded, "no Hello within "+s.cfg.HelloTimeout.String())
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// serve runs a welcomed session until it ends, and records the end.
+func (s *Server) serve(ctx context.Context, sess *session, stream hubpb.Hub_ConnectServer) error {
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			f, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			sess.lastHeard.Store(s.cfg.Now().UnixNano())
+			switch f.GetFrame().(type) {
+			case *hubpb.ClientFrame_Goodbye:
+				recvErr <- io.EOF
+				return
+			case *hubpb.ClientFrame_Hello:
+				recvErr <- invalidf("Hello sent twice")
+				return
+			}
+		}
+	}()
+	tick := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	var nonce int64
+	for {
+		select {
+		case n := <-sess.notes:
+			if err := stream.Send(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Notification{Notification: n}}); err != nil {
+				return s.clientGone(sess, err)
+			}
+			s.metrics.notifications.Inc()
+		case <-tick.C:
+			idle := s.cfg.Now().Sub(time.Unix(0, sess.lastHeard.Load()))
+			if idle >= s.cfg.IdleTimeout {
+				sess.endWith(&Disconnect{Code: hubpb.DisconnectCode_DISCONNECT_CODE_IDLE_TIMEOUT,
+					Reason: "no frame from the client for " + idle.Truncate(time.Millisecond).String(), Reconnect: hubpb.Reconnect_RECONNECT_ALLOWED}, false, time.Time{})
+				continue
+			}
+			nonce++
+			if err := stream.Send(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Ping{Ping: &hubpb.Ping{Nonce: nonce}}}); err != nil {
+				return s.clientGone(sess, err)
+			}
+		case err := <-recvErr:
+			if errors.Is(err, ErrInvalid) {
+				s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, "protocol error: "+err.Error(), nil)
+				return err
+			}
+			return s.clientGone(sess, err)
+		case <-s.shutdown:
+			sess.endWith(&Disconnect{Code: hubpb.DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN, Reason: "server shutting down",
+				Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: s.shutdownAdvice()}, false, time.Time{})
+			return s.endSession(ctx, sess, stream)
+		case <-sess.ended:
+			return s.endSession(ctx, sess, stream)
+		}
+	}
+}
+
+// clientGone records the end of a session whose client left (Goodbye, a
+// closed stream or a broken transport). If the server was already ending
+// it, that cause is recorded instead.
+func (s *Server) clientGone(sess *session, err error) error {
+	select {
+	case <-sess.ended:
+		d := sess.end
+		s.recordEnd(sess, causeOfCode(d.Code), d.Reason, d)
+		return d
+	default:
+	}
+	reason := "client closed the stream"
+	if !errors.Is(err, io.EOF) {
+		if st, ok := status.FromError(err); ok && st.Code() == codes.Canceled {
+			reason = "client cancelled the stream"
+		} else {
+			reason = "transport closed: " + err.Error()
+		}
+	}
+	s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, reason, nil)
+	return nil
+}
+
+// endSession ends a session the server decided to end: the Disconnect
+// frame first (or, in abort mode, the transport closed at once), then the
+// session_disconnected event, then the status carrying the same Disconnect.
+func (s *Server) endSession(ctx context.Context, sess *session, stream hubpb.Hub_ConnectServer) error {
+	d := sess.end
+	if sess.abortNow {
+		sess.abort()
+	} else {
+		sent := make(chan struct{})
+		go func() {
+			_ = stream.Send(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Disconnect{Disconnect: d.Frame()}})
+			close(sent)
+		}()
+		select {
+		case <-sent:
+		case <-time.After(s.cfg.GracefulTimeout):
+			sess.abort() // the client does not read: abort the transport
+			<-sent
+		case <-ctx.Done():
+		}
+	}
+	s.recordEnd(sess, causeOfCode(d.Code), d.Reason, d)
+	if !sess.endAt.IsZero() {
+		s.metrics.enforceSeconds.Observe(time.Since(sess.endAt).Seconds())
+	}
+	return d
+}
+
+// recordEnd appends the session's session_disconnected event and forgets
+// it. A failed append is logged: the session is over either way, and the
+// next start records it as lost.
+func (s *Server) recordEnd(sess *session, cause eventpb.DisconnectCause, reason string, d *Disconnect) {
+	s.unregister(sess)
+	body := &eventpb.SessionDisconnected{Cause: cause, Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED}
+	actor := sess.user
+	if d != nil {
+		body.Reconnect = ledgerReconnect(d.Reconnect)
+		body.ReconnectAfterMs = d.ReconnectAfter.Milliseconds()
+		body.SupersededBy = d.SupersededBy
+		if id, err := ulid.ParseStrict(d.EventID); err == nil {
+			body.CauseEventId = id[:]
+		}
+		actor = "system"
+		if d.Actor != "" {
+			actor = d.Actor
+		}
+	}
+	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, User: sess.user, Device: sess.device,
+		Session: sess.id, Actor: actor, Reason: reason, Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: body}}
+	if _, err := s.publish(ev); err != nil {
+		s.log.Error("could not record a session end; it will be recorded as lost at the next start", "session", sess.id, "err", err)
+	}
+	s.metrics.disconnects.WithLabelValues(causeLabel(cause)).Inc()
+}
+
+func causeLabel(c eventpb.DisconnectCause) string {
+	name := c.String()
+	const p = "DISCONNECT_CAUSE_"
+	if len(name) > len(p) {
+		name = name[len(p):]
+	}
+	b := []byte(name)
+	for i, ch := range b {
+		if ch >= 'A' && ch <= 'Z' {
+			b[i] = ch + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
