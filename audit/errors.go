@@ -47,8 +47,15 @@ func (e *CorruptError) Error() string {
 // Unwrap lets errors.Is(err, ledger.ErrCorrupt) see through.
 func (e *CorruptError) Unwrap() error { return e.Err }
 
+// invalidError is an ErrInvalid that reads as its own message alone, so
+// auditq can print it as the user's mistake without a generic prefix.
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string        { return e.msg }
+func (e *invalidError) Is(target error) bool { return target == ErrInvalid }
+
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+	return &invalidError{fmt.Sprintf(format, args...)}
 }
 
 func asCorrupt(err error, target **CorruptError) bool { return errors.As(err, target) }

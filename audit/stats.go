@@ -11,8 +11,8 @@ import (
 
 // Count is one row of a tally.
 type Count struct {
-	Key   string
-	Count uint64
+	Key   string `json:"key"`
+	Count uint64 `json:"count"`
 }
 
 // Stats summarizes the events of a window.

@@ -281,6 +281,8 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 			b.WriteString("idle timeout (no heartbeat)")
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_SERVER_SHUTDOWN:
 			b.WriteString("server shutdown")
+		case eventpb.DisconnectCause_DISCONNECT_CAUSE_SLOW_CONSUMER:
+			b.WriteString("slow consumer (its notifications piled up)")
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST:
 			b.WriteString("lost (found live after a restart of node " + ev.GetNode() + ")")
 		default:

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sessionledger/sessionledger/audit"
+	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -67,6 +68,9 @@ type app struct {
 	// probeTimeout bounds the look for a local hubd when no source is given.
 	probeTimeout time.Duration
 	lockTimeout  time.Duration
+	// localAddr is where the default source looks for a running hubd
+	// (defaultAddr; tests point it elsewhere).
+	localAddr string
 
 	db, addr, token, data, tz string
 	json, csv                 bool
@@ -81,6 +85,7 @@ func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
 		stdout: stdout, stderr: stderr, getenv: getenv, now: time.Now,
 		outTTY: isTerminal(stdout), errTTY: isTerminal(stderr),
 		probeTimeout: 700 * time.Millisecond, lockTimeout: 700 * time.Millisecond,
+		localAddr: defaultAddr,
 	}
 }
 
@@ -118,6 +123,10 @@ or a duration ago (90s, 15m, 2h, 3d). Shown in RFC3339, UTC unless --tz.
 
 Exit codes: 0 ok, 1 error, 2 bad input, 3 log not intact (verify failed or
 corrupt records were skipped).`,
+		Example: `  auditq events --user mallory --type kick_requested      # who kicked mallory, and why
+  auditq sessions --at 2026-03-01T10:15:00Z                # who was connected then
+  auditq verify                                            # is the log intact?
+  auditq --db backup.db timeline --session s-42            # a session's story, from a backup`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -202,19 +211,19 @@ func (a *app) open(ctx context.Context) (source, func(), error) {
 	if a.addr != "" {
 		return a.dial(a.addr)
 	}
-	if a.hubAnswers(ctx, defaultAddr) {
-		src, closeFn, err := a.dial(defaultAddr)
+	if a.hubAnswers(ctx, a.localAddr) {
+		src, closeFn, err := a.dial(a.localAddr)
 		if err == nil && a.errTTY {
-			fmt.Fprintf(a.stderr, "auditq: reading from the running hubd at %s\n", defaultAddr)
+			fmt.Fprintf(a.stderr, "auditq: reading from the running hubd at %s\n", a.localAddr)
 		}
 		return src, closeFn, err
 	}
 	path := filepath.Join(a.data, "ledger.db")
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("no hubd answers at %s and there is no ledger at %s: give --addr HOST:PORT or --db FILE", defaultAddr, path)
+		return nil, nil, fmt.Errorf("no hubd answers at %s and there is no ledger at %s: give --addr HOST:PORT or --db FILE", a.localAddr, path)
 	}
 	if a.errTTY {
-		fmt.Fprintf(a.stderr, "auditq: no hubd at %s; reading %s\n", defaultAddr, path)
+		fmt.Fprintf(a.stderr, "auditq: no hubd at %s; reading %s\n", a.localAddr, path)
 	}
 	return a.openFile(path)
 }
@@ -235,7 +244,8 @@ func (a *app) openFile(path string) (source, func(), error) {
 }
 
 // adminToken finds the token for --addr: --token, $HUBD_ADMIN_TOKEN, or
-// DATA/admin.token. None is not an error here: the hub will say so.
+// the one hubd wrote to DATA/admin.token. None is not an error here: the hub
+// will refuse the call and the message says where a token comes from.
 func (a *app) adminToken() string {
 	if a.token != "" {
 		return a.token
@@ -243,11 +253,14 @@ func (a *app) adminToken() string {
 	if t := a.getenv("HUBD_ADMIN_TOKEN"); t != "" {
 		return t
 	}
-	b, err := os.ReadFile(filepath.Join(a.data, "admin.token"))
+	t, err := hub.FirstAdminToken(filepath.Join(a.data, hub.AdminTokenFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(a.stderr, "auditq: no admin token: %s\n", oneLine(err))
+	}
 	if err != nil {
 		return ""
 	}
-	return strings.TrimSpace(string(b))
+	return t
 }
 
 func (a *app) dial(addr string) (source, func(), error) {
