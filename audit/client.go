@@ -148,7 +148,7 @@ func (c *Client) Verify(ctx context.Context, q VerifyQuery, progress func(seq ui
 		if r := m.GetResult(); r != nil {
 			got = true
 			res = VerifyResult{From: r.GetFromSeq(), To: r.GetToSeq(), Checked: r.GetChecked()}
-			res.Head.Seq = r.GetHeadSeq()
+			res.Head.Seq, res.Head.ID, res.Head.Time = r.GetHeadSeq(), toID(r.GetHeadId()), fromNanos(r.GetHeadUnixNano())
 			copy(res.Head.Hash[:], r.GetHeadHash())
 			if r.GetBadSeq() != 0 {
 				res.Broken = &ledger.ChainError{Seq: r.GetBadSeq(), Reason: r.GetReason()}

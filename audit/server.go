@@ -154,6 +154,7 @@ func (s *Server) Verify(req *auditpb.VerifyRequest, stream grpc.ServerStreamingS
 	}
 	out := &auditpb.VerifyResult{
 		FromSeq: res.From, ToSeq: res.To, Checked: res.Checked, HeadSeq: res.Head.Seq, HeadHash: append([]byte(nil), res.Head.Hash[:]...),
+		HeadId: idBytes(res.Head.ID), HeadUnixNano: nanos(res.Head.Time),
 	}
 	if res.Broken != nil {
 		out.BadSeq, out.Reason = res.Broken.Seq, res.Broken.Reason

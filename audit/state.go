@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -26,7 +27,7 @@ func (e *Engine) SessionsAt(ctx context.Context, t time.Time, f projections.Filt
 	}
 	st, err := projections.StateAtTime(ctx, e.store, t)
 	if err != nil {
-		return nil, fmt.Errorf("state at %s: %w", t.UTC().Format(time.RFC3339Nano), err)
+		return nil, stateErr(fmt.Sprintf("state at %s", t.UTC().Format(time.RFC3339Nano)), err)
 	}
 	var out []LiveSession
 	for _, s := range st.Sessions(f) {
@@ -46,7 +47,7 @@ func (e *Engine) BansAt(ctx context.Context, t time.Time, user string) ([]projec
 	}
 	st, err := projections.StateAtTime(ctx, e.store, t)
 	if err != nil {
-		return nil, fmt.Errorf("state at %s: %w", t.UTC().Format(time.RFC3339Nano), err)
+		return nil, stateErr(fmt.Sprintf("state at %s", t.UTC().Format(time.RFC3339Nano)), err)
 	}
 	if user != "" {
 		if b, ok := st.BanAt(user, t); ok {
@@ -97,16 +98,29 @@ func (e *Engine) Replay(ctx context.Context, q ReplayQuery, fn func(Step) error)
 	st := projections.New()
 	if from > 1 {
 		if st, err = projections.StateAt(ctx, e.store, from-1); err != nil {
-			return fmt.Errorf("state before seq %d: %w", from, err)
+			return stateErr(fmt.Sprintf("state before seq %d", from), err)
 		}
 	}
-	return e.store.Scan(ctx, from, to, func(r *ledger.Record) error {
+	err = e.store.Scan(ctx, from, to, func(r *ledger.Record) error {
 		ch := st.Apply(r)
 		if q.User != "" && !touches(r, &ch, q.User) {
 			return nil
 		}
 		return fn(Step{Record: r, Change: ch, Live: st.Live(), Bans: len(st.Bans(r.Time))})
 	})
+	if err != nil && errors.Is(err, ledger.ErrCorrupt) {
+		return stateErr("replay", err)
+	}
+	return err
+}
+
+// stateErr explains why a state query stops at a damaged record instead of
+// skipping it as event queries do.
+func stateErr(what string, err error) error {
+	if errors.Is(err, ledger.ErrCorrupt) {
+		return fmt.Errorf("%s: %w; the state after a damaged record is unknown, so this query stops there (run verify)", what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // touches reports whether a step is about user.

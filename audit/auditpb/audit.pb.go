@@ -1321,8 +1321,11 @@ type VerifyResult struct {
 	HeadSeq  uint64                 `protobuf:"varint,4,opt,name=head_seq,json=headSeq,proto3" json:"head_seq,omitempty"`
 	HeadHash []byte                 `protobuf:"bytes,5,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
 	// Set when the chain is broken: the first bad seq and why.
-	BadSeq        uint64 `protobuf:"varint,6,opt,name=bad_seq,json=badSeq,proto3" json:"bad_seq,omitempty"`
-	Reason        string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	BadSeq uint64 `protobuf:"varint,6,opt,name=bad_seq,json=badSeq,proto3" json:"bad_seq,omitempty"`
+	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The head's id and time, with head_seq and head_hash.
+	HeadId        []byte `protobuf:"bytes,8,opt,name=head_id,json=headId,proto3" json:"head_id,omitempty"`
+	HeadUnixNano  int64  `protobuf:"varint,9,opt,name=head_unix_nano,json=headUnixNano,proto3" json:"head_unix_nano,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1404,6 +1407,20 @@ func (x *VerifyResult) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *VerifyResult) GetHeadId() []byte {
+	if x != nil {
+		return x.HeadId
+	}
+	return nil
+}
+
+func (x *VerifyResult) GetHeadUnixNano() int64 {
+	if x != nil {
+		return x.HeadUnixNano
+	}
+	return 0
 }
 
 type Count struct {
@@ -1754,7 +1771,7 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\fVerifyUpdate\x12#\n" +
 	"\fprogress_seq\x18\x01 \x01(\x04H\x00R\vprogressSeq\x12>\n" +
 	"\x06result\x18\x02 \x01(\v2$.sessionledger.audit.v1.VerifyResultH\x00R\x06resultB\b\n" +
-	"\x06update\"\xc3\x01\n" +
+	"\x06update\"\x82\x02\n" +
 	"\fVerifyResult\x12\x19\n" +
 	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
 	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\x12\x18\n" +
@@ -1762,7 +1779,9 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\bhead_seq\x18\x04 \x01(\x04R\aheadSeq\x12\x1b\n" +
 	"\thead_hash\x18\x05 \x01(\fR\bheadHash\x12\x17\n" +
 	"\abad_seq\x18\x06 \x01(\x04R\x06badSeq\x12\x16\n" +
-	"\x06reason\x18\a \x01(\tR\x06reason\"/\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12\x17\n" +
+	"\ahead_id\x18\b \x01(\fR\x06headId\x12$\n" +
+	"\x0ehead_unix_nano\x18\t \x01(\x03R\fheadUnixNano\"/\n" +
 	"\x05Count\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\"\xb0\x04\n" +

@@ -155,7 +155,7 @@ func (a *app) exportTo(cmd *cobra.Command, w io.Writer, src source, f audit.Filt
 func (a *app) printEvents(cmd *cobra.Command, src source, f audit.Filter, follow bool, format string) error {
 	w := bufio.NewWriterSize(a.stdout, 64<<10)
 	var fn func(*ledger.Record) error
-	var done func()
+	var done func(error)
 	switch format {
 	case "jsonl":
 		var buf []byte
@@ -183,7 +183,7 @@ func (a *app) printEvents(cmd *cobra.Command, src source, f audit.Filter, follow
 			}
 			return nil
 		}
-		done = c.Flush
+		done = func(error) { c.Flush() }
 	default:
 		t := newTable(w, "SEQ", "TIME", "TYPE", "USER", "DEVICE", "SESSION", "ACTOR", "REASON", "DETAILS")
 		fn = func(r *ledger.Record) error {
@@ -201,11 +201,11 @@ func (a *app) printEvents(cmd *cobra.Command, src source, f audit.Filter, follow
 			// with widths that suit typical values.
 			t.fix(6, 20, 20, 10, 8, 26, 10, 10)
 		}
-		done = t.flush
+		done = t.end
 	}
 	err := src.Events(cmd.Context(), f, follow, fn)
 	if done != nil {
-		done()
+		done(err)
 	}
 	if ferr := w.Flush(); err == nil {
 		err = ferr

@@ -185,7 +185,7 @@ func (a *app) printReplay(cmd *cobra.Command, src source, q audit.ReplayQuery) e
 	w := bufio.NewWriter(a.stdout)
 	defer w.Flush()
 	var fn func(audit.Step) error
-	var done func()
+	var done func(error)
 	switch {
 	case a.json:
 		fn = func(s audit.Step) error { return jsonLine(w, a.stepJSON(s)) }
@@ -196,7 +196,7 @@ func (a *app) printReplay(cmd *cobra.Command, src source, q audit.ReplayQuery) e
 			return c.Write([]string{strconv.FormatUint(s.Record.Seq, 10), jsonTime(s.Record.Time, a.loc), audit.TypeName(ev.GetType()),
 				ev.GetUser(), ev.GetSession(), ev.GetActor(), ev.GetReason(), a.changeText(s.Change), strconv.Itoa(s.Live), strconv.Itoa(s.Bans)})
 		}
-		done = c.Flush
+		done = func(error) { c.Flush() }
 	default:
 		t := newTable(w, "SEQ", "TIME", "TYPE", "USER", "ACTOR", "LIVE", "BANS", "CHANGE")
 		fn = func(s audit.Step) error {
@@ -205,11 +205,11 @@ func (a *app) printReplay(cmd *cobra.Command, src source, q audit.ReplayQuery) e
 				dash(ev.GetActor()), strconv.Itoa(s.Live), strconv.Itoa(s.Bans), a.changeText(s.Change))
 			return nil
 		}
-		done = t.flush
+		done = t.end
 	}
 	err := src.Replay(cmd.Context(), q, fn)
 	if done != nil {
-		done()
+		done(err)
 	}
 	return err
 }

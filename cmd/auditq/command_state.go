@@ -237,7 +237,7 @@ func (a *app) printTimeline(cmd *cobra.Command, src source, q audit.TimelineQuer
 	w := bufio.NewWriter(a.stdout)
 	defer w.Flush()
 	var fn func(audit.TimelineEntry) error
-	var done func()
+	var done func(error)
 	switch {
 	case a.json:
 		fn = func(e audit.TimelineEntry) error {
@@ -249,18 +249,18 @@ func (a *app) printTimeline(cmd *cobra.Command, src source, q audit.TimelineQuer
 		fn = func(e audit.TimelineEntry) error {
 			return c.Write([]string{strconv.FormatUint(e.Seq, 10), e.ID.String(), jsonTime(e.Time, a.loc), audit.TypeName(e.Type), e.User, e.Session, e.Actor, e.Text})
 		}
-		done = c.Flush
+		done = func(error) { c.Flush() }
 	default:
 		t := newTable(w, "TIME", "SEQ", "WHAT HAPPENED")
 		fn = func(e audit.TimelineEntry) error {
 			t.row(fmtTime(e.Time, a.loc), strconv.FormatUint(e.Seq, 10), e.Text)
 			return nil
 		}
-		done = t.flush
+		done = t.end
 	}
 	err := src.Timeline(cmd.Context(), q, fn)
 	if done != nil {
-		done()
+		done(err)
 	}
 	return err
 }

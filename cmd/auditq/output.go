@@ -62,6 +62,16 @@ func (t *table) fix(widths ...int) {
 	t.flush()
 }
 
+// end prints what is held, unless the query failed before any row: then
+// not even the header, so that a failed command prints only its error.
+func (t *table) end(err error) {
+	if err != nil && !t.fixed && len(t.held) <= 1 {
+		t.held = nil
+		return
+	}
+	t.flush()
+}
+
 // flush prints the held rows and fixes the widths.
 func (t *table) flush() {
 	for _, r := range t.held {
