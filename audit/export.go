@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
 
 // CSVHeader is the header row of ExportCSV.
@@ -39,7 +40,7 @@ func AppendJSON(b []byte, r *ledger.Record, loc *time.Location) []byte {
 		b = appendJSONString(b, kv[1])
 	}
 	b = append(b, `,"details":`...)
-	b = appendDetailsJSON(b, Details(ev))
+	b = appendEventDetailsJSON(b, ev)
 	b = append(b, `,"hash":"`...)
 	b = hex.AppendEncode(b, r.Hash[:])
 	return append(b, '"', '}')
@@ -76,6 +77,44 @@ func appendDetailsJSON(b []byte, fields []Field) []byte {
 	return append(b, '}')
 }
 
+// jsonDetails writes details as the members of a JSON object.
+type jsonDetails struct {
+	b []byte
+	n int
+}
+
+func (j *jsonDetails) key(k string) {
+	if j.n > 0 {
+		j.b = append(j.b, ',')
+	}
+	j.n++
+	j.b = appendJSONString(j.b, k)
+	j.b = append(j.b, ':')
+}
+
+func (j *jsonDetails) str(k, v string)         { j.key(k); j.b = appendJSONString(j.b, v) }
+func (j *jsonDetails) num(k string, v int64)   { j.key(k); j.b = strconv.AppendInt(j.b, v, 10) }
+func (j *jsonDetails) unum(k string, v uint64) { j.key(k); j.b = strconv.AppendUint(j.b, v, 10) }
+func (j *jsonDetails) list(k string, v []string) {
+	j.key(k)
+	j.b = append(j.b, '[')
+	for i, s := range v {
+		if i > 0 {
+			j.b = append(j.b, ',')
+		}
+		j.b = appendJSONString(j.b, s)
+	}
+	j.b = append(j.b, ']')
+}
+
+// appendEventDetailsJSON appends ev's details object, as
+// appendDetailsJSON(b, Details(ev)) would, without the []Field.
+func appendEventDetailsJSON(b []byte, ev *eventpb.Event) []byte {
+	j := jsonDetails{b: append(b, '{')}
+	visitDetails(ev, &j)
+	return append(j.b, '}')
+}
+
 // DetailsJSON is the details object of AppendJSON on its own.
 func DetailsJSON(fields []Field) string { return string(appendDetailsJSON(nil, fields)) }
 
@@ -85,7 +124,7 @@ func CSVRow(row []string, r *ledger.Record, loc *time.Location) []string {
 	return append(row[:0],
 		strconv.FormatUint(r.Seq, 10), r.ID.String(), r.Time.In(loc).Format(time.RFC3339Nano), TypeName(ev.GetType()),
 		ev.GetUser(), ev.GetDevice(), ev.GetSession(), ev.GetNode(), ev.GetActor(), ev.GetReason(),
-		DetailsJSON(Details(ev)), hex.EncodeToString(r.Hash[:]))
+		string(appendEventDetailsJSON(nil, ev)), hex.EncodeToString(r.Hash[:]))
 }
 
 // WriteCSV writes r as one CSV row under CSVHeader.
@@ -119,6 +158,10 @@ func appendJSONString(b []byte, s string) []byte {
 				b = append(b, '\\', 'r')
 			case '\t':
 				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
 			default:
 				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 			}

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -20,7 +21,7 @@ func TypeName(t eventpb.EventType) string {
 	if _, ok := eventpb.EventType_name[int32(t)]; !ok {
 		return "type_" + strconv.Itoa(int(t))
 	}
-	return strings.ToLower(strings.TrimPrefix(t.String(), "EVENT_TYPE_"))
+	return enumName(t.String(), "EVENT_TYPE_")
 }
 
 // TypeNames lists the short names of every known event type, in enum order.
@@ -58,11 +59,22 @@ func CauseName(c eventpb.DisconnectCause) string {
 	if _, ok := eventpb.DisconnectCause_name[int32(c)]; !ok {
 		return "cause_" + strconv.Itoa(int(c))
 	}
-	return strings.ToLower(strings.TrimPrefix(c.String(), "DISCONNECT_CAUSE_"))
+	return enumName(c.String(), "DISCONNECT_CAUSE_")
 }
 
+// lowerNames caches enumName's answers: export names an enum or two per
+// record, and lowering the same few strings again and again showed in its
+// profile. Keys are the enum's full name (prefixes differ between enums).
+var lowerNames sync.Map
+
+// enumName is an enum value's name without its prefix, in lower case.
 func enumName(full, prefix string) string {
-	return strings.ToLower(strings.TrimPrefix(full, prefix))
+	if v, ok := lowerNames.Load(full); ok {
+		return v.(string)
+	}
+	v := strings.ToLower(strings.TrimPrefix(full, prefix))
+	lowerNames.Store(full, v)
+	return v
 }
 
 // ReconnectText says the reconnect advice in words: "allowed", "not
@@ -93,20 +105,42 @@ type Field struct {
 // enums by short name, ids as ULID text and payloads as hex. auditq prints
 // them as key=value in tables and as the "details" object in JSON.
 func Details(ev *eventpb.Event) []Field {
-	var out []Field
+	var l fieldList
+	visitDetails(ev, &l)
+	return l
+}
+
+// detailSink receives an event's details from visitDetails, so that export
+// can write them as JSON without building a []Field per record.
+type detailSink interface {
+	str(k, v string)
+	num(k string, v int64)
+	unum(k string, v uint64)
+	list(k string, v []string)
+}
+
+type fieldList []Field
+
+func (l *fieldList) str(k, v string)           { *l = append(*l, Field{k, v}) }
+func (l *fieldList) num(k string, v int64)     { *l = append(*l, Field{k, v}) }
+func (l *fieldList) unum(k string, v uint64)   { *l = append(*l, Field{k, v}) }
+func (l *fieldList) list(k string, v []string) { *l = append(*l, Field{k, v}) }
+
+// visitDetails hands the set body fields of ev to s, in schema order.
+func visitDetails(ev *eventpb.Event, s detailSink) {
 	str := func(k, v string) {
 		if v != "" {
-			out = append(out, Field{k, v})
+			s.str(k, v)
 		}
 	}
 	num := func(k string, v int64) {
 		if v != 0 {
-			out = append(out, Field{k, v})
+			s.num(k, v)
 		}
 	}
 	list := func(k string, v []string) {
 		if len(v) > 0 {
-			out = append(out, Field{k, v})
+			s.list(k, v)
 		}
 	}
 	switch b := ev.GetBody().(type) {
@@ -119,7 +153,7 @@ func Details(ev *eventpb.Event) []Field {
 		c := b.SessionReconnected
 		str("previous_session", c.GetPreviousSession())
 		if c.GetLastAckedSeq() != 0 {
-			out = append(out, Field{"last_acked_seq", c.GetLastAckedSeq()})
+			s.unum("last_acked_seq", c.GetLastAckedSeq())
 		}
 		str("remote_addr", c.GetRemoteAddr())
 		num("heartbeat_ms", c.GetHeartbeatMs())
@@ -166,7 +200,6 @@ func Details(ev *eventpb.Event) []Field {
 		num("count", int64(c.GetCount()))
 		str("remote_addr", c.GetRemoteAddr())
 	}
-	return out
 }
 
 // idText shows a 16-byte id as a ULID and anything else as hex.
