@@ -18,10 +18,11 @@ import (
 // it: "session_connected" for EVENT_TYPE_SESSION_CONNECTED. A type this
 // version does not know is shown by number ("type_42").
 func TypeName(t eventpb.EventType) string {
-	if _, ok := eventpb.EventType_name[int32(t)]; !ok {
+	full, ok := eventpb.EventType_name[int32(t)]
+	if !ok {
 		return "type_" + strconv.Itoa(int(t))
 	}
-	return enumName(t.String(), "EVENT_TYPE_")
+	return enumName(full, "EVENT_TYPE_")
 }
 
 // TypeNames lists the short names of every known event type, in enum order.
@@ -56,16 +57,28 @@ func ParseType(s string) (eventpb.EventType, error) {
 
 // CauseName is the short name of a disconnect cause ("kicked").
 func CauseName(c eventpb.DisconnectCause) string {
-	if _, ok := eventpb.DisconnectCause_name[int32(c)]; !ok {
+	full, ok := eventpb.DisconnectCause_name[int32(c)]
+	if !ok {
 		return "cause_" + strconv.Itoa(int(c))
 	}
-	return enumName(c.String(), "DISCONNECT_CAUSE_")
+	return enumName(full, "DISCONNECT_CAUSE_")
 }
 
 // lowerNames caches enumName's answers: export names an enum or two per
 // record, and lowering the same few strings again and again showed in its
 // profile. Keys are the enum's full name (prefixes differ between enums).
 var lowerNames sync.Map
+
+// enumText names v of an enum from its generated name map (a map lookup;
+// the enum's String method goes through protobuf reflection, which showed
+// in export's profile). A value this version does not know is its number.
+func enumText(names map[int32]string, v int32, prefix string) string {
+	full, ok := names[v]
+	if !ok {
+		return strconv.Itoa(int(v))
+	}
+	return enumName(full, prefix)
+}
 
 // enumName is an enum value's name without its prefix, in lower case.
 func enumName(full, prefix string) string {
@@ -161,7 +174,7 @@ func visitDetails(ev *eventpb.Event, s detailSink) {
 	case *eventpb.Event_NotificationSent:
 		n := b.NotificationSent
 		if n.GetTarget() != 0 {
-			str("target", enumName(n.GetTarget().String(), "NOTIFICATION_TARGET_"))
+			str("target", enumText(eventpb.NotificationTarget_name, int32(n.GetTarget()), "NOTIFICATION_TARGET_"))
 		}
 		str("topic", n.GetTopic())
 		if len(n.GetPayload()) > 0 {
@@ -170,13 +183,13 @@ func visitDetails(ev *eventpb.Event, s detailSink) {
 	case *eventpb.Event_KickRequested:
 		k := b.KickRequested
 		if k.GetTarget() != 0 {
-			str("target", enumName(k.GetTarget().String(), "KICK_TARGET_"))
+			str("target", enumText(eventpb.KickTarget_name, int32(k.GetTarget()), "KICK_TARGET_"))
 		}
 		if k.GetMode() != 0 {
-			str("mode", enumName(k.GetMode().String(), "KICK_MODE_"))
+			str("mode", enumText(eventpb.KickMode_name, int32(k.GetMode()), "KICK_MODE_"))
 		}
 		if k.GetReconnect() != 0 {
-			str("reconnect", enumName(k.GetReconnect().String(), "RECONNECT_"))
+			str("reconnect", enumText(eventpb.Reconnect_name, int32(k.GetReconnect()), "RECONNECT_"))
 		}
 		num("reconnect_after_ms", k.GetReconnectAfterMs())
 	case *eventpb.Event_UserBanned:
@@ -191,7 +204,7 @@ func visitDetails(ev *eventpb.Event, s detailSink) {
 		str("cause_event_id", idText(d.GetCauseEventId()))
 		str("superseded_by", d.GetSupersededBy())
 		if d.GetReconnect() != 0 {
-			str("reconnect", enumName(d.GetReconnect().String(), "RECONNECT_"))
+			str("reconnect", enumText(eventpb.Reconnect_name, int32(d.GetReconnect()), "RECONNECT_"))
 		}
 		num("reconnect_after_ms", d.GetReconnectAfterMs())
 	case *eventpb.Event_ConnectRejected:
