@@ -112,6 +112,8 @@ type Result struct {
 		Live      int     `json:"other_sessions_live"`
 		CallP50   float64 `json:"call_p50_ms"`
 		CallP99   float64 `json:"call_p99_ms"`
+		FrameP50  float64 `json:"disconnect_frame_p50_ms"`
+		FrameP99  float64 `json:"disconnect_frame_p99_ms"`
 		EndP50    float64 `json:"end_p50_ms"`
 		EndP99    float64 `json:"end_p99_ms"`
 		EndMax    float64 `json:"end_max_ms"`
@@ -184,8 +186,8 @@ func runBench(o options) error {
 		cleanup = append(cleanup, func() { os.RemoveAll(dir) })
 		o.hubdPath = filepath.Join(dir, "hubd")
 		fmt.Fprintln(os.Stderr, "building hubd ...")
-		if out, err := exec.Command("go", "build", "-o", o.hubdPath, "./cmd/hubd").CombinedOutput(); err != nil {
-			return fmt.Errorf("build hubd (run from the repository root or pass --hubd): %v\n%s", err, out)
+		if out, err := exec.Command("go", "build", "-o", o.hubdPath, "github.com/sessionledger/sessionledger/cmd/hubd").CombinedOutput(); err != nil {
+			return fmt.Errorf("build hubd (run inside the repository or pass --hubd): %v\n%s", err, out)
 		}
 		b.o.hubdPath = o.hubdPath
 	}
@@ -491,7 +493,7 @@ func (b *bench) kickAll() error {
 	}
 	k.Live = int(b.live.Load()) - 1
 	order := rand.Perm(len(b.sessions))[:k.N]
-	var calls, ends []time.Duration
+	var calls, frames, ends []time.Duration
 	headBefore := b.headSeq()
 	for _, i := range order {
 		s := b.sessions[i]
@@ -510,6 +512,7 @@ func (b *bench) kickAll() error {
 		case <-ended:
 			s.mu.Lock()
 			ends = append(ends, s.endedAt.Sub(t0))
+			frames = append(frames, s.frameAt.Sub(t0))
 			s.mu.Unlock()
 		case <-time.After(5 * time.Second):
 			k.Timeouts++
@@ -517,6 +520,7 @@ func (b *bench) kickAll() error {
 		calls = append(calls, callDone.Sub(t0))
 	}
 	k.CallP50, k.CallP99 = pct(calls, 50), pct(calls, 99)
+	k.FrameP50, k.FrameP99 = pct(frames, 50), pct(frames, 99)
 	k.EndP50, k.EndP99, k.EndMax = pct(ends, 50), pct(ends, 99), pct(ends, 100)
 	k.LedgerSeq = b.headSeq()
 	// Each kick is a kick_requested plus a session_disconnected.
@@ -672,8 +676,9 @@ func (b *bench) summary(w io.Writer) {
 	fmt.Fprintf(w, "  memory      per idle session: %.1f KB RSS (%.1f KB anonymous; the rest is the ledger's mmap), %.1f KB Go heap, %.1f KB stacks, %.2f goroutines (hubd RSS %.0f MiB)\n",
 		r.Memory.RSSPerSession/1024, r.Memory.AnonPerSession/1024, r.Memory.HeapPerSession/1024, r.Memory.StackPerSession/1024, r.Memory.GoroutinesPerSs, mib(r.Memory.RSS))
 	if r.Kick.N > 0 {
-		fmt.Fprintf(w, "  kick        call->stream end p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d kicks, %d others live (Kick call p99 %.2f ms; %d timeouts)\n",
-			r.Kick.EndP50, r.Kick.EndP99, r.Kick.EndMax, r.Kick.N, r.Kick.Live, r.Kick.CallP99, r.Kick.Timeouts)
+		fmt.Fprintf(w, "  kick        Kick call -> client sees its stream end: p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d kicks, %d others live\n",
+			r.Kick.EndP50, r.Kick.EndP99, r.Kick.EndMax, r.Kick.N, r.Kick.Live)
+		fmt.Fprintf(w, "              (Kick call returns p99 %.2f ms; Disconnect frame p99 %.2f ms; %d timeouts)\n", r.Kick.CallP99, r.Kick.FrameP99, r.Kick.Timeouts)
 	}
 	if r.Fanout.Rounds > 0 {
 		fmt.Fprintf(w, "  fan-out     %.0f deliveries/s (median of %d notify-all rounds to %d sessions; %d duplicates)\n",

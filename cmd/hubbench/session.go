@@ -28,6 +28,7 @@ type sess struct {
 	lastSeq uint64
 	ended   chan struct{} // closed when the current stream ends
 	endedAt time.Time
+	frameAt time.Time // when the Disconnect frame arrived
 	advice  *hubpb.Disconnect
 }
 
@@ -89,7 +90,7 @@ func (s *sess) serve(st hubpb.Hub_ConnectClient) {
 			_ = st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Ack{Ack: &hubpb.Ack{Seq: seq}}})
 		case *hubpb.ServerFrame_Disconnect:
 			s.mu.Lock()
-			s.advice = fr.Disconnect
+			s.advice, s.frameAt = fr.Disconnect, time.Now()
 			s.mu.Unlock()
 		}
 	}

@@ -99,7 +99,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 
 By default it reaches the local hubd (127.0.0.1:7070) and reads the admin
 token from ./data/admin.token, which hubd creates on first start. Set
-HUBCTL_ADDR, HUBCTL_DATA or HUBCTL_TOKEN to change the defaults.
+HUBCTL_ADDR, HUBCTL_DATA or HUBD_ADMIN_TOKEN to change the defaults.
 
 Exit codes: 0 ok, 1 the call failed, 2 bad usage; connect also exits 3
 kicked, 4 banned or refused, 5 superseded, 6 connection lost.`,
@@ -118,7 +118,7 @@ kicked, 4 banned or refused, 5 superseded, 6 connection lost.`,
 	pf.StringVar(&g.addr, "addr", envOr("HUBCTL_ADDR", "127.0.0.1:7070"), "hubd gRPC address (env HUBCTL_ADDR)")
 	pf.StringVar(&g.dataDir, "data", envOr("HUBCTL_DATA", "./data"), "hubd's data directory, where the admin token is read from (env HUBCTL_DATA)")
 	pf.StringVar(&g.dataDir, "data-dir", envOr("HUBCTL_DATA", "./data"), "same as --data (for notify, whose --data is the payload)")
-	pf.StringVar(&g.token, "token", os.Getenv("HUBCTL_TOKEN"), "admin bearer token (env HUBCTL_TOKEN; default: read from DATA/admin.token)")
+	pf.StringVar(&g.token, "token", os.Getenv("HUBD_ADMIN_TOKEN"), "admin bearer token (env HUBD_ADMIN_TOKEN, as for auditq; default: read from DATA/admin.token)")
 	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "time limit for each call")
 	pf.BoolVar(&g.tls, "tls", false, "connect with TLS")
 	pf.StringVar(&g.caFile, "ca", "", "PEM CA certificate for --tls (default: system roots)")

@@ -25,10 +25,12 @@ import (
 	reflectpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/sessionledger/sessionledger/audit"
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/projections"
 )
 
 // The tests run hubd as a real child process: the test binary re-executes
@@ -335,7 +337,7 @@ func TestServes(t *testing.T) {
 	for _, s := range res.GetListServicesResponse().GetService() {
 		names = append(names, s.GetName())
 	}
-	for _, want := range []string{"sessionledger.hub.v1.Hub", "sessionledger.hub.v1.Admin", "grpc.health.v1.Health"} {
+	for _, want := range []string{"sessionledger.hub.v1.Hub", "sessionledger.hub.v1.Admin", "sessionledger.audit.v1.Audit", "grpc.health.v1.Health"} {
 		if !strings.Contains(strings.Join(names, " "), want) {
 			t.Errorf("reflection lists %v; missing %s", names, want)
 		}
@@ -353,6 +355,30 @@ func TestServes(t *testing.T) {
 	}
 	if _, err := admin.ListSessions(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer wrong-token-wrong-token"), &hubpb.ListSessionsRequest{}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("ListSessions with a wrong token: %v; want Unauthenticated", err)
+	}
+	// auditq --addr: the Audit service answers with the admin token, and
+	// sees the connect just made through hubd.
+	_, w := session(t, p.grpc, "audited", "laptop")
+	ac, err := audit.NewClient(p.grpc, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	vr, err := ac.Verify(ctx, audit.VerifyQuery{}, nil)
+	if err != nil || !vr.Intact() || vr.Checked == 0 {
+		t.Errorf("audit verify through hubd: %+v, %v", vr, err)
+	}
+	live, err := ac.SessionsAt(ctx, time.Now(), projections.Filter{})
+	if err != nil || len(live) != 1 || live[0].ID != w.GetSessionId() {
+		t.Errorf("audit sessions at now: %+v, %v; want %s", live, err, w.GetSessionId())
+	}
+	bad, err := audit.NewClient(p.grpc, "wrong-token-wrong-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if _, err := bad.Verify(ctx, audit.VerifyQuery{}, nil); !errors.Is(err, audit.ErrUnauthenticated) {
+		t.Errorf("audit verify with a wrong token: %v; want Unauthenticated", err)
 	}
 	if code := p.signal(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit %d", code)

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/sessionledger/sessionledger/audit"
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/projections"
@@ -175,6 +176,8 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 	}
 	g := grpc.NewServer(gopts...)
 	srv.Register(g)
+	auditSrv := audit.NewServer(store)
+	audit.RegisterServer(g, auditSrv) // admin-token protected by srv's interceptors
 	reflection.Register(g)
 
 	ln, err := net.Listen("tcp", o.listen)
@@ -233,6 +236,7 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 		log.Error("shutdown was not clean", "err", err)
 		code = exitFailure
 	}
+	auditSrv.Close() // end --follow streams so GracefulStop does not wait for them
 	stopped := make(chan struct{})
 	go func() { g.GracefulStop(); close(stopped) }()
 	select {
