@@ -1,6 +1,8 @@
 package hub_test
 
 import (
+	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -240,5 +242,65 @@ func TestResumeOfLiveSessionSupersedesIt(t *testing.T) {
 	end := e.waitEvent(1, "disconnected", disconnectOf(c.welcome.GetSessionId()))
 	if end.Event.GetSessionDisconnected().GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_SUPERSEDED {
 		t.Fatalf("cause = %v; want superseded", end.Event.GetSessionDisconnected().GetCause())
+	}
+}
+
+// A resume races notifications recorded while it is being admitted: each
+// must reach the new session exactly once (redelivered or live), in order.
+func TestResumeNoDuplicatesUnderConcurrentNotify(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	for round := range 5 {
+		c := e.mustDial("zoe", "d")
+		c.close()
+		e.waitEvent(1, "disconnected", disconnectOf(c.welcome.GetSessionId()))
+		start := e.store.Head().Seq
+
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200 && ctx.Err() == nil; i++ {
+				if _, err := e.admin.Notify(adminCtx(ctx), &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_USER, User: "zoe", Topic: "burst"}); err != nil && ctx.Err() == nil {
+					t.Errorf("notify: %v", err)
+					return
+				}
+			}
+		}()
+		time.Sleep(time.Duration(round+1) * 3 * time.Millisecond)
+		r, err := e.dialHello(&hubpb.Hello{User: "zoe", Device: "d", Resume: resumeOf(c, start)})
+		if err != nil {
+			cancel()
+			wg.Wait()
+			t.Fatal(err)
+		}
+		time.Sleep(30 * time.Millisecond)
+		cancel()
+		wg.Wait()
+		// Every notification after start, as the ledger has them.
+		var want []uint64
+		for _, rec := range e.events(start + 1) {
+			if rec.Event.GetType() == tNotification {
+				want = append(want, rec.Seq)
+			}
+		}
+		var got []uint64
+		for len(got) < len(want) {
+			f, err := r.next()
+			if err != nil {
+				t.Fatalf("round %d: stream ended after %d of %d notifications: %v", round, len(got), len(want), err)
+			}
+			got = append(got, f.GetNotification().GetSeq())
+			if n := len(got); n > 1 && got[n-1] <= got[n-2] {
+				t.Fatalf("round %d: seq %d after %d: duplicate or out of order (got %v)", round, got[n-1], got[n-2], got)
+			}
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("round %d: got %v; want %v", round, got, want)
+			}
+		}
+		r.close()
+		e.waitEvent(start, "disconnected", disconnectOf(r.welcome.GetSessionId()))
 	}
 }
