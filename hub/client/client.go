@@ -251,7 +251,7 @@ func (c *Client) Ack(seq uint64) error {
 		return nil
 	}
 	err := ls.send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Ack{Ack: &hubpb.Ack{Seq: seq}}})
-	if err != nil && !errors.Is(err, io.EOF) {
+	if err != nil && !errors.Is(err, io.EOF) && ls.st.Context().Err() == nil {
 		return fmt.Errorf("client: ack %d: %w", seq, err)
 	}
 	return nil
