@@ -144,7 +144,9 @@ func (e *env) dialHello(h *hubpb.Hello) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.stream.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: h}}); err != nil {
+	// Send reports io.EOF when the server already ended the stream (e.g.
+	// it is shutting down); the reason is the status Recv returns.
+	if err := c.stream.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: h}}); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
 	f, err := c.stream.Recv()

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
@@ -66,7 +67,18 @@ func (s *Server) checkResume(ctx context.Context, user string, r *hubpb.Resume, 
 	case eventpb.Reconnect_RECONNECT_NOT_ALLOWED:
 		return "", 0, refuse(codes.PermissionDenied, "the session was ended with reconnect not allowed: "+end.Event.GetReason(), hubpb.Reconnect_RECONNECT_NOT_ALLOWED, 0)
 	case eventpb.Reconnect_RECONNECT_AFTER:
-		at := end.Time.Add(time.Duration(d.GetReconnectAfterMs()) * time.Millisecond)
+		// "After" counts from the cause (the kick or ban), which precedes
+		// the Disconnect frame; the end itself is recorded after the frame
+		// went out, so counting from it would refuse a client that waited
+		// exactly as long as it was told.
+		base := end.Time
+		var cause ulid.ULID
+		if copy(cause[:], d.GetCauseEventId()) == len(cause) {
+			if t := ulid.Time(cause.Time()); t.Before(base) {
+				base = t
+			}
+		}
+		at := base.Add(time.Duration(d.GetReconnectAfterMs()) * time.Millisecond)
 		if now.Before(at) {
 			return "", 0, refuse(codes.FailedPrecondition, "reconnect is allowed after "+at.UTC().Format(time.RFC3339), hubpb.Reconnect_RECONNECT_AFTER, at.Sub(now))
 		}

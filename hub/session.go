@@ -32,6 +32,10 @@ type session struct {
 
 	notes     noteQueue
 	lastHeard atomic.Int64 // unix nanos of the last client frame
+	// redeliveredBelow: on a resume, notifications with a lower seq were
+	// read from the ledger for redelivery; copies fanned out live while
+	// the resume was being admitted are dropped.
+	redeliveredBelow uint64
 
 	endOnce  sync.Once
 	ended    chan struct{} // closed when the session must end
@@ -233,6 +237,7 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) error {
 	var missed []*hubpb.Notification
 	if prev != "" {
 		missed = s.missedNotifications(ctx, user, prev, lastAcked, stamps[0].Seq)
+		sess.redeliveredBelow = stamps[0].Seq
 	}
 	welcome := &hubpb.Welcome{SessionId: sess.id, ResumeSecret: s.resumeSecret(sess.id), HeartbeatIntervalMs: hb,
 		EventId: stamps[0].ID.String(), Seq: stamps[0].Seq, ResumedFrom: prev, Redelivering: uint32(len(missed))}
@@ -315,6 +320,9 @@ func (s *Server) serve(ctx context.Context, sess *session, stream hubpb.Hub_Conn
 		select {
 		case <-sess.notes.ready:
 			for _, n := range sess.notes.take() {
+				if n.GetSeq() < sess.redeliveredBelow {
+					continue // already sent by the redelivery
+				}
 				if err := stream.Send(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Notification{Notification: n}}); err != nil {
 					return s.clientGone(sess, err)
 				}

@@ -1,0 +1,60 @@
+package client
+
+import "time"
+
+// Backoff is the reconnect schedule: the n-th attempt in a row (from 0)
+// waits min(Max, Base·2ⁿ), of which the fraction Jitter is random, so many
+// clients thrown out at once do not come back at once.
+type Backoff struct {
+	// Base is the first delay (default 250ms).
+	Base time.Duration
+	// Max caps the delay (default 30s).
+	Max time.Duration
+	// Jitter is the random fraction of each delay, from 0 (none) to 1
+	// (anywhere between 0 and the delay). Zero means the default, 0.5; a
+	// negative value means no jitter.
+	Jitter float64
+}
+
+func (b Backoff) withDefaults() Backoff {
+	if b.Base <= 0 {
+		b.Base = 250 * time.Millisecond
+	}
+	if b.Max <= 0 {
+		b.Max = 30 * time.Second
+	}
+	if b.Max < b.Base {
+		b.Max = b.Base
+	}
+	switch {
+	case b.Jitter == 0:
+		b.Jitter = 0.5
+	case b.Jitter < 0:
+		b.Jitter = 0
+	}
+	if b.Jitter > 1 {
+		b.Jitter = 1
+	}
+	return b
+}
+
+// Delay returns the wait before attempt n (0 for the first reconnect), with
+// u in [0, 1) as the random draw (zero fields take their defaults): d·(1−Jitter) + u·d·Jitter.
+func (b Backoff) Delay(n int, u float64) time.Duration {
+	b = b.withDefaults()
+	d := b.Base
+	for i := 0; i < n && d < b.Max; i++ {
+		d *= 2
+	}
+	d = min(d, b.Max)
+	fixed := time.Duration(float64(d) * (1 - b.Jitter))
+	return fixed + time.Duration(u*float64(d)*b.Jitter)
+}
+
+// After returns the wait when the server advised "reconnect after a": at
+// least a, plus up to Jitter·Base so clients told the same do not return in
+// the same instant.
+func (b Backoff) After(a time.Duration, u float64) time.Duration {
+	b = b.withDefaults()
+	return a + time.Duration(u*float64(b.Base)*b.Jitter)
+}

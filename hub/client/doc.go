@@ -1,0 +1,78 @@
+// Package client connects applications to a sessionledger hub (hubd): it
+// holds a Hub.Connect session, hands notifications to the application,
+// answers the server's pings, and when the server throws the session out
+// it explains why and comes back only as the server allows.
+//
+// # Basics
+//
+//	c, err := client.Dial(ctx, "127.0.0.1:7070",
+//		client.WithUser("alice", "phone"), // or client.WithToken(jwt)
+//		client.WithAutoAck())
+//	if err != nil {
+//		// A refused connect is a *client.Disconnect: banned, rate
+//		// limited, bad token, ...
+//	}
+//	defer c.Close()
+//	for n := range c.Notifications() {
+//		handle(n.Topic, n.Payload)
+//	}
+//	// The channel closes when the client has ended; c.Err() says why
+//	// (nil after Close).
+//
+// Dial returns once the server welcomed the session. Notifications come in
+// seq order on the Notifications channel, or to an OnNotification
+// callback. Acknowledge each one once processed (Ack, or WithAutoAck): the
+// highest acknowledged seq is what a resume asks redelivery after. Close
+// says Goodbye, so the ledger records a client_closed end.
+//
+// # Disconnects and reconnection
+//
+// Every end of a session and every failed reconnect attempt is reported as
+// a Disconnect — to OnDisconnect and on the Disconnects channel — with the
+// server's code (Cause), reason, reconnect advice, the ledger event id
+// behind it, who ordered it, and whether and when the client will
+// reconnect. The advice comes from the Disconnect frame or, when the frame
+// was not read, from the detail of the stream's final gRPC status; a
+// connection that breaks without either (an abort-mode kick, a network
+// failure) is CauseLost.
+//
+// With reconnection on (the default) the client:
+//
+//   - never comes back after "not allowed", after being superseded by a
+//     newer login of the same user (coming back would throw that login
+//     out), or after the server refused it for a reason retrying cannot
+//     fix (unauthenticated, invalid);
+//   - waits at least the advised time after "reconnect after", plus a
+//     little jitter (WithMaxWait gives up instead when the advice is
+//     longer than the application will wait, e.g. a day's ban);
+//   - otherwise waits a jittered exponential backoff (Backoff), growing
+//     with each failed attempt in a row, so clients thrown out together do
+//     not return together;
+//   - resumes the previous session (its id, resume secret and the highest
+//     acknowledged seq), so the server redelivers the notifications
+//     recorded meanwhile, in order, before live ones. Notifications whose
+//     seq is not above the last one delivered are dropped, so the
+//     application sees each at most once per process. If the server
+//     refuses the resume but allows connecting, the client connects
+//     afresh (the refusal is reported; notifications from the gap are not
+//     redelivered).
+//
+// The client ends (Done closes, Err returns the Disconnect) when it will
+// not reconnect; Cause tells a kick, a ban, a supersede, a refusal and a
+// lost connection apart.
+//
+// # Concurrency
+//
+// A Client is safe for concurrent use. One goroutine reads the stream and
+// answers pings at once; another owns the session: it delivers
+// notifications, runs the OnNotification, OnDisconnect and OnConnect
+// callbacks one at a time, and waits between reconnect attempts. Callbacks
+// may call Ack but must not call Close. Both goroutines end when the
+// client ends; Close waits for them.
+//
+// # Testing
+//
+// WithSleep replaces the wait between attempts (record the delays, or
+// control when a reconnect happens) and WithRand the jitter source; OnFrame
+// sees every server frame, as hubctl connect prints them.
+package client

@@ -1,0 +1,219 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/sessionledger/sessionledger/hub/hubpb"
+)
+
+// Option configures Dial.
+type Option func(*config)
+
+type config struct {
+	user, device, token string
+	dialOpts            []grpc.DialOption
+	tls                 *tls.Config
+	conn                *grpc.ClientConn
+	logger              *slog.Logger
+
+	autoAck      bool
+	reconnect    bool
+	backoff      Backoff
+	maxAttempts  int
+	maxWait      time.Duration
+	buffer       int
+	closeTimeout time.Duration
+	resume       *Resume
+
+	onNotification func(Notification)
+	onDisconnect   func(Disconnect)
+	onConnect      func(Session)
+	onFrame        func(*hubpb.ServerFrame)
+
+	sleep func(ctx context.Context, d time.Duration) error
+	rand  func() float64
+}
+
+func defaultConfig() config {
+	return config{
+		reconnect:    true,
+		buffer:       64,
+		closeTimeout: 5 * time.Second,
+		logger:       slog.New(slog.DiscardHandler),
+		sleep:        sleepCtx,
+		rand:         rand.Float64,
+	}
+}
+
+func (c *config) validate() error {
+	if c.user == "" && c.token == "" {
+		return errors.New("client: a user (WithUser) or a token (WithToken) is required")
+	}
+	if c.buffer < 0 {
+		return errors.New("client: negative notification buffer")
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// WithUser sets the user and device sent in Hello. Against a server with a
+// JWT secret they may be left empty (the token names them) and, if set,
+// must match the token.
+func WithUser(user, device string) Option {
+	return func(c *config) { c.user, c.device = user, device }
+}
+
+// WithToken sets the HS256 JWT sent in Hello (hubctl token mints one).
+func WithToken(jwt string) Option {
+	return func(c *config) { c.token = jwt }
+}
+
+// WithTLS connects over TLS with cfg. Without it (and without transport
+// credentials in WithDialOptions) the connection is plaintext, which hubd
+// accepts on loopback.
+func WithTLS(cfg *tls.Config) Option {
+	return func(c *config) { c.tls = cfg }
+}
+
+// WithDialOptions adds gRPC dial options (they override the client's own,
+// e.g. transport credentials).
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(c *config) { c.dialOpts = append(c.dialOpts, opts...) }
+}
+
+// WithConn uses an existing connection instead of dialling; Close leaves
+// it open. The address given to Dial is then ignored.
+func WithConn(conn *grpc.ClientConn) Option {
+	return func(c *config) { c.conn = conn }
+}
+
+// WithLogger logs connects, disconnects and reconnect decisions to l
+// (default: nothing is logged).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	}
+}
+
+// WithAutoAck acknowledges each notification as soon as it has been handed
+// to the application (the callback returned, or the channel took it).
+// Without it, call Client.Ack.
+func WithAutoAck() Option {
+	return func(c *config) { c.autoAck = true }
+}
+
+// WithReconnect turns automatic reconnection on or off (default on). Off,
+// the first end of the session ends the client.
+func WithReconnect(on bool) Option {
+	return func(c *config) { c.reconnect = on }
+}
+
+// WithBackoff sets the reconnect schedule (see Backoff for the defaults).
+func WithBackoff(b Backoff) Option {
+	return func(c *config) { c.backoff = b }
+}
+
+// WithMaxAttempts gives up after n connect attempts in a row have failed
+// (default 0: never give up while the server allows coming back).
+func WithMaxAttempts(n int) Option {
+	return func(c *config) { c.maxAttempts = n }
+}
+
+// WithMaxWait gives up instead of waiting when the server advises coming
+// back only after more than d (e.g. a ban of a day). Default 0: any advised
+// wait is honoured.
+func WithMaxWait(d time.Duration) Option {
+	return func(c *config) { c.maxWait = d }
+}
+
+// WithBuffer sets the capacity of the Notifications channel (default 64).
+func WithBuffer(n int) Option {
+	return func(c *config) { c.buffer = n }
+}
+
+// WithCloseTimeout bounds how long Close waits for the server to end the
+// session after Goodbye before it cuts the stream (default 5s).
+func WithCloseTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.closeTimeout = d
+		}
+	}
+}
+
+// WithResume resumes an earlier session on the first connect, e.g. one
+// saved with Client.Resume before a process restart. If the server refuses
+// to resume it but allows connecting, Dial connects afresh.
+func WithResume(r Resume) Option {
+	return func(c *config) { c.resume = &r }
+}
+
+// OnNotification delivers notifications to fn instead of the
+// Notifications channel. fn runs on the client's goroutine, one
+// notification at a time in seq order; while it runs no further
+// notification is handled. It may call Ack but must not call Close.
+func OnNotification(fn func(Notification)) Option {
+	return func(c *config) { c.onNotification = fn }
+}
+
+// OnDisconnect calls fn for every end of a session and every failed connect
+// attempt, before the client waits to reconnect (or stops). It runs on the
+// client's goroutine and must not call Close.
+func OnDisconnect(fn func(Disconnect)) Option {
+	return func(c *config) { c.onDisconnect = fn }
+}
+
+// OnConnect calls fn after every Welcome: the first connect and every
+// reconnect. It runs on the client's goroutine (on the caller's for the
+// first connect) and must not call Close.
+func OnConnect(fn func(Session)) Option {
+	return func(c *config) { c.onConnect = fn }
+}
+
+// OnFrame calls fn with every frame the server sends, in order, before the
+// client handles it (for tracing and tools such as hubctl connect, which
+// prints each one). It runs on the goroutine that reads the stream; fn must
+// not keep or change the frame, and must return quickly: while it runs,
+// pings go unanswered.
+func OnFrame(fn func(*hubpb.ServerFrame)) Option {
+	return func(c *config) { c.onFrame = fn }
+}
+
+// WithSleep replaces how the client waits between reconnect attempts
+// (tests: record the delays, or return at once). fn must return early with
+// ctx's error when ctx ends.
+func WithSleep(fn func(ctx context.Context, d time.Duration) error) Option {
+	return func(c *config) {
+		if fn != nil {
+			c.sleep = fn
+		}
+	}
+}
+
+// WithRand replaces the jitter source (values in [0, 1)).
+func WithRand(fn func() float64) Option {
+	return func(c *config) {
+		if fn != nil {
+			c.rand = fn
+		}
+	}
+}
