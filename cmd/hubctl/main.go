@@ -124,6 +124,7 @@ kicked, 4 banned or refused, 5 superseded, 6 connection lost.`,
 	pf.StringVar(&g.caFile, "ca", "", "PEM CA certificate for --tls (default: system roots)")
 
 	root.AddCommand(
+		newConnect(g),
 		newKick(g), newBan(g), newUnban(g), newNotify(g),
 		newSessions(g),
 		newToken(),

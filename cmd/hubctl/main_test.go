@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/projections"
 )
 
 // hubd is a real hub on a real ledger in a data directory laid out as
@@ -48,7 +50,7 @@ func startHub(t *testing.T) *hubd {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	srv, err := hub.New(ctx, store, hub.Config{Logger: slog.New(slog.DiscardHandler), AdminTokens: tokens, ShutdownJitter: 50 * time.Millisecond, ShutdownReconnect: 50 * time.Millisecond})
+	srv, err := hub.New(ctx, store, hub.Config{Logger: slog.New(slog.DiscardHandler), AdminTokens: tokens, Policy: projections.Policy{OnePerDevice: true}, ShutdownJitter: 50 * time.Millisecond, ShutdownReconnect: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,5 +263,139 @@ func TestHelpShowsExamples(t *testing.T) {
 		if code := run([]string{cmd, "--help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "Examples:") || !strings.Contains(out.String(), "hubctl "+cmd) {
 			t.Errorf("%s --help: exit %d, no example:\n%s", cmd, code, out.String())
 		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a command writing while the test
+// reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// connectCmd runs hubctl connect in the background; wait returns its exit
+// code and output.
+func (h *hubd) connectCmd(args ...string) (out *syncBuffer, wait func() (int, string)) {
+	out = &syncBuffer{}
+	errb := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- run(append([]string{"connect", "--addr", h.addr}, args...), out, errb) }()
+	return out, func() (int, string) {
+		select {
+		case code := <-done:
+			return code, errb.String()
+		case <-time.After(20 * time.Second):
+			h.t.Fatalf("hubctl connect did not exit; output so far:\n%s", out.String())
+			return 0, ""
+		}
+	}
+}
+
+// waitLine waits until out has a line containing s.
+func waitLine(t *testing.T, out *syncBuffer, s string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in output:\n%s", s, out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestConnectExitCodes(t *testing.T) {
+	h := startHub(t)
+
+	// Kicked: exit 3, with the welcome, the notification and the
+	// Disconnect frame printed as JSON lines.
+	out, wait := h.connectCmd("--user", "ann", "--device", "phone")
+	waitLine(t, out, `"welcome"`)
+	if code, _, errs := h.ctl("notify", "--user", "ann", "--topic", "chat", "--data", `{"x":1}`); code != 0 {
+		t.Fatal(errs)
+	}
+	waitLine(t, out, `"notification"`)
+	if code, _, errs := h.ctl("kick", "--user", "ann", "--reason", "test kick", "--no-reconnect"); code != 0 {
+		t.Fatal(errs)
+	}
+	code, errs := wait()
+	if code != exitKicked || !strings.Contains(errs, "kicked: test kick") {
+		t.Fatalf("kicked: exit %d, stderr %q", code, errs)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Fatalf("not a JSON line: %q", line)
+		}
+	}
+	if !strings.Contains(out.String(), `"code":"DISCONNECT_CODE_KICKED"`) || !strings.Contains(out.String(), `"client_disconnect":{"cause":"kicked"`) ||
+		!strings.Contains(out.String(), `"data":{"x":1}`) {
+		t.Fatalf("output lacks the disconnect:\n%s", out.String())
+	}
+	if n := h.last(eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT); n.GetUser() != "ann" {
+		t.Fatalf("notification event %v", n)
+	}
+
+	// Superseded: exit 5.
+	out, wait = h.connectCmd("--user", "bo", "--device", "tablet")
+	waitLine(t, out, `"welcome"`)
+	_, _ = h.hold("bo", "tablet")
+	if code, errs := wait(); code != exitSuperseded {
+		t.Fatalf("superseded: exit %d, stderr %q", code, errs)
+	}
+
+	// Banned: refused at connect, exit 4.
+	if code, _, errs := h.ctl("ban", "--user", "cy", "--for", "1h", "--reason", "spam"); code != 0 {
+		t.Fatal(errs)
+	}
+	_, wait = h.connectCmd("--user", "cy", "--device", "d")
+	if code, errs := wait(); code != exitRejected || !strings.Contains(errs, "spam") {
+		t.Fatalf("banned: exit %d, stderr %q", code, errs)
+	}
+
+	// Normal end: --for elapses, Goodbye is recorded as client_closed, exit 0.
+	out, wait = h.connectCmd("--user", "di", "--device", "d", "--for", "300ms")
+	if code, errs := wait(); code != 0 {
+		t.Fatalf("normal end: exit %d, stderr %q, out %q", code, errs, out.String())
+	}
+	if d := h.last(eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED); d.GetUser() != "di" ||
+		d.GetSessionDisconnected().GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED {
+		t.Fatalf("end event %v", d)
+	}
+
+	// Unreachable: exit 1.
+	var o, e bytes.Buffer
+	if code := run([]string{"connect", "--user", "x", "--addr", "127.0.0.1:1", "--timeout", "2s"}, &o, &e); code != exitFailure {
+		t.Fatalf("unreachable: exit %d %q", code, e.String())
+	}
+}
+
+// TestConnectReconnectResumes: with --reconnect a kick that allows coming
+// back is followed by a resume, and a notification sent meanwhile is
+// redelivered.
+func TestConnectReconnectResumes(t *testing.T) {
+	h := startHub(t)
+	out, wait := h.connectCmd("--user", "eve", "--device", "d", "--reconnect", "--for", "3s")
+	waitLine(t, out, `"welcome"`)
+	if code, _, errs := h.ctl("kick", "--user", "eve", "--reason", "rebalance"); code != 0 {
+		t.Fatal(errs)
+	}
+	waitLine(t, out, `"will_reconnect":true`)
+	waitLine(t, out, `"resumed_from"`)
+	if code, errs := wait(); code != 0 {
+		t.Fatalf("exit %d %q", code, errs)
+	}
+	if r := h.last(eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED); r.GetUser() != "eve" {
+		t.Fatalf("reconnect event %v", r)
 	}
 }

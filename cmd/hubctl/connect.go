@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/sessionledger/sessionledger/hub/client"
+	"github.com/sessionledger/sessionledger/hub/hubpb"
+)
+
+// exitFor maps how a session ended to connect's exit code.
+func exitFor(d *client.Disconnect) int {
+	switch d.Cause {
+	case client.CauseClosed:
+		return exitOK
+	case client.CauseKicked:
+		return exitKicked
+	case client.CauseBanned, client.CauseRejected:
+		return exitRejected
+	case client.CauseSuperseded:
+		return exitSuperseded
+	default: // lost, server_shutdown, idle_timeout, slow_consumer
+		return exitLost
+	}
+}
+
+// lineWriter prints one JSON object per line; safe for the client's
+// callbacks.
+type lineWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// frame prints a server frame in protobuf's JSON mapping (bytes as base64,
+// 64-bit integers as strings); a notification whose payload is JSON also
+// gets it decoded as "data".
+func (l *lineWriter) frame(f *hubpb.ServerFrame) {
+	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(f)
+	if err != nil {
+		return
+	}
+	if n := f.GetNotification(); n != nil && json.Valid(n.GetPayload()) {
+		var m map[string]map[string]any
+		if json.Unmarshal(b, &m) == nil && m["notification"] != nil {
+			m["notification"]["data"] = json.RawMessage(n.GetPayload())
+			if nb, err := json.Marshal(m); err == nil {
+				b = nb
+			}
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintln(l.w, string(compactJSON(b)))
+}
+
+func (l *lineWriter) object(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintln(l.w, string(b))
+}
+
+// clientDisconnect is the line connect prints when the client itself
+// observes an end (with or without a Disconnect frame) and decides what
+// to do next.
+type clientDisconnect struct {
+	Cause          string `json:"cause"`
+	Reason         string `json:"reason,omitempty"`
+	Reconnect      string `json:"reconnect,omitempty"`
+	ReconnectAfter string `json:"reconnect_after,omitempty"`
+	EventID        string `json:"event_id,omitempty"`
+	Actor          string `json:"actor,omitempty"`
+	Session        string `json:"session,omitempty"`
+	WillReconnect  bool   `json:"will_reconnect"`
+	Delay          string `json:"delay,omitempty"`
+}
+
+func describe(d client.Disconnect) clientDisconnect {
+	out := clientDisconnect{Cause: d.Cause.String(), Reason: d.Reason, EventID: d.EventID, Actor: d.Actor, Session: d.Session, WillReconnect: d.WillReconnect}
+	if d.Reconnect != 0 {
+		out.Reconnect = d.Reconnect.String()
+	}
+	if d.ReconnectAfter > 0 {
+		out.ReconnectAfter = d.ReconnectAfter.String()
+	}
+	if d.WillReconnect {
+		out.Delay = d.Delay.String()
+	}
+	return out
+}
+
+func newConnect(g *globals) *cobra.Command {
+	var (
+		user, device, jwt string
+		reconnect, noAck  bool
+		hold              time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "connect --user U --device D [--reconnect]",
+		Short: "Hold a client session and print every server frame as a JSON line",
+		Long: `connect opens a session like an application would (through the hub/client
+package) and prints every frame the server sends — welcome, notification,
+ping, disconnect — as one JSON object per line on stdout, plus a
+{"client_disconnect": ...} line whenever the session ends and the client
+decides whether to come back. Notifications are acknowledged unless
+--no-ack. Ctrl-C ends the session normally (Goodbye).
+
+With --reconnect it comes back after a disconnect as the server advises
+(never after "not allowed", not before "after"), resuming the session so
+missed notifications are redelivered.
+
+Exit codes: 0 normal end (Ctrl-C, --for elapsed); 3 kicked; 4 banned or
+refused; 5 superseded by a newer login; 6 connection lost (server gone,
+shut down, aborted, idle timeout); 1 could not reach the server.`,
+		Example: `  hubctl connect --user alice --device phone
+  hubctl connect --user alice --device phone --reconnect --for 10m
+  hubctl connect --jwt "$(hubctl token --user alice --device phone --secret-file jwt.key)"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if user == "" && jwt == "" {
+				return usageError{errors.New("connect: give --user (and --device), or --jwt")}
+			}
+			if hold < 0 {
+				return usageError{errors.New("connect: --for must be positive")}
+			}
+			conn, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			out := &lineWriter{w: cmd.OutOrStdout()}
+			opts := []client.Option{
+				client.WithConn(conn),
+				client.WithUser(user, device),
+				client.WithReconnect(reconnect),
+				client.OnFrame(out.frame),
+				client.OnNotification(func(client.Notification) {}), // printed as frames
+				client.OnDisconnect(func(d client.Disconnect) {
+					out.object(map[string]clientDisconnect{"client_disconnect": describe(d)})
+				}),
+			}
+			if jwt != "" {
+				opts = append(opts, client.WithToken(jwt))
+			}
+			if !noAck {
+				opts = append(opts, client.WithAutoAck())
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
+			cl, err := client.Dial(ctx, g.addr, opts...)
+			cancel()
+			if err != nil {
+				var d *client.Disconnect
+				if errors.As(err, &d) && d.Cause != client.CauseLost {
+					return &exitError{code: exitFor(d), err: fmt.Errorf("connect: %v", d)}
+				}
+				return &exitError{code: exitFailure, err: fmt.Errorf("connect to %s: %v", g.addr, err)}
+			}
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sig)
+			var timeout <-chan time.Time
+			if hold > 0 {
+				t := time.NewTimer(hold)
+				defer t.Stop()
+				timeout = t.C
+			}
+			select {
+			case <-cl.Done():
+			case <-sig:
+				_ = cl.Close()
+			case <-timeout:
+				_ = cl.Close()
+			}
+			<-cl.Done()
+			var d *client.Disconnect
+			if err := cl.Err(); errors.As(err, &d) {
+				if code := exitFor(d); code != exitOK {
+					return &exitError{code: code, err: fmt.Errorf("session ended: %v", d)}
+				}
+			} else if err != nil {
+				return err
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&user, "user", "", "user to connect as (without a JWT secret on hubd, taken as sent)")
+	f.StringVar(&device, "device", "", "device name")
+	f.StringVar(&jwt, "jwt", "", "client JWT (when hubd has --jwt-secret-file); see hubctl token")
+	f.BoolVar(&reconnect, "reconnect", false, "come back after a disconnect as the server advises, resuming the session")
+	f.BoolVar(&noAck, "no-ack", false, "do not acknowledge notifications (they are redelivered on resume)")
+	f.DurationVar(&hold, "for", 0, "end the session normally after this long (default: until it ends or Ctrl-C)")
+	return c
+}
