@@ -40,8 +40,8 @@ type eventSlot struct {
 // known wire types, one body) goes through proto.Unmarshal into a fresh
 // Event, so the reducer sees exactly what a full decode gives; so does
 // invalid input, which gets proto.Unmarshal's error.
-func (sl *eventSlot) decode(b []byte) (*eventpb.Event, error) {
-	if ev, ok := sl.decodeFast(b); ok {
+func (sl *eventSlot) decode(b []byte, in interner) (*eventpb.Event, error) {
+	if ev, ok := sl.decodeFast(b, in); ok {
 		return ev, nil
 	}
 	ev := new(eventpb.Event)
@@ -49,6 +49,29 @@ func (sl *eventSlot) decode(b []byte) (*eventpb.Event, error) {
 		return nil, err
 	}
 	return ev, nil
+}
+
+// interner shares one string among the records that carry the same
+// device, node, actor or reason: few distinct values, repeated in millions
+// of records. It saves an allocation per field while decoding, and the
+// sessions and bans in the state share the copy. It keeps at most
+// internMax strings of at most internLen bytes; a nil interner keeps none.
+type interner map[string]string
+
+const (
+	internMax = 4096
+	internLen = 64
+)
+
+func (in interner) str(b []byte) string {
+	if s, ok := in[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	s := string(b)
+	if in != nil && len(b) <= internLen && len(in) < internMax {
+		in[s] = s
+	}
+	return s
 }
 
 // reducerType reports whether Apply reads more than the type of an event
@@ -63,7 +86,7 @@ func reducerType(t eventpb.EventType) bool {
 	return false
 }
 
-func (sl *eventSlot) decodeFast(b []byte) (*eventpb.Event, bool) {
+func (sl *eventSlot) decodeFast(b []byte, in interner) (*eventpb.Event, bool) {
 	// The type comes first in the canonical encoding; it decides what to
 	// keep.
 	var typ eventpb.EventType
@@ -115,20 +138,19 @@ func (sl *eventSlot) decodeFast(b []byte) (*eventpb.Event, bool) {
 			if !keep {
 				continue
 			}
-			s := string(x)
 			switch num {
 			case 2:
-				ev.User = s
+				ev.User = string(x)
 			case 3:
-				ev.Device = s
+				ev.Device = in.str(x)
 			case 4:
-				ev.Session = s
+				ev.Session = string(x)
 			case 5:
-				ev.Node = s
+				ev.Node = in.str(x)
 			case 6:
-				ev.Actor = s
+				ev.Actor = in.str(x)
 			case 7:
-				ev.Reason = s
+				ev.Reason = in.str(x)
 			}
 			continue
 		}

@@ -51,12 +51,12 @@ func decodeSeeds(t testing.TB) [][]byte {
 // from proto.Unmarshal's decoding of b: the whole event for the types Apply
 // reads, the type for the rest; and an error exactly when proto.Unmarshal
 // fails. It reports whether decode took its fast path.
-func checkDecode(t *testing.T, sl *eventSlot, b []byte) (fast bool) {
+func checkDecode(t *testing.T, sl *eventSlot, in interner, b []byte) (fast bool) {
 	t.Helper()
 	var want eventpb.Event
 	wantErr := proto.Unmarshal(b, &want)
-	_, fast = sl.decodeFast(b)
-	got, err := sl.decode(b)
+	_, fast = sl.decodeFast(b, in)
+	got, err := sl.decode(b, in)
 	if (err != nil) != (wantErr != nil) {
 		t.Fatalf("decode(%x): error %v; proto.Unmarshal: %v", b, err, wantErr)
 	}
@@ -79,7 +79,8 @@ func FuzzEventSlotDecode(f *testing.F) {
 		f.Add(b)
 	}
 	var sl eventSlot
-	f.Fuzz(func(t *testing.T, b []byte) { checkDecode(t, &sl, b) })
+	in := make(interner)
+	f.Fuzz(func(t *testing.T, b []byte) { checkDecode(t, &sl, in, b) })
 }
 
 // TestEventSlotDecodeMutations runs what FuzzEventSlotDecode checks over
@@ -89,8 +90,9 @@ func FuzzEventSlotDecode(f *testing.F) {
 func TestEventSlotDecodeMutations(t *testing.T) {
 	seeds := decodeSeeds(t)
 	var sl eventSlot
+	in := make(interner)
 	for i, b := range seeds {
-		if !checkDecode(t, &sl, b) {
+		if !checkDecode(t, &sl, nil, b) {
 			t.Fatalf("seed %d: a canonical encoding missed the fast path", i)
 		}
 	}
@@ -115,7 +117,7 @@ func TestEventSlotDecodeMutations(t *testing.T) {
 		case 3: // two events concatenated: proto merges them
 			b = append(b, seeds[rnd.IntN(len(seeds))]...)
 		}
-		if checkDecode(t, &sl, b) {
+		if checkDecode(t, &sl, in, b) {
 			fast++
 		}
 	}

@@ -70,7 +70,7 @@ func replayRaw(ctx context.Context, store *ledger.Store, st *State, to uint64) e
 	}()
 	for b := range full {
 		for i := range b.n {
-			st.Apply(&b.recs[i])
+			st.apply(&b.recs[i], false)
 		}
 		free <- b
 	}
@@ -96,6 +96,7 @@ const (
 // free and sends the batches on full, in order.
 func scanDecoded(ctx context.Context, store *ledger.Store, from, to uint64, free <-chan *replayBatch, full chan<- *replayBatch) error {
 	var b *replayBatch
+	in := make(interner)
 	err := store.ScanRaw(ctx, from, to, func(raw *ledger.RawRecord) error {
 		if b == nil {
 			select {
@@ -108,7 +109,7 @@ func scanDecoded(ctx context.Context, store *ledger.Store, from, to uint64, free
 		r := &b.recs[b.n]
 		*r = ledger.Record{Seq: raw.Seq, ID: raw.ID, Time: raw.Time}
 		if raw.Event != nil {
-			ev, err := b.slots[b.n].decode(raw.Event)
+			ev, err := b.slots[b.n].decode(raw.Event, in)
 			if err != nil {
 				return fmt.Errorf("%w: seq %d: %v", ledger.ErrCorrupt, raw.Seq, err)
 			}
