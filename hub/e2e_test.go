@@ -3,11 +3,13 @@ package hub_test
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -443,6 +445,10 @@ func TestLedgerFailureFailsClosed(t *testing.T) {
 	if _, err := e.admin.Ban(adminCtx(ctx), &hubpb.BanRequest{User: "nina", Reason: "x"}); status.Code(err) != codes.Unavailable {
 		t.Fatalf("ban with a failed ledger: %v; want Unavailable", err)
 	}
+	hc, err := healthpb.NewHealthClient(e.conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health with a failed ledger: %v, %v; want NOT_SERVING", hc.GetStatus(), err)
+	}
 	ro, err := ledger.Open(e.path, &ledger.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -450,5 +456,64 @@ func TestLedgerFailureFailsClosed(t *testing.T) {
 	defer ro.Close()
 	if ro.Head().Seq != head {
 		t.Fatalf("ledger grew from %d to %d while failed", head, ro.Head().Seq)
+	}
+}
+
+// TestResumeRedeliversEveryTargetAcrossRestart: notifications to the user,
+// to the session and to everyone that the client did not ack are
+// redelivered in order on resume, also after the hub restarted (broadcasts
+// then come from the start-up read of the log, the rest from the indexes),
+// and nothing addressed to someone else is.
+func TestResumeRedeliversEveryTargetAcrossRestart(t *testing.T) {
+	e := newEnv(t, hub.Config{RedeliveryLimit: 3, ResumeKey: []byte("a resume key that survives the restart"), ShutdownReconnect: time.Millisecond, ShutdownJitter: time.Millisecond})
+	ctx := ctxT(t)
+	c := e.mustDial("alice", "phone")
+	notify := func(req *hubpb.NotifyRequest) uint64 {
+		t.Helper()
+		r, err := e.admin.Notify(adminCtx(ctx), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.GetSeq()
+	}
+	acked := notify(&hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_USER, User: "alice", Topic: "acked"})
+	if f, err := c.next(); err != nil || f.GetNotification().GetSeq() != acked {
+		t.Fatalf("first notification: %v %v", f, err)
+	}
+	if err := c.stream.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Ack{Ack: &hubpb.Ack{Seq: acked}}}); err != nil {
+		t.Fatal(err)
+	}
+	notify(&hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: "all-0"}) // beyond the limit of 3
+	want := []uint64{
+		notify(&hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_USER, User: "alice", Topic: "user"}),
+		notify(&hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: "all-1"}),
+		notify(&hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_SESSION, SessionId: c.welcome.GetSessionId(), Topic: "session"}),
+	}
+	notify(&hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_USER, User: "bob", Topic: "not-alice"})
+	e.restart() // alice's session ends with server_shutdown
+	want = append(want[1:], notify(&hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: "all-2"}))
+
+	r, err := e.dialHello(&hubpb.Hello{User: "alice", Device: "phone", Resume: &hubpb.Resume{
+		SessionId: c.welcome.GetSessionId(), Secret: c.welcome.GetResumeSecret(), LastAckedSeq: acked}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.welcome.GetResumedFrom() != c.welcome.GetSessionId() || r.welcome.GetRedelivering() != 3 {
+		t.Fatalf("welcome %v; want resumed_from %s and 3 redeliveries (the limit)", r.welcome, c.welcome.GetSessionId())
+	}
+	var got []uint64
+	for range want {
+		f, err := r.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := f.GetNotification()
+		if !n.GetRedelivered() {
+			t.Fatalf("frame %v is not a redelivery", f)
+		}
+		got = append(got, n.GetSeq())
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("redelivered seqs %v; want %v (the newest 3, in order)", got, want)
 	}
 }

@@ -50,3 +50,18 @@ func newMetrics() *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// watch adds series read at scrape time from the ledger and the projection
+// runner.
+func (m *metrics) watch(s *Server) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_ledger_head_seq", Help: "Sequence number of the last durable record."},
+			func() float64 { return float64(s.store.Head().Seq) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_ledger_commits_total", Help: "Group-commit transactions the ledger wrote."},
+			func() float64 { return float64(s.store.Stats().Commits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_ledger_records_total", Help: "Records those transactions appended (records/commits is the mean batch)."},
+			func() float64 { return float64(s.store.Stats().Records) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_projections_applied_seq", Help: "Last sequence number the projections applied; head minus this is their lag."},
+			func() float64 { return float64(s.proj.Applied()) }),
+	)
+}

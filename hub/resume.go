@@ -1,12 +1,16 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"errors"
+	"slices"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger"
@@ -70,43 +74,143 @@ func (s *Server) checkResume(ctx context.Context, user string, r *hubpb.Resume, 
 	return prev, r.GetLastAckedSeq(), nil
 }
 
-// missedNotifications reads from the ledger the notifications addressed to
-// user, to session prev, or to everyone, with lastAcked < seq < upTo, in
-// order, at most RedeliveryLimit of them (the newest ones).
+// missedNotifications returns the notifications addressed to user, to
+// session prev, or to everyone, with lastAcked < seq < upTo, in order, at
+// most RedeliveryLimit of them (the newest ones). They come from the
+// ledger's user and session indexes and, for broadcasts, from the recent
+// broadcasts the hub keeps (see broadcasts), so a resume costs a few index
+// reads however long the log grew since the client's last ack.
 func (s *Server) missedNotifications(ctx context.Context, user, prev string, lastAcked, upTo uint64) []*hubpb.Notification {
 	from := lastAcked + 1
 	if upTo > maxRedeliveryScan && from < upTo-maxRedeliveryScan {
 		from = upTo - maxRedeliveryScan
 	}
+	if from >= upTo {
+		return nil
+	}
 	var out []*hubpb.Notification
-	err := s.store.Scan(ctx, from, upTo-1, func(rec *ledger.Record) error {
-		ev := rec.Event
-		if ev.GetType() != eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT {
-			return nil
-		}
-		n := ev.GetNotificationSent()
-		switch n.GetTarget() {
-		case eventpb.NotificationTarget_NOTIFICATION_TARGET_ALL:
-		case eventpb.NotificationTarget_NOTIFICATION_TARGET_USER:
-			if ev.GetUser() != user {
+	collect := func(target eventpb.NotificationTarget) func(*ledger.Record) error {
+		return func(rec *ledger.Record) error {
+			ev := rec.Event
+			if ev.GetType() != eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT {
 				return nil
 			}
-		case eventpb.NotificationTarget_NOTIFICATION_TARGET_SESSION:
-			if ev.GetSession() != prev {
+			n := ev.GetNotificationSent()
+			if n.GetTarget() != target {
 				return nil
 			}
-		default:
+			switch target {
+			case eventpb.NotificationTarget_NOTIFICATION_TARGET_USER:
+				if ev.GetUser() != user {
+					return nil
+				}
+			case eventpb.NotificationTarget_NOTIFICATION_TARGET_SESSION:
+				if ev.GetSession() != prev {
+					return nil
+				}
+			}
+			out = append(out, redelivery(rec))
 			return nil
 		}
-		out = append(out, &hubpb.Notification{Seq: rec.Seq, Topic: n.GetTopic(), Payload: n.GetPayload(),
-			EventId: rec.ID.String(), TimeUnixNano: rec.Time.UnixNano(), Redelivered: true})
-		if len(out) > s.cfg.RedeliveryLimit {
-			out = out[1:]
+	}
+	err := s.store.ByUser(ctx, user, from, upTo-1, collect(eventpb.NotificationTarget_NOTIFICATION_TARGET_USER))
+	if err == nil && prev != "" {
+		err = s.store.BySession(ctx, prev, from, upTo-1, collect(eventpb.NotificationTarget_NOTIFICATION_TARGET_SESSION))
+	}
+	if err == nil {
+		var older uint64
+		out, older = s.bcast.since(out, from, upTo)
+		if older > from {
+			// Broadcasts from before what the hub has seen: read the log.
+			err = s.store.Scan(ctx, from, older-1, collect(eventpb.NotificationTarget_NOTIFICATION_TARGET_ALL))
+		}
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		s.log.Error("reading missed notifications failed; resuming without them", "session", prev, "err", err)
+		return nil
+	}
+	slices.SortFunc(out, func(a, b *hubpb.Notification) int { return cmp.Compare(a.GetSeq(), b.GetSeq()) })
+	out = slices.CompactFunc(out, func(a, b *hubpb.Notification) bool { return a.GetSeq() == b.GetSeq() })
+	if len(out) > s.cfg.RedeliveryLimit {
+		out = out[len(out)-s.cfg.RedeliveryLimit:]
+	}
+	return out
+}
+
+func redelivery(rec *ledger.Record) *hubpb.Notification {
+	n := rec.Event.GetNotificationSent()
+	return &hubpb.Notification{Seq: rec.Seq, Topic: n.GetTopic(), Payload: n.GetPayload(),
+		EventId: rec.ID.String(), TimeUnixNano: rec.Time.UnixNano(), Redelivered: true}
+}
+
+// broadcasts keeps the newest notify-all notifications (as many as a resume
+// may redeliver), complete from seq from on: at start the hub reads them
+// from the last maxRedeliveryScan records, then adds each new one as the
+// projections apply it.
+type broadcasts struct {
+	mu    sync.Mutex
+	limit int
+	from  uint64                // every broadcast with seq >= from is here (unless evicted by limit)
+	upTo  uint64                // last seq read at start; fanOut adds later ones
+	ring  []*hubpb.Notification // oldest first
+}
+
+func (b *broadcasts) add(n *hubpb.Notification) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n.GetSeq() <= b.upTo {
+		return
+	}
+	b.push(n)
+}
+
+func (b *broadcasts) push(n *hubpb.Notification) {
+	if len(b.ring) >= b.limit {
+		b.ring = slices.Delete(b.ring, 0, len(b.ring)-b.limit+1)
+	}
+	b.ring = append(b.ring, n)
+}
+
+// since appends to out the broadcasts with from <= seq < upTo (marked
+// redelivered) and returns the seq before which it does not know them.
+func (b *broadcasts) since(out []*hubpb.Notification, from, upTo uint64) ([]*hubpb.Notification, uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(b.ring, from, func(n *hubpb.Notification, seq uint64) int { return cmp.Compare(n.GetSeq(), seq) })
+	for _, n := range b.ring[i:] {
+		if n.GetSeq() >= upTo {
+			break
+		}
+		c := proto.Clone(n).(*hubpb.Notification)
+		c.Redelivered = true
+		out = append(out, c)
+	}
+	// With the ring full, anything older than its oldest entry is beyond
+	// the redelivery limit anyway.
+	if len(b.ring) >= b.limit {
+		return out, 0
+	}
+	return out, b.from
+}
+
+// load reads the broadcasts among the last maxRedeliveryScan records.
+func (b *broadcasts) load(ctx context.Context, store *ledger.Store) error {
+	head := store.Head().Seq
+	from := uint64(1)
+	if head > maxRedeliveryScan {
+		from = head - maxRedeliveryScan + 1
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.from, b.upTo = from, head
+	if head == 0 {
+		return nil
+	}
+	return store.Scan(ctx, from, head, func(rec *ledger.Record) error {
+		if n := rec.Event.GetNotificationSent(); n != nil && rec.Event.GetType() == eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT &&
+			n.GetTarget() == eventpb.NotificationTarget_NOTIFICATION_TARGET_ALL {
+			b.push(redelivery(rec))
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, context.Canceled) {
-		s.log.Error("reading missed notifications failed; resuming without them", "session", prev, "err", err)
-	}
-	return out
 }

@@ -54,6 +54,8 @@ type Server struct {
 	rates     *rateLimiter
 	rejects   *rejects
 
+	bcast *broadcasts // recent notify-alls, for resumes
+
 	affectedMu sync.Mutex
 	affected   map[uint64]int // seq -> sessions an admin event addressed (recent only)
 	affectedQ  []uint64
@@ -91,7 +93,12 @@ func New(ctx context.Context, store *ledger.Store, cfg Config) (*Server, error) 
 	if pc.Logger == nil {
 		pc.Logger = cfg.Logger
 	}
+	s.bcast = &broadcasts{limit: cfg.RedeliveryLimit}
+	if err := s.bcast.load(ctx, store); err != nil {
+		return nil, fmt.Errorf("hub: read recent broadcasts: %w", err)
+	}
 	s.proj = projections.NewRunner(store, pc)
+	s.metrics.watch(s)
 	if err := s.proj.Start(ctx); err != nil {
 		return nil, fmt.Errorf("hub: start projections: %w", err)
 	}
@@ -159,6 +166,12 @@ func (s *Server) publish(events ...*eventpb.Event) ([]ledger.Stamp, error) {
 	if err := s.pub.Publish(ledger.EventsTopic, msgs...); err != nil {
 		s.metrics.appendFailures.Inc()
 		s.log.Error("ledger append failed; refusing the action", "err", err)
+		if s.store.Err() != nil {
+			// The ledger takes no more appends until it is reopened:
+			// tell load balancers and operators through health.
+			s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+			s.health.SetServingStatus("sessionledger.hub.v1.Hub", healthpb.HealthCheckResponse_NOT_SERVING)
+		}
 		return nil, fmt.Errorf("%w: %v", ErrLedger, err)
 	}
 	s.metrics.appendSeconds.Observe(time.Since(start).Seconds())
@@ -242,6 +255,8 @@ func (s *Server) fanOut(r *ledger.Record) {
 	}
 	if n.GetTarget() != eventpb.NotificationTarget_NOTIFICATION_TARGET_ALL {
 		s.noteAffected(r.Seq, len(targets))
+	} else {
+		s.bcast.add(frame)
 	}
 }
 

@@ -30,7 +30,7 @@ type session struct {
 	device string
 	remote string
 
-	notes     chan *hubpb.Notification
+	notes     noteQueue
 	lastHeard atomic.Int64 // unix nanos of the last client frame
 
 	endOnce  sync.Once
@@ -53,12 +53,44 @@ func (ss *session) endWith(d *Disconnect, abort bool, at time.Time) {
 // full is ended as a slow consumer (the client can resume and get the rest
 // redelivered from the ledger).
 func (ss *session) deliver(n *hubpb.Notification) {
-	select {
-	case ss.notes <- n:
-	default:
+	if !ss.notes.push(n) {
 		ss.endWith(&Disconnect{Code: hubpb.DisconnectCode_DISCONNECT_CODE_SLOW_CONSUMER,
 			Reason: "notifications were not read fast enough", Reconnect: hubpb.Reconnect_RECONNECT_ALLOWED}, false, time.Time{})
 	}
+}
+
+// noteQueue holds the notifications waiting for one session, at most max.
+// It is a slice that grows on demand rather than a buffered channel sized
+// for the worst case: an idle session costs a few words, not 8 KB.
+type noteQueue struct {
+	mu    sync.Mutex
+	q     []*hubpb.Notification
+	max   int
+	ready chan struct{} // holds a token while q is not empty
+}
+
+func (q *noteQueue) push(n *hubpb.Notification) bool {
+	q.mu.Lock()
+	if len(q.q) >= q.max {
+		q.mu.Unlock()
+		return false
+	}
+	q.q = append(q.q, n)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns everything queued, oldest first.
+func (q *noteQueue) take() []*hubpb.Notification {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := q.q
+	q.q = nil
+	return out
 }
 
 // abort closes the client's transport connection.
@@ -161,7 +193,7 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) error {
 
 	sess := &session{
 		s: s, id: ulid.Make().String(), user: user, device: device, remote: remote,
-		notes: make(chan *hubpb.Notification, s.cfg.NotifyBuffer), ended: make(chan struct{}),
+		notes: noteQueue{max: s.cfg.NotifyBuffer, ready: make(chan struct{}, 1)}, ended: make(chan struct{}),
 	}
 	sess.lastHeard.Store(now.UnixNano())
 	if err := s.register(sess); err != nil {
@@ -281,11 +313,13 @@ func (s *Server) serve(ctx context.Context, sess *session, stream hubpb.Hub_Conn
 	var nonce int64
 	for {
 		select {
-		case n := <-sess.notes:
-			if err := stream.Send(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Notification{Notification: n}}); err != nil {
-				return s.clientGone(sess, err)
+		case <-sess.notes.ready:
+			for _, n := range sess.notes.take() {
+				if err := stream.Send(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Notification{Notification: n}}); err != nil {
+					return s.clientGone(sess, err)
+				}
+				s.metrics.notifications.Inc()
 			}
-			s.metrics.notifications.Inc()
 		case <-tick.C:
 			idle := s.cfg.Now().Sub(time.Unix(0, sess.lastHeard.Load()))
 			if idle >= s.cfg.IdleTimeout {

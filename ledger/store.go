@@ -283,6 +283,21 @@ type Stats struct {
 	Records uint64
 }
 
+// Err returns the error that stopped the ledger taking appends (a failed
+// commit, which is sticky until the file is reopened), ErrClosed after
+// Close, or nil while it is healthy. Health checks report it.
+func (s *Store) Err() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.failed != nil {
+		return s.failed
+	}
+	if s.Closed() {
+		return ErrClosed
+	}
+	return nil
+}
+
 // Stats returns the writer's counters.
 func (s *Store) Stats() Stats {
 	return Stats{Commits: s.commits.Load(), Records: s.committed.Load()}

@@ -1,0 +1,117 @@
+package audittest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/sessionledger/sessionledger/audit"
+	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/projections"
+)
+
+// Hub is a real hub serving the Audit service beside its own, the way
+// hubd does, over gRPC on 127.0.0.1.
+type Hub struct {
+	// Addr is the listening address, Token an admin token it accepts and
+	// Data the data folder holding admin.token and ledger.db.
+	Addr, Token, Data string
+	Store             *ledger.Store
+	Server            *hub.Server
+	Audit             *audit.Server
+	grpc              *grpc.Server
+}
+
+// HubNode is the node name of the test hub. The fixture's sessions live on
+// other nodes, so starting the hub records nothing (it ends only its own
+// node's sessions as lost).
+const HubNode = "node-audit-test"
+
+// StartHub copies the ledger at fixture into a new data folder and serves it
+// with a hub and the Audit service; the server is stopped when the test
+// ends. The admin token is created in the folder as hubd does.
+func StartHub(tb testing.TB, fixture string) *Hub {
+	tb.Helper()
+	data := tb.TempDir()
+	path := filepath.Join(data, "ledger.db")
+	copyFile(tb, fixture, path)
+	tokens, _, err := hub.LoadOrCreateAdminTokens(data)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	token, err := hub.FirstAdminToken(filepath.Join(data, hub.AdminTokenFile))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	store, err := ledger.Open(path, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := hub.New(ctx, store, hub.Config{
+		Node: HubNode, AdminTokens: tokens, Logger: quiet, ShutdownJitter: 10 * time.Millisecond,
+		Projections: projections.Config{SnapshotEvery: 5, Logger: quiet},
+	})
+	if err != nil {
+		store.Close()
+		tb.Fatal(err)
+	}
+	g := grpc.NewServer(srv.ServerOptions()...)
+	srv.Register(g)
+	as := audit.NewServer(store)
+	audit.RegisterServer(g, as)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(g, hub.NewListener(l))
+	}()
+	h := &Hub{Addr: l.Addr().String(), Token: token, Data: data, Store: store, Server: srv, Audit: as, grpc: g}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		as.Close()
+		if err := srv.Shutdown(ctx); err != nil {
+			tb.Errorf("hub shutdown: %v", err)
+		}
+		g.Stop()
+		<-served
+		if err := store.Close(); err != nil {
+			tb.Errorf("close ledger: %v", err)
+		}
+	})
+	return h
+}
+
+func copyFile(tb testing.TB, from, to string) {
+	tb.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Copy copies the ledger file at from to a new file in a temporary folder
+// and returns its path.
+func Copy(tb testing.TB, from string) string {
+	tb.Helper()
+	to := filepath.Join(tb.TempDir(), "ledger.db")
+	copyFile(tb, from, to)
+	return to
+}

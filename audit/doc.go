@@ -1,0 +1,36 @@
+// Package audit is the query engine behind auditq and hubd's Audit gRPC
+// service: event filters, who was connected and who was banned at a time,
+// readable timelines, step-by-step incident replay, hash-chain
+// verification, export and statistics, all over a ledger.
+//
+// # Sources
+//
+// Engine answers queries over a *ledger.Store: a file opened read-only, a
+// backup, or the store a running hubd holds. Server exposes an Engine as the
+// gRPC service sessionledger.audit.v1.Audit (auditpb), and Client asks that
+// service the same questions with the same Go signatures, so a command can
+// run against either without knowing which.
+//
+// # Indexes and cost
+//
+// Event queries use the ledger's session or user index when the filter names
+// one, and binary searches over time for windows; everything else is a scan
+// of the window. State at a time (SessionsAt, BansAt, Replay) loads the
+// nearest projection snapshot and replays from it (projections.StateAtTime).
+// Results are handed to a callback one at a time, so exports and long
+// queries run in constant memory.
+//
+// # Damaged logs
+//
+// A record that does not decode is skipped where that is safe (event
+// queries, export, stats): the query goes on and ends with a *CorruptError
+// listing the skipped seqs. Queries that rebuild state stop at it, since
+// the state after a lost event is not known. Verify reports the first bad
+// seq of the chain as a result, not an error.
+//
+// # Concurrency
+//
+// Engine, Server and Client are safe for concurrent use. Authentication is
+// the host's job: hubd guards the service with its admin token and Client
+// sends it as "authorization: Bearer <token>".
+package audit

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sessionledger/sessionledger/audit"
+)
+
+type statsJSON struct {
+	Events           uint64        `json:"events"`
+	FirstSeq         uint64        `json:"first_seq"`
+	LastSeq          uint64        `json:"last_seq"`
+	First            string        `json:"first,omitempty"`
+	Last             string        `json:"last,omitempty"`
+	ByType           []audit.Count `json:"by_type"`
+	ByCause          []audit.Count `json:"by_cause"`
+	KickedUsers      []audit.Count `json:"kicked_users"`
+	KicksByActor     []audit.Count `json:"kicks_by_actor"`
+	BansByActor      []audit.Count `json:"bans_by_actor"`
+	RejectedAttempts uint64        `json:"rejected_attempts"`
+}
+
+func (a *app) statsCommand() *cobra.Command {
+	var ff filterFlags
+	var top int
+	cmd := &cobra.Command{
+		Use:   "stats",
+		Short: "Counts per event type and disconnect cause, top kicked users, kicks and bans per operator",
+		Example: `  auditq stats --since 30d
+  auditq stats --since 2026-03-01 --until 2026-04-01 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := a.filter(&ff)
+			if err != nil {
+				return err
+			}
+			src, closeFn, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			st, err := src.Stats(cmd.Context(), f)
+			if perr := a.printStats(st, top); err == nil {
+				err = perr
+			}
+			return err
+		},
+	}
+	ff.register(cmd.Flags(), false)
+	cmd.Flags().IntVar(&top, "top", 10, "rows in the top lists of the table (JSON and CSV have all)")
+	return cmd
+}
+
+func (a *app) printStats(st audit.Stats, top int) error {
+	w := bufio.NewWriter(a.stdout)
+	defer w.Flush()
+	switch {
+	case a.json:
+		nz := func(c []audit.Count) []audit.Count {
+			if c == nil {
+				return []audit.Count{}
+			}
+			return c
+		}
+		return jsonLine(w, statsJSON{
+			Events: st.Events, FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, First: jsonTime(st.FirstTime, a.loc), Last: jsonTime(st.LastTime, a.loc),
+			ByType: nz(st.ByType), ByCause: nz(st.ByCause), KickedUsers: nz(st.KickedUsers), KicksByActor: nz(st.KicksByActor),
+			BansByActor: nz(st.BansByActor), RejectedAttempts: st.RejectedAttempts,
+		})
+	case a.csv:
+		c := csvOut(w, "section", "key", "count")
+		_ = c.Write([]string{"total", "events", strconv.FormatUint(st.Events, 10)})
+		_ = c.Write([]string{"total", "rejected_attempts", strconv.FormatUint(st.RejectedAttempts, 10)})
+		for _, s := range []struct {
+			name string
+			rows []audit.Count
+		}{{"by_type", st.ByType}, {"by_cause", st.ByCause}, {"kicked_users", st.KickedUsers}, {"kicks_by_actor", st.KicksByActor}, {"bans_by_actor", st.BansByActor}} {
+			for _, r := range s.rows {
+				_ = c.Write([]string{s.name, r.Key, strconv.FormatUint(r.Count, 10)})
+			}
+		}
+		c.Flush()
+		return c.Error()
+	}
+	if st.Events == 0 {
+		fmt.Fprintln(w, "no events match")
+		return nil
+	}
+	fmt.Fprintf(w, "%d events, seq %d to %d, %s to %s\n", st.Events, st.FirstSeq, st.LastSeq, fmtTime(st.FirstTime, a.loc), fmtTime(st.LastTime, a.loc))
+	section := func(title, col string, rows []audit.Count, limit int) {
+		fmt.Fprintf(w, "\n%s\n", title)
+		if len(rows) == 0 {
+			fmt.Fprintln(w, "  (none)")
+			return
+		}
+		t := newTable(w, "  "+col, "COUNT")
+		for i, r := range rows {
+			if limit > 0 && i == limit {
+				t.row(fmt.Sprintf("  … %d more", len(rows)-limit), "")
+				break
+			}
+			t.row("  "+dash(r.Key), strconv.FormatUint(r.Count, 10))
+		}
+		t.flush()
+	}
+	section("Events by type", "TYPE", st.ByType, 0)
+	section("Disconnects by cause", "CAUSE", st.ByCause, 0)
+	section("Most kicked users (sessions ended by a kick)", "USER", st.KickedUsers, top)
+	section("Kicks ordered, per operator", "OPERATOR", st.KicksByActor, top)
+	section("Bans ordered, per operator", "OPERATOR", st.BansByActor, top)
+	fmt.Fprintf(w, "\nRejected connect attempts: %d\n", st.RejectedAttempts)
+	return nil
+}

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/sessionledger/sessionledger/audit"
+	"github.com/sessionledger/sessionledger/audit/audittest"
+	"github.com/sessionledger/sessionledger/ledger"
+)
+
+// wantFail checks a failed run: its exit code, one line on stderr starting
+// "auditq: ", containing every part of want.
+func wantFail(t *testing.T, r result, code int, want ...string) {
+	t.Helper()
+	if r.code != code {
+		t.Errorf("exit %d; want %d\nstderr: %s", r.code, code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "auditq: ") {
+		t.Errorf("stderr = %q; want a line starting \"auditq: \"", r.stderr)
+	}
+	for _, w := range want {
+		if !strings.Contains(last, w) {
+			t.Errorf("error %q does not say %q", last, w)
+		}
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	notLedger := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(notLedger, bytes.Repeat([]byte("not a ledger\n"), 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	otherBolt := filepath.Join(t.TempDir(), "other.db")
+	db, err := bolt.Open(otherBolt, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("widgets")); return err }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	missing := filepath.Join(t.TempDir(), "nope.db")
+
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"malformed time", []string{"--db", fixture, "events", "--since", "yesterday-ish"}, exitUsage,
+			[]string{`--since: malformed time "yesterday-ish"`, "RFC3339"}},
+		{"malformed at", []string{"--db", fixture, "sessions", "--at", "10:15"}, exitUsage, []string{`--at: malformed time "10:15"`}},
+		{"window backwards", []string{"--db", fixture, "events", "--since", "2026-03-02", "--until", "2026-03-01"}, exitUsage, []string{"is not after"}},
+		{"unknown type", []string{"--db", fixture, "events", "--type", "kicked"}, exitUsage,
+			append([]string{`unknown event type "kicked"`}, audit.TypeNames()...)},
+		{"unknown tz", []string{"--db", fixture, "--tz", "Mars/Olympus", "events"}, exitUsage, []string{"unknown time zone"}},
+		{"unknown flag", []string{"--db", fixture, "events", "--usr", "bob"}, exitUsage, []string{"--usr", "auditq events --help"}},
+		{"json and csv", []string{"--db", fixture, "events", "--json", "--csv"}, exitUsage, []string{"exclude each other"}},
+		{"db and addr", []string{"--db", fixture, "--addr", "127.0.0.1:1", "events"}, exitUsage, []string{"not both"}},
+		{"follow a file", []string{"--db", fixture, "events", "--follow"}, exitUsage, []string{"--follow needs a running hubd"}},
+		{"timeline of nobody", []string{"--db", fixture, "timeline"}, exitUsage, []string{"--session or --user"}},
+		{"timeline of unknown session", []string{"--db", fixture, "timeline", "--session", "s-nobody"}, exitError, []string{"no such session", "s-nobody"}},
+		{"replay without from", []string{"--db", fixture, "replay"}, exitUsage, []string{"--from"}},
+		{"export format", []string{"--db", fixture, "export", "--format", "xml"}, exitUsage, []string{"jsonl or csv"}},
+		{"missing file", []string{"--db", missing, "events"}, exitError, []string{"no ledger file at " + missing}},
+		{"not a ledger file", []string{"--db", notLedger, "events"}, exitError, []string{notLedger, "not a sessionledger ledger file"}},
+		{"another bbolt file", []string{"--db", otherBolt, "verify"}, exitError, []string{otherBolt, "not a sessionledger ledger file"}},
+		{"no source", []string{"--data", t.TempDir(), "events"}, exitError, []string{"no hubd answers", "--addr", "--db"}},
+		{"unknown command", []string{"whodunnit"}, exitUsage, []string{`unknown command "whodunnit"`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := run(t, nil, c.args...)
+			wantFail(t, r, c.code, c.want...)
+			if r.stdout != "" {
+				t.Errorf("stdout = %q; want nothing", r.stdout)
+			}
+		})
+	}
+}
+
+// corrupt rewrites the stored value of seq in a copy of the fixture.
+func corrupt(t *testing.T, seq uint64, change func([]byte) []byte) string {
+	t.Helper()
+	path := audittest.Copy(t, fixture)
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("log"))
+		k := binary.BigEndian.AppendUint64(nil, seq)
+		return b.Put(k, change(bytes.Clone(b.Get(k))))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestCorruptRecord(t *testing.T) {
+	// Seq 12 cut short: it no longer decodes.
+	path := corrupt(t, 12, func(v []byte) []byte { return v[:10] })
+
+	r := run(t, nil, "--db", path, "events", "--json")
+	wantFail(t, r, exitIntegrity, "corrupt record at seq 12 skipped", "the other records were read", "verify")
+	if n := strings.Count(r.stdout, "\n"); n != audittest.Events-1 {
+		t.Errorf("events printed %d records; want every other one (%d)", n, audittest.Events-1)
+	}
+	if strings.Contains(r.stdout, `"seq":12,`) {
+		t.Errorf("the corrupt record was printed")
+	}
+
+	r = run(t, nil, "--db", path, "stats", "--json")
+	wantFail(t, r, exitIntegrity, "seq 12")
+	if !strings.Contains(r.stdout, `"events":20`) {
+		t.Errorf("stats of the readable records missing: %s", r.stdout)
+	}
+
+	r = run(t, nil, "--db", path, "verify")
+	if r.code != exitIntegrity || !strings.Contains(r.stdout, "NOT INTACT: first bad seq 12") {
+		t.Errorf("verify: exit %d, output %q; want %d naming seq 12", r.code, r.stdout, exitIntegrity)
+	}
+
+	// Rebuilding state across the damaged record cannot be trusted: the
+	// query stops and names it. Before it, state queries still work.
+	r = run(t, nil, "--db", path, "sessions", "--at", "2026-03-01T10:25:00Z")
+	wantFail(t, r, exitIntegrity, "seq 12")
+	r = run(t, nil, "--db", path, "sessions", "--at", "2026-03-01T10:15:00Z")
+	if r.code != 0 || !strings.Contains(r.stdout, "s-mallory-1") {
+		t.Errorf("sessions before the damage: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestTamperedRecord(t *testing.T) {
+	// Seq 8's reason changed in place: it decodes, but its hash no longer
+	// matches.
+	path := corrupt(t, audittest.KickSeq, func(v []byte) []byte {
+		return bytes.Replace(v, []byte("spamming the lobby"), []byte("spanning the lobby"), 1)
+	})
+	r := run(t, nil, "--db", path, "verify", "--json")
+	if r.code != exitIntegrity || !strings.Contains(r.stdout, `"intact":false`) || !strings.Contains(r.stdout, `"bad_seq":8`) {
+		t.Errorf("verify: exit %d, output %q; want %d naming seq 8", r.code, r.stdout, exitIntegrity)
+	}
+	r = run(t, nil, "--db", path, "verify", "--from", "9")
+	if r.code != 0 {
+		t.Errorf("verify --from 9 (after the tampered record): exit %d; want 0\n%s", r.code, r.stdout)
+	}
+}
+
+// TestLockedFile holds the ledger open for writing, as a running hubd does
+// (bbolt's flock conflicts between two opens even in one process), and
+// wants auditq to say so within a second and point to --addr or a backup.
+func TestLockedFile(t *testing.T) {
+	path := audittest.Copy(t, fixture)
+	st, err := ledger.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r := run(t, nil, "--db", path, "events")
+	wantFail(t, r, exitError, path, "locked by another process", "--addr", "backup")
+	if r.took > time.Second {
+		t.Errorf("took %v to report the lock; want under a second", r.took)
+	}
+}
+
+func TestAdminToken(t *testing.T) {
+	h := audittest.StartHub(t, fixture)
+	for _, c := range []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"wrong token", []string{"--addr", h.Addr, "--token", "not-the-token", "verify"}, nil},
+		{"no token", []string{"--addr", h.Addr, "--data", t.TempDir(), "events"}, nil},
+		{"wrong env token", []string{"--addr", h.Addr, "--data", t.TempDir(), "sessions"}, map[string]string{"HUBD_ADMIN_TOKEN": "nope"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := run(t, c.env, c.args...)
+			wantFail(t, r, exitError, "hub at "+h.Addr+" refused the admin token", "--token")
+		})
+	}
+	t.Run("env token", func(t *testing.T) {
+		r := run(t, map[string]string{"HUBD_ADMIN_TOKEN": h.Token}, "--addr", h.Addr, "--data", t.TempDir(), "verify")
+		if r.code != 0 {
+			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		}
+	})
+}
+
+// TestDefaultSource: without --db or --addr, auditq asks the local hubd
+// (here at a test address) with the token from the data folder, and reads
+// DATA/ledger.db when no hubd answers.
+func TestDefaultSource(t *testing.T) {
+	h := audittest.StartHub(t, fixture)
+	// The hub holds its ledger's lock, so only the hub can answer.
+	r := run(t, map[string]string{"localAddr": h.Addr}, "--data", h.Data, "events", "--user", "mallory", "--type", "kick_requested")
+	if r.code != 0 || !strings.Contains(r.stdout, "spamming the lobby") {
+		t.Fatalf("through the local hub: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	data := t.TempDir()
+	audittest.Build(t, filepath.Join(data, "ledger.db"))
+	r = run(t, nil, "--data", data, "events", "--user", "mallory", "--type", "kick_requested")
+	if r.code != 0 || !strings.Contains(r.stdout, "spamming the lobby") {
+		t.Fatalf("from DATA/ledger.db: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

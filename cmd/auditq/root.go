@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/sessionledger/sessionledger/audit"
+	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/projections"
+)
+
+// Exit codes.
+const (
+	exitOK = 0
+	// exitError: the query could not be answered (no source, I/O, hub
+	// errors).
+	exitError = 1
+	// exitUsage: bad flags or input (malformed time, unknown event type).
+	exitUsage = 2
+	// exitIntegrity: the log is not intact: verify found a broken chain, or
+	// a query skipped corrupt records.
+	exitIntegrity = 3
+)
+
+// defaultAddr is where hubd listens by default.
+const defaultAddr = "127.0.0.1:7070"
+
+// source is what every command queries: an audit.Engine over a ledger file
+// or an audit.Client of a running hubd.
+type source interface {
+	Events(ctx context.Context, f audit.Filter, follow bool, fn func(*ledger.Record) error) error
+	SessionsAt(ctx context.Context, t time.Time, f projections.Filter) ([]audit.LiveSession, error)
+	BansAt(ctx context.Context, t time.Time, user string) ([]projections.Ban, error)
+	Timeline(ctx context.Context, q audit.TimelineQuery, fn func(audit.TimelineEntry) error) error
+	Replay(ctx context.Context, q audit.ReplayQuery, fn func(audit.Step) error) error
+	Verify(ctx context.Context, q audit.VerifyQuery, progress func(seq uint64)) (audit.VerifyResult, error)
+	Stats(ctx context.Context, f audit.Filter) (audit.Stats, error)
+}
+
+var (
+	_ source = (*audit.Engine)(nil)
+	_ source = (*audit.Client)(nil)
+)
+
+// app holds one run's streams, environment and global flags.
+type app struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	now            func() time.Time
+	// outTTY and errTTY say whether stdout and stderr are terminals.
+	outTTY, errTTY bool
+	// probeTimeout bounds the look for a local hubd when no source is given.
+	probeTimeout time.Duration
+	lockTimeout  time.Duration
+	// localAddr is where the default source looks for a running hubd
+	// (defaultAddr; tests point it elsewhere).
+	localAddr string
+
+	db, addr, token, data, tz string
+	json, csv                 bool
+	loc                       *time.Location
+
+	// kind is set by a failing command to choose the exit code.
+	kind int
+}
+
+func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
+	return &app{
+		stdout: stdout, stderr: stderr, getenv: getenv, now: time.Now,
+		outTTY: isTerminal(stdout), errTTY: isTerminal(stderr),
+		probeTimeout: 700 * time.Millisecond, lockTimeout: 700 * time.Millisecond,
+		localAddr: defaultAddr,
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// usageError marks errors in what the user typed.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "auditq",
+		Short: "Compliance queries, incident replay and tamper verification over a sessionledger ledger",
+		Long: `auditq reads a sessionledger ledger: every connect, notification, kick, ban,
+reconnect and disconnect that hubd recorded, hash-chained.
+
+Sources (one of):
+  --db FILE       a ledger file or a backup, opened read-only (not while hubd runs on it)
+  --addr H:P      a running hubd's audit API; admin token from --token,
+                  $HUBD_ADMIN_TOKEN or DATA/admin.token (--data, default ./data)
+  (neither)       the local hubd at ` + defaultAddr + ` if one answers, else DATA/ledger.db
+
+Times: RFC3339 (2026-03-01T10:00:00Z), a date or date-time in --tz, "now",
+or a duration ago (90s, 15m, 2h, 3d). Shown in RFC3339, UTC unless --tz.
+
+Exit codes: 0 ok, 1 error, 2 bad input, 3 log not intact (verify failed or
+corrupt records were skipped).`,
+		Example: `  auditq events --user mallory --type kick_requested      # who kicked mallory, and why
+  auditq sessions --at 2026-03-01T10:15:00Z                # who was connected then
+  auditq verify                                            # is the log intact?
+  auditq --db backup.db timeline --session s-42            # a session's story, from a backup`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if a.json && a.csv {
+				return usagef("--json and --csv exclude each other")
+			}
+			a.loc = time.UTC
+			if a.tz != "" {
+				loc, err := time.LoadLocation(a.tz)
+				if err != nil {
+					return usagef("unknown time zone %q for --tz (use an IANA name like Europe/Berlin, UTC or Local)", a.tz)
+				}
+				a.loc = loc
+			}
+			return nil
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.db, "db", "", "ledger file or backup to read (read-only)")
+	pf.StringVar(&a.addr, "addr", "", "address of a running hubd's audit API (default: try "+defaultAddr+")")
+	pf.StringVar(&a.token, "token", "", "admin token for --addr (default $HUBD_ADMIN_TOKEN, else DATA/admin.token)")
+	pf.StringVar(&a.data, "data", "./data", "hubd's data folder: admin.token and ledger.db")
+	pf.StringVar(&a.tz, "tz", "", "time zone to show and read times in (default UTC)")
+	pf.BoolVar(&a.json, "json", false, "JSON lines")
+	pf.BoolVar(&a.csv, "csv", false, "CSV with a header row")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usagef("%v (see %s --help)", err, c.CommandPath())
+	})
+	root.AddCommand(a.eventsCommand(), a.exportCommand(), a.sessionsCommand(), a.bansCommand(),
+		a.timelineCommand(), a.replayCommand(), a.verifyCommand(), a.statsCommand())
+	return root
+}
+
+// run executes the command line and returns the exit code.
+func (a *app) run(ctx context.Context, args []string) int {
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return a.kind
+	}
+	fmt.Fprintf(a.stderr, "auditq: %s\n", oneLine(err))
+	var ue usageError
+	var ce *audit.CorruptError
+	switch {
+	case errors.As(err, &ue), errors.Is(err, audit.ErrInvalid), strings.HasPrefix(err.Error(), "unknown command"),
+		strings.Contains(err.Error(), "accepts "), strings.Contains(err.Error(), "required flag"):
+		return exitUsage
+	case errors.As(err, &ce), errors.Is(err, ledger.ErrCorrupt):
+		return exitIntegrity
+	default:
+		return exitError
+	}
+}
+
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// parseTime reads a time flag value.
+func (a *app) parseTime(flag, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := audit.ParseTime(v, a.now(), a.loc)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--%s: %w", flag, err)
+	}
+	return t, nil
+}
+
+// open returns the source the flags name and a function that releases it.
+func (a *app) open(ctx context.Context) (source, func(), error) {
+	if a.db != "" && a.addr != "" {
+		return nil, nil, usagef("give --db or --addr, not both")
+	}
+	if a.db != "" {
+		return a.openFile(a.db)
+	}
+	if a.addr != "" {
+		return a.dial(a.addr)
+	}
+	if a.hubAnswers(ctx, a.localAddr) {
+		src, closeFn, err := a.dial(a.localAddr)
+		if err == nil && a.errTTY {
+			fmt.Fprintf(a.stderr, "auditq: reading from the running hubd at %s\n", a.localAddr)
+		}
+		return src, closeFn, err
+	}
+	path := filepath.Join(a.data, "ledger.db")
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("no hubd answers at %s and there is no ledger at %s: give --addr HOST:PORT or --db FILE", a.localAddr, path)
+	}
+	if a.errTTY {
+		fmt.Fprintf(a.stderr, "auditq: no hubd at %s; reading %s\n", a.localAddr, path)
+	}
+	return a.openFile(path)
+}
+
+func (a *app) openFile(path string) (source, func(), error) {
+	st, err := ledger.Open(path, &ledger.Options{ReadOnly: true, LockTimeout: a.lockTimeout})
+	switch {
+	case errors.Is(err, ledger.ErrLocked):
+		return nil, nil, fmt.Errorf("%s is locked by another process, probably a running hubd: query the hub with --addr HOST:PORT (default %s), or read a backup with --db BACKUP", path, defaultAddr)
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil, fmt.Errorf("no ledger file at %s", path)
+	case errors.Is(err, ledger.ErrNotLedger):
+		return nil, nil, fmt.Errorf("%s is not a sessionledger ledger file", path)
+	case err != nil:
+		return nil, nil, err
+	}
+	return audit.NewEngine(st), func() { _ = st.Close() }, nil
+}
+
+// adminToken finds the token for --addr: --token, $HUBD_ADMIN_TOKEN, or
+// the one hubd wrote to DATA/admin.token. None is not an error here: the hub
+// will refuse the call and the message says where a token comes from.
+func (a *app) adminToken() string {
+	if a.token != "" {
+		return a.token
+	}
+	if t := a.getenv("HUBD_ADMIN_TOKEN"); t != "" {
+		return t
+	}
+	t, err := hub.FirstAdminToken(filepath.Join(a.data, hub.AdminTokenFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(a.stderr, "auditq: no admin token: %s\n", oneLine(err))
+	}
+	if err != nil {
+		return ""
+	}
+	return t
+}
+
+func (a *app) dial(addr string) (source, func(), error) {
+	c, err := audit.NewClient(addr, a.adminToken())
+	if err != nil {
+		return nil, nil, usagef("--addr %s: %v", addr, err)
+	}
+	return c, func() { _ = c.Close() }, nil
+}
+
+// hubAnswers reports whether something speaking gRPC answers at addr
+// within probeTimeout (hubd serves the health service).
+func (a *app) hubAnswers(ctx context.Context, addr string) bool {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, a.probeTimeout)
+	defer cancel()
+	_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	switch status.Code(err) {
+	case codes.OK, codes.Unimplemented, codes.Unauthenticated, codes.PermissionDenied, codes.NotFound:
+		return true
+	default:
+		return false
+	}
+}
+
+// seqOrTime reads a --from/--to of verify: a seq number or a time.
+func (a *app) seqOrTime(flag, v string) (uint64, time.Time, error) {
+	if v == "" {
+		return 0, time.Time{}, nil
+	}
+	if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+		return n, time.Time{}, nil
+	}
+	t, err := a.parseTime(flag, v)
+	return 0, t, err
+}

@@ -1,0 +1,716 @@
+// Command hubbench is the load benchmark for hubd. It starts hubd as a child
+// process on loopback (every connect and kick durable in its ledger, as in
+// production), holds N concurrent sessions against it, and measures the
+// connect rate, hubd's memory per idle session, kick latency from the
+// Admin.Kick call to the client seeing its stream end, notification
+// fan-out to all sessions, and a reconnect storm after a shutdown.
+//
+//	go run ./cmd/hubbench --sessions 20000 --json bench.json
+//
+// See docs/performance.md for figures.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/hubpb"
+)
+
+type options struct {
+	sessions    int
+	perConn     int
+	concurrency int
+	kicks       int
+	fanouts     int
+	storm       bool
+	hubdPath    string
+	data        string
+	jsonOut     string
+	hubdArgs    string
+	profile     string
+}
+
+type bench struct {
+	o        options
+	data     string
+	listen   string
+	metrics  string
+	hubd     *exec.Cmd
+	hubdDone chan struct{}
+	logFile  *os.File
+	conns    []*grpc.ClientConn
+	sessions []*sess
+	admin    hubpb.AdminClient
+	token    string
+
+	live       atomic.Int64
+	delivered  atomic.Int64
+	duplicates atomic.Int64
+	storm      stormStats
+	res        Result
+}
+
+// Result is what hubbench measured; --json writes it.
+type Result struct {
+	Machine struct {
+		CPUs      int    `json:"cpus"`
+		CPUModel  string `json:"cpu_model"`
+		GoVersion string `json:"go_version"`
+		FDLimit   uint64 `json:"fd_limit"`
+	} `json:"machine"`
+	Sessions    int `json:"sessions"`
+	Connections int `json:"connections"`
+	Connect     struct {
+		Seconds    float64 `json:"seconds"`
+		PerSecond  float64 `json:"per_second"`
+		Failures   int     `json:"failures"`
+		FirstError string  `json:"first_error,omitempty"`
+	} `json:"connect"`
+	Memory struct {
+		BaselineRSS     uint64  `json:"baseline_rss_bytes"`
+		BaselineHeap    uint64  `json:"baseline_heap_bytes"`
+		RSS             uint64  `json:"rss_bytes"`
+		RSSAnon         uint64  `json:"rss_anon_bytes"`
+		RSSFile         uint64  `json:"rss_file_bytes"`
+		BaselineAnon    uint64  `json:"baseline_rss_anon_bytes"`
+		Stack           uint64  `json:"stack_inuse_bytes"`
+		AnonPerSession  float64 `json:"rss_anon_per_session_bytes"`
+		StackPerSession float64 `json:"stack_per_session_bytes"`
+		Heap            uint64  `json:"heap_bytes"`
+		Goroutines      uint64  `json:"goroutines"`
+		RSSPerSession   float64 `json:"rss_per_session_bytes"`
+		HeapPerSession  float64 `json:"heap_per_session_bytes"`
+		GoroutinesPerSs float64 `json:"goroutines_per_session"`
+	} `json:"memory"`
+	Kick struct {
+		N         int     `json:"n"`
+		Live      int     `json:"other_sessions_live"`
+		CallP50   float64 `json:"call_p50_ms"`
+		CallP99   float64 `json:"call_p99_ms"`
+		FrameP50  float64 `json:"disconnect_frame_p50_ms"`
+		FrameP99  float64 `json:"disconnect_frame_p99_ms"`
+		EndP50    float64 `json:"end_p50_ms"`
+		EndP99    float64 `json:"end_p99_ms"`
+		EndMax    float64 `json:"end_max_ms"`
+		Timeouts  int     `json:"timeouts"`
+		Durable   bool    `json:"durable"`
+		LedgerSeq uint64  `json:"ledger_seq_after"`
+	} `json:"kick"`
+	Fanout struct {
+		Rounds       int       `json:"rounds"`
+		Sessions     int       `json:"sessions"`
+		Seconds      []float64 `json:"seconds"`
+		PerSecondMed float64   `json:"deliveries_per_second_median"`
+		Duplicates   int64     `json:"duplicates"`
+	} `json:"fanout"`
+	Storm struct {
+		Sessions      int     `json:"sessions"`
+		ShutdownSec   float64 `json:"shutdown_seconds"`
+		RestartSec    float64 `json:"restart_seconds"`
+		AllResumedSec float64 `json:"all_resumed_seconds"`
+		Resumed       int     `json:"resumed"`
+		AdviceMinMs   float64 `json:"advice_min_ms"`
+		AdviceMaxMs   float64 `json:"advice_max_ms"`
+		ResumeP10     float64 `json:"resume_p10_seconds"`
+		ResumeP50     float64 `json:"resume_p50_seconds"`
+		ResumeP90     float64 `json:"resume_p90_seconds"`
+		PerSecond     []int   `json:"resumed_per_second"`
+		Retries       int64   `json:"retries"`
+	} `json:"storm"`
+}
+
+func main() {
+	var o options
+	fs := flag.NewFlagSet("hubbench", flag.ExitOnError)
+	fs.IntVar(&o.sessions, "sessions", 20000, "concurrent sessions to hold")
+	fs.IntVar(&o.perConn, "per-conn", 100, "sessions multiplexed on one client connection (HTTP/2 streams)")
+	fs.IntVar(&o.concurrency, "concurrency", 64, "connects in flight while ramping up")
+	fs.IntVar(&o.kicks, "kicks", 1000, "kicks to time")
+	fs.IntVar(&o.fanouts, "fanouts", 5, "notify-all rounds to time")
+	fs.BoolVar(&o.storm, "storm", true, "end with a reconnect storm: SIGTERM hubd, restart it, time until every session resumed")
+	fs.StringVar(&o.hubdPath, "hubd", "", "hubd binary (default: build ./cmd/hubd into a temporary directory)")
+	fs.StringVar(&o.data, "data", "", "hubd data directory (default: a temporary one, removed at the end)")
+	fs.StringVar(&o.jsonOut, "json", "", "also write the result as JSON to this file")
+	fs.StringVar(&o.hubdArgs, "hubd-args", "", "extra hubd flags, space separated")
+	fs.StringVar(&o.profile, "profile", "", "save hubd's heap and goroutine profiles with every session connected into this directory (go tool pprof)")
+	_ = fs.Parse(os.Args[1:])
+	if o.sessions <= 0 || o.perConn <= 0 || o.concurrency <= 0 || o.kicks < 0 || o.kicks >= o.sessions || o.fanouts < 0 {
+		fmt.Fprintln(os.Stderr, "hubbench: --sessions, --per-conn and --concurrency must be positive, 0 <= --kicks < --sessions")
+		os.Exit(2)
+	}
+	if err := runBench(o); err != nil {
+		fmt.Fprintf(os.Stderr, "hubbench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func runBench(o options) error {
+	b := &bench{o: o}
+	b.machine()
+	var cleanup []func()
+	defer func() {
+		for i := len(cleanup) - 1; i >= 0; i-- {
+			cleanup[i]()
+		}
+	}()
+	if o.hubdPath == "" {
+		dir, err := os.MkdirTemp("", "hubbench-bin-")
+		if err != nil {
+			return err
+		}
+		cleanup = append(cleanup, func() { os.RemoveAll(dir) })
+		o.hubdPath = filepath.Join(dir, "hubd")
+		fmt.Fprintln(os.Stderr, "building hubd ...")
+		if out, err := exec.Command("go", "build", "-o", o.hubdPath, "github.com/sessionledger/sessionledger/cmd/hubd").CombinedOutput(); err != nil {
+			return fmt.Errorf("build hubd (run inside the repository or pass --hubd): %v\n%s", err, out)
+		}
+		b.o.hubdPath = o.hubdPath
+	}
+	b.data = o.data
+	if b.data == "" {
+		dir, err := os.MkdirTemp("", "hubbench-data-")
+		if err != nil {
+			return err
+		}
+		cleanup = append(cleanup, func() { os.RemoveAll(dir) })
+		b.data = dir
+	}
+	// A fixed port, so the clients find hubd again after the storm restart.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	b.listen = l.Addr().String()
+	l.Close()
+	if err := b.startHubd(); err != nil {
+		return err
+	}
+	cleanup = append(cleanup, b.stopHubd)
+	tok, err := hub.FirstAdminToken(filepath.Join(b.data, hub.AdminTokenFile))
+	if err != nil {
+		return err
+	}
+	b.token = tok
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cleanup = append(cleanup, cancel)
+	nconn := (o.sessions + o.perConn - 1) / o.perConn
+	for range nconn {
+		c, err := grpc.NewClient(b.listen, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<20)))
+		if err != nil {
+			return err
+		}
+		b.conns = append(b.conns, c)
+	}
+	cleanup = append(cleanup, func() {
+		for _, c := range b.conns {
+			c.Close()
+		}
+	})
+	b.admin = hubpb.NewAdminClient(b.conns[0])
+	b.res.Sessions, b.res.Connections = o.sessions, nconn
+
+	time.Sleep(time.Second)
+	base := b.memory()
+	b.res.Memory.BaselineRSS, b.res.Memory.BaselineHeap, b.res.Memory.BaselineAnon = base.rss, base.heap, base.anon
+
+	if err := b.connectAll(ctx); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second) // let the ramp's garbage go and the sessions settle
+	mem := b.memory()
+	if o.profile != "" {
+		if err := b.saveProfiles(o.profile); err != nil {
+			return err
+		}
+	}
+	m := &b.res.Memory
+	m.RSS, m.RSSAnon, m.RSSFile, m.Heap, m.Stack, m.Goroutines = mem.rss, mem.anon, mem.file, mem.heap, mem.stack, mem.goroutines
+	n := float64(b.live.Load())
+	m.RSSPerSession = float64(int64(mem.rss)-int64(m.BaselineRSS)) / n
+	m.AnonPerSession = float64(int64(mem.anon)-int64(m.BaselineAnon)) / n
+	m.HeapPerSession = float64(int64(mem.heap)-int64(m.BaselineHeap)) / n
+	m.StackPerSession = float64(mem.stack) / n
+	m.GoroutinesPerSs = float64(mem.goroutines) / n
+	b.printf("memory: hubd RSS %.1f MiB (anon %.1f, file %.1f; baseline %.1f), heap %.1f MiB (baseline %.1f), stacks %.1f MiB, %d goroutines",
+		mib(mem.rss), mib(mem.anon), mib(mem.file), mib(m.BaselineRSS), mib(mem.heap), mib(m.BaselineHeap), mib(mem.stack), mem.goroutines)
+
+	if err := b.kickAll(); err != nil {
+		return err
+	}
+	if err := b.fanout(); err != nil {
+		return err
+	}
+	if o.storm {
+		if err := b.reconnectStorm(ctx); err != nil {
+			return err
+		}
+	}
+	b.summary(os.Stdout)
+	if o.jsonOut != "" {
+		out, _ := json.MarshalIndent(b.res, "", "  ")
+		if err := os.WriteFile(o.jsonOut, append(out, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *bench) printf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
+}
+
+func (b *bench) machine() {
+	m := &b.res.Machine
+	m.CPUs, m.GoVersion = runtime.NumCPU(), runtime.Version()
+	if f, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(f), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	// Go raises the soft open-file limit to the hard limit at start; say
+	// what it is (each client connection and each hubd connection is one).
+	var rl syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil {
+		m.FDLimit = rl.Cur
+	}
+}
+
+// startHubd starts hubd on b.listen and waits until it serves.
+func (b *bench) startHubd() error {
+	args := []string{"--data", b.data, "--listen", b.listen, "--metrics", "127.0.0.1:0", "--log-format", "json", "--pprof",
+		"--max-sessions", strconv.Itoa(2 * b.o.sessions), "--shutdown-timeout", "120s"}
+	if b.o.hubdArgs != "" {
+		args = append(args, strings.Fields(b.o.hubdArgs)...)
+	}
+	lf, err := os.OpenFile(filepath.Join(b.data, "hubd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	b.logFile = lf
+	cmd := exec.Command(b.o.hubdPath, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	b.hubd, b.hubdDone = cmd, make(chan struct{})
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(lf, line)
+			var l struct{ Msg, Metrics string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "hubd listening" {
+				ready <- l.Metrics
+			}
+		}
+		_ = cmd.Wait()
+		close(b.hubdDone)
+	}()
+	select {
+	case b.metrics = <-ready:
+		return nil
+	case <-b.hubdDone:
+		return fmt.Errorf("hubd exited at start; see %s", lf.Name())
+	case <-time.After(120 * time.Second):
+		return errors.New("hubd did not start within 120s")
+	}
+}
+
+func (b *bench) stopHubd() {
+	if b.hubd == nil {
+		return
+	}
+	select {
+	case <-b.hubdDone:
+	default:
+		_ = b.hubd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-b.hubdDone:
+		case <-time.After(60 * time.Second):
+			_ = b.hubd.Process.Kill()
+			<-b.hubdDone
+		}
+	}
+	b.logFile.Close()
+}
+
+// memstat is what memory reads from hubd.
+type memstat struct {
+	rss, anon, file, heap, stack, goroutines uint64
+}
+
+// memory returns hubd's RSS (in all, anonymous, and file-backed: the
+// ledger's mmap), its live heap after a forced GC, goroutine stacks, and
+// its goroutine count.
+func (b *bench) memory() (m memstat) {
+	if f, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.hubd.Process.Pid)); err == nil {
+		for _, line := range strings.Split(string(f), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			switch k {
+			case "VmRSS":
+				m.rss = kb * 1024
+			case "RssAnon":
+				m.anon = kb * 1024
+			case "RssFile":
+				m.file = kb * 1024
+			}
+		}
+	}
+	// /debug/pprof/heap?gc=1&debug=1 runs a GC first and ends with the
+	// runtime.MemStats fields. Idle goroutines' stacks shrink by half per
+	// GC cycle when mostly unused; an idle hubd runs GCs anyway (pings
+	// make garbage), so measure after a few, as in a steady state.
+	for range 3 {
+		if res, err := http.Get("http://" + b.metrics + "/debug/pprof/heap?gc=1"); err == nil {
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+		}
+	}
+	res, err := http.Get("http://" + b.metrics + "/debug/pprof/heap?gc=1&debug=1")
+	if err == nil {
+		sc := bufio.NewScanner(res.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "# HeapAlloc = "); ok {
+				m.heap, _ = strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			}
+			if v, ok := strings.CutPrefix(sc.Text(), "# Stack = "); ok {
+				inuse, _, _ := strings.Cut(v, " ")
+				m.stack, _ = strconv.ParseUint(inuse, 10, 64)
+			}
+		}
+		res.Body.Close()
+	}
+	if res, err := http.Get("http://" + b.metrics + "/metrics"); err == nil {
+		sc := bufio.NewScanner(res.Body)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				m.goroutines = uint64(f)
+			}
+		}
+		res.Body.Close()
+	}
+	return m
+}
+
+func (b *bench) connectAll(ctx context.Context) error {
+	n := b.o.sessions
+	b.sessions = make([]*sess, n)
+	sem := make(chan struct{}, b.o.concurrency)
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	var firstErr atomic.Value
+	start := time.Now()
+	for i := range n {
+		s := &sess{b: b, user: fmt.Sprintf("bench-user-%06d", i), conn: b.conns[i%len(b.conns)]}
+		b.sessions[i] = s
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := s.connect(ctx, false)
+			<-sem
+			if err != nil {
+				failures.Add(1)
+				firstErr.CompareAndSwap(nil, err.Error())
+				return
+			}
+			b.live.Add(1)
+			s.run(ctx, st)
+		}()
+		if (i+1)%5000 == 0 {
+			b.printf("connect: %d sessions requested (%d live)", i+1, b.live.Load())
+		}
+	}
+	for b.live.Load()+failures.Load() < int64(n) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	d := time.Since(start)
+	c := &b.res.Connect
+	c.Seconds, c.PerSecond, c.Failures = d.Seconds(), float64(n)/d.Seconds(), int(failures.Load())
+	if v := firstErr.Load(); v != nil {
+		c.FirstError = v.(string)
+	}
+	b.printf("connect: %d sessions in %.2fs = %.0f/s (%d failed)", b.live.Load(), d.Seconds(), c.PerSecond, c.Failures)
+	if c.Failures > 0 {
+		return fmt.Errorf("%d connects failed, first: %s", c.Failures, c.FirstError)
+	}
+	return nil
+}
+
+func (b *bench) adminCtx(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+b.token), cancel
+}
+
+// kickAll kicks o.kicks distinct random sessions one after another and times
+// each from the call to the moment its client sees the stream end.
+func (b *bench) kickAll() error {
+	k := &b.res.Kick
+	k.N = b.o.kicks
+	if k.N == 0 {
+		return nil
+	}
+	k.Live = int(b.live.Load()) - 1
+	order := rand.Perm(len(b.sessions))[:k.N]
+	var calls, frames, ends []time.Duration
+	headBefore := b.headSeq()
+	for _, i := range order {
+		s := b.sessions[i]
+		s.mu.Lock()
+		id, ended := s.id, s.ended
+		s.mu.Unlock()
+		ctx, cancel := b.adminCtx(10 * time.Second)
+		t0 := time.Now()
+		_, err := b.admin.Kick(ctx, &hubpb.KickRequest{SessionId: id, Reason: "hubbench", Mode: hubpb.KickMode_KICK_MODE_GRACEFUL, Reconnect: hubpb.Reconnect_RECONNECT_ALLOWED})
+		callDone := time.Now()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("kick %s: %w", id, err)
+		}
+		select {
+		case <-ended:
+			s.mu.Lock()
+			ends = append(ends, s.endedAt.Sub(t0))
+			frames = append(frames, s.frameAt.Sub(t0))
+			s.mu.Unlock()
+		case <-time.After(5 * time.Second):
+			k.Timeouts++
+		}
+		calls = append(calls, callDone.Sub(t0))
+	}
+	k.CallP50, k.CallP99 = pct(calls, 50), pct(calls, 99)
+	k.FrameP50, k.FrameP99 = pct(frames, 50), pct(frames, 99)
+	k.EndP50, k.EndP99, k.EndMax = pct(ends, 50), pct(ends, 99), pct(ends, 100)
+	k.LedgerSeq = b.headSeq()
+	// Each kick is a kick_requested plus a session_disconnected.
+	k.Durable = k.LedgerSeq >= headBefore+uint64(2*k.N)
+	b.printf("kick: %d kicks with %d others live: call p50 %.2fms p99 %.2fms; stream end p50 %.2fms p99 %.2fms max %.2fms (%d timeouts)",
+		k.N, k.Live, k.CallP50, k.CallP99, k.EndP50, k.EndP99, k.EndMax, k.Timeouts)
+	return nil
+}
+
+// headSeq reads the ledger head from hubd's metrics.
+func (b *bench) headSeq() uint64 {
+	res, err := http.Get("http://" + b.metrics + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "sessionledger_ledger_head_seq "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return uint64(f)
+		}
+	}
+	return 0
+}
+
+// fanout notifies every live session o.fanouts times and times each round
+// until every session has received it.
+func (b *bench) fanout() error {
+	f := &b.res.Fanout
+	f.Rounds = b.o.fanouts
+	f.Sessions = int(b.live.Load())
+	var rates []float64
+	for r := range b.o.fanouts {
+		before := b.delivered.Load()
+		want := int64(f.Sessions)
+		ctx, cancel := b.adminCtx(30 * time.Second)
+		t0 := time.Now()
+		_, err := b.admin.Notify(ctx, &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: "bench", Payload: []byte(fmt.Sprintf(`{"round":%d}`, r))})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("notify: %w", err)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for b.delivered.Load()-before < want && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		d := time.Since(t0)
+		got := b.delivered.Load() - before
+		if got < want {
+			return fmt.Errorf("fan-out round %d: %d of %d sessions received it within 60s", r, got, want)
+		}
+		f.Seconds = append(f.Seconds, d.Seconds())
+		rates = append(rates, float64(want)/d.Seconds())
+	}
+	if len(rates) > 0 {
+		slices.Sort(rates)
+		f.PerSecondMed = rates[len(rates)/2]
+	}
+	f.Duplicates = b.duplicates.Load()
+	b.printf("fan-out: %d rounds to %d sessions: %v s; median %.0f deliveries/s", f.Rounds, f.Sessions, roundAll(f.Seconds), f.PerSecondMed)
+	return nil
+}
+
+// reconnectStorm SIGTERMs hubd (every session gets server_shutdown with a
+// jittered reconnect delay), restarts it on the same address and data, and
+// waits until every session resumed.
+func (b *bench) reconnectStorm(ctx context.Context) error {
+	st := &b.res.Storm
+	n := int(b.live.Load())
+	st.Sessions = n
+	b.storm.mu.Lock()
+	b.storm.start = time.Now()
+	b.storm.mu.Unlock()
+	if err := b.hubd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	select {
+	case <-b.hubdDone:
+	case <-time.After(150 * time.Second):
+		return errors.New("hubd did not stop within 150s of SIGTERM")
+	}
+	st.ShutdownSec = time.Since(b.storm.start).Seconds()
+	b.printf("storm: hubd stopped %.2fs after SIGTERM; restarting", st.ShutdownSec)
+	t := time.Now()
+	if err := b.startHubd(); err != nil {
+		return err
+	}
+	st.RestartSec = time.Since(t).Seconds()
+	deadline := time.Now().Add(180 * time.Second)
+	for {
+		b.storm.mu.Lock()
+		got := len(b.storm.times)
+		b.storm.mu.Unlock()
+		if got >= n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.storm.mu.Lock()
+	times := slices.Clone(b.storm.times)
+	advice := slices.Clone(b.storm.advice)
+	b.storm.mu.Unlock()
+	st.Resumed = len(times)
+	st.Retries = b.storm.retries.Load()
+	if len(times) > 0 {
+		st.AllResumedSec = slices.Max(times).Seconds()
+		st.ResumeP10, st.ResumeP50, st.ResumeP90 = pct(times, 10)/1000, pct(times, 50)/1000, pct(times, 90)/1000
+		st.PerSecond = make([]int, int(st.AllResumedSec)+1)
+		for _, d := range times {
+			st.PerSecond[int(d.Seconds())]++
+		}
+	}
+	if len(advice) > 0 {
+		st.AdviceMinMs = float64(slices.Min(advice).Microseconds()) / 1000
+		st.AdviceMaxMs = float64(slices.Max(advice).Microseconds()) / 1000
+	}
+	b.printf("storm: %d of %d resumed; all by %.2fs after SIGTERM (p10 %.2fs, p50 %.2fs, p90 %.2fs); %d retries while hubd was down",
+		st.Resumed, n, st.AllResumedSec, st.ResumeP10, st.ResumeP50, st.ResumeP90, st.Retries)
+	if st.Resumed < n {
+		return fmt.Errorf("storm: only %d of %d sessions resumed within 180s", st.Resumed, n)
+	}
+	return nil
+}
+
+// pct returns the p-th percentile of ds in milliseconds.
+func pct(ds []time.Duration, p int) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := (len(s)*p + 99) / 100
+	i = min(max(i-1, 0), len(s)-1)
+	return float64(s[i].Microseconds()) / 1000
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+func roundAll(fs []float64) []float64 {
+	out := make([]float64, len(fs))
+	for i, f := range fs {
+		out[i] = float64(int(f*1000)) / 1000
+	}
+	return out
+}
+
+func (b *bench) summary(w io.Writer) {
+	r := &b.res
+	fmt.Fprintf(w, "\nhubbench: %d sessions over %d connections, hubd and clients on one machine (%d CPUs, %s, %s, fd limit %d)\n",
+		r.Sessions, r.Connections, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.FDLimit)
+	fmt.Fprintf(w, "  connect     %.0f sessions/s (%d in %.2fs), every connect durable\n", r.Connect.PerSecond, r.Sessions, r.Connect.Seconds)
+	fmt.Fprintf(w, "  memory      per idle session: %.1f KB RSS (%.1f KB anonymous; the rest is the ledger's mmap), %.1f KB Go heap, %.1f KB stacks, %.2f goroutines (hubd RSS %.0f MiB)\n",
+		r.Memory.RSSPerSession/1024, r.Memory.AnonPerSession/1024, r.Memory.HeapPerSession/1024, r.Memory.StackPerSession/1024, r.Memory.GoroutinesPerSs, mib(r.Memory.RSS))
+	if r.Kick.N > 0 {
+		fmt.Fprintf(w, "  kick        Kick call -> client sees its stream end: p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d kicks, %d others live\n",
+			r.Kick.EndP50, r.Kick.EndP99, r.Kick.EndMax, r.Kick.N, r.Kick.Live)
+		fmt.Fprintf(w, "              (Kick call returns p99 %.2f ms; Disconnect frame p99 %.2f ms; %d timeouts)\n", r.Kick.CallP99, r.Kick.FrameP99, r.Kick.Timeouts)
+	}
+	if r.Fanout.Rounds > 0 {
+		fmt.Fprintf(w, "  fan-out     %.0f deliveries/s (median of %d notify-all rounds to %d sessions; %d duplicates)\n",
+			r.Fanout.PerSecondMed, r.Fanout.Rounds, r.Fanout.Sessions, r.Fanout.Duplicates)
+	}
+	if r.Storm.Sessions > 0 {
+		fmt.Fprintf(w, "  storm       all %d resumed %.2fs after SIGTERM (shutdown %.2fs, restart %.2fs); advice %.0f-%.0f ms; resumes p10/p50/p90 %.2f/%.2f/%.2fs; per second %v\n",
+			r.Storm.Resumed, r.Storm.AllResumedSec, r.Storm.ShutdownSec, r.Storm.RestartSec, r.Storm.AdviceMinMs, r.Storm.AdviceMaxMs,
+			r.Storm.ResumeP10, r.Storm.ResumeP50, r.Storm.ResumeP90, r.Storm.PerSecond)
+	}
+}
+
+// saveProfiles writes hubd's heap and goroutine profiles into dir.
+func (b *bench) saveProfiles(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for name, path := range map[string]string{"hubd-heap.pprof": "/debug/pprof/heap", "hubd-goroutine.pprof": "/debug/pprof/goroutine"} {
+		res, err := http.Get("http://" + b.metrics + path)
+		if err != nil {
+			return err
+		}
+		f, err := os.Create(filepath.Join(dir, name))
+		if err == nil {
+			_, err = io.Copy(f, res.Body)
+			err = errors.Join(err, f.Close())
+		}
+		res.Body.Close()
+		if err != nil {
+			return err
+		}
+	}
+	b.printf("profiles saved in %s", dir)
+	return nil
+}

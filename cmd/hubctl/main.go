@@ -1,0 +1,182 @@
+// Command hubctl talks to a running hubd: it holds a client session
+// (connect), acts as an operator (kick, ban, unban, notify, sessions) and
+// mints client tokens. See docs/operations.md and docs/api.md.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/sessionledger/sessionledger/hub"
+)
+
+// Exit codes. connect has its own for the ways a session ends.
+const (
+	exitOK         = 0
+	exitFailure    = 1 // the call failed (server error, unreachable)
+	exitUsage      = 2 // bad flags
+	exitKicked     = 3 // connect: the session was kicked
+	exitRejected   = 4 // connect: banned, or the connect/resume was refused
+	exitSuperseded = 5 // connect: a newer login replaced the session
+	exitLost       = 6 // connect: the connection was lost (server gone, aborted)
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// globals are the flags every command takes.
+type globals struct {
+	addr    string
+	dataDir string
+	token   string
+	timeout time.Duration
+	tls     bool
+	caFile  string
+}
+
+// usageError marks errors that exit with exitUsage.
+type usageError struct{ error }
+
+// exitError carries a specific exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(stderr, "hubctl: %v\n", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "hubctl: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "hubctl",
+		Short: "Operate a running hubd: hold a session, kick, ban, notify, list sessions",
+		Long: `hubctl talks to a running hubd over gRPC.
+
+By default it reaches the local hubd (127.0.0.1:7070) and reads the admin
+token from ./data/admin.token, which hubd creates on first start. Set
+HUBCTL_ADDR, HUBCTL_DATA or HUBD_ADMIN_TOKEN to change the defaults.
+
+Exit codes: 0 ok, 1 the call failed, 2 bad usage; connect also exits 3
+kicked, 4 banned or refused, 5 superseded, 6 connection lost.`,
+		Example: `  hubctl connect --user alice --device phone
+  hubctl kick --user alice --reason "password changed" --no-reconnect
+  hubctl sessions --json`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%s: %w (see %s --help)", c.CommandPath(), err, c.CommandPath())}
+	})
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.addr, "addr", envOr("HUBCTL_ADDR", "127.0.0.1:7070"), "hubd gRPC address (env HUBCTL_ADDR)")
+	pf.StringVar(&g.dataDir, "data", envOr("HUBCTL_DATA", "./data"), "hubd's data directory, where the admin token is read from (env HUBCTL_DATA)")
+	pf.StringVar(&g.dataDir, "data-dir", envOr("HUBCTL_DATA", "./data"), "same as --data (for notify, whose --data is the payload)")
+	pf.StringVar(&g.token, "token", os.Getenv("HUBD_ADMIN_TOKEN"), "admin bearer token (env HUBD_ADMIN_TOKEN, as for auditq; default: read from DATA/admin.token)")
+	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "time limit for each call")
+	pf.BoolVar(&g.tls, "tls", false, "connect with TLS")
+	pf.StringVar(&g.caFile, "ca", "", "PEM CA certificate for --tls (default: system roots)")
+
+	root.AddCommand(
+		newKick(g), newBan(g), newUnban(g), newNotify(g),
+		newSessions(g),
+		newToken(),
+	)
+	return root
+}
+
+// dial opens a client connection to hubd.
+func (g *globals) dial() (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if g.tls || g.caFile != "" {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if g.caFile != "" {
+			pem, err := os.ReadFile(g.caFile)
+			if err != nil {
+				return nil, usageError{fmt.Errorf("--ca: %w", err)}
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, usageError{fmt.Errorf("--ca %s: no PEM certificate in it", g.caFile)}
+			}
+			cfg.RootCAs = pool
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--addr %q: %w", g.addr, err)}
+	}
+	return conn, nil
+}
+
+// adminCtx returns a context with the admin token and the call timeout.
+func (g *globals) adminCtx() (context.Context, context.CancelFunc, error) {
+	tok := g.token
+	if tok == "" {
+		path := filepath.Join(g.dataDir, hub.AdminTokenFile)
+		var err error
+		if tok, err = hub.FirstAdminToken(path); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, nil, fmt.Errorf("no admin token: %s does not exist (is --data hubd's data directory? or pass --token)", path)
+			}
+			return nil, nil, fmt.Errorf("admin token: %w", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok), cancel, nil
+}
+
+// callError turns a gRPC error into one line: "Code: message".
+func callError(what string, err error) error {
+	if s, ok := status.FromError(err); ok {
+		return fmt.Errorf("%s: %s: %s", what, s.Code(), s.Message())
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

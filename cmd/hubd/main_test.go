@@ -1,0 +1,463 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	reflectpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/sessionledger/sessionledger/audit"
+	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/projections"
+)
+
+// The tests run hubd as a real child process: the test binary re-executes
+// itself with HUBD_TEST_MAIN=1 and becomes hubd.
+func TestMain(m *testing.M) {
+	if os.Getenv("HUBD_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// proc is one hubd process.
+type proc struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	data    string
+	grpc    string
+	metrics string
+	mu      sync.Mutex
+	logs    bytes.Buffer
+	exited  chan struct{}
+	code    int
+}
+
+// startHubd starts hubd on data with extra flags and waits until it
+// listens.
+func startHubd(t *testing.T, data string, extra ...string) *proc {
+	t.Helper()
+	p := launch(t, data, extra...)
+	deadline := time.After(20 * time.Second)
+	for p.grpc == "" {
+		select {
+		case <-p.exited:
+			t.Fatalf("hubd exited with %d before listening:\n%s", p.code, p.output())
+		case <-deadline:
+			p.kill()
+			t.Fatalf("hubd did not listen within 20s:\n%s", p.output())
+		case <-time.After(20 * time.Millisecond):
+			p.mu.Lock()
+			p.grpc, p.metrics = listening(p.logs.String())
+			p.mu.Unlock()
+		}
+	}
+	return p
+}
+
+// launch starts hubd without waiting for it.
+func launch(t *testing.T, data string, extra ...string) *proc {
+	t.Helper()
+	args := append([]string{"--data", data, "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
+		"--log-format", "json", "--shutdown-jitter", "200ms", "--shutdown-reconnect", "100ms"}, extra...)
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "HUBD_TEST_MAIN=1")
+	p := &proc{t: t, cmd: cmd, data: data, exited: make(chan struct{})}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.logs.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+		_ = cmd.Wait()
+		p.code = cmd.ProcessState.ExitCode()
+		close(p.exited)
+	}()
+	t.Cleanup(p.kill)
+	return p
+}
+
+func listening(logs string) (grpcAddr, metricsAddr string) {
+	for _, line := range strings.Split(logs, "\n") {
+		var l struct{ Msg, GRPC, Metrics string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "hubd listening" {
+			return l.GRPC, l.Metrics
+		}
+	}
+	return "", ""
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+func (p *proc) kill() {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// signal sends sig and waits for the exit code.
+func (p *proc) signal(sig os.Signal) int {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		p.kill()
+		p.t.Fatalf("hubd did not exit within 20s of %v:\n%s", sig, p.output())
+	}
+	return p.code
+}
+
+func dialConn(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// session connects user/device and returns the stream and its Welcome.
+func session(t *testing.T, addr, user, device string) (hubpb.Hub_ConnectClient, *hubpb.Welcome) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	st, err := hubpb.NewHubClient(dialConn(t, addr)).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: &hubpb.Hello{User: user, Device: device}}}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := st.Recv()
+	if err != nil || f.GetWelcome() == nil {
+		t.Fatalf("connect %s/%s: frame %v, err %v", user, device, f, err)
+	}
+	return st, f.GetWelcome()
+}
+
+// ends reads the ledger at data (hubd must have exited) and returns the
+// disconnect cause of every session that has one.
+func ends(t *testing.T, data string) map[string]eventpb.DisconnectCause {
+	t.Helper()
+	store, err := ledger.Open(filepath.Join(data, "ledger.db"), &ledger.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := store.Verify(context.Background(), 1, 0, nil); err != nil {
+		t.Fatalf("ledger does not verify: %v", err)
+	}
+	out := map[string]eventpb.DisconnectCause{}
+	err = store.Scan(context.Background(), 1, 0, func(r *ledger.Record) error {
+		if d := r.Event.GetSessionDisconnected(); d != nil {
+			if _, dup := out[r.Event.GetSession()]; dup {
+				t.Errorf("session %s ended twice", r.Event.GetSession())
+			}
+			out[r.Event.GetSession()] = d.GetCause()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestCrashRecovery kills hubd with SIGKILL while sessions are live, several
+// rounds; each restart must end the sessions the crash left open with cause
+// lost, exactly once, and the chain must verify.
+func TestCrashRecovery(t *testing.T) {
+	data := t.TempDir()
+	var sessions []string
+	for round := range 3 {
+		p := startHubd(t, data)
+		for i := range 3 {
+			_, w := session(t, p.grpc, "crash-user", "dev-"+string(rune('a'+round))+string(rune('0'+i)))
+			sessions = append(sessions, w.GetSessionId())
+		}
+		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-p.exited
+	}
+	// The last round's sessions are ended by one more start.
+	p := startHubd(t, data)
+	if code := p.signal(syscall.SIGTERM); code != 0 {
+		t.Fatalf("hubd exited %d after SIGTERM:\n%s", code, p.output())
+	}
+	got := ends(t, data)
+	for _, id := range sessions {
+		if got[id] != eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST {
+			t.Errorf("session %s: end cause %v; want LOST", id, got[id])
+		}
+	}
+}
+
+// TestSignalShutdown: SIGTERM tells every session to come back after a
+// delay, records every end and exits 0.
+func TestSignalShutdown(t *testing.T) {
+	data := t.TempDir()
+	p := startHubd(t, data)
+	type conn struct {
+		st hubpb.Hub_ConnectClient
+		id string
+	}
+	var cs []conn
+	for _, u := range []string{"ann", "bob"} {
+		st, w := session(t, p.grpc, u, "phone")
+		cs = append(cs, conn{st, w.GetSessionId()})
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		var d *hubpb.Disconnect
+		var err error
+		for {
+			var f *hubpb.ServerFrame
+			if f, err = c.st.Recv(); err != nil {
+				break
+			}
+			if f.GetDisconnect() != nil {
+				d = f.GetDisconnect()
+			}
+		}
+		if d.GetCode() != hubpb.DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN || d.GetReconnect() != hubpb.Reconnect_RECONNECT_AFTER || d.GetReconnectAfterMs() < 100 {
+			t.Errorf("session %s got %v; want server_shutdown, reconnect after >= 100ms", c.id, d)
+		}
+		if s := status.Convert(err); s.Code() != codes.Unavailable {
+			t.Errorf("session %s ended with %v; want Unavailable", c.id, s)
+		}
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("hubd did not exit:\n%s", p.output())
+	}
+	if p.code != 0 {
+		t.Fatalf("hubd exited %d:\n%s", p.code, p.output())
+	}
+	got := ends(t, data)
+	for _, c := range cs {
+		if got[c.id] != eventpb.DisconnectCause_DISCONNECT_CAUSE_SERVER_SHUTDOWN {
+			t.Errorf("session %s: cause %v; want SERVER_SHUTDOWN", c.id, got[c.id])
+		}
+	}
+}
+
+// TestServes checks what an operator points tools at: /healthz, /metrics,
+// gRPC health, reflection (grpcurl), and the admin token hubd created.
+func TestServes(t *testing.T) {
+	data := t.TempDir()
+	p := startHubd(t, data)
+	info, err := os.Stat(filepath.Join(data, hub.AdminTokenFile))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("admin token file: %v, %v; want mode 0600", info, err)
+	}
+	get := func(path string) (int, string) {
+		res, err := http.Get("http://" + p.metrics + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	code, body := get("/metrics")
+	for _, want := range []string{"sessionledger_sessions_live 0", "sessionledger_ledger_head_seq", "sessionledger_projections_applied_seq", "go_goroutines"} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("/metrics: %d, no %s", code, want)
+		}
+	}
+	conn := dialConn(t, p.grpc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	hc, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "sessionledger.hub.v1.Hub"})
+	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("gRPC health: %v %v", hc, err)
+	}
+	rs, err := reflectpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Send(&reflectpb.ServerReflectionRequest{MessageRequest: &reflectpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := rs.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range res.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	for _, want := range []string{"sessionledger.hub.v1.Hub", "sessionledger.hub.v1.Admin", "sessionledger.audit.v1.Audit", "grpc.health.v1.Health"} {
+		if !strings.Contains(strings.Join(names, " "), want) {
+			t.Errorf("reflection lists %v; missing %s", names, want)
+		}
+	}
+	_ = rs.CloseSend()
+
+	// The created token works for Admin; another does not.
+	tok, err := hub.FirstAdminToken(filepath.Join(data, hub.AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := hubpb.NewAdminClient(conn)
+	if _, err := admin.ListSessions(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok), &hubpb.ListSessionsRequest{}); err != nil {
+		t.Errorf("ListSessions with the created token: %v", err)
+	}
+	if _, err := admin.ListSessions(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer wrong-token-wrong-token"), &hubpb.ListSessionsRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("ListSessions with a wrong token: %v; want Unauthenticated", err)
+	}
+	// auditq --addr: the Audit service answers with the admin token, and
+	// sees the connect just made through hubd.
+	_, w := session(t, p.grpc, "audited", "laptop")
+	ac, err := audit.NewClient(p.grpc, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	vr, err := ac.Verify(ctx, audit.VerifyQuery{}, nil)
+	if err != nil || !vr.Intact() || vr.Checked == 0 {
+		t.Errorf("audit verify through hubd: %+v, %v", vr, err)
+	}
+	live, err := ac.SessionsAt(ctx, time.Now(), projections.Filter{})
+	if err != nil || len(live) != 1 || live[0].ID != w.GetSessionId() {
+		t.Errorf("audit sessions at now: %+v, %v; want %s", live, err, w.GetSessionId())
+	}
+	bad, err := audit.NewClient(p.grpc, "wrong-token-wrong-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if _, err := bad.Verify(ctx, audit.VerifyQuery{}, nil); !errors.Is(err, audit.ErrUnauthenticated) {
+		t.Errorf("audit verify with a wrong token: %v; want Unauthenticated", err)
+	}
+	if code := p.signal(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
+
+// TestSecondHubdOnSameData fails fast and says why, instead of hanging on
+// the file lock.
+func TestSecondHubdOnSameData(t *testing.T) {
+	data := t.TempDir()
+	first := startHubd(t, data)
+	start := time.Now()
+	second := launch(t, data)
+	select {
+	case <-second.exited:
+	case <-time.After(15 * time.Second):
+		t.Fatal("second hubd did not give up")
+	}
+	if second.code != exitFailure || !strings.Contains(second.output(), "locked") {
+		t.Errorf("second hubd: exit %d, output %q; want exit 1 saying the ledger is locked", second.code, second.output())
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("second hubd took %s to give up", d)
+	}
+	first.signal(syscall.SIGTERM)
+}
+
+// TestRefusals: unsafe or malformed configuration is refused with one
+// clear message and exit code 2, before anything is created.
+func TestRefusals(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"open listener without JWT", []string{"--listen", "0.0.0.0:0"}, nil, "refusing to listen on 0.0.0.0:0 without --jwt-secret-file"},
+		{"empty host without JWT", []string{"--listen", ":7070"}, nil, "refusing to listen on :7070"},
+		{"bad duration flag", []string{"--heartbeat", "soon"}, nil, "invalid value \"soon\" for flag -heartbeat"},
+		{"bad env", nil, map[string]string{"HUBD_HEARTBEAT": "soon"}, "HUBD_HEARTBEAT=\"soon\": invalid value for --heartbeat"},
+		{"bad log format", []string{"--log-format", "xml"}, nil, "--log-format \"xml\": want text or json"},
+		{"short JWT secret", []string{"--jwt-secret-file", "SHORT"}, nil, "want at least 32"},
+		{"missing JWT secret file", []string{"--jwt-secret-file", "/nonexistent/jwt"}, nil, "--jwt-secret-file: open /nonexistent/jwt"},
+		{"stray argument", []string{"serve"}, nil, "unexpected argument \"serve\""},
+		{"tls half", []string{"--tls-cert", "x.pem"}, nil, "--tls-cert and --tls-key go together"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			data := filepath.Join(dir, "data")
+			args := []string{"--data", data, "--metrics", "off"}
+			for _, a := range c.args {
+				if a == "SHORT" {
+					a = filepath.Join(dir, "short.key")
+					if err := os.WriteFile(a, []byte("too-short"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
+				args = append(args, a)
+			}
+			var out bytes.Buffer
+			lookup := func(k string) (string, bool) { v, ok := c.env[k]; return v, ok }
+			code := run(args, lookup, &out, make(chan os.Signal))
+			if code != exitUsage || !strings.Contains(out.String(), c.want) {
+				t.Fatalf("exit %d, output:\n%s\nwant exit 2 and %q", code, out.String(), c.want)
+			}
+			if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("refused start created %s (%v)", data, err)
+			}
+		})
+	}
+}
+
+func TestEnvironmentEquivalents(t *testing.T) {
+	env := map[string]string{"HUBD_LISTEN": "127.0.0.1:9999", "HUBD_MAX_PER_USER": "3", "HUBD_ONE_PER_DEVICE": "false", "HUBD_HEARTBEAT": "2s"}
+	o, err := parseOptions([]string{"--heartbeat", "4s"}, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.listen != "127.0.0.1:9999" || o.maxPerUser != 3 || o.onePerDevice || o.heartbeat != 4*time.Second {
+		t.Fatalf("options %+v: want env applied and the command line winning", o)
+	}
+}

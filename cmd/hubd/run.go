@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/sessionledger/sessionledger/audit"
+	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/projections"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // a runtime failure (ledger, listener, unclean shutdown)
+	exitUsage   = 2 // bad flags or an unsafe configuration
+)
+
+// ResumeKeyFile holds the key resume secrets are signed with, so clients can
+// resume across a restart.
+const ResumeKeyFile = "resume.key"
+
+// run is hubd's main. sig delivers SIGINT/SIGTERM: the first starts a
+// graceful shutdown, a second forces it.
+func run(args []string, lookup func(string) (string, bool), stderr io.Writer, sig <-chan os.Signal) int {
+	o, err := parseOptions(args, lookup, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "hubd: %v\n", err)
+		return exitUsage
+	}
+	log := newLogger(o, stderr)
+	code, err := serve(o, log, sig)
+	if err != nil {
+		fmt.Fprintf(stderr, "hubd: %v\n", err)
+	}
+	return code
+}
+
+func newLogger(o *options, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(o.logLevel))
+	ho := &slog.HandlerOptions{Level: lvl}
+	if o.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
+	var jwtSecret []byte
+	if o.jwtSecret != "" {
+		b, err := os.ReadFile(o.jwtSecret)
+		if err != nil {
+			return exitUsage, fmt.Errorf("--jwt-secret-file: %w", err)
+		}
+		jwtSecret = bytes.TrimSpace(b)
+		if len(jwtSecret) < 32 {
+			return exitUsage, fmt.Errorf("--jwt-secret-file %s: the secret is %d bytes; want at least 32", o.jwtSecret, len(jwtSecret))
+		}
+	} else if !isLoopback(o.listen) {
+		return exitUsage, fmt.Errorf("refusing to listen on %s without --jwt-secret-file: clients would be trusted as whatever user they claim; listen on 127.0.0.1 or configure a JWT secret", o.listen)
+	} else {
+		log.Warn("no --jwt-secret-file: client identities are taken from Hello as sent (allowed on a loopback listener only)", "listen", o.listen)
+	}
+
+	if err := os.MkdirAll(o.data, 0o700); err != nil {
+		return exitFailure, fmt.Errorf("data directory: %w", err)
+	}
+	tokens, created, err := hub.LoadOrCreateAdminTokens(o.data)
+	if err != nil {
+		return exitFailure, err
+	}
+	if created {
+		log.Info("created an admin token; hubctl and auditq read it from there", "file", filepath.Join(o.data, hub.AdminTokenFile))
+	}
+	resumeKey, err := loadOrCreateKey(filepath.Join(o.data, ResumeKeyFile))
+	if err != nil {
+		return exitFailure, err
+	}
+
+	dbPath := filepath.Join(o.data, "ledger.db")
+	store, err := ledger.Open(dbPath, &ledger.Options{Logger: log.With("component", "ledger")})
+	if errors.Is(err, ledger.ErrLocked) {
+		return exitFailure, fmt.Errorf("%s is locked: another hubd is using data directory %s", dbPath, o.data)
+	}
+	if err != nil {
+		return exitFailure, fmt.Errorf("open ledger %s: %w", dbPath, err)
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("close ledger", "err", err)
+		}
+	}()
+
+	cfg := hub.Config{
+		Node:                  o.node,
+		HeartbeatInterval:     o.heartbeat,
+		IdleTimeout:           o.idleTimeout,
+		HelloTimeout:          o.helloTimeout,
+		Policy:                projections.Policy{MaxPerUser: o.maxPerUser, OnePerDevice: o.onePerDevice},
+		MaxSessions:           o.maxSessions,
+		UserConnectsPerMinute: o.connectsPerMin,
+		RejectWindow:          o.rejectWindow,
+		NotifyBuffer:          o.notifyBuffer,
+		GracefulTimeout:       o.gracefulTimeout,
+		ShutdownReconnect:     o.shutdownReconnect,
+		ShutdownJitter:        o.shutdownJitter,
+		ResumeWindow:          o.resumeWindow,
+		RedeliveryLimit:       o.redeliveryLimit,
+		ResumeKey:             resumeKey,
+		JWTSecret:             jwtSecret,
+		AdminTokens:           tokens,
+		Projections: projections.Config{
+			CheckpointEvery: o.checkpointEvery,
+			SnapshotEvery:   o.snapshotEvery,
+			Logger:          log.With("component", "projections"),
+		},
+		Logger: log.With("component", "hub"),
+	}
+	// Replaying a long ledger may take a while; a signal aborts it.
+	startCtx, cancelStart := context.WithCancel(context.Background())
+	startDone := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sig:
+			log.Warn("signal during start-up; aborting", "signal", s.String())
+			cancelStart()
+		case <-startDone:
+		}
+	}()
+	begin := time.Now()
+	srv, err := hub.New(startCtx, store, cfg)
+	close(startDone)
+	cancelStart()
+	if err != nil {
+		return exitFailure, err
+	}
+	cpSeq, replayed := srv.Projections().StartInfo()
+	log.Info("projections ready", "applied", srv.Projections().Applied(), "checkpoint", cpSeq, "replayed", replayed, "took", time.Since(begin).Round(time.Millisecond))
+
+	gopts := append(srv.ServerOptions(),
+		grpc.MaxRecvMsgSize(o.maxMsgBytes),
+		// Clients may ping to keep NATs open, but not flood.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)
+	if o.tlsCert != "" {
+		creds, err := credentials.NewServerTLSFromFile(o.tlsCert, o.tlsKey)
+		if err != nil {
+			_ = srv.Shutdown(context.Background())
+			return exitUsage, fmt.Errorf("TLS: %w", err)
+		}
+		gopts = append(gopts, grpc.Creds(creds))
+	}
+	g := grpc.NewServer(gopts...)
+	srv.Register(g)
+	auditSrv := audit.NewServer(store)
+	audit.RegisterServer(g, auditSrv) // admin-token protected by srv's interceptors
+	reflection.Register(g)
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		_ = srv.Shutdown(context.Background())
+		return exitFailure, fmt.Errorf("listen %s: %w", o.listen, err)
+	}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- srv.Serve(g, hub.NewListener(ln)) }()
+
+	var hs *http.Server
+	metricsAddr := "off"
+	if o.metrics != "off" && o.metrics != "" {
+		ml, err := net.Listen("tcp", o.metrics)
+		if err != nil {
+			g.Stop()
+			_ = srv.Shutdown(context.Background())
+			return exitFailure, fmt.Errorf("listen %s (metrics): %w", o.metrics, err)
+		}
+		metricsAddr = ml.Addr().String()
+		hs = &http.Server{Handler: httpMux(srv, store, o.pprof), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := hs.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("metrics server: %w", err)
+			}
+		}()
+	}
+	log.Info("hubd listening", "grpc", ln.Addr().String(), "metrics", metricsAddr, "data", o.data, "node", o.node,
+		"tls", o.tlsCert != "", "jwt", jwtSecret != nil, "head", store.Head().Seq)
+
+	code := exitOK
+	var runErr error
+	select {
+	case s := <-sig:
+		log.Info("shutting down: telling every session to reconnect later; a second signal forces it", "signal", s.String(), "sessions", srv.Live())
+	case err := <-serveErr:
+		runErr = err
+		code = exitFailure
+		log.Error("server failed; shutting down", "err", err)
+	}
+
+	// Shutdown: every session gets Disconnect{server_shutdown, reconnect
+	// after a jittered delay} and its end is recorded; a second signal or
+	// the timeout closes what remains at once.
+	ctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case s := <-sig:
+			log.Warn("second signal: forcing shutdown", "signal", s.String())
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Error("shutdown was not clean", "err", err)
+		code = exitFailure
+	}
+	auditSrv.Close() // end --follow streams so GracefulStop does not wait for them
+	stopped := make(chan struct{})
+	go func() { g.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Second):
+		g.Stop()
+		<-stopped
+	}
+	if hs != nil {
+		hctx, hcancel := context.WithTimeout(context.Background(), time.Second)
+		_ = hs.Shutdown(hctx)
+		hcancel()
+	}
+	log.Info("hubd stopped", "head", store.Head().Seq)
+	return code, runErr
+}
+
+// httpMux serves /metrics and /healthz: 200 "ok" while the hub serves and
+// its ledger takes appends, 503 with the reason otherwise.
+func httpMux(srv *hub.Server, store *ledger.Store, withPprof bool) *http.ServeMux {
+	mux := http.NewServeMux()
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	mux.Handle("/metrics", srv.MetricsHandler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := store.Err(); err != nil {
+			http.Error(w, "ledger: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		res, err := srv.Health().Check(r.Context(), &healthpb.HealthCheckRequest{})
+		if err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			http.Error(w, "not serving", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}
+
+// loadOrCreateKey reads a 32-byte key from path, creating it (mode 0600)
+// when it does not exist.
+func loadOrCreateKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if len(b) != 32 {
+			return nil, fmt.Errorf("%s: %d bytes, want 32 (delete it to make a new one; open resume secrets become invalid)", path, len(b))
+		}
+		return b, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return b, f.Close()
+}
