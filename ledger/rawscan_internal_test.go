@@ -99,7 +99,9 @@ func TestDecodeRawFastMutations(t *testing.T) {
 		i := rnd.IntN(len(keys))
 		v := append([]byte(nil), values[i]...)
 		k := keys[i]
-		switch rnd.IntN(4) {
+		switch rnd.IntN(5) {
+		case 4: // a field repeated in place: proto keeps the last, or merges messages
+			v = append(v[:headerSize:headerSize], repeatField(v[headerSize:], rnd.IntN(8))...)
 		case 0: // flip a byte past the hash
 			v[headerSize+rnd.IntN(len(v)-headerSize)] ^= byte(1 + rnd.IntN(255))
 		case 1: // truncate
@@ -115,4 +117,31 @@ func TestDecodeRawFastMutations(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d mutations took the fast path", fast, runs)
+}
+
+// repeatField returns b with its i-th field (mod the number of fields)
+// written twice in a row, the second time with a changed last byte.
+func repeatField(b []byte, i int) []byte {
+	var ends []int
+	for off := 0; off < len(b); {
+		_, _, n := protowire.ConsumeField(b[off:])
+		if n < 0 {
+			return b
+		}
+		off += n
+		ends = append(ends, off)
+	}
+	if len(ends) == 0 {
+		return b
+	}
+	i %= len(ends)
+	start := 0
+	if i > 0 {
+		start = ends[i-1]
+	}
+	f := append([]byte(nil), b[start:ends[i]]...)
+	f[len(f)-1] ^= 1
+	out := append([]byte(nil), b[:ends[i]]...)
+	out = append(out, f...)
+	return append(out, b[ends[i]:]...)
 }

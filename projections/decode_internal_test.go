@@ -106,7 +106,9 @@ func TestEventSlotDecodeMutations(t *testing.T) {
 		if len(b) == 0 {
 			b = append(b, 0x08)
 		}
-		switch rnd.IntN(4) {
+		switch rnd.IntN(5) {
+		case 4: // a field repeated in place: proto keeps the last
+			b = repeatField(b, rnd.IntN(8))
 		case 0:
 			b[rnd.IntN(len(b))] ^= byte(1 + rnd.IntN(255))
 		case 1:
@@ -122,4 +124,31 @@ func TestEventSlotDecodeMutations(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d mutations took the fast path", fast, runs)
+}
+
+// repeatField returns b with its i-th field (mod the number of fields)
+// written twice in a row, the second time with a changed last byte.
+func repeatField(b []byte, i int) []byte {
+	var ends []int
+	for off := 0; off < len(b); {
+		_, _, n := protowire.ConsumeField(b[off:])
+		if n < 0 {
+			return b
+		}
+		off += n
+		ends = append(ends, off)
+	}
+	if len(ends) == 0 {
+		return b
+	}
+	i %= len(ends)
+	start := 0
+	if i > 0 {
+		start = ends[i-1]
+	}
+	f := append([]byte(nil), b[start:ends[i]]...)
+	f[len(f)-1] ^= 1
+	out := append([]byte(nil), b[:ends[i]]...)
+	out = append(out, f...)
+	return append(out, b[ends[i]:]...)
 }
