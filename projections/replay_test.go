@@ -77,3 +77,28 @@ func TestReplayCancel(t *testing.T) {
 		t.Fatal("replay with a cancelled context: got nil error")
 	}
 }
+
+// TestWriteSnapshotsWhileTheFileGrows writes a snapshot after every record
+// of a ledger opened with a small map, so the file outgrows bbolt's map
+// during the run (a large ledger outgrows the default 1 GiB the same way).
+// A commit that grows the map waits for every read transaction, so writing
+// a snapshot from inside a scan of the log would never return.
+func TestWriteSnapshotsWhileTheFileGrows(t *testing.T) {
+	s := ledgertest.Open(t, &ledger.Options{Now: ledgertest.FixedClock(t0, 250*time.Millisecond), InitialMmapSize: 1 << 16})
+	recs := appendGenerated(t, s, 5, 600)
+	done := make(chan error, 1)
+	var n int
+	go func() {
+		var err error
+		n, err = projections.WriteSnapshots(context.Background(), s, 1)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil || n != len(recs) {
+			t.Fatalf("WriteSnapshots: %d, %v; want %d, nil", n, err, len(recs))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("WriteSnapshots did not return in 30 s")
+	}
+}
