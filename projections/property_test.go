@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/ledger/ledgertest"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -103,14 +104,17 @@ func appendGenerated(t testing.TB, s *ledger.Store, seed uint64, n int) []*ledge
 	t.Helper()
 	g := newGen(seed, projections.Policy{MaxPerUser: 2})
 	ctx := context.Background()
+	var evs []*eventpb.Event
 	for i := 0; i < n; i++ {
 		r := g.next()
 		if r.Event == nil {
 			continue // other-topic records need the Publisher; covered elsewhere
 		}
-		if _, err := s.Append(ctx, r.Event); err != nil {
-			t.Fatal(err)
-		}
+		evs = append(evs, r.Event)
+	}
+	// One append: one commit and its fsyncs, not n.
+	if _, err := s.Append(ctx, evs...); err != nil {
+		t.Fatal(err)
 	}
 	var out []*ledger.Record
 	if err := s.Scan(ctx, 1, 0, func(r *ledger.Record) error { out = append(out, r); return nil }); err != nil {

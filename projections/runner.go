@@ -169,18 +169,39 @@ func (r *Runner) loadCheckpoint() (*State, error) {
 
 // catchUp applies the records after the applied seq up to to (0: the head)
 // straight from the log: much faster than message-at-a-time delivery.
+//
+// It reads a chunk, then applies it once the chunk's read transaction has
+// ended: apply may wait for the persister (its queue is bounded), whose
+// commit may wait for every read transaction to end (bbolt remaps the file
+// when it outgrows its map), so applying inside the scan can deadlock.
 func (r *Runner) catchUp(ctx context.Context, to uint64) error {
 	if to == 0 {
 		to = r.store.Head().Seq
 	}
-	if to <= r.applied.Load() {
-		return nil
+	buf := make([]*ledger.Record, 0, catchUpChunk)
+	for next := r.applied.Load() + 1; next <= to; {
+		buf = buf[:0]
+		end := min(next+catchUpChunk-1, to)
+		err := r.store.Scan(ctx, next, end, func(rec *ledger.Record) error {
+			buf = append(buf, rec)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(buf) == 0 {
+			return nil // the log ends before to
+		}
+		for _, rec := range buf {
+			r.apply(rec)
+		}
+		next = buf[len(buf)-1].Seq + 1
 	}
-	return r.store.Scan(ctx, r.applied.Load()+1, to, func(rec *ledger.Record) error {
-		r.apply(rec)
-		return nil
-	})
+	return nil
 }
+
+// catchUpChunk is how many records catchUp reads before applying them.
+const catchUpChunk = 1024
 
 func (r *Runner) follow(ctx context.Context, msgs <-chan *message.Message) {
 	defer close(r.done)

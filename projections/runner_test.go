@@ -184,3 +184,28 @@ func TestRunnerStopsWhenLedgerCloses(t *testing.T) {
 		t.Fatalf("WaitApplied after the ledger closed = %v (ctx %v); want a prompt error", err, ctx.Err())
 	}
 }
+
+// TestRunnerCatchUpWhileTheFileGrows starts a Runner on a ledger opened
+// with a small map and a snapshot and checkpoint due at every record, so
+// its persister's commits outgrow bbolt's map while the catch-up reads the
+// log. A commit that grows the map waits for every read transaction, so
+// the catch-up must not wait for the persister while it holds one.
+func TestRunnerCatchUpWhileTheFileGrows(t *testing.T) {
+	s := ledgertest.Open(t, &ledger.Options{Now: ledgertest.FixedClock(t0, 250*time.Millisecond), InitialMmapSize: 1 << 16})
+	recs := appendGenerated(t, s, 6, 600)
+	done := make(chan error, 1)
+	r := projections.NewRunner(s, projections.Config{SnapshotEvery: 1, CheckpointEvery: 1})
+	go func() { done <- r.Start(context.Background()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Start did not return in 30 s")
+	}
+	defer r.Close()
+	if got := r.Applied(); got != uint64(len(recs)) {
+		t.Fatalf("applied %d; want %d", got, len(recs))
+	}
+}

@@ -185,6 +185,12 @@ func (s *State) Counters() Counters { return s.counters }
 // Replay) guarantees it. Bans whose expiry is at or before the record's time
 // are lifted first.
 func (s *State) Apply(r *ledger.Record) Change {
+	return s.apply(r, true)
+}
+
+// apply is Apply; without full, the Change lacks Started and Ended, the
+// copies only a caller of Apply reads (Replay without fn skips them).
+func (s *State) apply(r *ledger.Record, full bool) Change {
 	ch := Change{Seq: r.Seq, Record: r}
 	s.seq = r.Seq
 	if r.Time.After(s.time) {
@@ -201,12 +207,12 @@ func (s *State) Apply(r *ledger.Record) Change {
 	switch ev.GetType() {
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED:
 		c := ev.GetSessionConnected()
-		s.connect(r, ev, &ch, "", c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes())
+		s.connect(r, ev, &ch, full, "", c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes())
 	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		c := ev.GetSessionReconnected()
-		s.connect(r, ev, &ch, c.GetPreviousSession(), c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes())
+		s.connect(r, ev, &ch, full, c.GetPreviousSession(), c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes())
 	case eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED:
-		s.disconnect(r, ev, &ch)
+		s.disconnect(r, ev, &ch, full)
 	case eventpb.EventType_EVENT_TYPE_KICK_REQUESTED:
 		s.kick(r, ev, &ch)
 	case eventpb.EventType_EVENT_TYPE_USER_BANNED:
@@ -238,7 +244,7 @@ func (s *State) expire(now time.Time) []Ban {
 	return out
 }
 
-func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, prev, addr string, hb int64, supersedes []string) {
+func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bool, prev, addr string, hb int64, supersedes []string) {
 	id := ev.GetSession()
 	if id == "" || ev.GetUser() == "" {
 		s.counters.Malformed++
@@ -257,8 +263,10 @@ func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, prev, a
 	}
 	s.sessions[id] = sess
 	s.byUser[sess.User] = append(s.byUser[sess.User], id)
-	cp := *sess
-	ch.Started = &cp
+	if full {
+		cp := *sess
+		ch.Started = &cp
+	}
 	for _, old := range supersedes {
 		o, ok := s.sessions[old]
 		if !ok || old == id {
@@ -285,7 +293,7 @@ func (s *State) mark(ch *Change, p *PendingEnd) {
 	ch.Pending = append(ch.Pending, *p)
 }
 
-func (s *State) disconnect(r *ledger.Record, ev *eventpb.Event, ch *Change) {
+func (s *State) disconnect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bool) {
 	id := ev.GetSession()
 	sess, ok := s.sessions[id]
 	if !ok {
@@ -298,13 +306,15 @@ func (s *State) disconnect(r *ledger.Record, ev *eventpb.Event, ch *Change) {
 		}
 		return
 	}
-	d := ev.GetSessionDisconnected()
-	end := &Ended{
-		Session: *sess, EndedAt: r.Time, EndSeq: r.Seq, Cause: d.GetCause(),
-		SupersededBy: d.GetSupersededBy(), Reconnect: d.GetReconnect(), ReconnectMS: d.GetReconnectAfterMs(),
+	if full {
+		d := ev.GetSessionDisconnected()
+		end := &Ended{
+			Session: *sess, EndedAt: r.Time, EndSeq: r.Seq, Cause: d.GetCause(),
+			SupersededBy: d.GetSupersededBy(), Reconnect: d.GetReconnect(), ReconnectMS: d.GetReconnectAfterMs(),
+		}
+		copy(end.CauseEventID[:], d.GetCauseEventId())
+		ch.Ended = end
 	}
-	copy(end.CauseEventID[:], d.GetCauseEventId())
-	ch.Ended = end
 	delete(s.sessions, id)
 	delete(s.pending, id)
 	ids := s.byUser[sess.User]
