@@ -493,6 +493,10 @@ func (b *bench) kickAll() error {
 	}
 	k.Live = int(b.live.Load()) - 1
 	order := rand.Perm(len(b.sessions))[:k.N]
+	if b.o.profile != "" {
+		done := b.cpuProfile("hubd-cpu-kicks.pprof")
+		defer done()
+	}
 	var calls, frames, ends []time.Duration
 	headBefore := b.headSeq()
 	for _, i := range order {
@@ -713,4 +717,31 @@ func (b *bench) saveProfiles(dir string) error {
 	}
 	b.printf("profiles saved in %s", dir)
 	return nil
+}
+
+// cpuProfile starts a CPU profile of hubd (up to 60 s); the returned func
+// stops it early by cancelling and waits for the file... profiles are cut
+// by time, so it simply waits for the request to finish.
+func (b *bench) cpuProfile(name string) func() {
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(done)
+		res, err := http.Get("http://" + b.metrics + "/debug/pprof/profile?seconds=8")
+		if err != nil {
+			b.printf("cpu profile: %v", err)
+			return
+		}
+		defer res.Body.Close()
+		f, err := os.Create(filepath.Join(b.o.profile, name))
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(f, res.Body)
+		f.Close()
+	}()
+	return func() {
+		<-done
+		b.printf("cpu profile %s (%.0fs) saved", name, time.Since(start).Seconds())
+	}
 }
