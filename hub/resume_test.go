@@ -304,3 +304,30 @@ func TestResumeNoDuplicatesUnderConcurrentNotify(t *testing.T) {
 		e.waitEvent(start, "disconnected", disconnectOf(r.welcome.GetSessionId()))
 	}
 }
+
+// TestResumeTwiceKeepsOneSession: resuming the same ended session a second
+// time (the client never saw the first resume's Welcome) supersedes the
+// first resume instead of leaving two live sessions on one secret.
+func TestResumeTwiceKeepsOneSession(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	c := e.mustDial("zed", "phone")
+	e.kick(&hubpb.KickRequest{SessionId: c.welcome.GetSessionId(), Reason: "move"})
+	c.expectEnd()
+	first, err := e.dialHello(&hubpb.Hello{User: "zed", Device: "laptop", Resume: resumeOf(c, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := e.dialHello(&hubpb.Hello{User: "zed", Device: "tablet", Resume: resumeOf(c, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := first.expectEnd()
+	if d.GetCode() != hubpb.DisconnectCode_DISCONNECT_CODE_SUPERSEDED || d.GetSupersededBy() != second.welcome.GetSessionId() {
+		t.Fatalf("first resume ended with %v; want superseded by %s", d, second.welcome.GetSessionId())
+	}
+	e.waitEvent(1, "first resume ended", disconnectOf(first.welcome.GetSessionId()))
+	ls, err := e.admin.ListSessions(adminCtx(ctxT(t)), &hubpb.ListSessionsRequest{User: "zed"})
+	if err != nil || len(ls.GetSessions()) != 1 || ls.GetSessions()[0].GetSessionId() != second.welcome.GetSessionId() {
+		t.Fatalf("zed's live sessions: %v (%v); want only %s", ls.GetSessions(), err, second.welcome.GetSessionId())
+	}
+}

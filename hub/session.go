@@ -187,12 +187,19 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) error {
 			return err
 		}
 		// A resume of a session still live (its old transport not yet
-		// noticed as gone) replaces it.
-		live := false
-		s.proj.Read(func(st *projections.State) { _, live = st.Session(prev) })
-		if live && !slices.Contains(supersedes, prev) {
-			supersedes = append(supersedes, prev)
-		}
+		// noticed as gone) replaces it; so does a second resume of the same
+		// session (a client that never got the first one's Welcome): one
+		// resume secret never yields two live sessions.
+		s.proj.Read(func(st *projections.State) {
+			if _, live := st.Session(prev); live && !slices.Contains(supersedes, prev) {
+				supersedes = append(supersedes, prev)
+			}
+			for _, other := range st.Sessions(projections.Filter{User: user}) {
+				if other.Previous == prev && !slices.Contains(supersedes, other.ID) {
+					supersedes = append(supersedes, other.ID)
+				}
+			}
+		})
 	}
 
 	sess := &session{
