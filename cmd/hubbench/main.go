@@ -39,6 +39,8 @@ import (
 
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
 
 type options struct {
@@ -83,6 +85,12 @@ type Result struct {
 		GoVersion string `json:"go_version"`
 		FDLimit   uint64 `json:"fd_limit"`
 	} `json:"machine"`
+	// Baseline: one durable ledger append at a time, in this process, on
+	// the same disk, measured in the same run: the unit a kick costs two of.
+	Baseline struct {
+		AppendP50 float64 `json:"append_p50_ms"`
+		AppendP99 float64 `json:"append_p99_ms"`
+	} `json:"baseline"`
 	Sessions    int `json:"sessions"`
 	Connections int `json:"connections"`
 	Connect     struct {
@@ -172,6 +180,9 @@ func main() {
 func runBench(o options) error {
 	b := &bench{o: o}
 	b.machine()
+	if err := b.baseline(); err != nil {
+		return err
+	}
 	var cleanup []func()
 	defer func() {
 		for i := len(cleanup) - 1; i >= 0; i-- {
@@ -679,10 +690,12 @@ func (b *bench) summary(w io.Writer) {
 	fmt.Fprintf(w, "  connect     %.0f sessions/s (%d in %.2fs), every connect durable\n", r.Connect.PerSecond, r.Sessions, r.Connect.Seconds)
 	fmt.Fprintf(w, "  memory      per idle session: %.1f KB RSS (%.1f KB anonymous; the rest is the ledger's mmap), %.1f KB Go heap, %.1f KB stacks, %.2f goroutines (hubd RSS %.0f MiB)\n",
 		r.Memory.RSSPerSession/1024, r.Memory.AnonPerSession/1024, r.Memory.HeapPerSession/1024, r.Memory.StackPerSession/1024, r.Memory.GoroutinesPerSs, mib(r.Memory.RSS))
+	fmt.Fprintf(w, "  baseline    one durable ledger append: p50 %.2f ms, p99 %.2f ms (same disk, same run)\n", r.Baseline.AppendP50, r.Baseline.AppendP99)
 	if r.Kick.N > 0 {
 		fmt.Fprintf(w, "  kick        Kick call -> client sees its stream end: p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d kicks, %d others live\n",
 			r.Kick.EndP50, r.Kick.EndP99, r.Kick.EndMax, r.Kick.N, r.Kick.Live)
-		fmt.Fprintf(w, "              (Kick call returns p99 %.2f ms; Disconnect frame p99 %.2f ms; %d timeouts)\n", r.Kick.CallP99, r.Kick.FrameP99, r.Kick.Timeouts)
+		fmt.Fprintf(w, "              (Kick call returns p99 %.2f ms; Disconnect frame p99 %.2f ms; %d timeouts; p50 = %.1fx the baseline append, which a kick needs two of)\n",
+			r.Kick.CallP99, r.Kick.FrameP99, r.Kick.Timeouts, r.Kick.EndP50/max(r.Baseline.AppendP50, 0.001))
 	}
 	if r.Fanout.Rounds > 0 {
 		fmt.Fprintf(w, "  fan-out     %.0f deliveries/s (median of %d notify-all rounds to %d sessions; %d duplicates)\n",
@@ -744,4 +757,32 @@ func (b *bench) cpuProfile(name string) func() {
 		<-done
 		b.printf("cpu profile %s (%.0fs) saved", name, time.Since(start).Seconds())
 	}
+}
+
+// baseline times 300 sequential durable appends to a fresh ledger next to
+// hubd's data: what one fsynced event costs on this disk right now.
+func (b *bench) baseline() error {
+	dir, err := os.MkdirTemp(b.o.data, "hubbench-baseline-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	store, err := ledger.Open(filepath.Join(dir, "ledger.db"), nil)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	var ds []time.Duration
+	for i := range 300 {
+		ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, User: fmt.Sprintf("u%d", i), Device: "d",
+			Session: fmt.Sprintf("s%d", i), Node: "bench", Actor: "bench", Body: &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{}}}
+		t0 := time.Now()
+		if _, err := store.Append(context.Background(), ev); err != nil {
+			return err
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	b.res.Baseline.AppendP50, b.res.Baseline.AppendP99 = pct(ds, 50), pct(ds, 99)
+	b.printf("baseline: one durable append p50 %.2f ms, p99 %.2f ms", b.res.Baseline.AppendP50, b.res.Baseline.AppendP99)
+	return nil
 }
