@@ -19,17 +19,12 @@ import (
 
 // adminCall dials hubd and runs fn with an authenticated context.
 func adminCall(g *globals, what string, fn func(c hubpb.AdminClient, ctx context.Context) (proto.Message, error), out io.Writer, asJSON bool, human func(proto.Message) string) error {
-	conn, err := g.dial()
+	admin, ctx, done, err := g.admin()
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	ctx, cancel, err := g.adminCtx()
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	res, err := fn(hubpb.NewAdminClient(conn), ctx)
+	defer done()
+	res, err := fn(admin, ctx)
 	if err != nil {
 		return callError(what, err)
 	}
@@ -43,6 +38,21 @@ func adminCall(g *globals, what string, fn func(c hubpb.AdminClient, ctx context
 	}
 	fmt.Fprintln(out, human(res))
 	return nil
+}
+
+// admin dials hubd and returns an Admin client, an authenticated context
+// with the call timeout, and what to call when done.
+func (g *globals) admin() (hubpb.AdminClient, context.Context, func(), error) {
+	conn, err := g.dial()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel, err := g.adminCtx()
+	if err != nil {
+		conn.Close()
+		return nil, nil, nil, err
+	}
+	return hubpb.NewAdminClient(conn), ctx, func() { cancel(); conn.Close() }, nil
 }
 
 // compactJSON removes the random spaces protojson puts in its output.
@@ -279,17 +289,12 @@ func newSessions(g *globals) *cobra.Command {
   hubctl sessions --user alice --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := g.dial()
+			admin, ctx, done, err := g.admin()
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			ctx, cancel, err := g.adminCtx()
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			res, err := hubpb.NewAdminClient(conn).ListSessions(ctx, &req)
+			defer done()
+			res, err := admin.ListSessions(ctx, &req)
 			if err != nil {
 				return callError("sessions", err)
 			}
