@@ -77,3 +77,6 @@ func (s *Store) MergedChunks() (n int, err error) {
 	})
 	return n, err
 }
+
+// OpenReadTxs is how many bbolt read transactions are open.
+func (s *Store) OpenReadTxs() int { return s.db.Stats().OpenTxN }

@@ -15,6 +15,10 @@ import (
 // writer) when the file grows, so long scans hop between short ones.
 const scanChunk = 4096
 
+// scanBatch is how many decoded records Scan holds before it ends its read
+// transaction and hands them to its callback.
+const scanBatch = 512
+
 // ErrStop may be returned by a scan callback to end the scan early without
 // an error.
 var ErrStop = errors.New("stop scan")
@@ -37,18 +41,48 @@ func (s *Store) Get(seq uint64) (*Record, error) {
 // Scan calls fn for every record with from <= seq <= to in order (to == 0
 // means up to the head as it is when each chunk is read). fn may return
 // ErrStop to end early. A record that does not decode ends the scan with
-// ErrCorrupt naming its seq.
+// ErrCorrupt naming its seq, after fn has had every record before it.
+//
+// Records are decoded in batches inside short read transactions and fn
+// runs outside them, so a slow consumer (a gRPC client streaming an
+// export) never holds a read transaction open: one that stays open blocks
+// the writer whenever bbolt must grow its memory map.
 func (s *Store) Scan(ctx context.Context, from, to uint64, fn func(*Record) error) error {
 	if from == 0 {
 		from = 1
 	}
-	return s.scanRaw(ctx, from, to, func(k, v []byte) error {
-		r, err := DecodeRecord(k, v)
-		if err != nil {
+	batch := make([]*Record, 0, scanBatch)
+	for {
+		batch = batch[:0]
+		full := false
+		err := s.scanRaw(ctx, from, to, func(k, v []byte) error {
+			r, err := DecodeRecord(k, v)
+			if err != nil {
+				return err
+			}
+			batch = append(batch, r)
+			if len(batch) == scanBatch {
+				full = true
+				return ErrStop
+			}
+			return nil
+		})
+		for _, r := range batch {
+			if ferr := fn(r); ferr != nil {
+				if errors.Is(ferr, ErrStop) {
+					return nil
+				}
+				return ferr
+			}
+		}
+		if err != nil || !full {
 			return err
 		}
-		return fn(r)
-	})
+		from = batch[len(batch)-1].Seq + 1
+		if to != 0 && from > to {
+			return nil
+		}
+	}
 }
 
 // scanRaw walks the log bucket in chunks of short read transactions. The

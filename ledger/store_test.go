@@ -291,3 +291,45 @@ func TestUnencodableEventRefusedAlone(t *testing.T) {
 		t.Fatalf("head: got seq %d; want 1", h.Seq)
 	}
 }
+
+// TestScanCallbackHoldsNoReadTx: Scan's callback runs outside any read
+// transaction, so a consumer that blocks (a slow gRPC client of an export)
+// cannot stall the writer's remap; and every record still arrives once, in
+// order, also across batch boundaries and with ErrStop.
+func TestScanCallbackHoldsNoReadTx(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	ctx := context.Background()
+	var evs []*eventpb.Event
+	for i := range 1300 {
+		evs = append(evs, ledgertest.Event(eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, fmt.Sprintf("u%d", i%5), fmt.Sprintf("s%d", i)))
+	}
+	if _, err := s.Append(ctx, evs...); err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	err := s.Scan(ctx, 3, 1290, func(r *ledger.Record) error {
+		if n := s.OpenReadTxs(); n != 0 {
+			return fmt.Errorf("callback for seq %d runs with %d read transactions open", r.Seq, n)
+		}
+		seqs = append(seqs, r.Seq)
+		if r.Seq == 1200 {
+			return ledger.ErrStop
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seqs) != 1198 || seqs[0] != 3 || seqs[len(seqs)-1] != 1200 {
+		t.Fatalf("got %d records, %d..%d; want 3..1200", len(seqs), seqs[0], seqs[len(seqs)-1])
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] != seqs[i-1]+1 {
+			t.Fatalf("seq %d after %d", seqs[i], seqs[i-1])
+		}
+	}
+	n := 0
+	if err := s.Scan(ctx, 0, 0, func(*ledger.Record) error { n++; return nil }); err != nil || n != 1300 {
+		t.Fatalf("full scan: %d records, %v; want 1300", n, err)
+	}
+}
