@@ -517,3 +517,58 @@ func TestResumeRedeliversEveryTargetAcrossRestart(t *testing.T) {
 		t.Fatalf("redelivered seqs %v; want %v (the newest 3, in order)", got, want)
 	}
 }
+
+// stuck connects a client that never reads, then fills its stream with
+// notifications until the server's Send blocks on flow control.
+func (e *env) stuck(user string) *client {
+	e.t.Helper()
+	c := e.mustDial(user, "d")
+	big := make([]byte, 60<<10)
+	for i := range 40 {
+		big[0] = byte(i)
+		if _, err := e.admin.Notify(adminCtx(ctxT(e.t)), &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_USER, User: user, Topic: "bulk", Payload: big}); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// TestKickEndsAClientThatStopsReading: a kicked session whose handler is
+// stuck sending to a client that does not read still ends, within twice
+// the graceful timeout, recorded as kicked.
+func TestKickEndsAClientThatStopsReading(t *testing.T) {
+	e := newEnv(t, hub.Config{GracefulTimeout: 200 * time.Millisecond})
+	c := e.stuck("sloth")
+	from := e.store.Head().Seq
+	if _, err := e.admin.Kick(adminCtx(ctxT(t)), &hubpb.KickRequest{SessionId: c.welcome.GetSessionId(), Reason: "stuck"}); err != nil {
+		t.Fatal(err)
+	}
+	end := e.waitEvent(from, "session_disconnected of the stuck session", disconnectOf(c.welcome.GetSessionId()))
+	if got := end.Event.GetSessionDisconnected().GetCause(); got != eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED {
+		t.Fatalf("cause %v; want KICKED", got)
+	}
+}
+
+// TestForcedShutdownWithAStuckClient: when the shutdown's time is up,
+// sessions still stuck are closed, their ends recorded as server_shutdown,
+// and Shutdown returns (it used to deadlock on its own lock).
+func TestForcedShutdownWithAStuckClient(t *testing.T) {
+	e := newEnv(t, hub.Config{GracefulTimeout: 5 * time.Second})
+	c := e.stuck("sloth")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.srv.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("forced shutdown returned nil; want the deadline error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return 10 s after its deadline")
+	}
+	end := e.waitEvent(1, "session_disconnected of the stuck session", disconnectOf(c.welcome.GetSessionId()))
+	if got := end.Event.GetSessionDisconnected().GetCause(); got != eventpb.DisconnectCause_DISCONNECT_CAUSE_SERVER_SHUTDOWN {
+		t.Fatalf("cause %v; want SERVER_SHUTDOWN", got)
+	}
+}

@@ -372,11 +372,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = fmt.Errorf("hub shutdown: %w; closing remaining connections", ctx.Err())
+		// abort takes s.mu itself: collect first, abort after.
 		s.mu.Lock()
+		live := make([]*session, 0, len(s.sessions))
 		for _, sess := range s.sessions {
-			sess.abort()
+			live = append(live, sess)
 		}
 		s.mu.Unlock()
+		for _, sess := range live {
+			// Its handler may be stuck in a Send: give the end its cause
+			// first, so the end recorded when the Send fails says why.
+			sess.endWith(&Disconnect{Code: hubpb.DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN, Reason: "server shutting down (forced)",
+				Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: s.shutdownAdvice()}, true, time.Time{})
+			sess.abort()
+		}
 		select {
 		case <-done:
 		case <-time.After(2 * time.Second):

@@ -46,10 +46,25 @@ type session struct {
 
 // endWith asks the session to end; the first reason wins. Called from the
 // projection runner (kicks, bans, supersedes) and the session itself.
+//
+// A session whose handler is stuck in a Send (a client that stopped
+// reading, so flow control blocks) would never get to end itself: a
+// watchdog closes its transport if it is still registered after twice the
+// graceful timeout. The handler's Send then fails and it records the end
+// with the cause given here.
 func (ss *session) endWith(d *Disconnect, abort bool, at time.Time) {
 	ss.endOnce.Do(func() {
 		ss.end, ss.abortNow, ss.endAt = d, abort, at
 		close(ss.ended)
+		time.AfterFunc(2*ss.s.cfg.GracefulTimeout, func() {
+			ss.s.mu.Lock()
+			stuck := ss.s.sessions[ss.id] == ss
+			ss.s.mu.Unlock()
+			if stuck {
+				ss.s.log.Error("session did not end within twice the graceful timeout; closing its connection", "session", ss.id)
+				ss.abort()
+			}
+		})
 	})
 }
 
