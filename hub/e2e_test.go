@@ -234,6 +234,11 @@ func TestSupersedeOnePerDevice(t *testing.T) {
 		t.Fatalf("connect event supersedes %v; want [%s]", sup, old.welcome.GetSessionId())
 	}
 	_ = laptop // another device: untouched
+	// The end is durable; ListSessions reads the projections, which apply
+	// it a moment later.
+	if err := e.srv.Projections().WaitApplied(ctxT(t), end.Seq); err != nil {
+		t.Fatal(err)
+	}
 	list, err := e.admin.ListSessions(adminCtx(ctxT(t)), &hubpb.ListSessionsRequest{User: "gina"})
 	if err != nil || len(list.GetSessions()) != 2 {
 		t.Fatalf("gina's sessions: %v %v; want laptop and the new phone", list, err)
