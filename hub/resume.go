@@ -92,13 +92,15 @@ func (s *Server) checkResume(ctx context.Context, user string, r *hubpb.Resume, 
 // ledger's user and session indexes and, for broadcasts, from the recent
 // broadcasts the hub keeps (see broadcasts), so a resume costs a few index
 // reads however long the log grew since the client's last ack.
-func (s *Server) missedNotifications(ctx context.Context, user, prev string, lastAcked, upTo uint64) []*hubpb.Notification {
+// ok is false when the ledger could not be read (the resume goes on
+// without redelivery).
+func (s *Server) missedNotifications(ctx context.Context, user, prev string, lastAcked, upTo uint64) (missed []*hubpb.Notification, ok bool) {
+	if upTo <= 1 || lastAcked >= upTo-1 {
+		return nil, true
+	}
 	from := lastAcked + 1
 	if upTo > maxRedeliveryScan && from < upTo-maxRedeliveryScan {
 		from = upTo - maxRedeliveryScan
-	}
-	if from >= upTo {
-		return nil
 	}
 	var out []*hubpb.Notification
 	collect := func(target eventpb.NotificationTarget) func(*ledger.Record) error {
@@ -132,21 +134,36 @@ func (s *Server) missedNotifications(ctx context.Context, user, prev string, las
 	if err == nil {
 		var older uint64
 		out, older = s.bcast.since(out, from, upTo)
-		if older > from {
-			// Broadcasts from before what the hub has seen: read the log.
+		// Broadcasts below older are not in the ring. They matter only if
+		// fewer than RedeliveryLimit of the candidates at or above it were
+		// found: read them from the log.
+		if older > from && countFrom(out, older) < s.cfg.RedeliveryLimit {
 			err = s.store.Scan(ctx, from, older-1, collect(eventpb.NotificationTarget_NOTIFICATION_TARGET_ALL))
 		}
 	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		s.log.Error("reading missed notifications failed; resuming without them", "session", prev, "err", err)
-		return nil
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			s.log.Error("reading missed notifications failed; resuming without them", "session", prev, "err", err)
+		}
+		return nil, false
 	}
 	slices.SortFunc(out, func(a, b *hubpb.Notification) int { return cmp.Compare(a.GetSeq(), b.GetSeq()) })
 	out = slices.CompactFunc(out, func(a, b *hubpb.Notification) bool { return a.GetSeq() == b.GetSeq() })
 	if len(out) > s.cfg.RedeliveryLimit {
 		out = out[len(out)-s.cfg.RedeliveryLimit:]
 	}
-	return out
+	return out, true
+}
+
+// countFrom counts the notifications with seq >= from.
+func countFrom(ns []*hubpb.Notification, from uint64) int {
+	n := 0
+	for _, x := range ns {
+		if x.GetSeq() >= from {
+			n++
+		}
+	}
+	return n
 }
 
 func redelivery(rec *ledger.Record) *hubpb.Notification {
@@ -197,10 +214,11 @@ func (b *broadcasts) since(out []*hubpb.Notification, from, upTo uint64) ([]*hub
 		c.Redelivered = true
 		out = append(out, c)
 	}
-	// With the ring full, anything older than its oldest entry is beyond
-	// the redelivery limit anyway.
+	// With the ring full, it has lost the broadcasts older than its
+	// oldest entry (some of which may still be among the newest the caller
+	// needs: the ring can also hold broadcasts at or after upTo).
 	if len(b.ring) >= b.limit {
-		return out, 0
+		return out, max(b.from, b.ring[0].GetSeq())
 	}
 	return out, b.from
 }

@@ -258,8 +258,10 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) error {
 	// them now, while live ones queue in sess.notes.
 	var missed []*hubpb.Notification
 	if prev != "" {
-		missed = s.missedNotifications(ctx, user, prev, lastAcked, stamps[0].Seq)
-		sess.redeliveredBelow = stamps[0].Seq
+		var ok bool
+		if missed, ok = s.missedNotifications(ctx, user, prev, lastAcked, stamps[0].Seq); ok {
+			sess.redeliveredBelow = stamps[0].Seq
+		}
 	}
 	welcome := &hubpb.Welcome{SessionId: sess.id, ResumeSecret: s.resumeSecret(sess.id), HeartbeatIntervalMs: hb,
 		EventId: stamps[0].ID.String(), Seq: stamps[0].Seq, ResumedFrom: prev, Redelivering: uint32(len(missed))}
