@@ -126,6 +126,22 @@ func needsAdmin(fullMethod string) bool {
 	return true
 }
 
+// adminWrite reports the Admin methods that record an event.
+func adminWrite(fullMethod string) bool {
+	switch fullMethod {
+	case "/sessionledger.hub.v1.Admin/Kick", "/sessionledger.hub.v1.Admin/Ban",
+		"/sessionledger.hub.v1.Admin/Unban", "/sessionledger.hub.v1.Admin/Notify":
+		return true
+	}
+	return false
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
 func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	var got string
@@ -154,6 +170,12 @@ func (s *Server) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 		var err error
 		if ctx, err = s.authenticate(ctx); err != nil {
 			return nil, toStatus(err)
+		}
+		if adminWrite(info.FullMethod) && s.isClosing() {
+			// Once shutdown began the projections may be closed: an event
+			// would be recorded but never applied, and a retrying operator
+			// would record it twice.
+			return nil, toStatus(ErrShuttingDown)
 		}
 	}
 	resp, err := handler(ctx, req)

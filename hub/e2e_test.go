@@ -577,3 +577,24 @@ func TestForcedShutdownWithAStuckClient(t *testing.T) {
 		t.Fatalf("cause %v; want SERVER_SHUTDOWN", got)
 	}
 }
+
+// TestAdminWritesRefusedDuringShutdown: once shutdown began, Kick, Ban,
+// Unban and Notify are refused with Unavailable before anything is
+// recorded (the projections may already be closed).
+func TestAdminWritesRefusedDuringShutdown(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	ctx := ctxT(t)
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	head := e.store.Head().Seq
+	if _, err := e.admin.Kick(adminCtx(ctx), &hubpb.KickRequest{User: "u", Reason: "late"}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("kick during shutdown: %v; want Unavailable", err)
+	}
+	if _, err := e.admin.Notify(adminCtx(ctx), &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: "t"}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("notify during shutdown: %v; want Unavailable", err)
+	}
+	if got := e.store.Head().Seq; got != head {
+		t.Fatalf("ledger grew from %d to %d during shutdown", head, got)
+	}
+}
