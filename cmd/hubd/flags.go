@@ -179,8 +179,8 @@ func (o *options) validate() error {
 			errs = append(errs, fmt.Errorf("--%s %s: want a positive duration", d.name, d.v))
 		}
 	}
-	if o.idleTimeout < 0 {
-		errs = append(errs, fmt.Errorf("--idle-timeout %s: want a positive duration", o.idleTimeout))
+	if o.idleTimeout < 0 || (o.idleTimeout > 0 && o.idleTimeout < o.heartbeat) {
+		errs = append(errs, fmt.Errorf("--idle-timeout %s: want 0 (3 heartbeats) or at least the --heartbeat interval %s", o.idleTimeout, o.heartbeat))
 	}
 	for _, n := range []struct {
 		name string

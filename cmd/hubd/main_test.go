@@ -424,6 +424,7 @@ func TestRefusals(t *testing.T) {
 		{"missing JWT secret file", []string{"--jwt-secret-file", "/nonexistent/jwt"}, nil, "--jwt-secret-file: open /nonexistent/jwt"},
 		{"stray argument", []string{"serve"}, nil, "unexpected argument \"serve\""},
 		{"tls half", []string{"--tls-cert", "x.pem"}, nil, "--tls-cert and --tls-key go together"},
+		{"idle below heartbeat", []string{"--idle-timeout", "5s"}, nil, "--idle-timeout 5s: want 0 (3 heartbeats) or at least the --heartbeat interval 10s"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -459,5 +460,45 @@ func TestEnvironmentEquivalents(t *testing.T) {
 	}
 	if o.listen != "127.0.0.1:9999" || o.maxPerUser != 3 || o.onePerDevice || o.heartbeat != 4*time.Second {
 		t.Fatalf("options %+v: want env applied and the command line winning", o)
+	}
+}
+
+// TestSecondSignalForces: a session whose client stopped reading keeps a
+// graceful shutdown waiting; the second SIGTERM closes it at once, its end
+// is still recorded, and hubd exits (1: the stop was not clean).
+func TestSecondSignalForces(t *testing.T) {
+	data := t.TempDir()
+	p := startHubd(t, data, "--shutdown-timeout", "60s", "--graceful-timeout", "30s")
+	_, w := session(t, p.grpc, "sloth", "d") // never reads again
+	tok, err := hub.FirstAdminToken(filepath.Join(data, hub.AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+	admin := hubpb.NewAdminClient(dialConn(t, p.grpc))
+	big := make([]byte, 60<<10)
+	for range 40 {
+		if _, err := admin.Notify(ctx, &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_USER, User: "sloth", Topic: "bulk", Payload: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+		t.Fatalf("hubd exited on the first signal although a session was stuck:\n%s", p.output())
+	case <-time.After(500 * time.Millisecond):
+	}
+	start := time.Now()
+	code := p.signal(syscall.SIGTERM)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("second signal took %s to stop hubd", d)
+	}
+	if code != exitFailure || !strings.Contains(p.output(), "second signal: forcing shutdown") {
+		t.Errorf("exit %d; want 1 after a forced stop:\n%s", code, p.output())
+	}
+	if got := ends(t, data)[w.GetSessionId()]; got != eventpb.DisconnectCause_DISCONNECT_CAUSE_SERVER_SHUTDOWN {
+		t.Errorf("stuck session end cause %v; want SERVER_SHUTDOWN", got)
 	}
 }

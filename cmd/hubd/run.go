@@ -140,13 +140,18 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 		},
 		Logger: log.With("component", "hub"),
 	}
-	// Replaying a long ledger may take a while; a signal aborts it.
+	// Replaying a long ledger may take a while; a signal aborts it. A
+	// signal that arrives as the start completes is not lost: it becomes
+	// the shutdown signal.
 	startCtx, cancelStart := context.WithCancel(context.Background())
 	startDone := make(chan struct{})
+	startSig := make(chan os.Signal, 1)
 	go func() {
+		defer close(startSig)
 		select {
 		case s := <-sig:
-			log.Warn("signal during start-up; aborting", "signal", s.String())
+			log.Warn("signal during start-up; stopping", "signal", s.String())
+			startSig <- s
 			cancelStart()
 		case <-startDone:
 		}
@@ -154,8 +159,12 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 	begin := time.Now()
 	srv, err := hub.New(startCtx, store, cfg)
 	close(startDone)
+	caught, signalled := <-startSig
 	cancelStart()
 	if err != nil {
+		if signalled {
+			return exitOK, nil // stopped on request before serving anything
+		}
 		return exitFailure, err
 	}
 	cpSeq, replayed := srv.Projections().StartInfo()
@@ -210,13 +219,17 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 
 	code := exitOK
 	var runErr error
-	select {
-	case s := <-sig:
-		log.Info("shutting down: telling every session to reconnect later; a second signal forces it", "signal", s.String(), "sessions", srv.Live())
-	case err := <-serveErr:
-		runErr = err
-		code = exitFailure
-		log.Error("server failed; shutting down", "err", err)
+	if !signalled {
+		select {
+		case caught = <-sig:
+		case err := <-serveErr:
+			runErr = err
+			code = exitFailure
+			log.Error("server failed; shutting down", "err", err)
+		}
+	}
+	if runErr == nil {
+		log.Info("shutting down: telling every session to reconnect later; a second signal forces it", "signal", caught.String(), "sessions", srv.Live())
 	}
 
 	// Shutdown: every session gets Disconnect{server_shutdown, reconnect
