@@ -473,7 +473,13 @@ func (b *bench) connectAll(ctx context.Context) error {
 			b.printf("connect: %d sessions requested (%d live)", i+1, b.live.Load())
 		}
 	}
+	// Every connect either fails or welcomes a session that stays (nothing
+	// kicks during the ramp); bounded anyway.
+	rampDeadline := time.Now().Add(10 * time.Minute)
 	for b.live.Load()+failures.Load() < int64(n) {
+		if time.Now().After(rampDeadline) {
+			return fmt.Errorf("connect: only %d live and %d failed of %d after 10 minutes", b.live.Load(), failures.Load(), n)
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	d := time.Since(start)
@@ -527,7 +533,9 @@ func (b *bench) kickAll() error {
 		case <-ended:
 			s.mu.Lock()
 			ends = append(ends, s.endedAt.Sub(t0))
-			frames = append(frames, s.frameAt.Sub(t0))
+			if s.frameAt.After(t0) { // no frame: the stream ended without one
+				frames = append(frames, s.frameAt.Sub(t0))
+			}
 			s.mu.Unlock()
 		case <-time.After(5 * time.Second):
 			k.Timeouts++

@@ -94,6 +94,9 @@ func (s *sess) serve(st hubpb.Hub_ConnectClient) {
 			s.mu.Unlock()
 		}
 	}
+	// live drops before ended closes: whoever waits on ended (a kick) then
+	// sees the count without this session.
+	s.b.live.Add(-1)
 	s.mu.Lock()
 	s.endedAt = time.Now()
 	close(s.ended)
@@ -109,10 +112,8 @@ func (s *sess) run(ctx context.Context, st hubpb.Hub_ConnectClient) {
 		adv := s.advice
 		s.mu.Unlock()
 		if ctx.Err() != nil || adv.GetCode() != hubpb.DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN {
-			s.b.live.Add(-1)
 			return
 		}
-		s.b.live.Add(-1)
 		wait := time.Duration(adv.GetReconnectAfterMs()) * time.Millisecond
 		s.b.storm.advised(wait)
 		if !sleep(ctx, wait) {

@@ -110,8 +110,8 @@ client's connection at once. The client is told it may reconnect, unless
 				return usageError{errors.New("kick: --reason is required (it is recorded for the audit)")}
 			case noRecon && after > 0:
 				return usageError{errors.New("kick: --no-reconnect and --reconnect-after exclude each other")}
-			case after < 0:
-				return usageError{errors.New("kick: --reconnect-after must be positive")}
+			case after < 0 || (after > 0 && after < time.Millisecond):
+				return usageError{errors.New("kick: --reconnect-after must be at least 1ms")}
 			}
 			req.Mode = hubpb.KickMode_KICK_MODE_GRACEFUL
 			if abort {
@@ -148,7 +148,7 @@ func newBan(g *globals) *cobra.Command {
 		asJSON bool
 	)
 	c := &cobra.Command{
-		Use:   "ban --user U (--for DURATION | --until TIME) --reason R",
+		Use:   "ban --user U [--for DURATION | --until TIME] --reason R",
 		Short: "Ban a user: end their sessions and refuse their connects until the ban ends",
 		Long: `ban records a user_banned event; the user's live sessions end with cause
 banned and new connects are refused with PermissionDenied (recorded as
@@ -165,8 +165,9 @@ connect_rejected) until the ban expires or is lifted with unban. Without
 				return usageError{errors.New("ban: --reason is required (it is recorded for the audit)")}
 			case dur != 0 && until != "":
 				return usageError{errors.New("ban: --for and --until exclude each other")}
-			case dur < 0:
-				return usageError{errors.New("ban: --for must be positive")}
+			case dur < 0 || (dur > 0 && dur < time.Millisecond):
+				// 0 ms on the wire means "no expiry".
+				return usageError{errors.New("ban: --for must be at least 1ms (leave --for and --until out for a ban without expiry)")}
 			}
 			req.DurationMs = dur.Milliseconds()
 			if until != "" {

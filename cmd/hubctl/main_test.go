@@ -202,6 +202,8 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"ban", "--user", "u", "--reason", "x", "--until", "tomorrow"}, "want an RFC3339 time"},
 		{[]string{"ban", "--user", "u", "--reason", "x", "--until", "2001-01-01T00:00:00Z"}, "in the past"},
 		{[]string{"ban", "--reason", "x"}, "--user is required"},
+		{[]string{"ban", "--user", "u", "--reason", "x", "--for", "999us"}, "--for must be at least 1ms"},
+		{[]string{"kick", "--user", "u", "--reason", "x", "--reconnect-after", "500us"}, "--reconnect-after must be at least 1ms"},
 		{[]string{"notify", "--user", "u", "--all", "--topic", "t", "--data", "{}"}, "exactly one of"},
 		{[]string{"notify", "--user", "u", "--topic", "t", "--data", "{nope"}, "not valid JSON"},
 		{[]string{"kick", "--bogus"}, "unknown flag: --bogus"},
@@ -381,17 +383,26 @@ func TestConnectExitCodes(t *testing.T) {
 }
 
 // TestConnectReconnectResumes: with --reconnect a kick that allows coming
-// back is followed by a resume, and a notification sent meanwhile is
-// redelivered.
+// back after 300 ms is followed by a resume, and a notification sent in
+// between is redelivered.
 func TestConnectReconnectResumes(t *testing.T) {
 	h := startHub(t)
 	out, wait := h.connectCmd("--user", "eve", "--device", "d", "--reconnect", "--for", "3s")
 	waitLine(t, out, `"welcome"`)
-	if code, _, errs := h.ctl("kick", "--user", "eve", "--reason", "rebalance"); code != 0 {
+	if code, _, errs := h.ctl("kick", "--user", "eve", "--reason", "rebalance", "--reconnect-after", "300ms"); code != 0 {
 		t.Fatal(errs)
 	}
 	waitLine(t, out, `"will_reconnect":true`)
+	// Sent while eve is away (she waits at least 300 ms): redelivered on
+	// the resume.
+	if code, _, errs := h.ctl("notify", "--user", "eve", "--topic", "missed", "--data", `{"n":1}`); code != 0 {
+		t.Fatal(errs)
+	}
 	waitLine(t, out, `"resumed_from"`)
+	waitLine(t, out, `"redelivered":true`)
+	if !strings.Contains(out.String(), `"topic":"missed"`) {
+		t.Fatalf("the missed notification was not redelivered:\n%s", out.String())
+	}
 	if code, errs := wait(); code != 0 {
 		t.Fatalf("exit %d %q", code, errs)
 	}
