@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -235,30 +236,65 @@ func BenchmarkVerify(b *testing.B) {
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
 }
 
-// BenchmarkExport: auditq export --format jsonl over the whole log, to
-// io.Discard, with the peak heap in use sampled during the run (flat
+// BenchmarkExport: auditq export --format jsonl|csv over the whole log,
+// to io.Discard, with the peak heap in use sampled during the run (flat
 // memory means it does not grow with the log).
 func BenchmarkExport(b *testing.B) {
+	for _, format := range []string{audit.FormatJSONL, audit.FormatCSV} {
+		b.Run(format, func(b *testing.B) {
+			eng, _ := openBench(b)
+			benchExport(b, func() (uint64, error) {
+				var n uint64
+				err := eng.Export(context.Background(), countWriter{io.Discard, &n}, audit.Filter{}, format, time.UTC)
+				return n, err
+			})
+		})
+	}
+}
+
+// BenchmarkExportViaEvents is export as it was before Engine.Export: each
+// record Events delivers, decoded in full and formatted with AppendJSON.
+// It is the baseline BenchmarkExport is compared with in the same run.
+func BenchmarkExportViaEvents(b *testing.B) {
 	eng, _ := openBench(b)
-	ctx := context.Background()
-	runtime.GC()
-	var base runtime.MemStats
-	runtime.ReadMemStats(&base)
-	peak := sampleHeap()
-	var n uint64
-	var buf []byte
-	b.ResetTimer()
-	for b.Loop() {
-		err := eng.Events(ctx, audit.Filter{}, false, func(r *ledger.Record) error {
+	benchExport(b, func() (uint64, error) {
+		var n uint64
+		var buf []byte
+		err := eng.Events(context.Background(), audit.Filter{}, false, func(r *ledger.Record) error {
 			buf = audit.AppendJSON(buf[:0], r, time.UTC)
 			buf = append(buf, '\n')
 			_, err := io.Discard.Write(buf)
 			n++
 			return err
 		})
+		return n, err
+	})
+}
+
+// countWriter counts the lines written through it.
+type countWriter struct {
+	io.Writer
+	n *uint64
+}
+
+func (w countWriter) Write(p []byte) (int, error) {
+	*w.n += uint64(bytes.Count(p, []byte{'\n'}))
+	return w.Writer.Write(p)
+}
+
+func benchExport(b *testing.B, export func() (uint64, error)) {
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	peak := sampleHeap()
+	var n uint64
+	b.ResetTimer()
+	for b.Loop() {
+		m, err := export()
 		if err != nil {
 			b.Fatal(err)
 		}
+		n += m
 	}
 	b.StopTimer()
 	p := peak()

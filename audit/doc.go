@@ -18,7 +18,9 @@
 // of the window. State at a time (SessionsAt, BansAt, Replay) loads the
 // nearest projection snapshot and replays from it (projections.StateAtTime).
 // Results are handed to a callback one at a time, so exports and long
-// queries run in constant memory.
+// queries run in constant memory. Export formats a scan of the log itself,
+// decoding each event into one reused message, which is about twice as
+// fast as formatting the records Events delivers.
 //
 // # Damaged logs
 //
@@ -30,7 +32,13 @@
 //
 // # Concurrency
 //
-// Engine, Server and Client are safe for concurrent use. Authentication is
+// Engine, Server and Client are safe for concurrent use. Query callbacks,
+// export writes and Server's Sends run outside ledger read transactions:
+// records are read in batches whose transaction ends before they are handed
+// on, because a read transaction held open by a slow consumer (a gRPC
+// client, a pipe) blocks hubd's appends whenever bbolt must grow its memory
+// map. The one exception is Verify's progress callback, which the ledger
+// calls mid-scan: it must not block. Authentication is
 // the host's job: hubd guards the service with its admin token and Client
 // sends it as "authorization: Bearer <token>".
 package audit

@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/oklog/ulid/v2"
+
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
@@ -24,7 +26,7 @@ func AppendJSON(b []byte, r *ledger.Record, loc *time.Location) []byte {
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, r.Seq, 10)
 	b = append(b, `,"id":"`...)
-	b = append(b, r.ID.String()...)
+	b = appendID(b, r.ID)
 	b = append(b, `","time":"`...)
 	b = r.Time.In(loc).AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","type":"`...)
@@ -131,6 +133,14 @@ func CSVRow(row []string, r *ledger.Record, loc *time.Location) []string {
 func WriteCSV(w *csv.Writer, row []string, r *ledger.Record, loc *time.Location) ([]string, error) {
 	row = CSVRow(row, r, loc)
 	return row, w.Write(row)
+}
+
+// appendID appends id as ULID text, as id.String() would, without the
+// string.
+func appendID(b []byte, id ulid.ULID) []byte {
+	var t [ulid.EncodedSize]byte
+	_ = id.MarshalTextTo(t[:]) // fails only for a short buffer
+	return append(b, t[:]...)
 }
 
 const hexDigits = "0123456789abcdef"

@@ -134,18 +134,37 @@ func (s *Server) Replay(req *auditpb.ReplayRequest, stream grpc.ServerStreamingS
 	}))
 }
 
-// Verify implements auditpb.AuditServer.
+// Verify implements auditpb.AuditServer. The ledger reports progress from
+// inside its scan's read transaction, so progress goes to the client from
+// another goroutine, and an update is dropped rather than waited for: a
+// client that reads slowly must not hold a read transaction open, which
+// would stall hubd's appends whenever bbolt has to grow its memory map.
 func (s *Server) Verify(req *auditpb.VerifyRequest, stream grpc.ServerStreamingServer[auditpb.VerifyUpdate]) error {
 	q := VerifyQuery{From: req.GetFromSeq(), To: req.GetToSeq(), Since: fromNanos(req.GetSinceUnixNano()), Until: fromNanos(req.GetUntilUnixNano())}
+	progress := make(chan uint64, 1)
+	sent := make(chan error, 1)
+	go func() {
+		var err error
+		for seq := range progress {
+			if err == nil {
+				err = stream.Send(&auditpb.VerifyUpdate{Update: &auditpb.VerifyUpdate_ProgressSeq{ProgressSeq: seq}})
+			}
+		}
+		sent <- err
+	}()
 	var last time.Time
-	var sendErr error
 	res, err := s.eng.Verify(stream.Context(), q, func(seq uint64) {
-		if sendErr != nil || time.Since(last) < s.progressEvery {
+		if time.Since(last) < s.progressEvery {
 			return
 		}
 		last = time.Now()
-		sendErr = stream.Send(&auditpb.VerifyUpdate{Update: &auditpb.VerifyUpdate_ProgressSeq{ProgressSeq: seq}})
+		select {
+		case progress <- seq:
+		default: // the previous update is still on its way
+		}
 	})
+	close(progress)
+	sendErr := <-sent
 	if err != nil {
 		return toStatus(err)
 	}

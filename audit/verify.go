@@ -30,7 +30,9 @@ type VerifyResult struct {
 func (r VerifyResult) Intact() bool { return r.Broken == nil }
 
 // Verify recomputes the hash chain over the range and reports the first bad
-// seq. progress, if set, is called now and then with the last seq checked.
+// seq. progress, if set, is called now and then with the last seq checked,
+// from inside a read transaction of the scan: it must return quickly and
+// never wait for a client (see Server.Verify).
 // A broken chain is a result; the error is for a verification that could not
 // run.
 func (e *Engine) Verify(ctx context.Context, q VerifyQuery, progress func(seq uint64)) (VerifyResult, error) {

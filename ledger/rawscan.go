@@ -19,6 +19,8 @@ type RawRecord struct {
 	Seq  uint64
 	ID   ulid.ULID
 	Time time.Time
+	// Hash is the chain hash stored with the record, as Record.Hash.
+	Hash Hash
 	// Event is the protobuf encoding of the record's eventpb.Event (empty,
 	// not nil, for an empty event) or nil when the record holds none, as
 	// Record.Event would be nil. It is valid only during the callback.
@@ -46,7 +48,7 @@ func (s *Store) ScanRaw(ctx context.Context, from, to uint64, fn func(*RawRecord
 			if err != nil {
 				return err
 			}
-			r = RawRecord{Seq: full.Seq, ID: full.ID, Time: full.Time}
+			r = RawRecord{Seq: full.Seq, ID: full.ID, Time: full.Time, Hash: full.Hash}
 			if full.Event != nil {
 				scratch, err = proto.MarshalOptions{Deterministic: true}.MarshalAppend(scratch[:0], full.Event)
 				if err != nil {
@@ -127,6 +129,7 @@ func decodeRawFast(key, value []byte, r *RawRecord) bool {
 	r.Seq = seq
 	copy(r.ID[:], id)
 	r.Time = time.Unix(0, int64(gotTime)).UTC()
+	copy(r.Hash[:], value[:hashSize])
 	r.Event = event
 	return true
 }

@@ -55,7 +55,7 @@ func checkRawFast(t *testing.T, key, value []byte) (fast bool) {
 	if err != nil {
 		t.Fatalf("decodeRawFast accepted %x / %x; DecodeRecord: %v", key, value, err)
 	}
-	if r.Seq != full.Seq || r.ID != full.ID || !r.Time.Equal(full.Time) || r.Time.Location() != full.Time.Location() {
+	if r.Seq != full.Seq || r.ID != full.ID || !r.Time.Equal(full.Time) || r.Time.Location() != full.Time.Location() || r.Hash != full.Hash {
 		t.Fatalf("got seq %d id %s time %s; want %d %s %s", r.Seq, r.ID, r.Time, full.Seq, full.ID, full.Time)
 	}
 	if (r.Event == nil) != (full.Event == nil) {

@@ -17,7 +17,7 @@ import (
 )
 
 // scanBoth reads from..to with Scan and with ScanRaw and fails t unless
-// they give the same records: seq, id, time and event.
+// they give the same records: seq, id, time, hash and event.
 func scanBoth(t *testing.T, s *ledger.Store, from, to uint64) int {
 	t.Helper()
 	var want []*ledger.Record
@@ -31,7 +31,7 @@ func scanBoth(t *testing.T, s *ledger.Store, from, to uint64) int {
 		}
 		w := want[i]
 		i++
-		if r.Seq != w.Seq || r.ID != w.ID || !r.Time.Equal(w.Time) {
+		if r.Seq != w.Seq || r.ID != w.ID || !r.Time.Equal(w.Time) || r.Hash != w.Hash {
 			return fmt.Errorf("got seq %d id %s time %s; want %d %s %s", r.Seq, r.ID, r.Time, w.Seq, w.ID, w.Time)
 		}
 		if (r.Event == nil) != (w.Event == nil) {
