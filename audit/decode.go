@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sessionledger/sessionledger/internal/protowalk"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
 
@@ -133,7 +134,7 @@ func (sl *eventSlot) body(num protowire.Number, b []byte) bool {
 	case 20:
 		c := &sl.connected
 		*c = eventpb.SessionConnected{Supersedes: c.Supersedes[:0]}
-		ok := walk(b, func(num protowire.Number, wt protowire.Type, v uint64, x []byte) bool {
+		ok := protowalk.Walk(b, func(num protowire.Number, wt protowire.Type, v uint64, x []byte) bool {
 			switch {
 			case num == 1 && wt == protowire.BytesType:
 				if !sl.set(&c.RemoteAddr, x) {
@@ -159,7 +160,7 @@ func (sl *eventSlot) body(num protowire.Number, b []byte) bool {
 	case 21:
 		c := &sl.reconnected
 		*c = eventpb.SessionReconnected{Supersedes: c.Supersedes[:0]}
-		ok := walk(b, func(num protowire.Number, wt protowire.Type, v uint64, x []byte) bool {
+		ok := protowalk.Walk(b, func(num protowire.Number, wt protowire.Type, v uint64, x []byte) bool {
 			switch {
 			case num == 1 && wt == protowire.BytesType:
 				if !setStr(&c.PreviousSession, x) {
@@ -192,7 +193,7 @@ func (sl *eventSlot) body(num protowire.Number, b []byte) bool {
 		n := &sl.notification
 		*n = eventpb.NotificationSent{}
 		ev.Body = &sl.wNotification
-		return walk(b, func(num protowire.Number, wt protowire.Type, v uint64, x []byte) bool {
+		return protowalk.Walk(b, func(num protowire.Number, wt protowire.Type, v uint64, x []byte) bool {
 			switch {
 			case num == 1 && wt == protowire.VarintType:
 				n.Target = eventpb.NotificationTarget(int32(v))
@@ -211,7 +212,7 @@ func (sl *eventSlot) body(num protowire.Number, b []byte) bool {
 		k := &sl.kick
 		*k = eventpb.KickRequested{}
 		ev.Body = &sl.wKick
-		return walk(b, func(num protowire.Number, wt protowire.Type, v uint64, _ []byte) bool {
+		return protowalk.Walk(b, func(num protowire.Number, wt protowire.Type, v uint64, _ []byte) bool {
 			if wt != protowire.VarintType {
 				return false
 			}
@@ -233,7 +234,7 @@ func (sl *eventSlot) body(num protowire.Number, b []byte) bool {
 		u := &sl.banned
 		*u = eventpb.UserBanned{}
 		ev.Body = &sl.wBanned
-		return walk(b, func(num protowire.Number, wt protowire.Type, v uint64, _ []byte) bool {
+		return protowalk.Walk(b, func(num protowire.Number, wt protowire.Type, v uint64, _ []byte) bool {
 			if num != 1 || wt != protowire.VarintType {
 				return false
 			}
@@ -248,7 +249,7 @@ func (sl *eventSlot) body(num protowire.Number, b []byte) bool {
 		d := &sl.disconnected
 		*d = eventpb.SessionDisconnected{}
 		ev.Body = &sl.wDisconnected
-		return walk(b, func(num protowire.Number, wt protowire.Type, v uint64, x []byte) bool {
+		return protowalk.Walk(b, func(num protowire.Number, wt protowire.Type, v uint64, x []byte) bool {
 			switch {
 			case num == 1 && wt == protowire.VarintType:
 				d.Cause = eventpb.DisconnectCause(int32(v))
@@ -271,7 +272,7 @@ func (sl *eventSlot) body(num protowire.Number, b []byte) bool {
 		c := &sl.rejected
 		*c = eventpb.ConnectRejected{}
 		ev.Body = &sl.wRejected
-		return walk(b, func(num protowire.Number, wt protowire.Type, v uint64, x []byte) bool {
+		return protowalk.Walk(b, func(num protowire.Number, wt protowire.Type, v uint64, x []byte) bool {
 			switch {
 			case num == 1 && wt == protowire.BytesType:
 				if !sl.set(&c.Code, x) {
@@ -290,37 +291,6 @@ func (sl *eventSlot) body(num protowire.Number, b []byte) bool {
 		}, 0)
 	}
 	return false
-}
-
-// walk calls fn for each field of a canonical encoding in b: number order,
-// each at most once but for the field numbered repeated (0: none), varint
-// values in v and length-delimited ones in x. It reports false for anything
-// else or when fn does.
-func walk(b []byte, fn func(num protowire.Number, wt protowire.Type, v uint64, x []byte) bool, repeated protowire.Number) bool {
-	var last protowire.Number
-	for len(b) > 0 {
-		num, wt, n := protowire.ConsumeTag(b)
-		if n < 0 || num < last || (num == last && num != repeated) {
-			return false
-		}
-		last = num
-		b = b[n:]
-		var v uint64
-		var x []byte
-		switch wt {
-		case protowire.VarintType:
-			v, n = protowire.ConsumeVarint(b)
-		case protowire.BytesType:
-			x, n = protowire.ConsumeBytes(b)
-		default:
-			return false
-		}
-		if n < 0 || !fn(num, wt, v, x) {
-			return false
-		}
-		b = b[n:]
-	}
-	return true
 }
 
 // set sets *dst to b, shared with earlier records through the interner,

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sessionledger/sessionledger/internal/protowalk"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
 
@@ -172,7 +173,7 @@ func (sl *eventSlot) decodeBody(ev *eventpb.Event, num protowire.Number, b []byt
 	case 20:
 		c := &sl.connected
 		*c = eventpb.SessionConnected{}
-		ok := walk(b, func(f protowire.Number, wt protowire.Type, v uint64, s []byte) (ok bool) {
+		ok := protowalk.Walk(b, func(f protowire.Number, wt protowire.Type, v uint64, s []byte) (ok bool) {
 			ok = true
 			switch {
 			case f == 1 && wt == protowire.BytesType:
@@ -195,7 +196,7 @@ func (sl *eventSlot) decodeBody(ev *eventpb.Event, num protowire.Number, b []byt
 	case 21:
 		c := &sl.reconnected
 		*c = eventpb.SessionReconnected{}
-		ok := walk(b, func(f protowire.Number, wt protowire.Type, v uint64, s []byte) (ok bool) {
+		ok := protowalk.Walk(b, func(f protowire.Number, wt protowire.Type, v uint64, s []byte) (ok bool) {
 			ok = true
 			switch {
 			case f == 1 && wt == protowire.BytesType:
@@ -220,14 +221,14 @@ func (sl *eventSlot) decodeBody(ev *eventpb.Event, num protowire.Number, b []byt
 		ev.Body = &sl.wReconnected
 		return ok
 	case 22: // NotificationSent: target, topic, payload
-		return walk(b, func(f protowire.Number, wt protowire.Type, _ uint64, s []byte) bool {
+		return protowalk.Walk(b, func(f protowire.Number, wt protowire.Type, _ uint64, s []byte) bool {
 			return (f == 1 && wt == protowire.VarintType) || (f == 2 && wt == protowire.BytesType && utf8.Valid(s)) ||
 				(f == 3 && wt == protowire.BytesType)
 		}, 0) && !keep
 	case 23:
 		k := &sl.kick
 		*k = eventpb.KickRequested{}
-		ok := walk(b, func(f protowire.Number, wt protowire.Type, v uint64, _ []byte) bool {
+		ok := protowalk.Walk(b, func(f protowire.Number, wt protowire.Type, v uint64, _ []byte) bool {
 			if wt != protowire.VarintType {
 				return false
 			}
@@ -251,7 +252,7 @@ func (sl *eventSlot) decodeBody(ev *eventpb.Event, num protowire.Number, b []byt
 	case 24:
 		u := &sl.banned
 		*u = eventpb.UserBanned{}
-		ok := walk(b, func(f protowire.Number, wt protowire.Type, v uint64, _ []byte) bool {
+		ok := protowalk.Walk(b, func(f protowire.Number, wt protowire.Type, v uint64, _ []byte) bool {
 			if f != 1 || wt != protowire.VarintType {
 				return false
 			}
@@ -269,7 +270,7 @@ func (sl *eventSlot) decodeBody(ev *eventpb.Event, num protowire.Number, b []byt
 	case 26:
 		d := &sl.disconnected
 		*d = eventpb.SessionDisconnected{}
-		ok := walk(b, func(f protowire.Number, wt protowire.Type, v uint64, s []byte) (ok bool) {
+		ok := protowalk.Walk(b, func(f protowire.Number, wt protowire.Type, v uint64, s []byte) (ok bool) {
 			ok = true
 			switch {
 			case f == 1 && wt == protowire.VarintType:
@@ -296,7 +297,7 @@ func (sl *eventSlot) decodeBody(ev *eventpb.Event, num protowire.Number, b []byt
 		ev.Body = &sl.wDisconnected
 		return ok
 	case 27: // ConnectRejected: code, count, remote_addr
-		return walk(b, func(f protowire.Number, wt protowire.Type, _ uint64, s []byte) bool {
+		return protowalk.Walk(b, func(f protowire.Number, wt protowire.Type, _ uint64, s []byte) bool {
 			return (f == 1 && wt == protowire.BytesType && utf8.Valid(s)) || (f == 2 && wt == protowire.VarintType) ||
 				(f == 3 && wt == protowire.BytesType && utf8.Valid(s))
 		}, 0) && !keep
@@ -314,35 +315,4 @@ func text(keep bool, s []byte) (string, bool) {
 		return "", true
 	}
 	return string(s), true
-}
-
-// walk calls fn for each field of the canonical encoding b: fields in
-// number order, each once except number repeated (0: none), varint or
-// length-delimited only. It reports false at the first field fn refuses
-// (fn checks wire types and UTF-8) or anything else.
-func walk(b []byte, fn func(num protowire.Number, wt protowire.Type, v uint64, s []byte) bool, repeated protowire.Number) bool {
-	var last protowire.Number
-	for len(b) > 0 {
-		num, wt, n := protowire.ConsumeTag(b)
-		if n < 0 || num < last || (num == last && num != repeated) {
-			return false
-		}
-		last = num
-		b = b[n:]
-		var v uint64
-		var s []byte
-		switch wt {
-		case protowire.VarintType:
-			v, n = protowire.ConsumeVarint(b)
-		case protowire.BytesType:
-			s, n = protowire.ConsumeBytes(b)
-		default:
-			return false
-		}
-		if n < 0 || !fn(num, wt, v, s) {
-			return false
-		}
-		b = b[n:]
-	}
-	return true
 }
