@@ -16,7 +16,7 @@ import (
 // seq of the last record in the copy.
 func (s *Store) BackupTo(w io.Writer) (uint64, error) {
 	var last uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		if k, _ := tx.Bucket(bucketLog).Cursor().Last(); k != nil {
 			last = binary.BigEndian.Uint64(k)
 		}

@@ -26,7 +26,7 @@ func (s *Store) PutBlob(ctx context.Context, key string, value []byte) error {
 // GetBlob returns a copy of the blob stored under key, or nil if none is.
 func (s *Store) GetBlob(key string) ([]byte, error) {
 	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketBlobs).Get([]byte(key)); v != nil {
 			out = append([]byte{}, v...)
 		}
@@ -41,7 +41,7 @@ func (s *Store) GetBlob(key string) ([]byte, error) {
 func (s *Store) LastBlob(prefix, upTo string) (string, []byte, error) {
 	var key string
 	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketBlobs).Cursor()
 		k, v := c.Seek([]byte(upTo))
 		switch {

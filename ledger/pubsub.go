@@ -224,7 +224,7 @@ func (s *Store) group(topic, name string, start uint64) (*group, error) {
 		return g, nil
 	}
 	next := start
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketOffsets).Get([]byte(key)); len(v) == 8 {
 			next = binary.BigEndian.Uint64(v)
 		}

@@ -26,7 +26,7 @@ var ErrStop = errors.New("stop scan")
 // Get returns the record at seq, or ErrNotFound.
 func (s *Store) Get(seq uint64) (*Record, error) {
 	var r *Record
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketLog).Get(seqKey(seq))
 		if v == nil {
 			return fmt.Errorf("%w: seq %d", ErrNotFound, seq)
@@ -94,7 +94,7 @@ func (s *Store) scanRaw(ctx context.Context, from, to uint64, fn func(k, v []byt
 			return err
 		}
 		done := false
-		err := s.db.View(func(tx *bolt.Tx) error {
+		err := s.view(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketLog).Cursor()
 			n := 0
 			for k, v := c.Seek(seqKey(next)); ; k, v = c.Next() {
@@ -132,7 +132,7 @@ func (s *Store) scanRaw(ctx context.Context, from, to uint64, fn func(k, v []byt
 func (s *Store) SeqAtTime(t time.Time) (uint64, error) {
 	head := s.Head().Seq
 	lo, hi := uint64(1), head+1 // answer in [lo, hi]
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLog)
 		if k, _ := b.Cursor().Last(); k != nil {
 			hi = binary.BigEndian.Uint64(k) + 1
@@ -233,7 +233,7 @@ func (s *Store) byIndex(ctx context.Context, kind indexKind, name string, from, 
 func (s *Store) readIndex(kind indexKind, name string, from, to uint64, limit int) ([]*Record, bool, error) {
 	var out []*Record
 	more := false
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		seqs, err := indexSeqs(tx, kind, name, from, to, limit+1, nil)
 		if err != nil {
 			return err

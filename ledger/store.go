@@ -255,6 +255,19 @@ func (s *Store) init() error {
 	})
 }
 
+// view runs fn in a read transaction. After Close it returns ErrClosed, as
+// documented, instead of bbolt's "database not open".
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	if s.Closed() {
+		return ErrClosed
+	}
+	err := s.db.View(fn)
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
 // Path is the file the store was opened from.
 func (s *Store) Path() string { return s.path }
 

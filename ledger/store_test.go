@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -331,5 +332,57 @@ func TestScanCallbackHoldsNoReadTx(t *testing.T) {
 	n := 0
 	if err := s.Scan(ctx, 0, 0, func(*ledger.Record) error { n++; return nil }); err != nil || n != 1300 {
 		t.Fatalf("full scan: %d records, %v; want 1300", n, err)
+	}
+}
+
+// TestEveryCallAfterCloseIsErrClosed: errors.go promises ErrClosed from
+// every call after Close, reads included (bbolt itself says "database not
+// open").
+func TestEveryCallAfterCloseIsErrClosed(t *testing.T) {
+	s, err := ledger.Open(filepath.Join(t.TempDir(), "ledger.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, connected("u", "s")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	each := func(*ledger.Record) error { return nil }
+	calls := map[string]func() error{
+		"Append":  func() error { _, err := s.Append(ctx, connected("u", "s")); return err },
+		"Get":     func() error { _, err := s.Get(1); return err },
+		"Scan":    func() error { return s.Scan(ctx, 0, 0, each) },
+		"ScanRaw": func() error { return s.ScanRaw(ctx, 0, 0, func(*ledger.RawRecord) error { return nil }) },
+		"ScanTime": func() error {
+			return s.ScanTime(ctx, time.Unix(1, 0), time.Time{}, each)
+		},
+		"SeqAtTime": func() error { _, err := s.SeqAtTime(time.Unix(1, 0)); return err },
+		"ByUser":    func() error { return s.ByUser(ctx, "u", 0, 0, each) },
+		"BySession": func() error { return s.BySession(ctx, "s", 0, 0, each) },
+		"ByTopic":   func() error { return s.ByTopic(ctx, ledger.EventsTopic, 0, 0, each) },
+		"Verify":    func() error { _, err := s.Verify(ctx, 0, 0, nil); return err },
+		"Backup": func() error {
+			_, err := s.Backup(ctx, filepath.Join(t.TempDir(), "b.db"))
+			return err
+		},
+		"BackupTo":    func() error { _, err := s.BackupTo(io.Discard); return err },
+		"GetBlob":     func() error { _, err := s.GetBlob("k"); return err },
+		"LastBlob":    func() error { _, _, err := s.LastBlob("", "z"); return err },
+		"PutBlob":     func() error { return s.PutBlob(ctx, "k", nil) },
+		"GroupOffset": func() error { _, err := s.GroupOffset("t", "g"); return err },
+		"Subscribe": func() error {
+			sub := ledger.NewSubscriber(s, ledger.SubscriberConfig{})
+			defer sub.Close()
+			_, err := sub.Subscribe(ctx, "t")
+			return err
+		},
+		"Err": func() error { return s.Err() },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, ledger.ErrClosed) {
+			t.Errorf("%s after Close: got %v; want ErrClosed", name, err)
+		}
 	}
 }

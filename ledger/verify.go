@@ -31,7 +31,7 @@ func (s *Store) Verify(ctx context.Context, from, to uint64, progress VerifyProg
 	}
 	var prev Hash
 	if from > 1 {
-		err := s.db.View(func(tx *bolt.Tx) error {
+		err := s.view(func(tx *bolt.Tx) error {
 			v := tx.Bucket(bucketLog).Get(seqKey(from - 1))
 			if len(v) < hashSize {
 				return &ChainError{Seq: from - 1, Reason: "anchor record missing or truncated"}
