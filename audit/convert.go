@@ -233,3 +233,19 @@ func timelineFromPB(p *auditpb.TimelineEntry) TimelineEntry {
 		Session: p.GetSession(), Actor: p.GetActor(), Text: p.GetText(),
 	}
 }
+
+func rangesToPB(rs []SeqRange) []*auditpb.SeqRange {
+	var out []*auditpb.SeqRange
+	for _, r := range rs {
+		out = append(out, &auditpb.SeqRange{FromSeq: r.From, ToSeq: r.To})
+	}
+	return out
+}
+
+func rangesFromPB(rs []*auditpb.SeqRange) []SeqRange {
+	var out []SeqRange
+	for _, r := range rs {
+		out = append(out, SeqRange{r.GetFromSeq(), r.GetToSeq()})
+	}
+	return out
+}

@@ -24,11 +24,12 @@
 //
 // # Damaged logs
 //
-// A record that does not decode is skipped where that is safe (event
-// queries, export, stats): the query goes on and ends with a *CorruptError
-// listing the skipped seqs. Queries that rebuild state stop at it, since
-// the state after a lost event is not known. Verify reports the first bad
-// seq of the chain as a result, not an error.
+// A record that does not decode, and a seq missing from the log (the seqs
+// of a log are consecutive, so a deleted record leaves a gap), are skipped
+// where that is safe (event queries, export, stats): the query goes on and
+// ends with a *CorruptError listing the skipped seqs. Queries that rebuild
+// state stop at them, since the state after a lost event is not known.
+// Verify reports the first bad seq of the chain as a result, not an error.
 //
 // # Concurrency
 //

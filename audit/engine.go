@@ -1,8 +1,10 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -77,15 +79,15 @@ func (f *Filter) Match(r *ledger.Record) bool {
 
 // seqRange turns a time window into a seq range [from, to]; empty reports
 // a window with no record in it. to == 0 means up to the head.
-func (e *Engine) seqRange(since, until time.Time) (from, to uint64, empty bool, err error) {
+func (e *Engine) seqRange(ctx context.Context, since, until time.Time) (from, to uint64, empty bool, err error) {
 	from = 1
 	if !since.IsZero() {
-		if from, err = e.store.SeqAtTime(since); err != nil {
+		if from, err = e.seqAtTime(ctx, since); err != nil {
 			return 0, 0, false, err
 		}
 	}
 	if !until.IsZero() {
-		end, err := e.store.SeqAtTime(until)
+		end, err := e.seqAtTime(ctx, until)
 		if err != nil {
 			return 0, 0, false, err
 		}
@@ -95,6 +97,37 @@ func (e *Engine) seqRange(since, until time.Time) (from, to uint64, empty bool, 
 		to = end - 1
 	}
 	return from, to, false, nil
+}
+
+// seqAtTime is the ledger's SeqAtTime: the first seq at or after t. That
+// is a binary search, which fails where it lands on a record that is
+// missing or does not decode; then a scan finds the answer, stepping over
+// the damage (the query's own read reports it, if it falls in its window).
+func (e *Engine) seqAtTime(ctx context.Context, t time.Time) (uint64, error) {
+	seq, err := e.store.SeqAtTime(t)
+	if err == nil || !errors.Is(err, ledger.ErrCorrupt) {
+		return seq, err
+	}
+	next, found := uint64(1), uint64(0)
+	for {
+		err := e.store.ScanRaw(ctx, next, 0, func(r *ledger.RawRecord) error {
+			next = r.Seq + 1
+			if !r.Time.Before(t) {
+				found = r.Seq
+				return ledger.ErrStop
+			}
+			return nil
+		})
+		switch {
+		case found != 0:
+			return found, nil
+		case err == nil:
+			return next, nil // every record is before t
+		case !errors.Is(err, ledger.ErrCorrupt):
+			return 0, err
+		}
+		next = e.skipDamaged(next, 0, &corruptions{}, err)
+	}
 }
 
 // Events calls fn for every event that matches f, in log order. With follow
@@ -107,7 +140,7 @@ func (e *Engine) Events(ctx context.Context, f Filter, follow bool, fn func(*led
 	if err := f.Validate(); err != nil {
 		return err
 	}
-	from, to, empty, err := e.seqRange(f.Since, f.Until)
+	from, to, empty, err := e.seqRange(ctx, f.Since, f.Until)
 	if err != nil || empty {
 		return err
 	}
@@ -183,8 +216,8 @@ func (e *Engine) follow(ctx context.Context, f *Filter, next uint64, c *corrupti
 // read delivers the records of [from, to] (to 0: the head) that may match f,
 // through an index when f names a session or user, and returns the seq after
 // the last one it looked at. An index read that meets a record it cannot
-// decode goes on as a filtered scan of the log from there, skipping the
-// damaged record.
+// decode, or that names a seq the log lacks, goes on as a filtered scan of
+// the log from there, which skips and reports the damage (c).
 func (e *Engine) read(ctx context.Context, f *Filter, from, to uint64, c *corruptions, deliver func(*ledger.Record) error) (uint64, error) {
 	next := from
 	track := func(r *ledger.Record) error {
@@ -202,7 +235,17 @@ func (e *Engine) read(ctx context.Context, f *Filter, from, to uint64, c *corrup
 		return e.scan(ctx, from, to, c, deliver)
 	}
 	if err != nil && errors.Is(err, ledger.ErrCorrupt) {
-		return e.scan(ctx, next, to, c, deliver)
+		// The scan meets the damage the index met, and reports it: a
+		// record that does not decode, or the gap where a record the index
+		// names was deleted. Only a record deleted from the very end of the
+		// log leaves no gap, so an index error the scan did not explain is
+		// kept.
+		found, indexErr := c.found(), err
+		next, err = e.scan(ctx, next, to, c, deliver)
+		if err == nil && c.found() == found && c.index == nil {
+			c.index = fmt.Errorf("%w; the records were read from the log instead (run verify)", indexErr)
+		}
+		return next, err
 	}
 	if err == nil {
 		// The index is exhausted: every record up to head has been looked at.
@@ -216,45 +259,121 @@ func (e *Engine) read(ctx context.Context, f *Filter, from, to uint64, c *corrup
 	return next, err
 }
 
-// scan delivers every record of [from, to] in order, skipping records that
-// do not decode (recorded in c), and returns the seq after the last one.
+// scan delivers every record of [from, to] in order and returns the seq
+// after the last one. It skips the records that do not decode, and notes
+// in c the seqs the log jumps over (deleted records): the seqs of a log
+// are consecutive, so any jump is damage.
 func (e *Engine) scan(ctx context.Context, from, to uint64, c *corruptions, fn func(*ledger.Record) error) (uint64, error) {
 	next := from
 	for {
+		stopped := false
 		err := e.store.Scan(ctx, next, to, func(r *ledger.Record) error {
+			if r.Seq > next {
+				c.addMissing(next, r.Seq-1)
+			}
 			next = r.Seq + 1
-			return fn(r)
+			if err := fn(r); err != nil {
+				stopped = true
+				return err
+			}
+			return nil
 		})
-		if err == nil || !errors.Is(err, ledger.ErrCorrupt) {
+		if stopped || err != nil && !errors.Is(err, ledger.ErrCorrupt) {
 			return next, err
 		}
-		// The record at next did not decode: skip it and go on.
-		c.add(next, err)
-		next++
+		if err == nil {
+			if to != 0 && next <= to {
+				c.addMissing(next, to) // the log ends early
+			}
+			return next, nil
+		}
+		next = e.skipDamaged(next, to, c, err)
 		if to != 0 && next > to {
 			return next, nil
 		}
 	}
 }
 
-// corruptions collects the records a query skipped.
+// skipDamaged is called when a read of the log from seq ended with
+// ErrCorrupt (err): the first record at or after seq does not decode. It
+// notes that record in c, and the seqs before it as missing, and returns
+// the seq after it.
+func (e *Engine) skipDamaged(seq, to uint64, c *corruptions, err error) uint64 {
+	last := e.store.Head().Seq
+	if to != 0 && to < last {
+		last = to
+	}
+	for s := seq; s <= last; s++ {
+		_, gerr := e.store.Get(s)
+		if errors.Is(gerr, ledger.ErrNotFound) {
+			continue
+		}
+		if s > seq {
+			c.addMissing(seq, s-1)
+		}
+		if gerr != nil {
+			err = gerr // names the seq
+		}
+		c.add(s, err)
+		return s + 1
+	}
+	c.add(seq, err)
+	return seq + 1
+}
+
+// maxNoted bounds the damaged records a query lists.
+const maxNoted = 1000
+
+// corruptions collects the damage a query skipped: records that do not
+// decode, and seqs missing from the log.
 type corruptions struct {
-	seqs  []uint64
-	first error
+	seqs    []uint64
+	missing []SeqRange
+	first   error
+	// index is an index error that the scan of the log did not explain.
+	index error
 }
 
 func (c *corruptions) add(seq uint64, err error) {
+	if slices.Contains(c.seqs, seq) {
+		return // a query that reads twice (a timeline) meets it twice
+	}
 	if c.first == nil {
 		c.first = err
 	}
-	if len(c.seqs) < 1000 {
+	if len(c.seqs) < maxNoted {
 		c.seqs = append(c.seqs, seq)
 	}
 }
 
+func (c *corruptions) addMissing(from, to uint64) {
+	r := SeqRange{from, to}
+	for i, m := range c.missing {
+		if r.From <= m.To+1 && m.From <= r.To+1 {
+			c.missing[i] = SeqRange{min(m.From, r.From), max(m.To, r.To)}
+			return
+		}
+	}
+	if c.first == nil {
+		c.first = fmt.Errorf("%w: seq %s missing from the log", ledger.ErrCorrupt, r)
+	}
+	if len(c.missing) < maxNoted {
+		c.missing = append(c.missing, r)
+	}
+}
+
+// found is how much damage c holds.
+func (c *corruptions) found() int { return len(c.seqs) + len(c.missing) }
+
 func (c *corruptions) err() error {
-	if len(c.seqs) == 0 {
+	if c.found() == 0 {
+		if c.index != nil {
+			return c.index
+		}
 		return nil
 	}
-	return &CorruptError{Seqs: c.seqs, Err: c.first}
+	seqs, missing := slices.Clone(c.seqs), slices.Clone(c.missing)
+	slices.Sort(seqs)
+	slices.SortFunc(missing, func(a, b SeqRange) int { return cmp.Compare(a.From, b.From) })
+	return &CorruptError{Seqs: seqs, Missing: missing, Err: c.first}
 }

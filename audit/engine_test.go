@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -453,6 +455,141 @@ func TestCorruptSkipped(t *testing.T) {
 	stats, err := c.Stats(ctxT(t), audit.Filter{})
 	if ce := (*audit.CorruptError)(nil); !errors.As(err, &ce) || stats.Events != audittest.Events-1 {
 		t.Errorf("Stats through the service = %d events, %v; want %d and a CorruptError", stats.Events, err, audittest.Events-1)
+	}
+}
+
+// damaged builds the fixture, changes its log bucket with change, and
+// serves the result as the Engine and as a Client of the Audit service.
+func damaged(t *testing.T, change func(log *bolt.Bucket) error) (*audit.Engine, *audit.Client) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	audittest.Build(t, path)
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return change(tx.Bucket([]byte("log"))) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	st, err := ledger.Open(path, &ledger.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	g := grpc.NewServer()
+	audit.RegisterServer(g, audit.NewServer(st))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(l)
+	t.Cleanup(g.Stop)
+	c, err := audit.NewClient(l.Addr().String(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return audit.NewEngine(st), c
+}
+
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+// TestMissingRecords: the seqs of a log are consecutive, so a record
+// deleted from the file leaves a gap that event queries, export and stats
+// report (with every other record), locally and through the hub, and that
+// replay stops at.
+func TestMissingRecords(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		change      func(log *bolt.Bucket) error
+		wantSeqs    []uint64
+		wantMissing []audit.SeqRange
+		wantText    string
+		wantReplay  string
+	}{
+		{"one deleted", func(log *bolt.Bucket) error { return log.Delete(seqKey(9)) },
+			nil, []audit.SeqRange{{9, 9}}, "seq 9 missing from the log; the other records were read (run verify)", "seq 9 missing"},
+		{"two deleted", func(log *bolt.Bucket) error {
+			return errors.Join(log.Delete(seqKey(9)), log.Delete(seqKey(10)))
+		}, nil, []audit.SeqRange{{9, 10}}, "seq 9 to 10 missing from the log", "seq 9 to 10 missing"},
+		{"deleted before garbage", func(log *bolt.Bucket) error {
+			return errors.Join(log.Delete(seqKey(9)), log.Put(seqKey(10), []byte("garbage")))
+		}, []uint64{10}, []audit.SeqRange{{9, 9}}, "corrupt record at seq 10 skipped and seq 9 missing from the log", "seq 10"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			eng, client := damaged(t, c.change)
+			check := func(what string, err error) {
+				t.Helper()
+				var ce *audit.CorruptError
+				if !errors.As(err, &ce) || !slices.Equal(ce.Seqs, c.wantSeqs) || !slices.Equal(ce.Missing, c.wantMissing) || !errors.Is(err, ledger.ErrCorrupt) {
+					t.Errorf("%s: error %v; want a CorruptError with seqs %v and missing %v", what, err, c.wantSeqs, c.wantMissing)
+					return
+				}
+				if !strings.Contains(err.Error(), c.wantText) {
+					t.Errorf("%s: error %q; want it to say %q", what, err, c.wantText)
+				}
+			}
+			for name, src := range map[string]eventSource{"engine": eng, "client": client} {
+				for _, f := range []audit.Filter{{}, {User: "mallory"}, {Session: "s-mallory-1"}, {Since: audittest.Incident}, {Until: audittest.Incident.Add(time.Hour)}} {
+					var got []uint64
+					err := src.Events(ctxT(t), f, false, func(r *ledger.Record) error { got = append(got, r.Seq); return nil })
+					check(fmt.Sprintf("%s events %+v", name, f), err)
+					want := []uint64{8, 11}
+					if f.Session != "" {
+						want = []uint64{4} // s-mallory-1's records are 4 and 9
+					}
+					if !slices.Equal(slices.DeleteFunc(got, func(q uint64) bool { return !slices.Contains(want, q) }), want) {
+						t.Errorf("%s events %+v: delivered %v; want the records around the damage", name, f, got)
+					}
+				}
+			}
+			for _, format := range []string{audit.FormatJSONL, audit.FormatCSV} {
+				var b bytes.Buffer
+				err := eng.Export(ctxT(t), &b, audit.Filter{}, format, nil)
+				check("export "+format, err)
+				if n := bytes.Count(b.Bytes(), []byte("\n")); n < audittest.Events-3 {
+					t.Errorf("export %s: %d lines; want the other records", format, n)
+				}
+			}
+			for name, src := range map[string]interface {
+				Stats(context.Context, audit.Filter) (audit.Stats, error)
+			}{"engine": eng, "client": client} {
+				st, err := src.Stats(ctxT(t), audit.Filter{})
+				check(name+" stats", err)
+				if want := uint64(audittest.Events - len(c.wantSeqs) - int(c.wantMissing[0].To-c.wantMissing[0].From+1)); st.Events != want {
+					t.Errorf("%s stats: %d events; want %d", name, st.Events, want)
+				}
+			}
+			for name, src := range map[string]interface {
+				Replay(context.Context, audit.ReplayQuery, func(audit.Step) error) error
+			}{"engine": eng, "client": client} {
+				var steps []uint64
+				err := src.Replay(ctxT(t), audit.ReplayQuery{From: audittest.Start.Add(14 * time.Minute)}, func(s audit.Step) error {
+					steps = append(steps, s.Record.Seq)
+					return nil
+				})
+				if !errors.Is(err, ledger.ErrCorrupt) || !strings.Contains(err.Error(), c.wantReplay) || !strings.Contains(err.Error(), "stops there") {
+					t.Errorf("%s replay across the gap: %v; want it to stop saying %q", name, err, c.wantReplay)
+				}
+				if !slices.Equal(steps, []uint64{8}) {
+					t.Errorf("%s replay across the gap: steps %v; want [8], the step before it", name, steps)
+				}
+			}
+		})
+	}
+}
+
+// TestLastRecordDeleted: a record deleted from the end of the log leaves
+// no gap, but an index that names it still shows the damage.
+func TestLastRecordDeleted(t *testing.T) {
+	eng, client := damaged(t, func(log *bolt.Bucket) error { return log.Delete(seqKey(audittest.Events)) })
+	for name, src := range map[string]eventSource{"engine": eng, "client": client} {
+		got := 0
+		err := src.Events(ctxT(t), audit.Filter{User: "dave"}, false, func(*ledger.Record) error { got++; return nil })
+		if !errors.Is(err, ledger.ErrCorrupt) || !strings.Contains(err.Error(), fmt.Sprintf("seq %d", audittest.Events)) || got != 1 {
+			t.Errorf("%s: events of dave: %d, %v; want his other record and an error naming seq %d", name, got, err, audittest.Events)
+		}
 	}
 }
 

@@ -24,25 +24,56 @@ var (
 	ErrUnavailable = errors.New("hub unavailable")
 )
 
-// CorruptError ends a query that skipped records it could not decode. Every
-// other matching record was delivered; Seqs lists the skipped ones.
+// SeqRange is the seqs From to To, both included.
+type SeqRange struct{ From, To uint64 }
+
+func (r SeqRange) String() string {
+	if r.From == r.To {
+		return fmt.Sprint(r.From)
+	}
+	return fmt.Sprintf("%d to %d", r.From, r.To)
+}
+
+// CorruptError ends a query that skipped damaged records: records it could
+// not decode (Seqs) and seqs missing from the log (Missing: the log jumps
+// over them, as it does where a record was deleted). Every other matching
+// record was delivered.
 type CorruptError struct {
-	Seqs []uint64
-	// Err is the first decode error met.
+	Seqs    []uint64
+	Missing []SeqRange
+	// Err is the first damage met.
 	Err error
 }
 
 func (e *CorruptError) Error() string {
-	s := make([]string, 0, len(e.Seqs))
-	for i, q := range e.Seqs {
+	var parts []string
+	if len(e.Seqs) > 0 {
+		parts = append(parts, "corrupt record at seq "+listed(e.Seqs, func(q uint64) string { return fmt.Sprint(q) })+" skipped")
+	}
+	if len(e.Missing) > 0 {
+		parts = append(parts, "seq "+listed(e.Missing, SeqRange.String)+" missing from the log")
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf("%v (run verify)", e.Err)
+	}
+	return strings.Join(parts, " and ") + "; the other records were read (run verify)"
+}
+
+// listed joins the first ten items of l, and says how many more there are.
+func listed[T any](l []T, str func(T) string) string {
+	s := make([]string, 0, min(len(l), 11))
+	for i, x := range l {
 		if i == 10 {
-			s = append(s, fmt.Sprintf("and %d more", len(e.Seqs)-10))
+			s = append(s, fmt.Sprintf("and %d more", len(l)-10))
 			break
 		}
-		s = append(s, fmt.Sprint(q))
+		s = append(s, str(x))
 	}
-	return fmt.Sprintf("corrupt record at seq %s skipped; the other records were read (run verify)", strings.Join(s, ", "))
+	return strings.Join(s, ", ")
 }
+
+// found is how many damaged records e lists.
+func (e *CorruptError) found() int { return len(e.Seqs) + len(e.Missing) }
 
 // Unwrap lets errors.Is(err, ledger.ErrCorrupt) see through.
 func (e *CorruptError) Unwrap() error { return e.Err }

@@ -69,9 +69,10 @@ func (e *Engine) Export(ctx context.Context, w io.Writer, f Filter, format strin
 }
 
 // exportScan is Export over a scan of the log: ScanRaw, a reused event and
-// a batch of output per read transaction.
+// a batch of output per read transaction. Like Events, it skips and notes
+// records that do not decode and the seqs the log jumps over.
 func (e *Engine) exportScan(ctx context.Context, f *Filter, x *exporter) error {
-	from, to, empty, err := e.seqRange(f.Since, f.Until)
+	from, to, empty, err := e.seqRange(ctx, f.Since, f.Until)
 	if err != nil || empty {
 		return err
 	}
@@ -83,6 +84,9 @@ func (e *Engine) exportScan(ctx context.Context, f *Filter, x *exporter) error {
 	for {
 		full, done := false, false
 		err := e.store.ScanRaw(ctx, next, to, func(raw *ledger.RawRecord) error {
+			if raw.Seq > next {
+				c.addMissing(next, raw.Seq-1)
+			}
 			next = raw.Seq + 1
 			if raw.Event == nil {
 				return nil // not an event: never matches
@@ -113,10 +117,9 @@ func (e *Engine) exportScan(ctx context.Context, f *Filter, x *exporter) error {
 			return ferr
 		}
 		if err != nil && errors.Is(err, ledger.ErrCorrupt) {
-			// The record at next has an envelope that does not decode:
-			// skip it and go on, as Events does.
-			c.add(next, err)
-			if next++; to != 0 && next > to {
+			// The first record at or after next has an envelope that does
+			// not decode: skip it and go on, as Events does.
+			if next = e.skipDamaged(next, to, c, err); to != 0 && next > to {
 				break
 			}
 			continue
@@ -124,7 +127,13 @@ func (e *Engine) exportScan(ctx context.Context, f *Filter, x *exporter) error {
 		if err != nil {
 			return err
 		}
-		if done || !full {
+		if done {
+			break
+		}
+		if !full {
+			if to != 0 && next <= to {
+				c.addMissing(next, to) // the log ends early
+			}
 			break
 		}
 	}

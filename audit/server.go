@@ -187,8 +187,8 @@ func (s *Server) Stats(ctx context.Context, req *auditpb.Filter) (*auditpb.Stats
 	st, err := s.eng.Stats(ctx, filterFromPB(req))
 	out := statsToPB(st)
 	var ce *CorruptError
-	if asCorrupt(err, &ce) {
-		out.Corrupt = ce.Seqs
+	if asCorrupt(err, &ce) && ce.found() > 0 {
+		out.Corrupt, out.Missing = ce.Seqs, rangesToPB(ce.Missing)
 		err = nil
 	}
 	if err != nil {

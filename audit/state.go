@@ -85,7 +85,7 @@ func (e *Engine) Replay(ctx context.Context, q ReplayQuery, fn func(Step) error)
 	if !q.To.IsZero() && !q.To.After(q.From) {
 		return invalid("--to is not after --from")
 	}
-	from, to, empty, err := e.seqRange(q.From, q.To)
+	from, to, empty, err := e.seqRange(ctx, q.From, q.To)
 	if err != nil || empty {
 		return err
 	}
@@ -101,17 +101,32 @@ func (e *Engine) Replay(ctx context.Context, q ReplayQuery, fn func(Step) error)
 			return stateErr(fmt.Sprintf("state before seq %d", from), err)
 		}
 	}
+	// The state is only known while no record is lost: a seq the log
+	// jumps over ends the replay, as a record that does not decode does.
+	next := from
 	err = e.store.Scan(ctx, from, to, func(r *ledger.Record) error {
+		if r.Seq != next {
+			return missingErr(next, r.Seq-1)
+		}
+		next++
 		ch := st.Apply(r)
 		if q.User != "" && !touches(r, &ch, q.User) {
 			return nil
 		}
 		return fn(Step{Record: r, Change: ch, Live: st.Live(), Bans: len(st.Bans(r.Time))})
 	})
+	if err == nil && next <= to {
+		err = missingErr(next, to) // the log ends early
+	}
 	if err != nil && errors.Is(err, ledger.ErrCorrupt) {
 		return stateErr("replay", err)
 	}
 	return err
+}
+
+// missingErr reports the seqs from to to missing from the log.
+func missingErr(from, to uint64) error {
+	return fmt.Errorf("%w: seq %s missing from the log", ledger.ErrCorrupt, SeqRange{from, to})
 }
 
 // stateErr explains why a state query stops at a damaged record instead of

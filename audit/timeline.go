@@ -45,7 +45,7 @@ func (e *Engine) Timeline(ctx context.Context, q TimelineQuery, fn func(Timeline
 	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Until.After(q.Since) {
 		return invalid("--until is not after --since")
 	}
-	from, to, empty, err := e.seqRange(q.Since, q.Until)
+	from, to, empty, err := e.seqRange(ctx, q.Since, q.Until)
 	if err != nil {
 		return err
 	}

@@ -48,7 +48,7 @@ func (e *Engine) Verify(ctx context.Context, q VerifyQuery, progress func(seq ui
 		if !q.Since.IsZero() && !q.Until.IsZero() && !q.Until.After(q.Since) {
 			return res, invalid("--until is not after --since")
 		}
-		from, to, empty, err := e.seqRange(q.Since, q.Until)
+		from, to, empty, err := e.seqRange(ctx, q.Since, q.Until)
 		if err != nil {
 			return res, err
 		}

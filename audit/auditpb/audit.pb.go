@@ -1489,7 +1489,9 @@ type StatsResponse struct {
 	BansByActor      []*Count               `protobuf:"bytes,10,rep,name=bans_by_actor,json=bansByActor,proto3" json:"bans_by_actor,omitempty"`
 	RejectedAttempts uint64                 `protobuf:"varint,11,opt,name=rejected_attempts,json=rejectedAttempts,proto3" json:"rejected_attempts,omitempty"`
 	// Records skipped because they did not decode (seqs listed).
-	Corrupt       []uint64 `protobuf:"varint,12,rep,packed,name=corrupt,proto3" json:"corrupt,omitempty"`
+	Corrupt []uint64 `protobuf:"varint,12,rep,packed,name=corrupt,proto3" json:"corrupt,omitempty"`
+	// Seqs missing from the log: the scan jumped over them.
+	Missing       []*SeqRange `protobuf:"bytes,13,rep,name=missing,proto3" json:"missing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1608,18 +1610,80 @@ func (x *StatsResponse) GetCorrupt() []uint64 {
 	return nil
 }
 
+func (x *StatsResponse) GetMissing() []*SeqRange {
+	if x != nil {
+		return x.Missing
+	}
+	return nil
+}
+
+// SeqRange is the seqs from_seq to to_seq, both included.
+type SeqRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FromSeq       uint64                 `protobuf:"varint,1,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
+	ToSeq         uint64                 `protobuf:"varint,2,opt,name=to_seq,json=toSeq,proto3" json:"to_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeqRange) Reset() {
+	*x = SeqRange{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeqRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeqRange) ProtoMessage() {}
+
+func (x *SeqRange) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeqRange.ProtoReflect.Descriptor instead.
+func (*SeqRange) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SeqRange) GetFromSeq() uint64 {
+	if x != nil {
+		return x.FromSeq
+	}
+	return 0
+}
+
+func (x *SeqRange) GetToSeq() uint64 {
+	if x != nil {
+		return x.ToSeq
+	}
+	return 0
+}
+
 // Corrupt is attached as a detail to the DATA_LOSS status that ends a query
-// which skipped records it could not decode.
+// which skipped damaged records: records it could not decode (seqs), and
+// seqs missing from the log (missing), as when a record was deleted.
 type Corrupt struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Seqs          []uint64               `protobuf:"varint,1,rep,packed,name=seqs,proto3" json:"seqs,omitempty"`
+	Missing       []*SeqRange            `protobuf:"bytes,2,rep,name=missing,proto3" json:"missing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Corrupt) Reset() {
 	*x = Corrupt{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1631,7 +1695,7 @@ func (x *Corrupt) String() string {
 func (*Corrupt) ProtoMessage() {}
 
 func (x *Corrupt) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1644,12 +1708,19 @@ func (x *Corrupt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Corrupt.ProtoReflect.Descriptor instead.
 func (*Corrupt) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{18}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Corrupt) GetSeqs() []uint64 {
 	if x != nil {
 		return x.Seqs
+	}
+	return nil
+}
+
+func (x *Corrupt) GetMissing() []*SeqRange {
+	if x != nil {
+		return x.Missing
 	}
 	return nil
 }
@@ -1784,7 +1855,7 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\x0ehead_unix_nano\x18\t \x01(\x03R\fheadUnixNano\"/\n" +
 	"\x05Count\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x04R\x05count\"\xb0\x04\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"\xec\x04\n" +
 	"\rStatsResponse\x12\x16\n" +
 	"\x06events\x18\x01 \x01(\x04R\x06events\x12\x1b\n" +
 	"\tfirst_seq\x18\x02 \x01(\x04R\bfirstSeq\x12\x19\n" +
@@ -1798,9 +1869,14 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\rbans_by_actor\x18\n" +
 	" \x03(\v2\x1d.sessionledger.audit.v1.CountR\vbansByActor\x12+\n" +
 	"\x11rejected_attempts\x18\v \x01(\x04R\x10rejectedAttempts\x12\x18\n" +
-	"\acorrupt\x18\f \x03(\x04R\acorrupt\"\x1d\n" +
+	"\acorrupt\x18\f \x03(\x04R\acorrupt\x12:\n" +
+	"\amissing\x18\r \x03(\v2 .sessionledger.audit.v1.SeqRangeR\amissing\"<\n" +
+	"\bSeqRange\x12\x19\n" +
+	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
+	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\"Y\n" +
 	"\aCorrupt\x12\x12\n" +
-	"\x04seqs\x18\x01 \x03(\x04R\x04seqs2\xe1\x04\n" +
+	"\x04seqs\x18\x01 \x03(\x04R\x04seqs\x12:\n" +
+	"\amissing\x18\x02 \x03(\v2 .sessionledger.audit.v1.SeqRangeR\amissing2\xe1\x04\n" +
 	"\x05Audit\x12V\n" +
 	"\x06Events\x12%.sessionledger.audit.v1.EventsRequest\x1a#.sessionledger.audit.v1.AuditRecord0\x01\x12V\n" +
 	"\n" +
@@ -1823,7 +1899,7 @@ func file_audit_auditpb_audit_proto_rawDescGZIP() []byte {
 	return file_audit_auditpb_audit_proto_rawDescData
 }
 
-var file_audit_auditpb_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_audit_auditpb_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_audit_auditpb_audit_proto_goTypes = []any{
 	(*Filter)(nil),               // 0: sessionledger.audit.v1.Filter
 	(*EventsRequest)(nil),        // 1: sessionledger.audit.v1.EventsRequest
@@ -1843,26 +1919,27 @@ var file_audit_auditpb_audit_proto_goTypes = []any{
 	(*VerifyResult)(nil),         // 15: sessionledger.audit.v1.VerifyResult
 	(*Count)(nil),                // 16: sessionledger.audit.v1.Count
 	(*StatsResponse)(nil),        // 17: sessionledger.audit.v1.StatsResponse
-	(*Corrupt)(nil),              // 18: sessionledger.audit.v1.Corrupt
-	(eventpb.EventType)(0),       // 19: sessionledger.ledger.v1.EventType
-	(*eventpb.Record)(nil),       // 20: sessionledger.ledger.v1.Record
-	(eventpb.DisconnectCause)(0), // 21: sessionledger.ledger.v1.DisconnectCause
-	(eventpb.KickMode)(0),        // 22: sessionledger.ledger.v1.KickMode
-	(eventpb.Reconnect)(0),       // 23: sessionledger.ledger.v1.Reconnect
+	(*SeqRange)(nil),             // 18: sessionledger.audit.v1.SeqRange
+	(*Corrupt)(nil),              // 19: sessionledger.audit.v1.Corrupt
+	(eventpb.EventType)(0),       // 20: sessionledger.ledger.v1.EventType
+	(*eventpb.Record)(nil),       // 21: sessionledger.ledger.v1.Record
+	(eventpb.DisconnectCause)(0), // 22: sessionledger.ledger.v1.DisconnectCause
+	(eventpb.KickMode)(0),        // 23: sessionledger.ledger.v1.KickMode
+	(eventpb.Reconnect)(0),       // 24: sessionledger.ledger.v1.Reconnect
 }
 var file_audit_auditpb_audit_proto_depIdxs = []int32{
-	19, // 0: sessionledger.audit.v1.Filter.types:type_name -> sessionledger.ledger.v1.EventType
+	20, // 0: sessionledger.audit.v1.Filter.types:type_name -> sessionledger.ledger.v1.EventType
 	0,  // 1: sessionledger.audit.v1.EventsRequest.filter:type_name -> sessionledger.audit.v1.Filter
-	20, // 2: sessionledger.audit.v1.AuditRecord.record:type_name -> sessionledger.ledger.v1.Record
-	21, // 3: sessionledger.audit.v1.Pending.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
-	22, // 4: sessionledger.audit.v1.Pending.mode:type_name -> sessionledger.ledger.v1.KickMode
-	23, // 5: sessionledger.audit.v1.Pending.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
+	21, // 2: sessionledger.audit.v1.AuditRecord.record:type_name -> sessionledger.ledger.v1.Record
+	22, // 3: sessionledger.audit.v1.Pending.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
+	23, // 4: sessionledger.audit.v1.Pending.mode:type_name -> sessionledger.ledger.v1.KickMode
+	24, // 5: sessionledger.audit.v1.Pending.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
 	4,  // 6: sessionledger.audit.v1.LiveSession.session:type_name -> sessionledger.audit.v1.Session
 	5,  // 7: sessionledger.audit.v1.LiveSession.pending:type_name -> sessionledger.audit.v1.Pending
-	19, // 8: sessionledger.audit.v1.TimelineEntry.type:type_name -> sessionledger.ledger.v1.EventType
+	20, // 8: sessionledger.audit.v1.TimelineEntry.type:type_name -> sessionledger.ledger.v1.EventType
 	4,  // 9: sessionledger.audit.v1.Ended.session:type_name -> sessionledger.audit.v1.Session
-	21, // 10: sessionledger.audit.v1.Ended.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
-	23, // 11: sessionledger.audit.v1.Ended.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
+	22, // 10: sessionledger.audit.v1.Ended.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
+	24, // 11: sessionledger.audit.v1.Ended.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
 	2,  // 12: sessionledger.audit.v1.ReplayStep.record:type_name -> sessionledger.audit.v1.AuditRecord
 	4,  // 13: sessionledger.audit.v1.ReplayStep.started:type_name -> sessionledger.audit.v1.Session
 	11, // 14: sessionledger.audit.v1.ReplayStep.ended:type_name -> sessionledger.audit.v1.Ended
@@ -1876,25 +1953,27 @@ var file_audit_auditpb_audit_proto_depIdxs = []int32{
 	16, // 22: sessionledger.audit.v1.StatsResponse.kicked_users:type_name -> sessionledger.audit.v1.Count
 	16, // 23: sessionledger.audit.v1.StatsResponse.kicks_by_actor:type_name -> sessionledger.audit.v1.Count
 	16, // 24: sessionledger.audit.v1.StatsResponse.bans_by_actor:type_name -> sessionledger.audit.v1.Count
-	1,  // 25: sessionledger.audit.v1.Audit.Events:input_type -> sessionledger.audit.v1.EventsRequest
-	3,  // 26: sessionledger.audit.v1.Audit.SessionsAt:input_type -> sessionledger.audit.v1.AtRequest
-	3,  // 27: sessionledger.audit.v1.Audit.BansAt:input_type -> sessionledger.audit.v1.AtRequest
-	8,  // 28: sessionledger.audit.v1.Audit.Timeline:input_type -> sessionledger.audit.v1.TimelineRequest
-	10, // 29: sessionledger.audit.v1.Audit.Replay:input_type -> sessionledger.audit.v1.ReplayRequest
-	13, // 30: sessionledger.audit.v1.Audit.Verify:input_type -> sessionledger.audit.v1.VerifyRequest
-	0,  // 31: sessionledger.audit.v1.Audit.Stats:input_type -> sessionledger.audit.v1.Filter
-	2,  // 32: sessionledger.audit.v1.Audit.Events:output_type -> sessionledger.audit.v1.AuditRecord
-	6,  // 33: sessionledger.audit.v1.Audit.SessionsAt:output_type -> sessionledger.audit.v1.LiveSession
-	7,  // 34: sessionledger.audit.v1.Audit.BansAt:output_type -> sessionledger.audit.v1.Ban
-	9,  // 35: sessionledger.audit.v1.Audit.Timeline:output_type -> sessionledger.audit.v1.TimelineEntry
-	12, // 36: sessionledger.audit.v1.Audit.Replay:output_type -> sessionledger.audit.v1.ReplayStep
-	14, // 37: sessionledger.audit.v1.Audit.Verify:output_type -> sessionledger.audit.v1.VerifyUpdate
-	17, // 38: sessionledger.audit.v1.Audit.Stats:output_type -> sessionledger.audit.v1.StatsResponse
-	32, // [32:39] is the sub-list for method output_type
-	25, // [25:32] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	18, // 25: sessionledger.audit.v1.StatsResponse.missing:type_name -> sessionledger.audit.v1.SeqRange
+	18, // 26: sessionledger.audit.v1.Corrupt.missing:type_name -> sessionledger.audit.v1.SeqRange
+	1,  // 27: sessionledger.audit.v1.Audit.Events:input_type -> sessionledger.audit.v1.EventsRequest
+	3,  // 28: sessionledger.audit.v1.Audit.SessionsAt:input_type -> sessionledger.audit.v1.AtRequest
+	3,  // 29: sessionledger.audit.v1.Audit.BansAt:input_type -> sessionledger.audit.v1.AtRequest
+	8,  // 30: sessionledger.audit.v1.Audit.Timeline:input_type -> sessionledger.audit.v1.TimelineRequest
+	10, // 31: sessionledger.audit.v1.Audit.Replay:input_type -> sessionledger.audit.v1.ReplayRequest
+	13, // 32: sessionledger.audit.v1.Audit.Verify:input_type -> sessionledger.audit.v1.VerifyRequest
+	0,  // 33: sessionledger.audit.v1.Audit.Stats:input_type -> sessionledger.audit.v1.Filter
+	2,  // 34: sessionledger.audit.v1.Audit.Events:output_type -> sessionledger.audit.v1.AuditRecord
+	6,  // 35: sessionledger.audit.v1.Audit.SessionsAt:output_type -> sessionledger.audit.v1.LiveSession
+	7,  // 36: sessionledger.audit.v1.Audit.BansAt:output_type -> sessionledger.audit.v1.Ban
+	9,  // 37: sessionledger.audit.v1.Audit.Timeline:output_type -> sessionledger.audit.v1.TimelineEntry
+	12, // 38: sessionledger.audit.v1.Audit.Replay:output_type -> sessionledger.audit.v1.ReplayStep
+	14, // 39: sessionledger.audit.v1.Audit.Verify:output_type -> sessionledger.audit.v1.VerifyUpdate
+	17, // 40: sessionledger.audit.v1.Audit.Stats:output_type -> sessionledger.audit.v1.StatsResponse
+	34, // [34:41] is the sub-list for method output_type
+	27, // [27:34] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_audit_auditpb_audit_proto_init() }
@@ -1912,7 +1991,7 @@ func file_audit_auditpb_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_audit_auditpb_audit_proto_rawDesc), len(file_audit_auditpb_audit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -142,6 +142,56 @@ func TestCorruptRecord(t *testing.T) {
 	}
 }
 
+// deleteRecord deletes the record at seq in a copy of the fixture.
+func deleteRecord(t *testing.T, seq uint64) string {
+	t.Helper()
+	path := audittest.Copy(t, fixture)
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("log")).Delete(binary.BigEndian.AppendUint64(nil, seq))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestDeletedRecord: seq 9 (mallory's disconnect) deleted. The seqs of a
+// log are consecutive, so every query that reads across the gap says so.
+func TestDeletedRecord(t *testing.T) {
+	path := deleteRecord(t, 9)
+	for _, args := range [][]string{
+		{"events", "--json"},
+		{"events", "--user", "mallory"},
+		{"events", "--since", "2026-03-01T10:15:00Z", "--csv"},
+		{"export", "--format", "jsonl"},
+		{"export", "--format", "csv"},
+		{"stats", "--json"},
+	} {
+		r := run(t, nil, append([]string{"--db", path}, args...)...)
+		wantFail(t, r, exitIntegrity, "seq 9 missing from the log", "the other records were read", "verify")
+		if !strings.Contains(r.stdout, "10") || strings.Contains(r.stdout, `"seq":9,`) {
+			t.Errorf("auditq %s printed:\n%s\nwant the records but seq 9", strings.Join(args, " "), r.stdout)
+		}
+	}
+	r := run(t, nil, "--db", path, "stats", "--json")
+	if !strings.Contains(r.stdout, `"events":20`) {
+		t.Errorf("stats of the records still there missing: %s", r.stdout)
+	}
+	r = run(t, nil, "--db", path, "replay", "--from", "2026-03-01T10:14:00Z")
+	wantFail(t, r, exitIntegrity, "seq 9 missing from the log", "stops there")
+	if !strings.Contains(r.stdout, "kick_requested") || strings.Contains(r.stdout, "user_banned") {
+		t.Errorf("replay printed:\n%s\nwant the step before the gap and none after it", r.stdout)
+	}
+	r = run(t, nil, "--db", path, "verify")
+	if r.code != exitIntegrity || !strings.Contains(r.stdout, "first bad seq 9: missing") {
+		t.Errorf("verify: exit %d, output %q; want %d naming seq 9", r.code, r.stdout, exitIntegrity)
+	}
+}
+
 func TestTamperedRecord(t *testing.T) {
 	// Seq 8's reason changed in place: it decodes, but its hash no longer
 	// matches.
