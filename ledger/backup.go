@@ -17,7 +17,7 @@ import (
 func (s *Store) BackupTo(w io.Writer) (uint64, error) {
 	var last uint64
 	err := s.view(func(tx *bolt.Tx) error {
-		if k, _ := tx.Bucket(bucketLog).Cursor().Last(); k != nil {
+		if k, _ := tx.Bucket(bucketLog).Cursor().Last(); len(k) == 8 {
 			last = binary.BigEndian.Uint64(k)
 		}
 		_, err := tx.WriteTo(w)

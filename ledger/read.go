@@ -96,13 +96,27 @@ func (s *Store) scanRaw(ctx context.Context, from, to uint64, fn func(k, v []byt
 		done := false
 		err := s.view(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketLog).Cursor()
+			var k, v []byte
+			if next == 1 {
+				// From the start, also meet keys that sort before seq 1
+				// (seq 0, short keys): damage Verify must report.
+				k, v = c.First()
+			} else {
+				k, v = c.Seek(seqKey(next))
+			}
 			n := 0
-			for k, v := c.Seek(seqKey(next)); ; k, v = c.Next() {
+			for ; ; k, v = c.Next() {
 				if k == nil {
 					done = true
 					return nil
 				}
+				if len(k) != 8 {
+					return badLogKey(k)
+				}
 				seq := binary.BigEndian.Uint64(k)
+				if seq < next {
+					return fmt.Errorf("%w: log holds seq %d", ErrCorrupt, seq)
+				}
 				if to != 0 && seq > to {
 					done = true
 					return nil
@@ -126,6 +140,16 @@ func (s *Store) scanRaw(ctx context.Context, from, to uint64, fn func(k, v []byt
 	}
 }
 
+// badLogKey is the error for a key in the log bucket that is not an 8-byte
+// seq: the writer never puts one, so the file was damaged or edited.
+func badLogKey(k []byte) error {
+	shown := k
+	if len(shown) > 16 {
+		shown = shown[:16]
+	}
+	return fmt.Errorf("%w: log key %x is %d bytes, want 8", ErrCorrupt, shown, len(k))
+}
+
 // SeqAtTime returns the first seq whose time is at or after t (head+1 when
 // there is none). Times never decrease along the log, so this is a binary
 // search: about log2(n) record reads.
@@ -134,7 +158,7 @@ func (s *Store) SeqAtTime(t time.Time) (uint64, error) {
 	lo, hi := uint64(1), head+1 // answer in [lo, hi]
 	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLog)
-		if k, _ := b.Cursor().Last(); k != nil {
+		if k, _ := b.Cursor().Last(); len(k) == 8 {
 			hi = binary.BigEndian.Uint64(k) + 1
 		}
 		for lo < hi {

@@ -62,6 +62,12 @@ func (s *Store) Verify(ctx context.Context, from, to uint64, progress VerifyProg
 		}
 		return nil
 	})
+	var ce *ChainError
+	if errors.Is(err, ErrCorrupt) && !errors.As(err, &ce) {
+		// Damage scanRaw found between records (a key that is not a seq):
+		// it sits where want was expected.
+		err = &ChainError{Seq: want, Reason: err.Error()}
+	}
 	if err != nil {
 		return checked, err
 	}

@@ -115,6 +115,11 @@ func TestVerifyNamesFirstBadSeq(t *testing.T) {
 			return nil
 		}, 31},
 		{"record truncated", func(log *bolt.Bucket) error { return log.Put(key(12), []byte{1, 2, 3}) }, 12},
+		// Keys that are not 8 bytes: a scan must not index past their end.
+		{"7-byte key before the first record", func(log *bolt.Bucket) error { return log.Put(make([]byte, 7), []byte("x")) }, 1},
+		{"9-byte key between records", func(log *bolt.Bucket) error { return log.Put(append(key(50), 0), log.Get(key(50))) }, 51},
+		{"1-byte key", func(log *bolt.Bucket) error { return log.Put([]byte{0}, []byte("x")) }, 1},
+		{"seq 0", func(log *bolt.Bucket) error { return log.Put(key(0), log.Get(key(1))) }, 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -122,5 +127,28 @@ func TestVerifyNamesFirstBadSeq(t *testing.T) {
 			damage(t, path, tc.fn)
 			wantBreakAt(t, verifyFile(t, path, 0, 0), tc.want)
 		})
+	}
+}
+
+// TestScanBadLogKeyIsCorrupt: Scan and ScanRaw meeting a log key that is not
+// an 8-byte seq end with ErrCorrupt after the records before it, never a
+// panic.
+func TestScanBadLogKeyIsCorrupt(t *testing.T) {
+	path := tamperFixture(t)
+	damage(t, path, func(log *bolt.Bucket) error { return log.Put(append(key(50), 0xff), []byte("x")) })
+	s, err := ledger.Open(path, &ledger.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var n uint64
+	err = s.Scan(ctx, 0, 0, func(r *ledger.Record) error { n = r.Seq; return nil })
+	if !errors.Is(err, ledger.ErrCorrupt) || n != 50 {
+		t.Fatalf("scan: got last seq %d, %v; want 50 then ErrCorrupt", n, err)
+	}
+	n = 0
+	err = s.ScanRaw(ctx, 0, 0, func(r *ledger.RawRecord) error { n = r.Seq; return nil })
+	if !errors.Is(err, ledger.ErrCorrupt) || n != 50 {
+		t.Fatalf("scan raw: got last seq %d, %v; want 50 then ErrCorrupt", n, err)
 	}
 }
