@@ -562,6 +562,18 @@ func TestMissingRecords(t *testing.T) {
 				}
 			}
 			for name, src := range map[string]interface {
+				Timeline(context.Context, audit.TimelineQuery, func(audit.TimelineEntry) error) error
+			}{"engine": eng, "client": client} {
+				for _, q := range []audit.TimelineQuery{{User: "mallory"}, {Session: "s-mallory-1"}} {
+					var got []uint64
+					err := src.Timeline(ctxT(t), q, func(e audit.TimelineEntry) error { got = append(got, e.Seq); return nil })
+					check(fmt.Sprintf("%s timeline %+v", name, q), err)
+					if !slices.Contains(got, 4) || !slices.Contains(got, 8) || slices.Contains(got, 9) {
+						t.Errorf("%s timeline %+v: entries %v; want the story without seq 9", name, q, got)
+					}
+				}
+			}
+			for name, src := range map[string]interface {
 				Replay(context.Context, audit.ReplayQuery, func(audit.Step) error) error
 			}{"engine": eng, "client": client} {
 				var steps []uint64

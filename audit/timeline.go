@@ -38,6 +38,9 @@ type TimelineEntry struct {
 // the operator behind a kick or ban), reconnected as which session. A
 // session's story also has the user-wide kicks and bans that reached it
 // while it was live, and ends with the session that resumed it, if one did.
+// Damaged records (undecodable, or missing from the log) are skipped, as
+// Events skips them: the story is told without them and the call ends with
+// a *CorruptError naming them.
 func (e *Engine) Timeline(ctx context.Context, q TimelineQuery, fn func(TimelineEntry) error) error {
 	if (q.Session == "") == (q.User == "") {
 		return invalid("timeline needs exactly one of --session or --user")
@@ -50,32 +53,45 @@ func (e *Engine) Timeline(ctx context.Context, q TimelineQuery, fn func(Timeline
 		return err
 	}
 	t := &teller{e: e, causes: map[ulid.ULID]*ledger.Record{}}
+	c := &corruptions{}
 	if q.User != "" {
 		if empty {
 			return nil
 		}
-		return e.store.ByUser(ctx, q.User, from, to, func(r *ledger.Record) error {
-			if r.Event == nil {
-				return nil
-			}
+		err := e.readMatching(ctx, Filter{User: q.User}, from, to, c, func(r *ledger.Record) error {
 			return fn(t.entry(ctx, r))
 		})
+		if err != nil {
+			return err
+		}
+		return c.err()
 	}
 	if empty {
 		return fmt.Errorf("%w: %s (in that window)", ErrNoSuchSession, q.Session)
 	}
-	return e.sessionTimeline(ctx, q.Session, from, to, t, fn)
+	if err := e.sessionTimeline(ctx, q.Session, from, to, t, c, fn); err != nil {
+		return err
+	}
+	return c.err()
 }
 
-func (e *Engine) sessionTimeline(ctx context.Context, id string, from, to uint64, t *teller, fn func(TimelineEntry) error) error {
+// readMatching is read with f's field tests applied.
+func (e *Engine) readMatching(ctx context.Context, f Filter, from, to uint64, c *corruptions, fn func(*ledger.Record) error) error {
+	_, err := e.read(ctx, &f, from, to, c, func(r *ledger.Record) error {
+		if !f.Match(r) {
+			return nil
+		}
+		return fn(r)
+	})
+	return err
+}
+
+func (e *Engine) sessionTimeline(ctx context.Context, id string, from, to uint64, t *teller, c *corruptions, fn func(TimelineEntry) error) error {
 	// Pass 1, the session index: who the session belongs to, and its
 	// records that carry no user (the user index does not have them).
 	var first *ledger.Record
 	var userless []*ledger.Record
-	err := e.store.BySession(ctx, id, from, to, func(r *ledger.Record) error {
-		if r.Event == nil {
-			return nil
-		}
+	err := e.readMatching(ctx, Filter{Session: id}, from, to, c, func(r *ledger.Record) error {
 		if first == nil {
 			first = r
 		}
@@ -88,6 +104,9 @@ func (e *Engine) sessionTimeline(ctx context.Context, id string, from, to uint64
 		return err
 	}
 	if first == nil {
+		if cerr := c.err(); cerr != nil {
+			return fmt.Errorf("%w: %s; %w", ErrNoSuchSession, id, cerr)
+		}
 		return fmt.Errorf("%w: %s", ErrNoSuchSession, id)
 	}
 	user, device := first.Event.GetUser(), first.Event.GetDevice()
@@ -108,14 +127,11 @@ func (e *Engine) sessionTimeline(ctx context.Context, id string, from, to uint64
 	// events, what reached it while live, and who resumed it.
 	ended := false
 	stop := errors.New("story told")
-	err = e.store.ByUser(ctx, user, first.Seq, to, func(r *ledger.Record) error {
+	err = e.readMatching(ctx, Filter{User: user}, first.Seq, to, c, func(r *ledger.Record) error {
 		if err := flushUserless(r.Seq); err != nil {
 			return err
 		}
 		ev := r.Event
-		if ev == nil {
-			return nil
-		}
 		mine := ev.GetSession() == id
 		switch ev.GetType() {
 		case eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED:

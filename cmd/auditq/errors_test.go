@@ -127,6 +127,15 @@ func TestCorruptRecord(t *testing.T) {
 		t.Errorf("stats of the readable records missing: %s", r.stdout)
 	}
 
+	// A timeline tells the story without it, and names it.
+	for _, args := range [][]string{{"timeline", "--user", "bob"}, {"timeline", "--session", "s-bob-1"}, {"timeline", "--user", "bob", "--json"}} {
+		r = run(t, nil, append([]string{"--db", path}, args...)...)
+		wantFail(t, r, exitIntegrity, "corrupt record at seq 12 skipped")
+		if !strings.Contains(r.stdout, "s-bob-2") || strings.Contains(r.stdout, "wifi lost") {
+			t.Errorf("auditq %s printed:\n%s\nwant the story around seq 12", strings.Join(args, " "), r.stdout)
+		}
+	}
+
 	r = run(t, nil, "--db", path, "verify")
 	if r.code != exitIntegrity || !strings.Contains(r.stdout, "NOT INTACT: first bad seq 12") {
 		t.Errorf("verify: exit %d, output %q; want %d naming seq 12", r.code, r.stdout, exitIntegrity)
