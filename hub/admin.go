@@ -111,7 +111,19 @@ func (s *Server) Ban(ctx context.Context, req *hubpb.BanRequest) (*hubpb.ActionR
 	}
 	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_USER_BANNED, User: req.GetUser(), Actor: ActorFrom(ctx), Reason: req.GetReason(),
 		Body: &eventpb.Event_UserBanned{UserBanned: &eventpb.UserBanned{UntilUnixNano: until}}}
+	// A connect checks the ban and records itself under the user's lock;
+	// recording the ban under the same lock puts it either before that
+	// check (the connect is refused) or after the connect is applied (the
+	// ban marks the new session). Without it a connect could read "not
+	// banned", the ban could apply to no session, and the connect land
+	// after it: a banned user left connected. The projections also mark a
+	// session that connects while its user is banned at the record's time
+	// (onChange enforces that like any pending end), which covers other
+	// nodes; this lock keeps one node exact and cheap.
+	lock := s.userLock(req.GetUser())
+	lock.Lock()
 	st, err := s.publishApplied(ctx, ev)
+	lock.Unlock()
 	if err != nil {
 		return nil, err
 	}

@@ -26,5 +26,7 @@
 // # Concurrency
 //
 // Server is safe for concurrent use. Connect decisions of one user are
-// serialised so the single-device policy sees every earlier connect.
+// serialised so the single-device policy sees every earlier connect, and a
+// ban of the user is recorded under the same per-user lock, so a connect is
+// either refused by the ban or applied before it and ended by it.
 package hub

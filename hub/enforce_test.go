@@ -1,0 +1,97 @@
+package hub_test
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+)
+
+// TestBanRacingConnectsEndsEverySession: a ban recorded while the user's
+// connects are being admitted leaves no session of that user live. Every
+// session the log shows connected ends with cause banned naming the ban,
+// and every other attempt is refused as banned.
+func TestBanRacingConnectsEndsEverySession(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	const users, perUser = 16, 4
+	for u := range users {
+		user := fmt.Sprintf("racer-%d", u)
+		from := e.store.Head().Seq + 1
+		var wg sync.WaitGroup
+		clients := make([]*client, perUser)
+		for i := range perUser {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := e.dial(user, fmt.Sprintf("dev-%d", i))
+				if err != nil {
+					if st, rj := rejected(t, err); st.Code() != codes.PermissionDenied || rj.GetCode() != "banned" {
+						t.Errorf("%s dev-%d: %v; want connected or refused as banned", user, i, err)
+					}
+					return
+				}
+				clients[i] = c
+			}()
+		}
+		var rep *hubpb.ActionReply
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(u%4) * 400 * time.Microsecond)
+			var err error
+			if rep, err = e.admin.Ban(adminCtx(ctxT(t)), &hubpb.BanRequest{User: user, Reason: "race"}); err != nil {
+				t.Error(err)
+			}
+		}()
+		wg.Wait()
+		if rep == nil {
+			t.FailNow()
+		}
+		for i, c := range clients {
+			if c == nil {
+				continue
+			}
+			if d, st := c.expectEnd(); d.GetCode() != hubpb.DisconnectCode_DISCONNECT_CODE_BANNED || d.GetEventId() != rep.GetEventId() || st.Code() != codes.PermissionDenied {
+				t.Fatalf("%s dev-%d ended with %v %v; want banned by %s", user, i, d, st, rep.GetEventId())
+			}
+		}
+		// The log: every session of the user that connected ends as banned
+		// by this ban.
+		connected := map[string]bool{}
+		ended := map[string]*ledger.Record{}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			for _, r := range e.events(from) {
+				switch r.Event.GetType() {
+				case tConnected:
+					connected[r.Event.GetSession()] = true
+				case tDisconnected:
+					ended[r.Event.GetSession()] = r
+				}
+			}
+			if len(ended) >= len(connected) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		ban := e.events(rep.GetSeq())[0]
+		for id := range connected {
+			end := ended[id]
+			if end == nil {
+				t.Fatalf("%s: session %s connected and never ended (the ban missed it)", user, id)
+			}
+			d := end.Event.GetSessionDisconnected()
+			if d.GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_BANNED || !bytes.Equal(d.GetCauseEventId(), ban.ID[:]) {
+				t.Fatalf("%s: session %s ended with %v (cause event %x); want banned by %s", user, id, d.GetCause(), d.GetCauseEventId(), ban.ID)
+			}
+		}
+	}
+}
