@@ -74,10 +74,11 @@ func (a *app) eventsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if follow && a.db != "" {
-				return usagef("--follow needs a running hubd (--addr): a file opened with --db does not grow")
+			open := a.open
+			if follow {
+				open = a.openLive
 			}
-			src, closeFn, err := a.open(cmd.Context())
+			src, closeFn, err := open(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -50,6 +50,10 @@ func TestBadInput(t *testing.T) {
 	}
 	db.Close()
 	missing := filepath.Join(t.TempDir(), "nope.db")
+	// A data folder with a ledger: the default source would read it, but
+	// not to follow.
+	withLedger := t.TempDir()
+	audittest.Build(t, filepath.Join(withLedger, "ledger.db"))
 
 	for _, c := range []struct {
 		name string
@@ -68,6 +72,8 @@ func TestBadInput(t *testing.T) {
 		{"json and csv", []string{"--db", fixture, "events", "--json", "--csv"}, exitUsage, []string{"exclude each other"}},
 		{"db and addr", []string{"--db", fixture, "--addr", "127.0.0.1:1", "events"}, exitUsage, []string{"not both"}},
 		{"follow a file", []string{"--db", fixture, "events", "--follow"}, exitUsage, []string{"--follow needs a running hubd"}},
+		{"follow without a hub", []string{"--data", withLedger, "events", "--follow"}, exitUsage,
+			[]string{"--follow needs a running hubd and none answers at 127.0.0.1:1", "--addr"}},
 		{"timeline of nobody", []string{"--db", fixture, "timeline"}, exitUsage, []string{"--session or --user"}},
 		{"timeline of unknown session", []string{"--db", fixture, "timeline", "--session", "s-nobody"}, exitError, []string{"no such session", "s-nobody"}},
 		{"replay without from", []string{"--db", fixture, "replay"}, exitUsage, []string{"--from"}},
@@ -267,6 +273,13 @@ func TestDefaultSource(t *testing.T) {
 	r := run(t, map[string]string{"localAddr": h.Addr}, "--data", h.Data, "events", "--user", "mallory", "--type", "kick_requested")
 	if r.code != 0 || !strings.Contains(r.stdout, "spamming the lobby") {
 		t.Fatalf("through the local hub: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// --follow takes the local hub too (--until in the past: the backlog
+	// only, so the command ends).
+	r = run(t, map[string]string{"localAddr": h.Addr}, "--data", h.Data, "events", "--follow", "--user", "mallory", "--until", "2026-03-01T10:15:01Z")
+	if r.code != 0 || !strings.Contains(r.stdout, "spamming the lobby") {
+		t.Fatalf("follow through the local hub: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
 	data := t.TempDir()

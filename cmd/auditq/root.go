@@ -202,10 +202,24 @@ func (a *app) parseTime(flag, v string) (time.Time, error) {
 
 // open returns the source the flags name and a function that releases it.
 func (a *app) open(ctx context.Context) (source, func(), error) {
+	return a.openSource(ctx, false)
+}
+
+// openLive is open for --follow, which needs a running hubd: a ledger file
+// does not grow while auditq has it open, and holding it open would keep
+// hubd from starting on it.
+func (a *app) openLive(ctx context.Context) (source, func(), error) {
+	return a.openSource(ctx, true)
+}
+
+func (a *app) openSource(ctx context.Context, live bool) (source, func(), error) {
 	if a.db != "" && a.addr != "" {
 		return nil, nil, usagef("give --db or --addr, not both")
 	}
 	if a.db != "" {
+		if live {
+			return nil, nil, usagef("--follow needs a running hubd (--addr): a file opened with --db does not grow")
+		}
 		return a.openFile(a.db)
 	}
 	if a.addr != "" {
@@ -217,6 +231,9 @@ func (a *app) open(ctx context.Context) (source, func(), error) {
 			fmt.Fprintf(a.stderr, "auditq: reading from the running hubd at %s\n", a.localAddr)
 		}
 		return src, closeFn, err
+	}
+	if live {
+		return nil, nil, usagef("--follow needs a running hubd and none answers at %s: give --addr HOST:PORT (a ledger file does not grow while auditq reads it)", a.localAddr)
 	}
 	path := filepath.Join(a.data, "ledger.db")
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
