@@ -112,11 +112,21 @@ func (a *app) exportCommand() *cobra.Command {
 chain hash. JSON lines: one object per event, keys in a fixed order. CSV: a
 header row, then one row per event; the details column is a JSON object.`,
 		Example: `  auditq export --format jsonl --since 2026-03-01 --until 2026-04-01 > march.jsonl
-  auditq export --format csv --user alice -o alice.csv`,
+  auditq export --format csv --user alice -o alice.csv
+  auditq export --csv --user alice -o alice.csv`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if format != "jsonl" && format != "csv" {
+			// --csv and --json choose the format too; --format, if given,
+			// must agree with them.
+			switch {
+			case format == "" && a.csv:
+				format = "csv"
+			case format == "":
+				format = "jsonl"
+			case format != "jsonl" && format != "csv":
 				return usagef("--format %q: want jsonl or csv", format)
+			case a.csv && format != "csv", a.json && format != "jsonl":
+				return usagef("--format %s conflicts with --%s", format, map[bool]string{true: "csv", false: "json"}[a.csv])
 			}
 			f, err := a.filter(&ff)
 			if err != nil {
@@ -142,7 +152,7 @@ header row, then one row per event; the details column is a JSON object.`,
 		},
 	}
 	ff.register(cmd.Flags(), true)
-	cmd.Flags().StringVar(&format, "format", "jsonl", "jsonl or csv")
+	cmd.Flags().StringVar(&format, "format", "", "jsonl or csv (default: csv with --csv, else jsonl)")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write to this file instead of standard output")
 	return cmd
 }

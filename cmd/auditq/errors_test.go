@@ -78,6 +78,8 @@ func TestBadInput(t *testing.T) {
 		{"timeline of unknown session", []string{"--db", fixture, "timeline", "--session", "s-nobody"}, exitError, []string{"no such session", "s-nobody"}},
 		{"replay without from", []string{"--db", fixture, "replay"}, exitUsage, []string{"--from"}},
 		{"export format", []string{"--db", fixture, "export", "--format", "xml"}, exitUsage, []string{"jsonl or csv"}},
+		{"export format and --json", []string{"--db", fixture, "export", "--format", "csv", "--json"}, exitUsage, []string{"--format csv conflicts with --json"}},
+		{"export format and --csv", []string{"--db", fixture, "--csv", "export", "--format", "jsonl"}, exitUsage, []string{"--format jsonl conflicts with --csv"}},
 		{"missing file", []string{"--db", missing, "events"}, exitError, []string{"no ledger file at " + missing}},
 		{"not a ledger file", []string{"--db", notLedger, "events"}, exitError, []string{notLedger, "not a sessionledger ledger file"}},
 		{"another bbolt file", []string{"--db", otherBolt, "verify"}, exitError, []string{otherBolt, "not a sessionledger ledger file"}},

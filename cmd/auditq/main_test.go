@@ -103,10 +103,16 @@ var goldenCases = []goldenCase{
 	{"stats_window", []string{"stats", "--since", "2026-03-01T10:15:00Z", "--until", "2026-03-01T10:45:00Z"}},
 }
 
-// exportCases have their format in the args.
+// exportCases have their format in the args. Several cases share a
+// golden file: the global --csv and --json choose export's format too.
 var exportCases = []goldenCase{
 	{"export_jsonl", []string{"export", "--format", "jsonl", "--user", "bob"}},
+	{"export_jsonl", []string{"export", "--user", "bob"}},
+	{"export_jsonl", []string{"--json", "export", "--user", "bob"}},
+	{"export_jsonl", []string{"export", "--format", "jsonl", "--json", "--user", "bob"}},
 	{"export_csv", []string{"export", "--format", "csv", "--since", "2026-03-01T10:15:00Z", "--until", "2026-03-01T10:16:00Z"}},
+	{"export_csv", []string{"export", "--csv", "--since", "2026-03-01T10:15:00Z", "--until", "2026-03-01T10:16:00Z"}},
+	{"export_csv", []string{"--csv", "export", "--format", "csv", "--since", "2026-03-01T10:15:00Z", "--until", "2026-03-01T10:16:00Z"}},
 }
 
 var formats = []struct{ name, flag string }{{"table", ""}, {"json", "--json"}, {"csv", "--csv"}}
