@@ -79,6 +79,13 @@ func (s *Server) Kick(ctx context.Context, req *hubpb.KickRequest) (*hubpb.Actio
 	default:
 		return nil, invalidf("kick needs exactly one target: session_id, or user (with an optional device)")
 	}
+	// Under the user's connect lock, as Ban: a resume decided under it
+	// sees this kick's pending end, or lands before the kick.
+	if ev.User != "" {
+		lock := s.userLock(ev.User)
+		lock.Lock()
+		defer lock.Unlock()
+	}
 	st, err := s.publishApplied(ctx, ev)
 	if err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ import (
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/projections"
 )
 
 // maxRedeliveryScan bounds how many log records a resume reads to find
@@ -25,15 +26,18 @@ const maxRedeliveryScan = 200_000
 // checkResume decides whether user may resume session r.SessionId now. It
 // returns the previous session id and the client's last acked seq, or a
 // *Rejection. The previous session's history comes from the ledger (the
-// projections keep only live sessions).
+// projections keep only live sessions). It runs under the user's connect
+// lock, which Kick and Ban also take, so no kick or ban of the user lands
+// between the decision and the session_reconnected event.
 func (s *Server) checkResume(ctx context.Context, user string, r *hubpb.Resume, now time.Time) (string, uint64, error) {
-	refuse := func(code codes.Code, reason string, rc hubpb.Reconnect, after time.Duration) error {
-		return &Rejection{Code: "resume_refused", Reason: reason, Reconnect: rc, ReconnectAfter: after, status: code}
-	}
 	prev := r.GetSessionId()
 	if prev == "" || !hmac.Equal([]byte(s.resumeSecret(prev)), []byte(r.GetSecret())) {
-		return "", 0, refuse(codes.PermissionDenied, "resume secret does not match the session", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
+		return "", 0, refuseResume(codes.PermissionDenied, "resume secret does not match the session", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
 	}
+	// Read what is known of an end still under way before the log: an end
+	// recorded after this read is then in the log read below, so the two
+	// reads cannot both miss it.
+	ending, endingAt, isEnding := s.endingOf(prev)
 	var started bool
 	var owner string
 	var end *ledger.Record
@@ -52,38 +56,92 @@ func (s *Server) checkResume(ctx context.Context, user string, r *hubpb.Resume, 
 		return "", 0, err
 	}
 	if !started || owner != user {
-		return "", 0, refuse(codes.PermissionDenied, "resume secret does not match the session", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
+		return "", 0, refuseResume(codes.PermissionDenied, "resume secret does not match the session", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
 	}
 	if end == nil {
+		if isEnding {
+			// Told to end (a kick, a ban, a supersede) but its end is not
+			// recorded yet: a client that resumes the moment it reads a
+			// not_allowed Disconnect, or sees its connection aborted, gets
+			// the advice its end will record.
+			if err := adviceRefusal(ledgerReconnect(ending.Reconnect), ending.ReconnectAfter, endingAt, ending.Reason, now); err != nil {
+				return "", 0, err
+			}
+		}
 		// Still live (the server has not noticed the old transport is gone):
 		// the new session supersedes it; see connect.
 		return prev, r.GetLastAckedSeq(), nil
 	}
 	d := end.Event.GetSessionDisconnected()
 	if now.Sub(end.Time) > s.cfg.ResumeWindow {
-		return "", 0, refuse(codes.FailedPrecondition, "the resume window of "+s.cfg.ResumeWindow.String()+" has passed; connect afresh", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
+		return "", 0, refuseResume(codes.FailedPrecondition, "the resume window of "+s.cfg.ResumeWindow.String()+" has passed; connect afresh", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
 	}
-	switch d.GetReconnect() {
-	case eventpb.Reconnect_RECONNECT_NOT_ALLOWED:
-		return "", 0, refuse(codes.PermissionDenied, "the session was ended with reconnect not allowed: "+end.Event.GetReason(), hubpb.Reconnect_RECONNECT_NOT_ALLOWED, 0)
-	case eventpb.Reconnect_RECONNECT_AFTER:
-		// "After" counts from the cause (the kick or ban), which precedes
-		// the Disconnect frame; the end itself is recorded after the frame
-		// went out, so counting from it would refuse a client that waited
-		// exactly as long as it was told.
-		base := end.Time
-		var cause ulid.ULID
-		if copy(cause[:], d.GetCauseEventId()) == len(cause) {
-			if t := ulid.Time(cause.Time()); t.Before(base) {
-				base = t
-			}
+	// "After" counts from the cause (the kick or ban), which precedes the
+	// Disconnect frame; the end itself is recorded after the frame went
+	// out, so counting from it would refuse a client that waited exactly
+	// as long as it was told.
+	base := end.Time
+	var cause ulid.ULID
+	if copy(cause[:], d.GetCauseEventId()) == len(cause) {
+		if t := ulid.Time(cause.Time()); t.Before(base) {
+			base = t
 		}
-		at := base.Add(time.Duration(d.GetReconnectAfterMs()) * time.Millisecond)
-		if now.Before(at) {
-			return "", 0, refuse(codes.FailedPrecondition, "reconnect is allowed after "+at.UTC().Format(time.RFC3339), hubpb.Reconnect_RECONNECT_AFTER, at.Sub(now))
-		}
+	}
+	after := time.Duration(d.GetReconnectAfterMs()) * time.Millisecond
+	if err := adviceRefusal(d.GetReconnect(), after, base, end.Event.GetReason(), now); err != nil {
+		return "", 0, err
 	}
 	return prev, r.GetLastAckedSeq(), nil
+}
+
+func refuseResume(code codes.Code, reason string, rc hubpb.Reconnect, after time.Duration) error {
+	return &Rejection{Code: "resume_refused", Reason: reason, Reconnect: rc, ReconnectAfter: after, status: code}
+}
+
+// adviceRefusal applies the reconnect advice a session ended with (rc,
+// after, counted from base) to a resume at now: nil if it may come back.
+func adviceRefusal(rc eventpb.Reconnect, after time.Duration, base time.Time, reason string, now time.Time) error {
+	switch rc {
+	case eventpb.Reconnect_RECONNECT_NOT_ALLOWED:
+		return refuseResume(codes.PermissionDenied, "the session was ended with reconnect not allowed: "+reason, hubpb.Reconnect_RECONNECT_NOT_ALLOWED, 0)
+	case eventpb.Reconnect_RECONNECT_AFTER:
+		at := base.Add(after)
+		if now.Before(at) {
+			return refuseResume(codes.FailedPrecondition, "reconnect is allowed after "+at.UTC().Format(time.RFC3339), hubpb.Reconnect_RECONNECT_AFTER, at.Sub(now))
+		}
+	}
+	return nil
+}
+
+// endingOf reports whether session id is ending without its end recorded
+// yet, with the Disconnect it gets and when its cause happened: this node
+// told it why (a kick, ban or supersede it enforces, an idle timeout), or
+// the projections carry a pending end for it (held by another node).
+func (s *Server) endingOf(id string) (*Disconnect, time.Time, bool) {
+	s.mu.Lock()
+	sess := s.sessions[id]
+	s.mu.Unlock()
+	if sess != nil {
+		select {
+		case <-sess.ended:
+			at := sess.endAt
+			if ev, err := ulid.ParseStrict(sess.end.EventID); err == nil {
+				at = ulid.Time(ev.Time())
+			}
+			if at.IsZero() {
+				at = s.cfg.Now()
+			}
+			return sess.end, at, true
+		default:
+		}
+	}
+	var p projections.PendingEnd
+	var ok bool
+	s.proj.Read(func(st *projections.State) { p, ok = st.Pending(id) })
+	if !ok {
+		return nil, time.Time{}, false
+	}
+	return pendingDisconnect(p), p.At, true
 }
 
 // missedNotifications returns the notifications addressed to user, to

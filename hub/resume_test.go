@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
@@ -329,5 +331,52 @@ func TestResumeTwiceKeepsOneSession(t *testing.T) {
 	ls, err := e.admin.ListSessions(adminCtx(ctxT(t)), &hubpb.ListSessionsRequest{User: "zed"})
 	if err != nil || len(ls.GetSessions()) != 1 || ls.GetSessions()[0].GetSessionId() != second.welcome.GetSessionId() {
 		t.Fatalf("zed's live sessions: %v (%v); want only %s", ls.GetSessions(), err, second.welcome.GetSessionId())
+	}
+}
+
+// TestResumeTheMomentTheEndArrivesFollowsItsAdvice: a client that resumes
+// as soon as it reads a Disconnect (or sees an abort close its connection)
+// races the recording of its end; the resume must still get the end's
+// advice: refused for not_allowed and for a "reconnect after" not yet
+// passed.
+func TestResumeTheMomentTheEndArrivesFollowsItsAdvice(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	for i, c := range []struct {
+		name   string
+		kick   *hubpb.KickRequest
+		code   codes.Code
+		advice hubpb.Reconnect
+	}{
+		{"graceful not_allowed", &hubpb.KickRequest{Reconnect: hubpb.Reconnect_RECONNECT_NOT_ALLOWED}, codes.PermissionDenied, hubpb.Reconnect_RECONNECT_NOT_ALLOWED},
+		{"graceful after", &hubpb.KickRequest{Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfterMs: time.Minute.Milliseconds()}, codes.FailedPrecondition, hubpb.Reconnect_RECONNECT_AFTER},
+		{"abort not_allowed", &hubpb.KickRequest{Mode: hubpb.KickMode_KICK_MODE_ABORT, Reconnect: hubpb.Reconnect_RECONNECT_NOT_ALLOWED}, codes.PermissionDenied, hubpb.Reconnect_RECONNECT_NOT_ALLOWED},
+	} {
+		for round := range 10 {
+			user := fmt.Sprintf("eager-%d-%d", i, round)
+			old := e.mustDial(user, "d")
+			from := e.store.Head().Seq + 1
+			kick := c.kick
+			kick.SessionId, kick.Reason = old.welcome.GetSessionId(), "out"
+			go e.admin.Kick(adminCtx(ctxT(t)), proto.Clone(kick).(*hubpb.KickRequest))
+			// Read up to the Disconnect frame (graceful) or the broken
+			// transport (abort), and come straight back.
+			for {
+				f, err := old.next()
+				if err != nil || f.GetDisconnect() != nil {
+					break
+				}
+			}
+			_, err := e.dialHello(&hubpb.Hello{User: user, Device: "d", Resume: resumeOf(old, 0)})
+			st, rj := rejected(t, err)
+			if st.Code() != c.code || rj.GetCode() != "resume_refused" || rj.GetReconnect() != c.advice {
+				t.Fatalf("%s, round %d: resume right after the end: %v %v; want %v resume_refused %v", c.name, round, st, rj, c.code, c.advice)
+			}
+			e.waitEvent(from, "the kicked session's end", disconnectOf(old.welcome.GetSessionId()))
+			for _, typ := range e.types(from) {
+				if typ == tReconnected {
+					t.Fatalf("%s, round %d: a refused resume was recorded as session_reconnected", c.name, round)
+				}
+			}
+		}
 	}
 }

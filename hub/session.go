@@ -408,6 +408,11 @@ func (s *Server) clientGone(sess *session, err error) error {
 func (s *Server) endSession(ctx context.Context, sess *session, stream hubpb.Hub_ConnectServer) error {
 	d := sess.end
 	if sess.abortNow {
+		// The kick is durable already, so recording the end before the
+		// connection goes keeps write-ahead, and a client that reconnects
+		// the moment its transport drops finds the end and its advice in
+		// the log.
+		s.recordEnd(sess, causeOfCode(d.Code), d.Reason, d)
 		sess.abort()
 	} else {
 		sent := make(chan struct{})
@@ -422,8 +427,8 @@ func (s *Server) endSession(ctx context.Context, sess *session, stream hubpb.Hub
 			<-sent
 		case <-ctx.Done():
 		}
+		s.recordEnd(sess, causeOfCode(d.Code), d.Reason, d)
 	}
-	s.recordEnd(sess, causeOfCode(d.Code), d.Reason, d)
 	if !sess.endAt.IsZero() {
 		s.metrics.enforceSeconds.Observe(time.Since(sess.endAt).Seconds())
 	}
