@@ -215,6 +215,8 @@ func (s *Store) commit(batch []*appendReq) {
 	stamps := make([][]Stamp, len(batch))
 	next := head
 	var tailBytes int
+	s.commitGate.Lock()
+	defer s.commitGate.Unlock()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if s.failpoint != nil {
 			if err := s.failpoint(); err != nil {
@@ -302,6 +304,9 @@ func (s *Store) commit(batch []*appendReq) {
 		s.mu.Unlock()
 		reply(batch, nil, err)
 		return
+	}
+	if s.afterCommit != nil {
+		s.afterCommit()
 	}
 	s.tailBytes = tailBytes
 	s.commits.Add(1)

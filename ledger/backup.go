@@ -2,28 +2,80 @@ package ledger
 
 import (
 	"context"
-	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // BackupTo writes a consistent copy of the whole ledger file to w while
-// appends go on (a bbolt read transaction is a snapshot), and returns the
-// seq of the last record in the copy.
-func (s *Store) BackupTo(w io.Writer) (uint64, error) {
+// appends go on, and returns the seq of the last record in the copy: the
+// head when the copy began, so the copy holds exactly the durable log.
+//
+// The copy is one bbolt read transaction (Tx.WriteTo), held for the whole
+// write: that is what makes it consistent, and it has a cost. While it is
+// open, a commit that must grow bbolt's memory map waits for it to end, and
+// every append waits behind that commit (Options.InitialMmapSize makes
+// remaps rare). Keep w fast (a local file, not a slow network peer), and
+// cancel ctx to give up: BackupTo checks it before every write to w.
+// A store whose appends failed (Err) is not backed up: its file may hold a
+// commit that never became durable.
+func (s *Store) BackupTo(ctx context.Context, w io.Writer) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if s.Closed() {
+		return 0, ErrClosed
+	}
+	var tx *bolt.Tx
 	var last uint64
-	err := s.view(func(tx *bolt.Tx) error {
-		if k, _ := tx.Bucket(bucketLog).Cursor().Last(); len(k) == 8 {
-			last = binary.BigEndian.Uint64(k)
+	var err error
+	if s.opts.ReadOnly {
+		tx, err = s.db.Begin(false)
+		last = s.Head().Seq
+	} else {
+		// Begin between commits, so the copy holds exactly the head.
+		s.commitGate.RLock()
+		s.mu.RLock()
+		var failed error
+		last, failed = s.head.Seq, s.failed
+		s.mu.RUnlock()
+		if failed == nil {
+			tx, err = s.db.Begin(false)
 		}
-		_, err := tx.WriteTo(w)
-		return err
-	})
-	return last, err
+		s.commitGate.RUnlock()
+		if failed != nil {
+			return 0, fmt.Errorf("backup refused: %w", failed)
+		}
+	}
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return 0, ErrClosed
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.WriteTo(ctxWriter{ctx, w}); err != nil {
+		return 0, err
+	}
+	return last, nil
+}
+
+// ctxWriter fails writes once ctx is done, which ends Tx.WriteTo.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }
 
 // Backup writes a hot backup to path atomically: a temporary file in the same
@@ -42,7 +94,7 @@ func (s *Store) Backup(ctx context.Context, path string) (uint64, error) {
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // no-op after the rename
-	last, err := s.BackupTo(f)
+	last, err := s.BackupTo(ctx, f)
 	if err == nil {
 		err = f.Sync()
 	}

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -80,3 +81,20 @@ func (s *Store) MergedChunks() (n int, err error) {
 
 // OpenReadTxs is how many bbolt read transactions are open.
 func (s *Store) OpenReadTxs() int { return s.db.Stats().OpenTxN }
+
+// SetAfterCommit makes the writer call fn after each bbolt commit has
+// returned and before the head moves: the window in which bbolt already
+// shows the commit to new read transactions (see scanRaw).
+func (s *Store) SetAfterCommit(fn func()) { s.afterCommit = fn }
+
+// RawLastSeq is the last seq in the log bucket as a new bbolt read
+// transaction sees it, bypassing the head bound every Store read applies.
+func (s *Store) RawLastSeq() (seq uint64, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(bucketLog).Cursor().Last(); len(k) == 8 {
+			seq = binary.BigEndian.Uint64(k)
+		}
+		return nil
+	})
+	return seq, err
+}

@@ -2,10 +2,12 @@ package ledger_test
 
 import (
 	"errors"
+	"io"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/ledgertest"
@@ -134,5 +136,122 @@ func TestRealWriteFailure(t *testing.T) {
 	}
 	if _, err := s.Append(ctx, connected("u", "later")); err == nil {
 		t.Fatal("append after a failed commit: got success")
+	}
+}
+
+// TestReadsStopAtDurableHead holds the writer between bbolt's commit and
+// the head's move — the window in which bbolt shows a commit to new read
+// transactions before its last fdatasync — and checks that no read, and no
+// subscriber, sees the record until the append has returned.
+func TestReadsStopAtDurableHead(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	if _, err := s.Append(ctx, connected("u1", "s1")); err != nil {
+		t.Fatal(err)
+	}
+	sub := ledger.NewSubscriber(s, ledger.SubscriberConfig{})
+	defer sub.Close()
+	msgs, err := sub.Subscribe(ctx, ledger.EventsTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := <-msgs; m.Metadata.Get(ledger.MetadataSeq) != "1" {
+		t.Fatalf("first delivery: got seq %s; want 1", m.Metadata.Get(ledger.MetadataSeq))
+	} else {
+		m.Ack()
+	}
+
+	inWindow, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.SetAfterCommit(func() {
+		once.Do(func() {
+			close(inWindow)
+			<-release
+		})
+	})
+	appended := make(chan error, 1)
+	go func() {
+		_, err := s.Append(ctx, connected("u2", "s2"))
+		appended <- err
+	}()
+	<-inWindow
+	if raw, err := s.RawLastSeq(); err != nil || raw != 2 {
+		t.Fatalf("bbolt's view in the window: got last seq %d, %v; want 2 (the window is not real)", raw, err)
+	}
+	if h := s.Head(); h.Seq != 1 {
+		t.Fatalf("head in the window: got %d; want 1", h.Seq)
+	}
+	if _, err := s.Get(2); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("get 2 before its append returned: got %v; want ErrNotFound", err)
+	}
+	var seqs []uint64
+	collect := func(r *ledger.Record) error { seqs = append(seqs, r.Seq); return nil }
+	reads := map[string]func() error{
+		"Scan":      func() error { return s.Scan(ctx, 0, 0, collect) },
+		"Scan to 2": func() error { return s.Scan(ctx, 1, 2, collect) },
+		"ScanRaw": func() error {
+			return s.ScanRaw(ctx, 0, 0, func(r *ledger.RawRecord) error { seqs = append(seqs, r.Seq); return nil })
+		},
+		"ScanTime":  func() error { return s.ScanTime(ctx, time.Time{}, time.Now().Add(time.Hour), collect) },
+		"ByUser u2": func() error { return s.ByUser(ctx, "u2", 0, 0, collect) },
+		"BySession": func() error { return s.BySession(ctx, "s2", 0, 2, collect) },
+		"ByTopic":   func() error { return s.ByTopic(ctx, ledger.EventsTopic, 0, 0, collect) },
+	}
+	for name, read := range reads {
+		seqs = seqs[:0]
+		if err := read(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, seq := range seqs {
+			if seq > 1 {
+				t.Errorf("%s: got seq %d before its append returned; want none past the head 1", name, seq)
+			}
+		}
+	}
+	if seq, err := s.SeqAtTime(time.Now().Add(time.Hour)); err != nil || seq != 2 {
+		t.Errorf("seq at a time past the log: got %d, %v; want head+1 = 2", seq, err)
+	}
+	if n, err := s.Verify(ctx, 0, 0, nil); err != nil || n != 1 {
+		t.Errorf("verify: got %d records, %v; want 1", n, err)
+	}
+	select {
+	case m := <-msgs:
+		t.Fatalf("subscriber got seq %s before its append returned", m.Metadata.Get(ledger.MetadataSeq))
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	// A backup begins between commits: it waits out the window and then
+	// holds the record, whose append has returned by then.
+	backedUp := make(chan uint64, 1)
+	go func() {
+		last, err := s.BackupTo(ctx, io.Discard)
+		if err != nil {
+			t.Error(err)
+		}
+		backedUp <- last
+	}()
+	select {
+	case last := <-backedUp:
+		t.Fatalf("backup began inside the window (last seq %d)", last)
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	close(release)
+	if last := <-backedUp; last != 2 {
+		t.Errorf("backup after the window: got last seq %d; want 2", last)
+	}
+	if err := <-appended; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(2); err != nil {
+		t.Fatalf("get 2 after its append returned: %v", err)
+	}
+	select {
+	case m := <-msgs:
+		if got := m.Metadata.Get(ledger.MetadataSeq); got != "2" {
+			t.Fatalf("subscriber after the append: got seq %s; want 2", got)
+		}
+		m.Ack()
+	case <-time.After(5 * time.Second):
+		t.Fatal("subscriber not woken after the append returned")
 	}
 }

@@ -358,8 +358,14 @@ func (sub *Subscriber) deliverOne(ctx context.Context, topic string, g *group, o
 	}
 }
 
-// readTopic returns up to limit records of topic with seq >= from.
+// readTopic returns up to limit durable records of topic with seq >= from:
+// none past the head, so a subscriber (and the projections it feeds, which
+// the hub enforces from) never acts on a record before its append returned.
+// With nothing new the caller waits for the writer's wake-up.
 func (s *Store) readTopic(topic string, from uint64, limit int) ([]*Record, error) {
+	if from > s.Head().Seq {
+		return nil, nil
+	}
 	recs, _, err := s.readIndex(kindTopic, topic, from, 0, limit)
 	return recs, err
 }

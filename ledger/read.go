@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -23,8 +24,15 @@ const scanBatch = 512
 // an error.
 var ErrStop = errors.New("stop scan")
 
-// Get returns the record at seq, or ErrNotFound.
+// Get returns the record at seq, or ErrNotFound. Like every read it sees
+// only durable records: none past Head.
 func (s *Store) Get(seq uint64) (*Record, error) {
+	if seq == 0 || seq > s.Head().Seq {
+		if s.Closed() {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("%w: seq %d", ErrNotFound, seq)
+	}
 	var r *Record
 	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketLog).Get(seqKey(seq))
@@ -85,13 +93,27 @@ func (s *Store) Scan(ctx context.Context, from, to uint64, fn func(*Record) erro
 	}
 }
 
-// scanRaw walks the log bucket in chunks of short read transactions. The
-// slices passed to fn are valid only during the call.
+// scanRaw walks the log bucket in chunks of short read transactions, up to
+// to (0: the head as each chunk begins) and never past the head. The slices
+// passed to fn are valid only during the call.
+//
+// Why the head bounds every read: bbolt lets a new read transaction see a
+// commit once its meta page is written, before the fdatasync that makes it
+// durable (bbolt v1.5.0 Tx.writeMeta releases the meta lock, then syncs).
+// The head moves only after Commit returned, so a reader bounded by it never
+// sees, or hands a projection, a record a crash could still take back.
 func (s *Store) scanRaw(ctx context.Context, from, to uint64, fn func(k, v []byte) error) error {
 	next := from
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		limit := s.durableLimit(to)
+		if next > limit {
+			if s.Closed() {
+				return ErrClosed
+			}
+			return nil
 		}
 		done := false
 		err := s.view(func(tx *bolt.Tx) error {
@@ -111,13 +133,17 @@ func (s *Store) scanRaw(ctx context.Context, from, to uint64, fn func(k, v []byt
 					return nil
 				}
 				if len(k) != 8 {
+					if bytes.Compare(k, seqKey(limit)) > 0 {
+						done = true // past the range
+						return nil
+					}
 					return badLogKey(k)
 				}
 				seq := binary.BigEndian.Uint64(k)
 				if seq < next {
 					return fmt.Errorf("%w: log holds seq %d", ErrCorrupt, seq)
 				}
-				if to != 0 && seq > to {
+				if seq > limit {
 					done = true
 					return nil
 				}
@@ -140,6 +166,16 @@ func (s *Store) scanRaw(ctx context.Context, from, to uint64, fn func(k, v []byt
 	}
 }
 
+// durableLimit is the last seq a read may return: to, but never past the
+// head (to == 0: the head). See scanRaw for why.
+func (s *Store) durableLimit(to uint64) uint64 {
+	head := s.Head().Seq
+	if to == 0 || to > head {
+		return head
+	}
+	return to
+}
+
 // badLogKey is the error for a key in the log bucket that is not an 8-byte
 // seq: the writer never puts one, so the file was damaged or edited.
 func badLogKey(k []byte) error {
@@ -154,13 +190,10 @@ func badLogKey(k []byte) error {
 // there is none). Times never decrease along the log, so this is a binary
 // search: about log2(n) record reads.
 func (s *Store) SeqAtTime(t time.Time) (uint64, error) {
-	head := s.Head().Seq
+	head := s.Head().Seq        // never past it: see scanRaw
 	lo, hi := uint64(1), head+1 // answer in [lo, hi]
 	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLog)
-		if k, _ := b.Cursor().Last(); len(k) == 8 {
-			hi = binary.BigEndian.Uint64(k) + 1
-		}
 		for lo < hi {
 			mid := lo + (hi-lo)/2
 			v := b.Get(seqKey(mid))
@@ -207,19 +240,19 @@ func (s *Store) ScanTime(ctx context.Context, since, until time.Time, fn func(*R
 }
 
 // ByUser calls fn, in log order, for every event about user with
-// from <= seq <= to (to == 0: no upper bound), through the user index.
+// from <= seq <= to (to == 0: up to the head), through the user index.
 func (s *Store) ByUser(ctx context.Context, user string, from, to uint64, fn func(*Record) error) error {
 	return s.byIndex(ctx, kindUser, user, from, to, fn)
 }
 
 // BySession calls fn, in log order, for every event about session with
-// from <= seq <= to (to == 0: no upper bound), through the session index.
+// from <= seq <= to (to == 0: up to the head), through the session index.
 func (s *Store) BySession(ctx context.Context, session string, from, to uint64, fn func(*Record) error) error {
 	return s.byIndex(ctx, kindSession, session, from, to, fn)
 }
 
 // ByTopic calls fn, in log order, for every record published on topic with
-// from <= seq <= to (to == 0: no upper bound).
+// from <= seq <= to (to == 0: up to the head).
 func (s *Store) ByTopic(ctx context.Context, topic string, from, to uint64, fn func(*Record) error) error {
 	return s.byIndex(ctx, kindTopic, topic, from, to, fn)
 }
@@ -252,9 +285,18 @@ func (s *Store) byIndex(ctx context.Context, kind indexKind, name string, from, 
 }
 
 // readIndex returns, from one read transaction, up to limit records of
-// (kind, name) with from <= seq <= to (to == 0: no bound), and whether there
+// (kind, name) with from <= seq <= to (to == 0: the head; never past it), and whether there
 // may be more.
 func (s *Store) readIndex(kind indexKind, name string, from, to uint64, limit int) ([]*Record, bool, error) {
+	// A commit's tail block is visible before the commit is durable, like
+	// its records: stop at the head (see scanRaw).
+	to = s.durableLimit(to)
+	if from > to {
+		if s.Closed() {
+			return nil, false, ErrClosed
+		}
+		return nil, false, nil
+	}
 	var out []*Record
 	more := false
 	err := s.view(func(tx *bolt.Tx) error {

@@ -111,8 +111,15 @@ type Store struct {
 	failed  error
 	changed chan struct{} // closed and replaced after every commit
 
+	// commitGate is held by the writer from the start of a commit until the
+	// head has moved (or the commit failed); BackupTo holds it shared only
+	// while it begins its read transaction, so the copy holds exactly the
+	// durable log. Other reads need not wait: they stop at the head.
+	commitGate sync.RWMutex
+
 	// writer state, owned by the writer goroutine
 	rng            *rand.ChaCha8
+	afterCommit    func()       // test hook: called after bbolt's commit returned, before the head moves
 	failpoint      func() error // test hook: non-nil error aborts the commit
 	mergeFailpoint func() error // test hook: called after an index merge, inside its transaction
 	post           postings     // the current commit's index postings
@@ -271,7 +278,10 @@ func (s *Store) view(fn func(*bolt.Tx) error) error {
 // Path is the file the store was opened from.
 func (s *Store) Path() string { return s.path }
 
-// Head returns the last committed record's seq, hash, id and time.
+// Head returns the last durable record's seq, hash, id and time. It moves
+// only after a commit has returned from its final fsync, and every read is
+// bounded by it, so no reader sees a record that a crash could take back.
+// On a read-only store it is the file's last record.
 func (s *Store) Head() Head {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

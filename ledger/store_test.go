@@ -367,7 +367,7 @@ func TestEveryCallAfterCloseIsErrClosed(t *testing.T) {
 			_, err := s.Backup(ctx, filepath.Join(t.TempDir(), "b.db"))
 			return err
 		},
-		"BackupTo":    func() error { _, err := s.BackupTo(io.Discard); return err },
+		"BackupTo":    func() error { _, err := s.BackupTo(ctx, io.Discard); return err },
 		"GetBlob":     func() error { _, err := s.GetBlob("k"); return err },
 		"LastBlob":    func() error { _, _, err := s.LastBlob("", "z"); return err },
 		"PutBlob":     func() error { return s.PutBlob(ctx, "k", nil) },

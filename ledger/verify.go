@@ -30,6 +30,9 @@ func (s *Store) Verify(ctx context.Context, from, to uint64, progress VerifyProg
 		from = 1
 	}
 	var prev Hash
+	if from > 1 && from-1 > s.Head().Seq {
+		return 0, &ChainError{Seq: from - 1, Reason: fmt.Sprintf("anchor record missing: past the head, seq %d", s.Head().Seq)}
+	}
 	if from > 1 {
 		err := s.view(func(tx *bolt.Tx) error {
 			v := tx.Bucket(bucketLog).Get(seqKey(from - 1))
