@@ -132,17 +132,30 @@ func (e *Engine) seqAtTime(ctx context.Context, t time.Time) (uint64, error) {
 
 // Events calls fn for every event that matches f, in log order. With follow
 // it then waits for new events and delivers them as they are committed, until
-// ctx ends (which is then not an error), f.Until passes or f.Limit is
-// reached. It reads through the session or user index when f names one.
-// Records that do not decode are skipped and reported at the end as a
-// *CorruptError.
+// ctx ends (which is then not an error), f.Until passes (a record at or
+// after it is committed) or f.Limit is reached; a window that begins or ends
+// in the future is followed too. It reads through the session or user index
+// when f names one. Records that do not decode are skipped and reported at
+// the end as a *CorruptError.
 func (e *Engine) Events(ctx context.Context, f Filter, follow bool, fn func(*ledger.Record) error) error {
 	if err := f.Validate(); err != nil {
 		return err
 	}
+	head := e.store.Head().Seq
 	from, to, empty, err := e.seqRange(ctx, f.Since, f.Until)
-	if err != nil || empty {
+	if err != nil {
 		return err
+	}
+	if follow && !f.Until.IsZero() {
+		// Follow only while no record has reached Until yet.
+		end, err := e.seqAtTime(ctx, f.Until)
+		if err != nil {
+			return err
+		}
+		follow = end > head
+	}
+	if empty && !follow {
+		return nil
 	}
 	var sent uint64
 	stop := errors.New("limit reached")
@@ -160,8 +173,11 @@ func (e *Engine) Events(ctx context.Context, f Filter, follow bool, fn func(*led
 		return nil
 	}
 	c := &corruptions{}
-	next, err := e.read(ctx, &f, from, to, c, deliver)
-	if follow && err == nil && to == 0 {
+	next := from
+	if !empty {
+		next, err = e.read(ctx, &f, from, to, c, deliver)
+	}
+	if follow && err == nil {
 		err = e.follow(ctx, &f, next, c, deliver)
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			err = nil
@@ -176,18 +192,19 @@ func (e *Engine) Events(ctx context.Context, f Filter, follow bool, fn func(*led
 	return c.err()
 }
 
-// follow delivers records from next on as they are committed. Until passes
-// only when a record at or after it is committed.
+// follow delivers records from next on as they are committed, those of
+// the window [Since, Until) only. Until passes only when a record at or
+// after it is committed.
 func (e *Engine) follow(ctx context.Context, f *Filter, next uint64, c *corruptions, deliver func(*ledger.Record) error) error {
 	stopAt := errors.New("until passed")
-	d := deliver
-	if !f.Until.IsZero() {
-		d = func(r *ledger.Record) error {
-			if !r.Time.Before(f.Until) {
-				return stopAt
-			}
-			return deliver(r)
+	d := func(r *ledger.Record) error {
+		switch {
+		case !f.Until.IsZero() && !r.Time.Before(f.Until):
+			return stopAt
+		case r.Time.Before(f.Since):
+			return nil // a window that begins in the future
 		}
+		return deliver(r)
 	}
 	for {
 		changed := e.store.Changed() // before Head: a commit in between still wakes us

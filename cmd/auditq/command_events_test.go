@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionledger/sessionledger/audit/audittest"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+)
+
+// rejected appends a connect_rejected of user zed to the hub's ledger, as
+// hubd would record one, with reason as its reason.
+func rejected(t *testing.T, h *audittest.Hub, reason string) {
+	t.Helper()
+	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED, User: "zed", Device: "pc", Node: audittest.HubNode, Actor: "system", Reason: reason,
+		Body: &eventpb.Event_ConnectRejected{ConnectRejected: &eventpb.ConnectRejected{Code: "banned", Count: 1}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := h.Store.Append(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sleepUntil sleeps until just after t.
+func sleepUntil(t time.Time) { time.Sleep(time.Until(t) + 50*time.Millisecond) }
+
+// TestFollowFutureWindow follows a window that begins and ends in the
+// future through --addr: the records before it are not printed, the one in
+// it is, and the command ends by itself once a record at or after --until
+// is recorded.
+func TestFollowFutureWindow(t *testing.T) {
+	h := audittest.StartHub(t, fixture)
+	since := time.Now().Add(800 * time.Millisecond)
+	until := since.Add(800 * time.Millisecond)
+	done := make(chan result, 1)
+	go func() {
+		done <- run(t, nil, "--addr", h.Addr, "--token", h.Token, "--json", "events", "--follow", "--user", "zed",
+			"--since", since.Format(time.RFC3339Nano), "--until", until.Format(time.RFC3339Nano))
+	}()
+	time.Sleep(200 * time.Millisecond) // most likely following by now; the outcome is the same if not
+	rejected(t, h, "before the window")
+	sleepUntil(since)
+	rejected(t, h, "in the window")
+	sleepUntil(until)
+	select {
+	case r := <-done:
+		t.Fatalf("follow ended before --until passed: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	case <-time.After(100 * time.Millisecond):
+	}
+	rejected(t, h, "after the window")
+	select {
+	case r := <-done:
+		if r.code != 0 {
+			t.Fatalf("exit %d; want 0\n%s", r.code, r.stderr)
+		}
+		if got, want := strings.Count(r.stdout, "\n"), 1; got != want || !strings.Contains(r.stdout, "in the window") {
+			t.Errorf("printed %d lines:\n%s\nwant %d, the record in the window", got, r.stdout, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("follow did not end after a record past --until")
+	}
+}
