@@ -69,8 +69,28 @@ func ExampleClient_Disconnects() {
 	h, stop := exampleHub()
 	defer stop()
 
+	// So that the output does not depend on timing, the reconnect also
+	// waits until the notification below is recorded (an application
+	// leaves WithSleep alone).
+	recorded := make(chan struct{})
+	holdReconnect := client.WithSleep(func(ctx context.Context, d time.Duration) error {
+		select {
+		case <-recorded:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+
 	ctx := context.Background()
-	c, err := client.Dial(ctx, h.addr, client.WithUser("bob", "tablet"), client.WithAutoAck())
+	c, err := client.Dial(ctx, h.addr, client.WithUser("bob", "tablet"), client.WithAutoAck(), holdReconnect)
 	if err != nil {
 		fmt.Println("connect:", err)
 		return
@@ -83,6 +103,7 @@ func ExampleClient_Disconnects() {
 	fmt.Printf("%s: %s; reconnect %s %s; will reconnect: %v\n", d.Cause, d.Reason, d.Reconnect, d.ReconnectAfter, d.WillReconnect)
 
 	h.notify("bob", "score", "42") // recorded while bob is away
+	close(recorded)
 	n := <-c.Notifications()
 	fmt.Println(n.Topic, string(n.Payload), "redelivered:", n.Redelivered)
 	fmt.Println("resumed the first session:", c.Session().ResumedFrom == first)

@@ -91,7 +91,18 @@ func (h *testHub) stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := h.srv.Shutdown(ctx)
-	h.g.Stop()
+	// As hubd: GracefulStop lets the handlers that Shutdown ended send
+	// their Disconnect frame and final status (Stop could cut them and
+	// leave a client with EOF and no advice), bounded in case a stream
+	// does not end.
+	stopped := make(chan struct{})
+	go func() { h.g.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		h.g.Stop()
+		<-stopped
+	}
 	h.conn.Close()
 	return errors.Join(err, h.store.Close())
 }
