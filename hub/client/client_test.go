@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -442,19 +443,29 @@ func TestBackoffWhileServerDown(t *testing.T) {
 	var mu sync.Mutex
 	var delays []time.Duration
 	b := client.Backoff{Base: 100 * time.Millisecond, Max: 250 * time.Millisecond, Jitter: 0.5}
-	c := dial(t, h, "lee", "d", client.WithBackoff(b), client.WithMaxAttempts(3), client.WithRand(func() float64 { return 0.5 }),
+	r := newRecorder()
+	c := dial(t, h, "lee", "d", append(r.options(), client.WithBackoff(b), client.WithMaxAttempts(3), client.WithRand(func() float64 { return 0.5 }),
 		client.WithSleep(func(ctx context.Context, d time.Duration) error {
 			mu.Lock()
 			delays = append(delays, d)
 			mu.Unlock()
 			return ctx.Err() // no real wait: the schedule is what is checked
-		}))
+		}))...)
 	if err := h.stop(); err != nil {
 		t.Fatal(err)
 	}
 	d := waitDone(t, c)
 	if d.Cause != client.CauseLost || d.Attempt != 3 || d.WillReconnect {
 		t.Fatalf("end = %+v; want lost after 3 failed attempts", d)
+	}
+	// Attempt counts the failed attempts, the reported one included: 0
+	// for the end of the session, then 1, 2, 3.
+	var attempts []int
+	for _, d := range r.disconnects() {
+		attempts = append(attempts, d.Attempt)
+	}
+	if !slices.Equal(attempts, []int{0, 1, 2, 3}) {
+		t.Fatalf("attempts = %v; want [0 1 2 3]", attempts)
 	}
 	mu.Lock()
 	defer mu.Unlock()
