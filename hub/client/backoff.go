@@ -51,10 +51,20 @@ func (b Backoff) Delay(n int, u float64) time.Duration {
 	return fixed + time.Duration(u*float64(d)*b.Jitter)
 }
 
-// After returns the wait when the server advised "reconnect after a": at
-// least a, plus up to Jitter·Base so clients told the same do not return in
-// the same instant.
-func (b Backoff) After(a time.Duration, u float64) time.Duration {
+// afterJitter caps the random part added to an advised wait.
+const afterJitter = 0.2
+
+// After returns the wait when the server advised "reconnect after a" and n
+// is the attempt number as for Delay, with u in [0, 1) as the random
+// draw: the longer of a and Delay(n, u), plus a random part of up to
+// min(Jitter, 0.2) of that (none when Jitter is negative). It is never
+// less than a. The random part is proportional so that the clients of a
+// node told the same (every session of a server that shuts down) spread
+// over a fifth of the advice instead of returning in the same instant,
+// and taking Delay into account keeps a client that is thrown out again
+// and again backing off even when each time it is told a short wait.
+func (b Backoff) After(a time.Duration, n int, u float64) time.Duration {
 	b = b.withDefaults()
-	return a + time.Duration(u*float64(b.Base)*b.Jitter)
+	w := max(a, b.Delay(n, u))
+	return w + time.Duration(u*float64(w)*min(b.Jitter, afterJitter))
 }

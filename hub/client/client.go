@@ -162,6 +162,9 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 
 	ls, d := c.connect(base, ctx)
 	if d != nil && cfg.resume != nil && d.RejectCode == "resume_refused" && d.Reconnect == ReconnectAllowed {
+		// Reported as what it is: a failed attempt after which the client
+		// connects afresh at once.
+		d.Attempt, d.WillReconnect = 1, true
 		c.report(*d)
 		c.dropResume()
 		ls, d = c.connect(base, ctx)
@@ -400,7 +403,7 @@ func (c *Client) plan(d *Disconnect, closing context.Context, attempt int) {
 		if c.cfg.maxWait > 0 && d.ReconnectAfter > c.cfg.maxWait {
 			return
 		}
-		d.Delay = c.backoff.After(d.ReconnectAfter, c.cfg.rand())
+		d.Delay = c.backoff.After(d.ReconnectAfter, attempt, c.cfg.rand())
 	} else {
 		d.Delay = c.backoff.Delay(attempt, c.cfg.rand())
 	}

@@ -482,8 +482,8 @@ func TestResumeRefusedConnectsAfresh(t *testing.T) {
 		t.Fatalf("session %+v; want a fresh one", c.Session())
 	}
 	ds := r.disconnects()
-	if len(ds) != 1 || ds[0].Cause != client.CauseRejected || ds[0].RejectCode != "resume_refused" {
-		t.Fatalf("disconnects = %+v; want the refused resume reported", ds)
+	if len(ds) != 1 || ds[0].Cause != client.CauseRejected || ds[0].RejectCode != "resume_refused" || !ds[0].WillReconnect || ds[0].Delay != 0 || ds[0].Attempt != 1 {
+		t.Fatalf("disconnects = %+v; want the refused resume reported as attempt 1, connecting afresh at once", ds)
 	}
 	got := h.events(t, 1)
 	if len(got) != 2 || got[0].Event.GetType() != tRejected || got[1].Event.GetType() != tConnected {
@@ -540,8 +540,16 @@ func TestBackoffSchedule(t *testing.T) {
 			t.Fatalf("attempt %d: delays [%s, %s]; want [%s, %s]", n, lo, hi, want/2, want)
 		}
 	}
-	if d := b.After(3*time.Second, 0.999999); d < 3*time.Second || d > 3*time.Second+50*time.Millisecond {
-		t.Fatalf("after 3s: %s; want 3s plus at most 50ms", d)
+	// "After a": at least a, plus up to a fifth of it at random.
+	if lo, hi := b.After(3*time.Second, 0, 0), b.After(3*time.Second, 0, 0.999999); lo != 3*time.Second || hi < 3590*time.Millisecond || hi > 3600*time.Millisecond {
+		t.Fatalf("after 3s: [%s, %s]; want [3s, 3.6s]", lo, hi)
+	}
+	// An advice shorter than the backoff at attempt n waits the backoff.
+	if d := b.After(10*time.Millisecond, 3, 0); d != b.Delay(3, 0) {
+		t.Fatalf("after 10ms at attempt 3: %s; want the backoff, %s", d, b.Delay(3, 0))
+	}
+	if d := (client.Backoff{Jitter: -1}).After(time.Second, 0, 0.9); d != time.Second {
+		t.Fatalf("after 1s without jitter: %s; want 1s", d)
 	}
 	if d := (client.Backoff{Base: time.Second, Jitter: -1}).Delay(0, 0.7); d != time.Second {
 		t.Fatalf("no jitter: %s; want 1s", d)

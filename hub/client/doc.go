@@ -42,9 +42,12 @@
 //     newer login of the same user (coming back would throw that login
 //     out), or after the server refused it for a reason retrying cannot
 //     fix (unauthenticated, invalid);
-//   - waits at least the advised time after "reconnect after", plus a
-//     little jitter (WithMaxWait gives up instead when the advice is
-//     longer than the application will wait, e.g. a day's ban);
+//   - waits at least the advised time after "reconnect after": the
+//     longer of the advice and the current backoff, plus up to a fifth
+//     of that at random, so the sessions of a node that shuts down do
+//     not all come back in the same instant (WithMaxWait gives up
+//     instead when the advice is longer than the application will wait,
+//     e.g. a day's ban);
 //   - otherwise waits a jittered exponential backoff (Backoff), growing
 //     with each failed attempt in a row, so clients thrown out together do
 //     not return together;
