@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -110,6 +111,9 @@ type Store struct {
 	// append fails until the ledger is reopened.
 	failed  error
 	changed chan struct{} // closed and replaced after every commit
+	// headDamage is what a read-only open found wrong at the end of the
+	// log (see loadHead); Verify reports it.
+	headDamage *ChainError
 
 	// commitGate is held by the writer from the start of a commit until the
 	// head has moved (or the commit failed); BackupTo holds it shared only
@@ -248,18 +252,59 @@ func (s *Store) init() error {
 		return err
 	}
 	return s.db.View(func(tx *bolt.Tx) error {
-		k, v := tx.Bucket(bucketLog).Cursor().Last()
-		if k == nil {
-			return nil
-		}
-		r, err := DecodeRecord(k, v)
-		if err != nil {
-			return fmt.Errorf("read head: %w", err)
-		}
-		s.head = Head{Seq: r.Seq, Hash: r.Hash, ID: r.ID, Time: r.Time}
 		s.tailBytes = tailSize(tx)
-		return nil
+		return s.loadHead(tx)
 	})
+}
+
+// loadHead sets the head from the last record of the log. A damaged last
+// record refuses a read-write open (appending would chain onto a hash
+// nobody can trust) with an error that names the seq and says what to do.
+// A read-only open goes on, so that Verify can run: the head seq comes from
+// the key, and Verify reports the damage (headDamage).
+func (s *Store) loadHead(tx *bolt.Tx) error {
+	c := tx.Bucket(bucketLog).Cursor()
+	k, v := c.Last()
+	if k == nil {
+		return nil
+	}
+	if len(k) != 8 {
+		// Not a seq: something else wrote the file. The head is the last
+		// key that is one; the damage sits right after it.
+		bad := badLogKey(k)
+		for k != nil && len(k) != 8 {
+			k, v = c.Prev()
+		}
+		var seq uint64
+		if k != nil {
+			seq = binary.BigEndian.Uint64(k)
+		}
+		s.headDamage = &ChainError{Seq: seq + 1, Reason: bad.Error() + ", after the last record"}
+	}
+	if k != nil {
+		seq := binary.BigEndian.Uint64(k)
+		r, err := DecodeRecord(k, v)
+		switch {
+		case err == nil:
+			s.head = Head{Seq: r.Seq, Hash: r.Hash, ID: r.ID, Time: r.Time}
+		default:
+			s.head = Head{Seq: seq}
+			if len(v) >= hashSize {
+				copy(s.head.Hash[:], v[:hashSize])
+			}
+			s.headDamage = &ChainError{Seq: seq, Reason: fmt.Sprintf("the last record does not decode: %v", err)}
+		}
+	}
+	if s.headDamage == nil {
+		return nil
+	}
+	if s.opts.ReadOnly {
+		s.opts.Logger.Warn("ledger: the end of the log is damaged; Verify reports it", "seq", s.headDamage.Seq, "reason", s.headDamage.Reason)
+		return nil
+	}
+	return fmt.Errorf("%w: the end of the log is damaged at seq %d (%s), so no append can chain onto it: "+
+		"run `auditq --db FILE verify` (it opens the file read-only) to find the first bad seq, "+
+		"and restore the ledger from a backup", ErrCorrupt, s.headDamage.Seq, s.headDamage.Reason)
 }
 
 // view runs fn in a read transaction. After Close it returns ErrClosed, as

@@ -77,6 +77,12 @@ func (s *Store) Verify(ctx context.Context, from, to uint64, progress VerifyProg
 	if to != 0 && want <= to && want <= s.Head().Seq {
 		return checked, &ChainError{Seq: want, Reason: "missing: the log ends early"}
 	}
+	if d := s.headDamage; d != nil && d.Seq >= from && (to == 0 || d.Seq <= to) {
+		// Found by a read-only Open at the end of the log: a last record
+		// whose chain checks out but which does not decode, or a key after
+		// it that is not a seq.
+		return checked, d
+	}
 	if progress != nil {
 		progress(want - 1)
 	}

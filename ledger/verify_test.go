@@ -1,11 +1,14 @@
 package ledger_test
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -150,5 +153,59 @@ func TestScanBadLogKeyIsCorrupt(t *testing.T) {
 	err = s.ScanRaw(ctx, 0, 0, func(r *ledger.RawRecord) error { n = r.Seq; return nil })
 	if !errors.Is(err, ledger.ErrCorrupt) || n != 50 {
 		t.Fatalf("scan raw: got last seq %d, %v; want 50 then ErrCorrupt", n, err)
+	}
+}
+
+// TestLastRecordDamaged: a damaged newest record must not stop Verify from
+// running. A read-only Open takes the head seq from the key and Verify names
+// it; a read-write Open refuses, naming the seq and what to do.
+func TestLastRecordDamaged(t *testing.T) {
+	cases := []struct {
+		name string
+		fn   func(log *bolt.Bucket) error
+		want uint64
+	}{
+		{"truncated", func(log *bolt.Bucket) error { return log.Put(key(100), []byte{1, 2, 3}) }, 100},
+		{"byte changed", func(log *bolt.Bucket) error {
+			v := append([]byte(nil), log.Get(key(100))...)
+			v[len(v)-1] ^= 0x40
+			return log.Put(key(100), v)
+		}, 100},
+		{"chain intact, protobuf broken", func(log *bolt.Bucket) error {
+			// A writer that recomputes the hash: only decoding can tell.
+			v := append([]byte(nil), log.Get(key(100))...)
+			v = append(v, 0xff) // a dangling tag
+			h := sha256.Sum256(append(append([]byte(nil), log.Get(key(99))[:32]...), v[32:]...))
+			copy(v, h[:])
+			return log.Put(key(100), v)
+		}, 100},
+		{"7-byte key after the last record", func(log *bolt.Bucket) error {
+			return log.Put([]byte{0, 0, 0, 0, 0, 0, 1}, []byte("x"))
+		}, 101},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := tamperFixture(t)
+			damage(t, path, tc.fn)
+			ro, err := ledger.Open(path, &ledger.Options{ReadOnly: true})
+			if err != nil {
+				t.Fatalf("read-only open: got %v; want it to open so Verify can run", err)
+			}
+			if h := ro.Head(); h.Seq != 100 {
+				t.Errorf("read-only head: got seq %d; want 100", h.Seq)
+			}
+			_, err = ro.Verify(ctx, 0, 0, nil)
+			ro.Close()
+			wantBreakAt(t, err, tc.want)
+			_, err = ledger.Open(path, nil)
+			if err == nil {
+				t.Fatal("read-write open of a ledger with a damaged end: got nil error")
+			}
+			msg := err.Error()
+			if !errors.Is(err, ledger.ErrCorrupt) || !strings.Contains(msg, fmt.Sprintf("seq %d", tc.want)) ||
+				!strings.Contains(msg, "verify") || !strings.Contains(msg, "backup") {
+				t.Fatalf("read-write open: got %q; want ErrCorrupt naming seq %d, verify and a backup", msg, tc.want)
+			}
+		})
 	}
 }
