@@ -254,9 +254,9 @@ func (e *Engine) read(ctx context.Context, f *Filter, from, to uint64, c *corrup
 	if err != nil && errors.Is(err, ledger.ErrCorrupt) {
 		// The scan meets the damage the index met, and reports it: a
 		// record that does not decode, or the gap where a record the index
-		// names was deleted. Only a record deleted from the very end of the
-		// log leaves no gap, so an index error the scan did not explain is
-		// kept.
+		// names was deleted. An error the scan does not explain is damage
+		// in the index itself: the answer, read from the log, is whole,
+		// but the file is not, so the error is kept.
 		found, indexErr := c.found(), err
 		next, err = e.scan(ctx, next, to, c, deliver)
 		if err == nil && c.found() == found && c.index == nil {
