@@ -64,6 +64,9 @@ func (g *gen) event() *eventpb.Event {
 		user, dev := g.user(), g.device()
 		g.nextID++
 		id := fmt.Sprintf("s%d", g.nextID)
+		if g.rnd.IntN(50) == 0 {
+			user = "" // malformed: counted, not started
+		}
 		sup := g.st.Supersedes(g.policy, user, dev)
 		if g.rnd.IntN(5) == 0 {
 			return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED, User: user, Device: dev, Session: id, Node: "n1", Actor: user,
@@ -83,21 +86,30 @@ func (g *gen) event() *eventpb.Event {
 		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, User: s.User, Device: s.Device, Session: s.ID, Node: s.Node, Actor: "system",
 			Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: d}}
 	case p < 60:
-		k := &eventpb.KickRequested{Target: eventpb.KickTarget(1 + g.rnd.IntN(3)), Mode: eventpb.KickMode(1 + g.rnd.IntN(2)),
-			Reconnect: eventpb.Reconnect(1 + g.rnd.IntN(3)), ReconnectAfterMs: int64(g.rnd.IntN(60000))}
+		// Mode and reconnect advice are sometimes left unspecified (the
+		// reducer's defaults apply); one kick in twenty has no target.
+		k := &eventpb.KickRequested{Target: eventpb.KickTarget(1 + g.rnd.IntN(3)), Mode: eventpb.KickMode(g.rnd.IntN(3)),
+			Reconnect: eventpb.Reconnect(g.rnd.IntN(4)), ReconnectAfterMs: int64(g.rnd.IntN(60000))}
+		if g.rnd.IntN(20) == 0 {
+			k.Target = eventpb.KickTarget_KICK_TARGET_UNSPECIFIED
+		}
 		s := live[g.rnd.IntN(len(live))]
 		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_KICK_REQUESTED, User: s.User, Device: s.Device, Session: s.ID, Actor: "ops", Reason: "test kick",
 			Body: &eventpb.Event_KickRequested{KickRequested: k}}
 	case p < 67:
 		var until int64
-		switch g.rnd.IntN(4) {
+		switch g.rnd.IntN(5) {
 		case 0: // no expiry
 		case 1: // already over (a ban recorded late)
 			until = g.now.Add(-time.Second).UnixNano()
-		default:
+		default: // 0-19 s: 0 ends exactly at the record's time
 			until = g.now.Add(time.Duration(g.rnd.IntN(20)) * time.Second).UnixNano()
 		}
-		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_USER_BANNED, User: g.user(), Actor: "ops", Reason: "test ban",
+		user := g.user()
+		if g.rnd.IntN(40) == 0 {
+			user = "" // malformed
+		}
+		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_USER_BANNED, User: user, Actor: "ops", Reason: fmt.Sprintf("test ban %d", g.seq+1),
 			Body: &eventpb.Event_UserBanned{UserBanned: &eventpb.UserBanned{UntilUnixNano: until}}}
 	case p < 72:
 		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_USER_UNBANNED, User: g.user(), Actor: "ops", Reason: "test unban",
@@ -126,15 +138,18 @@ func (g *gen) event() *eventpb.Event {
 }
 
 // model is a naive, index-free restatement of the reducer's rules, checked
-// against State in the property tests.
+// against State in the property tests: sessions, pending ends, bans and
+// every counter.
 type model struct {
 	live    []projections.Session // connect order
 	pending map[string]projections.PendingEnd
 	bans    map[string]projections.Ban
+	ended   map[string]bool // every session that ended (the State keeps the last 4096)
+	c       projections.Counters
 }
 
 func newModel() *model {
-	return &model{pending: map[string]projections.PendingEnd{}, bans: map[string]projections.Ban{}}
+	return &model{pending: map[string]projections.PendingEnd{}, bans: map[string]projections.Ban{}, ended: map[string]bool{}}
 }
 
 func (m *model) find(id string) int {
@@ -147,19 +162,38 @@ func (m *model) markEnd(p projections.PendingEnd) {
 	}
 }
 
+// banEnd is session s's end under ban b, due at t.
+func banEnd(b projections.Ban, s projections.Session, t time.Time) projections.PendingEnd {
+	p := projections.PendingEnd{Session: s.ID, User: s.User, Node: s.Node, Cause: eventpb.DisconnectCause_DISCONNECT_CAUSE_BANNED,
+		EventID: b.EventID, Seq: b.Seq, At: t, Actor: b.Actor, Reason: b.Reason, Mode: eventpb.KickMode_KICK_MODE_GRACEFUL,
+		Reconnect: eventpb.Reconnect_RECONNECT_NOT_ALLOWED}
+	if !b.Until.IsZero() {
+		p.Reconnect, p.ReconnectAfter = eventpb.Reconnect_RECONNECT_AFTER, b.Until.Sub(t)
+	}
+	return p
+}
+
 func (m *model) apply(r *ledger.Record) {
+	m.c.Applied++
 	for u, b := range m.bans {
 		if !b.Until.IsZero() && !b.Until.After(r.Time) {
 			delete(m.bans, u)
+			m.c.BansExpired++
 		}
 	}
 	ev := r.Event
 	if ev == nil {
+		m.c.NotEvents++
 		return
 	}
 	switch ev.GetType() {
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
+		if ev.GetSession() == "" || ev.GetUser() == "" {
+			m.c.Malformed++
+			return
+		}
 		if m.find(ev.GetSession()) >= 0 {
+			m.c.DuplicateConnects++
 			return
 		}
 		s := projections.Session{ID: ev.GetSession(), User: ev.GetUser(), Device: ev.GetDevice(), Node: ev.GetNode(), ConnectedAt: r.Time, ConnectSeq: r.Seq, ConnectID: r.ID}
@@ -177,13 +211,36 @@ func (m *model) apply(r *ledger.Record) {
 					Mode: eventpb.KickMode_KICK_MODE_GRACEFUL, Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED, SupersededBy: s.ID})
 			}
 		}
+		// Connected during a ban: it must end too.
+		if b, ok := m.bans[s.User]; ok && b.ActiveAt(r.Time) {
+			m.markEnd(banEnd(b, s, r.Time))
+		}
 	case eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED:
-		if i := m.find(ev.GetSession()); i >= 0 {
+		id := ev.GetSession()
+		switch i := m.find(id); {
+		case i >= 0:
 			m.live = slices.Delete(m.live, i, i+1)
-			delete(m.pending, ev.GetSession())
+			delete(m.pending, id)
+			m.ended[id] = true
+		case m.ended[id]:
+			m.c.DuplicateTerminals++
+		default:
+			m.c.UnknownSessions++
 		}
 	case eventpb.EventType_EVENT_TYPE_KICK_REQUESTED:
 		k := ev.GetKickRequested()
+		if k.GetTarget() == eventpb.KickTarget_KICK_TARGET_UNSPECIFIED {
+			m.c.Malformed++
+			return
+		}
+		mode, rc := k.GetMode(), k.GetReconnect()
+		if mode == eventpb.KickMode_KICK_MODE_UNSPECIFIED {
+			mode = eventpb.KickMode_KICK_MODE_GRACEFUL
+		}
+		if rc == eventpb.Reconnect_RECONNECT_UNSPECIFIED {
+			rc = eventpb.Reconnect_RECONNECT_ALLOWED
+		}
+		hits := 0
 		for _, s := range m.live {
 			hit := false
 			switch k.GetTarget() {
@@ -195,37 +252,51 @@ func (m *model) apply(r *ledger.Record) {
 				hit = s.User == ev.GetUser() && s.Device == ev.GetDevice()
 			}
 			if hit {
+				hits++
 				m.markEnd(projections.PendingEnd{Session: s.ID, User: s.User, Node: s.Node, Cause: eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED,
-					EventID: r.ID, Seq: r.Seq, At: r.Time, Actor: ev.GetActor(), Reason: ev.GetReason(), Mode: k.GetMode(), Reconnect: k.GetReconnect(),
+					EventID: r.ID, Seq: r.Seq, At: r.Time, Actor: ev.GetActor(), Reason: ev.GetReason(), Mode: mode, Reconnect: rc,
 					ReconnectAfter: time.Duration(k.GetReconnectAfterMs()) * time.Millisecond})
 			}
 		}
+		if hits == 0 {
+			m.c.KicksMissed++
+		}
 	case eventpb.EventType_EVENT_TYPE_USER_BANNED:
+		if ev.GetUser() == "" {
+			m.c.Malformed++
+			return
+		}
 		b := projections.Ban{User: ev.GetUser(), Reason: ev.GetReason(), Actor: ev.GetActor(), Since: r.Time, EventID: r.ID, Seq: r.Seq}
 		if u := ev.GetUserBanned().GetUntilUnixNano(); u != 0 {
 			b.Until = time.Unix(0, u).UTC()
 		}
-		if old, ok := m.bans[b.User]; ok {
-			b.Since = old.Since
-		}
 		if !b.Until.IsZero() && !b.Until.After(r.Time) {
-			delete(m.bans, b.User)
+			m.c.BansExpiredOnArrival++
 			return
 		}
-		m.bans[b.User] = b
-		rc, after := eventpb.Reconnect_RECONNECT_NOT_ALLOWED, time.Duration(0)
-		if !b.Until.IsZero() {
-			rc, after = eventpb.Reconnect_RECONNECT_AFTER, b.Until.Sub(r.Time)
+		if old, ok := m.bans[b.User]; ok {
+			// The later end wins; no expiry is the latest.
+			if old.Until.IsZero() || (!b.Until.IsZero() && !b.Until.After(old.Until)) {
+				m.c.BansNotExtending++
+				return
+			}
+			b.Since = old.Since
 		}
+		m.bans[b.User] = b
 		for _, s := range m.live {
 			if s.User == b.User {
-				m.markEnd(projections.PendingEnd{Session: s.ID, User: s.User, Node: s.Node, Cause: eventpb.DisconnectCause_DISCONNECT_CAUSE_BANNED,
-					EventID: r.ID, Seq: r.Seq, At: r.Time, Actor: ev.GetActor(), Reason: ev.GetReason(), Mode: eventpb.KickMode_KICK_MODE_GRACEFUL,
-					Reconnect: rc, ReconnectAfter: after})
+				m.markEnd(banEnd(b, s, r.Time))
 			}
 		}
 	case eventpb.EventType_EVENT_TYPE_USER_UNBANNED:
+		if _, ok := m.bans[ev.GetUser()]; !ok {
+			m.c.UnbanNotBanned++
+			return
+		}
 		delete(m.bans, ev.GetUser())
+	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT, eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED:
+	default:
+		m.c.UnknownTypes++
 	}
 }
 
@@ -243,6 +314,15 @@ func (m *model) pendingEnds() []projections.PendingEnd {
 		return out[i].Session < out[j].Session
 	})
 	return out
+}
+
+// banAt is the model's BanAt.
+func (m *model) banAt(user string, now time.Time) (projections.Ban, bool) {
+	b, ok := m.bans[user]
+	if !ok || !b.ActiveAt(now) {
+		return projections.Ban{}, false
+	}
+	return b, true
 }
 
 func (m *model) banList(now time.Time) []projections.Ban {

@@ -38,13 +38,20 @@ func TestStateMatchesModel(t *testing.T) {
 		seeds, steps = 15, 250
 	}
 	policies := []projections.Policy{{}, {MaxPerUser: 2}, {OnePerDevice: true}, {MaxPerUser: 1}, {MaxPerUser: 3, OnePerDevice: true}}
+	var total projections.Counters
+	bannedConnects := 0
 	for seed := 0; seed < seeds; seed++ {
 		g := newGen(uint64(seed), policies[seed%len(policies)])
 		st, m := projections.New(), newModel()
 		for i := 0; i < steps; i++ {
 			r := g.next()
-			st.Apply(r)
+			ch := st.Apply(r)
 			m.apply(r)
+			if ch.Started != nil {
+				if p, ok := st.Pending(ch.Started.ID); ok && p.Cause == eventpb.DisconnectCause_DISCONNECT_CAUSE_BANNED {
+					bannedConnects++
+				}
+			}
 			if got, want := st.Sessions(projections.Filter{}), m.sessions(); (len(got) != 0 || len(want) != 0) && !reflect.DeepEqual(got, want) {
 				t.Fatalf("seed %d seq %d: sessions\ngot  %+v\nwant %+v", seed, r.Seq, got, want)
 			}
@@ -58,8 +65,40 @@ func TestStateMatchesModel(t *testing.T) {
 					t.Fatalf("seed %d seq %d: bans at %s\ngot  %+v\nwant %+v", seed, r.Seq, now, got, want)
 				}
 			}
+			if got, want := st.Counters(), m.c; got != want {
+				t.Fatalf("seed %d seq %d: counters\ngot  %+v\nwant %+v", seed, r.Seq, got, want)
+			}
+			// Whatever the order of events, no session of a banned user
+			// stays live without an end due.
+			for _, b := range st.Bans(r.Time) {
+				for _, sess := range st.Sessions(projections.Filter{User: b.User}) {
+					if _, ok := st.Pending(sess.ID); !ok {
+						t.Fatalf("seed %d seq %d: session %s of banned user %s has no pending end", seed, r.Seq, sess.ID, b.User)
+					}
+				}
+			}
 		}
+		c := st.Counters()
+		total.BansExpired += c.BansExpired
+		total.BansExpiredOnArrival += c.BansExpiredOnArrival
+		total.BansNotExtending += c.BansNotExtending
+		total.Malformed += c.Malformed
+		total.KicksMissed += c.KicksMissed
 	}
+	// The generator must reach the rules under test.
+	if bannedConnects == 0 || total.BansExpired == 0 || total.BansExpiredOnArrival == 0 || total.BansNotExtending == 0 || total.Malformed == 0 {
+		t.Fatalf("generator coverage: %d connects during a ban, counters %+v; want all > 0", bannedConnects, total)
+	}
+	t.Logf("%d connects during a ban; %+v", bannedConnects, total)
+}
+
+// replayChanges applies recs to st and returns every change.
+func replayChanges(st *projections.State, recs []*ledger.Record) []projections.Change {
+	out := make([]projections.Change, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, st.Apply(r))
+	}
+	return out
 }
 
 // TestSnapshotPlusTailEqualsFullReplay cuts random logs at every point,
@@ -74,10 +113,16 @@ func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
 		for i := 0; i < 300; i++ {
 			g.next()
 		}
-		full := replayAll(g.recs)
+		full := projections.New()
+		changes := replayChanges(full, g.recs)
 		want := mustMarshal(t, full)
-		// Determinism: a second replay gives byte-equal state.
-		if again := mustMarshal(t, replayAll(g.recs)); !bytes.Equal(again, want) {
+		// Determinism: a second replay gives byte-equal state and the same
+		// changes, which is what the hub enforces from.
+		again := projections.New()
+		if !reflect.DeepEqual(replayChanges(again, g.recs), changes) {
+			t.Fatalf("seed %d: two replays of the same log give different changes", seed)
+		}
+		if !bytes.Equal(mustMarshal(t, again), want) {
 			t.Fatalf("seed %d: two replays of the same log differ", seed)
 		}
 		for cut := 0; cut <= len(g.recs); cut += 7 {
@@ -85,8 +130,9 @@ func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
 			if err != nil {
 				t.Fatalf("seed %d cut %d: %v", seed, cut, err)
 			}
-			for _, r := range g.recs[cut:] {
-				snap.Apply(r)
+			// The tail makes the same changes after a snapshot as in one run.
+			if got := replayChanges(snap, g.recs[cut:]); !reflect.DeepEqual(got, changes[cut:]) {
+				t.Fatalf("seed %d cut %d: the tail's changes after a snapshot differ from a full replay's", seed, cut)
 			}
 			if got := mustMarshal(t, snap); !bytes.Equal(got, want) {
 				t.Fatalf("seed %d cut %d: snapshot + tail != full replay", seed, cut)

@@ -16,7 +16,11 @@ import (
 // SnapshotVersion is the snapshot format version. A stored snapshot of any
 // other version is ignored and the state is rebuilt from the log: bump it
 // whenever the reducer's meaning or the snapshot's layout changes.
-const SnapshotVersion = 1
+//
+// 2: a connect during a ban is marked banned; a ban already expired when
+// recorded, or ending no later than the ban in force, changes nothing; two
+// new counters.
+const SnapshotVersion = 2
 
 // MarshalBinary encodes the state as a snapshot. The encoding is
 // deterministic: equal states give equal bytes.
@@ -30,6 +34,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 			UnknownSessions: s.counters.UnknownSessions, DuplicateTerminals: s.counters.DuplicateTerminals,
 			DuplicateConnects: s.counters.DuplicateConnects, UnbanNotBanned: s.counters.UnbanNotBanned,
 			KicksMissed: s.counters.KicksMissed, BansExpired: s.counters.BansExpired, Malformed: s.counters.Malformed,
+			BansExpiredOnArrival: s.counters.BansExpiredOnArrival, BansNotExtending: s.counters.BansNotExtending,
 		},
 	}
 	sessions := make([]*Session, 0, len(s.sessions))
@@ -92,6 +97,7 @@ func UnmarshalState(b []byte) (*State, error) {
 		UnknownSessions: c.GetUnknownSessions(), DuplicateTerminals: c.GetDuplicateTerminals(),
 		DuplicateConnects: c.GetDuplicateConnects(), UnbanNotBanned: c.GetUnbanNotBanned(),
 		KicksMissed: c.GetKicksMissed(), BansExpired: c.GetBansExpired(), Malformed: c.GetMalformed(),
+		BansExpiredOnArrival: c.GetBansExpiredOnArrival(), BansNotExtending: c.GetBansNotExtending(),
 	}
 	for _, x := range pb.GetSessions() {
 		if x.GetId() == "" || x.GetUser() == "" {

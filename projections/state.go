@@ -72,9 +72,11 @@ type PendingEnd struct {
 	// connect event.
 	EventID ulid.ULID
 	Seq     uint64
-	At      time.Time
-	Actor   string
-	Reason  string
+	// At is when the end became due: the time of the record that marked
+	// the session (for a session that connected during a ban, its connect).
+	At     time.Time
+	Actor  string
+	Reason string
 	// Mode is the kick mode (graceful for bans and supersedes).
 	Mode eventpb.KickMode
 	// Reconnect is the advice the client gets; ReconnectAfter goes with
@@ -106,6 +108,13 @@ type Counters struct {
 	KicksMissed uint64
 	// BansExpired: bans lifted by their expiry.
 	BansExpired uint64
+	// BansExpiredOnArrival: bans whose expiry had passed when they were
+	// recorded; they change nothing (a ban in force stays in force).
+	BansExpiredOnArrival uint64
+	// BansNotExtending: bans recorded during a ban in force that would end
+	// no later than it (the ban in force is permanent, or ends after or at
+	// the same time); the later end stands, so they change nothing.
+	BansNotExtending uint64
 	// Malformed: known types with a missing field they need (no session,
 	// no user); skipped.
 	Malformed uint64
@@ -282,6 +291,12 @@ func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bo
 			SupersededBy: id,
 		})
 	}
+	// A session that starts during a ban must end like the sessions the ban
+	// found live: the hub checks before it connects, but the ban can be
+	// recorded in between.
+	if b, ok := s.bans[sess.User]; ok && b.ActiveAt(r.Time) {
+		s.mark(ch, banEnd(b, sess, r.Time))
+	}
 }
 
 // mark records p unless the session already has a pending end.
@@ -396,20 +411,23 @@ func (s *State) ban(r *ledger.Record, ev *eventpb.Event, ch *Change) {
 	if u := ev.GetUserBanned().GetUntilUnixNano(); u != 0 {
 		b.Until = time.Unix(0, u).UTC()
 	}
-	if old, ok := s.bans[user]; ok {
-		// A ban during a ban replaces its terms (reason, actor, expiry) but
-		// the user has been banned since the first one.
-		b.Since = old.Since
-	}
 	if !b.Until.IsZero() && !b.Until.After(r.Time) {
-		// Already expired when it was recorded: nothing to enforce.
-		if _, ok := s.bans[user]; ok {
-			delete(s.bans, user)
-		}
-		cp := *b
-		ch.Expired = append(ch.Expired, cp)
+		// Already over when it was recorded: nothing to enforce, and a ban
+		// in force (expire has lifted the ones that ended) stays.
+		s.counters.BansExpiredOnArrival++
 		ch.Anomaly = "ban expired before it was recorded"
 		return
+	}
+	if old, ok := s.bans[user]; ok {
+		// A ban during a ban: the later end wins (no expiry is the latest),
+		// so a shorter ban never lifts a longer one early. An extension
+		// takes the new terms; the user has been banned since the first.
+		if !endsLater(b, old) {
+			s.counters.BansNotExtending++
+			ch.Anomaly = "ban ends no later than the ban in force"
+			return
+		}
+		b.Since = old.Since
 	}
 	s.bans[user] = b
 	if !b.Until.IsZero() {
@@ -417,18 +435,36 @@ func (s *State) ban(r *ledger.Record, ev *eventpb.Event, ch *Change) {
 	}
 	cp := *b
 	ch.Banned = &cp
+	for _, id := range s.byUser[user] {
+		s.mark(ch, banEnd(b, s.sessions[id], r.Time))
+	}
+}
+
+// endsLater reports whether ban b ends after ban old (no expiry is later
+// than any).
+func endsLater(b, old *Ban) bool {
+	switch {
+	case old.Until.IsZero():
+		return false
+	case b.Until.IsZero():
+		return true
+	default:
+		return b.Until.After(old.Until)
+	}
+}
+
+// banEnd is the pending end of sess under ban b, due at: reconnect after
+// the ban's expiry, or not at all without one.
+func banEnd(b *Ban, sess *Session, at time.Time) *PendingEnd {
 	rc, after := eventpb.Reconnect_RECONNECT_NOT_ALLOWED, time.Duration(0)
 	if !b.Until.IsZero() {
-		rc, after = eventpb.Reconnect_RECONNECT_AFTER, b.Until.Sub(r.Time)
+		rc, after = eventpb.Reconnect_RECONNECT_AFTER, b.Until.Sub(at)
 	}
-	for _, id := range s.byUser[user] {
-		sess := s.sessions[id]
-		s.mark(ch, &PendingEnd{
-			Session: id, User: user, Node: sess.Node,
-			Cause:   eventpb.DisconnectCause_DISCONNECT_CAUSE_BANNED,
-			EventID: r.ID, Seq: r.Seq, At: r.Time, Actor: ev.GetActor(), Reason: ev.GetReason(),
-			Mode: eventpb.KickMode_KICK_MODE_GRACEFUL, Reconnect: rc, ReconnectAfter: after,
-		})
+	return &PendingEnd{
+		Session: sess.ID, User: sess.User, Node: sess.Node,
+		Cause:   eventpb.DisconnectCause_DISCONNECT_CAUSE_BANNED,
+		EventID: b.EventID, Seq: b.Seq, At: at, Actor: b.Actor, Reason: b.Reason,
+		Mode: eventpb.KickMode_KICK_MODE_GRACEFUL, Reconnect: rc, ReconnectAfter: after,
 	}
 }
 

@@ -5,10 +5,12 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/projections"
+	"github.com/sessionledger/sessionledger/projections/projpb"
 )
 
 // script applies hand-written events at explicit times.
@@ -233,28 +235,171 @@ func TestAnomaliesAreCountedNotApplied(t *testing.T) {
 	s := newScript(t)
 	s.at(0, connect("u", "d", "s1"))
 	s.at(time.Second, disconnect("s1", eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED))
-	before, _ := s.st.MarshalBinary()
+	s.at(time.Second, connect("v", "d", "s2"))
+	s.at(time.Second, ban("w", t0.Add(time.Hour), "abuse"))
+	before := mustMarshal(t, s.st)
 	s.at(2*time.Second, disconnect("s1", eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST))
 	s.at(3*time.Second, disconnect("never", eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST))
 	s.at(4*time.Second, &eventpb.Event{Type: eventpb.EventType(77), User: "u", Session: "s1"})
 	s.at(5*time.Second, &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED}) // no session, no user
+	s.at(6*time.Second, connect("v", "d", "s2"))                                              // already live
+	s.at(7*time.Second, unban("nobody"))
+	s.at(8*time.Second, kick(eventpb.KickTarget_KICK_TARGET_USER, "nobody", "", ""))
+	s.at(9*time.Second, ban("w", t0.Add(time.Second), "late"))        // expired on arrival
+	s.at(10*time.Second, ban("w", t0.Add(30*time.Minute), "shorter")) // ends before the ban in force
 	c := s.st.Counters()
-	if c.DuplicateTerminals != 1 || c.UnknownSessions != 1 || c.UnknownTypes != 1 || c.Malformed != 1 {
-		t.Fatalf("counters = %+v; want one duplicate terminal, unknown session, unknown type and malformed", c)
+	want := projections.Counters{Applied: 13, DuplicateTerminals: 1, UnknownSessions: 1, UnknownTypes: 1, Malformed: 1, DuplicateConnects: 1,
+		UnbanNotBanned: 1, KicksMissed: 1, BansExpiredOnArrival: 1, BansNotExtending: 1}
+	if c != want {
+		t.Fatalf("counters = %+v; want %+v", c, want)
 	}
-	if s.st.Live() != 0 {
-		t.Fatalf("live = %d; want 0", s.st.Live())
+	// Nothing but the counters and the position changed.
+	strip := func(b []byte) *projpb.Snapshot {
+		var pb projpb.Snapshot
+		if err := proto.Unmarshal(b, &pb); err != nil {
+			t.Fatal(err)
+		}
+		pb.Counters, pb.Seq, pb.TimeUnixNano = nil, 0, 0
+		return &pb
 	}
-	after, _ := s.st.MarshalBinary()
-	a, _ := projections.UnmarshalState(after)
-	b, _ := projections.UnmarshalState(before)
-	if a.Live() != b.Live() || len(a.Bans(t0)) != len(b.Bans(t0)) {
-		t.Fatal("anomalies changed the table")
+	if got, want := strip(mustMarshal(t, s.st)), strip(before); !proto.Equal(got, want) {
+		t.Fatalf("anomalies changed the state:\ngot  %v\nwant %v", got, want)
+	}
+}
+
+// A session that connects while its user is banned is marked like the
+// sessions the ban found live: the hub checks the ban before it records a
+// connect, but the ban can be recorded in between.
+func TestConnectDuringBanIsMarked(t *testing.T) {
+	s := newScript(t)
+	forever := s.at(0, ban("u", time.Time{}, "forever"))
+	ch := s.at(time.Second, connect("u", "d", "s1"))
+	if ch.Started == nil || len(ch.Pending) != 1 {
+		t.Fatalf("connect during a ban: started %v, pending %+v; want started and marked", ch.Started, ch.Pending)
+	}
+	p := ch.Pending[0]
+	if p.Session != "s1" || p.Cause != eventpb.DisconnectCause_DISCONNECT_CAUSE_BANNED || p.EventID != forever.Record.ID || p.Seq != forever.Seq ||
+		p.Reconnect != eventpb.Reconnect_RECONNECT_NOT_ALLOWED || p.Reason != "forever" || !p.At.Equal(t0.Add(time.Second)) {
+		t.Fatalf("pending = %+v; want s1 banned by seq %d, not allowed to reconnect, due at the connect", p, forever.Seq)
+	}
+	if got, ok := s.st.Pending("s1"); !ok || got != p {
+		t.Fatalf("state pending = %+v, %v; want %+v", got, ok, p)
+	}
+
+	// A timed ban: reconnect after what is left of it at the connect. A
+	// resume (session_reconnected) is a connect too.
+	s.at(2*time.Second, ban("v", t0.Add(time.Minute), "a minute"))
+	ch = s.at(12*time.Second, &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED, User: "v", Device: "d", Session: "s2", Node: "n1",
+		Body: &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{PreviousSession: "s0"}}})
+	if len(ch.Pending) != 1 || ch.Pending[0].Reconnect != eventpb.Reconnect_RECONNECT_AFTER || ch.Pending[0].ReconnectAfter != 48*time.Second {
+		t.Fatalf("pending = %+v; want s2 to reconnect after 48s", ch.Pending)
+	}
+
+	// Not once the ban expired (exactly at Until) or was lifted.
+	if ch := s.at(time.Minute, connect("v", "d", "s3")); len(ch.Pending) != 0 {
+		t.Fatalf("connect at the ban's expiry: pending %+v; want none", ch.Pending)
+	}
+	s.at(61*time.Second, unban("u"))
+	if ch := s.at(62*time.Second, connect("u", "d", "s4")); len(ch.Pending) != 0 {
+		t.Fatalf("connect after an unban: pending %+v; want none", ch.Pending)
+	}
+}
+
+// A ban recorded after its expiry changes nothing: above all, it does not
+// lift a ban in force.
+func TestBanExpiredOnArrivalKeepsBanInForce(t *testing.T) {
+	s := newScript(t)
+	s.at(0, ban("u", time.Time{}, "forever"))
+	s.at(0, connect("u", "d", "s1"))
+	for _, until := range []time.Time{t0.Add(500 * time.Millisecond), t0.Add(time.Second)} { // before, and exactly at the record's time
+		ch := s.at(time.Second, ban("u", until, "late"))
+		if ch.Banned != nil || ch.Unbanned != nil || len(ch.Expired) != 0 || len(ch.Pending) != 0 || ch.Anomaly == "" {
+			t.Fatalf("late ban until %s: change %+v; want only an anomaly", until, ch)
+		}
+		if b, ok := s.st.BanAt("u", t0.Add(time.Hour)); !ok || b.Reason != "forever" {
+			t.Fatalf("ban after a late one = %+v, %v; want the permanent ban still in force", b, ok)
+		}
+	}
+	if got := s.st.Counters().BansExpiredOnArrival; got != 2 {
+		t.Fatalf("BansExpiredOnArrival = %d; want 2", got)
+	}
+	if p, ok := s.st.Pending("s1"); !ok || p.Reason != "forever" {
+		t.Fatalf("s1 pending = %+v, %v; want the permanent ban's", p, ok)
+	}
+	// Without a ban in force it is counted the same way and bans nobody.
+	s.at(2*time.Second, ban("v", t0, "late"))
+	if _, ok := s.st.BanAt("v", t0.Add(2*time.Second)); ok {
+		t.Fatal("a ban recorded after its expiry is in force")
+	}
+}
+
+// Ban during a ban: the later end wins, whichever comes first, and an
+// unban lifts the ban in force.
+func TestBanDuringBanLaterEndWins(t *testing.T) {
+	hour, minute := t0.Add(time.Hour), t0.Add(time.Minute)
+	for _, tc := range []struct {
+		name          string
+		first, second time.Time // zero: no expiry
+		wantUntil     time.Time
+		wantReason    string
+	}{
+		{"permanent then timed", time.Time{}, minute, time.Time{}, "first"},
+		{"timed then permanent", minute, time.Time{}, time.Time{}, "second"},
+		{"long then short", hour, minute, hour, "first"},
+		{"short then long", minute, hour, hour, "second"},
+		{"same end", minute, minute, minute, "first"},
+		{"permanent twice", time.Time{}, time.Time{}, time.Time{}, "first"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newScript(t)
+			first := s.at(0, ban("u", tc.first, "first"))
+			ch := s.at(time.Second, ban("u", tc.second, "second"))
+			extends := tc.wantReason == "second"
+			if (ch.Banned != nil) != extends || (ch.Anomaly == "") != extends {
+				t.Fatalf("second ban: banned %+v anomaly %q; want banned=%v", ch.Banned, ch.Anomaly, extends)
+			}
+			b, ok := s.st.BanAt("u", t0.Add(2*time.Second))
+			if !ok || !b.Until.Equal(tc.wantUntil) || b.Reason != tc.wantReason || !b.Since.Equal(t0) {
+				t.Fatalf("ban = %+v, %v; want until %s, reason %s, since the first ban", b, ok, tc.wantUntil, tc.wantReason)
+			}
+			if !extends && b.EventID != first.Record.ID {
+				t.Fatalf("ban event = %s; want the first ban's %s", b.EventID, first.Record.ID)
+			}
+			// Past the shorter end the ban is still in force.
+			later := t0.Add(2 * time.Minute)
+			if _, ok := s.st.BanAt("u", later); ok != (tc.wantUntil.IsZero() || tc.wantUntil.After(later)) {
+				t.Fatalf("banned at +2m = %v; want %v", ok, !ok)
+			}
+			// An unban lifts whichever ban is in force.
+			if ch := s.at(2*time.Second, unban("u")); ch.Unbanned == nil || ch.Unbanned.Reason != tc.wantReason {
+				t.Fatalf("unban: %+v; want the ban in force lifted", ch.Unbanned)
+			}
+			if _, ok := s.st.BanAt("u", t0.Add(3*time.Second)); ok {
+				t.Fatal("banned after the unban")
+			}
+		})
+	}
+}
+
+// An unbanned ban's expiry must not lift a later ban of the same user.
+func TestExpiryOfLiftedBanKeepsLaterBan(t *testing.T) {
+	s := newScript(t)
+	s.at(0, ban("u", t0.Add(10*time.Second), "a"))
+	s.at(time.Second, unban("u"))
+	s.at(2*time.Second, ban("u", t0.Add(20*time.Second), "b"))
+	if ch := s.at(10*time.Second, connect("x", "d", "s1")); len(ch.Expired) != 0 {
+		t.Fatalf("expired at +10s = %+v; want none", ch.Expired)
+	}
+	if b, ok := s.st.BanAt("u", t0.Add(11*time.Second)); !ok || b.Reason != "b" {
+		t.Fatalf("ban at +11s = %+v, %v; want b in force", b, ok)
+	}
+	if ch := s.at(20*time.Second, connect("x", "d", "s2")); len(ch.Expired) != 1 || ch.Expired[0].Reason != "b" {
+		t.Fatalf("expired at +20s = %+v; want b", ch.Expired)
 	}
 }
 
 func TestUnmarshalStateRejectsGarbage(t *testing.T) {
-	for _, b := range [][]byte{[]byte("garbage"), {0x08, 0x02}, nil} {
+	for _, b := range [][]byte{[]byte("garbage"), {0x08, projections.SnapshotVersion - 1}, {0x08, projections.SnapshotVersion + 1}, nil} {
 		if _, err := projections.UnmarshalState(b); err == nil {
 			t.Fatalf("UnmarshalState(%q) = nil error; want ErrBadSnapshot", b)
 		}

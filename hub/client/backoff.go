@@ -5,6 +5,11 @@ import "time"
 // Backoff is the reconnect schedule: the n-th attempt in a row (from 0)
 // waits min(Max, Base·2ⁿ), of which the fraction Jitter is random, so many
 // clients thrown out at once do not come back at once.
+//
+// The count n restarts only once a session has lasted Max: a session
+// that the server welcomes and ends again at once (repeated kicks, a slow
+// consumer that cannot keep up) counts as an attempt that failed, so such
+// a client backs off up to Max instead of coming back every Base.
 type Backoff struct {
 	// Base is the first delay (default 250ms).
 	Base time.Duration
@@ -26,17 +31,19 @@ func (b Backoff) withDefaults() Backoff {
 	if b.Max < b.Base {
 		b.Max = b.Base
 	}
+	// A negative Jitter stays negative (no jitter, see jitter) so that
+	// applying the defaults twice does not turn "none" into the default.
 	switch {
 	case b.Jitter == 0:
 		b.Jitter = 0.5
-	case b.Jitter < 0:
-		b.Jitter = 0
-	}
-	if b.Jitter > 1 {
+	case b.Jitter > 1:
 		b.Jitter = 1
 	}
 	return b
 }
+
+// jitter returns the random fraction in [0, 1].
+func (b Backoff) jitter() float64 { return max(b.Jitter, 0) }
 
 // Delay returns the wait before attempt n (0 for the first reconnect), with
 // u in [0, 1) as the random draw (zero fields take their defaults): d·(1−Jitter) + u·d·Jitter.
@@ -47,8 +54,8 @@ func (b Backoff) Delay(n int, u float64) time.Duration {
 		d *= 2
 	}
 	d = min(d, b.Max)
-	fixed := time.Duration(float64(d) * (1 - b.Jitter))
-	return fixed + time.Duration(u*float64(d)*b.Jitter)
+	fixed := time.Duration(float64(d) * (1 - b.jitter()))
+	return fixed + time.Duration(u*float64(d)*b.jitter())
 }
 
 // afterJitter caps the random part added to an advised wait.
@@ -66,5 +73,5 @@ const afterJitter = 0.2
 func (b Backoff) After(a time.Duration, n int, u float64) time.Duration {
 	b = b.withDefaults()
 	w := max(a, b.Delay(n, u))
-	return w + time.Duration(u*float64(w)*min(b.Jitter, afterJitter))
+	return w + time.Duration(u*float64(w)*min(b.jitter(), afterJitter))
 }

@@ -110,10 +110,11 @@ type Client struct {
 
 // stream is one Hub.Connect stream.
 type stream struct {
-	st      hubpb.Hub_ConnectClient
-	cancel  context.CancelFunc
-	session string
-	sendMu  sync.Mutex // gRPC allows one sender at a time
+	st       hubpb.Hub_ConnectClient
+	cancel   context.CancelFunc
+	session  string
+	welcomed time.Time
+	sendMu   sync.Mutex // gRPC allows one sender at a time
 }
 
 func (s *stream) send(f *hubpb.ClientFrame) error {
@@ -331,7 +332,7 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 	sess := Session{ID: w.GetSessionId(), ResumeSecret: w.GetResumeSecret(), ResumedFrom: w.GetResumedFrom(),
 		HeartbeatInterval: time.Duration(w.GetHeartbeatIntervalMs()) * time.Millisecond,
 		EventID:           w.GetEventId(), Seq: w.GetSeq(), Redelivering: int(w.GetRedelivering())}
-	ls := &stream{st: st, cancel: cancel, session: sess.ID}
+	ls := &stream{st: st, cancel: cancel, session: sess.ID, welcomed: time.Now()}
 	c.mu.Lock()
 	c.sess = sess
 	c.resume = &Resume{SessionID: sess.ID, Secret: sess.ResumeSecret}
@@ -356,15 +357,27 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 
 // run owns the client from the first welcome to the end: it serves each
 // stream, and between streams decides, reports and waits.
+//
+// Two counts drive the decision. failed counts the connect attempts that
+// failed in a row (Disconnect.Attempt, WithMaxAttempts); it restarts at
+// every Welcome. step, the backoff exponent, counts every attempt since a
+// session last lasted Backoff.Max: a session the server accepts and ends
+// at once (repeated kicks, a slow consumer that cannot keep up) is no
+// better than a failed attempt, and restarting the backoff at each
+// Welcome would bring such a client back every Base forever.
 func (c *Client) run(base, closing context.Context, ls *stream) {
 	defer c.finish()
+	step := 0
 	for {
 		d := c.serve(closing, ls)
-		for attempt := 0; ; {
+		if time.Since(ls.welcomed) >= c.backoff.Max {
+			step = 0
+		}
+		for failed := 0; ; {
 			if closing.Err() != nil && d.Cause == CauseLost {
 				d = &Disconnect{Cause: CauseClosed, Reason: "closed by the client", Session: d.Session, Code: d.Code}
 			}
-			c.plan(d, closing, attempt)
+			c.plan(d, closing, step, failed)
 			c.report(*d)
 			if !d.WillReconnect {
 				c.stop(d)
@@ -374,20 +387,23 @@ func (c *Client) run(base, closing context.Context, ls *stream) {
 				c.dropResume() // the session cannot be resumed: connect afresh
 			}
 			if err := c.cfg.sleep(closing, d.Delay); err != nil || closing.Err() != nil {
-				c.report(Disconnect{Cause: CauseClosed, Reason: "closed by the client while waiting to reconnect", Attempt: attempt})
+				c.report(Disconnect{Cause: CauseClosed, Reason: "closed by the client while waiting to reconnect", Attempt: failed})
 				return
 			}
-			attempt++
+			step++
 			if ls, d = c.connect(base, closing); d == nil {
 				break
 			}
+			failed++
 		}
 	}
 }
 
-// plan decides whether and when to reconnect after d.
-func (c *Client) plan(d *Disconnect, closing context.Context, attempt int) {
-	d.Attempt = attempt
+// plan decides whether and when to reconnect after d: failed is the
+// number of failed attempts in a row (d's included), step the backoff
+// exponent (see run).
+func (c *Client) plan(d *Disconnect, closing context.Context, step, failed int) {
+	d.Attempt = failed
 	d.WillReconnect, d.Delay = false, 0
 	switch {
 	case closing.Err() != nil, !c.cfg.reconnect:
@@ -396,16 +412,16 @@ func (c *Client) plan(d *Disconnect, closing context.Context, attempt int) {
 		return
 	case d.Reconnect == ReconnectNotAllowed:
 		return
-	case c.cfg.maxAttempts > 0 && attempt >= c.cfg.maxAttempts:
+	case c.cfg.maxAttempts > 0 && failed >= c.cfg.maxAttempts:
 		return
 	}
 	if d.Reconnect == ReconnectAfter {
 		if c.cfg.maxWait > 0 && d.ReconnectAfter > c.cfg.maxWait {
 			return
 		}
-		d.Delay = c.backoff.After(d.ReconnectAfter, attempt, c.cfg.rand())
+		d.Delay = c.backoff.After(d.ReconnectAfter, step, c.cfg.rand())
 	} else {
-		d.Delay = c.backoff.Delay(attempt, c.cfg.rand())
+		d.Delay = c.backoff.Delay(step, c.cfg.rand())
 	}
 	d.WillReconnect = true
 }

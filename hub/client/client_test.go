@@ -555,3 +555,43 @@ func TestBackoffSchedule(t *testing.T) {
 		t.Fatalf("no jitter: %s; want 1s", d)
 	}
 }
+
+// TestBackoffGrowsWhenSessionsDoNotLast: a session that is welcomed and
+// kicked at once does not restart the backoff (it would come back every
+// Base forever); one that lasted Backoff.Max does.
+func TestBackoffGrowsWhenSessionsDoNotLast(t *testing.T) {
+	h := newHub(t, hub.Config{})
+	r := newRecorder()
+	b := client.Backoff{Base: 10 * time.Millisecond, Max: 300 * time.Millisecond, Jitter: -1}
+	var mu sync.Mutex
+	var delays []time.Duration
+	c := dial(t, h, "pat", "d", append(r.options(), client.WithBackoff(b), client.WithSleep(func(ctx context.Context, d time.Duration) error {
+		mu.Lock()
+		delays = append(delays, d)
+		mu.Unlock()
+		return ctx.Err() // come back at once: the schedule is what is checked
+	}))...)
+	s := waitConnect(t, r)
+	for range 5 {
+		mustKick(t, h, &hubpb.KickRequest{SessionId: s.ID})
+		s = waitConnect(t, r)
+	}
+	time.Sleep(b.Max + 50*time.Millisecond) // this session lasts
+	mustKick(t, h, &hubpb.KickRequest{SessionId: s.ID})
+	waitConnect(t, r)
+	mu.Lock()
+	got := slices.Clone(delays)
+	mu.Unlock()
+	ms := time.Millisecond
+	if want := []time.Duration{10 * ms, 20 * ms, 40 * ms, 80 * ms, 160 * ms, 10 * ms}; !slices.Equal(got, want) {
+		t.Fatalf("waits = %v; want %v (growing while sessions end at once, back to Base after one lasted)", got, want)
+	}
+	for _, d := range r.disconnects() {
+		if d.Attempt != 0 || d.Cause != client.CauseKicked {
+			t.Fatalf("disconnect %+v; want kicked, attempt 0 (no connect failed)", d)
+		}
+	}
+	if s := c.Stats(); s.Connects != 7 || s.Resumes != 6 {
+		t.Fatalf("stats = %+v; want 7 connects, 6 resumes", s)
+	}
+}

@@ -478,19 +478,21 @@ func (x *Ban) GetSeq() uint64 {
 }
 
 type Counters struct {
-	state              protoimpl.MessageState `protogen:"open.v1"`
-	Applied            uint64                 `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
-	UnknownTypes       uint64                 `protobuf:"varint,2,opt,name=unknown_types,json=unknownTypes,proto3" json:"unknown_types,omitempty"`
-	NotEvents          uint64                 `protobuf:"varint,3,opt,name=not_events,json=notEvents,proto3" json:"not_events,omitempty"`
-	UnknownSessions    uint64                 `protobuf:"varint,4,opt,name=unknown_sessions,json=unknownSessions,proto3" json:"unknown_sessions,omitempty"`
-	DuplicateTerminals uint64                 `protobuf:"varint,5,opt,name=duplicate_terminals,json=duplicateTerminals,proto3" json:"duplicate_terminals,omitempty"`
-	DuplicateConnects  uint64                 `protobuf:"varint,6,opt,name=duplicate_connects,json=duplicateConnects,proto3" json:"duplicate_connects,omitempty"`
-	UnbanNotBanned     uint64                 `protobuf:"varint,7,opt,name=unban_not_banned,json=unbanNotBanned,proto3" json:"unban_not_banned,omitempty"`
-	KicksMissed        uint64                 `protobuf:"varint,8,opt,name=kicks_missed,json=kicksMissed,proto3" json:"kicks_missed,omitempty"`
-	BansExpired        uint64                 `protobuf:"varint,9,opt,name=bans_expired,json=bansExpired,proto3" json:"bans_expired,omitempty"`
-	Malformed          uint64                 `protobuf:"varint,10,opt,name=malformed,proto3" json:"malformed,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Applied              uint64                 `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
+	UnknownTypes         uint64                 `protobuf:"varint,2,opt,name=unknown_types,json=unknownTypes,proto3" json:"unknown_types,omitempty"`
+	NotEvents            uint64                 `protobuf:"varint,3,opt,name=not_events,json=notEvents,proto3" json:"not_events,omitempty"`
+	UnknownSessions      uint64                 `protobuf:"varint,4,opt,name=unknown_sessions,json=unknownSessions,proto3" json:"unknown_sessions,omitempty"`
+	DuplicateTerminals   uint64                 `protobuf:"varint,5,opt,name=duplicate_terminals,json=duplicateTerminals,proto3" json:"duplicate_terminals,omitempty"`
+	DuplicateConnects    uint64                 `protobuf:"varint,6,opt,name=duplicate_connects,json=duplicateConnects,proto3" json:"duplicate_connects,omitempty"`
+	UnbanNotBanned       uint64                 `protobuf:"varint,7,opt,name=unban_not_banned,json=unbanNotBanned,proto3" json:"unban_not_banned,omitempty"`
+	KicksMissed          uint64                 `protobuf:"varint,8,opt,name=kicks_missed,json=kicksMissed,proto3" json:"kicks_missed,omitempty"`
+	BansExpired          uint64                 `protobuf:"varint,9,opt,name=bans_expired,json=bansExpired,proto3" json:"bans_expired,omitempty"`
+	Malformed            uint64                 `protobuf:"varint,10,opt,name=malformed,proto3" json:"malformed,omitempty"`
+	BansExpiredOnArrival uint64                 `protobuf:"varint,11,opt,name=bans_expired_on_arrival,json=bansExpiredOnArrival,proto3" json:"bans_expired_on_arrival,omitempty"`
+	BansNotExtending     uint64                 `protobuf:"varint,12,opt,name=bans_not_extending,json=bansNotExtending,proto3" json:"bans_not_extending,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Counters) Reset() {
@@ -593,6 +595,20 @@ func (x *Counters) GetMalformed() uint64 {
 	return 0
 }
 
+func (x *Counters) GetBansExpiredOnArrival() uint64 {
+	if x != nil {
+		return x.BansExpiredOnArrival
+	}
+	return 0
+}
+
+func (x *Counters) GetBansNotExtending() uint64 {
+	if x != nil {
+		return x.BansNotExtending
+	}
+	return 0
+}
+
 var File_projections_projpb_snapshot_proto protoreflect.FileDescriptor
 
 const file_projections_projpb_snapshot_proto_rawDesc = "" +
@@ -645,7 +661,7 @@ const file_projections_projpb_snapshot_proto_rawDesc = "" +
 	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12&\n" +
 	"\x0funtil_unix_nano\x18\x05 \x01(\x03R\runtilUnixNano\x12\x19\n" +
 	"\bevent_id\x18\x06 \x01(\fR\aeventId\x12\x10\n" +
-	"\x03seq\x18\a \x01(\x04R\x03seq\"\x81\x03\n" +
+	"\x03seq\x18\a \x01(\x04R\x03seq\"\xe6\x03\n" +
 	"\bCounters\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\x04R\aapplied\x12#\n" +
 	"\runknown_types\x18\x02 \x01(\x04R\funknownTypes\x12\x1d\n" +
@@ -658,7 +674,9 @@ const file_projections_projpb_snapshot_proto_rawDesc = "" +
 	"\fkicks_missed\x18\b \x01(\x04R\vkicksMissed\x12!\n" +
 	"\fbans_expired\x18\t \x01(\x04R\vbansExpired\x12\x1c\n" +
 	"\tmalformed\x18\n" +
-	" \x01(\x04R\tmalformedB;Z9github.com/sessionledger/sessionledger/projections/projpbb\x06proto3"
+	" \x01(\x04R\tmalformed\x125\n" +
+	"\x17bans_expired_on_arrival\x18\v \x01(\x04R\x14bansExpiredOnArrival\x12,\n" +
+	"\x12bans_not_extending\x18\f \x01(\x04R\x10bansNotExtendingB;Z9github.com/sessionledger/sessionledger/projections/projpbb\x06proto3"
 
 var (
 	file_projections_projpb_snapshot_proto_rawDescOnce sync.Once
