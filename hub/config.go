@@ -30,8 +30,9 @@ type Config struct {
 	// 120); over it, connects are refused with ResourceExhausted.
 	UserConnectsPerMinute int
 	// RejectWindow aggregates connect_rejected events: the first refusal of
-	// a (user, device, code) is recorded at once, the rest of the window as
-	// one event with a count (default 10s), so a flood cannot fill the disk.
+	// a (user, code) is recorded at once, the rest of the window as one
+	// event with a count (default 10s), within a fixed bound of events per
+	// window (see limits.go), so a flood cannot fill the disk.
 	RejectWindow time.Duration
 	// NotifyBuffer is how many notifications may wait for one session
 	// before it is ended as a slow consumer (default 1024).

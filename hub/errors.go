@@ -28,6 +28,10 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrNotBanned: an unban of a user without an active ban.
 	ErrNotBanned = errors.New("user is not banned")
+
+	// errNodeFull: the node holds MaxSessions; connect turns it into a
+	// recorded node_full Rejection.
+	errNodeFull = errors.New("node full")
 )
 
 // Rejection is a refused connect: banned, over a limit, or a refused resume.

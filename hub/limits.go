@@ -1,6 +1,12 @@
 package hub
 
 import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,68 +41,117 @@ func (r *rateLimiter) allow(user string, now time.Time) bool {
 	return r.counts[user] <= r.limit
 }
 
-// maxRejectKeys bounds the aggregation table; beyond it, refusals are
-// counted under one overflow key per code.
-const maxRejectKeys = 10_000
+// Bounds of connect_rejected recording, per RejectWindow. A refusal is
+// keyed by (user, code), never by the device: the device is the client's
+// to choose, and keying on it let one user write an event per invented
+// device. The first refusal of a key is written at once, up to
+// maxImmediateRejects of them per window; every other refusal is counted
+// and written at the window's end, one event per key for at most
+// maxRejectKeys keys, and beyond that one event per code without a user.
+// So a window writes at most maxImmediateRejects + maxRejectKeys + one per
+// code events, whatever the flood.
+const (
+	maxImmediateRejects = 64
+	maxRejectKeys       = 256
+	// maxRejectDevices bounds the distinct devices remembered per key
+	// (the event says "at least" beyond it).
+	maxRejectDevices = 16
+)
 
-type rejectKey struct{ user, device, code string }
+type rejectKey struct{ user, code string }
 
 type rejectAgg struct {
-	count  uint32
-	reason string
-	remote string
+	count   uint32
+	reason  string
+	remote  string
+	devices []string // distinct, first seen first, at most maxRejectDevices
+	more    bool     // some devices were not remembered
 }
 
-// rejects records refused connects: the first refusal of a key in a window
-// at once, the rest of the window as one connect_rejected with a count.
+func (a *rejectAgg) add(device, reason, remote string) {
+	a.count++
+	a.reason, a.remote = reason, remote
+	if slices.Contains(a.devices, device) {
+		return
+	}
+	if len(a.devices) < maxRejectDevices {
+		a.devices = append(a.devices, device)
+	} else {
+		a.more = true
+	}
+}
+
+// rejects records refused connects within the bounds above.
 type rejects struct {
-	s       *Server
-	mu      sync.Mutex
-	pending map[rejectKey]*rejectAgg
-	seen    map[rejectKey]bool // keys recorded in the current window
+	s            *Server
+	maxImmediate int
+	maxKeys      int
+
+	mu        sync.Mutex
+	immediate map[rejectKey]bool // keys written at once in this window
+	pending   map[rejectKey]*rejectAgg
 }
 
 func newRejects(s *Server) *rejects {
-	return &rejects{s: s, pending: make(map[rejectKey]*rejectAgg), seen: make(map[rejectKey]bool)}
+	return &rejects{s: s, maxImmediate: maxImmediateRejects, maxKeys: maxRejectKeys,
+		immediate: make(map[rejectKey]bool), pending: make(map[rejectKey]*rejectAgg)}
 }
 
 // reject records rj (aggregated) and returns it as the call's error. If the
-// ledger cannot record even the first refusal of a key, the error says so:
-// a refusal is still a refusal, fail closed.
+// ledger cannot record a refusal written at once, the error says so: a
+// refusal is still a refusal, fail closed.
 func (s *Server) reject(user, device, remote string, rj *Rejection) error {
 	s.metrics.rejected.WithLabelValues(rj.Code).Inc()
 	if rj.status == codes.OK {
 		rj.status = codes.PermissionDenied
 	}
 	r := s.rejects
-	k := rejectKey{user, device, rj.Code}
+	k := rejectKey{user, rj.Code}
 	r.mu.Lock()
-	if len(r.seen) >= maxRejectKeys && !r.seen[k] {
-		k = rejectKey{"*", "*", rj.Code}
-	}
-	first := !r.seen[k]
-	r.seen[k] = true
-	if !first {
+	now := !r.immediate[k] && len(r.immediate) < r.maxImmediate
+	if now {
+		r.immediate[k] = true
+	} else {
+		if _, ok := r.pending[k]; !ok && len(r.pending) >= r.maxKeys {
+			k = rejectKey{"", rj.Code} // the overflow of this code
+		}
 		a := r.pending[k]
 		if a == nil {
 			a = &rejectAgg{}
 			r.pending[k] = a
 		}
-		a.count++
-		a.reason, a.remote = rj.Reason, remote
+		a.add(device, rj.Reason, remote)
 	}
 	r.mu.Unlock()
-	if first {
-		if _, err := s.publish(rejectEvent(k, rj.Reason, remote, 1)); err != nil {
+	if now {
+		a := &rejectAgg{}
+		a.add(device, rj.Reason, remote)
+		if _, err := s.publish(rejectEvent(k, a)); err != nil {
 			return err
 		}
 	}
 	return rj
 }
 
-func rejectEvent(k rejectKey, reason, remote string, n uint32) *eventpb.Event {
-	return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED, User: k.user, Device: k.device, Actor: "system", Reason: reason,
-		Body: &eventpb.Event_ConnectRejected{ConnectRejected: &eventpb.ConnectRejected{Code: k.code, Count: n, RemoteAddr: remote}}}
+// rejectEvent is the connect_rejected event for the refusals a counts. The
+// device is set when they all came from one; otherwise the reason lists
+// the devices (the event schema has no field for several).
+func rejectEvent(k rejectKey, a *rejectAgg) *eventpb.Event {
+	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED, User: k.user, Actor: "system", Reason: a.reason,
+		Body: &eventpb.Event_ConnectRejected{ConnectRejected: &eventpb.ConnectRejected{Code: k.code, Count: a.count, RemoteAddr: a.remote}}}
+	switch {
+	case k.user == "":
+		ev.Reason = fmt.Sprintf("%s (refusals of users beyond the %d recorded one by one in this window)", a.reason, maxRejectKeys)
+	case len(a.devices) == 1 && !a.more:
+		ev.Device = a.devices[0]
+	default:
+		n := strconv.Itoa(len(a.devices))
+		if a.more {
+			n = "more than " + n
+		}
+		ev.Reason = fmt.Sprintf("%s (from %s devices: %s)", a.reason, n, strings.Join(a.devices, ", "))
+	}
+	return ev
 }
 
 func (r *rejects) loop() {
@@ -118,14 +173,17 @@ func (r *rejects) flush() {
 	r.mu.Lock()
 	pending := r.pending
 	r.pending = make(map[rejectKey]*rejectAgg)
-	clear(r.seen)
+	clear(r.immediate)
 	r.mu.Unlock()
 	if len(pending) == 0 {
 		return
 	}
+	keys := slices.SortedFunc(maps.Keys(pending), func(a, b rejectKey) int {
+		return cmp.Or(cmp.Compare(a.code, b.code), cmp.Compare(a.user, b.user))
+	})
 	evs := make([]*eventpb.Event, 0, len(pending))
-	for k, a := range pending {
-		evs = append(evs, rejectEvent(k, a.reason, a.remote, a.count))
+	for _, k := range keys {
+		evs = append(evs, rejectEvent(k, pending[k]))
 	}
 	if _, err := r.s.publish(evs...); err != nil {
 		r.s.log.Error("could not record aggregated connect rejections", "keys", len(evs), "err", err)

@@ -283,11 +283,25 @@ func (s *Server) userLock(user string) *sync.Mutex {
 	return &s.userLocks[maphash.String(s.seed, user)%uint64(len(s.userLocks))]
 }
 
-func (s *Server) register(sess *session) error {
+// register adds sess to the sessions this node holds, unless the node is
+// full: the check and the add are one step, so concurrent connects cannot
+// overshoot MaxSessions. Sessions in leaving (the ones this login
+// supersedes) do not count: a user replacing their own session on a full
+// node is let in.
+func (s *Server) register(sess *session, leaving []string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return ErrShuttingDown
+	}
+	n := len(s.sessions)
+	for _, id := range leaving {
+		if _, held := s.sessions[id]; held {
+			n--
+		}
+	}
+	if n >= s.cfg.MaxSessions {
+		return errNodeFull
 	}
 	s.sessions[sess.id] = sess
 	m := s.byUser[sess.user]

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -156,17 +157,19 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) error {
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		remote = p.Addr.String()
 	}
+	// A banned user is told so whatever their connect rate: a cheap read
+	// before the limits (the decision is taken again under the lock).
+	if rj := s.banRejection(user, s.cfg.Now()); rj != nil {
+		return s.reject(user, device, remote, rj)
+	}
 	if !s.rates.allow(user, s.cfg.Now()) {
 		return s.reject(user, device, remote, &Rejection{Code: "rate_limited", Reason: "too many connects for this user; slow down",
-			Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: 10 * time.Second, status: codes.ResourceExhausted})
-	}
-	if s.Live() >= s.cfg.MaxSessions {
-		return s.reject(user, device, remote, &Rejection{Code: "node_full", Reason: "this node holds its maximum number of sessions",
-			Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: 5 * time.Second, status: codes.ResourceExhausted})
+			Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: jittered(rateLimitedAdvice), status: codes.ResourceExhausted})
 	}
 
 	// One connect decision per user at a time: the single-device policy
-	// must see the previous connect applied.
+	// must see the previous connect applied, and a kick or ban of the user
+	// (recorded under the same lock) comes before or after it, not inside.
 	lock := s.userLock(user)
 	lock.Lock()
 	locked := true
@@ -176,20 +179,11 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) error {
 		}
 	}()
 	now := s.cfg.Now()
-	var ban projections.Ban
-	var banned bool
-	var supersedes []string
-	s.proj.Read(func(st *projections.State) {
-		ban, banned = st.BanAt(user, now)
-		supersedes = st.Supersedes(s.cfg.Policy, user, device)
-	})
-	if banned {
-		rj := &Rejection{Code: "banned", Reason: ban.Reason, Until: ban.Until, Reconnect: hubpb.Reconnect_RECONNECT_NOT_ALLOWED, status: codes.PermissionDenied}
-		if !ban.Until.IsZero() {
-			rj.Reconnect, rj.ReconnectAfter = hubpb.Reconnect_RECONNECT_AFTER, ban.Until.Sub(now)
-		}
+	if rj := s.banRejection(user, now); rj != nil {
 		return s.reject(user, device, remote, rj)
 	}
+	var supersedes []string
+	s.proj.Read(func(st *projections.State) { supersedes = st.Supersedes(s.cfg.Policy, user, device) })
 
 	var prev string
 	var lastAcked uint64
@@ -222,7 +216,11 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) error {
 		notes: noteQueue{max: s.cfg.NotifyBuffer, ready: make(chan struct{}, 1)}, ended: make(chan struct{}),
 	}
 	sess.lastHeard.Store(now.UnixNano())
-	if err := s.register(sess); err != nil {
+	if err := s.register(sess, supersedes); err != nil {
+		if errors.Is(err, errNodeFull) {
+			return s.reject(user, device, remote, &Rejection{Code: "node_full", Reason: "this node holds its maximum number of sessions",
+				Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: jittered(nodeFullAdvice), status: codes.ResourceExhausted})
+		}
 		return err
 	}
 	registered := true
@@ -279,6 +277,34 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) error {
 	err = s.serve(ctx, sess, stream)
 	registered = false // serve unregistered it
 	return err
+}
+
+// Reconnect advice for refusals over a limit; clients are told a
+// jittered delay (see jittered) so they do not come back together.
+const (
+	rateLimitedAdvice = 10 * time.Second
+	nodeFullAdvice    = 5 * time.Second
+)
+
+// jittered returns base plus a random delay up to base.
+func jittered(base time.Duration) time.Duration {
+	return base + rand.N(base+1)
+}
+
+// banRejection returns the refusal of a connect by user at now if the user
+// is banned then, nil otherwise.
+func (s *Server) banRejection(user string, now time.Time) *Rejection {
+	var ban projections.Ban
+	var banned bool
+	s.proj.Read(func(st *projections.State) { ban, banned = st.BanAt(user, now) })
+	if !banned {
+		return nil
+	}
+	rj := &Rejection{Code: "banned", Reason: ban.Reason, Until: ban.Until, Reconnect: hubpb.Reconnect_RECONNECT_NOT_ALLOWED, status: codes.PermissionDenied}
+	if !ban.Until.IsZero() {
+		rj.Reconnect, rj.ReconnectAfter = hubpb.Reconnect_RECONNECT_AFTER, ban.Until.Sub(now)
+	}
+	return rj
 }
 
 func (s *Server) recvHello(ctx context.Context, stream hubpb.Hub_ConnectServer) (*hubpb.Hello, error) {
