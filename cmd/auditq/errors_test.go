@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,6 +51,33 @@ func TestBadInput(t *testing.T) {
 	}
 	db.Close()
 	missing := filepath.Join(t.TempDir(), "nope.db")
+	empty := filepath.Join(t.TempDir(), "empty.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	dirData := t.TempDir() // its ledger.db is a directory
+	if err := os.Mkdir(filepath.Join(dirData, "ledger.db"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// The fixture's first pages: its bbolt header is there, the pages it
+	// names are not (bbolt would map them and fault on the first read).
+	whole, err := os.ReadFile(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := func(n int) string {
+		p := filepath.Join(t.TempDir(), fmt.Sprintf("ledger-%d.db", n))
+		if err := os.WriteFile(p, whole[:n], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	small, cut := truncated(4096), truncated(16384)
+	zeros := filepath.Join(t.TempDir(), "zeros.db")
+	if err := os.WriteFile(zeros, make([]byte, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// A data folder with a ledger: the default source would read it, but
 	// not to follow.
 	withLedger := t.TempDir()
@@ -81,7 +109,14 @@ func TestBadInput(t *testing.T) {
 		{"export format and --json", []string{"--db", fixture, "export", "--format", "csv", "--json"}, exitUsage, []string{"--format csv conflicts with --json"}},
 		{"export format and --csv", []string{"--db", fixture, "--csv", "export", "--format", "jsonl"}, exitUsage, []string{"--format jsonl conflicts with --csv"}},
 		{"missing file", []string{"--db", missing, "events"}, exitError, []string{"no ledger file at " + missing}},
-		{"not a ledger file", []string{"--db", notLedger, "events"}, exitError, []string{notLedger, "not a sessionledger ledger file"}},
+		{"not a ledger file", []string{"--db", notLedger, "events"}, exitError, []string{notLedger + " is not a ledger file (truncated or not bbolt): it has no bbolt header"}},
+		{"empty file", []string{"--db", empty, "events"}, exitError, []string{empty + " is empty: not a ledger file"}},
+		{"dev null", []string{"--db", os.DevNull, "events"}, exitError, []string{os.DevNull + " is not a regular file, so not a ledger file"}},
+		{"directory", []string{"--db", dir, "stats"}, exitError, []string{dir + " is a directory, not a ledger file"}},
+		{"data folder holds a directory", []string{"--data", dirData, "events"}, exitError, []string{filepath.Join(dirData, "ledger.db") + " is a directory"}},
+		{"4 KB of a ledger", []string{"--db", small, "verify"}, exitError, []string{small + " is not a ledger file (truncated or not bbolt): 4096 bytes, but its bbolt header says"}},
+		{"truncated ledger", []string{"--db", cut, "sessions"}, exitError, []string{cut + " is not a ledger file (truncated or not bbolt): 16384 bytes, but its bbolt header says"}},
+		{"4 KB of zeros", []string{"--db", zeros, "events"}, exitError, []string{zeros + " is not a ledger file (truncated or not bbolt)"}},
 		{"another bbolt file", []string{"--db", otherBolt, "verify"}, exitError, []string{otherBolt, "not a sessionledger ledger file"}},
 		{"no source", []string{"--data", t.TempDir(), "events"}, exitError, []string{"no hubd answers", "--addr", "--db"}},
 		{"unknown command", []string{"whodunnit"}, exitUsage, []string{`unknown command "whodunnit"`}},

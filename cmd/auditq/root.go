@@ -246,6 +246,13 @@ func (a *app) openSource(ctx context.Context, live bool) (source, func(), error)
 }
 
 func (a *app) openFile(path string) (source, func(), error) {
+	// The ledger's own open reports an empty file or a directory
+	// obscurely, and faults on a truncated copy: look first.
+	if err := audit.CheckFile(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("no ledger file at %s", path)
+	} else if err != nil {
+		return nil, nil, err // it names the file and what is wrong with it
+	}
 	st, err := ledger.Open(path, &ledger.Options{ReadOnly: true, LockTimeout: a.lockTimeout})
 	switch {
 	case errors.Is(err, ledger.ErrLocked):
