@@ -10,14 +10,41 @@ import (
 	"github.com/sessionledger/sessionledger/projections"
 )
 
-const maxReason = 1024
+// Bounds on what a client or an operator may ask for. They keep every
+// duration representable (time.Duration overflows past 292 years, which
+// recorded a ban "until" 1734) and every name well below what the ledger
+// accepts, so a bad request is refused with InvalidArgument before
+// anything is recorded.
+const (
+	// MaxBanDuration is the longest ban with an expiry, as a duration or
+	// as an expiry time from now. Leave both out for a ban without expiry.
+	MaxBanDuration = 100 * 365 * 24 * time.Hour
+	// MaxReconnectAfter is the longest "reconnect after" a kick may
+	// advise; keep someone out for longer with a ban.
+	MaxReconnectAfter = 365 * 24 * time.Hour
+	// MaxNameBytes bounds a user, device, session id, node or topic.
+	MaxNameBytes = 256
+	// MaxReasonBytes bounds a reason.
+	MaxReasonBytes = 1024
+)
 
 func checkReason(reason string) error {
 	if reason == "" {
 		return invalidf("a reason is required (it is recorded for audit)")
 	}
-	if len(reason) > maxReason {
-		return invalidf("reason is %d bytes; at most %d", len(reason), maxReason)
+	if len(reason) > MaxReasonBytes {
+		return invalidf("reason is %d bytes; at most %d", len(reason), MaxReasonBytes)
+	}
+	return nil
+}
+
+// checkNames refuses a name longer than MaxNameBytes; names come in
+// (field, value) pairs.
+func checkNames(pairs ...string) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if n := len(pairs[i+1]); n > MaxNameBytes {
+			return invalidf("%s is %d bytes; at most %d", pairs[i], n, MaxNameBytes)
+		}
 	}
 	return nil
 }
@@ -32,6 +59,9 @@ func reply(st []ledger.Stamp, n int) *hubpb.ActionReply {
 // the event id.
 func (s *Server) Kick(ctx context.Context, req *hubpb.KickRequest) (*hubpb.ActionReply, error) {
 	if err := checkReason(req.GetReason()); err != nil {
+		return nil, err
+	}
+	if err := checkNames("session_id", req.GetSessionId(), "user", req.GetUser(), "device", req.GetDevice()); err != nil {
 		return nil, err
 	}
 	k := &eventpb.KickRequested{
@@ -56,6 +86,9 @@ func (s *Server) Kick(ctx context.Context, req *hubpb.KickRequest) (*hubpb.Actio
 	}
 	if k.ReconnectAfterMs < 0 || (k.Reconnect == eventpb.Reconnect_RECONNECT_AFTER && k.ReconnectAfterMs == 0) {
 		return nil, invalidf("reconnect after needs a positive duration")
+	}
+	if k.ReconnectAfterMs > MaxReconnectAfter.Milliseconds() {
+		return nil, invalidf("reconnect after %d ms is longer than the maximum %s; ban the user to keep them out longer", k.ReconnectAfterMs, MaxReconnectAfter)
 	}
 	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_KICK_REQUESTED, Actor: ActorFrom(ctx), Reason: req.GetReason(),
 		Body: &eventpb.Event_KickRequested{KickRequested: k}}
@@ -102,19 +135,27 @@ func (s *Server) Ban(ctx context.Context, req *hubpb.BanRequest) (*hubpb.ActionR
 	if err := checkReason(req.GetReason()); err != nil {
 		return nil, err
 	}
+	if err := checkNames("user", req.GetUser()); err != nil {
+		return nil, err
+	}
 	if req.GetDurationMs() < 0 || req.GetUntilUnixNano() < 0 || (req.GetDurationMs() > 0 && req.GetUntilUnixNano() > 0) {
 		return nil, invalidf("ban takes a positive duration or an expiry time, not both")
 	}
 	var until int64
 	now := s.cfg.Now()
 	switch {
+	case req.GetDurationMs() > MaxBanDuration.Milliseconds():
+		return nil, invalidf("ban duration %d ms is longer than the maximum %s; leave duration and expiry out for a ban without expiry", req.GetDurationMs(), MaxBanDuration)
 	case req.GetDurationMs() > 0:
 		until = now.Add(time.Duration(req.GetDurationMs()) * time.Millisecond).UnixNano()
+	case req.GetUntilUnixNano() > now.Add(MaxBanDuration).UnixNano():
+		return nil, invalidf("ban expiry %s is more than %s from now; leave duration and expiry out for a ban without expiry",
+			time.Unix(0, req.GetUntilUnixNano()).UTC().Format(time.RFC3339), MaxBanDuration)
 	case req.GetUntilUnixNano() > 0:
-		if req.GetUntilUnixNano() <= now.UnixNano() {
-			return nil, invalidf("ban expiry %s is in the past", time.Unix(0, req.GetUntilUnixNano()).UTC().Format(time.RFC3339))
-		}
 		until = req.GetUntilUnixNano()
+	}
+	if until != 0 && until <= now.UnixNano() {
+		return nil, invalidf("ban expiry %s is in the past", time.Unix(0, until).UTC().Format(time.RFC3339))
 	}
 	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_USER_BANNED, User: req.GetUser(), Actor: ActorFrom(ctx), Reason: req.GetReason(),
 		Body: &eventpb.Event_UserBanned{UserBanned: &eventpb.UserBanned{UntilUnixNano: until}}}
@@ -145,6 +186,9 @@ func (s *Server) Unban(ctx context.Context, req *hubpb.UnbanRequest) (*hubpb.Act
 	if err := checkReason(req.GetReason()); err != nil {
 		return nil, err
 	}
+	if err := checkNames("user", req.GetUser()); err != nil {
+		return nil, err
+	}
 	banned := false
 	s.proj.Read(func(st *projections.State) { _, banned = st.BanAt(req.GetUser(), s.cfg.Now()) })
 	if !banned {
@@ -167,6 +211,9 @@ const maxPayload = 64 << 10
 func (s *Server) Notify(ctx context.Context, req *hubpb.NotifyRequest) (*hubpb.ActionReply, error) {
 	if req.GetTopic() == "" {
 		return nil, invalidf("notify needs a topic")
+	}
+	if err := checkNames("topic", req.GetTopic(), "session_id", req.GetSessionId(), "user", req.GetUser()); err != nil {
+		return nil, err
 	}
 	if len(req.GetPayload()) > maxPayload {
 		return nil, invalidf("payload is %d bytes; at most %d", len(req.GetPayload()), maxPayload)
@@ -211,6 +258,9 @@ func (s *Server) Notify(ctx context.Context, req *hubpb.NotifyRequest) (*hubpb.A
 
 // ListSessions lists live sessions from the projections (every node's).
 func (s *Server) ListSessions(ctx context.Context, req *hubpb.ListSessionsRequest) (*hubpb.ListSessionsReply, error) {
+	if err := checkNames("user", req.GetUser(), "device", req.GetDevice(), "node", req.GetNode()); err != nil {
+		return nil, err
+	}
 	out := &hubpb.ListSessionsReply{}
 	s.proj.Read(func(st *projections.State) {
 		for _, sess := range st.Sessions(projections.Filter{User: req.GetUser(), Device: req.GetDevice(), Node: req.GetNode()}) {
@@ -224,6 +274,9 @@ func (s *Server) ListSessions(ctx context.Context, req *hubpb.ListSessionsReques
 func (s *Server) GetSession(ctx context.Context, req *hubpb.GetSessionRequest) (*hubpb.SessionInfo, error) {
 	if req.GetSessionId() == "" {
 		return nil, invalidf("get session needs session_id")
+	}
+	if err := checkNames("session_id", req.GetSessionId()); err != nil {
+		return nil, err
 	}
 	var out *hubpb.SessionInfo
 	s.proj.Read(func(st *projections.State) {

@@ -331,8 +331,8 @@ func (s *Server) recvHello(ctx context.Context, stream hubpb.Hub_ConnectServer) 
 		if h == nil {
 			return nil, invalidf("the first frame must be Hello")
 		}
-		if len(h.GetUser()) > 256 || len(h.GetDevice()) > 256 {
-			return nil, invalidf("hello: user and device are at most 256 bytes")
+		if len(h.GetUser()) > MaxNameBytes || len(h.GetDevice()) > MaxNameBytes || len(h.GetResume().GetSessionId()) > MaxNameBytes {
+			return nil, invalidf("hello: user, device and resumed session id are at most %d bytes", MaxNameBytes)
 		}
 		return h, nil
 	case <-timer.C:
