@@ -17,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 // AdminTokenFile is the name of the admin token file in hubd's data
@@ -164,35 +165,60 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 	return context.WithValue(ctx, actorKey{}, actor), nil
 }
 
-// UnaryInterceptor checks the admin token on admin calls.
+// UnaryInterceptor checks the admin token on admin calls and counts them.
 func (s *Server) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if needsAdmin(info.FullMethod) {
-		var err error
-		if ctx, err = s.authenticate(ctx); err != nil {
-			return nil, toStatus(err)
-		}
-		if adminWrite(info.FullMethod) && s.isClosing() {
-			// Once shutdown began the projections may be closed: an event
-			// would be recorded but never applied, and a retrying operator
-			// would record it twice.
-			return nil, toStatus(ErrShuttingDown)
-		}
+	if !needsAdmin(info.FullMethod) {
+		resp, err := handler(ctx, req)
+		return resp, toStatus(err)
+	}
+	resp, err := s.adminUnary(ctx, req, info, handler)
+	s.countAdminCall(info.FullMethod, err)
+	return resp, err
+}
+
+func (s *Server) adminUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, err := s.authenticate(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if adminWrite(info.FullMethod) && s.isClosing() {
+		// Once shutdown began the projections may be closed: an event
+		// would be recorded but never applied, and a retrying operator
+		// would record it twice.
+		return nil, toStatus(ErrShuttingDown)
 	}
 	resp, err := handler(ctx, req)
 	return resp, toStatus(err)
 }
 
 // StreamInterceptor checks the admin token on admin streams (the audit
-// service).
+// service) and counts them.
 func (s *Server) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if needsAdmin(info.FullMethod) {
-		ctx, err := s.authenticate(ss.Context())
-		if err != nil {
-			return toStatus(err)
-		}
-		ss = &ctxStream{ServerStream: ss, ctx: ctx}
+	if !needsAdmin(info.FullMethod) {
+		return toStatus(handler(srv, ss))
 	}
-	return toStatus(handler(srv, ss))
+	ctx, err := s.authenticate(ss.Context())
+	if err == nil {
+		err = handler(srv, &ctxStream{ServerStream: ss, ctx: ctx})
+	}
+	err = toStatus(err)
+	s.countAdminCall(info.FullMethod, err)
+	return err
+}
+
+// countAdminCall counts an admin call in sessionledger_admin_calls_total
+// by method ("Admin/Kick", "Audit/Verify") and gRPC code. Only registered
+// methods reach the interceptors, so the labels stay few.
+func (s *Server) countAdminCall(fullMethod string, err error) {
+	method := fullMethod
+	if i := strings.LastIndex(fullMethod, "/"); i > 0 {
+		service := fullMethod[1:i]
+		if j := strings.LastIndex(service, "."); j >= 0 {
+			service = service[j+1:]
+		}
+		method = service + fullMethod[i:]
+	}
+	s.metrics.adminCalls.WithLabelValues(method, status.Code(err).String()).Inc()
 }
 
 type ctxStream struct {

@@ -34,10 +34,25 @@ var (
 	errNodeFull = errors.New("node full")
 )
 
+// Rejection codes: Rejected.code on the wire, connect_rejected's code in
+// the ledger, the code label of sessionledger_connects_rejected_total.
+const (
+	// RejectBanned: the user is banned (PermissionDenied).
+	RejectBanned = "banned"
+	// RejectRateLimited: more connects than UserConnectsPerMinute
+	// (ResourceExhausted).
+	RejectRateLimited = "rate_limited"
+	// RejectNodeFull: the node holds MaxSessions (ResourceExhausted).
+	RejectNodeFull = "node_full"
+	// RejectResumeRefused: the resume is not allowed (PermissionDenied or
+	// FailedPrecondition).
+	RejectResumeRefused = "resume_refused"
+)
+
 // Rejection is a refused connect: banned, over a limit, or a refused resume.
 // It is recorded (aggregated) as connect_rejected.
 type Rejection struct {
-	Code   string // banned, node_full, rate_limited, resume_refused, ...
+	Code   string // RejectBanned, RejectNodeFull, ...
 	Reason string
 	Until  time.Time // ban expiry, if any
 	// Reconnect advice for the client.

@@ -3,6 +3,8 @@ package hub
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
 
 // metrics are the hub's Prometheus series (docs/operations.md lists them).
@@ -44,6 +46,16 @@ func newMetrics() *metrics {
 			Help: "Time for an event to become durable.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		enforceSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sessionledger_enforce_seconds",
 			Help: "Time from a kick, ban or supersede event to the session's end.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+	}
+	// Series with labels appear once used; create the known ones up front
+	// so dashboards and alerts see zeros rather than nothing.
+	for _, code := range []string{RejectBanned, RejectRateLimited, RejectNodeFull, RejectResumeRefused} {
+		m.rejected.WithLabelValues(code)
+	}
+	for c := range eventpb.DisconnectCause_name {
+		if c != int32(eventpb.DisconnectCause_DISCONNECT_CAUSE_UNSPECIFIED) {
+			m.disconnects.WithLabelValues(causeLabel(eventpb.DisconnectCause(c)))
+		}
 	}
 	m.reg.MustRegister(m.live, m.connects, m.rejected, m.disconnects, m.notifications, m.adminCalls,
 		m.authFailures, m.appendFailures, m.appendSeconds, m.enforceSeconds,

@@ -95,7 +95,7 @@ func (s *Server) checkResume(ctx context.Context, user string, r *hubpb.Resume, 
 }
 
 func refuseResume(code codes.Code, reason string, rc hubpb.Reconnect, after time.Duration) error {
-	return &Rejection{Code: "resume_refused", Reason: reason, Reconnect: rc, ReconnectAfter: after, status: code}
+	return &Rejection{Code: RejectResumeRefused, Reason: reason, Reconnect: rc, ReconnectAfter: after, status: code}
 }
 
 // adviceRefusal applies the reconnect advice a session ended with (rc,

@@ -163,7 +163,7 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) error {
 		return s.reject(user, device, remote, rj)
 	}
 	if !s.rates.allow(user, s.cfg.Now()) {
-		return s.reject(user, device, remote, &Rejection{Code: "rate_limited", Reason: "too many connects for this user; slow down",
+		return s.reject(user, device, remote, &Rejection{Code: RejectRateLimited, Reason: "too many connects for this user; slow down",
 			Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: jittered(rateLimitedAdvice), status: codes.ResourceExhausted})
 	}
 
@@ -218,7 +218,7 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) error {
 	sess.lastHeard.Store(now.UnixNano())
 	if err := s.register(sess, supersedes); err != nil {
 		if errors.Is(err, errNodeFull) {
-			return s.reject(user, device, remote, &Rejection{Code: "node_full", Reason: "this node holds its maximum number of sessions",
+			return s.reject(user, device, remote, &Rejection{Code: RejectNodeFull, Reason: "this node holds its maximum number of sessions",
 				Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: jittered(nodeFullAdvice), status: codes.ResourceExhausted})
 		}
 		return err
@@ -300,7 +300,7 @@ func (s *Server) banRejection(user string, now time.Time) *Rejection {
 	if !banned {
 		return nil
 	}
-	rj := &Rejection{Code: "banned", Reason: ban.Reason, Until: ban.Until, Reconnect: hubpb.Reconnect_RECONNECT_NOT_ALLOWED, status: codes.PermissionDenied}
+	rj := &Rejection{Code: RejectBanned, Reason: ban.Reason, Until: ban.Until, Reconnect: hubpb.Reconnect_RECONNECT_NOT_ALLOWED, status: codes.PermissionDenied}
 	if !ban.Until.IsZero() {
 		rj.Reconnect, rj.ReconnectAfter = hubpb.Reconnect_RECONNECT_AFTER, ban.Until.Sub(now)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -310,7 +311,7 @@ func TestServes(t *testing.T) {
 		t.Errorf("/healthz: %d %q", code, body)
 	}
 	code, body := get("/metrics")
-	for _, want := range []string{"sessionledger_sessions_live 0", "sessionledger_ledger_head_seq", "sessionledger_projections_applied_seq", "go_goroutines"} {
+	for _, want := range []string{"sessionledger_sessions_live 0", `sessionledger_connects_rejected_total{code="node_full"} 0`, "go_goroutines"} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("/metrics: %d, no %s", code, want)
 		}
@@ -380,9 +381,40 @@ func TestServes(t *testing.T) {
 	if _, err := bad.Verify(ctx, audit.VerifyQuery{}, nil); !errors.Is(err, audit.ErrUnauthenticated) {
 		t.Errorf("audit verify with a wrong token: %v; want Unauthenticated", err)
 	}
+	// Every series docs/operations.md names is served (admin calls were
+	// made above, so the labelled ones have values too).
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := regexp.MustCompile(`sessionledger_[a-z_]+`).FindAllString(string(doc), -1)
+	if len(documented) < 10 {
+		t.Fatalf("found only %d metric names in docs/operations.md: %v", len(documented), documented)
+	}
+	_, body = get("/metrics")
+	for _, name := range documented {
+		if !regexp.MustCompile(`(?m)^` + name + `(_bucket|_sum|_count)?[{ ]`).MatchString(body) {
+			t.Errorf("docs/operations.md names %s; /metrics does not serve it", name)
+		}
+	}
+	if !strings.Contains(body, `sessionledger_admin_calls_total{code="OK",method="Admin/ListSessions"} 1`) ||
+		!strings.Contains(body, `sessionledger_admin_calls_total{code="Unauthenticated",method="Admin/ListSessions"} 1`) ||
+		!strings.Contains(body, `sessionledger_admin_calls_total{code="OK",method="Audit/Verify"}`) {
+		t.Errorf("/metrics does not count the admin calls made:\n%s", grepLines(body, "sessionledger_admin_calls_total"))
+	}
 	if code := p.signal(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // TestSecondHubdOnSameData fails fast and says why, instead of hanging on
