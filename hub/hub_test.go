@@ -233,6 +233,19 @@ func (e *env) waitEvent(from uint64, what string, ok func(*ledger.Record) bool) 
 	return nil
 }
 
+// waitEnd waits until session's session_disconnected event is in the
+// ledger and applied by the projections, so what the Admin API reads from
+// them (GetSession, ListSessions) includes the end. The event is durable
+// before it is applied: reading the ledger alone is not enough.
+func (e *env) waitEnd(from uint64, session string) *ledger.Record {
+	e.t.Helper()
+	end := e.waitEvent(from, "session_disconnected of "+session, disconnectOf(session))
+	if err := e.srv.Projections().WaitApplied(ctxT(e.t), end.Seq); err != nil {
+		e.t.Fatal(err)
+	}
+	return end
+}
+
 func isType(typ eventpb.EventType) func(*ledger.Record) bool {
 	return func(r *ledger.Record) bool { return r.Event.GetType() == typ }
 }

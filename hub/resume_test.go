@@ -327,7 +327,7 @@ func TestResumeTwiceKeepsOneSession(t *testing.T) {
 	if d.GetCode() != hubpb.DisconnectCode_DISCONNECT_CODE_SUPERSEDED || d.GetSupersededBy() != second.welcome.GetSessionId() {
 		t.Fatalf("first resume ended with %v; want superseded by %s", d, second.welcome.GetSessionId())
 	}
-	e.waitEvent(1, "first resume ended", disconnectOf(first.welcome.GetSessionId()))
+	e.waitEnd(1, first.welcome.GetSessionId())
 	ls, err := e.admin.ListSessions(adminCtx(ctxT(t)), &hubpb.ListSessionsRequest{User: "zed"})
 	if err != nil || len(ls.GetSessions()) != 1 || ls.GetSessions()[0].GetSessionId() != second.welcome.GetSessionId() {
 		t.Fatalf("zed's live sessions: %v (%v); want only %s", ls.GetSessions(), err, second.welcome.GetSessionId())
