@@ -283,16 +283,27 @@ func (s *Store) loadHead(tx *bolt.Tx) error {
 	}
 	if k != nil {
 		seq := binary.BigEndian.Uint64(k)
+		// The new head must chain from its predecessor: one hash, and an
+		// append would otherwise build on a record changed since.
+		var prev Hash
+		if pv := tx.Bucket(bucketLog).Get(seqKey(seq - 1)); seq > 1 && len(pv) >= hashSize {
+			copy(prev[:], pv[:hashSize])
+		}
+		_, cerr := checkValue(seq, prev, v)
 		r, err := DecodeRecord(k, v)
 		switch {
-		case err == nil:
+		case err == nil && cerr == nil:
 			s.head = Head{Seq: r.Seq, Hash: r.Hash, ID: r.ID, Time: r.Time}
 		default:
 			s.head = Head{Seq: seq}
 			if len(v) >= hashSize {
 				copy(s.head.Hash[:], v[:hashSize])
 			}
-			s.headDamage = &ChainError{Seq: seq, Reason: fmt.Sprintf("the last record does not decode: %v", err)}
+			if ce := (*ChainError)(nil); errors.As(cerr, &ce) {
+				s.headDamage = ce
+			} else {
+				s.headDamage = &ChainError{Seq: seq, Reason: fmt.Sprintf("the last record does not decode: %v", err)}
+			}
 		}
 	}
 	if s.headDamage == nil {
