@@ -74,14 +74,35 @@ func (s *Store) Append(ctx context.Context, events ...*eventpb.Event) ([]Stamp, 
 	return s.submitPending(ctx, pending)
 }
 
+// MaxNameLen is the most bytes a user, session, device, topic,
+// consumer-group name or blob key may have. Names become bbolt keys (the
+// indexes, consumer offsets, blobs), and bbolt refuses keys over 32 KiB with
+// an error that would fail the whole commit; the limit leaves room for the
+// key's framing and is far above any real name.
+const MaxNameLen = 1024
+
 // ValidateEvent reports why the ledger would refuse ev, or nil. Unknown
-// event types are accepted (forward compatibility); UNSPECIFIED is not.
+// event types are accepted (forward compatibility); UNSPECIFIED is not, nor
+// a user, session or device longer than MaxNameLen (ErrNameTooLong).
 func ValidateEvent(ev *eventpb.Event) error {
 	if ev == nil {
 		return fmt.Errorf("%w: nil event", ErrInvalidEvent)
 	}
 	if ev.GetType() == eventpb.EventType_EVENT_TYPE_UNSPECIFIED {
 		return fmt.Errorf("%w: event type is unspecified", ErrInvalidEvent)
+	}
+	for _, f := range [...]struct{ what, name string }{{"user", ev.GetUser()}, {"session", ev.GetSession()}, {"device", ev.GetDevice()}} {
+		if err := checkName(f.what, f.name); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
+		}
+	}
+	return nil
+}
+
+// checkName returns ErrNameTooLong if name is longer than MaxNameLen.
+func checkName(what, name string) error {
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("%w: %s is %d bytes, more than %d", ErrNameTooLong, what, len(name), MaxNameLen)
 	}
 	return nil
 }
@@ -287,7 +308,7 @@ func (s *Store) commit(batch []*appendReq) {
 		if tailBytes < s.mergeThreshold {
 			return nil
 		}
-		if err := mergeTail(tx, &s.mergePost); err != nil {
+		if err := mergeTail(tx, &s.mergePost, s.opts.Logger); err != nil {
 			return err
 		}
 		tailBytes = 0

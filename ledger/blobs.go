@@ -11,10 +11,14 @@ import (
 // PutBlob durably stores value under key in the ledger file's side bucket,
 // in a group-commit transaction like an append. Projections keep their
 // checkpoints here so that a checkpoint and the log it summarizes live (and
-// are backed up) together. Blobs are not part of the hash chain.
+// are backed up) together. Blobs are not part of the hash chain. A key
+// longer than MaxNameLen is refused with ErrNameTooLong.
 func (s *Store) PutBlob(ctx context.Context, key string, value []byte) error {
 	if key == "" {
 		return fmt.Errorf("put blob: empty key")
+	}
+	if err := checkName("blob key", key); err != nil {
+		return fmt.Errorf("put blob: %w", err)
 	}
 	_, err := s.do(ctx, &appendReq{put: &kvPut{bucket: bucketBlobs, key: []byte(key), value: append([]byte(nil), value...)}})
 	if err != nil {

@@ -22,9 +22,16 @@ var (
 	// ErrReadOnly is returned by writes on a Store opened read-only.
 	ErrReadOnly = errors.New("ledger opened read-only")
 
-	// ErrInvalidEvent is returned by Append for an event the ledger refuses
-	// to store (no type, for instance). Nothing of the batch is written.
+	// ErrInvalidEvent is returned by Append and Publish for an event the
+	// ledger refuses to store (no type, a name over MaxNameLen, for
+	// instance). Nothing of the batch is written.
 	ErrInvalidEvent = errors.New("invalid event")
+
+	// ErrNameTooLong is returned, wrapped, for a user, session, device,
+	// topic, consumer-group name or blob key longer than MaxNameLen bytes:
+	// by Append and Publish (which wrap ErrInvalidEvent too), Subscribe and
+	// PutBlob. Nothing is written.
+	ErrNameTooLong = errors.New("name too long")
 
 	// ErrCorrupt is returned by the record decoder for bytes that are not a
 	// well-formed record. Verify reports the sequence it was found at.

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
 
 // SetFailpoint makes every later commit call fn first; a non-nil error
@@ -97,4 +100,18 @@ func (s *Store) RawLastSeq() (seq uint64, err error) {
 		return nil
 	})
 	return seq, err
+}
+
+// AppendUnchecked appends events without ValidateEvent, as a ledger written
+// before a validation rule existed may hold them.
+func (s *Store) AppendUnchecked(ctx context.Context, events ...*eventpb.Event) ([]Stamp, error) {
+	pending := make([]pendingRecord, len(events))
+	for i, ev := range events {
+		body, err := encodeEventBody(ev)
+		if err != nil {
+			return nil, err
+		}
+		pending[i] = pendingRecord{body: body, topic: EventsTopic, user: ev.GetUser(), session: ev.GetSession()}
+	}
+	return s.submitPending(ctx, pending)
 }

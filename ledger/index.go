@@ -3,6 +3,7 @@ package ledger
 import (
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -281,7 +282,13 @@ var errStopBlocks = fmt.Errorf("stop")
 
 // mergeTail moves every posting block of the tail into the merged indexes
 // and empties the tail, inside tx. p is scratch space.
-func mergeTail(tx *bolt.Tx, p *postings) error {
+//
+// A name too long for a bbolt key (possible only in a file written before
+// names were capped at MaxNameLen) is dropped from the index with a
+// warning rather than failing the merge: a failed merge fails its commit,
+// and since the tail would still hold the name, every commit after it, so
+// one such name would stop the ledger for good. Its records stay in the log.
+func mergeTail(tx *bolt.Tx, p *postings, log *slog.Logger) error {
 	p.reset()
 	c := tx.Bucket(bucketTail).Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -308,9 +315,15 @@ func mergeTail(tx *bolt.Tx, p *postings) error {
 			b = tx.Bucket(l.kind.bucket())
 			buckets[l.kind.slot()] = b
 		}
+		key := indexKey(l.name, l.seqs[len(l.seqs)-1])
+		if len(key) > bolt.MaxKeySize {
+			log.Warn("ledger: index name too long for a bbolt key, left out of the index (its records stay in the log)",
+				"index", string(l.kind), "name_bytes", len(l.name), "name_prefix", l.name[:64], "seqs", len(l.seqs), "first_seq", l.seqs[0])
+			continue
+		}
 		// The value must stay valid until the transaction ends.
 		val = appendList(val[len(val):], l.seqs)
-		if err := b.Put(indexKey(l.name, l.seqs[len(l.seqs)-1]), val); err != nil {
+		if err := b.Put(key, val); err != nil {
 			return err
 		}
 	}

@@ -54,6 +54,9 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if topic == "" {
 		return errors.New("publish: empty topic")
 	}
+	if err := checkName("topic", topic); err != nil {
+		return fmt.Errorf("publish: %w: %w", ErrInvalidEvent, err)
+	}
 	recs := make([]*eventpb.Record, len(msgs))
 	for i, msg := range msgs {
 		rec := &eventpb.Record{Topic: topic, MessageUuid: msg.UUID}
@@ -166,6 +169,12 @@ func (sub *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	}
 	if sub.s.Closed() {
 		return nil, ErrClosed
+	}
+	if err := checkName("topic", topic); err != nil {
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	if err := checkName("consumer group", sub.cfg.ConsumerGroup); err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", topic, err)
 	}
 	g, err := sub.s.group(topic, sub.cfg.ConsumerGroup, sub.cfg.StartFrom)
 	if err != nil {
