@@ -593,3 +593,36 @@ func TestAdminWritesRefusedDuringShutdown(t *testing.T) {
 		t.Fatalf("ledger grew from %d to %d during shutdown", head, got)
 	}
 }
+
+// TestShutdownDoesNotWaitForHello: a stream that never sends Hello is
+// ended by a shutdown at once (Unavailable), not after the Hello timeout.
+func TestShutdownDoesNotWaitForHello(t *testing.T) {
+	e := newEnv(t, hub.Config{HelloTimeout: time.Minute})
+	s, err := hubpb.NewHubClient(e.conn).Connect(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A session welcomed on the same connection after the silent stream
+	// opened: by then the hub has long been waiting for the silent one's
+	// Hello (a Welcome waits for a durable append).
+	other, err := hubpb.NewHubClient(e.conn).Connect(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: &hubpb.Hello{User: "talker", Device: "d"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := other.Recv(); err != nil || f.GetWelcome() == nil {
+		t.Fatalf("welcome: %v %v", f, err)
+	}
+	start := time.Now()
+	if err := e.srv.Shutdown(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("shutdown took %s with a stream waiting for Hello; want it at once", d)
+	}
+	if _, err := s.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("stream without Hello at shutdown: %v; want Unavailable", err)
+	}
+}

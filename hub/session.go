@@ -337,6 +337,10 @@ func (s *Server) recvHello(ctx context.Context, stream hubpb.Hub_ConnectServer) 
 		return h, nil
 	case <-timer.C:
 		return nil, status.Error(codes.DeadlineExceeded, "no Hello within "+s.cfg.HelloTimeout.String())
+	case <-s.shutdown:
+		// A stream that never says Hello must not hold a shutdown up for
+		// the Hello timeout. Returning ends the stream, which ends the Recv.
+		return nil, ErrShuttingDown
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
