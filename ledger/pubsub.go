@@ -252,14 +252,31 @@ func (s *Store) group(topic, name string, start uint64) (*group, error) {
 	return g, nil
 }
 
-// GroupOffset returns the next seq consumer group name will read on topic
-// (1 when it has never acknowledged anything).
+// GroupOffset returns the next seq consumer group name will read on topic:
+// its position in this process, or its durable offset, or 1 when it has
+// none (a first subscription of the group then starts at its StartFrom).
+// It only reads: asking about a group does not create it, so it does not
+// fix where the group's first subscription starts.
 func (s *Store) GroupOffset(topic, name string) (uint64, error) {
-	g, err := s.group(topic, name, 1)
+	key := string(indexPrefix(topic)) + name
+	s.groupsMu.Lock()
+	defer s.groupsMu.Unlock()
+	if g, ok := s.groups[key]; ok {
+		return g.next.Load(), nil
+	}
+	// A group this process has no cursor for has no pending offset either
+	// (only cursors ack), so the stored offset is the whole answer.
+	next := uint64(1)
+	err := s.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketOffsets).Get([]byte(key)); len(v) == 8 {
+			next = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
 	if err != nil {
 		return 0, err
 	}
-	return g.next.Load(), nil
+	return next, nil
 }
 
 // setOffset records a group's new position for the writer's next commit.

@@ -195,3 +195,45 @@ func fmtSlice(s []string) string {
 	}
 	return out + "]"
 }
+
+// TestGroupOffsetDoesNotCreateGroup: asking where a group is must not
+// decide where it starts. GroupOffset of a group nobody subscribed yet used
+// to cache a cursor at seq 1, and the group's first subscription with
+// StartFrom 8 was then delivered seq 1.
+func TestGroupOffsetDoesNotCreateGroup(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	pub := ledger.NewPublisher(s)
+	for i := 1; i <= 10; i++ {
+		if err := pub.Publish("jobs", message.NewMessage(strconv.Itoa(i), []byte("x"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if off, err := s.GroupOffset("jobs", "fresh"); err != nil || off != 1 {
+		t.Fatalf("offset of a group that never subscribed: got %d, %v; want 1", off, err)
+	}
+	sub := ledger.NewSubscriber(s, ledger.SubscriberConfig{ConsumerGroup: "fresh", StartFrom: 8})
+	defer sub.Close()
+	msgs, err := sub.Subscribe(ctx, "jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-msgs:
+		if got := m.Metadata.Get(ledger.MetadataSeq); got != "8" {
+			t.Fatalf("first delivery to the new group: got seq %s; want 8 (StartFrom)", got)
+		}
+		m.Ack()
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message delivered")
+	}
+	// Now the group exists: its offset is its position. The next delivery
+	// shows the ack was taken.
+	select {
+	case <-msgs:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no second message delivered")
+	}
+	if off, err := s.GroupOffset("jobs", "fresh"); err != nil || off != 9 {
+		t.Fatalf("offset after one ack: got %d, %v; want 9", off, err)
+	}
+}
