@@ -146,8 +146,10 @@ type Disconnect struct {
 	// Code is the final gRPC status code of the stream.
 	Code codes.Code
 	// WillReconnect reports whether the client is going to reconnect, after
-	// Delay. Attempt counts the connect attempts that failed in a row
-	// before this one (0 for the end of an established session).
+	// Delay. Attempt counts the connect attempts that have failed in a row,
+	// this one included: 0 for the end of a session the server welcomed,
+	// n for the n-th failed attempt since (WithMaxAttempts(n) gives up at
+	// n).
 	WillReconnect bool
 	Delay         time.Duration
 	Attempt       int
