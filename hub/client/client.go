@@ -1,10 +1,14 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,14 +83,15 @@ type Stats struct {
 type Client struct {
 	cfg     config
 	backoff Backoff
-	hub     hubpb.HubClient
-	conn    *grpc.ClientConn
+	addr    string
 	ownConn bool
+	conn    *grpc.ClientConn
+	hub     hubpb.HubClient
+	own     owners
 
 	baseCancel  context.CancelFunc // ends every stream (after Goodbye, or forced)
 	closeCancel context.CancelFunc // Close was called: stop waiting and connecting
-	closeOnce   sync.Once
-	closeErr    error
+	closeErr    error              // set by the run goroutine before done closes
 	done        chan struct{}
 
 	notes chan Notification
@@ -101,26 +106,12 @@ type Client struct {
 	closedByApp bool
 	err         *Disconnect
 
-	// Touched only by the goroutine that owns the stream (Dial, then run).
+	// Touched only by the goroutine that owns the stream (Dial, then run),
+	// and under mu in connect.
 	lastDelivered uint64
 
 	connects, resumes                  atomic.Int64
 	delivered, redelivered, duplicates atomic.Uint64
-}
-
-// stream is one Hub.Connect stream.
-type stream struct {
-	st       hubpb.Hub_ConnectClient
-	cancel   context.CancelFunc
-	session  string
-	welcomed time.Time
-	sendMu   sync.Mutex // gRPC allows one sender at a time
-}
-
-func (s *stream) send(f *hubpb.ClientFrame) error {
-	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
-	return s.st.Send(f)
 }
 
 // Dial connects to the hub at addr and returns once the server welcomed the
@@ -138,17 +129,13 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		cfg: cfg, backoff: cfg.backoff.withDefaults(), conn: cfg.conn,
+		cfg: cfg, backoff: cfg.backoff.withDefaults(), conn: cfg.conn, addr: addr,
 		done: make(chan struct{}), notes: make(chan Notification, cfg.buffer), discs: make(chan Disconnect, 32),
 	}
 	if c.conn == nil {
-		creds := insecure.NewCredentials()
-		if cfg.tls != nil {
-			creds = credentials.NewTLS(cfg.tls)
-		}
-		conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, cfg.dialOpts...)...)
+		conn, err := c.dial()
 		if err != nil {
-			return nil, fmt.Errorf("client: dial %s: %w", addr, err)
+			return nil, err
 		}
 		c.conn, c.ownConn = conn, true
 	}
@@ -185,12 +172,28 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
+// dial opens the client's own connection.
+func (c *Client) dial() (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if c.cfg.tls != nil {
+		creds = credentials.NewTLS(c.cfg.tls)
+	}
+	conn, err := grpc.NewClient(c.addr, append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, c.cfg.dialOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("client: dial %s: %w", c.addr, err)
+	}
+	return conn, nil
+}
+
 // Notifications returns the channel notifications arrive on, in seq order
 // and without duplicates; it is closed when the client ends. Read it
-// promptly: while the channel is full the client stops reading the stream,
-// and the server ends a session that falls too far behind (the client then
-// resumes and gets the rest redelivered). Nothing arrives on it when
-// OnNotification is set.
+// promptly. The client keeps reading the stream while the channel is full
+// (so pings are answered and a disconnect is reported at once), holding up
+// to 4096 notifications the application has not taken; beyond that it
+// ends the session itself as CauseSlowConsumer and resumes. When a session
+// ends, what the application has not taken (beyond what fits in the
+// channel) is dropped unacknowledged: the resume has it redelivered.
+// Nothing arrives on it when OnNotification is set.
 func (c *Client) Notifications() <-chan Notification { return c.notes }
 
 // Disconnects returns a channel that receives every Disconnect (the same
@@ -240,49 +243,41 @@ func (c *Client) Stats() Stats {
 
 // Ack acknowledges every notification up to seq. The highest acknowledged
 // seq is what a resume asks redelivery after, so acknowledge a
-// notification once it is processed. It is sent on the current stream if
-// there is one; while disconnected it is only remembered for the resume,
-// so Ack fails only if sending on a live stream failed for another reason
-// than the stream ending.
-func (c *Client) Ack(seq uint64) error {
+// notification once it is processed. Ack never blocks: it records seq and
+// the client's writer sends it on the current stream (acks are
+// cumulative, so only the highest is sent); while disconnected, or if the
+// stream ends before the ack went out, the resume carries it. It may be
+// called from any goroutine, callbacks included, even after the client
+// ended (Resume then includes it).
+func (c *Client) Ack(seq uint64) {
 	c.mu.Lock()
 	if seq > c.lastAcked {
 		c.lastAcked = seq
 	}
 	ls := c.live
 	c.mu.Unlock()
-	if ls == nil {
-		return nil
+	if ls != nil {
+		ls.poke()
 	}
-	err := ls.send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Ack{Ack: &hubpb.Ack{Seq: seq}}})
-	if err != nil && !errors.Is(err, io.EOF) && ls.st.Context().Err() == nil {
-		return fmt.Errorf("client: ack %d: %w", seq, err)
-	}
-	return nil
 }
 
 // Close ends the client: it sends Goodbye (the server records the end as
 // client_closed), waits for the server to end the stream (at most the
 // close timeout, then cuts it), stops any reconnect wait, and closes the
-// channels. It is idempotent and safe to call from any goroutine except
-// the client's own callbacks. It returns an error only if the stream had
-// to be cut.
+// channels. It is idempotent and may be called from any goroutine. It
+// returns once the client has ended, with an error only if the stream had
+// to be cut — except when called from one of the client's own callbacks
+// (OnDisconnect, OnNotification, OnConnect, OnFrame), which the client
+// cannot end under: then it only starts the end and returns nil; Done
+// closes once the callback has returned.
 func (c *Client) Close() error {
-	c.closeOnce.Do(func() {
-		c.mu.Lock()
-		c.closedByApp = true
-		c.mu.Unlock()
-		c.closeCancel()
-		t := time.NewTimer(c.cfg.closeTimeout)
-		defer t.Stop()
-		select {
-		case <-c.done:
-		case <-t.C:
-			c.closeErr = fmt.Errorf("client: the server did not end the session within %s; stream cut", c.cfg.closeTimeout)
-			c.baseCancel()
-			<-c.done
-		}
-	})
+	c.mu.Lock()
+	c.closedByApp = true
+	c.mu.Unlock()
+	c.closeCancel()
+	if c.own.isCaller() {
+		return nil
+	}
 	<-c.done
 	return c.closeErr
 }
@@ -309,9 +304,11 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 		return fail(err)
 	}
 	hello := &hubpb.Hello{User: c.cfg.user, Device: c.cfg.device, Token: c.cfg.token}
+	var helloAck uint64
 	c.mu.Lock()
 	if r := c.resume; r != nil {
-		hello.Resume = &hubpb.Resume{SessionId: r.SessionID, Secret: r.Secret, LastAckedSeq: max(c.lastAcked, c.ackFloor)}
+		helloAck = max(c.lastAcked, c.ackFloor)
+		hello.Resume = &hubpb.Resume{SessionId: r.SessionID, Secret: r.Secret, LastAckedSeq: helloAck}
 	}
 	c.mu.Unlock()
 	if err := st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: hello}}); err != nil && !errors.Is(err, io.EOF) {
@@ -332,7 +329,8 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 	sess := Session{ID: w.GetSessionId(), ResumeSecret: w.GetResumeSecret(), ResumedFrom: w.GetResumedFrom(),
 		HeartbeatInterval: time.Duration(w.GetHeartbeatIntervalMs()) * time.Millisecond,
 		EventID:           w.GetEventId(), Seq: w.GetSeq(), Redelivering: int(w.GetRedelivering())}
-	ls := &stream{st: st, cancel: cancel, session: sess.ID, welcomed: time.Now()}
+	ls := newStream(st, sctx, cancel)
+	ls.session, ls.welcomed = sess.ID, time.Now()
 	c.mu.Lock()
 	c.sess = sess
 	c.resume = &Resume{SessionID: sess.ID, Secret: sess.ResumeSecret}
@@ -341,7 +339,12 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 		// connect; earlier ones were never addressed to it.
 		c.ackFloor = max(c.ackFloor, sess.Seq)
 		c.lastDelivered = max(c.lastDelivered, sess.Seq)
+		helloAck = c.ackFloor
 	}
+	// The server knows helloAck; the writer sends any later Ack (one made
+	// during the handshake included: the writer starts with a token).
+	ls.sentAck = helloAck
+	ls.poke()
 	c.live = ls
 	c.mu.Unlock()
 	c.connects.Add(1)
@@ -367,6 +370,7 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 // Welcome would bring such a client back every Base forever.
 func (c *Client) run(base, closing context.Context, ls *stream) {
 	defer c.finish()
+	defer c.own.enter()()
 	step := 0
 	for {
 		d := c.serve(closing, ls)
@@ -467,104 +471,55 @@ func (c *Client) finish() {
 	close(c.done)
 }
 
-// serve runs one welcomed stream until it ends. A goroutine reads the
-// stream and answers pings at once (so a slow application does not look
-// dead); serve hands notifications over, remembers a Disconnect frame, and
-// says Goodbye when the client is closing.
-func (c *Client) serve(closing context.Context, ls *stream) *Disconnect {
-	frames := make(chan *hubpb.ServerFrame, 16)
-	ended := make(chan error, 1)
-	go c.recv(ls, frames, ended)
-	defer func() {
-		c.mu.Lock()
-		if c.live == ls {
-			c.live = nil
-		}
-		c.mu.Unlock()
-		ls.cancel()
-	}()
-	var frame *hubpb.Disconnect
-	handle := func(f *hubpb.ServerFrame) {
-		switch x := f.GetFrame().(type) {
-		case *hubpb.ServerFrame_Notification:
-			c.deliver(closing, x.Notification)
-		case *hubpb.ServerFrame_Disconnect:
-			frame = x.Disconnect
-		}
-	}
-	goodbye := false
-	closeCh := closing.Done()
-	for {
-		select {
-		case f := <-frames:
-			handle(f)
-		case err := <-ended:
-			// recv queued every frame before it reported the end.
-			for len(frames) > 0 {
-				handle(<-frames)
-			}
-			d := classify(frame, err, goodbye)
-			d.Session = ls.session
-			return d
-		case <-closeCh:
-			closeCh = nil
-			goodbye = true
-			if err := ls.send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Goodbye{Goodbye: &hubpb.Goodbye{Reason: "client closed"}}}); err != nil {
-				ls.cancel()
-			}
+// owners records the client's own goroutines while they may run the
+// application's callbacks, so that Close can tell a call from a callback
+// (it must not wait for the goroutine it is running on) from any other.
+// Go gives goroutines no identity on purpose; the id parsed from the
+// stack header is used for this one check and nothing else.
+type owners struct {
+	mu  sync.Mutex
+	ids []uint64
+}
+
+// enter registers the calling goroutine and returns the func that
+// unregisters it.
+func (o *owners) enter() func() {
+	id := goroutineID()
+	o.mu.Lock()
+	o.ids = append(o.ids, id)
+	o.mu.Unlock()
+	return func() {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if i := slices.Index(o.ids, id); i >= 0 {
+			o.ids = slices.Delete(o.ids, i, i+1)
 		}
 	}
 }
 
-// recv reads ls until it ends, answering pings.
-func (c *Client) recv(ls *stream, frames chan<- *hubpb.ServerFrame, ended chan<- error) {
-	ctx := ls.st.Context()
-	for {
-		f, err := ls.st.Recv()
-		if err != nil {
-			ended <- err
-			return
-		}
-		if c.cfg.onFrame != nil {
-			c.cfg.onFrame(f)
-		}
-		if p := f.GetPing(); p != nil {
-			_ = ls.send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Pong{Pong: &hubpb.Pong{Nonce: p.GetNonce()}}})
-			continue
-		}
-		select {
-		case frames <- f:
-		case <-ctx.Done():
-			ended <- ctx.Err()
-			return
-		}
+// isCaller reports whether the calling goroutine is registered.
+func (o *owners) isCaller() bool {
+	o.mu.Lock()
+	n := len(o.ids)
+	o.mu.Unlock()
+	if n == 0 {
+		return false
 	}
+	id := goroutineID()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Contains(o.ids, id)
 }
 
-// deliver hands n to the application unless it was delivered already (a
-// redelivery overlapping what this process saw before the disconnect).
-func (c *Client) deliver(closing context.Context, n *hubpb.Notification) {
-	if n.GetSeq() <= c.lastDelivered {
-		c.duplicates.Add(1)
-		return
+// goroutineID returns the calling goroutine's id from the first line of
+// its stack trace, "goroutine 42 [running]:".
+func goroutineID() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b, _ = bytes.CutPrefix(b, []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		b = b[:i]
 	}
-	c.lastDelivered = n.GetSeq()
-	note := Notification{Seq: n.GetSeq(), Topic: n.GetTopic(), Payload: n.GetPayload(), EventID: n.GetEventId(),
-		Time: time.Unix(0, n.GetTimeUnixNano()), Redelivered: n.GetRedelivered()}
-	if c.cfg.onNotification != nil {
-		c.cfg.onNotification(note)
-	} else {
-		select {
-		case c.notes <- note:
-		case <-closing.Done():
-			return
-		}
-	}
-	c.delivered.Add(1)
-	if note.Redelivered {
-		c.redelivered.Add(1)
-	}
-	if c.cfg.autoAck {
-		_ = c.Ack(note.Seq)
-	}
+	id, _ := strconv.ParseUint(string(b), 10, 64)
+	return id
 }

@@ -66,12 +66,24 @@
 //
 // # Concurrency
 //
-// A Client is safe for concurrent use. One goroutine reads the stream and
-// answers pings at once; another owns the session: it delivers
-// notifications, runs the OnNotification, OnDisconnect and OnConnect
-// callbacks one at a time, and waits between reconnect attempts. Callbacks
-// may call Ack but must not call Close. Both goroutines end when the
-// client ends; Close waits for them.
+// A Client is safe for concurrent use. For each stream one goroutine
+// reads it and never waits on the application: it hands pings to a
+// second goroutine that writes pongs, acks and Goodbye, so pings are
+// answered and the end of the stream is seen however far behind the
+// application is. A third, the client's own goroutine, hands
+// notifications over, runs the OnNotification, OnDisconnect and OnConnect
+// callbacks one at a time, and waits between reconnect attempts. When a
+// stream ends the end is reported at once: notifications read but not
+// yet taken by the application (beyond what fits in the Notifications
+// channel) are dropped unacknowledged, and the resume has them
+// redelivered. The client holds at most 4096 of them; an application
+// further behind has its session ended by the client as
+// CauseSlowConsumer, and the client resumes.
+//
+// Ack never blocks. Callbacks may call Ack, and Close: from a callback it
+// starts the end and returns at once (waiting would deadlock), and Done
+// closes once the callback returned. Every goroutine ends when the client
+// ends; Close, from anywhere else, waits for them.
 //
 // # Testing
 //

@@ -27,9 +27,7 @@ func ExampleDial() {
 	h.notify("alice", "chat.message", `{"from":"bob","text":"hi"}`) // hubctl notify --user alice ...
 	n := <-c.Notifications()
 	fmt.Printf("%s %s\n", n.Topic, n.Payload)
-	if err := c.Ack(n.Seq); err != nil { // processed: a resume will not ask for it again
-		fmt.Println("ack:", err)
-	}
+	c.Ack(n.Seq) // processed: a resume will not ask for it again
 	// Output: chat.message {"from":"bob","text":"hi"}
 }
 

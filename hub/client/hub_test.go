@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,7 +37,40 @@ type testHub struct {
 	g     *grpc.Server
 	conn  *grpc.ClientConn
 	admin hubpb.AdminClient
+	acks  *ackLog
 	down  bool
+}
+
+// ackLog records the Ack frames the server received.
+type ackLog struct {
+	mu   sync.Mutex
+	seqs []uint64
+}
+
+func (a *ackLog) received() []uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]uint64(nil), a.seqs...)
+}
+
+// interceptor sees every client frame before the hub does.
+func (a *ackLog) interceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, ackStream{ss, a})
+}
+
+type ackStream struct {
+	grpc.ServerStream
+	log *ackLog
+}
+
+func (s ackStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if f, ok := m.(*hubpb.ClientFrame); ok && err == nil && f.GetAck() != nil {
+		s.log.mu.Lock()
+		s.log.seqs = append(s.log.seqs, f.GetAck().GetSeq())
+		s.log.mu.Unlock()
+	}
+	return err
 }
 
 // startHub starts a hub with its ledger in dir, listening on addr
@@ -71,14 +105,15 @@ func startHub(dir, addr string, cfg hub.Config) (*testHub, error) {
 		store.Close()
 		return nil, err
 	}
-	g := grpc.NewServer(srv.ServerOptions()...)
+	acks := &ackLog{}
+	g := grpc.NewServer(append(srv.ServerOptions(), grpc.ChainStreamInterceptor(acks.interceptor))...)
 	srv.Register(g)
 	go srv.Serve(g, hub.NewListener(l))
 	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
 	}
-	return &testHub{dir: dir, addr: l.Addr().String(), cfg: cfg, store: store, srv: srv, g: g, conn: conn, admin: hubpb.NewAdminClient(conn)}, nil
+	return &testHub{dir: dir, addr: l.Addr().String(), cfg: cfg, store: store, srv: srv, g: g, conn: conn, admin: hubpb.NewAdminClient(conn), acks: acks}, nil
 }
 
 // stop shuts the hub down the way hubd does (sessions are told

@@ -150,8 +150,8 @@ func WithBuffer(n int) Option {
 	return func(c *config) { c.buffer = n }
 }
 
-// WithCloseTimeout bounds how long Close waits for the server to end the
-// session after Goodbye before it cuts the stream (default 5s).
+// WithCloseTimeout bounds how long the client waits for the server to end
+// the session after Goodbye before it cuts the stream (default 5s).
 func WithCloseTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {
@@ -170,30 +170,32 @@ func WithResume(r Resume) Option {
 // OnNotification delivers notifications to fn instead of the
 // Notifications channel. fn runs on the client's goroutine, one
 // notification at a time in seq order; while it runs no further
-// notification is handled. It may call Ack but must not call Close.
+// notification is handed over and a disconnect is reported only once it
+// returns (pings are still answered). It may call Ack and Close.
 func OnNotification(fn func(Notification)) Option {
 	return func(c *config) { c.onNotification = fn }
 }
 
 // OnDisconnect calls fn for every end of a session and every failed connect
 // attempt, before the client waits to reconnect (or stops). It runs on the
-// client's goroutine and must not call Close.
+// client's goroutine; it may call Close (which then does not wait).
 func OnDisconnect(fn func(Disconnect)) Option {
 	return func(c *config) { c.onDisconnect = fn }
 }
 
 // OnConnect calls fn after every Welcome: the first connect and every
-// reconnect. It runs on the client's goroutine (on the caller's for the
-// first connect) and must not call Close.
+// reconnect. It runs on the client's goroutine (on Dial's caller's for the
+// first connect); it may call Close (which then does not wait).
 func OnConnect(fn func(Session)) Option {
 	return func(c *config) { c.onConnect = fn }
 }
 
 // OnFrame calls fn with every frame the server sends, in order, before the
 // client handles it (for tracing and tools such as hubctl connect, which
-// prints each one). It runs on the goroutine that reads the stream; fn must
-// not keep or change the frame, and must return quickly: while it runs,
-// pings go unanswered.
+// prints each one); notifications included that the client then drops as
+// duplicates. It runs on the goroutine that reads the stream; fn must not
+// keep or change the frame, and must return quickly: while it runs, pings
+// go unanswered. It may call Close (which then does not wait).
 func OnFrame(fn func(*hubpb.ServerFrame)) Option {
 	return func(c *config) { c.onFrame = fn }
 }

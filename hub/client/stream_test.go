@@ -1,0 +1,204 @@
+package client_test
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/client"
+	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+)
+
+// waitFor polls cond every 5ms for at most d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestDisconnectNotBehindUnreadNotifications: with a one-slot channel and
+// three notifications the application never reads, pings are still
+// answered and a not_allowed kick ends the client at once.
+func TestDisconnectNotBehindUnreadNotifications(t *testing.T) {
+	h := newHub(t, hub.Config{HeartbeatInterval: 50 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
+	var received atomic.Int32
+	c := dial(t, h, "quinn", "d", client.WithBuffer(1), client.OnFrame(func(f *hubpb.ServerFrame) {
+		if f.GetNotification() != nil {
+			received.Add(1)
+		}
+	}))
+	var seqs []uint64
+	for _, topic := range []string{"1", "2", "3"} {
+		seqs = append(seqs, mustNotify(t, h, "quinn", topic))
+	}
+	waitFor(t, 10*time.Second, "three notifications read from the stream", func() bool { return received.Load() >= 3 })
+	// Twelve heartbeats with the application not reading: unanswered
+	// pings would end the session as idle.
+	time.Sleep(600 * time.Millisecond)
+	rep := mustKick(t, h, &hubpb.KickRequest{User: "quinn", Reconnect: hubpb.Reconnect_RECONNECT_NOT_ALLOWED})
+	select {
+	case <-c.Done():
+	case <-time.After(2 * time.Second):
+		t.Fatal("the kick was not reported within 2s")
+	}
+	if d := waitDone(t, c); d.Cause != client.CauseKicked || d.EventID != rep.GetEventId() {
+		t.Fatalf("end = %+v; want the kick", d)
+	}
+	ends := 0
+	for _, r := range h.events(t, 1) {
+		if r.Event.GetType() == tDisconnected {
+			ends++
+			if cause := r.Event.GetSessionDisconnected().GetCause(); cause != eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED {
+				t.Fatalf("session ended as %v; want kicked (pongs answered)", cause)
+			}
+		}
+	}
+	if ends != 1 {
+		t.Fatalf("%d session ends; want 1", ends)
+	}
+	// The channel holds what the application could take; the rest was
+	// dropped unacknowledged.
+	if n, ok := <-c.Notifications(); !ok || n.Seq != seqs[0] {
+		t.Fatalf("first notification = %+v, %v; want seq %d", n, ok, seqs[0])
+	}
+	if _, ok := <-c.Notifications(); ok {
+		t.Fatal("notifications channel still open")
+	}
+	if s := c.Stats(); s.Delivered != 1 {
+		t.Fatalf("stats = %+v; want 1 delivered", s)
+	}
+}
+
+// TestDroppedBacklogIsRedelivered: what the application had not taken
+// when a session ended comes back, once, after the resume.
+func TestDroppedBacklogIsRedelivered(t *testing.T) {
+	h := newHub(t, hub.Config{})
+	r := newRecorder()
+	var received atomic.Int32
+	c := dial(t, h, "uma", "d", append(r.options(), fast, client.WithBuffer(1), client.WithAutoAck(), client.OnFrame(func(f *hubpb.ServerFrame) {
+		if f.GetNotification() != nil {
+			received.Add(1)
+		}
+	}))...)
+	first := waitConnect(t, r)
+	var seqs []uint64
+	for _, topic := range []string{"1", "2", "3", "4"} {
+		seqs = append(seqs, mustNotify(t, h, "uma", topic))
+	}
+	waitFor(t, 10*time.Second, "four notifications read from the stream", func() bool { return received.Load() >= 4 })
+	mustKick(t, h, &hubpb.KickRequest{SessionId: first.ID})
+	if s := waitConnect(t, r); s.ResumedFrom != first.ID {
+		t.Fatalf("resumed from %q; want %q", s.ResumedFrom, first.ID)
+	}
+	var got []uint64
+	for range seqs {
+		got = append(got, nextNote(t, c).Seq)
+	}
+	if !slices.Equal(got, seqs) {
+		t.Fatalf("seqs %v; want %v, each once", got, seqs)
+	}
+}
+
+// TestCloseFromCallbacks: Close called from each callback returns at once
+// (it cannot wait for the goroutine it runs on) and the client ends.
+func TestCloseFromCallbacks(t *testing.T) {
+	kick := func(t *testing.T, h *testHub, c *client.Client) {
+		mustKick(t, h, &hubpb.KickRequest{SessionId: c.Session().ID})
+	}
+	notify := func(t *testing.T, h *testHub, c *client.Client) { mustNotify(t, h, "vic", "x") }
+	for _, tc := range []struct {
+		name    string
+		opt     func(closeNow func()) client.Option
+		trigger func(*testing.T, *testHub, *client.Client)
+	}{
+		{"OnDisconnect", func(closeNow func()) client.Option {
+			return client.OnDisconnect(func(client.Disconnect) { closeNow() })
+		}, kick},
+		{"OnConnect", func(closeNow func()) client.Option {
+			return client.OnConnect(func(s client.Session) {
+				if s.ResumedFrom != "" {
+					closeNow()
+				}
+			})
+		}, kick},
+		{"OnNotification", func(closeNow func()) client.Option {
+			return client.OnNotification(func(client.Notification) { closeNow() })
+		}, notify},
+		{"OnFrame", func(closeNow func()) client.Option {
+			return client.OnFrame(func(f *hubpb.ServerFrame) {
+				if f.GetNotification() != nil {
+					closeNow()
+				}
+			})
+		}, notify},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHub(t, hub.Config{})
+			var cp atomic.Pointer[client.Client]
+			returned := make(chan error, 1)
+			var once sync.Once
+			closeNow := func() {
+				once.Do(func() { returned <- cp.Load().Close() })
+			}
+			c := dial(t, h, "vic", "d", fast, tc.opt(closeNow))
+			cp.Store(c)
+			tc.trigger(t, h, c)
+			select {
+			case err := <-returned:
+				if err != nil {
+					t.Fatalf("Close from %s: %v", tc.name, err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("Close from %s did not return", tc.name)
+			}
+			select {
+			case <-c.Done():
+			case <-time.After(5 * time.Second):
+				t.Fatalf("client did not end after Close from %s", tc.name)
+			}
+			if err := c.Err(); err != nil {
+				t.Fatalf("Err = %v; want nil after Close", err)
+			}
+		})
+	}
+}
+
+// TestAcksReachServerWithoutBlocking: Ack only records; the writer sends
+// the highest seq on the stream, and the resume carries an ack made while
+// disconnected.
+func TestAcksReachServerWithoutBlocking(t *testing.T) {
+	h := newHub(t, hub.Config{})
+	c := dial(t, h, "wes", "d", client.WithAutoAck())
+	var last uint64
+	for i := range 20 {
+		last = mustNotify(t, h, "wes", string(rune('a'+i)))
+	}
+	for range 20 {
+		nextNote(t, c)
+	}
+	waitFor(t, 10*time.Second, "the last ack at the server", func() bool {
+		acks := h.acks.received()
+		return len(acks) > 0 && acks[len(acks)-1] == last
+	})
+	acks := h.acks.received()
+	if !slices.IsSorted(acks) || len(acks) > 20 {
+		t.Fatalf("acks received %v; want at most 20, increasing", acks)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c.Ack(last + 1000) // after the end: recorded for Resume, nothing sent
+	if time.Since(start) > 100*time.Millisecond || c.Resume().LastAckedSeq != last+1000 {
+		t.Fatalf("Ack after Close took %s, resume state %+v", time.Since(start), c.Resume())
+	}
+}
