@@ -223,8 +223,9 @@ func (a *app) printEvents(cmd *cobra.Command, src source, f audit.Filter, follow
 		}
 		if follow {
 			// Rows come one by one as hubd records them: print each at once,
-			// with widths that suit typical values.
-			t.fix(6, 20, 20, 10, 8, 26, 10, 10)
+			// with widths that suit typical values, and TIME as wide as the
+			// longest time (hubd records nanoseconds).
+			t.fix(10, timeWidth(a.loc), 20, 10, 8, 26, 10, 10)
 		}
 		done = t.end
 	}

@@ -62,3 +62,43 @@ func TestFollowFutureWindow(t *testing.T) {
 		t.Fatal("follow did not end after a record past --until")
 	}
 }
+
+// TestFollowTableAligned: hubd records times to the nanosecond, so the
+// times of followed rows differ in length; the columns after TIME must
+// still line up, in UTC and in a zone with an offset.
+func TestFollowTableAligned(t *testing.T) {
+	h := audittest.StartHub(t, fixture)
+	for _, tz := range []string{"UTC", "Asia/Kolkata"} {
+		t.Run(tz, func(t *testing.T) {
+			since := time.Now()
+			until := since.Add(time.Second)
+			done := make(chan result, 1)
+			go func() {
+				done <- run(t, nil, "--addr", h.Addr, "--token", h.Token, "--tz", tz, "events", "--follow", "--user", "zed",
+					"--since", since.Format(time.RFC3339Nano), "--until", until.Format(time.RFC3339Nano))
+			}()
+			for range 5 {
+				rejected(t, h, "in the window")
+				time.Sleep(7 * time.Millisecond)
+			}
+			sleepUntil(until)
+			rejected(t, h, "after the window")
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("follow did not end after a record past --until")
+			}
+			lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+			if r.code != 0 || len(lines) < 6 {
+				t.Fatalf("exit %d, %d lines; want 0 and a header and 5 rows\n%s%s", r.code, len(lines), r.stdout, r.stderr)
+			}
+			typeAt, userAt := strings.Index(lines[0], "TYPE"), strings.Index(lines[0], "USER")
+			for _, l := range lines[1:] {
+				if strings.Index(l, "connect_rejected") != typeAt || strings.Index(l, " zed ")+1 != userAt {
+					t.Errorf("row not aligned with the header:\n%s\n%s", lines[0], l)
+				}
+			}
+		})
+	}
+}

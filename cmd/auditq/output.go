@@ -108,6 +108,17 @@ func fmtTime(t time.Time, loc *time.Location) string {
 	return t.In(loc).Format(time.RFC3339Nano)
 }
 
+// timeWidth is the longest fmtTime in loc: RFC3339 with nanoseconds, and
+// the zone as Z in UTC, else as an offset (a zone can be at UTC+0 part of
+// the year, when it shows Z, shorter).
+func timeWidth(loc *time.Location) int {
+	t := time.Date(2006, 1, 2, 15, 4, 5, 123456789, time.FixedZone("", -(10*60+30)*60))
+	if loc == time.UTC {
+		t = t.UTC()
+	}
+	return len(t.Format(time.RFC3339Nano))
+}
+
 func dash(s string) string {
 	if s == "" {
 		return "-"
