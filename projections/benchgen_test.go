@@ -36,9 +36,16 @@ type benchLedger struct {
 	snapshot uint64 // periodic snapshot distance; 0: none written
 }
 
+// path names the cached file after the generator's version and, for a
+// ledger with snapshots, the snapshot format's: a snapshot of another
+// SnapshotVersion is skipped, so a stale cache would time replays instead.
 func (p benchLedger) path() string {
-	return filepath.Join(os.TempDir(), fmt.Sprintf("sessionledger-bench-v%d-n%d-live%d-users%d-snap%d.db",
-		benchGenVersion, p.events, p.live, p.users, p.snapshot))
+	snap := fmt.Sprintf("snap%d", p.snapshot)
+	if p.snapshot > 0 {
+		snap += fmt.Sprintf("-sv%d", projections.SnapshotVersion)
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("sessionledger-bench-v%d-n%d-live%d-users%d-%s.db",
+		benchGenVersion, p.events, p.live, p.users, snap))
 }
 
 // openBenchLedger opens the generated ledger p read-only, generating it

@@ -10,4 +10,7 @@ var (
 	ErrClosed = errors.New("projections: runner closed")
 	// ErrNotStarted is returned by a Runner before Start.
 	ErrNotStarted = errors.New("projections: runner not started")
+	// ErrBeyondHead is returned by StateAt for a seq the log has not
+	// reached: the state there is not known yet.
+	ErrBeyondHead = errors.New("projections: seq beyond the head of the log")
 )

@@ -130,11 +130,15 @@ func scanDecoded(ctx context.Context, store *ledger.Store, from, to uint64, free
 
 // StateAt returns the state after the record seq (0: the head): the nearest
 // usable snapshot at or before seq, then a replay of the records after it.
-// It only reads, so it works on a read-only ledger or a backup.
+// A seq beyond the head is ErrBeyondHead. It only reads, so it works on a
+// read-only ledger or a backup.
 func StateAt(ctx context.Context, store *ledger.Store, seq uint64) (*State, error) {
 	head := store.Head().Seq
-	if seq == 0 || seq > head {
+	if seq == 0 {
 		seq = head
+	}
+	if seq > head {
+		return nil, fmt.Errorf("state at seq %d: %w (head %d)", seq, ErrBeyondHead, head)
 	}
 	st, err := nearestSnapshot(store, seq)
 	if err != nil {
@@ -161,7 +165,9 @@ func StateAtTime(ctx context.Context, store *ledger.Store, t time.Time) (*State,
 }
 
 // nearestSnapshot returns the newest usable periodic snapshot at or before
-// seq, or the checkpoint if it is nearer, or an empty state.
+// seq, or the checkpoint if it is nearer, or an empty state. A snapshot of
+// another version is skipped on its header, without decoding the rest; one
+// that is damaged or does not match the log is skipped too.
 func nearestSnapshot(store *ledger.Store, seq uint64) (*State, error) {
 	best := New()
 	upTo := SnapshotKey(seq)
@@ -173,33 +179,43 @@ func nearestSnapshot(store *ledger.Store, seq uint64) (*State, error) {
 		if key == "" {
 			break
 		}
-		st, err := UnmarshalState(b)
-		if err == nil && st.Seq() <= seq {
-			best = st
-			break
+		if v, at, ok := snapshotHeader(b); ok && v == SnapshotVersion && at <= seq {
+			st, err := loadStored(store, b)
+			if err == nil {
+				best = st
+				break
+			}
+			if !errors.Is(err, ErrBadSnapshot) {
+				return nil, err
+			}
 		}
-		if err != nil && !errors.Is(err, ErrBadSnapshot) {
-			return nil, err
-		}
-		// Another format version or damaged: look further back.
+		// Another format version, damaged or of another log: look further back.
 		n, perr := strconv.ParseUint(strings.TrimPrefix(key, SnapshotPrefix), 10, 64)
 		if perr != nil || n == 0 {
 			break
 		}
 		upTo = SnapshotKey(n - 1)
 	}
-	if b, err := store.GetBlob(CheckpointKey); err == nil && b != nil {
-		if st, err := UnmarshalState(b); err == nil && st.Seq() <= seq && st.Seq() > best.Seq() {
+	b, err := store.GetBlob(CheckpointKey)
+	if err != nil {
+		return nil, err
+	}
+	if v, at, ok := snapshotHeader(b); b != nil && ok && v == SnapshotVersion && at <= seq && at > best.Seq() {
+		st, err := loadStored(store, b)
+		if err == nil {
 			best = st
+		} else if !errors.Is(err, ErrBadSnapshot) {
+			return nil, err
 		}
 	}
 	return best, nil
 }
 
 // WriteSnapshots replays the whole log and stores a periodic snapshot after
-// every multiple of every that has none. It returns how many it wrote.
-// The Runner does the same as it goes; this fills in a ledger that was
-// written without one (or after SnapshotVersion changed).
+// every multiple of every that has no usable one (none, another version,
+// damaged, or not matching the log). It returns how many it wrote. The
+// Runner does the same as it goes; this fills in a ledger that was written
+// without them (or after SnapshotVersion changed).
 func WriteSnapshots(ctx context.Context, store *ledger.Store, every uint64) (int, error) {
 	if every == 0 {
 		return 0, errors.New("write snapshots: every must be > 0")
@@ -215,12 +231,10 @@ func WriteSnapshots(ctx context.Context, store *ledger.Store, every uint64) (int
 		if err := Replay(ctx, store, st, at, nil); err != nil {
 			return written, fmt.Errorf("write snapshots: %w", err)
 		}
-		if old, err := store.GetBlob(SnapshotKey(at)); err == nil && old != nil {
-			if _, err := UnmarshalState(old); err == nil {
-				continue
-			}
+		if usableSnapshot(store, SnapshotKey(at), at) {
+			continue
 		}
-		b, err := st.MarshalBinary()
+		b, err := encodeStored(store, st)
 		if err != nil {
 			return written, fmt.Errorf("write snapshots: %w", err)
 		}
@@ -230,4 +244,18 @@ func WriteSnapshots(ctx context.Context, store *ledger.Store, every uint64) (int
 		written++
 	}
 	return written, nil
+}
+
+// usableSnapshot reports whether the blob at key is a snapshot of this
+// version at seq that matches the log.
+func usableSnapshot(store *ledger.Store, key string, seq uint64) bool {
+	b, err := store.GetBlob(key)
+	if err != nil || b == nil {
+		return false
+	}
+	if v, at, ok := snapshotHeader(b); !ok || v != SnapshotVersion || at != seq {
+		return false
+	}
+	_, err = loadStored(store, b)
+	return err == nil
 }

@@ -96,6 +96,7 @@ func (r *Runner) StartInfo() (checkpointSeq, replayed uint64) { return r.startFr
 
 type persistJob struct {
 	key   string
+	seq   uint64 // the state's seq: the persister adds its record hash
 	value []byte
 }
 
@@ -155,16 +156,12 @@ func (r *Runner) loadCheckpoint() (*State, error) {
 	if b == nil {
 		return New(), nil
 	}
-	st, err := UnmarshalState(b)
-	if err != nil {
+	st, err := loadStored(r.store, b)
+	if errors.Is(err, ErrBadSnapshot) {
 		r.cfg.Logger.Warn("projections checkpoint unusable, rebuilding from the log", "err", err)
 		return New(), nil
 	}
-	if head := r.store.Head().Seq; st.Seq() > head {
-		r.cfg.Logger.Warn("projections checkpoint is ahead of the log, rebuilding", "checkpoint_seq", st.Seq(), "head", head)
-		return New(), nil
-	}
-	return st, nil
+	return st, err
 }
 
 // catchUp applies the records after the applied seq up to to (0: the head)
@@ -285,7 +282,7 @@ func (r *Runner) apply(rec *ledger.Record) {
 	}
 	r.mu.Unlock()
 	if snap != nil {
-		r.persist <- persistJob{key: SnapshotKey(rec.Seq), value: snap}
+		r.persist <- persistJob{key: SnapshotKey(rec.Seq), seq: rec.Seq, value: snap}
 	}
 	if r.cfg.OnChange != nil {
 		r.cfg.OnChange(ch)
@@ -311,7 +308,7 @@ func (r *Runner) checkpoint() {
 		return
 	}
 	r.lastCkpt, r.ckptAt = seq, time.Now()
-	r.persist <- persistJob{key: CheckpointKey, value: b}
+	r.persist <- persistJob{key: CheckpointKey, seq: seq, value: b}
 }
 
 // persistLoop writes snapshots and checkpoints off the apply path: a
@@ -319,7 +316,11 @@ func (r *Runner) checkpoint() {
 func (r *Runner) persistLoop() {
 	defer r.persistWG.Done()
 	for job := range r.persist {
-		if err := r.store.PutBlob(context.Background(), job.key, job.value); err != nil {
+		b, err := stampHash(r.store, job.seq, job.value)
+		if err == nil {
+			err = r.store.PutBlob(context.Background(), job.key, b)
+		}
+		if err != nil {
 			r.cfg.Logger.Error("projections checkpoint write failed", "key", job.key, "err", err)
 		}
 	}

@@ -1,14 +1,18 @@
 package projections
 
 import (
+	"bytes"
 	"container/heap"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/projections/projpb"
 )
@@ -19,7 +23,7 @@ import (
 //
 // 2: a connect during a ban is marked banned; a ban already expired when
 // recorded, or ending no later than the ban in force, changes nothing; two
-// new counters.
+// new counters; stored snapshots carry the hash of the record at their seq.
 const SnapshotVersion = 2
 
 // MarshalBinary encodes the state as a snapshot. The encoding is
@@ -79,15 +83,40 @@ func (s *State) MarshalBinary() ([]byte, error) {
 	return proto.MarshalOptions{Deterministic: true}.Marshal(pb)
 }
 
-// UnmarshalState decodes a snapshot written by MarshalBinary.
+// UnmarshalState decodes a snapshot written by MarshalBinary (or stored by
+// the Runner or WriteSnapshots). It returns ErrBadSnapshot for another
+// format version and for a snapshot that does not decode or does not
+// describe a state the reducer can reach (a session id twice, a session
+// without a user, a pending end of a session that is not live, a ban twice
+// or without a user). It does not compare the snapshot with a log: the
+// Runner and StateAt also check the record hash a stored snapshot carries.
 func UnmarshalState(b []byte) (*State, error) {
+	st, _, err := decodeSnapshot(b)
+	return st, err
+}
+
+// decodeSnapshot is UnmarshalState; it also returns the record hash the
+// snapshot carries (nil without one).
+func decodeSnapshot(b []byte) (*State, []byte, error) {
+	// The version first: a stale snapshot is not worth decoding.
+	if v, _, ok := snapshotHeader(b); !ok || v != SnapshotVersion {
+		return nil, nil, fmt.Errorf("%w: version %d, want %d", ErrBadSnapshot, v, SnapshotVersion)
+	}
 	var pb projpb.Snapshot
 	if err := proto.Unmarshal(b, &pb); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
 	}
-	if pb.GetVersion() != SnapshotVersion {
-		return nil, fmt.Errorf("%w: version %d, want %d", ErrBadSnapshot, pb.GetVersion(), SnapshotVersion)
+	if pb.GetVersion() != SnapshotVersion { // a later field 1 wins in protobuf
+		return nil, nil, fmt.Errorf("%w: version %d, want %d", ErrBadSnapshot, pb.GetVersion(), SnapshotVersion)
 	}
+	st, err := stateFromPB(&pb)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, pb.GetRecordHash(), nil
+}
+
+func stateFromPB(pb *projpb.Snapshot) (*State, error) {
 	s := New()
 	s.seq = pb.GetSeq()
 	s.time = fromUnixNano(pb.GetTimeUnixNano())
@@ -103,6 +132,10 @@ func UnmarshalState(b []byte) (*State, error) {
 		if x.GetId() == "" || x.GetUser() == "" {
 			return nil, fmt.Errorf("%w: session without id or user", ErrBadSnapshot)
 		}
+		if _, dup := s.sessions[x.GetId()]; dup {
+			// Two would share one byUser entry and leave the other dangling.
+			return nil, fmt.Errorf("%w: session %q twice", ErrBadSnapshot, x.GetId())
+		}
 		sess := &Session{
 			ID: x.GetId(), User: x.GetUser(), Device: x.GetDevice(), Node: x.GetNode(), RemoteAddr: x.GetRemoteAddr(),
 			ConnectedAt: fromUnixNano(x.GetConnectedUnixNano()), ConnectSeq: x.GetConnectSeq(), ConnectID: toID(x.GetConnectId()),
@@ -114,6 +147,9 @@ func UnmarshalState(b []byte) (*State, error) {
 	for _, p := range pb.GetPending() {
 		if _, ok := s.sessions[p.GetSession()]; !ok {
 			return nil, fmt.Errorf("%w: pending end of a session that is not live", ErrBadSnapshot)
+		}
+		if _, dup := s.pending[p.GetSession()]; dup {
+			return nil, fmt.Errorf("%w: two pending ends of session %q", ErrBadSnapshot, p.GetSession())
 		}
 		s.pending[p.GetSession()] = &PendingEnd{
 			Session: p.GetSession(), User: p.GetUser(), Node: p.GetNode(), Cause: eventpb.DisconnectCause(p.GetCause()),
@@ -127,6 +163,12 @@ func UnmarshalState(b []byte) (*State, error) {
 			User: x.GetUser(), Reason: x.GetReason(), Actor: x.GetActor(), Since: fromUnixNano(x.GetSinceUnixNano()),
 			Until: fromUnixNano(x.GetUntilUnixNano()), EventID: toID(x.GetEventId()), Seq: x.GetSeq(),
 		}
+		if b.User == "" {
+			return nil, fmt.Errorf("%w: ban without a user", ErrBadSnapshot)
+		}
+		if _, dup := s.bans[b.User]; dup {
+			return nil, fmt.Errorf("%w: two bans of user %q", ErrBadSnapshot, b.User)
+		}
 		s.bans[b.User] = b
 		if !b.Until.IsZero() {
 			heap.Push(&s.expiry, b)
@@ -136,6 +178,96 @@ func UnmarshalState(b []byte) (*State, error) {
 		s.remember(id)
 	}
 	return s, nil
+}
+
+// snapshotHeader reads the version and seq of an encoded snapshot without
+// decoding the rest: MarshalBinary writes them first.
+func snapshotHeader(b []byte) (version uint32, seq uint64, ok bool) {
+	var haveV, haveS bool
+	for len(b) > 0 && !(haveV && haveS) {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, 0, false
+		}
+		b = b[n:]
+		if typ == protowire.VarintType && (num == 1 || num == 2) {
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return 0, 0, false
+			}
+			b = b[n:]
+			if num == 1 {
+				version, haveV = uint32(v), true
+			} else {
+				seq, haveS = v, true
+			}
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return 0, 0, false
+		}
+		b = b[n:]
+	}
+	return version, seq, true
+}
+
+// withRecordHash returns b, a snapshot encoded by MarshalBinary, with the
+// record hash h added. record_hash is the highest field, so appending it
+// gives the bytes a deterministic encoding of the whole would.
+func withRecordHash(b []byte, h ledger.Hash) []byte {
+	b = protowire.AppendTag(b, 9, protowire.BytesType)
+	return protowire.AppendBytes(b, h[:])
+}
+
+// encodeStored encodes st as a snapshot to store in store: MarshalBinary
+// plus the hash of the record at st.Seq(), read from the log.
+func encodeStored(store *ledger.Store, st *State) ([]byte, error) {
+	b, err := st.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	return stampHash(store, st.Seq(), b)
+}
+
+// stampHash adds the hash of the log's record seq to b (MarshalBinary's
+// encoding of a state at seq).
+func stampHash(store *ledger.Store, seq uint64, b []byte) ([]byte, error) {
+	if seq == 0 {
+		return b, nil
+	}
+	rec, err := store.Get(seq)
+	if err != nil {
+		return nil, fmt.Errorf("record hash at seq %d: %w", seq, err)
+	}
+	return withRecordHash(b, rec.Hash), nil
+}
+
+// loadStored decodes a snapshot stored in store and checks it against the
+// log: the record at its seq must exist and have the hash the snapshot
+// carries. A snapshot of another log (a file restored from a backup and
+// grown again, a replaced log) or one without a hash is ErrBadSnapshot.
+func loadStored(store *ledger.Store, b []byte) (*State, error) {
+	st, h, err := decodeSnapshot(b)
+	if err != nil {
+		return nil, err
+	}
+	if st.Seq() == 0 {
+		return st, nil
+	}
+	if len(h) != len(ledger.Hash{}) {
+		return nil, fmt.Errorf("%w: no record hash", ErrBadSnapshot)
+	}
+	rec, err := store.Get(st.Seq())
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, fmt.Errorf("%w: seq %d is ahead of the log", ErrBadSnapshot, st.Seq())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("check snapshot at seq %d against the log: %w", st.Seq(), err)
+	}
+	if !bytes.Equal(rec.Hash[:], h) {
+		return nil, fmt.Errorf("%w: the record at seq %d has another hash (a snapshot of another log)", ErrBadSnapshot, st.Seq())
+	}
+	return st, nil
 }
 
 func unixNano(t time.Time) int64 {

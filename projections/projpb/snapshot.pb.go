@@ -37,8 +37,13 @@ type Snapshot struct {
 	Pending      []*Pending `protobuf:"bytes,5,rep,name=pending,proto3" json:"pending,omitempty"`
 	Bans         []*Ban     `protobuf:"bytes,6,rep,name=bans,proto3" json:"bans,omitempty"`
 	// Recently ended session ids, oldest first (duplicate-terminal memory).
-	RecentEnded   []string  `protobuf:"bytes,7,rep,name=recent_ended,json=recentEnded,proto3" json:"recent_ended,omitempty"`
-	Counters      *Counters `protobuf:"bytes,8,opt,name=counters,proto3" json:"counters,omitempty"`
+	RecentEnded []string  `protobuf:"bytes,7,rep,name=recent_ended,json=recentEnded,proto3" json:"recent_ended,omitempty"`
+	Counters    *Counters `protobuf:"bytes,8,opt,name=counters,proto3" json:"counters,omitempty"`
+	// Chain hash of the record at seq (empty for seq 0). A reader checks it
+	// against the log, so a snapshot of another log (a restored or replaced
+	// file) is never trusted. The highest field: a writer may append it to an
+	// encoding of the other fields.
+	RecordHash    []byte `protobuf:"bytes,9,opt,name=record_hash,json=recordHash,proto3" json:"record_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -125,6 +130,13 @@ func (x *Snapshot) GetRecentEnded() []string {
 func (x *Snapshot) GetCounters() *Counters {
 	if x != nil {
 		return x.Counters
+	}
+	return nil
+}
+
+func (x *Snapshot) GetRecordHash() []byte {
+	if x != nil {
+		return x.RecordHash
 	}
 	return nil
 }
@@ -613,7 +625,7 @@ var File_projections_projpb_snapshot_proto protoreflect.FileDescriptor
 
 const file_projections_projpb_snapshot_proto_rawDesc = "" +
 	"\n" +
-	"!projections/projpb/snapshot.proto\x12\x1csessionledger.projections.v1\"\xfe\x02\n" +
+	"!projections/projpb/snapshot.proto\x12\x1csessionledger.projections.v1\"\x9f\x03\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12$\n" +
@@ -622,7 +634,9 @@ const file_projections_projpb_snapshot_proto_rawDesc = "" +
 	"\apending\x18\x05 \x03(\v2%.sessionledger.projections.v1.PendingR\apending\x125\n" +
 	"\x04bans\x18\x06 \x03(\v2!.sessionledger.projections.v1.BanR\x04bans\x12!\n" +
 	"\frecent_ended\x18\a \x03(\tR\vrecentEnded\x12B\n" +
-	"\bcounters\x18\b \x01(\v2&.sessionledger.projections.v1.CountersR\bcounters\"\xa9\x02\n" +
+	"\bcounters\x18\b \x01(\v2&.sessionledger.projections.v1.CountersR\bcounters\x12\x1f\n" +
+	"\vrecord_hash\x18\t \x01(\fR\n" +
+	"recordHash\"\xa9\x02\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
