@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 )
@@ -85,9 +87,11 @@ type Client struct {
 	backoff Backoff
 	addr    string
 	ownConn bool
-	conn    *grpc.ClientConn
-	hub     hubpb.HubClient
-	own     owners
+	// conn and hub are replaced (own connection only) after a silent
+	// stream; Dial, then the run goroutine, use them.
+	conn *grpc.ClientConn
+	hub  hubpb.HubClient
+	own  owners
 
 	baseCancel  context.CancelFunc // ends every stream (after Goodbye, or forced)
 	closeCancel context.CancelFunc // Close was called: stop waiting and connecting
@@ -112,6 +116,21 @@ type Client struct {
 
 	connects, resumes                  atomic.Int64
 	delivered, redelivered, duplicates atomic.Uint64
+}
+
+// handshakeTimeout bounds a reconnect attempt from opening the stream to
+// the Welcome (Dial's first connect is bounded by its ctx as well).
+const handshakeTimeout = 30 * time.Second
+
+// keepaliveParams are the gRPC keepalive settings of a connection the
+// client dials itself: after 20s without a frame gRPC pings, and drops the
+// connection if the ping is not answered within 10s. hubd allows client
+// pings every 5s (its enforcement policy's MinTime); the hub's own pings
+// (every heartbeat interval, 10s by default) usually keep gRPC's from
+// being needed at all. This catches a dead connection between streams
+// and during a handshake, where the stream watchdog does not run.
+func keepaliveParams() keepalive.ClientParameters {
+	return keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second}
 }
 
 // Dial connects to the hub at addr and returns once the server welcomed the
@@ -172,17 +191,42 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// dial opens the client's own connection.
+// dial opens the client's own connection: keepalive (keepaliveParams),
+// and gRPC's reconnect backoff capped at the client's Backoff.Max (gRPC's
+// default cap is 2 minutes, during which attempts fail fast whatever the
+// client's own schedule says).
 func (c *Client) dial() (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if c.cfg.tls != nil {
 		creds = credentials.NewTLS(c.cfg.tls)
 	}
-	conn, err := grpc.NewClient(c.addr, append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, c.cfg.dialOpts...)...)
+	bc := backoff.DefaultConfig
+	bc.MaxDelay = min(bc.MaxDelay, c.backoff.Max)
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(creds), grpc.WithKeepaliveParams(keepaliveParams()),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: 20 * time.Second})}, c.cfg.dialOpts...)
+	conn, err := grpc.NewClient(c.addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", c.addr, err)
 	}
 	return conn, nil
+}
+
+// redial replaces the client's own connection after a stream went silent:
+// the transport under it is presumably dead, and a new stream on it would
+// wait for gRPC's keepalive to notice. A shared connection (WithConn) is
+// the application's and is left alone.
+func (c *Client) redial() {
+	if !c.ownConn {
+		return
+	}
+	conn, err := c.dial()
+	if err != nil {
+		c.cfg.logger.Warn("hub connection not replaced", "err", err)
+		return
+	}
+	old := c.conn
+	c.conn, c.hub = conn, hubpb.NewHubClient(conn)
+	old.Close()
 }
 
 // Notifications returns the channel notifications arrive on, in seq order
@@ -293,11 +337,17 @@ func (c *Client) dropResume() {
 // handshake.
 func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 	sctx, cancel := context.WithCancel(base)
-	stop := context.AfterFunc(bound, cancel)
+	hctx, hcancel := context.WithTimeout(bound, handshakeTimeout)
+	defer hcancel()
+	stop := context.AfterFunc(hctx, cancel)
 	defer stop()
 	fail := func(err error) (*stream, *Disconnect) {
 		cancel()
-		return nil, classify(nil, err, false)
+		d := classify(nil, err, false)
+		if errors.Is(hctx.Err(), context.DeadlineExceeded) && bound.Err() == nil {
+			d.Reason = "no Welcome within " + handshakeTimeout.String()
+		}
+		return nil, d
 	}
 	st, err := c.hub.Connect(sctx)
 	if err != nil {
@@ -330,7 +380,8 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 		HeartbeatInterval: time.Duration(w.GetHeartbeatIntervalMs()) * time.Millisecond,
 		EventID:           w.GetEventId(), Seq: w.GetSeq(), Redelivering: int(w.GetRedelivering())}
 	ls := newStream(st, sctx, cancel)
-	ls.session, ls.welcomed = sess.ID, time.Now()
+	ls.session, ls.hb, ls.welcomed = sess.ID, sess.HeartbeatInterval, time.Now()
+	ls.lastRecv.Store(ls.welcomed.UnixNano())
 	c.mu.Lock()
 	c.sess = sess
 	c.resume = &Resume{SessionID: sess.ID, Secret: sess.ResumeSecret}
@@ -373,7 +424,10 @@ func (c *Client) run(base, closing context.Context, ls *stream) {
 	defer c.own.enter()()
 	step := 0
 	for {
-		d := c.serve(closing, ls)
+		d, silent := c.serve(closing, ls)
+		if silent {
+			c.redial()
+		}
 		if time.Since(ls.welcomed) >= c.backoff.Max {
 			step = 0
 		}

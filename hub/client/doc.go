@@ -64,6 +64,18 @@
 // not reconnect; Cause tells a kick, a ban, a supersede, a refusal and a
 // lost connection apart.
 //
+// # Dead connections
+//
+// The server pings every heartbeat interval (given in the Welcome). A
+// stream on which nothing arrives for three intervals is presumed dead (a
+// half-open TCP connection, a stalled proxy): the client ends it, reports
+// CauseLost, and reconnects as for any lost connection — over a new
+// connection when it dialled its own (with WithConn it cannot replace the
+// application's). The connection it dials also has gRPC keepalive (a ping
+// after 20s without a frame, dropped without an answer within 10s; hubd
+// allows client pings every 5s), and a reconnect that gets no Welcome
+// within 30s counts as failed.
+//
 // # Concurrency
 //
 // A Client is safe for concurrent use. For each stream one goroutine

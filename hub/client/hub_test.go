@@ -259,3 +259,102 @@ func endOf(session string) func(*ledger.Record) bool {
 		return r.Event.GetType() == eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED && r.Event.GetSession() == session
 	}
 }
+
+// proxy forwards TCP connections on 127.0.0.1 to a target and can stop
+// forwarding the connections it holds without closing them: to the
+// client, a connection that went silent (half-open, a stalled middlebox).
+// Connections accepted after stall are forwarded normally.
+type proxy struct {
+	l      net.Listener
+	target string
+	addr   string
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	conns   []net.Conn
+	stalled chan struct{} // closed by stall: the held connections stop
+	closed  bool
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{l: l, target: target, addr: l.Addr().String(), stalled: make(chan struct{})}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *proxy) accept() {
+	defer p.wg.Done()
+	for {
+		in, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.Dial("tcp", p.target)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			in.Close()
+			out.Close()
+			return
+		}
+		p.conns = append(p.conns, in, out)
+		stalled := p.stalled
+		p.wg.Add(2)
+		p.mu.Unlock()
+		go p.pump(in, out, stalled)
+		go p.pump(out, in, stalled)
+	}
+}
+
+// pump copies from src to dst until either fails or the connection is
+// stalled; a stalled pump drops what it reads and keeps the connection
+// open.
+func (p *proxy) pump(src, dst net.Conn, stalled <-chan struct{}) {
+	defer p.wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		select {
+		case <-stalled:
+			continue
+		default:
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// stall stops forwarding on every connection accepted so far.
+func (p *proxy) stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	close(p.stalled)
+	p.stalled = make(chan struct{})
+}
+
+func (p *proxy) close() {
+	p.mu.Lock()
+	p.closed = true
+	conns := p.conns
+	p.mu.Unlock()
+	p.l.Close()
+	for _, c := range conns {
+		c.Close()
+	}
+	p.wg.Wait()
+}

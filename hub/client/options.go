@@ -92,14 +92,20 @@ func WithTLS(cfg *tls.Config) Option {
 	return func(c *config) { c.tls = cfg }
 }
 
-// WithDialOptions adds gRPC dial options (they override the client's own,
-// e.g. transport credentials).
+// WithDialOptions adds gRPC dial options (they override the client's own:
+// transport credentials, keepalive — by default a ping after 20s without
+// a frame, the connection dropped if it is not answered within 10s — and
+// the connect backoff, capped at Backoff.Max).
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(c *config) { c.dialOpts = append(c.dialOpts, opts...) }
 }
 
 // WithConn uses an existing connection instead of dialling; Close leaves
-// it open. The address given to Dial is then ignored.
+// it open. The address given to Dial is then ignored. The connection's
+// keepalive is then the application's: when a stream goes silent the
+// client ends it and reconnects (see doc.go), but over the same
+// connection, which it cannot replace; give it keepalive parameters
+// (grpc.WithKeepaliveParams) so that gRPC drops a dead one.
 func WithConn(conn *grpc.ClientConn) Option {
 	return func(c *config) { c.conn = conn }
 }

@@ -17,6 +17,10 @@ import (
 // session itself as a slow consumer rather than hold more in memory.
 const backlogLimit = 4096
 
+// silenceHeartbeats is how many heartbeat intervals may pass without a
+// frame from the server before the client presumes the connection dead.
+const silenceHeartbeats = 3
+
 // stream is one welcomed Hub.Connect stream and the three goroutines that
 // serve it: the reader (read) never waits on the application, so pings
 // are answered and the end of the stream is seen however far behind the
@@ -29,6 +33,7 @@ type stream struct {
 	ctx      context.Context // the stream's; done when it is cancelled
 	cancel   context.CancelFunc
 	session  string
+	hb       time.Duration // the server's heartbeat interval (0: unknown)
 	welcomed time.Time
 
 	// The reader's findings, for the owner.
@@ -39,6 +44,8 @@ type stream struct {
 	overflow bool              // the backlog was full: the client cut the stream
 	ready    chan struct{}     // holds a token while the backlog is not empty
 	ended    chan struct{}     // closed once Recv failed
+	lastRecv atomic.Int64      // unix nanoseconds of the latest frame
+	silent   atomic.Bool       // the watchdog cut the stream
 
 	// For the writer.
 	wake      chan struct{} // holds a token when there is something to send
@@ -46,6 +53,9 @@ type stream struct {
 	pongNonce atomic.Int64
 	goodbye   atomic.Bool
 	sentAck   uint64 // the writer's; what the server has been told
+
+	watchMu sync.Mutex
+	watch   *time.Timer
 
 	readerDone, writerDone chan struct{}
 }
@@ -111,6 +121,37 @@ func (ls *stream) hasEnded() bool {
 	}
 }
 
+// startWatchdog cuts the stream once nothing arrived for silence: a
+// connection that stops carrying frames without breaking (a half-open TCP
+// connection, a stalled proxy) would otherwise hold the client forever,
+// since the server's pings are what proves it alive.
+func (ls *stream) startWatchdog(silence time.Duration) {
+	ls.watchMu.Lock()
+	defer ls.watchMu.Unlock()
+	ls.watch = time.AfterFunc(silence, func() {
+		if ls.ctx.Err() != nil {
+			return
+		}
+		idle := time.Since(time.Unix(0, ls.lastRecv.Load()))
+		if idle >= silence {
+			ls.silent.Store(true)
+			ls.cancel()
+			return
+		}
+		ls.watchMu.Lock()
+		ls.watch.Reset(silence - idle)
+		ls.watchMu.Unlock()
+	})
+}
+
+func (ls *stream) stopWatchdog() {
+	ls.watchMu.Lock()
+	defer ls.watchMu.Unlock()
+	if ls.watch != nil {
+		ls.watch.Stop() // a run under way sees ctx done and does not re-arm
+	}
+}
+
 // read reads ls until it ends: pings are handed to the writer, the
 // Disconnect frame is kept, notifications are queued for the owner. It
 // never waits on the application (only on OnFrame).
@@ -128,6 +169,7 @@ func (c *Client) read(ls *stream) {
 			close(ls.ended)
 			return
 		}
+		ls.lastRecv.Store(time.Now().UnixNano())
 		if c.cfg.onFrame != nil {
 			c.cfg.onFrame(f)
 		}
@@ -182,14 +224,20 @@ func (c *Client) write(ls *stream) {
 	}
 }
 
-// serve runs one welcomed stream until it ends and says how it ended. It hands notifications to the
+// serve runs one welcomed stream until it ends and says how it ended;
+// silent reports that the watchdog cut it. It hands notifications to the
 // application one at a time, in order, and stops doing so as soon as the
 // stream has ended: what the application has not taken by then is dropped
 // (not acknowledged, so a resume has it redelivered) and the end is
 // reported at once instead of behind the backlog.
-func (c *Client) serve(closing context.Context, ls *stream) *Disconnect {
+func (c *Client) serve(closing context.Context, ls *stream) (d *Disconnect, silent bool) {
 	go c.read(ls)
 	go c.write(ls)
+	var silence time.Duration
+	if ls.hb > 0 {
+		silence = silenceHeartbeats * ls.hb
+		ls.startWatchdog(silence)
+	}
 	defer func() {
 		c.mu.Lock()
 		if c.live == ls {
@@ -197,6 +245,7 @@ func (c *Client) serve(closing context.Context, ls *stream) *Disconnect {
 		}
 		c.mu.Unlock()
 		ls.cancel()
+		ls.stopWatchdog()
 		<-ls.readerDone
 		<-ls.writerDone
 	}()
@@ -238,9 +287,12 @@ func (c *Client) serve(closing context.Context, ls *stream) *Disconnect {
 			case overflow:
 				d = &Disconnect{Cause: CauseSlowConsumer, Reconnect: ReconnectAllowed, Code: d.Code,
 					Reason: fmt.Sprintf("the application did not take notifications fast enough (%d waiting in the client)", backlogLimit)}
+			case ls.silent.Load() && !goodbye:
+				d.Cause, d.Reconnect = CauseLost, ReconnectAllowed
+				d.Reason = fmt.Sprintf("nothing from the server for %s (%d heartbeats): connection presumed dead", silence, silenceHeartbeats)
 			}
 			d.Session = ls.session
-			return d
+			return d, ls.silent.Load()
 		case <-closeCh:
 			closeCh, goodbye = nil, true
 			ls.goodbye.Store(true)

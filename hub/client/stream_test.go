@@ -1,7 +1,9 @@
 package client_test
 
 import (
+	"context"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,6 +24,49 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("%s: not within %s", what, d)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestSilentConnectionIsLost: a TCP proxy between client and hub stops
+// forwarding without closing anything. The client must notice within three
+// heartbeats, report the end as lost, and resume over a new connection.
+func TestSilentConnectionIsLost(t *testing.T) {
+	const hb = 100 * time.Millisecond
+	h := newHub(t, hub.Config{HeartbeatInterval: hb, GracefulTimeout: 200 * time.Millisecond})
+	p := newProxy(t, h.addr)
+	r := newRecorder()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, p.addr, append(r.options(), client.WithUser("ray", "d"), fast)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	first := waitConnect(t, r)
+
+	p.stall()
+	start := time.Now()
+	var d client.Disconnect
+	select {
+	case d = <-c.Disconnects():
+	case <-time.After(3 * time.Second):
+		t.Fatal("no disconnect within 3s of the connection going silent")
+	}
+	took := time.Since(start)
+	if d.Cause != client.CauseLost || d.FromFrame || !d.WillReconnect || d.Session != first.ID || !strings.Contains(d.Reason, "nothing from the server") {
+		t.Fatalf("disconnect = %+v; want lost (silent connection) of %s, reconnecting", d, first.ID)
+	}
+	if took < 2*hb {
+		t.Fatalf("ended %s after the stall; want about 3 heartbeats (%s)", took, 3*hb)
+	}
+	second := waitConnect(t, r)
+	if second.ResumedFrom != first.ID {
+		t.Fatalf("resumed from %q; want %q", second.ResumedFrom, first.ID)
+	}
+	// The new session works: over a new connection, not the silent one.
+	seq := mustNotify(t, h, "ray", "after-silence")
+	if n := nextNote(t, c); n.Seq != seq {
+		t.Fatalf("notification seq %d; want %d", n.Seq, seq)
 	}
 }
 
