@@ -47,6 +47,12 @@ func NewPublisher(s *Store) *Publisher { return &Publisher{s: s} }
 // Publish appends msgs to topic, all or none, and returns once they are
 // durable. On success it sets each message's MetadataSeq, MetadataID and
 // MetadataTime to where it landed in the log. It is safe for concurrent use.
+//
+// The first message's context (Message.Context, set with SetContext)
+// bounds the wait for the writer to take the messages, so a caller is not
+// stuck behind a hung disk; once taken, Publish waits for the outcome, so a
+// cancelled caller never mistakes a durable message for a lost one (as
+// Store.Append).
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if p.closed.Load() {
 		return errors.New("publish: publisher closed")
@@ -80,7 +86,11 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		}
 		recs[i] = rec
 	}
-	stamps, err := p.s.submit(context.Background(), recs)
+	ctx := context.Background()
+	if len(msgs) > 0 {
+		ctx = msgs[0].Context()
+	}
+	stamps, err := p.s.submit(ctx, recs)
 	if err != nil {
 		return err
 	}
@@ -348,7 +358,13 @@ func (sub *Subscriber) deliverOne(ctx context.Context, topic string, g *group, o
 	}
 	rec := g.buf[0]
 	for {
-		msg := toMessage(rec)
+		msg, err := toMessage(rec)
+		if err != nil {
+			// Skipping it would lose a message: end the subscription, as a
+			// failed read does, and say why.
+			sub.cfg.Logger.Error("ledger subscription cannot deliver a record", err, watermill.LogFields{"topic": topic, "seq": rec.Seq})
+			return false
+		}
 		msgCtx, cancel := context.WithCancel(ctx)
 		msg.SetContext(msgCtx)
 		select {
@@ -397,10 +413,14 @@ func (s *Store) readTopic(topic string, from uint64, limit int) ([]*Record, erro
 }
 
 // toMessage turns a record into the watermill message a subscriber sees.
-func toMessage(r *Record) *message.Message {
+func toMessage(r *Record) (*message.Message, error) {
 	payload := r.Payload
 	if r.Event != nil {
-		payload, _ = proto.MarshalOptions{Deterministic: true}.Marshal(r.Event)
+		var err error
+		payload, err = proto.MarshalOptions{Deterministic: true}.Marshal(r.Event)
+		if err != nil {
+			return nil, fmt.Errorf("%w: seq %d: encode event: %v", ErrCorrupt, r.Seq, err)
+		}
 	}
 	msg := message.NewMessage(r.UUID, payload)
 	for k, v := range r.Metadata {
@@ -409,5 +429,5 @@ func toMessage(r *Record) *message.Message {
 	msg.Metadata.Set(MetadataSeq, strconv.FormatUint(r.Seq, 10))
 	msg.Metadata.Set(MetadataID, r.ID.String())
 	msg.Metadata.Set(MetadataTime, r.Time.Format(time.RFC3339Nano))
-	return msg
+	return msg, nil
 }

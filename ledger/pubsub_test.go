@@ -2,8 +2,10 @@ package ledger_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -235,5 +237,45 @@ func TestGroupOffsetDoesNotCreateGroup(t *testing.T) {
 	}
 	if off, err := s.GroupOffset("jobs", "fresh"); err != nil || off != 9 {
 		t.Fatalf("offset after one ack: got %d, %v; want 9", off, err)
+	}
+}
+
+// TestPublishHonoursMessageContext: with the writer stuck in a commit (a
+// hung disk), Publish gives up when the message's context ends instead of
+// waiting forever; the stuck publish still completes once the disk does.
+func TestPublishHonoursMessageContext(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	pub := ledger.NewPublisher(s)
+	stuck, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.SetFailpoint(func() error {
+		once.Do(func() {
+			close(stuck)
+			<-release
+		})
+		return nil
+	})
+	first := make(chan error, 1)
+	go func() { first <- pub.Publish("jobs", message.NewMessage("a", []byte("1"))) }()
+	<-stuck
+
+	msg := message.NewMessage("b", []byte("2"))
+	c, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	msg.SetContext(c)
+	start := time.Now()
+	err := pub.Publish("jobs", msg)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("publish behind a hung commit: got %v; want the message's context error", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("publish took %v to give up; want about the 50ms deadline", d)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("the publish that was being committed: %v", err)
+	}
+	if h := s.Head(); h.Seq != 1 {
+		t.Fatalf("head: got %d; want 1 (only the first message)", h.Seq)
 	}
 }
