@@ -3,12 +3,15 @@ package hub_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -263,6 +266,83 @@ func (e *env) types(from uint64) []eventpb.EventType {
 		out = append(out, r.Event.GetType())
 	}
 	return out
+}
+
+// describe renders a record as one line for exact ledger assertions:
+//
+//	session_connected user/device session [supersedes a,b]
+//	session_reconnected user/device session from prev [supersedes a]
+//	notification_sent target user-or-session topic
+//	kick_requested user-or-session by actor: reason
+//	user_banned user by actor: reason
+//	user_unbanned user by actor: reason
+//	session_disconnected user/device session cause [cause-event-id] [superseded_by s] by actor: reason
+//	connect_rejected user/device code xcount: reason
+func describe(r *ledger.Record) string {
+	ev := r.Event
+	name := strings.ToLower(strings.TrimPrefix(ev.GetType().String(), "EVENT_TYPE_"))
+	who := ev.GetUser() + "/" + ev.GetDevice()
+	switch ev.GetType() {
+	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED:
+		return strings.TrimSpace(fmt.Sprintf("%s %s %s %s", name, who, ev.GetSession(), supersedes(ev.GetSessionConnected().GetSupersedes())))
+	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
+		b := ev.GetSessionReconnected()
+		return strings.TrimSpace(fmt.Sprintf("%s %s %s from %s %s", name, who, ev.GetSession(), b.GetPreviousSession(), supersedes(b.GetSupersedes())))
+	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT:
+		n := ev.GetNotificationSent()
+		return fmt.Sprintf("%s %s %s%s %s", name, strings.ToLower(strings.TrimPrefix(n.GetTarget().String(), "NOTIFICATION_TARGET_")), ev.GetUser(), ev.GetSession(), n.GetTopic())
+	case eventpb.EventType_EVENT_TYPE_KICK_REQUESTED:
+		target := ev.GetUser()
+		if ev.GetKickRequested().GetTarget() == eventpb.KickTarget_KICK_TARGET_SESSION {
+			target = ev.GetSession()
+		}
+		return fmt.Sprintf("%s %s by %s: %s", name, target, ev.GetActor(), ev.GetReason())
+	case eventpb.EventType_EVENT_TYPE_USER_BANNED, eventpb.EventType_EVENT_TYPE_USER_UNBANNED:
+		return fmt.Sprintf("%s %s by %s: %s", name, ev.GetUser(), ev.GetActor(), ev.GetReason())
+	case eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED:
+		d := ev.GetSessionDisconnected()
+		line := fmt.Sprintf("%s %s %s %s", name, who, ev.GetSession(), strings.ToLower(strings.TrimPrefix(d.GetCause().String(), "DISCONNECT_CAUSE_")))
+		if id := d.GetCauseEventId(); len(id) == 16 {
+			line += " " + ulid.ULID(id).String()
+		}
+		if d.GetSupersededBy() != "" {
+			line += " superseded_by " + d.GetSupersededBy()
+		}
+		return fmt.Sprintf("%s by %s: %s", line, ev.GetActor(), ev.GetReason())
+	case eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED:
+		c := ev.GetConnectRejected()
+		return fmt.Sprintf("%s %s %s x%d: %s", name, who, c.GetCode(), c.GetCount(), ev.GetReason())
+	}
+	return name
+}
+
+func supersedes(ids []string) string {
+	if len(ids) == 0 {
+		return ""
+	}
+	return "supersedes " + strings.Join(ids, ",")
+}
+
+// expectLedger checks the events from seq from on, one line each as
+// describe renders them; a want line ending in "*" matches any line that
+// starts with the rest.
+func (e *env) expectLedger(from uint64, want ...string) {
+	e.t.Helper()
+	var got []string
+	for _, r := range e.events(from) {
+		got = append(got, describe(r))
+	}
+	ok := len(got) == len(want)
+	for i := 0; ok && i < len(want); i++ {
+		if w, prefix := strings.CutSuffix(want[i], "*"); prefix {
+			ok = strings.HasPrefix(got[i], w)
+		} else {
+			ok = got[i] == want[i]
+		}
+	}
+	if !ok {
+		e.t.Fatalf("ledger from seq %d:\n\t%s\nwant:\n\t%s", from, strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+	}
 }
 
 func equalTypes(a []eventpb.EventType, b ...eventpb.EventType) bool {

@@ -43,6 +43,11 @@ type session struct {
 	end      *Disconnect   // why; set before ended closes
 	abortNow bool          // abort mode: close the transport, no frame
 	endAt    time.Time     // when the cause was recorded
+
+	// closedBy is set when another session's abort closes the connection
+	// this one shares with it, so its end says so rather than "client
+	// closed".
+	closedBy atomic.Pointer[Disconnect]
 }
 
 // endWith asks the session to end; the first reason wins. Called from the
@@ -113,10 +118,33 @@ func (q *noteQueue) take() []*hubpb.Notification {
 	return out
 }
 
-// abort closes the client's transport connection.
+// abort closes the client's transport connection. Every stream on it
+// ends: the other sessions on it are told first, so each records that the
+// abort of this session (and its cause) closed it. Call it once ss.end is
+// set.
 func (ss *session) abort() {
+	note := &Disconnect{Reconnect: hubpb.Reconnect_RECONNECT_ALLOWED, Actor: "system",
+		Reason: "transport closed by abort of session " + ss.id}
+	if d := ss.end; d != nil {
+		note.Reason += " (" + causeLabel(causeOfCode(d.Code))
+		if d.EventID != "" {
+			note.Reason += " " + d.EventID
+		}
+		note.Reason += ")"
+		note.EventID = d.EventID
+		if d.Actor != "" {
+			note.Actor = d.Actor
+		}
+	}
 	ss.s.mu.Lock()
 	l := ss.s.lis
+	if ss.remote != "" {
+		for _, other := range ss.s.sessions {
+			if other != ss && other.remote == ss.remote {
+				other.closedBy.CompareAndSwap(nil, note)
+			}
+		}
+	}
 	ss.s.mu.Unlock()
 	if l != nil {
 		l.abort(ss.remote)
@@ -394,10 +422,6 @@ func (s *Server) serve(ctx context.Context, sess *session, stream hubpb.Hub_Conn
 				return s.clientGone(sess, err)
 			}
 		case err := <-recvErr:
-			if errors.Is(err, ErrInvalid) {
-				s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, "protocol error: "+err.Error(), nil)
-				return err
-			}
 			return s.clientGone(sess, err)
 		case <-s.shutdown:
 			sess.endWith(&Disconnect{Code: hubpb.DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN, Reason: "server shutting down",
@@ -410,8 +434,8 @@ func (s *Server) serve(ctx context.Context, sess *session, stream hubpb.Hub_Conn
 }
 
 // clientGone records the end of a session whose client left (Goodbye, a
-// closed stream or a broken transport). If the server was already ending
-// it, that cause is recorded instead.
+// closed stream or a broken transport) or broke the protocol. If the
+// server was already ending it, that cause is recorded instead.
 func (s *Server) clientGone(sess *session, err error) error {
 	select {
 	case <-sess.ended:
@@ -419,6 +443,14 @@ func (s *Server) clientGone(sess *session, err error) error {
 		s.recordEnd(sess, causeOfCode(d.Code), d.Reason, d)
 		return d
 	default:
+	}
+	if reason, ok := protocolError(err); ok {
+		s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, reason, nil)
+		return err
+	}
+	if d := sess.closedBy.Load(); d != nil {
+		s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, d.Reason, d)
+		return nil
 	}
 	reason := "client closed the stream"
 	if !errors.Is(err, io.EOF) {
@@ -430,6 +462,26 @@ func (s *Server) clientGone(sess *session, err error) error {
 	}
 	s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, reason, nil)
 	return nil
+}
+
+// protocolError recognises a client frame the hub cannot take: one it
+// rejects itself (ErrInvalid: a second Hello), one over the message size
+// (gRPC's ResourceExhausted on receive), or bytes that are not a
+// ClientFrame (gRPC's Internal on receive: bad protobuf, a truncated
+// message). It returns the reason to record. For the last two gRPC has
+// already ended the stream with its own status (the handler's is
+// ignored), so the client sees ResourceExhausted or Internal.
+func protocolError(err error) (string, bool) {
+	if errors.Is(err, ErrInvalid) {
+		return "protocol error: " + err.Error(), true
+	}
+	switch st, _ := status.FromError(err); st.Code() {
+	case codes.ResourceExhausted:
+		return "protocol error: frame too large: " + st.Message(), true
+	case codes.Internal:
+		return "protocol error: malformed frame: " + st.Message(), true
+	}
+	return "", false
 }
 
 // endSession ends a session the server decided to end: the Disconnect
