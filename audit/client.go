@@ -126,7 +126,11 @@ func (c *Client) BansAt(ctx context.Context, t time.Time, user string) ([]projec
 func (c *Client) Timeline(ctx context.Context, q TimelineQuery, fn func(TimelineEntry) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s, err := c.c.Timeline(ctx, &auditpb.TimelineRequest{Session: q.Session, User: q.User, SinceUnixNano: nanos(q.Since), UntilUnixNano: nanos(q.Until)})
+	req := &auditpb.TimelineRequest{Session: q.Session, User: q.User, SinceUnixNano: nanos(q.Since), UntilUnixNano: nanos(q.Until)}
+	if q.Loc != nil && q.Loc != time.UTC {
+		req.Tz = q.Loc.String()
+	}
+	s, err := c.c.Timeline(ctx, req)
 	return recvAll(c, s, err, func(m *auditpb.TimelineEntry) error { return fn(timelineFromPB(m)) })
 }
 

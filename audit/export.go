@@ -42,7 +42,7 @@ func AppendJSON(b []byte, r *ledger.Record, loc *time.Location) []byte {
 		b = appendJSONString(b, kv[1])
 	}
 	b = append(b, `,"details":`...)
-	b = appendEventDetailsJSON(b, ev)
+	b = appendEventDetailsJSON(b, ev, loc)
 	b = append(b, `,"hash":"`...)
 	b = hex.AppendEncode(b, r.Hash[:])
 	return append(b, '"', '}')
@@ -110,10 +110,10 @@ func (j *jsonDetails) list(k string, v []string) {
 }
 
 // appendEventDetailsJSON appends ev's details object, as
-// appendDetailsJSON(b, Details(ev)) would, without the []Field.
-func appendEventDetailsJSON(b []byte, ev *eventpb.Event) []byte {
+// appendDetailsJSON(b, Details(ev, loc)) would, without the []Field.
+func appendEventDetailsJSON(b []byte, ev *eventpb.Event, loc *time.Location) []byte {
 	j := jsonDetails{b: append(b, '{')}
-	visitDetails(ev, &j)
+	visitDetails(ev, &j, loc)
 	return append(j.b, '}')
 }
 
@@ -126,7 +126,7 @@ func CSVRow(row []string, r *ledger.Record, loc *time.Location) []string {
 	return append(row[:0],
 		strconv.FormatUint(r.Seq, 10), r.ID.String(), r.Time.In(loc).Format(time.RFC3339Nano), TypeName(ev.GetType()),
 		ev.GetUser(), ev.GetDevice(), ev.GetSession(), ev.GetNode(), ev.GetActor(), ev.GetReason(),
-		string(appendEventDetailsJSON(nil, ev)), hex.EncodeToString(r.Hash[:]))
+		string(appendEventDetailsJSON(nil, ev, loc)), hex.EncodeToString(r.Hash[:]))
 }
 
 // WriteCSV writes r as one CSV row under CSVHeader.

@@ -46,7 +46,7 @@ func TestAppendJSONMatchesDetails(t *testing.T) {
 		if err := json.Unmarshal(line, &v); err != nil {
 			t.Fatalf("%s: %v", line, err)
 		}
-		if want := DetailsJSON(Details(ev)); string(v.Details) != want {
+		if want := DetailsJSON(Details(ev, nil)); string(v.Details) != want {
 			t.Errorf("details %s; want %s", v.Details, want)
 		}
 		if v.Type != TypeName(ev.GetType()) {

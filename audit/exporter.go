@@ -182,7 +182,7 @@ func appendCSVRecord(b, scratch []byte, r *ledger.Record, loc *time.Location) ([
 		b = appendCSVField(b, s)
 	}
 	b = append(b, ',')
-	scratch = appendEventDetailsJSON(scratch[:0], ev)
+	scratch = appendEventDetailsJSON(scratch[:0], ev, loc)
 	b = appendCSVField(b, scratch)
 	b = append(b, ',')
 	b = hex.AppendEncode(b, r.Hash[:]) // hex: never quoted

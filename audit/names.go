@@ -115,11 +115,12 @@ type Field struct {
 }
 
 // Details returns the body fields of ev that are set, in schema order, with
-// enums by short name, ids as ULID text and payloads as hex. auditq prints
-// them as key=value in tables and as the "details" object in JSON.
-func Details(ev *eventpb.Event) []Field {
+// enums by short name, ids as ULID text, payloads as hex and times in
+// RFC3339 in loc (nil: UTC). auditq prints them as key=value in tables and
+// as the "details" object in JSON.
+func Details(ev *eventpb.Event, loc *time.Location) []Field {
 	var l fieldList
-	visitDetails(ev, &l)
+	visitDetails(ev, &l, loc)
 	return l
 }
 
@@ -139,8 +140,9 @@ func (l *fieldList) num(k string, v int64)     { *l = append(*l, Field{k, v}) }
 func (l *fieldList) unum(k string, v uint64)   { *l = append(*l, Field{k, v}) }
 func (l *fieldList) list(k string, v []string) { *l = append(*l, Field{k, v}) }
 
-// visitDetails hands the set body fields of ev to s, in schema order.
-func visitDetails(ev *eventpb.Event, s detailSink) {
+// visitDetails hands the set body fields of ev to s, in schema order,
+// times in loc (nil: UTC).
+func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 	str := func(k, v string) {
 		if v != "" {
 			s.str(k, v)
@@ -194,7 +196,7 @@ func visitDetails(ev *eventpb.Event, s detailSink) {
 		num("reconnect_after_ms", k.GetReconnectAfterMs())
 	case *eventpb.Event_UserBanned:
 		if u := b.UserBanned.GetUntilUnixNano(); u != 0 {
-			str("until", time.Unix(0, u).UTC().Format(time.RFC3339Nano))
+			str("until", time.Unix(0, u).In(orUTC(loc)).Format(time.RFC3339Nano))
 		}
 	case *eventpb.Event_SessionDisconnected:
 		d := b.SessionDisconnected
@@ -213,6 +215,14 @@ func visitDetails(ev *eventpb.Event, s detailSink) {
 		num("count", int64(c.GetCount()))
 		str("remote_addr", c.GetRemoteAddr())
 	}
+}
+
+// orUTC is loc, or UTC for nil.
+func orUTC(loc *time.Location) *time.Location {
+	if loc == nil {
+		return time.UTC
+	}
+	return loc
 }
 
 // idText shows a 16-byte id as a ULID and anything else as hex.

@@ -121,6 +121,13 @@ func (s *Server) BansAt(req *auditpb.AtRequest, stream grpc.ServerStreamingServe
 // Timeline implements auditpb.AuditServer.
 func (s *Server) Timeline(req *auditpb.TimelineRequest, stream grpc.ServerStreamingServer[auditpb.TimelineEntry]) error {
 	q := TimelineQuery{Session: req.GetSession(), User: req.GetUser(), Since: fromNanos(req.GetSinceUnixNano()), Until: fromNanos(req.GetUntilUnixNano())}
+	if tz := req.GetTz(); tz != "" {
+		loc, err := time.LoadLocation(tz)
+		if err != nil {
+			return toStatus(invalid("unknown time zone %q", tz))
+		}
+		q.Loc = loc
+	}
 	return toStatus(s.eng.Timeline(stream.Context(), q, func(e TimelineEntry) error {
 		return stream.Send(timelineToPB(e))
 	}))

@@ -19,6 +19,9 @@ import (
 type TimelineQuery struct {
 	Session, User string
 	Since, Until  time.Time
+	// Loc is the zone of the times the sentences mention (nil: UTC). A
+	// Client sends its name, so through a hub Local is the hub's zone.
+	Loc *time.Location
 }
 
 // TimelineEntry is one line of a story: an event told as a sentence.
@@ -52,7 +55,7 @@ func (e *Engine) Timeline(ctx context.Context, q TimelineQuery, fn func(Timeline
 	if err != nil {
 		return err
 	}
-	t := &teller{e: e, causes: map[ulid.ULID]*ledger.Record{}}
+	t := &teller{e: e, causes: map[ulid.ULID]*ledger.Record{}, loc: orUTC(q.Loc)}
 	c := &corruptions{}
 	if q.User != "" {
 		if empty {
@@ -179,6 +182,7 @@ func (e *Engine) sessionTimeline(ctx context.Context, id string, from, to uint64
 type teller struct {
 	e      *Engine
 	causes map[ulid.ULID]*ledger.Record
+	loc    *time.Location
 }
 
 func (t *teller) entry(ctx context.Context, r *ledger.Record) TimelineEntry {
@@ -255,7 +259,7 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 	case eventpb.EventType_EVENT_TYPE_USER_BANNED:
 		fmt.Fprintf(&b, "%s banned%s", user, by(actor))
 		if u := ev.GetUserBanned().GetUntilUnixNano(); u != 0 {
-			until := time.Unix(0, u).UTC()
+			until := time.Unix(0, u).In(t.loc)
 			fmt.Fprintf(&b, " until %s (%s)", until.Format(time.RFC3339), until.Sub(r.Time).Round(time.Second))
 		} else {
 			b.WriteString(" with no expiry")

@@ -720,6 +720,8 @@ type TimelineRequest struct {
 	User          string `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
 	SinceUnixNano int64  `protobuf:"varint,3,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
 	UntilUnixNano int64  `protobuf:"varint,4,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
+	// The IANA time zone for the times in the sentences (empty: UTC).
+	Tz            string `protobuf:"bytes,5,opt,name=tz,proto3" json:"tz,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -780,6 +782,13 @@ func (x *TimelineRequest) GetUntilUnixNano() int64 {
 		return x.UntilUnixNano
 	}
 	return 0
+}
+
+func (x *TimelineRequest) GetTz() string {
+	if x != nil {
+		return x.Tz
+	}
+	return ""
 }
 
 type TimelineEntry struct {
@@ -1792,12 +1801,13 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12&\n" +
 	"\x0funtil_unix_nano\x18\x05 \x01(\x03R\runtilUnixNano\x12\x19\n" +
 	"\bevent_id\x18\x06 \x01(\fR\aeventId\x12\x10\n" +
-	"\x03seq\x18\a \x01(\x04R\x03seq\"\x8f\x01\n" +
+	"\x03seq\x18\a \x01(\x04R\x03seq\"\x9f\x01\n" +
 	"\x0fTimelineRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12&\n" +
 	"\x0fsince_unix_nano\x18\x03 \x01(\x03R\rsinceUnixNano\x12&\n" +
-	"\x0funtil_unix_nano\x18\x04 \x01(\x03R\runtilUnixNano\"\xe7\x01\n" +
+	"\x0funtil_unix_nano\x18\x04 \x01(\x03R\runtilUnixNano\x12\x0e\n" +
+	"\x02tz\x18\x05 \x01(\tR\x02tz\"\xe7\x01\n" +
 	"\rTimelineEntry\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\fR\x02id\x12$\n" +

@@ -214,7 +214,7 @@ func (a *app) printEvents(cmd *cobra.Command, src source, f audit.Filter, follow
 		fn = func(r *ledger.Record) error {
 			ev := r.Event
 			var det []string
-			for _, d := range audit.Details(ev) {
+			for _, d := range audit.Details(ev, a.loc) {
 				det = append(det, d.Key+"="+audit.FieldText(d.Value))
 			}
 			t.row(fmt.Sprint(r.Seq), fmtTime(r.Time, a.loc), audit.TypeName(ev.GetType()), dash(ev.GetUser()),

@@ -218,6 +218,7 @@ func (a *app) timelineCommand() *cobra.Command {
 			if (q.Session == "") == (q.User == "") {
 				return usagef("timeline needs exactly one of --session or --user")
 			}
+			q.Loc = a.loc
 			src, closeFn, err := a.open(cmd.Context())
 			if err != nil {
 				return err
