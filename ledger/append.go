@@ -17,6 +17,11 @@ import (
 // batch.
 const maxYields = 64
 
+// defaultOffsetFlushDelay is Options.OffsetFlushDelay's default. Without a
+// delay every Ack cost its own fsync'd commit; 20ms bounds what a crash can
+// make a group redeliver to what it acked in that time.
+const defaultOffsetFlushDelay = 20 * time.Millisecond
+
 // Stamp is what the ledger assigned to an appended record.
 type Stamp struct {
 	Seq  uint64
@@ -167,13 +172,25 @@ func (s *Store) do(ctx context.Context, req *appendReq) ([]Stamp, error) {
 func (s *Store) writeLoop() {
 	defer close(s.writerDone)
 	var batch []*appendReq
+	// Acks only arm a timer: their offsets ride along with the next record
+	// commit, or are committed alone when it fires, whichever comes first.
+	flush := time.NewTimer(s.opts.OffsetFlushDelay)
+	flush.Stop()
+	defer flush.Stop()
+	armed := false
 	for {
 		var first *appendReq
 		select {
 		case first = <-s.reqs:
 		case <-s.offsetKick:
-			// Only consumer offsets are waiting: commit them alone.
-			s.commit(nil)
+			if !armed {
+				armed = true
+				flush.Reset(s.opts.OffsetFlushDelay)
+			}
+			continue
+		case <-flush.C:
+			armed = false
+			s.commit(nil) // a no-op if a record commit took them already
 			continue
 		case <-s.quit:
 			s.commit(nil) // flush acknowledged offsets; a no-op without any
@@ -334,8 +351,12 @@ func (s *Store) commit(batch []*appendReq) {
 	s.committed.Add(next.Seq - head.Seq)
 	s.mu.Lock()
 	s.head = next
-	close(s.changed)
-	s.changed = make(chan struct{})
+	if next.Seq != head.Seq {
+		// Wake readers only for new records: an offsets- or blob-only
+		// commit has nothing for them.
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
 	s.mu.Unlock()
 	reply(batch, stamps, nil)
 }

@@ -289,7 +289,8 @@ func (s *Store) GroupOffset(topic, name string) (uint64, error) {
 	return next, nil
 }
 
-// setOffset records a group's new position for the writer's next commit.
+// setOffset records a group's new position for the writer's next record
+// commit, or its offset flush a short time later (writeLoop).
 func (s *Store) setOffset(key string, next uint64) {
 	s.offsetMu.Lock()
 	if s.pendingOffsets == nil {

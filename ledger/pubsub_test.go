@@ -279,3 +279,94 @@ func TestPublishHonoursMessageContext(t *testing.T) {
 		t.Fatalf("head: got %d; want 1 (only the first message)", h.Seq)
 	}
 }
+
+// TestAcksShareCommits: an Ack costs no commit of its own. Offsets ride
+// along with the next record commit, or are flushed alone after
+// OffsetFlushDelay, and Close writes whatever is left. Offsets-only commits
+// do not wake readers.
+func TestAcksShareCommits(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	s, err := ledger.Open(path, &ledger.Options{OffsetFlushDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := ledger.NewPublisher(s)
+	var msgs []*message.Message
+	for i := 1; i <= 51; i++ {
+		msgs = append(msgs, message.NewMessage(strconv.Itoa(i), []byte("x")))
+	}
+	if err := pub.Publish("jobs", msgs...); err != nil {
+		t.Fatal(err)
+	}
+	commits := s.Stats().Commits
+	sub := ledger.NewSubscriber(s, ledger.SubscriberConfig{ConsumerGroup: "g"})
+	in, err := sub.Subscribe(ctx, "jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 51; i++ {
+		m := <-in
+		if i < 51 {
+			m.Ack() // the 51st delivery shows the 50th ack was taken
+		}
+	}
+	if got := s.Stats().Commits - commits; got != 0 {
+		t.Errorf("commits for 50 acks with an hour's flush delay: got %d; want 0", got)
+	}
+	if off, _ := s.StoredOffset("jobs", "g"); off != 0 {
+		t.Errorf("stored offset before any record commit: got %d; want 0 (none yet)", off)
+	}
+	changed := s.Changed()
+	if err := pub.Publish("other", message.NewMessage("o", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if off, _ := s.StoredOffset("jobs", "g"); off != 51 {
+		t.Errorf("stored offset after a record commit: got %d; want 51 (rode along)", off)
+	}
+	if got := s.Stats().Commits - commits; got != 1 {
+		t.Errorf("commits: got %d; want the one record commit", got)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Error("a record commit did not wake readers")
+	}
+	sub.Close() // the 51st, never acked, is redelivered to the next member
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = ledger.Open(path, &ledger.Options{OffsetFlushDelay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if off, _ := s.GroupOffset("jobs", "g"); off != 51 {
+		t.Fatalf("offset after reopen: got %d; want 51", off)
+	}
+
+	// With a short delay the offset is flushed alone, without waking readers.
+	sub = ledger.NewSubscriber(s, ledger.SubscriberConfig{ConsumerGroup: "g"})
+	defer sub.Close()
+	in, err = sub.Subscribe(ctx, "jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed = s.Changed()
+	m := <-in
+	if got := m.Metadata.Get(ledger.MetadataSeq); got != "51" {
+		t.Fatalf("redelivery: got seq %s; want 51", got)
+	}
+	m.Ack()
+	deadline := time.Now().Add(5 * time.Second)
+	for off, _ := s.StoredOffset("jobs", "g"); off != 52; off, _ = s.StoredOffset("jobs", "g") {
+		if time.Now().After(deadline) {
+			t.Fatalf("stored offset: got %d; want 52 within the flush delay", off)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case <-changed:
+		t.Error("an offsets-only commit woke readers")
+	default:
+	}
+}

@@ -58,6 +58,12 @@ type Options struct {
 	// MaxBatch is the most records one group-commit transaction takes
 	// (default 8192).
 	MaxBatch int
+	// OffsetFlushDelay is how long acknowledged consumer-group offsets may
+	// wait to ride along with a record commit before the writer commits
+	// them on their own (default 20ms). Acks never wait for it; a crash
+	// redelivers what was acked in the last OffsetFlushDelay (delivery is
+	// at least once anyway). Close writes them.
+	OffsetFlushDelay time.Duration
 	// Now is the clock (default time.Now). Times never decrease along the
 	// log even if it does.
 	Now func() time.Time
@@ -77,6 +83,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 8192
+	}
+	if o.OffsetFlushDelay <= 0 {
+		o.OffsetFlushDelay = defaultOffsetFlushDelay
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -344,7 +353,8 @@ func (s *Store) Head() Head {
 	return s.head
 }
 
-// Changed returns a channel that is closed at the next commit. Readers take
+// Changed returns a channel that is closed at the next commit that adds
+// records (and at Close). Readers take
 // it before they read, and wait on it when they found nothing new: the writer
 // wakes them, nobody polls.
 func (s *Store) Changed() <-chan struct{} {
