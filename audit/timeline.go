@@ -270,6 +270,7 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 	case eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED:
 		d := ev.GetSessionDisconnected()
 		fmt.Fprintf(&b, "session %s ended: ", sess)
+		said := "" // the reason of the kick or ban behind it, once told
 		switch d.GetCause() {
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED:
 			b.WriteString("closed by the client")
@@ -284,8 +285,8 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 						what = "ban"
 					}
 					fmt.Fprintf(&b, "%s", by(c.Event.GetActor()))
-					if c.Event.GetReason() != "" {
-						fmt.Fprintf(&b, " for %q", c.Event.GetReason())
+					if said = c.Event.GetReason(); said != "" {
+						fmt.Fprintf(&b, " for %q", said)
 					}
 					fmt.Fprintf(&b, " (%s at seq %d)", what, c.Seq)
 				} else {
@@ -307,6 +308,9 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 			b.WriteString("lost (found live after a restart of node " + ev.GetNode() + ")")
 		default:
 			b.WriteString(CauseName(d.GetCause()))
+		}
+		if ev.GetReason() != said {
+			b.WriteString(reason) // what the hub recorded, whatever the cause
 		}
 		if rc := ReconnectText(d.GetReconnect(), d.GetReconnectAfterMs()); rc != "" {
 			fmt.Fprintf(&b, "; reconnect %s", rc)
