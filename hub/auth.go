@@ -49,9 +49,24 @@ func LoadOrCreateAdminTokens(dir string) (tokens map[string]string, created bool
 	return map[string]string{tok: "admin"}, true, nil
 }
 
-// ReadAdminTokens parses an admin token file. It refuses a file that other
-// users can read.
+// ReadAdminTokens parses an admin token file into token → actor. It
+// refuses a file that other users can read.
 func ReadAdminTokens(path string) (map[string]string, error) {
+	lines, err := readAdminTokenLines(path)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(lines))
+	for _, l := range lines {
+		out[l.token] = l.actor
+	}
+	return out, nil
+}
+
+type adminTokenLine struct{ actor, token string }
+
+// readAdminTokenLines parses an admin token file, in file order.
+func readAdminTokenLines(path string) ([]adminTokenLine, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -60,7 +75,7 @@ func ReadAdminTokens(path string) (map[string]string, error) {
 	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("admin token file %s has mode %o; want 0600 (chmod 600 it)", path, fi.Mode().Perm())
 	}
-	out := map[string]string{}
+	var out []adminTokenLine
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -70,9 +85,9 @@ func ReadAdminTokens(path string) (map[string]string, error) {
 		fields := strings.Fields(line)
 		switch len(fields) {
 		case 1:
-			out[fields[0]] = "admin"
+			out = append(out, adminTokenLine{"admin", fields[0]})
 		case 2:
-			out[fields[1]] = fields[0]
+			out = append(out, adminTokenLine{fields[0], fields[1]})
 		default:
 			return nil, fmt.Errorf("admin token file %s: a line must be \"actor token\"", path)
 		}
@@ -86,19 +101,15 @@ func ReadAdminTokens(path string) (map[string]string, error) {
 	return out, nil
 }
 
-// FirstAdminToken returns a token from path, for hubctl and auditq.
+// FirstAdminToken returns the first token in the admin token file at path
+// (in file order), for hubctl and auditq: the one hubd created, unless an
+// operator put another line first.
 func FirstAdminToken(path string) (string, error) {
-	toks, err := ReadAdminTokens(path)
+	lines, err := readAdminTokenLines(path)
 	if err != nil {
 		return "", err
 	}
-	best := ""
-	for t, actor := range toks {
-		if best == "" || actor == "admin" {
-			best = t
-		}
-	}
-	return best, nil
+	return lines[0].token, nil
 }
 
 func randomToken() string {
@@ -147,7 +158,8 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	var got string
 	for _, v := range md.Get("authorization") {
-		if t, ok := strings.CutPrefix(v, "Bearer "); ok {
+		// The scheme is case-insensitive (RFC 6750 via RFC 7235).
+		if scheme, t, ok := strings.Cut(v, " "); ok && strings.EqualFold(scheme, "Bearer") {
 			got = strings.TrimSpace(t)
 		}
 	}

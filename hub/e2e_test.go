@@ -3,8 +3,10 @@ package hub_test
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,10 +137,13 @@ func TestKickAbortClosesTransport(t *testing.T) {
 	if st.Code() != codes.Unavailable && st.Code() != codes.Internal {
 		t.Fatalf("status = %v; want a transport error", st)
 	}
-	end := e.waitEvent(rep.GetSeq(), "disconnected", disconnectOf(c.welcome.GetSessionId()))
-	if end.Event.GetSessionDisconnected().GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED {
-		t.Fatalf("cause = %v; want kicked (abort is still recorded)", end.Event.GetSessionDisconnected().GetCause())
-	}
+	e.waitEvent(rep.GetSeq(), "disconnected", disconnectOf(c.welcome.GetSessionId()))
+	// Abort is still recorded, with the kick as its cause.
+	id := c.welcome.GetSessionId()
+	e.expectLedger(1,
+		"session_connected dave/tv "+id,
+		"kick_requested dave by ops-alice: rights revoked",
+		"session_disconnected dave/tv "+id+" kicked "+rep.GetEventId()+" by ops-alice: rights revoked")
 }
 
 func rejected(t *testing.T, err error) (*status.Status, *hubpb.Rejected) {
@@ -153,7 +158,7 @@ func rejected(t *testing.T, err error) (*status.Status, *hubpb.Rejected) {
 }
 
 func TestBanWhileConnectedThenRefusedThenExpires(t *testing.T) {
-	e := newEnv(t, hub.Config{})
+	e := newEnv(t, hub.Config{RejectWindow: time.Hour})
 	ctx := ctxT(t)
 	c := e.mustDial("eve", "phone")
 	rep, err := e.admin.Ban(adminCtx(ctx), &hubpb.BanRequest{User: "eve", DurationMs: 1500, Reason: "abuse report 42"})
@@ -165,27 +170,32 @@ func TestBanWhileConnectedThenRefusedThenExpires(t *testing.T) {
 		t.Fatalf("ban end: %v %v; want banned, reconnect after, PermissionDenied", d, st)
 	}
 	e.waitEvent(rep.GetSeq(), "disconnected", disconnectOf(c.welcome.GetSessionId()))
-	_, err = e.dial("eve", "phone")
-	st, rj := rejected(t, err)
-	if st.Code() != codes.PermissionDenied || rj == nil || rj.GetCode() != "banned" || rj.GetReason() != "abuse report 42" || rj.GetUntilUnixNano() == 0 {
-		t.Fatalf("connect while banned: %v %v; want PermissionDenied with the ban's reason and expiry", st, rj)
-	}
-	rec := e.waitEvent(rep.GetSeq(), "connect_rejected", isType(tRejected))
-	if rec.Event.GetUser() != "eve" || rec.Event.GetConnectRejected().GetCode() != "banned" {
-		t.Fatalf("rejected event = %v", rec.Event)
+	// Three attempts while banned: the first recorded at once, the other
+	// two counted in one event at the end of the reject window.
+	var rj *hubpb.Rejected
+	for range 3 {
+		_, err = e.dial("eve", "phone")
+		st, rj = rejected(t, err)
+		if st.Code() != codes.PermissionDenied || rj == nil || rj.GetCode() != "banned" || rj.GetReason() != "abuse report 42" || rj.GetUntilUnixNano() == 0 {
+			t.Fatalf("connect while banned: %v %v; want PermissionDenied with the ban's reason and expiry", st, rj)
+		}
 	}
 	// The ban lifts itself: no unban event needed.
 	until := time.Unix(0, rj.GetUntilUnixNano())
 	time.Sleep(time.Until(until) + 50*time.Millisecond)
 	c2 := e.mustDial("eve", "phone")
-	if c2.welcome.GetSessionId() == "" {
-		t.Fatal("no session after the ban expired")
+	if err := e.srv.Shutdown(ctxT(t)); err != nil { // records the counted refusals
+		t.Fatal(err)
 	}
-	for _, r := range e.events(1) {
-		if r.Event.GetType() == tUnbanned {
-			t.Fatal("an unban event was recorded for an expiry")
-		}
-	}
+	id, id2 := c.welcome.GetSessionId(), c2.welcome.GetSessionId()
+	e.expectLedger(1,
+		"session_connected eve/phone "+id,
+		"user_banned eve by ops-alice: abuse report 42",
+		"session_disconnected eve/phone "+id+" banned "+rep.GetEventId()+" by ops-alice: abuse report 42",
+		"connect_rejected eve/phone banned x1: abuse report 42",
+		"session_connected eve/phone "+id2,
+		"session_disconnected eve/phone "+id2+" server_shutdown by system: server shutting down",
+		"connect_rejected eve/phone banned x2: abuse report 42")
 }
 
 func TestUnban(t *testing.T) {
@@ -218,22 +228,15 @@ func TestSupersedeOnePerDevice(t *testing.T) {
 	if d.GetCode() != hubpb.DisconnectCode_DISCONNECT_CODE_SUPERSEDED || d.GetSupersededBy() != nw.welcome.GetSessionId() || st.Code() != codes.Aborted {
 		t.Fatalf("old session end: %v %v; want superseded by %s", d, st, nw.welcome.GetSessionId())
 	}
-	end := e.waitEnd(1, old.welcome.GetSessionId())
-	dd := end.Event.GetSessionDisconnected()
-	if dd.GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_SUPERSEDED || dd.GetSupersededBy() != nw.welcome.GetSessionId() {
-		t.Fatalf("disconnected = %v; want superseded by the new session", dd)
-	}
-	// The connect event records what it superseded.
-	var conn *ledger.Record
-	for _, r := range e.events(1) {
-		if r.Event.GetSession() == nw.welcome.GetSessionId() && r.Event.GetType() == tConnected {
-			conn = r
-		}
-	}
-	if sup := conn.Event.GetSessionConnected().GetSupersedes(); len(sup) != 1 || sup[0] != old.welcome.GetSessionId() {
-		t.Fatalf("connect event supersedes %v; want [%s]", sup, old.welcome.GetSessionId())
-	}
-	_ = laptop // another device: untouched
+	e.waitEnd(1, old.welcome.GetSessionId())
+	// The connect event records what it superseded; the end names the new
+	// session and, as its cause, that connect. The laptop is untouched.
+	oldID, lapID, nwID := old.welcome.GetSessionId(), laptop.welcome.GetSessionId(), nw.welcome.GetSessionId()
+	e.expectLedger(1,
+		"session_connected gina/phone "+oldID,
+		"session_connected gina/laptop "+lapID,
+		"session_connected gina/phone "+nwID+" supersedes "+oldID,
+		"session_disconnected gina/phone "+oldID+" superseded "+nw.welcome.GetEventId()+" superseded_by "+nwID+" by gina: superseded by session "+nwID)
 	list, err := e.admin.ListSessions(adminCtx(ctxT(t)), &hubpb.ListSessionsRequest{User: "gina"})
 	if err != nil || len(list.GetSessions()) != 2 {
 		t.Fatalf("gina's sessions: %v %v; want laptop and the new phone", list, err)
@@ -247,9 +250,33 @@ func TestIdleTimeout(t *testing.T) {
 	if d.GetCode() != hubpb.DisconnectCode_DISCONNECT_CODE_IDLE_TIMEOUT || st.Code() != codes.DeadlineExceeded {
 		t.Fatalf("idle end: %v %v", d, st)
 	}
-	end := e.waitEvent(1, "disconnected", disconnectOf(c.welcome.GetSessionId()))
-	if end.Event.GetSessionDisconnected().GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_IDLE_TIMEOUT {
-		t.Fatalf("cause = %v", end.Event.GetSessionDisconnected().GetCause())
+	e.waitEvent(1, "disconnected", disconnectOf(c.welcome.GetSessionId()))
+	id := c.welcome.GetSessionId()
+	e.expectLedger(1,
+		"session_connected hank/watch "+id,
+		"session_disconnected hank/watch "+id+" idle_timeout by system: no frame from the client for *")
+}
+
+// TestSupersedeMaxPerUser: with at most N sessions per user (any device),
+// the N+1th login supersedes the oldest.
+func TestSupersedeMaxPerUser(t *testing.T) {
+	e := newEnv(t, hub.Config{Policy: projectionsPolicy(2, false)})
+	first := e.mustDial("nora", "phone")
+	second := e.mustDial("nora", "laptop")
+	third := e.mustDial("nora", "tablet")
+	if d, _ := first.expectEnd(); d.GetCode() != hubpb.DisconnectCode_DISCONNECT_CODE_SUPERSEDED || d.GetSupersededBy() != third.welcome.GetSessionId() {
+		t.Fatalf("oldest session ended with %v; want superseded by %s", d, third.welcome.GetSessionId())
+	}
+	e.waitEnd(1, first.welcome.GetSessionId())
+	a, b, c := first.welcome.GetSessionId(), second.welcome.GetSessionId(), third.welcome.GetSessionId()
+	e.expectLedger(1,
+		"session_connected nora/phone "+a,
+		"session_connected nora/laptop "+b,
+		"session_connected nora/tablet "+c+" supersedes "+a,
+		"session_disconnected nora/phone "+a+" superseded "+third.welcome.GetEventId()+" superseded_by "+c+" by nora: superseded by session "+c)
+	list, err := e.admin.ListSessions(adminCtx(ctxT(t)), &hubpb.ListSessionsRequest{User: "nora"})
+	if err != nil || len(list.GetSessions()) != 2 {
+		t.Fatalf("nora's sessions: %v %v; want 2", list, err)
 	}
 }
 
@@ -427,7 +454,8 @@ func TestBadFirstFrames(t *testing.T) {
 }
 
 func TestLedgerFailureFailsClosed(t *testing.T) {
-	e := newEnv(t, hub.Config{})
+	var logs syncBuffer
+	e := newEnv(t, hub.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ctx := ctxT(t)
 	e.mustDial("nina", "d")
 	head := e.store.Head().Seq
@@ -457,6 +485,32 @@ func TestLedgerFailureFailsClosed(t *testing.T) {
 	if ro.Head().Seq != head {
 		t.Fatalf("ledger grew from %d to %d while failed", head, ro.Head().Seq)
 	}
+	// Operators are told, at error level.
+	if out := logs.String(); !strings.Contains(out, `level=ERROR msg="ledger append failed; refusing the action"`) {
+		t.Fatalf("no error logged for the failed appends; logs:\n%s", out)
+	}
+	if got := e.metric("sessionledger_ledger_append_failures_total "); got == "" || got == "sessionledger_ledger_append_failures_total 0" {
+		t.Fatalf("append failures metric %q; want the failures counted", got)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger writing while the test
+// reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // TestResumeRedeliversEveryTargetAcrossRestart: notifications to the user,

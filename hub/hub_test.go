@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -43,11 +44,25 @@ type env struct {
 	admin hubpb.AdminClient
 	cfg   hub.Config
 	down  bool
+
+	// serverCreds and clientCreds secure the transport (default plaintext).
+	serverCreds credentials.TransportCredentials
+	clientCreds credentials.TransportCredentials
 }
 
 func newEnv(t *testing.T, cfg hub.Config) *env {
 	t.Helper()
-	e := &env{t: t, path: filepath.Join(t.TempDir(), "ledger.db"), cfg: cfg}
+	return newEnvWith(t, cfg, nil, nil)
+}
+
+// newEnvWith is newEnv over a transport secured with the given
+// credentials (nil: plaintext).
+func newEnvWith(t *testing.T, cfg hub.Config, serverCreds, clientCreds credentials.TransportCredentials) *env {
+	t.Helper()
+	if clientCreds == nil {
+		clientCreds = insecure.NewCredentials()
+	}
+	e := &env{t: t, path: filepath.Join(t.TempDir(), "ledger.db"), cfg: cfg, serverCreds: serverCreds, clientCreds: clientCreds}
 	e.start()
 	t.Cleanup(e.stop)
 	return e
@@ -74,14 +89,18 @@ func (e *env) start() {
 		store.Close()
 		t.Fatal(err)
 	}
-	g := grpc.NewServer(append(srv.ServerOptions(), grpc.MaxRecvMsgSize(64<<10))...)
+	opts := append(srv.ServerOptions(), grpc.MaxRecvMsgSize(64<<10))
+	if e.serverCreds != nil {
+		opts = append(opts, grpc.Creds(e.serverCreds))
+	}
+	g := grpc.NewServer(opts...)
 	srv.Register(g)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go srv.Serve(g, hub.NewListener(l))
-	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(e.clientCreds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +155,7 @@ func (e *env) dial(user, device string) (*client, error) {
 }
 
 func (e *env) dialHello(h *hubpb.Hello) (*client, error) {
-	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(e.clientCreds))
 	if err != nil {
 		return nil, err
 	}

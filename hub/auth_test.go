@@ -1,0 +1,197 @@
+package hub_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/hubpb"
+)
+
+// metric returns the line of the hub's /metrics output that starts with
+// prefix, or "".
+func (e *env) metric(prefix string) string {
+	rec := httptest.NewRecorder()
+	e.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, l := range strings.Split(rec.Body.String(), "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}
+
+// TestJWTEndToEnd: with a secret configured, a client is who its HS256
+// token says; anything else is Unauthenticated, counted, and leaves no
+// trace in the ledger.
+func TestJWTEndToEnd(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	e := newEnv(t, hub.Config{JWTSecret: secret})
+	now := time.Now()
+	mint := func(key []byte, user, device string, ttl time.Duration) string {
+		tok, err := hub.MintToken(key, user, device, ttl, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	good := mint(secret, "jim", "phone", time.Hour)
+	payload := strings.Split(good, ".")[1]
+	for _, c := range []struct {
+		name string
+		h    *hubpb.Hello
+	}{
+		{"expired", &hubpb.Hello{Token: mint(secret, "jim", "phone", -time.Minute)}},
+		{"wrong secret", &hubpb.Hello{Token: mint([]byte(strings.Repeat("z", 32)), "jim", "phone", time.Hour)}},
+		{"alg none", &hubpb.Hello{Token: "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + payload + "."}},
+		{"not a JWT", &hubpb.Hello{Token: "a.b.c"}},
+		{"missing", &hubpb.Hello{User: "jim", Device: "phone"}},
+		{"sub mismatch", &hubpb.Hello{Token: good, User: "root"}},
+		{"device mismatch", &hubpb.Hello{Token: good, Device: "tablet"}},
+	} {
+		if _, err := e.dialHello(c.h); codeOf(err) != codes.Unauthenticated {
+			t.Errorf("%s: %v; want Unauthenticated", c.name, err)
+		}
+	}
+	if h := e.store.Head().Seq; h != 0 {
+		t.Fatalf("refused tokens recorded %d events", h)
+	}
+	if got := e.metric("sessionledger_auth_failures_total "); got != "sessionledger_auth_failures_total 7" {
+		t.Errorf("metric %q; want 7 auth failures", got)
+	}
+	// The token alone identifies; matching Hello fields are fine; without
+	// a device claim the device comes from Hello.
+	a, err := e.dialHello(&hubpb.Hello{Token: good})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.dialHello(&hubpb.Hello{Token: good, User: "jim", Device: "phone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.dialHello(&hubpb.Hello{Token: mint(secret, "kim", "", time.Hour), Device: "watch"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.expectLedger(1,
+		"session_connected jim/phone "+a.welcome.GetSessionId(),
+		"session_connected jim/phone "+b.welcome.GetSessionId(),
+		"session_connected kim/watch "+c.welcome.GetSessionId())
+}
+
+// selfSigned makes a certificate for 127.0.0.1 and returns the server's
+// credentials and a client's that trust it.
+func selfSigned(t *testing.T) (server, client credentials.TransportCredentials) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hubd test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	server = credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12})
+	client = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	return server, client
+}
+
+// TestTLS: over TLS sessions and admin calls work as in plaintext; a
+// plaintext client gets nowhere and nothing is recorded for it.
+func TestTLS(t *testing.T) {
+	server, client := selfSigned(t)
+	e := newEnvWith(t, hub.Config{}, server, client)
+	c := e.mustDial("tina", "laptop")
+	rep, err := e.admin.Kick(adminCtx(ctxT(t)), &hubpb.KickRequest{User: "tina", Reason: "tls works"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := c.expectEnd(); d.GetCode() != hubpb.DisconnectCode_DISCONNECT_CODE_KICKED || d.GetEventId() != rep.GetEventId() {
+		t.Fatalf("end over TLS: %v; want kicked by %s", d, rep.GetEventId())
+	}
+	e.waitEnd(1, c.welcome.GetSessionId())
+	head := e.store.Head().Seq
+
+	plain, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	st, err := hubpb.NewHubClient(plain).Connect(ctxT(t))
+	if err == nil {
+		_ = st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: &hubpb.Hello{User: "tina", Device: "laptop"}}})
+		_, err = st.Recv()
+	}
+	if codeOf(err) != codes.Unavailable {
+		t.Fatalf("plaintext client against TLS: %v; want Unavailable", err)
+	}
+	if e.store.Head().Seq != head {
+		t.Fatal("a plaintext client's attempt was recorded")
+	}
+}
+
+// TestBearerSchemeIsCaseInsensitive: "bearer", "BEARER" and "Bearer" all
+// carry the admin token (RFC 6750); other schemes do not.
+func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	for _, v := range []string{"Bearer " + adminToken, "bearer " + adminToken, "BEARER " + adminToken} {
+		ctx := metadata.AppendToOutgoingContext(ctxT(t), "authorization", v)
+		if _, err := e.admin.ListSessions(ctx, &hubpb.ListSessionsRequest{}); err != nil {
+			t.Errorf("authorization %q: %v", v[:7], err)
+		}
+	}
+	for _, v := range []string{"Basic " + adminToken, adminToken, "Bearer"} {
+		ctx := metadata.AppendToOutgoingContext(ctxT(t), "authorization", v)
+		if _, err := e.admin.ListSessions(ctx, &hubpb.ListSessionsRequest{}); codeOf(err) != codes.Unauthenticated {
+			t.Errorf("authorization %q: %v; want Unauthenticated", v, err)
+		}
+	}
+}
+
+// TestFirstAdminTokenKeepsFileOrder: hubctl and auditq use the first token
+// of the file, whatever the actors are called.
+func TestFirstAdminTokenKeepsFileOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), hub.AdminTokenFile)
+	if err := os.WriteFile(path, []byte("# operators\nops-bob token-of-bob-0123456789\nops-amy token-of-amy-0123456789\nadmin token-of-admin-012345678\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 { // a map would give another answer now and then
+		if tok, err := hub.FirstAdminToken(path); err != nil || tok != "token-of-bob-0123456789" {
+			t.Fatalf("FirstAdminToken = %q, %v; want the first line's token", tok, err)
+		}
+	}
+	toks, err := hub.ReadAdminTokens(path)
+	if err != nil || len(toks) != 3 || toks["token-of-amy-0123456789"] != "ops-amy" {
+		t.Fatalf("ReadAdminTokens = %v, %v", toks, err)
+	}
+}
