@@ -38,14 +38,29 @@ func exitFor(d *client.Disconnect) int {
 // lineWriter prints one JSON object per line; safe for the client's
 // callbacks.
 type lineWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu      sync.Mutex
+	w       io.Writer
+	lastSeq uint64 // the highest notification seq printed
 }
 
 // frame prints a server frame in protobuf's JSON mapping (bytes as base64,
 // 64-bit integers as strings); a notification whose payload is JSON also
-// gets it decoded as "data".
+// gets it decoded as "data". A notification whose seq is not above the
+// highest printed is a redelivery of one printed already (a resume asks
+// for everything after the last ack, and with --no-ack that is
+// everything): the client drops it, and so does the output.
 func (l *lineWriter) frame(f *hubpb.ServerFrame) {
+	if n := f.GetNotification(); n != nil {
+		l.mu.Lock()
+		dup := n.GetSeq() <= l.lastSeq
+		if !dup {
+			l.lastSeq = n.GetSeq()
+		}
+		l.mu.Unlock()
+		if dup {
+			return
+		}
+	}
 	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(f)
 	if err != nil {
 		return
@@ -80,22 +95,33 @@ func (l *lineWriter) object(v any) {
 type clientDisconnect struct {
 	Cause          string `json:"cause"`
 	Reason         string `json:"reason,omitempty"`
+	RejectCode     string `json:"reject_code,omitempty"`
+	Code           string `json:"code"` // the stream's final gRPC status code
 	Reconnect      string `json:"reconnect,omitempty"`
 	ReconnectAfter string `json:"reconnect_after,omitempty"`
+	BannedUntil    string `json:"banned_until,omitempty"`
 	EventID        string `json:"event_id,omitempty"`
 	Actor          string `json:"actor,omitempty"`
+	SupersededBy   string `json:"superseded_by,omitempty"`
 	Session        string `json:"session,omitempty"`
+	FromFrame      bool   `json:"from_frame"`
+	Attempt        int    `json:"attempt"`
 	WillReconnect  bool   `json:"will_reconnect"`
 	Delay          string `json:"delay,omitempty"`
 }
 
 func describe(d client.Disconnect) clientDisconnect {
-	out := clientDisconnect{Cause: d.Cause.String(), Reason: d.Reason, EventID: d.EventID, Actor: d.Actor, Session: d.Session, WillReconnect: d.WillReconnect}
+	out := clientDisconnect{Cause: d.Cause.String(), Reason: d.Reason, RejectCode: d.RejectCode, Code: d.Code.String(),
+		EventID: d.EventID, Actor: d.Actor, SupersededBy: d.SupersededBy, Session: d.Session, FromFrame: d.FromFrame,
+		Attempt: d.Attempt, WillReconnect: d.WillReconnect}
 	if d.Reconnect != 0 {
 		out.Reconnect = d.Reconnect.String()
 	}
 	if d.ReconnectAfter > 0 {
 		out.ReconnectAfter = d.ReconnectAfter.String()
+	}
+	if !d.BannedUntil.IsZero() {
+		out.BannedUntil = d.BannedUntil.UTC().Format(time.RFC3339Nano)
 	}
 	if d.WillReconnect {
 		out.Delay = d.Delay.String()
@@ -115,9 +141,13 @@ func newConnect(g *globals) *cobra.Command {
 		Long: `connect opens a session like an application would (through the hub/client
 package) and prints every frame the server sends — welcome, notification,
 ping, disconnect — as one JSON object per line on stdout, plus a
-{"client_disconnect": ...} line whenever the session ends and the client
-decides whether to come back. Notifications are acknowledged unless
---no-ack. Ctrl-C ends the session normally (Goodbye).
+{"client_disconnect": ...} line whenever the session ends or a connect
+attempt fails, and the client decides whether to come back: cause,
+reason, reject_code, the gRPC code, the advice, banned_until,
+superseded_by, the attempt number, will_reconnect and delay.
+Notifications are acknowledged unless --no-ack; a notification
+redelivered after a resume that was printed already is not printed
+again. Ctrl-C ends the session normally (Goodbye).
 
 With --reconnect it comes back after a disconnect as the server advises
 (never after "not allowed", not before "after"), resuming the session so
