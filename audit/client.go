@@ -143,8 +143,8 @@ func (c *Client) Replay(ctx context.Context, q ReplayQuery, fn func(Step) error)
 }
 
 // Verify is Engine.Verify over the wire; the hub sends progress every
-// 200ms or so.
-func (c *Client) Verify(ctx context.Context, q VerifyQuery, progress func(seq uint64)) (VerifyResult, error) {
+// 200ms or so (a hub older than VerifyProgress sends only the seq).
+func (c *Client) Verify(ctx context.Context, q VerifyQuery, progress func(VerifyProgress)) (VerifyResult, error) {
 	var res VerifyResult
 	got := false
 	s, err := c.c.Verify(ctx, &auditpb.VerifyRequest{FromSeq: q.From, ToSeq: q.To, SinceUnixNano: nanos(q.Since), UntilUnixNano: nanos(q.Until)})
@@ -159,8 +159,13 @@ func (c *Client) Verify(ctx context.Context, q VerifyQuery, progress func(seq ui
 			}
 			return nil
 		}
-		if progress != nil {
-			progress(m.GetProgressSeq())
+		if progress == nil {
+			return nil
+		}
+		if p := m.GetProgress(); p != nil {
+			progress(VerifyProgress{From: p.GetFromSeq(), To: p.GetToSeq(), Seq: p.GetSeq()})
+		} else {
+			progress(VerifyProgress{Seq: m.GetProgressSeq()})
 		}
 		return nil
 	})

@@ -615,6 +615,36 @@ func TestIndexDamaged(t *testing.T) {
 	}
 }
 
+// TestVerifyRange: Verify reports progress over the range it resolved
+// (a time --from included), and refuses a range that is backwards or past
+// the head, locally and through the hub.
+func TestVerifyRange(t *testing.T) {
+	path, eng := fixture(t)
+	h := audittest.StartHub(t, path)
+	c, err := audit.NewClient(h.Addr, h.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for name, src := range map[string]interface {
+		Verify(context.Context, audit.VerifyQuery, func(audit.VerifyProgress)) (audit.VerifyResult, error)
+	}{"engine": eng, "client": c} {
+		var last audit.VerifyProgress
+		res, err := src.Verify(ctxT(t), audit.VerifyQuery{Since: audittest.Start.Add(5 * time.Minute)}, func(p audit.VerifyProgress) { last = p })
+		if err != nil || !res.Intact() || res.From != 4 {
+			t.Errorf("%s: Verify from 10:05 = %+v, %v; want intact from seq 4", name, res, err)
+		}
+		if want := (audit.VerifyProgress{From: 4, To: res.Head.Seq, Seq: res.Head.Seq}); last != want {
+			t.Errorf("%s: last progress %+v; want %+v", name, last, want)
+		}
+		for _, q := range []audit.VerifyQuery{{From: 10, To: 5}, {From: 1000}, {Since: audittest.Start.Add(24 * time.Hour)}, {From: 10, Until: audittest.Start.Add(5 * time.Minute)}} {
+			if _, err := src.Verify(ctxT(t), q, nil); !errors.Is(err, audit.ErrInvalid) {
+				t.Errorf("%s: Verify %+v: %v; want ErrInvalid", name, q, err)
+			}
+		}
+	}
+}
+
 func mustMarshal(t *testing.T, ev *eventpb.Event) []byte {
 	t.Helper()
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(ev)

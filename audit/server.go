@@ -148,25 +148,26 @@ func (s *Server) Replay(req *auditpb.ReplayRequest, stream grpc.ServerStreamingS
 // would stall hubd's appends whenever bbolt has to grow its memory map.
 func (s *Server) Verify(req *auditpb.VerifyRequest, stream grpc.ServerStreamingServer[auditpb.VerifyUpdate]) error {
 	q := VerifyQuery{From: req.GetFromSeq(), To: req.GetToSeq(), Since: fromNanos(req.GetSinceUnixNano()), Until: fromNanos(req.GetUntilUnixNano())}
-	progress := make(chan uint64, 1)
+	progress := make(chan VerifyProgress, 1)
 	sent := make(chan error, 1)
 	go func() {
 		var err error
-		for seq := range progress {
+		for p := range progress {
 			if err == nil {
-				err = stream.Send(&auditpb.VerifyUpdate{Update: &auditpb.VerifyUpdate_ProgressSeq{ProgressSeq: seq}})
+				err = stream.Send(&auditpb.VerifyUpdate{Update: &auditpb.VerifyUpdate_Progress{
+					Progress: &auditpb.VerifyProgress{FromSeq: p.From, ToSeq: p.To, Seq: p.Seq}}})
 			}
 		}
 		sent <- err
 	}()
 	var last time.Time
-	res, err := s.eng.Verify(stream.Context(), q, func(seq uint64) {
+	res, err := s.eng.Verify(stream.Context(), q, func(p VerifyProgress) {
 		if time.Since(last) < s.progressEvery {
 			return
 		}
 		last = time.Now()
 		select {
-		case progress <- seq:
+		case progress <- p:
 		default: // the previous update is still on its way
 		}
 	})

@@ -1245,6 +1245,7 @@ type VerifyUpdate struct {
 	//
 	//	*VerifyUpdate_ProgressSeq
 	//	*VerifyUpdate_Result
+	//	*VerifyUpdate_Progress
 	Update        isVerifyUpdate_Update `protobuf_oneof:"update"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1305,12 +1306,21 @@ func (x *VerifyUpdate) GetResult() *VerifyResult {
 	return nil
 }
 
+func (x *VerifyUpdate) GetProgress() *VerifyProgress {
+	if x != nil {
+		if x, ok := x.Update.(*VerifyUpdate_Progress); ok {
+			return x.Progress
+		}
+	}
+	return nil
+}
+
 type isVerifyUpdate_Update interface {
 	isVerifyUpdate_Update()
 }
 
 type VerifyUpdate_ProgressSeq struct {
-	// The last seq checked so far.
+	// The last seq checked so far (hubs before progress was added).
 	ProgressSeq uint64 `protobuf:"varint,1,opt,name=progress_seq,json=progressSeq,proto3,oneof"`
 }
 
@@ -1318,9 +1328,77 @@ type VerifyUpdate_Result struct {
 	Result *VerifyResult `protobuf:"bytes,2,opt,name=result,proto3,oneof"`
 }
 
+type VerifyUpdate_Progress struct {
+	Progress *VerifyProgress `protobuf:"bytes,3,opt,name=progress,proto3,oneof"`
+}
+
 func (*VerifyUpdate_ProgressSeq) isVerifyUpdate_Update() {}
 
 func (*VerifyUpdate_Result) isVerifyUpdate_Update() {}
+
+func (*VerifyUpdate_Progress) isVerifyUpdate_Update() {}
+
+// VerifyProgress is how far a verification has got: seq is the last seq
+// checked of from_seq to to_seq.
+type VerifyProgress struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FromSeq       uint64                 `protobuf:"varint,1,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
+	ToSeq         uint64                 `protobuf:"varint,2,opt,name=to_seq,json=toSeq,proto3" json:"to_seq,omitempty"`
+	Seq           uint64                 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyProgress) Reset() {
+	*x = VerifyProgress{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyProgress) ProtoMessage() {}
+
+func (x *VerifyProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyProgress.ProtoReflect.Descriptor instead.
+func (*VerifyProgress) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *VerifyProgress) GetFromSeq() uint64 {
+	if x != nil {
+		return x.FromSeq
+	}
+	return 0
+}
+
+func (x *VerifyProgress) GetToSeq() uint64 {
+	if x != nil {
+		return x.ToSeq
+	}
+	return 0
+}
+
+func (x *VerifyProgress) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
 
 type VerifyResult struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1341,7 +1419,7 @@ type VerifyResult struct {
 
 func (x *VerifyResult) Reset() {
 	*x = VerifyResult{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[15]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1431,7 @@ func (x *VerifyResult) String() string {
 func (*VerifyResult) ProtoMessage() {}
 
 func (x *VerifyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[15]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1444,7 @@ func (x *VerifyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResult.ProtoReflect.Descriptor instead.
 func (*VerifyResult) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{15}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *VerifyResult) GetFromSeq() uint64 {
@@ -1442,7 +1520,7 @@ type Count struct {
 
 func (x *Count) Reset() {
 	*x = Count{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[16]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1532,7 @@ func (x *Count) String() string {
 func (*Count) ProtoMessage() {}
 
 func (x *Count) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[16]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1545,7 @@ func (x *Count) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Count.ProtoReflect.Descriptor instead.
 func (*Count) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{16}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Count) GetKey() string {
@@ -1507,7 +1585,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[17]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1519,7 +1597,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[17]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1532,7 +1610,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{17}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StatsResponse) GetEvents() uint64 {
@@ -1637,7 +1715,7 @@ type SeqRange struct {
 
 func (x *SeqRange) Reset() {
 	*x = SeqRange{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1727,7 @@ func (x *SeqRange) String() string {
 func (*SeqRange) ProtoMessage() {}
 
 func (x *SeqRange) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1740,7 @@ func (x *SeqRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeqRange.ProtoReflect.Descriptor instead.
 func (*SeqRange) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{18}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SeqRange) GetFromSeq() uint64 {
@@ -1692,7 +1770,7 @@ type Corrupt struct {
 
 func (x *Corrupt) Reset() {
 	*x = Corrupt{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +1782,7 @@ func (x *Corrupt) String() string {
 func (*Corrupt) ProtoMessage() {}
 
 func (x *Corrupt) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,7 +1795,7 @@ func (x *Corrupt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Corrupt.ProtoReflect.Descriptor instead.
 func (*Corrupt) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{19}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Corrupt) GetSeqs() []uint64 {
@@ -1848,11 +1926,16 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
 	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\x12&\n" +
 	"\x0fsince_unix_nano\x18\x03 \x01(\x03R\rsinceUnixNano\x12&\n" +
-	"\x0funtil_unix_nano\x18\x04 \x01(\x03R\runtilUnixNano\"}\n" +
+	"\x0funtil_unix_nano\x18\x04 \x01(\x03R\runtilUnixNano\"\xc3\x01\n" +
 	"\fVerifyUpdate\x12#\n" +
 	"\fprogress_seq\x18\x01 \x01(\x04H\x00R\vprogressSeq\x12>\n" +
-	"\x06result\x18\x02 \x01(\v2$.sessionledger.audit.v1.VerifyResultH\x00R\x06resultB\b\n" +
-	"\x06update\"\x82\x02\n" +
+	"\x06result\x18\x02 \x01(\v2$.sessionledger.audit.v1.VerifyResultH\x00R\x06result\x12D\n" +
+	"\bprogress\x18\x03 \x01(\v2&.sessionledger.audit.v1.VerifyProgressH\x00R\bprogressB\b\n" +
+	"\x06update\"T\n" +
+	"\x0eVerifyProgress\x12\x19\n" +
+	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
+	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\x82\x02\n" +
 	"\fVerifyResult\x12\x19\n" +
 	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
 	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\x12\x18\n" +
@@ -1909,7 +1992,7 @@ func file_audit_auditpb_audit_proto_rawDescGZIP() []byte {
 	return file_audit_auditpb_audit_proto_rawDescData
 }
 
-var file_audit_auditpb_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_audit_auditpb_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_audit_auditpb_audit_proto_goTypes = []any{
 	(*Filter)(nil),               // 0: sessionledger.audit.v1.Filter
 	(*EventsRequest)(nil),        // 1: sessionledger.audit.v1.EventsRequest
@@ -1926,30 +2009,31 @@ var file_audit_auditpb_audit_proto_goTypes = []any{
 	(*ReplayStep)(nil),           // 12: sessionledger.audit.v1.ReplayStep
 	(*VerifyRequest)(nil),        // 13: sessionledger.audit.v1.VerifyRequest
 	(*VerifyUpdate)(nil),         // 14: sessionledger.audit.v1.VerifyUpdate
-	(*VerifyResult)(nil),         // 15: sessionledger.audit.v1.VerifyResult
-	(*Count)(nil),                // 16: sessionledger.audit.v1.Count
-	(*StatsResponse)(nil),        // 17: sessionledger.audit.v1.StatsResponse
-	(*SeqRange)(nil),             // 18: sessionledger.audit.v1.SeqRange
-	(*Corrupt)(nil),              // 19: sessionledger.audit.v1.Corrupt
-	(eventpb.EventType)(0),       // 20: sessionledger.ledger.v1.EventType
-	(*eventpb.Record)(nil),       // 21: sessionledger.ledger.v1.Record
-	(eventpb.DisconnectCause)(0), // 22: sessionledger.ledger.v1.DisconnectCause
-	(eventpb.KickMode)(0),        // 23: sessionledger.ledger.v1.KickMode
-	(eventpb.Reconnect)(0),       // 24: sessionledger.ledger.v1.Reconnect
+	(*VerifyProgress)(nil),       // 15: sessionledger.audit.v1.VerifyProgress
+	(*VerifyResult)(nil),         // 16: sessionledger.audit.v1.VerifyResult
+	(*Count)(nil),                // 17: sessionledger.audit.v1.Count
+	(*StatsResponse)(nil),        // 18: sessionledger.audit.v1.StatsResponse
+	(*SeqRange)(nil),             // 19: sessionledger.audit.v1.SeqRange
+	(*Corrupt)(nil),              // 20: sessionledger.audit.v1.Corrupt
+	(eventpb.EventType)(0),       // 21: sessionledger.ledger.v1.EventType
+	(*eventpb.Record)(nil),       // 22: sessionledger.ledger.v1.Record
+	(eventpb.DisconnectCause)(0), // 23: sessionledger.ledger.v1.DisconnectCause
+	(eventpb.KickMode)(0),        // 24: sessionledger.ledger.v1.KickMode
+	(eventpb.Reconnect)(0),       // 25: sessionledger.ledger.v1.Reconnect
 }
 var file_audit_auditpb_audit_proto_depIdxs = []int32{
-	20, // 0: sessionledger.audit.v1.Filter.types:type_name -> sessionledger.ledger.v1.EventType
+	21, // 0: sessionledger.audit.v1.Filter.types:type_name -> sessionledger.ledger.v1.EventType
 	0,  // 1: sessionledger.audit.v1.EventsRequest.filter:type_name -> sessionledger.audit.v1.Filter
-	21, // 2: sessionledger.audit.v1.AuditRecord.record:type_name -> sessionledger.ledger.v1.Record
-	22, // 3: sessionledger.audit.v1.Pending.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
-	23, // 4: sessionledger.audit.v1.Pending.mode:type_name -> sessionledger.ledger.v1.KickMode
-	24, // 5: sessionledger.audit.v1.Pending.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
+	22, // 2: sessionledger.audit.v1.AuditRecord.record:type_name -> sessionledger.ledger.v1.Record
+	23, // 3: sessionledger.audit.v1.Pending.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
+	24, // 4: sessionledger.audit.v1.Pending.mode:type_name -> sessionledger.ledger.v1.KickMode
+	25, // 5: sessionledger.audit.v1.Pending.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
 	4,  // 6: sessionledger.audit.v1.LiveSession.session:type_name -> sessionledger.audit.v1.Session
 	5,  // 7: sessionledger.audit.v1.LiveSession.pending:type_name -> sessionledger.audit.v1.Pending
-	20, // 8: sessionledger.audit.v1.TimelineEntry.type:type_name -> sessionledger.ledger.v1.EventType
+	21, // 8: sessionledger.audit.v1.TimelineEntry.type:type_name -> sessionledger.ledger.v1.EventType
 	4,  // 9: sessionledger.audit.v1.Ended.session:type_name -> sessionledger.audit.v1.Session
-	22, // 10: sessionledger.audit.v1.Ended.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
-	24, // 11: sessionledger.audit.v1.Ended.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
+	23, // 10: sessionledger.audit.v1.Ended.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
+	25, // 11: sessionledger.audit.v1.Ended.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
 	2,  // 12: sessionledger.audit.v1.ReplayStep.record:type_name -> sessionledger.audit.v1.AuditRecord
 	4,  // 13: sessionledger.audit.v1.ReplayStep.started:type_name -> sessionledger.audit.v1.Session
 	11, // 14: sessionledger.audit.v1.ReplayStep.ended:type_name -> sessionledger.audit.v1.Ended
@@ -1957,33 +2041,34 @@ var file_audit_auditpb_audit_proto_depIdxs = []int32{
 	7,  // 16: sessionledger.audit.v1.ReplayStep.banned:type_name -> sessionledger.audit.v1.Ban
 	7,  // 17: sessionledger.audit.v1.ReplayStep.unbanned:type_name -> sessionledger.audit.v1.Ban
 	7,  // 18: sessionledger.audit.v1.ReplayStep.expired:type_name -> sessionledger.audit.v1.Ban
-	15, // 19: sessionledger.audit.v1.VerifyUpdate.result:type_name -> sessionledger.audit.v1.VerifyResult
-	16, // 20: sessionledger.audit.v1.StatsResponse.by_type:type_name -> sessionledger.audit.v1.Count
-	16, // 21: sessionledger.audit.v1.StatsResponse.by_cause:type_name -> sessionledger.audit.v1.Count
-	16, // 22: sessionledger.audit.v1.StatsResponse.kicked_users:type_name -> sessionledger.audit.v1.Count
-	16, // 23: sessionledger.audit.v1.StatsResponse.kicks_by_actor:type_name -> sessionledger.audit.v1.Count
-	16, // 24: sessionledger.audit.v1.StatsResponse.bans_by_actor:type_name -> sessionledger.audit.v1.Count
-	18, // 25: sessionledger.audit.v1.StatsResponse.missing:type_name -> sessionledger.audit.v1.SeqRange
-	18, // 26: sessionledger.audit.v1.Corrupt.missing:type_name -> sessionledger.audit.v1.SeqRange
-	1,  // 27: sessionledger.audit.v1.Audit.Events:input_type -> sessionledger.audit.v1.EventsRequest
-	3,  // 28: sessionledger.audit.v1.Audit.SessionsAt:input_type -> sessionledger.audit.v1.AtRequest
-	3,  // 29: sessionledger.audit.v1.Audit.BansAt:input_type -> sessionledger.audit.v1.AtRequest
-	8,  // 30: sessionledger.audit.v1.Audit.Timeline:input_type -> sessionledger.audit.v1.TimelineRequest
-	10, // 31: sessionledger.audit.v1.Audit.Replay:input_type -> sessionledger.audit.v1.ReplayRequest
-	13, // 32: sessionledger.audit.v1.Audit.Verify:input_type -> sessionledger.audit.v1.VerifyRequest
-	0,  // 33: sessionledger.audit.v1.Audit.Stats:input_type -> sessionledger.audit.v1.Filter
-	2,  // 34: sessionledger.audit.v1.Audit.Events:output_type -> sessionledger.audit.v1.AuditRecord
-	6,  // 35: sessionledger.audit.v1.Audit.SessionsAt:output_type -> sessionledger.audit.v1.LiveSession
-	7,  // 36: sessionledger.audit.v1.Audit.BansAt:output_type -> sessionledger.audit.v1.Ban
-	9,  // 37: sessionledger.audit.v1.Audit.Timeline:output_type -> sessionledger.audit.v1.TimelineEntry
-	12, // 38: sessionledger.audit.v1.Audit.Replay:output_type -> sessionledger.audit.v1.ReplayStep
-	14, // 39: sessionledger.audit.v1.Audit.Verify:output_type -> sessionledger.audit.v1.VerifyUpdate
-	17, // 40: sessionledger.audit.v1.Audit.Stats:output_type -> sessionledger.audit.v1.StatsResponse
-	34, // [34:41] is the sub-list for method output_type
-	27, // [27:34] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	16, // 19: sessionledger.audit.v1.VerifyUpdate.result:type_name -> sessionledger.audit.v1.VerifyResult
+	15, // 20: sessionledger.audit.v1.VerifyUpdate.progress:type_name -> sessionledger.audit.v1.VerifyProgress
+	17, // 21: sessionledger.audit.v1.StatsResponse.by_type:type_name -> sessionledger.audit.v1.Count
+	17, // 22: sessionledger.audit.v1.StatsResponse.by_cause:type_name -> sessionledger.audit.v1.Count
+	17, // 23: sessionledger.audit.v1.StatsResponse.kicked_users:type_name -> sessionledger.audit.v1.Count
+	17, // 24: sessionledger.audit.v1.StatsResponse.kicks_by_actor:type_name -> sessionledger.audit.v1.Count
+	17, // 25: sessionledger.audit.v1.StatsResponse.bans_by_actor:type_name -> sessionledger.audit.v1.Count
+	19, // 26: sessionledger.audit.v1.StatsResponse.missing:type_name -> sessionledger.audit.v1.SeqRange
+	19, // 27: sessionledger.audit.v1.Corrupt.missing:type_name -> sessionledger.audit.v1.SeqRange
+	1,  // 28: sessionledger.audit.v1.Audit.Events:input_type -> sessionledger.audit.v1.EventsRequest
+	3,  // 29: sessionledger.audit.v1.Audit.SessionsAt:input_type -> sessionledger.audit.v1.AtRequest
+	3,  // 30: sessionledger.audit.v1.Audit.BansAt:input_type -> sessionledger.audit.v1.AtRequest
+	8,  // 31: sessionledger.audit.v1.Audit.Timeline:input_type -> sessionledger.audit.v1.TimelineRequest
+	10, // 32: sessionledger.audit.v1.Audit.Replay:input_type -> sessionledger.audit.v1.ReplayRequest
+	13, // 33: sessionledger.audit.v1.Audit.Verify:input_type -> sessionledger.audit.v1.VerifyRequest
+	0,  // 34: sessionledger.audit.v1.Audit.Stats:input_type -> sessionledger.audit.v1.Filter
+	2,  // 35: sessionledger.audit.v1.Audit.Events:output_type -> sessionledger.audit.v1.AuditRecord
+	6,  // 36: sessionledger.audit.v1.Audit.SessionsAt:output_type -> sessionledger.audit.v1.LiveSession
+	7,  // 37: sessionledger.audit.v1.Audit.BansAt:output_type -> sessionledger.audit.v1.Ban
+	9,  // 38: sessionledger.audit.v1.Audit.Timeline:output_type -> sessionledger.audit.v1.TimelineEntry
+	12, // 39: sessionledger.audit.v1.Audit.Replay:output_type -> sessionledger.audit.v1.ReplayStep
+	14, // 40: sessionledger.audit.v1.Audit.Verify:output_type -> sessionledger.audit.v1.VerifyUpdate
+	18, // 41: sessionledger.audit.v1.Audit.Stats:output_type -> sessionledger.audit.v1.StatsResponse
+	35, // [35:42] is the sub-list for method output_type
+	28, // [28:35] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_audit_auditpb_audit_proto_init() }
@@ -1994,6 +2079,7 @@ func file_audit_auditpb_audit_proto_init() {
 	file_audit_auditpb_audit_proto_msgTypes[14].OneofWrappers = []any{
 		(*VerifyUpdate_ProgressSeq)(nil),
 		(*VerifyUpdate_Result)(nil),
+		(*VerifyUpdate_Progress)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2001,7 +2087,7 @@ func file_audit_auditpb_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_audit_auditpb_audit_proto_rawDesc), len(file_audit_auditpb_audit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -56,17 +56,16 @@ A progress bar is shown on a terminal.`,
 				return err
 			}
 			defer closeFn()
-			var progress func(uint64)
-			var last time.Time
-			start := time.Now()
+			var progress func(audit.VerifyProgress)
 			if a.errTTY {
-				progress = func(seq uint64) {
+				var last time.Time
+				start := time.Now()
+				progress = func(p audit.VerifyProgress) {
 					if time.Since(last) < 100*time.Millisecond {
 						return
 					}
 					last = time.Now()
-					rate := float64(seq-q.From) / time.Since(start).Seconds()
-					fmt.Fprintf(a.stderr, "\rverifying… seq %d  %.0f records/s   ", seq, rate)
+					fmt.Fprintf(a.stderr, "\r%s   ", progressLine(p, time.Since(start)))
 				}
 			}
 			res, err := src.Verify(cmd.Context(), q, progress)
@@ -85,6 +84,23 @@ A progress bar is shown on a terminal.`,
 	cmd.Flags().StringVar(&from, "from", "", "first seq, or a time")
 	cmd.Flags().StringVar(&to, "to", "", "last seq, or a time")
 	return cmd
+}
+
+// progressLine says how far verify has got after elapsed: the seq reached,
+// the percent of the range and the rate since the first seq verified (not
+// since --from, which may be a time). A hub older than audit.VerifyProgress
+// sends the seq alone.
+func progressLine(p audit.VerifyProgress, elapsed time.Duration) string {
+	if p.From == 0 || p.Seq < p.From || p.To < p.From {
+		return fmt.Sprintf("verifying… seq %d", p.Seq)
+	}
+	done := p.Seq - p.From + 1
+	rate := 0.0
+	if d := elapsed.Seconds(); d > 0 {
+		rate = float64(done) / d
+	}
+	pct := 100 * float64(done) / float64(p.To-p.From+1)
+	return fmt.Sprintf("verifying… seq %d of %d to %d (%.0f%%)  %.0f records/s", p.Seq, p.From, p.To, pct, rate)
 }
 
 func (a *app) printVerify(res audit.VerifyResult) error {

@@ -49,7 +49,7 @@ type source interface {
 	BansAt(ctx context.Context, t time.Time, user string) ([]projections.Ban, error)
 	Timeline(ctx context.Context, q audit.TimelineQuery, fn func(audit.TimelineEntry) error) error
 	Replay(ctx context.Context, q audit.ReplayQuery, fn func(audit.Step) error) error
-	Verify(ctx context.Context, q audit.VerifyQuery, progress func(seq uint64)) (audit.VerifyResult, error)
+	Verify(ctx context.Context, q audit.VerifyQuery, progress func(audit.VerifyProgress)) (audit.VerifyResult, error)
 	Stats(ctx context.Context, f audit.Filter) (audit.Stats, error)
 }
 
@@ -320,6 +320,9 @@ func (a *app) seqOrTime(flag, v string) (uint64, time.Time, error) {
 		return 0, time.Time{}, nil
 	}
 	if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+		if n == 0 {
+			return 0, time.Time{}, usagef("--%s 0: seqs start at 1", flag)
+		}
 		return n, time.Time{}, nil
 	}
 	t, err := a.parseTime(flag, v)
