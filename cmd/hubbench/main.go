@@ -83,7 +83,10 @@ type Result struct {
 		CPUs      int    `json:"cpus"`
 		CPUModel  string `json:"cpu_model"`
 		GoVersion string `json:"go_version"`
-		FDLimit   uint64 `json:"fd_limit"`
+		// FDLimit is the open-file limit hubbench set (the hard limit),
+		// which hubd inherits; FDLimitBefore the soft limit it started with.
+		FDLimit       uint64 `json:"fd_limit"`
+		FDLimitBefore uint64 `json:"fd_limit_before"`
 	} `json:"machine"`
 	// Baseline: one durable ledger append at a time, in this process, on
 	// the same disk, measured in the same run: the unit a kick costs two of.
@@ -158,7 +161,7 @@ func main() {
 	fs.IntVar(&o.sessions, "sessions", 20000, "concurrent sessions to hold")
 	fs.IntVar(&o.perConn, "per-conn", 100, "sessions multiplexed on one client connection (HTTP/2 streams)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "connects in flight while ramping up")
-	fs.IntVar(&o.kicks, "kicks", 1000, "kicks to time")
+	fs.IntVar(&o.kicks, "kicks", -1, "kicks to time (default min(1000, --sessions - 1))")
 	fs.IntVar(&o.fanouts, "fanouts", 5, "notify-all rounds to time")
 	fs.BoolVar(&o.storm, "storm", true, "end with a reconnect storm: SIGTERM hubd, restart it, time until every session resumed")
 	fs.StringVar(&o.hubdPath, "hubd", "", "hubd binary (default: build ./cmd/hubd into a temporary directory)")
@@ -167,6 +170,9 @@ func main() {
 	fs.StringVar(&o.hubdArgs, "hubd-args", "", "extra hubd flags, space separated")
 	fs.StringVar(&o.profile, "profile", "", "save hubd's heap and goroutine profiles with every session connected into this directory (go tool pprof)")
 	_ = fs.Parse(os.Args[1:])
+	if o.kicks == -1 {
+		o.kicks = min(1000, o.sessions-1)
+	}
 	if o.sessions <= 0 || o.perConn <= 0 || o.concurrency <= 0 || o.kicks < 0 || o.kicks >= o.sessions || o.fanouts < 0 {
 		fmt.Fprintln(os.Stderr, "hubbench: --sessions, --per-conn and --concurrency must be positive, 0 <= --kicks < --sessions")
 		os.Exit(2)
@@ -180,6 +186,9 @@ func main() {
 func runBench(o options) error {
 	b := &bench{o: o}
 	b.machine()
+	if err := b.raiseFileLimit(); err != nil {
+		return err
+	}
 	if err := b.baseline(); err != nil {
 		return err
 	}
@@ -308,12 +317,58 @@ func (b *bench) machine() {
 			}
 		}
 	}
-	// Go raises the soft open-file limit to the hard limit at start; say
-	// what it is (each client connection and each hubd connection is one).
+}
+
+// fdsBesidesConns is a generous count of the files either process holds
+// besides its connections: the ledger, listeners, pipes, log, metrics.
+const fdsBesidesConns = 64
+
+// raiseFileLimit sets the open-file soft limit to the hard limit, which
+// hubd inherits, and fails early if the connections cannot fit: each one
+// is a file in hubbench and another in hubd.
+//
+// Go raises its own soft limit at start but restores the original one for
+// the processes it starts; an explicit Setrlimit is what hubd inherits.
+// The original soft limit is what a child shell reports before that.
+func (b *bench) raiseFileLimit() error {
 	var rl syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil {
-		m.FDLimit = rl.Cur
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return fmt.Errorf("open-file limit: %w", err)
 	}
+	before := rl.Cur
+	if out, err := exec.Command("sh", "-c", "ulimit -Sn").Output(); err == nil {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(out)), 10, 64); err == nil {
+			before = n
+		}
+	}
+	rl.Cur = rl.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return fmt.Errorf("raise the open-file limit to %d: %w", rl.Max, err)
+	}
+	m := &b.res.Machine
+	m.FDLimitBefore, m.FDLimit = before, rl.Cur
+	if before < rl.Cur {
+		b.printf("open-file limit raised from %d to %d (the hard limit; hubd inherits it)", before, rl.Cur)
+	} else {
+		b.printf("open-file limit %d (already the hard limit)", rl.Cur)
+	}
+	nconn := (b.o.sessions + b.o.perConn - 1) / b.o.perConn
+	if need := uint64(nconn + fdsBesidesConns); need > rl.Cur {
+		return fmt.Errorf("%d sessions at %d per connection are %d connections: about %d open files in hubbench and as many in hubd, over the limit of %d; raise --per-conn or the hard limit (ulimit -Hn)",
+			b.o.sessions, b.o.perConn, nconn, need, rl.Cur)
+	}
+	// Both processes draw on the system's table of open files.
+	if f, err := os.ReadFile("/proc/sys/fs/file-nr"); err == nil {
+		if fields := strings.Fields(string(f)); len(fields) == 3 {
+			used, _ := strconv.ParseUint(fields[0], 10, 64)
+			maxFiles, _ := strconv.ParseUint(fields[2], 10, 64)
+			if need := 2 * uint64(nconn+fdsBesidesConns); maxFiles > used && need > maxFiles-used {
+				return fmt.Errorf("%d connections need about %d open files in hubbench and hubd together; the system has %d left (fs.file-max %d); raise --per-conn",
+					nconn, need, maxFiles-used, maxFiles)
+			}
+		}
+	}
+	return nil
 }
 
 // startHubd starts hubd on b.listen and waits until it serves.
@@ -693,8 +748,12 @@ func roundAll(fs []float64) []float64 {
 
 func (b *bench) summary(w io.Writer) {
 	r := &b.res
-	fmt.Fprintf(w, "\nhubbench: %d sessions over %d connections, hubd and clients on one machine (%d CPUs, %s, %s, fd limit %d)\n",
-		r.Sessions, r.Connections, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.FDLimit)
+	limit := fmt.Sprintf("fd limit %d", r.Machine.FDLimit)
+	if r.Machine.FDLimitBefore < r.Machine.FDLimit {
+		limit = fmt.Sprintf("fd limit raised from %d to %d", r.Machine.FDLimitBefore, r.Machine.FDLimit)
+	}
+	fmt.Fprintf(w, "\nhubbench: %d sessions over %d connections, hubd and clients on one machine (%d CPUs, %s, %s, %s)\n",
+		r.Sessions, r.Connections, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, limit)
 	fmt.Fprintf(w, "  connect     %.0f sessions/s (%d in %.2fs), every connect durable\n", r.Connect.PerSecond, r.Sessions, r.Connect.Seconds)
 	fmt.Fprintf(w, "  memory      per idle session: %.1f KB RSS (%.1f KB anonymous; the rest is the ledger's mmap), %.1f KB Go heap, %.1f KB stacks, %.2f goroutines (hubd RSS %.0f MiB)\n",
 		r.Memory.RSSPerSession/1024, r.Memory.AnonPerSession/1024, r.Memory.HeapPerSession/1024, r.Memory.StackPerSession/1024, r.Memory.GoroutinesPerSs, mib(r.Memory.RSS))
