@@ -27,7 +27,8 @@ const AdminTokenFile = "admin.token"
 
 // LoadOrCreateAdminTokens reads dir/admin.token, creating it (mode 0600,
 // one random token for actor "admin") when it does not exist. created says
-// whether it did.
+// whether it did. The file appears complete or not at all (see
+// createOnce); if another process creates it first, that one is read.
 func LoadOrCreateAdminTokens(dir string) (tokens map[string]string, created bool, err error) {
 	path := filepath.Join(dir, AdminTokenFile)
 	tokens, err = ReadAdminTokens(path)
@@ -38,13 +39,13 @@ func LoadOrCreateAdminTokens(dir string) (tokens map[string]string, created bool
 		return nil, false, err
 	}
 	tok := randomToken()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	content := fmt.Sprintf("# sessionledger admin tokens: one \"actor token\" per line\nadmin %s\n", tok)
+	if created, err = createOnce(path, []byte(content)); err != nil {
 		return nil, false, fmt.Errorf("create admin token: %w", err)
 	}
-	_, werr := fmt.Fprintf(f, "# sessionledger admin tokens: one \"actor token\" per line\nadmin %s\n", tok)
-	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-		return nil, false, fmt.Errorf("write admin token: %w", err)
+	if !created {
+		tokens, err = ReadAdminTokens(path)
+		return tokens, false, err
 	}
 	return map[string]string{tok: "admin"}, true, nil
 }

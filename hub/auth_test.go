@@ -7,12 +7,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -193,5 +195,43 @@ func TestFirstAdminTokenKeepsFileOrder(t *testing.T) {
 	toks, err := hub.ReadAdminTokens(path)
 	if err != nil || len(toks) != 3 || toks["token-of-amy-0123456789"] != "ops-amy" {
 		t.Fatalf("ReadAdminTokens = %v, %v", toks, err)
+	}
+}
+
+// TestAdminTokenCreatedOnce: processes starting together on one data
+// directory agree on one admin token file: exactly one creates it, whole,
+// and the others read it; no temporary file is left.
+func TestAdminTokenCreatedOnce(t *testing.T) {
+	dir := t.TempDir()
+	const n = 8
+	var wg sync.WaitGroup
+	tokens := make([]map[string]string, n)
+	created := make([]bool, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if tokens[i], created[i], err = hub.LoadOrCreateAdminTokens(dir); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	creators := 0
+	for i := range n {
+		if created[i] {
+			creators++
+		}
+		if fmt.Sprint(tokens[i]) != fmt.Sprint(tokens[0]) || len(tokens[i]) != 1 {
+			t.Fatalf("caller %d got %v; caller 0 got %v", i, tokens[i], tokens[0])
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if creators != 1 || len(entries) != 1 {
+		t.Fatalf("%d creators, directory %v; want one creator and only %s", creators, entries, hub.AdminTokenFile)
+	}
+	if info, err := os.Stat(filepath.Join(dir, hub.AdminTokenFile)); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("token file %v %v; want mode 0600", info, err)
 	}
 }

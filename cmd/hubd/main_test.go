@@ -4,9 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +29,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -456,6 +466,8 @@ func TestRefusals(t *testing.T) {
 		{"missing JWT secret file", []string{"--jwt-secret-file", "/nonexistent/jwt"}, nil, "--jwt-secret-file: open /nonexistent/jwt"},
 		{"stray argument", []string{"serve"}, nil, "unexpected argument \"serve\""},
 		{"tls half", []string{"--tls-cert", "x.pem"}, nil, "--tls-cert and --tls-key go together"},
+		{"tls files missing", []string{"--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"}, nil, "--tls-cert/--tls-key: open /nonexistent/cert.pem"},
+		{"tls files not PEM", []string{"--tls-cert", "SHORT", "--tls-key", "SHORT"}, nil, "--tls-cert/--tls-key: tls: failed to find any PEM data"},
 		{"idle below heartbeat", []string{"--idle-timeout", "5s"}, nil, "--idle-timeout 5s: want 0 (3 heartbeats) or at least the --heartbeat interval 10s"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -532,5 +544,122 @@ func TestSecondSignalForces(t *testing.T) {
 	}
 	if got := ends(t, data)[w.GetSessionId()]; got != eventpb.DisconnectCause_DISCONNECT_CAUSE_SERVER_SHUTDOWN {
 		t.Errorf("stuck session end cause %v; want SERVER_SHUTDOWN", got)
+	}
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key as
+// PEM files in dir and returns their paths and a pool that trusts it.
+func writeCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hubd test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// TestTLS: with --tls-cert/--tls-key hubd serves TLS (a client that trusts
+// the certificate holds a session) and does not warn about clear text.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := writeCert(t, dir)
+	p := startHubd(t, filepath.Join(dir, "data"), "--tls-cert", certFile, "--tls-key", keyFile)
+	conn, err := grpc.NewClient(p.grpc, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := hubpb.NewHubClient(conn).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: &hubpb.Hello{User: "tls", Device: "d"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := st.Recv(); err != nil || f.GetWelcome() == nil {
+		t.Fatalf("session over TLS: %v %v", f, err)
+	}
+	if code := p.signal(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.output())
+	}
+	if strings.Contains(p.output(), "without TLS") {
+		t.Errorf("hubd with TLS warned about clear text:\n%s", p.output())
+	}
+}
+
+// TestWarnsWithoutTLSOffLoopback: on an address other machines can reach
+// and without TLS, hubd starts (a JWT secret is set) but warns.
+func TestWarnsWithoutTLSOffLoopback(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "jwt.key")
+	if err := os.WriteFile(secret, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startHubd(t, filepath.Join(dir, "data"), "--listen", "0.0.0.0:0", "--jwt-secret-file", secret)
+	if code := p.signal(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.output())
+	}
+	if !strings.Contains(p.output(), `"level":"WARN","msg":"listening on a non-loopback address without TLS`) {
+		t.Errorf("no clear-text warning:\n%s", p.output())
+	}
+}
+
+// TestDataFilesAppearWhole: the admin token and resume key hubd creates
+// are complete files of mode 0600, with no temporary files left behind,
+// and a second start reads the same ones.
+func TestDataFilesAppearWhole(t *testing.T) {
+	data := t.TempDir()
+	key1, err := hub.LoadOrCreateResumeKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key2, err := hub.LoadOrCreateResumeKey(data)
+	if err != nil || !bytes.Equal(key1, key2) || len(key1) != 32 {
+		t.Fatalf("second read of the resume key: %x, %v; want %x", key2, err, key1)
+	}
+	for _, name := range []string{hub.ResumeKeyFile} {
+		info, err := os.Stat(filepath.Join(data, name))
+		if err != nil || info.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v %v; want mode 0600", name, info, err)
+		}
+	}
+	entries, _ := os.ReadDir(data)
+	if len(entries) != 1 {
+		t.Fatalf("data directory holds %v; want only %s", entries, hub.ResumeKeyFile)
+	}
+	if err := os.WriteFile(filepath.Join(data, hub.ResumeKeyFile), []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hub.LoadOrCreateResumeKey(data); err == nil || !strings.Contains(err.Error(), "5 bytes, want 32") {
+		t.Fatalf("a damaged resume key: %v; want it reported", err)
 	}
 }

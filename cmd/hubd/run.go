@@ -3,12 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -35,10 +33,6 @@ const (
 	exitFailure = 1 // a runtime failure (ledger, listener, unclean shutdown)
 	exitUsage   = 2 // bad flags or an unsafe configuration
 )
-
-// ResumeKeyFile holds the key resume secrets are signed with, so clients can
-// resume across a restart.
-const ResumeKeyFile = "resume.key"
 
 // run is hubd's main. sig delivers SIGINT/SIGTERM: the first starts a
 // graceful shutdown, a second forces it.
@@ -86,6 +80,19 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 		log.Warn("no --jwt-secret-file: client identities are taken from Hello as sent (allowed on a loopback listener only)", "listen", o.listen)
 	}
 
+	// TLS files are read before the data directory is touched: a bad
+	// certificate is a usage error (exit 2) that must leave no trace.
+	var tlsCreds credentials.TransportCredentials
+	if o.tlsCert != "" {
+		creds, err := credentials.NewServerTLSFromFile(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return exitUsage, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsCreds = creds
+	} else if !isLoopback(o.listen) {
+		log.Warn("listening on a non-loopback address without TLS: admin tokens, client tokens and notifications cross the network in clear text; use --tls-cert and --tls-key", "listen", o.listen)
+	}
+
 	if err := os.MkdirAll(o.data, 0o700); err != nil {
 		return exitFailure, fmt.Errorf("data directory: %w", err)
 	}
@@ -96,7 +103,7 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 	if created {
 		log.Info("created an admin token; hubctl and auditq read it from there", "file", filepath.Join(o.data, hub.AdminTokenFile))
 	}
-	resumeKey, err := loadOrCreateKey(filepath.Join(o.data, ResumeKeyFile))
+	resumeKey, err := hub.LoadOrCreateResumeKey(o.data)
 	if err != nil {
 		return exitFailure, err
 	}
@@ -175,13 +182,8 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 		// Clients may ping to keep NATs open, but not flood.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
-	if o.tlsCert != "" {
-		creds, err := credentials.NewServerTLSFromFile(o.tlsCert, o.tlsKey)
-		if err != nil {
-			_ = srv.Shutdown(context.Background())
-			return exitUsage, fmt.Errorf("TLS: %w", err)
-		}
-		gopts = append(gopts, grpc.Creds(creds))
+	if tlsCreds != nil {
+		gopts = append(gopts, grpc.Creds(tlsCreds))
 	}
 	g := grpc.NewServer(gopts...)
 	srv.Register(g)
@@ -292,36 +294,4 @@ func httpMux(srv *hub.Server, store *ledger.Store, withPprof bool) *http.ServeMu
 		fmt.Fprintln(w, "ok")
 	})
 	return mux
-}
-
-// loadOrCreateKey reads a 32-byte key from path, creating it (mode 0600)
-// when it does not exist.
-func loadOrCreateKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		if len(b) != 32 {
-			return nil, fmt.Errorf("%s: %d bytes, want 32 (delete it to make a new one; open resume secrets become invalid)", path, len(b))
-		}
-		return b, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	b = make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return b, f.Close()
 }
