@@ -203,8 +203,13 @@ func (s *Server) Unban(ctx context.Context, req *hubpb.UnbanRequest) (*hubpb.Act
 	return reply(st, 0), nil
 }
 
-// maxPayload bounds a notification payload.
-const maxPayload = 64 << 10
+// MaxNotifyPayload bounds a notification payload.
+const MaxNotifyPayload = 64 << 10
+
+// DefaultMaxMessageSize is the largest message hubd accepts by default
+// (--max-message-size): a NotifyRequest with a payload of MaxNotifyPayload
+// and names of MaxNameBytes, with room to spare for its framing.
+const DefaultMaxMessageSize = MaxNotifyPayload + 1<<10
 
 // Notify records a notification_sent event; the hub delivers it to the
 // addressed live sessions from the projection feed.
@@ -215,8 +220,8 @@ func (s *Server) Notify(ctx context.Context, req *hubpb.NotifyRequest) (*hubpb.A
 	if err := checkNames("topic", req.GetTopic(), "session_id", req.GetSessionId(), "user", req.GetUser()); err != nil {
 		return nil, err
 	}
-	if len(req.GetPayload()) > maxPayload {
-		return nil, invalidf("payload is %d bytes; at most %d", len(req.GetPayload()), maxPayload)
+	if len(req.GetPayload()) > MaxNotifyPayload {
+		return nil, invalidf("payload is %d bytes; at most %d", len(req.GetPayload()), MaxNotifyPayload)
 	}
 	n := &eventpb.NotificationSent{Topic: req.GetTopic(), Payload: req.GetPayload()}
 	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT, Actor: ActorFrom(ctx),

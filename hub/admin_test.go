@@ -95,3 +95,26 @@ func TestAdminRefusesOutOfRange(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestNotifyLargestPayload: a payload of MaxNotifyPayload with the longest
+// names fits the default message size and is delivered whole; one byte
+// more is refused by the hub (InvalidArgument), not by the transport.
+func TestNotifyLargestPayload(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	user := strings.Repeat("u", hub.MaxNameBytes)
+	c := e.mustDial(user, "d")
+	payload := []byte(strings.Repeat("p", hub.MaxNotifyPayload))
+	topic := strings.Repeat("t", hub.MaxNameBytes)
+	rep, err := e.admin.Notify(adminCtx(ctxT(t)), &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_USER, User: user, Topic: topic, Payload: payload})
+	if err != nil {
+		t.Fatalf("notify with a %d-byte payload: %v", len(payload), err)
+	}
+	f, err := c.next()
+	if err != nil || f.GetNotification().GetSeq() != rep.GetSeq() || len(f.GetNotification().GetPayload()) != hub.MaxNotifyPayload {
+		t.Fatalf("delivered %v, %v; want the whole payload", len(f.GetNotification().GetPayload()), err)
+	}
+	_, err = e.admin.Notify(adminCtx(ctxT(t)), &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_USER, User: user, Topic: topic, Payload: append(payload, 'x')})
+	if codeOf(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "at most 65536") {
+		t.Fatalf("notify one byte over: %v; want InvalidArgument from the hub", err)
+	}
+}

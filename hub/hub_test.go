@@ -89,7 +89,7 @@ func (e *env) start() {
 		store.Close()
 		t.Fatal(err)
 	}
-	opts := append(srv.ServerOptions(), grpc.MaxRecvMsgSize(64<<10))
+	opts := append(srv.ServerOptions(), grpc.MaxRecvMsgSize(hub.DefaultMaxMessageSize))
 	if e.serverCreds != nil {
 		opts = append(opts, grpc.Creds(e.serverCreds))
 	}

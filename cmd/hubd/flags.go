@@ -8,6 +8,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/sessionledger/sessionledger/hub"
 )
 
 // options are hubd's settings. Every flag has an environment equivalent:
@@ -81,7 +83,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key enables TLS")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles (net/http/pprof) under /debug/pprof/ on the --metrics address")
-	fs.IntVar(&o.maxMsgBytes, "max-message-size", 64<<10, "largest message a client may send, in bytes")
+	fs.IntVar(&o.maxMsgBytes, "max-message-size", hub.DefaultMaxMessageSize, "largest message a client or operator may send, in bytes (the default takes a 64 KiB notification payload)")
 
 	fs.DurationVar(&o.heartbeat, "heartbeat", 10*time.Second, "interval between server pings")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "end a session silent this long (default 3 heartbeats)")

@@ -367,6 +367,12 @@ func TestServes(t *testing.T) {
 	if _, err := admin.ListSessions(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer wrong-token-wrong-token"), &hubpb.ListSessionsRequest{}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("ListSessions with a wrong token: %v; want Unauthenticated", err)
 	}
+	// The default --max-message-size takes the largest notification
+	// docs/api.md allows.
+	if _, err := admin.Notify(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok), &hubpb.NotifyRequest{
+		Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: strings.Repeat("t", hub.MaxNameBytes), Payload: make([]byte, hub.MaxNotifyPayload)}); err != nil {
+		t.Errorf("Notify with a 64 KiB payload: %v", err)
+	}
 	// auditq --addr: the Audit service answers with the admin token, and
 	// sees the connect just made through hubd.
 	_, w := session(t, p.grpc, "audited", "laptop")
