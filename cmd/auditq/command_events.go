@@ -68,7 +68,7 @@ func (a *app) eventsCommand() *cobra.Command {
 		Example: `  auditq events --user alice --type kick_requested --type user_banned
   auditq events --actor ops-bob --since 24h --json
   auditq events --addr 127.0.0.1:7070 --follow`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := a.filter(&ff)
 			if err != nil {
@@ -114,7 +114,7 @@ header row, then one row per event; the details column is a JSON object.`,
 		Example: `  auditq export --format jsonl --since 2026-03-01 --until 2026-04-01 > march.jsonl
   auditq export --format csv --user alice -o alice.csv
   auditq export --csv --user alice -o alice.csv`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// --csv and --json choose the format too; --format, if given,
 			// must agree with them.

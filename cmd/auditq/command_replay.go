@@ -70,7 +70,7 @@ end (!), bans placed, lifted or expired, anomalies, and how many sessions were
 live and bans in force afterwards. --json emits one object per step.`,
 		Example: `  auditq replay --from 2026-03-01T10:00:00Z --to 2026-03-01T10:30:00Z
   auditq replay --from 1h --user alice --json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var q audit.ReplayQuery
 			var err error

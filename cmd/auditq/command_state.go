@@ -42,7 +42,7 @@ oldest connect first. ENDING shows an end the log had already ordered but that
 had not happened yet (kicked, banned or superseded).`,
 		Example: `  auditq sessions --at 2026-03-01T10:15:00Z
   auditq sessions --at 2h --user alice --json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, err := a.parseTime("at", at)
 			if err != nil {
@@ -132,7 +132,7 @@ func (a *app) bansCommand() *cobra.Command {
 		Use:     "bans",
 		Short:   "The bans in force at a time: user, since, until, by whom, why",
 		Example: `  auditq bans --at 2026-03-01T10:15:00Z` + "\n" + `  auditq bans --at now --user mallory --json`,
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, err := a.parseTime("at", at)
 			if err != nil {
@@ -206,7 +206,7 @@ func (a *app) timelineCommand() *cobra.Command {
 		Short: "A session's or a user's story: connected, notified, kicked by whom for what, ended why, resumed as which session",
 		Example: `  auditq timeline --session 01HV6Z...
   auditq timeline --user alice --since 7d`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
 			if q.Since, err = a.parseTime("since", since); err != nil {

@@ -32,7 +32,7 @@ func (a *app) statsCommand() *cobra.Command {
 		Short: "Counts per event type and disconnect cause, top kicked users, kicks and bans per operator",
 		Example: `  auditq stats --since 30d
   auditq stats --since 2026-03-01 --until 2026-04-01 --json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := a.filter(&ff)
 			if err != nil {

@@ -37,7 +37,7 @@ A progress bar is shown on a terminal.`,
 		Example: `  auditq verify
   auditq verify --from 1000000 --to 2000000
   auditq verify --from 2026-03-01 --json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var q audit.VerifyQuery
 			var err error

@@ -127,6 +127,9 @@ func TestBadInput(t *testing.T) {
 		{"another bbolt file", []string{"--db", otherBolt, "verify"}, exitError, []string{otherBolt, "not a sessionledger ledger file"}},
 		{"no source", []string{"--data", t.TempDir(), "events"}, exitError, []string{"no hubd answers", "--addr", "--db"}},
 		{"unknown command", []string{"whodunnit"}, exitUsage, []string{`unknown command "whodunnit"`}},
+		{"misspelt command", []string{"evnts", "--user", "bob"}, exitUsage, []string{`unknown command "evnts" for "auditq"`, "Did you mean this? events"}},
+		{"an argument", []string{"--db", fixture, "events", "bob"}, exitUsage, []string{`auditq events takes no arguments, only flags: "bob"`}},
+		{"an argument to a cobra command", []string{"completion", "bash", "extra"}, exitUsage, []string{`unknown command "extra"`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := run(t, nil, c.args...)

@@ -105,6 +105,36 @@ func (e usageError) Unwrap() error { return e.error }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
+// noArgs is the Args of every subcommand: they take flags only.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	return usagef("%s takes no arguments, only flags: %q (see %s --help)", cmd.CommandPath(), args[0], cmd.CommandPath())
+}
+
+// typedArgs makes the errors of c's and its subcommands' Args validators
+// usage errors: they only ever judge the arguments typed. It covers the
+// commands cobra adds (help, completion), whose validators return plain
+// errors.
+func typedArgs(c *cobra.Command) {
+	if v := c.Args; v != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := v(cmd, args); err != nil {
+				var ue usageError
+				if errors.As(err, &ue) {
+					return err
+				}
+				return usageError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		typedArgs(sub)
+	}
+}
+
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "auditq",
@@ -157,6 +187,9 @@ corrupt records were skipped).`,
 	})
 	root.AddCommand(a.eventsCommand(), a.exportCommand(), a.sessionsCommand(), a.bansCommand(),
 		a.timelineCommand(), a.replayCommand(), a.verifyCommand(), a.statsCommand())
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	typedArgs(root)
 	return root
 }
 
@@ -166,16 +199,26 @@ func (a *app) run(ctx context.Context, args []string) int {
 	root.SetArgs(args)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
-	err := root.ExecuteContext(ctx)
+	// Find fails only on the words typed, an unknown command: Execute
+	// would fail the same way, with a plain error.
+	_, _, err := root.Find(args)
+	if err != nil {
+		err = usageError{err}
+	} else {
+		err = root.ExecuteContext(ctx)
+	}
 	if err == nil {
 		return a.kind
 	}
 	fmt.Fprintf(a.stderr, "auditq: %s\n", oneLine(err))
+	// Flag errors (SetFlagErrorFunc) and argument errors (typedArgs) come
+	// back as usageError. Cobra has other errors, all plain, for what this
+	// command line does not use (required flags, flag groups): they fall to
+	// exitError.
 	var ue usageError
 	var ce *audit.CorruptError
 	switch {
-	case errors.As(err, &ue), errors.Is(err, audit.ErrInvalid), strings.HasPrefix(err.Error(), "unknown command"),
-		strings.Contains(err.Error(), "accepts "), strings.Contains(err.Error(), "required flag"):
+	case errors.As(err, &ue), errors.Is(err, audit.ErrInvalid):
 		return exitUsage
 	case errors.As(err, &ce), errors.Is(err, ledger.ErrCorrupt):
 		return exitIntegrity
