@@ -144,15 +144,21 @@ func (a *app) changeText(ch projections.Change) string {
 	return strings.Join(parts, "; ")
 }
 
+// stepType names a step's event type; a record of another topic than the
+// session events (no event) is "not_an_event" in every format.
+func stepType(s audit.Step) string {
+	if s.Record.Event == nil {
+		return "not_an_event"
+	}
+	return audit.TypeName(s.Record.Event.GetType())
+}
+
 func (a *app) stepJSON(s audit.Step) replayStepJSON {
 	ev, ch := s.Record.Event, s.Change
 	out := replayStepJSON{
-		Seq: s.Record.Seq, Time: jsonTime(s.Record.Time, a.loc), Type: audit.TypeName(ev.GetType()),
+		Seq: s.Record.Seq, Time: jsonTime(s.Record.Time, a.loc), Type: stepType(s),
 		User: ev.GetUser(), Session: ev.GetSession(), Actor: ev.GetActor(), Reason: ev.GetReason(),
 		Anomaly: ch.Anomaly, Live: s.Live, Bans: s.Bans,
-	}
-	if ev == nil {
-		out.Type = "not_an_event"
 	}
 	if x := ch.Started; x != nil {
 		out.Started = &replaySessionJSON{x.ID, x.User, x.Device, x.Node}
@@ -193,7 +199,7 @@ func (a *app) printReplay(cmd *cobra.Command, src source, q audit.ReplayQuery) e
 		c := csvOut(w, "seq", "time", "type", "user", "session", "actor", "reason", "change", "live", "bans")
 		fn = func(s audit.Step) error {
 			ev := s.Record.Event
-			return c.Write([]string{strconv.FormatUint(s.Record.Seq, 10), jsonTime(s.Record.Time, a.loc), audit.TypeName(ev.GetType()),
+			return c.Write([]string{strconv.FormatUint(s.Record.Seq, 10), jsonTime(s.Record.Time, a.loc), stepType(s),
 				ev.GetUser(), ev.GetSession(), ev.GetActor(), ev.GetReason(), a.changeText(s.Change), strconv.Itoa(s.Live), strconv.Itoa(s.Bans)})
 		}
 		done = func(error) { c.Flush() }
@@ -201,7 +207,7 @@ func (a *app) printReplay(cmd *cobra.Command, src source, q audit.ReplayQuery) e
 		t := newTable(w, "SEQ", "TIME", "TYPE", "USER", "ACTOR", "LIVE", "BANS", "CHANGE")
 		fn = func(s audit.Step) error {
 			ev := s.Record.Event
-			t.row(strconv.FormatUint(s.Record.Seq, 10), fmtTime(s.Record.Time, a.loc), audit.TypeName(ev.GetType()), dash(ev.GetUser()),
+			t.row(strconv.FormatUint(s.Record.Seq, 10), fmtTime(s.Record.Time, a.loc), stepType(s), dash(ev.GetUser()),
 				dash(ev.GetActor()), strconv.Itoa(s.Live), strconv.Itoa(s.Bans), a.changeText(s.Change))
 			return nil
 		}
