@@ -110,7 +110,11 @@ func (a *app) exportCommand() *cobra.Command {
 		Short: "Export the matching events as JSON lines or CSV, streaming in constant memory",
 		Long: `Export writes every matching event with all its fields, its details and its
 chain hash. JSON lines: one object per event, keys in a fixed order. CSV: a
-header row, then one row per event; the details column is a JSON object.`,
+header row, then one row per event; the details column is a JSON object.
+
+CSV cells are the recorded text as it is, even where it begins with = + - or
+@, which a spreadsheet may run as a formula: import a CSV export with every
+column as text (see docs/auditq.md).`,
 		Example: `  auditq export --format jsonl --since 2026-03-01 --until 2026-04-01 > march.jsonl
   auditq export --format csv --user alice -o alice.csv
   auditq export --csv --user alice -o alice.csv`,
