@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -129,7 +130,49 @@ kicked, 4 banned or refused, 5 superseded, 6 connection lost.`,
 		newSessions(g),
 		newToken(),
 	)
+	// Arguments cobra rejects (an unknown command, a stray argument) are
+	// bad usage, exit 2 like a bad flag. Cobra returns them as plain
+	// errors, so the validators are wrapped to mark them, rather than
+	// recognising cobra's messages afterwards. The root needs its own
+	// validator and a RunE for it to run: without them cobra reports an
+	// unknown command from its own lookup, unmarked.
+	root.Args = usageArgs(unknownCommand)
+	root.SuggestionsMinimumDistance = 2
+	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	for _, c := range root.Commands() {
+		if c.Args != nil {
+			c.Args = usageArgs(c.Args)
+		}
+	}
 	return root
+}
+
+// unknownCommand refuses any argument to the root command: it can only be
+// a command hubctl does not have.
+func unknownCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	err := fmt.Errorf("unknown command %q", args[0])
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		err = fmt.Errorf("unknown command %q (did you mean %s?)", args[0], strings.Join(s, " or "))
+	}
+	return err
+}
+
+// usageArgs marks the errors of an argument validator as bad usage.
+func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		err := v(cmd, args)
+		switch {
+		case err == nil:
+			return nil
+		case cmd.HasParent():
+			return usageError{fmt.Errorf("%s: %w (see %s --help)", cmd.Name(), err, cmd.CommandPath())}
+		default:
+			return usageError{fmt.Errorf("%w (see %s --help)", err, cmd.CommandPath())}
+		}
+	}
 }
 
 // dial opens a client connection to hubd.

@@ -210,6 +210,11 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"notify", "--user", "u", "--all", "--topic", "t", "--data", "{}"}, "exactly one of"},
 		{[]string{"notify", "--user", "u", "--topic", "t", "--data", "{nope"}, "not valid JSON"},
 		{[]string{"kick", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"bogus"}, `hubctl: unknown command "bogus"`},
+		{[]string{"sesions"}, `unknown command "sesions" (did you mean sessions?)`},
+		{[]string{"sessions", "extra"}, `hubctl: sessions: unknown command "extra" for "hubctl sessions"`},
+		{[]string{"connect", "--user", "u", "extra"}, `hubctl: connect: unknown command "extra"`},
+		{[]string{"kick", "--user", "u", "--reason", "x", "extra"}, `hubctl: kick: unknown command "extra"`},
 		{[]string{"token", "--user", "u"}, "--secret-file is required"},
 	} {
 		code, out, errs := h.ctl(c.args...)
@@ -259,6 +264,14 @@ func TestToken(t *testing.T) {
 	}, jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired())
 	if err != nil || claims.Subject != "alice" || claims.Device != "phone" {
 		t.Fatalf("token %q: %v, claims %+v", out.String(), err, claims)
+	}
+}
+
+// TestNoCommandShowsHelp: hubctl alone prints its help and exits 0.
+func TestNoCommandShowsHelp(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(nil, &out, &errb); code != 0 || !strings.Contains(out.String(), "Available Commands:") {
+		t.Fatalf("hubctl: exit %d, stdout %q, stderr %q; want help and exit 0", code, out.String(), errb.String())
 	}
 }
 
