@@ -138,15 +138,23 @@ func TestParseTime(t *testing.T) {
 		{"2h", nil, now.Add(-2 * time.Hour)},
 		{"3d", nil, now.Add(-72 * time.Hour)},
 		{"1w", nil, now.Add(-7 * 24 * time.Hour)},
+		{"106751d", nil, now.Add(-106751 * 24 * time.Hour)},
+		{"1h30m", nil, now.Add(-90 * time.Minute)},
 	} {
 		got, err := audit.ParseTime(c.in, now, c.loc)
 		if err != nil || !got.Equal(c.want) {
 			t.Errorf("ParseTime(%q) = %v, %v; want %v", c.in, got, err, c.want)
 		}
 	}
-	for _, bad := range []string{"", "yesterday", "10:15", "-2h", "2026-13-01", "3x", "d"} {
-		if _, err := audit.ParseTime(bad, now, nil); !errors.Is(err, audit.ErrInvalid) {
-			t.Errorf("ParseTime(%q) error = %v; want ErrInvalid", bad, err)
+	for _, bad := range []string{"", "yesterday", "10:15", "-2h", "2026-13-01", "3x", "d", "s", "NaNd", "-3d"} {
+		if _, err := audit.ParseTime(bad, now, nil); !errors.Is(err, audit.ErrInvalid) || !strings.Contains(fmt.Sprint(err), "malformed time") && bad != "" {
+			t.Errorf("ParseTime(%q) error = %v; want ErrInvalid saying malformed time", bad, err)
+		}
+	}
+	// A duration too long to be one wraps if converted: refused.
+	for _, far := range []string{"1000000000000d", "106752d", "20000000000000w", "3000000h", "infd", "2562048h", "9223372037s"} {
+		if _, err := audit.ParseTime(far, now, nil); !errors.Is(err, audit.ErrInvalid) || !strings.Contains(fmt.Sprint(err), "too far back") {
+			t.Errorf("ParseTime(%q) error = %v; want ErrInvalid saying it is too far back", far, err)
 		}
 	}
 }

@@ -34,6 +34,9 @@ func (a *app) statsCommand() *cobra.Command {
   auditq stats --since 2026-03-01 --until 2026-04-01 --json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if top < 0 {
+				return usagef("--top %d: want 0 (every row) or more", top)
+			}
 			f, err := a.filter(&ff)
 			if err != nil {
 				return err
@@ -51,7 +54,7 @@ func (a *app) statsCommand() *cobra.Command {
 		},
 	}
 	ff.register(cmd.Flags(), false)
-	cmd.Flags().IntVar(&top, "top", 10, "rows in the top lists of the table (JSON and CSV have all)")
+	cmd.Flags().IntVar(&top, "top", 10, "rows in the top lists of the table, 0 for all (JSON and CSV have all)")
 	return cmd
 }
 

@@ -92,6 +92,8 @@ func TestBadInput(t *testing.T) {
 		{"malformed time", []string{"--db", fixture, "events", "--since", "yesterday-ish"}, exitUsage,
 			[]string{`--since: malformed time "yesterday-ish"`, "RFC3339"}},
 		{"malformed at", []string{"--db", fixture, "sessions", "--at", "10:15"}, exitUsage, []string{`--at: malformed time "10:15"`}},
+		{"huge relative time", []string{"--db", fixture, "events", "--since", "1000000000000d"}, exitUsage, []string{`--since: relative time "1000000000000d" is too far back`}},
+		{"negative top", []string{"--db", fixture, "stats", "--top", "-1"}, exitUsage, []string{"--top -1: want 0 (every row) or more"}},
 		{"window backwards", []string{"--db", fixture, "events", "--since", "2026-03-02", "--until", "2026-03-01"}, exitUsage, []string{"is not after"}},
 		{"unknown type", []string{"--db", fixture, "events", "--type", "kicked"}, exitUsage,
 			append([]string{`unknown event type "kicked"`}, audit.TypeNames()...)},
