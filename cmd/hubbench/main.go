@@ -5,6 +5,11 @@
 // Admin.Kick call to the client seeing its stream end, notification
 // fan-out to all sessions, and a reconnect storm after a shutdown.
 //
+// The sessions are hub/client clients, as an application holds them
+// (auto-ack, reconnect as advised, with the client's jittered backoff),
+// --per-conn of them sharing one gRPC connection (client.WithConn). Kicked
+// sessions resume; fan-out and storm wait until all N are live again.
+//
 //	go run ./cmd/hubbench --sessions 20000 --json bench.json
 //
 // See docs/performance.md for figures.
@@ -34,7 +39,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/sessionledger/sessionledger/hub"
@@ -70,11 +77,13 @@ type bench struct {
 	admin    hubpb.AdminClient
 	token    string
 
-	live       atomic.Int64
-	delivered  atomic.Int64
-	duplicates atomic.Int64
-	storm      stormStats
-	res        Result
+	live           atomic.Int64 // sessions welcomed and not yet ended
+	delivered      atomic.Int64
+	failedAttempts atomic.Int64
+	gaveUp         atomic.Int64 // clients that ended on their own
+	gaveUpWhy      atomic.Value // the first one's Disconnect, as a string
+	storm          stormStats
+	res            Result
 }
 
 // Result is what hubbench measured; --json writes it.
@@ -119,25 +128,27 @@ type Result struct {
 		GoroutinesPerSs float64 `json:"goroutines_per_session"`
 	} `json:"memory"`
 	Kick struct {
-		N         int     `json:"n"`
-		Live      int     `json:"other_sessions_live"`
-		CallP50   float64 `json:"call_p50_ms"`
-		CallP99   float64 `json:"call_p99_ms"`
-		FrameP50  float64 `json:"disconnect_frame_p50_ms"`
-		FrameP99  float64 `json:"disconnect_frame_p99_ms"`
-		EndP50    float64 `json:"end_p50_ms"`
-		EndP99    float64 `json:"end_p99_ms"`
-		EndMax    float64 `json:"end_max_ms"`
-		Timeouts  int     `json:"timeouts"`
-		Durable   bool    `json:"durable"`
-		LedgerSeq uint64  `json:"ledger_seq_after"`
+		N int `json:"n"`
+		// Other sessions live at each kick: the kicked sessions resume
+		// after the client's backoff, so a few are away at any time.
+		LiveMin    int     `json:"other_sessions_live_min"`
+		LiveMedian int     `json:"other_sessions_live_median"`
+		CallP50    float64 `json:"call_p50_ms"`
+		CallP99    float64 `json:"call_p99_ms"`
+		FrameP50   float64 `json:"disconnect_frame_p50_ms"`
+		FrameP99   float64 `json:"disconnect_frame_p99_ms"`
+		EndP50     float64 `json:"end_p50_ms"`
+		EndP99     float64 `json:"end_p99_ms"`
+		EndMax     float64 `json:"end_max_ms"`
+		Timeouts   int     `json:"timeouts"`
+		Durable    bool    `json:"durable"`
+		LedgerSeq  uint64  `json:"ledger_seq_after"`
 	} `json:"kick"`
 	Fanout struct {
 		Rounds       int       `json:"rounds"`
 		Sessions     int       `json:"sessions"`
 		Seconds      []float64 `json:"seconds"`
 		PerSecondMed float64   `json:"deliveries_per_second_median"`
-		Duplicates   int64     `json:"duplicates"`
 	} `json:"fanout"`
 	Storm struct {
 		Sessions      int     `json:"sessions"`
@@ -147,19 +158,30 @@ type Result struct {
 		Resumed       int     `json:"resumed"`
 		AdviceMinMs   float64 `json:"advice_min_ms"`
 		AdviceMaxMs   float64 `json:"advice_max_ms"`
+		WaitMinMs     float64 `json:"client_wait_min_ms"`
+		WaitMaxMs     float64 `json:"client_wait_max_ms"`
 		ResumeP10     float64 `json:"resume_p10_seconds"`
 		ResumeP50     float64 `json:"resume_p50_seconds"`
 		ResumeP90     float64 `json:"resume_p90_seconds"`
 		PerSecond     []int   `json:"resumed_per_second"`
 		Retries       int64   `json:"retries"`
 	} `json:"storm"`
+	// Clients sums the hub/client Stats of every session at the end.
+	Clients struct {
+		Connects       int    `json:"connects"`
+		Resumes        int    `json:"resumes"`
+		Delivered      uint64 `json:"delivered"`
+		Redelivered    uint64 `json:"redelivered"`
+		Duplicates     uint64 `json:"duplicates"`
+		FailedAttempts int64  `json:"failed_attempts"`
+	} `json:"clients"`
 }
 
 func main() {
 	var o options
 	fs := flag.NewFlagSet("hubbench", flag.ExitOnError)
 	fs.IntVar(&o.sessions, "sessions", 20000, "concurrent sessions to hold")
-	fs.IntVar(&o.perConn, "per-conn", 100, "sessions multiplexed on one client connection (HTTP/2 streams)")
+	fs.IntVar(&o.perConn, "per-conn", 100, "sessions sharing one client connection (HTTP/2 streams; client.WithConn)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "connects in flight while ramping up")
 	fs.IntVar(&o.kicks, "kicks", -1, "kicks to time (default min(1000, --sessions - 1))")
 	fs.IntVar(&o.fanouts, "fanouts", 5, "notify-all rounds to time")
@@ -237,12 +259,17 @@ func runBench(o options) error {
 	}
 	b.token = tok
 
-	ctx, cancel := context.WithCancel(context.Background())
-	cleanup = append(cleanup, cancel)
 	nconn := (o.sessions + o.perConn - 1) / o.perConn
+	// What hub/client gives the connections it dials itself (WithConn
+	// leaves that to the application): keepalive, and gRPC's reconnect
+	// backoff capped at the client's Backoff.Max.
+	bc := backoff.DefaultConfig
+	bc.MaxDelay = 30 * time.Second
 	for range nconn {
 		c, err := grpc.NewClient(b.listen, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<20)))
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<20)),
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second}),
+			grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: 20 * time.Second}))
 		if err != nil {
 			return err
 		}
@@ -253,6 +280,7 @@ func runBench(o options) error {
 			c.Close()
 		}
 	})
+	cleanup = append(cleanup, b.closeSessions) // before the connections close and hubd stops
 	b.admin = hubpb.NewAdminClient(b.conns[0])
 	b.res.Sessions, b.res.Connections = o.sessions, nconn
 
@@ -260,7 +288,7 @@ func runBench(o options) error {
 	base := b.memory()
 	b.res.Memory.BaselineRSS, b.res.Memory.BaselineHeap, b.res.Memory.BaselineAnon = base.rss, base.heap, base.anon
 
-	if err := b.connectAll(ctx); err != nil {
+	if err := b.connectAll(); err != nil {
 		return err
 	}
 	time.Sleep(2 * time.Second) // let the ramp's garbage go and the sessions settle
@@ -288,10 +316,11 @@ func runBench(o options) error {
 		return err
 	}
 	if o.storm {
-		if err := b.reconnectStorm(ctx); err != nil {
+		if err := b.reconnectStorm(); err != nil {
 			return err
 		}
 	}
+	b.clientStats()
 	b.summary(os.Stdout)
 	if o.jsonOut != "" {
 		out, _ := json.MarshalIndent(b.res, "", "  ")
@@ -499,7 +528,9 @@ func (b *bench) memory() (m memstat) {
 	return m
 }
 
-func (b *bench) connectAll(ctx context.Context) error {
+// connectAll dials every session through hub/client, o.concurrency at a
+// time, each on its group's shared connection.
+func (b *bench) connectAll() error {
 	n := b.o.sessions
 	b.sessions = make([]*sess, n)
 	sem := make(chan struct{}, b.o.concurrency)
@@ -514,29 +545,19 @@ func (b *bench) connectAll(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, err := s.connect(ctx, false)
-			<-sem
-			if err != nil {
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := s.dial(ctx); err != nil {
 				failures.Add(1)
 				firstErr.CompareAndSwap(nil, err.Error())
-				return
 			}
-			b.live.Add(1)
-			s.run(ctx, st)
 		}()
 		if (i+1)%5000 == 0 {
 			b.printf("connect: %d sessions requested (%d live)", i+1, b.live.Load())
 		}
 	}
-	// Every connect either fails or welcomes a session that stays (nothing
-	// kicks during the ramp); bounded anyway.
-	rampDeadline := time.Now().Add(10 * time.Minute)
-	for b.live.Load()+failures.Load() < int64(n) {
-		if time.Now().After(rampDeadline) {
-			return fmt.Errorf("connect: only %d live and %d failed of %d after 10 minutes", b.live.Load(), failures.Load(), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wg.Wait() // each Dial is bounded by its ctx
 	d := time.Since(start)
 	c := &b.res.Connect
 	c.Seconds, c.PerSecond, c.Failures = d.Seconds(), float64(n)/d.Seconds(), int(failures.Load())
@@ -550,32 +571,97 @@ func (b *bench) connectAll(ctx context.Context) error {
 	return nil
 }
 
+// waitAllLive waits until every session is live again (kicked ones
+// resume after the client's backoff), at most d.
+func (b *bench) waitAllLive(what string, d time.Duration) error {
+	n := int64(len(b.sessions))
+	deadline := time.Now().Add(d)
+	for b.live.Load() < n {
+		if b.gaveUp.Load() > 0 {
+			return fmt.Errorf("%s: %d clients gave up, first: %v", what, b.gaveUp.Load(), b.gaveUpWhy.Load())
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: only %d of %d sessions live after %s", what, b.live.Load(), n, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
+}
+
+// closeSessions closes every client (Goodbye, recorded as client_closed),
+// 256 at a time, and waits for them.
+func (b *bench) closeSessions() {
+	sem := make(chan struct{}, 256)
+	var wg sync.WaitGroup
+	for _, s := range b.sessions {
+		c := s.client()
+		if c == nil {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.Close()
+			<-sem
+		}()
+	}
+	wg.Wait()
+}
+
+// clientStats sums the clients' own counters.
+func (b *bench) clientStats() {
+	cs := &b.res.Clients
+	for _, s := range b.sessions {
+		if c := s.client(); c != nil {
+			st := c.Stats()
+			cs.Connects += st.Connects
+			cs.Resumes += st.Resumes
+			cs.Delivered += st.Delivered
+			cs.Redelivered += st.Redelivered
+			cs.Duplicates += st.Duplicates
+		}
+	}
+	cs.FailedAttempts = b.failedAttempts.Load()
+}
+
 func (b *bench) adminCtx(d time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+b.token), cancel
 }
 
+// kickTimeout is how long a kick waits for its client to see the end.
+const kickTimeout = 5 * time.Second
+
 // kickAll kicks o.kicks distinct random sessions one after another and times
-// each from the call to the moment its client sees the stream end.
+// each from the call to the moment its client sees the stream end. The
+// kicks allow reconnecting: each kicked client resumes after its backoff,
+// and the kicks go on meanwhile, so the others live at a kick are N-1 minus
+// the few still on their way back (recorded per kick).
 func (b *bench) kickAll() error {
 	k := &b.res.Kick
 	k.N = b.o.kicks
 	if k.N == 0 {
 		return nil
 	}
-	k.Live = int(b.live.Load()) - 1
+	if err := b.waitAllLive("before the kicks", time.Minute); err != nil {
+		return err
+	}
 	order := rand.Perm(len(b.sessions))[:k.N]
 	if b.o.profile != "" {
 		done := b.cpuProfile("hubd-cpu-kicks.pprof")
 		defer done()
 	}
 	var calls, frames, ends []time.Duration
+	var others []int
 	headBefore := b.headSeq()
 	for _, i := range order {
 		s := b.sessions[i]
-		s.mu.Lock()
-		id, ended := s.id, s.ended
-		s.mu.Unlock()
+		id, ended := s.current()
+		if ended == nil {
+			return fmt.Errorf("kick: session of %s is not live", s.user)
+		}
+		others = append(others, int(b.live.Load())-1)
 		ctx, cancel := b.adminCtx(10 * time.Second)
 		t0 := time.Now()
 		_, err := b.admin.Kick(ctx, &hubpb.KickRequest{SessionId: id, Reason: "hubbench", Mode: hubpb.KickMode_KICK_MODE_GRACEFUL, Reconnect: hubpb.Reconnect_RECONNECT_ALLOWED})
@@ -592,7 +678,7 @@ func (b *bench) kickAll() error {
 				frames = append(frames, s.frameAt.Sub(t0))
 			}
 			s.mu.Unlock()
-		case <-time.After(5 * time.Second):
+		case <-time.After(kickTimeout):
 			k.Timeouts++
 		}
 		calls = append(calls, callDone.Sub(t0))
@@ -600,11 +686,17 @@ func (b *bench) kickAll() error {
 	k.CallP50, k.CallP99 = pct(calls, 50), pct(calls, 99)
 	k.FrameP50, k.FrameP99 = pct(frames, 50), pct(frames, 99)
 	k.EndP50, k.EndP99, k.EndMax = pct(ends, 50), pct(ends, 99), pct(ends, 100)
+	slices.Sort(others)
+	k.LiveMin, k.LiveMedian = others[0], others[len(others)/2]
+	if err := b.waitAllLive("after the kicks", time.Minute); err != nil {
+		return err
+	}
 	k.LedgerSeq = b.headSeq()
-	// Each kick is a kick_requested plus a session_disconnected.
+	// Each kick is a kick_requested plus a session_disconnected (and the
+	// resume a session_reconnected).
 	k.Durable = k.LedgerSeq >= headBefore+uint64(2*k.N)
-	b.printf("kick: %d kicks with %d others live: call p50 %.2fms p99 %.2fms; stream end p50 %.2fms p99 %.2fms max %.2fms (%d timeouts)",
-		k.N, k.Live, k.CallP50, k.CallP99, k.EndP50, k.EndP99, k.EndMax, k.Timeouts)
+	b.printf("kick: %d kicks with %d-%d others live (median %d): call p50 %.2fms p99 %.2fms; stream end p50 %.2fms p99 %.2fms max %.2fms (%d timeouts); all %d live again",
+		k.N, k.LiveMin, len(b.sessions)-1, k.LiveMedian, k.CallP50, k.CallP99, k.EndP50, k.EndP99, k.EndMax, k.Timeouts, len(b.sessions))
 	return nil
 }
 
@@ -630,6 +722,12 @@ func (b *bench) headSeq() uint64 {
 func (b *bench) fanout() error {
 	f := &b.res.Fanout
 	f.Rounds = b.o.fanouts
+	if f.Rounds == 0 {
+		return nil
+	}
+	if err := b.waitAllLive("before the fan-out", time.Minute); err != nil {
+		return err
+	}
 	f.Sessions = int(b.live.Load())
 	var rates []float64
 	for r := range b.o.fanouts {
@@ -658,7 +756,6 @@ func (b *bench) fanout() error {
 		slices.Sort(rates)
 		f.PerSecondMed = rates[len(rates)/2]
 	}
-	f.Duplicates = b.duplicates.Load()
 	b.printf("fan-out: %d rounds to %d sessions: %v s; median %.0f deliveries/s", f.Rounds, f.Sessions, roundAll(f.Seconds), f.PerSecondMed)
 	return nil
 }
@@ -666,13 +763,18 @@ func (b *bench) fanout() error {
 // reconnectStorm SIGTERMs hubd (every session gets server_shutdown with a
 // jittered reconnect delay), restarts it on the same address and data, and
 // waits until every session resumed.
-func (b *bench) reconnectStorm(ctx context.Context) error {
+func (b *bench) reconnectStorm() error {
 	st := &b.res.Storm
-	n := int(b.live.Load())
+	if err := b.waitAllLive("before the storm", time.Minute); err != nil {
+		return err
+	}
+	n := len(b.sessions)
 	st.Sessions = n
 	b.storm.mu.Lock()
 	b.storm.start = time.Now()
 	b.storm.mu.Unlock()
+	b.storm.on.Store(true)
+	defer b.storm.on.Store(false)
 	if err := b.hubd.Process.Signal(syscall.SIGTERM); err != nil {
 		return err
 	}
@@ -693,7 +795,7 @@ func (b *bench) reconnectStorm(ctx context.Context) error {
 		b.storm.mu.Lock()
 		got := len(b.storm.times)
 		b.storm.mu.Unlock()
-		if got >= n || time.Now().After(deadline) {
+		if got >= n || time.Now().After(deadline) || b.gaveUp.Load() > 0 {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -701,6 +803,7 @@ func (b *bench) reconnectStorm(ctx context.Context) error {
 	b.storm.mu.Lock()
 	times := slices.Clone(b.storm.times)
 	advice := slices.Clone(b.storm.advice)
+	waits := slices.Clone(b.storm.waits)
 	b.storm.mu.Unlock()
 	st.Resumed = len(times)
 	st.Retries = b.storm.retries.Load()
@@ -715,9 +818,14 @@ func (b *bench) reconnectStorm(ctx context.Context) error {
 	if len(advice) > 0 {
 		st.AdviceMinMs = float64(slices.Min(advice).Microseconds()) / 1000
 		st.AdviceMaxMs = float64(slices.Max(advice).Microseconds()) / 1000
+		st.WaitMinMs = float64(slices.Min(waits).Microseconds()) / 1000
+		st.WaitMaxMs = float64(slices.Max(waits).Microseconds()) / 1000
 	}
-	b.printf("storm: %d of %d resumed; all by %.2fs after SIGTERM (p10 %.2fs, p50 %.2fs, p90 %.2fs); %d retries while hubd was down",
+	b.printf("storm: %d of %d resumed; all by %.2fs after SIGTERM (p10 %.2fs, p50 %.2fs, p90 %.2fs); %d failed attempts while hubd was down",
 		st.Resumed, n, st.AllResumedSec, st.ResumeP10, st.ResumeP50, st.ResumeP90, st.Retries)
+	if b.gaveUp.Load() > 0 {
+		return fmt.Errorf("storm: %d clients gave up, first: %v", b.gaveUp.Load(), b.gaveUpWhy.Load())
+	}
 	if st.Resumed < n {
 		return fmt.Errorf("storm: only %d of %d sessions resumed within 180s", st.Resumed, n)
 	}
@@ -759,20 +867,23 @@ func (b *bench) summary(w io.Writer) {
 		r.Memory.RSSPerSession/1024, r.Memory.AnonPerSession/1024, r.Memory.HeapPerSession/1024, r.Memory.StackPerSession/1024, r.Memory.GoroutinesPerSs, mib(r.Memory.RSS))
 	fmt.Fprintf(w, "  baseline    one durable ledger append: p50 %.2f ms, p99 %.2f ms (same disk, same run)\n", r.Baseline.AppendP50, r.Baseline.AppendP99)
 	if r.Kick.N > 0 {
-		fmt.Fprintf(w, "  kick        Kick call -> client sees its stream end: p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d kicks, %d others live\n",
-			r.Kick.EndP50, r.Kick.EndP99, r.Kick.EndMax, r.Kick.N, r.Kick.Live)
+		fmt.Fprintf(w, "  kick        Kick call -> client sees its stream end: p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d kicks; %d-%d others live (median %d: kicked clients resume meanwhile)\n",
+			r.Kick.EndP50, r.Kick.EndP99, r.Kick.EndMax, r.Kick.N, r.Kick.LiveMin, r.Sessions-1, r.Kick.LiveMedian)
 		fmt.Fprintf(w, "              (Kick call returns p99 %.2f ms; Disconnect frame p99 %.2f ms; %d timeouts; p50 = %.1fx the baseline append, which a kick needs two of)\n",
 			r.Kick.CallP99, r.Kick.FrameP99, r.Kick.Timeouts, r.Kick.EndP50/max(r.Baseline.AppendP50, 0.001))
 	}
 	if r.Fanout.Rounds > 0 {
-		fmt.Fprintf(w, "  fan-out     %.0f deliveries/s (median of %d notify-all rounds to %d sessions; %d duplicates)\n",
-			r.Fanout.PerSecondMed, r.Fanout.Rounds, r.Fanout.Sessions, r.Fanout.Duplicates)
+		fmt.Fprintf(w, "  fan-out     %.0f deliveries/s (median of %d notify-all rounds to all %d sessions)\n",
+			r.Fanout.PerSecondMed, r.Fanout.Rounds, r.Fanout.Sessions)
 	}
 	if r.Storm.Sessions > 0 {
-		fmt.Fprintf(w, "  storm       all %d resumed %.2fs after SIGTERM (shutdown %.2fs, restart %.2fs); advice %.0f-%.0f ms; resumes p10/p50/p90 %.2f/%.2f/%.2fs; per second %v\n",
+		fmt.Fprintf(w, "  storm       all %d resumed %.2fs after SIGTERM (shutdown %.2fs, restart %.2fs); advice %.0f-%.0f ms, client waits %.0f-%.0f ms; resumes p10/p50/p90 %.2f/%.2f/%.2fs; per second %v; %d failed attempts\n",
 			r.Storm.Resumed, r.Storm.AllResumedSec, r.Storm.ShutdownSec, r.Storm.RestartSec, r.Storm.AdviceMinMs, r.Storm.AdviceMaxMs,
-			r.Storm.ResumeP10, r.Storm.ResumeP50, r.Storm.ResumeP90, r.Storm.PerSecond)
+			r.Storm.WaitMinMs, r.Storm.WaitMaxMs, r.Storm.ResumeP10, r.Storm.ResumeP50, r.Storm.ResumeP90, r.Storm.PerSecond, r.Storm.Retries)
 	}
+	c := &r.Clients
+	fmt.Fprintf(w, "  clients     hub/client, %d per connection: %d connects (%d resumes), %d notifications delivered (%d redelivered), %d duplicates dropped, %d failed connect attempts\n",
+		b.o.perConn, c.Connects, c.Resumes, c.Delivered, c.Redelivered, c.Duplicates, c.FailedAttempts)
 }
 
 // saveProfiles writes hubd's heap and goroutine profiles into dir.

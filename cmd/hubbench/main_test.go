@@ -28,14 +28,24 @@ func TestSmall(t *testing.T) {
 	if r.Sessions != 40 || r.Connections != 4 || r.Connect.Failures != 0 || r.Connect.PerSecond <= 0 {
 		t.Errorf("connect: %+v", r.Connect)
 	}
-	if r.Kick.N != 5 || r.Kick.Timeouts != 0 || !r.Kick.Durable || r.Kick.EndP50 <= 0 || r.Kick.EndMax < r.Kick.EndP99 {
+	if r.Kick.N != 5 || r.Kick.Timeouts != 0 || !r.Kick.Durable || r.Kick.EndP50 <= 0 || r.Kick.EndMax < r.Kick.EndP99 ||
+		r.Kick.LiveMin < 35 || r.Kick.LiveMin > r.Kick.LiveMedian || r.Kick.LiveMedian > 39 {
 		t.Errorf("kick: %+v", r.Kick)
 	}
-	if r.Fanout.Sessions != 35 || len(r.Fanout.Seconds) != 2 || r.Fanout.Duplicates != 0 {
+	// Kicked sessions resume: fan-out and storm cover all 40.
+	if r.Fanout.Sessions != 40 || len(r.Fanout.Seconds) != 2 {
 		t.Errorf("fan-out: %+v", r.Fanout)
 	}
-	if r.Storm.Sessions != 35 || r.Storm.Resumed != 35 || r.Storm.AdviceMinMs < 100 || r.Storm.AdviceMaxMs > 400 {
+	// The client waits at least the advice (100-400ms) and its backoff (at
+	// most 500ms: a kicked client is at attempt 1), plus at most a fifth.
+	if r.Storm.Sessions != 40 || r.Storm.Resumed != 40 || r.Storm.AdviceMinMs < 100 || r.Storm.AdviceMaxMs > 400 ||
+		r.Storm.WaitMinMs < r.Storm.AdviceMinMs || r.Storm.WaitMaxMs > 1.2*500 {
 		t.Errorf("storm: %+v", r.Storm)
+	}
+	// 40 first connects, 5 resumes after the kicks, 40 after the storm; each
+	// session got both fan-out rounds, none twice.
+	if c := r.Clients; c.Connects != 85 || c.Resumes != 45 || c.Delivered != 80 || c.Duplicates != 0 {
+		t.Errorf("clients: %+v", c)
 	}
 	if r.Memory.Heap == 0 || r.Memory.RSS == 0 || r.Memory.Goroutines == 0 {
 		t.Errorf("memory: %+v", r.Memory)

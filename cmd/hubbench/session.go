@@ -2,165 +2,126 @@ package main
 
 import (
 	"context"
-	"errors"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/sessionledger/sessionledger/hub/client"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 )
 
-// sess is one benchmark client session: a Hub.Connect stream that answers
-// pings, acks notifications, and on a server_shutdown Disconnect waits the
-// advised delay and resumes (retrying with jittered backoff while the
-// server is down).
+// sess is one benchmark session, held through the hub/client package as an
+// application would hold it: notifications acknowledged as they arrive,
+// every disconnect answered as the server advises (a kick that allows it
+// and a shutdown are resumed, with the client's jittered backoff). The
+// callbacks only record times and counts.
 type sess struct {
 	b    *bench
 	user string
-	conn *grpc.ClientConn
+	conn *grpc.ClientConn // shared with the other sessions of its group
+	c    *client.Client
 
 	mu      sync.Mutex
 	id      string
-	secret  string
-	lastSeq uint64
-	ended   chan struct{} // closed when the current stream ends
+	ended   chan struct{} // closed when the current session ends
 	endedAt time.Time
-	frameAt time.Time // when the Disconnect frame arrived
-	advice  *hubpb.Disconnect
+	frameAt time.Time // when the latest Disconnect frame arrived
 }
 
-// connect opens a stream with Hello (and Resume when resuming) and waits
-// for Welcome.
-func (s *sess) connect(ctx context.Context, resume bool) (hubpb.Hub_ConnectClient, error) {
-	st, err := hubpb.NewHubClient(s.conn).Connect(ctx)
+// dial connects the session; ctx bounds the first connect.
+func (s *sess) dial(ctx context.Context) error {
+	c, err := client.Dial(ctx, "", client.WithConn(s.conn), client.WithUser(s.user, "bench"), client.WithAutoAck(),
+		client.OnNotification(func(client.Notification) { s.b.delivered.Add(1) }),
+		client.OnConnect(s.connected), client.OnDisconnect(s.disconnected), client.OnFrame(s.frame))
 	if err != nil {
-		return nil, err
-	}
-	h := &hubpb.Hello{User: s.user, Device: "bench"}
-	s.mu.Lock()
-	if resume {
-		h.Resume = &hubpb.Resume{SessionId: s.id, Secret: s.secret, LastAckedSeq: s.lastSeq}
-	}
-	s.mu.Unlock()
-	if err := st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: h}}); err != nil {
-		return nil, err
-	}
-	f, err := st.Recv()
-	if err != nil {
-		return nil, err
-	}
-	w := f.GetWelcome()
-	if w == nil {
-		return nil, errors.New("first frame is not Welcome")
+		return err
 	}
 	s.mu.Lock()
-	s.id, s.secret = w.GetSessionId(), w.GetResumeSecret()
-	s.ended = make(chan struct{})
-	s.advice = nil
+	s.c = c
 	s.mu.Unlock()
-	return st, nil
+	return nil
 }
 
-// serve reads the stream until it ends, then records why.
-func (s *sess) serve(st hubpb.Hub_ConnectClient) {
-	for {
-		f, err := st.Recv()
-		if err != nil {
-			break
-		}
-		switch fr := f.Frame.(type) {
-		case *hubpb.ServerFrame_Ping:
-			_ = st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Pong{Pong: &hubpb.Pong{Nonce: fr.Ping.GetNonce()}}})
-		case *hubpb.ServerFrame_Notification:
-			seq := fr.Notification.GetSeq()
-			s.mu.Lock()
-			dup := seq <= s.lastSeq
-			if !dup {
-				s.lastSeq = seq
-			}
-			s.mu.Unlock()
-			if dup {
-				s.b.duplicates.Add(1)
-				continue
-			}
-			s.b.delivered.Add(1)
-			_ = st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Ack{Ack: &hubpb.Ack{Seq: seq}}})
-		case *hubpb.ServerFrame_Disconnect:
-			s.mu.Lock()
-			s.advice, s.frameAt = fr.Disconnect, time.Now()
-			s.mu.Unlock()
-		}
-	}
-	// live drops before ended closes: whoever waits on ended (a kick) then
-	// sees the count without this session.
-	s.b.live.Add(-1)
+func (s *sess) client() *client.Client {
 	s.mu.Lock()
-	s.endedAt = time.Now()
-	close(s.ended)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	return s.c
 }
 
-// run holds the session: after a server_shutdown it resumes; after any
-// other end it stops.
-func (s *sess) run(ctx context.Context, st hubpb.Hub_ConnectClient) {
-	for {
-		s.serve(st)
-		s.mu.Lock()
-		adv := s.advice
-		s.mu.Unlock()
-		if ctx.Err() != nil || adv.GetCode() != hubpb.DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN {
-			return
-		}
-		wait := time.Duration(adv.GetReconnectAfterMs()) * time.Millisecond
-		s.b.storm.advised(wait)
-		if !sleep(ctx, wait) {
-			return
-		}
-		var err error
-		backoff := 100 * time.Millisecond
-		for attempt := 0; ; attempt++ {
-			st, err = s.connect(ctx, true)
-			if err == nil {
-				break
-			}
-			s.b.storm.retries.Add(1)
-			// Full jitter: a random delay up to the (growing) backoff.
-			if !sleep(ctx, time.Duration(rand.Int64N(int64(backoff)))+10*time.Millisecond) {
-				return
-			}
-			backoff = min(2*backoff, 3*time.Second)
-		}
-		s.b.live.Add(1)
+func (s *sess) connected(cs client.Session) {
+	s.mu.Lock()
+	s.id, s.ended = cs.ID, make(chan struct{})
+	s.mu.Unlock()
+	s.b.live.Add(1)
+	if cs.ResumedFrom != "" && s.b.storm.on.Load() {
 		s.b.storm.resumed(time.Now())
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
+// disconnected sees every end of a session and every failed attempt.
+func (s *sess) disconnected(d client.Disconnect) {
+	if d.Session == "" { // a connect attempt that failed
+		s.b.failedAttempts.Add(1)
+		if s.b.storm.on.Load() {
+			s.b.storm.retries.Add(1)
+		}
+	} else {
+		// live drops before ended closes: whoever waits on ended (a kick)
+		// then sees the count without this session.
+		s.b.live.Add(-1)
+		s.mu.Lock()
+		s.endedAt = time.Now()
+		if s.ended != nil {
+			close(s.ended)
+			s.ended = nil
+		}
+		s.mu.Unlock()
 	}
+	if d.Cause == client.CauseServerShutdown && s.b.storm.on.Load() {
+		s.b.storm.advised(d.ReconnectAfter, d.Delay)
+	}
+	if !d.WillReconnect && d.Cause != client.CauseClosed {
+		s.b.gaveUp.Add(1)
+		s.b.gaveUpWhy.CompareAndSwap(nil, d.Error())
+	}
+}
+
+func (s *sess) frame(f *hubpb.ServerFrame) {
+	if f.GetDisconnect() != nil {
+		s.mu.Lock()
+		s.frameAt = time.Now()
+		s.mu.Unlock()
+	}
+}
+
+// current returns the live session's id and the channel closed when it
+// ends ("" and nil while the client is between sessions).
+func (s *sess) current() (string, chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended == nil {
+		return "", nil
+	}
+	return s.id, s.ended
 }
 
 // stormStats records when sessions resumed after a shutdown.
 type stormStats struct {
+	on      atomic.Bool
 	mu      sync.Mutex
 	start   time.Time
 	times   []time.Duration // resume time minus start
-	advice  []time.Duration
+	advice  []time.Duration // the server's "reconnect after"
+	waits   []time.Duration // what the client waited, jitter included
 	retries atomic.Int64
 }
 
-func (st *stormStats) advised(d time.Duration) {
+func (st *stormStats) advised(advice, wait time.Duration) {
 	st.mu.Lock()
-	st.advice = append(st.advice, d)
+	st.advice = append(st.advice, advice)
+	st.waits = append(st.waits, wait)
 	st.mu.Unlock()
 }
 
