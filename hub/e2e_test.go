@@ -680,3 +680,54 @@ func TestShutdownDoesNotWaitForHello(t *testing.T) {
 		t.Fatalf("stream without Hello at shutdown: %v; want Unavailable", err)
 	}
 }
+
+// TestHealthSeesAStoppedProjectionRunner: when the ledger goes away with
+// no traffic, the projection runner stops following it; health turns
+// NOT_SERVING by itself (no failed append needed) and Err names the
+// runner's error.
+func TestHealthSeesAStoppedProjectionRunner(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	if err := e.srv.Err(); err != nil {
+		t.Fatalf("Err of a healthy hub: %v", err)
+	}
+	if got := e.metric("sessionledger_up "); got != "sessionledger_up 1" {
+		t.Fatalf("metric %q; want sessionledger_up 1", got)
+	}
+	if err := e.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	hc := healthpb.NewHealthClient(e.conn)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res, err := hc.Check(ctxT(t), &healthpb.HealthCheckRequest{Service: "sessionledger.hub.v1.Hub"})
+		if err == nil && res.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("health still %v, %v 5 s after the ledger closed", res.GetStatus(), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := e.srv.Err(); err == nil || !strings.Contains(err.Error(), "projections: ") {
+		t.Fatalf("Err = %v; want the projection runner's error in it", err)
+	}
+	if got := e.metric("sessionledger_up "); got != "sessionledger_up 0" {
+		t.Fatalf("metric %q; want sessionledger_up 0", got)
+	}
+}
+
+// TestProjectionAnomaliesMetric: what the projections skip or find odd is
+// exported by kind, read at scrape time.
+func TestProjectionAnomaliesMetric(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	if got := e.metric(`sessionledger_projection_anomalies_total{kind="kicks_missed"}`); got != `sessionledger_projection_anomalies_total{kind="kicks_missed"} 0` {
+		t.Fatalf("before: %q; want 0", got)
+	}
+	e.kick(&hubpb.KickRequest{SessionId: "01ARZ3NDEKTSV4RRFFQ69G5FAV"}) // no such session
+	if got := e.metric(`sessionledger_projection_anomalies_total{kind="kicks_missed"}`); got != `sessionledger_projection_anomalies_total{kind="kicks_missed"} 1` {
+		t.Fatalf("after a kick that matched nothing: %q; want 1", got)
+	}
+	if got := e.metric(`sessionledger_projection_anomalies_total{kind="applied"}`); got != "" {
+		t.Fatalf("applied records are not anomalies, yet %q", got)
+	}
+}

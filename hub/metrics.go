@@ -1,10 +1,15 @@
 package hub
 
 import (
+	"reflect"
+	"strings"
+	"unicode"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/projections"
 )
 
 // metrics are the hub's Prometheus series (docs/operations.md lists them).
@@ -75,5 +80,64 @@ func (m *metrics) watch(s *Server) {
 			func() float64 { return float64(s.store.Stats().Records) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_projections_applied_seq", Help: "Last sequence number the projections applied; head minus this is their lag."},
 			func() float64 { return float64(s.proj.Applied()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_up", Help: "1 while the hub can serve (ledger takes appends, projections follow the log), 0 otherwise."},
+			func() float64 {
+				if s.Err() != nil {
+					return 0
+				}
+				return 1
+			}),
+		anomalies{s: s, desc: prometheus.NewDesc("sessionledger_projection_anomalies_total",
+			"Records the projections met and skipped or found odd, by kind (projections.Counters).", []string{"kind"}, nil)},
 	)
+}
+
+// anomalies exports the projection reducer's counters at scrape time, one
+// series per kind: every uint64 field of projections.Counters but Applied
+// and BansExpired (normal work, not anomalies), named in snake case, so a
+// counter the projections add later is exported without a change here.
+type anomalies struct {
+	s    *Server
+	desc *prometheus.Desc
+}
+
+func (a anomalies) Describe(ch chan<- *prometheus.Desc) { ch <- a.desc }
+
+func (a anomalies) Collect(ch chan<- prometheus.Metric) {
+	c := a.s.projectionCounters()
+	v := reflect.ValueOf(c)
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		if f.Type.Kind() != reflect.Uint64 || f.Name == "Applied" || f.Name == "BansExpired" {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(a.desc, prometheus.CounterValue, float64(v.Field(i).Uint()), snakeCase(f.Name))
+	}
+}
+
+// projectionCounters returns the reducer's counters, from the runner if it
+// offers them (an optional capability), else read from its state.
+func (s *Server) projectionCounters() projections.Counters {
+	if r, ok := any(s.proj).(interface{ Counters() projections.Counters }); ok {
+		return r.Counters()
+	}
+	var c projections.Counters
+	s.proj.Read(func(st *projections.State) { c = st.Counters() })
+	return c
+}
+
+// snakeCase turns a Go field name into a label value: UnknownTypes →
+// unknown_types.
+func snakeCase(name string) string {
+	var b strings.Builder
+	for i, r := range name {
+		if unicode.IsUpper(r) {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

@@ -106,11 +106,56 @@ func New(ctx context.Context, store *ledger.Store, cfg Config) (*Server, error) 
 		s.proj.Close()
 		return nil, fmt.Errorf("hub: recover sessions lost in a crash: %w", err)
 	}
-	s.bg.Add(1)
+	s.bg.Add(2)
 	go s.rejects.loop()
+	go s.watchHealth()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus("sessionledger.hub.v1.Hub", healthpb.HealthCheckResponse_SERVING)
 	return s, nil
+}
+
+// healthInterval is how often the hub checks its ledger and projection
+// runner for the health service.
+const healthInterval = time.Second
+
+// Err reports why the hub cannot serve, or nil: its ledger failed (it
+// takes no more appends) or its projection runner stopped following the
+// log (nothing recorded would be enforced). /healthz reports it; the gRPC
+// health service turns NOT_SERVING within healthInterval.
+func (s *Server) Err() error {
+	var errs []error
+	if err := s.store.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("ledger: %w", err))
+	}
+	if err := s.proj.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("projections: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// watchHealth turns the health service NOT_SERVING, and logs why, once Err
+// reports a failure.
+func (s *Server) watchHealth() {
+	defer s.bg.Done()
+	t := time.NewTicker(healthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if err := s.Err(); err != nil {
+				s.notServing()
+				s.log.Error("the hub cannot serve; health reports NOT_SERVING until it is restarted", "err", err)
+				return
+			}
+		case <-s.stopBg:
+			return
+		}
+	}
+}
+
+func (s *Server) notServing() {
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	s.health.SetServingStatus("sessionledger.hub.v1.Hub", healthpb.HealthCheckResponse_NOT_SERVING)
 }
 
 // Projections returns the runner the hub enforces from (auditq's server
@@ -168,9 +213,9 @@ func (s *Server) publish(events ...*eventpb.Event) ([]ledger.Stamp, error) {
 		s.log.Error("ledger append failed; refusing the action", "err", err)
 		if s.store.Err() != nil {
 			// The ledger takes no more appends until it is reopened:
-			// tell load balancers and operators through health.
-			s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-			s.health.SetServingStatus("sessionledger.hub.v1.Hub", healthpb.HealthCheckResponse_NOT_SERVING)
+			// tell load balancers and operators through health now,
+			// not at the next health check.
+			s.notServing()
 		}
 		return nil, fmt.Errorf("%w: %v", ErrLedger, err)
 	}

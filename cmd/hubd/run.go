@@ -209,7 +209,7 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 			return exitFailure, fmt.Errorf("listen %s (metrics): %w", o.metrics, err)
 		}
 		metricsAddr = ml.Addr().String()
-		hs = &http.Server{Handler: httpMux(srv, store, o.pprof), ReadHeaderTimeout: 5 * time.Second}
+		hs = &http.Server{Handler: httpMux(srv, o.pprof), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := hs.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				serveErr <- fmt.Errorf("metrics server: %w", err)
@@ -269,9 +269,10 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 	return code, runErr
 }
 
-// httpMux serves /metrics and /healthz: 200 "ok" while the hub serves and
-// its ledger takes appends, 503 with the reason otherwise.
-func httpMux(srv *hub.Server, store *ledger.Store, withPprof bool) *http.ServeMux {
+// httpMux serves /metrics and /healthz: 200 "ok" while the hub serves,
+// its ledger takes appends and its projections follow the log; 503 with
+// the reason otherwise.
+func httpMux(srv *hub.Server, withPprof bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -282,8 +283,8 @@ func httpMux(srv *hub.Server, store *ledger.Store, withPprof bool) *http.ServeMu
 	}
 	mux.Handle("/metrics", srv.MetricsHandler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := store.Err(); err != nil {
-			http.Error(w, "ledger: "+err.Error(), http.StatusServiceUnavailable)
+		if err := srv.Err(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		res, err := srv.Health().Check(r.Context(), &healthpb.HealthCheckRequest{})
