@@ -70,8 +70,8 @@ type bench struct {
 	listen   string
 	metrics  string
 	hubd     *exec.Cmd
-	hubdDone chan struct{}
-	logFile  *os.File
+	hubdDone chan struct{} // closed once hubd exited and its log is closed
+	http     *http.Client  // for hubd's metrics and pprof
 	conns    []*grpc.ClientConn
 	sessions []*sess
 	admin    hubpb.AdminClient
@@ -206,7 +206,8 @@ func main() {
 }
 
 func runBench(o options) error {
-	b := &bench{o: o}
+	b := &bench{o: o, http: &http.Client{Transport: &http.Transport{}}}
+	defer b.http.CloseIdleConnections()
 	b.machine()
 	if err := b.raiseFileLimit(); err != nil {
 		return err
@@ -411,18 +412,24 @@ func (b *bench) startHubd() error {
 	if err != nil {
 		return err
 	}
-	b.logFile = lf
 	cmd := exec.Command(b.o.hubdPath, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
+		lf.Close()
 		return err
 	}
 	if err := cmd.Start(); err != nil {
+		lf.Close()
 		return err
 	}
 	b.hubd, b.hubdDone = cmd, make(chan struct{})
 	ready := make(chan string, 1)
+	// This goroutine owns the log file of this hubd run: it copies hubd's
+	// stderr into it until hubd exits, then closes it (a restart opens
+	// its own).
 	go func() {
+		defer close(b.hubdDone)
+		defer lf.Close()
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
@@ -430,11 +437,13 @@ func (b *bench) startHubd() error {
 			fmt.Fprintln(lf, line)
 			var l struct{ Msg, Metrics string }
 			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "hubd listening" {
-				ready <- l.Metrics
+				select {
+				case ready <- l.Metrics:
+				default:
+				}
 			}
 		}
 		_ = cmd.Wait()
-		close(b.hubdDone)
 	}()
 	select {
 	case b.metrics = <-ready:
@@ -442,6 +451,8 @@ func (b *bench) startHubd() error {
 	case <-b.hubdDone:
 		return fmt.Errorf("hubd exited at start; see %s", lf.Name())
 	case <-time.After(120 * time.Second):
+		_ = cmd.Process.Kill()
+		<-b.hubdDone
 		return errors.New("hubd did not start within 120s")
 	}
 }
@@ -461,7 +472,6 @@ func (b *bench) stopHubd() {
 			<-b.hubdDone
 		}
 	}
-	b.logFile.Close()
 }
 
 // memstat is what memory reads from hubd.
@@ -495,12 +505,12 @@ func (b *bench) memory() (m memstat) {
 	// GC cycle when mostly unused; an idle hubd runs GCs anyway (pings
 	// make garbage), so measure after a few, as in a steady state.
 	for range 3 {
-		if res, err := http.Get("http://" + b.metrics + "/debug/pprof/heap?gc=1"); err == nil {
+		if res, err := b.http.Get("http://" + b.metrics + "/debug/pprof/heap?gc=1"); err == nil {
 			_, _ = io.Copy(io.Discard, res.Body)
 			res.Body.Close()
 		}
 	}
-	res, err := http.Get("http://" + b.metrics + "/debug/pprof/heap?gc=1&debug=1")
+	res, err := b.http.Get("http://" + b.metrics + "/debug/pprof/heap?gc=1&debug=1")
 	if err == nil {
 		sc := bufio.NewScanner(res.Body)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -515,7 +525,7 @@ func (b *bench) memory() (m memstat) {
 		}
 		res.Body.Close()
 	}
-	if res, err := http.Get("http://" + b.metrics + "/metrics"); err == nil {
+	if res, err := b.http.Get("http://" + b.metrics + "/metrics"); err == nil {
 		sc := bufio.NewScanner(res.Body)
 		for sc.Scan() {
 			if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
@@ -702,7 +712,7 @@ func (b *bench) kickAll() error {
 
 // headSeq reads the ledger head from hubd's metrics.
 func (b *bench) headSeq() uint64 {
-	res, err := http.Get("http://" + b.metrics + "/metrics")
+	res, err := b.http.Get("http://" + b.metrics + "/metrics")
 	if err != nil {
 		return 0
 	}
@@ -892,7 +902,7 @@ func (b *bench) saveProfiles(dir string) error {
 		return err
 	}
 	for name, path := range map[string]string{"hubd-heap.pprof": "/debug/pprof/heap", "hubd-goroutine.pprof": "/debug/pprof/goroutine"} {
-		res, err := http.Get("http://" + b.metrics + path)
+		res, err := b.http.Get("http://" + b.metrics + path)
 		if err != nil {
 			return err
 		}
@@ -918,7 +928,7 @@ func (b *bench) cpuProfile(name string) func() {
 	start := time.Now()
 	go func() {
 		defer close(done)
-		res, err := http.Get("http://" + b.metrics + "/debug/pprof/profile?seconds=8")
+		res, err := b.http.Get("http://" + b.metrics + "/debug/pprof/profile?seconds=8")
 		if err != nil {
 			b.printf("cpu profile: %v", err)
 			return

@@ -5,14 +5,25 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"go.uber.org/goleak"
 )
+
+// TestMain checks that a run leaves no goroutine behind: sessions, hubd's
+// log copier, HTTP connections to its metrics.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestSmall runs the whole benchmark against a real hubd child process
 // with a few sessions: every phase must complete and report consistent
 // figures (this checks the tool, not the speed).
 func TestSmall(t *testing.T) {
-	out := filepath.Join(t.TempDir(), "result.json")
-	err := runBench(options{sessions: 40, perConn: 10, concurrency: 8, kicks: 5, fanouts: 2, storm: true,
+	dir := t.TempDir()
+	out := filepath.Join(dir, "result.json")
+	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := runBench(options{sessions: 40, perConn: 10, concurrency: 8, kicks: 5, fanouts: 2, storm: true, data: data,
 		jsonOut: out, hubdArgs: "--shutdown-reconnect 100ms --shutdown-jitter 300ms"})
 	if err != nil {
 		t.Fatal(err)
@@ -49,5 +60,10 @@ func TestSmall(t *testing.T) {
 	}
 	if r.Memory.Heap == 0 || r.Memory.RSS == 0 || r.Memory.Goroutines == 0 {
 		t.Errorf("memory: %+v", r.Memory)
+	}
+	// Both hubd runs logged, and the first log was closed before the
+	// second opened it again: one file, appended.
+	if fi, err := os.Stat(filepath.Join(data, "hubd.log")); err != nil || fi.Size() == 0 {
+		t.Errorf("hubd.log: %v", err)
 	}
 }
