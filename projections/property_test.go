@@ -3,9 +3,14 @@ package projections_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
@@ -144,27 +149,97 @@ func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
 	}
 }
 
-// appendGenerated writes n generated events into a real ledger whose clock
-// advances 250ms per record, and returns them as the ledger stamped them.
-func appendGenerated(t testing.TB, s *ledger.Store, seed uint64, n int) []*ledger.Record {
+// genClock is a ledger clock that stamps each record with the time the
+// generator gave it, so that a ledger-backed test sees what the in-memory
+// ones see: bans that expire inside the log, some exactly on a record.
+// Times are queued just before the append that uses them; with none
+// queued it repeats the last one.
+type genClock struct {
+	mu    sync.Mutex
+	times []time.Time
+	last  time.Time
+}
+
+func (c *genClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.times) > 0 {
+		c.last, c.times = c.times[0], c.times[1:]
+	}
+	if c.last.IsZero() {
+		return t0
+	}
+	return c.last
+}
+
+func (c *genClock) queue(ts ...time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.times = append(c.times, ts...)
+}
+
+// openGen opens a checked test ledger (ledgertest.Open) whose clock is a
+// genClock.
+func openGen(t testing.TB, opts *ledger.Options) (*ledger.Store, *genClock) {
+	t.Helper()
+	clk := &genClock{}
+	var o ledger.Options
+	if opts != nil {
+		o = *opts
+	}
+	o.Now = clk.now
+	return ledgertest.Open(t, &o), clk
+}
+
+// writeRecords writes generator records to s in order, each stamped with
+// its generator time: runs of events in one Append (one commit, not one
+// per event), other-topic records through pub.
+func writeRecords(t testing.TB, s *ledger.Store, pub *ledger.Publisher, clk *genClock, recs []*ledger.Record) {
+	t.Helper()
+	for len(recs) > 0 {
+		if recs[0].Event == nil {
+			clk.queue(recs[0].Time)
+			if err := pub.Publish(recs[0].Topic, message.NewMessage(fmt.Sprintf("m%d", recs[0].Seq), recs[0].Payload)); err != nil {
+				t.Fatal(err)
+			}
+			recs = recs[1:]
+			continue
+		}
+		n := 0
+		var evs []*eventpb.Event
+		for ; n < len(recs) && recs[n].Event != nil; n++ {
+			evs = append(evs, recs[n].Event)
+			clk.queue(recs[n].Time)
+		}
+		if _, err := s.Append(context.Background(), evs...); err != nil {
+			t.Fatal(err)
+		}
+		recs = recs[n:]
+	}
+}
+
+// appendGenerated writes n generated records (events and other-topic
+// records) into s, whose clock is clk, and returns them as the ledger
+// stored them.
+func appendGenerated(t testing.TB, s *ledger.Store, clk *genClock, seed uint64, n int) []*ledger.Record {
 	t.Helper()
 	g := newGen(seed, projections.Policy{MaxPerUser: 2})
-	ctx := context.Background()
-	var evs []*eventpb.Event
 	for i := 0; i < n; i++ {
-		r := g.next()
-		if r.Event == nil {
-			continue // other-topic records need the Publisher; covered elsewhere
-		}
-		evs = append(evs, r.Event)
+		g.next()
 	}
-	// One append: one commit and its fsyncs, not n.
-	if _, err := s.Append(ctx, evs...); err != nil {
-		t.Fatal(err)
-	}
+	from := s.Head().Seq + 1
+	writeRecords(t, s, ledger.NewPublisher(s), clk, g.recs)
 	var out []*ledger.Record
-	if err := s.Scan(ctx, 1, 0, func(r *ledger.Record) error { out = append(out, r); return nil }); err != nil {
+	if err := s.Scan(context.Background(), from, 0, func(r *ledger.Record) error { out = append(out, r); return nil }); err != nil {
 		t.Fatal(err)
+	}
+	if len(out) != n {
+		t.Fatalf("wrote %d records; want %d", len(out), n)
+	}
+	for i, r := range out {
+		if !r.Time.Equal(g.recs[i].Time) {
+			t.Fatalf("record %d stamped %s; want the generator's %s", r.Seq, r.Time, g.recs[i].Time)
+		}
 	}
 	return out
 }
@@ -172,8 +247,8 @@ func appendGenerated(t testing.TB, s *ledger.Store, seed uint64, n int) []*ledge
 // TestStateAtAgreesWithNaiveReplay checks time travel on a real ledger with
 // periodic snapshots against replaying the prefix in memory.
 func TestStateAtAgreesWithNaiveReplay(t *testing.T) {
-	s := ledgertest.Open(t, &ledger.Options{Now: ledgertest.FixedClock(t0, 250*time.Millisecond)})
-	recs := appendGenerated(t, s, 7, 600)
+	s, clk := openGen(t, nil)
+	recs := appendGenerated(t, s, clk, 7, 600)
 	ctx := context.Background()
 	n, err := projections.WriteSnapshots(ctx, s, 50)
 	if err != nil {
@@ -218,8 +293,8 @@ func TestStateAtAgreesWithNaiveReplay(t *testing.T) {
 // TestStateAtSkipsUnusableSnapshots stores a snapshot of another format
 // version: time travel must fall back to an older one, not fail or trust it.
 func TestStateAtSkipsUnusableSnapshots(t *testing.T) {
-	s := ledgertest.Open(t, &ledger.Options{Now: ledgertest.FixedClock(t0, 250*time.Millisecond)})
-	recs := appendGenerated(t, s, 8, 200)
+	s, clk := openGen(t, nil)
+	recs := appendGenerated(t, s, clk, 8, 200)
 	ctx := context.Background()
 	if _, err := projections.WriteSnapshots(ctx, s, 40); err != nil {
 		t.Fatal(err)
@@ -234,4 +309,94 @@ func TestStateAtSkipsUnusableSnapshots(t *testing.T) {
 	if !bytes.Equal(mustMarshal(t, got), mustMarshal(t, replayAll(recs[:90]))) {
 		t.Fatal("StateAt(90) with a bad snapshot at 80 differs from a naive replay")
 	}
+}
+
+// TestStateAtTimeAgreesWithModel does time travel on real ledgers whose
+// records carry the generator's times, so bans expire inside the log and
+// some exactly on a record. At random times, at every record's time, and at
+// every ban's exact expiry and the nanosecond before it, StateAtTime (over
+// periodic snapshots) must agree with the naive model fed the records at or
+// before T: sessions, pending ends, the bans in force at T (Bans and BanAt
+// for every user) and the counters.
+func TestStateAtTimeAgreesWithModel(t *testing.T) {
+	seeds, n := 4, 900
+	if testing.Short() {
+		seeds, n = 2, 500
+	}
+	ctx := context.Background()
+	var expired, atUntil uint64
+	for seed := 0; seed < seeds; seed++ {
+		s, clk := openGen(t, nil)
+		recs := appendGenerated(t, s, clk, uint64(300+seed), n)
+		if _, err := projections.WriteSnapshots(ctx, s, 64); err != nil {
+			t.Fatal(err)
+		}
+		first, last := recs[0].Time, recs[len(recs)-1].Time
+		rnd := rand.New(rand.NewPCG(uint64(seed), 77))
+		var ts []time.Time
+		for i := 0; i < 60; i++ {
+			span := last.Sub(first) + 10*time.Second
+			ts = append(ts, first.Add(-time.Second+time.Duration(rnd.Int64N(int64(span)))))
+		}
+		for i, r := range recs {
+			if i%17 == 0 {
+				ts = append(ts, r.Time)
+			}
+			if u := r.Event.GetUserBanned().GetUntilUnixNano(); u != 0 {
+				until := time.Unix(0, u).UTC()
+				ts = append(ts, until, until.Add(-time.Nanosecond))
+			}
+		}
+		for _, at := range ts {
+			st, err := projections.StateAtTime(ctx, s, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := newModel()
+			applied := uint64(0)
+			for _, r := range recs {
+				if r.Time.After(at) {
+					break
+				}
+				m.apply(r)
+				applied = r.Seq
+			}
+			if st.Seq() != applied {
+				t.Fatalf("seed %d T %s: applied up to %d; want %d", seed, at, st.Seq(), applied)
+			}
+			if got, want := st.Sessions(projections.Filter{}), m.sessions(); (len(got) != 0 || len(want) != 0) && !reflect.DeepEqual(got, want) {
+				t.Fatalf("seed %d T %s: sessions\ngot  %+v\nwant %+v", seed, at, got, want)
+			}
+			if got, want := st.PendingEnds(), m.pendingEnds(); !reflect.DeepEqual(got, want) {
+				t.Fatalf("seed %d T %s: pending\ngot  %+v\nwant %+v", seed, at, got, want)
+			}
+			if got, want := st.Bans(at), m.banList(at); !reflect.DeepEqual(got, want) {
+				t.Fatalf("seed %d T %s: bans\ngot  %+v\nwant %+v", seed, at, got, want)
+			}
+			for u := 0; u < 6; u++ {
+				user := fmt.Sprintf("u%d", u)
+				gb, gok := st.BanAt(user, at)
+				wb, wok := m.banAt(user, at)
+				if gok != wok || gb != wb {
+					t.Fatalf("seed %d T %s: BanAt(%s) = %+v, %v; want %+v, %v", seed, at, user, gb, gok, wb, wok)
+				}
+				if wok && wb.Until.Equal(at.Add(time.Nanosecond)) {
+					atUntil++ // in force a nanosecond before its end
+				}
+			}
+			if got := st.Counters(); got != m.c {
+				t.Fatalf("seed %d T %s: counters\ngot  %+v\nwant %+v", seed, at, got, m.c)
+			}
+		}
+		full, err := projections.StateAt(ctx, s, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expired += full.Counters().BansExpired
+	}
+	// The ledger-backed logs must reach the edges under test.
+	if expired == 0 || atUntil == 0 {
+		t.Fatalf("%d bans expired inside the logs, %d checked a nanosecond before their end; want both > 0", expired, atUntil)
+	}
+	t.Logf("%d bans expired inside the logs; %d checked a nanosecond before their end", expired, atUntil)
 }

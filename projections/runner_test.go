@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -76,12 +77,13 @@ func TestRunnerFollowsAndReleasesWaiters(t *testing.T) {
 
 func TestRunnerRestartReplaysOnlyTheTail(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ledger.db")
-	s, err := ledger.Open(path, nil)
+	clk := &genClock{}
+	s, err := ledger.Open(path, &ledger.Options{Now: clk.now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	appendGenerated(t, s, 3, 300)
+	appendGenerated(t, s, clk, 3, 300)
 	r := startRunner(t, s, projections.Config{CheckpointEvery: 100})
 	if cp, replayed := r.StartInfo(); cp != 0 || replayed != s.Head().Seq {
 		t.Fatalf("first start: checkpoint %d replayed %d; want 0, %d", cp, replayed, s.Head().Seq)
@@ -134,9 +136,9 @@ func TestRunnerRestartReplaysOnlyTheTail(t *testing.T) {
 }
 
 func TestRunnerRebuildsOnSnapshotVersionChange(t *testing.T) {
-	s := ledgertest.Open(t, nil)
+	s, clk := openGen(t, nil)
 	ctx := context.Background()
-	appendGenerated(t, s, 4, 100)
+	appendGenerated(t, s, clk, 4, 100)
 	// A checkpoint from a future format version claiming a later state.
 	if err := s.PutBlob(ctx, projections.CheckpointKey, []byte{0x08, 0x63, 0x10, 0x05}); err != nil {
 		t.Fatal(err)
@@ -191,8 +193,8 @@ func TestRunnerStopsWhenLedgerCloses(t *testing.T) {
 // log. A commit that grows the map waits for every read transaction, so
 // the catch-up must not wait for the persister while it holds one.
 func TestRunnerCatchUpWhileTheFileGrows(t *testing.T) {
-	s := ledgertest.Open(t, &ledger.Options{Now: ledgertest.FixedClock(t0, 250*time.Millisecond), InitialMmapSize: 1 << 16})
-	recs := appendGenerated(t, s, 6, 600)
+	s, clk := openGen(t, &ledger.Options{InitialMmapSize: 1 << 16})
+	recs := appendGenerated(t, s, clk, 6, 600)
 	done := make(chan error, 1)
 	r := projections.NewRunner(s, projections.Config{SnapshotEvery: 1, CheckpointEvery: 1})
 	go func() { done <- r.Start(context.Background()) }()
@@ -207,5 +209,81 @@ func TestRunnerCatchUpWhileTheFileGrows(t *testing.T) {
 	defer r.Close()
 	if got := r.Applied(); got != uint64(len(recs)) {
 		t.Fatalf("applied %d; want %d", got, len(recs))
+	}
+}
+
+// TestFollowEqualsReplay feeds a Runner the generator's log as it is
+// written, events and other-topic records in small batches: its state,
+// the changes OnChange saw and every periodic snapshot must be what a
+// replay of the log gives.
+func TestFollowEqualsReplay(t *testing.T) {
+	s, clk := openGen(t, nil)
+	var mu sync.Mutex
+	var seen []projections.Change
+	r := startRunner(t, s, projections.Config{SnapshotEvery: 37, CheckpointEvery: 50, OnChange: func(ch projections.Change) {
+		mu.Lock()
+		seen = append(seen, ch)
+		mu.Unlock()
+	}})
+	ctx := context.Background()
+	g := newGen(42, projections.Policy{MaxPerUser: 2})
+	pub := ledger.NewPublisher(s)
+	for i := 0; i < 1500; i += 20 {
+		var batch []*ledger.Record
+		for j := 0; j < 20; j++ {
+			batch = append(batch, g.next())
+		}
+		writeRecords(t, s, pub, clk, batch)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := r.WaitApplied(wctx, s.Head().Seq); err != nil {
+		t.Fatal(err)
+	}
+	var want []projections.Change
+	naive := projections.New()
+	if err := projections.Replay(ctx, s, naive, 0, func(ch projections.Change) {
+		ch.Record = nil
+		want = append(want, ch)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	r.Read(func(st *projections.State) { got = mustMarshal(t, st) })
+	if !bytes.Equal(got, mustMarshal(t, naive)) {
+		t.Fatal("the Runner's state differs from a replay of the log")
+	}
+	mu.Lock()
+	for i := range seen {
+		seen[i].Record = nil
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("OnChange saw %d changes; want %d", len(seen), len(want))
+	}
+	for i := range want {
+		if !reflect.DeepEqual(seen[i], want[i]) {
+			t.Fatalf("change %d:\ngot  %+v\nwant %+v", i, seen[i], want[i])
+		}
+	}
+	mu.Unlock()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(37); seq <= s.Head().Seq; seq += 37 {
+		b, err := s.GetBlob(projections.SnapshotKey(seq))
+		if err != nil || b == nil {
+			t.Fatalf("snapshot %d: %v", seq, err)
+		}
+		st, err := projections.UnmarshalState(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := projections.New()
+		if err := projections.Replay(ctx, s, n, seq, nil); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(mustMarshal(t, st), mustMarshal(t, n)) {
+			t.Fatalf("snapshot %d differs from a replay of the prefix", seq)
+		}
 	}
 }

@@ -49,10 +49,10 @@ func TestUnmarshalStateRejectsDamage(t *testing.T) {
 // rebuilds. So does a snapshot stored without a hash.
 func TestStoredSnapshotMustMatchLog(t *testing.T) {
 	ctx := context.Background()
-	a := ledgertest.Open(t, nil)
-	appendGenerated(t, a, 11, 200)
-	b := ledgertest.Open(t, nil)
-	recsB := appendGenerated(t, b, 11, 200) // the same events, other ids and hashes
+	a, clkA := openGen(t, nil)
+	appendGenerated(t, a, clkA, 11, 200)
+	b, clkB := openGen(t, nil)
+	recsB := appendGenerated(t, b, clkB, 11, 200) // the same events, other ids and hashes
 	if _, err := projections.WriteSnapshots(ctx, a, 50); err != nil {
 		t.Fatal(err)
 	}
