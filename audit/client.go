@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sessionledger/sessionledger/audit/auditpb"
@@ -33,11 +34,24 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 // default; TLS, when hubd has it, comes from the dial options.
 func (bearer) RequireTransportSecurity() bool { return false }
 
+// DefaultConnectTimeout bounds a Client's connection attempt: the TCP
+// connect and the HTTP/2 handshake. A call on a hub that cannot be reached
+// in that time fails with ErrUnavailable instead of waiting for the
+// system's TCP timeout (minutes, for an address that drops packets).
+const DefaultConnectTimeout = 5 * time.Second
+
+// WithConnectTimeout sets how long a Client's connection attempt may take
+// (default DefaultConnectTimeout).
+func WithConnectTimeout(d time.Duration) grpc.DialOption {
+	return grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: d})
+}
+
 // NewClient returns a client of the Audit service at addr that authenticates
-// with token. Without opts it uses a plaintext connection. Like
-// grpc.NewClient it does not connect: the first call does.
+// with token. Without opts it uses a plaintext connection and
+// DefaultConnectTimeout. Like grpc.NewClient it does not connect: the first
+// call does.
 func NewClient(addr, token string, opts ...grpc.DialOption) (*Client, error) {
-	base := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	base := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), WithConnectTimeout(DefaultConnectTimeout)}
 	if token != "" {
 		base = append(base, grpc.WithPerRPCCredentials(bearer(token)))
 	}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -336,5 +338,67 @@ func TestDefaultSource(t *testing.T) {
 	r = run(t, nil, "--data", data, "events", "--user", "mallory", "--type", "kick_requested")
 	if r.code != 0 || !strings.Contains(r.stdout, "spamming the lobby") {
 		t.Fatalf("from DATA/ledger.db: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// $AUDITQ_DATA stands for --data, $AUDITQ_ADDR for --addr (which a
+	// --db outranks).
+	r = run(t, map[string]string{"AUDITQ_DATA": data}, "events", "--user", "mallory", "--type", "kick_requested")
+	if r.code != 0 || !strings.Contains(r.stdout, "spamming the lobby") {
+		t.Fatalf("from $AUDITQ_DATA/ledger.db: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, map[string]string{"AUDITQ_ADDR": h.Addr, "AUDITQ_DATA": h.Data}, "events", "--follow", "--user", "mallory", "--until", "2026-03-01T10:15:01Z")
+	if r.code != 0 || !strings.Contains(r.stdout, "spamming the lobby") {
+		t.Fatalf("through $AUDITQ_ADDR: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, map[string]string{"AUDITQ_ADDR": "127.0.0.1:1"}, "--db", filepath.Join(data, "ledger.db"), "events", "--user", "mallory")
+	if r.code != 0 || !strings.Contains(r.stdout, "spamming the lobby") {
+		t.Fatalf("--db with $AUDITQ_ADDR set: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestConnectTimeout: a hub address that accepts connections but never
+// answers (a hung hubd, a firewall that swallows the handshake) fails
+// within the connect timeout instead of hanging.
+func TestConnectTimeout(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		args []string
+	}{
+		{"--addr", map[string]string{"connectTimeout": "300ms"}, []string{"--addr", l.Addr().String(), "verify"}},
+		{"$AUDITQ_ADDR", map[string]string{"connectTimeout": "300ms", "AUDITQ_ADDR": l.Addr().String()}, []string{"events"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := run(t, c.env, c.args...)
+			wantFail(t, r, exitError, "cannot reach hubd at "+l.Addr().String())
+			if r.took > 5*time.Second {
+				t.Errorf("took %v to give up; want about the 300ms connect timeout", r.took)
+			}
+		})
 	}
 }

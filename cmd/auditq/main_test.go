@@ -54,7 +54,8 @@ var now = audittest.Start.Add(2 * time.Hour)
 
 // run runs auditq in process with args, an empty environment (plus env)
 // and a clock at now. The default source's hubd probe goes to a closed
-// port unless the args set it.
+// port unless env sets "localAddr"; env's "connectTimeout" sets the bound
+// on connecting to a hub.
 func run(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
@@ -64,6 +65,13 @@ func run(t *testing.T, env map[string]string, args ...string) result {
 	a.probeTimeout = 300 * time.Millisecond
 	if v, ok := env["localAddr"]; ok {
 		a.localAddr = v
+	}
+	if v, ok := env["connectTimeout"]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.connectTimeout = d
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -68,6 +68,8 @@ type app struct {
 	// probeTimeout bounds the look for a local hubd when no source is given.
 	probeTimeout time.Duration
 	lockTimeout  time.Duration
+	// connectTimeout bounds a connection to a hub (--addr, $AUDITQ_ADDR).
+	connectTimeout time.Duration
 	// localAddr is where the default source looks for a running hubd
 	// (defaultAddr; tests point it elsewhere).
 	localAddr string
@@ -84,7 +86,7 @@ func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
 	return &app{
 		stdout: stdout, stderr: stderr, getenv: getenv, now: time.Now,
 		outTTY: isTerminal(stdout), errTTY: isTerminal(stderr),
-		probeTimeout: 700 * time.Millisecond, lockTimeout: 700 * time.Millisecond,
+		probeTimeout: 700 * time.Millisecond, lockTimeout: 700 * time.Millisecond, connectTimeout: audit.DefaultConnectTimeout,
 		localAddr: defaultAddr,
 	}
 }
@@ -144,8 +146,9 @@ reconnect and disconnect that hubd recorded, hash-chained.
 
 Sources (one of):
   --db FILE       a ledger file or a backup, opened read-only (not while hubd runs on it)
-  --addr H:P      a running hubd's audit API; admin token from --token,
-                  $HUBD_ADMIN_TOKEN or DATA/admin.token (--data, default ./data)
+  --addr H:P      a running hubd's audit API ($AUDITQ_ADDR); admin token from
+                  --token, $HUBD_ADMIN_TOKEN or DATA/admin.token (--data,
+                  $AUDITQ_DATA, default ./data)
   (neither)       the local hubd at ` + defaultAddr + ` if one answers, else DATA/ledger.db
 
 Times: RFC3339 (2026-03-01T10:00:00Z), a date or date-time in --tz, "now",
@@ -176,9 +179,9 @@ corrupt records were skipped).`,
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.db, "db", "", "ledger file or backup to read (read-only)")
-	pf.StringVar(&a.addr, "addr", "", "address of a running hubd's audit API (default: try "+defaultAddr+")")
+	pf.StringVar(&a.addr, "addr", "", "address of a running hubd's audit API (env AUDITQ_ADDR; default: try "+defaultAddr+")")
 	pf.StringVar(&a.token, "token", "", "admin token for --addr (default $HUBD_ADMIN_TOKEN, else DATA/admin.token)")
-	pf.StringVar(&a.data, "data", "./data", "hubd's data folder: admin.token and ledger.db")
+	pf.StringVar(&a.data, "data", envOr(a.getenv, "AUDITQ_DATA", "./data"), "hubd's data folder: admin.token and ledger.db (env AUDITQ_DATA)")
 	pf.StringVar(&a.tz, "tz", "", "time zone to show and read times in (default UTC)")
 	pf.BoolVar(&a.json, "json", false, "JSON lines")
 	pf.BoolVar(&a.csv, "csv", false, "CSV with a header row")
@@ -268,6 +271,9 @@ func (a *app) openSource(ctx context.Context, live bool) (source, func(), error)
 	if a.addr != "" {
 		return a.dial(a.addr)
 	}
+	if addr := a.getenv("AUDITQ_ADDR"); addr != "" {
+		return a.dial(addr) // as --addr: a hub named is not probed, and no file stands in for it
+	}
 	if a.hubAnswers(ctx, a.localAddr) {
 		src, closeFn, err := a.dial(a.localAddr)
 		if err == nil && a.errTTY {
@@ -310,6 +316,14 @@ func (a *app) openFile(path string) (source, func(), error) {
 	return audit.NewEngine(st), func() { _ = st.Close() }, nil
 }
 
+// envOr is the environment variable name, or def when it is unset or empty.
+func envOr(getenv func(string) string, name, def string) string {
+	if v := getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
 // adminToken finds the token for --addr: --token, $HUBD_ADMIN_TOKEN, or
 // the one hubd wrote to DATA/admin.token. None is not an error here: the hub
 // will refuse the call and the message says where a token comes from.
@@ -331,7 +345,7 @@ func (a *app) adminToken() string {
 }
 
 func (a *app) dial(addr string) (source, func(), error) {
-	c, err := audit.NewClient(addr, a.adminToken())
+	c, err := audit.NewClient(addr, a.adminToken(), audit.WithConnectTimeout(a.connectTimeout))
 	if err != nil {
 		return nil, nil, usagef("--addr %s: %v", addr, err)
 	}
