@@ -247,3 +247,47 @@ func TestAcksReachServerWithoutBlocking(t *testing.T) {
 		t.Fatalf("Ack after Close took %s, resume state %+v", time.Since(start), c.Resume())
 	}
 }
+
+// TestClientEndsSessionWhenBacklogOverflows: an application that takes
+// nothing while more than 4096 notifications arrive has its session ended
+// by the client itself (slow consumer, no frame), and the client resumes.
+func TestClientEndsSessionWhenBacklogOverflows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends 4100 notifications")
+	}
+	h := newHub(t, hub.Config{NotifyBuffer: 8192})
+	r := newRecorder()
+	c := dial(t, h, "xan", "d", append(r.options(), fast, client.WithBuffer(0))...)
+	first := waitConnect(t, r)
+	const n, workers = 4100, 16
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				if _, err := h.notify("xan", "flood", ""); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	second := waitConnect(t, r)
+	if second.ResumedFrom != first.ID {
+		t.Fatalf("resumed from %q; want %q", second.ResumedFrom, first.ID)
+	}
+	d := r.disconnects()[0]
+	if d.Cause != client.CauseSlowConsumer || d.FromFrame || !d.WillReconnect || d.Session != first.ID {
+		t.Fatalf("disconnect = %+v; want the client's own slow_consumer end, reconnecting", d)
+	}
+	if s := c.Stats(); s.Delivered != 0 {
+		t.Fatalf("stats = %+v; want nothing delivered (nothing taken)", s)
+	}
+}
