@@ -47,7 +47,8 @@ type Config struct {
 	ShutdownJitter    time.Duration
 	// ResumeWindow is how long after a session ended it may be resumed
 	// (default 2m); RedeliveryLimit caps the notifications redelivered on a
-	// resume (default 1000; older ones are not redelivered: Welcome.redelivering says how many come).
+	// resume (default 1000; older ones are not redelivered, and the
+	// Welcome says so with redelivery_truncated).
 	ResumeWindow    time.Duration
 	RedeliveryLimit int
 	// ResumeKey signs resume secrets (HMAC-SHA256). hubd keeps it in its

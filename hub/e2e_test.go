@@ -552,8 +552,9 @@ func TestResumeRedeliversEveryTargetAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.welcome.GetResumedFrom() != c.welcome.GetSessionId() || r.welcome.GetRedelivering() != 3 {
-		t.Fatalf("welcome %v; want resumed_from %s and 3 redeliveries (the limit)", r.welcome, c.welcome.GetSessionId())
+	if r.welcome.GetResumedFrom() != c.welcome.GetSessionId() || r.welcome.GetRedelivering() != 3 || !r.welcome.GetRedeliveryTruncated() ||
+		r.welcome.GetOldestRedeliveredSeq() != want[0] {
+		t.Fatalf("welcome %v; want resumed_from %s and 3 redeliveries (the limit) from seq %d, truncated", r.welcome, c.welcome.GetSessionId(), want[0])
 	}
 	var got []uint64
 	for range want {

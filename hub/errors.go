@@ -32,6 +32,8 @@ var (
 	// errNodeFull: the node holds MaxSessions; connect turns it into a
 	// recorded node_full Rejection.
 	errNodeFull = errors.New("node full")
+	// errStopScan ends a ledger scan early; never returned.
+	errStopScan = errors.New("stop scan")
 )
 
 // Rejection codes: Rejected.code on the wire, connect_rejected's code in

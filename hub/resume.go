@@ -23,28 +23,48 @@ import (
 // missed notifications.
 const maxRedeliveryScan = 200_000
 
-// checkResume decides whether user may resume session r.SessionId now. It
-// returns the previous session id and the client's last acked seq, or a
-// *Rejection. The previous session's history comes from the ledger (the
-// projections keep only live sessions). It runs under the user's connect
-// lock, which Kick and Ban also take, so no kick or ban of the user lands
-// between the decision and the session_reconnected event.
-func (s *Server) checkResume(ctx context.Context, user string, r *hubpb.Resume, now time.Time) (string, uint64, error) {
+// maxResumeChain bounds how many sessions back a resume follows the chain
+// of resumes to find where it started (see resumed.floor).
+const maxResumeChain = 32
+
+// resumed is an admitted resume.
+type resumed struct {
+	prev string
+	// lastAcked is the seq the client says it acknowledged last.
+	lastAcked uint64
+	// floor is the seq of the connect that started the chain of sessions
+	// this one resumes: notifications before it were never addressed to
+	// this client, however low lastAcked is (a client that never acked
+	// sends 0).
+	floor uint64
+	// floorCut: the chain was longer than maxResumeChain, so floor is the
+	// start of its newest part and older notifications are not redelivered.
+	floorCut bool
+}
+
+// checkResume decides whether user may resume session r.SessionId from
+// device now, or returns a *Rejection. The previous session's history
+// comes from the ledger (the projections keep only live sessions). It runs
+// under the user's connect lock, which Kick and Ban also take, so no kick
+// or ban of the user lands between the decision and the
+// session_reconnected event.
+func (s *Server) checkResume(ctx context.Context, user, device string, r *hubpb.Resume, now time.Time) (resumed, error) {
 	prev := r.GetSessionId()
 	if prev == "" || !hmac.Equal([]byte(s.resumeSecret(prev)), []byte(r.GetSecret())) {
-		return "", 0, refuseResume(codes.PermissionDenied, "resume secret does not match the session", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
+		return resumed{}, refuseResume(codes.PermissionDenied, "resume secret does not match the session", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
 	}
 	// Read what is known of an end still under way before the log: an end
 	// recorded after this read is then in the log read below, so the two
 	// reads cannot both miss it.
 	ending, endingAt, isEnding := s.endingOf(prev)
-	var started bool
-	var owner string
+	var start *ledger.Record
 	var end *ledger.Record
 	err := s.store.BySession(ctx, prev, 0, 0, func(rec *ledger.Record) error {
 		switch rec.Event.GetType() {
 		case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
-			started, owner = true, rec.Event.GetUser()
+			if start == nil {
+				start = rec
+			}
 		case eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED:
 			if end == nil {
 				end = rec
@@ -53,10 +73,16 @@ func (s *Server) checkResume(ctx context.Context, user string, r *hubpb.Resume, 
 		return nil
 	})
 	if err != nil {
-		return "", 0, err
+		return resumed{}, err
 	}
-	if !started || owner != user {
-		return "", 0, refuseResume(codes.PermissionDenied, "resume secret does not match the session", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
+	if start == nil || start.Event.GetUser() != user {
+		return resumed{}, refuseResume(codes.PermissionDenied, "resume secret does not match the session", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
+	}
+	if start.Event.GetDevice() != device {
+		// A resume secret stands for one client on one device: on another
+		// device it would take the first one's place and its missed
+		// notifications. That device connects afresh.
+		return resumed{}, refuseResume(codes.PermissionDenied, "a session can be resumed only from the device it was opened on; connect afresh", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
 	}
 	if end == nil {
 		if isEnding {
@@ -65,16 +91,16 @@ func (s *Server) checkResume(ctx context.Context, user string, r *hubpb.Resume, 
 			// not_allowed Disconnect, or sees its connection aborted, gets
 			// the advice its end will record.
 			if err := adviceRefusal(ledgerReconnect(ending.Reconnect), ending.ReconnectAfter, endingAt, ending.Reason, now); err != nil {
-				return "", 0, err
+				return resumed{}, err
 			}
 		}
 		// Still live (the server has not noticed the old transport is gone):
 		// the new session supersedes it; see connect.
-		return prev, r.GetLastAckedSeq(), nil
+		return s.resumeFloor(ctx, prev, r.GetLastAckedSeq(), start)
 	}
 	d := end.Event.GetSessionDisconnected()
 	if now.Sub(end.Time) > s.cfg.ResumeWindow {
-		return "", 0, refuseResume(codes.FailedPrecondition, "the resume window of "+s.cfg.ResumeWindow.String()+" has passed; connect afresh", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
+		return resumed{}, refuseResume(codes.FailedPrecondition, "the resume window of "+s.cfg.ResumeWindow.String()+" has passed; connect afresh", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
 	}
 	// "After" counts from the cause (the kick or ban), which precedes the
 	// Disconnect frame; the end itself is recorded after the frame went
@@ -89,9 +115,41 @@ func (s *Server) checkResume(ctx context.Context, user string, r *hubpb.Resume, 
 	}
 	after := time.Duration(d.GetReconnectAfterMs()) * time.Millisecond
 	if err := adviceRefusal(d.GetReconnect(), after, base, end.Event.GetReason(), now); err != nil {
-		return "", 0, err
+		return resumed{}, err
 	}
-	return prev, r.GetLastAckedSeq(), nil
+	return s.resumeFloor(ctx, prev, r.GetLastAckedSeq(), start)
+}
+
+// resumeFloor follows the chain of resumes back from start (prev's connect
+// or reconnect event), at most maxResumeChain sessions, to the connect
+// that began it.
+func (s *Server) resumeFloor(ctx context.Context, prev string, lastAcked uint64, start *ledger.Record) (resumed, error) {
+	res := resumed{prev: prev, lastAcked: lastAcked, floor: start.Seq}
+	back := start.Event.GetSessionReconnected().GetPreviousSession()
+	for hops := 0; back != ""; hops++ {
+		if hops == maxResumeChain {
+			res.floorCut = true
+			break
+		}
+		var first *ledger.Record
+		err := s.store.BySession(ctx, back, 0, res.floor, func(rec *ledger.Record) error {
+			switch rec.Event.GetType() {
+			case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
+				first = rec
+				return errStopScan
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStopScan) {
+			return resumed{}, err
+		}
+		if first == nil {
+			break // the log does not have it (never, in a sound log)
+		}
+		res.floor = first.Seq
+		back = first.Event.GetSessionReconnected().GetPreviousSession()
+	}
+	return res, nil
 }
 
 func refuseResume(code codes.Code, reason string, rc hubpb.Reconnect, after time.Duration) error {
@@ -145,20 +203,25 @@ func (s *Server) endingOf(id string) (*Disconnect, time.Time, bool) {
 }
 
 // missedNotifications returns the notifications addressed to user, to
-// session prev, or to everyone, with lastAcked < seq < upTo, in order, at
-// most RedeliveryLimit of them (the newest ones). They come from the
-// ledger's user and session indexes and, for broadcasts, from the recent
-// broadcasts the hub keeps (see broadcasts), so a resume costs a few index
-// reads however long the log grew since the client's last ack.
-// ok is false when the ledger could not be read (the resume goes on
-// without redelivery).
-func (s *Server) missedNotifications(ctx context.Context, user, prev string, lastAcked, upTo uint64) (missed []*hubpb.Notification, ok bool) {
+// session res.prev, or to everyone, after the client's last ack (and after
+// the chain of sessions began) and before upTo, in order, at most
+// RedeliveryLimit of them (the newest ones). They come from the ledger's
+// user and session indexes and, for broadcasts, from the recent broadcasts
+// the hub keeps (see broadcasts), so a resume costs a few index reads
+// however long the log grew since the client's last ack. truncated says
+// some of them may be left out: over RedeliveryLimit, older than the last
+// maxRedeliveryScan records, before a chain of resumes longer than
+// maxResumeChain, or the ledger could not be read (ok is then false and
+// the resume goes on without redelivery).
+func (s *Server) missedNotifications(ctx context.Context, user string, res resumed, upTo uint64) (missed []*hubpb.Notification, truncated, ok bool) {
+	prev, lastAcked := res.prev, max(res.lastAcked, res.floor)
+	truncated = res.floorCut && res.lastAcked < res.floor
 	if upTo <= 1 || lastAcked >= upTo-1 {
-		return nil, true
+		return nil, truncated, true
 	}
 	from := lastAcked + 1
 	if upTo > maxRedeliveryScan && from < upTo-maxRedeliveryScan {
-		from = upTo - maxRedeliveryScan
+		from, truncated = upTo-maxRedeliveryScan, true
 	}
 	var out []*hubpb.Notification
 	collect := func(target eventpb.NotificationTarget) func(*ledger.Record) error {
@@ -203,14 +266,14 @@ func (s *Server) missedNotifications(ctx context.Context, user, prev string, las
 		if !errors.Is(err, context.Canceled) {
 			s.log.Error("reading missed notifications failed; resuming without them", "session", prev, "err", err)
 		}
-		return nil, false
+		return nil, true, false
 	}
 	slices.SortFunc(out, func(a, b *hubpb.Notification) int { return cmp.Compare(a.GetSeq(), b.GetSeq()) })
 	out = slices.CompactFunc(out, func(a, b *hubpb.Notification) bool { return a.GetSeq() == b.GetSeq() })
 	if len(out) > s.cfg.RedeliveryLimit {
-		out = out[len(out)-s.cfg.RedeliveryLimit:]
+		out, truncated = out[len(out)-s.cfg.RedeliveryLimit:], true
 	}
-	return out, true
+	return out, truncated, true
 }
 
 // countFrom counts the notifications with seq >= from.

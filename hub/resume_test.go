@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -315,11 +316,11 @@ func TestResumeTwiceKeepsOneSession(t *testing.T) {
 	c := e.mustDial("zed", "phone")
 	e.kick(&hubpb.KickRequest{SessionId: c.welcome.GetSessionId(), Reason: "move"})
 	c.expectEnd()
-	first, err := e.dialHello(&hubpb.Hello{User: "zed", Device: "laptop", Resume: resumeOf(c, 0)})
+	first, err := e.dialHello(&hubpb.Hello{User: "zed", Device: "phone", Resume: resumeOf(c, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := e.dialHello(&hubpb.Hello{User: "zed", Device: "tablet", Resume: resumeOf(c, 0)})
+	second, err := e.dialHello(&hubpb.Hello{User: "zed", Device: "phone", Resume: resumeOf(c, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,5 +379,102 @@ func TestResumeTheMomentTheEndArrivesFollowsItsAdvice(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestResumeFromAnotherDeviceRefused: a resume secret is bound to the
+// device its session was opened on; from another device the resume is
+// refused (that device may connect afresh) and recorded.
+func TestResumeFromAnotherDeviceRefused(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	c := e.mustDial("dora", "phone")
+	c.close()
+	e.waitEnd(1, c.welcome.GetSessionId())
+	head := e.store.Head().Seq
+	_, err := e.dialHello(&hubpb.Hello{User: "dora", Device: "tablet", Resume: resumeOf(c, 0)})
+	st, rj := rejected(t, err)
+	if st.Code() != codes.PermissionDenied || rj.GetCode() != "resume_refused" || rj.GetReconnect() != hubpb.Reconnect_RECONNECT_ALLOWED ||
+		!strings.Contains(rj.GetReason(), "only from the device it was opened on") {
+		t.Fatalf("resume from another device: %v %v; want PermissionDenied resume_refused, connect afresh allowed", st, rj)
+	}
+	r, err := e.dialHello(&hubpb.Hello{User: "dora", Device: "phone", Resume: resumeOf(c, 0)})
+	if err != nil {
+		t.Fatalf("resume from the same device: %v", err)
+	}
+	e.expectLedger(head+1,
+		"connect_rejected dora/tablet resume_refused x1: a session can be resumed only from the device it was opened on; connect afresh",
+		"session_reconnected dora/phone "+r.welcome.GetSessionId()+" from "+c.welcome.GetSessionId())
+}
+
+// TestResumeWithoutAckStartsAtTheChain: a client that never acked resumes
+// with last_acked_seq 0; it gets what was sent since its first session
+// connected, not broadcasts from before it existed, also two resumes on.
+func TestResumeWithoutAckStartsAtTheChain(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	all := func(topic string) uint64 {
+		rep, err := e.admin.Notify(adminCtx(ctxT(t)), &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: topic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep.GetSeq()
+	}
+	all("before-1")
+	all("before-2")
+	c := e.mustDial("finn", "d")
+	during := all("during")
+	if f, err := c.next(); err != nil || f.GetNotification().GetSeq() != during {
+		t.Fatalf("live: %v %v", f, err)
+	}
+	c.close() // never acked
+	e.waitEnd(1, c.welcome.GetSessionId())
+	away := all("away")
+	r1, err := e.dialHello(&hubpb.Hello{User: "finn", Device: "d", Resume: resumeOf(c, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r1.welcome; got.GetRedelivering() != 2 || got.GetOldestRedeliveredSeq() != during || got.GetRedeliveryTruncated() {
+		t.Fatalf("first resume: welcome %v; want 2 redelivered from seq %d (not the broadcasts before the session), not truncated", got, during)
+	}
+	for _, want := range []uint64{during, away} {
+		if f, err := r1.next(); err != nil || f.GetNotification().GetSeq() != want {
+			t.Fatalf("redelivered %v %v; want seq %d", f, err, want)
+		}
+	}
+	r1.close()
+	e.waitEnd(1, r1.welcome.GetSessionId())
+	r2, err := e.dialHello(&hubpb.Hello{User: "finn", Device: "d", Resume: resumeOf(r1, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r2.welcome; got.GetRedelivering() != 2 || got.GetOldestRedeliveredSeq() != during {
+		t.Fatalf("second resume: welcome %v; want the same 2 from seq %d (the chain began with the first connect)", got, during)
+	}
+}
+
+// TestResumeSaysWhenRedeliveryIsTruncated: over the redelivery limit the
+// newest are redelivered and the Welcome says some are missing, and from
+// which seq on the redelivery is whole.
+func TestResumeSaysWhenRedeliveryIsTruncated(t *testing.T) {
+	e := newEnv(t, hub.Config{RedeliveryLimit: 2})
+	c := e.mustDial("gil", "d")
+	c.close()
+	e.waitEnd(1, c.welcome.GetSessionId())
+	seqs := []uint64{e.notifyUser("gil", "1"), e.notifyUser("gil", "2"), e.notifyUser("gil", "3")}
+	r, err := e.dialHello(&hubpb.Hello{User: "gil", Device: "d", Resume: resumeOf(c, c.welcome.GetSeq())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.welcome; got.GetRedelivering() != 2 || got.GetOldestRedeliveredSeq() != seqs[1] || !got.GetRedeliveryTruncated() {
+		t.Fatalf("welcome %v; want 2 redelivered from seq %d, truncated", got, seqs[1])
+	}
+	// Acked up to the first: the other two fit, nothing is missing.
+	r.close()
+	e.waitEnd(1, r.welcome.GetSessionId())
+	r2, err := e.dialHello(&hubpb.Hello{User: "gil", Device: "d", Resume: resumeOf(r, seqs[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r2.welcome; got.GetRedelivering() != 2 || got.GetOldestRedeliveredSeq() != seqs[1] || got.GetRedeliveryTruncated() {
+		t.Fatalf("welcome %v; want 2 redelivered from seq %d, not truncated", got, seqs[1])
 	}
 }

@@ -213,10 +213,9 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) error {
 	var supersedes []string
 	s.proj.Read(func(st *projections.State) { supersedes = st.Supersedes(s.cfg.Policy, user, device) })
 
-	var prev string
-	var lastAcked uint64
+	var res resumed
 	if r := hello.GetResume(); r != nil {
-		if prev, lastAcked, err = s.checkResume(ctx, user, r, now); err != nil {
+		if res, err = s.checkResume(ctx, user, device, r, now); err != nil {
 			var rj *Rejection
 			if errors.As(err, &rj) {
 				return s.reject(user, device, remote, rj)
@@ -227,6 +226,7 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) error {
 		// noticed as gone) replaces it; so does a second resume of the same
 		// session (a client that never got the first one's Welcome): one
 		// resume secret never yields two live sessions.
+		prev := res.prev
 		s.proj.Read(func(st *projections.State) {
 			if _, live := st.Session(prev); live && !slices.Contains(supersedes, prev) {
 				supersedes = append(supersedes, prev)
@@ -259,13 +259,14 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) error {
 	}()
 	ev := &eventpb.Event{User: user, Device: device, Session: sess.id, Actor: user}
 	hb := s.cfg.HeartbeatInterval.Milliseconds()
+	prev := res.prev
 	if prev == "" {
 		ev.Type = eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED
 		ev.Body = &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: remote, HeartbeatMs: hb, Supersedes: supersedes}}
 	} else {
 		ev.Type = eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED
 		ev.Body = &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{
-			PreviousSession: prev, LastAckedSeq: lastAcked, RemoteAddr: remote, HeartbeatMs: hb, Supersedes: supersedes}}
+			PreviousSession: prev, LastAckedSeq: res.lastAcked, RemoteAddr: remote, HeartbeatMs: hb, Supersedes: supersedes}}
 	}
 	stamps, err := s.publishApplied(ctx, ev)
 	if err != nil {
@@ -283,14 +284,19 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) error {
 	// Redelivery of missed notifications comes before live ones: collect
 	// them now, while live ones queue in sess.notes.
 	var missed []*hubpb.Notification
+	var truncated bool
 	if prev != "" {
 		var ok bool
-		if missed, ok = s.missedNotifications(ctx, user, prev, lastAcked, stamps[0].Seq); ok {
+		if missed, truncated, ok = s.missedNotifications(ctx, user, res, stamps[0].Seq); ok {
 			sess.redeliveredBelow = stamps[0].Seq
 		}
 	}
 	welcome := &hubpb.Welcome{SessionId: sess.id, ResumeSecret: s.resumeSecret(sess.id), HeartbeatIntervalMs: hb,
-		EventId: stamps[0].ID.String(), Seq: stamps[0].Seq, ResumedFrom: prev, Redelivering: uint32(len(missed))}
+		EventId: stamps[0].ID.String(), Seq: stamps[0].Seq, ResumedFrom: prev, Redelivering: uint32(len(missed)),
+		RedeliveryTruncated: truncated}
+	if len(missed) > 0 {
+		welcome.OldestRedeliveredSeq = missed[0].GetSeq()
+	}
 	if err := stream.Send(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Welcome{Welcome: welcome}}); err != nil {
 		s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, "stream broke before the welcome", nil)
 		return err

@@ -470,8 +470,9 @@ func (*ServerFrame_Ping) isServerFrame_Frame() {}
 func (*ServerFrame_Disconnect) isServerFrame_Frame() {}
 
 // Hello identifies the client. With a JWT secret configured on the server,
-// token is an HS256 JWT whose sub is the user and whose device claim is the
-// device; user and device may then be empty (if set they must match).
+// token is an HS256 JWT whose sub is the user and whose optional device
+// claim is the device; user and device may then be empty (if set they must
+// match; without a device claim the device is taken from Hello).
 type Hello struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	User   string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
@@ -541,6 +542,8 @@ func (x *Hello) GetResume() *Resume {
 	return nil
 }
 
+// Resume names a session to resume: from the same user and device it was
+// opened on.
 type Resume struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -614,10 +617,19 @@ type Welcome struct {
 	Seq     uint64 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"`
 	// Set when this session resumed resumed_from.
 	ResumedFrom string `protobuf:"bytes,6,opt,name=resumed_from,json=resumedFrom,proto3" json:"resumed_from,omitempty"`
-	// Notifications about to be redelivered.
-	Redelivering  uint32 `protobuf:"varint,7,opt,name=redelivering,proto3" json:"redelivering,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Notifications about to be redelivered (on a resume), before any live
+	// one.
+	Redelivering uint32 `protobuf:"varint,7,opt,name=redelivering,proto3" json:"redelivering,omitempty"`
+	// Seq of the first notification redelivered (0: none).
+	OldestRedeliveredSeq uint64 `protobuf:"varint,8,opt,name=oldest_redelivered_seq,json=oldestRedeliveredSeq,proto3" json:"oldest_redelivered_seq,omitempty"`
+	// True when notifications after the resume's last_acked_seq may be
+	// missing from the redelivery: more than the server's redelivery limit
+	// (the newest are sent), older than the records it searches, or the
+	// ledger could not be read. Those between last_acked_seq and
+	// oldest_redelivered_seq are the ones that may be missing.
+	RedeliveryTruncated bool `protobuf:"varint,9,opt,name=redelivery_truncated,json=redeliveryTruncated,proto3" json:"redelivery_truncated,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
@@ -697,6 +709,20 @@ func (x *Welcome) GetRedelivering() uint32 {
 		return x.Redelivering
 	}
 	return 0
+}
+
+func (x *Welcome) GetOldestRedeliveredSeq() uint64 {
+	if x != nil {
+		return x.OldestRedeliveredSeq
+	}
+	return 0
+}
+
+func (x *Welcome) GetRedeliveryTruncated() bool {
+	if x != nil {
+		return x.RedeliveryTruncated
+	}
+	return false
 }
 
 // Notification is one notification_sent event addressed to this session.
@@ -1769,7 +1795,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\x12$\n" +
-	"\x0elast_acked_seq\x18\x03 \x01(\x04R\flastAckedSeq\"\xf5\x01\n" +
+	"\x0elast_acked_seq\x18\x03 \x01(\x04R\flastAckedSeq\"\xde\x02\n" +
 	"\aWelcome\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12#\n" +
@@ -1778,7 +1804,9 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\bevent_id\x18\x04 \x01(\tR\aeventId\x12\x10\n" +
 	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12!\n" +
 	"\fresumed_from\x18\x06 \x01(\tR\vresumedFrom\x12\"\n" +
-	"\fredelivering\x18\a \x01(\rR\fredelivering\"\xb3\x01\n" +
+	"\fredelivering\x18\a \x01(\rR\fredelivering\x124\n" +
+	"\x16oldest_redelivered_seq\x18\b \x01(\x04R\x14oldestRedeliveredSeq\x121\n" +
+	"\x14redelivery_truncated\x18\t \x01(\bR\x13redeliveryTruncated\"\xb3\x01\n" +
 	"\fNotification\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x18\n" +
