@@ -25,11 +25,16 @@
 //
 // Runner keeps a State current: it loads the checkpoint stored in the
 // ledger file's blob bucket (key CheckpointKey), replays the tail straight
-// from the log, then follows the events topic through the ledger's watermill
-// Subscriber as a consumer group. WaitApplied tells a caller when its record
-// has been applied. Checkpoints are written every CheckpointEvery records,
-// every CheckpointInterval and on Close; a checkpoint of another
-// SnapshotVersion is ignored and the state rebuilt from the log.
+// from the log with the fast decoder, then follows the events topic through
+// the ledger's watermill Subscriber as a consumer group. WaitApplied tells a
+// caller when its record has been applied; OnChange sees every change
+// applied after Start's replay. Checkpoints are written at the end of Start,
+// every CheckpointEvery records, every CheckpointInterval and on Close, by a
+// goroutine of their own that applying never waits for. A stored snapshot
+// carries the hash of the record at its seq; one of another SnapshotVersion,
+// or that the log does not match, is ignored and the state rebuilt from the
+// log. Rebuild does a full rebuild on demand and persists it. Counters,
+// Stats and Err are for metrics and health checks.
 //
 // # Time travel
 //
@@ -41,5 +46,6 @@
 // # Concurrency
 //
 // State is not safe for concurrent use. Runner is: Read gives fn the state
-// under a read lock.
+// under a read lock, and only Apply takes the write lock. A Runner starts
+// once; Close stops every goroutine it started, within Config.CloseTimeout.
 package projections

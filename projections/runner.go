@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +28,8 @@ type Config struct {
 	Group string
 	// CheckpointEvery is how many applied records may pass between
 	// checkpoints (default 10,000); CheckpointInterval bounds the time
-	// (default 10s). A checkpoint is also written by Close.
+	// (default 10s). A checkpoint is also written at the end of Start (if
+	// it replayed anything), by Rebuild and by Close.
 	CheckpointEvery    uint64
 	CheckpointInterval time.Duration
 	// SnapshotEvery is the distance between the periodic snapshots kept for
@@ -33,9 +37,16 @@ type Config struct {
 	// NoSnapshots to keep none.
 	SnapshotEvery uint64
 	NoSnapshots   bool
-	// OnChange, if set, is called with every change, in log order, from the
-	// Runner's goroutine, before waiters of that seq are released. The hub
-	// enforces pending ends from it. It must not block for long.
+	// CloseTimeout bounds how long Close waits for the final checkpoint and
+	// the snapshot writes still queued (default 10s).
+	CloseTimeout time.Duration
+	// OnChange, if set, is called with every change the Runner applies
+	// after Start's replay, in log order, before waiters of that seq are
+	// released; calls never overlap. The hub enforces pending ends from it.
+	// It must not block for long, nor call back into the Runner. The
+	// records Start replays (the log as it was when Start began) are
+	// history and are not passed to it. Rebuild adds one call of its own
+	// (Change.Rebuilt) for pending ends the rebuilt state uncovered.
 	OnChange func(Change)
 	// Logger (default: slog.Default()).
 	Logger *slog.Logger
@@ -54,104 +65,214 @@ func (c *Config) setDefaults() {
 	if c.SnapshotEvery == 0 {
 		c.SnapshotEvery = 100_000
 	}
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = 10 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 }
 
+// phase is where a Runner is in its life.
+type phase int
+
+const (
+	phaseNew      phase = iota // NewRunner returned it
+	phaseStarting              // Start is running
+	phaseRunning               // following the log
+	phaseStopped               // closed, or Start failed: for good
+)
+
 // Runner keeps a State up to date with a ledger: it loads the latest
 // checkpoint, replays the tail, then follows the events topic through the
 // ledger's watermill Subscriber as a consumer group. All methods are safe
-// for concurrent use.
+// for concurrent use. A Runner starts once; after Close or a failed Start,
+// make a new one.
 type Runner struct {
 	store *ledger.Store
 	cfg   Config
 
-	mu sync.RWMutex // guards st
+	mu sync.RWMutex // guards st (the pointer and the state)
 	st *State
 
 	applied  atomic.Uint64
 	notifyMu sync.Mutex
-	notify   chan struct{} // closed and replaced after every apply
+	notify   chan struct{} // closed and replaced whenever applied moves
 
-	started   atomic.Bool
+	lifeMu  sync.Mutex // guards phase, cancel, sub and the start info
+	phase   phase
+	cancel  context.CancelFunc // ends the follow loop's subscription
+	sub     *ledger.Subscriber
+	closing atomic.Bool   // Close began
+	quit    chan struct{} // closed by Close: interrupts Start and Rebuild
+	started chan struct{} // closed when Start returns
+	done    chan struct{} // closed once the Runner applies no more records
+	endOnce sync.Once
+
 	closeOnce sync.Once
-	cancel    context.CancelFunc
-	done      chan struct{} // closed when the follow loop ends
-	sub       *ledger.Subscriber
-	errMu     sync.Mutex
-	err       error
-
-	persist   chan persistJob
-	persistWG sync.WaitGroup
-	lastCkpt  uint64
-	ckptAt    time.Time
+	closeErr  error
 
 	startFrom, startReplayed uint64
+
+	errMu sync.Mutex
+	err   error
+
+	persist *persister
+
+	// lastCkpt is the seq of the last checkpoint handed to the persister.
+	// Only the goroutine that applies records touches it: Start's, then the
+	// follow loop's, then Close's once the loop has ended.
+	lastCkpt uint64
+
+	want      atomic.Uint64    // the highest seq a waiter found on another topic
+	wake      chan struct{}    // tells the follow loop to look at want
+	rebuilds  chan *rebuildReq // Rebuild hands the rebuilt state to the follow loop
+	rebuildMu sync.Mutex       // one Rebuild at a time
 }
 
-// StartInfo says where Start began: the checkpoint's seq (0: none usable)
-// and how many records it replayed from the log after it.
-func (r *Runner) StartInfo() (checkpointSeq, replayed uint64) { return r.startFrom, r.startReplayed }
-
-type persistJob struct {
-	key   string
-	seq   uint64 // the state's seq: the persister adds its record hash
-	value []byte
+// rebuildReq is a rebuilt state for the follow loop to swap in; done gets
+// the result, once the checkpoint of the rebuilt state is durable.
+type rebuildReq struct {
+	st   *State
+	done chan error
 }
 
 // NewRunner returns a Runner over store. Call Start, and Close before
 // closing the store.
 func NewRunner(store *ledger.Store, cfg Config) *Runner {
 	cfg.setDefaults()
-	return &Runner{store: store, cfg: cfg, st: New(), notify: make(chan struct{}), done: make(chan struct{})}
+	return &Runner{
+		store: store, cfg: cfg, st: New(),
+		notify: make(chan struct{}), quit: make(chan struct{}), started: make(chan struct{}), done: make(chan struct{}),
+		persist: newPersister(store, cfg.Logger), wake: make(chan struct{}, 1), rebuilds: make(chan *rebuildReq),
+	}
 }
 
-// Start loads the checkpoint (rebuilding from the log when there is none or
-// its format version differs), replays the records after it up to the head,
-// and starts following the log. When it returns, every record appended
-// before the call is applied. ctx bounds the start only; Close stops the
-// Runner.
+// StartInfo says where Start began: the checkpoint's seq (0: none usable)
+// and how many records it replayed from the log after it.
+func (r *Runner) StartInfo() (checkpointSeq, replayed uint64) {
+	r.lifeMu.Lock()
+	defer r.lifeMu.Unlock()
+	return r.startFrom, r.startReplayed
+}
+
+// Start loads the checkpoint (rebuilding from the log when there is none
+// usable), replays the records after it up to the head with the fast
+// decoder (storing the periodic snapshots it passes), and starts following
+// the log. When it returns nil, every record appended before the call is
+// applied. ctx bounds the start only; Close stops the Runner, and
+// interrupts a Start in progress (which then returns ErrClosed). A Runner
+// whose Start failed stays stopped: WaitApplied and Err report why.
 func (r *Runner) Start(ctx context.Context) error {
-	if !r.started.CompareAndSwap(false, true) {
-		return errors.New("projections: runner already started")
+	r.lifeMu.Lock()
+	switch r.phase {
+	case phaseNew:
+	case phaseStopped:
+		r.lifeMu.Unlock()
+		if r.closing.Load() {
+			return ErrClosed
+		}
+		return ErrStarted
+	default:
+		r.lifeMu.Unlock()
+		return ErrStarted
 	}
+	r.phase = phaseStarting
+	r.lifeMu.Unlock()
+	defer close(r.started)
+
+	ctx, cancel := r.stoppable(ctx)
+	defer cancel()
+	err := r.start(ctx)
+	if err == nil {
+		return nil
+	}
+	if r.closing.Load() {
+		err = ErrClosed
+	}
+	if perr := r.persist.stop(r.cfg.CloseTimeout); perr != nil {
+		r.cfg.Logger.Warn("projections: checkpoint after a failed start", "err", perr)
+	}
+	r.setErr(fmt.Errorf("projections: start: %w", err))
+	r.lifeMu.Lock()
+	r.phase = phaseStopped
+	r.lifeMu.Unlock()
+	r.end()
+	return err
+}
+
+func (r *Runner) start(ctx context.Context) error {
 	st, err := r.loadCheckpoint()
 	if err != nil {
 		return err
 	}
-	r.st = st
-	r.applied.Store(st.Seq())
-	r.lastCkpt, r.ckptAt = st.Seq(), time.Now()
-	r.persist = make(chan persistJob, 8)
-	r.persistWG.Add(1)
-	go r.persistLoop()
+	r.lastCkpt = st.Seq()
+	r.persist.start()
 
-	from := st.Seq()
-	if err := r.catchUp(ctx, 0); err != nil {
-		r.stopPersist()
+	from, head := st.Seq(), r.store.Head().Seq
+	var also []uint64
+	if from == 0 {
+		// A full rebuild: look again at every stored snapshot on the way
+		// (another version's, or ones a checkpoint-less crash left).
+		if also, err = snapshotSeqs(r.store); err != nil {
+			return err
+		}
+	}
+	if err := r.replay(ctx, st, head, also, false); err != nil {
 		return err
 	}
-	r.startFrom, r.startReplayed = from, r.applied.Load()-from
-	r.cfg.Logger.Info("projections caught up", "checkpoint_seq", from, "replayed", r.startReplayed, "live_sessions", st.Live())
+	r.mu.Lock()
+	r.st = st
+	r.mu.Unlock()
+	r.advance(st.Seq())
+	r.lifeMu.Lock()
+	r.startFrom, r.startReplayed = from, st.Seq()-from
+	r.lifeMu.Unlock()
+	if st.Seq() != r.lastCkpt {
+		r.checkpoint(nil)
+	}
+	r.cfg.Logger.Info("projections caught up", "checkpoint_seq", from, "replayed", st.Seq()-from, "live_sessions", st.Live())
 
 	runCtx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	r.sub = ledger.NewSubscriber(r.store, ledger.SubscriberConfig{ConsumerGroup: r.cfg.Group, StartFrom: r.applied.Load() + 1})
-	msgs, err := r.sub.Subscribe(runCtx, ledger.EventsTopic)
+	sub := ledger.NewSubscriber(r.store, ledger.SubscriberConfig{ConsumerGroup: r.cfg.Group, StartFrom: st.Seq() + 1})
+	msgs, err := sub.Subscribe(runCtx, ledger.EventsTopic)
 	if err != nil {
 		cancel()
-		r.stopPersist()
-		return fmt.Errorf("projections: subscribe: %w", err)
+		_ = sub.Close()
+		return fmt.Errorf("subscribe: %w", err)
 	}
+	r.lifeMu.Lock()
+	defer r.lifeMu.Unlock()
+	if r.closing.Load() {
+		cancel()
+		_ = sub.Close()
+		return ErrClosed
+	}
+	r.cancel, r.sub, r.phase = cancel, sub, phaseRunning
 	go r.follow(runCtx, msgs)
 	return nil
 }
 
+// stoppable returns ctx, also cancelled when Close begins.
+func (r *Runner) stoppable(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-r.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// end marks that no more records will be applied.
+func (r *Runner) end() { r.endOnce.Do(func() { close(r.done) }) }
+
 func (r *Runner) loadCheckpoint() (*State, error) {
 	b, err := r.store.GetBlob(CheckpointKey)
 	if err != nil {
-		return nil, fmt.Errorf("projections: read checkpoint: %w", err)
+		return nil, fmt.Errorf("read checkpoint: %w", err)
 	}
 	if b == nil {
 		return New(), nil
@@ -164,17 +285,74 @@ func (r *Runner) loadCheckpoint() (*State, error) {
 	return st, err
 }
 
-// catchUp applies the records after the applied seq up to to (0: the head)
-// straight from the log: much faster than message-at-a-time delivery.
+// replay applies the records after st.Seq() up to to onto st with
+// Replay's fast decoder, and hands the persister a snapshot at every
+// multiple of SnapshotEvery and every seq in also that it passes (none with
+// NoSnapshots). Without overwrite, a usable snapshot already stored is left
+// as it is. st must be private to the caller or the caller must be the
+// follow loop.
+func (r *Runner) replay(ctx context.Context, st *State, to uint64, also []uint64, overwrite bool) error {
+	for _, at := range r.snapshotPoints(st.Seq(), to, also) {
+		if err := Replay(ctx, r.store, st, at, nil); err != nil {
+			return err
+		}
+		if !overwrite && usableSnapshot(r.store, SnapshotKey(at), at) {
+			continue
+		}
+		b, err := st.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		r.persist.snapshot(at, b)
+	}
+	return Replay(ctx, r.store, st, to, nil)
+}
+
+// snapshotPoints returns the seqs in (from, to] where snapshots are kept:
+// the multiples of SnapshotEvery and those in also, in order.
+func (r *Runner) snapshotPoints(from, to uint64, also []uint64) []uint64 {
+	if r.cfg.NoSnapshots || to <= from {
+		return nil
+	}
+	var out []uint64
+	for at := (from/r.cfg.SnapshotEvery + 1) * r.cfg.SnapshotEvery; at <= to && at > from; at += r.cfg.SnapshotEvery {
+		out = append(out, at)
+	}
+	for _, at := range also {
+		if at > from && at <= to {
+			out = append(out, at)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// snapshotSeqs returns the seqs of every stored periodic snapshot.
+func snapshotSeqs(store *ledger.Store) ([]uint64, error) {
+	var out []uint64
+	upTo := SnapshotKey(math.MaxUint64)
+	for {
+		key, _, err := store.LastBlob(SnapshotPrefix, upTo)
+		if err != nil || key == "" {
+			return out, err
+		}
+		n, err := strconv.ParseUint(strings.TrimPrefix(key, SnapshotPrefix), 10, 64)
+		if err != nil || n == 0 {
+			return out, nil
+		}
+		out = append(out, n)
+		upTo = SnapshotKey(n - 1)
+	}
+}
+
+// catchUp applies the records after the applied seq up to to straight
+// from the log, fully decoded (OnChange gets each record).
 //
 // It reads a chunk, then applies it once the chunk's read transaction has
-// ended: apply may wait for the persister (its queue is bounded), whose
-// commit may wait for every read transaction to end (bbolt remaps the file
-// when it outgrows its map), so applying inside the scan can deadlock.
+// ended: bbolt remaps the file when it outgrows its map, and that waits for
+// every read transaction, so a transaction must never wait for anything
+// that may wait for a commit.
 func (r *Runner) catchUp(ctx context.Context, to uint64) error {
-	if to == 0 {
-		to = r.store.Head().Seq
-	}
 	buf := make([]*ledger.Record, 0, catchUpChunk)
 	for next := r.applied.Load() + 1; next <= to; {
 		buf = buf[:0]
@@ -201,27 +379,40 @@ func (r *Runner) catchUp(ctx context.Context, to uint64) error {
 const catchUpChunk = 1024
 
 func (r *Runner) follow(ctx context.Context, msgs <-chan *message.Message) {
-	defer close(r.done)
+	defer r.end()
 	tick := time.NewTicker(r.cfg.CheckpointInterval)
 	defer tick.Stop()
+	stopped := func(err error) bool {
+		if err != nil && ctx.Err() == nil { // Close is not a failure
+			r.fail(err)
+		}
+		return err != nil
+	}
+	if stopped(r.serveWaiters(ctx)) {
+		return
+	}
 	for {
 		select {
 		case msg, ok := <-msgs:
 			if !ok {
-				if ctx.Err() == nil {
-					r.fail(errors.New("projections: ledger subscription ended"))
-				}
+				stopped(errors.New("projections: ledger subscription ended"))
 				return
 			}
 			if err := r.handle(ctx, msg); err != nil {
 				msg.Nack()
-				r.fail(err)
+				stopped(err)
 				return
 			}
 			msg.Ack()
+		case <-r.wake:
+			if stopped(r.serveWaiters(ctx)) {
+				return
+			}
+		case req := <-r.rebuilds:
+			r.swap(ctx, req)
 		case <-tick.C:
 			if r.applied.Load() != r.lastCkpt {
-				r.checkpoint()
+				r.checkpoint(nil)
 			}
 		case <-ctx.Done():
 			return
@@ -236,7 +427,7 @@ func (r *Runner) handle(ctx context.Context, msg *message.Message) error {
 	}
 	applied := r.applied.Load()
 	if seq <= applied {
-		return nil // already applied from the checkpoint or the catch-up
+		return nil // already applied from the checkpoint or the log
 	}
 	if seq > applied+1 {
 		// Records of other topics (or ones before the group's offset) in
@@ -251,6 +442,17 @@ func (r *Runner) handle(ctx context.Context, msg *message.Message) error {
 	}
 	r.apply(rec)
 	return nil
+}
+
+// serveWaiters reads the log up to the seq a WaitApplied caller asked
+// for: a record of another topic is never delivered by the subscription,
+// and at the tail of the log nothing may come after it to fill the gap.
+func (r *Runner) serveWaiters(ctx context.Context) error {
+	want := min(r.want.Load(), r.store.Head().Seq)
+	if want <= r.applied.Load() {
+		return nil
+	}
+	return r.catchUp(ctx, want)
 }
 
 // recordFromMessage rebuilds the record a subscriber message carries.
@@ -270,92 +472,126 @@ func recordFromMessage(seq uint64, msg *message.Message) (*ledger.Record, error)
 	return &ledger.Record{Seq: seq, ID: id, Time: t.UTC(), Topic: ledger.EventsTopic, UUID: msg.UUID, Event: ev}, nil
 }
 
+// apply applies rec (the follow loop's records), tells OnChange and the
+// waiters, then stores what is due. Readers wait only for Apply itself:
+// encoding a snapshot or checkpoint takes the read lock.
 func (r *Runner) apply(rec *ledger.Record) {
 	r.mu.Lock()
 	ch := r.st.Apply(rec)
-	var snap []byte
-	if !r.cfg.NoSnapshots && rec.Seq%r.cfg.SnapshotEvery == 0 {
-		var err error
-		if snap, err = r.st.MarshalBinary(); err != nil {
-			r.cfg.Logger.Error("projections snapshot encode failed", "seq", rec.Seq, "err", err)
-		}
-	}
 	r.mu.Unlock()
-	if snap != nil {
-		r.persist <- persistJob{key: SnapshotKey(rec.Seq), seq: rec.Seq, value: snap}
-	}
 	if r.cfg.OnChange != nil {
 		r.cfg.OnChange(ch)
 	}
-	r.applied.Store(rec.Seq)
+	r.advance(rec.Seq)
+	if !r.cfg.NoSnapshots && rec.Seq%r.cfg.SnapshotEvery == 0 {
+		r.mu.RLock()
+		b, err := r.st.MarshalBinary()
+		r.mu.RUnlock()
+		if err != nil {
+			r.cfg.Logger.Error("projections snapshot encode failed", "seq", rec.Seq, "err", err)
+		} else {
+			r.persist.snapshot(rec.Seq, b)
+		}
+	}
+	if rec.Seq-r.lastCkpt >= r.cfg.CheckpointEvery {
+		r.checkpoint(nil)
+	}
+}
+
+// advance publishes seq as applied and wakes the waiters.
+func (r *Runner) advance(seq uint64) {
+	r.applied.Store(seq)
 	r.notifyMu.Lock()
 	close(r.notify)
 	r.notify = make(chan struct{})
 	r.notifyMu.Unlock()
-	if rec.Seq-r.lastCkpt >= r.cfg.CheckpointEvery {
-		r.checkpoint()
-	}
 }
 
-// checkpoint hands the current state to the persister.
-func (r *Runner) checkpoint() {
+// checkpoint hands the current state to the persister; done, if not nil,
+// gets the write's result.
+func (r *Runner) checkpoint(done chan<- error) {
 	r.mu.RLock()
 	b, err := r.st.MarshalBinary()
 	seq := r.st.Seq()
 	r.mu.RUnlock()
 	if err != nil {
 		r.cfg.Logger.Error("projections checkpoint encode failed", "err", err)
+		if done != nil {
+			done <- err
+		}
 		return
 	}
-	r.lastCkpt, r.ckptAt = seq, time.Now()
-	r.persist <- persistJob{key: CheckpointKey, seq: seq, value: b}
-}
-
-// persistLoop writes snapshots and checkpoints off the apply path: a
-// durable write takes a commit, and enforcement must not wait for it.
-func (r *Runner) persistLoop() {
-	defer r.persistWG.Done()
-	for job := range r.persist {
-		b, err := stampHash(r.store, job.seq, job.value)
-		if err == nil {
-			err = r.store.PutBlob(context.Background(), job.key, b)
-		}
-		if err != nil {
-			r.cfg.Logger.Error("projections checkpoint write failed", "key", job.key, "err", err)
-		}
-	}
-}
-
-func (r *Runner) stopPersist() {
-	close(r.persist)
-	r.persistWG.Wait()
+	r.lastCkpt = seq
+	r.persist.checkpoint(seq, b, done)
 }
 
 func (r *Runner) fail(err error) {
-	r.errMu.Lock()
-	if r.err == nil {
-		r.err = err
-	}
-	r.errMu.Unlock()
+	r.setErr(err)
 	r.cfg.Logger.Error("projections runner stopped", "err", err)
 }
 
-// Err returns why the Runner stopped following the log, if it did.
-func (r *Runner) Err() error {
+func (r *Runner) setErr(err error) {
 	r.errMu.Lock()
 	defer r.errMu.Unlock()
-	return r.err
+	if r.err == nil {
+		r.err = err
+	}
+}
+
+// Err returns why the Runner stopped applying the log: the error of a
+// failed Start, the one that stopped it following (a subscription or log
+// read that failed), or ErrClosed after Close. It is nil while the Runner is
+// new, starting or following the log: a health check reports it.
+func (r *Runner) Err() error {
+	r.errMu.Lock()
+	err := r.err
+	r.errMu.Unlock()
+	if err == nil && r.closing.Load() {
+		return ErrClosed
+	}
+	return err
 }
 
 // Applied is the last applied seq.
 func (r *Runner) Applied() uint64 { return r.applied.Load() }
 
+// Counters returns the reducer's counters for the state the Runner holds:
+// the anomalies it met in the log (see Counters), for metrics.
+func (r *Runner) Counters() Counters {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.st.Counters()
+}
+
+// RunnerStats are a Runner's own figures, for metrics.
+type RunnerStats struct {
+	// Applied is the last applied seq.
+	Applied uint64
+	// Checkpointed is the seq of the last checkpoint written durably (0:
+	// none since Start).
+	Checkpointed uint64
+	// PersistFailures counts checkpoint and snapshot writes that failed
+	// (each is logged; the next checkpoint tries again).
+	PersistFailures uint64
+}
+
+// Stats returns the Runner's figures.
+func (r *Runner) Stats() RunnerStats {
+	return RunnerStats{Applied: r.applied.Load(), Checkpointed: r.persist.checkpointed.Load(), PersistFailures: r.persist.failures.Load()}
+}
+
 // WaitApplied returns once the record seq is applied (and its change
-// handed to OnChange), or when ctx ends or the Runner stops.
+// handed to OnChange), or when ctx ends or the Runner stops. seq may be a
+// record of another topic (it is read from the log: the subscription never
+// delivers it) or one not yet appended.
 func (r *Runner) WaitApplied(ctx context.Context, seq uint64) error {
-	if !r.started.Load() {
+	r.lifeMu.Lock()
+	ph := r.phase
+	r.lifeMu.Unlock()
+	if ph == phaseNew {
 		return ErrNotStarted
 	}
+	asked := false
 	for {
 		r.notifyMu.Lock()
 		ch := r.notify
@@ -363,19 +599,44 @@ func (r *Runner) WaitApplied(ctx context.Context, seq uint64) error {
 		if r.applied.Load() >= seq {
 			return nil
 		}
+		var grew <-chan struct{}
+		changed := r.store.Changed() // before Head: a commit in between still wakes us
+		if seq > r.store.Head().Seq {
+			grew = changed
+		} else if !asked {
+			asked = true
+			r.askIfOtherTopic(seq)
+		}
 		select {
 		case <-ch:
+		case <-grew:
 		case <-r.done:
 			if r.applied.Load() >= seq {
 				return nil
 			}
-			if err := r.Err(); err != nil {
-				return err
-			}
-			return ErrClosed
+			return r.Err()
 		case <-ctx.Done():
 			return fmt.Errorf("wait for seq %d: %w", seq, ctx.Err())
 		}
+	}
+}
+
+// askIfOtherTopic asks the follow loop to read the log up to seq if the
+// record there is not on the events topic.
+func (r *Runner) askIfOtherTopic(seq uint64) {
+	rec, err := r.store.Get(seq)
+	if err != nil || rec.Topic == ledger.EventsTopic {
+		return // the subscription delivers it (or the log fails, and so will the loop)
+	}
+	for {
+		w := r.want.Load()
+		if w >= seq || r.want.CompareAndSwap(w, seq) {
+			break
+		}
+	}
+	select {
+	case r.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -388,36 +649,120 @@ func (r *Runner) Read(fn func(*State)) {
 }
 
 // Rebuild replays the whole log into a fresh state and swaps it in: a full
-// rebuild on demand. The Runner keeps serving the old state meanwhile.
+// rebuild on demand, for a state suspected wrong. The Runner keeps applying
+// to the old state meanwhile; the follow loop then brings the fresh one up
+// to date, swaps it in, hands OnChange one change (Rebuilt) with the
+// pending ends the old state lacked, and checkpoints it. Every periodic
+// snapshot up to the head is rewritten from the fresh state. Rebuild
+// returns once the new checkpoint is durable.
 func (r *Runner) Rebuild(ctx context.Context) error {
+	r.lifeMu.Lock()
+	ph := r.phase
+	r.lifeMu.Unlock()
+	switch ph {
+	case phaseNew, phaseStarting:
+		return ErrNotStarted
+	case phaseStopped:
+		return r.Err()
+	}
+	r.rebuildMu.Lock()
+	defer r.rebuildMu.Unlock()
+	ctx, cancel := r.stoppable(ctx)
+	defer cancel()
 	fresh := New()
-	if err := Replay(ctx, r.store, fresh, r.applied.Load(), nil); err != nil {
-		return err
+	also, err := snapshotSeqs(r.store)
+	if err == nil {
+		err = r.replay(ctx, fresh, r.applied.Load(), also, true)
+	}
+	if err != nil {
+		if r.closing.Load() {
+			return ErrClosed
+		}
+		return fmt.Errorf("projections: rebuild: %w", err)
+	}
+	req := &rebuildReq{st: fresh, done: make(chan error, 1)}
+	select {
+	case r.rebuilds <- req:
+	case <-r.done:
+		return r.Err()
+	case <-ctx.Done():
+		return fmt.Errorf("projections: rebuild: %w", ctx.Err())
+	}
+	select {
+	case err := <-req.done:
+		if err != nil {
+			return fmt.Errorf("projections: rebuild: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("projections: rebuild: %w", ctx.Err())
+	}
+}
+
+// swap brings a rebuilt state up to the applied seq and swaps it in (the
+// follow loop's half of Rebuild).
+func (r *Runner) swap(ctx context.Context, req *rebuildReq) {
+	fresh := req.st
+	// The records applied since the rebuild read the log; the snapshots on
+	// the way replace the ones the old state wrote meanwhile.
+	if err := r.replay(ctx, fresh, r.applied.Load(), nil, true); err != nil {
+		req.done <- err
+		return
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := Replay(ctx, r.store, fresh, r.st.Seq(), nil); err != nil {
-		return err
-	}
+	old := r.st
 	r.st = fresh
-	return nil
+	r.mu.Unlock()
+	// Only this goroutine changes a state, so old can be read unlocked.
+	var uncovered []PendingEnd
+	for _, p := range fresh.PendingEnds() {
+		if _, ok := old.pending[p.Session]; !ok {
+			uncovered = append(uncovered, p)
+		}
+	}
+	r.cfg.Logger.Info("projections rebuilt", "seq", fresh.Seq(), "live_sessions", fresh.Live(), "uncovered_pending_ends", len(uncovered))
+	if len(uncovered) > 0 && r.cfg.OnChange != nil {
+		r.cfg.OnChange(Change{Seq: fresh.Seq(), Pending: uncovered, Rebuilt: true})
+	}
+	r.checkpoint(req.done)
 }
 
 // Close stops following the log, writes a final checkpoint and waits for
-// the pending snapshot writes. It is idempotent. Close the Runner before
-// the ledger.
+// the writes still queued, at most CloseTimeout; it returns the final
+// checkpoint's error, or the timeout's. It interrupts a Start or Rebuild
+// in progress. It is idempotent. Close the Runner before the ledger.
 func (r *Runner) Close() error {
-	if !r.started.Load() || r.cancel == nil {
+	r.closeOnce.Do(func() { r.closeErr = r.close() })
+	return r.closeErr
+}
+
+func (r *Runner) close() error {
+	r.lifeMu.Lock()
+	r.closing.Store(true)
+	close(r.quit)
+	ph := r.phase
+	if ph == phaseNew {
+		r.phase = phaseStopped
+		r.lifeMu.Unlock()
+		r.end()
 		return nil
 	}
-	r.closeOnce.Do(func() {
-		r.cancel()
-		r.sub.Close()
-		<-r.done
-		if !r.store.Closed() && r.applied.Load() != r.lastCkpt {
-			r.checkpoint()
-		}
-		r.stopPersist()
-	})
-	return nil
+	r.lifeMu.Unlock()
+	if ph == phaseStarting {
+		<-r.started // Start sees closing, cleans up and stops
+	}
+	r.lifeMu.Lock()
+	ph, cancel, sub := r.phase, r.cancel, r.sub
+	r.phase = phaseStopped
+	r.lifeMu.Unlock()
+	if ph != phaseRunning {
+		return nil // a failed Start cleaned up
+	}
+	cancel()
+	_ = sub.Close()
+	<-r.done
+	if !r.store.Closed() && r.applied.Load() != r.lastCkpt {
+		r.checkpoint(nil)
+	}
+	return r.persist.stop(r.cfg.CloseTimeout)
 }

@@ -141,6 +141,11 @@ type Change struct {
 	Expired []Ban
 	// Anomaly names what was counted instead of applied, if anything.
 	Anomaly string
+	// Rebuilt marks the one change Runner.Rebuild hands to OnChange after
+	// it swapped in the rebuilt state: Pending lists the ends that state
+	// has and the one it replaced lacked. It has no Record; Seq is the
+	// rebuilt state's.
+	Rebuilt bool
 }
 
 // State is the live session table and the ban state after the records
