@@ -95,3 +95,29 @@ func TestBanRacingConnectsEndsEverySession(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectDuringBanIsEndedFromTheLog: whatever let a connect of a banned
+// user through (here the hub's clock is an hour behind the ledger's, so
+// its own check finds no ban in force yet; elsewhere another node's
+// connect), the log shows the session starting during the ban, the
+// projections mark it, and the hub ends it as banned by that ban.
+func TestConnectDuringBanIsEndedFromTheLog(t *testing.T) {
+	e := newEnv(t, hub.Config{Now: func() time.Time { return time.Now().Add(-time.Hour) }})
+	rep, err := e.admin.Ban(adminCtx(ctxT(t)), &hubpb.BanRequest{User: "sly", Reason: "fraud"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.dial("sly", "d")
+	if err != nil {
+		t.Fatalf("connect with the hub's clock before the ban: %v; want it admitted (and then ended)", err)
+	}
+	if d, st := c.expectEnd(); d.GetCode() != hubpb.DisconnectCode_DISCONNECT_CODE_BANNED || d.GetEventId() != rep.GetEventId() || st.Code() != codes.PermissionDenied {
+		t.Fatalf("end %v %v; want banned by %s", d, st, rep.GetEventId())
+	}
+	id := c.welcome.GetSessionId()
+	e.waitEnd(1, id)
+	e.expectLedger(1,
+		"user_banned sly by ops-alice: fraud",
+		"session_connected sly/d "+id,
+		"session_disconnected sly/d "+id+" banned "+rep.GetEventId()+" by ops-alice: fraud")
+}
