@@ -6,16 +6,21 @@
 //
 // # Flow
 //
-// A connect is checked (identity, rate, node capacity, ban, resume), its
-// session_connected event (listing the sessions it supersedes under the
-// single-device policy) is published through the ledger's watermill
-// Publisher, and the Welcome goes out once the projections applied it. An
-// admin Kick publishes kick_requested and returns once it is applied; the
-// projection marks the targeted sessions, the hub's change feed (onChange)
-// signals each session it holds, and the session sends Disconnect (or, in
-// abort mode, closes the transport), records session_disconnected with the
+// A connect is checked (identity, ban, rate; then under the user's lock
+// the ban again, the resume, and the node's capacity as the session is
+// registered), its session_connected event (listing the sessions it
+// supersedes under the single-device policy) is published through the
+// ledger's watermill Publisher, and the Welcome goes out once the
+// projections applied it. Refusals are recorded as connect_rejected,
+// aggregated within fixed bounds (limits.go). An admin Kick publishes
+// kick_requested and returns once it is applied; the projection marks the
+// targeted sessions, the hub's change feed (onChange) signals each session
+// it holds, and the session sends Disconnect (or, in abort mode, records
+// its end and closes the transport), records session_disconnected with the
 // kick's event id, and ends the stream with a status carrying the same
-// Disconnect.
+// Disconnect. onChange enforces every pending end the projections mark,
+// whatever the record: a kick, a ban, a superseding connect, or a connect
+// recorded while its user was banned.
 //
 // # Failure
 //
