@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -200,7 +201,7 @@ func Open(path string, opts *Options) (*Store, error) {
 
 		mergeThreshold: defaultMergeThreshold,
 	}
-	if err := s.init(); err != nil {
+	if err := s.safeInit(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
@@ -215,6 +216,20 @@ func Open(path string, opts *Options) (*Store, error) {
 	s.rng = rand.NewChaCha8(seed)
 	go s.writeLoop()
 	return s, nil
+}
+
+// safeInit is init, reporting a file whose bbolt page structures are
+// damaged (bbolt panics on an assertion, or faults on its memory map) as
+// ErrCorrupt rather than crashing: a read-only Open is how auditq looks at
+// a file suspected of damage.
+func (s *Store) safeInit() (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: the file's bbolt page structures are damaged: %v", ErrCorrupt, r)
+		}
+	}()
+	return s.init()
 }
 
 // init creates the buckets of a new file, checks the magic of an existing

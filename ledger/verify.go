@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime/debug"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -20,21 +21,42 @@ type VerifyProgress func(seq uint64)
 // not intact it returns a *ChainError naming the first bad seq and why:
 // a missing seq (deleted record), a stored hash that does not match the
 // recomputed one (changed bytes), a record whose embedded seq differs from
-// its key (moved record), or undecodable framing.
+// its key (moved record), undecodable framing, a key that is not a seq, or
+// damage a read-only Open found at the end of the log. A file whose bbolt
+// page structures are damaged gives ErrCorrupt instead of a crash (bbolt
+// panics, or faults on its memory map, on such pages).
 //
 // Verify starting past 1 trusts the stored hash of record from-1 as its
 // anchor. The chain alone proves the log consistent, not authentic: whoever
-// can write the file can recompute it (see docs/architecture.md).
-func (s *Store) Verify(ctx context.Context, from, to uint64, progress VerifyProgress) (uint64, error) {
+// can write the file can recompute it. In particular, deleting the newest
+// records leaves a shorter chain that verifies: the chain cannot tell it
+// from a log that never had them. Compare the head with one recorded
+// elsewhere (signed checkpoints kept off the host, docs/architecture.md).
+//
+// Not guarded: page damage that makes bbolt's tree point back into itself
+// can make bbolt loop, growing its cursor stack without bound (bbolt's own
+// Tx.Check walks the tree the same way).
+func (s *Store) Verify(ctx context.Context, from, to uint64, progress VerifyProgress) (checked uint64, err error) {
 	if from == 0 {
 		from = 1
 	}
+	want := from
+	// A file whose bbolt page structures are damaged (not only its records)
+	// makes bbolt panic on an assertion, index past a slice, or fault on
+	// its memory map; Verify is what is run on a file suspected of damage,
+	// so it reports that as ErrCorrupt instead of crashing.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: verify stopped near seq %d: the file's bbolt page structures are damaged: %v", ErrCorrupt, want, r)
+		}
+	}()
 	var prev Hash
 	if from > 1 && from-1 > s.Head().Seq {
 		return 0, &ChainError{Seq: from - 1, Reason: fmt.Sprintf("anchor record missing: past the head, seq %d", s.Head().Seq)}
 	}
 	if from > 1 {
-		err := s.view(func(tx *bolt.Tx) error {
+		err = s.view(func(tx *bolt.Tx) error {
 			v := tx.Bucket(bucketLog).Get(seqKey(from - 1))
 			if len(v) < hashSize {
 				return &ChainError{Seq: from - 1, Reason: "anchor record missing or truncated"}
@@ -46,9 +68,7 @@ func (s *Store) Verify(ctx context.Context, from, to uint64, progress VerifyProg
 			return 0, err
 		}
 	}
-	want := from
-	var checked uint64
-	err := s.scanRaw(ctx, from, to, func(k, v []byte) error {
+	err = s.scanRaw(ctx, from, to, func(k, v []byte) error {
 		seq := binary.BigEndian.Uint64(k)
 		if seq != want {
 			return &ChainError{Seq: want, Reason: fmt.Sprintf("missing: the log jumps from %d to %d", want-1, seq)}
