@@ -127,3 +127,7 @@ func (s *Store) StoredOffset(topic, group string) (next uint64, err error) {
 	})
 	return next, err
 }
+
+// BoltNoSync reports whether the store's bbolt handle skips fsync (NoSync)
+// or the freelist or growth syncs.
+func (s *Store) BoltNoSync() (noSync, noGrowSync bool) { return s.db.NoSync, s.db.NoGrowSync }

@@ -243,7 +243,7 @@ func TestHotBackupWhileAppending(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; i < 500; i++ {
+			for {
 				select {
 				case <-stop:
 					return
@@ -256,6 +256,22 @@ func TestHotBackupWhileAppending(t *testing.T) {
 			}
 		}()
 	}
+	stopAppenders := sync.OnceFunc(func() {
+		close(stop)
+		wg.Wait()
+	})
+	defer stopAppenders() // also when the test fails early
+	waitHead := func(above uint64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for s.Head().Seq <= above {
+			if time.Now().After(deadline) {
+				t.Fatalf("head stuck at %d; want past %d", s.Head().Seq, above)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitHead(100) // the backups copy a log that is being appended to
 	backup := filepath.Join(t.TempDir(), "backup.db")
 	var last uint64
 	for i := 0; i < 3; i++ {
@@ -264,8 +280,12 @@ func TestHotBackupWhileAppending(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	waitHead(last) // and appends go on after the last one
+	stopAppenders()
+	final := s.Head().Seq
+	if last == 0 || last >= final {
+		t.Fatalf("backup: got last seq %d with the head at %d; want a non-empty copy strictly behind the head", last, final)
+	}
 	b, err := ledger.Open(backup, &ledger.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -274,7 +294,38 @@ func TestHotBackupWhileAppending(t *testing.T) {
 	if b.Head().Seq != last {
 		t.Fatalf("backup head: got %d; want %d", b.Head().Seq, last)
 	}
+	if n, err := b.Verify(ctx, 0, 0, nil); err != nil || n != last {
+		t.Fatalf("verify backup: got %d records, %v; want %d and nil", n, err, last)
+	}
 	ledgertest.Check(t, b)
+}
+
+// TestNeverNoSync: a crash with NoSync can corrupt the file and lose
+// acknowledged appends, so the store must never open bbolt with it (nor skip
+// the syncs of file growth).
+func TestNeverNoSync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	s, err := ledger.Open(path, &ledger.Options{InitialMmapSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, connected("u", "s")); err != nil {
+		t.Fatal(err)
+	}
+	if noSync, noGrowSync := s.BoltNoSync(); noSync || noGrowSync {
+		t.Errorf("read-write store: got NoSync %v, NoGrowSync %v; want both false", noSync, noGrowSync)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := ledger.Open(path, &ledger.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if noSync, _ := ro.BoltNoSync(); noSync {
+		t.Error("read-only store: got NoSync true; want false")
+	}
 }
 
 // TestUnencodableEventRefusedAlone: an event protobuf cannot encode (a
