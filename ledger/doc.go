@@ -22,16 +22,26 @@
 // Subscriber delivers a topic in order, at least once, with durable
 // consumer-group offsets; it is woken by the writer on commit.
 //
+// Every read sees only durable records: it is bounded by Head, which moves
+// only after a commit's last fsync returned (bbolt itself shows a commit to
+// new readers a moment before that). So no reader, and no projection fed by
+// the Subscriber, acts on a record a crash could still take back.
+//
 // # Concurrency
 //
 // All methods of Store, Publisher and Subscriber are safe for concurrent
-// use. bbolt locks the file: while one process has it open, no other process
+// use, and every call on a Store after Close returns ErrClosed. bbolt locks the file: while one process has it open, no other process
 // can open it, not even read-only (Open returns ErrLocked after
 // Options.LockTimeout).
 //
 // # Caveats
 //
 // The hash chain proves the log self-consistent, not authentic: whoever can
-// write the file can rewrite it and recompute the chain. Signed checkpoints
-// kept off the host are the planned answer (docs/architecture.md).
+// write the file can rewrite it and recompute the chain, or delete the
+// newest records, which leaves a shorter chain that verifies. Signed
+// checkpoints kept off the host are the planned answer
+// (docs/architecture.md).
+//
+// Names that become bbolt keys (user, session, device, topic, consumer
+// group, blob key) are limited to MaxNameLen bytes.
 package ledger
