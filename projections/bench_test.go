@@ -3,6 +3,7 @@ package projections_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"runtime"
 	"testing"
@@ -169,4 +170,26 @@ func BenchmarkHeap(b *testing.B) {
 			runtime.KeepAlive(st)
 		})
 	}
+}
+
+// BenchmarkRunnerStart measures a Runner's Start without a checkpoint on
+// the 1M-event ledger (opened read-only, so the start-up checkpoint write
+// fails and is only logged): the full rebuild a hub does after a
+// SnapshotVersion change, reporting events/s.
+func BenchmarkRunnerStart(b *testing.B) {
+	p := sized(bench1M)
+	s := openBenchLedger(b, p)
+	defer s.Close()
+	quiet := slog.New(slog.DiscardHandler)
+	for i := 0; i < b.N; i++ {
+		r := projections.NewRunner(s, projections.Config{NoSnapshots: true, Logger: quiet})
+		if err := r.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		if got := r.Applied(); got != uint64(p.events) {
+			b.Fatalf("applied %d; want %d", got, p.events)
+		}
+		_ = r.Close()
+	}
+	b.ReportMetric(float64(p.events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }

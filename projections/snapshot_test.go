@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/ledger/ledgertest"
 	"github.com/sessionledger/sessionledger/projections"
@@ -153,4 +154,24 @@ func FuzzUnmarshalState(f *testing.F) {
 		}
 		sc.at(at+time.Hour*24*365*100, connect("x", "d", "x1"))
 	})
+}
+
+// TestStateAtTimeSameTimestamp: every record at or before T counts, also
+// several records sharing T's time.
+func TestStateAtTimeSameTimestamp(t *testing.T) {
+	s := ledgertest.Open(t, &ledger.Options{Now: func() time.Time { return t0 }})
+	ctx := context.Background()
+	if _, err := s.Append(ctx, connect("u", "d", "s1"), connect("v", "d", "s2"), ban("w", time.Time{}, "x")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := projections.StateAtTime(ctx, s, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Seq() != 3 || st.Live() != 2 || len(st.Bans(t0)) != 1 {
+		t.Fatalf("StateAtTime(t0): seq %d live %d bans %d; want 3, 2, 1", st.Seq(), st.Live(), len(st.Bans(t0)))
+	}
+	if st, err := projections.StateAtTime(ctx, s, t0.Add(-time.Nanosecond)); err != nil || st.Seq() != 0 {
+		t.Fatalf("StateAtTime(t0-1ns): seq %d, %v; want the empty state", st.Seq(), err)
+	}
 }
