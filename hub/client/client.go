@@ -55,6 +55,14 @@ type Session struct {
 	Seq     uint64
 	// Redelivering is how many missed notifications follow the welcome.
 	Redelivering int
+	// OldestRedelivered is the seq of the first of them (0: none).
+	OldestRedelivered uint64
+	// RedeliveryIncomplete is true when some notifications after the
+	// resume's last acked seq and before OldestRedelivered may be missing:
+	// more than the server's redelivery limit, older than it searches, or
+	// the server could not read its ledger. The application should resync
+	// from its own source of truth.
+	RedeliveryIncomplete bool
 }
 
 // Resume is what it takes to resume a session: save it (Client.Resume) to
@@ -378,7 +386,8 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 	}
 	sess := Session{ID: w.GetSessionId(), ResumeSecret: w.GetResumeSecret(), ResumedFrom: w.GetResumedFrom(),
 		HeartbeatInterval: time.Duration(w.GetHeartbeatIntervalMs()) * time.Millisecond,
-		EventID:           w.GetEventId(), Seq: w.GetSeq(), Redelivering: int(w.GetRedelivering())}
+		EventID:           w.GetEventId(), Seq: w.GetSeq(), Redelivering: int(w.GetRedelivering()),
+		OldestRedelivered: w.GetOldestRedeliveredSeq(), RedeliveryIncomplete: w.GetRedeliveryTruncated()}
 	ls := newStream(st, sctx, cancel)
 	ls.session, ls.hb, ls.welcomed = sess.ID, sess.HeartbeatInterval, time.Now()
 	ls.lastRecv.Store(ls.welcomed.UnixNano())
@@ -403,6 +412,10 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 		c.resumes.Add(1)
 	}
 	c.cfg.logger.Info("hub session started", "session", sess.ID, "resumed_from", sess.ResumedFrom, "redelivering", sess.Redelivering)
+	if sess.RedeliveryIncomplete {
+		c.cfg.logger.Warn("hub resumed without every missed notification", "session", sess.ID,
+			"last_acked", helloAck, "oldest_redelivered", sess.OldestRedelivered)
+	}
 	if c.cfg.onConnect != nil {
 		c.cfg.onConnect(sess)
 	}

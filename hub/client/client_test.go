@@ -305,8 +305,8 @@ func TestRedeliveryAcrossKickInOrderWithoutDuplicates(t *testing.T) {
 	}
 	close(gate)
 	second := waitConnect(t, r)
-	if second.ResumedFrom != first.ID || second.Redelivering != 4 {
-		t.Fatalf("session %+v; want resumed from %s with 4 redeliveries (3..6)", second, first.ID)
+	if second.ResumedFrom != first.ID || second.Redelivering != 4 || second.OldestRedelivered != seqs[2] || second.RedeliveryIncomplete {
+		t.Fatalf("session %+v; want resumed from %s with 4 complete redeliveries from seq %d (3..6)", second, first.ID, seqs[2])
 	}
 	for _, want := range missed {
 		if n := nextNote(t, c); n.Seq != want || !n.Redelivered {
@@ -323,6 +323,36 @@ func TestRedeliveryAcrossKickInOrderWithoutDuplicates(t *testing.T) {
 	rec := h.waitEvent(t, 1, "session_reconnected", isType(tReconnected))
 	if got := rec.Event.GetSessionReconnected().GetLastAckedSeq(); got != seqs[1] {
 		t.Fatalf("resumed after seq %d; want the last acked, %d", got, seqs[1])
+	}
+}
+
+// TestRedeliveryPastTheLimitSaysIncomplete: more missed notifications than
+// the server redelivers are reported on the Session, so the application
+// knows to resync.
+func TestRedeliveryPastTheLimitSaysIncomplete(t *testing.T) {
+	h := newHub(t, hub.Config{RedeliveryLimit: 2})
+	r := newRecorder()
+	gate := make(chan struct{})
+	sleep := client.WithSleep(func(ctx context.Context, d time.Duration) error {
+		select {
+		case <-gate:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	dial(t, h, "fay", "d", append(r.options(), sleep)...)
+	first := waitConnect(t, r)
+	kick := mustKick(t, h, &hubpb.KickRequest{SessionId: first.ID})
+	h.waitEvent(t, kick.GetSeq(), "disconnected", endOf(first.ID))
+	var missed []uint64
+	for _, topic := range []string{"1", "2", "3", "4"} {
+		missed = append(missed, mustNotify(t, h, "fay", topic))
+	}
+	close(gate)
+	second := waitConnect(t, r)
+	if second.Redelivering != 2 || second.OldestRedelivered != missed[2] || !second.RedeliveryIncomplete {
+		t.Fatalf("session %+v; want the newest 2 redelivered from seq %d, incomplete", second, missed[2])
 	}
 }
 
