@@ -392,7 +392,8 @@ type Record struct {
 	Id []byte `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
 	// Append time, Unix nanoseconds. Never decreases along the log.
 	TimeUnixNano int64 `protobuf:"varint,3,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
-	// watermill topic the record was published to.
+	// watermill topic the record was published to. At most 1024 bytes
+	// (ledger.MaxNameLen): topics are index keys.
 	Topic string `protobuf:"bytes,4,opt,name=topic,proto3" json:"topic,omitempty"`
 	// watermill message UUID as published.
 	MessageUuid string `protobuf:"bytes,5,opt,name=message_uuid,json=messageUuid,proto3" json:"message_uuid,omitempty"`
@@ -528,6 +529,8 @@ type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Type  EventType              `protobuf:"varint,1,opt,name=type,proto3,enum=sessionledger.ledger.v1.EventType" json:"type,omitempty"`
 	// User the event is about (the kicked, banned or connecting user).
+	// At most 1024 bytes (ledger.MaxNameLen), as device and session: the
+	// ledger indexes by them and refuses longer ones.
 	User string `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
 	// Device of that user, when known.
 	Device string `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
