@@ -2,6 +2,7 @@ package hub
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -126,7 +127,7 @@ func (s *Server) reject(user, device, remote string, rj *Rejection) error {
 	if now {
 		a := &rejectAgg{}
 		a.add(device, rj.Reason, remote)
-		if _, err := s.publish(rejectEvent(k, a)); err != nil {
+		if _, err := s.publish(context.Background(), rejectEvent(k, a)); err != nil {
 			return err
 		}
 	}
@@ -185,7 +186,7 @@ func (r *rejects) flush() {
 	for _, k := range keys {
 		evs = append(evs, rejectEvent(k, pending[k]))
 	}
-	if _, err := r.s.publish(evs...); err != nil {
+	if _, err := r.s.publish(context.Background(), evs...); err != nil {
 		r.s.log.Error("could not record aggregated connect rejections", "keys", len(evs), "err", err)
 	}
 }

@@ -193,9 +193,12 @@ func (s *Server) Serve(g *grpc.Server, l *Listener) error {
 }
 
 // publish appends events durably through the ledger's watermill Publisher
-// and returns their stamps (seq, id, time). A failure is logged and
-// returned as ErrLedger: the caller must not act.
-func (s *Server) publish(events ...*eventpb.Event) ([]ledger.Stamp, error) {
+// and returns their stamps (seq, id, time). ctx bounds only the wait for
+// the ledger's writer to take them: once taken, they are committed or
+// failed as a whole, and publish waits for which. An event the ledger
+// refuses is ErrInvalid; any other failure is logged and returned as
+// ErrLedger: the caller must not act.
+func (s *Server) publish(ctx context.Context, events ...*eventpb.Event) ([]ledger.Stamp, error) {
 	msgs := make([]*message.Message, len(events))
 	for i, ev := range events {
 		if ev.Node == "" {
@@ -206,9 +209,16 @@ func (s *Server) publish(events ...*eventpb.Event) ([]ledger.Stamp, error) {
 			return nil, err
 		}
 		msgs[i] = message.NewMessage(watermill.NewULID(), b)
+		msgs[i].SetContext(ctx)
 	}
 	start := time.Now()
 	if err := s.pub.Publish(ledger.EventsTopic, msgs...); err != nil {
+		if errors.Is(err, ledger.ErrInvalidEvent) {
+			// Nothing was written and the ledger is fine: the request
+			// was bad (the Admin and Hello limits are meant to catch it
+			// first).
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
 		s.metrics.appendFailures.Inc()
 		s.log.Error("ledger append failed; refusing the action", "err", err)
 		if s.store.Err() != nil {
@@ -236,7 +246,7 @@ func (s *Server) publish(events ...*eventpb.Event) ([]ledger.Stamp, error) {
 // publishApplied publishes and waits until the projections applied the
 // last event (and the hub's enforcement for it began).
 func (s *Server) publishApplied(ctx context.Context, events ...*eventpb.Event) ([]ledger.Stamp, error) {
-	st, err := s.publish(events...)
+	st, err := s.publish(ctx, events...)
 	if err != nil {
 		return nil, err
 	}

@@ -590,7 +590,9 @@ func (s *Server) recordEnd(sess *session, cause eventpb.DisconnectCause, reason 
 	}
 	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, User: sess.user, Device: sess.device,
 		Session: sess.id, Actor: actor, Reason: reason, Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: body}}
-	if _, err := s.publish(ev); err != nil {
+	// The session is over either way: its end is recorded even when the
+	// stream's context has ended.
+	if _, err := s.publish(context.Background(), ev); err != nil {
 		s.log.Error("could not record a session end; it will be recorded as lost at the next start", "session", sess.id, "err", err)
 	}
 	s.metrics.disconnects.WithLabelValues(causeLabel(cause)).Inc()

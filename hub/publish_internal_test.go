@@ -1,0 +1,52 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+)
+
+// TestPublishRefusedEventIsInvalidNotUnavailable: an event the ledger
+// refuses (a name over its limit) is a bad request, not a failing
+// ledger: InvalidArgument, no append failure counted, still serving.
+func TestPublishRefusedEventIsInvalidNotUnavailable(t *testing.T) {
+	store, err := ledger.Open(filepath.Join(t.TempDir(), "ledger.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := New(ctx, store, Config{AdminTokens: map[string]string{"0123456789abcdef": "ops"}})
+	if err != nil {
+		store.Close()
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := s.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		store.Close()
+	}()
+	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_USER_UNBANNED, User: strings.Repeat("u", ledger.MaxNameLen+1), Actor: "ops",
+		Body: &eventpb.Event_UserUnbanned{UserUnbanned: &eventpb.UserUnbanned{}}}
+	_, err = s.publish(ctx, ev)
+	if !errors.Is(err, ErrInvalid) || errors.Is(err, ErrLedger) {
+		t.Fatalf("publish of an overlong user: %v; want ErrInvalid, not ErrLedger", err)
+	}
+	if code := toStatus(err); !strings.Contains(code.Error(), "InvalidArgument") {
+		t.Errorf("status = %v; want InvalidArgument", code)
+	}
+	if store.Err() != nil {
+		t.Errorf("ledger failed: %v; want it untouched", store.Err())
+	}
+	if _, err := s.publish(ctx, &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_USER_UNBANNED, User: "u", Actor: "ops",
+		Body: &eventpb.Event_UserUnbanned{UserUnbanned: &eventpb.UserUnbanned{}}}); err != nil {
+		t.Fatalf("a good event after the refused one: %v", err)
+	}
+}
