@@ -106,9 +106,10 @@ func New(ctx context.Context, store *ledger.Store, cfg Config) (*Server, error) 
 		s.proj.Close()
 		return nil, fmt.Errorf("hub: recover sessions lost in a crash: %w", err)
 	}
-	s.bg.Add(2)
+	s.bg.Add(3)
 	go s.rejects.loop()
 	go s.watchHealth()
+	go s.heartbeats()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus("sessionledger.hub.v1.Hub", healthpb.HealthCheckResponse_SERVING)
 	return s, nil
@@ -131,6 +132,47 @@ func (s *Server) Err() error {
 		errs = append(errs, fmt.Errorf("projections: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// heartbeats marks a ping due on every session whose heartbeat interval
+// has passed since its last one, and wakes it: one ticker for the node
+// instead of one per session. Pings are scheduled on the wall clock (a
+// test's Config.Now does not hold them back); the session judges idleness
+// by Config.Now when it wakes.
+func (s *Server) heartbeats() {
+	defer s.bg.Done()
+	t := time.NewTicker(heartbeatTick(s.cfg.HeartbeatInterval))
+	defer t.Stop()
+	var due []*session
+	for {
+		select {
+		case <-t.C:
+		case <-s.stopBg:
+			return
+		}
+		now := time.Now()
+		next := now.Add(s.cfg.HeartbeatInterval).UnixNano()
+		s.mu.Lock()
+		for _, sess := range s.sessions {
+			if sess.nextPing.Load() <= now.UnixNano() {
+				sess.nextPing.Store(next)
+				due = append(due, sess)
+			}
+		}
+		s.mu.Unlock()
+		for i, sess := range due {
+			sess.pingDue.Store(true)
+			sess.poke()
+			due[i] = nil
+		}
+		due = due[:0]
+	}
+}
+
+// heartbeatTick is how often heartbeats looks for pings due: a tenth of
+// the interval, so a ping is at most that late, and at least 1 ms.
+func heartbeatTick(interval time.Duration) time.Duration {
+	return max(interval/10, time.Millisecond)
 }
 
 // watchHealth turns the health service NOT_SERVING, and logs why, once Err
@@ -434,6 +476,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.health.Shutdown()
 	close(s.shutdown)
+	// Wake every session to see it. One registered after this never
+	// serves: register refuses once closing is set.
+	s.mu.Lock()
+	for _, sess := range s.sessions {
+		sess.poke()
+	}
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.handlers.Wait(); close(done) }()
 	var err error

