@@ -67,6 +67,19 @@ func dial(t *testing.T, h *testHub, user, device string, opts ...client.Option) 
 	return c
 }
 
+// sleepUntil makes every reconnect wait until gate is closed, so the test
+// decides when the client comes back.
+func sleepUntil(gate <-chan struct{}) client.Option {
+	return client.WithSleep(func(ctx context.Context, d time.Duration) error {
+		select {
+		case <-gate:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+}
+
 func waitConnect(t *testing.T, r *recorder) client.Session {
 	t.Helper()
 	select {
@@ -277,14 +290,7 @@ func TestRedeliveryAcrossKickInOrderWithoutDuplicates(t *testing.T) {
 	gate := make(chan struct{})
 	// The reconnect waits for the test, so notifications are recorded
 	// while the client is away.
-	sleep := client.WithSleep(func(ctx context.Context, d time.Duration) error {
-		select {
-		case <-gate:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
+	sleep := sleepUntil(gate)
 	c := dial(t, h, "erin", "d", append(r.options(), sleep)...)
 	first := waitConnect(t, r)
 	var seqs []uint64
@@ -333,14 +339,7 @@ func TestRedeliveryPastTheLimitSaysIncomplete(t *testing.T) {
 	h := newHub(t, hub.Config{RedeliveryLimit: 2})
 	r := newRecorder()
 	gate := make(chan struct{})
-	sleep := client.WithSleep(func(ctx context.Context, d time.Duration) error {
-		select {
-		case <-gate:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
+	sleep := sleepUntil(gate)
 	dial(t, h, "fay", "d", append(r.options(), sleep)...)
 	first := waitConnect(t, r)
 	kick := mustKick(t, h, &hubpb.KickRequest{SessionId: first.ID})
