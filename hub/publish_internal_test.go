@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
@@ -48,5 +50,57 @@ func TestPublishRefusedEventIsInvalidNotUnavailable(t *testing.T) {
 	if _, err := s.publish(ctx, &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_USER_UNBANNED, User: "u", Actor: "ops",
 		Body: &eventpb.Event_UserUnbanned{UserUnbanned: &eventpb.UserUnbanned{}}}); err != nil {
 		t.Fatalf("a good event after the refused one: %v", err)
+	}
+}
+
+// TestPublishCancelledIsNotALedgerFailure: a caller that gives up before
+// the writer takes its events gets its own context's error; the hub does
+// not count or log a failed ledger.
+func TestPublishCancelledIsNotALedgerFailure(t *testing.T) {
+	store, err := ledger.Open(filepath.Join(t.TempDir(), "ledger.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := New(ctx, store, Config{AdminTokens: map[string]string{"0123456789abcdef": "ops"}})
+	if err != nil {
+		store.Close()
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := s.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		store.Close()
+	}()
+	gone, cancelGone := context.WithCancel(ctx)
+	cancelGone()
+	// A writer that is free may still take the events (Append's select
+	// has both ways ready): try until one is refused.
+	refused := 0
+	for range 50 {
+		_, err = s.publish(gone, &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_USER_UNBANNED, User: "u", Actor: "ops",
+			Body: &eventpb.Event_UserUnbanned{UserUnbanned: &eventpb.UserUnbanned{}}})
+		if err == nil {
+			continue
+		}
+		refused++
+		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrLedger) {
+			t.Fatalf("publish with a cancelled context: %v; want context.Canceled, not ErrLedger", err)
+		}
+		if !strings.Contains(toStatus(err).Error(), "Canceled") {
+			t.Errorf("status = %v; want Canceled", toStatus(err))
+		}
+	}
+	if refused == 0 {
+		t.Fatal("50 publishes with a cancelled context were all taken; want some refused")
+	}
+	var m dto.Metric
+	if err := s.metrics.appendFailures.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); got != 0 {
+		t.Errorf("append failures = %v; want 0", got)
 	}
 }

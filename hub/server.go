@@ -62,7 +62,14 @@ type Server struct {
 
 	bg     sync.WaitGroup
 	stopBg chan struct{}
+
+	// epoch carries a monotonic reading: ping schedules are offsets from
+	// it, so a wall-clock step cannot stop or bunch pings.
+	epoch time.Time
 }
+
+// mono is the time since s.epoch on the monotonic clock.
+func (s *Server) mono() int64 { return int64(time.Since(s.epoch)) }
 
 // New opens the hub over store: it starts the projection runner (replaying
 // from its checkpoint), then ends with cause lost every session the log
@@ -85,6 +92,7 @@ func New(ctx context.Context, store *ledger.Store, cfg Config) (*Server, error) 
 		seed:     maphash.MakeSeed(),
 		affected: make(map[uint64]int),
 		stopBg:   make(chan struct{}),
+		epoch:    time.Now(),
 	}
 	s.rates = newRateLimiter(cfg.UserConnectsPerMinute, time.Minute)
 	s.rejects = newRejects(s)
@@ -136,9 +144,11 @@ func (s *Server) Err() error {
 
 // heartbeats marks a ping due on every session whose heartbeat interval
 // has passed since its last one, and wakes it: one ticker for the node
-// instead of one per session. Pings are scheduled on the wall clock (a
-// test's Config.Now does not hold them back); the session judges idleness
-// by Config.Now when it wakes.
+// instead of one per session. Pings are scheduled on the monotonic clock
+// (a wall-clock step cannot stop them, and a test's Config.Now does not
+// hold them back) and are up to a tick late; the session judges idleness
+// by Config.Now when a ping falls due, so an idle end comes at most one
+// interval and one tick after IdleTimeout.
 func (s *Server) heartbeats() {
 	defer s.bg.Done()
 	t := time.NewTicker(heartbeatTick(s.cfg.HeartbeatInterval))
@@ -150,11 +160,11 @@ func (s *Server) heartbeats() {
 		case <-s.stopBg:
 			return
 		}
-		now := time.Now()
-		next := now.Add(s.cfg.HeartbeatInterval).UnixNano()
+		now := s.mono()
+		next := now + int64(s.cfg.HeartbeatInterval)
 		s.mu.Lock()
 		for _, sess := range s.sessions {
-			if sess.nextPing.Load() <= now.UnixNano() {
+			if sess.nextPing.Load() <= now {
 				sess.nextPing.Store(next)
 				due = append(due, sess)
 			}
@@ -255,6 +265,11 @@ func (s *Server) publish(ctx context.Context, events ...*eventpb.Event) ([]ledge
 	}
 	start := time.Now()
 	if err := s.pub.Publish(ledger.EventsTopic, msgs...); err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			// The caller gave up before the writer took the events:
+			// nothing was written and the ledger is fine.
+			return nil, fmt.Errorf("publish: %w", ctx.Err())
+		}
 		if errors.Is(err, ledger.ErrInvalidEvent) {
 			// Nothing was written and the ledger is fine: the request
 			// was bad (the Admin and Hello limits are meant to catch it

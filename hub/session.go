@@ -37,7 +37,7 @@ type session struct {
 	// notes.ready is the same channel.
 	wake     chan struct{}
 	pingDue  atomic.Bool  // set by Server.heartbeats
-	nextPing atomic.Int64 // unix nanos (wall clock) of the next ping; Server.heartbeats' own
+	nextPing atomic.Int64 // when the next ping is due, as Server.mono; Server.heartbeats' own
 	recvEnd  atomic.Pointer[recvEnd]
 	// redeliveredBelow: on a resume, notifications with a lower seq were
 	// read from the ledger for redelivery; copies fanned out live while
@@ -303,7 +303,7 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer, out **session) error {
 		ended: make(chan struct{}), wake: make(chan struct{}, 1),
 	}
 	sess.notes = noteQueue{max: s.cfg.NotifyBuffer, ready: sess.wake}
-	sess.nextPing.Store(time.Now().Add(s.cfg.HeartbeatInterval).UnixNano())
+	sess.nextPing.Store(s.mono() + int64(s.cfg.HeartbeatInterval))
 	sess.lastHeard.Store(now.UnixNano())
 	if err := s.register(sess, supersedes); err != nil {
 		if errors.Is(err, errNodeFull) {
