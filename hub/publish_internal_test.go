@@ -14,10 +14,10 @@ import (
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
 
-// TestPublishRefusedEventIsInvalidNotUnavailable: an event the ledger
-// refuses (a name over its limit) is a bad request, not a failing
-// ledger: InvalidArgument, no append failure counted, still serving.
-func TestPublishRefusedEventIsInvalidNotUnavailable(t *testing.T) {
+// newTestServer starts a hub over a fresh ledger, both closed when the
+// test ends.
+func newTestServer(t *testing.T) (*Server, *ledger.Store) {
+	t.Helper()
 	store, err := ledger.Open(filepath.Join(t.TempDir(), "ledger.db"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -29,15 +29,27 @@ func TestPublishRefusedEventIsInvalidNotUnavailable(t *testing.T) {
 		store.Close()
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		if err := s.Shutdown(ctx); err != nil {
 			t.Error(err)
 		}
 		store.Close()
-	}()
+	})
+	return s, store
+}
+
+// TestPublishRefusedEventIsInvalidNotUnavailable: an event the ledger
+// refuses (a name over its limit) is a bad request, not a failing
+// ledger: InvalidArgument, no append failure counted, still serving.
+func TestPublishRefusedEventIsInvalidNotUnavailable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, store := newTestServer(t)
 	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_USER_UNBANNED, User: strings.Repeat("u", ledger.MaxNameLen+1), Actor: "ops",
 		Body: &eventpb.Event_UserUnbanned{UserUnbanned: &eventpb.UserUnbanned{}}}
-	_, err = s.publish(ctx, ev)
+	_, err := s.publish(ctx, ev)
 	if !errors.Is(err, ErrInvalid) || errors.Is(err, ErrLedger) {
 		t.Fatalf("publish of an overlong user: %v; want ErrInvalid, not ErrLedger", err)
 	}
@@ -57,30 +69,16 @@ func TestPublishRefusedEventIsInvalidNotUnavailable(t *testing.T) {
 // the writer takes its events gets its own context's error; the hub does
 // not count or log a failed ledger.
 func TestPublishCancelledIsNotALedgerFailure(t *testing.T) {
-	store, err := ledger.Open(filepath.Join(t.TempDir(), "ledger.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := New(ctx, store, Config{AdminTokens: map[string]string{"0123456789abcdef": "ops"}})
-	if err != nil {
-		store.Close()
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := s.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-		store.Close()
-	}()
+	s, _ := newTestServer(t)
 	gone, cancelGone := context.WithCancel(ctx)
 	cancelGone()
 	// A writer that is free may still take the events (Append's select
 	// has both ways ready): try until one is refused.
 	refused := 0
 	for range 50 {
-		_, err = s.publish(gone, &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_USER_UNBANNED, User: "u", Actor: "ops",
+		_, err := s.publish(gone, &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_USER_UNBANNED, User: "u", Actor: "ops",
 			Body: &eventpb.Event_UserUnbanned{UserUnbanned: &eventpb.UserUnbanned{}}})
 		if err == nil {
 			continue
