@@ -318,7 +318,11 @@ func (s *Server) publishApplied(ctx context.Context, events ...*eventpb.Event) (
 // notifications out. It never blocks.
 func (s *Server) onChange(ch projections.Change) {
 	if len(ch.Pending) > 0 {
-		s.noteAffected(ch.Seq, len(ch.Pending))
+		if !ch.Rebuilt {
+			// A rebuild's change is not a record's: its seq is only
+			// the rebuilt state's, and may be an admin call's.
+			s.noteAffected(ch.Seq, len(ch.Pending))
+		}
 		for _, p := range ch.Pending {
 			s.mu.Lock()
 			sess := s.sessions[p.Session]

@@ -47,5 +47,8 @@
 //
 // State is not safe for concurrent use. Runner is: Read gives fn the state
 // under a read lock, and only Apply takes the write lock. A Runner starts
-// once; Close stops every goroutine it started, within Config.CloseTimeout.
+// once; Close stops its follow loop (once the OnChange call in progress
+// returns) and waits at most Config.CloseTimeout for the checkpoint and
+// snapshot writes still queued; past that it returns the timeout and the
+// write in progress finishes on its own.
 package projections

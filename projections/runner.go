@@ -207,6 +207,7 @@ func (r *Runner) start(ctx context.Context) error {
 		return err
 	}
 	r.lastCkpt = st.Seq()
+	r.persist.checkpointed.Store(st.Seq())
 	r.persist.start()
 
 	from, head := st.Seq(), r.store.Head().Seq
@@ -292,6 +293,10 @@ func (r *Runner) loadCheckpoint() (*State, error) {
 // as it is. st must be private to the caller or the caller must be the
 // follow loop.
 func (r *Runner) replay(ctx context.Context, st *State, to uint64, also []uint64, overwrite bool) error {
+	if to <= st.Seq() {
+		// Nothing to do; and Replay would read to == 0 as "the head".
+		return nil
+	}
 	for _, at := range r.snapshotPoints(st.Seq(), to, also) {
 		if err := Replay(ctx, r.store, st, at, nil); err != nil {
 			return err
@@ -357,7 +362,11 @@ func (r *Runner) catchUp(ctx context.Context, to uint64) error {
 	for next := r.applied.Load() + 1; next <= to; {
 		buf = buf[:0]
 		end := min(next+catchUpChunk-1, to)
+		want := next
 		err := r.store.Scan(ctx, next, end, func(rec *ledger.Record) error {
+			if err := checkNext(&want, rec.Seq); err != nil {
+				return err
+			}
 			buf = append(buf, rec)
 			return nil
 		})
@@ -411,7 +420,9 @@ func (r *Runner) follow(ctx context.Context, msgs <-chan *message.Message) {
 		case req := <-r.rebuilds:
 			r.swap(ctx, req)
 		case <-tick.C:
-			if r.applied.Load() != r.lastCkpt {
+			// Against the last checkpoint written, not handed over: a
+			// failed write is tried again even while the log is idle.
+			if r.applied.Load() != r.persist.checkpointed.Load() {
 				r.checkpoint(nil)
 			}
 		case <-ctx.Done():
@@ -580,8 +591,8 @@ func (r *Runner) Stats() RunnerStats {
 	return RunnerStats{Applied: r.applied.Load(), Checkpointed: r.persist.checkpointed.Load(), PersistFailures: r.persist.failures.Load()}
 }
 
-// WaitApplied returns once the record seq is applied (and its change
-// handed to OnChange), or when ctx ends or the Runner stops. seq may be a
+// WaitApplied returns once the record seq is applied (and, for a record
+// after Start's replay, its change handed to OnChange), or when ctx ends or the Runner stops. seq may be a
 // record of another topic (it is read from the log: the subscription never
 // delivers it) or one not yet appended.
 func (r *Runner) WaitApplied(ctx context.Context, seq uint64) error {
@@ -686,7 +697,7 @@ func (r *Runner) Rebuild(ctx context.Context) error {
 	case <-r.done:
 		return r.Err()
 	case <-ctx.Done():
-		return fmt.Errorf("projections: rebuild: %w", ctx.Err())
+		return r.rebuildCancelled(ctx)
 	}
 	select {
 	case err := <-req.done:
@@ -695,8 +706,17 @@ func (r *Runner) Rebuild(ctx context.Context) error {
 		}
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("projections: rebuild: %w", ctx.Err())
+		return r.rebuildCancelled(ctx)
 	}
+}
+
+// rebuildCancelled is Rebuild's error when its context ended: ErrClosed
+// if Close ended it.
+func (r *Runner) rebuildCancelled(ctx context.Context) error {
+	if r.closing.Load() {
+		return ErrClosed
+	}
+	return fmt.Errorf("projections: rebuild: %w", ctx.Err())
 }
 
 // swap brings a rebuilt state up to the applied seq and swaps it in (the
@@ -705,8 +725,13 @@ func (r *Runner) swap(ctx context.Context, req *rebuildReq) {
 	fresh := req.st
 	// The records applied since the rebuild read the log; the snapshots on
 	// the way replace the ones the old state wrote meanwhile.
-	if err := r.replay(ctx, fresh, r.applied.Load(), nil, true); err != nil {
+	applied := r.applied.Load()
+	if err := r.replay(ctx, fresh, applied, nil, true); err != nil {
 		req.done <- err
+		return
+	}
+	if fresh.Seq() != applied {
+		req.done <- fmt.Errorf("rebuilt state at seq %d, the runner at %d", fresh.Seq(), applied)
 		return
 	}
 	r.mu.Lock()
@@ -761,7 +786,7 @@ func (r *Runner) close() error {
 	cancel()
 	_ = sub.Close()
 	<-r.done
-	if !r.store.Closed() && r.applied.Load() != r.lastCkpt {
+	if !r.store.Closed() && r.applied.Load() != r.persist.checkpointed.Load() {
 		r.checkpoint(nil)
 	}
 	return r.persist.stop(r.cfg.CloseTimeout)

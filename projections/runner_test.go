@@ -650,3 +650,85 @@ func TestFollowEqualsReplay(t *testing.T) {
 		}
 	}
 }
+
+// TestRebuildBeforeAnythingApplied: a Rebuild while the runner has applied
+// nothing yet must not replay the fresh state to the head (Replay reads
+// to == 0 that way), or the follow loop applies records onto it twice.
+func TestRebuildBeforeAnythingApplied(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	release := make(chan struct{})
+	first := make(chan struct{}, 1)
+	r := startRunner(t, s, projections.Config{OnChange: func(ch projections.Change) {
+		if ch.Seq == 1 && !ch.Rebuilt {
+			first <- struct{}{}
+			<-release
+		}
+	}})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.Append(ctx, connect("u", "d", "s1")); err != nil {
+		t.Fatal(err)
+	}
+	<-first // follow loop is inside OnChange for seq 1; applied is still 0
+	for i := 2; i <= 5; i++ {
+		if _, err := s.Append(ctx, connect("u", "d", fmt.Sprintf("s%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- r.Rebuild(ctx) }()
+	time.Sleep(200 * time.Millisecond) // let Rebuild replay while seq 1 is being applied
+	close(release)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WaitApplied(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	full, err := projections.StateAt(ctx, s, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	r.Read(func(st *projections.State) { got = mustMarshal(t, st) })
+	if !bytes.Equal(got, mustMarshal(t, full)) {
+		t.Fatalf("state differs from replay: runner counters %+v; replay %+v", r.Counters(), full.Counters())
+	}
+}
+
+// TestRebuildInterruptedByCloseIsErrClosed: Close ending a Rebuild that
+// waits for the follow loop reports ErrClosed, not a cancelled context.
+func TestRebuildInterruptedByCloseIsErrClosed(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	release := make(chan struct{})
+	in := make(chan struct{}, 1)
+	r := startRunner(t, s, projections.Config{OnChange: func(ch projections.Change) {
+		if ch.Seq == 2 && !ch.Rebuilt {
+			in <- struct{}{}
+			<-release
+		}
+	}})
+	ctx := context.Background()
+	if _, err := s.Append(ctx, connect("u", "d", "s1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WaitApplied(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, connect("u", "d", "s2")); err != nil {
+		t.Fatal(err)
+	}
+	<-in
+	errc := make(chan error, 1)
+	go func() { errc <- r.Rebuild(ctx) }()
+	time.Sleep(100 * time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- r.Close() }()
+	err := <-errc
+	close(release)
+	<-closed
+	if !errors.Is(err, projections.ErrClosed) {
+		t.Fatalf("Rebuild interrupted by Close = %v; want ErrClosed", err)
+	}
+}

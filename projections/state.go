@@ -161,6 +161,10 @@ type State struct {
 	pending  map[string]*PendingEnd
 	bans     map[string]*Ban
 	expiry   banHeap // bans with an expiry, soonest first
+	// staleExpiry counts entries of expiry whose ban was lifted or
+	// replaced; compactExpiry drops them once they are half the heap, so
+	// it grows with active bans, not with bans ever recorded.
+	staleExpiry int
 
 	// recent remembers the last ended session ids (a bounded ring) only to
 	// tell duplicate terminal events from unknown sessions.
@@ -253,6 +257,8 @@ func (s *State) expire(now time.Time) []Ban {
 			delete(s.bans, b.User)
 			s.counters.BansExpired++
 			out = append(out, *b)
+		} else if s.staleExpiry > 0 {
+			s.staleExpiry--
 		}
 	}
 	return out
@@ -433,6 +439,7 @@ func (s *State) ban(r *ledger.Record, ev *eventpb.Event, ch *Change) {
 			return
 		}
 		b.Since = old.Since
+		s.dropExpiry(old)
 	}
 	s.bans[user] = b
 	if !b.Until.IsZero() {
@@ -481,9 +488,36 @@ func (s *State) unban(ev *eventpb.Event, ch *Change) {
 		return
 	}
 	delete(s.bans, ev.GetUser())
+	s.dropExpiry(b)
 	cp := *b
 	ch.Unbanned = &cp
 }
+
+// dropExpiry notes that ban b, lifted or replaced, no longer counts in the
+// expiry heap, and compacts the heap once such entries are half of it.
+func (s *State) dropExpiry(b *Ban) {
+	if b.Until.IsZero() {
+		return // never in the heap
+	}
+	s.staleExpiry++
+	if s.staleExpiry < minStaleExpiry || 2*s.staleExpiry < len(s.expiry) {
+		return
+	}
+	live := s.expiry[:0]
+	for _, e := range s.expiry {
+		if s.bans[e.User] == e {
+			live = append(live, e)
+		}
+	}
+	clear(s.expiry[len(live):])
+	s.expiry = live
+	heap.Init(&s.expiry)
+	s.staleExpiry = 0
+}
+
+// minStaleExpiry is how many stale expiry entries wait for a compaction at
+// least, so small states do not compact on every unban.
+const minStaleExpiry = 64
 
 // Session returns the live session id, if it is live.
 func (s *State) Session(id string) (Session, bool) {
