@@ -99,9 +99,6 @@ func (s *Server) checkResume(ctx context.Context, user, device string, r *hubpb.
 		return s.resumeFloor(ctx, prev, r.GetLastAckedSeq(), start)
 	}
 	d := end.Event.GetSessionDisconnected()
-	if now.Sub(end.Time) > s.cfg.ResumeWindow {
-		return resumed{}, refuseResume(codes.FailedPrecondition, "the resume window of "+s.cfg.ResumeWindow.String()+" has passed; connect afresh", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
-	}
 	// "After" counts from the cause (the kick or ban), which precedes the
 	// Disconnect frame; the end itself is recorded after the frame went
 	// out, so counting from it would refuse a client that waited exactly
@@ -116,6 +113,11 @@ func (s *Server) checkResume(ctx context.Context, user, device string, r *hubpb.
 	after := time.Duration(d.GetReconnectAfterMs()) * time.Millisecond
 	if err := adviceRefusal(d.GetReconnect(), after, base, end.Event.GetReason(), now); err != nil {
 		return resumed{}, err
+	}
+	// The window comes after the end's advice: a late resume of a session
+	// ended "not allowed" must be told that, not "connect afresh".
+	if now.Sub(end.Time) > s.cfg.ResumeWindow {
+		return resumed{}, refuseResume(codes.FailedPrecondition, "the resume window of "+s.cfg.ResumeWindow.String()+" has passed; connect afresh", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
 	}
 	return s.resumeFloor(ctx, prev, r.GetLastAckedSeq(), start)
 }

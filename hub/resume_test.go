@@ -231,6 +231,25 @@ func TestResumeWindowPassed(t *testing.T) {
 	e.rejectedEvent(head+1, "xena", "resume_refused")
 }
 
+// TestLateResumeOfSessionNotAllowedBack: a session kicked "not allowed"
+// and resumed after the resume window is refused with that advice, not
+// with "connect afresh" (which a client would follow straight back in).
+func TestLateResumeOfSessionNotAllowedBack(t *testing.T) {
+	e := newEnv(t, hub.Config{ResumeWindow: 100 * time.Millisecond})
+	c := e.mustDial("xavi", "d")
+	rep := e.kick(&hubpb.KickRequest{SessionId: c.welcome.GetSessionId(), Reconnect: hubpb.Reconnect_RECONNECT_NOT_ALLOWED})
+	c.expectEnd()
+	e.waitEvent(rep.GetSeq(), "disconnected", disconnectOf(c.welcome.GetSessionId()))
+	time.Sleep(150 * time.Millisecond)
+	head := e.store.Head().Seq
+	_, err := e.dialHello(&hubpb.Hello{User: "xavi", Device: "d", Resume: resumeOf(c, 0)})
+	st, rj := rejected(t, err)
+	if rj.GetCode() != "resume_refused" || rj.GetReconnect() != hubpb.Reconnect_RECONNECT_NOT_ALLOWED {
+		t.Fatalf("late resume of a session kicked not_allowed: %v %v; want resume_refused, not allowed", st, rj)
+	}
+	e.rejectedEvent(head+1, "xavi", "resume_refused")
+}
+
 func TestResumeOfLiveSessionSupersedesIt(t *testing.T) {
 	e := newEnv(t, hub.Config{})
 	c := e.mustDial("yan", "d")
