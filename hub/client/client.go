@@ -1,14 +1,10 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
-	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,11 +53,17 @@ type Session struct {
 	Redelivering int
 	// OldestRedelivered is the seq of the first of them (0: none).
 	OldestRedelivered uint64
-	// RedeliveryIncomplete is true when some notifications after the
-	// resume's last acked seq and before OldestRedelivered may be missing:
-	// more than the server's redelivery limit, older than it searches, or
-	// the server could not read its ledger. The application should resync
-	// from its own source of truth.
+	// RedeliveryIncomplete is true when notifications addressed to this
+	// client may have been lost to it: the application should resync from
+	// its own source of truth. For a resume it is the server's
+	// redelivery_truncated: notifications after the resume's last
+	// acknowledged seq and before OldestRedelivered may be missing (more
+	// than the server's redelivery limit, 1000 by default, older than it
+	// searches, or the server could not read its ledger). For a fresh
+	// session after an earlier one (a refused resume, one given with
+	// WithResume included) it is always true: nothing recorded between the
+	// earlier session's last acknowledged seq and this connect is
+	// redelivered.
 	RedeliveryIncomplete bool
 }
 
@@ -99,27 +101,31 @@ type Client struct {
 	// stream; Dial, then the run goroutine, use them.
 	conn *grpc.ClientConn
 	hub  hubpb.HubClient
-	own  owners
 
 	baseCancel  context.CancelFunc // ends every stream (after Goodbye, or forced)
-	closeCancel context.CancelFunc // Close was called: stop waiting and connecting
-	closeErr    error              // set by the run goroutine before done closes
-	done        chan struct{}
+	closing     context.Context    // done once Close was called, or the network side ended
+	closeCancel context.CancelFunc
+	closeErr    error         // set by the run goroutine before netDone closes
+	netDone     chan struct{} // closed once run and its streams' goroutines ended
+	done        chan struct{} // closed by the dispatcher after netDone, once it drained
 
+	q     *queue // what the dispatcher hands to the application (dispatch.go)
 	notes chan Notification
 	discs chan Disconnect
 
 	mu          sync.Mutex
 	sess        Session
 	resume      *Resume // what the next connect resumes; nil: connect afresh
+	hadSession  bool    // a session existed before (WithResume counts): a fresh one is a gap
 	lastAcked   uint64
 	ackFloor    uint64 // seq of the first fresh connect: nothing before it is ours
 	live        *stream
 	closedByApp bool
+	endErr      *Disconnect // run's verdict; the dispatcher publishes it as err
 	err         *Disconnect
 
-	// Touched only by the goroutine that owns the stream (Dial, then run),
-	// and under mu in connect.
+	// The dispatcher's (Dial's before it starts): the seq of the last
+	// notification handed to the application.
 	lastDelivered uint64
 
 	connects, resumes                  atomic.Int64
@@ -157,7 +163,8 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	}
 	c := &Client{
 		cfg: cfg, backoff: cfg.backoff.withDefaults(), conn: cfg.conn, addr: addr,
-		done: make(chan struct{}), notes: make(chan Notification, cfg.buffer), discs: make(chan Disconnect, 32),
+		netDone: make(chan struct{}), done: make(chan struct{}), q: newQueue(),
+		notes: make(chan Notification, cfg.buffer), discs: make(chan Disconnect, 32),
 	}
 	if c.conn == nil {
 		conn, err := c.dial()
@@ -168,12 +175,12 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	}
 	c.hub = hubpb.NewHubClient(c.conn)
 	if r := cfg.resume; r != nil {
-		c.resume = r
+		c.resume, c.hadSession = r, true
 		c.lastAcked, c.lastDelivered = r.LastAckedSeq, r.LastAckedSeq
 	}
 	base, baseCancel := context.WithCancel(context.Background())
-	closing, closeCancel := context.WithCancel(context.Background())
-	c.baseCancel, c.closeCancel = baseCancel, closeCancel
+	c.closing, c.closeCancel = context.WithCancel(context.Background())
+	c.baseCancel = baseCancel
 
 	ls, d := c.connect(base, ctx)
 	if d != nil && cfg.resume != nil && d.RejectCode == "resume_refused" && d.Reconnect == ReconnectAllowed {
@@ -186,16 +193,21 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	}
 	if d != nil {
 		baseCancel()
-		closeCancel()
+		c.closeCancel()
 		if c.ownConn {
 			c.conn.Close()
 		}
+		// Nothing was started: what was queued (a refused resume's
+		// OnDisconnect) is handled here, on the caller's goroutine.
+		c.q.close()
+		c.dispatch()
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("client: connect: %w", ctx.Err())
 		}
 		return nil, d
 	}
-	go c.run(base, closing, ls)
+	go c.dispatch()
+	go c.run(base, ls)
 	return c, nil
 }
 
@@ -241,11 +253,15 @@ func (c *Client) redial() {
 // and without duplicates; it is closed when the client ends. Read it
 // promptly. The client keeps reading the stream while the channel is full
 // (so pings are answered and a disconnect is reported at once), holding up
-// to 4096 notifications the application has not taken; beyond that it
-// ends the session itself as CauseSlowConsumer and resumes. When a session
+// to 512 notifications the application has not taken; beyond that it ends
+// the session itself as CauseSlowConsumer and resumes. When a session
 // ends, what the application has not taken (beyond what fits in the
-// channel) is dropped unacknowledged: the resume has it redelivered.
-// Nothing arrives on it when OnNotification is set.
+// channel) is dropped unacknowledged. The resume redelivers what was
+// recorded after the last acknowledged seq, up to the server's redelivery
+// limit (1000 by default, the newest): 512 is kept below it so that what
+// the client dropped fits in it; when it does not, the new Session's
+// RedeliveryIncomplete says so. Nothing arrives on it when OnNotification
+// is set.
 func (c *Client) Notifications() <-chan Notification { return c.notes }
 
 // Disconnects returns a channel that receives every Disconnect (the same
@@ -256,7 +272,8 @@ func (c *Client) Notifications() <-chan Notification { return c.notes }
 func (c *Client) Disconnects() <-chan Disconnect { return c.discs }
 
 // Done is closed when the client has ended: after Close, or after a
-// disconnect it will not come back from.
+// disconnect it will not come back from, once every callback has returned
+// and the channels are closed.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Err returns, once Done is closed, why the client ended: nil after Close,
@@ -315,22 +332,21 @@ func (c *Client) Ack(seq uint64) {
 
 // Close ends the client: it sends Goodbye (the server records the end as
 // client_closed), waits for the server to end the stream (at most the
-// close timeout, then cuts it), stops any reconnect wait, and closes the
-// channels. It is idempotent and may be called from any goroutine. It
-// returns once the client has ended, with an error only if the stream had
-// to be cut — except when called from one of the client's own callbacks
-// (OnDisconnect, OnNotification, OnConnect, OnFrame), which the client
-// cannot end under: then it only starts the end and returns nil; Done
-// closes once the callback has returned.
+// close timeout, then cuts it), stops any reconnect wait, and returns
+// once the connection side has ended, with an error only if the stream
+// had to be cut. It never waits for the application's callbacks, so it
+// may be called from any goroutine: from a callback (OnDisconnect,
+// OnNotification, OnConnect, OnFrame), or from a goroutine a callback
+// waits for. No notification is handed over once Close was called;
+// callbacks already running or queued (the final OnDisconnect) still
+// run, and Done closes, with the channels, once they have. It is
+// idempotent.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	c.closedByApp = true
 	c.mu.Unlock()
 	c.closeCancel()
-	if c.own.isCaller() {
-		return nil
-	}
-	<-c.done
+	<-c.netDone
 	return c.closeErr
 }
 
@@ -377,7 +393,7 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 		return fail(err)
 	}
 	if c.cfg.onFrame != nil {
-		c.cfg.onFrame(f)
+		c.q.push(event{kind: evFrame, frame: f})
 	}
 	w := f.GetWelcome()
 	if w == nil {
@@ -392,13 +408,19 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 	ls.session, ls.hb, ls.welcomed = sess.ID, sess.HeartbeatInterval, time.Now()
 	ls.lastRecv.Store(ls.welcomed.UnixNano())
 	c.mu.Lock()
-	c.sess = sess
+	gap := sess.ResumedFrom == "" && c.hadSession
+	if gap {
+		// The earlier session's notifications since its last ack are not
+		// redelivered to a fresh one.
+		sess.RedeliveryIncomplete = true
+	}
+	c.sess, c.hadSession = sess, true
 	c.resume = &Resume{SessionID: sess.ID, Secret: sess.ResumeSecret}
 	if sess.ResumedFrom == "" {
 		// A fresh session gets the notifications recorded after its
-		// connect; earlier ones were never addressed to it.
+		// connect; earlier ones were never addressed to it (the
+		// dispatcher raises the last delivered seq likewise).
 		c.ackFloor = max(c.ackFloor, sess.Seq)
-		c.lastDelivered = max(c.lastDelivered, sess.Seq)
 		helloAck = c.ackFloor
 	}
 	// The server knows helloAck; the writer sends any later Ack (one made
@@ -412,18 +434,26 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 		c.resumes.Add(1)
 	}
 	c.cfg.logger.Info("hub session started", "session", sess.ID, "resumed_from", sess.ResumedFrom, "redelivering", sess.Redelivering)
-	if sess.RedeliveryIncomplete {
+	switch {
+	case gap:
+		c.cfg.logger.Warn("hub session started afresh: notifications since the last ack of the earlier session are not redelivered", "session", sess.ID)
+	case sess.RedeliveryIncomplete:
 		c.cfg.logger.Warn("hub resumed without every missed notification", "session", sess.ID,
 			"last_acked", helloAck, "oldest_redelivered", sess.OldestRedelivered)
 	}
-	if c.cfg.onConnect != nil {
-		c.cfg.onConnect(sess)
-	}
+	// OnConnect runs on the dispatcher, while the stream is served: a slow
+	// one does not leave the server's pings unanswered.
+	c.q.push(event{kind: evConnect, sess: &sess})
 	return ls, nil
 }
 
-// run owns the client from the first welcome to the end: it serves each
-// stream, and between streams decides, reports and waits.
+// run owns the network side from the first welcome to the end: it serves
+// each stream, and between streams decides, reports and waits. It never
+// waits for the application, but before connecting again it lets the
+// dispatcher catch up with the previous session (or Close end the wait),
+// so an application stuck in a callback does not get one session after
+// another thrown out for not keeping up, and the client never holds more
+// than one session's backlog.
 //
 // Two counts drive the decision. failed counts the connect attempts that
 // failed in a row (Disconnect.Attempt, WithMaxAttempts); it restarts at
@@ -432,9 +462,9 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 // at once (repeated kicks, a slow consumer that cannot keep up) is no
 // better than a failed attempt, and restarting the backoff at each
 // Welcome would bring such a client back every Base forever.
-func (c *Client) run(base, closing context.Context, ls *stream) {
-	defer c.finish()
-	defer c.own.enter()()
+func (c *Client) run(base context.Context, ls *stream) {
+	defer c.endNetwork()
+	closing := c.closing
 	step := 0
 	for {
 		d, silent := c.serve(closing, ls)
@@ -457,7 +487,11 @@ func (c *Client) run(base, closing context.Context, ls *stream) {
 			if d.RejectCode == "resume_refused" && d.Reconnect == ReconnectAllowed {
 				c.dropResume() // the session cannot be resumed: connect afresh
 			}
-			if err := c.cfg.sleep(closing, d.Delay); err != nil || closing.Err() != nil {
+			err := c.cfg.sleep(closing, d.Delay)
+			if err == nil && closing.Err() == nil && !c.q.waitIdle(closing) {
+				err = closing.Err()
+			}
+			if err != nil || closing.Err() != nil {
 				c.report(Disconnect{Cause: CauseClosed, Reason: "closed by the client while waiting to reconnect", Attempt: failed})
 				return
 			}
@@ -497,34 +531,27 @@ func (c *Client) plan(d *Disconnect, closing context.Context, step, failed int) 
 	d.WillReconnect = true
 }
 
-// report hands d to the application: the callback, then the channel
-// (dropping the oldest entry when it is full).
+// report queues d for the application: OnDisconnect, then the
+// Disconnects channel (dropping the oldest entry when it is full).
 func (c *Client) report(d Disconnect) {
 	c.cfg.logger.Info("hub session ended", "cause", d.Cause.String(), "reason", d.Reason, "reconnect", d.Reconnect.String(),
 		"event_id", d.EventID, "will_reconnect", d.WillReconnect, "delay", d.Delay, "attempt", d.Attempt)
-	if c.cfg.onDisconnect != nil {
-		c.cfg.onDisconnect(d)
-	}
-	select {
-	case c.discs <- d:
-	default:
-		select {
-		case <-c.discs:
-		default:
-		}
-		c.discs <- d // run is the only sender, so there is room now
-	}
+	c.q.push(event{kind: evDisconnect, disc: &d})
 }
 
+// stop records why the client ends, for Err once Done is closed.
 func (c *Client) stop(d *Disconnect) {
 	c.mu.Lock()
 	if !c.closedByApp && d.Cause != CauseClosed {
-		c.err = d
+		c.endErr = d
 	}
 	c.mu.Unlock()
 }
 
-func (c *Client) finish() {
+// endNetwork ends the network side, on run's way out: no stream and no
+// connection is left, Close returns, and the dispatcher ends once it has
+// handled what was queued.
+func (c *Client) endNetwork() {
 	c.baseCancel()
 	c.closeCancel()
 	if c.ownConn {
@@ -533,60 +560,6 @@ func (c *Client) finish() {
 	c.mu.Lock()
 	c.live = nil
 	c.mu.Unlock()
-	close(c.notes)
-	close(c.discs)
-	close(c.done)
-}
-
-// owners records the client's own goroutines while they may run the
-// application's callbacks, so that Close can tell a call from a callback
-// (it must not wait for the goroutine it is running on) from any other.
-// Go gives goroutines no identity on purpose; the id parsed from the
-// stack header is used for this one check and nothing else.
-type owners struct {
-	mu  sync.Mutex
-	ids []uint64
-}
-
-// enter registers the calling goroutine and returns the func that
-// unregisters it.
-func (o *owners) enter() func() {
-	id := goroutineID()
-	o.mu.Lock()
-	o.ids = append(o.ids, id)
-	o.mu.Unlock()
-	return func() {
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		if i := slices.Index(o.ids, id); i >= 0 {
-			o.ids = slices.Delete(o.ids, i, i+1)
-		}
-	}
-}
-
-// isCaller reports whether the calling goroutine is registered.
-func (o *owners) isCaller() bool {
-	o.mu.Lock()
-	n := len(o.ids)
-	o.mu.Unlock()
-	if n == 0 {
-		return false
-	}
-	id := goroutineID()
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return slices.Contains(o.ids, id)
-}
-
-// goroutineID returns the calling goroutine's id from the first line of
-// its stack trace, "goroutine 42 [running]:".
-func goroutineID() uint64 {
-	var buf [64]byte
-	b := buf[:runtime.Stack(buf[:], false)]
-	b, _ = bytes.CutPrefix(b, []byte("goroutine "))
-	if i := bytes.IndexByte(b, ' '); i > 0 {
-		b = b[:i]
-	}
-	id, _ := strconv.ParseUint(string(b), 10, 64)
-	return id
+	c.q.close()
+	close(c.netDone)
 }

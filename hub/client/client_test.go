@@ -505,8 +505,9 @@ func TestResumeRefusedConnectsAfresh(t *testing.T) {
 	h := newHub(t, hub.Config{})
 	r := newRecorder()
 	c := dial(t, h, "max", "d", append(r.options(), client.WithResume(client.Resume{SessionID: "01JUNKJUNKJUNKJUNKJUNKJUNK", Secret: "wrong"}))...)
-	if c.Session().ResumedFrom != "" {
-		t.Fatalf("session %+v; want a fresh one", c.Session())
+	// The refusal's OnDisconnect runs before the fresh session's OnConnect.
+	if s := waitConnect(t, r); s.ResumedFrom != "" || !s.RedeliveryIncomplete || s != c.Session() {
+		t.Fatalf("session %+v; want a fresh one, its redelivery incomplete (the saved session's gap is lost)", s)
 	}
 	ds := r.disconnects()
 	if len(ds) != 1 || ds[0].Cause != client.CauseRejected || ds[0].RejectCode != "resume_refused" || !ds[0].WillReconnect || ds[0].Delay != 0 || ds[0].Attempt != 1 {
@@ -515,6 +516,37 @@ func TestResumeRefusedConnectsAfresh(t *testing.T) {
 	got := h.events(t, 1)
 	if len(got) != 2 || got[0].Event.GetType() != tRejected || got[1].Event.GetType() != tConnected {
 		t.Fatalf("ledger has %d events; want connect_rejected then session_connected", len(got))
+	}
+}
+
+// TestResumeWindowPassedConnectsAfresh: a reconnect after the resume
+// window is refused; the client connects afresh and says the
+// notifications recorded meanwhile are lost to it.
+func TestResumeWindowPassedConnectsAfresh(t *testing.T) {
+	h := newHub(t, hub.Config{ResumeWindow: 200 * time.Millisecond})
+	r := newRecorder()
+	gate := make(chan struct{})
+	c := dial(t, h, "nia", "d", append(r.options(), sleepUntil(gate))...)
+	first := waitConnect(t, r)
+	if first.RedeliveryIncomplete {
+		t.Fatalf("first session %+v; want nothing incomplete", first)
+	}
+	kick := mustKick(t, h, &hubpb.KickRequest{SessionId: first.ID})
+	h.waitEvent(t, kick.GetSeq(), "disconnected", endOf(first.ID))
+	missed := mustNotify(t, h, "nia", "missed")
+	time.Sleep(400 * time.Millisecond) // past the resume window
+	close(gate)
+	second := waitConnect(t, r)
+	if second.ResumedFrom != "" || !second.RedeliveryIncomplete || second.Redelivering != 0 || c.Session() != second {
+		t.Fatalf("second session %+v; want a fresh one with RedeliveryIncomplete", second)
+	}
+	ds := r.disconnects()
+	if len(ds) != 2 || ds[0].Cause != client.CauseKicked || ds[1].RejectCode != "resume_refused" || !ds[1].WillReconnect || ds[1].Attempt != 1 {
+		t.Fatalf("disconnects = %+v; want the kick, then the refused resume", ds)
+	}
+	live := mustNotify(t, h, "nia", "live")
+	if n := nextNote(t, c); n.Seq != live {
+		t.Fatalf("notification %+v; want the live one, %d (%d was recorded between the sessions)", n, live, missed)
 	}
 }
 

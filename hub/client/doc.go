@@ -21,9 +21,14 @@
 //
 // Dial returns once the server welcomed the session. Notifications come in
 // seq order on the Notifications channel, or to an OnNotification
-// callback. Acknowledge each one once processed (Ack, or WithAutoAck): the
-// highest acknowledged seq is what a resume asks redelivery after. Close
-// says Goodbye, so the ledger records a client_closed end.
+// callback. Acknowledge each one once processed (Ack): the highest
+// acknowledged seq is what a resume asks redelivery after. WithAutoAck
+// acks for the application when it hands a notification over: after an
+// OnNotification callback returned, but on the channel as soon as the
+// notification is in it, before the application processed it (a crash
+// then loses up to the channel's capacity of acknowledged, unprocessed
+// notifications; see WithAutoAck). Close says Goodbye, so the ledger
+// records a client_closed end.
 //
 // # Disconnects and reconnection
 //
@@ -52,13 +57,18 @@
 //     with each failed attempt in a row, so clients thrown out together do
 //     not return together;
 //   - resumes the previous session (its id, resume secret and the highest
-//     acknowledged seq), so the server redelivers the notifications
-//     recorded meanwhile, in order, before live ones. Notifications whose
-//     seq is not above the last one delivered are dropped, so the
-//     application sees each at most once per process. If the server
-//     refuses the resume but allows connecting, the client connects
-//     afresh (the refusal is reported; notifications from the gap are not
-//     redelivered).
+//     acknowledged seq), so the server redelivers, in order and before
+//     live ones, the notifications for the user, the session or everyone
+//     recorded after that seq: at most its redelivery limit (1000 by
+//     default), the newest, from Session.OldestRedelivered on.
+//     Notifications whose seq is not above the last one delivered are
+//     dropped, so the application sees each at most once per process.
+//     When some may be missing (more than the limit, or the server could
+//     not read them), the new Session's RedeliveryIncomplete is true: the
+//     application should resync from its own source of truth. If the
+//     server refuses the resume but allows connecting, the client connects
+//     afresh: the refusal is reported, nothing from the gap is
+//     redelivered, and RedeliveryIncomplete is true.
 //
 // The client ends (Done closes, Err returns the Disconnect) when it will
 // not reconnect; Cause tells a kick, a ban, a supersede, a refusal and a
@@ -82,20 +92,25 @@
 // reads it and never waits on the application: it hands pings to a
 // second goroutine that writes pongs, acks and Goodbye, so pings are
 // answered and the end of the stream is seen however far behind the
-// application is. A third, the client's own goroutine, hands
-// notifications over, runs the OnNotification, OnDisconnect and OnConnect
-// callbacks one at a time, and waits between reconnect attempts. When a
-// stream ends the end is reported at once: notifications read but not
-// yet taken by the application (beyond what fits in the Notifications
-// channel) are dropped unacknowledged, and the resume has them
-// redelivered. The client holds at most 4096 of them; an application
-// further behind has its session ended by the client as
-// CauseSlowConsumer, and the client resumes.
+// application is. A third, the client's own, decides about reconnecting
+// and waits between attempts. All the application's code runs on a
+// fourth, the dispatcher, one call at a time and in the order things
+// happened: the OnFrame, OnConnect, OnNotification and OnDisconnect
+// callbacks, and the sends on the Notifications and Disconnects channels.
+// When a stream ends the end is reported at once: notifications read but
+// not yet taken by the application (beyond what fits in the Notifications
+// channel) are dropped unacknowledged, and the resume redelivers them if
+// they are within the server's redelivery limit (Session.
+// RedeliveryIncomplete says when some are not). The client holds at most
+// 512 of them; an application further behind has its session ended by
+// the client as CauseSlowConsumer, and the client resumes once the
+// application's callbacks have caught up.
 //
-// Ack never blocks. Callbacks may call Ack, and Close: from a callback it
-// starts the end and returns at once (waiting would deadlock), and Done
-// closes once the callback returned. Every goroutine ends when the client
-// ends; Close, from anywhere else, waits for them.
+// Ack never blocks. Callbacks may call Ack, and Close: Close never waits
+// for a callback (it ends the connection side, at most the close timeout,
+// and returns), so it can be called from a callback, or from a goroutine
+// a callback waits for, without deadlock. Done closes once the dispatcher
+// has run what was queued; every goroutine has ended by then.
 //
 // # Testing
 //

@@ -105,7 +105,10 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 // keepalive is then the application's: when a stream goes silent the
 // client ends it and reconnects (see doc.go), but over the same
 // connection, which it cannot replace; give it keepalive parameters
-// (grpc.WithKeepaliveParams) so that gRPC drops a dead one.
+// (grpc.WithKeepaliveParams) so that gRPC drops a dead one, or, when the
+// connection is the client's alone, let the client dial (Dial with the
+// address, WithTLS) so it gets keepalive and a new connection after a
+// silent one.
 func WithConn(conn *grpc.ClientConn) Option {
 	return func(c *config) { c.conn = conn }
 }
@@ -121,8 +124,18 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithAutoAck acknowledges each notification as soon as it has been handed
-// to the application (the callback returned, or the channel took it).
-// Without it, call Client.Ack.
+// to the application. With OnNotification that is once the callback
+// returned: after processing, as far as the client can tell. With the
+// Notifications channel it is when the notification is put into the
+// channel, before the application has received it, let alone processed
+// it: a process that crashes loses the notifications acknowledged but not
+// yet processed, up to the channel's capacity (WithBuffer, 64 by default)
+// plus the one in hand, since a resume (WithResume) only redelivers what
+// came after the last acknowledged seq. (Acking only once the application
+// takes the next one would not be exact either: the client cannot see
+// when a buffered channel is read, or how many goroutines read it.)
+// Without it, call Client.Ack after processing; for at-least-once
+// processing, do that or use OnNotification.
 func WithAutoAck() Option {
 	return func(c *config) { c.autoAck = true }
 }
@@ -174,34 +187,43 @@ func WithResume(r Resume) Option {
 }
 
 // OnNotification delivers notifications to fn instead of the
-// Notifications channel. fn runs on the client's goroutine, one
-// notification at a time in seq order; while it runs no further
-// notification is handed over and a disconnect is reported only once it
-// returns (pings are still answered). It may call Ack and Close.
+// Notifications channel. fn runs on the client's dispatcher goroutine, in
+// order with the other callbacks, one notification at a time in seq
+// order; while it runs no further notification is handed over and a
+// disconnect is reported only once it returns (pings are still answered:
+// the stream is read on another goroutine). It may call Ack and Close.
 func OnNotification(fn func(Notification)) Option {
 	return func(c *config) { c.onNotification = fn }
 }
 
 // OnDisconnect calls fn for every end of a session and every failed connect
-// attempt, before the client waits to reconnect (or stops). It runs on the
-// client's goroutine; it may call Close (which then does not wait).
+// attempt, after the callbacks for what came before. It runs on the
+// client's dispatcher goroutine while the client waits to reconnect; the
+// client connects again only once fn has returned. It may call Close.
 func OnDisconnect(fn func(Disconnect)) Option {
 	return func(c *config) { c.onDisconnect = fn }
 }
 
 // OnConnect calls fn after every Welcome: the first connect and every
-// reconnect. It runs on the client's goroutine (on Dial's caller's for the
-// first connect); it may call Close (which then does not wait).
+// reconnect. It runs on the client's dispatcher goroutine, before the
+// session's notifications are handed over, while the session is already
+// served: the client answers the server's pings meanwhile, so a slow fn
+// does not get the session ended as idle. For the first connect it may
+// run after Dial returned. It may call Close.
 func OnConnect(fn func(Session)) Option {
 	return func(c *config) { c.onConnect = fn }
 }
 
-// OnFrame calls fn with every frame the server sends, in order, before the
-// client handles it (for tracing and tools such as hubctl connect, which
-// prints each one); notifications included that the client then drops as
-// duplicates. It runs on the goroutine that reads the stream; fn must not
-// keep or change the frame, and must return quickly: while it runs, pings
-// go unanswered. It may call Close (which then does not wait).
+// OnFrame calls fn with every frame the server sends, in order (for
+// tracing and tools such as hubctl connect, which prints each one),
+// notifications included that the client then drops as duplicates. It
+// runs on the client's dispatcher goroutine, in order with the other
+// callbacks: before the notification a frame carries is handed over, and
+// before the OnDisconnect of the end the frame announced. The client has
+// acted on the frame already (answered the ping, noted the Disconnect);
+// frames wait for fn in the client's backlog, counted with the
+// notifications (see Client.Notifications). fn must not keep or change
+// the frame. It may call Close.
 func OnFrame(fn func(*hubpb.ServerFrame)) Option {
 	return func(c *config) { c.onFrame = fn }
 }

@@ -10,24 +10,35 @@ import (
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 )
 
-// backlogLimit bounds the notifications the client has read from a stream
-// but the application has not taken yet. It is the server's default queue
-// per session (1024) plus its default redelivery window (1000), doubled:
-// beyond it the application is not keeping up, and the client ends the
-// session itself as a slow consumer rather than hold more in memory.
-const backlogLimit = 4096
+// backlogLimit bounds what the client holds from one stream for the
+// application: notifications read but not yet taken (and, with OnFrame,
+// frames OnFrame has not seen yet). Beyond it the application is not
+// keeping up, and the client ends the session itself as a slow consumer.
+//
+// It is kept well below the server's default redelivery limit (1000,
+// hub.Config.RedeliveryLimit), because what the client drops is only
+// worth dropping if the resume can bring it back: the resume redelivers
+// at most that many notifications after the last acknowledged seq, and
+// besides this backlog they have to cover what the application took but
+// has not acknowledged yet (up to the channel's 64 by default), what was
+// in flight from the server when the client cut the stream, and what is
+// recorded while it waits to reconnect. Half the limit leaves the other
+// half for those. (4096, the figure before, was four times what a resume
+// can redeliver: a client that overflowed lost most of it.)
+const backlogLimit = 512
 
 // silenceHeartbeats is how many heartbeat intervals may pass without a
 // frame from the server before the client presumes the connection dead.
 const silenceHeartbeats = 3
 
-// stream is one welcomed Hub.Connect stream and the three goroutines that
-// serve it: the reader (read) never waits on the application, so pings
-// are answered and the end of the stream is seen however far behind the
-// application is; the writer (write) sends pongs, acks and Goodbye, so
-// neither the reader nor Ack waits on HTTP/2 flow control; and the owner
-// (serve, on the client's run goroutine) hands notifications to the
-// application and decides what the end means.
+// stream is one welcomed Hub.Connect stream and the two goroutines that
+// serve it: the reader (read) never waits on the application: it queues
+// notifications and frames for the dispatcher and hands pings to the
+// writer, so pings are answered and the end of the stream is seen however
+// far behind the application is; the writer (write) sends pongs, acks and
+// Goodbye, so neither the reader nor Ack waits on HTTP/2 flow control.
+// The client's run goroutine (serve) waits for the end and decides what
+// it means.
 type stream struct {
 	st       hubpb.Hub_ConnectClient
 	ctx      context.Context // the stream's; done when it is cancelled
@@ -36,16 +47,23 @@ type stream struct {
 	hb       time.Duration // the server's heartbeat interval (0: unknown)
 	welcomed time.Time
 
-	// The reader's findings, for the owner.
+	// The reader's findings, for serve.
 	mu       sync.Mutex
-	backlog  []*hubpb.Notification
 	frame    *hubpb.Disconnect // the Disconnect frame, if one came
 	err      error             // why Recv failed; set before ended closes
 	overflow bool              // the backlog was full: the client cut the stream
-	ready    chan struct{}     // holds a token while the backlog is not empty
 	ended    chan struct{}     // closed once Recv failed
 	lastRecv atomic.Int64      // unix nanoseconds of the latest frame
 	silent   atomic.Bool       // the watchdog cut the stream
+
+	// waiting counts the events of this stream queued for the dispatcher
+	// and not yet handled (guarded by the queue's mutex).
+	waiting int
+	// dropping is the dispatcher's: it dropped a notification of this
+	// stream, so it drops the rest of them too (handing over a later one
+	// would leave a gap that the resume's redelivery could not fill, since
+	// the client drops what is not above the last seq delivered).
+	dropping bool
 
 	// For the writer.
 	wake      chan struct{} // holds a token when there is something to send
@@ -62,7 +80,7 @@ type stream struct {
 
 func newStream(st hubpb.Hub_ConnectClient, ctx context.Context, cancel context.CancelFunc) *stream {
 	return &stream{st: st, ctx: ctx, cancel: cancel,
-		ready: make(chan struct{}, 1), ended: make(chan struct{}), wake: make(chan struct{}, 1),
+		ended: make(chan struct{}), wake: make(chan struct{}, 1),
 		readerDone: make(chan struct{}), writerDone: make(chan struct{})}
 }
 
@@ -71,44 +89,6 @@ func (ls *stream) poke() {
 	select {
 	case ls.wake <- struct{}{}:
 	default:
-	}
-}
-
-// push queues a notification for the owner; false if the backlog is full.
-func (ls *stream) push(n *hubpb.Notification) bool {
-	ls.mu.Lock()
-	if len(ls.backlog) >= backlogLimit {
-		ls.overflow = true
-		ls.mu.Unlock()
-		return false
-	}
-	ls.backlog = append(ls.backlog, n)
-	ls.mu.Unlock()
-	select {
-	case ls.ready <- struct{}{}:
-	default:
-	}
-	return true
-}
-
-// front returns the oldest queued notification, or nil.
-func (ls *stream) front() *hubpb.Notification {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	if len(ls.backlog) == 0 {
-		return nil
-	}
-	return ls.backlog[0]
-}
-
-// pop removes the oldest queued notification.
-func (ls *stream) pop() {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	ls.backlog[0] = nil
-	ls.backlog = ls.backlog[1:]
-	if len(ls.backlog) == 0 {
-		ls.backlog = nil // let the array go
 	}
 }
 
@@ -153,13 +133,10 @@ func (ls *stream) stopWatchdog() {
 }
 
 // read reads ls until it ends: pings are handed to the writer, the
-// Disconnect frame is kept, notifications are queued for the owner. It
-// never waits on the application (only on OnFrame).
+// Disconnect frame is kept, notifications (and, with OnFrame, every frame)
+// are queued for the dispatcher. It never waits on the application.
 func (c *Client) read(ls *stream) {
 	defer close(ls.readerDone)
-	if c.cfg.onFrame != nil {
-		defer c.own.enter()()
-	}
 	for {
 		f, err := ls.st.Recv()
 		if err != nil {
@@ -170,22 +147,28 @@ func (c *Client) read(ls *stream) {
 			return
 		}
 		ls.lastRecv.Store(time.Now().UnixNano())
-		if c.cfg.onFrame != nil {
-			c.cfg.onFrame(f)
-		}
 		switch x := f.GetFrame().(type) {
 		case *hubpb.ServerFrame_Ping:
 			ls.pongNonce.Store(x.Ping.GetNonce())
 			ls.pongDue.Store(true)
 			ls.poke()
-		case *hubpb.ServerFrame_Notification:
-			if !ls.push(x.Notification) {
-				ls.cancel() // Recv returns Canceled; the owner sees overflow
-			}
 		case *hubpb.ServerFrame_Disconnect:
 			ls.mu.Lock()
 			ls.frame = x.Disconnect
 			ls.mu.Unlock()
+		}
+		ev := event{kind: evFrame, ls: ls, note: f.GetNotification()}
+		if c.cfg.onFrame != nil {
+			ev.frame = f
+		}
+		if ev.frame == nil && ev.note == nil {
+			continue
+		}
+		if !c.q.pushFrom(ls, ev) {
+			ls.mu.Lock()
+			ls.overflow = true
+			ls.mu.Unlock()
+			ls.cancel() // Recv returns Canceled; serve sees overflow
 		}
 	}
 }
@@ -225,11 +208,11 @@ func (c *Client) write(ls *stream) {
 }
 
 // serve runs one welcomed stream until it ends and says how it ended;
-// silent reports that the watchdog cut it. It hands notifications to the
-// application one at a time, in order, and stops doing so as soon as the
-// stream has ended: what the application has not taken by then is dropped
-// (not acknowledged, so a resume has it redelivered) and the end is
-// reported at once instead of behind the backlog.
+// silent reports that the watchdog cut it. It never waits on the
+// application: the reader queues what came for the dispatcher, which
+// hands it over and, once the stream has ended, drops what the
+// application has not taken (unacknowledged, so a resume has it
+// redelivered) instead of reporting the end behind it.
 func (c *Client) serve(closing context.Context, ls *stream) (d *Disconnect, silent bool) {
 	go c.read(ls)
 	go c.write(ls)
@@ -253,31 +236,8 @@ func (c *Client) serve(closing context.Context, ls *stream) (d *Disconnect, sile
 	closeCh := closing.Done()
 	var cut <-chan time.Time
 	for {
-		// A callback takes notifications between events, as long as the
-		// stream lives and the client is not closing.
-		if c.cfg.onNotification != nil && !goodbye && closing.Err() == nil && !ls.hasEnded() {
-			if n := c.next(ls); n != nil {
-				note := toNote(n)
-				c.cfg.onNotification(note)
-				ls.pop()
-				c.handedOver(note)
-				continue
-			}
-		}
-		var out chan<- Notification
-		var head Notification
-		if c.cfg.onNotification == nil && !goodbye {
-			if n := c.next(ls); n != nil {
-				out, head = c.notes, toNote(n)
-			}
-		}
 		select {
-		case out <- head:
-			ls.pop()
-			c.handedOver(head)
-		case <-ls.ready:
 		case <-ls.ended:
-			c.handOverWithoutWaiting(ls)
 			ls.mu.Lock()
 			frame, err, overflow := ls.frame, ls.err, ls.overflow
 			ls.mu.Unlock()
@@ -308,51 +268,7 @@ func (c *Client) serve(closing context.Context, ls *stream) (d *Disconnect, sile
 	}
 }
 
-// next returns the oldest queued notification that was not delivered
-// already, dropping duplicates (a redelivery overlapping what this
-// process saw before a disconnect), or nil.
-func (c *Client) next(ls *stream) *hubpb.Notification {
-	for {
-		n := ls.front()
-		if n == nil || n.GetSeq() > c.lastDelivered {
-			return n
-		}
-		c.duplicates.Add(1)
-		ls.pop()
-	}
-}
-
-// handOverWithoutWaiting puts what is queued into the Notifications
-// channel while it has room, after the stream ended; the rest is dropped.
-func (c *Client) handOverWithoutWaiting(ls *stream) {
-	if c.cfg.onNotification != nil {
-		return
-	}
-	for n := c.next(ls); n != nil; n = c.next(ls) {
-		note := toNote(n)
-		select {
-		case c.notes <- note:
-			ls.pop()
-			c.handedOver(note)
-		default:
-			return
-		}
-	}
-}
-
 func toNote(n *hubpb.Notification) Notification {
 	return Notification{Seq: n.GetSeq(), Topic: n.GetTopic(), Payload: n.GetPayload(), EventID: n.GetEventId(),
 		Time: time.Unix(0, n.GetTimeUnixNano()), Redelivered: n.GetRedelivered()}
-}
-
-// handedOver accounts for a notification the application took.
-func (c *Client) handedOver(n Notification) {
-	c.lastDelivered = n.Seq
-	c.delivered.Add(1)
-	if n.Redelivered {
-		c.redelivered.Add(1)
-	}
-	if c.cfg.autoAck {
-		c.Ack(n.Seq)
-	}
 }

@@ -2,6 +2,8 @@ package client_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +27,16 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// waitRead waits until the client has read n notifications from the
+// current stream: handed over, or held for an application that takes
+// nothing.
+func waitRead(t *testing.T, c *client.Client, n int) {
+	t.Helper()
+	waitFor(t, 10*time.Second, fmt.Sprintf("%d notifications read from the stream", n), func() bool {
+		return c.Stats().Delivered+uint64(client.Held(c)) >= uint64(n)
+	})
 }
 
 // TestSilentConnectionIsLost: a TCP proxy between client and hub stops
@@ -75,17 +87,12 @@ func TestSilentConnectionIsLost(t *testing.T) {
 // answered and a not_allowed kick ends the client at once.
 func TestDisconnectNotBehindUnreadNotifications(t *testing.T) {
 	h := newHub(t, hub.Config{HeartbeatInterval: 50 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
-	var received atomic.Int32
-	c := dial(t, h, "quinn", "d", client.WithBuffer(1), client.OnFrame(func(f *hubpb.ServerFrame) {
-		if f.GetNotification() != nil {
-			received.Add(1)
-		}
-	}))
+	c := dial(t, h, "quinn", "d", client.WithBuffer(1))
 	var seqs []uint64
 	for _, topic := range []string{"1", "2", "3"} {
 		seqs = append(seqs, mustNotify(t, h, "quinn", topic))
 	}
-	waitFor(t, 10*time.Second, "three notifications read from the stream", func() bool { return received.Load() >= 3 })
+	waitRead(t, c, 3)
 	// Twelve heartbeats with the application not reading: unanswered
 	// pings would end the session as idle.
 	time.Sleep(600 * time.Millisecond)
@@ -128,18 +135,13 @@ func TestDisconnectNotBehindUnreadNotifications(t *testing.T) {
 func TestDroppedBacklogIsRedelivered(t *testing.T) {
 	h := newHub(t, hub.Config{})
 	r := newRecorder()
-	var received atomic.Int32
-	c := dial(t, h, "uma", "d", append(r.options(), fast, client.WithBuffer(1), client.WithAutoAck(), client.OnFrame(func(f *hubpb.ServerFrame) {
-		if f.GetNotification() != nil {
-			received.Add(1)
-		}
-	}))...)
+	c := dial(t, h, "uma", "d", append(r.options(), fast, client.WithBuffer(1), client.WithAutoAck())...)
 	first := waitConnect(t, r)
 	var seqs []uint64
 	for _, topic := range []string{"1", "2", "3", "4"} {
 		seqs = append(seqs, mustNotify(t, h, "uma", topic))
 	}
-	waitFor(t, 10*time.Second, "four notifications read from the stream", func() bool { return received.Load() >= 4 })
+	waitRead(t, c, 4)
 	mustKick(t, h, &hubpb.KickRequest{SessionId: first.ID})
 	if s := waitConnect(t, r); s.ResumedFrom != first.ID {
 		t.Fatalf("resumed from %q; want %q", s.ResumedFrom, first.ID)
@@ -153,8 +155,9 @@ func TestDroppedBacklogIsRedelivered(t *testing.T) {
 	}
 }
 
-// TestCloseFromCallbacks: Close called from each callback returns at once
-// (it cannot wait for the goroutine it runs on) and the client ends.
+// TestCloseFromCallbacks: Close called from each callback, or from a
+// goroutine the callback waits for, returns (it never waits for the
+// callbacks) and the client ends.
 func TestCloseFromCallbacks(t *testing.T) {
 	kick := func(t *testing.T, h *testHub, c *client.Client) {
 		mustKick(t, h, &hubpb.KickRequest{SessionId: c.Session().ID})
@@ -186,34 +189,91 @@ func TestCloseFromCallbacks(t *testing.T) {
 			})
 		}, notify},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := newHub(t, hub.Config{})
-			var cp atomic.Pointer[client.Client]
-			returned := make(chan error, 1)
-			var once sync.Once
-			closeNow := func() {
-				once.Do(func() { returned <- cp.Load().Close() })
+		for _, helper := range []bool{false, true} {
+			name := tc.name
+			if helper {
+				name += "/helper"
 			}
-			c := dial(t, h, "vic", "d", fast, tc.opt(closeNow))
-			cp.Store(c)
-			tc.trigger(t, h, c)
-			select {
-			case err := <-returned:
-				if err != nil {
-					t.Fatalf("Close from %s: %v", tc.name, err)
+			t.Run(name, func(t *testing.T) {
+				h := newHub(t, hub.Config{})
+				var cp atomic.Pointer[client.Client]
+				returned := make(chan error, 1)
+				var once sync.Once
+				closeNow := func() {
+					once.Do(func() {
+						if !helper {
+							returned <- cp.Load().Close()
+							return
+						}
+						// The callback waits for a goroutine that closes
+						// the client.
+						closed := make(chan error, 1)
+						go func() { closed <- cp.Load().Close() }()
+						select {
+						case err := <-closed:
+							returned <- err
+						case <-time.After(5 * time.Second):
+							returned <- errors.New("deadlock: Close on a goroutine the callback waits for did not return")
+						}
+					})
 				}
-			case <-time.After(5 * time.Second):
-				t.Fatalf("Close from %s did not return", tc.name)
-			}
-			select {
-			case <-c.Done():
-			case <-time.After(5 * time.Second):
-				t.Fatalf("client did not end after Close from %s", tc.name)
-			}
-			if err := c.Err(); err != nil {
-				t.Fatalf("Err = %v; want nil after Close", err)
-			}
+				c := dial(t, h, "vic", "d", fast, tc.opt(closeNow))
+				cp.Store(c)
+				tc.trigger(t, h, c)
+				select {
+				case err := <-returned:
+					if err != nil {
+						t.Fatalf("Close from %s: %v", name, err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("Close from %s did not return", name)
+				}
+				select {
+				case <-c.Done():
+				case <-time.After(5 * time.Second):
+					t.Fatalf("client did not end after Close from %s", name)
+				}
+				if err := c.Err(); err != nil {
+					t.Fatalf("Err = %v; want nil after Close", err)
+				}
+			})
+		}
+	}
+}
+
+// TestSlowOnConnectKeepsSession: OnConnect runs while the session is
+// served, so a callback that takes longer than the server's idle timeout
+// does not leave its pings unanswered; what arrives meanwhile is handed
+// over once it returned.
+func TestSlowOnConnectKeepsSession(t *testing.T) {
+	const hb, idle = 30 * time.Millisecond, 150 * time.Millisecond
+	h := newHub(t, hub.Config{HeartbeatInterval: hb, IdleTimeout: idle})
+	entered, slept := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	var afterConnect atomic.Bool
+	c := dial(t, h, "yul", "d", client.OnConnect(func(client.Session) {
+		once.Do(func() {
+			close(entered)
+			time.Sleep(4 * idle)
+			afterConnect.Store(true)
+			close(slept)
 		})
+	}))
+	<-entered
+	seq := mustNotify(t, h, "yul", "during")
+	select {
+	case <-slept:
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnConnect did not return")
+	}
+	if n := nextNote(t, c); n.Seq != seq || !afterConnect.Load() {
+		t.Fatalf("notification %+v (after OnConnect: %v); want seq %d after OnConnect returned", n, afterConnect.Load(), seq)
+	}
+	if s := c.Stats(); s.Connects != 1 {
+		t.Fatalf("connects = %d; want the first session to have lasted", s.Connects)
+	}
+	if n := h.count(t, 1, tDisconnected); n != 0 {
+		t.Fatalf("%d sessions ended while OnConnect slept %s (idle timeout %s); want none (pongs answered)", n, 4*idle, idle)
 	}
 }
 
@@ -248,29 +308,28 @@ func TestAcksReachServerWithoutBlocking(t *testing.T) {
 	}
 }
 
-// TestClientEndsSessionWhenBacklogOverflows: an application that takes
-// nothing while more than 4096 notifications arrive has its session ended
-// by the client itself (slow consumer, no frame), and the client resumes.
-func TestClientEndsSessionWhenBacklogOverflows(t *testing.T) {
-	if testing.Short() {
-		t.Skip("sends 4100 notifications")
-	}
-	h := newHub(t, hub.Config{NotifyBuffer: 8192})
-	r := newRecorder()
-	c := dial(t, h, "xan", "d", append(r.options(), fast, client.WithBuffer(0))...)
-	first := waitConnect(t, r)
-	const n, workers = 4100, 16
+// flood sends n notifications to user from 16 goroutines and returns
+// their seqs in order.
+func flood(t *testing.T, h *testHub, user string, n int) []uint64 {
+	t.Helper()
+	const workers = 16
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var seqs []uint64
 	errs := make(chan error, workers)
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
-				if _, err := h.notify("xan", "flood", ""); err != nil {
+				rep, err := h.notify(user, "flood", "")
+				if err != nil {
 					errs <- err
 					return
 				}
+				mu.Lock()
+				seqs = append(seqs, rep.GetSeq())
+				mu.Unlock()
 			}
 		}()
 	}
@@ -279,15 +338,82 @@ func TestClientEndsSessionWhenBacklogOverflows(t *testing.T) {
 	if err := <-errs; err != nil {
 		t.Fatal(err)
 	}
-	second := waitConnect(t, r)
-	if second.ResumedFrom != first.ID {
-		t.Fatalf("resumed from %q; want %q", second.ResumedFrom, first.ID)
+	slices.Sort(seqs)
+	return seqs
+}
+
+// TestClientEndsSessionWhenBacklogOverflows: an application that takes
+// nothing while more than the client's backlog (512) arrives has its
+// session ended by the client itself (slow consumer, no frame), and the
+// client resumes. What it dropped then arrives after the resume: every
+// notification, in order, once, when they are within the server's
+// redelivery limit (1000 by default, which the backlog is kept below);
+// otherwise the newest 1000, in order, with RedeliveryIncomplete set.
+func TestClientEndsSessionWhenBacklogOverflows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends 2000 notifications")
 	}
-	d := r.disconnects()[0]
-	if d.Cause != client.CauseSlowConsumer || d.FromFrame || !d.WillReconnect || d.Session != first.ID {
-		t.Fatalf("disconnect = %+v; want the client's own slow_consumer end, reconnecting", d)
-	}
-	if s := c.Stats(); s.Delivered != 0 {
-		t.Fatalf("stats = %+v; want nothing delivered (nothing taken)", s)
+	const redeliveryLimit = 1000 // the server's default
+	for _, n := range []int{900, 1100} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			h := newHub(t, hub.Config{NotifyBuffer: 8192})
+			r := newRecorder()
+			gate := make(chan struct{})
+			c := dial(t, h, "xan", "d", append(r.options(), sleepUntil(gate), client.WithBuffer(0))...)
+			first := waitConnect(t, r)
+			seqs := flood(t, h, "xan", n)
+			waitFor(t, 10*time.Second, "the client's own slow_consumer end", func() bool { return len(r.disconnects()) > 0 })
+			d := r.disconnects()[0]
+			if d.Cause != client.CauseSlowConsumer || d.FromFrame || !d.WillReconnect || d.Session != first.ID {
+				t.Fatalf("disconnect = %+v; want the client's own slow_consumer end, reconnecting", d)
+			}
+			if s := c.Stats(); s.Delivered != 0 {
+				t.Fatalf("stats = %+v; want nothing delivered (nothing taken)", s)
+			}
+			// The application reads from now on; the resume comes after
+			// the flood, so everything missed is in its redelivery.
+			got := make(chan []client.Notification, 1)
+			go func() {
+				var notes []client.Notification
+				timeout := time.After(30 * time.Second)
+				for {
+					select {
+					case note, ok := <-c.Notifications():
+						if ok {
+							notes = append(notes, note)
+						}
+						if ok && note.Seq < seqs[n-1] {
+							continue
+						}
+					case <-timeout:
+					}
+					got <- notes
+					return
+				}
+			}()
+			close(gate)
+			second := waitConnect(t, r)
+			want := seqs
+			if n > redeliveryLimit {
+				want = seqs[n-redeliveryLimit:]
+			}
+			if second.ResumedFrom != first.ID || second.Redelivering != len(want) || second.OldestRedelivered != want[0] ||
+				second.RedeliveryIncomplete != (n > redeliveryLimit) {
+				t.Fatalf("session %+v; want resumed from %s redelivering %d from seq %d, incomplete %v",
+					second, first.ID, len(want), want[0], n > redeliveryLimit)
+			}
+			notes := <-got
+			var gotSeqs []uint64
+			for _, note := range notes {
+				gotSeqs = append(gotSeqs, note.Seq)
+				if !note.Redelivered {
+					t.Fatalf("notification %+v after the resume; want redelivered", note)
+				}
+			}
+			if !slices.Equal(gotSeqs, want) {
+				t.Fatalf("after the resume: %d notifications (%v ... %v); want the %d from seq %d to %d, in order, once",
+					len(gotSeqs), gotSeqs[:min(3, len(gotSeqs))], gotSeqs[max(0, len(gotSeqs)-3):], len(want), want[0], want[len(want)-1])
+			}
+		})
 	}
 }
