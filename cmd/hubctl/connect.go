@@ -167,14 +167,15 @@ shut down, aborted, idle timeout); 1 could not reach the server.`,
 			if hold < 0 {
 				return usageError{errors.New("connect: --for must be positive")}
 			}
-			conn, err := g.dial()
+			// The client dials its own connection (as an application
+			// would): with gRPC keepalive, and a new connection after one
+			// went silent, which it cannot do for one it is given.
+			tlsCfg, err := g.tlsConfig()
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
 			out := &lineWriter{w: cmd.OutOrStdout()}
 			opts := []client.Option{
-				client.WithConn(conn),
 				client.WithUser(user, device),
 				client.WithReconnect(reconnect),
 				client.OnFrame(out.frame),
@@ -182,6 +183,9 @@ shut down, aborted, idle timeout); 1 could not reach the server.`,
 				client.OnDisconnect(func(d client.Disconnect) {
 					out.object(map[string]clientDisconnect{"client_disconnect": describe(d)})
 				}),
+			}
+			if tlsCfg != nil {
+				opts = append(opts, client.WithTLS(tlsCfg))
 			}
 			if jwt != "" {
 				opts = append(opts, client.WithToken(jwt))
@@ -194,10 +198,14 @@ shut down, aborted, idle timeout); 1 could not reach the server.`,
 			cancel()
 			if err != nil {
 				var d *client.Disconnect
-				if errors.As(err, &d) && d.Cause != client.CauseLost {
+				switch {
+				case errors.As(err, &d) && d.Cause != client.CauseLost:
 					return &exitError{code: exitFor(d), err: fmt.Errorf("connect: %v", d)}
+				case d != nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+					return &exitError{code: exitFailure, err: fmt.Errorf("connect to %s: %v", g.addr, err)}
+				default: // the client could not make a connection of --addr
+					return usageError{fmt.Errorf("--addr %q: %w", g.addr, err)}
 				}
-				return &exitError{code: exitFailure, err: fmt.Errorf("connect to %s: %v", g.addr, err)}
 			}
 			sig := make(chan os.Signal, 1)
 			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)

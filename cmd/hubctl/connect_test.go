@@ -1,10 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/internal/testtls"
 )
 
 // outputLines splits connect's output into its JSON objects.
@@ -124,4 +132,150 @@ func TestConnectDisconnectLineDetails(t *testing.T) {
 		until.Before(banned.Add(59*time.Minute)) || until.After(banned.Add(61*time.Minute)) {
 		t.Fatalf("refused reconnect = %+v; want rejected (banned), attempt 1, a gRPC code, banned until about an hour from now", refused)
 	}
+}
+
+// TestConnectRecoversFromSilentConnection: a connection that stops
+// carrying anything without breaking (a stalled proxy) is noticed within
+// three heartbeats, and connect --reconnect resumes over a new connection:
+// the client dials its own, so it can replace a dead one.
+func TestConnectRecoversFromSilentConnection(t *testing.T) {
+	h := startHubWith(t, func(c *hub.Config) {
+		c.HeartbeatInterval, c.GracefulTimeout = 100*time.Millisecond, 200*time.Millisecond
+	})
+	p := newProxy(t, h.addr)
+	out, wait := h.connectCmd("--addr", p.addr, "--user", "ivy", "--device", "d", "--reconnect", "--for", "4s")
+	waitLine(t, out, `"welcome"`)
+	p.stall()
+	waitLine(t, out, `nothing from the server`)
+	waitLine(t, out, `"resumed_from"`)
+	if code, _, errs := h.ctl("notify", "--user", "ivy", "--topic", "after-silence", "--data", `{}`); code != 0 {
+		t.Fatal(errs)
+	}
+	waitLine(t, out, `"topic":"after-silence"`)
+	if code, errs := wait(); code != 0 {
+		t.Fatalf("exit %d %q", code, errs)
+	}
+	ds := disconnectLines(t, out.String())
+	if len(ds) == 0 || ds[0].Cause != "lost" || !ds[0].WillReconnect || ds[0].FromFrame {
+		t.Fatalf("client_disconnect lines %+v; want the silent connection reported lost, reconnecting", ds)
+	}
+}
+
+// TestConnectTLS: --tls with --ca reaches a hub served over TLS; a
+// plaintext connect does not.
+func TestConnectTLS(t *testing.T) {
+	cert := testtls.SelfSigned(t)
+	h := startHubWith(t, nil, cert.TLS)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, cert.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, wait := h.connectCmd("--tls", "--ca", ca, "--user", "tess", "--device", "d", "--for", "300ms")
+	if code, errs := wait(); code != 0 || !strings.Contains(out.String(), `"welcome"`) {
+		t.Fatalf("over TLS: exit %d, stderr %q, output %q", code, errs, out.String())
+	}
+	var o, e bytes.Buffer
+	if code := run([]string{"connect", "--addr", h.addr, "--user", "tess", "--device", "d", "--timeout", "2s"}, &o, &e); code != exitFailure {
+		t.Fatalf("plaintext to a TLS hub: exit %d %q; want %d", code, e.String(), exitFailure)
+	}
+	if code := run([]string{"connect", "--addr", h.addr, "--tls", "--ca", filepath.Join(t.TempDir(), "none.pem"), "--user", "tess"}, &o, &e); code != exitUsage {
+		t.Fatalf("missing --ca file: exit %d; want %d", code, exitUsage)
+	}
+}
+
+// proxy forwards TCP connections to a target and can stop forwarding the
+// connections it holds without closing them (to the client, a connection
+// gone silent); connections accepted later are forwarded normally.
+type proxy struct {
+	l      net.Listener
+	target string
+	addr   string
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	conns   []net.Conn
+	stalled chan struct{}
+	closed  bool
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{l: l, target: target, addr: l.Addr().String(), stalled: make(chan struct{})}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *proxy) accept() {
+	defer p.wg.Done()
+	for {
+		in, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.Dial("tcp", p.target)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			in.Close()
+			out.Close()
+			return
+		}
+		p.conns = append(p.conns, in, out)
+		stalled := p.stalled
+		p.wg.Add(2)
+		p.mu.Unlock()
+		go p.pump(in, out, stalled)
+		go p.pump(out, in, stalled)
+	}
+}
+
+// pump copies src to dst; once stalled it drops what it reads and keeps
+// the connection open.
+func (p *proxy) pump(src, dst net.Conn, stalled <-chan struct{}) {
+	defer p.wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		select {
+		case <-stalled:
+			continue
+		default:
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// stall stops forwarding on every connection accepted so far.
+func (p *proxy) stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	close(p.stalled)
+	p.stalled = make(chan struct{})
+}
+
+func (p *proxy) close() {
+	p.mu.Lock()
+	p.closed = true
+	conns := p.conns
+	p.mu.Unlock()
+	p.l.Close()
+	for _, c := range conns {
+		c.Close()
+	}
+	p.wg.Wait()
 }

@@ -175,22 +175,36 @@ func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 	}
 }
 
-// dial opens a client connection to hubd.
-func (g *globals) dial() (*grpc.ClientConn, error) {
-	creds := insecure.NewCredentials()
-	if g.tls || g.caFile != "" {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if g.caFile != "" {
-			pem, err := os.ReadFile(g.caFile)
-			if err != nil {
-				return nil, usageError{fmt.Errorf("--ca: %w", err)}
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, usageError{fmt.Errorf("--ca %s: no PEM certificate in it", g.caFile)}
-			}
-			cfg.RootCAs = pool
+// tlsConfig is the TLS configuration --tls and --ca ask for (nil:
+// plaintext). connect hands it to hub/client, the admin commands to dial.
+func (g *globals) tlsConfig() (*tls.Config, error) {
+	if !g.tls && g.caFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if g.caFile != "" {
+		pem, err := os.ReadFile(g.caFile)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--ca: %w", err)}
 		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usageError{fmt.Errorf("--ca %s: no PEM certificate in it", g.caFile)}
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}
+
+// dial opens a client connection to hubd for the admin commands (one
+// call each; connect lets hub/client dial its own).
+func (g *globals) dial() (*grpc.ClientConn, error) {
+	cfg, err := g.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	creds := insecure.NewCredentials()
+	if cfg != nil {
 		creds = credentials.NewTLS(cfg)
 	}
 	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(creds))

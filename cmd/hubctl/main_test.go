@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -36,6 +38,13 @@ type hubd struct {
 
 func startHub(t *testing.T) *hubd {
 	t.Helper()
+	return startHubWith(t, nil)
+}
+
+// startHubWith is startHub with change applied to the hub's configuration
+// and, with tlsCert, serving over TLS with that certificate.
+func startHubWith(t *testing.T, change func(*hub.Config), tlsCert ...tls.Certificate) *hubd {
+	t.Helper()
 	data := t.TempDir()
 	tokens, _, err := hub.LoadOrCreateAdminTokens(data)
 	if err != nil {
@@ -50,11 +59,19 @@ func startHub(t *testing.T) *hubd {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	srv, err := hub.New(ctx, store, hub.Config{Logger: slog.New(slog.DiscardHandler), AdminTokens: tokens, Policy: projections.Policy{OnePerDevice: true}, ShutdownJitter: 50 * time.Millisecond, ShutdownReconnect: 50 * time.Millisecond})
+	cfg := hub.Config{Logger: slog.New(slog.DiscardHandler), AdminTokens: tokens, Policy: projections.Policy{OnePerDevice: true}, ShutdownJitter: 50 * time.Millisecond, ShutdownReconnect: 50 * time.Millisecond}
+	if change != nil {
+		change(&cfg)
+	}
+	srv, err := hub.New(ctx, store, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer(srv.ServerOptions()...)
+	gopts := srv.ServerOptions()
+	if len(tlsCert) > 0 {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: tlsCert, MinVersion: tls.VersionTLS12})))
+	}
+	g := grpc.NewServer(gopts...)
 	srv.Register(g)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
