@@ -199,8 +199,8 @@ func (c *Client) Stats(ctx context.Context, f Filter) (Stats, error) {
 		return Stats{}, fromStatus(err, c.addr)
 	}
 	st := statsFromPB(r)
-	if len(r.GetCorrupt()) > 0 || len(r.GetMissing()) > 0 {
-		return st, &CorruptError{Seqs: r.GetCorrupt(), Missing: rangesFromPB(r.GetMissing()), Err: ledger.ErrCorrupt}
+	if len(r.GetCorrupt()) > 0 || len(r.GetMissing()) > 0 || len(r.GetStrays()) > 0 {
+		return st, &CorruptError{Seqs: r.GetCorrupt(), Missing: rangesFromPB(r.GetMissing()), Strays: r.GetStrays(), Err: ledger.ErrCorrupt}
 	}
 	return st, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sessionledger/sessionledger/ledger"
@@ -126,7 +127,10 @@ func (e *Engine) seqAtTime(ctx context.Context, t time.Time) (uint64, error) {
 		case !errors.Is(err, ledger.ErrCorrupt):
 			return 0, err
 		}
-		next = e.skipDamaged(next, 0, &corruptions{}, err)
+		var sound *ledger.Record
+		if next, sound = e.skipDamaged(next, 0, &corruptions{}, err); sound != nil && !sound.Time.Before(t) {
+			return sound.Seq, nil
+		}
 	}
 }
 
@@ -304,7 +308,12 @@ func (e *Engine) scan(ctx context.Context, from, to uint64, c *corruptions, fn f
 			}
 			return next, nil
 		}
-		next = e.skipDamaged(next, to, c, err)
+		var sound *ledger.Record
+		if next, sound = e.skipDamaged(next, to, c, err); sound != nil {
+			if err := fn(sound); err != nil {
+				return next, err
+			}
+		}
 		if to != 0 && next > to {
 			return next, nil
 		}
@@ -312,30 +321,43 @@ func (e *Engine) scan(ctx context.Context, from, to uint64, c *corruptions, fn f
 }
 
 // skipDamaged is called when a read of the log from seq ended with
-// ErrCorrupt (err): the first record at or after seq does not decode. It
-// notes that record in c, and the seqs before it as missing, and returns
-// the seq after it.
-func (e *Engine) skipDamaged(seq, to uint64, c *corruptions, err error) uint64 {
+// ErrCorrupt (err), every record before seq delivered: the read met
+// damage before the next record it could deliver. It looks for the first
+// record at or after seq, notes the seqs before it as missing, and
+// returns the seq to read on from. If that record does not decode, it is
+// the damage: it is noted in c and skipped. If it decodes, the damage was
+// no record (a stray or short key in the log, which sorts before it): it
+// is noted without a seq, and the record, which is sound, is returned for
+// the caller to deliver; the read goes on after it (a read from seq again
+// would meet the same key when seq is 1: a read from the start begins at
+// the first key, whatever it is).
+func (e *Engine) skipDamaged(seq, to uint64, c *corruptions, err error) (next uint64, sound *ledger.Record) {
 	last := e.store.Head().Seq
 	if to != 0 && to < last {
 		last = to
 	}
 	for s := seq; s <= last; s++ {
-		_, gerr := e.store.Get(s)
+		r, gerr := e.store.Get(s)
 		if errors.Is(gerr, ledger.ErrNotFound) {
 			continue
 		}
 		if s > seq {
 			c.addMissing(seq, s-1)
 		}
-		if gerr != nil {
-			err = gerr // names the seq
+		if gerr == nil {
+			c.addStray(err)
+			return s + 1, r
 		}
-		c.add(s, err)
-		return s + 1
+		c.add(s, gerr) // gerr names the seq
+		return s + 1, nil
 	}
-	c.add(seq, err)
-	return seq + 1
+	// No record from seq to last: they are missing, and what the read
+	// met is no record either.
+	if seq <= last {
+		c.addMissing(seq, last)
+	}
+	c.addStray(err)
+	return max(seq, last) + 1, nil
 }
 
 // maxNoted bounds the damaged records a query lists.
@@ -346,6 +368,7 @@ const maxNoted = 1000
 type corruptions struct {
 	seqs    []uint64
 	missing []SeqRange
+	strays  []string // damage that is no record, described
 	first   error
 	// index is an index error that the scan of the log did not explain.
 	index error
@@ -360,6 +383,20 @@ func (c *corruptions) add(seq uint64, err error) {
 	}
 	if len(c.seqs) < maxNoted {
 		c.seqs = append(c.seqs, seq)
+	}
+}
+
+// addStray notes damage that is no record (err describes it).
+func (c *corruptions) addStray(err error) {
+	what := strings.TrimPrefix(err.Error(), ledger.ErrCorrupt.Error()+": ")
+	if slices.Contains(c.strays, what) {
+		return // a query that reads twice (a timeline) meets it twice
+	}
+	if c.first == nil {
+		c.first = err
+	}
+	if len(c.strays) < maxNoted {
+		c.strays = append(c.strays, what)
 	}
 }
 
@@ -380,7 +417,7 @@ func (c *corruptions) addMissing(from, to uint64) {
 }
 
 // found is how much damage c holds.
-func (c *corruptions) found() int { return len(c.seqs) + len(c.missing) }
+func (c *corruptions) found() int { return len(c.seqs) + len(c.missing) + len(c.strays) }
 
 func (c *corruptions) err() error {
 	if c.found() == 0 {
@@ -392,5 +429,5 @@ func (c *corruptions) err() error {
 	seqs, missing := slices.Clone(c.seqs), slices.Clone(c.missing)
 	slices.Sort(seqs)
 	slices.SortFunc(missing, func(a, b SeqRange) int { return cmp.Compare(a.From, b.From) })
-	return &CorruptError{Seqs: seqs, Missing: missing, Err: c.first}
+	return &CorruptError{Seqs: seqs, Missing: missing, Strays: slices.Clone(c.strays), Err: c.first}
 }

@@ -600,6 +600,73 @@ func TestMissingRecords(t *testing.T) {
 	}
 }
 
+// TestStrayLogKeys: a key in the log that is no record (a 9-byte key
+// between seq 9 and 10, a 1-byte key before seq 1) is reported as such;
+// the records after it are sound and are delivered, seq 10 and seq 1
+// included, by events, export and stats, locally and through the hub.
+func TestStrayLogKeys(t *testing.T) {
+	eng, client := damaged(t, func(tx *bolt.Tx) error {
+		log := tx.Bucket([]byte("log"))
+		return errors.Join(log.Put(append(seqKey(9), 0), []byte("x")), log.Put([]byte{0}, []byte("y")))
+	})
+	all := make([]uint64, audittest.Events)
+	for i := range all {
+		all[i] = uint64(i + 1)
+	}
+	// keys are the stray keys a read from the start meets; one from later
+	// on meets only the second.
+	keys := []string{"log key 00 is 1 bytes", "log key 000000000000000900 is 9 bytes"}
+	check := func(what string, err error, keys ...string) {
+		t.Helper()
+		var ce *audit.CorruptError
+		if !errors.As(err, &ce) || len(ce.Seqs) != 0 || len(ce.Missing) != 0 || len(ce.Strays) != len(keys) || !errors.Is(err, ledger.ErrCorrupt) {
+			t.Errorf("%s: error %#v; want a CorruptError naming %d stray keys and no record", what, err, len(keys))
+			return
+		}
+		for _, k := range keys {
+			if !strings.Contains(err.Error(), k) {
+				t.Errorf("%s: error %q; want it to say %q", what, err, k)
+			}
+		}
+	}
+	for name, src := range map[string]eventSource{"engine": eng, "client": client} {
+		for _, f := range []audit.Filter{{}, {Since: audittest.Start.Add(5 * time.Minute)}} {
+			var got []uint64
+			err := src.Events(ctxT(t), f, false, func(r *ledger.Record) error { got = append(got, r.Seq); return nil })
+			want, met := all, keys
+			if !f.Since.IsZero() {
+				want, met = all[3:], keys[1:] // the fixture's records from 10:05 on
+			}
+			check(fmt.Sprintf("%s events %+v", name, f), err, met...)
+			if !slices.Equal(got, want) {
+				t.Errorf("%s events %+v: delivered %v; want %v", name, f, got, want)
+			}
+		}
+		st, err := src.(interface {
+			Stats(context.Context, audit.Filter) (audit.Stats, error)
+		}).Stats(ctxT(t), audit.Filter{})
+		check(name+" stats", err, keys...)
+		if st.Events != audittest.Events {
+			t.Errorf("%s stats: %d events; want %d", name, st.Events, audittest.Events)
+		}
+	}
+	for _, format := range []string{audit.FormatJSONL, audit.FormatCSV} {
+		var b bytes.Buffer
+		err := eng.Export(ctxT(t), &b, audit.Filter{}, format, nil)
+		check("export "+format, err, keys...)
+		want := audittest.Events
+		if format == audit.FormatCSV {
+			want++ // the header
+		}
+		if n := bytes.Count(b.Bytes(), []byte("\n")); n != want {
+			t.Errorf("export %s: %d lines; want %d", format, n, want)
+		}
+		if format == audit.FormatJSONL && (!bytes.Contains(b.Bytes(), []byte(`"seq":10,`)) || !bytes.Contains(b.Bytes(), []byte(`"seq":1,`))) {
+			t.Errorf("export %s lacks seq 1 or 10:\n%s", format, b.String())
+		}
+	}
+}
+
 // TestIndexDamaged: an index that cannot be read while the log can gives
 // the answer from a scan of the log, and still says the file is damaged.
 func TestIndexDamaged(t *testing.T) {

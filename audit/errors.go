@@ -35,12 +35,16 @@ func (r SeqRange) String() string {
 }
 
 // CorruptError ends a query that skipped damaged records: records it could
-// not decode (Seqs) and seqs missing from the log (Missing: the log jumps
-// over them, as it does where a record was deleted). Every other matching
-// record was delivered.
+// not decode (Seqs), seqs missing from the log (Missing: the log jumps
+// over them, as it does where a record was deleted), and damage that is no
+// record at all (Strays). Every other matching record was delivered.
 type CorruptError struct {
 	Seqs    []uint64
 	Missing []SeqRange
+	// Strays describes each entry of the log that is no record, so no seq
+	// names it: a key that is not an 8-byte seq (a stray or truncated
+	// key), or a seq out of order. The records around it were read.
+	Strays []string
 	// Err is the first damage met.
 	Err error
 }
@@ -52,6 +56,9 @@ func (e *CorruptError) Error() string {
 	}
 	if len(e.Missing) > 0 {
 		parts = append(parts, "seq "+listed(e.Missing, SeqRange.String)+" missing from the log")
+	}
+	if len(e.Strays) > 0 {
+		parts = append(parts, "damaged log entry skipped ("+listed(e.Strays, func(s string) string { return s })+")")
 	}
 	if len(parts) == 0 {
 		return fmt.Sprintf("%v (run verify)", e.Err)
@@ -73,7 +80,7 @@ func listed[T any](l []T, str func(T) string) string {
 }
 
 // found is how many damaged records e lists.
-func (e *CorruptError) found() int { return len(e.Seqs) + len(e.Missing) }
+func (e *CorruptError) found() int { return len(e.Seqs) + len(e.Missing) + len(e.Strays) }
 
 // Unwrap lets errors.Is(err, ledger.ErrCorrupt) see through.
 func (e *CorruptError) Unwrap() error { return e.Err }

@@ -119,7 +119,15 @@ func (e *Engine) exportScan(ctx context.Context, f *Filter, x *exporter) error {
 		if err != nil && errors.Is(err, ledger.ErrCorrupt) {
 			// The first record at or after next has an envelope that does
 			// not decode: skip it and go on, as Events does.
-			if next = e.skipDamaged(next, to, c, err); to != 0 && next > to {
+			var sound *ledger.Record
+			if next, sound = e.skipDamaged(next, to, c, err); sound != nil && f.Match(sound) {
+				// A sound record after damage that is no record.
+				x.add(sound)
+				if sent++; f.Limit > 0 && sent >= f.Limit {
+					break
+				}
+			}
+			if to != 0 && next > to {
 				break
 			}
 			continue

@@ -196,7 +196,7 @@ func (s *Server) Stats(ctx context.Context, req *auditpb.Filter) (*auditpb.Stats
 	out := statsToPB(st)
 	var ce *CorruptError
 	if asCorrupt(err, &ce) && ce.found() > 0 {
-		out.Corrupt, out.Missing = ce.Seqs, rangesToPB(ce.Missing)
+		out.Corrupt, out.Missing, out.Strays = ce.Seqs, rangesToPB(ce.Missing), ce.Strays
 		err = nil
 	}
 	if err != nil {

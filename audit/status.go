@@ -26,7 +26,7 @@ func toStatus(err error) error {
 	var ce *CorruptError
 	switch {
 	case errors.As(err, &ce):
-		st, derr := status.New(codes.DataLoss, err.Error()).WithDetails(&auditpb.Corrupt{Seqs: ce.Seqs, Missing: rangesToPB(ce.Missing)})
+		st, derr := status.New(codes.DataLoss, err.Error()).WithDetails(&auditpb.Corrupt{Seqs: ce.Seqs, Missing: rangesToPB(ce.Missing), Strays: ce.Strays})
 		if derr != nil {
 			return status.Error(codes.DataLoss, err.Error())
 		}
@@ -77,7 +77,7 @@ func fromStatus(err error, addr string) error {
 	case codes.DataLoss:
 		for _, d := range st.Details() {
 			if c, ok := d.(*auditpb.Corrupt); ok {
-				return &CorruptError{Seqs: c.GetSeqs(), Missing: rangesFromPB(c.GetMissing()), Err: ledger.ErrCorrupt}
+				return &CorruptError{Seqs: c.GetSeqs(), Missing: rangesFromPB(c.GetMissing()), Strays: c.GetStrays(), Err: ledger.ErrCorrupt}
 			}
 		}
 		return &remoteError{msg, ledger.ErrCorrupt}

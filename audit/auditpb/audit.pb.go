@@ -1578,7 +1578,10 @@ type StatsResponse struct {
 	// Records skipped because they did not decode (seqs listed).
 	Corrupt []uint64 `protobuf:"varint,12,rep,packed,name=corrupt,proto3" json:"corrupt,omitempty"`
 	// Seqs missing from the log: the scan jumped over them.
-	Missing       []*SeqRange `protobuf:"bytes,13,rep,name=missing,proto3" json:"missing,omitempty"`
+	Missing []*SeqRange `protobuf:"bytes,13,rep,name=missing,proto3" json:"missing,omitempty"`
+	// Damage that is no record, so no seq names it (a key in the log that is
+	// not an 8-byte seq), described.
+	Strays        []string `protobuf:"bytes,14,rep,name=strays,proto3" json:"strays,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1704,6 +1707,13 @@ func (x *StatsResponse) GetMissing() []*SeqRange {
 	return nil
 }
 
+func (x *StatsResponse) GetStrays() []string {
+	if x != nil {
+		return x.Strays
+	}
+	return nil
+}
+
 // SeqRange is the seqs from_seq to to_seq, both included.
 type SeqRange struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1758,12 +1768,15 @@ func (x *SeqRange) GetToSeq() uint64 {
 }
 
 // Corrupt is attached as a detail to the DATA_LOSS status that ends a query
-// which skipped damaged records: records it could not decode (seqs), and
-// seqs missing from the log (missing), as when a record was deleted.
+// which skipped damaged records: records it could not decode (seqs), seqs
+// missing from the log (missing), as when a record was deleted, and damage
+// that is no record (strays: a key in the log that is not an 8-byte seq,
+// described).
 type Corrupt struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Seqs          []uint64               `protobuf:"varint,1,rep,packed,name=seqs,proto3" json:"seqs,omitempty"`
 	Missing       []*SeqRange            `protobuf:"bytes,2,rep,name=missing,proto3" json:"missing,omitempty"`
+	Strays        []string               `protobuf:"bytes,3,rep,name=strays,proto3" json:"strays,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1808,6 +1821,13 @@ func (x *Corrupt) GetSeqs() []uint64 {
 func (x *Corrupt) GetMissing() []*SeqRange {
 	if x != nil {
 		return x.Missing
+	}
+	return nil
+}
+
+func (x *Corrupt) GetStrays() []string {
+	if x != nil {
+		return x.Strays
 	}
 	return nil
 }
@@ -1948,7 +1968,7 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\x0ehead_unix_nano\x18\t \x01(\x03R\fheadUnixNano\"/\n" +
 	"\x05Count\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x04R\x05count\"\xec\x04\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"\x84\x05\n" +
 	"\rStatsResponse\x12\x16\n" +
 	"\x06events\x18\x01 \x01(\x04R\x06events\x12\x1b\n" +
 	"\tfirst_seq\x18\x02 \x01(\x04R\bfirstSeq\x12\x19\n" +
@@ -1963,13 +1983,15 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	" \x03(\v2\x1d.sessionledger.audit.v1.CountR\vbansByActor\x12+\n" +
 	"\x11rejected_attempts\x18\v \x01(\x04R\x10rejectedAttempts\x12\x18\n" +
 	"\acorrupt\x18\f \x03(\x04R\acorrupt\x12:\n" +
-	"\amissing\x18\r \x03(\v2 .sessionledger.audit.v1.SeqRangeR\amissing\"<\n" +
+	"\amissing\x18\r \x03(\v2 .sessionledger.audit.v1.SeqRangeR\amissing\x12\x16\n" +
+	"\x06strays\x18\x0e \x03(\tR\x06strays\"<\n" +
 	"\bSeqRange\x12\x19\n" +
 	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
-	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\"Y\n" +
+	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\"q\n" +
 	"\aCorrupt\x12\x12\n" +
 	"\x04seqs\x18\x01 \x03(\x04R\x04seqs\x12:\n" +
-	"\amissing\x18\x02 \x03(\v2 .sessionledger.audit.v1.SeqRangeR\amissing2\xe1\x04\n" +
+	"\amissing\x18\x02 \x03(\v2 .sessionledger.audit.v1.SeqRangeR\amissing\x12\x16\n" +
+	"\x06strays\x18\x03 \x03(\tR\x06strays2\xe1\x04\n" +
 	"\x05Audit\x12V\n" +
 	"\x06Events\x12%.sessionledger.audit.v1.EventsRequest\x1a#.sessionledger.audit.v1.AuditRecord0\x01\x12V\n" +
 	"\n" +
