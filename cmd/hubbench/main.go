@@ -17,6 +17,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -44,6 +46,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/sessionledger/sessionledger/audit"
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger"
@@ -118,6 +121,8 @@ type Result struct {
 		RSSAnon         uint64  `json:"rss_anon_bytes"`
 		RSSFile         uint64  `json:"rss_file_bytes"`
 		BaselineAnon    uint64  `json:"baseline_rss_anon_bytes"`
+		BaselineStack   uint64  `json:"baseline_stack_inuse_bytes"`
+		BaselineGor     uint64  `json:"baseline_goroutines"`
 		Stack           uint64  `json:"stack_inuse_bytes"`
 		AnonPerSession  float64 `json:"rss_anon_per_session_bytes"`
 		StackPerSession float64 `json:"stack_per_session_bytes"`
@@ -142,7 +147,11 @@ type Result struct {
 		EndMax     float64 `json:"end_max_ms"`
 		// Timeouts are kicks whose end the client did not see within
 		// kickTimeout; they count as kickTimeout in the end percentiles.
-		Timeouts  int    `json:"timeouts"`
+		Timeouts int `json:"timeouts"`
+		// Durable: every kick's ActionReply seq was read back from hubd's
+		// ledger (through its Audit service) as that kick_requested, and
+		// the kicked session's session_disconnected, caused by it, was
+		// recorded after it. A run where that fails ends with an error.
 		Durable   bool   `json:"durable"`
 		LedgerSeq uint64 `json:"ledger_seq_after"`
 	} `json:"kick"`
@@ -290,6 +299,7 @@ func runBench(o options) error {
 	time.Sleep(time.Second)
 	base := b.memory()
 	b.res.Memory.BaselineRSS, b.res.Memory.BaselineHeap, b.res.Memory.BaselineAnon = base.rss, base.heap, base.anon
+	b.res.Memory.BaselineStack, b.res.Memory.BaselineGor = base.stack, base.goroutines
 
 	if err := b.connectAll(); err != nil {
 		return err
@@ -307,10 +317,10 @@ func runBench(o options) error {
 	m.RSSPerSession = float64(int64(mem.rss)-int64(m.BaselineRSS)) / n
 	m.AnonPerSession = float64(int64(mem.anon)-int64(m.BaselineAnon)) / n
 	m.HeapPerSession = float64(int64(mem.heap)-int64(m.BaselineHeap)) / n
-	m.StackPerSession = float64(mem.stack) / n
-	m.GoroutinesPerSs = float64(mem.goroutines) / n
-	b.printf("memory: hubd RSS %.1f MiB (anon %.1f, file %.1f; baseline %.1f), heap %.1f MiB (baseline %.1f), stacks %.1f MiB, %d goroutines",
-		mib(mem.rss), mib(mem.anon), mib(mem.file), mib(m.BaselineRSS), mib(mem.heap), mib(m.BaselineHeap), mib(mem.stack), mem.goroutines)
+	m.StackPerSession = float64(int64(mem.stack)-int64(m.BaselineStack)) / n
+	m.GoroutinesPerSs = float64(int64(mem.goroutines)-int64(m.BaselineGor)) / n
+	b.printf("memory: hubd RSS %.1f MiB (anon %.1f, file %.1f; baseline %.1f), heap %.1f MiB (baseline %.1f), stacks %.1f MiB (baseline %.1f), %d goroutines (baseline %d)",
+		mib(mem.rss), mib(mem.anon), mib(mem.file), mib(m.BaselineRSS), mib(mem.heap), mib(m.BaselineHeap), mib(mem.stack), mib(m.BaselineStack), mem.goroutines, m.BaselineGor)
 
 	if err := b.kickAll(); err != nil {
 		return err
@@ -667,7 +677,7 @@ func (b *bench) kickAll() error {
 	}
 	var calls, frames, ends []time.Duration
 	var others []int
-	headBefore := b.headSeq()
+	var done []kickDone
 	for _, i := range order {
 		s := b.sessions[i]
 		id, ended := s.current()
@@ -677,12 +687,13 @@ func (b *bench) kickAll() error {
 		others = append(others, int(b.live.Load())-1)
 		ctx, cancel := b.adminCtx(10 * time.Second)
 		t0 := time.Now()
-		_, err := b.admin.Kick(ctx, &hubpb.KickRequest{SessionId: id, Reason: "hubbench", Mode: hubpb.KickMode_KICK_MODE_GRACEFUL, Reconnect: hubpb.Reconnect_RECONNECT_ALLOWED})
+		rep, err := b.admin.Kick(ctx, &hubpb.KickRequest{SessionId: id, Reason: "hubbench", Mode: hubpb.KickMode_KICK_MODE_GRACEFUL, Reconnect: hubpb.Reconnect_RECONNECT_ALLOWED})
 		callDone := time.Now()
 		cancel()
 		if err != nil {
 			return fmt.Errorf("kick %s: %w", id, err)
 		}
+		done = append(done, kickDone{seq: rep.GetSeq(), eventID: rep.GetEventId(), session: id})
 		select {
 		case <-ended:
 			s.mu.Lock()
@@ -706,12 +717,87 @@ func (b *bench) kickAll() error {
 		return err
 	}
 	k.LedgerSeq = b.headSeq()
-	// Each kick is a kick_requested plus a session_disconnected (and the
-	// resume a session_reconnected).
-	k.Durable = k.LedgerSeq >= headBefore+uint64(2*k.N)
+	if err := b.kicksRecorded(done, 30*time.Second); err != nil {
+		return fmt.Errorf("kick: not durable: %w", err)
+	}
+	k.Durable = true
 	b.printf("kick: %d kicks with %d-%d others live (median %d): call p50 %.2fms p99 %.2fms; stream end p50 %.2fms p99 %.2fms max %.2fms (%d timeouts, counted as %s); all %d live again",
 		k.N, k.LiveMin, len(b.sessions)-1, k.LiveMedian, k.CallP50, k.CallP99, k.EndP50, k.EndP99, k.EndMax, k.Timeouts, kickTimeout, len(b.sessions))
 	return nil
+}
+
+// kickDone is what a kick's ActionReply said was recorded.
+type kickDone struct {
+	seq     uint64
+	eventID string
+	session string
+}
+
+// kicksRecorded checks in hubd's ledger, read back through its Audit
+// service, that each kick is recorded at the seq its ActionReply gave, as
+// the kick_requested of its session with the event id the reply gave, and
+// that the session's end was recorded after it as caused by that kick.
+// The ends are recorded as the sessions end, so it waits up to wait for
+// the last of them.
+func (b *bench) kicksRecorded(kicks []kickDone, wait time.Duration) error {
+	if len(kicks) == 0 {
+		return nil
+	}
+	ac, err := audit.NewClient(b.listen, b.token)
+	if err != nil {
+		return err
+	}
+	defer ac.Close()
+	from := slices.MinFunc(kicks, func(a, c kickDone) int { return cmp.Compare(a.seq, c.seq) }).seq
+	deadline := time.Now().Add(wait)
+	for {
+		bySeq := map[uint64]*ledger.Record{}
+		ends := map[string][]*ledger.Record{}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := ac.Events(ctx, audit.Filter{Types: []eventpb.EventType{eventpb.EventType_EVENT_TYPE_KICK_REQUESTED, eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED}},
+			false, func(r *ledger.Record) error {
+				if r.Seq < from {
+					return nil
+				}
+				if r.Event.GetType() == eventpb.EventType_EVENT_TYPE_KICK_REQUESTED {
+					bySeq[r.Seq] = r
+				} else {
+					ends[r.Event.GetSession()] = append(ends[r.Event.GetSession()], r)
+				}
+				return nil
+			})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("read the kicks back from hubd's ledger: %w", err)
+		}
+		problem := ""
+		for _, k := range kicks {
+			r := bySeq[k.seq]
+			if r == nil || r.ID.String() != k.eventID || r.Event.GetSession() != k.session {
+				problem = fmt.Sprintf("the kick of %s acknowledged as seq %d (%s) is not that kick_requested in the ledger", k.session, k.seq, k.eventID)
+				break
+			}
+			ended := false
+			for _, e := range ends[k.session] {
+				d := e.Event.GetSessionDisconnected()
+				if e.Seq > k.seq && d.GetCause() == eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED && bytes.Equal(d.GetCauseEventId(), r.ID[:]) {
+					ended = true
+					break
+				}
+			}
+			if !ended {
+				problem = fmt.Sprintf("no session_disconnected of %s caused by the kick at seq %d", k.session, k.seq)
+				break
+			}
+		}
+		if problem == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New(problem)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // headSeq reads the ledger head from hubd's metrics.
@@ -885,6 +971,9 @@ func (b *bench) summary(w io.Writer) {
 			r.Kick.EndP50, r.Kick.EndP99, r.Kick.EndMax, r.Kick.N, r.Kick.LiveMin, r.Sessions-1, r.Kick.LiveMedian)
 		fmt.Fprintf(w, "              (Kick call returns p99 %.2f ms; Disconnect frame p99 %.2f ms; %d timeouts, counted as %s; p50 = %.1fx the baseline append, which a kick needs two of)\n",
 			r.Kick.CallP99, r.Kick.FrameP99, r.Kick.Timeouts, kickTimeout, r.Kick.EndP50/max(r.Baseline.AppendP50, 0.001))
+		if r.Kick.Durable {
+			fmt.Fprintf(w, "              every kick read back from hubd's ledger at the seq its reply gave, with its session's end caused by it\n")
+		}
 	}
 	if r.Fanout.Rounds > 0 {
 		fmt.Fprintf(w, "  fan-out     %.0f deliveries/s (median of %d notify-all rounds to all %d sessions)\n",

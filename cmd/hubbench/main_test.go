@@ -1,12 +1,25 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/sessionledger/sessionledger/audit"
+	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/client"
+	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/ledger"
 )
 
 // TestMain checks that a run leaves no goroutine behind: sessions, hubd's
@@ -58,12 +71,93 @@ func TestSmall(t *testing.T) {
 	if c := r.Clients; c.Connects != 85 || c.Resumes != 45 || c.Delivered != 80 || c.Duplicates != 0 {
 		t.Errorf("clients: %+v", c)
 	}
-	if r.Memory.Heap == 0 || r.Memory.RSS == 0 || r.Memory.Goroutines == 0 {
+	if r.Memory.Heap == 0 || r.Memory.RSS == 0 || r.Memory.Goroutines == 0 || r.Memory.BaselineGor == 0 || r.Memory.BaselineStack == 0 {
 		t.Errorf("memory: %+v", r.Memory)
+	}
+	// Per session, net of the baseline like RSS and heap: a session costs
+	// hubd a goroutine or two, not the baseline's dozens spread over 40.
+	if g := r.Memory.GoroutinesPerSs; g <= 0 || g > 4 || r.Memory.Goroutines != r.Memory.BaselineGor+uint64(g*40+0.5) {
+		t.Errorf("goroutines per session %.2f (of %d, baseline %d); want the added ones over 40 sessions", g, r.Memory.Goroutines, r.Memory.BaselineGor)
 	}
 	// Both hubd runs logged, and the first log was closed before the
 	// second opened it again: one file, appended.
 	if fi, err := os.Stat(filepath.Join(data, "hubd.log")); err != nil || fi.Size() == 0 {
 		t.Errorf("hubd.log: %v", err)
+	}
+}
+
+// TestKickDurabilityCheck: the kick check reads the kicks back from the
+// hub's ledger, so it can fail: a kick recorded with its session's end
+// passes; a kick that ended no session, or a reply naming another seq or
+// session, does not.
+func TestKickDurabilityCheck(t *testing.T) {
+	const token = "hubbench-test-admin-token-0123"
+	store, err := ledger.Open(filepath.Join(t.TempDir(), "ledger.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv, err := hub.New(ctx, store, hub.Config{Logger: slog.New(slog.DiscardHandler), AdminTokens: map[string]string{token: "ops"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer(srv.ServerOptions()...)
+	srv.Register(g)
+	audit.RegisterServer(g, audit.NewServer(store))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(g, hub.NewListener(l))
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		conn.Close()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		g.Stop()
+		if err := store.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	b := &bench{listen: l.Addr().String(), token: token, admin: hubpb.NewAdminClient(conn)}
+	c, err := client.Dial(ctx, b.listen, client.WithUser("kim", "d"), client.WithReconnect(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	kick := func(session string) kickDone {
+		t.Helper()
+		actx, acancel := b.adminCtx(10 * time.Second)
+		defer acancel()
+		rep, err := b.admin.Kick(actx, &hubpb.KickRequest{SessionId: session, Reason: "hubbench test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kickDone{seq: rep.GetSeq(), eventID: rep.GetEventId(), session: session}
+	}
+	good := kick(c.Session().ID)
+	<-c.Done()
+	if err := b.kicksRecorded([]kickDone{good}, 10*time.Second); err != nil {
+		t.Fatalf("a kick recorded with its end: %v", err)
+	}
+	nobody := kick("01ARZ3NDEKTSV4RRFFQ69G5FAV") // recorded, but no session ended
+	for _, tc := range []struct {
+		name string
+		k    kickDone
+		want string
+	}{
+		{"no end", nobody, "no session_disconnected"},
+		{"wrong seq", kickDone{seq: good.seq + 1000, eventID: good.eventID, session: good.session}, "is not that kick_requested"},
+		{"wrong session", kickDone{seq: good.seq, eventID: good.eventID, session: "01ARZ3NDEKTSV4RRFFQ69G5FAW"}, "is not that kick_requested"},
+		{"wrong event", kickDone{seq: good.seq, eventID: nobody.eventID, session: good.session}, "is not that kick_requested"},
+	} {
+		if err := b.kicksRecorded([]kickDone{good, tc.k}, 200*time.Millisecond); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want an error saying %q", tc.name, err, tc.want)
+		}
 	}
 }
