@@ -304,6 +304,11 @@ func runBench(o options) error {
 	if err := b.connectAll(); err != nil {
 		return err
 	}
+	// Dial returns at the Welcome; OnConnect, which counts a session
+	// live, runs on the client's dispatcher just after.
+	if err := b.waitAllLive("after connecting", time.Minute); err != nil {
+		return err
+	}
 	time.Sleep(2 * time.Second) // let the ramp's garbage go and the sessions settle
 	mem := b.memory()
 	if o.profile != "" {
@@ -586,7 +591,7 @@ func (b *bench) connectAll() error {
 	if v := firstErr.Load(); v != nil {
 		c.FirstError = v.(string)
 	}
-	b.printf("connect: %d sessions in %.2fs = %.0f/s (%d failed)", b.live.Load(), d.Seconds(), c.PerSecond, c.Failures)
+	b.printf("connect: %d sessions in %.2fs = %.0f/s (%d failed)", n-c.Failures, d.Seconds(), c.PerSecond, c.Failures)
 	if c.Failures > 0 {
 		return fmt.Errorf("%d connects failed, first: %s", c.Failures, c.FirstError)
 	}
