@@ -193,6 +193,9 @@ func (s *Store) writeLoop() {
 			s.commit(nil) // a no-op if a record commit took them already
 			continue
 		case <-s.quit:
+			// Take no more records. Close ends the subscriptions and waits
+			// for them, which may record their last acks, then says when.
+			<-s.stopWriter
 			s.commit(nil) // flush acknowledged offsets; a no-op without any
 			return
 		}

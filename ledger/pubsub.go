@@ -190,6 +190,11 @@ func (sub *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", topic, err)
 	}
+	// Store.Close waits for the subscription too, so that what it records
+	// as it ends (deliverOne) is written by Close's final commit.
+	if err := sub.s.addSubscription(2); err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", topic, err)
+	}
 	out := make(chan *message.Message)
 	// One context ends the subscription whichever way it ends: the caller's
 	// ctx, Subscriber.Close or Store.Close.
@@ -197,6 +202,7 @@ func (sub *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	sub.wg.Add(2)
 	go func() {
 		defer sub.wg.Done()
+		defer sub.s.subs.Done()
 		select {
 		case <-ctx.Done():
 		case <-sub.done:
@@ -206,6 +212,7 @@ func (sub *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	}()
 	go func() {
 		defer sub.wg.Done()
+		defer sub.s.subs.Done()
 		defer close(out)
 		defer cancel()
 		sub.run(ctx, topic, g, out)
@@ -377,11 +384,7 @@ func (sub *Subscriber) deliverOne(ctx context.Context, topic string, g *group, o
 		select {
 		case <-msg.Acked():
 			cancel()
-			g.next.Store(rec.Seq + 1)
-			g.buf = g.buf[1:]
-			if g.durable != "" {
-				sub.s.setOffset(g.durable, rec.Seq+1)
-			}
+			g.advance(sub.s, rec)
 			return true
 		case <-msg.Nacked():
 			cancel()
@@ -396,8 +399,27 @@ func (sub *Subscriber) deliverOne(ctx context.Context, topic string, g *group, o
 			}
 		case <-ctx.Done():
 			cancel()
+			// The Ack may have come first and be waiting in this select
+			// with the end of the subscription, which select may pick: an
+			// Ack that returned before Close (or the cancel) counts, and
+			// Store.Close writes the offset recorded here.
+			select {
+			case <-msg.Acked():
+				g.advance(sub.s, rec)
+			default:
+			}
 			return false
 		}
+	}
+}
+
+// advance moves g past rec, which was acked, and records the group's new
+// offset for the writer. The caller holds g.turn and rec is g.buf[0].
+func (g *group) advance(s *Store, rec *Record) {
+	g.next.Store(rec.Seq + 1)
+	g.buf = g.buf[1:]
+	if g.durable != "" {
+		s.setOffset(g.durable, rec.Seq+1)
 	}
 }
 

@@ -161,6 +161,91 @@ func TestConsumerGroupOffsetIsDurable(t *testing.T) {
 	}
 }
 
+// TestAckBeforeCloseIsDurable: an Ack that returned before the
+// subscription ended is in the file after reopen, however it ended: by
+// Store.Close alone (which must end the subscriptions and wait for them
+// before the writer's final commit), by cancelling the subscription's
+// context, or by Subscriber.Close. The subscription is left parked on its
+// send before the message is taken, so that the Ack and the end reach its
+// select together and the select may pick either. On the code before the
+// fix, 40 rounds of each lost 39, 14 and 18 acks (Store.Close let the
+// writer's final commit run before the subscription recorded the ack; the
+// subscription dropped an ack whose select picked the end); the test takes
+// about a second.
+func TestAckBeforeCloseIsDurable(t *testing.T) {
+	within := func(what string, fn func() error) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- fn() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s did not return", what)
+		}
+	}
+	ends := map[string]func(s *ledger.Store, sub *ledger.Subscriber, cancel context.CancelFunc) error{
+		"Store.Close": func(s *ledger.Store, sub *ledger.Subscriber, cancel context.CancelFunc) error {
+			err := s.Close()
+			sub.Close()
+			return err
+		},
+		"cancel": func(s *ledger.Store, sub *ledger.Subscriber, cancel context.CancelFunc) error {
+			cancel()
+			sub.Close()
+			return s.Close()
+		},
+		"Subscriber.Close": func(s *ledger.Store, sub *ledger.Subscriber, cancel context.CancelFunc) error {
+			sub.Close()
+			return s.Close()
+		},
+	}
+	const rounds = 40
+	for name, end := range ends {
+		lost := 0
+		for i := 0; i < rounds; i++ {
+			path := filepath.Join(t.TempDir(), "ledger.db")
+			s, err := ledger.Open(path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ledger.NewPublisher(s).Publish("jobs", message.NewMessage("1", nil)); err != nil {
+				t.Fatal(err)
+			}
+			sub := ledger.NewSubscriber(s, ledger.SubscriberConfig{ConsumerGroup: "g"})
+			c, cancel := context.WithCancel(ctx)
+			in, err := sub.Subscribe(c, "jobs")
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Millisecond) // the subscription reaches its send and parks
+			select {
+			case m := <-in:
+				m.Ack()
+			case <-time.After(5 * time.Second):
+				t.Fatal("no message delivered")
+			}
+			within(name, func() error { return end(s, sub, cancel) })
+			cancel()
+			s, err = ledger.Open(path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if off, err := s.GroupOffset("jobs", "g"); err != nil || off != 2 {
+				lost++
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if lost > 0 {
+			t.Errorf("ended by %s: %d of %d acks that returned before it are not in the file", name, lost, rounds)
+		}
+	}
+}
+
 func TestNackRedeliversSameMessage(t *testing.T) {
 	s := ledgertest.Open(t, nil)
 	pub := ledger.NewPublisher(s)

@@ -69,7 +69,8 @@ type Options struct {
 	// wait to ride along with a record commit before the writer commits
 	// them on their own (default 20ms). Acks never wait for it; a crash
 	// redelivers what was acked in the last OffsetFlushDelay (delivery is
-	// at least once anyway). Close writes them.
+	// at least once anyway). Close writes them, including the acks of
+	// subscriptions that Close ends.
 	OffsetFlushDelay time.Duration
 	// Now is the clock (default time.Now). Times never decrease along the
 	// log even if it does.
@@ -169,8 +170,17 @@ type Store struct {
 	commits, committed atomic.Uint64
 	inflight           atomic.Int64 // append calls that have not got their result yet
 
+	// subscriptions: Close ends them (quit) and waits for them (subs)
+	// before the writer's final commit, so that the offset of an Ack that
+	// returned before Close is among the pending ones that commit writes.
+	// subsMu orders a Subscribe's subs.Add before Close's close(quit), or
+	// makes the Subscribe see Closed: no Add races subs.Wait.
+	subsMu sync.Mutex
+	subs   sync.WaitGroup
+
 	reqs       chan *appendReq
-	quit       chan struct{}
+	quit       chan struct{} // closed by Close: appends fail, subscriptions end, the writer takes no more records
+	stopWriter chan struct{} // closed by Close once the subscriptions have ended: the writer's final commit, then it exits
 	writerDone chan struct{}
 	closeOnce  sync.Once
 	closeErr   error
@@ -214,6 +224,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		offsetKick: make(chan struct{}, 1),
 		groups:     make(map[string]*group),
 		quit:       make(chan struct{}),
+		stopWriter: make(chan struct{}),
 		writerDone: make(chan struct{}),
 
 		mergeThreshold: defaultMergeThreshold,
@@ -424,12 +435,21 @@ func (s *Store) Stats() Stats {
 	return Stats{Commits: s.commits.Load(), Records: s.committed.Load()}
 }
 
-// Close stops the writer, fails appends that have not been committed with
-// ErrClosed, and closes the file. It is idempotent and safe to call
-// concurrently; every call returns the first call's result.
+// Close fails appends that have not been committed with ErrClosed, ends
+// every subscription and waits for them, writes the offsets acknowledged
+// until then (an Ack that returned before Close is durable once Close has
+// returned), stops the writer and closes the file. It is idempotent and
+// safe to call concurrently; every call returns the first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		close(s.quit)
+		s.subsMu.Lock()
+		close(s.quit) // appends fail; subscriptions end (Subscribe watches quit)
+		s.subsMu.Unlock()
+		// A subscription records the offset of an Ack it has not handled
+		// yet as it ends (deliverOne): wait for that before the writer's
+		// final commit takes the pending offsets.
+		s.subs.Wait()
+		close(s.stopWriter)
 		<-s.writerDone
 		s.mu.Lock()
 		close(s.changed) // wake readers so they notice Closed
@@ -438,6 +458,18 @@ func (s *Store) Close() error {
 		s.closeErr = s.db.Close()
 	})
 	return s.closeErr
+}
+
+// addSubscription counts a subscription's n goroutines in the ones Close
+// waits for, or returns ErrClosed if Close has begun.
+func (s *Store) addSubscription(n int) error {
+	s.subsMu.Lock()
+	defer s.subsMu.Unlock()
+	if s.Closed() {
+		return ErrClosed
+	}
+	s.subs.Add(n)
+	return nil
 }
 
 // Closed reports whether Close has been called.
