@@ -188,6 +188,16 @@ type Store struct {
 
 // Open opens or creates the ledger at path. A missing file is created unless
 // opts.ReadOnly is set. A nil opts uses the defaults.
+//
+// A read-only Open reports a file whose bbolt page structures are damaged
+// as ErrCorrupt instead of crashing (see safeInit), as Verify does. A
+// read-write Open is not guarded: bbolt reads the freelist inside its own
+// Open, and a damaged freelist page makes it panic there, out of this Open
+// (recovering that panic would leave bbolt's file descriptor and file lock
+// held, so it is not recovered). An operator whose hubd panics in Open on
+// a damaged file runs `auditq --db COPY verify` on a copy of the file (it
+// opens it read-only, which never reads the freelist) to see what is
+// damaged, and restores the ledger from a backup.
 func Open(path string, opts *Options) (*Store, error) {
 	var o Options
 	if opts != nil {
@@ -249,7 +259,8 @@ func Open(path string, opts *Options) (*Store, error) {
 // safeInit is init, reporting a file whose bbolt page structures are
 // damaged (bbolt panics on an assertion, or faults on its memory map) as
 // ErrCorrupt rather than crashing: a read-only Open is how auditq looks at
-// a file suspected of damage.
+// a file suspected of damage. It guards only what runs after bolt.Open: a
+// read-write bolt.Open has already read the freelist, unguarded (see Open).
 func (s *Store) safeInit() (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {

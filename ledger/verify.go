@@ -13,7 +13,8 @@ import (
 )
 
 // VerifyProgress, if not nil, is called during Verify after every chunk with
-// the last seq checked.
+// the last seq checked. A panic in it is the caller's: Verify lets it go on
+// unchanged, it does not report it as damage to the file.
 type VerifyProgress func(seq uint64)
 
 // Verify recomputes the hash chain over from <= seq <= to (from 0 means 1,
@@ -24,7 +25,8 @@ type VerifyProgress func(seq uint64)
 // its key (moved record), undecodable framing, a key that is not a seq, or
 // damage a read-only Open found at the end of the log. A file whose bbolt
 // page structures are damaged gives ErrCorrupt instead of a crash (bbolt
-// panics, or faults on its memory map, on such pages).
+// panics, or faults on its memory map, on such pages); so does a read-only
+// Open, but not a read-write one (see Open).
 //
 // Verify starting past 1 trusts the stored hash of record from-1 as its
 // anchor. The chain alone proves the log consistent, not authentic: whoever
@@ -44,10 +46,23 @@ func (s *Store) Verify(ctx context.Context, from, to uint64, progress VerifyProg
 	// A file whose bbolt page structures are damaged (not only its records)
 	// makes bbolt panic on an assertion, index past a slice, or fault on
 	// its memory map; Verify is what is run on a file suspected of damage,
-	// so it reports that as ErrCorrupt instead of crashing.
+	// so it reports that as ErrCorrupt instead of crashing. A panic in the
+	// caller's progress callback is not damage: it goes on up as it came.
+	// The callback runs as it would outside Verify: faults crash.
+	var inProgress bool
+	report := func(seq uint64) {
+		inProgress = true
+		fault := debug.SetPanicOnFault(false)
+		progress(seq)
+		debug.SetPanicOnFault(fault)
+		inProgress = false
+	}
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
+			if inProgress {
+				panic(r)
+			}
 			err = fmt.Errorf("%w: verify stopped near seq %d: the file's bbolt page structures are damaged: %v", ErrCorrupt, want, r)
 		}
 	}()
@@ -81,7 +96,7 @@ func (s *Store) Verify(ctx context.Context, from, to uint64, progress VerifyProg
 		want++
 		checked++
 		if progress != nil && checked%scanChunk == 0 {
-			progress(seq)
+			report(seq)
 		}
 		return nil
 	})
@@ -104,7 +119,7 @@ func (s *Store) Verify(ctx context.Context, from, to uint64, progress VerifyProg
 		return checked, d
 	}
 	if progress != nil {
-		progress(want - 1)
+		report(want - 1)
 	}
 	return checked, nil
 }

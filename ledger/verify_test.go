@@ -14,6 +14,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/ledger/ledgertest"
 )
 
 // tamperFixture writes a 100-record ledger, closes it and returns a copy of
@@ -207,5 +209,46 @@ func TestLastRecordDamaged(t *testing.T) {
 				t.Fatalf("read-write open: got %q; want ErrCorrupt naming seq %d, verify and a backup", msg, tc.want)
 			}
 		})
+	}
+}
+
+// TestVerifyProgressPanicIsTheCallers: a panic in the progress callback is
+// the caller's bug, not damage to the file: it reaches the caller as it
+// came, at a chunk's call (inside a read transaction, which is released)
+// and at the final one, instead of becoming "ErrCorrupt ... bbolt page
+// structures are damaged".
+func TestVerifyProgressPanicIsTheCallers(t *testing.T) {
+	type callerBug struct{ seq uint64 }
+	verifyPanics := func(s *ledger.Store) (r any, err error) {
+		defer func() { r = recover() }()
+		_, err = s.Verify(ctx, 0, 0, func(seq uint64) { panic(callerBug{seq}) })
+		return nil, err
+	}
+	for _, tc := range []struct {
+		name    string
+		records int
+		first   uint64 // the seq of the first progress call
+	}{
+		{"final call", 1, 1},       // the only call is the final one
+		{"chunk call", 4097, 4096}, // a chunk's call comes first
+	} {
+		s := ledgertest.Open(t, nil)
+		evs := make([]*eventpb.Event, tc.records)
+		for i := range evs {
+			evs[i] = connected("u", "s")
+		}
+		if _, err := s.Append(ctx, evs...); err != nil {
+			t.Fatal(err)
+		}
+		r, err := verifyPanics(s)
+		if got, ok := r.(callerBug); !ok || got.seq != tc.first {
+			t.Errorf("%s: Verify gave panic %v, error %v; want the callback's own panic at seq %d", tc.name, r, err, tc.first)
+		}
+		if txs := s.OpenReadTxs(); txs != 0 {
+			t.Errorf("%s: %d read transactions left open", tc.name, txs)
+		}
+		if _, err := s.Verify(ctx, 0, 0, func(uint64) {}); err != nil {
+			t.Errorf("%s: Verify after the callback's panic: %v", tc.name, err)
+		}
 	}
 }
