@@ -142,7 +142,8 @@ func TestRealWriteFailure(t *testing.T) {
 // TestReadsStopAtDurableHead holds the writer between bbolt's commit and
 // the head's move — the window in which bbolt shows a commit to new read
 // transactions before its last fdatasync — and checks that no read, and no
-// subscriber, sees the record until the append has returned.
+// subscriber (one waiting since before the window, one that subscribes in
+// it), sees the record until the append has returned.
 func TestReadsStopAtDurableHead(t *testing.T) {
 	s := ledgertest.Open(t, nil)
 	if _, err := s.Append(ctx, connected("u1", "s1")); err != nil {
@@ -161,7 +162,11 @@ func TestReadsStopAtDurableHead(t *testing.T) {
 	}
 
 	inWindow, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
+	var once, releaseOnce sync.Once
+	releaseWindow := func() { releaseOnce.Do(func() { close(release) }) }
+	// A check that fails in the window must not leave the writer held:
+	// the ledger's Close (a cleanup) waits for it.
+	defer releaseWindow()
 	s.SetAfterCommit(func() {
 		once.Do(func() {
 			close(inWindow)
@@ -218,6 +223,21 @@ func TestReadsStopAtDurableHead(t *testing.T) {
 		t.Fatalf("subscriber got seq %s before its append returned", m.Metadata.Get(ledger.MetadataSeq))
 	case <-time.After(50 * time.Millisecond):
 	}
+	// That subscriber was already waiting for the writer's wake-up, which
+	// comes only once the head moved: it never reads in the window. One that
+	// subscribes in the window, from seq 2, reads at once, and only the
+	// subscriber's own bound (readTopic) keeps seq 2 from it.
+	late := ledger.NewSubscriber(s, ledger.SubscriberConfig{StartFrom: 2})
+	defer late.Close()
+	lateMsgs, err := late.Subscribe(ctx, ledger.EventsTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-lateMsgs:
+		t.Fatalf("subscriber from seq 2, subscribed in the window, got seq %s before its append returned", m.Metadata.Get(ledger.MetadataSeq))
+	case <-time.After(50 * time.Millisecond):
+	}
 
 	// A backup begins between commits: it waits out the window and then
 	// holds the record, whose append has returned by then.
@@ -235,7 +255,7 @@ func TestReadsStopAtDurableHead(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 
-	close(release)
+	releaseWindow()
 	if last := <-backedUp; last != 2 {
 		t.Errorf("backup after the window: got last seq %d; want 2", last)
 	}
@@ -253,5 +273,14 @@ func TestReadsStopAtDurableHead(t *testing.T) {
 		m.Ack()
 	case <-time.After(5 * time.Second):
 		t.Fatal("subscriber not woken after the append returned")
+	}
+	select {
+	case m := <-lateMsgs:
+		if got := m.Metadata.Get(ledger.MetadataSeq); got != "2" {
+			t.Fatalf("subscriber from seq 2 after the append: got seq %s; want 2", got)
+		}
+		m.Ack()
+	case <-time.After(5 * time.Second):
+		t.Fatal("subscriber from seq 2 not woken after the append returned")
 	}
 }
