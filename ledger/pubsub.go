@@ -126,7 +126,9 @@ type SubscriberConfig struct {
 	// NackResendDelay is how long to wait before redelivering a Nacked
 	// message (default 0: at once).
 	NackResendDelay time.Duration
-	// Logger (default: discarded).
+	// Logger receives why a subscription ended on its own: a read that
+	// failed, a record that cannot be turned into a message (with its
+	// seq). Default: the Store's Options.Logger.
 	Logger watermill.LoggerAdapter
 }
 
@@ -146,7 +148,9 @@ type Subscriber struct {
 // NewSubscriber returns a Subscriber reading s. Closing it does not close s.
 func NewSubscriber(s *Store, cfg SubscriberConfig) *Subscriber {
 	if cfg.Logger == nil {
-		cfg.Logger = watermill.NopLogger{}
+		// Not watermill's NopLogger: a subscription that ends on a damaged
+		// record must say which and why, or its consumer just stops.
+		cfg.Logger = watermill.NewSlogLogger(s.opts.Logger)
 	}
 	return &Subscriber{s: s, cfg: cfg, done: make(chan struct{})}
 }
@@ -275,6 +279,11 @@ func (s *Store) group(topic, name string, start uint64) (*group, error) {
 // It only reads: asking about a group does not create it, so it does not
 // fix where the group's first subscription starts.
 func (s *Store) GroupOffset(topic, name string) (uint64, error) {
+	if s.Closed() {
+		// A cached cursor would still answer: say ErrClosed, as every
+		// call after Close does.
+		return 0, ErrClosed
+	}
 	key := string(indexPrefix(topic)) + name
 	s.groupsMu.Lock()
 	defer s.groupsMu.Unlock()

@@ -3,8 +3,10 @@ package ledger_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
+	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sessionledger/sessionledger/ledger"
@@ -453,5 +456,47 @@ func TestAcksShareCommits(t *testing.T) {
 	case <-changed:
 		t.Error("an offsets-only commit woke readers")
 	default:
+	}
+}
+
+// TestDamagedRecordEndsSubscriptionLoudly: a subscription whose read meets
+// a record that does not decode ends (skipping it would lose a message) and,
+// with no Logger of its own, says why in the Store's log, seq included.
+func TestDamagedRecordEndsSubscriptionLoudly(t *testing.T) {
+	path := tamperFixture(t)
+	damage(t, path, func(log *bolt.Bucket) error {
+		v := append([]byte(nil), log.Get(key(50))...)
+		return log.Put(key(50), append(v[:33], 0xff, 0xff)) // hash and version, then no protobuf
+	})
+	var logs syncBuffer
+	s, err := ledger.Open(path, &ledger.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sub := ledger.NewSubscriber(s, ledger.SubscriberConfig{})
+	defer sub.Close()
+	msgs, err := sub.Subscribe(ctx, ledger.EventsTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(5 * time.Second)
+	for open := true; open; {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				open = false
+				break
+			}
+			if seq, _ := strconv.ParseUint(m.Metadata.Get(ledger.MetadataSeq), 10, 64); seq >= 50 {
+				t.Fatalf("delivered seq %d, at or past the damaged record", seq)
+			}
+			m.Ack()
+		case <-deadline:
+			t.Fatal("the subscription did not end at the damaged record")
+		}
+	}
+	if got := logs.String(); !strings.Contains(got, "level=ERROR") || !strings.Contains(got, "subscription read failed") || !strings.Contains(got, "seq 50") {
+		t.Errorf("log: got %q; want an error naming seq 50", got)
 	}
 }

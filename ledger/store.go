@@ -138,7 +138,7 @@ type Store struct {
 	// not trusted (fsync errors cannot be retried safely), so every later
 	// append fails until the ledger is reopened.
 	failed  error
-	changed chan struct{} // closed and replaced after every commit
+	changed chan struct{} // closed and replaced after every commit that adds records, and at Close
 	// headDamage is what a read-only open found wrong at the end of the
 	// log (see loadHead); Verify reports it.
 	headDamage *ChainError

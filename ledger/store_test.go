@@ -388,13 +388,20 @@ func TestScanCallbackHoldsNoReadTx(t *testing.T) {
 
 // TestEveryCallAfterCloseIsErrClosed: errors.go promises ErrClosed from
 // every call after Close, reads included (bbolt itself says "database not
-// open").
+// open") and those a cache in memory could answer.
 func TestEveryCallAfterCloseIsErrClosed(t *testing.T) {
 	s, err := ledger.Open(filepath.Join(t.TempDir(), "ledger.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Append(ctx, connected("u", "s")); err != nil {
+		t.Fatal(err)
+	}
+	// A group that subscribed has a cursor in memory, which GroupOffset
+	// used to answer from after Close.
+	member := ledger.NewSubscriber(s, ledger.SubscriberConfig{ConsumerGroup: "member"})
+	defer member.Close()
+	if _, err := member.Subscribe(ctx, ledger.EventsTopic); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -423,6 +430,10 @@ func TestEveryCallAfterCloseIsErrClosed(t *testing.T) {
 		"LastBlob":    func() error { _, _, err := s.LastBlob("", "z"); return err },
 		"PutBlob":     func() error { return s.PutBlob(ctx, "k", nil) },
 		"GroupOffset": func() error { _, err := s.GroupOffset("t", "g"); return err },
+		"GroupOffset of a subscribed group": func() error {
+			_, err := s.GroupOffset(ledger.EventsTopic, "member")
+			return err
+		},
 		"Subscribe": func() error {
 			sub := ledger.NewSubscriber(s, ledger.SubscriberConfig{})
 			defer sub.Close()
