@@ -3,15 +3,14 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/internal/stallproxy"
 	"github.com/sessionledger/sessionledger/internal/testtls"
 )
 
@@ -142,10 +141,10 @@ func TestConnectRecoversFromSilentConnection(t *testing.T) {
 	h := startHubWith(t, func(c *hub.Config) {
 		c.HeartbeatInterval, c.GracefulTimeout = 100*time.Millisecond, 200*time.Millisecond
 	})
-	p := newProxy(t, h.addr)
-	out, wait := h.connectCmd("--addr", p.addr, "--user", "ivy", "--device", "d", "--reconnect", "--for", "4s")
+	p := stallproxy.New(t, h.addr)
+	out, wait := h.connectCmd("--addr", p.Addr(), "--user", "ivy", "--device", "d", "--reconnect", "--for", "4s")
 	waitLine(t, out, `"welcome"`)
-	p.stall()
+	p.Stall()
 	waitLine(t, out, `nothing from the server`)
 	waitLine(t, out, `"resumed_from"`)
 	if code, _, errs := h.ctl("notify", "--user", "ivy", "--topic", "after-silence", "--data", `{}`); code != 0 {
@@ -181,101 +180,4 @@ func TestConnectTLS(t *testing.T) {
 	if code := run([]string{"connect", "--addr", h.addr, "--tls", "--ca", filepath.Join(t.TempDir(), "none.pem"), "--user", "tess"}, &o, &e); code != exitUsage {
 		t.Fatalf("missing --ca file: exit %d; want %d", code, exitUsage)
 	}
-}
-
-// proxy forwards TCP connections to a target and can stop forwarding the
-// connections it holds without closing them (to the client, a connection
-// gone silent); connections accepted later are forwarded normally.
-type proxy struct {
-	l      net.Listener
-	target string
-	addr   string
-	wg     sync.WaitGroup
-
-	mu      sync.Mutex
-	conns   []net.Conn
-	stalled chan struct{}
-	closed  bool
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{l: l, target: target, addr: l.Addr().String(), stalled: make(chan struct{})}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *proxy) accept() {
-	defer p.wg.Done()
-	for {
-		in, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		out, err := net.Dial("tcp", p.target)
-		if err != nil {
-			in.Close()
-			continue
-		}
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			in.Close()
-			out.Close()
-			return
-		}
-		p.conns = append(p.conns, in, out)
-		stalled := p.stalled
-		p.wg.Add(2)
-		p.mu.Unlock()
-		go p.pump(in, out, stalled)
-		go p.pump(out, in, stalled)
-	}
-}
-
-// pump copies src to dst; once stalled it drops what it reads and keeps
-// the connection open.
-func (p *proxy) pump(src, dst net.Conn, stalled <-chan struct{}) {
-	defer p.wg.Done()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if err != nil {
-			return
-		}
-		select {
-		case <-stalled:
-			continue
-		default:
-		}
-		if _, err := dst.Write(buf[:n]); err != nil {
-			return
-		}
-	}
-}
-
-// stall stops forwarding on every connection accepted so far.
-func (p *proxy) stall() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	close(p.stalled)
-	p.stalled = make(chan struct{})
-}
-
-func (p *proxy) close() {
-	p.mu.Lock()
-	p.closed = true
-	conns := p.conns
-	p.mu.Unlock()
-	p.l.Close()
-	for _, c := range conns {
-		c.Close()
-	}
-	p.wg.Wait()
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/client"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/stallproxy"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
 
@@ -45,18 +46,18 @@ func waitRead(t *testing.T, c *client.Client, n int) {
 func TestSilentConnectionIsLost(t *testing.T) {
 	const hb = 100 * time.Millisecond
 	h := newHub(t, hub.Config{HeartbeatInterval: hb, GracefulTimeout: 200 * time.Millisecond})
-	p := newProxy(t, h.addr)
+	p := stallproxy.New(t, h.addr)
 	r := newRecorder()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, p.addr, append(r.options(), client.WithUser("ray", "d"), fast)...)
+	c, err := client.Dial(ctx, p.Addr(), append(r.options(), client.WithUser("ray", "d"), fast)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	first := waitConnect(t, r)
 
-	p.stall()
+	p.Stall()
 	start := time.Now()
 	var d client.Disconnect
 	select {
