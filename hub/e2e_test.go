@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/syncbuf"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
@@ -454,7 +454,7 @@ func TestBadFirstFrames(t *testing.T) {
 }
 
 func TestLedgerFailureFailsClosed(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	e := newEnv(t, hub.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ctx := ctxT(t)
 	e.mustDial("nina", "d")
@@ -492,25 +492,6 @@ func TestLedgerFailureFailsClosed(t *testing.T) {
 	if got := e.metric("sessionledger_ledger_append_failures_total "); got == "" || got == "sessionledger_ledger_append_failures_total 0" {
 		t.Fatalf("append failures metric %q; want the failures counted", got)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger writing while the test
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestResumeRedeliversEveryTargetAcrossRestart: notifications to the user,

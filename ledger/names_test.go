@@ -1,16 +1,15 @@
 package ledger_test
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/sessionledger/sessionledger/internal/syncbuf"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/ledger/ledgertest"
@@ -83,7 +82,7 @@ func TestOverlongNamesRefused(t *testing.T) {
 // even after reopen): the name is left out of the index, with a warning.
 func TestOverlongNameInTailDoesNotStopLedger(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ledger.db")
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	opts := &ledger.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	s, err := ledger.Open(path, opts)
 	if err != nil {
@@ -121,21 +120,4 @@ func TestOverlongNameInTailDoesNotStopLedger(t *testing.T) {
 	if n, err := s.Verify(ctx, 0, 0, nil); err != nil || n != 4 {
 		t.Fatalf("verify: got %d, %v; want 4 records", n, err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

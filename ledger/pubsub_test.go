@@ -17,6 +17,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sessionledger/sessionledger/internal/syncbuf"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/ledger/ledgertest"
@@ -468,7 +469,7 @@ func TestDamagedRecordEndsSubscriptionLoudly(t *testing.T) {
 		v := append([]byte(nil), log.Get(key(50))...)
 		return log.Put(key(50), append(v[:33], 0xff, 0xff)) // hash and version, then no protobuf
 	})
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	s, err := ledger.Open(path, &ledger.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/syncbuf"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/projections"
@@ -301,30 +301,11 @@ func TestHelpShowsExamples(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a command writing while the test
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // connectCmd runs hubctl connect in the background; wait returns its exit
 // code and output.
-func (h *hubd) connectCmd(args ...string) (out *syncBuffer, wait func() (int, string)) {
-	out = &syncBuffer{}
-	errb := &syncBuffer{}
+func (h *hubd) connectCmd(args ...string) (out *syncbuf.Buffer, wait func() (int, string)) {
+	out = &syncbuf.Buffer{}
+	errb := &syncbuf.Buffer{}
 	done := make(chan int, 1)
 	go func() { done <- run(append([]string{"connect", "--addr", h.addr}, args...), out, errb) }()
 	return out, func() (int, string) {
@@ -339,7 +320,7 @@ func (h *hubd) connectCmd(args ...string) (out *syncBuffer, wait func() (int, st
 }
 
 // waitLine waits until out has a line containing s.
-func waitLine(t *testing.T, out *syncBuffer, s string) {
+func waitLine(t *testing.T, out *syncbuf.Buffer, s string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(out.String(), s) {
