@@ -33,8 +33,7 @@ type session struct {
 
 	notes     noteQueue
 	lastHeard atomic.Int64 // unix nanos of the last client frame
-	// wake holds a token when serve has something to look at (see serve);
-	// notes.ready is the same channel.
+	// wake holds a token when serve has something to look at (see serve).
 	wake     chan struct{}
 	pingDue  atomic.Bool  // set by Server.heartbeats
 	nextPing atomic.Int64 // when the next ping is due, as Server.mono; Server.heartbeats' own
@@ -103,7 +102,9 @@ func (ss *session) endWith(d *Disconnect, abort bool, at time.Time) {
 // full is ended as a slow consumer (the client can resume and get the rest
 // redelivered from the ledger).
 func (ss *session) deliver(n *hubpb.Notification) {
-	if !ss.notes.push(n) {
+	if ss.notes.push(n) {
+		ss.poke()
+	} else {
 		ss.endWith(&Disconnect{Code: hubpb.DisconnectCode_DISCONNECT_CODE_SLOW_CONSUMER,
 			Reason: "notifications were not read fast enough", Reconnect: hubpb.Reconnect_RECONNECT_ALLOWED}, false, time.Time{})
 	}
@@ -113,24 +114,19 @@ func (ss *session) deliver(n *hubpb.Notification) {
 // It is a slice that grows on demand rather than a buffered channel sized
 // for the worst case: an idle session costs a few words, not 8 KB.
 type noteQueue struct {
-	mu    sync.Mutex
-	q     []*hubpb.Notification
-	max   int
-	ready chan struct{} // poked when something is queued: the session's wake
+	mu  sync.Mutex
+	q   []*hubpb.Notification
+	max int
 }
 
+// push queues n unless the queue is full.
 func (q *noteQueue) push(n *hubpb.Notification) bool {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	if len(q.q) >= q.max {
-		q.mu.Unlock()
 		return false
 	}
 	q.q = append(q.q, n)
-	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
 	return true
 }
 
@@ -201,7 +197,7 @@ func (s *Server) Connect(stream hubpb.Hub_ConnectServer) error {
 	defer s.handlers.Done()
 	var sess *session
 	var err error
-	offload(func() { err = s.connect(stream, &sess) })
+	offload(func() { sess, err = s.connect(stream) })
 	if err != nil {
 		return toStatus(err)
 	}
@@ -228,17 +224,17 @@ func offload(fn func()) {
 
 // connect admits the client of stream: Hello, identity, limits, bans, the
 // single-device policy, the session's connect event, the Welcome and any
-// redelivery. It sets *out to the registered, welcomed session.
-func (s *Server) connect(stream hubpb.Hub_ConnectServer, out **session) error {
+// redelivery. It returns the registered, welcomed session.
+func (s *Server) connect(stream hubpb.Hub_ConnectServer) (*session, error) {
 	ctx := stream.Context()
 	hello, err := s.recvHello(ctx, stream)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	user, device, err := s.identify(hello.GetUser(), hello.GetDevice(), hello.GetToken())
 	if err != nil {
 		s.metrics.authFailures.Inc()
-		return err
+		return nil, err
 	}
 	remote := ""
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
@@ -247,10 +243,10 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer, out **session) error {
 	// A banned user is told so whatever their connect rate: a cheap read
 	// before the limits (the decision is taken again under the lock).
 	if rj := s.banRejection(user, s.cfg.Now()); rj != nil {
-		return s.reject(user, device, remote, rj)
+		return nil, s.reject(user, device, remote, rj)
 	}
 	if !s.rates.allow(user, s.cfg.Now()) {
-		return s.reject(user, device, remote, &Rejection{Code: RejectRateLimited, Reason: "too many connects for this user; slow down",
+		return nil, s.reject(user, device, remote, &Rejection{Code: RejectRateLimited, Reason: "too many connects for this user; slow down",
 			Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: jittered(rateLimitedAdvice), status: codes.ResourceExhausted})
 	}
 
@@ -267,7 +263,7 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer, out **session) error {
 	}()
 	now := s.cfg.Now()
 	if rj := s.banRejection(user, now); rj != nil {
-		return s.reject(user, device, remote, rj)
+		return nil, s.reject(user, device, remote, rj)
 	}
 	var supersedes []string
 	s.proj.Read(func(st *projections.State) { supersedes = st.Supersedes(s.cfg.Policy, user, device) })
@@ -277,9 +273,9 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer, out **session) error {
 		if res, err = s.checkResume(ctx, user, device, r, now); err != nil {
 			var rj *Rejection
 			if errors.As(err, &rj) {
-				return s.reject(user, device, remote, rj)
+				return nil, s.reject(user, device, remote, rj)
 			}
-			return err
+			return nil, err
 		}
 		// A resume of a session still live (its old transport not yet
 		// noticed as gone) replaces it; so does a second resume of the same
@@ -300,17 +296,16 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer, out **session) error {
 
 	sess := &session{
 		s: s, id: ulid.Make().String(), user: user, device: device, remote: remote,
-		ended: make(chan struct{}), wake: make(chan struct{}, 1),
+		notes: noteQueue{max: s.cfg.NotifyBuffer}, ended: make(chan struct{}), wake: make(chan struct{}, 1),
 	}
-	sess.notes = noteQueue{max: s.cfg.NotifyBuffer, ready: sess.wake}
 	sess.nextPing.Store(s.mono() + int64(s.cfg.HeartbeatInterval))
 	sess.lastHeard.Store(now.UnixNano())
 	if err := s.register(sess, supersedes); err != nil {
 		if errors.Is(err, errNodeFull) {
-			return s.reject(user, device, remote, &Rejection{Code: RejectNodeFull, Reason: "this node holds its maximum number of sessions",
+			return nil, s.reject(user, device, remote, &Rejection{Code: RejectNodeFull, Reason: "this node holds its maximum number of sessions",
 				Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: jittered(nodeFullAdvice), status: codes.ResourceExhausted})
 		}
-		return err
+		return nil, err
 	}
 	registered := true
 	defer func() {
@@ -336,7 +331,7 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer, out **session) error {
 			// the log, so record its end too.
 			s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, "client left before the session started", nil)
 		}
-		return err
+		return nil, err
 	}
 	lock.Unlock()
 	locked = false
@@ -360,18 +355,17 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer, out **session) error {
 	}
 	if err := stream.Send(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Welcome{Welcome: welcome}}); err != nil {
 		s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, "stream broke before the welcome", nil)
-		return err
+		return nil, err
 	}
 	for _, n := range missed {
 		if err := stream.Send(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Notification{Notification: n}}); err != nil {
 			s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, "stream broke during redelivery", nil)
-			return err
+			return nil, err
 		}
 		s.metrics.notifications.Inc()
 	}
 	registered = false // serve unregisters it
-	*out = sess
-	return nil
+	return sess, nil
 }
 
 // Reconnect advice for refusals over a limit; clients are told a
