@@ -121,8 +121,7 @@ type Client struct {
 	ackFloor    uint64 // seq of the first fresh connect: nothing before it is ours
 	live        *stream
 	closedByApp bool
-	endErr      *Disconnect // run's verdict; the dispatcher publishes it as err
-	err         *Disconnect
+	err         *Disconnect // why the client ended (run's verdict); Err shows it once done closed
 
 	// The dispatcher's (Dial's before it starts): the seq of the last
 	// notification handed to the application.
@@ -280,6 +279,11 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 // else the *Disconnect it did not reconnect from (its Cause tells kicked,
 // banned, superseded, rejected and lost apart). Before that it returns nil.
 func (c *Client) Err() error {
+	select {
+	case <-c.done:
+	default:
+		return nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err == nil {
@@ -464,10 +468,9 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 // Welcome would bring such a client back every Base forever.
 func (c *Client) run(base context.Context, ls *stream) {
 	defer c.endNetwork()
-	closing := c.closing
 	step := 0
 	for {
-		d, silent := c.serve(closing, ls)
+		d, silent := c.serve(ls)
 		if silent {
 			c.redial()
 		}
@@ -475,10 +478,10 @@ func (c *Client) run(base context.Context, ls *stream) {
 			step = 0
 		}
 		for failed := 0; ; {
-			if closing.Err() != nil && d.Cause == CauseLost {
+			if c.closing.Err() != nil && d.Cause == CauseLost {
 				d = &Disconnect{Cause: CauseClosed, Reason: "closed by the client", Session: d.Session, Code: d.Code}
 			}
-			c.plan(d, closing, step, failed)
+			c.plan(d, step, failed)
 			c.report(*d)
 			if !d.WillReconnect {
 				c.stop(d)
@@ -487,16 +490,12 @@ func (c *Client) run(base context.Context, ls *stream) {
 			if d.RejectCode == "resume_refused" && d.Reconnect == ReconnectAllowed {
 				c.dropResume() // the session cannot be resumed: connect afresh
 			}
-			err := c.cfg.sleep(closing, d.Delay)
-			if err == nil && closing.Err() == nil && !c.q.waitIdle(closing) {
-				err = closing.Err()
-			}
-			if err != nil || closing.Err() != nil {
+			if c.cfg.sleep(c.closing, d.Delay) != nil || !c.q.waitIdle(c.closing) || c.closing.Err() != nil {
 				c.report(Disconnect{Cause: CauseClosed, Reason: "closed by the client while waiting to reconnect", Attempt: failed})
 				return
 			}
 			step++
-			if ls, d = c.connect(base, closing); d == nil {
+			if ls, d = c.connect(base, c.closing); d == nil {
 				break
 			}
 			failed++
@@ -507,11 +506,11 @@ func (c *Client) run(base context.Context, ls *stream) {
 // plan decides whether and when to reconnect after d: failed is the
 // number of failed attempts in a row (d's included), step the backoff
 // exponent (see run).
-func (c *Client) plan(d *Disconnect, closing context.Context, step, failed int) {
+func (c *Client) plan(d *Disconnect, step, failed int) {
 	d.Attempt = failed
 	d.WillReconnect, d.Delay = false, 0
 	switch {
-	case closing.Err() != nil, !c.cfg.reconnect:
+	case c.closing.Err() != nil, !c.cfg.reconnect:
 		return
 	case d.Cause == CauseClosed, d.Cause == CauseSuperseded:
 		return
@@ -543,7 +542,7 @@ func (c *Client) report(d Disconnect) {
 func (c *Client) stop(d *Disconnect) {
 	c.mu.Lock()
 	if !c.closedByApp && d.Cause != CauseClosed {
-		c.endErr = d
+		c.err = d
 	}
 	c.mu.Unlock()
 }

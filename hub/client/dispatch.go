@@ -67,15 +67,15 @@ func (q *queue) push(ev event) {
 	signal(q.wake)
 }
 
-// pushFrom queues an event read from ls; false if ls has backlogLimit
-// events waiting already.
-func (q *queue) pushFrom(ls *stream, ev event) bool {
+// pushFrom queues an event read from the stream ev.ls; false if that
+// stream has backlogLimit events waiting already.
+func (q *queue) pushFrom(ev event) bool {
 	q.mu.Lock()
-	if ls.waiting >= backlogLimit {
+	if ev.ls.waiting >= backlogLimit {
 		q.mu.Unlock()
 		return false
 	}
-	ls.waiting++
+	ev.ls.waiting++
 	q.items = append(q.items, ev)
 	q.pushed++
 	q.mu.Unlock()
@@ -148,8 +148,8 @@ func (q *queue) waitIdle(ctx context.Context) bool {
 }
 
 // dispatch handles the queue until the network side has ended and
-// everything it queued was handled, then ends the client: Err gets its
-// value and the channels and Done close.
+// everything it queued was handled, then ends the client: the channels
+// and Done close (and Err reports why).
 func (c *Client) dispatch() {
 	for {
 		ev, ok := c.q.next()
@@ -159,9 +159,6 @@ func (c *Client) dispatch() {
 		c.handle(ev)
 		c.q.finished(ev)
 	}
-	c.mu.Lock()
-	c.err = c.endErr
-	c.mu.Unlock()
 	close(c.notes)
 	close(c.discs)
 	close(c.done)

@@ -47,10 +47,10 @@ type stream struct {
 	hb       time.Duration // the server's heartbeat interval (0: unknown)
 	welcomed time.Time
 
-	// The reader's findings, for serve.
-	mu       sync.Mutex
+	// The reader's findings, for serve: the reader sets frame, err and
+	// overflow before it closes ended, and serve reads them after.
 	frame    *hubpb.Disconnect // the Disconnect frame, if one came
-	err      error             // why Recv failed; set before ended closes
+	err      error             // why Recv failed
 	overflow bool              // the backlog was full: the client cut the stream
 	ended    chan struct{}     // closed once Recv failed
 	lastRecv atomic.Int64      // unix nanoseconds of the latest frame
@@ -140,9 +140,7 @@ func (c *Client) read(ls *stream) {
 	for {
 		f, err := ls.st.Recv()
 		if err != nil {
-			ls.mu.Lock()
 			ls.err = err
-			ls.mu.Unlock()
 			close(ls.ended)
 			return
 		}
@@ -153,9 +151,7 @@ func (c *Client) read(ls *stream) {
 			ls.pongDue.Store(true)
 			ls.poke()
 		case *hubpb.ServerFrame_Disconnect:
-			ls.mu.Lock()
 			ls.frame = x.Disconnect
-			ls.mu.Unlock()
 		}
 		ev := event{kind: evFrame, ls: ls, note: f.GetNotification()}
 		if c.cfg.onFrame != nil {
@@ -164,10 +160,8 @@ func (c *Client) read(ls *stream) {
 		if ev.frame == nil && ev.note == nil {
 			continue
 		}
-		if !c.q.pushFrom(ls, ev) {
-			ls.mu.Lock()
+		if !c.q.pushFrom(ev) {
 			ls.overflow = true
-			ls.mu.Unlock()
 			ls.cancel() // Recv returns Canceled; serve sees overflow
 		}
 	}
@@ -213,7 +207,7 @@ func (c *Client) write(ls *stream) {
 // hands it over and, once the stream has ended, drops what the
 // application has not taken (unacknowledged, so a resume has it
 // redelivered) instead of reporting the end behind it.
-func (c *Client) serve(closing context.Context, ls *stream) (d *Disconnect, silent bool) {
+func (c *Client) serve(ls *stream) (d *Disconnect, silent bool) {
 	go c.read(ls)
 	go c.write(ls)
 	var silence time.Duration
@@ -233,18 +227,15 @@ func (c *Client) serve(closing context.Context, ls *stream) (d *Disconnect, sile
 		<-ls.writerDone
 	}()
 	goodbye := false
-	closeCh := closing.Done()
+	closeCh := c.closing.Done()
 	var cut <-chan time.Time
 	for {
 		select {
 		case <-ls.ended:
-			ls.mu.Lock()
-			frame, err, overflow := ls.frame, ls.err, ls.overflow
-			ls.mu.Unlock()
-			d := classify(frame, err, goodbye)
+			d := classify(ls.frame, ls.err, goodbye)
 			switch {
-			case frame != nil:
-			case overflow:
+			case ls.frame != nil:
+			case ls.overflow:
 				d = &Disconnect{Cause: CauseSlowConsumer, Reconnect: ReconnectAllowed, Code: d.Code,
 					Reason: fmt.Sprintf("the application did not take notifications fast enough (%d waiting in the client)", backlogLimit)}
 			case ls.silent.Load() && !goodbye:
