@@ -641,16 +641,7 @@ func TestShutdownDoesNotWaitForHello(t *testing.T) {
 	// A session welcomed on the same connection after the silent stream
 	// opened: by then the hub has long been waiting for the silent one's
 	// Hello (a Welcome waits for a durable append).
-	other, err := hubpb.NewHubClient(e.conn).Connect(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := other.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: &hubpb.Hello{User: "talker", Device: "d"}}}); err != nil {
-		t.Fatal(err)
-	}
-	if f, err := other.Recv(); err != nil || f.GetWelcome() == nil {
-		t.Fatalf("welcome: %v %v", f, err)
-	}
+	helloOn(t, e.conn, "talker")
 	start := time.Now()
 	if err := e.srv.Shutdown(ctxT(t)); err != nil {
 		t.Fatal(err)

@@ -182,6 +182,24 @@ func (e *env) dialHello(h *hubpb.Hello) (*client, error) {
 	return c, nil
 }
 
+// helloOn opens a session of user on device "d" over conn, which other
+// streams share, and returns its stream and Welcome.
+func helloOn(t *testing.T, conn *grpc.ClientConn, user string) (hubpb.Hub_ConnectClient, *hubpb.Welcome) {
+	t.Helper()
+	st, err := hubpb.NewHubClient(conn).Connect(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: &hubpb.Hello{User: user, Device: "d"}}}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := st.Recv()
+	if err != nil || f.GetWelcome() == nil {
+		t.Fatalf("welcome of %s: %v %v", user, f, err)
+	}
+	return st, f.GetWelcome()
+}
+
 func (e *env) mustDial(user, device string) *client {
 	e.t.Helper()
 	c, err := e.dial(user, device)

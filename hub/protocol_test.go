@@ -131,22 +131,9 @@ func TestAbortClosesSharedConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	open := func(user string) (hubpb.Hub_ConnectClient, string) {
-		st, err := hubpb.NewHubClient(conn).Connect(ctxT(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: &hubpb.Hello{User: user, Device: "d"}}}); err != nil {
-			t.Fatal(err)
-		}
-		f, err := st.Recv()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st, f.GetWelcome().GetSessionId()
-	}
-	a, aID := open("ab1")
-	b, bID := open("ab2")
+	a, aw := helloOn(t, conn, "ab1")
+	b, bw := helloOn(t, conn, "ab2")
+	aID, bID := aw.GetSessionId(), bw.GetSessionId()
 	rep, err := e.admin.Kick(adminCtx(context.Background()), &hubpb.KickRequest{User: "ab1", Reason: "abort", Mode: hubpb.KickMode_KICK_MODE_ABORT})
 	if err != nil {
 		t.Fatal(err)
