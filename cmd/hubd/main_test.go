@@ -167,9 +167,15 @@ func dialConn(t *testing.T, addr string) *grpc.ClientConn {
 // session connects user/device and returns the stream and its Welcome.
 func session(t *testing.T, addr, user, device string) (hubpb.Hub_ConnectClient, *hubpb.Welcome) {
 	t.Helper()
+	return sessionOn(t, dialConn(t, addr), user, device)
+}
+
+// sessionOn is session over conn.
+func sessionOn(t *testing.T, conn *grpc.ClientConn, user, device string) (hubpb.Hub_ConnectClient, *hubpb.Welcome) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	st, err := hubpb.NewHubClient(dialConn(t, addr)).Connect(ctx)
+	st, err := hubpb.NewHubClient(conn).Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,18 +579,7 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := hubpb.NewHubClient(conn).Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: &hubpb.Hello{User: "tls", Device: "d"}}}); err != nil {
-		t.Fatal(err)
-	}
-	if f, err := st.Recv(); err != nil || f.GetWelcome() == nil {
-		t.Fatalf("session over TLS: %v %v", f, err)
-	}
+	sessionOn(t, conn, "tls", "d")
 	if code := p.signal(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, p.output())
 	}
