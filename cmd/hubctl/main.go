@@ -29,7 +29,7 @@ import (
 const (
 	exitOK         = 0
 	exitFailure    = 1 // the call failed (server error, unreachable)
-	exitUsage      = 2 // bad flags
+	exitUsage      = 2 // bad usage: a flag, an unknown command, a stray argument
 	exitKicked     = 3 // connect: the session was kicked
 	exitRejected   = 4 // connect: banned, or the connect/resume was refused
 	exitSuperseded = 5 // connect: a newer login replaced the session
