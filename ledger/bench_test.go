@@ -48,39 +48,64 @@ func BenchmarkAppend(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			users := benchUsers(b)
-			evs := make([]*eventpb.Event, 64)
-			for i := range evs {
-				evs[i] = ledgertest.SizedEvent(fmt.Sprintf("user-%d", i%users), fmt.Sprintf("session-%d", i%users), benchEventSize)
-			}
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			cpu0 := cpuTime(b)
-			b.ResetTimer()
-			for w := 0; w < appenders; w++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						i := next.Add(1)
-						if i > int64(b.N) {
-							return
-						}
-						if _, err := s.Append(ctx, evs[i%int64(len(evs))]); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
-			b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/event")
+			runAppenders(b, s, benchEvents(benchUsers(b)), appenders, false)
 			st := s.Stats()
 			b.ReportMetric(float64(st.Records)/float64(max(st.Commits, 1)), "events/commit")
 		})
 	}
+}
+
+// benchEvents returns the 64 events an append benchmark cycles through, of
+// benchEventSize bytes, spread over users distinct users and sessions.
+func benchEvents(users int) []*eventpb.Event {
+	evs := make([]*eventpb.Event, 64)
+	for i := range evs {
+		evs[i] = ledgertest.SizedEvent(fmt.Sprintf("user-%d", i%users), fmt.Sprintf("session-%d", i%users), benchEventSize)
+	}
+	return evs
+}
+
+// runAppenders is the timed part of an append benchmark: appenders
+// goroutines append b.N events between them, cycling through evs, each
+// waiting for its own commit. It reports events/s and cpu-µs/event. With
+// timeEach it also times every Append and returns the slowest; without, it
+// reads no clock per append and returns 0.
+func runAppenders(b *testing.B, s *ledger.Store, evs []*eventpb.Event, appenders int, timeEach bool) time.Duration {
+	var next atomic.Int64
+	var slowest atomic.Int64 // ns
+	var wg sync.WaitGroup
+	cpu0 := cpuTime(b)
+	b.ResetTimer()
+	for w := 0; w < appenders; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				var start time.Time
+				if timeEach {
+					start = time.Now()
+				}
+				if _, err := s.Append(ctx, evs[i%int64(len(evs))]); err != nil {
+					b.Error(err)
+					return
+				}
+				if timeEach {
+					d := int64(time.Since(start))
+					for m := slowest.Load(); d > m && !slowest.CompareAndSwap(m, d); m = slowest.Load() {
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/event")
+	return time.Duration(slowest.Load())
 }
 
 // cpuTime is the user+system CPU time the process has used so far. On a

@@ -131,3 +131,17 @@ func (s *Store) StoredOffset(topic, group string) (next uint64, err error) {
 // BoltNoSync reports whether the store's bbolt handle skips fsync (NoSync)
 // or the freelist or growth syncs.
 func (s *Store) BoltNoSync() (noSync, noGrowSync bool) { return s.db.NoSync, s.db.NoGrowSync }
+
+// WithArrayFreelist returns o with bbolt's array freelist instead of the
+// default map, for BenchmarkAppendSettings (the option is not exported).
+func WithArrayFreelist(o Options) Options {
+	o.freelist = bolt.FreelistArrayType
+	return o
+}
+
+// DataSize is the size of the ledger's data as a bbolt read transaction
+// sees it (Tx.Size).
+func (s *Store) DataSize() (size int64, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
+	return size, err
+}

@@ -1,18 +1,11 @@
-package ledger
+package ledger_test
 
 import (
-	"context"
-	"fmt"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
-	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/ledger"
 )
 
 // BenchmarkAppendSettings is the A/B measurement of the bbolt settings
@@ -30,19 +23,19 @@ func BenchmarkAppendSettings(b *testing.B) {
 	const mib = 1 << 20
 	variants := []struct {
 		name           string
-		opts           Options
+		opts           ledger.Options
 		reader, backup bool
 	}{
-		{"freelist=map", Options{}, false, false},
-		{"freelist=array", Options{freelist: bolt.FreelistArrayType}, false, false},
-		{"mmap=1GiB", Options{InitialMmapSize: 1024 * mib}, false, false},
-		{"mmap=none", Options{InitialMmapSize: 1}, false, false},
-		{"mmap=1GiB,reader", Options{InitialMmapSize: 1024 * mib}, true, false},
-		{"mmap=none,reader", Options{InitialMmapSize: 1}, true, false},
-		{"mmap=1GiB,backup", Options{InitialMmapSize: 1024 * mib}, false, true},
-		{"mmap=none,backup", Options{InitialMmapSize: 1}, false, true},
-		{"logfill=1.0", Options{FillPercent: 1.0}, false, false},
-		{"logfill=0.5", Options{FillPercent: 0.5}, false, false},
+		{"freelist=map", ledger.Options{}, false, false},
+		{"freelist=array", ledger.WithArrayFreelist(ledger.Options{}), false, false},
+		{"mmap=1GiB", ledger.Options{InitialMmapSize: 1024 * mib}, false, false},
+		{"mmap=none", ledger.Options{InitialMmapSize: 1}, false, false},
+		{"mmap=1GiB,reader", ledger.Options{InitialMmapSize: 1024 * mib}, true, false},
+		{"mmap=none,reader", ledger.Options{InitialMmapSize: 1}, true, false},
+		{"mmap=1GiB,backup", ledger.Options{InitialMmapSize: 1024 * mib}, false, true},
+		{"mmap=none,backup", ledger.Options{InitialMmapSize: 1}, false, true},
+		{"logfill=1.0", ledger.Options{FillPercent: 1.0}, false, false},
+		{"logfill=0.5", ledger.Options{FillPercent: 0.5}, false, false},
 	}
 	for _, v := range variants {
 		b.Run(v.name, func(b *testing.B) { benchSettings(b, v.opts, v.reader, v.backup) })
@@ -59,21 +52,15 @@ func (slowWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func benchSettings(b *testing.B, opts Options, reader, backup bool) {
-	const appenders = 256
-	ctx := context.Background()
-	s, err := Open(filepath.Join(b.TempDir(), "ledger.db"), &opts)
+func benchSettings(b *testing.B, opts ledger.Options, reader, backup bool) {
+	s, err := ledger.Open(filepath.Join(b.TempDir(), "ledger.db"), &opts)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	evs := make([]*eventpb.Event, 64)
-	for i := range evs {
-		evs[i] = settingsEvent(i)
-	}
 	if reader {
-		sub := NewSubscriber(s, SubscriberConfig{ConsumerGroup: "bench"})
-		msgs, err := sub.Subscribe(ctx, EventsTopic)
+		sub := ledger.NewSubscriber(s, ledger.SubscriberConfig{ConsumerGroup: "bench"})
+		msgs, err := sub.Subscribe(ctx, ledger.EventsTopic)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -112,64 +99,11 @@ func benchSettings(b *testing.B, opts Options, reader, backup bool) {
 			<-done
 		}()
 	}
-	var next atomic.Int64
-	var maxWait atomic.Int64 // the slowest single Append, ns
-	var wg sync.WaitGroup
-	cpu0 := benchCPU(b)
-	b.ResetTimer()
-	for w := 0; w < appenders; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1)
-				if i > int64(b.N) {
-					return
-				}
-				start := time.Now()
-				if _, err := s.Append(ctx, evs[i%int64(len(evs))]); err != nil {
-					b.Error(err)
-					return
-				}
-				d := int64(time.Since(start))
-				for m := maxWait.Load(); d > m && !maxWait.CompareAndSwap(m, d); m = maxWait.Load() {
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	b.StopTimer()
-	b.ReportMetric(float64(maxWait.Load())/1e6, "max-append-ms")
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(float64((benchCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/event")
-	var size int64
-	_ = s.db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
-	b.ReportMetric(float64(size)/float64(b.N), "file-bytes/event")
-}
-
-// settingsEvent is ledgertest.SizedEvent(user, session, 200), which this
-// package cannot import (ledgertest imports ledger).
-func settingsEvent(i int) *eventpb.Event {
-	reason := make([]byte, 110)
-	for j := range reason {
-		reason[j] = 'a' + byte(j%26)
-	}
-	return &eventpb.Event{
-		Type:    eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED,
-		User:    fmt.Sprintf("user-%d", i),
-		Device:  "dev-1",
-		Session: fmt.Sprintf("session-%d", i),
-		Node:    "node-a",
-		Actor:   fmt.Sprintf("user-%d", i),
-		Reason:  string(reason),
-		Body:    &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: "127.0.0.1:50123", HeartbeatMs: 15000}},
-	}
-}
-
-func benchCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	slowest := runAppenders(b, s, benchEvents(64), 256, true)
+	b.ReportMetric(float64(slowest)/1e6, "max-append-ms")
+	size, err := s.DataSize()
+	if err != nil {
 		b.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(size)/float64(b.N), "file-bytes/event")
 }
