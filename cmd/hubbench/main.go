@@ -41,13 +41,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/sessionledger/sessionledger/audit"
 	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/client"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
@@ -275,13 +274,10 @@ func runBench(o options) error {
 	// What hub/client gives the connections it dials itself (WithConn
 	// leaves that to the application): keepalive, and gRPC's reconnect
 	// backoff capped at the client's Backoff.Max.
-	bc := backoff.DefaultConfig
-	bc.MaxDelay = 30 * time.Second
 	for range nconn {
-		c, err := grpc.NewClient(b.listen, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<20)),
-			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second}),
-			grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: 20 * time.Second}))
+		c, err := grpc.NewClient(b.listen, append(client.DialOptions(client.Backoff{}),
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<20)))...)
 		if err != nil {
 			return err
 		}

@@ -135,15 +135,24 @@ type Client struct {
 // the Welcome (Dial's first connect is bounded by its ctx as well).
 const handshakeTimeout = 30 * time.Second
 
-// keepaliveParams are the gRPC keepalive settings of a connection the
-// client dials itself: after 20s without a frame gRPC pings, and drops the
-// connection if the ping is not answered within 10s. hubd allows client
-// pings every 5s (its enforcement policy's MinTime); the hub's own pings
-// (every heartbeat interval, 10s by default) usually keep gRPC's from
-// being needed at all. This catches a dead connection between streams
-// and during a handshake, where the stream watchdog does not run.
-func keepaliveParams() keepalive.ClientParameters {
-	return keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second}
+// DialOptions returns the gRPC dial options, transport credentials aside,
+// that the client gives a connection it dials itself; give them to a
+// connection shared through WithConn for the same behaviour. Keepalive:
+// after 20s without a frame gRPC pings, and drops the connection if the
+// ping is not answered within 10s. hubd allows client pings every 5s (its
+// enforcement policy's MinTime); the hub's own pings (every heartbeat
+// interval, 10s by default) usually keep gRPC's from being needed at all.
+// This catches a dead connection between streams and during a handshake,
+// where the stream watchdog does not run. Connect backoff: gRPC's, capped
+// at b.Max (after defaults; gRPC's own cap is 2 minutes, during which
+// attempts fail fast whatever the client's schedule says).
+func DialOptions(b Backoff) []grpc.DialOption {
+	bc := backoff.DefaultConfig
+	bc.MaxDelay = min(bc.MaxDelay, b.withDefaults().Max)
+	return []grpc.DialOption{
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second}),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: 20 * time.Second}),
+	}
 }
 
 // Dial connects to the hub at addr and returns once the server welcomed the
@@ -210,20 +219,15 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// dial opens the client's own connection: keepalive (keepaliveParams),
-// and gRPC's reconnect backoff capped at the client's Backoff.Max (gRPC's
-// default cap is 2 minutes, during which attempts fail fast whatever the
-// client's own schedule says).
+// dial opens the client's own connection: TLS or plaintext, DialOptions,
+// then the application's WithDialOptions.
 func (c *Client) dial() (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if c.cfg.tls != nil {
 		creds = credentials.NewTLS(c.cfg.tls)
 	}
-	bc := backoff.DefaultConfig
-	bc.MaxDelay = min(bc.MaxDelay, c.backoff.Max)
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(creds), grpc.WithKeepaliveParams(keepaliveParams()),
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: 20 * time.Second})}, c.cfg.dialOpts...)
-	conn, err := grpc.NewClient(c.addr, opts...)
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, DialOptions(c.backoff)...)
+	conn, err := grpc.NewClient(c.addr, append(opts, c.cfg.dialOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", c.addr, err)
 	}

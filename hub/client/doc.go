@@ -83,8 +83,9 @@
 // connection when it dialled its own (with WithConn it cannot replace the
 // application's). The connection it dials also has gRPC keepalive (a ping
 // after 20s without a frame, dropped without an answer within 10s; hubd
-// allows client pings every 5s), and a reconnect that gets no Welcome
-// within 30s counts as failed.
+// allows client pings every 5s): DialOptions gives the same to a
+// connection the application dials for WithConn. A reconnect that gets
+// no Welcome within 30s counts as failed.
 //
 // # Concurrency
 //

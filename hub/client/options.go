@@ -93,9 +93,9 @@ func WithTLS(cfg *tls.Config) Option {
 }
 
 // WithDialOptions adds gRPC dial options (they override the client's own:
-// transport credentials, keepalive — by default a ping after 20s without
-// a frame, the connection dropped if it is not answered within 10s — and
-// the connect backoff, capped at Backoff.Max).
+// transport credentials and DialOptions — keepalive, by default a ping
+// after 20s without a frame, the connection dropped if it is not answered
+// within 10s, and the connect backoff, capped at Backoff.Max).
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(c *config) { c.dialOpts = append(c.dialOpts, opts...) }
 }
@@ -104,8 +104,8 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 // it open. The address given to Dial is then ignored. The connection's
 // keepalive is then the application's: when a stream goes silent the
 // client ends it and reconnects (see doc.go), but over the same
-// connection, which it cannot replace; give it keepalive parameters
-// (grpc.WithKeepaliveParams) so that gRPC drops a dead one, or, when the
+// connection, which it cannot replace; dial it with DialOptions (or
+// other keepalive parameters) so that gRPC drops a dead one, or, when the
 // connection is the client's alone, let the client dial (Dial with the
 // address, WithTLS) so it gets keepalive and a new connection after a
 // silent one.
