@@ -351,41 +351,20 @@ func snapshotSeqs(store *ledger.Store) ([]uint64, error) {
 }
 
 // catchUp applies the records after the applied seq up to to straight
-// from the log, fully decoded (OnChange gets each record).
-//
-// It reads a chunk, then applies it once the chunk's read transaction has
-// ended: bbolt remaps the file when it outgrows its map, and that waits for
-// every read transaction, so a transaction must never wait for anything
-// that may wait for a commit.
+// from the log, fully decoded (OnChange gets each record). Scan runs its
+// callback outside its read transactions, so applying may hand work to the
+// persister, whose commit may have to grow bbolt's map and so wait for
+// every reader.
 func (r *Runner) catchUp(ctx context.Context, to uint64) error {
-	buf := make([]*ledger.Record, 0, catchUpChunk)
-	for next := r.applied.Load() + 1; next <= to; {
-		buf = buf[:0]
-		end := min(next+catchUpChunk-1, to)
-		want := next
-		err := r.store.Scan(ctx, next, end, func(rec *ledger.Record) error {
-			if err := checkNext(&want, rec.Seq); err != nil {
-				return err
-			}
-			buf = append(buf, rec)
-			return nil
-		})
-		if err != nil {
+	next := r.applied.Load() + 1
+	return r.store.Scan(ctx, next, to, func(rec *ledger.Record) error {
+		if err := checkNext(&next, rec.Seq); err != nil {
 			return err
 		}
-		if len(buf) == 0 {
-			return nil // the log ends before to
-		}
-		for _, rec := range buf {
-			r.apply(rec)
-		}
-		next = buf[len(buf)-1].Seq + 1
-	}
-	return nil
+		r.apply(rec)
+		return nil
+	})
 }
-
-// catchUpChunk is how many records catchUp reads before applying them.
-const catchUpChunk = 1024
 
 func (r *Runner) follow(ctx context.Context, msgs <-chan *message.Message) {
 	defer r.end()
