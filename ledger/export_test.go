@@ -118,14 +118,8 @@ func (s *Store) AppendUnchecked(ctx context.Context, events ...*eventpb.Event) (
 
 // StoredOffset is the durable offset of a consumer group as the file holds
 // it (0: none), not counting acks the writer has not committed yet.
-func (s *Store) StoredOffset(topic, group string) (next uint64, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketOffsets).Get([]byte(string(indexPrefix(topic)) + group)); len(v) == 8 {
-			next = binary.BigEndian.Uint64(v)
-		}
-		return nil
-	})
-	return next, err
+func (s *Store) StoredOffset(topic, group string) (uint64, error) {
+	return s.storedOffset(offsetKey(topic, group), 0)
 }
 
 // BoltNoSync reports whether the store's bbolt handle skips fsync (NoSync)

@@ -247,19 +247,13 @@ func (s *Store) group(topic, name string, start uint64) (*group, error) {
 	if name == "" {
 		return newGroup(start, ""), nil
 	}
-	key := string(indexPrefix(topic)) + name
+	key := offsetKey(topic, name)
 	s.groupsMu.Lock()
 	defer s.groupsMu.Unlock()
 	if g, ok := s.groups[key]; ok {
 		return g, nil
 	}
-	next := start
-	err := s.view(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketOffsets).Get([]byte(key)); len(v) == 8 {
-			next = binary.BigEndian.Uint64(v)
-		}
-		return nil
-	})
+	next, err := s.storedOffset(key, start)
 	if err != nil {
 		return nil, err
 	}
@@ -284,7 +278,7 @@ func (s *Store) GroupOffset(topic, name string) (uint64, error) {
 		// call after Close does.
 		return 0, ErrClosed
 	}
-	key := string(indexPrefix(topic)) + name
+	key := offsetKey(topic, name)
 	s.groupsMu.Lock()
 	defer s.groupsMu.Unlock()
 	if g, ok := s.groups[key]; ok {
@@ -292,17 +286,23 @@ func (s *Store) GroupOffset(topic, name string) (uint64, error) {
 	}
 	// A group this process has no cursor for has no pending offset either
 	// (only cursors ack), so the stored offset is the whole answer.
-	next := uint64(1)
+	return s.storedOffset(key, 1)
+}
+
+// offsetKey is the offsets-bucket key of consumer group name on topic.
+func offsetKey(topic, name string) string { return string(indexPrefix(topic)) + name }
+
+// storedOffset is the durable offset stored under key, or def if there is
+// none.
+func (s *Store) storedOffset(key string, def uint64) (uint64, error) {
+	next := def
 	err := s.view(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketOffsets).Get([]byte(key)); len(v) == 8 {
 			next = binary.BigEndian.Uint64(v)
 		}
 		return nil
 	})
-	if err != nil {
-		return 0, err
-	}
-	return next, nil
+	return next, err
 }
 
 // setOffset records a group's new position for the writer's next record
