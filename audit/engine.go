@@ -151,10 +151,14 @@ func (e *Engine) Events(ctx context.Context, f Filter, follow bool, fn func(*led
 		return err
 	}
 	if follow && !f.Until.IsZero() {
-		// Follow only while no record has reached Until yet.
-		end, err := e.seqAtTime(ctx, f.Until)
-		if err != nil {
-			return err
+		// Follow only while no record has reached Until yet: while the
+		// first seq at or after Until, to+1, is past the head. An empty
+		// window has no to; it is past the head when it starts there
+		// (every record is before Since, so before Until too), and
+		// otherwise it ends where it starts or before.
+		end := to + 1
+		if empty {
+			end = from
 		}
 		follow = end > head
 	}
