@@ -180,11 +180,7 @@ func TestParseType(t *testing.T) {
 func TestClientMatchesEngine(t *testing.T) {
 	path, eng := fixture(t)
 	h := audittest.StartHub(t, path)
-	c, err := audit.NewClient(h.Addr, h.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := h.Client(t)
 	ctx := ctxT(t)
 
 	for _, f := range []audit.Filter{{}, {User: "mallory"}, {Session: "s-bob-2", Limit: 1}, {Actor: "ops-bob", Since: audittest.Incident}} {
@@ -269,7 +265,7 @@ func TestClientMatchesEngine(t *testing.T) {
 	if _, err := c.SessionsAt(ctx, time.Time{}, projections.Filter{}); !errors.Is(err, audit.ErrInvalid) {
 		t.Errorf("SessionsAt(zero) = %v; want ErrInvalid", err)
 	}
-	err = c.Timeline(ctx, audit.TimelineQuery{Session: "s-nobody"}, func(audit.TimelineEntry) error { return nil })
+	err := c.Timeline(ctx, audit.TimelineQuery{Session: "s-nobody"}, func(audit.TimelineEntry) error { return nil })
 	if !errors.Is(err, audit.ErrNoSuchSession) {
 		t.Errorf("Timeline(unknown) = %v; want ErrNoSuchSession", err)
 	}
@@ -356,11 +352,7 @@ func TestUnauthenticated(t *testing.T) {
 func TestFollow(t *testing.T) {
 	path, _ := fixture(t)
 	h := audittest.StartHub(t, path)
-	c, err := audit.NewClient(h.Addr, h.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := h.Client(t)
 	ctx, cancel := context.WithCancel(ctxT(t))
 	got := make(chan *ledger.Record, 100)
 	done := make(chan error, 1)
@@ -410,39 +402,9 @@ func TestFollow(t *testing.T) {
 // deliver the rest and end with a CorruptError naming it, locally and
 // through the hub.
 func TestCorruptSkipped(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ledger.db")
-	audittest.Build(t, path)
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("log")).Put(binary.BigEndian.AppendUint64(nil, 9), []byte("garbage"))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	st, err := ledger.Open(path, &ledger.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	eng := audit.NewEngine(st)
-	// hubd refuses to start on a log its projections cannot replay, so the
-	// service is served here on a plain gRPC server.
-	g := grpc.NewServer()
-	audit.RegisterServer(g, audit.NewServer(st))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(l)
-	defer g.Stop()
-	c, err := audit.NewClient(l.Addr().String(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	eng, c := damaged(t, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("log")).Put(seqKey(9), []byte("garbage"))
+	})
 	for name, src := range map[string]eventSource{"engine": eng, "client": c} {
 		for _, f := range []audit.Filter{{}, {User: "mallory"}, {Session: "s-mallory-1"}} {
 			var got []uint64
@@ -467,7 +429,9 @@ func TestCorruptSkipped(t *testing.T) {
 }
 
 // damaged builds the fixture, changes its file with change, and serves the
-// result as the Engine and as a Client of the Audit service.
+// result as the Engine and as a Client of the Audit service. hubd refuses
+// to start on a log its projections cannot replay, so the service is
+// served on a plain gRPC server.
 func damaged(t *testing.T, change func(tx *bolt.Tx) error) (*audit.Engine, *audit.Client) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ledger.db")
@@ -696,11 +660,7 @@ func TestIndexDamaged(t *testing.T) {
 func TestVerifyRange(t *testing.T) {
 	path, eng := fixture(t)
 	h := audittest.StartHub(t, path)
-	c, err := audit.NewClient(h.Addr, h.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := h.Client(t)
 	for name, src := range map[string]interface {
 		Verify(context.Context, audit.VerifyQuery, func(audit.VerifyProgress)) (audit.VerifyResult, error)
 	}{"engine": eng, "client": c} {

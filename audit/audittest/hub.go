@@ -96,6 +96,18 @@ func StartHub(tb testing.TB, fixture string) *Hub {
 	return h
 }
 
+// Client returns a Client of the hub's Audit service with its admin token,
+// closed when the test ends.
+func (h *Hub) Client(tb testing.TB) *audit.Client {
+	tb.Helper()
+	c, err := audit.NewClient(h.Addr, h.Token)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
 func copyFile(tb testing.TB, from, to string) {
 	tb.Helper()
 	b, err := os.ReadFile(from)
