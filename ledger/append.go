@@ -70,13 +70,22 @@ func (s *Store) Append(ctx context.Context, events ...*eventpb.Event) ([]Stamp, 
 		if err := ValidateEvent(ev); err != nil {
 			return nil, err
 		}
-		body, err := encodeEventBody(ev)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+		var err error
+		if pending[i], err = eventRecord(ev); err != nil {
+			return nil, err
 		}
-		pending[i] = pendingRecord{body: body, topic: EventsTopic, user: ev.GetUser(), session: ev.GetSession()}
 	}
 	return s.submitPending(ctx, pending)
+}
+
+// eventRecord encodes ev for the writer, on the events topic and indexed
+// under its user and session. It does not validate ev: Append does.
+func eventRecord(ev *eventpb.Event) (pendingRecord, error) {
+	body, err := encodeEventBody(ev)
+	if err != nil {
+		return pendingRecord{}, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+	}
+	return pendingRecord{body: body, topic: EventsTopic, user: ev.GetUser(), session: ev.GetSession()}, nil
 }
 
 // MaxNameLen is the most bytes a user, session, device, topic,

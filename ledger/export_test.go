@@ -107,11 +107,10 @@ func (s *Store) RawLastSeq() (seq uint64, err error) {
 func (s *Store) AppendUnchecked(ctx context.Context, events ...*eventpb.Event) ([]Stamp, error) {
 	pending := make([]pendingRecord, len(events))
 	for i, ev := range events {
-		body, err := encodeEventBody(ev)
-		if err != nil {
+		var err error
+		if pending[i], err = eventRecord(ev); err != nil {
 			return nil, err
 		}
-		pending[i] = pendingRecord{body: body, topic: EventsTopic, user: ev.GetUser(), session: ev.GetSession()}
 	}
 	return s.submitPending(ctx, pending)
 }
