@@ -145,8 +145,9 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// corrupt rewrites the stored value of seq in a copy of the fixture.
-func corrupt(t *testing.T, seq uint64, change func([]byte) []byte) string {
+// editLog changes the log bucket of a copy of the fixture with edit and
+// returns the copy's path.
+func editLog(t *testing.T, edit func(log *bolt.Bucket) error) string {
 	t.Helper()
 	path := audittest.Copy(t, fixture)
 	db, err := bolt.Open(path, 0o600, nil)
@@ -154,15 +155,17 @@ func corrupt(t *testing.T, seq uint64, change func([]byte) []byte) string {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	err = db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("log"))
-		k := binary.BigEndian.AppendUint64(nil, seq)
-		return b.Put(k, change(bytes.Clone(b.Get(k))))
-	})
-	if err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error { return edit(tx.Bucket([]byte("log"))) }); err != nil {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// corrupt rewrites the stored value of seq in a copy of the fixture.
+func corrupt(t *testing.T, seq uint64, change func([]byte) []byte) string {
+	t.Helper()
+	k := binary.BigEndian.AppendUint64(nil, seq)
+	return editLog(t, func(log *bolt.Bucket) error { return log.Put(k, change(bytes.Clone(log.Get(k)))) })
 }
 
 func TestCorruptRecord(t *testing.T) {
@@ -211,18 +214,7 @@ func TestCorruptRecord(t *testing.T) {
 // deleteRecord deletes the record at seq in a copy of the fixture.
 func deleteRecord(t *testing.T, seq uint64) string {
 	t.Helper()
-	path := audittest.Copy(t, fixture)
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("log")).Delete(binary.BigEndian.AppendUint64(nil, seq))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return editLog(t, func(log *bolt.Bucket) error { return log.Delete(binary.BigEndian.AppendUint64(nil, seq)) })
 }
 
 // TestDeletedRecord: seq 9 (mallory's disconnect) deleted. The seqs of a
