@@ -103,8 +103,7 @@ type Runner struct {
 	phase   phase
 	cancel  context.CancelFunc // ends the follow loop's subscription
 	sub     *ledger.Subscriber
-	closing atomic.Bool   // Close began
-	quit    chan struct{} // closed by Close: interrupts Start and Rebuild
+	quit    chan struct{} // closed when Close begins: interrupts Start and Rebuild
 	started chan struct{} // closed when Start returns
 	done    chan struct{} // closed once the Runner applies no more records
 	endOnce sync.Once
@@ -169,7 +168,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	case phaseNew:
 	case phaseStopped:
 		r.lifeMu.Unlock()
-		if r.closing.Load() {
+		if r.closing() {
 			return ErrClosed
 		}
 		return ErrStarted
@@ -187,7 +186,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	if err == nil {
 		return nil
 	}
-	if r.closing.Load() {
+	if r.closing() {
 		err = ErrClosed
 	}
 	if perr := r.persist.stop(r.cfg.CloseTimeout); perr != nil {
@@ -244,7 +243,7 @@ func (r *Runner) start(ctx context.Context) error {
 	}
 	r.lifeMu.Lock()
 	defer r.lifeMu.Unlock()
-	if r.closing.Load() {
+	if r.closing() {
 		cancel()
 		_ = sub.Close()
 		return ErrClosed
@@ -265,6 +264,16 @@ func (r *Runner) stoppable(ctx context.Context) (context.Context, context.Cancel
 		}
 	}()
 	return ctx, cancel
+}
+
+// closing reports whether Close has begun.
+func (r *Runner) closing() bool {
+	select {
+	case <-r.quit:
+		return true
+	default:
+		return false
+	}
 }
 
 // end marks that no more records will be applied.
@@ -375,9 +384,6 @@ func (r *Runner) follow(ctx context.Context, msgs <-chan *message.Message) {
 			r.fail(err)
 		}
 		return err != nil
-	}
-	if stopped(r.serveWaiters(ctx)) {
-		return
 	}
 	for {
 		select {
@@ -536,7 +542,7 @@ func (r *Runner) Err() error {
 	r.errMu.Lock()
 	err := r.err
 	r.errMu.Unlock()
-	if err == nil && r.closing.Load() {
+	if err == nil && r.closing() {
 		return ErrClosed
 	}
 	return err
@@ -665,7 +671,7 @@ func (r *Runner) Rebuild(ctx context.Context) error {
 		err = r.replay(ctx, fresh, r.applied.Load(), also, true)
 	}
 	if err != nil {
-		if r.closing.Load() {
+		if r.closing() {
 			return ErrClosed
 		}
 		return fmt.Errorf("projections: rebuild: %w", err)
@@ -692,7 +698,7 @@ func (r *Runner) Rebuild(ctx context.Context) error {
 // rebuildCancelled is Rebuild's error when its context ended: ErrClosed
 // if Close ended it.
 func (r *Runner) rebuildCancelled(ctx context.Context) error {
-	if r.closing.Load() {
+	if r.closing() {
 		return ErrClosed
 	}
 	return fmt.Errorf("projections: rebuild: %w", ctx.Err())
@@ -742,7 +748,6 @@ func (r *Runner) Close() error {
 
 func (r *Runner) close() error {
 	r.lifeMu.Lock()
-	r.closing.Store(true)
 	close(r.quit)
 	ph := r.phase
 	if ph == phaseNew {
