@@ -24,11 +24,15 @@
 //
 // # Damaged logs
 //
-// A record that does not decode, and a seq missing from the log (the seqs
-// of a log are consecutive, so a deleted record leaves a gap), are skipped
-// where that is safe (event queries, export, stats): the query goes on and
-// ends with a *CorruptError listing the skipped seqs. Queries that rebuild
-// state stop at them, since the state after a lost event is not known.
+// A record that does not decode, a seq missing from the log (the seqs of
+// a log are consecutive, so a deleted record leaves a gap), and an entry of
+// the log that is no record at all (a stray or short key) are skipped
+// where that is safe (event queries, timelines, export, stats): the query
+// goes on and ends with a *CorruptError listing what it skipped. A
+// damaged index is read around: the answer comes from the log, and the
+// query still ends with an error matching ledger.ErrCorrupt. Queries that
+// rebuild state stop at a lost record, since the state after it is not
+// known.
 // Verify reports the first bad seq of the chain as a result, not an error.
 //
 // # Concurrency

@@ -139,8 +139,8 @@ func (e *Engine) seqAtTime(ctx context.Context, t time.Time) (uint64, error) {
 // ctx ends (which is then not an error), f.Until passes (a record at or
 // after it is committed) or f.Limit is reached; a window that begins or ends
 // in the future is followed too. It reads through the session or user index
-// when f names one. Records that do not decode are skipped and reported at
-// the end as a *CorruptError.
+// when f names one. Damaged records (see the package doc) are skipped and
+// reported at the end as a *CorruptError.
 func (e *Engine) Events(ctx context.Context, f Filter, follow bool, fn func(*ledger.Record) error) error {
 	if err := f.Validate(); err != nil {
 		return err

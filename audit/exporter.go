@@ -32,8 +32,8 @@ const exportFlush = 1 << 20
 // formatting each record Events delivers gives, but a scan of the log (a
 // filter that names neither a user nor a session) decodes each event into
 // one reused message instead of a fresh record, which is most of the cost
-// of an export. Records that do not decode are skipped and reported at the
-// end as a *CorruptError, as Events does.
+// of an export. Damaged records are skipped and reported at the end as a
+// *CorruptError, as Events does.
 func (e *Engine) Export(ctx context.Context, w io.Writer, f Filter, format string, loc *time.Location) error {
 	if format != FormatJSONL && format != FormatCSV {
 		return invalid("export format %q: want %s or %s", format, FormatJSONL, FormatCSV)
@@ -117,8 +117,8 @@ func (e *Engine) exportScan(ctx context.Context, f *Filter, x *exporter) error {
 			return ferr
 		}
 		if err != nil && errors.Is(err, ledger.ErrCorrupt) {
-			// The first record at or after next has an envelope that does
-			// not decode: skip it and go on, as Events does.
+			// The read met damage before the next record it could
+			// deliver: note it and go on after it, as Events does.
 			var sound *ledger.Record
 			if next, sound = e.skipDamaged(next, to, c, err); sound != nil && f.Match(sound) {
 				// A sound record after damage that is no record.

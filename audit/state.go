@@ -77,7 +77,8 @@ type Step struct {
 
 // Replay rebuilds the state just before q.From and then applies the events
 // of the window one by one, calling fn with each step. A record that does
-// not decode ends the replay: the state after it is unknown.
+// not decode, or a seq missing from the log, ends the replay: the state
+// after it is unknown.
 func (e *Engine) Replay(ctx context.Context, q ReplayQuery, fn func(Step) error) error {
 	if q.From.IsZero() {
 		return invalid("--from is required")

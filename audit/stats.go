@@ -34,9 +34,9 @@ type Stats struct {
 }
 
 // Stats counts the events that match f. Memory grows with the number of
-// distinct users and operators, not with the number of events. Records that
-// do not decode are skipped and reported as a *CorruptError, with the stats
-// of everything else.
+// distinct users and operators, not with the number of events. Damaged
+// records are skipped and reported as a *CorruptError, with the stats of
+// everything else.
 func (e *Engine) Stats(ctx context.Context, f Filter) (Stats, error) {
 	var st Stats
 	byType := map[eventpb.EventType]uint64{}
