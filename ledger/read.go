@@ -27,14 +27,15 @@ var ErrStop = errors.New("stop scan")
 // Get returns the record at seq, or ErrNotFound. Like every read it sees
 // only durable records: none past Head.
 func (s *Store) Get(seq uint64) (*Record, error) {
-	if seq == 0 || seq > s.Head().Seq {
-		if s.Closed() {
-			return nil, ErrClosed
-		}
+	head, err := s.durableLimit(0)
+	if err != nil {
+		return nil, err
+	}
+	if seq == 0 || seq > head {
 		return nil, fmt.Errorf("%w: seq %d", ErrNotFound, seq)
 	}
 	var r *Record
-	err := s.view(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketLog).Get(seqKey(seq))
 		if v == nil {
 			return fmt.Errorf("%w: seq %d", ErrNotFound, seq)
@@ -108,15 +109,12 @@ func (s *Store) scanRaw(ctx context.Context, from, to uint64, fn func(k, v []byt
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		limit := s.durableLimit(to)
-		if next > limit {
-			if s.Closed() {
-				return ErrClosed
-			}
-			return nil
+		limit, err := s.durableLimit(to)
+		if err != nil || next > limit {
+			return err
 		}
 		done := false
-		err := s.view(func(tx *bolt.Tx) error {
+		err = s.view(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketLog).Cursor()
 			var k, v []byte
 			if next == 1 {
@@ -167,13 +165,18 @@ func (s *Store) scanRaw(ctx context.Context, from, to uint64, fn func(k, v []byt
 }
 
 // durableLimit is the last seq a read may return: to, but never past the
-// head (to == 0: the head). See scanRaw for why.
-func (s *Store) durableLimit(to uint64) uint64 {
+// head (to == 0: the head). See scanRaw for why. After Close it returns
+// ErrClosed, so that a read stopped at the head, which never asks bbolt,
+// says so as every call after Close does.
+func (s *Store) durableLimit(to uint64) (uint64, error) {
+	if s.Closed() {
+		return 0, ErrClosed
+	}
 	head := s.Head().Seq
 	if to == 0 || to > head {
-		return head
+		return head, nil
 	}
-	return to
+	return to, nil
 }
 
 // badLogKey is the error for a key in the log bucket that is not an 8-byte
@@ -290,16 +293,13 @@ func (s *Store) byIndex(ctx context.Context, kind indexKind, name string, from, 
 func (s *Store) readIndex(kind indexKind, name string, from, to uint64, limit int) ([]*Record, bool, error) {
 	// A commit's tail block is visible before the commit is durable, like
 	// its records: stop at the head (see scanRaw).
-	to = s.durableLimit(to)
-	if from > to {
-		if s.Closed() {
-			return nil, false, ErrClosed
-		}
-		return nil, false, nil
+	to, err := s.durableLimit(to)
+	if err != nil || from > to {
+		return nil, false, err
 	}
 	var out []*Record
 	more := false
-	err := s.view(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		seqs, err := indexSeqs(tx, kind, name, from, to, limit+1, nil)
 		if err != nil {
 			return err

@@ -421,6 +421,10 @@ func TestEveryCallAfterCloseIsErrClosed(t *testing.T) {
 		"BySession": func() error { return s.BySession(ctx, "s", 0, 0, each) },
 		"ByTopic":   func() error { return s.ByTopic(ctx, ledger.EventsTopic, 0, 0, each) },
 		"Verify":    func() error { _, err := s.Verify(ctx, 0, 0, nil); return err },
+		"Verify from past the head": func() error {
+			_, err := s.Verify(ctx, 5, 0, nil)
+			return err
+		},
 		"Backup": func() error {
 			_, err := s.Backup(ctx, filepath.Join(t.TempDir(), "b.db"))
 			return err

@@ -67,10 +67,14 @@ func (s *Store) Verify(ctx context.Context, from, to uint64, progress VerifyProg
 		}
 	}()
 	var prev Hash
-	if from > 1 && from-1 > s.Head().Seq {
-		return 0, &ChainError{Seq: from - 1, Reason: fmt.Sprintf("anchor record missing: past the head, seq %d", s.Head().Seq)}
-	}
 	if from > 1 {
+		var head uint64
+		if head, err = s.durableLimit(0); err != nil {
+			return 0, err
+		}
+		if from-1 > head {
+			return 0, &ChainError{Seq: from - 1, Reason: fmt.Sprintf("anchor record missing: past the head, seq %d", head)}
+		}
 		err = s.view(func(tx *bolt.Tx) error {
 			v := tx.Bucket(bucketLog).Get(seqKey(from - 1))
 			if len(v) < hashSize {
