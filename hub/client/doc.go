@@ -98,6 +98,9 @@
 // fourth, the dispatcher, one call at a time and in the order things
 // happened: the OnFrame, OnConnect, OnNotification and OnDisconnect
 // callbacks, and the sends on the Notifications and Disconnects channels.
+// (When Dial fails after a refused WithResume, there is no client and no
+// dispatcher: the callbacks for what happened run on Dial's goroutine
+// before it returns.)
 // When a stream ends the end is reported at once: notifications read but
 // not yet taken by the application (beyond what fits in the Notifications
 // channel) are dropped unacknowledged, and the resume redelivers them if
