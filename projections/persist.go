@@ -26,9 +26,9 @@ type persister struct {
 	ckpt     *persistJob
 	waiters  []chan<- error // told the result of the next checkpoint write
 	started  bool
-	stopping bool // write what is queued, then end
-	abandon  bool // end after the write in progress
-	ended    bool
+	stopping bool  // write what is queued, then end
+	abandon  bool  // end after the write in progress (set with stopping)
+	ended    bool  // the goroutine has ended (set with stopping)
 	ckptErr  error // the last checkpoint write's result
 	wake     chan struct{}
 	done     chan struct{}
@@ -71,7 +71,7 @@ func (p *persister) signal() {
 func (p *persister) snapshot(seq uint64, b []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.ended || p.stopping {
+	if p.stopping {
 		p.log.Warn("projections snapshot dropped: the runner is closing", "seq", seq)
 		return
 	}
@@ -117,7 +117,7 @@ func (p *persister) run() {
 		default:
 			have = false
 		}
-		if !have && (p.stopping || p.abandon) {
+		if !have && p.stopping {
 			p.ended = true
 			for _, w := range p.waiters {
 				w <- ErrClosed

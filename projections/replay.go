@@ -263,7 +263,7 @@ func WriteSnapshots(ctx context.Context, store *ledger.Store, every uint64) (int
 		if err := Replay(ctx, store, st, at, nil); err != nil {
 			return written, fmt.Errorf("write snapshots: %w", err)
 		}
-		if usableSnapshot(store, SnapshotKey(at), at) {
+		if usableSnapshot(store, at) {
 			continue
 		}
 		b, err := encodeStored(store, st)
@@ -278,10 +278,10 @@ func WriteSnapshots(ctx context.Context, store *ledger.Store, every uint64) (int
 	return written, nil
 }
 
-// usableSnapshot reports whether the blob at key is a snapshot of this
-// version at seq that matches the log.
-func usableSnapshot(store *ledger.Store, key string, seq uint64) bool {
-	b, err := store.GetBlob(key)
+// usableSnapshot reports whether the periodic snapshot stored for seq is
+// one of this version at seq that matches the log.
+func usableSnapshot(store *ledger.Store, seq uint64) bool {
+	b, err := store.GetBlob(SnapshotKey(seq))
 	if err != nil || b == nil {
 		return false
 	}

@@ -310,7 +310,7 @@ func (r *Runner) replay(ctx context.Context, st *State, to uint64, also []uint64
 		if err := Replay(ctx, r.store, st, at, nil); err != nil {
 			return err
 		}
-		if !overwrite && usableSnapshot(r.store, SnapshotKey(at), at) {
+		if !overwrite && usableSnapshot(r.store, at) {
 			continue
 		}
 		b, err := st.MarshalBinary()
