@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/ledgertest"
 )
@@ -155,7 +157,7 @@ func TestReadsStopAtDurableHead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := <-msgs; m.Metadata.Get(ledger.MetadataSeq) != "1" {
+	if m := receive(t, msgs, "first delivery"); m.Metadata.Get(ledger.MetadataSeq) != "1" {
 		t.Fatalf("first delivery: got seq %s; want 1", m.Metadata.Get(ledger.MetadataSeq))
 	} else {
 		m.Ack()
@@ -265,22 +267,11 @@ func TestReadsStopAtDurableHead(t *testing.T) {
 	if _, err := s.Get(2); err != nil {
 		t.Fatalf("get 2 after its append returned: %v", err)
 	}
-	select {
-	case m := <-msgs:
+	for name, in := range map[string]<-chan *message.Message{"subscriber": msgs, "subscriber from seq 2": lateMsgs} {
+		m := receive(t, in, name+" after the append returned")
 		if got := m.Metadata.Get(ledger.MetadataSeq); got != "2" {
-			t.Fatalf("subscriber after the append: got seq %s; want 2", got)
+			t.Fatalf("%s after the append: got seq %s; want 2", name, got)
 		}
 		m.Ack()
-	case <-time.After(5 * time.Second):
-		t.Fatal("subscriber not woken after the append returned")
-	}
-	select {
-	case m := <-lateMsgs:
-		if got := m.Metadata.Get(ledger.MetadataSeq); got != "2" {
-			t.Fatalf("subscriber from seq 2 after the append: got seq %s; want 2", got)
-		}
-		m.Ack()
-	case <-time.After(5 * time.Second):
-		t.Fatal("subscriber from seq 2 not woken after the append returned")
 	}
 }

@@ -219,7 +219,7 @@ func TestSubscriberAcrossMerges(t *testing.T) {
 		}
 	}()
 	for i := 0; i < n; i++ {
-		msg := <-msgs
+		msg := receive(t, msgs, fmt.Sprintf("message %d", i))
 		if got := string(msg.Payload); got != fmt.Sprint(i) {
 			t.Fatalf("message %d: got payload %q", i, got)
 		}

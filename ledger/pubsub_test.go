@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strconv"
@@ -74,19 +75,15 @@ func TestEventsTopicRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case m := <-msgs:
-		var got eventpb.Event
-		if err := proto.Unmarshal(m.Payload, &got); err != nil {
-			t.Fatal(err)
-		}
-		if !proto.Equal(&got, ev) || m.Metadata.Get(ledger.MetadataSeq) != "1" {
-			t.Fatalf("delivered: got %v seq %q; want %v seq 1", &got, m.Metadata.Get(ledger.MetadataSeq), ev)
-		}
-		m.Ack()
-	case <-time.After(5 * time.Second):
-		t.Fatal("no message delivered")
+	m := receive(t, msgs, "the published event")
+	var got eventpb.Event
+	if err := proto.Unmarshal(m.Payload, &got); err != nil {
+		t.Fatal(err)
 	}
+	if !proto.Equal(&got, ev) || m.Metadata.Get(ledger.MetadataSeq) != "1" {
+		t.Fatalf("delivered: got %v seq %q; want %v seq 1", &got, m.Metadata.Get(ledger.MetadataSeq), ev)
+	}
+	m.Ack()
 }
 
 // TestConsumerGroupOffsetIsDurable acks some messages, reopens the file and
@@ -225,12 +222,7 @@ func TestAckBeforeCloseIsDurable(t *testing.T) {
 				t.Fatal(err)
 			}
 			time.Sleep(time.Millisecond) // the subscription reaches its send and parks
-			select {
-			case m := <-in:
-				m.Ack()
-			case <-time.After(5 * time.Second):
-				t.Fatal("no message delivered")
-			}
+			receive(t, in, "the published message").Ack()
 			within(name, func() error { return end(s, sub, cancel) })
 			cancel()
 			s, err = ledger.Open(path, nil)
@@ -259,20 +251,32 @@ func TestNackRedeliversSameMessage(t *testing.T) {
 	msgs, _ := sub.Subscribe(ctx, "t")
 	var got []string
 	for i := 0; i < 4; i++ {
-		select {
-		case m := <-msgs:
-			got = append(got, m.UUID)
-			if i < 2 {
-				m.Nack()
-			} else {
-				m.Ack()
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("timeout")
+		m := receive(t, msgs, fmt.Sprintf("delivery %d", i+1))
+		got = append(got, m.UUID)
+		if i < 2 {
+			m.Nack()
+		} else {
+			m.Ack()
 		}
 	}
 	if want := "[a a a b]"; fmtSlice(got) != want {
 		t.Fatalf("deliveries: got %v; want %s", got, want)
+	}
+}
+
+// receive returns the next message on msgs, failing the test if msgs is
+// closed or nothing comes within 5s; what says what was awaited.
+func receive(t *testing.T, msgs <-chan *message.Message, what string) *message.Message {
+	t.Helper()
+	select {
+	case m, ok := <-msgs:
+		if !ok {
+			t.Fatalf("%s: the subscription ended", what)
+		}
+		return m
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: nothing delivered within 5s", what)
+		return nil
 	}
 }
 
@@ -308,22 +312,14 @@ func TestGroupOffsetDoesNotCreateGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case m := <-msgs:
-		if got := m.Metadata.Get(ledger.MetadataSeq); got != "8" {
-			t.Fatalf("first delivery to the new group: got seq %s; want 8 (StartFrom)", got)
-		}
-		m.Ack()
-	case <-time.After(5 * time.Second):
-		t.Fatal("no message delivered")
+	m := receive(t, msgs, "first delivery to the new group")
+	if got := m.Metadata.Get(ledger.MetadataSeq); got != "8" {
+		t.Fatalf("first delivery to the new group: got seq %s; want 8 (StartFrom)", got)
 	}
+	m.Ack()
 	// Now the group exists: its offset is its position. The next delivery
 	// shows the ack was taken.
-	select {
-	case <-msgs:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no second message delivered")
-	}
+	receive(t, msgs, "second delivery to the new group")
 	if off, err := s.GroupOffset("jobs", "fresh"); err != nil || off != 9 {
 		t.Fatalf("offset after one ack: got %d, %v; want 9", off, err)
 	}
@@ -394,7 +390,7 @@ func TestAcksShareCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 51; i++ {
-		m := <-in
+		m := receive(t, in, fmt.Sprintf("delivery %d", i))
 		if i < 51 {
 			m.Ack() // the 51st delivery shows the 50th ack was taken
 		}
@@ -441,7 +437,7 @@ func TestAcksShareCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	changed = s.Changed()
-	m := <-in
+	m := receive(t, in, "redelivery of the unacked message")
 	if got := m.Metadata.Get(ledger.MetadataSeq); got != "51" {
 		t.Fatalf("redelivery: got seq %s; want 51", got)
 	}
