@@ -36,6 +36,9 @@ func TestVerifyDamagedPages(t *testing.T) {
 			}
 		}
 	}
+	if len(offsets) == 0 {
+		t.Fatalf("no branch or leaf page found in %d bytes at page size %d: nothing to flip", len(data), pageSize)
+	}
 	if testing.Short() {
 		var some []int
 		for i := 0; i < len(offsets); i += 4 {
@@ -67,6 +70,9 @@ func TestVerifyDamagedPages(t *testing.T) {
 				caught++
 			}
 		}()
+	}
+	if caught == 0 {
+		t.Errorf("%d byte flips, none reported by Open or Verify; want the flips of the log's pages found", len(offsets))
 	}
 	t.Logf("%d byte flips, %d reported by Open or Verify (the rest changed nothing Open and Verify read: index pages, branch keys)", len(offsets), caught)
 }
