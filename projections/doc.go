@@ -39,9 +39,11 @@
 // # Time travel
 //
 // The Runner also stores a snapshot after every multiple of SnapshotEvery.
-// StateAt and StateAtTime load the nearest snapshot at or before the target
-// and replay the rest; WriteSnapshots fills snapshots into a ledger that has
-// none. They only read the log, so they work on a backup.
+// StateAt and StateAtTime load the nearest usable snapshot (or the
+// checkpoint, if nearer) at or before the target and replay the rest;
+// WriteSnapshots fills snapshots into a ledger that has none, or none
+// usable. StateAt and StateAtTime only read the log, so they work on a
+// backup.
 //
 // # Concurrency
 //

@@ -563,8 +563,8 @@ func (r *Runner) Counters() Counters {
 type RunnerStats struct {
 	// Applied is the last applied seq.
 	Applied uint64
-	// Checkpointed is the seq of the last checkpoint written durably (0:
-	// none since Start).
+	// Checkpointed is the seq of the last durable checkpoint: the one Start
+	// loaded until a newer one is written (0: none).
 	Checkpointed uint64
 	// PersistFailures counts checkpoint and snapshot writes that failed
 	// (each is logged; the next checkpoint tries again).
@@ -577,9 +577,9 @@ func (r *Runner) Stats() RunnerStats {
 }
 
 // WaitApplied returns once the record seq is applied (and, for a record
-// after Start's replay, its change handed to OnChange), or when ctx ends or the Runner stops. seq may be a
-// record of another topic (it is read from the log: the subscription never
-// delivers it) or one not yet appended.
+// after Start's replay, its change handed to OnChange), or when ctx ends or
+// the Runner stops. seq may be a record of another topic (it is read from
+// the log: the subscription never delivers it) or one not yet appended.
 func (r *Runner) WaitApplied(ctx context.Context, seq uint64) error {
 	r.lifeMu.Lock()
 	ph := r.phase
