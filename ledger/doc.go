@@ -20,7 +20,8 @@
 // transaction), Head, Verify (recomputes the chain and names the first bad
 // seq), Backup (a consistent copy while appends go on). The watermill
 // Subscriber delivers a topic in order, at least once, with durable
-// consumer-group offsets; it is woken by the writer on commit.
+// consumer-group offsets; it is woken by the writer on every commit that
+// adds records.
 //
 // Every read sees only durable records: it is bounded by Head, which moves
 // only after a commit's last fsync returned (bbolt itself shows a commit to
@@ -30,9 +31,10 @@
 // # Concurrency
 //
 // All methods of Store, Publisher and Subscriber are safe for concurrent
-// use, and every call on a Store after Close returns ErrClosed. bbolt locks the file: while one process has it open, no other process
-// can open it, not even read-only (Open returns ErrLocked after
-// Options.LockTimeout).
+// use. After Close, every read and write on a Store returns ErrClosed;
+// Close ends the subscriptions and writes the offsets they acknowledged. bbolt locks the file: while one process has it open, no
+// other process can open it, not even read-only (Open returns ErrLocked
+// after Options.LockTimeout).
 //
 // # Caveats
 //

@@ -6,8 +6,9 @@ import (
 )
 
 var (
-	// ErrClosed is returned by every call on a Store after Close, including
-	// appends that were still waiting for a commit when Close began.
+	// ErrClosed is returned by every read and write on a Store after Close,
+	// including appends that were still waiting for a commit when Close
+	// began.
 	ErrClosed = errors.New("ledger closed")
 
 	// ErrLocked is returned by Open when another process (usually a running

@@ -408,9 +408,8 @@ func (s *Store) Head() Head {
 }
 
 // Changed returns a channel that is closed at the next commit that adds
-// records (and at Close). Readers take
-// it before they read, and wait on it when they found nothing new: the writer
-// wakes them, nobody polls.
+// records (and at Close). Readers take it before they read, and wait on it
+// when they found nothing new: the writer wakes them, nobody polls.
 func (s *Store) Changed() <-chan struct{} {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
