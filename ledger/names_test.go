@@ -107,8 +107,8 @@ func TestOverlongNameInTailDoesNotStopLedger(t *testing.T) {
 			t.Fatalf("append %d after an over-long name reached the tail: %v", i, err)
 		}
 	}
-	if blocks, _, _ := s.IndexTail(); blocks != 0 {
-		t.Fatalf("index tail after merges: got %d blocks; want 0", blocks)
+	if blocks, _, err := s.IndexTail(); err != nil || blocks != 0 {
+		t.Fatalf("index tail after merges: got %d blocks, %v; want 0", blocks, err)
 	}
 	if !strings.Contains(logs.String(), "too long") {
 		t.Errorf("log: got %q; want a warning about the over-long name", logs.String())

@@ -398,15 +398,15 @@ func TestAcksShareCommits(t *testing.T) {
 	if got := s.Stats().Commits - commits; got != 0 {
 		t.Errorf("commits for 50 acks with an hour's flush delay: got %d; want 0", got)
 	}
-	if off, _ := s.StoredOffset("jobs", "g"); off != 0 {
-		t.Errorf("stored offset before any record commit: got %d; want 0 (none yet)", off)
+	if off, err := s.StoredOffset("jobs", "g"); err != nil || off != 0 {
+		t.Errorf("stored offset before any record commit: got %d, %v; want 0 (none yet)", off, err)
 	}
 	changed := s.Changed()
 	if err := pub.Publish("other", message.NewMessage("o", nil)); err != nil {
 		t.Fatal(err)
 	}
-	if off, _ := s.StoredOffset("jobs", "g"); off != 51 {
-		t.Errorf("stored offset after a record commit: got %d; want 51 (rode along)", off)
+	if off, err := s.StoredOffset("jobs", "g"); err != nil || off != 51 {
+		t.Errorf("stored offset after a record commit: got %d, %v; want 51 (rode along)", off, err)
 	}
 	if got := s.Stats().Commits - commits; got != 1 {
 		t.Errorf("commits: got %d; want the one record commit", got)
@@ -425,8 +425,8 @@ func TestAcksShareCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if off, _ := s.GroupOffset("jobs", "g"); off != 51 {
-		t.Fatalf("offset after reopen: got %d; want 51", off)
+	if off, err := s.GroupOffset("jobs", "g"); err != nil || off != 51 {
+		t.Fatalf("offset after reopen: got %d, %v; want 51", off, err)
 	}
 
 	// With a short delay the offset is flushed alone, without waking readers.
