@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 
-	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
 
@@ -31,27 +30,18 @@ func (s *Store) BackupTo(ctx context.Context, w io.Writer) (uint64, error) {
 	if s.Closed() {
 		return 0, ErrClosed
 	}
-	var tx *bolt.Tx
-	var last uint64
-	var err error
-	if s.opts.ReadOnly {
-		tx, err = s.db.Begin(false)
-		last = s.Head().Seq
-	} else {
-		// Begin between commits, so the copy holds exactly the head.
-		s.commitGate.RLock()
-		s.mu.RLock()
-		var failed error
-		last, failed = s.head.Seq, s.failed
-		s.mu.RUnlock()
-		if failed == nil {
-			tx, err = s.db.Begin(false)
-		}
+	// Begin between commits, so the copy holds exactly the head (a
+	// read-only store has no writer, and nothing holds the gate).
+	s.commitGate.RLock()
+	s.mu.RLock()
+	last, failed := s.head.Seq, s.failed
+	s.mu.RUnlock()
+	if failed != nil {
 		s.commitGate.RUnlock()
-		if failed != nil {
-			return 0, fmt.Errorf("backup refused: %w", failed)
-		}
+		return 0, fmt.Errorf("backup refused: %w", failed)
 	}
+	tx, err := s.db.Begin(false)
+	s.commitGate.RUnlock()
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return 0, ErrClosed
 	}
