@@ -106,28 +106,22 @@ func (e *Engine) Replay(ctx context.Context, q ReplayQuery, fn func(Step) error)
 	// jumps over ends the replay, as a record that does not decode does.
 	next := from
 	err = e.store.Scan(ctx, from, to, func(r *ledger.Record) error {
-		if r.Seq != next {
-			return missingErr(next, r.Seq-1)
+		if err := ledger.CheckNext(&next, r.Seq); err != nil {
+			return err
 		}
-		next++
 		ch := st.Apply(r)
 		if q.User != "" && !touches(r, &ch, q.User) {
 			return nil
 		}
 		return fn(Step{Record: r, Change: ch, Live: st.Live(), Bans: len(st.Bans(r.Time))})
 	})
-	if err == nil && next <= to {
-		err = missingErr(next, to) // the log ends early
+	if err == nil {
+		err = ledger.CheckNext(&next, to+1) // the log ends early
 	}
 	if err != nil && errors.Is(err, ledger.ErrCorrupt) {
 		return stateErr("replay", err)
 	}
 	return err
-}
-
-// missingErr reports the seqs from to to missing from the log.
-func missingErr(from, to uint64) error {
-	return fmt.Errorf("%w: seq %s missing from the log", ledger.ErrCorrupt, SeqRange{from, to})
 }
 
 // stateErr explains why a state query stops at a damaged record instead of

@@ -189,6 +189,25 @@ func badLogKey(k []byte) error {
 	return fmt.Errorf("%w: log key %x is %d bytes, want 8", ErrCorrupt, shown, len(k))
 }
 
+// CheckNext is for callers that read a range of the log in order and need
+// it whole: it reports ErrCorrupt, naming what is missing, when seq is not
+// *next (the seq a dense log holds there), and moves *next past seq. Call
+// it once more with the range's end plus one to catch records missing at
+// the end. The log's seqs are dense, so a jump is a deleted record.
+func CheckNext(next *uint64, seq uint64) error {
+	switch {
+	case seq == *next:
+		*next = seq + 1
+		return nil
+	case seq < *next:
+		return fmt.Errorf("%w: seq %d read after seq %d", ErrCorrupt, seq, *next-1)
+	case seq == *next+1:
+		return fmt.Errorf("%w: seq %d missing from the log", ErrCorrupt, *next)
+	default:
+		return fmt.Errorf("%w: seq %d to %d missing from the log", ErrCorrupt, *next, seq-1)
+	}
+}
+
 // SeqAtTime returns the first seq whose time is at or after t (head+1 when
 // there is none). Times never decrease along the log, so this is a binary
 // search: about log2(n) record reads.

@@ -252,3 +252,25 @@ func TestVerifyProgressPanicIsTheCallers(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckNext(t *testing.T) {
+	for _, c := range []struct {
+		next, seq uint64
+		want      string // "" for no error
+		after     uint64 // next afterwards
+	}{
+		{5, 5, "", 6},
+		{5, 6, "seq 5 missing from the log", 5},
+		{5, 8, "seq 5 to 7 missing from the log", 5},
+		{5, 3, "seq 3 read after seq 4", 5},
+	} {
+		next := c.next
+		err := ledger.CheckNext(&next, c.seq)
+		switch {
+		case c.want == "" && err != nil, c.want != "" && (!errors.Is(err, ledger.ErrCorrupt) || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("CheckNext(%d, %d) = %v; want %q", c.next, c.seq, err, c.want)
+		case next != c.after:
+			t.Errorf("CheckNext(%d, %d) left next at %d; want %d", c.next, c.seq, next, c.after)
+		}
+	}
+}

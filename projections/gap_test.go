@@ -58,7 +58,7 @@ func TestReplayRefusesAGap(t *testing.T) {
 	for name, fn := range map[string]func(projections.Change){"raw": nil, "full": func(projections.Change) {}} {
 		st := projections.New()
 		err := projections.Replay(ctx, s, st, 0, fn)
-		if !errors.Is(err, ledger.ErrCorrupt) || !strings.Contains(err.Error(), "seqs 4 to 5 missing") {
+		if !errors.Is(err, ledger.ErrCorrupt) || !strings.Contains(err.Error(), "seq 4 to 5 missing") {
 			t.Errorf("%s replay: %v; want ErrCorrupt naming seqs 4 to 5", name, err)
 		}
 	}

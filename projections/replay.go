@@ -42,14 +42,14 @@ func Replay(ctx context.Context, store *ledger.Store, st *State, to uint64, fn f
 	if fn != nil {
 		next := st.Seq() + 1
 		err = store.Scan(ctx, next, to, func(r *ledger.Record) error {
-			if err := checkNext(&next, r.Seq); err != nil {
+			if err := ledger.CheckNext(&next, r.Seq); err != nil {
 				return err
 			}
 			fn(st.Apply(r))
 			return nil
 		})
 		if err == nil {
-			err = checkNext(&next, to+1)
+			err = ledger.CheckNext(&next, to+1)
 		}
 	} else {
 		err = replayRaw(ctx, store, st, to)
@@ -106,7 +106,7 @@ func scanDecoded(ctx context.Context, store *ledger.Store, from, to uint64, free
 	in := make(interner)
 	next := from
 	err := store.ScanRaw(ctx, from, to, func(raw *ledger.RawRecord) error {
-		if err := checkNext(&next, raw.Seq); err != nil {
+		if err := ledger.CheckNext(&next, raw.Seq); err != nil {
 			return err
 		}
 		if b == nil {
@@ -134,30 +134,12 @@ func scanDecoded(ctx context.Context, store *ledger.Store, from, to uint64, free
 		return nil
 	})
 	if err == nil {
-		err = checkNext(&next, to+1)
+		err = ledger.CheckNext(&next, to+1)
 	}
 	if b != nil && b.n > 0 && err == nil {
 		full <- b
 	}
 	return err
-}
-
-// checkNext reports a record missing from the log when seq is not *next,
-// the one a dense log holds there, and moves *next past seq. A state built
-// over a gap would be wrong without anyone noticing: a deleted record is
-// corruption, as verify says.
-func checkNext(next *uint64, seq uint64) error {
-	if seq != *next {
-		if seq < *next {
-			return fmt.Errorf("%w: seq %d read after seq %d", ledger.ErrCorrupt, seq, *next-1)
-		}
-		if seq == *next+1 {
-			return fmt.Errorf("%w: seq %d missing from the log", ledger.ErrCorrupt, *next)
-		}
-		return fmt.Errorf("%w: seqs %d to %d missing from the log", ledger.ErrCorrupt, *next, seq-1)
-	}
-	*next = seq + 1
-	return nil
 }
 
 // StateAt returns the state after the record seq (0: the head): the nearest

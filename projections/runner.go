@@ -367,7 +367,7 @@ func snapshotSeqs(store *ledger.Store) ([]uint64, error) {
 func (r *Runner) catchUp(ctx context.Context, to uint64) error {
 	next := r.applied.Load() + 1
 	return r.store.Scan(ctx, next, to, func(rec *ledger.Record) error {
-		if err := checkNext(&next, rec.Seq); err != nil {
+		if err := ledger.CheckNext(&next, rec.Seq); err != nil {
 			return err
 		}
 		r.apply(rec)
