@@ -121,29 +121,8 @@ func checkName(what, name string) error {
 	return nil
 }
 
-// submit encodes recs (on the caller's goroutine: the writer only adds seq,
-// id, time and hash), hands them to the writer and waits for the commit.
-func (s *Store) submit(ctx context.Context, recs []*eventpb.Record) ([]Stamp, error) {
-	if s.opts.ReadOnly {
-		return nil, ErrReadOnly
-	}
-	if len(recs) == 0 {
-		return nil, nil
-	}
-	pending := make([]pendingRecord, len(recs))
-	for i, rec := range recs {
-		body, err := encodeBody(rec)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
-		}
-		pending[i] = pendingRecord{body: body, topic: rec.GetTopic()}
-		if ev := rec.GetEvent(); ev != nil {
-			pending[i].user, pending[i].session = ev.GetUser(), ev.GetSession()
-		}
-	}
-	return s.submitPending(ctx, pending)
-}
-
+// submitPending hands recs, encoded by their callers (the writer only
+// adds seq, id, time and hash), to the writer and waits for the commit.
 func (s *Store) submitPending(ctx context.Context, recs []pendingRecord) ([]Stamp, error) {
 	if s.opts.ReadOnly {
 		return nil, ErrReadOnly

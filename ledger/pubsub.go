@@ -12,7 +12,9 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
@@ -33,8 +35,9 @@ var (
 
 // Publisher is the ledger's watermill Publisher. Publish appends the
 // messages durably (group commit) before it returns. On EventsTopic a
-// message's payload must be a protobuf eventpb.Event; it is stored typed and
-// indexed. On any other topic the payload is stored as is.
+// message's payload must be a protobuf eventpb.Event; it is stored as
+// published (not decoded and encoded again) and indexed. On any other
+// topic the payload is stored as is.
 type Publisher struct {
 	s      *Store
 	closed atomic.Bool
@@ -46,7 +49,9 @@ func NewPublisher(s *Store) *Publisher { return &Publisher{s: s} }
 
 // Publish appends msgs to topic, all or none, and returns once they are
 // durable. On success it sets each message's MetadataSeq, MetadataID and
-// MetadataTime to where it landed in the log. It is safe for concurrent use.
+// MetadataTime to where it landed in the log, as a subscriber sees it. It is
+// safe for concurrent use. PublishStamped does the same and returns the
+// stamps as values.
 //
 // The first message's context (Message.Context, set with SetContext)
 // bounds the wait for the writer to take the messages, so a caller is not
@@ -54,47 +59,10 @@ func NewPublisher(s *Store) *Publisher { return &Publisher{s: s} }
 // cancelled caller never mistakes a durable message for a lost one (as
 // Store.Append).
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
-	if p.closed.Load() {
-		return errors.New("publish: publisher closed")
-	}
-	if topic == "" {
-		return errors.New("publish: empty topic")
-	}
-	if err := checkName("topic", topic); err != nil {
-		return fmt.Errorf("publish: %w: %w", ErrInvalidEvent, err)
-	}
-	recs := make([]*eventpb.Record, len(msgs))
-	for i, msg := range msgs {
-		rec := &eventpb.Record{Topic: topic, MessageUuid: msg.UUID}
-		if len(msg.Metadata) > 0 {
-			rec.Metadata = make(map[string]string, len(msg.Metadata))
-			for k, v := range msg.Metadata {
-				rec.Metadata[k] = v
-			}
-		}
-		if topic == EventsTopic {
-			ev := &eventpb.Event{}
-			if err := proto.Unmarshal(msg.Payload, ev); err != nil {
-				return fmt.Errorf("publish message %s: %w: payload is not an eventpb.Event: %v", msg.UUID, ErrInvalidEvent, err)
-			}
-			if err := ValidateEvent(ev); err != nil {
-				return fmt.Errorf("publish message %s: %w", msg.UUID, err)
-			}
-			rec.Body = &eventpb.Record_Event{Event: ev}
-		} else {
-			rec.Body = &eventpb.Record_Payload{Payload: append([]byte{}, msg.Payload...)}
-		}
-		recs[i] = rec
-	}
-	ctx := context.Background()
-	if len(msgs) > 0 {
-		ctx = msgs[0].Context()
-	}
-	stamps, err := p.s.submit(ctx, recs)
+	stamps, err := p.PublishStamped(topic, msgs...)
 	if err != nil {
 		return err
 	}
-	// Tell the publisher where its messages landed, as a subscriber sees it.
 	for i, msg := range msgs {
 		if msg.Metadata == nil {
 			msg.Metadata = make(message.Metadata)
@@ -106,7 +74,78 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	return nil
 }
 
-// Close makes later Publish calls fail. It is idempotent.
+// PublishStamped is Publish returning where each message landed (seq, id,
+// time, hash) instead of writing it into the messages' metadata. The hub
+// records its events through it.
+func (p *Publisher) PublishStamped(topic string, msgs ...*message.Message) ([]Stamp, error) {
+	if p.closed.Load() {
+		return nil, fmt.Errorf("publish: %w", ErrClosed)
+	}
+	if topic == "" {
+		return nil, fmt.Errorf("publish: %w: empty topic", ErrInvalidEvent)
+	}
+	if err := checkName("topic", topic); err != nil {
+		return nil, fmt.Errorf("publish: %w: %w", ErrInvalidEvent, err)
+	}
+	recs := make([]pendingRecord, len(msgs))
+	for i, msg := range msgs {
+		var err error
+		if recs[i], err = messageRecord(topic, msg); err != nil {
+			return nil, err
+		}
+	}
+	ctx := context.Background()
+	if len(msgs) > 0 {
+		ctx = msgs[0].Context()
+	}
+	return p.s.submitPending(ctx, recs)
+}
+
+// messageRecord encodes msg for the writer: the envelope (topic, uuid,
+// metadata), then the payload as the record's event (on EventsTopic,
+// checked and indexed, but stored as published) or as its payload.
+func messageRecord(topic string, msg *message.Message) (pendingRecord, error) {
+	env := &eventpb.Record{Topic: topic, MessageUuid: msg.UUID}
+	if len(msg.Metadata) > 0 {
+		env.Metadata = make(map[string]string, len(msg.Metadata))
+		for k, v := range msg.Metadata {
+			env.Metadata[k] = v
+		}
+	}
+	rec := pendingRecord{topic: topic}
+	field := protowire.Number(7) // Record.payload
+	if topic == EventsTopic {
+		ev := &eventpb.Event{}
+		if err := proto.Unmarshal(msg.Payload, ev); err != nil {
+			return rec, fmt.Errorf("publish message %s: %w: payload is not an eventpb.Event: %v", msg.UUID, ErrInvalidEvent, err)
+		}
+		if err := ValidateEvent(ev); err != nil {
+			return rec, fmt.Errorf("publish message %s: %w", msg.UUID, err)
+		}
+		rec.user, rec.session = ev.GetUser(), ev.GetSession()
+		field = 8 // Record.event
+	}
+	body, err := encodeBody(env)
+	if err != nil {
+		return rec, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+	}
+	// The body field comes last in field order, so appending it keeps the
+	// canonical encoding.
+	body = protowire.AppendTag(body, field, protowire.BytesType)
+	rec.body = protowire.AppendBytes(body, msg.Payload)
+	return rec, nil
+}
+
+// Err reports the failure after which the ledger takes no more appends
+// (Store.Err), or ErrClosed once the Publisher is closed.
+func (p *Publisher) Err() error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	return p.s.Err()
+}
+
+// Close makes later Publish calls fail with ErrClosed. It is idempotent.
 func (p *Publisher) Close() error {
 	p.closed.Store(true)
 	return nil
@@ -162,7 +201,7 @@ type group struct {
 	turn    chan struct{}
 	next    atomic.Uint64 // written only by the turn holder; read by GroupOffset
 	durable string        // offsets-bucket key; empty for a private cursor
-	buf     []*Record
+	buf     []*delivery
 }
 
 func newGroup(next uint64, durable string) *group {
@@ -349,7 +388,7 @@ func (sub *Subscriber) run(ctx context.Context, topic string, g *group, out chan
 // subscription must end. The caller holds g.turn.
 func (sub *Subscriber) deliverOne(ctx context.Context, topic string, g *group, out chan<- *message.Message) bool {
 	for {
-		for len(g.buf) > 0 && g.buf[0].Seq < g.next.Load() {
+		for len(g.buf) > 0 && g.buf[0].seq < g.next.Load() {
 			g.buf = g.buf[1:]
 		}
 		if len(g.buf) > 0 {
@@ -375,13 +414,7 @@ func (sub *Subscriber) deliverOne(ctx context.Context, topic string, g *group, o
 	}
 	rec := g.buf[0]
 	for {
-		msg, err := toMessage(rec)
-		if err != nil {
-			// Skipping it would lose a message: end the subscription, as a
-			// failed read does, and say why.
-			sub.cfg.Logger.Error("ledger subscription cannot deliver a record", err, watermill.LogFields{"topic": topic, "seq": rec.Seq})
-			return false
-		}
+		msg := rec.message()
 		msgCtx, cancel := context.WithCancel(ctx)
 		msg.SetContext(msgCtx)
 		select {
@@ -424,40 +457,149 @@ func (sub *Subscriber) deliverOne(ctx context.Context, topic string, g *group, o
 
 // advance moves g past rec, which was acked, and records the group's new
 // offset for the writer. The caller holds g.turn and rec is g.buf[0].
-func (g *group) advance(s *Store, rec *Record) {
-	g.next.Store(rec.Seq + 1)
+func (g *group) advance(s *Store, rec *delivery) {
+	g.next.Store(rec.seq + 1)
 	g.buf = g.buf[1:]
 	if g.durable != "" {
-		s.setOffset(g.durable, rec.Seq+1)
+		s.setOffset(g.durable, rec.seq+1)
 	}
 }
 
-// readTopic returns up to limit durable records of topic with seq >= from:
-// none past the head, so a subscriber (and the projections it feeds, which
-// the hub enforces from) never acts on a record before its append returned.
-// With nothing new the caller waits for the writer's wake-up.
-func (s *Store) readTopic(topic string, from uint64, limit int) ([]*Record, error) {
-	// readIndex applies the bound (and says ErrClosed past it after Close).
-	recs, _, err := s.readIndex(kindTopic, topic, from, 0, limit)
-	return recs, err
+// readTopic returns up to limit durable records of topic with seq >= from,
+// as deliveries: none past the head, so a subscriber (and the projections
+// it feeds, which the hub enforces from) never acts on a record before its
+// append returned. With nothing new the caller waits for the writer's
+// wake-up. A record that cannot be turned into a message is ErrCorrupt:
+// skipping it would lose a message, so the subscription ends and says why.
+func (s *Store) readTopic(topic string, from uint64, limit int) ([]*delivery, error) {
+	var out []*delivery
+	// visitIndex applies the bound (and says ErrClosed past it after Close).
+	_, err := s.visitIndex(kindTopic, topic, from, 0, limit, func(k, v []byte) error {
+		d, err := toDelivery(k, v)
+		if err == nil {
+			out = append(out, d)
+		}
+		return err
+	})
+	return out, err
 }
 
-// toMessage turns a record into the watermill message a subscriber sees.
-func toMessage(r *Record) (*message.Message, error) {
-	payload := r.Payload
+// delivery is one record as a subscription hands it out: the parts of its
+// watermill message, copied out of the read transaction. An event's payload
+// is its encoding as stored: a subscriber decodes it once (RecordFromMessage).
+type delivery struct {
+	seq      uint64
+	id       ulid.ULID
+	time     int64
+	uuid     string
+	metadata map[string]string
+	payload  []byte
+}
+
+// message turns d into a new watermill message (a redelivery after a Nack
+// is a new message too).
+func (d *delivery) message() *message.Message {
+	msg := message.NewMessage(d.uuid, d.payload)
+	for k, v := range d.metadata {
+		msg.Metadata.Set(k, v)
+	}
+	msg.Metadata.Set(MetadataSeq, strconv.FormatUint(d.seq, 10))
+	msg.Metadata.Set(MetadataID, d.id.String())
+	msg.Metadata.Set(MetadataTime, time.Unix(0, d.time).UTC().Format(time.RFC3339Nano))
+	return msg
+}
+
+// toDelivery reads the stored record (key k, value v) into a delivery
+// without decoding its event. Anything but the canonical encoding the
+// writer produces is decoded fully (DecodeRecord) and its event encoded
+// again, so the outcome is the same either way.
+func toDelivery(k, v []byte) (*delivery, error) {
+	if d, ok := deliveryFast(k, v); ok {
+		return d, nil
+	}
+	r, err := DecodeRecord(k, v)
+	if err != nil {
+		return nil, err
+	}
+	d := &delivery{seq: r.Seq, id: r.ID, time: r.Time.UnixNano(), uuid: r.UUID, metadata: r.Metadata, payload: r.Payload}
 	if r.Event != nil {
-		var err error
-		payload, err = proto.MarshalOptions{Deterministic: true}.Marshal(r.Event)
-		if err != nil {
+		if d.payload, err = (proto.MarshalOptions{Deterministic: true}).Marshal(r.Event); err != nil {
 			return nil, fmt.Errorf("%w: seq %d: encode event: %v", ErrCorrupt, r.Seq, err)
 		}
 	}
-	msg := message.NewMessage(r.UUID, payload)
-	for k, v := range r.Metadata {
-		msg.Metadata.Set(k, v)
+	return d, nil
+}
+
+// deliveryFast is toDelivery for a record in the canonical encoding (as
+// decodeRawFast checks it), reporting false for anything else.
+func deliveryFast(k, v []byte) (*delivery, bool) {
+	var raw RawRecord
+	if !decodeRawFast(k, v, &raw) {
+		return nil, false
 	}
-	msg.Metadata.Set(MetadataSeq, strconv.FormatUint(r.Seq, 10))
-	msg.Metadata.Set(MetadataID, r.ID.String())
-	msg.Metadata.Set(MetadataTime, r.Time.Format(time.RFC3339Nano))
-	return msg, nil
+	d := &delivery{seq: raw.Seq, id: raw.ID, time: raw.Time.UnixNano()}
+	b := v[headerSize:]
+	for len(b) > 0 {
+		num, _, n := protowire.ConsumeTag(b)
+		b = b[n:]
+		if num == 1 || num == 3 {
+			_, m := protowire.ConsumeVarint(b)
+			b = b[m:]
+			continue
+		}
+		x, m := protowire.ConsumeBytes(b)
+		b = b[m:]
+		switch num {
+		case 5:
+			d.uuid = string(x)
+		case 6:
+			if d.metadata == nil {
+				d.metadata = make(map[string]string)
+			}
+			var key, val string
+			for len(x) > 0 {
+				f, _, n := protowire.ConsumeTag(x)
+				y, m := protowire.ConsumeBytes(x[n:])
+				if f == 1 {
+					key = string(y)
+				} else {
+					val = string(y)
+				}
+				x = x[n+m:]
+			}
+			d.metadata[key] = val
+		case 7, 8:
+			d.payload = append([]byte{}, x...)
+		}
+	}
+	return d, true
+}
+
+// RecordFromMessage turns a message a Subscriber delivered back into the
+// record it carries: the stamp from its metadata and, on EventsTopic, its
+// payload decoded as the event. It is the one place a subscriber parses
+// what crossed watermill.
+func RecordFromMessage(topic string, msg *message.Message) (*Record, error) {
+	seq, err := strconv.ParseUint(msg.Metadata.Get(MetadataSeq), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("message %s without a ledger seq: %w", msg.UUID, err)
+	}
+	id, err := ulid.ParseStrict(msg.Metadata.Get(MetadataID))
+	if err != nil {
+		return nil, fmt.Errorf("seq %d: bad ledger id: %w", seq, err)
+	}
+	t, err := time.Parse(time.RFC3339Nano, msg.Metadata.Get(MetadataTime))
+	if err != nil {
+		return nil, fmt.Errorf("seq %d: bad ledger time: %w", seq, err)
+	}
+	r := &Record{Seq: seq, ID: id, Time: t.UTC(), Topic: topic, UUID: msg.UUID}
+	if topic != EventsTopic {
+		r.Payload = msg.Payload
+		return r, nil
+	}
+	r.Event = new(eventpb.Event)
+	if err := proto.Unmarshal(msg.Payload, r.Event); err != nil {
+		return nil, fmt.Errorf("seq %d: %w", seq, err)
+	}
+	return r, nil
 }

@@ -8,41 +8,46 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ThreeDotsLabs/watermill/message"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
 
-// TestUndeliverableRecordIsLogged: a record that cannot be turned into a
-// message (its event does not encode: a string that is not UTF-8, which
-// Append refuses but a damaged or older file may hold) ends the
-// subscription, and a Subscriber with no Logger of its own says so, with
-// the seq and the cause, in the Store's log. It used to default to
-// watermill's NopLogger: the consumer just stopped.
-func TestUndeliverableRecordIsLogged(t *testing.T) {
-	var logs bytes.Buffer // only this goroutine logs: deliverOne runs on it
-	s, err := Open(filepath.Join(t.TempDir(), "ledger.db"), &Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+// TestUndecodableEventIsNamedBySeq: a stored event that does not decode
+// (a string that is not UTF-8, which Publish and Append refuse but a
+// damaged or older file may hold) is delivered as stored, and
+// RecordFromMessage, the one place a consumer decodes it, says which seq
+// and why: the projections stop there, loudly, instead of skipping it.
+func TestUndecodableEventIsNamedBySeq(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "ledger.db"), &Options{Logger: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	var ev []byte
+	ev = protowire.AppendTag(ev, 1, protowire.VarintType)
+	ev = protowire.AppendVarint(ev, uint64(eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED))
+	ev = protowire.AppendTag(ev, 2, protowire.BytesType)
+	ev = protowire.AppendString(ev, "\xff\xfe")
+	body := protowire.AppendTag(append([]byte{}, eventsTopicField...), 8, protowire.BytesType)
+	body = protowire.AppendBytes(body, ev)
+	ctx := context.Background()
+	if _, err := s.submitPending(ctx, []pendingRecord{{body: body, topic: EventsTopic}}); err != nil {
+		t.Fatal(err)
+	}
 	sub := NewSubscriber(s, SubscriberConfig{})
 	defer sub.Close()
-	g := newGroup(7, "")
-	g.buf = []*Record{{Seq: 7, Topic: EventsTopic, Event: &eventpb.Event{
-		Type: eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, User: "\xff\xfe", Session: "s",
-	}}}
-	out := make(chan *message.Message, 1)
-	if sub.deliverOne(context.Background(), EventsTopic, g, out) {
-		t.Fatal("deliverOne of an unencodable record: got true; want the subscription to end")
+	msgs, err := sub.Subscribe(ctx, EventsTopic)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(out) != 0 {
-		t.Fatal("an unencodable record was delivered")
+	m := <-msgs
+	if !bytes.Equal(m.Payload, ev) {
+		t.Fatalf("payload: got %x; want the stored event %x", m.Payload, ev)
 	}
-	got := logs.String()
-	for _, want := range []string{"level=ERROR", "cannot deliver a record", "seq=7", "invalid UTF-8", EventsTopic} {
-		if !strings.Contains(got, want) {
-			t.Errorf("log: got %q; want it to contain %q", got, want)
-		}
+	_, err = RecordFromMessage(EventsTopic, m)
+	if err == nil || !strings.Contains(err.Error(), "seq 1") || !strings.Contains(err.Error(), "UTF-8") {
+		t.Fatalf("RecordFromMessage: got %v; want an error naming seq 1 and the invalid UTF-8", err)
 	}
+	m.Ack()
 }

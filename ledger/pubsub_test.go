@@ -1,6 +1,7 @@
 package ledger_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -83,7 +84,44 @@ func TestEventsTopicRoundTrip(t *testing.T) {
 	if !proto.Equal(&got, ev) || m.Metadata.Get(ledger.MetadataSeq) != "1" {
 		t.Fatalf("delivered: got %v seq %q; want %v seq 1", &got, m.Metadata.Get(ledger.MetadataSeq), ev)
 	}
+	// Encoded once: the log stores the payload as published and hands the
+	// same bytes to subscribers, decoding and encoding nothing on the way.
+	if !bytes.Equal(m.Payload, payload) {
+		t.Errorf("delivered payload %x; want the published bytes %x", m.Payload, payload)
+	}
+	rec, err := ledger.RecordFromMessage(ledger.EventsTopic, m)
+	if err != nil || rec.Seq != 1 || rec.ID != s.Head().ID || !proto.Equal(rec.Event, ev) {
+		t.Errorf("RecordFromMessage: %+v, %v; want seq 1, id %s, the event", rec, err, s.Head().ID)
+	}
 	m.Ack()
+}
+
+// TestPublishStampedReturnsStamps: the hub's path gets where its messages
+// landed as values, the same the log holds.
+func TestPublishStampedReturnsStamps(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	pub := ledger.NewPublisher(s)
+	var msgs []*message.Message
+	for _, id := range []string{"s1", "s2"} {
+		b, _ := proto.Marshal(connected("bo", id))
+		msgs = append(msgs, message.NewMessage(watermill.NewUUID(), b))
+	}
+	stamps, err := pub.PublishStamped(ledger.EventsTopic, msgs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, st := range stamps {
+		r, err := s.Get(uint64(i + 1))
+		if err != nil || st.Seq != r.Seq || st.ID != r.ID || !st.Time.Equal(r.Time) || st.Hash != r.Hash {
+			t.Errorf("stamp %d = %+v; want the record's %+v (%v)", i, st, r, err)
+		}
+	}
+	if err := pub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.PublishStamped(ledger.EventsTopic, msgs[0]); !errors.Is(err, ledger.ErrClosed) {
+		t.Errorf("publish after Close: %v; want ErrClosed", err)
+	}
 }
 
 // TestConsumerGroupOffsetIsDurable acks some messages, reopens the file and

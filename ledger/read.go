@@ -310,13 +310,28 @@ func (s *Store) byIndex(ctx context.Context, kind indexKind, name string, from, 
 // (kind, name) with from <= seq <= to (to == 0: the head; never past it), and whether there
 // may be more.
 func (s *Store) readIndex(kind indexKind, name string, from, to uint64, limit int) ([]*Record, bool, error) {
+	var out []*Record
+	more, err := s.visitIndex(kind, name, from, to, limit, func(k, v []byte) error {
+		r, err := DecodeRecord(k, v)
+		if err == nil {
+			out = append(out, r)
+		}
+		return err
+	})
+	return out, more, err
+}
+
+// visitIndex calls fn, inside one read transaction, with the key and stored
+// value of up to limit records of (kind, name) with from <= seq <= to (to
+// == 0: the head; never past it), in order, and reports whether there may be
+// more. fn must not keep k or v.
+func (s *Store) visitIndex(kind indexKind, name string, from, to uint64, limit int, fn func(k, v []byte) error) (bool, error) {
 	// A commit's tail block is visible before the commit is durable, like
 	// its records: stop at the head (see scanRaw).
 	to, err := s.durableLimit(to)
 	if err != nil || from > to {
-		return nil, false, err
+		return false, err
 	}
-	var out []*Record
 	more := false
 	err = s.view(func(tx *bolt.Tx) error {
 		seqs, err := indexSeqs(tx, kind, name, from, to, limit+1, nil)
@@ -328,20 +343,17 @@ func (s *Store) readIndex(kind indexKind, name string, from, to uint64, limit in
 			seqs = seqs[:limit]
 		}
 		log := tx.Bucket(bucketLog)
-		out = make([]*Record, 0, len(seqs))
 		for _, seq := range seqs {
 			key := seqKey(seq)
 			v := log.Get(key)
 			if v == nil {
 				return fmt.Errorf("%w: index names seq %d, which is not in the log", ErrCorrupt, seq)
 			}
-			r, err := DecodeRecord(key, v)
-			if err != nil {
+			if err := fn(key, v); err != nil {
 				return err
 			}
-			out = append(out, r)
 		}
 		return nil
 	})
-	return out, more, err
+	return more, err
 }

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/sessionledger/sessionledger/ledger"
 )
@@ -158,11 +157,11 @@ func (p *persister) write(job persistJob) error {
 	return err
 }
 
-// stop writes what is queued and ends the goroutine, waiting at most
-// timeout. It returns the last checkpoint write's error, or why it gave
+// stop writes what is queued and ends the goroutine, waiting until ctx
+// ends at most. It returns the last checkpoint write's error, or why it gave
 // up waiting: then the write in progress (the ledger's commit cannot be
 // called back) ends on its own, and nothing queued after it is written.
-func (p *persister) stop(timeout time.Duration) error {
+func (p *persister) stop(ctx context.Context) error {
 	p.mu.Lock()
 	if !p.started {
 		p.mu.Unlock()
@@ -171,17 +170,15 @@ func (p *persister) stop(timeout time.Duration) error {
 	p.stopping = true
 	p.mu.Unlock()
 	p.signal()
-	t := time.NewTimer(timeout)
-	defer t.Stop()
 	select {
 	case <-p.done:
-	case <-t.C:
+	case <-ctx.Done():
 		p.mu.Lock()
 		p.abandon = true
 		p.mu.Unlock()
 		p.cancel()
 		p.signal()
-		return fmt.Errorf("projections: checkpoint and snapshot writes did not finish within %s", timeout)
+		return fmt.Errorf("projections: checkpoint and snapshot writes did not finish in time: %w", ctx.Err())
 	}
 	p.cancel()
 	p.mu.Lock()

@@ -14,11 +14,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/oklog/ulid/v2"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/sessionledger/sessionledger/ledger"
-	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
 
 // Config configures a Runner. Zero values take the defaults.
@@ -189,7 +186,9 @@ func (r *Runner) Start(ctx context.Context) error {
 	if r.closing() {
 		err = ErrClosed
 	}
-	if perr := r.persist.stop(r.cfg.CloseTimeout); perr != nil {
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), r.cfg.CloseTimeout)
+	defer cancelStop()
+	if perr := r.persist.stop(stopCtx); perr != nil {
 		r.cfg.Logger.Warn("projections: checkpoint after a failed start", "err", perr)
 	}
 	r.setErr(fmt.Errorf("projections: start: %w", err))
@@ -417,24 +416,20 @@ func (r *Runner) follow(ctx context.Context, msgs <-chan *message.Message) {
 }
 
 func (r *Runner) handle(ctx context.Context, msg *message.Message) error {
-	seq, err := strconv.ParseUint(msg.Metadata.Get(ledger.MetadataSeq), 10, 64)
+	rec, err := ledger.RecordFromMessage(ledger.EventsTopic, msg)
 	if err != nil {
-		return fmt.Errorf("projections: message without a ledger seq: %w", err)
+		return fmt.Errorf("projections: %w", err)
 	}
 	applied := r.applied.Load()
-	if seq <= applied {
+	if rec.Seq <= applied {
 		return nil // already applied from the checkpoint or the log
 	}
-	if seq > applied+1 {
+	if rec.Seq > applied+1 {
 		// Records of other topics (or ones before the group's offset) in
 		// between: take them from the log so the state sees every seq.
-		if err := r.catchUp(ctx, seq-1); err != nil {
+		if err := r.catchUp(ctx, rec.Seq-1); err != nil {
 			return err
 		}
-	}
-	rec, err := recordFromMessage(seq, msg)
-	if err != nil {
-		return err
 	}
 	r.apply(rec)
 	return nil
@@ -449,23 +444,6 @@ func (r *Runner) serveWaiters(ctx context.Context) error {
 		return nil
 	}
 	return r.catchUp(ctx, want)
-}
-
-// recordFromMessage rebuilds the record a subscriber message carries.
-func recordFromMessage(seq uint64, msg *message.Message) (*ledger.Record, error) {
-	id, err := ulid.ParseStrict(msg.Metadata.Get(ledger.MetadataID))
-	if err != nil {
-		return nil, fmt.Errorf("projections: seq %d: bad ledger id: %w", seq, err)
-	}
-	t, err := time.Parse(time.RFC3339Nano, msg.Metadata.Get(ledger.MetadataTime))
-	if err != nil {
-		return nil, fmt.Errorf("projections: seq %d: bad ledger time: %w", seq, err)
-	}
-	ev := new(eventpb.Event)
-	if err := proto.Unmarshal(msg.Payload, ev); err != nil {
-		return nil, fmt.Errorf("projections: seq %d: %w", seq, err)
-	}
-	return &ledger.Record{Seq: seq, ID: id, Time: t.UTC(), Topic: ledger.EventsTopic, UUID: msg.UUID, Event: ev}, nil
 }
 
 // apply applies rec (the follow loop's records), tells OnChange and the
@@ -742,11 +720,20 @@ func (r *Runner) swap(ctx context.Context, req *rebuildReq) {
 // checkpoint's error, or the timeout's. It interrupts a Start or Rebuild
 // in progress. It is idempotent. Close the Runner before the ledger.
 func (r *Runner) Close() error {
-	r.closeOnce.Do(func() { r.closeErr = r.close() })
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.CloseTimeout)
+	defer cancel()
+	return r.Shutdown(ctx)
+}
+
+// Shutdown is Close with the wait for the final writes bounded by ctx
+// instead of CloseTimeout. The first Close or Shutdown decides; later
+// calls return its result.
+func (r *Runner) Shutdown(ctx context.Context) error {
+	r.closeOnce.Do(func() { r.closeErr = r.close(ctx) })
 	return r.closeErr
 }
 
-func (r *Runner) close() error {
+func (r *Runner) close(ctx context.Context) error {
 	r.lifeMu.Lock()
 	close(r.quit)
 	ph := r.phase
@@ -773,5 +760,5 @@ func (r *Runner) close() error {
 	if !r.store.Closed() && r.applied.Load() != r.persist.checkpointed.Load() {
 		r.checkpoint(nil)
 	}
-	return r.persist.stop(r.cfg.CloseTimeout)
+	return r.persist.stop(ctx)
 }
