@@ -4,49 +4,39 @@ import (
 	"context"
 	"time"
 
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/projections"
 )
 
-// Bounds on what a client or an operator may ask for. They keep every
-// duration representable (time.Duration overflows past 292 years, which
-// recorded a ban "until" 1734) and every name well below what the ledger
-// accepts, so a bad request is refused with InvalidArgument before
-// anything is recorded.
-const (
-	// MaxBanDuration is the longest ban with an expiry, as a duration or
-	// as an expiry time from now. Leave both out for a ban without expiry.
-	MaxBanDuration = 100 * 365 * 24 * time.Hour
-	// MaxReconnectAfter is the longest "reconnect after" a kick may
-	// advise; keep someone out for longer with a ban.
-	MaxReconnectAfter = 365 * 24 * time.Hour
-	// MaxNameBytes bounds a user, device, session id, node or topic.
-	MaxNameBytes = 256
-	// MaxReasonBytes bounds a reason.
-	MaxReasonBytes = 1024
-)
-
 func checkReason(reason string) error {
 	if reason == "" {
 		return invalidf("a reason is required (it is recorded for audit)")
 	}
-	if len(reason) > MaxReasonBytes {
-		return invalidf("reason is %d bytes; at most %d", len(reason), MaxReasonBytes)
+	if len(reason) > hubapi.MaxReasonBytes {
+		return invalidf("reason is %d bytes; at most %d", len(reason), hubapi.MaxReasonBytes)
 	}
 	return nil
 }
 
-// checkNames refuses a name longer than MaxNameBytes; names come in
+// checkNames refuses a name longer than hubapi.MaxNameBytes; names come in
 // (field, value) pairs.
 func checkNames(pairs ...string) error {
 	for i := 0; i+1 < len(pairs); i += 2 {
-		if n := len(pairs[i+1]); n > MaxNameBytes {
-			return invalidf("%s is %d bytes; at most %d", pairs[i], n, MaxNameBytes)
+		if n := len(pairs[i+1]); n > hubapi.MaxNameBytes {
+			return invalidf("%s is %d bytes; at most %d", pairs[i], n, hubapi.MaxNameBytes)
 		}
 	}
 	return nil
+}
+
+// admin is the Admin service: operators' calls, each recorded in the log
+// before it takes effect.
+type admin struct {
+	hubpb.UnimplementedAdminServer
+	s *Server
 }
 
 func reply(st []ledger.Stamp, n int) *hubpb.ActionReply {
@@ -57,7 +47,8 @@ func reply(st []ledger.Stamp, n int) *hubpb.ActionReply {
 // Kick records a kick_requested event, waits until the projections applied
 // it (the targeted sessions on this node are then being ended) and returns
 // the event id.
-func (s *Server) Kick(ctx context.Context, req *hubpb.KickRequest) (*hubpb.ActionReply, error) {
+func (a *admin) Kick(ctx context.Context, req *hubpb.KickRequest) (*hubpb.ActionReply, error) {
+	s := a.s
 	if err := checkReason(req.GetReason()); err != nil {
 		return nil, err
 	}
@@ -66,7 +57,7 @@ func (s *Server) Kick(ctx context.Context, req *hubpb.KickRequest) (*hubpb.Actio
 	}
 	k := &eventpb.KickRequested{
 		Mode:             eventpb.KickMode(req.GetMode()),
-		Reconnect:        ledgerReconnect(req.GetReconnect()),
+		Reconnect:        eventpb.Reconnect(req.GetReconnect()),
 		ReconnectAfterMs: req.GetReconnectAfterMs(),
 	}
 	if k.Mode == eventpb.KickMode_KICK_MODE_UNSPECIFIED {
@@ -87,8 +78,8 @@ func (s *Server) Kick(ctx context.Context, req *hubpb.KickRequest) (*hubpb.Actio
 	if k.ReconnectAfterMs < 0 || (k.Reconnect == eventpb.Reconnect_RECONNECT_AFTER && k.ReconnectAfterMs == 0) {
 		return nil, invalidf("reconnect after needs a positive duration")
 	}
-	if k.ReconnectAfterMs > MaxReconnectAfter.Milliseconds() {
-		return nil, invalidf("reconnect after %d ms is longer than the maximum %s; ban the user to keep them out longer", k.ReconnectAfterMs, MaxReconnectAfter)
+	if k.ReconnectAfterMs > hubapi.MaxReconnectAfter.Milliseconds() {
+		return nil, invalidf("reconnect after %d ms is longer than the maximum %s; ban the user to keep them out longer", k.ReconnectAfterMs, hubapi.MaxReconnectAfter)
 	}
 	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_KICK_REQUESTED, Actor: ActorFrom(ctx), Reason: req.GetReason(),
 		Body: &eventpb.Event_KickRequested{KickRequested: k}}
@@ -128,7 +119,8 @@ func (s *Server) Kick(ctx context.Context, req *hubpb.KickRequest) (*hubpb.Actio
 
 // Ban records a user_banned event; the user's live sessions end and new
 // connects are refused until the ban expires or is lifted.
-func (s *Server) Ban(ctx context.Context, req *hubpb.BanRequest) (*hubpb.ActionReply, error) {
+func (a *admin) Ban(ctx context.Context, req *hubpb.BanRequest) (*hubpb.ActionReply, error) {
+	s := a.s
 	if req.GetUser() == "" {
 		return nil, invalidf("ban needs a user")
 	}
@@ -144,13 +136,13 @@ func (s *Server) Ban(ctx context.Context, req *hubpb.BanRequest) (*hubpb.ActionR
 	var until int64
 	now := s.cfg.Now()
 	switch {
-	case req.GetDurationMs() > MaxBanDuration.Milliseconds():
-		return nil, invalidf("ban duration %d ms is longer than the maximum %s; leave duration and expiry out for a ban without expiry", req.GetDurationMs(), MaxBanDuration)
+	case req.GetDurationMs() > hubapi.MaxBanDuration.Milliseconds():
+		return nil, invalidf("ban duration %d ms is longer than the maximum %s; leave duration and expiry out for a ban without expiry", req.GetDurationMs(), hubapi.MaxBanDuration)
 	case req.GetDurationMs() > 0:
 		until = now.Add(time.Duration(req.GetDurationMs()) * time.Millisecond).UnixNano()
-	case req.GetUntilUnixNano() > now.Add(MaxBanDuration).UnixNano():
+	case req.GetUntilUnixNano() > now.Add(hubapi.MaxBanDuration).UnixNano():
 		return nil, invalidf("ban expiry %s is more than %s from now; leave duration and expiry out for a ban without expiry",
-			time.Unix(0, req.GetUntilUnixNano()).UTC().Format(time.RFC3339), MaxBanDuration)
+			time.Unix(0, req.GetUntilUnixNano()).UTC().Format(time.RFC3339), hubapi.MaxBanDuration)
 	case req.GetUntilUnixNano() > 0:
 		until = req.GetUntilUnixNano()
 	}
@@ -179,7 +171,8 @@ func (s *Server) Ban(ctx context.Context, req *hubpb.BanRequest) (*hubpb.ActionR
 }
 
 // Unban records a user_unbanned event for a user who is banned now.
-func (s *Server) Unban(ctx context.Context, req *hubpb.UnbanRequest) (*hubpb.ActionReply, error) {
+func (a *admin) Unban(ctx context.Context, req *hubpb.UnbanRequest) (*hubpb.ActionReply, error) {
+	s := a.s
 	if req.GetUser() == "" {
 		return nil, invalidf("unban needs a user")
 	}
@@ -203,25 +196,18 @@ func (s *Server) Unban(ctx context.Context, req *hubpb.UnbanRequest) (*hubpb.Act
 	return reply(st, 0), nil
 }
 
-// MaxNotifyPayload bounds a notification payload.
-const MaxNotifyPayload = 64 << 10
-
-// DefaultMaxMessageSize is the largest message hubd accepts by default
-// (--max-message-size): a NotifyRequest with a payload of MaxNotifyPayload
-// and names of MaxNameBytes, with room to spare for its framing.
-const DefaultMaxMessageSize = MaxNotifyPayload + 1<<10
-
 // Notify records a notification_sent event; the hub delivers it to the
 // addressed live sessions from the projection feed.
-func (s *Server) Notify(ctx context.Context, req *hubpb.NotifyRequest) (*hubpb.ActionReply, error) {
+func (a *admin) Notify(ctx context.Context, req *hubpb.NotifyRequest) (*hubpb.ActionReply, error) {
+	s := a.s
 	if req.GetTopic() == "" {
 		return nil, invalidf("notify needs a topic")
 	}
 	if err := checkNames("topic", req.GetTopic(), "session_id", req.GetSessionId(), "user", req.GetUser()); err != nil {
 		return nil, err
 	}
-	if len(req.GetPayload()) > MaxNotifyPayload {
-		return nil, invalidf("payload is %d bytes; at most %d", len(req.GetPayload()), MaxNotifyPayload)
+	if len(req.GetPayload()) > hubapi.MaxNotifyPayload {
+		return nil, invalidf("payload is %d bytes; at most %d", len(req.GetPayload()), hubapi.MaxNotifyPayload)
 	}
 	n := &eventpb.NotificationSent{Topic: req.GetTopic(), Payload: req.GetPayload()}
 	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT, Actor: ActorFrom(ctx),
@@ -262,7 +248,8 @@ func (s *Server) Notify(ctx context.Context, req *hubpb.NotifyRequest) (*hubpb.A
 }
 
 // ListSessions lists live sessions from the projections (every node's).
-func (s *Server) ListSessions(ctx context.Context, req *hubpb.ListSessionsRequest) (*hubpb.ListSessionsReply, error) {
+func (a *admin) ListSessions(ctx context.Context, req *hubpb.ListSessionsRequest) (*hubpb.ListSessionsReply, error) {
+	s := a.s
 	if err := checkNames("user", req.GetUser(), "device", req.GetDevice(), "node", req.GetNode()); err != nil {
 		return nil, err
 	}
@@ -276,7 +263,8 @@ func (s *Server) ListSessions(ctx context.Context, req *hubpb.ListSessionsReques
 }
 
 // GetSession returns one live session.
-func (s *Server) GetSession(ctx context.Context, req *hubpb.GetSessionRequest) (*hubpb.SessionInfo, error) {
+func (a *admin) GetSession(ctx context.Context, req *hubpb.GetSessionRequest) (*hubpb.SessionInfo, error) {
+	s := a.s
 	if req.GetSessionId() == "" {
 		return nil, invalidf("get session needs session_id")
 	}
@@ -299,7 +287,7 @@ func sessionInfo(st *projections.State, sess projections.Session) *hubpb.Session
 	info := &hubpb.SessionInfo{SessionId: sess.ID, User: sess.User, Device: sess.Device, Node: sess.Node,
 		RemoteAddr: sess.RemoteAddr, ConnectedUnixNano: sess.ConnectedAt.UnixNano(), PreviousSession: sess.Previous}
 	if p, ok := st.Pending(sess.ID); ok {
-		info.PendingEnd = causeLabel(p.Cause)
+		info.PendingEnd = Cause(p.Cause).String()
 	}
 	return info
 }

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 )
 
@@ -20,7 +21,7 @@ func TestAdminRefusesOutOfRange(t *testing.T) {
 	now := time.Now()
 	e := newEnv(t, hub.Config{Now: func() time.Time { return now }})
 	ctx := adminCtx(ctxT(t))
-	long := strings.Repeat("n", hub.MaxNameBytes+1)
+	long := strings.Repeat("n", hubapi.MaxNameBytes+1)
 	for _, c := range []struct {
 		name string
 		call func() error
@@ -52,7 +53,7 @@ func TestAdminRefusesOutOfRange(t *testing.T) {
 			return err
 		}, "session_id is 257"},
 		{"kick long reason", func() error {
-			_, err := e.admin.Kick(ctx, &hubpb.KickRequest{User: "u", Reason: strings.Repeat("r", hub.MaxReasonBytes+1)})
+			_, err := e.admin.Kick(ctx, &hubpb.KickRequest{User: "u", Reason: strings.Repeat("r", hubapi.MaxReasonBytes+1)})
 			return err
 		}, "reason is 1025 bytes"},
 		{"ban long user", func() error { _, err := e.admin.Ban(ctx, &hubpb.BanRequest{User: long, Reason: "r"}); return err }, "user is 257"},
@@ -84,14 +85,14 @@ func TestAdminRefusesOutOfRange(t *testing.T) {
 		t.Fatalf("refused admin calls recorded %d events", h)
 	}
 	// The limits themselves are fine.
-	if _, err := e.admin.Ban(ctx, &hubpb.BanRequest{User: "century", Reason: "r", DurationMs: hub.MaxBanDuration.Milliseconds()}); err != nil {
+	if _, err := e.admin.Ban(ctx, &hubpb.BanRequest{User: "century", Reason: "r", DurationMs: hubapi.MaxBanDuration.Milliseconds()}); err != nil {
 		t.Fatal(err)
 	}
 	ban := e.events(1)[0].Event.GetUserBanned()
-	if got, want := time.Unix(0, ban.GetUntilUnixNano()), now.Add(hub.MaxBanDuration); !got.Equal(want) {
+	if got, want := time.Unix(0, ban.GetUntilUnixNano()), now.Add(hubapi.MaxBanDuration); !got.Equal(want) {
 		t.Fatalf("ban until %s; want %s", got, want)
 	}
-	if _, err := e.admin.Kick(ctx, &hubpb.KickRequest{User: strings.Repeat("n", hub.MaxNameBytes), Reason: "r", ReconnectAfterMs: hub.MaxReconnectAfter.Milliseconds()}); err != nil {
+	if _, err := e.admin.Kick(ctx, &hubpb.KickRequest{User: strings.Repeat("n", hubapi.MaxNameBytes), Reason: "r", ReconnectAfterMs: hubapi.MaxReconnectAfter.Milliseconds()}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -101,16 +102,16 @@ func TestAdminRefusesOutOfRange(t *testing.T) {
 // more is refused by the hub (InvalidArgument), not by the transport.
 func TestNotifyLargestPayload(t *testing.T) {
 	e := newEnv(t, hub.Config{})
-	user := strings.Repeat("u", hub.MaxNameBytes)
+	user := strings.Repeat("u", hubapi.MaxNameBytes)
 	c := e.mustDial(user, "d")
-	payload := []byte(strings.Repeat("p", hub.MaxNotifyPayload))
-	topic := strings.Repeat("t", hub.MaxNameBytes)
+	payload := []byte(strings.Repeat("p", hubapi.MaxNotifyPayload))
+	topic := strings.Repeat("t", hubapi.MaxNameBytes)
 	rep, err := e.admin.Notify(adminCtx(ctxT(t)), &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_USER, User: user, Topic: topic, Payload: payload})
 	if err != nil {
 		t.Fatalf("notify with a %d-byte payload: %v", len(payload), err)
 	}
 	f, err := c.next()
-	if err != nil || f.GetNotification().GetSeq() != rep.GetSeq() || len(f.GetNotification().GetPayload()) != hub.MaxNotifyPayload {
+	if err != nil || f.GetNotification().GetSeq() != rep.GetSeq() || len(f.GetNotification().GetPayload()) != hubapi.MaxNotifyPayload {
 		t.Fatalf("delivered %v, %v; want the whole payload", len(f.GetNotification().GetPayload()), err)
 	}
 	_, err = e.admin.Notify(adminCtx(ctxT(t)), &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_USER, User: user, Topic: topic, Payload: append(payload, 'x')})

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/internal/testtls"
 )
@@ -26,7 +27,7 @@ import (
 // prefix, or "".
 func (e *env) metric(prefix string) string {
 	rec := httptest.NewRecorder()
-	e.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	e.d.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	for _, l := range strings.Split(rec.Body.String(), "\n") {
 		if strings.HasPrefix(l, prefix) {
 			return l
@@ -43,7 +44,7 @@ func TestJWTEndToEnd(t *testing.T) {
 	e := newEnv(t, hub.Config{JWTSecret: secret})
 	now := time.Now()
 	mint := func(key []byte, user, device string, ttl time.Duration) string {
-		tok, err := hub.MintToken(key, user, device, ttl, now)
+		tok, err := hubapi.MintToken(key, user, device, ttl, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,16 +159,16 @@ func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
 // TestFirstAdminTokenKeepsFileOrder: hubctl and auditq use the first token
 // of the file, whatever the actors are called.
 func TestFirstAdminTokenKeepsFileOrder(t *testing.T) {
-	path := filepath.Join(t.TempDir(), hub.AdminTokenFile)
+	path := filepath.Join(t.TempDir(), hubapi.AdminTokenFile)
 	if err := os.WriteFile(path, []byte("# operators\nops-bob token-of-bob-0123456789\nops-amy token-of-amy-0123456789\nadmin token-of-admin-012345678\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for range 20 { // a map would give another answer now and then
-		if tok, err := hub.FirstAdminToken(path); err != nil || tok != "token-of-bob-0123456789" {
+		if tok, err := hubapi.FirstAdminToken(path); err != nil || tok != "token-of-bob-0123456789" {
 			t.Fatalf("FirstAdminToken = %q, %v; want the first line's token", tok, err)
 		}
 	}
-	toks, err := hub.ReadAdminTokens(path)
+	toks, err := hubapi.ReadAdminTokens(path)
 	if err != nil || len(toks) != 3 || toks["token-of-amy-0123456789"] != "ops-amy" {
 		t.Fatalf("ReadAdminTokens = %v, %v", toks, err)
 	}
@@ -187,7 +188,7 @@ func TestAdminTokenCreatedOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			var err error
-			if tokens[i], created[i], err = hub.LoadOrCreateAdminTokens(dir); err != nil {
+			if tokens[i], created[i], err = hubapi.LoadOrCreateAdminTokens(dir); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -204,9 +205,9 @@ func TestAdminTokenCreatedOnce(t *testing.T) {
 	}
 	entries, _ := os.ReadDir(dir)
 	if creators != 1 || len(entries) != 1 {
-		t.Fatalf("%d creators, directory %v; want one creator and only %s", creators, entries, hub.AdminTokenFile)
+		t.Fatalf("%d creators, directory %v; want one creator and only %s", creators, entries, hubapi.AdminTokenFile)
 	}
-	if info, err := os.Stat(filepath.Join(dir, hub.AdminTokenFile)); err != nil || info.Mode().Perm() != 0o600 {
+	if info, err := os.Stat(filepath.Join(dir, hubapi.AdminTokenFile)); err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("token file %v %v; want mode 0600", info, err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sessionledger/sessionledger/projections"
 )
 
@@ -60,8 +62,9 @@ type Config struct {
 	JWTSecret []byte
 	// AdminTokens maps admin bearer tokens to the actor recorded for them.
 	AdminTokens map[string]string
-	// Projections configures the projection runner (OnChange is the hub's).
-	Projections projections.Config
+	// Metrics is the registry the hub's series go into (default: a new
+	// one); hubd adds the ledger's and the projections' to the same.
+	Metrics *prometheus.Registry
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock at the edge (ban expiry, idle timeouts); default
@@ -118,6 +121,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Metrics == nil {
+		c.Metrics = prometheus.NewRegistry()
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/sessionledger/sessionledger/internal/atomicfile"
 )
 
 // ResumeKeyFile is the name of the file in hubd's data directory that
@@ -28,7 +30,7 @@ func LoadOrCreateResumeKey(dir string) ([]byte, error) {
 		if _, err := rand.Read(key); err != nil {
 			return nil, err
 		}
-		created, err := createOnce(path, key)
+		created, err := atomicfile.CreateOnce(path, key)
 		if err != nil {
 			return nil, fmt.Errorf("create resume key: %w", err)
 		}
@@ -44,40 +46,4 @@ func LoadOrCreateResumeKey(dir string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %d bytes, want %d (delete it to make a new one; open resume secrets become invalid)", path, len(b), resumeKeyLen)
 	}
 	return b, nil
-}
-
-// createOnce creates path with data (mode 0600) unless it exists, so that
-// a crash never leaves it half written: the data goes to a temporary file
-// in the same directory, is fsynced, and is linked to path (which fails if
-// path exists, so a concurrent creator's file is never replaced); the
-// directory is fsynced so the new name survives a crash. created is false
-// when path already existed.
-func createOnce(path string, data []byte) (created bool, err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*") // mode 0600
-	if err != nil {
-		return false, err
-	}
-	_, werr := tmp.Write(data)
-	if err := errors.Join(werr, tmp.Sync(), tmp.Close()); err != nil {
-		_ = os.Remove(tmp.Name())
-		return false, err
-	}
-	lerr := os.Link(tmp.Name(), path)
-	_ = os.Remove(tmp.Name())
-	if errors.Is(lerr, fs.ErrExist) {
-		return false, nil
-	}
-	if lerr != nil {
-		return false, lerr
-	}
-	return true, syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
 }

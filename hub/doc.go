@@ -1,30 +1,36 @@
-// Package hub is the sessionledger server: clients hold a Hub.Connect
-// stream, operators call the Admin API, and every intent — connect, notify,
-// kick, ban, unban, disconnect — is appended to the ledger before it takes
-// effect. The hub never changes session state directly: it enforces what
-// the projections derived from the log say.
+// Package hub is the sessionledger server: the session core every
+// transport serves through, the Admin API, and enforcement of what the
+// projections derived from the log decide. Every intent — connect,
+// notify, kick, ban, unban, disconnect — is recorded in the log before it
+// takes effect; the hub never changes session state directly.
+//
+// # Ports
+//
+// The hub names no storage. It consumes three interfaces it declares
+// (ports.go), which hubd wires: a Publisher (a watermill Publisher that
+// returns where each message landed), a Projection (the applied state and
+// a wait for a seq) and a History (index reads of the log). The
+// Projection's change feed must call Enforce.
 //
 // # Flow
 //
-// A connect is checked (identity, ban, rate; then under the user's lock
-// the ban again, the resume, and the node's capacity as the session is
-// registered), its session_connected event (listing the sessions it
-// supersedes under the single-device policy) is published through the
-// ledger's watermill Publisher, and the Welcome goes out once the
+// A transport adapter calls Serve for each client. A connect is checked
+// (identity, ban, rate; then under the user's lock the ban again, the
+// resume, and the node's capacity as the session is registered), its
+// session_connected event (listing the sessions it supersedes under the
+// single-device policy) is published, and the Welcome goes out once the
 // projections applied it. Refusals are recorded as connect_rejected,
 // aggregated within fixed bounds (limits.go). An admin Kick publishes
-// kick_requested and returns once it is applied; the projection marks the
-// targeted sessions, the hub's change feed (onChange) signals each session
-// it holds, and the session sends Disconnect (or, in abort mode, records
-// its end and closes the transport), records session_disconnected with the
-// kick's event id, and ends the stream with a status carrying the same
-// Disconnect. onChange enforces every pending end the projections mark,
-// whatever the record: a kick, a ban, a superseding connect, or a connect
-// recorded while its user was banned.
+// kick_requested and returns once it is applied; the projection marks
+// the targeted sessions, Enforce asks each session it holds to end, and
+// the session sends Disconnect (or, in abort mode, records its end and
+// aborts the transport), records session_disconnected with the kick's
+// event id, and closes its transport with the same meaning (for gRPC, a
+// status carrying the Disconnect).
 //
 // # Failure
 //
-// If the ledger cannot append, connects and admin calls fail with
+// If the log cannot append, connects and admin calls fail with
 // Unavailable and nothing takes effect (fail closed). A session end that
 // cannot be recorded is logged; the next start records it as lost.
 //
@@ -33,5 +39,7 @@
 // Server is safe for concurrent use. Connect decisions of one user are
 // serialised so the single-device policy sees every earlier connect, and a
 // ban of the user is recorded under the same per-user lock, so a connect is
-// either refused by the ban or applied before it and ended by it.
+// either refused by the ban or applied before it and ended by it. A
+// session has no goroutine while idle: whatever needs it pokes it, and a
+// short-lived worker does what is due.
 package hub

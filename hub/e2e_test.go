@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -477,7 +478,7 @@ func TestLedgerFailureFailsClosed(t *testing.T) {
 	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("health with a failed ledger: %v, %v; want NOT_SERVING", hc.GetStatus(), err)
 	}
-	ro, err := ledger.Open(e.path, &ledger.Options{ReadOnly: true})
+	ro, err := ledger.Open(filepath.Join(e.dir, "ledger.db"), &ledger.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,12 +29,25 @@ var (
 	// ErrNotBanned: an unban of a user without an active ban.
 	ErrNotBanned = errors.New("user is not banned")
 
+	// ErrNoHello: the client sent no Hello within HelloTimeout.
+	ErrNoHello = errors.New("no Hello")
+
 	// errNodeFull: the node holds MaxSessions; connect turns it into a
 	// recorded node_full Rejection.
 	errNodeFull = errors.New("node full")
-	// errStopScan ends a ledger scan early; never returned.
-	errStopScan = errors.New("stop scan")
 )
+
+// ProtocolError is a client frame the hub cannot take: malformed,
+// oversized, or out of place. Transports report theirs as one, so the
+// session's end records the reason whatever carried it.
+type ProtocolError struct {
+	Reason string
+	Err    error
+}
+
+func (e *ProtocolError) Error() string { return e.Reason }
+
+func (e *ProtocolError) Unwrap() error { return e.Err }
 
 // Rejection codes: Rejected.code on the wire, connect_rejected's code in
 // the ledger, the code label of sessionledger_connects_rejected_total.
@@ -58,47 +71,23 @@ type Rejection struct {
 	Reason string
 	Until  time.Time // ban expiry, if any
 	// Reconnect advice for the client.
-	Reconnect      hubpb.Reconnect
+	Reconnect      eventpb.Reconnect
 	ReconnectAfter time.Duration
 	status         codes.Code
 }
 
 func (r *Rejection) Error() string { return "connect rejected: " + r.Code + ": " + r.Reason }
 
-// Disconnect is a server-initiated end of a session: what the client is told
-// in the Disconnect frame and the final status.
-type Disconnect struct {
-	Code           hubpb.DisconnectCode
-	Reason         string
-	Reconnect      hubpb.Reconnect
-	ReconnectAfter time.Duration
-	EventID        string
-	Actor          string
-	SupersededBy   string
-}
-
-func (d *Disconnect) Error() string {
-	return fmt.Sprintf("disconnected: %s: %s", d.Code, d.Reason)
-}
-
-// Frame is the Disconnect as sent on the stream.
-func (d *Disconnect) Frame() *hubpb.Disconnect {
-	return &hubpb.Disconnect{
-		Code: d.Code, Reason: d.Reason, Reconnect: d.Reconnect, ReconnectAfterMs: d.ReconnectAfter.Milliseconds(),
-		EventId: d.EventID, Actor: d.Actor, SupersededBy: d.SupersededBy,
-	}
-}
-
-// disconnectCode is the status code a Disconnect ends the stream with.
-func disconnectCode(c hubpb.DisconnectCode) codes.Code {
+// disconnectCode is the status code a Disconnect ends a gRPC stream with.
+func disconnectCode(c Cause) codes.Code {
 	switch c {
-	case hubpb.DisconnectCode_DISCONNECT_CODE_BANNED:
+	case CauseBanned:
 		return codes.PermissionDenied
-	case hubpb.DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN:
+	case CauseServerShutdown:
 		return codes.Unavailable
-	case hubpb.DisconnectCode_DISCONNECT_CODE_IDLE_TIMEOUT:
+	case CauseIdleTimeout:
 		return codes.DeadlineExceeded
-	case hubpb.DisconnectCode_DISCONNECT_CODE_SLOW_CONSUMER:
+	case CauseSlowConsumer:
 		return codes.ResourceExhausted
 	default: // kicked, superseded
 		return codes.Aborted
@@ -116,16 +105,16 @@ func toStatus(err error) error {
 	}
 	var d *Disconnect
 	if errors.As(err, &d) {
-		st, derr := status.New(disconnectCode(d.Code), d.Reason).WithDetails(d.Frame())
+		st, derr := status.New(disconnectCode(d.Cause), d.Reason).WithDetails(d.Wire())
 		if derr != nil {
-			return status.Error(disconnectCode(d.Code), d.Reason)
+			return status.Error(disconnectCode(d.Cause), d.Reason)
 		}
 		return st.Err()
 	}
 	var rj *Rejection
 	if errors.As(err, &rj) {
 		st := status.New(rj.status, rj.Reason)
-		det := &hubpb.Rejected{Code: rj.Code, Reason: rj.Reason, Reconnect: rj.Reconnect, ReconnectAfterMs: rj.ReconnectAfter.Milliseconds()}
+		det := &hubpb.Rejected{Code: rj.Code, Reason: rj.Reason, Reconnect: hubpb.Reconnect(rj.Reconnect), ReconnectAfterMs: rj.ReconnectAfter.Milliseconds()}
 		if !rj.Until.IsZero() {
 			det.UntilUnixNano = rj.Until.UnixNano()
 		}
@@ -139,6 +128,8 @@ func toStatus(err error) error {
 		return status.Error(codes.Unauthenticated, ErrUnauthenticated.Error())
 	case errors.Is(err, ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrNoHello):
+		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, ErrShuttingDown):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrLedger), errors.Is(err, ledger.ErrClosed):
@@ -158,44 +149,3 @@ func toStatus(err error) error {
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 }
-
-// Wire and ledger enum conversions.
-
-func codeOfCause(c eventpb.DisconnectCause) hubpb.DisconnectCode {
-	switch c {
-	case eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED:
-		return hubpb.DisconnectCode_DISCONNECT_CODE_KICKED
-	case eventpb.DisconnectCause_DISCONNECT_CAUSE_BANNED:
-		return hubpb.DisconnectCode_DISCONNECT_CODE_BANNED
-	case eventpb.DisconnectCause_DISCONNECT_CAUSE_SUPERSEDED:
-		return hubpb.DisconnectCode_DISCONNECT_CODE_SUPERSEDED
-	case eventpb.DisconnectCause_DISCONNECT_CAUSE_IDLE_TIMEOUT:
-		return hubpb.DisconnectCode_DISCONNECT_CODE_IDLE_TIMEOUT
-	case eventpb.DisconnectCause_DISCONNECT_CAUSE_SERVER_SHUTDOWN:
-		return hubpb.DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN
-	case eventpb.DisconnectCause_DISCONNECT_CAUSE_SLOW_CONSUMER:
-		return hubpb.DisconnectCode_DISCONNECT_CODE_SLOW_CONSUMER
-	}
-	return hubpb.DisconnectCode_DISCONNECT_CODE_UNSPECIFIED
-}
-
-func causeOfCode(c hubpb.DisconnectCode) eventpb.DisconnectCause {
-	switch c {
-	case hubpb.DisconnectCode_DISCONNECT_CODE_KICKED:
-		return eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED
-	case hubpb.DisconnectCode_DISCONNECT_CODE_BANNED:
-		return eventpb.DisconnectCause_DISCONNECT_CAUSE_BANNED
-	case hubpb.DisconnectCode_DISCONNECT_CODE_SUPERSEDED:
-		return eventpb.DisconnectCause_DISCONNECT_CAUSE_SUPERSEDED
-	case hubpb.DisconnectCode_DISCONNECT_CODE_IDLE_TIMEOUT:
-		return eventpb.DisconnectCause_DISCONNECT_CAUSE_IDLE_TIMEOUT
-	case hubpb.DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN:
-		return eventpb.DisconnectCause_DISCONNECT_CAUSE_SERVER_SHUTDOWN
-	case hubpb.DisconnectCode_DISCONNECT_CODE_SLOW_CONSUMER:
-		return eventpb.DisconnectCause_DISCONNECT_CAUSE_SLOW_CONSUMER
-	}
-	return eventpb.DisconnectCause_DISCONNECT_CAUSE_UNSPECIFIED
-}
-
-func wireReconnect(r eventpb.Reconnect) hubpb.Reconnect   { return hubpb.Reconnect(r) }
-func ledgerReconnect(r hubpb.Reconnect) eventpb.Reconnect { return eventpb.Reconnect(r) }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/daemon"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/ledger/ledgertest"
@@ -35,10 +34,10 @@ const adminToken = "test-admin-token-0123456789"
 // env is a real hub on a real ledger file, served over gRPC on 127.0.0.1.
 type env struct {
 	t     *testing.T
-	path  string
+	dir   string
+	d     *daemon.Daemon
 	store *ledger.Store
 	srv   *hub.Server
-	grpc  *grpc.Server
 	addr  string
 	conn  *grpc.ClientConn
 	admin hubpb.AdminClient
@@ -62,7 +61,7 @@ func newEnvWith(t *testing.T, cfg hub.Config, serverCreds, clientCreds credentia
 	if clientCreds == nil {
 		clientCreds = insecure.NewCredentials()
 	}
-	e := &env{t: t, path: filepath.Join(t.TempDir(), "ledger.db"), cfg: cfg, serverCreds: serverCreds, clientCreds: clientCreds}
+	e := &env{t: t, dir: t.TempDir(), cfg: cfg, serverCreds: serverCreds, clientCreds: clientCreds}
 	e.start()
 	t.Cleanup(e.stop)
 	return e
@@ -71,10 +70,6 @@ func newEnvWith(t *testing.T, cfg hub.Config, serverCreds, clientCreds credentia
 func (e *env) start() {
 	t := e.t
 	t.Helper()
-	store, err := ledger.Open(e.path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := e.cfg
 	if cfg.AdminTokens == nil {
 		cfg.AdminTokens = map[string]string{adminToken: "ops-alice"}
@@ -82,29 +77,20 @@ func (e *env) start() {
 	if cfg.ShutdownJitter == 0 {
 		cfg.ShutdownJitter = 100 * time.Millisecond
 	}
+	d, err := daemon.New(daemon.Config{Data: e.dir, Listen: "127.0.0.1:0", Hub: cfg, Creds: e.serverCreds, Logger: cfg.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	srv, err := hub.New(ctx, store, cfg)
-	if err != nil {
-		store.Close()
+	if err := d.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	opts := append(srv.ServerOptions(), grpc.MaxRecvMsgSize(hub.DefaultMaxMessageSize))
-	if e.serverCreds != nil {
-		opts = append(opts, grpc.Creds(e.serverCreds))
-	}
-	g := grpc.NewServer(opts...)
-	srv.Register(g)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	conn, err := grpc.NewClient(d.Addr(), grpc.WithTransportCredentials(e.clientCreds))
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(g, hub.NewListener(l))
-	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(e.clientCreds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.store, e.srv, e.grpc, e.addr, e.conn, e.down = store, srv, g, l.Addr().String(), conn, false
+	e.d, e.store, e.srv, e.addr, e.conn, e.down = d, d.Store(), d.Hub(), d.Addr(), conn, false
 	e.admin = hubpb.NewAdminClient(conn)
 }
 
@@ -116,14 +102,10 @@ func (e *env) stop() {
 	e.down = true
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := e.srv.Shutdown(ctx); err != nil {
+	if err := e.d.Shutdown(ctx); err != nil {
 		e.t.Errorf("shutdown: %v", err)
 	}
-	e.grpc.Stop()
 	e.conn.Close()
-	if err := e.store.Close(); err != nil {
-		e.t.Errorf("close ledger: %v", err)
-	}
 }
 
 func (e *env) restart() {
@@ -280,7 +262,7 @@ func (e *env) waitEvent(from uint64, what string, ok func(*ledger.Record) bool) 
 func (e *env) waitEnd(from uint64, session string) *ledger.Record {
 	e.t.Helper()
 	end := e.waitEvent(from, "session_disconnected of "+session, disconnectOf(session))
-	if err := e.srv.Projections().WaitApplied(ctxT(e.t), end.Seq); err != nil {
+	if err := e.d.Projections().WaitApplied(ctxT(e.t), end.Seq); err != nil {
 		e.t.Fatal(err)
 	}
 	return end

@@ -6,16 +6,14 @@ import (
 	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/projections"
 )
 
-// metrics are the hub's Prometheus series (docs/operations.md lists them).
-// Each Server has its own registry: no global state.
+// metrics are the hub's Prometheus series (docs/operations.md lists them),
+// in the registry of Config.Metrics: no global state.
 type metrics struct {
-	reg            *prometheus.Registry
 	live           prometheus.Gauge
 	connects       prometheus.Counter
 	rejected       *prometheus.CounterVec
@@ -28,9 +26,8 @@ type metrics struct {
 	enforceSeconds prometheus.Histogram
 }
 
-func newMetrics() *metrics {
+func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
 		live: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sessionledger_sessions_live",
 			Help: "Sessions connected to this node."}),
 		connects: prometheus.NewCounter(prometheus.CounterOpts{Name: "sessionledger_connects_total",
@@ -59,25 +56,11 @@ func newMetrics() *metrics {
 	}
 	for c := range eventpb.DisconnectCause_name {
 		if c != int32(eventpb.DisconnectCause_DISCONNECT_CAUSE_UNSPECIFIED) {
-			m.disconnects.WithLabelValues(causeLabel(eventpb.DisconnectCause(c)))
+			m.disconnects.WithLabelValues(Cause(c).String())
 		}
 	}
-	m.reg.MustRegister(m.live, m.connects, m.rejected, m.disconnects, m.notifications, m.adminCalls,
+	reg.MustRegister(m.live, m.connects, m.rejected, m.disconnects, m.notifications, m.adminCalls,
 		m.authFailures, m.appendFailures, m.appendSeconds, m.enforceSeconds,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
-}
-
-// watch adds series read at scrape time from the ledger and the projection
-// runner.
-func (m *metrics) watch(s *Server) {
-	m.reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_ledger_head_seq", Help: "Sequence number of the last durable record."},
-			func() float64 { return float64(s.store.Head().Seq) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_ledger_commits_total", Help: "Group-commit transactions the ledger wrote."},
-			func() float64 { return float64(s.store.Stats().Commits) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_ledger_records_total", Help: "Records those transactions appended (records/commits is the mean batch)."},
-			func() float64 { return float64(s.store.Stats().Records) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_projections_applied_seq", Help: "Last sequence number the projections applied; head minus this is their lag."},
 			func() float64 { return float64(s.proj.Applied()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_up", Help: "1 while the hub can serve (ledger takes appends, projections follow the log), 0 otherwise."},
@@ -90,6 +73,7 @@ func (m *metrics) watch(s *Server) {
 		anomalies{s: s, desc: prometheus.NewDesc("sessionledger_projection_anomalies_total",
 			"Records the projections met and skipped or found odd, by kind (projections.Counters).", []string{"kind"}, nil)},
 	)
+	return m
 }
 
 // anomalies exports the projection reducer's counters at scrape time, one

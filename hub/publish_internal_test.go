@@ -12,27 +12,38 @@ import (
 
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/projections"
 )
 
-// newTestServer starts a hub over a fresh ledger, both closed when the
-// test ends.
+// newTestServer starts a hub over a fresh ledger and its projections,
+// wired as hubd wires them, all closed when the test ends.
 func newTestServer(t *testing.T) (*Server, *ledger.Store) {
 	t.Helper()
 	store, err := ledger.Open(filepath.Join(t.TempDir(), "ledger.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var s *Server
+	runner := projections.NewRunner(store, projections.Config{OnChange: func(ch projections.Change) { s.Enforce(ch) }})
+	s, err = New(Ports{Publisher: ledger.NewPublisher(store), Projection: runner, History: store}, Config{AdminTokens: map[string]string{"0123456789abcdef": "ops"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := New(ctx, store, Config{AdminTokens: map[string]string{"0123456789abcdef": "ops"}})
-	if err != nil {
-		store.Close()
+	if err := runner.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := s.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		if err := runner.Close(); err != nil {
 			t.Error(err)
 		}
 		store.Close()

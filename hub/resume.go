@@ -51,7 +51,7 @@ type resumed struct {
 func (s *Server) checkResume(ctx context.Context, user, device string, r *hubpb.Resume, now time.Time) (resumed, error) {
 	prev := r.GetSessionId()
 	if prev == "" || !hmac.Equal([]byte(s.resumeSecret(prev)), []byte(r.GetSecret())) {
-		return resumed{}, refuseResume(codes.PermissionDenied, "resume secret does not match the session", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
+		return resumed{}, refuseResume(codes.PermissionDenied, "resume secret does not match the session", eventpb.Reconnect_RECONNECT_ALLOWED, 0)
 	}
 	// Read what is known of an end still under way before the log: an end
 	// recorded after this read is then in the log read below, so the two
@@ -59,7 +59,7 @@ func (s *Server) checkResume(ctx context.Context, user, device string, r *hubpb.
 	ending, endingAt, isEnding := s.endingOf(prev)
 	var start *ledger.Record
 	var end *ledger.Record
-	err := s.store.BySession(ctx, prev, 0, 0, func(rec *ledger.Record) error {
+	err := s.hist.BySession(ctx, prev, 0, 0, func(rec *ledger.Record) error {
 		switch rec.Event.GetType() {
 		case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 			if start == nil {
@@ -76,13 +76,13 @@ func (s *Server) checkResume(ctx context.Context, user, device string, r *hubpb.
 		return resumed{}, err
 	}
 	if start == nil || start.Event.GetUser() != user {
-		return resumed{}, refuseResume(codes.PermissionDenied, "resume secret does not match the session", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
+		return resumed{}, refuseResume(codes.PermissionDenied, "resume secret does not match the session", eventpb.Reconnect_RECONNECT_ALLOWED, 0)
 	}
 	if start.Event.GetDevice() != device {
 		// A resume secret stands for one client on one device: on another
 		// device it would take the first one's place and its missed
 		// notifications. That device connects afresh.
-		return resumed{}, refuseResume(codes.PermissionDenied, "a session can be resumed only from the device it was opened on; connect afresh", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
+		return resumed{}, refuseResume(codes.PermissionDenied, "a session can be resumed only from the device it was opened on; connect afresh", eventpb.Reconnect_RECONNECT_ALLOWED, 0)
 	}
 	if end == nil {
 		if isEnding {
@@ -90,7 +90,7 @@ func (s *Server) checkResume(ctx context.Context, user, device string, r *hubpb.
 			// recorded yet: a client that resumes the moment it reads a
 			// not_allowed Disconnect, or sees its connection aborted, gets
 			// the advice its end will record.
-			if err := adviceRefusal(ledgerReconnect(ending.Reconnect), ending.ReconnectAfter, endingAt, ending.Reason, now); err != nil {
+			if err := adviceRefusal(ending.Reconnect, ending.ReconnectAfter, endingAt, ending.Reason, now); err != nil {
 				return resumed{}, err
 			}
 		}
@@ -117,7 +117,7 @@ func (s *Server) checkResume(ctx context.Context, user, device string, r *hubpb.
 	// The window comes after the end's advice: a late resume of a session
 	// ended "not allowed" must be told that, not "connect afresh".
 	if now.Sub(end.Time) > s.cfg.ResumeWindow {
-		return resumed{}, refuseResume(codes.FailedPrecondition, "the resume window of "+s.cfg.ResumeWindow.String()+" has passed; connect afresh", hubpb.Reconnect_RECONNECT_ALLOWED, 0)
+		return resumed{}, refuseResume(codes.FailedPrecondition, "the resume window of "+s.cfg.ResumeWindow.String()+" has passed; connect afresh", eventpb.Reconnect_RECONNECT_ALLOWED, 0)
 	}
 	return s.resumeFloor(ctx, prev, r.GetLastAckedSeq(), start)
 }
@@ -134,15 +134,15 @@ func (s *Server) resumeFloor(ctx context.Context, prev string, lastAcked uint64,
 			break
 		}
 		var first *ledger.Record
-		err := s.store.BySession(ctx, back, 0, res.floor, func(rec *ledger.Record) error {
+		err := s.hist.BySession(ctx, back, 0, res.floor, func(rec *ledger.Record) error {
 			switch rec.Event.GetType() {
 			case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 				first = rec
-				return errStopScan
+				return ledger.ErrStop
 			}
 			return nil
 		})
-		if err != nil && !errors.Is(err, errStopScan) {
+		if err != nil {
 			return resumed{}, err
 		}
 		if first == nil {
@@ -154,7 +154,7 @@ func (s *Server) resumeFloor(ctx context.Context, prev string, lastAcked uint64,
 	return res, nil
 }
 
-func refuseResume(code codes.Code, reason string, rc hubpb.Reconnect, after time.Duration) error {
+func refuseResume(code codes.Code, reason string, rc eventpb.Reconnect, after time.Duration) error {
 	return &Rejection{Code: RejectResumeRefused, Reason: reason, Reconnect: rc, ReconnectAfter: after, status: code}
 }
 
@@ -163,11 +163,11 @@ func refuseResume(code codes.Code, reason string, rc hubpb.Reconnect, after time
 func adviceRefusal(rc eventpb.Reconnect, after time.Duration, base time.Time, reason string, now time.Time) error {
 	switch rc {
 	case eventpb.Reconnect_RECONNECT_NOT_ALLOWED:
-		return refuseResume(codes.PermissionDenied, "the session was ended with reconnect not allowed: "+reason, hubpb.Reconnect_RECONNECT_NOT_ALLOWED, 0)
+		return refuseResume(codes.PermissionDenied, "the session was ended with reconnect not allowed: "+reason, eventpb.Reconnect_RECONNECT_NOT_ALLOWED, 0)
 	case eventpb.Reconnect_RECONNECT_AFTER:
 		at := base.Add(after)
 		if now.Before(at) {
-			return refuseResume(codes.FailedPrecondition, "reconnect is allowed after "+at.UTC().Format(time.RFC3339), hubpb.Reconnect_RECONNECT_AFTER, at.Sub(now))
+			return refuseResume(codes.FailedPrecondition, "reconnect is allowed after "+at.UTC().Format(time.RFC3339), eventpb.Reconnect_RECONNECT_AFTER, at.Sub(now))
 		}
 	}
 	return nil
@@ -185,8 +185,8 @@ func (s *Server) endingOf(id string) (*Disconnect, time.Time, bool) {
 		select {
 		case <-sess.ended:
 			at := sess.endAt
-			if ev, err := ulid.ParseStrict(sess.end.EventID); err == nil {
-				at = ulid.Time(ev.Time())
+			if id := sess.end.EventID; id != (ulid.ULID{}) {
+				at = ulid.Time(id.Time())
 			}
 			if at.IsZero() {
 				at = s.cfg.Now()
@@ -250,9 +250,9 @@ func (s *Server) missedNotifications(ctx context.Context, user string, res resum
 			return nil
 		}
 	}
-	err := s.store.ByUser(ctx, user, from, upTo-1, collect(eventpb.NotificationTarget_NOTIFICATION_TARGET_USER))
+	err := s.hist.ByUser(ctx, user, from, upTo-1, collect(eventpb.NotificationTarget_NOTIFICATION_TARGET_USER))
 	if err == nil && prev != "" {
-		err = s.store.BySession(ctx, prev, from, upTo-1, collect(eventpb.NotificationTarget_NOTIFICATION_TARGET_SESSION))
+		err = s.hist.BySession(ctx, prev, from, upTo-1, collect(eventpb.NotificationTarget_NOTIFICATION_TARGET_SESSION))
 	}
 	if err == nil {
 		var older uint64
@@ -261,7 +261,7 @@ func (s *Server) missedNotifications(ctx context.Context, user string, res resum
 		// fewer than RedeliveryLimit of the candidates at or above it were
 		// found: read them from the log.
 		if older > from && countFrom(out, older) < s.cfg.RedeliveryLimit {
-			err = s.store.Scan(ctx, from, older-1, collect(eventpb.NotificationTarget_NOTIFICATION_TARGET_ALL))
+			err = s.hist.Scan(ctx, from, older-1, collect(eventpb.NotificationTarget_NOTIFICATION_TARGET_ALL))
 		}
 	}
 	if err != nil {
@@ -346,24 +346,41 @@ func (b *broadcasts) since(out []*hubpb.Notification, from, upTo uint64) ([]*hub
 	return out, b.from
 }
 
-// load reads the broadcasts among the last maxRedeliveryScan records.
-func (b *broadcasts) load(ctx context.Context, store *ledger.Store) error {
-	head := store.Head().Seq
+// load reads the broadcasts among the last maxRedeliveryScan records of
+// h. The hub loads it once its projection follows the log, so add may
+// already have put newer ones in: the two are merged, in seq order, once
+// each.
+func (b *broadcasts) load(ctx context.Context, h History) error {
+	head := h.Head().Seq
 	from := uint64(1)
 	if head > maxRedeliveryScan {
 		from = head - maxRedeliveryScan + 1
 	}
+	var read []*hubpb.Notification
+	if head > 0 {
+		err := h.Scan(ctx, from, head, func(rec *ledger.Record) error {
+			if n := rec.Event.GetNotificationSent(); n != nil && rec.Event.GetType() == eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT &&
+				n.GetTarget() == eventpb.NotificationTarget_NOTIFICATION_TARGET_ALL {
+				read = append(read, redelivery(rec))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	live := b.ring
+	b.ring = nil
 	b.from, b.upTo = from, head
-	if head == 0 {
-		return nil
+	for _, n := range read {
+		b.push(n)
 	}
-	return store.Scan(ctx, from, head, func(rec *ledger.Record) error {
-		if n := rec.Event.GetNotificationSent(); n != nil && rec.Event.GetType() == eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT &&
-			n.GetTarget() == eventpb.NotificationTarget_NOTIFICATION_TARGET_ALL {
-			b.push(redelivery(rec))
+	for _, n := range live {
+		if n.GetSeq() > head {
+			b.push(n)
 		}
-		return nil
-	})
+	}
+	return nil
 }

@@ -5,20 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"log/slog"
 	"math/rand/v2"
-	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/oklog/ulid/v2"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger"
@@ -26,21 +19,19 @@ import (
 	"github.com/sessionledger/sessionledger/projections"
 )
 
-// Server is the hub: it serves Hub.Connect streams and the Admin API,
-// records every intent in the ledger before it takes effect, and enforces
-// kicks, bans and supersedes from the projections.
+// Server is the hub: the session core every transport serves through
+// (Serve), the Admin API, and enforcement of what the projections decide
+// (Enforce). It records every intent through its Publisher before it
+// takes effect.
 type Server struct {
-	hubpb.UnimplementedHubServer
-	hubpb.UnimplementedAdminServer
-
 	cfg     Config
-	store   *ledger.Store
-	pub     *ledger.Publisher
-	proj    *projections.Runner
-	log     interface{ Error(string, ...any) }
+	pub     Publisher
+	proj    Projection
+	hist    History
+	log     *slog.Logger
 	metrics *metrics
 	health  *health.Server
-	lis     *Listener
+	lis     *Listener // the gRPC transport's, for aborts
 
 	mu       sync.Mutex
 	sessions map[string]*session            // live sessions held by this node
@@ -71,20 +62,22 @@ type Server struct {
 // mono is the time since s.epoch on the monotonic clock.
 func (s *Server) mono() int64 { return int64(time.Since(s.epoch)) }
 
-// New opens the hub over store: it starts the projection runner (replaying
-// from its checkpoint), then ends with cause lost every session the log
-// shows live on this node (a crash left them open). Call Shutdown to stop.
-func New(ctx context.Context, store *ledger.Store, cfg Config) (*Server, error) {
+// New returns a hub over ports. It does no I/O: start the projection
+// (whose OnChange must call Enforce), then Start the hub.
+func New(ports Ports, cfg Config) (*Server, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("hub config: %w", err)
 	}
+	if ports.Publisher == nil || ports.Projection == nil || ports.History == nil {
+		return nil, errors.New("hub: a Publisher, a Projection and a History are required")
+	}
 	s := &Server{
 		cfg:      cfg,
-		store:    store,
-		pub:      ledger.NewPublisher(store),
+		pub:      ports.Publisher,
+		proj:     ports.Projection,
+		hist:     ports.History,
 		log:      cfg.Logger,
-		metrics:  newMetrics(),
 		health:   health.NewServer(),
 		sessions: make(map[string]*session),
 		byUser:   make(map[string]map[string]*session),
@@ -93,26 +86,25 @@ func New(ctx context.Context, store *ledger.Store, cfg Config) (*Server, error) 
 		affected: make(map[uint64]int),
 		stopBg:   make(chan struct{}),
 		epoch:    time.Now(),
+		bcast:    &broadcasts{limit: cfg.RedeliveryLimit},
 	}
+	s.metrics = newMetrics(cfg.Metrics, s)
 	s.rates = newRateLimiter(cfg.UserConnectsPerMinute, time.Minute)
 	s.rejects = newRejects(s)
-	pc := cfg.Projections
-	pc.OnChange = s.onChange
-	if pc.Logger == nil {
-		pc.Logger = cfg.Logger
-	}
-	s.bcast = &broadcasts{limit: cfg.RedeliveryLimit}
-	if err := s.bcast.load(ctx, store); err != nil {
-		return nil, fmt.Errorf("hub: read recent broadcasts: %w", err)
-	}
-	s.proj = projections.NewRunner(store, pc)
-	s.metrics.watch(s)
-	if err := s.proj.Start(ctx); err != nil {
-		return nil, fmt.Errorf("hub: start projections: %w", err)
+	s.notServing() // until Start
+	return s, nil
+}
+
+// Start makes the hub serve, once its projection has caught up with the
+// log: it reads the recent notify-alls a resume may need, ends with cause
+// lost every session the log shows live on this node (a crash left them
+// open), and starts its timers. Call Shutdown to stop.
+func (s *Server) Start(ctx context.Context) error {
+	if err := s.bcast.load(ctx, s.hist); err != nil {
+		return fmt.Errorf("hub: read recent broadcasts: %w", err)
 	}
 	if err := s.recoverLost(ctx); err != nil {
-		s.proj.Close()
-		return nil, fmt.Errorf("hub: recover sessions lost in a crash: %w", err)
+		return fmt.Errorf("hub: recover sessions lost in a crash: %w", err)
 	}
 	s.bg.Add(3)
 	go s.rejects.loop()
@@ -120,21 +112,23 @@ func New(ctx context.Context, store *ledger.Store, cfg Config) (*Server, error) 
 	go s.heartbeats()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus("sessionledger.hub.v1.Hub", healthpb.HealthCheckResponse_SERVING)
-	return s, nil
+	return nil
 }
 
-// healthInterval is how often the hub checks its ledger and projection
-// runner for the health service.
+// healthInterval is how often the hub checks its log and projection for
+// the health service.
 const healthInterval = time.Second
 
-// Err reports why the hub cannot serve, or nil: its ledger failed (it
-// takes no more appends) or its projection runner stopped following the
-// log (nothing recorded would be enforced). /healthz reports it; the gRPC
-// health service turns NOT_SERVING within healthInterval.
+// Err reports why the hub cannot serve, or nil: its log takes no more
+// appends, or its projection stopped following the log (nothing recorded
+// would be enforced). /healthz reports it; the gRPC health service turns
+// NOT_SERVING within healthInterval.
 func (s *Server) Err() error {
 	var errs []error
-	if err := s.store.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("ledger: %w", err))
+	if p, ok := s.pub.(interface{ Err() error }); ok {
+		if err := p.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("ledger: %w", err))
+		}
 	}
 	if err := s.proj.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("projections: %w", err))
@@ -143,7 +137,7 @@ func (s *Server) Err() error {
 }
 
 // heartbeats marks a ping due on every session whose heartbeat interval
-// has passed since its last one, and wakes it: one ticker for the node
+// has passed since its last one, and pokes it: one ticker for the node
 // instead of one per session. Pings are scheduled on the monotonic clock
 // (a wall-clock step cannot stop them, and a test's Config.Now does not
 // hold them back) and are up to a tick late; the session judges idleness
@@ -210,97 +204,53 @@ func (s *Server) notServing() {
 	s.health.SetServingStatus("sessionledger.hub.v1.Hub", healthpb.HealthCheckResponse_NOT_SERVING)
 }
 
-// Projections returns the runner the hub enforces from (auditq's server
-// side reads it).
-func (s *Server) Projections() *projections.Runner { return s.proj }
-
 // Health returns the gRPC health service to register.
 func (s *Server) Health() *health.Server { return s.health }
 
-// MetricsHandler serves the hub's Prometheus metrics.
-func (s *Server) MetricsHandler() http.Handler {
-	return promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
-}
-
-// Register registers the Hub, Admin and health services on g. Create g
-// with ServerOptions() so admin calls are authenticated.
-func (s *Server) Register(g *grpc.Server) {
-	hubpb.RegisterHubServer(g, s)
-	hubpb.RegisterAdminServer(g, s)
-	healthpb.RegisterHealthServer(g, s.health)
-}
-
-// ServerOptions returns the interceptors the hub needs on its gRPC server.
-func (s *Server) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.UnaryInterceptor), grpc.ChainStreamInterceptor(s.StreamInterceptor)}
-}
-
-// Serve serves g on l, tracking connections so abort-mode kicks can close
-// them. It returns when g stops.
-func (s *Server) Serve(g *grpc.Server, l *Listener) error {
-	s.mu.Lock()
-	s.lis = l
-	s.mu.Unlock()
-	return g.Serve(l)
-}
-
-// publish appends events durably through the ledger's watermill Publisher
-// and returns their stamps (seq, id, time). ctx bounds only the wait for
-// the ledger's writer to take them: once taken, they are committed or
-// failed as a whole, and publish waits for which. An event the ledger
-// refuses is ErrInvalid; any other failure is logged and returned as
-// ErrLedger: the caller must not act.
+// publish records events durably through the Publisher and returns their
+// stamps (seq, id, time). Each event is encoded once, here: the message
+// payload is what the log stores. ctx bounds only the wait for the log to
+// take them: once taken, they are committed or failed as a whole, and
+// publish waits for which. An event the log refuses is ErrInvalid; any
+// other failure is logged and returned as ErrLedger: the caller must not
+// act.
 func (s *Server) publish(ctx context.Context, events ...*eventpb.Event) ([]ledger.Stamp, error) {
-	msgs := make([]*message.Message, len(events))
-	for i, ev := range events {
-		if ev.Node == "" {
-			ev.Node = s.cfg.Node
-		}
-		b, err := proto.Marshal(ev)
-		if err != nil {
-			return nil, err
-		}
-		msgs[i] = message.NewMessage(watermill.NewULID(), b)
-		msgs[i].SetContext(ctx)
+	msgs, err := eventMessages(ctx, s.cfg.Node, events)
+	if err != nil {
+		return nil, err
 	}
 	start := time.Now()
-	if err := s.pub.Publish(ledger.EventsTopic, msgs...); err != nil {
+	stamps, err := s.pub.PublishStamped(ledger.EventsTopic, msgs...)
+	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			// The caller gave up before the writer took the events:
-			// nothing was written and the ledger is fine.
+			// nothing was written and the log is fine.
 			return nil, fmt.Errorf("publish: %w", ctx.Err())
 		}
 		if errors.Is(err, ledger.ErrInvalidEvent) {
-			// Nothing was written and the ledger is fine: the request
-			// was bad (the Admin and Hello limits are meant to catch it
+			// Nothing was written and the log is fine: the request was
+			// bad (the Admin and Hello limits are meant to catch it
 			// first).
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		s.metrics.appendFailures.Inc()
 		s.log.Error("ledger append failed; refusing the action", "err", err)
-		if s.store.Err() != nil {
-			// The ledger takes no more appends until it is reopened:
-			// tell load balancers and operators through health now,
-			// not at the next health check.
+		if s.Err() != nil {
+			// The log takes no more appends until it is reopened: tell
+			// load balancers and operators through health now, not at
+			// the next health check.
 			s.notServing()
 		}
 		return nil, fmt.Errorf("%w: %v", ErrLedger, err)
 	}
-	s.metrics.appendSeconds.Observe(time.Since(start).Seconds())
-	out := make([]ledger.Stamp, len(msgs))
-	for i, m := range msgs {
-		seq, err := strconv.ParseUint(m.Metadata.Get(ledger.MetadataSeq), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("%w: publish returned no seq", ErrLedger)
-		}
-		id, _ := ulid.ParseStrict(m.Metadata.Get(ledger.MetadataID))
-		t, _ := time.Parse(time.RFC3339Nano, m.Metadata.Get(ledger.MetadataTime))
-		out[i] = ledger.Stamp{Seq: seq, ID: id, Time: t}
+	if len(stamps) != len(msgs) {
+		return nil, fmt.Errorf("%w: publish returned %d stamps for %d events", ErrLedger, len(stamps), len(msgs))
 	}
-	return out, nil
+	s.metrics.appendSeconds.Observe(time.Since(start).Seconds())
+	return stamps, nil
 }
 
-// publishApplied publishes and waits until the projections applied the
+// publishApplied publishes and waits until the projection applied the
 // last event (and the hub's enforcement for it began).
 func (s *Server) publishApplied(ctx context.Context, events ...*eventpb.Event) ([]ledger.Stamp, error) {
 	st, err := s.publish(ctx, events...)
@@ -313,10 +263,10 @@ func (s *Server) publishApplied(ctx context.Context, events ...*eventpb.Event) (
 	return st, nil
 }
 
-// onChange runs on the projection runner's goroutine for every applied
-// record: it enforces pending ends on sessions this node holds and fans
-// notifications out. It never blocks.
-func (s *Server) onChange(ch projections.Change) {
+// Enforce is the projection's change feed (projections.Config.OnChange):
+// it ends the sessions this node holds that the applied record marks, and
+// fans notifications out. It never blocks.
+func (s *Server) Enforce(ch projections.Change) {
 	if len(ch.Pending) > 0 {
 		if !ch.Rebuilt {
 			// A rebuild's change is not a record's: its seq is only
@@ -339,15 +289,18 @@ func (s *Server) onChange(ch projections.Change) {
 
 func pendingDisconnect(p projections.PendingEnd) *Disconnect {
 	return &Disconnect{
-		Code: codeOfCause(p.Cause), Reason: p.Reason, Reconnect: wireReconnect(p.Reconnect), ReconnectAfter: p.ReconnectAfter,
-		EventID: p.EventID.String(), Actor: p.Actor, SupersededBy: p.SupersededBy,
+		Cause: Cause(p.Cause), Reason: p.Reason, Reconnect: p.Reconnect, ReconnectAfter: p.ReconnectAfter,
+		EventID: p.EventID, Actor: p.Actor, SupersededBy: p.SupersededBy,
 	}
 }
 
+// fanOut queues a notification for every session it addresses on this
+// node: one Frame, encoded once, for all of them.
 func (s *Server) fanOut(r *ledger.Record) {
 	ev := r.Event
 	n := ev.GetNotificationSent()
-	frame := &hubpb.Notification{Seq: r.Seq, Topic: n.GetTopic(), Payload: n.GetPayload(), EventId: r.ID.String(), TimeUnixNano: r.Time.UnixNano()}
+	note := &hubpb.Notification{Seq: r.Seq, Topic: n.GetTopic(), Payload: n.GetPayload(), EventId: r.ID.String(), TimeUnixNano: r.Time.UnixNano()}
+	frame := NewFrame(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Notification{Notification: note}})
 	var targets []*session
 	s.mu.Lock()
 	switch n.GetTarget() {
@@ -372,7 +325,7 @@ func (s *Server) fanOut(r *ledger.Record) {
 	if n.GetTarget() != eventpb.NotificationTarget_NOTIFICATION_TARGET_ALL {
 		s.noteAffected(r.Seq, len(targets))
 	} else {
-		s.bcast.add(frame)
+		s.bcast.add(note)
 	}
 }
 
@@ -446,6 +399,13 @@ func (s *Server) unregister(sess *session) {
 	s.metrics.live.Set(float64(len(s.sessions)))
 }
 
+// holds reports whether sess is still registered (its end not recorded).
+func (s *Server) holds(sess *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[sess.id] == sess
+}
+
 // Live returns how many sessions this node holds.
 func (s *Server) Live() int {
 	s.mu.Lock()
@@ -474,17 +434,18 @@ func (s *Server) recoverLost(ctx context.Context) error {
 		return err
 	}
 	for range lost {
-		s.metrics.disconnects.WithLabelValues("lost").Inc()
+		s.metrics.disconnects.WithLabelValues(CauseLost.String()).Inc()
 	}
-	s.cfg.Logger.Warn("ended sessions left open by an earlier run", "count", len(lost), "cause", "lost")
+	s.log.Warn("ended sessions left open by an earlier run", "count", len(lost), "cause", "lost")
 	return nil
 }
 
 // Shutdown stops taking sessions, tells every session to come back after a
-// jittered delay, records every end, and stops the projections. If ctx
-// ends first, the remaining connections are closed at once (their ends are
-// still recorded, as far as the ledger allows). It is idempotent. Stop the
-// gRPC server after it and close the ledger last.
+// jittered delay, and waits for every end to be recorded. It returns by
+// ctx's deadline: when only a reserve of it is left (a fifth, at most 2 s)
+// the remaining connections are closed at once, their ends recorded as
+// far as the log allows until the deadline. It is idempotent. Stop the
+// transports after it, then the projection and the log.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	already := s.closing
@@ -495,46 +456,65 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.health.Shutdown()
 	close(s.shutdown)
-	// Wake every session to see it. One registered after this never
+	// Poke every session to see it. One registered after this never
 	// serves: register refuses once closing is set.
-	s.mu.Lock()
-	for _, sess := range s.sessions {
+	for _, sess := range s.held() {
 		sess.poke()
 	}
-	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.handlers.Wait(); close(done) }()
+	graceful, cancel := reserve(ctx)
+	defer cancel()
 	var err error
 	select {
 	case <-done:
-	case <-ctx.Done():
-		err = fmt.Errorf("hub shutdown: %w; closing remaining connections", ctx.Err())
-		// abort takes s.mu itself: collect first, abort after.
-		s.mu.Lock()
-		live := make([]*session, 0, len(s.sessions))
-		for _, sess := range s.sessions {
-			live = append(live, sess)
-		}
-		s.mu.Unlock()
-		for _, sess := range live {
-			// Its handler may be stuck in a Send: give the end its cause
+	case <-graceful.Done():
+		err = fmt.Errorf("hub shutdown: sessions did not end in time; closing the remaining connections: %w", graceful.Err())
+		for _, sess := range s.held() {
+			// Its worker may be stuck in a Send: give the end its cause
 			// first, so the end recorded when the Send fails says why.
-			sess.endWith(&Disconnect{Code: hubpb.DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN, Reason: "server shutting down (forced)",
-				Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: s.shutdownAdvice()}, true, time.Time{})
+			sess.endWith(&Disconnect{Cause: CauseServerShutdown, Reason: "server shutting down (forced)",
+				Reconnect: eventpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: s.shutdownAdvice()}, true, time.Time{})
 			sess.abort()
 		}
 		select {
 		case <-done:
-		case <-time.After(2 * time.Second):
+		case <-ctx.Done():
+			err = fmt.Errorf("%w; some session ends may be recorded as lost at the next start", err)
 		}
 	}
 	close(s.stopBg)
 	s.bg.Wait()
 	s.rejects.flush()
-	return errors.Join(err, s.proj.Close())
+	return err
+}
+
+// held returns the sessions this node holds.
+func (s *Server) held() []*session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		out = append(out, sess)
+	}
+	return out
+}
+
+// reserve returns a context that ends when only a reserve of ctx's time is
+// left: a fifth of it, at most 2 s (none without a deadline).
+func reserve(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	left := time.Until(deadline)
+	return context.WithDeadline(ctx, deadline.Add(-min(left/5, 2*time.Second)))
 }
 
 // shutdownAdvice is the reconnect delay a session is given on shutdown.
 func (s *Server) shutdownAdvice() time.Duration {
 	return s.cfg.ShutdownReconnect + time.Duration(rand.Int64N(int64(s.cfg.ShutdownJitter)+1))
 }
+
+// Node is the name this hub records its sessions under.
+func (s *Server) Node() string { return s.cfg.Node }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"slices"
@@ -15,17 +16,25 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/projections"
 )
 
-// session is one live stream held by this node.
+// session is one live session held by this node, whatever transport
+// carries it.
+//
+// A session has no goroutine of its own while idle. Whatever needs its
+// attention — a queued notification, a ping falling due (Server.heartbeats),
+// an end request, the client leaving, shutdown — pokes it, and poke starts
+// a short-lived worker (work) unless one is running; the worker does what
+// is due and exits. The transport's reader (Serve's loop) is the only
+// long-lived goroutine the core needs.
 type session struct {
 	s      *Server
+	t      Transport
 	id     string
 	user   string
 	device string
@@ -33,15 +42,18 @@ type session struct {
 
 	notes     noteQueue
 	lastHeard atomic.Int64 // unix nanos of the last client frame
-	// wake holds a token when serve has something to look at (see serve).
-	wake     chan struct{}
-	pingDue  atomic.Bool  // set by Server.heartbeats
-	nextPing atomic.Int64 // when the next ping is due, as Server.mono; Server.heartbeats' own
-	recvEnd  atomic.Pointer[recvEnd]
+	pingDue   atomic.Bool  // set by Server.heartbeats
+	nextPing  atomic.Int64 // when the next ping is due, as Server.mono; Server.heartbeats' own
+	nonce     int64        // the worker's
+	recvEnd   atomic.Pointer[recvEnd]
 	// redeliveredBelow: on a resume, notifications with a lower seq were
 	// read from the ledger for redelivery; copies fanned out live while
 	// the resume was being admitted are dropped.
 	redeliveredBelow uint64
+
+	// working is set while a worker runs; dirty says something was poked
+	// since the worker last looked.
+	working, dirty atomic.Bool
 
 	endOnce  sync.Once
 	ended    chan struct{} // closed when the session must end
@@ -49,48 +61,117 @@ type session struct {
 	abortNow bool          // abort mode: close the transport, no frame
 	endAt    time.Time     // when the cause was recorded
 
+	done   chan struct{} // closed once the end is recorded and the transport closed
+	result error         // what Serve returns; set before done closes
+
 	// closedBy is set when another session's abort closes the connection
 	// this one shares with it, so its end says so rather than "client
 	// closed".
 	closedBy atomic.Pointer[Disconnect]
 }
 
-// recvEnd is why a session's receiver stopped: the client's Goodbye
+// recvEnd is why a session's reader stopped: the client's Goodbye
 // (io.EOF), a broken stream or a protocol error.
 type recvEnd struct{ err error }
 
-// poke wakes the session's serve loop; it never blocks.
+// poke makes the session look at what is due: it starts a worker unless
+// one is running, which then looks again. It never blocks.
 func (ss *session) poke() {
-	select {
-	case ss.wake <- struct{}{}:
-	default:
+	ss.dirty.Store(true)
+	if ss.working.CompareAndSwap(false, true) {
+		go ss.work()
 	}
 }
 
-// stopRecv records why the receiver stopped and wakes the loop.
+// work runs what is due until nothing is, then exits; a poke that comes
+// while it runs makes it look again. Once the session is over it keeps
+// working set, so no worker starts again.
+func (ss *session) work() {
+	for {
+		ss.dirty.Store(false)
+		if ss.step() {
+			return
+		}
+		ss.working.Store(false)
+		// A poke between the step and the store above found working set
+		// and started nothing: look again if one came.
+		if !ss.dirty.Load() || !ss.working.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// step does one round of what is due and reports whether the session is
+// over (its end recorded and the transport closed).
+func (ss *session) step() bool {
+	s := ss.s
+	select {
+	case <-s.shutdown:
+		ss.endWith(&Disconnect{Cause: CauseServerShutdown, Reason: "server shutting down",
+			Reconnect: eventpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: s.shutdownAdvice()}, false, time.Time{})
+	default:
+	}
+	select {
+	case <-ss.ended:
+		ss.finish(s.endSession(ss))
+		return true
+	default:
+	}
+	if r := ss.recvEnd.Load(); r != nil {
+		ss.finish(s.clientGone(ss, r.err))
+		return true
+	}
+	if ss.pingDue.Swap(false) {
+		idle := s.cfg.Now().Sub(time.Unix(0, ss.lastHeard.Load()))
+		if idle >= s.cfg.IdleTimeout {
+			ss.endWith(&Disconnect{Cause: CauseIdleTimeout, Reason: "no frame from the client for " + idle.Truncate(time.Millisecond).String(),
+				Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED}, false, time.Time{})
+			return false
+		}
+		ss.nonce++
+		if err := ss.t.Send(NewFrame(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Ping{Ping: &hubpb.Ping{Nonce: ss.nonce}}})); err != nil {
+			ss.finish(s.clientGone(ss, err))
+			return true
+		}
+	}
+	if ss.notes.waiting() {
+		if err := s.sendNotes(ss); err != nil {
+			ss.finish(s.clientGone(ss, err))
+			return true
+		}
+	}
+	return false
+}
+
+// finish closes the transport with the session's end and releases Serve.
+func (ss *session) finish(result error) {
+	ss.result = result
+	ss.t.Close(result)
+	close(ss.done)
+}
+
+// stopRecv records why the reader stopped and pokes the session.
 func (ss *session) stopRecv(err error) {
-	ss.recvEnd.Store(&recvEnd{err})
+	ss.recvEnd.CompareAndSwap(nil, &recvEnd{err})
 	ss.poke()
 }
 
 // endWith asks the session to end; the first reason wins. Called from the
-// projection runner (kicks, bans, supersedes) and the session itself.
+// projection feed (kicks, bans, supersedes), the node's shutdown and the
+// session itself (idle, slow consumer).
 //
-// A session whose handler is stuck in a Send (a client that stopped
+// A session whose worker is stuck in a Send (a client that stopped
 // reading, so flow control blocks) would never get to end itself: a
-// watchdog closes its transport if it is still registered after twice the
-// graceful timeout. The handler's Send then fails and it records the end
-// with the cause given here.
+// watchdog aborts its transport if it is still registered after twice the
+// graceful timeout. The Send then fails and the end is recorded with the
+// cause given here.
 func (ss *session) endWith(d *Disconnect, abort bool, at time.Time) {
 	ss.endOnce.Do(func() {
 		ss.end, ss.abortNow, ss.endAt = d, abort, at
 		close(ss.ended)
 		ss.poke()
 		time.AfterFunc(2*ss.s.cfg.GracefulTimeout, func() {
-			ss.s.mu.Lock()
-			stuck := ss.s.sessions[ss.id] == ss
-			ss.s.mu.Unlock()
-			if stuck {
+			if ss.s.holds(ss) {
 				ss.s.log.Error("session did not end within twice the graceful timeout; closing its connection", "session", ss.id)
 				ss.abort()
 			}
@@ -101,12 +182,12 @@ func (ss *session) endWith(d *Disconnect, abort bool, at time.Time) {
 // deliver queues a notification without blocking; a session whose queue is
 // full is ended as a slow consumer (the client can resume and get the rest
 // redelivered from the ledger).
-func (ss *session) deliver(n *hubpb.Notification) {
-	if ss.notes.push(n) {
+func (ss *session) deliver(f *Frame) {
+	if ss.notes.push(f) {
 		ss.poke()
 	} else {
-		ss.endWith(&Disconnect{Code: hubpb.DisconnectCode_DISCONNECT_CODE_SLOW_CONSUMER,
-			Reason: "notifications were not read fast enough", Reconnect: hubpb.Reconnect_RECONNECT_ALLOWED}, false, time.Time{})
+		ss.endWith(&Disconnect{Cause: CauseSlowConsumer, Reason: "notifications were not read fast enough",
+			Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED}, false, time.Time{})
 	}
 }
 
@@ -115,18 +196,18 @@ func (ss *session) deliver(n *hubpb.Notification) {
 // for the worst case: an idle session costs a few words, not 8 KB.
 type noteQueue struct {
 	mu  sync.Mutex
-	q   []*hubpb.Notification
+	q   []*Frame
 	max int
 }
 
-// push queues n unless the queue is full.
-func (q *noteQueue) push(n *hubpb.Notification) bool {
+// push queues f unless the queue is full.
+func (q *noteQueue) push(f *Frame) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.q) >= q.max {
 		return false
 	}
-	q.q = append(q.q, n)
+	q.q = append(q.q, f)
 	return true
 }
 
@@ -138,7 +219,7 @@ func (q *noteQueue) waiting() bool {
 }
 
 // take returns everything queued, oldest first.
-func (q *noteQueue) take() []*hubpb.Notification {
+func (q *noteQueue) take() []*Frame {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	out := q.q
@@ -146,17 +227,16 @@ func (q *noteQueue) take() []*hubpb.Notification {
 	return out
 }
 
-// abort closes the client's transport connection. Every stream on it
-// ends: the other sessions on it are told first, so each records that the
-// abort of this session (and its cause) closed it. Call it once ss.end is
-// set.
+// abort closes the client's transport connection. Every session on it
+// ends: the others are told first, so each records that the abort of this
+// session (and its cause) closed it. Call it once ss.end is set.
 func (ss *session) abort() {
-	note := &Disconnect{Reconnect: hubpb.Reconnect_RECONNECT_ALLOWED, Actor: "system",
+	note := &Disconnect{Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED, Actor: "system",
 		Reason: "transport closed by abort of session " + ss.id}
 	if d := ss.end; d != nil {
-		note.Reason += " (" + causeLabel(causeOfCode(d.Code))
-		if d.EventID != "" {
-			note.Reason += " " + d.EventID
+		note.Reason += " (" + d.Cause.String()
+		if d.EventID != (ulid.ULID{}) {
+			note.Reason += " " + d.EventID.String()
 		}
 		note.Reason += ")"
 		note.EventID = d.EventID
@@ -164,19 +244,16 @@ func (ss *session) abort() {
 			note.Actor = d.Actor
 		}
 	}
-	ss.s.mu.Lock()
-	l := ss.s.lis
 	if ss.remote != "" {
+		ss.s.mu.Lock()
 		for _, other := range ss.s.sessions {
 			if other != ss && other.remote == ss.remote {
 				other.closedBy.CompareAndSwap(nil, note)
 			}
 		}
+		ss.s.mu.Unlock()
 	}
-	ss.s.mu.Unlock()
-	if l != nil {
-		l.abort(ss.remote)
-	}
+	ss.t.Abort()
 }
 
 func (s *Server) resumeSecret(id string) string {
@@ -185,34 +262,60 @@ func (s *Server) resumeSecret(id string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// Connect serves one client session.
-func (s *Server) Connect(stream hubpb.Hub_ConnectServer) error {
+// Serve runs one session over t, from its Hello to its recorded end, and
+// returns how it ended: nil when the client left, the *Disconnect when the
+// server ended it, or why the connect was refused (a *Rejection, or an
+// error wrapping ErrInvalid, ErrUnauthenticated, ErrShuttingDown,
+// ErrLedger). Serve reads t on the calling goroutine; it has called
+// t.Close with the same value before it returns. Every transport adapter
+// calls it: the rules live here, once.
+func (s *Server) Serve(t Transport) error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		return toStatus(ErrShuttingDown)
+		t.Close(ErrShuttingDown)
+		return ErrShuttingDown
 	}
 	s.handlers.Add(1)
 	s.mu.Unlock()
 	defer s.handlers.Done()
 	var sess *session
 	var err error
-	offload(func() { sess, err = s.connect(stream) })
+	offload(func() { sess, err = s.admit(t) })
 	if err != nil {
-		return toStatus(err)
+		t.Close(err)
+		return err
 	}
-	return toStatus(s.serve(stream.Context(), sess, stream))
+	for {
+		f, err := t.Recv()
+		if err != nil {
+			sess.stopRecv(err)
+			break
+		}
+		sess.lastHeard.Store(s.cfg.Now().UnixNano())
+		switch f.GetFrame().(type) {
+		case *hubpb.ClientFrame_Goodbye:
+			sess.stopRecv(io.EOF)
+		case *hubpb.ClientFrame_Hello:
+			sess.stopRecv(invalidf("Hello sent twice"))
+		default:
+			continue
+		}
+		break
+	}
+	<-sess.done
+	return sess.result
 }
 
 // offload runs fn on a goroutine of its own and waits for it to return.
 //
-// A session's gRPC handler goroutine lives as long as the session, and a
-// goroutine's stack keeps its largest size while it is in use: one
-// stream.Send or ledger append on it would leave every idle session with
-// an 8 KB stack (measured: grpc-go's frames below the handler plus ours
-// take 3.4 KB, too much for the runtime to shrink it back). Deep work
-// runs on short-lived goroutines instead, and the handler only waits; its
-// stack stays at the starting 4 KB.
+// A transport's reading goroutine lives as long as the session, and a
+// goroutine's stack keeps its largest size while it is in use: one ledger
+// append or Send on it would leave every idle session with an 8 KB stack
+// (measured: grpc-go's frames below the handler plus ours take 3.4 KB,
+// too much for the runtime to shrink it back). Deep work runs on
+// short-lived goroutines instead; the reader's stack stays at the
+// starting 4 KB.
 func offload(fn func()) {
 	done := make(chan struct{})
 	go func() {
@@ -222,12 +325,12 @@ func offload(fn func()) {
 	<-done
 }
 
-// connect admits the client of stream: Hello, identity, limits, bans, the
+// admit admits the client of t: Hello, identity, limits, bans, the
 // single-device policy, the session's connect event, the Welcome and any
 // redelivery. It returns the registered, welcomed session.
-func (s *Server) connect(stream hubpb.Hub_ConnectServer) (*session, error) {
-	ctx := stream.Context()
-	hello, err := s.recvHello(ctx, stream)
+func (s *Server) admit(t Transport) (*session, error) {
+	ctx := t.Context()
+	hello, err := s.recvHello(t)
 	if err != nil {
 		return nil, err
 	}
@@ -236,10 +339,7 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) (*session, error) {
 		s.metrics.authFailures.Inc()
 		return nil, err
 	}
-	remote := ""
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		remote = p.Addr.String()
-	}
+	remote := t.Remote()
 	// A banned user is told so whatever their connect rate: a cheap read
 	// before the limits (the decision is taken again under the lock).
 	if rj := s.banRejection(user, s.cfg.Now()); rj != nil {
@@ -247,7 +347,7 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) (*session, error) {
 	}
 	if !s.rates.allow(user, s.cfg.Now()) {
 		return nil, s.reject(user, device, remote, &Rejection{Code: RejectRateLimited, Reason: "too many connects for this user; slow down",
-			Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: jittered(rateLimitedAdvice), status: codes.ResourceExhausted})
+			Reconnect: eventpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: jittered(rateLimitedAdvice), status: codes.ResourceExhausted})
 	}
 
 	// One connect decision per user at a time: the single-device policy
@@ -295,15 +395,19 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) (*session, error) {
 	}
 
 	sess := &session{
-		s: s, id: ulid.Make().String(), user: user, device: device, remote: remote,
-		notes: noteQueue{max: s.cfg.NotifyBuffer}, ended: make(chan struct{}), wake: make(chan struct{}, 1),
+		s: s, t: t, id: ulid.Make().String(), user: user, device: device, remote: remote,
+		notes: noteQueue{max: s.cfg.NotifyBuffer}, ended: make(chan struct{}), done: make(chan struct{}),
 	}
 	sess.nextPing.Store(s.mono() + int64(s.cfg.HeartbeatInterval))
 	sess.lastHeard.Store(now.UnixNano())
+	// Until the Welcome is out, only this goroutine may send: a poke
+	// (a live notification, a ping) finds working set and waits for the
+	// poke after the Welcome.
+	sess.working.Store(true)
 	if err := s.register(sess, supersedes); err != nil {
 		if errors.Is(err, errNodeFull) {
 			return nil, s.reject(user, device, remote, &Rejection{Code: RejectNodeFull, Reason: "this node holds its maximum number of sessions",
-				Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: jittered(nodeFullAdvice), status: codes.ResourceExhausted})
+				Reconnect: eventpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: jittered(nodeFullAdvice), status: codes.ResourceExhausted})
 		}
 		return nil, err
 	}
@@ -329,7 +433,7 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) (*session, error) {
 		if stamps != nil {
 			// Durable but not yet applied (ctx ended): the session exists in
 			// the log, so record its end too.
-			s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, "client left before the session started", nil)
+			s.recordEnd(sess, CauseClientClosed, "client left before the session started", nil)
 		}
 		return nil, err
 	}
@@ -353,18 +457,22 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) (*session, error) {
 	if len(missed) > 0 {
 		welcome.OldestRedeliveredSeq = missed[0].GetSeq()
 	}
-	if err := stream.Send(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Welcome{Welcome: welcome}}); err != nil {
-		s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, "stream broke before the welcome", nil)
+	if err := t.Send(NewFrame(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Welcome{Welcome: welcome}})); err != nil {
+		s.recordEnd(sess, CauseClientClosed, "stream broke before the welcome", nil)
 		return nil, err
 	}
 	for _, n := range missed {
-		if err := stream.Send(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Notification{Notification: n}}); err != nil {
-			s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, "stream broke during redelivery", nil)
+		if err := t.Send(NewFrame(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Notification{Notification: n}})); err != nil {
+			s.recordEnd(sess, CauseClientClosed, "stream broke during redelivery", nil)
 			return nil, err
 		}
 		s.metrics.notifications.Inc()
 	}
-	registered = false // serve unregisters it
+	registered = false // the session's end unregisters it
+	// Hand sending over to the worker, and look at whatever came in the
+	// meantime (a kick, a live notification).
+	sess.working.Store(false)
+	sess.poke()
 	return sess, nil
 }
 
@@ -389,21 +497,24 @@ func (s *Server) banRejection(user string, now time.Time) *Rejection {
 	if !banned {
 		return nil
 	}
-	rj := &Rejection{Code: RejectBanned, Reason: ban.Reason, Until: ban.Until, Reconnect: hubpb.Reconnect_RECONNECT_NOT_ALLOWED, status: codes.PermissionDenied}
+	rj := &Rejection{Code: RejectBanned, Reason: ban.Reason, Until: ban.Until, Reconnect: eventpb.Reconnect_RECONNECT_NOT_ALLOWED, status: codes.PermissionDenied}
 	if !ban.Until.IsZero() {
-		rj.Reconnect, rj.ReconnectAfter = hubpb.Reconnect_RECONNECT_AFTER, ban.Until.Sub(now)
+		rj.Reconnect, rj.ReconnectAfter = eventpb.Reconnect_RECONNECT_AFTER, ban.Until.Sub(now)
 	}
 	return rj
 }
 
-func (s *Server) recvHello(ctx context.Context, stream hubpb.Hub_ConnectServer) (*hubpb.Hello, error) {
+// recvHello waits for the client's first frame, which must be a Hello,
+// at most HelloTimeout. On any failure the caller closes t, which ends
+// the Recv still waiting here.
+func (s *Server) recvHello(t Transport) (*hubpb.Hello, error) {
 	type result struct {
 		f   *hubpb.ClientFrame
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		f, err := stream.Recv()
+		f, err := t.Recv()
 		ch <- result{f, err}
 	}()
 	timer := time.NewTimer(s.cfg.HelloTimeout)
@@ -420,110 +531,33 @@ func (s *Server) recvHello(ctx context.Context, stream hubpb.Hub_ConnectServer) 
 		if h == nil {
 			return nil, invalidf("the first frame must be Hello")
 		}
-		if len(h.GetUser()) > MaxNameBytes || len(h.GetDevice()) > MaxNameBytes || len(h.GetResume().GetSessionId()) > MaxNameBytes {
-			return nil, invalidf("hello: user, device and resumed session id are at most %d bytes", MaxNameBytes)
+		if len(h.GetUser()) > hubapi.MaxNameBytes || len(h.GetDevice()) > hubapi.MaxNameBytes || len(h.GetResume().GetSessionId()) > hubapi.MaxNameBytes {
+			return nil, invalidf("hello: user, device and resumed session id are at most %d bytes", hubapi.MaxNameBytes)
 		}
 		return h, nil
 	case <-timer.C:
-		return nil, status.Error(codes.DeadlineExceeded, "no Hello within "+s.cfg.HelloTimeout.String())
+		return nil, fmt.Errorf("%w within %s", ErrNoHello, s.cfg.HelloTimeout)
 	case <-s.shutdown:
 		// A stream that never says Hello must not hold a shutdown up for
-		// the Hello timeout. Returning ends the stream, which ends the Recv.
+		// the Hello timeout.
 		return nil, ErrShuttingDown
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	case <-t.Context().Done():
+		return nil, t.Context().Err()
 	}
 }
 
-// serve runs a welcomed session until it ends, and records the end.
-//
-// The loop waits on one channel, sess.wake, which everything that needs
-// the session's attention pokes: a queued notification, a ping falling due
-// (Server.heartbeats), an end request, the receiver stopping, shutdown. An
-// idle session then costs one blocked channel receive instead of a select
-// over five channels and a ticker of its own (measured: ~0.7 KB of heap
-// per idle session, doubled in RSS by the GC's headroom).
-func (s *Server) serve(ctx context.Context, sess *session, stream hubpb.Hub_ConnectServer) error {
-	go func() {
-		for {
-			f, err := stream.Recv()
-			if err != nil {
-				sess.stopRecv(err)
-				return
-			}
-			sess.lastHeard.Store(s.cfg.Now().UnixNano())
-			switch f.GetFrame().(type) {
-			case *hubpb.ClientFrame_Goodbye:
-				sess.stopRecv(io.EOF)
-				return
-			case *hubpb.ClientFrame_Hello:
-				sess.stopRecv(invalidf("Hello sent twice"))
-				return
-			}
-		}
-	}()
-	var nonce int64
-	var err error
-	var over bool // the session ended: return err
-	// The loop only waits; what it does runs offloaded (see offload).
-	for {
-		select {
-		case <-s.shutdown:
-			sess.endWith(&Disconnect{Code: hubpb.DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN, Reason: "server shutting down",
-				Reconnect: hubpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: s.shutdownAdvice()}, false, time.Time{})
-		default:
-		}
-		select {
-		case <-sess.ended:
-			offload(func() { err = s.endSession(ctx, sess, stream) })
-			return err
-		default:
-		}
-		if r := sess.recvEnd.Load(); r != nil {
-			offload(func() { err = s.clientGone(sess, r.err) })
-			return err
-		}
-		if sess.pingDue.Swap(false) {
-			idle := s.cfg.Now().Sub(time.Unix(0, sess.lastHeard.Load()))
-			if idle >= s.cfg.IdleTimeout {
-				sess.endWith(&Disconnect{Code: hubpb.DisconnectCode_DISCONNECT_CODE_IDLE_TIMEOUT,
-					Reason: "no frame from the client for " + idle.Truncate(time.Millisecond).String(), Reconnect: hubpb.Reconnect_RECONNECT_ALLOWED}, false, time.Time{})
-				continue
-			}
-			nonce++
-			offload(func() {
-				if err = stream.Send(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Ping{Ping: &hubpb.Ping{Nonce: nonce}}}); err != nil {
-					over, err = true, s.clientGone(sess, err)
-				}
-			})
-			if over {
-				return err
-			}
-		}
-		if sess.notes.waiting() {
-			offload(func() { over, err = s.sendNotes(sess, stream) })
-			if over {
-				return err
-			}
-		}
-		<-sess.wake
-	}
-}
-
-// sendNotes sends the notifications queued for sess. If the stream broke,
-// it records the end (clientGone) and reports over with the handler's
-// error.
-func (s *Server) sendNotes(sess *session, stream hubpb.Hub_ConnectServer) (over bool, err error) {
-	for _, n := range sess.notes.take() {
-		if n.GetSeq() < sess.redeliveredBelow {
+// sendNotes sends the notifications queued for sess.
+func (s *Server) sendNotes(sess *session) error {
+	for _, f := range sess.notes.take() {
+		if f.Message().GetNotification().GetSeq() < sess.redeliveredBelow {
 			continue // already sent by the redelivery
 		}
-		if err := stream.Send(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Notification{Notification: n}}); err != nil {
-			return true, s.clientGone(sess, err)
+		if err := sess.t.Send(f); err != nil {
+			return err
 		}
 		s.metrics.notifications.Inc()
 	}
-	return false, nil
+	return nil
 }
 
 // clientGone records the end of a session whose client left (Goodbye, a
@@ -533,76 +567,60 @@ func (s *Server) clientGone(sess *session, err error) error {
 	select {
 	case <-sess.ended:
 		d := sess.end
-		s.recordEnd(sess, causeOfCode(d.Code), d.Reason, d)
+		s.recordEnd(sess, d.Cause, d.Reason, d)
 		return d
 	default:
 	}
-	if reason, ok := protocolError(err); ok {
-		s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, reason, nil)
+	var pe *ProtocolError
+	if errors.As(err, &pe) || errors.Is(err, ErrInvalid) {
+		s.recordEnd(sess, CauseClientClosed, "protocol error: "+err.Error(), nil)
 		return err
 	}
 	if d := sess.closedBy.Load(); d != nil {
-		s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, d.Reason, d)
+		s.recordEnd(sess, CauseClientClosed, d.Reason, d)
 		return nil
 	}
 	reason := "client closed the stream"
 	if !errors.Is(err, io.EOF) {
-		if st, ok := status.FromError(err); ok && st.Code() == codes.Canceled {
+		if errors.Is(err, context.Canceled) {
 			reason = "client cancelled the stream"
 		} else {
 			reason = "transport closed: " + err.Error()
 		}
 	}
-	s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, reason, nil)
+	s.recordEnd(sess, CauseClientClosed, reason, nil)
 	return nil
-}
-
-// protocolError recognises a client frame the hub cannot take: one it
-// rejects itself (ErrInvalid: a second Hello), one over the message size
-// (gRPC's ResourceExhausted on receive), or bytes that are not a
-// ClientFrame (gRPC's Internal on receive: bad protobuf, a truncated
-// message). It returns the reason to record. For the last two gRPC has
-// already ended the stream with its own status (the handler's is
-// ignored), so the client sees ResourceExhausted or Internal.
-func protocolError(err error) (string, bool) {
-	if errors.Is(err, ErrInvalid) {
-		return "protocol error: " + err.Error(), true
-	}
-	switch st, _ := status.FromError(err); st.Code() {
-	case codes.ResourceExhausted:
-		return "protocol error: frame too large: " + st.Message(), true
-	case codes.Internal:
-		return "protocol error: malformed frame: " + st.Message(), true
-	}
-	return "", false
 }
 
 // endSession ends a session the server decided to end: the Disconnect
 // frame first (or, in abort mode, the transport closed at once), then the
-// session_disconnected event, then the status carrying the same Disconnect.
-func (s *Server) endSession(ctx context.Context, sess *session, stream hubpb.Hub_ConnectServer) error {
+// session_disconnected event. Serve then returns the Disconnect, which the
+// transport maps onto its own close.
+func (s *Server) endSession(sess *session) error {
 	d := sess.end
 	if sess.abortNow {
 		// The kick is durable already, so recording the end before the
 		// connection goes keeps write-ahead, and a client that reconnects
 		// the moment its transport drops finds the end and its advice in
 		// the log.
-		s.recordEnd(sess, causeOfCode(d.Code), d.Reason, d)
+		s.recordEnd(sess, d.Cause, d.Reason, d)
 		sess.abort()
 	} else {
 		sent := make(chan struct{})
 		go func() {
-			_ = stream.Send(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Disconnect{Disconnect: d.Frame()}})
+			_ = sess.t.Send(NewFrame(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Disconnect{Disconnect: d.Wire()}}))
 			close(sent)
 		}()
+		timer := time.NewTimer(s.cfg.GracefulTimeout)
 		select {
 		case <-sent:
-		case <-time.After(s.cfg.GracefulTimeout):
+		case <-timer.C:
 			sess.abort() // the client does not read: abort the transport
 			<-sent
-		case <-ctx.Done():
+		case <-sess.t.Context().Done():
 		}
-		s.recordEnd(sess, causeOfCode(d.Code), d.Reason, d)
+		timer.Stop()
+		s.recordEnd(sess, d.Cause, d.Reason, d)
 	}
 	if !sess.endAt.IsZero() {
 		s.metrics.enforceSeconds.Observe(time.Since(sess.endAt).Seconds())
@@ -613,17 +631,12 @@ func (s *Server) endSession(ctx context.Context, sess *session, stream hubpb.Hub
 // recordEnd appends the session's session_disconnected event and forgets
 // it. A failed append is logged: the session is over either way, and the
 // next start records it as lost.
-func (s *Server) recordEnd(sess *session, cause eventpb.DisconnectCause, reason string, d *Disconnect) {
+func (s *Server) recordEnd(sess *session, cause Cause, reason string, d *Disconnect) {
 	s.unregister(sess)
-	body := &eventpb.SessionDisconnected{Cause: cause, Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED}
+	body := &eventpb.SessionDisconnected{Cause: eventpb.DisconnectCause(cause), Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED}
 	actor := sess.user
 	if d != nil {
-		body.Reconnect = ledgerReconnect(d.Reconnect)
-		body.ReconnectAfterMs = d.ReconnectAfter.Milliseconds()
-		body.SupersededBy = d.SupersededBy
-		if id, err := ulid.ParseStrict(d.EventID); err == nil {
-			body.CauseEventId = id[:]
-		}
+		d.record(body)
 		actor = "system"
 		if d.Actor != "" {
 			actor = d.Actor
@@ -632,24 +645,9 @@ func (s *Server) recordEnd(sess *session, cause eventpb.DisconnectCause, reason 
 	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, User: sess.user, Device: sess.device,
 		Session: sess.id, Actor: actor, Reason: reason, Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: body}}
 	// The session is over either way: its end is recorded even when the
-	// stream's context has ended.
+	// transport's context has ended.
 	if _, err := s.publish(context.Background(), ev); err != nil {
 		s.log.Error("could not record a session end; it will be recorded as lost at the next start", "session", sess.id, "err", err)
 	}
-	s.metrics.disconnects.WithLabelValues(causeLabel(cause)).Inc()
-}
-
-func causeLabel(c eventpb.DisconnectCause) string {
-	name := c.String()
-	const p = "DISCONNECT_CAUSE_"
-	if len(name) > len(p) {
-		name = name[len(p):]
-	}
-	b := []byte(name)
-	for i, ch := range b {
-		if ch >= 'A' && ch <= 'Z' {
-			b[i] = ch + 'a' - 'A'
-		}
-	}
-	return string(b)
+	s.metrics.disconnects.WithLabelValues(cause.String()).Inc()
 }

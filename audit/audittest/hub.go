@@ -4,16 +4,15 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-
 	"github.com/sessionledger/sessionledger/audit"
 	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/hubapi"
+	"github.com/sessionledger/sessionledger/internal/daemon"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -27,7 +26,7 @@ type Hub struct {
 	Store             *ledger.Store
 	Server            *hub.Server
 	Audit             *audit.Server
-	grpc              *grpc.Server
+	Daemon            *daemon.Daemon
 }
 
 // HubNode is the node name of the test hub. The fixture's sessions live on
@@ -43,54 +42,32 @@ func StartHub(tb testing.TB, fixture string) *Hub {
 	data := tb.TempDir()
 	path := filepath.Join(data, "ledger.db")
 	copyFile(tb, fixture, path)
-	tokens, _, err := hub.LoadOrCreateAdminTokens(data)
+	tokens, _, err := hubapi.LoadOrCreateAdminTokens(data)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	token, err := hub.FirstAdminToken(filepath.Join(data, hub.AdminTokenFile))
+	token, err := hubapi.FirstAdminToken(filepath.Join(data, hubapi.AdminTokenFile))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	store, err := ledger.Open(path, nil)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	d, err := daemon.New(daemon.Config{Data: data, Listen: "127.0.0.1:0", Logger: quiet,
+		Hub:         hub.Config{Node: HubNode, AdminTokens: tokens, ShutdownJitter: 10 * time.Millisecond},
+		Projections: projections.Config{SnapshotEvery: 5}})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := hub.New(ctx, store, hub.Config{
-		Node: HubNode, AdminTokens: tokens, Logger: quiet, ShutdownJitter: 10 * time.Millisecond,
-		Projections: projections.Config{SnapshotEvery: 5, Logger: quiet},
-	})
-	if err != nil {
-		store.Close()
+	if err := d.Start(ctx); err != nil {
 		tb.Fatal(err)
 	}
-	g := grpc.NewServer(srv.ServerOptions()...)
-	srv.Register(g)
-	as := audit.NewServer(store)
-	audit.RegisterServer(g, as)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(g, hub.NewListener(l))
-	}()
-	h := &Hub{Addr: l.Addr().String(), Token: token, Data: data, Store: store, Server: srv, Audit: as, grpc: g}
+	h := &Hub{Addr: d.Addr(), Token: token, Data: data, Store: d.Store(), Server: d.Hub(), Audit: d.Audit(), Daemon: d}
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		as.Close()
-		if err := srv.Shutdown(ctx); err != nil {
+		if err := d.Shutdown(ctx); err != nil {
 			tb.Errorf("hub shutdown: %v", err)
-		}
-		g.Stop()
-		<-served
-		if err := store.Close(); err != nil {
-			tb.Errorf("close ledger: %v", err)
 		}
 	})
 	return h

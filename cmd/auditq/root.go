@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sessionledger/sessionledger/audit"
-	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -334,7 +334,7 @@ func (a *app) adminToken() string {
 	if t := a.getenv("HUBD_ADMIN_TOKEN"); t != "" {
 		return t
 	}
-	t, err := hub.FirstAdminToken(filepath.Join(a.data, hub.AdminTokenFile))
+	t, err := hubapi.FirstAdminToken(filepath.Join(a.data, hubapi.AdminTokenFile))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(a.stderr, "auditq: no admin token: %s\n", oneLine(err))
 	}

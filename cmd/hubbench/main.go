@@ -45,8 +45,8 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/sessionledger/sessionledger/audit"
-	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/client"
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
@@ -264,7 +264,7 @@ func runBench(o options) error {
 		return err
 	}
 	cleanup = append(cleanup, b.stopHubd)
-	tok, err := hub.FirstAdminToken(filepath.Join(b.data, hub.AdminTokenFile))
+	tok, err := hubapi.FirstAdminToken(filepath.Join(b.data, hubapi.AdminTokenFile))
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,11 +15,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/sessionledger/sessionledger/audit"
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/client"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
-	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/internal/daemon"
 )
 
 // TestMain checks that a run leaves no goroutine behind: sessions, hubd's
@@ -93,39 +91,27 @@ func TestSmall(t *testing.T) {
 // session, does not.
 func TestKickDurabilityCheck(t *testing.T) {
 	const token = "hubbench-test-admin-token-0123"
-	store, err := ledger.Open(filepath.Join(t.TempDir(), "ledger.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	srv, err := hub.New(ctx, store, hub.Config{Logger: slog.New(slog.DiscardHandler), AdminTokens: map[string]string{token: "ops"}})
+	d, err := daemon.New(daemon.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
+		Hub: hub.Config{AdminTokens: map[string]string{token: "ops"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer(srv.ServerOptions()...)
-	srv.Register(g)
-	audit.RegisterServer(g, audit.NewServer(store))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if err := d.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(g, hub.NewListener(l))
-	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(d.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
 		conn.Close()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-		g.Stop()
-		if err := store.Close(); err != nil {
+		if err := d.Shutdown(ctx); err != nil {
 			t.Error(err)
 		}
 	}()
-	b := &bench{listen: l.Addr().String(), token: token, admin: hubpb.NewAdminClient(conn)}
+	b := &bench{listen: d.Addr(), token: token, admin: hubpb.NewAdminClient(conn)}
 	c, err := client.Dial(ctx, b.listen, client.WithUser("kim", "d"), client.WithReconnect(false))
 	if err != nil {
 		t.Fatal(err)

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 )
 
@@ -113,8 +113,8 @@ client's connection at once. The client is told it may reconnect, unless
 				return usageError{errors.New("kick: --no-reconnect and --reconnect-after exclude each other")}
 			case after < 0 || (after > 0 && after < time.Millisecond):
 				return usageError{errors.New("kick: --reconnect-after must be at least 1ms")}
-			case after > hub.MaxReconnectAfter:
-				return usageError{fmt.Errorf("kick: --reconnect-after %s is longer than the maximum %s (ban the user to keep them out longer)", after, hub.MaxReconnectAfter)}
+			case after > hubapi.MaxReconnectAfter:
+				return usageError{fmt.Errorf("kick: --reconnect-after %s is longer than the maximum %s (ban the user to keep them out longer)", after, hubapi.MaxReconnectAfter)}
 			}
 			req.Mode = hubpb.KickMode_KICK_MODE_GRACEFUL
 			if abort {
@@ -171,8 +171,8 @@ connect_rejected) until the ban expires or is lifted with unban. Without
 			case dur < 0 || (dur > 0 && dur < time.Millisecond):
 				// 0 ms on the wire means "no expiry".
 				return usageError{errors.New("ban: --for must be at least 1ms (leave --for and --until out for a ban without expiry)")}
-			case dur > hub.MaxBanDuration:
-				return usageError{fmt.Errorf("ban: --for %s is longer than the maximum %s (leave --for and --until out for a ban without expiry)", dur, hub.MaxBanDuration)}
+			case dur > hubapi.MaxBanDuration:
+				return usageError{fmt.Errorf("ban: --for %s is longer than the maximum %s (leave --for and --until out for a ban without expiry)", dur, hubapi.MaxBanDuration)}
 			}
 			req.DurationMs = dur.Milliseconds()
 			if until != "" {
@@ -185,8 +185,8 @@ connect_rejected) until the ban expires or is lifted with unban. Without
 					return usageError{fmt.Errorf("ban: --until %s is in the past", until)}
 				}
 				// Checked before UnixNano, which overflows after 2262.
-				if t.After(now.Add(hub.MaxBanDuration)) {
-					return usageError{fmt.Errorf("ban: --until %s is more than %s from now (leave --for and --until out for a ban without expiry)", until, hub.MaxBanDuration)}
+				if t.After(now.Add(hubapi.MaxBanDuration)) {
+					return usageError{fmt.Errorf("ban: --until %s is more than %s from now (leave --for and --until out for a ban without expiry)", until, hubapi.MaxBanDuration)}
 				}
 				req.UntilUnixNano = t.UnixNano()
 			}

@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 )
 
 // Exit codes. connect has its own for the ways a session ends.
@@ -218,9 +218,9 @@ func (g *globals) dial() (*grpc.ClientConn, error) {
 func (g *globals) adminCtx() (context.Context, context.CancelFunc, error) {
 	tok := g.token
 	if tok == "" {
-		path := filepath.Join(g.dataDir, hub.AdminTokenFile)
+		path := filepath.Join(g.dataDir, hubapi.AdminTokenFile)
 		var err error
-		if tok, err = hub.FirstAdminToken(path); err != nil {
+		if tok, err = hubapi.FirstAdminToken(path); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return nil, nil, fmt.Errorf("no admin token: %s does not exist (is --data hubd's data directory? or pass --token)", path)
 			}

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +19,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/daemon"
 	"github.com/sessionledger/sessionledger/internal/syncbuf"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
@@ -46,50 +47,38 @@ func startHub(t *testing.T) *hubd {
 func startHubWith(t *testing.T, change func(*hub.Config), tlsCert ...tls.Certificate) *hubd {
 	t.Helper()
 	data := t.TempDir()
-	tokens, _, err := hub.LoadOrCreateAdminTokens(data)
+	tokens, _, err := hubapi.LoadOrCreateAdminTokens(data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for tok := range tokens {
 		tokens[tok] = "ops-carol"
 	}
-	store, err := ledger.Open(filepath.Join(data, "ledger.db"), nil)
+	cfg := hub.Config{AdminTokens: tokens, Policy: projections.Policy{OnePerDevice: true}, ShutdownJitter: 50 * time.Millisecond, ShutdownReconnect: 50 * time.Millisecond}
+	if change != nil {
+		change(&cfg)
+	}
+	dc := daemon.Config{Data: data, Listen: "127.0.0.1:0", Hub: cfg, Logger: slog.New(slog.DiscardHandler)}
+	if len(tlsCert) > 0 {
+		dc.Creds = credentials.NewTLS(&tls.Config{Certificates: tlsCert, MinVersion: tls.VersionTLS12})
+	}
+	d, err := daemon.New(dc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cfg := hub.Config{Logger: slog.New(slog.DiscardHandler), AdminTokens: tokens, Policy: projections.Policy{OnePerDevice: true}, ShutdownJitter: 50 * time.Millisecond, ShutdownReconnect: 50 * time.Millisecond}
-	if change != nil {
-		change(&cfg)
-	}
-	srv, err := hub.New(ctx, store, cfg)
-	if err != nil {
+	if err := d.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	gopts := srv.ServerOptions()
-	if len(tlsCert) > 0 {
-		gopts = append(gopts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: tlsCert, MinVersion: tls.VersionTLS12})))
-	}
-	g := grpc.NewServer(gopts...)
-	srv.Register(g)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(g, hub.NewListener(l))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-		g.Stop()
-		if err := store.Close(); err != nil {
+		if err := d.Shutdown(ctx); err != nil {
 			t.Error(err)
 		}
 	})
-	return &hubd{t: t, data: data, addr: l.Addr().String(), store: store}
+	return &hubd{t: t, data: data, addr: d.Addr(), store: d.Store()}
 }
 
 // ctl runs hubctl against h and returns exit code, stdout, stderr.
@@ -275,7 +264,7 @@ func TestToken(t *testing.T) {
 	if code := run([]string{"token", "--user", "alice", "--device", "phone", "--secret-file", secret}, &out, &errb); code != 0 {
 		t.Fatalf("token: %d %s", code, errb.String())
 	}
-	var claims hub.Claims
+	var claims hubapi.Claims
 	_, err := jwt.ParseWithClaims(strings.TrimSpace(out.String()), &claims, func(*jwt.Token) (any, error) {
 		return []byte("0123456789abcdef0123456789abcdef"), nil
 	}, jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired())

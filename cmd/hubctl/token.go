@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 )
 
 func newToken() *cobra.Command {
@@ -44,7 +44,7 @@ the same file hubd is given with --jwt-secret-file).`,
 			if len(secret) < 32 {
 				return fmt.Errorf("token: the secret in %s is %d bytes; hubd wants at least 32", secretFile, len(secret))
 			}
-			tok, err := hub.MintToken(secret, user, device, ttl, time.Now())
+			tok, err := hubapi.MintToken(secret, user, device, ttl, time.Now())
 			if err != nil {
 				return fmt.Errorf("token: %w", err)
 			}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 )
 
 // options are hubd's settings. Every flag has an environment equivalent:
@@ -83,7 +83,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key enables TLS")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles (net/http/pprof) under /debug/pprof/ on the --metrics address")
-	fs.IntVar(&o.maxMsgBytes, "max-message-size", hub.DefaultMaxMessageSize, "largest message a client or operator may send, in bytes (the default takes a 64 KiB notification payload)")
+	fs.IntVar(&o.maxMsgBytes, "max-message-size", hubapi.DefaultMaxMessageSize, "largest message a client or operator may send, in bytes (the default takes a 64 KiB notification payload)")
 
 	fs.DurationVar(&o.heartbeat, "heartbeat", 10*time.Second, "interval between server pings")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "end a session silent this long (default 3 heartbeats)")
@@ -202,18 +202,4 @@ func (o *options) validate() error {
 		errs = append(errs, errors.New("--checkpoint-every and --snapshot-every must be positive"))
 	}
 	return errors.Join(errs...)
-}
-
-// isLoopback reports whether a listen address accepts only local
-// connections. An empty host or a wildcard listens everywhere.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil || host == "" {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -30,7 +30,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sessionledger/sessionledger/audit"
-	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/internal/testtls"
 	"github.com/sessionledger/sessionledger/ledger"
@@ -304,7 +304,7 @@ func TestSignalShutdown(t *testing.T) {
 func TestServes(t *testing.T) {
 	data := t.TempDir()
 	p := startHubd(t, data)
-	info, err := os.Stat(filepath.Join(data, hub.AdminTokenFile))
+	info, err := os.Stat(filepath.Join(data, hubapi.AdminTokenFile))
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("admin token file: %v, %v; want mode 0600", info, err)
 	}
@@ -356,7 +356,7 @@ func TestServes(t *testing.T) {
 	_ = rs.CloseSend()
 
 	// The created token works for Admin; another does not.
-	tok, err := hub.FirstAdminToken(filepath.Join(data, hub.AdminTokenFile))
+	tok, err := hubapi.FirstAdminToken(filepath.Join(data, hubapi.AdminTokenFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +370,7 @@ func TestServes(t *testing.T) {
 	// The default --max-message-size takes the largest notification
 	// docs/api.md allows.
 	if _, err := admin.Notify(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok), &hubpb.NotifyRequest{
-		Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: strings.Repeat("t", hub.MaxNameBytes), Payload: make([]byte, hub.MaxNotifyPayload)}); err != nil {
+		Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: strings.Repeat("t", hubapi.MaxNameBytes), Payload: make([]byte, hubapi.MaxNotifyPayload)}); err != nil {
 		t.Errorf("Notify with a 64 KiB payload: %v", err)
 	}
 	// auditq --addr: the Audit service answers with the admin token, and
@@ -520,7 +520,7 @@ func TestSecondSignalForces(t *testing.T) {
 	data := t.TempDir()
 	p := startHubd(t, data, "--shutdown-timeout", "60s", "--graceful-timeout", "30s")
 	_, w := session(t, p.grpc, "sloth", "d") // never reads again
-	tok, err := hub.FirstAdminToken(filepath.Join(data, hub.AdminTokenFile))
+	tok, err := hubapi.FirstAdminToken(filepath.Join(data, hubapi.AdminTokenFile))
 	if err != nil {
 		t.Fatal(err)
 	}

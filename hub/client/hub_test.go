@@ -2,11 +2,8 @@ package client_test
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/daemon"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
@@ -33,8 +31,7 @@ type testHub struct {
 	addr  string
 	cfg   hub.Config
 	store *ledger.Store
-	srv   *hub.Server
-	g     *grpc.Server
+	d     *daemon.Daemon
 	conn  *grpc.ClientConn
 	admin hubpb.AdminClient
 	acks  *ackLog
@@ -88,36 +85,26 @@ func startHub(dir, addr string, cfg hub.Config) (*testHub, error) {
 	if cfg.ResumeKey == nil {
 		cfg.ResumeKey = []byte("client-test-resume-key-0123456789") // survives restarts
 	}
-	store, err := ledger.Open(filepath.Join(dir, "ledger.db"), nil)
+	acks := &ackLog{}
+	d, err := daemon.New(daemon.Config{Data: dir, Listen: addr, Hub: cfg, Logger: cfg.Logger,
+		GRPCOptions: []grpc.ServerOption{grpc.ChainStreamInterceptor(acks.interceptor)}})
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	srv, err := hub.New(ctx, store, cfg)
-	if err != nil {
-		store.Close()
+	if err := d.Start(ctx); err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		srv.Shutdown(ctx)
-		store.Close()
-		return nil, err
-	}
-	acks := &ackLog{}
-	g := grpc.NewServer(append(srv.ServerOptions(), grpc.ChainStreamInterceptor(acks.interceptor))...)
-	srv.Register(g)
-	go srv.Serve(g, hub.NewListener(l))
-	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(d.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
 	}
-	return &testHub{dir: dir, addr: l.Addr().String(), cfg: cfg, store: store, srv: srv, g: g, conn: conn, admin: hubpb.NewAdminClient(conn), acks: acks}, nil
+	return &testHub{dir: dir, addr: d.Addr(), cfg: cfg, store: d.Store(), d: d, conn: conn, admin: hubpb.NewAdminClient(conn), acks: acks}, nil
 }
 
 // stop shuts the hub down the way hubd does (sessions are told
-// server_shutdown).
+// server_shutdown, and get their Disconnect frame and final status).
 func (h *testHub) stop() error {
 	if h.down {
 		return nil
@@ -125,21 +112,9 @@ func (h *testHub) stop() error {
 	h.down = true
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := h.srv.Shutdown(ctx)
-	// As hubd: GracefulStop lets the handlers that Shutdown ended send
-	// their Disconnect frame and final status (Stop could cut them and
-	// leave a client with EOF and no advice), bounded in case a stream
-	// does not end.
-	stopped := make(chan struct{})
-	go func() { h.g.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		h.g.Stop()
-		<-stopped
-	}
+	err := h.d.Shutdown(ctx)
 	h.conn.Close()
-	return errors.Join(err, h.store.Close())
+	return err
 }
 
 // newHub starts a hub for t and stops it at the end of the test.

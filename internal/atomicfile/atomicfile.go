@@ -1,0 +1,46 @@
+// Package atomicfile creates small files (keys, tokens) that appear
+// complete or not at all, even across a crash.
+package atomicfile
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// CreateOnce creates path with data (mode 0600) unless it exists, so that a
+// crash never leaves it half written: the data goes to a temporary file in
+// the same directory, is fsynced, and is linked to path (which fails if
+// path exists, so a concurrent creator's file is never replaced); the
+// directory is fsynced so the new name survives a crash. created is false
+// when path already existed.
+func CreateOnce(path string, data []byte) (created bool, err error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*") // mode 0600
+	if err != nil {
+		return false, err
+	}
+	_, werr := tmp.Write(data)
+	if err := errors.Join(werr, tmp.Sync(), tmp.Close()); err != nil {
+		_ = os.Remove(tmp.Name())
+		return false, err
+	}
+	lerr := os.Link(tmp.Name(), path)
+	_ = os.Remove(tmp.Name())
+	if errors.Is(lerr, fs.ErrExist) {
+		return false, nil
+	}
+	if lerr != nil {
+		return false, lerr
+	}
+	return true, syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
+}
