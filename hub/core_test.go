@@ -251,7 +251,7 @@ func TestCoreOverMemoryTransport(t *testing.T) {
 		}
 	})
 	t.Run("idle", func(t *testing.T) {
-		c := newCore(t, hub.Config{HeartbeatInterval: 20 * time.Millisecond, IdleTimeout: 60 * time.Millisecond})
+		c := newCore(t, hub.Config{HeartbeatInterval: 10 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
 		m := newMem(t)
 		w, done := c.serve(t, m, "cid")
 		var sawPing bool
