@@ -28,6 +28,7 @@ type Server struct {
 	pub     Publisher
 	proj    Projection
 	hist    History
+	cluster Cluster // nil on a single node
 	log     *slog.Logger
 	metrics *metrics
 	health  *health.Server
@@ -77,6 +78,7 @@ func New(ports Ports, cfg Config) (*Server, error) {
 		pub:      ports.Publisher,
 		proj:     ports.Projection,
 		hist:     ports.History,
+		cluster:  ports.Cluster,
 		log:      cfg.Logger,
 		health:   health.NewServer(),
 		sessions: make(map[string]*session),
@@ -110,8 +112,7 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.rejects.loop()
 	go s.watchHealth()
 	go s.heartbeats()
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.health.SetServingStatus("sessionledger.hub.v1.Hub", healthpb.HealthCheckResponse_SERVING)
+	s.serving()
 	return nil
 }
 
@@ -179,24 +180,37 @@ func heartbeatTick(interval time.Duration) time.Duration {
 	return max(interval/10, time.Millisecond)
 }
 
-// watchHealth turns the health service NOT_SERVING, and logs why, once Err
-// reports a failure.
+// watchHealth turns the health service NOT_SERVING, and logs why, while
+// Err reports a failure, and SERVING again once it does not: a ledger's
+// failure is sticky until a restart, a cluster's log comes back when its
+// quorum or connection does.
 func (s *Server) watchHealth() {
 	defer s.bg.Done()
 	t := time.NewTicker(healthInterval)
 	defer t.Stop()
+	var failing error
 	for {
 		select {
 		case <-t.C:
-			if err := s.Err(); err != nil {
-				s.notServing()
-				s.log.Error("the hub cannot serve; health reports NOT_SERVING until it is restarted", "err", err)
-				return
-			}
 		case <-s.stopBg:
 			return
 		}
+		err := s.Err()
+		switch {
+		case err != nil && failing == nil:
+			s.notServing()
+			s.log.Error("the hub cannot serve; health reports NOT_SERVING", "err", err)
+		case err == nil && failing != nil:
+			s.serving()
+			s.log.Info("the hub can serve again; health reports SERVING")
+		}
+		failing = err
 	}
+}
+
+func (s *Server) serving() {
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus("sessionledger.hub.v1.Hub", healthpb.HealthCheckResponse_SERVING)
 }
 
 func (s *Server) notServing() {
