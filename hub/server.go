@@ -453,30 +453,56 @@ func (s *Server) Live() int {
 	return len(s.sessions)
 }
 
+// recoveryTimeout bounds crash recovery's wait for its ends to be
+// recorded and applied: a start-up never waits without a deadline.
+const recoveryTimeout = time.Minute
+
 // recoverLost ends every session the log shows live on this node: none can
-// be, since the node is only starting. They are recorded with cause lost.
+// be, since the node is only starting. A session the projections mark as
+// pending an end (a kick, ban or supersede recorded before the crash, whose
+// end was not) ends with that pending end: its cause, event id, actor,
+// reason and reconnect advice, so the first cause wins as in the reducer
+// and a resume is judged by it. Any other ends with cause lost.
 func (s *Server) recoverLost(ctx context.Context) error {
 	var lost []projections.Session
-	s.proj.Read(func(st *projections.State) { lost = st.Sessions(projections.Filter{Node: s.cfg.Node}) })
+	pending := map[string]projections.PendingEnd{}
+	s.proj.Read(func(st *projections.State) {
+		lost = st.Sessions(projections.Filter{Node: s.cfg.Node})
+		for _, l := range lost {
+			if p, ok := st.Pending(l.ID); ok {
+				pending[l.ID] = p
+			}
+		}
+	})
 	if len(lost) == 0 {
 		return nil
 	}
 	evs := make([]*eventpb.Event, len(lost))
+	causes := make([]eventpb.DisconnectCause, len(lost))
 	for i, l := range lost {
-		evs[i] = &eventpb.Event{
-			Type: eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, User: l.User, Device: l.Device, Session: l.ID,
-			Node: s.cfg.Node, Actor: "system", Reason: "hub restarted; the session was not closed",
-			Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: &eventpb.SessionDisconnected{
-				Cause: eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST, Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED}},
+		cause, reason := eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST, "hub restarted; the session was not closed"
+		d := &Disconnect{Reconnect: hubpb.Reconnect_RECONNECT_ALLOWED, Actor: "system"}
+		if p, ok := pending[l.ID]; ok {
+			cause, reason, d = p.Cause, p.Reason, pendingDisconnect(p)
 		}
+		evs[i], causes[i] = endEvent(l.User, l.Device, l.ID, cause, reason, d), cause
 	}
-	if _, err := s.publishApplied(ctx, evs...); err != nil {
-		return err
+	ctx, cancel := context.WithTimeout(ctx, recoveryTimeout)
+	defer cancel()
+	st, err := s.publish(ctx, evs...)
+	if err != nil {
+		return fmt.Errorf("record the ends of %d sessions: %w", len(evs), err)
 	}
-	for range lost {
-		s.metrics.disconnects.WithLabelValues("lost").Inc()
+	first, last := st[0].Seq, st[len(st)-1].Seq
+	if err := s.proj.WaitApplied(ctx, last); err != nil {
+		return fmt.Errorf("wait for the projections to apply those ends (seq %d to %d): applied seq %d, head seq %d: %w",
+			first, last, s.proj.Applied(), s.store.Head().Seq, err)
 	}
-	s.cfg.Logger.Warn("ended sessions left open by an earlier run", "count", len(lost), "cause", "lost")
+	for _, c := range causes {
+		s.metrics.disconnects.WithLabelValues(causeLabel(c)).Inc()
+	}
+	s.cfg.Logger.Warn("ended sessions left open by an earlier run", "count", len(lost),
+		"lost", len(lost)-len(pending), "ended_as_pending", len(pending))
 	return nil
 }
 

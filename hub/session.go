@@ -328,7 +328,9 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) (*session, error) {
 	if err != nil {
 		if stamps != nil {
 			// Durable but not yet applied (ctx ended): the session exists in
-			// the log, so record its end too.
+			// the log, so record its end too (recordEnd takes the lock).
+			lock.Unlock()
+			locked = false
 			s.recordEnd(sess, eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, "client left before the session started", nil)
 		}
 		return nil, err
@@ -613,10 +615,43 @@ func (s *Server) endSession(ctx context.Context, sess *session, stream hubpb.Hub
 // recordEnd appends the session's session_disconnected event and forgets
 // it. A failed append is logged: the session is over either way, and the
 // next start records it as lost.
+//
+// The first recorded cause wins, as in the reducer: if the projections
+// mark the session as pending an end (a kick, ban or supersede recorded
+// while it was live), the end carries that pending end, whatever ended it
+// here (an idle timeout or slow consumer decided before the kick, a
+// client that left as it was kicked). The user's connect lock, which Kick,
+// Ban and connects hold until their event is applied, makes the look-up
+// and the append one step for this node: a kick lands wholly before the
+// end (and is carried) or after it (and finds the session gone).
 func (s *Server) recordEnd(sess *session, cause eventpb.DisconnectCause, reason string, d *Disconnect) {
 	s.unregister(sess)
+	lock := s.userLock(sess.user)
+	lock.Lock()
+	defer lock.Unlock()
+	var p projections.PendingEnd
+	var pending bool
+	s.proj.Read(func(st *projections.State) { p, pending = st.Pending(sess.id) })
+	if pending {
+		cause, reason, d = p.Cause, p.Reason, pendingDisconnect(p)
+	}
+	ev := endEvent(sess.user, sess.device, sess.id, cause, reason, d)
+	// The session is over either way: its end is recorded even when the
+	// stream's context has ended.
+	if _, err := s.publish(context.Background(), ev); err != nil {
+		s.log.Error("could not record a session end; it will be recorded as lost at the next start", "session", sess.id, "err", err)
+	}
+	s.metrics.disconnects.WithLabelValues(causeLabel(cause)).Inc()
+}
+
+// endEvent is the session_disconnected event of session id of user on
+// device, ended with cause and reason. d, when the server ended it, gives
+// the reconnect advice, the causing event and who ordered it (default
+// "system"); without d the client ended it: reconnect allowed, the user as
+// actor.
+func endEvent(user, device, id string, cause eventpb.DisconnectCause, reason string, d *Disconnect) *eventpb.Event {
 	body := &eventpb.SessionDisconnected{Cause: cause, Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED}
-	actor := sess.user
+	actor := user
 	if d != nil {
 		body.Reconnect = ledgerReconnect(d.Reconnect)
 		body.ReconnectAfterMs = d.ReconnectAfter.Milliseconds()
@@ -629,14 +664,8 @@ func (s *Server) recordEnd(sess *session, cause eventpb.DisconnectCause, reason 
 			actor = d.Actor
 		}
 	}
-	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, User: sess.user, Device: sess.device,
-		Session: sess.id, Actor: actor, Reason: reason, Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: body}}
-	// The session is over either way: its end is recorded even when the
-	// stream's context has ended.
-	if _, err := s.publish(context.Background(), ev); err != nil {
-		s.log.Error("could not record a session end; it will be recorded as lost at the next start", "session", sess.id, "err", err)
-	}
-	s.metrics.disconnects.WithLabelValues(causeLabel(cause)).Inc()
+	return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, User: user, Device: device,
+		Session: id, Actor: actor, Reason: reason, Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: body}}
 }
 
 func causeLabel(c eventpb.DisconnectCause) string {

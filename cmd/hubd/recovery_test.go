@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+)
+
+// records reads every record of the ledger at data (hubd must have
+// exited) and checks that the chain verifies.
+func records(t *testing.T, data string) []*ledger.Record {
+	t.Helper()
+	store, err := ledger.Open(filepath.Join(data, "ledger.db"), &ledger.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := store.Verify(context.Background(), 1, 0, nil); err != nil {
+		t.Fatalf("ledger does not verify: %v", err)
+	}
+	var out []*ledger.Record
+	if err := store.Scan(context.Background(), 1, 0, func(r *ledger.Record) error { out = append(out, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// sessionEvents returns the records about session id, in log order.
+func sessionEvents(recs []*ledger.Record, id string) (connects, ends []*ledger.Record, resumes int) {
+	for _, r := range recs {
+		ev := r.Event
+		switch {
+		case ev.GetSession() == id && ev.GetType() == eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED:
+			connects = append(connects, r)
+		case ev.GetSession() == id && ev.GetType() == eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED:
+			ends = append(ends, r)
+		case ev.GetSessionReconnected().GetPreviousSession() == id:
+			resumes++
+		}
+	}
+	return connects, ends, resumes
+}
+
+// adminOf returns an Admin client of p and a context carrying hubd's
+// created admin token (actor "admin").
+func adminOf(t *testing.T, p *proc) (hubpb.AdminClient, context.Context) {
+	t.Helper()
+	tok, err := hub.FirstAdminToken(filepath.Join(p.data, hub.AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return hubpb.NewAdminClient(dialConn(t, p.grpc)), metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+}
+
+// TestKickHoldsAcrossACrash: a kick acknowledged before a crash must hold
+// after it. The kicked client never reads, so its Disconnect cannot be
+// sent and its session_disconnected waits (up to twice
+// --graceful-timeout); hubd is SIGKILLed in that window, after the kick's
+// reply and before the end was recorded. At the restart, crash recovery
+// must record the end as the kick (cause, event id, actor, reason, advice)
+// rather than as lost, and the client's saved resume secret must be
+// refused with the kick's reason.
+func TestKickHoldsAcrossACrash(t *testing.T) {
+	data := t.TempDir()
+	p := startHubd(t, data)
+	// Fixed 64 KiB windows (no BDP growth): the server can send this
+	// client at most one window that it does not read.
+	conn, err := grpc.NewClient(p.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, w := sessionOn(t, conn, "sk", "phone") // never reads again
+	id := w.GetSessionId()
+	admin, ctx := adminOf(t, p)
+	// Four 60 KB notifications fill the window and the stream's write
+	// quota: the session's loop then waits in Send for a client that
+	// never reads. Eight leave no doubt.
+	big := make([]byte, 60<<10)
+	for range 8 {
+		if _, err := admin.Notify(ctx, &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: "bulk", Payload: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const reason = "chargeback\tfraud" // a tab: the refusal must carry the reason exactly
+	rep, err := admin.Kick(ctx, &hubpb.KickRequest{User: "sk", Reason: reason, Reconnect: hubpb.Reconnect_RECONNECT_NOT_ALLOWED})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.GetSessions() != 1 {
+		t.Fatalf("kick addressed %d sessions; want 1", rep.GetSessions())
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+
+	// The crash came between the kick and the session's end, or the test
+	// proves nothing.
+	recs := records(t, data)
+	var kick *ledger.Record
+	for _, r := range recs {
+		if r.Seq == rep.GetSeq() {
+			kick = r
+		}
+	}
+	if kick == nil || kick.Event.GetType() != eventpb.EventType_EVENT_TYPE_KICK_REQUESTED || kick.ID.String() != rep.GetEventId() {
+		t.Fatalf("record at the kick's seq %d: %v; want the kick %s", rep.GetSeq(), kick, rep.GetEventId())
+	}
+	if _, ends, _ := sessionEvents(recs, id); len(ends) != 0 {
+		t.Fatalf("the session's end was recorded before the kill (%v): the crash did not fall between the kick and the end", ends[0].Event)
+	}
+
+	p = startHubd(t, data)
+	// The kicked client comes back with its saved resume secret.
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := hubpb.NewHubClient(dialConn(t, p.grpc)).Connect(cctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: &hubpb.Hello{User: "sk", Device: "phone",
+		Resume: &hubpb.Resume{SessionId: id, Secret: w.GetResumeSecret()}}}}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := st.Recv()
+	if err == nil {
+		t.Fatalf("resume of the kicked session got %v; want it refused", f)
+	}
+	s := status.Convert(err)
+	var rj *hubpb.Rejected
+	for _, d := range s.Details() {
+		if x, ok := d.(*hubpb.Rejected); ok {
+			rj = x
+		}
+	}
+	if s.Code() != codes.PermissionDenied || rj.GetReconnect() != hubpb.Reconnect_RECONNECT_NOT_ALLOWED || !strings.HasSuffix(rj.GetReason(), ": "+reason) {
+		t.Fatalf("resume refused with %v (detail %v); want PermissionDenied, reconnect not allowed, with the kick's reason %q", s, rj, reason)
+	}
+	if code := p.signal(syscall.SIGTERM); code != 0 {
+		t.Fatalf("hubd exited %d:\n%s", code, p.output())
+	}
+
+	recs = records(t, data)
+	_, ends, resumes := sessionEvents(recs, id)
+	if len(ends) != 1 || resumes != 0 {
+		t.Fatalf("session %s: %d ends, %d resumes; want one end and no resume", id, len(ends), resumes)
+	}
+	end := ends[0].Event
+	d := end.GetSessionDisconnected()
+	if d.GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED || !bytes.Equal(d.GetCauseEventId(), kick.ID[:]) ||
+		end.GetActor() != "admin" || end.GetReason() != reason || d.GetReconnect() != eventpb.Reconnect_RECONNECT_NOT_ALLOWED ||
+		end.GetNode() != "node-1" {
+		t.Fatalf("recorded end: %v; want kicked by admin (event %s), reason %q, reconnect not allowed", end, kick.ID, reason)
+	}
+}
