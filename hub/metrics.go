@@ -80,7 +80,11 @@ func (m *metrics) watch(s *Server) {
 			func() float64 { return float64(s.store.Stats().Records) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_projections_applied_seq", Help: "Last sequence number the projections applied; head minus this is their lag."},
 			func() float64 { return float64(s.proj.Applied()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_up", Help: "1 while the hub can serve (ledger takes appends, projections follow the log), 0 otherwise."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_ledger_offsets_clamped_total", Help: "Consumer-group offsets found past the head of the log (a damaged, edited or truncated ledger) and clamped to it."},
+			func() float64 { return float64(s.store.Stats().OffsetsClamped) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_projections_ahead_of_head_total", Help: "Projection checkpoints and snapshots found past the head of the log at start (not used)."},
+			func() float64 { return float64(s.proj.Stats().AheadOfHead) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_up", Help: "1 while the hub can serve (ledger takes appends, projections follow the log and keep up with it), 0 otherwise."},
 			func() float64 {
 				if s.Err() != nil {
 					return 0

@@ -118,8 +118,7 @@ func New(ctx context.Context, store *ledger.Store, cfg Config) (*Server, error) 
 	go s.rejects.loop()
 	go s.watchHealth()
 	go s.heartbeats()
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.health.SetServingStatus("sessionledger.hub.v1.Hub", healthpb.HealthCheckResponse_SERVING)
+	s.setServing(healthpb.HealthCheckResponse_SERVING)
 	return s, nil
 }
 
@@ -128,10 +127,20 @@ func New(ctx context.Context, store *ledger.Store, cfg Config) (*Server, error) 
 const healthInterval = time.Second
 
 // Err reports why the hub cannot serve, or nil: its ledger failed (it
-// takes no more appends) or its projection runner stopped following the
-// log (nothing recorded would be enforced). /healthz reports it; the gRPC
-// health service turns NOT_SERVING within healthInterval.
+// takes no more appends), its projection runner stopped following the log
+// (nothing recorded would be enforced), or the runner has fallen behind
+// the log (projections.ErrStalled: a durable record has waited longer than
+// the runner's StallAfter; nothing recorded since is enforced). /healthz
+// reports it; the gRPC health service turns NOT_SERVING within
+// healthInterval, for good after a failure, until the runner catches up
+// after a stall.
 func (s *Server) Err() error {
+	return errors.Join(s.failed(), s.proj.Stalled())
+}
+
+// failed reports the failures health never recovers from: the ledger's
+// sticky failure and a runner that stopped.
+func (s *Server) failed() error {
 	var errs []error
 	if err := s.store.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("ledger: %w", err))
@@ -185,19 +194,31 @@ func heartbeatTick(interval time.Duration) time.Duration {
 	return max(interval/10, time.Millisecond)
 }
 
-// watchHealth turns the health service NOT_SERVING, and logs why, once Err
-// reports a failure.
+// watchHealth turns the health service NOT_SERVING, and logs why, once the
+// ledger or the projection runner failed (for good), or while the runner
+// is behind the log (SERVING again once it caught up).
 func (s *Server) watchHealth() {
 	defer s.bg.Done()
 	t := time.NewTicker(healthInterval)
 	defer t.Stop()
+	stalled := false
 	for {
 		select {
 		case <-t.C:
-			if err := s.Err(); err != nil {
+			if err := s.failed(); err != nil {
 				s.notServing()
 				s.log.Error("the hub cannot serve; health reports NOT_SERVING until it is restarted", "err", err)
 				return
+			}
+			switch err := s.proj.Stalled(); {
+			case err != nil && !stalled:
+				stalled = true
+				s.notServing()
+				s.log.Error("the projections are behind the log: nothing recorded since is enforced; health reports NOT_SERVING until they catch up", "err", err)
+			case err == nil && stalled:
+				stalled = false
+				s.setServing(healthpb.HealthCheckResponse_SERVING)
+				s.cfg.Logger.Info("the projections caught up with the log; health reports SERVING again")
 			}
 		case <-s.stopBg:
 			return
@@ -205,9 +226,11 @@ func (s *Server) watchHealth() {
 	}
 }
 
-func (s *Server) notServing() {
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	s.health.SetServingStatus("sessionledger.hub.v1.Hub", healthpb.HealthCheckResponse_NOT_SERVING)
+func (s *Server) notServing() { s.setServing(healthpb.HealthCheckResponse_NOT_SERVING) }
+
+func (s *Server) setServing(st healthpb.HealthCheckResponse_ServingStatus) {
+	s.health.SetServingStatus("", st)
+	s.health.SetServingStatus("sessionledger.hub.v1.Hub", st)
 }
 
 // Projections returns the runner the hub enforces from (auditq's server

@@ -48,6 +48,7 @@ type options struct {
 
 	checkpointEvery uint64
 	snapshotEvery   uint64
+	stallTimeout    time.Duration
 }
 
 const usageHead = `hubd serves the sessionledger hub: client sessions over gRPC (Hub.Connect),
@@ -104,6 +105,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 
 	fs.Uint64Var(&o.checkpointEvery, "checkpoint-every", 10_000, "projection checkpoint every this many events")
 	fs.Uint64Var(&o.snapshotEvery, "snapshot-every", 100_000, "projection snapshot for time travel every this many events")
+	fs.DurationVar(&o.stallTimeout, "stall-timeout", 10*time.Second, "health turns NOT_SERVING while a recorded event has waited this long for the projections to apply it (nothing since is enforced)")
 	return fs
 }
 
@@ -176,6 +178,7 @@ func (o *options) validate() error {
 		{"heartbeat", o.heartbeat}, {"hello-timeout", o.helloTimeout}, {"reject-window", o.rejectWindow},
 		{"graceful-timeout", o.gracefulTimeout}, {"resume-window", o.resumeWindow},
 		{"shutdown-timeout", o.shutdownTimeout}, {"shutdown-reconnect", o.shutdownReconnect}, {"shutdown-jitter", o.shutdownJitter},
+		{"stall-timeout", o.stallTimeout},
 	} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s %s: want a positive duration", d.name, d.v))

@@ -3,12 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -170,5 +176,166 @@ func TestKickHoldsAcrossACrash(t *testing.T) {
 		end.GetActor() != "admin" || end.GetReason() != reason || d.GetReconnect() != eventpb.Reconnect_RECONNECT_NOT_ALLOWED ||
 		end.GetNode() != "node-1" {
 		t.Fatalf("recorded end: %v; want kicked by admin (event %s), reason %q, reconnect not allowed", end, kick.ID, reason)
+	}
+}
+
+// editLedger edits the bbolt file of the ledger at data (hubd stopped).
+func editLedger(t *testing.T, data string, fn func(tx *bolt.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(data, "ledger.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// projectionsOffsetKey is the offsets-bucket key of hubd's projections
+// (consumer group "projections" on the events topic).
+func projectionsOffsetKey() []byte {
+	return append(binary.AppendUvarint(nil, uint64(len(ledger.EventsTopic))), ledger.EventsTopic+"projections"...)
+}
+
+// logLine reports whether p logged a JSON line with msg and every field in
+// want (compared as text).
+func logLine(p *proc, msg string, want map[string]string) bool {
+	for _, line := range strings.Split(p.output(), "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) != nil || l["msg"] != msg {
+			continue
+		}
+		ok := true
+		for k, v := range want {
+			ok = ok && fmt.Sprint(l[k]) == v
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// metricValue returns the value of series in p's /metrics.
+func metricValue(t *testing.T, p *proc, series string) string {
+	t.Helper()
+	res, err := http.Get("http://" + p.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestDamagedOffsetDoesNotStall: the projections' stored consumer-group
+// offset edited past the head used to stop them applying anything new:
+// every connect and kick hung until its deadline, health green. hubd must
+// clamp it with a warning naming the offset and the head, count it, and
+// serve.
+func TestDamagedOffsetDoesNotStall(t *testing.T) {
+	data := t.TempDir()
+	p := startHubd(t, data)
+	session(t, p.grpc, "before", "d")
+	if code := p.signal(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.output())
+	}
+	head := uint64(len(records(t, data)))
+	editLedger(t, data, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("offsets")).Put(projectionsOffsetKey(), binary.BigEndian.AppendUint64(nil, head+100))
+	})
+
+	p = startHubd(t, data)
+	_, w := session(t, p.grpc, "after", "d") // hung until its deadline
+	admin, ctx := adminOf(t, p)
+	kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if rep, err := admin.Kick(kctx, &hubpb.KickRequest{SessionId: w.GetSessionId(), Reason: "check"}); err != nil || rep.GetSessions() != 1 {
+		t.Fatalf("kick after the restart: %v, %v; want one session kicked", rep, err)
+	}
+	if !logLine(p, "ledger: consumer-group offset is past the head of the log (a damaged, edited or truncated file); the group starts after the head",
+		map[string]string{"group": "projections", "offset": fmt.Sprint(head + 100), "head": fmt.Sprint(head), "clamped_to": fmt.Sprint(head + 1)}) {
+		t.Errorf("no warning naming the offset %d and the head %d:\n%s", head+100, head, p.output())
+	}
+	if got := metricValue(t, p, "sessionledger_ledger_offsets_clamped_total"); got != "1" {
+		t.Errorf("sessionledger_ledger_offsets_clamped_total = %q; want 1", got)
+	}
+	if code := p.signal(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.output())
+	}
+}
+
+// TestTruncatedTailStarts: with the newest records of the ledger gone (a
+// plain tail truncation), the projections' checkpoint and consumer offset
+// point past the head. hubd used to hang at start-up without a word: its
+// recovery recorded lost ends and waited for them forever. It must report
+// both (logged with the seqs, counted), start, and end the sessions the
+// shorter log shows live.
+func TestTruncatedTailStarts(t *testing.T) {
+	data := t.TempDir()
+	p := startHubd(t, data)
+	_, a := session(t, p.grpc, "ann", "d")
+	_, b := session(t, p.grpc, "bob", "d")
+	admin, ctx := adminOf(t, p)
+	for range 12 {
+		if _, err := admin.Notify(ctx, &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	// A second run ends ann and bob as lost, checkpoints, and stops
+	// cleanly: checkpoint and offset at its head.
+	p = startHubd(t, data)
+	session(t, p.grpc, "cy", "d")
+	if code := p.signal(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.output())
+	}
+	head := uint64(len(records(t, data))) // 2 connects, 12 notifications, 2 lost ends, cy's connect and end
+	if head != 18 {
+		t.Fatalf("%d records; want 18", head)
+	}
+	editLedger(t, data, func(tx *bolt.Tx) error {
+		for seq := head - 9; seq <= head; seq++ {
+			if err := tx.Bucket([]byte("log")).Delete(binary.BigEndian.AppendUint64(nil, seq)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+
+	p = startHubd(t, data) // used to hang here
+	for _, l := range []struct {
+		msg  string
+		want map[string]string
+	}{
+		{"ledger: consumer-group offset is past the head of the log (a damaged, edited or truncated file); the group starts after the head",
+			map[string]string{"offset": "19", "head": "8", "clamped_to": "9"}},
+		{"projections checkpoint is past the head of the log (a damaged, edited or truncated ledger); rebuilding from the log",
+			map[string]string{"checkpoint_seq": "18", "head": "8"}},
+	} {
+		if !logLine(p, l.msg, l.want) {
+			t.Errorf("no log line %q with %v:\n%s", l.msg, l.want, p.output())
+		}
+	}
+	if got := metricValue(t, p, "sessionledger_projections_ahead_of_head_total"); got != "1" {
+		t.Errorf("sessionledger_projections_ahead_of_head_total = %q; want 1", got)
+	}
+	if code := p.signal(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.output())
+	}
+	got := ends(t, data)
+	for _, id := range []string{a.GetSessionId(), b.GetSessionId()} {
+		if got[id] != eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST {
+			t.Errorf("session %s: end cause %v; want LOST", id, got[id])
+		}
 	}
 }

@@ -143,6 +143,7 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 		Projections: projections.Config{
 			CheckpointEvery: o.checkpointEvery,
 			SnapshotEvery:   o.snapshotEvery,
+			StallAfter:      o.stallTimeout,
 			Logger:          log.With("component", "projections"),
 		},
 		Logger: log.With("component", "hub"),
@@ -209,7 +210,7 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 			return exitFailure, fmt.Errorf("listen %s (metrics): %w", o.metrics, err)
 		}
 		metricsAddr = ml.Addr().String()
-		hs = &http.Server{Handler: httpMux(srv, o.pprof), ReadHeaderTimeout: 5 * time.Second}
+		hs = &http.Server{Handler: httpMux(srv, store, o.pprof), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := hs.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				serveErr <- fmt.Errorf("metrics server: %w", err)
@@ -270,9 +271,9 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 }
 
 // httpMux serves /metrics and /healthz: 200 "ok" while the hub serves,
-// its ledger takes appends and its projections follow the log; 503 with
-// the reason otherwise.
-func httpMux(srv *hub.Server, withPprof bool) *http.ServeMux {
+// its ledger takes appends and its projections follow the log and keep up;
+// 503 with a few fixed words otherwise (healthReason).
+func httpMux(srv *hub.Server, store *ledger.Store, withPprof bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -283,8 +284,8 @@ func httpMux(srv *hub.Server, withPprof bool) *http.ServeMux {
 	}
 	mux.Handle("/metrics", srv.MetricsHandler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := srv.Err(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		if why := healthReason(srv, store); why != "" {
+			http.Error(w, "not serving: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		res, err := srv.Health().Check(r.Context(), &healthpb.HealthCheckRequest{})
@@ -295,4 +296,26 @@ func httpMux(srv *hub.Server, withPprof bool) *http.ServeMux {
 		fmt.Fprintln(w, "ok")
 	})
 	return mux
+}
+
+// healthReason says in a few fixed words why the hub cannot serve, or ""
+// when it can. /healthz answers whoever reaches the --metrics address
+// without a credential, so the errors themselves (file paths, seqs) are
+// not in it: the hub logs them when health changes (the hub cannot
+// serve), and the metrics count them.
+func healthReason(srv *hub.Server, store *ledger.Store) string {
+	err := srv.Err()
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, projections.ErrClosed), errors.Is(err, ledger.ErrClosed):
+		return "shutting down"
+	case store.Err() != nil:
+		return "the ledger failed"
+	case srv.Projections().Err() != nil:
+		return "the projections stopped"
+	case errors.Is(err, projections.ErrStalled):
+		return "the projections are behind the log"
+	}
+	return "unhealthy"
 }
