@@ -236,6 +236,10 @@ func (s *Server) connect(stream hubpb.Hub_ConnectServer) (*session, error) {
 		s.metrics.authFailures.Inc()
 		return nil, err
 	}
+	// The same rules for a name from a token's claims as from Hello.
+	if err := checkNames("user", user, "device", device); err != nil {
+		return nil, err
+	}
 	remote := ""
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		remote = p.Addr.String()
@@ -422,8 +426,8 @@ func (s *Server) recvHello(ctx context.Context, stream hubpb.Hub_ConnectServer) 
 		if h == nil {
 			return nil, invalidf("the first frame must be Hello")
 		}
-		if len(h.GetUser()) > MaxNameBytes || len(h.GetDevice()) > MaxNameBytes || len(h.GetResume().GetSessionId()) > MaxNameBytes {
-			return nil, invalidf("hello: user, device and resumed session id are at most %d bytes", MaxNameBytes)
+		if err := checkNames("hello: user", h.GetUser(), "hello: device", h.GetDevice(), "hello: resumed session id", h.GetResume().GetSessionId()); err != nil {
+			return nil, err
 		}
 		return h, nil
 	case <-timer.C:
