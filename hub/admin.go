@@ -104,6 +104,10 @@ func (s *Server) Kick(ctx context.Context, req *hubpb.KickRequest) (*hubpb.Actio
 		}
 	case k.Reconnect > eventpb.Reconnect_RECONNECT_AFTER:
 		return nil, invalidf("unknown reconnect advice %d", req.GetReconnect())
+	case k.Reconnect != eventpb.Reconnect_RECONNECT_AFTER && k.ReconnectAfterMs != 0:
+		// "Not allowed" (or "allowed") with a delay says two things; the
+		// client would be told one and the ledger would keep both.
+		return nil, invalidf("reconnect_after_ms %d goes only with reconnect after, not %s", k.ReconnectAfterMs, req.GetReconnect())
 	}
 	if k.ReconnectAfterMs < 0 || (k.Reconnect == eventpb.Reconnect_RECONNECT_AFTER && k.ReconnectAfterMs == 0) {
 		return nil, invalidf("reconnect after needs a positive duration")

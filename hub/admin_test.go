@@ -69,6 +69,14 @@ func TestAdminRefusesOutOfRange(t *testing.T) {
 			_, err := e.admin.Notify(ctx, &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_SESSION, SessionId: long, Topic: "t"})
 			return err
 		}, "session_id is 257"},
+		{"kick not allowed with a delay", func() error {
+			_, err := e.admin.Kick(ctx, &hubpb.KickRequest{User: "u", Reason: "r", Reconnect: hubpb.Reconnect_RECONNECT_NOT_ALLOWED, ReconnectAfterMs: 60000})
+			return err
+		}, "reconnect_after_ms 60000 goes only with reconnect after"},
+		{"kick allowed with a delay", func() error {
+			_, err := e.admin.Kick(ctx, &hubpb.KickRequest{User: "u", Reason: "r", Reconnect: hubpb.Reconnect_RECONNECT_ALLOWED, ReconnectAfterMs: 60000})
+			return err
+		}, "goes only with reconnect after"},
 		{"kick user with a control character", func() error {
 			_, err := e.admin.Kick(ctx, &hubpb.KickRequest{User: "u\033[2J", Reason: "r"})
 			return err
