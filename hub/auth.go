@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -9,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -68,16 +68,12 @@ type adminTokenLine struct{ actor, token string }
 
 // readAdminTokenLines parses an admin token file, in file order.
 func readAdminTokenLines(path string) ([]adminTokenLine, error) {
-	f, err := os.Open(path)
+	b, err := ReadSecretFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("admin token file %s has mode %o; want 0600 (chmod 600 it)", path, fi.Mode().Perm())
-	}
 	var out []adminTokenLine
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -22,7 +23,7 @@ const resumeKeyLen = 32
 // appears complete or not at all.
 func LoadOrCreateResumeKey(dir string) ([]byte, error) {
 	path := filepath.Join(dir, ResumeKeyFile)
-	b, err := os.ReadFile(path)
+	b, err := ReadSecretFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		key := make([]byte, resumeKeyLen)
 		if _, err := rand.Read(key); err != nil {
@@ -35,7 +36,7 @@ func LoadOrCreateResumeKey(dir string) ([]byte, error) {
 		if created {
 			return key, nil
 		}
-		b, err = os.ReadFile(path) // another process created it first
+		b, err = ReadSecretFile(path) // another process created it first
 	}
 	if err != nil {
 		return nil, err
@@ -44,6 +45,27 @@ func LoadOrCreateResumeKey(dir string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %d bytes, want %d (delete it to make a new one; open resume secrets become invalid)", path, len(b), resumeKeyLen)
 	}
 	return b, nil
+}
+
+// ReadSecretFile reads a file that holds a secret: the admin tokens, the
+// resume key, the JWT secret. It refuses (ErrSecretFileMode) a file that
+// anyone but its owner may read or write, as ssh does with private keys:
+// a secret others can read is not one, and one others can write lets them
+// choose it.
+func ReadSecretFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s has mode %04o; want 0600 (chmod 600 %s)", ErrSecretFileMode, path, perm, path)
+	}
+	return io.ReadAll(f)
 }
 
 // createOnce creates path with data (mode 0600) unless it exists, so that

@@ -292,6 +292,16 @@ func TestToken(t *testing.T) {
 	if err != nil || claims.Subject != "alice" || claims.Device != "phone" {
 		t.Fatalf("token %q: %v, claims %+v", out.String(), err, claims)
 	}
+	// A secret others can read is refused, as hubd refuses it.
+	if err := os.Chmod(secret, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"token", "--user", "alice", "--secret-file", secret}, &out, &errb); code != exitFailure || out.Len() != 0 ||
+		!strings.Contains(errb.String(), "has mode 0644; want 0600") {
+		t.Fatalf("token with a secret of mode 0644: exit %d, %q %q; want 1 and the mode named", code, out.String(), errb.String())
+	}
 }
 
 // TestNoCommandShowsHelp: hubctl alone prints its help and exits 0.

@@ -66,7 +66,7 @@ func newLogger(o *options, w io.Writer) *slog.Logger {
 func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 	var jwtSecret []byte
 	if o.jwtSecret != "" {
-		b, err := os.ReadFile(o.jwtSecret)
+		b, err := hub.ReadSecretFile(o.jwtSecret)
 		if err != nil {
 			return exitUsage, fmt.Errorf("--jwt-secret-file: %w", err)
 		}
