@@ -24,6 +24,7 @@ type metrics struct {
 	adminCalls     *prometheus.CounterVec
 	authFailures   prometheus.Counter
 	appendFailures prometheus.Counter
+	framesPaced    prometheus.Counter
 	appendSeconds  prometheus.Histogram
 	enforceSeconds prometheus.Histogram
 }
@@ -47,6 +48,8 @@ func newMetrics() *metrics {
 			Help: "Calls refused for a missing or wrong credential."}),
 		appendFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "sessionledger_ledger_append_failures_total",
 			Help: "Ledger appends that failed (the hub fails closed)."}),
+		framesPaced: prometheus.NewCounter(prometheus.CounterOpts{Name: "sessionledger_client_frames_paced_total",
+			Help: "Client frames read late because their session sent more than the client frame rate."}),
 		appendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sessionledger_ledger_append_seconds",
 			Help: "Time for an event to become durable.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		enforceSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sessionledger_enforce_seconds",
@@ -63,7 +66,7 @@ func newMetrics() *metrics {
 		}
 	}
 	m.reg.MustRegister(m.live, m.connects, m.rejected, m.disconnects, m.notifications, m.adminCalls,
-		m.authFailures, m.appendFailures, m.appendSeconds, m.enforceSeconds,
+		m.authFailures, m.appendFailures, m.framesPaced, m.appendSeconds, m.enforceSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

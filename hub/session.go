@@ -451,6 +451,7 @@ func (s *Server) recvHello(ctx context.Context, stream hubpb.Hub_ConnectServer) 
 // per idle session, doubled in RSS by the GC's headroom).
 func (s *Server) serve(ctx context.Context, sess *session, stream hubpb.Hub_ConnectServer) error {
 	go func() {
+		pace := newFrameBucket(s.cfg.ClientFrameRate)
 		for {
 			f, err := stream.Recv()
 			if err != nil {
@@ -458,6 +459,17 @@ func (s *Server) serve(ctx context.Context, sess *session, stream hubpb.Hub_Conn
 				return
 			}
 			sess.lastHeard.Store(s.cfg.Now().UnixNano())
+			if d := pace.take(time.Now()); d > 0 {
+				// Over its frame rate: read on only when it is due again;
+				// meanwhile flow control stops the client.
+				s.metrics.framesPaced.Inc()
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+				}
+			}
 			switch f.GetFrame().(type) {
 			case *hubpb.ClientFrame_Goodbye:
 				sess.stopRecv(io.EOF)

@@ -339,3 +339,32 @@ func TestTruncatedTailStarts(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamsPerConnectionAreBounded: one connection may hold at most
+// --max-streams-per-conn streams; gRPC's default is unlimited, and 2,000
+// streams that never said Hello on one connection cost 6,000 goroutines
+// until the Hello timeout. A stream beyond the bound waits for one to end.
+func TestStreamsPerConnectionAreBounded(t *testing.T) {
+	p := startHubd(t, t.TempDir(), "--max-streams-per-conn", "4")
+	conn := dialConn(t, p.grpc)
+	hub := hubpb.NewHubClient(conn)
+	cancels := make([]context.CancelFunc, 4)
+	for i := range cancels {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels[i] = cancel
+		defer cancel()
+		if _, err := hub.Connect(ctx); err != nil { // no Hello
+			t.Fatal(err)
+		}
+	}
+	short, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := hub.Connect(short); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("a fifth stream on the connection: %v; want it to wait (DeadlineExceeded)", err)
+	}
+	cancels[0]()
+	sessionOn(t, conn, "fifth", "d") // a stream ended: this one opens and is served
+	if code := p.signal(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.output())
+	}
+}

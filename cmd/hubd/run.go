@@ -133,6 +133,7 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 		RejectWindow:          o.rejectWindow,
 		NotifyBuffer:          o.notifyBuffer,
 		GracefulTimeout:       o.gracefulTimeout,
+		ClientFrameRate:       o.frameRate,
 		ShutdownReconnect:     o.shutdownReconnect,
 		ShutdownJitter:        o.shutdownJitter,
 		ResumeWindow:          o.resumeWindow,
@@ -180,6 +181,7 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 
 	gopts := append(srv.ServerOptions(),
 		grpc.MaxRecvMsgSize(o.maxMsgBytes),
+		grpc.MaxConcurrentStreams(uint32(o.maxStreams)),
 		// Clients may ping to keep NATs open, but not flood.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
