@@ -26,12 +26,17 @@
 //
 // If the ledger cannot append, connects and admin calls fail with
 // Unavailable and nothing takes effect (fail closed). A session end that
-// cannot be recorded is logged; the next start records it as lost.
+// cannot be recorded is logged; the next start records it as lost, or, if
+// the projections mark it pending a kick, ban or supersede, as that
+// pending end (the first recorded cause wins, at every end). Projections
+// that fall behind the log turn health NOT_SERVING until they catch up.
 //
 // # Concurrency
 //
 // Server is safe for concurrent use. Connect decisions of one user are
 // serialised so the single-device policy sees every earlier connect, and a
 // ban of the user is recorded under the same per-user lock, so a connect is
-// either refused by the ban or applied before it and ended by it.
+// either refused by the ban or applied before it and ended by it. A
+// session's end is recorded under it too, so a kick lands wholly before
+// the end (which then carries it) or after it.
 package hub
