@@ -129,6 +129,7 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 		TLSCertFile:    o.tlsCert,
 		TLSKeyFile:     o.tlsKey,
 		MaxMessageSize: o.maxMsgBytes,
+		MaxStreams:     o.maxStreams,
 		Hub: hub.Config{
 			Node:                  o.node,
 			HeartbeatInterval:     o.heartbeat,
@@ -140,6 +141,7 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 			RejectWindow:          o.rejectWindow,
 			NotifyBuffer:          o.notifyBuffer,
 			GracefulTimeout:       o.gracefulTimeout,
+			ClientFrameRate:       o.frameRate,
 			ShutdownReconnect:     o.shutdownReconnect,
 			ShutdownJitter:        o.shutdownJitter,
 			ResumeWindow:          o.resumeWindow,
@@ -148,6 +150,7 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 		Projections: projections.Config{
 			CheckpointEvery: o.checkpointEvery,
 			SnapshotEvery:   o.snapshotEvery,
+			StallAfter:      o.stallTimeout,
 		},
 		Logger: log,
 	}
