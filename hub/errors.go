@@ -28,6 +28,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrNotBanned: an unban of a user without an active ban.
 	ErrNotBanned = errors.New("user is not banned")
+	// ErrSecretFileMode: a secret file (admin tokens, resume key, JWT
+	// secret) that users other than its owner may read or write.
+	ErrSecretFileMode = errors.New("secret file open to other users")
 
 	// ErrNoHello: the client sent no Hello within HelloTimeout.
 	ErrNoHello = errors.New("no Hello")

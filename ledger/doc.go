@@ -42,7 +42,10 @@
 // write the file can rewrite it and recompute the chain, or delete the
 // newest records, which leaves a shorter chain that verifies. Signed
 // checkpoints kept off the host are the planned answer
-// (docs/architecture.md).
+// (docs/architecture.md). What such a file still holds past its head is
+// handled, never waited for: a read-write Open drops index entries past
+// the head, and a consumer offset past it is clamped when its group is
+// loaded; both are logged with their seqs and counted in Stats.
 //
 // Names that become bbolt keys (user, session, device, topic, consumer
 // group, blob key) are limited to MaxNameLen bytes.

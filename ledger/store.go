@@ -173,6 +173,8 @@ type Store struct {
 	groups         map[string]*group
 
 	commits, committed atomic.Uint64
+	offsetsClamped     atomic.Uint64
+	indexDropped       atomic.Uint64
 	inflight           atomic.Int64 // append calls that have not got their result yet
 
 	// subscriptions: Close ends them (quit) and waits for them (subs)
@@ -319,10 +321,14 @@ func (s *Store) init() error {
 	if err != nil {
 		return err
 	}
-	return s.db.View(func(tx *bolt.Tx) error {
+	err = s.db.View(func(tx *bolt.Tx) error {
 		s.tailBytes = tailSize(tx)
 		return s.loadHead(tx)
 	})
+	if err != nil || s.opts.ReadOnly {
+		return err
+	}
+	return s.dropIndexPastHead()
 }
 
 // loadHead sets the head from the last record of the log. A damaged last
@@ -421,13 +427,22 @@ func (s *Store) Changed() <-chan struct{} {
 	return s.changed
 }
 
-// Stats are cumulative counters of the writer since Open.
+// Stats are cumulative counters since Open: the writer's, and the damage
+// found loading consumer groups.
 type Stats struct {
 	// Commits is the number of transactions the writer committed.
 	Commits uint64
 	// Records is the number of records those commits appended; Records /
 	// Commits is the mean group-commit batch size.
 	Records uint64
+	// OffsetsClamped counts consumer-group offsets found past the head of
+	// the log when their group was loaded (a damaged, edited or truncated
+	// file): each was logged and clamped to head+1.
+	OffsetsClamped uint64
+	// IndexEntriesDropped counts the index entries past the head of the log
+	// that a read-write Open dropped (logged with the seqs; see
+	// pasthead.go).
+	IndexEntriesDropped uint64
 }
 
 // Err returns the error that stopped the ledger taking appends (a failed
@@ -447,7 +462,8 @@ func (s *Store) Err() error {
 
 // Stats returns the writer's counters.
 func (s *Store) Stats() Stats {
-	return Stats{Commits: s.commits.Load(), Records: s.committed.Load()}
+	return Stats{Commits: s.commits.Load(), Records: s.committed.Load(), OffsetsClamped: s.offsetsClamped.Load(),
+		IndexEntriesDropped: s.indexDropped.Load()}
 }
 
 // Close fails appends that have not been committed with ErrClosed, ends

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sessionledger/sessionledger/audit"
+	"github.com/sessionledger/sessionledger/internal/termtext"
 )
 
 type verifyJSON struct {
@@ -126,7 +127,7 @@ func (a *app) printVerify(res audit.VerifyResult) error {
 		return c.Error()
 	}
 	if b := res.Broken; b != nil {
-		fmt.Fprintf(w, "NOT INTACT: first bad seq %d: %s\n", b.Seq, b.Reason)
+		fmt.Fprintf(w, "NOT INTACT: first bad seq %d: %s\n", b.Seq, termtext.Line(b.Reason))
 		fmt.Fprintf(w, "checked %d records from seq %d before it; the log's head is seq %d\n", res.Checked, res.From, res.Head.Seq)
 		return nil
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sessionledger/sessionledger/audit"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
+	"github.com/sessionledger/sessionledger/internal/termtext"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -231,7 +232,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 }
 
 func oneLine(err error) string {
-	return strings.Join(strings.Fields(err.Error()), " ")
+	return termtext.Line(strings.Join(strings.Fields(err.Error()), " "))
 }
 
 // parseTime reads a time flag value.

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/termtext"
 )
 
 // exitDiverged is cluster's exit code when a node's chain differs from
@@ -62,8 +63,8 @@ On a single node it shows that node.`,
 						chain = "-"
 					}
 					seen := time.Since(time.Unix(0, n.GetUpdatedUnixNano())).Round(time.Second).String() + " ago"
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", quoteName(n.GetNode()), dash(n.GetAddr()), n.GetHeadSeq(), n.GetAppliedSeq(),
-						n.GetLag(), n.GetSessions(), seen, dash(short(n.GetHashAtCompared())), chain)
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", termtext.Cell(n.GetNode()), termtext.Cell(n.GetAddr()), n.GetHeadSeq(), n.GetAppliedSeq(),
+						n.GetLag(), n.GetSessions(), seen, termtext.Cell(short(n.GetHashAtCompared())), chain)
 				}
 				if err := tw.Flush(); err != nil {
 					return err
@@ -96,7 +97,3 @@ func short(h string) string {
 	}
 	return h
 }
-
-// quoteName shows a name as it is unless it holds something a terminal
-// would act on.
-func quoteName(s string) string { return s }

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sessionledger/sessionledger/hub/hubapi"
+	"github.com/sessionledger/sessionledger/internal/termtext"
 )
 
 // Exit codes. connect has its own for the ways a session ends.
@@ -72,11 +73,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			fmt.Fprintf(stderr, "hubctl: %v\n", ee.err)
+			fmt.Fprintf(stderr, "hubctl: %s\n", termtext.Line(ee.err.Error()))
 		}
 		return ee.code
 	}
-	fmt.Fprintf(stderr, "hubctl: %v\n", err)
+	// Errors can carry a server's text (a reason, a name): one line, with
+	// nothing in it a terminal acts on.
+	fmt.Fprintf(stderr, "hubctl: %s\n", termtext.Line(err.Error()))
 	var ue usageError
 	if errors.As(err, &ue) {
 		return exitUsage

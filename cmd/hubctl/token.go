@@ -36,7 +36,7 @@ the same file hubd is given with --jwt-secret-file).`,
 			if ttl <= 0 {
 				return usageError{errors.New("token: --ttl must be positive")}
 			}
-			b, err := os.ReadFile(secretFile)
+			b, err := hubapi.ReadSecretFile(secretFile)
 			if err != nil {
 				return fmt.Errorf("token: %w", err)
 			}

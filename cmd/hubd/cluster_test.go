@@ -170,6 +170,11 @@ func checkLedgers(t *testing.T, nodes []*clusterNode, acks []acked) {
 			head = h
 		} else if h != head {
 			t.Errorf("%s head %d %x; %s's is %d %x", nd.name, h.Seq, h.Hash[:8], nodes[0].name, head.Seq, head.Hash[:8])
+			for _, line := range strings.Split(nd.p.output(), "\n") {
+				if strings.Contains(line, `"level":"ERROR"`) || strings.Contains(line, `"level":"WARN"`) {
+					t.Logf("%s: %s", nd.name, line)
+				}
+			}
 		}
 		seen := map[string]uint64{}
 		err = s.Scan(context.Background(), 1, 0, func(r *ledger.Record) error {
@@ -205,7 +210,8 @@ func TestClusterSurvivesAKilledNode(t *testing.T) {
 	time.Sleep(time.Second)
 	close(stop)
 	acks := <-got
-	// After the kill the other two still append.
+	// After the kill the other two still append (a new stream leader may
+	// be elected first: the publish tries again meanwhile).
 	admin, ctx := nodes[0].admin(t)
 	after, err := admin.Notify(ctx, &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: "after the kill"})
 	if err != nil {

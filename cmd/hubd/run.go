@@ -131,6 +131,7 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 		TLSCertFile:    o.tlsCert,
 		TLSKeyFile:     o.tlsKey,
 		MaxMessageSize: o.maxMsgBytes,
+		MaxStreams:     o.maxStreams,
 		Hub: hub.Config{
 			Node:                  o.node,
 			HeartbeatInterval:     o.heartbeat,
@@ -142,6 +143,7 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 			RejectWindow:          o.rejectWindow,
 			NotifyBuffer:          o.notifyBuffer,
 			GracefulTimeout:       o.gracefulTimeout,
+			ClientFrameRate:       o.frameRate,
 			ShutdownReconnect:     o.shutdownReconnect,
 			ShutdownJitter:        o.shutdownJitter,
 			ResumeWindow:          o.resumeWindow,
@@ -150,6 +152,7 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 		Projections: projections.Config{
 			CheckpointEvery: o.checkpointEvery,
 			SnapshotEvery:   o.snapshotEvery,
+			StallAfter:      o.stallTimeout,
 		},
 		Cluster:   clusterConfig(o),
 		Advertise: o.advertise,

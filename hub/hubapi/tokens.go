@@ -2,10 +2,12 @@ package hubapi
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -76,16 +78,12 @@ type adminTokenLine struct{ actor, token string }
 
 // readAdminTokenLines parses an admin token file, in file order.
 func readAdminTokenLines(path string) ([]adminTokenLine, error) {
-	f, err := os.Open(path)
+	b, err := ReadSecretFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("admin token file %s has mode %o; want 0600 (chmod 600 it)", path, fi.Mode().Perm())
-	}
 	var out []adminTokenLine
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -108,6 +106,31 @@ func readAdminTokenLines(path string) ([]adminTokenLine, error) {
 		return nil, fmt.Errorf("admin token file %s holds no token", path)
 	}
 	return out, nil
+}
+
+// ErrSecretFileMode: a secret file (admin tokens, resume key, JWT secret)
+// that users other than its owner may read or write.
+var ErrSecretFileMode = errors.New("secret file open to other users")
+
+// ReadSecretFile reads a file that holds a secret: the admin tokens, the
+// resume key, the JWT secret. It refuses (ErrSecretFileMode) a file that
+// anyone but its owner may read or write, as ssh does with private keys:
+// a secret others can read is not one, and one others can write lets them
+// choose it.
+func ReadSecretFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s has mode %04o; want 0600 (chmod 600 %s)", ErrSecretFileMode, path, perm, path)
+	}
+	return io.ReadAll(f)
 }
 
 // FirstAdminToken returns the first token in the admin token file at path

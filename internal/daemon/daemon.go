@@ -81,6 +81,10 @@ type Config struct {
 	// MaxMessageSize is the largest message a client or operator may send
 	// (default hubapi.DefaultMaxMessageSize).
 	MaxMessageSize int
+	// MaxStreams is the most concurrent gRPC streams (sessions and calls)
+	// on one client connection (default 256; gRPC's own default is
+	// unlimited, and a stream costs goroutines until its Hello).
+	MaxStreams int
 	// Hub configures the hub. The daemon fills Metrics and Logger, and
 	// ResumeKey, JWTSecret and AdminTokens unless they are set (from the
 	// data directory and JWTSecretFile).
@@ -112,6 +116,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = hubapi.DefaultMaxMessageSize
+	}
+	if c.MaxStreams == 0 {
+		c.MaxStreams = 256
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -149,7 +156,7 @@ func New(cfg Config) (*Daemon, error) {
 	cfg.setDefaults()
 	d := &Daemon{cfg: cfg, log: cfg.Logger, failed: make(chan error, 2), jwtSecret: cfg.Hub.JWTSecret, tlsCreds: cfg.Creds}
 	if cfg.JWTSecretFile != "" {
-		b, err := os.ReadFile(cfg.JWTSecretFile)
+		b, err := hubapi.ReadSecretFile(cfg.JWTSecretFile)
 		if err != nil {
 			return nil, fmt.Errorf("--jwt-secret-file: %w", err)
 		}
@@ -277,6 +284,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 	gopts := append(h.ServerOptions(),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageSize),
+		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreams)),
 		// Clients may ping to keep NATs open, but not flood.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
@@ -419,6 +427,10 @@ func (d *Daemon) registerLedgerMetrics() {
 			func() float64 { return float64(s.Stats().Commits) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_ledger_records_total", Help: "Records those transactions appended (records/commits is the mean batch)."},
 			func() float64 { return float64(s.Stats().Records) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_ledger_offsets_clamped_total", Help: "Consumer-group offsets found past the head of the log (a damaged, edited or truncated ledger) and clamped to it."},
+			func() float64 { return float64(s.Stats().OffsetsClamped) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_projections_ahead_of_head_total", Help: "Projection checkpoints and snapshots found past the head of the log at start (not used)."},
+			func() float64 { return float64(d.runner.Stats().AheadOfHead) }),
 	)
 }
 
@@ -442,11 +454,11 @@ func (d *Daemon) httpMux() *http.ServeMux {
 	mux.Handle("/metrics", d.MetricsHandler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if !d.ready.Load() {
-			http.Error(w, "starting", http.StatusServiceUnavailable)
+			http.Error(w, "not serving: starting", http.StatusServiceUnavailable)
 			return
 		}
-		if err := d.hub.Err(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		if why := d.healthReason(); why != "" {
+			http.Error(w, "not serving: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		res, err := d.hub.Health().Check(r.Context(), &healthpb.HealthCheckRequest{})
@@ -457,6 +469,30 @@ func (d *Daemon) httpMux() *http.ServeMux {
 		fmt.Fprintln(w, "ok")
 	})
 	return mux
+}
+
+// healthReason says in a few fixed words why the hub cannot serve, or ""
+// when it can. /healthz answers whoever reaches the --metrics address
+// without a credential, so the errors themselves (file paths, seqs) are
+// not in it: the hub logs them when health changes (the hub cannot
+// serve), and the metrics count them.
+func (d *Daemon) healthReason() string {
+	err := d.hub.Err()
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, projections.ErrClosed), errors.Is(err, ledger.ErrClosed):
+		return "shutting down"
+	case d.store.Err() != nil:
+		return "the ledger failed"
+	case d.runner.Err() != nil:
+		return "the projections stopped"
+	case d.node != nil && d.node.Err() != nil:
+		return "the cluster's log is unavailable"
+	case errors.Is(err, projections.ErrStalled):
+		return "the projections are behind the log"
+	}
+	return "unhealthy"
 }
 
 // IsLoopback reports whether a listen address accepts only local

@@ -74,6 +74,10 @@ type Config struct {
 	// acknowledgement (default DefaultPublishTimeout); past it the publish
 	// fails and the hub fails closed.
 	PublishTimeout time.Duration
+	// RetryFor bounds how long a publish the stream does not answer is
+	// tried again (default 5s: a new stream leader is elected within it
+	// when a server dies).
+	RetryFor time.Duration
 	// StartTimeout bounds the wait for the JetStream cluster to form and
 	// the stream to be ready at start (default 60s).
 	StartTimeout time.Duration
@@ -98,6 +102,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.RetryFor <= 0 {
+		c.RetryFor = 5 * time.Second
 	}
 	if c.StartTimeout <= 0 {
 		c.StartTimeout = 60 * time.Second
@@ -142,6 +149,12 @@ type Node struct {
 
 	healthMu sync.Mutex
 	healthy  error // the last health probe's finding
+
+	// lastHead and lastMoved are the watchHealth goroutine's own: the
+	// head it last saw and when it changed.
+	lastHead    uint64
+	lastMoved   time.Time
+	lastRestart time.Time
 
 	stop      chan struct{}
 	bg        sync.WaitGroup
@@ -418,6 +431,9 @@ func (n *Node) watchHealth() {
 			if err = quorum(info); err == nil {
 				err = n.repl.Err()
 			}
+			if err == nil {
+				err = n.following(info.State.LastSeq)
+			}
 		}
 		n.healthMu.Lock()
 		was := n.healthy
@@ -435,6 +451,38 @@ func (n *Node) watchHealth() {
 			return
 		}
 	}
+}
+
+// Replication watchdog: a replica that holds less than the stream and has
+// not taken a record for restartAfter gets a new subscription; one still
+// stuck after behindFor makes the node report it is not following.
+const (
+	restartAfter = 3 * time.Second
+	behindFor    = 10 * time.Second
+)
+
+// following reports a replica that has not stored a record for behindFor
+// while the stream held more than it (a consumer lost with its server and
+// not yet replaced): this node would not apply what is recorded, so it
+// must not serve.
+func (n *Node) following(last uint64) error {
+	head := n.store.Head().Seq
+	now := time.Now()
+	if head >= last || head != n.lastHead {
+		n.lastHead, n.lastMoved = head, now
+		return nil
+	}
+	if stuck := now.Sub(n.lastMoved); stuck > restartAfter && now.Sub(n.lastRestart) > restartAfter {
+		n.lastRestart = now
+		n.log.Warn("the replicator has not stored a record while the stream holds more; subscribing again", "head", head, "stream", last, "stuck", stuck.Round(time.Millisecond))
+		if err := n.repl.restart(); err != nil {
+			n.log.Error("subscribing again failed", "err", err)
+		}
+	}
+	if now.Sub(n.lastMoved) > behindFor {
+		return fmt.Errorf("this node's ledger has stayed at seq %d for %s while the stream holds %d: it does not follow the cluster's log", head, now.Sub(n.lastMoved).Round(time.Second), last)
+	}
+	return nil
 }
 
 // quorum reports why the stream cannot take appends as its Raft group

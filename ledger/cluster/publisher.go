@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionledger/sessionledger/ledger"
 )
@@ -93,7 +95,7 @@ func (p *Publisher) PublishStamped(topic string, msgs ...*message.Message) ([]le
 			p.n.repl.forget(m.UUID)
 		}
 	}()
-	if err := p.wm.Publish(topic, msgs...); err != nil {
+	if err := p.publish(ctx, topic, msgs); err != nil {
 		return nil, fmt.Errorf("publish to the cluster's log: %w", err)
 	}
 	wait, cancel := context.WithTimeout(ctx, 10*p.n.cfg.PublishTimeout)
@@ -107,6 +109,39 @@ func (p *Publisher) PublishStamped(topic string, msgs ...*message.Message) ([]le
 		}
 	}
 	return out, nil
+}
+
+// publish publishes msgs, trying again while the stream does not answer
+// (a new leader being elected after a server died takes a few seconds), at
+// most RetryFor or until ctx ends. Trying again is safe: each message
+// carries its UUID as JetStream's message id, so one stored already is not
+// stored twice.
+func (p *Publisher) publish(ctx context.Context, topic string, msgs []*message.Message) error {
+	deadline := time.Now().Add(p.n.cfg.RetryFor)
+	for attempt := 0; ; attempt++ {
+		err := p.wm.Publish(topic, msgs...)
+		if err == nil {
+			if attempt > 0 {
+				p.n.log.Info("published after retrying", "attempts", attempt+1)
+			}
+			return nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) || !retriable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// retriable reports a publish failure that a new try may not meet: no
+// answer (no leader yet, a server gone), no responders, a timeout.
+func retriable(err error) bool {
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // Err reports why the node cannot append now, or nil (Node.Err). The hub

@@ -43,8 +43,7 @@ const maxReplicateBatch = 4096
 // starts after the ledger's head; the messages it delivers are appended in
 // stream order, many per commit, at the stream's seqs.
 type replicator struct {
-	n   *Node
-	sub *wmjs.Subscriber
+	n *Node
 
 	lag atomic.Uint64
 
@@ -60,18 +59,30 @@ type replicator struct {
 	errMu sync.Mutex
 	err   error
 
+	subMu  sync.Mutex // guards the current subscription
+	sub    *wmjs.Subscriber
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
 func startReplicator(n *Node) (*replicator, error) {
-	r := &replicator{n: n, waiters: make(map[string]chan ledger.Stamp), done: make(chan struct{}),
+	r := &replicator{n: n, waiters: make(map[string]chan ledger.Stamp),
 		recent: make(map[string]ledger.Stamp, recentStamps), recentIDs: make([]string, recentStamps)}
+	if err := r.subscribe(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// subscribe starts a subscription of the stream after the ledger's head
+// and the goroutine that appends what it delivers.
+func (r *replicator) subscribe() error {
+	n := r.n
 	// A connection of its own: closing a watermill subscriber drains its
 	// connection.
 	nc, err := n.connect("replicator")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sub, err := wmjs.NewSubscriber(wmjs.SubscriberConfig{
 		Conn:   nc,
@@ -84,24 +95,44 @@ func startReplicator(n *Node) (*replicator, error) {
 			})
 			return c, nil, err
 		},
-		Unmarshaler:    streamUnmarshaler{},
+		Unmarshaler: streamUnmarshaler{},
+		// Short pulls with heartbeats: the ordered consumer notices a
+		// consumer lost with its server within seconds (the default pull
+		// waits 30 s) and starts a new one after the ledger's head.
+		ConsumeOptions: []jetstream.PullConsumeOpt{jetstream.PullExpiry(2 * time.Second), jetstream.PullHeartbeat(500 * time.Millisecond),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				n.log.Debug("the replicator's consumer", "err", err)
+			})},
 		AckAsync:       true, // an ordered consumer keeps no acks: don't wait for one
 		AckWaitTimeout: time.Hour,
 	})
 	if err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("replicator: %w", err)
+		return fmt.Errorf("replicator: %w", err)
 	}
-	r.sub = sub
 	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
 	msgs, err := sub.Subscribe(ctx, streamSubject)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("replicator: subscribe to %s: %w", n.cfg.Stream, err)
+		_ = sub.Close()
+		return fmt.Errorf("replicator: subscribe to %s: %w", n.cfg.Stream, err)
 	}
-	go r.run(ctx, msgs)
-	return r, nil
+	done := make(chan struct{})
+	r.subMu.Lock()
+	r.sub, r.cancel, r.done = sub, cancel, done
+	r.subMu.Unlock()
+	go r.run(ctx, msgs, done)
+	return nil
+}
+
+// restart replaces the subscription with a new one after the ledger's
+// head: for a consumer that was lost with its server and that the client
+// library has not replaced.
+func (r *replicator) restart() error {
+	if err := r.close(); err != nil {
+		r.n.log.Debug("closing the stalled subscription", "err", err)
+	}
+	return r.subscribe()
 }
 
 // streamUnmarshaler is watermill-nats' default unmarshaler plus where the
@@ -127,8 +158,8 @@ func (streamUnmarshaler) Unmarshal(msg jetstream.Msg) (*message.Message, error) 
 // run appends what the subscription delivers. Each message is acked as
 // soon as it is taken (the position that matters is the ledger's head);
 // what arrives while a commit runs goes into the next one.
-func (r *replicator) run(ctx context.Context, msgs <-chan *message.Message) {
-	defer close(r.done)
+func (r *replicator) run(ctx context.Context, msgs <-chan *message.Message, done chan struct{}) {
+	defer close(done)
 	var batch []ledger.Replicated
 	for {
 		var m *message.Message
@@ -171,7 +202,13 @@ func (r *replicator) run(ctx context.Context, msgs <-chan *message.Message) {
 		case rec.Seq < want:
 			continue // delivered again after a consumer reset: stored already
 		case rec.Seq > want:
-			r.fail(fmt.Errorf("replicator: the stream delivered seq %d where the ledger's next is %d", rec.Seq, want))
+			// A message went missing on its way (a consumer replaced
+			// mid-flight): stop here; the watchdog subscribes again
+			// after the ledger's head.
+			r.n.log.Warn("the stream delivered a seq past the ledger's next; waiting to subscribe again", "seq", rec.Seq, "want", want)
+			if len(batch) > 0 {
+				r.commit(ctx, batch)
+			}
 			return
 		}
 		batch = append(batch, rec)
@@ -279,9 +316,12 @@ func (r *replicator) Err() error {
 }
 
 func (r *replicator) close() error {
-	r.cancel()
-	err := r.sub.Close()
-	<-r.done
+	r.subMu.Lock()
+	sub, cancel, done := r.sub, r.cancel, r.done
+	r.subMu.Unlock()
+	cancel()
+	err := sub.Close()
+	<-done
 	if errors.Is(err, nats.ErrConnectionClosed) {
 		err = nil
 	}
