@@ -237,7 +237,9 @@ func (s *Store) namePostingDifferences(ctx context.Context, kind indexKind, head
 					more = more && add(Finding{Where: where, Seq: p.seq, Problem: "points at a record missing from the log"})
 					continue
 				}
-				if got := nameOf(kind, v); !bytes.Equal(got, p.name) {
+				if _, _, _, ok := recordNames(v); !ok {
+					more = more && add(Finding{Where: where, Seq: p.seq, Problem: "points at a record that does not decode"})
+				} else if got := nameOf(kind, v); !bytes.Equal(got, p.name) {
 					more = more && add(Finding{Where: where, Seq: p.seq, Problem: fmt.Sprintf("points at a record whose %s is %q", kindNoun(kind), got)})
 				}
 			}
