@@ -24,6 +24,7 @@ import (
 	"github.com/sessionledger/sessionledger/audit"
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/checkpoint"
 	"github.com/sessionledger/sessionledger/projections"
 )
 
@@ -46,6 +47,9 @@ func run(args []string, lookup func(string) (string, bool), stderr io.Writer, si
 		return exitUsage
 	}
 	log := newLogger(o, stderr)
+	for _, name := range o.deprecated {
+		log.Warn("deprecated flag", "flag", "--"+name, "use", "--projection-"+name)
+	}
 	code, err := serve(o, log, sig)
 	if err != nil {
 		fmt.Fprintf(stderr, "hubd: %v\n", err)
@@ -121,6 +125,11 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 			log.Error("close ledger", "err", err)
 		}
 	}()
+	signer, vkey, err := startSigner(o, store, log)
+	if err != nil {
+		return exitFailure, err
+	}
+	defer func() { _ = signer.Close() }() // before the ledger closes: it signs the last growth
 
 	cfg := hub.Config{
 		Node:                  o.node,
@@ -187,7 +196,7 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 	}
 	g := grpc.NewServer(gopts...)
 	srv.Register(g)
-	auditSrv := audit.NewServer(store)
+	auditSrv := audit.NewServer(store, audit.WithVerifierKey(vkey))
 	audit.RegisterServer(g, auditSrv) // admin-token protected by srv's interceptors
 	reflection.Register(g)
 
@@ -209,7 +218,7 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 			return exitFailure, fmt.Errorf("listen %s (metrics): %w", o.metrics, err)
 		}
 		metricsAddr = ml.Addr().String()
-		hs = &http.Server{Handler: httpMux(srv, o.pprof), ReadHeaderTimeout: 5 * time.Second}
+		hs = &http.Server{Handler: httpMux(srv, signer, o.pprof), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := hs.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				serveErr <- fmt.Errorf("metrics server: %w", err)
@@ -269,11 +278,39 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 	return code, runErr
 }
 
-// httpMux serves /metrics and /healthz: 200 "ok" while the hub serves,
-// its ledger takes appends and its projections follow the log; 503 with
-// the reason otherwise.
-func httpMux(srv *hub.Server, withPprof bool) *http.ServeMux {
+// startSigner loads or creates the checkpoint signing key in the data
+// directory and starts signing checkpoints of the ledger's tree; it returns
+// the verifier key.
+func startSigner(o *options, store *ledger.Store, log *slog.Logger) (*checkpoint.Signer, string, error) {
+	key, created, err := checkpoint.LoadOrCreateKey(o.data, store.LogID())
+	if err != nil {
+		return nil, "", err
+	}
+	vkey, err := checkpoint.VerifierKey(filepath.Join(o.data, checkpoint.KeyFile))
+	if err != nil {
+		return nil, "", err
+	}
+	if created {
+		log.Info("created the checkpoint signing key; keep its verifier key off this host (auditq key, hubctl key)",
+			"file", filepath.Join(o.data, checkpoint.KeyFile), "verifier_key", vkey)
+	}
+	signer, err := checkpoint.New(checkpoint.Config{Store: store, Key: key, Every: o.signedCheckpointEvery,
+		Dir: o.signedCheckpointDir, Logger: log.With("component", "checkpoint")})
+	if err != nil {
+		return nil, "", err
+	}
+	signer.Start()
+	log.Info("signing checkpoints", "log_id", store.LogID(), "every", o.signedCheckpointEvery, "dir", o.signedCheckpointDir, "verifier_key", vkey)
+	return signer, vkey, nil
+}
+
+// httpMux serves /metrics, /healthz and /checkpoint (the latest signed
+// checkpoint): /healthz is 200 "ok" while the hub serves, its ledger takes
+// appends and its projections follow the log; 503 with the reason
+// otherwise.
+func httpMux(srv *hub.Server, signer *checkpoint.Signer, withPprof bool) *http.ServeMux {
 	mux := http.NewServeMux()
+	mux.Handle("/checkpoint", signer.Handler())
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

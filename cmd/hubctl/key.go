@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sessionledger/sessionledger/audit"
+	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/ledger/checkpoint"
+)
+
+func newKey(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "key",
+		Short: "Print the verifier key of hubd's signed checkpoints",
+		Long: `key prints the verifier key that checks hubd's signed checkpoints (auditq
+verify --key, check-proof --key): from DATA/checkpoint.key when the data
+directory is at hand, else from the running hubd's Audit API. Copy it off the
+host when hubd is first set up: a key read later from a host that may have
+been tampered with proves nothing (docs/verification.md).`,
+		Example: `  hubctl key --data /srv/hubd/data > hubd.vkey
+  hubctl key --addr hub.internal:7070`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := filepath.Join(g.dataDir, checkpoint.KeyFile)
+			vkey, err := checkpoint.VerifierKey(path)
+			if err == nil {
+				fmt.Fprintln(cmd.OutOrStdout(), vkey)
+				return nil
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("key: %w", err)
+			}
+			tok := g.token
+			if tok == "" {
+				tok, _ = hub.FirstAdminToken(filepath.Join(g.dataDir, hub.AdminTokenFile))
+			}
+			c, err := audit.NewClient(g.addr, tok)
+			if err != nil {
+				return usageError{fmt.Errorf("--addr %q: %w", g.addr, err)}
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
+			defer cancel()
+			sc, err := c.Checkpoint(ctx)
+			if err == nil && sc.VerifierKey == "" {
+				err = errors.New("the hub did not say its verifier key")
+			}
+			if err != nil {
+				return fmt.Errorf("key: no %s, and asking hubd at %s: %w", path, g.addr, err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), sc.VerifierKey)
+			return nil
+		},
+	}
+}
