@@ -71,6 +71,10 @@ type frontier struct {
 	have uint64 // bit l: level l holds a hash
 	idx  [64]int64
 	hash [64]tlog.Hash
+	// buf is ReadHashes's result, reused: tlog reads it before its next
+	// call. Copies of a frontier share it, and only one goroutine (the
+	// writer, or one tree builder) uses a frontier and its copies.
+	buf []tlog.Hash
 }
 
 var _ tlog.HashReader = (*frontier)(nil)
@@ -80,7 +84,10 @@ var errNotInFrontier = errors.New("ledger: tree hash not in the frontier")
 // ReadHashes implements tlog.HashReader for the hashes tlog asks of a
 // frontier.
 func (f *frontier) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(indexes))
+	if cap(f.buf) < len(indexes) {
+		f.buf = make([]tlog.Hash, 64)
+	}
+	out := f.buf[:len(indexes)]
 	for i, x := range indexes {
 		l, _ := tlog.SplitStoredHashIndex(x)
 		if l >= 64 || f.have&(1<<l) == 0 || f.idx[l] != x {

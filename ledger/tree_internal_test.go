@@ -175,3 +175,12 @@ func TestTreeSizeOf(t *testing.T) {
 		t.Errorf("treeSizeOf accepts a count no tree has")
 	}
 }
+
+func TestLeafHasherMatchesTlog(t *testing.T) {
+	var l leafHasher
+	for _, d := range [][]byte{nil, {0}, []byte("a record"), make([]byte, 1000)} {
+		if got, want := l.leaf(d), tlog.RecordHash(d); got != want {
+			t.Errorf("leaf(%q) = %v; want tlog's %v", d, got, want)
+		}
+	}
+}
