@@ -244,7 +244,11 @@ func (a *app) printVerify(res audit.VerifyResult, cps []checkpointResult, ks key
 	}
 	if b := res.Broken; b != nil {
 		fmt.Fprintf(w, "NOT INTACT: first bad seq %d: %s\n", b.Seq, b.Reason)
-		fmt.Fprintf(w, "checked %d records from seq %d before it; the log's head is seq %d\n", res.Checked, res.From, res.Head.Seq)
+		if res.Whole {
+			fmt.Fprintf(w, "read %d records from seq 1 (the chain from there on as stored); the log's head is seq %d\n", res.Checked, res.Head.Seq)
+		} else {
+			fmt.Fprintf(w, "checked %d records from seq %d before it; the log's head is seq %d\n", res.Checked, res.From, res.Head.Seq)
+		}
 	} else if res.Checked == 0 && !res.Whole {
 		fmt.Fprintf(w, "nothing to verify in that range (the log's head is seq %d)\n", res.Head.Seq)
 		return nil
