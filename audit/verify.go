@@ -248,7 +248,6 @@ func (e *Engine) checkCheckpoint(c checkpoint.Checkpoint, tc *ledger.TreeCheck) 
 // the ledger: each names a seq (at most the head) and is stamped with the
 // chain hash of the record there.
 func (e *Engine) snapshotFindings() ([]ledger.Finding, error) {
-	head := e.store.Head().Seq
 	var out []ledger.Finding
 	err := e.store.Blobs("projections/", func(key string, value []byte) error {
 		if key != projections.CheckpointKey && !strings.HasPrefix(key, projections.SnapshotPrefix) {
@@ -259,7 +258,9 @@ func (e *Engine) snapshotFindings() ([]ledger.Finding, error) {
 			out = append(out, ledger.Finding{Where: "blob " + key, Problem: "does not decode: " + err.Error()})
 			return nil
 		}
-		seq, where := pb.GetSeq(), "projection snapshot "+key
+		// A snapshot is stored after its seq is durable: the head read now
+		// is at or past a genuine one's seq, even on a live hub.
+		seq, where, head := pb.GetSeq(), "projection snapshot "+key, e.store.Head().Seq
 		switch {
 		case seq == 0:
 		case seq > head:

@@ -55,13 +55,22 @@ func (s *Store) CrossCheck(ctx context.Context, limit int) ([]Finding, error) {
 	}
 	seed := maphash.MakeSeed()
 	var posted, logged [3]uint64
-	pastHead := map[string]bool{}
+	// Postings past the head the check began at: on a live store, most are
+	// records appended since. The ones still past the head at the end are
+	// findings (the head only grows).
+	type past struct {
+		kind indexKind
+		name string
+		seq  uint64
+	}
+	var pastHead []past
+	seen := map[string]bool{}
 	err := s.walkPostings(ctx, func(kind indexKind, name []byte, seq uint64) {
 		if seq > head {
 			key := string(rune(kind)) + string(name)
-			if !pastHead[key] {
-				pastHead[key] = true
-				add(Finding{Where: indexWhere(kind, name), Seq: seq, Problem: fmt.Sprintf("points past the log's head (seq %d): the records it indexes were removed", head)})
+			if !seen[key] {
+				seen[key] = true
+				pastHead = append(pastHead, past{kind, string(name), seq})
 			}
 			return
 		}
@@ -69,6 +78,12 @@ func (s *Store) CrossCheck(ctx context.Context, limit int) ([]Finding, error) {
 	})
 	if err != nil {
 		return out, err
+	}
+	now := s.settledHead()
+	for _, p := range pastHead {
+		if p.seq > now {
+			add(Finding{Where: indexWhere(p.kind, []byte(p.name)), Seq: p.seq, Problem: fmt.Sprintf("points past the log's head (seq %d): the records it indexes were removed", now)})
+		}
 	}
 	err = s.scanRaw(ctx, 1, head, func(k, v []byte) error {
 		seq := binary.BigEndian.Uint64(k)
@@ -98,6 +113,9 @@ func (s *Store) CrossCheck(ctx context.Context, limit int) ([]Finding, error) {
 	if len(out) >= limit {
 		return out, nil
 	}
+	// Offsets and stored checkpoints past the head the check began at are
+	// compared with the settled head afterwards, as the postings are.
+	var later []Finding
 	err = s.view(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketOffsets).ForEach(func(k, v []byte) error {
 			if len(v) != 8 {
@@ -105,8 +123,8 @@ func (s *Store) CrossCheck(ctx context.Context, limit int) ([]Finding, error) {
 			}
 			if next := binary.BigEndian.Uint64(v); next > head+1 {
 				topic, group, _ := cutLenPrefixed(k)
-				add(Finding{Where: fmt.Sprintf("consumer group %q of topic %q", group, topic), Seq: next - 1,
-					Problem: fmt.Sprintf("has read up to seq %d, past the log's head (seq %d): the records it read were removed", next-1, head)})
+				later = append(later, Finding{Where: fmt.Sprintf("consumer group %q of topic %q", group, topic), Seq: next - 1,
+					Problem: "has read up to seq %d, past the log's head (seq %d): the records it read were removed"})
 			}
 			return nil
 		})
@@ -121,7 +139,7 @@ func (s *Store) CrossCheck(ctx context.Context, limit int) ([]Finding, error) {
 			}
 			where := "signed checkpoint of size " + strconv.FormatUint(cp.Size, 10)
 			if cp.Size > head {
-				add(Finding{Where: where, Seq: cp.Size, Problem: fmt.Sprintf("is past the log's head (seq %d): records after it were removed", head)})
+				later = append(later, Finding{Where: where, Seq: cp.Size, Problem: "is past the log's head (seq %[2]d): records after it were removed"})
 				return nil
 			}
 			root, err := storedRoot(cp.Size, tx)
@@ -133,7 +151,26 @@ func (s *Store) CrossCheck(ctx context.Context, limit int) ([]Finding, error) {
 			return nil
 		})
 	})
-	return out, err
+	if err != nil {
+		return out, err
+	}
+	now = s.settledHead()
+	for _, f := range later {
+		if f.Seq > now {
+			f.Problem = fmt.Sprintf(f.Problem, f.Seq, now)
+			add(f)
+		}
+	}
+	return out, nil
+}
+
+// settledHead is the head once the commit in progress, if any, has moved
+// it or failed: a read transaction may show a commit before its fsync (see
+// scanRaw), and what it showed is then at or before this head.
+func (s *Store) settledHead() uint64 {
+	s.commitGate.RLock()
+	defer s.commitGate.RUnlock()
+	return s.Head().Seq
 }
 
 func indexWhere(kind indexKind, name []byte) string {
