@@ -44,9 +44,10 @@ func TestVerifyWhileAppending(t *testing.T) {
 			res, err = c.Verify(ctx, audit.VerifyQuery{}, nil)
 		}
 		if err != nil || !res.Intact() || !res.Whole {
-			t.Fatalf("verify %d while appending: %+v, %v", i, res, err)
+			t.Errorf("verify %d while appending: %+v, %v", i, res, err)
+			break
 		}
 	}
-	cancel()
+	cancel() // the appenders stop before the hub does
 	wg.Wait()
 }
