@@ -58,10 +58,12 @@ func (s *Store) VerifyTree(ctx context.Context, sizes []uint64, progress VerifyP
 	var lh leafHasher
 	compareFrom := int64(0)
 	compare := s.format >= 3
-	// Two goroutines: this one scans and checks the chain and hashes the
-	// leaves; the tree builder adds them to the tree (tlog's stored hashes),
-	// on the other core. It touches no bbolt transaction, so this one may
-	// wait for it inside one.
+	// Two goroutines: this one scans and checks the chain; the tree builder
+	// hashes the leaves (copied into batches) and adds them to the tree
+	// (tlog's stored hashes), on the other core. Profiled on 10M records,
+	// the scan (bbolt's page walk and the chain) and the tree (leaf and
+	// node hashes) then take about the same time. The builder touches no
+	// bbolt transaction, so this one may wait for it inside one.
 	tb := newTreeBuilder(sizes, compare)
 	defer tb.stop()
 	batch := tb.batch()
@@ -81,8 +83,8 @@ func (s *Store) VerifyTree(ctx context.Context, sizes []uint64, progress VerifyP
 			copy(h[:], v[:hashSize]) // go on from the stored hash, as Verify from an anchor
 		}
 		prev = h
-		batch = append(batch, lh.leaf(leafData(v)))
-		if len(batch) == cap(batch) {
+		batch.add(leafData(v))
+		if batch.full() {
 			tb.send(batch)
 			batch = tb.batch()
 		}
@@ -167,8 +169,8 @@ func (s *Store) VerifyTree(ctx context.Context, sizes []uint64, progress VerifyP
 // the stored hashes it computes (for comparison) and the roots at the sizes
 // asked for.
 type treeBuilder struct {
-	in     chan []tlog.Hash
-	pool   chan []tlog.Hash
+	in     chan *leafBatch
+	pool   chan *leafBatch
 	synced chan struct{}
 	done   chan struct{}
 	// owned by the builder between send and sync; by the caller otherwise
@@ -180,27 +182,42 @@ type treeBuilder struct {
 	err      error
 }
 
-const leafBatch = 1024
+// leafBatch is leaves' data on its way to the builder: the leaves are
+// data[ends[i-1]:ends[i]].
+type leafBatch struct {
+	data []byte
+	ends []int
+}
+
+const leafBatchSize = 1024
+
+func (b *leafBatch) add(leaf []byte) {
+	b.data = append(b.data, leaf...)
+	b.ends = append(b.ends, len(b.data))
+}
+
+func (b *leafBatch) full() bool { return len(b.ends) == leafBatchSize }
 
 func newTreeBuilder(sizes []uint64, compare bool) *treeBuilder {
-	tb := &treeBuilder{in: make(chan []tlog.Hash, 8), pool: make(chan []tlog.Hash, 10), synced: make(chan struct{}),
+	tb := &treeBuilder{in: make(chan *leafBatch, 8), pool: make(chan *leafBatch, 10), synced: make(chan struct{}),
 		done: make(chan struct{}), sizes: sizes, roots: make(map[uint64]Hash), compare: compare,
 		computed: make([]byte, 0, (2*compareEvery+64)*hashSize)}
 	go tb.run()
 	return tb
 }
 
-func (tb *treeBuilder) batch() []tlog.Hash {
+func (tb *treeBuilder) batch() *leafBatch {
 	select {
 	case b := <-tb.pool:
-		return b[:0]
+		b.data, b.ends = b.data[:0], b.ends[:0]
+		return b
 	default:
-		return make([]tlog.Hash, 0, leafBatch)
+		return &leafBatch{data: make([]byte, 0, leafBatchSize*512), ends: make([]int, 0, leafBatchSize)}
 	}
 }
 
-func (tb *treeBuilder) send(b []tlog.Hash) {
-	if len(b) > 0 {
+func (tb *treeBuilder) send(b *leafBatch) {
+	if len(b.ends) > 0 {
 		tb.in <- b
 	}
 }
@@ -222,16 +239,20 @@ func (tb *treeBuilder) stop() {
 
 func (tb *treeBuilder) run() {
 	defer close(tb.done)
+	var lh leafHasher
 	for b := range tb.in {
 		if b == nil {
 			tb.synced <- struct{}{}
 			continue
 		}
-		for _, leaf := range b {
+		start := 0
+		for _, end := range b.ends {
+			leaf := b.data[start:end]
+			start = end
 			if tb.err != nil {
 				break
 			}
-			hs, err := tb.f.append(leaf)
+			hs, err := tb.f.append(lh.leaf(leaf))
 			if err != nil {
 				tb.err = err
 				break
