@@ -323,7 +323,7 @@ func (s *Store) commit(batch []*appendReq) {
 					return err
 				}
 				if withTree {
-					hs, err := tree.append(tlog.RecordHash(vals[start+hashSize:]))
+					hs, err := tree.append(s.leafHash.leaf(vals[start+hashSize:]))
 					if err != nil {
 						return err
 					}

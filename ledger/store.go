@@ -186,6 +186,7 @@ type Store struct {
 	tailBytes      int          // bytes of posting blocks in idx_tail
 	mergeThreshold int          // merge the tail once it holds this many bytes
 	tree           frontier     // the Merkle tree's frontier at the head
+	leafHash       leafHasher   // the writer's reused SHA-256 state for leaf hashes
 
 	// consumer-group offsets waiting to be written with the next commit;
 	// acks only touch this map, so they never wait for a disk write
