@@ -192,7 +192,7 @@ func (e *Engine) verifyWhole(ctx context.Context, q VerifyQuery, progress func(V
 	}
 	res.Head, res.To, res.Checked = tc.Head, tc.Head.Seq, tc.Checked
 	res.Broken, res.TreeDamage, res.Root = tc.Broken, tc.TreeDamage, tc.Root
-	if res.Findings, err = e.store.CrossCheck(ctx, 100); err != nil {
+	if res.Findings, err = e.store.CrossCheckAfter(ctx, &tc, 100); err != nil {
 		return res, err
 	}
 	snaps, err := e.snapshotFindings()

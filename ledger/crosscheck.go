@@ -42,10 +42,51 @@ func (f Finding) String() string { return fmt.Sprintf("%s: seq %d: %s", f.Where,
 // sums differ does it look the postings' records up one by one to name the
 // difference.
 func (s *Store) CrossCheck(ctx context.Context, limit int) ([]Finding, error) {
+	return s.crossCheck(ctx, nil, limit)
+}
+
+// CrossCheckAfter is CrossCheck after tc, a VerifyTree of this store: it
+// takes the records' side of the postings comparison from tc (the tree
+// builder summed it while it read the log), so the log is read once for
+// both. A tc that could not read the whole log is not used.
+func (s *Store) CrossCheckAfter(ctx context.Context, tc *TreeCheck, limit int) ([]Finding, error) {
+	if tc == nil || tc.names == nil || tc.Checked != tc.Head.Seq {
+		tc = nil
+	}
+	return s.crossCheck(ctx, tc, limit)
+}
+
+// nameSums is the records' side of CrossCheck's postings comparison: per
+// index, the sum of postingHash over every (name, seq) the records 1 to
+// head are indexed under.
+type nameSums struct {
+	seed maphash.Seed
+	sums [3]uint64
+}
+
+// add adds the record at seq whose leaf data is leaf.
+func (n *nameSums) add(seq uint64, leaf []byte) {
+	topic, user, session, ok := leafNames(leaf)
+	if !ok {
+		return // Verify reports an undecodable record
+	}
+	n.sums[kindTopic.slot()] += postingHash(n.seed, kindTopic, topic, seq)
+	if len(user) > 0 {
+		n.sums[kindUser.slot()] += postingHash(n.seed, kindUser, user, seq)
+	}
+	if len(session) > 0 {
+		n.sums[kindSession.slot()] += postingHash(n.seed, kindSession, session, seq)
+	}
+}
+
+func (s *Store) crossCheck(ctx context.Context, tc *TreeCheck, limit int) ([]Finding, error) {
 	if limit <= 0 {
 		limit = 100
 	}
 	head := s.Head().Seq
+	if tc != nil {
+		head = tc.Head.Seq
+	}
 	var out []Finding
 	add := func(f Finding) bool {
 		if len(out) < limit {
@@ -53,8 +94,12 @@ func (s *Store) CrossCheck(ctx context.Context, limit int) ([]Finding, error) {
 		}
 		return len(out) < limit
 	}
-	seed := maphash.MakeSeed()
-	var posted, logged [3]uint64
+	names := &nameSums{seed: maphash.MakeSeed()}
+	if tc != nil {
+		names = tc.names
+	}
+	seed := names.seed
+	var posted [3]uint64
 	// Postings past the head the check began at: on a live store, most are
 	// records appended since. The ones still past the head at the end are
 	// findings (the head only grows).
@@ -85,24 +130,18 @@ func (s *Store) CrossCheck(ctx context.Context, limit int) ([]Finding, error) {
 			add(Finding{Where: indexWhere(p.kind, []byte(p.name)), Seq: p.seq, Problem: fmt.Sprintf("points past the log's head (seq %d): the records it indexes were removed", now)})
 		}
 	}
-	err = s.scanRaw(ctx, 1, head, func(k, v []byte) error {
-		seq := binary.BigEndian.Uint64(k)
-		topic, user, session, ok := recordNames(v)
-		if !ok {
-			return nil // Verify reports an undecodable record
+	if tc == nil {
+		err = s.scanRaw(ctx, 1, head, func(k, v []byte) error {
+			if len(v) >= hashSize {
+				names.add(binary.BigEndian.Uint64(k), leafData(v))
+			}
+			return nil
+		})
+		if err != nil {
+			return out, err
 		}
-		logged[kindTopic.slot()] += postingHash(seed, kindTopic, topic, seq)
-		if len(user) > 0 {
-			logged[kindUser.slot()] += postingHash(seed, kindUser, user, seq)
-		}
-		if len(session) > 0 {
-			logged[kindSession.slot()] += postingHash(seed, kindSession, session, seq)
-		}
-		return nil
-	})
-	if err != nil {
-		return out, err
 	}
+	logged := names.sums
 	for _, kind := range []indexKind{kindUser, kindSession, kindTopic} {
 		if posted[kind.slot()] != logged[kind.slot()] && len(out) < limit {
 			if err := s.namePostingDifferences(ctx, kind, head, add); err != nil {
@@ -342,11 +381,19 @@ func nameOf(kind indexKind, v []byte) []byte {
 // (Record field 4) and its event's user and session (Event fields 2 and
 // 4, in Record field 8), without decoding the rest.
 func recordNames(v []byte) (topic, user, session []byte, ok bool) {
-	if len(v) < headerSize {
+	if len(v) < hashSize {
+		return nil, nil, nil, false
+	}
+	return leafNames(leafData(v))
+}
+
+// leafNames is recordNames of a record's leaf data.
+func leafNames(leaf []byte) (topic, user, session []byte, ok bool) {
+	if len(leaf) < 1 {
 		return nil, nil, nil, false
 	}
 	var event []byte
-	if !eachBytesField(v[headerSize:], func(num protowire.Number, b []byte) {
+	if !eachBytesField(leaf[1:], func(num protowire.Number, b []byte) {
 		switch num {
 		case 4:
 			topic = b

@@ -398,6 +398,10 @@ func TestTreeNamesTampering(t *testing.T) {
 		if len(fs) == 0 || !strings.Contains(fmt.Sprint(fs), `points at a record whose user is "u9"`) {
 			t.Errorf("CrossCheck: %v; want the user index to disagree at seq 40", fs)
 		}
+		after, _ := s.CrossCheckAfter(ctx, &tc, 0)
+		if fmt.Sprint(after) != fmt.Sprint(fs) {
+			t.Errorf("CrossCheckAfter(VerifyTree) = %v; want CrossCheck's %v", after, fs)
+		}
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/maphash"
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
@@ -33,6 +34,10 @@ type TreeCheck struct {
 	// written, or the stored tree), or covers other records than the log
 	// holds; nil when they agree (and on a format-2 file, which has none).
 	TreeDamage *ChainError
+
+	// names is the records' side of CrossCheck's postings comparison,
+	// summed by the tree builder (CrossCheckAfter).
+	names *nameSums
 }
 
 // compareEvery is how many records' stored hashes VerifyTree compares at
@@ -65,6 +70,7 @@ func (s *Store) VerifyTree(ctx context.Context, sizes []uint64, progress VerifyP
 	// node hashes) then take about the same time. The builder touches no
 	// bbolt transaction, so this one may wait for it inside one.
 	tb := newTreeBuilder(sizes, compare)
+	res.names = &tb.names
 	defer tb.stop()
 	batch := tb.batch()
 	visit := func(k, v []byte) error {
@@ -179,6 +185,7 @@ type treeBuilder struct {
 	roots    map[uint64]Hash
 	compare  bool
 	computed []byte
+	names    nameSums
 	err      error
 }
 
@@ -200,7 +207,7 @@ func (b *leafBatch) full() bool { return len(b.ends) == leafBatchSize }
 
 func newTreeBuilder(sizes []uint64, compare bool) *treeBuilder {
 	tb := &treeBuilder{in: make(chan *leafBatch, 8), pool: make(chan *leafBatch, 10), synced: make(chan struct{}),
-		done: make(chan struct{}), sizes: sizes, roots: make(map[uint64]Hash), compare: compare,
+		done: make(chan struct{}), sizes: sizes, roots: make(map[uint64]Hash), compare: compare, names: nameSums{seed: maphash.MakeSeed()},
 		computed: make([]byte, 0, (2*compareEvery+64)*hashSize)}
 	go tb.run()
 	return tb
@@ -252,6 +259,7 @@ func (tb *treeBuilder) run() {
 			if tb.err != nil {
 				break
 			}
+			tb.names.add(uint64(tb.f.n)+1, leaf)
 			hs, err := tb.f.append(lh.leaf(leaf))
 			if err != nil {
 				tb.err = err
