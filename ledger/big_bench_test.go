@@ -85,6 +85,27 @@ func BenchmarkBigLedger(b *testing.B) {
 		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 		b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/1000/float64(n)/float64(b.N), "cpu-µs/record")
 	})
+	b.Run("verify", func(b *testing.B) {
+		// What auditq verify --checkpoint runs in the ledger: VerifyTree,
+		// then the cross-checks with the records' side it summed.
+		s, err := ledger.Open(path, &ledger.Options{ReadOnly: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		cpu0 := cpuTime(b)
+		for b.Loop() {
+			tc, err := s.VerifyTree(context.Background(), []uint64{n / 2, n}, nil)
+			if err != nil || tc.Broken != nil || tc.TreeDamage != nil {
+				b.Fatalf("%+v %v", tc, err)
+			}
+			if fs, err := s.CrossCheckAfter(context.Background(), &tc, 0); err != nil || len(fs) > 0 {
+				b.Fatalf("%v %v", fs, err)
+			}
+		}
+		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/1000/float64(n)/float64(b.N), "cpu-µs/record")
+	})
 	b.Run("crosscheck", func(b *testing.B) {
 		s, err := ledger.Open(path, &ledger.Options{ReadOnly: true})
 		if err != nil {
