@@ -70,6 +70,7 @@ func verifyWholeToPB(out *auditpb.VerifyResult, res VerifyResult) {
 		return
 	}
 	out.Whole = true
+	out.StoredTree = res.StoredTree
 	out.TreeRoot = append([]byte(nil), res.Root[:]...)
 	if d := res.TreeDamage; d != nil {
 		out.TreeBadSeq, out.TreeReason = d.Seq, d.Reason
@@ -89,6 +90,7 @@ func verifyWholeFromPB(r *auditpb.VerifyResult, res *VerifyResult) {
 		return
 	}
 	res.Whole = true
+	res.StoredTree = r.GetStoredTree()
 	res.Root = hashFromPB(r.GetTreeRoot())
 	if r.GetTreeBadSeq() != 0 {
 		res.TreeDamage = &ledger.ChainError{Seq: r.GetTreeBadSeq(), Reason: r.GetTreeReason()}

@@ -64,6 +64,9 @@ type VerifyResult struct {
 	// TreeDamage is the first place the stored tree disagrees with the
 	// records, or covers other records than the log holds.
 	TreeDamage *ledger.ChainError
+	// StoredTree is whether the file has a stored tree to compare (a
+	// format-2 file, from before the tree, has none).
+	StoredTree bool
 	// Findings are the entries of the file that name a seq the log
 	// contradicts: index postings, consumer-group offsets, stored
 	// checkpoints, projection checkpoint and snapshots.
@@ -173,7 +176,7 @@ func (e *Engine) Verify(ctx context.Context, q VerifyQuery, progress func(Verify
 
 // verifyWhole is Verify of the whole log.
 func (e *Engine) verifyWhole(ctx context.Context, q VerifyQuery, progress func(VerifyProgress)) (VerifyResult, error) {
-	res := VerifyResult{Whole: true, Head: e.store.Head(), From: 1}
+	res := VerifyResult{Whole: true, Head: e.store.Head(), From: 1, StoredTree: e.store.Format() >= 3}
 	if len(q.Checkpoints) > 0 && e.store.Format() < 3 {
 		return res, invalid("%v: this file has no log id to check checkpoints' origin against", ledger.ErrNoTree)
 	}

@@ -1430,12 +1430,15 @@ type VerifyResult struct {
 	// records, the first place the stored tree disagrees with them, what
 	// else in the file names a seq the log contradicts, and one result per
 	// checkpoint asked about.
-	Whole         bool                `protobuf:"varint,11,opt,name=whole,proto3" json:"whole,omitempty"`
-	TreeRoot      []byte              `protobuf:"bytes,12,opt,name=tree_root,json=treeRoot,proto3" json:"tree_root,omitempty"`
-	TreeBadSeq    uint64              `protobuf:"varint,13,opt,name=tree_bad_seq,json=treeBadSeq,proto3" json:"tree_bad_seq,omitempty"`
-	TreeReason    string              `protobuf:"bytes,14,opt,name=tree_reason,json=treeReason,proto3" json:"tree_reason,omitempty"`
-	Findings      []*Finding          `protobuf:"bytes,15,rep,name=findings,proto3" json:"findings,omitempty"`
-	Checkpoints   []*CheckpointResult `protobuf:"bytes,16,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	Whole       bool                `protobuf:"varint,11,opt,name=whole,proto3" json:"whole,omitempty"`
+	TreeRoot    []byte              `protobuf:"bytes,12,opt,name=tree_root,json=treeRoot,proto3" json:"tree_root,omitempty"`
+	TreeBadSeq  uint64              `protobuf:"varint,13,opt,name=tree_bad_seq,json=treeBadSeq,proto3" json:"tree_bad_seq,omitempty"`
+	TreeReason  string              `protobuf:"bytes,14,opt,name=tree_reason,json=treeReason,proto3" json:"tree_reason,omitempty"`
+	Findings    []*Finding          `protobuf:"bytes,15,rep,name=findings,proto3" json:"findings,omitempty"`
+	Checkpoints []*CheckpointResult `protobuf:"bytes,16,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	// Whether the file has a stored tree to compare (format v3; a v2 file,
+	// from before the tree, has none).
+	StoredTree    bool `protobuf:"varint,17,opt,name=stored_tree,json=storedTree,proto3" json:"stored_tree,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1580,6 +1583,13 @@ func (x *VerifyResult) GetCheckpoints() []*CheckpointResult {
 		return x.Checkpoints
 	}
 	return nil
+}
+
+func (x *VerifyResult) GetStoredTree() bool {
+	if x != nil {
+		return x.StoredTree
+	}
+	return false
 }
 
 // Finding is an entry of the ledger file that names a seq the log
@@ -2478,7 +2488,7 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\x0eVerifyProgress\x12\x19\n" +
 	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
 	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\x12\x10\n" +
-	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\x9e\x04\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xbf\x04\n" +
 	"\fVerifyResult\x12\x19\n" +
 	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
 	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\x12\x18\n" +
@@ -2498,7 +2508,9 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\vtree_reason\x18\x0e \x01(\tR\n" +
 	"treeReason\x12;\n" +
 	"\bfindings\x18\x0f \x03(\v2\x1f.sessionledger.audit.v1.FindingR\bfindings\x12J\n" +
-	"\vcheckpoints\x18\x10 \x03(\v2(.sessionledger.audit.v1.CheckpointResultR\vcheckpoints\"K\n" +
+	"\vcheckpoints\x18\x10 \x03(\v2(.sessionledger.audit.v1.CheckpointResultR\vcheckpoints\x12\x1f\n" +
+	"\vstored_tree\x18\x11 \x01(\bR\n" +
+	"storedTree\"K\n" +
 	"\aFinding\x12\x14\n" +
 	"\x05where\x18\x01 \x01(\tR\x05where\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +

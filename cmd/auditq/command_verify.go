@@ -262,6 +262,8 @@ func (a *app) printVerify(res audit.VerifyResult, cps []checkpointResult, ks key
 			fmt.Fprintf(w, "tree: the stored Merkle tree disagrees at seq %d: %s\n", d.Seq, d.Reason)
 		} else if res.Checked < res.Head.Seq {
 			fmt.Fprintf(w, "tree: recomputed only up to seq %d, where the log cannot be read on\n", res.Checked)
+		} else if !res.StoredTree {
+			fmt.Fprintf(w, "tree: root %s recomputed from the records (a format v2 file: no stored tree to compare)\n", hex.EncodeToString(res.Root[:]))
 		} else {
 			fmt.Fprintf(w, "tree: root %s recomputed from the records, as stored\n", hex.EncodeToString(res.Root[:]))
 		}
