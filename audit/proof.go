@@ -16,16 +16,6 @@ import (
 	"github.com/sessionledger/sessionledger/ledger/checkpoint"
 )
 
-// ErrNoCheckpoint is returned by Checkpoint and Prove when the ledger holds
-// no signed checkpoint yet (hubd signs one when the log grew, every
-// --signed-checkpoint-every).
-var ErrNoCheckpoint = errors.New("no signed checkpoint in this ledger yet")
-
-// ErrCheckFailed is returned by CheckBundle, and wrapped by the checks of
-// auditq, when a proof, a checkpoint's signature or a consistency proof
-// does not verify: the evidence does not hold.
-var ErrCheckFailed = errors.New("check failed")
-
 func checkFailed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrCheckFailed, fmt.Sprintf(format, args...))
 }
@@ -322,5 +312,5 @@ func signerName(vkey string) string {
 	return vkey
 }
 
-// keyB64 is standard base64, as the checkpoint's root line.
-func keyB64(h []byte) string { return base64.StdEncoding.EncodeToString(h) }
+// b64 is standard base64, as a checkpoint's root line.
+func b64(h []byte) string { return base64.StdEncoding.EncodeToString(h) }

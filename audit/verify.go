@@ -213,7 +213,7 @@ func (e *Engine) verifyWhole(ctx context.Context, q VerifyQuery, progress func(V
 // recomputed it.
 func (e *Engine) checkCheckpoint(c checkpoint.Checkpoint, tc *ledger.TreeCheck) CheckpointResult {
 	r := CheckpointResult{Checkpoint: c}
-	short := func(h ledger.Hash) string { return keyB64(h[:]) }
+	short := func(h ledger.Hash) string { return b64(h[:]) }
 	switch root, ok := tc.Roots[c.Size]; {
 	case c.Origin != e.store.LogID():
 		r.Problem = fmt.Sprintf("the checkpoint is of log %q; this ledger's log is %q", c.Origin, e.store.LogID())

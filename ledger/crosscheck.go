@@ -26,6 +26,7 @@ type Finding struct {
 	Problem string
 }
 
+// String is the finding as one line: where, seq, problem.
 func (f Finding) String() string { return fmt.Sprintf("%s: seq %d: %s", f.Where, f.Seq, f.Problem) }
 
 // CrossCheck compares with the log everything else in the file that names

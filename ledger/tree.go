@@ -52,7 +52,7 @@ type TreeHead struct {
 // Store.Leaf) is data: SHA-256(0x00 || data).
 func LeafHash(data []byte) Hash { return Hash(tlog.RecordHash(data)) }
 
-// LeafData is the leaf data of a stored record value: the bytes after its
+// leafData is the leaf data of a stored record value: the bytes after its
 // chain hash.
 func leafData(value []byte) []byte { return value[hashSize:] }
 
