@@ -42,6 +42,8 @@ import (
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/checkpoint"
+	"github.com/sessionledger/sessionledger/ledger/signkey"
 	"github.com/sessionledger/sessionledger/projections"
 )
 
@@ -90,8 +92,20 @@ type Config struct {
 	// Projections configures the projection runner. The daemon fills
 	// OnChange and Logger.
 	Projections projections.Config
+	// Signing configures the signed checkpoints of the ledger's Merkle tree
+	// (docs/verification.md).
+	Signing Signing
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+}
+
+// Signing configures the checkpoint signer.
+type Signing struct {
+	// Every is the most often a checkpoint is signed, when the log grew
+	// (default 10s).
+	Every time.Duration
+	// Dir, if set, gets a file per checkpoint, never rewritten.
+	Dir string
 }
 
 func (c *Config) setDefaults() {
@@ -110,6 +124,9 @@ func (c *Config) setDefaults() {
 	if c.MaxStreams == 0 {
 		c.MaxStreams = 256
 	}
+	if c.Signing.Every <= 0 {
+		c.Signing.Every = 10 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -126,6 +143,8 @@ type Daemon struct {
 	pub    *ledger.Publisher
 	runner *projections.Runner
 	hub    *hub.Server
+	signer *checkpoint.Signer
+	vkey   string // the signer's verifier key
 	audit  *audit.Server
 	grpc   *grpc.Server
 	http   *http.Server
@@ -214,6 +233,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			d.closeLedger(context.Background())
 		}
 	}()
+	if err := d.startSigner(); err != nil {
+		return err
+	}
 
 	d.reg = prometheus.NewRegistry()
 	hc.JWTSecret, hc.Metrics = d.jwtSecret, d.reg
@@ -253,7 +275,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	gopts = append(gopts, cfg.GRPCOptions...)
 	d.grpc = grpc.NewServer(gopts...)
 	h.Register(d.grpc)
-	d.audit = audit.NewServer(store)
+	d.audit = audit.NewServer(store, audit.WithVerifierKey(d.vkey))
 	audit.RegisterServer(d.grpc, d.audit) // admin-token protected by the hub's interceptors
 	reflection.Register(d.grpc)
 
@@ -360,6 +382,12 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 // ctx) and the ledger.
 func (d *Daemon) closeLedger(ctx context.Context) error {
 	var errs []error
+	if d.signer != nil {
+		// Before the ledger closes: it signs the last growth.
+		if err := d.signer.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close the checkpoint signer: %w", err))
+		}
+	}
 	if d.runner != nil {
 		if err := d.runner.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close projections: %w", err))
@@ -373,6 +401,30 @@ func (d *Daemon) closeLedger(ctx context.Context) error {
 		d.log.Info("hubd stopped", "head", head)
 	}
 	return errors.Join(errs...)
+}
+
+// startSigner loads or creates the checkpoint signing key in the data
+// directory and starts signing checkpoints of the ledger's tree.
+func (d *Daemon) startSigner() error {
+	key, created, err := signkey.LoadOrCreateKey(d.cfg.Data, d.store.LogID())
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(d.cfg.Data, signkey.KeyFile)
+	if d.vkey, err = signkey.VerifierKey(path); err != nil {
+		return err
+	}
+	if created {
+		d.log.Info("created the checkpoint signing key; keep its verifier key off this host (auditq key, hubctl key)", "file", path, "verifier_key", d.vkey)
+	}
+	d.signer, err = checkpoint.New(checkpoint.Config{Store: d.store, Key: key, Every: d.cfg.Signing.Every,
+		Dir: d.cfg.Signing.Dir, Logger: d.log.With("component", "checkpoint")})
+	if err != nil {
+		return err
+	}
+	d.signer.Start()
+	d.log.Info("signing checkpoints", "log_id", d.store.LogID(), "every", d.cfg.Signing.Every, "dir", d.cfg.Signing.Dir, "verifier_key", d.vkey)
+	return nil
 }
 
 // registerMetrics adds the ledger's series and the process's to the
@@ -404,6 +456,7 @@ func (d *Daemon) MetricsHandler() http.Handler {
 // the reason otherwise.
 func (d *Daemon) httpMux() *http.ServeMux {
 	mux := http.NewServeMux()
+	mux.Handle("/checkpoint", d.signer.Handler())
 	if d.cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
