@@ -94,10 +94,15 @@ func NewDecoder(o DecoderOptions) *Decoder {
 			wt = protowire.BytesType
 		}
 		t := &d.msgs[sp.msg]
-		for len(t.fields) <= int(fd.Number()) {
-			t.fields = append(t.fields, entry{})
+		tag := int(protowire.EncodeTag(fd.Number(), wt))
+		for len(t.byTag) <= tag {
+			t.byTag = append(t.byTag, entry{})
 		}
-		t.fields[fd.Number()] = entry{id: id, wt: wt, list: sp.list, sub: sp.sub}
+		sub := noMsg
+		if sp.kind == protoreflect.MessageKind {
+			sub = sp.sub
+		}
+		t.byTag[tag] = entry{id: id, wt: wt, list: sp.list, text: sp.kind == protoreflect.StringKind, sub: sub}
 		if id == evType {
 			d.typeNum = fd.Number()
 		}
@@ -189,179 +194,254 @@ func (d *Decoder) keeps(t EventType) bool {
 }
 
 // walk reads the fields of message m, encoded in b, into s: all of them if
-// keep, else it only checks them. It reports false for anything but the
-// canonical encoding of a message the decoder knows entirely.
+// keep, else it only checks them (strings must be UTF-8, bodies canonical)
+// and stores nothing the caller sees. It reports false for anything but
+// the canonical encoding of a message the decoder knows entirely.
 func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
-	fields := d.msgs[m].fields
+	fields := d.msgs[m].byTag
+	ev := &s.ev
 	var last protowire.Number
 	for len(b) > 0 {
-		num, wt, n := protowire.ConsumeTag(b)
-		if n < 0 || num < last || int(num) >= len(fields) {
+		// Tags, lengths and most varints are one byte: read those here
+		// rather than through protowire's calls.
+		var tag uint64
+		n := 1
+		if b[0] < 0x80 {
+			tag = uint64(b[0])
+		} else if tag, n = protowire.ConsumeVarint(b); n < 0 {
 			return false
 		}
-		e := fields[num]
-		if e.id == 0 || e.wt != wt || (num == last && !e.list) {
+		if tag >= uint64(len(fields)) {
+			return false
+		}
+		e := fields[tag] // the zero entry for unknown fields and wrong wire types
+		num := protowire.Number(tag >> 3)
+		if e.id == noField || num < last || (num == last && !e.list) {
 			return false
 		}
 		last = num
 		b = b[n:]
 		var v uint64
 		var x []byte
-		if wt == protowire.VarintType {
-			v, n = protowire.ConsumeVarint(b)
-		} else {
-			x, n = protowire.ConsumeBytes(b)
-		}
-		if n < 0 || !d.set(s, e, v, x, keep) {
+		switch {
+		case len(b) == 0:
 			return false
+		case e.wt == protowire.VarintType:
+			if b[0] < 0x80 {
+				v, n = uint64(b[0]), 1
+			} else if v, n = protowire.ConsumeVarint(b); n < 0 {
+				return false
+			}
+		case b[0] < 0x80:
+			l := int(b[0])
+			if l >= len(b) {
+				return false
+			}
+			x, n = b[1:1+l:1+l], 1+l
+		default:
+			if x, n = protowire.ConsumeBytes(b); n < 0 {
+				return false
+			}
 		}
 		b = b[n:]
-	}
-	return true
-}
+		if e.text && !utf8.Valid(x) {
+			return false // proto3 strings are UTF-8: the fallback gives the error
+		}
+		if !keep && e.sub == noMsg {
+			continue // checked; only bodies have more to check
+		}
+		switch e.id {
+		// Event
+		case evType:
+			ev.Type = EventType(int32(v))
+		case evUser:
+			ev.User = string(x)
+		case evDevice:
+			ev.Device = d.shared(x)
+		case evSession:
+			ev.Session = string(x)
+		case evNode:
+			ev.Node = d.shared(x)
+		case evActor:
+			ev.Actor = d.shared(x)
+		case evReason:
+			ev.Reason = d.shared(x)
+		case evSessionConnected:
+			if s.body {
+				return false // a second body: proto.Unmarshal keeps the last
+			}
+			s.body = true
+			c := &s.connected
+			*c = SessionConnected{Supersedes: s.ids[:0]}
+			ok := d.walk(s, msgSessionConnected, x, keep)
+			c.Supersedes = s.keepIDs(c.Supersedes)
+			if !ok {
+				return false
+			}
+			if keep {
+				s.wConnected.SessionConnected = c
+				ev.Body = &s.wConnected
+			}
+		case evSessionReconnected:
+			if s.body {
+				return false
+			}
+			s.body = true
+			c := &s.reconnected
+			*c = SessionReconnected{Supersedes: s.ids[:0]}
+			ok := d.walk(s, msgSessionReconnected, x, keep)
+			c.Supersedes = s.keepIDs(c.Supersedes)
+			if !ok {
+				return false
+			}
+			if keep {
+				s.wReconnected.SessionReconnected = c
+				ev.Body = &s.wReconnected
+			}
+		case evNotificationSent:
+			if s.body {
+				return false
+			}
+			s.body = true
+			s.notification = NotificationSent{}
+			if !d.walk(s, msgNotificationSent, x, keep) {
+				return false
+			}
+			if keep {
+				s.wNotification.NotificationSent = &s.notification
+				ev.Body = &s.wNotification
+			}
+		case evKickRequested:
+			if s.body {
+				return false
+			}
+			s.body = true
+			s.kick = KickRequested{}
+			if !d.walk(s, msgKickRequested, x, keep) {
+				return false
+			}
+			if keep {
+				s.wKick.KickRequested = &s.kick
+				ev.Body = &s.wKick
+			}
+		case evUserBanned:
+			if s.body {
+				return false
+			}
+			s.body = true
+			s.banned = UserBanned{}
+			if !d.walk(s, msgUserBanned, x, keep) {
+				return false
+			}
+			if keep {
+				s.wBanned.UserBanned = &s.banned
+				ev.Body = &s.wBanned
+			}
+		case evUserUnbanned:
+			if s.body {
+				return false
+			}
+			s.body = true
+			s.unbanned = UserUnbanned{}
+			if !d.walk(s, msgUserUnbanned, x, keep) {
+				return false
+			}
+			if keep {
+				s.wUnbanned.UserUnbanned = &s.unbanned
+				ev.Body = &s.wUnbanned
+			}
+		case evSessionDisconnected:
+			if s.body {
+				return false
+			}
+			s.body = true
+			s.disconnected = SessionDisconnected{}
+			if !d.walk(s, msgSessionDisconnected, x, keep) {
+				return false
+			}
+			if keep {
+				s.wDisconnected.SessionDisconnected = &s.disconnected
+				ev.Body = &s.wDisconnected
+			}
+		case evConnectRejected:
+			if s.body {
+				return false
+			}
+			s.body = true
+			s.rejected = ConnectRejected{}
+			if !d.walk(s, msgConnectRejected, x, keep) {
+				return false
+			}
+			if keep {
+				s.wRejected.ConnectRejected = &s.rejected
+				ev.Body = &s.wRejected
+			}
 
-// set stores one field: v for varints, x for the rest. Without keep it
-// only checks what proto.Unmarshal would check (strings must be UTF-8,
-// bodies canonical) and stores nothing the caller sees.
-func (d *Decoder) set(s *Slot, e entry, v uint64, x []byte, keep bool) bool {
-	ev := &s.ev
-	switch e.id {
-	// Event
-	case evType:
-		ev.Type = EventType(int32(v))
-	case evUser:
-		return d.text(&ev.User, x, keep, false)
-	case evDevice:
-		return d.text(&ev.Device, x, keep, true)
-	case evSession:
-		return d.text(&ev.Session, x, keep, false)
-	case evNode:
-		return d.text(&ev.Node, x, keep, true)
-	case evActor:
-		return d.text(&ev.Actor, x, keep, true)
-	case evReason:
-		return d.text(&ev.Reason, x, keep, true)
-	case evSessionConnected:
-		c := &s.connected
-		*c = SessionConnected{Supersedes: s.ids[:0]}
-		ok := d.body(s, e, x, keep)
-		c.Supersedes = s.keepIDs(c.Supersedes)
-		s.wConnected.SessionConnected = c
-		return ok && s.setBody(&s.wConnected, keep)
-	case evSessionReconnected:
-		c := &s.reconnected
-		*c = SessionReconnected{Supersedes: s.ids[:0]}
-		ok := d.body(s, e, x, keep)
-		c.Supersedes = s.keepIDs(c.Supersedes)
-		s.wReconnected.SessionReconnected = c
-		return ok && s.setBody(&s.wReconnected, keep)
-	case evNotificationSent:
-		s.notification = NotificationSent{}
-		s.wNotification.NotificationSent = &s.notification
-		return d.body(s, e, x, keep) && s.setBody(&s.wNotification, keep)
-	case evKickRequested:
-		s.kick = KickRequested{}
-		s.wKick.KickRequested = &s.kick
-		return d.body(s, e, x, keep) && s.setBody(&s.wKick, keep)
-	case evUserBanned:
-		s.banned = UserBanned{}
-		s.wBanned.UserBanned = &s.banned
-		return d.body(s, e, x, keep) && s.setBody(&s.wBanned, keep)
-	case evUserUnbanned:
-		s.unbanned = UserUnbanned{}
-		s.wUnbanned.UserUnbanned = &s.unbanned
-		return d.body(s, e, x, keep) && s.setBody(&s.wUnbanned, keep)
-	case evSessionDisconnected:
-		s.disconnected = SessionDisconnected{}
-		s.wDisconnected.SessionDisconnected = &s.disconnected
-		return d.body(s, e, x, keep) && s.setBody(&s.wDisconnected, keep)
-	case evConnectRejected:
-		s.rejected = ConnectRejected{}
-		s.wRejected.ConnectRejected = &s.rejected
-		return d.body(s, e, x, keep) && s.setBody(&s.wRejected, keep)
+		// SessionConnected
+		case connRemoteAddr:
+			s.connected.RemoteAddr = string(x)
+		case connHeartbeatMs:
+			s.connected.HeartbeatMs = int64(v)
+		case connSupersedes:
+			s.connected.Supersedes = append(s.connected.Supersedes, string(x))
 
-	// SessionConnected
-	case connRemoteAddr:
-		return d.text(&s.connected.RemoteAddr, x, keep, false)
-	case connHeartbeatMs:
-		s.connected.HeartbeatMs = int64(v)
-	case connSupersedes:
-		return d.appendText(&s.connected.Supersedes, x, keep)
+		// SessionReconnected
+		case reconPreviousSession:
+			s.reconnected.PreviousSession = string(x)
+		case reconLastAckedSeq:
+			s.reconnected.LastAckedSeq = v
+		case reconRemoteAddr:
+			s.reconnected.RemoteAddr = string(x)
+		case reconHeartbeatMs:
+			s.reconnected.HeartbeatMs = int64(v)
+		case reconSupersedes:
+			s.reconnected.Supersedes = append(s.reconnected.Supersedes, string(x))
 
-	// SessionReconnected
-	case reconPreviousSession:
-		return d.text(&s.reconnected.PreviousSession, x, keep, false)
-	case reconLastAckedSeq:
-		s.reconnected.LastAckedSeq = v
-	case reconRemoteAddr:
-		return d.text(&s.reconnected.RemoteAddr, x, keep, false)
-	case reconHeartbeatMs:
-		s.reconnected.HeartbeatMs = int64(v)
-	case reconSupersedes:
-		return d.appendText(&s.reconnected.Supersedes, x, keep)
+		// NotificationSent
+		case notifTarget:
+			s.notification.Target = NotificationTarget(int32(v))
+		case notifTopic:
+			s.notification.Topic = d.shared(x)
+		case notifPayload:
+			s.notification.Payload = d.bytes(s, x)
 
-	// NotificationSent
-	case notifTarget:
-		s.notification.Target = NotificationTarget(int32(v))
-	case notifTopic:
-		return d.text(&s.notification.Topic, x, keep, true)
-	case notifPayload:
-		d.bytes(s, &s.notification.Payload, x, keep)
+		// KickRequested
+		case kickTarget:
+			s.kick.Target = KickTarget(int32(v))
+		case kickMode:
+			s.kick.Mode = KickMode(int32(v))
+		case kickReconnect:
+			s.kick.Reconnect = Reconnect(int32(v))
+		case kickReconnectAfterMs:
+			s.kick.ReconnectAfterMs = int64(v)
 
-	// KickRequested
-	case kickTarget:
-		s.kick.Target = KickTarget(int32(v))
-	case kickMode:
-		s.kick.Mode = KickMode(int32(v))
-	case kickReconnect:
-		s.kick.Reconnect = Reconnect(int32(v))
-	case kickReconnectAfterMs:
-		s.kick.ReconnectAfterMs = int64(v)
+		// UserBanned
+		case banUntilUnixNano:
+			s.banned.UntilUnixNano = int64(v)
 
-	// UserBanned
-	case banUntilUnixNano:
-		s.banned.UntilUnixNano = int64(v)
+		// SessionDisconnected
+		case discCause:
+			s.disconnected.Cause = DisconnectCause(int32(v))
+		case discCauseEventID:
+			s.disconnected.CauseEventId = d.bytes(s, x)
+		case discSupersededBy:
+			s.disconnected.SupersededBy = string(x)
+		case discReconnect:
+			s.disconnected.Reconnect = Reconnect(int32(v))
+		case discReconnectAfterMs:
+			s.disconnected.ReconnectAfterMs = int64(v)
 
-	// SessionDisconnected
-	case discCause:
-		s.disconnected.Cause = DisconnectCause(int32(v))
-	case discCauseEventID:
-		d.bytes(s, &s.disconnected.CauseEventId, x, keep)
-	case discSupersededBy:
-		return d.text(&s.disconnected.SupersededBy, x, keep, false)
-	case discReconnect:
-		s.disconnected.Reconnect = Reconnect(int32(v))
-	case discReconnectAfterMs:
-		s.disconnected.ReconnectAfterMs = int64(v)
+		// ConnectRejected
+		case rejCode:
+			s.rejected.Code = d.shared(x)
+		case rejCount:
+			s.rejected.Count = uint32(v)
+		case rejRemoteAddr:
+			s.rejected.RemoteAddr = string(x)
 
-	// ConnectRejected
-	case rejCode:
-		return d.text(&s.rejected.Code, x, keep, true)
-	case rejCount:
-		s.rejected.Count = uint32(v)
-	case rejRemoteAddr:
-		return d.text(&s.rejected.RemoteAddr, x, keep, false)
-
-	default:
-		return false
-	}
-	return true
-}
-
-// body reads the body message in x (field e of Event). A second body is
-// not canonical: proto.Unmarshal keeps the last one.
-func (d *Decoder) body(s *Slot, e entry, x []byte, keep bool) bool {
-	if s.body {
-		return false
-	}
-	s.body = true
-	return d.walk(s, e.sub, x, keep)
-}
-
-// setBody makes w the event's body if keep.
-func (s *Slot) setBody(w isEvent_Body, keep bool) bool {
-	if keep {
-		s.ev.Body = w
+		default:
+			return false
+		}
 	}
 	return true
 }
@@ -378,47 +458,25 @@ func (s *Slot) keepIDs(ids []string) []string {
 	return ids
 }
 
-// text sets *dst to x if keep (through the interner if shared and
-// interning) and reports whether x is valid UTF-8, as proto3 requires of
-// strings (the fallback gives the error).
-func (d *Decoder) text(dst *string, x []byte, keep, shared bool) bool {
-	if !utf8.Valid(x) {
-		return false
+// shared returns x as a string, through the interner if interning: for
+// the fields few values repeat in.
+func (d *Decoder) shared(x []byte) string {
+	if d.strs == nil {
+		return string(x)
 	}
-	if keep {
-		if shared && d.strs != nil {
-			*dst = d.intern(x)
-		} else {
-			*dst = string(x)
-		}
-	}
-	return true
+	return d.intern(x)
 }
 
-// appendText is text for a repeated string.
-func (d *Decoder) appendText(dst *[]string, x []byte, keep bool) bool {
-	if !utf8.Valid(x) {
-		return false
+// bytes returns x (AliasBytes) or a copy of it in the slot.
+func (d *Decoder) bytes(s *Slot, x []byte) []byte {
+	if d.alias {
+		return x
 	}
-	if keep {
-		*dst = append(*dst, string(x))
-	}
-	return true
-}
-
-// bytes sets *dst to x (AliasBytes) or a copy of it in the slot, if keep.
-func (d *Decoder) bytes(s *Slot, dst *[]byte, x []byte, keep bool) {
-	switch {
-	case !keep:
-	case d.alias:
-		*dst = x
-	default:
-		// Earlier copies of this event stay valid if append moves buf:
-		// they keep the old array, which nothing writes any more.
-		start := len(s.buf)
-		s.buf = append(s.buf, x...)
-		*dst = s.buf[start:len(s.buf):len(s.buf)]
-	}
+	// Earlier copies of this event stay valid if append moves buf: they
+	// keep the old array, which nothing writes any more.
+	start := len(s.buf)
+	s.buf = append(s.buf, x...)
+	return s.buf[start:len(s.buf):len(s.buf)]
 }
 
 // intern returns x as a string, shared with earlier events.
@@ -437,9 +495,10 @@ func (d *Decoder) intern(x []byte) string {
 // numbered higher is left to the fallback (and the tests fail).
 const maxFieldNum = 256
 
-// table maps a message's field numbers to what the decoder does with them.
+// table maps a message's tags (field number and wire type) to what the
+// decoder does with them.
 type table struct {
-	fields []entry // by field number; the zero entry: unknown
+	byTag []entry // by tag; the zero entry: unknown field or wrong wire type
 }
 
 // entry is one field of a message as the decoder reads it.
@@ -447,7 +506,8 @@ type entry struct {
 	id   field
 	wt   protowire.Type // the only wire type of the canonical encoding
 	list bool           // repeated: may follow itself
-	sub  msg            // for a message field: its message
+	text bool           // a string: must be UTF-8
+	sub  msg            // for a message field: its message; else noMsg
 }
 
 // msg names the messages the decoder reads.
@@ -464,6 +524,8 @@ const (
 	msgSessionDisconnected
 	msgConnectRejected
 	numMsgs
+
+	noMsg = numMsgs // not a message field
 )
 
 func (m msg) descriptor() protoreflect.MessageDescriptor {

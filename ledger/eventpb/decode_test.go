@@ -260,22 +260,20 @@ func TestDecoderKnowsEverySchemaField(t *testing.T) {
 		fields := md.Fields()
 		for i := 0; i < fields.Len(); i++ {
 			fd := fields.Get(i)
-			if int(fd.Number()) >= len(d.msgs[m].fields) || d.msgs[m].fields[fd.Number()].id == noField {
+			wt := protowire.VarintType
+			if fd.Kind() == protoreflect.StringKind || fd.Kind() == protoreflect.BytesKind || fd.Kind() == protoreflect.MessageKind {
+				wt = protowire.BytesType
+			}
+			tag := int(protowire.EncodeTag(fd.Number(), wt))
+			if tag >= len(d.msgs[m].byTag) || d.msgs[m].byTag[tag].id == noField {
 				t.Errorf("field %s (%d, %v) is not read by the decoder: add it to decode.go", fd.FullName(), fd.Number(), fd.Kind())
 				continue
 			}
-			e := d.msgs[m].fields[fd.Number()]
+			e := d.msgs[m].byTag[tag]
 			sp := specs[e.id]
-			if sp.name != fd.Name() || sp.kind != fd.Kind() || e.list != fd.IsList() {
-				t.Errorf("field %s (%d): read as %s %v list=%v; want %s %v list=%v", fd.FullName(), fd.Number(),
-					sp.name, sp.kind, e.list, fd.Name(), fd.Kind(), fd.IsList())
-			}
-			wantWT := protowire.VarintType
-			if fd.Kind() == protoreflect.StringKind || fd.Kind() == protoreflect.BytesKind || fd.Kind() == protoreflect.MessageKind {
-				wantWT = protowire.BytesType
-			}
-			if e.wt != wantWT {
-				t.Errorf("field %s: wire type %v; want %v", fd.FullName(), e.wt, wantWT)
+			if sp.name != fd.Name() || sp.kind != fd.Kind() || e.list != fd.IsList() || e.wt != wt {
+				t.Errorf("field %s (%d): read as %s %v list=%v wire type %v; want %s %v list=%v wire type %v", fd.FullName(), fd.Number(),
+					sp.name, sp.kind, e.list, e.wt, fd.Name(), fd.Kind(), fd.IsList(), wt)
 			}
 			seen[e.id] = true
 			if fd.Kind() == protoreflect.MessageKind {
