@@ -98,7 +98,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
 		Use:   "hubctl",
-		Short: "Operate a running hubd: hold a session, kick, ban, notify, list sessions",
+		Short: "Operate a running hubd: hold a session, kick, ban, notify, list sessions, print the checkpoint verifier key",
 		Long: `hubctl talks to a running hubd over gRPC.
 
 By default it reaches the local hubd (127.0.0.1:7070) and reads the admin
@@ -132,6 +132,7 @@ kicked, 4 banned or refused, 5 superseded, 6 connection lost.`,
 		newKick(g), newBan(g), newUnban(g), newNotify(g),
 		newSessions(g), newCluster(g),
 		newToken(),
+		newKey(g),
 	)
 	// Arguments cobra rejects (an unknown command, a stray argument) are
 	// bad usage, exit 2 like a bad flag. Cobra returns them as plain

@@ -59,6 +59,11 @@ type options struct {
 	natsRoutes        string
 	replicas          int
 	advertise         string
+
+	signedCheckpointEvery time.Duration
+	signedCheckpointDir   string
+	// deprecated lists the deprecated flag names given (run warns).
+	deprecated []string
 }
 
 const usageHead = `hubd serves the sessionledger hub: client sessions over gRPC (Hub.Connect),
@@ -122,7 +127,10 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.natsRoutes, "nats-routes", "", "with --embed-nats: the cluster addresses of the NATS servers, nats://HOST:PORT,... (this node's may be listed too)")
 	fs.IntVar(&o.replicas, "replicas", 3, "cluster mode: replicas of the cluster's stream (JetStream keeps each record on this many servers)")
 	fs.StringVar(&o.advertise, "advertise", "", "cluster mode: this node's gRPC address as other nodes' operators reach it (default: --listen)")
-	fs.Uint64Var(&o.checkpointEvery, "checkpoint-every", 10_000, "projection checkpoint every this many events")
+	fs.Uint64Var(&o.checkpointEvery, "projection-checkpoint-every", 10_000, "projection checkpoint (the projections' saved state, not a signed checkpoint) every this many events")
+	fs.Uint64Var(&o.checkpointEvery, "checkpoint-every", 10_000, "deprecated: use --projection-checkpoint-every")
+	fs.DurationVar(&o.signedCheckpointEvery, "signed-checkpoint-every", 10*time.Second, "sign a checkpoint of the ledger's Merkle tree when the log grew, at most this often")
+	fs.StringVar(&o.signedCheckpointDir, "signed-checkpoint-dir", "", "also write every signed checkpoint to this directory, one file each, never rewritten (put it on another disk or machine)")
 	fs.Uint64Var(&o.snapshotEvery, "snapshot-every", 100_000, "projection snapshot for time travel every this many events")
 	fs.DurationVar(&o.stallTimeout, "stall-timeout", 10*time.Second, "health turns NOT_SERVING while a recorded event has waited this long for the projections to apply it (nothing since is enforced)")
 	return fs
@@ -139,6 +147,11 @@ const defaultMaxStreamsPerConn = 256
 // envName is the environment variable for a flag.
 func envName(flagName string) string {
 	return "HUBD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func envGiven(lookup func(string) (string, bool), flagName string) bool {
+	_, ok := lookup(envName(flagName))
+	return ok
 }
 
 // parseOptions reads flags from args and, for flags not given there, from
@@ -167,6 +180,9 @@ func parseOptions(args []string, lookup func(string) (string, bool), out io.Writ
 	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	if given["checkpoint-every"] || (!given["projection-checkpoint-every"] && envGiven(lookup, "checkpoint-every")) {
+		o.deprecated = append(o.deprecated, "checkpoint-every")
 	}
 	return o, o.validate()
 }
@@ -254,7 +270,10 @@ func (o *options) validate() error {
 		errs = append(errs, fmt.Errorf("--replicas %d: want 1 to 5", o.replicas))
 	}
 	if o.checkpointEvery == 0 || o.snapshotEvery == 0 {
-		errs = append(errs, errors.New("--checkpoint-every and --snapshot-every must be positive"))
+		errs = append(errs, errors.New("--projection-checkpoint-every and --snapshot-every must be positive"))
+	}
+	if o.signedCheckpointEvery <= 0 {
+		errs = append(errs, fmt.Errorf("--signed-checkpoint-every %s: want a positive duration", o.signedCheckpointEvery))
 	}
 	return errors.Join(errs...)
 }

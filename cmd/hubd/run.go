@@ -35,6 +35,9 @@ func run(args []string, lookup func(string) (string, bool), stderr io.Writer, si
 		return exitUsage
 	}
 	log := newLogger(o, stderr)
+	for _, name := range o.deprecated {
+		log.Warn("deprecated flag", "flag", "--"+name, "use", "--projection-"+name)
+	}
 	code, err := serve(o, log, sig)
 	if err != nil {
 		fmt.Fprintf(stderr, "hubd: %v\n", err)
@@ -132,6 +135,7 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 		TLSKeyFile:     o.tlsKey,
 		MaxMessageSize: o.maxMsgBytes,
 		MaxStreams:     o.maxStreams,
+		Signing:        daemon.Signing{Every: o.signedCheckpointEvery, Dir: o.signedCheckpointDir},
 		Hub: hub.Config{
 			Node:                  o.node,
 			HeartbeatInterval:     o.heartbeat,

@@ -23,9 +23,10 @@ import (
 // directory apart from another one under the same node name.
 const InstanceFile = "node.id"
 
-// joinCluster starts this node's membership of the cluster: it returns
-// once the ledger holds what the cluster's stream held when it joined.
-func (d *Daemon) joinCluster(ctx context.Context) error {
+// connectCluster connects this node to the cluster (cluster.Connect): the
+// shared files and the log id are settled when it returns; Join follows
+// once the ledger is open.
+func (d *Daemon) connectCluster(ctx context.Context) error {
 	cc := *d.cfg.Cluster
 	cc.Node = d.cfg.Hub.Node
 	if cc.Node == "" {
@@ -59,7 +60,7 @@ func (d *Daemon) joinCluster(ctx context.Context) error {
 		}
 		return float64(d.node.Lag())
 	}))
-	node, err := cluster.Start(ctx, d.store, cc)
+	node, err := cluster.Connect(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("join the cluster: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/internal/daemon"
 	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/checkpoint"
 	"github.com/sessionledger/sessionledger/ledger/cluster"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -228,6 +229,20 @@ func TestClusterInProcess(t *testing.T) {
 	rec, err := c.d.Store().Get(rep.GetSeq())
 	if err != nil || rec.ID.String() != rep.GetEventId() {
 		t.Errorf("node c's record at the kick's seq %d: %v, %v; want the kick %s", rep.GetSeq(), rec, err, rep.GetEventId())
+	}
+	// A checkpoint signed by one node verifies against another node's log:
+	// the replicas share the log id and hold the same tree.
+	signed, err := a.d.Signer().SignNow(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := checkpoint.Open(signed.Note, a.d.VerifierKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := c.d.Store().TreeRoot(cp.Size)
+	if err != nil || root != cp.Root || cp.Origin != c.d.Store().LogID() {
+		t.Errorf("node a's checkpoint (%s, size %d) against node c's log (%s): root %x, %v; want %x", cp.Origin, cp.Size, c.d.Store().LogID(), root, err, cp.Root)
 	}
 	var st *hubpb.ClusterStatusReply
 	deadline = time.Now().Add(10 * time.Second)

@@ -43,7 +43,9 @@ import (
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/checkpoint"
 	"github.com/sessionledger/sessionledger/ledger/cluster"
+	"github.com/sessionledger/sessionledger/ledger/signkey"
 	"github.com/sessionledger/sessionledger/projections"
 )
 
@@ -100,8 +102,20 @@ type Config struct {
 	// Advertise is the gRPC address other nodes' operators reach this one
 	// at, shown by `hubctl cluster` (default: the address listened on).
 	Advertise string
+	// Signing configures the signed checkpoints of the ledger's Merkle tree
+	// (docs/verification.md).
+	Signing Signing
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+}
+
+// Signing configures the checkpoint signer.
+type Signing struct {
+	// Every is the most often a checkpoint is signed, when the log grew
+	// (default 10s).
+	Every time.Duration
+	// Dir, if set, gets a file per checkpoint, never rewritten.
+	Dir string
 }
 
 func (c *Config) setDefaults() {
@@ -120,6 +134,9 @@ func (c *Config) setDefaults() {
 	if c.MaxStreams == 0 {
 		c.MaxStreams = 256
 	}
+	if c.Signing.Every <= 0 {
+		c.Signing.Every = 10 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -137,6 +154,8 @@ type Daemon struct {
 	hub    *hub.Server
 	node   *cluster.Node // nil on a single node
 	ready  atomic.Bool   // the hub serves
+	signer *checkpoint.Signer
+	vkey   string // the signer's verifier key
 	audit  *audit.Server
 	grpc   *grpc.Server
 	http   *http.Server
@@ -217,8 +236,23 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		}
 	}()
 
+	// A cluster node first agrees with the cluster on what every node
+	// shares (before the token and key files are read: a node that has
+	// none takes the cluster's) and on the log id its replica carries.
+	lopts := &ledger.Options{Logger: log.With("component", "ledger")}
+	if cfg.Cluster != nil {
+		if err := d.connectCluster(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil && d.store == nil {
+				_ = d.node.Close(context.Background())
+			}
+		}()
+		lopts.Replica, lopts.LogID = true, d.node.LogID()
+	}
 	dbPath := filepath.Join(cfg.Data, "ledger.db")
-	store, err := ledger.Open(dbPath, &ledger.Options{Logger: log.With("component", "ledger"), Replica: cfg.Cluster != nil})
+	store, err := ledger.Open(dbPath, lopts)
 	if errors.Is(err, ledger.ErrLocked) {
 		return fmt.Errorf("%s is locked: another hubd is using data directory %s", dbPath, cfg.Data)
 	}
@@ -232,12 +266,13 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			d.closeLedger(context.Background())
 		}
 	}()
+	if err := d.startSigner(); err != nil {
+		return err
+	}
 	ports := hub.Ports{Publisher: ledger.NewPublisher(store), History: store}
-	if cfg.Cluster != nil {
-		// Before the token and key files are read: a node that has none
-		// takes the cluster's.
-		if err := d.joinCluster(ctx); err != nil {
-			return err
+	if d.node != nil {
+		if err := d.node.Join(ctx, store); err != nil {
+			return fmt.Errorf("join the cluster: %w", err)
 		}
 		ports.Publisher, ports.Cluster = d.node.Publisher(), clusterView{d.node}
 	}
@@ -294,7 +329,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	gopts = append(gopts, cfg.GRPCOptions...)
 	d.grpc = grpc.NewServer(gopts...)
 	h.Register(d.grpc)
-	d.audit = audit.NewServer(store)
+	d.audit = audit.NewServer(store, audit.WithVerifierKey(d.vkey))
 	audit.RegisterServer(d.grpc, d.audit) // admin-token protected by the hub's interceptors
 	reflection.Register(d.grpc)
 
@@ -338,6 +373,12 @@ func (d *Daemon) Hub() *hub.Server { return d.hub }
 
 // Store is the daemon's ledger.
 func (d *Daemon) Store() *ledger.Store { return d.store }
+
+// Signer is the daemon's checkpoint signer; VerifierKey its verifier key.
+func (d *Daemon) Signer() *checkpoint.Signer { return d.signer }
+
+// VerifierKey is the key that checks the daemon's signed checkpoints.
+func (d *Daemon) VerifierKey() string { return d.vkey }
 
 // Audit is the Audit service the daemon serves.
 func (d *Daemon) Audit() *audit.Server { return d.audit }
@@ -391,6 +432,12 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 // ctx), the cluster node (which writes into the ledger) and the ledger.
 func (d *Daemon) closeLedger(ctx context.Context) error {
 	var errs []error
+	if d.signer != nil {
+		// Before the ledger closes: it signs the last growth.
+		if err := d.signer.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close the checkpoint signer: %w", err))
+		}
+	}
 	if d.runner != nil {
 		if err := d.runner.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close projections: %w", err))
@@ -409,6 +456,30 @@ func (d *Daemon) closeLedger(ctx context.Context) error {
 		d.log.Info("hubd stopped", "head", head)
 	}
 	return errors.Join(errs...)
+}
+
+// startSigner loads or creates the checkpoint signing key in the data
+// directory and starts signing checkpoints of the ledger's tree.
+func (d *Daemon) startSigner() error {
+	key, created, err := signkey.LoadOrCreateKey(d.cfg.Data, d.store.LogID())
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(d.cfg.Data, signkey.KeyFile)
+	if d.vkey, err = signkey.VerifierKey(path); err != nil {
+		return err
+	}
+	if created {
+		d.log.Info("created the checkpoint signing key; keep its verifier key off this host (auditq key, hubctl key)", "file", path, "verifier_key", d.vkey)
+	}
+	d.signer, err = checkpoint.New(checkpoint.Config{Store: d.store, Key: key, Every: d.cfg.Signing.Every,
+		Dir: d.cfg.Signing.Dir, Logger: d.log.With("component", "checkpoint")})
+	if err != nil {
+		return err
+	}
+	d.signer.Start()
+	d.log.Info("signing checkpoints", "log_id", d.store.LogID(), "every", d.cfg.Signing.Every, "dir", d.cfg.Signing.Dir, "verifier_key", d.vkey)
+	return nil
 }
 
 // registerProcessMetrics adds the Go runtime's and the process's series.
@@ -430,7 +501,12 @@ func (d *Daemon) registerLedgerMetrics() {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_ledger_offsets_clamped_total", Help: "Consumer-group offsets found past the head of the log (a damaged, edited or truncated ledger) and clamped to it."},
 			func() float64 { return float64(s.Stats().OffsetsClamped) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_projections_ahead_of_head_total", Help: "Projection checkpoints and snapshots found past the head of the log at start (not used)."},
-			func() float64 { return float64(d.runner.Stats().AheadOfHead) }),
+			func() float64 {
+				if d.runner == nil {
+					return 0
+				}
+				return float64(d.runner.Stats().AheadOfHead)
+			}),
 	)
 }
 
@@ -444,6 +520,13 @@ func (d *Daemon) MetricsHandler() http.Handler {
 // the reason otherwise.
 func (d *Daemon) httpMux() *http.ServeMux {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/checkpoint", func(w http.ResponseWriter, r *http.Request) {
+		if !d.ready.Load() {
+			http.Error(w, "not serving: starting", http.StatusServiceUnavailable)
+			return
+		}
+		d.signer.Handler().ServeHTTP(w, r)
+	})
 	if d.cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -138,6 +138,7 @@ type Node struct {
 	store *ledger.Store
 
 	emb     *embedded
+	logID   string
 	url     string
 	natsOpt []nats.Option
 	nc      *nats.Conn
@@ -156,32 +157,52 @@ type Node struct {
 	lastMoved   time.Time
 	lastRestart time.Time
 
-	stop      chan struct{}
-	bg        sync.WaitGroup
-	closeOnce sync.Once
-	closeErr  error
+	stop        chan struct{}
+	bg          sync.WaitGroup
+	closeOnce   sync.Once
+	closeErr    error
+	releaseOnce sync.Once
+	releaseErr  error
 }
 
-// Start joins the cluster: it starts the embedded NATS server if asked,
-// connects, creates or checks the stream (waiting, up to StartTimeout,
-// for the JetStream cluster to form), checks that the local ledger is a
-// prefix of the stream, registers the node's name, and catches the
-// ledger up with the stream before it returns. store must be opened with
-// ledger.Options.Replica. ctx bounds the start.
-func Start(ctx context.Context, store *ledger.Store, cfg Config) (*Node, error) {
+// Connect is the first half of joining the cluster, before this node's
+// ledger is opened: it starts the embedded NATS server if asked, connects,
+// creates or checks the stream (waiting, up to StartTimeout, for the
+// JetStream cluster to form), and agrees with the cluster on what every
+// node must share: the shared files, and the log id every replica's
+// ledger carries (LogID), so a checkpoint signed by any node names the
+// same log. Open the ledger as a replica with that id, then Join.
+func Connect(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, store: store, stop: make(chan struct{})}
-	if err := n.start(ctx); err != nil {
+	n := &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
+	if err := n.connectCluster(ctx); err != nil {
 		n.release()
 		return nil, err
 	}
 	return n, nil
 }
 
-func (n *Node) start(ctx context.Context) (err error) {
+// Join is the second half: it checks that store (opened with
+// ledger.Options{Replica: true, LogID: n.LogID()}) is a prefix of the
+// stream, registers the node's name, starts the replicator and catches the
+// ledger up with the stream before it returns. On error the node is
+// closed.
+func (n *Node) Join(ctx context.Context, store *ledger.Store) error {
+	n.store = store
+	if err := n.join(ctx); err != nil {
+		n.release()
+		return err
+	}
+	return nil
+}
+
+// LogID is the cluster's log id, agreed at Connect.
+func (n *Node) LogID() string { return n.logID }
+
+func (n *Node) connectCluster(ctx context.Context) (err error) {
 	cfg := n.cfg
 	opts := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -215,6 +236,15 @@ func (n *Node) start(ctx context.Context) (err error) {
 	if err := n.ensureStream(startCtx); err != nil {
 		return err
 	}
+	return n.agree(startCtx)
+}
+
+func (n *Node) join(ctx context.Context) (err error) {
+	if got := n.store.LogID(); got != n.logID {
+		return fmt.Errorf("the local ledger is log %q and the cluster's is %q: this ledger is not a replica of this cluster; start the node with an empty data directory, or point it at the right cluster", got, n.logID)
+	}
+	startCtx, cancel := context.WithTimeout(ctx, n.cfg.StartTimeout)
+	defer cancel()
 	if err := n.checkPrefix(startCtx); err != nil {
 		return err
 	}
@@ -541,8 +571,13 @@ func (n *Node) Close(ctx context.Context) error {
 	return n.closeErr
 }
 
-// release stops what Start started, in reverse.
+// release stops what Connect and Join started, in reverse, once.
 func (n *Node) release() error {
+	n.releaseOnce.Do(func() { n.releaseErr = n.doRelease() })
+	return n.releaseErr
+}
+
+func (n *Node) doRelease() error {
 	var errs []error
 	if n.reg != nil {
 		n.reg.close()

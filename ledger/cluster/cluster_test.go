@@ -87,18 +87,22 @@ func testCluster(t *testing.T, n int) []*member {
 }
 
 func (m *member) start(t *testing.T) error {
-	var err error
-	m.store, err = ledger.Open(filepath.Join(m.dir, "ledger.db"), &ledger.Options{Replica: true})
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	m.node, err = cluster.Start(ctx, m.store, m.cfg)
+	node, err := cluster.Connect(ctx, m.cfg)
 	if err != nil {
+		return fmt.Errorf("%s: %w", m.name, err)
+	}
+	m.store, err = ledger.Open(filepath.Join(m.dir, "ledger.db"), &ledger.Options{Replica: true, LogID: node.LogID()})
+	if err != nil {
+		node.Close(ctx)
+		return err
+	}
+	if err := node.Join(ctx, m.store); err != nil {
 		m.store.Close()
 		return fmt.Errorf("%s: %w", m.name, err)
 	}
+	m.node = node
 	t.Cleanup(m.stop)
 	return nil
 }

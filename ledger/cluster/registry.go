@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sessionledger/sessionledger/ledger"
+
 	"github.com/sessionledger/sessionledger/internal/atomicfile"
 )
 
@@ -86,8 +88,47 @@ type registry struct {
 	done   chan struct{}
 }
 
+// agree settles, in ConfigBucket, what every node must share: the shared
+// files, and the log id (the first node's, or a new one).
+func (n *Node) agree(ctx context.Context) error {
+	var config jetstream.KeyValue
+	err := retry(ctx, func(ctx context.Context) (err error) {
+		config, err = n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ConfigBucket,
+			Storage: jetstream.FileStorage, Replicas: n.cfg.Replicas, Description: "sessionledger: settings every node shares"})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("cluster settings: %w", err)
+	}
+	for _, f := range n.cfg.Shared {
+		if err := share(ctx, config, f, n.log); err != nil {
+			return err
+		}
+	}
+	err = retry(ctx, func(ctx context.Context) error {
+		e, err := config.Get(ctx, "log_id")
+		if err == nil {
+			n.logID = string(e.Value())
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return err
+		}
+		id := ledger.NewLogID()
+		if _, err := config.Create(ctx, "log_id", []byte(id)); err != nil {
+			return err // another node was first: read its id on the next try
+		}
+		n.logID = id
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("cluster settings (log id): %w", err)
+	}
+	return nil
+}
+
 func newRegistry(ctx context.Context, n *Node) (*registry, error) {
-	var nodes, config jetstream.KeyValue
+	var nodes jetstream.KeyValue
 	err := retry(ctx, func(ctx context.Context) (err error) {
 		nodes, err = n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: NodesBucket, TTL: NodeTTL,
 			Storage: jetstream.FileStorage, Replicas: n.cfg.Replicas, Description: "sessionledger: live nodes"})
@@ -95,19 +136,6 @@ func newRegistry(ctx context.Context, n *Node) (*registry, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node registry: %w", err)
-	}
-	err = retry(ctx, func(ctx context.Context) (err error) {
-		config, err = n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ConfigBucket,
-			Storage: jetstream.FileStorage, Replicas: n.cfg.Replicas, Description: "sessionledger: settings every node shares"})
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cluster settings: %w", err)
-	}
-	for _, f := range n.cfg.Shared {
-		if err := share(ctx, config, f, n.log); err != nil {
-			return nil, err
-		}
 	}
 	r := &registry{n: n, nodes: nodes, stop: make(chan struct{}), done: make(chan struct{})}
 	var taken error
