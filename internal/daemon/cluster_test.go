@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -58,6 +60,7 @@ func freePorts(t *testing.T, n int) []int {
 // node is one hubd of an in-process test cluster.
 type node struct {
 	name  string
+	cfg   daemon.Config
 	d     *daemon.Daemon
 	conn  *grpc.ClientConn
 	admin hubpb.AdminClient
@@ -78,7 +81,7 @@ func startCluster(t *testing.T, n int) []*node {
 	for i := range nodes {
 		nd := &node{name: fmt.Sprintf("node-%c", 'a'+i)}
 		nodes[i] = nd
-		cfg := daemon.Config{
+		nd.cfg = daemon.Config{
 			Data: t.TempDir(), Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Hub: hub.Config{Node: nd.name, AdminTokens: map[string]string{adminToken: "ops-" + nd.name}, ResumeKey: []byte("cluster-test-resume-key-0123456"),
 				ShutdownJitter: 50 * time.Millisecond, ShutdownReconnect: 50 * time.Millisecond, Policy: projections.Policy{OnePerDevice: true}},
@@ -88,17 +91,7 @@ func startCluster(t *testing.T, n int) []*node {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d, err := daemon.New(cfg)
-			if err == nil {
-				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-				defer cancel()
-				err = d.Start(ctx)
-			}
-			if err != nil {
-				errs[i] = fmt.Errorf("%s: %w", nd.name, err)
-				return
-			}
-			nd.d = d
+			errs[i] = nd.start()
 		}()
 	}
 	wg.Wait()
@@ -113,13 +106,32 @@ func startCluster(t *testing.T, n int) []*node {
 		}
 	}
 	for _, nd := range nodes {
-		conn, err := grpc.NewClient(nd.d.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		nd.conn, nd.admin = conn, hubpb.NewAdminClient(conn)
+		nd.dial(t)
 	}
 	return nodes
+}
+
+// start starts the node's daemon.
+func (nd *node) start() error {
+	d, err := daemon.New(nd.cfg)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		err = d.Start(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", nd.name, err)
+	}
+	nd.d = d
+	return nil
+}
+
+func (nd *node) dial(t *testing.T) {
+	conn, err := grpc.NewClient(nd.d.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd.conn, nd.admin = conn, hubpb.NewAdminClient(conn)
 }
 
 func (nd *node) stop(t *testing.T) {
@@ -287,5 +299,37 @@ func waitSameHead(t *testing.T, nodes []*node) ledger.Head {
 			t.Fatal("the nodes' ledgers did not reach the same head")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestClusterRebuildsALostLedger: a node whose ledger file was lost starts
+// with the rest of its data directory and rebuilds the ledger from the
+// stream: the same records, the same head hash as the others.
+func TestClusterRebuildsALostLedger(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a, c := nodes[0], nodes[2]
+	for i := range 20 {
+		if _, err := a.admin.Notify(adminCtx(t), &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: fmt.Sprint("t", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := waitSameHead(t, nodes)
+	c.stop(t)
+	if err := os.Remove(filepath.Join(c.cfg.Data, "ledger.db")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.start(); err != nil {
+		t.Fatal(err)
+	}
+	c.dial(t)
+	if got := waitSameHead(t, nodes); got.Seq < want.Seq {
+		t.Fatalf("head after the rebuild %d; want at least %d", got.Seq, want.Seq)
+	}
+	for seq := uint64(1); seq <= want.Seq; seq++ {
+		ra, _ := a.d.Store().Get(seq)
+		rc, err := c.d.Store().Get(seq)
+		if err != nil || rc.Hash != ra.Hash || rc.ID != ra.ID {
+			t.Fatalf("seq %d on the rebuilt node: %v, %v; want node a's record", seq, rc, err)
+		}
 	}
 }
