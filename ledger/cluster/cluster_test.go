@@ -23,7 +23,7 @@ import (
 // freePorts returns n ports free on 127.0.0.1 a moment ago. The embedded
 // servers' cluster addresses must be known before any of them starts (each
 // lists the others as routes), so port 0 cannot do.
-func freePorts(t *testing.T, n int) []int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ls []net.Listener
 	var out []int
@@ -52,7 +52,7 @@ type member struct {
 
 // testCluster starts n nodes with embedded NATS servers routed to each
 // other, concurrently (a JetStream cluster needs them all to form).
-func testCluster(t *testing.T, n int) []*member {
+func testCluster(t testing.TB, n int) []*member {
 	t.Helper()
 	ports := freePorts(t, n)
 	var routes []string
@@ -86,7 +86,7 @@ func testCluster(t *testing.T, n int) []*member {
 	return ms
 }
 
-func (m *member) start(t *testing.T) error {
+func (m *member) start(t testing.TB) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	node, err := cluster.Connect(ctx, m.cfg)

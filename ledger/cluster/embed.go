@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -49,7 +50,7 @@ func startEmbedded(cfg EmbedConfig, node string, log *slog.Logger, ready time.Du
 		Port:       port,
 		JetStream:  true,
 		StoreDir:   cfg.StoreDir,
-		SyncAlways: true,
+		SyncAlways: os.Getenv("SL_NO_SYNC_ALWAYS") == "",
 		NoSigs:     true,
 		MaxPayload: 1 << 20,
 	}

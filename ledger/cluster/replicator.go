@@ -161,16 +161,35 @@ func (streamUnmarshaler) Unmarshal(msg jetstream.Msg) (*message.Message, error) 
 func (r *replicator) run(ctx context.Context, msgs <-chan *message.Message, done chan struct{}) {
 	defer close(done)
 	var batch []ledger.Replicated
+	pending := uint64(0) // what the stream said was still coming after the last message
 	for {
 		var m *message.Message
 		var ok bool
-		if len(batch) == 0 {
+		switch {
+		case len(batch) == 0:
 			select {
 			case m, ok = <-msgs:
 			case <-ctx.Done():
 				return
 			}
-		} else {
+		case pending > 0 && len(batch) < maxReplicateBatch:
+			// More is on its way (catching up, or a burst): wait for it
+			// a moment rather than commit a batch of one.
+			t := time.NewTimer(batchWait)
+			select {
+			case m, ok = <-msgs:
+				t.Stop()
+			case <-t.C:
+				if !r.commit(ctx, batch) {
+					return
+				}
+				batch, pending = batch[:0], 0
+				continue
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+		default:
 			select {
 			case m, ok = <-msgs:
 			default:
@@ -184,12 +203,17 @@ func (r *replicator) run(ctx context.Context, msgs <-chan *message.Message, done
 		}
 		if !ok {
 			if ctx.Err() == nil {
-				r.fail(errors.New("replicator: the stream subscription ended"))
+				r.n.log.Warn("the stream subscription ended; waiting to subscribe again")
+			}
+			if len(batch) > 0 {
+				r.commit(ctx, batch)
 			}
 			return
 		}
 		m.Ack()
+		pending = 0
 		if p, err := strconv.ParseUint(m.Metadata.Get(mdPending), 10, 64); err == nil {
+			pending = p
 			r.lag.Store(p)
 		}
 		rec, err := replicated(m)
@@ -220,6 +244,10 @@ func (r *replicator) run(ctx context.Context, msgs <-chan *message.Message, done
 		}
 	}
 }
+
+// batchWait bounds how long the replicator waits for a message the stream
+// said is coming before it commits what it has.
+const batchWait = 5 * time.Millisecond
 
 // replicated turns a delivered message into the record the ledger stores.
 func replicated(m *message.Message) (ledger.Replicated, error) {
