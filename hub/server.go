@@ -28,6 +28,7 @@ type Server struct {
 	pub     Publisher
 	proj    Projection
 	hist    History
+	cluster Cluster // nil on a single node
 	log     *slog.Logger
 	metrics *metrics
 	health  *health.Server
@@ -77,6 +78,7 @@ func New(ports Ports, cfg Config) (*Server, error) {
 		pub:      ports.Publisher,
 		proj:     ports.Projection,
 		hist:     ports.History,
+		cluster:  ports.Cluster,
 		log:      cfg.Logger,
 		health:   health.NewServer(),
 		sessions: make(map[string]*session),
@@ -188,7 +190,8 @@ func heartbeatTick(interval time.Duration) time.Duration {
 
 // watchHealth turns the health service NOT_SERVING, and logs why, while
 // Err reports a failure, and SERVING again once it does not: a ledger's
-// failure is sticky until a restart; projections that fell behind catch up.
+// failure is sticky until a restart; projections that fell behind catch
+// up; a cluster's log comes back when its quorum or connection does.
 func (s *Server) watchHealth() {
 	defer s.bg.Done()
 	t := time.NewTicker(healthInterval)

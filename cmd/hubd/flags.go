@@ -52,6 +52,14 @@ type options struct {
 	snapshotEvery   uint64
 	stallTimeout    time.Duration
 
+	natsURLs          string
+	embedNATS         bool
+	natsListen        string
+	natsClusterListen string
+	natsRoutes        string
+	replicas          int
+	advertise         string
+
 	signedCheckpointEvery time.Duration
 	signedCheckpointDir   string
 	// deprecated lists the deprecated flag names given (run warns).
@@ -112,6 +120,13 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.shutdownReconnect, "shutdown-reconnect", time.Second, "on shutdown, clients are told to reconnect after this delay ...")
 	fs.DurationVar(&o.shutdownJitter, "shutdown-jitter", 5*time.Second, "... plus a random delay up to this, so they do not return at once")
 
+	fs.StringVar(&o.natsURLs, "nats", "", "cluster mode: join through an existing NATS deployment with JetStream, URL[,URL...] (docs/cluster.md)")
+	fs.BoolVar(&o.embedNATS, "embed-nats", false, "cluster mode: run an embedded NATS server; the embedded servers of the nodes form the JetStream cluster")
+	fs.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "with --embed-nats: the NATS client address")
+	fs.StringVar(&o.natsClusterListen, "nats-cluster-listen", "", "with --embed-nats: the address the other nodes' NATS servers route to (HOST:PORT)")
+	fs.StringVar(&o.natsRoutes, "nats-routes", "", "with --embed-nats: the cluster addresses of the NATS servers, nats://HOST:PORT,... (this node's may be listed too)")
+	fs.IntVar(&o.replicas, "replicas", 3, "cluster mode: replicas of the cluster's stream (JetStream keeps each record on this many servers)")
+	fs.StringVar(&o.advertise, "advertise", "", "cluster mode: this node's gRPC address as other nodes' operators reach it (default: --listen)")
 	fs.Uint64Var(&o.checkpointEvery, "projection-checkpoint-every", 10_000, "projection checkpoint (the projections' saved state, not a signed checkpoint) every this many events")
 	fs.Uint64Var(&o.checkpointEvery, "checkpoint-every", 10_000, "deprecated: use --projection-checkpoint-every")
 	fs.DurationVar(&o.signedCheckpointEvery, "signed-checkpoint-every", 10*time.Second, "sign a checkpoint of the ledger's Merkle tree when the log grew, at most this often")
@@ -229,6 +244,30 @@ func (o *options) validate() error {
 	}
 	if o.maxPerUser < 0 {
 		errs = append(errs, fmt.Errorf("--max-per-user %d: want 0 (no limit) or more", o.maxPerUser))
+	}
+	switch {
+	case o.natsURLs != "" && o.embedNATS:
+		errs = append(errs, errors.New("--nats and --embed-nats: give one (an existing NATS deployment, or embedded servers)"))
+	case o.embedNATS:
+		if _, _, err := net.SplitHostPort(o.natsListen); err != nil {
+			errs = append(errs, fmt.Errorf("--nats-listen %q: %v", o.natsListen, err))
+		}
+		if o.natsClusterListen != "" {
+			if _, _, err := net.SplitHostPort(o.natsClusterListen); err != nil {
+				errs = append(errs, fmt.Errorf("--nats-cluster-listen %q: %v", o.natsClusterListen, err))
+			}
+		}
+		if o.natsRoutes != "" && o.natsClusterListen == "" {
+			errs = append(errs, errors.New("--nats-routes needs --nats-cluster-listen"))
+		}
+		if o.replicas > 1 && o.natsClusterListen == "" {
+			errs = append(errs, fmt.Errorf("--replicas %d needs a NATS cluster: give --nats-cluster-listen and --nats-routes, or --replicas 1", o.replicas))
+		}
+	case o.natsClusterListen != "" || o.natsRoutes != "":
+		errs = append(errs, errors.New("--nats-cluster-listen and --nats-routes go with --embed-nats"))
+	}
+	if o.replicas < 1 || o.replicas > 5 {
+		errs = append(errs, fmt.Errorf("--replicas %d: want 1 to 5", o.replicas))
 	}
 	if o.checkpointEvery == 0 || o.snapshotEvery == 0 {
 		errs = append(errs, errors.New("--projection-checkpoint-every and --snapshot-every must be positive"))

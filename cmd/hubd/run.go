@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/internal/daemon"
+	"github.com/sessionledger/sessionledger/ledger/cluster"
 	"github.com/sessionledger/sessionledger/projections"
 )
 
@@ -156,6 +158,23 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 			SnapshotEvery:   o.snapshotEvery,
 			StallAfter:      o.stallTimeout,
 		},
-		Logger: log,
+		Cluster:   clusterConfig(o),
+		Advertise: o.advertise,
+		Logger:    log,
 	}
+}
+
+// clusterConfig is the cluster part of the options, nil on a single node.
+func clusterConfig(o *options) *cluster.Config {
+	switch {
+	case o.natsURLs != "":
+		return &cluster.Config{URLs: strings.Split(o.natsURLs, ","), Replicas: o.replicas}
+	case o.embedNATS:
+		emb := &cluster.EmbedConfig{Listen: o.natsListen, ClusterListen: o.natsClusterListen}
+		if o.natsRoutes != "" {
+			emb.Routes = strings.Split(o.natsRoutes, ",")
+		}
+		return &cluster.Config{Embed: emb, Replicas: o.replicas}
+	}
+	return nil
 }

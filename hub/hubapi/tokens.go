@@ -37,9 +37,8 @@ func LoadOrCreateAdminTokens(dir string) (tokens map[string]string, created bool
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, false, err
 	}
-	tok := randomToken()
-	content := fmt.Sprintf("# sessionledger admin tokens: one \"actor token\" per line\nadmin %s\n", tok)
-	if created, err = atomicfile.CreateOnce(path, []byte(content)); err != nil {
+	content, tok := newAdminTokenFile()
+	if created, err = atomicfile.CreateOnce(path, content); err != nil {
 		return nil, false, fmt.Errorf("create admin token: %w", err)
 	}
 	if !created {
@@ -47,6 +46,18 @@ func LoadOrCreateAdminTokens(dir string) (tokens map[string]string, created bool
 		return tokens, false, err
 	}
 	return map[string]string{tok: "admin"}, true, nil
+}
+
+// NewAdminTokenFile returns the content of a new admin token file: one
+// random token for actor "admin".
+func NewAdminTokenFile() []byte {
+	b, _ := newAdminTokenFile()
+	return b
+}
+
+func newAdminTokenFile() ([]byte, string) {
+	tok := randomToken()
+	return []byte(fmt.Sprintf("# sessionledger admin tokens: one \"actor token\" per line\nadmin %s\n", tok)), tok
 }
 
 // ReadAdminTokens parses an admin token file into token → actor. It

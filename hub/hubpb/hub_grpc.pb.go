@@ -130,12 +130,13 @@ var Hub_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Admin_Kick_FullMethodName         = "/sessionledger.hub.v1.Admin/Kick"
-	Admin_Ban_FullMethodName          = "/sessionledger.hub.v1.Admin/Ban"
-	Admin_Unban_FullMethodName        = "/sessionledger.hub.v1.Admin/Unban"
-	Admin_Notify_FullMethodName       = "/sessionledger.hub.v1.Admin/Notify"
-	Admin_ListSessions_FullMethodName = "/sessionledger.hub.v1.Admin/ListSessions"
-	Admin_GetSession_FullMethodName   = "/sessionledger.hub.v1.Admin/GetSession"
+	Admin_Kick_FullMethodName          = "/sessionledger.hub.v1.Admin/Kick"
+	Admin_Ban_FullMethodName           = "/sessionledger.hub.v1.Admin/Ban"
+	Admin_Unban_FullMethodName         = "/sessionledger.hub.v1.Admin/Unban"
+	Admin_Notify_FullMethodName        = "/sessionledger.hub.v1.Admin/Notify"
+	Admin_ListSessions_FullMethodName  = "/sessionledger.hub.v1.Admin/ListSessions"
+	Admin_GetSession_FullMethodName    = "/sessionledger.hub.v1.Admin/GetSession"
+	Admin_ClusterStatus_FullMethodName = "/sessionledger.hub.v1.Admin/ClusterStatus"
 )
 
 // AdminClient is the client API for Admin service.
@@ -151,6 +152,11 @@ type AdminClient interface {
 	Notify(ctx context.Context, in *NotifyRequest, opts ...grpc.CallOption) (*ActionReply, error)
 	ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsReply, error)
 	GetSession(ctx context.Context, in *GetSessionRequest, opts ...grpc.CallOption) (*SessionInfo, error)
+	// ClusterStatus lists the nodes of the cluster this hubd is a node of,
+	// as each last reported itself, and flags a replica whose chain differs
+	// from the others' at a seq they all hold. On a single node it lists
+	// that node.
+	ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusReply, error)
 }
 
 type adminClient struct {
@@ -221,6 +227,16 @@ func (c *adminClient) GetSession(ctx context.Context, in *GetSessionRequest, opt
 	return out, nil
 }
 
+func (c *adminClient) ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterStatusReply)
+	err := c.cc.Invoke(ctx, Admin_ClusterStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -234,6 +250,11 @@ type AdminServer interface {
 	Notify(context.Context, *NotifyRequest) (*ActionReply, error)
 	ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsReply, error)
 	GetSession(context.Context, *GetSessionRequest) (*SessionInfo, error)
+	// ClusterStatus lists the nodes of the cluster this hubd is a node of,
+	// as each last reported itself, and flags a replica whose chain differs
+	// from the others' at a seq they all hold. On a single node it lists
+	// that node.
+	ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusReply, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -261,6 +282,9 @@ func (UnimplementedAdminServer) ListSessions(context.Context, *ListSessionsReque
 }
 func (UnimplementedAdminServer) GetSession(context.Context, *GetSessionRequest) (*SessionInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSession not implemented")
+}
+func (UnimplementedAdminServer) ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClusterStatus not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -391,6 +415,24 @@ func _Admin_GetSession_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ClusterStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClusterStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ClusterStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ClusterStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ClusterStatus(ctx, req.(*ClusterStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -421,6 +463,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetSession",
 			Handler:    _Admin_GetSession_Handler,
+		},
+		{
+			MethodName: "ClusterStatus",
+			Handler:    _Admin_ClusterStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
