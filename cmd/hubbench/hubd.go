@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -233,29 +234,65 @@ func (b *bench) saveProfiles(dir string) error {
 	return nil
 }
 
-// cpuProfile starts a CPU profile of hubd (up to 60 s); the returned func
-// stops it early by cancelling and waits for the file... profiles are cut
-// by time, so it simply waits for the request to finish.
-func (b *bench) cpuProfile(name string) func() {
+// cpuProfile profiles a phase, in hubd (its /debug/pprof/profile for
+// seconds) and in hubbench itself (the clients: they share the machine), into
+// hubd-cpu-NAME.pprof and hubbench-cpu-NAME.pprof. The returned func waits
+// for hubd's profile to finish and stops hubbench's.
+func (b *bench) cpuProfile(name string, seconds int) func() {
 	done := make(chan struct{})
 	start := time.Now()
 	go func() {
 		defer close(done)
-		res, err := b.http.Get("http://" + b.metrics + "/debug/pprof/profile?seconds=8")
+		res, err := b.http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.metrics, seconds))
 		if err != nil {
 			b.printf("cpu profile: %v", err)
 			return
 		}
 		defer res.Body.Close()
-		f, err := os.Create(filepath.Join(b.o.profile, name))
+		f, err := os.Create(filepath.Join(b.o.profile, "hubd-cpu-"+name+".pprof"))
 		if err != nil {
 			return
 		}
 		_, _ = io.Copy(f, res.Body)
 		f.Close()
 	}()
+	own, err := os.Create(filepath.Join(b.o.profile, "hubbench-cpu-"+name+".pprof"))
+	if err == nil && pprof.StartCPUProfile(own) != nil {
+		own.Close()
+		own = nil
+	}
 	return func() {
+		if own != nil {
+			pprof.StopCPUProfile()
+			own.Close()
+		}
 		<-done
-		b.printf("cpu profile %s (%.0fs) saved", name, time.Since(start).Seconds())
+		b.printf("cpu profiles of %s (%.0fs) saved", name, time.Since(start).Seconds())
 	}
 }
+
+// cpuTimes returns the CPU time hubd and hubbench (the clients) have used
+// so far, user and system: phases report their difference, which the
+// other load on a shared machine does not inflate as it does wall time.
+func (b *bench) cpuTimes() (hubd, clients time.Duration) {
+	if f, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", b.hubd.Process.Pid)); err == nil {
+		// Fields after the command (which may hold spaces) in parentheses:
+		// utime and stime are the 14th and 15th fields of the line.
+		if i := strings.LastIndexByte(string(f), ')'); i > 0 {
+			fs := strings.Fields(string(f[i+1:]))
+			if len(fs) > 12 {
+				u, _ := strconv.ParseUint(fs[11], 10, 64)
+				s, _ := strconv.ParseUint(fs[12], 10, 64)
+				hubd = time.Duration(u+s) * time.Second / clockTicks
+			}
+		}
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		clients = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	return hubd, clients
+}
+
+// clockTicks is the unit of /proc/PID/stat's times (USER_HZ, 100 on Linux).
+const clockTicks = 100

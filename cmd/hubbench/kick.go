@@ -48,7 +48,7 @@ func (b *bench) kickAll() error {
 	}
 	order := rand.Perm(len(b.sessions))[:k.N]
 	if b.o.profile != "" {
-		done := b.cpuProfile("hubd-cpu-kicks.pprof")
+		done := b.cpuProfile("kicks", 8)
 		defer done()
 	}
 	var calls, frames, ends []time.Duration

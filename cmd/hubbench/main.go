@@ -97,6 +97,9 @@ type Result struct {
 		PerSecond  float64 `json:"per_second"`
 		Failures   int     `json:"failures"`
 		FirstError string  `json:"first_error,omitempty"`
+		// CPU time per connect, hubd's and the clients' (hubbench's own).
+		HubdCPUUs    float64 `json:"hubd_cpu_us_per_connect"`
+		ClientsCPUUs float64 `json:"clients_cpu_us_per_connect"`
 	} `json:"connect"`
 	Memory struct {
 		BaselineRSS     uint64  `json:"baseline_rss_bytes"`
@@ -144,6 +147,9 @@ type Result struct {
 		Sessions     int       `json:"sessions"`
 		Seconds      []float64 `json:"seconds"`
 		PerSecondMed float64   `json:"deliveries_per_second_median"`
+		// CPU time per delivery over all rounds, hubd's and the clients'.
+		HubdCPUUs    float64 `json:"hubd_cpu_us_per_delivery"`
+		ClientsCPUUs float64 `json:"clients_cpu_us_per_delivery"`
 	} `json:"fanout"`
 	Storm struct {
 		Sessions      int     `json:"sessions"`
@@ -185,7 +191,7 @@ func main() {
 	fs.StringVar(&o.data, "data", "", "hubd data directory (default: a temporary one, removed at the end)")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the result as JSON to this file")
 	fs.StringVar(&o.hubdArgs, "hubd-args", "", "extra hubd flags, space separated")
-	fs.StringVar(&o.profile, "profile", "", "save hubd's heap and goroutine profiles with every session connected into this directory (go tool pprof)")
+	fs.StringVar(&o.profile, "profile", "", "save profiles into this directory (go tool pprof): hubd's heap and goroutines with every session connected, and CPU of hubd and of hubbench's clients during the connects, kicks and fan-out")
 	_ = fs.Parse(os.Args[1:])
 	if o.kicks == -1 {
 		o.kicks = min(1000, o.sessions-1)
