@@ -5,11 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"strings"
 	"time"
 
 	"github.com/sessionledger/sessionledger/hub/hubapi"
+	"github.com/sessionledger/sessionledger/internal/daemon"
 )
 
 // options are hubd's settings. Every flag has an environment equivalent:
@@ -29,6 +31,15 @@ type options struct {
 	maxMsgBytes int
 	maxStreams  int
 	pprof       bool
+
+	// gRPC connection settings (daemon.ConnOptions)
+	readBuffer, writeBuffer      int
+	privateWriteBuffer           bool
+	streamWindow, connWindow     int
+	dynamicWindow                bool
+	maxConnAge, maxConnAgeGrace  time.Duration
+	keepaliveTime, keepaliveWait time.Duration
+	keepaliveMinTime             time.Duration
 
 	heartbeat       time.Duration
 	idleTimeout     time.Duration
@@ -101,6 +112,17 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles (net/http/pprof) under /debug/pprof/ on the --metrics address")
 	fs.IntVar(&o.maxMsgBytes, "max-message-size", hubapi.DefaultMaxMessageSize, "largest message a client or operator may send, in bytes (the default takes a 64 KiB notification payload)")
 	fs.IntVar(&o.maxStreams, "max-streams-per-conn", defaultMaxStreamsPerConn, "most concurrent gRPC streams (sessions and calls) on one client connection; more wait for one to end")
+	fs.IntVar(&o.readBuffer, "grpc-read-buffer", daemon.DefaultReadBufferSize, "each client connection's read buffer, in bytes (0: none, gRPC reads the socket for each frame)")
+	fs.IntVar(&o.writeBuffer, "grpc-write-buffer", daemon.DefaultWriteBufferSize, "most bytes gRPC buffers before writing to a connection's socket")
+	fs.BoolVar(&o.privateWriteBuffer, "grpc-private-write-buffer", false, "give each connection a write buffer of its own for its lifetime instead of one from a shared pool while it writes")
+	fs.IntVar(&o.streamWindow, "grpc-stream-window", daemon.DefaultStreamWindow, "HTTP/2 flow-control window granted per stream, in bytes (at least 65535)")
+	fs.IntVar(&o.connWindow, "grpc-conn-window", daemon.DefaultConnWindow, "HTTP/2 flow-control window granted per connection, in bytes (at least 65535)")
+	fs.BoolVar(&o.dynamicWindow, "grpc-dynamic-window", false, "let gRPC size the windows from its bandwidth-delay estimate instead (it pings a client after each burst of data from it)")
+	fs.DurationVar(&o.maxConnAge, "max-connection-age", 0, "close connections this old (±10% jitter) with a GOAWAY, so clients reconnect and spread over nodes (0: never)")
+	fs.DurationVar(&o.maxConnAgeGrace, "max-connection-age-grace", 0, "after --max-connection-age, how long its streams may go on before the connection is closed (0: no limit)")
+	fs.DurationVar(&o.keepaliveTime, "keepalive-time", 2*time.Hour, "ping a client connection silent this long (HTTP/2 ping; the hub's heartbeats end silent sessions sooner)")
+	fs.DurationVar(&o.keepaliveWait, "keepalive-timeout", 20*time.Second, "close a connection that does not answer a keepalive ping within this")
+	fs.DurationVar(&o.keepaliveMinTime, "keepalive-min-time", 5*time.Second, "how often a client may send keepalive pings; one that pings more often is disconnected")
 
 	fs.DurationVar(&o.heartbeat, "heartbeat", 10*time.Second, "interval between server pings")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "end a session silent this long (default 3 heartbeats)")
@@ -221,7 +243,8 @@ func (o *options) validate() error {
 		{"heartbeat", o.heartbeat}, {"hello-timeout", o.helloTimeout}, {"reject-window", o.rejectWindow},
 		{"graceful-timeout", o.gracefulTimeout}, {"resume-window", o.resumeWindow},
 		{"shutdown-timeout", o.shutdownTimeout}, {"shutdown-reconnect", o.shutdownReconnect}, {"shutdown-jitter", o.shutdownJitter},
-		{"stall-timeout", o.stallTimeout},
+		{"stall-timeout", o.stallTimeout}, {"keepalive-time", o.keepaliveTime}, {"keepalive-timeout", o.keepaliveWait},
+		{"keepalive-min-time", o.keepaliveMinTime},
 	} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s %s: want a positive duration", d.name, d.v))
@@ -241,6 +264,23 @@ func (o *options) validate() error {
 		if n.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s %d: want a positive number", n.name, n.v))
 		}
+	}
+	if o.readBuffer < 0 {
+		errs = append(errs, fmt.Errorf("--grpc-read-buffer %d: want 0 (none) or more", o.readBuffer))
+	}
+	if o.writeBuffer <= 0 {
+		errs = append(errs, fmt.Errorf("--grpc-write-buffer %d: want a positive number of bytes", o.writeBuffer))
+	}
+	for _, w := range []struct {
+		name string
+		v    int
+	}{{"grpc-stream-window", o.streamWindow}, {"grpc-conn-window", o.connWindow}} {
+		if w.v < 65535 || w.v > math.MaxInt32 {
+			errs = append(errs, fmt.Errorf("--%s %d: want 65535 to %d", w.name, w.v, math.MaxInt32))
+		}
+	}
+	if o.maxConnAge < 0 || o.maxConnAgeGrace < 0 {
+		errs = append(errs, fmt.Errorf("--max-connection-age %s, --max-connection-age-grace %s: want 0 (none) or a positive duration", o.maxConnAge, o.maxConnAgeGrace))
 	}
 	if o.maxPerUser < 0 {
 		errs = append(errs, fmt.Errorf("--max-per-user %d: want 0 (no limit) or more", o.maxPerUser))

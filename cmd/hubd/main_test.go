@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,6 +33,7 @@ import (
 	"github.com/sessionledger/sessionledger/audit"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/daemon"
 	"github.com/sessionledger/sessionledger/internal/testtls"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
@@ -476,6 +478,11 @@ func TestRefusals(t *testing.T) {
 		{"tls files missing", []string{"--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"}, nil, "--tls-cert/--tls-key: open /nonexistent/cert.pem"},
 		{"tls files not PEM", []string{"--tls-cert", "SHORT", "--tls-key", "SHORT"}, nil, "--tls-cert/--tls-key: tls: failed to find any PEM data"},
 		{"idle below heartbeat", []string{"--idle-timeout", "5s"}, nil, "--idle-timeout 5s: want 0 (3 heartbeats) or at least the --heartbeat interval 10s"},
+		{"small stream window", []string{"--grpc-stream-window", "1024"}, nil, "--grpc-stream-window 1024: want 65535 to 2147483647"},
+		{"negative read buffer", []string{"--grpc-read-buffer", "-1"}, nil, "--grpc-read-buffer -1: want 0 (none) or more"},
+		{"no write buffer", []string{"--grpc-write-buffer", "0"}, nil, "--grpc-write-buffer 0: want a positive number of bytes"},
+		{"negative connection age", []string{"--max-connection-age", "-1s"}, nil, "--max-connection-age -1s"},
+		{"zero keepalive", []string{"--keepalive-min-time", "0s"}, nil, "--keepalive-min-time 0s: want a positive duration"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -509,6 +516,33 @@ func TestRefusals(t *testing.T) {
 				t.Errorf("refused start created %s (%v)", data, err)
 			}
 		})
+	}
+}
+
+// TestConnectionFlags: the gRPC connection settings reach the daemon's
+// configuration, --grpc-read-buffer 0 meaning no read buffer.
+func TestConnectionFlags(t *testing.T) {
+	o, err := parseOptions([]string{"--grpc-read-buffer", "0", "--grpc-write-buffer", "8192", "--grpc-private-write-buffer",
+		"--grpc-stream-window", "131072", "--grpc-conn-window", "262144", "--grpc-dynamic-window", "--max-connection-age", "1h",
+		"--max-connection-age-grace", "1m", "--keepalive-time", "30s", "--keepalive-timeout", "5s", "--keepalive-min-time", "10s"},
+		func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := daemonConfig(o, slog.New(slog.DiscardHandler)).Conn
+	want := daemon.ConnOptions{ReadBufferSize: -1, WriteBufferSize: 8192, PrivateWriteBuffer: true, StreamWindow: 131072, ConnWindow: 262144,
+		DynamicWindow: true, MaxConnectionAge: time.Hour, MaxConnectionAgeGrace: time.Minute, KeepaliveTime: 30 * time.Second,
+		KeepaliveTimeout: 5 * time.Second, KeepaliveMinTime: 10 * time.Second}
+	if got != want {
+		t.Fatalf("got %+v; want %+v", got, want)
+	}
+	o, err = parseOptions(nil, func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := daemonConfig(o, slog.New(slog.DiscardHandler)).Conn; c.ReadBufferSize != daemon.DefaultReadBufferSize || c.DynamicWindow ||
+		c.StreamWindow != daemon.DefaultStreamWindow || c.ConnWindow != daemon.DefaultConnWindow || c.PrivateWriteBuffer {
+		t.Fatalf("defaults %+v; want a pooled %d-byte read buffer, a shared write buffer and static windows", c, daemon.DefaultReadBufferSize)
 	}
 }
 

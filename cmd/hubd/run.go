@@ -135,7 +135,13 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 		TLSKeyFile:     o.tlsKey,
 		MaxMessageSize: o.maxMsgBytes,
 		MaxStreams:     o.maxStreams,
-		Signing:        daemon.Signing{Every: o.signedCheckpointEvery, Dir: o.signedCheckpointDir},
+		Conn: daemon.ConnOptions{
+			ReadBufferSize: readBufferOption(o.readBuffer), WriteBufferSize: o.writeBuffer, PrivateWriteBuffer: o.privateWriteBuffer,
+			StreamWindow: int32(o.streamWindow), ConnWindow: int32(o.connWindow), DynamicWindow: o.dynamicWindow,
+			MaxConnectionAge: o.maxConnAge, MaxConnectionAgeGrace: o.maxConnAgeGrace,
+			KeepaliveTime: o.keepaliveTime, KeepaliveTimeout: o.keepaliveWait, KeepaliveMinTime: o.keepaliveMinTime,
+		},
+		Signing: daemon.Signing{Every: o.signedCheckpointEvery, Dir: o.signedCheckpointDir},
 		Hub: hub.Config{
 			Node:                  o.node,
 			HeartbeatInterval:     o.heartbeat,
@@ -162,6 +168,15 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 		Advertise: o.advertise,
 		Logger:    log,
 	}
+}
+
+// readBufferOption maps --grpc-read-buffer (0: none) onto
+// daemon.ConnOptions.ReadBufferSize (0: the default, negative: none).
+func readBufferOption(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // clusterConfig is the cluster part of the options, nil on a single node.

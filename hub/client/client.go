@@ -145,13 +145,19 @@ const handshakeTimeout = 30 * time.Second
 // This catches a dead connection between streams and during a handshake,
 // where the stream watchdog does not run. Connect backoff: gRPC's, capped
 // at b.Max (after defaults; gRPC's own cap is 2 minutes, during which
-// attempts fail fast whatever the client's schedule says).
+// attempts fail fast whatever the client's schedule says). Flow control:
+// static windows (64 KiB per stream, 1 MiB per connection) instead of
+// gRPC's dynamic ones, whose bandwidth estimate pings the server after
+// every burst of data it receives: a ping and a window update per
+// notification on a quiet connection, for a window a hub's small frames
+// never need to grow.
 func DialOptions(b Backoff) []grpc.DialOption {
 	bc := backoff.DefaultConfig
 	bc.MaxDelay = min(bc.MaxDelay, b.withDefaults().Max)
 	return []grpc.DialOption{
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second}),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: 20 * time.Second}),
+		grpc.WithStaticStreamWindowSize(65535), grpc.WithStaticConnWindowSize(1 << 20),
 	}
 }
 

@@ -87,6 +87,8 @@ type Config struct {
 	// on one client connection (default 256; gRPC's own default is
 	// unlimited, and a stream costs goroutines until its Hello).
 	MaxStreams int
+	// Conn are the gRPC server's settings for each client connection.
+	Conn ConnOptions
 	// Hub configures the hub. The daemon fills Metrics and Logger, and
 	// ResumeKey, JWTSecret and AdminTokens unless they are set (from the
 	// data directory and JWTSecretFile).
@@ -107,6 +109,89 @@ type Config struct {
 	Signing Signing
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+}
+
+// ConnOptions are the gRPC server's settings for each client connection:
+// what one costs in memory, how long it may live, how often its peer may
+// ping. With one connection per device they are per session. Zero values
+// take the defaults below.
+type ConnOptions struct {
+	// ReadBufferSize is each connection's read buffer in bytes (default
+	// DefaultReadBufferSize); negative: none, gRPC reads the socket
+	// directly for each frame.
+	ReadBufferSize int
+	// WriteBufferSize is the most gRPC buffers before a write to the
+	// socket, in bytes (default DefaultWriteBufferSize).
+	WriteBufferSize int
+	// PrivateWriteBuffer keeps a write buffer per connection for its
+	// lifetime; by default (false) connections take one from a shared pool
+	// while they write and return it after.
+	PrivateWriteBuffer bool
+	// StreamWindow and ConnWindow are the HTTP/2 flow-control windows the
+	// server grants its clients, per stream and per connection, in bytes
+	// (defaults DefaultStreamWindow and DefaultConnWindow; at least 64 KiB
+	// less one byte). A window costs nothing until the client fills it.
+	StreamWindow, ConnWindow int32
+	// DynamicWindow lets gRPC grow the windows from its bandwidth-delay
+	// estimate instead, which pings the client after each burst of data it
+	// sends: with clients that ack every notification, a ping per ack.
+	DynamicWindow bool
+	// MaxConnectionAge closes a connection this old (plus up to 10%
+	// jitter) after MaxConnectionAgeGrace, with a GOAWAY so its clients
+	// reconnect elsewhere (0: never).
+	MaxConnectionAge, MaxConnectionAgeGrace time.Duration
+	// KeepaliveTime is how long a connection may be silent before the
+	// server pings it, and KeepaliveTimeout how long it then waits for the
+	// answer before closing it (defaults 2h and 20s, gRPC's; the hub's own
+	// heartbeats find dead sessions sooner).
+	KeepaliveTime, KeepaliveTimeout time.Duration
+	// KeepaliveMinTime is how often a client may ping; one that pings
+	// more often is disconnected (default 5s).
+	KeepaliveMinTime time.Duration
+}
+
+// Defaults of ConnOptions' buffers; see docs/performance.md (Hub, one
+// connection per session) for how they were chosen.
+const (
+	DefaultReadBufferSize  = 32 * 1024
+	DefaultWriteBufferSize = 32 * 1024
+	DefaultStreamWindow    = 65535
+	DefaultConnWindow      = 1 << 20
+)
+
+func (c *ConnOptions) setDefaults() {
+	if c.ReadBufferSize == 0 {
+		c.ReadBufferSize = DefaultReadBufferSize
+	}
+	if c.WriteBufferSize <= 0 {
+		c.WriteBufferSize = DefaultWriteBufferSize
+	}
+	if c.KeepaliveMinTime <= 0 {
+		c.KeepaliveMinTime = 5 * time.Second
+	}
+	if c.StreamWindow <= 0 {
+		c.StreamWindow = DefaultStreamWindow
+	}
+	if c.ConnWindow <= 0 {
+		c.ConnWindow = DefaultConnWindow
+	}
+}
+
+// serverOptions are the gRPC server options of c.
+func (c ConnOptions) serverOptions() []grpc.ServerOption {
+	opts := []grpc.ServerOption{
+		grpc.ReadBufferSize(max(c.ReadBufferSize, 0)),
+		grpc.WriteBufferSize(c.WriteBufferSize),
+		grpc.SharedWriteBuffer(!c.PrivateWriteBuffer),
+		// Clients may ping to keep NATs open, but not flood.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: c.KeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: c.MaxConnectionAge, MaxConnectionAgeGrace: c.MaxConnectionAgeGrace,
+			Time: c.KeepaliveTime, Timeout: c.KeepaliveTimeout}),
+	}
+	if !c.DynamicWindow {
+		opts = append(opts, grpc.StaticStreamWindowSize(c.StreamWindow), grpc.StaticConnWindowSize(c.ConnWindow))
+	}
+	return opts
 }
 
 // Signing configures the checkpoint signer.
@@ -134,6 +219,7 @@ func (c *Config) setDefaults() {
 	if c.MaxStreams == 0 {
 		c.MaxStreams = 256
 	}
+	c.Conn.setDefaults()
 	if c.Signing.Every <= 0 {
 		c.Signing.Every = 10 * time.Second
 	}
@@ -320,9 +406,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	gopts := append(h.ServerOptions(),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageSize),
 		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreams)),
-		// Clients may ping to keep NATs open, but not flood.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
+	gopts = append(gopts, cfg.Conn.serverOptions()...)
 	if d.tlsCreds != nil {
 		gopts = append(gopts, grpc.Creds(d.tlsCreds))
 	}
