@@ -167,16 +167,18 @@ func (c *Client) read(ls *stream) {
 	}
 }
 
-// ackInterval is the least time between two Ack frames on a stream. Acks
-// are cumulative, and what a resume carries is the client's own highest
-// ack, so a burst of notifications costs one Ack frame a second, not one
-// each (on a connection of its own, each one a write, a read and a wake-up
-// on both sides). A pong or Goodbye takes the latest ack along at once.
-const ackInterval = time.Second
+// defaultAckInterval is the least time between two Ack frames on a stream
+// by default (WithAckInterval). Acks are cumulative, and what a resume
+// carries is the client's own highest ack, so a client notified many times
+// a heartbeat sends one Ack frame with its pong, not one per notification
+// (on a connection of its own, each one a write, a read and a wake-up on
+// both sides). The first ack after a quiet interval goes at once.
+const defaultAckInterval = 10 * time.Second
 
 // write sends what the others asked for: the pong to the latest ping, the
 // highest acknowledged seq (acks are cumulative, so only the latest
-// matters; at most one Ack every ackInterval), and Goodbye. It ends after
+// matters; at most one Ack every ack interval, and one with each pong),
+// and Goodbye. It ends after
 // Goodbye or when the stream ends.
 func (c *Client) write(ls *stream) {
 	defer close(ls.writerDone)
@@ -207,7 +209,7 @@ func (c *Client) write(ls *stream) {
 		c.mu.Unlock()
 		goodbye := ls.goodbye.Load()
 		if ack > ls.sentAck {
-			if wait := ackInterval - time.Since(lastAck); pong || goodbye || wait <= 0 {
+			if wait := c.cfg.ackInterval - time.Since(lastAck); pong || goodbye || wait <= 0 {
 				if ls.st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Ack{Ack: &hubpb.Ack{Seq: ack}}}) != nil {
 					return
 				}
