@@ -53,8 +53,8 @@ func (b *bench) raiseFileLimit() error {
 	}
 	nconn := (b.o.sessions + b.o.perConn - 1) / b.o.perConn
 	if need := uint64(nconn + fdsBesidesConns); need > rl.Cur {
-		return fmt.Errorf("%d sessions at %d per connection are %d connections: about %d open files in hubbench and as many in hubd, over the limit of %d; raise --per-conn or the hard limit (ulimit -Hn)",
-			b.o.sessions, b.o.perConn, nconn, need, rl.Cur)
+		return fmt.Errorf("%d sessions at %d per connection are %d connections: about %d open files in hubbench and as many in hubd, over the limit of %d (at most %d connections here); raise --per-conn or the hard limit (ulimit -Hn)",
+			b.o.sessions, b.o.perConn, nconn, need, rl.Cur, int(rl.Cur)-fdsBesidesConns)
 	}
 	// Both processes draw on the system's table of open files.
 	if f, err := os.ReadFile("/proc/sys/fs/file-nr"); err == nil {

@@ -182,7 +182,7 @@ func main() {
 	var o options
 	fs := flag.NewFlagSet("hubbench", flag.ExitOnError)
 	fs.IntVar(&o.sessions, "sessions", 20000, "concurrent sessions to hold")
-	fs.IntVar(&o.perConn, "per-conn", 100, "sessions sharing one client connection (HTTP/2 streams; client.WithConn)")
+	fs.IntVar(&o.perConn, "per-conn", 100, "sessions sharing one client connection (HTTP/2 streams; client.WithConn); 1: one connection per session, as devices connect (each a descriptor in hubbench and one in hubd: N up to the open-file limit less 64)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "connects in flight while ramping up")
 	fs.IntVar(&o.kicks, "kicks", -1, "kicks to time (default min(1000, --sessions - 1))")
 	fs.IntVar(&o.fanouts, "fanouts", 5, "notify-all rounds to time")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -82,6 +83,41 @@ func TestSmall(t *testing.T) {
 	// logged into one file, appended.
 	if log, err := os.ReadFile(filepath.Join(data, "hubd.log")); err != nil || bytes.Count(log, []byte(`"msg":"hubd listening"`)) != 2 {
 		t.Errorf("hubd.log: %d hubd starts logged, %v; want 2", bytes.Count(log, []byte(`"msg":"hubd listening"`)), err)
+	}
+}
+
+// TestOneConnectionPerSession runs the benchmark with --per-conn 1, as
+// devices connect: a connection per session, and the table compare.sh
+// prints, with the fd limit's largest N.
+func TestOneConnectionPerSession(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "result.json")
+	o := options{sessions: 12, perConn: 1, concurrency: 4, kicks: 2, fanouts: 1, data: dir, jsonOut: out}
+	if err := runBench(o); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Sessions != 12 || r.Connections != 12 || r.Fanout.Sessions != 12 || r.Clients.Delivered != 12 || r.Kick.N != 2 || !r.Kick.Durable {
+		t.Fatalf("result %+v; want 12 sessions on 12 connections, each notified once, 2 durable kicks", r)
+	}
+	if r.Connect.ClientsCPUUs <= 0 || r.Fanout.ClientsCPUUs <= 0 || r.Connect.HubdCPUUs < 0 {
+		t.Errorf("CPU per connect %+v, per delivery %+v; want the clients' measured", r.Connect, r.Fanout)
+	}
+	var tab bytes.Buffer
+	(&bench{o: o, res: r}).table(&tab)
+	for _, want := range []string{"one connection per session", fmt.Sprintf("at most %d sessions", int(r.Machine.FDLimit)-fdsBesidesConns),
+		"| connect rate (/s) |", "| fan-out (deliveries/s) |", "| RSS per idle session (KiB) |", "| kick -> client sees end p99 (ms) |",
+		"| goroutines per idle session |", "| CPU per delivery, hubd + clients (us) |"} {
+		if !strings.Contains(tab.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, tab.String())
+		}
 	}
 }
 

@@ -61,7 +61,36 @@ func (b *bench) summary(w io.Writer) {
 			r.Storm.Resumed, r.Storm.AllResumedSec, r.Storm.ShutdownSec, r.Storm.RestartSec, r.Storm.AdviceMinMs, r.Storm.AdviceMaxMs,
 			r.Storm.WaitMinMs, r.Storm.WaitMaxMs, r.Storm.ResumeP10, r.Storm.ResumeP50, r.Storm.ResumeP90, r.Storm.PerSecond, r.Storm.Retries)
 	}
+	b.table(w)
 	c := &r.Clients
 	fmt.Fprintf(w, "  clients     hub/client, %d per connection: %d connects (%d resumes), %d notifications delivered (%d redelivered), %d duplicates dropped, %d failed connect attempts\n",
 		b.o.perConn, c.Connects, c.Resumes, c.Delivered, c.Redelivered, c.Duplicates, c.FailedAttempts)
+}
+
+// table prints the measures ../shared/peers/compare.sh compares, under
+// the same names, as a Markdown table.
+func (b *bench) table(w io.Writer) {
+	r := &b.res
+	conns := fmt.Sprintf("%d sessions per connection", b.o.perConn)
+	if b.o.perConn == 1 {
+		conns = fmt.Sprintf("one connection per session (a descriptor each in hubbench and in hubd: at most %d sessions under this fd limit)",
+			int(r.Machine.FDLimit)-fdsBesidesConns)
+	}
+	fmt.Fprintf(w, "\nN = %d, %s\n\n| measure | hubd |\n| --- | ---: |\n", r.Sessions, conns)
+	fmt.Fprintf(w, "| connect rate (/s) | %.0f |\n", r.Connect.PerSecond)
+	if r.Fanout.Rounds > 0 {
+		fmt.Fprintf(w, "| fan-out (deliveries/s) | %.0f |\n", r.Fanout.PerSecondMed)
+	}
+	fmt.Fprintf(w, "| RSS per idle session (KiB) | %.1f |\n", r.Memory.RSSPerSession/1024)
+	fmt.Fprintf(w, "| Go heap per idle session (KiB) | %.1f |\n", r.Memory.HeapPerSession/1024)
+	fmt.Fprintf(w, "| goroutines per idle session | %.2f |\n", r.Memory.GoroutinesPerSs)
+	if r.Kick.N > 0 {
+		fmt.Fprintf(w, "| kick -> client sees end p50 (ms) | %.2f |\n| kick -> client sees end p99 (ms) | %.2f |\n", r.Kick.EndP50, r.Kick.EndP99)
+	}
+	fmt.Fprintf(w, "| one fsynced append p50 / p99 (ms), same run | %.2f / %.2f |\n", r.Baseline.AppendP50, r.Baseline.AppendP99)
+	fmt.Fprintf(w, "| CPU per connect, hubd + clients (us) | %.0f + %.0f |\n", r.Connect.HubdCPUUs, r.Connect.ClientsCPUUs)
+	if r.Fanout.Rounds > 0 {
+		fmt.Fprintf(w, "| CPU per delivery, hubd + clients (us) | %.1f + %.1f |\n", r.Fanout.HubdCPUUs, r.Fanout.ClientsCPUUs)
+	}
+	fmt.Fprintln(w)
 }
