@@ -9,8 +9,15 @@
 // (auto-ack, reconnect as advised, with the client's jittered backoff),
 // --per-conn of them sharing one gRPC connection (client.WithConn). Kicked
 // sessions resume; fan-out and storm wait until all N are live again.
+// --per-conn 1 gives each session a connection of its own, as devices
+// connect; each takes an open file in hubbench and one in hubd, so N is
+// bounded by the open-file limit (hubbench raises its soft limit to the
+// hard one, which hubd inherits, and says the largest N that fits). The
+// summary ends with the table ../shared/peers/compare.sh prints, and the
+// CPU time hubd and the clients spent per connect and per delivery.
 //
 //	go run ./cmd/hubbench --sessions 20000 --json bench.json
+//	go run ./cmd/hubbench --sessions 10000 --per-conn 1 --storm=false
 //
 // See docs/performance.md for figures.
 package main
