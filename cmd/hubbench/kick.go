@@ -178,6 +178,11 @@ func (b *bench) kicksRecorded(kicks []kickDone, wait time.Duration) error {
 
 // headSeq reads the ledger head from hubd's metrics.
 func (b *bench) headSeq() uint64 {
+	return uint64(b.metric("sessionledger_ledger_head_seq"))
+}
+
+// metric reads one unlabelled series from hubd's metrics (0 if absent).
+func (b *bench) metric(name string) float64 {
 	res, err := b.http.Get("http://" + b.metrics + "/metrics")
 	if err != nil {
 		return 0
@@ -185,9 +190,9 @@ func (b *bench) headSeq() uint64 {
 	defer res.Body.Close()
 	sc := bufio.NewScanner(res.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "sessionledger_ledger_head_seq "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			f, _ := strconv.ParseFloat(v, 64)
-			return uint64(f)
+			return f
 		}
 	}
 	return 0

@@ -107,6 +107,9 @@ type Result struct {
 		// CPU time per connect, hubd's and the clients' (hubbench's own).
 		HubdCPUUs    float64 `json:"hubd_cpu_us_per_connect"`
 		ClientsCPUUs float64 `json:"clients_cpu_us_per_connect"`
+		// MeanBatch is the records per ledger commit during the connects:
+		// how well group commit batched them.
+		MeanBatch float64 `json:"ledger_mean_batch"`
 	} `json:"connect"`
 	Memory struct {
 		BaselineRSS     uint64  `json:"baseline_rss_bytes"`

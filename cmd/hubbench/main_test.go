@@ -107,14 +107,14 @@ func TestOneConnectionPerSession(t *testing.T) {
 	if r.Sessions != 12 || r.Connections != 12 || r.Fanout.Sessions != 12 || r.Clients.Delivered != 12 || r.Kick.N != 2 || !r.Kick.Durable {
 		t.Fatalf("result %+v; want 12 sessions on 12 connections, each notified once, 2 durable kicks", r)
 	}
-	if r.Connect.ClientsCPUUs <= 0 || r.Fanout.ClientsCPUUs <= 0 || r.Connect.HubdCPUUs < 0 {
+	if r.Connect.ClientsCPUUs <= 0 || r.Fanout.ClientsCPUUs <= 0 || r.Connect.HubdCPUUs < 0 || r.Connect.MeanBatch < 1 {
 		t.Errorf("CPU per connect %+v, per delivery %+v; want the clients' measured", r.Connect, r.Fanout)
 	}
 	var tab bytes.Buffer
 	(&bench{o: o, res: r}).table(&tab)
 	for _, want := range []string{"one connection per session", fmt.Sprintf("at most %d sessions", int(r.Machine.FDLimit)-fdsBesidesConns),
 		"| connect rate (/s) |", "| fan-out (deliveries/s) |", "| RSS per idle session (KiB) |", "| kick -> client sees end p99 (ms) |",
-		"| goroutines per idle session |", "| CPU per delivery, hubd + clients (us) |"} {
+		"| goroutines per idle session |", "| CPU per delivery, hubd + clients (us) |", "| records per ledger commit during the connects |"} {
 		if !strings.Contains(tab.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, tab.String())
 		}

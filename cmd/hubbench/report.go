@@ -89,6 +89,7 @@ func (b *bench) table(w io.Writer) {
 	}
 	fmt.Fprintf(w, "| one fsynced append p50 / p99 (ms), same run | %.2f / %.2f |\n", r.Baseline.AppendP50, r.Baseline.AppendP99)
 	fmt.Fprintf(w, "| CPU per connect, hubd + clients (us) | %.0f + %.0f |\n", r.Connect.HubdCPUUs, r.Connect.ClientsCPUUs)
+	fmt.Fprintf(w, "| records per ledger commit during the connects | %.1f |\n", r.Connect.MeanBatch)
 	if r.Fanout.Rounds > 0 {
 		fmt.Fprintf(w, "| CPU per delivery, hubd + clients (us) | %.1f + %.1f |\n", r.Fanout.HubdCPUUs, r.Fanout.ClientsCPUUs)
 	}
