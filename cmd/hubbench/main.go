@@ -145,6 +145,17 @@ type Result struct {
 		// Timeouts are kicks whose end the client did not see within
 		// kickTimeout; they count as kickTimeout in the end percentiles.
 		Timeouts int `json:"timeouts"`
+		// Appends are hubd's durable appends during the kicks (the kicks',
+		// the ends' and the kicked clients' resumes'), and AppendP50/P99
+		// their latency from its sessionledger_ledger_append_seconds
+		// histogram: what the fsyncs in a kick's path cost in this run.
+		Appends   int     `json:"hubd_appends"`
+		AppendP50 float64 `json:"hubd_append_p50_ms"`
+		AppendP99 float64 `json:"hubd_append_p99_ms"`
+		// EnforceP50/P99: from the kick event's append to the session's
+		// end recorded, from hubd's sessionledger_enforce_seconds.
+		EnforceP50 float64 `json:"hubd_enforce_p50_ms"`
+		EnforceP99 float64 `json:"hubd_enforce_p99_ms"`
 		// Durable: every kick's ActionReply seq was read back from hubd's
 		// ledger (through its Audit service) as that kick_requested, and
 		// the kicked session's session_disconnected, caused by it, was

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,14 +111,38 @@ func TestOneConnectionPerSession(t *testing.T) {
 	if r.Connect.ClientsCPUUs <= 0 || r.Fanout.ClientsCPUUs <= 0 || r.Connect.HubdCPUUs < 0 || r.Connect.MeanBatch < 1 {
 		t.Errorf("CPU per connect %+v, per delivery %+v; want the clients' measured", r.Connect, r.Fanout)
 	}
+	if r.Kick.Appends < 2*r.Kick.N || r.Kick.AppendP99 <= 0 || r.Kick.EnforceP99 <= 0 {
+		t.Errorf("kick %+v; want at least 2 appends per kick, and their p99 and the enforcement's read from hubd", r.Kick)
+	}
 	var tab bytes.Buffer
 	(&bench{o: o, res: r}).table(&tab)
 	for _, want := range []string{"one connection per session", fmt.Sprintf("at most %d sessions", int(r.Machine.FDLimit)-fdsBesidesConns),
 		"| connect rate (/s) |", "| fan-out (deliveries/s) |", "| RSS per idle session (KiB) |", "| kick -> client sees end p99 (ms) |",
-		"| goroutines per idle session |", "| CPU per delivery, hubd + clients (us) |", "| records per ledger commit during the connects |"} {
+		"| goroutines per idle session |", "| CPU per delivery, hubd + clients (us) |", "| records per ledger commit during the connects |",
+		"| hubd's durable appends during the kicks, p50 / p99 (ms) |"} {
 		if !strings.Contains(tab.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, tab.String())
 		}
+	}
+}
+
+// TestHistogramQuantile: quantiles from scraped histogram deltas are
+// interpolated within their bucket, as Prometheus's histogram_quantile.
+func TestHistogramQuantile(t *testing.T) {
+	before := hist{le: []float64{0.001, 0.002, 0.004}, cum: []float64{10, 10, 10}, count: 10}
+	after := hist{le: before.le, cum: []float64{60, 100, 110}, count: 110}
+	d := after.since(before) // 50 up to 1 ms, 40 up to 2 ms, 10 up to 4 ms
+	for _, c := range []struct{ q, want float64 }{{0.5, 1.0}, {0.25, 0.5}, {0.75, 1.625}, {0.99, 3.8}, {1, 4}} {
+		if got := d.quantile(c.q); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("quantile(%v) = %v ms; want %v ms", c.q, got, c.want)
+		}
+	}
+	after.count = 112 // two beyond the highest bound: the highest bound
+	if got := after.since(before).quantile(1); got != 4 {
+		t.Errorf("quantile(1) beyond the bounds = %v ms; want 4 ms", got)
+	}
+	if got := (hist{}).quantile(0.99); got != 0 {
+		t.Errorf("quantile of nothing = %v; want 0", got)
 	}
 }
 
