@@ -81,8 +81,10 @@ func (r *Rejection) Error() string { return "connect rejected: " + r.Code + ": "
 // disconnectCode is the status code a Disconnect ends a gRPC stream with.
 func disconnectCode(c Cause) codes.Code {
 	switch c {
-	case CauseBanned:
+	case CauseBanned, CauseRevoked:
 		return codes.PermissionDenied
+	case CauseTokenExpired:
+		return codes.Unauthenticated
 	case CauseServerShutdown:
 		return codes.Unavailable
 	case CauseIdleTimeout:

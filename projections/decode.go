@@ -23,6 +23,9 @@ type eventSlot struct {
 	kick         eventpb.KickRequested
 	banned       eventpb.UserBanned
 	unbanned     eventpb.UserUnbanned
+	revoked      eventpb.TokenRevoked
+	refreshed    eventpb.SessionTokenRefreshed
+	token        eventpb.ClientToken
 
 	wConnected    eventpb.Event_SessionConnected
 	wReconnected  eventpb.Event_SessionReconnected
@@ -30,6 +33,8 @@ type eventSlot struct {
 	wKick         eventpb.Event_KickRequested
 	wBanned       eventpb.Event_UserBanned
 	wUnbanned     eventpb.Event_UserUnbanned
+	wRevoked      eventpb.Event_TokenRevoked
+	wRefreshed    eventpb.Event_SessionTokenRefreshed
 
 	causeID [16]byte
 }
@@ -81,7 +86,8 @@ func reducerType(t eventpb.EventType) bool {
 	switch t {
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED,
 		eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, eventpb.EventType_EVENT_TYPE_KICK_REQUESTED,
-		eventpb.EventType_EVENT_TYPE_USER_BANNED, eventpb.EventType_EVENT_TYPE_USER_UNBANNED:
+		eventpb.EventType_EVENT_TYPE_USER_BANNED, eventpb.EventType_EVENT_TYPE_USER_UNBANNED,
+		eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED, eventpb.EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED:
 		return true
 	}
 	return false
@@ -124,7 +130,7 @@ func (sl *eventSlot) decodeFast(b []byte, in interner) (*eventpb.Event, bool) {
 			b = b[m:]
 			continue
 		}
-		if wt != protowire.BytesType || (num > 7 && (num < 20 || num > 27)) {
+		if wt != protowire.BytesType || (num > 7 && (num < 20 || num > 31)) {
 			return nil, false
 		}
 		x, m := protowire.ConsumeBytes(b)
@@ -185,6 +191,8 @@ func (sl *eventSlot) decodeBody(ev *eventpb.Event, num protowire.Number, b []byt
 				if id, ok = text(keep, s); keep {
 					c.Supersedes = append(c.Supersedes, id)
 				}
+			case f == 4 && wt == protowire.BytesType:
+				c.Token, ok = sl.clientToken(keep, s)
 			default:
 				return false
 			}
@@ -212,6 +220,8 @@ func (sl *eventSlot) decodeBody(ev *eventpb.Event, num protowire.Number, b []byt
 				if id, ok = text(keep, s); keep {
 					c.Supersedes = append(c.Supersedes, id)
 				}
+			case f == 6 && wt == protowire.BytesType:
+				c.Token, ok = sl.clientToken(keep, s)
 			default:
 				return false
 			}
@@ -241,6 +251,8 @@ func (sl *eventSlot) decodeBody(ev *eventpb.Event, num protowire.Number, b []byt
 				k.Reconnect = eventpb.Reconnect(int32(v))
 			case 4:
 				k.ReconnectAfterMs = int64(v)
+			case 5:
+				k.RefuseConnectsMs = int64(v)
 			default:
 				return false
 			}
@@ -301,8 +313,82 @@ func (sl *eventSlot) decodeBody(ev *eventpb.Event, num protowire.Number, b []byt
 			return (f == 1 && wt == protowire.BytesType && utf8.Valid(s)) || (f == 2 && wt == protowire.VarintType) ||
 				(f == 3 && wt == protowire.BytesType && utf8.Valid(s))
 		}, 0) && !keep
+	case 28:
+		v := &sl.revoked
+		*v = eventpb.TokenRevoked{}
+		ok := protowalk.Walk(b, func(f protowire.Number, wt protowire.Type, x uint64, s []byte) (ok bool) {
+			ok = true
+			switch {
+			case f == 1 && wt == protowire.BytesType:
+				v.TokenId, ok = text(keep, s)
+			case f == 2 && wt == protowire.VarintType:
+				v.IssuedBeforeUnixNano = int64(x)
+			case f == 3 && wt == protowire.VarintType:
+				v.UntilUnixNano = int64(x)
+			default:
+				return false
+			}
+			return ok
+		}, 0)
+		sl.wRevoked.TokenRevoked = v
+		ev.Body = &sl.wRevoked
+		return ok
+	case 29: // AdminCallRefused: method, role, needs, count, remote_addr
+		return protowalk.Walk(b, func(f protowire.Number, wt protowire.Type, _ uint64, s []byte) bool {
+			return (f <= 3 || f == 5) && f >= 1 && wt == protowire.BytesType && utf8.Valid(s) || f == 4 && wt == protowire.VarintType
+		}, 0) && !keep
+	case 30:
+		r := &sl.refreshed
+		*r = eventpb.SessionTokenRefreshed{}
+		ok := protowalk.Walk(b, func(f protowire.Number, wt protowire.Type, _ uint64, s []byte) (ok bool) {
+			if f != 1 || wt != protowire.BytesType {
+				return false
+			}
+			r.Token, ok = sl.clientToken(keep, s)
+			return ok
+		}, 0)
+		sl.wRefreshed.SessionTokenRefreshed = r
+		ev.Body = &sl.wRefreshed
+		return ok
+	case 31: // TokenRefreshRefused: code, token, token_user, token_device
+		return protowalk.Walk(b, func(f protowire.Number, wt protowire.Type, _ uint64, s []byte) bool {
+			if wt != protowire.BytesType {
+				return false
+			}
+			if f == 2 {
+				_, ok := sl.clientToken(false, s)
+				return ok
+			}
+			return f >= 1 && f <= 4 && utf8.Valid(s)
+		}, 0) && !keep
 	}
 	return false
+}
+
+// clientToken decodes an eventpb.ClientToken into the slot's (one per
+// event: a connect or a refresh has one); with keep false it only checks
+// it.
+func (sl *eventSlot) clientToken(keep bool, b []byte) (*eventpb.ClientToken, bool) {
+	t := &sl.token
+	*t = eventpb.ClientToken{}
+	ok := protowalk.Walk(b, func(f protowire.Number, wt protowire.Type, v uint64, s []byte) (ok bool) {
+		ok = true
+		switch {
+		case f == 1 && wt == protowire.BytesType:
+			t.Id, ok = text(keep, s)
+		case f == 2 && wt == protowire.VarintType:
+			t.IssuedUnixNano = int64(v)
+		case f == 3 && wt == protowire.VarintType:
+			t.ExpiresUnixNano = int64(v)
+		default:
+			return false
+		}
+		return ok
+	}, 0)
+	if !keep {
+		return nil, ok
+	}
+	return t, ok
 }
 
 // text returns s as a string if keep (a field the reducer reads) and
