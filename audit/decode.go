@@ -27,6 +27,7 @@ type eventSlot struct {
 	unbanned     eventpb.UserUnbanned
 	disconnected eventpb.SessionDisconnected
 	rejected     eventpb.ConnectRejected
+	token        eventpb.ClientToken
 
 	wConnected    eventpb.Event_SessionConnected
 	wReconnected  eventpb.Event_SessionReconnected
@@ -147,6 +148,10 @@ func (sl *eventSlot) body(num protowire.Number, b []byte) bool {
 					return false
 				}
 				c.Supersedes = append(c.Supersedes, string(x))
+			case num == 4 && wt == protowire.BytesType:
+				if c.Token = sl.clientToken(x); c.Token == nil {
+					return false
+				}
 			default:
 				return false
 			}
@@ -179,6 +184,10 @@ func (sl *eventSlot) body(num protowire.Number, b []byte) bool {
 					return false
 				}
 				c.Supersedes = append(c.Supersedes, string(x))
+			case num == 6 && wt == protowire.BytesType:
+				if c.Token = sl.clientToken(x); c.Token == nil {
+					return false
+				}
 			default:
 				return false
 			}
@@ -225,6 +234,8 @@ func (sl *eventSlot) body(num protowire.Number, b []byte) bool {
 				k.Reconnect = eventpb.Reconnect(int32(v))
 			case 4:
 				k.ReconnectAfterMs = int64(v)
+			case 5:
+				k.RefuseConnectsMs = int64(v)
 			default:
 				return false
 			}
@@ -284,6 +295,8 @@ func (sl *eventSlot) body(num protowire.Number, b []byte) bool {
 				if !sl.set(&c.RemoteAddr, x) {
 					return false
 				}
+			case num == 4 && wt == protowire.BytesType:
+				c.CauseEventId = x
 			default:
 				return false
 			}
@@ -291,6 +304,30 @@ func (sl *eventSlot) body(num protowire.Number, b []byte) bool {
 		}, 0)
 	}
 	return false
+}
+
+// clientToken decodes a ClientToken into the slot's (an event has at most
+// one), or returns nil if it is not in the canonical encoding.
+func (sl *eventSlot) clientToken(b []byte) *eventpb.ClientToken {
+	t := &sl.token
+	*t = eventpb.ClientToken{}
+	ok := protowalk.Walk(b, func(num protowire.Number, wt protowire.Type, v uint64, x []byte) bool {
+		switch {
+		case num == 1 && wt == protowire.BytesType:
+			return setStr(&t.Id, x)
+		case num == 2 && wt == protowire.VarintType:
+			t.IssuedUnixNano = int64(v)
+		case num == 3 && wt == protowire.VarintType:
+			t.ExpiresUnixNano = int64(v)
+		default:
+			return false
+		}
+		return true
+	}, 0)
+	if !ok {
+		return nil
+	}
+	return t
 }
 
 // set sets *dst to b, shared with earlier records through the interner,

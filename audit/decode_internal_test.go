@@ -23,6 +23,14 @@ func decodeSeeds(t testing.TB) [][]byte {
 		{Type: 6, Body: &eventpb.Event_UserUnbanned{UserUnbanned: &eventpb.UserUnbanned{}}},
 		{Type: 7, Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: &eventpb.SessionDisconnected{Cause: 2, CauseEventId: make([]byte, 16), SupersededBy: "s2", Reconnect: 1, ReconnectAfterMs: 3}}},
 		{Type: 8, Body: &eventpb.Event_ConnectRejected{ConnectRejected: &eventpb.ConnectRejected{Code: "c", Count: 4, RemoteAddr: "r"}}},
+		// Fields of issue 18: a session's token, a kick's refusal window,
+		// the event behind a refusal.
+		{Type: 1, Body: &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: "a", Supersedes: []string{"x"},
+			Token: &eventpb.ClientToken{Id: "jti", IssuedUnixNano: 1 << 61, ExpiresUnixNano: 1<<61 + 5}}}},
+		{Type: 2, Body: &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{PreviousSession: "p",
+			Token: &eventpb.ClientToken{Id: "j2", ExpiresUnixNano: 7}}}},
+		{Type: 4, Body: &eventpb.Event_KickRequested{KickRequested: &eventpb.KickRequested{Target: 2, Reconnect: 2, RefuseConnectsMs: 600000}}},
+		{Type: 8, Body: &eventpb.Event_ConnectRejected{ConnectRejected: &eventpb.ConnectRejected{Code: "revoked", Count: 1, CauseEventId: make([]byte, 16)}}},
 	}
 	var out [][]byte
 	for _, ev := range evs {

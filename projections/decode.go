@@ -311,7 +311,7 @@ func (sl *eventSlot) decodeBody(ev *eventpb.Event, num protowire.Number, b []byt
 	case 27: // ConnectRejected: code, count, remote_addr
 		return protowalk.Walk(b, func(f protowire.Number, wt protowire.Type, _ uint64, s []byte) bool {
 			return (f == 1 && wt == protowire.BytesType && utf8.Valid(s)) || (f == 2 && wt == protowire.VarintType) ||
-				(f == 3 && wt == protowire.BytesType && utf8.Valid(s))
+				(f == 3 && wt == protowire.BytesType && utf8.Valid(s)) || (f == 4 && wt == protowire.BytesType)
 		}, 0) && !keep
 	case 28:
 		v := &sl.revoked

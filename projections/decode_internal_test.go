@@ -27,7 +27,22 @@ func decodeSeeds(t testing.TB) [][]byte {
 		{Type: eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: &eventpb.SessionDisconnected{
 			Cause: 4, CauseEventId: id, SupersededBy: "n", Reconnect: 2, ReconnectAfterMs: 7}}},
 		{Type: eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED, Body: &eventpb.Event_ConnectRejected{ConnectRejected: &eventpb.ConnectRejected{
-			Code: "banned", Count: 3, RemoteAddr: "r"}}},
+			Code: "banned", Count: 3, RemoteAddr: "r", CauseEventId: id}}},
+		// Issue 18: tokens, revocations, refusals.
+		{Type: eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, Body: &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{
+			RemoteAddr: "r", Token: &eventpb.ClientToken{Id: "jti-1", IssuedUnixNano: 1 << 60, ExpiresUnixNano: 1<<60 + 9}}}},
+		{Type: eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED, Body: &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{
+			PreviousSession: "p", Supersedes: []string{"c"}, Token: &eventpb.ClientToken{Id: "jti-2", ExpiresUnixNano: 5}}}},
+		{Type: eventpb.EventType_EVENT_TYPE_KICK_REQUESTED, Body: &eventpb.Event_KickRequested{KickRequested: &eventpb.KickRequested{
+			Target: 2, Reconnect: 2, RefuseConnectsMs: 600000}}},
+		{Type: eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED, Body: &eventpb.Event_TokenRevoked{TokenRevoked: &eventpb.TokenRevoked{
+			TokenId: "jti-1", IssuedBeforeUnixNano: 3, UntilUnixNano: 1 << 61}}},
+		{Type: eventpb.EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED, Body: &eventpb.Event_SessionTokenRefreshed{SessionTokenRefreshed: &eventpb.SessionTokenRefreshed{
+			Token: &eventpb.ClientToken{Id: "jti-3", IssuedUnixNano: 1, ExpiresUnixNano: 2}}}},
+		{Type: eventpb.EventType_EVENT_TYPE_ADMIN_CALL_REFUSED, Body: &eventpb.Event_AdminCallRefused{AdminCallRefused: &eventpb.AdminCallRefused{
+			Method: "/x/Kick", Role: "auditor", Needs: "operator", Count: 2, RemoteAddr: "r"}}},
+		{Type: eventpb.EventType_EVENT_TYPE_TOKEN_REFRESH_REFUSED, Body: &eventpb.Event_TokenRefreshRefused{TokenRefreshRefused: &eventpb.TokenRefreshRefused{
+			Code: "other_user", Token: &eventpb.ClientToken{Id: "j"}, TokenUser: "eve", TokenDevice: "pc"}}},
 		{Type: 99},
 		{},
 		// A type with another type's body.

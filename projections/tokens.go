@@ -372,6 +372,22 @@ func (s *State) RevokedAt(user, tokenID string, issued, now time.Time) (Revocati
 	return *v, true
 }
 
+// TokenHolders returns the live sessions holding the client token tokenID,
+// oldest connect first.
+func (s *State) TokenHolders(tokenID string) []Session {
+	var out []Session
+	if tokenID == "" {
+		return nil
+	}
+	for _, sess := range s.sessions {
+		if sess.TokenID == tokenID {
+			out = append(out, *sess)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ConnectSeq < out[j].ConnectSeq })
+	return out
+}
+
 // Revocations returns the revocations in force at now: by token id, then
 // by user.
 func (s *State) Revocations(now time.Time) []Revocation {

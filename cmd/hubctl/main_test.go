@@ -51,10 +51,10 @@ func startHubWith(t *testing.T, change func(*hub.Config), tlsCert ...tls.Certifi
 	if err != nil {
 		t.Fatal(err)
 	}
-	for tok := range tokens {
-		tokens[tok] = "ops-carol"
+	for i := range tokens {
+		tokens[i].Name = "ops-carol"
 	}
-	cfg := hub.Config{AdminTokens: tokens, Policy: projections.Policy{OnePerDevice: true}, ShutdownJitter: 50 * time.Millisecond, ShutdownReconnect: 50 * time.Millisecond}
+	cfg := hub.Config{Admins: tokens, Policy: projections.Policy{OnePerDevice: true}, ShutdownJitter: 50 * time.Millisecond, ShutdownReconnect: 50 * time.Millisecond}
 	if change != nil {
 		change(&cfg)
 	}

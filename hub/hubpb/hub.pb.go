@@ -1267,8 +1267,11 @@ type Rejected struct {
 	UntilUnixNano    int64     `protobuf:"varint,3,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
 	Reconnect        Reconnect `protobuf:"varint,4,opt,name=reconnect,proto3,enum=sessionledger.hub.v1.Reconnect" json:"reconnect,omitempty"`
 	ReconnectAfterMs int64     `protobuf:"varint,5,opt,name=reconnect_after_ms,json=reconnectAfterMs,proto3" json:"reconnect_after_ms,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// ULID of the event behind the refusal: the revocation of a revoked
+	// token, the kick that refuses this user and device (or token) for now.
+	EventId       string `protobuf:"bytes,6,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Rejected) Reset() {
@@ -1334,6 +1337,13 @@ func (x *Rejected) GetReconnectAfterMs() int64 {
 		return x.ReconnectAfterMs
 	}
 	return 0
+}
+
+func (x *Rejected) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
 }
 
 type KickRequest struct {
@@ -2201,13 +2211,14 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x12reconnect_after_ms\x18\x04 \x01(\x03R\x10reconnectAfterMs\x12\x19\n" +
 	"\bevent_id\x18\x05 \x01(\tR\aeventId\x12\x14\n" +
 	"\x05actor\x18\x06 \x01(\tR\x05actor\x12#\n" +
-	"\rsuperseded_by\x18\a \x01(\tR\fsupersededBy\"\xcb\x01\n" +
+	"\rsuperseded_by\x18\a \x01(\tR\fsupersededBy\"\xe6\x01\n" +
 	"\bRejected\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12&\n" +
 	"\x0funtil_unix_nano\x18\x03 \x01(\x03R\runtilUnixNano\x12=\n" +
 	"\treconnect\x18\x04 \x01(\x0e2\x1f.sessionledger.hub.v1.ReconnectR\treconnect\x12,\n" +
-	"\x12reconnect_after_ms\x18\x05 \x01(\x03R\x10reconnectAfterMs\"\x91\x02\n" +
+	"\x12reconnect_after_ms\x18\x05 \x01(\x03R\x10reconnectAfterMs\x12\x19\n" +
+	"\bevent_id\x18\x06 \x01(\tR\aeventId\"\x91\x02\n" +
 	"\vKickRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +

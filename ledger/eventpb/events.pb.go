@@ -1400,10 +1400,14 @@ func (x *SessionDisconnected) GetReconnectAfterMs() int64 {
 // Event.device was refused; Event.reason says why. Floods are aggregated:
 // count says how many attempts this one record stands for.
 type ConnectRejected struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
-	Count         uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
-	RemoteAddr    string                 `protobuf:"bytes,3,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Code       string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Count      uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	RemoteAddr string                 `protobuf:"bytes,3,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	// The event behind the refusal, when there is one: the token_revoked
+	// event of a revoked token, the kick_requested event that refuses the
+	// user and device (or token) for a while.
+	CauseEventId  []byte `protobuf:"bytes,4,opt,name=cause_event_id,json=causeEventId,proto3" json:"cause_event_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1457,6 +1461,13 @@ func (x *ConnectRejected) GetRemoteAddr() string {
 		return x.RemoteAddr
 	}
 	return ""
+}
+
+func (x *ConnectRejected) GetCauseEventId() []byte {
+	if x != nil {
+		return x.CauseEventId
+	}
+	return nil
 }
 
 // TokenRevoked: client tokens may no longer be used. Either the one token
@@ -1812,12 +1823,13 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\x0ecause_event_id\x18\x02 \x01(\fR\fcauseEventId\x12#\n" +
 	"\rsuperseded_by\x18\x03 \x01(\tR\fsupersededBy\x12@\n" +
 	"\treconnect\x18\x04 \x01(\x0e2\".sessionledger.ledger.v1.ReconnectR\treconnect\x12,\n" +
-	"\x12reconnect_after_ms\x18\x05 \x01(\x03R\x10reconnectAfterMs\"\\\n" +
+	"\x12reconnect_after_ms\x18\x05 \x01(\x03R\x10reconnectAfterMs\"\x82\x01\n" +
 	"\x0fConnectRejected\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12\x1f\n" +
 	"\vremote_addr\x18\x03 \x01(\tR\n" +
-	"remoteAddr\"\x88\x01\n" +
+	"remoteAddr\x12$\n" +
+	"\x0ecause_event_id\x18\x04 \x01(\fR\fcauseEventId\"\x88\x01\n" +
 	"\fTokenRevoked\x12\x19\n" +
 	"\btoken_id\x18\x01 \x01(\tR\atokenId\x125\n" +
 	"\x17issued_before_unix_nano\x18\x02 \x01(\x03R\x14issuedBeforeUnixNano\x12&\n" +
