@@ -46,6 +46,22 @@ func startHub(t *testing.T) *hubd {
 // and, with tlsCert, serving over TLS with that certificate.
 func startHubWith(t *testing.T, change func(*hub.Config), tlsCert ...tls.Certificate) *hubd {
 	t.Helper()
+	return startHubDaemon(t, change, func(dc *daemon.Config) {
+		if len(tlsCert) > 0 {
+			dc.Creds = credentials.NewTLS(&tls.Config{Certificates: tlsCert, MinVersion: tls.VersionTLS12})
+		}
+	})
+}
+
+// daemonWatch makes the daemon look for changed credential files every d.
+func daemonWatch(d time.Duration) func(*daemon.Config) {
+	return func(dc *daemon.Config) { dc.WatchInterval = d }
+}
+
+// startHubDaemon is startHubWith with dchange applied to the daemon's
+// configuration.
+func startHubDaemon(t *testing.T, change func(*hub.Config), dchange func(*daemon.Config)) *hubd {
+	t.Helper()
 	data := t.TempDir()
 	tokens, _, err := hubapi.LoadOrCreateAdminTokens(data)
 	if err != nil {
@@ -59,8 +75,8 @@ func startHubWith(t *testing.T, change func(*hub.Config), tlsCert ...tls.Certifi
 		change(&cfg)
 	}
 	dc := daemon.Config{Data: data, Listen: "127.0.0.1:0", Hub: cfg, Logger: slog.New(slog.DiscardHandler)}
-	if len(tlsCert) > 0 {
-		dc.Creds = credentials.NewTLS(&tls.Config{Certificates: tlsCert, MinVersion: tls.VersionTLS12})
+	if dchange != nil {
+		dchange(&dc)
 	}
 	d, err := daemon.New(dc)
 	if err != nil {

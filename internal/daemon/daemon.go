@@ -73,7 +73,8 @@ type Config struct {
 	// JWTPublicKeyFile (PEM) and JWKSFile (a JWK Set, keys by kid) hold
 	// the public keys RS256, ES256 and EdDSA client tokens are checked
 	// with. Both, and the admin token file, are re-read on Reload (SIGHUP)
-	// and when they change (checked every WatchInterval, default 2s).
+	// and when they change (checked every WatchInterval, default 2s;
+	// negative: on Reload only).
 	JWTPublicKeyFile, JWKSFile string
 	WatchInterval              time.Duration
 	// ClientCAFile makes the listener ask for client certificates signed

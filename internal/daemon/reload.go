@@ -165,11 +165,11 @@ func (d *Daemon) startWatching() {
 	for _, p := range files {
 		d.creds.stamps[p] = statStamp(p)
 	}
-	if len(files) == 0 {
-		return
-	}
 	every := d.cfg.WatchInterval
-	if every <= 0 {
+	if len(files) == 0 || every < 0 {
+		return // Reload (SIGHUP) only
+	}
+	if every == 0 {
 		every = 2 * time.Second
 	}
 	d.creds.stop, d.creds.done, d.creds.active = make(chan struct{}), make(chan struct{}), true
