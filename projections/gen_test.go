@@ -90,7 +90,11 @@ func (g *gen) tokenEvent(live []projections.Session) *eventpb.Event {
 		if g.rnd.IntN(15) == 0 {
 			until = 0 // never lapses
 		}
-		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED, Actor: "ops", Reason: fmt.Sprintf("revoke %s", id),
+		holder := ""
+		if g.rnd.IntN(2) == 0 {
+			holder = g.user() // recorded under a user, as the hub does when it knows the holder
+		}
+		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED, User: holder, Actor: "ops", Reason: fmt.Sprintf("revoke %s", id),
 			Body: &eventpb.Event_TokenRevoked{TokenRevoked: &eventpb.TokenRevoked{TokenId: id, UntilUnixNano: until}}}
 	case p < 11:
 		before := g.now.Add(-time.Duration(g.rnd.IntN(20)) * 500 * time.Millisecond)
@@ -325,12 +329,11 @@ func (m *model) apply(r *ledger.Record) {
 	switch ev.GetType() {
 	case eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
 		b := ev.GetTokenRevoked()
-		v := projections.Revocation{TokenID: b.GetTokenId(), Since: r.Time, Reason: ev.GetReason(), Actor: ev.GetActor(), EventID: r.ID, Seq: r.Seq}
+		v := projections.Revocation{TokenID: b.GetTokenId(), User: ev.GetUser(), Since: r.Time, Reason: ev.GetReason(), Actor: ev.GetActor(), EventID: r.ID, Seq: r.Seq}
 		if u := b.GetUntilUnixNano(); u != 0 {
 			v.Until = time.Unix(0, u).UTC()
 		}
 		if v.TokenID == "" {
-			v.User = ev.GetUser()
 			if b.GetIssuedBeforeUnixNano() != 0 {
 				v.IssuedBefore = time.Unix(0, b.GetIssuedBeforeUnixNano()).UTC()
 			}

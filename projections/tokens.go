@@ -12,8 +12,8 @@ import (
 )
 
 // Revocation is a revocation of client tokens in force: the one token
-// whose jti is TokenID, or (TokenID empty) every token of User issued
-// before IssuedBefore. It lapses at Until, when no token it covers can be
+// whose jti is TokenID (User then names who held it, if the hub knew), or
+// (TokenID empty) every token of User issued before IssuedBefore. It lapses at Until, when no token it covers can be
 // valid any more (the hub records that time in the event: a jti's token
 // expiry, or IssuedBefore plus the longest token lifetime it accepts), so
 // the state keeps only revocations that still matter. A zero Until never
@@ -197,10 +197,10 @@ func (sess *Session) hasToken() bool { return !sess.TokenExpires.IsZero() || ses
 
 func (s *State) revoke(r *ledger.Record, ev *eventpb.Event, ch *Change) {
 	b := ev.GetTokenRevoked()
-	v := &Revocation{TokenID: b.GetTokenId(), Since: r.Time, Until: fromUnixNano(b.GetUntilUnixNano()),
+	v := &Revocation{TokenID: b.GetTokenId(), User: ev.GetUser(), Since: r.Time, Until: fromUnixNano(b.GetUntilUnixNano()),
 		Reason: ev.GetReason(), Actor: ev.GetActor(), EventID: r.ID, Seq: r.Seq}
 	if v.TokenID == "" {
-		v.User, v.IssuedBefore = ev.GetUser(), fromUnixNano(b.GetIssuedBeforeUnixNano())
+		v.IssuedBefore = fromUnixNano(b.GetIssuedBeforeUnixNano())
 		if v.User == "" || v.IssuedBefore.IsZero() {
 			s.counters.Malformed++
 			ch.Anomaly = "revocation without a token id, or without a user and a time"

@@ -26,13 +26,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Audit_Events_FullMethodName     = "/sessionledger.audit.v1.Audit/Events"
-	Audit_SessionsAt_FullMethodName = "/sessionledger.audit.v1.Audit/SessionsAt"
-	Audit_BansAt_FullMethodName     = "/sessionledger.audit.v1.Audit/BansAt"
-	Audit_Timeline_FullMethodName   = "/sessionledger.audit.v1.Audit/Timeline"
-	Audit_Replay_FullMethodName     = "/sessionledger.audit.v1.Audit/Replay"
-	Audit_Verify_FullMethodName     = "/sessionledger.audit.v1.Audit/Verify"
-	Audit_Stats_FullMethodName      = "/sessionledger.audit.v1.Audit/Stats"
+	Audit_Events_FullMethodName        = "/sessionledger.audit.v1.Audit/Events"
+	Audit_SessionsAt_FullMethodName    = "/sessionledger.audit.v1.Audit/SessionsAt"
+	Audit_BansAt_FullMethodName        = "/sessionledger.audit.v1.Audit/BansAt"
+	Audit_Timeline_FullMethodName      = "/sessionledger.audit.v1.Audit/Timeline"
+	Audit_Replay_FullMethodName        = "/sessionledger.audit.v1.Audit/Replay"
+	Audit_Verify_FullMethodName        = "/sessionledger.audit.v1.Audit/Verify"
+	Audit_Stats_FullMethodName         = "/sessionledger.audit.v1.Audit/Stats"
+	Audit_RevocationsAt_FullMethodName = "/sessionledger.audit.v1.Audit/RevocationsAt"
 )
 
 // AuditClient is the client API for Audit service.
@@ -57,6 +58,9 @@ type AuditClient interface {
 	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[VerifyUpdate], error)
 	// Stats counts events over a window.
 	Stats(ctx context.Context, in *Filter, opts ...grpc.CallOption) (*StatsResponse, error)
+	// RevocationsAt streams the client token revocations in force at a time:
+	// by token id, then by user.
+	RevocationsAt(ctx context.Context, in *AtRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Revocation], error)
 }
 
 type auditClient struct {
@@ -191,6 +195,25 @@ func (c *auditClient) Stats(ctx context.Context, in *Filter, opts ...grpc.CallOp
 	return out, nil
 }
 
+func (c *auditClient) RevocationsAt(ctx context.Context, in *AtRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Revocation], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Audit_ServiceDesc.Streams[6], Audit_RevocationsAt_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AtRequest, Revocation]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Audit_RevocationsAtClient = grpc.ServerStreamingClient[Revocation]
+
 // AuditServer is the server API for Audit service.
 // All implementations must embed UnimplementedAuditServer
 // for forward compatibility.
@@ -213,6 +236,9 @@ type AuditServer interface {
 	Verify(*VerifyRequest, grpc.ServerStreamingServer[VerifyUpdate]) error
 	// Stats counts events over a window.
 	Stats(context.Context, *Filter) (*StatsResponse, error)
+	// RevocationsAt streams the client token revocations in force at a time:
+	// by token id, then by user.
+	RevocationsAt(*AtRequest, grpc.ServerStreamingServer[Revocation]) error
 	mustEmbedUnimplementedAuditServer()
 }
 
@@ -243,6 +269,9 @@ func (UnimplementedAuditServer) Verify(*VerifyRequest, grpc.ServerStreamingServe
 }
 func (UnimplementedAuditServer) Stats(context.Context, *Filter) (*StatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Stats not implemented")
+}
+func (UnimplementedAuditServer) RevocationsAt(*AtRequest, grpc.ServerStreamingServer[Revocation]) error {
+	return status.Error(codes.Unimplemented, "method RevocationsAt not implemented")
 }
 func (UnimplementedAuditServer) mustEmbedUnimplementedAuditServer() {}
 func (UnimplementedAuditServer) testEmbeddedByValue()               {}
@@ -349,6 +378,17 @@ func _Audit_Stats_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Audit_RevocationsAt_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(AtRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AuditServer).RevocationsAt(m, &grpc.GenericServerStream[AtRequest, Revocation]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Audit_RevocationsAtServer = grpc.ServerStreamingServer[Revocation]
+
 // Audit_ServiceDesc is the grpc.ServiceDesc for Audit service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -390,6 +430,11 @@ var Audit_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Verify",
 			Handler:       _Audit_Verify_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "RevocationsAt",
+			Handler:       _Audit_RevocationsAt_Handler,
 			ServerStreams: true,
 		},
 	},
