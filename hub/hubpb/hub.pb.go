@@ -509,10 +509,11 @@ func (*ServerFrame_Disconnect) isServerFrame_Frame() {}
 
 func (*ServerFrame_Refreshed) isServerFrame_Frame() {}
 
-// Hello identifies the client. With a JWT secret configured on the server,
-// token is an HS256 JWT whose sub is the user and whose optional device
-// claim is the device; user and device may then be empty (if set they must
-// match; without a device claim the device is taken from Hello).
+// Hello identifies the client. With client token keys configured on the
+// server, token is a JWT (HS256, RS256, ES256 or EdDSA) whose sub is the
+// user and whose optional device claim is the device, with iat and exp;
+// user and device may then be empty (if set they must match; without a
+// device claim the device is taken from Hello).
 type Hello struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	User   string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
@@ -1263,7 +1264,8 @@ type Rejected struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Code   string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
 	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	// For bans: when it ends (0: no expiry).
+	// For bans: when it ends (0: no expiry); for a kick's hold (code
+	// kicked): when it ends.
 	UntilUnixNano    int64     `protobuf:"varint,3,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
 	Reconnect        Reconnect `protobuf:"varint,4,opt,name=reconnect,proto3,enum=sessionledger.hub.v1.Reconnect" json:"reconnect,omitempty"`
 	ReconnectAfterMs int64     `protobuf:"varint,5,opt,name=reconnect_after_ms,json=reconnectAfterMs,proto3" json:"reconnect_after_ms,omitempty"`
