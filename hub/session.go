@@ -538,23 +538,32 @@ func jittered(base time.Duration) time.Duration {
 // refusal returns the refusal of a connect by id at now, nil if none: the
 // user is banned, the token is revoked, or (with kicks) a kick still holds
 // the user and device or the token. All three are read from the
-// projections, so every node refuses the same connects.
+// projections, in one read, so every node refuses the same connects.
 func (s *Server) refusal(id identity, now time.Time, kicks bool) *Rejection {
-	if rj := s.banRejection(id.user, now); rj != nil {
-		return rj
-	}
+	var ban projections.Ban
 	var rev projections.Revocation
-	var revoked, refused bool
 	var f projections.Refusal
+	var banned, revoked, refused bool
 	s.proj.Read(func(st *projections.State) {
+		if ban, banned = st.BanAt(id.user, now); banned {
+			return
+		}
 		if !id.token.expires.IsZero() {
-			rev, revoked = st.RevokedAt(id.user, id.token.id, id.token.issued, now)
+			if rev, revoked = st.RevokedAt(id.user, id.token.id, id.token.issued, now); revoked {
+				return
+			}
 		}
 		if kicks {
 			f, refused = st.RefusalAt(id.user, id.device, id.token.id, now)
 		}
 	})
 	switch {
+	case banned:
+		rj := &Rejection{Code: RejectBanned, Reason: ban.Reason, Until: ban.Until, Reconnect: eventpb.Reconnect_RECONNECT_NOT_ALLOWED, status: codes.PermissionDenied}
+		if !ban.Until.IsZero() {
+			rj.Reconnect, rj.ReconnectAfter = eventpb.Reconnect_RECONNECT_AFTER, ban.Until.Sub(now)
+		}
+		return rj
 	case revoked:
 		return &Rejection{Code: RejectRevoked, Reason: "token revoked: " + rev.Reason, EventID: rev.EventID,
 			Reconnect: eventpb.Reconnect_RECONNECT_NOT_ALLOWED, status: codes.PermissionDenied}
@@ -567,22 +576,6 @@ func (s *Server) refusal(id identity, now time.Time, kicks bool) *Rejection {
 		return rj
 	}
 	return nil
-}
-
-// banRejection returns the refusal of a connect by user at now if the user
-// is banned then, nil otherwise.
-func (s *Server) banRejection(user string, now time.Time) *Rejection {
-	var ban projections.Ban
-	var banned bool
-	s.proj.Read(func(st *projections.State) { ban, banned = st.BanAt(user, now) })
-	if !banned {
-		return nil
-	}
-	rj := &Rejection{Code: RejectBanned, Reason: ban.Reason, Until: ban.Until, Reconnect: eventpb.Reconnect_RECONNECT_NOT_ALLOWED, status: codes.PermissionDenied}
-	if !ban.Until.IsZero() {
-		rj.Reconnect, rj.ReconnectAfter = eventpb.Reconnect_RECONNECT_AFTER, ban.Until.Sub(now)
-	}
-	return rj
 }
 
 // recvHello waits for the client's first frame, which must be a Hello,

@@ -122,6 +122,9 @@ func (d *Daemon) Reload() error {
 	if d.hub == nil {
 		return errors.New("reload: hubd is not started")
 	}
+	if d.creds.stamps == nil {
+		d.creds.stamps = make(map[string]stamp)
+	}
 	for _, p := range d.watched() {
 		d.creds.stamps[p] = statStamp(p)
 	}
