@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -66,6 +67,15 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 		}
 	}
 	m.refreshes.WithLabelValues("ok")
+	// Every refusal a role table allows: an auditor calling an operator's
+	// or an admin's method, an operator calling an admin's.
+	for _, method := range []string{"Kick", "Ban", "Unban", "Notify", "Revoke", "Backup"} {
+		full := "/sessionledger.hub.v1.Admin/" + method
+		m.adminRefused.WithLabelValues(shortMethod(full), string(hubapi.RoleAuditor))
+		if methodRole(full) == hubapi.RoleAdmin {
+			m.adminRefused.WithLabelValues(shortMethod(full), string(hubapi.RoleOperator))
+		}
+	}
 	reg.MustRegister(m.live, m.connects, m.rejected, m.disconnects, m.notifications, m.adminCalls, m.adminRefused, m.refreshes,
 		m.authFailures, m.appendFailures, m.appendSeconds, m.enforceSeconds,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_projections_applied_seq", Help: "Last sequence number the projections applied; head minus this is their lag."},
