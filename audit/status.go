@@ -34,8 +34,12 @@ func toStatus(err error) error {
 		return st.Err()
 	case errors.Is(err, ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, ErrNoSuchSession), errors.Is(err, ledger.ErrNotFound):
+	case errors.Is(err, ErrNoSuchSession), errors.Is(err, ledger.ErrNotFound), errors.Is(err, ErrNoCheckpoint):
 		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrCheckFailed):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ledger.ErrNoTree):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ledger.ErrCorrupt):
 		return status.Error(codes.DataLoss, err.Error())
 	case errors.Is(err, ledger.ErrClosed):

@@ -10,6 +10,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/sessionledger/sessionledger/internal/termtext"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
@@ -206,7 +207,10 @@ func (t *teller) cause(ctx context.Context, id ulid.ULID) *ledger.Record {
 func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 	ev := r.Event
 	var b strings.Builder
-	user, sess, actor := ev.GetUser(), ev.GetSession(), ev.GetActor()
+	// Every name in a sentence is escaped (quoted unless a plain word):
+	// sentences are printed on terminals, and names are chosen by clients
+	// and operators. Reasons and topics are always quoted.
+	user, sess, actor := termtext.Field(ev.GetUser()), termtext.Field(ev.GetSession()), ev.GetActor()
 	reason := ""
 	if ev.GetReason() != "" {
 		reason = fmt.Sprintf(": %q", ev.GetReason())
@@ -216,14 +220,14 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		c := ev.GetSessionConnected()
 		fmt.Fprintf(&b, "session %s connected: %s%s%s%s%s", sess, user, on(ev.GetDevice()), from(c.GetRemoteAddr()), via(ev.GetNode()), t.withToken(c.GetToken()))
 		if len(c.GetSupersedes()) > 0 {
-			fmt.Fprintf(&b, ", superseding %s", strings.Join(c.GetSupersedes(), ", "))
+			fmt.Fprintf(&b, ", superseding %s", fields(c.GetSupersedes()))
 		}
 	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		c := ev.GetSessionReconnected()
 		fmt.Fprintf(&b, "session %s reconnected, resuming session %s (last acked seq %d): %s%s%s%s%s",
-			sess, c.GetPreviousSession(), c.GetLastAckedSeq(), user, on(ev.GetDevice()), from(c.GetRemoteAddr()), via(ev.GetNode()), t.withToken(c.GetToken()))
+			sess, termtext.Field(c.GetPreviousSession()), c.GetLastAckedSeq(), user, on(ev.GetDevice()), from(c.GetRemoteAddr()), via(ev.GetNode()), t.withToken(c.GetToken()))
 		if len(c.GetSupersedes()) > 0 {
-			fmt.Fprintf(&b, ", superseding %s", strings.Join(c.GetSupersedes(), ", "))
+			fmt.Fprintf(&b, ", superseding %s", fields(c.GetSupersedes()))
 		}
 	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT:
 		n := ev.GetNotificationSent()
@@ -241,7 +245,7 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		case eventpb.KickTarget_KICK_TARGET_SESSION:
 			fmt.Fprintf(&b, "kick of session %s", sess)
 		case eventpb.KickTarget_KICK_TARGET_USER_DEVICE:
-			fmt.Fprintf(&b, "kick of %s's sessions on device %s", user, ev.GetDevice())
+			fmt.Fprintf(&b, "kick of %s's sessions on device %s", user, termtext.Field(ev.GetDevice()))
 		default:
 			fmt.Fprintf(&b, "kick of every session of %s", user)
 		}
@@ -302,7 +306,7 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_SUPERSEDED:
 			b.WriteString("superseded")
 			if d.GetSupersededBy() != "" {
-				fmt.Fprintf(&b, " by session %s (a newer login)", d.GetSupersededBy())
+				fmt.Fprintf(&b, " by session %s (a newer login)", termtext.Field(d.GetSupersededBy()))
 			}
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_IDLE_TIMEOUT:
 			b.WriteString("idle timeout (no heartbeat)")
@@ -311,7 +315,7 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_SLOW_CONSUMER:
 			b.WriteString("slow consumer (its notifications piled up)")
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST:
-			b.WriteString("lost (found live after a restart of node " + ev.GetNode() + ")")
+			b.WriteString("lost (found live after a restart of node " + termtext.Field(ev.GetNode()) + ")")
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_TOKEN_EXPIRED:
 			b.WriteString("token expired (no fresh token sent)")
 		default:
@@ -328,7 +332,7 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		fmt.Fprintf(&b, "connect of %s%s%s rejected", user, on(ev.GetDevice()), from(c.GetRemoteAddr()))
 		var parts []string
 		if c.GetCode() != "" {
-			parts = append(parts, c.GetCode())
+			parts = append(parts, termtext.Field(c.GetCode()))
 		}
 		if c.GetCount() > 1 {
 			parts = append(parts, fmt.Sprintf("%d attempts", c.GetCount()))
@@ -341,7 +345,7 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 	case eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
 		v := ev.GetTokenRevoked()
 		if v.GetTokenId() != "" {
-			fmt.Fprintf(&b, "token %s", v.GetTokenId())
+			fmt.Fprintf(&b, "token %s", termtext.Field(v.GetTokenId()))
 			if user != "" {
 				fmt.Fprintf(&b, " (held by %s)", user)
 			}
@@ -356,21 +360,19 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		fmt.Fprintf(&b, "session %s refreshed its token%s", sess, t.withToken(ev.GetSessionTokenRefreshed().GetToken()))
 	case eventpb.EventType_EVENT_TYPE_TOKEN_REFRESH_REFUSED:
 		r := ev.GetTokenRefreshRefused()
-		fmt.Fprintf(&b, "token refresh of session %s refused (%s)", sess, r.GetCode())
+		fmt.Fprintf(&b, "token refresh of session %s refused (%s)", sess, termtext.Field(r.GetCode()))
 		if r.GetTokenUser() != "" {
-			fmt.Fprintf(&b, ", the token was for user %s", r.GetTokenUser())
+			fmt.Fprintf(&b, ", the token was for user %s", termtext.Field(r.GetTokenUser()))
 		}
 		b.WriteString(reason)
 	case eventpb.EventType_EVENT_TYPE_ADMIN_CALL_REFUSED:
 		a := ev.GetAdminCallRefused()
-		fmt.Fprintf(&b, "admin call %s refused%s (role %s, needs %s", a.GetMethod(), by(actor), a.GetRole(), a.GetNeeds())
+		fmt.Fprintf(&b, "admin call %s refused%s (role %s, needs %s", termtext.Field(a.GetMethod()), by(actor), termtext.Field(a.GetRole()), termtext.Field(a.GetNeeds()))
 		if a.GetCount() > 1 {
 			fmt.Fprintf(&b, ", %d calls", a.GetCount())
 		}
 		b.WriteString(")")
-		if a.GetRemoteAddr() != "" {
-			fmt.Fprintf(&b, " from %s", a.GetRemoteAddr())
-		}
+		b.WriteString(from(a.GetRemoteAddr()))
 	default:
 		fmt.Fprintf(&b, "%s%s%s", TypeName(ev.GetType()), by(actor), reason)
 	}
@@ -384,7 +386,7 @@ func (t *teller) withToken(c *eventpb.ClientToken) string {
 	}
 	s := ", token "
 	if c.GetId() != "" {
-		s += c.GetId() + " "
+		s += termtext.Field(c.GetId()) + " "
 	}
 	if e := c.GetExpiresUnixNano(); e != 0 {
 		s += "expiring " + time.Unix(0, e).In(t.loc).Format(time.RFC3339)
@@ -418,28 +420,37 @@ func on(device string) string {
 	if device == "" {
 		return ""
 	}
-	return " on device " + device
+	return " on device " + termtext.Field(device)
 }
 
 func from(addr string) string {
 	if addr == "" {
 		return ""
 	}
-	return " from " + addr
+	return " from " + termtext.Field(addr)
 }
 
 func via(node string) string {
 	if node == "" {
 		return ""
 	}
-	return " via node " + node
+	return " via node " + termtext.Field(node)
 }
 
 func by(actor string) string {
 	if actor == "" {
 		return ""
 	}
-	return " by " + actor
+	return " by " + termtext.Field(actor)
+}
+
+// fields is names escaped and joined with ", ".
+func fields(names []string) string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = termtext.Field(n)
+	}
+	return strings.Join(out, ", ")
 }
 
 // RecordByID finds the record with the given ULID. Ids order like seqs and

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
@@ -23,15 +26,33 @@ func checkReason(reason string) error {
 	return nil
 }
 
-// checkNames refuses a name longer than hubapi.MaxNameBytes; names come in
-// (field, value) pairs.
+// checkNames refuses a name longer than hubapi.MaxNameBytes, or holding a
+// character no name needs that would drive an operator's terminal or
+// reorder what it shows (see badNameRune); names come in (field, value)
+// pairs. Every name that enters the hub passes here, whichever way it
+// arrives: Admin requests, Hello, and a client token's claims.
 func checkNames(pairs ...string) error {
 	for i := 0; i+1 < len(pairs); i += 2 {
-		if n := len(pairs[i+1]); n > hubapi.MaxNameBytes {
+		v := pairs[i+1]
+		if n := len(v); n > hubapi.MaxNameBytes {
 			return invalidf("%s is %d bytes; at most %d", pairs[i], n, hubapi.MaxNameBytes)
+		}
+		if j := strings.IndexFunc(v, badNameRune); j >= 0 {
+			r, _ := utf8.DecodeRuneInString(v[j:])
+			return invalidf("%s holds %U at byte %d: names may not hold control characters, line breaks or bidirectional formatting characters", pairs[i], r, j)
 		}
 	}
 	return nil
+}
+
+// badNameRune reports the characters a name may not hold: control
+// characters (C0, DEL, C1: escape sequences, line breaks, tabs), the
+// Unicode line and paragraph separators, and the bidirectional formatting
+// characters (which make a terminal show text in another order). Reasons
+// are free text and may hold them; every human-readable output escapes
+// them (internal/termtext), names and reasons alike.
+func badNameRune(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Zl, unicode.Zp, unicode.Bidi_Control)
 }
 
 // admin is the Admin service: operators' calls, each recorded in the log
@@ -76,6 +97,10 @@ func (a *admin) Kick(ctx context.Context, req *hubpb.KickRequest) (*hubpb.Action
 		}
 	case k.Reconnect > eventpb.Reconnect_RECONNECT_AFTER:
 		return nil, invalidf("unknown reconnect advice %d", req.GetReconnect())
+	case k.Reconnect != eventpb.Reconnect_RECONNECT_AFTER && k.ReconnectAfterMs != 0:
+		// "Not allowed" (or "allowed") with a delay says two things; the
+		// client would be told one and the ledger would keep both.
+		return nil, invalidf("reconnect_after_ms %d goes only with reconnect after, not %s", k.ReconnectAfterMs, req.GetReconnect())
 	}
 	if k.ReconnectAfterMs < 0 || (k.Reconnect == eventpb.Reconnect_RECONNECT_AFTER && k.ReconnectAfterMs == 0) {
 		return nil, invalidf("reconnect after needs a positive duration")

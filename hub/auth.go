@@ -334,8 +334,13 @@ func (s *Server) verifyToken(raw string) (hubapi.Claims, tokenInfo, error) {
 		return c, tokenInfo{}, fmt.Errorf("%w: the token has no sub", ErrUnauthenticated)
 	case c.IssuedAt == nil:
 		return c, tokenInfo{}, fmt.Errorf("%w: the token has no iat", ErrUnauthenticated)
-	case len(c.Subject) > hubapi.MaxNameBytes || len(c.Device) > hubapi.MaxNameBytes || len(c.ID) > hubapi.MaxNameBytes:
-		return c, tokenInfo{}, fmt.Errorf("%w: sub, device and jti are at most %d bytes", ErrUnauthenticated, hubapi.MaxNameBytes)
+	}
+	// The names a token brings are held to the rules of every name
+	// (checkNames: length, no control or bidirectional characters), for a
+	// connect and a refresh alike: the jti too, which the connect event
+	// records and a revocation names.
+	if err := checkNames("user", c.Subject, "device", c.Device, "token jti", c.ID); err != nil {
+		return c, tokenInfo{}, err
 	}
 	t := tokenInfo{id: c.ID, issued: c.IssuedAt.Time, expires: c.ExpiresAt.Time}
 	if life := t.expires.Sub(t.issued); life > s.cfg.MaxTokenTTL {

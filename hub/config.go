@@ -45,6 +45,12 @@ type Config struct {
 	// GracefulTimeout bounds a graceful end: a client that does not take
 	// its Disconnect in time has its connection closed (default 5s).
 	GracefulTimeout time.Duration
+	// ClientFrameRate is how many frames a second a session's client may
+	// send (Pong, Ack), in bursts of up to two seconds' worth (default
+	// 100). Beyond it the hub reads the session's frames no faster, and
+	// the stream's flow control holds the client back: a flood costs the
+	// hub neither CPU nor memory.
+	ClientFrameRate int
 	// ShutdownReconnect and ShutdownJitter make the reconnect advice on
 	// shutdown "after ShutdownReconnect + random(0, ShutdownJitter)"
 	// (defaults 1s and 5s), so clients do not return all at once.
@@ -130,6 +136,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.GracefulTimeout <= 0 {
 		c.GracefulTimeout = 5 * time.Second
+	}
+	if c.ClientFrameRate <= 0 {
+		c.ClientFrameRate = 100
 	}
 	if c.ShutdownReconnect <= 0 {
 		c.ShutdownReconnect = time.Second

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
+
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 
 	"github.com/sessionledger/sessionledger/internal/atomicfile"
 )
@@ -24,7 +25,7 @@ const resumeKeyLen = 32
 // appears complete or not at all.
 func LoadOrCreateResumeKey(dir string) ([]byte, error) {
 	path := filepath.Join(dir, ResumeKeyFile)
-	b, err := os.ReadFile(path)
+	b, err := hubapi.ReadSecretFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		key := make([]byte, resumeKeyLen)
 		if _, err := rand.Read(key); err != nil {
@@ -37,7 +38,7 @@ func LoadOrCreateResumeKey(dir string) ([]byte, error) {
 		if created {
 			return key, nil
 		}
-		b, err = os.ReadFile(path) // another process created it first
+		b, err = hubapi.ReadSecretFile(path) // another process created it first
 	}
 	if err != nil {
 		return nil, err

@@ -29,6 +29,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrNotBanned: an unban of a user without an active ban.
 	ErrNotBanned = errors.New("user is not banned")
+	// ErrSecretFileMode: a secret file (admin tokens, resume key, JWT
+	// secret) that users other than its owner may read or write.
+	ErrSecretFileMode = errors.New("secret file open to other users")
 
 	// ErrClientCert: the hub requires a verified client certificate
 	// (--client-ca) and the caller has none (Unauthenticated).

@@ -42,6 +42,7 @@ type env struct {
 	conn  *grpc.ClientConn
 	admin hubpb.AdminClient
 	cfg   hub.Config
+	proj  projections.Config
 	down  bool
 
 	// serverCreds and clientCreds secure the transport (default plaintext).
@@ -54,6 +55,15 @@ type env struct {
 func newEnv(t *testing.T, cfg hub.Config) *env {
 	t.Helper()
 	return newEnvWith(t, cfg, nil, nil)
+}
+
+// newEnvProj is newEnv with the projection runner configured too.
+func newEnvProj(t *testing.T, cfg hub.Config, proj projections.Config) *env {
+	t.Helper()
+	e := &env{t: t, dir: t.TempDir(), cfg: cfg, proj: proj, clientCreds: insecure.NewCredentials()}
+	e.start()
+	t.Cleanup(e.stop)
+	return e
 }
 
 // newEnvWith is newEnv over a transport secured with the given
@@ -91,7 +101,7 @@ func (e *env) start() {
 	if cfg.ShutdownJitter == 0 {
 		cfg.ShutdownJitter = 100 * time.Millisecond
 	}
-	dc := daemon.Config{Data: e.dir, Listen: "127.0.0.1:0", Hub: cfg, Creds: e.serverCreds, Logger: cfg.Logger}
+	dc := daemon.Config{Data: e.dir, Listen: "127.0.0.1:0", Hub: cfg, Projections: e.proj, Creds: e.serverCreds, Logger: cfg.Logger}
 	if e.daemonCfg != nil {
 		e.daemonCfg(&dc)
 	}

@@ -43,6 +43,33 @@ func (r *rateLimiter) allow(user string, now time.Time) bool {
 	return r.counts[user] <= r.limit
 }
 
+// frameBucket paces one session's client frames: a token bucket of rate
+// frames a second holding up to burst. Only the session's receiver uses
+// it, so it has no lock.
+type frameBucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+func newFrameBucket(rate int) *frameBucket {
+	return &frameBucket{rate: float64(rate), burst: float64(2 * rate), tokens: float64(2 * rate)}
+}
+
+// take takes a token for a frame read at now and returns how long the
+// receiver must wait before it reads the next one (0: at once). Waiting
+// it out repays the token the frame overdrew.
+func (b *frameBucket) take(now time.Time) time.Duration {
+	if !b.last.IsZero() {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	b.tokens--
+	if b.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(-b.tokens / b.rate * float64(time.Second))
+}
+
 // Bounds of connect_rejected (and admin_call_refused) recording, per
 // RejectWindow. A refusal is keyed by (user, code), never by the device:
 // the device is the client's to choose, and keying on it let one user

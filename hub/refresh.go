@@ -123,8 +123,10 @@ func (ss *session) answer(r *hubpb.Refreshed) {
 // sentinel's words.
 func errDetail(err error) string {
 	msg := err.Error()
-	if p := ErrUnauthenticated.Error() + ": "; len(msg) > len(p) && msg[:len(p)] == p {
-		return msg[len(p):]
+	for _, sentinel := range []error{ErrUnauthenticated, ErrInvalid} {
+		if p := sentinel.Error() + ": "; len(msg) > len(p) && msg[:len(p)] == p {
+			return msg[len(p):]
+		}
 	}
 	return msg
 }

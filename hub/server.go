@@ -126,8 +126,7 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.rejects.loop()
 	go s.watchHealth()
 	go s.heartbeats()
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.health.SetServingStatus("sessionledger.hub.v1.Hub", healthpb.HealthCheckResponse_SERVING)
+	s.serving()
 	return nil
 }
 
@@ -136,9 +135,12 @@ func (s *Server) Start(ctx context.Context) error {
 const healthInterval = time.Second
 
 // Err reports why the hub cannot serve, or nil: its log takes no more
-// appends, or its projection stopped following the log (nothing recorded
-// would be enforced). /healthz reports it; the gRPC health service turns
-// NOT_SERVING within healthInterval.
+// appends, its projection stopped following the log (nothing recorded would
+// be enforced), or it has fallen behind the log (projections.ErrStalled: a
+// durable record has waited longer than the runner's StallAfter; nothing
+// recorded since is enforced). /healthz reports it; the gRPC health service
+// turns NOT_SERVING within healthInterval, and SERVING again once it
+// clears (a ledger's failure never does until a restart).
 func (s *Server) Err() error {
 	var errs []error
 	if p, ok := s.pub.(interface{ Err() error }); ok {
@@ -148,6 +150,11 @@ func (s *Server) Err() error {
 	}
 	if err := s.proj.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("projections: %w", err))
+	}
+	if p, ok := s.proj.(interface{ Stalled() error }); ok {
+		if err := p.Stalled(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -206,24 +213,40 @@ func heartbeatTick(interval time.Duration) time.Duration {
 	return max(interval/10, time.Millisecond)
 }
 
-// watchHealth turns the health service NOT_SERVING, and logs why, once Err
-// reports a failure.
+// watchHealth turns the health service NOT_SERVING, and logs why, while
+// Err reports a failure, and SERVING again once it does not: a ledger's
+// failure is sticky until a restart; projections that fell behind catch up.
 func (s *Server) watchHealth() {
 	defer s.bg.Done()
 	t := time.NewTicker(healthInterval)
 	defer t.Stop()
+	var failing error
 	for {
 		select {
 		case <-t.C:
-			if err := s.Err(); err != nil {
-				s.notServing()
-				s.log.Error("the hub cannot serve; health reports NOT_SERVING until it is restarted", "err", err)
-				return
-			}
 		case <-s.stopBg:
 			return
 		}
+		err := s.Err()
+		switch {
+		case err != nil && failing == nil:
+			s.notServing()
+			if errors.Is(err, projections.ErrStalled) {
+				s.log.Error("the projections are behind the log: nothing recorded since is enforced; health reports NOT_SERVING until they catch up", "err", err)
+			} else {
+				s.log.Error("the hub cannot serve; health reports NOT_SERVING", "err", err)
+			}
+		case err == nil && failing != nil:
+			s.serving()
+			s.log.Info("the hub can serve again; health reports SERVING")
+		}
+		failing = err
 	}
+}
+
+func (s *Server) serving() {
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus("sessionledger.hub.v1.Hub", healthpb.HealthCheckResponse_SERVING)
 }
 
 func (s *Server) notServing() {
@@ -440,30 +463,58 @@ func (s *Server) Live() int {
 	return len(s.sessions)
 }
 
+// recoveryTimeout bounds crash recovery's wait for its ends to be
+// recorded and applied: a start-up never waits without a deadline.
+const recoveryTimeout = time.Minute
+
 // recoverLost ends every session the log shows live on this node: none can
-// be, since the node is only starting. They are recorded with cause lost.
+// be, since the node is only starting. A session the projections mark as
+// pending an end (a kick, ban or supersede recorded before the crash, whose
+// end was not) ends with that pending end: its cause, event id, actor,
+// reason and reconnect advice, so the first cause wins as in the reducer
+// and a resume is judged by it. Any other ends with cause lost.
 func (s *Server) recoverLost(ctx context.Context) error {
 	var lost []projections.Session
-	s.proj.Read(func(st *projections.State) { lost = st.Sessions(projections.Filter{Node: s.cfg.Node}) })
+	pending := map[string]projections.PendingEnd{}
+	s.proj.Read(func(st *projections.State) {
+		lost = st.Sessions(projections.Filter{Node: s.cfg.Node})
+		for _, l := range lost {
+			if p, ok := st.Pending(l.ID); ok {
+				pending[l.ID] = p
+			}
+		}
+	})
 	if len(lost) == 0 {
 		return nil
 	}
 	evs := make([]*eventpb.Event, len(lost))
+	causes := make([]Cause, len(lost))
 	for i, l := range lost {
-		evs[i] = &eventpb.Event{
-			Type: eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, User: l.User, Device: l.Device, Session: l.ID,
-			Node: s.cfg.Node, Actor: "system", Reason: "hub restarted; the session was not closed",
-			Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: &eventpb.SessionDisconnected{
-				Cause: eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST, Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED}},
+		cause, reason := CauseLost, "hub restarted; the session was not closed"
+		d := &Disconnect{Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED, Actor: "system"}
+		if p, ok := pending[l.ID]; ok {
+			d = pendingDisconnect(p)
+			cause, reason = d.Cause, d.Reason
 		}
+		evs[i], causes[i] = endEvent(l.User, l.Device, l.ID, cause, reason, d), cause
+		evs[i].Node = s.cfg.Node
 	}
-	if _, err := s.publishApplied(ctx, evs...); err != nil {
-		return err
+	ctx, cancel := context.WithTimeout(ctx, recoveryTimeout)
+	defer cancel()
+	st, err := s.publish(ctx, evs...)
+	if err != nil {
+		return fmt.Errorf("record the ends of %d sessions: %w", len(evs), err)
 	}
-	for range lost {
-		s.metrics.disconnects.WithLabelValues(CauseLost.String()).Inc()
+	first, last := st[0].Seq, st[len(st)-1].Seq
+	if err := s.proj.WaitApplied(ctx, last); err != nil {
+		return fmt.Errorf("wait for the projections to apply those ends (seq %d to %d): applied seq %d, head seq %d: %w",
+			first, last, s.proj.Applied(), s.hist.Head().Seq, err)
 	}
-	s.log.Warn("ended sessions left open by an earlier run", "count", len(lost), "cause", "lost")
+	for _, c := range causes {
+		s.metrics.disconnects.WithLabelValues(c.String()).Inc()
+	}
+	s.log.Warn("ended sessions left open by an earlier run", "count", len(lost),
+		"lost", len(lost)-len(pending), "ended_as_pending", len(pending))
 	return nil
 }
 

@@ -17,7 +17,6 @@ import (
 	"github.com/oklog/ulid/v2"
 	"google.golang.org/grpc/codes"
 
-	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/projections"
@@ -311,6 +310,7 @@ func (s *Server) Serve(t Transport) error {
 		t.Close(err)
 		return err
 	}
+	pace := newFrameBucket(s.cfg.ClientFrameRate)
 	for {
 		f, err := t.Recv()
 		if err != nil {
@@ -318,6 +318,19 @@ func (s *Server) Serve(t Transport) error {
 			break
 		}
 		sess.lastHeard.Store(s.cfg.Now().UnixNano())
+		if d := pace.take(time.Now()); d > 0 {
+			// Over its frame rate: read on only when it is due again;
+			// meanwhile the transport's flow control stops the client.
+			s.metrics.framesPaced.Inc()
+			timer := time.NewTimer(d)
+			select {
+			case <-timer.C:
+			case <-t.Context().Done():
+				timer.Stop()
+			case <-sess.done:
+				timer.Stop()
+			}
+		}
 		switch x := f.GetFrame().(type) {
 		case *hubpb.ClientFrame_Goodbye:
 			sess.stopRecv(io.EOF)
@@ -372,6 +385,10 @@ func (s *Server) admit(t Transport) (*session, error) {
 		return nil, err
 	}
 	user, device := id.user, id.device
+	// The same rules for a name from a token's claims as from Hello.
+	if err := checkNames("user", user, "device", device); err != nil {
+		return nil, err
+	}
 	remote := t.Remote()
 	// A banned user, a revoked token or a connect a kick still refuses is
 	// told so whatever the connect rate: a cheap read before the limits
@@ -479,7 +496,9 @@ func (s *Server) admit(t Transport) (*session, error) {
 	if err != nil {
 		if stamps != nil {
 			// Durable but not yet applied (ctx ended): the session exists in
-			// the log, so record its end too.
+			// the log, so record its end too (recordEnd takes the lock).
+			lock.Unlock()
+			locked = false
 			s.recordEnd(sess, CauseClientClosed, "client left before the session started", nil)
 		}
 		return nil, err
@@ -605,8 +624,8 @@ func (s *Server) recvHello(t Transport) (*hubpb.Hello, error) {
 		if h == nil {
 			return nil, invalidf("the first frame must be Hello")
 		}
-		if len(h.GetUser()) > hubapi.MaxNameBytes || len(h.GetDevice()) > hubapi.MaxNameBytes || len(h.GetResume().GetSessionId()) > hubapi.MaxNameBytes {
-			return nil, invalidf("hello: user, device and resumed session id are at most %d bytes", hubapi.MaxNameBytes)
+		if err := checkNames("hello: user", h.GetUser(), "hello: device", h.GetDevice(), "hello: resumed session id", h.GetResume().GetSessionId()); err != nil {
+			return nil, err
 		}
 		return h, nil
 	case <-timer.C:
@@ -705,10 +724,44 @@ func (s *Server) endSession(sess *session) error {
 // recordEnd appends the session's session_disconnected event and forgets
 // it. A failed append is logged: the session is over either way, and the
 // next start records it as lost.
+//
+// The first recorded cause wins, as in the reducer: if the projections
+// mark the session as pending an end (a kick, ban or supersede recorded
+// while it was live), the end carries that pending end, whatever ended it
+// here (an idle timeout or slow consumer decided before the kick, a
+// client that left as it was kicked). The user's connect lock, which Kick,
+// Ban and connects hold until their event is applied, makes the look-up
+// and the append one step for this node: a kick lands wholly before the
+// end (and is carried) or after it (and finds the session gone).
 func (s *Server) recordEnd(sess *session, cause Cause, reason string, d *Disconnect) {
 	s.unregister(sess)
+	lock := s.userLock(sess.user)
+	lock.Lock()
+	defer lock.Unlock()
+	var p projections.PendingEnd
+	var pending bool
+	s.proj.Read(func(st *projections.State) { p, pending = st.Pending(sess.id) })
+	if pending {
+		d = pendingDisconnect(p)
+		cause, reason = d.Cause, d.Reason
+	}
+	ev := endEvent(sess.user, sess.device, sess.id, cause, reason, d)
+	// The session is over either way: its end is recorded even when the
+	// transport's context has ended.
+	if _, err := s.publish(context.Background(), ev); err != nil {
+		s.log.Error("could not record a session end; it will be recorded as lost at the next start", "session", sess.id, "err", err)
+	}
+	s.metrics.disconnects.WithLabelValues(cause.String()).Inc()
+}
+
+// endEvent is the session_disconnected event of session id of user on
+// device, ended with cause and reason. d, when the server ended it, gives
+// the reconnect advice, the causing event and who ordered it (default
+// "system"); without d the client ended it: reconnect allowed, the user as
+// actor.
+func endEvent(user, device, id string, cause Cause, reason string, d *Disconnect) *eventpb.Event {
 	body := &eventpb.SessionDisconnected{Cause: eventpb.DisconnectCause(cause), Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED}
-	actor := sess.user
+	actor := user
 	if d != nil {
 		d.record(body)
 		actor = "system"
@@ -716,12 +769,6 @@ func (s *Server) recordEnd(sess *session, cause Cause, reason string, d *Disconn
 			actor = d.Actor
 		}
 	}
-	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, User: sess.user, Device: sess.device,
-		Session: sess.id, Actor: actor, Reason: reason, Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: body}}
-	// The session is over either way: its end is recorded even when the
-	// transport's context has ended.
-	if _, err := s.publish(context.Background(), ev); err != nil {
-		s.log.Error("could not record a session end; it will be recorded as lost at the next start", "session", sess.id, "err", err)
-	}
-	s.metrics.disconnects.WithLabelValues(cause.String()).Inc()
+	return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, User: user, Device: device,
+		Session: id, Actor: actor, Reason: reason, Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: body}}
 }

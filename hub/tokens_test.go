@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -280,6 +281,44 @@ func TestTokenExpiryAndRefresh(t *testing.T) {
 	end := e.waitEnd(head, c.welcome.GetSessionId())
 	if end.Event.GetSessionDisconnected().GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_TOKEN_EXPIRED {
 		t.Fatalf("recorded end %v; want token_expired", end.Event)
+	}
+}
+
+// TestTokenNamesFollowTheNameRules: a token's jti is held to the name
+// rules at a connect, as its sub and device are (the connect event records
+// it, a revocation names it); a Refresh whose token breaks them is refused
+// as invalid_token, and what it named is not recorded.
+func TestTokenNamesFollowTheNameRules(t *testing.T) {
+	e := newEnv(t, hub.Config{JWTSecret: testSecret})
+	now := time.Now()
+	const hostile = "j\x1b]0;owned\a"
+	head := e.store.Head().Seq
+	if _, err := e.dialHello(&hubpb.Hello{Token: signHS(t, claims("di", "phone", hostile, now, now.Add(time.Minute)))}); codeOf(err) != codes.InvalidArgument ||
+		!strings.Contains(err.Error(), "token jti holds U+001B") {
+		t.Fatalf("connect with a jti holding an escape: %v; want InvalidArgument naming the jti", err)
+	}
+	if h := e.store.Head().Seq; h != head {
+		t.Fatalf("the refused connect recorded %d events", h-head)
+	}
+	c, err := e.dialHello(&hubpb.Hello{Token: signHS(t, claims("di", "phone", "t1", now, now.Add(time.Minute)))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []string{
+		signHS(t, claims("di\nroot", "phone", "t2", now, now.Add(2*time.Minute))),
+		signHS(t, claims("di", "phone\u202e", "t3", now, now.Add(2*time.Minute))),
+	} {
+		head = e.store.Head().Seq
+		r := c.refresh(tok)
+		if r.GetOk() || r.GetEventId() == "" {
+			t.Fatalf("refresh with a token breaking the name rules: %v; want refused and recorded", r)
+		}
+		rec := e.waitEvent(head, "token_refresh_refused", isType(eventpb.EventType_EVENT_TYPE_TOKEN_REFRESH_REFUSED))
+		b := rec.Event.GetTokenRefreshRefused()
+		if b.GetCode() != "invalid_token" || b.GetTokenUser() != "" || b.GetTokenDevice() != "" || b.GetToken() != nil ||
+			!strings.Contains(rec.Event.GetReason(), "holds U+") {
+			t.Fatalf("recorded refusal %v (%q); want invalid_token saying why, naming nothing of the token", b, rec.Event.GetReason())
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
@@ -244,6 +245,10 @@ func (s *Store) commit(batch []*appendReq) {
 	stamps := make([][]Stamp, len(batch))
 	next := head
 	var tailBytes int
+	// The tree's frontier after this commit; it replaces s.tree only once
+	// the commit is durable.
+	var tree frontier
+	withTree := !s.opts.noTree && nrec > 0
 	s.commitGate.Lock()
 	defer s.commitGate.Unlock()
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -264,10 +269,15 @@ func (s *Store) commit(batch []*appendReq) {
 		}
 		next = head
 		tailBytes = s.tailBytes
+		tree = s.tree
 		post := &s.post
 		post.reset()
 		keys := make([]byte, 8*nrec)
 		vals := make([]byte, 0, size)
+		var treeVal []byte // the commit's stored tree hashes: one value (tree.go)
+		if withTree {
+			treeVal = make([]byte, 0, (2*nrec+64)*hashSize)
+		}
 		st := stampBuf
 		for i, req := range batch {
 			if req.put != nil {
@@ -291,6 +301,15 @@ func (s *Store) commit(batch []*appendReq) {
 				if err := log.Put(key, vals[start:len(vals):len(vals)]); err != nil {
 					return err
 				}
+				if withTree {
+					hs, err := tree.append(s.leafHash.leaf(vals[start+hashSize:]))
+					if err != nil {
+						return err
+					}
+					for _, h := range hs {
+						treeVal = append(treeVal, h[:]...)
+					}
+				}
 				post.add(kindTopic, rec.topic, next.Seq)
 				if rec.user != "" {
 					post.add(kindUser, rec.user, next.Seq)
@@ -300,6 +319,18 @@ func (s *Store) commit(batch []*appendReq) {
 				}
 				stamps[i][j] = Stamp{Seq: next.Seq, ID: next.ID, Time: next.Time, Hash: next.Hash}
 			}
+		}
+		if withTree {
+			tb := tx.Bucket(bucketTree)
+			tb.FillPercent = 1.0
+			if err := tb.Put(seqKey(uint64(tlog.StoredHashIndex(0, int64(head.Seq)))), treeVal); err != nil {
+				return err
+			}
+			root, err := tree.root()
+			if err != nil {
+				return err
+			}
+			next.Root = root
 		}
 		if post.n == 0 {
 			return nil
@@ -338,6 +369,9 @@ func (s *Store) commit(batch []*appendReq) {
 		s.afterCommit()
 	}
 	s.tailBytes = tailBytes
+	if withTree {
+		s.tree = tree
+	}
 	s.commits.Add(1)
 	s.committed.Add(next.Seq - head.Seq)
 	s.mu.Lock()

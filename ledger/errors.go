@@ -38,6 +38,15 @@ var (
 	// well-formed record. Verify reports the sequence it was found at.
 	ErrCorrupt = errors.New("corrupt record")
 
+	// ErrNoTree is returned by the tree's reads and proofs on a format-2
+	// file (from before the Merkle tree) opened read-only: a read-write
+	// Open (hubd) builds the tree and upgrades the file.
+	ErrNoTree = errors.New("ledger file is format v2, from before the Merkle tree: hubd builds the tree when it opens the file")
+
+	// ErrLogID is returned by Open when Options.LogID names another log
+	// than the one the file holds.
+	ErrLogID = errors.New("ledger file holds another log")
+
 	// ErrNotFound is returned by Get for a sequence number that is not in
 	// the log.
 	ErrNotFound = errors.New("no such record")

@@ -278,7 +278,8 @@ func (sub *Subscriber) Close() error {
 }
 
 // group returns the shared cursor of (topic, name), loading its durable
-// offset, or a private cursor when name is empty.
+// offset (clamped to head+1 if it points past the head, with a warning,
+// counted in Stats.OffsetsClamped), or a private cursor when name is empty.
 func (s *Store) group(topic, name string, start uint64) (*group, error) {
 	if start == 0 {
 		start = 1
@@ -301,6 +302,17 @@ func (s *Store) group(topic, name string, start uint64) (*group, error) {
 		next = p
 	}
 	s.offsetMu.Unlock()
+	// Offsets only ever come from acks of durable records, so one past
+	// head+1 means the file was damaged, edited or truncated at its tail:
+	// the records the group would wait for are not the ones it acked, and
+	// waiting for the log to grow past the offset would skip every new
+	// record. Start after the head instead, and say so.
+	if head := s.Head().Seq; next > head+1 {
+		s.offsetsClamped.Add(1)
+		s.opts.Logger.Warn("ledger: consumer-group offset is past the head of the log (a damaged, edited or truncated file); the group starts after the head",
+			"topic", topic, "group", name, "offset", next, "head", head, "clamped_to", head+1)
+		next = head + 1
+	}
 	g := newGroup(next, key)
 	s.groups[key] = g
 	return g, nil

@@ -1288,6 +1288,10 @@ type VerifyRequest struct {
 	ToSeq         uint64 `protobuf:"varint,2,opt,name=to_seq,json=toSeq,proto3" json:"to_seq,omitempty"`
 	SinceUnixNano int64  `protobuf:"varint,3,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
 	UntilUnixNano int64  `protobuf:"varint,4,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
+	// Checkpoints to check the whole log against: each a C2SP
+	// tlog-checkpoint's text (origin, size and root lines). The caller
+	// checks their signatures; the hub compares what they say with the log.
+	Checkpoints   [][]byte `protobuf:"bytes,5,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1348,6 +1352,13 @@ func (x *VerifyRequest) GetUntilUnixNano() int64 {
 		return x.UntilUnixNano
 	}
 	return 0
+}
+
+func (x *VerifyRequest) GetCheckpoints() [][]byte {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return nil
 }
 
 type VerifyUpdate struct {
@@ -1522,8 +1533,23 @@ type VerifyResult struct {
 	BadSeq uint64 `protobuf:"varint,6,opt,name=bad_seq,json=badSeq,proto3" json:"bad_seq,omitempty"`
 	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
 	// The head's id and time, with head_seq and head_hash.
-	HeadId        []byte `protobuf:"bytes,8,opt,name=head_id,json=headId,proto3" json:"head_id,omitempty"`
-	HeadUnixNano  int64  `protobuf:"varint,9,opt,name=head_unix_nano,json=headUnixNano,proto3" json:"head_unix_nano,omitempty"`
+	HeadId       []byte `protobuf:"bytes,8,opt,name=head_id,json=headId,proto3" json:"head_id,omitempty"`
+	HeadUnixNano int64  `protobuf:"varint,9,opt,name=head_unix_nano,json=headUnixNano,proto3" json:"head_unix_nano,omitempty"`
+	// The head's Merkle root as the hub keeps it.
+	HeadRoot []byte `protobuf:"bytes,10,opt,name=head_root,json=headRoot,proto3" json:"head_root,omitempty"`
+	// Set when the whole log was verified: the tree root recomputed from the
+	// records, the first place the stored tree disagrees with them, what
+	// else in the file names a seq the log contradicts, and one result per
+	// checkpoint asked about.
+	Whole       bool                `protobuf:"varint,11,opt,name=whole,proto3" json:"whole,omitempty"`
+	TreeRoot    []byte              `protobuf:"bytes,12,opt,name=tree_root,json=treeRoot,proto3" json:"tree_root,omitempty"`
+	TreeBadSeq  uint64              `protobuf:"varint,13,opt,name=tree_bad_seq,json=treeBadSeq,proto3" json:"tree_bad_seq,omitempty"`
+	TreeReason  string              `protobuf:"bytes,14,opt,name=tree_reason,json=treeReason,proto3" json:"tree_reason,omitempty"`
+	Findings    []*Finding          `protobuf:"bytes,15,rep,name=findings,proto3" json:"findings,omitempty"`
+	Checkpoints []*CheckpointResult `protobuf:"bytes,16,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	// Whether the file has a stored tree to compare (format v3; a v2 file,
+	// from before the tree, has none).
+	StoredTree    bool `protobuf:"varint,17,opt,name=stored_tree,json=storedTree,proto3" json:"stored_tree,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1621,6 +1647,512 @@ func (x *VerifyResult) GetHeadUnixNano() int64 {
 	return 0
 }
 
+func (x *VerifyResult) GetHeadRoot() []byte {
+	if x != nil {
+		return x.HeadRoot
+	}
+	return nil
+}
+
+func (x *VerifyResult) GetWhole() bool {
+	if x != nil {
+		return x.Whole
+	}
+	return false
+}
+
+func (x *VerifyResult) GetTreeRoot() []byte {
+	if x != nil {
+		return x.TreeRoot
+	}
+	return nil
+}
+
+func (x *VerifyResult) GetTreeBadSeq() uint64 {
+	if x != nil {
+		return x.TreeBadSeq
+	}
+	return 0
+}
+
+func (x *VerifyResult) GetTreeReason() string {
+	if x != nil {
+		return x.TreeReason
+	}
+	return ""
+}
+
+func (x *VerifyResult) GetFindings() []*Finding {
+	if x != nil {
+		return x.Findings
+	}
+	return nil
+}
+
+func (x *VerifyResult) GetCheckpoints() []*CheckpointResult {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return nil
+}
+
+func (x *VerifyResult) GetStoredTree() bool {
+	if x != nil {
+		return x.StoredTree
+	}
+	return false
+}
+
+// Finding is an entry of the ledger file that names a seq the log
+// contradicts.
+type Finding struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Where         string                 `protobuf:"bytes,1,opt,name=where,proto3" json:"where,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Problem       string                 `protobuf:"bytes,3,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Finding) Reset() {
+	*x = Finding{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Finding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Finding) ProtoMessage() {}
+
+func (x *Finding) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Finding.ProtoReflect.Descriptor instead.
+func (*Finding) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Finding) GetWhere() string {
+	if x != nil {
+		return x.Where
+	}
+	return ""
+}
+
+func (x *Finding) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Finding) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+type CheckpointResult struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Origin string                 `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	Size   uint64                 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Root   []byte                 `protobuf:"bytes,3,opt,name=root,proto3" json:"root,omitempty"`
+	Ok     bool                   `protobuf:"varint,4,opt,name=ok,proto3" json:"ok,omitempty"`
+	// What differs when not ok.
+	Problem       string `protobuf:"bytes,5,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointResult) Reset() {
+	*x = CheckpointResult{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointResult) ProtoMessage() {}
+
+func (x *CheckpointResult) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointResult.ProtoReflect.Descriptor instead.
+func (*CheckpointResult) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CheckpointResult) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *CheckpointResult) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *CheckpointResult) GetRoot() []byte {
+	if x != nil {
+		return x.Root
+	}
+	return nil
+}
+
+func (x *CheckpointResult) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *CheckpointResult) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+type CheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointRequest) Reset() {
+	*x = CheckpointRequest{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointRequest) ProtoMessage() {}
+
+func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
+func (*CheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{20}
+}
+
+type CheckpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The signed checkpoint note.
+	Note []byte `protobuf:"bytes,1,opt,name=note,proto3" json:"note,omitempty"`
+	// The hub's verifier key (take the one an audit relies on from a copy
+	// kept off the host).
+	VerifierKey   string `protobuf:"bytes,2,opt,name=verifier_key,json=verifierKey,proto3" json:"verifier_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointResponse) Reset() {
+	*x = CheckpointResponse{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointResponse) ProtoMessage() {}
+
+func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
+func (*CheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CheckpointResponse) GetNote() []byte {
+	if x != nil {
+		return x.Note
+	}
+	return nil
+}
+
+func (x *CheckpointResponse) GetVerifierKey() string {
+	if x != nil {
+		return x.VerifierKey
+	}
+	return ""
+}
+
+type ProveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One of seq or event_id (a ULID, 16 bytes).
+	Seq     uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	EventId []byte `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// The signed checkpoint to prove it in; empty: the newest.
+	Checkpoint    []byte `protobuf:"bytes,3,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveRequest) Reset() {
+	*x = ProveRequest{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveRequest) ProtoMessage() {}
+
+func (x *ProveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveRequest.ProtoReflect.Descriptor instead.
+func (*ProveRequest) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ProveRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ProveRequest) GetEventId() []byte {
+	if x != nil {
+		return x.EventId
+	}
+	return nil
+}
+
+func (x *ProveRequest) GetCheckpoint() []byte {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+type ProveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The proof bundle as auditq prove writes it (JSON, format
+	// sessionledger-proof/v1).
+	Bundle        []byte `protobuf:"bytes,1,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveResponse) Reset() {
+	*x = ProveResponse{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveResponse) ProtoMessage() {}
+
+func (x *ProveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveResponse.ProtoReflect.Descriptor instead.
+func (*ProveResponse) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ProveResponse) GetBundle() []byte {
+	if x != nil {
+		return x.Bundle
+	}
+	return nil
+}
+
+type ConsistencyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OldSize       uint64                 `protobuf:"varint,1,opt,name=old_size,json=oldSize,proto3" json:"old_size,omitempty"`
+	NewSize       uint64                 `protobuf:"varint,2,opt,name=new_size,json=newSize,proto3" json:"new_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsistencyRequest) Reset() {
+	*x = ConsistencyRequest{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsistencyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsistencyRequest) ProtoMessage() {}
+
+func (x *ConsistencyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsistencyRequest.ProtoReflect.Descriptor instead.
+func (*ConsistencyRequest) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ConsistencyRequest) GetOldSize() uint64 {
+	if x != nil {
+		return x.OldSize
+	}
+	return 0
+}
+
+func (x *ConsistencyRequest) GetNewSize() uint64 {
+	if x != nil {
+		return x.NewSize
+	}
+	return 0
+}
+
+type ConsistencyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OldRoot       []byte                 `protobuf:"bytes,1,opt,name=old_root,json=oldRoot,proto3" json:"old_root,omitempty"`
+	NewRoot       []byte                 `protobuf:"bytes,2,opt,name=new_root,json=newRoot,proto3" json:"new_root,omitempty"`
+	Proof         [][]byte               `protobuf:"bytes,3,rep,name=proof,proto3" json:"proof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsistencyResponse) Reset() {
+	*x = ConsistencyResponse{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsistencyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsistencyResponse) ProtoMessage() {}
+
+func (x *ConsistencyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsistencyResponse.ProtoReflect.Descriptor instead.
+func (*ConsistencyResponse) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ConsistencyResponse) GetOldRoot() []byte {
+	if x != nil {
+		return x.OldRoot
+	}
+	return nil
+}
+
+func (x *ConsistencyResponse) GetNewRoot() []byte {
+	if x != nil {
+		return x.NewRoot
+	}
+	return nil
+}
+
+func (x *ConsistencyResponse) GetProof() [][]byte {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
+}
+
 type Count struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -1631,7 +2163,7 @@ type Count struct {
 
 func (x *Count) Reset() {
 	*x = Count{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +2175,7 @@ func (x *Count) String() string {
 func (*Count) ProtoMessage() {}
 
 func (x *Count) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +2188,7 @@ func (x *Count) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Count.ProtoReflect.Descriptor instead.
 func (*Count) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{18}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Count) GetKey() string {
@@ -1704,7 +2236,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +2248,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +2261,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{19}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StatsResponse) GetEvents() uint64 {
@@ -1855,7 +2387,7 @@ type SeqRange struct {
 
 func (x *SeqRange) Reset() {
 	*x = SeqRange{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[20]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1867,7 +2399,7 @@ func (x *SeqRange) String() string {
 func (*SeqRange) ProtoMessage() {}
 
 func (x *SeqRange) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[20]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1880,7 +2412,7 @@ func (x *SeqRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeqRange.ProtoReflect.Descriptor instead.
 func (*SeqRange) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{20}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SeqRange) GetFromSeq() uint64 {
@@ -1913,7 +2445,7 @@ type Corrupt struct {
 
 func (x *Corrupt) Reset() {
 	*x = Corrupt{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[21]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2457,7 @@ func (x *Corrupt) String() string {
 func (*Corrupt) ProtoMessage() {}
 
 func (x *Corrupt) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[21]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2470,7 @@ func (x *Corrupt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Corrupt.ProtoReflect.Descriptor instead.
 func (*Corrupt) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{21}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Corrupt) GetSeqs() []uint64 {
@@ -2082,12 +2614,13 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\aanomaly\x18\b \x01(\tR\aanomaly\x12\x12\n" +
 	"\x04live\x18\t \x01(\x04R\x04live\x12\x12\n" +
 	"\x04bans\x18\n" +
-	" \x01(\x04R\x04bans\"\x91\x01\n" +
+	" \x01(\x04R\x04bans\"\xb3\x01\n" +
 	"\rVerifyRequest\x12\x19\n" +
 	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
 	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\x12&\n" +
 	"\x0fsince_unix_nano\x18\x03 \x01(\x03R\rsinceUnixNano\x12&\n" +
-	"\x0funtil_unix_nano\x18\x04 \x01(\x03R\runtilUnixNano\"\xc3\x01\n" +
+	"\x0funtil_unix_nano\x18\x04 \x01(\x03R\runtilUnixNano\x12 \n" +
+	"\vcheckpoints\x18\x05 \x03(\fR\vcheckpoints\"\xc3\x01\n" +
 	"\fVerifyUpdate\x12#\n" +
 	"\fprogress_seq\x18\x01 \x01(\x04H\x00R\vprogressSeq\x12>\n" +
 	"\x06result\x18\x02 \x01(\v2$.sessionledger.audit.v1.VerifyResultH\x00R\x06result\x12D\n" +
@@ -2096,7 +2629,7 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\x0eVerifyProgress\x12\x19\n" +
 	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
 	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\x12\x10\n" +
-	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\x82\x02\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xbf\x04\n" +
 	"\fVerifyResult\x12\x19\n" +
 	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
 	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\x12\x18\n" +
@@ -2106,7 +2639,48 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\abad_seq\x18\x06 \x01(\x04R\x06badSeq\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x12\x17\n" +
 	"\ahead_id\x18\b \x01(\fR\x06headId\x12$\n" +
-	"\x0ehead_unix_nano\x18\t \x01(\x03R\fheadUnixNano\"/\n" +
+	"\x0ehead_unix_nano\x18\t \x01(\x03R\fheadUnixNano\x12\x1b\n" +
+	"\thead_root\x18\n" +
+	" \x01(\fR\bheadRoot\x12\x14\n" +
+	"\x05whole\x18\v \x01(\bR\x05whole\x12\x1b\n" +
+	"\ttree_root\x18\f \x01(\fR\btreeRoot\x12 \n" +
+	"\ftree_bad_seq\x18\r \x01(\x04R\n" +
+	"treeBadSeq\x12\x1f\n" +
+	"\vtree_reason\x18\x0e \x01(\tR\n" +
+	"treeReason\x12;\n" +
+	"\bfindings\x18\x0f \x03(\v2\x1f.sessionledger.audit.v1.FindingR\bfindings\x12J\n" +
+	"\vcheckpoints\x18\x10 \x03(\v2(.sessionledger.audit.v1.CheckpointResultR\vcheckpoints\x12\x1f\n" +
+	"\vstored_tree\x18\x11 \x01(\bR\n" +
+	"storedTree\"K\n" +
+	"\aFinding\x12\x14\n" +
+	"\x05where\x18\x01 \x01(\tR\x05where\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +
+	"\aproblem\x18\x03 \x01(\tR\aproblem\"|\n" +
+	"\x10CheckpointResult\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x12\n" +
+	"\x04root\x18\x03 \x01(\fR\x04root\x12\x0e\n" +
+	"\x02ok\x18\x04 \x01(\bR\x02ok\x12\x18\n" +
+	"\aproblem\x18\x05 \x01(\tR\aproblem\"\x13\n" +
+	"\x11CheckpointRequest\"K\n" +
+	"\x12CheckpointResponse\x12\x12\n" +
+	"\x04note\x18\x01 \x01(\fR\x04note\x12!\n" +
+	"\fverifier_key\x18\x02 \x01(\tR\vverifierKey\"[\n" +
+	"\fProveRequest\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x19\n" +
+	"\bevent_id\x18\x02 \x01(\fR\aeventId\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x03 \x01(\fR\n" +
+	"checkpoint\"'\n" +
+	"\rProveResponse\x12\x16\n" +
+	"\x06bundle\x18\x01 \x01(\fR\x06bundle\"J\n" +
+	"\x12ConsistencyRequest\x12\x19\n" +
+	"\bold_size\x18\x01 \x01(\x04R\aoldSize\x12\x19\n" +
+	"\bnew_size\x18\x02 \x01(\x04R\anewSize\"a\n" +
+	"\x13ConsistencyResponse\x12\x19\n" +
+	"\bold_root\x18\x01 \x01(\fR\aoldRoot\x12\x19\n" +
+	"\bnew_root\x18\x02 \x01(\fR\anewRoot\x12\x14\n" +
+	"\x05proof\x18\x03 \x03(\fR\x05proof\"/\n" +
 	"\x05Count\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\"\x9c\x06\n" +
@@ -2134,7 +2708,7 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\aCorrupt\x12\x12\n" +
 	"\x04seqs\x18\x01 \x03(\x04R\x04seqs\x12:\n" +
 	"\amissing\x18\x02 \x03(\v2 .sessionledger.audit.v1.SeqRangeR\amissing\x12\x16\n" +
-	"\x06strays\x18\x03 \x03(\tR\x06strays2\xbb\x05\n" +
+	"\x06strays\x18\x03 \x03(\tR\x06strays2\xe3\a\n" +
 	"\x05Audit\x12V\n" +
 	"\x06Events\x12%.sessionledger.audit.v1.EventsRequest\x1a#.sessionledger.audit.v1.AuditRecord0\x01\x12V\n" +
 	"\n" +
@@ -2143,7 +2717,11 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\bTimeline\x12'.sessionledger.audit.v1.TimelineRequest\x1a%.sessionledger.audit.v1.TimelineEntry0\x01\x12U\n" +
 	"\x06Replay\x12%.sessionledger.audit.v1.ReplayRequest\x1a\".sessionledger.audit.v1.ReplayStep0\x01\x12W\n" +
 	"\x06Verify\x12%.sessionledger.audit.v1.VerifyRequest\x1a$.sessionledger.audit.v1.VerifyUpdate0\x01\x12N\n" +
-	"\x05Stats\x12\x1e.sessionledger.audit.v1.Filter\x1a%.sessionledger.audit.v1.StatsResponse\x12X\n" +
+	"\x05Stats\x12\x1e.sessionledger.audit.v1.Filter\x1a%.sessionledger.audit.v1.StatsResponse\x12c\n" +
+	"\n" +
+	"Checkpoint\x12).sessionledger.audit.v1.CheckpointRequest\x1a*.sessionledger.audit.v1.CheckpointResponse\x12T\n" +
+	"\x05Prove\x12$.sessionledger.audit.v1.ProveRequest\x1a%.sessionledger.audit.v1.ProveResponse\x12k\n" +
+	"\x10ConsistencyProof\x12*.sessionledger.audit.v1.ConsistencyRequest\x1a+.sessionledger.audit.v1.ConsistencyResponse\x12X\n" +
 	"\rRevocationsAt\x12!.sessionledger.audit.v1.AtRequest\x1a\".sessionledger.audit.v1.Revocation0\x01B6Z4github.com/sessionledger/sessionledger/audit/auditpbb\x06proto3"
 
 var (
@@ -2158,7 +2736,7 @@ func file_audit_auditpb_audit_proto_rawDescGZIP() []byte {
 	return file_audit_auditpb_audit_proto_rawDescData
 }
 
-var file_audit_auditpb_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_audit_auditpb_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_audit_auditpb_audit_proto_goTypes = []any{
 	(*Filter)(nil),               // 0: sessionledger.audit.v1.Filter
 	(*EventsRequest)(nil),        // 1: sessionledger.audit.v1.EventsRequest
@@ -2178,29 +2756,37 @@ var file_audit_auditpb_audit_proto_goTypes = []any{
 	(*VerifyUpdate)(nil),         // 15: sessionledger.audit.v1.VerifyUpdate
 	(*VerifyProgress)(nil),       // 16: sessionledger.audit.v1.VerifyProgress
 	(*VerifyResult)(nil),         // 17: sessionledger.audit.v1.VerifyResult
-	(*Count)(nil),                // 18: sessionledger.audit.v1.Count
-	(*StatsResponse)(nil),        // 19: sessionledger.audit.v1.StatsResponse
-	(*SeqRange)(nil),             // 20: sessionledger.audit.v1.SeqRange
-	(*Corrupt)(nil),              // 21: sessionledger.audit.v1.Corrupt
-	(eventpb.EventType)(0),       // 22: sessionledger.ledger.v1.EventType
-	(*eventpb.Record)(nil),       // 23: sessionledger.ledger.v1.Record
-	(eventpb.DisconnectCause)(0), // 24: sessionledger.ledger.v1.DisconnectCause
-	(eventpb.KickMode)(0),        // 25: sessionledger.ledger.v1.KickMode
-	(eventpb.Reconnect)(0),       // 26: sessionledger.ledger.v1.Reconnect
+	(*Finding)(nil),              // 18: sessionledger.audit.v1.Finding
+	(*CheckpointResult)(nil),     // 19: sessionledger.audit.v1.CheckpointResult
+	(*CheckpointRequest)(nil),    // 20: sessionledger.audit.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),   // 21: sessionledger.audit.v1.CheckpointResponse
+	(*ProveRequest)(nil),         // 22: sessionledger.audit.v1.ProveRequest
+	(*ProveResponse)(nil),        // 23: sessionledger.audit.v1.ProveResponse
+	(*ConsistencyRequest)(nil),   // 24: sessionledger.audit.v1.ConsistencyRequest
+	(*ConsistencyResponse)(nil),  // 25: sessionledger.audit.v1.ConsistencyResponse
+	(*Count)(nil),                // 26: sessionledger.audit.v1.Count
+	(*StatsResponse)(nil),        // 27: sessionledger.audit.v1.StatsResponse
+	(*SeqRange)(nil),             // 28: sessionledger.audit.v1.SeqRange
+	(*Corrupt)(nil),              // 29: sessionledger.audit.v1.Corrupt
+	(eventpb.EventType)(0),       // 30: sessionledger.ledger.v1.EventType
+	(*eventpb.Record)(nil),       // 31: sessionledger.ledger.v1.Record
+	(eventpb.DisconnectCause)(0), // 32: sessionledger.ledger.v1.DisconnectCause
+	(eventpb.KickMode)(0),        // 33: sessionledger.ledger.v1.KickMode
+	(eventpb.Reconnect)(0),       // 34: sessionledger.ledger.v1.Reconnect
 }
 var file_audit_auditpb_audit_proto_depIdxs = []int32{
-	22, // 0: sessionledger.audit.v1.Filter.types:type_name -> sessionledger.ledger.v1.EventType
+	30, // 0: sessionledger.audit.v1.Filter.types:type_name -> sessionledger.ledger.v1.EventType
 	0,  // 1: sessionledger.audit.v1.EventsRequest.filter:type_name -> sessionledger.audit.v1.Filter
-	23, // 2: sessionledger.audit.v1.AuditRecord.record:type_name -> sessionledger.ledger.v1.Record
-	24, // 3: sessionledger.audit.v1.Pending.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
-	25, // 4: sessionledger.audit.v1.Pending.mode:type_name -> sessionledger.ledger.v1.KickMode
-	26, // 5: sessionledger.audit.v1.Pending.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
+	31, // 2: sessionledger.audit.v1.AuditRecord.record:type_name -> sessionledger.ledger.v1.Record
+	32, // 3: sessionledger.audit.v1.Pending.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
+	33, // 4: sessionledger.audit.v1.Pending.mode:type_name -> sessionledger.ledger.v1.KickMode
+	34, // 5: sessionledger.audit.v1.Pending.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
 	4,  // 6: sessionledger.audit.v1.LiveSession.session:type_name -> sessionledger.audit.v1.Session
 	5,  // 7: sessionledger.audit.v1.LiveSession.pending:type_name -> sessionledger.audit.v1.Pending
-	22, // 8: sessionledger.audit.v1.TimelineEntry.type:type_name -> sessionledger.ledger.v1.EventType
+	30, // 8: sessionledger.audit.v1.TimelineEntry.type:type_name -> sessionledger.ledger.v1.EventType
 	4,  // 9: sessionledger.audit.v1.Ended.session:type_name -> sessionledger.audit.v1.Session
-	24, // 10: sessionledger.audit.v1.Ended.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
-	26, // 11: sessionledger.audit.v1.Ended.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
+	32, // 10: sessionledger.audit.v1.Ended.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
+	34, // 11: sessionledger.audit.v1.Ended.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
 	2,  // 12: sessionledger.audit.v1.ReplayStep.record:type_name -> sessionledger.audit.v1.AuditRecord
 	4,  // 13: sessionledger.audit.v1.ReplayStep.started:type_name -> sessionledger.audit.v1.Session
 	12, // 14: sessionledger.audit.v1.ReplayStep.ended:type_name -> sessionledger.audit.v1.Ended
@@ -2210,36 +2796,44 @@ var file_audit_auditpb_audit_proto_depIdxs = []int32{
 	7,  // 18: sessionledger.audit.v1.ReplayStep.expired:type_name -> sessionledger.audit.v1.Ban
 	17, // 19: sessionledger.audit.v1.VerifyUpdate.result:type_name -> sessionledger.audit.v1.VerifyResult
 	16, // 20: sessionledger.audit.v1.VerifyUpdate.progress:type_name -> sessionledger.audit.v1.VerifyProgress
-	18, // 21: sessionledger.audit.v1.StatsResponse.by_type:type_name -> sessionledger.audit.v1.Count
-	18, // 22: sessionledger.audit.v1.StatsResponse.by_cause:type_name -> sessionledger.audit.v1.Count
-	18, // 23: sessionledger.audit.v1.StatsResponse.kicked_users:type_name -> sessionledger.audit.v1.Count
-	18, // 24: sessionledger.audit.v1.StatsResponse.kicks_by_actor:type_name -> sessionledger.audit.v1.Count
-	18, // 25: sessionledger.audit.v1.StatsResponse.bans_by_actor:type_name -> sessionledger.audit.v1.Count
-	20, // 26: sessionledger.audit.v1.StatsResponse.missing:type_name -> sessionledger.audit.v1.SeqRange
-	18, // 27: sessionledger.audit.v1.StatsResponse.revokes_by_actor:type_name -> sessionledger.audit.v1.Count
-	18, // 28: sessionledger.audit.v1.StatsResponse.refused_admin_calls:type_name -> sessionledger.audit.v1.Count
-	20, // 29: sessionledger.audit.v1.Corrupt.missing:type_name -> sessionledger.audit.v1.SeqRange
-	1,  // 30: sessionledger.audit.v1.Audit.Events:input_type -> sessionledger.audit.v1.EventsRequest
-	3,  // 31: sessionledger.audit.v1.Audit.SessionsAt:input_type -> sessionledger.audit.v1.AtRequest
-	3,  // 32: sessionledger.audit.v1.Audit.BansAt:input_type -> sessionledger.audit.v1.AtRequest
-	9,  // 33: sessionledger.audit.v1.Audit.Timeline:input_type -> sessionledger.audit.v1.TimelineRequest
-	11, // 34: sessionledger.audit.v1.Audit.Replay:input_type -> sessionledger.audit.v1.ReplayRequest
-	14, // 35: sessionledger.audit.v1.Audit.Verify:input_type -> sessionledger.audit.v1.VerifyRequest
-	0,  // 36: sessionledger.audit.v1.Audit.Stats:input_type -> sessionledger.audit.v1.Filter
-	3,  // 37: sessionledger.audit.v1.Audit.RevocationsAt:input_type -> sessionledger.audit.v1.AtRequest
-	2,  // 38: sessionledger.audit.v1.Audit.Events:output_type -> sessionledger.audit.v1.AuditRecord
-	6,  // 39: sessionledger.audit.v1.Audit.SessionsAt:output_type -> sessionledger.audit.v1.LiveSession
-	7,  // 40: sessionledger.audit.v1.Audit.BansAt:output_type -> sessionledger.audit.v1.Ban
-	10, // 41: sessionledger.audit.v1.Audit.Timeline:output_type -> sessionledger.audit.v1.TimelineEntry
-	13, // 42: sessionledger.audit.v1.Audit.Replay:output_type -> sessionledger.audit.v1.ReplayStep
-	15, // 43: sessionledger.audit.v1.Audit.Verify:output_type -> sessionledger.audit.v1.VerifyUpdate
-	19, // 44: sessionledger.audit.v1.Audit.Stats:output_type -> sessionledger.audit.v1.StatsResponse
-	8,  // 45: sessionledger.audit.v1.Audit.RevocationsAt:output_type -> sessionledger.audit.v1.Revocation
-	38, // [38:46] is the sub-list for method output_type
-	30, // [30:38] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	18, // 21: sessionledger.audit.v1.VerifyResult.findings:type_name -> sessionledger.audit.v1.Finding
+	19, // 22: sessionledger.audit.v1.VerifyResult.checkpoints:type_name -> sessionledger.audit.v1.CheckpointResult
+	26, // 23: sessionledger.audit.v1.StatsResponse.by_type:type_name -> sessionledger.audit.v1.Count
+	26, // 24: sessionledger.audit.v1.StatsResponse.by_cause:type_name -> sessionledger.audit.v1.Count
+	26, // 25: sessionledger.audit.v1.StatsResponse.kicked_users:type_name -> sessionledger.audit.v1.Count
+	26, // 26: sessionledger.audit.v1.StatsResponse.kicks_by_actor:type_name -> sessionledger.audit.v1.Count
+	26, // 27: sessionledger.audit.v1.StatsResponse.bans_by_actor:type_name -> sessionledger.audit.v1.Count
+	28, // 28: sessionledger.audit.v1.StatsResponse.missing:type_name -> sessionledger.audit.v1.SeqRange
+	26, // 29: sessionledger.audit.v1.StatsResponse.revokes_by_actor:type_name -> sessionledger.audit.v1.Count
+	26, // 30: sessionledger.audit.v1.StatsResponse.refused_admin_calls:type_name -> sessionledger.audit.v1.Count
+	28, // 31: sessionledger.audit.v1.Corrupt.missing:type_name -> sessionledger.audit.v1.SeqRange
+	1,  // 32: sessionledger.audit.v1.Audit.Events:input_type -> sessionledger.audit.v1.EventsRequest
+	3,  // 33: sessionledger.audit.v1.Audit.SessionsAt:input_type -> sessionledger.audit.v1.AtRequest
+	3,  // 34: sessionledger.audit.v1.Audit.BansAt:input_type -> sessionledger.audit.v1.AtRequest
+	9,  // 35: sessionledger.audit.v1.Audit.Timeline:input_type -> sessionledger.audit.v1.TimelineRequest
+	11, // 36: sessionledger.audit.v1.Audit.Replay:input_type -> sessionledger.audit.v1.ReplayRequest
+	14, // 37: sessionledger.audit.v1.Audit.Verify:input_type -> sessionledger.audit.v1.VerifyRequest
+	0,  // 38: sessionledger.audit.v1.Audit.Stats:input_type -> sessionledger.audit.v1.Filter
+	20, // 39: sessionledger.audit.v1.Audit.Checkpoint:input_type -> sessionledger.audit.v1.CheckpointRequest
+	22, // 40: sessionledger.audit.v1.Audit.Prove:input_type -> sessionledger.audit.v1.ProveRequest
+	24, // 41: sessionledger.audit.v1.Audit.ConsistencyProof:input_type -> sessionledger.audit.v1.ConsistencyRequest
+	3,  // 42: sessionledger.audit.v1.Audit.RevocationsAt:input_type -> sessionledger.audit.v1.AtRequest
+	2,  // 43: sessionledger.audit.v1.Audit.Events:output_type -> sessionledger.audit.v1.AuditRecord
+	6,  // 44: sessionledger.audit.v1.Audit.SessionsAt:output_type -> sessionledger.audit.v1.LiveSession
+	7,  // 45: sessionledger.audit.v1.Audit.BansAt:output_type -> sessionledger.audit.v1.Ban
+	10, // 46: sessionledger.audit.v1.Audit.Timeline:output_type -> sessionledger.audit.v1.TimelineEntry
+	13, // 47: sessionledger.audit.v1.Audit.Replay:output_type -> sessionledger.audit.v1.ReplayStep
+	15, // 48: sessionledger.audit.v1.Audit.Verify:output_type -> sessionledger.audit.v1.VerifyUpdate
+	27, // 49: sessionledger.audit.v1.Audit.Stats:output_type -> sessionledger.audit.v1.StatsResponse
+	21, // 50: sessionledger.audit.v1.Audit.Checkpoint:output_type -> sessionledger.audit.v1.CheckpointResponse
+	23, // 51: sessionledger.audit.v1.Audit.Prove:output_type -> sessionledger.audit.v1.ProveResponse
+	25, // 52: sessionledger.audit.v1.Audit.ConsistencyProof:output_type -> sessionledger.audit.v1.ConsistencyResponse
+	8,  // 53: sessionledger.audit.v1.Audit.RevocationsAt:output_type -> sessionledger.audit.v1.Revocation
+	43, // [43:54] is the sub-list for method output_type
+	32, // [32:43] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_audit_auditpb_audit_proto_init() }
@@ -2258,7 +2852,7 @@ func file_audit_auditpb_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_audit_auditpb_audit_proto_rawDesc), len(file_audit_auditpb_audit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,14 +26,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Audit_Events_FullMethodName        = "/sessionledger.audit.v1.Audit/Events"
-	Audit_SessionsAt_FullMethodName    = "/sessionledger.audit.v1.Audit/SessionsAt"
-	Audit_BansAt_FullMethodName        = "/sessionledger.audit.v1.Audit/BansAt"
-	Audit_Timeline_FullMethodName      = "/sessionledger.audit.v1.Audit/Timeline"
-	Audit_Replay_FullMethodName        = "/sessionledger.audit.v1.Audit/Replay"
-	Audit_Verify_FullMethodName        = "/sessionledger.audit.v1.Audit/Verify"
-	Audit_Stats_FullMethodName         = "/sessionledger.audit.v1.Audit/Stats"
-	Audit_RevocationsAt_FullMethodName = "/sessionledger.audit.v1.Audit/RevocationsAt"
+	Audit_Events_FullMethodName           = "/sessionledger.audit.v1.Audit/Events"
+	Audit_SessionsAt_FullMethodName       = "/sessionledger.audit.v1.Audit/SessionsAt"
+	Audit_BansAt_FullMethodName           = "/sessionledger.audit.v1.Audit/BansAt"
+	Audit_Timeline_FullMethodName         = "/sessionledger.audit.v1.Audit/Timeline"
+	Audit_Replay_FullMethodName           = "/sessionledger.audit.v1.Audit/Replay"
+	Audit_Verify_FullMethodName           = "/sessionledger.audit.v1.Audit/Verify"
+	Audit_Stats_FullMethodName            = "/sessionledger.audit.v1.Audit/Stats"
+	Audit_Checkpoint_FullMethodName       = "/sessionledger.audit.v1.Audit/Checkpoint"
+	Audit_Prove_FullMethodName            = "/sessionledger.audit.v1.Audit/Prove"
+	Audit_ConsistencyProof_FullMethodName = "/sessionledger.audit.v1.Audit/ConsistencyProof"
+	Audit_RevocationsAt_FullMethodName    = "/sessionledger.audit.v1.Audit/RevocationsAt"
 )
 
 // AuditClient is the client API for Audit service.
@@ -58,6 +61,15 @@ type AuditClient interface {
 	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[VerifyUpdate], error)
 	// Stats counts events over a window.
 	Stats(ctx context.Context, in *Filter, opts ...grpc.CallOption) (*StatsResponse, error)
+	// Checkpoint returns the newest signed checkpoint of the log's Merkle
+	// tree (docs/verification.md) and the hub's verifier key.
+	Checkpoint(ctx context.Context, in *CheckpointRequest, opts ...grpc.CallOption) (*CheckpointResponse, error)
+	// Prove returns the proof bundle of one record: the record, its leaf, the
+	// inclusion proof and the signed checkpoint it is proven in.
+	Prove(ctx context.Context, in *ProveRequest, opts ...grpc.CallOption) (*ProveResponse, error)
+	// ConsistencyProof returns the proof that the log's tree of new_size
+	// records extends its tree of old_size records.
+	ConsistencyProof(ctx context.Context, in *ConsistencyRequest, opts ...grpc.CallOption) (*ConsistencyResponse, error)
 	// RevocationsAt streams the client token revocations in force at a time:
 	// by token id, then by user.
 	RevocationsAt(ctx context.Context, in *AtRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Revocation], error)
@@ -195,6 +207,36 @@ func (c *auditClient) Stats(ctx context.Context, in *Filter, opts ...grpc.CallOp
 	return out, nil
 }
 
+func (c *auditClient) Checkpoint(ctx context.Context, in *CheckpointRequest, opts ...grpc.CallOption) (*CheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckpointResponse)
+	err := c.cc.Invoke(ctx, Audit_Checkpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditClient) Prove(ctx context.Context, in *ProveRequest, opts ...grpc.CallOption) (*ProveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProveResponse)
+	err := c.cc.Invoke(ctx, Audit_Prove_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditClient) ConsistencyProof(ctx context.Context, in *ConsistencyRequest, opts ...grpc.CallOption) (*ConsistencyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConsistencyResponse)
+	err := c.cc.Invoke(ctx, Audit_ConsistencyProof_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *auditClient) RevocationsAt(ctx context.Context, in *AtRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Revocation], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Audit_ServiceDesc.Streams[6], Audit_RevocationsAt_FullMethodName, cOpts...)
@@ -236,6 +278,15 @@ type AuditServer interface {
 	Verify(*VerifyRequest, grpc.ServerStreamingServer[VerifyUpdate]) error
 	// Stats counts events over a window.
 	Stats(context.Context, *Filter) (*StatsResponse, error)
+	// Checkpoint returns the newest signed checkpoint of the log's Merkle
+	// tree (docs/verification.md) and the hub's verifier key.
+	Checkpoint(context.Context, *CheckpointRequest) (*CheckpointResponse, error)
+	// Prove returns the proof bundle of one record: the record, its leaf, the
+	// inclusion proof and the signed checkpoint it is proven in.
+	Prove(context.Context, *ProveRequest) (*ProveResponse, error)
+	// ConsistencyProof returns the proof that the log's tree of new_size
+	// records extends its tree of old_size records.
+	ConsistencyProof(context.Context, *ConsistencyRequest) (*ConsistencyResponse, error)
 	// RevocationsAt streams the client token revocations in force at a time:
 	// by token id, then by user.
 	RevocationsAt(*AtRequest, grpc.ServerStreamingServer[Revocation]) error
@@ -269,6 +320,15 @@ func (UnimplementedAuditServer) Verify(*VerifyRequest, grpc.ServerStreamingServe
 }
 func (UnimplementedAuditServer) Stats(context.Context, *Filter) (*StatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Stats not implemented")
+}
+func (UnimplementedAuditServer) Checkpoint(context.Context, *CheckpointRequest) (*CheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Checkpoint not implemented")
+}
+func (UnimplementedAuditServer) Prove(context.Context, *ProveRequest) (*ProveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Prove not implemented")
+}
+func (UnimplementedAuditServer) ConsistencyProof(context.Context, *ConsistencyRequest) (*ConsistencyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConsistencyProof not implemented")
 }
 func (UnimplementedAuditServer) RevocationsAt(*AtRequest, grpc.ServerStreamingServer[Revocation]) error {
 	return status.Error(codes.Unimplemented, "method RevocationsAt not implemented")
@@ -378,6 +438,60 @@ func _Audit_Stats_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Audit_Checkpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServer).Checkpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Audit_Checkpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServer).Checkpoint(ctx, req.(*CheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Audit_Prove_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServer).Prove(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Audit_Prove_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServer).Prove(ctx, req.(*ProveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Audit_ConsistencyProof_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConsistencyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServer).ConsistencyProof(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Audit_ConsistencyProof_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServer).ConsistencyProof(ctx, req.(*ConsistencyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Audit_RevocationsAt_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(AtRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -399,6 +513,18 @@ var Audit_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Stats",
 			Handler:    _Audit_Stats_Handler,
+		},
+		{
+			MethodName: "Checkpoint",
+			Handler:    _Audit_Checkpoint_Handler,
+		},
+		{
+			MethodName: "Prove",
+			Handler:    _Audit_Prove_Handler,
+		},
+		{
+			MethodName: "ConsistencyProof",
+			Handler:    _Audit_ConsistencyProof_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sessionledger/sessionledger/audit"
+	"github.com/sessionledger/sessionledger/internal/termtext"
 	"github.com/sessionledger/sessionledger/projections"
 )
 
@@ -73,7 +74,7 @@ func pendingText(p *projections.PendingEnd) string {
 	}
 	s := audit.CauseName(p.Cause)
 	if p.Actor != "" {
-		s += " by " + p.Actor
+		s += " by " + termtext.Field(p.Actor)
 	}
 	return fmt.Sprintf("%s (seq %d)", s, p.Seq)
 }
@@ -109,7 +110,8 @@ func (a *app) printSessions(ls []audit.LiveSession) error {
 	default:
 		t := newTable(w, "SESSION", "USER", "DEVICE", "NODE", "SINCE", "REMOTE", "ENDING")
 		for _, s := range ls {
-			t.row(s.ID, s.User, dash(s.Device), dash(s.Node), fmtTime(s.ConnectedAt, a.loc), dash(s.RemoteAddr), pendingText(s.Pending))
+			t.row(termtext.Cell(s.ID), termtext.Cell(s.User), termtext.Cell(s.Device), termtext.Cell(s.Node), fmtTime(s.ConnectedAt, a.loc),
+				termtext.Cell(s.RemoteAddr), pendingText(s.Pending))
 		}
 		t.flush()
 	}
@@ -180,7 +182,7 @@ func (a *app) printBans(bans []projections.Ban) error {
 			if !b.Until.IsZero() {
 				until = fmtTime(b.Until, a.loc)
 			}
-			t.row(b.User, fmtTime(b.Since, a.loc), until, dash(b.Actor), strconv.FormatUint(b.Seq, 10), dash(b.Reason))
+			t.row(termtext.Cell(b.User), fmtTime(b.Since, a.loc), until, termtext.Cell(b.Actor), strconv.FormatUint(b.Seq, 10), dash(b.Reason))
 		}
 		t.flush()
 	}
@@ -341,7 +343,7 @@ func (a *app) printRevocations(revs []projections.Revocation) error {
 			if !v.Until.IsZero() {
 				until = fmtTime(v.Until, a.loc)
 			}
-			t.row(dash(v.TokenID), dash(v.User), before, fmtTime(v.Since, a.loc), until, dash(v.Actor), strconv.FormatUint(v.Seq, 10), dash(v.Reason))
+			t.row(termtext.Cell(v.TokenID), termtext.Cell(v.User), before, fmtTime(v.Since, a.loc), until, termtext.Cell(v.Actor), strconv.FormatUint(v.Seq, 10), dash(v.Reason))
 		}
 		t.flush()
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sessionledger/sessionledger/audit"
+	"github.com/sessionledger/sessionledger/internal/termtext"
 )
 
 type statsJSON struct {
@@ -111,7 +112,7 @@ func (a *app) printStats(st audit.Stats, top int) error {
 				t.row(fmt.Sprintf("  … %d more", len(rows)-limit), "")
 				break
 			}
-			t.row("  "+dash(r.Key), strconv.FormatUint(r.Count, 10))
+			t.row("  "+termtext.Cell(r.Key), strconv.FormatUint(r.Count, 10))
 		}
 		t.flush()
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/sessionledger/sessionledger/audit"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
+	"github.com/sessionledger/sessionledger/internal/termtext"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -36,8 +37,11 @@ const (
 	exitError = 1
 	// exitUsage: bad flags or input (malformed time, unknown event type).
 	exitUsage = 2
-	// exitIntegrity: the log is not intact: verify found a broken chain, or
-	// a query skipped corrupt records.
+	// exitIntegrity: the log is not intact or the evidence does not hold:
+	// verify found a broken chain, a stored tree or a cross-check that
+	// disagrees, or a checkpoint the log does not match; a query skipped
+	// corrupt records; a proof bundle, a checkpoint's signature or a
+	// consistency proof does not verify.
 	exitIntegrity = 3
 )
 
@@ -55,6 +59,9 @@ type source interface {
 	Replay(ctx context.Context, q audit.ReplayQuery, fn func(audit.Step) error) error
 	Verify(ctx context.Context, q audit.VerifyQuery, progress func(audit.VerifyProgress)) (audit.VerifyResult, error)
 	Stats(ctx context.Context, f audit.Filter) (audit.Stats, error)
+	Checkpoint(ctx context.Context) (audit.SignedCheckpoint, error)
+	Prove(ctx context.Context, q audit.ProveQuery) (*audit.Bundle, error)
+	ConsistencyProof(ctx context.Context, oldSize, newSize uint64) (audit.Consistency, error)
 }
 
 var (
@@ -164,11 +171,13 @@ Sources (one of):
 Times: RFC3339 (2026-03-01T10:00:00Z), a date or date-time in --tz, "now",
 or a duration ago (90s, 15m, 2h, 3d). Shown in RFC3339, UTC unless --tz.
 
-Exit codes: 0 ok, 1 error, 2 bad input, 3 log not intact (verify failed or
-corrupt records were skipped).`,
+Exit codes: 0 ok, 1 error, 2 bad input, 3 log not intact or evidence does
+not hold (verify, check-proof or consistency failed, or corrupt records were
+skipped).`,
 		Example: `  auditq events --user mallory --type kick_requested      # who kicked mallory, and why
   auditq sessions --at 2026-03-01T10:15:00Z                # who was connected then
   auditq verify                                            # is the log intact?
+  auditq verify --checkpoint saved/ --key hubd.vkey        # ... and the log the saved checkpoints signed?
   auditq --db backup.db timeline --session s-42            # a session's story, from a backup`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -203,7 +212,8 @@ corrupt records were skipped).`,
 		return usagef("%v (see %s --help)", err, c.CommandPath())
 	})
 	root.AddCommand(a.eventsCommand(), a.exportCommand(), a.sessionsCommand(), a.bansCommand(), a.revocationsCommand(),
-		a.timelineCommand(), a.replayCommand(), a.verifyCommand(), a.statsCommand())
+		a.timelineCommand(), a.replayCommand(), a.verifyCommand(), a.statsCommand(),
+		a.checkpointCommand(), a.keyCommand(), a.proveCommand(), a.checkProofCommand(), a.consistencyCommand())
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
 	typedArgs(root)
@@ -237,7 +247,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 	switch {
 	case errors.As(err, &ue), errors.Is(err, audit.ErrInvalid):
 		return exitUsage
-	case errors.As(err, &ce), errors.Is(err, ledger.ErrCorrupt):
+	case errors.As(err, &ce), errors.Is(err, ledger.ErrCorrupt), errors.Is(err, audit.ErrCheckFailed):
 		return exitIntegrity
 	default:
 		return exitError
@@ -245,7 +255,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 }
 
 func oneLine(err error) string {
-	return strings.Join(strings.Fields(err.Error()), " ")
+	return termtext.Line(strings.Join(strings.Fields(err.Error()), " "))
 }
 
 // parseTime reads a time flag value.

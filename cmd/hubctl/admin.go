@@ -16,6 +16,7 @@ import (
 
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/termtext"
 )
 
 // adminCall dials hubd and runs fn with an authenticated context.
@@ -323,8 +324,11 @@ func newSessions(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SESSION\tUSER\tDEVICE\tNODE\tCONNECTED\tREMOTE\tPREVIOUS\tPENDING END")
 			for _, s := range res.GetSessions() {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.GetSessionId(), s.GetUser(), dash(s.GetDevice()), s.GetNode(),
-					time.Unix(0, s.GetConnectedUnixNano()).UTC().Format(time.RFC3339), dash(s.GetRemoteAddr()), dash(s.GetPreviousSession()), dash(s.GetPendingEnd()))
+				// Names are the clients' own: escaped, so none can clear
+				// the screen or forge a row (--json has them exact).
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termtext.Cell(s.GetSessionId()), termtext.Cell(s.GetUser()), termtext.Cell(s.GetDevice()),
+					termtext.Cell(s.GetNode()), time.Unix(0, s.GetConnectedUnixNano()).UTC().Format(time.RFC3339), termtext.Cell(s.GetRemoteAddr()),
+					termtext.Cell(s.GetPreviousSession()), termtext.Cell(s.GetPendingEnd()))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -339,11 +343,4 @@ func newSessions(g *globals) *cobra.Command {
 	f.StringVar(&req.Node, "node", "", "only this node")
 	f.BoolVar(&asJSON, "json", false, "one JSON object per line")
 	return c
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sessionledger/sessionledger/hub/hubapi"
+	"github.com/sessionledger/sessionledger/internal/termtext"
 )
 
 func newAdminToken(g *globals) *cobra.Command {
@@ -82,7 +83,7 @@ as admin_call_refused with the token's name.`,
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tROLE")
 			for _, t := range toks {
-				fmt.Fprintf(tw, "%s\t%s\n", dash(t.Name), t.Role)
+				fmt.Fprintf(tw, "%s\t%s\n", termtext.Cell(t.Name), termtext.Cell(string(t.Role)))
 			}
 			return tw.Flush()
 		},
@@ -99,7 +100,7 @@ as admin_call_refused with the token's name.`,
 			if err := hubapi.RemoveAdminToken(g.dataDir, name); err != nil {
 				return fmt.Errorf("admin-token remove: %w", err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", name)
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", termtext.Field(name))
 			return nil
 		},
 	}

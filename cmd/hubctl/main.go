@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sessionledger/sessionledger/hub/hubapi"
+	"github.com/sessionledger/sessionledger/internal/termtext"
 )
 
 // Exit codes. connect has its own for the ways a session ends.
@@ -74,11 +75,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			fmt.Fprintf(stderr, "hubctl: %v\n", ee.err)
+			fmt.Fprintf(stderr, "hubctl: %s\n", termtext.Line(ee.err.Error()))
 		}
 		return ee.code
 	}
-	fmt.Fprintf(stderr, "hubctl: %v\n", err)
+	// Errors can carry a server's text (a reason, a name): one line, with
+	// nothing in it a terminal acts on.
+	fmt.Fprintf(stderr, "hubctl: %s\n", termtext.Line(err.Error()))
 	var ue usageError
 	if errors.As(err, &ue) {
 		return exitUsage
@@ -97,7 +100,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
 		Use:   "hubctl",
-		Short: "Operate a running hubd: hold a session, kick, ban, revoke, notify, list sessions, back up",
+		Short: "Operate a running hubd: hold a session, kick, ban, revoke, notify, list sessions, back up, print the checkpoint verifier key",
 		Long: `hubctl talks to a running hubd over gRPC.
 
 By default it reaches the local hubd (127.0.0.1:7070) and reads the admin
@@ -133,6 +136,7 @@ kicked, 4 banned or refused, 5 superseded, 6 connection lost.`,
 		newKick(g), newBan(g), newUnban(g), newNotify(g), newRevoke(g),
 		newSessions(g), newBackup(g),
 		newToken(), newAdminToken(g),
+		newKey(g),
 	)
 	// Arguments cobra rejects (an unknown command, a stray argument) are
 	// bad usage, exit 2 like a bad flag. Cobra returns them as plain

@@ -41,7 +41,7 @@ hubd refuses tokens living longer than its --jwt-max-ttl (24h by default).`,
 			if ttl <= 0 {
 				return usageError{errors.New("token: --ttl must be positive")}
 			}
-			b, err := os.ReadFile(secretFile)
+			b, err := hubapi.ReadSecretFile(secretFile)
 			if err != nil {
 				return fmt.Errorf("token: %w", err)
 			}

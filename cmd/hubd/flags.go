@@ -27,6 +27,7 @@ type options struct {
 	tlsCert     string
 	tlsKey      string
 	maxMsgBytes int
+	maxStreams  int
 	pprof       bool
 
 	heartbeat       time.Duration
@@ -39,6 +40,7 @@ type options struct {
 	rejectWindow    time.Duration
 	notifyBuffer    int
 	gracefulTimeout time.Duration
+	frameRate       int
 	resumeWindow    time.Duration
 	redeliveryLimit int
 
@@ -48,6 +50,12 @@ type options struct {
 
 	checkpointEvery uint64
 	snapshotEvery   uint64
+	stallTimeout    time.Duration
+
+	signedCheckpointEvery time.Duration
+	signedCheckpointDir   string
+	// deprecated lists the deprecated flag names given (run warns).
+	deprecated []string
 
 	// Client tokens, roles and mutual TLS (issue 18).
 	jwtPublicKey      string
@@ -95,6 +103,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles (net/http/pprof) under /debug/pprof/ on the --metrics address")
 	fs.IntVar(&o.maxMsgBytes, "max-message-size", hubapi.DefaultMaxMessageSize, "largest message a client or operator may send, in bytes (the default takes a 64 KiB notification payload)")
+	fs.IntVar(&o.maxStreams, "max-streams-per-conn", defaultMaxStreamsPerConn, "most concurrent gRPC streams (sessions and calls) on one client connection; more wait for one to end")
 
 	fs.DurationVar(&o.heartbeat, "heartbeat", 10*time.Second, "interval between server pings")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "end a session silent this long (default 3 heartbeats)")
@@ -106,6 +115,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.rejectWindow, "reject-window", 10*time.Second, "repeated connect rejections within this window are recorded as one event with a count")
 	fs.IntVar(&o.notifyBuffer, "notify-buffer", 1024, "notifications that may wait for one session before it is ended as a slow consumer")
 	fs.DurationVar(&o.gracefulTimeout, "graceful-timeout", 5*time.Second, "how long a graceful end waits for the client before closing its connection")
+	fs.IntVar(&o.frameRate, "client-frame-rate", 100, "frames a second one session's client may send (bursts of two seconds' worth); beyond it they are read no faster")
 	fs.DurationVar(&o.resumeWindow, "resume-window", 2*time.Minute, "how long after a session ended it may be resumed")
 	fs.IntVar(&o.redeliveryLimit, "redelivery-limit", 1000, "most missed notifications redelivered on a resume")
 
@@ -113,8 +123,12 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.shutdownReconnect, "shutdown-reconnect", time.Second, "on shutdown, clients are told to reconnect after this delay ...")
 	fs.DurationVar(&o.shutdownJitter, "shutdown-jitter", 5*time.Second, "... plus a random delay up to this, so they do not return at once")
 
-	fs.Uint64Var(&o.checkpointEvery, "checkpoint-every", 10_000, "projection checkpoint every this many events")
+	fs.Uint64Var(&o.checkpointEvery, "projection-checkpoint-every", 10_000, "projection checkpoint (the projections' saved state, not a signed checkpoint) every this many events")
+	fs.Uint64Var(&o.checkpointEvery, "checkpoint-every", 10_000, "deprecated: use --projection-checkpoint-every")
+	fs.DurationVar(&o.signedCheckpointEvery, "signed-checkpoint-every", 10*time.Second, "sign a checkpoint of the ledger's Merkle tree when the log grew, at most this often")
+	fs.StringVar(&o.signedCheckpointDir, "signed-checkpoint-dir", "", "also write every signed checkpoint to this directory, one file each, never rewritten (put it on another disk or machine)")
 	fs.Uint64Var(&o.snapshotEvery, "snapshot-every", 100_000, "projection snapshot for time travel every this many events")
+	fs.DurationVar(&o.stallTimeout, "stall-timeout", 10*time.Second, "health turns NOT_SERVING while a recorded event has waited this long for the projections to apply it (nothing since is enforced)")
 
 	fs.StringVar(&o.jwtPublicKey, "jwt-public-key-file", "", "PEM public key (RSA, ECDSA P-256 or Ed25519) RS256/ES256/EdDSA client tokens are checked with; re-read on SIGHUP or change")
 	fs.StringVar(&o.jwtJWKS, "jwt-jwks-file", "", "JWK Set file (keys by kid) RS256/ES256/EdDSA client tokens are checked with; re-read on SIGHUP or change, so keys rotate without a restart")
@@ -128,9 +142,22 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// defaultMaxStreamsPerConn is the default of --max-streams-per-conn: the
+// most concurrent streams one client connection may hold. gRPC's own
+// default is unlimited, and a stream costs the hub goroutines until its
+// Hello (or the Hello timeout): 2,000 streams without a Hello on one
+// connection held 6,000 of them. An application that puts more sessions
+// on one connection (hub/client's WithConn) raises it.
+const defaultMaxStreamsPerConn = 256
+
 // envName is the environment variable for a flag.
 func envName(flagName string) string {
 	return "HUBD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func envGiven(lookup func(string) (string, bool), flagName string) bool {
+	_, ok := lookup(envName(flagName))
+	return ok
 }
 
 // parseOptions reads flags from args and, for flags not given there, from
@@ -159,6 +186,9 @@ func parseOptions(args []string, lookup func(string) (string, bool), out io.Writ
 	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	if given["checkpoint-every"] || (!given["projection-checkpoint-every"] && envGiven(lookup, "checkpoint-every")) {
+		o.deprecated = append(o.deprecated, "checkpoint-every")
 	}
 	return o, o.validate()
 }
@@ -197,6 +227,7 @@ func (o *options) validate() error {
 		{"heartbeat", o.heartbeat}, {"hello-timeout", o.helloTimeout}, {"reject-window", o.rejectWindow},
 		{"graceful-timeout", o.gracefulTimeout}, {"resume-window", o.resumeWindow},
 		{"shutdown-timeout", o.shutdownTimeout}, {"shutdown-reconnect", o.shutdownReconnect}, {"shutdown-jitter", o.shutdownJitter},
+		{"stall-timeout", o.stallTimeout},
 	} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s %s: want a positive duration", d.name, d.v))
@@ -211,6 +242,7 @@ func (o *options) validate() error {
 	}{
 		{"max-sessions", o.maxSessions}, {"user-connects-per-minute", o.connectsPerMin},
 		{"notify-buffer", o.notifyBuffer}, {"redelivery-limit", o.redeliveryLimit},
+		{"max-streams-per-conn", o.maxStreams}, {"client-frame-rate", o.frameRate},
 	} {
 		if n.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s %d: want a positive number", n.name, n.v))
@@ -235,7 +267,10 @@ func (o *options) validate() error {
 		errs = append(errs, errors.New("--client-ca-clients needs --client-ca"))
 	}
 	if o.checkpointEvery == 0 || o.snapshotEvery == 0 {
-		errs = append(errs, errors.New("--checkpoint-every and --snapshot-every must be positive"))
+		errs = append(errs, errors.New("--projection-checkpoint-every and --snapshot-every must be positive"))
+	}
+	if o.signedCheckpointEvery <= 0 {
+		errs = append(errs, fmt.Errorf("--signed-checkpoint-every %s: want a positive duration", o.signedCheckpointEvery))
 	}
 	return errors.Join(errs...)
 }

@@ -469,6 +469,7 @@ func TestRefusals(t *testing.T) {
 		{"bad env", nil, map[string]string{"HUBD_HEARTBEAT": "soon"}, "HUBD_HEARTBEAT=\"soon\": invalid value for --heartbeat"},
 		{"bad log format", []string{"--log-format", "xml"}, nil, "--log-format \"xml\": want text or json"},
 		{"short JWT secret", []string{"--jwt-secret-file", "SHORT"}, nil, "want at least 32"},
+		{"JWT secret others can read", []string{"--jwt-secret-file", "OPEN"}, nil, "has mode 0644; want 0600"},
 		{"missing JWT secret file", []string{"--jwt-secret-file", "/nonexistent/jwt"}, nil, "--jwt-secret-file: open /nonexistent/jwt"},
 		{"stray argument", []string{"serve"}, nil, "unexpected argument \"serve\""},
 		{"tls half", []string{"--tls-cert", "x.pem"}, nil, "--tls-cert and --tls-key go together"},
@@ -484,6 +485,15 @@ func TestRefusals(t *testing.T) {
 				if a == "SHORT" {
 					a = filepath.Join(dir, "short.key")
 					if err := os.WriteFile(a, []byte("too-short"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if a == "OPEN" {
+					a = filepath.Join(dir, "open.key")
+					if err := os.WriteFile(a, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.Chmod(a, 0o644); err != nil {
 						t.Fatal(err)
 					}
 				}

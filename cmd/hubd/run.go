@@ -34,6 +34,9 @@ func run(args []string, lookup func(string) (string, bool), stderr io.Writer, si
 		return exitUsage
 	}
 	log := newLogger(o, stderr)
+	for _, name := range o.deprecated {
+		log.Warn("deprecated flag", "flag", "--"+name, "use", "--projection-"+name)
+	}
 	code, err := serve(o, log, sig)
 	if err != nil {
 		fmt.Fprintf(stderr, "hubd: %v\n", err)
@@ -167,6 +170,8 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 		TLSCertFile:    o.tlsCert,
 		TLSKeyFile:     o.tlsKey,
 		MaxMessageSize: o.maxMsgBytes,
+		MaxStreams:     o.maxStreams,
+		Signing:        daemon.Signing{Every: o.signedCheckpointEvery, Dir: o.signedCheckpointDir},
 		Hub: hub.Config{
 			Node:                  o.node,
 			HeartbeatInterval:     o.heartbeat,
@@ -178,6 +183,7 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 			RejectWindow:          o.rejectWindow,
 			NotifyBuffer:          o.notifyBuffer,
 			GracefulTimeout:       o.gracefulTimeout,
+			ClientFrameRate:       o.frameRate,
 			ShutdownReconnect:     o.shutdownReconnect,
 			ShutdownJitter:        o.shutdownJitter,
 			ResumeWindow:          o.resumeWindow,
@@ -186,6 +192,7 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 		Projections: projections.Config{
 			CheckpointEvery: o.checkpointEvery,
 			SnapshotEvery:   o.snapshotEvery,
+			StallAfter:      o.stallTimeout,
 		},
 		Logger: log,
 	}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/termtext"
 )
 
 // Cause says why a session ended or a connect attempt failed.
@@ -172,16 +173,19 @@ type Disconnect struct {
 	Attempt       int
 }
 
-// Error returns a one-line description, e.g. "kicked: spamming (reconnect
-// not_allowed)".
+// Error returns a one-line description, e.g. `kicked: spamming (reconnect
+// not_allowed)` or `kicked: "password changed" (reconnect not_allowed)`:
+// the reason is quoted unless it is one plain word, with any control
+// character escaped, so printing the error cannot drive a terminal.
+// Reason itself is the server's text as sent.
 func (d *Disconnect) Error() string {
 	var b strings.Builder
 	b.WriteString(d.Cause.String())
 	if d.RejectCode != "" {
-		b.WriteString(" (" + d.RejectCode + ")")
+		b.WriteString(" (" + termtext.Field(d.RejectCode) + ")")
 	}
 	if d.Reason != "" {
-		b.WriteString(": " + d.Reason)
+		b.WriteString(": " + termtext.Field(d.Reason))
 	}
 	if d.Reconnect != 0 {
 		b.WriteString(" (reconnect " + d.Reconnect.String())

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -129,20 +128,17 @@ func ReadAdminTokens(path string) (map[string]string, error) {
 }
 
 // ReadAdminTokenFile parses an admin token file, in file order. It refuses
-// a file that other users can read, an unknown role, a token shorter than
-// MinAdminTokenLen, and a name or token given twice.
+// a file that other users can read or write (ErrSecretFileMode), an
+// unknown role, a token shorter than MinAdminTokenLen, and a name or token
+// given twice.
 func ReadAdminTokenFile(path string) ([]AdminToken, error) {
-	f, err := os.Open(path)
+	b, err := ReadSecretFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("admin token file %s has mode %o; want 0600 (chmod 600 it)", path, fi.Mode().Perm())
-	}
 	var out []AdminToken
 	names, tokens := map[string]bool{}, map[string]bool{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {

@@ -42,6 +42,8 @@ import (
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/checkpoint"
+	"github.com/sessionledger/sessionledger/ledger/signkey"
 	"github.com/sessionledger/sessionledger/projections"
 )
 
@@ -92,6 +94,10 @@ type Config struct {
 	// MaxMessageSize is the largest message a client or operator may send
 	// (default hubapi.DefaultMaxMessageSize).
 	MaxMessageSize int
+	// MaxStreams is the most concurrent gRPC streams (sessions and calls)
+	// on one client connection (default 256; gRPC's own default is
+	// unlimited, and a stream costs goroutines until its Hello).
+	MaxStreams int
 	// Hub configures the hub. The daemon fills Metrics and Logger, and
 	// ResumeKey, JWTSecret and AdminTokens unless they are set (from the
 	// data directory and JWTSecretFile).
@@ -99,8 +105,20 @@ type Config struct {
 	// Projections configures the projection runner. The daemon fills
 	// OnChange and Logger.
 	Projections projections.Config
+	// Signing configures the signed checkpoints of the ledger's Merkle tree
+	// (docs/verification.md).
+	Signing Signing
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+}
+
+// Signing configures the checkpoint signer.
+type Signing struct {
+	// Every is the most often a checkpoint is signed, when the log grew
+	// (default 10s).
+	Every time.Duration
+	// Dir, if set, gets a file per checkpoint, never rewritten.
+	Dir string
 }
 
 func (c *Config) setDefaults() {
@@ -115,6 +133,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = hubapi.DefaultMaxMessageSize
+	}
+	if c.MaxStreams == 0 {
+		c.MaxStreams = 256
+	}
+	if c.Signing.Every <= 0 {
+		c.Signing.Every = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -134,6 +158,8 @@ type Daemon struct {
 	pub    *ledger.Publisher
 	runner *projections.Runner
 	hub    *hub.Server
+	signer *checkpoint.Signer
+	vkey   string // the signer's verifier key
 	audit  *audit.Server
 	grpc   *grpc.Server
 	http   *http.Server
@@ -153,7 +179,7 @@ func New(cfg Config) (*Daemon, error) {
 	cfg.setDefaults()
 	d := &Daemon{cfg: cfg, log: cfg.Logger, failed: make(chan error, 2), jwtSecret: cfg.Hub.JWTSecret, tlsCreds: cfg.Creds}
 	if cfg.JWTSecretFile != "" {
-		b, err := os.ReadFile(cfg.JWTSecretFile)
+		b, err := hubapi.ReadSecretFile(cfg.JWTSecretFile)
 		if err != nil {
 			return nil, fmt.Errorf("--jwt-secret-file: %w", err)
 		}
@@ -233,6 +259,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			d.closeLedger(context.Background())
 		}
 	}()
+	if err := d.startSigner(); err != nil {
+		return err
+	}
 
 	d.reg = prometheus.NewRegistry()
 	hc.JWTSecret, hc.Metrics = d.jwtSecret, d.reg
@@ -265,6 +294,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 	gopts := append(h.ServerOptions(),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageSize),
+		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreams)),
 		// Clients may ping to keep NATs open, but not flood.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
@@ -274,7 +304,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	gopts = append(gopts, cfg.GRPCOptions...)
 	d.grpc = grpc.NewServer(gopts...)
 	h.Register(d.grpc)
-	d.audit = audit.NewServer(store)
+	d.audit = audit.NewServer(store, audit.WithVerifierKey(d.vkey))
 	audit.RegisterServer(d.grpc, d.audit) // admin-token protected by the hub's interceptors
 	reflection.Register(d.grpc)
 
@@ -383,6 +413,12 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 // ctx) and the ledger.
 func (d *Daemon) closeLedger(ctx context.Context) error {
 	var errs []error
+	if d.signer != nil {
+		// Before the ledger closes: it signs the last growth.
+		if err := d.signer.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close the checkpoint signer: %w", err))
+		}
+	}
 	if d.runner != nil {
 		if err := d.runner.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close projections: %w", err))
@@ -398,6 +434,30 @@ func (d *Daemon) closeLedger(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// startSigner loads or creates the checkpoint signing key in the data
+// directory and starts signing checkpoints of the ledger's tree.
+func (d *Daemon) startSigner() error {
+	key, created, err := signkey.LoadOrCreateKey(d.cfg.Data, d.store.LogID())
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(d.cfg.Data, signkey.KeyFile)
+	if d.vkey, err = signkey.VerifierKey(path); err != nil {
+		return err
+	}
+	if created {
+		d.log.Info("created the checkpoint signing key; keep its verifier key off this host (auditq key, hubctl key)", "file", path, "verifier_key", d.vkey)
+	}
+	d.signer, err = checkpoint.New(checkpoint.Config{Store: d.store, Key: key, Every: d.cfg.Signing.Every,
+		Dir: d.cfg.Signing.Dir, Logger: d.log.With("component", "checkpoint")})
+	if err != nil {
+		return err
+	}
+	d.signer.Start()
+	d.log.Info("signing checkpoints", "log_id", d.store.LogID(), "every", d.cfg.Signing.Every, "dir", d.cfg.Signing.Dir, "verifier_key", d.vkey)
+	return nil
+}
+
 // registerMetrics adds the ledger's series and the process's to the
 // registry the hub writes its own into.
 func (d *Daemon) registerMetrics() {
@@ -410,6 +470,10 @@ func (d *Daemon) registerMetrics() {
 			func() float64 { return float64(s.Stats().Commits) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_ledger_records_total", Help: "Records those transactions appended (records/commits is the mean batch)."},
 			func() float64 { return float64(s.Stats().Records) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_ledger_offsets_clamped_total", Help: "Consumer-group offsets found past the head of the log (a damaged, edited or truncated ledger) and clamped to it."},
+			func() float64 { return float64(s.Stats().OffsetsClamped) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_projections_ahead_of_head_total", Help: "Projection checkpoints and snapshots found past the head of the log at start (not used)."},
+			func() float64 { return float64(d.runner.Stats().AheadOfHead) }),
 	)
 }
 
@@ -423,6 +487,7 @@ func (d *Daemon) MetricsHandler() http.Handler {
 // the reason otherwise.
 func (d *Daemon) httpMux() *http.ServeMux {
 	mux := http.NewServeMux()
+	mux.Handle("/checkpoint", d.signer.Handler())
 	if d.cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -432,8 +497,8 @@ func (d *Daemon) httpMux() *http.ServeMux {
 	}
 	mux.Handle("/metrics", d.MetricsHandler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := d.hub.Err(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		if why := d.healthReason(); why != "" {
+			http.Error(w, "not serving: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		res, err := d.hub.Health().Check(r.Context(), &healthpb.HealthCheckRequest{})
@@ -444,6 +509,28 @@ func (d *Daemon) httpMux() *http.ServeMux {
 		fmt.Fprintln(w, "ok")
 	})
 	return mux
+}
+
+// healthReason says in a few fixed words why the hub cannot serve, or ""
+// when it can. /healthz answers whoever reaches the --metrics address
+// without a credential, so the errors themselves (file paths, seqs) are
+// not in it: the hub logs them when health changes (the hub cannot
+// serve), and the metrics count them.
+func (d *Daemon) healthReason() string {
+	err := d.hub.Err()
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, projections.ErrClosed), errors.Is(err, ledger.ErrClosed):
+		return "shutting down"
+	case d.store.Err() != nil:
+		return "the ledger failed"
+	case d.runner.Err() != nil:
+		return "the projections stopped"
+	case errors.Is(err, projections.ErrStalled):
+		return "the projections are behind the log"
+	}
+	return "unhealthy"
 }
 
 // IsLoopback reports whether a listen address accepts only local
