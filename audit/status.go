@@ -91,7 +91,7 @@ func fromStatus(err error, addr string) error {
 		return &remoteError{fmt.Sprintf("hub at %s refused the call: %s", addr, msg), ErrUnauthenticated}
 	case codes.Unauthenticated:
 		if strings.Contains(msg, "client certificate") {
-			return &remoteError{fmt.Sprintf("hub at %s wants a client certificate (give --cert and --key)", addr), ErrUnauthenticated}
+			return &remoteError{fmt.Sprintf("hub at %s wants a client certificate (give --cert and --cert-key)", addr), ErrUnauthenticated}
 		}
 		return &remoteError{fmt.Sprintf("hub at %s refused the admin token (give --token, set HUBD_ADMIN_TOKEN, or point --data at hubd's data folder)", addr), ErrUnauthenticated}
 	case codes.Unavailable:

@@ -88,7 +88,8 @@ type app struct {
 	db, addr, token, data, tz string
 	json, csv                 bool
 	// TLS to a hubd: --tls, --ca, and a client certificate for hubd's
-	// --client-ca (--cert, --key).
+	// --client-ca (--cert, --cert-key; not --key, which verify, check-proof
+	// and consistency take for the checkpoints' verifier key).
 	tls                    bool
 	caFile, certFile, keyF string
 	loc                    *time.Location
@@ -164,7 +165,7 @@ Sources (one of):
   --addr H:P      a running hubd's audit API ($AUDITQ_ADDR); admin token from
                   --token, $HUBD_ADMIN_TOKEN or DATA/admin.token (--data,
                   $AUDITQ_DATA, default ./data); --tls, --ca, and --cert and
-                  --key when hubd wants a client certificate (--client-ca).
+                  --cert-key when hubd wants a client certificate (--client-ca).
                   The token needs the auditor role at least.
   (neither)       the local hubd at ` + defaultAddr + ` if one answers, else DATA/ledger.db
 
@@ -207,7 +208,7 @@ skipped).`,
 	pf.BoolVar(&a.tls, "tls", false, "connect to --addr with TLS")
 	pf.StringVar(&a.caFile, "ca", "", "PEM CA certificate for --tls (default: system roots)")
 	pf.StringVar(&a.certFile, "cert", "", "PEM client certificate for hubd's --client-ca; implies --tls")
-	pf.StringVar(&a.keyF, "key", "", "PEM private key of --cert")
+	pf.StringVar(&a.keyF, "cert-key", "", "PEM private key of --cert")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usagef("%v (see %s --help)", err, c.CommandPath())
 	})
@@ -387,12 +388,12 @@ func (a *app) transport() (credentials.TransportCredentials, error) {
 		cfg.RootCAs = pool
 	}
 	if (a.certFile == "") != (a.keyF == "") {
-		return nil, usagef("--cert and --key go together")
+		return nil, usagef("--cert and --cert-key go together")
 	}
 	if a.certFile != "" {
 		cert, err := tls.LoadX509KeyPair(a.certFile, a.keyF)
 		if err != nil {
-			return nil, usagef("--cert/--key: %v", err)
+			return nil, usagef("--cert/--cert-key: %v", err)
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}

@@ -19,7 +19,7 @@ import (
 )
 
 // TestMutualTLSAndRoles: against a hubd that wants client certificates
-// for audit calls, auditq --cert/--key gets answers and auditq without one
+// for audit calls, auditq --cert/--cert-key gets answers and auditq without one
 // is refused; an auditor token may query, and its role is enough.
 func TestMutualTLSAndRoles(t *testing.T) {
 	srv := testtls.SelfSigned(t)
@@ -52,7 +52,7 @@ func TestMutualTLSAndRoles(t *testing.T) {
 		defer cancel()
 		_ = d.Shutdown(ctx)
 	})
-	r := run(t, nil, "--addr", d.Addr(), "--token", auditor, "--ca", srvCA, "--cert", certFile, "--key", keyFile, "stats", "--json")
+	r := run(t, nil, "--addr", d.Addr(), "--token", auditor, "--ca", srvCA, "--cert", certFile, "--cert-key", keyFile, "stats", "--json")
 	if r.code != 0 || !strings.Contains(r.stdout, `"events"`) {
 		t.Fatalf("with a client certificate: %d %q %q", r.code, r.stdout, r.stderr)
 	}
@@ -61,6 +61,12 @@ func TestMutualTLSAndRoles(t *testing.T) {
 		t.Fatalf("without a client certificate: %d %q %q", r.code, r.stdout, r.stderr)
 	}
 	if r = run(t, nil, "--addr", d.Addr(), "--token", auditor, "--cert", certFile, "stats"); r.code != 2 {
-		t.Fatalf("--cert without --key: exit %d; want 2", r.code)
+		t.Fatalf("--cert without --cert-key: exit %d; want 2", r.code)
+	}
+	// verify has a --key of its own (the checkpoints' verifier key): the
+	// client certificate's key must still reach the connection.
+	r = run(t, nil, "--addr", d.Addr(), "--token", auditor, "--ca", srvCA, "--cert", certFile, "--cert-key", keyFile, "verify", "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"intact":true`) {
+		t.Fatalf("verify with a client certificate: %d %q %q", r.code, r.stdout, r.stderr)
 	}
 }
