@@ -34,7 +34,7 @@ type clusterNode struct {
 
 // newCluster launches n hubd processes with embedded NATS servers routed
 // to each other and waits until every one listens.
-func newCluster(t *testing.T, n int) []*clusterNode {
+func newCluster(t *testing.T, n int, extra ...string) []*clusterNode {
 	t.Helper()
 	var ls []net.Listener
 	var routes []string
@@ -54,6 +54,7 @@ func newCluster(t *testing.T, n int) []*clusterNode {
 		name := fmt.Sprintf("node-%c", 'a'+i)
 		nodes[i] = &clusterNode{name: name, data: t.TempDir(), flags: []string{"--node", name, "--embed-nats", "--nats-listen", "127.0.0.1:0",
 			"--nats-cluster-listen", strings.TrimPrefix(routes[i], "nats://"), "--nats-routes", strings.Join(routes, ","), "--replicas", strconv.Itoa(min(n, 3))}}
+		nodes[i].flags = append(nodes[i].flags, extra...)
 	}
 	for _, nd := range nodes {
 		nd.launch(t)

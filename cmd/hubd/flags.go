@@ -59,6 +59,8 @@ type options struct {
 	natsRoutes        string
 	replicas          int
 	advertise         string
+	clusterHeartbeat  time.Duration
+	lostAfter         time.Duration
 
 	signedCheckpointEvery time.Duration
 	signedCheckpointDir   string
@@ -126,6 +128,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.natsClusterListen, "nats-cluster-listen", "", "with --embed-nats: the address the other nodes' NATS servers route to (HOST:PORT)")
 	fs.StringVar(&o.natsRoutes, "nats-routes", "", "with --embed-nats: the cluster addresses of the NATS servers, nats://HOST:PORT,... (this node's may be listed too)")
 	fs.IntVar(&o.replicas, "replicas", 3, "cluster mode: replicas of the cluster's stream (JetStream keeps each record on this many servers)")
+	fs.DurationVar(&o.clusterHeartbeat, "cluster-heartbeat", time.Second, "cluster mode: how often each node tells the others it is alive")
+	fs.DurationVar(&o.lostAfter, "lost-after", 0, "cluster mode: a node silent this long is dead, and the others record its sessions as lost (default 3 heartbeats)")
 	fs.StringVar(&o.advertise, "advertise", "", "cluster mode: this node's gRPC address as other nodes' operators reach it (default: --listen)")
 	fs.Uint64Var(&o.checkpointEvery, "projection-checkpoint-every", 10_000, "projection checkpoint (the projections' saved state, not a signed checkpoint) every this many events")
 	fs.Uint64Var(&o.checkpointEvery, "checkpoint-every", 10_000, "deprecated: use --projection-checkpoint-every")
@@ -265,6 +269,11 @@ func (o *options) validate() error {
 		}
 	case o.natsClusterListen != "" || o.natsRoutes != "":
 		errs = append(errs, errors.New("--nats-cluster-listen and --nats-routes go with --embed-nats"))
+	}
+	if o.clusterHeartbeat <= 0 {
+		errs = append(errs, fmt.Errorf("--cluster-heartbeat %s: want a positive duration", o.clusterHeartbeat))
+	} else if o.lostAfter != 0 && o.lostAfter < 2*o.clusterHeartbeat {
+		errs = append(errs, fmt.Errorf("--lost-after %s: want 0 (3 heartbeats) or at least two heartbeats (%s)", o.lostAfter, 2*o.clusterHeartbeat))
 	}
 	if o.replicas < 1 || o.replicas > 5 {
 		errs = append(errs, fmt.Errorf("--replicas %d: want 1 to 5", o.replicas))

@@ -168,13 +168,13 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 func clusterConfig(o *options) *cluster.Config {
 	switch {
 	case o.natsURLs != "":
-		return &cluster.Config{URLs: strings.Split(o.natsURLs, ","), Replicas: o.replicas}
+		return &cluster.Config{URLs: strings.Split(o.natsURLs, ","), Replicas: o.replicas, Heartbeat: o.clusterHeartbeat, LostAfter: o.lostAfter}
 	case o.embedNATS:
 		emb := &cluster.EmbedConfig{Listen: o.natsListen, ClusterListen: o.natsClusterListen}
 		if o.natsRoutes != "" {
 			emb.Routes = strings.Split(o.natsRoutes, ",")
 		}
-		return &cluster.Config{Embed: emb, Replicas: o.replicas}
+		return &cluster.Config{Embed: emb, Replicas: o.replicas, Heartbeat: o.clusterHeartbeat, LostAfter: o.lostAfter}
 	}
 	return nil
 }

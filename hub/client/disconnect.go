@@ -47,9 +47,13 @@ const (
 	// (Disconnect.RejectCode says why: banned, rate_limited, node_full,
 	// resume_refused, unauthenticated, invalid).
 	CauseRejected
+	// CauseDrained: an operator drained the node (to upgrade or remove
+	// it): the client comes back after the advised delay, on another node
+	// when it knows several.
+	CauseDrained
 )
 
-var causeNames = [...]string{"unknown", "closed", "kicked", "banned", "superseded", "idle_timeout", "server_shutdown", "slow_consumer", "lost", "rejected"}
+var causeNames = [...]string{"unknown", "closed", "kicked", "banned", "superseded", "idle_timeout", "server_shutdown", "slow_consumer", "lost", "rejected", "drained"}
 
 // String returns the cause's snake_case name, e.g. "kicked".
 func (c Cause) String() string {

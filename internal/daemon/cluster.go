@@ -111,5 +111,11 @@ func (v clusterView) Nodes(ctx context.Context) ([]hub.NodeStatus, uint64, error
 	return out, at, err
 }
 
+func (v clusterView) Dead(ctx context.Context, names []string) ([]string, error) {
+	return v.n.Dead(ctx, names)
+}
+
+func (v clusterView) Alive(ctx context.Context) ([]string, error) { return v.n.Alive(ctx) }
+
 // Node is the daemon's cluster node (nil on a single node).
 func (d *Daemon) Node() *cluster.Node { return d.node }

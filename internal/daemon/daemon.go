@@ -294,6 +294,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 
 	hc.JWTSecret, hc.Metrics = d.jwtSecret, d.reg
+	if cfg.Cluster != nil && hc.LostCheck == 0 {
+		hc.LostCheck = cfg.Cluster.Heartbeat
+	}
 	hc.Logger = log.With("component", "hub")
 	pc := cfg.Projections
 	pc.Logger = log.With("component", "projections")

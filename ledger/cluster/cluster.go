@@ -78,6 +78,12 @@ type Config struct {
 	// tried again (default 5s: a new stream leader is elected within it
 	// when a server dies).
 	RetryFor time.Duration
+	// Heartbeat is how often the node tells the cluster it is alive
+	// (default DefaultHeartbeat); LostAfter how long without it makes the
+	// node dead to the others (default 3 heartbeats). The registry
+	// bucket's TTL is LostAfter: give every node the same.
+	Heartbeat time.Duration
+	LostAfter time.Duration
 	// StartTimeout bounds the wait for the JetStream cluster to form and
 	// the stream to be ready at start (default 60s).
 	StartTimeout time.Duration
@@ -103,6 +109,12 @@ func (c *Config) setDefaults() {
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = DefaultPublishTimeout
 	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.LostAfter <= 0 {
+		c.LostAfter = 3 * c.Heartbeat
+	}
 	if c.RetryFor <= 0 {
 		c.RetryFor = 5 * time.Second
 	}
@@ -122,6 +134,9 @@ func (c *Config) Validate() error {
 	}
 	if (len(c.URLs) == 0) == (c.Embed == nil) {
 		errs = append(errs, errors.New("give either --nats URL[,URL...] or --embed-nats"))
+	}
+	if c.LostAfter < 2*c.Heartbeat {
+		errs = append(errs, fmt.Errorf("--lost-after %s: want at least two heartbeats (%s)", c.LostAfter, 2*c.Heartbeat))
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("--replicas %d: JetStream takes 1 to 5", c.Replicas))

@@ -31,11 +31,12 @@ const (
 	ConfigBucket = "sessionledger_config"
 )
 
-// Registry timing: each node writes its state every reportInterval; an
-// entry not written for NodeTTL is gone.
+// Registry timing (Config.Heartbeat, Config.LostAfter): each node writes
+// its state every heartbeat; an entry not written for LostAfter expires,
+// and a node without one is dead to the others.
 const (
-	reportInterval = time.Second
-	NodeTTL        = 10 * time.Second
+	DefaultHeartbeat = time.Second
+	DefaultLostAfter = 3 * DefaultHeartbeat
 )
 
 // checkpointStep is the distance between the seqs at which nodes report
@@ -130,7 +131,7 @@ func (n *Node) agree(ctx context.Context) error {
 func newRegistry(ctx context.Context, n *Node) (*registry, error) {
 	var nodes jetstream.KeyValue
 	err := retry(ctx, func(ctx context.Context) (err error) {
-		nodes, err = n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: NodesBucket, TTL: NodeTTL,
+		nodes, err = n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: NodesBucket, TTL: n.cfg.LostAfter,
 			Storage: jetstream.FileStorage, Replicas: n.cfg.Replicas, Description: "sessionledger: live nodes"})
 		return err
 	})
@@ -282,7 +283,7 @@ func (r *registry) state() NodeState {
 
 func (r *registry) loop() {
 	defer close(r.done)
-	t := time.NewTicker(reportInterval)
+	t := time.NewTicker(r.n.cfg.Heartbeat)
 	defer t.Stop()
 	for {
 		select {
@@ -291,7 +292,10 @@ func (r *registry) loop() {
 			return
 		}
 		b, _ := json.Marshal(r.state())
-		ctx, cancel := context.WithTimeout(context.Background(), reportInterval)
+		// A put is a replicated write: on a busy machine it can take longer
+		// than a heartbeat, and one that completes late still keeps the
+		// entry from expiring.
+		ctx, cancel := context.WithTimeout(context.Background(), max(r.n.cfg.Heartbeat, r.n.cfg.LostAfter/2))
 		if _, err := r.nodes.Put(ctx, r.n.cfg.Node, b); err != nil {
 			r.n.log.Debug("could not report this node's state", "err", err)
 		}
@@ -342,6 +346,41 @@ func (n *Node) Nodes(ctx context.Context) ([]NodeState, error) {
 		}
 		return 0
 	})
+	return out, nil
+}
+
+// Dead returns, of names, the nodes the cluster no longer sees alive: their
+// entry in NodesBucket expired (they wrote none for LostAfter: killed,
+// powered off, or cut off from NATS). This node is never dead to itself.
+// Without an answer from the bucket it returns the error and no node.
+func (n *Node) Dead(ctx context.Context, names []string) ([]string, error) {
+	var dead []string
+	for _, name := range names {
+		if name == n.cfg.Node {
+			continue
+		}
+		_, err := n.reg.nodes.Get(ctx, name)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			dead = append(dead, name)
+		case err != nil:
+			return nil, fmt.Errorf("node registry: %w", err)
+		}
+	}
+	return dead, nil
+}
+
+// Alive returns the names of the nodes the cluster sees alive, in order.
+func (n *Node) Alive(ctx context.Context) ([]string, error) {
+	keys, err := n.reg.nodes.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("node registry: %w", err)
+	}
+	var out []string
+	for k := range keys.Keys() {
+		out = append(out, k)
+	}
+	slices.Sort(out)
 	return out, nil
 }
 
