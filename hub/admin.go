@@ -461,3 +461,26 @@ func sessionInfo(st *projections.State, sess projections.Session) *hubpb.Session
 	}
 	return info
 }
+
+// ClusterStatus lists the cluster's nodes (on a single node, this one).
+func (a *admin) ClusterStatus(ctx context.Context, _ *hubpb.ClusterStatusRequest) (*hubpb.ClusterStatusReply, error) {
+	s := a.s
+	if s.cluster == nil {
+		head := s.hist.Head()
+		return &hubpb.ClusterStatusReply{Nodes: []*hubpb.NodeStatus{{
+			Node: s.cfg.Node, HeadSeq: head.Seq, HeadHash: fmt.Sprintf("%x", head.Hash), AppliedSeq: s.proj.Applied(),
+			Sessions: uint32(s.Live()), UpdatedUnixNano: time.Now().UnixNano(),
+		}}}, nil
+	}
+	nodes, at, err := s.cluster.Nodes(ctx)
+	if err != nil && len(nodes) == 0 {
+		return nil, fmt.Errorf("%w: %v", ErrLedger, err)
+	}
+	out := &hubpb.ClusterStatusReply{Clustered: true, ComparedSeq: at}
+	for _, n := range nodes {
+		out.Nodes = append(out.Nodes, &hubpb.NodeStatus{Node: n.Node, Addr: n.Addr, HeadSeq: n.HeadSeq, HeadHash: n.HeadHash,
+			AppliedSeq: n.AppliedSeq, Lag: n.Lag, Sessions: uint32(n.Sessions), UpdatedUnixNano: n.Updated.UnixNano(),
+			HashAtCompared: n.HashAtCompared, Differs: n.Differs})
+	}
+	return out, nil
+}

@@ -46,7 +46,8 @@ func needsAdmin(fullMethod string) bool {
 // method is closed until someone decides who may call it.
 func methodRole(fullMethod string) hubapi.Role {
 	switch fullMethod {
-	case "/sessionledger.hub.v1.Admin/ListSessions", "/sessionledger.hub.v1.Admin/GetSession":
+	case "/sessionledger.hub.v1.Admin/ListSessions", "/sessionledger.hub.v1.Admin/GetSession",
+		"/sessionledger.hub.v1.Admin/ClusterStatus":
 		return hubapi.RoleAuditor
 	case "/sessionledger.hub.v1.Admin/Kick", "/sessionledger.hub.v1.Admin/Ban", "/sessionledger.hub.v1.Admin/Unban",
 		"/sessionledger.hub.v1.Admin/Notify", "/sessionledger.hub.v1.Admin/Revoke":

@@ -99,6 +99,10 @@ type Config struct {
 	// server's TLS configuration must ask for and verify client
 	// certificates.
 	RequireAdminCert, RequireClientCert bool
+	// LostCheck is how often a cluster node looks for other nodes that
+	// died holding sessions, and records those sessions' ends as lost
+	// (default 1s; only with Ports.Cluster).
+	LostCheck time.Duration
 	// Metrics is the registry the hub's series go into (default: a new
 	// one); hubd adds the ledger's and the projections' to the same.
 	Metrics *prometheus.Registry
@@ -167,6 +171,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.LostCheck <= 0 {
+		c.LostCheck = time.Second
 	}
 	if c.Metrics == nil {
 		c.Metrics = prometheus.NewRegistry()

@@ -26,6 +26,7 @@ type metrics struct {
 	authFailures   prometheus.Counter
 	appendFailures prometheus.Counter
 	framesPaced    prometheus.Counter
+	lostRecorded   prometheus.Counter
 	appendSeconds  prometheus.Histogram
 	enforceSeconds prometheus.Histogram
 }
@@ -54,6 +55,8 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 			Help: "Ledger appends that failed (the hub fails closed)."}),
 		framesPaced: prometheus.NewCounter(prometheus.CounterOpts{Name: "sessionledger_client_frames_paced_total",
 			Help: "Client frames read late because their session sent more than the client frame rate."}),
+		lostRecorded: prometheus.NewCounter(prometheus.CounterOpts{Name: "sessionledger_cluster_lost_recorded_total",
+			Help: "Sessions of dead nodes this node recorded as lost."}),
 		appendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sessionledger_ledger_append_seconds",
 			Help: "Time for an event to become durable.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		enforceSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sessionledger_enforce_seconds",
@@ -80,7 +83,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 		}
 	}
 	reg.MustRegister(m.live, m.connects, m.rejected, m.disconnects, m.notifications, m.adminCalls, m.adminRefused, m.refreshes,
-		m.authFailures, m.appendFailures, m.framesPaced, m.appendSeconds, m.enforceSeconds,
+		m.authFailures, m.appendFailures, m.framesPaced, m.lostRecorded, m.appendSeconds, m.enforceSeconds,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_projections_applied_seq", Help: "Last sequence number the projections applied; head minus this is their lag."},
 			func() float64 { return float64(s.proj.Applied()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_up", Help: "1 while the hub can serve (ledger takes appends, projections follow the log and keep up with it), 0 otherwise."},

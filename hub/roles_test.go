@@ -57,9 +57,10 @@ func backup(ctx context.Context, conn *grpc.ClientConn) ([]byte, uint64, error) 
 	}
 }
 
-// TestRoles: an auditor reads (sessions, the Audit service) and may not
-// act; an operator acts and may not back up; an admin may. Each refusal is
-// PermissionDenied, counted, and recorded with the token's name.
+// TestRoles: an auditor reads (sessions, the cluster's status, the Audit
+// service) and may not act; an operator acts and may not back up; an admin
+// may. Each refusal is PermissionDenied, counted, and recorded with the
+// token's name.
 func TestRoles(t *testing.T) {
 	e := newEnv(t, hub.Config{Admins: []hubapi.AdminToken{
 		{Name: "ops-alice", Token: adminToken, Role: hubapi.RoleAdmin},
@@ -77,6 +78,9 @@ func TestRoles(t *testing.T) {
 	}
 	if _, err := audit.Stats(as(auditorToken), &auditpb.Filter{}); err != nil {
 		t.Fatalf("auditor Audit.Stats: %v", err)
+	}
+	if st, err := e.admin.ClusterStatus(as(auditorToken), &hubpb.ClusterStatusRequest{}); err != nil || len(st.GetNodes()) != 1 {
+		t.Fatalf("auditor ClusterStatus: %v, %v; want this node", st, err)
 	}
 	head := e.store.Head().Seq
 	for name, call := range map[string]func() error{

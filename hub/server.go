@@ -29,6 +29,7 @@ type Server struct {
 	pub     Publisher
 	proj    Projection
 	hist    History
+	cluster Cluster // nil on a single node
 	log     *slog.Logger
 	metrics *metrics
 	health  *health.Server
@@ -82,6 +83,7 @@ func New(ports Ports, cfg Config) (*Server, error) {
 		pub:      ports.Publisher,
 		proj:     ports.Projection,
 		hist:     ports.History,
+		cluster:  ports.Cluster,
 		log:      cfg.Logger,
 		health:   health.NewServer(),
 		sessions: make(map[string]*session),
@@ -126,6 +128,10 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.rejects.loop()
 	go s.watchHealth()
 	go s.heartbeats()
+	if s.cluster != nil {
+		s.bg.Add(1)
+		go s.watchLost()
+	}
 	s.serving()
 	return nil
 }
@@ -215,7 +221,8 @@ func heartbeatTick(interval time.Duration) time.Duration {
 
 // watchHealth turns the health service NOT_SERVING, and logs why, while
 // Err reports a failure, and SERVING again once it does not: a ledger's
-// failure is sticky until a restart; projections that fell behind catch up.
+// failure is sticky until a restart; projections that fell behind catch
+// up; a cluster's log comes back when its quorum or connection does.
 func (s *Server) watchHealth() {
 	defer s.bg.Done()
 	t := time.NewTicker(healthInterval)
@@ -265,9 +272,20 @@ func (s *Server) Health() *health.Server { return s.health }
 // other failure is logged and returned as ErrLedger: the caller must not
 // act.
 func (s *Server) publish(ctx context.Context, events ...*eventpb.Event) ([]ledger.Stamp, error) {
+	return s.publishKeyed(ctx, nil, events...)
+}
+
+// publishKeyed is publish with each event's idempotency key (the
+// message's UUID) given, not drawn: a cluster's log stores a message once
+// per key within its duplicate window (several nodes recording the same
+// fact), and the publish of a copy returns the stored one's stamp.
+func (s *Server) publishKeyed(ctx context.Context, keys []string, events ...*eventpb.Event) ([]ledger.Stamp, error) {
 	msgs, err := eventMessages(ctx, s.cfg.Node, events)
 	if err != nil {
 		return nil, err
+	}
+	for i, k := range keys {
+		msgs[i].UUID = k
 	}
 	start := time.Now()
 	stamps, err := s.pub.PublishStamped(ledger.EventsTopic, msgs...)
@@ -303,7 +321,13 @@ func (s *Server) publish(ctx context.Context, events ...*eventpb.Event) ([]ledge
 // publishApplied publishes and waits until the projection applied the
 // last event (and the hub's enforcement for it began).
 func (s *Server) publishApplied(ctx context.Context, events ...*eventpb.Event) ([]ledger.Stamp, error) {
-	st, err := s.publish(ctx, events...)
+	return s.publishAppliedKeyed(ctx, nil, events...)
+}
+
+// publishAppliedKeyed is publishApplied with the events' keys given
+// (publishKeyed).
+func (s *Server) publishAppliedKeyed(ctx context.Context, keys []string, events ...*eventpb.Event) ([]ledger.Stamp, error) {
+	st, err := s.publishKeyed(ctx, keys, events...)
 	if err != nil {
 		return nil, err
 	}
@@ -335,6 +359,24 @@ func (s *Server) Enforce(ch projections.Change) {
 	if ch.Type == eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT && ch.Record != nil {
 		s.fanOut(ch.Record)
 	}
+	if e := ch.Ended; e != nil {
+		s.mu.Lock()
+		sess := s.sessions[e.ID]
+		s.mu.Unlock()
+		if sess != nil {
+			// Another node recorded the end of a session this one still
+			// holds: this node was cut off and the others recorded it
+			// lost. The log says it is over: close it, recording nothing.
+			sess.endedElsewhere(ended(e))
+		}
+	}
+}
+
+// ended is the Disconnect a client is told when the log ended its session
+// without this node.
+func ended(e *projections.Ended) *Disconnect {
+	return &Disconnect{Cause: Cause(e.Cause), Reason: "the cluster recorded this session's end while this node was cut off from it",
+		Reconnect: e.Reconnect, ReconnectAfter: time.Duration(e.ReconnectMS) * time.Millisecond, EventID: e.CauseEventID, SupersededBy: e.SupersededBy}
 }
 
 func pendingDisconnect(p projections.PendingEnd) *Disconnect {

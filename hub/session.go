@@ -72,6 +72,10 @@ type session struct {
 	done   chan struct{} // closed once the end is recorded and the transport closed
 	result error         // what Serve returns; set before done closes
 
+	// recorded is set when the log holds the session's end already
+	// (another node recorded it): ending it records nothing more.
+	recorded atomic.Bool
+
 	// closedBy is set when another session's abort closes the connection
 	// this one shares with it, so its end says so rather than "client
 	// closed".
@@ -201,6 +205,12 @@ func (ss *session) endWith(d *Disconnect, abort bool, at time.Time) {
 			}
 		})
 	})
+}
+
+// endedElsewhere ends a session whose end another node recorded.
+func (ss *session) endedElsewhere(d *Disconnect) {
+	ss.recorded.Store(true)
+	ss.endWith(d, false, time.Time{})
 }
 
 // deliver queues a notification without blocking; a session whose queue is
@@ -735,6 +745,9 @@ func (s *Server) endSession(sess *session) error {
 // end (and is carried) or after it (and finds the session gone).
 func (s *Server) recordEnd(sess *session, cause Cause, reason string, d *Disconnect) {
 	s.unregister(sess)
+	if sess.recorded.Load() {
+		return // the log has its end (another node recorded it)
+	}
 	lock := s.userLock(sess.user)
 	lock.Lock()
 	defer lock.Unlock()

@@ -44,6 +44,9 @@ type appendReq struct {
 type pendingRecord struct {
 	body                 []byte
 	topic, user, session string
+	// fixed is set for a replicated record: its seq and time come from
+	// the ordering log (Replicate).
+	fixed *fixedStamp
 }
 
 type kvPut struct {
@@ -127,6 +130,9 @@ func checkName(what, name string) error {
 func (s *Store) submitPending(ctx context.Context, recs []pendingRecord) ([]Stamp, error) {
 	if s.opts.ReadOnly {
 		return nil, ErrReadOnly
+	}
+	if s.opts.Replica {
+		return nil, ErrReplica
 	}
 	if len(recs) == 0 {
 		return nil, nil
@@ -227,6 +233,7 @@ func (s *Store) commit(batch []*appendReq) {
 		reply(batch, nil, failed)
 		return
 	}
+	batch = checkFixed(head.Seq, batch)
 	offsets := s.takePendingOffsets()
 	if len(batch) == 0 && len(offsets) == 0 {
 		return // an offset kick whose offsets an earlier commit already wrote
@@ -292,7 +299,11 @@ func (s *Store) commit(batch []*appendReq) {
 			st = st[len(req.recs):]
 			for j, rec := range req.recs {
 				next.Seq++
-				s.stampNext(&next)
+				if rec.fixed != nil {
+					stampFixed(&next, rec.fixed)
+				} else {
+					s.stampNext(&next)
+				}
 				start := len(vals)
 				vals, next.Hash = appendValue(vals, next.Hash, next.Seq, &next.ID, next.Time.UnixNano(), rec.body)
 				key := keys[:8:8]

@@ -20,6 +20,13 @@ var (
 	// (or something else) that is not a sessionledger ledger.
 	ErrNotLedger = errors.New("not a sessionledger ledger file")
 
+	// ErrReplica is returned by Append and Publish on a Store opened as a
+	// replica (Options.Replica): its records come from Replicate only.
+	ErrReplica = errors.New("ledger is a replica of a shared log; append through the cluster")
+	// ErrNotNext is returned by Replicate for a record that is not the
+	// next seq after the head: a replica takes the ordering log's records
+	// in order, without gaps.
+	ErrNotNext = errors.New("not the next seq")
 	// ErrReadOnly is returned by writes on a Store opened read-only.
 	ErrReadOnly = errors.New("ledger opened read-only")
 

@@ -83,6 +83,11 @@ type Options struct {
 	// Now is the clock (default time.Now). Times never decrease along the
 	// log even if it does.
 	Now func() time.Time
+	// Replica makes the store a replica of a log ordered elsewhere (a
+	// cluster's shared stream): records arrive only through Replicate,
+	// and Append and Publish fail with ErrReplica, so nothing local can
+	// make this replica differ from the others.
+	Replica bool
 	// Logger receives the store's few log lines (default: discarded).
 	Logger *slog.Logger
 	// LogID names the log in its signed checkpoints (their origin line).

@@ -410,6 +410,10 @@ func ValidLogID(id string) error {
 }
 
 // newLogID is a fresh random log id.
+// NewLogID returns a new random log id ("sessionledger/" and 32 hex
+// digits), what a ledger gets at creation unless Options.LogID names one.
+func NewLogID() string { return newLogID() }
+
 func newLogID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])

@@ -21,7 +21,7 @@ it runs: on hubd's machine, as a user that can write the data directory. hubd
 re-reads the file when it changes (or on SIGHUP): no restart.
 
 Each token has a name, recorded as the actor of its calls, and a role:
-  auditor   the Audit service (auditq), hubctl sessions
+  auditor   the Audit service (auditq), hubctl sessions, hubctl cluster
   operator  also kick, ban, unban, notify, revoke
   admin     everything, backup included
 A call outside the token's role is refused (PermissionDenied) and recorded

@@ -52,6 +52,16 @@ type options struct {
 	snapshotEvery   uint64
 	stallTimeout    time.Duration
 
+	natsURLs          string
+	embedNATS         bool
+	natsListen        string
+	natsClusterListen string
+	natsRoutes        string
+	replicas          int
+	advertise         string
+	clusterHeartbeat  time.Duration
+	lostAfter         time.Duration
+
 	signedCheckpointEvery time.Duration
 	signedCheckpointDir   string
 	// deprecated lists the deprecated flag names given (run warns).
@@ -123,6 +133,15 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.shutdownReconnect, "shutdown-reconnect", time.Second, "on shutdown, clients are told to reconnect after this delay ...")
 	fs.DurationVar(&o.shutdownJitter, "shutdown-jitter", 5*time.Second, "... plus a random delay up to this, so they do not return at once")
 
+	fs.StringVar(&o.natsURLs, "nats", "", "cluster mode: join through an existing NATS deployment with JetStream, URL[,URL...] (docs/cluster.md)")
+	fs.BoolVar(&o.embedNATS, "embed-nats", false, "cluster mode: run an embedded NATS server; the embedded servers of the nodes form the JetStream cluster")
+	fs.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "with --embed-nats: the NATS client address")
+	fs.StringVar(&o.natsClusterListen, "nats-cluster-listen", "", "with --embed-nats: the address the other nodes' NATS servers route to (HOST:PORT)")
+	fs.StringVar(&o.natsRoutes, "nats-routes", "", "with --embed-nats: the cluster addresses of the NATS servers, nats://HOST:PORT,... (this node's may be listed too)")
+	fs.IntVar(&o.replicas, "replicas", 3, "cluster mode: replicas of the cluster's stream (JetStream keeps each record on this many servers)")
+	fs.DurationVar(&o.clusterHeartbeat, "cluster-heartbeat", time.Second, "cluster mode: how often each node tells the others it is alive")
+	fs.DurationVar(&o.lostAfter, "lost-after", 0, "cluster mode: a node silent this long is dead, and the others record its sessions as lost (default 3 heartbeats)")
+	fs.StringVar(&o.advertise, "advertise", "", "cluster mode: this node's gRPC address as other nodes' operators reach it (default: --listen)")
 	fs.Uint64Var(&o.checkpointEvery, "projection-checkpoint-every", 10_000, "projection checkpoint (the projections' saved state, not a signed checkpoint) every this many events")
 	fs.Uint64Var(&o.checkpointEvery, "checkpoint-every", 10_000, "deprecated: use --projection-checkpoint-every")
 	fs.DurationVar(&o.signedCheckpointEvery, "signed-checkpoint-every", 10*time.Second, "sign a checkpoint of the ledger's Merkle tree when the log grew, at most this often")
@@ -265,6 +284,35 @@ func (o *options) validate() error {
 	}
 	if o.clientCAClients && o.clientCA == "" {
 		errs = append(errs, errors.New("--client-ca-clients needs --client-ca"))
+	}
+	switch {
+	case o.natsURLs != "" && o.embedNATS:
+		errs = append(errs, errors.New("--nats and --embed-nats: give one (an existing NATS deployment, or embedded servers)"))
+	case o.embedNATS:
+		if _, _, err := net.SplitHostPort(o.natsListen); err != nil {
+			errs = append(errs, fmt.Errorf("--nats-listen %q: %v", o.natsListen, err))
+		}
+		if o.natsClusterListen != "" {
+			if _, _, err := net.SplitHostPort(o.natsClusterListen); err != nil {
+				errs = append(errs, fmt.Errorf("--nats-cluster-listen %q: %v", o.natsClusterListen, err))
+			}
+		}
+		if o.natsRoutes != "" && o.natsClusterListen == "" {
+			errs = append(errs, errors.New("--nats-routes needs --nats-cluster-listen"))
+		}
+		if o.replicas > 1 && o.natsClusterListen == "" {
+			errs = append(errs, fmt.Errorf("--replicas %d needs a NATS cluster: give --nats-cluster-listen and --nats-routes, or --replicas 1", o.replicas))
+		}
+	case o.natsClusterListen != "" || o.natsRoutes != "":
+		errs = append(errs, errors.New("--nats-cluster-listen and --nats-routes go with --embed-nats"))
+	}
+	if o.clusterHeartbeat <= 0 {
+		errs = append(errs, fmt.Errorf("--cluster-heartbeat %s: want a positive duration", o.clusterHeartbeat))
+	} else if o.lostAfter != 0 && o.lostAfter < 2*o.clusterHeartbeat {
+		errs = append(errs, fmt.Errorf("--lost-after %s: want 0 (3 heartbeats) or at least two heartbeats (%s)", o.lostAfter, 2*o.clusterHeartbeat))
+	}
+	if o.replicas < 1 || o.replicas > 5 {
+		errs = append(errs, fmt.Errorf("--replicas %d: want 1 to 5", o.replicas))
 	}
 	if o.checkpointEvery == 0 || o.snapshotEvery == 0 {
 		errs = append(errs, errors.New("--projection-checkpoint-every and --snapshot-every must be positive"))

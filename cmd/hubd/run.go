@@ -8,10 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"syscall"
 
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/internal/daemon"
+	"github.com/sessionledger/sessionledger/ledger/cluster"
 	"github.com/sessionledger/sessionledger/projections"
 )
 
@@ -194,7 +196,9 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 			SnapshotEvery:   o.snapshotEvery,
 			StallAfter:      o.stallTimeout,
 		},
-		Logger: log,
+		Cluster:   clusterConfig(o),
+		Advertise: o.advertise,
+		Logger:    log,
 	}
 	withAuth(&c, o)
 	return c
@@ -212,4 +216,19 @@ func withAuth(c *daemon.Config, o *options) {
 	if o.watchInterval == 0 {
 		c.WatchInterval = -1 // SIGHUP only; the daemon's zero means its default
 	}
+}
+
+// clusterConfig is the cluster part of the options, nil on a single node.
+func clusterConfig(o *options) *cluster.Config {
+	switch {
+	case o.natsURLs != "":
+		return &cluster.Config{URLs: strings.Split(o.natsURLs, ","), Replicas: o.replicas, Heartbeat: o.clusterHeartbeat, LostAfter: o.lostAfter}
+	case o.embedNATS:
+		emb := &cluster.EmbedConfig{Listen: o.natsListen, ClusterListen: o.natsClusterListen}
+		if o.natsRoutes != "" {
+			emb.Routes = strings.Split(o.natsRoutes, ",")
+		}
+		return &cluster.Config{Embed: emb, Replicas: o.replicas, Heartbeat: o.clusterHeartbeat, LostAfter: o.lostAfter}
+	}
+	return nil
 }

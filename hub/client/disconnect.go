@@ -47,6 +47,10 @@ const (
 	// (Disconnect.RejectCode says why: banned, rate_limited, node_full,
 	// resume_refused, revoked, kicked, unauthenticated, invalid).
 	CauseRejected
+	// CauseDrained: an operator drained the node (to upgrade or remove
+	// it): the client comes back after the advised delay, on another node
+	// when it knows several.
+	CauseDrained
 	// CauseRevoked: the token the session authenticated with was revoked.
 	// The client does not come back by itself (the advice is not
 	// allowed): the application decides whether to get the user a new
@@ -59,7 +63,7 @@ const (
 )
 
 var causeNames = [...]string{"unknown", "closed", "kicked", "banned", "superseded", "idle_timeout", "server_shutdown", "slow_consumer", "lost", "rejected",
-	"revoked", "token_expired"}
+	"drained", "revoked", "token_expired"}
 
 // String returns the cause's snake_case name, e.g. "kicked".
 func (c Cause) String() string {

@@ -25,8 +25,8 @@ type Role string
 
 // The roles, each allowed what the one before it is and more.
 const (
-	// RoleAuditor reads: the Audit service, Admin.ListSessions and
-	// Admin.GetSession.
+	// RoleAuditor reads: the Audit service, Admin.ListSessions,
+	// Admin.GetSession and Admin.ClusterStatus.
 	RoleAuditor Role = "auditor"
 	// RoleOperator also acts on sessions: Kick, Ban, Unban, Notify,
 	// Revoke.
@@ -81,9 +81,8 @@ func LoadOrCreateAdminTokens(dir string) (tokens []AdminToken, created bool, err
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, false, err
 	}
-	tok := AdminToken{Name: "admin", Token: randomToken(), Role: RoleAdmin}
-	content := adminTokenHeader + tok.line()
-	if created, err = atomicfile.CreateOnce(path, []byte(content)); err != nil {
+	content, tok := newAdminTokenFile()
+	if created, err = atomicfile.CreateOnce(path, content); err != nil {
 		return nil, false, fmt.Errorf("create admin token: %w", err)
 	}
 	if !created {
@@ -91,6 +90,19 @@ func LoadOrCreateAdminTokens(dir string) (tokens []AdminToken, created bool, err
 		return tokens, false, err
 	}
 	return []AdminToken{tok}, true, nil
+}
+
+// NewAdminTokenFile returns the content of a new admin token file, as
+// LoadOrCreateAdminTokens writes it: one random token named "admin" with
+// role admin. A cluster's first node shares it with the others.
+func NewAdminTokenFile() []byte {
+	b, _ := newAdminTokenFile()
+	return b
+}
+
+func newAdminTokenFile() ([]byte, AdminToken) {
+	tok := AdminToken{Name: "admin", Token: randomToken(), Role: RoleAdmin}
+	return []byte(adminTokenHeader + tok.line()), tok
 }
 
 const adminTokenHeader = "# sessionledger admin tokens: one \"name token [role]\" per line; roles: auditor, operator, admin (default)\n"

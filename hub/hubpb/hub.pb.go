@@ -2139,6 +2139,226 @@ func (x *SessionInfo) GetTokenExpiresUnixNano() int64 {
 	return 0
 }
 
+type ClusterStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterStatusRequest) Reset() {
+	*x = ClusterStatusRequest{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterStatusRequest) ProtoMessage() {}
+
+func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
+func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{26}
+}
+
+type NodeStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// The node's gRPC address, as its operator gave it (--listen).
+	Addr       string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	HeadSeq    uint64 `protobuf:"varint,3,opt,name=head_seq,json=headSeq,proto3" json:"head_seq,omitempty"`
+	HeadHash   string `protobuf:"bytes,4,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
+	AppliedSeq uint64 `protobuf:"varint,5,opt,name=applied_seq,json=appliedSeq,proto3" json:"applied_seq,omitempty"`
+	// Stream messages the node had not stored yet.
+	Lag             uint64 `protobuf:"varint,6,opt,name=lag,proto3" json:"lag,omitempty"`
+	Sessions        uint32 `protobuf:"varint,7,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	UpdatedUnixNano int64  `protobuf:"varint,8,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
+	// The node's chain hash at ClusterStatusReply.compared_seq.
+	HashAtCompared string `protobuf:"bytes,9,opt,name=hash_at_compared,json=hashAtCompared,proto3" json:"hash_at_compared,omitempty"`
+	// True when that hash is not the one most nodes have: a tampered or
+	// diverged replica.
+	Differs       bool `protobuf:"varint,10,opt,name=differs,proto3" json:"differs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStatus) Reset() {
+	*x = NodeStatus{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStatus) ProtoMessage() {}
+
+func (x *NodeStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
+func (*NodeStatus) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *NodeStatus) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetHeadSeq() uint64 {
+	if x != nil {
+		return x.HeadSeq
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetHeadHash() string {
+	if x != nil {
+		return x.HeadHash
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetAppliedSeq() uint64 {
+	if x != nil {
+		return x.AppliedSeq
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetLag() uint64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetSessions() uint32 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetUpdatedUnixNano() int64 {
+	if x != nil {
+		return x.UpdatedUnixNano
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetHashAtCompared() string {
+	if x != nil {
+		return x.HashAtCompared
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetDiffers() bool {
+	if x != nil {
+		return x.Differs
+	}
+	return false
+}
+
+type ClusterStatusReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False on a single node (nodes then holds it alone).
+	Clustered bool `protobuf:"varint,1,opt,name=clustered,proto3" json:"clustered,omitempty"`
+	// This node first.
+	Nodes []*NodeStatus `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// The newest seq every node reported its chain hash at (0: none shared).
+	ComparedSeq   uint64 `protobuf:"varint,3,opt,name=compared_seq,json=comparedSeq,proto3" json:"compared_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterStatusReply) Reset() {
+	*x = ClusterStatusReply{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterStatusReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterStatusReply) ProtoMessage() {}
+
+func (x *ClusterStatusReply) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterStatusReply.ProtoReflect.Descriptor instead.
+func (*ClusterStatusReply) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ClusterStatusReply) GetClustered() bool {
+	if x != nil {
+		return x.Clustered
+	}
+	return false
+}
+
+func (x *ClusterStatusReply) GetNodes() []*NodeStatus {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *ClusterStatusReply) GetComparedSeq() uint64 {
+	if x != nil {
+		return x.ComparedSeq
+	}
+	return 0
+}
+
 var File_hub_hubpb_hub_proto protoreflect.FileDescriptor
 
 const file_hub_hubpb_hub_proto_rawDesc = "" +
@@ -2284,7 +2504,26 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"pendingEnd\x12\x19\n" +
 	"\btoken_id\x18\t \x01(\tR\atokenId\x125\n" +
 	"\x17token_expires_unix_nano\x18\n" +
-	" \x01(\x03R\x14tokenExpiresUnixNano*\xb3\x02\n" +
+	" \x01(\x03R\x14tokenExpiresUnixNano\"\x16\n" +
+	"\x14ClusterStatusRequest\"\xab\x02\n" +
+	"\n" +
+	"NodeStatus\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x19\n" +
+	"\bhead_seq\x18\x03 \x01(\x04R\aheadSeq\x12\x1b\n" +
+	"\thead_hash\x18\x04 \x01(\tR\bheadHash\x12\x1f\n" +
+	"\vapplied_seq\x18\x05 \x01(\x04R\n" +
+	"appliedSeq\x12\x10\n" +
+	"\x03lag\x18\x06 \x01(\x04R\x03lag\x12\x1a\n" +
+	"\bsessions\x18\a \x01(\rR\bsessions\x12*\n" +
+	"\x11updated_unix_nano\x18\b \x01(\x03R\x0fupdatedUnixNano\x12(\n" +
+	"\x10hash_at_compared\x18\t \x01(\tR\x0ehashAtCompared\x12\x18\n" +
+	"\adiffers\x18\n" +
+	" \x01(\bR\adiffers\"\x8d\x01\n" +
+	"\x12ClusterStatusReply\x12\x1c\n" +
+	"\tclustered\x18\x01 \x01(\bR\tclustered\x126\n" +
+	"\x05nodes\x18\x02 \x03(\v2 .sessionledger.hub.v1.NodeStatusR\x05nodes\x12!\n" +
+	"\fcompared_seq\x18\x03 \x01(\x04R\vcomparedSeq*\xb3\x02\n" +
 	"\x0eDisconnectCode\x12\x1f\n" +
 	"\x1bDISCONNECT_CODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DISCONNECT_CODE_KICKED\x10\x01\x12\x1a\n" +
@@ -2310,7 +2549,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x12NOTIFY_TARGET_USER\x10\x02\x12\x15\n" +
 	"\x11NOTIFY_TARGET_ALL\x10\x032Z\n" +
 	"\x03Hub\x12S\n" +
-	"\aConnect\x12!.sessionledger.hub.v1.ClientFrame\x1a!.sessionledger.hub.v1.ServerFrame(\x010\x012\xa7\x05\n" +
+	"\aConnect\x12!.sessionledger.hub.v1.ClientFrame\x1a!.sessionledger.hub.v1.ServerFrame(\x010\x012\x8e\x06\n" +
 	"\x05Admin\x12L\n" +
 	"\x04Kick\x12!.sessionledger.hub.v1.KickRequest\x1a!.sessionledger.hub.v1.ActionReply\x12J\n" +
 	"\x03Ban\x12 .sessionledger.hub.v1.BanRequest\x1a!.sessionledger.hub.v1.ActionReply\x12N\n" +
@@ -2320,7 +2559,8 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\n" +
 	"GetSession\x12'.sessionledger.hub.v1.GetSessionRequest\x1a!.sessionledger.hub.v1.SessionInfo\x12P\n" +
 	"\x06Revoke\x12#.sessionledger.hub.v1.RevokeRequest\x1a!.sessionledger.hub.v1.ActionReply\x12R\n" +
-	"\x06Backup\x12#.sessionledger.hub.v1.BackupRequest\x1a!.sessionledger.hub.v1.BackupChunk0\x01B2Z0github.com/sessionledger/sessionledger/hub/hubpbb\x06proto3"
+	"\x06Backup\x12#.sessionledger.hub.v1.BackupRequest\x1a!.sessionledger.hub.v1.BackupChunk0\x01\x12e\n" +
+	"\rClusterStatus\x12*.sessionledger.hub.v1.ClusterStatusRequest\x1a(.sessionledger.hub.v1.ClusterStatusReplyB2Z0github.com/sessionledger/sessionledger/hub/hubpbb\x06proto3"
 
 var (
 	file_hub_hubpb_hub_proto_rawDescOnce sync.Once
@@ -2335,38 +2575,41 @@ func file_hub_hubpb_hub_proto_rawDescGZIP() []byte {
 }
 
 var file_hub_hubpb_hub_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_hub_hubpb_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_hub_hubpb_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_hub_hubpb_hub_proto_goTypes = []any{
-	(DisconnectCode)(0),         // 0: sessionledger.hub.v1.DisconnectCode
-	(Reconnect)(0),              // 1: sessionledger.hub.v1.Reconnect
-	(KickMode)(0),               // 2: sessionledger.hub.v1.KickMode
-	(NotifyTarget)(0),           // 3: sessionledger.hub.v1.NotifyTarget
-	(*ClientFrame)(nil),         // 4: sessionledger.hub.v1.ClientFrame
-	(*ServerFrame)(nil),         // 5: sessionledger.hub.v1.ServerFrame
-	(*Hello)(nil),               // 6: sessionledger.hub.v1.Hello
-	(*Resume)(nil),              // 7: sessionledger.hub.v1.Resume
-	(*Welcome)(nil),             // 8: sessionledger.hub.v1.Welcome
-	(*Refresh)(nil),             // 9: sessionledger.hub.v1.Refresh
-	(*Refreshed)(nil),           // 10: sessionledger.hub.v1.Refreshed
-	(*Notification)(nil),        // 11: sessionledger.hub.v1.Notification
-	(*Ping)(nil),                // 12: sessionledger.hub.v1.Ping
-	(*Pong)(nil),                // 13: sessionledger.hub.v1.Pong
-	(*Ack)(nil),                 // 14: sessionledger.hub.v1.Ack
-	(*Goodbye)(nil),             // 15: sessionledger.hub.v1.Goodbye
-	(*Disconnect)(nil),          // 16: sessionledger.hub.v1.Disconnect
-	(*Rejected)(nil),            // 17: sessionledger.hub.v1.Rejected
-	(*KickRequest)(nil),         // 18: sessionledger.hub.v1.KickRequest
-	(*BanRequest)(nil),          // 19: sessionledger.hub.v1.BanRequest
-	(*RevokeRequest)(nil),       // 20: sessionledger.hub.v1.RevokeRequest
-	(*BackupRequest)(nil),       // 21: sessionledger.hub.v1.BackupRequest
-	(*BackupChunk)(nil),         // 22: sessionledger.hub.v1.BackupChunk
-	(*UnbanRequest)(nil),        // 23: sessionledger.hub.v1.UnbanRequest
-	(*NotifyRequest)(nil),       // 24: sessionledger.hub.v1.NotifyRequest
-	(*ActionReply)(nil),         // 25: sessionledger.hub.v1.ActionReply
-	(*ListSessionsRequest)(nil), // 26: sessionledger.hub.v1.ListSessionsRequest
-	(*ListSessionsReply)(nil),   // 27: sessionledger.hub.v1.ListSessionsReply
-	(*GetSessionRequest)(nil),   // 28: sessionledger.hub.v1.GetSessionRequest
-	(*SessionInfo)(nil),         // 29: sessionledger.hub.v1.SessionInfo
+	(DisconnectCode)(0),          // 0: sessionledger.hub.v1.DisconnectCode
+	(Reconnect)(0),               // 1: sessionledger.hub.v1.Reconnect
+	(KickMode)(0),                // 2: sessionledger.hub.v1.KickMode
+	(NotifyTarget)(0),            // 3: sessionledger.hub.v1.NotifyTarget
+	(*ClientFrame)(nil),          // 4: sessionledger.hub.v1.ClientFrame
+	(*ServerFrame)(nil),          // 5: sessionledger.hub.v1.ServerFrame
+	(*Hello)(nil),                // 6: sessionledger.hub.v1.Hello
+	(*Resume)(nil),               // 7: sessionledger.hub.v1.Resume
+	(*Welcome)(nil),              // 8: sessionledger.hub.v1.Welcome
+	(*Refresh)(nil),              // 9: sessionledger.hub.v1.Refresh
+	(*Refreshed)(nil),            // 10: sessionledger.hub.v1.Refreshed
+	(*Notification)(nil),         // 11: sessionledger.hub.v1.Notification
+	(*Ping)(nil),                 // 12: sessionledger.hub.v1.Ping
+	(*Pong)(nil),                 // 13: sessionledger.hub.v1.Pong
+	(*Ack)(nil),                  // 14: sessionledger.hub.v1.Ack
+	(*Goodbye)(nil),              // 15: sessionledger.hub.v1.Goodbye
+	(*Disconnect)(nil),           // 16: sessionledger.hub.v1.Disconnect
+	(*Rejected)(nil),             // 17: sessionledger.hub.v1.Rejected
+	(*KickRequest)(nil),          // 18: sessionledger.hub.v1.KickRequest
+	(*BanRequest)(nil),           // 19: sessionledger.hub.v1.BanRequest
+	(*RevokeRequest)(nil),        // 20: sessionledger.hub.v1.RevokeRequest
+	(*BackupRequest)(nil),        // 21: sessionledger.hub.v1.BackupRequest
+	(*BackupChunk)(nil),          // 22: sessionledger.hub.v1.BackupChunk
+	(*UnbanRequest)(nil),         // 23: sessionledger.hub.v1.UnbanRequest
+	(*NotifyRequest)(nil),        // 24: sessionledger.hub.v1.NotifyRequest
+	(*ActionReply)(nil),          // 25: sessionledger.hub.v1.ActionReply
+	(*ListSessionsRequest)(nil),  // 26: sessionledger.hub.v1.ListSessionsRequest
+	(*ListSessionsReply)(nil),    // 27: sessionledger.hub.v1.ListSessionsReply
+	(*GetSessionRequest)(nil),    // 28: sessionledger.hub.v1.GetSessionRequest
+	(*SessionInfo)(nil),          // 29: sessionledger.hub.v1.SessionInfo
+	(*ClusterStatusRequest)(nil), // 30: sessionledger.hub.v1.ClusterStatusRequest
+	(*NodeStatus)(nil),           // 31: sessionledger.hub.v1.NodeStatus
+	(*ClusterStatusReply)(nil),   // 32: sessionledger.hub.v1.ClusterStatusReply
 }
 var file_hub_hubpb_hub_proto_depIdxs = []int32{
 	6,  // 0: sessionledger.hub.v1.ClientFrame.hello:type_name -> sessionledger.hub.v1.Hello
@@ -2387,29 +2630,32 @@ var file_hub_hubpb_hub_proto_depIdxs = []int32{
 	1,  // 15: sessionledger.hub.v1.KickRequest.reconnect:type_name -> sessionledger.hub.v1.Reconnect
 	3,  // 16: sessionledger.hub.v1.NotifyRequest.target:type_name -> sessionledger.hub.v1.NotifyTarget
 	29, // 17: sessionledger.hub.v1.ListSessionsReply.sessions:type_name -> sessionledger.hub.v1.SessionInfo
-	4,  // 18: sessionledger.hub.v1.Hub.Connect:input_type -> sessionledger.hub.v1.ClientFrame
-	18, // 19: sessionledger.hub.v1.Admin.Kick:input_type -> sessionledger.hub.v1.KickRequest
-	19, // 20: sessionledger.hub.v1.Admin.Ban:input_type -> sessionledger.hub.v1.BanRequest
-	23, // 21: sessionledger.hub.v1.Admin.Unban:input_type -> sessionledger.hub.v1.UnbanRequest
-	24, // 22: sessionledger.hub.v1.Admin.Notify:input_type -> sessionledger.hub.v1.NotifyRequest
-	26, // 23: sessionledger.hub.v1.Admin.ListSessions:input_type -> sessionledger.hub.v1.ListSessionsRequest
-	28, // 24: sessionledger.hub.v1.Admin.GetSession:input_type -> sessionledger.hub.v1.GetSessionRequest
-	20, // 25: sessionledger.hub.v1.Admin.Revoke:input_type -> sessionledger.hub.v1.RevokeRequest
-	21, // 26: sessionledger.hub.v1.Admin.Backup:input_type -> sessionledger.hub.v1.BackupRequest
-	5,  // 27: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
-	25, // 28: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
-	25, // 29: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
-	25, // 30: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
-	25, // 31: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
-	27, // 32: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
-	29, // 33: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
-	25, // 34: sessionledger.hub.v1.Admin.Revoke:output_type -> sessionledger.hub.v1.ActionReply
-	22, // 35: sessionledger.hub.v1.Admin.Backup:output_type -> sessionledger.hub.v1.BackupChunk
-	27, // [27:36] is the sub-list for method output_type
-	18, // [18:27] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	31, // 18: sessionledger.hub.v1.ClusterStatusReply.nodes:type_name -> sessionledger.hub.v1.NodeStatus
+	4,  // 19: sessionledger.hub.v1.Hub.Connect:input_type -> sessionledger.hub.v1.ClientFrame
+	18, // 20: sessionledger.hub.v1.Admin.Kick:input_type -> sessionledger.hub.v1.KickRequest
+	19, // 21: sessionledger.hub.v1.Admin.Ban:input_type -> sessionledger.hub.v1.BanRequest
+	23, // 22: sessionledger.hub.v1.Admin.Unban:input_type -> sessionledger.hub.v1.UnbanRequest
+	24, // 23: sessionledger.hub.v1.Admin.Notify:input_type -> sessionledger.hub.v1.NotifyRequest
+	26, // 24: sessionledger.hub.v1.Admin.ListSessions:input_type -> sessionledger.hub.v1.ListSessionsRequest
+	28, // 25: sessionledger.hub.v1.Admin.GetSession:input_type -> sessionledger.hub.v1.GetSessionRequest
+	20, // 26: sessionledger.hub.v1.Admin.Revoke:input_type -> sessionledger.hub.v1.RevokeRequest
+	21, // 27: sessionledger.hub.v1.Admin.Backup:input_type -> sessionledger.hub.v1.BackupRequest
+	30, // 28: sessionledger.hub.v1.Admin.ClusterStatus:input_type -> sessionledger.hub.v1.ClusterStatusRequest
+	5,  // 29: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
+	25, // 30: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
+	25, // 31: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
+	25, // 32: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
+	25, // 33: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
+	27, // 34: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
+	29, // 35: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
+	25, // 36: sessionledger.hub.v1.Admin.Revoke:output_type -> sessionledger.hub.v1.ActionReply
+	22, // 37: sessionledger.hub.v1.Admin.Backup:output_type -> sessionledger.hub.v1.BackupChunk
+	32, // 38: sessionledger.hub.v1.Admin.ClusterStatus:output_type -> sessionledger.hub.v1.ClusterStatusReply
+	29, // [29:39] is the sub-list for method output_type
+	19, // [19:29] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_hub_hubpb_hub_proto_init() }
@@ -2437,7 +2683,7 @@ func file_hub_hubpb_hub_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hub_hubpb_hub_proto_rawDesc), len(file_hub_hubpb_hub_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   26,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -130,14 +130,15 @@ var Hub_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Admin_Kick_FullMethodName         = "/sessionledger.hub.v1.Admin/Kick"
-	Admin_Ban_FullMethodName          = "/sessionledger.hub.v1.Admin/Ban"
-	Admin_Unban_FullMethodName        = "/sessionledger.hub.v1.Admin/Unban"
-	Admin_Notify_FullMethodName       = "/sessionledger.hub.v1.Admin/Notify"
-	Admin_ListSessions_FullMethodName = "/sessionledger.hub.v1.Admin/ListSessions"
-	Admin_GetSession_FullMethodName   = "/sessionledger.hub.v1.Admin/GetSession"
-	Admin_Revoke_FullMethodName       = "/sessionledger.hub.v1.Admin/Revoke"
-	Admin_Backup_FullMethodName       = "/sessionledger.hub.v1.Admin/Backup"
+	Admin_Kick_FullMethodName          = "/sessionledger.hub.v1.Admin/Kick"
+	Admin_Ban_FullMethodName           = "/sessionledger.hub.v1.Admin/Ban"
+	Admin_Unban_FullMethodName         = "/sessionledger.hub.v1.Admin/Unban"
+	Admin_Notify_FullMethodName        = "/sessionledger.hub.v1.Admin/Notify"
+	Admin_ListSessions_FullMethodName  = "/sessionledger.hub.v1.Admin/ListSessions"
+	Admin_GetSession_FullMethodName    = "/sessionledger.hub.v1.Admin/GetSession"
+	Admin_Revoke_FullMethodName        = "/sessionledger.hub.v1.Admin/Revoke"
+	Admin_Backup_FullMethodName        = "/sessionledger.hub.v1.Admin/Backup"
+	Admin_ClusterStatus_FullMethodName = "/sessionledger.hub.v1.Admin/ClusterStatus"
 )
 
 // AdminClient is the client API for Admin service.
@@ -162,6 +163,11 @@ type AdminClient interface {
 	Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*ActionReply, error)
 	// Backup streams a hot backup of the ledger file (admin only).
 	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error)
+	// ClusterStatus lists the nodes of the cluster this hubd is a node of,
+	// as each last reported itself, and flags a replica whose chain differs
+	// from the others' at a seq they all hold. On a single node it lists
+	// that node.
+	ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusReply, error)
 }
 
 type adminClient struct {
@@ -261,6 +267,16 @@ func (c *adminClient) Backup(ctx context.Context, in *BackupRequest, opts ...grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Admin_BackupClient = grpc.ServerStreamingClient[BackupChunk]
 
+func (c *adminClient) ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterStatusReply)
+	err := c.cc.Invoke(ctx, Admin_ClusterStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -283,6 +299,11 @@ type AdminServer interface {
 	Revoke(context.Context, *RevokeRequest) (*ActionReply, error)
 	// Backup streams a hot backup of the ledger file (admin only).
 	Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error
+	// ClusterStatus lists the nodes of the cluster this hubd is a node of,
+	// as each last reported itself, and flags a replica whose chain differs
+	// from the others' at a seq they all hold. On a single node it lists
+	// that node.
+	ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusReply, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -316,6 +337,9 @@ func (UnimplementedAdminServer) Revoke(context.Context, *RevokeRequest) (*Action
 }
 func (UnimplementedAdminServer) Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error {
 	return status.Error(codes.Unimplemented, "method Backup not implemented")
+}
+func (UnimplementedAdminServer) ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClusterStatus not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -475,6 +499,24 @@ func _Admin_Backup_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Admin_BackupServer = grpc.ServerStreamingServer[BackupChunk]
 
+func _Admin_ClusterStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClusterStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ClusterStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ClusterStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ClusterStatus(ctx, req.(*ClusterStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -509,6 +551,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Revoke",
 			Handler:    _Admin_Revoke_Handler,
+		},
+		{
+			MethodName: "ClusterStatus",
+			Handler:    _Admin_ClusterStatus_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

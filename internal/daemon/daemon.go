@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,7 @@ import (
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/checkpoint"
+	"github.com/sessionledger/sessionledger/ledger/cluster"
 	"github.com/sessionledger/sessionledger/ledger/signkey"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -105,6 +107,14 @@ type Config struct {
 	// Projections configures the projection runner. The daemon fills
 	// OnChange and Logger.
 	Projections projections.Config
+	// Cluster, if set, makes this hubd a node of a cluster
+	// (docs/cluster.md): its ledger is a replica of the cluster's stream
+	// and the hub records through it. The daemon fills Node, InstanceID,
+	// ResumeKey and Logger, and the embedded server's StoreDir.
+	Cluster *cluster.Config
+	// Advertise is the gRPC address other nodes' operators reach this one
+	// at, shown by `hubctl cluster` (default: the address listened on).
+	Advertise string
 	// Signing configures the signed checkpoints of the ledger's Merkle tree
 	// (docs/verification.md).
 	Signing Signing
@@ -155,9 +165,10 @@ type Daemon struct {
 	creds credFiles // the credential files and what was last read of them
 
 	store  *ledger.Store
-	pub    *ledger.Publisher
 	runner *projections.Runner
 	hub    *hub.Server
+	node   *cluster.Node // nil on a single node
+	ready  atomic.Bool   // the hub serves
 	signer *checkpoint.Signer
 	vkey   string // the signer's verifier key
 	audit  *audit.Server
@@ -223,6 +234,69 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	// /metrics and /healthz come up first: a node catching up with its
+	// cluster's log reports NOT_SERVING and its lag meanwhile.
+	d.reg = prometheus.NewRegistry()
+	d.registerProcessMetrics()
+	if cfg.Metrics != "" {
+		ml, err := net.Listen("tcp", cfg.Metrics)
+		if err != nil {
+			return fmt.Errorf("listen %s (metrics): %w", cfg.Metrics, err)
+		}
+		d.metricsAddr = ml.Addr().String()
+		d.http = &http.Server{Handler: d.httpMux(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := d.http.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.failed <- fmt.Errorf("metrics server: %w", err)
+			}
+		}()
+	}
+	defer func() {
+		if err != nil && d.http != nil {
+			_ = d.http.Close()
+		}
+	}()
+
+	// A cluster node first agrees with the cluster on what every node
+	// shares (before the token and key files are read: a node that has
+	// none takes the cluster's) and on the log id its replica carries.
+	lopts := &ledger.Options{Logger: log.With("component", "ledger")}
+	if cfg.Cluster != nil {
+		if err := d.connectCluster(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil && d.store == nil {
+				_ = d.node.Close(context.Background())
+			}
+		}()
+		lopts.Replica, lopts.LogID = true, d.node.LogID()
+	}
+	dbPath := filepath.Join(cfg.Data, "ledger.db")
+	store, err := ledger.Open(dbPath, lopts)
+	if errors.Is(err, ledger.ErrLocked) {
+		return fmt.Errorf("%s is locked: another hubd is using data directory %s", dbPath, cfg.Data)
+	}
+	if err != nil {
+		return fmt.Errorf("open ledger %s: %w", dbPath, err)
+	}
+	d.store = store
+	d.registerLedgerMetrics()
+	defer func() {
+		if err != nil {
+			d.closeLedger(context.Background())
+		}
+	}()
+	if err := d.startSigner(); err != nil {
+		return err
+	}
+	ports := hub.Ports{Publisher: ledger.NewPublisher(store), History: store}
+	if d.node != nil {
+		if err := d.node.Join(ctx, store); err != nil {
+			return fmt.Errorf("join the cluster: %w", err)
+		}
+		ports.Publisher, ports.Cluster = d.node.Publisher(), clusterView{d.node}
+	}
 	hc := cfg.Hub
 	if hc.AdminTokens == nil && hc.Admins == nil {
 		tokens, created, err := hubapi.LoadOrCreateAdminTokens(cfg.Data)
@@ -245,28 +319,12 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		}
 	}
 
-	dbPath := filepath.Join(cfg.Data, "ledger.db")
-	store, err := ledger.Open(dbPath, &ledger.Options{Logger: log.With("component", "ledger")})
-	if errors.Is(err, ledger.ErrLocked) {
-		return fmt.Errorf("%s is locked: another hubd is using data directory %s", dbPath, cfg.Data)
-	}
-	if err != nil {
-		return fmt.Errorf("open ledger %s: %w", dbPath, err)
-	}
-	d.store, d.pub = store, ledger.NewPublisher(store)
-	defer func() {
-		if err != nil {
-			d.closeLedger(context.Background())
-		}
-	}()
-	if err := d.startSigner(); err != nil {
-		return err
-	}
-
-	d.reg = prometheus.NewRegistry()
 	hc.JWTSecret, hc.Metrics = d.jwtSecret, d.reg
 	if hc.ClientKeys == nil {
 		hc.ClientKeys = d.creds.keys
+	}
+	if cfg.Cluster != nil && hc.LostCheck == 0 {
+		hc.LostCheck = cfg.Cluster.Heartbeat
 	}
 	hc.Logger = log.With("component", "hub")
 	pc := cfg.Projections
@@ -276,11 +334,10 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	var h *hub.Server
 	pc.OnChange = func(ch projections.Change) { h.Enforce(ch) }
 	d.runner = projections.NewRunner(store, pc)
-	if h, err = hub.New(hub.Ports{Publisher: d.pub, Projection: d.runner, History: store}, hc); err != nil {
+	ports.Projection = d.runner
+	if h, err = hub.New(ports, hc); err != nil {
 		return err
 	}
-	d.hub = h
-	d.registerMetrics()
 
 	begin := time.Now()
 	if err := d.runner.Start(ctx); err != nil {
@@ -314,20 +371,10 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	d.addr = ln.Addr().String()
-	if cfg.Metrics != "" {
-		ml, err := net.Listen("tcp", cfg.Metrics)
-		if err != nil {
-			ln.Close()
-			_ = h.Shutdown(ctx)
-			return fmt.Errorf("listen %s (metrics): %w", cfg.Metrics, err)
-		}
-		d.metricsAddr = ml.Addr().String()
-		d.http = &http.Server{Handler: d.httpMux(), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := d.http.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				d.failed <- fmt.Errorf("metrics server: %w", err)
-			}
-		}()
+	d.hub = h
+	d.ready.Store(true)
+	if d.node != nil {
+		d.node.SetReport(func() (string, uint64, int) { return d.advertised(), d.runner.Applied(), h.Live() })
 	}
 	go func() {
 		if err := h.ServeGRPC(d.grpc, hub.NewListener(ln)); err != nil {
@@ -340,7 +387,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		metricsAddr = "off"
 	}
 	log.Info("hubd listening", "grpc", d.addr, "metrics", metricsAddr, "data", cfg.Data, "node", h.Node(),
-		"tls", d.tlsCreds != nil, "jwt", hc.ClientKeys != nil, "client_ca", cfg.ClientCAFile != "", "head", store.Head().Seq)
+		"tls", d.tlsCreds != nil, "jwt", hc.ClientKeys != nil, "client_ca", cfg.ClientCAFile != "", "head", store.Head().Seq, "cluster", cfg.Cluster != nil)
 	return nil
 }
 
@@ -359,6 +406,12 @@ func (d *Daemon) Hub() *hub.Server { return d.hub }
 
 // Store is the daemon's ledger.
 func (d *Daemon) Store() *ledger.Store { return d.store }
+
+// Signer is the daemon's checkpoint signer; VerifierKey its verifier key.
+func (d *Daemon) Signer() *checkpoint.Signer { return d.signer }
+
+// VerifierKey is the key that checks the daemon's signed checkpoints.
+func (d *Daemon) VerifierKey() string { return d.vkey }
 
 // Audit is the Audit service the daemon serves.
 func (d *Daemon) Audit() *audit.Server { return d.audit }
@@ -410,7 +463,7 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 }
 
 // closeLedger closes the projections (their final checkpoint, bounded by
-// ctx) and the ledger.
+// ctx), the cluster node (which writes into the ledger) and the ledger.
 func (d *Daemon) closeLedger(ctx context.Context) error {
 	var errs []error
 	if d.signer != nil {
@@ -422,6 +475,11 @@ func (d *Daemon) closeLedger(ctx context.Context) error {
 	if d.runner != nil {
 		if err := d.runner.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close projections: %w", err))
+		}
+	}
+	if d.node != nil {
+		if err := d.node.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("leave the cluster: %w", err))
 		}
 	}
 	if d.store != nil {
@@ -458,12 +516,16 @@ func (d *Daemon) startSigner() error {
 	return nil
 }
 
-// registerMetrics adds the ledger's series and the process's to the
-// registry the hub writes its own into.
-func (d *Daemon) registerMetrics() {
+// registerProcessMetrics adds the Go runtime's and the process's series.
+func (d *Daemon) registerProcessMetrics() {
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}
+
+// registerLedgerMetrics adds the ledger's series to the registry the hub
+// writes its own into.
+func (d *Daemon) registerLedgerMetrics() {
 	s := d.store
 	d.reg.MustRegister(
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_ledger_head_seq", Help: "Sequence number of the last durable record."},
 			func() float64 { return float64(s.Head().Seq) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_ledger_commits_total", Help: "Group-commit transactions the ledger wrote."},
@@ -473,7 +535,12 @@ func (d *Daemon) registerMetrics() {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_ledger_offsets_clamped_total", Help: "Consumer-group offsets found past the head of the log (a damaged, edited or truncated ledger) and clamped to it."},
 			func() float64 { return float64(s.Stats().OffsetsClamped) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_projections_ahead_of_head_total", Help: "Projection checkpoints and snapshots found past the head of the log at start (not used)."},
-			func() float64 { return float64(d.runner.Stats().AheadOfHead) }),
+			func() float64 {
+				if d.runner == nil {
+					return 0
+				}
+				return float64(d.runner.Stats().AheadOfHead)
+			}),
 	)
 }
 
@@ -487,7 +554,13 @@ func (d *Daemon) MetricsHandler() http.Handler {
 // the reason otherwise.
 func (d *Daemon) httpMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle("/checkpoint", d.signer.Handler())
+	mux.HandleFunc("/checkpoint", func(w http.ResponseWriter, r *http.Request) {
+		if !d.ready.Load() {
+			http.Error(w, "not serving: starting", http.StatusServiceUnavailable)
+			return
+		}
+		d.signer.Handler().ServeHTTP(w, r)
+	})
 	if d.cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -497,6 +570,10 @@ func (d *Daemon) httpMux() *http.ServeMux {
 	}
 	mux.Handle("/metrics", d.MetricsHandler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if !d.ready.Load() {
+			http.Error(w, "not serving: starting", http.StatusServiceUnavailable)
+			return
+		}
 		if why := d.healthReason(); why != "" {
 			http.Error(w, "not serving: "+why, http.StatusServiceUnavailable)
 			return
@@ -527,6 +604,8 @@ func (d *Daemon) healthReason() string {
 		return "the ledger failed"
 	case d.runner.Err() != nil:
 		return "the projections stopped"
+	case d.node != nil && d.node.Err() != nil:
+		return "the cluster's log is unavailable"
 	case errors.Is(err, projections.ErrStalled):
 		return "the projections are behind the log"
 	}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sessionledger/sessionledger/hub/client"
+	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/projections"
+)
+
+// TestDeadNodeSessionsEndAsLost: three hubd nodes; Go clients that know
+// all three addresses hold their sessions on node C; C is SIGKILLed. The
+// survivors record, within a few heartbeats, exactly one end with cause
+// lost for each of C's sessions (none for anyone else's), naming C and the
+// node that noticed; the clients resume on A or B and get the notification
+// sent while they were away; the log shows none of C's sessions live
+// shortly after the kill.
+func TestDeadNodeSessionsEndAsLost(t *testing.T) {
+	n := 300
+	if testing.Short() {
+		n = 60
+	}
+	const heartbeat, lostAfter = 250 * time.Millisecond, 1500 * time.Millisecond
+	nodes := newCluster(t, 3, "--cluster-heartbeat", heartbeat.String(), "--lost-after", lostAfter.String())
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	addrs := c.p.grpc + "," + a.p.grpc + "," + b.p.grpc
+	clients := make([]*client.Client, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl, err := client.Dial(ctx, addrs, client.WithUser(fmt.Sprintf("u%03d", i), "d"),
+				client.WithBackoff(client.Backoff{Base: 50 * time.Millisecond, Max: 500 * time.Millisecond}), client.WithAutoAck())
+			if err != nil {
+				errs <- err
+				return
+			}
+			clients[i] = cl
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, cl := range clients {
+			cl.Close()
+		}
+	}()
+	onC := map[string]bool{}
+	for _, cl := range clients {
+		onC[cl.Session().ID] = true
+	}
+	// One session on A, which must not be ended.
+	_, kept := session(t, a.p.grpc, "kept", "d")
+
+	killed := time.Now()
+	c.sigkill(t)
+	admin, actx := a.admin(t)
+	var note *hubpb.ActionReply
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		if note, err = admin.Notify(actx, &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: "while C was down"}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The survivors record C's sessions as lost.
+	var recorded time.Duration
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		res, err := admin.ListSessions(actx, &hubpb.ListSessionsRequest{Node: "node-c"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.GetSessions()) == 0 {
+			recorded = time.Since(killed)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions of node C still live 20 s after it was killed", len(res.GetSessions()))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("all %d sessions of the killed node recorded lost %s after the kill (heartbeat %s, lost after %s)", n, recorded.Round(time.Millisecond), heartbeat, lostAfter)
+	// Every client resumes elsewhere and gets the notification.
+	for i, cl := range clients {
+		got := false
+		for deadline := time.After(30 * time.Second); !got; {
+			select {
+			case nt := <-cl.Notifications():
+				got = nt.Seq == note.GetSeq()
+			case <-deadline:
+				t.Fatalf("client %d did not get the notification sent while its node was down (session %+v)", i, cl.Session())
+			}
+		}
+		if s := cl.Session(); s.ResumedFrom == "" || onC[s.ID] {
+			t.Errorf("client %d: session %+v; want a resume of its session on node C, elsewhere", i, s)
+		}
+	}
+	for _, cl := range clients {
+		cl.Close()
+	}
+	for _, nd := range []*clusterNode{a, b} {
+		if code := nd.p.signal(syscall.SIGTERM); code != 0 {
+			t.Errorf("%s exited %d", nd.name, code)
+		}
+	}
+	for _, nd := range []*clusterNode{a, b} {
+		s, err := ledger.Open(filepath.Join(nd.data, "ledger.db"), &ledger.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lost := map[string]int{}
+		err = s.Scan(context.Background(), 1, 0, func(r *ledger.Record) error {
+			d := r.Event.GetSessionDisconnected()
+			if d == nil {
+				return nil
+			}
+			id := r.Event.GetSession()
+			switch {
+			case onC[id]:
+				lost[id]++
+				if lost[id] > 1 {
+					t.Logf("%s: end #%d of %s at seq %d: cause %v, node %q, actor %q", nd.name, lost[id], id, r.Seq, d.GetCause(), r.Event.GetNode(), r.Event.GetActor())
+				}
+				if d.GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST || r.Event.GetNode() != "node-c" || !strings.HasPrefix(r.Event.GetActor(), "node:node-") {
+					t.Errorf("%s: end of %s: cause %v, node %q, actor %q; want lost, node-c, the detecting node", nd.name, id, d.GetCause(), r.Event.GetNode(), r.Event.GetActor())
+				}
+			case id == kept.GetSessionId():
+				if d.GetCause() == eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST {
+					t.Errorf("%s: a live node's session was recorded lost", nd.name)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id := range onC {
+			if lost[id] != 1 {
+				t.Errorf("%s: session %s of node C has %d ends; want exactly one", nd.name, id, lost[id])
+			}
+		}
+		// The state a moment after the kill has none of C's sessions.
+		st, err := projections.StateAtTime(context.Background(), s, killed.Add(recorded+time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sess := range st.Sessions(projections.Filter{Node: "node-c"}) {
+			t.Errorf("%s: session %s of node C live after the kill", nd.name, sess.ID)
+		}
+		s.Close()
+	}
+}
