@@ -18,7 +18,8 @@ func newAdminToken(g *globals) *cobra.Command {
 		Short: "Mint, list and remove named admin tokens and their roles (in DATA/admin.token)",
 		Long: `admin-token edits hubd's admin token file, DATA/admin.token (mode 0600), where
 it runs: on hubd's machine, as a user that can write the data directory. hubd
-re-reads the file when it changes (or on SIGHUP): no restart.
+re-reads the file when it changes (or on SIGHUP): no restart. In a cluster, run
+it on any node: the file is the cluster's, and every node takes the change.
 
 Each token has a name, recorded as the actor of its calls, and a role:
   auditor   the Audit service (auditq), hubctl sessions, hubctl cluster

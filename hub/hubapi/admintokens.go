@@ -140,15 +140,23 @@ func ReadAdminTokens(path string) (map[string]string, error) {
 }
 
 // ReadAdminTokenFile parses an admin token file, in file order. It refuses
-// a file that other users can read or write (ErrSecretFileMode), an
-// unknown role, a token shorter than MinAdminTokenLen, and a name or token
-// given twice.
+// a file that other users can read or write (ErrSecretFileMode), and what
+// ParseAdminTokens refuses.
 func ReadAdminTokenFile(path string) ([]AdminToken, error) {
 	b, err := ReadSecretFile(path)
 	if err != nil {
 		return nil, err
 	}
+	return ParseAdminTokens(path, b)
+}
+
+// ParseAdminTokens parses the content of an admin token file (name names
+// it in errors), in file order. It refuses an unknown role, a token
+// shorter than MinAdminTokenLen, a name or token given twice, and a file
+// without a token.
+func ParseAdminTokens(name string, b []byte) ([]AdminToken, error) {
 	var out []AdminToken
+	var err error
 	names, tokens := map[string]bool{}, map[string]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
@@ -166,16 +174,16 @@ func ReadAdminTokenFile(path string) ([]AdminToken, error) {
 		case 3:
 			t.Name, t.Token = fields[0], fields[1]
 			if t.Role, err = ParseRole(fields[2]); err != nil {
-				return nil, fmt.Errorf("admin token file %s line %d: %w", path, n, err)
+				return nil, fmt.Errorf("admin token file %s line %d: %w", name, n, err)
 			}
 		default:
-			return nil, fmt.Errorf("admin token file %s line %d: want \"name token [role]\"", path, n)
+			return nil, fmt.Errorf("admin token file %s line %d: want \"name token [role]\"", name, n)
 		}
 		if len(t.Token) < MinAdminTokenLen {
-			return nil, fmt.Errorf("admin token file %s line %d: the token is %d characters; want at least %d", path, n, len(t.Token), MinAdminTokenLen)
+			return nil, fmt.Errorf("admin token file %s line %d: the token is %d characters; want at least %d", name, n, len(t.Token), MinAdminTokenLen)
 		}
 		if t.Name != "" && names[t.Name] || tokens[t.Token] {
-			return nil, fmt.Errorf("admin token file %s line %d: a name or token given twice", path, n)
+			return nil, fmt.Errorf("admin token file %s line %d: a name or token given twice", name, n)
 		}
 		names[t.Name], tokens[t.Token] = true, true
 		out = append(out, t)
@@ -184,9 +192,79 @@ func ReadAdminTokenFile(path string) ([]AdminToken, error) {
 		return nil, err
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("admin token file %s holds no token", path)
+		return nil, fmt.Errorf("admin token file %s holds no token", name)
 	}
 	return out, nil
+}
+
+// FormatAdminTokens is the content of an admin token file holding toks,
+// as AddAdminToken and RemoveAdminToken write it.
+func FormatAdminTokens(toks []AdminToken) []byte {
+	var b bytes.Buffer
+	b.WriteString(adminTokenHeader)
+	for _, t := range toks {
+		b.WriteString(t.line())
+	}
+	return b.Bytes()
+}
+
+// MergeAdminTokens merges two changes of one admin token file: mine and
+// theirs were both made from base (a cluster's nodes, each changing its
+// copy). The result is theirs with mine's changes applied: the tokens
+// mine removed from base removed, the ones it added or changed (name or
+// role) added or changed. It fails when the result is not a valid file (a
+// name given twice: both sides added a token of that name) or when one of
+// the three does not parse.
+func MergeAdminTokens(base, mine, theirs []byte) ([]byte, error) {
+	var parsed [3][]AdminToken
+	for i, b := range [3][]byte{base, mine, theirs} {
+		toks, err := ParseAdminTokens([3]string{"(base)", "(this node's)", "(the cluster's)"}[i], b)
+		if err != nil {
+			return nil, err
+		}
+		parsed[i] = toks
+	}
+	inBase := make(map[string]AdminToken, len(parsed[0]))
+	for _, t := range parsed[0] {
+		inBase[t.Token] = t
+	}
+	inMine := make(map[string]bool, len(parsed[1]))
+	for _, t := range parsed[1] {
+		inMine[t.Token] = true
+	}
+	var out []AdminToken
+	for _, t := range parsed[2] {
+		if _, had := inBase[t.Token]; had && !inMine[t.Token] {
+			continue // removed here
+		}
+		out = append(out, t)
+	}
+	for _, t := range parsed[1] {
+		if b, had := inBase[t.Token]; had && b == t {
+			continue // not changed here
+		}
+		if i := slices.IndexFunc(out, func(o AdminToken) bool { return o.Token == t.Token }); i >= 0 {
+			out[i] = t
+		} else {
+			out = append(out, t)
+		}
+	}
+	b := FormatAdminTokens(out)
+	if _, err := ParseAdminTokens("(merged)", b); err != nil {
+		return nil, fmt.Errorf("the changes conflict: %w", err)
+	}
+	return b, nil
+}
+
+// LockAdminTokens takes the lock AddAdminToken and RemoveAdminToken hold
+// while they change dir's admin token file, and returns its release: a
+// process that rewrites the file under it loses none of their changes.
+func LockAdminTokens(dir string) (unlock func(), err error) {
+	unlock, err = lockFile(filepath.Join(dir, "."+AdminTokenFile+".lock"))
+	if err != nil {
+		return nil, fmt.Errorf("lock the admin token file: %w", err)
+	}
+	return unlock, nil
 }
 
 // FirstAdminToken returns the first token in the admin token file at path
@@ -242,9 +320,9 @@ func RemoveAdminToken(dir, name string) error {
 // editAdminTokens rewrites dir's admin token file with what edit makes of
 // its tokens (none if it does not exist yet), under the lock file.
 func editAdminTokens(dir string, edit func([]AdminToken) ([]AdminToken, error)) error {
-	unlock, err := lockFile(filepath.Join(dir, "."+AdminTokenFile+".lock"))
+	unlock, err := LockAdminTokens(dir)
 	if err != nil {
-		return fmt.Errorf("lock the admin token file: %w", err)
+		return err
 	}
 	defer unlock()
 	path := filepath.Join(dir, AdminTokenFile)
@@ -255,10 +333,5 @@ func editAdminTokens(dir string, edit func([]AdminToken) ([]AdminToken, error)) 
 	if toks, err = edit(toks); err != nil {
 		return err
 	}
-	var b bytes.Buffer
-	b.WriteString(adminTokenHeader)
-	for _, t := range toks {
-		b.WriteString(t.line())
-	}
-	return atomicfile.Replace(path, b.Bytes())
+	return atomicfile.Replace(path, FormatAdminTokens(toks))
 }

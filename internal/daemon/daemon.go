@@ -168,6 +168,7 @@ type Daemon struct {
 	runner *projections.Runner
 	hub    *hub.Server
 	node   *cluster.Node // nil on a single node
+	tokens *tokenSync    // a cluster node's admin token file kept the cluster's (nil: none)
 	ready  atomic.Bool   // the hub serves
 	signer *checkpoint.Signer
 	vkey   string // the signer's verifier key
@@ -270,6 +271,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 				_ = d.node.Close(context.Background())
 			}
 		}()
+		if err := d.syncAdminTokens(ctx); err != nil {
+			return err
+		}
 		lopts.Replica, lopts.LogID = true, d.node.LogID()
 	}
 	dbPath := filepath.Join(cfg.Data, "ledger.db")
@@ -382,6 +386,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		}
 	}()
 	d.startWatching()
+	if d.tokens != nil {
+		d.tokens.run(d.Reload)
+	}
 	metricsAddr := d.metricsAddr
 	if metricsAddr == "" {
 		metricsAddr = "off"
@@ -432,6 +439,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 
 func (d *Daemon) shutdown(ctx context.Context) error {
 	d.stopWatching()
+	if d.tokens != nil {
+		d.tokens.close()
+	}
 	var errs []error
 	if d.hub != nil {
 		if err := d.hub.Shutdown(ctx); err != nil {

@@ -90,10 +90,12 @@ type Config struct {
 	// InstanceID tells this node's data directory apart from another's
 	// under the same name (hubd keeps one in DATA/node.id).
 	InstanceID string
-	// Shared are files every node must hold the same (hubd: the admin
-	// token file and the resume key): the first node's are kept in the
-	// cluster, a node without one takes the cluster's, and a node whose
-	// file differs is refused at start.
+	// Shared are files every node must hold the same, which do not change
+	// while the nodes run (hubd: the resume key): the first node's are
+	// kept in the cluster, a node without one takes the cluster's, and a
+	// node whose file differs is refused at start. A file that changes
+	// while they run (hubd's admin token file) is a setting instead
+	// (Node.Setting, Node.SetSetting).
 	Shared []SharedFile
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
@@ -162,6 +164,7 @@ type Node struct {
 	repl    *replicator
 	pub     *Publisher
 	reg     *registry
+	config  jetstream.KeyValue // ConfigBucket, from Connect on
 
 	healthMu sync.Mutex
 	healthy  error // the last health probe's finding
@@ -269,7 +272,6 @@ func (n *Node) join(ctx context.Context) (err error) {
 	if n.repl, err = startReplicator(n); err != nil {
 		return err
 	}
-	n.reg.following(n.repl)
 	if n.pub, err = newPublisher(n); err != nil {
 		return err
 	}

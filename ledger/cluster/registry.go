@@ -26,8 +26,10 @@ const (
 	// NodesBucket holds each live node's state under its name; an entry
 	// expires NodeTTL after its node last wrote it.
 	NodesBucket = "sessionledger_nodes"
-	// ConfigBucket holds what every node must agree on (the fingerprint
-	// of the resume key), set by the first node.
+	// ConfigBucket holds what every node must agree on: the log id and
+	// the shared files (the resume key), set by the first node, and the
+	// settings a node changes for all (Node.SetSetting: hubd's admin
+	// token file).
 	ConfigBucket = "sessionledger_config"
 )
 
@@ -85,7 +87,6 @@ type registry struct {
 	nodes  jetstream.KeyValue
 	mu     sync.Mutex
 	report Report
-	repl   *replicator // set once it runs: the loop reports from the start
 	stop   chan struct{}
 	done   chan struct{}
 }
@@ -102,6 +103,7 @@ func (n *Node) agree(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster settings: %w", err)
 	}
+	n.config = config
 	for _, f := range n.cfg.Shared {
 		if err := share(ctx, config, f, n.log); err != nil {
 			return err
@@ -263,12 +265,12 @@ func (r *registry) state() NodeState {
 	n := r.n
 	head := n.store.Head()
 	st := NodeState{Node: n.cfg.Node, Instance: n.cfg.InstanceID, HeadSeq: head.Seq, HeadHash: fmt.Sprintf("%x", head.Hash), Updated: time.Now().UTC()}
-	r.mu.Lock()
-	report, repl := r.report, r.repl
-	r.mu.Unlock()
-	if repl != nil {
-		st.Lag = repl.lag.Load()
+	if n.repl != nil {
+		st.Lag = n.repl.lag.Load()
 	}
+	r.mu.Lock()
+	report := r.report
+	r.mu.Unlock()
 	if report != nil {
 		st.Addr, st.AppliedSeq, st.Sessions = report()
 	}
@@ -307,13 +309,6 @@ func (r *registry) loop() {
 func (r *registry) close() {
 	close(r.stop)
 	<-r.done
-}
-
-// following tells the registry the replicator runs (its lag is reported).
-func (r *registry) following(repl *replicator) {
-	r.mu.Lock()
-	r.repl = repl
-	r.mu.Unlock()
 }
 
 // SetReport installs what the daemon adds to this node's state.
