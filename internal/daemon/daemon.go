@@ -203,7 +203,7 @@ func New(cfg Config) (*Daemon, error) {
 	if err := d.readKeys(); err != nil {
 		return nil, err
 	}
-	if d.jwtSecret == nil && cfg.Hub.ClientKeys == nil && !IsLoopback(cfg.Listen) {
+	if d.jwtSecret == nil && d.creds.keys == nil && cfg.Hub.ClientKeys == nil && !IsLoopback(cfg.Listen) {
 		return nil, fmt.Errorf("refusing to listen on %s without --jwt-secret-file, --jwt-public-key-file or --jwt-jwks-file: clients would be trusted as whatever user they claim; listen on 127.0.0.1 or configure client token keys", cfg.Listen)
 	}
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
