@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -52,18 +53,22 @@ func (d *Daemon) connectCluster(ctx context.Context) error {
 		}
 		cc.Embed = &emb
 	}
+	// /metrics is served while the node connects and catches up: the
+	// gauge reads the node through its own pointer, not d.node.
+	var cur atomic.Pointer[cluster.Node]
 	d.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_cluster_lag",
 		Help: "Messages of the cluster's stream this node's ledger does not hold yet."}, func() float64 {
-		if d.node == nil {
-			return 0
+		if n := cur.Load(); n != nil {
+			return float64(n.Lag())
 		}
-		return float64(d.node.Lag())
+		return 0
 	}))
 	node, err := cluster.Connect(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("join the cluster: %w", err)
 	}
 	d.node = node
+	cur.Store(node)
 	return nil
 }
 

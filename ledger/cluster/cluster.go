@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -162,6 +163,9 @@ type Node struct {
 	js      jetstream.JetStream
 	stream  jetstream.Stream
 	repl    *replicator
+	// started is repl once it runs: the registry's heartbeat and the
+	// lag gauge read it while Join is still starting it.
+	started atomic.Pointer[replicator]
 	pub     *Publisher
 	reg     *registry
 	config  jetstream.KeyValue // ConfigBucket, from Connect on
@@ -272,6 +276,7 @@ func (n *Node) join(ctx context.Context) (err error) {
 	if n.repl, err = startReplicator(n); err != nil {
 		return err
 	}
+	n.started.Store(n.repl)
 	if n.pub, err = newPublisher(n); err != nil {
 		return err
 	}
@@ -569,8 +574,14 @@ func (n *Node) Err() error {
 func (n *Node) Publisher() *Publisher { return n.pub }
 
 // Lag is how many stream messages this replica has not stored yet, as of
-// the last one it received.
-func (n *Node) Lag() uint64 { return n.repl.lag.Load() }
+// the last one it received (0 before Join started replicating). It may be
+// called at any time, also while Join runs.
+func (n *Node) Lag() uint64 {
+	if r := n.started.Load(); r != nil {
+		return r.lag.Load()
+	}
+	return 0
+}
 
 // Close leaves the cluster: it stops the replicator, the publisher, the
 // NATS connection and the embedded server. It is idempotent and bounded

@@ -264,10 +264,8 @@ func share(ctx context.Context, kv jetstream.KeyValue, f SharedFile, log *slog.L
 func (r *registry) state() NodeState {
 	n := r.n
 	head := n.store.Head()
-	st := NodeState{Node: n.cfg.Node, Instance: n.cfg.InstanceID, HeadSeq: head.Seq, HeadHash: fmt.Sprintf("%x", head.Hash), Updated: time.Now().UTC()}
-	if n.repl != nil {
-		st.Lag = n.repl.lag.Load()
-	}
+	st := NodeState{Node: n.cfg.Node, Instance: n.cfg.InstanceID, HeadSeq: head.Seq, HeadHash: fmt.Sprintf("%x", head.Hash), Updated: time.Now().UTC(),
+		Lag: n.Lag()}
 	r.mu.Lock()
 	report := r.report
 	r.mu.Unlock()
