@@ -51,8 +51,9 @@ type member struct {
 }
 
 // testCluster starts n nodes with embedded NATS servers routed to each
-// other, concurrently (a JetStream cluster needs them all to form).
-func testCluster(t testing.TB, n int) []*member {
+// other, concurrently (a JetStream cluster needs them all to form); tweaks
+// change each node's configuration first.
+func testCluster(t testing.TB, n int, tweaks ...func(*cluster.Config)) []*member {
 	t.Helper()
 	ports := freePorts(t, n)
 	var routes []string
@@ -69,6 +70,9 @@ func testCluster(t testing.TB, n int) []*member {
 			Node: m.name, InstanceID: m.name + "-instance", Replicas: min(n, 3),
 			Embed:  &cluster.EmbedConfig{Listen: "127.0.0.1:0", ClusterListen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes, StoreDir: filepath.Join(dir, "nats")},
 			Logger: slog.New(slog.DiscardHandler), StartTimeout: 30 * time.Second,
+		}
+		for _, tw := range tweaks {
+			tw(&m.cfg)
 		}
 		ms[i] = m
 		wg.Add(1)

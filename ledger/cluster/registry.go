@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -87,8 +88,12 @@ type registry struct {
 	nodes  jetstream.KeyValue
 	mu     sync.Mutex
 	report Report
-	stop   chan struct{}
-	done   chan struct{}
+	// okSince is when the bucket began taking this node's heartbeats
+	// without a failure in between (Unix nanoseconds; 0: the last one
+	// failed). See Dead.
+	okSince atomic.Int64
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 // agree settles, in ConfigBucket, what every node must share: the shared
@@ -171,6 +176,7 @@ func newRegistry(ctx context.Context, n *Node) (*registry, error) {
 	if taken != nil {
 		return nil, taken
 	}
+	r.okSince.Store(time.Now().UnixNano())
 	go r.loop()
 	return r, nil
 }
@@ -299,6 +305,9 @@ func (r *registry) loop() {
 		ctx, cancel := context.WithTimeout(context.Background(), max(r.n.cfg.Heartbeat, r.n.cfg.LostAfter/2))
 		if _, err := r.nodes.Put(ctx, r.n.cfg.Node, b); err != nil {
 			r.n.log.Debug("could not report this node's state", "err", err)
+			r.okSince.Store(0)
+		} else {
+			r.okSince.CompareAndSwap(0, time.Now().UnixNano())
 		}
 		cancel()
 	}
@@ -354,7 +363,19 @@ func (n *Node) Nodes(ctx context.Context) ([]NodeState, error) {
 // entry in NodesBucket expired (they wrote none for LostAfter: killed,
 // powered off, or cut off from NATS). This node is never dead to itself.
 // Without an answer from the bucket it returns the error and no node.
+//
+// An expired entry proves a node dead only if the bucket was taking
+// heartbeats meanwhile: while the bucket has no leader (its leader's
+// server died, and JetStream elects another, which can take longer than
+// LostAfter) nobody's heartbeat lands and every entry expires, the live
+// nodes' too. So Dead answers only once the bucket has taken every one of
+// this node's own heartbeats for at least LostAfter (ErrRegistryUnsettled
+// until then): a live node's heartbeat lands in that time as well, and
+// only a node that wrote none is dead.
 func (n *Node) Dead(ctx context.Context, names []string) ([]string, error) {
+	if since := n.reg.okSince.Load(); since == 0 || time.Since(time.Unix(0, since)) < n.cfg.LostAfter {
+		return nil, ErrRegistryUnsettled
+	}
 	var dead []string
 	for _, name := range names {
 		if name == n.cfg.Node {

@@ -8,10 +8,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ErrSettingChanged is SetSetting's refusal: the setting is no longer at
-// the revision given (another node changed it meanwhile).
-var ErrSettingChanged = errors.New("the cluster's setting changed meanwhile")
-
 // Setting returns the value of the shared setting key in ConfigBucket and
 // its revision; a setting that does not exist is nil at revision 0. A
 // setting changes while the nodes run (Shared files are settled once, at
