@@ -121,9 +121,28 @@ func TestDeadNodeSessionsEndAsLost(t *testing.T) {
 	for _, cl := range clients {
 		cl.Close()
 	}
+	// Both replicas hold the whole log before they stop: a replica whose
+	// consumer was on node C's server takes a few seconds to subscribe
+	// again, and its ledger is read below.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		st, err := admin.ClusterStatus(actx, &hubpb.ClusterStatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		heads := map[string]uint64{}
+		for _, n := range st.GetNodes() {
+			heads[n.GetNode()] = n.GetHeadSeq()
+		}
+		if heads["node-a"] != 0 && heads["node-a"] == heads["node-b"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nodes A and B did not reach the same head: %v", st)
+		}
+	}
 	for _, nd := range []*clusterNode{a, b} {
 		if code := nd.p.signal(syscall.SIGTERM); code != 0 {
-			t.Errorf("%s exited %d", nd.name, code)
+			t.Errorf("%s exited %d:\n%s", nd.name, code, nd.p.output())
 		}
 	}
 	for _, nd := range []*clusterNode{a, b} {
@@ -250,7 +269,7 @@ func TestDeadNodeCarriesPendingEnds(t *testing.T) {
 	}
 	for _, nd := range []*clusterNode{a, b} {
 		if code := nd.p.signal(syscall.SIGTERM); code != 0 {
-			t.Errorf("%s exited %d", nd.name, code)
+			t.Errorf("%s exited %d:\n%s", nd.name, code, nd.p.output())
 		}
 	}
 	type end struct {
