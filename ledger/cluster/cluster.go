@@ -269,6 +269,7 @@ func (n *Node) join(ctx context.Context) (err error) {
 	if n.repl, err = startReplicator(n); err != nil {
 		return err
 	}
+	n.reg.following(n.repl)
 	if n.pub, err = newPublisher(n); err != nil {
 		return err
 	}

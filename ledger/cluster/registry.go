@@ -85,6 +85,7 @@ type registry struct {
 	nodes  jetstream.KeyValue
 	mu     sync.Mutex
 	report Report
+	repl   *replicator // set once it runs: the loop reports from the start
 	stop   chan struct{}
 	done   chan struct{}
 }
@@ -262,12 +263,12 @@ func (r *registry) state() NodeState {
 	n := r.n
 	head := n.store.Head()
 	st := NodeState{Node: n.cfg.Node, Instance: n.cfg.InstanceID, HeadSeq: head.Seq, HeadHash: fmt.Sprintf("%x", head.Hash), Updated: time.Now().UTC()}
-	if n.repl != nil {
-		st.Lag = n.repl.lag.Load()
-	}
 	r.mu.Lock()
-	report := r.report
+	report, repl := r.report, r.repl
 	r.mu.Unlock()
+	if repl != nil {
+		st.Lag = repl.lag.Load()
+	}
 	if report != nil {
 		st.Addr, st.AppliedSeq, st.Sessions = report()
 	}
@@ -306,6 +307,13 @@ func (r *registry) loop() {
 func (r *registry) close() {
 	close(r.stop)
 	<-r.done
+}
+
+// following tells the registry the replicator runs (its lag is reported).
+func (r *registry) following(repl *replicator) {
+	r.mu.Lock()
+	r.repl = repl
+	r.mu.Unlock()
 }
 
 // SetReport installs what the daemon adds to this node's state.
