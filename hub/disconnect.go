@@ -25,6 +25,7 @@ const (
 	CauseServerShutdown = Cause(eventpb.DisconnectCause_DISCONNECT_CAUSE_SERVER_SHUTDOWN)
 	CauseLost           = Cause(eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST)
 	CauseSlowConsumer   = Cause(eventpb.DisconnectCause_DISCONNECT_CAUSE_SLOW_CONSUMER)
+	CauseDrained        = Cause(eventpb.DisconnectCause_DISCONNECT_CAUSE_DRAINED)
 )
 
 // String is the cause's snake_case name ("kicked", "client_closed"), as
@@ -74,6 +75,8 @@ var causeCodes = map[Cause]hubpb.DisconnectCode{
 	CauseIdleTimeout:    hubpb.DisconnectCode_DISCONNECT_CODE_IDLE_TIMEOUT,
 	CauseServerShutdown: hubpb.DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN,
 	CauseSlowConsumer:   hubpb.DisconnectCode_DISCONNECT_CODE_SLOW_CONSUMER,
+	CauseDrained:        hubpb.DisconnectCode_DISCONNECT_CODE_DRAINED,
+	CauseLost:           hubpb.DisconnectCode_DISCONNECT_CODE_LOST,
 }
 
 // Wire is the Disconnect as a frame: the one place the domain value

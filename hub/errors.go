@@ -65,6 +65,9 @@ const (
 	// RejectResumeRefused: the resume is not allowed (PermissionDenied or
 	// FailedPrecondition).
 	RejectResumeRefused = "resume_refused"
+	// RejectDraining: the node is drained and takes no new sessions
+	// (Unavailable): connect to another node.
+	RejectDraining = "draining"
 )
 
 // Rejection is a refused connect: banned, over a limit, or a refused resume.
@@ -86,7 +89,7 @@ func disconnectCode(c Cause) codes.Code {
 	switch c {
 	case CauseBanned:
 		return codes.PermissionDenied
-	case CauseServerShutdown:
+	case CauseServerShutdown, CauseDrained, CauseLost:
 		return codes.Unavailable
 	case CauseIdleTimeout:
 		return codes.DeadlineExceeded

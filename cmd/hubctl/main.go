@@ -129,7 +129,7 @@ kicked, 4 banned or refused, 5 superseded, 6 connection lost.`,
 
 	root.AddCommand(
 		newConnect(g),
-		newKick(g), newBan(g), newUnban(g), newNotify(g),
+		newKick(g), newBan(g), newUnban(g), newNotify(g), newDrain(g),
 		newSessions(g), newCluster(g),
 		newToken(),
 		newKey(g),

@@ -35,18 +35,25 @@ const (
 	DisconnectCode_DISCONNECT_CODE_IDLE_TIMEOUT    DisconnectCode = 4
 	DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN DisconnectCode = 5
 	DisconnectCode_DISCONNECT_CODE_SLOW_CONSUMER   DisconnectCode = 6
+	// The node was drained: reconnect to another one after the advice.
+	DisconnectCode_DISCONNECT_CODE_DRAINED DisconnectCode = 9
+	// The cluster recorded the session's end while its node was cut off
+	// from it (the node was taken for dead): reconnect.
+	DisconnectCode_DISCONNECT_CODE_LOST DisconnectCode = 10
 )
 
 // Enum value maps for DisconnectCode.
 var (
 	DisconnectCode_name = map[int32]string{
-		0: "DISCONNECT_CODE_UNSPECIFIED",
-		1: "DISCONNECT_CODE_KICKED",
-		2: "DISCONNECT_CODE_BANNED",
-		3: "DISCONNECT_CODE_SUPERSEDED",
-		4: "DISCONNECT_CODE_IDLE_TIMEOUT",
-		5: "DISCONNECT_CODE_SERVER_SHUTDOWN",
-		6: "DISCONNECT_CODE_SLOW_CONSUMER",
+		0:  "DISCONNECT_CODE_UNSPECIFIED",
+		1:  "DISCONNECT_CODE_KICKED",
+		2:  "DISCONNECT_CODE_BANNED",
+		3:  "DISCONNECT_CODE_SUPERSEDED",
+		4:  "DISCONNECT_CODE_IDLE_TIMEOUT",
+		5:  "DISCONNECT_CODE_SERVER_SHUTDOWN",
+		6:  "DISCONNECT_CODE_SLOW_CONSUMER",
+		9:  "DISCONNECT_CODE_DRAINED",
+		10: "DISCONNECT_CODE_LOST",
 	}
 	DisconnectCode_value = map[string]int32{
 		"DISCONNECT_CODE_UNSPECIFIED":     0,
@@ -56,6 +63,8 @@ var (
 		"DISCONNECT_CODE_IDLE_TIMEOUT":    4,
 		"DISCONNECT_CODE_SERVER_SHUTDOWN": 5,
 		"DISCONNECT_CODE_SLOW_CONSUMER":   6,
+		"DISCONNECT_CODE_DRAINED":         9,
+		"DISCONNECT_CODE_LOST":            10,
 	}
 )
 
@@ -1987,6 +1996,68 @@ func (x *ClusterStatusReply) GetComparedSeq() uint64 {
 	return 0
 }
 
+type DrainRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node to drain ("" or this node's name: this one).
+	Node   string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The sessions' reconnect advice is spread over this window (0: 5 s).
+	WindowMs      int64 `protobuf:"varint,3,opt,name=window_ms,json=windowMs,proto3" json:"window_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainRequest) Reset() {
+	*x = DrainRequest{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainRequest) ProtoMessage() {}
+
+func (x *DrainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
+func (*DrainRequest) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DrainRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *DrainRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DrainRequest) GetWindowMs() int64 {
+	if x != nil {
+		return x.WindowMs
+	}
+	return 0
+}
+
 var File_hub_hubpb_hub_proto protoreflect.FileDescriptor
 
 const file_hub_hubpb_hub_proto_rawDesc = "" +
@@ -2126,7 +2197,11 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x12ClusterStatusReply\x12\x1c\n" +
 	"\tclustered\x18\x01 \x01(\bR\tclustered\x126\n" +
 	"\x05nodes\x18\x02 \x03(\v2 .sessionledger.hub.v1.NodeStatusR\x05nodes\x12!\n" +
-	"\fcompared_seq\x18\x03 \x01(\x04R\vcomparedSeq*\xf3\x01\n" +
+	"\fcompared_seq\x18\x03 \x01(\x04R\vcomparedSeq\"W\n" +
+	"\fDrainRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1b\n" +
+	"\twindow_ms\x18\x03 \x01(\x03R\bwindowMs*\xaa\x02\n" +
 	"\x0eDisconnectCode\x12\x1f\n" +
 	"\x1bDISCONNECT_CODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DISCONNECT_CODE_KICKED\x10\x01\x12\x1a\n" +
@@ -2134,7 +2209,10 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x1aDISCONNECT_CODE_SUPERSEDED\x10\x03\x12 \n" +
 	"\x1cDISCONNECT_CODE_IDLE_TIMEOUT\x10\x04\x12#\n" +
 	"\x1fDISCONNECT_CODE_SERVER_SHUTDOWN\x10\x05\x12!\n" +
-	"\x1dDISCONNECT_CODE_SLOW_CONSUMER\x10\x06*m\n" +
+	"\x1dDISCONNECT_CODE_SLOW_CONSUMER\x10\x06\x12\x1b\n" +
+	"\x17DISCONNECT_CODE_DRAINED\x10\t\x12\x18\n" +
+	"\x14DISCONNECT_CODE_LOST\x10\n" +
+	"*m\n" +
 	"\tReconnect\x12\x19\n" +
 	"\x15RECONNECT_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11RECONNECT_ALLOWED\x10\x01\x12\x19\n" +
@@ -2150,7 +2228,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x12NOTIFY_TARGET_USER\x10\x02\x12\x15\n" +
 	"\x11NOTIFY_TARGET_ALL\x10\x032Z\n" +
 	"\x03Hub\x12S\n" +
-	"\aConnect\x12!.sessionledger.hub.v1.ClientFrame\x1a!.sessionledger.hub.v1.ServerFrame(\x010\x012\xe8\x04\n" +
+	"\aConnect\x12!.sessionledger.hub.v1.ClientFrame\x1a!.sessionledger.hub.v1.ServerFrame(\x010\x012\xb8\x05\n" +
 	"\x05Admin\x12L\n" +
 	"\x04Kick\x12!.sessionledger.hub.v1.KickRequest\x1a!.sessionledger.hub.v1.ActionReply\x12J\n" +
 	"\x03Ban\x12 .sessionledger.hub.v1.BanRequest\x1a!.sessionledger.hub.v1.ActionReply\x12N\n" +
@@ -2159,7 +2237,8 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\fListSessions\x12).sessionledger.hub.v1.ListSessionsRequest\x1a'.sessionledger.hub.v1.ListSessionsReply\x12X\n" +
 	"\n" +
 	"GetSession\x12'.sessionledger.hub.v1.GetSessionRequest\x1a!.sessionledger.hub.v1.SessionInfo\x12e\n" +
-	"\rClusterStatus\x12*.sessionledger.hub.v1.ClusterStatusRequest\x1a(.sessionledger.hub.v1.ClusterStatusReplyB2Z0github.com/sessionledger/sessionledger/hub/hubpbb\x06proto3"
+	"\rClusterStatus\x12*.sessionledger.hub.v1.ClusterStatusRequest\x1a(.sessionledger.hub.v1.ClusterStatusReply\x12N\n" +
+	"\x05Drain\x12\".sessionledger.hub.v1.DrainRequest\x1a!.sessionledger.hub.v1.ActionReplyB2Z0github.com/sessionledger/sessionledger/hub/hubpbb\x06proto3"
 
 var (
 	file_hub_hubpb_hub_proto_rawDescOnce sync.Once
@@ -2174,7 +2253,7 @@ func file_hub_hubpb_hub_proto_rawDescGZIP() []byte {
 }
 
 var file_hub_hubpb_hub_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_hub_hubpb_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_hub_hubpb_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_hub_hubpb_hub_proto_goTypes = []any{
 	(DisconnectCode)(0),          // 0: sessionledger.hub.v1.DisconnectCode
 	(Reconnect)(0),               // 1: sessionledger.hub.v1.Reconnect
@@ -2204,6 +2283,7 @@ var file_hub_hubpb_hub_proto_goTypes = []any{
 	(*ClusterStatusRequest)(nil), // 25: sessionledger.hub.v1.ClusterStatusRequest
 	(*NodeStatus)(nil),           // 26: sessionledger.hub.v1.NodeStatus
 	(*ClusterStatusReply)(nil),   // 27: sessionledger.hub.v1.ClusterStatusReply
+	(*DrainRequest)(nil),         // 28: sessionledger.hub.v1.DrainRequest
 }
 var file_hub_hubpb_hub_proto_depIdxs = []int32{
 	6,  // 0: sessionledger.hub.v1.ClientFrame.hello:type_name -> sessionledger.hub.v1.Hello
@@ -2231,16 +2311,18 @@ var file_hub_hubpb_hub_proto_depIdxs = []int32{
 	21, // 22: sessionledger.hub.v1.Admin.ListSessions:input_type -> sessionledger.hub.v1.ListSessionsRequest
 	23, // 23: sessionledger.hub.v1.Admin.GetSession:input_type -> sessionledger.hub.v1.GetSessionRequest
 	25, // 24: sessionledger.hub.v1.Admin.ClusterStatus:input_type -> sessionledger.hub.v1.ClusterStatusRequest
-	5,  // 25: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
-	20, // 26: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
-	20, // 27: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
-	20, // 28: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
-	20, // 29: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
-	22, // 30: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
-	24, // 31: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
-	27, // 32: sessionledger.hub.v1.Admin.ClusterStatus:output_type -> sessionledger.hub.v1.ClusterStatusReply
-	25, // [25:33] is the sub-list for method output_type
-	17, // [17:25] is the sub-list for method input_type
+	28, // 25: sessionledger.hub.v1.Admin.Drain:input_type -> sessionledger.hub.v1.DrainRequest
+	5,  // 26: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
+	20, // 27: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
+	20, // 28: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
+	20, // 29: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
+	20, // 30: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
+	22, // 31: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
+	24, // 32: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
+	27, // 33: sessionledger.hub.v1.Admin.ClusterStatus:output_type -> sessionledger.hub.v1.ClusterStatusReply
+	20, // 34: sessionledger.hub.v1.Admin.Drain:output_type -> sessionledger.hub.v1.ActionReply
+	26, // [26:35] is the sub-list for method output_type
+	17, // [17:26] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -2269,7 +2351,7 @@ func file_hub_hubpb_hub_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hub_hubpb_hub_proto_rawDesc), len(file_hub_hubpb_hub_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -126,6 +126,8 @@ type Slot struct {
 	unbanned     UserUnbanned
 	disconnected SessionDisconnected
 	rejected     ConnectRejected
+	drained      NodeDrained
+	policy       LoginPolicy // a connect's or reconnect's (one body per event)
 
 	wConnected    Event_SessionConnected
 	wReconnected  Event_SessionReconnected
@@ -135,6 +137,7 @@ type Slot struct {
 	wUnbanned     Event_UserUnbanned
 	wDisconnected Event_SessionDisconnected
 	wRejected     Event_ConnectRejected
+	wDrained      Event_NodeDrained
 
 	ids  []string // backing array of a body's supersedes
 	buf  []byte   // copies of byte fields (without AliasBytes)
@@ -376,6 +379,19 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 				s.wRejected.ConnectRejected = &s.rejected
 				ev.Body = &s.wRejected
 			}
+		case evNodeDrained:
+			if s.body {
+				return false
+			}
+			s.body = true
+			s.drained = NodeDrained{}
+			if !d.walk(s, msgNodeDrained, x, keep) {
+				return false
+			}
+			if keep {
+				s.wDrained.NodeDrained = &s.drained
+				ev.Body = &s.wDrained
+			}
 
 		// SessionConnected
 		case connRemoteAddr:
@@ -384,6 +400,12 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 			s.connected.HeartbeatMs = int64(v)
 		case connSupersedes:
 			s.connected.Supersedes = append(s.connected.Supersedes, string(x))
+		case connPolicy:
+			s.policy = LoginPolicy{}
+			if !d.walk(s, msgLoginPolicy, x, keep) {
+				return false
+			}
+			s.connected.Policy = &s.policy
 
 		// SessionReconnected
 		case reconPreviousSession:
@@ -396,6 +418,18 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 			s.reconnected.HeartbeatMs = int64(v)
 		case reconSupersedes:
 			s.reconnected.Supersedes = append(s.reconnected.Supersedes, string(x))
+		case reconPolicy:
+			s.policy = LoginPolicy{}
+			if !d.walk(s, msgLoginPolicy, x, keep) {
+				return false
+			}
+			s.reconnected.Policy = &s.policy
+
+		// LoginPolicy
+		case polMaxPerUser:
+			s.policy.MaxPerUser = uint32(v)
+		case polOnePerDevice:
+			s.policy.OnePerDevice = v != 0
 
 		// NotificationSent
 		case notifTarget:
@@ -438,6 +472,12 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 			s.rejected.Count = uint32(v)
 		case rejRemoteAddr:
 			s.rejected.RemoteAddr = string(x)
+
+		// NodeDrained
+		case drainNode:
+			s.drained.Node = d.shared(x)
+		case drainWindowMs:
+			s.drained.WindowMs = int64(v)
 
 		default:
 			return false
@@ -523,6 +563,8 @@ const (
 	msgUserUnbanned
 	msgSessionDisconnected
 	msgConnectRejected
+	msgNodeDrained
+	msgLoginPolicy
 	numMsgs
 
 	noMsg = numMsgs // not a message field
@@ -549,6 +591,10 @@ func (m msg) descriptor() protoreflect.MessageDescriptor {
 		pm = (*SessionDisconnected)(nil)
 	case msgConnectRejected:
 		pm = (*ConnectRejected)(nil)
+	case msgNodeDrained:
+		pm = (*NodeDrained)(nil)
+	case msgLoginPolicy:
+		pm = (*LoginPolicy)(nil)
 	default:
 		return nil
 	}
@@ -576,16 +622,22 @@ const (
 	evUserUnbanned
 	evSessionDisconnected
 	evConnectRejected
+	evNodeDrained
 
 	connRemoteAddr
 	connHeartbeatMs
 	connSupersedes
+	connPolicy
 
 	reconPreviousSession
 	reconLastAckedSeq
 	reconRemoteAddr
 	reconHeartbeatMs
 	reconSupersedes
+	reconPolicy
+
+	polMaxPerUser
+	polOnePerDevice
 
 	notifTarget
 	notifTopic
@@ -607,6 +659,9 @@ const (
 	rejCode
 	rejCount
 	rejRemoteAddr
+
+	drainNode
+	drainWindowMs
 
 	numFields
 )
@@ -632,6 +687,7 @@ func fieldSpecs() [numFields]fieldSpec {
 		u64  = protoreflect.Uint64Kind
 		u32  = protoreflect.Uint32Kind
 		sub  = protoreflect.MessageKind
+		boo  = protoreflect.BoolKind
 	)
 	return [numFields]fieldSpec{
 		evType:                {msg: msgEvent, name: "type", kind: enum},
@@ -649,16 +705,22 @@ func fieldSpecs() [numFields]fieldSpec {
 		evUserUnbanned:        {msg: msgEvent, name: "user_unbanned", kind: sub, sub: msgUserUnbanned},
 		evSessionDisconnected: {msg: msgEvent, name: "session_disconnected", kind: sub, sub: msgSessionDisconnected},
 		evConnectRejected:     {msg: msgEvent, name: "connect_rejected", kind: sub, sub: msgConnectRejected},
+		evNodeDrained:         {msg: msgEvent, name: "node_drained", kind: sub, sub: msgNodeDrained},
 
 		connRemoteAddr:  {msg: msgSessionConnected, name: "remote_addr", kind: str},
 		connHeartbeatMs: {msg: msgSessionConnected, name: "heartbeat_ms", kind: i64},
 		connSupersedes:  {msg: msgSessionConnected, name: "supersedes", kind: str, list: true},
+		connPolicy:      {msg: msgSessionConnected, name: "policy", kind: sub, sub: msgLoginPolicy},
 
 		reconPreviousSession: {msg: msgSessionReconnected, name: "previous_session", kind: str},
 		reconLastAckedSeq:    {msg: msgSessionReconnected, name: "last_acked_seq", kind: u64},
 		reconRemoteAddr:      {msg: msgSessionReconnected, name: "remote_addr", kind: str},
 		reconHeartbeatMs:     {msg: msgSessionReconnected, name: "heartbeat_ms", kind: i64},
 		reconSupersedes:      {msg: msgSessionReconnected, name: "supersedes", kind: str, list: true},
+		reconPolicy:          {msg: msgSessionReconnected, name: "policy", kind: sub, sub: msgLoginPolicy},
+
+		polMaxPerUser:   {msg: msgLoginPolicy, name: "max_per_user", kind: u32},
+		polOnePerDevice: {msg: msgLoginPolicy, name: "one_per_device", kind: boo},
 
 		notifTarget:  {msg: msgNotificationSent, name: "target", kind: enum},
 		notifTopic:   {msg: msgNotificationSent, name: "topic", kind: str},
@@ -680,5 +742,8 @@ func fieldSpecs() [numFields]fieldSpec {
 		rejCode:       {msg: msgConnectRejected, name: "code", kind: str},
 		rejCount:      {msg: msgConnectRejected, name: "count", kind: u32},
 		rejRemoteAddr: {msg: msgConnectRejected, name: "remote_addr", kind: str},
+
+		drainNode:     {msg: msgNodeDrained, name: "node", kind: str},
+		drainWindowMs: {msg: msgNodeDrained, name: "window_ms", kind: i64},
 	}
 }

@@ -65,6 +65,12 @@ func decodeSeeds(t testing.TB) [][]byte {
 		{Type: -7, Body: &Event_SessionDisconnected{SessionDisconnected: &SessionDisconnected{
 			Cause: -1, CauseEventId: bytes.Repeat([]byte{7}, 40), ReconnectAfterMs: -5}}},
 		{Type: EventType_EVENT_TYPE_SESSION_CONNECTED, Body: &Event_SessionConnected{SessionConnected: &SessionConnected{}}},
+		// Policies decided in the log: set, and present but empty; a drain.
+		{Type: EventType_EVENT_TYPE_SESSION_CONNECTED, Body: &Event_SessionConnected{SessionConnected: &SessionConnected{
+			RemoteAddr: "r", Policy: &LoginPolicy{MaxPerUser: 3, OnePerDevice: true}}}},
+		{Type: EventType_EVENT_TYPE_SESSION_RECONNECTED, Body: &Event_SessionReconnected{SessionReconnected: &SessionReconnected{
+			PreviousSession: "p", Policy: &LoginPolicy{}}}},
+		{Type: EventType_EVENT_TYPE_NODE_DRAINED, Body: &Event_NodeDrained{NodeDrained: &NodeDrained{Node: "node-b", WindowMs: 5000}}},
 	}
 	var out [][]byte
 	for i, ev := range evs {

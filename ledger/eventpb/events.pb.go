@@ -41,20 +41,22 @@ const (
 	EventType_EVENT_TYPE_USER_UNBANNED        EventType = 6
 	EventType_EVENT_TYPE_SESSION_DISCONNECTED EventType = 7
 	EventType_EVENT_TYPE_CONNECT_REJECTED     EventType = 8
+	EventType_EVENT_TYPE_NODE_DRAINED         EventType = 13
 )
 
 // Enum value maps for EventType.
 var (
 	EventType_name = map[int32]string{
-		0: "EVENT_TYPE_UNSPECIFIED",
-		1: "EVENT_TYPE_SESSION_CONNECTED",
-		2: "EVENT_TYPE_SESSION_RECONNECTED",
-		3: "EVENT_TYPE_NOTIFICATION_SENT",
-		4: "EVENT_TYPE_KICK_REQUESTED",
-		5: "EVENT_TYPE_USER_BANNED",
-		6: "EVENT_TYPE_USER_UNBANNED",
-		7: "EVENT_TYPE_SESSION_DISCONNECTED",
-		8: "EVENT_TYPE_CONNECT_REJECTED",
+		0:  "EVENT_TYPE_UNSPECIFIED",
+		1:  "EVENT_TYPE_SESSION_CONNECTED",
+		2:  "EVENT_TYPE_SESSION_RECONNECTED",
+		3:  "EVENT_TYPE_NOTIFICATION_SENT",
+		4:  "EVENT_TYPE_KICK_REQUESTED",
+		5:  "EVENT_TYPE_USER_BANNED",
+		6:  "EVENT_TYPE_USER_UNBANNED",
+		7:  "EVENT_TYPE_SESSION_DISCONNECTED",
+		8:  "EVENT_TYPE_CONNECT_REJECTED",
+		13: "EVENT_TYPE_NODE_DRAINED",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":          0,
@@ -66,6 +68,7 @@ var (
 		"EVENT_TYPE_USER_UNBANNED":        6,
 		"EVENT_TYPE_SESSION_DISCONNECTED": 7,
 		"EVENT_TYPE_CONNECT_REJECTED":     8,
+		"EVENT_TYPE_NODE_DRAINED":         13,
 	}
 )
 
@@ -326,20 +329,23 @@ const (
 	DisconnectCause_DISCONNECT_CAUSE_LOST DisconnectCause = 7
 	// Ended because it did not read its notifications fast enough.
 	DisconnectCause_DISCONNECT_CAUSE_SLOW_CONSUMER DisconnectCause = 8
+	// Its node was drained (node_drained): told to reconnect elsewhere.
+	DisconnectCause_DISCONNECT_CAUSE_DRAINED DisconnectCause = 11
 )
 
 // Enum value maps for DisconnectCause.
 var (
 	DisconnectCause_name = map[int32]string{
-		0: "DISCONNECT_CAUSE_UNSPECIFIED",
-		1: "DISCONNECT_CAUSE_CLIENT_CLOSED",
-		2: "DISCONNECT_CAUSE_KICKED",
-		3: "DISCONNECT_CAUSE_BANNED",
-		4: "DISCONNECT_CAUSE_SUPERSEDED",
-		5: "DISCONNECT_CAUSE_IDLE_TIMEOUT",
-		6: "DISCONNECT_CAUSE_SERVER_SHUTDOWN",
-		7: "DISCONNECT_CAUSE_LOST",
-		8: "DISCONNECT_CAUSE_SLOW_CONSUMER",
+		0:  "DISCONNECT_CAUSE_UNSPECIFIED",
+		1:  "DISCONNECT_CAUSE_CLIENT_CLOSED",
+		2:  "DISCONNECT_CAUSE_KICKED",
+		3:  "DISCONNECT_CAUSE_BANNED",
+		4:  "DISCONNECT_CAUSE_SUPERSEDED",
+		5:  "DISCONNECT_CAUSE_IDLE_TIMEOUT",
+		6:  "DISCONNECT_CAUSE_SERVER_SHUTDOWN",
+		7:  "DISCONNECT_CAUSE_LOST",
+		8:  "DISCONNECT_CAUSE_SLOW_CONSUMER",
+		11: "DISCONNECT_CAUSE_DRAINED",
 	}
 	DisconnectCause_value = map[string]int32{
 		"DISCONNECT_CAUSE_UNSPECIFIED":     0,
@@ -351,6 +357,7 @@ var (
 		"DISCONNECT_CAUSE_SERVER_SHUTDOWN": 6,
 		"DISCONNECT_CAUSE_LOST":            7,
 		"DISCONNECT_CAUSE_SLOW_CONSUMER":   8,
+		"DISCONNECT_CAUSE_DRAINED":         11,
 	}
 )
 
@@ -553,6 +560,7 @@ type Event struct {
 	//	*Event_UserUnbanned
 	//	*Event_SessionDisconnected
 	//	*Event_ConnectRejected
+	//	*Event_NodeDrained
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -716,6 +724,15 @@ func (x *Event) GetConnectRejected() *ConnectRejected {
 	return nil
 }
 
+func (x *Event) GetNodeDrained() *NodeDrained {
+	if x != nil {
+		if x, ok := x.Body.(*Event_NodeDrained); ok {
+			return x.NodeDrained
+		}
+	}
+	return nil
+}
+
 type isEvent_Body interface {
 	isEvent_Body()
 }
@@ -752,6 +769,10 @@ type Event_ConnectRejected struct {
 	ConnectRejected *ConnectRejected `protobuf:"bytes,27,opt,name=connect_rejected,json=connectRejected,proto3,oneof"`
 }
 
+type Event_NodeDrained struct {
+	NodeDrained *NodeDrained `protobuf:"bytes,32,opt,name=node_drained,json=nodeDrained,proto3,oneof"`
+}
+
 func (*Event_SessionConnected) isEvent_Body() {}
 
 func (*Event_SessionReconnected) isEvent_Body() {}
@@ -768,6 +789,8 @@ func (*Event_SessionDisconnected) isEvent_Body() {}
 
 func (*Event_ConnectRejected) isEvent_Body() {}
 
+func (*Event_NodeDrained) isEvent_Body() {}
+
 // SessionConnected: a client stream was accepted as a new session.
 type SessionConnected struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -776,9 +799,14 @@ type SessionConnected struct {
 	// Heartbeat interval the session was told, in milliseconds.
 	HeartbeatMs int64 `protobuf:"varint,2,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
 	// Live sessions this connect supersedes under the single-device policy
-	// (oldest first). The hub decides at connect time and records it here, so
-	// a replay never depends on the policy configured when it runs.
-	Supersedes    []string `protobuf:"bytes,3,rep,name=supersedes,proto3" json:"supersedes,omitempty"`
+	// (oldest first), as the connecting node saw them. Written by hubs
+	// before the policy was decided in the log; a connect with a policy
+	// leaves it empty.
+	Supersedes []string `protobuf:"bytes,3,rep,name=supersedes,proto3" json:"supersedes,omitempty"`
+	// The login policy of the connecting node. The reducer decides, when it
+	// applies this event, which live sessions it supersedes: in log order,
+	// the same on every node and in every replay.
+	Policy        *LoginPolicy `protobuf:"bytes,6,opt,name=policy,proto3" json:"policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -834,6 +862,69 @@ func (x *SessionConnected) GetSupersedes() []string {
 	return nil
 }
 
+func (x *SessionConnected) GetPolicy() *LoginPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// LoginPolicy is the single-device login policy a connect asks for.
+type LoginPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many live sessions per user; a new one supersedes the
+	// oldest (0: no limit).
+	MaxPerUser uint32 `protobuf:"varint,1,opt,name=max_per_user,json=maxPerUser,proto3" json:"max_per_user,omitempty"`
+	// One live session per (user, device): a new one supersedes the other.
+	OnePerDevice  bool `protobuf:"varint,2,opt,name=one_per_device,json=onePerDevice,proto3" json:"one_per_device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginPolicy) Reset() {
+	*x = LoginPolicy{}
+	mi := &file_ledger_eventpb_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginPolicy) ProtoMessage() {}
+
+func (x *LoginPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_eventpb_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginPolicy.ProtoReflect.Descriptor instead.
+func (*LoginPolicy) Descriptor() ([]byte, []int) {
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *LoginPolicy) GetMaxPerUser() uint32 {
+	if x != nil {
+		return x.MaxPerUser
+	}
+	return 0
+}
+
+func (x *LoginPolicy) GetOnePerDevice() bool {
+	if x != nil {
+		return x.OnePerDevice
+	}
+	return false
+}
+
 // SessionReconnected: a client resumed, as this new session, a session that
 // had ended. Emitted instead of session_connected.
 type SessionReconnected struct {
@@ -844,14 +935,18 @@ type SessionReconnected struct {
 	RemoteAddr   string `protobuf:"bytes,3,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
 	HeartbeatMs  int64  `protobuf:"varint,4,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
 	// As SessionConnected.supersedes.
-	Supersedes    []string `protobuf:"bytes,5,rep,name=supersedes,proto3" json:"supersedes,omitempty"`
+	Supersedes []string `protobuf:"bytes,5,rep,name=supersedes,proto3" json:"supersedes,omitempty"`
+	// As SessionConnected.policy. With it the reducer also supersedes the
+	// previous session if it is still live, and any other live resume of it:
+	// one resume secret never yields two live sessions.
+	Policy        *LoginPolicy `protobuf:"bytes,8,opt,name=policy,proto3" json:"policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionReconnected) Reset() {
 	*x = SessionReconnected{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[3]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +958,7 @@ func (x *SessionReconnected) String() string {
 func (*SessionReconnected) ProtoMessage() {}
 
 func (x *SessionReconnected) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[3]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +971,7 @@ func (x *SessionReconnected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionReconnected.ProtoReflect.Descriptor instead.
 func (*SessionReconnected) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{3}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SessionReconnected) GetPreviousSession() string {
@@ -914,6 +1009,13 @@ func (x *SessionReconnected) GetSupersedes() []string {
 	return nil
 }
 
+func (x *SessionReconnected) GetPolicy() *LoginPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
 // NotificationSent: a notification was addressed to a session, a user or
 // everyone. Its record seq is the notification seq clients acknowledge.
 type NotificationSent struct {
@@ -927,7 +1029,7 @@ type NotificationSent struct {
 
 func (x *NotificationSent) Reset() {
 	*x = NotificationSent{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[4]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1041,7 @@ func (x *NotificationSent) String() string {
 func (*NotificationSent) ProtoMessage() {}
 
 func (x *NotificationSent) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[4]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1054,7 @@ func (x *NotificationSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationSent.ProtoReflect.Descriptor instead.
 func (*NotificationSent) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{4}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *NotificationSent) GetTarget() NotificationTarget {
@@ -991,7 +1093,7 @@ type KickRequested struct {
 
 func (x *KickRequested) Reset() {
 	*x = KickRequested{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[5]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1105,7 @@ func (x *KickRequested) String() string {
 func (*KickRequested) ProtoMessage() {}
 
 func (x *KickRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[5]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1118,7 @@ func (x *KickRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickRequested.ProtoReflect.Descriptor instead.
 func (*KickRequested) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{5}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *KickRequested) GetTarget() KickTarget {
@@ -1058,7 +1160,7 @@ type UserBanned struct {
 
 func (x *UserBanned) Reset() {
 	*x = UserBanned{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[6]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1172,7 @@ func (x *UserBanned) String() string {
 func (*UserBanned) ProtoMessage() {}
 
 func (x *UserBanned) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[6]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1185,7 @@ func (x *UserBanned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserBanned.ProtoReflect.Descriptor instead.
 func (*UserBanned) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{6}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UserBanned) GetUntilUnixNano() int64 {
@@ -1102,7 +1204,7 @@ type UserUnbanned struct {
 
 func (x *UserUnbanned) Reset() {
 	*x = UserUnbanned{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[7]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1216,7 @@ func (x *UserUnbanned) String() string {
 func (*UserUnbanned) ProtoMessage() {}
 
 func (x *UserUnbanned) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[7]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1229,7 @@ func (x *UserUnbanned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserUnbanned.ProtoReflect.Descriptor instead.
 func (*UserUnbanned) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{7}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{8}
 }
 
 // SessionDisconnected: the terminal event of a session (Event.session).
@@ -1147,7 +1249,7 @@ type SessionDisconnected struct {
 
 func (x *SessionDisconnected) Reset() {
 	*x = SessionDisconnected{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[8]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1261,7 @@ func (x *SessionDisconnected) String() string {
 func (*SessionDisconnected) ProtoMessage() {}
 
 func (x *SessionDisconnected) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[8]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1274,7 @@ func (x *SessionDisconnected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionDisconnected.ProtoReflect.Descriptor instead.
 func (*SessionDisconnected) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{8}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SessionDisconnected) GetCause() DisconnectCause {
@@ -1224,7 +1326,7 @@ type ConnectRejected struct {
 
 func (x *ConnectRejected) Reset() {
 	*x = ConnectRejected{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[9]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1236,7 +1338,7 @@ func (x *ConnectRejected) String() string {
 func (*ConnectRejected) ProtoMessage() {}
 
 func (x *ConnectRejected) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[9]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1249,7 +1351,7 @@ func (x *ConnectRejected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectRejected.ProtoReflect.Descriptor instead.
 func (*ConnectRejected) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{9}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ConnectRejected) GetCode() string {
@@ -1273,6 +1375,64 @@ func (x *ConnectRejected) GetRemoteAddr() string {
 	return ""
 }
 
+// NodeDrained: an operator asked node to move its sessions to the other
+// nodes (to upgrade it without dropping users). Every session the log
+// shows live on node when this event applies ends with cause drained,
+// told to reconnect after a delay spread over window_ms (derived from the
+// session id, so every replay gives the same); node refuses new connects
+// until it restarts. Event.actor is the operator, Event.reason theirs.
+type NodeDrained struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	WindowMs      int64                  `protobuf:"varint,2,opt,name=window_ms,json=windowMs,proto3" json:"window_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeDrained) Reset() {
+	*x = NodeDrained{}
+	mi := &file_ledger_eventpb_events_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeDrained) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeDrained) ProtoMessage() {}
+
+func (x *NodeDrained) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_eventpb_events_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeDrained.ProtoReflect.Descriptor instead.
+func (*NodeDrained) Descriptor() ([]byte, []int) {
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *NodeDrained) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeDrained) GetWindowMs() int64 {
+	if x != nil {
+		return x.WindowMs
+	}
+	return 0
+}
+
 var File_ledger_eventpb_events_proto protoreflect.FileDescriptor
 
 const file_ledger_eventpb_events_proto_rawDesc = "" +
@@ -1290,7 +1450,7 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x06\n" +
-	"\x04body\"\x84\a\n" +
+	"\x04body\"\xcf\a\n" +
 	"\x05Event\x126\n" +
 	"\x04type\x18\x01 \x01(\x0e2\".sessionledger.ledger.v1.EventTypeR\x04type\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
@@ -1307,15 +1467,21 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"userBanned\x12L\n" +
 	"\ruser_unbanned\x18\x19 \x01(\v2%.sessionledger.ledger.v1.UserUnbannedH\x00R\fuserUnbanned\x12a\n" +
 	"\x14session_disconnected\x18\x1a \x01(\v2,.sessionledger.ledger.v1.SessionDisconnectedH\x00R\x13sessionDisconnected\x12U\n" +
-	"\x10connect_rejected\x18\x1b \x01(\v2(.sessionledger.ledger.v1.ConnectRejectedH\x00R\x0fconnectRejectedB\x06\n" +
-	"\x04body\"v\n" +
+	"\x10connect_rejected\x18\x1b \x01(\v2(.sessionledger.ledger.v1.ConnectRejectedH\x00R\x0fconnectRejected\x12I\n" +
+	"\fnode_drained\x18  \x01(\v2$.sessionledger.ledger.v1.NodeDrainedH\x00R\vnodeDrainedB\x06\n" +
+	"\x04body\"\xb4\x01\n" +
 	"\x10SessionConnected\x12\x1f\n" +
 	"\vremote_addr\x18\x01 \x01(\tR\n" +
 	"remoteAddr\x12!\n" +
 	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\x12\x1e\n" +
 	"\n" +
 	"supersedes\x18\x03 \x03(\tR\n" +
-	"supersedes\"\xc9\x01\n" +
+	"supersedes\x12<\n" +
+	"\x06policy\x18\x06 \x01(\v2$.sessionledger.ledger.v1.LoginPolicyR\x06policy\"U\n" +
+	"\vLoginPolicy\x12 \n" +
+	"\fmax_per_user\x18\x01 \x01(\rR\n" +
+	"maxPerUser\x12$\n" +
+	"\x0eone_per_device\x18\x02 \x01(\bR\fonePerDevice\"\x87\x02\n" +
 	"\x12SessionReconnected\x12)\n" +
 	"\x10previous_session\x18\x01 \x01(\tR\x0fpreviousSession\x12$\n" +
 	"\x0elast_acked_seq\x18\x02 \x01(\x04R\flastAckedSeq\x12\x1f\n" +
@@ -1324,7 +1490,8 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\fheartbeat_ms\x18\x04 \x01(\x03R\vheartbeatMs\x12\x1e\n" +
 	"\n" +
 	"supersedes\x18\x05 \x03(\tR\n" +
-	"supersedes\"\x87\x01\n" +
+	"supersedes\x12<\n" +
+	"\x06policy\x18\b \x01(\v2$.sessionledger.ledger.v1.LoginPolicyR\x06policy\"\x87\x01\n" +
 	"\x10NotificationSent\x12C\n" +
 	"\x06target\x18\x01 \x01(\x0e2+.sessionledger.ledger.v1.NotificationTargetR\x06target\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x18\n" +
@@ -1348,7 +1515,10 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12\x1f\n" +
 	"\vremote_addr\x18\x03 \x01(\tR\n" +
-	"remoteAddr*\xae\x02\n" +
+	"remoteAddr\">\n" +
+	"\vNodeDrained\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1b\n" +
+	"\twindow_ms\x18\x02 \x01(\x03R\bwindowMs*\xcb\x02\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cEVENT_TYPE_SESSION_CONNECTED\x10\x01\x12\"\n" +
@@ -1358,7 +1528,8 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\x16EVENT_TYPE_USER_BANNED\x10\x05\x12\x1c\n" +
 	"\x18EVENT_TYPE_USER_UNBANNED\x10\x06\x12#\n" +
 	"\x1fEVENT_TYPE_SESSION_DISCONNECTED\x10\a\x12\x1f\n" +
-	"\x1bEVENT_TYPE_CONNECT_REJECTED\x10\b*\x95\x01\n" +
+	"\x1bEVENT_TYPE_CONNECT_REJECTED\x10\b\x12\x1b\n" +
+	"\x17EVENT_TYPE_NODE_DRAINED\x10\r*\x95\x01\n" +
 	"\x12NotificationTarget\x12#\n" +
 	"\x1fNOTIFICATION_TARGET_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bNOTIFICATION_TARGET_SESSION\x10\x01\x12\x1c\n" +
@@ -1378,7 +1549,7 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\x15RECONNECT_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11RECONNECT_ALLOWED\x10\x01\x12\x19\n" +
 	"\x15RECONNECT_NOT_ALLOWED\x10\x02\x12\x13\n" +
-	"\x0fRECONNECT_AFTER\x10\x03*\xba\x02\n" +
+	"\x0fRECONNECT_AFTER\x10\x03*\xd8\x02\n" +
 	"\x0fDisconnectCause\x12 \n" +
 	"\x1cDISCONNECT_CAUSE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eDISCONNECT_CAUSE_CLIENT_CLOSED\x10\x01\x12\x1b\n" +
@@ -1388,7 +1559,8 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\x1dDISCONNECT_CAUSE_IDLE_TIMEOUT\x10\x05\x12$\n" +
 	" DISCONNECT_CAUSE_SERVER_SHUTDOWN\x10\x06\x12\x19\n" +
 	"\x15DISCONNECT_CAUSE_LOST\x10\a\x12\"\n" +
-	"\x1eDISCONNECT_CAUSE_SLOW_CONSUMER\x10\bB7Z5github.com/sessionledger/sessionledger/ledger/eventpbb\x06proto3"
+	"\x1eDISCONNECT_CAUSE_SLOW_CONSUMER\x10\b\x12\x1c\n" +
+	"\x18DISCONNECT_CAUSE_DRAINED\x10\vB7Z5github.com/sessionledger/sessionledger/ledger/eventpbb\x06proto3"
 
 var (
 	file_ledger_eventpb_events_proto_rawDescOnce sync.Once
@@ -1403,7 +1575,7 @@ func file_ledger_eventpb_events_proto_rawDescGZIP() []byte {
 }
 
 var file_ledger_eventpb_events_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_ledger_eventpb_events_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_ledger_eventpb_events_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_ledger_eventpb_events_proto_goTypes = []any{
 	(EventType)(0),              // 0: sessionledger.ledger.v1.EventType
 	(NotificationTarget)(0),     // 1: sessionledger.ledger.v1.NotificationTarget
@@ -1414,38 +1586,43 @@ var file_ledger_eventpb_events_proto_goTypes = []any{
 	(*Record)(nil),              // 6: sessionledger.ledger.v1.Record
 	(*Event)(nil),               // 7: sessionledger.ledger.v1.Event
 	(*SessionConnected)(nil),    // 8: sessionledger.ledger.v1.SessionConnected
-	(*SessionReconnected)(nil),  // 9: sessionledger.ledger.v1.SessionReconnected
-	(*NotificationSent)(nil),    // 10: sessionledger.ledger.v1.NotificationSent
-	(*KickRequested)(nil),       // 11: sessionledger.ledger.v1.KickRequested
-	(*UserBanned)(nil),          // 12: sessionledger.ledger.v1.UserBanned
-	(*UserUnbanned)(nil),        // 13: sessionledger.ledger.v1.UserUnbanned
-	(*SessionDisconnected)(nil), // 14: sessionledger.ledger.v1.SessionDisconnected
-	(*ConnectRejected)(nil),     // 15: sessionledger.ledger.v1.ConnectRejected
-	nil,                         // 16: sessionledger.ledger.v1.Record.MetadataEntry
+	(*LoginPolicy)(nil),         // 9: sessionledger.ledger.v1.LoginPolicy
+	(*SessionReconnected)(nil),  // 10: sessionledger.ledger.v1.SessionReconnected
+	(*NotificationSent)(nil),    // 11: sessionledger.ledger.v1.NotificationSent
+	(*KickRequested)(nil),       // 12: sessionledger.ledger.v1.KickRequested
+	(*UserBanned)(nil),          // 13: sessionledger.ledger.v1.UserBanned
+	(*UserUnbanned)(nil),        // 14: sessionledger.ledger.v1.UserUnbanned
+	(*SessionDisconnected)(nil), // 15: sessionledger.ledger.v1.SessionDisconnected
+	(*ConnectRejected)(nil),     // 16: sessionledger.ledger.v1.ConnectRejected
+	(*NodeDrained)(nil),         // 17: sessionledger.ledger.v1.NodeDrained
+	nil,                         // 18: sessionledger.ledger.v1.Record.MetadataEntry
 }
 var file_ledger_eventpb_events_proto_depIdxs = []int32{
-	16, // 0: sessionledger.ledger.v1.Record.metadata:type_name -> sessionledger.ledger.v1.Record.MetadataEntry
+	18, // 0: sessionledger.ledger.v1.Record.metadata:type_name -> sessionledger.ledger.v1.Record.MetadataEntry
 	7,  // 1: sessionledger.ledger.v1.Record.event:type_name -> sessionledger.ledger.v1.Event
 	0,  // 2: sessionledger.ledger.v1.Event.type:type_name -> sessionledger.ledger.v1.EventType
 	8,  // 3: sessionledger.ledger.v1.Event.session_connected:type_name -> sessionledger.ledger.v1.SessionConnected
-	9,  // 4: sessionledger.ledger.v1.Event.session_reconnected:type_name -> sessionledger.ledger.v1.SessionReconnected
-	10, // 5: sessionledger.ledger.v1.Event.notification_sent:type_name -> sessionledger.ledger.v1.NotificationSent
-	11, // 6: sessionledger.ledger.v1.Event.kick_requested:type_name -> sessionledger.ledger.v1.KickRequested
-	12, // 7: sessionledger.ledger.v1.Event.user_banned:type_name -> sessionledger.ledger.v1.UserBanned
-	13, // 8: sessionledger.ledger.v1.Event.user_unbanned:type_name -> sessionledger.ledger.v1.UserUnbanned
-	14, // 9: sessionledger.ledger.v1.Event.session_disconnected:type_name -> sessionledger.ledger.v1.SessionDisconnected
-	15, // 10: sessionledger.ledger.v1.Event.connect_rejected:type_name -> sessionledger.ledger.v1.ConnectRejected
-	1,  // 11: sessionledger.ledger.v1.NotificationSent.target:type_name -> sessionledger.ledger.v1.NotificationTarget
-	2,  // 12: sessionledger.ledger.v1.KickRequested.target:type_name -> sessionledger.ledger.v1.KickTarget
-	3,  // 13: sessionledger.ledger.v1.KickRequested.mode:type_name -> sessionledger.ledger.v1.KickMode
-	4,  // 14: sessionledger.ledger.v1.KickRequested.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
-	5,  // 15: sessionledger.ledger.v1.SessionDisconnected.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
-	4,  // 16: sessionledger.ledger.v1.SessionDisconnected.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	10, // 4: sessionledger.ledger.v1.Event.session_reconnected:type_name -> sessionledger.ledger.v1.SessionReconnected
+	11, // 5: sessionledger.ledger.v1.Event.notification_sent:type_name -> sessionledger.ledger.v1.NotificationSent
+	12, // 6: sessionledger.ledger.v1.Event.kick_requested:type_name -> sessionledger.ledger.v1.KickRequested
+	13, // 7: sessionledger.ledger.v1.Event.user_banned:type_name -> sessionledger.ledger.v1.UserBanned
+	14, // 8: sessionledger.ledger.v1.Event.user_unbanned:type_name -> sessionledger.ledger.v1.UserUnbanned
+	15, // 9: sessionledger.ledger.v1.Event.session_disconnected:type_name -> sessionledger.ledger.v1.SessionDisconnected
+	16, // 10: sessionledger.ledger.v1.Event.connect_rejected:type_name -> sessionledger.ledger.v1.ConnectRejected
+	17, // 11: sessionledger.ledger.v1.Event.node_drained:type_name -> sessionledger.ledger.v1.NodeDrained
+	9,  // 12: sessionledger.ledger.v1.SessionConnected.policy:type_name -> sessionledger.ledger.v1.LoginPolicy
+	9,  // 13: sessionledger.ledger.v1.SessionReconnected.policy:type_name -> sessionledger.ledger.v1.LoginPolicy
+	1,  // 14: sessionledger.ledger.v1.NotificationSent.target:type_name -> sessionledger.ledger.v1.NotificationTarget
+	2,  // 15: sessionledger.ledger.v1.KickRequested.target:type_name -> sessionledger.ledger.v1.KickTarget
+	3,  // 16: sessionledger.ledger.v1.KickRequested.mode:type_name -> sessionledger.ledger.v1.KickMode
+	4,  // 17: sessionledger.ledger.v1.KickRequested.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
+	5,  // 18: sessionledger.ledger.v1.SessionDisconnected.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
+	4,  // 19: sessionledger.ledger.v1.SessionDisconnected.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_ledger_eventpb_events_proto_init() }
@@ -1466,6 +1643,7 @@ func file_ledger_eventpb_events_proto_init() {
 		(*Event_UserUnbanned)(nil),
 		(*Event_SessionDisconnected)(nil),
 		(*Event_ConnectRejected)(nil),
+		(*Event_NodeDrained)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1473,7 +1651,7 @@ func file_ledger_eventpb_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_eventpb_events_proto_rawDesc), len(file_ledger_eventpb_events_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
