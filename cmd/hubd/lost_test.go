@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -116,6 +117,22 @@ func TestDeadNodeSessionsEndAsLost(t *testing.T) {
 	}
 	for _, cl := range clients {
 		cl.Close()
+	}
+	// The survivors' /metrics count the ends they published (JetStream
+	// dropped any duplicate) and serve their lag.
+	published := 0
+	for _, nd := range []*clusterNode{a, b} {
+		if metricValue(t, nd.p, "sessionledger_cluster_lag") == "" {
+			t.Errorf("%s: /metrics does not serve sessionledger_cluster_lag", nd.name)
+		}
+		v, err := strconv.ParseFloat(metricValue(t, nd.p, "sessionledger_cluster_lost_recorded_total"), 64)
+		if err != nil {
+			t.Fatalf("%s: sessionledger_cluster_lost_recorded_total: %v", nd.name, err)
+		}
+		published += int(v)
+	}
+	if published < n {
+		t.Errorf("the survivors count %d lost ends published; want at least %d", published, n)
 	}
 	for _, nd := range []*clusterNode{a, b} {
 		if code := nd.p.signal(syscall.SIGTERM); code != 0 {
