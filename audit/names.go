@@ -175,6 +175,7 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 		num("heartbeat_ms", c.GetHeartbeatMs())
 		list("supersedes", c.GetSupersedes())
 		token(c.GetToken())
+		str("policy", PolicyText(c.GetPolicy()))
 	case *eventpb.Event_SessionReconnected:
 		c := b.SessionReconnected
 		str("previous_session", c.GetPreviousSession())
@@ -185,6 +186,7 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 		num("heartbeat_ms", c.GetHeartbeatMs())
 		list("supersedes", c.GetSupersedes())
 		token(c.GetToken())
+		str("policy", PolicyText(c.GetPolicy()))
 	case *eventpb.Event_NotificationSent:
 		n := b.NotificationSent
 		if n.GetTarget() != 0 {
@@ -222,6 +224,9 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 			str("reconnect", enumText(eventpb.Reconnect_name, int32(d.GetReconnect()), "RECONNECT_"))
 		}
 		num("reconnect_after_ms", d.GetReconnectAfterMs())
+	case *eventpb.Event_NodeDrained:
+		str("node", b.NodeDrained.GetNode())
+		num("window_ms", b.NodeDrained.GetWindowMs())
 	case *eventpb.Event_ConnectRejected:
 		c := b.ConnectRejected
 		str("code", c.GetCode())
@@ -249,6 +254,27 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 		str("token_user", r.GetTokenUser())
 		str("token_device", r.GetTokenDevice())
 	}
+}
+
+// PolicyText shows a connect's login policy: "one_per_device",
+// "max_per_user=2", both joined by a comma, "none" for a policy that
+// limits nothing, and "" for no policy (a connect that recorded its
+// supersedes itself).
+func PolicyText(p *eventpb.LoginPolicy) string {
+	if p == nil {
+		return ""
+	}
+	var parts []string
+	if p.GetOnePerDevice() {
+		parts = append(parts, "one_per_device")
+	}
+	if n := p.GetMaxPerUser(); n > 0 {
+		parts = append(parts, "max_per_user="+strconv.FormatUint(uint64(n), 10))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ",")
 }
 
 // orUTC is loc, or UTC for nil.

@@ -222,6 +222,7 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		if len(c.GetSupersedes()) > 0 {
 			fmt.Fprintf(&b, ", superseding %s", fields(c.GetSupersedes()))
 		}
+		b.WriteString(policyNote(c.GetPolicy()))
 	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		c := ev.GetSessionReconnected()
 		fmt.Fprintf(&b, "session %s reconnected, resuming session %s (last acked seq %d): %s%s%s%s%s",
@@ -229,6 +230,7 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		if len(c.GetSupersedes()) > 0 {
 			fmt.Fprintf(&b, ", superseding %s", fields(c.GetSupersedes()))
 		}
+		b.WriteString(policyNote(c.GetPolicy()))
 	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT:
 		n := ev.GetNotificationSent()
 		target := "everyone"
@@ -315,9 +317,15 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_SLOW_CONSUMER:
 			b.WriteString("slow consumer (its notifications piled up)")
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST:
-			b.WriteString("lost (found live after a restart of node " + termtext.Field(ev.GetNode()) + ")")
+			if detector, ok := strings.CutPrefix(actor, "node:"); ok && detector != ev.GetNode() {
+				b.WriteString("lost (node " + termtext.Field(ev.GetNode()) + " stopped; recorded by node " + termtext.Field(detector) + ")")
+			} else {
+				b.WriteString("lost (found live after a restart of node " + termtext.Field(ev.GetNode()) + ")")
+			}
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_TOKEN_EXPIRED:
 			b.WriteString("token expired (no fresh token sent)")
+		case eventpb.DisconnectCause_DISCONNECT_CAUSE_DRAINED:
+			b.WriteString("drained (its node moved its sessions to other nodes)")
 		default:
 			b.WriteString(CauseName(d.GetCause()))
 		}
@@ -327,6 +335,10 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		if rc := ReconnectText(d.GetReconnect(), d.GetReconnectAfterMs()); rc != "" {
 			fmt.Fprintf(&b, "; reconnect %s", rc)
 		}
+	case eventpb.EventType_EVENT_TYPE_NODE_DRAINED:
+		d := ev.GetNodeDrained()
+		fmt.Fprintf(&b, "node %s drained%s%s (its sessions told to reconnect elsewhere within %s)", termtext.Field(d.GetNode()), by(actor), reason,
+			(time.Duration(d.GetWindowMs()) * time.Millisecond).String())
 	case eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED:
 		c := ev.GetConnectRejected()
 		fmt.Fprintf(&b, "connect of %s%s%s rejected", user, on(ev.GetDevice()), from(c.GetRemoteAddr()))
@@ -414,6 +426,16 @@ func (t *teller) causeRef(ctx context.Context, raw []byte) string {
 		what = "revocation"
 	}
 	return fmt.Sprintf("; by the %s at seq %d%s", what, c.Seq, by(c.Event.GetActor()))
+}
+
+// policyNote names the login policy a connect asked the log to apply.
+func policyNote(p *eventpb.LoginPolicy) string {
+	switch t := PolicyText(p); t {
+	case "", "none":
+		return ""
+	default:
+		return " (login policy " + strings.ReplaceAll(t, ",", ", ") + ")"
+	}
 }
 
 func on(device string) string {

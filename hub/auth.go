@@ -50,7 +50,7 @@ func methodRole(fullMethod string) hubapi.Role {
 		"/sessionledger.hub.v1.Admin/ClusterStatus":
 		return hubapi.RoleAuditor
 	case "/sessionledger.hub.v1.Admin/Kick", "/sessionledger.hub.v1.Admin/Ban", "/sessionledger.hub.v1.Admin/Unban",
-		"/sessionledger.hub.v1.Admin/Notify", "/sessionledger.hub.v1.Admin/Revoke":
+		"/sessionledger.hub.v1.Admin/Notify", "/sessionledger.hub.v1.Admin/Revoke", "/sessionledger.hub.v1.Admin/Drain":
 		return hubapi.RoleOperator
 	}
 	if strings.HasPrefix(fullMethod, "/sessionledger.audit.v1.Audit/") {
@@ -64,7 +64,7 @@ func adminWrite(fullMethod string) bool {
 	switch fullMethod {
 	case "/sessionledger.hub.v1.Admin/Kick", "/sessionledger.hub.v1.Admin/Ban",
 		"/sessionledger.hub.v1.Admin/Unban", "/sessionledger.hub.v1.Admin/Notify",
-		"/sessionledger.hub.v1.Admin/Revoke":
+		"/sessionledger.hub.v1.Admin/Revoke", "/sessionledger.hub.v1.Admin/Drain":
 		return true
 	}
 	return false

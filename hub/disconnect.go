@@ -27,6 +27,7 @@ const (
 	CauseSlowConsumer   = Cause(eventpb.DisconnectCause_DISCONNECT_CAUSE_SLOW_CONSUMER)
 	CauseRevoked        = Cause(eventpb.DisconnectCause_DISCONNECT_CAUSE_REVOKED)
 	CauseTokenExpired   = Cause(eventpb.DisconnectCause_DISCONNECT_CAUSE_TOKEN_EXPIRED)
+	CauseDrained        = Cause(eventpb.DisconnectCause_DISCONNECT_CAUSE_DRAINED)
 )
 
 // String is the cause's snake_case name ("kicked", "client_closed"), as
@@ -79,6 +80,8 @@ var causeCodes = map[Cause]hubpb.DisconnectCode{
 	CauseSlowConsumer:   hubpb.DisconnectCode_DISCONNECT_CODE_SLOW_CONSUMER,
 	CauseRevoked:        hubpb.DisconnectCode_DISCONNECT_CODE_REVOKED,
 	CauseTokenExpired:   hubpb.DisconnectCode_DISCONNECT_CODE_TOKEN_EXPIRED,
+	CauseDrained:        hubpb.DisconnectCode_DISCONNECT_CODE_DRAINED,
+	CauseLost:           hubpb.DisconnectCode_DISCONNECT_CODE_LOST,
 }
 
 // Wire is the Disconnect as a frame: the one place the domain value

@@ -81,6 +81,9 @@ const (
 	// still holds this user and device, or this token (PermissionDenied);
 	// the refusal names the kick's event and reason.
 	RejectKicked = "kicked"
+	// RejectDraining: the node is drained and takes no new sessions
+	// (Unavailable): connect to another node.
+	RejectDraining = "draining"
 )
 
 // Rejection is a refused connect: banned, over a limit, or a refused resume.
@@ -107,7 +110,7 @@ func disconnectCode(c Cause) codes.Code {
 		return codes.PermissionDenied
 	case CauseTokenExpired:
 		return codes.Unauthenticated
-	case CauseServerShutdown:
+	case CauseServerShutdown, CauseDrained, CauseLost:
 		return codes.Unavailable
 	case CauseIdleTimeout:
 		return codes.DeadlineExceeded

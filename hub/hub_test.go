@@ -317,8 +317,8 @@ func (e *env) types(from uint64) []eventpb.EventType {
 
 // describe renders a record as one line for exact ledger assertions:
 //
-//	session_connected user/device session [supersedes a,b]
-//	session_reconnected user/device session from prev [supersedes a]
+//	session_connected user/device session [supersedes a,b] [policy ...]
+//	session_reconnected user/device session from prev [supersedes a] [policy ...]
 //	notification_sent target user-or-session topic
 //	kick_requested user-or-session by actor: reason
 //	user_banned user by actor: reason
@@ -331,10 +331,11 @@ func describe(r *ledger.Record) string {
 	who := ev.GetUser() + "/" + ev.GetDevice()
 	switch ev.GetType() {
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED:
-		return strings.TrimSpace(fmt.Sprintf("%s %s %s %s", name, who, ev.GetSession(), supersedes(ev.GetSessionConnected().GetSupersedes())))
+		c := ev.GetSessionConnected()
+		return strings.Join(strings.Fields(fmt.Sprintf("%s %s %s %s %s", name, who, ev.GetSession(), supersedes(c.GetSupersedes()), policy(c.GetPolicy()))), " ")
 	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		b := ev.GetSessionReconnected()
-		return strings.TrimSpace(fmt.Sprintf("%s %s %s from %s %s", name, who, ev.GetSession(), b.GetPreviousSession(), supersedes(b.GetSupersedes())))
+		return strings.Join(strings.Fields(fmt.Sprintf("%s %s %s from %s %s %s", name, who, ev.GetSession(), b.GetPreviousSession(), supersedes(b.GetSupersedes()), policy(b.GetPolicy()))), " ")
 	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT:
 		n := ev.GetNotificationSent()
 		return fmt.Sprintf("%s %s %s%s %s", name, strings.ToLower(strings.TrimPrefix(n.GetTarget().String(), "NOTIFICATION_TARGET_")), ev.GetUser(), ev.GetSession(), n.GetTopic())
@@ -361,6 +362,21 @@ func describe(r *ledger.Record) string {
 		return fmt.Sprintf("%s %s %s x%d: %s", name, who, c.GetCode(), c.GetCount(), ev.GetReason())
 	}
 	return name
+}
+
+// policy renders a connect's login policy when it limits anything.
+func policy(p *eventpb.LoginPolicy) string {
+	var out []string
+	if p.GetOnePerDevice() {
+		out = append(out, "one_per_device")
+	}
+	if n := p.GetMaxPerUser(); n > 0 {
+		out = append(out, fmt.Sprintf("max_per_user=%d", n))
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "policy " + strings.Join(out, ",")
 }
 
 func supersedes(ids []string) string {

@@ -96,6 +96,10 @@ func TestRoles(t *testing.T) {
 			_, err := e.admin.Revoke(as(auditorToken), &hubpb.RevokeRequest{User: "rob", Reason: "x"})
 			return err
 		},
+		"Drain": func() error {
+			_, err := e.admin.Drain(as(auditorToken), &hubpb.DrainRequest{Reason: "x"})
+			return err
+		},
 		"Notify": func() error {
 			_, err := e.admin.Notify(as(auditorToken), &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: "t"})
 			return err
@@ -131,6 +135,7 @@ func TestRoles(t *testing.T) {
 		"comp-carl /sessionledger.hub.v1.Admin/Kick auditor<operator":   true,
 		"comp-carl /sessionledger.hub.v1.Admin/Ban auditor<operator":    true,
 		"comp-carl /sessionledger.hub.v1.Admin/Revoke auditor<operator": true,
+		"comp-carl /sessionledger.hub.v1.Admin/Drain auditor<operator":  true,
 		"comp-carl /sessionledger.hub.v1.Admin/Notify auditor<operator": true,
 		"ops-olga /sessionledger.hub.v1.Admin/Backup operator<admin":    true,
 	}

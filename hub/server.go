@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/oklog/ulid/v2"
+
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
@@ -59,6 +61,10 @@ type Server struct {
 
 	bg     sync.WaitGroup
 	stopBg chan struct{}
+
+	// started is set by Start; draining once a drain of this node was
+	// recorded after it (it takes no more sessions until it restarts).
+	started, draining atomic.Bool
 
 	// epoch carries a monotonic reading: ping schedules are offsets from
 	// it, so a wall-clock step cannot stop or bunch pings.
@@ -132,8 +138,21 @@ func (s *Server) Start(ctx context.Context) error {
 		s.bg.Add(1)
 		go s.watchLost()
 	}
+	s.started.Store(true)
 	s.serving()
 	return nil
+}
+
+// onlyDraining reports an Err that says only that the node drains.
+func onlyDraining(err error) bool {
+	j, ok := err.(interface{ Unwrap() []error })
+	return ok && len(j.Unwrap()) == 1 && j.Unwrap()[0] == errDraining
+}
+
+// loginPolicy is the policy every connect records: the reducer decides
+// the supersedes from it, in log order.
+func (s *Server) loginPolicy() *eventpb.LoginPolicy {
+	return &eventpb.LoginPolicy{MaxPerUser: uint32(s.cfg.Policy.MaxPerUser), OnePerDevice: s.cfg.Policy.OnePerDevice}
 }
 
 // healthInterval is how often the hub checks its log and projection for
@@ -156,6 +175,9 @@ func (s *Server) Err() error {
 	}
 	if err := s.proj.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("projections: %w", err))
+	}
+	if s.draining.Load() {
+		errs = append(errs, errDraining)
 	}
 	if p, ok := s.proj.(interface{ Stalled() error }); ok {
 		if err := p.Stalled(); err != nil {
@@ -238,7 +260,9 @@ func (s *Server) watchHealth() {
 		switch {
 		case err != nil && failing == nil:
 			s.notServing()
-			if errors.Is(err, projections.ErrStalled) {
+			if onlyDraining(err) {
+				s.log.Info("health reports NOT_SERVING while the node drains")
+			} else if errors.Is(err, projections.ErrStalled) {
 				s.log.Error("the projections are behind the log: nothing recorded since is enforced; health reports NOT_SERVING until they catch up", "err", err)
 			} else {
 				s.log.Error("the hub cannot serve; health reports NOT_SERVING", "err", err)
@@ -359,6 +383,9 @@ func (s *Server) Enforce(ch projections.Change) {
 	if ch.Type == eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT && ch.Record != nil {
 		s.fanOut(ch.Record)
 	}
+	if ch.Type == eventpb.EventType_EVENT_TYPE_NODE_DRAINED && ch.Record != nil {
+		s.drained(ch.Record.Event.GetNodeDrained().GetNode())
+	}
 	if e := ch.Ended; e != nil {
 		s.mu.Lock()
 		sess := s.sessions[e.ID]
@@ -367,16 +394,22 @@ func (s *Server) Enforce(ch projections.Change) {
 			// Another node recorded the end of a session this one still
 			// holds: this node was cut off and the others recorded it
 			// lost. The log says it is over: close it, recording nothing.
-			sess.endedElsewhere(ended(e))
+			sess.endedElsewhere(ended(e, ch.Record))
 		}
 	}
 }
 
 // ended is the Disconnect a client is told when the log ended its session
-// without this node.
-func ended(e *projections.Ended) *Disconnect {
-	return &Disconnect{Cause: Cause(e.Cause), Reason: "the cluster recorded this session's end while this node was cut off from it",
+// without this node: the recorded cause and advice, and the event behind
+// it (the kick, ban or superseding connect), or else the recorded end
+// itself.
+func ended(e *projections.Ended, r *ledger.Record) *Disconnect {
+	d := &Disconnect{Cause: Cause(e.Cause), Reason: "the cluster recorded this session's end while this node was cut off from it",
 		Reconnect: e.Reconnect, ReconnectAfter: time.Duration(e.ReconnectMS) * time.Millisecond, EventID: e.CauseEventID, SupersededBy: e.SupersededBy}
+	if d.EventID == (ulid.ULID{}) && r != nil {
+		d.EventID = r.ID
+	}
+	return d
 }
 
 func pendingDisconnect(p projections.PendingEnd) *Disconnect {

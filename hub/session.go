@@ -424,9 +424,17 @@ func (s *Server) admit(t Transport) (*session, error) {
 		}
 	}()
 	now := s.cfg.Now()
+	if s.draining.Load() {
+		return nil, s.reject(user, device, remote, drainingRejection())
+	}
 	if rj := s.refusal(id, now, !resuming); rj != nil {
 		return nil, s.reject(user, device, remote, rj)
 	}
+	// What this connect will supersede, as this node sees it now: only
+	// to count it against MaxSessions (a user replacing their own session
+	// on a full node). The reducer decides what it does supersede, from
+	// the policy the event records, in log order (with several nodes,
+	// this view can be stale).
 	var supersedes []string
 	s.proj.Read(func(st *projections.State) { supersedes = st.Supersedes(s.cfg.Policy, user, device) })
 
@@ -494,12 +502,12 @@ func (s *Server) admit(t Transport) (*session, error) {
 	prev := res.prev
 	if prev == "" {
 		ev.Type = eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED
-		ev.Body = &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: remote, HeartbeatMs: hb, Supersedes: supersedes,
+		ev.Body = &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: remote, HeartbeatMs: hb, Policy: s.loginPolicy(),
 			Token: id.token.pb()}}
 	} else {
 		ev.Type = eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED
 		ev.Body = &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{
-			PreviousSession: prev, LastAckedSeq: res.lastAcked, RemoteAddr: remote, HeartbeatMs: hb, Supersedes: supersedes,
+			PreviousSession: prev, LastAckedSeq: res.lastAcked, RemoteAddr: remote, HeartbeatMs: hb, Policy: s.loginPolicy(),
 			Token: id.token.pb()}}
 	}
 	stamps, err := s.publishApplied(ctx, ev)

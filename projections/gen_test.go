@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -23,6 +24,10 @@ type gen struct {
 	rnd    *rand.Rand
 	st     *projections.State // to pick targets and supersedes like a hub
 	policy projections.Policy
+	// decide makes half the connects carry the policy (the reducer
+	// decides their supersedes) instead of a list, spreads sessions over
+	// two nodes and drains one now and then: the log of a cluster.
+	decide bool
 	seq    uint64
 	now    time.Time
 	nextID int
@@ -142,12 +147,37 @@ func (g *gen) event() *eventpb.Event {
 		}
 		sup := g.st.Supersedes(g.policy, user, dev)
 		tok := g.token()
-		if g.rnd.IntN(5) == 0 {
-			return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED, User: user, Device: dev, Session: id, Node: "n1", Actor: user,
-				Body: &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{PreviousSession: fmt.Sprintf("s%d", g.rnd.IntN(g.nextID)+1), Supersedes: sup, Token: tok}}}
+		node := "n1"
+		var pol *eventpb.LoginPolicy
+		if g.decide {
+			node = fmt.Sprintf("n%d", 1+g.rnd.IntN(2))
+			if g.rnd.IntN(2) == 0 {
+				sup, pol = nil, &eventpb.LoginPolicy{MaxPerUser: uint32(g.policy.MaxPerUser), OnePerDevice: g.policy.OnePerDevice}
+			}
 		}
-		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, User: user, Device: dev, Session: id, Node: "n1", Actor: user,
-			Body: &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: "127.0.0.1:1", HeartbeatMs: 1000, Supersedes: sup, Token: tok}}}
+		if g.rnd.IntN(5) == 0 {
+			prev := fmt.Sprintf("s%d", g.rnd.IntN(g.nextID)+1)
+			if live := g.live(); g.decide && len(live) > 0 && g.rnd.IntN(2) == 0 {
+				// A resume of a live session, or of one another resume
+				// took over: the reducer keeps one.
+				l := live[g.rnd.IntN(len(live))]
+				prev, user = l.ID, l.User
+				if l.Previous != "" && g.rnd.IntN(2) == 0 {
+					prev = l.Previous
+				}
+			}
+			return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED, User: user, Device: dev, Session: id, Node: node, Actor: user,
+				Body: &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{PreviousSession: prev, Supersedes: sup, Policy: pol, Token: tok}}}
+		}
+		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, User: user, Device: dev, Session: id, Node: node, Actor: user,
+			Body: &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: "127.0.0.1:1", HeartbeatMs: 1000, Supersedes: sup, Policy: pol, Token: tok}}}
+	case g.decide && p < 32:
+		node := fmt.Sprintf("n%d", 1+g.rnd.IntN(2))
+		if g.rnd.IntN(10) == 0 {
+			node = "" // malformed
+		}
+		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_NODE_DRAINED, Actor: "ops", Reason: "upgrade",
+			Body: &eventpb.Event_NodeDrained{NodeDrained: &eventpb.NodeDrained{Node: node, WindowMs: int64(g.rnd.IntN(10000))}}}
 	case p < 50:
 		// End a live session: with its pending cause if it has one.
 		s := live[g.rnd.IntN(len(live))]
@@ -390,13 +420,16 @@ func (m *model) apply(r *ledger.Record) {
 			return
 		}
 		s := projections.Session{ID: ev.GetSession(), User: ev.GetUser(), Device: ev.GetDevice(), Node: ev.GetNode(), ConnectedAt: r.Time, ConnectSeq: r.Seq, ConnectID: r.ID}
-		sup := ev.GetSessionConnected().GetSupersedes()
+		sup, pol := ev.GetSessionConnected().GetSupersedes(), ev.GetSessionConnected().GetPolicy()
 		if rc := ev.GetSessionReconnected(); rc != nil {
-			s.Previous, s.RemoteAddr, s.HeartbeatMS, sup = rc.GetPreviousSession(), rc.GetRemoteAddr(), rc.GetHeartbeatMs(), rc.GetSupersedes()
+			s.Previous, s.RemoteAddr, s.HeartbeatMS, sup, pol = rc.GetPreviousSession(), rc.GetRemoteAddr(), rc.GetHeartbeatMs(), rc.GetSupersedes(), rc.GetPolicy()
 			s.TokenID, s.TokenIssued, s.TokenExpires = tokenOf(rc.GetToken())
 		} else {
 			s.RemoteAddr, s.HeartbeatMS = ev.GetSessionConnected().GetRemoteAddr(), ev.GetSessionConnected().GetHeartbeatMs()
 			s.TokenID, s.TokenIssued, s.TokenExpires = tokenOf(ev.GetSessionConnected().GetToken())
+		}
+		if pol != nil {
+			sup = append(m.decide(s, pol), sup...)
 		}
 		m.live = append(m.live, s)
 		for _, old := range sup {
@@ -517,11 +550,67 @@ func (m *model) apply(r *ledger.Record) {
 			return
 		}
 		delete(m.bans, ev.GetUser())
+	case eventpb.EventType_EVENT_TYPE_NODE_DRAINED:
+		d := ev.GetNodeDrained()
+		if d.GetNode() == "" {
+			m.c.Malformed++
+			return
+		}
+		for _, s := range m.live {
+			if s.Node == d.GetNode() {
+				h := fnv.New64a()
+				h.Write([]byte(s.ID))
+				var after time.Duration
+				if w := uint64(d.GetWindowMs()) * uint64(time.Millisecond); w > 0 {
+					after = time.Duration(h.Sum64() % w)
+				}
+				m.markEnd(projections.PendingEnd{Session: s.ID, User: s.User, Node: s.Node, Cause: eventpb.DisconnectCause_DISCONNECT_CAUSE_DRAINED,
+					EventID: r.ID, Seq: r.Seq, At: r.Time, Actor: ev.GetActor(), Reason: ev.GetReason(), Mode: eventpb.KickMode_KICK_MODE_GRACEFUL,
+					Reconnect: eventpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: after})
+			}
+		}
 	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT, eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED,
 		eventpb.EventType_EVENT_TYPE_ADMIN_CALL_REFUSED, eventpb.EventType_EVENT_TYPE_TOKEN_REFRESH_REFUSED:
 	default:
 		m.c.UnknownTypes++
 	}
+}
+
+// decide is the model's supersede decision for a connect of s carrying a
+// policy, before s is live: of the user's live sessions without a pending
+// end, the ones on s's device (one per device), then the oldest of the rest
+// beyond the limit; then, for a resume, the previous session and every
+// other resume of it by the same user that is live.
+func (m *model) decide(s projections.Session, pol *eventpb.LoginPolicy) []string {
+	var mine, same, rest []projections.Session
+	for _, l := range m.live {
+		if _, going := m.pending[l.ID]; l.User == s.User && !going {
+			mine = append(mine, l)
+		}
+	}
+	for _, l := range mine {
+		if pol.GetOnePerDevice() && l.Device == s.Device {
+			same = append(same, l)
+		} else {
+			rest = append(rest, l)
+		}
+	}
+	if max := int(pol.GetMaxPerUser()); max > 0 && len(rest)+1 > max {
+		same = append(same, rest[:len(rest)+1-max]...)
+	}
+	slices.SortFunc(same, func(a, b projections.Session) int { return int(a.ConnectSeq) - int(b.ConnectSeq) })
+	var out []string
+	for _, l := range same {
+		out = append(out, l.ID)
+	}
+	if s.Previous != "" {
+		for _, l := range m.live {
+			if (l.ID == s.Previous || l.Previous == s.Previous && l.User == s.User) && !slices.Contains(out, l.ID) {
+				out = append(out, l.ID)
+			}
+		}
+	}
+	return out
 }
 
 func (m *model) sessions() []projections.Session { return slices.Clone(m.live) }

@@ -45,8 +45,10 @@ func TestStateMatchesModel(t *testing.T) {
 	policies := []projections.Policy{{}, {MaxPerUser: 2}, {OnePerDevice: true}, {MaxPerUser: 1}, {MaxPerUser: 3, OnePerDevice: true}}
 	var total projections.Counters
 	bannedConnects, revokedConnects, refusedConnects, revocationsEnding := 0, 0, 0, 0
+	decided, drained := 0, 0
 	for seed := 0; seed < seeds; seed++ {
 		g := newGen(uint64(seed), policies[seed%len(policies)])
+		g.decide = seed%2 == 1
 		st, m := projections.New(), newModel()
 		for i := 0; i < steps; i++ {
 			r := g.next()
@@ -56,6 +58,12 @@ func TestStateMatchesModel(t *testing.T) {
 				if p, ok := st.Pending(ch.Started.ID); ok && p.Cause == eventpb.DisconnectCause_DISCONNECT_CAUSE_BANNED {
 					bannedConnects++
 				}
+				if (r.Event.GetSessionConnected().GetPolicy() != nil || r.Event.GetSessionReconnected().GetPolicy() != nil) && len(ch.Pending) > 0 {
+					decided++
+				}
+			}
+			if ch.Type == eventpb.EventType_EVENT_TYPE_NODE_DRAINED && len(ch.Pending) > 0 {
+				drained++
 			}
 			if got, want := st.Sessions(projections.Filter{}), m.sessions(); (len(got) != 0 || len(want) != 0) && !reflect.DeepEqual(got, want) {
 				t.Fatalf("seed %d seq %d: sessions\ngot  %+v\nwant %+v", seed, r.Seq, got, want)
@@ -118,10 +126,10 @@ func TestStateMatchesModel(t *testing.T) {
 			revokedConnects, refusedConnects, revocationsEnding, total)
 	}
 	// The generator must reach the rules under test.
-	if bannedConnects == 0 || total.BansExpired == 0 || total.BansExpiredOnArrival == 0 || total.BansNotExtending == 0 || total.Malformed == 0 {
-		t.Fatalf("generator coverage: %d connects during a ban, counters %+v; want all > 0", bannedConnects, total)
+	if bannedConnects == 0 || decided == 0 || drained == 0 || total.BansExpired == 0 || total.BansExpiredOnArrival == 0 || total.BansNotExtending == 0 || total.Malformed == 0 {
+		t.Fatalf("generator coverage: %d connects during a ban, %d connects superseding by policy, %d drains ending sessions, counters %+v; want all > 0", bannedConnects, decided, drained, total)
 	}
-	t.Logf("%d connects during a ban; %+v", bannedConnects, total)
+	t.Logf("%d connects during a ban, %d superseding by policy, %d drains; %+v", bannedConnects, decided, drained, total)
 }
 
 // replayChanges applies recs to st and returns every change.

@@ -1,7 +1,9 @@
 package projections
 
 import (
+	"cmp"
 	"container/heap"
+	"hash/fnv"
 	"slices"
 	"sort"
 	"time"
@@ -258,10 +260,10 @@ func (s *State) apply(r *ledger.Record, full bool) Change {
 	switch ev.GetType() {
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED:
 		c := ev.GetSessionConnected()
-		s.connect(r, ev, &ch, full, "", c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetToken())
+		s.connect(r, ev, &ch, full, "", c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetPolicy(), c.GetToken())
 	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		c := ev.GetSessionReconnected()
-		s.connect(r, ev, &ch, full, c.GetPreviousSession(), c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetToken())
+		s.connect(r, ev, &ch, full, c.GetPreviousSession(), c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetPolicy(), c.GetToken())
 	case eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED:
 		s.disconnect(r, ev, &ch, full)
 	case eventpb.EventType_EVENT_TYPE_KICK_REQUESTED:
@@ -274,6 +276,8 @@ func (s *State) apply(r *ledger.Record, full bool) Change {
 		s.revoke(r, ev, &ch)
 	case eventpb.EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED:
 		s.refresh(r, ev, &ch)
+	case eventpb.EventType_EVENT_TYPE_NODE_DRAINED:
+		s.drain(r, ev, &ch)
 	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT, eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED,
 		eventpb.EventType_EVENT_TYPE_ADMIN_CALL_REFUSED, eventpb.EventType_EVENT_TYPE_TOKEN_REFRESH_REFUSED:
 		// History only: the ledger keeps them; the live state does not change.
@@ -302,7 +306,12 @@ func (s *State) expire(now time.Time) []Ban {
 	return out
 }
 
-func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bool, prev, addr string, hb int64, supersedes []string, tok *eventpb.ClientToken) {
+// connect starts a session. The sessions it supersedes are the recorded
+// list (connects written before the policy was decided in the log) and,
+// when the connect carries a policy, the ones the reducer decides here, in
+// log order: what Supersedes gives under the policy, then, for a resume,
+// the previous session and any other resume of it still live.
+func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bool, prev, addr string, hb int64, supersedes []string, policy *eventpb.LoginPolicy, tok *eventpb.ClientToken) {
 	id := ev.GetSession()
 	if id == "" || ev.GetUser() == "" {
 		s.counters.Malformed++
@@ -313,6 +322,20 @@ func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bo
 		s.counters.DuplicateConnects++
 		ch.Anomaly = "session " + id + " is already live"
 		return
+	}
+	if policy != nil {
+		decided := s.Supersedes(Policy{MaxPerUser: int(policy.GetMaxPerUser()), OnePerDevice: policy.GetOnePerDevice()}, ev.GetUser(), ev.GetDevice())
+		if prev != "" {
+			if _, live := s.sessions[prev]; live && !slices.Contains(decided, prev) {
+				decided = append(decided, prev)
+			}
+			for _, other := range s.byUser[ev.GetUser()] {
+				if s.sessions[other].Previous == prev && !slices.Contains(decided, other) {
+					decided = append(decided, other)
+				}
+			}
+		}
+		supersedes = append(decided, supersedes...)
 	}
 	sess := &Session{
 		ID: id, User: ev.GetUser(), Device: ev.GetDevice(), Node: ev.GetNode(),
@@ -355,6 +378,48 @@ func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bo
 	if f, ok := s.refusalOf(sess.User, sess.Device, sess.TokenID, r.Time); ok {
 		s.mark(ch, refusalEnd(f, sess, r.Time))
 	}
+}
+
+// drain marks every session live on the drained node to end with cause
+// drained, each told to reconnect after a delay spread over the window by
+// its id (drainDelay): the same on every node and in every replay.
+func (s *State) drain(r *ledger.Record, ev *eventpb.Event, ch *Change) {
+	d := ev.GetNodeDrained()
+	node := d.GetNode()
+	if node == "" {
+		s.counters.Malformed++
+		ch.Anomaly = "drain without a node"
+		return
+	}
+	var on []*Session
+	for _, sess := range s.sessions {
+		if sess.Node == node {
+			on = append(on, sess)
+		}
+	}
+	slices.SortFunc(on, func(a, b *Session) int { return cmp.Compare(a.ConnectSeq, b.ConnectSeq) })
+	window := time.Duration(d.GetWindowMs()) * time.Millisecond
+	for _, sess := range on {
+		s.mark(ch, &PendingEnd{
+			Session: sess.ID, User: sess.User, Node: sess.Node,
+			Cause:   eventpb.DisconnectCause_DISCONNECT_CAUSE_DRAINED,
+			EventID: r.ID, Seq: r.Seq, At: r.Time, Actor: ev.GetActor(), Reason: ev.GetReason(),
+			Mode: eventpb.KickMode_KICK_MODE_GRACEFUL, Reconnect: eventpb.Reconnect_RECONNECT_AFTER,
+			ReconnectAfter: DrainDelay(sess.ID, window),
+		})
+	}
+}
+
+// DrainDelay is the reconnect advice a drained session gets: a point in
+// [0, window) drawn from its id (FNV-1a), so a node's sessions come back
+// spread over the window, and every node and replay gives the same.
+func DrainDelay(session string, window time.Duration) time.Duration {
+	if window <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(session))
+	return time.Duration(h.Sum64() % uint64(window))
 }
 
 // mark records p unless the session already has a pending end.

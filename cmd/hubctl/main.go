@@ -133,7 +133,7 @@ kicked, 4 banned or refused, 5 superseded, 6 connection lost.`,
 
 	root.AddCommand(
 		newConnect(g),
-		newKick(g), newBan(g), newUnban(g), newNotify(g), newRevoke(g),
+		newKick(g), newBan(g), newUnban(g), newNotify(g), newRevoke(g), newDrain(g),
 		newSessions(g), newCluster(g), newBackup(g),
 		newToken(), newAdminToken(g),
 		newKey(g),

@@ -45,7 +45,7 @@ const (
 	CauseLost
 	// CauseRejected: the server refused the connect or the resume
 	// (Disconnect.RejectCode says why: banned, rate_limited, node_full,
-	// resume_refused, revoked, kicked, unauthenticated, invalid).
+	// draining, resume_refused, revoked, kicked, unauthenticated, invalid).
 	CauseRejected
 	// CauseDrained: an operator drained the node (to upgrade or remove
 	// it): the client comes back after the advised delay, on another node
@@ -126,6 +126,10 @@ func causeOf(c hubpb.DisconnectCode) Cause {
 		return CauseRevoked
 	case hubpb.DisconnectCode_DISCONNECT_CODE_TOKEN_EXPIRED:
 		return CauseTokenExpired
+	case hubpb.DisconnectCode_DISCONNECT_CODE_DRAINED:
+		return CauseDrained
+	case hubpb.DisconnectCode_DISCONNECT_CODE_LOST:
+		return CauseLost
 	}
 	return CauseUnknown
 }

@@ -39,20 +39,27 @@ const (
 	DisconnectCode_DISCONNECT_CODE_REVOKED DisconnectCode = 7
 	// The session's token expired without a Refresh.
 	DisconnectCode_DISCONNECT_CODE_TOKEN_EXPIRED DisconnectCode = 8
+	// The node was drained: reconnect to another one after the advice.
+	DisconnectCode_DISCONNECT_CODE_DRAINED DisconnectCode = 9
+	// The cluster recorded the session's end while its node was cut off
+	// from it (the node was taken for dead): reconnect.
+	DisconnectCode_DISCONNECT_CODE_LOST DisconnectCode = 10
 )
 
 // Enum value maps for DisconnectCode.
 var (
 	DisconnectCode_name = map[int32]string{
-		0: "DISCONNECT_CODE_UNSPECIFIED",
-		1: "DISCONNECT_CODE_KICKED",
-		2: "DISCONNECT_CODE_BANNED",
-		3: "DISCONNECT_CODE_SUPERSEDED",
-		4: "DISCONNECT_CODE_IDLE_TIMEOUT",
-		5: "DISCONNECT_CODE_SERVER_SHUTDOWN",
-		6: "DISCONNECT_CODE_SLOW_CONSUMER",
-		7: "DISCONNECT_CODE_REVOKED",
-		8: "DISCONNECT_CODE_TOKEN_EXPIRED",
+		0:  "DISCONNECT_CODE_UNSPECIFIED",
+		1:  "DISCONNECT_CODE_KICKED",
+		2:  "DISCONNECT_CODE_BANNED",
+		3:  "DISCONNECT_CODE_SUPERSEDED",
+		4:  "DISCONNECT_CODE_IDLE_TIMEOUT",
+		5:  "DISCONNECT_CODE_SERVER_SHUTDOWN",
+		6:  "DISCONNECT_CODE_SLOW_CONSUMER",
+		7:  "DISCONNECT_CODE_REVOKED",
+		8:  "DISCONNECT_CODE_TOKEN_EXPIRED",
+		9:  "DISCONNECT_CODE_DRAINED",
+		10: "DISCONNECT_CODE_LOST",
 	}
 	DisconnectCode_value = map[string]int32{
 		"DISCONNECT_CODE_UNSPECIFIED":     0,
@@ -64,6 +71,8 @@ var (
 		"DISCONNECT_CODE_SLOW_CONSUMER":   6,
 		"DISCONNECT_CODE_REVOKED":         7,
 		"DISCONNECT_CODE_TOKEN_EXPIRED":   8,
+		"DISCONNECT_CODE_DRAINED":         9,
+		"DISCONNECT_CODE_LOST":            10,
 	}
 )
 
@@ -2359,6 +2368,68 @@ func (x *ClusterStatusReply) GetComparedSeq() uint64 {
 	return 0
 }
 
+type DrainRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node to drain ("" or this node's name: this one).
+	Node   string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The sessions' reconnect advice is spread over this window (0: 5 s).
+	WindowMs      int64 `protobuf:"varint,3,opt,name=window_ms,json=windowMs,proto3" json:"window_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainRequest) Reset() {
+	*x = DrainRequest{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainRequest) ProtoMessage() {}
+
+func (x *DrainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
+func (*DrainRequest) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DrainRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *DrainRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DrainRequest) GetWindowMs() int64 {
+	if x != nil {
+		return x.WindowMs
+	}
+	return 0
+}
+
 var File_hub_hubpb_hub_proto protoreflect.FileDescriptor
 
 const file_hub_hubpb_hub_proto_rawDesc = "" +
@@ -2523,7 +2594,11 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x12ClusterStatusReply\x12\x1c\n" +
 	"\tclustered\x18\x01 \x01(\bR\tclustered\x126\n" +
 	"\x05nodes\x18\x02 \x03(\v2 .sessionledger.hub.v1.NodeStatusR\x05nodes\x12!\n" +
-	"\fcompared_seq\x18\x03 \x01(\x04R\vcomparedSeq*\xb3\x02\n" +
+	"\fcompared_seq\x18\x03 \x01(\x04R\vcomparedSeq\"W\n" +
+	"\fDrainRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1b\n" +
+	"\twindow_ms\x18\x03 \x01(\x03R\bwindowMs*\xea\x02\n" +
 	"\x0eDisconnectCode\x12\x1f\n" +
 	"\x1bDISCONNECT_CODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DISCONNECT_CODE_KICKED\x10\x01\x12\x1a\n" +
@@ -2533,7 +2608,10 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x1fDISCONNECT_CODE_SERVER_SHUTDOWN\x10\x05\x12!\n" +
 	"\x1dDISCONNECT_CODE_SLOW_CONSUMER\x10\x06\x12\x1b\n" +
 	"\x17DISCONNECT_CODE_REVOKED\x10\a\x12!\n" +
-	"\x1dDISCONNECT_CODE_TOKEN_EXPIRED\x10\b*m\n" +
+	"\x1dDISCONNECT_CODE_TOKEN_EXPIRED\x10\b\x12\x1b\n" +
+	"\x17DISCONNECT_CODE_DRAINED\x10\t\x12\x18\n" +
+	"\x14DISCONNECT_CODE_LOST\x10\n" +
+	"*m\n" +
 	"\tReconnect\x12\x19\n" +
 	"\x15RECONNECT_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11RECONNECT_ALLOWED\x10\x01\x12\x19\n" +
@@ -2549,7 +2627,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x12NOTIFY_TARGET_USER\x10\x02\x12\x15\n" +
 	"\x11NOTIFY_TARGET_ALL\x10\x032Z\n" +
 	"\x03Hub\x12S\n" +
-	"\aConnect\x12!.sessionledger.hub.v1.ClientFrame\x1a!.sessionledger.hub.v1.ServerFrame(\x010\x012\x8e\x06\n" +
+	"\aConnect\x12!.sessionledger.hub.v1.ClientFrame\x1a!.sessionledger.hub.v1.ServerFrame(\x010\x012\xde\x06\n" +
 	"\x05Admin\x12L\n" +
 	"\x04Kick\x12!.sessionledger.hub.v1.KickRequest\x1a!.sessionledger.hub.v1.ActionReply\x12J\n" +
 	"\x03Ban\x12 .sessionledger.hub.v1.BanRequest\x1a!.sessionledger.hub.v1.ActionReply\x12N\n" +
@@ -2560,7 +2638,8 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"GetSession\x12'.sessionledger.hub.v1.GetSessionRequest\x1a!.sessionledger.hub.v1.SessionInfo\x12P\n" +
 	"\x06Revoke\x12#.sessionledger.hub.v1.RevokeRequest\x1a!.sessionledger.hub.v1.ActionReply\x12R\n" +
 	"\x06Backup\x12#.sessionledger.hub.v1.BackupRequest\x1a!.sessionledger.hub.v1.BackupChunk0\x01\x12e\n" +
-	"\rClusterStatus\x12*.sessionledger.hub.v1.ClusterStatusRequest\x1a(.sessionledger.hub.v1.ClusterStatusReplyB2Z0github.com/sessionledger/sessionledger/hub/hubpbb\x06proto3"
+	"\rClusterStatus\x12*.sessionledger.hub.v1.ClusterStatusRequest\x1a(.sessionledger.hub.v1.ClusterStatusReply\x12N\n" +
+	"\x05Drain\x12\".sessionledger.hub.v1.DrainRequest\x1a!.sessionledger.hub.v1.ActionReplyB2Z0github.com/sessionledger/sessionledger/hub/hubpbb\x06proto3"
 
 var (
 	file_hub_hubpb_hub_proto_rawDescOnce sync.Once
@@ -2575,7 +2654,7 @@ func file_hub_hubpb_hub_proto_rawDescGZIP() []byte {
 }
 
 var file_hub_hubpb_hub_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_hub_hubpb_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_hub_hubpb_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_hub_hubpb_hub_proto_goTypes = []any{
 	(DisconnectCode)(0),          // 0: sessionledger.hub.v1.DisconnectCode
 	(Reconnect)(0),               // 1: sessionledger.hub.v1.Reconnect
@@ -2610,6 +2689,7 @@ var file_hub_hubpb_hub_proto_goTypes = []any{
 	(*ClusterStatusRequest)(nil), // 30: sessionledger.hub.v1.ClusterStatusRequest
 	(*NodeStatus)(nil),           // 31: sessionledger.hub.v1.NodeStatus
 	(*ClusterStatusReply)(nil),   // 32: sessionledger.hub.v1.ClusterStatusReply
+	(*DrainRequest)(nil),         // 33: sessionledger.hub.v1.DrainRequest
 }
 var file_hub_hubpb_hub_proto_depIdxs = []int32{
 	6,  // 0: sessionledger.hub.v1.ClientFrame.hello:type_name -> sessionledger.hub.v1.Hello
@@ -2641,18 +2721,20 @@ var file_hub_hubpb_hub_proto_depIdxs = []int32{
 	20, // 26: sessionledger.hub.v1.Admin.Revoke:input_type -> sessionledger.hub.v1.RevokeRequest
 	21, // 27: sessionledger.hub.v1.Admin.Backup:input_type -> sessionledger.hub.v1.BackupRequest
 	30, // 28: sessionledger.hub.v1.Admin.ClusterStatus:input_type -> sessionledger.hub.v1.ClusterStatusRequest
-	5,  // 29: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
-	25, // 30: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
-	25, // 31: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
-	25, // 32: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
-	25, // 33: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
-	27, // 34: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
-	29, // 35: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
-	25, // 36: sessionledger.hub.v1.Admin.Revoke:output_type -> sessionledger.hub.v1.ActionReply
-	22, // 37: sessionledger.hub.v1.Admin.Backup:output_type -> sessionledger.hub.v1.BackupChunk
-	32, // 38: sessionledger.hub.v1.Admin.ClusterStatus:output_type -> sessionledger.hub.v1.ClusterStatusReply
-	29, // [29:39] is the sub-list for method output_type
-	19, // [19:29] is the sub-list for method input_type
+	33, // 29: sessionledger.hub.v1.Admin.Drain:input_type -> sessionledger.hub.v1.DrainRequest
+	5,  // 30: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
+	25, // 31: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
+	25, // 32: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
+	25, // 33: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
+	25, // 34: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
+	27, // 35: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
+	29, // 36: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
+	25, // 37: sessionledger.hub.v1.Admin.Revoke:output_type -> sessionledger.hub.v1.ActionReply
+	22, // 38: sessionledger.hub.v1.Admin.Backup:output_type -> sessionledger.hub.v1.BackupChunk
+	32, // 39: sessionledger.hub.v1.Admin.ClusterStatus:output_type -> sessionledger.hub.v1.ClusterStatusReply
+	25, // 40: sessionledger.hub.v1.Admin.Drain:output_type -> sessionledger.hub.v1.ActionReply
+	30, // [30:41] is the sub-list for method output_type
+	19, // [19:30] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
 	19, // [19:19] is the sub-list for extension extendee
 	0,  // [0:19] is the sub-list for field type_name
@@ -2683,7 +2765,7 @@ func file_hub_hubpb_hub_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hub_hubpb_hub_proto_rawDesc), len(file_hub_hubpb_hub_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -139,6 +139,7 @@ const (
 	Admin_Revoke_FullMethodName        = "/sessionledger.hub.v1.Admin/Revoke"
 	Admin_Backup_FullMethodName        = "/sessionledger.hub.v1.Admin/Backup"
 	Admin_ClusterStatus_FullMethodName = "/sessionledger.hub.v1.Admin/ClusterStatus"
+	Admin_Drain_FullMethodName         = "/sessionledger.hub.v1.Admin/Drain"
 )
 
 // AdminClient is the client API for Admin service.
@@ -168,6 +169,10 @@ type AdminClient interface {
 	// from the others' at a seq they all hold. On a single node it lists
 	// that node.
 	ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusReply, error)
+	// Drain records node_drained for a node (any node of the cluster, this
+	// one by default): its sessions are told to reconnect elsewhere, spread
+	// over the window, and it refuses new connects until it restarts.
+	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*ActionReply, error)
 }
 
 type adminClient struct {
@@ -277,6 +282,16 @@ func (c *adminClient) ClusterStatus(ctx context.Context, in *ClusterStatusReques
 	return out, nil
 }
 
+func (c *adminClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*ActionReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ActionReply)
+	err := c.cc.Invoke(ctx, Admin_Drain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -304,6 +319,10 @@ type AdminServer interface {
 	// from the others' at a seq they all hold. On a single node it lists
 	// that node.
 	ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusReply, error)
+	// Drain records node_drained for a node (any node of the cluster, this
+	// one by default): its sessions are told to reconnect elsewhere, spread
+	// over the window, and it refuses new connects until it restarts.
+	Drain(context.Context, *DrainRequest) (*ActionReply, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -340,6 +359,9 @@ func (UnimplementedAdminServer) Backup(*BackupRequest, grpc.ServerStreamingServe
 }
 func (UnimplementedAdminServer) ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClusterStatus not implemented")
+}
+func (UnimplementedAdminServer) Drain(context.Context, *DrainRequest) (*ActionReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Drain not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -517,6 +539,24 @@ func _Admin_ClusterStatus_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Drain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Drain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Drain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Drain(ctx, req.(*DrainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -555,6 +595,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ClusterStatus",
 			Handler:    _Admin_ClusterStatus_Handler,
+		},
+		{
+			MethodName: "Drain",
+			Handler:    _Admin_Drain_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -11,7 +11,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,9 +33,10 @@ const (
 	ConfigBucket = "sessionledger_config"
 )
 
-// Registry timing (Config.Heartbeat, Config.LostAfter): each node writes
-// its state every heartbeat; an entry not written for LostAfter expires,
-// and a node without one is dead to the others.
+// Liveness timing (Config.Heartbeat, Config.LostAfter): each node
+// publishes a heartbeat and writes its state (NodesBucket, whose entries
+// expire after LostAfter) every heartbeat; a node not heard for LostAfter
+// is dead to the others (liveness).
 const (
 	DefaultHeartbeat = time.Second
 	DefaultLostAfter = 3 * DefaultHeartbeat
@@ -88,12 +88,9 @@ type registry struct {
 	nodes  jetstream.KeyValue
 	mu     sync.Mutex
 	report Report
-	// okSince is when the bucket began taking this node's heartbeats
-	// without a failure in between (Unix nanoseconds; 0: the last one
-	// failed). See Dead.
-	okSince atomic.Int64
-	stop    chan struct{}
-	done    chan struct{}
+	repl   *replicator // set once it runs: the loop reports from the start
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 // agree settles, in ConfigBucket, what every node must share: the shared
@@ -176,7 +173,6 @@ func newRegistry(ctx context.Context, n *Node) (*registry, error) {
 	if taken != nil {
 		return nil, taken
 	}
-	r.okSince.Store(time.Now().UnixNano())
 	go r.loop()
 	return r, nil
 }
@@ -270,11 +266,13 @@ func share(ctx context.Context, kv jetstream.KeyValue, f SharedFile, log *slog.L
 func (r *registry) state() NodeState {
 	n := r.n
 	head := n.store.Head()
-	st := NodeState{Node: n.cfg.Node, Instance: n.cfg.InstanceID, HeadSeq: head.Seq, HeadHash: fmt.Sprintf("%x", head.Hash), Updated: time.Now().UTC(),
-		Lag: n.Lag()}
+	st := NodeState{Node: n.cfg.Node, Instance: n.cfg.InstanceID, HeadSeq: head.Seq, HeadHash: fmt.Sprintf("%x", head.Hash), Updated: time.Now().UTC()}
 	r.mu.Lock()
-	report := r.report
+	report, repl := r.report, r.repl
 	r.mu.Unlock()
+	if repl != nil {
+		st.Lag = repl.lag.Load()
+	}
 	if report != nil {
 		st.Addr, st.AppliedSeq, st.Sessions = report()
 	}
@@ -305,9 +303,6 @@ func (r *registry) loop() {
 		ctx, cancel := context.WithTimeout(context.Background(), max(r.n.cfg.Heartbeat, r.n.cfg.LostAfter/2))
 		if _, err := r.nodes.Put(ctx, r.n.cfg.Node, b); err != nil {
 			r.n.log.Debug("could not report this node's state", "err", err)
-			r.okSince.Store(0)
-		} else {
-			r.okSince.CompareAndSwap(0, time.Now().UnixNano())
 		}
 		cancel()
 	}
@@ -316,6 +311,13 @@ func (r *registry) loop() {
 func (r *registry) close() {
 	close(r.stop)
 	<-r.done
+}
+
+// following tells the registry the replicator runs (its lag is reported).
+func (r *registry) following(repl *replicator) {
+	r.mu.Lock()
+	r.repl = repl
+	r.mu.Unlock()
 }
 
 // SetReport installs what the daemon adds to this node's state.
@@ -359,51 +361,19 @@ func (n *Node) Nodes(ctx context.Context) ([]NodeState, error) {
 	return out, nil
 }
 
-// Dead returns, of names, the nodes the cluster no longer sees alive: their
-// entry in NodesBucket expired (they wrote none for LostAfter: killed,
-// powered off, or cut off from NATS). This node is never dead to itself.
-// Without an answer from the bucket it returns the error and no node.
-//
-// An expired entry proves a node dead only if the bucket was taking
-// heartbeats meanwhile: while the bucket has no leader (its leader's
-// server died, and JetStream elects another, which can take longer than
-// LostAfter) nobody's heartbeat lands and every entry expires, the live
-// nodes' too. So Dead answers only once the bucket has taken every one of
-// this node's own heartbeats for at least LostAfter (ErrRegistryUnsettled
-// until then): a live node's heartbeat lands in that time as well, and
-// only a node that wrote none is dead.
-func (n *Node) Dead(ctx context.Context, names []string) ([]string, error) {
-	if since := n.reg.okSince.Load(); since == 0 || time.Since(time.Unix(0, since)) < n.cfg.LostAfter {
-		return nil, ErrRegistryUnsettled
-	}
-	var dead []string
-	for _, name := range names {
-		if name == n.cfg.Node {
-			continue
-		}
-		_, err := n.reg.nodes.Get(ctx, name)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			dead = append(dead, name)
-		case err != nil:
-			return nil, fmt.Errorf("node registry: %w", err)
-		}
-	}
-	return dead, nil
+// Dead returns, of names, the nodes the cluster no longer sees alive: not
+// heard for LostAfter (killed, powered off, or cut off from NATS). This
+// node is never dead to itself. It judges only once it has heard its own
+// heartbeats without a gap for LostAfter (ErrUnsteady before): a node cut
+// off from NATS, or just started, hears no one.
+func (n *Node) Dead(_ context.Context, names []string) ([]string, error) {
+	return n.live.dead(names)
 }
 
-// Alive returns the names of the nodes the cluster sees alive, in order.
-func (n *Node) Alive(ctx context.Context) ([]string, error) {
-	keys, err := n.reg.nodes.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("node registry: %w", err)
-	}
-	var out []string
-	for k := range keys.Keys() {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out, nil
+// Alive returns the names of the nodes the cluster sees alive, this one
+// included, in order.
+func (n *Node) Alive(context.Context) ([]string, error) {
+	return n.live.alive(), nil
 }
 
 // Compare finds the newest seq at which every node reported its chain

@@ -133,6 +133,8 @@ type Slot struct {
 	refreshed    SessionTokenRefreshed
 	refreshNo    TokenRefreshRefused
 	token        ClientToken // the body's token: an event has at most one
+	drained      NodeDrained
+	policy       LoginPolicy // a connect's or reconnect's (one body per event)
 
 	wConnected    Event_SessionConnected
 	wReconnected  Event_SessionReconnected
@@ -146,6 +148,7 @@ type Slot struct {
 	wRefused      Event_AdminCallRefused
 	wRefreshed    Event_SessionTokenRefreshed
 	wRefreshNo    Event_TokenRefreshRefused
+	wDrained      Event_NodeDrained
 
 	ids  []string // backing array of a body's supersedes
 	buf  []byte   // copies of byte fields (without AliasBytes)
@@ -439,6 +442,19 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 				s.wRefreshNo.TokenRefreshRefused = &s.refreshNo
 				ev.Body = &s.wRefreshNo
 			}
+		case evNodeDrained:
+			if s.body {
+				return false
+			}
+			s.body = true
+			s.drained = NodeDrained{}
+			if !d.walk(s, msgNodeDrained, x, keep) {
+				return false
+			}
+			if keep {
+				s.wDrained.NodeDrained = &s.drained
+				ev.Body = &s.wDrained
+			}
 
 		// SessionConnected
 		case connRemoteAddr:
@@ -454,6 +470,12 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 			if keep {
 				s.connected.Token = &s.token
 			}
+		case connPolicy:
+			s.policy = LoginPolicy{}
+			if !d.walk(s, msgLoginPolicy, x, keep) {
+				return false
+			}
+			s.connected.Policy = &s.policy
 
 		// SessionReconnected
 		case reconPreviousSession:
@@ -473,6 +495,18 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 			if keep {
 				s.reconnected.Token = &s.token
 			}
+		case reconPolicy:
+			s.policy = LoginPolicy{}
+			if !d.walk(s, msgLoginPolicy, x, keep) {
+				return false
+			}
+			s.reconnected.Policy = &s.policy
+
+		// LoginPolicy
+		case polMaxPerUser:
+			s.policy.MaxPerUser = uint32(v)
+		case polOnePerDevice:
+			s.policy.OnePerDevice = v != 0
 
 		// NotificationSent
 		case notifTarget:
@@ -572,6 +606,12 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 		case tokExpiresUnixNano:
 			s.token.ExpiresUnixNano = int64(v)
 
+		// NodeDrained
+		case drainNode:
+			s.drained.Node = d.shared(x)
+		case drainWindowMs:
+			s.drained.WindowMs = int64(v)
+
 		default:
 			return false
 		}
@@ -668,6 +708,8 @@ const (
 	msgSessionTokenRefreshed
 	msgTokenRefreshRefused
 	msgClientToken
+	msgNodeDrained
+	msgLoginPolicy
 	numMsgs
 
 	noMsg = numMsgs // not a message field
@@ -704,6 +746,10 @@ func (m msg) descriptor() protoreflect.MessageDescriptor {
 		pm = (*TokenRefreshRefused)(nil)
 	case msgClientToken:
 		pm = (*ClientToken)(nil)
+	case msgNodeDrained:
+		pm = (*NodeDrained)(nil)
+	case msgLoginPolicy:
+		pm = (*LoginPolicy)(nil)
 	default:
 		return nil
 	}
@@ -735,11 +781,13 @@ const (
 	evAdminCallRefused
 	evSessionTokenRefreshed
 	evTokenRefreshRefused
+	evNodeDrained
 
 	connRemoteAddr
 	connHeartbeatMs
 	connSupersedes
 	connToken
+	connPolicy
 
 	reconPreviousSession
 	reconLastAckedSeq
@@ -747,6 +795,10 @@ const (
 	reconHeartbeatMs
 	reconSupersedes
 	reconToken
+	reconPolicy
+
+	polMaxPerUser
+	polOnePerDevice
 
 	notifTarget
 	notifTopic
@@ -792,6 +844,9 @@ const (
 	tokIssuedUnixNano
 	tokExpiresUnixNano
 
+	drainNode
+	drainWindowMs
+
 	numFields
 )
 
@@ -816,6 +871,7 @@ func fieldSpecs() [numFields]fieldSpec {
 		u64  = protoreflect.Uint64Kind
 		u32  = protoreflect.Uint32Kind
 		sub  = protoreflect.MessageKind
+		boo  = protoreflect.BoolKind
 	)
 	return [numFields]fieldSpec{
 		evType:                  {msg: msgEvent, name: "type", kind: enum},
@@ -837,11 +893,13 @@ func fieldSpecs() [numFields]fieldSpec {
 		evAdminCallRefused:      {msg: msgEvent, name: "admin_call_refused", kind: sub, sub: msgAdminCallRefused},
 		evSessionTokenRefreshed: {msg: msgEvent, name: "session_token_refreshed", kind: sub, sub: msgSessionTokenRefreshed},
 		evTokenRefreshRefused:   {msg: msgEvent, name: "token_refresh_refused", kind: sub, sub: msgTokenRefreshRefused},
+		evNodeDrained:           {msg: msgEvent, name: "node_drained", kind: sub, sub: msgNodeDrained},
 
 		connRemoteAddr:  {msg: msgSessionConnected, name: "remote_addr", kind: str},
 		connHeartbeatMs: {msg: msgSessionConnected, name: "heartbeat_ms", kind: i64},
 		connSupersedes:  {msg: msgSessionConnected, name: "supersedes", kind: str, list: true},
 		connToken:       {msg: msgSessionConnected, name: "token", kind: sub, sub: msgClientToken},
+		connPolicy:      {msg: msgSessionConnected, name: "policy", kind: sub, sub: msgLoginPolicy},
 
 		reconPreviousSession: {msg: msgSessionReconnected, name: "previous_session", kind: str},
 		reconLastAckedSeq:    {msg: msgSessionReconnected, name: "last_acked_seq", kind: u64},
@@ -849,6 +907,10 @@ func fieldSpecs() [numFields]fieldSpec {
 		reconHeartbeatMs:     {msg: msgSessionReconnected, name: "heartbeat_ms", kind: i64},
 		reconSupersedes:      {msg: msgSessionReconnected, name: "supersedes", kind: str, list: true},
 		reconToken:           {msg: msgSessionReconnected, name: "token", kind: sub, sub: msgClientToken},
+		reconPolicy:          {msg: msgSessionReconnected, name: "policy", kind: sub, sub: msgLoginPolicy},
+
+		polMaxPerUser:   {msg: msgLoginPolicy, name: "max_per_user", kind: u32},
+		polOnePerDevice: {msg: msgLoginPolicy, name: "one_per_device", kind: boo},
 
 		notifTarget:  {msg: msgNotificationSent, name: "target", kind: enum},
 		notifTopic:   {msg: msgNotificationSent, name: "topic", kind: str},
@@ -893,5 +955,8 @@ func fieldSpecs() [numFields]fieldSpec {
 		tokID:              {msg: msgClientToken, name: "id", kind: str},
 		tokIssuedUnixNano:  {msg: msgClientToken, name: "issued_unix_nano", kind: i64},
 		tokExpiresUnixNano: {msg: msgClientToken, name: "expires_unix_nano", kind: i64},
+
+		drainNode:     {msg: msgNodeDrained, name: "node", kind: str},
+		drainWindowMs: {msg: msgNodeDrained, name: "window_ms", kind: i64},
 	}
 }

@@ -82,6 +82,15 @@ func decodeSeeds(t testing.TB) [][]byte {
 		{Type: EventType_EVENT_TYPE_TOKEN_REVOKED, Body: &Event_TokenRevoked{TokenRevoked: &TokenRevoked{IssuedBeforeUnixNano: -2}}},
 		// A token in a body of a type decoded only in part.
 		{Type: EventType_EVENT_TYPE_CONNECT_REJECTED, Body: &Event_TokenRefreshRefused{TokenRefreshRefused: &TokenRefreshRefused{Token: &ClientToken{Id: "k"}}}},
+		// Policies decided in the log: set, and present but empty; a drain.
+		{Type: EventType_EVENT_TYPE_SESSION_CONNECTED, Body: &Event_SessionConnected{SessionConnected: &SessionConnected{
+			RemoteAddr: "r", Policy: &LoginPolicy{MaxPerUser: 3, OnePerDevice: true}}}},
+		{Type: EventType_EVENT_TYPE_SESSION_RECONNECTED, Body: &Event_SessionReconnected{SessionReconnected: &SessionReconnected{
+			PreviousSession: "p", Policy: &LoginPolicy{}}}},
+		{Type: EventType_EVENT_TYPE_NODE_DRAINED, Body: &Event_NodeDrained{NodeDrained: &NodeDrained{Node: "node-b", WindowMs: 5000}}},
+		// A token and a policy in one connect.
+		{Type: EventType_EVENT_TYPE_SESSION_CONNECTED, Body: &Event_SessionConnected{SessionConnected: &SessionConnected{
+			Token: &ClientToken{Id: "j", ExpiresUnixNano: 9}, Policy: &LoginPolicy{OnePerDevice: true}}}},
 	}
 	var out [][]byte
 	for i, ev := range evs {

@@ -46,6 +46,7 @@ const (
 	EventType_EVENT_TYPE_ADMIN_CALL_REFUSED      EventType = 10
 	EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED EventType = 11
 	EventType_EVENT_TYPE_TOKEN_REFRESH_REFUSED   EventType = 12
+	EventType_EVENT_TYPE_NODE_DRAINED            EventType = 13
 )
 
 // Enum value maps for EventType.
@@ -64,6 +65,7 @@ var (
 		10: "EVENT_TYPE_ADMIN_CALL_REFUSED",
 		11: "EVENT_TYPE_SESSION_TOKEN_REFRESHED",
 		12: "EVENT_TYPE_TOKEN_REFRESH_REFUSED",
+		13: "EVENT_TYPE_NODE_DRAINED",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":             0,
@@ -79,6 +81,7 @@ var (
 		"EVENT_TYPE_ADMIN_CALL_REFUSED":      10,
 		"EVENT_TYPE_SESSION_TOKEN_REFRESHED": 11,
 		"EVENT_TYPE_TOKEN_REFRESH_REFUSED":   12,
+		"EVENT_TYPE_NODE_DRAINED":            13,
 	}
 )
 
@@ -344,6 +347,8 @@ const (
 	DisconnectCause_DISCONNECT_CAUSE_REVOKED DisconnectCause = 9
 	// The session's token expired and the client sent no fresh one.
 	DisconnectCause_DISCONNECT_CAUSE_TOKEN_EXPIRED DisconnectCause = 10
+	// Its node was drained (node_drained): told to reconnect elsewhere.
+	DisconnectCause_DISCONNECT_CAUSE_DRAINED DisconnectCause = 11
 )
 
 // Enum value maps for DisconnectCause.
@@ -360,6 +365,7 @@ var (
 		8:  "DISCONNECT_CAUSE_SLOW_CONSUMER",
 		9:  "DISCONNECT_CAUSE_REVOKED",
 		10: "DISCONNECT_CAUSE_TOKEN_EXPIRED",
+		11: "DISCONNECT_CAUSE_DRAINED",
 	}
 	DisconnectCause_value = map[string]int32{
 		"DISCONNECT_CAUSE_UNSPECIFIED":     0,
@@ -373,6 +379,7 @@ var (
 		"DISCONNECT_CAUSE_SLOW_CONSUMER":   8,
 		"DISCONNECT_CAUSE_REVOKED":         9,
 		"DISCONNECT_CAUSE_TOKEN_EXPIRED":   10,
+		"DISCONNECT_CAUSE_DRAINED":         11,
 	}
 )
 
@@ -579,6 +586,7 @@ type Event struct {
 	//	*Event_AdminCallRefused
 	//	*Event_SessionTokenRefreshed
 	//	*Event_TokenRefreshRefused
+	//	*Event_NodeDrained
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -778,6 +786,15 @@ func (x *Event) GetTokenRefreshRefused() *TokenRefreshRefused {
 	return nil
 }
 
+func (x *Event) GetNodeDrained() *NodeDrained {
+	if x != nil {
+		if x, ok := x.Body.(*Event_NodeDrained); ok {
+			return x.NodeDrained
+		}
+	}
+	return nil
+}
+
 type isEvent_Body interface {
 	isEvent_Body()
 }
@@ -830,6 +847,10 @@ type Event_TokenRefreshRefused struct {
 	TokenRefreshRefused *TokenRefreshRefused `protobuf:"bytes,31,opt,name=token_refresh_refused,json=tokenRefreshRefused,proto3,oneof"`
 }
 
+type Event_NodeDrained struct {
+	NodeDrained *NodeDrained `protobuf:"bytes,32,opt,name=node_drained,json=nodeDrained,proto3,oneof"`
+}
+
 func (*Event_SessionConnected) isEvent_Body() {}
 
 func (*Event_SessionReconnected) isEvent_Body() {}
@@ -854,6 +875,8 @@ func (*Event_SessionTokenRefreshed) isEvent_Body() {}
 
 func (*Event_TokenRefreshRefused) isEvent_Body() {}
 
+func (*Event_NodeDrained) isEvent_Body() {}
+
 // SessionConnected: a client stream was accepted as a new session.
 type SessionConnected struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -862,12 +885,17 @@ type SessionConnected struct {
 	// Heartbeat interval the session was told, in milliseconds.
 	HeartbeatMs int64 `protobuf:"varint,2,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
 	// Live sessions this connect supersedes under the single-device policy
-	// (oldest first). The hub decides at connect time and records it here, so
-	// a replay never depends on the policy configured when it runs.
+	// (oldest first), as the connecting node saw them. Written by hubs
+	// before the policy was decided in the log; a connect with a policy
+	// leaves it empty.
 	Supersedes []string `protobuf:"bytes,3,rep,name=supersedes,proto3" json:"supersedes,omitempty"`
 	// The client token the session authenticated with (absent without
 	// one): what a revocation or a kick's refusal window matches.
-	Token         *ClientToken `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	Token *ClientToken `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	// The login policy of the connecting node. The reducer decides, when it
+	// applies this event, which live sessions it supersedes: in log order,
+	// the same on every node and in every replay.
+	Policy        *LoginPolicy `protobuf:"bytes,6,opt,name=policy,proto3" json:"policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -926,6 +954,13 @@ func (x *SessionConnected) GetSupersedes() []string {
 func (x *SessionConnected) GetToken() *ClientToken {
 	if x != nil {
 		return x.Token
+	}
+	return nil
+}
+
+func (x *SessionConnected) GetPolicy() *LoginPolicy {
+	if x != nil {
+		return x.Policy
 	}
 	return nil
 }
@@ -996,6 +1031,62 @@ func (x *ClientToken) GetExpiresUnixNano() int64 {
 	return 0
 }
 
+// LoginPolicy is the single-device login policy a connect asks for.
+type LoginPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many live sessions per user; a new one supersedes the
+	// oldest (0: no limit).
+	MaxPerUser uint32 `protobuf:"varint,1,opt,name=max_per_user,json=maxPerUser,proto3" json:"max_per_user,omitempty"`
+	// One live session per (user, device): a new one supersedes the other.
+	OnePerDevice  bool `protobuf:"varint,2,opt,name=one_per_device,json=onePerDevice,proto3" json:"one_per_device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginPolicy) Reset() {
+	*x = LoginPolicy{}
+	mi := &file_ledger_eventpb_events_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginPolicy) ProtoMessage() {}
+
+func (x *LoginPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_eventpb_events_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginPolicy.ProtoReflect.Descriptor instead.
+func (*LoginPolicy) Descriptor() ([]byte, []int) {
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *LoginPolicy) GetMaxPerUser() uint32 {
+	if x != nil {
+		return x.MaxPerUser
+	}
+	return 0
+}
+
+func (x *LoginPolicy) GetOnePerDevice() bool {
+	if x != nil {
+		return x.OnePerDevice
+	}
+	return false
+}
+
 // SessionReconnected: a client resumed, as this new session, a session that
 // had ended. Emitted instead of session_connected.
 type SessionReconnected struct {
@@ -1008,14 +1099,18 @@ type SessionReconnected struct {
 	// As SessionConnected.supersedes.
 	Supersedes []string `protobuf:"bytes,5,rep,name=supersedes,proto3" json:"supersedes,omitempty"`
 	// As SessionConnected.token.
-	Token         *ClientToken `protobuf:"bytes,6,opt,name=token,proto3" json:"token,omitempty"`
+	Token *ClientToken `protobuf:"bytes,6,opt,name=token,proto3" json:"token,omitempty"`
+	// As SessionConnected.policy. With it the reducer also supersedes the
+	// previous session if it is still live, and any other live resume of it:
+	// one resume secret never yields two live sessions.
+	Policy        *LoginPolicy `protobuf:"bytes,8,opt,name=policy,proto3" json:"policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionReconnected) Reset() {
 	*x = SessionReconnected{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[4]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1122,7 @@ func (x *SessionReconnected) String() string {
 func (*SessionReconnected) ProtoMessage() {}
 
 func (x *SessionReconnected) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[4]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1135,7 @@ func (x *SessionReconnected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionReconnected.ProtoReflect.Descriptor instead.
 func (*SessionReconnected) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{4}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SessionReconnected) GetPreviousSession() string {
@@ -1085,6 +1180,13 @@ func (x *SessionReconnected) GetToken() *ClientToken {
 	return nil
 }
 
+func (x *SessionReconnected) GetPolicy() *LoginPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
 // NotificationSent: a notification was addressed to a session, a user or
 // everyone. Its record seq is the notification seq clients acknowledge.
 type NotificationSent struct {
@@ -1098,7 +1200,7 @@ type NotificationSent struct {
 
 func (x *NotificationSent) Reset() {
 	*x = NotificationSent{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[5]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1212,7 @@ func (x *NotificationSent) String() string {
 func (*NotificationSent) ProtoMessage() {}
 
 func (x *NotificationSent) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[5]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1225,7 @@ func (x *NotificationSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationSent.ProtoReflect.Descriptor instead.
 func (*NotificationSent) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{5}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *NotificationSent) GetTarget() NotificationTarget {
@@ -1169,7 +1271,7 @@ type KickRequested struct {
 
 func (x *KickRequested) Reset() {
 	*x = KickRequested{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[6]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1283,7 @@ func (x *KickRequested) String() string {
 func (*KickRequested) ProtoMessage() {}
 
 func (x *KickRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[6]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1296,7 @@ func (x *KickRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickRequested.ProtoReflect.Descriptor instead.
 func (*KickRequested) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{6}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *KickRequested) GetTarget() KickTarget {
@@ -1243,7 +1345,7 @@ type UserBanned struct {
 
 func (x *UserBanned) Reset() {
 	*x = UserBanned{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[7]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1357,7 @@ func (x *UserBanned) String() string {
 func (*UserBanned) ProtoMessage() {}
 
 func (x *UserBanned) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[7]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1370,7 @@ func (x *UserBanned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserBanned.ProtoReflect.Descriptor instead.
 func (*UserBanned) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{7}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UserBanned) GetUntilUnixNano() int64 {
@@ -1287,7 +1389,7 @@ type UserUnbanned struct {
 
 func (x *UserUnbanned) Reset() {
 	*x = UserUnbanned{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[8]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1401,7 @@ func (x *UserUnbanned) String() string {
 func (*UserUnbanned) ProtoMessage() {}
 
 func (x *UserUnbanned) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[8]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1414,7 @@ func (x *UserUnbanned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserUnbanned.ProtoReflect.Descriptor instead.
 func (*UserUnbanned) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{8}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{9}
 }
 
 // SessionDisconnected: the terminal event of a session (Event.session).
@@ -1333,7 +1435,7 @@ type SessionDisconnected struct {
 
 func (x *SessionDisconnected) Reset() {
 	*x = SessionDisconnected{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[9]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1447,7 @@ func (x *SessionDisconnected) String() string {
 func (*SessionDisconnected) ProtoMessage() {}
 
 func (x *SessionDisconnected) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[9]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1460,7 @@ func (x *SessionDisconnected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionDisconnected.ProtoReflect.Descriptor instead.
 func (*SessionDisconnected) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{9}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SessionDisconnected) GetCause() DisconnectCause {
@@ -1414,7 +1516,7 @@ type ConnectRejected struct {
 
 func (x *ConnectRejected) Reset() {
 	*x = ConnectRejected{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[10]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1528,7 @@ func (x *ConnectRejected) String() string {
 func (*ConnectRejected) ProtoMessage() {}
 
 func (x *ConnectRejected) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[10]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1541,7 @@ func (x *ConnectRejected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectRejected.ProtoReflect.Descriptor instead.
 func (*ConnectRejected) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{10}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ConnectRejected) GetCode() string {
@@ -1490,7 +1592,7 @@ type TokenRevoked struct {
 
 func (x *TokenRevoked) Reset() {
 	*x = TokenRevoked{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[11]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1604,7 @@ func (x *TokenRevoked) String() string {
 func (*TokenRevoked) ProtoMessage() {}
 
 func (x *TokenRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[11]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1617,7 @@ func (x *TokenRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenRevoked.ProtoReflect.Descriptor instead.
 func (*TokenRevoked) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{11}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TokenRevoked) GetTokenId() string {
@@ -1558,7 +1660,7 @@ type AdminCallRefused struct {
 
 func (x *AdminCallRefused) Reset() {
 	*x = AdminCallRefused{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[12]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1672,7 @@ func (x *AdminCallRefused) String() string {
 func (*AdminCallRefused) ProtoMessage() {}
 
 func (x *AdminCallRefused) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[12]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1685,7 @@ func (x *AdminCallRefused) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminCallRefused.ProtoReflect.Descriptor instead.
 func (*AdminCallRefused) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{12}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AdminCallRefused) GetMethod() string {
@@ -1633,7 +1735,7 @@ type SessionTokenRefreshed struct {
 
 func (x *SessionTokenRefreshed) Reset() {
 	*x = SessionTokenRefreshed{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[13]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1747,7 @@ func (x *SessionTokenRefreshed) String() string {
 func (*SessionTokenRefreshed) ProtoMessage() {}
 
 func (x *SessionTokenRefreshed) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[13]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1760,7 @@ func (x *SessionTokenRefreshed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionTokenRefreshed.ProtoReflect.Descriptor instead.
 func (*SessionTokenRefreshed) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{13}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SessionTokenRefreshed) GetToken() *ClientToken {
@@ -1686,7 +1788,7 @@ type TokenRefreshRefused struct {
 
 func (x *TokenRefreshRefused) Reset() {
 	*x = TokenRefreshRefused{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[14]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1800,7 @@ func (x *TokenRefreshRefused) String() string {
 func (*TokenRefreshRefused) ProtoMessage() {}
 
 func (x *TokenRefreshRefused) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[14]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1813,7 @@ func (x *TokenRefreshRefused) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenRefreshRefused.ProtoReflect.Descriptor instead.
 func (*TokenRefreshRefused) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{14}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TokenRefreshRefused) GetCode() string {
@@ -1742,6 +1844,64 @@ func (x *TokenRefreshRefused) GetTokenDevice() string {
 	return ""
 }
 
+// NodeDrained: an operator asked node to move its sessions to the other
+// nodes (to upgrade it without dropping users). Every session the log
+// shows live on node when this event applies ends with cause drained,
+// told to reconnect after a delay spread over window_ms (derived from the
+// session id, so every replay gives the same); node refuses new connects
+// until it restarts. Event.actor is the operator, Event.reason theirs.
+type NodeDrained struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	WindowMs      int64                  `protobuf:"varint,2,opt,name=window_ms,json=windowMs,proto3" json:"window_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeDrained) Reset() {
+	*x = NodeDrained{}
+	mi := &file_ledger_eventpb_events_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeDrained) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeDrained) ProtoMessage() {}
+
+func (x *NodeDrained) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_eventpb_events_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeDrained.ProtoReflect.Descriptor instead.
+func (*NodeDrained) Descriptor() ([]byte, []int) {
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *NodeDrained) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeDrained) GetWindowMs() int64 {
+	if x != nil {
+		return x.WindowMs
+	}
+	return 0
+}
+
 var File_ledger_eventpb_events_proto protoreflect.FileDescriptor
 
 const file_ledger_eventpb_events_proto_rawDesc = "" +
@@ -1759,7 +1919,8 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x06\n" +
-	"\x04body\"\xfb\t\n" +
+	"\x04body\"\xc6\n" +
+	"\n" +
 	"\x05Event\x126\n" +
 	"\x04type\x18\x01 \x01(\x0e2\".sessionledger.ledger.v1.EventTypeR\x04type\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
@@ -1780,8 +1941,9 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\rtoken_revoked\x18\x1c \x01(\v2%.sessionledger.ledger.v1.TokenRevokedH\x00R\ftokenRevoked\x12Y\n" +
 	"\x12admin_call_refused\x18\x1d \x01(\v2).sessionledger.ledger.v1.AdminCallRefusedH\x00R\x10adminCallRefused\x12h\n" +
 	"\x17session_token_refreshed\x18\x1e \x01(\v2..sessionledger.ledger.v1.SessionTokenRefreshedH\x00R\x15sessionTokenRefreshed\x12b\n" +
-	"\x15token_refresh_refused\x18\x1f \x01(\v2,.sessionledger.ledger.v1.TokenRefreshRefusedH\x00R\x13tokenRefreshRefusedB\x06\n" +
-	"\x04body\"\xb2\x01\n" +
+	"\x15token_refresh_refused\x18\x1f \x01(\v2,.sessionledger.ledger.v1.TokenRefreshRefusedH\x00R\x13tokenRefreshRefused\x12I\n" +
+	"\fnode_drained\x18  \x01(\v2$.sessionledger.ledger.v1.NodeDrainedH\x00R\vnodeDrainedB\x06\n" +
+	"\x04body\"\xf0\x01\n" +
 	"\x10SessionConnected\x12\x1f\n" +
 	"\vremote_addr\x18\x01 \x01(\tR\n" +
 	"remoteAddr\x12!\n" +
@@ -1789,11 +1951,16 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\n" +
 	"supersedes\x18\x03 \x03(\tR\n" +
 	"supersedes\x12:\n" +
-	"\x05token\x18\x04 \x01(\v2$.sessionledger.ledger.v1.ClientTokenR\x05token\"s\n" +
+	"\x05token\x18\x04 \x01(\v2$.sessionledger.ledger.v1.ClientTokenR\x05token\x12<\n" +
+	"\x06policy\x18\x06 \x01(\v2$.sessionledger.ledger.v1.LoginPolicyR\x06policy\"s\n" +
 	"\vClientToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x10issued_unix_nano\x18\x02 \x01(\x03R\x0eissuedUnixNano\x12*\n" +
-	"\x11expires_unix_nano\x18\x03 \x01(\x03R\x0fexpiresUnixNano\"\x85\x02\n" +
+	"\x11expires_unix_nano\x18\x03 \x01(\x03R\x0fexpiresUnixNano\"U\n" +
+	"\vLoginPolicy\x12 \n" +
+	"\fmax_per_user\x18\x01 \x01(\rR\n" +
+	"maxPerUser\x12$\n" +
+	"\x0eone_per_device\x18\x02 \x01(\bR\fonePerDevice\"\xc3\x02\n" +
 	"\x12SessionReconnected\x12)\n" +
 	"\x10previous_session\x18\x01 \x01(\tR\x0fpreviousSession\x12$\n" +
 	"\x0elast_acked_seq\x18\x02 \x01(\x04R\flastAckedSeq\x12\x1f\n" +
@@ -1803,7 +1970,8 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\n" +
 	"supersedes\x18\x05 \x03(\tR\n" +
 	"supersedes\x12:\n" +
-	"\x05token\x18\x06 \x01(\v2$.sessionledger.ledger.v1.ClientTokenR\x05token\"\x87\x01\n" +
+	"\x05token\x18\x06 \x01(\v2$.sessionledger.ledger.v1.ClientTokenR\x05token\x12<\n" +
+	"\x06policy\x18\b \x01(\v2$.sessionledger.ledger.v1.LoginPolicyR\x06policy\"\x87\x01\n" +
 	"\x10NotificationSent\x12C\n" +
 	"\x06target\x18\x01 \x01(\x0e2+.sessionledger.ledger.v1.NotificationTargetR\x06target\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x18\n" +
@@ -1848,7 +2016,10 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\x05token\x18\x02 \x01(\v2$.sessionledger.ledger.v1.ClientTokenR\x05token\x12\x1d\n" +
 	"\n" +
 	"token_user\x18\x03 \x01(\tR\ttokenUser\x12!\n" +
-	"\ftoken_device\x18\x04 \x01(\tR\vtokenDevice*\xbd\x03\n" +
+	"\ftoken_device\x18\x04 \x01(\tR\vtokenDevice\">\n" +
+	"\vNodeDrained\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1b\n" +
+	"\twindow_ms\x18\x02 \x01(\x03R\bwindowMs*\xda\x03\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cEVENT_TYPE_SESSION_CONNECTED\x10\x01\x12\"\n" +
@@ -1863,7 +2034,8 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\x1dEVENT_TYPE_ADMIN_CALL_REFUSED\x10\n" +
 	"\x12&\n" +
 	"\"EVENT_TYPE_SESSION_TOKEN_REFRESHED\x10\v\x12$\n" +
-	" EVENT_TYPE_TOKEN_REFRESH_REFUSED\x10\f*\x95\x01\n" +
+	" EVENT_TYPE_TOKEN_REFRESH_REFUSED\x10\f\x12\x1b\n" +
+	"\x17EVENT_TYPE_NODE_DRAINED\x10\r*\x95\x01\n" +
 	"\x12NotificationTarget\x12#\n" +
 	"\x1fNOTIFICATION_TARGET_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bNOTIFICATION_TARGET_SESSION\x10\x01\x12\x1c\n" +
@@ -1883,7 +2055,7 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\x15RECONNECT_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11RECONNECT_ALLOWED\x10\x01\x12\x19\n" +
 	"\x15RECONNECT_NOT_ALLOWED\x10\x02\x12\x13\n" +
-	"\x0fRECONNECT_AFTER\x10\x03*\xfc\x02\n" +
+	"\x0fRECONNECT_AFTER\x10\x03*\x9a\x03\n" +
 	"\x0fDisconnectCause\x12 \n" +
 	"\x1cDISCONNECT_CAUSE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eDISCONNECT_CAUSE_CLIENT_CLOSED\x10\x01\x12\x1b\n" +
@@ -1896,7 +2068,8 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\x1eDISCONNECT_CAUSE_SLOW_CONSUMER\x10\b\x12\x1c\n" +
 	"\x18DISCONNECT_CAUSE_REVOKED\x10\t\x12\"\n" +
 	"\x1eDISCONNECT_CAUSE_TOKEN_EXPIRED\x10\n" +
-	"B7Z5github.com/sessionledger/sessionledger/ledger/eventpbb\x06proto3"
+	"\x12\x1c\n" +
+	"\x18DISCONNECT_CAUSE_DRAINED\x10\vB7Z5github.com/sessionledger/sessionledger/ledger/eventpbb\x06proto3"
 
 var (
 	file_ledger_eventpb_events_proto_rawDescOnce sync.Once
@@ -1911,7 +2084,7 @@ func file_ledger_eventpb_events_proto_rawDescGZIP() []byte {
 }
 
 var file_ledger_eventpb_events_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_ledger_eventpb_events_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_ledger_eventpb_events_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_ledger_eventpb_events_proto_goTypes = []any{
 	(EventType)(0),                // 0: sessionledger.ledger.v1.EventType
 	(NotificationTarget)(0),       // 1: sessionledger.ledger.v1.NotificationTarget
@@ -1923,50 +2096,55 @@ var file_ledger_eventpb_events_proto_goTypes = []any{
 	(*Event)(nil),                 // 7: sessionledger.ledger.v1.Event
 	(*SessionConnected)(nil),      // 8: sessionledger.ledger.v1.SessionConnected
 	(*ClientToken)(nil),           // 9: sessionledger.ledger.v1.ClientToken
-	(*SessionReconnected)(nil),    // 10: sessionledger.ledger.v1.SessionReconnected
-	(*NotificationSent)(nil),      // 11: sessionledger.ledger.v1.NotificationSent
-	(*KickRequested)(nil),         // 12: sessionledger.ledger.v1.KickRequested
-	(*UserBanned)(nil),            // 13: sessionledger.ledger.v1.UserBanned
-	(*UserUnbanned)(nil),          // 14: sessionledger.ledger.v1.UserUnbanned
-	(*SessionDisconnected)(nil),   // 15: sessionledger.ledger.v1.SessionDisconnected
-	(*ConnectRejected)(nil),       // 16: sessionledger.ledger.v1.ConnectRejected
-	(*TokenRevoked)(nil),          // 17: sessionledger.ledger.v1.TokenRevoked
-	(*AdminCallRefused)(nil),      // 18: sessionledger.ledger.v1.AdminCallRefused
-	(*SessionTokenRefreshed)(nil), // 19: sessionledger.ledger.v1.SessionTokenRefreshed
-	(*TokenRefreshRefused)(nil),   // 20: sessionledger.ledger.v1.TokenRefreshRefused
-	nil,                           // 21: sessionledger.ledger.v1.Record.MetadataEntry
+	(*LoginPolicy)(nil),           // 10: sessionledger.ledger.v1.LoginPolicy
+	(*SessionReconnected)(nil),    // 11: sessionledger.ledger.v1.SessionReconnected
+	(*NotificationSent)(nil),      // 12: sessionledger.ledger.v1.NotificationSent
+	(*KickRequested)(nil),         // 13: sessionledger.ledger.v1.KickRequested
+	(*UserBanned)(nil),            // 14: sessionledger.ledger.v1.UserBanned
+	(*UserUnbanned)(nil),          // 15: sessionledger.ledger.v1.UserUnbanned
+	(*SessionDisconnected)(nil),   // 16: sessionledger.ledger.v1.SessionDisconnected
+	(*ConnectRejected)(nil),       // 17: sessionledger.ledger.v1.ConnectRejected
+	(*TokenRevoked)(nil),          // 18: sessionledger.ledger.v1.TokenRevoked
+	(*AdminCallRefused)(nil),      // 19: sessionledger.ledger.v1.AdminCallRefused
+	(*SessionTokenRefreshed)(nil), // 20: sessionledger.ledger.v1.SessionTokenRefreshed
+	(*TokenRefreshRefused)(nil),   // 21: sessionledger.ledger.v1.TokenRefreshRefused
+	(*NodeDrained)(nil),           // 22: sessionledger.ledger.v1.NodeDrained
+	nil,                           // 23: sessionledger.ledger.v1.Record.MetadataEntry
 }
 var file_ledger_eventpb_events_proto_depIdxs = []int32{
-	21, // 0: sessionledger.ledger.v1.Record.metadata:type_name -> sessionledger.ledger.v1.Record.MetadataEntry
+	23, // 0: sessionledger.ledger.v1.Record.metadata:type_name -> sessionledger.ledger.v1.Record.MetadataEntry
 	7,  // 1: sessionledger.ledger.v1.Record.event:type_name -> sessionledger.ledger.v1.Event
 	0,  // 2: sessionledger.ledger.v1.Event.type:type_name -> sessionledger.ledger.v1.EventType
 	8,  // 3: sessionledger.ledger.v1.Event.session_connected:type_name -> sessionledger.ledger.v1.SessionConnected
-	10, // 4: sessionledger.ledger.v1.Event.session_reconnected:type_name -> sessionledger.ledger.v1.SessionReconnected
-	11, // 5: sessionledger.ledger.v1.Event.notification_sent:type_name -> sessionledger.ledger.v1.NotificationSent
-	12, // 6: sessionledger.ledger.v1.Event.kick_requested:type_name -> sessionledger.ledger.v1.KickRequested
-	13, // 7: sessionledger.ledger.v1.Event.user_banned:type_name -> sessionledger.ledger.v1.UserBanned
-	14, // 8: sessionledger.ledger.v1.Event.user_unbanned:type_name -> sessionledger.ledger.v1.UserUnbanned
-	15, // 9: sessionledger.ledger.v1.Event.session_disconnected:type_name -> sessionledger.ledger.v1.SessionDisconnected
-	16, // 10: sessionledger.ledger.v1.Event.connect_rejected:type_name -> sessionledger.ledger.v1.ConnectRejected
-	17, // 11: sessionledger.ledger.v1.Event.token_revoked:type_name -> sessionledger.ledger.v1.TokenRevoked
-	18, // 12: sessionledger.ledger.v1.Event.admin_call_refused:type_name -> sessionledger.ledger.v1.AdminCallRefused
-	19, // 13: sessionledger.ledger.v1.Event.session_token_refreshed:type_name -> sessionledger.ledger.v1.SessionTokenRefreshed
-	20, // 14: sessionledger.ledger.v1.Event.token_refresh_refused:type_name -> sessionledger.ledger.v1.TokenRefreshRefused
-	9,  // 15: sessionledger.ledger.v1.SessionConnected.token:type_name -> sessionledger.ledger.v1.ClientToken
-	9,  // 16: sessionledger.ledger.v1.SessionReconnected.token:type_name -> sessionledger.ledger.v1.ClientToken
-	1,  // 17: sessionledger.ledger.v1.NotificationSent.target:type_name -> sessionledger.ledger.v1.NotificationTarget
-	2,  // 18: sessionledger.ledger.v1.KickRequested.target:type_name -> sessionledger.ledger.v1.KickTarget
-	3,  // 19: sessionledger.ledger.v1.KickRequested.mode:type_name -> sessionledger.ledger.v1.KickMode
-	4,  // 20: sessionledger.ledger.v1.KickRequested.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
-	5,  // 21: sessionledger.ledger.v1.SessionDisconnected.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
-	4,  // 22: sessionledger.ledger.v1.SessionDisconnected.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
-	9,  // 23: sessionledger.ledger.v1.SessionTokenRefreshed.token:type_name -> sessionledger.ledger.v1.ClientToken
-	9,  // 24: sessionledger.ledger.v1.TokenRefreshRefused.token:type_name -> sessionledger.ledger.v1.ClientToken
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	11, // 4: sessionledger.ledger.v1.Event.session_reconnected:type_name -> sessionledger.ledger.v1.SessionReconnected
+	12, // 5: sessionledger.ledger.v1.Event.notification_sent:type_name -> sessionledger.ledger.v1.NotificationSent
+	13, // 6: sessionledger.ledger.v1.Event.kick_requested:type_name -> sessionledger.ledger.v1.KickRequested
+	14, // 7: sessionledger.ledger.v1.Event.user_banned:type_name -> sessionledger.ledger.v1.UserBanned
+	15, // 8: sessionledger.ledger.v1.Event.user_unbanned:type_name -> sessionledger.ledger.v1.UserUnbanned
+	16, // 9: sessionledger.ledger.v1.Event.session_disconnected:type_name -> sessionledger.ledger.v1.SessionDisconnected
+	17, // 10: sessionledger.ledger.v1.Event.connect_rejected:type_name -> sessionledger.ledger.v1.ConnectRejected
+	18, // 11: sessionledger.ledger.v1.Event.token_revoked:type_name -> sessionledger.ledger.v1.TokenRevoked
+	19, // 12: sessionledger.ledger.v1.Event.admin_call_refused:type_name -> sessionledger.ledger.v1.AdminCallRefused
+	20, // 13: sessionledger.ledger.v1.Event.session_token_refreshed:type_name -> sessionledger.ledger.v1.SessionTokenRefreshed
+	21, // 14: sessionledger.ledger.v1.Event.token_refresh_refused:type_name -> sessionledger.ledger.v1.TokenRefreshRefused
+	22, // 15: sessionledger.ledger.v1.Event.node_drained:type_name -> sessionledger.ledger.v1.NodeDrained
+	9,  // 16: sessionledger.ledger.v1.SessionConnected.token:type_name -> sessionledger.ledger.v1.ClientToken
+	10, // 17: sessionledger.ledger.v1.SessionConnected.policy:type_name -> sessionledger.ledger.v1.LoginPolicy
+	9,  // 18: sessionledger.ledger.v1.SessionReconnected.token:type_name -> sessionledger.ledger.v1.ClientToken
+	10, // 19: sessionledger.ledger.v1.SessionReconnected.policy:type_name -> sessionledger.ledger.v1.LoginPolicy
+	1,  // 20: sessionledger.ledger.v1.NotificationSent.target:type_name -> sessionledger.ledger.v1.NotificationTarget
+	2,  // 21: sessionledger.ledger.v1.KickRequested.target:type_name -> sessionledger.ledger.v1.KickTarget
+	3,  // 22: sessionledger.ledger.v1.KickRequested.mode:type_name -> sessionledger.ledger.v1.KickMode
+	4,  // 23: sessionledger.ledger.v1.KickRequested.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
+	5,  // 24: sessionledger.ledger.v1.SessionDisconnected.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
+	4,  // 25: sessionledger.ledger.v1.SessionDisconnected.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
+	9,  // 26: sessionledger.ledger.v1.SessionTokenRefreshed.token:type_name -> sessionledger.ledger.v1.ClientToken
+	9,  // 27: sessionledger.ledger.v1.TokenRefreshRefused.token:type_name -> sessionledger.ledger.v1.ClientToken
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_ledger_eventpb_events_proto_init() }
@@ -1991,6 +2169,7 @@ func file_ledger_eventpb_events_proto_init() {
 		(*Event_AdminCallRefused)(nil),
 		(*Event_SessionTokenRefreshed)(nil),
 		(*Event_TokenRefreshRefused)(nil),
+		(*Event_NodeDrained)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1998,7 +2177,7 @@ func file_ledger_eventpb_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_eventpb_events_proto_rawDesc), len(file_ledger_eventpb_events_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
