@@ -63,6 +63,12 @@ type Cluster interface {
 	// first, and the newest seq at which all of them reported their chain
 	// hash (0: none shared).
 	Nodes(ctx context.Context) (nodes []NodeStatus, comparedSeq uint64, err error)
+	// Dead returns, of names, the nodes the cluster no longer sees alive
+	// (no heartbeat for its LostAfter); never this one.
+	Dead(ctx context.Context, names []string) ([]string, error)
+	// Alive returns the names of the nodes the cluster sees alive, in
+	// order.
+	Alive(ctx context.Context) ([]string, error)
 }
 
 // NodeStatus is one node of a cluster as it last reported itself.

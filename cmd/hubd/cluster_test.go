@@ -34,7 +34,7 @@ type clusterNode struct {
 
 // newCluster launches n hubd processes with embedded NATS servers routed
 // to each other and waits until every one listens.
-func newCluster(t *testing.T, n int) []*clusterNode {
+func newCluster(t *testing.T, n int, extra ...string) []*clusterNode {
 	t.Helper()
 	var ls []net.Listener
 	var routes []string
@@ -54,6 +54,7 @@ func newCluster(t *testing.T, n int) []*clusterNode {
 		name := fmt.Sprintf("node-%c", 'a'+i)
 		nodes[i] = &clusterNode{name: name, data: t.TempDir(), flags: []string{"--node", name, "--embed-nats", "--nats-listen", "127.0.0.1:0",
 			"--nats-cluster-listen", strings.TrimPrefix(routes[i], "nats://"), "--nats-routes", strings.Join(routes, ","), "--replicas", strconv.Itoa(min(n, 3))}}
+		nodes[i].flags = append(nodes[i].flags, extra...)
 	}
 	for _, nd := range nodes {
 		nd.launch(t)
@@ -100,7 +101,7 @@ func (nd *clusterNode) admin(t *testing.T) (hubpb.AdminClient, context.Context) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
 	return hubpb.NewAdminClient(dialConn(t, nd.p.grpc)), metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 }
@@ -148,6 +149,32 @@ func load(t *testing.T, nodes []*clusterNode, stop <-chan struct{}) <-chan []ack
 		out <- all
 	}()
 	return out
+}
+
+// waitConverged waits until every node's ledger reached the same head: a
+// replica may lag a little behind the one that acknowledged an event (its
+// consumer was on a server that was killed: it subscribes again within
+// seconds), and a node stopped meanwhile keeps a shorter ledger until it
+// next starts.
+func waitConverged(t *testing.T, nodes []*clusterNode) {
+	t.Helper()
+	heads := make([]uint64, len(nodes))
+	waitFor(t, "every node's ledger at the same head", func() bool {
+		for i, nd := range nodes {
+			admin, ctx := nd.admin(t)
+			res, err := admin.ClusterStatus(ctx, &hubpb.ClusterStatusRequest{})
+			if err != nil {
+				return false
+			}
+			heads[i] = res.GetNodes()[0].GetHeadSeq()
+		}
+		for _, h := range heads {
+			if h != heads[0] {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // checkLedgers stops nothing: it opens each node's ledger (its hubd must
@@ -223,6 +250,7 @@ func TestClusterSurvivesAKilledNode(t *testing.T) {
 	}
 	nodes[2].launch(t)
 	nodes[2].waitListening(t)
+	waitConverged(t, nodes)
 	for _, nd := range nodes {
 		if code := nd.p.signal(syscall.SIGTERM); code != 0 {
 			t.Errorf("%s exited %d after SIGTERM:\n%s", nd.name, code, nd.p.output())
@@ -267,6 +295,9 @@ func TestClusterFailsClosedWithoutQuorum(t *testing.T) {
 
 	nodes[1].launch(t)
 	nodes[1].waitListening(t)
+	// A fresh context: the first one's 30 s may be spent by now (a loaded
+	// machine takes long to restart a node and elect leaders).
+	admin, ctx = a.admin(t)
 	deadline = time.Now().Add(30 * time.Second)
 	for {
 		call, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -291,6 +322,7 @@ func TestClusterFailsClosedWithoutQuorum(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	waitConverged(t, nodes[:2])
 	for _, nd := range nodes[:2] {
 		nd.p.signal(syscall.SIGTERM)
 	}
@@ -320,6 +352,7 @@ func TestClusterKillRounds(t *testing.T) {
 		victim.waitListening(t)
 		t.Logf("round %d: killed %s; %d events acknowledged so far", round, victim.name, len(acks))
 	}
+	waitConverged(t, nodes)
 	for _, nd := range nodes {
 		nd.p.signal(syscall.SIGTERM)
 	}

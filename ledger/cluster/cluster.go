@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -75,19 +76,28 @@ type Config struct {
 	// fails and the hub fails closed.
 	PublishTimeout time.Duration
 	// RetryFor bounds how long a publish the stream does not answer is
-	// tried again (default 5s: a new stream leader is elected within it
-	// when a server dies).
+	// tried again (default 12s: when the stream's leader dies, NATS elects
+	// a new one after a Raft election timeout of 4 to 9 s).
 	RetryFor time.Duration
+	// Heartbeat is how often the node tells the cluster it is alive
+	// (default DefaultHeartbeat; a core NATS message, see liveness);
+	// LostAfter how long without it makes the node dead to the others
+	// (default 3 heartbeats; also the TTL of the node states in
+	// NodesBucket): give every node the same.
+	Heartbeat time.Duration
+	LostAfter time.Duration
 	// StartTimeout bounds the wait for the JetStream cluster to form and
 	// the stream to be ready at start (default 60s).
 	StartTimeout time.Duration
 	// InstanceID tells this node's data directory apart from another's
 	// under the same name (hubd keeps one in DATA/node.id).
 	InstanceID string
-	// Shared are files every node must hold the same (hubd: the admin
-	// token file and the resume key): the first node's are kept in the
-	// cluster, a node without one takes the cluster's, and a node whose
-	// file differs is refused at start.
+	// Shared are files every node must hold the same, which do not change
+	// while the nodes run (hubd: the resume key): the first node's are
+	// kept in the cluster, a node without one takes the cluster's, and a
+	// node whose file differs is refused at start. A file that changes
+	// while they run (hubd's admin token file) is a setting instead
+	// (Node.Setting, Node.SetSetting).
 	Shared []SharedFile
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
@@ -103,8 +113,14 @@ func (c *Config) setDefaults() {
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = DefaultPublishTimeout
 	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.LostAfter <= 0 {
+		c.LostAfter = 3 * c.Heartbeat
+	}
 	if c.RetryFor <= 0 {
-		c.RetryFor = 5 * time.Second
+		c.RetryFor = 12 * time.Second
 	}
 	if c.StartTimeout <= 0 {
 		c.StartTimeout = 60 * time.Second
@@ -122,6 +138,9 @@ func (c *Config) Validate() error {
 	}
 	if (len(c.URLs) == 0) == (c.Embed == nil) {
 		errs = append(errs, errors.New("give either --nats URL[,URL...] or --embed-nats"))
+	}
+	if c.LostAfter < 2*c.Heartbeat {
+		errs = append(errs, fmt.Errorf("--lost-after %s: want at least two heartbeats (%s)", c.LostAfter, 2*c.Heartbeat))
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("--replicas %d: JetStream takes 1 to 5", c.Replicas))
@@ -145,8 +164,13 @@ type Node struct {
 	js      jetstream.JetStream
 	stream  jetstream.Stream
 	repl    *replicator
+	// started is repl once it runs: the registry's heartbeat and the
+	// lag gauge read it while Join is still starting it.
+	started atomic.Pointer[replicator]
 	pub     *Publisher
 	reg     *registry
+	config  jetstream.KeyValue // ConfigBucket, from Connect on
+	live    *liveness
 
 	healthMu sync.Mutex
 	healthy  error // the last health probe's finding
@@ -251,9 +275,14 @@ func (n *Node) join(ctx context.Context) (err error) {
 	if n.reg, err = newRegistry(startCtx, n); err != nil {
 		return err
 	}
+	if n.live, err = startLiveness(n); err != nil {
+		return err
+	}
 	if n.repl, err = startReplicator(n); err != nil {
 		return err
 	}
+	n.started.Store(n.repl)
+	n.reg.following(n.repl)
 	if n.pub, err = newPublisher(n); err != nil {
 		return err
 	}
@@ -551,8 +580,14 @@ func (n *Node) Err() error {
 func (n *Node) Publisher() *Publisher { return n.pub }
 
 // Lag is how many stream messages this replica has not stored yet, as of
-// the last one it received.
-func (n *Node) Lag() uint64 { return n.repl.lag.Load() }
+// the last one it received (0 before Join started replicating). It may be
+// called at any time, also while Join runs.
+func (n *Node) Lag() uint64 {
+	if r := n.started.Load(); r != nil {
+		return r.lag.Load()
+	}
+	return 0
+}
 
 // Close leaves the cluster: it stops the replicator, the publisher, the
 // NATS connection and the embedded server. It is idempotent and bounded
@@ -579,6 +614,9 @@ func (n *Node) release() error {
 
 func (n *Node) doRelease() error {
 	var errs []error
+	if n.live != nil {
+		n.live.close()
+	}
 	if n.reg != nil {
 		n.reg.close()
 	}

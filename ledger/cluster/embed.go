@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -50,7 +49,7 @@ func startEmbedded(cfg EmbedConfig, node string, log *slog.Logger, ready time.Du
 		Port:       port,
 		JetStream:  true,
 		StoreDir:   cfg.StoreDir,
-		SyncAlways: os.Getenv("SL_NO_SYNC_ALWAYS") == "",
+		SyncAlways: true,
 		NoSigs:     true,
 		MaxPayload: 1 << 20,
 	}

@@ -26,16 +26,20 @@ const (
 	// NodesBucket holds each live node's state under its name; an entry
 	// expires NodeTTL after its node last wrote it.
 	NodesBucket = "sessionledger_nodes"
-	// ConfigBucket holds what every node must agree on (the fingerprint
-	// of the resume key), set by the first node.
+	// ConfigBucket holds what every node must agree on: the log id and
+	// the shared files (the resume key), set by the first node, and the
+	// settings a node changes for all (Node.SetSetting: hubd's admin
+	// token file).
 	ConfigBucket = "sessionledger_config"
 )
 
-// Registry timing: each node writes its state every reportInterval; an
-// entry not written for NodeTTL is gone.
+// Liveness timing (Config.Heartbeat, Config.LostAfter): each node
+// publishes a heartbeat and writes its state (NodesBucket, whose entries
+// expire after LostAfter) every heartbeat; a node not heard for LostAfter
+// is dead to the others (liveness).
 const (
-	reportInterval = time.Second
-	NodeTTL        = 10 * time.Second
+	DefaultHeartbeat = time.Second
+	DefaultLostAfter = 3 * DefaultHeartbeat
 )
 
 // checkpointStep is the distance between the seqs at which nodes report
@@ -84,6 +88,7 @@ type registry struct {
 	nodes  jetstream.KeyValue
 	mu     sync.Mutex
 	report Report
+	repl   *replicator // set once it runs: the loop reports from the start
 	stop   chan struct{}
 	done   chan struct{}
 }
@@ -100,6 +105,7 @@ func (n *Node) agree(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster settings: %w", err)
 	}
+	n.config = config
 	for _, f := range n.cfg.Shared {
 		if err := share(ctx, config, f, n.log); err != nil {
 			return err
@@ -130,7 +136,7 @@ func (n *Node) agree(ctx context.Context) error {
 func newRegistry(ctx context.Context, n *Node) (*registry, error) {
 	var nodes jetstream.KeyValue
 	err := retry(ctx, func(ctx context.Context) (err error) {
-		nodes, err = n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: NodesBucket, TTL: NodeTTL,
+		nodes, err = n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: NodesBucket, TTL: n.cfg.LostAfter,
 			Storage: jetstream.FileStorage, Replicas: n.cfg.Replicas, Description: "sessionledger: live nodes"})
 		return err
 	})
@@ -261,12 +267,12 @@ func (r *registry) state() NodeState {
 	n := r.n
 	head := n.store.Head()
 	st := NodeState{Node: n.cfg.Node, Instance: n.cfg.InstanceID, HeadSeq: head.Seq, HeadHash: fmt.Sprintf("%x", head.Hash), Updated: time.Now().UTC()}
-	if n.repl != nil {
-		st.Lag = n.repl.lag.Load()
-	}
 	r.mu.Lock()
-	report := r.report
+	report, repl := r.report, r.repl
 	r.mu.Unlock()
+	if repl != nil {
+		st.Lag = repl.lag.Load()
+	}
 	if report != nil {
 		st.Addr, st.AppliedSeq, st.Sessions = report()
 	}
@@ -282,7 +288,7 @@ func (r *registry) state() NodeState {
 
 func (r *registry) loop() {
 	defer close(r.done)
-	t := time.NewTicker(reportInterval)
+	t := time.NewTicker(r.n.cfg.Heartbeat)
 	defer t.Stop()
 	for {
 		select {
@@ -291,7 +297,10 @@ func (r *registry) loop() {
 			return
 		}
 		b, _ := json.Marshal(r.state())
-		ctx, cancel := context.WithTimeout(context.Background(), reportInterval)
+		// A put is a replicated write: on a busy machine it can take longer
+		// than a heartbeat, and one that completes late still keeps the
+		// entry from expiring.
+		ctx, cancel := context.WithTimeout(context.Background(), max(r.n.cfg.Heartbeat, r.n.cfg.LostAfter/2))
 		if _, err := r.nodes.Put(ctx, r.n.cfg.Node, b); err != nil {
 			r.n.log.Debug("could not report this node's state", "err", err)
 		}
@@ -302,6 +311,13 @@ func (r *registry) loop() {
 func (r *registry) close() {
 	close(r.stop)
 	<-r.done
+}
+
+// following tells the registry the replicator runs (its lag is reported).
+func (r *registry) following(repl *replicator) {
+	r.mu.Lock()
+	r.repl = repl
+	r.mu.Unlock()
 }
 
 // SetReport installs what the daemon adds to this node's state.
@@ -343,6 +359,21 @@ func (n *Node) Nodes(ctx context.Context) ([]NodeState, error) {
 		return 0
 	})
 	return out, nil
+}
+
+// Dead returns, of names, the nodes the cluster no longer sees alive: not
+// heard for LostAfter (killed, powered off, or cut off from NATS). This
+// node is never dead to itself. It judges only once it has heard its own
+// heartbeats without a gap for LostAfter (ErrUnsteady before): a node cut
+// off from NATS, or just started, hears no one.
+func (n *Node) Dead(_ context.Context, names []string) ([]string, error) {
+	return n.live.dead(names)
+}
+
+// Alive returns the names of the nodes the cluster sees alive, this one
+// included, in order.
+func (n *Node) Alive(context.Context) ([]string, error) {
+	return n.live.alive(), nil
 }
 
 // Compare finds the newest seq at which every node reported its chain
