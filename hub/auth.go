@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"crypto/subtle"
+	"slices"
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -49,6 +50,37 @@ func (s *Server) isClosing() bool {
 	return s.closing
 }
 
+// authorize reports whether the caller that authenticate let in may call
+// fullMethod: nil, or ErrPermissionDenied. It is the one place that
+// decides, for the interceptors and for WhoAmI (which the console asks to
+// show only the actions a token may take). Today every admin token may call
+// every admin method; roles for admin tokens decide here once they exist.
+func (s *Server) authorize(ctx context.Context, fullMethod string) error {
+	_ = ActorFrom(ctx)
+	return nil
+}
+
+// adminMethods lists the admin methods registered on the hub's gRPC
+// server (Admin, Audit, and whatever else needs an admin token), sorted.
+func (s *Server) adminMethods() []string {
+	s.mu.Lock()
+	g := s.grpcSrv
+	s.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	var out []string
+	for svc, info := range g.GetServiceInfo() {
+		for _, m := range info.Methods {
+			if full := "/" + svc + "/" + m.Name; needsAdmin(full) {
+				out = append(out, full)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	var got string
@@ -85,6 +117,9 @@ func (s *Server) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 
 func (s *Server) adminUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	ctx, err := s.authenticate(ctx)
+	if err == nil {
+		err = s.authorize(ctx, info.FullMethod)
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -105,6 +140,9 @@ func (s *Server) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 		return toStatus(handler(srv, ss))
 	}
 	ctx, err := s.authenticate(ss.Context())
+	if err == nil {
+		err = s.authorize(ctx, info.FullMethod)
+	}
 	if err == nil {
 		err = handler(srv, &ctxStream{ServerStream: ss, ctx: ctx})
 	}

@@ -24,10 +24,17 @@ var (
 	ErrShuttingDown = errors.New("hub is shutting down")
 	// ErrLedger wraps a failed append: the hub fails closed.
 	ErrLedger = errors.New("ledger unavailable")
+	// ErrPermissionDenied: the caller's token may not make this call.
+	ErrPermissionDenied = errors.New("this token may not make this call")
 	// ErrNotFound: no such live session.
 	ErrNotFound = errors.New("not found")
 	// ErrNotBanned: an unban of a user without an active ban.
 	ErrNotBanned = errors.New("user is not banned")
+	// ErrExceptNotLive: a kick's except_session is not a live session of
+	// the kicked user (sparing nothing would end every session).
+	ErrExceptNotLive = errors.New("the session to spare is not live")
+	// ErrNoBackup: the hub was given no ledger to back up (Ports.Backup).
+	ErrNoBackup = errors.New("this hub has no ledger to back up")
 	// ErrSecretFileMode: a secret file (admin tokens, resume key, JWT
 	// secret) that users other than its owner may read or write.
 	ErrSecretFileMode = errors.New("secret file open to other users")
@@ -137,10 +144,14 @@ func toStatus(err error) error {
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrLedger), errors.Is(err, ledger.ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, ErrPermissionDenied):
+		return status.Error(codes.PermissionDenied, err.Error())
 	case errors.Is(err, ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrNotBanned):
+	case errors.Is(err, ErrNotBanned), errors.Is(err, ErrExceptNotLive):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrNoBackup):
+		return status.Error(codes.Unimplemented, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):

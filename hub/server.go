@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -54,6 +55,9 @@ type Server struct {
 	bg     sync.WaitGroup
 	stopBg chan struct{}
 
+	backupSem chan struct{} // one Admin.Backup at a time
+	grpcSrv   *grpc.Server  // where Register put the services, for WhoAmI
+
 	// epoch carries a monotonic reading: ping schedules are offsets from
 	// it, so a wall-clock step cannot stop or bunch pings.
 	epoch time.Time
@@ -87,9 +91,11 @@ func New(ports Ports, cfg Config) (*Server, error) {
 		stopBg:   make(chan struct{}),
 		epoch:    time.Now(),
 		bcast:    &broadcasts{limit: cfg.RedeliveryLimit},
+
+		backupSem: make(chan struct{}, 1),
 	}
 	s.metrics = newMetrics(cfg.Metrics, s)
-	s.rates = newRateLimiter(cfg.UserConnectsPerMinute, time.Minute)
+	s.rates = newRateLimiter(cfg.UserConnectsPerMinute, cfg.UserConnectBurst)
 	s.rejects = newRejects(s)
 	s.notServing() // until Start
 	return s, nil

@@ -228,7 +228,22 @@ func (sl *eventSlot) decodeBody(ev *eventpb.Event, num protowire.Number, b []byt
 	case 23:
 		k := &sl.kick
 		*k = eventpb.KickRequested{}
-		ok := protowalk.Walk(b, func(f protowire.Number, wt protowire.Type, v uint64, _ []byte) bool {
+		ok := protowalk.Walk(b, func(f protowire.Number, wt protowire.Type, v uint64, s []byte) (ok bool) {
+			if f >= 5 { // except_session, except_device
+				if wt != protowire.BytesType {
+					return false
+				}
+				var str string
+				str, ok = text(true, s)
+				if f == 5 {
+					k.ExceptSession = str
+				} else if f == 6 {
+					k.ExceptDevice = str
+				} else {
+					return false
+				}
+				return ok
+			}
 			if wt != protowire.VarintType {
 				return false
 			}

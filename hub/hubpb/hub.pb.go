@@ -1176,8 +1176,13 @@ type KickRequest struct {
 	// Default: allowed.
 	Reconnect        Reconnect `protobuf:"varint,6,opt,name=reconnect,proto3,enum=sessionledger.hub.v1.Reconnect" json:"reconnect,omitempty"`
 	ReconnectAfterMs int64     `protobuf:"varint,7,opt,name=reconnect_after_ms,json=reconnectAfterMs,proto3" json:"reconnect_after_ms,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// With a user target: "log out everywhere else". Keep this one session
+	// (except_session) or the user's sessions on this device (except_device,
+	// only without device); the rest end.
+	ExceptSession string `protobuf:"bytes,8,opt,name=except_session,json=exceptSession,proto3" json:"except_session,omitempty"`
+	ExceptDevice  string `protobuf:"bytes,9,opt,name=except_device,json=exceptDevice,proto3" json:"except_device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KickRequest) Reset() {
@@ -1257,6 +1262,20 @@ func (x *KickRequest) GetReconnectAfterMs() int64 {
 		return x.ReconnectAfterMs
 	}
 	return 0
+}
+
+func (x *KickRequest) GetExceptSession() string {
+	if x != nil {
+		return x.ExceptSession
+	}
+	return ""
+}
+
+func (x *KickRequest) GetExceptDevice() string {
+	if x != nil {
+		return x.ExceptDevice
+	}
+	return ""
 }
 
 type BanRequest struct {
@@ -1462,7 +1481,9 @@ type ActionReply struct {
 	EventId string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	Seq     uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	// Live sessions the action addressed when it was applied.
-	Sessions      uint32 `protobuf:"varint,3,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	Sessions uint32 `protobuf:"varint,3,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	// Ban only: the ban in force once this one was applied.
+	BanInForce    *BanInForce `protobuf:"bytes,4,opt,name=ban_in_force,json=banInForce,proto3" json:"ban_in_force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1518,18 +1539,101 @@ func (x *ActionReply) GetSessions() uint32 {
 	return 0
 }
 
+func (x *ActionReply) GetBanInForce() *BanInForce {
+	if x != nil {
+		return x.BanInForce
+	}
+	return nil
+}
+
+// BanInForce is the ban a user is under after a Ban call. A ban that ends no
+// later than the one in force is recorded and changes nothing: kept is then
+// true, and event_id and until name the earlier ban that stays.
+type BanInForce struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	EventId string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Seq     uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// 0: no expiry.
+	UntilUnixNano int64 `protobuf:"varint,3,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
+	Kept          bool  `protobuf:"varint,4,opt,name=kept,proto3" json:"kept,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BanInForce) Reset() {
+	*x = BanInForce{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BanInForce) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BanInForce) ProtoMessage() {}
+
+func (x *BanInForce) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BanInForce.ProtoReflect.Descriptor instead.
+func (*BanInForce) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *BanInForce) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *BanInForce) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *BanInForce) GetUntilUnixNano() int64 {
+	if x != nil {
+		return x.UntilUnixNano
+	}
+	return 0
+}
+
+func (x *BanInForce) GetKept() bool {
+	if x != nil {
+		return x.Kept
+	}
+	return false
+}
+
 type ListSessionsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
-	Device        string                 `protobuf:"bytes,2,opt,name=device,proto3" json:"device,omitempty"`
-	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	User   string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Device string                 `protobuf:"bytes,2,opt,name=device,proto3" json:"device,omitempty"`
+	Node   string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	// At most this many sessions (0: 500; at most 5000).
+	PageSize uint32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page ("" for the first).
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[17]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1645,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[17]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1658,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{17}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListSessionsRequest) GetUser() string {
@@ -1578,16 +1682,35 @@ func (x *ListSessionsRequest) GetNode() string {
 	return ""
 }
 
+func (x *ListSessionsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSessionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListSessionsReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sessions      []*SessionInfo         `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// In session id order.
+	Sessions []*SessionInfo `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// Pass it as page_token for the next page; "" after the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// How many sessions match the filter, on every page.
+	Total         uint64 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListSessionsReply) Reset() {
 	*x = ListSessionsReply{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[18]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +1722,7 @@ func (x *ListSessionsReply) String() string {
 func (*ListSessionsReply) ProtoMessage() {}
 
 func (x *ListSessionsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[18]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +1735,7 @@ func (x *ListSessionsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsReply.ProtoReflect.Descriptor instead.
 func (*ListSessionsReply) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{18}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListSessionsReply) GetSessions() []*SessionInfo {
@@ -1620,6 +1743,20 @@ func (x *ListSessionsReply) GetSessions() []*SessionInfo {
 		return x.Sessions
 	}
 	return nil
+}
+
+func (x *ListSessionsReply) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListSessionsReply) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
 }
 
 type GetSessionRequest struct {
@@ -1631,7 +1768,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[19]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1780,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[19]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1793,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{19}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetSessionRequest) GetSessionId() string {
@@ -1683,7 +1820,7 @@ type SessionInfo struct {
 
 func (x *SessionInfo) Reset() {
 	*x = SessionInfo{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[20]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1832,7 @@ func (x *SessionInfo) String() string {
 func (*SessionInfo) ProtoMessage() {}
 
 func (x *SessionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[20]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1845,7 @@ func (x *SessionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionInfo.ProtoReflect.Descriptor instead.
 func (*SessionInfo) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{20}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SessionInfo) GetSessionId() string {
@@ -1763,6 +1900,452 @@ func (x *SessionInfo) GetPreviousSession() string {
 func (x *SessionInfo) GetPendingEnd() string {
 	if x != nil {
 		return x.PendingEnd
+	}
+	return ""
+}
+
+type BackupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupRequest) Reset() {
+	*x = BackupRequest{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupRequest) ProtoMessage() {}
+
+func (x *BackupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
+func (*BackupRequest) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{22}
+}
+
+// BackupChunk is one message of a Backup stream.
+type BackupChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Chunk:
+	//
+	//	*BackupChunk_Info
+	//	*BackupChunk_Data
+	Chunk         isBackupChunk_Chunk `protobuf_oneof:"chunk"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupChunk) Reset() {
+	*x = BackupChunk{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupChunk) ProtoMessage() {}
+
+func (x *BackupChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
+func (*BackupChunk) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *BackupChunk) GetChunk() isBackupChunk_Chunk {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+func (x *BackupChunk) GetInfo() *BackupInfo {
+	if x != nil {
+		if x, ok := x.Chunk.(*BackupChunk_Info); ok {
+			return x.Info
+		}
+	}
+	return nil
+}
+
+func (x *BackupChunk) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Chunk.(*BackupChunk_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+type isBackupChunk_Chunk interface {
+	isBackupChunk_Chunk()
+}
+
+type BackupChunk_Info struct {
+	Info *BackupInfo `protobuf:"bytes,1,opt,name=info,proto3,oneof"`
+}
+
+type BackupChunk_Data struct {
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
+}
+
+func (*BackupChunk_Info) isBackupChunk_Chunk() {}
+
+func (*BackupChunk_Data) isBackupChunk_Chunk() {}
+
+// BackupInfo describes the copy: first before the data (size and sha256
+// unset), last after it (complete).
+type BackupInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The last record the copy holds, and its chain hash.
+	HeadSeq       uint64 `protobuf:"varint,1,opt,name=head_seq,json=headSeq,proto3" json:"head_seq,omitempty"`
+	HeadHash      []byte `protobuf:"bytes,2,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
+	HeadUnixNano  int64  `protobuf:"varint,3,opt,name=head_unix_nano,json=headUnixNano,proto3" json:"head_unix_nano,omitempty"`
+	Size          uint64 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256        []byte `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupInfo) Reset() {
+	*x = BackupInfo{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupInfo) ProtoMessage() {}
+
+func (x *BackupInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupInfo.ProtoReflect.Descriptor instead.
+func (*BackupInfo) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *BackupInfo) GetHeadSeq() uint64 {
+	if x != nil {
+		return x.HeadSeq
+	}
+	return 0
+}
+
+func (x *BackupInfo) GetHeadHash() []byte {
+	if x != nil {
+		return x.HeadHash
+	}
+	return nil
+}
+
+func (x *BackupInfo) GetHeadUnixNano() int64 {
+	if x != nil {
+		return x.HeadUnixNano
+	}
+	return 0
+}
+
+func (x *BackupInfo) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BackupInfo) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+type WhoAmIRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIRequest) Reset() {
+	*x = WhoAmIRequest{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIRequest) ProtoMessage() {}
+
+func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
+func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{25}
+}
+
+type WhoAmIReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The actor recorded for this token's actions.
+	Actor string `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Full method names ("/sessionledger.hub.v1.Admin/Kick") the token may
+	// call.
+	Methods []string `protobuf:"bytes,2,rep,name=methods,proto3" json:"methods,omitempty"`
+	// The token's role, once tokens have roles ("" until then: any admin
+	// token may call everything).
+	Role          string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIReply) Reset() {
+	*x = WhoAmIReply{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIReply) ProtoMessage() {}
+
+func (x *WhoAmIReply) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIReply.ProtoReflect.Descriptor instead.
+func (*WhoAmIReply) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *WhoAmIReply) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *WhoAmIReply) GetMethods() []string {
+	if x != nil {
+		return x.Methods
+	}
+	return nil
+}
+
+func (x *WhoAmIReply) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+type LedgerStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerStatusRequest) Reset() {
+	*x = LedgerStatusRequest{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerStatusRequest) ProtoMessage() {}
+
+func (x *LedgerStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerStatusRequest.ProtoReflect.Descriptor instead.
+func (*LedgerStatusRequest) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{27}
+}
+
+type LedgerStatusReply struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	HeadSeq      uint64                 `protobuf:"varint,1,opt,name=head_seq,json=headSeq,proto3" json:"head_seq,omitempty"`
+	HeadHash     []byte                 `protobuf:"bytes,2,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
+	HeadId       string                 `protobuf:"bytes,3,opt,name=head_id,json=headId,proto3" json:"head_id,omitempty"`
+	HeadUnixNano int64                  `protobuf:"varint,4,opt,name=head_unix_nano,json=headUnixNano,proto3" json:"head_unix_nano,omitempty"`
+	// The last seq the projections applied; lag = head_seq - applied_seq.
+	AppliedSeq uint64 `protobuf:"varint,5,opt,name=applied_seq,json=appliedSeq,proto3" json:"applied_seq,omitempty"`
+	Lag        uint64 `protobuf:"varint,6,opt,name=lag,proto3" json:"lag,omitempty"`
+	// Live sessions this node holds.
+	LiveSessions uint64 `protobuf:"varint,7,opt,name=live_sessions,json=liveSessions,proto3" json:"live_sessions,omitempty"`
+	Node         string `protobuf:"bytes,8,opt,name=node,proto3" json:"node,omitempty"`
+	// Why the hub is not serving, or "" when it is.
+	NotServing    string `protobuf:"bytes,9,opt,name=not_serving,json=notServing,proto3" json:"not_serving,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerStatusReply) Reset() {
+	*x = LedgerStatusReply{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerStatusReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerStatusReply) ProtoMessage() {}
+
+func (x *LedgerStatusReply) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerStatusReply.ProtoReflect.Descriptor instead.
+func (*LedgerStatusReply) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *LedgerStatusReply) GetHeadSeq() uint64 {
+	if x != nil {
+		return x.HeadSeq
+	}
+	return 0
+}
+
+func (x *LedgerStatusReply) GetHeadHash() []byte {
+	if x != nil {
+		return x.HeadHash
+	}
+	return nil
+}
+
+func (x *LedgerStatusReply) GetHeadId() string {
+	if x != nil {
+		return x.HeadId
+	}
+	return ""
+}
+
+func (x *LedgerStatusReply) GetHeadUnixNano() int64 {
+	if x != nil {
+		return x.HeadUnixNano
+	}
+	return 0
+}
+
+func (x *LedgerStatusReply) GetAppliedSeq() uint64 {
+	if x != nil {
+		return x.AppliedSeq
+	}
+	return 0
+}
+
+func (x *LedgerStatusReply) GetLag() uint64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *LedgerStatusReply) GetLiveSessions() uint64 {
+	if x != nil {
+		return x.LiveSessions
+	}
+	return 0
+}
+
+func (x *LedgerStatusReply) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *LedgerStatusReply) GetNotServing() string {
+	if x != nil {
+		return x.NotServing
 	}
 	return ""
 }
@@ -1836,7 +2419,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12&\n" +
 	"\x0funtil_unix_nano\x18\x03 \x01(\x03R\runtilUnixNano\x12=\n" +
 	"\treconnect\x18\x04 \x01(\x0e2\x1f.sessionledger.hub.v1.ReconnectR\treconnect\x12,\n" +
-	"\x12reconnect_after_ms\x18\x05 \x01(\x03R\x10reconnectAfterMs\"\x91\x02\n" +
+	"\x12reconnect_after_ms\x18\x05 \x01(\x03R\x10reconnectAfterMs\"\xdd\x02\n" +
 	"\vKickRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -1845,7 +2428,9 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x122\n" +
 	"\x04mode\x18\x05 \x01(\x0e2\x1e.sessionledger.hub.v1.KickModeR\x04mode\x12=\n" +
 	"\treconnect\x18\x06 \x01(\x0e2\x1f.sessionledger.hub.v1.ReconnectR\treconnect\x12,\n" +
-	"\x12reconnect_after_ms\x18\a \x01(\x03R\x10reconnectAfterMs\"\x81\x01\n" +
+	"\x12reconnect_after_ms\x18\a \x01(\x03R\x10reconnectAfterMs\x12%\n" +
+	"\x0eexcept_session\x18\b \x01(\tR\rexceptSession\x12#\n" +
+	"\rexcept_device\x18\t \x01(\tR\fexceptDevice\"\x81\x01\n" +
 	"\n" +
 	"BanRequest\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1f\n" +
@@ -1862,17 +2447,30 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x12\n" +
 	"\x04user\x18\x03 \x01(\tR\x04user\x12\x14\n" +
 	"\x05topic\x18\x04 \x01(\tR\x05topic\x12\x18\n" +
-	"\apayload\x18\x05 \x01(\fR\apayload\"V\n" +
+	"\apayload\x18\x05 \x01(\fR\apayload\"\x9a\x01\n" +
 	"\vActionReply\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1a\n" +
-	"\bsessions\x18\x03 \x01(\rR\bsessions\"U\n" +
+	"\bsessions\x18\x03 \x01(\rR\bsessions\x12B\n" +
+	"\fban_in_force\x18\x04 \x01(\v2 .sessionledger.hub.v1.BanInForceR\n" +
+	"banInForce\"u\n" +
+	"\n" +
+	"BanInForce\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12&\n" +
+	"\x0funtil_unix_nano\x18\x03 \x01(\x03R\runtilUnixNano\x12\x12\n" +
+	"\x04kept\x18\x04 \x01(\bR\x04kept\"\x91\x01\n" +
 	"\x13ListSessionsRequest\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x12\n" +
-	"\x04node\x18\x03 \x01(\tR\x04node\"R\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"\x90\x01\n" +
 	"\x11ListSessionsReply\x12=\n" +
-	"\bsessions\x18\x01 \x03(\v2!.sessionledger.hub.v1.SessionInfoR\bsessions\"2\n" +
+	"\bsessions\x18\x01 \x03(\v2!.sessionledger.hub.v1.SessionInfoR\bsessions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x04R\x05total\"2\n" +
 	"\x11GetSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"\x89\x02\n" +
@@ -1887,7 +2485,37 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x13connected_unix_nano\x18\x06 \x01(\x03R\x11connectedUnixNano\x12)\n" +
 	"\x10previous_session\x18\a \x01(\tR\x0fpreviousSession\x12\x1f\n" +
 	"\vpending_end\x18\b \x01(\tR\n" +
-	"pendingEnd*\xf3\x01\n" +
+	"pendingEnd\"\x0f\n" +
+	"\rBackupRequest\"d\n" +
+	"\vBackupChunk\x126\n" +
+	"\x04info\x18\x01 \x01(\v2 .sessionledger.hub.v1.BackupInfoH\x00R\x04info\x12\x14\n" +
+	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\a\n" +
+	"\x05chunk\"\x96\x01\n" +
+	"\n" +
+	"BackupInfo\x12\x19\n" +
+	"\bhead_seq\x18\x01 \x01(\x04R\aheadSeq\x12\x1b\n" +
+	"\thead_hash\x18\x02 \x01(\fR\bheadHash\x12$\n" +
+	"\x0ehead_unix_nano\x18\x03 \x01(\x03R\fheadUnixNano\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x05 \x01(\fR\x06sha256\"\x0f\n" +
+	"\rWhoAmIRequest\"Q\n" +
+	"\vWhoAmIReply\x12\x14\n" +
+	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x18\n" +
+	"\amethods\x18\x02 \x03(\tR\amethods\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\"\x15\n" +
+	"\x13LedgerStatusRequest\"\x97\x02\n" +
+	"\x11LedgerStatusReply\x12\x19\n" +
+	"\bhead_seq\x18\x01 \x01(\x04R\aheadSeq\x12\x1b\n" +
+	"\thead_hash\x18\x02 \x01(\fR\bheadHash\x12\x17\n" +
+	"\ahead_id\x18\x03 \x01(\tR\x06headId\x12$\n" +
+	"\x0ehead_unix_nano\x18\x04 \x01(\x03R\fheadUnixNano\x12\x1f\n" +
+	"\vapplied_seq\x18\x05 \x01(\x04R\n" +
+	"appliedSeq\x12\x10\n" +
+	"\x03lag\x18\x06 \x01(\x04R\x03lag\x12#\n" +
+	"\rlive_sessions\x18\a \x01(\x04R\fliveSessions\x12\x12\n" +
+	"\x04node\x18\b \x01(\tR\x04node\x12\x1f\n" +
+	"\vnot_serving\x18\t \x01(\tR\n" +
+	"notServing*\xf3\x01\n" +
 	"\x0eDisconnectCode\x12\x1f\n" +
 	"\x1bDISCONNECT_CODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DISCONNECT_CODE_KICKED\x10\x01\x12\x1a\n" +
@@ -1911,7 +2539,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x12NOTIFY_TARGET_USER\x10\x02\x12\x15\n" +
 	"\x11NOTIFY_TARGET_ALL\x10\x032Z\n" +
 	"\x03Hub\x12S\n" +
-	"\aConnect\x12!.sessionledger.hub.v1.ClientFrame\x1a!.sessionledger.hub.v1.ServerFrame(\x010\x012\x81\x04\n" +
+	"\aConnect\x12!.sessionledger.hub.v1.ClientFrame\x1a!.sessionledger.hub.v1.ServerFrame(\x010\x012\x8b\x06\n" +
 	"\x05Admin\x12L\n" +
 	"\x04Kick\x12!.sessionledger.hub.v1.KickRequest\x1a!.sessionledger.hub.v1.ActionReply\x12J\n" +
 	"\x03Ban\x12 .sessionledger.hub.v1.BanRequest\x1a!.sessionledger.hub.v1.ActionReply\x12N\n" +
@@ -1919,7 +2547,10 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x06Notify\x12#.sessionledger.hub.v1.NotifyRequest\x1a!.sessionledger.hub.v1.ActionReply\x12b\n" +
 	"\fListSessions\x12).sessionledger.hub.v1.ListSessionsRequest\x1a'.sessionledger.hub.v1.ListSessionsReply\x12X\n" +
 	"\n" +
-	"GetSession\x12'.sessionledger.hub.v1.GetSessionRequest\x1a!.sessionledger.hub.v1.SessionInfoB2Z0github.com/sessionledger/sessionledger/hub/hubpbb\x06proto3"
+	"GetSession\x12'.sessionledger.hub.v1.GetSessionRequest\x1a!.sessionledger.hub.v1.SessionInfo\x12R\n" +
+	"\x06Backup\x12#.sessionledger.hub.v1.BackupRequest\x1a!.sessionledger.hub.v1.BackupChunk0\x01\x12P\n" +
+	"\x06WhoAmI\x12#.sessionledger.hub.v1.WhoAmIRequest\x1a!.sessionledger.hub.v1.WhoAmIReply\x12b\n" +
+	"\fLedgerStatus\x12).sessionledger.hub.v1.LedgerStatusRequest\x1a'.sessionledger.hub.v1.LedgerStatusReplyB2Z0github.com/sessionledger/sessionledger/hub/hubpbb\x06proto3"
 
 var (
 	file_hub_hubpb_hub_proto_rawDescOnce sync.Once
@@ -1934,7 +2565,7 @@ func file_hub_hubpb_hub_proto_rawDescGZIP() []byte {
 }
 
 var file_hub_hubpb_hub_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_hub_hubpb_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_hub_hubpb_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_hub_hubpb_hub_proto_goTypes = []any{
 	(DisconnectCode)(0),         // 0: sessionledger.hub.v1.DisconnectCode
 	(Reconnect)(0),              // 1: sessionledger.hub.v1.Reconnect
@@ -1957,10 +2588,18 @@ var file_hub_hubpb_hub_proto_goTypes = []any{
 	(*UnbanRequest)(nil),        // 18: sessionledger.hub.v1.UnbanRequest
 	(*NotifyRequest)(nil),       // 19: sessionledger.hub.v1.NotifyRequest
 	(*ActionReply)(nil),         // 20: sessionledger.hub.v1.ActionReply
-	(*ListSessionsRequest)(nil), // 21: sessionledger.hub.v1.ListSessionsRequest
-	(*ListSessionsReply)(nil),   // 22: sessionledger.hub.v1.ListSessionsReply
-	(*GetSessionRequest)(nil),   // 23: sessionledger.hub.v1.GetSessionRequest
-	(*SessionInfo)(nil),         // 24: sessionledger.hub.v1.SessionInfo
+	(*BanInForce)(nil),          // 21: sessionledger.hub.v1.BanInForce
+	(*ListSessionsRequest)(nil), // 22: sessionledger.hub.v1.ListSessionsRequest
+	(*ListSessionsReply)(nil),   // 23: sessionledger.hub.v1.ListSessionsReply
+	(*GetSessionRequest)(nil),   // 24: sessionledger.hub.v1.GetSessionRequest
+	(*SessionInfo)(nil),         // 25: sessionledger.hub.v1.SessionInfo
+	(*BackupRequest)(nil),       // 26: sessionledger.hub.v1.BackupRequest
+	(*BackupChunk)(nil),         // 27: sessionledger.hub.v1.BackupChunk
+	(*BackupInfo)(nil),          // 28: sessionledger.hub.v1.BackupInfo
+	(*WhoAmIRequest)(nil),       // 29: sessionledger.hub.v1.WhoAmIRequest
+	(*WhoAmIReply)(nil),         // 30: sessionledger.hub.v1.WhoAmIReply
+	(*LedgerStatusRequest)(nil), // 31: sessionledger.hub.v1.LedgerStatusRequest
+	(*LedgerStatusReply)(nil),   // 32: sessionledger.hub.v1.LedgerStatusReply
 }
 var file_hub_hubpb_hub_proto_depIdxs = []int32{
 	6,  // 0: sessionledger.hub.v1.ClientFrame.hello:type_name -> sessionledger.hub.v1.Hello
@@ -1978,26 +2617,34 @@ var file_hub_hubpb_hub_proto_depIdxs = []int32{
 	2,  // 12: sessionledger.hub.v1.KickRequest.mode:type_name -> sessionledger.hub.v1.KickMode
 	1,  // 13: sessionledger.hub.v1.KickRequest.reconnect:type_name -> sessionledger.hub.v1.Reconnect
 	3,  // 14: sessionledger.hub.v1.NotifyRequest.target:type_name -> sessionledger.hub.v1.NotifyTarget
-	24, // 15: sessionledger.hub.v1.ListSessionsReply.sessions:type_name -> sessionledger.hub.v1.SessionInfo
-	4,  // 16: sessionledger.hub.v1.Hub.Connect:input_type -> sessionledger.hub.v1.ClientFrame
-	16, // 17: sessionledger.hub.v1.Admin.Kick:input_type -> sessionledger.hub.v1.KickRequest
-	17, // 18: sessionledger.hub.v1.Admin.Ban:input_type -> sessionledger.hub.v1.BanRequest
-	18, // 19: sessionledger.hub.v1.Admin.Unban:input_type -> sessionledger.hub.v1.UnbanRequest
-	19, // 20: sessionledger.hub.v1.Admin.Notify:input_type -> sessionledger.hub.v1.NotifyRequest
-	21, // 21: sessionledger.hub.v1.Admin.ListSessions:input_type -> sessionledger.hub.v1.ListSessionsRequest
-	23, // 22: sessionledger.hub.v1.Admin.GetSession:input_type -> sessionledger.hub.v1.GetSessionRequest
-	5,  // 23: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
-	20, // 24: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
-	20, // 25: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
-	20, // 26: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
-	20, // 27: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
-	22, // 28: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
-	24, // 29: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
-	23, // [23:30] is the sub-list for method output_type
-	16, // [16:23] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	21, // 15: sessionledger.hub.v1.ActionReply.ban_in_force:type_name -> sessionledger.hub.v1.BanInForce
+	25, // 16: sessionledger.hub.v1.ListSessionsReply.sessions:type_name -> sessionledger.hub.v1.SessionInfo
+	28, // 17: sessionledger.hub.v1.BackupChunk.info:type_name -> sessionledger.hub.v1.BackupInfo
+	4,  // 18: sessionledger.hub.v1.Hub.Connect:input_type -> sessionledger.hub.v1.ClientFrame
+	16, // 19: sessionledger.hub.v1.Admin.Kick:input_type -> sessionledger.hub.v1.KickRequest
+	17, // 20: sessionledger.hub.v1.Admin.Ban:input_type -> sessionledger.hub.v1.BanRequest
+	18, // 21: sessionledger.hub.v1.Admin.Unban:input_type -> sessionledger.hub.v1.UnbanRequest
+	19, // 22: sessionledger.hub.v1.Admin.Notify:input_type -> sessionledger.hub.v1.NotifyRequest
+	22, // 23: sessionledger.hub.v1.Admin.ListSessions:input_type -> sessionledger.hub.v1.ListSessionsRequest
+	24, // 24: sessionledger.hub.v1.Admin.GetSession:input_type -> sessionledger.hub.v1.GetSessionRequest
+	26, // 25: sessionledger.hub.v1.Admin.Backup:input_type -> sessionledger.hub.v1.BackupRequest
+	29, // 26: sessionledger.hub.v1.Admin.WhoAmI:input_type -> sessionledger.hub.v1.WhoAmIRequest
+	31, // 27: sessionledger.hub.v1.Admin.LedgerStatus:input_type -> sessionledger.hub.v1.LedgerStatusRequest
+	5,  // 28: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
+	20, // 29: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
+	20, // 30: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
+	20, // 31: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
+	20, // 32: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
+	23, // 33: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
+	25, // 34: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
+	27, // 35: sessionledger.hub.v1.Admin.Backup:output_type -> sessionledger.hub.v1.BackupChunk
+	30, // 36: sessionledger.hub.v1.Admin.WhoAmI:output_type -> sessionledger.hub.v1.WhoAmIReply
+	32, // 37: sessionledger.hub.v1.Admin.LedgerStatus:output_type -> sessionledger.hub.v1.LedgerStatusReply
+	28, // [28:38] is the sub-list for method output_type
+	18, // [18:28] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_hub_hubpb_hub_proto_init() }
@@ -2017,13 +2664,17 @@ func file_hub_hubpb_hub_proto_init() {
 		(*ServerFrame_Ping)(nil),
 		(*ServerFrame_Disconnect)(nil),
 	}
+	file_hub_hubpb_hub_proto_msgTypes[23].OneofWrappers = []any{
+		(*BackupChunk_Info)(nil),
+		(*BackupChunk_Data)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hub_hubpb_hub_proto_rawDesc), len(file_hub_hubpb_hub_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   21,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

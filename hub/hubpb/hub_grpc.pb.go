@@ -136,6 +136,9 @@ const (
 	Admin_Notify_FullMethodName       = "/sessionledger.hub.v1.Admin/Notify"
 	Admin_ListSessions_FullMethodName = "/sessionledger.hub.v1.Admin/ListSessions"
 	Admin_GetSession_FullMethodName   = "/sessionledger.hub.v1.Admin/GetSession"
+	Admin_Backup_FullMethodName       = "/sessionledger.hub.v1.Admin/Backup"
+	Admin_WhoAmI_FullMethodName       = "/sessionledger.hub.v1.Admin/WhoAmI"
+	Admin_LedgerStatus_FullMethodName = "/sessionledger.hub.v1.Admin/LedgerStatus"
 )
 
 // AdminClient is the client API for Admin service.
@@ -151,6 +154,17 @@ type AdminClient interface {
 	Notify(ctx context.Context, in *NotifyRequest, opts ...grpc.CallOption) (*ActionReply, error)
 	ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsReply, error)
 	GetSession(ctx context.Context, in *GetSessionRequest, opts ...grpc.CallOption) (*SessionInfo, error)
+	// Backup streams a consistent hot copy of the ledger file (the log, its
+	// indexes, blobs and the projection checkpoint): a BackupInfo first, then
+	// the file's bytes in chunks, then a BackupInfo again with the size and
+	// SHA-256 of what was sent. docs/operations.md has the restore procedure.
+	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error)
+	// WhoAmI names the caller and the Admin and Audit methods its token may
+	// call (the console shows only those actions).
+	WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*WhoAmIReply, error)
+	// LedgerStatus is the head of the log and how far the projections that
+	// enforce it have applied it.
+	LedgerStatus(ctx context.Context, in *LedgerStatusRequest, opts ...grpc.CallOption) (*LedgerStatusReply, error)
 }
 
 type adminClient struct {
@@ -221,6 +235,45 @@ func (c *adminClient) GetSession(ctx context.Context, in *GetSessionRequest, opt
 	return out, nil
 }
 
+func (c *adminClient) Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[0], Admin_Backup_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BackupRequest, BackupChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_BackupClient = grpc.ServerStreamingClient[BackupChunk]
+
+func (c *adminClient) WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*WhoAmIReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WhoAmIReply)
+	err := c.cc.Invoke(ctx, Admin_WhoAmI_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) LedgerStatus(ctx context.Context, in *LedgerStatusRequest, opts ...grpc.CallOption) (*LedgerStatusReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LedgerStatusReply)
+	err := c.cc.Invoke(ctx, Admin_LedgerStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -234,6 +287,17 @@ type AdminServer interface {
 	Notify(context.Context, *NotifyRequest) (*ActionReply, error)
 	ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsReply, error)
 	GetSession(context.Context, *GetSessionRequest) (*SessionInfo, error)
+	// Backup streams a consistent hot copy of the ledger file (the log, its
+	// indexes, blobs and the projection checkpoint): a BackupInfo first, then
+	// the file's bytes in chunks, then a BackupInfo again with the size and
+	// SHA-256 of what was sent. docs/operations.md has the restore procedure.
+	Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error
+	// WhoAmI names the caller and the Admin and Audit methods its token may
+	// call (the console shows only those actions).
+	WhoAmI(context.Context, *WhoAmIRequest) (*WhoAmIReply, error)
+	// LedgerStatus is the head of the log and how far the projections that
+	// enforce it have applied it.
+	LedgerStatus(context.Context, *LedgerStatusRequest) (*LedgerStatusReply, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -261,6 +325,15 @@ func (UnimplementedAdminServer) ListSessions(context.Context, *ListSessionsReque
 }
 func (UnimplementedAdminServer) GetSession(context.Context, *GetSessionRequest) (*SessionInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSession not implemented")
+}
+func (UnimplementedAdminServer) Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error {
+	return status.Error(codes.Unimplemented, "method Backup not implemented")
+}
+func (UnimplementedAdminServer) WhoAmI(context.Context, *WhoAmIRequest) (*WhoAmIReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method WhoAmI not implemented")
+}
+func (UnimplementedAdminServer) LedgerStatus(context.Context, *LedgerStatusRequest) (*LedgerStatusReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method LedgerStatus not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -391,6 +464,53 @@ func _Admin_GetSession_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Backup_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BackupRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServer).Backup(m, &grpc.GenericServerStream[BackupRequest, BackupChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_BackupServer = grpc.ServerStreamingServer[BackupChunk]
+
+func _Admin_WhoAmI_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WhoAmIRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).WhoAmI(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_WhoAmI_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).WhoAmI(ctx, req.(*WhoAmIRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_LedgerStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LedgerStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).LedgerStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_LedgerStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).LedgerStatus(ctx, req.(*LedgerStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -422,7 +542,21 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetSession",
 			Handler:    _Admin_GetSession_Handler,
 		},
+		{
+			MethodName: "WhoAmI",
+			Handler:    _Admin_WhoAmI_Handler,
+		},
+		{
+			MethodName: "LedgerStatus",
+			Handler:    _Admin_LedgerStatus_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Backup",
+			Handler:       _Admin_Backup_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "hub/hubpb/hub.proto",
 }
