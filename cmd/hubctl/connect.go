@@ -159,7 +159,7 @@ shut down, aborted, idle timeout); 1 could not reach the server.`,
 		Example: `  hubctl connect --user alice --device phone
   hubctl connect --user alice --device phone --reconnect --for 10m
   hubctl connect --jwt "$(hubctl token --user alice --device phone --secret-file jwt.key)"`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if user == "" && jwt == "" {
 				return usageError{errors.New("connect: give --user (and --device), or --jwt")}

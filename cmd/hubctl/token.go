@@ -25,7 +25,7 @@ signed HS256 with the secret in --secret-file (default: HUBD_JWT_SECRET_FILE,
 the same file hubd is given with --jwt-secret-file).`,
 		Example: `  hubctl token --user alice --device phone --secret-file /etc/hubd/jwt.key
   hubctl connect --user alice --device phone --jwt "$(hubctl token --user alice --device phone --secret-file jwt.key)"`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if user == "" {
 				return usageError{errors.New("token: --user is required")}
