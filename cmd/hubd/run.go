@@ -3,14 +3,15 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/internal/daemon"
+	"github.com/sessionledger/sessionledger/internal/version"
 	"github.com/sessionledger/sessionledger/projections"
 )
 
@@ -25,7 +26,9 @@ const (
 // graceful shutdown, a second forces it.
 func run(args []string, lookup func(string) (string, bool), stderr io.Writer, sig <-chan os.Signal) int {
 	o, err := parseOptions(args, lookup, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	var help errHelp
+	if errors.As(err, &help) {
+		fmt.Fprintln(stderr, strings.TrimRight(help.text, "\n"))
 		return exitOK
 	}
 	if err != nil {
@@ -125,6 +128,7 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 		Listen:         o.listen,
 		Metrics:        o.metrics,
 		Pprof:          o.pprof,
+		ConsoleListen:  o.console,
 		JWTSecretFile:  o.jwtSecret,
 		TLSCertFile:    o.tlsCert,
 		TLSKeyFile:     o.tlsKey,
@@ -138,6 +142,7 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 			Policy:                projections.Policy{MaxPerUser: o.maxPerUser, OnePerDevice: o.onePerDevice},
 			MaxSessions:           o.maxSessions,
 			UserConnectsPerMinute: o.connectsPerMin,
+			UserConnectBurst:      o.connectBurst,
 			RejectWindow:          o.rejectWindow,
 			NotifyBuffer:          o.notifyBuffer,
 			GracefulTimeout:       o.gracefulTimeout,
@@ -155,3 +160,5 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 		Logger: log,
 	}
 }
+
+func versionLine() string { return version.Line("hubd") }

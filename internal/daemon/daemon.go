@@ -41,6 +41,7 @@ import (
 	"github.com/sessionledger/sessionledger/audit"
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
+	"github.com/sessionledger/sessionledger/internal/console"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -65,6 +66,10 @@ type Config struct {
 	Metrics string
 	// Pprof serves net/http/pprof under /debug/pprof/ on Metrics.
 	Pprof bool
+	// ConsoleListen is the HTTP address of the web console
+	// (internal/console); "" serves none. Beyond loopback it needs TLS
+	// (TLSCertFile/TLSKeyFile, which it then serves with too).
+	ConsoleListen string
 	// JWTSecretFile holds the HS256 secret client tokens are checked with.
 	// Without it identities are taken from Hello as sent, which is allowed
 	// on a loopback listener only.
@@ -122,17 +127,18 @@ type Daemon struct {
 	jwtSecret []byte
 	tlsCreds  credentials.TransportCredentials
 
-	store  *ledger.Store
-	pub    *ledger.Publisher
-	runner *projections.Runner
-	hub    *hub.Server
-	audit  *audit.Server
-	grpc   *grpc.Server
-	http   *http.Server
-	reg    *prometheus.Registry
+	store   *ledger.Store
+	pub     *ledger.Publisher
+	runner  *projections.Runner
+	hub     *hub.Server
+	audit   *audit.Server
+	grpc    *grpc.Server
+	http    *http.Server
+	console *http.Server
+	reg     *prometheus.Registry
 
-	addr, metricsAddr string
-	failed            chan error // a server that stopped on its own
+	addr, metricsAddr, consoleAddr string
+	failed                         chan error // a server that stopped on its own
 
 	stopOnce sync.Once
 	stopErr  error
@@ -143,7 +149,7 @@ type Daemon struct {
 // error here is a usage error.
 func New(cfg Config) (*Daemon, error) {
 	cfg.setDefaults()
-	d := &Daemon{cfg: cfg, log: cfg.Logger, failed: make(chan error, 2), jwtSecret: cfg.Hub.JWTSecret, tlsCreds: cfg.Creds}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, failed: make(chan error, 3), jwtSecret: cfg.Hub.JWTSecret, tlsCreds: cfg.Creds}
 	if cfg.JWTSecretFile != "" {
 		b, err := hubapi.ReadSecretFile(cfg.JWTSecretFile)
 		if err != nil {
@@ -165,6 +171,10 @@ func New(cfg Config) (*Daemon, error) {
 			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
 		d.tlsCreds = creds
+	}
+	if cfg.ConsoleListen != "" && cfg.TLSCertFile == "" && !IsLoopback(cfg.ConsoleListen) {
+		// A browser would send the admin token in clear text.
+		return nil, fmt.Errorf("refusing to serve the console on %s without TLS: admin tokens would cross the network in clear text; serve it on 127.0.0.1 (behind a TLS proxy) or give --tls-cert and --tls-key", cfg.ConsoleListen)
 	}
 	return d, nil
 }
@@ -283,11 +293,19 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			d.failed <- fmt.Errorf("grpc server: %w", err)
 		}
 	}()
+	if err := d.serveConsole(); err != nil {
+		ln.Close()
+		if d.http != nil {
+			_ = d.http.Close()
+		}
+		_ = h.Shutdown(ctx)
+		return err
+	}
 	metricsAddr := d.metricsAddr
 	if metricsAddr == "" {
 		metricsAddr = "off"
 	}
-	log.Info("hubd listening", "grpc", d.addr, "metrics", metricsAddr, "data", cfg.Data, "node", h.Node(),
+	log.Info("hubd listening", "grpc", d.addr, "metrics", metricsAddr, "console", d.consoleURL(), "data", cfg.Data, "node", h.Node(),
 		"tls", d.tlsCreds != nil, "jwt", d.jwtSecret != nil, "head", store.Head().Seq)
 	return nil
 }
@@ -301,6 +319,52 @@ func (d *Daemon) Addr() string { return d.addr }
 
 // MetricsAddr is the address of /metrics and /healthz, "" if none.
 func (d *Daemon) MetricsAddr() string { return d.metricsAddr }
+
+// ConsoleAddr is the address of the web console, "" if none.
+func (d *Daemon) ConsoleAddr() string { return d.consoleAddr }
+
+// serveConsole serves the web console on ConsoleListen, if set: the pages
+// and the Admin and Audit services of the daemon's gRPC server, transcoded.
+func (d *Daemon) serveConsole() error {
+	if d.cfg.ConsoleListen == "" {
+		return nil
+	}
+	h, err := console.Handler(d.grpc)
+	if err != nil {
+		return err
+	}
+	cl, err := net.Listen("tcp", d.cfg.ConsoleListen)
+	if err != nil {
+		return fmt.Errorf("listen %s (console): %w", d.cfg.ConsoleListen, err)
+	}
+	d.consoleAddr = cl.Addr().String()
+	d.console = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	tlsOn := d.cfg.TLSCertFile != ""
+	go func() {
+		var err error
+		if tlsOn {
+			err = d.console.ServeTLS(cl, d.cfg.TLSCertFile, d.cfg.TLSKeyFile)
+		} else {
+			err = d.console.Serve(cl)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.failed <- fmt.Errorf("console server: %w", err)
+		}
+	}()
+	return nil
+}
+
+// consoleURL is where the console is, for the log ("off" if nowhere).
+func (d *Daemon) consoleURL() string {
+	switch {
+	case d.consoleAddr == "":
+		return "off"
+	case d.cfg.TLSCertFile != "":
+		return "https://" + d.consoleAddr + "/"
+	default:
+		return "http://" + d.consoleAddr + "/"
+	}
+}
 
 // Hub is the hub the daemon serves.
 func (d *Daemon) Hub() *hub.Server { return d.hub }
@@ -334,6 +398,12 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 	}
 	if d.audit != nil {
 		d.audit.Close() // end --follow streams so GracefulStop does not wait for them
+	}
+	if d.console != nil {
+		// Before the gRPC server: the console's calls run on it.
+		if err := d.console.Shutdown(ctx); err != nil {
+			_ = d.console.Close()
+		}
 	}
 	if d.grpc != nil {
 		stopped := make(chan struct{})
