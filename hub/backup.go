@@ -46,6 +46,14 @@ func (a *admin) Backup(_ *hubpb.BackupRequest, stream grpc.ServerStreamingServer
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	// A checkpoint near the head first, when the projection can write one
+	// on request: a hubd restored from the copy then replays little. A
+	// failure only makes the copy's checkpoint older.
+	if cp, ok := s.proj.(interface{ Checkpoint(context.Context) error }); ok {
+		if err := cp.Checkpoint(ctx); err != nil {
+			s.log.Warn("backup: could not write a fresh projection checkpoint first; the copy has the last one", "err", err)
+		}
+	}
 	f, err := os.CreateTemp(filepath.Dir(src.Path()), ".admin-backup-*.db")
 	if err != nil {
 		return fmt.Errorf("backup: stage the copy: %w", err)

@@ -550,9 +550,14 @@ type Resume struct {
 	Secret    string                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
 	// Last notification seq the client acknowledged; notifications after it
 	// are redelivered in order before live ones.
-	LastAckedSeq  uint64 `protobuf:"varint,3,opt,name=last_acked_seq,json=lastAckedSeq,proto3" json:"last_acked_seq,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastAckedSeq uint64 `protobuf:"varint,3,opt,name=last_acked_seq,json=lastAckedSeq,proto3" json:"last_acked_seq,omitempty"`
+	// The seq and event id of the last notification the client saw. If the
+	// log holds another record at that seq (or none), it was restored from a
+	// backup taken before it: the Welcome says log_rewound.
+	LastSeenSeq     uint64 `protobuf:"varint,4,opt,name=last_seen_seq,json=lastSeenSeq,proto3" json:"last_seen_seq,omitempty"`
+	LastSeenEventId string `protobuf:"bytes,5,opt,name=last_seen_event_id,json=lastSeenEventId,proto3" json:"last_seen_event_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Resume) Reset() {
@@ -606,6 +611,20 @@ func (x *Resume) GetLastAckedSeq() uint64 {
 	return 0
 }
 
+func (x *Resume) GetLastSeenSeq() uint64 {
+	if x != nil {
+		return x.LastSeenSeq
+	}
+	return 0
+}
+
+func (x *Resume) GetLastSeenEventId() string {
+	if x != nil {
+		return x.LastSeenEventId
+	}
+	return ""
+}
+
 type Welcome struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -628,8 +647,15 @@ type Welcome struct {
 	// ledger could not be read. Those between last_acked_seq and
 	// oldest_redelivered_seq are the ones that may be missing.
 	RedeliveryTruncated bool `protobuf:"varint,9,opt,name=redelivery_truncated,json=redeliveryTruncated,proto3" json:"redelivery_truncated,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// True when the log no longer holds what the client saw last (it was
+	// restored from a backup taken before): seqs after the restored head
+	// were given again to other records. The server redelivers the session's
+	// notifications from where its chain of sessions began (some the client
+	// may have seen), and the client must forget the seqs it saw, or it
+	// would drop new notifications as duplicates.
+	LogRewound    bool `protobuf:"varint,10,opt,name=log_rewound,json=logRewound,proto3" json:"log_rewound,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
@@ -721,6 +747,13 @@ func (x *Welcome) GetOldestRedeliveredSeq() uint64 {
 func (x *Welcome) GetRedeliveryTruncated() bool {
 	if x != nil {
 		return x.RedeliveryTruncated
+	}
+	return false
+}
+
+func (x *Welcome) GetLogRewound() bool {
+	if x != nil {
+		return x.LogRewound
 	}
 	return false
 }
@@ -2373,12 +2406,14 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\tR\x05token\x124\n" +
-	"\x06resume\x18\x04 \x01(\v2\x1c.sessionledger.hub.v1.ResumeR\x06resume\"e\n" +
+	"\x06resume\x18\x04 \x01(\v2\x1c.sessionledger.hub.v1.ResumeR\x06resume\"\xb6\x01\n" +
 	"\x06Resume\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\x12$\n" +
-	"\x0elast_acked_seq\x18\x03 \x01(\x04R\flastAckedSeq\"\xde\x02\n" +
+	"\x0elast_acked_seq\x18\x03 \x01(\x04R\flastAckedSeq\x12\"\n" +
+	"\rlast_seen_seq\x18\x04 \x01(\x04R\vlastSeenSeq\x12+\n" +
+	"\x12last_seen_event_id\x18\x05 \x01(\tR\x0flastSeenEventId\"\xff\x02\n" +
 	"\aWelcome\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12#\n" +
@@ -2389,7 +2424,10 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\fresumed_from\x18\x06 \x01(\tR\vresumedFrom\x12\"\n" +
 	"\fredelivering\x18\a \x01(\rR\fredelivering\x124\n" +
 	"\x16oldest_redelivered_seq\x18\b \x01(\x04R\x14oldestRedeliveredSeq\x121\n" +
-	"\x14redelivery_truncated\x18\t \x01(\bR\x13redeliveryTruncated\"\xb3\x01\n" +
+	"\x14redelivery_truncated\x18\t \x01(\bR\x13redeliveryTruncated\x12\x1f\n" +
+	"\vlog_rewound\x18\n" +
+	" \x01(\bR\n" +
+	"logRewound\"\xb3\x01\n" +
 	"\fNotification\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x18\n" +
