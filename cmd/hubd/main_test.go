@@ -617,3 +617,17 @@ func TestWarnsWithoutTLSOffLoopback(t *testing.T) {
 		t.Errorf("no clear-text warning:\n%s", p.output())
 	}
 }
+
+// TestVersionAndHelp: --version prints the build, --help the flags with
+// two dashes; both exit 0.
+func TestVersionAndHelp(t *testing.T) {
+	var out bytes.Buffer
+	if code := run([]string{"--version"}, func(string) (string, bool) { return "", false }, &out, make(chan os.Signal)); code != 0 || !strings.HasPrefix(out.String(), "hubd ") {
+		t.Fatalf("--version: exit %d, %q", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"--help"}, func(string) (string, bool) { return "", false }, &out, make(chan os.Signal)); code != 0 ||
+		!strings.Contains(out.String(), "--console-listen") || !strings.Contains(out.String(), "--data string") {
+		t.Fatalf("--help: exit %d, %q", code, out.String())
+	}
+}

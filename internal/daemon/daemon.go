@@ -301,6 +301,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		_ = h.Shutdown(ctx)
 		return err
 	}
+	if err := hubapi.WriteAddrFile(cfg.Data, d.addr, d.tlsCreds != nil); err != nil {
+		log.Warn("could not write the address file (auditq --data finds this hubd by it)", "file", filepath.Join(cfg.Data, hubapi.AddrFile), "err", err)
+	}
 	metricsAddr := d.metricsAddr
 	if metricsAddr == "" {
 		metricsAddr = "off"
@@ -419,6 +422,9 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 		if err := d.http.Shutdown(ctx); err != nil {
 			_ = d.http.Close()
 		}
+	}
+	if d.addr != "" {
+		_ = hubapi.RemoveAddrFile(d.cfg.Data)
 	}
 	if err := d.closeLedger(ctx); err != nil {
 		errs = append(errs, err)
