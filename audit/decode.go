@@ -212,8 +212,13 @@ func (sl *eventSlot) body(num protowire.Number, b []byte) bool {
 		k := &sl.kick
 		*k = eventpb.KickRequested{}
 		ev.Body = &sl.wKick
-		return protowalk.Walk(b, func(num protowire.Number, wt protowire.Type, v uint64, _ []byte) bool {
-			if wt != protowire.VarintType {
+		return protowalk.Walk(b, func(num protowire.Number, wt protowire.Type, v uint64, x []byte) bool {
+			switch {
+			case num == 5 && wt == protowire.BytesType:
+				return sl.set(&k.ExceptSession, x)
+			case num == 6 && wt == protowire.BytesType:
+				return sl.set(&k.ExceptDevice, x)
+			case wt != protowire.VarintType:
 				return false
 			}
 			switch num {

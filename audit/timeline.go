@@ -10,6 +10,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/internal/termtext"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
@@ -255,7 +256,7 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		case eventpb.NotificationTarget_NOTIFICATION_TARGET_USER:
 			target = "user " + user
 		}
-		fmt.Fprintf(&b, "notified %s (topic %q, %d bytes, notification seq %d)%s", target, n.GetTopic(), len(n.GetPayload()), r.Seq, by(actor))
+		fmt.Fprintf(&b, "notified %s (topic %q, %s, notification seq %d)%s", target, n.GetTopic(), hubapi.PayloadText(n.GetPayload()), r.Seq, by(actor))
 	case eventpb.EventType_EVENT_TYPE_KICK_REQUESTED:
 		k := ev.GetKickRequested()
 		switch k.GetTarget() {
@@ -265,6 +266,12 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 			fmt.Fprintf(&b, "kick of %s's sessions on device %s", user, termtext.Field(ev.GetDevice()))
 		default:
 			fmt.Fprintf(&b, "kick of every session of %s", user)
+		}
+		switch {
+		case k.GetExceptSession() != "":
+			fmt.Fprintf(&b, " except session %s", termtext.Field(k.GetExceptSession()))
+		case k.GetExceptDevice() != "":
+			fmt.Fprintf(&b, " except those on device %s", termtext.Field(k.GetExceptDevice()))
 		}
 		fmt.Fprintf(&b, " ordered%s%s", by(actor), reason)
 		var opts []string

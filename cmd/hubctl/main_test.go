@@ -370,8 +370,11 @@ func TestConnectExitCodes(t *testing.T) {
 			t.Fatalf("not a JSON line: %q", line)
 		}
 	}
-	if !strings.Contains(out.String(), `"code":"DISCONNECT_CODE_KICKED"`) || !strings.Contains(out.String(), `"client_disconnect":{"cause":"kicked"`) ||
-		!strings.Contains(out.String(), `"data":{"x":1}`) {
+	// One naming style (lower snake case, the ledger's causes) and one
+	// payload rendering (the JSON value itself).
+	if !strings.Contains(out.String(), `"code":"kicked"`) || !strings.Contains(out.String(), `"reconnect":"not_allowed"`) ||
+		!strings.Contains(out.String(), `"client_disconnect":{"cause":"kicked"`) || !strings.Contains(out.String(), `"code":"aborted"`) ||
+		!strings.Contains(out.String(), `"payload":{"x":1}`) || strings.Contains(out.String(), "DISCONNECT_CODE_") {
 		t.Fatalf("output lacks the disconnect:\n%s", out.String())
 	}
 	if n := h.last(eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT); n.GetUser() != "ann" {
