@@ -28,7 +28,7 @@ import (
 
 // screenshots, when set, is where TestConsoleInABrowser saves its
 // screenshots of the main pages (docs/console.md names the command).
-var screenshots = flag.String("screenshots", "", "directory to write the console's screenshots to (docs/console)")
+var screenshots = flag.String("screenshots", "", "directory to write the console's screenshots to, relative to the repository (docs/console)")
 
 const adminToken = "console-test-admin-token-0123456789"
 
@@ -251,7 +251,14 @@ func shoot(t *testing.T, ctx context.Context, name string) {
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
-	if err := os.WriteFile(filepath.Join(*screenshots, name+".png"), png, 0o644); err != nil {
+	dir := *screenshots
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join("..", "..", dir) // relative to the repository, where the docs name the command
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
