@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,5 +275,29 @@ func TestWhoAmIAndLedgerStatus(t *testing.T) {
 	if st.GetHeadSeq() != head.Seq || string(st.GetHeadHash()) != string(head.Hash[:]) || st.GetHeadId() != head.ID.String() ||
 		st.GetAppliedSeq() != head.Seq || st.GetLag() != 0 || st.GetLiveSessions() != 1 || st.GetNode() != "node-1" || st.GetNotServing() != "" {
 		t.Errorf("ledger status %v; want head %d applied, 1 live session on node-1, serving", st, head.Seq)
+	}
+}
+
+// TestConnectLimitRefillsPerUser: over real gRPC, a user gets the burst of
+// connects at once and is refused rate_limited after it; once the bucket
+// has refilled for one connect (the hub's clock moved a second at 60 a
+// minute), one more passes; another user's connects are not limited by
+// the first one's.
+func TestConnectLimitRefillsPerUser(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	e := newEnv(t, hub.Config{UserConnectsPerMinute: 60, UserConnectBurst: 2, Now: now, RejectWindow: time.Hour})
+	e.mustDial("eager", "a")
+	e.mustDial("eager", "b")
+	_, err := e.dial("eager", "c")
+	if st, rj := rejected(t, err); st.Code() != codes.ResourceExhausted || rj.GetCode() != "rate_limited" {
+		t.Fatalf("third connect at once: %v %v; want rate_limited", st, rj)
+	}
+	e.mustDial("patient", "a") // another user's bucket
+	clock.Add(int64(time.Second))
+	e.mustDial("eager", "c")
+	if _, err := e.dial("eager", "d"); err == nil {
+		t.Fatal("a second connect after one second's refill passed")
 	}
 }
