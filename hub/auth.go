@@ -55,8 +55,7 @@ func (s *Server) isClosing() bool {
 // decides, for the interceptors and for WhoAmI (which the console asks to
 // show only the actions a token may take). Today every admin token may call
 // every admin method; roles for admin tokens decide here once they exist.
-func (s *Server) authorize(ctx context.Context, fullMethod string) error {
-	_ = ActorFrom(ctx)
+func (s *Server) authorize(_ context.Context, _ string) error {
 	return nil
 }
 

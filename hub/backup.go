@@ -83,9 +83,11 @@ func (a *admin) Backup(_ *hubpb.BackupRequest, stream grpc.ServerStreamingServer
 		return fmt.Errorf("backup: %w", err)
 	}
 	h := sha256.New()
-	buf := make([]byte, backupChunk)
 	var size uint64
 	for {
+		// A fresh buffer per message: a sent message must not change
+		// (grpc's SendMsg contract).
+		buf := make([]byte, backupChunk)
 		n, err := io.ReadFull(f, buf)
 		if n > 0 {
 			h.Write(buf[:n])

@@ -366,6 +366,9 @@ async function loadUser(name) {
   await Promise.all([loadUserSessions(), loadBan(), loadTimeline()]);
 }
 
+// pendingEnds is how many of the user's sessions shown are being ended.
+let pendingEnds = 0;
+
 async function loadUserSessions() {
   const tbody = $("user-sessions").tBodies[0];
   try {
@@ -391,6 +394,7 @@ async function loadUserSessions() {
       target.append(el("option", { value: s.session_id }, "session " + label));
       except.append(el("option", { value: s.session_id }, label));
     }
+    pendingEnds = sessions.filter((x) => x.pending_end).length;
     $("user-summary").textContent = summary(sessions.length, total, false);
   } catch (e) {
     handleError(e, "/" + ADMIN + "ListSessions");
@@ -468,6 +472,17 @@ function action(formId, method, verb, build) {
       out.textContent = describeAction(verb, r);
       out.dataset.eventId = r.event_id;
       await Promise.all([loadUserSessions(), loadBan(), loadTimeline()]);
+      // A kick or ban returns once enforcement began; the sessions end a
+      // moment later. Follow them until none is left ending (at most 15 s),
+      // then show the ends in the timeline.
+      const user = currentUser;
+      for (let i = 0; i < 15 && pendingEnds > 0 && user === currentUser; i++) {
+        await new Promise((done) => setTimeout(done, 1000));
+        await loadUserSessions();
+      }
+      if (user === currentUser) {
+        await loadTimeline();
+      }
     } catch (e) {
       handleError(e, "/" + ADMIN + method, out);
     }
