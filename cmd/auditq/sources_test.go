@@ -135,3 +135,25 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("--version: exit %d, %q, %q", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestProgressOnATerminal: export draws a progress line on stderr when it
+// is a terminal and the output is not, and clears it; with stderr not a
+// terminal it draws nothing.
+func TestProgressOnATerminal(t *testing.T) {
+	for _, tty := range []bool{true, false} {
+		var out, errb strings.Builder
+		a := newApp(&out, &errb, func(string) string { return "" })
+		a.errTTY, a.outTTY = tty, false
+		a.localAddr = closedAddr(t)
+		if code := a.run(context.Background(), []string{"--db", fixture, "export"}); code != 0 {
+			t.Fatalf("export: exit %d: %s", code, errb.String())
+		}
+		drawn := strings.Contains(errb.String(), "exporting… seq 1 of 21 (5%)") && strings.HasSuffix(errb.String(), "\r\033[K")
+		if drawn != tty {
+			t.Errorf("stderr a terminal %v: progress %q; want it drawn and cleared only on a terminal", tty, errb.String())
+		}
+		if strings.Count(out.String(), "\n") != 21 {
+			t.Errorf("export wrote %d lines; want 21", strings.Count(out.String(), "\n"))
+		}
+	}
+}
