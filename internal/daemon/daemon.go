@@ -127,18 +127,21 @@ type Daemon struct {
 	jwtSecret []byte
 	tlsCreds  credentials.TransportCredentials
 
-	store   *ledger.Store
-	pub     *ledger.Publisher
-	runner  *projections.Runner
-	hub     *hub.Server
-	audit   *audit.Server
-	grpc    *grpc.Server
-	http    *http.Server
-	console *http.Server
-	reg     *prometheus.Registry
+	store  *ledger.Store
+	pub    *ledger.Publisher
+	runner *projections.Runner
+	hub    *hub.Server
+	audit  *audit.Server
+	grpc   *grpc.Server
+	http   *http.Server
+	reg    *prometheus.Registry
 
-	addr, metricsAddr, consoleAddr string
-	failed                         chan error // a server that stopped on its own
+	addr, metricsAddr string
+	failed            chan error // a server that stopped on its own
+
+	// The web console (ConsoleListen), nil when off.
+	console     *http.Server
+	consoleAddr string
 
 	stopOnce sync.Once
 	stopErr  error
