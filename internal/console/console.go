@@ -46,7 +46,9 @@ var static embed.FS
 // Services are the gRPC services the console transcodes: the operators'
 // calls and the audit queries. The client stream (Hub), health and
 // reflection are not exposed.
-var Services = []string{"sessionledger.hub.v1.Admin", "sessionledger.audit.v1.Audit"}
+func Services() []string {
+	return []string{"sessionledger.hub.v1.Admin", "sessionledger.audit.v1.Audit"}
+}
 
 // CSP is the Content-Security-Policy of every console response.
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
@@ -57,8 +59,8 @@ const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 // transcoded into calls on g, which must have them registered.
 func Handler(g *grpc.Server) (http.Handler, error) {
 	info := g.GetServiceInfo()
-	svcs := make([]*vanguard.Service, 0, len(Services))
-	for _, name := range Services {
+	svcs := make([]*vanguard.Service, 0, len(Services()))
+	for _, name := range Services() {
 		if _, ok := info[name]; !ok {
 			return nil, fmt.Errorf("console: %s is not registered on the gRPC server", name)
 		}
@@ -84,7 +86,7 @@ func Handler(g *grpc.Server) (http.Handler, error) {
 	}
 	files := http.FileServerFS(pages)
 	mux := http.NewServeMux()
-	for _, name := range Services {
+	for _, name := range Services() {
 		mux.Handle("POST /"+name+"/", noStore(t))
 	}
 	mux.Handle("GET /", files)
