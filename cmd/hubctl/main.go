@@ -99,7 +99,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
 		Use:   "hubctl",
-		Short: "Operate a running hubd: hold a session, kick, ban, notify, list sessions",
+		Short: "Operate a running hubd: hold a session, kick, ban, notify, list sessions, back up the ledger",
 		Long: `hubctl talks to a running hubd over gRPC.
 
 By default it reaches the local hubd (127.0.0.1:7070) and reads the admin
@@ -131,6 +131,7 @@ kicked, 4 banned or refused, 5 superseded, 6 connection lost.`,
 	// --data-dir was the way around notify's --data (then the payload,
 	// now --payload): it still works for one release, and says so.
 	pf.StringVar(&g.dataDir, "data-dir", envOr("HUBCTL_DATA", "./data"), "deprecated: use --data (kept for one release)")
+	_ = pf.MarkHidden("data-dir")
 	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
 		if f := cmd.Flags().Lookup("data-dir"); f != nil && f.Changed {
 			fmt.Fprintln(cmd.ErrOrStderr(), "hubctl: --data-dir is deprecated and goes in the next release: use --data (notify's payload is --payload now, so --data means the data directory for every command)")
