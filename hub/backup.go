@@ -76,7 +76,7 @@ func (a *admin) Backup(_ *hubpb.BackupRequest, stream grpc.ServerStreamingServer
 			return fmt.Errorf("backup: read the head of the copy: %w", err)
 		}
 	}
-	if err := stream.Send(&hubpb.BackupChunk{Chunk: &hubpb.BackupChunk_Info{Info: info}}); err != nil {
+	if err := stream.Send(&hubpb.BackupChunk{Chunk: &hubpb.BackupChunk_Info{Info: info}, Seq: last}); err != nil {
 		return err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -105,5 +105,5 @@ func (a *admin) Backup(_ *hubpb.BackupRequest, stream grpc.ServerStreamingServer
 	}
 	info.Size, info.Sha256 = size, h.Sum(nil)
 	s.log.Info("backup sent", "actor", ActorFrom(ctx), "head", last, "bytes", size)
-	return stream.Send(&hubpb.BackupChunk{Chunk: &hubpb.BackupChunk_Info{Info: info}})
+	return stream.Send(&hubpb.BackupChunk{Chunk: &hubpb.BackupChunk_Info{Info: info}, Seq: last})
 }

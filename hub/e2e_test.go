@@ -233,13 +233,14 @@ func TestSupersedeOnePerDevice(t *testing.T) {
 		t.Fatalf("old session end: %v %v; want superseded by %s", d, st, nw.welcome.GetSessionId())
 	}
 	e.waitEnd(1, old.welcome.GetSessionId())
-	// The connect event records what it superseded; the end names the new
-	// session and, as its cause, that connect. The laptop is untouched.
+	// The connect event records the policy (the reducer decides what it
+	// supersedes); the end names the new session and, as its cause, that
+	// connect. The laptop is untouched.
 	oldID, lapID, nwID := old.welcome.GetSessionId(), laptop.welcome.GetSessionId(), nw.welcome.GetSessionId()
 	e.expectLedger(1,
-		"session_connected gina/phone "+oldID,
-		"session_connected gina/laptop "+lapID,
-		"session_connected gina/phone "+nwID+" supersedes "+oldID,
+		"session_connected gina/phone "+oldID+" policy one_per_device",
+		"session_connected gina/laptop "+lapID+" policy one_per_device",
+		"session_connected gina/phone "+nwID+" policy one_per_device",
 		"session_disconnected gina/phone "+oldID+" superseded "+nw.welcome.GetEventId()+" superseded_by "+nwID+" by gina: superseded by session "+nwID)
 	list, err := e.admin.ListSessions(adminCtx(ctxT(t)), &hubpb.ListSessionsRequest{User: "gina"})
 	if err != nil || len(list.GetSessions()) != 2 {
@@ -274,9 +275,9 @@ func TestSupersedeMaxPerUser(t *testing.T) {
 	e.waitEnd(1, first.welcome.GetSessionId())
 	a, b, c := first.welcome.GetSessionId(), second.welcome.GetSessionId(), third.welcome.GetSessionId()
 	e.expectLedger(1,
-		"session_connected nora/phone "+a,
-		"session_connected nora/laptop "+b,
-		"session_connected nora/tablet "+c+" supersedes "+a,
+		"session_connected nora/phone "+a+" policy max_per_user=2",
+		"session_connected nora/laptop "+b+" policy max_per_user=2",
+		"session_connected nora/tablet "+c+" policy max_per_user=2",
 		"session_disconnected nora/phone "+a+" superseded "+third.welcome.GetEventId()+" superseded_by "+c+" by nora: superseded by session "+c)
 	list, err := e.admin.ListSessions(adminCtx(ctxT(t)), &hubpb.ListSessionsRequest{User: "nora"})
 	if err != nil || len(list.GetSessions()) != 2 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -24,8 +25,6 @@ var (
 	ErrShuttingDown = errors.New("hub is shutting down")
 	// ErrLedger wraps a failed append: the hub fails closed.
 	ErrLedger = errors.New("ledger unavailable")
-	// ErrPermissionDenied: the caller's token may not make this call.
-	ErrPermissionDenied = errors.New("this token may not make this call")
 	// ErrNotFound: no such live session.
 	ErrNotFound = errors.New("not found")
 	// ErrNotBanned: an unban of a user without an active ban.
@@ -33,11 +32,17 @@ var (
 	// ErrExceptNotLive: a kick's except_session is not a live session of
 	// the kicked user (sparing nothing would end every session).
 	ErrExceptNotLive = errors.New("the session to spare is not live")
-	// ErrNoBackup: the hub was given no ledger to back up (Ports.Backup).
-	ErrNoBackup = errors.New("this hub has no ledger to back up")
 	// ErrSecretFileMode: a secret file (admin tokens, resume key, JWT
 	// secret) that users other than its owner may read or write.
 	ErrSecretFileMode = errors.New("secret file open to other users")
+
+	// ErrClientCert: the hub requires a verified client certificate
+	// (--client-ca) and the caller has none (Unauthenticated).
+	ErrClientCert = errors.New("a client certificate is required")
+
+	// ErrNoBackup: the hub's History cannot write a backup
+	// (Unimplemented).
+	ErrNoBackup = errors.New("this hub's ledger cannot be backed up through it")
 
 	// ErrNoHello: the client sent no Hello within HelloTimeout.
 	ErrNoHello = errors.New("no Hello")
@@ -72,6 +77,16 @@ const (
 	// RejectResumeRefused: the resume is not allowed (PermissionDenied or
 	// FailedPrecondition).
 	RejectResumeRefused = "resume_refused"
+	// RejectRevoked: the client's token is revoked (PermissionDenied); the
+	// refusal names the revocation's event.
+	RejectRevoked = "revoked"
+	// RejectKicked: a kick with reconnect not allowed (or after a delay)
+	// still holds this user and device, or this token (PermissionDenied);
+	// the refusal names the kick's event and reason.
+	RejectKicked = "kicked"
+	// RejectDraining: the node is drained and takes no new sessions
+	// (Unavailable): connect to another node.
+	RejectDraining = "draining"
 )
 
 // Rejection is a refused connect: banned, over a limit, or a refused resume.
@@ -79,7 +94,10 @@ const (
 type Rejection struct {
 	Code   string // RejectBanned, RejectNodeFull, ...
 	Reason string
-	Until  time.Time // ban expiry, if any
+	Until  time.Time // ban expiry, or the end of a kick's hold, if any
+	// EventID is the event behind the refusal (a revocation, a kick), if
+	// any.
+	EventID ulid.ULID
 	// Reconnect advice for the client.
 	Reconnect      eventpb.Reconnect
 	ReconnectAfter time.Duration
@@ -91,9 +109,11 @@ func (r *Rejection) Error() string { return "connect rejected: " + r.Code + ": "
 // disconnectCode is the status code a Disconnect ends a gRPC stream with.
 func disconnectCode(c Cause) codes.Code {
 	switch c {
-	case CauseBanned:
+	case CauseBanned, CauseRevoked:
 		return codes.PermissionDenied
-	case CauseServerShutdown:
+	case CauseTokenExpired:
+		return codes.Unauthenticated
+	case CauseServerShutdown, CauseDrained, CauseLost:
 		return codes.Unavailable
 	case CauseIdleTimeout:
 		return codes.DeadlineExceeded
@@ -125,6 +145,9 @@ func toStatus(err error) error {
 	if errors.As(err, &rj) {
 		st := status.New(rj.status, rj.Reason)
 		det := &hubpb.Rejected{Code: rj.Code, Reason: rj.Reason, Reconnect: hubpb.Reconnect(rj.Reconnect), ReconnectAfterMs: rj.ReconnectAfter.Milliseconds()}
+		if rj.EventID != (ulid.ULID{}) {
+			det.EventId = rj.EventID.String()
+		}
 		if !rj.Until.IsZero() {
 			det.UntilUnixNano = rj.Until.UnixNano()
 		}
@@ -133,7 +156,13 @@ func toStatus(err error) error {
 		}
 		return st.Err()
 	}
+	var re *RoleError
+	if errors.As(err, &re) {
+		return status.Error(codes.PermissionDenied, re.Error())
+	}
 	switch {
+	case errors.Is(err, ErrClientCert):
+		return status.Error(codes.Unauthenticated, ErrClientCert.Error())
 	case errors.Is(err, ErrUnauthenticated):
 		return status.Error(codes.Unauthenticated, ErrUnauthenticated.Error())
 	case errors.Is(err, ErrInvalid):
@@ -144,8 +173,6 @@ func toStatus(err error) error {
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrLedger), errors.Is(err, ledger.ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())
-	case errors.Is(err, ErrPermissionDenied):
-		return status.Error(codes.PermissionDenied, err.Error())
 	case errors.Is(err, ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrNotBanned), errors.Is(err, ErrExceptNotLive):

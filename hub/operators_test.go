@@ -238,9 +238,9 @@ func TestShorterBanSaysTheBanInForceWasKept(t *testing.T) {
 }
 
 // TestWhoAmIAndLedgerStatus: WhoAmI names the token's actor and the admin
-// methods it may call (today every one: the Admin and Audit services, none
-// of the client stream); LedgerStatus reports the head and the
-// projections' progress.
+// methods it may call (an admin token: every one of the Admin and Audit
+// services, none of the client stream; TestWhoAmIFollowsRole has the other
+// roles); LedgerStatus reports the head and the projections' progress.
 func TestWhoAmIAndLedgerStatus(t *testing.T) {
 	e := newEnv(t, hub.Config{})
 	ctx := adminCtx(ctxT(t))

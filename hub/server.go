@@ -8,11 +8,14 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/oklog/ulid/v2"
 
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger"
@@ -29,10 +32,15 @@ type Server struct {
 	pub     Publisher
 	proj    Projection
 	hist    History
+	cluster Cluster // nil on a single node
 	log     *slog.Logger
 	metrics *metrics
 	health  *health.Server
 	lis     *Listener // the gRPC transport's, for aborts
+
+	// The credentials in force; reloads replace them whole.
+	keys   atomic.Pointer[ClientKeys] // nil: identities from Hello
+	admins atomic.Pointer[adminSet]
 
 	mu       sync.Mutex
 	sessions map[string]*session            // live sessions held by this node
@@ -54,6 +62,10 @@ type Server struct {
 
 	bg     sync.WaitGroup
 	stopBg chan struct{}
+
+	// started is set by Start; draining once a drain of this node was
+	// recorded after it (it takes no more sessions until it restarts).
+	started, draining atomic.Bool
 
 	backupSem chan struct{} // one Admin.Backup at a time
 	grpcSrv   *grpc.Server  // where Register put the services, for WhoAmI
@@ -81,6 +93,7 @@ func New(ports Ports, cfg Config) (*Server, error) {
 		pub:      ports.Publisher,
 		proj:     ports.Projection,
 		hist:     ports.History,
+		cluster:  ports.Cluster,
 		log:      cfg.Logger,
 		health:   health.NewServer(),
 		sessions: make(map[string]*session),
@@ -93,6 +106,17 @@ func New(ports Ports, cfg Config) (*Server, error) {
 		bcast:    &broadcasts{limit: cfg.RedeliveryLimit},
 
 		backupSem: make(chan struct{}, 1),
+	}
+	s.admins.Store(&adminSet{tokens: cfg.adminTokens()})
+	switch {
+	case cfg.ClientKeys != nil:
+		s.keys.Store(cfg.ClientKeys)
+	case len(cfg.JWTSecret) > 0:
+		k, err := NewClientKeys(cfg.JWTSecret, nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("hub config: %w", err)
+		}
+		s.keys.Store(k)
 	}
 	s.metrics = newMetrics(cfg.Metrics, s)
 	s.rates = newRateLimiter(cfg.UserConnectsPerMinute, cfg.UserConnectBurst)
@@ -116,8 +140,25 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.rejects.loop()
 	go s.watchHealth()
 	go s.heartbeats()
+	if s.cluster != nil {
+		s.bg.Add(1)
+		go s.watchLost()
+	}
+	s.started.Store(true)
 	s.serving()
 	return nil
+}
+
+// onlyDraining reports an Err that says only that the node drains.
+func onlyDraining(err error) bool {
+	j, ok := err.(interface{ Unwrap() []error })
+	return ok && len(j.Unwrap()) == 1 && j.Unwrap()[0] == errDraining
+}
+
+// loginPolicy is the policy every connect records: the reducer decides
+// the supersedes from it, in log order.
+func (s *Server) loginPolicy() *eventpb.LoginPolicy {
+	return &eventpb.LoginPolicy{MaxPerUser: uint32(s.cfg.Policy.MaxPerUser), OnePerDevice: s.cfg.Policy.OnePerDevice}
 }
 
 // healthInterval is how often the hub checks its log and projection for
@@ -141,6 +182,9 @@ func (s *Server) Err() error {
 	if err := s.proj.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("projections: %w", err))
 	}
+	if s.draining.Load() {
+		errs = append(errs, errDraining)
+	}
 	if p, ok := s.proj.(interface{ Stalled() error }); ok {
 		if err := p.Stalled(); err != nil {
 			errs = append(errs, err)
@@ -150,8 +194,9 @@ func (s *Server) Err() error {
 }
 
 // heartbeats marks a ping due on every session whose heartbeat interval
-// has passed since its last one, and pokes it: one ticker for the node
-// instead of one per session. Pings are scheduled on the monotonic clock
+// has passed since its last one, and an end due on every session whose
+// client token has expired (by Config.Now), and pokes it: one ticker for
+// the node instead of one per session. Pings are scheduled on the monotonic clock
 // (a wall-clock step cannot stop them, and a test's Config.Now does not
 // hold them back) and are up to a tick late; the session judges idleness
 // by Config.Now when a ping falls due, so an idle end comes at most one
@@ -168,17 +213,27 @@ func (s *Server) heartbeats() {
 			return
 		}
 		now := s.mono()
+		wall := s.cfg.Now().UnixNano()
 		next := now + int64(s.cfg.HeartbeatInterval)
 		s.mu.Lock()
 		for _, sess := range s.sessions {
-			if sess.nextPing.Load() <= now {
+			ping := sess.nextPing.Load() <= now
+			if ping {
 				sess.nextPing.Store(next)
-				due = append(due, sess)
+				sess.pingDue.Store(true)
 			}
+			// A token that expired ends its session; the same tick finds
+			// it, so the end is at most a tick late, and no session needs
+			// a timer of its own.
+			if sess.expired(wall) {
+				sess.expiryDue.Store(true)
+			} else if !ping {
+				continue
+			}
+			due = append(due, sess)
 		}
 		s.mu.Unlock()
 		for i, sess := range due {
-			sess.pingDue.Store(true)
 			sess.poke()
 			due[i] = nil
 		}
@@ -194,7 +249,8 @@ func heartbeatTick(interval time.Duration) time.Duration {
 
 // watchHealth turns the health service NOT_SERVING, and logs why, while
 // Err reports a failure, and SERVING again once it does not: a ledger's
-// failure is sticky until a restart; projections that fell behind catch up.
+// failure is sticky until a restart; projections that fell behind catch
+// up; a cluster's log comes back when its quorum or connection does.
 func (s *Server) watchHealth() {
 	defer s.bg.Done()
 	t := time.NewTicker(healthInterval)
@@ -210,7 +266,9 @@ func (s *Server) watchHealth() {
 		switch {
 		case err != nil && failing == nil:
 			s.notServing()
-			if errors.Is(err, projections.ErrStalled) {
+			if onlyDraining(err) {
+				s.log.Info("health reports NOT_SERVING while the node drains")
+			} else if errors.Is(err, projections.ErrStalled) {
 				s.log.Error("the projections are behind the log: nothing recorded since is enforced; health reports NOT_SERVING until they catch up", "err", err)
 			} else {
 				s.log.Error("the hub cannot serve; health reports NOT_SERVING", "err", err)
@@ -244,9 +302,20 @@ func (s *Server) Health() *health.Server { return s.health }
 // other failure is logged and returned as ErrLedger: the caller must not
 // act.
 func (s *Server) publish(ctx context.Context, events ...*eventpb.Event) ([]ledger.Stamp, error) {
+	return s.publishKeyed(ctx, nil, events...)
+}
+
+// publishKeyed is publish with each event's idempotency key (the
+// message's UUID) given, not drawn: a cluster's log stores a message once
+// per key within its duplicate window (several nodes recording the same
+// fact), and the publish of a copy returns the stored one's stamp.
+func (s *Server) publishKeyed(ctx context.Context, keys []string, events ...*eventpb.Event) ([]ledger.Stamp, error) {
 	msgs, err := eventMessages(ctx, s.cfg.Node, events)
 	if err != nil {
 		return nil, err
+	}
+	for i, k := range keys {
+		msgs[i].UUID = k
 	}
 	start := time.Now()
 	stamps, err := s.pub.PublishStamped(ledger.EventsTopic, msgs...)
@@ -282,7 +351,13 @@ func (s *Server) publish(ctx context.Context, events ...*eventpb.Event) ([]ledge
 // publishApplied publishes and waits until the projection applied the
 // last event (and the hub's enforcement for it began).
 func (s *Server) publishApplied(ctx context.Context, events ...*eventpb.Event) ([]ledger.Stamp, error) {
-	st, err := s.publish(ctx, events...)
+	return s.publishAppliedKeyed(ctx, nil, events...)
+}
+
+// publishAppliedKeyed is publishApplied with the events' keys given
+// (publishKeyed).
+func (s *Server) publishAppliedKeyed(ctx context.Context, keys []string, events ...*eventpb.Event) ([]ledger.Stamp, error) {
+	st, err := s.publishKeyed(ctx, keys, events...)
 	if err != nil {
 		return nil, err
 	}
@@ -314,6 +389,33 @@ func (s *Server) Enforce(ch projections.Change) {
 	if ch.Type == eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT && ch.Record != nil {
 		s.fanOut(ch.Record)
 	}
+	if ch.Type == eventpb.EventType_EVENT_TYPE_NODE_DRAINED && ch.Record != nil {
+		s.drained(ch.Record.Event.GetNodeDrained().GetNode())
+	}
+	if e := ch.Ended; e != nil {
+		s.mu.Lock()
+		sess := s.sessions[e.ID]
+		s.mu.Unlock()
+		if sess != nil {
+			// Another node recorded the end of a session this one still
+			// holds: this node was cut off and the others recorded it
+			// lost. The log says it is over: close it, recording nothing.
+			sess.endedElsewhere(ended(e, ch.Record))
+		}
+	}
+}
+
+// ended is the Disconnect a client is told when the log ended its session
+// without this node: the recorded cause and advice, and the event behind
+// it (the kick, ban or superseding connect), or else the recorded end
+// itself.
+func ended(e *projections.Ended, r *ledger.Record) *Disconnect {
+	d := &Disconnect{Cause: Cause(e.Cause), Reason: "the cluster recorded this session's end while this node was cut off from it",
+		Reconnect: e.Reconnect, ReconnectAfter: time.Duration(e.ReconnectMS) * time.Millisecond, EventID: e.CauseEventID, SupersededBy: e.SupersededBy}
+	if d.EventID == (ulid.ULID{}) && r != nil {
+		d.EventID = r.ID
+	}
+	return d
 }
 
 func pendingDisconnect(p projections.PendingEnd) *Disconnect {

@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -84,6 +85,11 @@ func TestOffsetPastHeadIsClamped(t *testing.T) {
 // records under old users and sessions, and a reader met the same seq
 // twice and stopped (the projections' subscription ended, and hubd could
 // not start). A read-write Open drops them, says so and counts them.
+//
+// The Merkle tree catches a truncation of the log alone (a read-write
+// Open refuses it: TestTruncatedLogIsRefused); here the tree went too, as
+// if the file were a format v2 one, whose tree Open builds from the log
+// it finds.
 func TestIndexPastHeadIsDropped(t *testing.T) {
 	for _, c := range []struct {
 		name  string
@@ -106,13 +112,16 @@ func TestIndexPastHeadIsDropped(t *testing.T) {
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-			damage(t, path, func(log *bolt.Bucket) error {
+			damageTx(t, path, func(tx *bolt.Tx) error {
 				for seq := uint64(13); seq <= 20; seq++ {
-					if err := log.Delete(key(seq)); err != nil {
+					if err := tx.Bucket([]byte("log")).Delete(key(seq)); err != nil {
 						return err
 					}
 				}
-				return nil
+				if err := tx.DeleteBucket([]byte("tree")); err != nil {
+					return err
+				}
+				return tx.Bucket([]byte("meta")).Put([]byte("magic"), []byte("sessionledger/ledger/v2"))
 			})
 			var logs syncbuf.Buffer
 			s, err = ledger.Open(path, &ledger.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -153,4 +162,48 @@ func TestIndexPastHeadIsDropped(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTruncatedLogIsRefused: the log's newest records deleted and nothing
+// else: the stored tree still covers them, and a read-write Open refuses
+// the file, naming what happened and what to do.
+func TestTruncatedLogIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	s, err := ledger.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := s.Append(ctx, ledgertest.Event(eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, "u", fmt.Sprintf("s%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	damage(t, path, func(log *bolt.Bucket) error {
+		for seq := uint64(13); seq <= 20; seq++ {
+			if err := log.Delete(key(seq)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	_, err = ledger.Open(path, nil)
+	if !errors.Is(err, ledger.ErrCorrupt) || !strings.Contains(err.Error(), "covers 20 records but the log ends at seq 12") || !strings.Contains(err.Error(), "restore the ledger from a backup") {
+		t.Fatalf("Open of a truncated log: %v; want ErrCorrupt naming 20 and 12 and what to do", err)
+	}
+}
+
+// damageTx edits the ledger file at path with bbolt directly.
+func damageTx(t *testing.T, path string, fn func(tx *bolt.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(fn); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
 }

@@ -53,7 +53,13 @@ func TestStartReportsWhatIsPastTheHead(t *testing.T) {
 				return err
 			}
 		}
-		return nil
+		// The Merkle tree would catch the truncation (a read-write Open
+		// refuses it): take it too, as if the file were a format v2 one,
+		// whose tree Open builds from the log it finds.
+		if err := tx.DeleteBucket([]byte("tree")); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("magic"), []byte("sessionledger/ledger/v2"))
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,7 @@ func describeAction(verb string) func(proto.Message) string {
 		}
 		s := fmt.Sprintf("%s: event %s (seq %d), %d live session(s) addressed", verb, r.GetEventId(), r.GetSeq(), r.GetSessions())
 		if r.GetSessions() == 0 && verb != "unbanned" {
-			s += fmt.Sprintf(" (none was live; the %s is recorded)", map[string]string{"kicked": "kick", "banned": "ban", "notified": "notification"}[verb])
+			s += fmt.Sprintf(" (none was live; the %s is recorded)", map[string]string{"kicked": "kick", "banned": "ban", "notified": "notification", "revoked": "revocation"}[verb])
 		}
 		return s
 	}
@@ -260,6 +260,46 @@ func newUnban(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&req.User, "user", "", "user to unban")
 	c.Flags().StringVar(&req.Reason, "reason", "", "why (recorded)")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the reply as JSON")
+	return c
+}
+
+func newDrain(g *globals) *cobra.Command {
+	var (
+		req    hubpb.DrainRequest
+		window time.Duration
+		asJSON bool
+	)
+	c := &cobra.Command{
+		Use:   "drain [--node N] --reason R [--window D]",
+		Short: "Move a node's sessions to the other nodes (before an upgrade)",
+		Long: `drain records a node_drained event for a node (the one --addr reaches, or
+--node, any alive node of the cluster): every session live on it is told to
+reconnect elsewhere after a delay spread over --window (each end is recorded
+with cause drained), and the node refuses new connects and reports
+NOT_SERVING until it restarts. Then stop it (SIGTERM), upgrade it and start
+it again. SIGTERM alone also moves the sessions (cause server_shutdown).`,
+		Example: `  hubctl --addr 127.0.0.1:7070 drain --node node-b --reason "upgrade to 1.4" --window 10s`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if strings.TrimSpace(req.Reason) == "" {
+				return usageError{errors.New("drain: --reason is required (it is recorded for the audit)")}
+			}
+			if window < 0 || (window > 0 && window < time.Millisecond) {
+				return usageError{fmt.Errorf("drain: --window %s: want a positive duration (default 5s)", window)}
+			}
+			req.WindowMs = window.Milliseconds()
+			return adminCall(g, "drain", func(c hubpb.AdminClient, ctx context.Context) (proto.Message, error) {
+				return c.Drain(ctx, &req)
+			}, cmd.OutOrStdout(), asJSON, func(m proto.Message) string {
+				r := m.(*hubpb.ActionReply)
+				return fmt.Sprintf("drained: event %s (seq %d), %d live session(s) told to reconnect elsewhere", r.GetEventId(), r.GetSeq(), r.GetSessions())
+			})
+		},
+	}
+	c.Flags().StringVar(&req.Node, "node", "", "the node to drain (default: the one --addr reaches)")
+	c.Flags().StringVar(&req.Reason, "reason", "", "why (recorded)")
+	c.Flags().DurationVar(&window, "window", 0, "spread the sessions' reconnects over this long (default 5s, at most 1h)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the reply as JSON")
 	return c
 }

@@ -27,7 +27,7 @@ func newBackup(g *globals) *cobra.Command {
 	)
 	c := &cobra.Command{
 		Use:   "backup --out FILE",
-		Short: "Take a consistent hot backup of hubd's ledger (Admin.Backup)",
+		Short: "Take a consistent hot backup of hubd's ledger (Admin.Backup; admin role)",
 		Long: `backup asks the running hubd for a consistent copy of its ledger file — the
 log, its indexes, blobs and the projection checkpoint, exactly as of one
 moment — while it keeps serving, and writes it to --out. The copy is

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -272,12 +273,18 @@ func TestDamagedOffsetDoesNotStall(t *testing.T) {
 	}
 }
 
-// TestTruncatedTailStarts: with the newest records of the ledger gone (a
-// plain tail truncation), the projections' checkpoint and consumer offset
-// point past the head. hubd used to hang at start-up without a word: its
-// recovery recorded lost ends and waited for them forever. It must report
-// both (logged with the seqs, counted), start, and end the sessions the
-// shorter log shows live.
+// TestTruncatedTailStarts: with the newest records of the ledger gone, the
+// projections' checkpoint and consumer offset point past the head. hubd
+// used to hang at start-up without a word: its recovery recorded lost ends
+// and waited for them forever.
+//
+// A plain tail truncation (the log bucket alone) is caught by the Merkle
+// tree, which still covers the removed records: hubd refuses to start, at
+// once, saying what happened and what to do. A truncation that also took
+// the tree away (the file made to look like a format v2 one, whose tree
+// hubd builds at open) must be reported (offset and checkpoint logged with
+// the seqs, counted), and hubd must start and end the sessions the shorter
+// log shows live.
 func TestTruncatedTailStarts(t *testing.T) {
 	data := t.TempDir()
 	p := startHubd(t, data)
@@ -328,6 +335,29 @@ func TestTruncatedTailStarts(t *testing.T) {
 		return nil
 	})
 
+	// The tree still covers the removed records: refused, at once.
+	p = launch(t, data)
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("hubd did not refuse a truncated ledger within 20s:\n%s", p.output())
+	}
+	if out := p.output(); p.code != 1 || !strings.Contains(out, "records after it were removed") || !strings.Contains(out, "restore the ledger from a backup") {
+		t.Fatalf("hubd on a truncated ledger: exit %d:\n%s\nwant exit 1 naming the removed records and what to do", p.code, out)
+	}
+
+	// The tree removed too, as if the file were a format v2 one.
+	editLedger(t, data, func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket([]byte("tree")); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("magic"), []byte("sessionledger/ledger/v2"))
+	})
+	// A v2 file has no log id yet (the upgrade names one), so no
+	// checkpoint key either.
+	if err := os.Remove(filepath.Join(data, "checkpoint.key")); err != nil {
+		t.Fatal(err)
+	}
 	p = startHubd(t, data) // used to hang here
 	for _, l := range []struct {
 		msg  string

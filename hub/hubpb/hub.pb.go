@@ -35,18 +35,31 @@ const (
 	DisconnectCode_DISCONNECT_CODE_IDLE_TIMEOUT    DisconnectCode = 4
 	DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN DisconnectCode = 5
 	DisconnectCode_DISCONNECT_CODE_SLOW_CONSUMER   DisconnectCode = 6
+	// The session's token was revoked (event_id: the revocation).
+	DisconnectCode_DISCONNECT_CODE_REVOKED DisconnectCode = 7
+	// The session's token expired without a Refresh.
+	DisconnectCode_DISCONNECT_CODE_TOKEN_EXPIRED DisconnectCode = 8
+	// The node was drained: reconnect to another one after the advice.
+	DisconnectCode_DISCONNECT_CODE_DRAINED DisconnectCode = 9
+	// The cluster recorded the session's end while its node was cut off
+	// from it (the node was taken for dead): reconnect.
+	DisconnectCode_DISCONNECT_CODE_LOST DisconnectCode = 10
 )
 
 // Enum value maps for DisconnectCode.
 var (
 	DisconnectCode_name = map[int32]string{
-		0: "DISCONNECT_CODE_UNSPECIFIED",
-		1: "DISCONNECT_CODE_KICKED",
-		2: "DISCONNECT_CODE_BANNED",
-		3: "DISCONNECT_CODE_SUPERSEDED",
-		4: "DISCONNECT_CODE_IDLE_TIMEOUT",
-		5: "DISCONNECT_CODE_SERVER_SHUTDOWN",
-		6: "DISCONNECT_CODE_SLOW_CONSUMER",
+		0:  "DISCONNECT_CODE_UNSPECIFIED",
+		1:  "DISCONNECT_CODE_KICKED",
+		2:  "DISCONNECT_CODE_BANNED",
+		3:  "DISCONNECT_CODE_SUPERSEDED",
+		4:  "DISCONNECT_CODE_IDLE_TIMEOUT",
+		5:  "DISCONNECT_CODE_SERVER_SHUTDOWN",
+		6:  "DISCONNECT_CODE_SLOW_CONSUMER",
+		7:  "DISCONNECT_CODE_REVOKED",
+		8:  "DISCONNECT_CODE_TOKEN_EXPIRED",
+		9:  "DISCONNECT_CODE_DRAINED",
+		10: "DISCONNECT_CODE_LOST",
 	}
 	DisconnectCode_value = map[string]int32{
 		"DISCONNECT_CODE_UNSPECIFIED":     0,
@@ -56,6 +69,10 @@ var (
 		"DISCONNECT_CODE_IDLE_TIMEOUT":    4,
 		"DISCONNECT_CODE_SERVER_SHUTDOWN": 5,
 		"DISCONNECT_CODE_SLOW_CONSUMER":   6,
+		"DISCONNECT_CODE_REVOKED":         7,
+		"DISCONNECT_CODE_TOKEN_EXPIRED":   8,
+		"DISCONNECT_CODE_DRAINED":         9,
+		"DISCONNECT_CODE_LOST":            10,
 	}
 )
 
@@ -249,6 +266,7 @@ type ClientFrame struct {
 	//	*ClientFrame_Ack
 	//	*ClientFrame_Pong
 	//	*ClientFrame_Goodbye
+	//	*ClientFrame_Refresh
 	Frame         isClientFrame_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -327,6 +345,15 @@ func (x *ClientFrame) GetGoodbye() *Goodbye {
 	return nil
 }
 
+func (x *ClientFrame) GetRefresh() *Refresh {
+	if x != nil {
+		if x, ok := x.Frame.(*ClientFrame_Refresh); ok {
+			return x.Refresh
+		}
+	}
+	return nil
+}
+
 type isClientFrame_Frame interface {
 	isClientFrame_Frame()
 }
@@ -347,6 +374,10 @@ type ClientFrame_Goodbye struct {
 	Goodbye *Goodbye `protobuf:"bytes,4,opt,name=goodbye,proto3,oneof"`
 }
 
+type ClientFrame_Refresh struct {
+	Refresh *Refresh `protobuf:"bytes,5,opt,name=refresh,proto3,oneof"`
+}
+
 func (*ClientFrame_Hello) isClientFrame_Frame() {}
 
 func (*ClientFrame_Ack) isClientFrame_Frame() {}
@@ -354,6 +385,8 @@ func (*ClientFrame_Ack) isClientFrame_Frame() {}
 func (*ClientFrame_Pong) isClientFrame_Frame() {}
 
 func (*ClientFrame_Goodbye) isClientFrame_Frame() {}
+
+func (*ClientFrame_Refresh) isClientFrame_Frame() {}
 
 type ServerFrame struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -363,6 +396,7 @@ type ServerFrame struct {
 	//	*ServerFrame_Notification
 	//	*ServerFrame_Ping
 	//	*ServerFrame_Disconnect
+	//	*ServerFrame_Refreshed
 	Frame         isServerFrame_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -441,6 +475,15 @@ func (x *ServerFrame) GetDisconnect() *Disconnect {
 	return nil
 }
 
+func (x *ServerFrame) GetRefreshed() *Refreshed {
+	if x != nil {
+		if x, ok := x.Frame.(*ServerFrame_Refreshed); ok {
+			return x.Refreshed
+		}
+	}
+	return nil
+}
+
 type isServerFrame_Frame interface {
 	isServerFrame_Frame()
 }
@@ -461,6 +504,10 @@ type ServerFrame_Disconnect struct {
 	Disconnect *Disconnect `protobuf:"bytes,4,opt,name=disconnect,proto3,oneof"`
 }
 
+type ServerFrame_Refreshed struct {
+	Refreshed *Refreshed `protobuf:"bytes,5,opt,name=refreshed,proto3,oneof"`
+}
+
 func (*ServerFrame_Welcome) isServerFrame_Frame() {}
 
 func (*ServerFrame_Notification) isServerFrame_Frame() {}
@@ -469,10 +516,13 @@ func (*ServerFrame_Ping) isServerFrame_Frame() {}
 
 func (*ServerFrame_Disconnect) isServerFrame_Frame() {}
 
-// Hello identifies the client. With a JWT secret configured on the server,
-// token is an HS256 JWT whose sub is the user and whose optional device
-// claim is the device; user and device may then be empty (if set they must
-// match; without a device claim the device is taken from Hello).
+func (*ServerFrame_Refreshed) isServerFrame_Frame() {}
+
+// Hello identifies the client. With client token keys configured on the
+// server, token is a JWT (HS256, RS256, ES256 or EdDSA) whose sub is the
+// user and whose optional device claim is the device, with iat and exp;
+// user and device may then be empty (if set they must match; without a
+// device claim the device is taken from Hello).
 type Hello struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	User   string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
@@ -647,13 +697,17 @@ type Welcome struct {
 	// ledger could not be read. Those between last_acked_seq and
 	// oldest_redelivered_seq are the ones that may be missing.
 	RedeliveryTruncated bool `protobuf:"varint,9,opt,name=redelivery_truncated,json=redeliveryTruncated,proto3" json:"redelivery_truncated,omitempty"`
+	// When the session's client token expires (Unix nanoseconds; 0: no
+	// token). The session ends with TOKEN_EXPIRED then, unless the client
+	// sends a fresh token in a Refresh frame before.
+	TokenExpiresUnixNano int64 `protobuf:"varint,10,opt,name=token_expires_unix_nano,json=tokenExpiresUnixNano,proto3" json:"token_expires_unix_nano,omitempty"`
 	// True when the log no longer holds what the client saw last (it was
 	// restored from a backup taken before): seqs after the restored head
 	// were given again to other records. The server redelivers the session's
 	// notifications from where its chain of sessions began (some the client
 	// may have seen), and the client must forget the seqs it saw, or it
 	// would drop new notifications as duplicates.
-	LogRewound    bool `protobuf:"varint,10,opt,name=log_rewound,json=logRewound,proto3" json:"log_rewound,omitempty"`
+	LogRewound    bool `protobuf:"varint,11,opt,name=log_rewound,json=logRewound,proto3" json:"log_rewound,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -751,11 +805,138 @@ func (x *Welcome) GetRedeliveryTruncated() bool {
 	return false
 }
 
+func (x *Welcome) GetTokenExpiresUnixNano() int64 {
+	if x != nil {
+		return x.TokenExpiresUnixNano
+	}
+	return 0
+}
+
 func (x *Welcome) GetLogRewound() bool {
 	if x != nil {
 		return x.LogRewound
 	}
 	return false
+}
+
+// Refresh hands the server a fresh client token for this session, before
+// the current one expires. It must name the same user and device. The
+// server answers Refreshed.
+type Refresh struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Refresh) Reset() {
+	*x = Refresh{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Refresh) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Refresh) ProtoMessage() {}
+
+func (x *Refresh) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Refresh.ProtoReflect.Descriptor instead.
+func (*Refresh) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Refresh) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// Refreshed answers a Refresh. With ok the session now holds the new token
+// (and ends when it expires); without, the old one stands and reason says
+// why (another user or device, an invalid, expired or revoked token).
+type Refreshed struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ok     bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Expiry of the token the session holds now, Unix nanoseconds.
+	TokenExpiresUnixNano int64 `protobuf:"varint,3,opt,name=token_expires_unix_nano,json=tokenExpiresUnixNano,proto3" json:"token_expires_unix_nano,omitempty"`
+	// ULID of the session_token_refreshed or token_refresh_refused event.
+	EventId       string `protobuf:"bytes,4,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Refreshed) Reset() {
+	*x = Refreshed{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Refreshed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Refreshed) ProtoMessage() {}
+
+func (x *Refreshed) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Refreshed.ProtoReflect.Descriptor instead.
+func (*Refreshed) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Refreshed) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *Refreshed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Refreshed) GetTokenExpiresUnixNano() int64 {
+	if x != nil {
+		return x.TokenExpiresUnixNano
+	}
+	return 0
+}
+
+func (x *Refreshed) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
 }
 
 // Notification is one notification_sent event addressed to this session.
@@ -775,7 +956,7 @@ type Notification struct {
 
 func (x *Notification) Reset() {
 	*x = Notification{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[5]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +968,7 @@ func (x *Notification) String() string {
 func (*Notification) ProtoMessage() {}
 
 func (x *Notification) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[5]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +981,7 @@ func (x *Notification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notification.ProtoReflect.Descriptor instead.
 func (*Notification) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{5}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Notification) GetSeq() uint64 {
@@ -854,7 +1035,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[6]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +1047,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[6]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +1060,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{6}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Ping) GetNonce() int64 {
@@ -898,7 +1079,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[7]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1091,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[7]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1104,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{7}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Pong) GetNonce() int64 {
@@ -942,7 +1123,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[8]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1135,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[8]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1148,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{8}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Ack) GetSeq() uint64 {
@@ -987,7 +1168,7 @@ type Goodbye struct {
 
 func (x *Goodbye) Reset() {
 	*x = Goodbye{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[9]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -999,7 +1180,7 @@ func (x *Goodbye) String() string {
 func (*Goodbye) ProtoMessage() {}
 
 func (x *Goodbye) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[9]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1012,7 +1193,7 @@ func (x *Goodbye) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
 func (*Goodbye) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{9}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Goodbye) GetReason() string {
@@ -1042,7 +1223,7 @@ type Disconnect struct {
 
 func (x *Disconnect) Reset() {
 	*x = Disconnect{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[10]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1235,7 @@ func (x *Disconnect) String() string {
 func (*Disconnect) ProtoMessage() {}
 
 func (x *Disconnect) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[10]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1248,7 @@ func (x *Disconnect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disconnect.ProtoReflect.Descriptor instead.
 func (*Disconnect) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{10}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Disconnect) GetCode() DisconnectCode {
@@ -1125,17 +1306,21 @@ type Rejected struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Code   string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
 	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	// For bans: when it ends (0: no expiry).
+	// For bans: when it ends (0: no expiry); for a kick's hold (code
+	// kicked): when it ends.
 	UntilUnixNano    int64     `protobuf:"varint,3,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
 	Reconnect        Reconnect `protobuf:"varint,4,opt,name=reconnect,proto3,enum=sessionledger.hub.v1.Reconnect" json:"reconnect,omitempty"`
 	ReconnectAfterMs int64     `protobuf:"varint,5,opt,name=reconnect_after_ms,json=reconnectAfterMs,proto3" json:"reconnect_after_ms,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// ULID of the event behind the refusal: the revocation of a revoked
+	// token, the kick that refuses this user and device (or token) for now.
+	EventId       string `protobuf:"bytes,6,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Rejected) Reset() {
 	*x = Rejected{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[11]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1332,7 @@ func (x *Rejected) String() string {
 func (*Rejected) ProtoMessage() {}
 
 func (x *Rejected) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[11]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1345,7 @@ func (x *Rejected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejected.ProtoReflect.Descriptor instead.
 func (*Rejected) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{11}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Rejected) GetCode() string {
@@ -1198,6 +1383,13 @@ func (x *Rejected) GetReconnectAfterMs() int64 {
 	return 0
 }
 
+func (x *Rejected) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
 type KickRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Exactly one target: session, or user (optionally with device).
@@ -1220,7 +1412,7 @@ type KickRequest struct {
 
 func (x *KickRequest) Reset() {
 	*x = KickRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[12]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1424,7 @@ func (x *KickRequest) String() string {
 func (*KickRequest) ProtoMessage() {}
 
 func (x *KickRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[12]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1437,7 @@ func (x *KickRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickRequest.ProtoReflect.Descriptor instead.
 func (*KickRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{12}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *KickRequest) GetSessionId() string {
@@ -1324,7 +1516,7 @@ type BanRequest struct {
 
 func (x *BanRequest) Reset() {
 	*x = BanRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[13]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1528,7 @@ func (x *BanRequest) String() string {
 func (*BanRequest) ProtoMessage() {}
 
 func (x *BanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[13]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1541,7 @@ func (x *BanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BanRequest.ProtoReflect.Descriptor instead.
 func (*BanRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{13}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *BanRequest) GetUser() string {
@@ -1380,6 +1572,87 @@ func (x *BanRequest) GetReason() string {
 	return ""
 }
 
+// RevokeRequest revokes client tokens: exactly one of token_id, or user
+// (with issued_before_unix_nano, default now).
+type RevokeRequest struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	TokenId              string                 `protobuf:"bytes,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	User                 string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	IssuedBeforeUnixNano int64                  `protobuf:"varint,3,opt,name=issued_before_unix_nano,json=issuedBeforeUnixNano,proto3" json:"issued_before_unix_nano,omitempty"`
+	Reason               string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// With token_id: the token's expiry, if known, after which the
+	// revocation is forgotten (default: now plus the longest token lifetime
+	// the hub accepts).
+	TokenExpiresUnixNano int64 `protobuf:"varint,5,opt,name=token_expires_unix_nano,json=tokenExpiresUnixNano,proto3" json:"token_expires_unix_nano,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *RevokeRequest) Reset() {
+	*x = RevokeRequest{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRequest) ProtoMessage() {}
+
+func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
+func (*RevokeRequest) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RevokeRequest) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetIssuedBeforeUnixNano() int64 {
+	if x != nil {
+		return x.IssuedBeforeUnixNano
+	}
+	return 0
+}
+
+func (x *RevokeRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetTokenExpiresUnixNano() int64 {
+	if x != nil {
+		return x.TokenExpiresUnixNano
+	}
+	return 0
+}
+
 type UnbanRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
@@ -1390,7 +1663,7 @@ type UnbanRequest struct {
 
 func (x *UnbanRequest) Reset() {
 	*x = UnbanRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[14]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1402,7 +1675,7 @@ func (x *UnbanRequest) String() string {
 func (*UnbanRequest) ProtoMessage() {}
 
 func (x *UnbanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[14]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1415,7 +1688,7 @@ func (x *UnbanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnbanRequest.ProtoReflect.Descriptor instead.
 func (*UnbanRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{14}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UnbanRequest) GetUser() string {
@@ -1445,7 +1718,7 @@ type NotifyRequest struct {
 
 func (x *NotifyRequest) Reset() {
 	*x = NotifyRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[15]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1730,7 @@ func (x *NotifyRequest) String() string {
 func (*NotifyRequest) ProtoMessage() {}
 
 func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[15]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1743,7 @@ func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyRequest.ProtoReflect.Descriptor instead.
 func (*NotifyRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{15}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NotifyRequest) GetTarget() NotifyTarget {
@@ -1523,7 +1796,7 @@ type ActionReply struct {
 
 func (x *ActionReply) Reset() {
 	*x = ActionReply{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[16]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1808,7 @@ func (x *ActionReply) String() string {
 func (*ActionReply) ProtoMessage() {}
 
 func (x *ActionReply) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[16]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1821,7 @@ func (x *ActionReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionReply.ProtoReflect.Descriptor instead.
 func (*ActionReply) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{16}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ActionReply) GetEventId() string {
@@ -1595,7 +1868,7 @@ type BanInForce struct {
 
 func (x *BanInForce) Reset() {
 	*x = BanInForce{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[17]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1880,7 @@ func (x *BanInForce) String() string {
 func (*BanInForce) ProtoMessage() {}
 
 func (x *BanInForce) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[17]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1893,7 @@ func (x *BanInForce) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BanInForce.ProtoReflect.Descriptor instead.
 func (*BanInForce) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{17}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *BanInForce) GetEventId() string {
@@ -1666,7 +1939,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[18]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1678,7 +1951,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[18]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1691,7 +1964,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{18}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListSessionsRequest) GetUser() string {
@@ -1743,7 +2016,7 @@ type ListSessionsReply struct {
 
 func (x *ListSessionsReply) Reset() {
 	*x = ListSessionsReply{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[19]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +2028,7 @@ func (x *ListSessionsReply) String() string {
 func (*ListSessionsReply) ProtoMessage() {}
 
 func (x *ListSessionsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[19]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +2041,7 @@ func (x *ListSessionsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsReply.ProtoReflect.Descriptor instead.
 func (*ListSessionsReply) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{19}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListSessionsReply) GetSessions() []*SessionInfo {
@@ -1801,7 +2074,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[20]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +2086,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[20]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +2099,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{20}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetSessionRequest) GetSessionId() string {
@@ -1846,14 +2119,18 @@ type SessionInfo struct {
 	ConnectedUnixNano int64                  `protobuf:"varint,6,opt,name=connected_unix_nano,json=connectedUnixNano,proto3" json:"connected_unix_nano,omitempty"`
 	PreviousSession   string                 `protobuf:"bytes,7,opt,name=previous_session,json=previousSession,proto3" json:"previous_session,omitempty"`
 	// Set when the log says the session must end and the hub is ending it.
-	PendingEnd    string `protobuf:"bytes,8,opt,name=pending_end,json=pendingEnd,proto3" json:"pending_end,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PendingEnd string `protobuf:"bytes,8,opt,name=pending_end,json=pendingEnd,proto3" json:"pending_end,omitempty"`
+	// The jti of the client token the session holds ("" without one) and
+	// when that token expires (Unix nanoseconds; 0: no token).
+	TokenId              string `protobuf:"bytes,9,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	TokenExpiresUnixNano int64  `protobuf:"varint,10,opt,name=token_expires_unix_nano,json=tokenExpiresUnixNano,proto3" json:"token_expires_unix_nano,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *SessionInfo) Reset() {
 	*x = SessionInfo{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[21]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1865,7 +2142,7 @@ func (x *SessionInfo) String() string {
 func (*SessionInfo) ProtoMessage() {}
 
 func (x *SessionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[21]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1878,7 +2155,7 @@ func (x *SessionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionInfo.ProtoReflect.Descriptor instead.
 func (*SessionInfo) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{21}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SessionInfo) GetSessionId() string {
@@ -1937,6 +2214,302 @@ func (x *SessionInfo) GetPendingEnd() string {
 	return ""
 }
 
+func (x *SessionInfo) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetTokenExpiresUnixNano() int64 {
+	if x != nil {
+		return x.TokenExpiresUnixNano
+	}
+	return 0
+}
+
+type ClusterStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterStatusRequest) Reset() {
+	*x = ClusterStatusRequest{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterStatusRequest) ProtoMessage() {}
+
+func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
+func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{25}
+}
+
+type NodeStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// The node's gRPC address, as its operator gave it (--listen).
+	Addr       string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	HeadSeq    uint64 `protobuf:"varint,3,opt,name=head_seq,json=headSeq,proto3" json:"head_seq,omitempty"`
+	HeadHash   string `protobuf:"bytes,4,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
+	AppliedSeq uint64 `protobuf:"varint,5,opt,name=applied_seq,json=appliedSeq,proto3" json:"applied_seq,omitempty"`
+	// Stream messages the node had not stored yet.
+	Lag             uint64 `protobuf:"varint,6,opt,name=lag,proto3" json:"lag,omitempty"`
+	Sessions        uint32 `protobuf:"varint,7,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	UpdatedUnixNano int64  `protobuf:"varint,8,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
+	// The node's chain hash at ClusterStatusReply.compared_seq.
+	HashAtCompared string `protobuf:"bytes,9,opt,name=hash_at_compared,json=hashAtCompared,proto3" json:"hash_at_compared,omitempty"`
+	// True when that hash is not the one most nodes have: a tampered or
+	// diverged replica.
+	Differs       bool `protobuf:"varint,10,opt,name=differs,proto3" json:"differs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStatus) Reset() {
+	*x = NodeStatus{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStatus) ProtoMessage() {}
+
+func (x *NodeStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
+func (*NodeStatus) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *NodeStatus) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetHeadSeq() uint64 {
+	if x != nil {
+		return x.HeadSeq
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetHeadHash() string {
+	if x != nil {
+		return x.HeadHash
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetAppliedSeq() uint64 {
+	if x != nil {
+		return x.AppliedSeq
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetLag() uint64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetSessions() uint32 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetUpdatedUnixNano() int64 {
+	if x != nil {
+		return x.UpdatedUnixNano
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetHashAtCompared() string {
+	if x != nil {
+		return x.HashAtCompared
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetDiffers() bool {
+	if x != nil {
+		return x.Differs
+	}
+	return false
+}
+
+type ClusterStatusReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False on a single node (nodes then holds it alone).
+	Clustered bool `protobuf:"varint,1,opt,name=clustered,proto3" json:"clustered,omitempty"`
+	// This node first.
+	Nodes []*NodeStatus `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// The newest seq every node reported its chain hash at (0: none shared).
+	ComparedSeq   uint64 `protobuf:"varint,3,opt,name=compared_seq,json=comparedSeq,proto3" json:"compared_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterStatusReply) Reset() {
+	*x = ClusterStatusReply{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterStatusReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterStatusReply) ProtoMessage() {}
+
+func (x *ClusterStatusReply) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterStatusReply.ProtoReflect.Descriptor instead.
+func (*ClusterStatusReply) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ClusterStatusReply) GetClustered() bool {
+	if x != nil {
+		return x.Clustered
+	}
+	return false
+}
+
+func (x *ClusterStatusReply) GetNodes() []*NodeStatus {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *ClusterStatusReply) GetComparedSeq() uint64 {
+	if x != nil {
+		return x.ComparedSeq
+	}
+	return 0
+}
+
+type DrainRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node to drain ("" or this node's name: this one).
+	Node   string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The sessions' reconnect advice is spread over this window (0: 5 s).
+	WindowMs      int64 `protobuf:"varint,3,opt,name=window_ms,json=windowMs,proto3" json:"window_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainRequest) Reset() {
+	*x = DrainRequest{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainRequest) ProtoMessage() {}
+
+func (x *DrainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
+func (*DrainRequest) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *DrainRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *DrainRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DrainRequest) GetWindowMs() int64 {
+	if x != nil {
+		return x.WindowMs
+	}
+	return 0
+}
+
 type BackupRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1945,7 +2518,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[22]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1957,7 +2530,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[22]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1970,24 +2543,28 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{22}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{29}
 }
 
-// BackupChunk is one message of a Backup stream.
+// BackupChunk is one message of a Backup stream: a BackupInfo, or a piece
+// of the ledger file (in order).
 type BackupChunk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Chunk:
 	//
-	//	*BackupChunk_Info
 	//	*BackupChunk_Data
-	Chunk         isBackupChunk_Chunk `protobuf_oneof:"chunk"`
+	//	*BackupChunk_Info
+	Chunk isBackupChunk_Chunk `protobuf_oneof:"chunk"`
+	// The head seq the copy holds, on both BackupInfo messages (field 2 kept
+	// from the first shape of this message, where the last chunk carried it).
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BackupChunk) Reset() {
 	*x = BackupChunk{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[23]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2576,7 @@ func (x *BackupChunk) String() string {
 func (*BackupChunk) ProtoMessage() {}
 
 func (x *BackupChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[23]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,21 +2589,12 @@ func (x *BackupChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
 func (*BackupChunk) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{23}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BackupChunk) GetChunk() isBackupChunk_Chunk {
 	if x != nil {
 		return x.Chunk
-	}
-	return nil
-}
-
-func (x *BackupChunk) GetInfo() *BackupInfo {
-	if x != nil {
-		if x, ok := x.Chunk.(*BackupChunk_Info); ok {
-			return x.Info
-		}
 	}
 	return nil
 }
@@ -2040,21 +2608,37 @@ func (x *BackupChunk) GetData() []byte {
 	return nil
 }
 
+func (x *BackupChunk) GetInfo() *BackupInfo {
+	if x != nil {
+		if x, ok := x.Chunk.(*BackupChunk_Info); ok {
+			return x.Info
+		}
+	}
+	return nil
+}
+
+func (x *BackupChunk) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 type isBackupChunk_Chunk interface {
 	isBackupChunk_Chunk()
 }
 
-type BackupChunk_Info struct {
-	Info *BackupInfo `protobuf:"bytes,1,opt,name=info,proto3,oneof"`
-}
-
 type BackupChunk_Data struct {
-	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3,oneof"`
 }
 
-func (*BackupChunk_Info) isBackupChunk_Chunk() {}
+type BackupChunk_Info struct {
+	Info *BackupInfo `protobuf:"bytes,3,opt,name=info,proto3,oneof"`
+}
 
 func (*BackupChunk_Data) isBackupChunk_Chunk() {}
+
+func (*BackupChunk_Info) isBackupChunk_Chunk() {}
 
 // BackupInfo describes the copy: first before the data (size and sha256
 // unset), last after it (complete).
@@ -2072,7 +2656,7 @@ type BackupInfo struct {
 
 func (x *BackupInfo) Reset() {
 	*x = BackupInfo{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[24]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2668,7 @@ func (x *BackupInfo) String() string {
 func (*BackupInfo) ProtoMessage() {}
 
 func (x *BackupInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[24]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2681,7 @@ func (x *BackupInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupInfo.ProtoReflect.Descriptor instead.
 func (*BackupInfo) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{24}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BackupInfo) GetHeadSeq() uint64 {
@@ -2143,7 +2727,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[25]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2739,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[25]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2752,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{25}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{32}
 }
 
 type WhoAmIReply struct {
@@ -2178,8 +2762,8 @@ type WhoAmIReply struct {
 	// Full method names ("/sessionledger.hub.v1.Admin/Kick") the token may
 	// call.
 	Methods []string `protobuf:"bytes,2,rep,name=methods,proto3" json:"methods,omitempty"`
-	// The token's role, once tokens have roles ("" until then: any admin
-	// token may call everything).
+	// The token's role: auditor, operator or admin (hubapi.Role); methods
+	// are exactly what it allows.
 	Role          string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2187,7 +2771,7 @@ type WhoAmIReply struct {
 
 func (x *WhoAmIReply) Reset() {
 	*x = WhoAmIReply{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[26]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2199,7 +2783,7 @@ func (x *WhoAmIReply) String() string {
 func (*WhoAmIReply) ProtoMessage() {}
 
 func (x *WhoAmIReply) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[26]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2212,7 +2796,7 @@ func (x *WhoAmIReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIReply.ProtoReflect.Descriptor instead.
 func (*WhoAmIReply) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{26}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *WhoAmIReply) GetActor() string {
@@ -2244,7 +2828,7 @@ type LedgerStatusRequest struct {
 
 func (x *LedgerStatusRequest) Reset() {
 	*x = LedgerStatusRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[27]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2256,7 +2840,7 @@ func (x *LedgerStatusRequest) String() string {
 func (*LedgerStatusRequest) ProtoMessage() {}
 
 func (x *LedgerStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[27]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2269,7 +2853,7 @@ func (x *LedgerStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerStatusRequest.ProtoReflect.Descriptor instead.
 func (*LedgerStatusRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{27}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{34}
 }
 
 type LedgerStatusReply struct {
@@ -2292,7 +2876,7 @@ type LedgerStatusReply struct {
 
 func (x *LedgerStatusReply) Reset() {
 	*x = LedgerStatusReply{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[28]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2304,7 +2888,7 @@ func (x *LedgerStatusReply) String() string {
 func (*LedgerStatusReply) ProtoMessage() {}
 
 func (x *LedgerStatusReply) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[28]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2317,7 +2901,7 @@ func (x *LedgerStatusReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerStatusReply.ProtoReflect.Descriptor instead.
 func (*LedgerStatusReply) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{28}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LedgerStatusReply) GetHeadSeq() uint64 {
@@ -2387,20 +2971,22 @@ var File_hub_hubpb_hub_proto protoreflect.FileDescriptor
 
 const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\n" +
-	"\x13hub/hubpb/hub.proto\x12\x14sessionledger.hub.v1\"\xe7\x01\n" +
+	"\x13hub/hubpb/hub.proto\x12\x14sessionledger.hub.v1\"\xa2\x02\n" +
 	"\vClientFrame\x123\n" +
 	"\x05hello\x18\x01 \x01(\v2\x1b.sessionledger.hub.v1.HelloH\x00R\x05hello\x12-\n" +
 	"\x03ack\x18\x02 \x01(\v2\x19.sessionledger.hub.v1.AckH\x00R\x03ack\x120\n" +
 	"\x04pong\x18\x03 \x01(\v2\x1a.sessionledger.hub.v1.PongH\x00R\x04pong\x129\n" +
-	"\agoodbye\x18\x04 \x01(\v2\x1d.sessionledger.hub.v1.GoodbyeH\x00R\agoodbyeB\a\n" +
-	"\x05frame\"\x91\x02\n" +
+	"\agoodbye\x18\x04 \x01(\v2\x1d.sessionledger.hub.v1.GoodbyeH\x00R\agoodbye\x129\n" +
+	"\arefresh\x18\x05 \x01(\v2\x1d.sessionledger.hub.v1.RefreshH\x00R\arefreshB\a\n" +
+	"\x05frame\"\xd2\x02\n" +
 	"\vServerFrame\x129\n" +
 	"\awelcome\x18\x01 \x01(\v2\x1d.sessionledger.hub.v1.WelcomeH\x00R\awelcome\x12H\n" +
 	"\fnotification\x18\x02 \x01(\v2\".sessionledger.hub.v1.NotificationH\x00R\fnotification\x120\n" +
 	"\x04ping\x18\x03 \x01(\v2\x1a.sessionledger.hub.v1.PingH\x00R\x04ping\x12B\n" +
 	"\n" +
 	"disconnect\x18\x04 \x01(\v2 .sessionledger.hub.v1.DisconnectH\x00R\n" +
-	"disconnectB\a\n" +
+	"disconnect\x12?\n" +
+	"\trefreshed\x18\x05 \x01(\v2\x1f.sessionledger.hub.v1.RefreshedH\x00R\trefreshedB\a\n" +
 	"\x05frame\"\x7f\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
@@ -2413,7 +2999,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\x12$\n" +
 	"\x0elast_acked_seq\x18\x03 \x01(\x04R\flastAckedSeq\x12\"\n" +
 	"\rlast_seen_seq\x18\x04 \x01(\x04R\vlastSeenSeq\x12+\n" +
-	"\x12last_seen_event_id\x18\x05 \x01(\tR\x0flastSeenEventId\"\xff\x02\n" +
+	"\x12last_seen_event_id\x18\x05 \x01(\tR\x0flastSeenEventId\"\xb6\x03\n" +
 	"\aWelcome\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12#\n" +
@@ -2424,10 +3010,18 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\fresumed_from\x18\x06 \x01(\tR\vresumedFrom\x12\"\n" +
 	"\fredelivering\x18\a \x01(\rR\fredelivering\x124\n" +
 	"\x16oldest_redelivered_seq\x18\b \x01(\x04R\x14oldestRedeliveredSeq\x121\n" +
-	"\x14redelivery_truncated\x18\t \x01(\bR\x13redeliveryTruncated\x12\x1f\n" +
-	"\vlog_rewound\x18\n" +
-	" \x01(\bR\n" +
-	"logRewound\"\xb3\x01\n" +
+	"\x14redelivery_truncated\x18\t \x01(\bR\x13redeliveryTruncated\x125\n" +
+	"\x17token_expires_unix_nano\x18\n" +
+	" \x01(\x03R\x14tokenExpiresUnixNano\x12\x1f\n" +
+	"\vlog_rewound\x18\v \x01(\bR\n" +
+	"logRewound\"\x1f\n" +
+	"\aRefresh\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\x85\x01\n" +
+	"\tRefreshed\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x125\n" +
+	"\x17token_expires_unix_nano\x18\x03 \x01(\x03R\x14tokenExpiresUnixNano\x12\x19\n" +
+	"\bevent_id\x18\x04 \x01(\tR\aeventId\"\xb3\x01\n" +
 	"\fNotification\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x18\n" +
@@ -2451,13 +3045,14 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x12reconnect_after_ms\x18\x04 \x01(\x03R\x10reconnectAfterMs\x12\x19\n" +
 	"\bevent_id\x18\x05 \x01(\tR\aeventId\x12\x14\n" +
 	"\x05actor\x18\x06 \x01(\tR\x05actor\x12#\n" +
-	"\rsuperseded_by\x18\a \x01(\tR\fsupersededBy\"\xcb\x01\n" +
+	"\rsuperseded_by\x18\a \x01(\tR\fsupersededBy\"\xe6\x01\n" +
 	"\bRejected\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12&\n" +
 	"\x0funtil_unix_nano\x18\x03 \x01(\x03R\runtilUnixNano\x12=\n" +
 	"\treconnect\x18\x04 \x01(\x0e2\x1f.sessionledger.hub.v1.ReconnectR\treconnect\x12,\n" +
-	"\x12reconnect_after_ms\x18\x05 \x01(\x03R\x10reconnectAfterMs\"\xdd\x02\n" +
+	"\x12reconnect_after_ms\x18\x05 \x01(\x03R\x10reconnectAfterMs\x12\x19\n" +
+	"\bevent_id\x18\x06 \x01(\tR\aeventId\"\xdd\x02\n" +
 	"\vKickRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -2475,7 +3070,13 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\vduration_ms\x18\x02 \x01(\x03R\n" +
 	"durationMs\x12&\n" +
 	"\x0funtil_unix_nano\x18\x03 \x01(\x03R\runtilUnixNano\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\":\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xc4\x01\n" +
+	"\rRevokeRequest\x12\x19\n" +
+	"\btoken_id\x18\x01 \x01(\tR\atokenId\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x125\n" +
+	"\x17issued_before_unix_nano\x18\x03 \x01(\x03R\x14issuedBeforeUnixNano\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x125\n" +
+	"\x17token_expires_unix_nano\x18\x05 \x01(\x03R\x14tokenExpiresUnixNano\":\n" +
 	"\fUnbanRequest\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xae\x01\n" +
@@ -2511,7 +3112,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x05total\x18\x03 \x01(\x04R\x05total\"2\n" +
 	"\x11GetSessionRequest\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\x89\x02\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\xdb\x02\n" +
 	"\vSessionInfo\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -2523,11 +3124,38 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x13connected_unix_nano\x18\x06 \x01(\x03R\x11connectedUnixNano\x12)\n" +
 	"\x10previous_session\x18\a \x01(\tR\x0fpreviousSession\x12\x1f\n" +
 	"\vpending_end\x18\b \x01(\tR\n" +
-	"pendingEnd\"\x0f\n" +
-	"\rBackupRequest\"d\n" +
-	"\vBackupChunk\x126\n" +
-	"\x04info\x18\x01 \x01(\v2 .sessionledger.hub.v1.BackupInfoH\x00R\x04info\x12\x14\n" +
-	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\a\n" +
+	"pendingEnd\x12\x19\n" +
+	"\btoken_id\x18\t \x01(\tR\atokenId\x125\n" +
+	"\x17token_expires_unix_nano\x18\n" +
+	" \x01(\x03R\x14tokenExpiresUnixNano\"\x16\n" +
+	"\x14ClusterStatusRequest\"\xab\x02\n" +
+	"\n" +
+	"NodeStatus\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x19\n" +
+	"\bhead_seq\x18\x03 \x01(\x04R\aheadSeq\x12\x1b\n" +
+	"\thead_hash\x18\x04 \x01(\tR\bheadHash\x12\x1f\n" +
+	"\vapplied_seq\x18\x05 \x01(\x04R\n" +
+	"appliedSeq\x12\x10\n" +
+	"\x03lag\x18\x06 \x01(\x04R\x03lag\x12\x1a\n" +
+	"\bsessions\x18\a \x01(\rR\bsessions\x12*\n" +
+	"\x11updated_unix_nano\x18\b \x01(\x03R\x0fupdatedUnixNano\x12(\n" +
+	"\x10hash_at_compared\x18\t \x01(\tR\x0ehashAtCompared\x12\x18\n" +
+	"\adiffers\x18\n" +
+	" \x01(\bR\adiffers\"\x8d\x01\n" +
+	"\x12ClusterStatusReply\x12\x1c\n" +
+	"\tclustered\x18\x01 \x01(\bR\tclustered\x126\n" +
+	"\x05nodes\x18\x02 \x03(\v2 .sessionledger.hub.v1.NodeStatusR\x05nodes\x12!\n" +
+	"\fcompared_seq\x18\x03 \x01(\x04R\vcomparedSeq\"W\n" +
+	"\fDrainRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1b\n" +
+	"\twindow_ms\x18\x03 \x01(\x03R\bwindowMs\"\x0f\n" +
+	"\rBackupRequest\"v\n" +
+	"\vBackupChunk\x12\x14\n" +
+	"\x04data\x18\x01 \x01(\fH\x00R\x04data\x126\n" +
+	"\x04info\x18\x03 \x01(\v2 .sessionledger.hub.v1.BackupInfoH\x00R\x04info\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seqB\a\n" +
 	"\x05chunk\"\x96\x01\n" +
 	"\n" +
 	"BackupInfo\x12\x19\n" +
@@ -2553,7 +3181,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\rlive_sessions\x18\a \x01(\x04R\fliveSessions\x12\x12\n" +
 	"\x04node\x18\b \x01(\tR\x04node\x12\x1f\n" +
 	"\vnot_serving\x18\t \x01(\tR\n" +
-	"notServing*\xf3\x01\n" +
+	"notServing*\xea\x02\n" +
 	"\x0eDisconnectCode\x12\x1f\n" +
 	"\x1bDISCONNECT_CODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DISCONNECT_CODE_KICKED\x10\x01\x12\x1a\n" +
@@ -2561,7 +3189,12 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x1aDISCONNECT_CODE_SUPERSEDED\x10\x03\x12 \n" +
 	"\x1cDISCONNECT_CODE_IDLE_TIMEOUT\x10\x04\x12#\n" +
 	"\x1fDISCONNECT_CODE_SERVER_SHUTDOWN\x10\x05\x12!\n" +
-	"\x1dDISCONNECT_CODE_SLOW_CONSUMER\x10\x06*m\n" +
+	"\x1dDISCONNECT_CODE_SLOW_CONSUMER\x10\x06\x12\x1b\n" +
+	"\x17DISCONNECT_CODE_REVOKED\x10\a\x12!\n" +
+	"\x1dDISCONNECT_CODE_TOKEN_EXPIRED\x10\b\x12\x1b\n" +
+	"\x17DISCONNECT_CODE_DRAINED\x10\t\x12\x18\n" +
+	"\x14DISCONNECT_CODE_LOST\x10\n" +
+	"*m\n" +
 	"\tReconnect\x12\x19\n" +
 	"\x15RECONNECT_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11RECONNECT_ALLOWED\x10\x01\x12\x19\n" +
@@ -2577,7 +3210,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x12NOTIFY_TARGET_USER\x10\x02\x12\x15\n" +
 	"\x11NOTIFY_TARGET_ALL\x10\x032Z\n" +
 	"\x03Hub\x12S\n" +
-	"\aConnect\x12!.sessionledger.hub.v1.ClientFrame\x1a!.sessionledger.hub.v1.ServerFrame(\x010\x012\x8b\x06\n" +
+	"\aConnect\x12!.sessionledger.hub.v1.ClientFrame\x1a!.sessionledger.hub.v1.ServerFrame(\x010\x012\x94\b\n" +
 	"\x05Admin\x12L\n" +
 	"\x04Kick\x12!.sessionledger.hub.v1.KickRequest\x1a!.sessionledger.hub.v1.ActionReply\x12J\n" +
 	"\x03Ban\x12 .sessionledger.hub.v1.BanRequest\x1a!.sessionledger.hub.v1.ActionReply\x12N\n" +
@@ -2585,7 +3218,10 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x06Notify\x12#.sessionledger.hub.v1.NotifyRequest\x1a!.sessionledger.hub.v1.ActionReply\x12b\n" +
 	"\fListSessions\x12).sessionledger.hub.v1.ListSessionsRequest\x1a'.sessionledger.hub.v1.ListSessionsReply\x12X\n" +
 	"\n" +
-	"GetSession\x12'.sessionledger.hub.v1.GetSessionRequest\x1a!.sessionledger.hub.v1.SessionInfo\x12R\n" +
+	"GetSession\x12'.sessionledger.hub.v1.GetSessionRequest\x1a!.sessionledger.hub.v1.SessionInfo\x12P\n" +
+	"\x06Revoke\x12#.sessionledger.hub.v1.RevokeRequest\x1a!.sessionledger.hub.v1.ActionReply\x12e\n" +
+	"\rClusterStatus\x12*.sessionledger.hub.v1.ClusterStatusRequest\x1a(.sessionledger.hub.v1.ClusterStatusReply\x12N\n" +
+	"\x05Drain\x12\".sessionledger.hub.v1.DrainRequest\x1a!.sessionledger.hub.v1.ActionReply\x12R\n" +
 	"\x06Backup\x12#.sessionledger.hub.v1.BackupRequest\x1a!.sessionledger.hub.v1.BackupChunk0\x01\x12P\n" +
 	"\x06WhoAmI\x12#.sessionledger.hub.v1.WhoAmIRequest\x1a!.sessionledger.hub.v1.WhoAmIReply\x12b\n" +
 	"\fLedgerStatus\x12).sessionledger.hub.v1.LedgerStatusRequest\x1a'.sessionledger.hub.v1.LedgerStatusReplyB2Z0github.com/sessionledger/sessionledger/hub/hubpbb\x06proto3"
@@ -2603,86 +3239,102 @@ func file_hub_hubpb_hub_proto_rawDescGZIP() []byte {
 }
 
 var file_hub_hubpb_hub_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_hub_hubpb_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_hub_hubpb_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_hub_hubpb_hub_proto_goTypes = []any{
-	(DisconnectCode)(0),         // 0: sessionledger.hub.v1.DisconnectCode
-	(Reconnect)(0),              // 1: sessionledger.hub.v1.Reconnect
-	(KickMode)(0),               // 2: sessionledger.hub.v1.KickMode
-	(NotifyTarget)(0),           // 3: sessionledger.hub.v1.NotifyTarget
-	(*ClientFrame)(nil),         // 4: sessionledger.hub.v1.ClientFrame
-	(*ServerFrame)(nil),         // 5: sessionledger.hub.v1.ServerFrame
-	(*Hello)(nil),               // 6: sessionledger.hub.v1.Hello
-	(*Resume)(nil),              // 7: sessionledger.hub.v1.Resume
-	(*Welcome)(nil),             // 8: sessionledger.hub.v1.Welcome
-	(*Notification)(nil),        // 9: sessionledger.hub.v1.Notification
-	(*Ping)(nil),                // 10: sessionledger.hub.v1.Ping
-	(*Pong)(nil),                // 11: sessionledger.hub.v1.Pong
-	(*Ack)(nil),                 // 12: sessionledger.hub.v1.Ack
-	(*Goodbye)(nil),             // 13: sessionledger.hub.v1.Goodbye
-	(*Disconnect)(nil),          // 14: sessionledger.hub.v1.Disconnect
-	(*Rejected)(nil),            // 15: sessionledger.hub.v1.Rejected
-	(*KickRequest)(nil),         // 16: sessionledger.hub.v1.KickRequest
-	(*BanRequest)(nil),          // 17: sessionledger.hub.v1.BanRequest
-	(*UnbanRequest)(nil),        // 18: sessionledger.hub.v1.UnbanRequest
-	(*NotifyRequest)(nil),       // 19: sessionledger.hub.v1.NotifyRequest
-	(*ActionReply)(nil),         // 20: sessionledger.hub.v1.ActionReply
-	(*BanInForce)(nil),          // 21: sessionledger.hub.v1.BanInForce
-	(*ListSessionsRequest)(nil), // 22: sessionledger.hub.v1.ListSessionsRequest
-	(*ListSessionsReply)(nil),   // 23: sessionledger.hub.v1.ListSessionsReply
-	(*GetSessionRequest)(nil),   // 24: sessionledger.hub.v1.GetSessionRequest
-	(*SessionInfo)(nil),         // 25: sessionledger.hub.v1.SessionInfo
-	(*BackupRequest)(nil),       // 26: sessionledger.hub.v1.BackupRequest
-	(*BackupChunk)(nil),         // 27: sessionledger.hub.v1.BackupChunk
-	(*BackupInfo)(nil),          // 28: sessionledger.hub.v1.BackupInfo
-	(*WhoAmIRequest)(nil),       // 29: sessionledger.hub.v1.WhoAmIRequest
-	(*WhoAmIReply)(nil),         // 30: sessionledger.hub.v1.WhoAmIReply
-	(*LedgerStatusRequest)(nil), // 31: sessionledger.hub.v1.LedgerStatusRequest
-	(*LedgerStatusReply)(nil),   // 32: sessionledger.hub.v1.LedgerStatusReply
+	(DisconnectCode)(0),          // 0: sessionledger.hub.v1.DisconnectCode
+	(Reconnect)(0),               // 1: sessionledger.hub.v1.Reconnect
+	(KickMode)(0),                // 2: sessionledger.hub.v1.KickMode
+	(NotifyTarget)(0),            // 3: sessionledger.hub.v1.NotifyTarget
+	(*ClientFrame)(nil),          // 4: sessionledger.hub.v1.ClientFrame
+	(*ServerFrame)(nil),          // 5: sessionledger.hub.v1.ServerFrame
+	(*Hello)(nil),                // 6: sessionledger.hub.v1.Hello
+	(*Resume)(nil),               // 7: sessionledger.hub.v1.Resume
+	(*Welcome)(nil),              // 8: sessionledger.hub.v1.Welcome
+	(*Refresh)(nil),              // 9: sessionledger.hub.v1.Refresh
+	(*Refreshed)(nil),            // 10: sessionledger.hub.v1.Refreshed
+	(*Notification)(nil),         // 11: sessionledger.hub.v1.Notification
+	(*Ping)(nil),                 // 12: sessionledger.hub.v1.Ping
+	(*Pong)(nil),                 // 13: sessionledger.hub.v1.Pong
+	(*Ack)(nil),                  // 14: sessionledger.hub.v1.Ack
+	(*Goodbye)(nil),              // 15: sessionledger.hub.v1.Goodbye
+	(*Disconnect)(nil),           // 16: sessionledger.hub.v1.Disconnect
+	(*Rejected)(nil),             // 17: sessionledger.hub.v1.Rejected
+	(*KickRequest)(nil),          // 18: sessionledger.hub.v1.KickRequest
+	(*BanRequest)(nil),           // 19: sessionledger.hub.v1.BanRequest
+	(*RevokeRequest)(nil),        // 20: sessionledger.hub.v1.RevokeRequest
+	(*UnbanRequest)(nil),         // 21: sessionledger.hub.v1.UnbanRequest
+	(*NotifyRequest)(nil),        // 22: sessionledger.hub.v1.NotifyRequest
+	(*ActionReply)(nil),          // 23: sessionledger.hub.v1.ActionReply
+	(*BanInForce)(nil),           // 24: sessionledger.hub.v1.BanInForce
+	(*ListSessionsRequest)(nil),  // 25: sessionledger.hub.v1.ListSessionsRequest
+	(*ListSessionsReply)(nil),    // 26: sessionledger.hub.v1.ListSessionsReply
+	(*GetSessionRequest)(nil),    // 27: sessionledger.hub.v1.GetSessionRequest
+	(*SessionInfo)(nil),          // 28: sessionledger.hub.v1.SessionInfo
+	(*ClusterStatusRequest)(nil), // 29: sessionledger.hub.v1.ClusterStatusRequest
+	(*NodeStatus)(nil),           // 30: sessionledger.hub.v1.NodeStatus
+	(*ClusterStatusReply)(nil),   // 31: sessionledger.hub.v1.ClusterStatusReply
+	(*DrainRequest)(nil),         // 32: sessionledger.hub.v1.DrainRequest
+	(*BackupRequest)(nil),        // 33: sessionledger.hub.v1.BackupRequest
+	(*BackupChunk)(nil),          // 34: sessionledger.hub.v1.BackupChunk
+	(*BackupInfo)(nil),           // 35: sessionledger.hub.v1.BackupInfo
+	(*WhoAmIRequest)(nil),        // 36: sessionledger.hub.v1.WhoAmIRequest
+	(*WhoAmIReply)(nil),          // 37: sessionledger.hub.v1.WhoAmIReply
+	(*LedgerStatusRequest)(nil),  // 38: sessionledger.hub.v1.LedgerStatusRequest
+	(*LedgerStatusReply)(nil),    // 39: sessionledger.hub.v1.LedgerStatusReply
 }
 var file_hub_hubpb_hub_proto_depIdxs = []int32{
 	6,  // 0: sessionledger.hub.v1.ClientFrame.hello:type_name -> sessionledger.hub.v1.Hello
-	12, // 1: sessionledger.hub.v1.ClientFrame.ack:type_name -> sessionledger.hub.v1.Ack
-	11, // 2: sessionledger.hub.v1.ClientFrame.pong:type_name -> sessionledger.hub.v1.Pong
-	13, // 3: sessionledger.hub.v1.ClientFrame.goodbye:type_name -> sessionledger.hub.v1.Goodbye
-	8,  // 4: sessionledger.hub.v1.ServerFrame.welcome:type_name -> sessionledger.hub.v1.Welcome
-	9,  // 5: sessionledger.hub.v1.ServerFrame.notification:type_name -> sessionledger.hub.v1.Notification
-	10, // 6: sessionledger.hub.v1.ServerFrame.ping:type_name -> sessionledger.hub.v1.Ping
-	14, // 7: sessionledger.hub.v1.ServerFrame.disconnect:type_name -> sessionledger.hub.v1.Disconnect
-	7,  // 8: sessionledger.hub.v1.Hello.resume:type_name -> sessionledger.hub.v1.Resume
-	0,  // 9: sessionledger.hub.v1.Disconnect.code:type_name -> sessionledger.hub.v1.DisconnectCode
-	1,  // 10: sessionledger.hub.v1.Disconnect.reconnect:type_name -> sessionledger.hub.v1.Reconnect
-	1,  // 11: sessionledger.hub.v1.Rejected.reconnect:type_name -> sessionledger.hub.v1.Reconnect
-	2,  // 12: sessionledger.hub.v1.KickRequest.mode:type_name -> sessionledger.hub.v1.KickMode
-	1,  // 13: sessionledger.hub.v1.KickRequest.reconnect:type_name -> sessionledger.hub.v1.Reconnect
-	3,  // 14: sessionledger.hub.v1.NotifyRequest.target:type_name -> sessionledger.hub.v1.NotifyTarget
-	21, // 15: sessionledger.hub.v1.ActionReply.ban_in_force:type_name -> sessionledger.hub.v1.BanInForce
-	25, // 16: sessionledger.hub.v1.ListSessionsReply.sessions:type_name -> sessionledger.hub.v1.SessionInfo
-	28, // 17: sessionledger.hub.v1.BackupChunk.info:type_name -> sessionledger.hub.v1.BackupInfo
-	4,  // 18: sessionledger.hub.v1.Hub.Connect:input_type -> sessionledger.hub.v1.ClientFrame
-	16, // 19: sessionledger.hub.v1.Admin.Kick:input_type -> sessionledger.hub.v1.KickRequest
-	17, // 20: sessionledger.hub.v1.Admin.Ban:input_type -> sessionledger.hub.v1.BanRequest
-	18, // 21: sessionledger.hub.v1.Admin.Unban:input_type -> sessionledger.hub.v1.UnbanRequest
-	19, // 22: sessionledger.hub.v1.Admin.Notify:input_type -> sessionledger.hub.v1.NotifyRequest
-	22, // 23: sessionledger.hub.v1.Admin.ListSessions:input_type -> sessionledger.hub.v1.ListSessionsRequest
-	24, // 24: sessionledger.hub.v1.Admin.GetSession:input_type -> sessionledger.hub.v1.GetSessionRequest
-	26, // 25: sessionledger.hub.v1.Admin.Backup:input_type -> sessionledger.hub.v1.BackupRequest
-	29, // 26: sessionledger.hub.v1.Admin.WhoAmI:input_type -> sessionledger.hub.v1.WhoAmIRequest
-	31, // 27: sessionledger.hub.v1.Admin.LedgerStatus:input_type -> sessionledger.hub.v1.LedgerStatusRequest
-	5,  // 28: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
-	20, // 29: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
-	20, // 30: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
-	20, // 31: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
-	20, // 32: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
-	23, // 33: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
-	25, // 34: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
-	27, // 35: sessionledger.hub.v1.Admin.Backup:output_type -> sessionledger.hub.v1.BackupChunk
-	30, // 36: sessionledger.hub.v1.Admin.WhoAmI:output_type -> sessionledger.hub.v1.WhoAmIReply
-	32, // 37: sessionledger.hub.v1.Admin.LedgerStatus:output_type -> sessionledger.hub.v1.LedgerStatusReply
-	28, // [28:38] is the sub-list for method output_type
-	18, // [18:28] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	14, // 1: sessionledger.hub.v1.ClientFrame.ack:type_name -> sessionledger.hub.v1.Ack
+	13, // 2: sessionledger.hub.v1.ClientFrame.pong:type_name -> sessionledger.hub.v1.Pong
+	15, // 3: sessionledger.hub.v1.ClientFrame.goodbye:type_name -> sessionledger.hub.v1.Goodbye
+	9,  // 4: sessionledger.hub.v1.ClientFrame.refresh:type_name -> sessionledger.hub.v1.Refresh
+	8,  // 5: sessionledger.hub.v1.ServerFrame.welcome:type_name -> sessionledger.hub.v1.Welcome
+	11, // 6: sessionledger.hub.v1.ServerFrame.notification:type_name -> sessionledger.hub.v1.Notification
+	12, // 7: sessionledger.hub.v1.ServerFrame.ping:type_name -> sessionledger.hub.v1.Ping
+	16, // 8: sessionledger.hub.v1.ServerFrame.disconnect:type_name -> sessionledger.hub.v1.Disconnect
+	10, // 9: sessionledger.hub.v1.ServerFrame.refreshed:type_name -> sessionledger.hub.v1.Refreshed
+	7,  // 10: sessionledger.hub.v1.Hello.resume:type_name -> sessionledger.hub.v1.Resume
+	0,  // 11: sessionledger.hub.v1.Disconnect.code:type_name -> sessionledger.hub.v1.DisconnectCode
+	1,  // 12: sessionledger.hub.v1.Disconnect.reconnect:type_name -> sessionledger.hub.v1.Reconnect
+	1,  // 13: sessionledger.hub.v1.Rejected.reconnect:type_name -> sessionledger.hub.v1.Reconnect
+	2,  // 14: sessionledger.hub.v1.KickRequest.mode:type_name -> sessionledger.hub.v1.KickMode
+	1,  // 15: sessionledger.hub.v1.KickRequest.reconnect:type_name -> sessionledger.hub.v1.Reconnect
+	3,  // 16: sessionledger.hub.v1.NotifyRequest.target:type_name -> sessionledger.hub.v1.NotifyTarget
+	24, // 17: sessionledger.hub.v1.ActionReply.ban_in_force:type_name -> sessionledger.hub.v1.BanInForce
+	28, // 18: sessionledger.hub.v1.ListSessionsReply.sessions:type_name -> sessionledger.hub.v1.SessionInfo
+	30, // 19: sessionledger.hub.v1.ClusterStatusReply.nodes:type_name -> sessionledger.hub.v1.NodeStatus
+	35, // 20: sessionledger.hub.v1.BackupChunk.info:type_name -> sessionledger.hub.v1.BackupInfo
+	4,  // 21: sessionledger.hub.v1.Hub.Connect:input_type -> sessionledger.hub.v1.ClientFrame
+	18, // 22: sessionledger.hub.v1.Admin.Kick:input_type -> sessionledger.hub.v1.KickRequest
+	19, // 23: sessionledger.hub.v1.Admin.Ban:input_type -> sessionledger.hub.v1.BanRequest
+	21, // 24: sessionledger.hub.v1.Admin.Unban:input_type -> sessionledger.hub.v1.UnbanRequest
+	22, // 25: sessionledger.hub.v1.Admin.Notify:input_type -> sessionledger.hub.v1.NotifyRequest
+	25, // 26: sessionledger.hub.v1.Admin.ListSessions:input_type -> sessionledger.hub.v1.ListSessionsRequest
+	27, // 27: sessionledger.hub.v1.Admin.GetSession:input_type -> sessionledger.hub.v1.GetSessionRequest
+	20, // 28: sessionledger.hub.v1.Admin.Revoke:input_type -> sessionledger.hub.v1.RevokeRequest
+	29, // 29: sessionledger.hub.v1.Admin.ClusterStatus:input_type -> sessionledger.hub.v1.ClusterStatusRequest
+	32, // 30: sessionledger.hub.v1.Admin.Drain:input_type -> sessionledger.hub.v1.DrainRequest
+	33, // 31: sessionledger.hub.v1.Admin.Backup:input_type -> sessionledger.hub.v1.BackupRequest
+	36, // 32: sessionledger.hub.v1.Admin.WhoAmI:input_type -> sessionledger.hub.v1.WhoAmIRequest
+	38, // 33: sessionledger.hub.v1.Admin.LedgerStatus:input_type -> sessionledger.hub.v1.LedgerStatusRequest
+	5,  // 34: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
+	23, // 35: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
+	23, // 36: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
+	23, // 37: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
+	23, // 38: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
+	26, // 39: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
+	28, // 40: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
+	23, // 41: sessionledger.hub.v1.Admin.Revoke:output_type -> sessionledger.hub.v1.ActionReply
+	31, // 42: sessionledger.hub.v1.Admin.ClusterStatus:output_type -> sessionledger.hub.v1.ClusterStatusReply
+	23, // 43: sessionledger.hub.v1.Admin.Drain:output_type -> sessionledger.hub.v1.ActionReply
+	34, // 44: sessionledger.hub.v1.Admin.Backup:output_type -> sessionledger.hub.v1.BackupChunk
+	37, // 45: sessionledger.hub.v1.Admin.WhoAmI:output_type -> sessionledger.hub.v1.WhoAmIReply
+	39, // 46: sessionledger.hub.v1.Admin.LedgerStatus:output_type -> sessionledger.hub.v1.LedgerStatusReply
+	34, // [34:47] is the sub-list for method output_type
+	21, // [21:34] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_hub_hubpb_hub_proto_init() }
@@ -2695,16 +3347,18 @@ func file_hub_hubpb_hub_proto_init() {
 		(*ClientFrame_Ack)(nil),
 		(*ClientFrame_Pong)(nil),
 		(*ClientFrame_Goodbye)(nil),
+		(*ClientFrame_Refresh)(nil),
 	}
 	file_hub_hubpb_hub_proto_msgTypes[1].OneofWrappers = []any{
 		(*ServerFrame_Welcome)(nil),
 		(*ServerFrame_Notification)(nil),
 		(*ServerFrame_Ping)(nil),
 		(*ServerFrame_Disconnect)(nil),
+		(*ServerFrame_Refreshed)(nil),
 	}
-	file_hub_hubpb_hub_proto_msgTypes[23].OneofWrappers = []any{
-		(*BackupChunk_Info)(nil),
+	file_hub_hubpb_hub_proto_msgTypes[30].OneofWrappers = []any{
 		(*BackupChunk_Data)(nil),
+		(*BackupChunk_Info)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2712,7 +3366,7 @@ func file_hub_hubpb_hub_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hub_hubpb_hub_proto_rawDesc), len(file_hub_hubpb_hub_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   29,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/sessionledger/sessionledger/hub"
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/internal/daemon"
 	"github.com/sessionledger/sessionledger/ledger"
@@ -30,7 +31,11 @@ import (
 // screenshots of the main pages (docs/console.md names the command).
 var screenshots = flag.String("screenshots", "", "directory to write the console's screenshots to, relative to the repository (docs/console)")
 
-const adminToken = "console-test-admin-token-0123456789"
+const (
+	adminToken    = "console-test-admin-token-0123456789"
+	auditorToken  = "console-test-auditor-token-0123456789"
+	operatorToken = "console-test-operator-token-0123456789"
+)
 
 // chromium finds Debian's chromium. Without one the browser tests are
 // skipped, loudly; with SESSIONLEDGER_REQUIRE_BROWSER set (.ci/run sets
@@ -105,7 +110,10 @@ func browser(t *testing.T) context.Context {
 // hubd runs a daemon with the console on 127.0.0.1.
 func hubd(t *testing.T) *daemon.Daemon {
 	d, err := daemon.New(daemon.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", Metrics: "off", ConsoleListen: "127.0.0.1:0",
-		Hub: hub.Config{AdminTokens: map[string]string{adminToken: "support-sam"}, ShutdownJitter: 100 * time.Millisecond}})
+		Hub: hub.Config{AdminTokens: map[string]string{adminToken: "support-sam"}, Admins: []hubapi.AdminToken{
+			{Name: "audit-ann", Token: auditorToken, Role: hubapi.RoleAuditor},
+			{Name: "ops-otto", Token: operatorToken, Role: hubapi.RoleOperator},
+		}, ShutdownJitter: 100 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,5 +434,114 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	if len(kicks) != 2 || kicks[0] != eventID+" support-sam password changed" || !strings.HasSuffix(kicks[1], " support-sam "+hostile) {
 		t.Errorf("kicks in the ledger %q; want the console's two, by support-sam", kicks)
+	}
+}
+
+// signIn signs in to the console at url with tok in a fresh tab state.
+func signIn(t *testing.T, ctx context.Context, url, tok string) {
+	t.Helper()
+	within(t, ctx, "sign in",
+		chromedp.Navigate(url),
+		chromedp.Evaluate[chromedp.Void](`(sessionStorage.clear(), ({}))`),
+		chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.ID("signin-token")),
+		setValue("signin-token", ""),
+		chromedp.SendKeys(chromedp.ID("signin-token"), tok),
+		chromedp.Click(chromedp.CSS(`#signin-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.ID("page-sessions")),
+	)
+}
+
+// actionForms are the action forms of a user's page, by the Admin method
+// each calls.
+var actionForms = map[string]string{
+	"kick-form": "Kick", "ban-form": "Ban", "unban-form": "Unban", "notify-form": "Notify", "revoke-form": "Revoke",
+}
+
+// TestConsoleFollowsRole: the console shows what the token's role allows
+// (WhoAmI) and the server refuses the rest. An auditor sees sessions, a
+// user's timeline and the ledger, and no action at all; a call the page
+// makes anyway with the auditor's token is refused with permission_denied
+// (HTTP 403) and recorded. An operator sees every action, Revoke
+// included, and a revocation from the console is recorded with its event
+// id shown.
+func TestConsoleFollowsRole(t *testing.T) {
+	ctx := browser(t)
+	hubctl := buildHubctl(t)
+	d := hubd(t)
+	url := "http://" + d.ConsoleAddr() + "/"
+	connect(t, hubctl, d.Addr(), "erin", "phone")
+
+	signIn(t, ctx, url, auditorToken)
+	if who := text(t, ctx, "#who"); !strings.Contains(who, "audit-ann (auditor)") {
+		t.Errorf("signed in as %q; want audit-ann (auditor)", who)
+	}
+	within(t, ctx, "open erin's page",
+		chromedp.Navigate(url+"#user/erin"),
+		chromedp.WaitVisible(chromedp.ID("page-user")),
+	)
+	waitJS(t, ctx, "erin's session and timeline", `document.querySelectorAll("#user-sessions tbody tr").length === 1 &&
+		document.querySelectorAll("#timeline tbody tr").length >= 1`)
+	for form := range actionForms {
+		if shown, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`!document.getElementById(%q).hidden`, form))); shown {
+			t.Errorf("the auditor is shown %s", form)
+		}
+	}
+	if shown, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`!document.getElementById("actions-heading").hidden`)); shown {
+		t.Error("the auditor is shown the Actions heading with nothing under it")
+	}
+	// A direct call with the auditor's token, as a page or script could
+	// make it: refused by the server, not merely hidden.
+	const direct = `fetch("/sessionledger.hub.v1.Admin/Kick", {method: "POST", headers: {"Content-Type": "application/json",
+		"Connect-Protocol-Version": "1", "Authorization": "Bearer " + sessionStorage.getItem("sessionledger.token")},
+		body: JSON.stringify({user: "erin", reason: "sneaky"})}).then(async r => r.status + " " + (await r.json()).code)`
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](direct, chromedp.EvalAwaitPromise))
+	if err != nil || got != "403 permission_denied" {
+		t.Fatalf("auditor's direct Kick: %q, %v; want 403 permission_denied", got, err)
+	}
+	// The ledger page is the auditor's too.
+	within(t, ctx, "ledger page",
+		chromedp.Navigate(url+"#ledger"),
+		chromedp.WaitVisible(chromedp.ID("page-ledger")),
+	)
+	waitJS(t, ctx, "the head", `document.getElementById("ledger-status").textContent.includes("head seq")`)
+
+	signIn(t, ctx, url, operatorToken)
+	within(t, ctx, "open erin's page as operator",
+		chromedp.Navigate(url+"#user/erin"),
+		chromedp.WaitVisible(chromedp.ID("page-user")),
+	)
+	for form := range actionForms {
+		waitJS(t, ctx, "the operator's "+form, fmt.Sprintf(`!document.getElementById(%q).hidden`, form))
+	}
+	within(t, ctx, "revoke erin's tokens",
+		chromedp.SendKeys(chromedp.ID("revoke-reason"), "phone stolen"),
+		chromedp.Click(chromedp.CSS(`#revoke-form button[type=submit]`)),
+	)
+	waitJS(t, ctx, "the revocation's event id", `document.getElementById("revoke-result").dataset.eventId !== undefined`)
+	eventID, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("revoke-result").dataset.eventId`))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The ledger holds the refusal and the revocation, each by its token's
+	// name.
+	var refused, revoked []string
+	if err := d.Store().Scan(context.Background(), 1, 0, func(r *ledger.Record) error {
+		switch ev := r.Event; ev.GetType() {
+		case eventpb.EventType_EVENT_TYPE_ADMIN_CALL_REFUSED:
+			refused = append(refused, ev.GetActor()+" "+ev.GetAdminCallRefused().GetMethod())
+		case eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
+			revoked = append(revoked, r.ID.String()+" "+ev.GetActor()+" "+ev.GetUser()+" "+ev.GetReason())
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(refused) != 1 || refused[0] != "audit-ann /sessionledger.hub.v1.Admin/Kick" {
+		t.Errorf("refusals in the ledger %q; want the auditor's Kick", refused)
+	}
+	if len(revoked) != 1 || revoked[0] != eventID+" ops-otto erin phone stolen" {
+		t.Errorf("revocations in the ledger %q; want %s by ops-otto of erin's tokens", revoked, eventID)
 	}
 }

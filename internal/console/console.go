@@ -3,7 +3,7 @@
 // and Audit gRPC services transcoded to the Connect protocol (HTTP/1.1 or
 // 2, JSON) by connectrpc.com/vanguard, so a browser calls the very services
 // hubctl and auditq call — the same handlers behind the same interceptors
-// (admin token, and roles once tokens have them) — and no second API is
+// (admin token and role) — and no second API is
 // written by hand. docs/console.md has the pages and the security rules.
 //
 // # Why vanguard

@@ -109,18 +109,21 @@ function may(method) {
   return allowed.has(method);
 }
 
-// applyPermissions greys out every control whose data-method the token may
-// not call (WhoAmI's list; a PermissionDenied adds to it).
+// applyPermissions hides every control whose data-method the token's role
+// may not call (WhoAmI's list; a PermissionDenied takes one off it), and
+// the Actions heading when none is left.
 function applyPermissions() {
   for (const node of document.querySelectorAll("[data-method]")) {
     const ok = may(node.dataset.method);
-    node.classList.toggle("denied", !ok);
+    node.hidden = !ok;
     const controls = node.matches("form") ? node.querySelectorAll("input, select, button") : [node];
     for (const c of controls) {
       c.disabled = !ok;
     }
-    node.title = ok ? "" : "your token may not call " + node.dataset.method.split("/").pop();
   }
+  const anyAction = [...document.querySelectorAll("#actions [data-method]")].some((n) => !n.hidden);
+  $("actions-heading").hidden = !anyAction;
+  $("actions").hidden = !anyAction;
 }
 
 function denied(method) {
@@ -354,13 +357,13 @@ let currentUser = "";
 async function loadUser(name) {
   if (name !== currentUser) {
     // Nothing typed for one user carries over to the next.
-    for (const id of ["kick-form", "ban-form", "unban-form", "notify-form"]) {
+    for (const id of ["kick-form", "ban-form", "unban-form", "notify-form", "revoke-form"]) {
       $(id).reset();
     }
   }
   currentUser = name;
   $("user-name").textContent = name;
-  for (const id of ["kick-result", "ban-result", "unban-result", "notify-result"]) {
+  for (const id of ["kick-result", "ban-result", "unban-result", "notify-result", "revoke-result"]) {
     $(id).textContent = "";
   }
   await Promise.all([loadUserSessions(), loadBan(), loadTimeline()]);
@@ -537,6 +540,16 @@ function setupActions() {
       bin += String.fromCharCode(b);
     }
     return { target: "NOTIFY_TARGET_USER", user: currentUser, topic: $("notify-topic").value, payload: btoa(bin) };
+  });
+  action("revoke-form", "Revoke", "revoked", () => {
+    const req = { reason: $("revoke-reason").value };
+    const jti = $("revoke-jti").value.trim();
+    if (jti) {
+      req.token_id = jti; // one token, whoever holds it
+    } else {
+      req.user = currentUser; // every token of the user issued up to now
+    }
+    return req;
   });
 }
 
