@@ -408,9 +408,9 @@ const (
 )
 
 // ListSessions lists live sessions from the projections: every node's
-// sessions, as the projections of this node's log show them (one node
-// until clustering). It pages in session id order: page_token is the last
-// id of the previous page, encoded.
+// sessions, as the projections of this node's replica of the log show them
+// (in a cluster, every node of it). It pages in session id order:
+// page_token is the last id of the previous page, encoded.
 func (a *admin) ListSessions(ctx context.Context, req *hubpb.ListSessionsRequest) (*hubpb.ListSessionsReply, error) {
 	s := a.s
 	if err := checkNames("user", req.GetUser(), "device", req.GetDevice(), "node", req.GetNode()); err != nil {
