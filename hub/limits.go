@@ -59,7 +59,12 @@ const (
 	maxRejectDevices = 16
 )
 
-type rejectKey struct{ user, code string }
+// rejectKey is what refusals are counted by. overflow marks the one key
+// per code that counts the users beyond maxRejectKeys.
+type rejectKey struct {
+	user, code string
+	overflow   bool
+}
 
 type rejectAgg struct {
 	count   uint32
@@ -107,14 +112,14 @@ func (s *Server) reject(user, device, remote string, rj *Rejection) error {
 		rj.status = codes.PermissionDenied
 	}
 	r := s.rejects
-	k := rejectKey{user, rj.Code}
+	k := rejectKey{user: user, code: rj.Code}
 	r.mu.Lock()
 	now := !r.immediate[k] && len(r.immediate) < r.maxImmediate
 	if now {
 		r.immediate[k] = true
 	} else {
 		if _, ok := r.pending[k]; !ok && len(r.pending) >= r.maxKeys {
-			k = rejectKey{"", rj.Code} // the overflow of this code
+			k = rejectKey{code: rj.Code, overflow: true} // the overflow of this code
 		}
 		a := r.pending[k]
 		if a == nil {
@@ -141,7 +146,7 @@ func rejectEvent(k rejectKey, a *rejectAgg) *eventpb.Event {
 	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED, User: k.user, Actor: "system", Reason: a.reason,
 		Body: &eventpb.Event_ConnectRejected{ConnectRejected: &eventpb.ConnectRejected{Code: k.code, Count: a.count, RemoteAddr: a.remote}}}
 	switch {
-	case k.user == "":
+	case k.overflow:
 		ev.Reason = fmt.Sprintf("%s (refusals of users beyond the %d recorded one by one in this window)", a.reason, maxRejectKeys)
 	case len(a.devices) == 1 && !a.more:
 		ev.Device = a.devices[0]
@@ -180,7 +185,7 @@ func (r *rejects) flush() {
 		return
 	}
 	keys := slices.SortedFunc(maps.Keys(pending), func(a, b rejectKey) int {
-		return cmp.Or(cmp.Compare(a.code, b.code), cmp.Compare(a.user, b.user))
+		return cmp.Or(cmp.Compare(a.code, b.code), cmp.Compare(a.user, b.user), boolCmp(a.overflow, b.overflow))
 	})
 	evs := make([]*eventpb.Event, 0, len(pending))
 	for _, k := range keys {
@@ -189,4 +194,14 @@ func (r *rejects) flush() {
 	if _, err := r.s.publish(context.Background(), evs...); err != nil {
 		r.s.log.Error("could not record aggregated connect rejections", "keys", len(evs), "err", err)
 	}
+}
+
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }

@@ -42,6 +42,13 @@ type Transport interface {
 	Remote() string
 }
 
+// namer is a transport that names itself in the session's connect event
+// (SessionConnected.transport): TransportGRPC, TransportWSProto, ... A
+// transport without a name is recorded with none.
+type namer interface {
+	Name() string
+}
+
 // Frame is one server frame on its way to one or many sessions. Its
 // encodings are made at most once each, however many sessions it goes to:
 // a notification fanned out to N sessions is encoded once, not N times.

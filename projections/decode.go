@@ -185,6 +185,8 @@ func (sl *eventSlot) decodeBody(ev *eventpb.Event, num protowire.Number, b []byt
 				if id, ok = text(keep, s); keep {
 					c.Supersedes = append(c.Supersedes, id)
 				}
+			case f == 4 && wt == protowire.BytesType:
+				c.Transport, ok = transportText(keep, s)
 			default:
 				return false
 			}
@@ -212,6 +214,8 @@ func (sl *eventSlot) decodeBody(ev *eventpb.Event, num protowire.Number, b []byt
 				if id, ok = text(keep, s); keep {
 					c.Supersedes = append(c.Supersedes, id)
 				}
+			case f == 6 && wt == protowire.BytesType:
+				c.Transport, ok = transportText(keep, s)
 			default:
 				return false
 			}
@@ -315,4 +319,27 @@ func text(keep bool, s []byte) (string, bool) {
 		return "", true
 	}
 	return string(s), true
+}
+
+// transportName shares the known transport names' strings.
+func transportName(s string) string {
+	t, _ := transportText(false, []byte(s))
+	if t == "" {
+		return s
+	}
+	return t
+}
+
+// transportText is text for a connect event's transport: the names the hub
+// records share one string each instead of a copy per session.
+func transportText(keep bool, b []byte) (string, bool) {
+	switch string(b) {
+	case "grpc":
+		return "grpc", true
+	case "websocket+proto":
+		return "websocket+proto", true
+	case "websocket+json":
+		return "websocket+json", true
+	}
+	return text(keep, b)
 }

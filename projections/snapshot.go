@@ -52,7 +52,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		pb.Sessions = append(pb.Sessions, &projpb.Session{
 			Id: x.ID, User: x.User, Device: x.Device, Node: x.Node, RemoteAddr: x.RemoteAddr,
 			ConnectedUnixNano: unixNano(x.ConnectedAt), ConnectSeq: x.ConnectSeq, ConnectId: idBytes(x.ConnectID),
-			Previous: x.Previous, HeartbeatMs: x.HeartbeatMS,
+			Previous: x.Previous, HeartbeatMs: x.HeartbeatMS, Transport: x.Transport,
 		})
 	}
 	for _, p := range s.PendingEnds() {
@@ -139,7 +139,7 @@ func stateFromPB(pb *projpb.Snapshot) (*State, error) {
 		sess := &Session{
 			ID: x.GetId(), User: x.GetUser(), Device: x.GetDevice(), Node: x.GetNode(), RemoteAddr: x.GetRemoteAddr(),
 			ConnectedAt: fromUnixNano(x.GetConnectedUnixNano()), ConnectSeq: x.GetConnectSeq(), ConnectID: toID(x.GetConnectId()),
-			Previous: x.GetPrevious(), HeartbeatMS: x.GetHeartbeatMs(),
+			Previous: x.GetPrevious(), HeartbeatMS: x.GetHeartbeatMs(), Transport: transportName(x.GetTransport()),
 		}
 		s.sessions[sess.ID] = sess
 		s.byUser[sess.User] = append(s.byUser[sess.User], sess.ID)

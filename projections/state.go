@@ -27,6 +27,9 @@ type Session struct {
 	// Previous is the session this one resumed, for reconnects.
 	Previous    string
 	HeartbeatMS int64
+	// Transport carries the session: "grpc", "websocket+proto",
+	// "websocket+json" ("" when its connect event did not say).
+	Transport string
 }
 
 // Ended is a session's end as the log describes it.
@@ -225,10 +228,10 @@ func (s *State) apply(r *ledger.Record, full bool) Change {
 	switch ev.GetType() {
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED:
 		c := ev.GetSessionConnected()
-		s.connect(r, ev, &ch, full, "", c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes())
+		s.connect(r, ev, &ch, full, "", c.GetRemoteAddr(), c.GetTransport(), c.GetHeartbeatMs(), c.GetSupersedes())
 	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		c := ev.GetSessionReconnected()
-		s.connect(r, ev, &ch, full, c.GetPreviousSession(), c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes())
+		s.connect(r, ev, &ch, full, c.GetPreviousSession(), c.GetRemoteAddr(), c.GetTransport(), c.GetHeartbeatMs(), c.GetSupersedes())
 	case eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED:
 		s.disconnect(r, ev, &ch, full)
 	case eventpb.EventType_EVENT_TYPE_KICK_REQUESTED:
@@ -264,7 +267,7 @@ func (s *State) expire(now time.Time) []Ban {
 	return out
 }
 
-func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bool, prev, addr string, hb int64, supersedes []string) {
+func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bool, prev, addr, transport string, hb int64, supersedes []string) {
 	id := ev.GetSession()
 	if id == "" || ev.GetUser() == "" {
 		s.counters.Malformed++
@@ -279,7 +282,7 @@ func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bo
 	sess := &Session{
 		ID: id, User: ev.GetUser(), Device: ev.GetDevice(), Node: ev.GetNode(),
 		RemoteAddr: addr, ConnectedAt: r.Time, ConnectSeq: r.Seq, ConnectID: r.ID,
-		Previous: prev, HeartbeatMS: hb,
+		Previous: prev, HeartbeatMS: hb, Transport: transport,
 	}
 	s.sessions[id] = sess
 	s.byUser[sess.User] = append(s.byUser[sess.User], id)

@@ -321,9 +321,9 @@ func newSessions(g *globals) *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SESSION\tUSER\tDEVICE\tNODE\tCONNECTED\tREMOTE\tPREVIOUS\tPENDING END")
+			fmt.Fprintln(tw, "SESSION\tUSER\tDEVICE\tNODE\tTRANSPORT\tCONNECTED\tREMOTE\tPREVIOUS\tPENDING END")
 			for _, s := range res.GetSessions() {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.GetSessionId(), s.GetUser(), dash(s.GetDevice()), s.GetNode(),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.GetSessionId(), s.GetUser(), dash(s.GetDevice()), s.GetNode(), dash(s.GetTransport()),
 					time.Unix(0, s.GetConnectedUnixNano()).UTC().Format(time.RFC3339), dash(s.GetRemoteAddr()), dash(s.GetPreviousSession()), dash(s.GetPendingEnd()))
 			}
 			if err := tw.Flush(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -48,6 +49,12 @@ type options struct {
 
 	checkpointEvery uint64
 	snapshotEvery   uint64
+
+	// WebSocket transport (docs/operations.md, WebSocket).
+	wsListen           string
+	wsAllowedOrigins   string
+	wsHandshakeTimeout time.Duration
+	wsDemo             bool
 }
 
 const usageHead = `hubd serves the sessionledger hub: client sessions over gRPC (Hub.Connect),
@@ -104,7 +111,23 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 
 	fs.Uint64Var(&o.checkpointEvery, "checkpoint-every", 10_000, "projection checkpoint every this many events")
 	fs.Uint64Var(&o.snapshotEvery, "snapshot-every", 100_000, "projection snapshot for time travel every this many events")
+
+	fs.StringVar(&o.wsListen, "ws-listen", "", "WebSocket address (host:port) serving /connect for browsers and the demo page /demo/ (default: no WebSocket)")
+	fs.StringVar(&o.wsAllowedOrigins, "ws-allowed-origins", "", "comma-separated origins (scheme://host[:port], or *) whose pages may connect over WebSocket (default: only pages served by hubd's own WebSocket address)")
+	fs.DurationVar(&o.wsHandshakeTimeout, "ws-handshake-timeout", 10*time.Second, "time a WebSocket client has to send its upgrade request and read the response")
+	fs.BoolVar(&o.wsDemo, "ws-demo", true, "with --ws-listen, serve the demo page under /demo/")
 	return fs
+}
+
+// origins is --ws-allowed-origins as a list.
+func (o *options) origins() []string {
+	var out []string
+	for _, s := range strings.Split(o.wsAllowedOrigins, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // envName is the environment variable for a flag.
@@ -197,6 +220,22 @@ func (o *options) validate() error {
 	}
 	if o.maxPerUser < 0 {
 		errs = append(errs, fmt.Errorf("--max-per-user %d: want 0 (no limit) or more", o.maxPerUser))
+	}
+	if o.wsListen != "" {
+		if _, _, err := net.SplitHostPort(o.wsListen); err != nil {
+			errs = append(errs, fmt.Errorf("--ws-listen %q: %v", o.wsListen, err))
+		}
+	}
+	for _, origin := range o.origins() {
+		if origin == "*" {
+			continue
+		}
+		if u, err := url.Parse(origin); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			errs = append(errs, fmt.Errorf("--ws-allowed-origins: %q: want scheme://host[:port] or *", origin))
+		}
+	}
+	if o.wsHandshakeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--ws-handshake-timeout %s: want a positive duration", o.wsHandshakeTimeout))
 	}
 	if o.checkpointEvery == 0 || o.snapshotEvery == 0 {
 		errs = append(errs, errors.New("--checkpoint-every and --snapshot-every must be positive"))

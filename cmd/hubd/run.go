@@ -129,6 +129,9 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 		TLSCertFile:    o.tlsCert,
 		TLSKeyFile:     o.tlsKey,
 		MaxMessageSize: o.maxMsgBytes,
+		WSListen:       o.wsListen,
+		WSNoDemo:       !o.wsDemo,
+		WebSocket:      hub.WebSocketConfig{AllowedOrigins: o.origins(), HandshakeTimeout: o.wsHandshakeTimeout},
 		Hub: hub.Config{
 			Node:                  o.node,
 			HeartbeatInterval:     o.heartbeat,

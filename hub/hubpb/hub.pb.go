@@ -363,6 +363,7 @@ type ServerFrame struct {
 	//	*ServerFrame_Notification
 	//	*ServerFrame_Ping
 	//	*ServerFrame_Disconnect
+	//	*ServerFrame_Rejected
 	Frame         isServerFrame_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -441,6 +442,15 @@ func (x *ServerFrame) GetDisconnect() *Disconnect {
 	return nil
 }
 
+func (x *ServerFrame) GetRejected() *Rejected {
+	if x != nil {
+		if x, ok := x.Frame.(*ServerFrame_Rejected); ok {
+			return x.Rejected
+		}
+	}
+	return nil
+}
+
 type isServerFrame_Frame interface {
 	isServerFrame_Frame()
 }
@@ -461,6 +471,12 @@ type ServerFrame_Disconnect struct {
 	Disconnect *Disconnect `protobuf:"bytes,4,opt,name=disconnect,proto3,oneof"`
 }
 
+type ServerFrame_Rejected struct {
+	// WebSocket only: a refused connect is told why in this frame, just
+	// before the close (gRPC carries the same Rejected as a status detail).
+	Rejected *Rejected `protobuf:"bytes,5,opt,name=rejected,proto3,oneof"`
+}
+
 func (*ServerFrame_Welcome) isServerFrame_Frame() {}
 
 func (*ServerFrame_Notification) isServerFrame_Frame() {}
@@ -468,6 +484,8 @@ func (*ServerFrame_Notification) isServerFrame_Frame() {}
 func (*ServerFrame_Ping) isServerFrame_Frame() {}
 
 func (*ServerFrame_Disconnect) isServerFrame_Frame() {}
+
+func (*ServerFrame_Rejected) isServerFrame_Frame() {}
 
 // Hello identifies the client. With a JWT secret configured on the server,
 // token is an HS256 JWT whose sub is the user and whose optional device
@@ -1676,7 +1694,11 @@ type SessionInfo struct {
 	ConnectedUnixNano int64                  `protobuf:"varint,6,opt,name=connected_unix_nano,json=connectedUnixNano,proto3" json:"connected_unix_nano,omitempty"`
 	PreviousSession   string                 `protobuf:"bytes,7,opt,name=previous_session,json=previousSession,proto3" json:"previous_session,omitempty"`
 	// Set when the log says the session must end and the hub is ending it.
-	PendingEnd    string `protobuf:"bytes,8,opt,name=pending_end,json=pendingEnd,proto3" json:"pending_end,omitempty"`
+	PendingEnd string `protobuf:"bytes,8,opt,name=pending_end,json=pendingEnd,proto3" json:"pending_end,omitempty"`
+	// Transport recorded in the session's connect event ("grpc",
+	// "websocket+proto", "websocket+json"; empty for sessions recorded before
+	// transports were named).
+	Transport     string `protobuf:"bytes,9,opt,name=transport,proto3" json:"transport,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1767,6 +1789,13 @@ func (x *SessionInfo) GetPendingEnd() string {
 	return ""
 }
 
+func (x *SessionInfo) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
+}
+
 var File_hub_hubpb_hub_proto protoreflect.FileDescriptor
 
 const file_hub_hubpb_hub_proto_rawDesc = "" +
@@ -1777,14 +1806,15 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x03ack\x18\x02 \x01(\v2\x19.sessionledger.hub.v1.AckH\x00R\x03ack\x120\n" +
 	"\x04pong\x18\x03 \x01(\v2\x1a.sessionledger.hub.v1.PongH\x00R\x04pong\x129\n" +
 	"\agoodbye\x18\x04 \x01(\v2\x1d.sessionledger.hub.v1.GoodbyeH\x00R\agoodbyeB\a\n" +
-	"\x05frame\"\x91\x02\n" +
+	"\x05frame\"\xcf\x02\n" +
 	"\vServerFrame\x129\n" +
 	"\awelcome\x18\x01 \x01(\v2\x1d.sessionledger.hub.v1.WelcomeH\x00R\awelcome\x12H\n" +
 	"\fnotification\x18\x02 \x01(\v2\".sessionledger.hub.v1.NotificationH\x00R\fnotification\x120\n" +
 	"\x04ping\x18\x03 \x01(\v2\x1a.sessionledger.hub.v1.PingH\x00R\x04ping\x12B\n" +
 	"\n" +
 	"disconnect\x18\x04 \x01(\v2 .sessionledger.hub.v1.DisconnectH\x00R\n" +
-	"disconnectB\a\n" +
+	"disconnect\x12<\n" +
+	"\brejected\x18\x05 \x01(\v2\x1e.sessionledger.hub.v1.RejectedH\x00R\brejectedB\a\n" +
 	"\x05frame\"\x7f\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
@@ -1875,7 +1905,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\bsessions\x18\x01 \x03(\v2!.sessionledger.hub.v1.SessionInfoR\bsessions\"2\n" +
 	"\x11GetSessionRequest\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\x89\x02\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\xa7\x02\n" +
 	"\vSessionInfo\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -1887,7 +1917,8 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x13connected_unix_nano\x18\x06 \x01(\x03R\x11connectedUnixNano\x12)\n" +
 	"\x10previous_session\x18\a \x01(\tR\x0fpreviousSession\x12\x1f\n" +
 	"\vpending_end\x18\b \x01(\tR\n" +
-	"pendingEnd*\xf3\x01\n" +
+	"pendingEnd\x12\x1c\n" +
+	"\ttransport\x18\t \x01(\tR\ttransport*\xf3\x01\n" +
 	"\x0eDisconnectCode\x12\x1f\n" +
 	"\x1bDISCONNECT_CODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DISCONNECT_CODE_KICKED\x10\x01\x12\x1a\n" +
@@ -1971,33 +2002,34 @@ var file_hub_hubpb_hub_proto_depIdxs = []int32{
 	9,  // 5: sessionledger.hub.v1.ServerFrame.notification:type_name -> sessionledger.hub.v1.Notification
 	10, // 6: sessionledger.hub.v1.ServerFrame.ping:type_name -> sessionledger.hub.v1.Ping
 	14, // 7: sessionledger.hub.v1.ServerFrame.disconnect:type_name -> sessionledger.hub.v1.Disconnect
-	7,  // 8: sessionledger.hub.v1.Hello.resume:type_name -> sessionledger.hub.v1.Resume
-	0,  // 9: sessionledger.hub.v1.Disconnect.code:type_name -> sessionledger.hub.v1.DisconnectCode
-	1,  // 10: sessionledger.hub.v1.Disconnect.reconnect:type_name -> sessionledger.hub.v1.Reconnect
-	1,  // 11: sessionledger.hub.v1.Rejected.reconnect:type_name -> sessionledger.hub.v1.Reconnect
-	2,  // 12: sessionledger.hub.v1.KickRequest.mode:type_name -> sessionledger.hub.v1.KickMode
-	1,  // 13: sessionledger.hub.v1.KickRequest.reconnect:type_name -> sessionledger.hub.v1.Reconnect
-	3,  // 14: sessionledger.hub.v1.NotifyRequest.target:type_name -> sessionledger.hub.v1.NotifyTarget
-	24, // 15: sessionledger.hub.v1.ListSessionsReply.sessions:type_name -> sessionledger.hub.v1.SessionInfo
-	4,  // 16: sessionledger.hub.v1.Hub.Connect:input_type -> sessionledger.hub.v1.ClientFrame
-	16, // 17: sessionledger.hub.v1.Admin.Kick:input_type -> sessionledger.hub.v1.KickRequest
-	17, // 18: sessionledger.hub.v1.Admin.Ban:input_type -> sessionledger.hub.v1.BanRequest
-	18, // 19: sessionledger.hub.v1.Admin.Unban:input_type -> sessionledger.hub.v1.UnbanRequest
-	19, // 20: sessionledger.hub.v1.Admin.Notify:input_type -> sessionledger.hub.v1.NotifyRequest
-	21, // 21: sessionledger.hub.v1.Admin.ListSessions:input_type -> sessionledger.hub.v1.ListSessionsRequest
-	23, // 22: sessionledger.hub.v1.Admin.GetSession:input_type -> sessionledger.hub.v1.GetSessionRequest
-	5,  // 23: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
-	20, // 24: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
-	20, // 25: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
-	20, // 26: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
-	20, // 27: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
-	22, // 28: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
-	24, // 29: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
-	23, // [23:30] is the sub-list for method output_type
-	16, // [16:23] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	15, // 8: sessionledger.hub.v1.ServerFrame.rejected:type_name -> sessionledger.hub.v1.Rejected
+	7,  // 9: sessionledger.hub.v1.Hello.resume:type_name -> sessionledger.hub.v1.Resume
+	0,  // 10: sessionledger.hub.v1.Disconnect.code:type_name -> sessionledger.hub.v1.DisconnectCode
+	1,  // 11: sessionledger.hub.v1.Disconnect.reconnect:type_name -> sessionledger.hub.v1.Reconnect
+	1,  // 12: sessionledger.hub.v1.Rejected.reconnect:type_name -> sessionledger.hub.v1.Reconnect
+	2,  // 13: sessionledger.hub.v1.KickRequest.mode:type_name -> sessionledger.hub.v1.KickMode
+	1,  // 14: sessionledger.hub.v1.KickRequest.reconnect:type_name -> sessionledger.hub.v1.Reconnect
+	3,  // 15: sessionledger.hub.v1.NotifyRequest.target:type_name -> sessionledger.hub.v1.NotifyTarget
+	24, // 16: sessionledger.hub.v1.ListSessionsReply.sessions:type_name -> sessionledger.hub.v1.SessionInfo
+	4,  // 17: sessionledger.hub.v1.Hub.Connect:input_type -> sessionledger.hub.v1.ClientFrame
+	16, // 18: sessionledger.hub.v1.Admin.Kick:input_type -> sessionledger.hub.v1.KickRequest
+	17, // 19: sessionledger.hub.v1.Admin.Ban:input_type -> sessionledger.hub.v1.BanRequest
+	18, // 20: sessionledger.hub.v1.Admin.Unban:input_type -> sessionledger.hub.v1.UnbanRequest
+	19, // 21: sessionledger.hub.v1.Admin.Notify:input_type -> sessionledger.hub.v1.NotifyRequest
+	21, // 22: sessionledger.hub.v1.Admin.ListSessions:input_type -> sessionledger.hub.v1.ListSessionsRequest
+	23, // 23: sessionledger.hub.v1.Admin.GetSession:input_type -> sessionledger.hub.v1.GetSessionRequest
+	5,  // 24: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
+	20, // 25: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
+	20, // 26: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
+	20, // 27: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
+	20, // 28: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
+	22, // 29: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
+	24, // 30: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
+	24, // [24:31] is the sub-list for method output_type
+	17, // [17:24] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_hub_hubpb_hub_proto_init() }
@@ -2016,6 +2048,7 @@ func file_hub_hubpb_hub_proto_init() {
 		(*ServerFrame_Notification)(nil),
 		(*ServerFrame_Ping)(nil),
 		(*ServerFrame_Disconnect)(nil),
+		(*ServerFrame_Rejected)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -18,6 +18,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +40,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/sessionledger/sessionledger/audit"
+	jsclient "github.com/sessionledger/sessionledger/clients/js"
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/ledger"
@@ -79,6 +81,15 @@ type Config struct {
 	// MaxMessageSize is the largest message a client or operator may send
 	// (default hubapi.DefaultMaxMessageSize).
 	MaxMessageSize int
+	// WSListen is the address of the WebSocket transport: /connect, and
+	// the demo page under /demo/ unless WSNoDemo; "" (the default) serves
+	// no WebSocket. With TLSCertFile it serves wss.
+	WSListen string
+	// WSNoDemo leaves the demo page out.
+	WSNoDemo bool
+	// WebSocket configures the WebSocket transport. The daemon sets its
+	// ReadLimit to MaxMessageSize unless set.
+	WebSocket hub.WebSocketConfig
 	// Hub configures the hub. The daemon fills Metrics and Logger, and
 	// ResumeKey, JWTSecret and AdminTokens unless they are set (from the
 	// data directory and JWTSecretFile).
@@ -122,10 +133,12 @@ type Daemon struct {
 	audit  *audit.Server
 	grpc   *grpc.Server
 	http   *http.Server
+	ws     *hub.WebSocket
+	wsHTTP *http.Server
 	reg    *prometheus.Registry
 
-	addr, metricsAddr string
-	failed            chan error // a server that stopped on its own
+	addr, metricsAddr, wsAddr string
+	failed                    chan error // a server that stopped on its own
 
 	stopOnce sync.Once
 	stopErr  error
@@ -148,6 +161,8 @@ func New(cfg Config) (*Daemon, error) {
 		}
 	} else if d.jwtSecret == nil && !IsLoopback(cfg.Listen) {
 		return nil, fmt.Errorf("refusing to listen on %s without --jwt-secret-file: clients would be trusted as whatever user they claim; listen on 127.0.0.1 or configure a JWT secret", cfg.Listen)
+	} else if d.jwtSecret == nil && cfg.WSListen != "" && !IsLoopback(cfg.WSListen) {
+		return nil, fmt.Errorf("refusing to serve WebSocket on %s without --jwt-secret-file: clients would be trusted as whatever user they claim; listen on 127.0.0.1 or configure a JWT secret", cfg.WSListen)
 	}
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
@@ -270,17 +285,77 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			}
 		}()
 	}
+	if cfg.WSListen != "" {
+		if err := d.startWebSocket(); err != nil {
+			ln.Close()
+			if d.http != nil {
+				d.http.Close()
+			}
+			_ = h.Shutdown(ctx)
+			return err
+		}
+	}
 	go func() {
 		if err := h.ServeGRPC(d.grpc, hub.NewListener(ln)); err != nil {
 			d.failed <- fmt.Errorf("grpc server: %w", err)
 		}
 	}()
-	metricsAddr := d.metricsAddr
+	metricsAddr, wsAddr := d.metricsAddr, d.wsAddr
 	if metricsAddr == "" {
 		metricsAddr = "off"
 	}
-	log.Info("hubd listening", "grpc", d.addr, "metrics", metricsAddr, "data", cfg.Data, "node", h.Node(),
+	if wsAddr == "" {
+		wsAddr = "off"
+	}
+	log.Info("hubd listening", "grpc", d.addr, "websocket", wsAddr, "metrics", metricsAddr, "data", cfg.Data, "node", h.Node(),
 		"tls", d.tlsCreds != nil, "jwt", d.jwtSecret != nil, "head", store.Head().Seq)
+	return nil
+}
+
+// startWebSocket serves the WebSocket transport at /connect on WSListen,
+// and the demo page under /demo/.
+func (d *Daemon) startWebSocket() error {
+	cfg := d.cfg
+	wc := cfg.WebSocket
+	if wc.ReadLimit == 0 {
+		wc.ReadLimit = cfg.MaxMessageSize
+	}
+	ws, err := d.hub.NewWebSocket(wc)
+	if err != nil {
+		return fmt.Errorf("websocket: %w", err)
+	}
+	var tlsConf *tls.Config
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/connect", ws)
+	if !cfg.WSNoDemo {
+		mux.Handle("/demo/", http.StripPrefix("/demo/", jsclient.DemoHandler()))
+		mux.Handle("/{$}", http.RedirectHandler("/demo/", http.StatusFound))
+	}
+	wl, err := net.Listen("tcp", cfg.WSListen)
+	if err != nil {
+		return fmt.Errorf("listen %s (websocket): %w", cfg.WSListen, err)
+	}
+	if tlsConf != nil {
+		wl = tls.NewListener(wl, tlsConf)
+	}
+	d.ws, d.wsAddr = ws, wl.Addr().String()
+	handshake := wc.HandshakeTimeout
+	if handshake <= 0 {
+		handshake = 10 * time.Second
+	}
+	d.wsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: handshake, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
+	go func() {
+		if err := d.wsHTTP.Serve(wl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.failed <- fmt.Errorf("websocket server: %w", err)
+		}
+	}()
 	return nil
 }
 
@@ -290,6 +365,9 @@ func (d *Daemon) Failed() <-chan error { return d.failed }
 
 // Addr is the gRPC address served; MetricsAddr the HTTP one ("" if none).
 func (d *Daemon) Addr() string { return d.addr }
+
+// WSAddr is the WebSocket address served ("" if none).
+func (d *Daemon) WSAddr() string { return d.wsAddr }
 
 // MetricsAddr is the address of /metrics and /healthz, "" if none.
 func (d *Daemon) MetricsAddr() string { return d.metricsAddr }
@@ -335,6 +413,17 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			d.grpc.Stop()
 			<-stopped
+		}
+	}
+	if d.wsHTTP != nil {
+		// The hub has ended every WebSocket session; its connections
+		// finish their close handshakes (at most CloseTimeout each).
+		d.ws.Close()
+		if err := d.wsHTTP.Shutdown(ctx); err != nil {
+			_ = d.wsHTTP.Close()
+		}
+		if err := d.ws.Wait(ctx); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if d.http != nil {

@@ -778,7 +778,11 @@ type SessionConnected struct {
 	// Live sessions this connect supersedes under the single-device policy
 	// (oldest first). The hub decides at connect time and records it here, so
 	// a replay never depends on the policy configured when it runs.
-	Supersedes    []string `protobuf:"bytes,3,rep,name=supersedes,proto3" json:"supersedes,omitempty"`
+	Supersedes []string `protobuf:"bytes,3,rep,name=supersedes,proto3" json:"supersedes,omitempty"`
+	// Transport that carries the session: "grpc", "websocket+proto" or
+	// "websocket+json" (empty in events recorded before transports were
+	// named: those were gRPC).
+	Transport     string `protobuf:"bytes,4,opt,name=transport,proto3" json:"transport,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -834,6 +838,13 @@ func (x *SessionConnected) GetSupersedes() []string {
 	return nil
 }
 
+func (x *SessionConnected) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
+}
+
 // SessionReconnected: a client resumed, as this new session, a session that
 // had ended. Emitted instead of session_connected.
 type SessionReconnected struct {
@@ -844,7 +855,9 @@ type SessionReconnected struct {
 	RemoteAddr   string `protobuf:"bytes,3,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
 	HeartbeatMs  int64  `protobuf:"varint,4,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
 	// As SessionConnected.supersedes.
-	Supersedes    []string `protobuf:"bytes,5,rep,name=supersedes,proto3" json:"supersedes,omitempty"`
+	Supersedes []string `protobuf:"bytes,5,rep,name=supersedes,proto3" json:"supersedes,omitempty"`
+	// As SessionConnected.transport.
+	Transport     string `protobuf:"bytes,6,opt,name=transport,proto3" json:"transport,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -912,6 +925,13 @@ func (x *SessionReconnected) GetSupersedes() []string {
 		return x.Supersedes
 	}
 	return nil
+}
+
+func (x *SessionReconnected) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
 }
 
 // NotificationSent: a notification was addressed to a session, a user or
@@ -1308,14 +1328,15 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\ruser_unbanned\x18\x19 \x01(\v2%.sessionledger.ledger.v1.UserUnbannedH\x00R\fuserUnbanned\x12a\n" +
 	"\x14session_disconnected\x18\x1a \x01(\v2,.sessionledger.ledger.v1.SessionDisconnectedH\x00R\x13sessionDisconnected\x12U\n" +
 	"\x10connect_rejected\x18\x1b \x01(\v2(.sessionledger.ledger.v1.ConnectRejectedH\x00R\x0fconnectRejectedB\x06\n" +
-	"\x04body\"v\n" +
+	"\x04body\"\x94\x01\n" +
 	"\x10SessionConnected\x12\x1f\n" +
 	"\vremote_addr\x18\x01 \x01(\tR\n" +
 	"remoteAddr\x12!\n" +
 	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\x12\x1e\n" +
 	"\n" +
 	"supersedes\x18\x03 \x03(\tR\n" +
-	"supersedes\"\xc9\x01\n" +
+	"supersedes\x12\x1c\n" +
+	"\ttransport\x18\x04 \x01(\tR\ttransport\"\xe7\x01\n" +
 	"\x12SessionReconnected\x12)\n" +
 	"\x10previous_session\x18\x01 \x01(\tR\x0fpreviousSession\x12$\n" +
 	"\x0elast_acked_seq\x18\x02 \x01(\x04R\flastAckedSeq\x12\x1f\n" +
@@ -1324,7 +1345,8 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\fheartbeat_ms\x18\x04 \x01(\x03R\vheartbeatMs\x12\x1e\n" +
 	"\n" +
 	"supersedes\x18\x05 \x03(\tR\n" +
-	"supersedes\"\x87\x01\n" +
+	"supersedes\x12\x1c\n" +
+	"\ttransport\x18\x06 \x01(\tR\ttransport\"\x87\x01\n" +
 	"\x10NotificationSent\x12C\n" +
 	"\x06target\x18\x01 \x01(\x0e2+.sessionledger.ledger.v1.NotificationTargetR\x06target\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x18\n" +

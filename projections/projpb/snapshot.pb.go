@@ -153,6 +153,7 @@ type Session struct {
 	ConnectId         []byte                 `protobuf:"bytes,8,opt,name=connect_id,json=connectId,proto3" json:"connect_id,omitempty"`
 	Previous          string                 `protobuf:"bytes,9,opt,name=previous,proto3" json:"previous,omitempty"`
 	HeartbeatMs       int64                  `protobuf:"varint,10,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
+	Transport         string                 `protobuf:"bytes,11,opt,name=transport,proto3" json:"transport,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -255,6 +256,13 @@ func (x *Session) GetHeartbeatMs() int64 {
 		return x.HeartbeatMs
 	}
 	return 0
+}
+
+func (x *Session) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
 }
 
 type Pending struct {
@@ -636,7 +644,7 @@ const file_projections_projpb_snapshot_proto_rawDesc = "" +
 	"\frecent_ended\x18\a \x03(\tR\vrecentEnded\x12B\n" +
 	"\bcounters\x18\b \x01(\v2&.sessionledger.projections.v1.CountersR\bcounters\x12\x1f\n" +
 	"\vrecord_hash\x18\t \x01(\fR\n" +
-	"recordHash\"\xa9\x02\n" +
+	"recordHash\"\xc7\x02\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
@@ -651,7 +659,8 @@ const file_projections_projpb_snapshot_proto_rawDesc = "" +
 	"connect_id\x18\b \x01(\fR\tconnectId\x12\x1a\n" +
 	"\bprevious\x18\t \x01(\tR\bprevious\x12!\n" +
 	"\fheartbeat_ms\x18\n" +
-	" \x01(\x03R\vheartbeatMs\"\xe3\x02\n" +
+	" \x01(\x03R\vheartbeatMs\x12\x1c\n" +
+	"\ttransport\x18\v \x01(\tR\ttransport\"\xe3\x02\n" +
 	"\aPending\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x12\n" +
