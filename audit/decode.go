@@ -147,6 +147,10 @@ func (sl *eventSlot) body(num protowire.Number, b []byte) bool {
 					return false
 				}
 				c.Supersedes = append(c.Supersedes, string(x))
+			case num == 4 && wt == protowire.BytesType:
+				if !sl.set(&c.Transport, x) {
+					return false
+				}
 			default:
 				return false
 			}
@@ -179,6 +183,10 @@ func (sl *eventSlot) body(num protowire.Number, b []byte) bool {
 					return false
 				}
 				c.Supersedes = append(c.Supersedes, string(x))
+			case num == 6 && wt == protowire.BytesType:
+				if !sl.set(&c.Transport, x) {
+					return false
+				}
 			default:
 				return false
 			}

@@ -164,6 +164,7 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 		str("remote_addr", c.GetRemoteAddr())
 		num("heartbeat_ms", c.GetHeartbeatMs())
 		list("supersedes", c.GetSupersedes())
+		str("transport", c.GetTransport())
 	case *eventpb.Event_SessionReconnected:
 		c := b.SessionReconnected
 		str("previous_session", c.GetPreviousSession())
@@ -173,6 +174,7 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 		str("remote_addr", c.GetRemoteAddr())
 		num("heartbeat_ms", c.GetHeartbeatMs())
 		list("supersedes", c.GetSupersedes())
+		str("transport", c.GetTransport())
 	case *eventpb.Event_NotificationSent:
 		n := b.NotificationSent
 		if n.GetTarget() != 0 {

@@ -214,14 +214,14 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 	switch ev.GetType() {
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED:
 		c := ev.GetSessionConnected()
-		fmt.Fprintf(&b, "session %s connected: %s%s%s%s", sess, user, on(ev.GetDevice()), from(c.GetRemoteAddr()), via(ev.GetNode()))
+		fmt.Fprintf(&b, "session %s connected: %s%s%s%s%s", sess, user, on(ev.GetDevice()), from(c.GetRemoteAddr()), over(c.GetTransport()), via(ev.GetNode()))
 		if len(c.GetSupersedes()) > 0 {
 			fmt.Fprintf(&b, ", superseding %s", strings.Join(c.GetSupersedes(), ", "))
 		}
 	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		c := ev.GetSessionReconnected()
-		fmt.Fprintf(&b, "session %s reconnected, resuming session %s (last acked seq %d): %s%s%s%s",
-			sess, c.GetPreviousSession(), c.GetLastAckedSeq(), user, on(ev.GetDevice()), from(c.GetRemoteAddr()), via(ev.GetNode()))
+		fmt.Fprintf(&b, "session %s reconnected, resuming session %s (last acked seq %d): %s%s%s%s%s",
+			sess, c.GetPreviousSession(), c.GetLastAckedSeq(), user, on(ev.GetDevice()), from(c.GetRemoteAddr()), over(c.GetTransport()), via(ev.GetNode()))
 		if len(c.GetSupersedes()) > 0 {
 			fmt.Fprintf(&b, ", superseding %s", strings.Join(c.GetSupersedes(), ", "))
 		}
@@ -347,6 +347,13 @@ func from(addr string) string {
 		return ""
 	}
 	return " from " + addr
+}
+
+func over(transport string) string {
+	if transport == "" {
+		return ""
+	}
+	return " over " + transport
 }
 
 func via(node string) string {

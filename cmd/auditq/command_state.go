@@ -26,6 +26,7 @@ type sessionJSON struct {
 	Device     string       `json:"device"`
 	Node       string       `json:"node"`
 	RemoteAddr string       `json:"remote_addr"`
+	Transport  string       `json:"transport,omitempty"`
 	Since      string       `json:"since"`
 	ConnectSeq uint64       `json:"connect_seq"`
 	Previous   string       `json:"previous,omitempty"`
@@ -85,7 +86,7 @@ func (a *app) printSessions(ls []audit.LiveSession) error {
 	case a.json:
 		for _, s := range ls {
 			v := sessionJSON{
-				Session: s.ID, User: s.User, Device: s.Device, Node: s.Node, RemoteAddr: s.RemoteAddr,
+				Session: s.ID, User: s.User, Device: s.Device, Node: s.Node, RemoteAddr: s.RemoteAddr, Transport: s.Transport,
 				Since: jsonTime(s.ConnectedAt, a.loc), ConnectSeq: s.ConnectSeq, Previous: s.Previous,
 			}
 			if p := s.Pending; p != nil {
@@ -96,9 +97,9 @@ func (a *app) printSessions(ls []audit.LiveSession) error {
 			}
 		}
 	case a.csv:
-		c := csvOut(w, "session", "user", "device", "node", "remote_addr", "since", "connect_seq", "previous", "ending_cause", "ending_actor", "ending_reason", "ending_seq")
+		c := csvOut(w, "session", "user", "device", "node", "remote_addr", "since", "connect_seq", "previous", "ending_cause", "ending_actor", "ending_reason", "ending_seq", "transport")
 		for _, s := range ls {
-			row := []string{s.ID, s.User, s.Device, s.Node, s.RemoteAddr, jsonTime(s.ConnectedAt, a.loc), strconv.FormatUint(s.ConnectSeq, 10), s.Previous, "", "", "", ""}
+			row := []string{s.ID, s.User, s.Device, s.Node, s.RemoteAddr, jsonTime(s.ConnectedAt, a.loc), strconv.FormatUint(s.ConnectSeq, 10), s.Previous, "", "", "", "", s.Transport}
 			if p := s.Pending; p != nil {
 				row[8], row[9], row[10], row[11] = audit.CauseName(p.Cause), p.Actor, p.Reason, strconv.FormatUint(p.Seq, 10)
 			}
@@ -107,9 +108,9 @@ func (a *app) printSessions(ls []audit.LiveSession) error {
 		c.Flush()
 		return c.Error()
 	default:
-		t := newTable(w, "SESSION", "USER", "DEVICE", "NODE", "SINCE", "REMOTE", "ENDING")
+		t := newTable(w, "SESSION", "USER", "DEVICE", "NODE", "TRANSPORT", "SINCE", "REMOTE", "ENDING")
 		for _, s := range ls {
-			t.row(s.ID, s.User, dash(s.Device), dash(s.Node), fmtTime(s.ConnectedAt, a.loc), dash(s.RemoteAddr), pendingText(s.Pending))
+			t.row(s.ID, s.User, dash(s.Device), dash(s.Node), dash(s.Transport), fmtTime(s.ConnectedAt, a.loc), dash(s.RemoteAddr), pendingText(s.Pending))
 		}
 		t.flush()
 	}
