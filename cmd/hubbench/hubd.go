@@ -73,6 +73,9 @@ func (b *bench) raiseFileLimit() error {
 func (b *bench) startHubd() error {
 	args := []string{"--data", b.data, "--listen", b.listen, "--metrics", "127.0.0.1:0", "--log-format", "json", "--pprof",
 		"--max-sessions", strconv.Itoa(2 * b.o.sessions), "--shutdown-timeout", "120s"}
+	if b.wsListen != "" {
+		args = append(args, "--ws-listen", b.wsListen, "--ws-demo=false")
+	}
 	if b.o.hubdArgs != "" {
 		args = append(args, strings.Fields(b.o.hubdArgs)...)
 	}

@@ -49,12 +49,14 @@ type options struct {
 	jsonOut     string
 	hubdArgs    string
 	profile     string
+	transport   string // "grpc" or "ws"
 }
 
 type bench struct {
 	o        options
 	data     string
 	listen   string
+	wsListen string // with --transport ws: hubd's --ws-listen
 	metrics  string
 	hubd     *exec.Cmd
 	hubdDone chan struct{} // closed once hubd exited and its log is closed
@@ -90,8 +92,11 @@ type Result struct {
 		AppendP50 float64 `json:"append_p50_ms"`
 		AppendP99 float64 `json:"append_p99_ms"`
 	} `json:"baseline"`
-	Sessions    int `json:"sessions"`
-	Connections int `json:"connections"`
+	// Transport the sessions use: "grpc" (hub/client, --per-conn streams
+	// per HTTP/2 connection) or "ws" (one WebSocket each).
+	Transport   string `json:"transport"`
+	Sessions    int    `json:"sessions"`
+	Connections int    `json:"connections"`
 	Connect     struct {
 		Seconds    float64 `json:"seconds"`
 		PerSecond  float64 `json:"per_second"`
@@ -186,7 +191,16 @@ func main() {
 	fs.StringVar(&o.jsonOut, "json", "", "also write the result as JSON to this file")
 	fs.StringVar(&o.hubdArgs, "hubd-args", "", "extra hubd flags, space separated")
 	fs.StringVar(&o.profile, "profile", "", "save hubd's heap and goroutine profiles with every session connected into this directory (go tool pprof)")
+	fs.StringVar(&o.transport, "transport", "grpc", "how sessions connect: grpc (hub/client, --per-conn sessions per connection) or ws (one WebSocket connection each, subprotocol sessionledger.v1+proto; --per-conn is 1)")
 	_ = fs.Parse(os.Args[1:])
+	switch o.transport {
+	case "grpc":
+	case "ws":
+		o.perConn = 1
+	default:
+		fmt.Fprintln(os.Stderr, "hubbench: --transport is grpc or ws")
+		os.Exit(2)
+	}
 	if o.kicks == -1 {
 		o.kicks = min(1000, o.sessions-1)
 	}
@@ -245,6 +259,14 @@ func runBench(o options) error {
 	}
 	b.listen = l.Addr().String()
 	l.Close()
+	if o.transport == "ws" {
+		wl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		b.wsListen = wl.Addr().String()
+		wl.Close()
+	}
 	if err := b.startHubd(); err != nil {
 		return err
 	}
@@ -256,10 +278,14 @@ func runBench(o options) error {
 	b.token = tok
 
 	nconn := (o.sessions + o.perConn - 1) / o.perConn
+	grpcConns := nconn
+	if o.transport == "ws" {
+		grpcConns = 1 // for the Admin API only
+	}
 	// What hub/client gives the connections it dials itself (WithConn
 	// leaves that to the application): keepalive, and gRPC's reconnect
 	// backoff capped at the client's Backoff.Max.
-	for range nconn {
+	for range grpcConns {
 		c, err := grpc.NewClient(b.listen, append(client.DialOptions(client.Backoff{}),
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<20)))...)
@@ -275,7 +301,7 @@ func runBench(o options) error {
 	})
 	cleanup = append(cleanup, b.closeSessions) // before the connections close and hubd stops
 	b.admin = hubpb.NewAdminClient(b.conns[0])
-	b.res.Sessions, b.res.Connections = o.sessions, nconn
+	b.res.Transport, b.res.Sessions, b.res.Connections = o.transport, o.sessions, nconn
 
 	time.Sleep(time.Second)
 	base := b.memory()
