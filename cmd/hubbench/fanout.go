@@ -4,6 +4,9 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"time"
 
@@ -22,6 +25,16 @@ func (b *bench) fanout() error {
 		return err
 	}
 	f.Sessions = int(b.live.Load())
+	if b.o.profile != "" {
+		done := b.cpuProfile("hubd-cpu-fanout.pprof")
+		defer done()
+		// The clients' side of the same rounds: they share the machine.
+		if f, err := os.Create(filepath.Join(b.o.profile, "hubbench-cpu-fanout.pprof")); err == nil {
+			if err := pprof.StartCPUProfile(f); err == nil {
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
+		}
+	}
 	var rates []float64
 	for r := range b.o.fanouts {
 		before := b.delivered.Load()

@@ -50,6 +50,7 @@ type options struct {
 	hubdArgs    string
 	profile     string
 	transport   string // "grpc" or "ws"
+	wsAckEvery  time.Duration
 }
 
 type bench struct {
@@ -192,6 +193,7 @@ func main() {
 	fs.StringVar(&o.hubdArgs, "hubd-args", "", "extra hubd flags, space separated")
 	fs.StringVar(&o.profile, "profile", "", "save hubd's heap and goroutine profiles with every session connected into this directory (go tool pprof)")
 	fs.StringVar(&o.transport, "transport", "grpc", "how sessions connect: grpc (hub/client, --per-conn sessions per connection) or ws (one WebSocket connection each, subprotocol sessionledger.v1+proto; --per-conn is 1)")
+	fs.DurationVar(&o.wsAckEvery, "ws-ack-every", time.Second, "with --transport ws: ack cumulatively this long after the first unacked notification, as the JavaScript client does (0: one ack per notification, as hub/client)")
 	_ = fs.Parse(os.Args[1:])
 	switch o.transport {
 	case "grpc":

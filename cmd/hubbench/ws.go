@@ -46,6 +46,7 @@ type wsClient struct {
 	sessionID string
 	secret    string
 	lastAcked uint64
+	ackTimer  bool // an ack is scheduled (--ws-ack-every)
 	stats     client.Stats
 	done      chan struct{} // closed when run returns
 }
@@ -188,8 +189,17 @@ func (c *wsClient) read(conn *websocket.Conn) client.Disconnect {
 			if seq := x.Notification.GetSeq(); seq > c.lastAcked {
 				c.lastAcked = seq
 			}
+			// Acks are cumulative: with --ws-ack-every one goes out that
+			// long after the first unacked notification, for all of them.
+			every := c.s.b.o.wsAckEvery
+			if every > 0 && !c.ackTimer {
+				c.ackTimer = true
+				time.AfterFunc(every, func() { c.ackLater(conn) })
+			}
 			c.mu.Unlock()
-			_ = c.write(conn, &hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Ack{Ack: &hubpb.Ack{Seq: x.Notification.GetSeq()}}})
+			if every == 0 {
+				_ = c.write(conn, &hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Ack{Ack: &hubpb.Ack{Seq: x.Notification.GetSeq()}}})
+			}
 		case *hubpb.ServerFrame_Ping:
 			_ = c.write(conn, &hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Pong{Pong: &hubpb.Pong{Nonce: x.Ping.GetNonce()}}})
 		case *hubpb.ServerFrame_Disconnect:
@@ -207,6 +217,15 @@ func (c *wsClient) read(conn *websocket.Conn) client.Disconnect {
 			}
 		}
 	}
+}
+
+// ackLater sends the highest seq received, for --ws-ack-every.
+func (c *wsClient) ackLater(conn *websocket.Conn) {
+	c.mu.Lock()
+	c.ackTimer = false
+	seq := c.lastAcked
+	c.mu.Unlock()
+	_ = c.write(conn, &hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Ack{Ack: &hubpb.Ack{Seq: seq}}})
 }
 
 func wsCause(code hubpb.DisconnectCode) client.Cause {

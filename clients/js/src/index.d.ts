@@ -100,6 +100,11 @@ export interface ClientOptions {
   device?: string;
   /** Ack each notification once its callback returned (default true). */
   autoAck?: boolean;
+  /**
+   * Acks are cumulative: send the highest at most this often, one message
+   * for a burst (default 1000 ms; 0: one ack per notification).
+   */
+  ackDelayMs?: number;
   /** Reconnect as the server advises (default true). */
   reconnect?: boolean;
   backoff?: { baseMs?: number; maxMs?: number; jitter?: number };

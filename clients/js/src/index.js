@@ -87,6 +87,7 @@ export class Client extends EventTarget {
       reconnect: true,
       backoff: { baseMs: 250, maxMs: 30000, jitter: 0.5 },
       helloTimeoutMs: 30000,
+      ackDelayMs: 1000,
       ...options,
     };
     this.opts.backoff = { baseMs: 250, maxMs: 30000, jitter: 0.5, ...(options.backoff || {}) };
@@ -100,6 +101,8 @@ export class Client extends EventTarget {
     this.resumeInfo = options.resume ? { ...options.resume } : null;
     this.lastAcked = this.resumeInfo ? num(this.resumeInfo.lastAckedSeq) : 0;
     this.lastDelivered = this.lastAcked;
+    this.ackSent = 0; // the highest ack sent on this connection
+    this.ackTimer = null;
     this.attempt = 0; // failed connects in a row
     this.sessionStart = 0;
     this.ws = null;
@@ -123,7 +126,21 @@ export class Client extends EventTarget {
     seq = num(seq);
     if (seq <= this.lastAcked) return;
     this.lastAcked = seq;
-    this.send({ ack: { seq: String(seq) } });
+    // Acks are cumulative: one message for a burst of notifications.
+    if (!this.opts.ackDelayMs) {
+      this.flushAck();
+    } else if (!this.ackTimer) {
+      this.ackTimer = setTimeout(() => this.flushAck(), this.opts.ackDelayMs);
+    }
+  }
+
+  flushAck() {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    if (this.lastAcked > this.ackSent) {
+      this.ackSent = this.lastAcked;
+      this.send({ ack: { seq: String(this.lastAcked) } });
+    }
   }
 
   /**
@@ -135,6 +152,7 @@ export class Client extends EventTarget {
     clearTimeout(this.timer);
     this.clearSilence();
     if (this.ws && this.ws.readyState === 1) {
+      this.flushAck();
       this.send({ goodbye: { reason } });
       this.ws.close(1000, "goodbye");
     } else if (this.ws) {
@@ -188,6 +206,9 @@ export class Client extends EventTarget {
       return;
     }
     this.ws = ws;
+    this.ackSent = 0;
+    clearTimeout(this.ackTimer);
+    this.ackTimer = null;
     const conn = { disconnect: null, rejected: null, welcomed: false };
     const helloTimer = setTimeout(() => {
       if (!conn.welcomed) ws.close(4000, "no welcome");
