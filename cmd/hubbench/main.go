@@ -7,10 +7,13 @@
 //
 // The sessions are hub/client clients, as an application holds them
 // (auto-ack, reconnect as advised, with the client's jittered backoff),
-// --per-conn of them sharing one gRPC connection (client.WithConn). Kicked
-// sessions resume; fan-out and storm wait until all N are live again.
+// --per-conn of them sharing one gRPC connection (client.WithConn); with
+// --transport ws, each is one WebSocket connection to hubd's --ws-listen
+// held by a small client of hubbench's own (ws.go). Kicked sessions
+// resume; fan-out and storm wait until all N are live again.
 //
 //	go run ./cmd/hubbench --sessions 20000 --json bench.json
+//	go run ./cmd/hubbench --transport ws --sessions 10000 --json bench.json
 //
 // See docs/performance.md for figures.
 package main
