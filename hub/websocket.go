@@ -41,10 +41,10 @@ const (
 // WebSocketConfig configures the WebSocket transport. Zero values take the
 // defaults.
 type WebSocketConfig struct {
-	// AllowedOrigins are the Origin values browsers may connect from, as
-	// "scheme://host[:port]" (compared without regard to case), or "*" for
-	// any. Empty: only pages served by the host the client connected to
-	// (the Origin's host equals the request's Host). A client that sends no
+	// AllowedOrigins are the Origin values browsers may connect from
+	// besides pages served by the host the client connected to (the
+	// Origin's host equals the request's Host), as "scheme://host[:port]"
+	// (compared without regard to case), or "*" for any. A client that sends no
 	// Origin is not a browser and is let in: the check protects a
 	// browser's user from pages of other sites, not the server from
 	// clients, which must present a token like any other.
@@ -211,10 +211,9 @@ func (w *WebSocket) originAllowed(origin, host string) bool {
 	if err != nil || u.Host == "" {
 		return false
 	}
-	if len(w.origins) == 0 {
-		return strings.EqualFold(u.Host, host)
-	}
-	return w.origins[strings.ToLower(u.Scheme+"://"+u.Host)]
+	// Pages served by the host the client connected to (the demo page)
+	// are always let in; the list adds other origins.
+	return strings.EqualFold(u.Host, host) || w.origins[strings.ToLower(u.Scheme+"://"+u.Host)]
 }
 
 // wsTransport carries one session over a WebSocket connection.

@@ -2,8 +2,10 @@ package hub_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -433,5 +435,42 @@ func TestWebSocketCloseCodes(t *testing.T) {
 	_, reason := hub.CloseCode(&hub.Disconnect{Cause: hub.CauseKicked, Reason: long})
 	if len(reason) > 200 {
 		t.Logf("reason is cut when sent, not here: %d bytes", len(reason))
+	}
+}
+
+// TestWebSocketAllowedOrigins: the listed origins get in (scheme and port
+// included), and pages of the host itself; others do not; a malformed
+// entry is refused up front.
+func TestWebSocketAllowedOrigins(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	if _, err := e.srv.NewWebSocket(hub.WebSocketConfig{AllowedOrigins: []string{"app.example"}}); err == nil {
+		t.Fatal("NewWebSocket accepted an origin without a scheme")
+	}
+	ws, err := e.srv.NewWebSocket(hub.WebSocketConfig{AllowedOrigins: []string{"https://app.example", "http://localhost:3000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ws)
+	t.Cleanup(func() {
+		srv.Close()
+		ws.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := ws.Wait(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/connect"
+	d := websocket.Dialer{Subprotocols: []string{hub.SubprotocolProto}}
+	for origin, want := range map[string]int{"https://app.example": http.StatusSwitchingProtocols, "http://localhost:3000": http.StatusSwitchingProtocols,
+		"http://app.example": http.StatusForbidden, "https://app.example:8443": http.StatusForbidden, "http://localhost:3001": http.StatusForbidden,
+		srv.URL: http.StatusSwitchingProtocols} {
+		c, res, err := d.Dial(url, http.Header{"Origin": {origin}})
+		if res == nil || res.StatusCode != want {
+			t.Errorf("origin %s: %v, %v; want HTTP %d", origin, res, err, want)
+		}
+		if c != nil {
+			c.Close() // no Hello: the session is never admitted
+		}
 	}
 }
