@@ -52,8 +52,9 @@ type options struct {
 	jsonOut     string
 	hubdArgs    string
 	profile     string
-	transport   string // "grpc" or "ws"
-	wsAckEvery  time.Duration
+	transport   string        // "grpc" or "ws"
+	wsAck       string        // "pong", "each" or a duration
+	wsAckEvery  time.Duration // from wsAck: -1 with pongs, 0 each, > 0 that long after the first unacked
 }
 
 type bench struct {
@@ -196,8 +197,21 @@ func main() {
 	fs.StringVar(&o.hubdArgs, "hubd-args", "", "extra hubd flags, space separated")
 	fs.StringVar(&o.profile, "profile", "", "save hubd's heap and goroutine profiles with every session connected into this directory (go tool pprof)")
 	fs.StringVar(&o.transport, "transport", "grpc", "how sessions connect: grpc (hub/client, --per-conn sessions per connection) or ws (one WebSocket connection each, subprotocol sessionledger.v1+proto; --per-conn is 1)")
-	fs.DurationVar(&o.wsAckEvery, "ws-ack-every", time.Second, "with --transport ws: ack cumulatively this long after the first unacked notification, as the JavaScript client does (0: one ack per notification, as hub/client)")
+	fs.StringVar(&o.wsAck, "ws-ack", "pong", "with --transport ws, when clients ack (cumulatively): pong (the highest with each Pong, as the JavaScript client does), each (one per notification, as hub/client), or a duration after the first unacked notification")
 	_ = fs.Parse(os.Args[1:])
+	switch o.wsAck {
+	case "pong":
+		o.wsAckEvery = -1
+	case "each":
+		o.wsAckEvery = 0
+	default:
+		d, err := time.ParseDuration(o.wsAck)
+		if err != nil || d <= 0 {
+			fmt.Fprintln(os.Stderr, "hubbench: --ws-ack is pong, each or a positive duration")
+			os.Exit(2)
+		}
+		o.wsAckEvery = d
+	}
 	switch o.transport {
 	case "grpc":
 	case "ws":

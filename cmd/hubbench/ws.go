@@ -46,7 +46,8 @@ type wsClient struct {
 	sessionID string
 	secret    string
 	lastAcked uint64
-	ackTimer  bool // an ack is scheduled (--ws-ack-every)
+	ackTimer  bool   // an ack is scheduled (--ws-ack DURATION)
+	ackSent   uint64 // the highest ack sent with a Pong (--ws-ack pong)
 	stats     client.Stats
 	done      chan struct{} // closed when run returns
 }
@@ -189,8 +190,8 @@ func (c *wsClient) read(conn *websocket.Conn) client.Disconnect {
 			if seq := x.Notification.GetSeq(); seq > c.lastAcked {
 				c.lastAcked = seq
 			}
-			// Acks are cumulative: with --ws-ack-every one goes out that
-			// long after the first unacked notification, for all of them.
+			// Acks are cumulative (--ws-ack): with the next Pong, one per
+			// notification, or one that long after the first unacked.
 			every := c.s.b.o.wsAckEvery
 			if every > 0 && !c.ackTimer {
 				c.ackTimer = true
@@ -201,6 +202,15 @@ func (c *wsClient) read(conn *websocket.Conn) client.Disconnect {
 				_ = c.write(conn, &hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Ack{Ack: &hubpb.Ack{Seq: x.Notification.GetSeq()}}})
 			}
 		case *hubpb.ServerFrame_Ping:
+			if c.s.b.o.wsAckEvery < 0 {
+				c.mu.Lock()
+				seq, send := c.lastAcked, c.lastAcked > c.ackSent
+				c.ackSent = seq
+				c.mu.Unlock()
+				if send {
+					_ = c.write(conn, &hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Ack{Ack: &hubpb.Ack{Seq: seq}}})
+				}
+			}
 			_ = c.write(conn, &hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Pong{Pong: &hubpb.Pong{Nonce: x.Ping.GetNonce()}}})
 		case *hubpb.ServerFrame_Disconnect:
 			c.s.frame(f)

@@ -101,8 +101,9 @@ export interface ClientOptions {
   /** Ack each notification once its callback returned (default true). */
   autoAck?: boolean;
   /**
-   * Acks are cumulative: send the highest at most this often, one message
-   * for a burst (default 1000 ms; 0: one ack per notification).
+   * Acks are cumulative. By default the highest is sent with the next Pong
+   * (and with Goodbye); a number sends it that long after the first
+   * unacked notification instead; 0 sends one per notification.
    */
   ackDelayMs?: number;
   /** Reconnect as the server advises (default true). */

@@ -87,7 +87,6 @@ export class Client extends EventTarget {
       reconnect: true,
       backoff: { baseMs: 250, maxMs: 30000, jitter: 0.5 },
       helloTimeoutMs: 30000,
-      ackDelayMs: 1000,
       ...options,
     };
     this.opts.backoff = { baseMs: 250, maxMs: 30000, jitter: 0.5, ...(options.backoff || {}) };
@@ -126,11 +125,15 @@ export class Client extends EventTarget {
     seq = num(seq);
     if (seq <= this.lastAcked) return;
     this.lastAcked = seq;
-    // Acks are cumulative: one message for a burst of notifications.
-    if (!this.opts.ackDelayMs) {
+    // Acks are cumulative: by default the highest goes out with the next
+    // Pong (or Goodbye), so a burst of notifications costs no message of
+    // its own; ackDelayMs sends it that long after the first unacked one
+    // instead, and 0 one per notification.
+    const delay = this.opts.ackDelayMs;
+    if (delay === 0) {
       this.flushAck();
-    } else if (!this.ackTimer) {
-      this.ackTimer = setTimeout(() => this.flushAck(), this.opts.ackDelayMs);
+    } else if (delay > 0 && !this.ackTimer) {
+      this.ackTimer = setTimeout(() => this.flushAck(), delay);
     }
   }
 
@@ -244,6 +247,7 @@ export class Client extends EventTarget {
       } else if (f.notification) {
         this.notification(f.notification);
       } else if (f.ping) {
+        this.flushAck();
         this.send({ pong: { nonce: f.ping.nonce || "0" } });
       } else if (f.disconnect) {
         conn.disconnect = f.disconnect;
