@@ -475,6 +475,10 @@ func TestRefusals(t *testing.T) {
 		{"tls files missing", []string{"--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"}, nil, "--tls-cert/--tls-key: open /nonexistent/cert.pem"},
 		{"tls files not PEM", []string{"--tls-cert", "SHORT", "--tls-key", "SHORT"}, nil, "--tls-cert/--tls-key: tls: failed to find any PEM data"},
 		{"idle below heartbeat", []string{"--idle-timeout", "5s"}, nil, "--idle-timeout 5s: want 0 (3 heartbeats) or at least the --heartbeat interval 10s"},
+		{"open websocket without JWT", []string{"--ws-listen", "0.0.0.0:0"}, nil, "refusing to serve WebSocket on 0.0.0.0:0 without --jwt-secret-file"},
+		{"bad websocket address", []string{"--ws-listen", "7072"}, nil, "--ws-listen \"7072\""},
+		{"bad origin", []string{"--ws-allowed-origins", "https://ok.example, app.example"}, nil, "--ws-allowed-origins: \"app.example\": want scheme://host[:port] or *"},
+		{"websocket handshake timeout", []string{"--ws-handshake-timeout", "0s"}, nil, "--ws-handshake-timeout 0s: want a positive duration"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
