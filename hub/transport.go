@@ -58,6 +58,12 @@ type Frame struct {
 	pbOnce, jsonOnce sync.Once
 	pb, json         []byte
 	pbErr, jsonErr   error
+
+	// The WebSocket transport's complete messages (websocket.go): [0]
+	// binary protobuf, [1] text JSON, framed once for every connection.
+	wsOnce [2]sync.Once
+	ws     [2][]byte
+	wsErr  [2]error
 }
 
 // NewFrame wraps m. m must not change afterwards.

@@ -2,9 +2,11 @@ package hub
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -118,9 +120,9 @@ func (s *Server) NewWebSocket(cfg WebSocketConfig) (*WebSocket, error) {
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		// A small read buffer of the connection's own (bufio, grows no
 		// further; larger messages are read through it) instead of
-		// net/http's 4 KiB one, and write buffers from a pool, held only
-		// while a message is written: an idle session holds 512 bytes
-		// of buffers.
+		// net/http's 4 KiB one, and no write buffer (Send writes framed
+		// messages itself; the pool keeps gorilla from holding on to
+		// net/http's): an idle session holds 512 bytes of buffers.
 		ReadBufferSize:  512,
 		WriteBufferPool: &sync.Pool{},
 		Subprotocols:    []string{SubprotocolProto, SubprotocolJSON},
@@ -219,6 +221,7 @@ func (w *WebSocket) originAllowed(origin, host string) bool {
 // wsTransport carries one session over a WebSocket connection.
 type wsTransport struct {
 	c            *websocket.Conn
+	nc           net.Conn // c's connection: Send writes whole messages to it
 	name         string
 	msgType      int // websocket.BinaryMessage or TextMessage
 	limit        int64
@@ -237,12 +240,20 @@ type wsTransport struct {
 var _ Transport = (*wsTransport)(nil)
 
 func newWSTransport(c *websocket.Conn, remote string, cfg WebSocketConfig) *wsTransport {
-	t := &wsTransport{c: c, name: TransportWSProto, msgType: websocket.BinaryMessage, limit: int64(cfg.ReadLimit),
+	t := &wsTransport{c: c, nc: c.NetConn(), name: TransportWSProto, msgType: websocket.BinaryMessage, limit: int64(cfg.ReadLimit),
 		closeTimeout: cfg.CloseTimeout, remote: remote}
 	if c.Subprotocol() == SubprotocolJSON {
 		t.name, t.msgType = TransportWSJSON, websocket.TextMessage
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
+	// A client's ping is answered on Send's path, not gorilla's: gorilla's
+	// control writes set a write deadline that Send's writes would inherit.
+	c.SetPingHandler(func(data string) error {
+		t.writeMu.Lock()
+		defer t.writeMu.Unlock()
+		_, err := t.nc.Write(appendWSFrame(nil, websocket.PongMessage, []byte(data)))
+		return err
+	})
 	c.SetCloseHandler(func(code int, _ string) error {
 		t.peerClose.Store(true)
 		if t.closeSent.CompareAndSwap(false, true) {
@@ -325,20 +336,57 @@ func (t *wsTransport) readErr(err error) error {
 	return err
 }
 
+// Send writes the frame's WebSocket message, framed once for every
+// connection it goes to, straight to the TCP connection: one write, no
+// per-session copy. gorilla writes only control frames here (the close),
+// each in one write of its own, so the two never interleave.
 func (t *wsTransport) Send(f *Frame) error {
-	var b []byte
-	var err error
-	if t.msgType == websocket.BinaryMessage {
-		b, err = f.Proto()
-	} else {
-		b, err = f.JSON()
-	}
+	b, err := f.wsMessage(t.msgType == websocket.TextMessage)
 	if err != nil {
 		return err
 	}
 	t.writeMu.Lock()
 	defer t.writeMu.Unlock()
-	return t.c.WriteMessage(t.msgType, b)
+	_, err = t.nc.Write(b)
+	return err
+}
+
+// wsMessage is f as one unmasked WebSocket message (server frames are
+// never masked, so the bytes are the same for every connection): binary
+// protobuf, or text JSON. Made at most once per format.
+func (f *Frame) wsMessage(text bool) ([]byte, error) {
+	i, op := 0, byte(websocket.BinaryMessage)
+	if text {
+		i, op = 1, byte(websocket.TextMessage)
+	}
+	f.wsOnce[i].Do(func() {
+		var payload []byte
+		if text {
+			payload, f.wsErr[i] = f.JSON()
+		} else {
+			payload, f.wsErr[i] = f.Proto()
+		}
+		if f.wsErr[i] == nil {
+			f.ws[i] = appendWSFrame(nil, op, payload)
+		}
+	})
+	return f.ws[i], f.wsErr[i]
+}
+
+// appendWSFrame appends a final, unmasked frame of opcode op (RFC 6455,
+// 5.2) carrying payload.
+func appendWSFrame(b []byte, op byte, payload []byte) []byte {
+	b = append(b, 0x80|op)
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, byte(n))
+	case n <= 0xffff:
+		b = append(b, 126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, payload...)
 }
 
 // Close tells the client how its session ended: a refused connect gets its
@@ -353,7 +401,7 @@ func (t *wsTransport) Close(end error) {
 	deadline := time.Now().Add(t.closeTimeout)
 	var rj *Rejection
 	if errors.As(end, &rj) {
-		_ = t.c.SetWriteDeadline(deadline)
+		_ = t.nc.SetWriteDeadline(deadline)
 		_ = t.Send(NewFrame(&hubpb.ServerFrame{Frame: &hubpb.ServerFrame_Rejected{Rejected: rj.wire()}}))
 	}
 	code, reason := CloseCode(end)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -471,6 +472,28 @@ func TestWebSocketAllowedOrigins(t *testing.T) {
 		}
 		if c != nil {
 			c.Close() // no Hello: the session is never admitted
+		}
+	}
+}
+
+// TestWebSocketMessageSizes: notifications whose messages take each of the
+// three length encodings of a WebSocket frame (up to 125 bytes, up to
+// 65,535, beyond) arrive whole, over both subprotocols.
+func TestWebSocketMessageSizes(t *testing.T) {
+	e := newEnv(t, hub.Config{})
+	ctx := ctxT(t)
+	for _, json := range []bool{false, true} {
+		w := e.wsMustDial(json, "ivy", fmt.Sprint("json-", json))
+		for _, n := range []int{1, 100, 126, 1000, 40_000, 65_536} {
+			payload := bytes.Repeat([]byte{'a' + byte(n%26)}, n)
+			if _, err := e.admin.Notify(adminCtx(ctx), &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_SESSION,
+				SessionId: w.welcome.GetSessionId(), Topic: "t", Payload: payload}); err != nil {
+				t.Fatal(err)
+			}
+			f, err := w.next()
+			if err != nil || !bytes.Equal(f.GetNotification().GetPayload(), payload) {
+				t.Fatalf("json=%v, %d bytes: got %d bytes, %v", json, n, len(f.GetNotification().GetPayload()), err)
+			}
 		}
 	}
 }
