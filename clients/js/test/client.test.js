@@ -5,10 +5,11 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Client, closeForbidsReconnect } from "../src/index.js";
-import { startHubd, jwtSecretFile, next, sleep } from "../testing/hubd.js";
+import { startHubd, jwtSecretFile, next, sleep, WebSocketImpl } from "../testing/hubd.js";
 
 let hubd;
 before(async () => {
+  console.log("WebSocket implementation: " + (WebSocketImpl === globalThis.WebSocket ? "Node's own" : "testing/ws.js"));
   hubd = await startHubd(["--one-per-device"]);
 });
 after(async () => {
@@ -16,7 +17,7 @@ after(async () => {
 });
 
 function client(user, opts = {}) {
-  const c = new Client(hubd.wsURL, { user, device: "node", backoff: { baseMs: 100, maxMs: 2000, jitter: 0.5 }, ...opts });
+  const c = new Client(hubd.wsURL, { user, device: "node", backoff: { baseMs: 100, maxMs: 2000, jitter: 0.5 }, WebSocket: WebSocketImpl, ...opts });
   return c;
 }
 
@@ -155,7 +156,7 @@ test("connects with a token on a hubd that checks JWTs", async () => {
   const h = await startHubd(["--jwt-secret-file", secret]);
   try {
     const token = h.token("gil", "web", secret);
-    const c = new Client(h.wsURL, { token, reconnect: false });
+    const c = new Client(h.wsURL, { token, reconnect: false, WebSocket: WebSocketImpl });
     const welcomed = next(c, "welcome");
     c.connect();
     const s = await welcomed;
@@ -166,7 +167,7 @@ test("connects with a token on a hubd that checks JWTs", async () => {
     assert.equal(list[0].transport, "websocket+json");
     c.close();
 
-    const bad = new Client(h.wsURL, { token: token.slice(0, -3) + "AAA", reconnect: true });
+    const bad = new Client(h.wsURL, { token: token.slice(0, -3) + "AAA", reconnect: true, WebSocket: WebSocketImpl });
     const refused = next(bad, "disconnect");
     bad.connect();
     const d = await refused;

@@ -8,6 +8,14 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
+import { NodeWebSocket } from "./ws.js";
+
+/**
+ * The WebSocket implementation the tests give the client: Node's own where
+ * it has one (22+, or 20 with --experimental-websocket), else the minimal
+ * one in ws.js (Debian's Node 18). SL_NODE_WS=1 forces ws.js.
+ */
+export const WebSocketImpl = process.env.SL_NODE_WS === "1" || typeof WebSocket === "undefined" ? NodeWebSocket : WebSocket;
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 let built = null;
@@ -24,9 +32,6 @@ function binaries() {
 
 /** Starts hubd; extra are more flags. Returns { wsURL, hubctl(args), stop() }. */
 export async function startHubd(extra = []) {
-  if (typeof WebSocket === "undefined") {
-    throw new Error("this Node has no global WebSocket: use Node 22+, or run Node 20 with --experimental-websocket");
-  }
   const bin = binaries();
   const data = mkdtempSync(join(tmpdir(), "sl-js-data-"));
   const args = ["--data", data, "--listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0", "--metrics", "off",
