@@ -3,15 +3,18 @@ package audit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sessionledger/sessionledger/audit/auditpb"
 	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/checkpoint"
 	"github.com/sessionledger/sessionledger/projections"
 )
 
@@ -136,6 +139,20 @@ func (c *Client) BansAt(ctx context.Context, t time.Time, user string) ([]projec
 	return out, err
 }
 
+// RevocationsAt is Engine.RevocationsAt over the wire.
+func (c *Client) RevocationsAt(ctx context.Context, t time.Time, user string) ([]projections.Revocation, error) {
+	if t.IsZero() {
+		return nil, invalid("--at is required")
+	}
+	var out []projections.Revocation
+	s, err := c.c.RevocationsAt(ctx, &auditpb.AtRequest{AtUnixNano: nanos(t), User: user})
+	err = recvAll(c, s, err, func(m *auditpb.Revocation) error {
+		out = append(out, revocationFromPB(m))
+		return nil
+	})
+	return out, err
+}
+
 // Timeline is Engine.Timeline over the wire.
 func (c *Client) Timeline(ctx context.Context, q TimelineQuery, fn func(TimelineEntry) error) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -161,7 +178,13 @@ func (c *Client) Replay(ctx context.Context, q ReplayQuery, fn func(Step) error)
 func (c *Client) Verify(ctx context.Context, q VerifyQuery, progress func(VerifyProgress)) (VerifyResult, error) {
 	var res VerifyResult
 	got := false
-	s, err := c.c.Verify(ctx, &auditpb.VerifyRequest{FromSeq: q.From, ToSeq: q.To, SinceUnixNano: nanos(q.Since), UntilUnixNano: nanos(q.Until)})
+	req := &auditpb.VerifyRequest{FromSeq: q.From, ToSeq: q.To, SinceUnixNano: nanos(q.Since), UntilUnixNano: nanos(q.Until)}
+	for _, cp := range q.Checkpoints {
+		// The hub compares what a checkpoint says with the log; its
+		// signature is the caller's to check, so the text is enough.
+		req.Checkpoints = append(req.Checkpoints, cp.Text())
+	}
+	s, err := c.c.Verify(ctx, req)
 	err = recvAll(c, s, err, func(m *auditpb.VerifyUpdate) error {
 		if r := m.GetResult(); r != nil {
 			got = true
@@ -171,6 +194,7 @@ func (c *Client) Verify(ctx context.Context, q VerifyQuery, progress func(Verify
 			if r.GetBadSeq() != 0 {
 				res.Broken = &ledger.ChainError{Seq: r.GetBadSeq(), Reason: r.GetReason()}
 			}
+			verifyWholeFromPB(r, &res)
 			return nil
 		}
 		if progress == nil {
@@ -203,4 +227,44 @@ func (c *Client) Stats(ctx context.Context, f Filter) (Stats, error) {
 		return st, &CorruptError{Seqs: r.GetCorrupt(), Missing: rangesFromPB(r.GetMissing()), Strays: r.GetStrays(), Err: ledger.ErrCorrupt}
 	}
 	return st, nil
+}
+
+// Checkpoint is Engine.Checkpoint over the wire, with the hub's verifier
+// key.
+func (c *Client) Checkpoint(ctx context.Context) (SignedCheckpoint, error) {
+	r, err := c.c.Checkpoint(ctx, &auditpb.CheckpointRequest{})
+	if err != nil {
+		return SignedCheckpoint{}, fromStatus(err, c.addr)
+	}
+	cp, err := checkpoint.Parse(r.GetNote())
+	if err != nil {
+		return SignedCheckpoint{}, fmt.Errorf("hub at %s: %w", c.addr, err)
+	}
+	return SignedCheckpoint{Checkpoint: cp, Note: r.GetNote(), VerifierKey: r.GetVerifierKey()}, nil
+}
+
+// Prove is Engine.Prove over the wire.
+func (c *Client) Prove(ctx context.Context, q ProveQuery) (*Bundle, error) {
+	req := &auditpb.ProveRequest{Seq: q.Seq, Checkpoint: q.Checkpoint}
+	if q.EventID != (ulid.ULID{}) {
+		req.EventId = q.EventID[:]
+	}
+	r, err := c.c.Prove(ctx, req)
+	if err != nil {
+		return nil, fromStatus(err, c.addr)
+	}
+	return ParseBundle(r.GetBundle())
+}
+
+// ConsistencyProof is Engine.ConsistencyProof over the wire.
+func (c *Client) ConsistencyProof(ctx context.Context, oldSize, newSize uint64) (Consistency, error) {
+	r, err := c.c.ConsistencyProof(ctx, &auditpb.ConsistencyRequest{OldSize: oldSize, NewSize: newSize})
+	if err != nil {
+		return Consistency{}, fromStatus(err, c.addr)
+	}
+	out := Consistency{Old: ledger.TreeHead{Size: oldSize, Root: hashFromPB(r.GetOldRoot())}, New: ledger.TreeHead{Size: newSize, Root: hashFromPB(r.GetNewRoot())}}
+	for _, h := range r.GetProof() {
+		out.Proof = append(out.Proof, hashFromPB(h))
+	}
+	return out, nil
 }

@@ -17,6 +17,9 @@ import (
 // on a file opened read-only, a backup, or the store a running hubd holds.
 type Engine struct {
 	store *ledger.Store
+	// verifierKey is the hub's checkpoint verifier key (Server's
+	// WithVerifierKey); empty on a file.
+	verifierKey string
 }
 
 // NewEngine returns an engine over store. The caller keeps owning store.

@@ -22,6 +22,16 @@ var (
 
 	// ErrUnavailable is returned by Client when the hub cannot be reached.
 	ErrUnavailable = errors.New("hub unavailable")
+
+	// ErrNoCheckpoint is returned by Checkpoint and Prove when the ledger
+	// holds no signed checkpoint yet (hubd signs one when the log grew,
+	// every --signed-checkpoint-every).
+	ErrNoCheckpoint = errors.New("no signed checkpoint in this ledger yet")
+
+	// ErrCheckFailed is returned by CheckBundle, and wrapped by auditq's
+	// checks, when a proof, a checkpoint's signature or a consistency proof
+	// does not verify: the evidence does not hold.
+	ErrCheckFailed = errors.New("check failed")
 )
 
 // SeqRange is the seqs From to To, both included.

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
 
 // Export formats.
@@ -77,7 +78,11 @@ func (e *Engine) exportScan(ctx context.Context, f *Filter, x *exporter) error {
 		return err
 	}
 	c := &corruptions{}
-	slot := newEventSlot()
+	// Every event in full. Byte fields may alias ScanRaw's bytes: each
+	// record is formatted before the next is decoded, inside the read
+	// transaction that owns them.
+	dec := eventpb.NewDecoder(eventpb.DecoderOptions{Intern: true, AliasBytes: true})
+	var slot eventpb.Slot
 	var rec ledger.Record
 	var sent uint64
 	next := from
@@ -91,7 +96,7 @@ func (e *Engine) exportScan(ctx context.Context, f *Filter, x *exporter) error {
 			if raw.Event == nil {
 				return nil // not an event: never matches
 			}
-			ev, err := slot.decode(raw.Event)
+			ev, err := dec.Decode(&slot, raw.Event)
 			if err != nil {
 				c.add(raw.Seq, fmt.Errorf("%w: seq %d: %v", ledger.ErrCorrupt, raw.Seq, err))
 				return nil

@@ -158,6 +158,16 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 			s.list(k, v)
 		}
 	}
+	at := func(k string, n int64) {
+		if n != 0 {
+			str(k, time.Unix(0, n).In(orUTC(loc)).Format(time.RFC3339Nano))
+		}
+	}
+	token := func(t *eventpb.ClientToken) {
+		str("token_id", t.GetId())
+		at("token_issued", t.GetIssuedUnixNano())
+		at("token_expires", t.GetExpiresUnixNano())
+	}
 	switch b := ev.GetBody().(type) {
 	case *eventpb.Event_SessionConnected:
 		c := b.SessionConnected
@@ -165,6 +175,8 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 		num("heartbeat_ms", c.GetHeartbeatMs())
 		list("supersedes", c.GetSupersedes())
 		str("transport", c.GetTransport())
+		token(c.GetToken())
+		str("policy", PolicyText(c.GetPolicy()))
 	case *eventpb.Event_SessionReconnected:
 		c := b.SessionReconnected
 		str("previous_session", c.GetPreviousSession())
@@ -175,6 +187,8 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 		num("heartbeat_ms", c.GetHeartbeatMs())
 		list("supersedes", c.GetSupersedes())
 		str("transport", c.GetTransport())
+		token(c.GetToken())
+		str("policy", PolicyText(c.GetPolicy()))
 	case *eventpb.Event_NotificationSent:
 		n := b.NotificationSent
 		if n.GetTarget() != 0 {
@@ -196,6 +210,7 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 			str("reconnect", enumText(eventpb.Reconnect_name, int32(k.GetReconnect()), "RECONNECT_"))
 		}
 		num("reconnect_after_ms", k.GetReconnectAfterMs())
+		num("refuse_connects_ms", k.GetRefuseConnectsMs())
 	case *eventpb.Event_UserBanned:
 		if u := b.UserBanned.GetUntilUnixNano(); u != 0 {
 			str("until", time.Unix(0, u).In(orUTC(loc)).Format(time.RFC3339Nano))
@@ -211,12 +226,57 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 			str("reconnect", enumText(eventpb.Reconnect_name, int32(d.GetReconnect()), "RECONNECT_"))
 		}
 		num("reconnect_after_ms", d.GetReconnectAfterMs())
+	case *eventpb.Event_NodeDrained:
+		str("node", b.NodeDrained.GetNode())
+		num("window_ms", b.NodeDrained.GetWindowMs())
 	case *eventpb.Event_ConnectRejected:
 		c := b.ConnectRejected
 		str("code", c.GetCode())
 		num("count", int64(c.GetCount()))
 		str("remote_addr", c.GetRemoteAddr())
+		str("cause_event_id", idText(c.GetCauseEventId()))
+	case *eventpb.Event_TokenRevoked:
+		v := b.TokenRevoked
+		str("token_id", v.GetTokenId())
+		at("issued_before", v.GetIssuedBeforeUnixNano())
+		at("until", v.GetUntilUnixNano())
+	case *eventpb.Event_AdminCallRefused:
+		a := b.AdminCallRefused
+		str("method", a.GetMethod())
+		str("role", a.GetRole())
+		str("needs", a.GetNeeds())
+		num("count", int64(a.GetCount()))
+		str("remote_addr", a.GetRemoteAddr())
+	case *eventpb.Event_SessionTokenRefreshed:
+		token(b.SessionTokenRefreshed.GetToken())
+	case *eventpb.Event_TokenRefreshRefused:
+		r := b.TokenRefreshRefused
+		str("code", r.GetCode())
+		token(r.GetToken())
+		str("token_user", r.GetTokenUser())
+		str("token_device", r.GetTokenDevice())
 	}
+}
+
+// PolicyText shows a connect's login policy: "one_per_device",
+// "max_per_user=2", both joined by a comma, "none" for a policy that
+// limits nothing, and "" for no policy (a connect that recorded its
+// supersedes itself).
+func PolicyText(p *eventpb.LoginPolicy) string {
+	if p == nil {
+		return ""
+	}
+	var parts []string
+	if p.GetOnePerDevice() {
+		parts = append(parts, "one_per_device")
+	}
+	if n := p.GetMaxPerUser(); n > 0 {
+		parts = append(parts, "max_per_user="+strconv.FormatUint(uint64(n), 10))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ",")
 }
 
 // orUTC is loc, or UTC for nil.

@@ -36,6 +36,12 @@ func WithProgressEvery(d time.Duration) ServerOption {
 	return func(s *Server) { s.progressEvery = d }
 }
 
+// WithVerifierKey sets the checkpoint verifier key the Checkpoint call
+// returns beside the checkpoint (hubd's).
+func WithVerifierKey(vkey string) ServerOption {
+	return func(s *Server) { s.eng.verifierKey = vkey }
+}
+
 // NewServer returns a server answering audit queries over store.
 func NewServer(store *ledger.Store, opts ...ServerOption) *Server {
 	s := &Server{eng: NewEngine(store), progressEvery: 200 * time.Millisecond, quit: make(chan struct{})}
@@ -118,6 +124,20 @@ func (s *Server) BansAt(req *auditpb.AtRequest, stream grpc.ServerStreamingServe
 	return nil
 }
 
+// RevocationsAt implements auditpb.AuditServer.
+func (s *Server) RevocationsAt(req *auditpb.AtRequest, stream grpc.ServerStreamingServer[auditpb.Revocation]) error {
+	revs, err := s.eng.RevocationsAt(stream.Context(), fromNanos(req.GetAtUnixNano()), req.GetUser())
+	if err != nil {
+		return toStatus(err)
+	}
+	for i := range revs {
+		if err := stream.Send(revocationToPB(&revs[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Timeline implements auditpb.AuditServer.
 func (s *Server) Timeline(req *auditpb.TimelineRequest, stream grpc.ServerStreamingServer[auditpb.TimelineEntry]) error {
 	q := TimelineQuery{Session: req.GetSession(), User: req.GetUser(), Since: fromNanos(req.GetSinceUnixNano()), Until: fromNanos(req.GetUntilUnixNano())}
@@ -148,6 +168,11 @@ func (s *Server) Replay(req *auditpb.ReplayRequest, stream grpc.ServerStreamingS
 // would stall hubd's appends whenever bbolt has to grow its memory map.
 func (s *Server) Verify(req *auditpb.VerifyRequest, stream grpc.ServerStreamingServer[auditpb.VerifyUpdate]) error {
 	q := VerifyQuery{From: req.GetFromSeq(), To: req.GetToSeq(), Since: fromNanos(req.GetSinceUnixNano()), Until: fromNanos(req.GetUntilUnixNano())}
+	cps, err := checkpointsFromPB(req.GetCheckpoints())
+	if err != nil {
+		return toStatus(err)
+	}
+	q.Checkpoints = cps
 	progress := make(chan VerifyProgress, 1)
 	sent := make(chan error, 1)
 	go func() {
@@ -186,6 +211,7 @@ func (s *Server) Verify(req *auditpb.VerifyRequest, stream grpc.ServerStreamingS
 	if res.Broken != nil {
 		out.BadSeq, out.Reason = res.Broken.Seq, res.Broken.Reason
 	}
+	verifyWholeToPB(out, res)
 	return stream.Send(&auditpb.VerifyUpdate{Update: &auditpb.VerifyUpdate_Result{Result: out}})
 }
 

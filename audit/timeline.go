@@ -10,6 +10,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/sessionledger/sessionledger/internal/termtext"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
@@ -158,7 +159,7 @@ func (e *Engine) sessionTimeline(ctx context.Context, id string, from, to uint64
 			case eventpb.KickTarget_KICK_TARGET_USER_DEVICE:
 				mine = mine || !ended && ev.GetDevice() == device
 			}
-		case eventpb.EventType_EVENT_TYPE_USER_BANNED, eventpb.EventType_EVENT_TYPE_USER_UNBANNED:
+		case eventpb.EventType_EVENT_TYPE_USER_BANNED, eventpb.EventType_EVENT_TYPE_USER_UNBANNED, eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
 			mine = mine || !ended
 		case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT:
 			mine = mine || !ended && ev.GetNotificationSent().GetTarget() == eventpb.NotificationTarget_NOTIFICATION_TARGET_USER
@@ -206,7 +207,10 @@ func (t *teller) cause(ctx context.Context, id ulid.ULID) *ledger.Record {
 func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 	ev := r.Event
 	var b strings.Builder
-	user, sess, actor := ev.GetUser(), ev.GetSession(), ev.GetActor()
+	// Every name in a sentence is escaped (quoted unless a plain word):
+	// sentences are printed on terminals, and names are chosen by clients
+	// and operators. Reasons and topics are always quoted.
+	user, sess, actor := termtext.Field(ev.GetUser()), termtext.Field(ev.GetSession()), ev.GetActor()
 	reason := ""
 	if ev.GetReason() != "" {
 		reason = fmt.Sprintf(": %q", ev.GetReason())
@@ -214,17 +218,19 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 	switch ev.GetType() {
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED:
 		c := ev.GetSessionConnected()
-		fmt.Fprintf(&b, "session %s connected: %s%s%s%s%s", sess, user, on(ev.GetDevice()), from(c.GetRemoteAddr()), over(c.GetTransport()), via(ev.GetNode()))
+		fmt.Fprintf(&b, "session %s connected: %s%s%s%s%s%s", sess, user, on(ev.GetDevice()), from(c.GetRemoteAddr()), over(c.GetTransport()), via(ev.GetNode()), t.withToken(c.GetToken()))
 		if len(c.GetSupersedes()) > 0 {
-			fmt.Fprintf(&b, ", superseding %s", strings.Join(c.GetSupersedes(), ", "))
+			fmt.Fprintf(&b, ", superseding %s", fields(c.GetSupersedes()))
 		}
+		b.WriteString(policyNote(c.GetPolicy()))
 	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		c := ev.GetSessionReconnected()
-		fmt.Fprintf(&b, "session %s reconnected, resuming session %s (last acked seq %d): %s%s%s%s%s",
-			sess, c.GetPreviousSession(), c.GetLastAckedSeq(), user, on(ev.GetDevice()), from(c.GetRemoteAddr()), over(c.GetTransport()), via(ev.GetNode()))
+		fmt.Fprintf(&b, "session %s reconnected, resuming session %s (last acked seq %d): %s%s%s%s%s%s",
+			sess, termtext.Field(c.GetPreviousSession()), c.GetLastAckedSeq(), user, on(ev.GetDevice()), from(c.GetRemoteAddr()), over(c.GetTransport()), via(ev.GetNode()), t.withToken(c.GetToken()))
 		if len(c.GetSupersedes()) > 0 {
-			fmt.Fprintf(&b, ", superseding %s", strings.Join(c.GetSupersedes(), ", "))
+			fmt.Fprintf(&b, ", superseding %s", fields(c.GetSupersedes()))
 		}
+		b.WriteString(policyNote(c.GetPolicy()))
 	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT:
 		n := ev.GetNotificationSent()
 		target := "everyone"
@@ -241,7 +247,7 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		case eventpb.KickTarget_KICK_TARGET_SESSION:
 			fmt.Fprintf(&b, "kick of session %s", sess)
 		case eventpb.KickTarget_KICK_TARGET_USER_DEVICE:
-			fmt.Fprintf(&b, "kick of %s's sessions on device %s", user, ev.GetDevice())
+			fmt.Fprintf(&b, "kick of %s's sessions on device %s", user, termtext.Field(ev.GetDevice()))
 		default:
 			fmt.Fprintf(&b, "kick of every session of %s", user)
 		}
@@ -274,15 +280,21 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		switch d.GetCause() {
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED:
 			b.WriteString("closed by the client")
-		case eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED, eventpb.DisconnectCause_DISCONNECT_CAUSE_BANNED:
+		case eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED, eventpb.DisconnectCause_DISCONNECT_CAUSE_BANNED, eventpb.DisconnectCause_DISCONNECT_CAUSE_REVOKED:
 			b.WriteString(CauseName(d.GetCause()))
+			if d.GetCause() == eventpb.DisconnectCause_DISCONNECT_CAUSE_REVOKED {
+				b.WriteString(" (its token was revoked)")
+			}
 			var id ulid.ULID
 			if len(d.GetCauseEventId()) == len(id) {
 				copy(id[:], d.GetCauseEventId())
 				if c := t.cause(ctx, id); c != nil && c.Event != nil {
 					what := "kick"
-					if c.Event.GetType() == eventpb.EventType_EVENT_TYPE_USER_BANNED {
+					switch c.Event.GetType() {
+					case eventpb.EventType_EVENT_TYPE_USER_BANNED:
 						what = "ban"
+					case eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
+						what = "revocation"
 					}
 					fmt.Fprintf(&b, "%s", by(c.Event.GetActor()))
 					if said = c.Event.GetReason(); said != "" {
@@ -296,7 +308,7 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_SUPERSEDED:
 			b.WriteString("superseded")
 			if d.GetSupersededBy() != "" {
-				fmt.Fprintf(&b, " by session %s (a newer login)", d.GetSupersededBy())
+				fmt.Fprintf(&b, " by session %s (a newer login)", termtext.Field(d.GetSupersededBy()))
 			}
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_IDLE_TIMEOUT:
 			b.WriteString("idle timeout (no heartbeat)")
@@ -305,7 +317,15 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_SLOW_CONSUMER:
 			b.WriteString("slow consumer (its notifications piled up)")
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST:
-			b.WriteString("lost (found live after a restart of node " + ev.GetNode() + ")")
+			if detector, ok := strings.CutPrefix(actor, "node:"); ok && detector != ev.GetNode() {
+				b.WriteString("lost (node " + termtext.Field(ev.GetNode()) + " stopped; recorded by node " + termtext.Field(detector) + ")")
+			} else {
+				b.WriteString("lost (found live after a restart of node " + termtext.Field(ev.GetNode()) + ")")
+			}
+		case eventpb.DisconnectCause_DISCONNECT_CAUSE_TOKEN_EXPIRED:
+			b.WriteString("token expired (no fresh token sent)")
+		case eventpb.DisconnectCause_DISCONNECT_CAUSE_DRAINED:
+			b.WriteString("drained (its node moved its sessions to other nodes)")
 		default:
 			b.WriteString(CauseName(d.GetCause()))
 		}
@@ -315,12 +335,16 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		if rc := ReconnectText(d.GetReconnect(), d.GetReconnectAfterMs()); rc != "" {
 			fmt.Fprintf(&b, "; reconnect %s", rc)
 		}
+	case eventpb.EventType_EVENT_TYPE_NODE_DRAINED:
+		d := ev.GetNodeDrained()
+		fmt.Fprintf(&b, "node %s drained%s%s (its sessions told to reconnect elsewhere within %s)", termtext.Field(d.GetNode()), by(actor), reason,
+			(time.Duration(d.GetWindowMs()) * time.Millisecond).String())
 	case eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED:
 		c := ev.GetConnectRejected()
 		fmt.Fprintf(&b, "connect of %s%s%s rejected", user, on(ev.GetDevice()), from(c.GetRemoteAddr()))
 		var parts []string
 		if c.GetCode() != "" {
-			parts = append(parts, c.GetCode())
+			parts = append(parts, termtext.Field(c.GetCode()))
 		}
 		if c.GetCount() > 1 {
 			parts = append(parts, fmt.Sprintf("%d attempts", c.GetCount()))
@@ -329,45 +353,133 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 			fmt.Fprintf(&b, " (%s)", strings.Join(parts, ", "))
 		}
 		b.WriteString(reason)
+		b.WriteString(t.causeRef(ctx, c.GetCauseEventId()))
+	case eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
+		v := ev.GetTokenRevoked()
+		if v.GetTokenId() != "" {
+			fmt.Fprintf(&b, "token %s", termtext.Field(v.GetTokenId()))
+			if user != "" {
+				fmt.Fprintf(&b, " (held by %s)", user)
+			}
+		} else {
+			fmt.Fprintf(&b, "%s's tokens issued before %s", user, time.Unix(0, v.GetIssuedBeforeUnixNano()).In(t.loc).Format(time.RFC3339))
+		}
+		fmt.Fprintf(&b, " revoked%s%s", by(actor), reason)
+		if u := v.GetUntilUnixNano(); u != 0 {
+			fmt.Fprintf(&b, " (in force until %s)", time.Unix(0, u).In(t.loc).Format(time.RFC3339))
+		}
+	case eventpb.EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED:
+		fmt.Fprintf(&b, "session %s refreshed its token%s", sess, t.withToken(ev.GetSessionTokenRefreshed().GetToken()))
+	case eventpb.EventType_EVENT_TYPE_TOKEN_REFRESH_REFUSED:
+		r := ev.GetTokenRefreshRefused()
+		fmt.Fprintf(&b, "token refresh of session %s refused (%s)", sess, termtext.Field(r.GetCode()))
+		if r.GetTokenUser() != "" {
+			fmt.Fprintf(&b, ", the token was for user %s", termtext.Field(r.GetTokenUser()))
+		}
+		b.WriteString(reason)
+	case eventpb.EventType_EVENT_TYPE_ADMIN_CALL_REFUSED:
+		a := ev.GetAdminCallRefused()
+		fmt.Fprintf(&b, "admin call %s refused%s (role %s, needs %s", termtext.Field(a.GetMethod()), by(actor), termtext.Field(a.GetRole()), termtext.Field(a.GetNeeds()))
+		if a.GetCount() > 1 {
+			fmt.Fprintf(&b, ", %d calls", a.GetCount())
+		}
+		b.WriteString(")")
+		b.WriteString(from(a.GetRemoteAddr()))
 	default:
 		fmt.Fprintf(&b, "%s%s%s", TypeName(ev.GetType()), by(actor), reason)
 	}
 	return b.String()
 }
 
+// withToken says which token a session holds: ", token ID expiring T".
+func (t *teller) withToken(c *eventpb.ClientToken) string {
+	if c == nil {
+		return ""
+	}
+	s := ", token "
+	if c.GetId() != "" {
+		s += termtext.Field(c.GetId()) + " "
+	}
+	if e := c.GetExpiresUnixNano(); e != 0 {
+		s += "expiring " + time.Unix(0, e).In(t.loc).Format(time.RFC3339)
+	}
+	return strings.TrimRight(s, " ")
+}
+
+// causeRef names the event behind a refusal: "; refused by the kick at
+// seq N by ops" or the revocation.
+func (t *teller) causeRef(ctx context.Context, raw []byte) string {
+	var id ulid.ULID
+	if len(raw) != len(id) {
+		return ""
+	}
+	copy(id[:], raw)
+	c := t.cause(ctx, id)
+	if c == nil || c.Event == nil {
+		return fmt.Sprintf(" (event %s, not found in this log)", id)
+	}
+	what := TypeName(c.Event.GetType())
+	switch c.Event.GetType() {
+	case eventpb.EventType_EVENT_TYPE_KICK_REQUESTED:
+		what = "kick"
+	case eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
+		what = "revocation"
+	}
+	return fmt.Sprintf("; by the %s at seq %d%s", what, c.Seq, by(c.Event.GetActor()))
+}
+
+// policyNote names the login policy a connect asked the log to apply.
+func policyNote(p *eventpb.LoginPolicy) string {
+	switch t := PolicyText(p); t {
+	case "", "none":
+		return ""
+	default:
+		return " (login policy " + strings.ReplaceAll(t, ",", ", ") + ")"
+	}
+}
+
 func on(device string) string {
 	if device == "" {
 		return ""
 	}
-	return " on device " + device
+	return " on device " + termtext.Field(device)
 }
 
 func from(addr string) string {
 	if addr == "" {
 		return ""
 	}
-	return " from " + addr
+	return " from " + termtext.Field(addr)
 }
 
 func over(transport string) string {
 	if transport == "" {
 		return ""
 	}
-	return " over " + transport
+	return " over " + termtext.Field(transport)
 }
 
 func via(node string) string {
 	if node == "" {
 		return ""
 	}
-	return " via node " + node
+	return " via node " + termtext.Field(node)
 }
 
 func by(actor string) string {
 	if actor == "" {
 		return ""
 	}
-	return " by " + actor
+	return " by " + termtext.Field(actor)
+}
+
+// fields is names escaped and joined with ", ".
+func fields(names []string) string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = termtext.Field(n)
+	}
+	return strings.Join(out, ", ")
 }
 
 // RecordByID finds the record with the given ULID. Ids order like seqs and

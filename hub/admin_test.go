@@ -70,6 +70,30 @@ func TestAdminRefusesOutOfRange(t *testing.T) {
 			_, err := e.admin.Notify(ctx, &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_SESSION, SessionId: long, Topic: "t"})
 			return err
 		}, "session_id is 257"},
+		{"kick not allowed with a delay", func() error {
+			_, err := e.admin.Kick(ctx, &hubpb.KickRequest{User: "u", Reason: "r", Reconnect: hubpb.Reconnect_RECONNECT_NOT_ALLOWED, ReconnectAfterMs: 60000})
+			return err
+		}, "reconnect_after_ms 60000 goes only with reconnect after"},
+		{"kick allowed with a delay", func() error {
+			_, err := e.admin.Kick(ctx, &hubpb.KickRequest{User: "u", Reason: "r", Reconnect: hubpb.Reconnect_RECONNECT_ALLOWED, ReconnectAfterMs: 60000})
+			return err
+		}, "goes only with reconnect after"},
+		{"kick user with a control character", func() error {
+			_, err := e.admin.Kick(ctx, &hubpb.KickRequest{User: "u\033[2J", Reason: "r"})
+			return err
+		}, "user holds U+001B at byte 1"},
+		{"kick device with a line break", func() error {
+			_, err := e.admin.Kick(ctx, &hubpb.KickRequest{User: "u", Device: "d\nFAKE", Reason: "r"})
+			return err
+		}, "device holds U+000A"},
+		{"ban user with a bidi override", func() error {
+			_, err := e.admin.Ban(ctx, &hubpb.BanRequest{User: "u\u202egnp.exe", Reason: "r"})
+			return err
+		}, "user holds U+202E"},
+		{"notify topic with a line separator", func() error {
+			_, err := e.admin.Notify(ctx, &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: "t\u2028x"})
+			return err
+		}, "topic holds U+2028"},
 		{"list long node", func() error { _, err := e.admin.ListSessions(ctx, &hubpb.ListSessionsRequest{Node: long}); return err }, "node is 257"},
 		{"get long session", func() error {
 			_, err := e.admin.GetSession(ctx, &hubpb.GetSessionRequest{SessionId: long})

@@ -94,6 +94,55 @@ func TestJWTEndToEnd(t *testing.T) {
 		"session_connected kim/watch "+c.welcome.GetSessionId())
 }
 
+// TestNameRulesWhicheverWayANameArrives: a user or device is held to one
+// rule (at most MaxNameBytes, no control character, line break or
+// bidirectional formatting character) whether it comes from Hello or from
+// a token's claims. A JWT sub of 1,024 bytes used to pass the 256-byte
+// limit Hello enforces, and a device from Hello could hold escape
+// sequences that reached operators' terminals.
+func TestNameRulesWhicheverWayANameArrives(t *testing.T) {
+	const hostile = "x\033]0;owned\007\033[2J\nFAKE_ROW\tkick_requested\talice"
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	mint := func(user, device string) string {
+		tok, err := hubapi.MintToken(secret, user, device, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	withJWT := newEnv(t, hub.Config{JWTSecret: secret})
+	open := newEnv(t, hub.Config{})
+	for _, c := range []struct {
+		name string
+		e    *env
+		h    *hubpb.Hello
+		want string
+	}{
+		{"token sub of 1024 bytes", withJWT, &hubpb.Hello{Token: mint(strings.Repeat("u", 1024), "")}, "user is 1024 bytes; at most 256"},
+		{"token device claim of 300 bytes", withJWT, &hubpb.Hello{Token: mint("u", strings.Repeat("d", 300))}, "device is 300 bytes"},
+		{"token device claim with escapes", withJWT, &hubpb.Hello{Token: mint("u", hostile)}, "device holds U+001B"},
+		{"token sub with a line break", withJWT, &hubpb.Hello{Token: mint("u\nroot", "")}, "user holds U+000A"},
+		{"Hello device with escapes, token without a device", withJWT, &hubpb.Hello{Token: mint("u", ""), Device: hostile}, "device holds U+001B"},
+		{"Hello device with escapes", open, &hubpb.Hello{User: "u", Device: hostile}, "device holds U+001B"},
+		{"Hello user with a bidi override", open, &hubpb.Hello{User: "u\u202e", Device: "d"}, "user holds U+202E"},
+		{"Hello user of 257 bytes", open, &hubpb.Hello{User: strings.Repeat("u", 257), Device: "d"}, "user is 257 bytes"},
+	} {
+		_, err := c.e.dialHello(c.h)
+		if codeOf(err) != codes.InvalidArgument || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v; want InvalidArgument saying %q", c.name, err, c.want)
+		}
+	}
+	for _, e := range []*env{withJWT, open} {
+		if h := e.store.Head().Seq; h != 0 {
+			t.Errorf("refused Hellos recorded %d events", h)
+		}
+	}
+	// Printable names, spaces and letters of any script are names.
+	if _, err := open.dialHello(&hubpb.Hello{User: "Zoë", Device: "Zoë's phone 📱"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // selfSigned makes a certificate for 127.0.0.1 and returns the server's
 // credentials and a client's that trust it.
 func selfSigned(t *testing.T) (server, client credentials.TransportCredentials) {
@@ -181,7 +230,7 @@ func TestAdminTokenCreatedOnce(t *testing.T) {
 	dir := t.TempDir()
 	const n = 8
 	var wg sync.WaitGroup
-	tokens := make([]map[string]string, n)
+	tokens := make([][]hubapi.AdminToken, n)
 	created := make([]bool, n)
 	for i := range n {
 		wg.Add(1)

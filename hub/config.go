@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/projections"
 )
 
@@ -42,6 +45,12 @@ type Config struct {
 	// GracefulTimeout bounds a graceful end: a client that does not take
 	// its Disconnect in time has its connection closed (default 5s).
 	GracefulTimeout time.Duration
+	// ClientFrameRate is how many frames a second a session's client may
+	// send (Pong, Ack), in bursts of up to two seconds' worth (default
+	// 100). Beyond it the hub reads the session's frames no faster, and
+	// the stream's flow control holds the client back: a flood costs the
+	// hub neither CPU nor memory.
+	ClientFrameRate int
 	// ShutdownReconnect and ShutdownJitter make the reconnect advice on
 	// shutdown "after ShutdownReconnect + random(0, ShutdownJitter)"
 	// (defaults 1s and 5s), so clients do not return all at once.
@@ -57,11 +66,43 @@ type Config struct {
 	// data directory so secrets survive a restart; nil: a random key.
 	ResumeKey []byte
 	// JWTSecret, when set, is the HS256 secret client tokens are checked
-	// with. Without it identities are taken from Hello as sent, which hubd
-	// allows only on a loopback listener.
+	// with. Without it (and without ClientKeys) identities are taken from
+	// Hello as sent, which hubd allows only on a loopback listener.
 	JWTSecret []byte
-	// AdminTokens maps admin bearer tokens to the actor recorded for them.
+	// ClientKeys, when set, are the keys client tokens are checked with
+	// (HS256, RS256, ES256, EdDSA; it replaces JWTSecret).
+	// Server.SetClientKeys replaces them while the hub runs.
+	ClientKeys *ClientKeys
+	// JWTIssuer and JWTAudience, when set, must be a client token's iss
+	// and one of its aud.
+	JWTIssuer, JWTAudience string
+	// MaxTokenTTL is the longest a client token may live, iat to exp
+	// (default 24h). It bounds revocations: one by token id without the
+	// token's expiry lasts this long, one of a user's tokens issued before
+	// T lasts until T plus this; after that no token they cover is valid.
+	MaxTokenTTL time.Duration
+	// NoReconnectWindow is how long a kick with reconnect not allowed
+	// holds the kicked sessions' user and device, and their tokens: a
+	// fresh connect within it is refused with the kick's reason and event
+	// id (default 10m; negative: not at all). A kick with reconnect after
+	// D holds them for D. The kick records it, so every node refuses the
+	// same connects.
+	NoReconnectWindow time.Duration
+	// AdminTokens maps admin bearer tokens to the actor recorded for them;
+	// each has role admin. Admins lists tokens with their roles. Both may
+	// be given; Server.SetAdminTokens replaces them while the hub runs.
 	AdminTokens map[string]string
+	Admins      []hubapi.AdminToken
+	// RequireAdminCert refuses admin and audit calls from a caller without
+	// a verified client certificate (hubd --client-ca);
+	// RequireClientCert refuses client streams without one too. The gRPC
+	// server's TLS configuration must ask for and verify client
+	// certificates.
+	RequireAdminCert, RequireClientCert bool
+	// LostCheck is how often a cluster node looks for other nodes that
+	// died holding sessions, and records those sessions' ends as lost
+	// (default 1s; only with Ports.Cluster).
+	LostCheck time.Duration
 	// Metrics is the registry the hub's series go into (default: a new
 	// one); hubd adds the ledger's and the projections' to the same.
 	Metrics *prometheus.Registry
@@ -100,6 +141,9 @@ func (c *Config) setDefaults() {
 	if c.GracefulTimeout <= 0 {
 		c.GracefulTimeout = 5 * time.Second
 	}
+	if c.ClientFrameRate <= 0 {
+		c.ClientFrameRate = 100
+	}
 	if c.ShutdownReconnect <= 0 {
 		c.ShutdownReconnect = time.Second
 	}
@@ -112,6 +156,12 @@ func (c *Config) setDefaults() {
 	if c.RedeliveryLimit <= 0 {
 		c.RedeliveryLimit = 1000
 	}
+	if c.MaxTokenTTL <= 0 {
+		c.MaxTokenTTL = 24 * time.Hour
+	}
+	if c.NoReconnectWindow == 0 {
+		c.NoReconnectWindow = 10 * time.Minute
+	}
 	if len(c.ResumeKey) == 0 {
 		c.ResumeKey = make([]byte, 32)
 		_, _ = rand.Read(c.ResumeKey)
@@ -121,6 +171,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.LostCheck <= 0 {
+		c.LostCheck = time.Second
 	}
 	if c.Metrics == nil {
 		c.Metrics = prometheus.NewRegistry()
@@ -139,14 +192,26 @@ func (c *Config) Validate() error {
 	if len(c.JWTSecret) > 0 && len(c.JWTSecret) < 32 {
 		errs = append(errs, fmt.Errorf("JWT secret is %d bytes; want at least 32", len(c.JWTSecret)))
 	}
-	if len(c.AdminTokens) == 0 {
-		errs = append(errs, errors.New("no admin token configured"))
-	}
-	for tok, actor := range c.AdminTokens {
-		if len(tok) < 16 || actor == "" {
-			errs = append(errs, errors.New("admin tokens must be at least 16 characters and name an actor"))
+	for _, actor := range c.AdminTokens {
+		if actor == "" {
+			errs = append(errs, errors.New("admin tokens must name an actor"))
 			break
 		}
 	}
+	if err := validAdminTokens(c.adminTokens()); err != nil {
+		errs = append(errs, err)
+	}
+	if c.NoReconnectWindow > hubapi.MaxReconnectAfter {
+		errs = append(errs, fmt.Errorf("no-reconnect window %s is longer than the maximum %s", c.NoReconnectWindow, hubapi.MaxReconnectAfter))
+	}
 	return errors.Join(errs...)
+}
+
+// adminTokens is AdminTokens (as admins, in token order) and Admins.
+func (c *Config) adminTokens() []hubapi.AdminToken {
+	out := slices.Clone(c.Admins)
+	for _, tok := range slices.Sorted(maps.Keys(c.AdminTokens)) {
+		out = append(out, hubapi.AdminToken{Name: c.AdminTokens[tok], Token: tok, Role: hubapi.RoleAdmin})
+	}
+	return out
 }

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
+
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 
 	"github.com/sessionledger/sessionledger/internal/atomicfile"
 )
@@ -24,12 +25,9 @@ const resumeKeyLen = 32
 // appears complete or not at all.
 func LoadOrCreateResumeKey(dir string) ([]byte, error) {
 	path := filepath.Join(dir, ResumeKeyFile)
-	b, err := os.ReadFile(path)
+	b, err := hubapi.ReadSecretFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		key := make([]byte, resumeKeyLen)
-		if _, err := rand.Read(key); err != nil {
-			return nil, err
-		}
+		key := NewResumeKey()
 		created, err := atomicfile.CreateOnce(path, key)
 		if err != nil {
 			return nil, fmt.Errorf("create resume key: %w", err)
@@ -37,7 +35,7 @@ func LoadOrCreateResumeKey(dir string) ([]byte, error) {
 		if created {
 			return key, nil
 		}
-		b, err = os.ReadFile(path) // another process created it first
+		b, err = hubapi.ReadSecretFile(path) // another process created it first
 	}
 	if err != nil {
 		return nil, err
@@ -46,4 +44,12 @@ func LoadOrCreateResumeKey(dir string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %d bytes, want %d (delete it to make a new one; open resume secrets become invalid)", path, len(b), resumeKeyLen)
 	}
 	return b, nil
+}
+
+// NewResumeKey returns a new random resume key, as LoadOrCreateResumeKey
+// writes it.
+func NewResumeKey() []byte {
+	key := make([]byte, resumeKeyLen)
+	_, _ = rand.Read(key)
+	return key
 }

@@ -34,7 +34,10 @@
 //
 // If the log cannot append, connects and admin calls fail with
 // Unavailable and nothing takes effect (fail closed). A session end that
-// cannot be recorded is logged; the next start records it as lost.
+// cannot be recorded is logged; the next start records it as lost, or, if
+// the projections mark it pending a kick, ban or supersede, as that
+// pending end (the first recorded cause wins, at every end). Projections
+// that fall behind the log turn health NOT_SERVING until they catch up.
 //
 // # Concurrency
 //
@@ -42,6 +45,8 @@
 // serialised so the single-device policy sees every earlier connect, and a
 // ban of the user is recorded under the same per-user lock, so a connect is
 // either refused by the ban or applied before it and ended by it. A
-// session has no goroutine while idle: whatever needs it pokes it, and a
+// session's end is recorded under it too, so a kick lands wholly before
+// the end (which then carries it) or after it. A session has no goroutine
+// while idle: whatever needs it pokes it, and a
 // short-lived worker does what is due.
 package hub

@@ -3,10 +3,12 @@ package hub_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/sessionledger/sessionledger/internal/syncbuf"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/projections"
 )
 
 const (
@@ -230,13 +233,14 @@ func TestSupersedeOnePerDevice(t *testing.T) {
 		t.Fatalf("old session end: %v %v; want superseded by %s", d, st, nw.welcome.GetSessionId())
 	}
 	e.waitEnd(1, old.welcome.GetSessionId())
-	// The connect event records what it superseded; the end names the new
-	// session and, as its cause, that connect. The laptop is untouched.
+	// The connect event records the policy (the reducer decides what it
+	// supersedes); the end names the new session and, as its cause, that
+	// connect. The laptop is untouched.
 	oldID, lapID, nwID := old.welcome.GetSessionId(), laptop.welcome.GetSessionId(), nw.welcome.GetSessionId()
 	e.expectLedger(1,
-		"session_connected gina/phone "+oldID,
-		"session_connected gina/laptop "+lapID,
-		"session_connected gina/phone "+nwID+" supersedes "+oldID,
+		"session_connected gina/phone "+oldID+" policy one_per_device",
+		"session_connected gina/laptop "+lapID+" policy one_per_device",
+		"session_connected gina/phone "+nwID+" policy one_per_device",
 		"session_disconnected gina/phone "+oldID+" superseded "+nw.welcome.GetEventId()+" superseded_by "+nwID+" by gina: superseded by session "+nwID)
 	list, err := e.admin.ListSessions(adminCtx(ctxT(t)), &hubpb.ListSessionsRequest{User: "gina"})
 	if err != nil || len(list.GetSessions()) != 2 {
@@ -271,9 +275,9 @@ func TestSupersedeMaxPerUser(t *testing.T) {
 	e.waitEnd(1, first.welcome.GetSessionId())
 	a, b, c := first.welcome.GetSessionId(), second.welcome.GetSessionId(), third.welcome.GetSessionId()
 	e.expectLedger(1,
-		"session_connected nora/phone "+a,
-		"session_connected nora/laptop "+b,
-		"session_connected nora/tablet "+c+" supersedes "+a,
+		"session_connected nora/phone "+a+" policy max_per_user=2",
+		"session_connected nora/laptop "+b+" policy max_per_user=2",
+		"session_connected nora/tablet "+c+" policy max_per_user=2",
 		"session_disconnected nora/phone "+a+" superseded "+third.welcome.GetEventId()+" superseded_by "+c+" by nora: superseded by session "+c)
 	list, err := e.admin.ListSessions(adminCtx(ctxT(t)), &hubpb.ListSessionsRequest{User: "nora"})
 	if err != nil || len(list.GetSessions()) != 2 {
@@ -703,5 +707,52 @@ func TestProjectionAnomaliesMetric(t *testing.T) {
 	}
 	if got := e.metric(`sessionledger_projection_anomalies_total{kind="applied"}`); got != "" {
 		t.Fatalf("applied records are not anomalies, yet %q", got)
+	}
+}
+
+// TestHealthSeesProjectionsBehindTheLog: projections that stop applying
+// while the log grows (here a reader holds their state, so the runner
+// cannot apply) leave every connect and kick waiting; health must say so
+// (NOT_SERVING, sessionledger_up 0, Err naming ErrStalled) once a record
+// has waited the runner's StallAfter, and recover once they catch up.
+func TestHealthSeesProjectionsBehindTheLog(t *testing.T) {
+	e := newEnvProj(t, hub.Config{}, projections.Config{StallAfter: 200 * time.Millisecond})
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before the env's cleanup stops the hub
+	held := make(chan struct{})
+	go e.d.Projections().Read(func(*projections.State) { close(held); <-release })
+	<-held
+	if _, err := e.store.Append(ctxT(t), &eventpb.Event{Type: tNotification, Actor: "ops-alice",
+		Body: &eventpb.Event_NotificationSent{NotificationSent: &eventpb.NotificationSent{Target: eventpb.NotificationTarget_NOTIFICATION_TARGET_ALL, Topic: "t"}}}); err != nil {
+		t.Fatal(err)
+	}
+	hc := healthpb.NewHealthClient(e.conn)
+	waitHealth := func(want healthpb.HealthCheckResponse_ServingStatus) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			res, err := hc.Check(ctxT(t), &healthpb.HealthCheckRequest{Service: "sessionledger.hub.v1.Hub"})
+			if err == nil && res.GetStatus() == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("health %v, %v; want %v", res.GetStatus(), err, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+	if err := e.srv.Err(); !errors.Is(err, projections.ErrStalled) {
+		t.Fatalf("Err = %v; want projections.ErrStalled", err)
+	}
+	unblock()
+	waitHealth(healthpb.HealthCheckResponse_SERVING)
+	if err := e.srv.Err(); err != nil {
+		t.Fatalf("Err after catching up = %v; want nil", err)
+	}
+	if got := e.metric("sessionledger_up "); got != "sessionledger_up 1" {
+		t.Fatalf("metric %q; want sessionledger_up 1", got)
 	}
 }

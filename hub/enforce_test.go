@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
@@ -120,4 +122,48 @@ func TestConnectDuringBanIsEndedFromTheLog(t *testing.T) {
 		"user_banned sly by ops-alice: fraud",
 		"session_connected sly/d "+id,
 		"session_disconnected sly/d "+id+" banned "+rep.GetEventId()+" by ops-alice: fraud")
+}
+
+// TestKickAfterALocalEndWins: a session the hub is already ending for a
+// cause it never recorded (here a slow consumer whose stream is stuck, so
+// its end waits for the watchdog) is kicked with reconnect not allowed.
+// The kick is recorded first and addressed the session, so its end must
+// carry the kick, and a resume must be refused, as the reducer's first
+// cause wins; it was recorded as slow_consumer, reconnect allowed.
+func TestKickAfterALocalEndWins(t *testing.T) {
+	e := newEnv(t, hub.Config{NotifyBuffer: 2, GracefulTimeout: time.Second})
+	ctx := ctxT(t)
+	// Fixed 64 KiB windows, and a client that never reads: the session's
+	// Send blocks once a few 60 KB notifications are out.
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, w := helloOn(t, conn, "hog")
+	big := make([]byte, 60<<10)
+	for range 10 { // the last ones overflow the queue of 2: slow consumer
+		if _, err := e.admin.Notify(adminCtx(ctx), &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_USER, User: "hog", Topic: "bulk", Payload: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := e.admin.Kick(adminCtx(ctx), &hubpb.KickRequest{User: "hog", Reason: "abuse", Reconnect: hubpb.Reconnect_RECONNECT_NOT_ALLOWED})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.GetSessions() != 1 {
+		t.Fatalf("kick addressed %d sessions; want 1", rep.GetSessions())
+	}
+	end := e.waitEnd(rep.GetSeq(), w.GetSessionId())
+	d := end.Event.GetSessionDisconnected()
+	kick := e.events(rep.GetSeq())[0]
+	if d.GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED || !bytes.Equal(d.GetCauseEventId(), kick.ID[:]) ||
+		d.GetReconnect() != eventpb.Reconnect_RECONNECT_NOT_ALLOWED || end.Event.GetActor() != "ops-alice" || end.Event.GetReason() != "abuse" {
+		t.Fatalf("end %v; want the kick %s (not allowed, by ops-alice, abuse)", end.Event, kick.ID)
+	}
+	_, err = e.dialHello(&hubpb.Hello{User: "hog", Device: "d", Resume: &hubpb.Resume{SessionId: w.GetSessionId(), Secret: w.GetResumeSecret()}})
+	if st, rj := rejected(t, err); st.Code() != codes.PermissionDenied || rj.GetReconnect() != hubpb.Reconnect_RECONNECT_NOT_ALLOWED {
+		t.Fatalf("resume after the kick: %v; want refused, reconnect not allowed", err)
+	}
 }

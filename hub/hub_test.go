@@ -43,16 +43,28 @@ type env struct {
 	conn  *grpc.ClientConn
 	admin hubpb.AdminClient
 	cfg   hub.Config
+	proj  projections.Config
 	down  bool
 
 	// serverCreds and clientCreds secure the transport (default plaintext).
 	serverCreds credentials.TransportCredentials
 	clientCreds credentials.TransportCredentials
+	// daemonCfg, if set, changes the daemon's configuration before start.
+	daemonCfg func(*daemon.Config)
 }
 
 func newEnv(t *testing.T, cfg hub.Config) *env {
 	t.Helper()
 	return newEnvWith(t, cfg, nil, nil)
+}
+
+// newEnvProj is newEnv with the projection runner configured too.
+func newEnvProj(t *testing.T, cfg hub.Config, proj projections.Config) *env {
+	t.Helper()
+	e := &env{t: t, dir: t.TempDir(), cfg: cfg, proj: proj, clientCreds: insecure.NewCredentials()}
+	e.start()
+	t.Cleanup(e.stop)
+	return e
 }
 
 // newEnvWith is newEnv over a transport secured with the given
@@ -68,17 +80,33 @@ func newEnvWith(t *testing.T, cfg hub.Config, serverCreds, clientCreds credentia
 	return e
 }
 
+// newEnvFrom starts e as newEnv would, with what e sets already (t, dir,
+// cfg, daemonCfg, credentials).
+func newEnvFrom(e *env) *env {
+	e.t.Helper()
+	if e.clientCreds == nil {
+		e.clientCreds = insecure.NewCredentials()
+	}
+	e.start()
+	e.t.Cleanup(e.stop)
+	return e
+}
+
 func (e *env) start() {
 	t := e.t
 	t.Helper()
 	cfg := e.cfg
-	if cfg.AdminTokens == nil {
+	if cfg.AdminTokens == nil && cfg.Admins == nil {
 		cfg.AdminTokens = map[string]string{adminToken: "ops-alice"}
 	}
 	if cfg.ShutdownJitter == 0 {
 		cfg.ShutdownJitter = 100 * time.Millisecond
 	}
-	d, err := daemon.New(daemon.Config{Data: e.dir, Listen: "127.0.0.1:0", WSListen: "127.0.0.1:0", Hub: cfg, Creds: e.serverCreds, Logger: cfg.Logger})
+	dc := daemon.Config{Data: e.dir, Listen: "127.0.0.1:0", WSListen: "127.0.0.1:0", Hub: cfg, Projections: e.proj, Creds: e.serverCreds, Logger: cfg.Logger}
+	if e.daemonCfg != nil {
+		e.daemonCfg(&dc)
+	}
+	d, err := daemon.New(dc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,8 +318,8 @@ func (e *env) types(from uint64) []eventpb.EventType {
 
 // describe renders a record as one line for exact ledger assertions:
 //
-//	session_connected user/device session [supersedes a,b]
-//	session_reconnected user/device session from prev [supersedes a]
+//	session_connected user/device session [supersedes a,b] [policy ...]
+//	session_reconnected user/device session from prev [supersedes a] [policy ...]
 //	notification_sent target user-or-session topic
 //	kick_requested user-or-session by actor: reason
 //	user_banned user by actor: reason
@@ -304,10 +332,11 @@ func describe(r *ledger.Record) string {
 	who := ev.GetUser() + "/" + ev.GetDevice()
 	switch ev.GetType() {
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED:
-		return strings.TrimSpace(fmt.Sprintf("%s %s %s %s", name, who, ev.GetSession(), supersedes(ev.GetSessionConnected().GetSupersedes())))
+		c := ev.GetSessionConnected()
+		return strings.Join(strings.Fields(fmt.Sprintf("%s %s %s %s %s", name, who, ev.GetSession(), supersedes(c.GetSupersedes()), policy(c.GetPolicy()))), " ")
 	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		b := ev.GetSessionReconnected()
-		return strings.TrimSpace(fmt.Sprintf("%s %s %s from %s %s", name, who, ev.GetSession(), b.GetPreviousSession(), supersedes(b.GetSupersedes())))
+		return strings.Join(strings.Fields(fmt.Sprintf("%s %s %s from %s %s %s", name, who, ev.GetSession(), b.GetPreviousSession(), supersedes(b.GetSupersedes()), policy(b.GetPolicy()))), " ")
 	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT:
 		n := ev.GetNotificationSent()
 		return fmt.Sprintf("%s %s %s%s %s", name, strings.ToLower(strings.TrimPrefix(n.GetTarget().String(), "NOTIFICATION_TARGET_")), ev.GetUser(), ev.GetSession(), n.GetTopic())
@@ -334,6 +363,21 @@ func describe(r *ledger.Record) string {
 		return fmt.Sprintf("%s %s %s x%d: %s", name, who, c.GetCode(), c.GetCount(), ev.GetReason())
 	}
 	return name
+}
+
+// policy renders a connect's login policy when it limits anything.
+func policy(p *eventpb.LoginPolicy) string {
+	var out []string
+	if p.GetOnePerDevice() {
+		out = append(out, "one_per_device")
+	}
+	if n := p.GetMaxPerUser(); n > 0 {
+		out = append(out, fmt.Sprintf("max_per_user=%d", n))
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "policy " + strings.Join(out, ",")
 }
 
 func supersedes(ids []string) string {

@@ -187,3 +187,30 @@ func TestNodeFull(t *testing.T) {
 		t.Fatalf("old session ended with %v; want superseded by %s", d, nw.welcome.GetSessionId())
 	}
 }
+
+// TestClientFramesArePaced: a client that floods frames (here Acks) past
+// ClientFrameRate is read no faster than the rate, and counted; its
+// session stays up and is served.
+func TestClientFramesArePaced(t *testing.T) {
+	e := newEnv(t, hub.Config{ClientFrameRate: 5})
+	c := e.mustDial("flood", "d")
+	for i := range 40 {
+		if err := c.stream.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Ack{Ack: &hubpb.Ack{Seq: uint64(i)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.metric("sessionledger_client_frames_paced_total ") == "sessionledger_client_frames_paced_total 0" {
+		if time.Now().After(deadline) {
+			t.Fatal("no client frame was paced after 40 at a rate of 5 a second")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rep, err := e.admin.Notify(adminCtx(ctxT(t)), &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_USER, User: "flood", Topic: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err := c.next(); err != nil || f.GetNotification().GetSeq() != rep.GetSeq() {
+		t.Fatalf("paced session got %v, %v; want the notification", f, err)
+	}
+}

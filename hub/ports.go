@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -17,6 +18,8 @@ type Ports struct {
 	Publisher  Publisher
 	Projection Projection
 	History    History
+	// Cluster is the cluster this hub is a node of; nil on a single node.
+	Cluster Cluster
 }
 
 // Publisher records the hub's events: a watermill Publisher (the design's
@@ -52,4 +55,33 @@ type History interface {
 	Scan(ctx context.Context, from, to uint64, fn func(*ledger.Record) error) error
 	ByUser(ctx context.Context, user string, from, to uint64, fn func(*ledger.Record) error) error
 	BySession(ctx context.Context, session string, from, to uint64, fn func(*ledger.Record) error) error
+}
+
+// Cluster is what the hub shows of the cluster it is a node of.
+type Cluster interface {
+	// Nodes returns the live nodes as each last reported itself, this one
+	// first, and the newest seq at which all of them reported their chain
+	// hash (0: none shared).
+	Nodes(ctx context.Context) (nodes []NodeStatus, comparedSeq uint64, err error)
+	// Dead returns, of names, the nodes the cluster no longer sees alive
+	// (no heartbeat for its LostAfter); never this one.
+	Dead(ctx context.Context, names []string) ([]string, error)
+	// Alive returns the names of the nodes the cluster sees alive, in
+	// order.
+	Alive(ctx context.Context) ([]string, error)
+}
+
+// NodeStatus is one node of a cluster as it last reported itself.
+type NodeStatus struct {
+	Node, Addr     string
+	HeadSeq        uint64
+	HeadHash       string
+	AppliedSeq     uint64
+	Lag            uint64
+	Sessions       int
+	Updated        time.Time
+	HashAtCompared string
+	// Differs is set when its hash at the compared seq is not the one
+	// most nodes have.
+	Differs bool
 }

@@ -8,10 +8,13 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/oklog/ulid/v2"
 
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger"
@@ -28,10 +31,15 @@ type Server struct {
 	pub     Publisher
 	proj    Projection
 	hist    History
+	cluster Cluster // nil on a single node
 	log     *slog.Logger
 	metrics *metrics
 	health  *health.Server
 	lis     *Listener // the gRPC transport's, for aborts
+
+	// The credentials in force; reloads replace them whole.
+	keys   atomic.Pointer[ClientKeys] // nil: identities from Hello
+	admins atomic.Pointer[adminSet]
 
 	mu       sync.Mutex
 	sessions map[string]*session            // live sessions held by this node
@@ -53,6 +61,10 @@ type Server struct {
 
 	bg     sync.WaitGroup
 	stopBg chan struct{}
+
+	// started is set by Start; draining once a drain of this node was
+	// recorded after it (it takes no more sessions until it restarts).
+	started, draining atomic.Bool
 
 	// epoch carries a monotonic reading: ping schedules are offsets from
 	// it, so a wall-clock step cannot stop or bunch pings.
@@ -77,6 +89,7 @@ func New(ports Ports, cfg Config) (*Server, error) {
 		pub:      ports.Publisher,
 		proj:     ports.Projection,
 		hist:     ports.History,
+		cluster:  ports.Cluster,
 		log:      cfg.Logger,
 		health:   health.NewServer(),
 		sessions: make(map[string]*session),
@@ -87,6 +100,17 @@ func New(ports Ports, cfg Config) (*Server, error) {
 		stopBg:   make(chan struct{}),
 		epoch:    time.Now(),
 		bcast:    &broadcasts{limit: cfg.RedeliveryLimit},
+	}
+	s.admins.Store(&adminSet{tokens: cfg.adminTokens()})
+	switch {
+	case cfg.ClientKeys != nil:
+		s.keys.Store(cfg.ClientKeys)
+	case len(cfg.JWTSecret) > 0:
+		k, err := NewClientKeys(cfg.JWTSecret, nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("hub config: %w", err)
+		}
+		s.keys.Store(k)
 	}
 	s.metrics = newMetrics(cfg.Metrics, s)
 	s.rates = newRateLimiter(cfg.UserConnectsPerMinute, time.Minute)
@@ -110,9 +134,25 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.rejects.loop()
 	go s.watchHealth()
 	go s.heartbeats()
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.health.SetServingStatus("sessionledger.hub.v1.Hub", healthpb.HealthCheckResponse_SERVING)
+	if s.cluster != nil {
+		s.bg.Add(1)
+		go s.watchLost()
+	}
+	s.started.Store(true)
+	s.serving()
 	return nil
+}
+
+// onlyDraining reports an Err that says only that the node drains.
+func onlyDraining(err error) bool {
+	j, ok := err.(interface{ Unwrap() []error })
+	return ok && len(j.Unwrap()) == 1 && j.Unwrap()[0] == errDraining
+}
+
+// loginPolicy is the policy every connect records: the reducer decides
+// the supersedes from it, in log order.
+func (s *Server) loginPolicy() *eventpb.LoginPolicy {
+	return &eventpb.LoginPolicy{MaxPerUser: uint32(s.cfg.Policy.MaxPerUser), OnePerDevice: s.cfg.Policy.OnePerDevice}
 }
 
 // healthInterval is how often the hub checks its log and projection for
@@ -120,9 +160,12 @@ func (s *Server) Start(ctx context.Context) error {
 const healthInterval = time.Second
 
 // Err reports why the hub cannot serve, or nil: its log takes no more
-// appends, or its projection stopped following the log (nothing recorded
-// would be enforced). /healthz reports it; the gRPC health service turns
-// NOT_SERVING within healthInterval.
+// appends, its projection stopped following the log (nothing recorded would
+// be enforced), or it has fallen behind the log (projections.ErrStalled: a
+// durable record has waited longer than the runner's StallAfter; nothing
+// recorded since is enforced). /healthz reports it; the gRPC health service
+// turns NOT_SERVING within healthInterval, and SERVING again once it
+// clears (a ledger's failure never does until a restart).
 func (s *Server) Err() error {
 	var errs []error
 	if p, ok := s.pub.(interface{ Err() error }); ok {
@@ -133,12 +176,21 @@ func (s *Server) Err() error {
 	if err := s.proj.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("projections: %w", err))
 	}
+	if s.draining.Load() {
+		errs = append(errs, errDraining)
+	}
+	if p, ok := s.proj.(interface{ Stalled() error }); ok {
+		if err := p.Stalled(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
 // heartbeats marks a ping due on every session whose heartbeat interval
-// has passed since its last one, and pokes it: one ticker for the node
-// instead of one per session. Pings are scheduled on the monotonic clock
+// has passed since its last one, and an end due on every session whose
+// client token has expired (by Config.Now), and pokes it: one ticker for
+// the node instead of one per session. Pings are scheduled on the monotonic clock
 // (a wall-clock step cannot stop them, and a test's Config.Now does not
 // hold them back) and are up to a tick late; the session judges idleness
 // by Config.Now when a ping falls due, so an idle end comes at most one
@@ -155,17 +207,27 @@ func (s *Server) heartbeats() {
 			return
 		}
 		now := s.mono()
+		wall := s.cfg.Now().UnixNano()
 		next := now + int64(s.cfg.HeartbeatInterval)
 		s.mu.Lock()
 		for _, sess := range s.sessions {
-			if sess.nextPing.Load() <= now {
+			ping := sess.nextPing.Load() <= now
+			if ping {
 				sess.nextPing.Store(next)
-				due = append(due, sess)
+				sess.pingDue.Store(true)
 			}
+			// A token that expired ends its session; the same tick finds
+			// it, so the end is at most a tick late, and no session needs
+			// a timer of its own.
+			if sess.expired(wall) {
+				sess.expiryDue.Store(true)
+			} else if !ping {
+				continue
+			}
+			due = append(due, sess)
 		}
 		s.mu.Unlock()
 		for i, sess := range due {
-			sess.pingDue.Store(true)
 			sess.poke()
 			due[i] = nil
 		}
@@ -179,24 +241,43 @@ func heartbeatTick(interval time.Duration) time.Duration {
 	return max(interval/10, time.Millisecond)
 }
 
-// watchHealth turns the health service NOT_SERVING, and logs why, once Err
-// reports a failure.
+// watchHealth turns the health service NOT_SERVING, and logs why, while
+// Err reports a failure, and SERVING again once it does not: a ledger's
+// failure is sticky until a restart; projections that fell behind catch
+// up; a cluster's log comes back when its quorum or connection does.
 func (s *Server) watchHealth() {
 	defer s.bg.Done()
 	t := time.NewTicker(healthInterval)
 	defer t.Stop()
+	var failing error
 	for {
 		select {
 		case <-t.C:
-			if err := s.Err(); err != nil {
-				s.notServing()
-				s.log.Error("the hub cannot serve; health reports NOT_SERVING until it is restarted", "err", err)
-				return
-			}
 		case <-s.stopBg:
 			return
 		}
+		err := s.Err()
+		switch {
+		case err != nil && failing == nil:
+			s.notServing()
+			if onlyDraining(err) {
+				s.log.Info("health reports NOT_SERVING while the node drains")
+			} else if errors.Is(err, projections.ErrStalled) {
+				s.log.Error("the projections are behind the log: nothing recorded since is enforced; health reports NOT_SERVING until they catch up", "err", err)
+			} else {
+				s.log.Error("the hub cannot serve; health reports NOT_SERVING", "err", err)
+			}
+		case err == nil && failing != nil:
+			s.serving()
+			s.log.Info("the hub can serve again; health reports SERVING")
+		}
+		failing = err
 	}
+}
+
+func (s *Server) serving() {
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus("sessionledger.hub.v1.Hub", healthpb.HealthCheckResponse_SERVING)
 }
 
 func (s *Server) notServing() {
@@ -215,9 +296,20 @@ func (s *Server) Health() *health.Server { return s.health }
 // other failure is logged and returned as ErrLedger: the caller must not
 // act.
 func (s *Server) publish(ctx context.Context, events ...*eventpb.Event) ([]ledger.Stamp, error) {
+	return s.publishKeyed(ctx, nil, events...)
+}
+
+// publishKeyed is publish with each event's idempotency key (the
+// message's UUID) given, not drawn: a cluster's log stores a message once
+// per key within its duplicate window (several nodes recording the same
+// fact), and the publish of a copy returns the stored one's stamp.
+func (s *Server) publishKeyed(ctx context.Context, keys []string, events ...*eventpb.Event) ([]ledger.Stamp, error) {
 	msgs, err := eventMessages(ctx, s.cfg.Node, events)
 	if err != nil {
 		return nil, err
+	}
+	for i, k := range keys {
+		msgs[i].UUID = k
 	}
 	start := time.Now()
 	stamps, err := s.pub.PublishStamped(ledger.EventsTopic, msgs...)
@@ -253,7 +345,13 @@ func (s *Server) publish(ctx context.Context, events ...*eventpb.Event) ([]ledge
 // publishApplied publishes and waits until the projection applied the
 // last event (and the hub's enforcement for it began).
 func (s *Server) publishApplied(ctx context.Context, events ...*eventpb.Event) ([]ledger.Stamp, error) {
-	st, err := s.publish(ctx, events...)
+	return s.publishAppliedKeyed(ctx, nil, events...)
+}
+
+// publishAppliedKeyed is publishApplied with the events' keys given
+// (publishKeyed).
+func (s *Server) publishAppliedKeyed(ctx context.Context, keys []string, events ...*eventpb.Event) ([]ledger.Stamp, error) {
+	st, err := s.publishKeyed(ctx, keys, events...)
 	if err != nil {
 		return nil, err
 	}
@@ -285,6 +383,33 @@ func (s *Server) Enforce(ch projections.Change) {
 	if ch.Type == eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT && ch.Record != nil {
 		s.fanOut(ch.Record)
 	}
+	if ch.Type == eventpb.EventType_EVENT_TYPE_NODE_DRAINED && ch.Record != nil {
+		s.drained(ch.Record.Event.GetNodeDrained().GetNode())
+	}
+	if e := ch.Ended; e != nil {
+		s.mu.Lock()
+		sess := s.sessions[e.ID]
+		s.mu.Unlock()
+		if sess != nil {
+			// Another node recorded the end of a session this one still
+			// holds: this node was cut off and the others recorded it
+			// lost. The log says it is over: close it, recording nothing.
+			sess.endedElsewhere(ended(e, ch.Record))
+		}
+	}
+}
+
+// ended is the Disconnect a client is told when the log ended its session
+// without this node: the recorded cause and advice, and the event behind
+// it (the kick, ban or superseding connect), or else the recorded end
+// itself.
+func ended(e *projections.Ended, r *ledger.Record) *Disconnect {
+	d := &Disconnect{Cause: Cause(e.Cause), Reason: "the cluster recorded this session's end while this node was cut off from it",
+		Reconnect: e.Reconnect, ReconnectAfter: time.Duration(e.ReconnectMS) * time.Millisecond, EventID: e.CauseEventID, SupersededBy: e.SupersededBy}
+	if d.EventID == (ulid.ULID{}) && r != nil {
+		d.EventID = r.ID
+	}
+	return d
 }
 
 func pendingDisconnect(p projections.PendingEnd) *Disconnect {
@@ -413,30 +538,58 @@ func (s *Server) Live() int {
 	return len(s.sessions)
 }
 
+// recoveryTimeout bounds crash recovery's wait for its ends to be
+// recorded and applied: a start-up never waits without a deadline.
+const recoveryTimeout = time.Minute
+
 // recoverLost ends every session the log shows live on this node: none can
-// be, since the node is only starting. They are recorded with cause lost.
+// be, since the node is only starting. A session the projections mark as
+// pending an end (a kick, ban or supersede recorded before the crash, whose
+// end was not) ends with that pending end: its cause, event id, actor,
+// reason and reconnect advice, so the first cause wins as in the reducer
+// and a resume is judged by it. Any other ends with cause lost.
 func (s *Server) recoverLost(ctx context.Context) error {
 	var lost []projections.Session
-	s.proj.Read(func(st *projections.State) { lost = st.Sessions(projections.Filter{Node: s.cfg.Node}) })
+	pending := map[string]projections.PendingEnd{}
+	s.proj.Read(func(st *projections.State) {
+		lost = st.Sessions(projections.Filter{Node: s.cfg.Node})
+		for _, l := range lost {
+			if p, ok := st.Pending(l.ID); ok {
+				pending[l.ID] = p
+			}
+		}
+	})
 	if len(lost) == 0 {
 		return nil
 	}
 	evs := make([]*eventpb.Event, len(lost))
+	causes := make([]Cause, len(lost))
 	for i, l := range lost {
-		evs[i] = &eventpb.Event{
-			Type: eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, User: l.User, Device: l.Device, Session: l.ID,
-			Node: s.cfg.Node, Actor: "system", Reason: "hub restarted; the session was not closed",
-			Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: &eventpb.SessionDisconnected{
-				Cause: eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST, Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED}},
+		cause, reason := CauseLost, "hub restarted; the session was not closed"
+		d := &Disconnect{Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED, Actor: "system"}
+		if p, ok := pending[l.ID]; ok {
+			d = pendingDisconnect(p)
+			cause, reason = d.Cause, d.Reason
 		}
+		evs[i], causes[i] = endEvent(l.User, l.Device, l.ID, cause, reason, d), cause
+		evs[i].Node = s.cfg.Node
 	}
-	if _, err := s.publishApplied(ctx, evs...); err != nil {
-		return err
+	ctx, cancel := context.WithTimeout(ctx, recoveryTimeout)
+	defer cancel()
+	st, err := s.publish(ctx, evs...)
+	if err != nil {
+		return fmt.Errorf("record the ends of %d sessions: %w", len(evs), err)
 	}
-	for range lost {
-		s.metrics.disconnects.WithLabelValues(CauseLost.String()).Inc()
+	first, last := st[0].Seq, st[len(st)-1].Seq
+	if err := s.proj.WaitApplied(ctx, last); err != nil {
+		return fmt.Errorf("wait for the projections to apply those ends (seq %d to %d): applied seq %d, head seq %d: %w",
+			first, last, s.proj.Applied(), s.hist.Head().Seq, err)
 	}
-	s.log.Warn("ended sessions left open by an earlier run", "count", len(lost), "cause", "lost")
+	for _, c := range causes {
+		s.metrics.disconnects.WithLabelValues(c.String()).Inc()
+	}
+	s.log.Warn("ended sessions left open by an earlier run", "count", len(lost),
+		"lost", len(lost)-len(pending), "ended_as_pending", len(pending))
 	return nil
 }
 

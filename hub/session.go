@@ -17,7 +17,6 @@ import (
 	"github.com/oklog/ulid/v2"
 	"google.golang.org/grpc/codes"
 
-	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/projections"
@@ -41,11 +40,20 @@ type session struct {
 	remote string
 
 	notes     noteQueue
+	replies   noteQueue    // answers to the client's frames (Refreshed), sent before notifications
 	lastHeard atomic.Int64 // unix nanos of the last client frame
 	pingDue   atomic.Bool  // set by Server.heartbeats
-	nextPing  atomic.Int64 // when the next ping is due, as Server.mono; Server.heartbeats' own
-	nonce     int64        // the worker's
-	recvEnd   atomic.Pointer[recvEnd]
+	// tokenExp is when the session's client token expires (unix nanos, 0:
+	// none); Server.heartbeats sets expiryDue once it has passed, and the
+	// worker ends the session unless a refresh moved it meanwhile.
+	tokenExp  atomic.Int64
+	expiryDue atomic.Bool
+	// refused counts the Refresh frames refused (the reader's): past
+	// maxRefusedRefreshes the session ends, so refusals cannot flood the log.
+	refused  int
+	nextPing atomic.Int64 // when the next ping is due, as Server.mono; Server.heartbeats' own
+	nonce    int64        // the worker's
+	recvEnd  atomic.Pointer[recvEnd]
 	// redeliveredBelow: on a resume, notifications with a lower seq were
 	// read from the ledger for redelivery; copies fanned out live while
 	// the resume was being admitted are dropped.
@@ -63,6 +71,10 @@ type session struct {
 
 	done   chan struct{} // closed once the end is recorded and the transport closed
 	result error         // what Serve returns; set before done closes
+
+	// recorded is set when the log holds the session's end already
+	// (another node recorded it): ending it records nothing more.
+	recorded atomic.Bool
 
 	// closedBy is set when another session's abort closes the connection
 	// this one shares with it, so its end says so rather than "client
@@ -121,6 +133,22 @@ func (ss *session) step() bool {
 		ss.finish(s.clientGone(ss, r.err))
 		return true
 	}
+	if ss.expiryDue.Load() {
+		if exp := ss.tokenExp.Load(); exp != 0 && exp <= s.cfg.Now().UnixNano() {
+			ss.endWith(&Disconnect{Cause: CauseTokenExpired, Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED,
+				Reason: "the session's token expired at " + time.Unix(0, exp).UTC().Format(time.RFC3339) + "; connect again with a fresh token"}, false, time.Time{})
+			return false
+		}
+		ss.expiryDue.Store(false) // refreshed meanwhile
+	}
+	if ss.replies.waiting() {
+		for _, f := range ss.replies.take() {
+			if err := ss.t.Send(f); err != nil {
+				ss.finish(s.clientGone(ss, err))
+				return true
+			}
+		}
+	}
 	if ss.pingDue.Swap(false) {
 		idle := s.cfg.Now().Sub(time.Unix(0, ss.lastHeard.Load()))
 		if idle >= s.cfg.IdleTimeout {
@@ -177,6 +205,12 @@ func (ss *session) endWith(d *Disconnect, abort bool, at time.Time) {
 			}
 		})
 	})
+}
+
+// endedElsewhere ends a session whose end another node recorded.
+func (ss *session) endedElsewhere(d *Disconnect) {
+	ss.recorded.Store(true)
+	ss.endWith(d, false, time.Time{})
 }
 
 // deliver queues a notification without blocking; a session whose queue is
@@ -286,6 +320,7 @@ func (s *Server) Serve(t Transport) error {
 		t.Close(err)
 		return err
 	}
+	pace := newFrameBucket(s.cfg.ClientFrameRate)
 	for {
 		f, err := t.Recv()
 		if err != nil {
@@ -293,11 +328,31 @@ func (s *Server) Serve(t Transport) error {
 			break
 		}
 		sess.lastHeard.Store(s.cfg.Now().UnixNano())
-		switch f.GetFrame().(type) {
+		if d := pace.take(time.Now()); d > 0 {
+			// Over its frame rate: read on only when it is due again;
+			// meanwhile the transport's flow control stops the client.
+			s.metrics.framesPaced.Inc()
+			timer := time.NewTimer(d)
+			select {
+			case <-timer.C:
+			case <-t.Context().Done():
+				timer.Stop()
+			case <-sess.done:
+				timer.Stop()
+			}
+		}
+		switch x := f.GetFrame().(type) {
 		case *hubpb.ClientFrame_Goodbye:
 			sess.stopRecv(io.EOF)
 		case *hubpb.ClientFrame_Hello:
 			sess.stopRecv(invalidf("Hello sent twice"))
+		case *hubpb.ClientFrame_Refresh:
+			var end error
+			offload(func() { end = s.refresh(sess, x.Refresh.GetToken()) })
+			if end == nil {
+				continue
+			}
+			sess.stopRecv(end)
 		default:
 			continue
 		}
@@ -334,15 +389,22 @@ func (s *Server) admit(t Transport) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	user, device, err := s.identify(hello.GetUser(), hello.GetDevice(), hello.GetToken())
+	id, err := s.identify(hello.GetUser(), hello.GetDevice(), hello.GetToken())
 	if err != nil {
 		s.metrics.authFailures.Inc()
 		return nil, err
 	}
+	user, device := id.user, id.device
+	// The same rules for a name from a token's claims as from Hello.
+	if err := checkNames("user", user, "device", device); err != nil {
+		return nil, err
+	}
 	remote := t.Remote()
-	// A banned user is told so whatever their connect rate: a cheap read
-	// before the limits (the decision is taken again under the lock).
-	if rj := s.banRejection(user, s.cfg.Now()); rj != nil {
+	// A banned user, a revoked token or a connect a kick still refuses is
+	// told so whatever the connect rate: a cheap read before the limits
+	// (the decision is taken again under the lock).
+	resuming := hello.GetResume() != nil
+	if rj := s.refusal(id, s.cfg.Now(), !resuming); rj != nil {
 		return nil, s.reject(user, device, remote, rj)
 	}
 	if !s.rates.allow(user, s.cfg.Now()) {
@@ -362,9 +424,17 @@ func (s *Server) admit(t Transport) (*session, error) {
 		}
 	}()
 	now := s.cfg.Now()
-	if rj := s.banRejection(user, now); rj != nil {
+	if s.draining.Load() {
+		return nil, s.reject(user, device, remote, drainingRejection())
+	}
+	if rj := s.refusal(id, now, !resuming); rj != nil {
 		return nil, s.reject(user, device, remote, rj)
 	}
+	// What this connect will supersede, as this node sees it now: only
+	// to count it against MaxSessions (a user replacing their own session
+	// on a full node). The reducer decides what it does supersede, from
+	// the policy the event records, in log order (with several nodes,
+	// this view can be stale).
 	var supersedes []string
 	s.proj.Read(func(st *projections.State) { supersedes = st.Supersedes(s.cfg.Policy, user, device) })
 
@@ -376,6 +446,12 @@ func (s *Server) admit(t Transport) (*session, error) {
 				return nil, s.reject(user, device, remote, rj)
 			}
 			return nil, err
+		}
+		// A resume the session's own end allows may still meet a kick
+		// that holds its user and device (another session's): the
+		// resume's refusal comes first, as it is the more precise.
+		if rj := s.refusal(id, now, true); rj != nil {
+			return nil, s.reject(user, device, remote, rj)
 		}
 		// A resume of a session still live (its old transport not yet
 		// noticed as gone) replaces it; so does a second resume of the same
@@ -396,7 +472,11 @@ func (s *Server) admit(t Transport) (*session, error) {
 
 	sess := &session{
 		s: s, t: t, id: ulid.Make().String(), user: user, device: device, remote: remote,
-		notes: noteQueue{max: s.cfg.NotifyBuffer}, ended: make(chan struct{}), done: make(chan struct{}),
+		notes: noteQueue{max: s.cfg.NotifyBuffer}, replies: noteQueue{max: maxRefusedRefreshes + 2},
+		ended: make(chan struct{}), done: make(chan struct{}),
+	}
+	if !id.token.expires.IsZero() {
+		sess.tokenExp.Store(id.token.expires.UnixNano())
 	}
 	sess.nextPing.Store(s.mono() + int64(s.cfg.HeartbeatInterval))
 	sess.lastHeard.Store(now.UnixNano())
@@ -426,17 +506,21 @@ func (s *Server) admit(t Transport) (*session, error) {
 	prev := res.prev
 	if prev == "" {
 		ev.Type = eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED
-		ev.Body = &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: remote, HeartbeatMs: hb, Supersedes: supersedes, Transport: transport}}
+		ev.Body = &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: remote, HeartbeatMs: hb, Policy: s.loginPolicy(),
+			Token: id.token.pb(), Transport: transport}}
 	} else {
 		ev.Type = eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED
 		ev.Body = &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{
-			PreviousSession: prev, LastAckedSeq: res.lastAcked, RemoteAddr: remote, HeartbeatMs: hb, Supersedes: supersedes, Transport: transport}}
+			PreviousSession: prev, LastAckedSeq: res.lastAcked, RemoteAddr: remote, HeartbeatMs: hb, Policy: s.loginPolicy(),
+			Token: id.token.pb(), Transport: transport}}
 	}
 	stamps, err := s.publishApplied(ctx, ev)
 	if err != nil {
 		if stamps != nil {
 			// Durable but not yet applied (ctx ended): the session exists in
-			// the log, so record its end too.
+			// the log, so record its end too (recordEnd takes the lock).
+			lock.Unlock()
+			locked = false
 			s.recordEnd(sess, CauseClientClosed, "client left before the session started", nil)
 		}
 		return nil, err
@@ -457,7 +541,7 @@ func (s *Server) admit(t Transport) (*session, error) {
 	}
 	welcome := &hubpb.Welcome{SessionId: sess.id, ResumeSecret: s.resumeSecret(sess.id), HeartbeatIntervalMs: hb,
 		EventId: stamps[0].ID.String(), Seq: stamps[0].Seq, ResumedFrom: prev, Redelivering: uint32(len(missed)),
-		RedeliveryTruncated: truncated}
+		RedeliveryTruncated: truncated, TokenExpiresUnixNano: sess.tokenExp.Load()}
 	if len(missed) > 0 {
 		welcome.OldestRedeliveredSeq = missed[0].GetSeq()
 	}
@@ -492,20 +576,47 @@ func jittered(base time.Duration) time.Duration {
 	return base + rand.N(base+1)
 }
 
-// banRejection returns the refusal of a connect by user at now if the user
-// is banned then, nil otherwise.
-func (s *Server) banRejection(user string, now time.Time) *Rejection {
+// refusal returns the refusal of a connect by id at now, nil if none: the
+// user is banned, the token is revoked, or (with kicks) a kick still holds
+// the user and device or the token. All three are read from the
+// projections, in one read, so every node refuses the same connects.
+func (s *Server) refusal(id identity, now time.Time, kicks bool) *Rejection {
 	var ban projections.Ban
-	var banned bool
-	s.proj.Read(func(st *projections.State) { ban, banned = st.BanAt(user, now) })
-	if !banned {
-		return nil
+	var rev projections.Revocation
+	var f projections.Refusal
+	var banned, revoked, refused bool
+	s.proj.Read(func(st *projections.State) {
+		if ban, banned = st.BanAt(id.user, now); banned {
+			return
+		}
+		if !id.token.expires.IsZero() {
+			if rev, revoked = st.RevokedAt(id.user, id.token.id, id.token.issued, now); revoked {
+				return
+			}
+		}
+		if kicks {
+			f, refused = st.RefusalAt(id.user, id.device, id.token.id, now)
+		}
+	})
+	switch {
+	case banned:
+		rj := &Rejection{Code: RejectBanned, Reason: ban.Reason, Until: ban.Until, Reconnect: eventpb.Reconnect_RECONNECT_NOT_ALLOWED, status: codes.PermissionDenied}
+		if !ban.Until.IsZero() {
+			rj.Reconnect, rj.ReconnectAfter = eventpb.Reconnect_RECONNECT_AFTER, ban.Until.Sub(now)
+		}
+		return rj
+	case revoked:
+		return &Rejection{Code: RejectRevoked, Reason: "token revoked: " + rev.Reason, EventID: rev.EventID,
+			Reconnect: eventpb.Reconnect_RECONNECT_NOT_ALLOWED, status: codes.PermissionDenied}
+	case refused:
+		rj := &Rejection{Code: RejectKicked, Reason: "kicked: " + f.Reason, EventID: f.EventID, Until: f.Until,
+			Reconnect: f.Reconnect, status: codes.PermissionDenied}
+		if f.Reconnect == eventpb.Reconnect_RECONNECT_AFTER {
+			rj.ReconnectAfter = f.Until.Sub(now)
+		}
+		return rj
 	}
-	rj := &Rejection{Code: RejectBanned, Reason: ban.Reason, Until: ban.Until, Reconnect: eventpb.Reconnect_RECONNECT_NOT_ALLOWED, status: codes.PermissionDenied}
-	if !ban.Until.IsZero() {
-		rj.Reconnect, rj.ReconnectAfter = eventpb.Reconnect_RECONNECT_AFTER, ban.Until.Sub(now)
-	}
-	return rj
+	return nil
 }
 
 // recvHello waits for the client's first frame, which must be a Hello,
@@ -535,8 +646,8 @@ func (s *Server) recvHello(t Transport) (*hubpb.Hello, error) {
 		if h == nil {
 			return nil, invalidf("the first frame must be Hello")
 		}
-		if len(h.GetUser()) > hubapi.MaxNameBytes || len(h.GetDevice()) > hubapi.MaxNameBytes || len(h.GetResume().GetSessionId()) > hubapi.MaxNameBytes {
-			return nil, invalidf("hello: user, device and resumed session id are at most %d bytes", hubapi.MaxNameBytes)
+		if err := checkNames("hello: user", h.GetUser(), "hello: device", h.GetDevice(), "hello: resumed session id", h.GetResume().GetSessionId()); err != nil {
+			return nil, err
 		}
 		return h, nil
 	case <-timer.C:
@@ -635,10 +746,47 @@ func (s *Server) endSession(sess *session) error {
 // recordEnd appends the session's session_disconnected event and forgets
 // it. A failed append is logged: the session is over either way, and the
 // next start records it as lost.
+//
+// The first recorded cause wins, as in the reducer: if the projections
+// mark the session as pending an end (a kick, ban or supersede recorded
+// while it was live), the end carries that pending end, whatever ended it
+// here (an idle timeout or slow consumer decided before the kick, a
+// client that left as it was kicked). The user's connect lock, which Kick,
+// Ban and connects hold until their event is applied, makes the look-up
+// and the append one step for this node: a kick lands wholly before the
+// end (and is carried) or after it (and finds the session gone).
 func (s *Server) recordEnd(sess *session, cause Cause, reason string, d *Disconnect) {
 	s.unregister(sess)
+	if sess.recorded.Load() {
+		return // the log has its end (another node recorded it)
+	}
+	lock := s.userLock(sess.user)
+	lock.Lock()
+	defer lock.Unlock()
+	var p projections.PendingEnd
+	var pending bool
+	s.proj.Read(func(st *projections.State) { p, pending = st.Pending(sess.id) })
+	if pending {
+		d = pendingDisconnect(p)
+		cause, reason = d.Cause, d.Reason
+	}
+	ev := endEvent(sess.user, sess.device, sess.id, cause, reason, d)
+	// The session is over either way: its end is recorded even when the
+	// transport's context has ended.
+	if _, err := s.publish(context.Background(), ev); err != nil {
+		s.log.Error("could not record a session end; it will be recorded as lost at the next start", "session", sess.id, "err", err)
+	}
+	s.metrics.disconnects.WithLabelValues(cause.String()).Inc()
+}
+
+// endEvent is the session_disconnected event of session id of user on
+// device, ended with cause and reason. d, when the server ended it, gives
+// the reconnect advice, the causing event and who ordered it (default
+// "system"); without d the client ended it: reconnect allowed, the user as
+// actor.
+func endEvent(user, device, id string, cause Cause, reason string, d *Disconnect) *eventpb.Event {
 	body := &eventpb.SessionDisconnected{Cause: eventpb.DisconnectCause(cause), Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED}
-	actor := sess.user
+	actor := user
 	if d != nil {
 		d.record(body)
 		actor = "system"
@@ -646,12 +794,6 @@ func (s *Server) recordEnd(sess *session, cause Cause, reason string, d *Disconn
 			actor = d.Actor
 		}
 	}
-	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, User: sess.user, Device: sess.device,
-		Session: sess.id, Actor: actor, Reason: reason, Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: body}}
-	// The session is over either way: its end is recorded even when the
-	// transport's context has ended.
-	if _, err := s.publish(context.Background(), ev); err != nil {
-		s.log.Error("could not record a session end; it will be recorded as lost at the next start", "session", sess.id, "err", err)
-	}
-	s.metrics.disconnects.WithLabelValues(cause.String()).Inc()
+	return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, User: user, Device: device,
+		Session: id, Actor: actor, Reason: reason, Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: body}}
 }

@@ -483,6 +483,9 @@ const (
 	closeUnavailable   = 6 // the ledger cannot record: the hub fails closed
 	closeUnauth        = 7
 	closeNoHello       = 8
+	closeRevoked       = 9  // the client's token is revoked
+	closeKicked        = 10 // a kick still refuses this user and device (or token)
+	closeDraining      = 11 // the node is drained: connect to another one
 )
 
 // CloseCode is the WebSocket close code and reason for a session's end, as
@@ -503,7 +506,8 @@ func CloseCode(end error) (int, string) {
 	var rj *Rejection
 	if errors.As(end, &rj) {
 		n := map[string]int{RejectRateLimited: closeRateLimited, RejectNodeFull: closeNodeFull,
-			RejectResumeRefused: closeResumeRefused, RejectBanned: closeBanned}[rj.Code]
+			RejectResumeRefused: closeResumeRefused, RejectBanned: closeBanned, RejectRevoked: closeRevoked,
+			RejectKicked: closeKicked, RejectDraining: closeDraining}[rj.Code]
 		code := CloseRefusedBase + n
 		if rj.Reconnect == eventpb.Reconnect_RECONNECT_NOT_ALLOWED {
 			code += CloseNotAllowedAdd

@@ -9,6 +9,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
@@ -43,6 +44,9 @@ type appendReq struct {
 type pendingRecord struct {
 	body                 []byte
 	topic, user, session string
+	// fixed is set for a replicated record: its seq and time come from
+	// the ordering log (Replicate).
+	fixed *fixedStamp
 }
 
 type kvPut struct {
@@ -126,6 +130,9 @@ func checkName(what, name string) error {
 func (s *Store) submitPending(ctx context.Context, recs []pendingRecord) ([]Stamp, error) {
 	if s.opts.ReadOnly {
 		return nil, ErrReadOnly
+	}
+	if s.opts.Replica {
+		return nil, ErrReplica
 	}
 	if len(recs) == 0 {
 		return nil, nil
@@ -226,6 +233,7 @@ func (s *Store) commit(batch []*appendReq) {
 		reply(batch, nil, failed)
 		return
 	}
+	batch = checkFixed(head.Seq, batch)
 	offsets := s.takePendingOffsets()
 	if len(batch) == 0 && len(offsets) == 0 {
 		return // an offset kick whose offsets an earlier commit already wrote
@@ -244,6 +252,10 @@ func (s *Store) commit(batch []*appendReq) {
 	stamps := make([][]Stamp, len(batch))
 	next := head
 	var tailBytes int
+	// The tree's frontier after this commit; it replaces s.tree only once
+	// the commit is durable.
+	var tree frontier
+	withTree := !s.opts.noTree && nrec > 0
 	s.commitGate.Lock()
 	defer s.commitGate.Unlock()
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -264,10 +276,15 @@ func (s *Store) commit(batch []*appendReq) {
 		}
 		next = head
 		tailBytes = s.tailBytes
+		tree = s.tree
 		post := &s.post
 		post.reset()
 		keys := make([]byte, 8*nrec)
 		vals := make([]byte, 0, size)
+		var treeVal []byte // the commit's stored tree hashes: one value (tree.go)
+		if withTree {
+			treeVal = make([]byte, 0, (2*nrec+64)*hashSize)
+		}
 		st := stampBuf
 		for i, req := range batch {
 			if req.put != nil {
@@ -282,7 +299,11 @@ func (s *Store) commit(batch []*appendReq) {
 			st = st[len(req.recs):]
 			for j, rec := range req.recs {
 				next.Seq++
-				s.stampNext(&next)
+				if rec.fixed != nil {
+					stampFixed(&next, rec.fixed)
+				} else {
+					s.stampNext(&next)
+				}
 				start := len(vals)
 				vals, next.Hash = appendValue(vals, next.Hash, next.Seq, &next.ID, next.Time.UnixNano(), rec.body)
 				key := keys[:8:8]
@@ -290,6 +311,15 @@ func (s *Store) commit(batch []*appendReq) {
 				binary.BigEndian.PutUint64(key, next.Seq)
 				if err := log.Put(key, vals[start:len(vals):len(vals)]); err != nil {
 					return err
+				}
+				if withTree {
+					hs, err := tree.append(s.leafHash.leaf(vals[start+hashSize:]))
+					if err != nil {
+						return err
+					}
+					for _, h := range hs {
+						treeVal = append(treeVal, h[:]...)
+					}
 				}
 				post.add(kindTopic, rec.topic, next.Seq)
 				if rec.user != "" {
@@ -300,6 +330,18 @@ func (s *Store) commit(batch []*appendReq) {
 				}
 				stamps[i][j] = Stamp{Seq: next.Seq, ID: next.ID, Time: next.Time, Hash: next.Hash}
 			}
+		}
+		if withTree {
+			tb := tx.Bucket(bucketTree)
+			tb.FillPercent = 1.0
+			if err := tb.Put(seqKey(uint64(tlog.StoredHashIndex(0, int64(head.Seq)))), treeVal); err != nil {
+				return err
+			}
+			root, err := tree.root()
+			if err != nil {
+				return err
+			}
+			next.Root = root
 		}
 		if post.n == 0 {
 			return nil
@@ -338,6 +380,9 @@ func (s *Store) commit(batch []*appendReq) {
 		s.afterCommit()
 	}
 	s.tailBytes = tailBytes
+	if withTree {
+		s.tree = tree
+	}
 	s.commits.Add(1)
 	s.committed.Add(next.Seq - head.Seq)
 	s.mu.Lock()

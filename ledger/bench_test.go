@@ -174,3 +174,28 @@ func boltCeiling(b *testing.B, perTx int) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(len(value)), "bytes/event")
 }
+
+// BenchmarkAppendTree is the same-run A/B of the Merkle tree's cost on the
+// append path: BenchmarkAppend with the tree (as shipped) and without it
+// (ledger.WithoutTree, a benchmark-only switch), interleaved per appender
+// count so both meet the same disk. Compare events/s and cpu-µs/event.
+func BenchmarkAppendTree(b *testing.B) {
+	for _, appenders := range []int{1, 16, 256} {
+		for _, tree := range []bool{true, false} {
+			b.Run(fmt.Sprintf("appenders=%d/tree=%v", appenders, tree), func(b *testing.B) {
+				opts := ledger.Options{}
+				if !tree {
+					opts = ledger.WithoutTree(opts)
+				}
+				s, err := ledger.Open(filepath.Join(b.TempDir(), "ledger.db"), &opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				runAppenders(b, s, benchEvents(benchUsers(b)), appenders, false)
+				st := s.Stats()
+				b.ReportMetric(float64(st.Records)/float64(max(st.Commits, 1)), "events/commit")
+			})
+		}
+	}
+}

@@ -61,3 +61,29 @@ func (s *Store) LastBlob(prefix, upTo string) (string, []byte, error) {
 	})
 	return key, out, err
 }
+
+// Blobs calls fn with every blob whose key starts with prefix, in key
+// order. The values are copies; fn runs outside the read transaction.
+func (s *Store) Blobs(prefix string, fn func(key string, value []byte) error) error {
+	type blob struct {
+		key   string
+		value []byte
+	}
+	var all []blob
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketBlobs).Cursor()
+		for k, v := c.Seek([]byte(prefix)); k != nil && strings.HasPrefix(string(k), prefix); k, v = c.Next() {
+			all = append(all, blob{string(k), append([]byte(nil), v...)})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, b := range all {
+		if err := fn(b.key, b.value); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -18,7 +18,9 @@
 // Get, Scan (seq range), ScanTime (time range, by binary search over seq),
 // ByUser, BySession, ByTopic (through indexes written in the record's own
 // transaction), Head, Verify (recomputes the chain and names the first bad
-// seq), Backup (a consistent copy while appends go on). The watermill
+// seq), VerifyTree and CrossCheck (the whole file), TreeRoot,
+// InclusionProof, ConsistencyProof, Backup (a consistent copy while appends
+// go on). The watermill
 // Subscriber delivers a topic in order, at least once, with durable
 // consumer-group offsets; it is woken by the writer on every commit that
 // adds records.
@@ -40,9 +42,16 @@
 //
 // The hash chain proves the log self-consistent, not authentic: whoever can
 // write the file can rewrite it and recompute the chain, or delete the
-// newest records, which leaves a shorter chain that verifies. Signed
-// checkpoints kept off the host are the planned answer
-// (docs/architecture.md).
+// newest records, which leaves a shorter chain that verifies. The Merkle
+// tree (tree.go: RFC 6962 over the records' bytes, kept in the records'
+// transaction) is what signed checkpoints (package ledger/checkpoint) commit
+// to; kept off the host, they catch such a rewrite (VerifyTree,
+// docs/verification.md). CrossCheck catches an editor who forgot the rest of
+// the file.
+// What such a file still holds past its head is handled, never waited
+// for: a read-write Open drops index entries past the head, and a
+// consumer offset past it is clamped when its group is loaded; both are
+// logged with their seqs and counted in Stats.
 //
 // Names that become bbolt keys (user, session, device, topic, consumer
 // group, blob key) are limited to MaxNameLen bytes.

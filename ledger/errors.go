@@ -20,6 +20,13 @@ var (
 	// (or something else) that is not a sessionledger ledger.
 	ErrNotLedger = errors.New("not a sessionledger ledger file")
 
+	// ErrReplica is returned by Append and Publish on a Store opened as a
+	// replica (Options.Replica): its records come from Replicate only.
+	ErrReplica = errors.New("ledger is a replica of a shared log; append through the cluster")
+	// ErrNotNext is returned by Replicate for a record that is not the
+	// next seq after the head: a replica takes the ordering log's records
+	// in order, without gaps.
+	ErrNotNext = errors.New("not the next seq")
 	// ErrReadOnly is returned by writes on a Store opened read-only.
 	ErrReadOnly = errors.New("ledger opened read-only")
 
@@ -37,6 +44,15 @@ var (
 	// ErrCorrupt is returned by the record decoder for bytes that are not a
 	// well-formed record. Verify reports the sequence it was found at.
 	ErrCorrupt = errors.New("corrupt record")
+
+	// ErrNoTree is returned by the tree's reads and proofs on a format-2
+	// file (from before the Merkle tree) opened read-only: a read-write
+	// Open (hubd) builds the tree and upgrades the file.
+	ErrNoTree = errors.New("ledger file is format v2, from before the Merkle tree: hubd builds the tree when it opens the file")
+
+	// ErrLogID is returned by Open when Options.LogID names another log
+	// than the one the file holds.
+	ErrLogID = errors.New("ledger file holds another log")
 
 	// ErrNotFound is returned by Get for a sequence number that is not in
 	// the log.

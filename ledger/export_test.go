@@ -138,3 +138,10 @@ func (s *Store) DataSize() (size int64, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
 	return size, err
 }
+
+// WithoutTree returns o with the Merkle tree off in the writer (the append
+// benchmarks' A/B switch).
+func WithoutTree(o Options) Options {
+	o.noTree = true
+	return o
+}

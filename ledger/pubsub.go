@@ -101,14 +101,30 @@ func (p *Publisher) PublishStamped(topic string, msgs ...*message.Message) ([]St
 	return p.s.submitPending(ctx, recs)
 }
 
-// messageRecord encodes msg for the writer: the envelope (topic, uuid,
-// metadata), then the payload as the record's event (on EventsTopic,
-// checked and indexed, but stored as published) or as its payload.
+// ValidateMessage reports why the ledger would refuse a message with this
+// payload on topic (on EventsTopic: not an event, or an event Append would
+// refuse), or nil. A publisher onto a log that others replicate checks
+// with it before the log takes the message.
+func ValidateMessage(topic string, payload []byte) error {
+	_, err := encodeMessage(topic, "", nil, payload)
+	return err
+}
+
+// messageRecord encodes msg for the writer (see encodeMessage).
 func messageRecord(topic string, msg *message.Message) (pendingRecord, error) {
-	env := &eventpb.Record{Topic: topic, MessageUuid: msg.UUID}
-	if len(msg.Metadata) > 0 {
-		env.Metadata = make(map[string]string, len(msg.Metadata))
-		for k, v := range msg.Metadata {
+	return encodeMessage(topic, msg.UUID, msg.Metadata, msg.Payload)
+}
+
+// encodeMessage encodes a message for the writer: the envelope (topic,
+// uuid, metadata), then the payload as the record's event (on EventsTopic,
+// checked and indexed, but stored as published) or as its payload. The
+// bytes depend on the message alone, so replicas of a shared log store the
+// same.
+func encodeMessage(topic, uuid string, metadata map[string]string, payload []byte) (pendingRecord, error) {
+	env := &eventpb.Record{Topic: topic, MessageUuid: uuid}
+	if len(metadata) > 0 {
+		env.Metadata = make(map[string]string, len(metadata))
+		for k, v := range metadata {
 			env.Metadata[k] = v
 		}
 	}
@@ -116,11 +132,11 @@ func messageRecord(topic string, msg *message.Message) (pendingRecord, error) {
 	field := protowire.Number(7) // Record.payload
 	if topic == EventsTopic {
 		ev := &eventpb.Event{}
-		if err := proto.Unmarshal(msg.Payload, ev); err != nil {
-			return rec, fmt.Errorf("publish message %s: %w: payload is not an eventpb.Event: %v", msg.UUID, ErrInvalidEvent, err)
+		if err := proto.Unmarshal(payload, ev); err != nil {
+			return rec, fmt.Errorf("publish message %s: %w: payload is not an eventpb.Event: %v", uuid, ErrInvalidEvent, err)
 		}
 		if err := ValidateEvent(ev); err != nil {
-			return rec, fmt.Errorf("publish message %s: %w", msg.UUID, err)
+			return rec, fmt.Errorf("publish message %s: %w", uuid, err)
 		}
 		rec.user, rec.session = ev.GetUser(), ev.GetSession()
 		field = 8 // Record.event
@@ -132,7 +148,7 @@ func messageRecord(topic string, msg *message.Message) (pendingRecord, error) {
 	// The body field comes last in field order, so appending it keeps the
 	// canonical encoding.
 	body = protowire.AppendTag(body, field, protowire.BytesType)
-	rec.body = protowire.AppendBytes(body, msg.Payload)
+	rec.body = protowire.AppendBytes(body, payload)
 	return rec, nil
 }
 
@@ -278,7 +294,8 @@ func (sub *Subscriber) Close() error {
 }
 
 // group returns the shared cursor of (topic, name), loading its durable
-// offset, or a private cursor when name is empty.
+// offset (clamped to head+1 if it points past the head, with a warning,
+// counted in Stats.OffsetsClamped), or a private cursor when name is empty.
 func (s *Store) group(topic, name string, start uint64) (*group, error) {
 	if start == 0 {
 		start = 1
@@ -301,6 +318,17 @@ func (s *Store) group(topic, name string, start uint64) (*group, error) {
 		next = p
 	}
 	s.offsetMu.Unlock()
+	// Offsets only ever come from acks of durable records, so one past
+	// head+1 means the file was damaged, edited or truncated at its tail:
+	// the records the group would wait for are not the ones it acked, and
+	// waiting for the log to grow past the offset would skip every new
+	// record. Start after the head instead, and say so.
+	if head := s.Head().Seq; next > head+1 {
+		s.offsetsClamped.Add(1)
+		s.opts.Logger.Warn("ledger: consumer-group offset is past the head of the log (a damaged, edited or truncated file); the group starts after the head",
+			"topic", topic, "group", name, "offset", next, "head", head, "clamped_to", head+1)
+		next = head + 1
+	}
 	g := newGroup(next, key)
 	s.groups[key] = g
 	return g, nil

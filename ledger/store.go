@@ -36,8 +36,16 @@ var (
 	bucketBlobs   = []byte("blobs")
 
 	metaMagicKey = []byte("magic")
-	metaMagic    = []byte("sessionledger/ledger/v2")
+	// metaMagic names the file format: v3 adds the Merkle tree (bucket
+	// tree), the signed checkpoints (bucket checkpoints) and the log id
+	// (meta log_id). A v2 file is upgraded by a read-write Open.
+	metaMagic   = []byte("sessionledger/ledger/v3")
+	metaMagicV2 = []byte("sessionledger/ledger/v2")
+	magicPrefix = "sessionledger/ledger/v"
 )
+
+// formatVersion is the file format this build writes.
+const formatVersion = 3
 
 // Options configure Open. The zero value is usable; see each field for its
 // default.
@@ -75,8 +83,24 @@ type Options struct {
 	// Now is the clock (default time.Now). Times never decrease along the
 	// log even if it does.
 	Now func() time.Time
+	// Replica makes the store a replica of a log ordered elsewhere (a
+	// cluster's shared stream): records arrive only through Replicate,
+	// and Append and Publish fail with ErrReplica, so nothing local can
+	// make this replica differ from the others.
+	Replica bool
 	// Logger receives the store's few log lines (default: discarded).
 	Logger *slog.Logger
+	// LogID names the log in its signed checkpoints (their origin line).
+	// It is fixed when the file is created: empty means a fresh random id
+	// (or the one the file has). Replicas of one log are created with the
+	// same id. Opening a file whose log has another id fails. See
+	// ValidLogID.
+	LogID string
+
+	// noTree skips the Merkle tree in the writer. Unexported: only the
+	// append benchmarks set it, for the same-run A/B of the tree's cost; a
+	// file written so has no usable tree.
+	noTree bool
 
 	// freelist is bbolt's freelist type (default: the map). Unexported:
 	// only BenchmarkAppendSettings varies it. Measured: map and array are
@@ -115,12 +139,15 @@ func (o *Options) setDefaults() {
 }
 
 // Head is the last record of the log: its seq (0 for an empty log), hash,
-// id and time.
+// id and time, and the root of the Merkle tree of the log up to it.
 type Head struct {
 	Seq  uint64
 	Hash Hash
 	ID   ulid.ULID
 	Time time.Time
+	// Root is the Merkle tree root of records 1 to Seq (EmptyRoot for an
+	// empty log; zero on a format-2 file opened read-only).
+	Root Hash
 }
 
 // Store is a ledger: one bbolt file holding the log, its indexes and the
@@ -142,6 +169,11 @@ type Store struct {
 	// headDamage is what a read-only open found wrong at the end of the
 	// log (see loadHead); Verify reports it.
 	headDamage *ChainError
+	// treeDamage is what a read-only open found wrong with the stored
+	// tree (it does not cover exactly the log); VerifyTree reports it.
+	treeDamage *ChainError
+	format     int    // the file's format version (formatVersion, or 2 read-only)
+	logID      string // meta log_id
 
 	// commitGate is held by the writer from the start of a commit until the
 	// head has moved (or the commit failed); BackupTo holds it shared only
@@ -158,6 +190,8 @@ type Store struct {
 	mergePost      postings     // scratch for merges
 	tailBytes      int          // bytes of posting blocks in idx_tail
 	mergeThreshold int          // merge the tail once it holds this many bytes
+	tree           frontier     // the Merkle tree's frontier at the head
+	leafHash       leafHasher   // the writer's reused SHA-256 state for leaf hashes
 
 	// consumer-group offsets waiting to be written with the next commit;
 	// acks only touch this map, so they never wait for a disk write
@@ -168,6 +202,8 @@ type Store struct {
 	groups         map[string]*group
 
 	commits, committed atomic.Uint64
+	offsetsClamped     atomic.Uint64
+	indexDropped       atomic.Uint64
 	inflight           atomic.Int64 // append calls that have not got their result yet
 
 	// subscriptions: Close ends them (quit) and waits for them (subs)
@@ -204,6 +240,11 @@ func Open(path string, opts *Options) (*Store, error) {
 		o = *opts
 	}
 	o.setDefaults()
+	if o.LogID != "" {
+		if err := ValidLogID(o.LogID); err != nil {
+			return nil, fmt.Errorf("open ledger %s: %w", path, err)
+		}
+	}
 	if o.ReadOnly {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("open ledger %s: %w", path, err)
@@ -272,17 +313,45 @@ func (s *Store) safeInit() (err error) {
 }
 
 // init creates the buckets of a new file, checks the magic of an existing
-// one and loads the head.
+// one (upgrading a format-2 file on a read-write open: buildTree) and loads
+// the head and the tree's frontier.
 func (s *Store) init() error {
+	buckets := [][]byte{bucketLog, bucketUser, bucketSession, bucketTopic, bucketTail, bucketOffsets, bucketBlobs}
 	check := func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
-		if meta == nil || !bytes.Equal(meta.Get(metaMagicKey), metaMagic) {
+		if meta == nil {
 			return ErrNotLedger
 		}
-		for _, name := range [][]byte{bucketLog, bucketUser, bucketSession, bucketTopic, bucketTail, bucketOffsets, bucketBlobs} {
+		magic := meta.Get(metaMagicKey)
+		switch {
+		case bytes.Equal(magic, metaMagic):
+			s.format = formatVersion
+		case bytes.Equal(magic, metaMagicV2):
+			s.format = 2
+		case bytes.HasPrefix(magic, []byte(magicPrefix)):
+			return fmt.Errorf("%w: the file is ledger format %s, newer than this build reads (v%d): use a newer hubd or auditq",
+				ErrNotLedger, magic[len(magicPrefix)-1:], formatVersion)
+		default:
+			return ErrNotLedger
+		}
+		need := buckets
+		if s.format >= 3 {
+			need = append(need[:len(need):len(need)], bucketTree, bucketCheckpoints)
+		}
+		for _, name := range need {
 			if tx.Bucket(name) == nil {
 				return fmt.Errorf("%w: bucket %q missing", ErrNotLedger, name)
 			}
+		}
+		if s.format < 3 {
+			return nil
+		}
+		s.logID = string(meta.Get(metaLogIDKey))
+		if err := ValidLogID(s.logID); err != nil {
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		if s.opts.LogID != "" && s.opts.LogID != s.logID {
+			return fmt.Errorf("%w: the file's log is %q, not %q", ErrLogID, s.logID, s.opts.LogID)
 		}
 		return nil
 	}
@@ -303,7 +372,15 @@ func (s *Store) init() error {
 			if err := meta.Put(metaMagicKey, metaMagic); err != nil {
 				return err
 			}
-			for _, name := range [][]byte{bucketLog, bucketUser, bucketSession, bucketTopic, bucketTail, bucketOffsets, bucketBlobs} {
+			s.logID = s.opts.LogID
+			if s.logID == "" {
+				s.logID = newLogID()
+			}
+			if err := meta.Put(metaLogIDKey, []byte(s.logID)); err != nil {
+				return err
+			}
+			s.format = formatVersion
+			for _, name := range append(buckets, bucketTree, bucketCheckpoints) {
 				if _, err := tx.CreateBucket(name); err != nil {
 					return err
 				}
@@ -314,10 +391,72 @@ func (s *Store) init() error {
 	if err != nil {
 		return err
 	}
-	return s.db.View(func(tx *bolt.Tx) error {
+	if s.format < 3 && !s.opts.ReadOnly {
+		if err := s.db.View(s.loadHead); err != nil {
+			return err
+		}
+		if err := s.buildTree(s.head.Seq); err != nil {
+			return err
+		}
+		if err := s.db.View(check); err != nil {
+			return err
+		}
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
 		s.tailBytes = tailSize(tx)
-		return s.loadHead(tx)
+		if err := s.loadHead(tx); err != nil {
+			return err
+		}
+		return s.loadTree(tx)
 	})
+	if err != nil || s.opts.ReadOnly {
+		return err
+	}
+	return s.dropIndexPastHead()
+}
+
+// loadTree loads the writer's frontier and the head's root from the stored
+// tree, which must cover exactly the log: anything else was done to the
+// file from outside (the writer stores both in one transaction), and a
+// read-write open refuses it, as it refuses a damaged last record.
+func (s *Store) loadTree(tx *bolt.Tx) error {
+	if s.format < 3 {
+		return nil
+	}
+	b := tx.Bucket(bucketTree)
+	count, err := storedCount(b)
+	var n int64
+	ok := false
+	if err == nil {
+		n, ok = treeSizeOf(count)
+	}
+	if err == nil && ok && uint64(n) == s.head.Seq {
+		if s.tree, err = loadFrontier(n, bucketHashes{b}); err == nil {
+			s.head.Root, err = s.tree.root()
+		}
+	}
+	if err == nil && ok && uint64(n) == s.head.Seq {
+		return nil
+	}
+	reason := fmt.Sprintf("the stored Merkle tree does not match the log (head seq %d)", s.head.Seq)
+	switch {
+	case err != nil:
+		reason = fmt.Sprintf("the stored Merkle tree is damaged: %v", err)
+	case !ok:
+		reason = fmt.Sprintf("the stored Merkle tree holds %d hashes, a count no tree has", count)
+	case uint64(n) > s.head.Seq:
+		reason = fmt.Sprintf("the stored Merkle tree covers %d records but the log ends at seq %d: records after it were removed", n, s.head.Seq)
+	case uint64(n) < s.head.Seq:
+		reason = fmt.Sprintf("the stored Merkle tree covers only %d records but the log ends at seq %d: records were added from outside", n, s.head.Seq)
+	}
+	s.treeDamage = &ChainError{Seq: min(uint64(n), s.head.Seq) + 1, Reason: reason}
+	s.head.Root = Hash{}
+	if s.opts.ReadOnly {
+		s.opts.Logger.Warn("ledger: "+reason+"; VerifyTree reports it", "seq", s.treeDamage.Seq)
+		return nil
+	}
+	return fmt.Errorf("%w: %s, so no append can extend it: run `auditq --db FILE verify` on a copy and restore the ledger from a backup",
+		ErrCorrupt, reason)
 }
 
 // loadHead sets the head from the last record of the log. A damaged last
@@ -416,13 +555,22 @@ func (s *Store) Changed() <-chan struct{} {
 	return s.changed
 }
 
-// Stats are cumulative counters of the writer since Open.
+// Stats are cumulative counters since Open: the writer's, and the damage
+// found loading consumer groups.
 type Stats struct {
 	// Commits is the number of transactions the writer committed.
 	Commits uint64
 	// Records is the number of records those commits appended; Records /
 	// Commits is the mean group-commit batch size.
 	Records uint64
+	// OffsetsClamped counts consumer-group offsets found past the head of
+	// the log when their group was loaded (a damaged, edited or truncated
+	// file): each was logged and clamped to head+1.
+	OffsetsClamped uint64
+	// IndexEntriesDropped counts the index entries past the head of the log
+	// that a read-write Open dropped (logged with the seqs; see
+	// pasthead.go).
+	IndexEntriesDropped uint64
 }
 
 // Err returns the error that stopped the ledger taking appends (a failed
@@ -442,7 +590,8 @@ func (s *Store) Err() error {
 
 // Stats returns the writer's counters.
 func (s *Store) Stats() Stats {
-	return Stats{Commits: s.commits.Load(), Records: s.committed.Load()}
+	return Stats{Commits: s.commits.Load(), Records: s.committed.Load(), OffsetsClamped: s.offsetsClamped.Load(),
+		IndexEntriesDropped: s.indexDropped.Load()}
 }
 
 // Close fails appends that have not been committed with ErrClosed, ends

@@ -139,6 +139,14 @@ func checkValue(seq uint64, prev Hash, v []byte) (Hash, error) {
 	if !bytes.Equal(got[:], v[:hashSize]) {
 		return Hash{}, &ChainError{Seq: seq, Reason: "hash mismatch: the record or its predecessor was changed"}
 	}
+	return checkRest(seq, v)
+}
+
+// checkRest checks what checkValue checks after the hash: the format
+// version and the embedded seq. It returns the stored hash.
+func checkRest(seq uint64, v []byte) (Hash, error) {
+	var got Hash
+	copy(got[:], v[:hashSize])
 	if v[hashSize] != formatV1 {
 		return Hash{}, &ChainError{Seq: seq, Reason: fmt.Sprintf("unknown record format version %d", v[hashSize])}
 	}

@@ -16,4 +16,8 @@ var (
 	// ErrBeyondHead is returned by StateAt for a seq the log has not
 	// reached: the state there is not known yet.
 	ErrBeyondHead = errors.New("projections: seq beyond the head of the log")
+	// ErrStalled is returned by Runner.Stalled while the Runner is behind
+	// the log: a durable record has waited longer than StallAfter to be
+	// applied. Nothing recorded since is enforced.
+	ErrStalled = errors.New("projections: behind the log")
 )

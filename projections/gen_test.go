@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -23,9 +24,14 @@ type gen struct {
 	rnd    *rand.Rand
 	st     *projections.State // to pick targets and supersedes like a hub
 	policy projections.Policy
+	// decide makes half the connects carry the policy (the reducer
+	// decides their supersedes) instead of a list, spreads sessions over
+	// two nodes and drains one now and then: the log of a cluster.
+	decide bool
 	seq    uint64
 	now    time.Time
 	nextID int
+	nextTk int
 	recs   []*ledger.Record
 }
 
@@ -57,8 +63,80 @@ func (g *gen) next() *ledger.Record {
 
 func (g *gen) live() []projections.Session { return g.st.Sessions(projections.Filter{}) }
 
+// token returns a client token for a connect or a refresh: none a third of
+// the time, sometimes one another session has used (a jti revocation then
+// reaches several), issued up to 20 s ago, expiring within a minute.
+func (g *gen) token() *eventpb.ClientToken {
+	if g.rnd.IntN(3) == 0 {
+		return nil
+	}
+	if g.nextTk == 0 || g.rnd.IntN(4) != 0 {
+		g.nextTk++
+	}
+	return &eventpb.ClientToken{Id: fmt.Sprintf("t%d", g.rnd.IntN(g.nextTk)+1),
+		IssuedUnixNano:  g.now.Add(-time.Duration(g.rnd.IntN(40)) * 500 * time.Millisecond).UnixNano(),
+		ExpiresUnixNano: g.now.Add(time.Duration(1+g.rnd.IntN(60)) * time.Second).UnixNano()}
+}
+
+// tokenEvent is a revocation (by token id or by user, sometimes lapsed
+// already or malformed), a refresh (sometimes of a session that is not
+// live), or a refusal the log only keeps.
+func (g *gen) tokenEvent(live []projections.Session) *eventpb.Event {
+	switch p := g.rnd.IntN(20); {
+	case p < 6:
+		id := fmt.Sprintf("t%d", g.rnd.IntN(g.nextTk+2)+1)
+		if len(live) > 0 && g.rnd.IntN(2) == 0 && live[0].TokenID != "" {
+			id = live[g.rnd.IntN(len(live))].TokenID
+			if id == "" {
+				id = live[0].TokenID
+			}
+		}
+		until := g.now.Add(time.Duration(g.rnd.IntN(30)-2) * time.Second).UnixNano()
+		if g.rnd.IntN(15) == 0 {
+			until = 0 // never lapses
+		}
+		holder := ""
+		if g.rnd.IntN(2) == 0 {
+			holder = g.user() // recorded under a user, as the hub does when it knows the holder
+		}
+		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED, User: holder, Actor: "ops", Reason: fmt.Sprintf("revoke %s", id),
+			Body: &eventpb.Event_TokenRevoked{TokenRevoked: &eventpb.TokenRevoked{TokenId: id, UntilUnixNano: until}}}
+	case p < 11:
+		before := g.now.Add(-time.Duration(g.rnd.IntN(20)) * 500 * time.Millisecond)
+		user := g.user()
+		if g.rnd.IntN(15) == 0 {
+			user = "" // malformed
+		}
+		until := before.Add(time.Duration(g.rnd.IntN(40)) * time.Second).UnixNano()
+		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED, User: user, Actor: "ops", Reason: "log out " + user,
+			Body: &eventpb.Event_TokenRevoked{TokenRevoked: &eventpb.TokenRevoked{IssuedBeforeUnixNano: before.UnixNano(), UntilUnixNano: until}}}
+	case p < 17:
+		id := fmt.Sprintf("s%d", g.rnd.IntN(g.nextID+3)+1)
+		user := g.user()
+		if len(live) > 0 && g.rnd.IntN(5) != 0 {
+			s := live[g.rnd.IntN(len(live))]
+			id, user = s.ID, s.User
+		}
+		tok := g.token()
+		if tok == nil {
+			tok = &eventpb.ClientToken{Id: "t0", ExpiresUnixNano: g.now.Add(time.Minute).UnixNano()}
+		}
+		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED, User: user, Session: id, Actor: user,
+			Body: &eventpb.Event_SessionTokenRefreshed{SessionTokenRefreshed: &eventpb.SessionTokenRefreshed{Token: tok}}}
+	case p < 18:
+		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_TOKEN_REFRESH_REFUSED, User: g.user(), Session: "s1", Actor: "system", Reason: "another user",
+			Body: &eventpb.Event_TokenRefreshRefused{TokenRefreshRefused: &eventpb.TokenRefreshRefused{Code: "other_user", TokenUser: "mallory"}}}
+	default:
+		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_ADMIN_CALL_REFUSED, Actor: "auditor-1", Reason: "role auditor",
+			Body: &eventpb.Event_AdminCallRefused{AdminCallRefused: &eventpb.AdminCallRefused{Method: "/sessionledger.hub.v1.Admin/Kick", Role: "auditor", Needs: "operator", Count: 1}}}
+	}
+}
+
 func (g *gen) event() *eventpb.Event {
 	live := g.live()
+	if g.rnd.IntN(100) < 12 {
+		return g.tokenEvent(live)
+	}
 	switch p := g.rnd.IntN(100); {
 	case p < 30 || len(live) == 0:
 		user, dev := g.user(), g.device()
@@ -68,12 +146,38 @@ func (g *gen) event() *eventpb.Event {
 			user = "" // malformed: counted, not started
 		}
 		sup := g.st.Supersedes(g.policy, user, dev)
-		if g.rnd.IntN(5) == 0 {
-			return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED, User: user, Device: dev, Session: id, Node: "n1", Actor: user,
-				Body: &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{PreviousSession: fmt.Sprintf("s%d", g.rnd.IntN(g.nextID)+1), Supersedes: sup}}}
+		tok := g.token()
+		node := "n1"
+		var pol *eventpb.LoginPolicy
+		if g.decide {
+			node = fmt.Sprintf("n%d", 1+g.rnd.IntN(2))
+			if g.rnd.IntN(2) == 0 {
+				sup, pol = nil, &eventpb.LoginPolicy{MaxPerUser: uint32(g.policy.MaxPerUser), OnePerDevice: g.policy.OnePerDevice}
+			}
 		}
-		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, User: user, Device: dev, Session: id, Node: "n1", Actor: user,
-			Body: &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: "127.0.0.1:1", HeartbeatMs: 1000, Supersedes: sup}}}
+		if g.rnd.IntN(5) == 0 {
+			prev := fmt.Sprintf("s%d", g.rnd.IntN(g.nextID)+1)
+			if live := g.live(); g.decide && len(live) > 0 && g.rnd.IntN(2) == 0 {
+				// A resume of a live session, or of one another resume
+				// took over: the reducer keeps one.
+				l := live[g.rnd.IntN(len(live))]
+				prev, user = l.ID, l.User
+				if l.Previous != "" && g.rnd.IntN(2) == 0 {
+					prev = l.Previous
+				}
+			}
+			return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED, User: user, Device: dev, Session: id, Node: node, Actor: user,
+				Body: &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{PreviousSession: prev, Supersedes: sup, Policy: pol, Token: tok}}}
+		}
+		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, User: user, Device: dev, Session: id, Node: node, Actor: user,
+			Body: &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: "127.0.0.1:1", HeartbeatMs: 1000, Supersedes: sup, Policy: pol, Token: tok}}}
+	case g.decide && p < 32:
+		node := fmt.Sprintf("n%d", 1+g.rnd.IntN(2))
+		if g.rnd.IntN(10) == 0 {
+			node = "" // malformed
+		}
+		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_NODE_DRAINED, Actor: "ops", Reason: "upgrade",
+			Body: &eventpb.Event_NodeDrained{NodeDrained: &eventpb.NodeDrained{Node: node, WindowMs: int64(g.rnd.IntN(10000))}}}
 	case p < 50:
 		// End a live session: with its pending cause if it has one.
 		s := live[g.rnd.IntN(len(live))]
@@ -92,6 +196,9 @@ func (g *gen) event() *eventpb.Event {
 			Reconnect: eventpb.Reconnect(g.rnd.IntN(4)), ReconnectAfterMs: int64(g.rnd.IntN(60000))}
 		if g.rnd.IntN(20) == 0 {
 			k.Target = eventpb.KickTarget_KICK_TARGET_UNSPECIFIED
+		}
+		if g.rnd.IntN(2) == 0 {
+			k.RefuseConnectsMs = int64(g.rnd.IntN(20)) * 1000 // 0 refuses nothing
 		}
 		s := live[g.rnd.IntN(len(live))]
 		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_KICK_REQUESTED, User: s.User, Device: s.Device, Session: s.ID, Actor: "ops", Reason: "test kick",
@@ -146,10 +253,53 @@ type model struct {
 	bans    map[string]projections.Ban
 	ended   map[string]bool // every session that ended (the State keeps the last 4096)
 	c       projections.Counters
+
+	revTokens, revUsers map[string]projections.Revocation
+	refDevices          map[[2]string]projections.Refusal
+	refTokens           map[string]projections.Refusal
 }
 
 func newModel() *model {
-	return &model{pending: map[string]projections.PendingEnd{}, bans: map[string]projections.Ban{}, ended: map[string]bool{}}
+	return &model{pending: map[string]projections.PendingEnd{}, bans: map[string]projections.Ban{}, ended: map[string]bool{},
+		revTokens: map[string]projections.Revocation{}, revUsers: map[string]projections.Revocation{},
+		refDevices: map[[2]string]projections.Refusal{}, refTokens: map[string]projections.Refusal{}}
+}
+
+func hasToken(s projections.Session) bool { return s.TokenID != "" || !s.TokenExpires.IsZero() }
+
+// revoked is the revocation in force at t that covers s's token.
+func (m *model) revoked(s projections.Session, t time.Time) (projections.Revocation, bool) {
+	if !hasToken(s) {
+		return projections.Revocation{}, false
+	}
+	if v, ok := m.revTokens[s.TokenID]; ok && s.TokenID != "" && v.ActiveAt(t) {
+		return v, true
+	}
+	if v, ok := m.revUsers[s.User]; ok && v.ActiveAt(t) && s.TokenIssued.Before(v.IssuedBefore) {
+		return v, true
+	}
+	return projections.Revocation{}, false
+}
+
+func revokedEnd(v projections.Revocation, s projections.Session, t time.Time) projections.PendingEnd {
+	return projections.PendingEnd{Session: s.ID, User: s.User, Node: s.Node, Cause: eventpb.DisconnectCause_DISCONNECT_CAUSE_REVOKED,
+		EventID: v.EventID, Seq: v.Seq, At: t, Actor: v.Actor, Reason: v.Reason, Mode: eventpb.KickMode_KICK_MODE_GRACEFUL,
+		Reconnect: eventpb.Reconnect_RECONNECT_NOT_ALLOWED}
+}
+
+// refusal is the refusal in force at t of a connect like s's: the later
+// ending of its device's and its token's.
+func (m *model) refusal(s projections.Session, t time.Time) (projections.Refusal, bool) {
+	f, ok := m.refDevices[[2]string{s.User, s.Device}]
+	ok = ok && f.ActiveAt(t)
+	if g, gok := m.refTokens[s.TokenID]; gok && s.TokenID != "" && g.ActiveAt(t) && (!ok || g.Until.After(f.Until)) {
+		f, ok = g, true
+	}
+	return f, ok
+}
+
+func (m *model) refuse(f projections.Refusal, old projections.Refusal, had bool) bool {
+	return !had || f.Until.After(old.Until)
 }
 
 func (m *model) find(id string) int {
@@ -181,12 +331,85 @@ func (m *model) apply(r *ledger.Record) {
 			m.c.BansExpired++
 		}
 	}
+	for k, v := range m.revTokens {
+		if !v.Until.IsZero() && !v.Until.After(r.Time) {
+			delete(m.revTokens, k)
+		}
+	}
+	for k, v := range m.revUsers {
+		if !v.Until.IsZero() && !v.Until.After(r.Time) {
+			delete(m.revUsers, k)
+		}
+	}
+	for k, f := range m.refDevices {
+		if !f.Until.After(r.Time) {
+			delete(m.refDevices, k)
+		}
+	}
+	for k, f := range m.refTokens {
+		if !f.Until.After(r.Time) {
+			delete(m.refTokens, k)
+		}
+	}
 	ev := r.Event
 	if ev == nil {
 		m.c.NotEvents++
 		return
 	}
 	switch ev.GetType() {
+	case eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
+		b := ev.GetTokenRevoked()
+		v := projections.Revocation{TokenID: b.GetTokenId(), User: ev.GetUser(), Since: r.Time, Reason: ev.GetReason(), Actor: ev.GetActor(), EventID: r.ID, Seq: r.Seq}
+		if u := b.GetUntilUnixNano(); u != 0 {
+			v.Until = time.Unix(0, u).UTC()
+		}
+		if v.TokenID == "" {
+			if b.GetIssuedBeforeUnixNano() != 0 {
+				v.IssuedBefore = time.Unix(0, b.GetIssuedBeforeUnixNano()).UTC()
+			}
+			if v.User == "" || v.IssuedBefore.IsZero() {
+				m.c.Malformed++
+				return
+			}
+		}
+		if !v.Until.IsZero() && !v.Until.After(r.Time) {
+			m.c.RevocationsLapsedOnArrival++
+			return
+		}
+		if v.TokenID != "" {
+			if old, ok := m.revTokens[v.TokenID]; ok && (old.Until.IsZero() || !v.Until.IsZero() && !v.Until.After(old.Until)) {
+				m.c.RevocationsNotWidening++
+				return
+			}
+			m.revTokens[v.TokenID] = v
+		} else {
+			if old, ok := m.revUsers[v.User]; ok {
+				if !v.IssuedBefore.After(old.IssuedBefore) {
+					m.c.RevocationsNotWidening++
+					return
+				}
+				if !v.Until.IsZero() && (old.Until.IsZero() || old.Until.After(v.Until)) {
+					v.Until = old.Until
+				}
+			}
+			m.revUsers[v.User] = v
+		}
+		for _, s := range m.live {
+			if hasToken(s) && (v.TokenID != "" && s.TokenID == v.TokenID || v.TokenID == "" && s.User == v.User && s.TokenIssued.Before(v.IssuedBefore)) {
+				m.markEnd(revokedEnd(v, s, r.Time))
+			}
+		}
+	case eventpb.EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED:
+		i := m.find(ev.GetSession())
+		if i < 0 {
+			m.c.UnknownRefreshes++
+			return
+		}
+		s := &m.live[i]
+		s.TokenID, s.TokenIssued, s.TokenExpires = tokenOf(ev.GetSessionTokenRefreshed().GetToken())
+		if v, ok := m.revoked(*s, r.Time); ok {
+			m.markEnd(revokedEnd(v, *s, r.Time))
+		}
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		if ev.GetSession() == "" || ev.GetUser() == "" {
 			m.c.Malformed++
@@ -197,11 +420,16 @@ func (m *model) apply(r *ledger.Record) {
 			return
 		}
 		s := projections.Session{ID: ev.GetSession(), User: ev.GetUser(), Device: ev.GetDevice(), Node: ev.GetNode(), ConnectedAt: r.Time, ConnectSeq: r.Seq, ConnectID: r.ID}
-		sup := ev.GetSessionConnected().GetSupersedes()
+		sup, pol := ev.GetSessionConnected().GetSupersedes(), ev.GetSessionConnected().GetPolicy()
 		if rc := ev.GetSessionReconnected(); rc != nil {
-			s.Previous, s.RemoteAddr, s.HeartbeatMS, sup = rc.GetPreviousSession(), rc.GetRemoteAddr(), rc.GetHeartbeatMs(), rc.GetSupersedes()
+			s.Previous, s.RemoteAddr, s.HeartbeatMS, sup, pol = rc.GetPreviousSession(), rc.GetRemoteAddr(), rc.GetHeartbeatMs(), rc.GetSupersedes(), rc.GetPolicy()
+			s.TokenID, s.TokenIssued, s.TokenExpires = tokenOf(rc.GetToken())
 		} else {
 			s.RemoteAddr, s.HeartbeatMS = ev.GetSessionConnected().GetRemoteAddr(), ev.GetSessionConnected().GetHeartbeatMs()
+			s.TokenID, s.TokenIssued, s.TokenExpires = tokenOf(ev.GetSessionConnected().GetToken())
+		}
+		if pol != nil {
+			sup = append(m.decide(s, pol), sup...)
 		}
 		m.live = append(m.live, s)
 		for _, old := range sup {
@@ -214,6 +442,18 @@ func (m *model) apply(r *ledger.Record) {
 		// Connected during a ban: it must end too.
 		if b, ok := m.bans[s.User]; ok && b.ActiveAt(r.Time) {
 			m.markEnd(banEnd(b, s, r.Time))
+		}
+		// With a revoked token, or while a kick refuses it: it must end.
+		if v, ok := m.revoked(s, r.Time); ok {
+			m.markEnd(revokedEnd(v, s, r.Time))
+		}
+		if f, ok := m.refusal(s, r.Time); ok {
+			p := projections.PendingEnd{Session: s.ID, User: s.User, Node: s.Node, Cause: eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED,
+				EventID: f.EventID, Seq: f.Seq, At: r.Time, Actor: f.Actor, Reason: f.Reason, Mode: eventpb.KickMode_KICK_MODE_GRACEFUL, Reconnect: f.Reconnect}
+			if f.Reconnect == eventpb.Reconnect_RECONNECT_AFTER {
+				p.ReconnectAfter = f.Until.Sub(r.Time)
+			}
+			m.markEnd(p)
 		}
 	case eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED:
 		id := ev.GetSession()
@@ -253,6 +493,22 @@ func (m *model) apply(r *ledger.Record) {
 			}
 			if hit {
 				hits++
+				if ms := k.GetRefuseConnectsMs(); ms > 0 && (rc == eventpb.Reconnect_RECONNECT_NOT_ALLOWED || rc == eventpb.Reconnect_RECONNECT_AFTER) {
+					f := projections.Refusal{User: s.User, Since: r.Time, Until: r.Time.Add(time.Duration(ms) * time.Millisecond),
+						Reason: ev.GetReason(), Actor: ev.GetActor(), Reconnect: rc, EventID: r.ID, Seq: r.Seq}
+					byDevice := f
+					byDevice.Device = s.Device
+					if old, had := m.refDevices[[2]string{s.User, s.Device}]; m.refuse(byDevice, old, had) {
+						m.refDevices[[2]string{s.User, s.Device}] = byDevice
+					}
+					if s.TokenID != "" {
+						byToken := f
+						byToken.TokenID = s.TokenID
+						if old, had := m.refTokens[s.TokenID]; m.refuse(byToken, old, had) {
+							m.refTokens[s.TokenID] = byToken
+						}
+					}
+				}
 				m.markEnd(projections.PendingEnd{Session: s.ID, User: s.User, Node: s.Node, Cause: eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED,
 					EventID: r.ID, Seq: r.Seq, At: r.Time, Actor: ev.GetActor(), Reason: ev.GetReason(), Mode: mode, Reconnect: rc,
 					ReconnectAfter: time.Duration(k.GetReconnectAfterMs()) * time.Millisecond})
@@ -294,10 +550,67 @@ func (m *model) apply(r *ledger.Record) {
 			return
 		}
 		delete(m.bans, ev.GetUser())
-	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT, eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED:
+	case eventpb.EventType_EVENT_TYPE_NODE_DRAINED:
+		d := ev.GetNodeDrained()
+		if d.GetNode() == "" {
+			m.c.Malformed++
+			return
+		}
+		for _, s := range m.live {
+			if s.Node == d.GetNode() {
+				h := fnv.New64a()
+				h.Write([]byte(s.ID))
+				var after time.Duration
+				if w := uint64(d.GetWindowMs()) * uint64(time.Millisecond); w > 0 {
+					after = time.Duration(h.Sum64() % w)
+				}
+				m.markEnd(projections.PendingEnd{Session: s.ID, User: s.User, Node: s.Node, Cause: eventpb.DisconnectCause_DISCONNECT_CAUSE_DRAINED,
+					EventID: r.ID, Seq: r.Seq, At: r.Time, Actor: ev.GetActor(), Reason: ev.GetReason(), Mode: eventpb.KickMode_KICK_MODE_GRACEFUL,
+					Reconnect: eventpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: after})
+			}
+		}
+	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT, eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED,
+		eventpb.EventType_EVENT_TYPE_ADMIN_CALL_REFUSED, eventpb.EventType_EVENT_TYPE_TOKEN_REFRESH_REFUSED:
 	default:
 		m.c.UnknownTypes++
 	}
+}
+
+// decide is the model's supersede decision for a connect of s carrying a
+// policy, before s is live: of the user's live sessions without a pending
+// end, the ones on s's device (one per device), then the oldest of the rest
+// beyond the limit; then, for a resume, the previous session and every
+// other resume of it by the same user that is live.
+func (m *model) decide(s projections.Session, pol *eventpb.LoginPolicy) []string {
+	var mine, same, rest []projections.Session
+	for _, l := range m.live {
+		if _, going := m.pending[l.ID]; l.User == s.User && !going {
+			mine = append(mine, l)
+		}
+	}
+	for _, l := range mine {
+		if pol.GetOnePerDevice() && l.Device == s.Device {
+			same = append(same, l)
+		} else {
+			rest = append(rest, l)
+		}
+	}
+	if max := int(pol.GetMaxPerUser()); max > 0 && len(rest)+1 > max {
+		same = append(same, rest[:len(rest)+1-max]...)
+	}
+	slices.SortFunc(same, func(a, b projections.Session) int { return int(a.ConnectSeq) - int(b.ConnectSeq) })
+	var out []string
+	for _, l := range same {
+		out = append(out, l.ID)
+	}
+	if s.Previous != "" {
+		for _, l := range m.live {
+			if (l.ID == s.Previous || l.Previous == s.Previous && l.User == s.User) && !slices.Contains(out, l.ID) {
+				out = append(out, l.ID)
+			}
+		}
+	}
+	return out
 }
 
 func (m *model) sessions() []projections.Session { return slices.Clone(m.live) }
@@ -334,4 +647,58 @@ func (m *model) banList(now time.Time) []projections.Ban {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].User < out[j].User })
 	return out
+}
+
+func tokenOf(t *eventpb.ClientToken) (string, time.Time, time.Time) {
+	if t == nil {
+		return "", time.Time{}, time.Time{}
+	}
+	at := func(n int64) time.Time {
+		if n == 0 {
+			return time.Time{}
+		}
+		return time.Unix(0, n).UTC()
+	}
+	return t.GetId(), at(t.GetIssuedUnixNano()), at(t.GetExpiresUnixNano())
+}
+
+// revocationList is the model's Revocations.
+func (m *model) revocationList(now time.Time) []projections.Revocation {
+	var byToken, byUser []projections.Revocation
+	for _, v := range m.revTokens {
+		if v.ActiveAt(now) {
+			byToken = append(byToken, v)
+		}
+	}
+	for _, v := range m.revUsers {
+		if v.ActiveAt(now) {
+			byUser = append(byUser, v)
+		}
+	}
+	sort.Slice(byToken, func(i, j int) bool { return byToken[i].TokenID < byToken[j].TokenID })
+	sort.Slice(byUser, func(i, j int) bool { return byUser[i].User < byUser[j].User })
+	return append(byToken, byUser...)
+}
+
+// refusalList is the model's Refusals.
+func (m *model) refusalList(now time.Time) []projections.Refusal {
+	var byDevice, byToken []projections.Refusal
+	for _, f := range m.refDevices {
+		if f.ActiveAt(now) {
+			byDevice = append(byDevice, f)
+		}
+	}
+	for _, f := range m.refTokens {
+		if f.ActiveAt(now) {
+			byToken = append(byToken, f)
+		}
+	}
+	sort.Slice(byDevice, func(i, j int) bool {
+		if byDevice[i].User != byDevice[j].User {
+			return byDevice[i].User < byDevice[j].User
+		}
+		return byDevice[i].Device < byDevice[j].Device
+	})
+	sort.Slice(byToken, func(i, j int) bool { return byToken[i].TokenID < byToken[j].TokenID })
+	return append(byDevice, byToken...)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
 
 // Blob keys in the ledger file's side bucket.
@@ -28,7 +29,7 @@ func SnapshotKey(seq uint64) string { return fmt.Sprintf("%s%020d", SnapshotPref
 //
 // Without fn, records are read and decoded by a second goroutine while this
 // one applies them (replay goes at the speed of the slower of the two), and
-// decoded only as far as the reducer reads them (see eventSlot): the state
+// decoded only as far as the reducer reads them (see newDecoder): the state
 // is the same as with full records, several times faster. With fn, every
 // record is decoded in full, since Change.Record carries it to fn.
 func Replay(ctx context.Context, store *ledger.Store, st *State, to uint64, fn func(Change)) error {
@@ -91,7 +92,7 @@ func replayRaw(ctx context.Context, store *ledger.Store, st *State, to uint64) e
 type replayBatch struct {
 	n     int
 	recs  [replayBatchLen]ledger.Record
-	slots [replayBatchLen]eventSlot
+	slots [replayBatchLen]eventpb.Slot
 }
 
 const (
@@ -99,11 +100,29 @@ const (
 	replayBatches  = 4
 )
 
+// newDecoder returns the decoder replay reads events with. It decodes in
+// full only the types Apply reads more of than their type: notifications,
+// rejected connects, refused admin calls and token refreshes, and unknown
+// types keep only their type, and cost no strings. It interns devices, nodes, actors and reasons (the sessions and
+// bans in the state share the copies), and copies cause ids into the slot:
+// a batch is applied after the read transaction that owned its bytes ended.
+func newDecoder() *eventpb.Decoder {
+	return eventpb.NewDecoder(eventpb.DecoderOptions{
+		Only: []eventpb.EventType{
+			eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED,
+			eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, eventpb.EventType_EVENT_TYPE_KICK_REQUESTED,
+			eventpb.EventType_EVENT_TYPE_USER_BANNED, eventpb.EventType_EVENT_TYPE_USER_UNBANNED,
+			eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED, eventpb.EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED,
+		},
+		Intern: true,
+	})
+}
+
 // scanDecoded reads records from..to, decodes them into batches taken from
 // free and sends the batches on full, in order.
 func scanDecoded(ctx context.Context, store *ledger.Store, from, to uint64, free <-chan *replayBatch, full chan<- *replayBatch) error {
 	var b *replayBatch
-	in := make(interner)
+	dec := newDecoder()
 	next := from
 	err := store.ScanRaw(ctx, from, to, func(raw *ledger.RawRecord) error {
 		if err := ledger.CheckNext(&next, raw.Seq); err != nil {
@@ -120,7 +139,7 @@ func scanDecoded(ctx context.Context, store *ledger.Store, from, to uint64, free
 		r := &b.recs[b.n]
 		*r = ledger.Record{Seq: raw.Seq, ID: raw.ID, Time: raw.Time}
 		if raw.Event != nil {
-			ev, err := b.slots[b.n].decode(raw.Event, in)
+			ev, err := dec.Decode(&b.slots[b.n], raw.Event)
 			if err != nil {
 				return fmt.Errorf("%w: seq %d: %v", ledger.ErrCorrupt, raw.Seq, err)
 			}

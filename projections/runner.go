@@ -37,6 +37,11 @@ type Config struct {
 	// CloseTimeout bounds how long Close waits for the final checkpoint and
 	// the snapshot writes still queued (default 10s).
 	CloseTimeout time.Duration
+	// StallAfter is how long a durable record may wait to be applied before
+	// Stalled reports the Runner behind the log (default 10s), while more
+	// than StallLag records wait (default 0: any).
+	StallAfter time.Duration
+	StallLag   uint64
 	// OnChange, if set, is called with every change the Runner applies
 	// after Start's replay, in log order, before waiters of that seq are
 	// released; calls never overlap. The hub enforces pending ends from it.
@@ -64,6 +69,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CloseTimeout <= 0 {
 		c.CloseTimeout = 10 * time.Second
+	}
+	if c.StallAfter <= 0 {
+		c.StallAfter = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -124,6 +132,17 @@ type Runner struct {
 	wake      chan struct{}    // tells the follow loop to look at want
 	rebuilds  chan *rebuildReq // Rebuild hands the rebuilt state to the follow loop
 	rebuildMu sync.Mutex       // one Rebuild at a time
+
+	// aheadOfHead counts what Start found stored past the head of the log.
+	aheadOfHead atomic.Uint64
+
+	stallMu sync.Mutex
+	// stallMark is the head Stalled saw when the Runner was last found
+	// behind and past its previous mark, and when (see Stalled).
+	stallMark struct {
+		seq uint64
+		at  time.Time
+	}
 }
 
 // rebuildReq is a rebuilt state for the follow loop to swap in; done gets
@@ -200,8 +219,15 @@ func (r *Runner) Start(ctx context.Context) error {
 }
 
 func (r *Runner) start(ctx context.Context) error {
-	st, err := r.loadCheckpoint()
+	// What is stored past the head (a damaged or edited file, a truncated
+	// tail) is reported, never waited for: a checkpoint there is not used,
+	// and neither is a snapshot (each must match the log's record at its
+	// seq); a consumer offset there is the ledger's to clamp.
+	st, err := r.loadCheckpoint(r.store.Head().Seq)
 	if err != nil {
+		return err
+	}
+	if err := r.reportSnapshotsAhead(r.store.Head().Seq); err != nil {
 		return err
 	}
 	r.lastCkpt = st.Seq()
@@ -278,12 +304,18 @@ func (r *Runner) closing() bool {
 // end marks that no more records will be applied.
 func (r *Runner) end() { r.endOnce.Do(func() { close(r.done) }) }
 
-func (r *Runner) loadCheckpoint() (*State, error) {
+func (r *Runner) loadCheckpoint(head uint64) (*State, error) {
 	b, err := r.store.GetBlob(CheckpointKey)
 	if err != nil {
 		return nil, fmt.Errorf("read checkpoint: %w", err)
 	}
 	if b == nil {
+		return New(), nil
+	}
+	if _, at, ok := snapshotHeader(b); ok && at > head {
+		r.aheadOfHead.Add(1)
+		r.cfg.Logger.Warn("projections checkpoint is past the head of the log (a damaged, edited or truncated ledger); rebuilding from the log",
+			"checkpoint_seq", at, "head", head)
 		return New(), nil
 	}
 	st, err := loadStored(r.store, b)
@@ -338,6 +370,35 @@ func (r *Runner) snapshotPoints(from, to uint64, also []uint64) []uint64 {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// reportSnapshotsAhead logs and counts the periodic snapshots stored past
+// head. They are never used (one is used only where the log's record at
+// its seq has the hash it carries) and are replaced as the log passes the
+// multiples of SnapshotEvery.
+func (r *Runner) reportSnapshotsAhead(head uint64) error {
+	var seqs []uint64
+	upTo := SnapshotKey(math.MaxUint64)
+	for {
+		key, _, err := r.store.LastBlob(SnapshotPrefix, upTo)
+		if err != nil {
+			return fmt.Errorf("read snapshots: %w", err)
+		}
+		n, perr := strconv.ParseUint(strings.TrimPrefix(key, SnapshotPrefix), 10, 64)
+		if key == "" || perr != nil || n <= head {
+			break
+		}
+		seqs = append(seqs, n)
+		upTo = SnapshotKey(n - 1)
+	}
+	if len(seqs) == 0 {
+		return nil
+	}
+	r.aheadOfHead.Add(uint64(len(seqs)))
+	slices.Reverse(seqs)
+	r.cfg.Logger.Warn("projections snapshots are past the head of the log (a damaged, edited or truncated ledger); they are not used",
+		"count", len(seqs), "first_seq", seqs[0], "last_seq", seqs[len(seqs)-1], "head", head)
+	return nil
 }
 
 // snapshotSeqs returns the seqs of every stored periodic snapshot.
@@ -547,11 +608,57 @@ type RunnerStats struct {
 	// PersistFailures counts checkpoint and snapshot writes that failed
 	// (each is logged; the next checkpoint tries again).
 	PersistFailures uint64
+	// AheadOfHead counts the checkpoint and periodic snapshots Start found
+	// stored past the head of the log (a damaged, edited or truncated
+	// ledger). Each was logged with its seq and the head, and none is used.
+	AheadOfHead uint64
 }
 
 // Stats returns the Runner's figures.
 func (r *Runner) Stats() RunnerStats {
-	return RunnerStats{Applied: r.applied.Load(), Checkpointed: r.persist.checkpointed.Load(), PersistFailures: r.persist.failures.Load()}
+	return RunnerStats{Applied: r.applied.Load(), Checkpointed: r.persist.checkpointed.Load(), PersistFailures: r.persist.failures.Load(),
+		AheadOfHead: r.aheadOfHead.Load()}
+}
+
+// Stalled returns ErrStalled (wrapped, with the seqs) while the Runner is
+// behind the log: more than StallLag records wait to be applied, and a
+// record that was durable StallAfter ago still is not applied. It is nil
+// otherwise, also before Start has finished and after the Runner stopped
+// (Err says why). A Runner that keeps up under load is not stalled however
+// far it trails: it passes each head it was found behind within
+// StallAfter.
+//
+// Stalled judges from its own calls: it remembers the head the first call
+// that found the Runner behind saw, and reports a stall once the Runner
+// has not passed it StallAfter later. Call it periodically (the hub's
+// health check does, every second). A record of another topic at the head,
+// which the subscription never delivers, is read from the log when it is
+// found waiting.
+func (r *Runner) Stalled() error {
+	r.lifeMu.Lock()
+	ph := r.phase
+	r.lifeMu.Unlock()
+	if ph != phaseRunning || r.Err() != nil {
+		return nil
+	}
+	r.stallMu.Lock()
+	defer r.stallMu.Unlock()
+	now := time.Now()
+	applied, head := r.applied.Load(), r.store.Head().Seq
+	if head <= applied+r.cfg.StallLag {
+		r.stallMark.seq, r.stallMark.at = 0, time.Time{}
+		return nil
+	}
+	r.askIfOtherTopic(head)
+	if r.stallMark.at.IsZero() || applied >= r.stallMark.seq {
+		r.stallMark.seq, r.stallMark.at = head, now
+		return nil
+	}
+	if waited := now.Sub(r.stallMark.at); waited >= r.cfg.StallAfter {
+		return fmt.Errorf("%w: applied seq %d, head seq %d: seq %d has waited over %s to be applied",
+			ErrStalled, applied, head, r.stallMark.seq, waited.Truncate(time.Millisecond))
+	}
+	return nil
 }
 
 // WaitApplied returns once the record seq is applied (and, for a record

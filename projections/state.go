@@ -1,7 +1,9 @@
 package projections
 
 import (
+	"cmp"
 	"container/heap"
+	"hash/fnv"
 	"slices"
 	"sort"
 	"time"
@@ -27,6 +29,12 @@ type Session struct {
 	// Previous is the session this one resumed, for reconnects.
 	Previous    string
 	HeartbeatMS int64
+	// TokenID, TokenIssued and TokenExpires describe the client token the
+	// session holds (its jti, iat and exp; a refresh replaces them), zero
+	// without one.
+	TokenID      string
+	TokenIssued  time.Time
+	TokenExpires time.Time
 	// Transport carries the session: "grpc", "websocket+proto",
 	// "websocket+json" ("" when its connect event did not say).
 	Transport string
@@ -69,10 +77,10 @@ type PendingEnd struct {
 	Session string
 	User    string
 	Node    string
-	// Cause is KICKED, BANNED or SUPERSEDED.
+	// Cause is KICKED, BANNED, SUPERSEDED or REVOKED.
 	Cause eventpb.DisconnectCause
-	// EventID and Seq name the kick_requested, user_banned or superseding
-	// connect event.
+	// EventID and Seq name the kick_requested, user_banned, superseding
+	// connect or token_revoked event.
 	EventID ulid.ULID
 	Seq     uint64
 	// At is when the end became due: the time of the record that marked
@@ -121,6 +129,14 @@ type Counters struct {
 	// Malformed: known types with a missing field they need (no session,
 	// no user); skipped.
 	Malformed uint64
+	// RevocationsLapsedOnArrival: revocations whose end had passed when
+	// they were recorded; RevocationsNotWidening: revocations that cover
+	// no more than the one in force (a token's that lapses no later, a
+	// user's with an earlier or equal time). They change nothing.
+	RevocationsLapsedOnArrival uint64
+	RevocationsNotWidening     uint64
+	// UnknownRefreshes: token refreshes of sessions that are not live.
+	UnknownRefreshes uint64
 }
 
 // Change describes what one applied record did to the state: what the hub
@@ -142,6 +158,8 @@ type Change struct {
 	Unbanned *Ban
 	// Expired lists bans whose expiry passed before this record.
 	Expired []Ban
+	// Revoked is set by a token_revoked event that took effect.
+	Revoked *Revocation
 	// Anomaly names what was counted instead of applied, if anything.
 	Anomaly string
 	// Rebuilt marks the one change Runner.Rebuild hands to OnChange after
@@ -169,6 +187,17 @@ type State struct {
 	// it grows with active bans, not with bans ever recorded.
 	staleExpiry int
 
+	// Token revocations (by jti, by user) and kicks' refusals of fresh
+	// connects (by user+device, by token), each dropped at its Until
+	// through lapses (tokens.go), so they stay bounded by what still
+	// matters.
+	revokedTokens  map[string]*Revocation
+	revokedUsers   map[string]*Revocation
+	refusedDevices map[deviceKey]*Refusal
+	refusedTokens  map[string]*Refusal
+	lapses         lapseHeap
+	staleLapses    int
+
 	// recent remembers the last ended session ids (a bounded ring) only to
 	// tell duplicate terminal events from unknown sessions.
 	recent    map[string]struct{}
@@ -189,6 +218,11 @@ func New() *State {
 		pending:  make(map[string]*PendingEnd),
 		bans:     make(map[string]*Ban),
 		recent:   make(map[string]struct{}),
+
+		revokedTokens:  make(map[string]*Revocation),
+		revokedUsers:   make(map[string]*Revocation),
+		refusedDevices: make(map[deviceKey]*Refusal),
+		refusedTokens:  make(map[string]*Refusal),
 	}
 }
 
@@ -218,6 +252,7 @@ func (s *State) apply(r *ledger.Record, full bool) Change {
 		s.time = r.Time
 	}
 	ch.Expired = s.expire(r.Time)
+	s.lapseDue(r.Time)
 	s.counters.Applied++
 	ev := r.Event
 	if ev == nil {
@@ -228,10 +263,10 @@ func (s *State) apply(r *ledger.Record, full bool) Change {
 	switch ev.GetType() {
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED:
 		c := ev.GetSessionConnected()
-		s.connect(r, ev, &ch, full, "", c.GetRemoteAddr(), c.GetTransport(), c.GetHeartbeatMs(), c.GetSupersedes())
+		s.connect(r, ev, &ch, full, "", c.GetRemoteAddr(), c.GetTransport(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetPolicy(), c.GetToken())
 	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		c := ev.GetSessionReconnected()
-		s.connect(r, ev, &ch, full, c.GetPreviousSession(), c.GetRemoteAddr(), c.GetTransport(), c.GetHeartbeatMs(), c.GetSupersedes())
+		s.connect(r, ev, &ch, full, c.GetPreviousSession(), c.GetRemoteAddr(), c.GetTransport(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetPolicy(), c.GetToken())
 	case eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED:
 		s.disconnect(r, ev, &ch, full)
 	case eventpb.EventType_EVENT_TYPE_KICK_REQUESTED:
@@ -240,7 +275,14 @@ func (s *State) apply(r *ledger.Record, full bool) Change {
 		s.ban(r, ev, &ch)
 	case eventpb.EventType_EVENT_TYPE_USER_UNBANNED:
 		s.unban(ev, &ch)
-	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT, eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED:
+	case eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
+		s.revoke(r, ev, &ch)
+	case eventpb.EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED:
+		s.refresh(r, ev, &ch)
+	case eventpb.EventType_EVENT_TYPE_NODE_DRAINED:
+		s.drain(r, ev, &ch)
+	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT, eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED,
+		eventpb.EventType_EVENT_TYPE_ADMIN_CALL_REFUSED, eventpb.EventType_EVENT_TYPE_TOKEN_REFRESH_REFUSED:
 		// History only: the ledger keeps them; the live state does not change.
 	default:
 		s.counters.UnknownTypes++
@@ -267,7 +309,12 @@ func (s *State) expire(now time.Time) []Ban {
 	return out
 }
 
-func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bool, prev, addr, transport string, hb int64, supersedes []string) {
+// connect starts a session. The sessions it supersedes are the recorded
+// list (connects written before the policy was decided in the log) and,
+// when the connect carries a policy, the ones the reducer decides here, in
+// log order: what Supersedes gives under the policy, then, for a resume,
+// the previous session and any other resume of it still live.
+func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bool, prev, addr, transport string, hb int64, supersedes []string, policy *eventpb.LoginPolicy, tok *eventpb.ClientToken) {
 	id := ev.GetSession()
 	if id == "" || ev.GetUser() == "" {
 		s.counters.Malformed++
@@ -279,11 +326,26 @@ func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bo
 		ch.Anomaly = "session " + id + " is already live"
 		return
 	}
+	if policy != nil {
+		decided := s.Supersedes(Policy{MaxPerUser: int(policy.GetMaxPerUser()), OnePerDevice: policy.GetOnePerDevice()}, ev.GetUser(), ev.GetDevice())
+		if prev != "" {
+			if _, live := s.sessions[prev]; live && !slices.Contains(decided, prev) {
+				decided = append(decided, prev)
+			}
+			for _, other := range s.byUser[ev.GetUser()] {
+				if s.sessions[other].Previous == prev && !slices.Contains(decided, other) {
+					decided = append(decided, other)
+				}
+			}
+		}
+		supersedes = append(decided, supersedes...)
+	}
 	sess := &Session{
 		ID: id, User: ev.GetUser(), Device: ev.GetDevice(), Node: ev.GetNode(),
 		RemoteAddr: addr, ConnectedAt: r.Time, ConnectSeq: r.Seq, ConnectID: r.ID,
 		Previous: prev, HeartbeatMS: hb, Transport: transport,
 	}
+	sess.TokenID, sess.TokenIssued, sess.TokenExpires = clientToken(tok)
 	s.sessions[id] = sess
 	s.byUser[sess.User] = append(s.byUser[sess.User], id)
 	if full {
@@ -311,6 +373,56 @@ func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bo
 	if b, ok := s.bans[sess.User]; ok && b.ActiveAt(r.Time) {
 		s.mark(ch, banEnd(b, sess, r.Time))
 	}
+	// So must one that starts with a revoked token, or while a kick
+	// refuses its user and device or its token.
+	if v, ok := s.revokedSession(sess, r.Time); ok {
+		s.mark(ch, revokedEnd(v, sess, r.Time))
+	}
+	if f, ok := s.refusalOf(sess.User, sess.Device, sess.TokenID, r.Time); ok {
+		s.mark(ch, refusalEnd(f, sess, r.Time))
+	}
+}
+
+// drain marks every session live on the drained node to end with cause
+// drained, each told to reconnect after a delay spread over the window by
+// its id (drainDelay): the same on every node and in every replay.
+func (s *State) drain(r *ledger.Record, ev *eventpb.Event, ch *Change) {
+	d := ev.GetNodeDrained()
+	node := d.GetNode()
+	if node == "" {
+		s.counters.Malformed++
+		ch.Anomaly = "drain without a node"
+		return
+	}
+	var on []*Session
+	for _, sess := range s.sessions {
+		if sess.Node == node {
+			on = append(on, sess)
+		}
+	}
+	slices.SortFunc(on, func(a, b *Session) int { return cmp.Compare(a.ConnectSeq, b.ConnectSeq) })
+	window := time.Duration(d.GetWindowMs()) * time.Millisecond
+	for _, sess := range on {
+		s.mark(ch, &PendingEnd{
+			Session: sess.ID, User: sess.User, Node: sess.Node,
+			Cause:   eventpb.DisconnectCause_DISCONNECT_CAUSE_DRAINED,
+			EventID: r.ID, Seq: r.Seq, At: r.Time, Actor: ev.GetActor(), Reason: ev.GetReason(),
+			Mode: eventpb.KickMode_KICK_MODE_GRACEFUL, Reconnect: eventpb.Reconnect_RECONNECT_AFTER,
+			ReconnectAfter: DrainDelay(sess.ID, window),
+		})
+	}
+}
+
+// DrainDelay is the reconnect advice a drained session gets: a point in
+// [0, window) drawn from its id (FNV-1a), so a node's sessions come back
+// spread over the window, and every node and replay gives the same.
+func DrainDelay(session string, window time.Duration) time.Duration {
+	if window <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(session))
+	return time.Duration(h.Sum64() % uint64(window))
 }
 
 // mark records p unless the session already has a pending end.
@@ -403,8 +515,15 @@ func (s *State) kick(r *ledger.Record, ev *eventpb.Event, ch *Change) {
 	if rc == eventpb.Reconnect_RECONNECT_UNSPECIFIED {
 		rc = eventpb.Reconnect_RECONNECT_ALLOWED
 	}
+	var until time.Time
+	if ms := k.GetRefuseConnectsMs(); ms > 0 && (rc == eventpb.Reconnect_RECONNECT_NOT_ALLOWED || rc == eventpb.Reconnect_RECONNECT_AFTER) {
+		until = r.Time.Add(time.Duration(ms) * time.Millisecond)
+	}
 	for _, id := range targets {
 		sess := s.sessions[id]
+		if !until.IsZero() {
+			s.refuse(r, ev, sess, rc, until)
+		}
 		s.mark(ch, &PendingEnd{
 			Session: id, User: sess.User, Node: sess.Node,
 			Cause:   eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED,

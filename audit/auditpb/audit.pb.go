@@ -722,6 +722,117 @@ func (x *Ban) GetSeq() uint64 {
 	return 0
 }
 
+// Revocation is a revocation of client tokens in force: the token
+// token_id, or (token_id empty) the tokens of user issued before
+// issued_before_unix_nano. It lapses at until_unix_nano.
+type Revocation struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	TokenId              string                 `protobuf:"bytes,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	User                 string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	IssuedBeforeUnixNano int64                  `protobuf:"varint,3,opt,name=issued_before_unix_nano,json=issuedBeforeUnixNano,proto3" json:"issued_before_unix_nano,omitempty"`
+	SinceUnixNano        int64                  `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	UntilUnixNano        int64                  `protobuf:"varint,5,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
+	Reason               string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	Actor                string                 `protobuf:"bytes,7,opt,name=actor,proto3" json:"actor,omitempty"`
+	EventId              []byte                 `protobuf:"bytes,8,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Seq                  uint64                 `protobuf:"varint,9,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *Revocation) Reset() {
+	*x = Revocation{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revocation) ProtoMessage() {}
+
+func (x *Revocation) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
+func (*Revocation) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Revocation) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *Revocation) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Revocation) GetIssuedBeforeUnixNano() int64 {
+	if x != nil {
+		return x.IssuedBeforeUnixNano
+	}
+	return 0
+}
+
+func (x *Revocation) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *Revocation) GetUntilUnixNano() int64 {
+	if x != nil {
+		return x.UntilUnixNano
+	}
+	return 0
+}
+
+func (x *Revocation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Revocation) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *Revocation) GetEventId() []byte {
+	if x != nil {
+		return x.EventId
+	}
+	return nil
+}
+
+func (x *Revocation) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 type TimelineRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One of session or user.
@@ -737,7 +848,7 @@ type TimelineRequest struct {
 
 func (x *TimelineRequest) Reset() {
 	*x = TimelineRequest{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[8]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +860,7 @@ func (x *TimelineRequest) String() string {
 func (*TimelineRequest) ProtoMessage() {}
 
 func (x *TimelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[8]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +873,7 @@ func (x *TimelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimelineRequest.ProtoReflect.Descriptor instead.
 func (*TimelineRequest) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{8}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TimelineRequest) GetSession() string {
@@ -817,7 +928,7 @@ type TimelineEntry struct {
 
 func (x *TimelineEntry) Reset() {
 	*x = TimelineEntry{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[9]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +940,7 @@ func (x *TimelineEntry) String() string {
 func (*TimelineEntry) ProtoMessage() {}
 
 func (x *TimelineEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[9]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +953,7 @@ func (x *TimelineEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimelineEntry.ProtoReflect.Descriptor instead.
 func (*TimelineEntry) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{9}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TimelineEntry) GetSeq() uint64 {
@@ -913,7 +1024,7 @@ type ReplayRequest struct {
 
 func (x *ReplayRequest) Reset() {
 	*x = ReplayRequest{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[10]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1036,7 @@ func (x *ReplayRequest) String() string {
 func (*ReplayRequest) ProtoMessage() {}
 
 func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[10]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1049,7 @@ func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayRequest.ProtoReflect.Descriptor instead.
 func (*ReplayRequest) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{10}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReplayRequest) GetFromUnixNano() int64 {
@@ -978,7 +1089,7 @@ type Ended struct {
 
 func (x *Ended) Reset() {
 	*x = Ended{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[11]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1101,7 @@ func (x *Ended) String() string {
 func (*Ended) ProtoMessage() {}
 
 func (x *Ended) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[11]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1114,7 @@ func (x *Ended) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ended.ProtoReflect.Descriptor instead.
 func (*Ended) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{11}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Ended) GetSession() *Session {
@@ -1081,7 +1192,7 @@ type ReplayStep struct {
 
 func (x *ReplayStep) Reset() {
 	*x = ReplayStep{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[12]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1204,7 @@ func (x *ReplayStep) String() string {
 func (*ReplayStep) ProtoMessage() {}
 
 func (x *ReplayStep) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[12]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1217,7 @@ func (x *ReplayStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayStep.ProtoReflect.Descriptor instead.
 func (*ReplayStep) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{12}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReplayStep) GetRecord() *AuditRecord {
@@ -1186,13 +1297,17 @@ type VerifyRequest struct {
 	ToSeq         uint64 `protobuf:"varint,2,opt,name=to_seq,json=toSeq,proto3" json:"to_seq,omitempty"`
 	SinceUnixNano int64  `protobuf:"varint,3,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
 	UntilUnixNano int64  `protobuf:"varint,4,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
+	// Checkpoints to check the whole log against: each a C2SP
+	// tlog-checkpoint's text (origin, size and root lines). The caller
+	// checks their signatures; the hub compares what they say with the log.
+	Checkpoints   [][]byte `protobuf:"bytes,5,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VerifyRequest) Reset() {
 	*x = VerifyRequest{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[13]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1319,7 @@ func (x *VerifyRequest) String() string {
 func (*VerifyRequest) ProtoMessage() {}
 
 func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[13]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1332,7 @@ func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
 func (*VerifyRequest) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{13}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *VerifyRequest) GetFromSeq() uint64 {
@@ -1248,6 +1363,13 @@ func (x *VerifyRequest) GetUntilUnixNano() int64 {
 	return 0
 }
 
+func (x *VerifyRequest) GetCheckpoints() [][]byte {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return nil
+}
+
 type VerifyUpdate struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Update:
@@ -1262,7 +1384,7 @@ type VerifyUpdate struct {
 
 func (x *VerifyUpdate) Reset() {
 	*x = VerifyUpdate{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[14]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1396,7 @@ func (x *VerifyUpdate) String() string {
 func (*VerifyUpdate) ProtoMessage() {}
 
 func (x *VerifyUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[14]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1409,7 @@ func (x *VerifyUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyUpdate.ProtoReflect.Descriptor instead.
 func (*VerifyUpdate) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{14}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *VerifyUpdate) GetUpdate() isVerifyUpdate_Update {
@@ -1360,7 +1482,7 @@ type VerifyProgress struct {
 
 func (x *VerifyProgress) Reset() {
 	*x = VerifyProgress{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[15]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1494,7 @@ func (x *VerifyProgress) String() string {
 func (*VerifyProgress) ProtoMessage() {}
 
 func (x *VerifyProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[15]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1507,7 @@ func (x *VerifyProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyProgress.ProtoReflect.Descriptor instead.
 func (*VerifyProgress) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{15}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *VerifyProgress) GetFromSeq() uint64 {
@@ -1420,15 +1542,30 @@ type VerifyResult struct {
 	BadSeq uint64 `protobuf:"varint,6,opt,name=bad_seq,json=badSeq,proto3" json:"bad_seq,omitempty"`
 	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
 	// The head's id and time, with head_seq and head_hash.
-	HeadId        []byte `protobuf:"bytes,8,opt,name=head_id,json=headId,proto3" json:"head_id,omitempty"`
-	HeadUnixNano  int64  `protobuf:"varint,9,opt,name=head_unix_nano,json=headUnixNano,proto3" json:"head_unix_nano,omitempty"`
+	HeadId       []byte `protobuf:"bytes,8,opt,name=head_id,json=headId,proto3" json:"head_id,omitempty"`
+	HeadUnixNano int64  `protobuf:"varint,9,opt,name=head_unix_nano,json=headUnixNano,proto3" json:"head_unix_nano,omitempty"`
+	// The head's Merkle root as the hub keeps it.
+	HeadRoot []byte `protobuf:"bytes,10,opt,name=head_root,json=headRoot,proto3" json:"head_root,omitempty"`
+	// Set when the whole log was verified: the tree root recomputed from the
+	// records, the first place the stored tree disagrees with them, what
+	// else in the file names a seq the log contradicts, and one result per
+	// checkpoint asked about.
+	Whole       bool                `protobuf:"varint,11,opt,name=whole,proto3" json:"whole,omitempty"`
+	TreeRoot    []byte              `protobuf:"bytes,12,opt,name=tree_root,json=treeRoot,proto3" json:"tree_root,omitempty"`
+	TreeBadSeq  uint64              `protobuf:"varint,13,opt,name=tree_bad_seq,json=treeBadSeq,proto3" json:"tree_bad_seq,omitempty"`
+	TreeReason  string              `protobuf:"bytes,14,opt,name=tree_reason,json=treeReason,proto3" json:"tree_reason,omitempty"`
+	Findings    []*Finding          `protobuf:"bytes,15,rep,name=findings,proto3" json:"findings,omitempty"`
+	Checkpoints []*CheckpointResult `protobuf:"bytes,16,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	// Whether the file has a stored tree to compare (format v3; a v2 file,
+	// from before the tree, has none).
+	StoredTree    bool `protobuf:"varint,17,opt,name=stored_tree,json=storedTree,proto3" json:"stored_tree,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VerifyResult) Reset() {
 	*x = VerifyResult{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[16]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1577,7 @@ func (x *VerifyResult) String() string {
 func (*VerifyResult) ProtoMessage() {}
 
 func (x *VerifyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[16]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1590,7 @@ func (x *VerifyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResult.ProtoReflect.Descriptor instead.
 func (*VerifyResult) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{16}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *VerifyResult) GetFromSeq() uint64 {
@@ -1519,6 +1656,512 @@ func (x *VerifyResult) GetHeadUnixNano() int64 {
 	return 0
 }
 
+func (x *VerifyResult) GetHeadRoot() []byte {
+	if x != nil {
+		return x.HeadRoot
+	}
+	return nil
+}
+
+func (x *VerifyResult) GetWhole() bool {
+	if x != nil {
+		return x.Whole
+	}
+	return false
+}
+
+func (x *VerifyResult) GetTreeRoot() []byte {
+	if x != nil {
+		return x.TreeRoot
+	}
+	return nil
+}
+
+func (x *VerifyResult) GetTreeBadSeq() uint64 {
+	if x != nil {
+		return x.TreeBadSeq
+	}
+	return 0
+}
+
+func (x *VerifyResult) GetTreeReason() string {
+	if x != nil {
+		return x.TreeReason
+	}
+	return ""
+}
+
+func (x *VerifyResult) GetFindings() []*Finding {
+	if x != nil {
+		return x.Findings
+	}
+	return nil
+}
+
+func (x *VerifyResult) GetCheckpoints() []*CheckpointResult {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return nil
+}
+
+func (x *VerifyResult) GetStoredTree() bool {
+	if x != nil {
+		return x.StoredTree
+	}
+	return false
+}
+
+// Finding is an entry of the ledger file that names a seq the log
+// contradicts.
+type Finding struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Where         string                 `protobuf:"bytes,1,opt,name=where,proto3" json:"where,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Problem       string                 `protobuf:"bytes,3,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Finding) Reset() {
+	*x = Finding{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Finding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Finding) ProtoMessage() {}
+
+func (x *Finding) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Finding.ProtoReflect.Descriptor instead.
+func (*Finding) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Finding) GetWhere() string {
+	if x != nil {
+		return x.Where
+	}
+	return ""
+}
+
+func (x *Finding) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Finding) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+type CheckpointResult struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Origin string                 `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	Size   uint64                 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Root   []byte                 `protobuf:"bytes,3,opt,name=root,proto3" json:"root,omitempty"`
+	Ok     bool                   `protobuf:"varint,4,opt,name=ok,proto3" json:"ok,omitempty"`
+	// What differs when not ok.
+	Problem       string `protobuf:"bytes,5,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointResult) Reset() {
+	*x = CheckpointResult{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointResult) ProtoMessage() {}
+
+func (x *CheckpointResult) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointResult.ProtoReflect.Descriptor instead.
+func (*CheckpointResult) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CheckpointResult) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *CheckpointResult) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *CheckpointResult) GetRoot() []byte {
+	if x != nil {
+		return x.Root
+	}
+	return nil
+}
+
+func (x *CheckpointResult) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *CheckpointResult) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+type CheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointRequest) Reset() {
+	*x = CheckpointRequest{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointRequest) ProtoMessage() {}
+
+func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
+func (*CheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{20}
+}
+
+type CheckpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The signed checkpoint note.
+	Note []byte `protobuf:"bytes,1,opt,name=note,proto3" json:"note,omitempty"`
+	// The hub's verifier key (take the one an audit relies on from a copy
+	// kept off the host).
+	VerifierKey   string `protobuf:"bytes,2,opt,name=verifier_key,json=verifierKey,proto3" json:"verifier_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointResponse) Reset() {
+	*x = CheckpointResponse{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointResponse) ProtoMessage() {}
+
+func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
+func (*CheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CheckpointResponse) GetNote() []byte {
+	if x != nil {
+		return x.Note
+	}
+	return nil
+}
+
+func (x *CheckpointResponse) GetVerifierKey() string {
+	if x != nil {
+		return x.VerifierKey
+	}
+	return ""
+}
+
+type ProveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One of seq or event_id (a ULID, 16 bytes).
+	Seq     uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	EventId []byte `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// The signed checkpoint to prove it in; empty: the newest.
+	Checkpoint    []byte `protobuf:"bytes,3,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveRequest) Reset() {
+	*x = ProveRequest{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveRequest) ProtoMessage() {}
+
+func (x *ProveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveRequest.ProtoReflect.Descriptor instead.
+func (*ProveRequest) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ProveRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ProveRequest) GetEventId() []byte {
+	if x != nil {
+		return x.EventId
+	}
+	return nil
+}
+
+func (x *ProveRequest) GetCheckpoint() []byte {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+type ProveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The proof bundle as auditq prove writes it (JSON, format
+	// sessionledger-proof/v1).
+	Bundle        []byte `protobuf:"bytes,1,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveResponse) Reset() {
+	*x = ProveResponse{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveResponse) ProtoMessage() {}
+
+func (x *ProveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveResponse.ProtoReflect.Descriptor instead.
+func (*ProveResponse) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ProveResponse) GetBundle() []byte {
+	if x != nil {
+		return x.Bundle
+	}
+	return nil
+}
+
+type ConsistencyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OldSize       uint64                 `protobuf:"varint,1,opt,name=old_size,json=oldSize,proto3" json:"old_size,omitempty"`
+	NewSize       uint64                 `protobuf:"varint,2,opt,name=new_size,json=newSize,proto3" json:"new_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsistencyRequest) Reset() {
+	*x = ConsistencyRequest{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsistencyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsistencyRequest) ProtoMessage() {}
+
+func (x *ConsistencyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsistencyRequest.ProtoReflect.Descriptor instead.
+func (*ConsistencyRequest) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ConsistencyRequest) GetOldSize() uint64 {
+	if x != nil {
+		return x.OldSize
+	}
+	return 0
+}
+
+func (x *ConsistencyRequest) GetNewSize() uint64 {
+	if x != nil {
+		return x.NewSize
+	}
+	return 0
+}
+
+type ConsistencyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OldRoot       []byte                 `protobuf:"bytes,1,opt,name=old_root,json=oldRoot,proto3" json:"old_root,omitempty"`
+	NewRoot       []byte                 `protobuf:"bytes,2,opt,name=new_root,json=newRoot,proto3" json:"new_root,omitempty"`
+	Proof         [][]byte               `protobuf:"bytes,3,rep,name=proof,proto3" json:"proof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsistencyResponse) Reset() {
+	*x = ConsistencyResponse{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsistencyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsistencyResponse) ProtoMessage() {}
+
+func (x *ConsistencyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsistencyResponse.ProtoReflect.Descriptor instead.
+func (*ConsistencyResponse) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ConsistencyResponse) GetOldRoot() []byte {
+	if x != nil {
+		return x.OldRoot
+	}
+	return nil
+}
+
+func (x *ConsistencyResponse) GetNewRoot() []byte {
+	if x != nil {
+		return x.NewRoot
+	}
+	return nil
+}
+
+func (x *ConsistencyResponse) GetProof() [][]byte {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
+}
+
 type Count struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -1529,7 +2172,7 @@ type Count struct {
 
 func (x *Count) Reset() {
 	*x = Count{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[17]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +2184,7 @@ func (x *Count) String() string {
 func (*Count) ProtoMessage() {}
 
 func (x *Count) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[17]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +2197,7 @@ func (x *Count) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Count.ProtoReflect.Descriptor instead.
 func (*Count) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{17}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Count) GetKey() string {
@@ -1590,14 +2233,19 @@ type StatsResponse struct {
 	Missing []*SeqRange `protobuf:"bytes,13,rep,name=missing,proto3" json:"missing,omitempty"`
 	// Damage that is no record, so no seq names it (a key in the log that is
 	// not an 8-byte seq), described.
-	Strays        []string `protobuf:"bytes,14,rep,name=strays,proto3" json:"strays,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Strays []string `protobuf:"bytes,14,rep,name=strays,proto3" json:"strays,omitempty"`
+	// Token revocations ordered, per operator, most first.
+	RevokesByActor []*Count `protobuf:"bytes,15,rep,name=revokes_by_actor,json=revokesByActor,proto3" json:"revokes_by_actor,omitempty"`
+	// Admin calls refused for their token's role, per token name, most
+	// first (admin_call_refused counts added up).
+	RefusedAdminCalls []*Count `protobuf:"bytes,16,rep,name=refused_admin_calls,json=refusedAdminCalls,proto3" json:"refused_admin_calls,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +2257,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +2270,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{18}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StatsResponse) GetEvents() uint64 {
@@ -1723,6 +2371,20 @@ func (x *StatsResponse) GetStrays() []string {
 	return nil
 }
 
+func (x *StatsResponse) GetRevokesByActor() []*Count {
+	if x != nil {
+		return x.RevokesByActor
+	}
+	return nil
+}
+
+func (x *StatsResponse) GetRefusedAdminCalls() []*Count {
+	if x != nil {
+		return x.RefusedAdminCalls
+	}
+	return nil
+}
+
 // SeqRange is the seqs from_seq to to_seq, both included.
 type SeqRange struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1734,7 +2396,7 @@ type SeqRange struct {
 
 func (x *SeqRange) Reset() {
 	*x = SeqRange{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1746,7 +2408,7 @@ func (x *SeqRange) String() string {
 func (*SeqRange) ProtoMessage() {}
 
 func (x *SeqRange) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1759,7 +2421,7 @@ func (x *SeqRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeqRange.ProtoReflect.Descriptor instead.
 func (*SeqRange) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{19}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SeqRange) GetFromSeq() uint64 {
@@ -1792,7 +2454,7 @@ type Corrupt struct {
 
 func (x *Corrupt) Reset() {
 	*x = Corrupt{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[20]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +2466,7 @@ func (x *Corrupt) String() string {
 func (*Corrupt) ProtoMessage() {}
 
 func (x *Corrupt) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[20]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +2479,7 @@ func (x *Corrupt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Corrupt.ProtoReflect.Descriptor instead.
 func (*Corrupt) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{20}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Corrupt) GetSeqs() []uint64 {
@@ -1909,7 +2571,18 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12&\n" +
 	"\x0funtil_unix_nano\x18\x05 \x01(\x03R\runtilUnixNano\x12\x19\n" +
 	"\bevent_id\x18\x06 \x01(\fR\aeventId\x12\x10\n" +
-	"\x03seq\x18\a \x01(\x04R\x03seq\"\x9f\x01\n" +
+	"\x03seq\x18\a \x01(\x04R\x03seq\"\x9d\x02\n" +
+	"\n" +
+	"Revocation\x12\x19\n" +
+	"\btoken_id\x18\x01 \x01(\tR\atokenId\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x125\n" +
+	"\x17issued_before_unix_nano\x18\x03 \x01(\x03R\x14issuedBeforeUnixNano\x12&\n" +
+	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12&\n" +
+	"\x0funtil_unix_nano\x18\x05 \x01(\x03R\runtilUnixNano\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05actor\x18\a \x01(\tR\x05actor\x12\x19\n" +
+	"\bevent_id\x18\b \x01(\fR\aeventId\x12\x10\n" +
+	"\x03seq\x18\t \x01(\x04R\x03seq\"\x9f\x01\n" +
 	"\x0fTimelineRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12&\n" +
@@ -1951,12 +2624,13 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\aanomaly\x18\b \x01(\tR\aanomaly\x12\x12\n" +
 	"\x04live\x18\t \x01(\x04R\x04live\x12\x12\n" +
 	"\x04bans\x18\n" +
-	" \x01(\x04R\x04bans\"\x91\x01\n" +
+	" \x01(\x04R\x04bans\"\xb3\x01\n" +
 	"\rVerifyRequest\x12\x19\n" +
 	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
 	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\x12&\n" +
 	"\x0fsince_unix_nano\x18\x03 \x01(\x03R\rsinceUnixNano\x12&\n" +
-	"\x0funtil_unix_nano\x18\x04 \x01(\x03R\runtilUnixNano\"\xc3\x01\n" +
+	"\x0funtil_unix_nano\x18\x04 \x01(\x03R\runtilUnixNano\x12 \n" +
+	"\vcheckpoints\x18\x05 \x03(\fR\vcheckpoints\"\xc3\x01\n" +
 	"\fVerifyUpdate\x12#\n" +
 	"\fprogress_seq\x18\x01 \x01(\x04H\x00R\vprogressSeq\x12>\n" +
 	"\x06result\x18\x02 \x01(\v2$.sessionledger.audit.v1.VerifyResultH\x00R\x06result\x12D\n" +
@@ -1965,7 +2639,7 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\x0eVerifyProgress\x12\x19\n" +
 	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
 	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\x12\x10\n" +
-	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\x82\x02\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xbf\x04\n" +
 	"\fVerifyResult\x12\x19\n" +
 	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
 	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\x12\x18\n" +
@@ -1975,10 +2649,51 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\abad_seq\x18\x06 \x01(\x04R\x06badSeq\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x12\x17\n" +
 	"\ahead_id\x18\b \x01(\fR\x06headId\x12$\n" +
-	"\x0ehead_unix_nano\x18\t \x01(\x03R\fheadUnixNano\"/\n" +
+	"\x0ehead_unix_nano\x18\t \x01(\x03R\fheadUnixNano\x12\x1b\n" +
+	"\thead_root\x18\n" +
+	" \x01(\fR\bheadRoot\x12\x14\n" +
+	"\x05whole\x18\v \x01(\bR\x05whole\x12\x1b\n" +
+	"\ttree_root\x18\f \x01(\fR\btreeRoot\x12 \n" +
+	"\ftree_bad_seq\x18\r \x01(\x04R\n" +
+	"treeBadSeq\x12\x1f\n" +
+	"\vtree_reason\x18\x0e \x01(\tR\n" +
+	"treeReason\x12;\n" +
+	"\bfindings\x18\x0f \x03(\v2\x1f.sessionledger.audit.v1.FindingR\bfindings\x12J\n" +
+	"\vcheckpoints\x18\x10 \x03(\v2(.sessionledger.audit.v1.CheckpointResultR\vcheckpoints\x12\x1f\n" +
+	"\vstored_tree\x18\x11 \x01(\bR\n" +
+	"storedTree\"K\n" +
+	"\aFinding\x12\x14\n" +
+	"\x05where\x18\x01 \x01(\tR\x05where\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +
+	"\aproblem\x18\x03 \x01(\tR\aproblem\"|\n" +
+	"\x10CheckpointResult\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x12\n" +
+	"\x04root\x18\x03 \x01(\fR\x04root\x12\x0e\n" +
+	"\x02ok\x18\x04 \x01(\bR\x02ok\x12\x18\n" +
+	"\aproblem\x18\x05 \x01(\tR\aproblem\"\x13\n" +
+	"\x11CheckpointRequest\"K\n" +
+	"\x12CheckpointResponse\x12\x12\n" +
+	"\x04note\x18\x01 \x01(\fR\x04note\x12!\n" +
+	"\fverifier_key\x18\x02 \x01(\tR\vverifierKey\"[\n" +
+	"\fProveRequest\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x19\n" +
+	"\bevent_id\x18\x02 \x01(\fR\aeventId\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x03 \x01(\fR\n" +
+	"checkpoint\"'\n" +
+	"\rProveResponse\x12\x16\n" +
+	"\x06bundle\x18\x01 \x01(\fR\x06bundle\"J\n" +
+	"\x12ConsistencyRequest\x12\x19\n" +
+	"\bold_size\x18\x01 \x01(\x04R\aoldSize\x12\x19\n" +
+	"\bnew_size\x18\x02 \x01(\x04R\anewSize\"a\n" +
+	"\x13ConsistencyResponse\x12\x19\n" +
+	"\bold_root\x18\x01 \x01(\fR\aoldRoot\x12\x19\n" +
+	"\bnew_root\x18\x02 \x01(\fR\anewRoot\x12\x14\n" +
+	"\x05proof\x18\x03 \x03(\fR\x05proof\"/\n" +
 	"\x05Count\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x04R\x05count\"\x84\x05\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"\x9c\x06\n" +
 	"\rStatsResponse\x12\x16\n" +
 	"\x06events\x18\x01 \x01(\x04R\x06events\x12\x1b\n" +
 	"\tfirst_seq\x18\x02 \x01(\x04R\bfirstSeq\x12\x19\n" +
@@ -1994,14 +2709,16 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\x11rejected_attempts\x18\v \x01(\x04R\x10rejectedAttempts\x12\x18\n" +
 	"\acorrupt\x18\f \x03(\x04R\acorrupt\x12:\n" +
 	"\amissing\x18\r \x03(\v2 .sessionledger.audit.v1.SeqRangeR\amissing\x12\x16\n" +
-	"\x06strays\x18\x0e \x03(\tR\x06strays\"<\n" +
+	"\x06strays\x18\x0e \x03(\tR\x06strays\x12G\n" +
+	"\x10revokes_by_actor\x18\x0f \x03(\v2\x1d.sessionledger.audit.v1.CountR\x0erevokesByActor\x12M\n" +
+	"\x13refused_admin_calls\x18\x10 \x03(\v2\x1d.sessionledger.audit.v1.CountR\x11refusedAdminCalls\"<\n" +
 	"\bSeqRange\x12\x19\n" +
 	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
 	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\"q\n" +
 	"\aCorrupt\x12\x12\n" +
 	"\x04seqs\x18\x01 \x03(\x04R\x04seqs\x12:\n" +
 	"\amissing\x18\x02 \x03(\v2 .sessionledger.audit.v1.SeqRangeR\amissing\x12\x16\n" +
-	"\x06strays\x18\x03 \x03(\tR\x06strays2\xe1\x04\n" +
+	"\x06strays\x18\x03 \x03(\tR\x06strays2\xe3\a\n" +
 	"\x05Audit\x12V\n" +
 	"\x06Events\x12%.sessionledger.audit.v1.EventsRequest\x1a#.sessionledger.audit.v1.AuditRecord0\x01\x12V\n" +
 	"\n" +
@@ -2010,7 +2727,12 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\bTimeline\x12'.sessionledger.audit.v1.TimelineRequest\x1a%.sessionledger.audit.v1.TimelineEntry0\x01\x12U\n" +
 	"\x06Replay\x12%.sessionledger.audit.v1.ReplayRequest\x1a\".sessionledger.audit.v1.ReplayStep0\x01\x12W\n" +
 	"\x06Verify\x12%.sessionledger.audit.v1.VerifyRequest\x1a$.sessionledger.audit.v1.VerifyUpdate0\x01\x12N\n" +
-	"\x05Stats\x12\x1e.sessionledger.audit.v1.Filter\x1a%.sessionledger.audit.v1.StatsResponseB6Z4github.com/sessionledger/sessionledger/audit/auditpbb\x06proto3"
+	"\x05Stats\x12\x1e.sessionledger.audit.v1.Filter\x1a%.sessionledger.audit.v1.StatsResponse\x12c\n" +
+	"\n" +
+	"Checkpoint\x12).sessionledger.audit.v1.CheckpointRequest\x1a*.sessionledger.audit.v1.CheckpointResponse\x12T\n" +
+	"\x05Prove\x12$.sessionledger.audit.v1.ProveRequest\x1a%.sessionledger.audit.v1.ProveResponse\x12k\n" +
+	"\x10ConsistencyProof\x12*.sessionledger.audit.v1.ConsistencyRequest\x1a+.sessionledger.audit.v1.ConsistencyResponse\x12X\n" +
+	"\rRevocationsAt\x12!.sessionledger.audit.v1.AtRequest\x1a\".sessionledger.audit.v1.Revocation0\x01B6Z4github.com/sessionledger/sessionledger/audit/auditpbb\x06proto3"
 
 var (
 	file_audit_auditpb_audit_proto_rawDescOnce sync.Once
@@ -2024,7 +2746,7 @@ func file_audit_auditpb_audit_proto_rawDescGZIP() []byte {
 	return file_audit_auditpb_audit_proto_rawDescData
 }
 
-var file_audit_auditpb_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_audit_auditpb_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_audit_auditpb_audit_proto_goTypes = []any{
 	(*Filter)(nil),               // 0: sessionledger.audit.v1.Filter
 	(*EventsRequest)(nil),        // 1: sessionledger.audit.v1.EventsRequest
@@ -2034,73 +2756,94 @@ var file_audit_auditpb_audit_proto_goTypes = []any{
 	(*Pending)(nil),              // 5: sessionledger.audit.v1.Pending
 	(*LiveSession)(nil),          // 6: sessionledger.audit.v1.LiveSession
 	(*Ban)(nil),                  // 7: sessionledger.audit.v1.Ban
-	(*TimelineRequest)(nil),      // 8: sessionledger.audit.v1.TimelineRequest
-	(*TimelineEntry)(nil),        // 9: sessionledger.audit.v1.TimelineEntry
-	(*ReplayRequest)(nil),        // 10: sessionledger.audit.v1.ReplayRequest
-	(*Ended)(nil),                // 11: sessionledger.audit.v1.Ended
-	(*ReplayStep)(nil),           // 12: sessionledger.audit.v1.ReplayStep
-	(*VerifyRequest)(nil),        // 13: sessionledger.audit.v1.VerifyRequest
-	(*VerifyUpdate)(nil),         // 14: sessionledger.audit.v1.VerifyUpdate
-	(*VerifyProgress)(nil),       // 15: sessionledger.audit.v1.VerifyProgress
-	(*VerifyResult)(nil),         // 16: sessionledger.audit.v1.VerifyResult
-	(*Count)(nil),                // 17: sessionledger.audit.v1.Count
-	(*StatsResponse)(nil),        // 18: sessionledger.audit.v1.StatsResponse
-	(*SeqRange)(nil),             // 19: sessionledger.audit.v1.SeqRange
-	(*Corrupt)(nil),              // 20: sessionledger.audit.v1.Corrupt
-	(eventpb.EventType)(0),       // 21: sessionledger.ledger.v1.EventType
-	(*eventpb.Record)(nil),       // 22: sessionledger.ledger.v1.Record
-	(eventpb.DisconnectCause)(0), // 23: sessionledger.ledger.v1.DisconnectCause
-	(eventpb.KickMode)(0),        // 24: sessionledger.ledger.v1.KickMode
-	(eventpb.Reconnect)(0),       // 25: sessionledger.ledger.v1.Reconnect
+	(*Revocation)(nil),           // 8: sessionledger.audit.v1.Revocation
+	(*TimelineRequest)(nil),      // 9: sessionledger.audit.v1.TimelineRequest
+	(*TimelineEntry)(nil),        // 10: sessionledger.audit.v1.TimelineEntry
+	(*ReplayRequest)(nil),        // 11: sessionledger.audit.v1.ReplayRequest
+	(*Ended)(nil),                // 12: sessionledger.audit.v1.Ended
+	(*ReplayStep)(nil),           // 13: sessionledger.audit.v1.ReplayStep
+	(*VerifyRequest)(nil),        // 14: sessionledger.audit.v1.VerifyRequest
+	(*VerifyUpdate)(nil),         // 15: sessionledger.audit.v1.VerifyUpdate
+	(*VerifyProgress)(nil),       // 16: sessionledger.audit.v1.VerifyProgress
+	(*VerifyResult)(nil),         // 17: sessionledger.audit.v1.VerifyResult
+	(*Finding)(nil),              // 18: sessionledger.audit.v1.Finding
+	(*CheckpointResult)(nil),     // 19: sessionledger.audit.v1.CheckpointResult
+	(*CheckpointRequest)(nil),    // 20: sessionledger.audit.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),   // 21: sessionledger.audit.v1.CheckpointResponse
+	(*ProveRequest)(nil),         // 22: sessionledger.audit.v1.ProveRequest
+	(*ProveResponse)(nil),        // 23: sessionledger.audit.v1.ProveResponse
+	(*ConsistencyRequest)(nil),   // 24: sessionledger.audit.v1.ConsistencyRequest
+	(*ConsistencyResponse)(nil),  // 25: sessionledger.audit.v1.ConsistencyResponse
+	(*Count)(nil),                // 26: sessionledger.audit.v1.Count
+	(*StatsResponse)(nil),        // 27: sessionledger.audit.v1.StatsResponse
+	(*SeqRange)(nil),             // 28: sessionledger.audit.v1.SeqRange
+	(*Corrupt)(nil),              // 29: sessionledger.audit.v1.Corrupt
+	(eventpb.EventType)(0),       // 30: sessionledger.ledger.v1.EventType
+	(*eventpb.Record)(nil),       // 31: sessionledger.ledger.v1.Record
+	(eventpb.DisconnectCause)(0), // 32: sessionledger.ledger.v1.DisconnectCause
+	(eventpb.KickMode)(0),        // 33: sessionledger.ledger.v1.KickMode
+	(eventpb.Reconnect)(0),       // 34: sessionledger.ledger.v1.Reconnect
 }
 var file_audit_auditpb_audit_proto_depIdxs = []int32{
-	21, // 0: sessionledger.audit.v1.Filter.types:type_name -> sessionledger.ledger.v1.EventType
+	30, // 0: sessionledger.audit.v1.Filter.types:type_name -> sessionledger.ledger.v1.EventType
 	0,  // 1: sessionledger.audit.v1.EventsRequest.filter:type_name -> sessionledger.audit.v1.Filter
-	22, // 2: sessionledger.audit.v1.AuditRecord.record:type_name -> sessionledger.ledger.v1.Record
-	23, // 3: sessionledger.audit.v1.Pending.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
-	24, // 4: sessionledger.audit.v1.Pending.mode:type_name -> sessionledger.ledger.v1.KickMode
-	25, // 5: sessionledger.audit.v1.Pending.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
+	31, // 2: sessionledger.audit.v1.AuditRecord.record:type_name -> sessionledger.ledger.v1.Record
+	32, // 3: sessionledger.audit.v1.Pending.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
+	33, // 4: sessionledger.audit.v1.Pending.mode:type_name -> sessionledger.ledger.v1.KickMode
+	34, // 5: sessionledger.audit.v1.Pending.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
 	4,  // 6: sessionledger.audit.v1.LiveSession.session:type_name -> sessionledger.audit.v1.Session
 	5,  // 7: sessionledger.audit.v1.LiveSession.pending:type_name -> sessionledger.audit.v1.Pending
-	21, // 8: sessionledger.audit.v1.TimelineEntry.type:type_name -> sessionledger.ledger.v1.EventType
+	30, // 8: sessionledger.audit.v1.TimelineEntry.type:type_name -> sessionledger.ledger.v1.EventType
 	4,  // 9: sessionledger.audit.v1.Ended.session:type_name -> sessionledger.audit.v1.Session
-	23, // 10: sessionledger.audit.v1.Ended.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
-	25, // 11: sessionledger.audit.v1.Ended.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
+	32, // 10: sessionledger.audit.v1.Ended.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
+	34, // 11: sessionledger.audit.v1.Ended.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
 	2,  // 12: sessionledger.audit.v1.ReplayStep.record:type_name -> sessionledger.audit.v1.AuditRecord
 	4,  // 13: sessionledger.audit.v1.ReplayStep.started:type_name -> sessionledger.audit.v1.Session
-	11, // 14: sessionledger.audit.v1.ReplayStep.ended:type_name -> sessionledger.audit.v1.Ended
+	12, // 14: sessionledger.audit.v1.ReplayStep.ended:type_name -> sessionledger.audit.v1.Ended
 	5,  // 15: sessionledger.audit.v1.ReplayStep.pending:type_name -> sessionledger.audit.v1.Pending
 	7,  // 16: sessionledger.audit.v1.ReplayStep.banned:type_name -> sessionledger.audit.v1.Ban
 	7,  // 17: sessionledger.audit.v1.ReplayStep.unbanned:type_name -> sessionledger.audit.v1.Ban
 	7,  // 18: sessionledger.audit.v1.ReplayStep.expired:type_name -> sessionledger.audit.v1.Ban
-	16, // 19: sessionledger.audit.v1.VerifyUpdate.result:type_name -> sessionledger.audit.v1.VerifyResult
-	15, // 20: sessionledger.audit.v1.VerifyUpdate.progress:type_name -> sessionledger.audit.v1.VerifyProgress
-	17, // 21: sessionledger.audit.v1.StatsResponse.by_type:type_name -> sessionledger.audit.v1.Count
-	17, // 22: sessionledger.audit.v1.StatsResponse.by_cause:type_name -> sessionledger.audit.v1.Count
-	17, // 23: sessionledger.audit.v1.StatsResponse.kicked_users:type_name -> sessionledger.audit.v1.Count
-	17, // 24: sessionledger.audit.v1.StatsResponse.kicks_by_actor:type_name -> sessionledger.audit.v1.Count
-	17, // 25: sessionledger.audit.v1.StatsResponse.bans_by_actor:type_name -> sessionledger.audit.v1.Count
-	19, // 26: sessionledger.audit.v1.StatsResponse.missing:type_name -> sessionledger.audit.v1.SeqRange
-	19, // 27: sessionledger.audit.v1.Corrupt.missing:type_name -> sessionledger.audit.v1.SeqRange
-	1,  // 28: sessionledger.audit.v1.Audit.Events:input_type -> sessionledger.audit.v1.EventsRequest
-	3,  // 29: sessionledger.audit.v1.Audit.SessionsAt:input_type -> sessionledger.audit.v1.AtRequest
-	3,  // 30: sessionledger.audit.v1.Audit.BansAt:input_type -> sessionledger.audit.v1.AtRequest
-	8,  // 31: sessionledger.audit.v1.Audit.Timeline:input_type -> sessionledger.audit.v1.TimelineRequest
-	10, // 32: sessionledger.audit.v1.Audit.Replay:input_type -> sessionledger.audit.v1.ReplayRequest
-	13, // 33: sessionledger.audit.v1.Audit.Verify:input_type -> sessionledger.audit.v1.VerifyRequest
-	0,  // 34: sessionledger.audit.v1.Audit.Stats:input_type -> sessionledger.audit.v1.Filter
-	2,  // 35: sessionledger.audit.v1.Audit.Events:output_type -> sessionledger.audit.v1.AuditRecord
-	6,  // 36: sessionledger.audit.v1.Audit.SessionsAt:output_type -> sessionledger.audit.v1.LiveSession
-	7,  // 37: sessionledger.audit.v1.Audit.BansAt:output_type -> sessionledger.audit.v1.Ban
-	9,  // 38: sessionledger.audit.v1.Audit.Timeline:output_type -> sessionledger.audit.v1.TimelineEntry
-	12, // 39: sessionledger.audit.v1.Audit.Replay:output_type -> sessionledger.audit.v1.ReplayStep
-	14, // 40: sessionledger.audit.v1.Audit.Verify:output_type -> sessionledger.audit.v1.VerifyUpdate
-	18, // 41: sessionledger.audit.v1.Audit.Stats:output_type -> sessionledger.audit.v1.StatsResponse
-	35, // [35:42] is the sub-list for method output_type
-	28, // [28:35] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	17, // 19: sessionledger.audit.v1.VerifyUpdate.result:type_name -> sessionledger.audit.v1.VerifyResult
+	16, // 20: sessionledger.audit.v1.VerifyUpdate.progress:type_name -> sessionledger.audit.v1.VerifyProgress
+	18, // 21: sessionledger.audit.v1.VerifyResult.findings:type_name -> sessionledger.audit.v1.Finding
+	19, // 22: sessionledger.audit.v1.VerifyResult.checkpoints:type_name -> sessionledger.audit.v1.CheckpointResult
+	26, // 23: sessionledger.audit.v1.StatsResponse.by_type:type_name -> sessionledger.audit.v1.Count
+	26, // 24: sessionledger.audit.v1.StatsResponse.by_cause:type_name -> sessionledger.audit.v1.Count
+	26, // 25: sessionledger.audit.v1.StatsResponse.kicked_users:type_name -> sessionledger.audit.v1.Count
+	26, // 26: sessionledger.audit.v1.StatsResponse.kicks_by_actor:type_name -> sessionledger.audit.v1.Count
+	26, // 27: sessionledger.audit.v1.StatsResponse.bans_by_actor:type_name -> sessionledger.audit.v1.Count
+	28, // 28: sessionledger.audit.v1.StatsResponse.missing:type_name -> sessionledger.audit.v1.SeqRange
+	26, // 29: sessionledger.audit.v1.StatsResponse.revokes_by_actor:type_name -> sessionledger.audit.v1.Count
+	26, // 30: sessionledger.audit.v1.StatsResponse.refused_admin_calls:type_name -> sessionledger.audit.v1.Count
+	28, // 31: sessionledger.audit.v1.Corrupt.missing:type_name -> sessionledger.audit.v1.SeqRange
+	1,  // 32: sessionledger.audit.v1.Audit.Events:input_type -> sessionledger.audit.v1.EventsRequest
+	3,  // 33: sessionledger.audit.v1.Audit.SessionsAt:input_type -> sessionledger.audit.v1.AtRequest
+	3,  // 34: sessionledger.audit.v1.Audit.BansAt:input_type -> sessionledger.audit.v1.AtRequest
+	9,  // 35: sessionledger.audit.v1.Audit.Timeline:input_type -> sessionledger.audit.v1.TimelineRequest
+	11, // 36: sessionledger.audit.v1.Audit.Replay:input_type -> sessionledger.audit.v1.ReplayRequest
+	14, // 37: sessionledger.audit.v1.Audit.Verify:input_type -> sessionledger.audit.v1.VerifyRequest
+	0,  // 38: sessionledger.audit.v1.Audit.Stats:input_type -> sessionledger.audit.v1.Filter
+	20, // 39: sessionledger.audit.v1.Audit.Checkpoint:input_type -> sessionledger.audit.v1.CheckpointRequest
+	22, // 40: sessionledger.audit.v1.Audit.Prove:input_type -> sessionledger.audit.v1.ProveRequest
+	24, // 41: sessionledger.audit.v1.Audit.ConsistencyProof:input_type -> sessionledger.audit.v1.ConsistencyRequest
+	3,  // 42: sessionledger.audit.v1.Audit.RevocationsAt:input_type -> sessionledger.audit.v1.AtRequest
+	2,  // 43: sessionledger.audit.v1.Audit.Events:output_type -> sessionledger.audit.v1.AuditRecord
+	6,  // 44: sessionledger.audit.v1.Audit.SessionsAt:output_type -> sessionledger.audit.v1.LiveSession
+	7,  // 45: sessionledger.audit.v1.Audit.BansAt:output_type -> sessionledger.audit.v1.Ban
+	10, // 46: sessionledger.audit.v1.Audit.Timeline:output_type -> sessionledger.audit.v1.TimelineEntry
+	13, // 47: sessionledger.audit.v1.Audit.Replay:output_type -> sessionledger.audit.v1.ReplayStep
+	15, // 48: sessionledger.audit.v1.Audit.Verify:output_type -> sessionledger.audit.v1.VerifyUpdate
+	27, // 49: sessionledger.audit.v1.Audit.Stats:output_type -> sessionledger.audit.v1.StatsResponse
+	21, // 50: sessionledger.audit.v1.Audit.Checkpoint:output_type -> sessionledger.audit.v1.CheckpointResponse
+	23, // 51: sessionledger.audit.v1.Audit.Prove:output_type -> sessionledger.audit.v1.ProveResponse
+	25, // 52: sessionledger.audit.v1.Audit.ConsistencyProof:output_type -> sessionledger.audit.v1.ConsistencyResponse
+	8,  // 53: sessionledger.audit.v1.Audit.RevocationsAt:output_type -> sessionledger.audit.v1.Revocation
+	43, // [43:54] is the sub-list for method output_type
+	32, // [32:43] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_audit_auditpb_audit_proto_init() }
@@ -2108,7 +2851,7 @@ func file_audit_auditpb_audit_proto_init() {
 	if File_audit_auditpb_audit_proto != nil {
 		return
 	}
-	file_audit_auditpb_audit_proto_msgTypes[14].OneofWrappers = []any{
+	file_audit_auditpb_audit_proto_msgTypes[15].OneofWrappers = []any{
 		(*VerifyUpdate_ProgressSeq)(nil),
 		(*VerifyUpdate_Result)(nil),
 		(*VerifyUpdate_Progress)(nil),
@@ -2119,7 +2862,7 @@ func file_audit_auditpb_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_audit_auditpb_audit_proto_rawDesc), len(file_audit_auditpb_audit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,13 +26,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Audit_Events_FullMethodName     = "/sessionledger.audit.v1.Audit/Events"
-	Audit_SessionsAt_FullMethodName = "/sessionledger.audit.v1.Audit/SessionsAt"
-	Audit_BansAt_FullMethodName     = "/sessionledger.audit.v1.Audit/BansAt"
-	Audit_Timeline_FullMethodName   = "/sessionledger.audit.v1.Audit/Timeline"
-	Audit_Replay_FullMethodName     = "/sessionledger.audit.v1.Audit/Replay"
-	Audit_Verify_FullMethodName     = "/sessionledger.audit.v1.Audit/Verify"
-	Audit_Stats_FullMethodName      = "/sessionledger.audit.v1.Audit/Stats"
+	Audit_Events_FullMethodName           = "/sessionledger.audit.v1.Audit/Events"
+	Audit_SessionsAt_FullMethodName       = "/sessionledger.audit.v1.Audit/SessionsAt"
+	Audit_BansAt_FullMethodName           = "/sessionledger.audit.v1.Audit/BansAt"
+	Audit_Timeline_FullMethodName         = "/sessionledger.audit.v1.Audit/Timeline"
+	Audit_Replay_FullMethodName           = "/sessionledger.audit.v1.Audit/Replay"
+	Audit_Verify_FullMethodName           = "/sessionledger.audit.v1.Audit/Verify"
+	Audit_Stats_FullMethodName            = "/sessionledger.audit.v1.Audit/Stats"
+	Audit_Checkpoint_FullMethodName       = "/sessionledger.audit.v1.Audit/Checkpoint"
+	Audit_Prove_FullMethodName            = "/sessionledger.audit.v1.Audit/Prove"
+	Audit_ConsistencyProof_FullMethodName = "/sessionledger.audit.v1.Audit/ConsistencyProof"
+	Audit_RevocationsAt_FullMethodName    = "/sessionledger.audit.v1.Audit/RevocationsAt"
 )
 
 // AuditClient is the client API for Audit service.
@@ -57,6 +61,18 @@ type AuditClient interface {
 	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[VerifyUpdate], error)
 	// Stats counts events over a window.
 	Stats(ctx context.Context, in *Filter, opts ...grpc.CallOption) (*StatsResponse, error)
+	// Checkpoint returns the newest signed checkpoint of the log's Merkle
+	// tree (docs/verification.md) and the hub's verifier key.
+	Checkpoint(ctx context.Context, in *CheckpointRequest, opts ...grpc.CallOption) (*CheckpointResponse, error)
+	// Prove returns the proof bundle of one record: the record, its leaf, the
+	// inclusion proof and the signed checkpoint it is proven in.
+	Prove(ctx context.Context, in *ProveRequest, opts ...grpc.CallOption) (*ProveResponse, error)
+	// ConsistencyProof returns the proof that the log's tree of new_size
+	// records extends its tree of old_size records.
+	ConsistencyProof(ctx context.Context, in *ConsistencyRequest, opts ...grpc.CallOption) (*ConsistencyResponse, error)
+	// RevocationsAt streams the client token revocations in force at a time:
+	// by token id, then by user.
+	RevocationsAt(ctx context.Context, in *AtRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Revocation], error)
 }
 
 type auditClient struct {
@@ -191,6 +207,55 @@ func (c *auditClient) Stats(ctx context.Context, in *Filter, opts ...grpc.CallOp
 	return out, nil
 }
 
+func (c *auditClient) Checkpoint(ctx context.Context, in *CheckpointRequest, opts ...grpc.CallOption) (*CheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckpointResponse)
+	err := c.cc.Invoke(ctx, Audit_Checkpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditClient) Prove(ctx context.Context, in *ProveRequest, opts ...grpc.CallOption) (*ProveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProveResponse)
+	err := c.cc.Invoke(ctx, Audit_Prove_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditClient) ConsistencyProof(ctx context.Context, in *ConsistencyRequest, opts ...grpc.CallOption) (*ConsistencyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConsistencyResponse)
+	err := c.cc.Invoke(ctx, Audit_ConsistencyProof_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditClient) RevocationsAt(ctx context.Context, in *AtRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Revocation], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Audit_ServiceDesc.Streams[6], Audit_RevocationsAt_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AtRequest, Revocation]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Audit_RevocationsAtClient = grpc.ServerStreamingClient[Revocation]
+
 // AuditServer is the server API for Audit service.
 // All implementations must embed UnimplementedAuditServer
 // for forward compatibility.
@@ -213,6 +278,18 @@ type AuditServer interface {
 	Verify(*VerifyRequest, grpc.ServerStreamingServer[VerifyUpdate]) error
 	// Stats counts events over a window.
 	Stats(context.Context, *Filter) (*StatsResponse, error)
+	// Checkpoint returns the newest signed checkpoint of the log's Merkle
+	// tree (docs/verification.md) and the hub's verifier key.
+	Checkpoint(context.Context, *CheckpointRequest) (*CheckpointResponse, error)
+	// Prove returns the proof bundle of one record: the record, its leaf, the
+	// inclusion proof and the signed checkpoint it is proven in.
+	Prove(context.Context, *ProveRequest) (*ProveResponse, error)
+	// ConsistencyProof returns the proof that the log's tree of new_size
+	// records extends its tree of old_size records.
+	ConsistencyProof(context.Context, *ConsistencyRequest) (*ConsistencyResponse, error)
+	// RevocationsAt streams the client token revocations in force at a time:
+	// by token id, then by user.
+	RevocationsAt(*AtRequest, grpc.ServerStreamingServer[Revocation]) error
 	mustEmbedUnimplementedAuditServer()
 }
 
@@ -243,6 +320,18 @@ func (UnimplementedAuditServer) Verify(*VerifyRequest, grpc.ServerStreamingServe
 }
 func (UnimplementedAuditServer) Stats(context.Context, *Filter) (*StatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Stats not implemented")
+}
+func (UnimplementedAuditServer) Checkpoint(context.Context, *CheckpointRequest) (*CheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Checkpoint not implemented")
+}
+func (UnimplementedAuditServer) Prove(context.Context, *ProveRequest) (*ProveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Prove not implemented")
+}
+func (UnimplementedAuditServer) ConsistencyProof(context.Context, *ConsistencyRequest) (*ConsistencyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConsistencyProof not implemented")
+}
+func (UnimplementedAuditServer) RevocationsAt(*AtRequest, grpc.ServerStreamingServer[Revocation]) error {
+	return status.Error(codes.Unimplemented, "method RevocationsAt not implemented")
 }
 func (UnimplementedAuditServer) mustEmbedUnimplementedAuditServer() {}
 func (UnimplementedAuditServer) testEmbeddedByValue()               {}
@@ -349,6 +438,71 @@ func _Audit_Stats_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Audit_Checkpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServer).Checkpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Audit_Checkpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServer).Checkpoint(ctx, req.(*CheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Audit_Prove_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServer).Prove(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Audit_Prove_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServer).Prove(ctx, req.(*ProveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Audit_ConsistencyProof_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConsistencyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServer).ConsistencyProof(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Audit_ConsistencyProof_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServer).ConsistencyProof(ctx, req.(*ConsistencyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Audit_RevocationsAt_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(AtRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AuditServer).RevocationsAt(m, &grpc.GenericServerStream[AtRequest, Revocation]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Audit_RevocationsAtServer = grpc.ServerStreamingServer[Revocation]
+
 // Audit_ServiceDesc is the grpc.ServiceDesc for Audit service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -359,6 +513,18 @@ var Audit_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Stats",
 			Handler:    _Audit_Stats_Handler,
+		},
+		{
+			MethodName: "Checkpoint",
+			Handler:    _Audit_Checkpoint_Handler,
+		},
+		{
+			MethodName: "Prove",
+			Handler:    _Audit_Prove_Handler,
+		},
+		{
+			MethodName: "ConsistencyProof",
+			Handler:    _Audit_ConsistencyProof_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
@@ -390,6 +556,11 @@ var Audit_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Verify",
 			Handler:       _Audit_Verify_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "RevocationsAt",
+			Handler:       _Audit_RevocationsAt_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sessionledger/sessionledger/audit"
+	"github.com/sessionledger/sessionledger/internal/termtext"
 	"github.com/sessionledger/sessionledger/ledger"
 )
 
@@ -219,10 +220,10 @@ func (a *app) printEvents(cmd *cobra.Command, src source, f audit.Filter, follow
 			ev := r.Event
 			var det []string
 			for _, d := range audit.Details(ev, a.loc) {
-				det = append(det, d.Key+"="+audit.FieldText(d.Value))
+				det = append(det, d.Key+"="+termtext.Field(audit.FieldText(d.Value)))
 			}
-			t.row(fmt.Sprint(r.Seq), fmtTime(r.Time, a.loc), audit.TypeName(ev.GetType()), dash(ev.GetUser()),
-				dash(ev.GetDevice()), dash(ev.GetSession()), dash(ev.GetActor()), dash(quoteReason(ev.GetReason())), strings.Join(det, " "))
+			t.row(fmt.Sprint(r.Seq), fmtTime(r.Time, a.loc), audit.TypeName(ev.GetType()), termtext.Cell(ev.GetUser()),
+				termtext.Cell(ev.GetDevice()), termtext.Cell(ev.GetSession()), termtext.Cell(ev.GetActor()), termtext.Cell(ev.GetReason()), strings.Join(det, " "))
 			return nil
 		}
 		if follow {
@@ -241,13 +242,4 @@ func (a *app) printEvents(cmd *cobra.Command, src source, f audit.Filter, follow
 		err = ferr
 	}
 	return err
-}
-
-// quoteReason quotes a reason that has spaces so table columns stay
-// readable.
-func quoteReason(s string) string {
-	if s == "" || !strings.ContainsAny(s, " \t\"") {
-		return s
-	}
-	return fmt.Sprintf("%q", s)
 }

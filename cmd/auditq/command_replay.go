@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sessionledger/sessionledger/audit"
+	"github.com/sessionledger/sessionledger/internal/termtext"
 	"github.com/sessionledger/sessionledger/projections"
 )
 
@@ -99,44 +100,44 @@ live and bans in force afterwards. --json emits one object per step.`,
 }
 
 func sessRef(s projections.Session) string {
-	return fmt.Sprintf("%s (%s/%s)", s.ID, s.User, dash(s.Device))
+	return fmt.Sprintf("%s (%s/%s)", termtext.Field(s.ID), termtext.Field(s.User), termtext.Cell(s.Device))
 }
 
 // changeText says in a few words what a step changed.
 func (a *app) changeText(ch projections.Change) string {
 	var parts []string
 	for _, b := range ch.Expired {
-		parts = append(parts, "ban of "+b.User+" expired")
+		parts = append(parts, "ban of "+termtext.Field(b.User)+" expired")
 	}
 	if s := ch.Started; s != nil {
 		p := "+" + sessRef(*s)
 		if s.Previous != "" {
-			p += " resumes " + s.Previous
+			p += " resumes " + termtext.Field(s.Previous)
 		}
 		parts = append(parts, p)
 	}
 	for _, p := range ch.Pending {
-		t := "!" + p.Session + " must end: " + audit.CauseName(p.Cause)
+		t := "!" + termtext.Field(p.Session) + " must end: " + audit.CauseName(p.Cause)
 		if p.Actor != "" {
-			t += " by " + p.Actor
+			t += " by " + termtext.Field(p.Actor)
 		}
 		parts = append(parts, t)
 	}
 	if e := ch.Ended; e != nil {
-		parts = append(parts, "-"+e.ID+" ("+audit.CauseName(e.Cause)+")")
+		parts = append(parts, "-"+termtext.Field(e.ID)+" ("+audit.CauseName(e.Cause)+")")
 	}
 	if b := ch.Banned; b != nil {
-		t := "+ban " + b.User
+		t := "+ban " + termtext.Field(b.User)
 		if !b.Until.IsZero() {
 			t += " until " + fmtTime(b.Until, a.loc)
 		}
 		parts = append(parts, t)
 	}
 	if b := ch.Unbanned; b != nil {
-		parts = append(parts, "-ban "+b.User)
+		parts = append(parts, "-ban "+termtext.Field(b.User))
 	}
 	if ch.Anomaly != "" {
-		parts = append(parts, "anomaly: "+ch.Anomaly)
+		parts = append(parts, "anomaly: "+termtext.Line(ch.Anomaly))
 	}
 	if len(parts) == 0 {
 		return "-"
@@ -207,8 +208,8 @@ func (a *app) printReplay(cmd *cobra.Command, src source, q audit.ReplayQuery) e
 		t := newTable(w, "SEQ", "TIME", "TYPE", "USER", "ACTOR", "LIVE", "BANS", "CHANGE")
 		fn = func(s audit.Step) error {
 			ev := s.Record.Event
-			t.row(strconv.FormatUint(s.Record.Seq, 10), fmtTime(s.Record.Time, a.loc), stepType(s), dash(ev.GetUser()),
-				dash(ev.GetActor()), strconv.Itoa(s.Live), strconv.Itoa(s.Bans), a.changeText(s.Change))
+			t.row(strconv.FormatUint(s.Record.Seq, 10), fmtTime(s.Record.Time, a.loc), stepType(s), termtext.Cell(ev.GetUser()),
+				termtext.Cell(ev.GetActor()), strconv.Itoa(s.Live), strconv.Itoa(s.Bans), a.changeText(s.Change))
 			return nil
 		}
 		done = t.end

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/sessionledger/sessionledger/internal/termtext"
 )
 
 // table prints aligned columns while streaming: it holds the first rows
@@ -31,7 +33,14 @@ func newTable(w *bufio.Writer, header ...string) *table {
 	return t
 }
 
+// row adds a row. Names in cells must be escaped already (termtext.Cell);
+// as a last guard, anything else in a cell that a terminal would act on
+// (a control character, a line break) is escaped too, so no cell can clear
+// the screen or start a row of its own.
 func (t *table) row(cells ...string) {
+	for i, c := range cells {
+		cells[i] = termtext.Line(c)
+	}
 	if t.fixed {
 		t.print(cells)
 		if t.live {
@@ -119,13 +128,6 @@ func timeWidth(loc *time.Location) int {
 	return len(t.Format(time.RFC3339Nano))
 }
 
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
 // jsonLine writes v as one JSON line.
 func jsonLine(w *bufio.Writer, v any) error {
 	b, err := json.Marshal(v)
@@ -150,4 +152,14 @@ func jsonTime(t time.Time, loc *time.Location) string {
 		return ""
 	}
 	return t.In(loc).Format(time.RFC3339Nano)
+}
+
+// dash is "-" for an empty cell. Cells that hold names use termtext.Cell,
+// which does this too; dash is for free text in a table's last column,
+// which row escapes.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,12 +17,14 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/sessionledger/sessionledger/audit"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
+	"github.com/sessionledger/sessionledger/internal/termtext"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -33,8 +37,11 @@ const (
 	exitError = 1
 	// exitUsage: bad flags or input (malformed time, unknown event type).
 	exitUsage = 2
-	// exitIntegrity: the log is not intact: verify found a broken chain, or
-	// a query skipped corrupt records.
+	// exitIntegrity: the log is not intact or the evidence does not hold:
+	// verify found a broken chain, a stored tree or a cross-check that
+	// disagrees, or a checkpoint the log does not match; a query skipped
+	// corrupt records; a proof bundle, a checkpoint's signature or a
+	// consistency proof does not verify.
 	exitIntegrity = 3
 )
 
@@ -47,10 +54,14 @@ type source interface {
 	Events(ctx context.Context, f audit.Filter, follow bool, fn func(*ledger.Record) error) error
 	SessionsAt(ctx context.Context, t time.Time, f projections.Filter) ([]audit.LiveSession, error)
 	BansAt(ctx context.Context, t time.Time, user string) ([]projections.Ban, error)
+	RevocationsAt(ctx context.Context, t time.Time, user string) ([]projections.Revocation, error)
 	Timeline(ctx context.Context, q audit.TimelineQuery, fn func(audit.TimelineEntry) error) error
 	Replay(ctx context.Context, q audit.ReplayQuery, fn func(audit.Step) error) error
 	Verify(ctx context.Context, q audit.VerifyQuery, progress func(audit.VerifyProgress)) (audit.VerifyResult, error)
 	Stats(ctx context.Context, f audit.Filter) (audit.Stats, error)
+	Checkpoint(ctx context.Context) (audit.SignedCheckpoint, error)
+	Prove(ctx context.Context, q audit.ProveQuery) (*audit.Bundle, error)
+	ConsistencyProof(ctx context.Context, oldSize, newSize uint64) (audit.Consistency, error)
 }
 
 var (
@@ -76,7 +87,12 @@ type app struct {
 
 	db, addr, token, data, tz string
 	json, csv                 bool
-	loc                       *time.Location
+	// TLS to a hubd: --tls, --ca, and a client certificate for hubd's
+	// --client-ca (--cert, --cert-key; not --key, which verify, check-proof
+	// and consistency take for the checkpoints' verifier key).
+	tls                    bool
+	caFile, certFile, keyF string
+	loc                    *time.Location
 
 	// kind is set by a failing command to choose the exit code.
 	kind int
@@ -148,17 +164,21 @@ Sources (one of):
   --db FILE       a ledger file or a backup, opened read-only (not while hubd runs on it)
   --addr H:P      a running hubd's audit API ($AUDITQ_ADDR); admin token from
                   --token, $HUBD_ADMIN_TOKEN or DATA/admin.token (--data,
-                  $AUDITQ_DATA, default ./data)
+                  $AUDITQ_DATA, default ./data); --tls, --ca, and --cert and
+                  --cert-key when hubd wants a client certificate (--client-ca).
+                  The token needs the auditor role at least.
   (neither)       the local hubd at ` + defaultAddr + ` if one answers, else DATA/ledger.db
 
 Times: RFC3339 (2026-03-01T10:00:00Z), a date or date-time in --tz, "now",
 or a duration ago (90s, 15m, 2h, 3d). Shown in RFC3339, UTC unless --tz.
 
-Exit codes: 0 ok, 1 error, 2 bad input, 3 log not intact (verify failed or
-corrupt records were skipped).`,
+Exit codes: 0 ok, 1 error, 2 bad input, 3 log not intact or evidence does
+not hold (verify, check-proof or consistency failed, or corrupt records were
+skipped).`,
 		Example: `  auditq events --user mallory --type kick_requested      # who kicked mallory, and why
   auditq sessions --at 2026-03-01T10:15:00Z                # who was connected then
   auditq verify                                            # is the log intact?
+  auditq verify --checkpoint saved/ --key hubd.vkey        # ... and the log the saved checkpoints signed?
   auditq --db backup.db timeline --session s-42            # a session's story, from a backup`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -185,11 +205,16 @@ corrupt records were skipped).`,
 	pf.StringVar(&a.tz, "tz", "", "time zone to show and read times in (default UTC)")
 	pf.BoolVar(&a.json, "json", false, "JSON lines")
 	pf.BoolVar(&a.csv, "csv", false, "CSV with a header row")
+	pf.BoolVar(&a.tls, "tls", false, "connect to --addr with TLS")
+	pf.StringVar(&a.caFile, "ca", "", "PEM CA certificate for --tls (default: system roots)")
+	pf.StringVar(&a.certFile, "cert", "", "PEM client certificate for hubd's --client-ca; implies --tls")
+	pf.StringVar(&a.keyF, "cert-key", "", "PEM private key of --cert")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usagef("%v (see %s --help)", err, c.CommandPath())
 	})
-	root.AddCommand(a.eventsCommand(), a.exportCommand(), a.sessionsCommand(), a.bansCommand(),
-		a.timelineCommand(), a.replayCommand(), a.verifyCommand(), a.statsCommand())
+	root.AddCommand(a.eventsCommand(), a.exportCommand(), a.sessionsCommand(), a.bansCommand(), a.revocationsCommand(),
+		a.timelineCommand(), a.replayCommand(), a.verifyCommand(), a.statsCommand(),
+		a.checkpointCommand(), a.keyCommand(), a.proveCommand(), a.checkProofCommand(), a.consistencyCommand())
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
 	typedArgs(root)
@@ -223,7 +248,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 	switch {
 	case errors.As(err, &ue), errors.Is(err, audit.ErrInvalid):
 		return exitUsage
-	case errors.As(err, &ce), errors.Is(err, ledger.ErrCorrupt):
+	case errors.As(err, &ce), errors.Is(err, ledger.ErrCorrupt), errors.Is(err, audit.ErrCheckFailed):
 		return exitIntegrity
 	default:
 		return exitError
@@ -231,7 +256,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 }
 
 func oneLine(err error) string {
-	return strings.Join(strings.Fields(err.Error()), " ")
+	return termtext.Line(strings.Join(strings.Fields(err.Error()), " "))
 }
 
 // parseTime reads a time flag value.
@@ -344,8 +369,43 @@ func (a *app) adminToken() string {
 	return t
 }
 
+// transport is the credentials for a hubd: TLS with --tls, --ca or
+// --cert, else plaintext.
+func (a *app) transport() (credentials.TransportCredentials, error) {
+	if !a.tls && a.caFile == "" && a.certFile == "" {
+		return insecure.NewCredentials(), nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if a.caFile != "" {
+		pem, err := os.ReadFile(a.caFile)
+		if err != nil {
+			return nil, usagef("--ca: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usagef("--ca %s: no PEM certificate in it", a.caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (a.certFile == "") != (a.keyF == "") {
+		return nil, usagef("--cert and --cert-key go together")
+	}
+	if a.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(a.certFile, a.keyF)
+		if err != nil {
+			return nil, usagef("--cert/--cert-key: %v", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
 func (a *app) dial(addr string) (source, func(), error) {
-	c, err := audit.NewClient(addr, a.adminToken(), audit.WithConnectTimeout(a.connectTimeout))
+	creds, err := a.transport()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := audit.NewClient(addr, a.adminToken(), audit.WithConnectTimeout(a.connectTimeout), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, nil, usagef("--addr %s: %v", addr, err)
 	}
@@ -355,7 +415,11 @@ func (a *app) dial(addr string) (source, func(), error) {
 // hubAnswers reports whether something speaking gRPC answers at addr
 // within probeTimeout (hubd serves the health service).
 func (a *app) hubAnswers(ctx context.Context, addr string) bool {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := a.transport()
+	if err != nil {
+		return false
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return false
 	}

@@ -72,7 +72,10 @@ func (b *bench) raiseFileLimit() error {
 // startHubd starts hubd on b.listen and waits until it serves.
 func (b *bench) startHubd() error {
 	args := []string{"--data", b.data, "--listen", b.listen, "--metrics", "127.0.0.1:0", "--log-format", "json", "--pprof",
-		"--max-sessions", strconv.Itoa(2 * b.o.sessions), "--shutdown-timeout", "120s"}
+		"--max-sessions", strconv.Itoa(2 * b.o.sessions), "--shutdown-timeout", "120s",
+		// --per-conn sessions share a connection, and the first one also
+		// carries the admin calls.
+		"--max-streams-per-conn", strconv.Itoa(max(256, b.o.perConn+64))}
 	if b.wsListen != "" {
 		args = append(args, "--ws-listen", b.wsListen, "--ws-demo=false")
 	}

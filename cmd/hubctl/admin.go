@@ -16,6 +16,7 @@ import (
 
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/termtext"
 )
 
 // adminCall dials hubd and runs fn with an authenticated context.
@@ -74,7 +75,7 @@ func describeAction(verb string) func(proto.Message) string {
 		r := m.(*hubpb.ActionReply)
 		s := fmt.Sprintf("%s: event %s (seq %d), %d live session(s) addressed", verb, r.GetEventId(), r.GetSeq(), r.GetSessions())
 		if r.GetSessions() == 0 && verb != "unbanned" {
-			s += fmt.Sprintf(" (none was live; the %s is recorded)", map[string]string{"kicked": "kick", "banned": "ban", "notified": "notification"}[verb])
+			s += fmt.Sprintf(" (none was live; the %s is recorded)", map[string]string{"kicked": "kick", "banned": "ban", "notified": "notification", "revoked": "revocation"}[verb])
 		}
 		return s
 	}
@@ -232,6 +233,46 @@ func newUnban(g *globals) *cobra.Command {
 	return c
 }
 
+func newDrain(g *globals) *cobra.Command {
+	var (
+		req    hubpb.DrainRequest
+		window time.Duration
+		asJSON bool
+	)
+	c := &cobra.Command{
+		Use:   "drain [--node N] --reason R [--window D]",
+		Short: "Move a node's sessions to the other nodes (before an upgrade)",
+		Long: `drain records a node_drained event for a node (the one --addr reaches, or
+--node, any alive node of the cluster): every session live on it is told to
+reconnect elsewhere after a delay spread over --window (each end is recorded
+with cause drained), and the node refuses new connects and reports
+NOT_SERVING until it restarts. Then stop it (SIGTERM), upgrade it and start
+it again. SIGTERM alone also moves the sessions (cause server_shutdown).`,
+		Example: `  hubctl --addr 127.0.0.1:7070 drain --node node-b --reason "upgrade to 1.4" --window 10s`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if strings.TrimSpace(req.Reason) == "" {
+				return usageError{errors.New("drain: --reason is required (it is recorded for the audit)")}
+			}
+			if window < 0 || (window > 0 && window < time.Millisecond) {
+				return usageError{fmt.Errorf("drain: --window %s: want a positive duration (default 5s)", window)}
+			}
+			req.WindowMs = window.Milliseconds()
+			return adminCall(g, "drain", func(c hubpb.AdminClient, ctx context.Context) (proto.Message, error) {
+				return c.Drain(ctx, &req)
+			}, cmd.OutOrStdout(), asJSON, func(m proto.Message) string {
+				r := m.(*hubpb.ActionReply)
+				return fmt.Sprintf("drained: event %s (seq %d), %d live session(s) told to reconnect elsewhere", r.GetEventId(), r.GetSeq(), r.GetSessions())
+			})
+		},
+	}
+	c.Flags().StringVar(&req.Node, "node", "", "the node to drain (default: the one --addr reaches)")
+	c.Flags().StringVar(&req.Reason, "reason", "", "why (recorded)")
+	c.Flags().DurationVar(&window, "window", 0, "spread the sessions' reconnects over this long (default 5s, at most 1h)")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the reply as JSON")
+	return c
+}
+
 func newNotify(g *globals) *cobra.Command {
 	var (
 		req    hubpb.NotifyRequest
@@ -323,8 +364,11 @@ func newSessions(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SESSION\tUSER\tDEVICE\tNODE\tTRANSPORT\tCONNECTED\tREMOTE\tPREVIOUS\tPENDING END")
 			for _, s := range res.GetSessions() {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.GetSessionId(), s.GetUser(), dash(s.GetDevice()), s.GetNode(), dash(s.GetTransport()),
-					time.Unix(0, s.GetConnectedUnixNano()).UTC().Format(time.RFC3339), dash(s.GetRemoteAddr()), dash(s.GetPreviousSession()), dash(s.GetPendingEnd()))
+				// Names are the clients' own: escaped, so none can clear
+				// the screen or forge a row (--json has them exact).
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termtext.Cell(s.GetSessionId()), termtext.Cell(s.GetUser()), termtext.Cell(s.GetDevice()),
+					termtext.Cell(s.GetNode()), termtext.Cell(s.GetTransport()), time.Unix(0, s.GetConnectedUnixNano()).UTC().Format(time.RFC3339), termtext.Cell(s.GetRemoteAddr()),
+					termtext.Cell(s.GetPreviousSession()), termtext.Cell(s.GetPendingEnd()))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -339,11 +383,4 @@ func newSessions(g *globals) *cobra.Command {
 	f.StringVar(&req.Node, "node", "", "only this node")
 	f.BoolVar(&asJSON, "json", false, "one JSON object per line")
 	return c
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

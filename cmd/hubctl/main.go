@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sessionledger/sessionledger/hub/hubapi"
+	"github.com/sessionledger/sessionledger/internal/termtext"
 )
 
 // Exit codes. connect has its own for the ways a session ends.
@@ -42,12 +43,14 @@ func main() {
 
 // globals are the flags every command takes.
 type globals struct {
-	addr    string
-	dataDir string
-	token   string
-	timeout time.Duration
-	tls     bool
-	caFile  string
+	addr     string
+	dataDir  string
+	token    string
+	timeout  time.Duration
+	tls      bool
+	caFile   string
+	certFile string
+	keyFile  string
 }
 
 // usageError marks errors that exit with exitUsage.
@@ -72,11 +75,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			fmt.Fprintf(stderr, "hubctl: %v\n", ee.err)
+			fmt.Fprintf(stderr, "hubctl: %s\n", termtext.Line(ee.err.Error()))
 		}
 		return ee.code
 	}
-	fmt.Fprintf(stderr, "hubctl: %v\n", err)
+	// Errors can carry a server's text (a reason, a name): one line, with
+	// nothing in it a terminal acts on.
+	fmt.Fprintf(stderr, "hubctl: %s\n", termtext.Line(err.Error()))
 	var ue usageError
 	if errors.As(err, &ue) {
 		return exitUsage
@@ -95,7 +100,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
 		Use:   "hubctl",
-		Short: "Operate a running hubd: hold a session, kick, ban, notify, list sessions",
+		Short: "Operate a running hubd: hold a session, kick, ban, revoke, notify, list sessions, back up, print the checkpoint verifier key",
 		Long: `hubctl talks to a running hubd over gRPC.
 
 By default it reaches the local hubd (127.0.0.1:7070) and reads the admin
@@ -123,12 +128,15 @@ kicked, 4 banned or refused, 5 superseded, 6 connection lost.`,
 	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "time limit for each call")
 	pf.BoolVar(&g.tls, "tls", false, "connect with TLS")
 	pf.StringVar(&g.caFile, "ca", "", "PEM CA certificate for --tls (default: system roots)")
+	pf.StringVar(&g.certFile, "cert", "", "PEM client certificate for mutual TLS (hubd --client-ca); implies --tls")
+	pf.StringVar(&g.keyFile, "key", "", "PEM private key of --cert")
 
 	root.AddCommand(
 		newConnect(g),
-		newKick(g), newBan(g), newUnban(g), newNotify(g),
-		newSessions(g),
-		newToken(),
+		newKick(g), newBan(g), newUnban(g), newNotify(g), newRevoke(g), newDrain(g),
+		newSessions(g), newCluster(g), newBackup(g),
+		newToken(), newAdminToken(g),
+		newKey(g),
 	)
 	// Arguments cobra rejects (an unknown command, a stray argument) are
 	// bad usage, exit 2 like a bad flag. Cobra returns them as plain
@@ -178,10 +186,20 @@ func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 // tlsConfig is the TLS configuration --tls and --ca ask for (nil:
 // plaintext). connect hands it to hub/client, the admin commands to dial.
 func (g *globals) tlsConfig() (*tls.Config, error) {
-	if !g.tls && g.caFile == "" {
+	if !g.tls && g.caFile == "" && g.certFile == "" {
 		return nil, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if (g.certFile == "") != (g.keyFile == "") {
+		return nil, usageError{errors.New("--cert and --key go together")}
+	}
+	if g.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(g.certFile, g.keyFile)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--cert/--key: %w", err)}
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
 	if g.caFile != "" {
 		pem, err := os.ReadFile(g.caFile)
 		if err != nil {
@@ -230,6 +248,9 @@ func (g *globals) adminCtx() (context.Context, context.CancelFunc, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok), cancel, nil
 }
+
+// adminTokenPath is the admin token file in --data.
+func adminTokenPath(g *globals) string { return filepath.Join(g.dataDir, hubapi.AdminTokenFile) }
 
 // callError turns a gRPC error into one line: "Code: message".
 func callError(what string, err error) error {

@@ -46,25 +46,66 @@ func startHub(t *testing.T) *hubd {
 // and, with tlsCert, serving over TLS with that certificate.
 func startHubWith(t *testing.T, change func(*hub.Config), tlsCert ...tls.Certificate) *hubd {
 	t.Helper()
+	return startHubOn(t, nil, change, tlsCert...)
+}
+
+// startHubOn is startHubWith on a ledger that seed, if not nil, writes
+// first (a history the hub did not record itself).
+func startHubOn(t *testing.T, seed func(*ledger.Store), change func(*hub.Config), tlsCert ...tls.Certificate) *hubd {
+	t.Helper()
+	return startHubSeeded(t, seed, change, func(dc *daemon.Config) {
+		if len(tlsCert) > 0 {
+			dc.Creds = credentials.NewTLS(&tls.Config{Certificates: tlsCert, MinVersion: tls.VersionTLS12})
+		}
+	})
+}
+
+// daemonWatch makes the daemon look for changed credential files every d.
+func daemonWatch(d time.Duration) func(*daemon.Config) {
+	return func(dc *daemon.Config) { dc.WatchInterval = d }
+}
+
+// startHubDaemon is startHubWith with dchange applied to the daemon's
+// configuration.
+func startHubDaemon(t *testing.T, change func(*hub.Config), dchange func(*daemon.Config)) *hubd {
+	t.Helper()
+	return startHubSeeded(t, nil, change, dchange)
+}
+
+// startHubSeeded starts the hub on a ledger that seed, if not nil, writes
+// first, with change applied to the hub's configuration and dchange to the
+// daemon's.
+func startHubSeeded(t *testing.T, seed func(*ledger.Store), change func(*hub.Config), dchange func(*daemon.Config)) *hubd {
+	t.Helper()
 	data := t.TempDir()
 	tokens, _, err := hubapi.LoadOrCreateAdminTokens(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for tok := range tokens {
-		tokens[tok] = "ops-carol"
+	for i := range tokens {
+		tokens[i].Name = "ops-carol"
 	}
-	cfg := hub.Config{AdminTokens: tokens, Policy: projections.Policy{OnePerDevice: true}, ShutdownJitter: 50 * time.Millisecond, ShutdownReconnect: 50 * time.Millisecond}
+	cfg := hub.Config{Admins: tokens, Policy: projections.Policy{OnePerDevice: true}, ShutdownJitter: 50 * time.Millisecond, ShutdownReconnect: 50 * time.Millisecond}
 	if change != nil {
 		change(&cfg)
 	}
 	dc := daemon.Config{Data: data, Listen: "127.0.0.1:0", Hub: cfg, Logger: slog.New(slog.DiscardHandler)}
-	if len(tlsCert) > 0 {
-		dc.Creds = credentials.NewTLS(&tls.Config{Certificates: tlsCert, MinVersion: tls.VersionTLS12})
+	if dchange != nil {
+		dchange(&dc)
 	}
 	d, err := daemon.New(dc)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if seed != nil {
+		store, err := ledger.Open(filepath.Join(data, "ledger.db"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed(store)
+		if err := store.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -271,6 +312,16 @@ func TestToken(t *testing.T) {
 	if err != nil || claims.Subject != "alice" || claims.Device != "phone" {
 		t.Fatalf("token %q: %v, claims %+v", out.String(), err, claims)
 	}
+	// A secret others can read is refused, as hubd refuses it.
+	if err := os.Chmod(secret, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"token", "--user", "alice", "--secret-file", secret}, &out, &errb); code != exitFailure || out.Len() != 0 ||
+		!strings.Contains(errb.String(), "has mode 0644; want 0600") {
+		t.Fatalf("token with a secret of mode 0644: exit %d, %q %q; want 1 and the mode named", code, out.String(), errb.String())
+	}
 }
 
 // TestNoCommandShowsHelp: hubctl alone prints its help and exits 0.
@@ -335,7 +386,7 @@ func TestConnectExitCodes(t *testing.T) {
 		t.Fatal(errs)
 	}
 	code, errs := wait()
-	if code != exitKicked || !strings.Contains(errs, "kicked: test kick") {
+	if code != exitKicked || !strings.Contains(errs, `kicked: "test kick" (reconnect not_allowed)`) {
 		t.Fatalf("kicked: exit %d, stderr %q", code, errs)
 	}
 	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
@@ -411,5 +462,35 @@ func TestConnectReconnectResumes(t *testing.T) {
 	}
 	if r := h.last(eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED); r.GetUser() != "eve" {
 		t.Fatalf("reconnect event %v", r)
+	}
+}
+
+// TestSessionsEscapesNames: a device name that clears the screen, sets the
+// window title and forges a row (issue 11) is listed escaped by `hubctl
+// sessions`, and exactly as recorded by `--json`. The hub refuses such
+// names at its door; this session was recorded by another node.
+func TestSessionsEscapesNames(t *testing.T) {
+	const device = "x\033]0;owned\007\033[2J\nFAKE_ROW\tkick_requested\talice"
+	h := startHubOn(t, func(s *ledger.Store) {
+		if _, err := s.Append(context.Background(), &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, User: "alice\033[8m",
+			Device: device, Session: "s-evil", Node: "node-2", Actor: "alice",
+			Body: &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{}}}); err != nil {
+			t.Fatal(err)
+		}
+	}, nil)
+	code, out, errs := h.ctl("sessions")
+	if code != 0 {
+		t.Fatalf("sessions: exit %d: %s", code, errs)
+	}
+	if strings.ContainsAny(out, "\033\007\t") || strings.Count(out, "\n") != 3 || strings.Contains(out, "\nFAKE_ROW") {
+		t.Fatalf("sessions printed control characters or a forged row:\n%q", out)
+	}
+	if want := `"x\x1b]0;owned\a\x1b[2J\nFAKE_ROW\tkick_requested\talice"`; !strings.Contains(out, want) || !strings.Contains(out, `"alice\x1b[8m"`) {
+		t.Fatalf("sessions:\n%s\nwant the device as %s and the user escaped", out, want)
+	}
+	code, out, errs = h.ctl("sessions", "--json")
+	var got struct{ User, Device string }
+	if code != 0 || json.Unmarshal([]byte(strings.TrimSpace(out)), &got) != nil || got.Device != device || got.User != "alice\033[8m" {
+		t.Fatalf("sessions --json: exit %d, %q (%s); want the names exact", code, out, errs)
 	}
 }

@@ -28,6 +28,7 @@ type options struct {
 	tlsCert     string
 	tlsKey      string
 	maxMsgBytes int
+	maxStreams  int
 	pprof       bool
 
 	heartbeat       time.Duration
@@ -40,6 +41,7 @@ type options struct {
 	rejectWindow    time.Duration
 	notifyBuffer    int
 	gracefulTimeout time.Duration
+	frameRate       int
 	resumeWindow    time.Duration
 	redeliveryLimit int
 
@@ -49,6 +51,33 @@ type options struct {
 
 	checkpointEvery uint64
 	snapshotEvery   uint64
+	stallTimeout    time.Duration
+
+	natsURLs          string
+	embedNATS         bool
+	natsListen        string
+	natsClusterListen string
+	natsRoutes        string
+	replicas          int
+	advertise         string
+	clusterHeartbeat  time.Duration
+	lostAfter         time.Duration
+
+	signedCheckpointEvery time.Duration
+	signedCheckpointDir   string
+	// deprecated lists the deprecated flag names given (run warns).
+	deprecated []string
+
+	// Client tokens, roles and mutual TLS (issue 18).
+	jwtPublicKey      string
+	jwtJWKS           string
+	jwtIssuer         string
+	jwtAudience       string
+	jwtMaxTTL         time.Duration
+	noReconnectWindow time.Duration
+	clientCA          string
+	clientCAClients   bool
+	watchInterval     time.Duration
 
 	// WebSocket transport (docs/operations.md, WebSocket).
 	wsListen           string
@@ -91,6 +120,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles (net/http/pprof) under /debug/pprof/ on the --metrics address")
 	fs.IntVar(&o.maxMsgBytes, "max-message-size", hubapi.DefaultMaxMessageSize, "largest message a client or operator may send, in bytes (the default takes a 64 KiB notification payload)")
+	fs.IntVar(&o.maxStreams, "max-streams-per-conn", defaultMaxStreamsPerConn, "most concurrent gRPC streams (sessions and calls) on one client connection; more wait for one to end")
 
 	fs.DurationVar(&o.heartbeat, "heartbeat", 10*time.Second, "interval between server pings")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "end a session silent this long (default 3 heartbeats)")
@@ -102,6 +132,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.rejectWindow, "reject-window", 10*time.Second, "repeated connect rejections within this window are recorded as one event with a count")
 	fs.IntVar(&o.notifyBuffer, "notify-buffer", 1024, "notifications that may wait for one session before it is ended as a slow consumer")
 	fs.DurationVar(&o.gracefulTimeout, "graceful-timeout", 5*time.Second, "how long a graceful end waits for the client before closing its connection")
+	fs.IntVar(&o.frameRate, "client-frame-rate", 100, "frames a second one session's client may send (bursts of two seconds' worth); beyond it they are read no faster")
 	fs.DurationVar(&o.resumeWindow, "resume-window", 2*time.Minute, "how long after a session ended it may be resumed")
 	fs.IntVar(&o.redeliveryLimit, "redelivery-limit", 1000, "most missed notifications redelivered on a resume")
 
@@ -109,8 +140,31 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.shutdownReconnect, "shutdown-reconnect", time.Second, "on shutdown, clients are told to reconnect after this delay ...")
 	fs.DurationVar(&o.shutdownJitter, "shutdown-jitter", 5*time.Second, "... plus a random delay up to this, so they do not return at once")
 
-	fs.Uint64Var(&o.checkpointEvery, "checkpoint-every", 10_000, "projection checkpoint every this many events")
+	fs.StringVar(&o.natsURLs, "nats", "", "cluster mode: join through an existing NATS deployment with JetStream, URL[,URL...] (docs/cluster.md)")
+	fs.BoolVar(&o.embedNATS, "embed-nats", false, "cluster mode: run an embedded NATS server; the embedded servers of the nodes form the JetStream cluster")
+	fs.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "with --embed-nats: the NATS client address")
+	fs.StringVar(&o.natsClusterListen, "nats-cluster-listen", "", "with --embed-nats: the address the other nodes' NATS servers route to (HOST:PORT)")
+	fs.StringVar(&o.natsRoutes, "nats-routes", "", "with --embed-nats: the cluster addresses of the NATS servers, nats://HOST:PORT,... (this node's may be listed too)")
+	fs.IntVar(&o.replicas, "replicas", 3, "cluster mode: replicas of the cluster's stream (JetStream keeps each record on this many servers)")
+	fs.DurationVar(&o.clusterHeartbeat, "cluster-heartbeat", time.Second, "cluster mode: how often each node tells the others it is alive")
+	fs.DurationVar(&o.lostAfter, "lost-after", 0, "cluster mode: a node silent this long is dead, and the others record its sessions as lost (default 3 heartbeats)")
+	fs.StringVar(&o.advertise, "advertise", "", "cluster mode: this node's gRPC address as other nodes' operators reach it (default: --listen)")
+	fs.Uint64Var(&o.checkpointEvery, "projection-checkpoint-every", 10_000, "projection checkpoint (the projections' saved state, not a signed checkpoint) every this many events")
+	fs.Uint64Var(&o.checkpointEvery, "checkpoint-every", 10_000, "deprecated: use --projection-checkpoint-every")
+	fs.DurationVar(&o.signedCheckpointEvery, "signed-checkpoint-every", 10*time.Second, "sign a checkpoint of the ledger's Merkle tree when the log grew, at most this often")
+	fs.StringVar(&o.signedCheckpointDir, "signed-checkpoint-dir", "", "also write every signed checkpoint to this directory, one file each, never rewritten (put it on another disk or machine)")
 	fs.Uint64Var(&o.snapshotEvery, "snapshot-every", 100_000, "projection snapshot for time travel every this many events")
+	fs.DurationVar(&o.stallTimeout, "stall-timeout", 10*time.Second, "health turns NOT_SERVING while a recorded event has waited this long for the projections to apply it (nothing since is enforced)")
+
+	fs.StringVar(&o.jwtPublicKey, "jwt-public-key-file", "", "PEM public key (RSA, ECDSA P-256 or Ed25519) RS256/ES256/EdDSA client tokens are checked with; re-read on SIGHUP or change")
+	fs.StringVar(&o.jwtJWKS, "jwt-jwks-file", "", "JWK Set file (keys by kid) RS256/ES256/EdDSA client tokens are checked with; re-read on SIGHUP or change, so keys rotate without a restart")
+	fs.StringVar(&o.jwtIssuer, "jwt-issuer", "", "if set, client tokens must have this iss")
+	fs.StringVar(&o.jwtAudience, "jwt-audience", "", "if set, client tokens must name this audience in aud")
+	fs.DurationVar(&o.jwtMaxTTL, "jwt-max-ttl", 24*time.Hour, "longest lifetime (iat to exp) of a client token hubd accepts; also how long a revocation by token id lasts when the token's expiry is not given")
+	fs.DurationVar(&o.noReconnectWindow, "no-reconnect-window", 10*time.Minute, "after a kick with reconnect not allowed, refuse fresh connects of the kicked user+device (or token) for this long (0: not at all)")
+	fs.StringVar(&o.clientCA, "client-ca", "", "PEM CA certificates: require a client certificate signed by them for admin and audit calls (needs --tls-cert)")
+	fs.BoolVar(&o.clientCAClients, "client-ca-clients", false, "with --client-ca: require a client certificate of client streams too")
+	fs.DurationVar(&o.watchInterval, "watch-interval", 2*time.Second, "how often to look for a changed admin.token, --jwt-public-key-file or --jwt-jwks-file (0: only on SIGHUP)")
 
 	fs.StringVar(&o.wsListen, "ws-listen", "", "WebSocket address (host:port) serving /connect for browsers and the demo page /demo/ (default: no WebSocket)")
 	fs.StringVar(&o.wsAllowedOrigins, "ws-allowed-origins", "", "comma-separated origins (scheme://host[:port], or *) whose pages may connect over WebSocket, besides pages served by hubd's own WebSocket address")
@@ -130,9 +184,22 @@ func (o *options) origins() []string {
 	return out
 }
 
+// defaultMaxStreamsPerConn is the default of --max-streams-per-conn: the
+// most concurrent streams one client connection may hold. gRPC's own
+// default is unlimited, and a stream costs the hub goroutines until its
+// Hello (or the Hello timeout): 2,000 streams without a Hello on one
+// connection held 6,000 of them. An application that puts more sessions
+// on one connection (hub/client's WithConn) raises it.
+const defaultMaxStreamsPerConn = 256
+
 // envName is the environment variable for a flag.
 func envName(flagName string) string {
 	return "HUBD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func envGiven(lookup func(string) (string, bool), flagName string) bool {
+	_, ok := lookup(envName(flagName))
+	return ok
 }
 
 // parseOptions reads flags from args and, for flags not given there, from
@@ -161,6 +228,9 @@ func parseOptions(args []string, lookup func(string) (string, bool), out io.Writ
 	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	if given["checkpoint-every"] || (!given["projection-checkpoint-every"] && envGiven(lookup, "checkpoint-every")) {
+		o.deprecated = append(o.deprecated, "checkpoint-every")
 	}
 	return o, o.validate()
 }
@@ -199,6 +269,7 @@ func (o *options) validate() error {
 		{"heartbeat", o.heartbeat}, {"hello-timeout", o.helloTimeout}, {"reject-window", o.rejectWindow},
 		{"graceful-timeout", o.gracefulTimeout}, {"resume-window", o.resumeWindow},
 		{"shutdown-timeout", o.shutdownTimeout}, {"shutdown-reconnect", o.shutdownReconnect}, {"shutdown-jitter", o.shutdownJitter},
+		{"stall-timeout", o.stallTimeout},
 	} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s %s: want a positive duration", d.name, d.v))
@@ -213,6 +284,7 @@ func (o *options) validate() error {
 	}{
 		{"max-sessions", o.maxSessions}, {"user-connects-per-minute", o.connectsPerMin},
 		{"notify-buffer", o.notifyBuffer}, {"redelivery-limit", o.redeliveryLimit},
+		{"max-streams-per-conn", o.maxStreams}, {"client-frame-rate", o.frameRate},
 	} {
 		if n.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s %d: want a positive number", n.name, n.v))
@@ -237,8 +309,55 @@ func (o *options) validate() error {
 	if o.wsHandshakeTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--ws-handshake-timeout %s: want a positive duration", o.wsHandshakeTimeout))
 	}
+	if o.watchInterval < 0 {
+		errs = append(errs, fmt.Errorf("--watch-interval %s: want 0 (SIGHUP only) or more", o.watchInterval))
+	}
+	if o.jwtMaxTTL <= 0 {
+		errs = append(errs, fmt.Errorf("--jwt-max-ttl %s: want a positive duration", o.jwtMaxTTL))
+	}
+	if o.noReconnectWindow < 0 || o.noReconnectWindow > hubapi.MaxReconnectAfter {
+		errs = append(errs, fmt.Errorf("--no-reconnect-window %s: want 0 to %s", o.noReconnectWindow, hubapi.MaxReconnectAfter))
+	}
+	if o.clientCA != "" && o.tlsCert == "" {
+		errs = append(errs, errors.New("--client-ca needs TLS: give --tls-cert and --tls-key"))
+	}
+	if o.clientCAClients && o.clientCA == "" {
+		errs = append(errs, errors.New("--client-ca-clients needs --client-ca"))
+	}
+	switch {
+	case o.natsURLs != "" && o.embedNATS:
+		errs = append(errs, errors.New("--nats and --embed-nats: give one (an existing NATS deployment, or embedded servers)"))
+	case o.embedNATS:
+		if _, _, err := net.SplitHostPort(o.natsListen); err != nil {
+			errs = append(errs, fmt.Errorf("--nats-listen %q: %v", o.natsListen, err))
+		}
+		if o.natsClusterListen != "" {
+			if _, _, err := net.SplitHostPort(o.natsClusterListen); err != nil {
+				errs = append(errs, fmt.Errorf("--nats-cluster-listen %q: %v", o.natsClusterListen, err))
+			}
+		}
+		if o.natsRoutes != "" && o.natsClusterListen == "" {
+			errs = append(errs, errors.New("--nats-routes needs --nats-cluster-listen"))
+		}
+		if o.replicas > 1 && o.natsClusterListen == "" {
+			errs = append(errs, fmt.Errorf("--replicas %d needs a NATS cluster: give --nats-cluster-listen and --nats-routes, or --replicas 1", o.replicas))
+		}
+	case o.natsClusterListen != "" || o.natsRoutes != "":
+		errs = append(errs, errors.New("--nats-cluster-listen and --nats-routes go with --embed-nats"))
+	}
+	if o.clusterHeartbeat <= 0 {
+		errs = append(errs, fmt.Errorf("--cluster-heartbeat %s: want a positive duration", o.clusterHeartbeat))
+	} else if o.lostAfter != 0 && o.lostAfter < 2*o.clusterHeartbeat {
+		errs = append(errs, fmt.Errorf("--lost-after %s: want 0 (3 heartbeats) or at least two heartbeats (%s)", o.lostAfter, 2*o.clusterHeartbeat))
+	}
+	if o.replicas < 1 || o.replicas > 5 {
+		errs = append(errs, fmt.Errorf("--replicas %d: want 1 to 5", o.replicas))
+	}
 	if o.checkpointEvery == 0 || o.snapshotEvery == 0 {
-		errs = append(errs, errors.New("--checkpoint-every and --snapshot-every must be positive"))
+		errs = append(errs, errors.New("--projection-checkpoint-every and --snapshot-every must be positive"))
+	}
+	if o.signedCheckpointEvery <= 0 {
+		errs = append(errs, fmt.Errorf("--signed-checkpoint-every %s: want a positive duration", o.signedCheckpointEvery))
 	}
 	return errors.Join(errs...)
 }

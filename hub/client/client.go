@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,10 @@ type Session struct {
 	// event.
 	EventID string
 	Seq     uint64
+	// TokenExpires is when the session's token expires, as the server
+	// said (zero without a token); a refresh moves it (Client.Session
+	// shows the latest).
+	TokenExpires time.Time
 	// Redelivering is how many missed notifications follow the welcome.
 	Redelivering int
 	// OldestRedelivered is the seq of the first of them (0: none).
@@ -65,6 +70,9 @@ type Session struct {
 	// earlier session's last acknowledged seq and this connect is
 	// redelivered.
 	RedeliveryIncomplete bool
+	// Addr is the address of the node holding the session (one of those
+	// given to Dial).
+	Addr string
 }
 
 // Resume is what it takes to resume a session: save it (Client.Resume) to
@@ -96,6 +104,8 @@ type Client struct {
 	cfg     config
 	backoff Backoff
 	addr    string
+	addrs   []string // every node the client knows; addr is addrs[cur]
+	cur     int
 	ownConn bool
 	// conn and hub are replaced (own connection only) after a silent
 	// stream; Dial, then the run goroutine, use them.
@@ -114,6 +124,7 @@ type Client struct {
 	discs chan Disconnect
 
 	mu          sync.Mutex
+	token       string // what Hello sends: WithToken's, then the latest refreshed
 	sess        Session
 	resume      *Resume // what the next connect resumes; nil: connect afresh
 	hadSession  bool    // a session existed before (WithResume counts): a fresh one is a gap
@@ -158,9 +169,18 @@ func DialOptions(b Backoff) []grpc.DialOption {
 // Dial connects to the hub at addr and returns once the server welcomed the
 // session. ctx bounds only this first connect. If the server refuses, Dial
 // returns the refusal as a *Disconnect (Cause CauseRejected, with the
-// server's code, reason and advice); it does not retry a first connect.
+// server's code, reason and advice); it does not retry a first connect,
+// but for one node that cannot be reached.
 // Afterwards the client reconnects by itself until Close, or until the
 // server says not to come back.
+//
+// addr may list several nodes of a cluster, separated by commas
+// ("a:7070,b:7070,c:7070"). The client starts at the first one it can
+// reach and moves to the next when its node is gone (the connection was
+// lost, the node shut down or drained, or it refused for being full or
+// unavailable), still honouring the reconnect advice it was given; a
+// resume works on any node. With WithConn the connection is the
+// application's, and addr is only reported.
 func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -169,8 +189,12 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	addrs := strings.Split(addr, ",")
+	for i := range addrs {
+		addrs[i] = strings.TrimSpace(addrs[i])
+	}
 	c := &Client{
-		cfg: cfg, backoff: cfg.backoff.withDefaults(), conn: cfg.conn, addr: addr,
+		cfg: cfg, backoff: cfg.backoff.withDefaults(), conn: cfg.conn, addr: addrs[0], addrs: addrs,
 		netDone: make(chan struct{}), done: make(chan struct{}), q: newQueue(),
 		notes: make(chan Notification, cfg.buffer), discs: make(chan Disconnect, 32),
 	}
@@ -186,11 +210,16 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		c.resume, c.hadSession = r, true
 		c.lastAcked, c.lastDelivered = r.LastAckedSeq, r.LastAckedSeq
 	}
+	c.token = cfg.token
 	base, baseCancel := context.WithCancel(context.Background())
 	c.closing, c.closeCancel = context.WithCancel(context.Background())
 	c.baseCancel = baseCancel
 
 	ls, d := c.connect(base, ctx)
+	for tried := 1; d != nil && tried < len(c.addrs) && movesOn(d) && ctx.Err() == nil; tried++ {
+		c.nextAddr()
+		ls, d = c.connect(base, ctx)
+	}
 	if d != nil && cfg.resume != nil && d.RejectCode == "resume_refused" && d.Reconnect == ReconnectAllowed {
 		// Reported as what it is: a failed attempt after which the client
 		// connects afresh at once.
@@ -232,6 +261,32 @@ func (c *Client) dial() (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("client: dial %s: %w", c.addr, err)
 	}
 	return conn, nil
+}
+
+// movesOn reports an end after which a client that knows several nodes
+// tries the next one: its node is gone, stopping, or will not take it.
+func movesOn(d *Disconnect) bool {
+	switch d.Cause {
+	case CauseLost, CauseServerShutdown, CauseDrained:
+		return true
+	case CauseRejected:
+		switch d.RejectCode {
+		case "node_full", "draining", "unavailable":
+			return true
+		}
+	}
+	return false
+}
+
+// nextAddr moves the client's own connection to the next node it knows.
+func (c *Client) nextAddr() {
+	if !c.ownConn || len(c.addrs) < 2 {
+		return
+	}
+	c.cur = (c.cur + 1) % len(c.addrs)
+	c.addr = c.addrs[c.cur]
+	c.cfg.logger.Info("moving to another node", "addr", c.addr)
+	c.redial()
 }
 
 // redial replaces the client's own connection after a stream went silent:
@@ -381,11 +436,16 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 		}
 		return nil, d
 	}
+	token, err := c.helloToken(hctx)
+	if err != nil {
+		cancel()
+		return nil, &Disconnect{Cause: CauseLost, Reconnect: ReconnectAllowed, Reason: "token source: " + err.Error()}
+	}
 	st, err := c.hub.Connect(sctx)
 	if err != nil {
 		return fail(err)
 	}
-	hello := &hubpb.Hello{User: c.cfg.user, Device: c.cfg.device, Token: c.cfg.token}
+	hello := &hubpb.Hello{User: c.cfg.user, Device: c.cfg.device, Token: token}
 	var helloAck uint64
 	c.mu.Lock()
 	if r := c.resume; r != nil {
@@ -410,10 +470,11 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 	}
 	sess := Session{ID: w.GetSessionId(), ResumeSecret: w.GetResumeSecret(), ResumedFrom: w.GetResumedFrom(),
 		HeartbeatInterval: time.Duration(w.GetHeartbeatIntervalMs()) * time.Millisecond,
-		EventID:           w.GetEventId(), Seq: w.GetSeq(), Redelivering: int(w.GetRedelivering()),
-		OldestRedelivered: w.GetOldestRedeliveredSeq(), RedeliveryIncomplete: w.GetRedeliveryTruncated()}
+		EventID:           w.GetEventId(), Seq: w.GetSeq(), Redelivering: int(w.GetRedelivering()), TokenExpires: unixTime(w.GetTokenExpiresUnixNano()),
+		OldestRedelivered: w.GetOldestRedeliveredSeq(), RedeliveryIncomplete: w.GetRedeliveryTruncated(), Addr: c.addr}
 	ls := newStream(st, sctx, cancel)
 	ls.session, ls.hb, ls.welcomed = sess.ID, sess.HeartbeatInterval, time.Now()
+	ls.tokenExp, ls.tokenKnown = sess.TokenExpires, ls.welcomed
 	ls.lastRecv.Store(ls.welcomed.UnixNano())
 	c.mu.Lock()
 	gap := sess.ResumedFrom == "" && c.hadSession
@@ -499,6 +560,9 @@ func (c *Client) run(base context.Context, ls *stream) {
 				return
 			}
 			step++
+			if movesOn(d) {
+				c.nextAddr()
+			}
 			if ls, d = c.connect(base, c.closing); d == nil {
 				break
 			}

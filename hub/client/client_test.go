@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -653,5 +654,42 @@ func TestBackoffGrowsWhenSessionsDoNotLast(t *testing.T) {
 	}
 	if s := c.Stats(); s.Connects != 7 || s.Resumes != 6 {
 		t.Fatalf("stats = %+v; want 7 connects, 6 resumes", s)
+	}
+}
+
+// TestSeveralAddressesMoveOn: a client given several addresses starts at
+// the first it can reach (the first is a closed port) and, when its node
+// shuts down, moves to the next one instead of waiting for its node.
+func TestSeveralAddressesMoveOn(t *testing.T) {
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := closed.Addr().String()
+	closed.Close()
+	h1 := newHub(t, hub.Config{ShutdownReconnect: 50 * time.Millisecond})
+	h2 := newHub(t, hub.Config{})
+	r := newRecorder()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, dead+", "+h1.addr+","+h2.addr, append(r.options(), client.WithUser("mo", "d"), fast)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	first := waitConnect(t, r)
+	if first.Addr != h1.addr {
+		t.Fatalf("first session on %q; want the first reachable node %q", first.Addr, h1.addr)
+	}
+	if err := h1.stop(); err != nil {
+		t.Fatal(err)
+	}
+	second := waitConnect(t, r)
+	if second.Addr != h2.addr {
+		t.Fatalf("after its node shut down the client is on %q; want the next node %q", second.Addr, h2.addr)
+	}
+	n := mustNotify(t, h2, "mo", "on the next node")
+	if got := nextNote(t, c); got.Seq != n {
+		t.Fatalf("notification seq %d; want %d", got.Seq, n)
 	}
 }

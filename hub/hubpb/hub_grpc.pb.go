@@ -130,12 +130,16 @@ var Hub_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Admin_Kick_FullMethodName         = "/sessionledger.hub.v1.Admin/Kick"
-	Admin_Ban_FullMethodName          = "/sessionledger.hub.v1.Admin/Ban"
-	Admin_Unban_FullMethodName        = "/sessionledger.hub.v1.Admin/Unban"
-	Admin_Notify_FullMethodName       = "/sessionledger.hub.v1.Admin/Notify"
-	Admin_ListSessions_FullMethodName = "/sessionledger.hub.v1.Admin/ListSessions"
-	Admin_GetSession_FullMethodName   = "/sessionledger.hub.v1.Admin/GetSession"
+	Admin_Kick_FullMethodName          = "/sessionledger.hub.v1.Admin/Kick"
+	Admin_Ban_FullMethodName           = "/sessionledger.hub.v1.Admin/Ban"
+	Admin_Unban_FullMethodName         = "/sessionledger.hub.v1.Admin/Unban"
+	Admin_Notify_FullMethodName        = "/sessionledger.hub.v1.Admin/Notify"
+	Admin_ListSessions_FullMethodName  = "/sessionledger.hub.v1.Admin/ListSessions"
+	Admin_GetSession_FullMethodName    = "/sessionledger.hub.v1.Admin/GetSession"
+	Admin_Revoke_FullMethodName        = "/sessionledger.hub.v1.Admin/Revoke"
+	Admin_Backup_FullMethodName        = "/sessionledger.hub.v1.Admin/Backup"
+	Admin_ClusterStatus_FullMethodName = "/sessionledger.hub.v1.Admin/ClusterStatus"
+	Admin_Drain_FullMethodName         = "/sessionledger.hub.v1.Admin/Drain"
 )
 
 // AdminClient is the client API for Admin service.
@@ -143,7 +147,11 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // Admin is for operators. Every call needs "authorization: Bearer <token>";
-// the actor recorded in the ledger is the name the token belongs to.
+// the actor recorded in the ledger is the name the token belongs to. Each
+// token has a role: auditor (ListSessions, GetSession, the Audit service),
+// operator (also Kick, Ban, Unban, Notify, Revoke) or admin (everything,
+// Backup included). A call outside the role is PermissionDenied and
+// recorded as admin_call_refused.
 type AdminClient interface {
 	Kick(ctx context.Context, in *KickRequest, opts ...grpc.CallOption) (*ActionReply, error)
 	Ban(ctx context.Context, in *BanRequest, opts ...grpc.CallOption) (*ActionReply, error)
@@ -151,6 +159,20 @@ type AdminClient interface {
 	Notify(ctx context.Context, in *NotifyRequest, opts ...grpc.CallOption) (*ActionReply, error)
 	ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsReply, error)
 	GetSession(ctx context.Context, in *GetSessionRequest, opts ...grpc.CallOption) (*SessionInfo, error)
+	// Revoke records a token_revoked event: one token by its jti, or every
+	// token of a user issued before a time.
+	Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*ActionReply, error)
+	// Backup streams a hot backup of the ledger file (admin only).
+	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error)
+	// ClusterStatus lists the nodes of the cluster this hubd is a node of,
+	// as each last reported itself, and flags a replica whose chain differs
+	// from the others' at a seq they all hold. On a single node it lists
+	// that node.
+	ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusReply, error)
+	// Drain records node_drained for a node (any node of the cluster, this
+	// one by default): its sessions are told to reconnect elsewhere, spread
+	// over the window, and it refuses new connects until it restarts.
+	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*ActionReply, error)
 }
 
 type adminClient struct {
@@ -221,12 +243,65 @@ func (c *adminClient) GetSession(ctx context.Context, in *GetSessionRequest, opt
 	return out, nil
 }
 
+func (c *adminClient) Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*ActionReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ActionReply)
+	err := c.cc.Invoke(ctx, Admin_Revoke_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[0], Admin_Backup_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BackupRequest, BackupChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_BackupClient = grpc.ServerStreamingClient[BackupChunk]
+
+func (c *adminClient) ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterStatusReply)
+	err := c.cc.Invoke(ctx, Admin_ClusterStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*ActionReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ActionReply)
+	err := c.cc.Invoke(ctx, Admin_Drain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
 //
 // Admin is for operators. Every call needs "authorization: Bearer <token>";
-// the actor recorded in the ledger is the name the token belongs to.
+// the actor recorded in the ledger is the name the token belongs to. Each
+// token has a role: auditor (ListSessions, GetSession, the Audit service),
+// operator (also Kick, Ban, Unban, Notify, Revoke) or admin (everything,
+// Backup included). A call outside the role is PermissionDenied and
+// recorded as admin_call_refused.
 type AdminServer interface {
 	Kick(context.Context, *KickRequest) (*ActionReply, error)
 	Ban(context.Context, *BanRequest) (*ActionReply, error)
@@ -234,6 +309,20 @@ type AdminServer interface {
 	Notify(context.Context, *NotifyRequest) (*ActionReply, error)
 	ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsReply, error)
 	GetSession(context.Context, *GetSessionRequest) (*SessionInfo, error)
+	// Revoke records a token_revoked event: one token by its jti, or every
+	// token of a user issued before a time.
+	Revoke(context.Context, *RevokeRequest) (*ActionReply, error)
+	// Backup streams a hot backup of the ledger file (admin only).
+	Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error
+	// ClusterStatus lists the nodes of the cluster this hubd is a node of,
+	// as each last reported itself, and flags a replica whose chain differs
+	// from the others' at a seq they all hold. On a single node it lists
+	// that node.
+	ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusReply, error)
+	// Drain records node_drained for a node (any node of the cluster, this
+	// one by default): its sessions are told to reconnect elsewhere, spread
+	// over the window, and it refuses new connects until it restarts.
+	Drain(context.Context, *DrainRequest) (*ActionReply, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -261,6 +350,18 @@ func (UnimplementedAdminServer) ListSessions(context.Context, *ListSessionsReque
 }
 func (UnimplementedAdminServer) GetSession(context.Context, *GetSessionRequest) (*SessionInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSession not implemented")
+}
+func (UnimplementedAdminServer) Revoke(context.Context, *RevokeRequest) (*ActionReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Revoke not implemented")
+}
+func (UnimplementedAdminServer) Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error {
+	return status.Error(codes.Unimplemented, "method Backup not implemented")
+}
+func (UnimplementedAdminServer) ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClusterStatus not implemented")
+}
+func (UnimplementedAdminServer) Drain(context.Context, *DrainRequest) (*ActionReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Drain not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -391,6 +492,71 @@ func _Admin_GetSession_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Revoke_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Revoke(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Revoke_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Revoke(ctx, req.(*RevokeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_Backup_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BackupRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServer).Backup(m, &grpc.GenericServerStream[BackupRequest, BackupChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_BackupServer = grpc.ServerStreamingServer[BackupChunk]
+
+func _Admin_ClusterStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClusterStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ClusterStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ClusterStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ClusterStatus(ctx, req.(*ClusterStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_Drain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Drain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Drain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Drain(ctx, req.(*DrainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -422,7 +588,25 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetSession",
 			Handler:    _Admin_GetSession_Handler,
 		},
+		{
+			MethodName: "Revoke",
+			Handler:    _Admin_Revoke_Handler,
+		},
+		{
+			MethodName: "ClusterStatus",
+			Handler:    _Admin_ClusterStatus_Handler,
+		},
+		{
+			MethodName: "Drain",
+			Handler:    _Admin_Drain_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Backup",
+			Handler:       _Admin_Backup_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "hub/hubpb/hub.proto",
 }

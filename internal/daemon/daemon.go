@@ -28,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,9 @@ import (
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/checkpoint"
+	"github.com/sessionledger/sessionledger/ledger/cluster"
+	"github.com/sessionledger/sessionledger/ledger/signkey"
 	"github.com/sessionledger/sessionledger/projections"
 )
 
@@ -68,9 +72,22 @@ type Config struct {
 	// Pprof serves net/http/pprof under /debug/pprof/ on Metrics.
 	Pprof bool
 	// JWTSecretFile holds the HS256 secret client tokens are checked with.
-	// Without it identities are taken from Hello as sent, which is allowed
-	// on a loopback listener only.
+	// Without it (and without JWTPublicKeyFile and JWKSFile) identities
+	// are taken from Hello as sent, which is allowed on a loopback
+	// listener only.
 	JWTSecretFile string
+	// JWTPublicKeyFile (PEM) and JWKSFile (a JWK Set, keys by kid) hold
+	// the public keys RS256, ES256 and EdDSA client tokens are checked
+	// with. Both, and the admin token file, are re-read on Reload (SIGHUP)
+	// and when they change (checked every WatchInterval, default 2s;
+	// negative: on Reload only).
+	JWTPublicKeyFile, JWKSFile string
+	WatchInterval              time.Duration
+	// ClientCAFile makes the listener ask for client certificates signed
+	// by these CAs (PEM): admin and audit calls must present one, and
+	// client streams too with ClientCertsForClients. It needs TLS.
+	ClientCAFile          string
+	ClientCertsForClients bool
 	// TLSCertFile and TLSKeyFile enable TLS on Listen. Creds, if set,
 	// secures it instead (tests pass credentials made in memory).
 	TLSCertFile, TLSKeyFile string
@@ -90,6 +107,10 @@ type Config struct {
 	// WebSocket configures the WebSocket transport. The daemon sets its
 	// ReadLimit to MaxMessageSize unless set.
 	WebSocket hub.WebSocketConfig
+	// MaxStreams is the most concurrent gRPC streams (sessions and calls)
+	// on one client connection (default 256; gRPC's own default is
+	// unlimited, and a stream costs goroutines until its Hello).
+	MaxStreams int
 	// Hub configures the hub. The daemon fills Metrics and Logger, and
 	// ResumeKey, JWTSecret and AdminTokens unless they are set (from the
 	// data directory and JWTSecretFile).
@@ -97,8 +118,28 @@ type Config struct {
 	// Projections configures the projection runner. The daemon fills
 	// OnChange and Logger.
 	Projections projections.Config
+	// Cluster, if set, makes this hubd a node of a cluster
+	// (docs/cluster.md): its ledger is a replica of the cluster's stream
+	// and the hub records through it. The daemon fills Node, InstanceID,
+	// ResumeKey and Logger, and the embedded server's StoreDir.
+	Cluster *cluster.Config
+	// Advertise is the gRPC address other nodes' operators reach this one
+	// at, shown by `hubctl cluster` (default: the address listened on).
+	Advertise string
+	// Signing configures the signed checkpoints of the ledger's Merkle tree
+	// (docs/verification.md).
+	Signing Signing
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+}
+
+// Signing configures the checkpoint signer.
+type Signing struct {
+	// Every is the most often a checkpoint is signed, when the log grew
+	// (default 10s).
+	Every time.Duration
+	// Dir, if set, gets a file per checkpoint, never rewritten.
+	Dir string
 }
 
 func (c *Config) setDefaults() {
@@ -114,6 +155,12 @@ func (c *Config) setDefaults() {
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = hubapi.DefaultMaxMessageSize
 	}
+	if c.MaxStreams == 0 {
+		c.MaxStreams = 256
+	}
+	if c.Signing.Every <= 0 {
+		c.Signing.Every = 10 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -126,10 +173,16 @@ type Daemon struct {
 	jwtSecret []byte
 	tlsCreds  credentials.TransportCredentials
 
+	creds credFiles // the credential files and what was last read of them
+
 	store  *ledger.Store
-	pub    *ledger.Publisher
 	runner *projections.Runner
 	hub    *hub.Server
+	node   *cluster.Node // nil on a single node
+	tokens *tokenSync    // a cluster node's admin token file kept the cluster's (nil: none)
+	ready  atomic.Bool   // the hub serves
+	signer *checkpoint.Signer
+	vkey   string // the signer's verifier key
 	audit  *audit.Server
 	grpc   *grpc.Server
 	http   *http.Server
@@ -149,9 +202,9 @@ type Daemon struct {
 // error here is a usage error.
 func New(cfg Config) (*Daemon, error) {
 	cfg.setDefaults()
-	d := &Daemon{cfg: cfg, log: cfg.Logger, failed: make(chan error, 2), jwtSecret: cfg.Hub.JWTSecret, tlsCreds: cfg.Creds}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, failed: make(chan error, 3), jwtSecret: cfg.Hub.JWTSecret, tlsCreds: cfg.Creds}
 	if cfg.JWTSecretFile != "" {
-		b, err := os.ReadFile(cfg.JWTSecretFile)
+		b, err := hubapi.ReadSecretFile(cfg.JWTSecretFile)
 		if err != nil {
 			return nil, fmt.Errorf("--jwt-secret-file: %w", err)
 		}
@@ -159,20 +212,27 @@ func New(cfg Config) (*Daemon, error) {
 		if len(d.jwtSecret) < 32 {
 			return nil, fmt.Errorf("--jwt-secret-file %s: the secret is %d bytes; want at least 32", cfg.JWTSecretFile, len(d.jwtSecret))
 		}
-	} else if d.jwtSecret == nil && !IsLoopback(cfg.Listen) {
-		return nil, fmt.Errorf("refusing to listen on %s without --jwt-secret-file: clients would be trusted as whatever user they claim; listen on 127.0.0.1 or configure a JWT secret", cfg.Listen)
-	} else if d.jwtSecret == nil && cfg.WSListen != "" && !IsLoopback(cfg.WSListen) {
-		return nil, fmt.Errorf("refusing to serve WebSocket on %s without --jwt-secret-file: clients would be trusted as whatever user they claim; listen on 127.0.0.1 or configure a JWT secret", cfg.WSListen)
+	}
+	if err := d.readKeys(); err != nil {
+		return nil, err
+	}
+	if d.jwtSecret == nil && d.creds.keys == nil && cfg.Hub.ClientKeys == nil && !IsLoopback(cfg.Listen) {
+		return nil, fmt.Errorf("refusing to listen on %s without --jwt-secret-file, --jwt-public-key-file or --jwt-jwks-file: clients would be trusted as whatever user they claim; listen on 127.0.0.1 or configure client token keys", cfg.Listen)
+	}
+	if d.jwtSecret == nil && d.creds.keys == nil && cfg.Hub.ClientKeys == nil && cfg.WSListen != "" && !IsLoopback(cfg.WSListen) {
+		return nil, fmt.Errorf("refusing to serve WebSocket on %s without --jwt-secret-file, --jwt-public-key-file or --jwt-jwks-file: clients would be trusted as whatever user they claim; listen on 127.0.0.1 or configure client token keys", cfg.WSListen)
 	}
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
 	if cfg.TLSCertFile != "" {
-		creds, err := credentials.NewServerTLSFromFile(cfg.TLSCertFile, cfg.TLSKeyFile)
+		creds, err := serverTLS(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.ClientCAFile, cfg.ClientCertsForClients)
 		if err != nil {
-			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+			return nil, err
 		}
 		d.tlsCreds = creds
+	} else if cfg.ClientCAFile != "" && cfg.Creds == nil {
+		return nil, errors.New("--client-ca needs TLS (--tls-cert and --tls-key)")
 	}
 	return d, nil
 }
@@ -182,8 +242,8 @@ func New(cfg Config) (*Daemon, error) {
 // replay); on error everything Start opened is closed again.
 func (d *Daemon) Start(ctx context.Context) (err error) {
 	cfg, log := d.cfg, d.log
-	if d.jwtSecret == nil {
-		log.Warn("no --jwt-secret-file: client identities are taken from Hello as sent (allowed on a loopback listener only)", "listen", cfg.Listen)
+	if d.jwtSecret == nil && d.creds.keys == nil && cfg.Hub.ClientKeys == nil {
+		log.Warn("no client token keys: client identities are taken from Hello as sent (allowed on a loopback listener only)", "listen", cfg.Listen)
 	}
 	if d.tlsCreds == nil && !IsLoopback(cfg.Listen) {
 		log.Warn("listening on a non-loopback address without TLS: admin tokens, client tokens and notifications cross the network in clear text; use --tls-cert and --tls-key", "listen", cfg.Listen)
@@ -191,8 +251,74 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	// /metrics and /healthz come up first: a node catching up with its
+	// cluster's log reports NOT_SERVING and its lag meanwhile.
+	d.reg = prometheus.NewRegistry()
+	d.registerProcessMetrics()
+	if cfg.Metrics != "" {
+		ml, err := net.Listen("tcp", cfg.Metrics)
+		if err != nil {
+			return fmt.Errorf("listen %s (metrics): %w", cfg.Metrics, err)
+		}
+		d.metricsAddr = ml.Addr().String()
+		d.http = &http.Server{Handler: d.httpMux(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := d.http.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.failed <- fmt.Errorf("metrics server: %w", err)
+			}
+		}()
+	}
+	defer func() {
+		if err != nil && d.http != nil {
+			_ = d.http.Close()
+		}
+	}()
+
+	// A cluster node first agrees with the cluster on what every node
+	// shares (before the token and key files are read: a node that has
+	// none takes the cluster's) and on the log id its replica carries.
+	lopts := &ledger.Options{Logger: log.With("component", "ledger")}
+	if cfg.Cluster != nil {
+		if err := d.connectCluster(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil && d.store == nil {
+				_ = d.node.Close(context.Background())
+			}
+		}()
+		if err := d.syncAdminTokens(ctx); err != nil {
+			return err
+		}
+		lopts.Replica, lopts.LogID = true, d.node.LogID()
+	}
+	dbPath := filepath.Join(cfg.Data, "ledger.db")
+	store, err := ledger.Open(dbPath, lopts)
+	if errors.Is(err, ledger.ErrLocked) {
+		return fmt.Errorf("%s is locked: another hubd is using data directory %s", dbPath, cfg.Data)
+	}
+	if err != nil {
+		return fmt.Errorf("open ledger %s: %w", dbPath, err)
+	}
+	d.store = store
+	d.registerLedgerMetrics()
+	defer func() {
+		if err != nil {
+			d.closeLedger(context.Background())
+		}
+	}()
+	if err := d.startSigner(); err != nil {
+		return err
+	}
+	ports := hub.Ports{Publisher: ledger.NewPublisher(store), History: store}
+	if d.node != nil {
+		if err := d.node.Join(ctx, store); err != nil {
+			return fmt.Errorf("join the cluster: %w", err)
+		}
+		ports.Publisher, ports.Cluster = d.node.Publisher(), clusterView{d.node}
+	}
 	hc := cfg.Hub
-	if hc.AdminTokens == nil {
+	if hc.AdminTokens == nil && hc.Admins == nil {
 		tokens, created, err := hubapi.LoadOrCreateAdminTokens(cfg.Data)
 		if err != nil {
 			return err
@@ -200,7 +326,12 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		if created {
 			log.Info("created an admin token; hubctl and auditq read it from there", "file", filepath.Join(cfg.Data, hubapi.AdminTokenFile))
 		}
-		hc.AdminTokens = tokens
+		hc.Admins = tokens
+		d.creds.adminFile = filepath.Join(cfg.Data, hubapi.AdminTokenFile)
+	}
+	if cfg.ClientCAFile != "" {
+		hc.RequireAdminCert = true
+		hc.RequireClientCert = hc.RequireClientCert || cfg.ClientCertsForClients
 	}
 	if hc.ResumeKey == nil {
 		if hc.ResumeKey, err = hub.LoadOrCreateResumeKey(cfg.Data); err != nil {
@@ -208,23 +339,13 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		}
 	}
 
-	dbPath := filepath.Join(cfg.Data, "ledger.db")
-	store, err := ledger.Open(dbPath, &ledger.Options{Logger: log.With("component", "ledger")})
-	if errors.Is(err, ledger.ErrLocked) {
-		return fmt.Errorf("%s is locked: another hubd is using data directory %s", dbPath, cfg.Data)
-	}
-	if err != nil {
-		return fmt.Errorf("open ledger %s: %w", dbPath, err)
-	}
-	d.store, d.pub = store, ledger.NewPublisher(store)
-	defer func() {
-		if err != nil {
-			d.closeLedger(context.Background())
-		}
-	}()
-
-	d.reg = prometheus.NewRegistry()
 	hc.JWTSecret, hc.Metrics = d.jwtSecret, d.reg
+	if hc.ClientKeys == nil {
+		hc.ClientKeys = d.creds.keys
+	}
+	if cfg.Cluster != nil && hc.LostCheck == 0 {
+		hc.LostCheck = cfg.Cluster.Heartbeat
+	}
 	hc.Logger = log.With("component", "hub")
 	pc := cfg.Projections
 	pc.Logger = log.With("component", "projections")
@@ -233,11 +354,10 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	var h *hub.Server
 	pc.OnChange = func(ch projections.Change) { h.Enforce(ch) }
 	d.runner = projections.NewRunner(store, pc)
-	if h, err = hub.New(hub.Ports{Publisher: d.pub, Projection: d.runner, History: store}, hc); err != nil {
+	ports.Projection = d.runner
+	if h, err = hub.New(ports, hc); err != nil {
 		return err
 	}
-	d.hub = h
-	d.registerMetrics()
 
 	begin := time.Now()
 	if err := d.runner.Start(ctx); err != nil {
@@ -251,6 +371,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 	gopts := append(h.ServerOptions(),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageSize),
+		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreams)),
 		// Clients may ping to keep NATs open, but not flood.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
@@ -260,7 +381,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	gopts = append(gopts, cfg.GRPCOptions...)
 	d.grpc = grpc.NewServer(gopts...)
 	h.Register(d.grpc)
-	d.audit = audit.NewServer(store)
+	d.audit = audit.NewServer(store, audit.WithVerifierKey(d.vkey))
 	audit.RegisterServer(d.grpc, d.audit) // admin-token protected by the hub's interceptors
 	reflection.Register(d.grpc)
 
@@ -270,36 +391,27 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	d.addr = ln.Addr().String()
-	if cfg.Metrics != "" {
-		ml, err := net.Listen("tcp", cfg.Metrics)
-		if err != nil {
-			ln.Close()
-			_ = h.Shutdown(ctx)
-			return fmt.Errorf("listen %s (metrics): %w", cfg.Metrics, err)
-		}
-		d.metricsAddr = ml.Addr().String()
-		d.http = &http.Server{Handler: d.httpMux(), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := d.http.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				d.failed <- fmt.Errorf("metrics server: %w", err)
-			}
-		}()
-	}
+	d.hub = h
 	if cfg.WSListen != "" {
 		if err := d.startWebSocket(); err != nil {
 			ln.Close()
-			if d.http != nil {
-				d.http.Close()
-			}
 			_ = h.Shutdown(ctx)
 			return err
 		}
+	}
+	d.ready.Store(true)
+	if d.node != nil {
+		d.node.SetReport(func() (string, uint64, int) { return d.advertised(), d.runner.Applied(), h.Live() })
 	}
 	go func() {
 		if err := h.ServeGRPC(d.grpc, hub.NewListener(ln)); err != nil {
 			d.failed <- fmt.Errorf("grpc server: %w", err)
 		}
 	}()
+	d.startWatching()
+	if d.tokens != nil {
+		d.tokens.run(d.Reload)
+	}
 	metricsAddr, wsAddr := d.metricsAddr, d.wsAddr
 	if metricsAddr == "" {
 		metricsAddr = "off"
@@ -308,7 +420,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		wsAddr = "off"
 	}
 	log.Info("hubd listening", "grpc", d.addr, "websocket", wsAddr, "metrics", metricsAddr, "data", cfg.Data, "node", h.Node(),
-		"tls", d.tlsCreds != nil, "jwt", d.jwtSecret != nil, "head", store.Head().Seq)
+		"tls", d.tlsCreds != nil, "jwt", hc.ClientKeys != nil, "client_ca", cfg.ClientCAFile != "", "head", store.Head().Seq, "cluster", cfg.Cluster != nil)
 	return nil
 }
 
@@ -324,13 +436,12 @@ func (d *Daemon) startWebSocket() error {
 	if err != nil {
 		return fmt.Errorf("websocket: %w", err)
 	}
+	// The same certificate and client-CA rules as the gRPC listener.
 	var tlsConf *tls.Config
 	if cfg.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-		if err != nil {
-			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		if tlsConf, err = serverTLSConfig(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.ClientCAFile, cfg.ClientCertsForClients); err != nil {
+			return err
 		}
-		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/connect", ws)
@@ -378,6 +489,12 @@ func (d *Daemon) Hub() *hub.Server { return d.hub }
 // Store is the daemon's ledger.
 func (d *Daemon) Store() *ledger.Store { return d.store }
 
+// Signer is the daemon's checkpoint signer; VerifierKey its verifier key.
+func (d *Daemon) Signer() *checkpoint.Signer { return d.signer }
+
+// VerifierKey is the key that checks the daemon's signed checkpoints.
+func (d *Daemon) VerifierKey() string { return d.vkey }
+
 // Audit is the Audit service the daemon serves.
 func (d *Daemon) Audit() *audit.Server { return d.audit }
 
@@ -396,6 +513,10 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 }
 
 func (d *Daemon) shutdown(ctx context.Context) error {
+	d.stopWatching()
+	if d.tokens != nil {
+		d.tokens.close()
+	}
 	var errs []error
 	if d.hub != nil {
 		if err := d.hub.Shutdown(ctx); err != nil {
@@ -438,12 +559,23 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 }
 
 // closeLedger closes the projections (their final checkpoint, bounded by
-// ctx) and the ledger.
+// ctx), the cluster node (which writes into the ledger) and the ledger.
 func (d *Daemon) closeLedger(ctx context.Context) error {
 	var errs []error
+	if d.signer != nil {
+		// Before the ledger closes: it signs the last growth.
+		if err := d.signer.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close the checkpoint signer: %w", err))
+		}
+	}
 	if d.runner != nil {
 		if err := d.runner.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close projections: %w", err))
+		}
+	}
+	if d.node != nil {
+		if err := d.node.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("leave the cluster: %w", err))
 		}
 	}
 	if d.store != nil {
@@ -456,18 +588,55 @@ func (d *Daemon) closeLedger(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// registerMetrics adds the ledger's series and the process's to the
-// registry the hub writes its own into.
-func (d *Daemon) registerMetrics() {
+// startSigner loads or creates the checkpoint signing key in the data
+// directory and starts signing checkpoints of the ledger's tree.
+func (d *Daemon) startSigner() error {
+	key, created, err := signkey.LoadOrCreateKey(d.cfg.Data, d.store.LogID())
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(d.cfg.Data, signkey.KeyFile)
+	if d.vkey, err = signkey.VerifierKey(path); err != nil {
+		return err
+	}
+	if created {
+		d.log.Info("created the checkpoint signing key; keep its verifier key off this host (auditq key, hubctl key)", "file", path, "verifier_key", d.vkey)
+	}
+	d.signer, err = checkpoint.New(checkpoint.Config{Store: d.store, Key: key, Every: d.cfg.Signing.Every,
+		Dir: d.cfg.Signing.Dir, Logger: d.log.With("component", "checkpoint")})
+	if err != nil {
+		return err
+	}
+	d.signer.Start()
+	d.log.Info("signing checkpoints", "log_id", d.store.LogID(), "every", d.cfg.Signing.Every, "dir", d.cfg.Signing.Dir, "verifier_key", d.vkey)
+	return nil
+}
+
+// registerProcessMetrics adds the Go runtime's and the process's series.
+func (d *Daemon) registerProcessMetrics() {
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}
+
+// registerLedgerMetrics adds the ledger's series to the registry the hub
+// writes its own into.
+func (d *Daemon) registerLedgerMetrics() {
 	s := d.store
 	d.reg.MustRegister(
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_ledger_head_seq", Help: "Sequence number of the last durable record."},
 			func() float64 { return float64(s.Head().Seq) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_ledger_commits_total", Help: "Group-commit transactions the ledger wrote."},
 			func() float64 { return float64(s.Stats().Commits) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_ledger_records_total", Help: "Records those transactions appended (records/commits is the mean batch)."},
 			func() float64 { return float64(s.Stats().Records) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_ledger_offsets_clamped_total", Help: "Consumer-group offsets found past the head of the log (a damaged, edited or truncated ledger) and clamped to it."},
+			func() float64 { return float64(s.Stats().OffsetsClamped) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_projections_ahead_of_head_total", Help: "Projection checkpoints and snapshots found past the head of the log at start (not used)."},
+			func() float64 {
+				if d.runner == nil {
+					return 0
+				}
+				return float64(d.runner.Stats().AheadOfHead)
+			}),
 	)
 }
 
@@ -481,6 +650,13 @@ func (d *Daemon) MetricsHandler() http.Handler {
 // the reason otherwise.
 func (d *Daemon) httpMux() *http.ServeMux {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/checkpoint", func(w http.ResponseWriter, r *http.Request) {
+		if !d.ready.Load() {
+			http.Error(w, "not serving: starting", http.StatusServiceUnavailable)
+			return
+		}
+		d.signer.Handler().ServeHTTP(w, r)
+	})
 	if d.cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -490,8 +666,12 @@ func (d *Daemon) httpMux() *http.ServeMux {
 	}
 	mux.Handle("/metrics", d.MetricsHandler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := d.hub.Err(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		if !d.ready.Load() {
+			http.Error(w, "not serving: starting", http.StatusServiceUnavailable)
+			return
+		}
+		if why := d.healthReason(); why != "" {
+			http.Error(w, "not serving: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		res, err := d.hub.Health().Check(r.Context(), &healthpb.HealthCheckRequest{})
@@ -502,6 +682,30 @@ func (d *Daemon) httpMux() *http.ServeMux {
 		fmt.Fprintln(w, "ok")
 	})
 	return mux
+}
+
+// healthReason says in a few fixed words why the hub cannot serve, or ""
+// when it can. /healthz answers whoever reaches the --metrics address
+// without a credential, so the errors themselves (file paths, seqs) are
+// not in it: the hub logs them when health changes (the hub cannot
+// serve), and the metrics count them.
+func (d *Daemon) healthReason() string {
+	err := d.hub.Err()
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, projections.ErrClosed), errors.Is(err, ledger.ErrClosed):
+		return "shutting down"
+	case d.store.Err() != nil:
+		return "the ledger failed"
+	case d.runner.Err() != nil:
+		return "the projections stopped"
+	case d.node != nil && d.node.Err() != nil:
+		return "the cluster's log is unavailable"
+	case errors.Is(err, projections.ErrStalled):
+		return "the projections are behind the log"
+	}
+	return "unhealthy"
 }
 
 // IsLoopback reports whether a listen address accepts only local

@@ -22,6 +22,7 @@ type Proxy struct {
 	conns   []net.Conn
 	stalled chan struct{} // closed by stall: the held connections stop
 	closed  bool
+	cut     bool // Cut: new connections are closed at once, until Heal
 }
 
 // New starts a Proxy to target, closed when the test ends.
@@ -56,6 +57,12 @@ func (p *Proxy) accept() {
 			in.Close()
 			out.Close()
 			return
+		}
+		if p.cut {
+			p.mu.Unlock()
+			in.Close()
+			out.Close()
+			continue
 		}
 		p.conns = append(p.conns, in, out)
 		stalled := p.stalled
@@ -97,6 +104,26 @@ func (p *Proxy) Stall() {
 	defer p.mu.Unlock()
 	close(p.stalled)
 	p.stalled = make(chan struct{})
+}
+
+// Cut closes every connection held and closes new ones at once until
+// Heal: to the client, the network between it and the target is down.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	p.cut = true
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// Heal forwards new connections again after Cut.
+func (p *Proxy) Heal() {
+	p.mu.Lock()
+	p.cut = false
+	p.mu.Unlock()
 }
 
 // Close stops the proxy and closes every connection it holds. It is

@@ -86,6 +86,30 @@ func Check(tb testing.TB, s *ledger.Store) {
 	checkIndex(tb, "user", s.ByUser, users)
 	checkIndex(tb, "session", s.BySession, sessions)
 	checkIndex(tb, "topic", s.ByTopic, topics)
+	checkTree(tb, s)
+}
+
+// checkTree checks that the stored Merkle tree agrees with the tree
+// recomputed from the records, that the head's root is its root, and that
+// nothing else in the file names a seq the log contradicts.
+func checkTree(tb testing.TB, s *ledger.Store) {
+	tb.Helper()
+	if s.Format() < 3 {
+		return
+	}
+	tc, err := s.VerifyTree(context.Background(), nil, nil)
+	switch {
+	case err != nil:
+		tb.Errorf("ledger invariant: verify tree: %v", err)
+	case tc.Broken != nil || tc.TreeDamage != nil:
+		tb.Errorf("ledger invariant: verify tree: chain %v, tree %v", tc.Broken, tc.TreeDamage)
+	case tc.Root != s.Head().Root:
+		tb.Errorf("ledger invariant: head root %x; recomputed from the records %x", s.Head().Root, tc.Root)
+	}
+	fs, err := s.CrossCheck(context.Background(), 10)
+	if err != nil || len(fs) > 0 {
+		tb.Errorf("ledger invariant: cross-check: %v, %v", fs, err)
+	}
 }
 
 // maxIndexNames bounds how many names per index Check reads back.

@@ -30,6 +30,9 @@ export type Cause =
   | "idle_timeout"
   | "server_shutdown"
   | "slow_consumer"
+  | "revoked"
+  | "token_expired"
+  | "drained"
   | "rejected"
   | "protocol_error"
   | "lost"
@@ -46,6 +49,21 @@ export interface Session {
   oldestRedeliveredSeq: number;
   /** Notifications may have been lost to this client: resync. */
   redeliveryIncomplete: boolean;
+  /** When the session's client token expires (null: none); refresh() before. */
+  tokenExpires: Date | null;
+  /** The URL this session is connected to. */
+  url: string;
+}
+
+/** The server's answer to refresh(). */
+export interface Refreshed {
+  ok: boolean;
+  /** Why it was refused ("" when ok). */
+  reason: string;
+  /** When the token the session now holds expires. */
+  tokenExpires: Date | null;
+  /** The ledger event: the refresh, or its refusal. */
+  eventId: string;
 }
 
 export interface Notification {
@@ -74,7 +92,12 @@ export interface Disconnect {
   reconnect: Reconnect;
   reconnectAfterMs: number;
   supersededBy: string;
-  /** For cause "rejected": banned, rate_limited, node_full, resume_refused. */
+  /**
+   * For cause "rejected": banned, rate_limited, node_full, resume_refused,
+   * revoked, kicked, draining (from the Rejected frame), or, when only the
+   * close code told, also shutting_down, unavailable, unauthenticated,
+   * no_hello.
+   */
   rejectCode: string;
   bannedUntil: Date | null;
   /** False when only the close code told the client. */
@@ -85,7 +108,14 @@ export interface Disconnect {
   delayMs: number;
   /** Failed connect attempts in a row, this one included (0 for a session's end). */
   attempt: number;
+  /** The URL the connection was to. */
+  url: string;
+  /** The URL of the next attempt ("" when none): the next one after a movesOn end. */
+  nextURL: string;
 }
+
+/** Whether a client that knows several URLs moves to the next after d. */
+export declare function movesOn(d: Disconnect): boolean;
 
 export interface ResumeInfo {
   sessionId: string;
@@ -94,7 +124,10 @@ export interface ResumeInfo {
 }
 
 export interface ClientOptions {
-  /** A JWT (hubd --jwt-secret-file); or user (and device) on a hubd without one. */
+  /**
+   * A client JWT (hubd --jwt-secret-file, --jwt-public-key-file or
+   * --jwt-jwks-file); or user (and device) on a hubd without keys.
+   */
   token?: string;
   user?: string;
   device?: string;
@@ -121,6 +154,7 @@ export interface ClientOptions {
   onNotification?: (n: Notification) => void;
   onDisconnect?: (d: Disconnect) => void;
   onState?: (s: ClientState) => void;
+  onRefreshed?: (r: Refreshed) => void;
   /** A WebSocket implementation (default globalThis.WebSocket). */
   WebSocket?: typeof WebSocket;
   /** Random numbers in [0, 1) for the jitter (tests). */
@@ -140,11 +174,12 @@ export interface Stats {
 
 /**
  * One session with hubd that lasts across drops. Events (also as on*
- * options): "welcome", "notification", "disconnect", "state"; each
+ * options): "welcome", "notification", "disconnect", "state", "refreshed"; each
  * Event's detail is the value.
  */
 export declare class Client extends EventTarget {
-  constructor(url: string, options?: ClientOptions);
+  /** url: one /connect URL, or several (a cluster's nodes). */
+  constructor(url: string | string[], options?: ClientOptions);
   readonly state: ClientState;
   readonly session: Session | null;
   readonly stats: Stats;
@@ -152,4 +187,6 @@ export declare class Client extends EventTarget {
   ack(seq: number): void;
   close(reason?: string): void;
   resume(): ResumeInfo | null;
+  /** Sends a fresher token; resolves with the server's answer. */
+  refresh(token: string): Promise<Refreshed>;
 }

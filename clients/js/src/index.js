@@ -36,8 +36,35 @@ const causeByCode = {
   DISCONNECT_CODE_IDLE_TIMEOUT: "idle_timeout",
   DISCONNECT_CODE_SERVER_SHUTDOWN: "server_shutdown",
   DISCONNECT_CODE_SLOW_CONSUMER: "slow_consumer",
+  DISCONNECT_CODE_REVOKED: "revoked",
+  DISCONNECT_CODE_TOKEN_EXPIRED: "token_expired",
+  DISCONNECT_CODE_DRAINED: "drained",
+  DISCONNECT_CODE_LOST: "lost",
 };
-const causeByCloseOffset = ["", "kicked", "banned", "superseded", "idle_timeout", "server_shutdown", "slow_consumer"];
+// By close code - 4000 (or - 4500): a session the server ended.
+const causeByCloseOffset = ["", "kicked", "banned", "superseded", "idle_timeout", "server_shutdown", "slow_consumer",
+  "revoked", "token_expired", "drained", "lost"];
+// By close code - 4100 (or - 4600): a refused connect, for a client that
+// only sees the close.
+const rejectByCloseOffset = ["", "rate_limited", "node_full", "resume_refused", "banned", "shutting_down", "unavailable",
+  "unauthenticated", "no_hello", "revoked", "kicked", "draining"];
+
+/**
+ * Whether a client that knows several URLs tries the next one after this
+ * end: its node is gone, stopping or drained, or will not take it (full,
+ * draining, unable to record). As the Go client does.
+ */
+export function movesOn(d) {
+  switch (d.cause) {
+    case "lost":
+    case "server_shutdown":
+    case "drained":
+      return true;
+    case "rejected":
+      return ["node_full", "draining", "unavailable", "shutting_down"].includes(d.rejectCode);
+  }
+  return false;
+}
 const reconnectNames = {
   RECONNECT_ALLOWED: "allowed",
   RECONNECT_NOT_ALLOWED: "not_allowed",
@@ -76,12 +103,19 @@ const utf8 = new TextDecoder();
  */
 export class Client extends EventTarget {
   /**
-   * @param {string} url ws:// or wss:// URL of hubd's /connect endpoint.
+   * @param {string | string[]} url ws:// or wss:// URL of hubd's /connect
+   *   endpoint, or several (the nodes of a cluster): the client starts at
+   *   the first and moves to the next when its node is gone, drained or
+   *   full, still honouring the reconnect advice it was given.
    * @param {import("./index").ClientOptions} [options]
    */
   constructor(url, options = {}) {
     super();
-    this.url = url;
+    this.urls = Array.isArray(url) ? [...url] : [url];
+    if (this.urls.length === 0) throw new Error("no URL to connect to");
+    this.url = this.urls[0];
+    this.urlIndex = 0;
+    this.pendingRefresh = []; // resolvers of refresh() calls, in order
     this.opts = {
       autoAck: true,
       reconnect: true,
@@ -165,6 +199,46 @@ export class Client extends EventTarget {
   }
 
   /**
+   * Sends a fresher client token (Refresh) for the session to hold, before
+   * the one it holds expires. Resolves with the server's answer: { ok,
+   * reason, tokenExpires (Date or null), eventId }; with ok the token is
+   * also the one the next connect sends. Rejects if the connection is not
+   * open or ends first.
+   */
+  refresh(token) {
+    if (!this.ws || this.ws.readyState !== 1 || this.state !== "open") {
+      return Promise.reject(new Error("refresh: the session is not open"));
+    }
+    return new Promise((resolve, reject) => {
+      this.pendingRefresh.push({ token, resolve, reject, ws: this.ws });
+      this.send({ refresh: { token } });
+    });
+  }
+
+  refreshed(r) {
+    const p = this.pendingRefresh.shift();
+    const ans = {
+      ok: !!r.ok,
+      reason: r.reason || "",
+      tokenExpires: num(r.tokenExpiresUnixNano) ? new Date(num(r.tokenExpiresUnixNano) / 1e6) : null,
+      eventId: r.eventId || "",
+    };
+    if (ans.ok && p) this.opts.token = p.token;
+    if (this.session) this.session.tokenExpires = ans.tokenExpires;
+    this.emit("refreshed", ans, this.opts.onRefreshed);
+    if (p) p.resolve(ans);
+  }
+
+  failRefreshes(ws) {
+    const keep = [];
+    for (const p of this.pendingRefresh) {
+      if (p.ws === ws) p.reject(new Error("refresh: the connection ended before the answer"));
+      else keep.push(p);
+    }
+    this.pendingRefresh = keep;
+  }
+
+  /**
    * What a later client needs to resume this session (for example across
    * a page reload): { sessionId, secret, lastAckedSeq }.
    */
@@ -212,7 +286,7 @@ export class Client extends EventTarget {
     this.ackSent = 0;
     clearTimeout(this.ackTimer);
     this.ackTimer = null;
-    const conn = { disconnect: null, rejected: null, welcomed: false };
+    const conn = { disconnect: null, rejected: null, welcomed: false, closed: false };
     const helloTimer = setTimeout(() => {
       if (!conn.welcomed) ws.close(4000, "no welcome");
     }, this.opts.helloTimeoutMs);
@@ -253,16 +327,33 @@ export class Client extends EventTarget {
         conn.disconnect = f.disconnect;
       } else if (f.rejected) {
         conn.rejected = f.rejected;
+      } else if (f.refreshed) {
+        this.refreshed(f.refreshed);
       }
     };
-    ws.onclose = (ev) => {
+    const closed = (code, reason) => {
       clearTimeout(helloTimer);
-      if (ws !== this.ws) return;
+      if (conn.closed || ws !== this.ws) return;
+      conn.closed = true;
       this.clearSilence();
       this.ws = null;
-      this.ended({ closeCode: ev.code, closeReason: ev.reason, welcomed: conn.welcomed }, conn);
+      this.failRefreshes(ws);
+      this.ended({ closeCode: code, closeReason: reason, welcomed: conn.welcomed }, conn);
     };
-    ws.onerror = () => {}; // onclose follows with the code
+    ws.onclose = (ev) => closed(ev.code, ev.reason);
+    ws.onerror = () => {
+      // onclose follows with the code; but some implementations (Node
+      // 20's) report a connection that could not be opened with an error
+      // alone and stay CONNECTING: that is an abnormal close.
+      setTimeout(() => {
+        if (ws.readyState === 0 || ws.readyState === 3) {
+          try {
+            ws.close();
+          } catch {}
+          closed(CloseCodes.ABNORMAL, "connection failed");
+        }
+      }, 100);
+    };
   }
 
   welcome(w) {
@@ -278,6 +369,10 @@ export class Client extends EventTarget {
       // Notifications may have been lost to this client: the resume could
       // not redeliver all, or this is a fresh session after an earlier one.
       redeliveryIncomplete: !!w.redeliveryTruncated || (!!prev && !w.resumedFrom),
+      // When the token the session holds expires (null: none); refresh()
+      // before then, or the session ends with token_expired.
+      tokenExpires: num(w.tokenExpiresUnixNano) ? new Date(num(w.tokenExpiresUnixNano) / 1e6) : null,
+      url: this.url,
     };
     if (!prev || !w.resumedFrom) {
       // A fresh session: resumes start from its connect.
@@ -354,6 +449,7 @@ export class Client extends EventTarget {
       bannedUntil: null,
       fromFrame: false,
       session: close.welcomed && this.session ? this.session.id : "",
+      url: this.url,
       willReconnect: false,
       delayMs: 0,
       attempt: 0,
@@ -385,7 +481,10 @@ export class Client extends EventTarget {
       // carries the meaning.
       const off = d.code % 500;
       if (off < 100) d.cause = causeByCloseOffset[off] || "unknown";
-      else d.cause = "rejected";
+      else {
+        d.cause = "rejected";
+        d.rejectCode = rejectByCloseOffset[off - 100] || "";
+      }
       if (d.code >= 4500) d.reconnect = "not_allowed";
     } else if ([1002, 1003, 1007, 1009].includes(d.code)) {
       d.cause = "protocol_error";
@@ -412,7 +511,12 @@ export class Client extends EventTarget {
       d.delayMs = this.delay(d);
       if (this.opts.maxWaitMs && d.delayMs > this.opts.maxWaitMs) come = false;
     }
+    if (come && this.urls.length > 1 && movesOn(d)) {
+      this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+      this.url = this.urls[this.urlIndex];
+    }
     d.willReconnect = come;
+    d.nextURL = come ? this.url : "";
     this.emit("disconnect", d, this.opts.onDisconnect);
     if (come) {
       this.setState("waiting");

@@ -177,3 +177,124 @@ test("connects with a token on a hubd that checks JWTs", async () => {
     await h.stop();
   }
 });
+
+test("tokens: refresh moves the expiry, expiry ends the session, a revocation ends it and refuses the token, a kick refuses the device", async () => {
+  const secret = jwtSecretFile();
+  const h = await startHubd(["--jwt-secret-file", secret, "--no-reconnect-window", "1m"]);
+  try {
+    const t1 = h.tokenJSON("hal", "web", secret, "2s");
+    const c = new Client(h.wsURL, { token: t1.token, reconnect: false, WebSocket: WebSocketImpl });
+    const welcomed = next(c, "welcome");
+    c.connect();
+    const s = await welcomed;
+    assert.equal(s.tokenExpires.getTime(), Date.parse(t1.exp));
+    const other = h.tokenJSON("ida", "web", secret, "1h");
+    const no = await c.refresh(other.token);
+    assert.equal(no.ok, false);
+    assert.match(no.reason, /not the session's/);
+    assert.match(no.eventId, /^[0-9A-Z]{26}$/);
+    const t2 = h.tokenJSON("hal", "web", secret, "4s");
+    const yes = await c.refresh(t2.token);
+    assert.equal(yes.ok, true);
+    assert.equal(yes.tokenExpires.getTime(), Date.parse(t2.exp));
+    assert.equal(c.session.tokenExpires.getTime(), Date.parse(t2.exp));
+    // The refreshed token expires: the session ends, reconnecting allowed
+    // (with a fresh token).
+    const d = await next(c, "disconnect", 10000);
+    assert.ok(Date.now() >= Date.parse(t1.exp), "ended before the first token's expiry");
+    assert.deepEqual({ cause: d.cause, code: d.code, reconnect: d.reconnect }, { cause: "token_expired", code: 4008, reconnect: "allowed" });
+
+    const t3 = h.tokenJSON("hal", "web", secret, "1h");
+    const r = new Client(h.wsURL, { token: t3.token, WebSocket: WebSocketImpl });
+    const rw = next(r, "welcome");
+    r.connect();
+    await rw;
+    const ended = next(r, "disconnect");
+    const rev = JSON.parse(h.hubctl("revoke", "--jti", t3.jti, "--reason", "laptop stolen", "--json"));
+    const rd = await ended;
+    assert.deepEqual(
+      { cause: rd.cause, code: rd.code, reason: rd.reason, eventId: rd.eventId, willReconnect: rd.willReconnect },
+      { cause: "revoked", code: 4507, reason: "laptop stolen", eventId: rev.event_id, willReconnect: false },
+    );
+    const again = new Client(h.wsURL, { token: t3.token, WebSocket: WebSocketImpl });
+    const refused = next(again, "disconnect");
+    again.connect();
+    const ad = await refused;
+    assert.deepEqual(
+      { cause: ad.cause, rejectCode: ad.rejectCode, code: ad.code, willReconnect: ad.willReconnect },
+      { cause: "rejected", rejectCode: "revoked", code: 4609, willReconnect: false },
+    );
+
+    const t4 = h.tokenJSON("hal", "web", secret, "1h");
+    const k = new Client(h.wsURL, { token: t4.token, WebSocket: WebSocketImpl });
+    const kw = next(k, "welcome");
+    k.connect();
+    await kw;
+    const kended = next(k, "disconnect");
+    const kick = h.hubctlJSON("kick", "--user", "hal", "--reason", "abuse", "--no-reconnect");
+    assert.equal((await kended).code, 4501);
+    const t5 = h.tokenJSON("hal", "web", secret, "1h");
+    const kc = new Client(h.wsURL, { token: t5.token, WebSocket: WebSocketImpl });
+    const kr = next(kc, "disconnect");
+    kc.connect();
+    const kd = await kr;
+    assert.deepEqual(
+      { cause: kd.cause, rejectCode: kd.rejectCode, code: kd.code, willReconnect: kd.willReconnect },
+      { cause: "rejected", rejectCode: "kicked", code: 4610, willReconnect: false },
+    );
+    assert.equal(kick.event_id.length, 26);
+  } finally {
+    await h.stop();
+  }
+});
+
+test("several URLs: a client moves past a node that is down, and to the next node when its node is drained", async () => {
+  const a = await startHubd();
+  const b = await startHubd();
+  try {
+    // A port nothing listens on: a's, once a is stopped, is not known yet;
+    // take one from a server that is gone.
+    const gone = await startHubd();
+    const deadURL = gone.wsURL;
+    await gone.stop();
+    const c = new Client([deadURL, a.wsURL, b.wsURL], { user: "jo", device: "web", backoff: { baseMs: 100, maxMs: 1000, jitter: 0 }, WebSocket: WebSocketImpl });
+    const first = next(c, "disconnect");
+    const welcomed = next(c, "welcome", 15000);
+    c.connect();
+    const lost = await first;
+    assert.deepEqual({ cause: lost.cause, url: lost.url, nextURL: lost.nextURL }, { cause: "lost", url: deadURL, nextURL: a.wsURL });
+    const s = await welcomed;
+    assert.equal(s.url, a.wsURL);
+
+    const drained = next(c, "disconnect");
+    const rep = JSON.parse(a.hubctl("drain", "--reason", "upgrade", "--window", "1s", "--json"));
+    const d = await drained;
+    assert.deepEqual(
+      { cause: d.cause, code: d.code, reason: d.reason, eventId: d.eventId, reconnect: d.reconnect, willReconnect: d.willReconnect, nextURL: d.nextURL },
+      { cause: "drained", code: 4009, reason: "upgrade", eventId: rep.event_id, reconnect: "after", willReconnect: true, nextURL: b.wsURL },
+    );
+    // b has another log: it refuses the resume (the client then connects
+    // afresh) or takes a fresh connect; either way the session is on b.
+    let w;
+    for (let i = 0; i < 3; i++) {
+      w = await next(c, "welcome", 15000);
+      if (w.url === b.wsURL) break;
+    }
+    assert.equal(w.url, b.wsURL);
+    c.close();
+
+    // A fresh client that lists the drained node first is refused there
+    // (draining) and moves on.
+    const f = new Client([a.wsURL, b.wsURL], { user: "kim", device: "web", backoff: { baseMs: 100, maxMs: 1000, jitter: 0 }, WebSocket: WebSocketImpl });
+    const refused = next(f, "disconnect");
+    const fw = next(f, "welcome", 15000);
+    f.connect();
+    const fd = await refused;
+    assert.deepEqual({ cause: fd.cause, rejectCode: fd.rejectCode, code: fd.code, nextURL: fd.nextURL }, { cause: "rejected", rejectCode: "draining", code: 4111, nextURL: b.wsURL });
+    assert.equal((await fw).url, b.wsURL);
+    f.close();
+  } finally {
+    await a.stop();
+    await b.stop();
+  }
+});

@@ -65,6 +65,10 @@ export async function startHubd(extra = []) {
     token(user, device, secretFile) {
       return execFileSync(bin.hubctl, ["token", "--user", user, "--device", device, "--secret-file", secretFile], { encoding: "utf8" }).trim();
     },
+    /** A token with its claims ({ token, jti, exp, ... }), valid for ttl (a Go duration). */
+    tokenJSON(user, device, secretFile, ttl = "1h") {
+      return JSON.parse(execFileSync(bin.hubctl, ["token", "--user", user, "--device", device, "--secret-file", secretFile, "--ttl", ttl, "--json"], { encoding: "utf8" }));
+    },
     async stop() {
       proc.kill("SIGTERM");
       await new Promise((r) => (proc.exitCode !== null ? r() : proc.on("exit", r)));
