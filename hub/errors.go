@@ -29,6 +29,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrNotBanned: an unban of a user without an active ban.
 	ErrNotBanned = errors.New("user is not banned")
+	// ErrExceptNotLive: a kick's except_session is not a live session of
+	// the kicked user (sparing nothing would end every session).
+	ErrExceptNotLive = errors.New("the session to spare is not live")
 	// ErrSecretFileMode: a secret file (admin tokens, resume key, JWT
 	// secret) that users other than its owner may read or write.
 	ErrSecretFileMode = errors.New("secret file open to other users")
@@ -182,7 +185,7 @@ func toStatus(err error) error {
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrNotBanned):
+	case errors.Is(err, ErrNotBanned), errors.Is(err, ErrExceptNotLive):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrNoBackup):
 		return status.Error(codes.Unimplemented, err.Error())

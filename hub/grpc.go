@@ -19,6 +19,9 @@ import (
 // with ServerOptions() so admin calls are authenticated, and serve it with
 // Serve so abort-mode kicks can close connections.
 func (s *Server) Register(g *grpc.Server) {
+	s.mu.Lock()
+	s.grpcSrv = g
+	s.mu.Unlock()
 	hubpb.RegisterHubServer(g, grpcHub{s: s})
 	hubpb.RegisterAdminServer(g, &admin{s: s})
 	healthpb.RegisterHealthServer(g, s.health)

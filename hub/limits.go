@@ -12,35 +12,66 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
 
-// rateLimiter allows each user limit connects per window (fixed windows;
-// entries of past windows are dropped as they are met, so memory follows
-// the users active in the current window).
+// rateLimiter is the per-user connect limit: one token bucket per user
+// (golang.org/x/time/rate), refilled at perMinute a minute and holding up to
+// burst. A user who waited long enough may connect burst times at once,
+// then once per 1/rate; in any minute at most burst + perMinute connects
+// pass, wherever the minute starts (a fixed window shared by all users let
+// one burst twice its limit across the window's edge). A bucket that is
+// full again is the same as none, so sweeps drop those: memory follows the
+// users who connected recently.
 type rateLimiter struct {
-	mu     sync.Mutex
-	limit  int
-	window time.Duration
-	start  time.Time
-	counts map[string]int
+	mu      sync.Mutex
+	limit   rate.Limit
+	burst   int
+	users   map[string]*rate.Limiter
+	calls   int
+	sweepAt int // len(users) that triggers the next sweep
 }
 
-func newRateLimiter(limit int, window time.Duration) *rateLimiter {
-	return &rateLimiter{limit: limit, window: window, counts: make(map[string]int)}
+// minSweep is the fewest buckets that make a sweep worth it.
+const minSweep = 1024
+
+func newRateLimiter(perMinute, burst int) *rateLimiter {
+	return &rateLimiter{limit: rate.Limit(float64(perMinute) / 60), burst: burst, users: make(map[string]*rate.Limiter), sweepAt: minSweep}
 }
 
 func (r *rateLimiter) allow(user string, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if now.Sub(r.start) >= r.window {
-		r.start = now
-		clear(r.counts)
+	l := r.users[user]
+	if l == nil {
+		if len(r.users) >= r.sweepAt {
+			r.sweep(now)
+		}
+		l = rate.NewLimiter(r.limit, r.burst)
+		r.users[user] = l
 	}
-	r.counts[user]++
-	return r.counts[user] <= r.limit
+	return l.AllowN(now, 1)
+}
+
+// sweep drops the buckets that are full at now, and sets the next sweep
+// at twice what is left, so its cost is spread over the inserts between.
+func (r *rateLimiter) sweep(now time.Time) {
+	for u, l := range r.users {
+		if l.TokensAt(now) >= float64(r.burst) {
+			delete(r.users, u)
+		}
+	}
+	r.sweepAt = max(minSweep, 2*len(r.users))
+}
+
+// buckets is how many users have a bucket (tests).
+func (r *rateLimiter) buckets() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.users)
 }
 
 // frameBucket paces one session's client frames: a token bucket of rate

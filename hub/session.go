@@ -541,7 +541,7 @@ func (s *Server) admit(t Transport) (*session, error) {
 	}
 	welcome := &hubpb.Welcome{SessionId: sess.id, ResumeSecret: s.resumeSecret(sess.id), HeartbeatIntervalMs: hb,
 		EventId: stamps[0].ID.String(), Seq: stamps[0].Seq, ResumedFrom: prev, Redelivering: uint32(len(missed)),
-		RedeliveryTruncated: truncated, TokenExpiresUnixNano: sess.tokenExp.Load()}
+		RedeliveryTruncated: truncated, TokenExpiresUnixNano: sess.tokenExp.Load(), LogRewound: res.rewound}
 	if len(missed) > 0 {
 		welcome.OldestRedeliveredSeq = missed[0].GetSeq()
 	}

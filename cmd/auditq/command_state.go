@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sessionledger/sessionledger/audit"
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/internal/termtext"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -109,12 +110,17 @@ func (a *app) printSessions(ls []audit.LiveSession) error {
 		c.Flush()
 		return c.Error()
 	default:
-		t := newTable(w, "SESSION", "USER", "DEVICE", "NODE", "TRANSPORT", "SINCE", "REMOTE", "ENDING")
-		for _, s := range ls {
-			t.row(termtext.Cell(s.ID), termtext.Cell(s.User), termtext.Cell(s.Device), termtext.Cell(s.Node), termtext.Cell(s.Transport), fmtTime(s.ConnectedAt, a.loc),
-				termtext.Cell(s.RemoteAddr), pendingText(s.Pending))
+		if len(ls) > 0 {
+			t := newTable(w, "SESSION", "USER", "DEVICE", "NODE", "TRANSPORT", "SINCE", "REMOTE", "ENDING")
+			for _, s := range ls {
+				t.row(termtext.Cell(s.ID), termtext.Cell(s.User), termtext.Cell(s.Device), termtext.Cell(s.Node), termtext.Cell(s.Transport), fmtTime(s.ConnectedAt, a.loc),
+					termtext.Cell(s.RemoteAddr), pendingText(s.Pending))
+			}
+			t.flush()
 		}
-		t.flush()
+		// The line under every list of live sessions, as hubctl sessions
+		// prints it (no header over no rows).
+		fmt.Fprintln(w, hubapi.SessionsSummary(len(ls), len(ls)))
 	}
 	return nil
 }

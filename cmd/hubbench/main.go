@@ -20,24 +20,28 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sessionledger/sessionledger/hub/client"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/version"
 )
 
 type options struct {
@@ -182,15 +186,65 @@ type Result struct {
 	} `json:"clients"`
 }
 
+const usageHead = `hubbench measures hubd under load: it starts hubd as a child process on
+127.0.0.1 (every connect and kick durable in its ledger, as in production),
+holds --sessions concurrent sessions against it, and reports the connect
+rate, hubd's memory per idle session, kick latency, notification fan-out
+and a reconnect storm after a restart. docs/performance.md has figures.
+
+Usage: hubbench [flags]
+
+Examples:
+  hubbench --sessions 20000 --json bench.json
+  hubbench --sessions 2000 --kicks 100 --storm=false
+  hubbench --hubd ./hubd --hubd-args "--heartbeat 30s" --profile prof/
+
+Flags:
+`
+
 func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is hubbench's main: exit 0 done, 1 the benchmark failed, 2 bad usage.
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseOptions(args)
+	var help errHelp
+	switch {
+	case errors.As(err, &help):
+		fmt.Fprint(stdout, help.text)
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "hubbench: %v\n", err)
+		return 2
+	}
+	if err := runBench(o); err != nil {
+		fmt.Fprintf(stderr, "hubbench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// errHelp carries what --help or --version print.
+type errHelp struct{ text string }
+
+func (e errHelp) Error() string { return e.text }
+
+func parseOptions(args []string) (options, error) {
 	var o options
-	fs := flag.NewFlagSet("hubbench", flag.ExitOnError)
+	var help, showVersion bool
+	fs := pflag.NewFlagSet("hubbench", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are one line, from run
+	fs.Usage = func() {}
+	fs.SortFlags = false
+	fs.BoolVarP(&help, "help", "h", false, "print this help and exit")
+	fs.BoolVar(&showVersion, "version", false, "print the version (from the build information) and exit")
 	fs.IntVar(&o.sessions, "sessions", 20000, "concurrent sessions to hold")
 	fs.IntVar(&o.perConn, "per-conn", 100, "sessions sharing one client connection (HTTP/2 streams; client.WithConn)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "connects in flight while ramping up")
-	fs.IntVar(&o.kicks, "kicks", -1, "kicks to time (default min(1000, --sessions - 1))")
+	kicks := fs.String("kicks", "auto", "kicks to time (auto: the smaller of 1000 and --sessions - 1)")
 	fs.IntVar(&o.fanouts, "fanouts", 5, "notify-all rounds to time")
-	fs.BoolVar(&o.storm, "storm", true, "end with a reconnect storm: SIGTERM hubd, restart it, time until every session resumed")
+	fs.BoolVar(&o.storm, "storm", true, "end with a reconnect storm: SIGTERM hubd, restart it, time until every session resumed (--storm=false skips it)")
 	fs.StringVar(&o.hubdPath, "hubd", "", "hubd binary (default: build ./cmd/hubd into a temporary directory)")
 	fs.StringVar(&o.data, "data", "", "hubd data directory (default: a temporary one, removed at the end)")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the result as JSON to this file")
@@ -198,7 +252,17 @@ func main() {
 	fs.StringVar(&o.profile, "profile", "", "save hubd's heap and goroutine profiles with every session connected into this directory (go tool pprof)")
 	fs.StringVar(&o.transport, "transport", "grpc", "how sessions connect: grpc (hub/client, --per-conn sessions per connection) or ws (one WebSocket connection each, subprotocol sessionledger.v1+proto; --per-conn is 1)")
 	fs.StringVar(&o.wsAck, "ws-ack", "pong", "with --transport ws, when clients ack (cumulatively): pong (the highest with each Pong, as the JavaScript client does), each (one per notification, as hub/client), or a duration after the first unacked notification")
-	_ = fs.Parse(os.Args[1:])
+	if err := fs.Parse(args); err != nil {
+		return o, fmt.Errorf("%v (see hubbench --help)", err)
+	}
+	switch {
+	case help:
+		return o, errHelp{usageHead + fs.FlagUsages()}
+	case showVersion:
+		return o, errHelp{version.Line("hubbench") + "\n"}
+	case fs.NArg() > 0:
+		return o, fmt.Errorf("stray argument %q: hubbench takes only flags (see hubbench --help)", fs.Arg(0))
+	}
 	switch o.wsAck {
 	case "pong":
 		o.wsAckEvery = -1
@@ -207,8 +271,7 @@ func main() {
 	default:
 		d, err := time.ParseDuration(o.wsAck)
 		if err != nil || d <= 0 {
-			fmt.Fprintln(os.Stderr, "hubbench: --ws-ack is pong, each or a positive duration")
-			os.Exit(2)
+			return o, fmt.Errorf("--ws-ack %q: want pong, each or a positive duration (see hubbench --help)", o.wsAck)
 		}
 		o.wsAckEvery = d
 	}
@@ -217,20 +280,19 @@ func main() {
 	case "ws":
 		o.perConn = 1
 	default:
-		fmt.Fprintln(os.Stderr, "hubbench: --transport is grpc or ws")
-		os.Exit(2)
+		return o, fmt.Errorf("--transport %q: want grpc or ws (see hubbench --help)", o.transport)
 	}
-	if o.kicks == -1 {
+	if *kicks == "auto" {
 		o.kicks = min(1000, o.sessions-1)
+	} else if n, err := strconv.Atoi(*kicks); err == nil {
+		o.kicks = n
+	} else {
+		return o, fmt.Errorf("--kicks %q: want a number or auto (see hubbench --help)", *kicks)
 	}
 	if o.sessions <= 0 || o.perConn <= 0 || o.concurrency <= 0 || o.kicks < 0 || o.kicks >= o.sessions || o.fanouts < 0 {
-		fmt.Fprintln(os.Stderr, "hubbench: --sessions, --per-conn and --concurrency must be positive, 0 <= --kicks < --sessions")
-		os.Exit(2)
+		return o, errors.New("--sessions, --per-conn and --concurrency must be positive, and 0 <= --kicks < --sessions (see hubbench --help)")
 	}
-	if err := runBench(o); err != nil {
-		fmt.Fprintf(os.Stderr, "hubbench: %v\n", err)
-		os.Exit(1)
-	}
+	return o, nil
 }
 
 func runBench(o options) error {

@@ -148,3 +148,26 @@ func TestKickDurabilityCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestUsage: --help and --version exit 0; a bad flag or value is one line
+// of error and exit 2.
+func TestUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--help"}, 0, "Usage: hubbench [flags]"},
+		{[]string{"--version"}, 0, "hubbench "},
+		{[]string{"--sesions", "3"}, 2, "hubbench: unknown flag: --sesions (see hubbench --help)\n"},
+		{[]string{"--kicks", "many"}, 2, "hubbench: --kicks \"many\": want a number or auto"},
+		{[]string{"--sessions", "5", "--kicks", "5"}, 2, "0 <= --kicks < --sessions"},
+		{[]string{"extra"}, 2, "stray argument \"extra\""},
+	} {
+		var out, errb bytes.Buffer
+		code := run(c.args, &out, &errb)
+		if code != c.code || !strings.Contains(out.String()+errb.String(), c.want) || (code == 2 && strings.Count(errb.String(), "\n") != 1) {
+			t.Errorf("hubbench %q: exit %d, %q %q; want exit %d and %q on one line", c.args, code, out.String(), errb.String(), c.code, c.want)
+		}
+	}
+}

@@ -2,13 +2,14 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 )
@@ -30,11 +31,15 @@ type options struct {
 	maxMsgBytes int
 	maxStreams  int
 	pprof       bool
+	console     string
+
+	help, version bool
 
 	heartbeat       time.Duration
 	idleTimeout     time.Duration
 	helloTimeout    time.Duration
 	maxPerUser      int
+	connectBurst    int
 	onePerDevice    bool
 	maxSessions     int
 	connectsPerMin  int
@@ -94,21 +99,27 @@ Usage: hubd [flags]
 
 Example:
   hubd --data ./data --listen 127.0.0.1:7070 --metrics 127.0.0.1:7071
+  hubd --console-listen 127.0.0.1:7072        # the web console (docs/console.md)
   HUBD_JWT_SECRET_FILE=/etc/hubd/jwt.key hubd --listen 0.0.0.0:7070
 
 Every flag can also be set in the environment as HUBD_<FLAG> (upper case,
 dashes as underscores); the command line wins.
 
+Stop it with SIGINT or SIGTERM (Ctrl-C): sessions are told to reconnect
+later and every end is recorded. Under "go run" a SIGTERM reaches go, not
+hubd: build it (go build ./cmd/hubd) for anything scripted.
+
 Flags:
 `
 
-func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("hubd", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprint(out, usageHead)
-		fs.PrintDefaults()
-	}
+func newFlagSet(o *options) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("hubd", pflag.ContinueOnError)
+	// Errors are reported once, by run, in one line; --help prints usage.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.SortFlags = false
+	fs.BoolVarP(&o.help, "help", "h", false, "print this help and exit")
+	fs.BoolVar(&o.version, "version", false, "print the version (from the build information) and exit")
 	fs.StringVar(&o.data, "data", "./data", "data directory: ledger.db, admin.token, resume.key")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:7070", "gRPC listen address (host:port)")
 	fs.StringVar(&o.metrics, "metrics", "127.0.0.1:7071", "HTTP address for /metrics and /healthz (\"off\" disables)")
@@ -119,6 +130,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key enables TLS")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles (net/http/pprof) under /debug/pprof/ on the --metrics address")
+	fs.StringVar(&o.console, "console-listen", "", "HTTP address of the web console (docs/console.md; off by default); beyond loopback it needs --tls-cert and --tls-key")
 	fs.IntVar(&o.maxMsgBytes, "max-message-size", hubapi.DefaultMaxMessageSize, "largest message a client or operator may send, in bytes (the default takes a 64 KiB notification payload)")
 	fs.IntVar(&o.maxStreams, "max-streams-per-conn", defaultMaxStreamsPerConn, "most concurrent gRPC streams (sessions and calls) on one client connection; more wait for one to end")
 
@@ -128,7 +140,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.maxPerUser, "max-per-user", 0, "most live sessions per user; a new login supersedes the oldest (0: no limit)")
 	fs.BoolVar(&o.onePerDevice, "one-per-device", true, "one live session per (user, device); a new login on the device supersedes the old one")
 	fs.IntVar(&o.maxSessions, "max-sessions", 100_000, "most live sessions on this node")
-	fs.IntVar(&o.connectsPerMin, "user-connects-per-minute", 120, "connects one user may make per minute")
+	fs.IntVar(&o.connectsPerMin, "user-connects-per-minute", 120, "connects one user may make per minute, sustained (a token bucket per user)")
+	fs.IntVar(&o.connectBurst, "user-connect-burst", 0, "connects one user may make at once (default the smaller of 10 and --user-connects-per-minute); a minute passes at most both added")
 	fs.DurationVar(&o.rejectWindow, "reject-window", 10*time.Second, "repeated connect rejections within this window are recorded as one event with a count")
 	fs.IntVar(&o.notifyBuffer, "notify-buffer", 1024, "notifications that may wait for one session before it is ended as a slow consumer")
 	fs.DurationVar(&o.gracefulTimeout, "graceful-timeout", 5*time.Second, "how long a graceful end waits for the client before closing its connection")
@@ -197,27 +210,56 @@ func envName(flagName string) string {
 	return "HUBD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// errHelp is parseOptions' answer to --help or --version: what to print
+// is in its message, and hubd exits 0.
+type errHelp struct{ text string }
+
+func (e errHelp) Error() string { return e.text }
+
+// usage is hubd --help.
+func usage(fs *pflag.FlagSet) string {
+	return usageHead + fs.FlagUsages()
+}
+
 func envGiven(lookup func(string) (string, bool), flagName string) bool {
 	_, ok := lookup(envName(flagName))
 	return ok
 }
 
 // parseOptions reads flags from args and, for flags not given there, from
-// env (a lookup like os.LookupEnv).
+// env (a lookup like os.LookupEnv). A bad flag is one line of error (see
+// --help), not the whole usage.
 func parseOptions(args []string, lookup func(string) (string, bool), out io.Writer) (*options, error) {
 	o := &options{}
-	fs := newFlagSet(o, out)
+	fs := newFlagSet(o)
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		// The standard library's flag package took -data as --data; pflag
+		// reads it as -d -a -t -a. Say so instead of a puzzling error.
+		if len(a) > 2 && a[0] == '-' && a[1] != '-' {
+			name, _, _ := strings.Cut(a[1:], "=")
+			if fs.Lookup(name) != nil {
+				return nil, fmt.Errorf("%s: flags take two dashes: --%s (see hubd --help)", a, name)
+			}
+		}
+	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%v (see hubd --help)", err)
+	}
+	if o.help {
+		return nil, errHelp{usage(fs)}
+	}
+	if o.version {
+		return nil, errHelp{versionLine()}
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (hubd takes only flags; see --help)", fs.Arg(0))
+		return nil, fmt.Errorf("stray argument %q: hubd takes only flags (see hubd --help)", fs.Arg(0))
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] {
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "help" || f.Name == "version" {
 			return
 		}
 		if v, ok := lookup(envName(f.Name)); ok {
@@ -229,7 +271,7 @@ func parseOptions(args []string, lookup func(string) (string, bool), out io.Writ
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if given["checkpoint-every"] || (!given["projection-checkpoint-every"] && envGiven(lookup, "checkpoint-every")) {
+	if fs.Changed("checkpoint-every") || (!fs.Changed("projection-checkpoint-every") && envGiven(lookup, "checkpoint-every")) {
 		o.deprecated = append(o.deprecated, "checkpoint-every")
 	}
 	return o, o.validate()
@@ -288,6 +330,14 @@ func (o *options) validate() error {
 	} {
 		if n.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s %d: want a positive number", n.name, n.v))
+		}
+	}
+	if o.connectBurst < 0 {
+		errs = append(errs, fmt.Errorf("--user-connect-burst %d: want 0 (the default) or more", o.connectBurst))
+	}
+	if o.console != "" {
+		if _, _, err := net.SplitHostPort(o.console); err != nil {
+			errs = append(errs, fmt.Errorf("--console-listen %q: %v", o.console, err))
 		}
 	}
 	if o.maxPerUser < 0 {

@@ -472,13 +472,16 @@ func TestRefusals(t *testing.T) {
 	}{
 		{"open listener without JWT", []string{"--listen", "0.0.0.0:0"}, nil, "refusing to listen on 0.0.0.0:0 without --jwt-secret-file"},
 		{"empty host without JWT", []string{"--listen", ":7070"}, nil, "refusing to listen on :7070"},
-		{"bad duration flag", []string{"--heartbeat", "soon"}, nil, "invalid value \"soon\" for flag -heartbeat"},
+		{"bad duration flag", []string{"--heartbeat", "soon"}, nil, "invalid argument \"soon\" for \"--heartbeat\" flag"},
 		{"bad env", nil, map[string]string{"HUBD_HEARTBEAT": "soon"}, "HUBD_HEARTBEAT=\"soon\": invalid value for --heartbeat"},
 		{"bad log format", []string{"--log-format", "xml"}, nil, "--log-format \"xml\": want text or json"},
 		{"short JWT secret", []string{"--jwt-secret-file", "SHORT"}, nil, "want at least 32"},
 		{"JWT secret others can read", []string{"--jwt-secret-file", "OPEN"}, nil, "has mode 0644; want 0600"},
 		{"missing JWT secret file", []string{"--jwt-secret-file", "/nonexistent/jwt"}, nil, "--jwt-secret-file: open /nonexistent/jwt"},
-		{"stray argument", []string{"serve"}, nil, "unexpected argument \"serve\""},
+		{"stray argument", []string{"serve"}, nil, "stray argument \"serve\": hubd takes only flags"},
+		{"single-dash long flag", []string{"-data", "x"}, nil, "-data: flags take two dashes: --data"},
+		{"unknown flag", []string{"--bogus"}, nil, "hubd: unknown flag: --bogus (see hubd --help)"},
+		{"console off loopback without TLS", []string{"--console-listen", "0.0.0.0:0"}, nil, "refusing to serve the console on 0.0.0.0:0 without TLS"},
 		{"tls half", []string{"--tls-cert", "x.pem"}, nil, "--tls-cert and --tls-key go together"},
 		{"tls files missing", []string{"--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"}, nil, "--tls-cert/--tls-key: open /nonexistent/cert.pem"},
 		{"tls files not PEM", []string{"--tls-cert", "SHORT", "--tls-key", "SHORT"}, nil, "--tls-cert/--tls-key: tls: failed to find any PEM data"},
@@ -623,6 +626,20 @@ func TestWarnsWithoutTLSOffLoopback(t *testing.T) {
 	}
 	if !strings.Contains(p.output(), `"level":"WARN","msg":"listening on a non-loopback address without TLS`) {
 		t.Errorf("no clear-text warning:\n%s", p.output())
+	}
+}
+
+// TestVersionAndHelp: --version prints the build, --help the flags with
+// two dashes; both exit 0.
+func TestVersionAndHelp(t *testing.T) {
+	var out bytes.Buffer
+	if code := run([]string{"--version"}, func(string) (string, bool) { return "", false }, &out, make(chan os.Signal)); code != 0 || !strings.HasPrefix(out.String(), "hubd ") {
+		t.Fatalf("--version: exit %d, %q", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"--help"}, func(string) (string, bool) { return "", false }, &out, make(chan os.Signal)); code != 0 ||
+		!strings.Contains(out.String(), "--console-listen") || !strings.Contains(out.String(), "--data string") {
+		t.Fatalf("--help: exit %d, %q", code, out.String())
 	}
 }
 

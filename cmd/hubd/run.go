@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/internal/daemon"
+	"github.com/sessionledger/sessionledger/internal/version"
 	"github.com/sessionledger/sessionledger/ledger/cluster"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -28,7 +28,9 @@ const (
 // graceful shutdown, a second forces it.
 func run(args []string, lookup func(string) (string, bool), stderr io.Writer, sig <-chan os.Signal) int {
 	o, err := parseOptions(args, lookup, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	var help errHelp
+	if errors.As(err, &help) {
+		fmt.Fprintln(stderr, strings.TrimRight(help.text, "\n"))
 		return exitOK
 	}
 	if err != nil {
@@ -168,6 +170,7 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 		Listen:         o.listen,
 		Metrics:        o.metrics,
 		Pprof:          o.pprof,
+		ConsoleListen:  o.console,
 		JWTSecretFile:  o.jwtSecret,
 		TLSCertFile:    o.tlsCert,
 		TLSKeyFile:     o.tlsKey,
@@ -185,6 +188,7 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 			Policy:                projections.Policy{MaxPerUser: o.maxPerUser, OnePerDevice: o.onePerDevice},
 			MaxSessions:           o.maxSessions,
 			UserConnectsPerMinute: o.connectsPerMin,
+			UserConnectBurst:      o.connectBurst,
 			RejectWindow:          o.rejectWindow,
 			NotifyBuffer:          o.notifyBuffer,
 			GracefulTimeout:       o.gracefulTimeout,
@@ -220,6 +224,8 @@ func withAuth(c *daemon.Config, o *options) {
 		c.WatchInterval = -1 // SIGHUP only; the daemon's zero means its default
 	}
 }
+
+func versionLine() string { return version.Line("hubd") }
 
 // clusterConfig is the cluster part of the options, nil on a single node.
 func clusterConfig(o *options) *cluster.Config {

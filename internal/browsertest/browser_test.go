@@ -30,6 +30,9 @@ var screenshot = flag.String("screenshot", "", "write a PNG of the kicked demo p
 func skipLoudly(t *testing.T, why string) {
 	t.Helper()
 	msg := "!!! SKIPPED: the browser test did not run: " + why + " !!!"
+	if os.Getenv("SESSIONLEDGER_REQUIRE_BROWSER") != "" {
+		t.Fatal(why + " (SESSIONLEDGER_REQUIRE_BROWSER is set: .ci/run installed what this test needs)")
+	}
 	fmt.Fprintln(os.Stderr, msg)
 	t.Skip(msg)
 }

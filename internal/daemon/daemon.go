@@ -44,6 +44,7 @@ import (
 	jsclient "github.com/sessionledger/sessionledger/clients/js"
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
+	"github.com/sessionledger/sessionledger/internal/console"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/checkpoint"
 	"github.com/sessionledger/sessionledger/ledger/cluster"
@@ -71,6 +72,10 @@ type Config struct {
 	Metrics string
 	// Pprof serves net/http/pprof under /debug/pprof/ on Metrics.
 	Pprof bool
+	// ConsoleListen is the HTTP address of the web console
+	// (internal/console); "" serves none. Beyond loopback it needs TLS
+	// (TLSCertFile/TLSKeyFile, which it then serves with too).
+	ConsoleListen string
 	// JWTSecretFile holds the HS256 secret client tokens are checked with.
 	// Without it (and without JWTPublicKeyFile and JWKSFile) identities
 	// are taken from Hello as sent, which is allowed on a loopback
@@ -193,6 +198,10 @@ type Daemon struct {
 	addr, metricsAddr, wsAddr string
 	failed                    chan error // a server that stopped on its own
 
+	// The web console (ConsoleListen), nil when off.
+	console     *http.Server
+	consoleAddr string
+
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -233,6 +242,10 @@ func New(cfg Config) (*Daemon, error) {
 		d.tlsCreds = creds
 	} else if cfg.ClientCAFile != "" && cfg.Creds == nil {
 		return nil, errors.New("--client-ca needs TLS (--tls-cert and --tls-key)")
+	}
+	if cfg.ConsoleListen != "" && cfg.TLSCertFile == "" && !IsLoopback(cfg.ConsoleListen) {
+		// A browser would send the admin token in clear text.
+		return nil, fmt.Errorf("refusing to serve the console on %s without TLS: admin tokens would cross the network in clear text; serve it on 127.0.0.1 (behind a TLS proxy) or give --tls-cert and --tls-key", cfg.ConsoleListen)
 	}
 	return d, nil
 }
@@ -408,6 +421,17 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			d.failed <- fmt.Errorf("grpc server: %w", err)
 		}
 	}()
+	if err := d.serveConsole(); err != nil {
+		ln.Close()
+		if d.http != nil {
+			_ = d.http.Close()
+		}
+		_ = h.Shutdown(ctx)
+		return err
+	}
+	if err := hubapi.WriteAddrFile(cfg.Data, d.addr, d.tlsCreds != nil); err != nil {
+		log.Warn("could not write the address file (auditq --data finds this hubd by it)", "file", filepath.Join(cfg.Data, hubapi.AddrFile), "err", err)
+	}
 	d.startWatching()
 	if d.tokens != nil {
 		d.tokens.run(d.Reload)
@@ -419,7 +443,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if wsAddr == "" {
 		wsAddr = "off"
 	}
-	log.Info("hubd listening", "grpc", d.addr, "websocket", wsAddr, "metrics", metricsAddr, "data", cfg.Data, "node", h.Node(),
+	log.Info("hubd listening", "grpc", d.addr, "websocket", wsAddr, "metrics", metricsAddr, "console", d.consoleURL(), "data", cfg.Data, "node", h.Node(),
 		"tls", d.tlsCreds != nil, "jwt", hc.ClientKeys != nil, "client_ca", cfg.ClientCAFile != "", "head", store.Head().Seq, "cluster", cfg.Cluster != nil)
 	return nil
 }
@@ -483,6 +507,52 @@ func (d *Daemon) WSAddr() string { return d.wsAddr }
 // MetricsAddr is the address of /metrics and /healthz, "" if none.
 func (d *Daemon) MetricsAddr() string { return d.metricsAddr }
 
+// ConsoleAddr is the address of the web console, "" if none.
+func (d *Daemon) ConsoleAddr() string { return d.consoleAddr }
+
+// serveConsole serves the web console on ConsoleListen, if set: the pages
+// and the Admin and Audit services of the daemon's gRPC server, transcoded.
+func (d *Daemon) serveConsole() error {
+	if d.cfg.ConsoleListen == "" {
+		return nil
+	}
+	h, err := console.Handler(d.grpc)
+	if err != nil {
+		return err
+	}
+	cl, err := net.Listen("tcp", d.cfg.ConsoleListen)
+	if err != nil {
+		return fmt.Errorf("listen %s (console): %w", d.cfg.ConsoleListen, err)
+	}
+	d.consoleAddr = cl.Addr().String()
+	d.console = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	tlsOn := d.cfg.TLSCertFile != ""
+	go func() {
+		var err error
+		if tlsOn {
+			err = d.console.ServeTLS(cl, d.cfg.TLSCertFile, d.cfg.TLSKeyFile)
+		} else {
+			err = d.console.Serve(cl)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.failed <- fmt.Errorf("console server: %w", err)
+		}
+	}()
+	return nil
+}
+
+// consoleURL is where the console is, for the log ("off" if nowhere).
+func (d *Daemon) consoleURL() string {
+	switch {
+	case d.consoleAddr == "":
+		return "off"
+	case d.cfg.TLSCertFile != "":
+		return "https://" + d.consoleAddr + "/"
+	default:
+		return "http://" + d.consoleAddr + "/"
+	}
+}
+
 // Hub is the hub the daemon serves.
 func (d *Daemon) Hub() *hub.Server { return d.hub }
 
@@ -526,6 +596,12 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 	if d.audit != nil {
 		d.audit.Close() // end --follow streams so GracefulStop does not wait for them
 	}
+	if d.console != nil {
+		// Before the gRPC server: the console's calls run on it.
+		if err := d.console.Shutdown(ctx); err != nil {
+			_ = d.console.Close()
+		}
+	}
 	if d.grpc != nil {
 		stopped := make(chan struct{})
 		go func() { d.grpc.GracefulStop(); close(stopped) }()
@@ -551,6 +627,9 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 		if err := d.http.Shutdown(ctx); err != nil {
 			_ = d.http.Close()
 		}
+	}
+	if d.addr != "" {
+		_ = hubapi.RemoveAddrFile(d.cfg.Data)
 	}
 	if err := d.closeLedger(ctx); err != nil {
 		errs = append(errs, err)

@@ -531,6 +531,10 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 			s.kick.ReconnectAfterMs = int64(v)
 		case kickRefuseConnectsMs:
 			s.kick.RefuseConnectsMs = int64(v)
+		case kickExceptSession:
+			s.kick.ExceptSession = string(x)
+		case kickExceptDevice:
+			s.kick.ExceptDevice = d.shared(x)
 
 		// UserBanned
 		case banUntilUnixNano:
@@ -829,6 +833,8 @@ const (
 	kickReconnect
 	kickReconnectAfterMs
 	kickRefuseConnectsMs
+	kickExceptSession
+	kickExceptDevice
 
 	banUntilUnixNano
 
@@ -943,6 +949,8 @@ func fieldSpecs() [numFields]fieldSpec {
 		kickReconnect:        {msg: msgKickRequested, name: "reconnect", kind: enum},
 		kickReconnectAfterMs: {msg: msgKickRequested, name: "reconnect_after_ms", kind: i64},
 		kickRefuseConnectsMs: {msg: msgKickRequested, name: "refuse_connects_ms", kind: i64},
+		kickExceptSession:    {msg: msgKickRequested, name: "except_session", kind: str},
+		kickExceptDevice:     {msg: msgKickRequested, name: "except_device", kind: str},
 
 		banUntilUnixNano: {msg: msgUserBanned, name: "until_unix_nano", kind: i64},
 

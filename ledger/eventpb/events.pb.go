@@ -1285,8 +1285,12 @@ type KickRequested struct {
 	// RECONNECT_AFTER. Recorded, so every node and every replay refuses the
 	// same connects.
 	RefuseConnectsMs int64 `protobuf:"varint,5,opt,name=refuse_connects_ms,json=refuseConnectsMs,proto3" json:"refuse_connects_ms,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// With a user target: the session (except_session) or the device
+	// (except_device) the kick spares ("log out everywhere else").
+	ExceptSession string `protobuf:"bytes,6,opt,name=except_session,json=exceptSession,proto3" json:"except_session,omitempty"`
+	ExceptDevice  string `protobuf:"bytes,7,opt,name=except_device,json=exceptDevice,proto3" json:"except_device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KickRequested) Reset() {
@@ -1352,6 +1356,20 @@ func (x *KickRequested) GetRefuseConnectsMs() int64 {
 		return x.RefuseConnectsMs
 	}
 	return 0
+}
+
+func (x *KickRequested) GetExceptSession() string {
+	if x != nil {
+		return x.ExceptSession
+	}
+	return ""
+}
+
+func (x *KickRequested) GetExceptDevice() string {
+	if x != nil {
+		return x.ExceptDevice
+	}
+	return ""
 }
 
 // UserBanned: Event.user may not connect until until_unix_nano; connected
@@ -1997,13 +2015,15 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\x10NotificationSent\x12C\n" +
 	"\x06target\x18\x01 \x01(\x0e2+.sessionledger.ledger.v1.NotificationTargetR\x06target\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"\xa1\x02\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"\xed\x02\n" +
 	"\rKickRequested\x12;\n" +
 	"\x06target\x18\x01 \x01(\x0e2#.sessionledger.ledger.v1.KickTargetR\x06target\x125\n" +
 	"\x04mode\x18\x02 \x01(\x0e2!.sessionledger.ledger.v1.KickModeR\x04mode\x12@\n" +
 	"\treconnect\x18\x03 \x01(\x0e2\".sessionledger.ledger.v1.ReconnectR\treconnect\x12,\n" +
 	"\x12reconnect_after_ms\x18\x04 \x01(\x03R\x10reconnectAfterMs\x12,\n" +
-	"\x12refuse_connects_ms\x18\x05 \x01(\x03R\x10refuseConnectsMs\"4\n" +
+	"\x12refuse_connects_ms\x18\x05 \x01(\x03R\x10refuseConnectsMs\x12%\n" +
+	"\x0eexcept_session\x18\x06 \x01(\tR\rexceptSession\x12#\n" +
+	"\rexcept_device\x18\a \x01(\tR\fexceptDevice\"4\n" +
 	"\n" +
 	"UserBanned\x12&\n" +
 	"\x0funtil_unix_nano\x18\x01 \x01(\x03R\runtilUnixNano\"\x0e\n" +

@@ -29,7 +29,7 @@ test("connects, receives a notification sent with hubctl, and acks it", async ()
   assert.match(s.id, /^[0-9A-Z]{26}$/);
   assert.equal(s.resumedFrom, "");
   const got = next(c, "notification");
-  const rep = hubd.hubctlJSON("notify", "--user", "ann", "--topic", "chat", "--data", '{"text":"hello"}');
+  const rep = hubd.hubctlJSON("notify", "--user", "ann", "--topic", "chat", "--payload", '{"text":"hello"}');
   const n = await got;
   assert.equal(n.topic, "chat");
   assert.equal(n.text, '{"text":"hello"}');
@@ -48,7 +48,7 @@ test("a kick that allows reconnecting is resumed, and what was sent meanwhile is
   c.connect();
   const first = await welcomed;
   const got = next(c, "notification");
-  hubd.hubctl("notify", "--user", "bea", "--topic", "t", "--data", '"one"');
+  hubd.hubctl("notify", "--user", "bea", "--topic", "t", "--payload", '"one"');
   assert.equal((await got).text, '"one"');
 
   const ended = next(c, "disconnect");
@@ -61,7 +61,7 @@ test("a kick that allows reconnecting is resumed, and what was sent meanwhile is
   assert.equal(d.willReconnect, true);
   assert.ok(d.delayMs >= 1500, "backoff " + d.delayMs);
   // Sent while the client is away: the resume must redeliver it.
-  const missed = hubd.hubctlJSON("notify", "--user", "bea", "--topic", "t", "--data", '"two"');
+  const missed = hubd.hubctlJSON("notify", "--user", "bea", "--topic", "t", "--payload", '"two"');
   const resumed = next(c, "welcome", 10000);
   const redelivered = next(c, "notification", 10000);
   const w = await resumed;

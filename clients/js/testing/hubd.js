@@ -54,7 +54,7 @@ export async function startHubd(extra = []) {
     proc.on("exit", (code) => reject(new Error("hubd exited with " + code + ":\n" + log.join("\n"))));
   });
   const hubctl = (...a) =>
-    execFileSync(bin.hubctl, [...a, "--addr", addrs.grpc, "--data-dir", data], { encoding: "utf8", timeout: 20000 });
+    execFileSync(bin.hubctl, [...a, "--addr", addrs.grpc, "--data", data], { encoding: "utf8", timeout: 20000 });
   return {
     wsURL: "ws://" + addrs.ws + "/connect",
     data,
