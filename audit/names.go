@@ -180,6 +180,7 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 		str("remote_addr", c.GetRemoteAddr())
 		num("heartbeat_ms", c.GetHeartbeatMs())
 		list("supersedes", c.GetSupersedes())
+		str("transport", c.GetTransport())
 		token(c.GetToken())
 		str("policy", PolicyText(c.GetPolicy()))
 	case *eventpb.Event_SessionReconnected:
@@ -191,6 +192,7 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 		str("remote_addr", c.GetRemoteAddr())
 		num("heartbeat_ms", c.GetHeartbeatMs())
 		list("supersedes", c.GetSupersedes())
+		str("transport", c.GetTransport())
 		token(c.GetToken())
 		str("policy", PolicyText(c.GetPolicy()))
 	case *eventpb.Event_NotificationSent:

@@ -236,15 +236,15 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 	switch ev.GetType() {
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED:
 		c := ev.GetSessionConnected()
-		fmt.Fprintf(&b, "session %s connected: %s%s%s%s%s", sess, user, on(ev.GetDevice()), from(c.GetRemoteAddr()), via(ev.GetNode()), t.withToken(c.GetToken()))
+		fmt.Fprintf(&b, "session %s connected: %s%s%s%s%s%s", sess, user, on(ev.GetDevice()), from(c.GetRemoteAddr()), over(c.GetTransport()), via(ev.GetNode()), t.withToken(c.GetToken()))
 		if len(c.GetSupersedes()) > 0 {
 			fmt.Fprintf(&b, ", superseding %s", fields(c.GetSupersedes()))
 		}
 		b.WriteString(policyNote(c.GetPolicy()))
 	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		c := ev.GetSessionReconnected()
-		fmt.Fprintf(&b, "session %s reconnected, resuming session %s (last acked seq %d): %s%s%s%s%s",
-			sess, termtext.Field(c.GetPreviousSession()), c.GetLastAckedSeq(), user, on(ev.GetDevice()), from(c.GetRemoteAddr()), via(ev.GetNode()), t.withToken(c.GetToken()))
+		fmt.Fprintf(&b, "session %s reconnected, resuming session %s (last acked seq %d): %s%s%s%s%s%s",
+			sess, termtext.Field(c.GetPreviousSession()), c.GetLastAckedSeq(), user, on(ev.GetDevice()), from(c.GetRemoteAddr()), over(c.GetTransport()), via(ev.GetNode()), t.withToken(c.GetToken()))
 		if len(c.GetSupersedes()) > 0 {
 			fmt.Fprintf(&b, ", superseding %s", fields(c.GetSupersedes()))
 		}
@@ -485,6 +485,13 @@ func from(addr string) string {
 		return ""
 	}
 	return " from " + termtext.Field(addr)
+}
+
+func over(transport string) string {
+	if transport == "" {
+		return ""
+	}
+	return " over " + termtext.Field(transport)
 }
 
 func via(node string) string {

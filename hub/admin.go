@@ -469,7 +469,8 @@ func (a *admin) GetSession(ctx context.Context, req *hubpb.GetSessionRequest) (*
 
 func sessionInfo(st *projections.State, sess projections.Session) *hubpb.SessionInfo {
 	info := &hubpb.SessionInfo{SessionId: sess.ID, User: sess.User, Device: sess.Device, Node: sess.Node,
-		RemoteAddr: sess.RemoteAddr, ConnectedUnixNano: sess.ConnectedAt.UnixNano(), PreviousSession: sess.Previous}
+		RemoteAddr: sess.RemoteAddr, ConnectedUnixNano: sess.ConnectedAt.UnixNano(), PreviousSession: sess.Previous,
+		Transport: sess.Transport}
 	if p, ok := st.Pending(sess.ID); ok {
 		info.PendingEnd = Cause(p.Cause).String()
 	}

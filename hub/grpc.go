@@ -108,6 +108,9 @@ func grpcRecvErr(err error) error {
 	return err
 }
 
+// Name is the transport recorded in the session's connect event.
+func (t *grpcTransport) Name() string { return TransportGRPC }
+
 func (t *grpcTransport) Context() context.Context { return t.stream.Context() }
 
 func (t *grpcTransport) Remote() string { return t.remote }

@@ -125,9 +125,14 @@ const (
 	kindAdminCall        // an admin call outside its role: admin_call_refused
 )
 
+// rejectKey is what refusals are counted by. overflow marks the one key
+// per kind and code that counts the users (or tokens) beyond maxRejectKeys:
+// a refusal before any Hello (a WebSocket's refused origin) has no user
+// and is not that overflow.
 type rejectKey struct {
 	kind       uint8
 	user, code string
+	overflow   bool
 }
 
 // refusal is one refused attempt, as the aggregate remembers it.
@@ -199,7 +204,7 @@ func (r *rejects) record(k rejectKey, ref refusal) (now bool, err error) {
 		r.immediate[k] = true
 	} else {
 		if _, ok := r.pending[k]; !ok && len(r.pending) >= r.maxKeys {
-			k.user = "" // the overflow of this code
+			k.user, k.overflow = "", true // the overflow of this code
 		}
 		a := r.pending[k]
 		if a == nil {
@@ -228,7 +233,7 @@ func rejectEvent(k rejectKey, a *rejectAgg) *eventpb.Event {
 		ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_ADMIN_CALL_REFUSED, Actor: k.user, Reason: a.last.reason,
 			Body: &eventpb.Event_AdminCallRefused{AdminCallRefused: &eventpb.AdminCallRefused{Method: k.code, Role: a.last.role,
 				Needs: a.last.needs, Count: a.count, RemoteAddr: a.last.remote}}}
-		if k.user == "" {
+		if k.overflow {
 			ev.Actor = "system"
 			ev.Reason = fmt.Sprintf("%s (refusals of tokens beyond the %d recorded one by one in this window)", a.last.reason, maxRejectKeys)
 		}
@@ -241,7 +246,7 @@ func rejectEvent(k rejectKey, a *rejectAgg) *eventpb.Event {
 	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED, User: k.user, Actor: "system", Reason: a.last.reason,
 		Body: &eventpb.Event_ConnectRejected{ConnectRejected: body}}
 	switch {
-	case k.user == "":
+	case k.overflow:
 		ev.Reason = fmt.Sprintf("%s (refusals of users beyond the %d recorded one by one in this window)", a.last.reason, maxRejectKeys)
 	case len(a.devices) == 1 && !a.more:
 		ev.Device = a.devices[0]
@@ -280,7 +285,7 @@ func (r *rejects) flush() {
 		return
 	}
 	keys := slices.SortedFunc(maps.Keys(pending), func(a, b rejectKey) int {
-		return cmp.Or(cmp.Compare(a.kind, b.kind), cmp.Compare(a.code, b.code), cmp.Compare(a.user, b.user))
+		return cmp.Or(cmp.Compare(a.kind, b.kind), cmp.Compare(a.code, b.code), cmp.Compare(a.user, b.user), boolCmp(a.overflow, b.overflow))
 	})
 	evs := make([]*eventpb.Event, 0, len(pending))
 	for _, k := range keys {
@@ -289,4 +294,14 @@ func (r *rejects) flush() {
 	if _, err := r.s.publish(context.Background(), evs...); err != nil {
 		r.s.log.Error("could not record aggregated connect rejections", "keys", len(evs), "err", err)
 	}
+}
+
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }

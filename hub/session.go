@@ -499,16 +499,20 @@ func (s *Server) admit(t Transport) (*session, error) {
 	}()
 	ev := &eventpb.Event{User: user, Device: device, Session: sess.id, Actor: user}
 	hb := s.cfg.HeartbeatInterval.Milliseconds()
+	var transport string
+	if n, ok := t.(namer); ok {
+		transport = n.Name()
+	}
 	prev := res.prev
 	if prev == "" {
 		ev.Type = eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED
 		ev.Body = &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: remote, HeartbeatMs: hb, Policy: s.loginPolicy(),
-			Token: id.token.pb()}}
+			Token: id.token.pb(), Transport: transport}}
 	} else {
 		ev.Type = eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED
 		ev.Body = &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{
 			PreviousSession: prev, LastAckedSeq: res.lastAcked, RemoteAddr: remote, HeartbeatMs: hb, Policy: s.loginPolicy(),
-			Token: id.token.pb()}}
+			Token: id.token.pb(), Transport: transport}}
 	}
 	stamps, err := s.publishApplied(ctx, ev)
 	if err != nil {

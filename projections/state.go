@@ -35,6 +35,9 @@ type Session struct {
 	TokenID      string
 	TokenIssued  time.Time
 	TokenExpires time.Time
+	// Transport carries the session: "grpc", "websocket+proto",
+	// "websocket+json" ("" when its connect event did not say).
+	Transport string
 }
 
 // Ended is a session's end as the log describes it.
@@ -260,10 +263,10 @@ func (s *State) apply(r *ledger.Record, full bool) Change {
 	switch ev.GetType() {
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED:
 		c := ev.GetSessionConnected()
-		s.connect(r, ev, &ch, full, "", c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetPolicy(), c.GetToken())
+		s.connect(r, ev, &ch, full, "", c.GetRemoteAddr(), c.GetTransport(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetPolicy(), c.GetToken())
 	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		c := ev.GetSessionReconnected()
-		s.connect(r, ev, &ch, full, c.GetPreviousSession(), c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetPolicy(), c.GetToken())
+		s.connect(r, ev, &ch, full, c.GetPreviousSession(), c.GetRemoteAddr(), c.GetTransport(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetPolicy(), c.GetToken())
 	case eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED:
 		s.disconnect(r, ev, &ch, full)
 	case eventpb.EventType_EVENT_TYPE_KICK_REQUESTED:
@@ -311,7 +314,7 @@ func (s *State) expire(now time.Time) []Ban {
 // when the connect carries a policy, the ones the reducer decides here, in
 // log order: what Supersedes gives under the policy, then, for a resume,
 // the previous session and any other resume of it still live.
-func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bool, prev, addr string, hb int64, supersedes []string, policy *eventpb.LoginPolicy, tok *eventpb.ClientToken) {
+func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bool, prev, addr, transport string, hb int64, supersedes []string, policy *eventpb.LoginPolicy, tok *eventpb.ClientToken) {
 	id := ev.GetSession()
 	if id == "" || ev.GetUser() == "" {
 		s.counters.Malformed++
@@ -340,7 +343,7 @@ func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bo
 	sess := &Session{
 		ID: id, User: ev.GetUser(), Device: ev.GetDevice(), Node: ev.GetNode(),
 		RemoteAddr: addr, ConnectedAt: r.Time, ConnectSeq: r.Seq, ConnectID: r.ID,
-		Previous: prev, HeartbeatMS: hb,
+		Previous: prev, HeartbeatMS: hb, Transport: transport,
 	}
 	sess.TokenID, sess.TokenIssued, sess.TokenExpires = clientToken(tok)
 	s.sessions[id] = sess

@@ -27,7 +27,10 @@ func (b *bench) connectAll() error {
 	hubdCPU, clientsCPU := b.cpuTimes()
 	commits, records := b.metric("sessionledger_ledger_commits_total"), b.metric("sessionledger_ledger_records_total")
 	for i := range n {
-		s := &sess{b: b, user: fmt.Sprintf("bench-user-%06d", i), conn: b.conns[i%len(b.conns)]}
+		s := &sess{b: b, user: fmt.Sprintf("bench-user-%06d", i)}
+		if b.wsListen == "" {
+			s.conn = b.conns[i%len(b.conns)]
+		}
 		b.sessions[i] = s
 		sem <- struct{}{}
 		wg.Add(1)

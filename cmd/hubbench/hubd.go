@@ -77,6 +77,9 @@ func (b *bench) startHubd() error {
 		// --per-conn sessions share a connection, and the first one also
 		// carries the admin calls.
 		"--max-streams-per-conn", strconv.Itoa(max(256, b.o.perConn+64))}
+	if b.wsListen != "" {
+		args = append(args, "--ws-listen", b.wsListen, "--ws-demo=false")
+	}
 	if b.o.hubdArgs != "" {
 		args = append(args, strings.Fields(b.o.hubdArgs)...)
 	}

@@ -7,8 +7,10 @@
 //
 // The sessions are hub/client clients, as an application holds them
 // (auto-ack, reconnect as advised, with the client's jittered backoff),
-// --per-conn of them sharing one gRPC connection (client.WithConn). Kicked
-// sessions resume; fan-out and storm wait until all N are live again.
+// --per-conn of them sharing one gRPC connection (client.WithConn); with
+// --transport ws, each is one WebSocket connection to hubd's --ws-listen
+// held by a small client of hubbench's own (ws.go). Kicked sessions
+// resume; fan-out and storm wait until all N are live again.
 // --per-conn 1 gives each session a connection of its own, as devices
 // connect; each takes an open file in hubbench and one in hubd, so N is
 // bounded by the open-file limit (hubbench raises its soft limit to the
@@ -18,6 +20,7 @@
 //
 //	go run ./cmd/hubbench --sessions 20000 --json bench.json
 //	go run ./cmd/hubbench --sessions 10000 --per-conn 1 --storm=false
+//	go run ./cmd/hubbench --transport ws --sessions 10000 --json bench.json
 //
 // See docs/performance.md for figures.
 package main
@@ -60,12 +63,16 @@ type options struct {
 	jsonOut     string
 	hubdArgs    string
 	profile     string
+	transport   string        // "grpc" or "ws"
+	wsAck       string        // "pong", "each" or a duration
+	wsAckEvery  time.Duration // from wsAck: -1 with pongs, 0 each, > 0 that long after the first unacked
 }
 
 type bench struct {
 	o        options
 	data     string
 	listen   string
+	wsListen string // with --transport ws: hubd's --ws-listen
 	metrics  string
 	hubd     *exec.Cmd
 	hubdDone chan struct{} // closed once hubd exited and its log is closed
@@ -101,8 +108,11 @@ type Result struct {
 		AppendP50 float64 `json:"append_p50_ms"`
 		AppendP99 float64 `json:"append_p99_ms"`
 	} `json:"baseline"`
-	Sessions    int `json:"sessions"`
-	Connections int `json:"connections"`
+	// Transport the sessions use: "grpc" (hub/client, --per-conn streams
+	// per HTTP/2 connection) or "ws" (one WebSocket each).
+	Transport   string `json:"transport"`
+	Sessions    int    `json:"sessions"`
+	Connections int    `json:"connections"`
 	Connect     struct {
 		Seconds    float64 `json:"seconds"`
 		PerSecond  float64 `json:"per_second"`
@@ -267,6 +277,8 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.jsonOut, "json", "", "also write the result as JSON to this file")
 	fs.StringVar(&o.hubdArgs, "hubd-args", "", "extra hubd flags, space separated")
 	fs.StringVar(&o.profile, "profile", "", "save profiles into this directory (go tool pprof): hubd's heap and goroutines with every session connected, and CPU of hubd and of hubbench's clients during the connects, kicks and fan-out")
+	fs.StringVar(&o.transport, "transport", "grpc", "how sessions connect: grpc (hub/client, --per-conn sessions per connection) or ws (one WebSocket connection each, subprotocol sessionledger.v1+proto; --per-conn is 1)")
+	fs.StringVar(&o.wsAck, "ws-ack", "pong", "with --transport ws, when clients ack (cumulatively): pong (the highest with each Pong, as the JavaScript client does), each (one per notification, as hub/client), or a duration after the first unacked notification")
 	if err := fs.Parse(args); err != nil {
 		return o, fmt.Errorf("%v (see hubbench --help)", err)
 	}
@@ -277,6 +289,25 @@ func parseOptions(args []string) (options, error) {
 		return o, errHelp{version.Line("hubbench") + "\n"}
 	case fs.NArg() > 0:
 		return o, fmt.Errorf("stray argument %q: hubbench takes only flags (see hubbench --help)", fs.Arg(0))
+	}
+	switch o.wsAck {
+	case "pong":
+		o.wsAckEvery = -1
+	case "each":
+		o.wsAckEvery = 0
+	default:
+		d, err := time.ParseDuration(o.wsAck)
+		if err != nil || d <= 0 {
+			return o, fmt.Errorf("--ws-ack %q: want pong, each or a positive duration (see hubbench --help)", o.wsAck)
+		}
+		o.wsAckEvery = d
+	}
+	switch o.transport {
+	case "grpc":
+	case "ws":
+		o.perConn = 1
+	default:
+		return o, fmt.Errorf("--transport %q: want grpc or ws (see hubbench --help)", o.transport)
 	}
 	if *kicks == "auto" {
 		o.kicks = min(1000, o.sessions-1)
@@ -336,6 +367,14 @@ func runBench(o options) error {
 	}
 	b.listen = l.Addr().String()
 	l.Close()
+	if o.transport == "ws" {
+		wl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		b.wsListen = wl.Addr().String()
+		wl.Close()
+	}
 	if err := b.startHubd(); err != nil {
 		return err
 	}
@@ -347,10 +386,14 @@ func runBench(o options) error {
 	b.token = tok
 
 	nconn := (o.sessions + o.perConn - 1) / o.perConn
+	grpcConns := nconn
+	if o.transport == "ws" {
+		grpcConns = 1 // for the Admin API only
+	}
 	// What hub/client gives the connections it dials itself (WithConn
 	// leaves that to the application): keepalive, and gRPC's reconnect
 	// backoff capped at the client's Backoff.Max.
-	for range nconn {
+	for range grpcConns {
 		c, err := grpc.NewClient(b.listen, append(client.DialOptions(client.Backoff{}),
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<20)))...)
@@ -366,7 +409,7 @@ func runBench(o options) error {
 	})
 	cleanup = append(cleanup, b.closeSessions) // before the connections close and hubd stops
 	b.admin = hubpb.NewAdminClient(b.conns[0])
-	b.res.Sessions, b.res.Connections = o.sessions, nconn
+	b.res.Transport, b.res.Sessions, b.res.Connections = o.transport, o.sessions, nconn
 
 	time.Sleep(time.Second)
 	base := b.memory()

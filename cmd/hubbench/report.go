@@ -37,8 +37,8 @@ func (b *bench) summary(w io.Writer) {
 	if r.Machine.FDLimitBefore < r.Machine.FDLimit {
 		limit = fmt.Sprintf("fd limit raised from %d to %d", r.Machine.FDLimitBefore, r.Machine.FDLimit)
 	}
-	fmt.Fprintf(w, "\nhubbench: %d sessions over %d connections, hubd and clients on one machine (%d CPUs, %s, %s, %s)\n",
-		r.Sessions, r.Connections, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, limit)
+	fmt.Fprintf(w, "\nhubbench: %d sessions over %d %s connections, hubd and clients on one machine (%d CPUs, %s, %s, %s)\n",
+		r.Sessions, r.Connections, map[string]string{"grpc": "gRPC", "ws": "WebSocket"}[r.Transport], r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, limit)
 	fmt.Fprintf(w, "  connect     %.0f sessions/s (%d in %.2fs), every connect durable\n", r.Connect.PerSecond, r.Sessions, r.Connect.Seconds)
 	fmt.Fprintf(w, "  memory      per idle session: %.1f KB RSS (%.1f KB anonymous; the rest is the ledger's mmap), %.1f KB Go heap, %.1f KB stacks, %.2f goroutines (hubd RSS %.0f MiB)\n",
 		r.Memory.RSSPerSession/1024, r.Memory.AnonPerSession/1024, r.Memory.HeapPerSession/1024, r.Memory.StackPerSession/1024, r.Memory.GoroutinesPerSs, mib(r.Memory.RSS))
@@ -63,8 +63,12 @@ func (b *bench) summary(w io.Writer) {
 	}
 	b.table(w)
 	c := &r.Clients
-	fmt.Fprintf(w, "  clients     hub/client, %d per connection: %d connects (%d resumes), %d notifications delivered (%d redelivered), %d duplicates dropped, %d failed connect attempts\n",
-		b.o.perConn, c.Connects, c.Resumes, c.Delivered, c.Redelivered, c.Duplicates, c.FailedAttempts)
+	who := fmt.Sprintf("hub/client, %d per connection", b.o.perConn)
+	if r.Transport == "ws" {
+		who = "WebSocket (sessionledger.v1+proto), one connection each"
+	}
+	fmt.Fprintf(w, "  clients     %s: %d connects (%d resumes), %d notifications delivered (%d redelivered), %d duplicates dropped, %d failed connect attempts\n",
+		who, c.Connects, c.Resumes, c.Delivered, c.Redelivered, c.Duplicates, c.FailedAttempts)
 }
 
 // table prints the measures ../shared/peers/compare.sh compares, under

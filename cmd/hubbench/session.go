@@ -20,8 +20,8 @@ import (
 type sess struct {
 	b    *bench
 	user string
-	conn *grpc.ClientConn // shared with the other sessions of its group
-	c    *client.Client
+	conn *grpc.ClientConn // shared with the other sessions of its group (gRPC)
+	c    sessClient
 
 	mu      sync.Mutex
 	id      string
@@ -32,6 +32,16 @@ type sess struct {
 
 // dial connects the session; ctx bounds the first connect.
 func (s *sess) dial(ctx context.Context) error {
+	if s.b.wsListen != "" {
+		c, err := dialWS(ctx, s, "ws://"+s.b.wsListen+"/connect")
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.c = c
+		s.mu.Unlock()
+		return nil
+	}
 	c, err := client.Dial(ctx, "", client.WithConn(s.conn), client.WithUser(s.user, "bench"), client.WithAutoAck(),
 		client.OnNotification(func(client.Notification) { s.b.delivered.Add(1) }),
 		client.OnConnect(s.connected), client.OnDisconnect(s.disconnected), client.OnFrame(s.frame))
@@ -44,7 +54,7 @@ func (s *sess) dial(ctx context.Context) error {
 	return nil
 }
 
-func (s *sess) client() *client.Client {
+func (s *sess) client() sessClient {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.c

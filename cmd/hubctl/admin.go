@@ -409,7 +409,7 @@ table of any size fits.`,
 			out := cmd.OutOrStdout()
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			if !asJSON {
-				fmt.Fprintln(tw, "SESSION\tUSER\tDEVICE\tNODE\tCONNECTED\tREMOTE\tPREVIOUS\tPENDING END")
+				fmt.Fprintln(tw, "SESSION\tUSER\tDEVICE\tNODE\tTRANSPORT\tCONNECTED\tREMOTE\tPREVIOUS\tPENDING END")
 			}
 			shown, total := 0, uint64(0)
 			for {
@@ -434,8 +434,8 @@ table of any size fits.`,
 					// Names are the clients' own: escaped, so none can
 					// clear the screen or forge a row (--json has them
 					// exact).
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termtext.Cell(s.GetSessionId()), termtext.Cell(s.GetUser()), termtext.Cell(s.GetDevice()),
-						termtext.Cell(s.GetNode()), time.Unix(0, s.GetConnectedUnixNano()).UTC().Format(time.RFC3339), termtext.Cell(s.GetRemoteAddr()),
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termtext.Cell(s.GetSessionId()), termtext.Cell(s.GetUser()), termtext.Cell(s.GetDevice()),
+						termtext.Cell(s.GetNode()), termtext.Cell(s.GetTransport()), time.Unix(0, s.GetConnectedUnixNano()).UTC().Format(time.RFC3339), termtext.Cell(s.GetRemoteAddr()),
 						termtext.Cell(s.GetPreviousSession()), termtext.Cell(s.GetPendingEnd()))
 				}
 				req.PageToken = res.GetNextPageToken()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -93,6 +94,12 @@ type options struct {
 	clientCA          string
 	clientCAClients   bool
 	watchInterval     time.Duration
+
+	// WebSocket transport (docs/operations.md, WebSocket).
+	wsListen           string
+	wsAllowedOrigins   string
+	wsHandshakeTimeout time.Duration
+	wsDemo             bool
 }
 
 const usageHead = `hubd serves the sessionledger hub: client sessions over gRPC (Hub.Connect),
@@ -193,7 +200,23 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.StringVar(&o.clientCA, "client-ca", "", "PEM CA certificates: require a client certificate signed by them for admin and audit calls (needs --tls-cert)")
 	fs.BoolVar(&o.clientCAClients, "client-ca-clients", false, "with --client-ca: require a client certificate of client streams too")
 	fs.DurationVar(&o.watchInterval, "watch-interval", 2*time.Second, "how often to look for a changed admin.token, --jwt-public-key-file or --jwt-jwks-file (0: only on SIGHUP)")
+
+	fs.StringVar(&o.wsListen, "ws-listen", "", "WebSocket address (host:port) serving /connect for browsers and the demo page /demo/ (default: no WebSocket)")
+	fs.StringVar(&o.wsAllowedOrigins, "ws-allowed-origins", "", "comma-separated origins (scheme://host[:port], or *) whose pages may connect over WebSocket, besides pages served by hubd's own WebSocket address")
+	fs.DurationVar(&o.wsHandshakeTimeout, "ws-handshake-timeout", 10*time.Second, "time a WebSocket client has to send its upgrade request and read the response")
+	fs.BoolVar(&o.wsDemo, "ws-demo", true, "with --ws-listen, serve the demo page under /demo/")
 	return fs
+}
+
+// origins is --ws-allowed-origins as a list.
+func (o *options) origins() []string {
+	var out []string
+	for _, s := range strings.Split(o.wsAllowedOrigins, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // defaultMaxStreamsPerConn is the default of --max-streams-per-conn: the
@@ -359,6 +382,22 @@ func (o *options) validate() error {
 	}
 	if o.maxPerUser < 0 {
 		errs = append(errs, fmt.Errorf("--max-per-user %d: want 0 (no limit) or more", o.maxPerUser))
+	}
+	if o.wsListen != "" {
+		if _, _, err := net.SplitHostPort(o.wsListen); err != nil {
+			errs = append(errs, fmt.Errorf("--ws-listen %q: %v", o.wsListen, err))
+		}
+	}
+	for _, origin := range o.origins() {
+		if origin == "*" {
+			continue
+		}
+		if u, err := url.Parse(origin); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			errs = append(errs, fmt.Errorf("--ws-allowed-origins: %q: want scheme://host[:port] or *", origin))
+		}
+	}
+	if o.wsHandshakeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--ws-handshake-timeout %s: want a positive duration", o.wsHandshakeTimeout))
 	}
 	if o.watchInterval < 0 {
 		errs = append(errs, fmt.Errorf("--watch-interval %s: want 0 (SIGHUP only) or more", o.watchInterval))

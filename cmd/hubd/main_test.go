@@ -493,6 +493,10 @@ func TestRefusals(t *testing.T) {
 		{"no write buffer", []string{"--grpc-write-buffer", "0"}, nil, "--grpc-write-buffer 0: want a positive number of bytes"},
 		{"negative connection age", []string{"--max-connection-age", "-1s"}, nil, "--max-connection-age -1s"},
 		{"zero keepalive", []string{"--keepalive-min-time", "0s"}, nil, "--keepalive-min-time 0s: want a positive duration"},
+		{"open websocket without JWT", []string{"--ws-listen", "0.0.0.0:0"}, nil, "refusing to serve WebSocket on 0.0.0.0:0 without --jwt-secret-file"},
+		{"bad websocket address", []string{"--ws-listen", "7072"}, nil, "--ws-listen \"7072\""},
+		{"bad origin", []string{"--ws-allowed-origins", "https://ok.example, app.example"}, nil, "--ws-allowed-origins: \"app.example\": want scheme://host[:port] or *"},
+		{"websocket handshake timeout", []string{"--ws-handshake-timeout", "0s"}, nil, "--ws-handshake-timeout 0s: want a positive duration"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -182,7 +182,10 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 			MaxConnectionAge: o.maxConnAge, MaxConnectionAgeGrace: o.maxConnAgeGrace,
 			KeepaliveTime: o.keepaliveTime, KeepaliveTimeout: o.keepaliveWait, KeepaliveMinTime: o.keepaliveMinTime,
 		},
-		Signing: daemon.Signing{Every: o.signedCheckpointEvery, Dir: o.signedCheckpointDir},
+		Signing:   daemon.Signing{Every: o.signedCheckpointEvery, Dir: o.signedCheckpointDir},
+		WSListen:  o.wsListen,
+		WSNoDemo:  !o.wsDemo,
+		WebSocket: hub.WebSocketConfig{AllowedOrigins: o.origins(), HandshakeTimeout: o.wsHandshakeTimeout},
 		Hub: hub.Config{
 			Node:                  o.node,
 			HeartbeatInterval:     o.heartbeat,

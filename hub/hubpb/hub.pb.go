@@ -397,6 +397,7 @@ type ServerFrame struct {
 	//	*ServerFrame_Ping
 	//	*ServerFrame_Disconnect
 	//	*ServerFrame_Refreshed
+	//	*ServerFrame_Rejected
 	Frame         isServerFrame_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -484,6 +485,15 @@ func (x *ServerFrame) GetRefreshed() *Refreshed {
 	return nil
 }
 
+func (x *ServerFrame) GetRejected() *Rejected {
+	if x != nil {
+		if x, ok := x.Frame.(*ServerFrame_Rejected); ok {
+			return x.Rejected
+		}
+	}
+	return nil
+}
+
 type isServerFrame_Frame interface {
 	isServerFrame_Frame()
 }
@@ -508,6 +518,12 @@ type ServerFrame_Refreshed struct {
 	Refreshed *Refreshed `protobuf:"bytes,5,opt,name=refreshed,proto3,oneof"`
 }
 
+type ServerFrame_Rejected struct {
+	// WebSocket only: a refused connect is told why in this frame, just
+	// before the close (gRPC carries the same Rejected as a status detail).
+	Rejected *Rejected `protobuf:"bytes,6,opt,name=rejected,proto3,oneof"`
+}
+
 func (*ServerFrame_Welcome) isServerFrame_Frame() {}
 
 func (*ServerFrame_Notification) isServerFrame_Frame() {}
@@ -517,6 +533,8 @@ func (*ServerFrame_Ping) isServerFrame_Frame() {}
 func (*ServerFrame_Disconnect) isServerFrame_Frame() {}
 
 func (*ServerFrame_Refreshed) isServerFrame_Frame() {}
+
+func (*ServerFrame_Rejected) isServerFrame_Frame() {}
 
 // Hello identifies the client. With client token keys configured on the
 // server, token is a JWT (HS256, RS256, ES256 or EdDSA) whose sub is the
@@ -2124,8 +2142,12 @@ type SessionInfo struct {
 	// when that token expires (Unix nanoseconds; 0: no token).
 	TokenId              string `protobuf:"bytes,9,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
 	TokenExpiresUnixNano int64  `protobuf:"varint,10,opt,name=token_expires_unix_nano,json=tokenExpiresUnixNano,proto3" json:"token_expires_unix_nano,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Transport recorded in the session's connect event ("grpc",
+	// "websocket+proto", "websocket+json"; empty for sessions recorded before
+	// transports were named).
+	Transport     string `protobuf:"bytes,11,opt,name=transport,proto3" json:"transport,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionInfo) Reset() {
@@ -2226,6 +2248,13 @@ func (x *SessionInfo) GetTokenExpiresUnixNano() int64 {
 		return x.TokenExpiresUnixNano
 	}
 	return 0
+}
+
+func (x *SessionInfo) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
 }
 
 type ClusterStatusRequest struct {
@@ -2978,7 +3007,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x04pong\x18\x03 \x01(\v2\x1a.sessionledger.hub.v1.PongH\x00R\x04pong\x129\n" +
 	"\agoodbye\x18\x04 \x01(\v2\x1d.sessionledger.hub.v1.GoodbyeH\x00R\agoodbye\x129\n" +
 	"\arefresh\x18\x05 \x01(\v2\x1d.sessionledger.hub.v1.RefreshH\x00R\arefreshB\a\n" +
-	"\x05frame\"\xd2\x02\n" +
+	"\x05frame\"\x90\x03\n" +
 	"\vServerFrame\x129\n" +
 	"\awelcome\x18\x01 \x01(\v2\x1d.sessionledger.hub.v1.WelcomeH\x00R\awelcome\x12H\n" +
 	"\fnotification\x18\x02 \x01(\v2\".sessionledger.hub.v1.NotificationH\x00R\fnotification\x120\n" +
@@ -2986,7 +3015,8 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\n" +
 	"disconnect\x18\x04 \x01(\v2 .sessionledger.hub.v1.DisconnectH\x00R\n" +
 	"disconnect\x12?\n" +
-	"\trefreshed\x18\x05 \x01(\v2\x1f.sessionledger.hub.v1.RefreshedH\x00R\trefreshedB\a\n" +
+	"\trefreshed\x18\x05 \x01(\v2\x1f.sessionledger.hub.v1.RefreshedH\x00R\trefreshed\x12<\n" +
+	"\brejected\x18\x06 \x01(\v2\x1e.sessionledger.hub.v1.RejectedH\x00R\brejectedB\a\n" +
 	"\x05frame\"\x7f\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
@@ -3112,7 +3142,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x05total\x18\x03 \x01(\x04R\x05total\"2\n" +
 	"\x11GetSessionRequest\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\xdb\x02\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\xf9\x02\n" +
 	"\vSessionInfo\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -3127,7 +3157,8 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"pendingEnd\x12\x19\n" +
 	"\btoken_id\x18\t \x01(\tR\atokenId\x125\n" +
 	"\x17token_expires_unix_nano\x18\n" +
-	" \x01(\x03R\x14tokenExpiresUnixNano\"\x16\n" +
+	" \x01(\x03R\x14tokenExpiresUnixNano\x12\x1c\n" +
+	"\ttransport\x18\v \x01(\tR\ttransport\"\x16\n" +
 	"\x14ClusterStatusRequest\"\xab\x02\n" +
 	"\n" +
 	"NodeStatus\x12\x12\n" +
@@ -3293,48 +3324,49 @@ var file_hub_hubpb_hub_proto_depIdxs = []int32{
 	12, // 7: sessionledger.hub.v1.ServerFrame.ping:type_name -> sessionledger.hub.v1.Ping
 	16, // 8: sessionledger.hub.v1.ServerFrame.disconnect:type_name -> sessionledger.hub.v1.Disconnect
 	10, // 9: sessionledger.hub.v1.ServerFrame.refreshed:type_name -> sessionledger.hub.v1.Refreshed
-	7,  // 10: sessionledger.hub.v1.Hello.resume:type_name -> sessionledger.hub.v1.Resume
-	0,  // 11: sessionledger.hub.v1.Disconnect.code:type_name -> sessionledger.hub.v1.DisconnectCode
-	1,  // 12: sessionledger.hub.v1.Disconnect.reconnect:type_name -> sessionledger.hub.v1.Reconnect
-	1,  // 13: sessionledger.hub.v1.Rejected.reconnect:type_name -> sessionledger.hub.v1.Reconnect
-	2,  // 14: sessionledger.hub.v1.KickRequest.mode:type_name -> sessionledger.hub.v1.KickMode
-	1,  // 15: sessionledger.hub.v1.KickRequest.reconnect:type_name -> sessionledger.hub.v1.Reconnect
-	3,  // 16: sessionledger.hub.v1.NotifyRequest.target:type_name -> sessionledger.hub.v1.NotifyTarget
-	24, // 17: sessionledger.hub.v1.ActionReply.ban_in_force:type_name -> sessionledger.hub.v1.BanInForce
-	28, // 18: sessionledger.hub.v1.ListSessionsReply.sessions:type_name -> sessionledger.hub.v1.SessionInfo
-	30, // 19: sessionledger.hub.v1.ClusterStatusReply.nodes:type_name -> sessionledger.hub.v1.NodeStatus
-	35, // 20: sessionledger.hub.v1.BackupChunk.info:type_name -> sessionledger.hub.v1.BackupInfo
-	4,  // 21: sessionledger.hub.v1.Hub.Connect:input_type -> sessionledger.hub.v1.ClientFrame
-	18, // 22: sessionledger.hub.v1.Admin.Kick:input_type -> sessionledger.hub.v1.KickRequest
-	19, // 23: sessionledger.hub.v1.Admin.Ban:input_type -> sessionledger.hub.v1.BanRequest
-	21, // 24: sessionledger.hub.v1.Admin.Unban:input_type -> sessionledger.hub.v1.UnbanRequest
-	22, // 25: sessionledger.hub.v1.Admin.Notify:input_type -> sessionledger.hub.v1.NotifyRequest
-	25, // 26: sessionledger.hub.v1.Admin.ListSessions:input_type -> sessionledger.hub.v1.ListSessionsRequest
-	27, // 27: sessionledger.hub.v1.Admin.GetSession:input_type -> sessionledger.hub.v1.GetSessionRequest
-	20, // 28: sessionledger.hub.v1.Admin.Revoke:input_type -> sessionledger.hub.v1.RevokeRequest
-	29, // 29: sessionledger.hub.v1.Admin.ClusterStatus:input_type -> sessionledger.hub.v1.ClusterStatusRequest
-	32, // 30: sessionledger.hub.v1.Admin.Drain:input_type -> sessionledger.hub.v1.DrainRequest
-	33, // 31: sessionledger.hub.v1.Admin.Backup:input_type -> sessionledger.hub.v1.BackupRequest
-	36, // 32: sessionledger.hub.v1.Admin.WhoAmI:input_type -> sessionledger.hub.v1.WhoAmIRequest
-	38, // 33: sessionledger.hub.v1.Admin.LedgerStatus:input_type -> sessionledger.hub.v1.LedgerStatusRequest
-	5,  // 34: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
-	23, // 35: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
-	23, // 36: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
-	23, // 37: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
-	23, // 38: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
-	26, // 39: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
-	28, // 40: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
-	23, // 41: sessionledger.hub.v1.Admin.Revoke:output_type -> sessionledger.hub.v1.ActionReply
-	31, // 42: sessionledger.hub.v1.Admin.ClusterStatus:output_type -> sessionledger.hub.v1.ClusterStatusReply
-	23, // 43: sessionledger.hub.v1.Admin.Drain:output_type -> sessionledger.hub.v1.ActionReply
-	34, // 44: sessionledger.hub.v1.Admin.Backup:output_type -> sessionledger.hub.v1.BackupChunk
-	37, // 45: sessionledger.hub.v1.Admin.WhoAmI:output_type -> sessionledger.hub.v1.WhoAmIReply
-	39, // 46: sessionledger.hub.v1.Admin.LedgerStatus:output_type -> sessionledger.hub.v1.LedgerStatusReply
-	34, // [34:47] is the sub-list for method output_type
-	21, // [21:34] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	17, // 10: sessionledger.hub.v1.ServerFrame.rejected:type_name -> sessionledger.hub.v1.Rejected
+	7,  // 11: sessionledger.hub.v1.Hello.resume:type_name -> sessionledger.hub.v1.Resume
+	0,  // 12: sessionledger.hub.v1.Disconnect.code:type_name -> sessionledger.hub.v1.DisconnectCode
+	1,  // 13: sessionledger.hub.v1.Disconnect.reconnect:type_name -> sessionledger.hub.v1.Reconnect
+	1,  // 14: sessionledger.hub.v1.Rejected.reconnect:type_name -> sessionledger.hub.v1.Reconnect
+	2,  // 15: sessionledger.hub.v1.KickRequest.mode:type_name -> sessionledger.hub.v1.KickMode
+	1,  // 16: sessionledger.hub.v1.KickRequest.reconnect:type_name -> sessionledger.hub.v1.Reconnect
+	3,  // 17: sessionledger.hub.v1.NotifyRequest.target:type_name -> sessionledger.hub.v1.NotifyTarget
+	24, // 18: sessionledger.hub.v1.ActionReply.ban_in_force:type_name -> sessionledger.hub.v1.BanInForce
+	28, // 19: sessionledger.hub.v1.ListSessionsReply.sessions:type_name -> sessionledger.hub.v1.SessionInfo
+	30, // 20: sessionledger.hub.v1.ClusterStatusReply.nodes:type_name -> sessionledger.hub.v1.NodeStatus
+	35, // 21: sessionledger.hub.v1.BackupChunk.info:type_name -> sessionledger.hub.v1.BackupInfo
+	4,  // 22: sessionledger.hub.v1.Hub.Connect:input_type -> sessionledger.hub.v1.ClientFrame
+	18, // 23: sessionledger.hub.v1.Admin.Kick:input_type -> sessionledger.hub.v1.KickRequest
+	19, // 24: sessionledger.hub.v1.Admin.Ban:input_type -> sessionledger.hub.v1.BanRequest
+	21, // 25: sessionledger.hub.v1.Admin.Unban:input_type -> sessionledger.hub.v1.UnbanRequest
+	22, // 26: sessionledger.hub.v1.Admin.Notify:input_type -> sessionledger.hub.v1.NotifyRequest
+	25, // 27: sessionledger.hub.v1.Admin.ListSessions:input_type -> sessionledger.hub.v1.ListSessionsRequest
+	27, // 28: sessionledger.hub.v1.Admin.GetSession:input_type -> sessionledger.hub.v1.GetSessionRequest
+	20, // 29: sessionledger.hub.v1.Admin.Revoke:input_type -> sessionledger.hub.v1.RevokeRequest
+	29, // 30: sessionledger.hub.v1.Admin.ClusterStatus:input_type -> sessionledger.hub.v1.ClusterStatusRequest
+	32, // 31: sessionledger.hub.v1.Admin.Drain:input_type -> sessionledger.hub.v1.DrainRequest
+	33, // 32: sessionledger.hub.v1.Admin.Backup:input_type -> sessionledger.hub.v1.BackupRequest
+	36, // 33: sessionledger.hub.v1.Admin.WhoAmI:input_type -> sessionledger.hub.v1.WhoAmIRequest
+	38, // 34: sessionledger.hub.v1.Admin.LedgerStatus:input_type -> sessionledger.hub.v1.LedgerStatusRequest
+	5,  // 35: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
+	23, // 36: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
+	23, // 37: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
+	23, // 38: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
+	23, // 39: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
+	26, // 40: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
+	28, // 41: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
+	23, // 42: sessionledger.hub.v1.Admin.Revoke:output_type -> sessionledger.hub.v1.ActionReply
+	31, // 43: sessionledger.hub.v1.Admin.ClusterStatus:output_type -> sessionledger.hub.v1.ClusterStatusReply
+	23, // 44: sessionledger.hub.v1.Admin.Drain:output_type -> sessionledger.hub.v1.ActionReply
+	34, // 45: sessionledger.hub.v1.Admin.Backup:output_type -> sessionledger.hub.v1.BackupChunk
+	37, // 46: sessionledger.hub.v1.Admin.WhoAmI:output_type -> sessionledger.hub.v1.WhoAmIReply
+	39, // 47: sessionledger.hub.v1.Admin.LedgerStatus:output_type -> sessionledger.hub.v1.LedgerStatusReply
+	35, // [35:48] is the sub-list for method output_type
+	22, // [22:35] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_hub_hubpb_hub_proto_init() }
@@ -3355,6 +3387,7 @@ func file_hub_hubpb_hub_proto_init() {
 		(*ServerFrame_Ping)(nil),
 		(*ServerFrame_Disconnect)(nil),
 		(*ServerFrame_Refreshed)(nil),
+		(*ServerFrame_Rejected)(nil),
 	}
 	file_hub_hubpb_hub_proto_msgTypes[30].OneofWrappers = []any{
 		(*BackupChunk_Data)(nil),

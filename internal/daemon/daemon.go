@@ -18,6 +18,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +41,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/sessionledger/sessionledger/audit"
+	jsclient "github.com/sessionledger/sessionledger/clients/js"
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/internal/console"
@@ -101,6 +103,15 @@ type Config struct {
 	// MaxMessageSize is the largest message a client or operator may send
 	// (default hubapi.DefaultMaxMessageSize).
 	MaxMessageSize int
+	// WSListen is the address of the WebSocket transport: /connect, and
+	// the demo page under /demo/ unless WSNoDemo; "" (the default) serves
+	// no WebSocket. With TLSCertFile it serves wss.
+	WSListen string
+	// WSNoDemo leaves the demo page out.
+	WSNoDemo bool
+	// WebSocket configures the WebSocket transport. The daemon sets its
+	// ReadLimit to MaxMessageSize unless set.
+	WebSocket hub.WebSocketConfig
 	// MaxStreams is the most concurrent gRPC streams (sessions and calls)
 	// on one client connection (default 256; gRPC's own default is
 	// unlimited, and a stream costs goroutines until its Hello).
@@ -266,10 +277,12 @@ type Daemon struct {
 	audit  *audit.Server
 	grpc   *grpc.Server
 	http   *http.Server
+	ws     *hub.WebSocket
+	wsHTTP *http.Server
 	reg    *prometheus.Registry
 
-	addr, metricsAddr string
-	failed            chan error // a server that stopped on its own
+	addr, metricsAddr, wsAddr string
+	failed                    chan error // a server that stopped on its own
 
 	// The web console (ConsoleListen), nil when off.
 	console     *http.Server
@@ -300,6 +313,9 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	if d.jwtSecret == nil && d.creds.keys == nil && cfg.Hub.ClientKeys == nil && !IsLoopback(cfg.Listen) {
 		return nil, fmt.Errorf("refusing to listen on %s without --jwt-secret-file, --jwt-public-key-file or --jwt-jwks-file: clients would be trusted as whatever user they claim; listen on 127.0.0.1 or configure client token keys", cfg.Listen)
+	}
+	if d.jwtSecret == nil && d.creds.keys == nil && cfg.Hub.ClientKeys == nil && cfg.WSListen != "" && !IsLoopback(cfg.WSListen) {
+		return nil, fmt.Errorf("refusing to serve WebSocket on %s without --jwt-secret-file, --jwt-public-key-file or --jwt-jwks-file: clients would be trusted as whatever user they claim; listen on 127.0.0.1 or configure client token keys", cfg.WSListen)
 	}
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
@@ -474,6 +490,13 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.addr = ln.Addr().String()
 	d.hub = h
+	if cfg.WSListen != "" {
+		if err := d.startWebSocket(); err != nil {
+			ln.Close()
+			_ = h.Shutdown(ctx)
+			return err
+		}
+	}
 	d.ready.Store(true)
 	if d.node != nil {
 		d.node.SetReport(func() (string, uint64, int) { return d.advertised(), d.runner.Applied(), h.Live() })
@@ -498,12 +521,61 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if d.tokens != nil {
 		d.tokens.run(d.Reload)
 	}
-	metricsAddr := d.metricsAddr
+	metricsAddr, wsAddr := d.metricsAddr, d.wsAddr
 	if metricsAddr == "" {
 		metricsAddr = "off"
 	}
-	log.Info("hubd listening", "grpc", d.addr, "metrics", metricsAddr, "console", d.consoleURL(), "data", cfg.Data, "node", h.Node(),
+	if wsAddr == "" {
+		wsAddr = "off"
+	}
+	log.Info("hubd listening", "grpc", d.addr, "websocket", wsAddr, "metrics", metricsAddr, "console", d.consoleURL(), "data", cfg.Data, "node", h.Node(),
 		"tls", d.tlsCreds != nil, "jwt", hc.ClientKeys != nil, "client_ca", cfg.ClientCAFile != "", "head", store.Head().Seq, "cluster", cfg.Cluster != nil)
+	return nil
+}
+
+// startWebSocket serves the WebSocket transport at /connect on WSListen,
+// and the demo page under /demo/.
+func (d *Daemon) startWebSocket() error {
+	cfg := d.cfg
+	wc := cfg.WebSocket
+	if wc.ReadLimit == 0 {
+		wc.ReadLimit = cfg.MaxMessageSize
+	}
+	ws, err := d.hub.NewWebSocket(wc)
+	if err != nil {
+		return fmt.Errorf("websocket: %w", err)
+	}
+	// The same certificate and client-CA rules as the gRPC listener.
+	var tlsConf *tls.Config
+	if cfg.TLSCertFile != "" {
+		if tlsConf, err = serverTLSConfig(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.ClientCAFile, cfg.ClientCertsForClients); err != nil {
+			return err
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/connect", ws)
+	if !cfg.WSNoDemo {
+		mux.Handle("/demo/", http.StripPrefix("/demo/", jsclient.DemoHandler()))
+		mux.Handle("/{$}", http.RedirectHandler("/demo/", http.StatusFound))
+	}
+	wl, err := net.Listen("tcp", cfg.WSListen)
+	if err != nil {
+		return fmt.Errorf("listen %s (websocket): %w", cfg.WSListen, err)
+	}
+	if tlsConf != nil {
+		wl = tls.NewListener(wl, tlsConf)
+	}
+	d.ws, d.wsAddr = ws, wl.Addr().String()
+	handshake := wc.HandshakeTimeout
+	if handshake <= 0 {
+		handshake = 10 * time.Second
+	}
+	d.wsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: handshake, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
+	go func() {
+		if err := d.wsHTTP.Serve(wl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.failed <- fmt.Errorf("websocket server: %w", err)
+		}
+	}()
 	return nil
 }
 
@@ -513,6 +585,9 @@ func (d *Daemon) Failed() <-chan error { return d.failed }
 
 // Addr is the gRPC address served; MetricsAddr the HTTP one ("" if none).
 func (d *Daemon) Addr() string { return d.addr }
+
+// WSAddr is the WebSocket address served ("" if none).
+func (d *Daemon) WSAddr() string { return d.wsAddr }
 
 // MetricsAddr is the address of /metrics and /healthz, "" if none.
 func (d *Daemon) MetricsAddr() string { return d.metricsAddr }
@@ -620,6 +695,17 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			d.grpc.Stop()
 			<-stopped
+		}
+	}
+	if d.wsHTTP != nil {
+		// The hub has ended every WebSocket session; its connections
+		// finish their close handshakes (at most CloseTimeout each).
+		d.ws.Close()
+		if err := d.wsHTTP.Shutdown(ctx); err != nil {
+			_ = d.wsHTTP.Close()
+		}
+		if err := d.ws.Wait(ctx); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if d.http != nil {

@@ -892,6 +892,10 @@ type SessionConnected struct {
 	// The client token the session authenticated with (absent without
 	// one): what a revocation or a kick's refusal window matches.
 	Token *ClientToken `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	// Transport that carries the session: "grpc", "websocket+proto" or
+	// "websocket+json" (empty in events recorded before transports were
+	// named: those were gRPC).
+	Transport string `protobuf:"bytes,5,opt,name=transport,proto3" json:"transport,omitempty"`
 	// The login policy of the connecting node. The reducer decides, when it
 	// applies this event, which live sessions it supersedes: in log order,
 	// the same on every node and in every replay.
@@ -956,6 +960,13 @@ func (x *SessionConnected) GetToken() *ClientToken {
 		return x.Token
 	}
 	return nil
+}
+
+func (x *SessionConnected) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
 }
 
 func (x *SessionConnected) GetPolicy() *LoginPolicy {
@@ -1100,6 +1111,8 @@ type SessionReconnected struct {
 	Supersedes []string `protobuf:"bytes,5,rep,name=supersedes,proto3" json:"supersedes,omitempty"`
 	// As SessionConnected.token.
 	Token *ClientToken `protobuf:"bytes,6,opt,name=token,proto3" json:"token,omitempty"`
+	// As SessionConnected.transport.
+	Transport string `protobuf:"bytes,7,opt,name=transport,proto3" json:"transport,omitempty"`
 	// As SessionConnected.policy. With it the reducer also supersedes the
 	// previous session if it is still live, and any other live resume of it:
 	// one resume secret never yields two live sessions.
@@ -1178,6 +1191,13 @@ func (x *SessionReconnected) GetToken() *ClientToken {
 		return x.Token
 	}
 	return nil
+}
+
+func (x *SessionReconnected) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
 }
 
 func (x *SessionReconnected) GetPolicy() *LoginPolicy {
@@ -1961,7 +1981,7 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\x17session_token_refreshed\x18\x1e \x01(\v2..sessionledger.ledger.v1.SessionTokenRefreshedH\x00R\x15sessionTokenRefreshed\x12b\n" +
 	"\x15token_refresh_refused\x18\x1f \x01(\v2,.sessionledger.ledger.v1.TokenRefreshRefusedH\x00R\x13tokenRefreshRefused\x12I\n" +
 	"\fnode_drained\x18  \x01(\v2$.sessionledger.ledger.v1.NodeDrainedH\x00R\vnodeDrainedB\x06\n" +
-	"\x04body\"\xf0\x01\n" +
+	"\x04body\"\x8e\x02\n" +
 	"\x10SessionConnected\x12\x1f\n" +
 	"\vremote_addr\x18\x01 \x01(\tR\n" +
 	"remoteAddr\x12!\n" +
@@ -1969,7 +1989,8 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\n" +
 	"supersedes\x18\x03 \x03(\tR\n" +
 	"supersedes\x12:\n" +
-	"\x05token\x18\x04 \x01(\v2$.sessionledger.ledger.v1.ClientTokenR\x05token\x12<\n" +
+	"\x05token\x18\x04 \x01(\v2$.sessionledger.ledger.v1.ClientTokenR\x05token\x12\x1c\n" +
+	"\ttransport\x18\x05 \x01(\tR\ttransport\x12<\n" +
 	"\x06policy\x18\x06 \x01(\v2$.sessionledger.ledger.v1.LoginPolicyR\x06policy\"s\n" +
 	"\vClientToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
@@ -1978,7 +1999,7 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\vLoginPolicy\x12 \n" +
 	"\fmax_per_user\x18\x01 \x01(\rR\n" +
 	"maxPerUser\x12$\n" +
-	"\x0eone_per_device\x18\x02 \x01(\bR\fonePerDevice\"\xc3\x02\n" +
+	"\x0eone_per_device\x18\x02 \x01(\bR\fonePerDevice\"\xe1\x02\n" +
 	"\x12SessionReconnected\x12)\n" +
 	"\x10previous_session\x18\x01 \x01(\tR\x0fpreviousSession\x12$\n" +
 	"\x0elast_acked_seq\x18\x02 \x01(\x04R\flastAckedSeq\x12\x1f\n" +
@@ -1988,7 +2009,8 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\n" +
 	"supersedes\x18\x05 \x03(\tR\n" +
 	"supersedes\x12:\n" +
-	"\x05token\x18\x06 \x01(\v2$.sessionledger.ledger.v1.ClientTokenR\x05token\x12<\n" +
+	"\x05token\x18\x06 \x01(\v2$.sessionledger.ledger.v1.ClientTokenR\x05token\x12\x1c\n" +
+	"\ttransport\x18\a \x01(\tR\ttransport\x12<\n" +
 	"\x06policy\x18\b \x01(\v2$.sessionledger.ledger.v1.LoginPolicyR\x06policy\"\x87\x01\n" +
 	"\x10NotificationSent\x12C\n" +
 	"\x06target\x18\x01 \x01(\x0e2+.sessionledger.ledger.v1.NotificationTargetR\x06target\x12\x14\n" +
