@@ -89,7 +89,7 @@ func TestDemoPage(t *testing.T) {
 	})
 	hubctl := func(args ...string) string {
 		t.Helper()
-		cmd := exec.Command(filepath.Join(bin, "hubctl"), append(args, "--addr", d.Addr(), "--data-dir", data)...)
+		cmd := exec.Command(filepath.Join(bin, "hubctl"), append(args, "--addr", d.Addr(), "--data", data)...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("hubctl %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -139,7 +139,7 @@ func TestDemoPage(t *testing.T) {
 		t.Fatalf("state shown %q; want open", got)
 	}
 
-	hubctl("notify", "--user", "alice", "--topic", "chat", "--data", `{"text":"hello from hubctl"}`)
+	hubctl("notify", "--user", "alice", "--topic", "chat", "--payload", `{"text":"hello from hubctl"}`)
 	wait("the notification was not shown", `document.getElementById("notes").innerText.includes("hello from hubctl")`)
 
 	var kick struct {
@@ -168,7 +168,7 @@ func TestDemoPage(t *testing.T) {
 	if after.State != "closed" || after.Connects != 1 {
 		t.Fatalf("after the kick the page is %+v; want closed after 1 connect (no reconnect)", after)
 	}
-	if out := hubctl("sessions", "--user", "alice"); !strings.Contains(out, "0 live session(s)") {
+	if out := hubctl("sessions", "--user", "alice"); !strings.Contains(out, "0 live sessions") {
 		t.Fatalf("hubctl sessions after the kick:\n%s", out)
 	}
 
