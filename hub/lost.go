@@ -122,6 +122,10 @@ func (s *Server) checkLost(base context.Context, seen map[string]*deadNode) {
 	}
 }
 
+// lostPublishers is how many publishes of a dead node's ends are in flight
+// at once.
+const lostPublishers = 32
+
 // recordLost records the end of every session the log shows live on the
 // dead node: cause lost, or the pending end the projections hold for it
 // (a kick, ban or supersede recorded before the node died, as crash
@@ -166,8 +170,28 @@ func (s *Server) recordLost(ctx context.Context, node string) {
 			evs[i].Actor = actor
 		}
 	}
-	if _, err := s.publishAppliedKeyed(ctx, keys, evs...); err != nil {
-		s.log.Error("could not record the sessions of a dead node as lost; trying again", "node", node, "sessions", len(lost), "err", err)
+	// A publish waits for the stream's quorum, one event after another:
+	// the ends go out in lostPublishers parts at once, so a node's
+	// thousand sessions take a few round trips, not a thousand. They are
+	// independent, and each is keyed, so a part that fails is tried again
+	// with the rest on the next check and lands once.
+	parts := min(lostPublishers, len(evs))
+	errs := make(chan error, parts)
+	for i := range parts {
+		lo, hi := i*len(evs)/parts, (i+1)*len(evs)/parts
+		go func() {
+			_, err := s.publishAppliedKeyed(ctx, keys[lo:hi], evs[lo:hi]...)
+			errs <- err
+		}()
+	}
+	var failed error
+	for range parts {
+		if err := <-errs; err != nil && failed == nil {
+			failed = err
+		}
+	}
+	if failed != nil {
+		s.log.Error("could not record the sessions of a dead node as lost; trying again", "node", node, "sessions", len(lost), "err", failed)
 		return
 	}
 	s.metrics.lostRecorded.Add(float64(len(lost)))
