@@ -21,7 +21,12 @@ func (b *bench) connectAll() error {
 	var firstErr atomic.Value
 	start := time.Now()
 	for i := range n {
-		s := &sess{b: b, user: fmt.Sprintf("bench-user-%06d", i), conn: b.conns[i%len(b.conns)]}
+		s := &sess{b: b, user: fmt.Sprintf("bench-user-%06d", i)}
+		if b.o.clustered() {
+			s.addrs = b.rotated(i)
+		} else {
+			s.conn = b.conns[i%len(b.conns)]
+		}
 		b.sessions[i] = s
 		sem <- struct{}{}
 		wg.Add(1)

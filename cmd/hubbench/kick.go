@@ -36,7 +36,8 @@ const kickTimeout = 5 * time.Second
 // each from the call to the moment its client sees the stream end. The
 // kicks allow reconnecting: each kicked client resumes after its backoff,
 // and the kicks go on meanwhile, so the others live at a kick are N-1 minus
-// the few still on their way back (recorded per kick).
+// the few still on their way back (recorded per kick). In cluster mode
+// every kick goes through the first node to a session another node holds.
 func (b *bench) kickAll() error {
 	k := &b.res.Kick
 	k.N = b.o.kicks
@@ -46,9 +47,17 @@ func (b *bench) kickAll() error {
 	if err := b.waitAllLive("before the kicks", time.Minute); err != nil {
 		return err
 	}
-	order := rand.Perm(len(b.sessions))[:k.N]
+	order, err := b.kickTargets(k.N)
+	if err != nil {
+		return err
+	}
+	var perNode []int
+	if b.res.Cluster != nil {
+		perNode = make([]int, len(b.nodes))
+		b.res.Cluster.KicksPerNode = perNode
+	}
 	if b.o.profile != "" {
-		done := b.cpuProfile("hubd-cpu-kicks.pprof")
+		done := b.cpuProfile("kicks")
 		defer done()
 	}
 	var calls, frames, ends []time.Duration
@@ -59,6 +68,13 @@ func (b *bench) kickAll() error {
 		id, ended := s.current()
 		if ended == nil {
 			return fmt.Errorf("kick: session of %s is not live", s.user)
+		}
+		if perNode != nil {
+			at := b.nodeIndex(s.node())
+			if at <= 0 {
+				return fmt.Errorf("kick: session of %s is on %q, not on a node other than %s", s.user, s.node(), b.nodes[0].label())
+			}
+			perNode[at]++
 		}
 		others = append(others, int(b.live.Load())-1)
 		ctx, cancel := b.adminCtx(10 * time.Second)
@@ -99,7 +115,33 @@ func (b *bench) kickAll() error {
 	k.Durable = true
 	b.printf("kick: %d kicks with %d-%d others live (median %d): call p50 %.2fms p99 %.2fms; stream end p50 %.2fms p99 %.2fms max %.2fms (%d timeouts, counted as %s); all %d live again",
 		k.N, k.LiveMin, len(b.sessions)-1, k.LiveMedian, k.CallP50, k.CallP99, k.EndP50, k.EndP99, k.EndMax, k.Timeouts, kickTimeout, len(b.sessions))
+	if perNode != nil {
+		b.printf("kick: every kick through %s; the kicked sessions were on the nodes %v (%s)", b.nodes[0].label(), perNode, b.nodeList())
+	}
 	return nil
+}
+
+// kickTargets picks n distinct random sessions: any in single mode; in
+// cluster mode only sessions held by a node other than the first, which
+// the kicks go through.
+func (b *bench) kickTargets(n int) ([]int, error) {
+	perm := rand.Perm(len(b.sessions))
+	if !b.o.clustered() {
+		return perm[:n], nil
+	}
+	var order []int
+	for _, i := range perm {
+		if len(order) == n {
+			break
+		}
+		if at := b.nodeIndex(b.sessions[i].node()); at > 0 {
+			order = append(order, i)
+		}
+	}
+	if len(order) < n {
+		return nil, fmt.Errorf("kick: only %d sessions are on nodes other than %s; %d kicks need as many", len(order), b.nodes[0].label(), n)
+	}
+	return order, nil
 }
 
 // kickDone is what a kick's ActionReply said was recorded.
@@ -119,7 +161,7 @@ func (b *bench) kicksRecorded(kicks []kickDone, wait time.Duration) error {
 	if len(kicks) == 0 {
 		return nil
 	}
-	ac, err := audit.NewClient(b.listen, b.token)
+	ac, err := audit.NewClient(b.nodes[0].listen, b.token)
 	if err != nil {
 		return err
 	}
@@ -176,9 +218,13 @@ func (b *bench) kicksRecorded(kicks []kickDone, wait time.Duration) error {
 	}
 }
 
-// headSeq reads the ledger head from hubd's metrics.
+// headSeq reads the ledger head from the first node's metrics (0 when
+// hubbench did not start it).
 func (b *bench) headSeq() uint64 {
-	res, err := b.http.Get("http://" + b.metrics + "/metrics")
+	if b.nodes[0].metrics == "" {
+		return 0
+	}
+	res, err := b.http.Get("http://" + b.nodes[0].metrics + "/metrics")
 	if err != nil {
 		return 0
 	}
