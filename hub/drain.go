@@ -56,12 +56,19 @@ func (a *admin) Drain(ctx context.Context, req *hubpb.DrainRequest) (*hubpb.Acti
 		if s.cluster == nil {
 			return nil, invalidf("this hubd is node %q, not a node of a cluster: it can drain only itself", s.cfg.Node)
 		}
-		alive, err := s.cluster.Alive(ctx)
+		// The nodes as they last reported themselves (an entry expires
+		// when a node stops reporting): a name no live node has is a typo
+		// or a dead node, whose sessions are recorded lost anyway.
+		nodes, _, err := s.cluster.Nodes(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("%w: the cluster's nodes: %v", ErrLedger, err)
 		}
-		if !slices.Contains(alive, node) {
-			return nil, fmt.Errorf("%w: node %q is not alive in the cluster (alive: %s); a dead node's sessions are recorded lost", ErrNotFound, node, strings.Join(alive, ", "))
+		var names []string
+		for _, n := range nodes {
+			names = append(names, n.Node)
+		}
+		if !slices.Contains(names, node) {
+			return nil, fmt.Errorf("%w: node %q is not a live node of the cluster (live: %s); a dead node's sessions are recorded lost", ErrNotFound, node, strings.Join(names, ", "))
 		}
 	}
 	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_NODE_DRAINED, Actor: ActorFrom(ctx), Reason: req.GetReason(),

@@ -75,13 +75,14 @@ type Config struct {
 	// fails and the hub fails closed.
 	PublishTimeout time.Duration
 	// RetryFor bounds how long a publish the stream does not answer is
-	// tried again (default 5s: a new stream leader is elected within it
-	// when a server dies).
+	// tried again (default 12s: when the stream's leader dies, NATS elects
+	// a new one after a Raft election timeout of 4 to 9 s).
 	RetryFor time.Duration
 	// Heartbeat is how often the node tells the cluster it is alive
-	// (default DefaultHeartbeat); LostAfter how long without it makes the
-	// node dead to the others (default 3 heartbeats). The registry
-	// bucket's TTL is LostAfter: give every node the same.
+	// (default DefaultHeartbeat; a core NATS message, see liveness);
+	// LostAfter how long without it makes the node dead to the others
+	// (default 3 heartbeats; also the TTL of the node states in
+	// NodesBucket): give every node the same.
 	Heartbeat time.Duration
 	LostAfter time.Duration
 	// StartTimeout bounds the wait for the JetStream cluster to form and
@@ -116,7 +117,7 @@ func (c *Config) setDefaults() {
 		c.LostAfter = 3 * c.Heartbeat
 	}
 	if c.RetryFor <= 0 {
-		c.RetryFor = 5 * time.Second
+		c.RetryFor = 12 * time.Second
 	}
 	if c.StartTimeout <= 0 {
 		c.StartTimeout = 60 * time.Second
@@ -162,6 +163,7 @@ type Node struct {
 	repl    *replicator
 	pub     *Publisher
 	reg     *registry
+	live    *liveness
 
 	healthMu sync.Mutex
 	healthy  error // the last health probe's finding
@@ -264,6 +266,9 @@ func (n *Node) join(ctx context.Context) (err error) {
 		return err
 	}
 	if n.reg, err = newRegistry(startCtx, n); err != nil {
+		return err
+	}
+	if n.live, err = startLiveness(n); err != nil {
 		return err
 	}
 	if n.repl, err = startReplicator(n); err != nil {
@@ -595,6 +600,9 @@ func (n *Node) release() error {
 
 func (n *Node) doRelease() error {
 	var errs []error
+	if n.live != nil {
+		n.live.close()
+	}
 	if n.reg != nil {
 		n.reg.close()
 	}

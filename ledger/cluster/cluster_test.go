@@ -2,10 +2,12 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -52,7 +54,7 @@ type member struct {
 
 // testCluster starts n nodes with embedded NATS servers routed to each
 // other, concurrently (a JetStream cluster needs them all to form).
-func testCluster(t testing.TB, n int) []*member {
+func testCluster(t testing.TB, n int, opts ...func(*cluster.Config)) []*member {
 	t.Helper()
 	ports := freePorts(t, n)
 	var routes []string
@@ -69,6 +71,9 @@ func testCluster(t testing.TB, n int) []*member {
 			Node: m.name, InstanceID: m.name + "-instance", Replicas: min(n, 3),
 			Embed:  &cluster.EmbedConfig{Listen: "127.0.0.1:0", ClusterListen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes, StoreDir: filepath.Join(dir, "nats")},
 			Logger: slog.New(slog.DiscardHandler), StartTimeout: 30 * time.Second,
+		}
+		for _, o := range opts {
+			o(&m.cfg)
 		}
 		ms[i] = m
 		wg.Add(1)
@@ -210,4 +215,45 @@ func states(t *testing.T, ms []*member) []cluster.NodeState {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestDeadAndAlive: the nodes see each other alive; a node judges none dead
+// before its own heartbeats have landed for LostAfter; a node that stops
+// is dead to the others within LostAfter (and a few heartbeats), and never
+// to itself.
+func TestDeadAndAlive(t *testing.T) {
+	const hb, lostAfter = 200 * time.Millisecond, time.Second
+	ms := testCluster(t, 3, func(c *cluster.Config) { c.Heartbeat, c.LostAfter = hb, lostAfter })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	names := []string{"node-a", "node-b", "node-c"}
+	a := ms[0].node
+	poll := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); !ok(); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("waited 15 s: %s", what)
+			}
+		}
+	}
+	poll("node a judges, and finds every node alive", func() bool {
+		dead, err := a.Dead(ctx, names)
+		if err != nil && !errors.Is(err, cluster.ErrUnsteady) {
+			t.Fatal(err)
+		}
+		return err == nil && len(dead) == 0
+	})
+	if alive, err := a.Alive(ctx); err != nil || !slices.Equal(alive, names) {
+		t.Fatalf("alive: %v, %v; want %v", alive, err, names)
+	}
+	ms[2].stop()
+	stopped := time.Now()
+	poll("node c dead to node a", func() bool {
+		dead, err := a.Dead(ctx, names)
+		return err == nil && slices.Equal(dead, []string{"node-c"})
+	})
+	t.Logf("node c dead to node a %s after it stopped (lost after %s)", time.Since(stopped).Round(time.Millisecond), lostAfter)
+	if dead, err := ms[1].node.Dead(ctx, []string{"node-b"}); err != nil || len(dead) != 0 {
+		t.Fatalf("node b on itself: %v, %v; want never dead to itself", dead, err)
+	}
 }

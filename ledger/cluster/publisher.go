@@ -21,6 +21,11 @@ var _ message.Publisher = (*Publisher)(nil)
 // (it will be applied), but the caller must not assume it took effect.
 var ErrNotApplied = errors.New("recorded in the cluster's log but not yet applied on this node")
 
+// ErrUnsteady is Node.Dead's answer while this node has not heard its own
+// heartbeats without a gap for LostAfter: it cannot tell a dead node from
+// its own trouble hearing (just started, or cut off from NATS).
+var ErrUnsteady = errors.New("this node has not heard its own heartbeats for --lost-after in a row: it does not judge other nodes dead yet")
+
 // Publisher publishes onto the cluster's stream through watermill-nats,
 // with each message's UUID as JetStream's message id (a retried publish is
 // stored once), and returns once JetStream acknowledged the message and

@@ -31,9 +31,10 @@ const (
 	ConfigBucket = "sessionledger_config"
 )
 
-// Registry timing (Config.Heartbeat, Config.LostAfter): each node writes
-// its state every heartbeat; an entry not written for LostAfter expires,
-// and a node without one is dead to the others.
+// Liveness timing (Config.Heartbeat, Config.LostAfter): each node
+// publishes a heartbeat and writes its state (NodesBucket, whose entries
+// expire after LostAfter) every heartbeat; a node not heard for LostAfter
+// is dead to the others (liveness).
 const (
 	DefaultHeartbeat = time.Second
 	DefaultLostAfter = 3 * DefaultHeartbeat
@@ -357,39 +358,19 @@ func (n *Node) Nodes(ctx context.Context) ([]NodeState, error) {
 	return out, nil
 }
 
-// Dead returns, of names, the nodes the cluster no longer sees alive: their
-// entry in NodesBucket expired (they wrote none for LostAfter: killed,
-// powered off, or cut off from NATS). This node is never dead to itself.
-// Without an answer from the bucket it returns the error and no node.
-func (n *Node) Dead(ctx context.Context, names []string) ([]string, error) {
-	var dead []string
-	for _, name := range names {
-		if name == n.cfg.Node {
-			continue
-		}
-		_, err := n.reg.nodes.Get(ctx, name)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			dead = append(dead, name)
-		case err != nil:
-			return nil, fmt.Errorf("node registry: %w", err)
-		}
-	}
-	return dead, nil
+// Dead returns, of names, the nodes the cluster no longer sees alive: not
+// heard for LostAfter (killed, powered off, or cut off from NATS). This
+// node is never dead to itself. It judges only once it has heard its own
+// heartbeats without a gap for LostAfter (ErrUnsteady before): a node cut
+// off from NATS, or just started, hears no one.
+func (n *Node) Dead(_ context.Context, names []string) ([]string, error) {
+	return n.live.dead(names)
 }
 
-// Alive returns the names of the nodes the cluster sees alive, in order.
-func (n *Node) Alive(ctx context.Context) ([]string, error) {
-	keys, err := n.reg.nodes.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("node registry: %w", err)
-	}
-	var out []string
-	for k := range keys.Keys() {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out, nil
+// Alive returns the names of the nodes the cluster sees alive, this one
+// included, in order.
+func (n *Node) Alive(context.Context) ([]string, error) {
+	return n.live.alive(), nil
 }
 
 // Compare finds the newest seq at which every node reported its chain
