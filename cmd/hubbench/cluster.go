@@ -88,10 +88,10 @@ type KillResult struct {
 	FailedAttempts int64   `json:"failed_attempts"`
 	// Where JetStream had things just before the kill and after, as the
 	// first node's NATS server reports them: the leaders of the log's
-	// stream and of the node-liveness bucket, and (before) the server
-	// hosting each replica's consumer of the log (R1: a node whose
-	// consumer was on the killed server stops replicating until it
-	// subscribes again).
+	// stream and of the node-state bucket (hubctl cluster's), and (before)
+	// the server hosting each replica's consumer of the log (R1: a node
+	// whose consumer was on the killed server stops replicating until it
+	// subscribes again, and its own appends wait for its replica).
 	Before Placement `json:"before"`
 	After  Placement `json:"after"`
 	// Warnings are the survivors' WARN and ERROR log lines after the kill,
@@ -100,10 +100,10 @@ type KillResult struct {
 	Warnings map[string]int `json:"survivor_warnings"`
 }
 
-// Placement is where JetStream keeps the cluster's log and liveness.
+// Placement is where JetStream keeps the cluster's log and node states.
 type Placement struct {
 	StreamLeader string         `json:"stream_leader"`
-	NodesLeader  string         `json:"nodes_bucket_leader"`
+	NodesLeader  string         `json:"node_state_bucket_leader"`
 	Consumers    map[string]int `json:"stream_consumers_per_server"`
 	Err          string         `json:"error,omitempty"`
 }
@@ -404,7 +404,7 @@ func (b *bench) killNode() error {
 	}
 	// Listing the consumers would wait for the killed server's.
 	k.After = b.placement(survivor, false)
-	b.printf("kill: before it, stream leader %s, liveness bucket leader %s, the replicas' consumers on %v; after, %s and %s",
+	b.printf("kill: before it, stream leader %s, node-state bucket leader %s, the replicas' consumers on %v; after, %s and %s",
 		k.Before.StreamLeader, k.Before.NodesLeader, k.Before.Consumers, k.After.StreamLeader, k.After.NodesLeader)
 	if len(k.SurvivorsLost) > 0 {
 		b.printf("kill: WRONG: sessions of nodes that were not killed recorded lost: %v", k.SurvivorsLost)
@@ -457,7 +457,7 @@ func (b *bench) endsSince(n *node, nodeName string, head uint64, t0 time.Time, k
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // placement asks n's embedded NATS server where the log's stream, the
-// liveness bucket and (withConsumers) the replicas' consumers are.
+// node-state bucket and (withConsumers) the replicas' consumers are.
 func (b *bench) placement(n *node, withConsumers bool) (p Placement) {
 	if n.nats == "" {
 		return Placement{Err: "no NATS address"}

@@ -111,7 +111,7 @@ func (b *bench) summary(w io.Writer) {
 		fmt.Fprintf(w, "              ends recorded by cause %v, by actor %v\n", k.EndsByCause, k.EndsByActor)
 		fmt.Fprintf(w, "              its %d clients welcomed on another node after %.2f s (p50 %.2f s, p90 %.2f s; %d resumed their session; per node %v; %d failed attempts)\n",
 			k.Moved, k.AllMovedSec, k.MovedP50Sec, k.MovedP90Sec, k.Resumed, k.MovedPerNode, k.FailedAttempts)
-		fmt.Fprintf(w, "              JetStream before the kill: stream leader %s, liveness bucket leader %s, the replicas' consumers on %v; after: %s, %s\n",
+		fmt.Fprintf(w, "              JetStream before the kill: stream leader %s, node-state bucket leader %s, the replicas' consumers on %v; after: %s, %s\n",
 			k.Before.StreamLeader, k.Before.NodesLeader, k.Before.Consumers, k.After.StreamLeader, k.After.NodesLeader)
 		if len(k.SurvivorsLost) > 0 {
 			fmt.Fprintf(w, "              WRONG: live sessions of nodes that were not killed recorded lost (their clients reconnected): %v\n", k.SurvivorsLost)
