@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -61,8 +62,10 @@ type KillResult struct {
 	// the killed node just before; Clients: the bench clients on it.
 	Sessions int `json:"sessions"`
 	Clients  int `json:"clients"`
-	// FirstEndedSec and AllLostSec: from the SIGKILL until the first
-	// node's ListSessions(Node) showed fewer of its sessions, and none.
+	// FirstEndedSec and AllLostSec: from the SIGKILL until the end of the
+	// first, and of the last, of those sessions was in the first node's
+	// log (followed through its Audit service, as it is committed there);
+	// its ListSessions then shows none of them live.
 	FirstEndedSec float64 `json:"first_ended_seconds"`
 	AllLostSec    float64 `json:"all_lost_seconds"`
 	// TargetSec is --lost-after + 1 s (3 heartbeats + 1 s by default).
@@ -247,16 +250,87 @@ func (b *bench) spread() {
 	b.printf("cluster: sessions per node %v (%s)", per, b.nodeList())
 }
 
-// listOn returns how many live sessions the log, as n applied it, shows
-// on the node named node.
-func (b *bench) listOn(n *node, nodeName string) (int, error) {
+// sessionsOn returns the ids of the live sessions the log, as n applied
+// it, shows on the node named nodeName.
+func (b *bench) sessionsOn(n *node, nodeName string) (map[string]bool, error) {
 	ctx, cancel := b.adminCtx(5 * time.Second)
 	defer cancel()
 	rep, err := n.admin.ListSessions(ctx, &hubpb.ListSessionsRequest{Node: nodeName})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return len(rep.GetSessions()), nil
+	ids := map[string]bool{}
+	for _, s := range rep.GetSessions() {
+		ids[s.GetSessionId()] = true
+	}
+	return ids, nil
+}
+
+// noneListed waits, at most d, until n's ListSessions shows no live
+// session on the node named nodeName.
+func (b *bench) noneListed(n *node, nodeName string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		ids, err := b.sessionsOn(n, nodeName)
+		if err == nil && len(ids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kill: %s's log holds the end of every session of %s, but its ListSessions still shows %d of them live (%v)", n.label(), nodeName, len(ids), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// watchEnds follows n's log through its Audit service (Events, follow)
+// from after seq head and calls first, then all, with the moment the end
+// of the first, then of the last, of the sessions ids was in it. It
+// returns when all were, or with an error when ctx ends first.
+//
+// It follows rather than polls: polling ListSessions every few
+// milliseconds for the dead node's thousand sessions kept the survivor
+// that records their ends busy serialising the list, and so slowed what
+// it measured.
+func (b *bench) watchEnds(ctx context.Context, n *node, nodeName string, ids map[string]bool, head uint64, since time.Time, first, all func(time.Time)) error {
+	if len(ids) == 0 {
+		now := time.Now()
+		first(now)
+		all(now)
+		return nil
+	}
+	ac, err := audit.NewClient(n.listen, b.token)
+	if err != nil {
+		return err
+	}
+	defer ac.Close()
+	left := maps.Clone(ids)
+	errAll := errors.New("all ended")
+	// Event times are the stream's, on this machine's clock: the window
+	// only saves reading the whole log; the seq decides.
+	err = ac.Events(ctx, audit.Filter{Types: []eventpb.EventType{eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED}, Since: since.Add(-time.Minute)}, true,
+		func(r *ledger.Record) error {
+			if r.Seq <= head || !left[r.Event.GetSession()] {
+				return nil
+			}
+			now := time.Now()
+			if len(left) == len(ids) {
+				first(now)
+			}
+			delete(left, r.Event.GetSession())
+			if len(left) == 0 {
+				all(now)
+				return errAll
+			}
+			return nil
+		})
+	if errors.Is(err, errAll) {
+		return nil
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	return fmt.Errorf("kill: %d of %s's %d sessions still had no end in %s's log %s after the SIGKILL: %v",
+		len(left), nodeName, len(ids), n.label(), time.Since(since).Round(time.Millisecond), err)
 }
 
 // killStats follows the killed node's clients as they are welcomed
@@ -305,10 +379,11 @@ func (k *killStats) connected(s *sess, cs client.Session, t time.Time) {
 	}
 }
 
-// killNode SIGKILLs the last node and times (a) until the first node's
-// ListSessions shows none of its sessions live — the survivors recorded
-// them lost — and (b) until each of its clients was welcomed on another
-// node; then it reads the recorded ends back from the first node's log.
+// killNode SIGKILLs the last node and times (a) until the first node's log
+// holds the end of every session it showed live there just before — the
+// survivors recorded them lost — and (b) until each of its clients was
+// welcomed on another node; then it reads the recorded ends back from the
+// first node's log.
 func (b *bench) killNode() error {
 	if err := b.waitAllLive("before the kill", time.Minute); err != nil {
 		return err
@@ -323,13 +398,13 @@ func (b *bench) killNode() error {
 		}
 	}
 	k.Clients = len(on)
-	held, err := b.listOn(survivor, victim.name)
+	headBefore := b.headSeq()
+	ids, err := b.sessionsOn(survivor, victim.name)
 	if err != nil {
 		return fmt.Errorf("kill: list %s's sessions on %s: %w", victim.name, survivor.name, err)
 	}
-	k.Sessions = held
+	k.Sessions = len(ids)
 	k.Before = b.placement(survivor, true)
-	headBefore := b.headSeq()
 	failed := b.failedAttempts.Load()
 	b.kill.begin(victim.listen, on)
 	defer b.kill.on.Store(false)
@@ -348,25 +423,11 @@ func (b *bench) killNode() error {
 	deadline := t0.Add(b.o.effectiveLostAfter() + 60*time.Second)
 	lostErr := make(chan error, 1)
 	go func() {
-		var last error
-		for time.Now().Before(deadline) {
-			n, err := b.listOn(survivor, victim.name)
-			switch {
-			case err != nil:
-				last = err
-			case n == 0:
-				k.AllLostSec = time.Since(t0).Seconds()
-				if k.FirstEndedSec == 0 {
-					k.FirstEndedSec = k.AllLostSec
-				}
-				lostErr <- nil
-				return
-			case n < held && k.FirstEndedSec == 0:
-				k.FirstEndedSec = time.Since(t0).Seconds()
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		lostErr <- fmt.Errorf("kill: %s still listed sessions on %s %s after the SIGKILL (last error: %v)", survivor.name, victim.name, time.Since(t0).Round(time.Millisecond), last)
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		defer cancel()
+		lostErr <- b.watchEnds(ctx, survivor, victim.name, ids, headBefore, t0,
+			func(t time.Time) { k.FirstEndedSec = t.Sub(t0).Seconds() },
+			func(t time.Time) { k.AllLostSec = t.Sub(t0).Seconds() })
 	}()
 	var movedErr error
 	select {
@@ -389,6 +450,10 @@ func (b *bench) killNode() error {
 	}
 	k.FailedAttempts = b.failedAttempts.Load() - failed
 	if err := errors.Join(<-lostErr, movedErr); err != nil {
+		return err
+	}
+	// The log as the survivor applied it agrees: none of them live.
+	if err := b.noneListed(survivor, victim.name, 5*time.Second); err != nil {
 		return err
 	}
 	if err := b.endsSince(survivor, victim.name, headBefore, t0, k); err != nil {

@@ -21,9 +21,9 @@
 // node's Admin API to a session another node holds; fan-out notifies all
 // through the first node and waits for every session on every node. With
 // --kill-node the last node is SIGKILLed at the end: hubbench times until
-// a survivor's ListSessions shows none of its sessions live (the survivors
-// recorded them lost) and until each of its clients was welcomed on
-// another node.
+// a survivor's log holds the end of each of its sessions (the survivors
+// recorded them lost; hubbench follows the log through the Audit service)
+// and until each of its clients was welcomed on another node.
 //
 //	go run ./cmd/hubbench --cluster 3 --sessions 3000 --kicks 500 --kill-node
 //

@@ -153,6 +153,104 @@ func TestKickDurabilityCheck(t *testing.T) {
 	}
 }
 
+// TestWatchEnds: the kill phase's watch over a survivor's log reports the
+// first and the last end of the sessions it waits for, only ends recorded
+// after the head it was given, and fails when one never comes.
+func TestWatchEnds(t *testing.T) {
+	const token = "hubbench-test-admin-token-0123"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := daemon.New(daemon.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
+		Hub: hub.Config{AdminTokens: map[string]string{token: "ops"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(d.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		conn.Close()
+		if err := d.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	n := &node{listen: d.Addr()}
+	b := &bench{nodes: []*node{n}, token: token, admin: hubpb.NewAdminClient(conn)}
+	var ids []string
+	for _, user := range []string{"kim", "lee", "max"} {
+		c, err := client.Dial(ctx, d.Addr(), client.WithUser(user, "d"), client.WithReconnect(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ids = append(ids, c.Session().ID)
+	}
+	kick := func(id string) uint64 {
+		t.Helper()
+		actx, acancel := b.adminCtx(10 * time.Second)
+		defer acancel()
+		rep, err := b.admin.Kick(actx, &hubpb.KickRequest{SessionId: id, Reason: "hubbench test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep.GetSeq()
+	}
+	watch := func(d time.Duration, head uint64, ids ...string) (first, all time.Time, err error) {
+		wctx, wcancel := context.WithTimeout(ctx, d)
+		defer wcancel()
+		want := map[string]bool{}
+		for _, id := range ids {
+			want[id] = true
+		}
+		err = b.watchEnds(wctx, n, "test", want, head, time.Now(), func(t time.Time) { first = t }, func(t time.Time) { all = t })
+		return first, all, err
+	}
+
+	// Two sessions kicked one after the other, watched from before.
+	type result struct {
+		first, all time.Time
+		err        error
+	}
+	done := make(chan result, 1)
+	go func() {
+		f, a, err := watch(10*time.Second, 0, ids[0], ids[1])
+		done <- result{f, a, err}
+	}()
+	before := time.Now()
+	kick(ids[0])
+	time.Sleep(50 * time.Millisecond)
+	kick(ids[1])
+	r := <-done
+	if r.err != nil || r.first.Before(before) || !r.all.After(r.first) {
+		t.Errorf("two kicked: first %v, all %v (kicks from %v), %v; want the first after the first kick, the last after it", r.first, r.all, before, r.err)
+	}
+	// Both ends are in the log now: an event recorded after them is the head.
+	actx, acancel := b.adminCtx(10 * time.Second)
+	rep, err := b.admin.Notify(actx, &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_USER, User: "nobody", Topic: "t", Payload: []byte("{}")})
+	acancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ended at or before the head given: not counted. Never ended: not
+	// counted. Either way one of the two is missing.
+	for _, tc := range []struct {
+		name string
+		head uint64
+		ids  []string
+	}{{"ended before the head", rep.GetSeq(), ids[:2]}, {"live", 0, []string{ids[0], ids[2]}}} {
+		if _, _, err := watch(300*time.Millisecond, tc.head, tc.ids...); err == nil || !strings.Contains(err.Error(), "of test's 2 sessions still had no end") {
+			t.Errorf("%s: %v; want an error saying they have no end", tc.name, err)
+		}
+	}
+	if _, _, err := watch(10*time.Second, 0, ids[1], ids[0]); err != nil {
+		t.Errorf("watched again from 0: %v; want both ends found", err)
+	}
+}
+
 // TestSmallCluster runs cluster mode against three real hubd processes
 // with embedded NATS servers: sessions spread over the nodes, every kick
 // through the first node to a session on another, fan-out to all, and the
@@ -221,8 +319,10 @@ func TestSmallCluster(t *testing.T) {
 	if k.Node != "node-c" || k.Addr != c.Addrs[2] || k.Sessions != 10 || k.Clients != 10 || k.TargetSec != 1.75 {
 		t.Errorf("kill: %+v", k)
 	}
-	if k.AllLostSec <= 0 || k.FirstEndedSec <= 0 || k.FirstEndedSec > k.AllLostSec {
-		t.Errorf("kill: all lost after %.2fs, first after %.2fs", k.AllLostSec, k.FirstEndedSec)
+	// No survivor may judge node-c dead before --lost-after (750ms) passed
+	// since its last heartbeat (at most one heartbeat before the kill).
+	if k.FirstEndedSec < 0.5 || k.FirstEndedSec > k.AllLostSec {
+		t.Errorf("kill: all lost after %.2fs, first after %.2fs; want the first after 0.5s at least", k.AllLostSec, k.FirstEndedSec)
 	}
 	// A survivor recorded each of node-c's sessions lost (once; a second
 	// record of one would be counted too).

@@ -106,7 +106,7 @@ func (b *bench) summary(w io.Writer) {
 		if k.AllLostSec > k.TargetSec {
 			met = "NOT met"
 		}
-		fmt.Fprintf(w, "  kill-node   SIGKILL %s: its %d sessions all ended in the log (%s's ListSessions shows none) after %.2f s (first after %.2f s); target --lost-after + 1 s = %.1f s: %s\n",
+		fmt.Fprintf(w, "  kill-node   SIGKILL %s: its %d sessions all ended in %s's log after %.2f s (first after %.2f s); target --lost-after + 1 s = %.1f s: %s\n",
 			k.Node, k.Sessions, b.nodes[0].label(), k.AllLostSec, k.FirstEndedSec, k.TargetSec, met)
 		fmt.Fprintf(w, "              ends recorded by cause %v, by actor %v\n", k.EndsByCause, k.EndsByActor)
 		fmt.Fprintf(w, "              its %d clients welcomed on another node after %.2f s (p50 %.2f s, p90 %.2f s; %d resumed their session; per node %v; %d failed attempts)\n",
