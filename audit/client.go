@@ -139,6 +139,20 @@ func (c *Client) BansAt(ctx context.Context, t time.Time, user string) ([]projec
 	return out, err
 }
 
+// RevocationsAt is Engine.RevocationsAt over the wire.
+func (c *Client) RevocationsAt(ctx context.Context, t time.Time, user string) ([]projections.Revocation, error) {
+	if t.IsZero() {
+		return nil, invalid("--at is required")
+	}
+	var out []projections.Revocation
+	s, err := c.c.RevocationsAt(ctx, &auditpb.AtRequest{AtUnixNano: nanos(t), User: user})
+	err = recvAll(c, s, err, func(m *auditpb.Revocation) error {
+		out = append(out, revocationFromPB(m))
+		return nil
+	})
+	return out, err
+}
+
 // Timeline is Engine.Timeline over the wire.
 func (c *Client) Timeline(ctx context.Context, q TimelineQuery, fn func(TimelineEntry) error) error {
 	ctx, cancel := context.WithCancel(ctx)

@@ -135,6 +135,20 @@ func banFromPB(p *auditpb.Ban) projections.Ban {
 	}
 }
 
+func revocationToPB(v *projections.Revocation) *auditpb.Revocation {
+	return &auditpb.Revocation{
+		TokenId: v.TokenID, User: v.User, IssuedBeforeUnixNano: nanos(v.IssuedBefore), SinceUnixNano: nanos(v.Since),
+		UntilUnixNano: nanos(v.Until), Reason: v.Reason, Actor: v.Actor, EventId: idBytes(v.EventID), Seq: v.Seq,
+	}
+}
+
+func revocationFromPB(p *auditpb.Revocation) projections.Revocation {
+	return projections.Revocation{
+		TokenID: p.GetTokenId(), User: p.GetUser(), IssuedBefore: fromNanos(p.GetIssuedBeforeUnixNano()), Since: fromNanos(p.GetSinceUnixNano()),
+		Until: fromNanos(p.GetUntilUnixNano()), Reason: p.GetReason(), Actor: p.GetActor(), EventID: toID(p.GetEventId()), Seq: p.GetSeq(),
+	}
+}
+
 func stepToPB(s Step) *auditpb.ReplayStep {
 	ch := s.Change
 	out := &auditpb.ReplayStep{
@@ -208,6 +222,7 @@ func statsToPB(s Stats) *auditpb.StatsResponse {
 		Events: s.Events, FirstSeq: s.FirstSeq, LastSeq: s.LastSeq, FirstUnixNano: nanos(s.FirstTime), LastUnixNano: nanos(s.LastTime),
 		ByType: countsToPB(s.ByType), ByCause: countsToPB(s.ByCause), KickedUsers: countsToPB(s.KickedUsers),
 		KicksByActor: countsToPB(s.KicksByActor), BansByActor: countsToPB(s.BansByActor), RejectedAttempts: s.RejectedAttempts,
+		RevokesByActor: countsToPB(s.RevokesByActor), RefusedAdminCalls: countsToPB(s.RefusedAdminCalls),
 	}
 }
 
@@ -217,6 +232,7 @@ func statsFromPB(p *auditpb.StatsResponse) Stats {
 		FirstTime: fromNanos(p.GetFirstUnixNano()), LastTime: fromNanos(p.GetLastUnixNano()),
 		ByType: countsFromPB(p.GetByType()), ByCause: countsFromPB(p.GetByCause()), KickedUsers: countsFromPB(p.GetKickedUsers()),
 		KicksByActor: countsFromPB(p.GetKicksByActor()), BansByActor: countsFromPB(p.GetBansByActor()), RejectedAttempts: p.GetRejectedAttempts(),
+		RevokesByActor: countsFromPB(p.GetRevokesByActor()), RefusedAdminCalls: countsFromPB(p.GetRefusedAdminCalls()),
 	}
 }
 

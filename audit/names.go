@@ -158,12 +158,23 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 			s.list(k, v)
 		}
 	}
+	at := func(k string, n int64) {
+		if n != 0 {
+			str(k, time.Unix(0, n).In(orUTC(loc)).Format(time.RFC3339Nano))
+		}
+	}
+	token := func(t *eventpb.ClientToken) {
+		str("token_id", t.GetId())
+		at("token_issued", t.GetIssuedUnixNano())
+		at("token_expires", t.GetExpiresUnixNano())
+	}
 	switch b := ev.GetBody().(type) {
 	case *eventpb.Event_SessionConnected:
 		c := b.SessionConnected
 		str("remote_addr", c.GetRemoteAddr())
 		num("heartbeat_ms", c.GetHeartbeatMs())
 		list("supersedes", c.GetSupersedes())
+		token(c.GetToken())
 		str("policy", PolicyText(c.GetPolicy()))
 	case *eventpb.Event_SessionReconnected:
 		c := b.SessionReconnected
@@ -174,6 +185,7 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 		str("remote_addr", c.GetRemoteAddr())
 		num("heartbeat_ms", c.GetHeartbeatMs())
 		list("supersedes", c.GetSupersedes())
+		token(c.GetToken())
 		str("policy", PolicyText(c.GetPolicy()))
 	case *eventpb.Event_NotificationSent:
 		n := b.NotificationSent
@@ -196,6 +208,7 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 			str("reconnect", enumText(eventpb.Reconnect_name, int32(k.GetReconnect()), "RECONNECT_"))
 		}
 		num("reconnect_after_ms", k.GetReconnectAfterMs())
+		num("refuse_connects_ms", k.GetRefuseConnectsMs())
 	case *eventpb.Event_UserBanned:
 		if u := b.UserBanned.GetUntilUnixNano(); u != 0 {
 			str("until", time.Unix(0, u).In(orUTC(loc)).Format(time.RFC3339Nano))
@@ -219,6 +232,27 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 		str("code", c.GetCode())
 		num("count", int64(c.GetCount()))
 		str("remote_addr", c.GetRemoteAddr())
+		str("cause_event_id", idText(c.GetCauseEventId()))
+	case *eventpb.Event_TokenRevoked:
+		v := b.TokenRevoked
+		str("token_id", v.GetTokenId())
+		at("issued_before", v.GetIssuedBeforeUnixNano())
+		at("until", v.GetUntilUnixNano())
+	case *eventpb.Event_AdminCallRefused:
+		a := b.AdminCallRefused
+		str("method", a.GetMethod())
+		str("role", a.GetRole())
+		str("needs", a.GetNeeds())
+		num("count", int64(a.GetCount()))
+		str("remote_addr", a.GetRemoteAddr())
+	case *eventpb.Event_SessionTokenRefreshed:
+		token(b.SessionTokenRefreshed.GetToken())
+	case *eventpb.Event_TokenRefreshRefused:
+		r := b.TokenRefreshRefused
+		str("code", r.GetCode())
+		token(r.GetToken())
+		str("token_user", r.GetTokenUser())
+		str("token_device", r.GetTokenDevice())
 	}
 }
 

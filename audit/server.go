@@ -124,6 +124,20 @@ func (s *Server) BansAt(req *auditpb.AtRequest, stream grpc.ServerStreamingServe
 	return nil
 }
 
+// RevocationsAt implements auditpb.AuditServer.
+func (s *Server) RevocationsAt(req *auditpb.AtRequest, stream grpc.ServerStreamingServer[auditpb.Revocation]) error {
+	revs, err := s.eng.RevocationsAt(stream.Context(), fromNanos(req.GetAtUnixNano()), req.GetUser())
+	if err != nil {
+		return toStatus(err)
+	}
+	for i := range revs {
+		if err := stream.Send(revocationToPB(&revs[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Timeline implements auditpb.AuditServer.
 func (s *Server) Timeline(req *auditpb.TimelineRequest, stream grpc.ServerStreamingServer[auditpb.TimelineEntry]) error {
 	q := TimelineQuery{Session: req.GetSession(), User: req.GetUser(), Since: fromNanos(req.GetSinceUnixNano()), Until: fromNanos(req.GetUntilUnixNano())}

@@ -58,6 +58,30 @@ func (e *Engine) BansAt(ctx context.Context, t time.Time, user string) ([]projec
 	return st.Bans(t), nil
 }
 
+// RevocationsAt returns the client token revocations in force at t: by
+// token id, then by user (only user's, if set: the user's own and those of
+// tokens whose revocation was recorded under the user).
+func (e *Engine) RevocationsAt(ctx context.Context, t time.Time, user string) ([]projections.Revocation, error) {
+	if t.IsZero() {
+		return nil, invalid("--at is required")
+	}
+	st, err := projections.StateAtTime(ctx, e.store, t)
+	if err != nil {
+		return nil, stateErr(fmt.Sprintf("state at %s", t.UTC().Format(time.RFC3339Nano)), err)
+	}
+	all := st.Revocations(t)
+	if user == "" {
+		return all, nil
+	}
+	var out []projections.Revocation
+	for _, v := range all {
+		if v.User == user {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
 // ReplayQuery is a window to step through.
 type ReplayQuery struct {
 	// From <= time < To; a zero To means up to the head. From is required.
@@ -150,6 +174,9 @@ func touches(r *ledger.Record, ch *projections.Change, user string) bool {
 		if b.User == user {
 			return true
 		}
+	}
+	if ch.Revoked != nil && ch.Revoked.User == user {
+		return true
 	}
 	return ch.Banned != nil && ch.Banned.User == user || ch.Unbanned != nil && ch.Unbanned.User == user
 }

@@ -31,6 +31,10 @@ type Stats struct {
 	// RejectedAttempts adds up the connect attempts that connect_rejected
 	// events stand for (they are aggregated).
 	RejectedAttempts uint64
+	// RevokesByActor counts token revocations per operator, most first;
+	// RefusedAdminCalls the admin calls refused for their token's role,
+	// per token name (admin_call_refused counts added up).
+	RevokesByActor, RefusedAdminCalls []Count
 }
 
 // Stats counts the events that match f. Memory grows with the number of
@@ -42,6 +46,7 @@ func (e *Engine) Stats(ctx context.Context, f Filter) (Stats, error) {
 	byType := map[eventpb.EventType]uint64{}
 	byCause := map[eventpb.DisconnectCause]uint64{}
 	kicked, kicks, bans := map[string]uint64{}, map[string]uint64{}, map[string]uint64{}
+	revokes, refusedCalls := map[string]uint64{}, map[string]uint64{}
 	err := e.Events(ctx, f, false, func(r *ledger.Record) error {
 		ev := r.Event
 		if st.Events == 0 {
@@ -64,6 +69,10 @@ func (e *Engine) Stats(ctx context.Context, f Filter) (Stats, error) {
 		case eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED:
 			n := uint64(ev.GetConnectRejected().GetCount())
 			st.RejectedAttempts += max(n, 1)
+		case eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
+			revokes[ev.GetActor()]++
+		case eventpb.EventType_EVENT_TYPE_ADMIN_CALL_REFUSED:
+			refusedCalls[ev.GetActor()] += max(uint64(ev.GetAdminCallRefused().GetCount()), 1)
 		}
 		return nil
 	})
@@ -74,6 +83,12 @@ func (e *Engine) Stats(ctx context.Context, f Filter) (Stats, error) {
 		st.ByCause = append(st.ByCause, Count{CauseName(c), byCause[c]})
 	}
 	st.KickedUsers, st.KicksByActor, st.BansByActor = ranked(kicked), ranked(kicks), ranked(bans)
+	if len(revokes) > 0 {
+		st.RevokesByActor = ranked(revokes)
+	}
+	if len(refusedCalls) > 0 {
+		st.RefusedAdminCalls = ranked(refusedCalls)
+	}
 	return st, err
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -85,7 +86,13 @@ func fromStatus(err error, addr string) error {
 			}
 		}
 		return &remoteError{msg, ledger.ErrCorrupt}
-	case codes.Unauthenticated, codes.PermissionDenied:
+	case codes.PermissionDenied:
+		// The token is known but its role does not allow the call.
+		return &remoteError{fmt.Sprintf("hub at %s refused the call: %s", addr, msg), ErrUnauthenticated}
+	case codes.Unauthenticated:
+		if strings.Contains(msg, "client certificate") {
+			return &remoteError{fmt.Sprintf("hub at %s wants a client certificate (give --cert and --cert-key)", addr), ErrUnauthenticated}
+		}
 		return &remoteError{fmt.Sprintf("hub at %s refused the admin token (give --token, set HUBD_ADMIN_TOKEN, or point --data at hubd's data folder)", addr), ErrUnauthenticated}
 	case codes.Unavailable:
 		return &remoteError{fmt.Sprintf("cannot reach hubd at %s: %s", addr, msg), ErrUnavailable}

@@ -159,7 +159,7 @@ func (e *Engine) sessionTimeline(ctx context.Context, id string, from, to uint64
 			case eventpb.KickTarget_KICK_TARGET_USER_DEVICE:
 				mine = mine || !ended && ev.GetDevice() == device
 			}
-		case eventpb.EventType_EVENT_TYPE_USER_BANNED, eventpb.EventType_EVENT_TYPE_USER_UNBANNED:
+		case eventpb.EventType_EVENT_TYPE_USER_BANNED, eventpb.EventType_EVENT_TYPE_USER_UNBANNED, eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
 			mine = mine || !ended
 		case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT:
 			mine = mine || !ended && ev.GetNotificationSent().GetTarget() == eventpb.NotificationTarget_NOTIFICATION_TARGET_USER
@@ -218,15 +218,15 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 	switch ev.GetType() {
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED:
 		c := ev.GetSessionConnected()
-		fmt.Fprintf(&b, "session %s connected: %s%s%s%s", sess, user, on(ev.GetDevice()), from(c.GetRemoteAddr()), via(ev.GetNode()))
+		fmt.Fprintf(&b, "session %s connected: %s%s%s%s%s", sess, user, on(ev.GetDevice()), from(c.GetRemoteAddr()), via(ev.GetNode()), t.withToken(c.GetToken()))
 		if len(c.GetSupersedes()) > 0 {
 			fmt.Fprintf(&b, ", superseding %s", fields(c.GetSupersedes()))
 		}
 		b.WriteString(policyNote(c.GetPolicy()))
 	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		c := ev.GetSessionReconnected()
-		fmt.Fprintf(&b, "session %s reconnected, resuming session %s (last acked seq %d): %s%s%s%s",
-			sess, termtext.Field(c.GetPreviousSession()), c.GetLastAckedSeq(), user, on(ev.GetDevice()), from(c.GetRemoteAddr()), via(ev.GetNode()))
+		fmt.Fprintf(&b, "session %s reconnected, resuming session %s (last acked seq %d): %s%s%s%s%s",
+			sess, termtext.Field(c.GetPreviousSession()), c.GetLastAckedSeq(), user, on(ev.GetDevice()), from(c.GetRemoteAddr()), via(ev.GetNode()), t.withToken(c.GetToken()))
 		if len(c.GetSupersedes()) > 0 {
 			fmt.Fprintf(&b, ", superseding %s", fields(c.GetSupersedes()))
 		}
@@ -280,15 +280,21 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		switch d.GetCause() {
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED:
 			b.WriteString("closed by the client")
-		case eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED, eventpb.DisconnectCause_DISCONNECT_CAUSE_BANNED:
+		case eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED, eventpb.DisconnectCause_DISCONNECT_CAUSE_BANNED, eventpb.DisconnectCause_DISCONNECT_CAUSE_REVOKED:
 			b.WriteString(CauseName(d.GetCause()))
+			if d.GetCause() == eventpb.DisconnectCause_DISCONNECT_CAUSE_REVOKED {
+				b.WriteString(" (its token was revoked)")
+			}
 			var id ulid.ULID
 			if len(d.GetCauseEventId()) == len(id) {
 				copy(id[:], d.GetCauseEventId())
 				if c := t.cause(ctx, id); c != nil && c.Event != nil {
 					what := "kick"
-					if c.Event.GetType() == eventpb.EventType_EVENT_TYPE_USER_BANNED {
+					switch c.Event.GetType() {
+					case eventpb.EventType_EVENT_TYPE_USER_BANNED:
 						what = "ban"
+					case eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
+						what = "revocation"
 					}
 					fmt.Fprintf(&b, "%s", by(c.Event.GetActor()))
 					if said = c.Event.GetReason(); said != "" {
@@ -316,6 +322,8 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 			} else {
 				b.WriteString("lost (found live after a restart of node " + termtext.Field(ev.GetNode()) + ")")
 			}
+		case eventpb.DisconnectCause_DISCONNECT_CAUSE_TOKEN_EXPIRED:
+			b.WriteString("token expired (no fresh token sent)")
 		case eventpb.DisconnectCause_DISCONNECT_CAUSE_DRAINED:
 			b.WriteString("drained (its node moved its sessions to other nodes)")
 		default:
@@ -345,10 +353,79 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 			fmt.Fprintf(&b, " (%s)", strings.Join(parts, ", "))
 		}
 		b.WriteString(reason)
+		b.WriteString(t.causeRef(ctx, c.GetCauseEventId()))
+	case eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
+		v := ev.GetTokenRevoked()
+		if v.GetTokenId() != "" {
+			fmt.Fprintf(&b, "token %s", termtext.Field(v.GetTokenId()))
+			if user != "" {
+				fmt.Fprintf(&b, " (held by %s)", user)
+			}
+		} else {
+			fmt.Fprintf(&b, "%s's tokens issued before %s", user, time.Unix(0, v.GetIssuedBeforeUnixNano()).In(t.loc).Format(time.RFC3339))
+		}
+		fmt.Fprintf(&b, " revoked%s%s", by(actor), reason)
+		if u := v.GetUntilUnixNano(); u != 0 {
+			fmt.Fprintf(&b, " (in force until %s)", time.Unix(0, u).In(t.loc).Format(time.RFC3339))
+		}
+	case eventpb.EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED:
+		fmt.Fprintf(&b, "session %s refreshed its token%s", sess, t.withToken(ev.GetSessionTokenRefreshed().GetToken()))
+	case eventpb.EventType_EVENT_TYPE_TOKEN_REFRESH_REFUSED:
+		r := ev.GetTokenRefreshRefused()
+		fmt.Fprintf(&b, "token refresh of session %s refused (%s)", sess, termtext.Field(r.GetCode()))
+		if r.GetTokenUser() != "" {
+			fmt.Fprintf(&b, ", the token was for user %s", termtext.Field(r.GetTokenUser()))
+		}
+		b.WriteString(reason)
+	case eventpb.EventType_EVENT_TYPE_ADMIN_CALL_REFUSED:
+		a := ev.GetAdminCallRefused()
+		fmt.Fprintf(&b, "admin call %s refused%s (role %s, needs %s", termtext.Field(a.GetMethod()), by(actor), termtext.Field(a.GetRole()), termtext.Field(a.GetNeeds()))
+		if a.GetCount() > 1 {
+			fmt.Fprintf(&b, ", %d calls", a.GetCount())
+		}
+		b.WriteString(")")
+		b.WriteString(from(a.GetRemoteAddr()))
 	default:
 		fmt.Fprintf(&b, "%s%s%s", TypeName(ev.GetType()), by(actor), reason)
 	}
 	return b.String()
+}
+
+// withToken says which token a session holds: ", token ID expiring T".
+func (t *teller) withToken(c *eventpb.ClientToken) string {
+	if c == nil {
+		return ""
+	}
+	s := ", token "
+	if c.GetId() != "" {
+		s += termtext.Field(c.GetId()) + " "
+	}
+	if e := c.GetExpiresUnixNano(); e != 0 {
+		s += "expiring " + time.Unix(0, e).In(t.loc).Format(time.RFC3339)
+	}
+	return strings.TrimRight(s, " ")
+}
+
+// causeRef names the event behind a refusal: "; refused by the kick at
+// seq N by ops" or the revocation.
+func (t *teller) causeRef(ctx context.Context, raw []byte) string {
+	var id ulid.ULID
+	if len(raw) != len(id) {
+		return ""
+	}
+	copy(id[:], raw)
+	c := t.cause(ctx, id)
+	if c == nil || c.Event == nil {
+		return fmt.Sprintf(" (event %s, not found in this log)", id)
+	}
+	what := TypeName(c.Event.GetType())
+	switch c.Event.GetType() {
+	case eventpb.EventType_EVENT_TYPE_KICK_REQUESTED:
+		what = "kick"
+	case eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
+		what = "revocation"
+	}
+	return fmt.Sprintf("; by the %s at seq %d%s", what, c.Seq, by(c.Event.GetActor()))
 }
 
 // policyNote names the login policy a connect asked the log to apply.

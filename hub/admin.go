@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 	"unicode"
@@ -106,6 +107,18 @@ func (a *admin) Kick(ctx context.Context, req *hubpb.KickRequest) (*hubpb.Action
 	}
 	if k.ReconnectAfterMs > hubapi.MaxReconnectAfter.Milliseconds() {
 		return nil, invalidf("reconnect after %d ms is longer than the maximum %s; ban the user to keep them out longer", k.ReconnectAfterMs, hubapi.MaxReconnectAfter)
+	}
+	// The advice binds the server too: fresh connects of the kicked
+	// sessions' user and device, or with their tokens, are refused for
+	// the no-reconnect window (not allowed) or the delay (after). The
+	// kick records for how long, so every node refuses the same.
+	switch k.Reconnect {
+	case eventpb.Reconnect_RECONNECT_NOT_ALLOWED:
+		if s.cfg.NoReconnectWindow > 0 {
+			k.RefuseConnectsMs = s.cfg.NoReconnectWindow.Milliseconds()
+		}
+	case eventpb.Reconnect_RECONNECT_AFTER:
+		k.RefuseConnectsMs = k.ReconnectAfterMs
 	}
 	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_KICK_REQUESTED, Actor: ActorFrom(ctx), Reason: req.GetReason(),
 		Body: &eventpb.Event_KickRequested{KickRequested: k}}
@@ -273,6 +286,133 @@ func (a *admin) Notify(ctx context.Context, req *hubpb.NotifyRequest) (*hubpb.Ac
 	return reply(st, count), nil
 }
 
+// Revoke records a token_revoked event: one client token by its jti, or
+// every token of a user issued before a time (default now). Live sessions
+// holding a revoked token end with cause revoked, and connects and
+// refreshes with one are refused. The event records when the revocation
+// lapses (the token's expiry if given, else now plus MaxTokenTTL; for a
+// user, the time plus MaxTokenTTL), after which no token it covers can be
+// valid and the projections forget it.
+func (a *admin) Revoke(ctx context.Context, req *hubpb.RevokeRequest) (*hubpb.ActionReply, error) {
+	s := a.s
+	if err := checkReason(req.GetReason()); err != nil {
+		return nil, err
+	}
+	if err := checkNames("token_id", req.GetTokenId(), "user", req.GetUser()); err != nil {
+		return nil, err
+	}
+	if req.GetIssuedBeforeUnixNano() < 0 || req.GetTokenExpiresUnixNano() < 0 {
+		return nil, invalidf("times must not be negative")
+	}
+	now := s.cfg.Now()
+	r := &eventpb.TokenRevoked{}
+	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED, Actor: ActorFrom(ctx), Reason: req.GetReason(),
+		Body: &eventpb.Event_TokenRevoked{TokenRevoked: r}}
+	switch {
+	case req.GetTokenId() != "" && req.GetUser() == "" && req.GetIssuedBeforeUnixNano() == 0:
+		r.TokenId = req.GetTokenId()
+		until := now.Add(s.cfg.MaxTokenTTL)
+		if e := req.GetTokenExpiresUnixNano(); e != 0 {
+			if until = time.Unix(0, e); !until.After(now) {
+				return nil, invalidf("the token expired at %s: there is nothing to revoke", until.UTC().Format(time.RFC3339))
+			}
+			if until.After(now.Add(hubapi.MaxBanDuration)) {
+				return nil, invalidf("token expiry %s is too far ahead", until.UTC().Format(time.RFC3339))
+			}
+		}
+		r.UntilUnixNano = until.UnixNano()
+		// Index it under the user holding the token, if a live session
+		// does, so the user's timeline tells it.
+		s.proj.Read(func(st *projections.State) {
+			if h := st.TokenHolders(r.TokenId); len(h) > 0 {
+				ev.User = h[0].User
+			}
+		})
+	case req.GetTokenId() == "" && req.GetUser() != "" && req.GetTokenExpiresUnixNano() == 0:
+		ev.User = req.GetUser()
+		before := now
+		if b := req.GetIssuedBeforeUnixNano(); b != 0 {
+			if before = time.Unix(0, b); before.After(now) {
+				return nil, invalidf("issued before %s is in the future; revoke tokens issued up to now", before.UTC().Format(time.RFC3339))
+			}
+		}
+		if !before.After(now.Add(-s.cfg.MaxTokenTTL)) {
+			return nil, invalidf("every token issued before %s has expired (tokens live at most %s): there is nothing to revoke",
+				before.UTC().Format(time.RFC3339), s.cfg.MaxTokenTTL)
+		}
+		r.IssuedBeforeUnixNano = before.UnixNano()
+		r.UntilUnixNano = before.Add(s.cfg.MaxTokenTTL).UnixNano()
+	default:
+		return nil, invalidf("revoke needs exactly one target: token_id (with an optional token expiry), or user (with an optional issued-before time)")
+	}
+	// Under the user's connect lock, as Kick and Ban: a connect or a
+	// refresh decided under it sees the revocation, or lands before it
+	// (and the revocation then marks its session).
+	if ev.User != "" {
+		lock := s.userLock(ev.User)
+		lock.Lock()
+		defer lock.Unlock()
+	}
+	st, err := s.publishApplied(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	return reply(st, s.affectedBy(st[0].Seq)), nil
+}
+
+// backupChunk is the size of Backup's messages.
+const backupChunk = 256 << 10
+
+// Backup streams a hot backup of the ledger file: what History's optional
+// BackupTo writes (one read transaction, so the copy is consistent).
+func (a *admin) Backup(_ *hubpb.BackupRequest, stream hubpb.Admin_BackupServer) error {
+	b, ok := a.s.hist.(interface {
+		BackupTo(ctx context.Context, w io.Writer) (uint64, error)
+	})
+	if !ok {
+		return ErrNoBackup
+	}
+	w := &chunkWriter{send: func(p []byte) error { return stream.Send(&hubpb.BackupChunk{Data: p}) }, buf: make([]byte, 0, backupChunk)}
+	seq, err := b.BackupTo(stream.Context(), w)
+	if err == nil {
+		err = w.flush()
+	}
+	if err != nil {
+		return fmt.Errorf("%w: backup: %v", ErrLedger, err)
+	}
+	return stream.Send(&hubpb.BackupChunk{Seq: seq})
+}
+
+// chunkWriter cuts what is written into messages of at most cap(buf).
+type chunkWriter struct {
+	send func([]byte) error
+	buf  []byte
+}
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		k := min(len(p), cap(w.buf)-len(w.buf))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) == cap(w.buf) {
+			if err := w.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *chunkWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	err := w.send(w.buf)
+	w.buf = w.buf[:0]
+	return err
+}
+
 // ListSessions lists live sessions from the projections (every node's).
 func (a *admin) ListSessions(ctx context.Context, req *hubpb.ListSessionsRequest) (*hubpb.ListSessionsReply, error) {
 	s := a.s
@@ -314,6 +454,10 @@ func sessionInfo(st *projections.State, sess projections.Session) *hubpb.Session
 		RemoteAddr: sess.RemoteAddr, ConnectedUnixNano: sess.ConnectedAt.UnixNano(), PreviousSession: sess.Previous}
 	if p, ok := st.Pending(sess.ID); ok {
 		info.PendingEnd = Cause(p.Cause).String()
+	}
+	info.TokenId = sess.TokenID
+	if !sess.TokenExpires.IsZero() {
+		info.TokenExpiresUnixNano = sess.TokenExpires.UnixNano()
 	}
 	return info
 }

@@ -230,7 +230,7 @@ func TestAdminTokenCreatedOnce(t *testing.T) {
 	dir := t.TempDir()
 	const n = 8
 	var wg sync.WaitGroup
-	tokens := make([]map[string]string, n)
+	tokens := make([][]hubapi.AdminToken, n)
 	created := make([]bool, n)
 	for i := range n {
 		wg.Add(1)

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/projections"
 )
 
@@ -63,11 +66,39 @@ type Config struct {
 	// data directory so secrets survive a restart; nil: a random key.
 	ResumeKey []byte
 	// JWTSecret, when set, is the HS256 secret client tokens are checked
-	// with. Without it identities are taken from Hello as sent, which hubd
-	// allows only on a loopback listener.
+	// with. Without it (and without ClientKeys) identities are taken from
+	// Hello as sent, which hubd allows only on a loopback listener.
 	JWTSecret []byte
-	// AdminTokens maps admin bearer tokens to the actor recorded for them.
+	// ClientKeys, when set, are the keys client tokens are checked with
+	// (HS256, RS256, ES256, EdDSA; it replaces JWTSecret).
+	// Server.SetClientKeys replaces them while the hub runs.
+	ClientKeys *ClientKeys
+	// JWTIssuer and JWTAudience, when set, must be a client token's iss
+	// and one of its aud.
+	JWTIssuer, JWTAudience string
+	// MaxTokenTTL is the longest a client token may live, iat to exp
+	// (default 24h). It bounds revocations: one by token id without the
+	// token's expiry lasts this long, one of a user's tokens issued before
+	// T lasts until T plus this; after that no token they cover is valid.
+	MaxTokenTTL time.Duration
+	// NoReconnectWindow is how long a kick with reconnect not allowed
+	// holds the kicked sessions' user and device, and their tokens: a
+	// fresh connect within it is refused with the kick's reason and event
+	// id (default 10m; negative: not at all). A kick with reconnect after
+	// D holds them for D. The kick records it, so every node refuses the
+	// same connects.
+	NoReconnectWindow time.Duration
+	// AdminTokens maps admin bearer tokens to the actor recorded for them;
+	// each has role admin. Admins lists tokens with their roles. Both may
+	// be given; Server.SetAdminTokens replaces them while the hub runs.
 	AdminTokens map[string]string
+	Admins      []hubapi.AdminToken
+	// RequireAdminCert refuses admin and audit calls from a caller without
+	// a verified client certificate (hubd --client-ca);
+	// RequireClientCert refuses client streams without one too. The gRPC
+	// server's TLS configuration must ask for and verify client
+	// certificates.
+	RequireAdminCert, RequireClientCert bool
 	// LostCheck is how often a cluster node looks for other nodes that
 	// died holding sessions, and records those sessions' ends as lost
 	// (default 1s; only with Ports.Cluster).
@@ -125,6 +156,12 @@ func (c *Config) setDefaults() {
 	if c.RedeliveryLimit <= 0 {
 		c.RedeliveryLimit = 1000
 	}
+	if c.MaxTokenTTL <= 0 {
+		c.MaxTokenTTL = 24 * time.Hour
+	}
+	if c.NoReconnectWindow == 0 {
+		c.NoReconnectWindow = 10 * time.Minute
+	}
 	if len(c.ResumeKey) == 0 {
 		c.ResumeKey = make([]byte, 32)
 		_, _ = rand.Read(c.ResumeKey)
@@ -155,14 +192,26 @@ func (c *Config) Validate() error {
 	if len(c.JWTSecret) > 0 && len(c.JWTSecret) < 32 {
 		errs = append(errs, fmt.Errorf("JWT secret is %d bytes; want at least 32", len(c.JWTSecret)))
 	}
-	if len(c.AdminTokens) == 0 {
-		errs = append(errs, errors.New("no admin token configured"))
-	}
-	for tok, actor := range c.AdminTokens {
-		if len(tok) < 16 || actor == "" {
-			errs = append(errs, errors.New("admin tokens must be at least 16 characters and name an actor"))
+	for _, actor := range c.AdminTokens {
+		if actor == "" {
+			errs = append(errs, errors.New("admin tokens must name an actor"))
 			break
 		}
 	}
+	if err := validAdminTokens(c.adminTokens()); err != nil {
+		errs = append(errs, err)
+	}
+	if c.NoReconnectWindow > hubapi.MaxReconnectAfter {
+		errs = append(errs, fmt.Errorf("no-reconnect window %s is longer than the maximum %s", c.NoReconnectWindow, hubapi.MaxReconnectAfter))
+	}
 	return errors.Join(errs...)
+}
+
+// adminTokens is AdminTokens (as admins, in token order) and Admins.
+func (c *Config) adminTokens() []hubapi.AdminToken {
+	out := slices.Clone(c.Admins)
+	for _, tok := range slices.Sorted(maps.Keys(c.AdminTokens)) {
+		out = append(out, hubapi.AdminToken{Name: c.AdminTokens[tok], Token: tok, Role: hubapi.RoleAdmin})
+	}
+	return out
 }

@@ -25,6 +25,8 @@ const (
 	CauseServerShutdown = Cause(eventpb.DisconnectCause_DISCONNECT_CAUSE_SERVER_SHUTDOWN)
 	CauseLost           = Cause(eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST)
 	CauseSlowConsumer   = Cause(eventpb.DisconnectCause_DISCONNECT_CAUSE_SLOW_CONSUMER)
+	CauseRevoked        = Cause(eventpb.DisconnectCause_DISCONNECT_CAUSE_REVOKED)
+	CauseTokenExpired   = Cause(eventpb.DisconnectCause_DISCONNECT_CAUSE_TOKEN_EXPIRED)
 	CauseDrained        = Cause(eventpb.DisconnectCause_DISCONNECT_CAUSE_DRAINED)
 )
 
@@ -48,7 +50,8 @@ type Disconnect struct {
 	Reconnect      eventpb.Reconnect
 	ReconnectAfter time.Duration
 	// EventID is the ledger event behind the end (the kick, the ban, the
-	// superseding connect); zero when there is none (idle, shutdown).
+	// superseding connect, the revocation); zero when there is none (idle,
+	// shutdown, token expiry).
 	EventID      ulid.ULID
 	Actor        string
 	SupersededBy string
@@ -75,6 +78,8 @@ var causeCodes = map[Cause]hubpb.DisconnectCode{
 	CauseIdleTimeout:    hubpb.DisconnectCode_DISCONNECT_CODE_IDLE_TIMEOUT,
 	CauseServerShutdown: hubpb.DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN,
 	CauseSlowConsumer:   hubpb.DisconnectCode_DISCONNECT_CODE_SLOW_CONSUMER,
+	CauseRevoked:        hubpb.DisconnectCode_DISCONNECT_CODE_REVOKED,
+	CauseTokenExpired:   hubpb.DisconnectCode_DISCONNECT_CODE_TOKEN_EXPIRED,
 	CauseDrained:        hubpb.DisconnectCode_DISCONNECT_CODE_DRAINED,
 	CauseLost:           hubpb.DisconnectCode_DISCONNECT_CODE_LOST,
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -31,6 +32,14 @@ var (
 	// ErrSecretFileMode: a secret file (admin tokens, resume key, JWT
 	// secret) that users other than its owner may read or write.
 	ErrSecretFileMode = errors.New("secret file open to other users")
+
+	// ErrClientCert: the hub requires a verified client certificate
+	// (--client-ca) and the caller has none (Unauthenticated).
+	ErrClientCert = errors.New("a client certificate is required")
+
+	// ErrNoBackup: the hub's History cannot write a backup
+	// (Unimplemented).
+	ErrNoBackup = errors.New("this hub's ledger cannot be backed up through it")
 
 	// ErrNoHello: the client sent no Hello within HelloTimeout.
 	ErrNoHello = errors.New("no Hello")
@@ -65,6 +74,13 @@ const (
 	// RejectResumeRefused: the resume is not allowed (PermissionDenied or
 	// FailedPrecondition).
 	RejectResumeRefused = "resume_refused"
+	// RejectRevoked: the client's token is revoked (PermissionDenied); the
+	// refusal names the revocation's event.
+	RejectRevoked = "revoked"
+	// RejectKicked: a kick with reconnect not allowed (or after a delay)
+	// still holds this user and device, or this token (PermissionDenied);
+	// the refusal names the kick's event and reason.
+	RejectKicked = "kicked"
 	// RejectDraining: the node is drained and takes no new sessions
 	// (Unavailable): connect to another node.
 	RejectDraining = "draining"
@@ -75,7 +91,10 @@ const (
 type Rejection struct {
 	Code   string // RejectBanned, RejectNodeFull, ...
 	Reason string
-	Until  time.Time // ban expiry, if any
+	Until  time.Time // ban expiry, or the end of a kick's hold, if any
+	// EventID is the event behind the refusal (a revocation, a kick), if
+	// any.
+	EventID ulid.ULID
 	// Reconnect advice for the client.
 	Reconnect      eventpb.Reconnect
 	ReconnectAfter time.Duration
@@ -87,8 +106,10 @@ func (r *Rejection) Error() string { return "connect rejected: " + r.Code + ": "
 // disconnectCode is the status code a Disconnect ends a gRPC stream with.
 func disconnectCode(c Cause) codes.Code {
 	switch c {
-	case CauseBanned:
+	case CauseBanned, CauseRevoked:
 		return codes.PermissionDenied
+	case CauseTokenExpired:
+		return codes.Unauthenticated
 	case CauseServerShutdown, CauseDrained, CauseLost:
 		return codes.Unavailable
 	case CauseIdleTimeout:
@@ -121,6 +142,9 @@ func toStatus(err error) error {
 	if errors.As(err, &rj) {
 		st := status.New(rj.status, rj.Reason)
 		det := &hubpb.Rejected{Code: rj.Code, Reason: rj.Reason, Reconnect: hubpb.Reconnect(rj.Reconnect), ReconnectAfterMs: rj.ReconnectAfter.Milliseconds()}
+		if rj.EventID != (ulid.ULID{}) {
+			det.EventId = rj.EventID.String()
+		}
 		if !rj.Until.IsZero() {
 			det.UntilUnixNano = rj.Until.UnixNano()
 		}
@@ -129,7 +153,13 @@ func toStatus(err error) error {
 		}
 		return st.Err()
 	}
+	var re *RoleError
+	if errors.As(err, &re) {
+		return status.Error(codes.PermissionDenied, re.Error())
+	}
 	switch {
+	case errors.Is(err, ErrClientCert):
+		return status.Error(codes.Unauthenticated, ErrClientCert.Error())
 	case errors.Is(err, ErrUnauthenticated):
 		return status.Error(codes.Unauthenticated, ErrUnauthenticated.Error())
 	case errors.Is(err, ErrInvalid):
@@ -144,6 +174,8 @@ func toStatus(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrNotBanned):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrNoBackup):
+		return status.Error(codes.Unimplemented, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):

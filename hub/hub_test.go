@@ -48,6 +48,8 @@ type env struct {
 	// serverCreds and clientCreds secure the transport (default plaintext).
 	serverCreds credentials.TransportCredentials
 	clientCreds credentials.TransportCredentials
+	// daemonCfg, if set, changes the daemon's configuration before start.
+	daemonCfg func(*daemon.Config)
 }
 
 func newEnv(t *testing.T, cfg hub.Config) *env {
@@ -77,17 +79,33 @@ func newEnvWith(t *testing.T, cfg hub.Config, serverCreds, clientCreds credentia
 	return e
 }
 
+// newEnvFrom starts e as newEnv would, with what e sets already (t, dir,
+// cfg, daemonCfg, credentials).
+func newEnvFrom(e *env) *env {
+	e.t.Helper()
+	if e.clientCreds == nil {
+		e.clientCreds = insecure.NewCredentials()
+	}
+	e.start()
+	e.t.Cleanup(e.stop)
+	return e
+}
+
 func (e *env) start() {
 	t := e.t
 	t.Helper()
 	cfg := e.cfg
-	if cfg.AdminTokens == nil {
+	if cfg.AdminTokens == nil && cfg.Admins == nil {
 		cfg.AdminTokens = map[string]string{adminToken: "ops-alice"}
 	}
 	if cfg.ShutdownJitter == 0 {
 		cfg.ShutdownJitter = 100 * time.Millisecond
 	}
-	d, err := daemon.New(daemon.Config{Data: e.dir, Listen: "127.0.0.1:0", Hub: cfg, Projections: e.proj, Creds: e.serverCreds, Logger: cfg.Logger})
+	dc := daemon.Config{Data: e.dir, Listen: "127.0.0.1:0", Hub: cfg, Projections: e.proj, Creds: e.serverCreds, Logger: cfg.Logger}
+	if e.daemonCfg != nil {
+		e.daemonCfg(&dc)
+	}
+	d, err := daemon.New(dc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"google.golang.org/grpc/codes"
 
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
@@ -69,10 +70,11 @@ func (b *frameBucket) take(now time.Time) time.Duration {
 	return time.Duration(-b.tokens / b.rate * float64(time.Second))
 }
 
-// Bounds of connect_rejected recording, per RejectWindow. A refusal is
-// keyed by (user, code), never by the device: the device is the client's
-// to choose, and keying on it let one user write an event per invented
-// device. The first refusal of a key is written at once, up to
+// Bounds of connect_rejected (and admin_call_refused) recording, per
+// RejectWindow. A refusal is keyed by (user, code), never by the device:
+// the device is the client's to choose, and keying on it let one user
+// write an event per invented device. (A refused admin call is keyed by
+// (actor, method).) The first refusal of a key is written at once, up to
 // maxImmediateRejects of them per window; every other refusal is counted
 // and written at the window's end, one event per key for at most
 // maxRejectKeys keys, and beyond that one event per code without a user.
@@ -86,30 +88,45 @@ const (
 	maxRejectDevices = 16
 )
 
-type rejectKey struct{ user, code string }
+// What a refusal refused.
+const (
+	kindConnect   = iota // a connect or resume: connect_rejected
+	kindAdminCall        // an admin call outside its role: admin_call_refused
+)
+
+type rejectKey struct {
+	kind       uint8
+	user, code string
+}
+
+// refusal is one refused attempt, as the aggregate remembers it.
+type refusal struct {
+	device, reason, remote string
+	causeID                ulid.ULID // the event behind it, if any
+	role, needs            string    // admin calls
+}
 
 type rejectAgg struct {
 	count   uint32
-	reason  string
-	remote  string
+	last    refusal
 	devices []string // distinct, first seen first, at most maxRejectDevices
 	more    bool     // some devices were not remembered
 }
 
-func (a *rejectAgg) add(device, reason, remote string) {
+func (a *rejectAgg) add(r refusal) {
 	a.count++
-	a.reason, a.remote = reason, remote
-	if slices.Contains(a.devices, device) {
+	a.last = r
+	if slices.Contains(a.devices, r.device) {
 		return
 	}
 	if len(a.devices) < maxRejectDevices {
-		a.devices = append(a.devices, device)
+		a.devices = append(a.devices, r.device)
 	} else {
 		a.more = true
 	}
 }
 
-// rejects records refused connects within the bounds above.
+// rejects records refusals within the bounds above.
 type rejects struct {
 	s            *Server
 	maxImmediate int
@@ -133,43 +150,68 @@ func (s *Server) reject(user, device, remote string, rj *Rejection) error {
 	if rj.status == codes.OK {
 		rj.status = codes.PermissionDenied
 	}
-	r := s.rejects
-	k := rejectKey{user, rj.Code}
+	if _, err := s.rejects.record(rejectKey{kind: kindConnect, user: user, code: rj.Code},
+		refusal{device: device, reason: rj.Reason, remote: remote, causeID: rj.EventID}); err != nil {
+		return err
+	}
+	return rj
+}
+
+// record records the refusal r under key k: at once if it is the key's
+// first in this window (and the window's immediate budget is not spent),
+// else counted for the window's end. now says which; err is the ledger's
+// for one written at once.
+func (r *rejects) record(k rejectKey, ref refusal) (now bool, err error) {
 	r.mu.Lock()
-	now := !r.immediate[k] && len(r.immediate) < r.maxImmediate
+	now = !r.immediate[k] && len(r.immediate) < r.maxImmediate
 	if now {
 		r.immediate[k] = true
 	} else {
 		if _, ok := r.pending[k]; !ok && len(r.pending) >= r.maxKeys {
-			k = rejectKey{"", rj.Code} // the overflow of this code
+			k.user = "" // the overflow of this code
 		}
 		a := r.pending[k]
 		if a == nil {
 			a = &rejectAgg{}
 			r.pending[k] = a
 		}
-		a.add(device, rj.Reason, remote)
+		a.add(ref)
 	}
 	r.mu.Unlock()
 	if now {
 		a := &rejectAgg{}
-		a.add(device, rj.Reason, remote)
-		if _, err := s.publish(context.Background(), rejectEvent(k, a)); err != nil {
-			return err
+		a.add(ref)
+		if _, err := r.s.publish(context.Background(), rejectEvent(k, a)); err != nil {
+			return true, err
 		}
 	}
-	return rj
+	return now, nil
 }
 
-// rejectEvent is the connect_rejected event for the refusals a counts. The
-// device is set when they all came from one; otherwise the reason lists
-// the devices (the event schema has no field for several).
+// rejectEvent is the connect_rejected (or admin_call_refused) event for the
+// refusals a counts. The device is set when they all came from one;
+// otherwise the reason lists the devices (the event schema has no field
+// for several).
 func rejectEvent(k rejectKey, a *rejectAgg) *eventpb.Event {
-	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED, User: k.user, Actor: "system", Reason: a.reason,
-		Body: &eventpb.Event_ConnectRejected{ConnectRejected: &eventpb.ConnectRejected{Code: k.code, Count: a.count, RemoteAddr: a.remote}}}
+	if k.kind == kindAdminCall {
+		ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_ADMIN_CALL_REFUSED, Actor: k.user, Reason: a.last.reason,
+			Body: &eventpb.Event_AdminCallRefused{AdminCallRefused: &eventpb.AdminCallRefused{Method: k.code, Role: a.last.role,
+				Needs: a.last.needs, Count: a.count, RemoteAddr: a.last.remote}}}
+		if k.user == "" {
+			ev.Actor = "system"
+			ev.Reason = fmt.Sprintf("%s (refusals of tokens beyond the %d recorded one by one in this window)", a.last.reason, maxRejectKeys)
+		}
+		return ev
+	}
+	body := &eventpb.ConnectRejected{Code: k.code, Count: a.count, RemoteAddr: a.last.remote}
+	if a.last.causeID != (ulid.ULID{}) {
+		body.CauseEventId = a.last.causeID[:]
+	}
+	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED, User: k.user, Actor: "system", Reason: a.last.reason,
+		Body: &eventpb.Event_ConnectRejected{ConnectRejected: body}}
 	switch {
 	case k.user == "":
-		ev.Reason = fmt.Sprintf("%s (refusals of users beyond the %d recorded one by one in this window)", a.reason, maxRejectKeys)
+		ev.Reason = fmt.Sprintf("%s (refusals of users beyond the %d recorded one by one in this window)", a.last.reason, maxRejectKeys)
 	case len(a.devices) == 1 && !a.more:
 		ev.Device = a.devices[0]
 	default:
@@ -177,7 +219,7 @@ func rejectEvent(k rejectKey, a *rejectAgg) *eventpb.Event {
 		if a.more {
 			n = "more than " + n
 		}
-		ev.Reason = fmt.Sprintf("%s (from %s devices: %s)", a.reason, n, strings.Join(a.devices, ", "))
+		ev.Reason = fmt.Sprintf("%s (from %s devices: %s)", a.last.reason, n, strings.Join(a.devices, ", "))
 	}
 	return ev
 }
@@ -207,7 +249,7 @@ func (r *rejects) flush() {
 		return
 	}
 	keys := slices.SortedFunc(maps.Keys(pending), func(a, b rejectKey) int {
-		return cmp.Or(cmp.Compare(a.code, b.code), cmp.Compare(a.user, b.user))
+		return cmp.Or(cmp.Compare(a.kind, b.kind), cmp.Compare(a.code, b.code), cmp.Compare(a.user, b.user))
 	})
 	evs := make([]*eventpb.Event, 0, len(pending))
 	for _, k := range keys {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -20,6 +21,8 @@ type metrics struct {
 	disconnects    *prometheus.CounterVec
 	notifications  prometheus.Counter
 	adminCalls     *prometheus.CounterVec
+	adminRefused   *prometheus.CounterVec
+	refreshes      *prometheus.CounterVec
 	authFailures   prometheus.Counter
 	appendFailures prometheus.Counter
 	framesPaced    prometheus.Counter
@@ -42,6 +45,10 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 			Help: "Notification frames sent to sessions."}),
 		adminCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessionledger_admin_calls_total",
 			Help: "Admin calls, by method and gRPC code."}, []string{"method", "code"}),
+		adminRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessionledger_admin_calls_refused_total",
+			Help: "Admin calls refused because they are outside the token's role, by method and role."}, []string{"method", "role"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessionledger_token_refreshes_total",
+			Help: "Client token refreshes (Refresh frames), by result: ok or the refusal's code."}, []string{"result"}),
 		authFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "sessionledger_auth_failures_total",
 			Help: "Calls refused for a missing or wrong credential."}),
 		appendFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "sessionledger_ledger_append_failures_total",
@@ -57,7 +64,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 	}
 	// Series with labels appear once used; create the known ones up front
 	// so dashboards and alerts see zeros rather than nothing.
-	for _, code := range []string{RejectBanned, RejectRateLimited, RejectNodeFull, RejectResumeRefused, RejectDraining} {
+	for _, code := range []string{RejectBanned, RejectRateLimited, RejectNodeFull, RejectResumeRefused, RejectRevoked, RejectKicked, RejectDraining} {
 		m.rejected.WithLabelValues(code)
 	}
 	for c := range eventpb.DisconnectCause_name {
@@ -65,7 +72,17 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 			m.disconnects.WithLabelValues(Cause(c).String())
 		}
 	}
-	reg.MustRegister(m.live, m.connects, m.rejected, m.disconnects, m.notifications, m.adminCalls,
+	m.refreshes.WithLabelValues("ok")
+	// Every refusal a role table allows: an auditor calling an operator's
+	// or an admin's method, an operator calling an admin's.
+	for _, method := range []string{"Kick", "Ban", "Unban", "Notify", "Revoke", "Backup"} {
+		full := "/sessionledger.hub.v1.Admin/" + method
+		m.adminRefused.WithLabelValues(shortMethod(full), string(hubapi.RoleAuditor))
+		if methodRole(full) == hubapi.RoleAdmin {
+			m.adminRefused.WithLabelValues(shortMethod(full), string(hubapi.RoleOperator))
+		}
+	}
+	reg.MustRegister(m.live, m.connects, m.rejected, m.disconnects, m.notifications, m.adminCalls, m.adminRefused, m.refreshes,
 		m.authFailures, m.appendFailures, m.framesPaced, m.lostRecorded, m.appendSeconds, m.enforceSeconds,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_projections_applied_seq", Help: "Last sequence number the projections applied; head minus this is their lag."},
 			func() float64 { return float64(s.proj.Applied()) }),

@@ -37,6 +37,10 @@ type Server struct {
 	health  *health.Server
 	lis     *Listener // the gRPC transport's, for aborts
 
+	// The credentials in force; reloads replace them whole.
+	keys   atomic.Pointer[ClientKeys] // nil: identities from Hello
+	admins atomic.Pointer[adminSet]
+
 	mu       sync.Mutex
 	sessions map[string]*session            // live sessions held by this node
 	byUser   map[string]map[string]*session // user -> id -> session
@@ -96,6 +100,17 @@ func New(ports Ports, cfg Config) (*Server, error) {
 		stopBg:   make(chan struct{}),
 		epoch:    time.Now(),
 		bcast:    &broadcasts{limit: cfg.RedeliveryLimit},
+	}
+	s.admins.Store(&adminSet{tokens: cfg.adminTokens()})
+	switch {
+	case cfg.ClientKeys != nil:
+		s.keys.Store(cfg.ClientKeys)
+	case len(cfg.JWTSecret) > 0:
+		k, err := NewClientKeys(cfg.JWTSecret, nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("hub config: %w", err)
+		}
+		s.keys.Store(k)
 	}
 	s.metrics = newMetrics(cfg.Metrics, s)
 	s.rates = newRateLimiter(cfg.UserConnectsPerMinute, time.Minute)
@@ -173,8 +188,9 @@ func (s *Server) Err() error {
 }
 
 // heartbeats marks a ping due on every session whose heartbeat interval
-// has passed since its last one, and pokes it: one ticker for the node
-// instead of one per session. Pings are scheduled on the monotonic clock
+// has passed since its last one, and an end due on every session whose
+// client token has expired (by Config.Now), and pokes it: one ticker for
+// the node instead of one per session. Pings are scheduled on the monotonic clock
 // (a wall-clock step cannot stop them, and a test's Config.Now does not
 // hold them back) and are up to a tick late; the session judges idleness
 // by Config.Now when a ping falls due, so an idle end comes at most one
@@ -191,17 +207,27 @@ func (s *Server) heartbeats() {
 			return
 		}
 		now := s.mono()
+		wall := s.cfg.Now().UnixNano()
 		next := now + int64(s.cfg.HeartbeatInterval)
 		s.mu.Lock()
 		for _, sess := range s.sessions {
-			if sess.nextPing.Load() <= now {
+			ping := sess.nextPing.Load() <= now
+			if ping {
 				sess.nextPing.Store(next)
-				due = append(due, sess)
+				sess.pingDue.Store(true)
 			}
+			// A token that expired ends its session; the same tick finds
+			// it, so the end is at most a tick late, and no session needs
+			// a timer of its own.
+			if sess.expired(wall) {
+				sess.expiryDue.Store(true)
+			} else if !ping {
+				continue
+			}
+			due = append(due, sess)
 		}
 		s.mu.Unlock()
 		for i, sess := range due {
-			sess.pingDue.Store(true)
 			sess.poke()
 			due[i] = nil
 		}

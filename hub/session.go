@@ -40,11 +40,20 @@ type session struct {
 	remote string
 
 	notes     noteQueue
+	replies   noteQueue    // answers to the client's frames (Refreshed), sent before notifications
 	lastHeard atomic.Int64 // unix nanos of the last client frame
 	pingDue   atomic.Bool  // set by Server.heartbeats
-	nextPing  atomic.Int64 // when the next ping is due, as Server.mono; Server.heartbeats' own
-	nonce     int64        // the worker's
-	recvEnd   atomic.Pointer[recvEnd]
+	// tokenExp is when the session's client token expires (unix nanos, 0:
+	// none); Server.heartbeats sets expiryDue once it has passed, and the
+	// worker ends the session unless a refresh moved it meanwhile.
+	tokenExp  atomic.Int64
+	expiryDue atomic.Bool
+	// refused counts the Refresh frames refused (the reader's): past
+	// maxRefusedRefreshes the session ends, so refusals cannot flood the log.
+	refused  int
+	nextPing atomic.Int64 // when the next ping is due, as Server.mono; Server.heartbeats' own
+	nonce    int64        // the worker's
+	recvEnd  atomic.Pointer[recvEnd]
 	// redeliveredBelow: on a resume, notifications with a lower seq were
 	// read from the ledger for redelivery; copies fanned out live while
 	// the resume was being admitted are dropped.
@@ -123,6 +132,22 @@ func (ss *session) step() bool {
 	if r := ss.recvEnd.Load(); r != nil {
 		ss.finish(s.clientGone(ss, r.err))
 		return true
+	}
+	if ss.expiryDue.Load() {
+		if exp := ss.tokenExp.Load(); exp != 0 && exp <= s.cfg.Now().UnixNano() {
+			ss.endWith(&Disconnect{Cause: CauseTokenExpired, Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED,
+				Reason: "the session's token expired at " + time.Unix(0, exp).UTC().Format(time.RFC3339) + "; connect again with a fresh token"}, false, time.Time{})
+			return false
+		}
+		ss.expiryDue.Store(false) // refreshed meanwhile
+	}
+	if ss.replies.waiting() {
+		for _, f := range ss.replies.take() {
+			if err := ss.t.Send(f); err != nil {
+				ss.finish(s.clientGone(ss, err))
+				return true
+			}
+		}
 	}
 	if ss.pingDue.Swap(false) {
 		idle := s.cfg.Now().Sub(time.Unix(0, ss.lastHeard.Load()))
@@ -316,11 +341,18 @@ func (s *Server) Serve(t Transport) error {
 				timer.Stop()
 			}
 		}
-		switch f.GetFrame().(type) {
+		switch x := f.GetFrame().(type) {
 		case *hubpb.ClientFrame_Goodbye:
 			sess.stopRecv(io.EOF)
 		case *hubpb.ClientFrame_Hello:
 			sess.stopRecv(invalidf("Hello sent twice"))
+		case *hubpb.ClientFrame_Refresh:
+			var end error
+			offload(func() { end = s.refresh(sess, x.Refresh.GetToken()) })
+			if end == nil {
+				continue
+			}
+			sess.stopRecv(end)
 		default:
 			continue
 		}
@@ -357,19 +389,22 @@ func (s *Server) admit(t Transport) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	user, device, err := s.identify(hello.GetUser(), hello.GetDevice(), hello.GetToken())
+	id, err := s.identify(hello.GetUser(), hello.GetDevice(), hello.GetToken())
 	if err != nil {
 		s.metrics.authFailures.Inc()
 		return nil, err
 	}
+	user, device := id.user, id.device
 	// The same rules for a name from a token's claims as from Hello.
 	if err := checkNames("user", user, "device", device); err != nil {
 		return nil, err
 	}
 	remote := t.Remote()
-	// A banned user is told so whatever their connect rate: a cheap read
-	// before the limits (the decision is taken again under the lock).
-	if rj := s.banRejection(user, s.cfg.Now()); rj != nil {
+	// A banned user, a revoked token or a connect a kick still refuses is
+	// told so whatever the connect rate: a cheap read before the limits
+	// (the decision is taken again under the lock).
+	resuming := hello.GetResume() != nil
+	if rj := s.refusal(id, s.cfg.Now(), !resuming); rj != nil {
 		return nil, s.reject(user, device, remote, rj)
 	}
 	if !s.rates.allow(user, s.cfg.Now()) {
@@ -392,7 +427,7 @@ func (s *Server) admit(t Transport) (*session, error) {
 	if s.draining.Load() {
 		return nil, s.reject(user, device, remote, drainingRejection())
 	}
-	if rj := s.banRejection(user, now); rj != nil {
+	if rj := s.refusal(id, now, !resuming); rj != nil {
 		return nil, s.reject(user, device, remote, rj)
 	}
 	// What this connect will supersede, as this node sees it now: only
@@ -411,6 +446,12 @@ func (s *Server) admit(t Transport) (*session, error) {
 				return nil, s.reject(user, device, remote, rj)
 			}
 			return nil, err
+		}
+		// A resume the session's own end allows may still meet a kick
+		// that holds its user and device (another session's): the
+		// resume's refusal comes first, as it is the more precise.
+		if rj := s.refusal(id, now, true); rj != nil {
+			return nil, s.reject(user, device, remote, rj)
 		}
 		// A resume of a session still live (its old transport not yet
 		// noticed as gone) replaces it; so does a second resume of the same
@@ -431,7 +472,11 @@ func (s *Server) admit(t Transport) (*session, error) {
 
 	sess := &session{
 		s: s, t: t, id: ulid.Make().String(), user: user, device: device, remote: remote,
-		notes: noteQueue{max: s.cfg.NotifyBuffer}, ended: make(chan struct{}), done: make(chan struct{}),
+		notes: noteQueue{max: s.cfg.NotifyBuffer}, replies: noteQueue{max: maxRefusedRefreshes + 2},
+		ended: make(chan struct{}), done: make(chan struct{}),
+	}
+	if !id.token.expires.IsZero() {
+		sess.tokenExp.Store(id.token.expires.UnixNano())
 	}
 	sess.nextPing.Store(s.mono() + int64(s.cfg.HeartbeatInterval))
 	sess.lastHeard.Store(now.UnixNano())
@@ -457,11 +502,13 @@ func (s *Server) admit(t Transport) (*session, error) {
 	prev := res.prev
 	if prev == "" {
 		ev.Type = eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED
-		ev.Body = &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: remote, HeartbeatMs: hb, Policy: s.loginPolicy()}}
+		ev.Body = &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: remote, HeartbeatMs: hb, Policy: s.loginPolicy(),
+			Token: id.token.pb()}}
 	} else {
 		ev.Type = eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED
 		ev.Body = &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{
-			PreviousSession: prev, LastAckedSeq: res.lastAcked, RemoteAddr: remote, HeartbeatMs: hb, Policy: s.loginPolicy()}}
+			PreviousSession: prev, LastAckedSeq: res.lastAcked, RemoteAddr: remote, HeartbeatMs: hb, Policy: s.loginPolicy(),
+			Token: id.token.pb()}}
 	}
 	stamps, err := s.publishApplied(ctx, ev)
 	if err != nil {
@@ -490,7 +537,7 @@ func (s *Server) admit(t Transport) (*session, error) {
 	}
 	welcome := &hubpb.Welcome{SessionId: sess.id, ResumeSecret: s.resumeSecret(sess.id), HeartbeatIntervalMs: hb,
 		EventId: stamps[0].ID.String(), Seq: stamps[0].Seq, ResumedFrom: prev, Redelivering: uint32(len(missed)),
-		RedeliveryTruncated: truncated}
+		RedeliveryTruncated: truncated, TokenExpiresUnixNano: sess.tokenExp.Load()}
 	if len(missed) > 0 {
 		welcome.OldestRedeliveredSeq = missed[0].GetSeq()
 	}
@@ -525,20 +572,47 @@ func jittered(base time.Duration) time.Duration {
 	return base + rand.N(base+1)
 }
 
-// banRejection returns the refusal of a connect by user at now if the user
-// is banned then, nil otherwise.
-func (s *Server) banRejection(user string, now time.Time) *Rejection {
+// refusal returns the refusal of a connect by id at now, nil if none: the
+// user is banned, the token is revoked, or (with kicks) a kick still holds
+// the user and device or the token. All three are read from the
+// projections, in one read, so every node refuses the same connects.
+func (s *Server) refusal(id identity, now time.Time, kicks bool) *Rejection {
 	var ban projections.Ban
-	var banned bool
-	s.proj.Read(func(st *projections.State) { ban, banned = st.BanAt(user, now) })
-	if !banned {
-		return nil
+	var rev projections.Revocation
+	var f projections.Refusal
+	var banned, revoked, refused bool
+	s.proj.Read(func(st *projections.State) {
+		if ban, banned = st.BanAt(id.user, now); banned {
+			return
+		}
+		if !id.token.expires.IsZero() {
+			if rev, revoked = st.RevokedAt(id.user, id.token.id, id.token.issued, now); revoked {
+				return
+			}
+		}
+		if kicks {
+			f, refused = st.RefusalAt(id.user, id.device, id.token.id, now)
+		}
+	})
+	switch {
+	case banned:
+		rj := &Rejection{Code: RejectBanned, Reason: ban.Reason, Until: ban.Until, Reconnect: eventpb.Reconnect_RECONNECT_NOT_ALLOWED, status: codes.PermissionDenied}
+		if !ban.Until.IsZero() {
+			rj.Reconnect, rj.ReconnectAfter = eventpb.Reconnect_RECONNECT_AFTER, ban.Until.Sub(now)
+		}
+		return rj
+	case revoked:
+		return &Rejection{Code: RejectRevoked, Reason: "token revoked: " + rev.Reason, EventID: rev.EventID,
+			Reconnect: eventpb.Reconnect_RECONNECT_NOT_ALLOWED, status: codes.PermissionDenied}
+	case refused:
+		rj := &Rejection{Code: RejectKicked, Reason: "kicked: " + f.Reason, EventID: f.EventID, Until: f.Until,
+			Reconnect: f.Reconnect, status: codes.PermissionDenied}
+		if f.Reconnect == eventpb.Reconnect_RECONNECT_AFTER {
+			rj.ReconnectAfter = f.Until.Sub(now)
+		}
+		return rj
 	}
-	rj := &Rejection{Code: RejectBanned, Reason: ban.Reason, Until: ban.Until, Reconnect: eventpb.Reconnect_RECONNECT_NOT_ALLOWED, status: codes.PermissionDenied}
-	if !ban.Until.IsZero() {
-		rj.Reconnect, rj.ReconnectAfter = eventpb.Reconnect_RECONNECT_AFTER, ban.Until.Sub(now)
-	}
-	return rj
+	return nil
 }
 
 // recvHello waits for the client's first frame, which must be a Hello,

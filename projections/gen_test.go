@@ -31,6 +31,7 @@ type gen struct {
 	seq    uint64
 	now    time.Time
 	nextID int
+	nextTk int
 	recs   []*ledger.Record
 }
 
@@ -62,8 +63,80 @@ func (g *gen) next() *ledger.Record {
 
 func (g *gen) live() []projections.Session { return g.st.Sessions(projections.Filter{}) }
 
+// token returns a client token for a connect or a refresh: none a third of
+// the time, sometimes one another session has used (a jti revocation then
+// reaches several), issued up to 20 s ago, expiring within a minute.
+func (g *gen) token() *eventpb.ClientToken {
+	if g.rnd.IntN(3) == 0 {
+		return nil
+	}
+	if g.nextTk == 0 || g.rnd.IntN(4) != 0 {
+		g.nextTk++
+	}
+	return &eventpb.ClientToken{Id: fmt.Sprintf("t%d", g.rnd.IntN(g.nextTk)+1),
+		IssuedUnixNano:  g.now.Add(-time.Duration(g.rnd.IntN(40)) * 500 * time.Millisecond).UnixNano(),
+		ExpiresUnixNano: g.now.Add(time.Duration(1+g.rnd.IntN(60)) * time.Second).UnixNano()}
+}
+
+// tokenEvent is a revocation (by token id or by user, sometimes lapsed
+// already or malformed), a refresh (sometimes of a session that is not
+// live), or a refusal the log only keeps.
+func (g *gen) tokenEvent(live []projections.Session) *eventpb.Event {
+	switch p := g.rnd.IntN(20); {
+	case p < 6:
+		id := fmt.Sprintf("t%d", g.rnd.IntN(g.nextTk+2)+1)
+		if len(live) > 0 && g.rnd.IntN(2) == 0 && live[0].TokenID != "" {
+			id = live[g.rnd.IntN(len(live))].TokenID
+			if id == "" {
+				id = live[0].TokenID
+			}
+		}
+		until := g.now.Add(time.Duration(g.rnd.IntN(30)-2) * time.Second).UnixNano()
+		if g.rnd.IntN(15) == 0 {
+			until = 0 // never lapses
+		}
+		holder := ""
+		if g.rnd.IntN(2) == 0 {
+			holder = g.user() // recorded under a user, as the hub does when it knows the holder
+		}
+		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED, User: holder, Actor: "ops", Reason: fmt.Sprintf("revoke %s", id),
+			Body: &eventpb.Event_TokenRevoked{TokenRevoked: &eventpb.TokenRevoked{TokenId: id, UntilUnixNano: until}}}
+	case p < 11:
+		before := g.now.Add(-time.Duration(g.rnd.IntN(20)) * 500 * time.Millisecond)
+		user := g.user()
+		if g.rnd.IntN(15) == 0 {
+			user = "" // malformed
+		}
+		until := before.Add(time.Duration(g.rnd.IntN(40)) * time.Second).UnixNano()
+		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED, User: user, Actor: "ops", Reason: "log out " + user,
+			Body: &eventpb.Event_TokenRevoked{TokenRevoked: &eventpb.TokenRevoked{IssuedBeforeUnixNano: before.UnixNano(), UntilUnixNano: until}}}
+	case p < 17:
+		id := fmt.Sprintf("s%d", g.rnd.IntN(g.nextID+3)+1)
+		user := g.user()
+		if len(live) > 0 && g.rnd.IntN(5) != 0 {
+			s := live[g.rnd.IntN(len(live))]
+			id, user = s.ID, s.User
+		}
+		tok := g.token()
+		if tok == nil {
+			tok = &eventpb.ClientToken{Id: "t0", ExpiresUnixNano: g.now.Add(time.Minute).UnixNano()}
+		}
+		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED, User: user, Session: id, Actor: user,
+			Body: &eventpb.Event_SessionTokenRefreshed{SessionTokenRefreshed: &eventpb.SessionTokenRefreshed{Token: tok}}}
+	case p < 18:
+		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_TOKEN_REFRESH_REFUSED, User: g.user(), Session: "s1", Actor: "system", Reason: "another user",
+			Body: &eventpb.Event_TokenRefreshRefused{TokenRefreshRefused: &eventpb.TokenRefreshRefused{Code: "other_user", TokenUser: "mallory"}}}
+	default:
+		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_ADMIN_CALL_REFUSED, Actor: "auditor-1", Reason: "role auditor",
+			Body: &eventpb.Event_AdminCallRefused{AdminCallRefused: &eventpb.AdminCallRefused{Method: "/sessionledger.hub.v1.Admin/Kick", Role: "auditor", Needs: "operator", Count: 1}}}
+	}
+}
+
 func (g *gen) event() *eventpb.Event {
 	live := g.live()
+	if g.rnd.IntN(100) < 12 {
+		return g.tokenEvent(live)
+	}
 	switch p := g.rnd.IntN(100); {
 	case p < 30 || len(live) == 0:
 		user, dev := g.user(), g.device()
@@ -73,6 +146,7 @@ func (g *gen) event() *eventpb.Event {
 			user = "" // malformed: counted, not started
 		}
 		sup := g.st.Supersedes(g.policy, user, dev)
+		tok := g.token()
 		node := "n1"
 		var pol *eventpb.LoginPolicy
 		if g.decide {
@@ -93,10 +167,10 @@ func (g *gen) event() *eventpb.Event {
 				}
 			}
 			return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED, User: user, Device: dev, Session: id, Node: node, Actor: user,
-				Body: &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{PreviousSession: prev, Supersedes: sup, Policy: pol}}}
+				Body: &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{PreviousSession: prev, Supersedes: sup, Policy: pol, Token: tok}}}
 		}
 		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, User: user, Device: dev, Session: id, Node: node, Actor: user,
-			Body: &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: "127.0.0.1:1", HeartbeatMs: 1000, Supersedes: sup, Policy: pol}}}
+			Body: &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: "127.0.0.1:1", HeartbeatMs: 1000, Supersedes: sup, Policy: pol, Token: tok}}}
 	case g.decide && p < 32:
 		node := fmt.Sprintf("n%d", 1+g.rnd.IntN(2))
 		if g.rnd.IntN(10) == 0 {
@@ -122,6 +196,9 @@ func (g *gen) event() *eventpb.Event {
 			Reconnect: eventpb.Reconnect(g.rnd.IntN(4)), ReconnectAfterMs: int64(g.rnd.IntN(60000))}
 		if g.rnd.IntN(20) == 0 {
 			k.Target = eventpb.KickTarget_KICK_TARGET_UNSPECIFIED
+		}
+		if g.rnd.IntN(2) == 0 {
+			k.RefuseConnectsMs = int64(g.rnd.IntN(20)) * 1000 // 0 refuses nothing
 		}
 		s := live[g.rnd.IntN(len(live))]
 		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_KICK_REQUESTED, User: s.User, Device: s.Device, Session: s.ID, Actor: "ops", Reason: "test kick",
@@ -176,10 +253,53 @@ type model struct {
 	bans    map[string]projections.Ban
 	ended   map[string]bool // every session that ended (the State keeps the last 4096)
 	c       projections.Counters
+
+	revTokens, revUsers map[string]projections.Revocation
+	refDevices          map[[2]string]projections.Refusal
+	refTokens           map[string]projections.Refusal
 }
 
 func newModel() *model {
-	return &model{pending: map[string]projections.PendingEnd{}, bans: map[string]projections.Ban{}, ended: map[string]bool{}}
+	return &model{pending: map[string]projections.PendingEnd{}, bans: map[string]projections.Ban{}, ended: map[string]bool{},
+		revTokens: map[string]projections.Revocation{}, revUsers: map[string]projections.Revocation{},
+		refDevices: map[[2]string]projections.Refusal{}, refTokens: map[string]projections.Refusal{}}
+}
+
+func hasToken(s projections.Session) bool { return s.TokenID != "" || !s.TokenExpires.IsZero() }
+
+// revoked is the revocation in force at t that covers s's token.
+func (m *model) revoked(s projections.Session, t time.Time) (projections.Revocation, bool) {
+	if !hasToken(s) {
+		return projections.Revocation{}, false
+	}
+	if v, ok := m.revTokens[s.TokenID]; ok && s.TokenID != "" && v.ActiveAt(t) {
+		return v, true
+	}
+	if v, ok := m.revUsers[s.User]; ok && v.ActiveAt(t) && s.TokenIssued.Before(v.IssuedBefore) {
+		return v, true
+	}
+	return projections.Revocation{}, false
+}
+
+func revokedEnd(v projections.Revocation, s projections.Session, t time.Time) projections.PendingEnd {
+	return projections.PendingEnd{Session: s.ID, User: s.User, Node: s.Node, Cause: eventpb.DisconnectCause_DISCONNECT_CAUSE_REVOKED,
+		EventID: v.EventID, Seq: v.Seq, At: t, Actor: v.Actor, Reason: v.Reason, Mode: eventpb.KickMode_KICK_MODE_GRACEFUL,
+		Reconnect: eventpb.Reconnect_RECONNECT_NOT_ALLOWED}
+}
+
+// refusal is the refusal in force at t of a connect like s's: the later
+// ending of its device's and its token's.
+func (m *model) refusal(s projections.Session, t time.Time) (projections.Refusal, bool) {
+	f, ok := m.refDevices[[2]string{s.User, s.Device}]
+	ok = ok && f.ActiveAt(t)
+	if g, gok := m.refTokens[s.TokenID]; gok && s.TokenID != "" && g.ActiveAt(t) && (!ok || g.Until.After(f.Until)) {
+		f, ok = g, true
+	}
+	return f, ok
+}
+
+func (m *model) refuse(f projections.Refusal, old projections.Refusal, had bool) bool {
+	return !had || f.Until.After(old.Until)
 }
 
 func (m *model) find(id string) int {
@@ -211,12 +331,85 @@ func (m *model) apply(r *ledger.Record) {
 			m.c.BansExpired++
 		}
 	}
+	for k, v := range m.revTokens {
+		if !v.Until.IsZero() && !v.Until.After(r.Time) {
+			delete(m.revTokens, k)
+		}
+	}
+	for k, v := range m.revUsers {
+		if !v.Until.IsZero() && !v.Until.After(r.Time) {
+			delete(m.revUsers, k)
+		}
+	}
+	for k, f := range m.refDevices {
+		if !f.Until.After(r.Time) {
+			delete(m.refDevices, k)
+		}
+	}
+	for k, f := range m.refTokens {
+		if !f.Until.After(r.Time) {
+			delete(m.refTokens, k)
+		}
+	}
 	ev := r.Event
 	if ev == nil {
 		m.c.NotEvents++
 		return
 	}
 	switch ev.GetType() {
+	case eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
+		b := ev.GetTokenRevoked()
+		v := projections.Revocation{TokenID: b.GetTokenId(), User: ev.GetUser(), Since: r.Time, Reason: ev.GetReason(), Actor: ev.GetActor(), EventID: r.ID, Seq: r.Seq}
+		if u := b.GetUntilUnixNano(); u != 0 {
+			v.Until = time.Unix(0, u).UTC()
+		}
+		if v.TokenID == "" {
+			if b.GetIssuedBeforeUnixNano() != 0 {
+				v.IssuedBefore = time.Unix(0, b.GetIssuedBeforeUnixNano()).UTC()
+			}
+			if v.User == "" || v.IssuedBefore.IsZero() {
+				m.c.Malformed++
+				return
+			}
+		}
+		if !v.Until.IsZero() && !v.Until.After(r.Time) {
+			m.c.RevocationsLapsedOnArrival++
+			return
+		}
+		if v.TokenID != "" {
+			if old, ok := m.revTokens[v.TokenID]; ok && (old.Until.IsZero() || !v.Until.IsZero() && !v.Until.After(old.Until)) {
+				m.c.RevocationsNotWidening++
+				return
+			}
+			m.revTokens[v.TokenID] = v
+		} else {
+			if old, ok := m.revUsers[v.User]; ok {
+				if !v.IssuedBefore.After(old.IssuedBefore) {
+					m.c.RevocationsNotWidening++
+					return
+				}
+				if !v.Until.IsZero() && (old.Until.IsZero() || old.Until.After(v.Until)) {
+					v.Until = old.Until
+				}
+			}
+			m.revUsers[v.User] = v
+		}
+		for _, s := range m.live {
+			if hasToken(s) && (v.TokenID != "" && s.TokenID == v.TokenID || v.TokenID == "" && s.User == v.User && s.TokenIssued.Before(v.IssuedBefore)) {
+				m.markEnd(revokedEnd(v, s, r.Time))
+			}
+		}
+	case eventpb.EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED:
+		i := m.find(ev.GetSession())
+		if i < 0 {
+			m.c.UnknownRefreshes++
+			return
+		}
+		s := &m.live[i]
+		s.TokenID, s.TokenIssued, s.TokenExpires = tokenOf(ev.GetSessionTokenRefreshed().GetToken())
+		if v, ok := m.revoked(*s, r.Time); ok {
+			m.markEnd(revokedEnd(v, *s, r.Time))
+		}
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		if ev.GetSession() == "" || ev.GetUser() == "" {
 			m.c.Malformed++
@@ -230,8 +423,10 @@ func (m *model) apply(r *ledger.Record) {
 		sup, pol := ev.GetSessionConnected().GetSupersedes(), ev.GetSessionConnected().GetPolicy()
 		if rc := ev.GetSessionReconnected(); rc != nil {
 			s.Previous, s.RemoteAddr, s.HeartbeatMS, sup, pol = rc.GetPreviousSession(), rc.GetRemoteAddr(), rc.GetHeartbeatMs(), rc.GetSupersedes(), rc.GetPolicy()
+			s.TokenID, s.TokenIssued, s.TokenExpires = tokenOf(rc.GetToken())
 		} else {
 			s.RemoteAddr, s.HeartbeatMS = ev.GetSessionConnected().GetRemoteAddr(), ev.GetSessionConnected().GetHeartbeatMs()
+			s.TokenID, s.TokenIssued, s.TokenExpires = tokenOf(ev.GetSessionConnected().GetToken())
 		}
 		if pol != nil {
 			sup = append(m.decide(s, pol), sup...)
@@ -247,6 +442,18 @@ func (m *model) apply(r *ledger.Record) {
 		// Connected during a ban: it must end too.
 		if b, ok := m.bans[s.User]; ok && b.ActiveAt(r.Time) {
 			m.markEnd(banEnd(b, s, r.Time))
+		}
+		// With a revoked token, or while a kick refuses it: it must end.
+		if v, ok := m.revoked(s, r.Time); ok {
+			m.markEnd(revokedEnd(v, s, r.Time))
+		}
+		if f, ok := m.refusal(s, r.Time); ok {
+			p := projections.PendingEnd{Session: s.ID, User: s.User, Node: s.Node, Cause: eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED,
+				EventID: f.EventID, Seq: f.Seq, At: r.Time, Actor: f.Actor, Reason: f.Reason, Mode: eventpb.KickMode_KICK_MODE_GRACEFUL, Reconnect: f.Reconnect}
+			if f.Reconnect == eventpb.Reconnect_RECONNECT_AFTER {
+				p.ReconnectAfter = f.Until.Sub(r.Time)
+			}
+			m.markEnd(p)
 		}
 	case eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED:
 		id := ev.GetSession()
@@ -286,6 +493,22 @@ func (m *model) apply(r *ledger.Record) {
 			}
 			if hit {
 				hits++
+				if ms := k.GetRefuseConnectsMs(); ms > 0 && (rc == eventpb.Reconnect_RECONNECT_NOT_ALLOWED || rc == eventpb.Reconnect_RECONNECT_AFTER) {
+					f := projections.Refusal{User: s.User, Since: r.Time, Until: r.Time.Add(time.Duration(ms) * time.Millisecond),
+						Reason: ev.GetReason(), Actor: ev.GetActor(), Reconnect: rc, EventID: r.ID, Seq: r.Seq}
+					byDevice := f
+					byDevice.Device = s.Device
+					if old, had := m.refDevices[[2]string{s.User, s.Device}]; m.refuse(byDevice, old, had) {
+						m.refDevices[[2]string{s.User, s.Device}] = byDevice
+					}
+					if s.TokenID != "" {
+						byToken := f
+						byToken.TokenID = s.TokenID
+						if old, had := m.refTokens[s.TokenID]; m.refuse(byToken, old, had) {
+							m.refTokens[s.TokenID] = byToken
+						}
+					}
+				}
 				m.markEnd(projections.PendingEnd{Session: s.ID, User: s.User, Node: s.Node, Cause: eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED,
 					EventID: r.ID, Seq: r.Seq, At: r.Time, Actor: ev.GetActor(), Reason: ev.GetReason(), Mode: mode, Reconnect: rc,
 					ReconnectAfter: time.Duration(k.GetReconnectAfterMs()) * time.Millisecond})
@@ -346,7 +569,8 @@ func (m *model) apply(r *ledger.Record) {
 					Reconnect: eventpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: after})
 			}
 		}
-	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT, eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED:
+	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT, eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED,
+		eventpb.EventType_EVENT_TYPE_ADMIN_CALL_REFUSED, eventpb.EventType_EVENT_TYPE_TOKEN_REFRESH_REFUSED:
 	default:
 		m.c.UnknownTypes++
 	}
@@ -423,4 +647,58 @@ func (m *model) banList(now time.Time) []projections.Ban {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].User < out[j].User })
 	return out
+}
+
+func tokenOf(t *eventpb.ClientToken) (string, time.Time, time.Time) {
+	if t == nil {
+		return "", time.Time{}, time.Time{}
+	}
+	at := func(n int64) time.Time {
+		if n == 0 {
+			return time.Time{}
+		}
+		return time.Unix(0, n).UTC()
+	}
+	return t.GetId(), at(t.GetIssuedUnixNano()), at(t.GetExpiresUnixNano())
+}
+
+// revocationList is the model's Revocations.
+func (m *model) revocationList(now time.Time) []projections.Revocation {
+	var byToken, byUser []projections.Revocation
+	for _, v := range m.revTokens {
+		if v.ActiveAt(now) {
+			byToken = append(byToken, v)
+		}
+	}
+	for _, v := range m.revUsers {
+		if v.ActiveAt(now) {
+			byUser = append(byUser, v)
+		}
+	}
+	sort.Slice(byToken, func(i, j int) bool { return byToken[i].TokenID < byToken[j].TokenID })
+	sort.Slice(byUser, func(i, j int) bool { return byUser[i].User < byUser[j].User })
+	return append(byToken, byUser...)
+}
+
+// refusalList is the model's Refusals.
+func (m *model) refusalList(now time.Time) []projections.Refusal {
+	var byDevice, byToken []projections.Refusal
+	for _, f := range m.refDevices {
+		if f.ActiveAt(now) {
+			byDevice = append(byDevice, f)
+		}
+	}
+	for _, f := range m.refTokens {
+		if f.ActiveAt(now) {
+			byToken = append(byToken, f)
+		}
+	}
+	sort.Slice(byDevice, func(i, j int) bool {
+		if byDevice[i].User != byDevice[j].User {
+			return byDevice[i].User < byDevice[j].User
+		}
+		return byDevice[i].Device < byDevice[j].Device
+	})
+	sort.Slice(byToken, func(i, j int) bool { return byToken[i].TokenID < byToken[j].TokenID })
+	return append(byDevice, byToken...)
 }

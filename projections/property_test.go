@@ -44,7 +44,7 @@ func TestStateMatchesModel(t *testing.T) {
 	}
 	policies := []projections.Policy{{}, {MaxPerUser: 2}, {OnePerDevice: true}, {MaxPerUser: 1}, {MaxPerUser: 3, OnePerDevice: true}}
 	var total projections.Counters
-	bannedConnects := 0
+	bannedConnects, revokedConnects, refusedConnects, revocationsEnding := 0, 0, 0, 0
 	decided, drained := 0, 0
 	for seed := 0; seed < seeds; seed++ {
 		g := newGen(uint64(seed), policies[seed%len(policies)])
@@ -77,6 +77,25 @@ func TestStateMatchesModel(t *testing.T) {
 				if got, want := st.Bans(now), m.banList(now); !reflect.DeepEqual(got, want) {
 					t.Fatalf("seed %d seq %d: bans at %s\ngot  %+v\nwant %+v", seed, r.Seq, now, got, want)
 				}
+				if got, want := st.Revocations(now), m.revocationList(now); !reflect.DeepEqual(got, want) {
+					t.Fatalf("seed %d seq %d: revocations at %s\ngot  %+v\nwant %+v", seed, r.Seq, now, got, want)
+				}
+				if got, want := st.Refusals(now), m.refusalList(now); !reflect.DeepEqual(got, want) {
+					t.Fatalf("seed %d seq %d: refusals at %s\ngot  %+v\nwant %+v", seed, r.Seq, now, got, want)
+				}
+			}
+			if ch.Started != nil {
+				if p, ok := st.Pending(ch.Started.ID); ok {
+					switch p.Cause {
+					case eventpb.DisconnectCause_DISCONNECT_CAUSE_REVOKED:
+						revokedConnects++
+					case eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED:
+						refusedConnects++
+					}
+				}
+			}
+			if ch.Revoked != nil && len(ch.Pending) > 0 {
+				revocationsEnding++
 			}
 			if got, want := st.Counters(), m.c; got != want {
 				t.Fatalf("seed %d seq %d: counters\ngot  %+v\nwant %+v", seed, r.Seq, got, want)
@@ -97,6 +116,14 @@ func TestStateMatchesModel(t *testing.T) {
 		total.BansNotExtending += c.BansNotExtending
 		total.Malformed += c.Malformed
 		total.KicksMissed += c.KicksMissed
+		total.RevocationsLapsedOnArrival += c.RevocationsLapsedOnArrival
+		total.RevocationsNotWidening += c.RevocationsNotWidening
+		total.UnknownRefreshes += c.UnknownRefreshes
+	}
+	if revokedConnects == 0 || refusedConnects == 0 || revocationsEnding == 0 || total.RevocationsLapsedOnArrival == 0 ||
+		total.RevocationsNotWidening == 0 || total.UnknownRefreshes == 0 {
+		t.Fatalf("generator coverage: %d connects with a revoked token, %d during a kick's refusal, %d revocations ending sessions, counters %+v; want all > 0",
+			revokedConnects, refusedConnects, revocationsEnding, total)
 	}
 	// The generator must reach the rules under test.
 	if bannedConnects == 0 || decided == 0 || drained == 0 || total.BansExpired == 0 || total.BansExpiredOnArrival == 0 || total.BansNotExtending == 0 || total.Malformed == 0 {
@@ -288,8 +315,13 @@ func TestStateAtAgreesWithNaiveReplay(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Seq() != recs[i].Seq {
-			t.Fatalf("StateAtTime(%s) applied up to %d; want %d", at, got.Seq(), recs[i].Seq)
+		// The generator may give the next records the same time.
+		want := i
+		for want+1 < len(recs) && !recs[want+1].Time.After(at) {
+			want++
+		}
+		if got.Seq() != recs[want].Seq {
+			t.Fatalf("StateAtTime(%s) applied up to %d; want %d", at, got.Seq(), recs[want].Seq)
 		}
 	}
 	before, err := projections.StateAtTime(ctx, s, t0.Add(-time.Hour))

@@ -102,8 +102,8 @@ const (
 
 // newDecoder returns the decoder replay reads events with. It decodes in
 // full only the types Apply reads more of than their type: notifications,
-// rejected connects and unknown types keep only their type, and cost no
-// strings. It interns devices, nodes, actors and reasons (the sessions and
+// rejected connects, refused admin calls and token refreshes, and unknown
+// types keep only their type, and cost no strings. It interns devices, nodes, actors and reasons (the sessions and
 // bans in the state share the copies), and copies cause ids into the slot:
 // a batch is applied after the read transaction that owned its bytes ended.
 func newDecoder() *eventpb.Decoder {
@@ -112,6 +112,7 @@ func newDecoder() *eventpb.Decoder {
 			eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED,
 			eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, eventpb.EventType_EVENT_TYPE_KICK_REQUESTED,
 			eventpb.EventType_EVENT_TYPE_USER_BANNED, eventpb.EventType_EVENT_TYPE_USER_UNBANNED,
+			eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED, eventpb.EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED,
 		},
 		Intern: true,
 	})

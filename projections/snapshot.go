@@ -24,7 +24,12 @@ import (
 // 2: a connect during a ban is marked banned; a ban already expired when
 // recorded, or ending no later than the ban in force, changes nothing; two
 // new counters; stored snapshots carry the hash of the record at their seq.
-const SnapshotVersion = 2
+//
+// 3: sessions carry their client token (id, issued, expires); token
+// revocations and kicks' refusals of fresh connects, with the ends they
+// mark (cause revoked; a connect during a refusal ends as kicked); three
+// new counters.
+const SnapshotVersion = 3
 
 // MarshalBinary encodes the state as a snapshot. The encoding is
 // deterministic: equal states give equal bytes.
@@ -39,6 +44,8 @@ func (s *State) MarshalBinary() ([]byte, error) {
 			DuplicateConnects: s.counters.DuplicateConnects, UnbanNotBanned: s.counters.UnbanNotBanned,
 			KicksMissed: s.counters.KicksMissed, BansExpired: s.counters.BansExpired, Malformed: s.counters.Malformed,
 			BansExpiredOnArrival: s.counters.BansExpiredOnArrival, BansNotExtending: s.counters.BansNotExtending,
+			RevocationsLapsedOnArrival: s.counters.RevocationsLapsedOnArrival, RevocationsNotWidening: s.counters.RevocationsNotWidening,
+			UnknownRefreshes: s.counters.UnknownRefreshes,
 		},
 	}
 	sessions := make([]*Session, 0, len(s.sessions))
@@ -53,6 +60,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 			Id: x.ID, User: x.User, Device: x.Device, Node: x.Node, RemoteAddr: x.RemoteAddr,
 			ConnectedUnixNano: unixNano(x.ConnectedAt), ConnectSeq: x.ConnectSeq, ConnectId: idBytes(x.ConnectID),
 			Previous: x.Previous, HeartbeatMs: x.HeartbeatMS,
+			TokenId: x.TokenID, TokenIssuedUnixNano: unixNano(x.TokenIssued), TokenExpiresUnixNano: unixNano(x.TokenExpires),
 		})
 	}
 	for _, p := range s.PendingEnds() {
@@ -71,6 +79,34 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		pb.Bans = append(pb.Bans, &projpb.Ban{
 			User: b.User, Reason: b.Reason, Actor: b.Actor, SinceUnixNano: unixNano(b.Since),
 			UntilUnixNano: unixNano(b.Until), EventId: idBytes(b.EventID), Seq: b.Seq,
+		})
+	}
+	revs := make([]Revocation, 0, len(s.revokedTokens)+len(s.revokedUsers))
+	for _, v := range s.revokedTokens {
+		revs = append(revs, *v)
+	}
+	for _, v := range s.revokedUsers {
+		revs = append(revs, *v)
+	}
+	sortRevocations(revs)
+	for _, v := range revs {
+		pb.Revocations = append(pb.Revocations, &projpb.Revocation{
+			TokenId: v.TokenID, User: v.User, IssuedBeforeUnixNano: unixNano(v.IssuedBefore), SinceUnixNano: unixNano(v.Since),
+			UntilUnixNano: unixNano(v.Until), Reason: v.Reason, Actor: v.Actor, EventId: idBytes(v.EventID), Seq: v.Seq,
+		})
+	}
+	refs := make([]Refusal, 0, len(s.refusedDevices)+len(s.refusedTokens))
+	for _, f := range s.refusedDevices {
+		refs = append(refs, *f)
+	}
+	for _, f := range s.refusedTokens {
+		refs = append(refs, *f)
+	}
+	sortRefusals(refs)
+	for _, f := range refs {
+		pb.Refusals = append(pb.Refusals, &projpb.Refusal{
+			User: f.User, Device: f.Device, TokenId: f.TokenID, SinceUnixNano: unixNano(f.Since), UntilUnixNano: unixNano(f.Until),
+			Reason: f.Reason, Actor: f.Actor, Reconnect: int32(f.Reconnect), EventId: idBytes(f.EventID), Seq: f.Seq,
 		})
 	}
 	// The ring, oldest first.
@@ -127,6 +163,8 @@ func stateFromPB(pb *projpb.Snapshot) (*State, error) {
 		DuplicateConnects: c.GetDuplicateConnects(), UnbanNotBanned: c.GetUnbanNotBanned(),
 		KicksMissed: c.GetKicksMissed(), BansExpired: c.GetBansExpired(), Malformed: c.GetMalformed(),
 		BansExpiredOnArrival: c.GetBansExpiredOnArrival(), BansNotExtending: c.GetBansNotExtending(),
+		RevocationsLapsedOnArrival: c.GetRevocationsLapsedOnArrival(), RevocationsNotWidening: c.GetRevocationsNotWidening(),
+		UnknownRefreshes: c.GetUnknownRefreshes(),
 	}
 	for _, x := range pb.GetSessions() {
 		if x.GetId() == "" || x.GetUser() == "" {
@@ -140,6 +178,7 @@ func stateFromPB(pb *projpb.Snapshot) (*State, error) {
 			ID: x.GetId(), User: x.GetUser(), Device: x.GetDevice(), Node: x.GetNode(), RemoteAddr: x.GetRemoteAddr(),
 			ConnectedAt: fromUnixNano(x.GetConnectedUnixNano()), ConnectSeq: x.GetConnectSeq(), ConnectID: toID(x.GetConnectId()),
 			Previous: x.GetPrevious(), HeartbeatMS: x.GetHeartbeatMs(),
+			TokenID: x.GetTokenId(), TokenIssued: fromUnixNano(x.GetTokenIssuedUnixNano()), TokenExpires: fromUnixNano(x.GetTokenExpiresUnixNano()),
 		}
 		s.sessions[sess.ID] = sess
 		s.byUser[sess.User] = append(s.byUser[sess.User], sess.ID)
@@ -173,6 +212,48 @@ func stateFromPB(pb *projpb.Snapshot) (*State, error) {
 		if !b.Until.IsZero() {
 			heap.Push(&s.expiry, b)
 		}
+	}
+	for _, x := range pb.GetRevocations() {
+		v := &Revocation{
+			TokenID: x.GetTokenId(), User: x.GetUser(), IssuedBefore: fromUnixNano(x.GetIssuedBeforeUnixNano()),
+			Since: fromUnixNano(x.GetSinceUnixNano()), Until: fromUnixNano(x.GetUntilUnixNano()), Reason: x.GetReason(),
+			Actor: x.GetActor(), EventID: toID(x.GetEventId()), Seq: x.GetSeq(),
+		}
+		m, key := s.revokedTokens, v.TokenID
+		if key == "" {
+			if v.User == "" || v.IssuedBefore.IsZero() {
+				return nil, fmt.Errorf("%w: revocation without a token id, or without a user and a time", ErrBadSnapshot)
+			}
+			m, key = s.revokedUsers, v.User
+		}
+		if _, dup := m[key]; dup {
+			return nil, fmt.Errorf("%w: two revocations of %q", ErrBadSnapshot, key)
+		}
+		m[key] = v
+		s.pushLapse(lapse{until: v.Until, seq: v.Seq, rev: v})
+	}
+	for _, x := range pb.GetRefusals() {
+		f := &Refusal{
+			User: x.GetUser(), Device: x.GetDevice(), TokenID: x.GetTokenId(), Since: fromUnixNano(x.GetSinceUnixNano()),
+			Until: fromUnixNano(x.GetUntilUnixNano()), Reason: x.GetReason(), Actor: x.GetActor(),
+			Reconnect: eventpb.Reconnect(x.GetReconnect()), EventID: toID(x.GetEventId()), Seq: x.GetSeq(),
+		}
+		if f.User == "" || f.Until.IsZero() {
+			return nil, fmt.Errorf("%w: refusal without a user or an end", ErrBadSnapshot)
+		}
+		if f.TokenID != "" {
+			if _, dup := s.refusedTokens[f.TokenID]; dup {
+				return nil, fmt.Errorf("%w: two refusals of token %q", ErrBadSnapshot, f.TokenID)
+			}
+			s.refusedTokens[f.TokenID] = f
+		} else {
+			k := deviceKey{f.User, f.Device}
+			if _, dup := s.refusedDevices[k]; dup {
+				return nil, fmt.Errorf("%w: two refusals of %q on %q", ErrBadSnapshot, f.User, f.Device)
+			}
+			s.refusedDevices[k] = f
+		}
+		s.pushLapse(lapse{until: f.Until, seq: f.Seq, ref: f})
 	}
 	for _, id := range pb.GetRecentEnded() {
 		s.remember(id)
@@ -212,8 +293,10 @@ func snapshotHeader(b []byte) (version uint32, seq uint64, ok bool) {
 }
 
 // withRecordHash returns b, a snapshot encoded by MarshalBinary, with the
-// record hash h added. record_hash is the highest field, so appending it
-// gives the bytes a deterministic encoding of the whole would.
+// record hash h added (appended: the snapshot is not encoded again).
+// Fields 10 and 11 (version 3) then come before it, which protobuf readers
+// accept; the bytes are no longer those of a deterministic encoding of the
+// whole, which nothing compares.
 func withRecordHash(b []byte, h ledger.Hash) []byte {
 	b = protowire.AppendTag(b, 9, protowire.BytesType)
 	return protowire.AppendBytes(b, h[:])

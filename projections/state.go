@@ -29,6 +29,12 @@ type Session struct {
 	// Previous is the session this one resumed, for reconnects.
 	Previous    string
 	HeartbeatMS int64
+	// TokenID, TokenIssued and TokenExpires describe the client token the
+	// session holds (its jti, iat and exp; a refresh replaces them), zero
+	// without one.
+	TokenID      string
+	TokenIssued  time.Time
+	TokenExpires time.Time
 }
 
 // Ended is a session's end as the log describes it.
@@ -68,10 +74,10 @@ type PendingEnd struct {
 	Session string
 	User    string
 	Node    string
-	// Cause is KICKED, BANNED or SUPERSEDED.
+	// Cause is KICKED, BANNED, SUPERSEDED or REVOKED.
 	Cause eventpb.DisconnectCause
-	// EventID and Seq name the kick_requested, user_banned or superseding
-	// connect event.
+	// EventID and Seq name the kick_requested, user_banned, superseding
+	// connect or token_revoked event.
 	EventID ulid.ULID
 	Seq     uint64
 	// At is when the end became due: the time of the record that marked
@@ -120,6 +126,14 @@ type Counters struct {
 	// Malformed: known types with a missing field they need (no session,
 	// no user); skipped.
 	Malformed uint64
+	// RevocationsLapsedOnArrival: revocations whose end had passed when
+	// they were recorded; RevocationsNotWidening: revocations that cover
+	// no more than the one in force (a token's that lapses no later, a
+	// user's with an earlier or equal time). They change nothing.
+	RevocationsLapsedOnArrival uint64
+	RevocationsNotWidening     uint64
+	// UnknownRefreshes: token refreshes of sessions that are not live.
+	UnknownRefreshes uint64
 }
 
 // Change describes what one applied record did to the state: what the hub
@@ -141,6 +155,8 @@ type Change struct {
 	Unbanned *Ban
 	// Expired lists bans whose expiry passed before this record.
 	Expired []Ban
+	// Revoked is set by a token_revoked event that took effect.
+	Revoked *Revocation
 	// Anomaly names what was counted instead of applied, if anything.
 	Anomaly string
 	// Rebuilt marks the one change Runner.Rebuild hands to OnChange after
@@ -168,6 +184,17 @@ type State struct {
 	// it grows with active bans, not with bans ever recorded.
 	staleExpiry int
 
+	// Token revocations (by jti, by user) and kicks' refusals of fresh
+	// connects (by user+device, by token), each dropped at its Until
+	// through lapses (tokens.go), so they stay bounded by what still
+	// matters.
+	revokedTokens  map[string]*Revocation
+	revokedUsers   map[string]*Revocation
+	refusedDevices map[deviceKey]*Refusal
+	refusedTokens  map[string]*Refusal
+	lapses         lapseHeap
+	staleLapses    int
+
 	// recent remembers the last ended session ids (a bounded ring) only to
 	// tell duplicate terminal events from unknown sessions.
 	recent    map[string]struct{}
@@ -188,6 +215,11 @@ func New() *State {
 		pending:  make(map[string]*PendingEnd),
 		bans:     make(map[string]*Ban),
 		recent:   make(map[string]struct{}),
+
+		revokedTokens:  make(map[string]*Revocation),
+		revokedUsers:   make(map[string]*Revocation),
+		refusedDevices: make(map[deviceKey]*Refusal),
+		refusedTokens:  make(map[string]*Refusal),
 	}
 }
 
@@ -217,6 +249,7 @@ func (s *State) apply(r *ledger.Record, full bool) Change {
 		s.time = r.Time
 	}
 	ch.Expired = s.expire(r.Time)
+	s.lapseDue(r.Time)
 	s.counters.Applied++
 	ev := r.Event
 	if ev == nil {
@@ -227,10 +260,10 @@ func (s *State) apply(r *ledger.Record, full bool) Change {
 	switch ev.GetType() {
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED:
 		c := ev.GetSessionConnected()
-		s.connect(r, ev, &ch, full, "", c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetPolicy())
+		s.connect(r, ev, &ch, full, "", c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetPolicy(), c.GetToken())
 	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		c := ev.GetSessionReconnected()
-		s.connect(r, ev, &ch, full, c.GetPreviousSession(), c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetPolicy())
+		s.connect(r, ev, &ch, full, c.GetPreviousSession(), c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetPolicy(), c.GetToken())
 	case eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED:
 		s.disconnect(r, ev, &ch, full)
 	case eventpb.EventType_EVENT_TYPE_KICK_REQUESTED:
@@ -239,9 +272,14 @@ func (s *State) apply(r *ledger.Record, full bool) Change {
 		s.ban(r, ev, &ch)
 	case eventpb.EventType_EVENT_TYPE_USER_UNBANNED:
 		s.unban(ev, &ch)
+	case eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
+		s.revoke(r, ev, &ch)
+	case eventpb.EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED:
+		s.refresh(r, ev, &ch)
 	case eventpb.EventType_EVENT_TYPE_NODE_DRAINED:
 		s.drain(r, ev, &ch)
-	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT, eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED:
+	case eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT, eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED,
+		eventpb.EventType_EVENT_TYPE_ADMIN_CALL_REFUSED, eventpb.EventType_EVENT_TYPE_TOKEN_REFRESH_REFUSED:
 		// History only: the ledger keeps them; the live state does not change.
 	default:
 		s.counters.UnknownTypes++
@@ -273,7 +311,7 @@ func (s *State) expire(now time.Time) []Ban {
 // when the connect carries a policy, the ones the reducer decides here, in
 // log order: what Supersedes gives under the policy, then, for a resume,
 // the previous session and any other resume of it still live.
-func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bool, prev, addr string, hb int64, supersedes []string, policy *eventpb.LoginPolicy) {
+func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bool, prev, addr string, hb int64, supersedes []string, policy *eventpb.LoginPolicy, tok *eventpb.ClientToken) {
 	id := ev.GetSession()
 	if id == "" || ev.GetUser() == "" {
 		s.counters.Malformed++
@@ -304,6 +342,7 @@ func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bo
 		RemoteAddr: addr, ConnectedAt: r.Time, ConnectSeq: r.Seq, ConnectID: r.ID,
 		Previous: prev, HeartbeatMS: hb,
 	}
+	sess.TokenID, sess.TokenIssued, sess.TokenExpires = clientToken(tok)
 	s.sessions[id] = sess
 	s.byUser[sess.User] = append(s.byUser[sess.User], id)
 	if full {
@@ -330,6 +369,14 @@ func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bo
 	// recorded in between.
 	if b, ok := s.bans[sess.User]; ok && b.ActiveAt(r.Time) {
 		s.mark(ch, banEnd(b, sess, r.Time))
+	}
+	// So must one that starts with a revoked token, or while a kick
+	// refuses its user and device or its token.
+	if v, ok := s.revokedSession(sess, r.Time); ok {
+		s.mark(ch, revokedEnd(v, sess, r.Time))
+	}
+	if f, ok := s.refusalOf(sess.User, sess.Device, sess.TokenID, r.Time); ok {
+		s.mark(ch, refusalEnd(f, sess, r.Time))
 	}
 }
 
@@ -465,8 +512,15 @@ func (s *State) kick(r *ledger.Record, ev *eventpb.Event, ch *Change) {
 	if rc == eventpb.Reconnect_RECONNECT_UNSPECIFIED {
 		rc = eventpb.Reconnect_RECONNECT_ALLOWED
 	}
+	var until time.Time
+	if ms := k.GetRefuseConnectsMs(); ms > 0 && (rc == eventpb.Reconnect_RECONNECT_NOT_ALLOWED || rc == eventpb.Reconnect_RECONNECT_AFTER) {
+		until = r.Time.Add(time.Duration(ms) * time.Millisecond)
+	}
 	for _, id := range targets {
 		sess := s.sessions[id]
+		if !until.IsZero() {
+			s.refuse(r, ev, sess, rc, until)
+		}
 		s.mark(ch, &PendingEnd{
 			Session: id, User: sess.User, Node: sess.Node,
 			Cause:   eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED,

@@ -713,6 +713,117 @@ func (x *Ban) GetSeq() uint64 {
 	return 0
 }
 
+// Revocation is a revocation of client tokens in force: the token
+// token_id, or (token_id empty) the tokens of user issued before
+// issued_before_unix_nano. It lapses at until_unix_nano.
+type Revocation struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	TokenId              string                 `protobuf:"bytes,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	User                 string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	IssuedBeforeUnixNano int64                  `protobuf:"varint,3,opt,name=issued_before_unix_nano,json=issuedBeforeUnixNano,proto3" json:"issued_before_unix_nano,omitempty"`
+	SinceUnixNano        int64                  `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	UntilUnixNano        int64                  `protobuf:"varint,5,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
+	Reason               string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	Actor                string                 `protobuf:"bytes,7,opt,name=actor,proto3" json:"actor,omitempty"`
+	EventId              []byte                 `protobuf:"bytes,8,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Seq                  uint64                 `protobuf:"varint,9,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *Revocation) Reset() {
+	*x = Revocation{}
+	mi := &file_audit_auditpb_audit_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revocation) ProtoMessage() {}
+
+func (x *Revocation) ProtoReflect() protoreflect.Message {
+	mi := &file_audit_auditpb_audit_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
+func (*Revocation) Descriptor() ([]byte, []int) {
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Revocation) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *Revocation) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Revocation) GetIssuedBeforeUnixNano() int64 {
+	if x != nil {
+		return x.IssuedBeforeUnixNano
+	}
+	return 0
+}
+
+func (x *Revocation) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *Revocation) GetUntilUnixNano() int64 {
+	if x != nil {
+		return x.UntilUnixNano
+	}
+	return 0
+}
+
+func (x *Revocation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Revocation) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *Revocation) GetEventId() []byte {
+	if x != nil {
+		return x.EventId
+	}
+	return nil
+}
+
+func (x *Revocation) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 type TimelineRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One of session or user.
@@ -728,7 +839,7 @@ type TimelineRequest struct {
 
 func (x *TimelineRequest) Reset() {
 	*x = TimelineRequest{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[8]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +851,7 @@ func (x *TimelineRequest) String() string {
 func (*TimelineRequest) ProtoMessage() {}
 
 func (x *TimelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[8]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +864,7 @@ func (x *TimelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimelineRequest.ProtoReflect.Descriptor instead.
 func (*TimelineRequest) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{8}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TimelineRequest) GetSession() string {
@@ -808,7 +919,7 @@ type TimelineEntry struct {
 
 func (x *TimelineEntry) Reset() {
 	*x = TimelineEntry{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[9]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +931,7 @@ func (x *TimelineEntry) String() string {
 func (*TimelineEntry) ProtoMessage() {}
 
 func (x *TimelineEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[9]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +944,7 @@ func (x *TimelineEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimelineEntry.ProtoReflect.Descriptor instead.
 func (*TimelineEntry) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{9}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TimelineEntry) GetSeq() uint64 {
@@ -904,7 +1015,7 @@ type ReplayRequest struct {
 
 func (x *ReplayRequest) Reset() {
 	*x = ReplayRequest{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[10]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +1027,7 @@ func (x *ReplayRequest) String() string {
 func (*ReplayRequest) ProtoMessage() {}
 
 func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[10]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +1040,7 @@ func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayRequest.ProtoReflect.Descriptor instead.
 func (*ReplayRequest) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{10}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReplayRequest) GetFromUnixNano() int64 {
@@ -969,7 +1080,7 @@ type Ended struct {
 
 func (x *Ended) Reset() {
 	*x = Ended{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[11]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1092,7 @@ func (x *Ended) String() string {
 func (*Ended) ProtoMessage() {}
 
 func (x *Ended) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[11]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1105,7 @@ func (x *Ended) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ended.ProtoReflect.Descriptor instead.
 func (*Ended) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{11}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Ended) GetSession() *Session {
@@ -1072,7 +1183,7 @@ type ReplayStep struct {
 
 func (x *ReplayStep) Reset() {
 	*x = ReplayStep{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[12]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1195,7 @@ func (x *ReplayStep) String() string {
 func (*ReplayStep) ProtoMessage() {}
 
 func (x *ReplayStep) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[12]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1208,7 @@ func (x *ReplayStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayStep.ProtoReflect.Descriptor instead.
 func (*ReplayStep) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{12}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReplayStep) GetRecord() *AuditRecord {
@@ -1187,7 +1298,7 @@ type VerifyRequest struct {
 
 func (x *VerifyRequest) Reset() {
 	*x = VerifyRequest{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[13]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1310,7 @@ func (x *VerifyRequest) String() string {
 func (*VerifyRequest) ProtoMessage() {}
 
 func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[13]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1323,7 @@ func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
 func (*VerifyRequest) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{13}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *VerifyRequest) GetFromSeq() uint64 {
@@ -1264,7 +1375,7 @@ type VerifyUpdate struct {
 
 func (x *VerifyUpdate) Reset() {
 	*x = VerifyUpdate{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[14]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1276,7 +1387,7 @@ func (x *VerifyUpdate) String() string {
 func (*VerifyUpdate) ProtoMessage() {}
 
 func (x *VerifyUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[14]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1289,7 +1400,7 @@ func (x *VerifyUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyUpdate.ProtoReflect.Descriptor instead.
 func (*VerifyUpdate) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{14}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *VerifyUpdate) GetUpdate() isVerifyUpdate_Update {
@@ -1362,7 +1473,7 @@ type VerifyProgress struct {
 
 func (x *VerifyProgress) Reset() {
 	*x = VerifyProgress{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[15]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1485,7 @@ func (x *VerifyProgress) String() string {
 func (*VerifyProgress) ProtoMessage() {}
 
 func (x *VerifyProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[15]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1498,7 @@ func (x *VerifyProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyProgress.ProtoReflect.Descriptor instead.
 func (*VerifyProgress) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{15}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *VerifyProgress) GetFromSeq() uint64 {
@@ -1445,7 +1556,7 @@ type VerifyResult struct {
 
 func (x *VerifyResult) Reset() {
 	*x = VerifyResult{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[16]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1568,7 @@ func (x *VerifyResult) String() string {
 func (*VerifyResult) ProtoMessage() {}
 
 func (x *VerifyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[16]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1581,7 @@ func (x *VerifyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResult.ProtoReflect.Descriptor instead.
 func (*VerifyResult) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{16}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *VerifyResult) GetFromSeq() uint64 {
@@ -1605,7 +1716,7 @@ type Finding struct {
 
 func (x *Finding) Reset() {
 	*x = Finding{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[17]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +1728,7 @@ func (x *Finding) String() string {
 func (*Finding) ProtoMessage() {}
 
 func (x *Finding) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[17]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +1741,7 @@ func (x *Finding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Finding.ProtoReflect.Descriptor instead.
 func (*Finding) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{17}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Finding) GetWhere() string {
@@ -1668,7 +1779,7 @@ type CheckpointResult struct {
 
 func (x *CheckpointResult) Reset() {
 	*x = CheckpointResult{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1791,7 @@ func (x *CheckpointResult) String() string {
 func (*CheckpointResult) ProtoMessage() {}
 
 func (x *CheckpointResult) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[18]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1804,7 @@ func (x *CheckpointResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointResult.ProtoReflect.Descriptor instead.
 func (*CheckpointResult) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{18}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CheckpointResult) GetOrigin() string {
@@ -1739,7 +1850,7 @@ type CheckpointRequest struct {
 
 func (x *CheckpointRequest) Reset() {
 	*x = CheckpointRequest{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1862,7 @@ func (x *CheckpointRequest) String() string {
 func (*CheckpointRequest) ProtoMessage() {}
 
 func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[19]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,7 +1875,7 @@ func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{19}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{20}
 }
 
 type CheckpointResponse struct {
@@ -1780,7 +1891,7 @@ type CheckpointResponse struct {
 
 func (x *CheckpointResponse) Reset() {
 	*x = CheckpointResponse{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[20]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +1903,7 @@ func (x *CheckpointResponse) String() string {
 func (*CheckpointResponse) ProtoMessage() {}
 
 func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[20]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +1916,7 @@ func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{20}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CheckpointResponse) GetNote() []byte {
@@ -1835,7 +1946,7 @@ type ProveRequest struct {
 
 func (x *ProveRequest) Reset() {
 	*x = ProveRequest{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[21]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +1958,7 @@ func (x *ProveRequest) String() string {
 func (*ProveRequest) ProtoMessage() {}
 
 func (x *ProveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[21]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +1971,7 @@ func (x *ProveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProveRequest.ProtoReflect.Descriptor instead.
 func (*ProveRequest) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{21}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ProveRequest) GetSeq() uint64 {
@@ -1895,7 +2006,7 @@ type ProveResponse struct {
 
 func (x *ProveResponse) Reset() {
 	*x = ProveResponse{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[22]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +2018,7 @@ func (x *ProveResponse) String() string {
 func (*ProveResponse) ProtoMessage() {}
 
 func (x *ProveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[22]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +2031,7 @@ func (x *ProveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProveResponse.ProtoReflect.Descriptor instead.
 func (*ProveResponse) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{22}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ProveResponse) GetBundle() []byte {
@@ -1940,7 +2051,7 @@ type ConsistencyRequest struct {
 
 func (x *ConsistencyRequest) Reset() {
 	*x = ConsistencyRequest{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[23]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2063,7 @@ func (x *ConsistencyRequest) String() string {
 func (*ConsistencyRequest) ProtoMessage() {}
 
 func (x *ConsistencyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[23]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2076,7 @@ func (x *ConsistencyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsistencyRequest.ProtoReflect.Descriptor instead.
 func (*ConsistencyRequest) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{23}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ConsistencyRequest) GetOldSize() uint64 {
@@ -1993,7 +2104,7 @@ type ConsistencyResponse struct {
 
 func (x *ConsistencyResponse) Reset() {
 	*x = ConsistencyResponse{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[24]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2116,7 @@ func (x *ConsistencyResponse) String() string {
 func (*ConsistencyResponse) ProtoMessage() {}
 
 func (x *ConsistencyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[24]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2129,7 @@ func (x *ConsistencyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsistencyResponse.ProtoReflect.Descriptor instead.
 func (*ConsistencyResponse) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{24}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ConsistencyResponse) GetOldRoot() []byte {
@@ -2052,7 +2163,7 @@ type Count struct {
 
 func (x *Count) Reset() {
 	*x = Count{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[25]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2064,7 +2175,7 @@ func (x *Count) String() string {
 func (*Count) ProtoMessage() {}
 
 func (x *Count) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[25]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2077,7 +2188,7 @@ func (x *Count) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Count.ProtoReflect.Descriptor instead.
 func (*Count) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{25}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Count) GetKey() string {
@@ -2113,14 +2224,19 @@ type StatsResponse struct {
 	Missing []*SeqRange `protobuf:"bytes,13,rep,name=missing,proto3" json:"missing,omitempty"`
 	// Damage that is no record, so no seq names it (a key in the log that is
 	// not an 8-byte seq), described.
-	Strays        []string `protobuf:"bytes,14,rep,name=strays,proto3" json:"strays,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Strays []string `protobuf:"bytes,14,rep,name=strays,proto3" json:"strays,omitempty"`
+	// Token revocations ordered, per operator, most first.
+	RevokesByActor []*Count `protobuf:"bytes,15,rep,name=revokes_by_actor,json=revokesByActor,proto3" json:"revokes_by_actor,omitempty"`
+	// Admin calls refused for their token's role, per token name, most
+	// first (admin_call_refused counts added up).
+	RefusedAdminCalls []*Count `protobuf:"bytes,16,rep,name=refused_admin_calls,json=refusedAdminCalls,proto3" json:"refused_admin_calls,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[26]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2132,7 +2248,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[26]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2145,7 +2261,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{26}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StatsResponse) GetEvents() uint64 {
@@ -2246,6 +2362,20 @@ func (x *StatsResponse) GetStrays() []string {
 	return nil
 }
 
+func (x *StatsResponse) GetRevokesByActor() []*Count {
+	if x != nil {
+		return x.RevokesByActor
+	}
+	return nil
+}
+
+func (x *StatsResponse) GetRefusedAdminCalls() []*Count {
+	if x != nil {
+		return x.RefusedAdminCalls
+	}
+	return nil
+}
+
 // SeqRange is the seqs from_seq to to_seq, both included.
 type SeqRange struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2257,7 +2387,7 @@ type SeqRange struct {
 
 func (x *SeqRange) Reset() {
 	*x = SeqRange{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[27]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2399,7 @@ func (x *SeqRange) String() string {
 func (*SeqRange) ProtoMessage() {}
 
 func (x *SeqRange) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[27]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2412,7 @@ func (x *SeqRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeqRange.ProtoReflect.Descriptor instead.
 func (*SeqRange) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{27}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SeqRange) GetFromSeq() uint64 {
@@ -2315,7 +2445,7 @@ type Corrupt struct {
 
 func (x *Corrupt) Reset() {
 	*x = Corrupt{}
-	mi := &file_audit_auditpb_audit_proto_msgTypes[28]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2327,7 +2457,7 @@ func (x *Corrupt) String() string {
 func (*Corrupt) ProtoMessage() {}
 
 func (x *Corrupt) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_auditpb_audit_proto_msgTypes[28]
+	mi := &file_audit_auditpb_audit_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2340,7 +2470,7 @@ func (x *Corrupt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Corrupt.ProtoReflect.Descriptor instead.
 func (*Corrupt) Descriptor() ([]byte, []int) {
-	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{28}
+	return file_audit_auditpb_audit_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Corrupt) GetSeqs() []uint64 {
@@ -2431,7 +2561,18 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12&\n" +
 	"\x0funtil_unix_nano\x18\x05 \x01(\x03R\runtilUnixNano\x12\x19\n" +
 	"\bevent_id\x18\x06 \x01(\fR\aeventId\x12\x10\n" +
-	"\x03seq\x18\a \x01(\x04R\x03seq\"\x9f\x01\n" +
+	"\x03seq\x18\a \x01(\x04R\x03seq\"\x9d\x02\n" +
+	"\n" +
+	"Revocation\x12\x19\n" +
+	"\btoken_id\x18\x01 \x01(\tR\atokenId\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x125\n" +
+	"\x17issued_before_unix_nano\x18\x03 \x01(\x03R\x14issuedBeforeUnixNano\x12&\n" +
+	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12&\n" +
+	"\x0funtil_unix_nano\x18\x05 \x01(\x03R\runtilUnixNano\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05actor\x18\a \x01(\tR\x05actor\x12\x19\n" +
+	"\bevent_id\x18\b \x01(\fR\aeventId\x12\x10\n" +
+	"\x03seq\x18\t \x01(\x04R\x03seq\"\x9f\x01\n" +
 	"\x0fTimelineRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12&\n" +
@@ -2542,7 +2683,7 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\x05proof\x18\x03 \x03(\fR\x05proof\"/\n" +
 	"\x05Count\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x04R\x05count\"\x84\x05\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"\x9c\x06\n" +
 	"\rStatsResponse\x12\x16\n" +
 	"\x06events\x18\x01 \x01(\x04R\x06events\x12\x1b\n" +
 	"\tfirst_seq\x18\x02 \x01(\x04R\bfirstSeq\x12\x19\n" +
@@ -2558,14 +2699,16 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\x11rejected_attempts\x18\v \x01(\x04R\x10rejectedAttempts\x12\x18\n" +
 	"\acorrupt\x18\f \x03(\x04R\acorrupt\x12:\n" +
 	"\amissing\x18\r \x03(\v2 .sessionledger.audit.v1.SeqRangeR\amissing\x12\x16\n" +
-	"\x06strays\x18\x0e \x03(\tR\x06strays\"<\n" +
+	"\x06strays\x18\x0e \x03(\tR\x06strays\x12G\n" +
+	"\x10revokes_by_actor\x18\x0f \x03(\v2\x1d.sessionledger.audit.v1.CountR\x0erevokesByActor\x12M\n" +
+	"\x13refused_admin_calls\x18\x10 \x03(\v2\x1d.sessionledger.audit.v1.CountR\x11refusedAdminCalls\"<\n" +
 	"\bSeqRange\x12\x19\n" +
 	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
 	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\"q\n" +
 	"\aCorrupt\x12\x12\n" +
 	"\x04seqs\x18\x01 \x03(\x04R\x04seqs\x12:\n" +
 	"\amissing\x18\x02 \x03(\v2 .sessionledger.audit.v1.SeqRangeR\amissing\x12\x16\n" +
-	"\x06strays\x18\x03 \x03(\tR\x06strays2\x89\a\n" +
+	"\x06strays\x18\x03 \x03(\tR\x06strays2\xe3\a\n" +
 	"\x05Audit\x12V\n" +
 	"\x06Events\x12%.sessionledger.audit.v1.EventsRequest\x1a#.sessionledger.audit.v1.AuditRecord0\x01\x12V\n" +
 	"\n" +
@@ -2578,7 +2721,8 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\n" +
 	"Checkpoint\x12).sessionledger.audit.v1.CheckpointRequest\x1a*.sessionledger.audit.v1.CheckpointResponse\x12T\n" +
 	"\x05Prove\x12$.sessionledger.audit.v1.ProveRequest\x1a%.sessionledger.audit.v1.ProveResponse\x12k\n" +
-	"\x10ConsistencyProof\x12*.sessionledger.audit.v1.ConsistencyRequest\x1a+.sessionledger.audit.v1.ConsistencyResponseB6Z4github.com/sessionledger/sessionledger/audit/auditpbb\x06proto3"
+	"\x10ConsistencyProof\x12*.sessionledger.audit.v1.ConsistencyRequest\x1a+.sessionledger.audit.v1.ConsistencyResponse\x12X\n" +
+	"\rRevocationsAt\x12!.sessionledger.audit.v1.AtRequest\x1a\".sessionledger.audit.v1.Revocation0\x01B6Z4github.com/sessionledger/sessionledger/audit/auditpbb\x06proto3"
 
 var (
 	file_audit_auditpb_audit_proto_rawDescOnce sync.Once
@@ -2592,7 +2736,7 @@ func file_audit_auditpb_audit_proto_rawDescGZIP() []byte {
 	return file_audit_auditpb_audit_proto_rawDescData
 }
 
-var file_audit_auditpb_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_audit_auditpb_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_audit_auditpb_audit_proto_goTypes = []any{
 	(*Filter)(nil),               // 0: sessionledger.audit.v1.Filter
 	(*EventsRequest)(nil),        // 1: sessionledger.audit.v1.EventsRequest
@@ -2602,89 +2746,94 @@ var file_audit_auditpb_audit_proto_goTypes = []any{
 	(*Pending)(nil),              // 5: sessionledger.audit.v1.Pending
 	(*LiveSession)(nil),          // 6: sessionledger.audit.v1.LiveSession
 	(*Ban)(nil),                  // 7: sessionledger.audit.v1.Ban
-	(*TimelineRequest)(nil),      // 8: sessionledger.audit.v1.TimelineRequest
-	(*TimelineEntry)(nil),        // 9: sessionledger.audit.v1.TimelineEntry
-	(*ReplayRequest)(nil),        // 10: sessionledger.audit.v1.ReplayRequest
-	(*Ended)(nil),                // 11: sessionledger.audit.v1.Ended
-	(*ReplayStep)(nil),           // 12: sessionledger.audit.v1.ReplayStep
-	(*VerifyRequest)(nil),        // 13: sessionledger.audit.v1.VerifyRequest
-	(*VerifyUpdate)(nil),         // 14: sessionledger.audit.v1.VerifyUpdate
-	(*VerifyProgress)(nil),       // 15: sessionledger.audit.v1.VerifyProgress
-	(*VerifyResult)(nil),         // 16: sessionledger.audit.v1.VerifyResult
-	(*Finding)(nil),              // 17: sessionledger.audit.v1.Finding
-	(*CheckpointResult)(nil),     // 18: sessionledger.audit.v1.CheckpointResult
-	(*CheckpointRequest)(nil),    // 19: sessionledger.audit.v1.CheckpointRequest
-	(*CheckpointResponse)(nil),   // 20: sessionledger.audit.v1.CheckpointResponse
-	(*ProveRequest)(nil),         // 21: sessionledger.audit.v1.ProveRequest
-	(*ProveResponse)(nil),        // 22: sessionledger.audit.v1.ProveResponse
-	(*ConsistencyRequest)(nil),   // 23: sessionledger.audit.v1.ConsistencyRequest
-	(*ConsistencyResponse)(nil),  // 24: sessionledger.audit.v1.ConsistencyResponse
-	(*Count)(nil),                // 25: sessionledger.audit.v1.Count
-	(*StatsResponse)(nil),        // 26: sessionledger.audit.v1.StatsResponse
-	(*SeqRange)(nil),             // 27: sessionledger.audit.v1.SeqRange
-	(*Corrupt)(nil),              // 28: sessionledger.audit.v1.Corrupt
-	(eventpb.EventType)(0),       // 29: sessionledger.ledger.v1.EventType
-	(*eventpb.Record)(nil),       // 30: sessionledger.ledger.v1.Record
-	(eventpb.DisconnectCause)(0), // 31: sessionledger.ledger.v1.DisconnectCause
-	(eventpb.KickMode)(0),        // 32: sessionledger.ledger.v1.KickMode
-	(eventpb.Reconnect)(0),       // 33: sessionledger.ledger.v1.Reconnect
+	(*Revocation)(nil),           // 8: sessionledger.audit.v1.Revocation
+	(*TimelineRequest)(nil),      // 9: sessionledger.audit.v1.TimelineRequest
+	(*TimelineEntry)(nil),        // 10: sessionledger.audit.v1.TimelineEntry
+	(*ReplayRequest)(nil),        // 11: sessionledger.audit.v1.ReplayRequest
+	(*Ended)(nil),                // 12: sessionledger.audit.v1.Ended
+	(*ReplayStep)(nil),           // 13: sessionledger.audit.v1.ReplayStep
+	(*VerifyRequest)(nil),        // 14: sessionledger.audit.v1.VerifyRequest
+	(*VerifyUpdate)(nil),         // 15: sessionledger.audit.v1.VerifyUpdate
+	(*VerifyProgress)(nil),       // 16: sessionledger.audit.v1.VerifyProgress
+	(*VerifyResult)(nil),         // 17: sessionledger.audit.v1.VerifyResult
+	(*Finding)(nil),              // 18: sessionledger.audit.v1.Finding
+	(*CheckpointResult)(nil),     // 19: sessionledger.audit.v1.CheckpointResult
+	(*CheckpointRequest)(nil),    // 20: sessionledger.audit.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),   // 21: sessionledger.audit.v1.CheckpointResponse
+	(*ProveRequest)(nil),         // 22: sessionledger.audit.v1.ProveRequest
+	(*ProveResponse)(nil),        // 23: sessionledger.audit.v1.ProveResponse
+	(*ConsistencyRequest)(nil),   // 24: sessionledger.audit.v1.ConsistencyRequest
+	(*ConsistencyResponse)(nil),  // 25: sessionledger.audit.v1.ConsistencyResponse
+	(*Count)(nil),                // 26: sessionledger.audit.v1.Count
+	(*StatsResponse)(nil),        // 27: sessionledger.audit.v1.StatsResponse
+	(*SeqRange)(nil),             // 28: sessionledger.audit.v1.SeqRange
+	(*Corrupt)(nil),              // 29: sessionledger.audit.v1.Corrupt
+	(eventpb.EventType)(0),       // 30: sessionledger.ledger.v1.EventType
+	(*eventpb.Record)(nil),       // 31: sessionledger.ledger.v1.Record
+	(eventpb.DisconnectCause)(0), // 32: sessionledger.ledger.v1.DisconnectCause
+	(eventpb.KickMode)(0),        // 33: sessionledger.ledger.v1.KickMode
+	(eventpb.Reconnect)(0),       // 34: sessionledger.ledger.v1.Reconnect
 }
 var file_audit_auditpb_audit_proto_depIdxs = []int32{
-	29, // 0: sessionledger.audit.v1.Filter.types:type_name -> sessionledger.ledger.v1.EventType
+	30, // 0: sessionledger.audit.v1.Filter.types:type_name -> sessionledger.ledger.v1.EventType
 	0,  // 1: sessionledger.audit.v1.EventsRequest.filter:type_name -> sessionledger.audit.v1.Filter
-	30, // 2: sessionledger.audit.v1.AuditRecord.record:type_name -> sessionledger.ledger.v1.Record
-	31, // 3: sessionledger.audit.v1.Pending.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
-	32, // 4: sessionledger.audit.v1.Pending.mode:type_name -> sessionledger.ledger.v1.KickMode
-	33, // 5: sessionledger.audit.v1.Pending.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
+	31, // 2: sessionledger.audit.v1.AuditRecord.record:type_name -> sessionledger.ledger.v1.Record
+	32, // 3: sessionledger.audit.v1.Pending.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
+	33, // 4: sessionledger.audit.v1.Pending.mode:type_name -> sessionledger.ledger.v1.KickMode
+	34, // 5: sessionledger.audit.v1.Pending.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
 	4,  // 6: sessionledger.audit.v1.LiveSession.session:type_name -> sessionledger.audit.v1.Session
 	5,  // 7: sessionledger.audit.v1.LiveSession.pending:type_name -> sessionledger.audit.v1.Pending
-	29, // 8: sessionledger.audit.v1.TimelineEntry.type:type_name -> sessionledger.ledger.v1.EventType
+	30, // 8: sessionledger.audit.v1.TimelineEntry.type:type_name -> sessionledger.ledger.v1.EventType
 	4,  // 9: sessionledger.audit.v1.Ended.session:type_name -> sessionledger.audit.v1.Session
-	31, // 10: sessionledger.audit.v1.Ended.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
-	33, // 11: sessionledger.audit.v1.Ended.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
+	32, // 10: sessionledger.audit.v1.Ended.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
+	34, // 11: sessionledger.audit.v1.Ended.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
 	2,  // 12: sessionledger.audit.v1.ReplayStep.record:type_name -> sessionledger.audit.v1.AuditRecord
 	4,  // 13: sessionledger.audit.v1.ReplayStep.started:type_name -> sessionledger.audit.v1.Session
-	11, // 14: sessionledger.audit.v1.ReplayStep.ended:type_name -> sessionledger.audit.v1.Ended
+	12, // 14: sessionledger.audit.v1.ReplayStep.ended:type_name -> sessionledger.audit.v1.Ended
 	5,  // 15: sessionledger.audit.v1.ReplayStep.pending:type_name -> sessionledger.audit.v1.Pending
 	7,  // 16: sessionledger.audit.v1.ReplayStep.banned:type_name -> sessionledger.audit.v1.Ban
 	7,  // 17: sessionledger.audit.v1.ReplayStep.unbanned:type_name -> sessionledger.audit.v1.Ban
 	7,  // 18: sessionledger.audit.v1.ReplayStep.expired:type_name -> sessionledger.audit.v1.Ban
-	16, // 19: sessionledger.audit.v1.VerifyUpdate.result:type_name -> sessionledger.audit.v1.VerifyResult
-	15, // 20: sessionledger.audit.v1.VerifyUpdate.progress:type_name -> sessionledger.audit.v1.VerifyProgress
-	17, // 21: sessionledger.audit.v1.VerifyResult.findings:type_name -> sessionledger.audit.v1.Finding
-	18, // 22: sessionledger.audit.v1.VerifyResult.checkpoints:type_name -> sessionledger.audit.v1.CheckpointResult
-	25, // 23: sessionledger.audit.v1.StatsResponse.by_type:type_name -> sessionledger.audit.v1.Count
-	25, // 24: sessionledger.audit.v1.StatsResponse.by_cause:type_name -> sessionledger.audit.v1.Count
-	25, // 25: sessionledger.audit.v1.StatsResponse.kicked_users:type_name -> sessionledger.audit.v1.Count
-	25, // 26: sessionledger.audit.v1.StatsResponse.kicks_by_actor:type_name -> sessionledger.audit.v1.Count
-	25, // 27: sessionledger.audit.v1.StatsResponse.bans_by_actor:type_name -> sessionledger.audit.v1.Count
-	27, // 28: sessionledger.audit.v1.StatsResponse.missing:type_name -> sessionledger.audit.v1.SeqRange
-	27, // 29: sessionledger.audit.v1.Corrupt.missing:type_name -> sessionledger.audit.v1.SeqRange
-	1,  // 30: sessionledger.audit.v1.Audit.Events:input_type -> sessionledger.audit.v1.EventsRequest
-	3,  // 31: sessionledger.audit.v1.Audit.SessionsAt:input_type -> sessionledger.audit.v1.AtRequest
-	3,  // 32: sessionledger.audit.v1.Audit.BansAt:input_type -> sessionledger.audit.v1.AtRequest
-	8,  // 33: sessionledger.audit.v1.Audit.Timeline:input_type -> sessionledger.audit.v1.TimelineRequest
-	10, // 34: sessionledger.audit.v1.Audit.Replay:input_type -> sessionledger.audit.v1.ReplayRequest
-	13, // 35: sessionledger.audit.v1.Audit.Verify:input_type -> sessionledger.audit.v1.VerifyRequest
-	0,  // 36: sessionledger.audit.v1.Audit.Stats:input_type -> sessionledger.audit.v1.Filter
-	19, // 37: sessionledger.audit.v1.Audit.Checkpoint:input_type -> sessionledger.audit.v1.CheckpointRequest
-	21, // 38: sessionledger.audit.v1.Audit.Prove:input_type -> sessionledger.audit.v1.ProveRequest
-	23, // 39: sessionledger.audit.v1.Audit.ConsistencyProof:input_type -> sessionledger.audit.v1.ConsistencyRequest
-	2,  // 40: sessionledger.audit.v1.Audit.Events:output_type -> sessionledger.audit.v1.AuditRecord
-	6,  // 41: sessionledger.audit.v1.Audit.SessionsAt:output_type -> sessionledger.audit.v1.LiveSession
-	7,  // 42: sessionledger.audit.v1.Audit.BansAt:output_type -> sessionledger.audit.v1.Ban
-	9,  // 43: sessionledger.audit.v1.Audit.Timeline:output_type -> sessionledger.audit.v1.TimelineEntry
-	12, // 44: sessionledger.audit.v1.Audit.Replay:output_type -> sessionledger.audit.v1.ReplayStep
-	14, // 45: sessionledger.audit.v1.Audit.Verify:output_type -> sessionledger.audit.v1.VerifyUpdate
-	26, // 46: sessionledger.audit.v1.Audit.Stats:output_type -> sessionledger.audit.v1.StatsResponse
-	20, // 47: sessionledger.audit.v1.Audit.Checkpoint:output_type -> sessionledger.audit.v1.CheckpointResponse
-	22, // 48: sessionledger.audit.v1.Audit.Prove:output_type -> sessionledger.audit.v1.ProveResponse
-	24, // 49: sessionledger.audit.v1.Audit.ConsistencyProof:output_type -> sessionledger.audit.v1.ConsistencyResponse
-	40, // [40:50] is the sub-list for method output_type
-	30, // [30:40] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	17, // 19: sessionledger.audit.v1.VerifyUpdate.result:type_name -> sessionledger.audit.v1.VerifyResult
+	16, // 20: sessionledger.audit.v1.VerifyUpdate.progress:type_name -> sessionledger.audit.v1.VerifyProgress
+	18, // 21: sessionledger.audit.v1.VerifyResult.findings:type_name -> sessionledger.audit.v1.Finding
+	19, // 22: sessionledger.audit.v1.VerifyResult.checkpoints:type_name -> sessionledger.audit.v1.CheckpointResult
+	26, // 23: sessionledger.audit.v1.StatsResponse.by_type:type_name -> sessionledger.audit.v1.Count
+	26, // 24: sessionledger.audit.v1.StatsResponse.by_cause:type_name -> sessionledger.audit.v1.Count
+	26, // 25: sessionledger.audit.v1.StatsResponse.kicked_users:type_name -> sessionledger.audit.v1.Count
+	26, // 26: sessionledger.audit.v1.StatsResponse.kicks_by_actor:type_name -> sessionledger.audit.v1.Count
+	26, // 27: sessionledger.audit.v1.StatsResponse.bans_by_actor:type_name -> sessionledger.audit.v1.Count
+	28, // 28: sessionledger.audit.v1.StatsResponse.missing:type_name -> sessionledger.audit.v1.SeqRange
+	26, // 29: sessionledger.audit.v1.StatsResponse.revokes_by_actor:type_name -> sessionledger.audit.v1.Count
+	26, // 30: sessionledger.audit.v1.StatsResponse.refused_admin_calls:type_name -> sessionledger.audit.v1.Count
+	28, // 31: sessionledger.audit.v1.Corrupt.missing:type_name -> sessionledger.audit.v1.SeqRange
+	1,  // 32: sessionledger.audit.v1.Audit.Events:input_type -> sessionledger.audit.v1.EventsRequest
+	3,  // 33: sessionledger.audit.v1.Audit.SessionsAt:input_type -> sessionledger.audit.v1.AtRequest
+	3,  // 34: sessionledger.audit.v1.Audit.BansAt:input_type -> sessionledger.audit.v1.AtRequest
+	9,  // 35: sessionledger.audit.v1.Audit.Timeline:input_type -> sessionledger.audit.v1.TimelineRequest
+	11, // 36: sessionledger.audit.v1.Audit.Replay:input_type -> sessionledger.audit.v1.ReplayRequest
+	14, // 37: sessionledger.audit.v1.Audit.Verify:input_type -> sessionledger.audit.v1.VerifyRequest
+	0,  // 38: sessionledger.audit.v1.Audit.Stats:input_type -> sessionledger.audit.v1.Filter
+	20, // 39: sessionledger.audit.v1.Audit.Checkpoint:input_type -> sessionledger.audit.v1.CheckpointRequest
+	22, // 40: sessionledger.audit.v1.Audit.Prove:input_type -> sessionledger.audit.v1.ProveRequest
+	24, // 41: sessionledger.audit.v1.Audit.ConsistencyProof:input_type -> sessionledger.audit.v1.ConsistencyRequest
+	3,  // 42: sessionledger.audit.v1.Audit.RevocationsAt:input_type -> sessionledger.audit.v1.AtRequest
+	2,  // 43: sessionledger.audit.v1.Audit.Events:output_type -> sessionledger.audit.v1.AuditRecord
+	6,  // 44: sessionledger.audit.v1.Audit.SessionsAt:output_type -> sessionledger.audit.v1.LiveSession
+	7,  // 45: sessionledger.audit.v1.Audit.BansAt:output_type -> sessionledger.audit.v1.Ban
+	10, // 46: sessionledger.audit.v1.Audit.Timeline:output_type -> sessionledger.audit.v1.TimelineEntry
+	13, // 47: sessionledger.audit.v1.Audit.Replay:output_type -> sessionledger.audit.v1.ReplayStep
+	15, // 48: sessionledger.audit.v1.Audit.Verify:output_type -> sessionledger.audit.v1.VerifyUpdate
+	27, // 49: sessionledger.audit.v1.Audit.Stats:output_type -> sessionledger.audit.v1.StatsResponse
+	21, // 50: sessionledger.audit.v1.Audit.Checkpoint:output_type -> sessionledger.audit.v1.CheckpointResponse
+	23, // 51: sessionledger.audit.v1.Audit.Prove:output_type -> sessionledger.audit.v1.ProveResponse
+	25, // 52: sessionledger.audit.v1.Audit.ConsistencyProof:output_type -> sessionledger.audit.v1.ConsistencyResponse
+	8,  // 53: sessionledger.audit.v1.Audit.RevocationsAt:output_type -> sessionledger.audit.v1.Revocation
+	43, // [43:54] is the sub-list for method output_type
+	32, // [32:43] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_audit_auditpb_audit_proto_init() }
@@ -2692,7 +2841,7 @@ func file_audit_auditpb_audit_proto_init() {
 	if File_audit_auditpb_audit_proto != nil {
 		return
 	}
-	file_audit_auditpb_audit_proto_msgTypes[14].OneofWrappers = []any{
+	file_audit_auditpb_audit_proto_msgTypes[15].OneofWrappers = []any{
 		(*VerifyUpdate_ProgressSeq)(nil),
 		(*VerifyUpdate_Result)(nil),
 		(*VerifyUpdate_Progress)(nil),
@@ -2703,7 +2852,7 @@ func file_audit_auditpb_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_audit_auditpb_audit_proto_rawDesc), len(file_audit_auditpb_audit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -36,6 +36,7 @@ const (
 	Audit_Checkpoint_FullMethodName       = "/sessionledger.audit.v1.Audit/Checkpoint"
 	Audit_Prove_FullMethodName            = "/sessionledger.audit.v1.Audit/Prove"
 	Audit_ConsistencyProof_FullMethodName = "/sessionledger.audit.v1.Audit/ConsistencyProof"
+	Audit_RevocationsAt_FullMethodName    = "/sessionledger.audit.v1.Audit/RevocationsAt"
 )
 
 // AuditClient is the client API for Audit service.
@@ -69,6 +70,9 @@ type AuditClient interface {
 	// ConsistencyProof returns the proof that the log's tree of new_size
 	// records extends its tree of old_size records.
 	ConsistencyProof(ctx context.Context, in *ConsistencyRequest, opts ...grpc.CallOption) (*ConsistencyResponse, error)
+	// RevocationsAt streams the client token revocations in force at a time:
+	// by token id, then by user.
+	RevocationsAt(ctx context.Context, in *AtRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Revocation], error)
 }
 
 type auditClient struct {
@@ -233,6 +237,25 @@ func (c *auditClient) ConsistencyProof(ctx context.Context, in *ConsistencyReque
 	return out, nil
 }
 
+func (c *auditClient) RevocationsAt(ctx context.Context, in *AtRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Revocation], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Audit_ServiceDesc.Streams[6], Audit_RevocationsAt_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AtRequest, Revocation]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Audit_RevocationsAtClient = grpc.ServerStreamingClient[Revocation]
+
 // AuditServer is the server API for Audit service.
 // All implementations must embed UnimplementedAuditServer
 // for forward compatibility.
@@ -264,6 +287,9 @@ type AuditServer interface {
 	// ConsistencyProof returns the proof that the log's tree of new_size
 	// records extends its tree of old_size records.
 	ConsistencyProof(context.Context, *ConsistencyRequest) (*ConsistencyResponse, error)
+	// RevocationsAt streams the client token revocations in force at a time:
+	// by token id, then by user.
+	RevocationsAt(*AtRequest, grpc.ServerStreamingServer[Revocation]) error
 	mustEmbedUnimplementedAuditServer()
 }
 
@@ -303,6 +329,9 @@ func (UnimplementedAuditServer) Prove(context.Context, *ProveRequest) (*ProveRes
 }
 func (UnimplementedAuditServer) ConsistencyProof(context.Context, *ConsistencyRequest) (*ConsistencyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ConsistencyProof not implemented")
+}
+func (UnimplementedAuditServer) RevocationsAt(*AtRequest, grpc.ServerStreamingServer[Revocation]) error {
+	return status.Error(codes.Unimplemented, "method RevocationsAt not implemented")
 }
 func (UnimplementedAuditServer) mustEmbedUnimplementedAuditServer() {}
 func (UnimplementedAuditServer) testEmbeddedByValue()               {}
@@ -463,6 +492,17 @@ func _Audit_ConsistencyProof_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Audit_RevocationsAt_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(AtRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AuditServer).RevocationsAt(m, &grpc.GenericServerStream[AtRequest, Revocation]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Audit_RevocationsAtServer = grpc.ServerStreamingServer[Revocation]
+
 // Audit_ServiceDesc is the grpc.ServiceDesc for Audit service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -516,6 +556,11 @@ var Audit_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Verify",
 			Handler:       _Audit_Verify_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "RevocationsAt",
+			Handler:       _Audit_RevocationsAt_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -52,7 +52,7 @@ func StartHub(tb testing.TB, fixture string) *Hub {
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	d, err := daemon.New(daemon.Config{Data: data, Listen: "127.0.0.1:0", Logger: quiet,
-		Hub:         hub.Config{Node: HubNode, AdminTokens: tokens, ShutdownJitter: 10 * time.Millisecond},
+		Hub:         hub.Config{Node: HubNode, Admins: tokens, ShutdownJitter: 10 * time.Millisecond},
 		Projections: projections.Config{SnapshotEvery: 5}})
 	if err != nil {
 		tb.Fatal(err)

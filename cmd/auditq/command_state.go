@@ -267,3 +267,85 @@ func (a *app) printTimeline(cmd *cobra.Command, src source, q audit.TimelineQuer
 	}
 	return err
 }
+
+func (a *app) revocationsCommand() *cobra.Command {
+	var at, user string
+	cmd := &cobra.Command{
+		Use:   "revocations",
+		Short: "The client token revocations in force at a time: token or user, issued before, until, by whom, why",
+		Long: `revocations lists the token revocations in force at a time, as the projections
+hold them: one token by its id (jti), or every token of a user issued before a
+time. Each lapses when no token it covers can still be valid (UNTIL); after
+that it is no longer listed.`,
+		Example: `  auditq revocations --at now` + "\n" + `  auditq revocations --at 2026-03-01T10:15:00Z --user alice --json`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := a.parseTime("at", at)
+			if err != nil {
+				return err
+			}
+			src, closeFn, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			revs, err := src.RevocationsAt(cmd.Context(), t, user)
+			if err != nil {
+				return err
+			}
+			return a.printRevocations(revs)
+		},
+	}
+	cmd.Flags().StringVar(&at, "at", "now", "the time (RFC3339, or ago like 2h)")
+	cmd.Flags().StringVar(&user, "user", "", "only this user's")
+	return cmd
+}
+
+type revocationJSON struct {
+	TokenID      string `json:"token_id,omitempty"`
+	User         string `json:"user,omitempty"`
+	IssuedBefore string `json:"issued_before,omitempty"`
+	Since        string `json:"since"`
+	Until        string `json:"until,omitempty"`
+	Actor        string `json:"actor"`
+	Reason       string `json:"reason"`
+	Seq          uint64 `json:"seq"`
+	EventID      string `json:"event_id"`
+}
+
+func (a *app) printRevocations(revs []projections.Revocation) error {
+	w := bufio.NewWriter(a.stdout)
+	defer w.Flush()
+	switch {
+	case a.json:
+		for _, v := range revs {
+			if err := jsonLine(w, revocationJSON{TokenID: v.TokenID, User: v.User, IssuedBefore: jsonTime(v.IssuedBefore, a.loc),
+				Since: jsonTime(v.Since, a.loc), Until: jsonTime(v.Until, a.loc), Actor: v.Actor, Reason: v.Reason, Seq: v.Seq,
+				EventID: v.EventID.String()}); err != nil {
+				return err
+			}
+		}
+	case a.csv:
+		c := csvOut(w, "token_id", "user", "issued_before", "since", "until", "actor", "reason", "seq", "event_id")
+		for _, v := range revs {
+			_ = c.Write([]string{v.TokenID, v.User, jsonTime(v.IssuedBefore, a.loc), jsonTime(v.Since, a.loc), jsonTime(v.Until, a.loc),
+				v.Actor, v.Reason, strconv.FormatUint(v.Seq, 10), v.EventID.String()})
+		}
+		c.Flush()
+		return c.Error()
+	default:
+		t := newTable(w, "TOKEN", "USER", "ISSUED BEFORE", "SINCE", "UNTIL", "BY", "SEQ", "REASON")
+		for _, v := range revs {
+			before, until := "-", "never"
+			if !v.IssuedBefore.IsZero() {
+				before = fmtTime(v.IssuedBefore, a.loc)
+			}
+			if !v.Until.IsZero() {
+				until = fmtTime(v.Until, a.loc)
+			}
+			t.row(termtext.Cell(v.TokenID), termtext.Cell(v.User), before, fmtTime(v.Since, a.loc), until, termtext.Cell(v.Actor), strconv.FormatUint(v.Seq, 10), dash(v.Reason))
+		}
+		t.flush()
+	}
+	return nil
+}

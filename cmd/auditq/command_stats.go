@@ -23,6 +23,9 @@ type statsJSON struct {
 	KicksByActor     []audit.Count `json:"kicks_by_actor"`
 	BansByActor      []audit.Count `json:"bans_by_actor"`
 	RejectedAttempts uint64        `json:"rejected_attempts"`
+	// Omitted when empty, so output of logs without them is unchanged.
+	RevokesByActor    []audit.Count `json:"revokes_by_actor,omitempty"`
+	RefusedAdminCalls []audit.Count `json:"refused_admin_calls,omitempty"`
 }
 
 func (a *app) statsCommand() *cobra.Command {
@@ -74,6 +77,7 @@ func (a *app) printStats(st audit.Stats, top int) error {
 			Events: st.Events, FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, First: jsonTime(st.FirstTime, a.loc), Last: jsonTime(st.LastTime, a.loc),
 			ByType: nz(st.ByType), ByCause: nz(st.ByCause), KickedUsers: nz(st.KickedUsers), KicksByActor: nz(st.KicksByActor),
 			BansByActor: nz(st.BansByActor), RejectedAttempts: st.RejectedAttempts,
+			RevokesByActor: st.RevokesByActor, RefusedAdminCalls: st.RefusedAdminCalls,
 		})
 	case a.csv:
 		c := csvOut(w, "section", "key", "count")
@@ -82,7 +86,8 @@ func (a *app) printStats(st audit.Stats, top int) error {
 		for _, s := range []struct {
 			name string
 			rows []audit.Count
-		}{{"by_type", st.ByType}, {"by_cause", st.ByCause}, {"kicked_users", st.KickedUsers}, {"kicks_by_actor", st.KicksByActor}, {"bans_by_actor", st.BansByActor}} {
+		}{{"by_type", st.ByType}, {"by_cause", st.ByCause}, {"kicked_users", st.KickedUsers}, {"kicks_by_actor", st.KicksByActor}, {"bans_by_actor", st.BansByActor},
+			{"revokes_by_actor", st.RevokesByActor}, {"refused_admin_calls", st.RefusedAdminCalls}} {
 			for _, r := range s.rows {
 				_ = c.Write([]string{s.name, r.Key, strconv.FormatUint(r.Count, 10)})
 			}
@@ -116,6 +121,12 @@ func (a *app) printStats(st audit.Stats, top int) error {
 	section("Most kicked users (sessions ended by a kick)", "USER", st.KickedUsers, top)
 	section("Kicks ordered, per operator", "OPERATOR", st.KicksByActor, top)
 	section("Bans ordered, per operator", "OPERATOR", st.BansByActor, top)
+	if len(st.RevokesByActor) > 0 {
+		section("Token revocations ordered, per operator", "OPERATOR", st.RevokesByActor, top)
+	}
+	if len(st.RefusedAdminCalls) > 0 {
+		section("Admin calls refused for their role, per token", "TOKEN", st.RefusedAdminCalls, top)
+	}
 	fmt.Fprintf(w, "\nRejected connect attempts: %d\n", st.RejectedAttempts)
 	return nil
 }

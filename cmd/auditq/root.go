@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -51,6 +54,7 @@ type source interface {
 	Events(ctx context.Context, f audit.Filter, follow bool, fn func(*ledger.Record) error) error
 	SessionsAt(ctx context.Context, t time.Time, f projections.Filter) ([]audit.LiveSession, error)
 	BansAt(ctx context.Context, t time.Time, user string) ([]projections.Ban, error)
+	RevocationsAt(ctx context.Context, t time.Time, user string) ([]projections.Revocation, error)
 	Timeline(ctx context.Context, q audit.TimelineQuery, fn func(audit.TimelineEntry) error) error
 	Replay(ctx context.Context, q audit.ReplayQuery, fn func(audit.Step) error) error
 	Verify(ctx context.Context, q audit.VerifyQuery, progress func(audit.VerifyProgress)) (audit.VerifyResult, error)
@@ -83,7 +87,12 @@ type app struct {
 
 	db, addr, token, data, tz string
 	json, csv                 bool
-	loc                       *time.Location
+	// TLS to a hubd: --tls, --ca, and a client certificate for hubd's
+	// --client-ca (--cert, --cert-key; not --key, which verify, check-proof
+	// and consistency take for the checkpoints' verifier key).
+	tls                    bool
+	caFile, certFile, keyF string
+	loc                    *time.Location
 
 	// kind is set by a failing command to choose the exit code.
 	kind int
@@ -155,7 +164,9 @@ Sources (one of):
   --db FILE       a ledger file or a backup, opened read-only (not while hubd runs on it)
   --addr H:P      a running hubd's audit API ($AUDITQ_ADDR); admin token from
                   --token, $HUBD_ADMIN_TOKEN or DATA/admin.token (--data,
-                  $AUDITQ_DATA, default ./data)
+                  $AUDITQ_DATA, default ./data); --tls, --ca, and --cert and
+                  --cert-key when hubd wants a client certificate (--client-ca).
+                  The token needs the auditor role at least.
   (neither)       the local hubd at ` + defaultAddr + ` if one answers, else DATA/ledger.db
 
 Times: RFC3339 (2026-03-01T10:00:00Z), a date or date-time in --tz, "now",
@@ -194,10 +205,14 @@ skipped).`,
 	pf.StringVar(&a.tz, "tz", "", "time zone to show and read times in (default UTC)")
 	pf.BoolVar(&a.json, "json", false, "JSON lines")
 	pf.BoolVar(&a.csv, "csv", false, "CSV with a header row")
+	pf.BoolVar(&a.tls, "tls", false, "connect to --addr with TLS")
+	pf.StringVar(&a.caFile, "ca", "", "PEM CA certificate for --tls (default: system roots)")
+	pf.StringVar(&a.certFile, "cert", "", "PEM client certificate for hubd's --client-ca; implies --tls")
+	pf.StringVar(&a.keyF, "cert-key", "", "PEM private key of --cert")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usagef("%v (see %s --help)", err, c.CommandPath())
 	})
-	root.AddCommand(a.eventsCommand(), a.exportCommand(), a.sessionsCommand(), a.bansCommand(),
+	root.AddCommand(a.eventsCommand(), a.exportCommand(), a.sessionsCommand(), a.bansCommand(), a.revocationsCommand(),
 		a.timelineCommand(), a.replayCommand(), a.verifyCommand(), a.statsCommand(),
 		a.checkpointCommand(), a.keyCommand(), a.proveCommand(), a.checkProofCommand(), a.consistencyCommand())
 	root.InitDefaultHelpCmd()
@@ -354,8 +369,43 @@ func (a *app) adminToken() string {
 	return t
 }
 
+// transport is the credentials for a hubd: TLS with --tls, --ca or
+// --cert, else plaintext.
+func (a *app) transport() (credentials.TransportCredentials, error) {
+	if !a.tls && a.caFile == "" && a.certFile == "" {
+		return insecure.NewCredentials(), nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if a.caFile != "" {
+		pem, err := os.ReadFile(a.caFile)
+		if err != nil {
+			return nil, usagef("--ca: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usagef("--ca %s: no PEM certificate in it", a.caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (a.certFile == "") != (a.keyF == "") {
+		return nil, usagef("--cert and --cert-key go together")
+	}
+	if a.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(a.certFile, a.keyF)
+		if err != nil {
+			return nil, usagef("--cert/--cert-key: %v", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
 func (a *app) dial(addr string) (source, func(), error) {
-	c, err := audit.NewClient(addr, a.adminToken(), audit.WithConnectTimeout(a.connectTimeout))
+	creds, err := a.transport()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := audit.NewClient(addr, a.adminToken(), audit.WithConnectTimeout(a.connectTimeout), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, nil, usagef("--addr %s: %v", addr, err)
 	}
@@ -365,7 +415,11 @@ func (a *app) dial(addr string) (source, func(), error) {
 // hubAnswers reports whether something speaking gRPC answers at addr
 // within probeTimeout (hubd serves the health service).
 func (a *app) hubAnswers(ctx context.Context, addr string) bool {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := a.transport()
+	if err != nil {
+		return false
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return false
 	}

@@ -75,7 +75,7 @@ func describeAction(verb string) func(proto.Message) string {
 		r := m.(*hubpb.ActionReply)
 		s := fmt.Sprintf("%s: event %s (seq %d), %d live session(s) addressed", verb, r.GetEventId(), r.GetSeq(), r.GetSessions())
 		if r.GetSessions() == 0 && verb != "unbanned" {
-			s += fmt.Sprintf(" (none was live; the %s is recorded)", map[string]string{"kicked": "kick", "banned": "ban", "notified": "notification"}[verb])
+			s += fmt.Sprintf(" (none was live; the %s is recorded)", map[string]string{"kicked": "kick", "banned": "ban", "notified": "notification", "revoked": "revocation"}[verb])
 		}
 		return s
 	}

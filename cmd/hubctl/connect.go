@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -132,6 +133,7 @@ func describe(d client.Disconnect) clientDisconnect {
 func newConnect(g *globals) *cobra.Command {
 	var (
 		user, device, jwt string
+		jwtFile           string
 		reconnect, noAck  bool
 		hold              time.Duration
 	)
@@ -161,8 +163,11 @@ shut down, aborted, idle timeout); 1 could not reach the server.`,
   hubctl connect --jwt "$(hubctl token --user alice --device phone --secret-file jwt.key)"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if user == "" && jwt == "" {
-				return usageError{errors.New("connect: give --user (and --device), or --jwt")}
+			if jwt != "" && jwtFile != "" {
+				return usageError{errors.New("connect: --jwt and --jwt-file exclude each other")}
+			}
+			if user == "" && jwt == "" && jwtFile == "" {
+				return usageError{errors.New("connect: give --user (and --device), or --jwt or --jwt-file")}
 			}
 			if hold < 0 {
 				return usageError{errors.New("connect: --for must be positive")}
@@ -186,6 +191,15 @@ shut down, aborted, idle timeout); 1 could not reach the server.`,
 			}
 			if tlsCfg != nil {
 				opts = append(opts, client.WithTLS(tlsCfg))
+			}
+			if jwtFile != "" {
+				// The file is read for the first token and again ahead of
+				// each expiry: whatever renews it (a cron job, an agent)
+				// keeps the session alive.
+				opts = append(opts, client.WithTokenRefresh(func(context.Context) (string, error) {
+					b, err := os.ReadFile(jwtFile)
+					return strings.TrimSpace(string(b)), err
+				}))
 			}
 			if jwt != "" {
 				opts = append(opts, client.WithToken(jwt))
@@ -238,7 +252,8 @@ shut down, aborted, idle timeout); 1 could not reach the server.`,
 	f := c.Flags()
 	f.StringVar(&user, "user", "", "user to connect as (without a JWT secret on hubd, taken as sent)")
 	f.StringVar(&device, "device", "", "device name")
-	f.StringVar(&jwt, "jwt", "", "client JWT (when hubd has --jwt-secret-file); see hubctl token")
+	f.StringVar(&jwt, "jwt", "", "client JWT (when hubd checks tokens); see hubctl token")
+	f.StringVar(&jwtFile, "jwt-file", "", "file holding the client JWT, read again ahead of each expiry to refresh the session in place")
 	f.BoolVar(&reconnect, "reconnect", false, "come back after a disconnect as the server advises, resuming the session")
 	f.BoolVar(&noAck, "no-ack", false, "do not acknowledge notifications (they are redelivered on resume)")
 	f.DurationVar(&hold, "for", 0, "end the session normally after this long (default: until it ends or Ctrl-C)")

@@ -43,12 +43,14 @@ func main() {
 
 // globals are the flags every command takes.
 type globals struct {
-	addr    string
-	dataDir string
-	token   string
-	timeout time.Duration
-	tls     bool
-	caFile  string
+	addr     string
+	dataDir  string
+	token    string
+	timeout  time.Duration
+	tls      bool
+	caFile   string
+	certFile string
+	keyFile  string
 }
 
 // usageError marks errors that exit with exitUsage.
@@ -98,7 +100,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
 		Use:   "hubctl",
-		Short: "Operate a running hubd: hold a session, kick, ban, notify, list sessions, print the checkpoint verifier key",
+		Short: "Operate a running hubd: hold a session, kick, ban, revoke, notify, list sessions, back up, print the checkpoint verifier key",
 		Long: `hubctl talks to a running hubd over gRPC.
 
 By default it reaches the local hubd (127.0.0.1:7070) and reads the admin
@@ -126,12 +128,14 @@ kicked, 4 banned or refused, 5 superseded, 6 connection lost.`,
 	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "time limit for each call")
 	pf.BoolVar(&g.tls, "tls", false, "connect with TLS")
 	pf.StringVar(&g.caFile, "ca", "", "PEM CA certificate for --tls (default: system roots)")
+	pf.StringVar(&g.certFile, "cert", "", "PEM client certificate for mutual TLS (hubd --client-ca); implies --tls")
+	pf.StringVar(&g.keyFile, "key", "", "PEM private key of --cert")
 
 	root.AddCommand(
 		newConnect(g),
-		newKick(g), newBan(g), newUnban(g), newNotify(g), newDrain(g),
-		newSessions(g), newCluster(g),
-		newToken(),
+		newKick(g), newBan(g), newUnban(g), newNotify(g), newRevoke(g), newDrain(g),
+		newSessions(g), newCluster(g), newBackup(g),
+		newToken(), newAdminToken(g),
 		newKey(g),
 	)
 	// Arguments cobra rejects (an unknown command, a stray argument) are
@@ -182,10 +186,20 @@ func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 // tlsConfig is the TLS configuration --tls and --ca ask for (nil:
 // plaintext). connect hands it to hub/client, the admin commands to dial.
 func (g *globals) tlsConfig() (*tls.Config, error) {
-	if !g.tls && g.caFile == "" {
+	if !g.tls && g.caFile == "" && g.certFile == "" {
 		return nil, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if (g.certFile == "") != (g.keyFile == "") {
+		return nil, usageError{errors.New("--cert and --key go together")}
+	}
+	if g.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(g.certFile, g.keyFile)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--cert/--key: %w", err)}
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
 	if g.caFile != "" {
 		pem, err := os.ReadFile(g.caFile)
 		if err != nil {
@@ -234,6 +248,9 @@ func (g *globals) adminCtx() (context.Context, context.CancelFunc, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok), cancel, nil
 }
+
+// adminTokenPath is the admin token file in --data.
+func adminTokenPath(g *globals) string { return filepath.Join(g.dataDir, hubapi.AdminTokenFile) }
 
 // callError turns a gRPC error into one line: "Code: message".
 func callError(what string, err error) error {

@@ -53,21 +53,45 @@ func startHubWith(t *testing.T, change func(*hub.Config), tlsCert ...tls.Certifi
 // first (a history the hub did not record itself).
 func startHubOn(t *testing.T, seed func(*ledger.Store), change func(*hub.Config), tlsCert ...tls.Certificate) *hubd {
 	t.Helper()
+	return startHubSeeded(t, seed, change, func(dc *daemon.Config) {
+		if len(tlsCert) > 0 {
+			dc.Creds = credentials.NewTLS(&tls.Config{Certificates: tlsCert, MinVersion: tls.VersionTLS12})
+		}
+	})
+}
+
+// daemonWatch makes the daemon look for changed credential files every d.
+func daemonWatch(d time.Duration) func(*daemon.Config) {
+	return func(dc *daemon.Config) { dc.WatchInterval = d }
+}
+
+// startHubDaemon is startHubWith with dchange applied to the daemon's
+// configuration.
+func startHubDaemon(t *testing.T, change func(*hub.Config), dchange func(*daemon.Config)) *hubd {
+	t.Helper()
+	return startHubSeeded(t, nil, change, dchange)
+}
+
+// startHubSeeded starts the hub on a ledger that seed, if not nil, writes
+// first, with change applied to the hub's configuration and dchange to the
+// daemon's.
+func startHubSeeded(t *testing.T, seed func(*ledger.Store), change func(*hub.Config), dchange func(*daemon.Config)) *hubd {
+	t.Helper()
 	data := t.TempDir()
 	tokens, _, err := hubapi.LoadOrCreateAdminTokens(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for tok := range tokens {
-		tokens[tok] = "ops-carol"
+	for i := range tokens {
+		tokens[i].Name = "ops-carol"
 	}
-	cfg := hub.Config{AdminTokens: tokens, Policy: projections.Policy{OnePerDevice: true}, ShutdownJitter: 50 * time.Millisecond, ShutdownReconnect: 50 * time.Millisecond}
+	cfg := hub.Config{Admins: tokens, Policy: projections.Policy{OnePerDevice: true}, ShutdownJitter: 50 * time.Millisecond, ShutdownReconnect: 50 * time.Millisecond}
 	if change != nil {
 		change(&cfg)
 	}
 	dc := daemon.Config{Data: data, Listen: "127.0.0.1:0", Hub: cfg, Logger: slog.New(slog.DiscardHandler)}
-	if len(tlsCert) > 0 {
-		dc.Creds = credentials.NewTLS(&tls.Config{Certificates: tlsCert, MinVersion: tls.VersionTLS12})
+	if dchange != nil {
+		dchange(&dc)
 	}
 	d, err := daemon.New(dc)
 	if err != nil {

@@ -171,7 +171,12 @@ func TestCrashWithCheckpoints(t *testing.T) {
 			wg.Add(1)
 			go func() { defer wg.Done(); notifyLoop(t, p, stop) }()
 		}
-		time.Sleep(time.Duration(100+rand.IntN(300)) * time.Millisecond)
+		// Kill once this run has written a checkpoint (a loaded machine
+		// can take longer than the sleep alone to write the first), at a
+		// random moment after.
+		before := countFiles(t, dir)
+		waitFor(t, "a checkpoint written in this round", func() bool { return countFiles(t, dir) > before })
+		time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
 		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -205,4 +210,14 @@ func TestDeprecatedCheckpointEvery(t *testing.T) {
 	if err != nil || o.checkpointEvery != 9 || len(o.deprecated) != 1 {
 		t.Fatalf("HUBD_CHECKPOINT_EVERY=9: %+v, %v", o, err)
 	}
+}
+
+// countFiles is how many files dir holds (0 when it does not exist yet).
+func countFiles(t *testing.T, dir string) int {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return len(es)
 }

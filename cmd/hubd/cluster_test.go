@@ -101,7 +101,7 @@ func (nd *clusterNode) admin(t *testing.T) (hubpb.AdminClient, context.Context) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
 	return hubpb.NewAdminClient(dialConn(t, nd.p.grpc)), metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 }
@@ -295,6 +295,9 @@ func TestClusterFailsClosedWithoutQuorum(t *testing.T) {
 
 	nodes[1].launch(t)
 	nodes[1].waitListening(t)
+	// A fresh context: the first one's 30 s may be spent by now (a loaded
+	// machine takes long to restart a node and elect leaders).
+	admin, ctx = a.admin(t)
 	deadline = time.Now().Add(30 * time.Second)
 	for {
 		call, cancel := context.WithTimeout(ctx, 3*time.Second)

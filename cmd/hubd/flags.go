@@ -66,6 +66,17 @@ type options struct {
 	signedCheckpointDir   string
 	// deprecated lists the deprecated flag names given (run warns).
 	deprecated []string
+
+	// Client tokens, roles and mutual TLS (issue 18).
+	jwtPublicKey      string
+	jwtJWKS           string
+	jwtIssuer         string
+	jwtAudience       string
+	jwtMaxTTL         time.Duration
+	noReconnectWindow time.Duration
+	clientCA          string
+	clientCAClients   bool
+	watchInterval     time.Duration
 }
 
 const usageHead = `hubd serves the sessionledger hub: client sessions over gRPC (Hub.Connect),
@@ -137,6 +148,16 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.signedCheckpointDir, "signed-checkpoint-dir", "", "also write every signed checkpoint to this directory, one file each, never rewritten (put it on another disk or machine)")
 	fs.Uint64Var(&o.snapshotEvery, "snapshot-every", 100_000, "projection snapshot for time travel every this many events")
 	fs.DurationVar(&o.stallTimeout, "stall-timeout", 10*time.Second, "health turns NOT_SERVING while a recorded event has waited this long for the projections to apply it (nothing since is enforced)")
+
+	fs.StringVar(&o.jwtPublicKey, "jwt-public-key-file", "", "PEM public key (RSA, ECDSA P-256 or Ed25519) RS256/ES256/EdDSA client tokens are checked with; re-read on SIGHUP or change")
+	fs.StringVar(&o.jwtJWKS, "jwt-jwks-file", "", "JWK Set file (keys by kid) RS256/ES256/EdDSA client tokens are checked with; re-read on SIGHUP or change, so keys rotate without a restart")
+	fs.StringVar(&o.jwtIssuer, "jwt-issuer", "", "if set, client tokens must have this iss")
+	fs.StringVar(&o.jwtAudience, "jwt-audience", "", "if set, client tokens must name this audience in aud")
+	fs.DurationVar(&o.jwtMaxTTL, "jwt-max-ttl", 24*time.Hour, "longest lifetime (iat to exp) of a client token hubd accepts; also how long a revocation by token id lasts when the token's expiry is not given")
+	fs.DurationVar(&o.noReconnectWindow, "no-reconnect-window", 10*time.Minute, "after a kick with reconnect not allowed, refuse fresh connects of the kicked user+device (or token) for this long (0: not at all)")
+	fs.StringVar(&o.clientCA, "client-ca", "", "PEM CA certificates: require a client certificate signed by them for admin and audit calls (needs --tls-cert)")
+	fs.BoolVar(&o.clientCAClients, "client-ca-clients", false, "with --client-ca: require a client certificate of client streams too")
+	fs.DurationVar(&o.watchInterval, "watch-interval", 2*time.Second, "how often to look for a changed admin.token, --jwt-public-key-file or --jwt-jwks-file (0: only on SIGHUP)")
 	return fs
 }
 
@@ -248,6 +269,21 @@ func (o *options) validate() error {
 	}
 	if o.maxPerUser < 0 {
 		errs = append(errs, fmt.Errorf("--max-per-user %d: want 0 (no limit) or more", o.maxPerUser))
+	}
+	if o.watchInterval < 0 {
+		errs = append(errs, fmt.Errorf("--watch-interval %s: want 0 (SIGHUP only) or more", o.watchInterval))
+	}
+	if o.jwtMaxTTL <= 0 {
+		errs = append(errs, fmt.Errorf("--jwt-max-ttl %s: want a positive duration", o.jwtMaxTTL))
+	}
+	if o.noReconnectWindow < 0 || o.noReconnectWindow > hubapi.MaxReconnectAfter {
+		errs = append(errs, fmt.Errorf("--no-reconnect-window %s: want 0 to %s", o.noReconnectWindow, hubapi.MaxReconnectAfter))
+	}
+	if o.clientCA != "" && o.tlsCert == "" {
+		errs = append(errs, errors.New("--client-ca needs TLS: give --tls-cert and --tls-key"))
+	}
+	if o.clientCAClients && o.clientCA == "" {
+		errs = append(errs, errors.New("--client-ca-clients needs --client-ca"))
 	}
 	switch {
 	case o.natsURLs != "" && o.embedNATS:

@@ -3,14 +3,19 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/oklog/ulid/v2"
+
 	"github.com/sessionledger/sessionledger/hub/client"
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
@@ -117,9 +122,26 @@ func TestDeadNodeSessionsEndAsLost(t *testing.T) {
 	for _, cl := range clients {
 		cl.Close()
 	}
+	waitConverged(t, []*clusterNode{a, b})
+	// The survivors' /metrics count the ends they published (JetStream
+	// dropped any duplicate) and serve their lag.
+	published := 0
+	for _, nd := range []*clusterNode{a, b} {
+		if metricValue(t, nd.p, "sessionledger_cluster_lag") == "" {
+			t.Errorf("%s: /metrics does not serve sessionledger_cluster_lag", nd.name)
+		}
+		v, err := strconv.ParseFloat(metricValue(t, nd.p, "sessionledger_cluster_lost_recorded_total"), 64)
+		if err != nil {
+			t.Fatalf("%s: sessionledger_cluster_lost_recorded_total: %v", nd.name, err)
+		}
+		published += int(v)
+	}
+	if published < n {
+		t.Errorf("the survivors count %d lost ends published; want at least %d", published, n)
+	}
 	for _, nd := range []*clusterNode{a, b} {
 		if code := nd.p.signal(syscall.SIGTERM); code != 0 {
-			t.Errorf("%s exited %d", nd.name, code)
+			t.Errorf("%s exited %d:\n%s", nd.name, code, nd.p.output())
 		}
 	}
 	for _, nd := range []*clusterNode{a, b} {
@@ -167,5 +189,124 @@ func TestDeadNodeSessionsEndAsLost(t *testing.T) {
 			t.Errorf("%s: session %s of node C live after the kill", nd.name, sess.ID)
 		}
 		s.Close()
+	}
+}
+
+// TestDeadNodeCarriesPendingEnds: three sessions on node C, each holding
+// a client token; node C is SIGKILLed; before the others see it dead, one
+// session's user has its tokens revoked and another's is kicked, through
+// node A. Node C enforces neither (it is dead): the survivors record those
+// two ends as the log says they must be (cause revoked, naming the
+// revocation; cause kicked, naming the kick) and the third as lost, each
+// once.
+func TestDeadNodeCarriesPendingEnds(t *testing.T) {
+	// A long --lost-after: the revocation and the kick must be recorded
+	// before the survivors decide node C is dead, even if C led the stream
+	// and publishes wait for a new leader.
+	const heartbeat, lostAfter = 250 * time.Millisecond, 8 * time.Second
+	// Revocations apply to sessions holding client tokens: every node
+	// checks them with the same secret.
+	secret := []byte("dead-node-test-secret-0123456789abcdef")
+	secretFile := filepath.Join(t.TempDir(), "jwt.key")
+	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodes := newCluster(t, 3, "--cluster-heartbeat", heartbeat.String(), "--lost-after", lostAfter.String(), "--jwt-secret-file", secretFile)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	conn := dialConn(t, c.p.grpc)
+	ids := map[string]string{}
+	for _, u := range []string{"revoked", "kicked", "plain"} {
+		tok, err := hubapi.MintToken(secret, u, "d", time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		t.Cleanup(cancel)
+		st, err := hubpb.NewHubClient(conn).Connect(ctx)
+		if err == nil {
+			err = st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: &hubpb.Hello{Token: tok}}})
+		}
+		var f *hubpb.ServerFrame
+		if err == nil {
+			f, err = st.Recv()
+		}
+		if err != nil || f.GetWelcome() == nil {
+			t.Fatalf("connect %s with a token on node C: %v, %v", u, f, err)
+		}
+		ids[u] = f.GetWelcome().GetSessionId()
+	}
+	c.sigkill(t)
+	killed := time.Now()
+	admin, actx := a.admin(t)
+	var rev, kick *hubpb.ActionReply
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); rev == nil || kick == nil; time.Sleep(100 * time.Millisecond) {
+		if rev == nil {
+			rev, _ = admin.Revoke(actx, &hubpb.RevokeRequest{User: "revoked", Reason: "stolen laptop"})
+		}
+		if kick == nil {
+			kick, err = admin.Kick(actx, &hubpb.KickRequest{User: "kicked", Reason: "kicked while its node was dead"})
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("revoke %v, kick %v (%v) through node A after node C died", rev, kick, err)
+		}
+	}
+	if since := time.Since(killed); since > lostAfter {
+		t.Fatalf("the revocation and the kick took %s, past --lost-after %s: the test cannot tell carried ends from lost ones", since, lostAfter)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		res, err := admin.ListSessions(actx, &hubpb.ListSessionsRequest{Node: "node-c"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.GetSessions()) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions of node C still live 30 s after it was killed", len(res.GetSessions()))
+		}
+	}
+	for _, nd := range []*clusterNode{a, b} {
+		if code := nd.p.signal(syscall.SIGTERM); code != 0 {
+			t.Errorf("%s exited %d:\n%s", nd.name, code, nd.p.output())
+		}
+	}
+	type end struct {
+		cause eventpb.DisconnectCause
+		event string
+	}
+	want := map[string]end{
+		ids["revoked"]: {eventpb.DisconnectCause_DISCONNECT_CAUSE_REVOKED, rev.GetEventId()},
+		ids["kicked"]:  {eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED, kick.GetEventId()},
+		ids["plain"]:   {eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST, ""},
+	}
+	s, err := ledger.Open(filepath.Join(a.data, "ledger.db"), &ledger.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got := map[string][]end{}
+	err = s.Scan(context.Background(), 1, 0, func(r *ledger.Record) error {
+		if d := r.Event.GetSessionDisconnected(); d != nil {
+			var ev string
+			if id := d.GetCauseEventId(); len(id) > 0 {
+				var u ulid.ULID
+				copy(u[:], id)
+				ev = u.String()
+			}
+			if r.Event.GetNode() != "node-c" {
+				t.Errorf("end of %s recorded with node %q; want node-c", r.Event.GetSession(), r.Event.GetNode())
+			}
+			got[r.Event.GetSession()] = append(got[r.Event.GetSession()], end{d.GetCause(), ev})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, w := range want {
+		if len(got[id]) != 1 || got[id][0] != w {
+			t.Errorf("ends of session %s: %v; want one, %v", id, got[id], w)
+		}
 	}
 }

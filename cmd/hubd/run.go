@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/internal/daemon"
@@ -56,11 +57,15 @@ func newLogger(o *options, w io.Writer) *slog.Logger {
 }
 
 // serve runs the daemon until a signal (or a failed server) stops it.
-func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
+func serve(o *options, log *slog.Logger, signals <-chan os.Signal) (int, error) {
 	d, err := daemon.New(daemonConfig(o, log))
 	if err != nil {
 		return exitUsage, err
 	}
+	// SIGHUP re-reads the admin tokens and the client token keys; the
+	// other signals stop hubd.
+	sig, hups, stopSplit := splitHangups(signals)
+	defer stopSplit()
 	// Replaying a long ledger may take a while; a signal aborts it. A
 	// signal that arrives as the start completes is not lost: it becomes
 	// the shutdown signal.
@@ -90,9 +95,13 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 
 	code := exitOK
 	var runErr error
-	if !signalled {
+	for !signalled && runErr == nil {
 		select {
 		case caught = <-sig:
+			signalled = true
+		case <-hups:
+			log.Info("SIGHUP: re-reading the admin tokens and client token keys")
+			_ = d.Reload() // it logs what it could not read; the credentials in force stay
 		case err := <-d.Failed():
 			runErr = err
 			code = exitFailure
@@ -123,9 +132,38 @@ func serve(o *options, log *slog.Logger, sig <-chan os.Signal) (int, error) {
 	return code, runErr
 }
 
+// splitHangups passes the signals of in on to stop, but SIGHUP to hup
+// (keeping one if nobody is reading), until done is called.
+func splitHangups(in <-chan os.Signal) (stop <-chan os.Signal, hup <-chan struct{}, done func()) {
+	s, h, quit, over := make(chan os.Signal, 2), make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(over)
+		for {
+			select {
+			case x := <-in:
+				if x == syscall.SIGHUP {
+					select {
+					case h <- struct{}{}:
+					default:
+					}
+					continue
+				}
+				select {
+				case s <- x:
+				case <-quit:
+					return
+				}
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return s, h, func() { close(quit); <-over }
+}
+
 // daemonConfig turns hubd's options into the daemon's configuration.
 func daemonConfig(o *options, log *slog.Logger) daemon.Config {
-	return daemon.Config{
+	c := daemon.Config{
 		Data:           o.data,
 		Listen:         o.listen,
 		Metrics:        o.metrics,
@@ -161,6 +199,22 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 		Cluster:   clusterConfig(o),
 		Advertise: o.advertise,
 		Logger:    log,
+	}
+	withAuth(&c, o)
+	return c
+}
+
+// withAuth adds the client token, role and mutual TLS settings (issue 18).
+func withAuth(c *daemon.Config, o *options) {
+	c.JWTPublicKeyFile, c.JWKSFile = o.jwtPublicKey, o.jwtJWKS
+	c.ClientCAFile, c.ClientCertsForClients = o.clientCA, o.clientCAClients
+	c.Hub.JWTIssuer, c.Hub.JWTAudience, c.Hub.MaxTokenTTL = o.jwtIssuer, o.jwtAudience, o.jwtMaxTTL
+	c.Hub.NoReconnectWindow, c.WatchInterval = o.noReconnectWindow, o.watchInterval
+	if o.noReconnectWindow == 0 {
+		c.Hub.NoReconnectWindow = -1 // off; the hub's zero means its default
+	}
+	if o.watchInterval == 0 {
+		c.WatchInterval = -1 // SIGHUP only; the daemon's zero means its default
 	}
 }
 

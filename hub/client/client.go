@@ -50,6 +50,10 @@ type Session struct {
 	// event.
 	EventID string
 	Seq     uint64
+	// TokenExpires is when the session's token expires, as the server
+	// said (zero without a token); a refresh moves it (Client.Session
+	// shows the latest).
+	TokenExpires time.Time
 	// Redelivering is how many missed notifications follow the welcome.
 	Redelivering int
 	// OldestRedelivered is the seq of the first of them (0: none).
@@ -120,6 +124,7 @@ type Client struct {
 	discs chan Disconnect
 
 	mu          sync.Mutex
+	token       string // what Hello sends: WithToken's, then the latest refreshed
 	sess        Session
 	resume      *Resume // what the next connect resumes; nil: connect afresh
 	hadSession  bool    // a session existed before (WithResume counts): a fresh one is a gap
@@ -205,6 +210,7 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		c.resume, c.hadSession = r, true
 		c.lastAcked, c.lastDelivered = r.LastAckedSeq, r.LastAckedSeq
 	}
+	c.token = cfg.token
 	base, baseCancel := context.WithCancel(context.Background())
 	c.closing, c.closeCancel = context.WithCancel(context.Background())
 	c.baseCancel = baseCancel
@@ -430,11 +436,16 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 		}
 		return nil, d
 	}
+	token, err := c.helloToken(hctx)
+	if err != nil {
+		cancel()
+		return nil, &Disconnect{Cause: CauseLost, Reconnect: ReconnectAllowed, Reason: "token source: " + err.Error()}
+	}
 	st, err := c.hub.Connect(sctx)
 	if err != nil {
 		return fail(err)
 	}
-	hello := &hubpb.Hello{User: c.cfg.user, Device: c.cfg.device, Token: c.cfg.token}
+	hello := &hubpb.Hello{User: c.cfg.user, Device: c.cfg.device, Token: token}
 	var helloAck uint64
 	c.mu.Lock()
 	if r := c.resume; r != nil {
@@ -459,10 +470,11 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 	}
 	sess := Session{ID: w.GetSessionId(), ResumeSecret: w.GetResumeSecret(), ResumedFrom: w.GetResumedFrom(),
 		HeartbeatInterval: time.Duration(w.GetHeartbeatIntervalMs()) * time.Millisecond,
-		EventID:           w.GetEventId(), Seq: w.GetSeq(), Redelivering: int(w.GetRedelivering()),
+		EventID:           w.GetEventId(), Seq: w.GetSeq(), Redelivering: int(w.GetRedelivering()), TokenExpires: unixTime(w.GetTokenExpiresUnixNano()),
 		OldestRedelivered: w.GetOldestRedeliveredSeq(), RedeliveryIncomplete: w.GetRedeliveryTruncated(), Addr: c.addr}
 	ls := newStream(st, sctx, cancel)
 	ls.session, ls.hb, ls.welcomed = sess.ID, sess.HeartbeatInterval, time.Now()
+	ls.tokenExp, ls.tokenKnown = sess.TokenExpires, ls.welcomed
 	ls.lastRecv.Store(ls.welcomed.UnixNano())
 	c.mu.Lock()
 	gap := sess.ResumedFrom == "" && c.hadSession

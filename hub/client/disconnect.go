@@ -45,15 +45,25 @@ const (
 	CauseLost
 	// CauseRejected: the server refused the connect or the resume
 	// (Disconnect.RejectCode says why: banned, rate_limited, node_full,
-	// draining, resume_refused, unauthenticated, invalid).
+	// draining, resume_refused, revoked, kicked, unauthenticated, invalid).
 	CauseRejected
 	// CauseDrained: an operator drained the node (to upgrade or remove
 	// it): the client comes back after the advised delay, on another node
 	// when it knows several.
 	CauseDrained
+	// CauseRevoked: the token the session authenticated with was revoked.
+	// The client does not come back by itself (the advice is not
+	// allowed): the application decides whether to get the user a new
+	// token.
+	CauseRevoked
+	// CauseTokenExpired: the session's token expired before a fresh one
+	// was sent (see WithTokenRefresh). With a token source the client
+	// reconnects with a fresh token.
+	CauseTokenExpired
 )
 
-var causeNames = [...]string{"unknown", "closed", "kicked", "banned", "superseded", "idle_timeout", "server_shutdown", "slow_consumer", "lost", "rejected", "drained"}
+var causeNames = [...]string{"unknown", "closed", "kicked", "banned", "superseded", "idle_timeout", "server_shutdown", "slow_consumer", "lost", "rejected",
+	"drained", "revoked", "token_expired"}
 
 // String returns the cause's snake_case name, e.g. "kicked".
 func (c Cause) String() string {
@@ -112,6 +122,10 @@ func causeOf(c hubpb.DisconnectCode) Cause {
 		return CauseServerShutdown
 	case hubpb.DisconnectCode_DISCONNECT_CODE_SLOW_CONSUMER:
 		return CauseSlowConsumer
+	case hubpb.DisconnectCode_DISCONNECT_CODE_REVOKED:
+		return CauseRevoked
+	case hubpb.DisconnectCode_DISCONNECT_CODE_TOKEN_EXPIRED:
+		return CauseTokenExpired
 	case hubpb.DisconnectCode_DISCONNECT_CODE_DRAINED:
 		return CauseDrained
 	case hubpb.DisconnectCode_DISCONNECT_CODE_LOST:
@@ -134,7 +148,9 @@ type Disconnect struct {
 	Reconnect      Reconnect
 	ReconnectAfter time.Duration
 	// EventID is the ULID of the ledger event behind the end (the kick, the
-	// ban, the superseding connect), when the server named one.
+	// ban, the superseding connect, the revocation), or behind a refused
+	// connect (the revocation, the kick that still holds the device), when
+	// the server named one.
 	EventID string
 	// Actor is who ordered the end (an operator, or "system").
 	Actor string
@@ -143,7 +159,8 @@ type Disconnect struct {
 	// RejectCode is the server's refusal code, for CauseRejected.
 	RejectCode string
 	// BannedUntil is when the ban ends, for a connect refused as banned
-	// (zero: no expiry).
+	// (zero: no expiry), or when a kick's hold ends, for a connect refused
+	// as kicked.
 	BannedUntil time.Time
 	// Session is the session that ended ("" when a connect attempt failed
 	// before the server welcomed it).
@@ -199,7 +216,7 @@ func fromFrame(f *hubpb.Disconnect) *Disconnect {
 func fromRejected(r *hubpb.Rejected) *Disconnect {
 	d := &Disconnect{
 		Cause: CauseRejected, RejectCode: r.GetCode(), Reason: r.GetReason(), Reconnect: reconnectOf(r.GetReconnect()),
-		ReconnectAfter: time.Duration(r.GetReconnectAfterMs()) * time.Millisecond,
+		ReconnectAfter: time.Duration(r.GetReconnectAfterMs()) * time.Millisecond, EventID: r.GetEventId(),
 	}
 	if r.GetUntilUnixNano() != 0 {
 		d.BannedUntil = time.Unix(0, r.GetUntilUnixNano())

@@ -36,6 +36,7 @@ type config struct {
 	onDisconnect   func(Disconnect)
 	onConnect      func(Session)
 	onFrame        func(*hubpb.ServerFrame)
+	tokenSource    func(ctx context.Context) (string, error)
 
 	sleep func(ctx context.Context, d time.Duration) error
 	rand  func() float64
@@ -53,8 +54,8 @@ func defaultConfig() config {
 }
 
 func (c *config) validate() error {
-	if c.user == "" && c.token == "" {
-		return errors.New("client: a user (WithUser) or a token (WithToken) is required")
+	if c.user == "" && c.token == "" && c.tokenSource == nil {
+		return errors.New("client: a user (WithUser), a token (WithToken) or a token source (WithTokenRefresh) is required")
 	}
 	if c.buffer < 0 {
 		return errors.New("client: negative notification buffer")
@@ -80,9 +81,24 @@ func WithUser(user, device string) Option {
 	return func(c *config) { c.user, c.device = user, device }
 }
 
-// WithToken sets the HS256 JWT sent in Hello (hubctl token mints one).
+// WithToken sets the JWT sent in Hello (hubctl token mints one).
 func WithToken(jwt string) Option {
 	return func(c *config) { c.token = jwt }
+}
+
+// WithTokenRefresh gives the client a source of fresh tokens (the
+// application's: it asks its identity provider). The server ends a
+// session when its token expires; with a source the client asks it for a
+// fresh token ahead of the expiry the server announced (a fifth of the
+// token's life before, at least a second, at most five minutes) and sends
+// it in the stream (a Refresh frame), so the session goes on. If the
+// source fails or the server refuses the token, the client tries again
+// halfway to the expiry. It also asks the source for the first token when
+// WithToken is not given, and for a fresh one before reconnecting when the
+// current one has expired or is about to. fn runs on a goroutine of its
+// own; ctx ends when the token expires or the client closes.
+func WithTokenRefresh(fn func(ctx context.Context) (string, error)) Option {
+	return func(c *config) { c.tokenSource = fn }
 }
 
 // WithTLS connects over TLS with cfg. Without it (and without transport

@@ -75,6 +75,15 @@ type stream struct {
 	watchMu sync.Mutex
 	watch   *time.Timer
 
+	// Token refresh (refresh.go): the expiry the server announced and when
+	// the client learned of it, the timer that asks the token source, and
+	// the fresh token for the writer to send.
+	refreshMu    sync.Mutex
+	tokenExp     time.Time
+	tokenKnown   time.Time
+	refreshTimer *time.Timer
+	refreshTok   atomic.Pointer[string]
+
 	readerDone, writerDone chan struct{}
 }
 
@@ -152,6 +161,8 @@ func (c *Client) read(ls *stream) {
 			ls.poke()
 		case *hubpb.ServerFrame_Disconnect:
 			ls.frame = x.Disconnect
+		case *hubpb.ServerFrame_Refreshed:
+			c.refreshed(ls, x.Refreshed)
 		}
 		ev := event{kind: evFrame, ls: ls, note: f.GetNotification()}
 		if c.cfg.onFrame != nil {
@@ -181,6 +192,11 @@ func (c *Client) write(ls *stream) {
 		if ls.pongDue.Swap(false) {
 			if ls.st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Pong{Pong: &hubpb.Pong{Nonce: ls.pongNonce.Load()}}}) != nil {
 				return // the stream ended: the reader gets its status
+			}
+		}
+		if tok := ls.refreshTok.Swap(nil); tok != nil {
+			if ls.st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Refresh{Refresh: &hubpb.Refresh{Token: *tok}}}) != nil {
+				return
 			}
 		}
 		c.mu.Lock()
@@ -215,6 +231,7 @@ func (c *Client) serve(ls *stream) (d *Disconnect, silent bool) {
 		silence = silenceHeartbeats * ls.hb
 		ls.startWatchdog(silence)
 	}
+	c.scheduleRefresh(ls, false)
 	defer func() {
 		c.mu.Lock()
 		if c.live == ls {
@@ -223,6 +240,7 @@ func (c *Client) serve(ls *stream) (d *Disconnect, silent bool) {
 		c.mu.Unlock()
 		ls.cancel()
 		ls.stopWatchdog()
+		ls.stopRefresh()
 		<-ls.readerDone
 		<-ls.writerDone
 	}()

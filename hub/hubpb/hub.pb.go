@@ -35,6 +35,10 @@ const (
 	DisconnectCode_DISCONNECT_CODE_IDLE_TIMEOUT    DisconnectCode = 4
 	DisconnectCode_DISCONNECT_CODE_SERVER_SHUTDOWN DisconnectCode = 5
 	DisconnectCode_DISCONNECT_CODE_SLOW_CONSUMER   DisconnectCode = 6
+	// The session's token was revoked (event_id: the revocation).
+	DisconnectCode_DISCONNECT_CODE_REVOKED DisconnectCode = 7
+	// The session's token expired without a Refresh.
+	DisconnectCode_DISCONNECT_CODE_TOKEN_EXPIRED DisconnectCode = 8
 	// The node was drained: reconnect to another one after the advice.
 	DisconnectCode_DISCONNECT_CODE_DRAINED DisconnectCode = 9
 	// The cluster recorded the session's end while its node was cut off
@@ -52,6 +56,8 @@ var (
 		4:  "DISCONNECT_CODE_IDLE_TIMEOUT",
 		5:  "DISCONNECT_CODE_SERVER_SHUTDOWN",
 		6:  "DISCONNECT_CODE_SLOW_CONSUMER",
+		7:  "DISCONNECT_CODE_REVOKED",
+		8:  "DISCONNECT_CODE_TOKEN_EXPIRED",
 		9:  "DISCONNECT_CODE_DRAINED",
 		10: "DISCONNECT_CODE_LOST",
 	}
@@ -63,6 +69,8 @@ var (
 		"DISCONNECT_CODE_IDLE_TIMEOUT":    4,
 		"DISCONNECT_CODE_SERVER_SHUTDOWN": 5,
 		"DISCONNECT_CODE_SLOW_CONSUMER":   6,
+		"DISCONNECT_CODE_REVOKED":         7,
+		"DISCONNECT_CODE_TOKEN_EXPIRED":   8,
 		"DISCONNECT_CODE_DRAINED":         9,
 		"DISCONNECT_CODE_LOST":            10,
 	}
@@ -258,6 +266,7 @@ type ClientFrame struct {
 	//	*ClientFrame_Ack
 	//	*ClientFrame_Pong
 	//	*ClientFrame_Goodbye
+	//	*ClientFrame_Refresh
 	Frame         isClientFrame_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -336,6 +345,15 @@ func (x *ClientFrame) GetGoodbye() *Goodbye {
 	return nil
 }
 
+func (x *ClientFrame) GetRefresh() *Refresh {
+	if x != nil {
+		if x, ok := x.Frame.(*ClientFrame_Refresh); ok {
+			return x.Refresh
+		}
+	}
+	return nil
+}
+
 type isClientFrame_Frame interface {
 	isClientFrame_Frame()
 }
@@ -356,6 +374,10 @@ type ClientFrame_Goodbye struct {
 	Goodbye *Goodbye `protobuf:"bytes,4,opt,name=goodbye,proto3,oneof"`
 }
 
+type ClientFrame_Refresh struct {
+	Refresh *Refresh `protobuf:"bytes,5,opt,name=refresh,proto3,oneof"`
+}
+
 func (*ClientFrame_Hello) isClientFrame_Frame() {}
 
 func (*ClientFrame_Ack) isClientFrame_Frame() {}
@@ -363,6 +385,8 @@ func (*ClientFrame_Ack) isClientFrame_Frame() {}
 func (*ClientFrame_Pong) isClientFrame_Frame() {}
 
 func (*ClientFrame_Goodbye) isClientFrame_Frame() {}
+
+func (*ClientFrame_Refresh) isClientFrame_Frame() {}
 
 type ServerFrame struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -372,6 +396,7 @@ type ServerFrame struct {
 	//	*ServerFrame_Notification
 	//	*ServerFrame_Ping
 	//	*ServerFrame_Disconnect
+	//	*ServerFrame_Refreshed
 	Frame         isServerFrame_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -450,6 +475,15 @@ func (x *ServerFrame) GetDisconnect() *Disconnect {
 	return nil
 }
 
+func (x *ServerFrame) GetRefreshed() *Refreshed {
+	if x != nil {
+		if x, ok := x.Frame.(*ServerFrame_Refreshed); ok {
+			return x.Refreshed
+		}
+	}
+	return nil
+}
+
 type isServerFrame_Frame interface {
 	isServerFrame_Frame()
 }
@@ -470,6 +504,10 @@ type ServerFrame_Disconnect struct {
 	Disconnect *Disconnect `protobuf:"bytes,4,opt,name=disconnect,proto3,oneof"`
 }
 
+type ServerFrame_Refreshed struct {
+	Refreshed *Refreshed `protobuf:"bytes,5,opt,name=refreshed,proto3,oneof"`
+}
+
 func (*ServerFrame_Welcome) isServerFrame_Frame() {}
 
 func (*ServerFrame_Notification) isServerFrame_Frame() {}
@@ -478,10 +516,13 @@ func (*ServerFrame_Ping) isServerFrame_Frame() {}
 
 func (*ServerFrame_Disconnect) isServerFrame_Frame() {}
 
-// Hello identifies the client. With a JWT secret configured on the server,
-// token is an HS256 JWT whose sub is the user and whose optional device
-// claim is the device; user and device may then be empty (if set they must
-// match; without a device claim the device is taken from Hello).
+func (*ServerFrame_Refreshed) isServerFrame_Frame() {}
+
+// Hello identifies the client. With client token keys configured on the
+// server, token is a JWT (HS256, RS256, ES256 or EdDSA) whose sub is the
+// user and whose optional device claim is the device, with iat and exp;
+// user and device may then be empty (if set they must match; without a
+// device claim the device is taken from Hello).
 type Hello struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	User   string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
@@ -637,8 +678,12 @@ type Welcome struct {
 	// ledger could not be read. Those between last_acked_seq and
 	// oldest_redelivered_seq are the ones that may be missing.
 	RedeliveryTruncated bool `protobuf:"varint,9,opt,name=redelivery_truncated,json=redeliveryTruncated,proto3" json:"redelivery_truncated,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// When the session's client token expires (Unix nanoseconds; 0: no
+	// token). The session ends with TOKEN_EXPIRED then, unless the client
+	// sends a fresh token in a Refresh frame before.
+	TokenExpiresUnixNano int64 `protobuf:"varint,10,opt,name=token_expires_unix_nano,json=tokenExpiresUnixNano,proto3" json:"token_expires_unix_nano,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
@@ -734,6 +779,133 @@ func (x *Welcome) GetRedeliveryTruncated() bool {
 	return false
 }
 
+func (x *Welcome) GetTokenExpiresUnixNano() int64 {
+	if x != nil {
+		return x.TokenExpiresUnixNano
+	}
+	return 0
+}
+
+// Refresh hands the server a fresh client token for this session, before
+// the current one expires. It must name the same user and device. The
+// server answers Refreshed.
+type Refresh struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Refresh) Reset() {
+	*x = Refresh{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Refresh) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Refresh) ProtoMessage() {}
+
+func (x *Refresh) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Refresh.ProtoReflect.Descriptor instead.
+func (*Refresh) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Refresh) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// Refreshed answers a Refresh. With ok the session now holds the new token
+// (and ends when it expires); without, the old one stands and reason says
+// why (another user or device, an invalid, expired or revoked token).
+type Refreshed struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ok     bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Expiry of the token the session holds now, Unix nanoseconds.
+	TokenExpiresUnixNano int64 `protobuf:"varint,3,opt,name=token_expires_unix_nano,json=tokenExpiresUnixNano,proto3" json:"token_expires_unix_nano,omitempty"`
+	// ULID of the session_token_refreshed or token_refresh_refused event.
+	EventId       string `protobuf:"bytes,4,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Refreshed) Reset() {
+	*x = Refreshed{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Refreshed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Refreshed) ProtoMessage() {}
+
+func (x *Refreshed) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Refreshed.ProtoReflect.Descriptor instead.
+func (*Refreshed) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Refreshed) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *Refreshed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Refreshed) GetTokenExpiresUnixNano() int64 {
+	if x != nil {
+		return x.TokenExpiresUnixNano
+	}
+	return 0
+}
+
+func (x *Refreshed) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
 // Notification is one notification_sent event addressed to this session.
 type Notification struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -751,7 +923,7 @@ type Notification struct {
 
 func (x *Notification) Reset() {
 	*x = Notification{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[5]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +935,7 @@ func (x *Notification) String() string {
 func (*Notification) ProtoMessage() {}
 
 func (x *Notification) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[5]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +948,7 @@ func (x *Notification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notification.ProtoReflect.Descriptor instead.
 func (*Notification) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{5}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Notification) GetSeq() uint64 {
@@ -830,7 +1002,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[6]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +1014,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[6]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +1027,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{6}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Ping) GetNonce() int64 {
@@ -874,7 +1046,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[7]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +1058,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[7]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1071,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{7}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Pong) GetNonce() int64 {
@@ -918,7 +1090,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[8]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +1102,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[8]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1115,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{8}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Ack) GetSeq() uint64 {
@@ -963,7 +1135,7 @@ type Goodbye struct {
 
 func (x *Goodbye) Reset() {
 	*x = Goodbye{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[9]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1147,7 @@ func (x *Goodbye) String() string {
 func (*Goodbye) ProtoMessage() {}
 
 func (x *Goodbye) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[9]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1160,7 @@ func (x *Goodbye) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
 func (*Goodbye) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{9}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Goodbye) GetReason() string {
@@ -1018,7 +1190,7 @@ type Disconnect struct {
 
 func (x *Disconnect) Reset() {
 	*x = Disconnect{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[10]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1202,7 @@ func (x *Disconnect) String() string {
 func (*Disconnect) ProtoMessage() {}
 
 func (x *Disconnect) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[10]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1215,7 @@ func (x *Disconnect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disconnect.ProtoReflect.Descriptor instead.
 func (*Disconnect) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{10}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Disconnect) GetCode() DisconnectCode {
@@ -1101,17 +1273,21 @@ type Rejected struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Code   string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
 	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	// For bans: when it ends (0: no expiry).
+	// For bans: when it ends (0: no expiry); for a kick's hold (code
+	// kicked): when it ends.
 	UntilUnixNano    int64     `protobuf:"varint,3,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
 	Reconnect        Reconnect `protobuf:"varint,4,opt,name=reconnect,proto3,enum=sessionledger.hub.v1.Reconnect" json:"reconnect,omitempty"`
 	ReconnectAfterMs int64     `protobuf:"varint,5,opt,name=reconnect_after_ms,json=reconnectAfterMs,proto3" json:"reconnect_after_ms,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// ULID of the event behind the refusal: the revocation of a revoked
+	// token, the kick that refuses this user and device (or token) for now.
+	EventId       string `protobuf:"bytes,6,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Rejected) Reset() {
 	*x = Rejected{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[11]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1299,7 @@ func (x *Rejected) String() string {
 func (*Rejected) ProtoMessage() {}
 
 func (x *Rejected) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[11]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1312,7 @@ func (x *Rejected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejected.ProtoReflect.Descriptor instead.
 func (*Rejected) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{11}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Rejected) GetCode() string {
@@ -1174,6 +1350,13 @@ func (x *Rejected) GetReconnectAfterMs() int64 {
 	return 0
 }
 
+func (x *Rejected) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
 type KickRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Exactly one target: session, or user (optionally with device).
@@ -1191,7 +1374,7 @@ type KickRequest struct {
 
 func (x *KickRequest) Reset() {
 	*x = KickRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[12]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1386,7 @@ func (x *KickRequest) String() string {
 func (*KickRequest) ProtoMessage() {}
 
 func (x *KickRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[12]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1399,7 @@ func (x *KickRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickRequest.ProtoReflect.Descriptor instead.
 func (*KickRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{12}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *KickRequest) GetSessionId() string {
@@ -1281,7 +1464,7 @@ type BanRequest struct {
 
 func (x *BanRequest) Reset() {
 	*x = BanRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[13]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1476,7 @@ func (x *BanRequest) String() string {
 func (*BanRequest) ProtoMessage() {}
 
 func (x *BanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[13]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1489,7 @@ func (x *BanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BanRequest.ProtoReflect.Descriptor instead.
 func (*BanRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{13}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *BanRequest) GetUser() string {
@@ -1337,6 +1520,177 @@ func (x *BanRequest) GetReason() string {
 	return ""
 }
 
+// RevokeRequest revokes client tokens: exactly one of token_id, or user
+// (with issued_before_unix_nano, default now).
+type RevokeRequest struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	TokenId              string                 `protobuf:"bytes,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	User                 string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	IssuedBeforeUnixNano int64                  `protobuf:"varint,3,opt,name=issued_before_unix_nano,json=issuedBeforeUnixNano,proto3" json:"issued_before_unix_nano,omitempty"`
+	Reason               string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// With token_id: the token's expiry, if known, after which the
+	// revocation is forgotten (default: now plus the longest token lifetime
+	// the hub accepts).
+	TokenExpiresUnixNano int64 `protobuf:"varint,5,opt,name=token_expires_unix_nano,json=tokenExpiresUnixNano,proto3" json:"token_expires_unix_nano,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *RevokeRequest) Reset() {
+	*x = RevokeRequest{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRequest) ProtoMessage() {}
+
+func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
+func (*RevokeRequest) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RevokeRequest) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetIssuedBeforeUnixNano() int64 {
+	if x != nil {
+		return x.IssuedBeforeUnixNano
+	}
+	return 0
+}
+
+func (x *RevokeRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetTokenExpiresUnixNano() int64 {
+	if x != nil {
+		return x.TokenExpiresUnixNano
+	}
+	return 0
+}
+
+type BackupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupRequest) Reset() {
+	*x = BackupRequest{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupRequest) ProtoMessage() {}
+
+func (x *BackupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
+func (*BackupRequest) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{17}
+}
+
+// BackupChunk is a piece of the ledger file, in order; the last one has
+// seq, the head the backup holds.
+type BackupChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupChunk) Reset() {
+	*x = BackupChunk{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupChunk) ProtoMessage() {}
+
+func (x *BackupChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
+func (*BackupChunk) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *BackupChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *BackupChunk) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 type UnbanRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
@@ -1347,7 +1701,7 @@ type UnbanRequest struct {
 
 func (x *UnbanRequest) Reset() {
 	*x = UnbanRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[14]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1713,7 @@ func (x *UnbanRequest) String() string {
 func (*UnbanRequest) ProtoMessage() {}
 
 func (x *UnbanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[14]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1726,7 @@ func (x *UnbanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnbanRequest.ProtoReflect.Descriptor instead.
 func (*UnbanRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{14}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UnbanRequest) GetUser() string {
@@ -1402,7 +1756,7 @@ type NotifyRequest struct {
 
 func (x *NotifyRequest) Reset() {
 	*x = NotifyRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[15]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1768,7 @@ func (x *NotifyRequest) String() string {
 func (*NotifyRequest) ProtoMessage() {}
 
 func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[15]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1781,7 @@ func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyRequest.ProtoReflect.Descriptor instead.
 func (*NotifyRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{15}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *NotifyRequest) GetTarget() NotifyTarget {
@@ -1478,7 +1832,7 @@ type ActionReply struct {
 
 func (x *ActionReply) Reset() {
 	*x = ActionReply{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[16]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1844,7 @@ func (x *ActionReply) String() string {
 func (*ActionReply) ProtoMessage() {}
 
 func (x *ActionReply) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[16]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1857,7 @@ func (x *ActionReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionReply.ProtoReflect.Descriptor instead.
 func (*ActionReply) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{16}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ActionReply) GetEventId() string {
@@ -1538,7 +1892,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[17]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1550,7 +1904,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[17]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1563,7 +1917,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{17}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListSessionsRequest) GetUser() string {
@@ -1596,7 +1950,7 @@ type ListSessionsReply struct {
 
 func (x *ListSessionsReply) Reset() {
 	*x = ListSessionsReply{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[18]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1608,7 +1962,7 @@ func (x *ListSessionsReply) String() string {
 func (*ListSessionsReply) ProtoMessage() {}
 
 func (x *ListSessionsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[18]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1621,7 +1975,7 @@ func (x *ListSessionsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsReply.ProtoReflect.Descriptor instead.
 func (*ListSessionsReply) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{18}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListSessionsReply) GetSessions() []*SessionInfo {
@@ -1640,7 +1994,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[19]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +2006,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[19]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +2019,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{19}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetSessionRequest) GetSessionId() string {
@@ -1685,14 +2039,18 @@ type SessionInfo struct {
 	ConnectedUnixNano int64                  `protobuf:"varint,6,opt,name=connected_unix_nano,json=connectedUnixNano,proto3" json:"connected_unix_nano,omitempty"`
 	PreviousSession   string                 `protobuf:"bytes,7,opt,name=previous_session,json=previousSession,proto3" json:"previous_session,omitempty"`
 	// Set when the log says the session must end and the hub is ending it.
-	PendingEnd    string `protobuf:"bytes,8,opt,name=pending_end,json=pendingEnd,proto3" json:"pending_end,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PendingEnd string `protobuf:"bytes,8,opt,name=pending_end,json=pendingEnd,proto3" json:"pending_end,omitempty"`
+	// The jti of the client token the session holds ("" without one) and
+	// when that token expires (Unix nanoseconds; 0: no token).
+	TokenId              string `protobuf:"bytes,9,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	TokenExpiresUnixNano int64  `protobuf:"varint,10,opt,name=token_expires_unix_nano,json=tokenExpiresUnixNano,proto3" json:"token_expires_unix_nano,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *SessionInfo) Reset() {
 	*x = SessionInfo{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[20]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +2062,7 @@ func (x *SessionInfo) String() string {
 func (*SessionInfo) ProtoMessage() {}
 
 func (x *SessionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[20]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,7 +2075,7 @@ func (x *SessionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionInfo.ProtoReflect.Descriptor instead.
 func (*SessionInfo) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{20}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SessionInfo) GetSessionId() string {
@@ -1776,6 +2134,20 @@ func (x *SessionInfo) GetPendingEnd() string {
 	return ""
 }
 
+func (x *SessionInfo) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetTokenExpiresUnixNano() int64 {
+	if x != nil {
+		return x.TokenExpiresUnixNano
+	}
+	return 0
+}
+
 type ClusterStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1784,7 +2156,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[21]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1796,7 +2168,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[21]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1809,7 +2181,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{21}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{26}
 }
 
 type NodeStatus struct {
@@ -1835,7 +2207,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[22]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +2219,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[22]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +2232,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{22}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NodeStatus) GetNode() string {
@@ -1947,7 +2319,7 @@ type ClusterStatusReply struct {
 
 func (x *ClusterStatusReply) Reset() {
 	*x = ClusterStatusReply{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[23]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2331,7 @@ func (x *ClusterStatusReply) String() string {
 func (*ClusterStatusReply) ProtoMessage() {}
 
 func (x *ClusterStatusReply) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[23]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2344,7 @@ func (x *ClusterStatusReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusReply.ProtoReflect.Descriptor instead.
 func (*ClusterStatusReply) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{23}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ClusterStatusReply) GetClustered() bool {
@@ -2009,7 +2381,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[24]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2393,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[24]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2406,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{24}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DrainRequest) GetNode() string {
@@ -2062,20 +2434,22 @@ var File_hub_hubpb_hub_proto protoreflect.FileDescriptor
 
 const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\n" +
-	"\x13hub/hubpb/hub.proto\x12\x14sessionledger.hub.v1\"\xe7\x01\n" +
+	"\x13hub/hubpb/hub.proto\x12\x14sessionledger.hub.v1\"\xa2\x02\n" +
 	"\vClientFrame\x123\n" +
 	"\x05hello\x18\x01 \x01(\v2\x1b.sessionledger.hub.v1.HelloH\x00R\x05hello\x12-\n" +
 	"\x03ack\x18\x02 \x01(\v2\x19.sessionledger.hub.v1.AckH\x00R\x03ack\x120\n" +
 	"\x04pong\x18\x03 \x01(\v2\x1a.sessionledger.hub.v1.PongH\x00R\x04pong\x129\n" +
-	"\agoodbye\x18\x04 \x01(\v2\x1d.sessionledger.hub.v1.GoodbyeH\x00R\agoodbyeB\a\n" +
-	"\x05frame\"\x91\x02\n" +
+	"\agoodbye\x18\x04 \x01(\v2\x1d.sessionledger.hub.v1.GoodbyeH\x00R\agoodbye\x129\n" +
+	"\arefresh\x18\x05 \x01(\v2\x1d.sessionledger.hub.v1.RefreshH\x00R\arefreshB\a\n" +
+	"\x05frame\"\xd2\x02\n" +
 	"\vServerFrame\x129\n" +
 	"\awelcome\x18\x01 \x01(\v2\x1d.sessionledger.hub.v1.WelcomeH\x00R\awelcome\x12H\n" +
 	"\fnotification\x18\x02 \x01(\v2\".sessionledger.hub.v1.NotificationH\x00R\fnotification\x120\n" +
 	"\x04ping\x18\x03 \x01(\v2\x1a.sessionledger.hub.v1.PingH\x00R\x04ping\x12B\n" +
 	"\n" +
 	"disconnect\x18\x04 \x01(\v2 .sessionledger.hub.v1.DisconnectH\x00R\n" +
-	"disconnectB\a\n" +
+	"disconnect\x12?\n" +
+	"\trefreshed\x18\x05 \x01(\v2\x1f.sessionledger.hub.v1.RefreshedH\x00R\trefreshedB\a\n" +
 	"\x05frame\"\x7f\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
@@ -2086,7 +2460,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\x12$\n" +
-	"\x0elast_acked_seq\x18\x03 \x01(\x04R\flastAckedSeq\"\xde\x02\n" +
+	"\x0elast_acked_seq\x18\x03 \x01(\x04R\flastAckedSeq\"\x95\x03\n" +
 	"\aWelcome\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12#\n" +
@@ -2097,7 +2471,16 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\fresumed_from\x18\x06 \x01(\tR\vresumedFrom\x12\"\n" +
 	"\fredelivering\x18\a \x01(\rR\fredelivering\x124\n" +
 	"\x16oldest_redelivered_seq\x18\b \x01(\x04R\x14oldestRedeliveredSeq\x121\n" +
-	"\x14redelivery_truncated\x18\t \x01(\bR\x13redeliveryTruncated\"\xb3\x01\n" +
+	"\x14redelivery_truncated\x18\t \x01(\bR\x13redeliveryTruncated\x125\n" +
+	"\x17token_expires_unix_nano\x18\n" +
+	" \x01(\x03R\x14tokenExpiresUnixNano\"\x1f\n" +
+	"\aRefresh\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\x85\x01\n" +
+	"\tRefreshed\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x125\n" +
+	"\x17token_expires_unix_nano\x18\x03 \x01(\x03R\x14tokenExpiresUnixNano\x12\x19\n" +
+	"\bevent_id\x18\x04 \x01(\tR\aeventId\"\xb3\x01\n" +
 	"\fNotification\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x18\n" +
@@ -2121,13 +2504,14 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x12reconnect_after_ms\x18\x04 \x01(\x03R\x10reconnectAfterMs\x12\x19\n" +
 	"\bevent_id\x18\x05 \x01(\tR\aeventId\x12\x14\n" +
 	"\x05actor\x18\x06 \x01(\tR\x05actor\x12#\n" +
-	"\rsuperseded_by\x18\a \x01(\tR\fsupersededBy\"\xcb\x01\n" +
+	"\rsuperseded_by\x18\a \x01(\tR\fsupersededBy\"\xe6\x01\n" +
 	"\bRejected\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12&\n" +
 	"\x0funtil_unix_nano\x18\x03 \x01(\x03R\runtilUnixNano\x12=\n" +
 	"\treconnect\x18\x04 \x01(\x0e2\x1f.sessionledger.hub.v1.ReconnectR\treconnect\x12,\n" +
-	"\x12reconnect_after_ms\x18\x05 \x01(\x03R\x10reconnectAfterMs\"\x91\x02\n" +
+	"\x12reconnect_after_ms\x18\x05 \x01(\x03R\x10reconnectAfterMs\x12\x19\n" +
+	"\bevent_id\x18\x06 \x01(\tR\aeventId\"\x91\x02\n" +
 	"\vKickRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -2143,7 +2527,17 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\vduration_ms\x18\x02 \x01(\x03R\n" +
 	"durationMs\x12&\n" +
 	"\x0funtil_unix_nano\x18\x03 \x01(\x03R\runtilUnixNano\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\":\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xc4\x01\n" +
+	"\rRevokeRequest\x12\x19\n" +
+	"\btoken_id\x18\x01 \x01(\tR\atokenId\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x125\n" +
+	"\x17issued_before_unix_nano\x18\x03 \x01(\x03R\x14issuedBeforeUnixNano\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x125\n" +
+	"\x17token_expires_unix_nano\x18\x05 \x01(\x03R\x14tokenExpiresUnixNano\"\x0f\n" +
+	"\rBackupRequest\"3\n" +
+	"\vBackupChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\":\n" +
 	"\fUnbanRequest\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xae\x01\n" +
@@ -2166,7 +2560,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\bsessions\x18\x01 \x03(\v2!.sessionledger.hub.v1.SessionInfoR\bsessions\"2\n" +
 	"\x11GetSessionRequest\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\x89\x02\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\xdb\x02\n" +
 	"\vSessionInfo\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -2178,7 +2572,10 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x13connected_unix_nano\x18\x06 \x01(\x03R\x11connectedUnixNano\x12)\n" +
 	"\x10previous_session\x18\a \x01(\tR\x0fpreviousSession\x12\x1f\n" +
 	"\vpending_end\x18\b \x01(\tR\n" +
-	"pendingEnd\"\x16\n" +
+	"pendingEnd\x12\x19\n" +
+	"\btoken_id\x18\t \x01(\tR\atokenId\x125\n" +
+	"\x17token_expires_unix_nano\x18\n" +
+	" \x01(\x03R\x14tokenExpiresUnixNano\"\x16\n" +
 	"\x14ClusterStatusRequest\"\xab\x02\n" +
 	"\n" +
 	"NodeStatus\x12\x12\n" +
@@ -2201,7 +2598,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\fDrainRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1b\n" +
-	"\twindow_ms\x18\x03 \x01(\x03R\bwindowMs*\xaa\x02\n" +
+	"\twindow_ms\x18\x03 \x01(\x03R\bwindowMs*\xea\x02\n" +
 	"\x0eDisconnectCode\x12\x1f\n" +
 	"\x1bDISCONNECT_CODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DISCONNECT_CODE_KICKED\x10\x01\x12\x1a\n" +
@@ -2210,6 +2607,8 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x1cDISCONNECT_CODE_IDLE_TIMEOUT\x10\x04\x12#\n" +
 	"\x1fDISCONNECT_CODE_SERVER_SHUTDOWN\x10\x05\x12!\n" +
 	"\x1dDISCONNECT_CODE_SLOW_CONSUMER\x10\x06\x12\x1b\n" +
+	"\x17DISCONNECT_CODE_REVOKED\x10\a\x12!\n" +
+	"\x1dDISCONNECT_CODE_TOKEN_EXPIRED\x10\b\x12\x1b\n" +
 	"\x17DISCONNECT_CODE_DRAINED\x10\t\x12\x18\n" +
 	"\x14DISCONNECT_CODE_LOST\x10\n" +
 	"*m\n" +
@@ -2228,7 +2627,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x12NOTIFY_TARGET_USER\x10\x02\x12\x15\n" +
 	"\x11NOTIFY_TARGET_ALL\x10\x032Z\n" +
 	"\x03Hub\x12S\n" +
-	"\aConnect\x12!.sessionledger.hub.v1.ClientFrame\x1a!.sessionledger.hub.v1.ServerFrame(\x010\x012\xb8\x05\n" +
+	"\aConnect\x12!.sessionledger.hub.v1.ClientFrame\x1a!.sessionledger.hub.v1.ServerFrame(\x010\x012\xde\x06\n" +
 	"\x05Admin\x12L\n" +
 	"\x04Kick\x12!.sessionledger.hub.v1.KickRequest\x1a!.sessionledger.hub.v1.ActionReply\x12J\n" +
 	"\x03Ban\x12 .sessionledger.hub.v1.BanRequest\x1a!.sessionledger.hub.v1.ActionReply\x12N\n" +
@@ -2236,7 +2635,9 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x06Notify\x12#.sessionledger.hub.v1.NotifyRequest\x1a!.sessionledger.hub.v1.ActionReply\x12b\n" +
 	"\fListSessions\x12).sessionledger.hub.v1.ListSessionsRequest\x1a'.sessionledger.hub.v1.ListSessionsReply\x12X\n" +
 	"\n" +
-	"GetSession\x12'.sessionledger.hub.v1.GetSessionRequest\x1a!.sessionledger.hub.v1.SessionInfo\x12e\n" +
+	"GetSession\x12'.sessionledger.hub.v1.GetSessionRequest\x1a!.sessionledger.hub.v1.SessionInfo\x12P\n" +
+	"\x06Revoke\x12#.sessionledger.hub.v1.RevokeRequest\x1a!.sessionledger.hub.v1.ActionReply\x12R\n" +
+	"\x06Backup\x12#.sessionledger.hub.v1.BackupRequest\x1a!.sessionledger.hub.v1.BackupChunk0\x01\x12e\n" +
 	"\rClusterStatus\x12*.sessionledger.hub.v1.ClusterStatusRequest\x1a(.sessionledger.hub.v1.ClusterStatusReply\x12N\n" +
 	"\x05Drain\x12\".sessionledger.hub.v1.DrainRequest\x1a!.sessionledger.hub.v1.ActionReplyB2Z0github.com/sessionledger/sessionledger/hub/hubpbb\x06proto3"
 
@@ -2253,7 +2654,7 @@ func file_hub_hubpb_hub_proto_rawDescGZIP() []byte {
 }
 
 var file_hub_hubpb_hub_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_hub_hubpb_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_hub_hubpb_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_hub_hubpb_hub_proto_goTypes = []any{
 	(DisconnectCode)(0),          // 0: sessionledger.hub.v1.DisconnectCode
 	(Reconnect)(0),               // 1: sessionledger.hub.v1.Reconnect
@@ -2264,68 +2665,79 @@ var file_hub_hubpb_hub_proto_goTypes = []any{
 	(*Hello)(nil),                // 6: sessionledger.hub.v1.Hello
 	(*Resume)(nil),               // 7: sessionledger.hub.v1.Resume
 	(*Welcome)(nil),              // 8: sessionledger.hub.v1.Welcome
-	(*Notification)(nil),         // 9: sessionledger.hub.v1.Notification
-	(*Ping)(nil),                 // 10: sessionledger.hub.v1.Ping
-	(*Pong)(nil),                 // 11: sessionledger.hub.v1.Pong
-	(*Ack)(nil),                  // 12: sessionledger.hub.v1.Ack
-	(*Goodbye)(nil),              // 13: sessionledger.hub.v1.Goodbye
-	(*Disconnect)(nil),           // 14: sessionledger.hub.v1.Disconnect
-	(*Rejected)(nil),             // 15: sessionledger.hub.v1.Rejected
-	(*KickRequest)(nil),          // 16: sessionledger.hub.v1.KickRequest
-	(*BanRequest)(nil),           // 17: sessionledger.hub.v1.BanRequest
-	(*UnbanRequest)(nil),         // 18: sessionledger.hub.v1.UnbanRequest
-	(*NotifyRequest)(nil),        // 19: sessionledger.hub.v1.NotifyRequest
-	(*ActionReply)(nil),          // 20: sessionledger.hub.v1.ActionReply
-	(*ListSessionsRequest)(nil),  // 21: sessionledger.hub.v1.ListSessionsRequest
-	(*ListSessionsReply)(nil),    // 22: sessionledger.hub.v1.ListSessionsReply
-	(*GetSessionRequest)(nil),    // 23: sessionledger.hub.v1.GetSessionRequest
-	(*SessionInfo)(nil),          // 24: sessionledger.hub.v1.SessionInfo
-	(*ClusterStatusRequest)(nil), // 25: sessionledger.hub.v1.ClusterStatusRequest
-	(*NodeStatus)(nil),           // 26: sessionledger.hub.v1.NodeStatus
-	(*ClusterStatusReply)(nil),   // 27: sessionledger.hub.v1.ClusterStatusReply
-	(*DrainRequest)(nil),         // 28: sessionledger.hub.v1.DrainRequest
+	(*Refresh)(nil),              // 9: sessionledger.hub.v1.Refresh
+	(*Refreshed)(nil),            // 10: sessionledger.hub.v1.Refreshed
+	(*Notification)(nil),         // 11: sessionledger.hub.v1.Notification
+	(*Ping)(nil),                 // 12: sessionledger.hub.v1.Ping
+	(*Pong)(nil),                 // 13: sessionledger.hub.v1.Pong
+	(*Ack)(nil),                  // 14: sessionledger.hub.v1.Ack
+	(*Goodbye)(nil),              // 15: sessionledger.hub.v1.Goodbye
+	(*Disconnect)(nil),           // 16: sessionledger.hub.v1.Disconnect
+	(*Rejected)(nil),             // 17: sessionledger.hub.v1.Rejected
+	(*KickRequest)(nil),          // 18: sessionledger.hub.v1.KickRequest
+	(*BanRequest)(nil),           // 19: sessionledger.hub.v1.BanRequest
+	(*RevokeRequest)(nil),        // 20: sessionledger.hub.v1.RevokeRequest
+	(*BackupRequest)(nil),        // 21: sessionledger.hub.v1.BackupRequest
+	(*BackupChunk)(nil),          // 22: sessionledger.hub.v1.BackupChunk
+	(*UnbanRequest)(nil),         // 23: sessionledger.hub.v1.UnbanRequest
+	(*NotifyRequest)(nil),        // 24: sessionledger.hub.v1.NotifyRequest
+	(*ActionReply)(nil),          // 25: sessionledger.hub.v1.ActionReply
+	(*ListSessionsRequest)(nil),  // 26: sessionledger.hub.v1.ListSessionsRequest
+	(*ListSessionsReply)(nil),    // 27: sessionledger.hub.v1.ListSessionsReply
+	(*GetSessionRequest)(nil),    // 28: sessionledger.hub.v1.GetSessionRequest
+	(*SessionInfo)(nil),          // 29: sessionledger.hub.v1.SessionInfo
+	(*ClusterStatusRequest)(nil), // 30: sessionledger.hub.v1.ClusterStatusRequest
+	(*NodeStatus)(nil),           // 31: sessionledger.hub.v1.NodeStatus
+	(*ClusterStatusReply)(nil),   // 32: sessionledger.hub.v1.ClusterStatusReply
+	(*DrainRequest)(nil),         // 33: sessionledger.hub.v1.DrainRequest
 }
 var file_hub_hubpb_hub_proto_depIdxs = []int32{
 	6,  // 0: sessionledger.hub.v1.ClientFrame.hello:type_name -> sessionledger.hub.v1.Hello
-	12, // 1: sessionledger.hub.v1.ClientFrame.ack:type_name -> sessionledger.hub.v1.Ack
-	11, // 2: sessionledger.hub.v1.ClientFrame.pong:type_name -> sessionledger.hub.v1.Pong
-	13, // 3: sessionledger.hub.v1.ClientFrame.goodbye:type_name -> sessionledger.hub.v1.Goodbye
-	8,  // 4: sessionledger.hub.v1.ServerFrame.welcome:type_name -> sessionledger.hub.v1.Welcome
-	9,  // 5: sessionledger.hub.v1.ServerFrame.notification:type_name -> sessionledger.hub.v1.Notification
-	10, // 6: sessionledger.hub.v1.ServerFrame.ping:type_name -> sessionledger.hub.v1.Ping
-	14, // 7: sessionledger.hub.v1.ServerFrame.disconnect:type_name -> sessionledger.hub.v1.Disconnect
-	7,  // 8: sessionledger.hub.v1.Hello.resume:type_name -> sessionledger.hub.v1.Resume
-	0,  // 9: sessionledger.hub.v1.Disconnect.code:type_name -> sessionledger.hub.v1.DisconnectCode
-	1,  // 10: sessionledger.hub.v1.Disconnect.reconnect:type_name -> sessionledger.hub.v1.Reconnect
-	1,  // 11: sessionledger.hub.v1.Rejected.reconnect:type_name -> sessionledger.hub.v1.Reconnect
-	2,  // 12: sessionledger.hub.v1.KickRequest.mode:type_name -> sessionledger.hub.v1.KickMode
-	1,  // 13: sessionledger.hub.v1.KickRequest.reconnect:type_name -> sessionledger.hub.v1.Reconnect
-	3,  // 14: sessionledger.hub.v1.NotifyRequest.target:type_name -> sessionledger.hub.v1.NotifyTarget
-	24, // 15: sessionledger.hub.v1.ListSessionsReply.sessions:type_name -> sessionledger.hub.v1.SessionInfo
-	26, // 16: sessionledger.hub.v1.ClusterStatusReply.nodes:type_name -> sessionledger.hub.v1.NodeStatus
-	4,  // 17: sessionledger.hub.v1.Hub.Connect:input_type -> sessionledger.hub.v1.ClientFrame
-	16, // 18: sessionledger.hub.v1.Admin.Kick:input_type -> sessionledger.hub.v1.KickRequest
-	17, // 19: sessionledger.hub.v1.Admin.Ban:input_type -> sessionledger.hub.v1.BanRequest
-	18, // 20: sessionledger.hub.v1.Admin.Unban:input_type -> sessionledger.hub.v1.UnbanRequest
-	19, // 21: sessionledger.hub.v1.Admin.Notify:input_type -> sessionledger.hub.v1.NotifyRequest
-	21, // 22: sessionledger.hub.v1.Admin.ListSessions:input_type -> sessionledger.hub.v1.ListSessionsRequest
-	23, // 23: sessionledger.hub.v1.Admin.GetSession:input_type -> sessionledger.hub.v1.GetSessionRequest
-	25, // 24: sessionledger.hub.v1.Admin.ClusterStatus:input_type -> sessionledger.hub.v1.ClusterStatusRequest
-	28, // 25: sessionledger.hub.v1.Admin.Drain:input_type -> sessionledger.hub.v1.DrainRequest
-	5,  // 26: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
-	20, // 27: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
-	20, // 28: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
-	20, // 29: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
-	20, // 30: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
-	22, // 31: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
-	24, // 32: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
-	27, // 33: sessionledger.hub.v1.Admin.ClusterStatus:output_type -> sessionledger.hub.v1.ClusterStatusReply
-	20, // 34: sessionledger.hub.v1.Admin.Drain:output_type -> sessionledger.hub.v1.ActionReply
-	26, // [26:35] is the sub-list for method output_type
-	17, // [17:26] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	14, // 1: sessionledger.hub.v1.ClientFrame.ack:type_name -> sessionledger.hub.v1.Ack
+	13, // 2: sessionledger.hub.v1.ClientFrame.pong:type_name -> sessionledger.hub.v1.Pong
+	15, // 3: sessionledger.hub.v1.ClientFrame.goodbye:type_name -> sessionledger.hub.v1.Goodbye
+	9,  // 4: sessionledger.hub.v1.ClientFrame.refresh:type_name -> sessionledger.hub.v1.Refresh
+	8,  // 5: sessionledger.hub.v1.ServerFrame.welcome:type_name -> sessionledger.hub.v1.Welcome
+	11, // 6: sessionledger.hub.v1.ServerFrame.notification:type_name -> sessionledger.hub.v1.Notification
+	12, // 7: sessionledger.hub.v1.ServerFrame.ping:type_name -> sessionledger.hub.v1.Ping
+	16, // 8: sessionledger.hub.v1.ServerFrame.disconnect:type_name -> sessionledger.hub.v1.Disconnect
+	10, // 9: sessionledger.hub.v1.ServerFrame.refreshed:type_name -> sessionledger.hub.v1.Refreshed
+	7,  // 10: sessionledger.hub.v1.Hello.resume:type_name -> sessionledger.hub.v1.Resume
+	0,  // 11: sessionledger.hub.v1.Disconnect.code:type_name -> sessionledger.hub.v1.DisconnectCode
+	1,  // 12: sessionledger.hub.v1.Disconnect.reconnect:type_name -> sessionledger.hub.v1.Reconnect
+	1,  // 13: sessionledger.hub.v1.Rejected.reconnect:type_name -> sessionledger.hub.v1.Reconnect
+	2,  // 14: sessionledger.hub.v1.KickRequest.mode:type_name -> sessionledger.hub.v1.KickMode
+	1,  // 15: sessionledger.hub.v1.KickRequest.reconnect:type_name -> sessionledger.hub.v1.Reconnect
+	3,  // 16: sessionledger.hub.v1.NotifyRequest.target:type_name -> sessionledger.hub.v1.NotifyTarget
+	29, // 17: sessionledger.hub.v1.ListSessionsReply.sessions:type_name -> sessionledger.hub.v1.SessionInfo
+	31, // 18: sessionledger.hub.v1.ClusterStatusReply.nodes:type_name -> sessionledger.hub.v1.NodeStatus
+	4,  // 19: sessionledger.hub.v1.Hub.Connect:input_type -> sessionledger.hub.v1.ClientFrame
+	18, // 20: sessionledger.hub.v1.Admin.Kick:input_type -> sessionledger.hub.v1.KickRequest
+	19, // 21: sessionledger.hub.v1.Admin.Ban:input_type -> sessionledger.hub.v1.BanRequest
+	23, // 22: sessionledger.hub.v1.Admin.Unban:input_type -> sessionledger.hub.v1.UnbanRequest
+	24, // 23: sessionledger.hub.v1.Admin.Notify:input_type -> sessionledger.hub.v1.NotifyRequest
+	26, // 24: sessionledger.hub.v1.Admin.ListSessions:input_type -> sessionledger.hub.v1.ListSessionsRequest
+	28, // 25: sessionledger.hub.v1.Admin.GetSession:input_type -> sessionledger.hub.v1.GetSessionRequest
+	20, // 26: sessionledger.hub.v1.Admin.Revoke:input_type -> sessionledger.hub.v1.RevokeRequest
+	21, // 27: sessionledger.hub.v1.Admin.Backup:input_type -> sessionledger.hub.v1.BackupRequest
+	30, // 28: sessionledger.hub.v1.Admin.ClusterStatus:input_type -> sessionledger.hub.v1.ClusterStatusRequest
+	33, // 29: sessionledger.hub.v1.Admin.Drain:input_type -> sessionledger.hub.v1.DrainRequest
+	5,  // 30: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
+	25, // 31: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
+	25, // 32: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
+	25, // 33: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
+	25, // 34: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
+	27, // 35: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
+	29, // 36: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
+	25, // 37: sessionledger.hub.v1.Admin.Revoke:output_type -> sessionledger.hub.v1.ActionReply
+	22, // 38: sessionledger.hub.v1.Admin.Backup:output_type -> sessionledger.hub.v1.BackupChunk
+	32, // 39: sessionledger.hub.v1.Admin.ClusterStatus:output_type -> sessionledger.hub.v1.ClusterStatusReply
+	25, // 40: sessionledger.hub.v1.Admin.Drain:output_type -> sessionledger.hub.v1.ActionReply
+	30, // [30:41] is the sub-list for method output_type
+	19, // [19:30] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_hub_hubpb_hub_proto_init() }
@@ -2338,12 +2750,14 @@ func file_hub_hubpb_hub_proto_init() {
 		(*ClientFrame_Ack)(nil),
 		(*ClientFrame_Pong)(nil),
 		(*ClientFrame_Goodbye)(nil),
+		(*ClientFrame_Refresh)(nil),
 	}
 	file_hub_hubpb_hub_proto_msgTypes[1].OneofWrappers = []any{
 		(*ServerFrame_Welcome)(nil),
 		(*ServerFrame_Notification)(nil),
 		(*ServerFrame_Ping)(nil),
 		(*ServerFrame_Disconnect)(nil),
+		(*ServerFrame_Refreshed)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2351,7 +2765,7 @@ func file_hub_hubpb_hub_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hub_hubpb_hub_proto_rawDesc), len(file_hub_hubpb_hub_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   25,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

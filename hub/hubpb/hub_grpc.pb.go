@@ -136,6 +136,8 @@ const (
 	Admin_Notify_FullMethodName        = "/sessionledger.hub.v1.Admin/Notify"
 	Admin_ListSessions_FullMethodName  = "/sessionledger.hub.v1.Admin/ListSessions"
 	Admin_GetSession_FullMethodName    = "/sessionledger.hub.v1.Admin/GetSession"
+	Admin_Revoke_FullMethodName        = "/sessionledger.hub.v1.Admin/Revoke"
+	Admin_Backup_FullMethodName        = "/sessionledger.hub.v1.Admin/Backup"
 	Admin_ClusterStatus_FullMethodName = "/sessionledger.hub.v1.Admin/ClusterStatus"
 	Admin_Drain_FullMethodName         = "/sessionledger.hub.v1.Admin/Drain"
 )
@@ -145,7 +147,11 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // Admin is for operators. Every call needs "authorization: Bearer <token>";
-// the actor recorded in the ledger is the name the token belongs to.
+// the actor recorded in the ledger is the name the token belongs to. Each
+// token has a role: auditor (ListSessions, GetSession, the Audit service),
+// operator (also Kick, Ban, Unban, Notify, Revoke) or admin (everything,
+// Backup included). A call outside the role is PermissionDenied and
+// recorded as admin_call_refused.
 type AdminClient interface {
 	Kick(ctx context.Context, in *KickRequest, opts ...grpc.CallOption) (*ActionReply, error)
 	Ban(ctx context.Context, in *BanRequest, opts ...grpc.CallOption) (*ActionReply, error)
@@ -153,6 +159,11 @@ type AdminClient interface {
 	Notify(ctx context.Context, in *NotifyRequest, opts ...grpc.CallOption) (*ActionReply, error)
 	ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsReply, error)
 	GetSession(ctx context.Context, in *GetSessionRequest, opts ...grpc.CallOption) (*SessionInfo, error)
+	// Revoke records a token_revoked event: one token by its jti, or every
+	// token of a user issued before a time.
+	Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*ActionReply, error)
+	// Backup streams a hot backup of the ledger file (admin only).
+	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error)
 	// ClusterStatus lists the nodes of the cluster this hubd is a node of,
 	// as each last reported itself, and flags a replica whose chain differs
 	// from the others' at a seq they all hold. On a single node it lists
@@ -232,6 +243,35 @@ func (c *adminClient) GetSession(ctx context.Context, in *GetSessionRequest, opt
 	return out, nil
 }
 
+func (c *adminClient) Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*ActionReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ActionReply)
+	err := c.cc.Invoke(ctx, Admin_Revoke_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[0], Admin_Backup_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BackupRequest, BackupChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_BackupClient = grpc.ServerStreamingClient[BackupChunk]
+
 func (c *adminClient) ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusReply, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ClusterStatusReply)
@@ -257,7 +297,11 @@ func (c *adminClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.
 // for forward compatibility.
 //
 // Admin is for operators. Every call needs "authorization: Bearer <token>";
-// the actor recorded in the ledger is the name the token belongs to.
+// the actor recorded in the ledger is the name the token belongs to. Each
+// token has a role: auditor (ListSessions, GetSession, the Audit service),
+// operator (also Kick, Ban, Unban, Notify, Revoke) or admin (everything,
+// Backup included). A call outside the role is PermissionDenied and
+// recorded as admin_call_refused.
 type AdminServer interface {
 	Kick(context.Context, *KickRequest) (*ActionReply, error)
 	Ban(context.Context, *BanRequest) (*ActionReply, error)
@@ -265,6 +309,11 @@ type AdminServer interface {
 	Notify(context.Context, *NotifyRequest) (*ActionReply, error)
 	ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsReply, error)
 	GetSession(context.Context, *GetSessionRequest) (*SessionInfo, error)
+	// Revoke records a token_revoked event: one token by its jti, or every
+	// token of a user issued before a time.
+	Revoke(context.Context, *RevokeRequest) (*ActionReply, error)
+	// Backup streams a hot backup of the ledger file (admin only).
+	Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error
 	// ClusterStatus lists the nodes of the cluster this hubd is a node of,
 	// as each last reported itself, and flags a replica whose chain differs
 	// from the others' at a seq they all hold. On a single node it lists
@@ -301,6 +350,12 @@ func (UnimplementedAdminServer) ListSessions(context.Context, *ListSessionsReque
 }
 func (UnimplementedAdminServer) GetSession(context.Context, *GetSessionRequest) (*SessionInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSession not implemented")
+}
+func (UnimplementedAdminServer) Revoke(context.Context, *RevokeRequest) (*ActionReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Revoke not implemented")
+}
+func (UnimplementedAdminServer) Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error {
+	return status.Error(codes.Unimplemented, "method Backup not implemented")
 }
 func (UnimplementedAdminServer) ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClusterStatus not implemented")
@@ -437,6 +492,35 @@ func _Admin_GetSession_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Revoke_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Revoke(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Revoke_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Revoke(ctx, req.(*RevokeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_Backup_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BackupRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServer).Backup(m, &grpc.GenericServerStream[BackupRequest, BackupChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_BackupServer = grpc.ServerStreamingServer[BackupChunk]
+
 func _Admin_ClusterStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ClusterStatusRequest)
 	if err := dec(in); err != nil {
@@ -505,6 +589,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Admin_GetSession_Handler,
 		},
 		{
+			MethodName: "Revoke",
+			Handler:    _Admin_Revoke_Handler,
+		},
+		{
 			MethodName: "ClusterStatus",
 			Handler:    _Admin_ClusterStatus_Handler,
 		},
@@ -513,6 +601,12 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Admin_Drain_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Backup",
+			Handler:       _Admin_Backup_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "hub/hubpb/hub.proto",
 }

@@ -10,11 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sessionledger/sessionledger/hub"
-	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/internal/atomicfile"
 	"github.com/sessionledger/sessionledger/ledger/cluster"
 )
@@ -37,14 +37,14 @@ func (d *Daemon) connectCluster(ctx context.Context) error {
 		return err
 	}
 	cc.InstanceID, cc.Logger = id, d.log.With("component", "cluster")
-	// Every node must accept the same admin tokens and sign resume secrets
-	// with the same key, so clients and operators can use any node.
-	cc.Shared = []cluster.SharedFile{
-		{Key: "admin.token", Path: filepath.Join(d.cfg.Data, hubapi.AdminTokenFile), Create: func() ([]byte, error) { return hubapi.NewAdminTokenFile(), nil }},
-		{Key: "resume.key", Path: filepath.Join(d.cfg.Data, hub.ResumeKeyFile), Create: func() ([]byte, error) { return hub.NewResumeKey(), nil }},
-	}
-	if d.cfg.Hub.AdminTokens != nil || d.cfg.Hub.ResumeKey != nil {
-		cc.Shared = nil // given in the configuration (tests): the caller shares them
+	// Every node must sign resume secrets with the same key, so clients
+	// can resume on any node (and accept the same admin tokens, so
+	// operators can use any node: syncAdminTokens). Given in the
+	// configuration (tests), the caller shares it.
+	if d.cfg.Hub.ResumeKey == nil {
+		cc.Shared = []cluster.SharedFile{
+			{Key: "resume.key", Path: filepath.Join(d.cfg.Data, hub.ResumeKeyFile), Create: func() ([]byte, error) { return hub.NewResumeKey(), nil }},
+		}
 	}
 	if cc.Embed != nil {
 		emb := *cc.Embed
@@ -53,19 +53,38 @@ func (d *Daemon) connectCluster(ctx context.Context) error {
 		}
 		cc.Embed = &emb
 	}
+	// /metrics is served while the node connects and catches up: the
+	// gauge reads the node through its own pointer, not d.node.
+	var cur atomic.Pointer[cluster.Node]
 	d.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_cluster_lag",
 		Help: "Messages of the cluster's stream this node's ledger does not hold yet."}, func() float64 {
-		if d.node == nil {
-			return 0
+		if n := cur.Load(); n != nil {
+			return float64(n.Lag())
 		}
-		return float64(d.node.Lag())
+		return 0
 	}))
 	node, err := cluster.Connect(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("join the cluster: %w", err)
 	}
 	d.node = node
+	cur.Store(node)
 	return nil
+}
+
+// syncAdminTokens agrees with the cluster on the admin token file, unless
+// the tokens are given in the configuration (tests: the caller shares
+// them), and keeps them agreed while the node runs (tokenSync, from Start).
+func (d *Daemon) syncAdminTokens(ctx context.Context) error {
+	if d.cfg.Hub.AdminTokens != nil || d.cfg.Hub.Admins != nil {
+		return nil
+	}
+	every := d.cfg.Cluster.Heartbeat
+	if every <= 0 {
+		every = cluster.DefaultHeartbeat
+	}
+	d.tokens = newTokenSync(d.node, d.cfg.Data, every, d.log.With("component", "cluster"))
+	return d.tokens.start(ctx)
 }
 
 // instanceID reads DATA/node.id, creating it on first start.

@@ -70,6 +70,13 @@ type node struct {
 // to each other, and waits until they all serve.
 func startCluster(t *testing.T, n int) []*node {
 	t.Helper()
+	return startClusterWith(t, n, nil)
+}
+
+// startClusterWith is startCluster with each node's configuration changed
+// by tweak (if not nil) before it starts.
+func startClusterWith(t *testing.T, n int, tweak func(*daemon.Config)) []*node {
+	t.Helper()
 	ports := freePorts(t, n)
 	var routes []string
 	for _, p := range ports {
@@ -87,6 +94,9 @@ func startCluster(t *testing.T, n int) []*node {
 				ShutdownJitter: 50 * time.Millisecond, ShutdownReconnect: 50 * time.Millisecond, Policy: projections.Policy{OnePerDevice: true}},
 			Cluster: &cluster.Config{Replicas: min(n, 3), StartTimeout: 40 * time.Second,
 				Embed: &cluster.EmbedConfig{Listen: "127.0.0.1:0", ClusterListen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes}},
+		}
+		if tweak != nil {
+			tweak(&nd.cfg)
 		}
 		wg.Add(1)
 		go func() {

@@ -70,9 +70,22 @@ type Config struct {
 	// Pprof serves net/http/pprof under /debug/pprof/ on Metrics.
 	Pprof bool
 	// JWTSecretFile holds the HS256 secret client tokens are checked with.
-	// Without it identities are taken from Hello as sent, which is allowed
-	// on a loopback listener only.
+	// Without it (and without JWTPublicKeyFile and JWKSFile) identities
+	// are taken from Hello as sent, which is allowed on a loopback
+	// listener only.
 	JWTSecretFile string
+	// JWTPublicKeyFile (PEM) and JWKSFile (a JWK Set, keys by kid) hold
+	// the public keys RS256, ES256 and EdDSA client tokens are checked
+	// with. Both, and the admin token file, are re-read on Reload (SIGHUP)
+	// and when they change (checked every WatchInterval, default 2s;
+	// negative: on Reload only).
+	JWTPublicKeyFile, JWKSFile string
+	WatchInterval              time.Duration
+	// ClientCAFile makes the listener ask for client certificates signed
+	// by these CAs (PEM): admin and audit calls must present one, and
+	// client streams too with ClientCertsForClients. It needs TLS.
+	ClientCAFile          string
+	ClientCertsForClients bool
 	// TLSCertFile and TLSKeyFile enable TLS on Listen. Creds, if set,
 	// secures it instead (tests pass credentials made in memory).
 	TLSCertFile, TLSKeyFile string
@@ -149,10 +162,13 @@ type Daemon struct {
 	jwtSecret []byte
 	tlsCreds  credentials.TransportCredentials
 
+	creds credFiles // the credential files and what was last read of them
+
 	store  *ledger.Store
 	runner *projections.Runner
 	hub    *hub.Server
 	node   *cluster.Node // nil on a single node
+	tokens *tokenSync    // a cluster node's admin token file kept the cluster's (nil: none)
 	ready  atomic.Bool   // the hub serves
 	signer *checkpoint.Signer
 	vkey   string // the signer's verifier key
@@ -183,18 +199,24 @@ func New(cfg Config) (*Daemon, error) {
 		if len(d.jwtSecret) < 32 {
 			return nil, fmt.Errorf("--jwt-secret-file %s: the secret is %d bytes; want at least 32", cfg.JWTSecretFile, len(d.jwtSecret))
 		}
-	} else if d.jwtSecret == nil && !IsLoopback(cfg.Listen) {
-		return nil, fmt.Errorf("refusing to listen on %s without --jwt-secret-file: clients would be trusted as whatever user they claim; listen on 127.0.0.1 or configure a JWT secret", cfg.Listen)
+	}
+	if err := d.readKeys(); err != nil {
+		return nil, err
+	}
+	if d.jwtSecret == nil && d.creds.keys == nil && cfg.Hub.ClientKeys == nil && !IsLoopback(cfg.Listen) {
+		return nil, fmt.Errorf("refusing to listen on %s without --jwt-secret-file, --jwt-public-key-file or --jwt-jwks-file: clients would be trusted as whatever user they claim; listen on 127.0.0.1 or configure client token keys", cfg.Listen)
 	}
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
 	if cfg.TLSCertFile != "" {
-		creds, err := credentials.NewServerTLSFromFile(cfg.TLSCertFile, cfg.TLSKeyFile)
+		creds, err := serverTLS(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.ClientCAFile, cfg.ClientCertsForClients)
 		if err != nil {
-			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+			return nil, err
 		}
 		d.tlsCreds = creds
+	} else if cfg.ClientCAFile != "" && cfg.Creds == nil {
+		return nil, errors.New("--client-ca needs TLS (--tls-cert and --tls-key)")
 	}
 	return d, nil
 }
@@ -204,8 +226,8 @@ func New(cfg Config) (*Daemon, error) {
 // replay); on error everything Start opened is closed again.
 func (d *Daemon) Start(ctx context.Context) (err error) {
 	cfg, log := d.cfg, d.log
-	if d.jwtSecret == nil {
-		log.Warn("no --jwt-secret-file: client identities are taken from Hello as sent (allowed on a loopback listener only)", "listen", cfg.Listen)
+	if d.jwtSecret == nil && d.creds.keys == nil && cfg.Hub.ClientKeys == nil {
+		log.Warn("no client token keys: client identities are taken from Hello as sent (allowed on a loopback listener only)", "listen", cfg.Listen)
 	}
 	if d.tlsCreds == nil && !IsLoopback(cfg.Listen) {
 		log.Warn("listening on a non-loopback address without TLS: admin tokens, client tokens and notifications cross the network in clear text; use --tls-cert and --tls-key", "listen", cfg.Listen)
@@ -249,6 +271,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 				_ = d.node.Close(context.Background())
 			}
 		}()
+		if err := d.syncAdminTokens(ctx); err != nil {
+			return err
+		}
 		lopts.Replica, lopts.LogID = true, d.node.LogID()
 	}
 	dbPath := filepath.Join(cfg.Data, "ledger.db")
@@ -277,7 +302,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		ports.Publisher, ports.Cluster = d.node.Publisher(), clusterView{d.node}
 	}
 	hc := cfg.Hub
-	if hc.AdminTokens == nil {
+	if hc.AdminTokens == nil && hc.Admins == nil {
 		tokens, created, err := hubapi.LoadOrCreateAdminTokens(cfg.Data)
 		if err != nil {
 			return err
@@ -285,7 +310,12 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		if created {
 			log.Info("created an admin token; hubctl and auditq read it from there", "file", filepath.Join(cfg.Data, hubapi.AdminTokenFile))
 		}
-		hc.AdminTokens = tokens
+		hc.Admins = tokens
+		d.creds.adminFile = filepath.Join(cfg.Data, hubapi.AdminTokenFile)
+	}
+	if cfg.ClientCAFile != "" {
+		hc.RequireAdminCert = true
+		hc.RequireClientCert = hc.RequireClientCert || cfg.ClientCertsForClients
 	}
 	if hc.ResumeKey == nil {
 		if hc.ResumeKey, err = hub.LoadOrCreateResumeKey(cfg.Data); err != nil {
@@ -294,6 +324,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 
 	hc.JWTSecret, hc.Metrics = d.jwtSecret, d.reg
+	if hc.ClientKeys == nil {
+		hc.ClientKeys = d.creds.keys
+	}
 	if cfg.Cluster != nil && hc.LostCheck == 0 {
 		hc.LostCheck = cfg.Cluster.Heartbeat
 	}
@@ -352,12 +385,16 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			d.failed <- fmt.Errorf("grpc server: %w", err)
 		}
 	}()
+	d.startWatching()
+	if d.tokens != nil {
+		d.tokens.run(d.Reload)
+	}
 	metricsAddr := d.metricsAddr
 	if metricsAddr == "" {
 		metricsAddr = "off"
 	}
 	log.Info("hubd listening", "grpc", d.addr, "metrics", metricsAddr, "data", cfg.Data, "node", h.Node(),
-		"tls", d.tlsCreds != nil, "jwt", d.jwtSecret != nil, "head", store.Head().Seq, "cluster", cfg.Cluster != nil)
+		"tls", d.tlsCreds != nil, "jwt", hc.ClientKeys != nil, "client_ca", cfg.ClientCAFile != "", "head", store.Head().Seq, "cluster", cfg.Cluster != nil)
 	return nil
 }
 
@@ -401,6 +438,10 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 }
 
 func (d *Daemon) shutdown(ctx context.Context) error {
+	d.stopWatching()
+	if d.tokens != nil {
+		d.tokens.close()
+	}
 	var errs []error
 	if d.hub != nil {
 		if err := d.hub.Shutdown(ctx); err != nil {

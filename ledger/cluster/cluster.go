@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -91,10 +92,12 @@ type Config struct {
 	// InstanceID tells this node's data directory apart from another's
 	// under the same name (hubd keeps one in DATA/node.id).
 	InstanceID string
-	// Shared are files every node must hold the same (hubd: the admin
-	// token file and the resume key): the first node's are kept in the
-	// cluster, a node without one takes the cluster's, and a node whose
-	// file differs is refused at start.
+	// Shared are files every node must hold the same, which do not change
+	// while the nodes run (hubd: the resume key): the first node's are
+	// kept in the cluster, a node without one takes the cluster's, and a
+	// node whose file differs is refused at start. A file that changes
+	// while they run (hubd's admin token file) is a setting instead
+	// (Node.Setting, Node.SetSetting).
 	Shared []SharedFile
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
@@ -161,8 +164,12 @@ type Node struct {
 	js      jetstream.JetStream
 	stream  jetstream.Stream
 	repl    *replicator
+	// started is repl once it runs: the registry's heartbeat and the
+	// lag gauge read it while Join is still starting it.
+	started atomic.Pointer[replicator]
 	pub     *Publisher
 	reg     *registry
+	config  jetstream.KeyValue // ConfigBucket, from Connect on
 	live    *liveness
 
 	healthMu sync.Mutex
@@ -274,6 +281,7 @@ func (n *Node) join(ctx context.Context) (err error) {
 	if n.repl, err = startReplicator(n); err != nil {
 		return err
 	}
+	n.started.Store(n.repl)
 	n.reg.following(n.repl)
 	if n.pub, err = newPublisher(n); err != nil {
 		return err
@@ -572,8 +580,14 @@ func (n *Node) Err() error {
 func (n *Node) Publisher() *Publisher { return n.pub }
 
 // Lag is how many stream messages this replica has not stored yet, as of
-// the last one it received.
-func (n *Node) Lag() uint64 { return n.repl.lag.Load() }
+// the last one it received (0 before Join started replicating). It may be
+// called at any time, also while Join runs.
+func (n *Node) Lag() uint64 {
+	if r := n.started.Load(); r != nil {
+		return r.lag.Load()
+	}
+	return 0
+}
 
 // Close leaves the cluster: it stops the replicator, the publisher, the
 // NATS connection and the embedded server. It is idempotent and bounded

@@ -26,8 +26,10 @@ const (
 	// NodesBucket holds each live node's state under its name; an entry
 	// expires NodeTTL after its node last wrote it.
 	NodesBucket = "sessionledger_nodes"
-	// ConfigBucket holds what every node must agree on (the fingerprint
-	// of the resume key), set by the first node.
+	// ConfigBucket holds what every node must agree on: the log id and
+	// the shared files (the resume key), set by the first node, and the
+	// settings a node changes for all (Node.SetSetting: hubd's admin
+	// token file).
 	ConfigBucket = "sessionledger_config"
 )
 
@@ -103,6 +105,7 @@ func (n *Node) agree(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster settings: %w", err)
 	}
+	n.config = config
 	for _, f := range n.cfg.Shared {
 		if err := share(ctx, config, f, n.log); err != nil {
 			return err

@@ -24,7 +24,8 @@ type DecoderOptions struct {
 	// Empty: every event is decoded in full.
 	Only []EventType
 	// Intern shares one string among the events that carry the same
-	// device, node, actor, reason, topic or reject code: few values,
+	// device, node, actor, reason, topic, reject or refusal code, or admin
+	// method and role: few values,
 	// repeated in millions of records. It saves an allocation per field,
 	// and whoever keeps the strings shares one copy. The Decoder keeps at
 	// most 4096 strings of at most 64 bytes, so its memory stays flat
@@ -32,7 +33,8 @@ type DecoderOptions struct {
 	// share and are never interned.
 	Intern bool
 	// AliasBytes lets the byte fields (a notification's payload, a
-	// disconnect's cause_event_id) alias the input instead of copying them
+	// disconnect's or a rejected connect's cause_event_id) alias the input
+	// instead of copying them
 	// into the Slot: for a caller that is done with the event before the
 	// input's memory changes (audit's export formats each record inside the
 	// read transaction that owns its bytes). Strings never alias the input.
@@ -126,6 +128,11 @@ type Slot struct {
 	unbanned     UserUnbanned
 	disconnected SessionDisconnected
 	rejected     ConnectRejected
+	revoked      TokenRevoked
+	refused      AdminCallRefused
+	refreshed    SessionTokenRefreshed
+	refreshNo    TokenRefreshRefused
+	token        ClientToken // the body's token: an event has at most one
 	drained      NodeDrained
 	policy       LoginPolicy // a connect's or reconnect's (one body per event)
 
@@ -137,6 +144,10 @@ type Slot struct {
 	wUnbanned     Event_UserUnbanned
 	wDisconnected Event_SessionDisconnected
 	wRejected     Event_ConnectRejected
+	wRevoked      Event_TokenRevoked
+	wRefused      Event_AdminCallRefused
+	wRefreshed    Event_SessionTokenRefreshed
+	wRefreshNo    Event_TokenRefreshRefused
 	wDrained      Event_NodeDrained
 
 	ids  []string // backing array of a body's supersedes
@@ -379,6 +390,58 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 				s.wRejected.ConnectRejected = &s.rejected
 				ev.Body = &s.wRejected
 			}
+		case evTokenRevoked:
+			if s.body {
+				return false
+			}
+			s.body = true
+			s.revoked = TokenRevoked{}
+			if !d.walk(s, msgTokenRevoked, x, keep) {
+				return false
+			}
+			if keep {
+				s.wRevoked.TokenRevoked = &s.revoked
+				ev.Body = &s.wRevoked
+			}
+		case evAdminCallRefused:
+			if s.body {
+				return false
+			}
+			s.body = true
+			s.refused = AdminCallRefused{}
+			if !d.walk(s, msgAdminCallRefused, x, keep) {
+				return false
+			}
+			if keep {
+				s.wRefused.AdminCallRefused = &s.refused
+				ev.Body = &s.wRefused
+			}
+		case evSessionTokenRefreshed:
+			if s.body {
+				return false
+			}
+			s.body = true
+			s.refreshed = SessionTokenRefreshed{}
+			if !d.walk(s, msgSessionTokenRefreshed, x, keep) {
+				return false
+			}
+			if keep {
+				s.wRefreshed.SessionTokenRefreshed = &s.refreshed
+				ev.Body = &s.wRefreshed
+			}
+		case evTokenRefreshRefused:
+			if s.body {
+				return false
+			}
+			s.body = true
+			s.refreshNo = TokenRefreshRefused{}
+			if !d.walk(s, msgTokenRefreshRefused, x, keep) {
+				return false
+			}
+			if keep {
+				s.wRefreshNo.TokenRefreshRefused = &s.refreshNo
+				ev.Body = &s.wRefreshNo
+			}
 		case evNodeDrained:
 			if s.body {
 				return false
@@ -400,6 +463,13 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 			s.connected.HeartbeatMs = int64(v)
 		case connSupersedes:
 			s.connected.Supersedes = append(s.connected.Supersedes, string(x))
+		case connToken:
+			if !d.token(s, x, keep) {
+				return false
+			}
+			if keep {
+				s.connected.Token = &s.token
+			}
 		case connPolicy:
 			s.policy = LoginPolicy{}
 			if !d.walk(s, msgLoginPolicy, x, keep) {
@@ -418,6 +488,13 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 			s.reconnected.HeartbeatMs = int64(v)
 		case reconSupersedes:
 			s.reconnected.Supersedes = append(s.reconnected.Supersedes, string(x))
+		case reconToken:
+			if !d.token(s, x, keep) {
+				return false
+			}
+			if keep {
+				s.reconnected.Token = &s.token
+			}
 		case reconPolicy:
 			s.policy = LoginPolicy{}
 			if !d.walk(s, msgLoginPolicy, x, keep) {
@@ -448,6 +525,8 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 			s.kick.Reconnect = Reconnect(int32(v))
 		case kickReconnectAfterMs:
 			s.kick.ReconnectAfterMs = int64(v)
+		case kickRefuseConnectsMs:
+			s.kick.RefuseConnectsMs = int64(v)
 
 		// UserBanned
 		case banUntilUnixNano:
@@ -472,6 +551,60 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 			s.rejected.Count = uint32(v)
 		case rejRemoteAddr:
 			s.rejected.RemoteAddr = string(x)
+		case rejCauseEventID:
+			s.rejected.CauseEventId = d.bytes(s, x)
+
+		// TokenRevoked
+		case revTokenID:
+			s.revoked.TokenId = string(x)
+		case revIssuedBeforeUnixNano:
+			s.revoked.IssuedBeforeUnixNano = int64(v)
+		case revUntilUnixNano:
+			s.revoked.UntilUnixNano = int64(v)
+
+		// AdminCallRefused
+		case refMethod:
+			s.refused.Method = d.shared(x)
+		case refRole:
+			s.refused.Role = d.shared(x)
+		case refNeeds:
+			s.refused.Needs = d.shared(x)
+		case refCount:
+			s.refused.Count = uint32(v)
+		case refRemoteAddr:
+			s.refused.RemoteAddr = string(x)
+
+		// SessionTokenRefreshed
+		case refreshedToken:
+			if !d.token(s, x, keep) {
+				return false
+			}
+			if keep {
+				s.refreshed.Token = &s.token
+			}
+
+		// TokenRefreshRefused
+		case refreshNoCode:
+			s.refreshNo.Code = d.shared(x)
+		case refreshNoToken:
+			if !d.token(s, x, keep) {
+				return false
+			}
+			if keep {
+				s.refreshNo.Token = &s.token
+			}
+		case refreshNoTokenUser:
+			s.refreshNo.TokenUser = string(x)
+		case refreshNoTokenDevice:
+			s.refreshNo.TokenDevice = d.shared(x)
+
+		// ClientToken
+		case tokID:
+			s.token.Id = string(x)
+		case tokIssuedUnixNano:
+			s.token.IssuedUnixNano = int64(v)
+		case tokExpiresUnixNano:
+			s.token.ExpiresUnixNano = int64(v)
 
 		// NodeDrained
 		case drainNode:
@@ -484,6 +617,13 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 		}
 	}
 	return true
+}
+
+// token reads a body's ClientToken, encoded in x, into s.token (or only
+// checks it, without keep); it reports false as walk does.
+func (d *Decoder) token(s *Slot, x []byte, keep bool) bool {
+	s.token = ClientToken{}
+	return d.walk(s, msgClientToken, x, keep)
 }
 
 // keepIDs keeps the backing array of ids for the next event and returns
@@ -563,6 +703,11 @@ const (
 	msgUserUnbanned
 	msgSessionDisconnected
 	msgConnectRejected
+	msgTokenRevoked
+	msgAdminCallRefused
+	msgSessionTokenRefreshed
+	msgTokenRefreshRefused
+	msgClientToken
 	msgNodeDrained
 	msgLoginPolicy
 	numMsgs
@@ -591,6 +736,16 @@ func (m msg) descriptor() protoreflect.MessageDescriptor {
 		pm = (*SessionDisconnected)(nil)
 	case msgConnectRejected:
 		pm = (*ConnectRejected)(nil)
+	case msgTokenRevoked:
+		pm = (*TokenRevoked)(nil)
+	case msgAdminCallRefused:
+		pm = (*AdminCallRefused)(nil)
+	case msgSessionTokenRefreshed:
+		pm = (*SessionTokenRefreshed)(nil)
+	case msgTokenRefreshRefused:
+		pm = (*TokenRefreshRefused)(nil)
+	case msgClientToken:
+		pm = (*ClientToken)(nil)
 	case msgNodeDrained:
 		pm = (*NodeDrained)(nil)
 	case msgLoginPolicy:
@@ -622,11 +777,16 @@ const (
 	evUserUnbanned
 	evSessionDisconnected
 	evConnectRejected
+	evTokenRevoked
+	evAdminCallRefused
+	evSessionTokenRefreshed
+	evTokenRefreshRefused
 	evNodeDrained
 
 	connRemoteAddr
 	connHeartbeatMs
 	connSupersedes
+	connToken
 	connPolicy
 
 	reconPreviousSession
@@ -634,6 +794,7 @@ const (
 	reconRemoteAddr
 	reconHeartbeatMs
 	reconSupersedes
+	reconToken
 	reconPolicy
 
 	polMaxPerUser
@@ -647,6 +808,7 @@ const (
 	kickMode
 	kickReconnect
 	kickReconnectAfterMs
+	kickRefuseConnectsMs
 
 	banUntilUnixNano
 
@@ -659,6 +821,28 @@ const (
 	rejCode
 	rejCount
 	rejRemoteAddr
+	rejCauseEventID
+
+	revTokenID
+	revIssuedBeforeUnixNano
+	revUntilUnixNano
+
+	refMethod
+	refRole
+	refNeeds
+	refCount
+	refRemoteAddr
+
+	refreshedToken
+
+	refreshNoCode
+	refreshNoToken
+	refreshNoTokenUser
+	refreshNoTokenDevice
+
+	tokID
+	tokIssuedUnixNano
+	tokExpiresUnixNano
 
 	drainNode
 	drainWindowMs
@@ -690,26 +874,31 @@ func fieldSpecs() [numFields]fieldSpec {
 		boo  = protoreflect.BoolKind
 	)
 	return [numFields]fieldSpec{
-		evType:                {msg: msgEvent, name: "type", kind: enum},
-		evUser:                {msg: msgEvent, name: "user", kind: str},
-		evDevice:              {msg: msgEvent, name: "device", kind: str},
-		evSession:             {msg: msgEvent, name: "session", kind: str},
-		evNode:                {msg: msgEvent, name: "node", kind: str},
-		evActor:               {msg: msgEvent, name: "actor", kind: str},
-		evReason:              {msg: msgEvent, name: "reason", kind: str},
-		evSessionConnected:    {msg: msgEvent, name: "session_connected", kind: sub, sub: msgSessionConnected},
-		evSessionReconnected:  {msg: msgEvent, name: "session_reconnected", kind: sub, sub: msgSessionReconnected},
-		evNotificationSent:    {msg: msgEvent, name: "notification_sent", kind: sub, sub: msgNotificationSent},
-		evKickRequested:       {msg: msgEvent, name: "kick_requested", kind: sub, sub: msgKickRequested},
-		evUserBanned:          {msg: msgEvent, name: "user_banned", kind: sub, sub: msgUserBanned},
-		evUserUnbanned:        {msg: msgEvent, name: "user_unbanned", kind: sub, sub: msgUserUnbanned},
-		evSessionDisconnected: {msg: msgEvent, name: "session_disconnected", kind: sub, sub: msgSessionDisconnected},
-		evConnectRejected:     {msg: msgEvent, name: "connect_rejected", kind: sub, sub: msgConnectRejected},
-		evNodeDrained:         {msg: msgEvent, name: "node_drained", kind: sub, sub: msgNodeDrained},
+		evType:                  {msg: msgEvent, name: "type", kind: enum},
+		evUser:                  {msg: msgEvent, name: "user", kind: str},
+		evDevice:                {msg: msgEvent, name: "device", kind: str},
+		evSession:               {msg: msgEvent, name: "session", kind: str},
+		evNode:                  {msg: msgEvent, name: "node", kind: str},
+		evActor:                 {msg: msgEvent, name: "actor", kind: str},
+		evReason:                {msg: msgEvent, name: "reason", kind: str},
+		evSessionConnected:      {msg: msgEvent, name: "session_connected", kind: sub, sub: msgSessionConnected},
+		evSessionReconnected:    {msg: msgEvent, name: "session_reconnected", kind: sub, sub: msgSessionReconnected},
+		evNotificationSent:      {msg: msgEvent, name: "notification_sent", kind: sub, sub: msgNotificationSent},
+		evKickRequested:         {msg: msgEvent, name: "kick_requested", kind: sub, sub: msgKickRequested},
+		evUserBanned:            {msg: msgEvent, name: "user_banned", kind: sub, sub: msgUserBanned},
+		evUserUnbanned:          {msg: msgEvent, name: "user_unbanned", kind: sub, sub: msgUserUnbanned},
+		evSessionDisconnected:   {msg: msgEvent, name: "session_disconnected", kind: sub, sub: msgSessionDisconnected},
+		evConnectRejected:       {msg: msgEvent, name: "connect_rejected", kind: sub, sub: msgConnectRejected},
+		evTokenRevoked:          {msg: msgEvent, name: "token_revoked", kind: sub, sub: msgTokenRevoked},
+		evAdminCallRefused:      {msg: msgEvent, name: "admin_call_refused", kind: sub, sub: msgAdminCallRefused},
+		evSessionTokenRefreshed: {msg: msgEvent, name: "session_token_refreshed", kind: sub, sub: msgSessionTokenRefreshed},
+		evTokenRefreshRefused:   {msg: msgEvent, name: "token_refresh_refused", kind: sub, sub: msgTokenRefreshRefused},
+		evNodeDrained:           {msg: msgEvent, name: "node_drained", kind: sub, sub: msgNodeDrained},
 
 		connRemoteAddr:  {msg: msgSessionConnected, name: "remote_addr", kind: str},
 		connHeartbeatMs: {msg: msgSessionConnected, name: "heartbeat_ms", kind: i64},
 		connSupersedes:  {msg: msgSessionConnected, name: "supersedes", kind: str, list: true},
+		connToken:       {msg: msgSessionConnected, name: "token", kind: sub, sub: msgClientToken},
 		connPolicy:      {msg: msgSessionConnected, name: "policy", kind: sub, sub: msgLoginPolicy},
 
 		reconPreviousSession: {msg: msgSessionReconnected, name: "previous_session", kind: str},
@@ -717,6 +906,7 @@ func fieldSpecs() [numFields]fieldSpec {
 		reconRemoteAddr:      {msg: msgSessionReconnected, name: "remote_addr", kind: str},
 		reconHeartbeatMs:     {msg: msgSessionReconnected, name: "heartbeat_ms", kind: i64},
 		reconSupersedes:      {msg: msgSessionReconnected, name: "supersedes", kind: str, list: true},
+		reconToken:           {msg: msgSessionReconnected, name: "token", kind: sub, sub: msgClientToken},
 		reconPolicy:          {msg: msgSessionReconnected, name: "policy", kind: sub, sub: msgLoginPolicy},
 
 		polMaxPerUser:   {msg: msgLoginPolicy, name: "max_per_user", kind: u32},
@@ -730,6 +920,7 @@ func fieldSpecs() [numFields]fieldSpec {
 		kickMode:             {msg: msgKickRequested, name: "mode", kind: enum},
 		kickReconnect:        {msg: msgKickRequested, name: "reconnect", kind: enum},
 		kickReconnectAfterMs: {msg: msgKickRequested, name: "reconnect_after_ms", kind: i64},
+		kickRefuseConnectsMs: {msg: msgKickRequested, name: "refuse_connects_ms", kind: i64},
 
 		banUntilUnixNano: {msg: msgUserBanned, name: "until_unix_nano", kind: i64},
 
@@ -739,9 +930,31 @@ func fieldSpecs() [numFields]fieldSpec {
 		discReconnect:        {msg: msgSessionDisconnected, name: "reconnect", kind: enum},
 		discReconnectAfterMs: {msg: msgSessionDisconnected, name: "reconnect_after_ms", kind: i64},
 
-		rejCode:       {msg: msgConnectRejected, name: "code", kind: str},
-		rejCount:      {msg: msgConnectRejected, name: "count", kind: u32},
-		rejRemoteAddr: {msg: msgConnectRejected, name: "remote_addr", kind: str},
+		rejCode:         {msg: msgConnectRejected, name: "code", kind: str},
+		rejCount:        {msg: msgConnectRejected, name: "count", kind: u32},
+		rejRemoteAddr:   {msg: msgConnectRejected, name: "remote_addr", kind: str},
+		rejCauseEventID: {msg: msgConnectRejected, name: "cause_event_id", kind: byt},
+
+		revTokenID:              {msg: msgTokenRevoked, name: "token_id", kind: str},
+		revIssuedBeforeUnixNano: {msg: msgTokenRevoked, name: "issued_before_unix_nano", kind: i64},
+		revUntilUnixNano:        {msg: msgTokenRevoked, name: "until_unix_nano", kind: i64},
+
+		refMethod:     {msg: msgAdminCallRefused, name: "method", kind: str},
+		refRole:       {msg: msgAdminCallRefused, name: "role", kind: str},
+		refNeeds:      {msg: msgAdminCallRefused, name: "needs", kind: str},
+		refCount:      {msg: msgAdminCallRefused, name: "count", kind: u32},
+		refRemoteAddr: {msg: msgAdminCallRefused, name: "remote_addr", kind: str},
+
+		refreshedToken: {msg: msgSessionTokenRefreshed, name: "token", kind: sub, sub: msgClientToken},
+
+		refreshNoCode:        {msg: msgTokenRefreshRefused, name: "code", kind: str},
+		refreshNoToken:       {msg: msgTokenRefreshRefused, name: "token", kind: sub, sub: msgClientToken},
+		refreshNoTokenUser:   {msg: msgTokenRefreshRefused, name: "token_user", kind: str},
+		refreshNoTokenDevice: {msg: msgTokenRefreshRefused, name: "token_device", kind: str},
+
+		tokID:              {msg: msgClientToken, name: "id", kind: str},
+		tokIssuedUnixNano:  {msg: msgClientToken, name: "issued_unix_nano", kind: i64},
+		tokExpiresUnixNano: {msg: msgClientToken, name: "expires_unix_nano", kind: i64},
 
 		drainNode:     {msg: msgNodeDrained, name: "node", kind: str},
 		drainWindowMs: {msg: msgNodeDrained, name: "window_ms", kind: i64},

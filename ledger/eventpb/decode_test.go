@@ -19,6 +19,7 @@ func reducerTypes() []EventType {
 		EventType_EVENT_TYPE_SESSION_CONNECTED, EventType_EVENT_TYPE_SESSION_RECONNECTED,
 		EventType_EVENT_TYPE_SESSION_DISCONNECTED, EventType_EVENT_TYPE_KICK_REQUESTED,
 		EventType_EVENT_TYPE_USER_BANNED, EventType_EVENT_TYPE_USER_UNBANNED,
+		EventType_EVENT_TYPE_TOKEN_REVOKED, EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED,
 	}
 }
 
@@ -44,19 +45,29 @@ func testDecoders() []struct {
 func decodeSeeds(t testing.TB) [][]byte {
 	evs := []*Event{
 		{Type: EventType_EVENT_TYPE_SESSION_CONNECTED, Body: &Event_SessionConnected{SessionConnected: &SessionConnected{
-			RemoteAddr: "10.0.0.1:5", HeartbeatMs: 15000, Supersedes: []string{"a", "b"}}}},
+			RemoteAddr: "10.0.0.1:5", HeartbeatMs: 15000, Supersedes: []string{"a", "b"},
+			Token: &ClientToken{Id: "jti-1", IssuedUnixNano: 1 << 60, ExpiresUnixNano: 1<<60 + 9}}}},
 		{Type: EventType_EVENT_TYPE_SESSION_RECONNECTED, Body: &Event_SessionReconnected{SessionReconnected: &SessionReconnected{
-			PreviousSession: "p", LastAckedSeq: 9, RemoteAddr: "r", HeartbeatMs: -3, Supersedes: []string{"c"}}}},
+			PreviousSession: "p", LastAckedSeq: 9, RemoteAddr: "r", HeartbeatMs: -3, Supersedes: []string{"c"},
+			Token: &ClientToken{Id: "jti-2", IssuedUnixNano: 3, ExpiresUnixNano: 5}}}},
 		{Type: EventType_EVENT_TYPE_NOTIFICATION_SENT, Body: &Event_NotificationSent{NotificationSent: &NotificationSent{
 			Target: 2, Topic: "chat", Payload: []byte{0xff, 0}}}},
 		{Type: EventType_EVENT_TYPE_KICK_REQUESTED, Body: &Event_KickRequested{KickRequested: &KickRequested{
-			Target: 3, Mode: 2, Reconnect: 3, ReconnectAfterMs: 30000}}},
+			Target: 3, Mode: 2, Reconnect: 3, ReconnectAfterMs: 30000, RefuseConnectsMs: 30000}}},
 		{Type: EventType_EVENT_TYPE_USER_BANNED, Body: &Event_UserBanned{UserBanned: &UserBanned{UntilUnixNano: 1 << 60}}},
 		{Type: EventType_EVENT_TYPE_USER_UNBANNED, Body: &Event_UserUnbanned{UserUnbanned: &UserUnbanned{}}},
 		{Type: EventType_EVENT_TYPE_SESSION_DISCONNECTED, Body: &Event_SessionDisconnected{SessionDisconnected: &SessionDisconnected{
 			Cause: 4, CauseEventId: []byte("0123456789abcdef"), SupersededBy: "n", Reconnect: 2, ReconnectAfterMs: 7}}},
 		{Type: EventType_EVENT_TYPE_CONNECT_REJECTED, Body: &Event_ConnectRejected{ConnectRejected: &ConnectRejected{
-			Code: "banned", Count: 3, RemoteAddr: "r"}}},
+			Code: "revoked", Count: 3, RemoteAddr: "r", CauseEventId: []byte("fedcba9876543210")}}},
+		{Type: EventType_EVENT_TYPE_TOKEN_REVOKED, Body: &Event_TokenRevoked{TokenRevoked: &TokenRevoked{
+			TokenId: "jti-1", IssuedBeforeUnixNano: 1 << 59, UntilUnixNano: 1 << 61}}},
+		{Type: EventType_EVENT_TYPE_ADMIN_CALL_REFUSED, Body: &Event_AdminCallRefused{AdminCallRefused: &AdminCallRefused{
+			Method: "/sessionledger.hub.v1.Admin/Kick", Role: "auditor", Needs: "operator", Count: 2, RemoteAddr: "r"}}},
+		{Type: EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED, Body: &Event_SessionTokenRefreshed{SessionTokenRefreshed: &SessionTokenRefreshed{
+			Token: &ClientToken{Id: "jti-3", IssuedUnixNano: 1, ExpiresUnixNano: 2}}}},
+		{Type: EventType_EVENT_TYPE_TOKEN_REFRESH_REFUSED, Body: &Event_TokenRefreshRefused{TokenRefreshRefused: &TokenRefreshRefused{
+			Code: "other_user", Token: &ClientToken{Id: "j", ExpiresUnixNano: -1}, TokenUser: "eve", TokenDevice: "pc"}}},
 		{Type: 99},
 		{},
 		// A type with another type's body.
@@ -65,16 +76,25 @@ func decodeSeeds(t testing.TB) [][]byte {
 		{Type: -7, Body: &Event_SessionDisconnected{SessionDisconnected: &SessionDisconnected{
 			Cause: -1, CauseEventId: bytes.Repeat([]byte{7}, 40), ReconnectAfterMs: -5}}},
 		{Type: EventType_EVENT_TYPE_SESSION_CONNECTED, Body: &Event_SessionConnected{SessionConnected: &SessionConnected{}}},
+		// Empty tokens and bodies: present, with nothing in them.
+		{Type: EventType_EVENT_TYPE_SESSION_RECONNECTED, Body: &Event_SessionReconnected{SessionReconnected: &SessionReconnected{Token: &ClientToken{}}}},
+		{Type: EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED, Body: &Event_SessionTokenRefreshed{SessionTokenRefreshed: &SessionTokenRefreshed{}}},
+		{Type: EventType_EVENT_TYPE_TOKEN_REVOKED, Body: &Event_TokenRevoked{TokenRevoked: &TokenRevoked{IssuedBeforeUnixNano: -2}}},
+		// A token in a body of a type decoded only in part.
+		{Type: EventType_EVENT_TYPE_CONNECT_REJECTED, Body: &Event_TokenRefreshRefused{TokenRefreshRefused: &TokenRefreshRefused{Token: &ClientToken{Id: "k"}}}},
 		// Policies decided in the log: set, and present but empty; a drain.
 		{Type: EventType_EVENT_TYPE_SESSION_CONNECTED, Body: &Event_SessionConnected{SessionConnected: &SessionConnected{
 			RemoteAddr: "r", Policy: &LoginPolicy{MaxPerUser: 3, OnePerDevice: true}}}},
 		{Type: EventType_EVENT_TYPE_SESSION_RECONNECTED, Body: &Event_SessionReconnected{SessionReconnected: &SessionReconnected{
 			PreviousSession: "p", Policy: &LoginPolicy{}}}},
 		{Type: EventType_EVENT_TYPE_NODE_DRAINED, Body: &Event_NodeDrained{NodeDrained: &NodeDrained{Node: "node-b", WindowMs: 5000}}},
+		// A token and a policy in one connect.
+		{Type: EventType_EVENT_TYPE_SESSION_CONNECTED, Body: &Event_SessionConnected{SessionConnected: &SessionConnected{
+			Token: &ClientToken{Id: "j", ExpiresUnixNano: 9}, Policy: &LoginPolicy{OnePerDevice: true}}}},
 	}
 	var out [][]byte
 	for i, ev := range evs {
-		if i < 9 {
+		if i < 13 {
 			ev.User, ev.Device, ev.Session, ev.Node, ev.Actor, ev.Reason = "user-1", "ios", "s-1", "hubd-1", "ops", "why"
 		}
 		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(ev)
@@ -209,7 +229,7 @@ func TestDecodeMutations(t *testing.T) {
 		case 1:
 			b = b[:rnd.IntN(len(b))]
 		case 2: // a field appended: out of order, repeated, unknown or a second body
-			b = protowire.AppendTag(b, protowire.Number(1+rnd.IntN(28)), protowire.Type(rnd.IntN(3)))
+			b = protowire.AppendTag(b, protowire.Number(1+rnd.IntN(32)), protowire.Type(rnd.IntN(3)))
 			b = protowire.AppendVarint(b, uint64(rnd.IntN(3)))
 		case 3: // two events concatenated: proto merges them
 			b = append(b, seeds[rnd.IntN(len(seeds))]...)
@@ -320,7 +340,8 @@ func TestDecodeCopiesWithoutAlias(t *testing.T) {
 			}
 			changed := !proto.Equal(got, &want)
 			if c.opts.AliasBytes {
-				payload := len(want.GetNotificationSent().GetPayload()) + len(want.GetSessionDisconnected().GetCauseEventId())
+				payload := len(want.GetNotificationSent().GetPayload()) + len(want.GetSessionDisconnected().GetCauseEventId()) +
+					len(want.GetConnectRejected().GetCauseEventId())
 				if d.keeps(want.GetType()) && payload > 0 && !changed {
 					t.Errorf("%s: seed %d: byte fields did not alias the input", c.name, i)
 				}

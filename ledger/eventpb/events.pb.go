@@ -41,7 +41,12 @@ const (
 	EventType_EVENT_TYPE_USER_UNBANNED        EventType = 6
 	EventType_EVENT_TYPE_SESSION_DISCONNECTED EventType = 7
 	EventType_EVENT_TYPE_CONNECT_REJECTED     EventType = 8
-	EventType_EVENT_TYPE_NODE_DRAINED         EventType = 13
+	// Client tokens and admin roles (issue 18).
+	EventType_EVENT_TYPE_TOKEN_REVOKED           EventType = 9
+	EventType_EVENT_TYPE_ADMIN_CALL_REFUSED      EventType = 10
+	EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED EventType = 11
+	EventType_EVENT_TYPE_TOKEN_REFRESH_REFUSED   EventType = 12
+	EventType_EVENT_TYPE_NODE_DRAINED            EventType = 13
 )
 
 // Enum value maps for EventType.
@@ -56,19 +61,27 @@ var (
 		6:  "EVENT_TYPE_USER_UNBANNED",
 		7:  "EVENT_TYPE_SESSION_DISCONNECTED",
 		8:  "EVENT_TYPE_CONNECT_REJECTED",
+		9:  "EVENT_TYPE_TOKEN_REVOKED",
+		10: "EVENT_TYPE_ADMIN_CALL_REFUSED",
+		11: "EVENT_TYPE_SESSION_TOKEN_REFRESHED",
+		12: "EVENT_TYPE_TOKEN_REFRESH_REFUSED",
 		13: "EVENT_TYPE_NODE_DRAINED",
 	}
 	EventType_value = map[string]int32{
-		"EVENT_TYPE_UNSPECIFIED":          0,
-		"EVENT_TYPE_SESSION_CONNECTED":    1,
-		"EVENT_TYPE_SESSION_RECONNECTED":  2,
-		"EVENT_TYPE_NOTIFICATION_SENT":    3,
-		"EVENT_TYPE_KICK_REQUESTED":       4,
-		"EVENT_TYPE_USER_BANNED":          5,
-		"EVENT_TYPE_USER_UNBANNED":        6,
-		"EVENT_TYPE_SESSION_DISCONNECTED": 7,
-		"EVENT_TYPE_CONNECT_REJECTED":     8,
-		"EVENT_TYPE_NODE_DRAINED":         13,
+		"EVENT_TYPE_UNSPECIFIED":             0,
+		"EVENT_TYPE_SESSION_CONNECTED":       1,
+		"EVENT_TYPE_SESSION_RECONNECTED":     2,
+		"EVENT_TYPE_NOTIFICATION_SENT":       3,
+		"EVENT_TYPE_KICK_REQUESTED":          4,
+		"EVENT_TYPE_USER_BANNED":             5,
+		"EVENT_TYPE_USER_UNBANNED":           6,
+		"EVENT_TYPE_SESSION_DISCONNECTED":    7,
+		"EVENT_TYPE_CONNECT_REJECTED":        8,
+		"EVENT_TYPE_TOKEN_REVOKED":           9,
+		"EVENT_TYPE_ADMIN_CALL_REFUSED":      10,
+		"EVENT_TYPE_SESSION_TOKEN_REFRESHED": 11,
+		"EVENT_TYPE_TOKEN_REFRESH_REFUSED":   12,
+		"EVENT_TYPE_NODE_DRAINED":            13,
 	}
 )
 
@@ -329,6 +342,11 @@ const (
 	DisconnectCause_DISCONNECT_CAUSE_LOST DisconnectCause = 7
 	// Ended because it did not read its notifications fast enough.
 	DisconnectCause_DISCONNECT_CAUSE_SLOW_CONSUMER DisconnectCause = 8
+	// The token the session authenticated with was revoked
+	// (cause_event_id: the token_revoked event).
+	DisconnectCause_DISCONNECT_CAUSE_REVOKED DisconnectCause = 9
+	// The session's token expired and the client sent no fresh one.
+	DisconnectCause_DISCONNECT_CAUSE_TOKEN_EXPIRED DisconnectCause = 10
 	// Its node was drained (node_drained): told to reconnect elsewhere.
 	DisconnectCause_DISCONNECT_CAUSE_DRAINED DisconnectCause = 11
 )
@@ -345,6 +363,8 @@ var (
 		6:  "DISCONNECT_CAUSE_SERVER_SHUTDOWN",
 		7:  "DISCONNECT_CAUSE_LOST",
 		8:  "DISCONNECT_CAUSE_SLOW_CONSUMER",
+		9:  "DISCONNECT_CAUSE_REVOKED",
+		10: "DISCONNECT_CAUSE_TOKEN_EXPIRED",
 		11: "DISCONNECT_CAUSE_DRAINED",
 	}
 	DisconnectCause_value = map[string]int32{
@@ -357,6 +377,8 @@ var (
 		"DISCONNECT_CAUSE_SERVER_SHUTDOWN": 6,
 		"DISCONNECT_CAUSE_LOST":            7,
 		"DISCONNECT_CAUSE_SLOW_CONSUMER":   8,
+		"DISCONNECT_CAUSE_REVOKED":         9,
+		"DISCONNECT_CAUSE_TOKEN_EXPIRED":   10,
 		"DISCONNECT_CAUSE_DRAINED":         11,
 	}
 )
@@ -560,6 +582,10 @@ type Event struct {
 	//	*Event_UserUnbanned
 	//	*Event_SessionDisconnected
 	//	*Event_ConnectRejected
+	//	*Event_TokenRevoked
+	//	*Event_AdminCallRefused
+	//	*Event_SessionTokenRefreshed
+	//	*Event_TokenRefreshRefused
 	//	*Event_NodeDrained
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -724,6 +750,42 @@ func (x *Event) GetConnectRejected() *ConnectRejected {
 	return nil
 }
 
+func (x *Event) GetTokenRevoked() *TokenRevoked {
+	if x != nil {
+		if x, ok := x.Body.(*Event_TokenRevoked); ok {
+			return x.TokenRevoked
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAdminCallRefused() *AdminCallRefused {
+	if x != nil {
+		if x, ok := x.Body.(*Event_AdminCallRefused); ok {
+			return x.AdminCallRefused
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetSessionTokenRefreshed() *SessionTokenRefreshed {
+	if x != nil {
+		if x, ok := x.Body.(*Event_SessionTokenRefreshed); ok {
+			return x.SessionTokenRefreshed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTokenRefreshRefused() *TokenRefreshRefused {
+	if x != nil {
+		if x, ok := x.Body.(*Event_TokenRefreshRefused); ok {
+			return x.TokenRefreshRefused
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetNodeDrained() *NodeDrained {
 	if x != nil {
 		if x, ok := x.Body.(*Event_NodeDrained); ok {
@@ -769,6 +831,22 @@ type Event_ConnectRejected struct {
 	ConnectRejected *ConnectRejected `protobuf:"bytes,27,opt,name=connect_rejected,json=connectRejected,proto3,oneof"`
 }
 
+type Event_TokenRevoked struct {
+	TokenRevoked *TokenRevoked `protobuf:"bytes,28,opt,name=token_revoked,json=tokenRevoked,proto3,oneof"`
+}
+
+type Event_AdminCallRefused struct {
+	AdminCallRefused *AdminCallRefused `protobuf:"bytes,29,opt,name=admin_call_refused,json=adminCallRefused,proto3,oneof"`
+}
+
+type Event_SessionTokenRefreshed struct {
+	SessionTokenRefreshed *SessionTokenRefreshed `protobuf:"bytes,30,opt,name=session_token_refreshed,json=sessionTokenRefreshed,proto3,oneof"`
+}
+
+type Event_TokenRefreshRefused struct {
+	TokenRefreshRefused *TokenRefreshRefused `protobuf:"bytes,31,opt,name=token_refresh_refused,json=tokenRefreshRefused,proto3,oneof"`
+}
+
 type Event_NodeDrained struct {
 	NodeDrained *NodeDrained `protobuf:"bytes,32,opt,name=node_drained,json=nodeDrained,proto3,oneof"`
 }
@@ -789,6 +867,14 @@ func (*Event_SessionDisconnected) isEvent_Body() {}
 
 func (*Event_ConnectRejected) isEvent_Body() {}
 
+func (*Event_TokenRevoked) isEvent_Body() {}
+
+func (*Event_AdminCallRefused) isEvent_Body() {}
+
+func (*Event_SessionTokenRefreshed) isEvent_Body() {}
+
+func (*Event_TokenRefreshRefused) isEvent_Body() {}
+
 func (*Event_NodeDrained) isEvent_Body() {}
 
 // SessionConnected: a client stream was accepted as a new session.
@@ -803,6 +889,9 @@ type SessionConnected struct {
 	// before the policy was decided in the log; a connect with a policy
 	// leaves it empty.
 	Supersedes []string `protobuf:"bytes,3,rep,name=supersedes,proto3" json:"supersedes,omitempty"`
+	// The client token the session authenticated with (absent without
+	// one): what a revocation or a kick's refusal window matches.
+	Token *ClientToken `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
 	// The login policy of the connecting node. The reducer decides, when it
 	// applies this event, which live sessions it supersedes: in log order,
 	// the same on every node and in every replay.
@@ -862,11 +951,84 @@ func (x *SessionConnected) GetSupersedes() []string {
 	return nil
 }
 
+func (x *SessionConnected) GetToken() *ClientToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
 func (x *SessionConnected) GetPolicy() *LoginPolicy {
 	if x != nil {
 		return x.Policy
 	}
 	return nil
+}
+
+// ClientToken names the client JWT a session holds: the reducer needs it to
+// end the sessions a revocation reaches, the hub to end a session when its
+// token expires.
+type ClientToken struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token's jti ("" when it has none).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Its iat and exp, Unix nanoseconds (JWT times have one-second
+	// resolution).
+	IssuedUnixNano  int64 `protobuf:"varint,2,opt,name=issued_unix_nano,json=issuedUnixNano,proto3" json:"issued_unix_nano,omitempty"`
+	ExpiresUnixNano int64 `protobuf:"varint,3,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ClientToken) Reset() {
+	*x = ClientToken{}
+	mi := &file_ledger_eventpb_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientToken) ProtoMessage() {}
+
+func (x *ClientToken) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_eventpb_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientToken.ProtoReflect.Descriptor instead.
+func (*ClientToken) Descriptor() ([]byte, []int) {
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ClientToken) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ClientToken) GetIssuedUnixNano() int64 {
+	if x != nil {
+		return x.IssuedUnixNano
+	}
+	return 0
+}
+
+func (x *ClientToken) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
 }
 
 // LoginPolicy is the single-device login policy a connect asks for.
@@ -883,7 +1045,7 @@ type LoginPolicy struct {
 
 func (x *LoginPolicy) Reset() {
 	*x = LoginPolicy{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[3]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1057,7 @@ func (x *LoginPolicy) String() string {
 func (*LoginPolicy) ProtoMessage() {}
 
 func (x *LoginPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[3]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1070,7 @@ func (x *LoginPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginPolicy.ProtoReflect.Descriptor instead.
 func (*LoginPolicy) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{3}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *LoginPolicy) GetMaxPerUser() uint32 {
@@ -936,6 +1098,8 @@ type SessionReconnected struct {
 	HeartbeatMs  int64  `protobuf:"varint,4,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
 	// As SessionConnected.supersedes.
 	Supersedes []string `protobuf:"bytes,5,rep,name=supersedes,proto3" json:"supersedes,omitempty"`
+	// As SessionConnected.token.
+	Token *ClientToken `protobuf:"bytes,6,opt,name=token,proto3" json:"token,omitempty"`
 	// As SessionConnected.policy. With it the reducer also supersedes the
 	// previous session if it is still live, and any other live resume of it:
 	// one resume secret never yields two live sessions.
@@ -946,7 +1110,7 @@ type SessionReconnected struct {
 
 func (x *SessionReconnected) Reset() {
 	*x = SessionReconnected{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[4]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1122,7 @@ func (x *SessionReconnected) String() string {
 func (*SessionReconnected) ProtoMessage() {}
 
 func (x *SessionReconnected) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[4]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1135,7 @@ func (x *SessionReconnected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionReconnected.ProtoReflect.Descriptor instead.
 func (*SessionReconnected) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{4}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SessionReconnected) GetPreviousSession() string {
@@ -1009,6 +1173,13 @@ func (x *SessionReconnected) GetSupersedes() []string {
 	return nil
 }
 
+func (x *SessionReconnected) GetToken() *ClientToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
 func (x *SessionReconnected) GetPolicy() *LoginPolicy {
 	if x != nil {
 		return x.Policy
@@ -1029,7 +1200,7 @@ type NotificationSent struct {
 
 func (x *NotificationSent) Reset() {
 	*x = NotificationSent{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[5]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1212,7 @@ func (x *NotificationSent) String() string {
 func (*NotificationSent) ProtoMessage() {}
 
 func (x *NotificationSent) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[5]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1225,7 @@ func (x *NotificationSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationSent.ProtoReflect.Descriptor instead.
 func (*NotificationSent) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{5}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *NotificationSent) GetTarget() NotificationTarget {
@@ -1087,13 +1258,20 @@ type KickRequested struct {
 	Reconnect Reconnect              `protobuf:"varint,3,opt,name=reconnect,proto3,enum=sessionledger.ledger.v1.Reconnect" json:"reconnect,omitempty"`
 	// With RECONNECT_AFTER: how long the client must wait, in milliseconds.
 	ReconnectAfterMs int64 `protobuf:"varint,4,opt,name=reconnect_after_ms,json=reconnectAfterMs,proto3" json:"reconnect_after_ms,omitempty"`
+	// For how long after the kick the hub refuses a fresh connect of a
+	// kicked session's user and device, or with its token (0: not at all).
+	// The hub that records the kick fills it from the advice: its
+	// no-reconnect window for RECONNECT_NOT_ALLOWED, reconnect_after_ms for
+	// RECONNECT_AFTER. Recorded, so every node and every replay refuses the
+	// same connects.
+	RefuseConnectsMs int64 `protobuf:"varint,5,opt,name=refuse_connects_ms,json=refuseConnectsMs,proto3" json:"refuse_connects_ms,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
 
 func (x *KickRequested) Reset() {
 	*x = KickRequested{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[6]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1105,7 +1283,7 @@ func (x *KickRequested) String() string {
 func (*KickRequested) ProtoMessage() {}
 
 func (x *KickRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[6]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1118,7 +1296,7 @@ func (x *KickRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickRequested.ProtoReflect.Descriptor instead.
 func (*KickRequested) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{6}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *KickRequested) GetTarget() KickTarget {
@@ -1149,6 +1327,13 @@ func (x *KickRequested) GetReconnectAfterMs() int64 {
 	return 0
 }
 
+func (x *KickRequested) GetRefuseConnectsMs() int64 {
+	if x != nil {
+		return x.RefuseConnectsMs
+	}
+	return 0
+}
+
 // UserBanned: Event.user may not connect until until_unix_nano; connected
 // sessions of the user end. A ban during a ban replaces it.
 type UserBanned struct {
@@ -1160,7 +1345,7 @@ type UserBanned struct {
 
 func (x *UserBanned) Reset() {
 	*x = UserBanned{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[7]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1357,7 @@ func (x *UserBanned) String() string {
 func (*UserBanned) ProtoMessage() {}
 
 func (x *UserBanned) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[7]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1370,7 @@ func (x *UserBanned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserBanned.ProtoReflect.Descriptor instead.
 func (*UserBanned) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{7}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UserBanned) GetUntilUnixNano() int64 {
@@ -1204,7 +1389,7 @@ type UserUnbanned struct {
 
 func (x *UserUnbanned) Reset() {
 	*x = UserUnbanned{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[8]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1401,7 @@ func (x *UserUnbanned) String() string {
 func (*UserUnbanned) ProtoMessage() {}
 
 func (x *UserUnbanned) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[8]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,14 +1414,15 @@ func (x *UserUnbanned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserUnbanned.ProtoReflect.Descriptor instead.
 func (*UserUnbanned) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{8}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{9}
 }
 
 // SessionDisconnected: the terminal event of a session (Event.session).
 type SessionDisconnected struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Cause DisconnectCause        `protobuf:"varint,1,opt,name=cause,proto3,enum=sessionledger.ledger.v1.DisconnectCause" json:"cause,omitempty"`
-	// ULID of the kick_requested or user_banned event behind a kick or ban.
+	// ULID of the kick_requested, user_banned or token_revoked event behind
+	// a kick, ban or revocation.
 	CauseEventId []byte `protobuf:"bytes,2,opt,name=cause_event_id,json=causeEventId,proto3" json:"cause_event_id,omitempty"`
 	// With DISCONNECT_CAUSE_SUPERSEDED: the session that replaced this one.
 	SupersededBy string `protobuf:"bytes,3,opt,name=superseded_by,json=supersededBy,proto3" json:"superseded_by,omitempty"`
@@ -1249,7 +1435,7 @@ type SessionDisconnected struct {
 
 func (x *SessionDisconnected) Reset() {
 	*x = SessionDisconnected{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[9]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1447,7 @@ func (x *SessionDisconnected) String() string {
 func (*SessionDisconnected) ProtoMessage() {}
 
 func (x *SessionDisconnected) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[9]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1460,7 @@ func (x *SessionDisconnected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionDisconnected.ProtoReflect.Descriptor instead.
 func (*SessionDisconnected) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{9}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SessionDisconnected) GetCause() DisconnectCause {
@@ -1316,17 +1502,21 @@ func (x *SessionDisconnected) GetReconnectAfterMs() int64 {
 // Event.device was refused; Event.reason says why. Floods are aggregated:
 // count says how many attempts this one record stands for.
 type ConnectRejected struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
-	Count         uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
-	RemoteAddr    string                 `protobuf:"bytes,3,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Code       string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Count      uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	RemoteAddr string                 `protobuf:"bytes,3,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	// The event behind the refusal, when there is one: the token_revoked
+	// event of a revoked token, the kick_requested event that refuses the
+	// user and device (or token) for a while.
+	CauseEventId  []byte `protobuf:"bytes,4,opt,name=cause_event_id,json=causeEventId,proto3" json:"cause_event_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConnectRejected) Reset() {
 	*x = ConnectRejected{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[10]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1528,7 @@ func (x *ConnectRejected) String() string {
 func (*ConnectRejected) ProtoMessage() {}
 
 func (x *ConnectRejected) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[10]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1541,7 @@ func (x *ConnectRejected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectRejected.ProtoReflect.Descriptor instead.
 func (*ConnectRejected) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{10}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ConnectRejected) GetCode() string {
@@ -1375,6 +1565,285 @@ func (x *ConnectRejected) GetRemoteAddr() string {
 	return ""
 }
 
+func (x *ConnectRejected) GetCauseEventId() []byte {
+	if x != nil {
+		return x.CauseEventId
+	}
+	return nil
+}
+
+// TokenRevoked: client tokens may no longer be used. Either the one token
+// whose jti is token_id, or every token of Event.user issued (iat) before
+// issued_before_unix_nano. Connects with a revoked token are refused and
+// live sessions holding one end with cause revoked. Event.actor ordered it,
+// Event.reason says why.
+type TokenRevoked struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	TokenId              string                 `protobuf:"bytes,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	IssuedBeforeUnixNano int64                  `protobuf:"varint,2,opt,name=issued_before_unix_nano,json=issuedBeforeUnixNano,proto3" json:"issued_before_unix_nano,omitempty"`
+	// When the revocation can be forgotten: no token it covers is valid after
+	// it (a jti's token expiry; for issued-before, that time plus the longest
+	// token lifetime the hub accepted). The projections drop it then, so
+	// their state stays bounded.
+	UntilUnixNano int64 `protobuf:"varint,3,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenRevoked) Reset() {
+	*x = TokenRevoked{}
+	mi := &file_ledger_eventpb_events_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenRevoked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenRevoked) ProtoMessage() {}
+
+func (x *TokenRevoked) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_eventpb_events_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenRevoked.ProtoReflect.Descriptor instead.
+func (*TokenRevoked) Descriptor() ([]byte, []int) {
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TokenRevoked) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *TokenRevoked) GetIssuedBeforeUnixNano() int64 {
+	if x != nil {
+		return x.IssuedBeforeUnixNano
+	}
+	return 0
+}
+
+func (x *TokenRevoked) GetUntilUnixNano() int64 {
+	if x != nil {
+		return x.UntilUnixNano
+	}
+	return 0
+}
+
+// AdminCallRefused: an admin call outside its token's role was refused
+// (PermissionDenied). Event.actor is the token's name. Floods are
+// aggregated per (actor, method) as connect_rejected is: count says how
+// many calls this one record stands for.
+type AdminCallRefused struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gRPC method, e.g. "/sessionledger.hub.v1.Admin/Kick".
+	Method string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	// The token's role, and the least role the method needs.
+	Role          string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	Needs         string `protobuf:"bytes,3,opt,name=needs,proto3" json:"needs,omitempty"`
+	Count         uint32 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	RemoteAddr    string `protobuf:"bytes,5,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminCallRefused) Reset() {
+	*x = AdminCallRefused{}
+	mi := &file_ledger_eventpb_events_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminCallRefused) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminCallRefused) ProtoMessage() {}
+
+func (x *AdminCallRefused) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_eventpb_events_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminCallRefused.ProtoReflect.Descriptor instead.
+func (*AdminCallRefused) Descriptor() ([]byte, []int) {
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AdminCallRefused) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *AdminCallRefused) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *AdminCallRefused) GetNeeds() string {
+	if x != nil {
+		return x.Needs
+	}
+	return ""
+}
+
+func (x *AdminCallRefused) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *AdminCallRefused) GetRemoteAddr() string {
+	if x != nil {
+		return x.RemoteAddr
+	}
+	return ""
+}
+
+// SessionTokenRefreshed: the client of Event.session sent a fresh token in
+// its stream (a Refresh frame) and the hub took it: the session now holds
+// token (its expiry, and what a revocation matches).
+type SessionTokenRefreshed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *ClientToken           `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionTokenRefreshed) Reset() {
+	*x = SessionTokenRefreshed{}
+	mi := &file_ledger_eventpb_events_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionTokenRefreshed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionTokenRefreshed) ProtoMessage() {}
+
+func (x *SessionTokenRefreshed) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_eventpb_events_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionTokenRefreshed.ProtoReflect.Descriptor instead.
+func (*SessionTokenRefreshed) Descriptor() ([]byte, []int) {
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SessionTokenRefreshed) GetToken() *ClientToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+// TokenRefreshRefused: a Refresh frame of Event.session was refused
+// (Event.reason says why: another user or device, an invalid or revoked
+// token). The session keeps its current token.
+type TokenRefreshRefused struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Code  string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// The refused token, when it verified (a token of another user).
+	Token *ClientToken `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// The user and device the refused token names, when they differ from the
+	// session's.
+	TokenUser     string `protobuf:"bytes,3,opt,name=token_user,json=tokenUser,proto3" json:"token_user,omitempty"`
+	TokenDevice   string `protobuf:"bytes,4,opt,name=token_device,json=tokenDevice,proto3" json:"token_device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenRefreshRefused) Reset() {
+	*x = TokenRefreshRefused{}
+	mi := &file_ledger_eventpb_events_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenRefreshRefused) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenRefreshRefused) ProtoMessage() {}
+
+func (x *TokenRefreshRefused) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_eventpb_events_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenRefreshRefused.ProtoReflect.Descriptor instead.
+func (*TokenRefreshRefused) Descriptor() ([]byte, []int) {
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TokenRefreshRefused) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *TokenRefreshRefused) GetToken() *ClientToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+func (x *TokenRefreshRefused) GetTokenUser() string {
+	if x != nil {
+		return x.TokenUser
+	}
+	return ""
+}
+
+func (x *TokenRefreshRefused) GetTokenDevice() string {
+	if x != nil {
+		return x.TokenDevice
+	}
+	return ""
+}
+
 // NodeDrained: an operator asked node to move its sessions to the other
 // nodes (to upgrade it without dropping users). Every session the log
 // shows live on node when this event applies ends with cause drained,
@@ -1391,7 +1860,7 @@ type NodeDrained struct {
 
 func (x *NodeDrained) Reset() {
 	*x = NodeDrained{}
-	mi := &file_ledger_eventpb_events_proto_msgTypes[11]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1872,7 @@ func (x *NodeDrained) String() string {
 func (*NodeDrained) ProtoMessage() {}
 
 func (x *NodeDrained) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_eventpb_events_proto_msgTypes[11]
+	mi := &file_ledger_eventpb_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1885,7 @@ func (x *NodeDrained) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeDrained.ProtoReflect.Descriptor instead.
 func (*NodeDrained) Descriptor() ([]byte, []int) {
-	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{11}
+	return file_ledger_eventpb_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *NodeDrained) GetNode() string {
@@ -1450,7 +1919,8 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x06\n" +
-	"\x04body\"\xcf\a\n" +
+	"\x04body\"\xc6\n" +
+	"\n" +
 	"\x05Event\x126\n" +
 	"\x04type\x18\x01 \x01(\x0e2\".sessionledger.ledger.v1.EventTypeR\x04type\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
@@ -1467,21 +1937,30 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"userBanned\x12L\n" +
 	"\ruser_unbanned\x18\x19 \x01(\v2%.sessionledger.ledger.v1.UserUnbannedH\x00R\fuserUnbanned\x12a\n" +
 	"\x14session_disconnected\x18\x1a \x01(\v2,.sessionledger.ledger.v1.SessionDisconnectedH\x00R\x13sessionDisconnected\x12U\n" +
-	"\x10connect_rejected\x18\x1b \x01(\v2(.sessionledger.ledger.v1.ConnectRejectedH\x00R\x0fconnectRejected\x12I\n" +
+	"\x10connect_rejected\x18\x1b \x01(\v2(.sessionledger.ledger.v1.ConnectRejectedH\x00R\x0fconnectRejected\x12L\n" +
+	"\rtoken_revoked\x18\x1c \x01(\v2%.sessionledger.ledger.v1.TokenRevokedH\x00R\ftokenRevoked\x12Y\n" +
+	"\x12admin_call_refused\x18\x1d \x01(\v2).sessionledger.ledger.v1.AdminCallRefusedH\x00R\x10adminCallRefused\x12h\n" +
+	"\x17session_token_refreshed\x18\x1e \x01(\v2..sessionledger.ledger.v1.SessionTokenRefreshedH\x00R\x15sessionTokenRefreshed\x12b\n" +
+	"\x15token_refresh_refused\x18\x1f \x01(\v2,.sessionledger.ledger.v1.TokenRefreshRefusedH\x00R\x13tokenRefreshRefused\x12I\n" +
 	"\fnode_drained\x18  \x01(\v2$.sessionledger.ledger.v1.NodeDrainedH\x00R\vnodeDrainedB\x06\n" +
-	"\x04body\"\xb4\x01\n" +
+	"\x04body\"\xf0\x01\n" +
 	"\x10SessionConnected\x12\x1f\n" +
 	"\vremote_addr\x18\x01 \x01(\tR\n" +
 	"remoteAddr\x12!\n" +
 	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\x12\x1e\n" +
 	"\n" +
 	"supersedes\x18\x03 \x03(\tR\n" +
-	"supersedes\x12<\n" +
-	"\x06policy\x18\x06 \x01(\v2$.sessionledger.ledger.v1.LoginPolicyR\x06policy\"U\n" +
+	"supersedes\x12:\n" +
+	"\x05token\x18\x04 \x01(\v2$.sessionledger.ledger.v1.ClientTokenR\x05token\x12<\n" +
+	"\x06policy\x18\x06 \x01(\v2$.sessionledger.ledger.v1.LoginPolicyR\x06policy\"s\n" +
+	"\vClientToken\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
+	"\x10issued_unix_nano\x18\x02 \x01(\x03R\x0eissuedUnixNano\x12*\n" +
+	"\x11expires_unix_nano\x18\x03 \x01(\x03R\x0fexpiresUnixNano\"U\n" +
 	"\vLoginPolicy\x12 \n" +
 	"\fmax_per_user\x18\x01 \x01(\rR\n" +
 	"maxPerUser\x12$\n" +
-	"\x0eone_per_device\x18\x02 \x01(\bR\fonePerDevice\"\x87\x02\n" +
+	"\x0eone_per_device\x18\x02 \x01(\bR\fonePerDevice\"\xc3\x02\n" +
 	"\x12SessionReconnected\x12)\n" +
 	"\x10previous_session\x18\x01 \x01(\tR\x0fpreviousSession\x12$\n" +
 	"\x0elast_acked_seq\x18\x02 \x01(\x04R\flastAckedSeq\x12\x1f\n" +
@@ -1490,17 +1969,19 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\fheartbeat_ms\x18\x04 \x01(\x03R\vheartbeatMs\x12\x1e\n" +
 	"\n" +
 	"supersedes\x18\x05 \x03(\tR\n" +
-	"supersedes\x12<\n" +
+	"supersedes\x12:\n" +
+	"\x05token\x18\x06 \x01(\v2$.sessionledger.ledger.v1.ClientTokenR\x05token\x12<\n" +
 	"\x06policy\x18\b \x01(\v2$.sessionledger.ledger.v1.LoginPolicyR\x06policy\"\x87\x01\n" +
 	"\x10NotificationSent\x12C\n" +
 	"\x06target\x18\x01 \x01(\x0e2+.sessionledger.ledger.v1.NotificationTargetR\x06target\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"\xf3\x01\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"\xa1\x02\n" +
 	"\rKickRequested\x12;\n" +
 	"\x06target\x18\x01 \x01(\x0e2#.sessionledger.ledger.v1.KickTargetR\x06target\x125\n" +
 	"\x04mode\x18\x02 \x01(\x0e2!.sessionledger.ledger.v1.KickModeR\x04mode\x12@\n" +
 	"\treconnect\x18\x03 \x01(\x0e2\".sessionledger.ledger.v1.ReconnectR\treconnect\x12,\n" +
-	"\x12reconnect_after_ms\x18\x04 \x01(\x03R\x10reconnectAfterMs\"4\n" +
+	"\x12reconnect_after_ms\x18\x04 \x01(\x03R\x10reconnectAfterMs\x12,\n" +
+	"\x12refuse_connects_ms\x18\x05 \x01(\x03R\x10refuseConnectsMs\"4\n" +
 	"\n" +
 	"UserBanned\x12&\n" +
 	"\x0funtil_unix_nano\x18\x01 \x01(\x03R\runtilUnixNano\"\x0e\n" +
@@ -1510,15 +1991,35 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\x0ecause_event_id\x18\x02 \x01(\fR\fcauseEventId\x12#\n" +
 	"\rsuperseded_by\x18\x03 \x01(\tR\fsupersededBy\x12@\n" +
 	"\treconnect\x18\x04 \x01(\x0e2\".sessionledger.ledger.v1.ReconnectR\treconnect\x12,\n" +
-	"\x12reconnect_after_ms\x18\x05 \x01(\x03R\x10reconnectAfterMs\"\\\n" +
+	"\x12reconnect_after_ms\x18\x05 \x01(\x03R\x10reconnectAfterMs\"\x82\x01\n" +
 	"\x0fConnectRejected\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12\x1f\n" +
 	"\vremote_addr\x18\x03 \x01(\tR\n" +
-	"remoteAddr\">\n" +
+	"remoteAddr\x12$\n" +
+	"\x0ecause_event_id\x18\x04 \x01(\fR\fcauseEventId\"\x88\x01\n" +
+	"\fTokenRevoked\x12\x19\n" +
+	"\btoken_id\x18\x01 \x01(\tR\atokenId\x125\n" +
+	"\x17issued_before_unix_nano\x18\x02 \x01(\x03R\x14issuedBeforeUnixNano\x12&\n" +
+	"\x0funtil_unix_nano\x18\x03 \x01(\x03R\runtilUnixNano\"\x8b\x01\n" +
+	"\x10AdminCallRefused\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x14\n" +
+	"\x05needs\x18\x03 \x01(\tR\x05needs\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\rR\x05count\x12\x1f\n" +
+	"\vremote_addr\x18\x05 \x01(\tR\n" +
+	"remoteAddr\"S\n" +
+	"\x15SessionTokenRefreshed\x12:\n" +
+	"\x05token\x18\x01 \x01(\v2$.sessionledger.ledger.v1.ClientTokenR\x05token\"\xa7\x01\n" +
+	"\x13TokenRefreshRefused\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12:\n" +
+	"\x05token\x18\x02 \x01(\v2$.sessionledger.ledger.v1.ClientTokenR\x05token\x12\x1d\n" +
+	"\n" +
+	"token_user\x18\x03 \x01(\tR\ttokenUser\x12!\n" +
+	"\ftoken_device\x18\x04 \x01(\tR\vtokenDevice\">\n" +
 	"\vNodeDrained\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1b\n" +
-	"\twindow_ms\x18\x02 \x01(\x03R\bwindowMs*\xcb\x02\n" +
+	"\twindow_ms\x18\x02 \x01(\x03R\bwindowMs*\xda\x03\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cEVENT_TYPE_SESSION_CONNECTED\x10\x01\x12\"\n" +
@@ -1528,7 +2029,12 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\x16EVENT_TYPE_USER_BANNED\x10\x05\x12\x1c\n" +
 	"\x18EVENT_TYPE_USER_UNBANNED\x10\x06\x12#\n" +
 	"\x1fEVENT_TYPE_SESSION_DISCONNECTED\x10\a\x12\x1f\n" +
-	"\x1bEVENT_TYPE_CONNECT_REJECTED\x10\b\x12\x1b\n" +
+	"\x1bEVENT_TYPE_CONNECT_REJECTED\x10\b\x12\x1c\n" +
+	"\x18EVENT_TYPE_TOKEN_REVOKED\x10\t\x12!\n" +
+	"\x1dEVENT_TYPE_ADMIN_CALL_REFUSED\x10\n" +
+	"\x12&\n" +
+	"\"EVENT_TYPE_SESSION_TOKEN_REFRESHED\x10\v\x12$\n" +
+	" EVENT_TYPE_TOKEN_REFRESH_REFUSED\x10\f\x12\x1b\n" +
 	"\x17EVENT_TYPE_NODE_DRAINED\x10\r*\x95\x01\n" +
 	"\x12NotificationTarget\x12#\n" +
 	"\x1fNOTIFICATION_TARGET_UNSPECIFIED\x10\x00\x12\x1f\n" +
@@ -1549,7 +2055,7 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\x15RECONNECT_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11RECONNECT_ALLOWED\x10\x01\x12\x19\n" +
 	"\x15RECONNECT_NOT_ALLOWED\x10\x02\x12\x13\n" +
-	"\x0fRECONNECT_AFTER\x10\x03*\xd8\x02\n" +
+	"\x0fRECONNECT_AFTER\x10\x03*\x9a\x03\n" +
 	"\x0fDisconnectCause\x12 \n" +
 	"\x1cDISCONNECT_CAUSE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eDISCONNECT_CAUSE_CLIENT_CLOSED\x10\x01\x12\x1b\n" +
@@ -1560,6 +2066,9 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	" DISCONNECT_CAUSE_SERVER_SHUTDOWN\x10\x06\x12\x19\n" +
 	"\x15DISCONNECT_CAUSE_LOST\x10\a\x12\"\n" +
 	"\x1eDISCONNECT_CAUSE_SLOW_CONSUMER\x10\b\x12\x1c\n" +
+	"\x18DISCONNECT_CAUSE_REVOKED\x10\t\x12\"\n" +
+	"\x1eDISCONNECT_CAUSE_TOKEN_EXPIRED\x10\n" +
+	"\x12\x1c\n" +
 	"\x18DISCONNECT_CAUSE_DRAINED\x10\vB7Z5github.com/sessionledger/sessionledger/ledger/eventpbb\x06proto3"
 
 var (
@@ -1575,54 +2084,67 @@ func file_ledger_eventpb_events_proto_rawDescGZIP() []byte {
 }
 
 var file_ledger_eventpb_events_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_ledger_eventpb_events_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_ledger_eventpb_events_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_ledger_eventpb_events_proto_goTypes = []any{
-	(EventType)(0),              // 0: sessionledger.ledger.v1.EventType
-	(NotificationTarget)(0),     // 1: sessionledger.ledger.v1.NotificationTarget
-	(KickTarget)(0),             // 2: sessionledger.ledger.v1.KickTarget
-	(KickMode)(0),               // 3: sessionledger.ledger.v1.KickMode
-	(Reconnect)(0),              // 4: sessionledger.ledger.v1.Reconnect
-	(DisconnectCause)(0),        // 5: sessionledger.ledger.v1.DisconnectCause
-	(*Record)(nil),              // 6: sessionledger.ledger.v1.Record
-	(*Event)(nil),               // 7: sessionledger.ledger.v1.Event
-	(*SessionConnected)(nil),    // 8: sessionledger.ledger.v1.SessionConnected
-	(*LoginPolicy)(nil),         // 9: sessionledger.ledger.v1.LoginPolicy
-	(*SessionReconnected)(nil),  // 10: sessionledger.ledger.v1.SessionReconnected
-	(*NotificationSent)(nil),    // 11: sessionledger.ledger.v1.NotificationSent
-	(*KickRequested)(nil),       // 12: sessionledger.ledger.v1.KickRequested
-	(*UserBanned)(nil),          // 13: sessionledger.ledger.v1.UserBanned
-	(*UserUnbanned)(nil),        // 14: sessionledger.ledger.v1.UserUnbanned
-	(*SessionDisconnected)(nil), // 15: sessionledger.ledger.v1.SessionDisconnected
-	(*ConnectRejected)(nil),     // 16: sessionledger.ledger.v1.ConnectRejected
-	(*NodeDrained)(nil),         // 17: sessionledger.ledger.v1.NodeDrained
-	nil,                         // 18: sessionledger.ledger.v1.Record.MetadataEntry
+	(EventType)(0),                // 0: sessionledger.ledger.v1.EventType
+	(NotificationTarget)(0),       // 1: sessionledger.ledger.v1.NotificationTarget
+	(KickTarget)(0),               // 2: sessionledger.ledger.v1.KickTarget
+	(KickMode)(0),                 // 3: sessionledger.ledger.v1.KickMode
+	(Reconnect)(0),                // 4: sessionledger.ledger.v1.Reconnect
+	(DisconnectCause)(0),          // 5: sessionledger.ledger.v1.DisconnectCause
+	(*Record)(nil),                // 6: sessionledger.ledger.v1.Record
+	(*Event)(nil),                 // 7: sessionledger.ledger.v1.Event
+	(*SessionConnected)(nil),      // 8: sessionledger.ledger.v1.SessionConnected
+	(*ClientToken)(nil),           // 9: sessionledger.ledger.v1.ClientToken
+	(*LoginPolicy)(nil),           // 10: sessionledger.ledger.v1.LoginPolicy
+	(*SessionReconnected)(nil),    // 11: sessionledger.ledger.v1.SessionReconnected
+	(*NotificationSent)(nil),      // 12: sessionledger.ledger.v1.NotificationSent
+	(*KickRequested)(nil),         // 13: sessionledger.ledger.v1.KickRequested
+	(*UserBanned)(nil),            // 14: sessionledger.ledger.v1.UserBanned
+	(*UserUnbanned)(nil),          // 15: sessionledger.ledger.v1.UserUnbanned
+	(*SessionDisconnected)(nil),   // 16: sessionledger.ledger.v1.SessionDisconnected
+	(*ConnectRejected)(nil),       // 17: sessionledger.ledger.v1.ConnectRejected
+	(*TokenRevoked)(nil),          // 18: sessionledger.ledger.v1.TokenRevoked
+	(*AdminCallRefused)(nil),      // 19: sessionledger.ledger.v1.AdminCallRefused
+	(*SessionTokenRefreshed)(nil), // 20: sessionledger.ledger.v1.SessionTokenRefreshed
+	(*TokenRefreshRefused)(nil),   // 21: sessionledger.ledger.v1.TokenRefreshRefused
+	(*NodeDrained)(nil),           // 22: sessionledger.ledger.v1.NodeDrained
+	nil,                           // 23: sessionledger.ledger.v1.Record.MetadataEntry
 }
 var file_ledger_eventpb_events_proto_depIdxs = []int32{
-	18, // 0: sessionledger.ledger.v1.Record.metadata:type_name -> sessionledger.ledger.v1.Record.MetadataEntry
+	23, // 0: sessionledger.ledger.v1.Record.metadata:type_name -> sessionledger.ledger.v1.Record.MetadataEntry
 	7,  // 1: sessionledger.ledger.v1.Record.event:type_name -> sessionledger.ledger.v1.Event
 	0,  // 2: sessionledger.ledger.v1.Event.type:type_name -> sessionledger.ledger.v1.EventType
 	8,  // 3: sessionledger.ledger.v1.Event.session_connected:type_name -> sessionledger.ledger.v1.SessionConnected
-	10, // 4: sessionledger.ledger.v1.Event.session_reconnected:type_name -> sessionledger.ledger.v1.SessionReconnected
-	11, // 5: sessionledger.ledger.v1.Event.notification_sent:type_name -> sessionledger.ledger.v1.NotificationSent
-	12, // 6: sessionledger.ledger.v1.Event.kick_requested:type_name -> sessionledger.ledger.v1.KickRequested
-	13, // 7: sessionledger.ledger.v1.Event.user_banned:type_name -> sessionledger.ledger.v1.UserBanned
-	14, // 8: sessionledger.ledger.v1.Event.user_unbanned:type_name -> sessionledger.ledger.v1.UserUnbanned
-	15, // 9: sessionledger.ledger.v1.Event.session_disconnected:type_name -> sessionledger.ledger.v1.SessionDisconnected
-	16, // 10: sessionledger.ledger.v1.Event.connect_rejected:type_name -> sessionledger.ledger.v1.ConnectRejected
-	17, // 11: sessionledger.ledger.v1.Event.node_drained:type_name -> sessionledger.ledger.v1.NodeDrained
-	9,  // 12: sessionledger.ledger.v1.SessionConnected.policy:type_name -> sessionledger.ledger.v1.LoginPolicy
-	9,  // 13: sessionledger.ledger.v1.SessionReconnected.policy:type_name -> sessionledger.ledger.v1.LoginPolicy
-	1,  // 14: sessionledger.ledger.v1.NotificationSent.target:type_name -> sessionledger.ledger.v1.NotificationTarget
-	2,  // 15: sessionledger.ledger.v1.KickRequested.target:type_name -> sessionledger.ledger.v1.KickTarget
-	3,  // 16: sessionledger.ledger.v1.KickRequested.mode:type_name -> sessionledger.ledger.v1.KickMode
-	4,  // 17: sessionledger.ledger.v1.KickRequested.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
-	5,  // 18: sessionledger.ledger.v1.SessionDisconnected.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
-	4,  // 19: sessionledger.ledger.v1.SessionDisconnected.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	11, // 4: sessionledger.ledger.v1.Event.session_reconnected:type_name -> sessionledger.ledger.v1.SessionReconnected
+	12, // 5: sessionledger.ledger.v1.Event.notification_sent:type_name -> sessionledger.ledger.v1.NotificationSent
+	13, // 6: sessionledger.ledger.v1.Event.kick_requested:type_name -> sessionledger.ledger.v1.KickRequested
+	14, // 7: sessionledger.ledger.v1.Event.user_banned:type_name -> sessionledger.ledger.v1.UserBanned
+	15, // 8: sessionledger.ledger.v1.Event.user_unbanned:type_name -> sessionledger.ledger.v1.UserUnbanned
+	16, // 9: sessionledger.ledger.v1.Event.session_disconnected:type_name -> sessionledger.ledger.v1.SessionDisconnected
+	17, // 10: sessionledger.ledger.v1.Event.connect_rejected:type_name -> sessionledger.ledger.v1.ConnectRejected
+	18, // 11: sessionledger.ledger.v1.Event.token_revoked:type_name -> sessionledger.ledger.v1.TokenRevoked
+	19, // 12: sessionledger.ledger.v1.Event.admin_call_refused:type_name -> sessionledger.ledger.v1.AdminCallRefused
+	20, // 13: sessionledger.ledger.v1.Event.session_token_refreshed:type_name -> sessionledger.ledger.v1.SessionTokenRefreshed
+	21, // 14: sessionledger.ledger.v1.Event.token_refresh_refused:type_name -> sessionledger.ledger.v1.TokenRefreshRefused
+	22, // 15: sessionledger.ledger.v1.Event.node_drained:type_name -> sessionledger.ledger.v1.NodeDrained
+	9,  // 16: sessionledger.ledger.v1.SessionConnected.token:type_name -> sessionledger.ledger.v1.ClientToken
+	10, // 17: sessionledger.ledger.v1.SessionConnected.policy:type_name -> sessionledger.ledger.v1.LoginPolicy
+	9,  // 18: sessionledger.ledger.v1.SessionReconnected.token:type_name -> sessionledger.ledger.v1.ClientToken
+	10, // 19: sessionledger.ledger.v1.SessionReconnected.policy:type_name -> sessionledger.ledger.v1.LoginPolicy
+	1,  // 20: sessionledger.ledger.v1.NotificationSent.target:type_name -> sessionledger.ledger.v1.NotificationTarget
+	2,  // 21: sessionledger.ledger.v1.KickRequested.target:type_name -> sessionledger.ledger.v1.KickTarget
+	3,  // 22: sessionledger.ledger.v1.KickRequested.mode:type_name -> sessionledger.ledger.v1.KickMode
+	4,  // 23: sessionledger.ledger.v1.KickRequested.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
+	5,  // 24: sessionledger.ledger.v1.SessionDisconnected.cause:type_name -> sessionledger.ledger.v1.DisconnectCause
+	4,  // 25: sessionledger.ledger.v1.SessionDisconnected.reconnect:type_name -> sessionledger.ledger.v1.Reconnect
+	9,  // 26: sessionledger.ledger.v1.SessionTokenRefreshed.token:type_name -> sessionledger.ledger.v1.ClientToken
+	9,  // 27: sessionledger.ledger.v1.TokenRefreshRefused.token:type_name -> sessionledger.ledger.v1.ClientToken
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_ledger_eventpb_events_proto_init() }
@@ -1643,6 +2165,10 @@ func file_ledger_eventpb_events_proto_init() {
 		(*Event_UserUnbanned)(nil),
 		(*Event_SessionDisconnected)(nil),
 		(*Event_ConnectRejected)(nil),
+		(*Event_TokenRevoked)(nil),
+		(*Event_AdminCallRefused)(nil),
+		(*Event_SessionTokenRefreshed)(nil),
+		(*Event_TokenRefreshRefused)(nil),
 		(*Event_NodeDrained)(nil),
 	}
 	type x struct{}
@@ -1651,7 +2177,7 @@ func file_ledger_eventpb_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_eventpb_events_proto_rawDesc), len(file_ledger_eventpb_events_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   13,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -41,9 +41,14 @@ type Snapshot struct {
 	Counters    *Counters `protobuf:"bytes,8,opt,name=counters,proto3" json:"counters,omitempty"`
 	// Chain hash of the record at seq (empty for seq 0). A reader checks it
 	// against the log, so a snapshot of another log (a restored or replaced
-	// file) is never trusted. The highest field: a writer may append it to an
-	// encoding of the other fields.
-	RecordHash    []byte `protobuf:"bytes,9,opt,name=record_hash,json=recordHash,proto3" json:"record_hash,omitempty"`
+	// file) is never trusted. A writer may append it to an encoding of the
+	// other fields (protobuf readers take fields in any order).
+	RecordHash []byte `protobuf:"bytes,9,opt,name=record_hash,json=recordHash,proto3" json:"record_hash,omitempty"`
+	// Token revocations in force (by token id, then by user) and kicks'
+	// refusals of fresh connects (by user and device, then by token id).
+	// Since version 3.
+	Revocations   []*Revocation `protobuf:"bytes,10,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	Refusals      []*Refusal    `protobuf:"bytes,11,rep,name=refusals,proto3" json:"refusals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -141,20 +146,37 @@ func (x *Snapshot) GetRecordHash() []byte {
 	return nil
 }
 
+func (x *Snapshot) GetRevocations() []*Revocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
+}
+
+func (x *Snapshot) GetRefusals() []*Refusal {
+	if x != nil {
+		return x.Refusals
+	}
+	return nil
+}
+
 type Session struct {
-	state             protoimpl.MessageState `protogen:"open.v1"`
-	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	User              string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
-	Device            string                 `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
-	Node              string                 `protobuf:"bytes,4,opt,name=node,proto3" json:"node,omitempty"`
-	RemoteAddr        string                 `protobuf:"bytes,5,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
-	ConnectedUnixNano int64                  `protobuf:"varint,6,opt,name=connected_unix_nano,json=connectedUnixNano,proto3" json:"connected_unix_nano,omitempty"`
-	ConnectSeq        uint64                 `protobuf:"varint,7,opt,name=connect_seq,json=connectSeq,proto3" json:"connect_seq,omitempty"`
-	ConnectId         []byte                 `protobuf:"bytes,8,opt,name=connect_id,json=connectId,proto3" json:"connect_id,omitempty"`
-	Previous          string                 `protobuf:"bytes,9,opt,name=previous,proto3" json:"previous,omitempty"`
-	HeartbeatMs       int64                  `protobuf:"varint,10,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Id                   string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	User                 string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Device               string                 `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
+	Node                 string                 `protobuf:"bytes,4,opt,name=node,proto3" json:"node,omitempty"`
+	RemoteAddr           string                 `protobuf:"bytes,5,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	ConnectedUnixNano    int64                  `protobuf:"varint,6,opt,name=connected_unix_nano,json=connectedUnixNano,proto3" json:"connected_unix_nano,omitempty"`
+	ConnectSeq           uint64                 `protobuf:"varint,7,opt,name=connect_seq,json=connectSeq,proto3" json:"connect_seq,omitempty"`
+	ConnectId            []byte                 `protobuf:"bytes,8,opt,name=connect_id,json=connectId,proto3" json:"connect_id,omitempty"`
+	Previous             string                 `protobuf:"bytes,9,opt,name=previous,proto3" json:"previous,omitempty"`
+	HeartbeatMs          int64                  `protobuf:"varint,10,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
+	TokenId              string                 `protobuf:"bytes,11,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	TokenIssuedUnixNano  int64                  `protobuf:"varint,12,opt,name=token_issued_unix_nano,json=tokenIssuedUnixNano,proto3" json:"token_issued_unix_nano,omitempty"`
+	TokenExpiresUnixNano int64                  `protobuf:"varint,13,opt,name=token_expires_unix_nano,json=tokenExpiresUnixNano,proto3" json:"token_expires_unix_nano,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Session) Reset() {
@@ -253,6 +275,27 @@ func (x *Session) GetPrevious() string {
 func (x *Session) GetHeartbeatMs() int64 {
 	if x != nil {
 		return x.HeartbeatMs
+	}
+	return 0
+}
+
+func (x *Session) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *Session) GetTokenIssuedUnixNano() int64 {
+	if x != nil {
+		return x.TokenIssuedUnixNano
+	}
+	return 0
+}
+
+func (x *Session) GetTokenExpiresUnixNano() int64 {
+	if x != nil {
+		return x.TokenExpiresUnixNano
 	}
 	return 0
 }
@@ -490,21 +533,24 @@ func (x *Ban) GetSeq() uint64 {
 }
 
 type Counters struct {
-	state                protoimpl.MessageState `protogen:"open.v1"`
-	Applied              uint64                 `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
-	UnknownTypes         uint64                 `protobuf:"varint,2,opt,name=unknown_types,json=unknownTypes,proto3" json:"unknown_types,omitempty"`
-	NotEvents            uint64                 `protobuf:"varint,3,opt,name=not_events,json=notEvents,proto3" json:"not_events,omitempty"`
-	UnknownSessions      uint64                 `protobuf:"varint,4,opt,name=unknown_sessions,json=unknownSessions,proto3" json:"unknown_sessions,omitempty"`
-	DuplicateTerminals   uint64                 `protobuf:"varint,5,opt,name=duplicate_terminals,json=duplicateTerminals,proto3" json:"duplicate_terminals,omitempty"`
-	DuplicateConnects    uint64                 `protobuf:"varint,6,opt,name=duplicate_connects,json=duplicateConnects,proto3" json:"duplicate_connects,omitempty"`
-	UnbanNotBanned       uint64                 `protobuf:"varint,7,opt,name=unban_not_banned,json=unbanNotBanned,proto3" json:"unban_not_banned,omitempty"`
-	KicksMissed          uint64                 `protobuf:"varint,8,opt,name=kicks_missed,json=kicksMissed,proto3" json:"kicks_missed,omitempty"`
-	BansExpired          uint64                 `protobuf:"varint,9,opt,name=bans_expired,json=bansExpired,proto3" json:"bans_expired,omitempty"`
-	Malformed            uint64                 `protobuf:"varint,10,opt,name=malformed,proto3" json:"malformed,omitempty"`
-	BansExpiredOnArrival uint64                 `protobuf:"varint,11,opt,name=bans_expired_on_arrival,json=bansExpiredOnArrival,proto3" json:"bans_expired_on_arrival,omitempty"`
-	BansNotExtending     uint64                 `protobuf:"varint,12,opt,name=bans_not_extending,json=bansNotExtending,proto3" json:"bans_not_extending,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	state                      protoimpl.MessageState `protogen:"open.v1"`
+	Applied                    uint64                 `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
+	UnknownTypes               uint64                 `protobuf:"varint,2,opt,name=unknown_types,json=unknownTypes,proto3" json:"unknown_types,omitempty"`
+	NotEvents                  uint64                 `protobuf:"varint,3,opt,name=not_events,json=notEvents,proto3" json:"not_events,omitempty"`
+	UnknownSessions            uint64                 `protobuf:"varint,4,opt,name=unknown_sessions,json=unknownSessions,proto3" json:"unknown_sessions,omitempty"`
+	DuplicateTerminals         uint64                 `protobuf:"varint,5,opt,name=duplicate_terminals,json=duplicateTerminals,proto3" json:"duplicate_terminals,omitempty"`
+	DuplicateConnects          uint64                 `protobuf:"varint,6,opt,name=duplicate_connects,json=duplicateConnects,proto3" json:"duplicate_connects,omitempty"`
+	UnbanNotBanned             uint64                 `protobuf:"varint,7,opt,name=unban_not_banned,json=unbanNotBanned,proto3" json:"unban_not_banned,omitempty"`
+	KicksMissed                uint64                 `protobuf:"varint,8,opt,name=kicks_missed,json=kicksMissed,proto3" json:"kicks_missed,omitempty"`
+	BansExpired                uint64                 `protobuf:"varint,9,opt,name=bans_expired,json=bansExpired,proto3" json:"bans_expired,omitempty"`
+	Malformed                  uint64                 `protobuf:"varint,10,opt,name=malformed,proto3" json:"malformed,omitempty"`
+	BansExpiredOnArrival       uint64                 `protobuf:"varint,11,opt,name=bans_expired_on_arrival,json=bansExpiredOnArrival,proto3" json:"bans_expired_on_arrival,omitempty"`
+	BansNotExtending           uint64                 `protobuf:"varint,12,opt,name=bans_not_extending,json=bansNotExtending,proto3" json:"bans_not_extending,omitempty"`
+	RevocationsLapsedOnArrival uint64                 `protobuf:"varint,13,opt,name=revocations_lapsed_on_arrival,json=revocationsLapsedOnArrival,proto3" json:"revocations_lapsed_on_arrival,omitempty"`
+	RevocationsNotWidening     uint64                 `protobuf:"varint,14,opt,name=revocations_not_widening,json=revocationsNotWidening,proto3" json:"revocations_not_widening,omitempty"`
+	UnknownRefreshes           uint64                 `protobuf:"varint,15,opt,name=unknown_refreshes,json=unknownRefreshes,proto3" json:"unknown_refreshes,omitempty"`
+	unknownFields              protoimpl.UnknownFields
+	sizeCache                  protoimpl.SizeCache
 }
 
 func (x *Counters) Reset() {
@@ -621,11 +667,256 @@ func (x *Counters) GetBansNotExtending() uint64 {
 	return 0
 }
 
+func (x *Counters) GetRevocationsLapsedOnArrival() uint64 {
+	if x != nil {
+		return x.RevocationsLapsedOnArrival
+	}
+	return 0
+}
+
+func (x *Counters) GetRevocationsNotWidening() uint64 {
+	if x != nil {
+		return x.RevocationsNotWidening
+	}
+	return 0
+}
+
+func (x *Counters) GetUnknownRefreshes() uint64 {
+	if x != nil {
+		return x.UnknownRefreshes
+	}
+	return 0
+}
+
+type Revocation struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	TokenId              string                 `protobuf:"bytes,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	User                 string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	IssuedBeforeUnixNano int64                  `protobuf:"varint,3,opt,name=issued_before_unix_nano,json=issuedBeforeUnixNano,proto3" json:"issued_before_unix_nano,omitempty"`
+	SinceUnixNano        int64                  `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	UntilUnixNano        int64                  `protobuf:"varint,5,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
+	Reason               string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	Actor                string                 `protobuf:"bytes,7,opt,name=actor,proto3" json:"actor,omitempty"`
+	EventId              []byte                 `protobuf:"bytes,8,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Seq                  uint64                 `protobuf:"varint,9,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *Revocation) Reset() {
+	*x = Revocation{}
+	mi := &file_projections_projpb_snapshot_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revocation) ProtoMessage() {}
+
+func (x *Revocation) ProtoReflect() protoreflect.Message {
+	mi := &file_projections_projpb_snapshot_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
+func (*Revocation) Descriptor() ([]byte, []int) {
+	return file_projections_projpb_snapshot_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Revocation) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *Revocation) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Revocation) GetIssuedBeforeUnixNano() int64 {
+	if x != nil {
+		return x.IssuedBeforeUnixNano
+	}
+	return 0
+}
+
+func (x *Revocation) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *Revocation) GetUntilUnixNano() int64 {
+	if x != nil {
+		return x.UntilUnixNano
+	}
+	return 0
+}
+
+func (x *Revocation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Revocation) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *Revocation) GetEventId() []byte {
+	if x != nil {
+		return x.EventId
+	}
+	return nil
+}
+
+func (x *Revocation) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+type Refusal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Device        string                 `protobuf:"bytes,2,opt,name=device,proto3" json:"device,omitempty"`
+	TokenId       string                 `protobuf:"bytes,3,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	SinceUnixNano int64                  `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	UntilUnixNano int64                  `protobuf:"varint,5,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
+	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	Actor         string                 `protobuf:"bytes,7,opt,name=actor,proto3" json:"actor,omitempty"`
+	Reconnect     int32                  `protobuf:"varint,8,opt,name=reconnect,proto3" json:"reconnect,omitempty"`
+	EventId       []byte                 `protobuf:"bytes,9,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Seq           uint64                 `protobuf:"varint,10,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Refusal) Reset() {
+	*x = Refusal{}
+	mi := &file_projections_projpb_snapshot_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Refusal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Refusal) ProtoMessage() {}
+
+func (x *Refusal) ProtoReflect() protoreflect.Message {
+	mi := &file_projections_projpb_snapshot_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Refusal.ProtoReflect.Descriptor instead.
+func (*Refusal) Descriptor() ([]byte, []int) {
+	return file_projections_projpb_snapshot_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Refusal) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Refusal) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *Refusal) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *Refusal) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *Refusal) GetUntilUnixNano() int64 {
+	if x != nil {
+		return x.UntilUnixNano
+	}
+	return 0
+}
+
+func (x *Refusal) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Refusal) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *Refusal) GetReconnect() int32 {
+	if x != nil {
+		return x.Reconnect
+	}
+	return 0
+}
+
+func (x *Refusal) GetEventId() []byte {
+	if x != nil {
+		return x.EventId
+	}
+	return nil
+}
+
+func (x *Refusal) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 var File_projections_projpb_snapshot_proto protoreflect.FileDescriptor
 
 const file_projections_projpb_snapshot_proto_rawDesc = "" +
 	"\n" +
-	"!projections/projpb/snapshot.proto\x12\x1csessionledger.projections.v1\"\x9f\x03\n" +
+	"!projections/projpb/snapshot.proto\x12\x1csessionledger.projections.v1\"\xae\x04\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12$\n" +
@@ -636,7 +927,10 @@ const file_projections_projpb_snapshot_proto_rawDesc = "" +
 	"\frecent_ended\x18\a \x03(\tR\vrecentEnded\x12B\n" +
 	"\bcounters\x18\b \x01(\v2&.sessionledger.projections.v1.CountersR\bcounters\x12\x1f\n" +
 	"\vrecord_hash\x18\t \x01(\fR\n" +
-	"recordHash\"\xa9\x02\n" +
+	"recordHash\x12J\n" +
+	"\vrevocations\x18\n" +
+	" \x03(\v2(.sessionledger.projections.v1.RevocationR\vrevocations\x12A\n" +
+	"\brefusals\x18\v \x03(\v2%.sessionledger.projections.v1.RefusalR\brefusals\"\xb0\x03\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
@@ -651,7 +945,10 @@ const file_projections_projpb_snapshot_proto_rawDesc = "" +
 	"connect_id\x18\b \x01(\fR\tconnectId\x12\x1a\n" +
 	"\bprevious\x18\t \x01(\tR\bprevious\x12!\n" +
 	"\fheartbeat_ms\x18\n" +
-	" \x01(\x03R\vheartbeatMs\"\xe3\x02\n" +
+	" \x01(\x03R\vheartbeatMs\x12\x19\n" +
+	"\btoken_id\x18\v \x01(\tR\atokenId\x123\n" +
+	"\x16token_issued_unix_nano\x18\f \x01(\x03R\x13tokenIssuedUnixNano\x125\n" +
+	"\x17token_expires_unix_nano\x18\r \x01(\x03R\x14tokenExpiresUnixNano\"\xe3\x02\n" +
 	"\aPending\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x12\n" +
@@ -675,7 +972,7 @@ const file_projections_projpb_snapshot_proto_rawDesc = "" +
 	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12&\n" +
 	"\x0funtil_unix_nano\x18\x05 \x01(\x03R\runtilUnixNano\x12\x19\n" +
 	"\bevent_id\x18\x06 \x01(\fR\aeventId\x12\x10\n" +
-	"\x03seq\x18\a \x01(\x04R\x03seq\"\xe6\x03\n" +
+	"\x03seq\x18\a \x01(\x04R\x03seq\"\x90\x05\n" +
 	"\bCounters\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\x04R\aapplied\x12#\n" +
 	"\runknown_types\x18\x02 \x01(\x04R\funknownTypes\x12\x1d\n" +
@@ -690,7 +987,33 @@ const file_projections_projpb_snapshot_proto_rawDesc = "" +
 	"\tmalformed\x18\n" +
 	" \x01(\x04R\tmalformed\x125\n" +
 	"\x17bans_expired_on_arrival\x18\v \x01(\x04R\x14bansExpiredOnArrival\x12,\n" +
-	"\x12bans_not_extending\x18\f \x01(\x04R\x10bansNotExtendingB;Z9github.com/sessionledger/sessionledger/projections/projpbb\x06proto3"
+	"\x12bans_not_extending\x18\f \x01(\x04R\x10bansNotExtending\x12A\n" +
+	"\x1drevocations_lapsed_on_arrival\x18\r \x01(\x04R\x1arevocationsLapsedOnArrival\x128\n" +
+	"\x18revocations_not_widening\x18\x0e \x01(\x04R\x16revocationsNotWidening\x12+\n" +
+	"\x11unknown_refreshes\x18\x0f \x01(\x04R\x10unknownRefreshes\"\x9d\x02\n" +
+	"\n" +
+	"Revocation\x12\x19\n" +
+	"\btoken_id\x18\x01 \x01(\tR\atokenId\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x125\n" +
+	"\x17issued_before_unix_nano\x18\x03 \x01(\x03R\x14issuedBeforeUnixNano\x12&\n" +
+	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12&\n" +
+	"\x0funtil_unix_nano\x18\x05 \x01(\x03R\runtilUnixNano\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05actor\x18\a \x01(\tR\x05actor\x12\x19\n" +
+	"\bevent_id\x18\b \x01(\fR\aeventId\x12\x10\n" +
+	"\x03seq\x18\t \x01(\x04R\x03seq\"\x99\x02\n" +
+	"\aRefusal\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
+	"\x06device\x18\x02 \x01(\tR\x06device\x12\x19\n" +
+	"\btoken_id\x18\x03 \x01(\tR\atokenId\x12&\n" +
+	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12&\n" +
+	"\x0funtil_unix_nano\x18\x05 \x01(\x03R\runtilUnixNano\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05actor\x18\a \x01(\tR\x05actor\x12\x1c\n" +
+	"\treconnect\x18\b \x01(\x05R\treconnect\x12\x19\n" +
+	"\bevent_id\x18\t \x01(\fR\aeventId\x12\x10\n" +
+	"\x03seq\x18\n" +
+	" \x01(\x04R\x03seqB;Z9github.com/sessionledger/sessionledger/projections/projpbb\x06proto3"
 
 var (
 	file_projections_projpb_snapshot_proto_rawDescOnce sync.Once
@@ -704,24 +1027,28 @@ func file_projections_projpb_snapshot_proto_rawDescGZIP() []byte {
 	return file_projections_projpb_snapshot_proto_rawDescData
 }
 
-var file_projections_projpb_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_projections_projpb_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_projections_projpb_snapshot_proto_goTypes = []any{
-	(*Snapshot)(nil), // 0: sessionledger.projections.v1.Snapshot
-	(*Session)(nil),  // 1: sessionledger.projections.v1.Session
-	(*Pending)(nil),  // 2: sessionledger.projections.v1.Pending
-	(*Ban)(nil),      // 3: sessionledger.projections.v1.Ban
-	(*Counters)(nil), // 4: sessionledger.projections.v1.Counters
+	(*Snapshot)(nil),   // 0: sessionledger.projections.v1.Snapshot
+	(*Session)(nil),    // 1: sessionledger.projections.v1.Session
+	(*Pending)(nil),    // 2: sessionledger.projections.v1.Pending
+	(*Ban)(nil),        // 3: sessionledger.projections.v1.Ban
+	(*Counters)(nil),   // 4: sessionledger.projections.v1.Counters
+	(*Revocation)(nil), // 5: sessionledger.projections.v1.Revocation
+	(*Refusal)(nil),    // 6: sessionledger.projections.v1.Refusal
 }
 var file_projections_projpb_snapshot_proto_depIdxs = []int32{
 	1, // 0: sessionledger.projections.v1.Snapshot.sessions:type_name -> sessionledger.projections.v1.Session
 	2, // 1: sessionledger.projections.v1.Snapshot.pending:type_name -> sessionledger.projections.v1.Pending
 	3, // 2: sessionledger.projections.v1.Snapshot.bans:type_name -> sessionledger.projections.v1.Ban
 	4, // 3: sessionledger.projections.v1.Snapshot.counters:type_name -> sessionledger.projections.v1.Counters
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	5, // 4: sessionledger.projections.v1.Snapshot.revocations:type_name -> sessionledger.projections.v1.Revocation
+	6, // 5: sessionledger.projections.v1.Snapshot.refusals:type_name -> sessionledger.projections.v1.Refusal
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_projections_projpb_snapshot_proto_init() }
@@ -735,7 +1062,7 @@ func file_projections_projpb_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_projections_projpb_snapshot_proto_rawDesc), len(file_projections_projpb_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

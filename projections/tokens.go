@@ -1,0 +1,463 @@
+package projections
+
+import (
+	"container/heap"
+	"sort"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+)
+
+// Revocation is a revocation of client tokens in force: the one token
+// whose jti is TokenID (User then names who held it, if the hub knew), or
+// (TokenID empty) every token of User issued before IssuedBefore. It lapses at Until, when no token it covers can be
+// valid any more (the hub records that time in the event: a jti's token
+// expiry, or IssuedBefore plus the longest token lifetime it accepts), so
+// the state keeps only revocations that still matter. A zero Until never
+// lapses (no hub writes one).
+type Revocation struct {
+	TokenID      string
+	User         string
+	IssuedBefore time.Time
+	Since        time.Time
+	Until        time.Time
+	Reason       string
+	Actor        string
+	EventID      ulid.ULID
+	Seq          uint64
+}
+
+// ActiveAt reports whether the revocation is in force at t: Since <= t <
+// Until.
+func (v Revocation) ActiveAt(t time.Time) bool {
+	return !t.Before(v.Since) && (v.Until.IsZero() || t.Before(v.Until))
+}
+
+// Covers reports whether the revocation covers the token tokenID of user,
+// issued at issued. A token without iat (zero issued) counts as issued
+// before any time.
+func (v Revocation) Covers(user, tokenID string, issued time.Time) bool {
+	if v.TokenID != "" {
+		return tokenID == v.TokenID
+	}
+	return user == v.User && issued.Before(v.IssuedBefore)
+}
+
+// Refusal is a kick's hold on fresh connects: until Until, a connect of
+// User on Device (Device-keyed, TokenID empty) or with the client token
+// TokenID is refused with the kick's reason, event id and advice, and a
+// session that connects anyway (on another node, before it saw the kick)
+// is ended as kicked. It comes from kick_requested.refuse_connects_ms, so
+// every node and every replay refuses the same connects.
+type Refusal struct {
+	User    string
+	Device  string
+	TokenID string
+	Since   time.Time
+	Until   time.Time
+	Reason  string
+	Actor   string
+	// Reconnect is the kick's advice (NOT_ALLOWED or AFTER).
+	Reconnect eventpb.Reconnect
+	EventID   ulid.ULID
+	Seq       uint64
+}
+
+// ActiveAt reports whether the refusal holds at t: Since <= t < Until.
+func (f Refusal) ActiveAt(t time.Time) bool {
+	return !t.Before(f.Since) && t.Before(f.Until)
+}
+
+// deviceKey keys the Device-keyed refusals.
+type deviceKey struct{ user, device string }
+
+// lapse is one entry of the lapse heap: a revocation or a refusal that
+// ends at until. An entry whose revocation or refusal was replaced is
+// stale; lapseDue skips it.
+type lapse struct {
+	until time.Time
+	seq   uint64
+	rev   *Revocation
+	ref   *Refusal
+}
+
+type lapseHeap []lapse
+
+func (h lapseHeap) Len() int { return len(h) }
+func (h lapseHeap) Less(i, j int) bool {
+	if !h[i].until.Equal(h[j].until) {
+		return h[i].until.Before(h[j].until)
+	}
+	return h[i].seq < h[j].seq
+}
+func (h lapseHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *lapseHeap) Push(x any)   { *h = append(*h, x.(lapse)) }
+func (h *lapseHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = lapse{}
+	*h = old[:len(old)-1]
+	return l
+}
+
+// current reports whether l's revocation or refusal is still the one in
+// the state.
+func (s *State) current(l lapse) bool {
+	switch {
+	case l.rev != nil && l.rev.TokenID != "":
+		return s.revokedTokens[l.rev.TokenID] == l.rev
+	case l.rev != nil:
+		return s.revokedUsers[l.rev.User] == l.rev
+	case l.ref.TokenID != "":
+		return s.refusedTokens[l.ref.TokenID] == l.ref
+	default:
+		return s.refusedDevices[deviceKey{l.ref.User, l.ref.Device}] == l.ref
+	}
+}
+
+// lapseDue drops the revocations and refusals whose Until is at or before
+// now (a record's time).
+func (s *State) lapseDue(now time.Time) {
+	for len(s.lapses) > 0 && !s.lapses[0].until.After(now) {
+		l := heap.Pop(&s.lapses).(lapse)
+		if !s.current(l) {
+			if s.staleLapses > 0 {
+				s.staleLapses--
+			}
+			continue
+		}
+		switch {
+		case l.rev != nil && l.rev.TokenID != "":
+			delete(s.revokedTokens, l.rev.TokenID)
+		case l.rev != nil:
+			delete(s.revokedUsers, l.rev.User)
+		case l.ref.TokenID != "":
+			delete(s.refusedTokens, l.ref.TokenID)
+		default:
+			delete(s.refusedDevices, deviceKey{l.ref.User, l.ref.Device})
+		}
+	}
+}
+
+// pushLapse schedules the end of a revocation or refusal with an Until.
+func (s *State) pushLapse(l lapse) {
+	if !l.until.IsZero() {
+		heap.Push(&s.lapses, l)
+	}
+}
+
+// replaced notes that a revocation or refusal that ended at until was
+// replaced, and compacts the heap once such entries are half of it.
+func (s *State) replaced(until time.Time) {
+	if until.IsZero() {
+		return // never in the heap
+	}
+	s.staleLapses++
+	if s.staleLapses < minStaleExpiry || 2*s.staleLapses < len(s.lapses) {
+		return
+	}
+	live := s.lapses[:0]
+	for _, l := range s.lapses {
+		if s.current(l) {
+			live = append(live, l)
+		}
+	}
+	clear(s.lapses[len(live):])
+	s.lapses = live
+	heap.Init(&s.lapses)
+	s.staleLapses = 0
+}
+
+// laterEnd reports whether an end at a is later than one at b (zero is no
+// end, the latest).
+func laterEnd(a, b time.Time) bool {
+	switch {
+	case b.IsZero():
+		return false
+	case a.IsZero():
+		return true
+	default:
+		return a.After(b)
+	}
+}
+
+// clientToken reads a connect's or refresh's token.
+func clientToken(t *eventpb.ClientToken) (id string, issued, expires time.Time) {
+	if t == nil {
+		return "", time.Time{}, time.Time{}
+	}
+	return t.GetId(), fromUnixNano(t.GetIssuedUnixNano()), fromUnixNano(t.GetExpiresUnixNano())
+}
+
+// hasToken reports whether sess authenticated with a client token.
+func (sess *Session) hasToken() bool { return !sess.TokenExpires.IsZero() || sess.TokenID != "" }
+
+func (s *State) revoke(r *ledger.Record, ev *eventpb.Event, ch *Change) {
+	b := ev.GetTokenRevoked()
+	v := &Revocation{TokenID: b.GetTokenId(), User: ev.GetUser(), Since: r.Time, Until: fromUnixNano(b.GetUntilUnixNano()),
+		Reason: ev.GetReason(), Actor: ev.GetActor(), EventID: r.ID, Seq: r.Seq}
+	if v.TokenID == "" {
+		v.IssuedBefore = fromUnixNano(b.GetIssuedBeforeUnixNano())
+		if v.User == "" || v.IssuedBefore.IsZero() {
+			s.counters.Malformed++
+			ch.Anomaly = "revocation without a token id, or without a user and a time"
+			return
+		}
+	}
+	if !v.Until.IsZero() && !v.Until.After(r.Time) {
+		s.counters.RevocationsLapsedOnArrival++
+		ch.Anomaly = "revocation lapsed before it was recorded"
+		return
+	}
+	var old *Revocation
+	if v.TokenID != "" {
+		old = s.revokedTokens[v.TokenID]
+	} else {
+		old = s.revokedUsers[v.User]
+	}
+	if old != nil {
+		// The wider revocation stands: for a token the one that lapses
+		// later, for a user the later time (lapsing no earlier than the
+		// one it replaces: every token that covered is covered still).
+		if v.TokenID != "" && !laterEnd(v.Until, old.Until) || v.TokenID == "" && !v.IssuedBefore.After(old.IssuedBefore) {
+			s.counters.RevocationsNotWidening++
+			ch.Anomaly = "revocation covers no more than the one in force"
+			return
+		}
+		if v.TokenID == "" && laterEnd(old.Until, v.Until) {
+			v.Until = old.Until
+		}
+		s.replaced(old.Until)
+	}
+	if v.TokenID != "" {
+		s.revokedTokens[v.TokenID] = v
+	} else {
+		s.revokedUsers[v.User] = v
+	}
+	s.pushLapse(lapse{until: v.Until, seq: v.Seq, rev: v})
+	cp := *v
+	ch.Revoked = &cp
+	var ids []string
+	if v.TokenID != "" {
+		for id, sess := range s.sessions {
+			if sess.TokenID == v.TokenID {
+				ids = append(ids, id)
+			}
+		}
+		sort.Slice(ids, func(i, j int) bool { return s.sessions[ids[i]].ConnectSeq < s.sessions[ids[j]].ConnectSeq })
+	} else {
+		ids = s.byUser[v.User]
+	}
+	for _, id := range ids {
+		if sess := s.sessions[id]; sess.hasToken() && v.Covers(sess.User, sess.TokenID, sess.TokenIssued) {
+			s.mark(ch, revokedEnd(v, sess, r.Time))
+		}
+	}
+}
+
+// revokedEnd is the pending end of sess under revocation v, due at: not to
+// come back with that token.
+func revokedEnd(v *Revocation, sess *Session, at time.Time) *PendingEnd {
+	return &PendingEnd{
+		Session: sess.ID, User: sess.User, Node: sess.Node,
+		Cause:   eventpb.DisconnectCause_DISCONNECT_CAUSE_REVOKED,
+		EventID: v.EventID, Seq: v.Seq, At: at, Actor: v.Actor, Reason: v.Reason,
+		Mode: eventpb.KickMode_KICK_MODE_GRACEFUL, Reconnect: eventpb.Reconnect_RECONNECT_NOT_ALLOWED,
+	}
+}
+
+// refusalEnd is the pending end of sess, which connected while refusal f
+// held: it ends as the kick ended the sessions it found.
+func refusalEnd(f *Refusal, sess *Session, at time.Time) *PendingEnd {
+	p := &PendingEnd{
+		Session: sess.ID, User: sess.User, Node: sess.Node,
+		Cause:   eventpb.DisconnectCause_DISCONNECT_CAUSE_KICKED,
+		EventID: f.EventID, Seq: f.Seq, At: at, Actor: f.Actor, Reason: f.Reason,
+		Mode: eventpb.KickMode_KICK_MODE_GRACEFUL, Reconnect: f.Reconnect,
+	}
+	if f.Reconnect == eventpb.Reconnect_RECONNECT_AFTER {
+		p.ReconnectAfter = f.Until.Sub(at)
+	}
+	return p
+}
+
+// revokedSession returns the revocation in force at t that covers sess's
+// token, if any.
+func (s *State) revokedSession(sess *Session, t time.Time) (*Revocation, bool) {
+	if !sess.hasToken() {
+		return nil, false
+	}
+	if sess.TokenID != "" {
+		if v, ok := s.revokedTokens[sess.TokenID]; ok && v.ActiveAt(t) {
+			return v, true
+		}
+	}
+	if v, ok := s.revokedUsers[sess.User]; ok && v.ActiveAt(t) && v.Covers(sess.User, sess.TokenID, sess.TokenIssued) {
+		return v, true
+	}
+	return nil, false
+}
+
+// refusalOf returns the refusal in force at t for a connect of user on
+// device with token tokenID: the one that ends later if both hold.
+func (s *State) refusalOf(user, device, tokenID string, t time.Time) (*Refusal, bool) {
+	var best *Refusal
+	if f, ok := s.refusedDevices[deviceKey{user, device}]; ok && f.ActiveAt(t) {
+		best = f
+	}
+	if tokenID != "" {
+		if f, ok := s.refusedTokens[tokenID]; ok && f.ActiveAt(t) && (best == nil || f.Until.After(best.Until)) {
+			best = f
+		}
+	}
+	return best, best != nil
+}
+
+// refuse records that a kick with advice rc refuses fresh connects like
+// sess's until until.
+func (s *State) refuse(r *ledger.Record, ev *eventpb.Event, sess *Session, rc eventpb.Reconnect, until time.Time) {
+	add := func(f *Refusal, old *Refusal) bool {
+		if old != nil {
+			if !f.Until.After(old.Until) {
+				return false // the refusal in force ends no earlier
+			}
+			s.replaced(old.Until)
+		}
+		s.pushLapse(lapse{until: f.Until, seq: f.Seq, ref: f})
+		return true
+	}
+	base := Refusal{User: sess.User, Since: r.Time, Until: until, Reason: ev.GetReason(), Actor: ev.GetActor(),
+		Reconnect: rc, EventID: r.ID, Seq: r.Seq}
+	byDevice := base
+	byDevice.Device = sess.Device
+	k := deviceKey{sess.User, sess.Device}
+	if add(&byDevice, s.refusedDevices[k]) {
+		s.refusedDevices[k] = &byDevice
+	}
+	if sess.TokenID != "" {
+		byToken := base
+		byToken.TokenID = sess.TokenID
+		if add(&byToken, s.refusedTokens[sess.TokenID]) {
+			s.refusedTokens[sess.TokenID] = &byToken
+		}
+	}
+}
+
+func (s *State) refresh(r *ledger.Record, ev *eventpb.Event, ch *Change) {
+	sess, ok := s.sessions[ev.GetSession()]
+	if !ok {
+		s.counters.UnknownRefreshes++
+		ch.Anomaly = "token refresh of a session that is not live: " + ev.GetSession()
+		return
+	}
+	sess.TokenID, sess.TokenIssued, sess.TokenExpires = clientToken(ev.GetSessionTokenRefreshed().GetToken())
+	// Refreshed with a token revoked by then (the hub checks first, but
+	// the revocation can be recorded in between): it ends.
+	if v, ok := s.revokedSession(sess, r.Time); ok {
+		s.mark(ch, revokedEnd(v, sess, r.Time))
+	}
+}
+
+// RevokedAt returns the revocation in force at now that covers the token
+// tokenID of user issued at issued, if any. It does not change the state.
+func (s *State) RevokedAt(user, tokenID string, issued, now time.Time) (Revocation, bool) {
+	sess := Session{User: user, TokenID: tokenID, TokenIssued: issued, TokenExpires: now.Add(time.Nanosecond)}
+	v, ok := s.revokedSession(&sess, now)
+	if !ok {
+		return Revocation{}, false
+	}
+	return *v, true
+}
+
+// TokenHolders returns the live sessions holding the client token tokenID,
+// oldest connect first.
+func (s *State) TokenHolders(tokenID string) []Session {
+	var out []Session
+	if tokenID == "" {
+		return nil
+	}
+	for _, sess := range s.sessions {
+		if sess.TokenID == tokenID {
+			out = append(out, *sess)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ConnectSeq < out[j].ConnectSeq })
+	return out
+}
+
+// Revocations returns the revocations in force at now: by token id, then
+// by user.
+func (s *State) Revocations(now time.Time) []Revocation {
+	var out []Revocation
+	for _, v := range s.revokedTokens {
+		if v.ActiveAt(now) {
+			out = append(out, *v)
+		}
+	}
+	for _, v := range s.revokedUsers {
+		if v.ActiveAt(now) {
+			out = append(out, *v)
+		}
+	}
+	sortRevocations(out)
+	return out
+}
+
+func sortRevocations(vs []Revocation) {
+	sort.Slice(vs, func(i, j int) bool {
+		if (vs[i].TokenID == "") != (vs[j].TokenID == "") {
+			return vs[i].TokenID != ""
+		}
+		if vs[i].TokenID != vs[j].TokenID {
+			return vs[i].TokenID < vs[j].TokenID
+		}
+		return vs[i].User < vs[j].User
+	})
+}
+
+// RefusalAt returns the kick's refusal in force at now of a fresh connect
+// of user on device with the token tokenID ("" without one), if any: the
+// one that ends later when both the device's and the token's hold.
+func (s *State) RefusalAt(user, device, tokenID string, now time.Time) (Refusal, bool) {
+	f, ok := s.refusalOf(user, device, tokenID, now)
+	if !ok {
+		return Refusal{}, false
+	}
+	return *f, true
+}
+
+// Refusals returns the refusals in force at now: by user and device, then
+// by token id.
+func (s *State) Refusals(now time.Time) []Refusal {
+	var out []Refusal
+	for _, f := range s.refusedDevices {
+		if f.ActiveAt(now) {
+			out = append(out, *f)
+		}
+	}
+	for _, f := range s.refusedTokens {
+		if f.ActiveAt(now) {
+			out = append(out, *f)
+		}
+	}
+	sortRefusals(out)
+	return out
+}
+
+func sortRefusals(fs []Refusal) {
+	sort.Slice(fs, func(i, j int) bool {
+		if (fs[i].TokenID == "") != (fs[j].TokenID == "") {
+			return fs[i].TokenID == ""
+		}
+		if fs[i].TokenID != fs[j].TokenID {
+			return fs[i].TokenID < fs[j].TokenID
+		}
+		if fs[i].User != fs[j].User {
+			return fs[i].User < fs[j].User
+		}
+		return fs[i].Device < fs[j].Device
+	})
+}
