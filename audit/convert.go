@@ -87,7 +87,7 @@ func sessionToPB(s *projections.Session) *auditpb.Session {
 	return &auditpb.Session{
 		Id: s.ID, User: s.User, Device: s.Device, Node: s.Node, RemoteAddr: s.RemoteAddr,
 		ConnectedUnixNano: nanos(s.ConnectedAt), ConnectSeq: s.ConnectSeq, ConnectId: idBytes(s.ConnectID),
-		Previous: s.Previous, HeartbeatMs: s.HeartbeatMS,
+		Previous: s.Previous, HeartbeatMs: s.HeartbeatMS, Transport: s.Transport,
 	}
 }
 
@@ -95,7 +95,7 @@ func sessionFromPB(p *auditpb.Session) projections.Session {
 	return projections.Session{
 		ID: p.GetId(), User: p.GetUser(), Device: p.GetDevice(), Node: p.GetNode(), RemoteAddr: p.GetRemoteAddr(),
 		ConnectedAt: fromNanos(p.GetConnectedUnixNano()), ConnectSeq: p.GetConnectSeq(), ConnectID: toID(p.GetConnectId()),
-		Previous: p.GetPrevious(), HeartbeatMS: p.GetHeartbeatMs(),
+		Previous: p.GetPrevious(), HeartbeatMS: p.GetHeartbeatMs(), Transport: p.GetTransport(),
 	}
 }
 

@@ -248,8 +248,10 @@ func (e *Engine) follow(ctx context.Context, f *Filter, next uint64, c *corrupti
 // the log from there, which skips and reports the damage (c).
 func (e *Engine) read(ctx context.Context, f *Filter, from, to uint64, c *corruptions, deliver func(*ledger.Record) error) (uint64, error) {
 	next := from
+	progress := progressOf(ctx)
 	track := func(r *ledger.Record) error {
 		next = r.Seq + 1
+		progress(r.Seq)
 		return deliver(r)
 	}
 	head := e.store.Head().Seq // before the index read: later commits are left to follow
@@ -293,6 +295,7 @@ func (e *Engine) read(ctx context.Context, f *Filter, from, to uint64, c *corrup
 // are consecutive, so any jump is damage.
 func (e *Engine) scan(ctx context.Context, from, to uint64, c *corruptions, fn func(*ledger.Record) error) (uint64, error) {
 	next := from
+	progress := progressOf(ctx)
 	for {
 		stopped := false
 		err := e.store.Scan(ctx, next, to, func(r *ledger.Record) error {
@@ -300,6 +303,7 @@ func (e *Engine) scan(ctx context.Context, from, to uint64, c *corruptions, fn f
 				c.addMissing(next, r.Seq-1)
 			}
 			next = r.Seq + 1
+			progress(r.Seq)
 			if err := fn(r); err != nil {
 				stopped = true
 				return err

@@ -3,6 +3,7 @@ package audit
 import (
 	"encoding/csv"
 	"encoding/hex"
+	"encoding/json"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -63,6 +64,8 @@ func appendDetailsJSON(b []byte, fields []Field) []byte {
 			b = strconv.AppendInt(b, v, 10)
 		case uint64:
 			b = strconv.AppendUint(b, v, 10)
+		case json.RawMessage:
+			b = append(b, v...)
 		case []string:
 			b = append(b, '[')
 			for j, s := range v {
@@ -94,9 +97,10 @@ func (j *jsonDetails) key(k string) {
 	j.b = append(j.b, ':')
 }
 
-func (j *jsonDetails) str(k, v string)         { j.key(k); j.b = appendJSONString(j.b, v) }
-func (j *jsonDetails) num(k string, v int64)   { j.key(k); j.b = strconv.AppendInt(j.b, v, 10) }
-func (j *jsonDetails) unum(k string, v uint64) { j.key(k); j.b = strconv.AppendUint(j.b, v, 10) }
+func (j *jsonDetails) str(k, v string)                 { j.key(k); j.b = appendJSONString(j.b, v) }
+func (j *jsonDetails) raw(k string, v json.RawMessage) { j.key(k); j.b = append(j.b, v...) }
+func (j *jsonDetails) num(k string, v int64)           { j.key(k); j.b = strconv.AppendInt(j.b, v, 10) }
+func (j *jsonDetails) unum(k string, v uint64)         { j.key(k); j.b = strconv.AppendUint(j.b, v, 10) }
 func (j *jsonDetails) list(k string, v []string) {
 	j.key(k)
 	j.b = append(j.b, '[')

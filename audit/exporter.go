@@ -86,6 +86,7 @@ func (e *Engine) exportScan(ctx context.Context, f *Filter, x *exporter) error {
 	var rec ledger.Record
 	var sent uint64
 	next := from
+	progress := progressOf(ctx)
 	for {
 		full, done := false, false
 		err := e.store.ScanRaw(ctx, next, to, func(raw *ledger.RawRecord) error {
@@ -93,6 +94,7 @@ func (e *Engine) exportScan(ctx context.Context, f *Filter, x *exporter) error {
 				c.addMissing(next, raw.Seq-1)
 			}
 			next = raw.Seq + 1
+			progress(raw.Seq)
 			if raw.Event == nil {
 				return nil // not an event: never matches
 			}

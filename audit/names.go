@@ -1,7 +1,9 @@
 package audit
 
 import (
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
 
@@ -115,7 +118,8 @@ type Field struct {
 }
 
 // Details returns the body fields of ev that are set, in schema order, with
-// enums by short name, ids as ULID text, payloads as hex and times in
+// enums by short name, ids as ULID text, payloads as JSON (a
+// json.RawMessage under "payload") or base64 ("payload_base64") and times in
 // RFC3339 in loc (nil: UTC). auditq prints them as key=value in tables and
 // as the "details" object in JSON.
 func Details(ev *eventpb.Event, loc *time.Location) []Field {
@@ -128,6 +132,7 @@ func Details(ev *eventpb.Event, loc *time.Location) []Field {
 // can write them as JSON without building a []Field per record.
 type detailSink interface {
 	str(k, v string)
+	raw(k string, v json.RawMessage)
 	num(k string, v int64)
 	unum(k string, v uint64)
 	list(k string, v []string)
@@ -135,10 +140,11 @@ type detailSink interface {
 
 type fieldList []Field
 
-func (l *fieldList) str(k, v string)           { *l = append(*l, Field{k, v}) }
-func (l *fieldList) num(k string, v int64)     { *l = append(*l, Field{k, v}) }
-func (l *fieldList) unum(k string, v uint64)   { *l = append(*l, Field{k, v}) }
-func (l *fieldList) list(k string, v []string) { *l = append(*l, Field{k, v}) }
+func (l *fieldList) str(k, v string)                 { *l = append(*l, Field{k, v}) }
+func (l *fieldList) raw(k string, v json.RawMessage) { *l = append(*l, Field{k, v}) }
+func (l *fieldList) num(k string, v int64)           { *l = append(*l, Field{k, v}) }
+func (l *fieldList) unum(k string, v uint64)         { *l = append(*l, Field{k, v}) }
+func (l *fieldList) list(k string, v []string)       { *l = append(*l, Field{k, v}) }
 
 // visitDetails hands the set body fields of ev to s, in schema order,
 // times in loc (nil: UTC).
@@ -174,6 +180,7 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 		str("remote_addr", c.GetRemoteAddr())
 		num("heartbeat_ms", c.GetHeartbeatMs())
 		list("supersedes", c.GetSupersedes())
+		str("transport", c.GetTransport())
 		token(c.GetToken())
 		str("policy", PolicyText(c.GetPolicy()))
 	case *eventpb.Event_SessionReconnected:
@@ -185,6 +192,7 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 		str("remote_addr", c.GetRemoteAddr())
 		num("heartbeat_ms", c.GetHeartbeatMs())
 		list("supersedes", c.GetSupersedes())
+		str("transport", c.GetTransport())
 		token(c.GetToken())
 		str("policy", PolicyText(c.GetPolicy()))
 	case *eventpb.Event_NotificationSent:
@@ -193,8 +201,14 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 			str("target", enumText(eventpb.NotificationTarget_name, int32(n.GetTarget()), "NOTIFICATION_TARGET_"))
 		}
 		str("topic", n.GetTopic())
-		if len(n.GetPayload()) > 0 {
-			str("payload", hex.EncodeToString(n.GetPayload()))
+		// One rendering everywhere (hubapi): JSON as the value, anything
+		// else as base64.
+		if p := n.GetPayload(); len(p) > 0 {
+			if c, ok := hubapi.PayloadJSON(p); ok {
+				s.raw("payload", c)
+			} else {
+				str("payload_base64", base64.StdEncoding.EncodeToString(p))
+			}
 		}
 	case *eventpb.Event_KickRequested:
 		k := b.KickRequested
@@ -209,6 +223,8 @@ func visitDetails(ev *eventpb.Event, s detailSink, loc *time.Location) {
 		}
 		num("reconnect_after_ms", k.GetReconnectAfterMs())
 		num("refuse_connects_ms", k.GetRefuseConnectsMs())
+		str("except_session", k.GetExceptSession())
+		str("except_device", k.GetExceptDevice())
 	case *eventpb.Event_UserBanned:
 		if u := b.UserBanned.GetUntilUnixNano(); u != 0 {
 			str("until", time.Unix(0, u).In(orUTC(loc)).Format(time.RFC3339Nano))
@@ -303,6 +319,8 @@ func FieldText(v any) string {
 	switch v := v.(type) {
 	case []string:
 		return strings.Join(v, ",")
+	case json.RawMessage:
+		return string(v)
 	default:
 		return fmt.Sprint(v)
 	}

@@ -129,10 +129,12 @@ func (e *Engine) Replay(ctx context.Context, q ReplayQuery, fn func(Step) error)
 	// The state is only known while no record is lost: a seq the log
 	// jumps over ends the replay, as a record that does not decode does.
 	next := from
+	progress := progressOf(ctx)
 	err = e.store.Scan(ctx, from, to, func(r *ledger.Record) error {
 		if err := ledger.CheckNext(&next, r.Seq); err != nil {
 			return err
 		}
+		progress(r.Seq)
 		ch := st.Apply(r)
 		if q.User != "" && !touches(r, &ch, q.User) {
 			return nil

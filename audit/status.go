@@ -95,6 +95,10 @@ func fromStatus(err error, addr string) error {
 		}
 		return &remoteError{fmt.Sprintf("hub at %s refused the admin token (give --token, set HUBD_ADMIN_TOKEN, or point --data at hubd's data folder)", addr), ErrUnauthenticated}
 	case codes.Unavailable:
+		if strings.Contains(msg, "server preface") {
+			// A TLS server closes a plaintext handshake without a word.
+			msg += " (does the hub serve TLS? then give --tls, and --ca if its certificate is not one the system trusts)"
+		}
 		return &remoteError{fmt.Sprintf("cannot reach hubd at %s: %s", addr, msg), ErrUnavailable}
 	case codes.Unimplemented:
 		return &remoteError{fmt.Sprintf("the server at %s has no audit service (%s)", addr, msg), ErrUnavailable}

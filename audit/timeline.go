@@ -10,9 +10,11 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/internal/termtext"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/projections"
 )
 
 // TimelineQuery names whose story to tell: one session, or every session of
@@ -195,6 +197,22 @@ func (t *teller) entry(ctx context.Context, r *ledger.Record) TimelineEntry {
 	}
 }
 
+// banKept reports, for a user_banned record, the earlier ban that stayed in
+// force because this one ended no later (ok false when this ban took
+// effect, or the state cannot be rebuilt). It rebuilds the state at the
+// record (the nearest snapshot plus a replay), once per ban told.
+func (t *teller) banKept(ctx context.Context, r *ledger.Record) (projections.Ban, bool) {
+	st, err := projections.StateAt(ctx, t.e.store, r.Seq)
+	if err != nil {
+		return projections.Ban{}, false
+	}
+	b, ok := st.BanAt(r.Event.GetUser(), r.Time)
+	if !ok || b.EventID == r.ID {
+		return projections.Ban{}, false
+	}
+	return b, true
+}
+
 func (t *teller) cause(ctx context.Context, id ulid.ULID) *ledger.Record {
 	if r, ok := t.causes[id]; ok {
 		return r
@@ -218,15 +236,15 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 	switch ev.GetType() {
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED:
 		c := ev.GetSessionConnected()
-		fmt.Fprintf(&b, "session %s connected: %s%s%s%s%s", sess, user, on(ev.GetDevice()), from(c.GetRemoteAddr()), via(ev.GetNode()), t.withToken(c.GetToken()))
+		fmt.Fprintf(&b, "session %s connected: %s%s%s%s%s%s", sess, user, on(ev.GetDevice()), from(c.GetRemoteAddr()), over(c.GetTransport()), via(ev.GetNode()), t.withToken(c.GetToken()))
 		if len(c.GetSupersedes()) > 0 {
 			fmt.Fprintf(&b, ", superseding %s", fields(c.GetSupersedes()))
 		}
 		b.WriteString(policyNote(c.GetPolicy()))
 	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		c := ev.GetSessionReconnected()
-		fmt.Fprintf(&b, "session %s reconnected, resuming session %s (last acked seq %d): %s%s%s%s%s",
-			sess, termtext.Field(c.GetPreviousSession()), c.GetLastAckedSeq(), user, on(ev.GetDevice()), from(c.GetRemoteAddr()), via(ev.GetNode()), t.withToken(c.GetToken()))
+		fmt.Fprintf(&b, "session %s reconnected, resuming session %s (last acked seq %d): %s%s%s%s%s%s",
+			sess, termtext.Field(c.GetPreviousSession()), c.GetLastAckedSeq(), user, on(ev.GetDevice()), from(c.GetRemoteAddr()), over(c.GetTransport()), via(ev.GetNode()), t.withToken(c.GetToken()))
 		if len(c.GetSupersedes()) > 0 {
 			fmt.Fprintf(&b, ", superseding %s", fields(c.GetSupersedes()))
 		}
@@ -240,7 +258,7 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 		case eventpb.NotificationTarget_NOTIFICATION_TARGET_USER:
 			target = "user " + user
 		}
-		fmt.Fprintf(&b, "notified %s (topic %q, %d bytes, notification seq %d)%s", target, n.GetTopic(), len(n.GetPayload()), r.Seq, by(actor))
+		fmt.Fprintf(&b, "notified %s (topic %q, %s, notification seq %d)%s", target, n.GetTopic(), hubapi.PayloadText(n.GetPayload()), r.Seq, by(actor))
 	case eventpb.EventType_EVENT_TYPE_KICK_REQUESTED:
 		k := ev.GetKickRequested()
 		switch k.GetTarget() {
@@ -250,6 +268,12 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 			fmt.Fprintf(&b, "kick of %s's sessions on device %s", user, termtext.Field(ev.GetDevice()))
 		default:
 			fmt.Fprintf(&b, "kick of every session of %s", user)
+		}
+		switch {
+		case k.GetExceptSession() != "":
+			fmt.Fprintf(&b, " except session %s", termtext.Field(k.GetExceptSession()))
+		case k.GetExceptDevice() != "":
+			fmt.Fprintf(&b, " except those on device %s", termtext.Field(k.GetExceptDevice()))
 		}
 		fmt.Fprintf(&b, " ordered%s%s", by(actor), reason)
 		var opts []string
@@ -271,6 +295,17 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 			b.WriteString(" with no expiry")
 		}
 		b.WriteString(reason)
+		if kept, ok := t.banKept(ctx, r); ok {
+			// A ban that ends no later than the one in force changes
+			// nothing (the later end wins): the sentence must not read as
+			// if this ban were in force.
+			fmt.Fprintf(&b, "; changed nothing: the ban in force (seq %d) ends later and was kept, ", kept.Seq)
+			if kept.Until.IsZero() {
+				b.WriteString("with no expiry")
+			} else {
+				b.WriteString("until " + kept.Until.In(t.loc).Format(time.RFC3339))
+			}
+		}
 	case eventpb.EventType_EVENT_TYPE_USER_UNBANNED:
 		fmt.Fprintf(&b, "%s unbanned%s%s", user, by(actor), reason)
 	case eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED:
@@ -450,6 +485,13 @@ func from(addr string) string {
 		return ""
 	}
 	return " from " + termtext.Field(addr)
+}
+
+func over(transport string) string {
+	if transport == "" {
+		return ""
+	}
+	return " over " + termtext.Field(transport)
 }
 
 func via(node string) string {

@@ -2,8 +2,9 @@ package hub
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
-	"io"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -75,13 +76,24 @@ func (a *admin) Kick(ctx context.Context, req *hubpb.KickRequest) (*hubpb.Action
 	if err := checkReason(req.GetReason()); err != nil {
 		return nil, err
 	}
-	if err := checkNames("session_id", req.GetSessionId(), "user", req.GetUser(), "device", req.GetDevice()); err != nil {
+	if err := checkNames("session_id", req.GetSessionId(), "user", req.GetUser(), "device", req.GetDevice(),
+		"except_session", req.GetExceptSession(), "except_device", req.GetExceptDevice()); err != nil {
 		return nil, err
+	}
+	switch {
+	case req.GetExceptSession() != "" && req.GetExceptDevice() != "":
+		return nil, invalidf("give except_session or except_device, not both")
+	case (req.GetExceptSession() != "" || req.GetExceptDevice() != "") && req.GetUser() == "":
+		return nil, invalidf("except_session and except_device go with a user target (\"log out everywhere else\")")
+	case req.GetExceptDevice() != "" && req.GetDevice() != "":
+		return nil, invalidf("except_device goes with a user target without device")
 	}
 	k := &eventpb.KickRequested{
 		Mode:             eventpb.KickMode(req.GetMode()),
 		Reconnect:        eventpb.Reconnect(req.GetReconnect()),
 		ReconnectAfterMs: req.GetReconnectAfterMs(),
+		ExceptSession:    req.GetExceptSession(),
+		ExceptDevice:     req.GetExceptDevice(),
 	}
 	if k.Mode == eventpb.KickMode_KICK_MODE_UNSPECIFIED {
 		k.Mode = eventpb.KickMode_KICK_MODE_GRACEFUL
@@ -149,6 +161,20 @@ func (a *admin) Kick(ctx context.Context, req *hubpb.KickRequest) (*hubpb.Action
 		lock.Lock()
 		defer lock.Unlock()
 	}
+	if ex := req.GetExceptSession(); ex != "" {
+		// A stale or mistyped id would spare nothing: "everywhere else"
+		// would become "everywhere". Refuse it instead.
+		var sess projections.Session
+		var live bool
+		s.proj.Read(func(st *projections.State) { sess, live = st.Session(ex) })
+		if !live || sess.User != ev.User || (ev.Device != "" && sess.Device != ev.Device) {
+			where := ""
+			if ev.Device != "" {
+				where = " on device " + strconv.Quote(ev.Device)
+			}
+			return nil, fmt.Errorf("%w: except_session %q is not a live session of %q%s; nothing was kicked", ErrExceptNotLive, ex, ev.User, where)
+		}
+	}
 	st, err := s.publishApplied(ctx, ev)
 	if err != nil {
 		return nil, err
@@ -202,11 +228,25 @@ func (a *admin) Ban(ctx context.Context, req *hubpb.BanRequest) (*hubpb.ActionRe
 	lock := s.userLock(req.GetUser())
 	lock.Lock()
 	st, err := s.publishApplied(ctx, ev)
+	var inForce projections.Ban
+	var banned bool
+	if err == nil {
+		s.proj.Read(func(ps *projections.State) { inForce, banned = ps.BanAt(req.GetUser(), s.cfg.Now()) })
+	}
 	lock.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	return reply(st, s.affectedBy(st[0].Seq)), nil
+	out := reply(st, s.affectedBy(st[0].Seq))
+	if banned {
+		// A ban that ends no later than the one in force is recorded and
+		// changes nothing: say which ban stays, and until when.
+		out.BanInForce = &hubpb.BanInForce{EventId: inForce.EventID.String(), Seq: inForce.Seq, Kept: inForce.EventID != st[0].ID}
+		if !inForce.Until.IsZero() {
+			out.BanInForce.UntilUnixNano = inForce.Until.UnixNano()
+		}
+	}
+	return out, nil
 }
 
 // Unban records a user_unbanned event for a user who is banned now.
@@ -360,69 +400,47 @@ func (a *admin) Revoke(ctx context.Context, req *hubpb.RevokeRequest) (*hubpb.Ac
 	return reply(st, s.affectedBy(st[0].Seq)), nil
 }
 
-// backupChunk is the size of Backup's messages.
-const backupChunk = 256 << 10
+// Page sizes of ListSessions: a page of the default size is a few
+// hundred KiB, well under gRPC's 4 MiB message limit even at the largest.
+const (
+	defaultPageSize = 500
+	maxPageSize     = 5000
+)
 
-// Backup streams a hot backup of the ledger file: what History's optional
-// BackupTo writes (one read transaction, so the copy is consistent).
-func (a *admin) Backup(_ *hubpb.BackupRequest, stream hubpb.Admin_BackupServer) error {
-	b, ok := a.s.hist.(interface {
-		BackupTo(ctx context.Context, w io.Writer) (uint64, error)
-	})
-	if !ok {
-		return ErrNoBackup
-	}
-	w := &chunkWriter{send: func(p []byte) error { return stream.Send(&hubpb.BackupChunk{Data: p}) }, buf: make([]byte, 0, backupChunk)}
-	seq, err := b.BackupTo(stream.Context(), w)
-	if err == nil {
-		err = w.flush()
-	}
-	if err != nil {
-		return fmt.Errorf("%w: backup: %v", ErrLedger, err)
-	}
-	return stream.Send(&hubpb.BackupChunk{Seq: seq})
-}
-
-// chunkWriter cuts what is written into messages of at most cap(buf).
-type chunkWriter struct {
-	send func([]byte) error
-	buf  []byte
-}
-
-func (w *chunkWriter) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		k := min(len(p), cap(w.buf)-len(w.buf))
-		w.buf = append(w.buf, p[:k]...)
-		p = p[k:]
-		if len(w.buf) == cap(w.buf) {
-			if err := w.flush(); err != nil {
-				return 0, err
-			}
-		}
-	}
-	return n, nil
-}
-
-func (w *chunkWriter) flush() error {
-	if len(w.buf) == 0 {
-		return nil
-	}
-	err := w.send(w.buf)
-	w.buf = w.buf[:0]
-	return err
-}
-
-// ListSessions lists live sessions from the projections (every node's).
+// ListSessions lists live sessions from the projections: every node's
+// sessions, as the projections of this node's replica of the log show them
+// (in a cluster, every node of it). It pages in session id order:
+// page_token is the last id of the previous page, encoded.
 func (a *admin) ListSessions(ctx context.Context, req *hubpb.ListSessionsRequest) (*hubpb.ListSessionsReply, error) {
 	s := a.s
 	if err := checkNames("user", req.GetUser(), "device", req.GetDevice(), "node", req.GetNode()); err != nil {
 		return nil, err
 	}
+	size := int(req.GetPageSize())
+	switch {
+	case size == 0:
+		size = defaultPageSize
+	case size > maxPageSize:
+		return nil, invalidf("page_size %d is over the maximum %d", size, maxPageSize)
+	}
+	after := ""
+	if t := req.GetPageToken(); t != "" {
+		b, err := base64.RawURLEncoding.DecodeString(t)
+		if err != nil || len(b) == 0 || len(b) > hubapi.MaxNameBytes {
+			return nil, invalidf("page_token %q is not one this server gave", t)
+		}
+		after = string(b)
+	}
 	out := &hubpb.ListSessionsReply{}
 	s.proj.Read(func(st *projections.State) {
-		for _, sess := range st.Sessions(projections.Filter{User: req.GetUser(), Device: req.GetDevice(), Node: req.GetNode()}) {
-			out.Sessions = append(out.Sessions, sessionInfo(st, sess))
+		page, total := st.SessionsPage(projections.Filter{User: req.GetUser(), Device: req.GetDevice(), Node: req.GetNode()}, after, size+1)
+		out.Total = uint64(total)
+		if len(page) > size {
+			page = page[:size]
+			out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(page[size-1].ID))
+		}
+		for i := range page {
+			out.Sessions = append(out.Sessions, sessionInfo(st, page[i]))
 		}
 	})
 	return out, nil
@@ -451,7 +469,8 @@ func (a *admin) GetSession(ctx context.Context, req *hubpb.GetSessionRequest) (*
 
 func sessionInfo(st *projections.State, sess projections.Session) *hubpb.SessionInfo {
 	info := &hubpb.SessionInfo{SessionId: sess.ID, User: sess.User, Device: sess.Device, Node: sess.Node,
-		RemoteAddr: sess.RemoteAddr, ConnectedUnixNano: sess.ConnectedAt.UnixNano(), PreviousSession: sess.Previous}
+		RemoteAddr: sess.RemoteAddr, ConnectedUnixNano: sess.ConnectedAt.UnixNano(), PreviousSession: sess.Previous,
+		Transport: sess.Transport}
 	if p, ok := st.Pending(sess.ID); ok {
 		info.PendingEnd = Cause(p.Cause).String()
 	}
@@ -460,6 +479,31 @@ func sessionInfo(st *projections.State, sess projections.Session) *hubpb.Session
 		info.TokenExpiresUnixNano = sess.TokenExpires.UnixNano()
 	}
 	return info
+}
+
+// WhoAmI names the caller and the admin methods its token may call.
+func (a *admin) WhoAmI(ctx context.Context, _ *hubpb.WhoAmIRequest) (*hubpb.WhoAmIReply, error) {
+	s := a.s
+	role := RoleFrom(ctx)
+	return &hubpb.WhoAmIReply{Actor: ActorFrom(ctx), Role: string(role), Methods: s.adminMethods(role)}, nil
+}
+
+// LedgerStatus reports the head of the log and the projections' progress.
+func (a *admin) LedgerStatus(ctx context.Context, _ *hubpb.LedgerStatusRequest) (*hubpb.LedgerStatusReply, error) {
+	s := a.s
+	h := s.hist.Head()
+	applied := s.proj.Applied()
+	out := &hubpb.LedgerStatusReply{HeadSeq: h.Seq, AppliedSeq: applied, LiveSessions: uint64(s.Live()), Node: s.cfg.Node}
+	if h.Seq > 0 {
+		out.HeadHash, out.HeadId, out.HeadUnixNano = append([]byte(nil), h.Hash[:]...), h.ID.String(), h.Time.UnixNano()
+	}
+	if h.Seq > applied {
+		out.Lag = h.Seq - applied
+	}
+	if err := s.Err(); err != nil {
+		out.NotServing = err.Error()
+	}
+	return out, nil
 }
 
 // ClusterStatus lists the cluster's nodes (on a single node, this one).

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,10 +22,19 @@ import (
 
 type actorKey struct{}
 
+type roleKey struct{}
+
 // ActorFrom returns the admin actor an authenticated call was made by.
 func ActorFrom(ctx context.Context) string {
 	a, _ := ctx.Value(actorKey{}).(string)
 	return a
+}
+
+// RoleFrom returns the role of the admin token an authenticated call was
+// made with ("" outside an admin call).
+func RoleFrom(ctx context.Context) hubapi.Role {
+	r, _ := ctx.Value(roleKey{}).(hubapi.Role)
+	return r
 }
 
 // needsAdmin says which methods need an admin token: everything except the
@@ -47,7 +57,8 @@ func needsAdmin(fullMethod string) bool {
 func methodRole(fullMethod string) hubapi.Role {
 	switch fullMethod {
 	case "/sessionledger.hub.v1.Admin/ListSessions", "/sessionledger.hub.v1.Admin/GetSession",
-		"/sessionledger.hub.v1.Admin/ClusterStatus":
+		"/sessionledger.hub.v1.Admin/ClusterStatus", "/sessionledger.hub.v1.Admin/WhoAmI",
+		"/sessionledger.hub.v1.Admin/LedgerStatus":
 		return hubapi.RoleAuditor
 	case "/sessionledger.hub.v1.Admin/Kick", "/sessionledger.hub.v1.Admin/Ban", "/sessionledger.hub.v1.Admin/Unban",
 		"/sessionledger.hub.v1.Admin/Notify", "/sessionledger.hub.v1.Admin/Revoke", "/sessionledger.hub.v1.Admin/Drain":
@@ -170,7 +181,29 @@ func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.C
 		s.refuseAdminCall(actor, match.Role, need, fullMethod, remoteOf(ctx))
 		return ctx, &RoleError{Actor: actor, Role: match.Role, Needs: need, Method: shortMethod(fullMethod)}
 	}
-	return context.WithValue(ctx, actorKey{}, actor), nil
+	return context.WithValue(context.WithValue(ctx, actorKey{}, actor), roleKey{}, match.Role), nil
+}
+
+// adminMethods lists the admin methods registered on the hub's gRPC
+// server (Admin, Audit, and whatever else needs an admin token) that role
+// may call, sorted: what WhoAmI tells the console to show.
+func (s *Server) adminMethods(role hubapi.Role) []string {
+	s.mu.Lock()
+	g := s.grpcSrv
+	s.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	var out []string
+	for svc, info := range g.GetServiceInfo() {
+		for _, m := range info.Methods {
+			if full := "/" + svc + "/" + m.Name; needsAdmin(full) && role.Allows(methodRole(full)) {
+				out = append(out, full)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // RoleError is an admin call outside its token's role (PermissionDenied).

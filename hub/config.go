@@ -32,8 +32,12 @@ type Config struct {
 	// MaxSessions caps the live sessions of this node (default 100,000).
 	MaxSessions int
 	// UserConnectsPerMinute caps how often one user may connect (default
-	// 120); over it, connects are refused with ResourceExhausted.
+	// 120): a token bucket per user refilled at this rate and holding
+	// UserConnectBurst (default the smaller of 10 and the rate), so in any
+	// minute at most UserConnectsPerMinute + UserConnectBurst connects of
+	// one user pass. Over it, connects are refused with ResourceExhausted.
 	UserConnectsPerMinute int
+	UserConnectBurst      int
 	// RejectWindow aggregates connect_rejected events: the first refusal of
 	// a (user, code) is recorded at once, the rest of the window as one
 	// event with a count (default 10s), within a fixed bound of events per
@@ -131,6 +135,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.UserConnectsPerMinute <= 0 {
 		c.UserConnectsPerMinute = 120
+	}
+	if c.UserConnectBurst <= 0 {
+		c.UserConnectBurst = min(c.UserConnectsPerMinute, 10)
 	}
 	if c.RejectWindow <= 0 {
 		c.RejectWindow = 10 * time.Second

@@ -14,7 +14,9 @@
 //
 // # Flow
 //
-// A transport adapter calls Serve for each client. A connect is checked
+// A transport adapter calls Serve for each client: the gRPC Hub service
+// (grpc.go) and the WebSocket handler (websocket.go, NewWebSocket) are the
+// two; neither holds a rule of its own. A connect is checked
 // (identity, ban, rate; then under the user's lock the ban again, the
 // resume, and the node's capacity as the session is registered), its
 // session_connected event (listing the sessions it supersedes under the

@@ -29,6 +29,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrNotBanned: an unban of a user without an active ban.
 	ErrNotBanned = errors.New("user is not banned")
+	// ErrExceptNotLive: a kick's except_session is not a live session of
+	// the kicked user (sparing nothing would end every session).
+	ErrExceptNotLive = errors.New("the session to spare is not live")
 	// ErrSecretFileMode: a secret file (admin tokens, resume key, JWT
 	// secret) that users other than its owner may read or write.
 	ErrSecretFileMode = errors.New("secret file open to other users")
@@ -74,6 +77,10 @@ const (
 	// RejectResumeRefused: the resume is not allowed (PermissionDenied or
 	// FailedPrecondition).
 	RejectResumeRefused = "resume_refused"
+	// RejectOrigin: a browser page of an origin that is not allowed tried
+	// to open a WebSocket (HTTP 403, before any Hello: the event has no
+	// user).
+	RejectOrigin = "origin_refused"
 	// RejectRevoked: the client's token is revoked (PermissionDenied); the
 	// refusal names the revocation's event.
 	RejectRevoked = "revoked"
@@ -102,6 +109,19 @@ type Rejection struct {
 }
 
 func (r *Rejection) Error() string { return "connect rejected: " + r.Code + ": " + r.Reason }
+
+// wire is the Rejection as hub.proto's Rejected: the gRPC status detail,
+// and the WebSocket frame before the close.
+func (r *Rejection) wire() *hubpb.Rejected {
+	det := &hubpb.Rejected{Code: r.Code, Reason: r.Reason, Reconnect: hubpb.Reconnect(r.Reconnect), ReconnectAfterMs: r.ReconnectAfter.Milliseconds()}
+	if r.EventID != (ulid.ULID{}) {
+		det.EventId = r.EventID.String()
+	}
+	if !r.Until.IsZero() {
+		det.UntilUnixNano = r.Until.UnixNano()
+	}
+	return det
+}
 
 // disconnectCode is the status code a Disconnect ends a gRPC stream with.
 func disconnectCode(c Cause) codes.Code {
@@ -141,14 +161,7 @@ func toStatus(err error) error {
 	var rj *Rejection
 	if errors.As(err, &rj) {
 		st := status.New(rj.status, rj.Reason)
-		det := &hubpb.Rejected{Code: rj.Code, Reason: rj.Reason, Reconnect: hubpb.Reconnect(rj.Reconnect), ReconnectAfterMs: rj.ReconnectAfter.Milliseconds()}
-		if rj.EventID != (ulid.ULID{}) {
-			det.EventId = rj.EventID.String()
-		}
-		if !rj.Until.IsZero() {
-			det.UntilUnixNano = rj.Until.UnixNano()
-		}
-		if s2, derr := st.WithDetails(det); derr == nil {
+		if s2, derr := st.WithDetails(rj.wire()); derr == nil {
 			st = s2
 		}
 		return st.Err()
@@ -172,7 +185,7 @@ func toStatus(err error) error {
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrNotBanned):
+	case errors.Is(err, ErrNotBanned), errors.Is(err, ErrExceptNotLive):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrNoBackup):
 		return status.Error(codes.Unimplemented, err.Error())

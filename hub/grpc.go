@@ -19,14 +19,20 @@ import (
 // with ServerOptions() so admin calls are authenticated, and serve it with
 // Serve so abort-mode kicks can close connections.
 func (s *Server) Register(g *grpc.Server) {
+	s.mu.Lock()
+	s.grpcSrv = g
+	s.mu.Unlock()
 	hubpb.RegisterHubServer(g, grpcHub{s: s})
 	hubpb.RegisterAdminServer(g, &admin{s: s})
 	healthpb.RegisterHealthServer(g, s.health)
 }
 
-// ServerOptions returns the interceptors the hub needs on its gRPC server.
+// ServerOptions returns the interceptors the hub needs on its gRPC server,
+// and its codec: the standard protobuf one, except that a server frame
+// fanned out to many sessions is encoded once (frameCodec).
 func (s *Server) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.UnaryInterceptor), grpc.ChainStreamInterceptor(s.StreamInterceptor)}
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.UnaryInterceptor), grpc.ChainStreamInterceptor(s.StreamInterceptor),
+		grpc.ForceServerCodecV2(newFrameCodec())}
 }
 
 // ServeGRPC serves g on l, tracking connections so abort-mode kicks can
@@ -47,55 +53,40 @@ type grpcHub struct {
 // Connect serves one client session over a bidirectional stream. The
 // stream's status carries the end: the Disconnect as a detail when the
 // server ended it, the Rejection when the connect was refused.
+//
+// A gRPC handler must return to end its stream, and a Recv cannot be
+// interrupted without gRPC writing a status of its own, so the session
+// core runs on a goroutine of its own, reading the stream directly, while
+// the handler waits for the core to close the transport and then returns
+// the end it was given. Its return ends the stream, and so the core's
+// Recv. One hop per client frame: gRPC's reader hands the frame to the
+// core's goroutine, which handles it where it was decoded.
 func (h grpcHub) Connect(stream hubpb.Hub_ConnectServer) error {
 	t := newGRPCTransport(h.s, stream)
-	return toStatus(h.s.Serve(t))
+	go h.s.Serve(t) //nolint:errcheck // its end reaches the handler through Close
+	<-t.closed
+	return toStatus(t.end)
 }
 
-// grpcTransport carries a session over a Hub.Connect stream. A gRPC
-// handler must return to end its stream, so the reader is a goroutine of
-// its own and Recv waits for it or for Close.
+// grpcTransport carries a session over a Hub.Connect stream.
 type grpcTransport struct {
 	s      *Server
 	stream hubpb.Hub_ConnectServer
 	remote string
 
-	frames    chan recvResult
-	closed    chan struct{}
+	end       error         // what Close was given; set before closed closes
+	closed    chan struct{} // closed by Close: the handler returns end
 	closeOnce sync.Once
-}
-
-type recvResult struct {
-	f   *hubpb.ClientFrame
-	err error
 }
 
 var _ Transport = (*grpcTransport)(nil)
 
 func newGRPCTransport(s *Server, stream hubpb.Hub_ConnectServer) *grpcTransport {
-	t := &grpcTransport{s: s, stream: stream, frames: make(chan recvResult), closed: make(chan struct{})}
+	t := &grpcTransport{s: s, stream: stream, closed: make(chan struct{})}
 	if p, ok := peer.FromContext(stream.Context()); ok && p.Addr != nil {
 		t.remote = p.Addr.String()
 	}
-	go t.read()
 	return t
-}
-
-// read hands the stream's frames to Recv until the stream ends or the
-// transport is closed (the handler then returns, which ends the stream
-// and so this goroutine's Recv).
-func (t *grpcTransport) read() {
-	for {
-		f, err := t.stream.Recv()
-		select {
-		case t.frames <- recvResult{f, grpcRecvErr(err)}:
-		case <-t.closed:
-			return
-		}
-		if err != nil {
-			return
-		}
-	}
 }
 
 // grpcRecvErr maps what gRPC says of a frame it could not take onto the
@@ -117,24 +108,37 @@ func grpcRecvErr(err error) error {
 	return err
 }
 
+// Name is the transport recorded in the session's connect event.
+func (t *grpcTransport) Name() string { return TransportGRPC }
+
 func (t *grpcTransport) Context() context.Context { return t.stream.Context() }
 
 func (t *grpcTransport) Remote() string { return t.remote }
 
+// Recv reads the stream. After Close it fails at once; a Recv already
+// waiting returns when the handler's return ends the stream.
 func (t *grpcTransport) Recv() (*hubpb.ClientFrame, error) {
 	select {
-	case r := <-t.frames:
-		return r.f, r.err
 	case <-t.closed:
 		return nil, errTransportClosed
+	default:
 	}
+	f, err := t.stream.Recv()
+	return f, grpcRecvErr(err)
 }
 
-func (t *grpcTransport) Send(f *Frame) error { return t.stream.Send(f.Message()) }
+// Send writes f's protobuf encoding, made once however many sessions f
+// goes to (frameCodec).
+func (t *grpcTransport) Send(f *Frame) error { return t.stream.SendMsg(f) }
 
-// Close only releases Recv: the handler's return ends the stream with the
-// status toStatus makes of the same end.
-func (t *grpcTransport) Close(error) { t.closeOnce.Do(func() { close(t.closed) }) }
+// Close releases the handler, which returns the status toStatus makes of
+// end; that ends the stream.
+func (t *grpcTransport) Close(end error) {
+	t.closeOnce.Do(func() {
+		t.end = end
+		close(t.closed)
+	})
+}
 
 // Abort closes the client's TCP connection through the tracking Listener,
 // ending every stream on it.

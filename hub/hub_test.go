@@ -39,6 +39,7 @@ type env struct {
 	store *ledger.Store
 	srv   *hub.Server
 	addr  string
+	ws    string // the WebSocket transport's address (websocket_test.go)
 	conn  *grpc.ClientConn
 	admin hubpb.AdminClient
 	cfg   hub.Config
@@ -101,7 +102,7 @@ func (e *env) start() {
 	if cfg.ShutdownJitter == 0 {
 		cfg.ShutdownJitter = 100 * time.Millisecond
 	}
-	dc := daemon.Config{Data: e.dir, Listen: "127.0.0.1:0", Hub: cfg, Projections: e.proj, Creds: e.serverCreds, Logger: cfg.Logger}
+	dc := daemon.Config{Data: e.dir, Listen: "127.0.0.1:0", WSListen: "127.0.0.1:0", Hub: cfg, Projections: e.proj, Creds: e.serverCreds, Logger: cfg.Logger}
 	if e.daemonCfg != nil {
 		e.daemonCfg(&dc)
 	}
@@ -118,7 +119,7 @@ func (e *env) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.d, e.store, e.srv, e.addr, e.conn, e.down = d, d.Store(), d.Hub(), d.Addr(), conn, false
+	e.d, e.store, e.srv, e.addr, e.ws, e.conn, e.down = d, d.Store(), d.Hub(), d.Addr(), d.WSAddr(), conn, false
 	e.admin = hubpb.NewAdminClient(conn)
 }
 

@@ -12,35 +12,66 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
 
-// rateLimiter allows each user limit connects per window (fixed windows;
-// entries of past windows are dropped as they are met, so memory follows
-// the users active in the current window).
+// rateLimiter is the per-user connect limit: one token bucket per user
+// (golang.org/x/time/rate), refilled at perMinute a minute and holding up to
+// burst. A user who waited long enough may connect burst times at once,
+// then once per 1/rate; in any minute at most burst + perMinute connects
+// pass, wherever the minute starts (a fixed window shared by all users let
+// one burst twice its limit across the window's edge). A bucket that is
+// full again is the same as none, so sweeps drop those: memory follows the
+// users who connected recently.
 type rateLimiter struct {
-	mu     sync.Mutex
-	limit  int
-	window time.Duration
-	start  time.Time
-	counts map[string]int
+	mu      sync.Mutex
+	limit   rate.Limit
+	burst   int
+	users   map[string]*rate.Limiter
+	calls   int
+	sweepAt int // len(users) that triggers the next sweep
 }
 
-func newRateLimiter(limit int, window time.Duration) *rateLimiter {
-	return &rateLimiter{limit: limit, window: window, counts: make(map[string]int)}
+// minSweep is the fewest buckets that make a sweep worth it.
+const minSweep = 1024
+
+func newRateLimiter(perMinute, burst int) *rateLimiter {
+	return &rateLimiter{limit: rate.Limit(float64(perMinute) / 60), burst: burst, users: make(map[string]*rate.Limiter), sweepAt: minSweep}
 }
 
 func (r *rateLimiter) allow(user string, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if now.Sub(r.start) >= r.window {
-		r.start = now
-		clear(r.counts)
+	l := r.users[user]
+	if l == nil {
+		if len(r.users) >= r.sweepAt {
+			r.sweep(now)
+		}
+		l = rate.NewLimiter(r.limit, r.burst)
+		r.users[user] = l
 	}
-	r.counts[user]++
-	return r.counts[user] <= r.limit
+	return l.AllowN(now, 1)
+}
+
+// sweep drops the buckets that are full at now, and sets the next sweep
+// at twice what is left, so its cost is spread over the inserts between.
+func (r *rateLimiter) sweep(now time.Time) {
+	for u, l := range r.users {
+		if l.TokensAt(now) >= float64(r.burst) {
+			delete(r.users, u)
+		}
+	}
+	r.sweepAt = max(minSweep, 2*len(r.users))
+}
+
+// buckets is how many users have a bucket (tests).
+func (r *rateLimiter) buckets() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.users)
 }
 
 // frameBucket paces one session's client frames: a token bucket of rate
@@ -94,9 +125,14 @@ const (
 	kindAdminCall        // an admin call outside its role: admin_call_refused
 )
 
+// rejectKey is what refusals are counted by. overflow marks the one key
+// per kind and code that counts the users (or tokens) beyond maxRejectKeys:
+// a refusal before any Hello (a WebSocket's refused origin) has no user
+// and is not that overflow.
 type rejectKey struct {
 	kind       uint8
 	user, code string
+	overflow   bool
 }
 
 // refusal is one refused attempt, as the aggregate remembers it.
@@ -168,7 +204,7 @@ func (r *rejects) record(k rejectKey, ref refusal) (now bool, err error) {
 		r.immediate[k] = true
 	} else {
 		if _, ok := r.pending[k]; !ok && len(r.pending) >= r.maxKeys {
-			k.user = "" // the overflow of this code
+			k.user, k.overflow = "", true // the overflow of this code
 		}
 		a := r.pending[k]
 		if a == nil {
@@ -197,7 +233,7 @@ func rejectEvent(k rejectKey, a *rejectAgg) *eventpb.Event {
 		ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_ADMIN_CALL_REFUSED, Actor: k.user, Reason: a.last.reason,
 			Body: &eventpb.Event_AdminCallRefused{AdminCallRefused: &eventpb.AdminCallRefused{Method: k.code, Role: a.last.role,
 				Needs: a.last.needs, Count: a.count, RemoteAddr: a.last.remote}}}
-		if k.user == "" {
+		if k.overflow {
 			ev.Actor = "system"
 			ev.Reason = fmt.Sprintf("%s (refusals of tokens beyond the %d recorded one by one in this window)", a.last.reason, maxRejectKeys)
 		}
@@ -210,7 +246,7 @@ func rejectEvent(k rejectKey, a *rejectAgg) *eventpb.Event {
 	ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_CONNECT_REJECTED, User: k.user, Actor: "system", Reason: a.last.reason,
 		Body: &eventpb.Event_ConnectRejected{ConnectRejected: body}}
 	switch {
-	case k.user == "":
+	case k.overflow:
 		ev.Reason = fmt.Sprintf("%s (refusals of users beyond the %d recorded one by one in this window)", a.last.reason, maxRejectKeys)
 	case len(a.devices) == 1 && !a.more:
 		ev.Device = a.devices[0]
@@ -249,7 +285,7 @@ func (r *rejects) flush() {
 		return
 	}
 	keys := slices.SortedFunc(maps.Keys(pending), func(a, b rejectKey) int {
-		return cmp.Or(cmp.Compare(a.kind, b.kind), cmp.Compare(a.code, b.code), cmp.Compare(a.user, b.user))
+		return cmp.Or(cmp.Compare(a.kind, b.kind), cmp.Compare(a.code, b.code), cmp.Compare(a.user, b.user), boolCmp(a.overflow, b.overflow))
 	})
 	evs := make([]*eventpb.Event, 0, len(pending))
 	for _, k := range keys {
@@ -258,4 +294,14 @@ func (r *rejects) flush() {
 	if _, err := r.s.publish(context.Background(), evs...); err != nil {
 		r.s.log.Error("could not record aggregated connect rejections", "keys", len(evs), "err", err)
 	}
+}
+
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }

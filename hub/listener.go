@@ -30,6 +30,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 	l.mu.Lock()
 	l.conns[tc.key] = tc
 	l.mu.Unlock()
+	if rc := newReadyConn(tc); rc != nil {
+		return rc, nil
+	}
 	return tc, nil
 }
 
@@ -45,6 +48,11 @@ func (l *Listener) abort(remote string) bool {
 	return ok
 }
 
+// A trackedConn over a TCP connection is a readyConn: gRPC then reads it
+// into a buffer from a shared pool only once data has arrived, as it does
+// an unwrapped TCP connection, instead of keeping a read buffer of its own
+// (32 KiB by default) per connection for the connection's lifetime, most
+// of which an idle connection spends waiting.
 type trackedConn struct {
 	net.Conn
 	l    *Listener

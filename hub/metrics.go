@@ -64,7 +64,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 	}
 	// Series with labels appear once used; create the known ones up front
 	// so dashboards and alerts see zeros rather than nothing.
-	for _, code := range []string{RejectBanned, RejectRateLimited, RejectNodeFull, RejectResumeRefused, RejectRevoked, RejectKicked, RejectDraining} {
+	for _, code := range []string{RejectBanned, RejectRateLimited, RejectNodeFull, RejectResumeRefused, RejectRevoked, RejectKicked, RejectDraining, RejectOrigin} {
 		m.rejected.WithLabelValues(code)
 	}
 	for c := range eventpb.DisconnectCause_name {

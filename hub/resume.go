@@ -40,6 +40,44 @@ type resumed struct {
 	// floorCut: the chain was longer than maxResumeChain, so floor is the
 	// start of its newest part and older notifications are not redelivered.
 	floorCut bool
+	// rewound: the log does not hold what the client saw last (restored
+	// from a backup taken before); lastAcked is then 0.
+	rewound bool
+}
+
+// rewound reports whether the log no longer holds the last notification
+// the client saw: a record with another id at its seq, or none (the log
+// was restored from a backup taken before it). A client that does not say
+// what it saw is judged by its ack alone: past the head is rewound. When
+// the log cannot be read it cannot tell, and says no.
+func (s *Server) rewound(ctx context.Context, r *hubpb.Resume) bool {
+	head := s.hist.Head().Seq
+	seq, id := r.GetLastSeenSeq(), r.GetLastSeenEventId()
+	if seq == 0 || id == "" {
+		return r.GetLastAckedSeq() > head
+	}
+	if seq > head {
+		return true
+	}
+	got := ""
+	if err := s.hist.Scan(ctx, seq, seq, func(rec *ledger.Record) error { got = rec.ID.String(); return nil }); err != nil {
+		return false
+	}
+	return got != id
+}
+
+// admitResume is an admitted resume of prev, whose chain began at start: where
+// redelivery starts, and whether the log was rewound under the client.
+func (s *Server) admitResume(ctx context.Context, prev string, r *hubpb.Resume, start *ledger.Record) (resumed, error) {
+	res, err := s.resumeFloor(ctx, prev, r.GetLastAckedSeq(), start)
+	if err == nil && s.rewound(ctx, r) {
+		// What the client acked may be another record now: redeliver from
+		// the start of the chain (at least once), and tell it.
+		res.lastAcked, res.rewound = 0, true
+		s.log.Warn("a resuming client saw records this log does not hold (restored from a backup?): redelivering from the start of its session",
+			"session", prev, "last_acked", r.GetLastAckedSeq(), "last_seen", r.GetLastSeenSeq(), "head", s.hist.Head().Seq)
+	}
+	return res, err
 }
 
 // checkResume decides whether user may resume session r.SessionId from
@@ -96,7 +134,7 @@ func (s *Server) checkResume(ctx context.Context, user, device string, r *hubpb.
 		}
 		// Still live (the server has not noticed the old transport is gone):
 		// the new session supersedes it; see connect.
-		return s.resumeFloor(ctx, prev, r.GetLastAckedSeq(), start)
+		return s.admitResume(ctx, prev, r, start)
 	}
 	d := end.Event.GetSessionDisconnected()
 	// "After" counts from the cause (the kick or ban), which precedes the
@@ -119,7 +157,7 @@ func (s *Server) checkResume(ctx context.Context, user, device string, r *hubpb.
 	if now.Sub(end.Time) > s.cfg.ResumeWindow {
 		return resumed{}, refuseResume(codes.FailedPrecondition, "the resume window of "+s.cfg.ResumeWindow.String()+" has passed; connect afresh", eventpb.Reconnect_RECONNECT_ALLOWED, 0)
 	}
-	return s.resumeFloor(ctx, prev, r.GetLastAckedSeq(), start)
+	return s.admitResume(ctx, prev, r, start)
 }
 
 // resumeFloor follows the chain of resumes back from start (prev's connect

@@ -3,11 +3,15 @@ package hub_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,19 +45,79 @@ func backup(ctx context.Context, conn *grpc.ClientConn) ([]byte, uint64, error) 
 		return nil, 0, err
 	}
 	var b bytes.Buffer
-	var seq uint64
+	var last *hubpb.BackupInfo
 	for {
 		c, err := st.Recv()
 		if errors.Is(err, io.EOF) {
-			return b.Bytes(), seq, nil
+			break
 		}
 		if err != nil {
 			return nil, 0, err
 		}
 		b.Write(c.GetData())
-		if c.GetSeq() != 0 {
-			seq = c.GetSeq()
+		if i := c.GetInfo(); i != nil {
+			last = i
 		}
+	}
+	// The closing BackupInfo vouches for what was sent.
+	if sum := sha256.Sum256(b.Bytes()); last == nil || last.GetSize() != uint64(b.Len()) || !bytes.Equal(last.GetSha256(), sum[:]) {
+		return nil, 0, fmt.Errorf("backup: closing info %v does not match the %d bytes received", last, b.Len())
+	}
+	return b.Bytes(), last.GetHeadSeq(), nil
+}
+
+// TestWhoAmIFollowsRole: WhoAmI tells each token its role and exactly the
+// admin methods that role may call (the console shows only those actions):
+// an auditor the Audit service and the read-only Admin calls, an operator
+// those and the calls that act, an admin every Admin and Audit method.
+// What WhoAmI lists, the token may call; an auditor calling Kick anyway is
+// refused.
+func TestWhoAmIFollowsRole(t *testing.T) {
+	e := newEnv(t, hub.Config{Admins: []hubapi.AdminToken{
+		{Name: "ops-alice", Token: adminToken, Role: hubapi.RoleAdmin},
+		{Name: "comp-carl", Token: auditorToken, Role: hubapi.RoleAuditor},
+		{Name: "ops-olga", Token: operatorToken, Role: hubapi.RoleOperator},
+	}, RejectWindow: time.Hour})
+	ctx := ctxT(t)
+	const admin = "/sessionledger.hub.v1.Admin/"
+	var audit, all []string
+	for _, d := range []grpc.ServiceDesc{auditpb.Audit_ServiceDesc, hubpb.Admin_ServiceDesc} {
+		for _, m := range d.Methods {
+			all = append(all, "/"+d.ServiceName+"/"+m.MethodName)
+		}
+		for _, m := range d.Streams {
+			all = append(all, "/"+d.ServiceName+"/"+m.StreamName)
+		}
+	}
+	for _, m := range all {
+		if strings.HasPrefix(m, "/sessionledger.audit.v1.Audit/") {
+			audit = append(audit, m)
+		}
+	}
+	auditor := append(slices.Clone(audit), admin+"ListSessions", admin+"GetSession", admin+"ClusterStatus", admin+"WhoAmI", admin+"LedgerStatus")
+	operator := append(slices.Clone(auditor), admin+"Kick", admin+"Ban", admin+"Unban", admin+"Notify", admin+"Revoke", admin+"Drain")
+	for _, tc := range []struct {
+		tok, actor, role string
+		want             []string
+	}{
+		{auditorToken, "comp-carl", "auditor", auditor},
+		{operatorToken, "ops-olga", "operator", operator},
+		{adminToken, "ops-alice", "admin", all},
+	} {
+		me, err := e.admin.WhoAmI(bearer(ctx, tc.tok), &hubpb.WhoAmIRequest{})
+		if err != nil {
+			t.Fatalf("%s WhoAmI: %v", tc.role, err)
+		}
+		slices.Sort(tc.want)
+		if me.GetActor() != tc.actor || me.GetRole() != tc.role || !slices.Equal(me.GetMethods(), tc.want) {
+			t.Errorf("%s WhoAmI: got %s %s %q; want %s %s %q", tc.role, me.GetActor(), me.GetRole(), me.GetMethods(), tc.actor, tc.role, tc.want)
+		}
+		if _, err := e.admin.LedgerStatus(bearer(ctx, tc.tok), &hubpb.LedgerStatusRequest{}); err != nil {
+			t.Errorf("%s LedgerStatus: %v", tc.role, err)
+		}
+	}
+	if _, err := e.admin.Kick(bearer(ctx, auditorToken), &hubpb.KickRequest{User: "x", Reason: "x"}); codeOf(err) != codes.PermissionDenied {
+		t.Errorf("auditor Kick: %v; want PermissionDenied", err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -66,6 +67,9 @@ type Server struct {
 	// recorded after it (it takes no more sessions until it restarts).
 	started, draining atomic.Bool
 
+	backupSem chan struct{} // one Admin.Backup at a time
+	grpcSrv   *grpc.Server  // where Register put the services, for WhoAmI
+
 	// epoch carries a monotonic reading: ping schedules are offsets from
 	// it, so a wall-clock step cannot stop or bunch pings.
 	epoch time.Time
@@ -100,6 +104,8 @@ func New(ports Ports, cfg Config) (*Server, error) {
 		stopBg:   make(chan struct{}),
 		epoch:    time.Now(),
 		bcast:    &broadcasts{limit: cfg.RedeliveryLimit},
+
+		backupSem: make(chan struct{}, 1),
 	}
 	s.admins.Store(&adminSet{tokens: cfg.adminTokens()})
 	switch {
@@ -113,7 +119,7 @@ func New(ports Ports, cfg Config) (*Server, error) {
 		s.keys.Store(k)
 	}
 	s.metrics = newMetrics(cfg.Metrics, s)
-	s.rates = newRateLimiter(cfg.UserConnectsPerMinute, time.Minute)
+	s.rates = newRateLimiter(cfg.UserConnectsPerMinute, cfg.UserConnectBurst)
 	s.rejects = newRejects(s)
 	s.notServing() // until Start
 	return s, nil

@@ -499,16 +499,20 @@ func (s *Server) admit(t Transport) (*session, error) {
 	}()
 	ev := &eventpb.Event{User: user, Device: device, Session: sess.id, Actor: user}
 	hb := s.cfg.HeartbeatInterval.Milliseconds()
+	var transport string
+	if n, ok := t.(namer); ok {
+		transport = n.Name()
+	}
 	prev := res.prev
 	if prev == "" {
 		ev.Type = eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED
 		ev.Body = &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: remote, HeartbeatMs: hb, Policy: s.loginPolicy(),
-			Token: id.token.pb()}}
+			Token: id.token.pb(), Transport: transport}}
 	} else {
 		ev.Type = eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED
 		ev.Body = &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{
 			PreviousSession: prev, LastAckedSeq: res.lastAcked, RemoteAddr: remote, HeartbeatMs: hb, Policy: s.loginPolicy(),
-			Token: id.token.pb()}}
+			Token: id.token.pb(), Transport: transport}}
 	}
 	stamps, err := s.publishApplied(ctx, ev)
 	if err != nil {
@@ -537,7 +541,7 @@ func (s *Server) admit(t Transport) (*session, error) {
 	}
 	welcome := &hubpb.Welcome{SessionId: sess.id, ResumeSecret: s.resumeSecret(sess.id), HeartbeatIntervalMs: hb,
 		EventId: stamps[0].ID.String(), Seq: stamps[0].Seq, ResumedFrom: prev, Redelivering: uint32(len(missed)),
-		RedeliveryTruncated: truncated, TokenExpiresUnixNano: sess.tokenExp.Load()}
+		RedeliveryTruncated: truncated, TokenExpiresUnixNano: sess.tokenExp.Load(), LogRewound: res.rewound}
 	if len(missed) > 0 {
 		welcome.OldestRedeliveredSeq = missed[0].GetSeq()
 	}

@@ -42,6 +42,13 @@ type Transport interface {
 	Remote() string
 }
 
+// namer is a transport that names itself in the session's connect event
+// (SessionConnected.transport): TransportGRPC, TransportWSProto, ... A
+// transport without a name is recorded with none.
+type namer interface {
+	Name() string
+}
+
 // Frame is one server frame on its way to one or many sessions. Its
 // encodings are made at most once each, however many sessions it goes to:
 // a notification fanned out to N sessions is encoded once, not N times.
@@ -51,6 +58,12 @@ type Frame struct {
 	pbOnce, jsonOnce sync.Once
 	pb, json         []byte
 	pbErr, jsonErr   error
+
+	// The WebSocket transport's complete messages (websocket.go): [0]
+	// binary protobuf, [1] text JSON, framed once for every connection.
+	wsOnce [2]sync.Once
+	ws     [2][]byte
+	wsErr  [2]error
 }
 
 // NewFrame wraps m. m must not change afterwards.

@@ -201,6 +201,18 @@ func (g *gen) event() *eventpb.Event {
 			k.RefuseConnectsMs = int64(g.rnd.IntN(20)) * 1000 // 0 refuses nothing
 		}
 		s := live[g.rnd.IntN(len(live))]
+		// "Log out everywhere else": one user kick in four spares a
+		// session (the kicked one's, or an unknown id) or a device.
+		if k.Target == eventpb.KickTarget_KICK_TARGET_USER && g.rnd.IntN(4) == 0 {
+			switch g.rnd.IntN(3) {
+			case 0:
+				k.ExceptSession = s.ID
+			case 1:
+				k.ExceptSession = "s-unknown"
+			default:
+				k.ExceptDevice = s.Device
+			}
+		}
 		return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_KICK_REQUESTED, User: s.User, Device: s.Device, Session: s.ID, Actor: "ops", Reason: "test kick",
 			Body: &eventpb.Event_KickRequested{KickRequested: k}}
 	case p < 67:
@@ -490,6 +502,9 @@ func (m *model) apply(r *ledger.Record) {
 				hit = s.User == ev.GetUser()
 			case eventpb.KickTarget_KICK_TARGET_USER_DEVICE:
 				hit = s.User == ev.GetUser() && s.Device == ev.GetDevice()
+			}
+			if s.ID == k.GetExceptSession() || (k.GetExceptDevice() != "" && s.Device == k.GetExceptDevice()) {
+				hit = false
 			}
 			if hit {
 				hits++

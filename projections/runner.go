@@ -131,6 +131,7 @@ type Runner struct {
 	want      atomic.Uint64    // the highest seq a waiter found on another topic
 	wake      chan struct{}    // tells the follow loop to look at want
 	rebuilds  chan *rebuildReq // Rebuild hands the rebuilt state to the follow loop
+	ckpts     chan chan error  // Checkpoint asks the follow loop for one
 	rebuildMu sync.Mutex       // one Rebuild at a time
 
 	// aheadOfHead counts what Start found stored past the head of the log.
@@ -160,6 +161,7 @@ func NewRunner(store *ledger.Store, cfg Config) *Runner {
 		store: store, cfg: cfg, st: New(),
 		notify: make(chan struct{}), quit: make(chan struct{}), started: make(chan struct{}), done: make(chan struct{}),
 		persist: newPersister(store, cfg.Logger), wake: make(chan struct{}, 1), rebuilds: make(chan *rebuildReq),
+		ckpts: make(chan chan error),
 	}
 }
 
@@ -464,6 +466,8 @@ func (r *Runner) follow(ctx context.Context, msgs <-chan *message.Message) {
 			}
 		case req := <-r.rebuilds:
 			r.swap(ctx, req)
+		case done := <-r.ckpts:
+			r.checkpoint(done)
 		case <-tick.C:
 			// Against the last checkpoint written, not handed over: a
 			// failed write is tried again even while the log is idle.
@@ -777,6 +781,36 @@ func (r *Runner) Rebuild(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return r.rebuildCancelled(ctx)
+	}
+}
+
+// Checkpoint writes a checkpoint of the state as applied now and returns
+// once it is durable (or ctx ends). A hot backup (hubd's Admin.Backup) takes
+// one first, so the copy carries a checkpoint near its head and a hubd
+// restored from it replays little.
+func (r *Runner) Checkpoint(ctx context.Context) error {
+	r.lifeMu.Lock()
+	ph := r.phase
+	r.lifeMu.Unlock()
+	switch ph {
+	case phaseNew, phaseStarting:
+		return ErrNotStarted
+	case phaseStopped:
+		return r.Err()
+	}
+	done := make(chan error, 1)
+	select {
+	case r.ckpts <- done:
+	case <-r.done:
+		return r.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

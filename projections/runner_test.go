@@ -719,3 +719,41 @@ func TestRebuildInterruptedByCloseIsErrClosed(t *testing.T) {
 		t.Fatalf("Rebuild interrupted by Close = %v; want ErrClosed", err)
 	}
 }
+
+// TestCheckpointOnRequest: Checkpoint returns once a checkpoint of the
+// applied state is durable (a hot backup takes one first); before Start
+// and after Close it says why it cannot.
+func TestCheckpointOnRequest(t *testing.T) {
+	s := ledgertest.Open(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := projections.NewRunner(s, projections.Config{}).Checkpoint(ctx); !errors.Is(err, projections.ErrNotStarted) {
+		t.Fatalf("Checkpoint before Start: %v; want ErrNotStarted", err)
+	}
+	// Periodic checkpoints far away: only the request writes one.
+	r := startRunner(t, s, projections.Config{CheckpointEvery: 1 << 40, CheckpointInterval: time.Hour})
+	st, err := s.Append(ctx, connect("u", "d", "s1"), connect("v", "d", "s2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WaitApplied(ctx, st[1].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.GetBlob(projections.CheckpointKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := projections.UnmarshalState(b)
+	if err != nil || cp.Seq() != st[1].Seq || cp.Live() != 2 {
+		t.Fatalf("checkpoint at seq %d with %d live (%v); want seq %d with 2", cp.Seq(), cp.Live(), err, st[1].Seq)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Checkpoint(ctx); !errors.Is(err, projections.ErrClosed) {
+		t.Fatalf("Checkpoint after Close: %v; want ErrClosed", err)
+	}
+}

@@ -35,6 +35,9 @@ type Session struct {
 	TokenID      string
 	TokenIssued  time.Time
 	TokenExpires time.Time
+	// Transport carries the session: "grpc", "websocket+proto",
+	// "websocket+json" ("" when its connect event did not say).
+	Transport string
 }
 
 // Ended is a session's end as the log describes it.
@@ -260,10 +263,10 @@ func (s *State) apply(r *ledger.Record, full bool) Change {
 	switch ev.GetType() {
 	case eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED:
 		c := ev.GetSessionConnected()
-		s.connect(r, ev, &ch, full, "", c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetPolicy(), c.GetToken())
+		s.connect(r, ev, &ch, full, "", c.GetRemoteAddr(), c.GetTransport(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetPolicy(), c.GetToken())
 	case eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED:
 		c := ev.GetSessionReconnected()
-		s.connect(r, ev, &ch, full, c.GetPreviousSession(), c.GetRemoteAddr(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetPolicy(), c.GetToken())
+		s.connect(r, ev, &ch, full, c.GetPreviousSession(), c.GetRemoteAddr(), c.GetTransport(), c.GetHeartbeatMs(), c.GetSupersedes(), c.GetPolicy(), c.GetToken())
 	case eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED:
 		s.disconnect(r, ev, &ch, full)
 	case eventpb.EventType_EVENT_TYPE_KICK_REQUESTED:
@@ -311,7 +314,7 @@ func (s *State) expire(now time.Time) []Ban {
 // when the connect carries a policy, the ones the reducer decides here, in
 // log order: what Supersedes gives under the policy, then, for a resume,
 // the previous session and any other resume of it still live.
-func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bool, prev, addr string, hb int64, supersedes []string, policy *eventpb.LoginPolicy, tok *eventpb.ClientToken) {
+func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bool, prev, addr, transport string, hb int64, supersedes []string, policy *eventpb.LoginPolicy, tok *eventpb.ClientToken) {
 	id := ev.GetSession()
 	if id == "" || ev.GetUser() == "" {
 		s.counters.Malformed++
@@ -340,7 +343,7 @@ func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bo
 	sess := &Session{
 		ID: id, User: ev.GetUser(), Device: ev.GetDevice(), Node: ev.GetNode(),
 		RemoteAddr: addr, ConnectedAt: r.Time, ConnectSeq: r.Seq, ConnectID: r.ID,
-		Previous: prev, HeartbeatMS: hb,
+		Previous: prev, HeartbeatMS: hb, Transport: transport,
 	}
 	sess.TokenID, sess.TokenIssued, sess.TokenExpires = clientToken(tok)
 	s.sessions[id] = sess
@@ -498,6 +501,17 @@ func (s *State) kick(r *ledger.Record, ev *eventpb.Event, ch *Change) {
 		s.counters.Malformed++
 		ch.Anomaly = "kick without a target"
 		return
+	}
+	if k.GetExceptSession() != "" || k.GetExceptDevice() != "" {
+		// "Log out everywhere else": the spared session, or the spared
+		// device's sessions, stay. A copy, since targets may be byUser's.
+		kept := make([]string, 0, len(targets))
+		for _, id := range targets {
+			if id != k.GetExceptSession() && (k.GetExceptDevice() == "" || s.sessions[id].Device != k.GetExceptDevice()) {
+				kept = append(kept, id)
+			}
+		}
+		targets = kept
 	}
 	if len(targets) == 0 {
 		s.counters.KicksMissed++
@@ -673,6 +687,60 @@ func (s *State) Sessions(f Filter) []Session {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ConnectSeq < out[j].ConnectSeq })
 	return out
+}
+
+// SessionsPage returns, in session id order, at most limit of the live
+// sessions matching f whose id sorts after after (all of them for a limit
+// of 0), and how many sessions match f in all. It costs one pass over the
+// matching sessions and a heap of limit entries, so paging through a large
+// table never sorts it whole.
+func (s *State) SessionsPage(f Filter, after string, limit int) (page []Session, total int) {
+	h := &idHeap{}
+	add := func(sess *Session) {
+		if (f.Device != "" && sess.Device != f.Device) || (f.Node != "" && sess.Node != f.Node) {
+			return
+		}
+		total++
+		if sess.ID <= after && after != "" {
+			return
+		}
+		switch {
+		case limit <= 0 || len(*h) < limit:
+			heap.Push(h, sess)
+		case sess.ID < (*h)[0].ID:
+			(*h)[0] = sess
+			heap.Fix(h, 0)
+		}
+	}
+	if f.User != "" {
+		for _, id := range s.byUser[f.User] {
+			add(s.sessions[id])
+		}
+	} else {
+		for _, sess := range s.sessions {
+			add(sess)
+		}
+	}
+	page = make([]Session, len(*h))
+	for i := len(page) - 1; i >= 0; i-- {
+		page[i] = *heap.Pop(h).(*Session)
+	}
+	return page, total
+}
+
+// idHeap is a max-heap of sessions by id: the page's largest id on top, to
+// be replaced by a smaller one.
+type idHeap []*Session
+
+func (h idHeap) Len() int           { return len(h) }
+func (h idHeap) Less(i, j int) bool { return h[i].ID > h[j].ID }
+func (h idHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *idHeap) Push(x any)        { *h = append(*h, x.(*Session)) }
+func (h *idHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // Live is the number of live sessions.

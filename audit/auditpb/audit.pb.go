@@ -322,8 +322,10 @@ type Session struct {
 	ConnectId         []byte                 `protobuf:"bytes,8,opt,name=connect_id,json=connectId,proto3" json:"connect_id,omitempty"`
 	Previous          string                 `protobuf:"bytes,9,opt,name=previous,proto3" json:"previous,omitempty"`
 	HeartbeatMs       int64                  `protobuf:"varint,10,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The transport its connect event names ("grpc", "websocket+json", ...).
+	Transport     string `protobuf:"bytes,11,opt,name=transport,proto3" json:"transport,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Session) Reset() {
@@ -424,6 +426,13 @@ func (x *Session) GetHeartbeatMs() int64 {
 		return x.HeartbeatMs
 	}
 	return 0
+}
+
+func (x *Session) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
 }
 
 // Pending is a live session's recorded end that had not happened yet.
@@ -2519,7 +2528,7 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"atUnixNano\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x03 \x01(\tR\x06device\x12\x12\n" +
-	"\x04node\x18\x04 \x01(\tR\x04node\"\xa9\x02\n" +
+	"\x04node\x18\x04 \x01(\tR\x04node\"\xc7\x02\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
@@ -2534,7 +2543,8 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"connect_id\x18\b \x01(\fR\tconnectId\x12\x1a\n" +
 	"\bprevious\x18\t \x01(\tR\bprevious\x12!\n" +
 	"\fheartbeat_ms\x18\n" +
-	" \x01(\x03R\vheartbeatMs\"\xd4\x03\n" +
+	" \x01(\x03R\vheartbeatMs\x12\x1c\n" +
+	"\ttransport\x18\v \x01(\tR\ttransport\"\xd4\x03\n" +
 	"\aPending\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x12\n" +

@@ -94,8 +94,17 @@ func ev(typ eventpb.EventType, user, device, session, node, actor, reason string
 
 func connected(user, device, session, node, addr string, supersedes ...string) *eventpb.Event {
 	e := ev(eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, user, device, session, node, user, "")
-	e.Body = &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: addr, HeartbeatMs: 10000, Supersedes: supersedes}}
+	e.Body = &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{RemoteAddr: addr, HeartbeatMs: 10000, Supersedes: supersedes, Transport: transportOf(device)}}
 	return e
+}
+
+// transportOf is the transport the fixture's sessions of device connect
+// over: the tablet's browser over WebSocket, the rest over gRPC.
+func transportOf(device string) string {
+	if device == "tablet" {
+		return "websocket+json"
+	}
+	return "grpc"
 }
 
 func disconnected(user, device, session, node, actor, reason string, d *eventpb.SessionDisconnected) *eventpb.Event {
@@ -148,7 +157,7 @@ func (b *builder) story() {
 	b.at(20*m, disconnected("bob", "laptop", "s-bob-1", "node-a", "bob", "wifi lost",
 		&eventpb.SessionDisconnected{Cause: cClosed, Reconnect: rAllowed}))
 	r := ev(eventpb.EventType_EVENT_TYPE_SESSION_RECONNECTED, "bob", "laptop", "s-bob-2", "node-b", "bob", "")
-	r.Body = &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{PreviousSession: "s-bob-1", LastAckedSeq: 0, RemoteAddr: "10.0.0.12:50020", HeartbeatMs: 10000}}
+	r.Body = &eventpb.Event_SessionReconnected{SessionReconnected: &eventpb.SessionReconnected{PreviousSession: "s-bob-1", LastAckedSeq: 0, RemoteAddr: "10.0.0.12:50020", HeartbeatMs: 10000, Transport: "grpc"}}
 	b.at(21*m, r)
 	// 14: carol goes quiet.
 	b.at(30*m, disconnected("carol", "tablet", "s-carol-1", "node-b", "system", "no heartbeat for 30s",

@@ -142,6 +142,9 @@ column as text (see docs/auditq.md).`,
 				return err
 			}
 			defer closeFn()
+			ctx, clear := a.progressCtx(cmd.Context(), "exporting", src, !a.outTTY || (output != "" && output != "-"))
+			defer clear()
+			cmd.SetContext(ctx)
 			if output != "" && output != "-" {
 				file, err := os.Create(output)
 				if err != nil {
@@ -233,6 +236,15 @@ func (a *app) printEvents(cmd *cobra.Command, src source, f audit.Filter, follow
 			t.fix(10, timeWidth(a.loc), 20, 10, 8, 26, 10, 10)
 		}
 		done = t.end
+	}
+	if _, local := src.(*audit.Engine); !local && a.tick != nil {
+		// A hub's records come through here: count them for the progress
+		// line (the engine counts its own reads).
+		inner := fn
+		fn = func(r *ledger.Record) error {
+			a.tick(r.Seq)
+			return inner(r)
+		}
 	}
 	err := src.Events(cmd.Context(), f, follow, fn)
 	if done != nil {

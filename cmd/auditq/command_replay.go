@@ -90,6 +90,9 @@ live and bans in force afterwards. --json emits one object per step.`,
 				return err
 			}
 			defer closeFn()
+			ctx, clear := a.progressCtx(cmd.Context(), "replaying", src, !a.outTTY) // a terminal shows the steps themselves
+			defer clear()
+			cmd.SetContext(ctx)
 			return a.printReplay(cmd, src, q)
 		},
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sessionledger/sessionledger/audit"
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/internal/termtext"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -27,6 +28,7 @@ type sessionJSON struct {
 	Device     string       `json:"device"`
 	Node       string       `json:"node"`
 	RemoteAddr string       `json:"remote_addr"`
+	Transport  string       `json:"transport,omitempty"`
 	Since      string       `json:"since"`
 	ConnectSeq uint64       `json:"connect_seq"`
 	Previous   string       `json:"previous,omitempty"`
@@ -86,7 +88,7 @@ func (a *app) printSessions(ls []audit.LiveSession) error {
 	case a.json:
 		for _, s := range ls {
 			v := sessionJSON{
-				Session: s.ID, User: s.User, Device: s.Device, Node: s.Node, RemoteAddr: s.RemoteAddr,
+				Session: s.ID, User: s.User, Device: s.Device, Node: s.Node, RemoteAddr: s.RemoteAddr, Transport: s.Transport,
 				Since: jsonTime(s.ConnectedAt, a.loc), ConnectSeq: s.ConnectSeq, Previous: s.Previous,
 			}
 			if p := s.Pending; p != nil {
@@ -97,9 +99,9 @@ func (a *app) printSessions(ls []audit.LiveSession) error {
 			}
 		}
 	case a.csv:
-		c := csvOut(w, "session", "user", "device", "node", "remote_addr", "since", "connect_seq", "previous", "ending_cause", "ending_actor", "ending_reason", "ending_seq")
+		c := csvOut(w, "session", "user", "device", "node", "remote_addr", "since", "connect_seq", "previous", "ending_cause", "ending_actor", "ending_reason", "ending_seq", "transport")
 		for _, s := range ls {
-			row := []string{s.ID, s.User, s.Device, s.Node, s.RemoteAddr, jsonTime(s.ConnectedAt, a.loc), strconv.FormatUint(s.ConnectSeq, 10), s.Previous, "", "", "", ""}
+			row := []string{s.ID, s.User, s.Device, s.Node, s.RemoteAddr, jsonTime(s.ConnectedAt, a.loc), strconv.FormatUint(s.ConnectSeq, 10), s.Previous, "", "", "", "", s.Transport}
 			if p := s.Pending; p != nil {
 				row[8], row[9], row[10], row[11] = audit.CauseName(p.Cause), p.Actor, p.Reason, strconv.FormatUint(p.Seq, 10)
 			}
@@ -108,12 +110,17 @@ func (a *app) printSessions(ls []audit.LiveSession) error {
 		c.Flush()
 		return c.Error()
 	default:
-		t := newTable(w, "SESSION", "USER", "DEVICE", "NODE", "SINCE", "REMOTE", "ENDING")
-		for _, s := range ls {
-			t.row(termtext.Cell(s.ID), termtext.Cell(s.User), termtext.Cell(s.Device), termtext.Cell(s.Node), fmtTime(s.ConnectedAt, a.loc),
-				termtext.Cell(s.RemoteAddr), pendingText(s.Pending))
+		if len(ls) > 0 {
+			t := newTable(w, "SESSION", "USER", "DEVICE", "NODE", "TRANSPORT", "SINCE", "REMOTE", "ENDING")
+			for _, s := range ls {
+				t.row(termtext.Cell(s.ID), termtext.Cell(s.User), termtext.Cell(s.Device), termtext.Cell(s.Node), termtext.Cell(s.Transport), fmtTime(s.ConnectedAt, a.loc),
+					termtext.Cell(s.RemoteAddr), pendingText(s.Pending))
+			}
+			t.flush()
 		}
-		t.flush()
+		// The line under every list of live sessions, as hubctl sessions
+		// prints it (no header over no rows).
+		fmt.Fprintln(w, hubapi.SessionsSummary(len(ls), len(ls)))
 	}
 	return nil
 }

@@ -50,7 +50,11 @@ func (a *app) statsCommand() *cobra.Command {
 				return err
 			}
 			defer closeFn()
+			ctx, clear := a.progressCtx(cmd.Context(), "counting", src, true)
+			defer clear()
+			cmd.SetContext(ctx)
 			st, err := src.Stats(cmd.Context(), f)
+			clear()
 			if perr := a.printStats(st, top); err == nil {
 				err = perr
 			}

@@ -105,7 +105,7 @@ func TestBadInput(t *testing.T) {
 		{"db and addr", []string{"--db", fixture, "--addr", "127.0.0.1:1", "events"}, exitUsage, []string{"not both"}},
 		{"follow a file", []string{"--db", fixture, "events", "--follow"}, exitUsage, []string{"--follow needs a running hubd"}},
 		{"follow without a hub", []string{"--data", withLedger, "events", "--follow"}, exitUsage,
-			[]string{"--follow needs a running hubd and none answers at 127.0.0.1:1", "--addr"}},
+			[]string{"--follow needs a running hubd and none has", "ledger.db open", "--addr"}},
 		{"timeline of nobody", []string{"--db", fixture, "timeline"}, exitUsage, []string{"--session or --user"}},
 		{"timeline of unknown session", []string{"--db", fixture, "timeline", "--session", "s-nobody"}, exitError, []string{"no such session", "s-nobody"}},
 		{"replay without from", []string{"--db", fixture, "replay"}, exitUsage, []string{"--from"}},
@@ -129,7 +129,7 @@ func TestBadInput(t *testing.T) {
 		{"truncated ledger", []string{"--db", cut, "sessions"}, exitError, []string{cut + " is not a ledger file (truncated or not bbolt): 16384 bytes, but its bbolt header says"}},
 		{"4 KB of zeros", []string{"--db", zeros, "events"}, exitError, []string{zeros + " is not a ledger file (truncated or not bbolt)"}},
 		{"another bbolt file", []string{"--db", otherBolt, "verify"}, exitError, []string{otherBolt, "not a sessionledger ledger file"}},
-		{"no source", []string{"--data", t.TempDir(), "events"}, exitError, []string{"no hubd answers", "--addr", "--db"}},
+		{"no source", []string{"--data", t.TempDir(), "events"}, exitError, []string{"no ledger at", "is --data hubd's data directory?", "--addr", "--db"}},
 		{"unknown command", []string{"whodunnit"}, exitUsage, []string{`unknown command "whodunnit"`}},
 		{"misspelt command", []string{"evnts", "--user", "bob"}, exitUsage, []string{`unknown command "evnts" for "auditq"`, "Did you mean this? events"}},
 		{"an argument", []string{"--db", fixture, "events", "bob"}, exitUsage, []string{`auditq events takes no arguments, only flags: "bob"`}},
@@ -291,7 +291,6 @@ func TestAdminToken(t *testing.T) {
 		env  map[string]string
 	}{
 		{"wrong token", []string{"--addr", h.Addr, "--token", "not-the-token", "verify"}, nil},
-		{"no token", []string{"--addr", h.Addr, "--data", t.TempDir(), "events"}, nil},
 		{"wrong env token", []string{"--addr", h.Addr, "--data", t.TempDir(), "sessions"}, map[string]string{"HUBD_ADMIN_TOKEN": "nope"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -299,6 +298,16 @@ func TestAdminToken(t *testing.T) {
 			wantFail(t, r, exitError, "hub at "+h.Addr+" refused the admin token", "--token")
 		})
 	}
+	// No token at all is not a refusal: auditq says it found none, where it
+	// looked, as hubctl does, and asks the hub nothing.
+	t.Run("no token", func(t *testing.T) {
+		dir := t.TempDir()
+		r := run(t, nil, "--addr", h.Addr, "--data", dir, "events")
+		wantFail(t, r, exitError, "no admin token: "+filepath.Join(dir, "admin.token")+" does not exist", "--token")
+		if strings.Contains(r.stderr, "refused") {
+			t.Errorf("says the hub refused a token that was never sent: %s", r.stderr)
+		}
+	})
 	t.Run("env token", func(t *testing.T) {
 		r := run(t, map[string]string{"HUBD_ADMIN_TOKEN": h.Token}, "--addr", h.Addr, "--data", t.TempDir(), "verify")
 		if r.code != 0 {
@@ -382,8 +391,8 @@ func TestConnectTimeout(t *testing.T) {
 		env  map[string]string
 		args []string
 	}{
-		{"--addr", map[string]string{"connectTimeout": "300ms"}, []string{"--addr", l.Addr().String(), "verify"}},
-		{"$AUDITQ_ADDR", map[string]string{"connectTimeout": "300ms", "AUDITQ_ADDR": l.Addr().String()}, []string{"events"}},
+		{"--addr", map[string]string{"connectTimeout": "300ms"}, []string{"--addr", l.Addr().String(), "--token", "t", "verify"}},
+		{"$AUDITQ_ADDR", map[string]string{"connectTimeout": "300ms", "AUDITQ_ADDR": l.Addr().String(), "HUBD_ADMIN_TOKEN": "t"}, []string{"events"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := run(t, c.env, c.args...)

@@ -103,7 +103,7 @@ func TestHostileNamesAreEscaped(t *testing.T) {
 		{"events", []string{"events"}, 6, []string{escDevice, escActor, escReason, termtext.Field(hostileBan)}},
 		{"timeline user", []string{"timeline", "--user", hostileUser}, 6, []string{escDevice, escActor, `"spam\x1b[2J"`, `"line\nFAKE_BAN"`}},
 		{"timeline session", []string{"timeline", "--session", hostileSess}, 4, []string{escDevice, escActor}},
-		{"sessions", []string{"sessions", "--at", at}, 2, []string{escDevice, "kicked by " + escActor}},
+		{"sessions", []string{"sessions", "--at", at}, 3, []string{escDevice, "kicked by " + escActor, "1 live session\n"}}, // header, row, summary
 		{"bans", []string{"bans", "--at", late}, 2, []string{escActor, `line\nFAKE_BAN`}},
 		{"replay", []string{"replay", "--from", start.Add(-time.Second).Format(time.RFC3339)}, 6, []string{escDevice, escActor}},
 		{"stats", []string{"stats", "--top", "0"}, 0, []string{escActor}},

@@ -25,6 +25,7 @@ import (
 	"github.com/sessionledger/sessionledger/audit"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/internal/termtext"
+	"github.com/sessionledger/sessionledger/internal/version"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -93,9 +94,13 @@ type app struct {
 	tls                    bool
 	caFile, certFile, keyF string
 	loc                    *time.Location
+	// dataGiven: --data or $AUDITQ_DATA named the data directory.
+	dataGiven bool
 
 	// kind is set by a failing command to choose the exit code.
 	kind int
+	// tick reports progress from a command's callbacks (progressCtx).
+	tick func(seq uint64)
 }
 
 func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
@@ -167,7 +172,10 @@ Sources (one of):
                   $AUDITQ_DATA, default ./data); --tls, --ca, and --cert and
                   --cert-key when hubd wants a client certificate (--client-ca).
                   The token needs the auditor role at least.
-  (neither)       the local hubd at ` + defaultAddr + ` if one answers, else DATA/ledger.db
+  (neither)       follows the data directory: DATA/ledger.db itself when no
+                  hubd has it open, else the hubd running on DATA (at the
+                  address it wrote to DATA/hubd.addr); with no ledger in the
+                  default ./data, the local hubd at ` + defaultAddr + ` if one answers
 
 Times: RFC3339 (2026-03-01T10:00:00Z), a date or date-time in --tz, "now",
 or a duration ago (90s, 15m, 2h, 3d). Shown in RFC3339, UTC unless --tz.
@@ -183,6 +191,7 @@ skipped).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			a.dataGiven = cmd.Flags().Changed("data") || a.getenv("AUDITQ_DATA") != ""
 			if a.json && a.csv {
 				return usagef("--json and --csv exclude each other")
 			}
@@ -209,6 +218,8 @@ skipped).`,
 	pf.StringVar(&a.caFile, "ca", "", "PEM CA certificate for --tls (default: system roots)")
 	pf.StringVar(&a.certFile, "cert", "", "PEM client certificate for hubd's --client-ca; implies --tls")
 	pf.StringVar(&a.keyF, "cert-key", "", "PEM private key of --cert")
+	root.Version = version.Line("auditq")
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usagef("%v (see %s --help)", err, c.CommandPath())
 	})
@@ -294,30 +305,72 @@ func (a *app) openSource(ctx context.Context, live bool) (source, func(), error)
 		return a.openFile(a.db)
 	}
 	if a.addr != "" {
-		return a.dial(a.addr)
+		return a.dial(a.addr, a.tls)
 	}
 	if addr := a.getenv("AUDITQ_ADDR"); addr != "" {
-		return a.dial(addr) // as --addr: a hub named is not probed, and no file stands in for it
+		return a.dial(addr, a.tls) // as --addr: a hub named is not probed, and no file stands in for it
 	}
-	if a.hubAnswers(ctx, a.localAddr) {
-		src, closeFn, err := a.dial(a.localAddr)
-		if err == nil && a.errTTY {
-			fmt.Fprintf(a.stderr, "auditq: reading from the running hubd at %s\n", a.localAddr)
+	// Neither: follow the data directory. Its ledger, if no hubd has it
+	// open; else the hubd that has it, where it said it listens.
+	path := filepath.Join(a.data, "ledger.db")
+	if _, err := os.Stat(path); err == nil {
+		src, closeFn, err := a.openFile(path)
+		switch {
+		case err == nil && live:
+			closeFn()
+			return nil, nil, usagef("--follow needs a running hubd and none has %s open: give --addr HOST:PORT (a ledger file does not grow while auditq reads it)", path)
+		case err == nil:
+			a.say("reading %s (no hubd has it open)", path)
+			return src, closeFn, nil
+		case !errors.Is(err, errLocked):
+			return nil, nil, err
 		}
-		return src, closeFn, err
+		return a.dialDataHub(ctx, path)
+	}
+	if a.dataGiven {
+		return nil, nil, fmt.Errorf("no ledger at %s: is --data hubd's data directory? (or give --addr HOST:PORT or --db FILE)", path)
+	}
+	// The default ./data holds no ledger: the local hubd, if one answers.
+	if a.hubAnswers(ctx, a.localAddr, a.tls) {
+		a.say("no ledger in %s; reading from the running hubd at %s", a.data, a.localAddr)
+		return a.dial(a.localAddr, a.tls)
 	}
 	if live {
 		return nil, nil, usagef("--follow needs a running hubd and none answers at %s: give --addr HOST:PORT (a ledger file does not grow while auditq reads it)", a.localAddr)
 	}
-	path := filepath.Join(a.data, "ledger.db")
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("no hubd answers at %s and there is no ledger at %s: give --addr HOST:PORT or --db FILE", a.localAddr, path)
-	}
-	if a.errTTY {
-		fmt.Fprintf(a.stderr, "auditq: no hubd at %s; reading %s\n", a.localAddr, path)
-	}
-	return a.openFile(path)
+	return nil, nil, fmt.Errorf("no hubd answers at %s and there is no ledger at %s: give --addr HOST:PORT, --db FILE or --data DIR", a.localAddr, path)
 }
+
+// dialDataHub reaches the hubd that has the ledger at path open: at the
+// address it wrote beside it (DATA/hubd.addr), or the local default.
+func (a *app) dialDataHub(ctx context.Context, path string) (source, func(), error) {
+	addr, tlsOn, err := hubapi.ReadAddrFile(a.data)
+	why := "the address it wrote to " + filepath.Join(a.data, hubapi.AddrFile)
+	if err != nil {
+		addr, tlsOn, why = a.localAddr, a.tls, "the default address (it wrote no "+hubapi.AddrFile+")"
+	}
+	tlsOn = tlsOn || a.tls
+	if tlsOn && !a.tls && a.caFile == "" {
+		// Its certificate may not be one the system trusts: say so rather
+		// than fail on the handshake.
+		a.say("the hubd on %s serves TLS; using the system's roots (give --ca for another)", a.data)
+	}
+	if !a.hubAnswers(ctx, addr, tlsOn) {
+		return nil, nil, fmt.Errorf("%s is locked by a running hubd, which does not answer at %s (%s): give --addr HOST:PORT, or read a backup with --db FILE", path, addr, why)
+	}
+	a.say("%s is in use by the running hubd; reading from it at %s (%s)", path, addr, why)
+	return a.dial(addr, tlsOn)
+}
+
+// say tells the user, on a terminal, which source auditq reads.
+func (a *app) say(format string, args ...any) {
+	if a.errTTY {
+		fmt.Fprintf(a.stderr, "auditq: "+format+"\n", args...)
+	}
+}
+
+// errLocked marks openFile's error for a ledger a running hubd holds.
+var errLocked = errors.New("ledger locked by another process")
 
 func (a *app) openFile(path string) (source, func(), error) {
 	// The ledger's own open reports an empty file or a directory
@@ -330,7 +383,7 @@ func (a *app) openFile(path string) (source, func(), error) {
 	st, err := ledger.Open(path, &ledger.Options{ReadOnly: true, LockTimeout: a.lockTimeout})
 	switch {
 	case errors.Is(err, ledger.ErrLocked):
-		return nil, nil, fmt.Errorf("%s is locked by another process, probably a running hubd: query the hub with --addr HOST:PORT (default %s), or read a backup with --db BACKUP", path, defaultAddr)
+		return nil, nil, fmt.Errorf("%w: %s is locked by another process, probably a running hubd: query the hub with --addr HOST:PORT (default %s), or read a backup with --db BACKUP", errLocked, path, defaultAddr)
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, nil, fmt.Errorf("no ledger file at %s", path)
 	case errors.Is(err, ledger.ErrNotLedger):
@@ -349,31 +402,32 @@ func envOr(getenv func(string) string, name, def string) string {
 	return def
 }
 
-// adminToken finds the token for --addr: --token, $HUBD_ADMIN_TOKEN, or
-// the one hubd wrote to DATA/admin.token. None is not an error here: the hub
-// will refuse the call and the message says where a token comes from.
-func (a *app) adminToken() string {
+// adminToken finds the token for a hub: --token, $HUBD_ADMIN_TOKEN, or
+// the one hubd wrote to DATA/admin.token. Without one it says why, in the
+// words hubctl uses: every Audit call needs one, so auditq does not ask.
+func (a *app) adminToken() (string, error) {
 	if a.token != "" {
-		return a.token
+		return a.token, nil
 	}
 	if t := a.getenv("HUBD_ADMIN_TOKEN"); t != "" {
-		return t
+		return t, nil
 	}
-	t, err := hubapi.FirstAdminToken(filepath.Join(a.data, hubapi.AdminTokenFile))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		fmt.Fprintf(a.stderr, "auditq: no admin token: %s\n", oneLine(err))
+	path := filepath.Join(a.data, hubapi.AdminTokenFile)
+	t, err := hubapi.FirstAdminToken(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("no admin token: %s does not exist (is --data hubd's data directory? or pass --token or HUBD_ADMIN_TOKEN)", path)
+	case err != nil:
+		return "", fmt.Errorf("admin token: %w", err)
 	}
-	if err != nil {
-		return ""
-	}
-	return t
+	return t, nil
 }
 
-// transport is the credentials for a hubd: TLS with --tls, --ca or
-// --cert, else plaintext.
-func (a *app) transport() (credentials.TransportCredentials, error) {
-	if !a.tls && a.caFile == "" && a.certFile == "" {
-		return insecure.NewCredentials(), nil
+// tlsConfig is what --tls (or on: the hubd's address file says it serves
+// TLS), --ca and --cert ask for (nil: plaintext), as hubctl's.
+func (a *app) tlsConfig(on bool) (*tls.Config, error) {
+	if !on && a.caFile == "" && a.certFile == "" {
+		return nil, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if a.caFile != "" {
@@ -397,15 +451,23 @@ func (a *app) transport() (credentials.TransportCredentials, error) {
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
-	return credentials.NewTLS(cfg), nil
+	return cfg, nil
 }
 
-func (a *app) dial(addr string) (source, func(), error) {
-	creds, err := a.transport()
+func (a *app) dial(addr string, tlsOn bool) (source, func(), error) {
+	tok, err := a.adminToken()
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := audit.NewClient(addr, a.adminToken(), audit.WithConnectTimeout(a.connectTimeout), grpc.WithTransportCredentials(creds))
+	tc, err := a.tlsConfig(tlsOn)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := []grpc.DialOption{audit.WithConnectTimeout(a.connectTimeout)}
+	if tc != nil {
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	}
+	c, err := audit.NewClient(addr, tok, opts...)
 	if err != nil {
 		return nil, nil, usagef("--addr %s: %v", addr, err)
 	}
@@ -414,10 +476,10 @@ func (a *app) dial(addr string) (source, func(), error) {
 
 // hubAnswers reports whether something speaking gRPC answers at addr
 // within probeTimeout (hubd serves the health service).
-func (a *app) hubAnswers(ctx context.Context, addr string) bool {
-	creds, err := a.transport()
-	if err != nil {
-		return false
+func (a *app) hubAnswers(ctx context.Context, addr string, tlsOn bool) bool {
+	creds := insecure.NewCredentials()
+	if tc, err := a.tlsConfig(tlsOn); err == nil && tc != nil {
+		creds = credentials.NewTLS(tc)
 	}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {

@@ -19,12 +19,19 @@ func (b *bench) connectAll() error {
 	var wg sync.WaitGroup
 	var failures atomic.Int64
 	var firstErr atomic.Value
+	if b.o.profile != "" {
+		done := b.cpuProfile("connect", 8)
+		defer done()
+	}
 	start := time.Now()
+	hubdCPU, clientsCPU := b.cpuTimes()
+	commits, records := b.metric("sessionledger_ledger_commits_total"), b.metric("sessionledger_ledger_records_total")
 	for i := range n {
 		s := &sess{b: b, user: fmt.Sprintf("bench-user-%06d", i)}
-		if b.o.clustered() {
+		switch {
+		case b.o.clustered():
 			s.addrs = b.rotated(i)
-		} else {
+		case b.wsListen == "":
 			s.conn = b.conns[i%len(b.conns)]
 		}
 		b.sessions[i] = s
@@ -46,12 +53,19 @@ func (b *bench) connectAll() error {
 	}
 	wg.Wait() // each Dial is bounded by its ctx
 	d := time.Since(start)
+	hubdCPU2, clientsCPU2 := b.cpuTimes()
 	c := &b.res.Connect
+	if dc := b.metric("sessionledger_ledger_commits_total") - commits; dc > 0 {
+		c.MeanBatch = (b.metric("sessionledger_ledger_records_total") - records) / dc
+	}
 	c.Seconds, c.PerSecond, c.Failures = d.Seconds(), float64(n)/d.Seconds(), int(failures.Load())
+	c.HubdCPUUs = float64((hubdCPU2 - hubdCPU).Microseconds()) / float64(n)
+	c.ClientsCPUUs = float64((clientsCPU2 - clientsCPU).Microseconds()) / float64(n)
 	if v := firstErr.Load(); v != nil {
 		c.FirstError = v.(string)
 	}
-	b.printf("connect: %d sessions in %.2fs = %.0f/s (%d failed)", n-c.Failures, d.Seconds(), c.PerSecond, c.Failures)
+	b.printf("connect: %d sessions in %.2fs = %.0f/s (%d failed); CPU per connect: hubd %.0f µs, clients %.0f µs; ledger group commits of %.1f records on average",
+		n-c.Failures, d.Seconds(), c.PerSecond, c.Failures, c.HubdCPUUs, c.ClientsCPUUs, c.MeanBatch)
 	if c.Failures > 0 {
 		return fmt.Errorf("%d connects failed, first: %s", c.Failures, c.FirstError)
 	}

@@ -23,6 +23,11 @@ func (b *bench) fanout() error {
 	}
 	f.Sessions = int(b.live.Load())
 	var rates []float64
+	var profiled func()
+	if b.o.profile != "" {
+		profiled = b.cpuProfile("fanout", 5)
+	}
+	hubdCPU, clientsCPU := b.cpuTimes()
 	for r := range b.o.fanouts {
 		before := b.delivered.Load()
 		want := int64(f.Sessions)
@@ -45,10 +50,18 @@ func (b *bench) fanout() error {
 		f.Seconds = append(f.Seconds, d.Seconds())
 		rates = append(rates, float64(want)/d.Seconds())
 	}
+	hubdCPU2, clientsCPU2 := b.cpuTimes()
+	deliveries := float64(f.Sessions * f.Rounds)
+	f.HubdCPUUs = float64((hubdCPU2 - hubdCPU).Microseconds()) / deliveries
+	f.ClientsCPUUs = float64((clientsCPU2 - clientsCPU).Microseconds()) / deliveries
+	if profiled != nil {
+		profiled()
+	}
 	if len(rates) > 0 {
 		slices.Sort(rates)
 		f.PerSecondMed = rates[len(rates)/2]
 	}
-	b.printf("fan-out: %d rounds to %d sessions: %v s; median %.0f deliveries/s", f.Rounds, f.Sessions, roundAll(f.Seconds), f.PerSecondMed)
+	b.printf("fan-out: %d rounds to %d sessions: %v s; median %.0f deliveries/s; CPU per delivery: hubd %.1f µs, clients %.1f µs",
+		f.Rounds, f.Sessions, roundAll(f.Seconds), f.PerSecondMed, f.HubdCPUUs, f.ClientsCPUUs)
 	return nil
 }

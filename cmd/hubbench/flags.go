@@ -4,12 +4,16 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/sessionledger/sessionledger/internal/version"
 )
 
 type options struct {
@@ -24,6 +28,9 @@ type options struct {
 	jsonOut     string
 	hubdArgs    string
 	profile     string
+	transport   string        // "grpc" or "ws"
+	wsAck       string        // "pong", "each" or a duration
+	wsAckEvery  time.Duration // from wsAck: -1 with pongs, 0 each, > 0 that long after the first unacked
 
 	// Cluster mode: --cluster N starts N nodes, --addrs uses running ones.
 	cluster          int
@@ -69,24 +76,31 @@ func (o *options) onOtherNodes() int {
 }
 
 // parseOptions reads the command line. A bad flag or a bad combination is
-// one error naming what is wrong (hubbench exits 2 with it); -h returns
-// flag.ErrHelp.
-func parseOptions(args []string, out io.Writer) (options, error) {
+// one error naming what is wrong (hubbench exits 2 with it); --help and
+// --version return an errHelp with what to print.
+func parseOptions(args []string) (options, error) {
 	var o options
 	var addrs string
-	fs := flag.NewFlagSet("hubbench", flag.ContinueOnError)
-	fs.SetOutput(out)
+	var help, showVersion bool
+	fs := pflag.NewFlagSet("hubbench", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are one line, from run
+	fs.Usage = func() {}
+	fs.SortFlags = false
+	fs.BoolVarP(&help, "help", "h", false, "print this help and exit")
+	fs.BoolVar(&showVersion, "version", false, "print the version (from the build information) and exit")
 	fs.IntVar(&o.sessions, "sessions", 20000, "concurrent sessions to hold")
-	fs.IntVar(&o.perConn, "per-conn", 100, "sessions sharing one client connection (HTTP/2 streams; client.WithConn); single mode only: in cluster mode every session dials its own")
+	fs.IntVar(&o.perConn, "per-conn", 100, "sessions sharing one client connection (HTTP/2 streams; client.WithConn); 1: one connection per session, as devices connect (each a descriptor in hubbench and one in hubd: N up to the open-file limit less 64); single mode only: in cluster mode every session dials its own")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "connects in flight while ramping up")
-	fs.IntVar(&o.kicks, "kicks", -1, "kicks to time (default min(1000, --sessions - 1); in cluster mode min(1000, the sessions on the other nodes))")
+	kicks := fs.String("kicks", "auto", "kicks to time (auto: the smaller of 1000 and --sessions - 1; in cluster mode of 1000 and the sessions on the other nodes)")
 	fs.IntVar(&o.fanouts, "fanouts", 5, "notify-all rounds to time")
-	fs.BoolVar(&o.storm, "storm", true, "end with a reconnect storm: SIGTERM hubd, restart it, time until every session resumed (single mode only)")
+	fs.BoolVar(&o.storm, "storm", true, "end with a reconnect storm: SIGTERM hubd, restart it, time until every session resumed (--storm=false skips it; single mode only)")
 	fs.StringVar(&o.hubdPath, "hubd", "", "hubd binary (default: build ./cmd/hubd into a temporary directory)")
 	fs.StringVar(&o.data, "data", "", "hubd data directory (default: a temporary one, removed at the end); with --cluster, one subdirectory per node")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the result as JSON to this file")
 	fs.StringVar(&o.hubdArgs, "hubd-args", "", "extra hubd flags, space separated (given to every node)")
-	fs.StringVar(&o.profile, "profile", "", "save hubd's heap and goroutine profiles with every session connected, and CPU profiles during the kicks, into this directory (go tool pprof)")
+	fs.StringVar(&o.profile, "profile", "", "save profiles into this directory (go tool pprof): hubd's heap and goroutines with every session connected, and CPU of hubd (every node) and of hubbench's clients during the connects, kicks and fan-out")
+	fs.StringVar(&o.transport, "transport", "grpc", "how sessions connect: grpc (hub/client, --per-conn sessions per connection) or ws (one WebSocket connection each, subprotocol sessionledger.v1+proto; --per-conn is 1; single mode only)")
+	fs.StringVar(&o.wsAck, "ws-ack", "pong", "with --transport ws, when clients ack (cumulatively): pong (the highest with each Pong, as the JavaScript client does), each (one per notification, as hub/client), or a duration after the first unacked notification")
 	fs.IntVar(&o.cluster, "cluster", 0, "cluster mode: start N hubd nodes (N >= 2) with embedded NATS servers on loopback, sessions spread over them, kicks across nodes")
 	fs.StringVar(&addrs, "addrs", "", "cluster mode against running nodes: their gRPC addresses, HOST:PORT,... (admin token from --token-file)")
 	fs.StringVar(&o.tokenFile, "token-file", "", "with --addrs: the cluster's admin token file (the admin.token of any node)")
@@ -94,24 +108,59 @@ func parseOptions(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.lostAfter, "lost-after", 0, "with --cluster: every node's --lost-after (default hubd's: 3 heartbeats)")
 	fs.BoolVar(&o.killNode, "kill-node", false, "with --cluster (3 or more): end by SIGKILLing the last node; time until the survivors recorded its sessions lost and its clients were welcomed elsewhere")
 	if err := fs.Parse(args); err != nil {
-		return o, err // the flag package printed it, and the usage
+		return o, fmt.Errorf("%v (see hubbench --help)", err)
+	}
+	switch {
+	case help:
+		return o, errHelp{usageHead + fs.FlagUsages()}
+	case showVersion:
+		return o, errHelp{version.Line("hubbench") + "\n"}
 	}
 	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	fs.Visit(func(f *pflag.Flag) { given[f.Name] = true })
 	if addrs != "" {
 		o.addrs = strings.Split(addrs, ",")
 		for i := range o.addrs {
 			o.addrs[i] = strings.TrimSpace(o.addrs[i])
 		}
 	}
-	return o, o.validate(fs, given)
+	return o, o.validate(fs.Args(), *kicks, given)
 }
 
 // validate checks the flags and their combinations and fills in the
 // defaults that depend on others; it returns the first problem.
-func (o *options) validate(fs *flag.FlagSet, given map[string]bool) error {
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (hubbench takes only flags; see -h)", fs.Arg(0))
+func (o *options) validate(args []string, kicks string, given map[string]bool) error {
+	if len(args) > 0 {
+		return fmt.Errorf("stray argument %q: hubbench takes only flags (see hubbench --help)", args[0])
+	}
+	switch o.wsAck {
+	case "pong":
+		o.wsAckEvery = -1
+	case "each":
+		o.wsAckEvery = 0
+	default:
+		d, err := time.ParseDuration(o.wsAck)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("--ws-ack %q: want pong, each or a positive duration (see hubbench --help)", o.wsAck)
+		}
+		o.wsAckEvery = d
+	}
+	switch o.transport {
+	case "grpc":
+	case "ws":
+		o.perConn = 1
+	default:
+		return fmt.Errorf("--transport %q: want grpc or ws (see hubbench --help)", o.transport)
+	}
+	switch {
+	case kicks == "auto":
+		o.kicks = -1 // filled in below, once the mode is known
+	default:
+		n, err := strconv.Atoi(kicks)
+		if err != nil || n < 0 {
+			return fmt.Errorf("--kicks %q: want a number or auto (see hubbench --help)", kicks)
+		}
+		o.kicks = n
 	}
 	// The mode.
 	if given["cluster"] && given["addrs"] {
@@ -152,6 +201,9 @@ func (o *options) validate(fs *flag.FlagSet, given map[string]bool) error {
 		}
 	}
 	if o.clustered() {
+		if o.transport == "ws" {
+			return errors.New("--transport ws is for single mode: in cluster mode sessions are hub/client clients, which move to another node when theirs is gone")
+		}
 		if given["per-conn"] {
 			return errors.New("--per-conn is for single mode: in cluster mode every session dials its own connection, which the client moves to another node when its node is gone")
 		}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,8 +58,8 @@ func (b *bench) raiseFileLimit() error {
 	}
 	nconn := b.o.connections()
 	if need := uint64(nconn + fdsBesidesConns); need > rl.Cur {
-		return fmt.Errorf("%d sessions at %d per connection are %d connections: about %d open files in hubbench and as many in hubd, over the limit of %d; raise --per-conn (single mode), lower --sessions or raise the hard limit (ulimit -Hn)",
-			b.o.sessions, b.o.perConn, nconn, need, rl.Cur)
+		return fmt.Errorf("%d sessions at %d per connection are %d connections: about %d open files in hubbench and as many in hubd, over the limit of %d (at most %d connections here); raise --per-conn (single mode), lower --sessions or raise the hard limit (ulimit -Hn)",
+			b.o.sessions, b.o.perConn, nconn, need, rl.Cur, int(rl.Cur)-fdsBesidesConns)
 	}
 	// Both processes draw on the system's table of open files.
 	if f, err := os.ReadFile("/proc/sys/fs/file-nr"); err == nil {
@@ -121,6 +122,9 @@ func (b *bench) launch(n *node) error {
 		// carries the admin calls.
 		"--max-streams-per-conn", strconv.Itoa(max(256, b.o.perConn+64))}
 	args = append(args, n.flags...)
+	if b.wsListen != "" {
+		args = append(args, "--ws-listen", b.wsListen, "--ws-demo=false")
+	}
 	if b.o.hubdArgs != "" {
 		args = append(args, strings.Fields(b.o.hubdArgs)...)
 	}
@@ -333,10 +337,12 @@ func (b *bench) savePprof(n *node, path, file string) error {
 	return errors.Join(err, f.Close())
 }
 
-// cpuProfile starts an 8-second CPU profile of every started node, saved
-// as hubd[-NODE]-cpu-WHAT.pprof; the returned func waits until they are
-// written (a profile runs for its time whatever happens meanwhile).
-func (b *bench) cpuProfile(what string) func() {
+// cpuProfile profiles a phase, in every started node (its
+// /debug/pprof/profile for seconds, into hubd[-NODE]-cpu-NAME.pprof) and in
+// hubbench itself (the clients: they share the machine), into
+// hubbench-cpu-NAME.pprof. The returned func waits for the nodes' profiles
+// to finish and stops hubbench's.
+func (b *bench) cpuProfile(name string, seconds int) func() {
 	var wg sync.WaitGroup
 	start := time.Now()
 	for _, n := range b.nodes {
@@ -346,13 +352,54 @@ func (b *bench) cpuProfile(what string) func() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := b.savePprof(n, "/debug/pprof/profile?seconds=8", filepath.Join(b.o.profile, n.profilePrefix()+"cpu-"+what+".pprof")); err != nil {
+			if err := b.savePprof(n, fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), filepath.Join(b.o.profile, n.profilePrefix()+"cpu-"+name+".pprof")); err != nil {
 				b.printf("cpu profile of %s: %v", n.label(), err)
 			}
 		}()
 	}
+	own, err := os.Create(filepath.Join(b.o.profile, "hubbench-cpu-"+name+".pprof"))
+	if err == nil && pprof.StartCPUProfile(own) != nil {
+		own.Close()
+		own = nil
+	}
 	return func() {
+		if own != nil {
+			pprof.StopCPUProfile()
+			own.Close()
+		}
 		wg.Wait()
-		b.printf("cpu profiles (%s, %.0fs) saved", what, time.Since(start).Seconds())
+		b.printf("cpu profiles of %s (%.0fs) saved", name, time.Since(start).Seconds())
 	}
 }
+
+// cpuTimes returns the CPU time the started hubd nodes (together) and
+// hubbench (the clients) have used so far, user and system: phases report
+// their difference, which the other load on a shared machine does not
+// inflate as it does wall time.
+func (b *bench) cpuTimes() (hubd, clients time.Duration) {
+	for _, n := range b.nodes {
+		if !n.started() {
+			continue
+		}
+		if f, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n.cmd.Process.Pid)); err == nil {
+			// Fields after the command (which may hold spaces) in
+			// parentheses: utime and stime are the 14th and 15th fields.
+			if i := strings.LastIndexByte(string(f), ')'); i > 0 {
+				fs := strings.Fields(string(f[i+1:]))
+				if len(fs) > 12 {
+					u, _ := strconv.ParseUint(fs[11], 10, 64)
+					s, _ := strconv.ParseUint(fs[12], 10, 64)
+					hubd += time.Duration(u+s) * time.Second / clockTicks
+				}
+			}
+		}
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		clients = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	return hubd, clients
+}
+
+// clockTicks is the unit of /proc/PID/stat's times (USER_HZ, 100 on Linux).
+const clockTicks = 100

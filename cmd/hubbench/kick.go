@@ -57,12 +57,13 @@ func (b *bench) kickAll() error {
 		b.res.Cluster.KicksPerNode = perNode
 	}
 	if b.o.profile != "" {
-		done := b.cpuProfile("kicks")
+		done := b.cpuProfile("kicks", 8)
 		defer done()
 	}
 	var calls, frames, ends []time.Duration
 	var others []int
 	var done []kickDone
+	appendsBefore, enforceBefore := b.histogram(appendHistogram), b.histogram(enforceHistogram)
 	for _, i := range order {
 		s := b.sessions[i]
 		id, ended := s.current()
@@ -103,6 +104,10 @@ func (b *bench) kickAll() error {
 	k.CallP50, k.CallP99 = pct(calls, 50), pct(calls, 99)
 	k.FrameP50, k.FrameP99 = pct(frames, 50), pct(frames, 99)
 	k.EndP50, k.EndP99, k.EndMax = pct(ends, 50), pct(ends, 99), pct(ends, 100)
+	appends := b.histogram(appendHistogram).since(appendsBefore)
+	k.Appends, k.AppendP50, k.AppendP99 = int(appends.count), appends.quantile(0.5), appends.quantile(0.99)
+	enforce := b.histogram(enforceHistogram).since(enforceBefore)
+	k.EnforceP50, k.EnforceP99 = enforce.quantile(0.5), enforce.quantile(0.99)
 	slices.Sort(others)
 	k.LiveMin, k.LiveMedian = others[0], others[len(others)/2]
 	if err := b.waitAllLive("after the kicks", time.Minute); err != nil {
@@ -118,6 +123,12 @@ func (b *bench) kickAll() error {
 	if perNode != nil {
 		b.printf("kick: every kick through %s; the kicked sessions were on the nodes %v (%s)", b.nodes[0].label(), perNode, b.nodeList())
 	}
+	where := "hubd"
+	if len(b.nodes) > 1 {
+		where = "the hubd nodes together"
+	}
+	b.printf("kick: meanwhile in %s, %d durable appends (the kicks', the ends' and the resumes') took p50 %.2fms p99 %.2fms; kick event to session end p50 %.2fms p99 %.2fms (its histograms)",
+		where, k.Appends, k.AppendP50, k.AppendP99, k.EnforceP50, k.EnforceP99)
 	return nil
 }
 
@@ -218,22 +229,134 @@ func (b *bench) kicksRecorded(kicks []kickDone, wait time.Duration) error {
 	}
 }
 
+// The hub's histograms the kick phase reads.
+const (
+	appendHistogram  = "sessionledger_ledger_append_seconds"
+	enforceHistogram = "sessionledger_enforce_seconds"
+)
+
+// hist is a Prometheus histogram as scraped: cumulative counts by upper
+// bound (seconds), ascending, and the total count.
+type hist struct {
+	le, cum []float64
+	count   float64
+}
+
+// since returns the observations made between earlier and h.
+func (h hist) since(earlier hist) hist {
+	d := hist{le: h.le, cum: slices.Clone(h.cum), count: h.count - earlier.count}
+	if len(earlier.cum) == len(d.cum) {
+		for i := range d.cum {
+			d.cum[i] -= earlier.cum[i]
+		}
+	}
+	return d
+}
+
+// plus returns the observations of h and o together (the same buckets:
+// the same histogram of two nodes).
+func (h hist) plus(o hist) hist {
+	if len(h.le) == 0 {
+		return o
+	}
+	d := hist{le: h.le, cum: slices.Clone(h.cum), count: h.count + o.count}
+	if len(o.cum) == len(d.cum) {
+		for i := range d.cum {
+			d.cum[i] += o.cum[i]
+		}
+	}
+	return d
+}
+
+// quantile estimates the q-quantile in milliseconds as Prometheus's
+// histogram_quantile does: linearly within the bucket it falls in, and
+// the highest finite bound if it falls beyond them. 0 without observations.
+func (h hist) quantile(q float64) float64 {
+	if h.count <= 0 || len(h.le) == 0 {
+		return 0
+	}
+	rank := q * h.count
+	lower, below := 0.0, 0.0
+	for i, le := range h.le {
+		if h.cum[i] >= rank {
+			if h.cum[i] == below {
+				return le * 1000
+			}
+			return (lower + (le-lower)*(rank-below)/(h.cum[i]-below)) * 1000
+		}
+		lower, below = le, h.cum[i]
+	}
+	return lower * 1000
+}
+
+// histogram reads one unlabelled histogram from the metrics of every node
+// hubbench started, summed (empty if absent).
+func (b *bench) histogram(name string) hist {
+	var h hist
+	for _, n := range b.nodes {
+		if n.metrics != "" {
+			h = h.plus(b.histogramOf(n, name))
+		}
+	}
+	return h
+}
+
+func (b *bench) histogramOf(n *node, name string) hist {
+	var h hist
+	res, err := b.http.Get("http://" + n.metrics + "/metrics")
+	if err != nil {
+		return h
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, name+`_bucket{le="`); ok {
+			bound, v, ok := strings.Cut(rest, `"} `)
+			le, err1 := strconv.ParseFloat(bound, 64)
+			n, err2 := strconv.ParseFloat(v, 64)
+			if ok && err1 == nil && err2 == nil && bound != "+Inf" {
+				h.le, h.cum = append(h.le, le), append(h.cum, n)
+			}
+		} else if v, ok := strings.CutPrefix(line, name+"_count "); ok {
+			h.count, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	return h
+}
+
 // headSeq reads the ledger head from the first node's metrics (0 when
 // hubbench did not start it).
 func (b *bench) headSeq() uint64 {
-	if b.nodes[0].metrics == "" {
+	return uint64(b.metricOf(b.nodes[0], "sessionledger_ledger_head_seq"))
+}
+
+// metric reads one unlabelled series from the metrics of every node
+// hubbench started, summed (0 if absent).
+func (b *bench) metric(name string) float64 {
+	var sum float64
+	for _, n := range b.nodes {
+		sum += b.metricOf(n, name)
+	}
+	return sum
+}
+
+// metricOf reads one unlabelled series from n's metrics (0 if absent, or
+// when hubbench did not start n).
+func (b *bench) metricOf(n *node, name string) float64 {
+	if n.metrics == "" {
 		return 0
 	}
-	res, err := b.http.Get("http://" + b.nodes[0].metrics + "/metrics")
+	res, err := b.http.Get("http://" + n.metrics + "/metrics")
 	if err != nil {
 		return 0
 	}
 	defer res.Body.Close()
 	sc := bufio.NewScanner(res.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "sessionledger_ledger_head_seq "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			f, _ := strconv.ParseFloat(v, 64)
-			return uint64(f)
+			return f
 		}
 	}
 	return 0

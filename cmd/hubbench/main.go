@@ -7,10 +7,20 @@
 //
 // The sessions are hub/client clients, as an application holds them
 // (auto-ack, reconnect as advised, with the client's jittered backoff),
-// --per-conn of them sharing one gRPC connection (client.WithConn). Kicked
-// sessions resume; fan-out and storm wait until all N are live again.
+// --per-conn of them sharing one gRPC connection (client.WithConn); with
+// --transport ws, each is one WebSocket connection to hubd's --ws-listen
+// held by a small client of hubbench's own (ws.go). Kicked sessions
+// resume; fan-out and storm wait until all N are live again.
+// --per-conn 1 gives each session a connection of its own, as devices
+// connect; each takes an open file in hubbench and one in hubd, so N is
+// bounded by the open-file limit (hubbench raises its soft limit to the
+// hard one, which hubd inherits, and says the largest N that fits). The
+// summary ends with the table ../shared/peers/compare.sh prints, and the
+// CPU time hubd and the clients spent per connect and per delivery.
 //
 //	go run ./cmd/hubbench --sessions 20000 --json bench.json
+//	go run ./cmd/hubbench --sessions 10000 --per-conn 1 --storm=false
+//	go run ./cmd/hubbench --transport ws --sessions 10000 --json bench.json
 //
 // # Cluster mode
 //
@@ -33,8 +43,8 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -56,6 +66,7 @@ import (
 type bench struct {
 	o        options
 	nodes    []*node      // the first is the one admin calls go through
+	wsListen string       // with --transport ws: hubd's --ws-listen (single mode)
 	http     *http.Client // for hubd's metrics and pprof
 	conns    []*grpc.ClientConn
 	sessions []*sess
@@ -98,13 +109,22 @@ type Result struct {
 		NotifyP50 float64 `json:"notify_p50_ms"`
 		NotifyP99 float64 `json:"notify_p99_ms"`
 	} `json:"baseline"`
-	Sessions    int `json:"sessions"`
-	Connections int `json:"connections"`
+	// Transport the sessions use: "grpc" (hub/client, --per-conn streams
+	// per HTTP/2 connection) or "ws" (one WebSocket each).
+	Transport   string `json:"transport"`
+	Sessions    int    `json:"sessions"`
+	Connections int    `json:"connections"`
 	Connect     struct {
 		Seconds    float64 `json:"seconds"`
 		PerSecond  float64 `json:"per_second"`
 		Failures   int     `json:"failures"`
 		FirstError string  `json:"first_error,omitempty"`
+		// CPU time per connect, hubd's and the clients' (hubbench's own).
+		HubdCPUUs    float64 `json:"hubd_cpu_us_per_connect"`
+		ClientsCPUUs float64 `json:"clients_cpu_us_per_connect"`
+		// MeanBatch is the records per ledger commit during the connects:
+		// how well group commit batched them.
+		MeanBatch float64 `json:"ledger_mean_batch"`
 	} `json:"connect"`
 	Memory struct {
 		BaselineRSS     uint64  `json:"baseline_rss_bytes"`
@@ -140,6 +160,17 @@ type Result struct {
 		// Timeouts are kicks whose end the client did not see within
 		// kickTimeout; they count as kickTimeout in the end percentiles.
 		Timeouts int `json:"timeouts"`
+		// Appends are hubd's durable appends during the kicks (the kicks',
+		// the ends' and the kicked clients' resumes'), and AppendP50/P99
+		// their latency from its sessionledger_ledger_append_seconds
+		// histogram: what the fsyncs in a kick's path cost in this run.
+		Appends   int     `json:"hubd_appends"`
+		AppendP50 float64 `json:"hubd_append_p50_ms"`
+		AppendP99 float64 `json:"hubd_append_p99_ms"`
+		// EnforceP50/P99: from the kick event's append to the session's
+		// end recorded, from hubd's sessionledger_enforce_seconds.
+		EnforceP50 float64 `json:"hubd_enforce_p50_ms"`
+		EnforceP99 float64 `json:"hubd_enforce_p99_ms"`
 		// Durable: every kick's ActionReply seq was read back from hubd's
 		// ledger (through its Audit service) as that kick_requested, and
 		// the kicked session's session_disconnected, caused by it, was
@@ -152,6 +183,9 @@ type Result struct {
 		Sessions     int       `json:"sessions"`
 		Seconds      []float64 `json:"seconds"`
 		PerSecondMed float64   `json:"deliveries_per_second_median"`
+		// CPU time per delivery over all rounds, hubd's and the clients'.
+		HubdCPUUs    float64 `json:"hubd_cpu_us_per_delivery"`
+		ClientsCPUUs float64 `json:"clients_cpu_us_per_delivery"`
 	} `json:"fanout"`
 	Storm struct {
 		Sessions      int     `json:"sessions"`
@@ -184,20 +218,54 @@ type Result struct {
 	} `json:"clients"`
 }
 
+const usageHead = `hubbench measures hubd under load: it starts hubd as a child process on
+127.0.0.1 (every connect and kick durable in its ledger, as in production),
+holds --sessions concurrent sessions against it, and reports the connect
+rate, hubd's memory per idle session, kick latency, notification fan-out
+and a reconnect storm after a restart. docs/performance.md has figures.
+With --cluster N it starts N hubd nodes sharing one log on embedded NATS
+JetStream (--addrs uses running ones), kicks across nodes, and with
+--kill-node times a node's SIGKILL until its sessions are recorded lost and
+its clients resumed elsewhere.
+
+Usage: hubbench [flags]
+
+Examples:
+  hubbench --sessions 20000 --json bench.json
+  hubbench --sessions 2000 --kicks 100 --storm=false
+  hubbench --hubd ./hubd --hubd-args "--heartbeat 30s" --profile prof/
+  hubbench --cluster 3 --sessions 3000 --kicks 500 --kill-node
+
+Flags:
+`
+
 func main() {
-	o, err := parseOptions(os.Args[1:], os.Stderr)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is hubbench's main: exit 0 done, 1 the benchmark failed, 2 bad usage.
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseOptions(args)
+	var help errHelp
 	switch {
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
+	case errors.As(err, &help):
+		fmt.Fprint(stdout, help.text)
+		return 0
 	case err != nil:
-		fmt.Fprintf(os.Stderr, "hubbench: %v\n", err)
-		os.Exit(2)
+		fmt.Fprintf(stderr, "hubbench: %v\n", err)
+		return 2
 	}
 	if err := runBench(o); err != nil {
-		fmt.Fprintf(os.Stderr, "hubbench: %v\n", err)
-		os.Exit(1)
+		fmt.Fprintf(stderr, "hubbench: %v\n", err)
+		return 1
 	}
+	return 0
 }
+
+// errHelp carries what --help or --version print.
+type errHelp struct{ text string }
+
+func (e errHelp) Error() string { return e.text }
 
 func runBench(o options) error {
 	b := &bench{o: o, http: &http.Client{Transport: &http.Transport{}}}
@@ -261,10 +329,14 @@ func runBench(o options) error {
 
 	nconn := o.connections()
 	if !o.clustered() {
+		grpcConns := nconn
+		if o.transport == "ws" {
+			grpcConns = 1 // for the Admin API only
+		}
 		// What hub/client gives the connections it dials itself (WithConn
 		// leaves that to the application): keepalive, and gRPC's reconnect
 		// backoff capped at the client's Backoff.Max.
-		for range nconn {
+		for range grpcConns {
 			c, err := grpc.NewClient(b.nodes[0].listen, append(client.DialOptions(client.Backoff{}),
 				grpc.WithTransportCredentials(insecure.NewCredentials()),
 				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<20)))...)
@@ -283,7 +355,7 @@ func runBench(o options) error {
 		b.admin = b.nodes[0].admin
 	}
 	cleanup = append(cleanup, b.closeSessions) // before the connections close and hubd stops
-	b.res.Sessions, b.res.Connections = o.sessions, nconn
+	b.res.Transport, b.res.Sessions, b.res.Connections = o.transport, o.sessions, nconn
 	if o.clustered() {
 		b.res.Connections += len(b.nodes) // one per node for the Admin API
 	}
@@ -363,6 +435,11 @@ func (b *bench) startSingle(data string) error {
 	}
 	n := &node{data: data, listen: addr}
 	b.nodes = []*node{n}
+	if b.o.transport == "ws" {
+		if b.wsListen, err = freeAddr(); err != nil {
+			return err
+		}
+	}
 	if err := b.startHubd(n); err != nil {
 		return err
 	}

@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
-	"io"
+	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -86,6 +86,65 @@ func TestSmall(t *testing.T) {
 	// logged into one file, appended.
 	if log, err := os.ReadFile(filepath.Join(data, "hubd.log")); err != nil || bytes.Count(log, []byte(`"msg":"hubd listening"`)) != 2 {
 		t.Errorf("hubd.log: %d hubd starts logged, %v; want 2", bytes.Count(log, []byte(`"msg":"hubd listening"`)), err)
+	}
+}
+
+// TestOneConnectionPerSession runs the benchmark with --per-conn 1, as
+// devices connect: a connection per session, and the table compare.sh
+// prints, with the fd limit's largest N.
+func TestOneConnectionPerSession(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "result.json")
+	o := options{sessions: 12, perConn: 1, concurrency: 4, kicks: 2, fanouts: 1, data: dir, jsonOut: out}
+	if err := runBench(o); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Sessions != 12 || r.Connections != 12 || r.Fanout.Sessions != 12 || r.Clients.Delivered != 12 || r.Kick.N != 2 || !r.Kick.Durable {
+		t.Fatalf("result %+v; want 12 sessions on 12 connections, each notified once, 2 durable kicks", r)
+	}
+	if r.Connect.ClientsCPUUs <= 0 || r.Fanout.ClientsCPUUs <= 0 || r.Connect.HubdCPUUs < 0 || r.Connect.MeanBatch < 1 {
+		t.Errorf("CPU per connect %+v, per delivery %+v; want the clients' measured", r.Connect, r.Fanout)
+	}
+	if r.Kick.Appends < 2*r.Kick.N || r.Kick.AppendP99 <= 0 || r.Kick.EnforceP99 <= 0 {
+		t.Errorf("kick %+v; want at least 2 appends per kick, and their p99 and the enforcement's read from hubd", r.Kick)
+	}
+	var tab bytes.Buffer
+	(&bench{o: o, res: r}).table(&tab)
+	for _, want := range []string{"one connection per session", fmt.Sprintf("at most %d sessions", int(r.Machine.FDLimit)-fdsBesidesConns),
+		"| connect rate (/s) |", "| fan-out (deliveries/s) |", "| RSS per idle session (KiB) |", "| kick -> client sees end p99 (ms) |",
+		"| goroutines per idle session |", "| CPU per delivery, hubd + clients (us) |", "| records per ledger commit during the connects |",
+		"| hubd's durable appends during the kicks, p50 / p99 (ms) |"} {
+		if !strings.Contains(tab.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, tab.String())
+		}
+	}
+}
+
+// TestHistogramQuantile: quantiles from scraped histogram deltas are
+// interpolated within their bucket, as Prometheus's histogram_quantile.
+func TestHistogramQuantile(t *testing.T) {
+	before := hist{le: []float64{0.001, 0.002, 0.004}, cum: []float64{10, 10, 10}, count: 10}
+	after := hist{le: before.le, cum: []float64{60, 100, 110}, count: 110}
+	d := after.since(before) // 50 up to 1 ms, 40 up to 2 ms, 10 up to 4 ms
+	for _, c := range []struct{ q, want float64 }{{0.5, 1.0}, {0.25, 0.5}, {0.75, 1.625}, {0.99, 3.8}, {1, 4}} {
+		if got := d.quantile(c.q); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("quantile(%v) = %v ms; want %v ms", c.q, got, c.want)
+		}
+	}
+	after.count = 112 // two beyond the highest bound: the highest bound
+	if got := after.since(before).quantile(1); got != 4 {
+		t.Errorf("quantile(1) beyond the bounds = %v ms; want 4 ms", got)
+	}
+	if got := (hist{}).quantile(0.99); got != 0 {
+		t.Errorf("quantile of nothing = %v; want 0", got)
 	}
 }
 
@@ -264,7 +323,7 @@ func TestSmallCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	o, err := parseOptions([]string{"--cluster", "3", "--sessions", "30", "--concurrency", "8", "--kicks", "5", "--fanouts", "2",
-		"--kill-node", "--cluster-heartbeat", "250ms", "--data", data, "--json", out}, io.Discard)
+		"--kill-node", "--cluster-heartbeat", "250ms", "--data", data, "--json", out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,8 +428,12 @@ func TestFlags(t *testing.T) {
 		{[]string{"--sessions", "0"}, "--sessions, --per-conn and --concurrency must be positive"},
 		{[]string{"--sessions", "10", "--kicks", "10"}, "--kicks 10: want 0 up to --sessions - 1 = 9"},
 		{[]string{"--per-conn", "0"}, "must be positive"},
-		{[]string{"extra"}, `unexpected argument "extra"`},
-		{[]string{"--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"extra"}, `stray argument "extra"`},
+		{[]string{"--bogus"}, "unknown flag: --bogus"},
+		{[]string{"--kicks", "many"}, `--kicks "many": want a number or auto`},
+		{[]string{"--transport", "udp"}, `--transport "udp": want grpc or ws`},
+		{[]string{"--ws-ack", "never"}, `--ws-ack "never": want pong, each or a positive duration`},
+		{[]string{"--cluster", "3", "--transport", "ws"}, "--transport ws is for single mode"},
 		{[]string{"--cluster", "1"}, "--cluster 1: want 2 to 26 nodes"},
 		{[]string{"--cluster", "27"}, "--cluster 27: want 2 to 26 nodes"},
 		{[]string{"--cluster", "3", "--addrs", "a:1,b:2"}, "give one of them"},
@@ -396,7 +459,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"--addrs", "a:1, b:2", "--token-file", tok}, ""},
 		{[]string{"--sessions", "100"}, ""},
 	} {
-		_, err := parseOptions(tc.args, io.Discard)
+		_, err := parseOptions(tc.args)
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%q: %v; want no error", tc.args, err)
@@ -407,23 +470,47 @@ func TestFlags(t *testing.T) {
 		}
 	}
 	// The defaults of each mode.
-	o, err := parseOptions([]string{"--sessions", "100"}, io.Discard)
+	o, err := parseOptions([]string{"--sessions", "100"})
 	if err != nil || o.kicks != 99 || o.perConn != 100 || !o.storm || o.clustered() || o.connections() != 1 {
 		t.Errorf("single: %+v, %v; want 99 kicks, 100 per connection, the storm", o, err)
 	}
-	o, err = parseOptions([]string{"--cluster", "3", "--sessions", "3000"}, io.Discard)
+	o, err = parseOptions([]string{"--cluster", "3", "--sessions", "3000"})
 	if err != nil || o.kicks != 1000 || o.perConn != 1 || o.storm || o.connections() != 3000 || o.effectiveLostAfter() != 3*time.Second {
 		t.Errorf("cluster: %+v, %v; want 1000 kicks, a connection per session, no storm, lost-after 3s", o, err)
 	}
-	o, err = parseOptions([]string{"--cluster", "3", "--sessions", "30"}, io.Discard)
+	o, err = parseOptions([]string{"--cluster", "3", "--sessions", "30"})
 	if err != nil || o.kicks != 20 {
 		t.Errorf("cluster of 30 sessions: %d kicks, %v; want 20 (the sessions on the other nodes)", o.kicks, err)
 	}
-	o, err = parseOptions([]string{"--addrs", "a:1, b:2", "--token-file", tok}, io.Discard)
+	o, err = parseOptions([]string{"--addrs", "a:1, b:2", "--token-file", tok})
 	if err != nil || !slices.Equal(o.addrs, []string{"a:1", "b:2"}) || o.nodes() != 2 {
 		t.Errorf("addrs: %q, %v; want a:1 and b:2", o.addrs, err)
 	}
-	if _, err := parseOptions([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
-		t.Errorf("-h: %v; want flag.ErrHelp", err)
+	var help errHelp
+	if _, err := parseOptions([]string{"-h"}); !errors.As(err, &help) || !strings.Contains(help.text, "--kill-node") {
+		t.Errorf("-h: %v; want the usage, cluster flags included", err)
+	}
+}
+
+// TestUsage: --help and --version exit 0; a bad flag or value is one line
+// of error and exit 2.
+func TestUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--help"}, 0, "Usage: hubbench [flags]"},
+		{[]string{"--version"}, 0, "hubbench "},
+		{[]string{"--sesions", "3"}, 2, "hubbench: unknown flag: --sesions (see hubbench --help)\n"},
+		{[]string{"--kicks", "many"}, 2, "hubbench: --kicks \"many\": want a number or auto"},
+		{[]string{"--sessions", "5", "--kicks", "5"}, 2, "--kicks 5: want 0 up to --sessions - 1 = 4"},
+		{[]string{"extra"}, 2, "stray argument \"extra\""},
+	} {
+		var out, errb bytes.Buffer
+		code := run(c.args, &out, &errb)
+		if code != c.code || !strings.Contains(out.String()+errb.String(), c.want) || (code == 2 && strings.Count(errb.String(), "\n") != 1) {
+			t.Errorf("hubbench %q: exit %d, %q %q; want exit %d and %q on one line", c.args, code, out.String(), errb.String(), c.code, c.want)
+		}
 	}
 }

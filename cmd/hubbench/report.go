@@ -47,8 +47,8 @@ func (b *bench) summary(w io.Writer) {
 		}
 		durable, hubd = "every connect acknowledged by a quorum of the stream", "the nodes'"
 	}
-	fmt.Fprintf(w, "\nhubbench: %d sessions over %d connections, %s (%d CPUs, %s, %s, %s)\n",
-		r.Sessions, r.Connections, where, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, limit)
+	fmt.Fprintf(w, "\nhubbench: %d sessions over %d %s connections, %s (%d CPUs, %s, %s, %s)\n",
+		r.Sessions, r.Connections, map[string]string{"grpc": "gRPC", "ws": "WebSocket"}[r.Transport], where, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, limit)
 	if cr != nil {
 		fmt.Fprintf(w, "  cluster     %s; sessions per node %v (session i starts at node i%%%d, on a connection of its own)\n", b.nodeList(), cr.SessionsPerNode, cr.Nodes)
 		if cr.Started {
@@ -120,7 +120,49 @@ func (b *bench) summary(w io.Writer) {
 			fmt.Fprintf(w, "              survivor log x%d: %s\n", k.Warnings[msg], msg)
 		}
 	}
+	b.table(w)
 	c := &r.Clients
-	fmt.Fprintf(w, "  clients     hub/client, %d per connection: %d connects (%d resumes), %d notifications delivered (%d redelivered), %d duplicates dropped, %d failed connect attempts\n",
-		b.o.perConn, c.Connects, c.Resumes, c.Delivered, c.Redelivered, c.Duplicates, c.FailedAttempts)
+	who := fmt.Sprintf("hub/client, %d per connection", b.o.perConn)
+	if r.Transport == "ws" {
+		who = "WebSocket (sessionledger.v1+proto), one connection each"
+	}
+	fmt.Fprintf(w, "  clients     %s: %d connects (%d resumes), %d notifications delivered (%d redelivered), %d duplicates dropped, %d failed connect attempts\n",
+		who, c.Connects, c.Resumes, c.Delivered, c.Redelivered, c.Duplicates, c.FailedAttempts)
+}
+
+// table prints the measures ../shared/peers/compare.sh compares, under
+// the same names, as a Markdown table.
+func (b *bench) table(w io.Writer) {
+	r := &b.res
+	conns := fmt.Sprintf("%d sessions per connection", b.o.perConn)
+	if b.o.perConn == 1 {
+		conns = fmt.Sprintf("one connection per session (a descriptor each in hubbench and in hubd: at most %d sessions under this fd limit)",
+			int(r.Machine.FDLimit)-fdsBesidesConns)
+	}
+	col := "hubd"
+	if r.Cluster != nil {
+		col = fmt.Sprintf("%d hubd nodes", r.Cluster.Nodes)
+	}
+	fmt.Fprintf(w, "\nN = %d, %s\n\n| measure | %s |\n| --- | ---: |\n", r.Sessions, conns, col)
+	fmt.Fprintf(w, "| connect rate (/s) | %.0f |\n", r.Connect.PerSecond)
+	if r.Fanout.Rounds > 0 {
+		fmt.Fprintf(w, "| fan-out (deliveries/s) | %.0f |\n", r.Fanout.PerSecondMed)
+	}
+	fmt.Fprintf(w, "| RSS per idle session (KiB) | %.1f |\n", r.Memory.RSSPerSession/1024)
+	fmt.Fprintf(w, "| Go heap per idle session (KiB) | %.1f |\n", r.Memory.HeapPerSession/1024)
+	fmt.Fprintf(w, "| goroutines per idle session | %.2f |\n", r.Memory.GoroutinesPerSs)
+	if r.Kick.N > 0 {
+		fmt.Fprintf(w, "| kick -> client sees end p50 (ms) | %.2f |\n| kick -> client sees end p99 (ms) | %.2f |\n", r.Kick.EndP50, r.Kick.EndP99)
+	}
+	fmt.Fprintf(w, "| one fsynced append p50 / p99 (ms), same run | %.2f / %.2f |\n", r.Baseline.AppendP50, r.Baseline.AppendP99)
+	if r.Kick.N > 0 {
+		fmt.Fprintf(w, "| hubd's durable appends during the kicks, p50 / p99 (ms) | %.2f / %.2f |\n", r.Kick.AppendP50, r.Kick.AppendP99)
+		fmt.Fprintf(w, "| hubd: kick event to session end recorded, p50 / p99 (ms) | %.2f / %.2f |\n", r.Kick.EnforceP50, r.Kick.EnforceP99)
+	}
+	fmt.Fprintf(w, "| CPU per connect, hubd + clients (us) | %.0f + %.0f |\n", r.Connect.HubdCPUUs, r.Connect.ClientsCPUUs)
+	fmt.Fprintf(w, "| records per ledger commit during the connects | %.1f |\n", r.Connect.MeanBatch)
+	if r.Fanout.Rounds > 0 {
+		fmt.Fprintf(w, "| CPU per delivery, hubd + clients (us) | %.1f + %.1f |\n", r.Fanout.HubdCPUUs, r.Fanout.ClientsCPUUs)
+	}
+	fmt.Fprintln(w)
 }

@@ -20,9 +20,9 @@ import (
 type sess struct {
 	b     *bench
 	user  string
-	conn  *grpc.ClientConn // shared with the other sessions of its group (single mode)
+	conn  *grpc.ClientConn // shared with the other sessions of its group (single mode, gRPC)
 	addrs string           // the nodes it dials, its first node first (cluster mode)
-	c     *client.Client
+	c     sessClient
 
 	mu      sync.Mutex
 	id      string
@@ -34,6 +34,16 @@ type sess struct {
 
 // dial connects the session; ctx bounds the first connect.
 func (s *sess) dial(ctx context.Context) error {
+	if s.b.wsListen != "" {
+		c, err := dialWS(ctx, s, "ws://"+s.b.wsListen+"/connect")
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.c = c
+		s.mu.Unlock()
+		return nil
+	}
 	opts := []client.Option{client.WithUser(s.user, "bench"), client.WithAutoAck(),
 		client.OnNotification(func(client.Notification) { s.b.delivered.Add(1) }),
 		client.OnConnect(s.connected), client.OnDisconnect(s.disconnected), client.OnFrame(s.frame)}
@@ -50,7 +60,7 @@ func (s *sess) dial(ctx context.Context) error {
 	return nil
 }
 
-func (s *sess) client() *client.Client {
+func (s *sess) client() sessClient {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.c

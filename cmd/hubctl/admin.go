@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/internal/termtext"
+	"github.com/sessionledger/sessionledger/internal/timearg"
 )
 
 // adminCall dials hubd and runs fn with an authenticated context.
@@ -73,6 +75,15 @@ func compactJSON(b []byte) []byte {
 func describeAction(verb string) func(proto.Message) string {
 	return func(m proto.Message) string {
 		r := m.(*hubpb.ActionReply)
+		if b := r.GetBanInForce(); b.GetKept() {
+			// A ban that ends no later than the one in force is recorded
+			// and changes nothing: say so, and which ban stays.
+			until := "with no expiry"
+			if u := b.GetUntilUnixNano(); u != 0 {
+				until = "until " + time.Unix(0, u).UTC().Format(time.RFC3339)
+			}
+			return fmt.Sprintf("ban recorded as event %s (seq %d) and changes nothing: the ban in force (event %s) ends later and was kept, %s", r.GetEventId(), r.GetSeq(), b.GetEventId(), until)
+		}
 		s := fmt.Sprintf("%s: event %s (seq %d), %d live session(s) addressed", verb, r.GetEventId(), r.GetSeq(), r.GetSessions())
 		if r.GetSessions() == 0 && verb != "unbanned" {
 			s += fmt.Sprintf(" (none was live; the %s is recorded)", map[string]string{"kicked": "kick", "banned": "ban", "notified": "notification", "revoked": "revocation"}[verb])
@@ -89,7 +100,7 @@ func newKick(g *globals) *cobra.Command {
 		asJSON         bool
 	)
 	c := &cobra.Command{
-		Use:   "kick (--session S | --user U [--device D]) --reason R",
+		Use:   "kick (--session S | --user U [--device D] [--except-session S | --except-device D]) --reason R",
 		Short: "End a session, a user's sessions, or a user's sessions on one device",
 		Long: `kick records a kick_requested event (with you as the actor, from the admin
 token) and returns once it is durable and applied; the targeted sessions then
@@ -97,17 +108,28 @@ receive Disconnect{kicked} and end, and each end is recorded.
 
 Graceful by default (Disconnect frame, then the status); --abort closes the
 client's connection at once. The client is told it may reconnect, unless
---no-reconnect or --reconnect-after.`,
+--no-reconnect or --reconnect-after.
+
+"Log out everywhere else": with --user, --except-session S spares that one
+session (it must be a live session of the user) and --except-device D
+spares the user's sessions on that device; every other session ends.`,
 		Example: `  hubctl kick --user alice --reason "password changed" --no-reconnect
+  hubctl kick --user alice --except-session 01JD3M1Q4Z8X7W2V5T0R6P9N3K --reason "signed out elsewhere"
   hubctl kick --session 01JD3M1Q4Z8X7W2V5T0R6P9N3K --reason "stuck client" --abort
   hubctl kick --user bob --device tablet --reason "moved to phone" --reconnect-after 5m`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
 			case req.SessionId == "" && req.User == "":
 				return usageError{errors.New("kick: give --session or --user")}
 			case req.SessionId != "" && (req.User != "" || req.Device != ""):
 				return usageError{errors.New("kick: --session cannot go with --user or --device")}
+			case (req.ExceptSession != "" || req.ExceptDevice != "") && req.User == "":
+				return usageError{errors.New("kick: --except-session and --except-device go with --user (log the user out everywhere else)")}
+			case req.ExceptSession != "" && req.ExceptDevice != "":
+				return usageError{errors.New("kick: --except-session and --except-device exclude each other")}
+			case req.ExceptDevice != "" && req.Device != "":
+				return usageError{errors.New("kick: --except-device cannot go with --device")}
 			case strings.TrimSpace(req.Reason) == "":
 				return usageError{errors.New("kick: --reason is required (it is recorded for the audit)")}
 			case noRecon && after > 0:
@@ -136,6 +158,8 @@ client's connection at once. The client is told it may reconnect, unless
 	f.StringVar(&req.SessionId, "session", "", "session id to kick")
 	f.StringVar(&req.User, "user", "", "kick every session of this user")
 	f.StringVar(&req.Device, "device", "", "with --user: only this device")
+	f.StringVar(&req.ExceptSession, "except-session", "", "with --user: spare this live session of the user (log out everywhere else)")
+	f.StringVar(&req.ExceptDevice, "except-device", "", "with --user: spare the user's sessions on this device")
 	f.StringVar(&req.Reason, "reason", "", "why (recorded, and shown to the client)")
 	f.BoolVar(&abort, "abort", false, "close the client's connection at once instead of a graceful Disconnect")
 	f.BoolVar(&noRecon, "no-reconnect", false, "tell the client not to reconnect (resume is refused)")
@@ -157,10 +181,17 @@ func newBan(g *globals) *cobra.Command {
 		Long: `ban records a user_banned event; the user's live sessions end with cause
 banned and new connects are refused with PermissionDenied (recorded as
 connect_rejected) until the ban expires or is lifted with unban. Without
---for or --until the ban does not expire.`,
+--for or --until the ban does not expire.
+
+--until takes the times auditq takes: RFC3339, or a date or date-time
+without a zone, read as UTC ("2026-12-06 16:00").
+
+A ban during a ban keeps whichever ends later: a shorter ban is recorded
+and changes nothing, and the reply says which ban stays in force.`,
 		Example: `  hubctl ban --user mallory --for 24h --reason "spam"
-  hubctl ban --user mallory --until 2026-12-01T00:00:00Z --reason "chargeback"`,
-		Args: cobra.NoArgs,
+  hubctl ban --user mallory --until 2026-12-01T00:00:00Z --reason "chargeback"
+  hubctl ban --user mallory --until "2026-12-06 16:00" --reason "cool-down"`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
 			case req.User == "":
@@ -177,11 +208,11 @@ connect_rejected) until the ban expires or is lifted with unban. Without
 			}
 			req.DurationMs = dur.Milliseconds()
 			if until != "" {
-				t, err := time.Parse(time.RFC3339, until)
-				if err != nil {
-					return usageError{fmt.Errorf("ban: --until %q: want an RFC3339 time like 2026-12-01T00:00:00Z", until)}
-				}
 				now := time.Now()
+				t, err := timearg.Parse(until, now, time.UTC)
+				if err != nil {
+					return usageError{fmt.Errorf("ban: --until: %w", err)}
+				}
 				if !t.After(now) {
 					return usageError{fmt.Errorf("ban: --until %s is in the past", until)}
 				}
@@ -199,7 +230,7 @@ connect_rejected) until the ban expires or is lifted with unban. Without
 	f := c.Flags()
 	f.StringVar(&req.User, "user", "", "user to ban")
 	f.DurationVar(&dur, "for", 0, "ban duration (e.g. 1h, 30m)")
-	f.StringVar(&until, "until", "", "ban end, RFC3339")
+	f.StringVar(&until, "until", "", "ban end: RFC3339, or a date or date-time in UTC (\"2026-12-06 16:00\")")
 	f.StringVar(&req.Reason, "reason", "", "why (recorded, and shown to the client)")
 	f.BoolVar(&asJSON, "json", false, "print the reply as JSON")
 	return c
@@ -214,7 +245,7 @@ func newUnban(g *globals) *cobra.Command {
 		Use:     "unban --user U --reason R",
 		Short:   "Lift a user's ban",
 		Example: `  hubctl unban --user mallory --reason "appeal accepted"`,
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if req.User == "" {
 				return usageError{errors.New("unban: --user is required")}
@@ -249,7 +280,7 @@ with cause drained), and the node refuses new connects and reports
 NOT_SERVING until it restarts. Then stop it (SIGTERM), upgrade it and start
 it again. SIGTERM alone also moves the sessions (cause server_shutdown).`,
 		Example: `  hubctl --addr 127.0.0.1:7070 drain --node node-b --reason "upgrade to 1.4" --window 10s`,
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if strings.TrimSpace(req.Reason) == "" {
 				return usageError{errors.New("drain: --reason is required (it is recorded for the audit)")}
@@ -275,21 +306,22 @@ it again. SIGTERM alone also moves the sessions (cause server_shutdown).`,
 
 func newNotify(g *globals) *cobra.Command {
 	var (
-		req    hubpb.NotifyRequest
-		all    bool
-		data   string
-		asJSON bool
+		req     hubpb.NotifyRequest
+		all     bool
+		payload string
+		asJSON  bool
 	)
 	c := &cobra.Command{
-		Use:   "notify (--session S | --user U | --all) --topic T --data JSON",
+		Use:   "notify (--session S | --user U | --all) --topic T --payload JSON",
 		Short: "Send a notification to a session, a user's sessions, or everyone",
 		Long: `notify records a notification_sent event; live sessions it addresses receive
 it as a Notification frame, and a session that resumes later gets the ones
-it missed. Here --data is the payload (JSON); give the data directory as
---data-dir or HUBCTL_DATA.`,
-		Example: `  hubctl notify --user alice --topic chat --data '{"text":"hello"}'
-  hubctl notify --all --topic maintenance --data '{"in":"10m"}'`,
-		Args: cobra.NoArgs,
+it missed. The payload is --payload (JSON); --data is hubd's data directory,
+as for every command. (Before this release the payload was notify's --data:
+that spelling is refused with a message saying so.)`,
+		Example: `  hubctl notify --user alice --topic chat --payload '{"text":"hello"}'
+  hubctl --data /var/lib/hubd notify --all --topic maintenance --payload '{"in":"10m"}'`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n := 0
 			for _, set := range []bool{req.SessionId != "", req.User != "", all} {
@@ -302,8 +334,12 @@ it missed. Here --data is the payload (JSON); give the data directory as
 				return usageError{errors.New("notify: give exactly one of --session, --user, --all")}
 			case req.Topic == "":
 				return usageError{errors.New("notify: --topic is required")}
-			case !json.Valid([]byte(data)):
-				return usageError{fmt.Errorf("notify: --data %q is not valid JSON", data)}
+			case !cmd.Flags().Changed("payload") && oldPayloadSpelling(cmd):
+				return usageError{fmt.Errorf("notify: --data %q looks like a payload: the payload is --payload now, and --data names hubd's data directory (give it to every command the same way)", g.dataDir)}
+			case !cmd.Flags().Changed("payload"):
+				return usageError{errors.New("notify: --payload is required (JSON, e.g. --payload '{}')")}
+			case !json.Valid([]byte(payload)):
+				return usageError{fmt.Errorf("notify: --payload %q is not valid JSON", payload)}
 			}
 			switch {
 			case req.SessionId != "":
@@ -313,7 +349,7 @@ it missed. Here --data is the payload (JSON); give the data directory as
 			default:
 				req.Target = hubpb.NotifyTarget_NOTIFY_TARGET_ALL
 			}
-			req.Payload = []byte(data)
+			req.Payload = []byte(payload)
 			return adminCall(g, "notify", func(c hubpb.AdminClient, ctx context.Context) (proto.Message, error) {
 				return c.Notify(ctx, &req)
 			}, cmd.OutOrStdout(), asJSON, describeAction("notified"))
@@ -324,56 +360,99 @@ it missed. Here --data is the payload (JSON); give the data directory as
 	f.StringVar(&req.User, "user", "", "notify every session of this user")
 	f.BoolVar(&all, "all", false, "notify every live session")
 	f.StringVar(&req.Topic, "topic", "", "notification topic")
-	f.StringVar(&data, "data", "", "payload, JSON")
+	f.StringVar(&payload, "payload", "", "payload, JSON")
 	f.BoolVar(&asJSON, "json", false, "print the reply as JSON")
 	return c
+}
+
+// oldPayloadSpelling reports a notify whose --data, which names the data
+// directory, holds what looks like a payload: the spelling of hubctl before
+// --payload. It is refused, never taken silently either way.
+func oldPayloadSpelling(cmd *cobra.Command) bool {
+	f := cmd.Flags().Lookup("data")
+	if f == nil || !f.Changed {
+		return false
+	}
+	v := strings.TrimSpace(f.Value.String())
+	if !json.Valid([]byte(v)) {
+		return false
+	}
+	fi, err := os.Stat(v)
+	return err != nil || !fi.IsDir()
 }
 
 func newSessions(g *globals) *cobra.Command {
 	var (
 		req    hubpb.ListSessionsRequest
 		asJSON bool
+		limit  int
 	)
 	c := &cobra.Command{
 		Use:   "sessions [--user U] [--device D] [--node N]",
 		Short: "List live sessions",
+		Long: `sessions lists the live sessions the hub's projections hold (every node's
+sessions, as this node's log shows them), in session id order. It asks for
+them a page at a time and follows the pages to the end (or --limit), so a
+table of any size fits.`,
 		Example: `  hubctl sessions
   hubctl sessions --user alice --json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit < 0 {
+				return usageError{errors.New("sessions: --limit must be 0 (all) or more")}
+			}
 			admin, ctx, done, err := g.admin()
 			if err != nil {
 				return err
 			}
 			defer done()
-			res, err := admin.ListSessions(ctx, &req)
-			if err != nil {
-				return callError("sessions", err)
-			}
 			out := cmd.OutOrStdout()
-			if asJSON {
-				for _, s := range res.GetSessions() {
-					b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(s)
-					if err != nil {
-						return err
-					}
-					fmt.Fprintln(out, string(compactJSON(b)))
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			if !asJSON {
+				fmt.Fprintln(tw, "SESSION\tUSER\tDEVICE\tNODE\tTRANSPORT\tCONNECTED\tREMOTE\tPREVIOUS\tPENDING END")
+			}
+			shown, total := 0, uint64(0)
+			for {
+				res, err := admin.ListSessions(ctx, &req)
+				if err != nil {
+					return callError("sessions", err)
 				}
+				total = res.GetTotal()
+				for _, s := range res.GetSessions() {
+					if limit > 0 && shown == limit {
+						break
+					}
+					shown++
+					if asJSON {
+						b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(s)
+						if err != nil {
+							return err
+						}
+						fmt.Fprintln(out, string(compactJSON(b)))
+						continue
+					}
+					// Names are the clients' own: escaped, so none can
+					// clear the screen or forge a row (--json has them
+					// exact).
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termtext.Cell(s.GetSessionId()), termtext.Cell(s.GetUser()), termtext.Cell(s.GetDevice()),
+						termtext.Cell(s.GetNode()), termtext.Cell(s.GetTransport()), time.Unix(0, s.GetConnectedUnixNano()).UTC().Format(time.RFC3339), termtext.Cell(s.GetRemoteAddr()),
+						termtext.Cell(s.GetPreviousSession()), termtext.Cell(s.GetPendingEnd()))
+				}
+				req.PageToken = res.GetNextPageToken()
+				if req.PageToken == "" || (limit > 0 && shown == limit) {
+					break
+				}
+			}
+			if asJSON {
 				return nil
 			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SESSION\tUSER\tDEVICE\tNODE\tCONNECTED\tREMOTE\tPREVIOUS\tPENDING END")
-			for _, s := range res.GetSessions() {
-				// Names are the clients' own: escaped, so none can clear
-				// the screen or forge a row (--json has them exact).
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termtext.Cell(s.GetSessionId()), termtext.Cell(s.GetUser()), termtext.Cell(s.GetDevice()),
-					termtext.Cell(s.GetNode()), time.Unix(0, s.GetConnectedUnixNano()).UTC().Format(time.RFC3339), termtext.Cell(s.GetRemoteAddr()),
-					termtext.Cell(s.GetPreviousSession()), termtext.Cell(s.GetPendingEnd()))
+			if shown == 0 {
+				tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0) // no header over no rows
 			}
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "%d live session(s)\n", len(res.GetSessions()))
+			fmt.Fprintln(out, hubapi.SessionsSummary(shown, int(total)))
 			return nil
 		},
 	}
@@ -381,6 +460,45 @@ func newSessions(g *globals) *cobra.Command {
 	f.StringVar(&req.User, "user", "", "only this user")
 	f.StringVar(&req.Device, "device", "", "only this device")
 	f.StringVar(&req.Node, "node", "", "only this node")
+	f.IntVar(&limit, "limit", 0, "show at most this many (0: all)")
 	f.BoolVar(&asJSON, "json", false, "one JSON object per line")
+	return c
+}
+
+func newSession(g *globals) *cobra.Command {
+	var (
+		req    hubpb.GetSessionRequest
+		asJSON bool
+	)
+	c := &cobra.Command{
+		Use:   "session --session S",
+		Short: "Show one live session (Admin.GetSession)",
+		Example: `  hubctl session --session 01JD3M1Q4Z8X7W2V5T0R6P9N3K
+  hubctl session --session 01JD3M1Q4Z8X7W2V5T0R6P9N3K --json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if req.SessionId == "" {
+				return usageError{errors.New("session: --session is required")}
+			}
+			return adminCall(g, "session", func(c hubpb.AdminClient, ctx context.Context) (proto.Message, error) {
+				return c.GetSession(ctx, &req)
+			}, cmd.OutOrStdout(), asJSON, func(m proto.Message) string {
+				s := m.(*hubpb.SessionInfo)
+				var b strings.Builder
+				tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+				for _, kv := range [][2]string{
+					{"session", termtext.Cell(s.GetSessionId())}, {"user", termtext.Cell(s.GetUser())}, {"device", termtext.Cell(s.GetDevice())},
+					{"node", termtext.Cell(s.GetNode())}, {"connected", time.Unix(0, s.GetConnectedUnixNano()).UTC().Format(time.RFC3339Nano)},
+					{"remote", termtext.Cell(s.GetRemoteAddr())}, {"previous", termtext.Cell(s.GetPreviousSession())}, {"pending end", termtext.Cell(s.GetPendingEnd())},
+				} {
+					fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+				}
+				_ = tw.Flush()
+				return strings.TrimRight(b.String(), "\n")
+			})
+		},
+	}
+	c.Flags().StringVar(&req.SessionId, "session", "", "the session id")
+	c.Flags().BoolVar(&asJSON, "json", false, "print it as JSON")
 	return c
 }

@@ -31,7 +31,7 @@ as admin_call_refused with the token's name.`,
   hubctl admin-token add --name ops-bob --role operator
   hubctl admin-token list
   hubctl admin-token remove --name ops-bob`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	var name, role string
@@ -39,7 +39,7 @@ as admin_call_refused with the token's name.`,
 	add := &cobra.Command{
 		Use:   "add --name N --role ROLE",
 		Short: "Mint a token and add it to the file; prints it",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if name == "" {
 				return usageError{errors.New("admin-token add: --name is required")}
@@ -67,7 +67,7 @@ as admin_call_refused with the token's name.`,
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the tokens' names and roles (not the tokens)",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			toks, err := hubapi.ReadAdminTokenFile(adminTokenPath(g))
 			if err != nil {
@@ -93,7 +93,7 @@ as admin_call_refused with the token's name.`,
 	remove := &cobra.Command{
 		Use:   "remove --name N",
 		Short: "Remove the named token from the file",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if name == "" {
 				return usageError{errors.New("admin-token remove: --name is required")}

@@ -29,7 +29,7 @@ is flagged DIFFERS (a tampered or diverged replica), and hubctl exits with 3.
 On a single node it shows that node.`,
 		Example: `  hubctl cluster --addr 127.0.0.1:7070
   hubctl cluster --json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			admin, ctx, done, err := g.admin()
 			if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,11 +13,13 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/sessionledger/sessionledger/hub/client"
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 )
 
@@ -44,9 +47,12 @@ type lineWriter struct {
 	lastSeq uint64 // the highest notification seq printed
 }
 
-// frame prints a server frame in protobuf's JSON mapping (bytes as base64,
-// 64-bit integers as strings); a notification whose payload is JSON also
-// gets it decoded as "data". A notification whose seq is not above the
+// frame prints a server frame in protobuf's JSON mapping (field names as
+// in the .proto, 64-bit integers as strings), in the one naming style of
+// what connect prints: enum values in lower snake case like the causes
+// ("code":"kicked", "reconnect":"not_allowed"), and a payload as every tool
+// shows one (hubapi): the JSON value itself when it is JSON, else base64
+// under "payload_base64". A notification whose seq is not above the
 // highest printed is a redelivery of one printed already (a resume asks
 // for everything after the last ack, and with --no-ack that is
 // everything): the client drops it, and so does the output.
@@ -66,13 +72,25 @@ func (l *lineWriter) frame(f *hubpb.ServerFrame) {
 	if err != nil {
 		return
 	}
-	if n := f.GetNotification(); n != nil && json.Valid(n.GetPayload()) {
-		var m map[string]map[string]any
-		if json.Unmarshal(b, &m) == nil && m["notification"] != nil {
-			m["notification"]["data"] = json.RawMessage(n.GetPayload())
-			if nb, err := json.Marshal(m); err == nil {
-				b = nb
+	var m map[string]map[string]any
+	if json.Unmarshal(b, &m) == nil {
+		for _, body := range m {
+			for k, prefix := range map[string]string{"code": "DISCONNECT_CODE_", "reconnect": "RECONNECT_"} {
+				if v, ok := body[k].(string); ok {
+					body[k] = strings.ToLower(strings.TrimPrefix(v, prefix))
+				}
 			}
+		}
+		if n := f.GetNotification(); n != nil && m["notification"] != nil {
+			delete(m["notification"], "payload")
+			if c, ok := hubapi.PayloadJSON(n.GetPayload()); ok {
+				m["notification"]["payload"] = json.RawMessage(c)
+			} else if len(n.GetPayload()) > 0 {
+				m["notification"]["payload_base64"] = base64.StdEncoding.EncodeToString(n.GetPayload())
+			}
+		}
+		if nb, err := json.Marshal(m); err == nil {
+			b = nb
 		}
 	}
 	l.mu.Lock()
@@ -97,7 +115,7 @@ type clientDisconnect struct {
 	Cause          string `json:"cause"`
 	Reason         string `json:"reason,omitempty"`
 	RejectCode     string `json:"reject_code,omitempty"`
-	Code           string `json:"code"` // the stream's final gRPC status code
+	Code           string `json:"code"` // the stream's final gRPC status code, in snake case ("aborted")
 	Reconnect      string `json:"reconnect,omitempty"`
 	ReconnectAfter string `json:"reconnect_after,omitempty"`
 	BannedUntil    string `json:"banned_until,omitempty"`
@@ -112,7 +130,7 @@ type clientDisconnect struct {
 }
 
 func describe(d client.Disconnect) clientDisconnect {
-	out := clientDisconnect{Cause: d.Cause.String(), Reason: d.Reason, RejectCode: d.RejectCode, Code: d.Code.String(),
+	out := clientDisconnect{Cause: d.Cause.String(), Reason: d.Reason, RejectCode: d.RejectCode, Code: snakeCase(d.Code.String()),
 		EventID: d.EventID, Actor: d.Actor, SupersededBy: d.SupersededBy, Session: d.Session, FromFrame: d.FromFrame,
 		Attempt: d.Attempt, WillReconnect: d.WillReconnect}
 	if d.Reconnect != 0 {
@@ -156,12 +174,14 @@ With --reconnect it comes back after a disconnect as the server advises
 missed notifications are redelivered.
 
 Exit codes: 0 normal end (Ctrl-C, --for elapsed); 3 kicked; 4 banned or
-refused; 5 superseded by a newer login; 6 connection lost (server gone,
-shut down, aborted, idle timeout); 1 could not reach the server.`,
+refused; 5 superseded by a newer login; 6 connection lost: the server went
+away, aborted the connection or ended the session for idleness, and also a
+graceful server shutdown (cause server_shutdown) when connect does not
+come back (without --reconnect); 1 could not reach the server.`,
 		Example: `  hubctl connect --user alice --device phone
   hubctl connect --user alice --device phone --reconnect --for 10m
   hubctl connect --jwt "$(hubctl token --user alice --device phone --secret-file jwt.key)"`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if jwt != "" && jwtFile != "" {
 				return usageError{errors.New("connect: --jwt and --jwt-file exclude each other")}
@@ -258,4 +278,20 @@ shut down, aborted, idle timeout); 1 could not reach the server.`,
 	f.BoolVar(&noAck, "no-ack", false, "do not acknowledge notifications (they are redelivered on resume)")
 	f.DurationVar(&hold, "for", 0, "end the session normally after this long (default: until it ends or Ctrl-C)")
 	return c
+}
+
+// snakeCase writes a gRPC code's name as the rest of the output names
+// things: "PermissionDenied" → "permission_denied".
+func snakeCase(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if unicode.IsUpper(r) {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

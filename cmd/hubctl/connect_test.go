@@ -52,7 +52,7 @@ func TestConnectPrintsEachNotificationOnce(t *testing.T) {
 	out, wait := h.connectCmd("--user", "fia", "--device", "d", "--reconnect", "--no-ack", "--for", "4s")
 	waitLine(t, out, `"welcome"`)
 	for _, topic := range []string{"one", "two"} {
-		if code, _, errs := h.ctl("notify", "--user", "fia", "--topic", topic, "--data", `{}`); code != 0 {
+		if code, _, errs := h.ctl("notify", "--user", "fia", "--topic", topic, "--payload", `{}`); code != 0 {
 			t.Fatal(errs)
 		}
 		waitLine(t, out, `"topic":"`+topic+`"`)
@@ -61,7 +61,7 @@ func TestConnectPrintsEachNotificationOnce(t *testing.T) {
 		t.Fatal(errs)
 	}
 	waitLine(t, out, `"will_reconnect":true`)
-	if code, _, errs := h.ctl("notify", "--user", "fia", "--topic", "three", "--data", `{}`); code != 0 {
+	if code, _, errs := h.ctl("notify", "--user", "fia", "--topic", "three", "--payload", `{}`); code != 0 {
 		t.Fatal(errs)
 	}
 	waitLine(t, out, `"resumed_from"`)
@@ -147,7 +147,7 @@ func TestConnectRecoversFromSilentConnection(t *testing.T) {
 	p.Stall()
 	waitLine(t, out, `nothing from the server`)
 	waitLine(t, out, `"resumed_from"`)
-	if code, _, errs := h.ctl("notify", "--user", "ivy", "--topic", "after-silence", "--data", `{}`); code != 0 {
+	if code, _, errs := h.ctl("notify", "--user", "ivy", "--topic", "after-silence", "--payload", `{}`); code != 0 {
 		t.Fatal(errs)
 	}
 	waitLine(t, out, `"topic":"after-silence"`)

@@ -23,7 +23,7 @@ host when hubd is first set up: a key read later from a host that may have
 been tampered with proves nothing (docs/verification.md).`,
 		Example: `  hubctl key --data /srv/hubd/data > hubd.vkey
   hubctl key --addr hub.internal:7070`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path := filepath.Join(g.dataDir, signkey.KeyFile)
 			vkey, err := signkey.VerifierKey(path)

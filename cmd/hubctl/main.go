@@ -24,6 +24,7 @@ import (
 
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/internal/termtext"
+	"github.com/sessionledger/sessionledger/internal/version"
 )
 
 // Exit codes. connect has its own for the ways a session ends.
@@ -118,12 +119,26 @@ kicked, 4 banned or refused, 5 superseded, 6 connection lost.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%s: %w (see %s --help)", c.CommandPath(), err, c.CommandPath())}
+		// run prefixes "hubctl: "; name the command without the program.
+		if c.HasParent() {
+			return usageError{fmt.Errorf("%s: %w (see %s --help)", strings.TrimPrefix(c.CommandPath(), "hubctl "), err, c.CommandPath())}
+		}
+		return usageError{fmt.Errorf("%w (see hubctl --help)", err)}
 	})
+	root.Version = version.Line("hubctl")
+	root.SetVersionTemplate("{{.Version}}\n")
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.addr, "addr", envOr("HUBCTL_ADDR", "127.0.0.1:7070"), "hubd gRPC address (env HUBCTL_ADDR)")
 	pf.StringVar(&g.dataDir, "data", envOr("HUBCTL_DATA", "./data"), "hubd's data directory, where the admin token is read from (env HUBCTL_DATA)")
-	pf.StringVar(&g.dataDir, "data-dir", envOr("HUBCTL_DATA", "./data"), "same as --data (for notify, whose --data is the payload)")
+	// --data-dir was the way around notify's --data (then the payload,
+	// now --payload): it still works for one release, and says so.
+	pf.StringVar(&g.dataDir, "data-dir", envOr("HUBCTL_DATA", "./data"), "deprecated: use --data (kept for one release)")
+	_ = pf.MarkHidden("data-dir")
+	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
+		if f := cmd.Flags().Lookup("data-dir"); f != nil && f.Changed {
+			fmt.Fprintln(cmd.ErrOrStderr(), "hubctl: --data-dir is deprecated and goes in the next release: use --data (notify's payload is --payload now, so --data means the data directory for every command)")
+		}
+	}
 	pf.StringVar(&g.token, "token", os.Getenv("HUBD_ADMIN_TOKEN"), "admin bearer token (env HUBD_ADMIN_TOKEN, as for auditq; default: read from DATA/admin.token)")
 	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "time limit for each call")
 	pf.BoolVar(&g.tls, "tls", false, "connect with TLS")
@@ -134,7 +149,7 @@ kicked, 4 banned or refused, 5 superseded, 6 connection lost.`,
 	root.AddCommand(
 		newConnect(g),
 		newKick(g), newBan(g), newUnban(g), newNotify(g), newRevoke(g), newDrain(g),
-		newSessions(g), newCluster(g), newBackup(g),
+		newSessions(g), newSession(g), newCluster(g), newBackup(g),
 		newToken(), newAdminToken(g),
 		newKey(g),
 	)
@@ -153,6 +168,16 @@ kicked, 4 banned or refused, 5 superseded, 6 connection lost.`,
 		}
 	}
 	return root
+}
+
+// noArgs is the Args of every command that takes only flags: a word that
+// is no flag is a stray argument (cobra's own NoArgs calls it an unknown
+// command).
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	return fmt.Errorf("stray argument %q; %s takes only flags", args[0], cmd.Name())
 }
 
 // unknownCommand refuses any argument to the root command: it can only be
@@ -240,7 +265,7 @@ func (g *globals) adminCtx() (context.Context, context.CancelFunc, error) {
 		var err error
 		if tok, err = hubapi.FirstAdminToken(path); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
-				return nil, nil, fmt.Errorf("no admin token: %s does not exist (is --data hubd's data directory? or pass --token)", path)
+				return nil, nil, fmt.Errorf("no admin token: %s does not exist (is --data hubd's data directory? or pass --token or HUBD_ADMIN_TOKEN)", path)
 			}
 			return nil, nil, fmt.Errorf("admin token: %w", err)
 		}

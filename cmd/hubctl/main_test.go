@@ -125,7 +125,7 @@ func startHubSeeded(t *testing.T, seed func(*ledger.Store), change func(*hub.Con
 // ctl runs hubctl against h and returns exit code, stdout, stderr.
 func (h *hubd) ctl(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	code := run(append(args, "--addr", h.addr, "--data-dir", h.data), &out, &errb)
+	code := run(append(args, "--addr", h.addr, "--data", h.data), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -173,7 +173,7 @@ func TestKickBanUnbanNotifySessions(t *testing.T) {
 	id, st := h.hold("alice", "phone")
 
 	code, out, errs := h.ctl("sessions")
-	if code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "alice") || !strings.Contains(out, "1 live session(s)") {
+	if code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "alice") || !strings.Contains(out, "1 live session\n") {
 		t.Fatalf("sessions: %d %q %q", code, out, errs)
 	}
 	code, out, _ = h.ctl("sessions", "--json")
@@ -182,8 +182,8 @@ func TestKickBanUnbanNotifySessions(t *testing.T) {
 		t.Fatalf("sessions --json: %d %q", code, out)
 	}
 
-	code, out, errs = h.ctl("notify", "--user", "alice", "--topic", "chat", "--data", `{"text":"hi"}`)
-	if code != 0 || !strings.Contains(out, "notified: event ") || !strings.Contains(out, "1 live session(s)") {
+	code, out, errs = h.ctl("notify", "--user", "alice", "--topic", "chat", "--payload", `{"text":"hi"}`)
+	if code != 0 || !strings.Contains(out, "notified: event ") || !strings.Contains(out, "1 live session(s) addressed") {
 		t.Fatalf("notify: %d %q %q", code, out, errs)
 	}
 	for {
@@ -246,7 +246,7 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"kick", "--user", "u"}, "--reason is required"},
 		{[]string{"kick", "--session", "s", "--user", "u", "--reason", "x"}, "--session cannot go with --user"},
 		{[]string{"kick", "--user", "u", "--reason", "x", "--no-reconnect", "--reconnect-after", "1m"}, "exclude each other"},
-		{[]string{"ban", "--user", "u", "--reason", "x", "--until", "tomorrow"}, "want an RFC3339 time"},
+		{[]string{"ban", "--user", "u", "--reason", "x", "--until", "tomorrow"}, "malformed time \"tomorrow\""},
 		{[]string{"ban", "--user", "u", "--reason", "x", "--until", "2001-01-01T00:00:00Z"}, "in the past"},
 		{[]string{"ban", "--reason", "x"}, "--user is required"},
 		{[]string{"ban", "--user", "u", "--reason", "x", "--for", "999us"}, "--for must be at least 1ms"},
@@ -254,14 +254,14 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"kick", "--user", "u", "--reason", "x", "--reconnect-after", "9000h"}, "--reconnect-after 9000h0m0s is longer than the maximum"},
 		{[]string{"ban", "--user", "u", "--reason", "x", "--for", "2562047h"}, "--for 2562047h0m0s is longer than the maximum"},
 		{[]string{"ban", "--user", "u", "--reason", "x", "--until", "2300-01-01T00:00:00Z"}, "--until 2300-01-01T00:00:00Z is more than"},
-		{[]string{"notify", "--user", "u", "--all", "--topic", "t", "--data", "{}"}, "exactly one of"},
-		{[]string{"notify", "--user", "u", "--topic", "t", "--data", "{nope"}, "not valid JSON"},
+		{[]string{"notify", "--user", "u", "--all", "--topic", "t", "--payload", "{}"}, "exactly one of"},
+		{[]string{"notify", "--user", "u", "--topic", "t", "--payload", "{nope"}, "not valid JSON"},
 		{[]string{"kick", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"bogus"}, `hubctl: unknown command "bogus"`},
-		{[]string{"sesions"}, `unknown command "sesions" (did you mean sessions?)`},
-		{[]string{"sessions", "extra"}, `hubctl: sessions: unknown command "extra" for "hubctl sessions"`},
-		{[]string{"connect", "--user", "u", "extra"}, `hubctl: connect: unknown command "extra"`},
-		{[]string{"kick", "--user", "u", "--reason", "x", "extra"}, `hubctl: kick: unknown command "extra"`},
+		{[]string{"sesions"}, `unknown command "sesions" (did you mean session or sessions?)`},
+		{[]string{"sessions", "extra"}, `hubctl: sessions: stray argument "extra"`},
+		{[]string{"connect", "--user", "u", "extra"}, `hubctl: connect: stray argument "extra"`},
+		{[]string{"kick", "--user", "u", "--reason", "x", "extra"}, `hubctl: kick: stray argument "extra"`},
 		{[]string{"token", "--user", "u"}, "--secret-file is required"},
 	} {
 		code, out, errs := h.ctl(c.args...)
@@ -378,7 +378,7 @@ func TestConnectExitCodes(t *testing.T) {
 	// Disconnect frame printed as JSON lines.
 	out, wait := h.connectCmd("--user", "ann", "--device", "phone")
 	waitLine(t, out, `"welcome"`)
-	if code, _, errs := h.ctl("notify", "--user", "ann", "--topic", "chat", "--data", `{"x":1}`); code != 0 {
+	if code, _, errs := h.ctl("notify", "--user", "ann", "--topic", "chat", "--payload", `{"x":1}`); code != 0 {
 		t.Fatal(errs)
 	}
 	waitLine(t, out, `"notification"`)
@@ -394,8 +394,11 @@ func TestConnectExitCodes(t *testing.T) {
 			t.Fatalf("not a JSON line: %q", line)
 		}
 	}
-	if !strings.Contains(out.String(), `"code":"DISCONNECT_CODE_KICKED"`) || !strings.Contains(out.String(), `"client_disconnect":{"cause":"kicked"`) ||
-		!strings.Contains(out.String(), `"data":{"x":1}`) {
+	// One naming style (lower snake case, the ledger's causes) and one
+	// payload rendering (the JSON value itself).
+	if !strings.Contains(out.String(), `"code":"kicked"`) || !strings.Contains(out.String(), `"reconnect":"not_allowed"`) ||
+		!strings.Contains(out.String(), `"client_disconnect":{"cause":"kicked"`) || !strings.Contains(out.String(), `"code":"aborted"`) ||
+		!strings.Contains(out.String(), `"payload":{"x":1}`) || strings.Contains(out.String(), "DISCONNECT_CODE_") {
 		t.Fatalf("output lacks the disconnect:\n%s", out.String())
 	}
 	if n := h.last(eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT); n.GetUser() != "ann" {
@@ -449,7 +452,7 @@ func TestConnectReconnectResumes(t *testing.T) {
 	waitLine(t, out, `"will_reconnect":true`)
 	// Sent while eve is away (she waits at least 300 ms): redelivered on
 	// the resume.
-	if code, _, errs := h.ctl("notify", "--user", "eve", "--topic", "missed", "--data", `{"n":1}`); code != 0 {
+	if code, _, errs := h.ctl("notify", "--user", "eve", "--topic", "missed", "--payload", `{"n":1}`); code != 0 {
 		t.Fatal(errs)
 	}
 	waitLine(t, out, `"resumed_from"`)

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/timearg"
 )
 
 func newRevoke(g *globals) *cobra.Command {
@@ -37,7 +38,7 @@ from the identity provider. Needs the operator role.`,
 		Example: `  hubctl revoke --jti 5d2f0c1e9a7b4c3d8e6f --reason "laptop stolen"
   hubctl revoke --user alice --reason "password changed"
   hubctl revoke --user alice --before 2026-11-01T12:00:00Z --reason "session leak"`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
 			case (req.TokenId == "") == (req.User == ""):
@@ -56,9 +57,9 @@ from the identity provider. Needs the operator role.`,
 				if f.v == "" {
 					continue
 				}
-				t, err := time.Parse(time.RFC3339, f.v)
+				t, err := timearg.Parse(f.v, time.Now(), time.UTC)
 				if err != nil {
-					return usageError{fmt.Errorf("revoke: --%s %q: want an RFC3339 time like 2026-12-01T00:00:00Z", f.name, f.v)}
+					return usageError{fmt.Errorf("revoke: --%s: %v", f.name, err)}
 				}
 				*f.dst = t.UnixNano()
 			}
@@ -69,9 +70,9 @@ from the identity provider. Needs the operator role.`,
 	}
 	f := c.Flags()
 	f.StringVar(&req.TokenId, "jti", "", "revoke the token with this id (its jti claim)")
-	f.StringVar(&expires, "expires", "", "with --jti: the token's expiry, RFC3339 (default: now plus hubd's --jwt-max-ttl)")
+	f.StringVar(&expires, "expires", "", "with --jti: the token's expiry, a time as --until of ban takes (default: now plus hubd's --jwt-max-ttl)")
 	f.StringVar(&req.User, "user", "", "revoke this user's tokens issued before --before")
-	f.StringVar(&before, "before", "", "with --user: revoke tokens issued before this time, RFC3339 (default now)")
+	f.StringVar(&before, "before", "", "with --user: revoke tokens issued before this time: RFC3339, \"2026-12-06 16:00\" (UTC) or a duration ago like 2h (default now)")
 	f.StringVar(&req.Reason, "reason", "", "why (recorded, and shown to the clients)")
 	f.BoolVar(&asJSON, "json", false, "print the reply as JSON")
 	return c

@@ -110,23 +110,3 @@ func TestAdminTokenCommands(t *testing.T) {
 		t.Fatalf("list after remove: %q", out)
 	}
 }
-
-// TestBackupCommand: an admin's hubctl backup writes a ledger file auditq
-// can open.
-func TestBackupCommand(t *testing.T) {
-	h := startHub(t)
-	h.hold("amy", "d")
-	out := filepath.Join(t.TempDir(), "copy.db")
-	code, stdout, errs := h.ctl("backup", "--out", out)
-	if code != 0 || !strings.Contains(stdout, "backed up") {
-		t.Fatalf("backup: %d %q %q", code, stdout, errs)
-	}
-	s, err := ledger.Open(out, &ledger.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if s.Head().Seq == 0 {
-		t.Fatal("the backup holds no record")
-	}
-}

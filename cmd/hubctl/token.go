@@ -30,7 +30,7 @@ HUBD_JWT_SECRET_FILE, the same file hubd is given with --jwt-secret-file).
 hubd refuses tokens living longer than its --jwt-max-ttl (24h by default).`,
 		Example: `  hubctl token --user alice --device phone --secret-file /etc/hubd/jwt.key
   hubctl connect --user alice --device phone --jwt "$(hubctl token --user alice --device phone --secret-file jwt.key)"`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if user == "" {
 				return usageError{errors.New("token: --user is required")}

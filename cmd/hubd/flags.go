@@ -2,14 +2,18 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
+	"net/url"
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/sessionledger/sessionledger/hub/hubapi"
+	"github.com/sessionledger/sessionledger/internal/daemon"
 )
 
 // options are hubd's settings. Every flag has an environment equivalent:
@@ -29,11 +33,24 @@ type options struct {
 	maxMsgBytes int
 	maxStreams  int
 	pprof       bool
+	console     string
+
+	help, version bool
+
+	// gRPC connection settings (daemon.ConnOptions)
+	readBuffer, writeBuffer      int
+	privateWriteBuffer           bool
+	streamWindow, connWindow     int
+	dynamicWindow                bool
+	maxConnAge, maxConnAgeGrace  time.Duration
+	keepaliveTime, keepaliveWait time.Duration
+	keepaliveMinTime             time.Duration
 
 	heartbeat       time.Duration
 	idleTimeout     time.Duration
 	helloTimeout    time.Duration
 	maxPerUser      int
+	connectBurst    int
 	onePerDevice    bool
 	maxSessions     int
 	connectsPerMin  int
@@ -77,6 +94,12 @@ type options struct {
 	clientCA          string
 	clientCAClients   bool
 	watchInterval     time.Duration
+
+	// WebSocket transport (docs/operations.md, WebSocket).
+	wsListen           string
+	wsAllowedOrigins   string
+	wsHandshakeTimeout time.Duration
+	wsDemo             bool
 }
 
 const usageHead = `hubd serves the sessionledger hub: client sessions over gRPC (Hub.Connect),
@@ -87,21 +110,27 @@ Usage: hubd [flags]
 
 Example:
   hubd --data ./data --listen 127.0.0.1:7070 --metrics 127.0.0.1:7071
+  hubd --console-listen 127.0.0.1:7072        # the web console (docs/console.md)
   HUBD_JWT_SECRET_FILE=/etc/hubd/jwt.key hubd --listen 0.0.0.0:7070
 
 Every flag can also be set in the environment as HUBD_<FLAG> (upper case,
 dashes as underscores); the command line wins.
 
+Stop it with SIGINT or SIGTERM (Ctrl-C): sessions are told to reconnect
+later and every end is recorded. Under "go run" a SIGTERM reaches go, not
+hubd: build it (go build ./cmd/hubd) for anything scripted.
+
 Flags:
 `
 
-func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("hubd", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprint(out, usageHead)
-		fs.PrintDefaults()
-	}
+func newFlagSet(o *options) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("hubd", pflag.ContinueOnError)
+	// Errors are reported once, by run, in one line; --help prints usage.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.SortFlags = false
+	fs.BoolVarP(&o.help, "help", "h", false, "print this help and exit")
+	fs.BoolVar(&o.version, "version", false, "print the version (from the build information) and exit")
 	fs.StringVar(&o.data, "data", "./data", "data directory: ledger.db, admin.token, resume.key")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:7070", "gRPC listen address (host:port)")
 	fs.StringVar(&o.metrics, "metrics", "127.0.0.1:7071", "HTTP address for /metrics and /healthz (\"off\" disables)")
@@ -112,8 +141,20 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key enables TLS")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles (net/http/pprof) under /debug/pprof/ on the --metrics address")
+	fs.StringVar(&o.console, "console-listen", "", "HTTP address of the web console (docs/console.md; off by default); beyond loopback it needs --tls-cert and --tls-key")
 	fs.IntVar(&o.maxMsgBytes, "max-message-size", hubapi.DefaultMaxMessageSize, "largest message a client or operator may send, in bytes (the default takes a 64 KiB notification payload)")
 	fs.IntVar(&o.maxStreams, "max-streams-per-conn", defaultMaxStreamsPerConn, "most concurrent gRPC streams (sessions and calls) on one client connection; more wait for one to end")
+	fs.IntVar(&o.readBuffer, "grpc-read-buffer", daemon.DefaultReadBufferSize, "each client connection's read buffer, in bytes (0: none, gRPC reads the socket for each frame)")
+	fs.IntVar(&o.writeBuffer, "grpc-write-buffer", daemon.DefaultWriteBufferSize, "most bytes gRPC buffers before writing to a connection's socket")
+	fs.BoolVar(&o.privateWriteBuffer, "grpc-private-write-buffer", false, "give each connection a write buffer of its own for its lifetime instead of one from a shared pool while it writes")
+	fs.IntVar(&o.streamWindow, "grpc-stream-window", daemon.DefaultStreamWindow, "HTTP/2 flow-control window granted per stream, in bytes (at least 65535)")
+	fs.IntVar(&o.connWindow, "grpc-conn-window", daemon.DefaultConnWindow, "HTTP/2 flow-control window granted per connection, in bytes (at least 65535)")
+	fs.BoolVar(&o.dynamicWindow, "grpc-dynamic-window", false, "let gRPC size the windows from its bandwidth-delay estimate instead (it pings a client after each burst of data from it)")
+	fs.DurationVar(&o.maxConnAge, "max-connection-age", 0, "close connections this old (±10% jitter) with a GOAWAY, so clients reconnect and spread over nodes (0: never)")
+	fs.DurationVar(&o.maxConnAgeGrace, "max-connection-age-grace", 0, "after --max-connection-age, how long its streams may go on before the connection is closed (0: no limit)")
+	fs.DurationVar(&o.keepaliveTime, "keepalive-time", 2*time.Hour, "ping a client connection silent this long (HTTP/2 ping; the hub's heartbeats end silent sessions sooner)")
+	fs.DurationVar(&o.keepaliveWait, "keepalive-timeout", 20*time.Second, "close a connection that does not answer a keepalive ping within this")
+	fs.DurationVar(&o.keepaliveMinTime, "keepalive-min-time", 5*time.Second, "how often a client may send keepalive pings; one that pings more often is disconnected")
 
 	fs.DurationVar(&o.heartbeat, "heartbeat", 10*time.Second, "interval between server pings")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "end a session silent this long (default 3 heartbeats)")
@@ -121,7 +162,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.maxPerUser, "max-per-user", 0, "most live sessions per user; a new login supersedes the oldest (0: no limit)")
 	fs.BoolVar(&o.onePerDevice, "one-per-device", true, "one live session per (user, device); a new login on the device supersedes the old one")
 	fs.IntVar(&o.maxSessions, "max-sessions", 100_000, "most live sessions on this node")
-	fs.IntVar(&o.connectsPerMin, "user-connects-per-minute", 120, "connects one user may make per minute")
+	fs.IntVar(&o.connectsPerMin, "user-connects-per-minute", 120, "connects one user may make per minute, sustained (a token bucket per user)")
+	fs.IntVar(&o.connectBurst, "user-connect-burst", 0, "connects one user may make at once (default the smaller of 10 and --user-connects-per-minute); a minute passes at most both added")
 	fs.DurationVar(&o.rejectWindow, "reject-window", 10*time.Second, "repeated connect rejections within this window are recorded as one event with a count")
 	fs.IntVar(&o.notifyBuffer, "notify-buffer", 1024, "notifications that may wait for one session before it is ended as a slow consumer")
 	fs.DurationVar(&o.gracefulTimeout, "graceful-timeout", 5*time.Second, "how long a graceful end waits for the client before closing its connection")
@@ -158,7 +200,23 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.clientCA, "client-ca", "", "PEM CA certificates: require a client certificate signed by them for admin and audit calls (needs --tls-cert)")
 	fs.BoolVar(&o.clientCAClients, "client-ca-clients", false, "with --client-ca: require a client certificate of client streams too")
 	fs.DurationVar(&o.watchInterval, "watch-interval", 2*time.Second, "how often to look for a changed admin.token, --jwt-public-key-file or --jwt-jwks-file (0: only on SIGHUP)")
+
+	fs.StringVar(&o.wsListen, "ws-listen", "", "WebSocket address (host:port) serving /connect for browsers and the demo page /demo/ (default: no WebSocket)")
+	fs.StringVar(&o.wsAllowedOrigins, "ws-allowed-origins", "", "comma-separated origins (scheme://host[:port], or *) whose pages may connect over WebSocket, besides pages served by hubd's own WebSocket address")
+	fs.DurationVar(&o.wsHandshakeTimeout, "ws-handshake-timeout", 10*time.Second, "time a WebSocket client has to send its upgrade request and read the response")
+	fs.BoolVar(&o.wsDemo, "ws-demo", true, "with --ws-listen, serve the demo page under /demo/")
 	return fs
+}
+
+// origins is --ws-allowed-origins as a list.
+func (o *options) origins() []string {
+	var out []string
+	for _, s := range strings.Split(o.wsAllowedOrigins, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // defaultMaxStreamsPerConn is the default of --max-streams-per-conn: the
@@ -174,27 +232,56 @@ func envName(flagName string) string {
 	return "HUBD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// errHelp is parseOptions' answer to --help or --version: what to print
+// is in its message, and hubd exits 0.
+type errHelp struct{ text string }
+
+func (e errHelp) Error() string { return e.text }
+
+// usage is hubd --help.
+func usage(fs *pflag.FlagSet) string {
+	return usageHead + fs.FlagUsages()
+}
+
 func envGiven(lookup func(string) (string, bool), flagName string) bool {
 	_, ok := lookup(envName(flagName))
 	return ok
 }
 
 // parseOptions reads flags from args and, for flags not given there, from
-// env (a lookup like os.LookupEnv).
+// env (a lookup like os.LookupEnv). A bad flag is one line of error (see
+// --help), not the whole usage.
 func parseOptions(args []string, lookup func(string) (string, bool), out io.Writer) (*options, error) {
 	o := &options{}
-	fs := newFlagSet(o, out)
+	fs := newFlagSet(o)
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		// The standard library's flag package took -data as --data; pflag
+		// reads it as -d -a -t -a. Say so instead of a puzzling error.
+		if len(a) > 2 && a[0] == '-' && a[1] != '-' {
+			name, _, _ := strings.Cut(a[1:], "=")
+			if fs.Lookup(name) != nil {
+				return nil, fmt.Errorf("%s: flags take two dashes: --%s (see hubd --help)", a, name)
+			}
+		}
+	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%v (see hubd --help)", err)
+	}
+	if o.help {
+		return nil, errHelp{usage(fs)}
+	}
+	if o.version {
+		return nil, errHelp{versionLine()}
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (hubd takes only flags; see --help)", fs.Arg(0))
+		return nil, fmt.Errorf("stray argument %q: hubd takes only flags (see hubd --help)", fs.Arg(0))
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] {
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "help" || f.Name == "version" {
 			return
 		}
 		if v, ok := lookup(envName(f.Name)); ok {
@@ -206,7 +293,7 @@ func parseOptions(args []string, lookup func(string) (string, bool), out io.Writ
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if given["checkpoint-every"] || (!given["projection-checkpoint-every"] && envGiven(lookup, "checkpoint-every")) {
+	if fs.Changed("checkpoint-every") || (!fs.Changed("projection-checkpoint-every") && envGiven(lookup, "checkpoint-every")) {
 		o.deprecated = append(o.deprecated, "checkpoint-every")
 	}
 	return o, o.validate()
@@ -246,7 +333,8 @@ func (o *options) validate() error {
 		{"heartbeat", o.heartbeat}, {"hello-timeout", o.helloTimeout}, {"reject-window", o.rejectWindow},
 		{"graceful-timeout", o.gracefulTimeout}, {"resume-window", o.resumeWindow},
 		{"shutdown-timeout", o.shutdownTimeout}, {"shutdown-reconnect", o.shutdownReconnect}, {"shutdown-jitter", o.shutdownJitter},
-		{"stall-timeout", o.stallTimeout},
+		{"stall-timeout", o.stallTimeout}, {"keepalive-time", o.keepaliveTime}, {"keepalive-timeout", o.keepaliveWait},
+		{"keepalive-min-time", o.keepaliveMinTime},
 	} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s %s: want a positive duration", d.name, d.v))
@@ -267,8 +355,49 @@ func (o *options) validate() error {
 			errs = append(errs, fmt.Errorf("--%s %d: want a positive number", n.name, n.v))
 		}
 	}
+	if o.readBuffer < 0 {
+		errs = append(errs, fmt.Errorf("--grpc-read-buffer %d: want 0 (none) or more", o.readBuffer))
+	}
+	if o.writeBuffer <= 0 {
+		errs = append(errs, fmt.Errorf("--grpc-write-buffer %d: want a positive number of bytes", o.writeBuffer))
+	}
+	for _, w := range []struct {
+		name string
+		v    int
+	}{{"grpc-stream-window", o.streamWindow}, {"grpc-conn-window", o.connWindow}} {
+		if w.v < 65535 || w.v > math.MaxInt32 {
+			errs = append(errs, fmt.Errorf("--%s %d: want 65535 to %d", w.name, w.v, math.MaxInt32))
+		}
+	}
+	if o.maxConnAge < 0 || o.maxConnAgeGrace < 0 {
+		errs = append(errs, fmt.Errorf("--max-connection-age %s, --max-connection-age-grace %s: want 0 (none) or a positive duration", o.maxConnAge, o.maxConnAgeGrace))
+	}
+	if o.connectBurst < 0 {
+		errs = append(errs, fmt.Errorf("--user-connect-burst %d: want 0 (the default) or more", o.connectBurst))
+	}
+	if o.console != "" {
+		if _, _, err := net.SplitHostPort(o.console); err != nil {
+			errs = append(errs, fmt.Errorf("--console-listen %q: %v", o.console, err))
+		}
+	}
 	if o.maxPerUser < 0 {
 		errs = append(errs, fmt.Errorf("--max-per-user %d: want 0 (no limit) or more", o.maxPerUser))
+	}
+	if o.wsListen != "" {
+		if _, _, err := net.SplitHostPort(o.wsListen); err != nil {
+			errs = append(errs, fmt.Errorf("--ws-listen %q: %v", o.wsListen, err))
+		}
+	}
+	for _, origin := range o.origins() {
+		if origin == "*" {
+			continue
+		}
+		if u, err := url.Parse(origin); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			errs = append(errs, fmt.Errorf("--ws-allowed-origins: %q: want scheme://host[:port] or *", origin))
+		}
+	}
+	if o.wsHandshakeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--ws-handshake-timeout %s: want a positive duration", o.wsHandshakeTimeout))
 	}
 	if o.watchInterval < 0 {
 		errs = append(errs, fmt.Errorf("--watch-interval %s: want 0 (SIGHUP only) or more", o.watchInterval))

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,6 +33,7 @@ import (
 	"github.com/sessionledger/sessionledger/audit"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/daemon"
 	"github.com/sessionledger/sessionledger/internal/testtls"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
@@ -472,17 +474,29 @@ func TestRefusals(t *testing.T) {
 	}{
 		{"open listener without JWT", []string{"--listen", "0.0.0.0:0"}, nil, "refusing to listen on 0.0.0.0:0 without --jwt-secret-file"},
 		{"empty host without JWT", []string{"--listen", ":7070"}, nil, "refusing to listen on :7070"},
-		{"bad duration flag", []string{"--heartbeat", "soon"}, nil, "invalid value \"soon\" for flag -heartbeat"},
+		{"bad duration flag", []string{"--heartbeat", "soon"}, nil, "invalid argument \"soon\" for \"--heartbeat\" flag"},
 		{"bad env", nil, map[string]string{"HUBD_HEARTBEAT": "soon"}, "HUBD_HEARTBEAT=\"soon\": invalid value for --heartbeat"},
 		{"bad log format", []string{"--log-format", "xml"}, nil, "--log-format \"xml\": want text or json"},
 		{"short JWT secret", []string{"--jwt-secret-file", "SHORT"}, nil, "want at least 32"},
 		{"JWT secret others can read", []string{"--jwt-secret-file", "OPEN"}, nil, "has mode 0644; want 0600"},
 		{"missing JWT secret file", []string{"--jwt-secret-file", "/nonexistent/jwt"}, nil, "--jwt-secret-file: open /nonexistent/jwt"},
-		{"stray argument", []string{"serve"}, nil, "unexpected argument \"serve\""},
+		{"stray argument", []string{"serve"}, nil, "stray argument \"serve\": hubd takes only flags"},
+		{"single-dash long flag", []string{"-data", "x"}, nil, "-data: flags take two dashes: --data"},
+		{"unknown flag", []string{"--bogus"}, nil, "hubd: unknown flag: --bogus (see hubd --help)"},
+		{"console off loopback without TLS", []string{"--console-listen", "0.0.0.0:0"}, nil, "refusing to serve the console on 0.0.0.0:0 without TLS"},
 		{"tls half", []string{"--tls-cert", "x.pem"}, nil, "--tls-cert and --tls-key go together"},
 		{"tls files missing", []string{"--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"}, nil, "--tls-cert/--tls-key: open /nonexistent/cert.pem"},
 		{"tls files not PEM", []string{"--tls-cert", "SHORT", "--tls-key", "SHORT"}, nil, "--tls-cert/--tls-key: tls: failed to find any PEM data"},
 		{"idle below heartbeat", []string{"--idle-timeout", "5s"}, nil, "--idle-timeout 5s: want 0 (3 heartbeats) or at least the --heartbeat interval 10s"},
+		{"small stream window", []string{"--grpc-stream-window", "1024"}, nil, "--grpc-stream-window 1024: want 65535 to 2147483647"},
+		{"negative read buffer", []string{"--grpc-read-buffer", "-1"}, nil, "--grpc-read-buffer -1: want 0 (none) or more"},
+		{"no write buffer", []string{"--grpc-write-buffer", "0"}, nil, "--grpc-write-buffer 0: want a positive number of bytes"},
+		{"negative connection age", []string{"--max-connection-age", "-1s"}, nil, "--max-connection-age -1s"},
+		{"zero keepalive", []string{"--keepalive-min-time", "0s"}, nil, "--keepalive-min-time 0s: want a positive duration"},
+		{"open websocket without JWT", []string{"--ws-listen", "0.0.0.0:0"}, nil, "refusing to serve WebSocket on 0.0.0.0:0 without --jwt-secret-file"},
+		{"bad websocket address", []string{"--ws-listen", "7072"}, nil, "--ws-listen \"7072\""},
+		{"bad origin", []string{"--ws-allowed-origins", "https://ok.example, app.example"}, nil, "--ws-allowed-origins: \"app.example\": want scheme://host[:port] or *"},
+		{"websocket handshake timeout", []string{"--ws-handshake-timeout", "0s"}, nil, "--ws-handshake-timeout 0s: want a positive duration"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -516,6 +530,33 @@ func TestRefusals(t *testing.T) {
 				t.Errorf("refused start created %s (%v)", data, err)
 			}
 		})
+	}
+}
+
+// TestConnectionFlags: the gRPC connection settings reach the daemon's
+// configuration, --grpc-read-buffer 0 meaning no read buffer.
+func TestConnectionFlags(t *testing.T) {
+	o, err := parseOptions([]string{"--grpc-read-buffer", "0", "--grpc-write-buffer", "8192", "--grpc-private-write-buffer",
+		"--grpc-stream-window", "131072", "--grpc-conn-window", "262144", "--grpc-dynamic-window", "--max-connection-age", "1h",
+		"--max-connection-age-grace", "1m", "--keepalive-time", "30s", "--keepalive-timeout", "5s", "--keepalive-min-time", "10s"},
+		func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := daemonConfig(o, slog.New(slog.DiscardHandler)).Conn
+	want := daemon.ConnOptions{ReadBufferSize: -1, WriteBufferSize: 8192, PrivateWriteBuffer: true, StreamWindow: 131072, ConnWindow: 262144,
+		DynamicWindow: true, MaxConnectionAge: time.Hour, MaxConnectionAgeGrace: time.Minute, KeepaliveTime: 30 * time.Second,
+		KeepaliveTimeout: 5 * time.Second, KeepaliveMinTime: 10 * time.Second}
+	if got != want {
+		t.Fatalf("got %+v; want %+v", got, want)
+	}
+	o, err = parseOptions(nil, func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := daemonConfig(o, slog.New(slog.DiscardHandler)).Conn; c.ReadBufferSize != daemon.DefaultReadBufferSize || c.DynamicWindow ||
+		c.StreamWindow != daemon.DefaultStreamWindow || c.ConnWindow != daemon.DefaultConnWindow || c.PrivateWriteBuffer {
+		t.Fatalf("defaults %+v; want a pooled %d-byte read buffer, a shared write buffer and static windows", c, daemon.DefaultReadBufferSize)
 	}
 }
 
@@ -619,6 +660,20 @@ func TestWarnsWithoutTLSOffLoopback(t *testing.T) {
 	}
 	if !strings.Contains(p.output(), `"level":"WARN","msg":"listening on a non-loopback address without TLS`) {
 		t.Errorf("no clear-text warning:\n%s", p.output())
+	}
+}
+
+// TestVersionAndHelp: --version prints the build, --help the flags with
+// two dashes; both exit 0.
+func TestVersionAndHelp(t *testing.T) {
+	var out bytes.Buffer
+	if code := run([]string{"--version"}, func(string) (string, bool) { return "", false }, &out, make(chan os.Signal)); code != 0 || !strings.HasPrefix(out.String(), "hubd ") {
+		t.Fatalf("--version: exit %d, %q", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"--help"}, func(string) (string, bool) { return "", false }, &out, make(chan os.Signal)); code != 0 ||
+		!strings.Contains(out.String(), "--console-listen") || !strings.Contains(out.String(), "--data string") {
+		t.Fatalf("--help: exit %d, %q", code, out.String())
 	}
 }
 

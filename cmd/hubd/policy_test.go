@@ -28,7 +28,9 @@ func TestLoginPolicyAcrossNodes(t *testing.T) {
 	if testing.Short() {
 		rounds = 25
 	}
-	nodes := newCluster(t, 3)
+	// One user logs in up to 100 times on a node within seconds: more than
+	// the per-user token bucket lets through by default (a burst of 10).
+	nodes := newCluster(t, 3, "--user-connect-burst", "200", "--user-connects-per-minute", "6000")
 	a, b := nodes[0], nodes[1]
 	conns := []*grpc.ClientConn{dialConn(t, a.p.grpc), dialConn(t, b.p.grpc)}
 	var winners, losers []string

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/internal/daemon"
+	"github.com/sessionledger/sessionledger/internal/version"
 	"github.com/sessionledger/sessionledger/ledger/cluster"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -28,7 +28,9 @@ const (
 // graceful shutdown, a second forces it.
 func run(args []string, lookup func(string) (string, bool), stderr io.Writer, sig <-chan os.Signal) int {
 	o, err := parseOptions(args, lookup, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	var help errHelp
+	if errors.As(err, &help) {
+		fmt.Fprintln(stderr, strings.TrimRight(help.text, "\n"))
 		return exitOK
 	}
 	if err != nil {
@@ -168,12 +170,22 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 		Listen:         o.listen,
 		Metrics:        o.metrics,
 		Pprof:          o.pprof,
+		ConsoleListen:  o.console,
 		JWTSecretFile:  o.jwtSecret,
 		TLSCertFile:    o.tlsCert,
 		TLSKeyFile:     o.tlsKey,
 		MaxMessageSize: o.maxMsgBytes,
 		MaxStreams:     o.maxStreams,
-		Signing:        daemon.Signing{Every: o.signedCheckpointEvery, Dir: o.signedCheckpointDir},
+		Conn: daemon.ConnOptions{
+			ReadBufferSize: readBufferOption(o.readBuffer), WriteBufferSize: o.writeBuffer, PrivateWriteBuffer: o.privateWriteBuffer,
+			StreamWindow: int32(o.streamWindow), ConnWindow: int32(o.connWindow), DynamicWindow: o.dynamicWindow,
+			MaxConnectionAge: o.maxConnAge, MaxConnectionAgeGrace: o.maxConnAgeGrace,
+			KeepaliveTime: o.keepaliveTime, KeepaliveTimeout: o.keepaliveWait, KeepaliveMinTime: o.keepaliveMinTime,
+		},
+		Signing:   daemon.Signing{Every: o.signedCheckpointEvery, Dir: o.signedCheckpointDir},
+		WSListen:  o.wsListen,
+		WSNoDemo:  !o.wsDemo,
+		WebSocket: hub.WebSocketConfig{AllowedOrigins: o.origins(), HandshakeTimeout: o.wsHandshakeTimeout},
 		Hub: hub.Config{
 			Node:                  o.node,
 			HeartbeatInterval:     o.heartbeat,
@@ -182,6 +194,7 @@ func daemonConfig(o *options, log *slog.Logger) daemon.Config {
 			Policy:                projections.Policy{MaxPerUser: o.maxPerUser, OnePerDevice: o.onePerDevice},
 			MaxSessions:           o.maxSessions,
 			UserConnectsPerMinute: o.connectsPerMin,
+			UserConnectBurst:      o.connectBurst,
 			RejectWindow:          o.rejectWindow,
 			NotifyBuffer:          o.notifyBuffer,
 			GracefulTimeout:       o.gracefulTimeout,
@@ -217,6 +230,17 @@ func withAuth(c *daemon.Config, o *options) {
 		c.WatchInterval = -1 // SIGHUP only; the daemon's zero means its default
 	}
 }
+
+// readBufferOption maps --grpc-read-buffer (0: none) onto
+// daemon.ConnOptions.ReadBufferSize (0: the default, negative: none).
+func readBufferOption(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+func versionLine() string { return version.Line("hubd") }
 
 // clusterConfig is the cluster part of the options, nil on a single node.
 func clusterConfig(o *options) *cluster.Config {

@@ -70,6 +70,12 @@ type Session struct {
 	// earlier session's last acknowledged seq and this connect is
 	// redelivered.
 	RedeliveryIncomplete bool
+	// LogRewound is true when the server's log no longer holds the last
+	// notification this client saw: it was restored from a backup taken
+	// before. The client then forgets the seqs it saw (new notifications
+	// reuse them), and the server redelivers the session's notifications
+	// from its start, some of which the application may have seen.
+	LogRewound bool
 	// Addr is the address of the node holding the session (one of those
 	// given to Dial).
 	Addr string
@@ -81,6 +87,11 @@ type Resume struct {
 	SessionID    string
 	Secret       string
 	LastAckedSeq uint64
+	// LastSeenSeq and LastSeenEventID name the last notification the
+	// client handed to the application, so a server whose log was restored
+	// from an older backup can tell (Session.LogRewound).
+	LastSeenSeq     uint64
+	LastSeenEventID string
 }
 
 // Stats counts what the client has done so far.
@@ -130,6 +141,8 @@ type Client struct {
 	hadSession  bool    // a session existed before (WithResume counts): a fresh one is a gap
 	lastAcked   uint64
 	ackFloor    uint64 // seq of the first fresh connect: nothing before it is ours
+	seenSeq     uint64 // the last notification handed to the application
+	seenID      string
 	live        *stream
 	closedByApp bool
 	err         *Disconnect // why the client ended (run's verdict); Err shows it once done closed
@@ -156,13 +169,19 @@ const handshakeTimeout = 30 * time.Second
 // This catches a dead connection between streams and during a handshake,
 // where the stream watchdog does not run. Connect backoff: gRPC's, capped
 // at b.Max (after defaults; gRPC's own cap is 2 minutes, during which
-// attempts fail fast whatever the client's schedule says).
+// attempts fail fast whatever the client's schedule says). Flow control:
+// static windows (64 KiB per stream, 1 MiB per connection) instead of
+// gRPC's dynamic ones, whose bandwidth estimate pings the server after
+// every burst of data it receives: a ping and a window update per
+// notification on a quiet connection, for a window a hub's small frames
+// never need to grow.
 func DialOptions(b Backoff) []grpc.DialOption {
 	bc := backoff.DefaultConfig
 	bc.MaxDelay = min(bc.MaxDelay, b.withDefaults().Max)
 	return []grpc.DialOption{
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second}),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: 20 * time.Second}),
+		grpc.WithStaticStreamWindowSize(65535), grpc.WithStaticConnWindowSize(1 << 20),
 	}
 }
 
@@ -209,6 +228,7 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	if r := cfg.resume; r != nil {
 		c.resume, c.hadSession = r, true
 		c.lastAcked, c.lastDelivered = r.LastAckedSeq, r.LastAckedSeq
+		c.seenSeq, c.seenID = r.LastSeenSeq, r.LastSeenEventID
 	}
 	c.token = cfg.token
 	base, baseCancel := context.WithCancel(context.Background())
@@ -363,7 +383,8 @@ func (c *Client) Session() Session {
 func (c *Client) Resume() Resume {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r := Resume{SessionID: c.sess.ID, Secret: c.sess.ResumeSecret, LastAckedSeq: max(c.lastAcked, c.ackFloor)}
+	r := Resume{SessionID: c.sess.ID, Secret: c.sess.ResumeSecret, LastAckedSeq: max(c.lastAcked, c.ackFloor),
+		LastSeenSeq: c.seenSeq, LastSeenEventID: c.seenID}
 	return r
 }
 
@@ -450,7 +471,8 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 	c.mu.Lock()
 	if r := c.resume; r != nil {
 		helloAck = max(c.lastAcked, c.ackFloor)
-		hello.Resume = &hubpb.Resume{SessionId: r.SessionID, Secret: r.Secret, LastAckedSeq: helloAck}
+		hello.Resume = &hubpb.Resume{SessionId: r.SessionID, Secret: r.Secret, LastAckedSeq: helloAck,
+			LastSeenSeq: c.seenSeq, LastSeenEventId: c.seenID}
 	}
 	c.mu.Unlock()
 	if err := st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: hello}}); err != nil && !errors.Is(err, io.EOF) {
@@ -471,7 +493,8 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 	sess := Session{ID: w.GetSessionId(), ResumeSecret: w.GetResumeSecret(), ResumedFrom: w.GetResumedFrom(),
 		HeartbeatInterval: time.Duration(w.GetHeartbeatIntervalMs()) * time.Millisecond,
 		EventID:           w.GetEventId(), Seq: w.GetSeq(), Redelivering: int(w.GetRedelivering()), TokenExpires: unixTime(w.GetTokenExpiresUnixNano()),
-		OldestRedelivered: w.GetOldestRedeliveredSeq(), RedeliveryIncomplete: w.GetRedeliveryTruncated(), Addr: c.addr}
+		OldestRedelivered: w.GetOldestRedeliveredSeq(), RedeliveryIncomplete: w.GetRedeliveryTruncated(), Addr: c.addr,
+		LogRewound: w.GetLogRewound()}
 	ls := newStream(st, sctx, cancel)
 	ls.session, ls.hb, ls.welcomed = sess.ID, sess.HeartbeatInterval, time.Now()
 	ls.tokenExp, ls.tokenKnown = sess.TokenExpires, ls.welcomed
@@ -482,6 +505,12 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 		// The earlier session's notifications since its last ack are not
 		// redelivered to a fresh one.
 		sess.RedeliveryIncomplete = true
+	}
+	if sess.LogRewound {
+		// The seqs this client saw were given again to other records: what
+		// it acked or saw says nothing about the log it resumed on (the
+		// dispatcher forgets its last delivered seq likewise).
+		c.lastAcked, c.ackFloor, c.seenSeq, c.seenID, helloAck = 0, 0, 0, "", 0
 	}
 	c.sess, c.hadSession = sess, true
 	c.resume = &Resume{SessionID: sess.ID, Secret: sess.ResumeSecret}
@@ -504,6 +533,8 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 	}
 	c.cfg.logger.Info("hub session started", "session", sess.ID, "resumed_from", sess.ResumedFrom, "redelivering", sess.Redelivering)
 	switch {
+	case sess.LogRewound:
+		c.cfg.logger.Warn("the hub's log no longer holds what this client saw (restored from an older backup): the seqs seen are forgotten and the session's notifications are redelivered from its start", "session", sess.ID)
 	case gap:
 		c.cfg.logger.Warn("hub session started afresh: notifications since the last ack of the earlier session are not redelivered", "session", sess.ID)
 	case sess.RedeliveryIncomplete:

@@ -21,7 +21,8 @@ const (
 	// CauseUnknown is a Disconnect code this client does not know (a newer
 	// server); its reconnect advice is still honoured.
 	CauseUnknown Cause = iota
-	// CauseClosed: the application called Close (a normal end).
+	// CauseClosed: the application called Close (a normal end); its name
+	// is the ledger's, "client_closed".
 	CauseClosed
 	// CauseKicked: an operator kicked the session.
 	CauseKicked
@@ -62,7 +63,10 @@ const (
 	CauseTokenExpired
 )
 
-var causeNames = [...]string{"unknown", "closed", "kicked", "banned", "superseded", "idle_timeout", "server_shutdown", "slow_consumer", "lost", "rejected",
+// The names are the ledger's (session_disconnected's cause), so a client
+// and the audit use one vocabulary; rejected and unknown are the client's
+// own.
+var causeNames = [...]string{"unknown", "client_closed", "kicked", "banned", "superseded", "idle_timeout", "server_shutdown", "slow_consumer", "lost", "rejected",
 	"drained", "revoked", "token_expired"}
 
 // String returns the cause's snake_case name, e.g. "kicked".
@@ -188,11 +192,18 @@ type Disconnect struct {
 // Reason itself is the server's text as sent.
 func (d *Disconnect) Error() string {
 	var b strings.Builder
-	b.WriteString(d.Cause.String())
+	// A reason that begins with the cause says it already ("superseded by
+	// session …"): no "superseded: superseded by …".
+	said := d.RejectCode == "" && d.Reason != "" && strings.HasPrefix(d.Reason, strings.ReplaceAll(d.Cause.String(), "_", " "))
+	if said {
+		b.WriteString(termtext.Line(d.Reason))
+	} else {
+		b.WriteString(d.Cause.String())
+	}
 	if d.RejectCode != "" {
 		b.WriteString(" (" + termtext.Field(d.RejectCode) + ")")
 	}
-	if d.Reason != "" {
+	if d.Reason != "" && !said {
 		b.WriteString(": " + termtext.Field(d.Reason))
 	}
 	if d.Reconnect != 0 {

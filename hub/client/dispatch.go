@@ -174,6 +174,9 @@ func (c *Client) handle(ev event) {
 			c.deliver(ev.ls, ev.note)
 		}
 	case evConnect:
+		if ev.sess.LogRewound {
+			c.lastDelivered = 0
+		}
 		if ev.sess.ResumedFrom == "" {
 			// A fresh session gets the notifications recorded after its
 			// connect; earlier ones were never addressed to it.
@@ -244,6 +247,9 @@ func (c *Client) deliver(ls *stream, n *hubpb.Notification) {
 // handedOver accounts for a notification the application took.
 func (c *Client) handedOver(n Notification) {
 	c.lastDelivered = n.Seq
+	c.mu.Lock()
+	c.seenSeq, c.seenID = n.Seq, n.EventID
+	c.mu.Unlock()
 	c.delivered.Add(1)
 	if n.Redelivered {
 		c.redelivered.Add(1)

@@ -30,6 +30,7 @@ type config struct {
 	maxWait      time.Duration
 	buffer       int
 	closeTimeout time.Duration
+	ackInterval  time.Duration
 	resume       *Resume
 
 	onNotification func(Notification)
@@ -47,6 +48,7 @@ func defaultConfig() config {
 		reconnect:    true,
 		buffer:       64,
 		closeTimeout: 5 * time.Second,
+		ackInterval:  defaultAckInterval,
 		logger:       slog.New(slog.DiscardHandler),
 		sleep:        sleepCtx,
 		rand:         rand.Float64,
@@ -191,6 +193,21 @@ func WithCloseTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {
 			c.closeTimeout = d
+		}
+	}
+}
+
+// WithAckInterval sets the least time between two Ack frames the client
+// sends on its own (default 10s). Acks are cumulative, the server keeps
+// none, and what a resume carries is the client's own highest ack, so the
+// frames only tell the server how far the client got: the latest also
+// goes with each pong (every heartbeat interval) and with Goodbye. A
+// shorter interval sends more of them (on a connection of its own, each
+// one a write, a read and a wake-up on both sides).
+func WithAckInterval(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.ackInterval = d
 		}
 	}
 }

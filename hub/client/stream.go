@@ -178,18 +178,39 @@ func (c *Client) read(ls *stream) {
 	}
 }
 
+// defaultAckInterval is the least time between two Ack frames on a stream
+// by default (WithAckInterval). Acks are cumulative, and what a resume
+// carries is the client's own highest ack, so a client notified many times
+// a heartbeat sends one Ack frame with its pong, not one per notification
+// (on a connection of its own, each one a write, a read and a wake-up on
+// both sides). The first ack after a quiet interval goes at once.
+const defaultAckInterval = 10 * time.Second
+
 // write sends what the others asked for: the pong to the latest ping, the
 // highest acknowledged seq (acks are cumulative, so only the latest
-// matters), and Goodbye. It ends after Goodbye or when the stream ends.
+// matters; at most one Ack every ack interval, and one with each pong),
+// and Goodbye. It ends after
+// Goodbye or when the stream ends.
 func (c *Client) write(ls *stream) {
 	defer close(ls.writerDone)
+	var lastAck time.Time // when the latest Ack was sent
+	var held *time.Timer  // wakes the writer for an ack held back
+	defer func() {
+		if held != nil {
+			held.Stop()
+		}
+	}()
+	var heldC <-chan time.Time
 	for {
 		select {
 		case <-ls.wake:
+		case <-heldC:
+			heldC = nil
 		case <-ls.ctx.Done():
 			return
 		}
-		if ls.pongDue.Swap(false) {
+		pong := ls.pongDue.Swap(false)
+		if pong {
 			if ls.st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Pong{Pong: &hubpb.Pong{Nonce: ls.pongNonce.Load()}}}) != nil {
 				return // the stream ended: the reader gets its status
 			}
@@ -202,13 +223,23 @@ func (c *Client) write(ls *stream) {
 		c.mu.Lock()
 		ack := c.lastAcked
 		c.mu.Unlock()
+		goodbye := ls.goodbye.Load()
 		if ack > ls.sentAck {
-			if ls.st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Ack{Ack: &hubpb.Ack{Seq: ack}}}) != nil {
-				return
+			if wait := c.cfg.ackInterval - time.Since(lastAck); pong || goodbye || wait <= 0 {
+				if ls.st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Ack{Ack: &hubpb.Ack{Seq: ack}}}) != nil {
+					return
+				}
+				ls.sentAck, lastAck = ack, time.Now()
+			} else if heldC == nil {
+				if held == nil {
+					held = time.NewTimer(wait)
+				} else {
+					held.Reset(wait)
+				}
+				heldC = held.C
 			}
-			ls.sentAck = ack
 		}
-		if ls.goodbye.Load() {
+		if goodbye {
 			if ls.st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Goodbye{Goodbye: &hubpb.Goodbye{Reason: "client closed"}}}) != nil {
 				ls.cancel()
 			}

@@ -1,6 +1,9 @@
 package hubapi
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Bounds on what a client or an operator may ask for. They keep every
 // duration representable (time.Duration overflows past 292 years, which
@@ -26,3 +29,17 @@ const (
 	// its framing.
 	DefaultMaxMessageSize = MaxNotifyPayload + 1<<10
 )
+
+// SessionsSummary is the line under every list of live sessions (hubctl
+// sessions, auditq sessions --at, the console), so the tools count alike:
+// "0 live sessions", "1 live session", "100 of 2345 live sessions shown".
+func SessionsSummary(shown, total int) string {
+	noun := "sessions"
+	if total == 1 {
+		noun = "session"
+	}
+	if shown < total {
+		return fmt.Sprintf("%d of %d live %s shown", shown, total, noun)
+	}
+	return fmt.Sprintf("%d live %s", total, noun)
+}

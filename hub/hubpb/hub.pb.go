@@ -397,6 +397,7 @@ type ServerFrame struct {
 	//	*ServerFrame_Ping
 	//	*ServerFrame_Disconnect
 	//	*ServerFrame_Refreshed
+	//	*ServerFrame_Rejected
 	Frame         isServerFrame_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -484,6 +485,15 @@ func (x *ServerFrame) GetRefreshed() *Refreshed {
 	return nil
 }
 
+func (x *ServerFrame) GetRejected() *Rejected {
+	if x != nil {
+		if x, ok := x.Frame.(*ServerFrame_Rejected); ok {
+			return x.Rejected
+		}
+	}
+	return nil
+}
+
 type isServerFrame_Frame interface {
 	isServerFrame_Frame()
 }
@@ -508,6 +518,12 @@ type ServerFrame_Refreshed struct {
 	Refreshed *Refreshed `protobuf:"bytes,5,opt,name=refreshed,proto3,oneof"`
 }
 
+type ServerFrame_Rejected struct {
+	// WebSocket only: a refused connect is told why in this frame, just
+	// before the close (gRPC carries the same Rejected as a status detail).
+	Rejected *Rejected `protobuf:"bytes,6,opt,name=rejected,proto3,oneof"`
+}
+
 func (*ServerFrame_Welcome) isServerFrame_Frame() {}
 
 func (*ServerFrame_Notification) isServerFrame_Frame() {}
@@ -517,6 +533,8 @@ func (*ServerFrame_Ping) isServerFrame_Frame() {}
 func (*ServerFrame_Disconnect) isServerFrame_Frame() {}
 
 func (*ServerFrame_Refreshed) isServerFrame_Frame() {}
+
+func (*ServerFrame_Rejected) isServerFrame_Frame() {}
 
 // Hello identifies the client. With client token keys configured on the
 // server, token is a JWT (HS256, RS256, ES256 or EdDSA) whose sub is the
@@ -600,9 +618,14 @@ type Resume struct {
 	Secret    string                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
 	// Last notification seq the client acknowledged; notifications after it
 	// are redelivered in order before live ones.
-	LastAckedSeq  uint64 `protobuf:"varint,3,opt,name=last_acked_seq,json=lastAckedSeq,proto3" json:"last_acked_seq,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastAckedSeq uint64 `protobuf:"varint,3,opt,name=last_acked_seq,json=lastAckedSeq,proto3" json:"last_acked_seq,omitempty"`
+	// The seq and event id of the last notification the client saw. If the
+	// log holds another record at that seq (or none), it was restored from a
+	// backup taken before it: the Welcome says log_rewound.
+	LastSeenSeq     uint64 `protobuf:"varint,4,opt,name=last_seen_seq,json=lastSeenSeq,proto3" json:"last_seen_seq,omitempty"`
+	LastSeenEventId string `protobuf:"bytes,5,opt,name=last_seen_event_id,json=lastSeenEventId,proto3" json:"last_seen_event_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Resume) Reset() {
@@ -656,6 +679,20 @@ func (x *Resume) GetLastAckedSeq() uint64 {
 	return 0
 }
 
+func (x *Resume) GetLastSeenSeq() uint64 {
+	if x != nil {
+		return x.LastSeenSeq
+	}
+	return 0
+}
+
+func (x *Resume) GetLastSeenEventId() string {
+	if x != nil {
+		return x.LastSeenEventId
+	}
+	return ""
+}
+
 type Welcome struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -682,8 +719,15 @@ type Welcome struct {
 	// token). The session ends with TOKEN_EXPIRED then, unless the client
 	// sends a fresh token in a Refresh frame before.
 	TokenExpiresUnixNano int64 `protobuf:"varint,10,opt,name=token_expires_unix_nano,json=tokenExpiresUnixNano,proto3" json:"token_expires_unix_nano,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// True when the log no longer holds what the client saw last (it was
+	// restored from a backup taken before): seqs after the restored head
+	// were given again to other records. The server redelivers the session's
+	// notifications from where its chain of sessions began (some the client
+	// may have seen), and the client must forget the seqs it saw, or it
+	// would drop new notifications as duplicates.
+	LogRewound    bool `protobuf:"varint,11,opt,name=log_rewound,json=logRewound,proto3" json:"log_rewound,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
@@ -784,6 +828,13 @@ func (x *Welcome) GetTokenExpiresUnixNano() int64 {
 		return x.TokenExpiresUnixNano
 	}
 	return 0
+}
+
+func (x *Welcome) GetLogRewound() bool {
+	if x != nil {
+		return x.LogRewound
+	}
+	return false
 }
 
 // Refresh hands the server a fresh client token for this session, before
@@ -1368,8 +1419,13 @@ type KickRequest struct {
 	// Default: allowed.
 	Reconnect        Reconnect `protobuf:"varint,6,opt,name=reconnect,proto3,enum=sessionledger.hub.v1.Reconnect" json:"reconnect,omitempty"`
 	ReconnectAfterMs int64     `protobuf:"varint,7,opt,name=reconnect_after_ms,json=reconnectAfterMs,proto3" json:"reconnect_after_ms,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// With a user target: "log out everywhere else". Keep this one session
+	// (except_session) or the user's sessions on this device (except_device,
+	// only without device); the rest end.
+	ExceptSession string `protobuf:"bytes,8,opt,name=except_session,json=exceptSession,proto3" json:"except_session,omitempty"`
+	ExceptDevice  string `protobuf:"bytes,9,opt,name=except_device,json=exceptDevice,proto3" json:"except_device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KickRequest) Reset() {
@@ -1449,6 +1505,20 @@ func (x *KickRequest) GetReconnectAfterMs() int64 {
 		return x.ReconnectAfterMs
 	}
 	return 0
+}
+
+func (x *KickRequest) GetExceptSession() string {
+	if x != nil {
+		return x.ExceptSession
+	}
+	return ""
+}
+
+func (x *KickRequest) GetExceptDevice() string {
+	if x != nil {
+		return x.ExceptDevice
+	}
+	return ""
 }
 
 type BanRequest struct {
@@ -1601,96 +1671,6 @@ func (x *RevokeRequest) GetTokenExpiresUnixNano() int64 {
 	return 0
 }
 
-type BackupRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *BackupRequest) Reset() {
-	*x = BackupRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[17]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *BackupRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*BackupRequest) ProtoMessage() {}
-
-func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[17]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
-func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{17}
-}
-
-// BackupChunk is a piece of the ledger file, in order; the last one has
-// seq, the head the backup holds.
-type BackupChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
-	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *BackupChunk) Reset() {
-	*x = BackupChunk{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[18]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *BackupChunk) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*BackupChunk) ProtoMessage() {}
-
-func (x *BackupChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[18]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
-func (*BackupChunk) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{18}
-}
-
-func (x *BackupChunk) GetData() []byte {
-	if x != nil {
-		return x.Data
-	}
-	return nil
-}
-
-func (x *BackupChunk) GetSeq() uint64 {
-	if x != nil {
-		return x.Seq
-	}
-	return 0
-}
-
 type UnbanRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
@@ -1701,7 +1681,7 @@ type UnbanRequest struct {
 
 func (x *UnbanRequest) Reset() {
 	*x = UnbanRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[19]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +1693,7 @@ func (x *UnbanRequest) String() string {
 func (*UnbanRequest) ProtoMessage() {}
 
 func (x *UnbanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[19]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +1706,7 @@ func (x *UnbanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnbanRequest.ProtoReflect.Descriptor instead.
 func (*UnbanRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{19}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UnbanRequest) GetUser() string {
@@ -1756,7 +1736,7 @@ type NotifyRequest struct {
 
 func (x *NotifyRequest) Reset() {
 	*x = NotifyRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[20]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1748,7 @@ func (x *NotifyRequest) String() string {
 func (*NotifyRequest) ProtoMessage() {}
 
 func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[20]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1761,7 @@ func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyRequest.ProtoReflect.Descriptor instead.
 func (*NotifyRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{20}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NotifyRequest) GetTarget() NotifyTarget {
@@ -1825,14 +1805,16 @@ type ActionReply struct {
 	EventId string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	Seq     uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	// Live sessions the action addressed when it was applied.
-	Sessions      uint32 `protobuf:"varint,3,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	Sessions uint32 `protobuf:"varint,3,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	// Ban only: the ban in force once this one was applied.
+	BanInForce    *BanInForce `protobuf:"bytes,4,opt,name=ban_in_force,json=banInForce,proto3" json:"ban_in_force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ActionReply) Reset() {
 	*x = ActionReply{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[21]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1844,7 +1826,7 @@ func (x *ActionReply) String() string {
 func (*ActionReply) ProtoMessage() {}
 
 func (x *ActionReply) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[21]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1857,7 +1839,7 @@ func (x *ActionReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionReply.ProtoReflect.Descriptor instead.
 func (*ActionReply) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{21}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ActionReply) GetEventId() string {
@@ -1881,18 +1863,101 @@ func (x *ActionReply) GetSessions() uint32 {
 	return 0
 }
 
+func (x *ActionReply) GetBanInForce() *BanInForce {
+	if x != nil {
+		return x.BanInForce
+	}
+	return nil
+}
+
+// BanInForce is the ban a user is under after a Ban call. A ban that ends no
+// later than the one in force is recorded and changes nothing: kept is then
+// true, and event_id and until name the earlier ban that stays.
+type BanInForce struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	EventId string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Seq     uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// 0: no expiry.
+	UntilUnixNano int64 `protobuf:"varint,3,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
+	Kept          bool  `protobuf:"varint,4,opt,name=kept,proto3" json:"kept,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BanInForce) Reset() {
+	*x = BanInForce{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BanInForce) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BanInForce) ProtoMessage() {}
+
+func (x *BanInForce) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BanInForce.ProtoReflect.Descriptor instead.
+func (*BanInForce) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *BanInForce) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *BanInForce) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *BanInForce) GetUntilUnixNano() int64 {
+	if x != nil {
+		return x.UntilUnixNano
+	}
+	return 0
+}
+
+func (x *BanInForce) GetKept() bool {
+	if x != nil {
+		return x.Kept
+	}
+	return false
+}
+
 type ListSessionsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
-	Device        string                 `protobuf:"bytes,2,opt,name=device,proto3" json:"device,omitempty"`
-	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	User   string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Device string                 `protobuf:"bytes,2,opt,name=device,proto3" json:"device,omitempty"`
+	Node   string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	// At most this many sessions (0: 500; at most 5000).
+	PageSize uint32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page ("" for the first).
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[22]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1904,7 +1969,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[22]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1917,7 +1982,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{22}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListSessionsRequest) GetUser() string {
@@ -1941,16 +2006,35 @@ func (x *ListSessionsRequest) GetNode() string {
 	return ""
 }
 
+func (x *ListSessionsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSessionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListSessionsReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sessions      []*SessionInfo         `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// In session id order.
+	Sessions []*SessionInfo `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// Pass it as page_token for the next page; "" after the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// How many sessions match the filter, on every page.
+	Total         uint64 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListSessionsReply) Reset() {
 	*x = ListSessionsReply{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[23]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1962,7 +2046,7 @@ func (x *ListSessionsReply) String() string {
 func (*ListSessionsReply) ProtoMessage() {}
 
 func (x *ListSessionsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[23]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1975,7 +2059,7 @@ func (x *ListSessionsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsReply.ProtoReflect.Descriptor instead.
 func (*ListSessionsReply) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{23}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListSessionsReply) GetSessions() []*SessionInfo {
@@ -1983,6 +2067,20 @@ func (x *ListSessionsReply) GetSessions() []*SessionInfo {
 		return x.Sessions
 	}
 	return nil
+}
+
+func (x *ListSessionsReply) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListSessionsReply) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
 }
 
 type GetSessionRequest struct {
@@ -1994,7 +2092,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[24]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2006,7 +2104,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[24]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2019,7 +2117,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{24}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetSessionRequest) GetSessionId() string {
@@ -2044,13 +2142,17 @@ type SessionInfo struct {
 	// when that token expires (Unix nanoseconds; 0: no token).
 	TokenId              string `protobuf:"bytes,9,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
 	TokenExpiresUnixNano int64  `protobuf:"varint,10,opt,name=token_expires_unix_nano,json=tokenExpiresUnixNano,proto3" json:"token_expires_unix_nano,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Transport recorded in the session's connect event ("grpc",
+	// "websocket+proto", "websocket+json"; empty for sessions recorded before
+	// transports were named).
+	Transport     string `protobuf:"bytes,11,opt,name=transport,proto3" json:"transport,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionInfo) Reset() {
 	*x = SessionInfo{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[25]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2062,7 +2164,7 @@ func (x *SessionInfo) String() string {
 func (*SessionInfo) ProtoMessage() {}
 
 func (x *SessionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[25]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2075,7 +2177,7 @@ func (x *SessionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionInfo.ProtoReflect.Descriptor instead.
 func (*SessionInfo) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{25}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SessionInfo) GetSessionId() string {
@@ -2148,6 +2250,13 @@ func (x *SessionInfo) GetTokenExpiresUnixNano() int64 {
 	return 0
 }
 
+func (x *SessionInfo) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
+}
+
 type ClusterStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2156,7 +2265,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[26]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2168,7 +2277,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[26]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2181,7 +2290,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{26}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{25}
 }
 
 type NodeStatus struct {
@@ -2207,7 +2316,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[27]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2219,7 +2328,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[27]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2232,7 +2341,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{27}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NodeStatus) GetNode() string {
@@ -2319,7 +2428,7 @@ type ClusterStatusReply struct {
 
 func (x *ClusterStatusReply) Reset() {
 	*x = ClusterStatusReply{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[28]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2331,7 +2440,7 @@ func (x *ClusterStatusReply) String() string {
 func (*ClusterStatusReply) ProtoMessage() {}
 
 func (x *ClusterStatusReply) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[28]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2344,7 +2453,7 @@ func (x *ClusterStatusReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusReply.ProtoReflect.Descriptor instead.
 func (*ClusterStatusReply) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{28}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ClusterStatusReply) GetClustered() bool {
@@ -2381,7 +2490,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_hub_hubpb_hub_proto_msgTypes[29]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2393,7 +2502,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hub_hubpb_hub_proto_msgTypes[29]
+	mi := &file_hub_hubpb_hub_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2406,7 +2515,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{29}
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DrainRequest) GetNode() string {
@@ -2430,6 +2539,463 @@ func (x *DrainRequest) GetWindowMs() int64 {
 	return 0
 }
 
+type BackupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupRequest) Reset() {
+	*x = BackupRequest{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupRequest) ProtoMessage() {}
+
+func (x *BackupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
+func (*BackupRequest) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{29}
+}
+
+// BackupChunk is one message of a Backup stream: a BackupInfo, or a piece
+// of the ledger file (in order).
+type BackupChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Chunk:
+	//
+	//	*BackupChunk_Data
+	//	*BackupChunk_Info
+	Chunk isBackupChunk_Chunk `protobuf_oneof:"chunk"`
+	// The head seq the copy holds, on both BackupInfo messages (field 2 kept
+	// from the first shape of this message, where the last chunk carried it).
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupChunk) Reset() {
+	*x = BackupChunk{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupChunk) ProtoMessage() {}
+
+func (x *BackupChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
+func (*BackupChunk) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *BackupChunk) GetChunk() isBackupChunk_Chunk {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+func (x *BackupChunk) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Chunk.(*BackupChunk_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+func (x *BackupChunk) GetInfo() *BackupInfo {
+	if x != nil {
+		if x, ok := x.Chunk.(*BackupChunk_Info); ok {
+			return x.Info
+		}
+	}
+	return nil
+}
+
+func (x *BackupChunk) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+type isBackupChunk_Chunk interface {
+	isBackupChunk_Chunk()
+}
+
+type BackupChunk_Data struct {
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3,oneof"`
+}
+
+type BackupChunk_Info struct {
+	Info *BackupInfo `protobuf:"bytes,3,opt,name=info,proto3,oneof"`
+}
+
+func (*BackupChunk_Data) isBackupChunk_Chunk() {}
+
+func (*BackupChunk_Info) isBackupChunk_Chunk() {}
+
+// BackupInfo describes the copy: first before the data (size and sha256
+// unset), last after it (complete).
+type BackupInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The last record the copy holds, and its chain hash.
+	HeadSeq       uint64 `protobuf:"varint,1,opt,name=head_seq,json=headSeq,proto3" json:"head_seq,omitempty"`
+	HeadHash      []byte `protobuf:"bytes,2,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
+	HeadUnixNano  int64  `protobuf:"varint,3,opt,name=head_unix_nano,json=headUnixNano,proto3" json:"head_unix_nano,omitempty"`
+	Size          uint64 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256        []byte `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupInfo) Reset() {
+	*x = BackupInfo{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupInfo) ProtoMessage() {}
+
+func (x *BackupInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupInfo.ProtoReflect.Descriptor instead.
+func (*BackupInfo) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *BackupInfo) GetHeadSeq() uint64 {
+	if x != nil {
+		return x.HeadSeq
+	}
+	return 0
+}
+
+func (x *BackupInfo) GetHeadHash() []byte {
+	if x != nil {
+		return x.HeadHash
+	}
+	return nil
+}
+
+func (x *BackupInfo) GetHeadUnixNano() int64 {
+	if x != nil {
+		return x.HeadUnixNano
+	}
+	return 0
+}
+
+func (x *BackupInfo) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BackupInfo) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+type WhoAmIRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIRequest) Reset() {
+	*x = WhoAmIRequest{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIRequest) ProtoMessage() {}
+
+func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
+func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{32}
+}
+
+type WhoAmIReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The actor recorded for this token's actions.
+	Actor string `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Full method names ("/sessionledger.hub.v1.Admin/Kick") the token may
+	// call.
+	Methods []string `protobuf:"bytes,2,rep,name=methods,proto3" json:"methods,omitempty"`
+	// The token's role: auditor, operator or admin (hubapi.Role); methods
+	// are exactly what it allows.
+	Role          string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIReply) Reset() {
+	*x = WhoAmIReply{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIReply) ProtoMessage() {}
+
+func (x *WhoAmIReply) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIReply.ProtoReflect.Descriptor instead.
+func (*WhoAmIReply) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *WhoAmIReply) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *WhoAmIReply) GetMethods() []string {
+	if x != nil {
+		return x.Methods
+	}
+	return nil
+}
+
+func (x *WhoAmIReply) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+type LedgerStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerStatusRequest) Reset() {
+	*x = LedgerStatusRequest{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerStatusRequest) ProtoMessage() {}
+
+func (x *LedgerStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerStatusRequest.ProtoReflect.Descriptor instead.
+func (*LedgerStatusRequest) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{34}
+}
+
+type LedgerStatusReply struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	HeadSeq      uint64                 `protobuf:"varint,1,opt,name=head_seq,json=headSeq,proto3" json:"head_seq,omitempty"`
+	HeadHash     []byte                 `protobuf:"bytes,2,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
+	HeadId       string                 `protobuf:"bytes,3,opt,name=head_id,json=headId,proto3" json:"head_id,omitempty"`
+	HeadUnixNano int64                  `protobuf:"varint,4,opt,name=head_unix_nano,json=headUnixNano,proto3" json:"head_unix_nano,omitempty"`
+	// The last seq the projections applied; lag = head_seq - applied_seq.
+	AppliedSeq uint64 `protobuf:"varint,5,opt,name=applied_seq,json=appliedSeq,proto3" json:"applied_seq,omitempty"`
+	Lag        uint64 `protobuf:"varint,6,opt,name=lag,proto3" json:"lag,omitempty"`
+	// Live sessions this node holds.
+	LiveSessions uint64 `protobuf:"varint,7,opt,name=live_sessions,json=liveSessions,proto3" json:"live_sessions,omitempty"`
+	Node         string `protobuf:"bytes,8,opt,name=node,proto3" json:"node,omitempty"`
+	// Why the hub is not serving, or "" when it is.
+	NotServing    string `protobuf:"bytes,9,opt,name=not_serving,json=notServing,proto3" json:"not_serving,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerStatusReply) Reset() {
+	*x = LedgerStatusReply{}
+	mi := &file_hub_hubpb_hub_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerStatusReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerStatusReply) ProtoMessage() {}
+
+func (x *LedgerStatusReply) ProtoReflect() protoreflect.Message {
+	mi := &file_hub_hubpb_hub_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerStatusReply.ProtoReflect.Descriptor instead.
+func (*LedgerStatusReply) Descriptor() ([]byte, []int) {
+	return file_hub_hubpb_hub_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *LedgerStatusReply) GetHeadSeq() uint64 {
+	if x != nil {
+		return x.HeadSeq
+	}
+	return 0
+}
+
+func (x *LedgerStatusReply) GetHeadHash() []byte {
+	if x != nil {
+		return x.HeadHash
+	}
+	return nil
+}
+
+func (x *LedgerStatusReply) GetHeadId() string {
+	if x != nil {
+		return x.HeadId
+	}
+	return ""
+}
+
+func (x *LedgerStatusReply) GetHeadUnixNano() int64 {
+	if x != nil {
+		return x.HeadUnixNano
+	}
+	return 0
+}
+
+func (x *LedgerStatusReply) GetAppliedSeq() uint64 {
+	if x != nil {
+		return x.AppliedSeq
+	}
+	return 0
+}
+
+func (x *LedgerStatusReply) GetLag() uint64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *LedgerStatusReply) GetLiveSessions() uint64 {
+	if x != nil {
+		return x.LiveSessions
+	}
+	return 0
+}
+
+func (x *LedgerStatusReply) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *LedgerStatusReply) GetNotServing() string {
+	if x != nil {
+		return x.NotServing
+	}
+	return ""
+}
+
 var File_hub_hubpb_hub_proto protoreflect.FileDescriptor
 
 const file_hub_hubpb_hub_proto_rawDesc = "" +
@@ -2441,7 +3007,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x04pong\x18\x03 \x01(\v2\x1a.sessionledger.hub.v1.PongH\x00R\x04pong\x129\n" +
 	"\agoodbye\x18\x04 \x01(\v2\x1d.sessionledger.hub.v1.GoodbyeH\x00R\agoodbye\x129\n" +
 	"\arefresh\x18\x05 \x01(\v2\x1d.sessionledger.hub.v1.RefreshH\x00R\arefreshB\a\n" +
-	"\x05frame\"\xd2\x02\n" +
+	"\x05frame\"\x90\x03\n" +
 	"\vServerFrame\x129\n" +
 	"\awelcome\x18\x01 \x01(\v2\x1d.sessionledger.hub.v1.WelcomeH\x00R\awelcome\x12H\n" +
 	"\fnotification\x18\x02 \x01(\v2\".sessionledger.hub.v1.NotificationH\x00R\fnotification\x120\n" +
@@ -2449,18 +3015,21 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\n" +
 	"disconnect\x18\x04 \x01(\v2 .sessionledger.hub.v1.DisconnectH\x00R\n" +
 	"disconnect\x12?\n" +
-	"\trefreshed\x18\x05 \x01(\v2\x1f.sessionledger.hub.v1.RefreshedH\x00R\trefreshedB\a\n" +
+	"\trefreshed\x18\x05 \x01(\v2\x1f.sessionledger.hub.v1.RefreshedH\x00R\trefreshed\x12<\n" +
+	"\brejected\x18\x06 \x01(\v2\x1e.sessionledger.hub.v1.RejectedH\x00R\brejectedB\a\n" +
 	"\x05frame\"\x7f\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\tR\x05token\x124\n" +
-	"\x06resume\x18\x04 \x01(\v2\x1c.sessionledger.hub.v1.ResumeR\x06resume\"e\n" +
+	"\x06resume\x18\x04 \x01(\v2\x1c.sessionledger.hub.v1.ResumeR\x06resume\"\xb6\x01\n" +
 	"\x06Resume\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\x12$\n" +
-	"\x0elast_acked_seq\x18\x03 \x01(\x04R\flastAckedSeq\"\x95\x03\n" +
+	"\x0elast_acked_seq\x18\x03 \x01(\x04R\flastAckedSeq\x12\"\n" +
+	"\rlast_seen_seq\x18\x04 \x01(\x04R\vlastSeenSeq\x12+\n" +
+	"\x12last_seen_event_id\x18\x05 \x01(\tR\x0flastSeenEventId\"\xb6\x03\n" +
 	"\aWelcome\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12#\n" +
@@ -2473,7 +3042,9 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x16oldest_redelivered_seq\x18\b \x01(\x04R\x14oldestRedeliveredSeq\x121\n" +
 	"\x14redelivery_truncated\x18\t \x01(\bR\x13redeliveryTruncated\x125\n" +
 	"\x17token_expires_unix_nano\x18\n" +
-	" \x01(\x03R\x14tokenExpiresUnixNano\"\x1f\n" +
+	" \x01(\x03R\x14tokenExpiresUnixNano\x12\x1f\n" +
+	"\vlog_rewound\x18\v \x01(\bR\n" +
+	"logRewound\"\x1f\n" +
 	"\aRefresh\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\"\x85\x01\n" +
 	"\tRefreshed\x12\x0e\n" +
@@ -2511,7 +3082,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x0funtil_unix_nano\x18\x03 \x01(\x03R\runtilUnixNano\x12=\n" +
 	"\treconnect\x18\x04 \x01(\x0e2\x1f.sessionledger.hub.v1.ReconnectR\treconnect\x12,\n" +
 	"\x12reconnect_after_ms\x18\x05 \x01(\x03R\x10reconnectAfterMs\x12\x19\n" +
-	"\bevent_id\x18\x06 \x01(\tR\aeventId\"\x91\x02\n" +
+	"\bevent_id\x18\x06 \x01(\tR\aeventId\"\xdd\x02\n" +
 	"\vKickRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -2520,7 +3091,9 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x122\n" +
 	"\x04mode\x18\x05 \x01(\x0e2\x1e.sessionledger.hub.v1.KickModeR\x04mode\x12=\n" +
 	"\treconnect\x18\x06 \x01(\x0e2\x1f.sessionledger.hub.v1.ReconnectR\treconnect\x12,\n" +
-	"\x12reconnect_after_ms\x18\a \x01(\x03R\x10reconnectAfterMs\"\x81\x01\n" +
+	"\x12reconnect_after_ms\x18\a \x01(\x03R\x10reconnectAfterMs\x12%\n" +
+	"\x0eexcept_session\x18\b \x01(\tR\rexceptSession\x12#\n" +
+	"\rexcept_device\x18\t \x01(\tR\fexceptDevice\"\x81\x01\n" +
 	"\n" +
 	"BanRequest\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1f\n" +
@@ -2533,11 +3106,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x125\n" +
 	"\x17issued_before_unix_nano\x18\x03 \x01(\x03R\x14issuedBeforeUnixNano\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x125\n" +
-	"\x17token_expires_unix_nano\x18\x05 \x01(\x03R\x14tokenExpiresUnixNano\"\x0f\n" +
-	"\rBackupRequest\"3\n" +
-	"\vBackupChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\":\n" +
+	"\x17token_expires_unix_nano\x18\x05 \x01(\x03R\x14tokenExpiresUnixNano\":\n" +
 	"\fUnbanRequest\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xae\x01\n" +
@@ -2547,20 +3116,33 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x12\n" +
 	"\x04user\x18\x03 \x01(\tR\x04user\x12\x14\n" +
 	"\x05topic\x18\x04 \x01(\tR\x05topic\x12\x18\n" +
-	"\apayload\x18\x05 \x01(\fR\apayload\"V\n" +
+	"\apayload\x18\x05 \x01(\fR\apayload\"\x9a\x01\n" +
 	"\vActionReply\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1a\n" +
-	"\bsessions\x18\x03 \x01(\rR\bsessions\"U\n" +
+	"\bsessions\x18\x03 \x01(\rR\bsessions\x12B\n" +
+	"\fban_in_force\x18\x04 \x01(\v2 .sessionledger.hub.v1.BanInForceR\n" +
+	"banInForce\"u\n" +
+	"\n" +
+	"BanInForce\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12&\n" +
+	"\x0funtil_unix_nano\x18\x03 \x01(\x03R\runtilUnixNano\x12\x12\n" +
+	"\x04kept\x18\x04 \x01(\bR\x04kept\"\x91\x01\n" +
 	"\x13ListSessionsRequest\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x12\n" +
-	"\x04node\x18\x03 \x01(\tR\x04node\"R\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"\x90\x01\n" +
 	"\x11ListSessionsReply\x12=\n" +
-	"\bsessions\x18\x01 \x03(\v2!.sessionledger.hub.v1.SessionInfoR\bsessions\"2\n" +
+	"\bsessions\x18\x01 \x03(\v2!.sessionledger.hub.v1.SessionInfoR\bsessions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x04R\x05total\"2\n" +
 	"\x11GetSessionRequest\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\xdb\x02\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\xf9\x02\n" +
 	"\vSessionInfo\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -2575,7 +3157,8 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"pendingEnd\x12\x19\n" +
 	"\btoken_id\x18\t \x01(\tR\atokenId\x125\n" +
 	"\x17token_expires_unix_nano\x18\n" +
-	" \x01(\x03R\x14tokenExpiresUnixNano\"\x16\n" +
+	" \x01(\x03R\x14tokenExpiresUnixNano\x12\x1c\n" +
+	"\ttransport\x18\v \x01(\tR\ttransport\"\x16\n" +
 	"\x14ClusterStatusRequest\"\xab\x02\n" +
 	"\n" +
 	"NodeStatus\x12\x12\n" +
@@ -2598,7 +3181,38 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\fDrainRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1b\n" +
-	"\twindow_ms\x18\x03 \x01(\x03R\bwindowMs*\xea\x02\n" +
+	"\twindow_ms\x18\x03 \x01(\x03R\bwindowMs\"\x0f\n" +
+	"\rBackupRequest\"v\n" +
+	"\vBackupChunk\x12\x14\n" +
+	"\x04data\x18\x01 \x01(\fH\x00R\x04data\x126\n" +
+	"\x04info\x18\x03 \x01(\v2 .sessionledger.hub.v1.BackupInfoH\x00R\x04info\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seqB\a\n" +
+	"\x05chunk\"\x96\x01\n" +
+	"\n" +
+	"BackupInfo\x12\x19\n" +
+	"\bhead_seq\x18\x01 \x01(\x04R\aheadSeq\x12\x1b\n" +
+	"\thead_hash\x18\x02 \x01(\fR\bheadHash\x12$\n" +
+	"\x0ehead_unix_nano\x18\x03 \x01(\x03R\fheadUnixNano\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x05 \x01(\fR\x06sha256\"\x0f\n" +
+	"\rWhoAmIRequest\"Q\n" +
+	"\vWhoAmIReply\x12\x14\n" +
+	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x18\n" +
+	"\amethods\x18\x02 \x03(\tR\amethods\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\"\x15\n" +
+	"\x13LedgerStatusRequest\"\x97\x02\n" +
+	"\x11LedgerStatusReply\x12\x19\n" +
+	"\bhead_seq\x18\x01 \x01(\x04R\aheadSeq\x12\x1b\n" +
+	"\thead_hash\x18\x02 \x01(\fR\bheadHash\x12\x17\n" +
+	"\ahead_id\x18\x03 \x01(\tR\x06headId\x12$\n" +
+	"\x0ehead_unix_nano\x18\x04 \x01(\x03R\fheadUnixNano\x12\x1f\n" +
+	"\vapplied_seq\x18\x05 \x01(\x04R\n" +
+	"appliedSeq\x12\x10\n" +
+	"\x03lag\x18\x06 \x01(\x04R\x03lag\x12#\n" +
+	"\rlive_sessions\x18\a \x01(\x04R\fliveSessions\x12\x12\n" +
+	"\x04node\x18\b \x01(\tR\x04node\x12\x1f\n" +
+	"\vnot_serving\x18\t \x01(\tR\n" +
+	"notServing*\xea\x02\n" +
 	"\x0eDisconnectCode\x12\x1f\n" +
 	"\x1bDISCONNECT_CODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DISCONNECT_CODE_KICKED\x10\x01\x12\x1a\n" +
@@ -2627,7 +3241,7 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\x12NOTIFY_TARGET_USER\x10\x02\x12\x15\n" +
 	"\x11NOTIFY_TARGET_ALL\x10\x032Z\n" +
 	"\x03Hub\x12S\n" +
-	"\aConnect\x12!.sessionledger.hub.v1.ClientFrame\x1a!.sessionledger.hub.v1.ServerFrame(\x010\x012\xde\x06\n" +
+	"\aConnect\x12!.sessionledger.hub.v1.ClientFrame\x1a!.sessionledger.hub.v1.ServerFrame(\x010\x012\x94\b\n" +
 	"\x05Admin\x12L\n" +
 	"\x04Kick\x12!.sessionledger.hub.v1.KickRequest\x1a!.sessionledger.hub.v1.ActionReply\x12J\n" +
 	"\x03Ban\x12 .sessionledger.hub.v1.BanRequest\x1a!.sessionledger.hub.v1.ActionReply\x12N\n" +
@@ -2636,10 +3250,12 @@ const file_hub_hubpb_hub_proto_rawDesc = "" +
 	"\fListSessions\x12).sessionledger.hub.v1.ListSessionsRequest\x1a'.sessionledger.hub.v1.ListSessionsReply\x12X\n" +
 	"\n" +
 	"GetSession\x12'.sessionledger.hub.v1.GetSessionRequest\x1a!.sessionledger.hub.v1.SessionInfo\x12P\n" +
-	"\x06Revoke\x12#.sessionledger.hub.v1.RevokeRequest\x1a!.sessionledger.hub.v1.ActionReply\x12R\n" +
-	"\x06Backup\x12#.sessionledger.hub.v1.BackupRequest\x1a!.sessionledger.hub.v1.BackupChunk0\x01\x12e\n" +
+	"\x06Revoke\x12#.sessionledger.hub.v1.RevokeRequest\x1a!.sessionledger.hub.v1.ActionReply\x12e\n" +
 	"\rClusterStatus\x12*.sessionledger.hub.v1.ClusterStatusRequest\x1a(.sessionledger.hub.v1.ClusterStatusReply\x12N\n" +
-	"\x05Drain\x12\".sessionledger.hub.v1.DrainRequest\x1a!.sessionledger.hub.v1.ActionReplyB2Z0github.com/sessionledger/sessionledger/hub/hubpbb\x06proto3"
+	"\x05Drain\x12\".sessionledger.hub.v1.DrainRequest\x1a!.sessionledger.hub.v1.ActionReply\x12R\n" +
+	"\x06Backup\x12#.sessionledger.hub.v1.BackupRequest\x1a!.sessionledger.hub.v1.BackupChunk0\x01\x12P\n" +
+	"\x06WhoAmI\x12#.sessionledger.hub.v1.WhoAmIRequest\x1a!.sessionledger.hub.v1.WhoAmIReply\x12b\n" +
+	"\fLedgerStatus\x12).sessionledger.hub.v1.LedgerStatusRequest\x1a'.sessionledger.hub.v1.LedgerStatusReplyB2Z0github.com/sessionledger/sessionledger/hub/hubpbb\x06proto3"
 
 var (
 	file_hub_hubpb_hub_proto_rawDescOnce sync.Once
@@ -2654,7 +3270,7 @@ func file_hub_hubpb_hub_proto_rawDescGZIP() []byte {
 }
 
 var file_hub_hubpb_hub_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_hub_hubpb_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_hub_hubpb_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_hub_hubpb_hub_proto_goTypes = []any{
 	(DisconnectCode)(0),          // 0: sessionledger.hub.v1.DisconnectCode
 	(Reconnect)(0),               // 1: sessionledger.hub.v1.Reconnect
@@ -2677,19 +3293,25 @@ var file_hub_hubpb_hub_proto_goTypes = []any{
 	(*KickRequest)(nil),          // 18: sessionledger.hub.v1.KickRequest
 	(*BanRequest)(nil),           // 19: sessionledger.hub.v1.BanRequest
 	(*RevokeRequest)(nil),        // 20: sessionledger.hub.v1.RevokeRequest
-	(*BackupRequest)(nil),        // 21: sessionledger.hub.v1.BackupRequest
-	(*BackupChunk)(nil),          // 22: sessionledger.hub.v1.BackupChunk
-	(*UnbanRequest)(nil),         // 23: sessionledger.hub.v1.UnbanRequest
-	(*NotifyRequest)(nil),        // 24: sessionledger.hub.v1.NotifyRequest
-	(*ActionReply)(nil),          // 25: sessionledger.hub.v1.ActionReply
-	(*ListSessionsRequest)(nil),  // 26: sessionledger.hub.v1.ListSessionsRequest
-	(*ListSessionsReply)(nil),    // 27: sessionledger.hub.v1.ListSessionsReply
-	(*GetSessionRequest)(nil),    // 28: sessionledger.hub.v1.GetSessionRequest
-	(*SessionInfo)(nil),          // 29: sessionledger.hub.v1.SessionInfo
-	(*ClusterStatusRequest)(nil), // 30: sessionledger.hub.v1.ClusterStatusRequest
-	(*NodeStatus)(nil),           // 31: sessionledger.hub.v1.NodeStatus
-	(*ClusterStatusReply)(nil),   // 32: sessionledger.hub.v1.ClusterStatusReply
-	(*DrainRequest)(nil),         // 33: sessionledger.hub.v1.DrainRequest
+	(*UnbanRequest)(nil),         // 21: sessionledger.hub.v1.UnbanRequest
+	(*NotifyRequest)(nil),        // 22: sessionledger.hub.v1.NotifyRequest
+	(*ActionReply)(nil),          // 23: sessionledger.hub.v1.ActionReply
+	(*BanInForce)(nil),           // 24: sessionledger.hub.v1.BanInForce
+	(*ListSessionsRequest)(nil),  // 25: sessionledger.hub.v1.ListSessionsRequest
+	(*ListSessionsReply)(nil),    // 26: sessionledger.hub.v1.ListSessionsReply
+	(*GetSessionRequest)(nil),    // 27: sessionledger.hub.v1.GetSessionRequest
+	(*SessionInfo)(nil),          // 28: sessionledger.hub.v1.SessionInfo
+	(*ClusterStatusRequest)(nil), // 29: sessionledger.hub.v1.ClusterStatusRequest
+	(*NodeStatus)(nil),           // 30: sessionledger.hub.v1.NodeStatus
+	(*ClusterStatusReply)(nil),   // 31: sessionledger.hub.v1.ClusterStatusReply
+	(*DrainRequest)(nil),         // 32: sessionledger.hub.v1.DrainRequest
+	(*BackupRequest)(nil),        // 33: sessionledger.hub.v1.BackupRequest
+	(*BackupChunk)(nil),          // 34: sessionledger.hub.v1.BackupChunk
+	(*BackupInfo)(nil),           // 35: sessionledger.hub.v1.BackupInfo
+	(*WhoAmIRequest)(nil),        // 36: sessionledger.hub.v1.WhoAmIRequest
+	(*WhoAmIReply)(nil),          // 37: sessionledger.hub.v1.WhoAmIReply
+	(*LedgerStatusRequest)(nil),  // 38: sessionledger.hub.v1.LedgerStatusRequest
+	(*LedgerStatusReply)(nil),    // 39: sessionledger.hub.v1.LedgerStatusReply
 }
 var file_hub_hubpb_hub_proto_depIdxs = []int32{
 	6,  // 0: sessionledger.hub.v1.ClientFrame.hello:type_name -> sessionledger.hub.v1.Hello
@@ -2702,42 +3324,49 @@ var file_hub_hubpb_hub_proto_depIdxs = []int32{
 	12, // 7: sessionledger.hub.v1.ServerFrame.ping:type_name -> sessionledger.hub.v1.Ping
 	16, // 8: sessionledger.hub.v1.ServerFrame.disconnect:type_name -> sessionledger.hub.v1.Disconnect
 	10, // 9: sessionledger.hub.v1.ServerFrame.refreshed:type_name -> sessionledger.hub.v1.Refreshed
-	7,  // 10: sessionledger.hub.v1.Hello.resume:type_name -> sessionledger.hub.v1.Resume
-	0,  // 11: sessionledger.hub.v1.Disconnect.code:type_name -> sessionledger.hub.v1.DisconnectCode
-	1,  // 12: sessionledger.hub.v1.Disconnect.reconnect:type_name -> sessionledger.hub.v1.Reconnect
-	1,  // 13: sessionledger.hub.v1.Rejected.reconnect:type_name -> sessionledger.hub.v1.Reconnect
-	2,  // 14: sessionledger.hub.v1.KickRequest.mode:type_name -> sessionledger.hub.v1.KickMode
-	1,  // 15: sessionledger.hub.v1.KickRequest.reconnect:type_name -> sessionledger.hub.v1.Reconnect
-	3,  // 16: sessionledger.hub.v1.NotifyRequest.target:type_name -> sessionledger.hub.v1.NotifyTarget
-	29, // 17: sessionledger.hub.v1.ListSessionsReply.sessions:type_name -> sessionledger.hub.v1.SessionInfo
-	31, // 18: sessionledger.hub.v1.ClusterStatusReply.nodes:type_name -> sessionledger.hub.v1.NodeStatus
-	4,  // 19: sessionledger.hub.v1.Hub.Connect:input_type -> sessionledger.hub.v1.ClientFrame
-	18, // 20: sessionledger.hub.v1.Admin.Kick:input_type -> sessionledger.hub.v1.KickRequest
-	19, // 21: sessionledger.hub.v1.Admin.Ban:input_type -> sessionledger.hub.v1.BanRequest
-	23, // 22: sessionledger.hub.v1.Admin.Unban:input_type -> sessionledger.hub.v1.UnbanRequest
-	24, // 23: sessionledger.hub.v1.Admin.Notify:input_type -> sessionledger.hub.v1.NotifyRequest
-	26, // 24: sessionledger.hub.v1.Admin.ListSessions:input_type -> sessionledger.hub.v1.ListSessionsRequest
-	28, // 25: sessionledger.hub.v1.Admin.GetSession:input_type -> sessionledger.hub.v1.GetSessionRequest
-	20, // 26: sessionledger.hub.v1.Admin.Revoke:input_type -> sessionledger.hub.v1.RevokeRequest
-	21, // 27: sessionledger.hub.v1.Admin.Backup:input_type -> sessionledger.hub.v1.BackupRequest
-	30, // 28: sessionledger.hub.v1.Admin.ClusterStatus:input_type -> sessionledger.hub.v1.ClusterStatusRequest
-	33, // 29: sessionledger.hub.v1.Admin.Drain:input_type -> sessionledger.hub.v1.DrainRequest
-	5,  // 30: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
-	25, // 31: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
-	25, // 32: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
-	25, // 33: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
-	25, // 34: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
-	27, // 35: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
-	29, // 36: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
-	25, // 37: sessionledger.hub.v1.Admin.Revoke:output_type -> sessionledger.hub.v1.ActionReply
-	22, // 38: sessionledger.hub.v1.Admin.Backup:output_type -> sessionledger.hub.v1.BackupChunk
-	32, // 39: sessionledger.hub.v1.Admin.ClusterStatus:output_type -> sessionledger.hub.v1.ClusterStatusReply
-	25, // 40: sessionledger.hub.v1.Admin.Drain:output_type -> sessionledger.hub.v1.ActionReply
-	30, // [30:41] is the sub-list for method output_type
-	19, // [19:30] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	17, // 10: sessionledger.hub.v1.ServerFrame.rejected:type_name -> sessionledger.hub.v1.Rejected
+	7,  // 11: sessionledger.hub.v1.Hello.resume:type_name -> sessionledger.hub.v1.Resume
+	0,  // 12: sessionledger.hub.v1.Disconnect.code:type_name -> sessionledger.hub.v1.DisconnectCode
+	1,  // 13: sessionledger.hub.v1.Disconnect.reconnect:type_name -> sessionledger.hub.v1.Reconnect
+	1,  // 14: sessionledger.hub.v1.Rejected.reconnect:type_name -> sessionledger.hub.v1.Reconnect
+	2,  // 15: sessionledger.hub.v1.KickRequest.mode:type_name -> sessionledger.hub.v1.KickMode
+	1,  // 16: sessionledger.hub.v1.KickRequest.reconnect:type_name -> sessionledger.hub.v1.Reconnect
+	3,  // 17: sessionledger.hub.v1.NotifyRequest.target:type_name -> sessionledger.hub.v1.NotifyTarget
+	24, // 18: sessionledger.hub.v1.ActionReply.ban_in_force:type_name -> sessionledger.hub.v1.BanInForce
+	28, // 19: sessionledger.hub.v1.ListSessionsReply.sessions:type_name -> sessionledger.hub.v1.SessionInfo
+	30, // 20: sessionledger.hub.v1.ClusterStatusReply.nodes:type_name -> sessionledger.hub.v1.NodeStatus
+	35, // 21: sessionledger.hub.v1.BackupChunk.info:type_name -> sessionledger.hub.v1.BackupInfo
+	4,  // 22: sessionledger.hub.v1.Hub.Connect:input_type -> sessionledger.hub.v1.ClientFrame
+	18, // 23: sessionledger.hub.v1.Admin.Kick:input_type -> sessionledger.hub.v1.KickRequest
+	19, // 24: sessionledger.hub.v1.Admin.Ban:input_type -> sessionledger.hub.v1.BanRequest
+	21, // 25: sessionledger.hub.v1.Admin.Unban:input_type -> sessionledger.hub.v1.UnbanRequest
+	22, // 26: sessionledger.hub.v1.Admin.Notify:input_type -> sessionledger.hub.v1.NotifyRequest
+	25, // 27: sessionledger.hub.v1.Admin.ListSessions:input_type -> sessionledger.hub.v1.ListSessionsRequest
+	27, // 28: sessionledger.hub.v1.Admin.GetSession:input_type -> sessionledger.hub.v1.GetSessionRequest
+	20, // 29: sessionledger.hub.v1.Admin.Revoke:input_type -> sessionledger.hub.v1.RevokeRequest
+	29, // 30: sessionledger.hub.v1.Admin.ClusterStatus:input_type -> sessionledger.hub.v1.ClusterStatusRequest
+	32, // 31: sessionledger.hub.v1.Admin.Drain:input_type -> sessionledger.hub.v1.DrainRequest
+	33, // 32: sessionledger.hub.v1.Admin.Backup:input_type -> sessionledger.hub.v1.BackupRequest
+	36, // 33: sessionledger.hub.v1.Admin.WhoAmI:input_type -> sessionledger.hub.v1.WhoAmIRequest
+	38, // 34: sessionledger.hub.v1.Admin.LedgerStatus:input_type -> sessionledger.hub.v1.LedgerStatusRequest
+	5,  // 35: sessionledger.hub.v1.Hub.Connect:output_type -> sessionledger.hub.v1.ServerFrame
+	23, // 36: sessionledger.hub.v1.Admin.Kick:output_type -> sessionledger.hub.v1.ActionReply
+	23, // 37: sessionledger.hub.v1.Admin.Ban:output_type -> sessionledger.hub.v1.ActionReply
+	23, // 38: sessionledger.hub.v1.Admin.Unban:output_type -> sessionledger.hub.v1.ActionReply
+	23, // 39: sessionledger.hub.v1.Admin.Notify:output_type -> sessionledger.hub.v1.ActionReply
+	26, // 40: sessionledger.hub.v1.Admin.ListSessions:output_type -> sessionledger.hub.v1.ListSessionsReply
+	28, // 41: sessionledger.hub.v1.Admin.GetSession:output_type -> sessionledger.hub.v1.SessionInfo
+	23, // 42: sessionledger.hub.v1.Admin.Revoke:output_type -> sessionledger.hub.v1.ActionReply
+	31, // 43: sessionledger.hub.v1.Admin.ClusterStatus:output_type -> sessionledger.hub.v1.ClusterStatusReply
+	23, // 44: sessionledger.hub.v1.Admin.Drain:output_type -> sessionledger.hub.v1.ActionReply
+	34, // 45: sessionledger.hub.v1.Admin.Backup:output_type -> sessionledger.hub.v1.BackupChunk
+	37, // 46: sessionledger.hub.v1.Admin.WhoAmI:output_type -> sessionledger.hub.v1.WhoAmIReply
+	39, // 47: sessionledger.hub.v1.Admin.LedgerStatus:output_type -> sessionledger.hub.v1.LedgerStatusReply
+	35, // [35:48] is the sub-list for method output_type
+	22, // [22:35] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_hub_hubpb_hub_proto_init() }
@@ -2758,6 +3387,11 @@ func file_hub_hubpb_hub_proto_init() {
 		(*ServerFrame_Ping)(nil),
 		(*ServerFrame_Disconnect)(nil),
 		(*ServerFrame_Refreshed)(nil),
+		(*ServerFrame_Rejected)(nil),
+	}
+	file_hub_hubpb_hub_proto_msgTypes[30].OneofWrappers = []any{
+		(*BackupChunk_Data)(nil),
+		(*BackupChunk_Info)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2765,7 +3399,7 @@ func file_hub_hubpb_hub_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hub_hubpb_hub_proto_rawDesc), len(file_hub_hubpb_hub_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   30,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -137,9 +137,11 @@ const (
 	Admin_ListSessions_FullMethodName  = "/sessionledger.hub.v1.Admin/ListSessions"
 	Admin_GetSession_FullMethodName    = "/sessionledger.hub.v1.Admin/GetSession"
 	Admin_Revoke_FullMethodName        = "/sessionledger.hub.v1.Admin/Revoke"
-	Admin_Backup_FullMethodName        = "/sessionledger.hub.v1.Admin/Backup"
 	Admin_ClusterStatus_FullMethodName = "/sessionledger.hub.v1.Admin/ClusterStatus"
 	Admin_Drain_FullMethodName         = "/sessionledger.hub.v1.Admin/Drain"
+	Admin_Backup_FullMethodName        = "/sessionledger.hub.v1.Admin/Backup"
+	Admin_WhoAmI_FullMethodName        = "/sessionledger.hub.v1.Admin/WhoAmI"
+	Admin_LedgerStatus_FullMethodName  = "/sessionledger.hub.v1.Admin/LedgerStatus"
 )
 
 // AdminClient is the client API for Admin service.
@@ -162,8 +164,6 @@ type AdminClient interface {
 	// Revoke records a token_revoked event: one token by its jti, or every
 	// token of a user issued before a time.
 	Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*ActionReply, error)
-	// Backup streams a hot backup of the ledger file (admin only).
-	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error)
 	// ClusterStatus lists the nodes of the cluster this hubd is a node of,
 	// as each last reported itself, and flags a replica whose chain differs
 	// from the others' at a seq they all hold. On a single node it lists
@@ -173,6 +173,17 @@ type AdminClient interface {
 	// one by default): its sessions are told to reconnect elsewhere, spread
 	// over the window, and it refuses new connects until it restarts.
 	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*ActionReply, error)
+	// Backup streams a consistent hot copy of the ledger file (the log, its
+	// indexes, blobs and the projection checkpoint): a BackupInfo first, then
+	// the file's bytes in chunks, then a BackupInfo again with the size and
+	// SHA-256 of what was sent. docs/operations.md has the restore procedure.
+	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error)
+	// WhoAmI names the caller and the Admin and Audit methods its token may
+	// call (the console shows only those actions).
+	WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*WhoAmIReply, error)
+	// LedgerStatus is the head of the log and how far the projections that
+	// enforce it have applied it.
+	LedgerStatus(ctx context.Context, in *LedgerStatusRequest, opts ...grpc.CallOption) (*LedgerStatusReply, error)
 }
 
 type adminClient struct {
@@ -253,6 +264,26 @@ func (c *adminClient) Revoke(ctx context.Context, in *RevokeRequest, opts ...grp
 	return out, nil
 }
 
+func (c *adminClient) ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterStatusReply)
+	err := c.cc.Invoke(ctx, Admin_ClusterStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*ActionReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ActionReply)
+	err := c.cc.Invoke(ctx, Admin_Drain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminClient) Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[0], Admin_Backup_FullMethodName, cOpts...)
@@ -272,20 +303,20 @@ func (c *adminClient) Backup(ctx context.Context, in *BackupRequest, opts ...grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Admin_BackupClient = grpc.ServerStreamingClient[BackupChunk]
 
-func (c *adminClient) ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusReply, error) {
+func (c *adminClient) WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*WhoAmIReply, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ClusterStatusReply)
-	err := c.cc.Invoke(ctx, Admin_ClusterStatus_FullMethodName, in, out, cOpts...)
+	out := new(WhoAmIReply)
+	err := c.cc.Invoke(ctx, Admin_WhoAmI_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *adminClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*ActionReply, error) {
+func (c *adminClient) LedgerStatus(ctx context.Context, in *LedgerStatusRequest, opts ...grpc.CallOption) (*LedgerStatusReply, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ActionReply)
-	err := c.cc.Invoke(ctx, Admin_Drain_FullMethodName, in, out, cOpts...)
+	out := new(LedgerStatusReply)
+	err := c.cc.Invoke(ctx, Admin_LedgerStatus_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -312,8 +343,6 @@ type AdminServer interface {
 	// Revoke records a token_revoked event: one token by its jti, or every
 	// token of a user issued before a time.
 	Revoke(context.Context, *RevokeRequest) (*ActionReply, error)
-	// Backup streams a hot backup of the ledger file (admin only).
-	Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error
 	// ClusterStatus lists the nodes of the cluster this hubd is a node of,
 	// as each last reported itself, and flags a replica whose chain differs
 	// from the others' at a seq they all hold. On a single node it lists
@@ -323,6 +352,17 @@ type AdminServer interface {
 	// one by default): its sessions are told to reconnect elsewhere, spread
 	// over the window, and it refuses new connects until it restarts.
 	Drain(context.Context, *DrainRequest) (*ActionReply, error)
+	// Backup streams a consistent hot copy of the ledger file (the log, its
+	// indexes, blobs and the projection checkpoint): a BackupInfo first, then
+	// the file's bytes in chunks, then a BackupInfo again with the size and
+	// SHA-256 of what was sent. docs/operations.md has the restore procedure.
+	Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error
+	// WhoAmI names the caller and the Admin and Audit methods its token may
+	// call (the console shows only those actions).
+	WhoAmI(context.Context, *WhoAmIRequest) (*WhoAmIReply, error)
+	// LedgerStatus is the head of the log and how far the projections that
+	// enforce it have applied it.
+	LedgerStatus(context.Context, *LedgerStatusRequest) (*LedgerStatusReply, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -354,14 +394,20 @@ func (UnimplementedAdminServer) GetSession(context.Context, *GetSessionRequest) 
 func (UnimplementedAdminServer) Revoke(context.Context, *RevokeRequest) (*ActionReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Revoke not implemented")
 }
-func (UnimplementedAdminServer) Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error {
-	return status.Error(codes.Unimplemented, "method Backup not implemented")
-}
 func (UnimplementedAdminServer) ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClusterStatus not implemented")
 }
 func (UnimplementedAdminServer) Drain(context.Context, *DrainRequest) (*ActionReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Drain not implemented")
+}
+func (UnimplementedAdminServer) Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error {
+	return status.Error(codes.Unimplemented, "method Backup not implemented")
+}
+func (UnimplementedAdminServer) WhoAmI(context.Context, *WhoAmIRequest) (*WhoAmIReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method WhoAmI not implemented")
+}
+func (UnimplementedAdminServer) LedgerStatus(context.Context, *LedgerStatusRequest) (*LedgerStatusReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method LedgerStatus not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -510,17 +556,6 @@ func _Admin_Revoke_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Admin_Backup_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(BackupRequest)
-	if err := stream.RecvMsg(m); err != nil {
-		return err
-	}
-	return srv.(AdminServer).Backup(m, &grpc.GenericServerStream[BackupRequest, BackupChunk]{ServerStream: stream})
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Admin_BackupServer = grpc.ServerStreamingServer[BackupChunk]
-
 func _Admin_ClusterStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ClusterStatusRequest)
 	if err := dec(in); err != nil {
@@ -553,6 +588,53 @@ func _Admin_Drain_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServer).Drain(ctx, req.(*DrainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_Backup_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BackupRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServer).Backup(m, &grpc.GenericServerStream[BackupRequest, BackupChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_BackupServer = grpc.ServerStreamingServer[BackupChunk]
+
+func _Admin_WhoAmI_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WhoAmIRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).WhoAmI(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_WhoAmI_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).WhoAmI(ctx, req.(*WhoAmIRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_LedgerStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LedgerStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).LedgerStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_LedgerStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).LedgerStatus(ctx, req.(*LedgerStatusRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -599,6 +681,14 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Drain",
 			Handler:    _Admin_Drain_Handler,
+		},
+		{
+			MethodName: "WhoAmI",
+			Handler:    _Admin_WhoAmI_Handler,
+		},
+		{
+			MethodName: "LedgerStatus",
+			Handler:    _Admin_LedgerStatus_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

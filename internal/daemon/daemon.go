@@ -18,6 +18,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,8 +41,10 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/sessionledger/sessionledger/audit"
+	jsclient "github.com/sessionledger/sessionledger/clients/js"
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
+	"github.com/sessionledger/sessionledger/internal/console"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/checkpoint"
 	"github.com/sessionledger/sessionledger/ledger/cluster"
@@ -69,6 +72,10 @@ type Config struct {
 	Metrics string
 	// Pprof serves net/http/pprof under /debug/pprof/ on Metrics.
 	Pprof bool
+	// ConsoleListen is the HTTP address of the web console
+	// (internal/console); "" serves none. Beyond loopback it needs TLS
+	// (TLSCertFile/TLSKeyFile, which it then serves with too).
+	ConsoleListen string
 	// JWTSecretFile holds the HS256 secret client tokens are checked with.
 	// Without it (and without JWTPublicKeyFile and JWKSFile) identities
 	// are taken from Hello as sent, which is allowed on a loopback
@@ -96,10 +103,21 @@ type Config struct {
 	// MaxMessageSize is the largest message a client or operator may send
 	// (default hubapi.DefaultMaxMessageSize).
 	MaxMessageSize int
+	// WSListen is the address of the WebSocket transport: /connect, and
+	// the demo page under /demo/ unless WSNoDemo; "" (the default) serves
+	// no WebSocket. With TLSCertFile it serves wss.
+	WSListen string
+	// WSNoDemo leaves the demo page out.
+	WSNoDemo bool
+	// WebSocket configures the WebSocket transport. The daemon sets its
+	// ReadLimit to MaxMessageSize unless set.
+	WebSocket hub.WebSocketConfig
 	// MaxStreams is the most concurrent gRPC streams (sessions and calls)
 	// on one client connection (default 256; gRPC's own default is
 	// unlimited, and a stream costs goroutines until its Hello).
 	MaxStreams int
+	// Conn are the gRPC server's settings for each client connection.
+	Conn ConnOptions
 	// Hub configures the hub. The daemon fills Metrics and Logger, and
 	// ResumeKey, JWTSecret and AdminTokens unless they are set (from the
 	// data directory and JWTSecretFile).
@@ -120,6 +138,89 @@ type Config struct {
 	Signing Signing
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+}
+
+// ConnOptions are the gRPC server's settings for each client connection:
+// what one costs in memory, how long it may live, how often its peer may
+// ping. With one connection per device they are per session. Zero values
+// take the defaults below.
+type ConnOptions struct {
+	// ReadBufferSize is each connection's read buffer in bytes (default
+	// DefaultReadBufferSize); negative: none, gRPC reads the socket
+	// directly for each frame.
+	ReadBufferSize int
+	// WriteBufferSize is the most gRPC buffers before a write to the
+	// socket, in bytes (default DefaultWriteBufferSize).
+	WriteBufferSize int
+	// PrivateWriteBuffer keeps a write buffer per connection for its
+	// lifetime; by default (false) connections take one from a shared pool
+	// while they write and return it after.
+	PrivateWriteBuffer bool
+	// StreamWindow and ConnWindow are the HTTP/2 flow-control windows the
+	// server grants its clients, per stream and per connection, in bytes
+	// (defaults DefaultStreamWindow and DefaultConnWindow; at least 64 KiB
+	// less one byte). A window costs nothing until the client fills it.
+	StreamWindow, ConnWindow int32
+	// DynamicWindow lets gRPC grow the windows from its bandwidth-delay
+	// estimate instead, which pings the client after each burst of data it
+	// sends: with clients that ack every notification, a ping per ack.
+	DynamicWindow bool
+	// MaxConnectionAge closes a connection this old (plus up to 10%
+	// jitter) after MaxConnectionAgeGrace, with a GOAWAY so its clients
+	// reconnect elsewhere (0: never).
+	MaxConnectionAge, MaxConnectionAgeGrace time.Duration
+	// KeepaliveTime is how long a connection may be silent before the
+	// server pings it, and KeepaliveTimeout how long it then waits for the
+	// answer before closing it (defaults 2h and 20s, gRPC's; the hub's own
+	// heartbeats find dead sessions sooner).
+	KeepaliveTime, KeepaliveTimeout time.Duration
+	// KeepaliveMinTime is how often a client may ping; one that pings
+	// more often is disconnected (default 5s).
+	KeepaliveMinTime time.Duration
+}
+
+// Defaults of ConnOptions' buffers; see docs/performance.md (Hub, one
+// connection per session) for how they were chosen.
+const (
+	DefaultReadBufferSize  = 32 * 1024
+	DefaultWriteBufferSize = 32 * 1024
+	DefaultStreamWindow    = 65535
+	DefaultConnWindow      = 1 << 20
+)
+
+func (c *ConnOptions) setDefaults() {
+	if c.ReadBufferSize == 0 {
+		c.ReadBufferSize = DefaultReadBufferSize
+	}
+	if c.WriteBufferSize <= 0 {
+		c.WriteBufferSize = DefaultWriteBufferSize
+	}
+	if c.KeepaliveMinTime <= 0 {
+		c.KeepaliveMinTime = 5 * time.Second
+	}
+	if c.StreamWindow <= 0 {
+		c.StreamWindow = DefaultStreamWindow
+	}
+	if c.ConnWindow <= 0 {
+		c.ConnWindow = DefaultConnWindow
+	}
+}
+
+// serverOptions are the gRPC server options of c.
+func (c ConnOptions) serverOptions() []grpc.ServerOption {
+	opts := []grpc.ServerOption{
+		grpc.ReadBufferSize(max(c.ReadBufferSize, 0)),
+		grpc.WriteBufferSize(c.WriteBufferSize),
+		grpc.SharedWriteBuffer(!c.PrivateWriteBuffer),
+		// Clients may ping to keep NATs open, but not flood.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: c.KeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: c.MaxConnectionAge, MaxConnectionAgeGrace: c.MaxConnectionAgeGrace,
+			Time: c.KeepaliveTime, Timeout: c.KeepaliveTimeout}),
+	}
+	if !c.DynamicWindow {
+		opts = append(opts, grpc.StaticStreamWindowSize(c.StreamWindow), grpc.StaticConnWindowSize(c.ConnWindow))
+	}
+	return opts
 }
 
 // Signing configures the checkpoint signer.
@@ -147,6 +248,7 @@ func (c *Config) setDefaults() {
 	if c.MaxStreams == 0 {
 		c.MaxStreams = 256
 	}
+	c.Conn.setDefaults()
 	if c.Signing.Every <= 0 {
 		c.Signing.Every = 10 * time.Second
 	}
@@ -175,10 +277,16 @@ type Daemon struct {
 	audit  *audit.Server
 	grpc   *grpc.Server
 	http   *http.Server
+	ws     *hub.WebSocket
+	wsHTTP *http.Server
 	reg    *prometheus.Registry
 
-	addr, metricsAddr string
-	failed            chan error // a server that stopped on its own
+	addr, metricsAddr, wsAddr string
+	failed                    chan error // a server that stopped on its own
+
+	// The web console (ConsoleListen), nil when off.
+	console     *http.Server
+	consoleAddr string
 
 	stopOnce sync.Once
 	stopErr  error
@@ -189,7 +297,7 @@ type Daemon struct {
 // error here is a usage error.
 func New(cfg Config) (*Daemon, error) {
 	cfg.setDefaults()
-	d := &Daemon{cfg: cfg, log: cfg.Logger, failed: make(chan error, 2), jwtSecret: cfg.Hub.JWTSecret, tlsCreds: cfg.Creds}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, failed: make(chan error, 3), jwtSecret: cfg.Hub.JWTSecret, tlsCreds: cfg.Creds}
 	if cfg.JWTSecretFile != "" {
 		b, err := hubapi.ReadSecretFile(cfg.JWTSecretFile)
 		if err != nil {
@@ -206,6 +314,9 @@ func New(cfg Config) (*Daemon, error) {
 	if d.jwtSecret == nil && d.creds.keys == nil && cfg.Hub.ClientKeys == nil && !IsLoopback(cfg.Listen) {
 		return nil, fmt.Errorf("refusing to listen on %s without --jwt-secret-file, --jwt-public-key-file or --jwt-jwks-file: clients would be trusted as whatever user they claim; listen on 127.0.0.1 or configure client token keys", cfg.Listen)
 	}
+	if d.jwtSecret == nil && d.creds.keys == nil && cfg.Hub.ClientKeys == nil && cfg.WSListen != "" && !IsLoopback(cfg.WSListen) {
+		return nil, fmt.Errorf("refusing to serve WebSocket on %s without --jwt-secret-file, --jwt-public-key-file or --jwt-jwks-file: clients would be trusted as whatever user they claim; listen on 127.0.0.1 or configure client token keys", cfg.WSListen)
+	}
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
@@ -217,6 +328,10 @@ func New(cfg Config) (*Daemon, error) {
 		d.tlsCreds = creds
 	} else if cfg.ClientCAFile != "" && cfg.Creds == nil {
 		return nil, errors.New("--client-ca needs TLS (--tls-cert and --tls-key)")
+	}
+	if cfg.ConsoleListen != "" && cfg.TLSCertFile == "" && !IsLoopback(cfg.ConsoleListen) {
+		// A browser would send the admin token in clear text.
+		return nil, fmt.Errorf("refusing to serve the console on %s without TLS: admin tokens would cross the network in clear text; serve it on 127.0.0.1 (behind a TLS proxy) or give --tls-cert and --tls-key", cfg.ConsoleListen)
 	}
 	return d, nil
 }
@@ -356,9 +471,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	gopts := append(h.ServerOptions(),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageSize),
 		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreams)),
-		// Clients may ping to keep NATs open, but not flood.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
+	gopts = append(gopts, cfg.Conn.serverOptions()...)
 	if d.tlsCreds != nil {
 		gopts = append(gopts, grpc.Creds(d.tlsCreds))
 	}
@@ -376,6 +490,13 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.addr = ln.Addr().String()
 	d.hub = h
+	if cfg.WSListen != "" {
+		if err := d.startWebSocket(); err != nil {
+			ln.Close()
+			_ = h.Shutdown(ctx)
+			return err
+		}
+	}
 	d.ready.Store(true)
 	if d.node != nil {
 		d.node.SetReport(func() (string, uint64, int) { return d.advertised(), d.runner.Applied(), h.Live() })
@@ -385,16 +506,76 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			d.failed <- fmt.Errorf("grpc server: %w", err)
 		}
 	}()
+	if err := d.serveConsole(); err != nil {
+		ln.Close()
+		if d.http != nil {
+			_ = d.http.Close()
+		}
+		_ = h.Shutdown(ctx)
+		return err
+	}
+	if err := hubapi.WriteAddrFile(cfg.Data, d.addr, d.tlsCreds != nil); err != nil {
+		log.Warn("could not write the address file (auditq --data finds this hubd by it)", "file", filepath.Join(cfg.Data, hubapi.AddrFile), "err", err)
+	}
 	d.startWatching()
 	if d.tokens != nil {
 		d.tokens.run(d.Reload)
 	}
-	metricsAddr := d.metricsAddr
+	metricsAddr, wsAddr := d.metricsAddr, d.wsAddr
 	if metricsAddr == "" {
 		metricsAddr = "off"
 	}
-	log.Info("hubd listening", "grpc", d.addr, "metrics", metricsAddr, "data", cfg.Data, "node", h.Node(),
+	if wsAddr == "" {
+		wsAddr = "off"
+	}
+	log.Info("hubd listening", "grpc", d.addr, "websocket", wsAddr, "metrics", metricsAddr, "console", d.consoleURL(), "data", cfg.Data, "node", h.Node(),
 		"tls", d.tlsCreds != nil, "jwt", hc.ClientKeys != nil, "client_ca", cfg.ClientCAFile != "", "head", store.Head().Seq, "cluster", cfg.Cluster != nil)
+	return nil
+}
+
+// startWebSocket serves the WebSocket transport at /connect on WSListen,
+// and the demo page under /demo/.
+func (d *Daemon) startWebSocket() error {
+	cfg := d.cfg
+	wc := cfg.WebSocket
+	if wc.ReadLimit == 0 {
+		wc.ReadLimit = cfg.MaxMessageSize
+	}
+	ws, err := d.hub.NewWebSocket(wc)
+	if err != nil {
+		return fmt.Errorf("websocket: %w", err)
+	}
+	// The same certificate and client-CA rules as the gRPC listener.
+	var tlsConf *tls.Config
+	if cfg.TLSCertFile != "" {
+		if tlsConf, err = serverTLSConfig(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.ClientCAFile, cfg.ClientCertsForClients); err != nil {
+			return err
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/connect", ws)
+	if !cfg.WSNoDemo {
+		mux.Handle("/demo/", http.StripPrefix("/demo/", jsclient.DemoHandler()))
+		mux.Handle("/{$}", http.RedirectHandler("/demo/", http.StatusFound))
+	}
+	wl, err := net.Listen("tcp", cfg.WSListen)
+	if err != nil {
+		return fmt.Errorf("listen %s (websocket): %w", cfg.WSListen, err)
+	}
+	if tlsConf != nil {
+		wl = tls.NewListener(wl, tlsConf)
+	}
+	d.ws, d.wsAddr = ws, wl.Addr().String()
+	handshake := wc.HandshakeTimeout
+	if handshake <= 0 {
+		handshake = 10 * time.Second
+	}
+	d.wsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: handshake, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
+	go func() {
+		if err := d.wsHTTP.Serve(wl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.failed <- fmt.Errorf("websocket server: %w", err)
+		}
+	}()
 	return nil
 }
 
@@ -405,8 +586,57 @@ func (d *Daemon) Failed() <-chan error { return d.failed }
 // Addr is the gRPC address served; MetricsAddr the HTTP one ("" if none).
 func (d *Daemon) Addr() string { return d.addr }
 
+// WSAddr is the WebSocket address served ("" if none).
+func (d *Daemon) WSAddr() string { return d.wsAddr }
+
 // MetricsAddr is the address of /metrics and /healthz, "" if none.
 func (d *Daemon) MetricsAddr() string { return d.metricsAddr }
+
+// ConsoleAddr is the address of the web console, "" if none.
+func (d *Daemon) ConsoleAddr() string { return d.consoleAddr }
+
+// serveConsole serves the web console on ConsoleListen, if set: the pages
+// and the Admin and Audit services of the daemon's gRPC server, transcoded.
+func (d *Daemon) serveConsole() error {
+	if d.cfg.ConsoleListen == "" {
+		return nil
+	}
+	h, err := console.Handler(d.grpc)
+	if err != nil {
+		return err
+	}
+	cl, err := net.Listen("tcp", d.cfg.ConsoleListen)
+	if err != nil {
+		return fmt.Errorf("listen %s (console): %w", d.cfg.ConsoleListen, err)
+	}
+	d.consoleAddr = cl.Addr().String()
+	d.console = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	tlsOn := d.cfg.TLSCertFile != ""
+	go func() {
+		var err error
+		if tlsOn {
+			err = d.console.ServeTLS(cl, d.cfg.TLSCertFile, d.cfg.TLSKeyFile)
+		} else {
+			err = d.console.Serve(cl)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.failed <- fmt.Errorf("console server: %w", err)
+		}
+	}()
+	return nil
+}
+
+// consoleURL is where the console is, for the log ("off" if nowhere).
+func (d *Daemon) consoleURL() string {
+	switch {
+	case d.consoleAddr == "":
+		return "off"
+	case d.cfg.TLSCertFile != "":
+		return "https://" + d.consoleAddr + "/"
+	default:
+		return "http://" + d.consoleAddr + "/"
+	}
+}
 
 // Hub is the hub the daemon serves.
 func (d *Daemon) Hub() *hub.Server { return d.hub }
@@ -451,6 +681,12 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 	if d.audit != nil {
 		d.audit.Close() // end --follow streams so GracefulStop does not wait for them
 	}
+	if d.console != nil {
+		// Before the gRPC server: the console's calls run on it.
+		if err := d.console.Shutdown(ctx); err != nil {
+			_ = d.console.Close()
+		}
+	}
 	if d.grpc != nil {
 		stopped := make(chan struct{})
 		go func() { d.grpc.GracefulStop(); close(stopped) }()
@@ -461,10 +697,24 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 			<-stopped
 		}
 	}
+	if d.wsHTTP != nil {
+		// The hub has ended every WebSocket session; its connections
+		// finish their close handshakes (at most CloseTimeout each).
+		d.ws.Close()
+		if err := d.wsHTTP.Shutdown(ctx); err != nil {
+			_ = d.wsHTTP.Close()
+		}
+		if err := d.ws.Wait(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if d.http != nil {
 		if err := d.http.Shutdown(ctx); err != nil {
 			_ = d.http.Close()
 		}
+	}
+	if d.addr != "" {
+		_ = hubapi.RemoveAddrFile(d.cfg.Data)
 	}
 	if err := d.closeLedger(ctx); err != nil {
 		errs = append(errs, err)

@@ -77,6 +77,16 @@ func (d *Daemon) readKeys() error {
 // file, client certificates asked for and verified (required of every
 // caller with forClients, else checked by the hub for admin calls).
 func serverTLS(certFile, keyFile, caFile string, forClients bool) (credentials.TransportCredentials, error) {
+	cfg, err := serverTLSConfig(certFile, keyFile, caFile, forClients)
+	if err != nil {
+		return nil, err
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// serverTLSConfig is serverTLS's configuration, which the WebSocket
+// listener shares.
+func serverTLSConfig(certFile, keyFile, caFile string, forClients bool) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
@@ -97,7 +107,7 @@ func serverTLS(certFile, keyFile, caFile string, forClients bool) (credentials.T
 			cfg.ClientAuth = tls.RequireAndVerifyClientCert
 		}
 	}
-	return credentials.NewTLS(cfg), nil
+	return cfg, nil
 }
 
 // watched lists the credential files to watch.

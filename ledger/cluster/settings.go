@@ -12,7 +12,10 @@ import (
 // its revision; a setting that does not exist is nil at revision 0. A
 // setting changes while the nodes run (Shared files are settled once, at
 // Connect): each node compares it with its own copy, and SetSetting
-// changes it for all.
+// changes it for all. The read is served by the nearest replica of the
+// bucket (a JetStream direct get), so right after a change on another
+// node it may return the previous revision for a moment; a change made
+// at a stale revision is refused (ErrSettingChanged), so none is lost.
 func (n *Node) Setting(ctx context.Context, key string) ([]byte, uint64, error) {
 	e, err := n.config.Get(ctx, key)
 	switch {

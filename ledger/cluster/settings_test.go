@@ -28,9 +28,15 @@ func TestSettings(t *testing.T) {
 	if _, err := b.SetSetting(ctx, "k", []byte("created twice"), 0); !errors.Is(err, cluster.ErrSettingChanged) {
 		t.Fatalf("second create: %v; want ErrSettingChanged", err)
 	}
-	v, rev, err := b.Setting(ctx, "k")
-	if err != nil || string(v) != "one" || rev != r1 {
-		t.Fatalf("node b reads %q at %d, %v; want \"one\" at %d", v, rev, err, r1)
+	var v []byte
+	var rev uint64
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if v, rev, err = b.Setting(ctx, "k"); err == nil && string(v) == "one" && rev == r1 {
+			break
+		}
+		if err != nil || (rev != 0 && rev != r1) || time.Now().After(deadline) {
+			t.Fatalf("node b reads %q at %d, %v; want \"one\" at %d", v, rev, err, r1)
+		}
 	}
 	r2, err := b.SetSetting(ctx, "k", []byte("two"), r1)
 	if err != nil {
@@ -39,7 +45,15 @@ func TestSettings(t *testing.T) {
 	if _, err := a.SetSetting(ctx, "k", []byte("stale"), r1); !errors.Is(err, cluster.ErrSettingChanged) {
 		t.Fatalf("change at a stale revision: %v; want ErrSettingChanged", err)
 	}
-	if v, rev, err := a.Setting(ctx, "k"); err != nil || string(v) != "two" || rev != r2 {
-		t.Fatalf("node a reads %q at %d, %v; want \"two\" at %d", v, rev, err, r2)
+	// Reads come from the nearest replica: node a sees the change within
+	// moments, never an older value once it saw it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		v, rev, err := a.Setting(ctx, "k")
+		if err == nil && string(v) == "two" && rev == r2 {
+			break
+		}
+		if err != nil || rev > r2 || (rev != r1 && rev != r2) || time.Now().After(deadline) {
+			t.Fatalf("node a reads %q at %d, %v; want \"two\" at %d", v, rev, err, r2)
+		}
 	}
 }

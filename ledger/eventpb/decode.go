@@ -476,6 +476,8 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 				return false
 			}
 			s.connected.Policy = &s.policy
+		case connTransport:
+			s.connected.Transport = d.transport(x)
 
 		// SessionReconnected
 		case reconPreviousSession:
@@ -501,6 +503,8 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 				return false
 			}
 			s.reconnected.Policy = &s.policy
+		case reconTransport:
+			s.reconnected.Transport = d.transport(x)
 
 		// LoginPolicy
 		case polMaxPerUser:
@@ -527,6 +531,10 @@ func (d *Decoder) walk(s *Slot, m msg, b []byte, keep bool) bool {
 			s.kick.ReconnectAfterMs = int64(v)
 		case kickRefuseConnectsMs:
 			s.kick.RefuseConnectsMs = int64(v)
+		case kickExceptSession:
+			s.kick.ExceptSession = string(x)
+		case kickExceptDevice:
+			s.kick.ExceptDevice = d.shared(x)
 
 		// UserBanned
 		case banUntilUnixNano:
@@ -645,6 +653,20 @@ func (d *Decoder) shared(x []byte) string {
 		return string(x)
 	}
 	return d.intern(x)
+}
+
+// transport returns a connect's transport name: the names the hub records
+// share one string each, interning or not, instead of a copy per session.
+func (d *Decoder) transport(x []byte) string {
+	switch string(x) { // no allocation for the comparison
+	case "grpc":
+		return "grpc"
+	case "websocket+proto":
+		return "websocket+proto"
+	case "websocket+json":
+		return "websocket+json"
+	}
+	return d.shared(x)
 }
 
 // bytes returns x (AliasBytes) or a copy of it in the slot.
@@ -788,6 +810,7 @@ const (
 	connSupersedes
 	connToken
 	connPolicy
+	connTransport
 
 	reconPreviousSession
 	reconLastAckedSeq
@@ -796,6 +819,7 @@ const (
 	reconSupersedes
 	reconToken
 	reconPolicy
+	reconTransport
 
 	polMaxPerUser
 	polOnePerDevice
@@ -809,6 +833,8 @@ const (
 	kickReconnect
 	kickReconnectAfterMs
 	kickRefuseConnectsMs
+	kickExceptSession
+	kickExceptDevice
 
 	banUntilUnixNano
 
@@ -900,6 +926,7 @@ func fieldSpecs() [numFields]fieldSpec {
 		connSupersedes:  {msg: msgSessionConnected, name: "supersedes", kind: str, list: true},
 		connToken:       {msg: msgSessionConnected, name: "token", kind: sub, sub: msgClientToken},
 		connPolicy:      {msg: msgSessionConnected, name: "policy", kind: sub, sub: msgLoginPolicy},
+		connTransport:   {msg: msgSessionConnected, name: "transport", kind: str},
 
 		reconPreviousSession: {msg: msgSessionReconnected, name: "previous_session", kind: str},
 		reconLastAckedSeq:    {msg: msgSessionReconnected, name: "last_acked_seq", kind: u64},
@@ -908,6 +935,7 @@ func fieldSpecs() [numFields]fieldSpec {
 		reconSupersedes:      {msg: msgSessionReconnected, name: "supersedes", kind: str, list: true},
 		reconToken:           {msg: msgSessionReconnected, name: "token", kind: sub, sub: msgClientToken},
 		reconPolicy:          {msg: msgSessionReconnected, name: "policy", kind: sub, sub: msgLoginPolicy},
+		reconTransport:       {msg: msgSessionReconnected, name: "transport", kind: str},
 
 		polMaxPerUser:   {msg: msgLoginPolicy, name: "max_per_user", kind: u32},
 		polOnePerDevice: {msg: msgLoginPolicy, name: "one_per_device", kind: boo},
@@ -921,6 +949,8 @@ func fieldSpecs() [numFields]fieldSpec {
 		kickReconnect:        {msg: msgKickRequested, name: "reconnect", kind: enum},
 		kickReconnectAfterMs: {msg: msgKickRequested, name: "reconnect_after_ms", kind: i64},
 		kickRefuseConnectsMs: {msg: msgKickRequested, name: "refuse_connects_ms", kind: i64},
+		kickExceptSession:    {msg: msgKickRequested, name: "except_session", kind: str},
+		kickExceptDevice:     {msg: msgKickRequested, name: "except_device", kind: str},
 
 		banUntilUnixNano: {msg: msgUserBanned, name: "until_unix_nano", kind: i64},
 

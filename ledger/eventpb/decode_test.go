@@ -54,6 +54,8 @@ func decodeSeeds(t testing.TB) [][]byte {
 			Target: 2, Topic: "chat", Payload: []byte{0xff, 0}}}},
 		{Type: EventType_EVENT_TYPE_KICK_REQUESTED, Body: &Event_KickRequested{KickRequested: &KickRequested{
 			Target: 3, Mode: 2, Reconnect: 3, ReconnectAfterMs: 30000, RefuseConnectsMs: 30000}}},
+		{Type: EventType_EVENT_TYPE_KICK_REQUESTED, Body: &Event_KickRequested{KickRequested: &KickRequested{
+			Target: 2, ExceptSession: "keep-me", ExceptDevice: "phone"}}},
 		{Type: EventType_EVENT_TYPE_USER_BANNED, Body: &Event_UserBanned{UserBanned: &UserBanned{UntilUnixNano: 1 << 60}}},
 		{Type: EventType_EVENT_TYPE_USER_UNBANNED, Body: &Event_UserUnbanned{UserUnbanned: &UserUnbanned{}}},
 		{Type: EventType_EVENT_TYPE_SESSION_DISCONNECTED, Body: &Event_SessionDisconnected{SessionDisconnected: &SessionDisconnected{

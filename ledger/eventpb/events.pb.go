@@ -892,6 +892,10 @@ type SessionConnected struct {
 	// The client token the session authenticated with (absent without
 	// one): what a revocation or a kick's refusal window matches.
 	Token *ClientToken `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	// Transport that carries the session: "grpc", "websocket+proto" or
+	// "websocket+json" (empty in events recorded before transports were
+	// named: those were gRPC).
+	Transport string `protobuf:"bytes,5,opt,name=transport,proto3" json:"transport,omitempty"`
 	// The login policy of the connecting node. The reducer decides, when it
 	// applies this event, which live sessions it supersedes: in log order,
 	// the same on every node and in every replay.
@@ -956,6 +960,13 @@ func (x *SessionConnected) GetToken() *ClientToken {
 		return x.Token
 	}
 	return nil
+}
+
+func (x *SessionConnected) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
 }
 
 func (x *SessionConnected) GetPolicy() *LoginPolicy {
@@ -1100,6 +1111,8 @@ type SessionReconnected struct {
 	Supersedes []string `protobuf:"bytes,5,rep,name=supersedes,proto3" json:"supersedes,omitempty"`
 	// As SessionConnected.token.
 	Token *ClientToken `protobuf:"bytes,6,opt,name=token,proto3" json:"token,omitempty"`
+	// As SessionConnected.transport.
+	Transport string `protobuf:"bytes,7,opt,name=transport,proto3" json:"transport,omitempty"`
 	// As SessionConnected.policy. With it the reducer also supersedes the
 	// previous session if it is still live, and any other live resume of it:
 	// one resume secret never yields two live sessions.
@@ -1178,6 +1191,13 @@ func (x *SessionReconnected) GetToken() *ClientToken {
 		return x.Token
 	}
 	return nil
+}
+
+func (x *SessionReconnected) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
 }
 
 func (x *SessionReconnected) GetPolicy() *LoginPolicy {
@@ -1265,8 +1285,12 @@ type KickRequested struct {
 	// RECONNECT_AFTER. Recorded, so every node and every replay refuses the
 	// same connects.
 	RefuseConnectsMs int64 `protobuf:"varint,5,opt,name=refuse_connects_ms,json=refuseConnectsMs,proto3" json:"refuse_connects_ms,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// With a user target: the session (except_session) or the device
+	// (except_device) the kick spares ("log out everywhere else").
+	ExceptSession string `protobuf:"bytes,6,opt,name=except_session,json=exceptSession,proto3" json:"except_session,omitempty"`
+	ExceptDevice  string `protobuf:"bytes,7,opt,name=except_device,json=exceptDevice,proto3" json:"except_device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KickRequested) Reset() {
@@ -1332,6 +1356,20 @@ func (x *KickRequested) GetRefuseConnectsMs() int64 {
 		return x.RefuseConnectsMs
 	}
 	return 0
+}
+
+func (x *KickRequested) GetExceptSession() string {
+	if x != nil {
+		return x.ExceptSession
+	}
+	return ""
+}
+
+func (x *KickRequested) GetExceptDevice() string {
+	if x != nil {
+		return x.ExceptDevice
+	}
+	return ""
 }
 
 // UserBanned: Event.user may not connect until until_unix_nano; connected
@@ -1943,7 +1981,7 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\x17session_token_refreshed\x18\x1e \x01(\v2..sessionledger.ledger.v1.SessionTokenRefreshedH\x00R\x15sessionTokenRefreshed\x12b\n" +
 	"\x15token_refresh_refused\x18\x1f \x01(\v2,.sessionledger.ledger.v1.TokenRefreshRefusedH\x00R\x13tokenRefreshRefused\x12I\n" +
 	"\fnode_drained\x18  \x01(\v2$.sessionledger.ledger.v1.NodeDrainedH\x00R\vnodeDrainedB\x06\n" +
-	"\x04body\"\xf0\x01\n" +
+	"\x04body\"\x8e\x02\n" +
 	"\x10SessionConnected\x12\x1f\n" +
 	"\vremote_addr\x18\x01 \x01(\tR\n" +
 	"remoteAddr\x12!\n" +
@@ -1951,7 +1989,8 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\n" +
 	"supersedes\x18\x03 \x03(\tR\n" +
 	"supersedes\x12:\n" +
-	"\x05token\x18\x04 \x01(\v2$.sessionledger.ledger.v1.ClientTokenR\x05token\x12<\n" +
+	"\x05token\x18\x04 \x01(\v2$.sessionledger.ledger.v1.ClientTokenR\x05token\x12\x1c\n" +
+	"\ttransport\x18\x05 \x01(\tR\ttransport\x12<\n" +
 	"\x06policy\x18\x06 \x01(\v2$.sessionledger.ledger.v1.LoginPolicyR\x06policy\"s\n" +
 	"\vClientToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
@@ -1960,7 +1999,7 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\vLoginPolicy\x12 \n" +
 	"\fmax_per_user\x18\x01 \x01(\rR\n" +
 	"maxPerUser\x12$\n" +
-	"\x0eone_per_device\x18\x02 \x01(\bR\fonePerDevice\"\xc3\x02\n" +
+	"\x0eone_per_device\x18\x02 \x01(\bR\fonePerDevice\"\xe1\x02\n" +
 	"\x12SessionReconnected\x12)\n" +
 	"\x10previous_session\x18\x01 \x01(\tR\x0fpreviousSession\x12$\n" +
 	"\x0elast_acked_seq\x18\x02 \x01(\x04R\flastAckedSeq\x12\x1f\n" +
@@ -1970,18 +2009,21 @@ const file_ledger_eventpb_events_proto_rawDesc = "" +
 	"\n" +
 	"supersedes\x18\x05 \x03(\tR\n" +
 	"supersedes\x12:\n" +
-	"\x05token\x18\x06 \x01(\v2$.sessionledger.ledger.v1.ClientTokenR\x05token\x12<\n" +
+	"\x05token\x18\x06 \x01(\v2$.sessionledger.ledger.v1.ClientTokenR\x05token\x12\x1c\n" +
+	"\ttransport\x18\a \x01(\tR\ttransport\x12<\n" +
 	"\x06policy\x18\b \x01(\v2$.sessionledger.ledger.v1.LoginPolicyR\x06policy\"\x87\x01\n" +
 	"\x10NotificationSent\x12C\n" +
 	"\x06target\x18\x01 \x01(\x0e2+.sessionledger.ledger.v1.NotificationTargetR\x06target\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"\xa1\x02\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"\xed\x02\n" +
 	"\rKickRequested\x12;\n" +
 	"\x06target\x18\x01 \x01(\x0e2#.sessionledger.ledger.v1.KickTargetR\x06target\x125\n" +
 	"\x04mode\x18\x02 \x01(\x0e2!.sessionledger.ledger.v1.KickModeR\x04mode\x12@\n" +
 	"\treconnect\x18\x03 \x01(\x0e2\".sessionledger.ledger.v1.ReconnectR\treconnect\x12,\n" +
 	"\x12reconnect_after_ms\x18\x04 \x01(\x03R\x10reconnectAfterMs\x12,\n" +
-	"\x12refuse_connects_ms\x18\x05 \x01(\x03R\x10refuseConnectsMs\"4\n" +
+	"\x12refuse_connects_ms\x18\x05 \x01(\x03R\x10refuseConnectsMs\x12%\n" +
+	"\x0eexcept_session\x18\x06 \x01(\tR\rexceptSession\x12#\n" +
+	"\rexcept_device\x18\a \x01(\tR\fexceptDevice\"4\n" +
 	"\n" +
 	"UserBanned\x12&\n" +
 	"\x0funtil_unix_nano\x18\x01 \x01(\x03R\runtilUnixNano\"\x0e\n" +

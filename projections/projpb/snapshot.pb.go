@@ -175,6 +175,7 @@ type Session struct {
 	TokenId              string                 `protobuf:"bytes,11,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
 	TokenIssuedUnixNano  int64                  `protobuf:"varint,12,opt,name=token_issued_unix_nano,json=tokenIssuedUnixNano,proto3" json:"token_issued_unix_nano,omitempty"`
 	TokenExpiresUnixNano int64                  `protobuf:"varint,13,opt,name=token_expires_unix_nano,json=tokenExpiresUnixNano,proto3" json:"token_expires_unix_nano,omitempty"`
+	Transport            string                 `protobuf:"bytes,14,opt,name=transport,proto3" json:"transport,omitempty"`
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
 }
@@ -298,6 +299,13 @@ func (x *Session) GetTokenExpiresUnixNano() int64 {
 		return x.TokenExpiresUnixNano
 	}
 	return 0
+}
+
+func (x *Session) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
 }
 
 type Pending struct {
@@ -930,7 +938,7 @@ const file_projections_projpb_snapshot_proto_rawDesc = "" +
 	"recordHash\x12J\n" +
 	"\vrevocations\x18\n" +
 	" \x03(\v2(.sessionledger.projections.v1.RevocationR\vrevocations\x12A\n" +
-	"\brefusals\x18\v \x03(\v2%.sessionledger.projections.v1.RefusalR\brefusals\"\xb0\x03\n" +
+	"\brefusals\x18\v \x03(\v2%.sessionledger.projections.v1.RefusalR\brefusals\"\xce\x03\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
@@ -948,7 +956,8 @@ const file_projections_projpb_snapshot_proto_rawDesc = "" +
 	" \x01(\x03R\vheartbeatMs\x12\x19\n" +
 	"\btoken_id\x18\v \x01(\tR\atokenId\x123\n" +
 	"\x16token_issued_unix_nano\x18\f \x01(\x03R\x13tokenIssuedUnixNano\x125\n" +
-	"\x17token_expires_unix_nano\x18\r \x01(\x03R\x14tokenExpiresUnixNano\"\xe3\x02\n" +
+	"\x17token_expires_unix_nano\x18\r \x01(\x03R\x14tokenExpiresUnixNano\x12\x1c\n" +
+	"\ttransport\x18\x0e \x01(\tR\ttransport\"\xe3\x02\n" +
 	"\aPending\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x12\n" +
