@@ -251,19 +251,32 @@ func (b *bench) spread() {
 }
 
 // sessionsOn returns the ids of the live sessions the log, as n applied
-// it, shows on the node named nodeName.
+// it, shows on the node named nodeName: every page of them.
 func (b *bench) sessionsOn(n *node, nodeName string) (map[string]bool, error) {
-	ctx, cancel := b.adminCtx(5 * time.Second)
-	defer cancel()
-	rep, err := n.admin.ListSessions(ctx, &hubpb.ListSessionsRequest{Node: nodeName})
-	if err != nil {
-		return nil, err
-	}
+	return b.listPages(n, nodeName, maxListPage)
+}
+
+// maxListPage is the largest page ListSessions gives.
+const maxListPage = 5000
+
+// listPages is sessionsOn reading pageSize sessions a call.
+func (b *bench) listPages(n *node, nodeName string, pageSize uint32) (map[string]bool, error) {
 	ids := map[string]bool{}
-	for _, s := range rep.GetSessions() {
-		ids[s.GetSessionId()] = true
+	token := ""
+	for {
+		ctx, cancel := b.adminCtx(5 * time.Second)
+		rep, err := n.admin.ListSessions(ctx, &hubpb.ListSessionsRequest{Node: nodeName, PageSize: pageSize, PageToken: token})
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range rep.GetSessions() {
+			ids[s.GetSessionId()] = true
+		}
+		if token = rep.GetNextPageToken(); token == "" {
+			return ids, nil
+		}
 	}
-	return ids, nil
 }
 
 // noneListed waits, at most d, until n's ListSessions shows no live

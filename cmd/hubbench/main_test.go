@@ -212,9 +212,10 @@ func TestKickDurabilityCheck(t *testing.T) {
 	}
 }
 
-// TestWatchEnds: the kill phase's watch over a survivor's log reports the
-// first and the last end of the sessions it waits for, only ends recorded
-// after the head it was given, and fails when one never comes.
+// TestWatchEnds: the kill phase lists every page of a node's sessions;
+// its watch over a survivor's log reports the first and the last end of
+// the sessions it waits for, only ends recorded after the head it was
+// given, and fails when one never comes.
 func TestWatchEnds(t *testing.T) {
 	const token = "hubbench-test-admin-token-0123"
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -237,8 +238,8 @@ func TestWatchEnds(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	n := &node{listen: d.Addr()}
-	b := &bench{nodes: []*node{n}, token: token, admin: hubpb.NewAdminClient(conn)}
+	n := &node{listen: d.Addr(), admin: hubpb.NewAdminClient(conn)}
+	b := &bench{nodes: []*node{n}, token: token, admin: n.admin}
 	var ids []string
 	for _, user := range []string{"kim", "lee", "max"} {
 		c, err := client.Dial(ctx, d.Addr(), client.WithUser(user, "d"), client.WithReconnect(false))
@@ -247,6 +248,12 @@ func TestWatchEnds(t *testing.T) {
 		}
 		defer c.Close()
 		ids = append(ids, c.Session().ID)
+	}
+	// The list comes in pages (ListSessions gives 500 by default): all
+	// three, two a page.
+	listed, err := b.listPages(n, "", 2)
+	if err != nil || len(listed) != 3 || !listed[ids[0]] || !listed[ids[1]] || !listed[ids[2]] {
+		t.Fatalf("listed two a page: %v, %v; want the three sessions %v", listed, err, ids)
 	}
 	kick := func(id string) uint64 {
 		t.Helper()
