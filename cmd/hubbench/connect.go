@@ -28,7 +28,10 @@ func (b *bench) connectAll() error {
 	commits, records := b.metric("sessionledger_ledger_commits_total"), b.metric("sessionledger_ledger_records_total")
 	for i := range n {
 		s := &sess{b: b, user: fmt.Sprintf("bench-user-%06d", i)}
-		if b.wsListen == "" {
+		switch {
+		case b.o.clustered():
+			s.addrs = b.rotated(i)
+		case b.wsListen == "":
 			s.conn = b.conns[i%len(b.conns)]
 		}
 		b.sessions[i] = s

@@ -14,8 +14,13 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/sessionledger/sessionledger/hub/hubpb"
 )
 
 // fdsBesidesConns is a generous count of the files either process holds
@@ -51,9 +56,9 @@ func (b *bench) raiseFileLimit() error {
 	} else {
 		b.printf("open-file limit %d (already the hard limit)", rl.Cur)
 	}
-	nconn := (b.o.sessions + b.o.perConn - 1) / b.o.perConn
+	nconn := b.o.connections()
 	if need := uint64(nconn + fdsBesidesConns); need > rl.Cur {
-		return fmt.Errorf("%d sessions at %d per connection are %d connections: about %d open files in hubbench and as many in hubd, over the limit of %d (at most %d connections here); raise --per-conn or the hard limit (ulimit -Hn)",
+		return fmt.Errorf("%d sessions at %d per connection are %d connections: about %d open files in hubbench and as many in hubd, over the limit of %d (at most %d connections here); raise --per-conn (single mode), lower --sessions or raise the hard limit (ulimit -Hn)",
 			b.o.sessions, b.o.perConn, nconn, need, rl.Cur, int(rl.Cur)-fdsBesidesConns)
 	}
 	// Both processes draw on the system's table of open files.
@@ -70,20 +75,61 @@ func (b *bench) raiseFileLimit() error {
 	return nil
 }
 
-// startHubd starts hubd on b.listen and waits until it serves.
-func (b *bench) startHubd() error {
-	args := []string{"--data", b.data, "--listen", b.listen, "--metrics", "127.0.0.1:0", "--log-format", "json", "--pprof",
+// node is one hubd: a child process hubbench started (single mode,
+// --cluster) or a running node it was given (--addrs, where only listen is
+// known).
+type node struct {
+	name    string // its --node (cluster mode)
+	data    string
+	listen  string // gRPC address
+	metrics string // metrics and pprof address, once it listens
+	nats    string // its embedded NATS server's client URL (--cluster)
+	flags   []string
+
+	cmd   *exec.Cmd
+	done  chan struct{} // closed once hubd exited and its log is closed
+	ready chan string   // its metrics address, once it listens
+	log   string
+
+	conn  *grpc.ClientConn // for the Admin API (cluster modes)
+	admin hubpb.AdminClient
+}
+
+// started reports whether hubbench runs this node's process.
+func (n *node) started() bool { return n.cmd != nil }
+
+// label names the node in the output.
+func (n *node) label() string {
+	if n.name != "" {
+		return n.name
+	}
+	return n.listen
+}
+
+// startHubd starts n's hubd and waits until it serves.
+func (b *bench) startHubd(n *node) error {
+	if err := b.launch(n); err != nil {
+		return err
+	}
+	return b.waitListening(n, 120*time.Second)
+}
+
+// launch starts n's hubd on n.listen; waitListening waits for it.
+func (b *bench) launch(n *node) error {
+	args := []string{"--data", n.data, "--listen", n.listen, "--metrics", "127.0.0.1:0", "--log-format", "json", "--pprof",
 		"--max-sessions", strconv.Itoa(2 * b.o.sessions), "--shutdown-timeout", "120s",
 		// --per-conn sessions share a connection, and the first one also
 		// carries the admin calls.
 		"--max-streams-per-conn", strconv.Itoa(max(256, b.o.perConn+64))}
+	args = append(args, n.flags...)
 	if b.wsListen != "" {
 		args = append(args, "--ws-listen", b.wsListen, "--ws-demo=false")
 	}
 	if b.o.hubdArgs != "" {
 		args = append(args, strings.Fields(b.o.hubdArgs)...)
 	}
-	lf, err := os.OpenFile(filepath.Join(b.data, "hubd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	n.log = filepath.Join(n.data, "hubd.log")
+	lf, err := os.OpenFile(n.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -97,13 +143,13 @@ func (b *bench) startHubd() error {
 		lf.Close()
 		return err
 	}
-	b.hubd, b.hubdDone = cmd, make(chan struct{})
-	ready := make(chan string, 1)
+	n.cmd, n.done, n.ready = cmd, make(chan struct{}), make(chan string, 1)
+	done, ready := n.done, n.ready
 	// This goroutine owns the log file of this hubd run: it copies hubd's
 	// stderr into it until hubd exits, then closes it (a restart opens
 	// its own).
 	go func() {
-		defer close(b.hubdDone)
+		defer close(done)
 		defer lf.Close()
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -120,33 +166,54 @@ func (b *bench) startHubd() error {
 		}
 		_ = cmd.Wait()
 	}()
+	return nil
+}
+
+// waitListening waits until n's hubd logs that it listens, at most d; a
+// hubd that does not is killed.
+func (b *bench) waitListening(n *node, d time.Duration) error {
 	select {
-	case b.metrics = <-ready:
+	case n.metrics = <-n.ready:
 		return nil
-	case <-b.hubdDone:
-		return fmt.Errorf("hubd exited at start; see %s", lf.Name())
-	case <-time.After(120 * time.Second):
-		_ = cmd.Process.Kill()
-		<-b.hubdDone
-		return errors.New("hubd did not start within 120s")
+	case <-n.done:
+		return fmt.Errorf("hubd %s exited at start; see %s", n.label(), n.log)
+	case <-time.After(d):
+		_ = n.cmd.Process.Kill()
+		<-n.done
+		return fmt.Errorf("hubd %s did not start within %s; see %s", n.label(), d, n.log)
 	}
 }
 
-func (b *bench) stopHubd() {
-	if b.hubd == nil {
+// stopHubd stops n's hubd with SIGTERM (SIGKILL after 60 s) and waits for
+// it; a node that exited, or that hubbench did not start, is left alone.
+func (b *bench) stopHubd(n *node) {
+	if !n.started() {
 		return
 	}
 	select {
-	case <-b.hubdDone:
+	case <-n.done:
 	default:
-		_ = b.hubd.Process.Signal(syscall.SIGTERM)
+		_ = n.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-b.hubdDone:
+		case <-n.done:
 		case <-time.After(60 * time.Second):
-			_ = b.hubd.Process.Kill()
-			<-b.hubdDone
+			_ = n.cmd.Process.Kill()
+			<-n.done
 		}
 	}
+}
+
+// stopAll stops every node hubbench started, at once.
+func (b *bench) stopAll() {
+	var wg sync.WaitGroup
+	for _, n := range b.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.stopHubd(n)
+		}()
+	}
+	wg.Wait()
 }
 
 // memstat is what memory reads from hubd.
@@ -154,11 +221,25 @@ type memstat struct {
 	rss, anon, file, heap, stack, goroutines uint64
 }
 
-// memory returns hubd's RSS (in all, anonymous, and file-backed: the
+func (m memstat) add(o memstat) memstat {
+	return memstat{m.rss + o.rss, m.anon + o.anon, m.file + o.file, m.heap + o.heap, m.stack + o.stack, m.goroutines + o.goroutines}
+}
+
+// memory returns the sum of nodeMemory over the nodes hubbench started.
+func (b *bench) memory() (m memstat) {
+	for _, n := range b.nodes {
+		if n.started() {
+			m = m.add(b.nodeMemory(n))
+		}
+	}
+	return m
+}
+
+// nodeMemory returns n's RSS (in all, anonymous, and file-backed: the
 // ledger's mmap), its live heap after a forced GC, goroutine stacks, and
 // its goroutine count.
-func (b *bench) memory() (m memstat) {
-	if f, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.hubd.Process.Pid)); err == nil {
+func (b *bench) nodeMemory(n *node) (m memstat) {
+	if f, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid)); err == nil {
 		for _, line := range strings.Split(string(f), "\n") {
 			k, v, ok := strings.Cut(line, ":")
 			if !ok {
@@ -180,12 +261,12 @@ func (b *bench) memory() (m memstat) {
 	// GC cycle when mostly unused; an idle hubd runs GCs anyway (pings
 	// make garbage), so measure after a few, as in a steady state.
 	for range 3 {
-		if res, err := b.http.Get("http://" + b.metrics + "/debug/pprof/heap?gc=1"); err == nil {
+		if res, err := b.http.Get("http://" + n.metrics + "/debug/pprof/heap?gc=1"); err == nil {
 			_, _ = io.Copy(io.Discard, res.Body)
 			res.Body.Close()
 		}
 	}
-	res, err := b.http.Get("http://" + b.metrics + "/debug/pprof/heap?gc=1&debug=1")
+	res, err := b.http.Get("http://" + n.metrics + "/debug/pprof/heap?gc=1&debug=1")
 	if err == nil {
 		sc := bufio.NewScanner(res.Body)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -200,7 +281,7 @@ func (b *bench) memory() (m memstat) {
 		}
 		res.Body.Close()
 	}
-	if res, err := b.http.Get("http://" + b.metrics + "/metrics"); err == nil {
+	if res, err := b.http.Get("http://" + n.metrics + "/metrics"); err == nil {
 		sc := bufio.NewScanner(res.Body)
 		for sc.Scan() {
 			if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
@@ -213,52 +294,69 @@ func (b *bench) memory() (m memstat) {
 	return m
 }
 
-// saveProfiles writes hubd's heap and goroutine profiles into dir.
+// profilePrefix is how n's profile files begin: hubd-, or hubd-NODE- in
+// cluster mode.
+func (n *node) profilePrefix() string {
+	if n.name != "" {
+		return "hubd-" + n.name + "-"
+	}
+	return "hubd-"
+}
+
+// saveProfiles writes every started node's heap and goroutine profiles
+// into dir.
 func (b *bench) saveProfiles(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for name, path := range map[string]string{"hubd-heap.pprof": "/debug/pprof/heap", "hubd-goroutine.pprof": "/debug/pprof/goroutine"} {
-		res, err := b.http.Get("http://" + b.metrics + path)
-		if err != nil {
-			return err
+	for _, n := range b.nodes {
+		if !n.started() {
+			continue
 		}
-		f, err := os.Create(filepath.Join(dir, name))
-		if err == nil {
-			_, err = io.Copy(f, res.Body)
-			err = errors.Join(err, f.Close())
-		}
-		res.Body.Close()
-		if err != nil {
-			return err
+		for name, path := range map[string]string{"heap.pprof": "/debug/pprof/heap", "goroutine.pprof": "/debug/pprof/goroutine"} {
+			if err := b.savePprof(n, path, filepath.Join(dir, n.profilePrefix()+name)); err != nil {
+				return err
+			}
 		}
 	}
 	b.printf("profiles saved in %s", dir)
 	return nil
 }
 
-// cpuProfile profiles a phase, in hubd (its /debug/pprof/profile for
-// seconds) and in hubbench itself (the clients: they share the machine), into
-// hubd-cpu-NAME.pprof and hubbench-cpu-NAME.pprof. The returned func waits
-// for hubd's profile to finish and stops hubbench's.
+func (b *bench) savePprof(n *node, path, file string) error {
+	res, err := b.http.Get("http://" + n.metrics + path)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, res.Body)
+	return errors.Join(err, f.Close())
+}
+
+// cpuProfile profiles a phase, in every started node (its
+// /debug/pprof/profile for seconds, into hubd[-NODE]-cpu-NAME.pprof) and in
+// hubbench itself (the clients: they share the machine), into
+// hubbench-cpu-NAME.pprof. The returned func waits for the nodes' profiles
+// to finish and stops hubbench's.
 func (b *bench) cpuProfile(name string, seconds int) func() {
-	done := make(chan struct{})
+	var wg sync.WaitGroup
 	start := time.Now()
-	go func() {
-		defer close(done)
-		res, err := b.http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.metrics, seconds))
-		if err != nil {
-			b.printf("cpu profile: %v", err)
-			return
+	for _, n := range b.nodes {
+		if !n.started() {
+			continue
 		}
-		defer res.Body.Close()
-		f, err := os.Create(filepath.Join(b.o.profile, "hubd-cpu-"+name+".pprof"))
-		if err != nil {
-			return
-		}
-		_, _ = io.Copy(f, res.Body)
-		f.Close()
-	}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.savePprof(n, fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), filepath.Join(b.o.profile, n.profilePrefix()+"cpu-"+name+".pprof")); err != nil {
+				b.printf("cpu profile of %s: %v", n.label(), err)
+			}
+		}()
+	}
 	own, err := os.Create(filepath.Join(b.o.profile, "hubbench-cpu-"+name+".pprof"))
 	if err == nil && pprof.StartCPUProfile(own) != nil {
 		own.Close()
@@ -269,24 +367,30 @@ func (b *bench) cpuProfile(name string, seconds int) func() {
 			pprof.StopCPUProfile()
 			own.Close()
 		}
-		<-done
+		wg.Wait()
 		b.printf("cpu profiles of %s (%.0fs) saved", name, time.Since(start).Seconds())
 	}
 }
 
-// cpuTimes returns the CPU time hubd and hubbench (the clients) have used
-// so far, user and system: phases report their difference, which the
-// other load on a shared machine does not inflate as it does wall time.
+// cpuTimes returns the CPU time the started hubd nodes (together) and
+// hubbench (the clients) have used so far, user and system: phases report
+// their difference, which the other load on a shared machine does not
+// inflate as it does wall time.
 func (b *bench) cpuTimes() (hubd, clients time.Duration) {
-	if f, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", b.hubd.Process.Pid)); err == nil {
-		// Fields after the command (which may hold spaces) in parentheses:
-		// utime and stime are the 14th and 15th fields of the line.
-		if i := strings.LastIndexByte(string(f), ')'); i > 0 {
-			fs := strings.Fields(string(f[i+1:]))
-			if len(fs) > 12 {
-				u, _ := strconv.ParseUint(fs[11], 10, 64)
-				s, _ := strconv.ParseUint(fs[12], 10, 64)
-				hubd = time.Duration(u+s) * time.Second / clockTicks
+	for _, n := range b.nodes {
+		if !n.started() {
+			continue
+		}
+		if f, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n.cmd.Process.Pid)); err == nil {
+			// Fields after the command (which may hold spaces) in
+			// parentheses: utime and stime are the 14th and 15th fields.
+			if i := strings.LastIndexByte(string(f), ')'); i > 0 {
+				fs := strings.Fields(string(f[i+1:]))
+				if len(fs) > 12 {
+					u, _ := strconv.ParseUint(fs[11], 10, 64)
+					s, _ := strconv.ParseUint(fs[12], 10, 64)
+					hubd += time.Duration(u+s) * time.Second / clockTicks
+				}
 			}
 		}
 	}

@@ -36,7 +36,8 @@ const kickTimeout = 5 * time.Second
 // each from the call to the moment its client sees the stream end. The
 // kicks allow reconnecting: each kicked client resumes after its backoff,
 // and the kicks go on meanwhile, so the others live at a kick are N-1 minus
-// the few still on their way back (recorded per kick).
+// the few still on their way back (recorded per kick). In cluster mode
+// every kick goes through the first node to a session another node holds.
 func (b *bench) kickAll() error {
 	k := &b.res.Kick
 	k.N = b.o.kicks
@@ -46,7 +47,15 @@ func (b *bench) kickAll() error {
 	if err := b.waitAllLive("before the kicks", time.Minute); err != nil {
 		return err
 	}
-	order := rand.Perm(len(b.sessions))[:k.N]
+	order, err := b.kickTargets(k.N)
+	if err != nil {
+		return err
+	}
+	var perNode []int
+	if b.res.Cluster != nil {
+		perNode = make([]int, len(b.nodes))
+		b.res.Cluster.KicksPerNode = perNode
+	}
 	if b.o.profile != "" {
 		done := b.cpuProfile("kicks", 8)
 		defer done()
@@ -60,6 +69,13 @@ func (b *bench) kickAll() error {
 		id, ended := s.current()
 		if ended == nil {
 			return fmt.Errorf("kick: session of %s is not live", s.user)
+		}
+		if perNode != nil {
+			at := b.nodeIndex(s.node())
+			if at <= 0 {
+				return fmt.Errorf("kick: session of %s is on %q, not on a node other than %s", s.user, s.node(), b.nodes[0].label())
+			}
+			perNode[at]++
 		}
 		others = append(others, int(b.live.Load())-1)
 		ctx, cancel := b.adminCtx(10 * time.Second)
@@ -104,9 +120,39 @@ func (b *bench) kickAll() error {
 	k.Durable = true
 	b.printf("kick: %d kicks with %d-%d others live (median %d): call p50 %.2fms p99 %.2fms; stream end p50 %.2fms p99 %.2fms max %.2fms (%d timeouts, counted as %s); all %d live again",
 		k.N, k.LiveMin, len(b.sessions)-1, k.LiveMedian, k.CallP50, k.CallP99, k.EndP50, k.EndP99, k.EndMax, k.Timeouts, kickTimeout, len(b.sessions))
-	b.printf("kick: meanwhile in hubd, %d durable appends (the kicks', the ends' and the resumes') took p50 %.2fms p99 %.2fms; kick event to session end p50 %.2fms p99 %.2fms (its histograms)",
-		k.Appends, k.AppendP50, k.AppendP99, k.EnforceP50, k.EnforceP99)
+	if perNode != nil {
+		b.printf("kick: every kick through %s; the kicked sessions were on the nodes %v (%s)", b.nodes[0].label(), perNode, b.nodeList())
+	}
+	where := "hubd"
+	if len(b.nodes) > 1 {
+		where = "the hubd nodes together"
+	}
+	b.printf("kick: meanwhile in %s, %d durable appends (the kicks', the ends' and the resumes') took p50 %.2fms p99 %.2fms; kick event to session end p50 %.2fms p99 %.2fms (its histograms)",
+		where, k.Appends, k.AppendP50, k.AppendP99, k.EnforceP50, k.EnforceP99)
 	return nil
+}
+
+// kickTargets picks n distinct random sessions: any in single mode; in
+// cluster mode only sessions held by a node other than the first, which
+// the kicks go through.
+func (b *bench) kickTargets(n int) ([]int, error) {
+	perm := rand.Perm(len(b.sessions))
+	if !b.o.clustered() {
+		return perm[:n], nil
+	}
+	var order []int
+	for _, i := range perm {
+		if len(order) == n {
+			break
+		}
+		if at := b.nodeIndex(b.sessions[i].node()); at > 0 {
+			order = append(order, i)
+		}
+	}
+	if len(order) < n {
+		return nil, fmt.Errorf("kick: only %d sessions are on nodes other than %s; %d kicks need as many", len(order), b.nodes[0].label(), n)
+	}
+	return order, nil
 }
 
 // kickDone is what a kick's ActionReply said was recorded.
@@ -126,7 +172,7 @@ func (b *bench) kicksRecorded(kicks []kickDone, wait time.Duration) error {
 	if len(kicks) == 0 {
 		return nil
 	}
-	ac, err := audit.NewClient(b.listen, b.token)
+	ac, err := audit.NewClient(b.nodes[0].listen, b.token)
 	if err != nil {
 		return err
 	}
@@ -207,6 +253,21 @@ func (h hist) since(earlier hist) hist {
 	return d
 }
 
+// plus returns the observations of h and o together (the same buckets:
+// the same histogram of two nodes).
+func (h hist) plus(o hist) hist {
+	if len(h.le) == 0 {
+		return o
+	}
+	d := hist{le: h.le, cum: slices.Clone(h.cum), count: h.count + o.count}
+	if len(o.cum) == len(d.cum) {
+		for i := range d.cum {
+			d.cum[i] += o.cum[i]
+		}
+	}
+	return d
+}
+
 // quantile estimates the q-quantile in milliseconds as Prometheus's
 // histogram_quantile does: linearly within the bucket it falls in, and
 // the highest finite bound if it falls beyond them. 0 without observations.
@@ -228,11 +289,21 @@ func (h hist) quantile(q float64) float64 {
 	return lower * 1000
 }
 
-// histogram reads one unlabelled histogram from hubd's metrics (empty if
-// absent).
+// histogram reads one unlabelled histogram from the metrics of every node
+// hubbench started, summed (empty if absent).
 func (b *bench) histogram(name string) hist {
 	var h hist
-	res, err := b.http.Get("http://" + b.metrics + "/metrics")
+	for _, n := range b.nodes {
+		if n.metrics != "" {
+			h = h.plus(b.histogramOf(n, name))
+		}
+	}
+	return h
+}
+
+func (b *bench) histogramOf(n *node, name string) hist {
+	var h hist
+	res, err := b.http.Get("http://" + n.metrics + "/metrics")
 	if err != nil {
 		return h
 	}
@@ -254,14 +325,29 @@ func (b *bench) histogram(name string) hist {
 	return h
 }
 
-// headSeq reads the ledger head from hubd's metrics.
+// headSeq reads the ledger head from the first node's metrics (0 when
+// hubbench did not start it).
 func (b *bench) headSeq() uint64 {
-	return uint64(b.metric("sessionledger_ledger_head_seq"))
+	return uint64(b.metricOf(b.nodes[0], "sessionledger_ledger_head_seq"))
 }
 
-// metric reads one unlabelled series from hubd's metrics (0 if absent).
+// metric reads one unlabelled series from the metrics of every node
+// hubbench started, summed (0 if absent).
 func (b *bench) metric(name string) float64 {
-	res, err := b.http.Get("http://" + b.metrics + "/metrics")
+	var sum float64
+	for _, n := range b.nodes {
+		sum += b.metricOf(n, name)
+	}
+	return sum
+}
+
+// metricOf reads one unlabelled series from n's metrics (0 if absent, or
+// when hubbench did not start n).
+func (b *bench) metricOf(n *node, name string) float64 {
+	if n.metrics == "" {
+		return 0
+	}
+	res, err := b.http.Get("http://" + n.metrics + "/metrics")
 	if err != nil {
 		return 0
 	}

@@ -22,6 +22,21 @@
 //	go run ./cmd/hubbench --sessions 10000 --per-conn 1 --storm=false
 //	go run ./cmd/hubbench --transport ws --sessions 10000 --json bench.json
 //
+// # Cluster mode
+//
+// With --cluster N hubbench starts N hubd nodes sharing one log on embedded
+// NATS JetStream servers (--addrs uses running nodes instead). Session i
+// dials the node list starting at node i%N, on a connection of its own, so
+// the client can move to another node. Every kick goes through the first
+// node's Admin API to a session another node holds; fan-out notifies all
+// through the first node and waits for every session on every node. With
+// --kill-node the last node is SIGKILLed at the end: hubbench times until
+// a survivor's log holds the end of each of its sessions (the survivors
+// recorded them lost; hubbench follows the log through the Audit service)
+// and until each of its clients was welcomed on another node.
+//
+//	go run ./cmd/hubbench --cluster 3 --sessions 3000 --kicks 500 --kill-node
+//
 // See docs/performance.md for figures.
 package main
 
@@ -36,47 +51,23 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sessionledger/sessionledger/hub/client"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
-	"github.com/sessionledger/sessionledger/internal/version"
 )
-
-type options struct {
-	sessions    int
-	perConn     int
-	concurrency int
-	kicks       int
-	fanouts     int
-	storm       bool
-	hubdPath    string
-	data        string
-	jsonOut     string
-	hubdArgs    string
-	profile     string
-	transport   string        // "grpc" or "ws"
-	wsAck       string        // "pong", "each" or a duration
-	wsAckEvery  time.Duration // from wsAck: -1 with pongs, 0 each, > 0 that long after the first unacked
-}
 
 type bench struct {
 	o        options
-	data     string
-	listen   string
-	wsListen string // with --transport ws: hubd's --ws-listen
-	metrics  string
-	hubd     *exec.Cmd
-	hubdDone chan struct{} // closed once hubd exited and its log is closed
-	http     *http.Client  // for hubd's metrics and pprof
+	nodes    []*node      // the first is the one admin calls go through
+	wsListen string       // with --transport ws: hubd's --ws-listen (single mode)
+	http     *http.Client // for hubd's metrics and pprof
 	conns    []*grpc.ClientConn
 	sessions []*sess
 	admin    hubpb.AdminClient
@@ -88,6 +79,7 @@ type bench struct {
 	gaveUp         atomic.Int64 // clients that ended on their own
 	gaveUpWhy      atomic.Value // the first one's Disconnect, as a string
 	storm          stormStats
+	kill           killStats
 	res            Result
 }
 
@@ -107,6 +99,15 @@ type Result struct {
 	Baseline struct {
 		AppendP50 float64 `json:"append_p50_ms"`
 		AppendP99 float64 `json:"append_p99_ms"`
+		// Notify: Admin.Notify to a user with no sessions through the
+		// (first) node, one call at a time with every session connected:
+		// one event recorded (on one node an fsynced append; in a cluster
+		// a JetStream publish acknowledged by a quorum and stored in the
+		// node's replica) and applied, and nothing to deliver. The unit a
+		// kick's call costs one of.
+		NotifyN   int     `json:"notify_n"`
+		NotifyP50 float64 `json:"notify_p50_ms"`
+		NotifyP99 float64 `json:"notify_p99_ms"`
 	} `json:"baseline"`
 	// Transport the sessions use: "grpc" (hub/client, --per-conn streams
 	// per HTTP/2 connection) or "ws" (one WebSocket each).
@@ -201,7 +202,11 @@ type Result struct {
 		ResumeP90     float64 `json:"resume_p90_seconds"`
 		PerSecond     []int   `json:"resumed_per_second"`
 		Retries       int64   `json:"retries"`
+		// Skipped says why the storm did not run (cluster mode).
+		Skipped string `json:"skipped,omitempty"`
 	} `json:"storm"`
+	// Cluster is set in cluster mode (--cluster, --addrs).
+	Cluster *ClusterResult `json:"cluster,omitempty"`
 	// Clients sums the hub/client Stats of every session at the end.
 	Clients struct {
 		Connects       int    `json:"connects"`
@@ -218,6 +223,10 @@ const usageHead = `hubbench measures hubd under load: it starts hubd as a child 
 holds --sessions concurrent sessions against it, and reports the connect
 rate, hubd's memory per idle session, kick latency, notification fan-out
 and a reconnect storm after a restart. docs/performance.md has figures.
+With --cluster N it starts N hubd nodes sharing one log on embedded NATS
+JetStream (--addrs uses running ones), kicks across nodes, and with
+--kill-node times a node's SIGKILL until its sessions are recorded lost and
+its clients resumed elsewhere.
 
 Usage: hubbench [flags]
 
@@ -225,6 +234,7 @@ Examples:
   hubbench --sessions 20000 --json bench.json
   hubbench --sessions 2000 --kicks 100 --storm=false
   hubbench --hubd ./hubd --hubd-args "--heartbeat 30s" --profile prof/
+  hubbench --cluster 3 --sessions 3000 --kicks 500 --kill-node
 
 Flags:
 `
@@ -257,71 +267,6 @@ type errHelp struct{ text string }
 
 func (e errHelp) Error() string { return e.text }
 
-func parseOptions(args []string) (options, error) {
-	var o options
-	var help, showVersion bool
-	fs := pflag.NewFlagSet("hubbench", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard) // errors are one line, from run
-	fs.Usage = func() {}
-	fs.SortFlags = false
-	fs.BoolVarP(&help, "help", "h", false, "print this help and exit")
-	fs.BoolVar(&showVersion, "version", false, "print the version (from the build information) and exit")
-	fs.IntVar(&o.sessions, "sessions", 20000, "concurrent sessions to hold")
-	fs.IntVar(&o.perConn, "per-conn", 100, "sessions sharing one client connection (HTTP/2 streams; client.WithConn); 1: one connection per session, as devices connect (each a descriptor in hubbench and one in hubd: N up to the open-file limit less 64)")
-	fs.IntVar(&o.concurrency, "concurrency", 64, "connects in flight while ramping up")
-	kicks := fs.String("kicks", "auto", "kicks to time (auto: the smaller of 1000 and --sessions - 1)")
-	fs.IntVar(&o.fanouts, "fanouts", 5, "notify-all rounds to time")
-	fs.BoolVar(&o.storm, "storm", true, "end with a reconnect storm: SIGTERM hubd, restart it, time until every session resumed (--storm=false skips it)")
-	fs.StringVar(&o.hubdPath, "hubd", "", "hubd binary (default: build ./cmd/hubd into a temporary directory)")
-	fs.StringVar(&o.data, "data", "", "hubd data directory (default: a temporary one, removed at the end)")
-	fs.StringVar(&o.jsonOut, "json", "", "also write the result as JSON to this file")
-	fs.StringVar(&o.hubdArgs, "hubd-args", "", "extra hubd flags, space separated")
-	fs.StringVar(&o.profile, "profile", "", "save profiles into this directory (go tool pprof): hubd's heap and goroutines with every session connected, and CPU of hubd and of hubbench's clients during the connects, kicks and fan-out")
-	fs.StringVar(&o.transport, "transport", "grpc", "how sessions connect: grpc (hub/client, --per-conn sessions per connection) or ws (one WebSocket connection each, subprotocol sessionledger.v1+proto; --per-conn is 1)")
-	fs.StringVar(&o.wsAck, "ws-ack", "pong", "with --transport ws, when clients ack (cumulatively): pong (the highest with each Pong, as the JavaScript client does), each (one per notification, as hub/client), or a duration after the first unacked notification")
-	if err := fs.Parse(args); err != nil {
-		return o, fmt.Errorf("%v (see hubbench --help)", err)
-	}
-	switch {
-	case help:
-		return o, errHelp{usageHead + fs.FlagUsages()}
-	case showVersion:
-		return o, errHelp{version.Line("hubbench") + "\n"}
-	case fs.NArg() > 0:
-		return o, fmt.Errorf("stray argument %q: hubbench takes only flags (see hubbench --help)", fs.Arg(0))
-	}
-	switch o.wsAck {
-	case "pong":
-		o.wsAckEvery = -1
-	case "each":
-		o.wsAckEvery = 0
-	default:
-		d, err := time.ParseDuration(o.wsAck)
-		if err != nil || d <= 0 {
-			return o, fmt.Errorf("--ws-ack %q: want pong, each or a positive duration (see hubbench --help)", o.wsAck)
-		}
-		o.wsAckEvery = d
-	}
-	switch o.transport {
-	case "grpc":
-	case "ws":
-		o.perConn = 1
-	default:
-		return o, fmt.Errorf("--transport %q: want grpc or ws (see hubbench --help)", o.transport)
-	}
-	if *kicks == "auto" {
-		o.kicks = min(1000, o.sessions-1)
-	} else if n, err := strconv.Atoi(*kicks); err == nil {
-		o.kicks = n
-	} else {
-		return o, fmt.Errorf("--kicks %q: want a number or auto (see hubbench --help)", *kicks)
-	}
-	if o.sessions <= 0 || o.perConn <= 0 || o.concurrency <= 0 || o.kicks < 0 || o.kicks >= o.sessions || o.fanouts < 0 {
-		return o, errors.New("--sessions, --per-conn and --concurrency must be positive, and 0 <= --kicks < --sessions (see hubbench --help)")
-	}
-	return o, nil
-}
-
 func runBench(o options) error {
 	b := &bench{o: o, http: &http.Client{Transport: &http.Transport{}}}
 	defer b.http.CloseIdleConnections()
@@ -338,83 +283,91 @@ func runBench(o options) error {
 			cleanup[i]()
 		}
 	}()
-	if o.hubdPath == "" {
+	if len(o.addrs) == 0 && o.hubdPath == "" {
 		dir, err := os.MkdirTemp("", "hubbench-bin-")
 		if err != nil {
 			return err
 		}
 		cleanup = append(cleanup, func() { os.RemoveAll(dir) })
-		o.hubdPath = filepath.Join(dir, "hubd")
+		b.o.hubdPath = filepath.Join(dir, "hubd")
 		fmt.Fprintln(os.Stderr, "building hubd ...")
-		if out, err := exec.Command("go", "build", "-o", o.hubdPath, "github.com/sessionledger/sessionledger/cmd/hubd").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", "build", "-o", b.o.hubdPath, "github.com/sessionledger/sessionledger/cmd/hubd").CombinedOutput(); err != nil {
 			return fmt.Errorf("build hubd (run inside the repository or pass --hubd): %v\n%s", err, out)
 		}
-		b.o.hubdPath = o.hubdPath
 	}
-	b.data = o.data
-	if b.data == "" {
+	data := o.data
+	if data == "" && len(o.addrs) == 0 {
 		dir, err := os.MkdirTemp("", "hubbench-data-")
 		if err != nil {
 			return err
 		}
 		cleanup = append(cleanup, func() { os.RemoveAll(dir) })
-		b.data = dir
+		data = dir
 	}
-	// A fixed port, so the clients find hubd again after the storm restart.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	// Every node stops, however the run ends; the sessions close first
+	// (registered later, so run earlier).
+	cleanup = append(cleanup, b.stopAll)
+	var err error
+	switch {
+	case o.cluster > 0:
+		err = b.startCluster(data)
+	case len(o.addrs) > 0:
+		err = b.useNodes()
+	default:
+		err = b.startSingle(data)
+	}
 	if err != nil {
 		return err
-	}
-	b.listen = l.Addr().String()
-	l.Close()
-	if o.transport == "ws" {
-		wl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		b.wsListen = wl.Addr().String()
-		wl.Close()
-	}
-	if err := b.startHubd(); err != nil {
-		return err
-	}
-	cleanup = append(cleanup, b.stopHubd)
-	tok, err := hubapi.FirstAdminToken(filepath.Join(b.data, hubapi.AdminTokenFile))
-	if err != nil {
-		return err
-	}
-	b.token = tok
-
-	nconn := (o.sessions + o.perConn - 1) / o.perConn
-	grpcConns := nconn
-	if o.transport == "ws" {
-		grpcConns = 1 // for the Admin API only
-	}
-	// What hub/client gives the connections it dials itself (WithConn
-	// leaves that to the application): keepalive, and gRPC's reconnect
-	// backoff capped at the client's Backoff.Max.
-	for range grpcConns {
-		c, err := grpc.NewClient(b.listen, append(client.DialOptions(client.Backoff{}),
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<20)))...)
-		if err != nil {
-			return err
-		}
-		b.conns = append(b.conns, c)
 	}
 	cleanup = append(cleanup, func() {
-		for _, c := range b.conns {
-			c.Close()
+		for _, n := range b.nodes {
+			if n.conn != nil {
+				n.conn.Close()
+			}
 		}
 	})
-	cleanup = append(cleanup, b.closeSessions) // before the connections close and hubd stops
-	b.admin = hubpb.NewAdminClient(b.conns[0])
-	b.res.Transport, b.res.Sessions, b.res.Connections = o.transport, o.sessions, nconn
 
-	time.Sleep(time.Second)
-	base := b.memory()
-	b.res.Memory.BaselineRSS, b.res.Memory.BaselineHeap, b.res.Memory.BaselineAnon = base.rss, base.heap, base.anon
-	b.res.Memory.BaselineStack, b.res.Memory.BaselineGor = base.stack, base.goroutines
+	nconn := o.connections()
+	if !o.clustered() {
+		grpcConns := nconn
+		if o.transport == "ws" {
+			grpcConns = 1 // for the Admin API only
+		}
+		// What hub/client gives the connections it dials itself (WithConn
+		// leaves that to the application): keepalive, and gRPC's reconnect
+		// backoff capped at the client's Backoff.Max.
+		for range grpcConns {
+			c, err := grpc.NewClient(b.nodes[0].listen, append(client.DialOptions(client.Backoff{}),
+				grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<20)))...)
+			if err != nil {
+				return err
+			}
+			b.conns = append(b.conns, c)
+		}
+		cleanup = append(cleanup, func() {
+			for _, c := range b.conns {
+				c.Close()
+			}
+		})
+		b.admin = hubpb.NewAdminClient(b.conns[0])
+	} else {
+		b.admin = b.nodes[0].admin
+	}
+	cleanup = append(cleanup, b.closeSessions) // before the connections close and hubd stops
+	b.res.Transport, b.res.Sessions, b.res.Connections = o.transport, o.sessions, nconn
+	if o.clustered() {
+		b.res.Connections += len(b.nodes) // one per node for the Admin API
+	}
+
+	measureMemory := b.nodes[0].started()
+	var base memstat
+	if measureMemory {
+		time.Sleep(time.Second)
+		base = b.memory()
+		b.res.Memory.BaselineRSS, b.res.Memory.BaselineHeap, b.res.Memory.BaselineAnon = base.rss, base.heap, base.anon
+		b.res.Memory.BaselineStack, b.res.Memory.BaselineGor = base.stack, base.goroutines
+	}
 
 	if err := b.connectAll(); err != nil {
 		return err
@@ -424,24 +377,24 @@ func runBench(o options) error {
 	if err := b.waitAllLive("after connecting", time.Minute); err != nil {
 		return err
 	}
-	time.Sleep(2 * time.Second) // let the ramp's garbage go and the sessions settle
-	mem := b.memory()
+	if o.clustered() {
+		b.spread()
+	}
+	if measureMemory {
+		time.Sleep(2 * time.Second) // let the ramp's garbage go and the sessions settle
+		b.measureMemory()
+	} else {
+		b.printf("memory: not measured (--addrs: hubbench does not run the nodes)")
+	}
 	if o.profile != "" {
 		if err := b.saveProfiles(o.profile); err != nil {
 			return err
 		}
 	}
-	m := &b.res.Memory
-	m.RSS, m.RSSAnon, m.RSSFile, m.Heap, m.Stack, m.Goroutines = mem.rss, mem.anon, mem.file, mem.heap, mem.stack, mem.goroutines
-	n := float64(b.live.Load())
-	m.RSSPerSession = float64(int64(mem.rss)-int64(m.BaselineRSS)) / n
-	m.AnonPerSession = float64(int64(mem.anon)-int64(m.BaselineAnon)) / n
-	m.HeapPerSession = float64(int64(mem.heap)-int64(m.BaselineHeap)) / n
-	m.StackPerSession = float64(int64(mem.stack)-int64(m.BaselineStack)) / n
-	m.GoroutinesPerSs = float64(int64(mem.goroutines)-int64(m.BaselineGor)) / n
-	b.printf("memory: hubd RSS %.1f MiB (anon %.1f, file %.1f; baseline %.1f), heap %.1f MiB (baseline %.1f), stacks %.1f MiB (baseline %.1f), %d goroutines (baseline %d)",
-		mib(mem.rss), mib(mem.anon), mib(mem.file), mib(m.BaselineRSS), mib(mem.heap), mib(m.BaselineHeap), mib(mem.stack), mib(m.BaselineStack), mem.goroutines, m.BaselineGor)
 
+	if err := b.notifyBaseline(); err != nil {
+		return err
+	}
 	if err := b.kickAll(); err != nil {
 		return err
 	}
@@ -450,6 +403,14 @@ func runBench(o options) error {
 	}
 	if o.storm {
 		if err := b.reconnectStorm(); err != nil {
+			return err
+		}
+	} else if o.clustered() {
+		b.res.Storm.Skipped = "cluster mode: the storm restarts the one hubd of single mode"
+		b.printf("storm: skipped (%s)", b.res.Storm.Skipped)
+	}
+	if o.killNode {
+		if err := b.killNode(); err != nil {
 			return err
 		}
 	}
@@ -462,6 +423,62 @@ func runBench(o options) error {
 		}
 	}
 	return nil
+}
+
+// startSingle starts the one hubd of single mode on a fixed port (so the
+// clients find it again after the storm's restart) and reads its admin
+// token.
+func (b *bench) startSingle(data string) error {
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	n := &node{data: data, listen: addr}
+	b.nodes = []*node{n}
+	if b.o.transport == "ws" {
+		if b.wsListen, err = freeAddr(); err != nil {
+			return err
+		}
+	}
+	if err := b.startHubd(n); err != nil {
+		return err
+	}
+	tok, err := hubapi.FirstAdminToken(filepath.Join(n.data, hubapi.AdminTokenFile))
+	if err != nil {
+		return err
+	}
+	b.token = tok
+	return nil
+}
+
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// measureMemory reads the started nodes' memory with every session idle,
+// net of the baseline before the first connect, per session.
+func (b *bench) measureMemory() {
+	mem := b.memory()
+	m := &b.res.Memory
+	m.RSS, m.RSSAnon, m.RSSFile, m.Heap, m.Stack, m.Goroutines = mem.rss, mem.anon, mem.file, mem.heap, mem.stack, mem.goroutines
+	n := float64(b.live.Load())
+	m.RSSPerSession = float64(int64(mem.rss)-int64(m.BaselineRSS)) / n
+	m.AnonPerSession = float64(int64(mem.anon)-int64(m.BaselineAnon)) / n
+	m.HeapPerSession = float64(int64(mem.heap)-int64(m.BaselineHeap)) / n
+	m.StackPerSession = float64(int64(mem.stack)-int64(m.BaselineStack)) / n
+	m.GoroutinesPerSs = float64(int64(mem.goroutines)-int64(m.BaselineGor)) / n
+	what := "hubd"
+	if len(b.nodes) > 1 {
+		what = fmt.Sprintf("the %d hubd nodes together", len(b.nodes))
+	}
+	b.printf("memory: %s RSS %.1f MiB (anon %.1f, file %.1f; baseline %.1f), heap %.1f MiB (baseline %.1f), stacks %.1f MiB (baseline %.1f), %d goroutines (baseline %d)",
+		what, mib(mem.rss), mib(mem.anon), mib(mem.file), mib(m.BaselineRSS), mib(mem.heap), mib(m.BaselineHeap), mib(mem.stack), mib(m.BaselineStack), mem.goroutines, m.BaselineGor)
 }
 
 func (b *bench) printf(format string, args ...any) {

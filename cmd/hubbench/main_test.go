@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -172,8 +174,8 @@ func TestKickDurabilityCheck(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	b := &bench{listen: d.Addr(), token: token, admin: hubpb.NewAdminClient(conn)}
-	c, err := client.Dial(ctx, b.listen, client.WithUser("kim", "d"), client.WithReconnect(false))
+	b := &bench{nodes: []*node{{listen: d.Addr()}}, token: token, admin: hubpb.NewAdminClient(conn)}
+	c, err := client.Dial(ctx, d.Addr(), client.WithUser("kim", "d"), client.WithReconnect(false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,6 +212,293 @@ func TestKickDurabilityCheck(t *testing.T) {
 	}
 }
 
+// TestWatchEnds: the kill phase lists every page of a node's sessions;
+// its watch over a survivor's log reports the first and the last end of
+// the sessions it waits for, only ends recorded after the head it was
+// given, and fails when one never comes.
+func TestWatchEnds(t *testing.T) {
+	const token = "hubbench-test-admin-token-0123"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := daemon.New(daemon.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
+		Hub: hub.Config{AdminTokens: map[string]string{token: "ops"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(d.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		conn.Close()
+		if err := d.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	n := &node{listen: d.Addr(), admin: hubpb.NewAdminClient(conn)}
+	b := &bench{nodes: []*node{n}, token: token, admin: n.admin}
+	var ids []string
+	for _, user := range []string{"kim", "lee", "max"} {
+		c, err := client.Dial(ctx, d.Addr(), client.WithUser(user, "d"), client.WithReconnect(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ids = append(ids, c.Session().ID)
+	}
+	// The list comes in pages (ListSessions gives 500 by default): all
+	// three, two a page.
+	listed, err := b.listPages(n, "", 2)
+	if err != nil || len(listed) != 3 || !listed[ids[0]] || !listed[ids[1]] || !listed[ids[2]] {
+		t.Fatalf("listed two a page: %v, %v; want the three sessions %v", listed, err, ids)
+	}
+	kick := func(id string) uint64 {
+		t.Helper()
+		actx, acancel := b.adminCtx(10 * time.Second)
+		defer acancel()
+		rep, err := b.admin.Kick(actx, &hubpb.KickRequest{SessionId: id, Reason: "hubbench test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep.GetSeq()
+	}
+	watch := func(d time.Duration, head uint64, ids ...string) (first, all time.Time, err error) {
+		wctx, wcancel := context.WithTimeout(ctx, d)
+		defer wcancel()
+		want := map[string]bool{}
+		for _, id := range ids {
+			want[id] = true
+		}
+		err = b.watchEnds(wctx, n, "test", want, head, time.Now(), func(t time.Time) { first = t }, func(t time.Time) { all = t })
+		return first, all, err
+	}
+
+	// Two sessions kicked one after the other, watched from before.
+	type result struct {
+		first, all time.Time
+		err        error
+	}
+	done := make(chan result, 1)
+	go func() {
+		f, a, err := watch(10*time.Second, 0, ids[0], ids[1])
+		done <- result{f, a, err}
+	}()
+	before := time.Now()
+	kick(ids[0])
+	time.Sleep(50 * time.Millisecond)
+	kick(ids[1])
+	r := <-done
+	if r.err != nil || r.first.Before(before) || !r.all.After(r.first) {
+		t.Errorf("two kicked: first %v, all %v (kicks from %v), %v; want the first after the first kick, the last after it", r.first, r.all, before, r.err)
+	}
+	// Both ends are in the log now: an event recorded after them is the head.
+	actx, acancel := b.adminCtx(10 * time.Second)
+	rep, err := b.admin.Notify(actx, &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_USER, User: "nobody", Topic: "t", Payload: []byte("{}")})
+	acancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ended at or before the head given: not counted. Never ended: not
+	// counted. Either way one of the two is missing.
+	for _, tc := range []struct {
+		name string
+		head uint64
+		ids  []string
+	}{{"ended before the head", rep.GetSeq(), ids[:2]}, {"live", 0, []string{ids[0], ids[2]}}} {
+		if _, _, err := watch(300*time.Millisecond, tc.head, tc.ids...); err == nil || !strings.Contains(err.Error(), "of test's 2 sessions still had no end") {
+			t.Errorf("%s: %v; want an error saying they have no end", tc.name, err)
+		}
+	}
+	if _, _, err := watch(10*time.Second, 0, ids[1], ids[0]); err != nil {
+		t.Errorf("watched again from 0: %v; want both ends found", err)
+	}
+}
+
+// TestSmallCluster runs cluster mode against three real hubd processes
+// with embedded NATS servers: sessions spread over the nodes, every kick
+// through the first node to a session on another, fan-out to all, and the
+// last node SIGKILLed: its sessions recorded lost by a survivor and its
+// clients welcomed on another node (this checks the tool, not the speed).
+func TestSmallCluster(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "result.json")
+	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseOptions([]string{"--cluster", "3", "--sessions", "30", "--concurrency", "8", "--kicks", "5", "--fanouts", "2",
+		"--kill-node", "--cluster-heartbeat", "250ms", "--data", data, "--json", out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runBench(o); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	c := r.Cluster
+	if c == nil {
+		t.Fatal("no cluster section")
+	}
+	if c.Nodes != 3 || !c.Started || len(c.Addrs) != 3 || !slices.Equal(c.Names, []string{"node-a", "node-b", "node-c"}) ||
+		c.Replicas != 3 || c.HeartbeatMs != 250 || c.LostAfterMs != 750 {
+		t.Errorf("cluster: %+v", c)
+	}
+	// Session i starts at node i%3, and lands there.
+	if !slices.Equal(c.SessionsPerNode, []int{10, 10, 10}) {
+		t.Errorf("sessions per node %v; want [10 10 10]", c.SessionsPerNode)
+	}
+	if len(c.KicksPerNode) != 3 || c.KicksPerNode[0] != 0 || c.KicksPerNode[1]+c.KicksPerNode[2] != 5 {
+		t.Errorf("kicks per node %v; want 5, none on the first node", c.KicksPerNode)
+	}
+	if r.Sessions != 30 || r.Connections != 33 || r.Connect.Failures != 0 {
+		t.Errorf("sessions %d over %d connections, connect %+v; want 30 over 33 (one each, and one per node for the Admin API)", r.Sessions, r.Connections, r.Connect)
+	}
+	if r.Kick.N != 5 || r.Kick.Timeouts != 0 || !r.Kick.Durable || r.Kick.EndP50 <= 0 || r.Kick.CallP99 <= 0 {
+		t.Errorf("kick: %+v", r.Kick)
+	}
+	if r.Baseline.NotifyN != 5 || r.Baseline.NotifyP50 <= 0 || r.Baseline.NotifyP99 < r.Baseline.NotifyP50 || r.Baseline.AppendP50 <= 0 {
+		t.Errorf("baseline: %+v", r.Baseline)
+	}
+	if r.Fanout.Sessions != 30 || len(r.Fanout.Seconds) != 2 {
+		t.Errorf("fan-out: %+v", r.Fanout)
+	}
+	if r.Storm.Skipped == "" || r.Storm.Sessions != 0 {
+		t.Errorf("storm: %+v; want it skipped", r.Storm)
+	}
+	if r.Memory.RSS == 0 || r.Memory.Goroutines == 0 {
+		t.Errorf("memory: %+v", r.Memory)
+	}
+	k := c.Kill
+	if k == nil {
+		t.Fatal("no kill section")
+	}
+	if k.Node != "node-c" || k.Addr != c.Addrs[2] || k.Sessions != 10 || k.Clients != 10 || k.TargetSec != 1.75 {
+		t.Errorf("kill: %+v", k)
+	}
+	// No survivor may judge node-c dead before --lost-after (750ms) passed
+	// since its last heartbeat (at most one heartbeat before the kill).
+	if k.FirstEndedSec < 0.5 || k.FirstEndedSec > k.AllLostSec {
+		t.Errorf("kill: all lost after %.2fs, first after %.2fs; want the first after 0.5s at least", k.AllLostSec, k.FirstEndedSec)
+	}
+	// A survivor recorded each of node-c's sessions lost (once; a second
+	// record of one would be counted too).
+	if k.EndsByCause["lost"] < 10 || len(k.EndsByCause) != 1 {
+		t.Errorf("ends by cause %v; want lost for each of the 10", k.EndsByCause)
+	}
+	for actor := range k.EndsByActor {
+		if actor != "node:node-a" && actor != "node:node-b" {
+			t.Errorf("ends by actor %v; want the survivors", k.EndsByActor)
+		}
+	}
+	// Its clients were welcomed on node-a, the next in their list.
+	if k.Moved != 10 || k.AllMovedSec <= 0 || k.MovedP50Sec > k.AllMovedSec || !slices.Equal(k.MovedPerNode, []int{10, 0, 0}) {
+		t.Errorf("kill: moved %d by %.2fs (p50 %.2fs), per node %v; want 10, all to node-a", k.Moved, k.AllMovedSec, k.MovedP50Sec, k.MovedPerNode)
+	}
+	if k.Before.StreamLeader == "" || len(k.Before.Consumers) == 0 || k.After.StreamLeader == "node-c" {
+		t.Errorf("placement before %+v, after %+v", k.Before, k.After)
+	}
+	// No live session of a survivor is recorded lost (they were, while
+	// liveness was an expiring bucket whose leader died with node-c).
+	if len(k.SurvivorsLost) != 0 {
+		t.Errorf("sessions of the survivors recorded lost: %v; want none (JetStream before the kill: %+v)", k.SurvivorsLost, k.Before)
+	}
+	// 30 first connects, 5 resumes after the kicks, 10 after the kill;
+	// each session got both fan-out rounds.
+	if cs := r.Clients; cs.Connects != 45 || cs.Resumes != 15 || cs.Delivered != 60 || cs.Duplicates != 0 {
+		t.Errorf("clients: %+v; want 45 connects (15 resumes), 60 deliveries", cs)
+	}
+	for _, name := range c.Names {
+		if log, err := os.ReadFile(filepath.Join(data, name, "hubd.log")); err != nil || bytes.Count(log, []byte(`"msg":"hubd listening"`)) != 1 {
+			t.Errorf("%s's hubd.log: %v; want one start logged", name, err)
+		}
+	}
+}
+
+// TestFlags: every bad flag or combination is refused with one message
+// naming it; good ones get their mode's defaults.
+func TestFlags(t *testing.T) {
+	tok := filepath.Join(t.TempDir(), "admin.token")
+	for _, tc := range []struct {
+		args []string
+		want string // a part of the error; "" for none
+	}{
+		{[]string{"--sessions", "0"}, "--sessions, --per-conn and --concurrency must be positive"},
+		{[]string{"--sessions", "10", "--kicks", "10"}, "--kicks 10: want 0 up to --sessions - 1 = 9"},
+		{[]string{"--per-conn", "0"}, "must be positive"},
+		{[]string{"extra"}, `stray argument "extra"`},
+		{[]string{"--bogus"}, "unknown flag: --bogus"},
+		{[]string{"--kicks", "many"}, `--kicks "many": want a number or auto`},
+		{[]string{"--transport", "udp"}, `--transport "udp": want grpc or ws`},
+		{[]string{"--ws-ack", "never"}, `--ws-ack "never": want pong, each or a positive duration`},
+		{[]string{"--cluster", "3", "--transport", "ws"}, "--transport ws is for single mode"},
+		{[]string{"--cluster", "1"}, "--cluster 1: want 2 to 26 nodes"},
+		{[]string{"--cluster", "27"}, "--cluster 27: want 2 to 26 nodes"},
+		{[]string{"--cluster", "3", "--addrs", "a:1,b:2"}, "give one of them"},
+		{[]string{"--addrs", "a:1"}, "want the addresses of 2 or more nodes"},
+		{[]string{"--addrs", "a:1,b", "--token-file", tok}, `"b" is not HOST:PORT`},
+		{[]string{"--addrs", "a:1,a:1", "--token-file", tok}, "a:1 is listed twice"},
+		{[]string{"--addrs", "a:1,b:2"}, "--addrs needs --token-file"},
+		{[]string{"--addrs", "a:1,b:2", "--token-file", tok, "--hubd", "x"}, "--hubd is for the hubd nodes hubbench starts"},
+		{[]string{"--addrs", "a:1,b:2", "--token-file", tok, "--data", "x"}, "--data is for the hubd nodes hubbench starts"},
+		{[]string{"--addrs", "a:1,b:2", "--token-file", tok, "--kill-node"}, "--kill-node needs --cluster"},
+		{[]string{"--token-file", tok}, "--token-file goes with --addrs"},
+		{[]string{"--kill-node"}, "--kill-node needs --cluster"},
+		{[]string{"--cluster-heartbeat", "2s"}, "--cluster-heartbeat needs --cluster"},
+		{[]string{"--lost-after", "5s"}, "--lost-after needs --cluster"},
+		{[]string{"--cluster", "2", "--kill-node"}, "--kill-node needs --cluster 3 or more"},
+		{[]string{"--cluster", "3", "--per-conn", "10"}, "--per-conn is for single mode"},
+		{[]string{"--cluster", "3", "--storm"}, "--storm is for single mode"},
+		{[]string{"--cluster", "3", "--cluster-heartbeat", "0s"}, "--cluster-heartbeat 0s: want a positive duration"},
+		{[]string{"--cluster", "3", "--cluster-heartbeat", "1s", "--lost-after", "1500ms"}, "--lost-after 1.5s: want 0 (3 heartbeats) or at least two heartbeats (2s)"},
+		// 30 sessions over 3 nodes: 20 on the others.
+		{[]string{"--cluster", "3", "--sessions", "30", "--kicks", "21"}, "--kicks 21: want 0 up to the 20 sessions on nodes other than the first"},
+		{[]string{"--cluster", "3", "--sessions", "30", "--kicks", "20"}, ""},
+		{[]string{"--addrs", "a:1, b:2", "--token-file", tok}, ""},
+		{[]string{"--sessions", "100"}, ""},
+	} {
+		_, err := parseOptions(tc.args)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: %v; want no error", tc.args, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%q: %v; want an error saying %q", tc.args, err, tc.want)
+		case tc.want != "" && strings.Count(err.Error(), "\n") > 0:
+			t.Errorf("%q: %q; want one line", tc.args, err)
+		}
+	}
+	// The defaults of each mode.
+	o, err := parseOptions([]string{"--sessions", "100"})
+	if err != nil || o.kicks != 99 || o.perConn != 100 || !o.storm || o.clustered() || o.connections() != 1 {
+		t.Errorf("single: %+v, %v; want 99 kicks, 100 per connection, the storm", o, err)
+	}
+	o, err = parseOptions([]string{"--cluster", "3", "--sessions", "3000"})
+	if err != nil || o.kicks != 1000 || o.perConn != 1 || o.storm || o.connections() != 3000 || o.effectiveLostAfter() != 3*time.Second {
+		t.Errorf("cluster: %+v, %v; want 1000 kicks, a connection per session, no storm, lost-after 3s", o, err)
+	}
+	o, err = parseOptions([]string{"--cluster", "3", "--sessions", "30"})
+	if err != nil || o.kicks != 20 {
+		t.Errorf("cluster of 30 sessions: %d kicks, %v; want 20 (the sessions on the other nodes)", o.kicks, err)
+	}
+	o, err = parseOptions([]string{"--addrs", "a:1, b:2", "--token-file", tok})
+	if err != nil || !slices.Equal(o.addrs, []string{"a:1", "b:2"}) || o.nodes() != 2 {
+		t.Errorf("addrs: %q, %v; want a:1 and b:2", o.addrs, err)
+	}
+	var help errHelp
+	if _, err := parseOptions([]string{"-h"}); !errors.As(err, &help) || !strings.Contains(help.text, "--kill-node") {
+		t.Errorf("-h: %v; want the usage, cluster flags included", err)
+	}
+}
+
 // TestUsage: --help and --version exit 0; a bad flag or value is one line
 // of error and exit 2.
 func TestUsage(t *testing.T) {
@@ -222,7 +511,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"--version"}, 0, "hubbench "},
 		{[]string{"--sesions", "3"}, 2, "hubbench: unknown flag: --sesions (see hubbench --help)\n"},
 		{[]string{"--kicks", "many"}, 2, "hubbench: --kicks \"many\": want a number or auto"},
-		{[]string{"--sessions", "5", "--kicks", "5"}, 2, "0 <= --kicks < --sessions"},
+		{[]string{"--sessions", "5", "--kicks", "5"}, 2, "--kicks 5: want 0 up to --sessions - 1 = 4"},
 		{[]string{"extra"}, 2, "stray argument \"extra\""},
 	} {
 		var out, errb bytes.Buffer

@@ -18,13 +18,15 @@ import (
 // and a shutdown are resumed, with the client's jittered backoff). The
 // callbacks only record times and counts.
 type sess struct {
-	b    *bench
-	user string
-	conn *grpc.ClientConn // shared with the other sessions of its group (gRPC)
-	c    sessClient
+	b     *bench
+	user  string
+	conn  *grpc.ClientConn // shared with the other sessions of its group (single mode, gRPC)
+	addrs string           // the nodes it dials, its first node first (cluster mode)
+	c     sessClient
 
 	mu      sync.Mutex
 	id      string
+	addr    string        // the node holding the current session (cluster mode)
 	ended   chan struct{} // closed when the current session ends
 	endedAt time.Time
 	frameAt time.Time // when the latest Disconnect frame arrived
@@ -42,9 +44,13 @@ func (s *sess) dial(ctx context.Context) error {
 		s.mu.Unlock()
 		return nil
 	}
-	c, err := client.Dial(ctx, "", client.WithConn(s.conn), client.WithUser(s.user, "bench"), client.WithAutoAck(),
+	opts := []client.Option{client.WithUser(s.user, "bench"), client.WithAutoAck(),
 		client.OnNotification(func(client.Notification) { s.b.delivered.Add(1) }),
-		client.OnConnect(s.connected), client.OnDisconnect(s.disconnected), client.OnFrame(s.frame))
+		client.OnConnect(s.connected), client.OnDisconnect(s.disconnected), client.OnFrame(s.frame)}
+	if s.conn != nil {
+		opts = append(opts, client.WithConn(s.conn))
+	}
+	c, err := client.Dial(ctx, s.addrs, opts...)
 	if err != nil {
 		return err
 	}
@@ -62,12 +68,22 @@ func (s *sess) client() sessClient {
 
 func (s *sess) connected(cs client.Session) {
 	s.mu.Lock()
-	s.id, s.ended = cs.ID, make(chan struct{})
+	s.id, s.addr, s.ended = cs.ID, cs.Addr, make(chan struct{})
 	s.mu.Unlock()
 	s.b.live.Add(1)
 	if cs.ResumedFrom != "" && s.b.storm.on.Load() {
 		s.b.storm.resumed(time.Now())
 	}
+	if s.b.kill.on.Load() {
+		s.b.kill.connected(s, cs, time.Now())
+	}
+}
+
+// node returns the address of the node holding the latest session.
+func (s *sess) node() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
 }
 
 // disconnected sees every end of a session and every failed attempt.

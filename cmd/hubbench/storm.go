@@ -25,18 +25,19 @@ func (b *bench) reconnectStorm() error {
 	b.storm.mu.Unlock()
 	b.storm.on.Store(true)
 	defer b.storm.on.Store(false)
-	if err := b.hubd.Process.Signal(syscall.SIGTERM); err != nil {
+	hubd := b.nodes[0]
+	if err := hubd.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		return err
 	}
 	select {
-	case <-b.hubdDone:
+	case <-hubd.done:
 	case <-time.After(150 * time.Second):
 		return errors.New("hubd did not stop within 150s of SIGTERM")
 	}
 	st.ShutdownSec = time.Since(b.storm.start).Seconds()
 	b.printf("storm: hubd stopped %.2fs after SIGTERM; restarting", st.ShutdownSec)
 	t := time.Now()
-	if err := b.startHubd(); err != nil {
+	if err := b.startHubd(hubd); err != nil {
 		return err
 	}
 	st.RestartSec = time.Since(t).Seconds()

@@ -92,7 +92,9 @@ func testCluster(t testing.TB, n int, opts ...func(*cluster.Config)) []*member {
 }
 
 func (m *member) start(t testing.TB) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	// Join catches the ledger up within cfg.StartTimeout; a member given a
+	// longer one (BenchmarkCatchUp) gets as long here.
+	ctx, cancel := context.WithTimeout(context.Background(), max(40*time.Second, m.cfg.StartTimeout+10*time.Second))
 	defer cancel()
 	node, err := cluster.Connect(ctx, m.cfg)
 	if err != nil {
