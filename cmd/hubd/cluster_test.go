@@ -159,7 +159,7 @@ func load(t *testing.T, nodes []*clusterNode, stop <-chan struct{}) <-chan []ack
 func waitConverged(t *testing.T, nodes []*clusterNode) {
 	t.Helper()
 	heads := make([]uint64, len(nodes))
-	waitFor(t, "every node's ledger at the same head", func() bool {
+	same := func() bool {
 		for i, nd := range nodes {
 			admin, ctx := nd.admin(t)
 			res, err := admin.ClusterStatus(ctx, &hubpb.ClusterStatusRequest{})
@@ -174,7 +174,15 @@ func waitConverged(t *testing.T, nodes []*clusterNode) {
 			}
 		}
 		return true
-	})
+	}
+	// 60 s: a replicator whose consumer was on a killed server subscribes
+	// again after 3 s without progress, more than once if the stream's
+	// leader moved meanwhile.
+	for deadline := time.Now().Add(60 * time.Second); !same(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 60 s for every node's ledger at the same head; heads %v", heads)
+		}
+	}
 }
 
 // checkLedgers stops nothing: it opens each node's ledger (its hubd must
