@@ -87,7 +87,9 @@ type Config struct {
 	Heartbeat time.Duration
 	LostAfter time.Duration
 	// StartTimeout bounds the wait for the JetStream cluster to form and
-	// the stream to be ready at start (default 60s).
+	// the stream to be ready at start (default 60s); catching the ledger
+	// up is bounded by progress instead: it fails when no record lands for
+	// this long.
 	StartTimeout time.Duration
 	// InstanceID tells this node's data directory apart from another's
 	// under the same name (hubd keeps one in DATA/node.id).
@@ -286,7 +288,10 @@ func (n *Node) join(ctx context.Context) (err error) {
 	if n.pub, err = newPublisher(n); err != nil {
 		return err
 	}
-	if err := n.catchUp(startCtx); err != nil {
+	// Not startCtx: catching up a node that was down for millions of
+	// events takes minutes. It gives up only when no record lands for
+	// StartTimeout.
+	if err := n.catchUp(ctx); err != nil {
 		return err
 	}
 	n.bg.Add(1)
@@ -423,7 +428,8 @@ func (n *Node) checkPrefix(ctx context.Context) error {
 }
 
 // catchUp waits until the replica holds what the stream held when it was
-// asked, logging progress.
+// asked, logging progress; it gives up when no record lands for
+// StartTimeout (however long the whole catch-up takes) or ctx ends.
 func (n *Node) catchUp(ctx context.Context) error {
 	info, err := n.stream.Info(ctx)
 	if err != nil {
@@ -438,9 +444,15 @@ func (n *Node) catchUp(ctx context.Context) error {
 	begin := time.Now()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
+	last, progressed := from, time.Now()
 	for {
 		changed := n.store.Changed()
 		head := n.store.Head().Seq
+		if head > last {
+			last, progressed = head, time.Now()
+		} else if time.Since(progressed) > n.cfg.StartTimeout {
+			return fmt.Errorf("catch up with the stream: at seq %d of %d, no record stored for %s", head, target, n.cfg.StartTimeout)
+		}
 		if head >= target {
 			took := time.Since(begin)
 			n.log.Info("ledger caught up with the stream", "head", head, "records", head-from, "took", took.Round(time.Millisecond),
