@@ -259,6 +259,9 @@ func writeRecords(t testing.TB, s *ledger.Store, pub *ledger.Publisher, clk *gen
 func appendGenerated(t testing.TB, s *ledger.Store, clk *genClock, seed uint64, n int) []*ledger.Record {
 	t.Helper()
 	g := newGen(seed, projections.Policy{MaxPerUser: 2})
+	// Odd seeds also write what a cluster writes: policies decided in the
+	// log, two nodes, drains.
+	g.decide = seed%2 == 1
 	for i := 0; i < n; i++ {
 		g.next()
 	}

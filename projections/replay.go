@@ -100,9 +100,10 @@ const (
 	replayBatches  = 4
 )
 
-// newDecoder returns the decoder replay reads events with. It decodes in
-// full only the types Apply reads more of than their type: notifications,
-// rejected connects, refused admin calls and token refreshes, and unknown
+// newDecoder returns the decoder replay reads events with. It decodes
+// in full only the types Apply reads more of than their type (sessions,
+// kicks, bans, revocations, token refreshes, drains); notifications,
+// rejected connects, refused admin calls, refused refreshes and unknown
 // types keep only their type, and cost no strings. It interns devices, nodes, actors and reasons (the sessions and
 // bans in the state share the copies), and copies cause ids into the slot:
 // a batch is applied after the read transaction that owned its bytes ended.
@@ -113,6 +114,7 @@ func newDecoder() *eventpb.Decoder {
 			eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, eventpb.EventType_EVENT_TYPE_KICK_REQUESTED,
 			eventpb.EventType_EVENT_TYPE_USER_BANNED, eventpb.EventType_EVENT_TYPE_USER_UNBANNED,
 			eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED, eventpb.EventType_EVENT_TYPE_SESSION_TOKEN_REFRESHED,
+			eventpb.EventType_EVENT_TYPE_NODE_DRAINED,
 		},
 		Intern: true,
 	})
