@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
@@ -121,9 +120,6 @@ func ParsePublicKeyPEM(b []byte) (crypto.PublicKey, error) {
 		return nil, fmt.Errorf("public key: %T is not RSA, ECDSA or Ed25519", pub)
 	}
 }
-
-// Algs are the signing methods these keys verify.
-func (k *ClientKeys) Algs() []string { return slices.Clone(k.algs) }
 
 // keyfunc chooses the key for a token: the secret for HS256; for a public
 // key method, the JWK Set's key named by the token's kid (or, without a

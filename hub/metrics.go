@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sessionledger/sessionledger/hub/hubapi"
+	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -75,11 +76,15 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 	m.refreshes.WithLabelValues("ok")
 	// Every refusal a role table allows: an auditor calling an operator's
 	// or an admin's method, an operator calling an admin's.
-	for _, method := range []string{"Kick", "Ban", "Unban", "Notify", "Revoke", "Backup"} {
-		full := "/sessionledger.hub.v1.Admin/" + method
-		m.adminRefused.WithLabelValues(shortMethod(full), string(hubapi.RoleAuditor))
-		if methodRole(full) == hubapi.RoleAdmin {
+	// Derived from the Admin service and methodRole, so a method added to
+	// either is counted here.
+	for _, full := range adminServiceMethods() {
+		switch methodRole(full) {
+		case hubapi.RoleAdmin:
 			m.adminRefused.WithLabelValues(shortMethod(full), string(hubapi.RoleOperator))
+			fallthrough
+		case hubapi.RoleOperator:
+			m.adminRefused.WithLabelValues(shortMethod(full), string(hubapi.RoleAuditor))
 		}
 	}
 	reg.MustRegister(m.live, m.connects, m.rejected, m.disconnects, m.notifications, m.adminCalls, m.adminRefused, m.refreshes,
@@ -147,4 +152,18 @@ func snakeCase(name string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// adminServiceMethods are the full names of the Admin service's methods,
+// unary and streaming.
+func adminServiceMethods() []string {
+	d := hubpb.Admin_ServiceDesc
+	var out []string
+	for _, m := range d.Methods {
+		out = append(out, "/"+d.ServiceName+"/"+m.MethodName)
+	}
+	for _, st := range d.Streams {
+		out = append(out, "/"+d.ServiceName+"/"+st.StreamName)
+	}
+	return out
 }

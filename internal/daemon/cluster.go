@@ -135,6 +135,3 @@ func (v clusterView) Dead(ctx context.Context, names []string) ([]string, error)
 }
 
 func (v clusterView) Alive(ctx context.Context) ([]string, error) { return v.n.Alive(ctx) }
-
-// Node is the daemon's cluster node (nil on a single node).
-func (d *Daemon) Node() *cluster.Node { return d.node }

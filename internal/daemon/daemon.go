@@ -297,7 +297,9 @@ type Daemon struct {
 // error here is a usage error.
 func New(cfg Config) (*Daemon, error) {
 	cfg.setDefaults()
-	d := &Daemon{cfg: cfg, log: cfg.Logger, failed: make(chan error, 3), jwtSecret: cfg.Hub.JWTSecret, tlsCreds: cfg.Creds}
+	// failed has room for each server that can fail (metrics, gRPC,
+	// WebSocket, console), so none blocks reporting.
+	d := &Daemon{cfg: cfg, log: cfg.Logger, failed: make(chan error, 4), jwtSecret: cfg.Hub.JWTSecret, tlsCreds: cfg.Creds}
 	if cfg.JWTSecretFile != "" {
 		b, err := hubapi.ReadSecretFile(cfg.JWTSecretFile)
 		if err != nil {
