@@ -84,7 +84,6 @@ func TestKickAllExcept(t *testing.T) {
 	// except_device spares every session on the device.
 	phone2 := e.mustDial("lee", "phone")
 	desk := e.mustDial("lee", "desk")
-	_ = phone2
 	rep, err = e.admin.Kick(ctx, &hubpb.KickRequest{User: "lee", ExceptDevice: "phone", Reason: "phones only"})
 	if err != nil {
 		t.Fatal(err)
@@ -96,10 +95,15 @@ func TestKickAllExcept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	kept := false
 	for _, s := range list.GetSessions() {
 		if s.GetDevice() != "phone" || s.GetPendingEnd() != "" {
 			t.Errorf("after except_device phone, %s on %s is live with pending end %q", s.GetSessionId(), s.GetDevice(), s.GetPendingEnd())
 		}
+		kept = kept || s.GetSessionId() == phone2.welcome.GetSessionId()
+	}
+	if !kept {
+		t.Errorf("after except_device phone, the phone's session %s is not live: %v", phone2.welcome.GetSessionId(), list.GetSessions())
 	}
 }
 

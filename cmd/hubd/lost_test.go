@@ -240,16 +240,16 @@ func TestDeadNodeCarriesPendingEnds(t *testing.T) {
 	killed := time.Now()
 	admin, actx := a.admin(t)
 	var rev, kick *hubpb.ActionReply
-	var err error
+	var revErr, kickErr error
 	for deadline := time.Now().Add(20 * time.Second); rev == nil || kick == nil; time.Sleep(100 * time.Millisecond) {
 		if rev == nil {
-			rev, _ = admin.Revoke(actx, &hubpb.RevokeRequest{User: "revoked", Reason: "stolen laptop"})
+			rev, revErr = admin.Revoke(actx, &hubpb.RevokeRequest{User: "revoked", Reason: "stolen laptop"})
 		}
 		if kick == nil {
-			kick, err = admin.Kick(actx, &hubpb.KickRequest{User: "kicked", Reason: "kicked while its node was dead"})
+			kick, kickErr = admin.Kick(actx, &hubpb.KickRequest{User: "kicked", Reason: "kicked while its node was dead"})
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("revoke %v, kick %v (%v) through node A after node C died", rev, kick, err)
+			t.Fatalf("revoke %v (%v), kick %v (%v) through node A after node C died", rev, revErr, kick, kickErr)
 		}
 	}
 	if since := time.Since(killed); since > lostAfter {

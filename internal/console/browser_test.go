@@ -301,7 +301,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	if hidden := text(t, ctx, "#nav"); hidden == "" {
 		t.Fatal("no nav element")
 	}
-	if visible, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`!document.getElementById("page-sessions").hidden`)); visible {
+	if visible := evalBool(t, ctx, `!document.getElementById("page-sessions").hidden`); visible {
 		t.Fatal("the sessions page shows after a refused token")
 	}
 
@@ -483,11 +483,11 @@ func TestConsoleFollowsRole(t *testing.T) {
 	waitJS(t, ctx, "erin's session and timeline", `document.querySelectorAll("#user-sessions tbody tr").length === 1 &&
 		document.querySelectorAll("#timeline tbody tr").length >= 1`)
 	for form := range actionForms {
-		if shown, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`!document.getElementById(%q).hidden`, form))); shown {
+		if shown := evalBool(t, ctx, fmt.Sprintf(`!document.getElementById(%q).hidden`, form)); shown {
 			t.Errorf("the auditor is shown %s", form)
 		}
 	}
-	if shown, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`!document.getElementById("actions-heading").hidden`)); shown {
+	if shown := evalBool(t, ctx, `!document.getElementById("actions-heading").hidden`); shown {
 		t.Error("the auditor is shown the Actions heading with nothing under it")
 	}
 	// A direct call with the auditor's token, as a page or script could
@@ -544,4 +544,15 @@ func TestConsoleFollowsRole(t *testing.T) {
 	if len(revoked) != 1 || revoked[0] != eventID+" ops-otto erin phone stolen" {
 		t.Errorf("revocations in the ledger %q; want %s by ops-otto of erin's tokens", revoked, eventID)
 	}
+}
+
+// evalBool evaluates expr in the page; an error (an element not there) fails
+// the test rather than reading as false.
+func evalBool(t *testing.T, ctx context.Context, expr string) bool {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+	if err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	return v
 }
