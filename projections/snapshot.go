@@ -177,7 +177,7 @@ func stateFromPB(pb *projpb.Snapshot) (*State, error) {
 		sess := &Session{
 			ID: x.GetId(), User: x.GetUser(), Device: x.GetDevice(), Node: x.GetNode(), RemoteAddr: x.GetRemoteAddr(),
 			ConnectedAt: fromUnixNano(x.GetConnectedUnixNano()), ConnectSeq: x.GetConnectSeq(), ConnectID: toID(x.GetConnectId()),
-			Previous: x.GetPrevious(), HeartbeatMS: x.GetHeartbeatMs(), Transport: transportName(x.GetTransport()),
+			Previous: x.GetPrevious(), HeartbeatMS: x.GetHeartbeatMs(), Transport: eventpb.KnownTransport(x.GetTransport()),
 			TokenID: x.GetTokenId(), TokenIssued: fromUnixNano(x.GetTokenIssuedUnixNano()), TokenExpires: fromUnixNano(x.GetTokenExpiresUnixNano()),
 		}
 		s.sessions[sess.ID] = sess
@@ -378,18 +378,4 @@ func toID(b []byte) ulid.ULID {
 	var id ulid.ULID
 	copy(id[:], b)
 	return id
-}
-
-// transportName returns a snapshot's transport name, sharing one string per
-// name the hub records instead of a copy per session.
-func transportName(s string) string {
-	switch s {
-	case "grpc":
-		return "grpc"
-	case "websocket+proto":
-		return "websocket+proto"
-	case "websocket+json":
-		return "websocket+json"
-	}
-	return s
 }

@@ -658,15 +658,31 @@ func (d *Decoder) shared(x []byte) string {
 // transport returns a connect's transport name: the names the hub records
 // share one string each, interning or not, instead of a copy per session.
 func (d *Decoder) transport(x []byte) string {
-	switch string(x) { // no allocation for the comparison
-	case "grpc":
-		return "grpc"
-	case "websocket+proto":
-		return "websocket+proto"
-	case "websocket+json":
-		return "websocket+json"
+	if name, ok := knownTransport(x); ok {
+		return name
 	}
 	return d.shared(x)
+}
+
+// KnownTransport returns the one shared copy of a transport name the hub
+// records ("grpc", "websocket+proto", "websocket+json"), or name itself.
+func KnownTransport(name string) string {
+	if known, ok := knownTransport([]byte(name)); ok {
+		return known
+	}
+	return name
+}
+
+func knownTransport(x []byte) (string, bool) {
+	switch string(x) { // no allocation for the comparison
+	case "grpc":
+		return "grpc", true
+	case "websocket+proto":
+		return "websocket+proto", true
+	case "websocket+json":
+		return "websocket+json", true
+	}
+	return "", false
 }
 
 // bytes returns x (AliasBytes) or a copy of it in the slot.
