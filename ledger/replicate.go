@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -24,6 +25,11 @@ type Replicated struct {
 	UUID     string
 	Metadata map[string]string
 	Payload  []byte
+	// OnInvalid, when set, is where a record whose payload is not valid
+	// for Topic (not a hub's event on EventsTopic) is stored instead, with
+	// metadata "rejected" saying why, so every replica keeps the same
+	// record; empty, Replicate refuses it.
+	OnInvalid string
 }
 
 // fixedStamp is what the ordering log fixed for a replicated record.
@@ -55,6 +61,14 @@ func (s *Store) Replicate(ctx context.Context, recs []Replicated) ([]Stamp, erro
 	pending := make([]pendingRecord, len(recs))
 	for i, r := range recs {
 		p, err := encodeMessage(r.Topic, r.UUID, r.Metadata, r.Payload)
+		if err != nil && r.OnInvalid != "" {
+			md := maps.Clone(r.Metadata)
+			if md == nil {
+				md = map[string]string{}
+			}
+			md["rejected"] = err.Error()
+			p, err = encodeMessage(r.OnInvalid, r.UUID, md, r.Payload)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("replicate seq %d: %w", r.Seq, err)
 		}

@@ -104,3 +104,30 @@ func TestReplicateRefusesGapsAndLocalAppends(t *testing.T) {
 		t.Error("Replicate on a store that is not a replica: got nil; want an error")
 	}
 }
+
+// TestReplicateStoresInvalidUnderOnInvalid: a payload that is not a hub's
+// event is stored under OnInvalid, saying why, and the replica goes on;
+// without OnInvalid it is refused and nothing is written.
+func TestReplicateStoresInvalidUnderOnInvalid(t *testing.T) {
+	recs := replicated(t, 2)
+	s := ledgertest.Open(t, &ledger.Options{Replica: true})
+	bad := recs[0]
+	bad.Payload = []byte("not an event")
+	if _, err := s.Replicate(ctx, []ledger.Replicated{bad}); err == nil || s.Head().Seq != 0 {
+		t.Fatalf("an invalid event without OnInvalid: %v, head %d; want an error and nothing written", err, s.Head().Seq)
+	}
+	bad.OnInvalid = "rejected-events"
+	if _, err := s.Replicate(ctx, []ledger.Replicated{bad, recs[1]}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Get(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Topic != "rejected-events" || r.Metadata["rejected"] == "" || string(r.Payload) != "not an event" {
+		t.Fatalf("record 1: topic %q, metadata %v, payload %q; want it under rejected-events, saying why", r.Topic, r.Metadata, r.Payload)
+	}
+	if r, err := s.Get(2); err != nil || r.Topic != ledger.EventsTopic || r.Event == nil {
+		t.Fatalf("record 2: %+v, %v; want the valid event", r, err)
+	}
+}

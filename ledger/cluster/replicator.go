@@ -267,14 +267,10 @@ func replicated(m *message.Message) (ledger.Replicated, error) {
 			md[k] = v
 		}
 	}
-	rec := ledger.Replicated{Seq: seq, Time: time.Unix(0, nanos).UTC(), Topic: ledger.EventsTopic, UUID: m.UUID, Metadata: md, Payload: m.Payload}
-	if err := ledger.ValidateMessage(rec.Topic, rec.Payload); err != nil {
-		// Not a hub's event: keep it where the projections never look,
-		// the same way on every replica.
-		rec.Topic = RejectedTopic
-		rec.Metadata["rejected"] = err.Error()
-	}
-	return rec, nil
+	// Not a hub's event: the replica keeps it where the projections never
+	// look, the same way on every replica (checked once, as it is stored).
+	return ledger.Replicated{Seq: seq, Time: time.Unix(0, nanos).UTC(), Topic: ledger.EventsTopic, UUID: m.UUID, Metadata: md, Payload: m.Payload,
+		OnInvalid: RejectedTopic}, nil
 }
 
 // commit appends batch and hands each waiting publisher its stamp. It
