@@ -124,8 +124,12 @@ func BenchmarkCatchUp(b *testing.B) {
 	if err := late.start(b); err != nil {
 		b.Fatal(err)
 	}
-	for late.store.Head().Seq < head {
-		time.Sleep(time.Millisecond)
+	// Join returned caught up with the stream as it was when it asked; the
+	// rest lands within moments, or the benchmark fails saying where.
+	for deadline := time.Now().Add(time.Minute); late.store.Head().Seq < head; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatalf("the late node's ledger reached seq %d of %d within a minute after Join", late.store.Head().Seq, head)
+		}
 	}
 	d := time.Since(t0)
 	b.StopTimer()
