@@ -179,6 +179,10 @@ type ConnOptions struct {
 	KeepaliveMinTime time.Duration
 }
 
+// rpcDrainGrace bounds gRPC's graceful stop once the hub's sessions have
+// ended: the unary calls still running get this long to finish.
+const rpcDrainGrace = 2 * time.Second
+
 // Defaults of ConnOptions' buffers; see docs/performance.md (Hub, one
 // connection per session) for how they were chosen.
 const (
@@ -690,14 +694,22 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 		}
 	}
 	if d.grpc != nil {
+		// Every session has ended by now; what GracefulStop still waits
+		// for is unary calls in flight and the clients' answers to its
+		// GOAWAY ping (grpc-go waits up to 5 s for those). A loaded
+		// machine's slow answers must not hold the ledger open while
+		// clients retry, so the wait is short, as it was before the
+		// daemon type (see docs/performance.md, "Hub seams").
+		grace, cancel := context.WithTimeout(ctx, rpcDrainGrace)
 		stopped := make(chan struct{})
 		go func() { d.grpc.GracefulStop(); close(stopped) }()
 		select {
 		case <-stopped:
-		case <-ctx.Done():
+		case <-grace.Done():
 			d.grpc.Stop()
 			<-stopped
 		}
+		cancel()
 	}
 	if d.wsHTTP != nil {
 		// The hub has ended every WebSocket session; its connections
