@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -64,7 +65,7 @@ type grpcHub struct {
 func (h grpcHub) Connect(stream hubpb.Hub_ConnectServer) error {
 	t := newGRPCTransport(h.s, stream)
 	go h.s.Serve(t) //nolint:errcheck // its end reaches the handler through Close
-	<-t.closed
+	t.released.Wait()
 	return toStatus(t.end)
 }
 
@@ -74,15 +75,20 @@ type grpcTransport struct {
 	stream hubpb.Hub_ConnectServer
 	remote string
 
-	end       error         // what Close was given; set before closed closes
-	closed    chan struct{} // closed by Close: the handler returns end
-	closeOnce sync.Once
+	// Close sets closed, then end, then releases the handler, which
+	// returns end. (A flag and a WaitGroup rather than a channel: they live
+	// inside the struct, where a channel is one more allocation for every
+	// idle session.)
+	closed   atomic.Bool
+	end      error
+	released sync.WaitGroup
 }
 
 var _ Transport = (*grpcTransport)(nil)
 
 func newGRPCTransport(s *Server, stream hubpb.Hub_ConnectServer) *grpcTransport {
-	t := &grpcTransport{s: s, stream: stream, closed: make(chan struct{})}
+	t := &grpcTransport{s: s, stream: stream}
+	t.released.Add(1)
 	if p, ok := peer.FromContext(stream.Context()); ok && p.Addr != nil {
 		t.remote = p.Addr.String()
 	}
@@ -118,10 +124,8 @@ func (t *grpcTransport) Remote() string { return t.remote }
 // Recv reads the stream. After Close it fails at once; a Recv already
 // waiting returns when the handler's return ends the stream.
 func (t *grpcTransport) Recv() (*hubpb.ClientFrame, error) {
-	select {
-	case <-t.closed:
+	if t.closed.Load() {
 		return nil, errTransportClosed
-	default:
 	}
 	f, err := t.stream.Recv()
 	return f, grpcRecvErr(err)
@@ -134,10 +138,10 @@ func (t *grpcTransport) Send(f *Frame) error { return t.stream.SendMsg(f) }
 // Close releases the handler, which returns the status toStatus makes of
 // end; that ends the stream.
 func (t *grpcTransport) Close(end error) {
-	t.closeOnce.Do(func() {
+	if t.closed.CompareAndSwap(false, true) {
 		t.end = end
-		close(t.closed)
-	})
+		t.released.Done()
+	}
 }
 
 // Abort closes the client's TCP connection through the tracking Listener,

@@ -219,19 +219,15 @@ func (s *Server) endingOf(id string) (*Disconnect, time.Time, bool) {
 	s.mu.Lock()
 	sess := s.sessions[id]
 	s.mu.Unlock()
-	if sess != nil {
-		select {
-		case <-sess.ended:
-			at := sess.endAt
-			if id := sess.end.EventID; id != (ulid.ULID{}) {
-				at = ulid.Time(id.Time())
-			}
-			if at.IsZero() {
-				at = s.cfg.Now()
-			}
-			return sess.end, at, true
-		default:
+	if sess != nil && sess.ended.Load() {
+		at := sess.endAt
+		if id := sess.end.EventID; id != (ulid.ULID{}) {
+			at = ulid.Time(id.Time())
 		}
+		if at.IsZero() {
+			at = s.cfg.Now()
+		}
+		return sess.end, at, true
 	}
 	var p projections.PendingEnd
 	var ok bool

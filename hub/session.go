@@ -63,11 +63,15 @@ type session struct {
 	// since the worker last looked.
 	working, dirty atomic.Bool
 
+	// ended is set when the session must end; end, abortNow and endAt
+	// are written before it and read only after it is seen set. (A flag,
+	// not a channel: nothing blocks on it, and an idle session should not
+	// carry a channel it never waits on.)
 	endOnce  sync.Once
-	ended    chan struct{} // closed when the session must end
-	end      *Disconnect   // why; set before ended closes
-	abortNow bool          // abort mode: close the transport, no frame
-	endAt    time.Time     // when the cause was recorded
+	ended    atomic.Bool
+	end      *Disconnect // why
+	abortNow bool        // abort mode: close the transport, no frame
+	endAt    time.Time   // when the cause was recorded
 
 	done   chan struct{} // closed once the end is recorded and the transport closed
 	result error         // what Serve returns; set before done closes
@@ -123,11 +127,9 @@ func (ss *session) step() bool {
 			Reconnect: eventpb.Reconnect_RECONNECT_AFTER, ReconnectAfter: s.shutdownAdvice()}, false, time.Time{})
 	default:
 	}
-	select {
-	case <-ss.ended:
+	if ss.ended.Load() {
 		ss.finish(s.endSession(ss))
 		return true
-	default:
 	}
 	if r := ss.recvEnd.Load(); r != nil {
 		ss.finish(s.clientGone(ss, r.err))
@@ -196,7 +198,7 @@ func (ss *session) stopRecv(err error) {
 func (ss *session) endWith(d *Disconnect, abort bool, at time.Time) {
 	ss.endOnce.Do(func() {
 		ss.end, ss.abortNow, ss.endAt = d, abort, at
-		close(ss.ended)
+		ss.ended.Store(true)
 		ss.poke()
 		time.AfterFunc(2*ss.s.cfg.GracefulTimeout, func() {
 			if ss.s.holds(ss) {
@@ -473,7 +475,7 @@ func (s *Server) admit(t Transport) (*session, error) {
 	sess := &session{
 		s: s, t: t, id: ulid.Make().String(), user: user, device: device, remote: remote,
 		notes: noteQueue{max: s.cfg.NotifyBuffer}, replies: noteQueue{max: maxRefusedRefreshes + 2},
-		ended: make(chan struct{}), done: make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	if !id.token.expires.IsZero() {
 		sess.tokenExp.Store(id.token.expires.UnixNano())
@@ -679,12 +681,10 @@ func (s *Server) sendNotes(sess *session) error {
 // closed stream or a broken transport) or broke the protocol. If the
 // server was already ending it, that cause is recorded instead.
 func (s *Server) clientGone(sess *session, err error) error {
-	select {
-	case <-sess.ended:
+	if sess.ended.Load() {
 		d := sess.end
 		s.recordEnd(sess, d.Cause, d.Reason, d)
 		return d
-	default:
 	}
 	var pe *ProtocolError
 	if errors.As(err, &pe) || errors.Is(err, ErrInvalid) {
