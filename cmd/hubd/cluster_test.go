@@ -159,11 +159,13 @@ func load(t *testing.T, nodes []*clusterNode, stop <-chan struct{}) <-chan []ack
 func waitConverged(t *testing.T, nodes []*clusterNode) {
 	t.Helper()
 	heads := make([]uint64, len(nodes))
+	var lastErr error
 	same := func() bool {
 		for i, nd := range nodes {
 			admin, ctx := nd.admin(t)
 			res, err := admin.ClusterStatus(ctx, &hubpb.ClusterStatusRequest{})
 			if err != nil {
+				lastErr = fmt.Errorf("%s: %w", nd.name, err)
 				return false
 			}
 			heads[i] = res.GetNodes()[0].GetHeadSeq()
@@ -176,11 +178,11 @@ func waitConverged(t *testing.T, nodes []*clusterNode) {
 		return true
 	}
 	// 60 s: a replicator whose consumer was on a killed server subscribes
-	// again after 3 s without progress, more than once if the stream's
+	// again after 1–2 s without progress, more than once if the stream's
 	// leader moved meanwhile.
 	for deadline := time.Now().Add(60 * time.Second); !same(); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("waited 60 s for every node's ledger at the same head; heads %v", heads)
+			t.Fatalf("waited 60 s for every node's ledger at the same head; heads %v (last error: %v)", heads, lastErr)
 		}
 	}
 }

@@ -177,11 +177,8 @@ type Node struct {
 	healthMu sync.Mutex
 	healthy  error // the last health probe's finding
 
-	// lastHead and lastMoved are the watchHealth goroutine's own: the
-	// head it last saw and when it changed.
-	lastHead    uint64
-	lastMoved   time.Time
-	lastRestart time.Time
+	// watch is the watchHealth goroutine's own.
+	watch replicaWatch
 
 	stop        chan struct{}
 	bg          sync.WaitGroup
@@ -524,36 +521,85 @@ func (n *Node) watchHealth() {
 	}
 }
 
-// Replication watchdog: a replica that holds less than the stream and has
-// not taken a record for restartAfter gets a new subscription; one still
-// stuck after behindFor makes the node report it is not following.
+// Replication watchdog: a replica that holds less than the stream and was
+// seen at the same seq by two probes restartAfter apart gets a new
+// subscription; one still stuck after behindFor makes the node report it
+// is not following.
+//
+// restartAfter is about one health interval (less the ticker's jitter): a
+// stalled replica subscribes again 1–2 s after the stream first held more
+// than it. A consumer lost with a killed server stalls exactly the node
+// that is about to record the dead node's sessions as lost (its appends
+// wait for its replica); at 3 s that wait put the last end past 4 s after
+// the kill (docs/performance.md, "Cluster part 2"). A healthy replica
+// stores each commit in milliseconds, so a probe interval without
+// progress while behind is already a stall; the first probe to see the
+// replica behind only starts the clock, so an append caught between the
+// stream and the replica is not one. A new subscription costs one
+// consumer create.
+//
+// A subscription that does not help (its consumer is being created while
+// JetStream elects a new meta leader) is replaced at most every
+// restartAgainAfter.
 const (
-	restartAfter = 3 * time.Second
-	behindFor    = 10 * time.Second
+	restartAfter      = healthInterval * 3 / 4
+	restartAgainAfter = 3 * time.Second
+	behindFor         = 10 * time.Second
 )
 
 // following reports a replica that has not stored a record for behindFor
 // while the stream held more than it (a consumer lost with its server and
 // not yet replaced): this node would not apply what is recorded, so it
-// must not serve.
+// must not serve. It subscribes the replicator again after restartAfter
+// without progress.
 func (n *Node) following(last uint64) error {
 	head := n.store.Head().Seq
-	now := time.Now()
-	if head >= last || head != n.lastHead {
-		n.lastHead, n.lastMoved = head, now
-		return nil
-	}
-	if stuck := now.Sub(n.lastMoved); stuck > restartAfter && now.Sub(n.lastRestart) > restartAfter {
-		n.lastRestart = now
+	restart, stuck, err := n.watch.probe(head, last, time.Unix(0, n.repl.took.Load()), time.Now())
+	if restart {
 		n.log.Warn("the replicator has not stored a record while the stream holds more; subscribing again", "head", head, "stream", last, "stuck", stuck.Round(time.Millisecond))
 		if err := n.repl.restart(); err != nil {
 			n.log.Error("subscribing again failed", "err", err)
 		}
 	}
-	if now.Sub(n.lastMoved) > behindFor {
-		return fmt.Errorf("this node's ledger has stayed at seq %d for %s while the stream holds %d: it does not follow the cluster's log", head, now.Sub(n.lastMoved).Round(time.Second), last)
+	return err
+}
+
+// replicaWatch is the watchdog's memory between probes: the head it last
+// saw, when that changed, and since when probes have seen the replica
+// behind the stream without progress (zero: they have not). Progress is
+// the head moving or, within the last restartAfter, a message delivered
+// (a commit that takes long on a busy disk is not a lost consumer).
+type replicaWatch struct {
+	lastHead    uint64
+	lastMoved   time.Time
+	behindSince time.Time
+	restarted   time.Time // the last time probe said to subscribe again
+}
+
+// probe takes one look at the replica's head against the stream's last
+// seq at now, took being when the subscription last delivered a message.
+// It says whether to subscribe again (and how long the replica was seen
+// stuck), and returns an error once it has not moved for behindFor while
+// behind.
+func (w *replicaWatch) probe(head, last uint64, took, now time.Time) (restart bool, stuck time.Duration, err error) {
+	switch {
+	case head >= last:
+		w.lastHead, w.lastMoved, w.behindSince = head, now, time.Time{}
+		return false, 0, nil
+	case head != w.lastHead || w.lastMoved.IsZero() || now.Sub(took) < restartAfter:
+		// Behind, but it moved since the last probe.
+		w.lastHead, w.lastMoved, w.behindSince = head, now, now
+		return false, 0, nil
+	case w.behindSince.IsZero():
+		w.behindSince = now // the first probe to see it behind, here
 	}
-	return nil
+	if stuck = now.Sub(w.behindSince); stuck >= restartAfter && now.Sub(w.restarted) >= restartAgainAfter {
+		restart, w.restarted = true, now
+	}
+	if now.Sub(w.lastMoved) > behindFor {
+		err = fmt.Errorf("this node's ledger has stayed at seq %d for %s while the stream holds %d: it does not follow the cluster's log", head, now.Sub(w.lastMoved).Round(time.Second), last)
+	}
+	return restart, stuck, err
 }
 
 // quorum reports why the stream cannot take appends as its Raft group

@@ -46,6 +46,10 @@ type replicator struct {
 	n *Node
 
 	lag atomic.Uint64
+	// took is when the subscription last delivered a message (unix
+	// nanos): the watchdog counts a delivery as progress even while a slow
+	// commit keeps the ledger's head where it was.
+	took atomic.Int64
 
 	waitMu  sync.Mutex
 	waiters map[string]chan ledger.Stamp
@@ -211,6 +215,7 @@ func (r *replicator) run(ctx context.Context, msgs <-chan *message.Message, done
 			return
 		}
 		m.Ack()
+		r.took.Store(time.Now().UnixNano())
 		pending = 0
 		if p, err := strconv.ParseUint(m.Metadata.Get(mdPending), 10, 64); err == nil {
 			pending = p
