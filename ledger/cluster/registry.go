@@ -327,11 +327,23 @@ func (n *Node) SetReport(fn Report) {
 	n.reg.mu.Unlock()
 }
 
+// listTimeout bounds one reading of the node registry (Nodes).
+const listTimeout = 2 * time.Second
+
 // Nodes returns the live nodes' states, this one first, and marks which
 // disagree: see Compare.
+//
+// Reading the registry is bounded by listTimeout whatever ctx allows: the
+// key listing is a consumer JetStream places on some server, and one
+// placed on a server that just died (the meta leader has not noticed yet)
+// delivers nothing, so the listing would wait for as long as ctx lets it.
+// The caller gets this node's own state and the error instead, and the
+// next call lists through a new consumer.
 func (n *Node) Nodes(ctx context.Context) ([]NodeState, error) {
 	self := n.reg.state()
 	out := []NodeState{self}
+	ctx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
 	keys, err := n.reg.nodes.ListKeys(ctx)
 	if err != nil {
 		return out, fmt.Errorf("node registry: %w", err)
@@ -348,6 +360,10 @@ func (n *Node) Nodes(ctx context.Context) ([]NodeState, error) {
 		if json.Unmarshal(e.Value(), &st) == nil {
 			out = append(out, st)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		// The listing stopped with ctx, not at its end: out may lack nodes.
+		return out[:1], fmt.Errorf("node registry: listing the nodes: %w", err)
 	}
 	slices.SortFunc(out[1:], func(a, b NodeState) int {
 		switch {
