@@ -522,9 +522,9 @@ func (n *Node) watchHealth() {
 }
 
 // Replication watchdog: a replica that holds less than the stream and was
-// seen at the same seq by two probes restartAfter apart gets a new
-// subscription; one still stuck after behindFor makes the node report it
-// is not following.
+// seen at the same seq, with no message delivered and no commit running,
+// by two probes restartAfter apart gets a new subscription; one whose head
+// stays for behindFor makes the node report it is not following.
 //
 // restartAfter is about one health interval (less the ticker's jitter): a
 // stalled replica subscribes again 1–2 s after the stream first held more
@@ -534,9 +534,10 @@ func (n *Node) watchHealth() {
 // the kill (docs/performance.md, "Cluster part 2"). A healthy replica
 // stores each commit in milliseconds, so a probe interval without
 // progress while behind is already a stall; the first probe to see the
-// replica behind only starts the clock, so an append caught between the
-// stream and the replica is not one. A new subscription costs one
-// consumer create.
+// replica behind and idle only starts the clock, so an append caught
+// between the stream and the replica is not one, and a slow commit on a
+// busy disk is not one either. A new subscription costs one consumer
+// create.
 //
 // A subscription that does not help (its consumer is being created while
 // JetStream elects a new meta leader) is replaced at most every
@@ -550,11 +551,11 @@ const (
 // following reports a replica that has not stored a record for behindFor
 // while the stream held more than it (a consumer lost with its server and
 // not yet replaced): this node would not apply what is recorded, so it
-// must not serve. It subscribes the replicator again after restartAfter
-// without progress.
+// must not serve. It subscribes the replicator again when the watchdog
+// says (replicaWatch.probe).
 func (n *Node) following(last uint64) error {
 	head := n.store.Head().Seq
-	restart, stuck, err := n.watch.probe(head, last, time.Unix(0, n.repl.took.Load()), time.Now())
+	restart, stuck, err := n.watch.probe(head, last, n.repl.working(restartAfter), time.Now())
 	if restart {
 		n.log.Warn("the replicator has not stored a record while the stream holds more; subscribing again", "head", head, "stream", last, "stuck", stuck.Round(time.Millisecond))
 		if err := n.repl.restart(); err != nil {
@@ -566,9 +567,7 @@ func (n *Node) following(last uint64) error {
 
 // replicaWatch is the watchdog's memory between probes: the head it last
 // saw, when that changed, and since when probes have seen the replica
-// behind the stream without progress (zero: they have not). Progress is
-// the head moving or, within the last restartAfter, a message delivered
-// (a commit that takes long on a busy disk is not a lost consumer).
+// behind the stream with nothing happening (zero: they have not).
 type replicaWatch struct {
 	lastHead    uint64
 	lastMoved   time.Time
@@ -577,24 +576,29 @@ type replicaWatch struct {
 }
 
 // probe takes one look at the replica's head against the stream's last
-// seq at now, took being when the subscription last delivered a message.
-// It says whether to subscribe again (and how long the replica was seen
-// stuck), and returns an error once it has not moved for behindFor while
-// behind.
-func (w *replicaWatch) probe(head, last uint64, took, now time.Time) (restart bool, stuck time.Duration, err error) {
+// seq at now; working says the subscription delivered a message within
+// restartAfter or a commit is running (a commit slow on a busy disk is not
+// a lost consumer). It says whether to subscribe again (and how long the
+// replica was seen stuck), and returns an error once the head has not
+// moved for behindFor while behind, working or not.
+func (w *replicaWatch) probe(head, last uint64, working bool, now time.Time) (restart bool, stuck time.Duration, err error) {
 	switch {
 	case head >= last:
 		w.lastHead, w.lastMoved, w.behindSince = head, now, time.Time{}
 		return false, 0, nil
-	case head != w.lastHead || w.lastMoved.IsZero() || now.Sub(took) < restartAfter:
+	case head != w.lastHead || w.lastMoved.IsZero():
 		// Behind, but it moved since the last probe.
 		w.lastHead, w.lastMoved, w.behindSince = head, now, now
 		return false, 0, nil
+	case working:
+		w.behindSince = time.Time{} // not stuck: the next idle probe starts the clock
 	case w.behindSince.IsZero():
-		w.behindSince = now // the first probe to see it behind, here
+		w.behindSince = now // the first probe to see it behind and idle, here
 	}
-	if stuck = now.Sub(w.behindSince); stuck >= restartAfter && now.Sub(w.restarted) >= restartAgainAfter {
-		restart, w.restarted = true, now
+	if !w.behindSince.IsZero() {
+		if stuck = now.Sub(w.behindSince); stuck >= restartAfter && now.Sub(w.restarted) >= restartAgainAfter {
+			restart, w.restarted = true, now
+		}
 	}
 	if now.Sub(w.lastMoved) > behindFor {
 		err = fmt.Errorf("this node's ledger has stayed at seq %d for %s while the stream holds %d: it does not follow the cluster's log", head, now.Sub(w.lastMoved).Round(time.Second), last)

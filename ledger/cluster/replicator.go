@@ -46,10 +46,13 @@ type replicator struct {
 	n *Node
 
 	lag atomic.Uint64
-	// took is when the subscription last delivered a message (unix
-	// nanos): the watchdog counts a delivery as progress even while a slow
-	// commit keeps the ledger's head where it was.
-	took atomic.Int64
+	// base is when the replicator started (a monotonic reading); took is
+	// when the subscription last delivered a message and committing is set
+	// while a commit runs. The watchdog takes either for a consumer that
+	// works, even while a slow commit keeps the ledger's head where it was.
+	base       time.Time
+	took       atomic.Int64 // nanoseconds since base
+	committing atomic.Bool
 
 	waitMu  sync.Mutex
 	waiters map[string]chan ledger.Stamp
@@ -70,7 +73,7 @@ type replicator struct {
 }
 
 func startReplicator(n *Node) (*replicator, error) {
-	r := &replicator{n: n, waiters: make(map[string]chan ledger.Stamp),
+	r := &replicator{n: n, base: time.Now(), waiters: make(map[string]chan ledger.Stamp),
 		recent: make(map[string]ledger.Stamp, recentStamps), recentIDs: make([]string, recentStamps)}
 	if err := r.subscribe(); err != nil {
 		return nil, err
@@ -215,7 +218,7 @@ func (r *replicator) run(ctx context.Context, msgs <-chan *message.Message, done
 			return
 		}
 		m.Ack()
-		r.took.Store(time.Now().UnixNano())
+		r.took.Store(int64(time.Since(r.base)))
 		pending = 0
 		if p, err := strconv.ParseUint(m.Metadata.Get(mdPending), 10, 64); err == nil {
 			pending = p
@@ -281,7 +284,9 @@ func replicated(m *message.Message) (ledger.Replicated, error) {
 // commit appends batch and hands each waiting publisher its stamp. It
 // reports false when the replicator must stop.
 func (r *replicator) commit(ctx context.Context, batch []ledger.Replicated) bool {
+	r.committing.Store(true)
 	stamps, err := r.n.store.Replicate(ctx, batch)
+	r.committing.Store(false)
 	if err != nil {
 		if ctx.Err() == nil {
 			r.fail(fmt.Errorf("replicator: append seq %d to %d: %w", batch[0].Seq, batch[len(batch)-1].Seq, err))
@@ -306,6 +311,12 @@ func (r *replicator) commit(ctx context.Context, batch []ledger.Replicated) bool
 // recentStamps is how many stored records the replicator remembers by
 // message UUID (a few megabytes): a retry comes within seconds.
 const recentStamps = 16384
+
+// working reports a subscription that delivered a message within the
+// last d, or a commit running now.
+func (r *replicator) working(d time.Duration) bool {
+	return r.committing.Load() || time.Since(r.base)-time.Duration(r.took.Load()) < d
+}
 
 // await registers interest in the message uuid: the channel gets its
 // stamp once this replica stores it. Call forget if it is not needed any

@@ -18,58 +18,56 @@ func TestReplicaWatch(t *testing.T) {
 		head, last  uint64
 		wantRestart bool
 		wantErr     bool
-		took        time.Duration // when the subscription last delivered (0: never)
+		working     bool // a message delivered within restartAfter, or a commit running
 	}
 	cases := []struct {
 		name  string
 		steps []step
 	}{
-		{"caught up", []step{{0, 10, 10, false, false, 0}, {time.Second, 12, 12, false, false, 0}, {2 * time.Second, 12, 12, false, false, 0}}},
+		{"caught up", []step{{0, 10, 10, false, false, false}, {time.Second, 12, 12, false, false, false}, {2 * time.Second, 12, 12, false, false, false}}},
 		{"an append in flight is no stall", []step{
-			{0, 10, 10, false, false, 0},
-			{time.Second, 10, 11, false, false, 0},     // the stream took 11, the replica not yet: the clock starts
-			{2 * time.Second, 11, 11, false, false, 0}, // it arrived
-			{3 * time.Second, 11, 12, false, false, 0},
-			{4 * time.Second, 12, 13, false, false, 0}, // moving while behind: no stall
-			{5 * time.Second, 13, 14, false, false, 0},
+			{0, 10, 10, false, false, false},
+			{time.Second, 10, 11, false, false, false},     // the stream took 11, the replica not yet: the clock starts
+			{2 * time.Second, 11, 11, false, false, false}, // it arrived
+			{3 * time.Second, 11, 12, false, false, false},
+			{4 * time.Second, 12, 13, false, false, false}, // moving while behind: no stall
+			{5 * time.Second, 13, 14, false, false, false},
 		}},
 		{"stalled after the kill", []step{
-			{0, 10, 10, false, false, 0},
-			{time.Second, 10, 40, false, false, 0},    // first probe to see it behind
-			{2 * time.Second, 10, 80, true, false, 0}, // a probe interval later, same seq: subscribe again
-			{2*time.Second + 500*time.Millisecond, 10, 80, false, false, 0},
-			{3 * time.Second, 10, 90, false, false, 0}, // the new subscription gets restartAgainAfter
-			{4 * time.Second, 10, 90, false, false, 0},
-			{5 * time.Second, 10, 90, true, false, 0},
-			{6 * time.Second, 90, 90, false, false, 0}, // it caught up
+			{0, 10, 10, false, false, false},
+			{time.Second, 10, 40, false, false, false},    // first probe to see it behind
+			{2 * time.Second, 10, 80, true, false, false}, // a probe interval later, same seq: subscribe again
+			{2*time.Second + 500*time.Millisecond, 10, 80, false, false, false},
+			{3 * time.Second, 10, 90, false, false, false}, // the new subscription gets restartAgainAfter
+			{4 * time.Second, 10, 90, false, false, false},
+			{5 * time.Second, 10, 90, true, false, false},
+			{6 * time.Second, 90, 90, false, false, false}, // it caught up
 		}},
 		{"stuck for behindFor is reported", []step{
-			{0, 10, 10, false, false, 0},
-			{time.Second, 10, 20, false, false, 0},
-			{2 * time.Second, 10, 20, true, false, 0},
-			{10 * time.Second, 10, 20, true, false, 0},
-			{11*time.Second + time.Millisecond, 10, 20, false, true, 0}, // too soon to subscribe again; reported
-			{12 * time.Second, 20, 20, false, false, 0},                 // caught up: served again
+			{0, 10, 10, false, false, false},
+			{time.Second, 10, 20, false, false, false},
+			{2 * time.Second, 10, 20, true, false, false},
+			{10 * time.Second, 10, 20, true, false, false},
+			{11*time.Second + time.Millisecond, 10, 20, false, true, false}, // too soon to subscribe again; reported
+			{12 * time.Second, 20, 20, false, false, false},                 // caught up: served again
 		}},
-		{"the first probe starts from nothing", []step{{0, 0, 500, false, false, 0}, {time.Second, 0, 500, true, false, 0}}},
+		{"the first probe starts from nothing", []step{{0, 0, 500, false, false, false}, {time.Second, 0, 500, true, false, false}}},
 		{"a slow commit is no stall", []step{
-			{0, 10, 10, false, false, 0},
-			{time.Second, 10, 500, false, false, 900 * time.Millisecond},              // messages arrive; the commit is slow
-			{2 * time.Second, 10, 600, false, false, 1900 * time.Millisecond},         // still arriving: not stuck
-			{2500 * time.Millisecond, 10, 600, false, false, 1900 * time.Millisecond}, // none for 0.6 s: not yet
-			{3 * time.Second, 10, 600, false, false, 1900 * time.Millisecond},         // none for 1.1 s: the clock starts at +2.5 s
-			{4 * time.Second, 10, 600, true, false, 1900 * time.Millisecond},
+			{0, 10, 10, false, false, false},
+			{time.Second, 10, 500, false, false, true},     // messages arrive
+			{2 * time.Second, 10, 600, false, false, true}, // a commit runs long: not stuck
+			{3 * time.Second, 10, 600, false, false, true},
+			{11*time.Second + time.Millisecond, 10, 600, false, true, true}, // but the head stays: reported after behindFor
+			{12 * time.Second, 10, 600, false, true, false},                 // the commit is over and nothing comes: the clock starts
+			{13 * time.Second, 10, 600, true, true, false},
+			{14 * time.Second, 600, 600, false, false, false},
 		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var w replicaWatch
 			for i, s := range c.steps {
-				took := time.Time{}
-				if s.took > 0 {
-					took = at(s.took)
-				}
-				restart, _, err := w.probe(s.head, s.last, took, at(s.at))
+				restart, _, err := w.probe(s.head, s.last, s.working, at(s.at))
 				if restart != s.wantRestart || (err != nil) != s.wantErr {
 					t.Fatalf("step %d (head %d, stream %d at +%s): got restart %v, err %v; want restart %v, error %v",
 						i, s.head, s.last, s.at, restart, err, s.wantRestart, s.wantErr)
