@@ -517,8 +517,10 @@ func (a *admin) ClusterStatus(ctx context.Context, _ *hubpb.ClusterStatusRequest
 		}}}, nil
 	}
 	nodes, at, err := s.cluster.Nodes(ctx)
-	if err != nil && len(nodes) == 0 {
-		return nil, fmt.Errorf("%w: %v", ErrLedger, err)
+	if err != nil {
+		// A partial list would look like a smaller cluster whose chains
+		// agree: say that the registry did not answer instead.
+		return nil, fmt.Errorf("%w: the cluster's node registry: %v", ErrLedger, err)
 	}
 	out := &hubpb.ClusterStatusReply{Clustered: true, ComparedSeq: at}
 	for _, n := range nodes {

@@ -87,6 +87,21 @@ func (nd *clusterNode) waitListening(t *testing.T) {
 	}
 }
 
+// state says whether the node's hubd still runs, with the end of its log:
+// for a failure message.
+func (nd *clusterNode) state() string {
+	logs := nd.p.output()
+	if lines := strings.Split(logs, "\n"); len(lines) > 40 {
+		logs = strings.Join(lines[len(lines)-40:], "\n")
+	}
+	select {
+	case <-nd.p.exited:
+		return fmt.Sprintf("%s exited with %d; the end of its log:\n%s", nd.name, nd.p.code, logs)
+	default:
+		return fmt.Sprintf("%s runs; the end of its log:\n%s", nd.name, logs)
+	}
+}
+
 func (nd *clusterNode) sigkill(t *testing.T) {
 	t.Helper()
 	if err := nd.p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -317,7 +332,7 @@ func TestClusterFailsClosedWithoutQuorum(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("notify after the quorum came back: %v; want it recorded", err)
+			t.Fatalf("notify after the quorum came back: %v; want it recorded\n%s", err, a.state())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -327,8 +327,9 @@ func (n *Node) SetReport(fn Report) {
 	n.reg.mu.Unlock()
 }
 
-// listTimeout bounds one reading of the node registry (Nodes).
-const listTimeout = 2 * time.Second
+// listTimeout bounds one reading of the node registry (Nodes): long
+// enough for a loaded machine's JetStream API, far shorter than a caller's.
+const listTimeout = 5 * time.Second
 
 // Nodes returns the live nodes' states, this one first, and marks which
 // disagree: see Compare.
