@@ -1,0 +1,265 @@
+package audit_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionledger/sessionledger/audit"
+	"github.com/sessionledger/sessionledger/ledger"
+	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/projections"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// storyStart is the first time of the ledgers these tests write.
+var storyStart = time.Date(2026, 5, 4, 9, 0, 0, 0, time.UTC)
+
+// story appends events to a new ledger at times it chooses.
+type story struct {
+	tb  testing.TB
+	ctx context.Context
+	st  *ledger.Store
+	now time.Time
+}
+
+func newStory(tb testing.TB, path string) *story {
+	tb.Helper()
+	s := &story{tb: tb, ctx: context.Background(), now: storyStart}
+	st, err := ledger.Open(path, &ledger.Options{Now: func() time.Time { return s.now }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.st = st
+	return s
+}
+
+// at appends ev d after the previous event and returns its seq.
+func (s *story) at(d time.Duration, ev *eventpb.Event) uint64 {
+	s.tb.Helper()
+	s.now = s.now.Add(d)
+	st, err := s.st.Append(s.ctx, ev)
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	return st[0].Seq
+}
+
+// close writes projection snapshots every snapEvery records (0: none), as
+// hubd's runner does, and closes the ledger.
+func (s *story) close(snapEvery uint64) {
+	s.tb.Helper()
+	if snapEvery > 0 {
+		if _, err := projections.WriteSnapshots(s.ctx, s.st, snapEvery); err != nil {
+			s.tb.Fatal(err)
+		}
+	}
+	if err := s.st.Close(); err != nil {
+		s.tb.Fatal(err)
+	}
+}
+
+func connectEv(user, device, session string) *eventpb.Event {
+	return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, User: user, Device: device, Session: session, Node: "node-1", Actor: user,
+		Body: &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{HeartbeatMs: 10000, Transport: "grpc"}}}
+}
+
+func disconnectEv(user, device, session string) *eventpb.Event {
+	return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, User: user, Device: device, Session: session, Node: "node-1", Actor: user,
+		Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: &eventpb.SessionDisconnected{
+			Cause: eventpb.DisconnectCause_DISCONNECT_CAUSE_CLIENT_CLOSED, Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED}}}
+}
+
+// banEv bans user until until (zero: no expiry).
+func banEv(user, actor, reason string, until time.Time) *eventpb.Event {
+	b := &eventpb.UserBanned{}
+	if !until.IsZero() {
+		b.UntilUnixNano = until.UnixNano()
+	}
+	return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_USER_BANNED, User: user, Node: "node-1", Actor: actor, Reason: reason,
+		Body: &eventpb.Event_UserBanned{UserBanned: b}}
+}
+
+func unbanEv(user, actor string) *eventpb.Event {
+	return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_USER_UNBANNED, User: user, Node: "node-1", Actor: actor, Reason: "appeal"}
+}
+
+func notifyEv(user, topic string) *eventpb.Event {
+	return &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_NOTIFICATION_SENT, User: user, Node: "node-1", Actor: "ops",
+		Body: &eventpb.Event_NotificationSent{NotificationSent: &eventpb.NotificationSent{
+			Target: eventpb.NotificationTarget_NOTIFICATION_TARGET_USER, Topic: topic, Payload: []byte(`{"n":1}`)}}}
+}
+
+// writeBanStory writes a ledger in which uma is banned again and again
+// (with and without expiry, shorter and longer than the ban in force,
+// some already over when recorded), unbanned now and then, while her
+// session s-uma-long stays live and short sessions come and go; vic is
+// banned and unbanned in between. The story is drawn from a fixed seed,
+// so the same file comes out every time, ids aside. It returns the
+// story's last time.
+func writeBanStory(tb testing.TB, path string, steps int, snapEvery uint64) time.Time {
+	tb.Helper()
+	s := newStory(tb, path)
+	rng := rand.New(rand.NewPCG(7, 11))
+	untils := []time.Duration{0, 2 * time.Minute, 10 * time.Minute, 45 * time.Minute, 3 * time.Hour, -time.Minute}
+	s.at(0, connectEv("uma", "desk", "s-uma-long"))
+	var short []string
+	next, sessions := 0, 0
+	for range steps {
+		d := time.Duration(10+rng.IntN(290)) * time.Second
+		switch r := rng.IntN(100); {
+		case r < 30:
+			u := untils[rng.IntN(len(untils))]
+			until := time.Time{}
+			if u != 0 {
+				until = s.now.Add(d + u)
+			}
+			s.at(d, banEv("uma", fmt.Sprintf("ops-%d", rng.IntN(3)), fmt.Sprintf("strike %d", next), until))
+			next++
+		case r < 36:
+			s.at(d, unbanEv("uma", "ops-0"))
+		case r < 44:
+			s.at(d, banEv("vic", "ops-1", "vic's strike", s.now.Add(d+time.Duration(rng.IntN(60))*time.Minute)))
+		case r < 48:
+			s.at(d, unbanEv("vic", "ops-2"))
+		case r < 62:
+			s.at(d, notifyEv("uma", "news"))
+		case r < 72 || len(short) == 0:
+			sessions++
+			id := fmt.Sprintf("s-uma-%d", sessions)
+			short = append(short, id)
+			s.at(d, connectEv("uma", "phone", id))
+		case r < 86:
+			i := rng.IntN(len(short))
+			s.at(d, disconnectEv("uma", "phone", short[i]))
+			short = slices.Delete(short, i, i+1)
+		default:
+			s.at(d, notifyEv("vic", "news"))
+		}
+	}
+	s.at(time.Second, disconnectEv("uma", "desk", "s-uma-long"))
+	end := s.now
+	s.close(snapEvery)
+	return end
+}
+
+// openRO opens the ledger at path read-only, closed when the test ends.
+func openRO(tb testing.TB, path string) *ledger.Store {
+	tb.Helper()
+	st, err := ledger.Open(path, &ledger.Options{ReadOnly: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	return st
+}
+
+// banKeptAt is what a user_banned record's sentence must say, computed the
+// way auditq did before it followed the ban state along the story: the
+// whole state rebuilt at the record (the nearest snapshot and a replay),
+// asked which ban is in force at the record's time. kept is false when
+// the record's own ban is (it took effect) or none is.
+func banKeptAt(ctx context.Context, st *ledger.Store, seq uint64, user string, at time.Time, id [16]byte) (projections.Ban, bool, error) {
+	state, err := projections.StateAt(ctx, st, seq)
+	if err != nil {
+		return projections.Ban{}, false, err
+	}
+	b, ok := state.BanAt(user, at)
+	if !ok || b.EventID == id {
+		return projections.Ban{}, false, nil
+	}
+	return b, true, nil
+}
+
+// TestTimelineManyBans: a timeline with many bans of one user, told whole,
+// from the middle of the log, in a window and as a session's story, says
+// of every ban what the state rebuilt at that ban says (the ban in force
+// that was kept, or nothing), and its text is the golden file's, which the
+// timeline wrote when it rebuilt the state at every ban. The story has
+// bans of both kinds, so a timeline that told every ban the same way fails.
+func TestTimelineManyBans(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	end := writeBanStory(t, path, 400, 13)
+	st := openRO(t, path)
+	eng := audit.NewEngine(st)
+	ctx := ctxT(t)
+	span := end.Sub(storyStart)
+	at := func(f float64) time.Time {
+		return storyStart.Add(time.Duration(f * float64(span))).Truncate(time.Second)
+	}
+	queries := []struct {
+		name string
+		q    audit.TimelineQuery
+	}{
+		{"timeline --user uma", audit.TimelineQuery{User: "uma"}},
+		{"timeline --session s-uma-long", audit.TimelineQuery{Session: "s-uma-long"}},
+		{"timeline --user uma --since 40%", audit.TimelineQuery{User: "uma", Since: at(0.4)}},
+		{"timeline --user uma --since 30% --until 70%", audit.TimelineQuery{User: "uma", Since: at(0.3), Until: at(0.7)}},
+		{"timeline --user vic", audit.TimelineQuery{User: "vic"}},
+	}
+	var out strings.Builder
+	kept, tookEffect := 0, 0
+	for _, qq := range queries {
+		fmt.Fprintf(&out, "## %s\n", qq.name)
+		bans := 0
+		err := eng.Timeline(ctx, qq.q, func(e audit.TimelineEntry) error {
+			fmt.Fprintf(&out, "%d %s %s\n", e.Seq, e.Time.Format(time.RFC3339), e.Text)
+			if e.Type != eventpb.EventType_EVENT_TYPE_USER_BANNED {
+				return nil
+			}
+			bans++
+			b, ok, err := banKeptAt(ctx, st, e.Seq, e.User, e.Time, e.ID)
+			if err != nil {
+				return err
+			}
+			says := strings.Contains(e.Text, "; changed nothing: ")
+			switch {
+			case ok && !strings.Contains(e.Text, fmt.Sprintf("; changed nothing: the ban in force (seq %d) ends later and was kept", b.Seq)):
+				t.Errorf("%s: seq %d: got %q; want it to name the ban kept (seq %d)", qq.name, e.Seq, e.Text, b.Seq)
+			case !ok && says:
+				t.Errorf("%s: seq %d: got %q; want no \"changed nothing\": the ban took effect", qq.name, e.Seq, e.Text)
+			case ok:
+				kept++
+			default:
+				tookEffect++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", qq.name, err)
+		}
+		if bans < 10 {
+			t.Errorf("%s: %d bans told; want at least 10", qq.name, bans)
+		}
+	}
+	if kept < 10 || tookEffect < 10 {
+		t.Errorf("bans kept %d, took effect %d; want at least 10 of each", kept, tookEffect)
+	}
+	golden := filepath.Join("testdata", "timeline_bans.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(out.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to write it)", err)
+	}
+	if got := out.String(); got != string(want) {
+		gl, wl := strings.Split(got, "\n"), strings.Split(string(want), "\n")
+		for i := range min(len(gl), len(wl)) {
+			if gl[i] != wl[i] {
+				t.Fatalf("timelines differ from %s at line %d:\ngot  %s\nwant %s", golden, i+1, gl[i], wl[i])
+			}
+		}
+		t.Fatalf("timelines: got %d lines; want %d (%s)", len(gl), len(wl), golden)
+	}
+}
