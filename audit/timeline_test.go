@@ -2,9 +2,11 @@ package audit_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,7 +14,13 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/sessionledger/sessionledger/audit"
+	"github.com/sessionledger/sessionledger/audit/auditpb"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/projections"
@@ -262,4 +270,169 @@ func TestTimelineManyBans(t *testing.T) {
 		}
 		t.Fatalf("timelines: got %d lines; want %d (%s)", len(gl), len(wl), golden)
 	}
+}
+
+// banDamageStory writes: uma connects (1) and is banned with no expiry
+// (2); vic connects (3) and is notified (4); uma is notified (5) and
+// banned for an hour (6), which changes nothing; uma leaves (7). No
+// snapshots: a state rebuilt at seq 6 replays every record before it.
+func banDamageStory(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	s := newStory(t, path)
+	s.at(0, connectEv("uma", "desk", "s-uma-1"))
+	s.at(time.Minute, banEv("uma", "ops-a", "first strike", time.Time{}))
+	s.at(time.Minute, connectEv("vic", "phone", "s-vic-1"))
+	s.at(time.Minute, notifyEv("vic", "news"))
+	s.at(time.Minute, notifyEv("uma", "news"))
+	s.at(time.Minute, banEv("uma", "ops-b", "second strike", s.now.Add(time.Hour+time.Minute)))
+	s.at(time.Minute, disconnectEv("uma", "desk", "s-uma-1"))
+	s.close(0)
+	return path
+}
+
+// cutShort makes the record at seq in the file at path undecodable.
+func cutShort(t *testing.T, path string, seq uint64) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error {
+		log := tx.Bucket([]byte("log"))
+		return log.Put(seqKey(seq), append([]byte(nil), log.Get(seqKey(seq))[:10]...))
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serveAudit serves st's Audit service on 127.0.0.1 and returns a client
+// of it; both stop when the test ends. hubd refuses to start on a log its
+// projections cannot replay, so a damaged one is served on a plain gRPC
+// server.
+func serveAudit(t *testing.T, st *ledger.Store) *audit.Client {
+	t.Helper()
+	g := grpc.NewServer()
+	audit.RegisterServer(g, audit.NewServer(st))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(l)
+	t.Cleanup(g.Stop)
+	c, err := audit.NewClient(l.Addr().String(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// keptSecond is how the sentence of seq 6 of banDamageStory ends.
+const keptSecond = `; changed nothing: the ban in force (seq 2) ends later and was kept, with no expiry`
+
+// TestTimelineBanAcrossDamage: the sentence of a ban needs the user's ban
+// state. Rebuilding the whole state at the ban failed on any damaged
+// record before it, anyone's, and the failure was taken for "this ban took
+// effect": the sentence said so, wrongly, and nothing said why. The ban
+// state is the user's bans alone: damage elsewhere changes nothing, and
+// damage in the user's records is skipped and reported, as the story's own
+// reads do (a *CorruptError: exit 3 in auditq, DataLoss with the seqs
+// through the hub).
+func TestTimelineBanAcrossDamage(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		damaged uint64
+		want    []uint64 // the seqs the story reports damaged
+	}{
+		{"another user's record", 4, nil},
+		{"the user's own record", 5, []uint64{5}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := banDamageStory(t)
+			cutShort(t, path, c.damaged)
+			st := openRO(t, path)
+			for _, src := range []struct {
+				name string
+				s    interface {
+					Timeline(context.Context, audit.TimelineQuery, func(audit.TimelineEntry) error) error
+				}
+			}{{"engine", audit.NewEngine(st)}, {"client", serveAudit(t, st)}} {
+				for _, q := range []audit.TimelineQuery{{User: "uma"}, {Session: "s-uma-1"}, {User: "uma", Since: storyStart.Add(5 * time.Minute)}} {
+					var told []string
+					err := src.s.Timeline(ctxT(t), q, func(e audit.TimelineEntry) error {
+						if e.Seq == 6 {
+							told = append(told, e.Text)
+						}
+						return nil
+					})
+					var ce *audit.CorruptError
+					switch {
+					case c.want == nil && err != nil:
+						t.Errorf("%s %+v: %v; want no error", src.name, q, err)
+					case c.want != nil && (!errors.As(err, &ce) || !slices.Equal(ce.Seqs, c.want)):
+						t.Errorf("%s %+v: error %v; want a CorruptError naming seq %v", src.name, q, err, c.want)
+					}
+					if len(told) != 1 || !strings.HasSuffix(told[0], keptSecond) {
+						t.Errorf("%s %+v: seq 6 told as %q; want it to end %q", src.name, q, told, keptSecond)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestTimelineBanStateError: a read that fails while a ban is told (here
+// the ledger closes, as it does when hubd stops under a running query)
+// ends the story with that error, naming the seq, instead of telling the
+// ban as if it took effect; the Audit service answers it with a status
+// (Unavailable), not a sentence.
+func TestTimelineBanStateError(t *testing.T) {
+	path := banDamageStory(t)
+	st := openRO(t, path)
+	var told []uint64
+	err := audit.NewEngine(st).Timeline(ctxT(t), audit.TimelineQuery{User: "uma"}, func(e audit.TimelineEntry) error {
+		told = append(told, e.Seq)
+		if e.Seq == 5 {
+			return st.Close()
+		}
+		return nil
+	})
+	if !errors.Is(err, ledger.ErrClosed) || !strings.Contains(err.Error(), "seq 6") {
+		t.Errorf("Timeline = %v; want ledger.ErrClosed at seq 6", err)
+	}
+	if slices.Contains(told, 6) {
+		t.Errorf("told %v; want the story to end before seq 6", told)
+	}
+
+	st = openRO(t, path)
+	stream := &closingStream{ctx: ctxT(t), st: st, at: 5}
+	err = audit.NewServer(st).Timeline(&auditpb.TimelineRequest{User: "uma"}, stream)
+	if s, _ := status.FromError(err); s.Code() != codes.Unavailable || !strings.Contains(s.Message(), "seq 6") {
+		t.Errorf("Audit.Timeline = %v; want Unavailable naming seq 6", err)
+	}
+	if slices.Contains(stream.sent, 6) {
+		t.Errorf("Audit.Timeline sent %v; want it to end before seq 6", stream.sent)
+	}
+}
+
+// closingStream is a Timeline stream that closes st once it has sent the
+// entry of seq at.
+type closingStream struct {
+	grpc.ServerStream // nil: the handler uses only Context and Send
+	ctx               context.Context
+	st                *ledger.Store
+	at                uint64
+	sent              []uint64
+}
+
+func (s *closingStream) Context() context.Context { return s.ctx }
+
+func (s *closingStream) Send(e *auditpb.TimelineEntry) error {
+	s.sent = append(s.sent, e.GetSeq())
+	if e.GetSeq() == s.at {
+		return s.st.Close()
+	}
+	return nil
 }
