@@ -46,7 +46,9 @@ type TimelineEntry struct {
 // while it was live, and ends with the session that resumed it, if one did.
 // Damaged records (undecodable, or missing from the log) are skipped, as
 // Events skips them: the story is told without them and the call ends with
-// a *CorruptError naming them.
+// a *CorruptError naming them. A read that fails otherwise (ctx ends, the
+// ledger closes) ends the story with that error, before the sentence that
+// needed the read.
 func (e *Engine) Timeline(ctx context.Context, q TimelineQuery, fn func(TimelineEntry) error) error {
 	if (q.Session == "") == (q.User == "") {
 		return invalid("timeline needs exactly one of --session or --user")
@@ -58,14 +60,14 @@ func (e *Engine) Timeline(ctx context.Context, q TimelineQuery, fn func(Timeline
 	if err != nil {
 		return err
 	}
-	t := &teller{e: e, causes: map[ulid.ULID]*ledger.Record{}, loc: orUTC(q.Loc)}
 	c := &corruptions{}
+	t := &teller{e: e, c: c, causes: map[ulid.ULID]*ledger.Record{}, loc: orUTC(q.Loc)}
 	if q.User != "" {
 		if empty {
 			return nil
 		}
 		err := e.readMatching(ctx, Filter{User: q.User}, from, to, c, func(r *ledger.Record) error {
-			return fn(t.entry(ctx, r))
+			return t.emit(ctx, r, fn)
 		})
 		if err != nil {
 			return err
@@ -116,7 +118,7 @@ func (e *Engine) sessionTimeline(ctx context.Context, id string, from, to uint64
 		return fmt.Errorf("%w: %s", ErrNoSuchSession, id)
 	}
 	user, device := first.Event.GetUser(), first.Event.GetDevice()
-	emit := func(r *ledger.Record) error { return fn(t.entry(ctx, r)) }
+	emit := func(r *ledger.Record) error { return t.emit(ctx, r, fn) }
 	flushUserless := func(upTo uint64) error {
 		for len(userless) > 0 && userless[0].Seq < upTo {
 			if err := emit(userless[0]); err != nil {
@@ -181,48 +183,99 @@ func (e *Engine) sessionTimeline(ctx context.Context, id string, from, to uint64
 }
 
 // teller turns records into sentences, looking up the kick or ban behind a
-// disconnect (once per id).
+// disconnect (once per id), and following the ban state of the story's
+// user for the bans it tells. The damage its own reads meet goes to c, the
+// story's.
 type teller struct {
 	e      *Engine
+	c      *corruptions
 	causes map[ulid.ULID]*ledger.Record
 	loc    *time.Location
+	// bans holds the bans and unbans of banUser up to seq bansNext-1
+	// (nil until a ban is told).
+	bans     *projections.State
+	banUser  string
+	bansNext uint64
 }
 
-func (t *teller) entry(ctx context.Context, r *ledger.Record) TimelineEntry {
+// emit tells r and hands the entry to fn.
+func (t *teller) emit(ctx context.Context, r *ledger.Record, fn func(TimelineEntry) error) error {
+	e, err := t.entry(ctx, r)
+	if err != nil {
+		return err
+	}
+	return fn(e)
+}
+
+func (t *teller) entry(ctx context.Context, r *ledger.Record) (TimelineEntry, error) {
 	ev := r.Event
+	text, err := t.describe(ctx, r)
+	if err != nil {
+		return TimelineEntry{}, fmt.Errorf("timeline at seq %d: %w", r.Seq, err)
+	}
 	return TimelineEntry{
 		Seq: r.Seq, ID: r.ID, Time: r.Time, Type: ev.GetType(),
 		User: ev.GetUser(), Session: ev.GetSession(), Actor: ev.GetActor(),
-		Text: t.describe(ctx, r),
-	}
+		Text: text,
+	}, nil
 }
 
 // banKept reports, for a user_banned record, the earlier ban that stayed in
 // force because this one ended no later (ok false when this ban took
-// effect, or the state cannot be rebuilt). It rebuilds the state at the
-// record (the nearest snapshot plus a replay), once per ban told.
-func (t *teller) banKept(ctx context.Context, r *ledger.Record) (projections.Ban, bool) {
-	st, err := projections.StateAt(ctx, t.e.store, r.Seq)
+// effect).
+//
+// A user's ban state is a fold of that user's bans and unbans alone: the
+// reducer's rules (the later end wins, an unban lifts, expiry at Until)
+// read nothing else, and record times never go back, so projections.State
+// fed only those records answers BanAt for the user as the full state at
+// the record would. banKept feeds them in as the story goes, reading the
+// user's index from where the ban told before left off: a story with many
+// bans reads the user's bans once, where rebuilding the state at each ban
+// (a snapshot and a replay) made a story's cost grow with bans times the
+// log. Damage the read meets is skipped and noted in the story's c, as its
+// own reads do; any other error is returned.
+func (t *teller) banKept(ctx context.Context, r *ledger.Record) (projections.Ban, bool, error) {
+	user := r.Event.GetUser()
+	if user == "" {
+		return projections.Ban{}, false, nil // the reducer ignores it too
+	}
+	if t.bans == nil || user != t.banUser || r.Seq < t.bansNext {
+		t.bans, t.banUser, t.bansNext = projections.New(), user, 1
+	}
+	// The story's reads report progress; this one goes back over seqs
+	// already reported, so it reports none.
+	f := Filter{User: user, Types: []eventpb.EventType{eventpb.EventType_EVENT_TYPE_USER_BANNED, eventpb.EventType_EVENT_TYPE_USER_UNBANNED}}
+	err := t.e.readMatching(WithProgress(ctx, nil), f, t.bansNext, r.Seq, t.c, func(b *ledger.Record) error {
+		t.bans.Apply(b)
+		return nil
+	})
 	if err != nil {
-		return projections.Ban{}, false
+		t.bans = nil // partly fed: start again if asked again
+		return projections.Ban{}, false, fmt.Errorf("ban state of %s: %w", termtext.Field(user), err)
 	}
-	b, ok := st.BanAt(r.Event.GetUser(), r.Time)
+	t.bansNext = r.Seq + 1
+	b, ok := t.bans.BanAt(user, r.Time)
 	if !ok || b.EventID == r.ID {
-		return projections.Ban{}, false
+		return projections.Ban{}, false, nil
 	}
-	return b, true
+	return b, true, nil
 }
 
-func (t *teller) cause(ctx context.Context, id ulid.ULID) *ledger.Record {
+// cause is the record with id, or nil when the log does not have it; the
+// lookup skips damage, noting it in c.
+func (t *teller) cause(ctx context.Context, id ulid.ULID) (*ledger.Record, error) {
 	if r, ok := t.causes[id]; ok {
-		return r
+		return r, nil
 	}
-	r, _ := t.e.RecordByID(ctx, id)
+	r, err := t.e.findByID(ctx, id, t.c)
+	if err != nil {
+		return nil, fmt.Errorf("look up event %s: %w", id, err)
+	}
 	t.causes[id] = r
-	return r
+	return r, nil
 }
 
-func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
+func (t *teller) describe(ctx context.Context, r *ledger.Record) (string, error) {
 	ev := r.Event
 	var b strings.Builder
 	// Every name in a sentence is escaped (quoted unless a plain word):
@@ -295,7 +348,11 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 			b.WriteString(" with no expiry")
 		}
 		b.WriteString(reason)
-		if kept, ok := t.banKept(ctx, r); ok {
+		kept, ok, err := t.banKept(ctx, r)
+		if err != nil {
+			return "", err
+		}
+		if ok {
 			// A ban that ends no later than the one in force changes
 			// nothing (the later end wins): the sentence must not read as
 			// if this ban were in force.
@@ -323,7 +380,11 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 			var id ulid.ULID
 			if len(d.GetCauseEventId()) == len(id) {
 				copy(id[:], d.GetCauseEventId())
-				if c := t.cause(ctx, id); c != nil && c.Event != nil {
+				c, err := t.cause(ctx, id)
+				if err != nil {
+					return "", err
+				}
+				if c != nil && c.Event != nil {
 					what := "kick"
 					switch c.Event.GetType() {
 					case eventpb.EventType_EVENT_TYPE_USER_BANNED:
@@ -388,7 +449,11 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 			fmt.Fprintf(&b, " (%s)", strings.Join(parts, ", "))
 		}
 		b.WriteString(reason)
-		b.WriteString(t.causeRef(ctx, c.GetCauseEventId()))
+		ref, err := t.causeRef(ctx, c.GetCauseEventId())
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(ref)
 	case eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
 		v := ev.GetTokenRevoked()
 		if v.GetTokenId() != "" {
@@ -423,7 +488,7 @@ func (t *teller) describe(ctx context.Context, r *ledger.Record) string {
 	default:
 		fmt.Fprintf(&b, "%s%s%s", TypeName(ev.GetType()), by(actor), reason)
 	}
-	return b.String()
+	return b.String(), nil
 }
 
 // withToken says which token a session holds: ", token ID expiring T".
@@ -443,15 +508,18 @@ func (t *teller) withToken(c *eventpb.ClientToken) string {
 
 // causeRef names the event behind a refusal: "; refused by the kick at
 // seq N by ops" or the revocation.
-func (t *teller) causeRef(ctx context.Context, raw []byte) string {
+func (t *teller) causeRef(ctx context.Context, raw []byte) (string, error) {
 	var id ulid.ULID
 	if len(raw) != len(id) {
-		return ""
+		return "", nil
 	}
 	copy(id[:], raw)
-	c := t.cause(ctx, id)
+	c, err := t.cause(ctx, id)
+	if err != nil {
+		return "", err
+	}
 	if c == nil || c.Event == nil {
-		return fmt.Sprintf(" (event %s, not found in this log)", id)
+		return fmt.Sprintf(" (event %s, not found in this log)", id), nil
 	}
 	what := TypeName(c.Event.GetType())
 	switch c.Event.GetType() {
@@ -460,7 +528,7 @@ func (t *teller) causeRef(ctx context.Context, raw []byte) string {
 	case eventpb.EventType_EVENT_TYPE_TOKEN_REVOKED:
 		what = "revocation"
 	}
-	return fmt.Sprintf("; by the %s at seq %d%s", what, c.Seq, by(c.Event.GetActor()))
+	return fmt.Sprintf("; by the %s at seq %d%s", what, c.Seq, by(c.Event.GetActor())), nil
 }
 
 // policyNote names the login policy a connect asked the log to apply.
@@ -519,15 +587,34 @@ func fields(names []string) string {
 
 // RecordByID finds the record with the given ULID. Ids order like seqs and
 // carry their millisecond, so this is a binary search over time and a short
-// scan. It returns ledger.ErrNotFound when no record has that id.
+// scan. It returns ledger.ErrNotFound when no record has that id, and a
+// *CorruptError when it did not find it past damage in the log.
 func (e *Engine) RecordByID(ctx context.Context, id ulid.ULID) (*ledger.Record, error) {
-	ms := time.UnixMilli(int64(id.Time()))
-	seq, err := e.store.SeqAtTime(ms.Add(-time.Second))
+	c := &corruptions{}
+	r, err := e.findByID(ctx, id, c)
+	switch {
+	case err != nil:
+		return nil, err
+	case r != nil:
+		return r, nil
+	}
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	return nil, fmt.Errorf("%w: id %s", ledger.ErrNotFound, id)
+}
+
+// findByID is RecordByID for a query that reads on past damage (the
+// damaged records and missing seqs it meets are noted in c and skipped)
+// and takes a record it does not find for nil, not an error.
+func (e *Engine) findByID(ctx context.Context, id ulid.ULID, c *corruptions) (*ledger.Record, error) {
+	ctx = WithProgress(ctx, nil) // a look back, not the query's progress
+	from, err := e.seqAtTime(ctx, time.UnixMilli(int64(id.Time())).Add(-time.Second))
 	if err != nil {
 		return nil, err
 	}
 	var found *ledger.Record
-	err = e.store.Scan(ctx, seq, 0, func(r *ledger.Record) error {
+	_, err = e.scan(ctx, from, 0, c, func(r *ledger.Record) error {
 		switch r.ID.Compare(id) {
 		case 0:
 			found = r
@@ -537,11 +624,8 @@ func (e *Engine) RecordByID(ctx context.Context, id ulid.ULID) (*ledger.Record, 
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, ledger.ErrStop) {
 		return nil, err
-	}
-	if found == nil {
-		return nil, fmt.Errorf("%w: id %s", ledger.ErrNotFound, id)
 	}
 	return found, nil
 }

@@ -27,8 +27,9 @@ func TestDisconnectReasonTold(t *testing.T) {
 		ev := &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_DISCONNECTED, User: "u", Session: "s-1", Reason: c.reason,
 			Body: &eventpb.Event_SessionDisconnected{SessionDisconnected: &eventpb.SessionDisconnected{Cause: c.cause, Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED}}}
 		tl := &teller{loc: time.UTC}
-		if got := tl.describe(context.Background(), &ledger.Record{Seq: 1, Event: ev}); !strings.Contains(got, c.want) {
-			t.Errorf("%s: got %q; want it to say %q", CauseName(c.cause), got, c.want)
+		got, err := tl.describe(context.Background(), &ledger.Record{Seq: 1, Event: ev})
+		if err != nil || !strings.Contains(got, c.want) {
+			t.Errorf("%s: got %q, %v; want it to say %q", CauseName(c.cause), got, err, c.want)
 		}
 	}
 }

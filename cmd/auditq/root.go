@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/sessionledger/sessionledger/audit"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
+	"github.com/sessionledger/sessionledger/internal/hubconn"
 	"github.com/sessionledger/sessionledger/internal/termtext"
 	"github.com/sessionledger/sessionledger/internal/version"
 	"github.com/sessionledger/sessionledger/ledger"
@@ -406,50 +406,20 @@ func envOr(getenv func(string) string, name, def string) string {
 // the one hubd wrote to DATA/admin.token. Without one it says why, in the
 // words hubctl uses: every Audit call needs one, so auditq does not ask.
 func (a *app) adminToken() (string, error) {
-	if a.token != "" {
-		return a.token, nil
-	}
-	if t := a.getenv("HUBD_ADMIN_TOKEN"); t != "" {
-		return t, nil
-	}
-	path := filepath.Join(a.data, hubapi.AdminTokenFile)
-	t, err := hubapi.FirstAdminToken(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return "", fmt.Errorf("no admin token: %s does not exist (is --data hubd's data directory? or pass --token or HUBD_ADMIN_TOKEN)", path)
-	case err != nil:
-		return "", fmt.Errorf("admin token: %w", err)
-	}
-	return t, nil
+	return hubconn.AdminToken(a.data, a.token, a.getenv("HUBD_ADMIN_TOKEN"))
 }
 
-// tlsConfig is what --tls (or on: the hubd's address file says it serves
-// TLS), --ca and --cert ask for (nil: plaintext), as hubctl's.
+// tlsFlags is what --tls (or on: the hubd's address file says it serves
+// TLS), --ca, --cert and --cert-key ask for, as hubctl's.
+func (a *app) tlsFlags(on bool) hubconn.TLS {
+	return hubconn.TLS{On: on, CAFile: a.caFile, CertFile: a.certFile, KeyFile: a.keyF, KeyFlag: "--cert-key"}
+}
+
+// tlsConfig is tlsFlags' configuration (nil: plaintext).
 func (a *app) tlsConfig(on bool) (*tls.Config, error) {
-	if !on && a.caFile == "" && a.certFile == "" {
-		return nil, nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if a.caFile != "" {
-		pem, err := os.ReadFile(a.caFile)
-		if err != nil {
-			return nil, usagef("--ca: %v", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, usagef("--ca %s: no PEM certificate in it", a.caFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if (a.certFile == "") != (a.keyF == "") {
-		return nil, usagef("--cert and --cert-key go together")
-	}
-	if a.certFile != "" {
-		cert, err := tls.LoadX509KeyPair(a.certFile, a.keyF)
-		if err != nil {
-			return nil, usagef("--cert/--cert-key: %v", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	cfg, err := a.tlsFlags(on).Config()
+	if err != nil {
+		return nil, usageError{err}
 	}
 	return cfg, nil
 }
@@ -477,9 +447,9 @@ func (a *app) dial(addr string, tlsOn bool) (source, func(), error) {
 // hubAnswers reports whether something speaking gRPC answers at addr
 // within probeTimeout (hubd serves the health service).
 func (a *app) hubAnswers(ctx context.Context, addr string, tlsOn bool) bool {
-	creds := insecure.NewCredentials()
-	if tc, err := a.tlsConfig(tlsOn); err == nil && tc != nil {
-		creds = credentials.NewTLS(tc)
+	creds, err := a.tlsFlags(tlsOn).Credentials()
+	if err != nil {
+		creds = insecure.NewCredentials() // the flags' mistake is reported by dial
 	}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {

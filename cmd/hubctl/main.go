@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -17,12 +16,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/sessionledger/sessionledger/hub/hubapi"
+	"github.com/sessionledger/sessionledger/internal/hubconn"
 	"github.com/sessionledger/sessionledger/internal/termtext"
 	"github.com/sessionledger/sessionledger/internal/version"
 )
@@ -208,47 +206,28 @@ func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 	}
 }
 
-// tlsConfig is the TLS configuration --tls and --ca ask for (nil:
-// plaintext). connect hands it to hub/client, the admin commands to dial.
+// tlsConfig is the TLS configuration --tls, --ca, --cert and --key ask
+// for (nil: plaintext), as auditq's. connect hands it to hub/client, the
+// admin commands to dial.
 func (g *globals) tlsConfig() (*tls.Config, error) {
-	if !g.tls && g.caFile == "" && g.certFile == "" {
-		return nil, nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if (g.certFile == "") != (g.keyFile == "") {
-		return nil, usageError{errors.New("--cert and --key go together")}
-	}
-	if g.certFile != "" {
-		cert, err := tls.LoadX509KeyPair(g.certFile, g.keyFile)
-		if err != nil {
-			return nil, usageError{fmt.Errorf("--cert/--key: %w", err)}
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	if g.caFile != "" {
-		pem, err := os.ReadFile(g.caFile)
-		if err != nil {
-			return nil, usageError{fmt.Errorf("--ca: %w", err)}
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, usageError{fmt.Errorf("--ca %s: no PEM certificate in it", g.caFile)}
-		}
-		cfg.RootCAs = pool
+	cfg, err := g.tlsFlags().Config()
+	if err != nil {
+		return nil, usageError{err}
 	}
 	return cfg, nil
+}
+
+// tlsFlags is what --tls, --ca, --cert and --key say.
+func (g *globals) tlsFlags() hubconn.TLS {
+	return hubconn.TLS{On: g.tls, CAFile: g.caFile, CertFile: g.certFile, KeyFile: g.keyFile, KeyFlag: "--key"}
 }
 
 // dial opens a client connection to hubd for the admin commands (one
 // call each; connect lets hub/client dial its own).
 func (g *globals) dial() (*grpc.ClientConn, error) {
-	cfg, err := g.tlsConfig()
+	creds, err := g.tlsFlags().Credentials()
 	if err != nil {
-		return nil, err
-	}
-	creds := insecure.NewCredentials()
-	if cfg != nil {
-		creds = credentials.NewTLS(cfg)
+		return nil, usageError{err}
 	}
 	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
@@ -257,18 +236,12 @@ func (g *globals) dial() (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-// adminCtx returns a context with the admin token and the call timeout.
+// adminCtx returns a context with the admin token (--token, whose default
+// is $HUBD_ADMIN_TOKEN, else DATA/admin.token) and the call timeout.
 func (g *globals) adminCtx() (context.Context, context.CancelFunc, error) {
-	tok := g.token
-	if tok == "" {
-		path := filepath.Join(g.dataDir, hubapi.AdminTokenFile)
-		var err error
-		if tok, err = hubapi.FirstAdminToken(path); err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil, nil, fmt.Errorf("no admin token: %s does not exist (is --data hubd's data directory? or pass --token or HUBD_ADMIN_TOKEN)", path)
-			}
-			return nil, nil, fmt.Errorf("admin token: %w", err)
-		}
+	tok, err := hubconn.AdminToken(g.dataDir, g.token)
+	if err != nil {
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok), cancel, nil
