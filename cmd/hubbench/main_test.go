@@ -8,11 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -159,6 +162,73 @@ func TestCPUTimesReadsTheNodes(t *testing.T) {
 	if clients <= 0 {
 		t.Fatalf("got %s of hubbench's own CPU; want more than 0", clients)
 	}
+}
+
+// TestReservedPort: a port reserveAddr holds refuses connects while no
+// one listens, takes hubd's listener (and again after a restart), and no
+// other socket can bind it until releasePorts.
+func TestReservedPort(t *testing.T) {
+	b := &bench{}
+	defer b.releasePorts()
+	addr, err := b.reserveAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := func(when string) {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err == nil {
+			c.Close()
+			t.Fatalf("%s: a connect to %s got through; want it refused", when, addr)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("%s: got %v; want connection refused", when, err)
+		}
+	}
+	// Another program's bind of the port, explicit and without
+	// SO_REUSEADDR (a bind of port 0 is stricter still).
+	bindable := func() error {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Close(fd)
+		return syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: addrPort(t, addr)})
+	}
+	refused("reserved, nobody listening")
+	if err := bindable(); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("bind of the reserved port by another socket: got %v; want EADDRINUSE", err)
+	}
+	for round := range 2 { // hubd, then hubd restarted
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("round %d: hubd's listen on the reserved port: %v", round, err)
+		}
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("round %d: connect to the listener: %v", round, err)
+		}
+		c.Close()
+		l.Close()
+		refused(fmt.Sprintf("round %d, the listener closed", round))
+	}
+	b.releasePorts()
+	if err := bindable(); err != nil {
+		t.Fatalf("bind after releasePorts: %v; want the port free", err)
+	}
+}
+
+func addrPort(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestHistogramQuantile: quantiles from scraped histogram deltas are
