@@ -216,6 +216,54 @@ func TestResumeRefusedWhileBanned(t *testing.T) {
 	e.rejectedEvent(head+1, "wes", "banned")
 }
 
+// TestResumeRefusedByAnotherSessionsKick: a resume its own session's end
+// allows (the client closed it) is still refused while a kick of a later
+// session on the same user and device refuses that device's connects,
+// and the refusal names the kick.
+func TestResumeRefusedByAnotherSessionsKick(t *testing.T) {
+	e := newEnv(t, hub.Config{RejectWindow: time.Hour})
+	old := e.mustDial("ivo", "d")
+	old.close()
+	e.waitEnd(1, old.welcome.GetSessionId())
+	cur := e.mustDial("ivo", "d")
+	rep := e.kick(&hubpb.KickRequest{SessionId: cur.welcome.GetSessionId(), Reconnect: hubpb.Reconnect_RECONNECT_NOT_ALLOWED})
+	endedWith(t, cur, hubpb.DisconnectCode_DISCONNECT_CODE_KICKED, rep.GetEventId())
+	e.waitEnd(rep.GetSeq(), cur.welcome.GetSessionId())
+	head := e.store.Head().Seq
+	_, err := e.dialHello(&hubpb.Hello{User: "ivo", Device: "d", Resume: resumeOf(old, 0)})
+	rj := rejectedWith(t, err, codes.PermissionDenied, "kicked", rep.GetEventId())
+	if rj.GetReconnect() != hubpb.Reconnect_RECONNECT_NOT_ALLOWED {
+		t.Fatalf("got reconnect %v; want %v (the kick's)", rj.GetReconnect(), hubpb.Reconnect_RECONNECT_NOT_ALLOWED)
+	}
+	e.rejectedRecord(head, "kicked", rep.GetEventId())
+	if got := e.types(head + 1); !equalTypes(got, tRejected) {
+		t.Fatalf("ledger after the refusal = %v; want only connect_rejected", got)
+	}
+}
+
+// TestResumeRefusedWithRevokedToken: a resume its own session's end
+// allows is refused when it comes with a token revoked since, naming the
+// revocation.
+func TestResumeRefusedWithRevokedToken(t *testing.T) {
+	e := newEnv(t, hub.Config{JWTSecret: testSecret, RejectWindow: time.Hour})
+	now := time.Now()
+	tok := signHS(t, claims("ines", "d", "jti-ines", now, now.Add(time.Hour)))
+	c, err := e.dialHello(&hubpb.Hello{Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.close()
+	e.waitEnd(1, c.welcome.GetSessionId())
+	rep := e.revoke(&hubpb.RevokeRequest{TokenId: "jti-ines", Reason: "token leaked"})
+	head := e.store.Head().Seq
+	_, err = e.dialHello(&hubpb.Hello{Token: tok, Resume: resumeOf(c, 0)})
+	rejectedWith(t, err, codes.PermissionDenied, "revoked", rep.GetEventId())
+	e.rejectedRecord(head, "revoked", rep.GetEventId())
+	if got := e.types(head + 1); !equalTypes(got, tRejected) {
+		t.Fatalf("ledger after the refusal = %v; want only connect_rejected", got)
+	}
+}
+
 func TestResumeWindowPassed(t *testing.T) {
 	e := newEnv(t, hub.Config{ResumeWindow: 100 * time.Millisecond})
 	c := e.mustDial("xena", "d")

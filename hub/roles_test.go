@@ -247,12 +247,20 @@ func TestRefusedAdminCallsAggregated(t *testing.T) {
 			t.Fatalf("auditor Ban: %v", err)
 		}
 	}
+	// Only the refusals are this test's to count. Over the seconds it
+	// waits, a client of another test process that lost its server and
+	// dials its address again may reach this hub, if it was given that
+	// port: its connect is recorded here too.
 	total := func() (calls uint32, events int) {
 		for _, r := range e.events(head + 1) {
-			if r.Event.GetActor() != "comp-carl" || r.Event.GetAdminCallRefused().GetMethod() != "/sessionledger.hub.v1.Admin/Ban" {
-				t.Fatalf("unexpected event %v", r.Event)
+			a := r.Event.GetAdminCallRefused()
+			if a == nil {
+				continue
 			}
-			calls += r.Event.GetAdminCallRefused().GetCount()
+			if r.Event.GetActor() != "comp-carl" || a.GetMethod() != "/sessionledger.hub.v1.Admin/Ban" {
+				t.Fatalf("got refusal %v; want only comp-carl's Ban", r.Event)
+			}
+			calls += a.GetCount()
 			events++
 		}
 		return calls, events

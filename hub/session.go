@@ -404,9 +404,13 @@ func (s *Server) admit(t Transport) (*session, error) {
 	remote := t.Remote()
 	// A banned user, a revoked token or a connect a kick still refuses is
 	// told so whatever the connect rate: a cheap read before the limits
-	// (the decision is taken again under the lock).
-	resuming := hello.GetResume() != nil
-	if rj := s.refusal(id, s.cfg.Now(), !resuming); rj != nil {
+	// (the decision is taken again under the lock). A resume meets kicks
+	// only after its own session's end was judged (below).
+	checks := refuseBans | refuseKicks
+	if hello.GetResume() != nil {
+		checks = refuseBans
+	}
+	if rj := s.refusal(id, s.cfg.Now(), checks); rj != nil {
 		return nil, s.reject(user, device, remote, rj)
 	}
 	if !s.rates.allow(user, s.cfg.Now()) {
@@ -429,7 +433,7 @@ func (s *Server) admit(t Transport) (*session, error) {
 	if s.draining.Load() {
 		return nil, s.reject(user, device, remote, drainingRejection())
 	}
-	if rj := s.refusal(id, now, !resuming); rj != nil {
+	if rj := s.refusal(id, now, checks); rj != nil {
 		return nil, s.reject(user, device, remote, rj)
 	}
 	// What this connect will supersede, as this node sees it now: only
@@ -451,8 +455,9 @@ func (s *Server) admit(t Transport) (*session, error) {
 		}
 		// A resume the session's own end allows may still meet a kick
 		// that holds its user and device (another session's): the
-		// resume's refusal comes first, as it is the more precise.
-		if rj := s.refusal(id, now, true); rj != nil {
+		// resume's refusal comes first, as it is the more precise. Bans
+		// and revocations were read above, under the same lock.
+		if rj := s.refusal(id, now, refuseKicks); rj != nil {
 			return nil, s.reject(user, device, remote, rj)
 		}
 		// A resume of a session still live (its old transport not yet
@@ -578,25 +583,39 @@ func jittered(base time.Duration) time.Duration {
 	return base + rand.N(base+1)
 }
 
-// refusal returns the refusal of a connect by id at now, nil if none: the
-// user is banned, the token is revoked, or (with kicks) a kick still holds
-// the user and device or the token. All three are read from the
-// projections, in one read, so every node refuses the same connects.
-func (s *Server) refusal(id identity, now time.Time, kicks bool) *Rejection {
+// What refusal looks at.
+type refusals uint8
+
+const (
+	// refuseBans: a ban of the user in force, or the token revoked.
+	refuseBans refusals = 1 << iota
+	// refuseKicks: a kick that still holds the user and device, or the
+	// token.
+	refuseKicks
+)
+
+// refusal returns the refusal of a connect by id at now, nil if none,
+// among those what names: the user is banned, the token is revoked, or a
+// kick still holds the user and device or the token (in that order). They
+// are read from the projections, in one read, so every node refuses the
+// same connects.
+func (s *Server) refusal(id identity, now time.Time, what refusals) *Rejection {
 	var ban projections.Ban
 	var rev projections.Revocation
 	var f projections.Refusal
 	var banned, revoked, refused bool
 	s.proj.Read(func(st *projections.State) {
-		if ban, banned = st.BanAt(id.user, now); banned {
-			return
-		}
-		if !id.token.expires.IsZero() {
-			if rev, revoked = st.RevokedAt(id.user, id.token.id, id.token.issued, now); revoked {
+		if what&refuseBans != 0 {
+			if ban, banned = st.BanAt(id.user, now); banned {
 				return
 			}
+			if !id.token.expires.IsZero() {
+				if rev, revoked = st.RevokedAt(id.user, id.token.id, id.token.issued, now); revoked {
+					return
+				}
+			}
 		}
-		if kicks {
+		if what&refuseKicks != 0 {
 			f, refused = st.RefusalAt(id.user, id.device, id.token.id, now)
 		}
 	})

@@ -132,6 +132,11 @@ func (s *Server) NewWebSocket(cfg WebSocketConfig) (*WebSocket, error) {
 	return w, nil
 }
 
+// HandshakeTimeout is the time the upgrade's response is given
+// (WebSocketConfig.HandshakeTimeout, defaults applied); hubd gives reading
+// the upgrade request as much.
+func (w *WebSocket) HandshakeTimeout() time.Duration { return w.cfg.HandshakeTimeout }
+
 // ServeHTTP upgrades a connect request to a WebSocket and serves its
 // session. A request from a browser page of an origin that is not allowed
 // is refused with 403 and recorded as connect_rejected (origin_refused); a

@@ -125,7 +125,7 @@ func (b *bench) startCluster(data string) error {
 		var a [3]string
 		for j := range a {
 			var err error
-			if a[j], err = freeAddr(); err != nil {
+			if a[j], err = b.reserveAddr(); err != nil {
 				return err
 			}
 		}

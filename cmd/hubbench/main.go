@@ -45,7 +45,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -72,6 +71,7 @@ type bench struct {
 	sessions []*sess
 	admin    hubpb.AdminClient
 	token    string
+	reserved []int // sockets holding the ports of the nodes started (reserveAddr)
 
 	live           atomic.Int64 // sessions welcomed and not yet ended
 	delivered      atomic.Int64
@@ -304,9 +304,10 @@ func runBench(o options) error {
 		cleanup = append(cleanup, func() { os.RemoveAll(dir) })
 		data = dir
 	}
-	// Every node stops, however the run ends; the sessions close first
-	// (registered later, so run earlier).
-	cleanup = append(cleanup, b.stopAll)
+	// Every node stops, however the run ends, and only then are its ports
+	// given back; the sessions close first (registered later, so run
+	// earlier).
+	cleanup = append(cleanup, b.releasePorts, b.stopAll)
 	var err error
 	switch {
 	case o.cluster > 0:
@@ -425,18 +426,18 @@ func runBench(o options) error {
 	return nil
 }
 
-// startSingle starts the one hubd of single mode on a fixed port (so the
-// clients find it again after the storm's restart) and reads its admin
-// token.
+// startSingle starts the one hubd of single mode on a fixed port, reserved
+// for the run (so the clients find it again after the storm's restart, and
+// only it), and reads its admin token.
 func (b *bench) startSingle(data string) error {
-	addr, err := freeAddr()
+	addr, err := b.reserveAddr()
 	if err != nil {
 		return err
 	}
 	n := &node{data: data, listen: addr}
 	b.nodes = []*node{n}
 	if b.o.transport == "ws" {
-		if b.wsListen, err = freeAddr(); err != nil {
+		if b.wsListen, err = b.reserveAddr(); err != nil {
 			return err
 		}
 	}
@@ -449,16 +450,6 @@ func (b *bench) startSingle(data string) error {
 	}
 	b.token = tok
 	return nil
-}
-
-// freeAddr returns a loopback address with a port free right now.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // measureMemory reads the started nodes' memory with every session idle,

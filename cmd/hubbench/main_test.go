@@ -8,10 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -110,7 +114,9 @@ func TestOneConnectionPerSession(t *testing.T) {
 	if r.Sessions != 12 || r.Connections != 12 || r.Fanout.Sessions != 12 || r.Clients.Delivered != 12 || r.Kick.N != 2 || !r.Kick.Durable {
 		t.Fatalf("result %+v; want 12 sessions on 12 connections, each notified once, 2 durable kicks", r)
 	}
-	if r.Connect.ClientsCPUUs <= 0 || r.Fanout.ClientsCPUUs <= 0 || r.Connect.HubdCPUUs < 0 || r.Connect.MeanBatch < 1 {
+	// hubd's share of a phase this short may be less than one clock tick
+	// (0); TestCPUTimesReadsTheNodes checks that it is read at all.
+	if r.Connect.ClientsCPUUs <= 0 || r.Fanout.ClientsCPUUs <= 0 || r.Connect.MeanBatch < 1 {
 		t.Errorf("CPU per connect %+v, per delivery %+v; want the clients' measured", r.Connect, r.Fanout)
 	}
 	if r.Kick.Appends < 2*r.Kick.N || r.Kick.AppendP99 <= 0 || r.Kick.EnforceP99 <= 0 {
@@ -126,6 +132,103 @@ func TestOneConnectionPerSession(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, tab.String())
 		}
 	}
+}
+
+// TestCPUTimesReadsTheNodes: cpuTimes reads a node's CPU time from /proc
+// (user and system, in clock ticks): a child that spins is seen using CPU,
+// never more than the wall time it ran (one tick of rounding aside), and
+// hubbench's own is read too.
+func TestCPUTimesReadsTheNodes(t *testing.T) {
+	start := time.Now()
+	cmd := exec.Command("sh", "-c", "while :; do :; done")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	b := &bench{nodes: []*node{{cmd: cmd}, {listen: "127.0.0.1:1"}}} // the second is not hubbench's: not read
+	var hubd, clients time.Duration
+	for deadline := time.Now().Add(10 * time.Second); hubd < 100*time.Millisecond; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("got %s of CPU for a child spinning for 10 s; want at least 100ms", hubd)
+		}
+		hubd, clients = b.cpuTimes()
+	}
+	if ran := time.Since(start); hubd > ran+time.Second/clockTicks {
+		t.Fatalf("got %s of CPU for a one-thread child that ran %s; want at most that", hubd, ran)
+	}
+	if clients <= 0 {
+		t.Fatalf("got %s of hubbench's own CPU; want more than 0", clients)
+	}
+}
+
+// TestReservedPort: a port reserveAddr holds refuses connects while no
+// one listens, takes hubd's listener (and again after a restart), and no
+// other socket can bind it until releasePorts.
+func TestReservedPort(t *testing.T) {
+	b := &bench{}
+	defer b.releasePorts()
+	addr, err := b.reserveAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := func(when string) {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err == nil {
+			c.Close()
+			t.Fatalf("%s: a connect to %s got through; want it refused", when, addr)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("%s: got %v; want connection refused", when, err)
+		}
+	}
+	// Another program's bind of the port, explicit and without
+	// SO_REUSEADDR (a bind of port 0 is stricter still).
+	bindable := func() error {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Close(fd)
+		return syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: addrPort(t, addr)})
+	}
+	refused("reserved, nobody listening")
+	if err := bindable(); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("bind of the reserved port by another socket: got %v; want EADDRINUSE", err)
+	}
+	for round := range 2 { // hubd, then hubd restarted
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("round %d: hubd's listen on the reserved port: %v", round, err)
+		}
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("round %d: connect to the listener: %v", round, err)
+		}
+		c.Close()
+		l.Close()
+		refused(fmt.Sprintf("round %d, the listener closed", round))
+	}
+	b.releasePorts()
+	if err := bindable(); err != nil {
+		t.Fatalf("bind after releasePorts: %v; want the port free", err)
+	}
+}
+
+func addrPort(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestHistogramQuantile: quantiles from scraped histogram deltas are

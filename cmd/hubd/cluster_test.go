@@ -354,6 +354,22 @@ func TestClusterFailsClosedWithoutQuorum(t *testing.T) {
 	checkLedgers(t, nodes[:2], nil)
 }
 
+// ledgerRecords returns the records of nd's ledger (its hubd must have
+// exited).
+func ledgerRecords(t *testing.T, nd *clusterNode) []*ledger.Record {
+	t.Helper()
+	s, err := ledger.Open(filepath.Join(nd.data, "ledger.db"), &ledger.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("%s: %v", nd.name, err)
+	}
+	defer s.Close()
+	var out []*ledger.Record
+	if err := s.Scan(context.Background(), 1, 0, func(r *ledger.Record) error { out = append(out, r); return nil }); err != nil {
+		t.Fatalf("%s: %v", nd.name, err)
+	}
+	return out
+}
+
 // TestClusterKillRounds: over rounds, a random node is SIGKILLed while
 // appends run through all nodes, and started again; at the end no node
 // lost or duplicated an acknowledged event, and all chains agree.

@@ -134,22 +134,33 @@ type Client struct {
 	notes chan Notification
 	discs chan Disconnect
 
-	mu          sync.Mutex
-	token       string // what Hello sends: WithToken's, then the latest refreshed
-	sess        Session
-	resume      *Resume // what the next connect resumes; nil: connect afresh
-	hadSession  bool    // a session existed before (WithResume counts): a fresh one is a gap
-	lastAcked   uint64
-	ackFloor    uint64 // seq of the first fresh connect: nothing before it is ours
-	seenSeq     uint64 // the last notification handed to the application
-	seenID      string
-	live        *stream
-	closedByApp bool
-	err         *Disconnect // why the client ended (run's verdict); Err shows it once done closed
+	mu         sync.Mutex
+	token      string // what Hello sends: WithToken's, then the latest refreshed
+	sess       Session
+	resume     *Resume // what the next connect resumes; nil: connect afresh
+	hadSession bool    // a session existed before (WithResume counts): a fresh one is a gap
+	lastAcked  uint64
+	ackFloor   uint64 // seq of the first fresh connect: nothing before it is ours
+	// What the process WithResume resumed for had handed to its
+	// application last: reported until this client hands one over (see
+	// last), forgotten when the log rewound.
+	resumedSeen   uint64
+	resumedSeenID string
+	live          *stream
+	closedByApp   bool
+	err           *Disconnect // why the client ended (run's verdict); Err shows it once done closed
 
-	// The dispatcher's (Dial's before it starts): the seq of the last
-	// notification handed to the application.
-	lastDelivered uint64
+	// last is the last notification this client handed to the
+	// application (nil: none yet, or forgotten because the log rewound):
+	// the one record of the last delivered seq. Only the dispatcher
+	// stores one, without a lock; its duplicate check, Resume and a
+	// resuming Hello read it. (It keeps that one notification's payload.)
+	last atomic.Pointer[hubpb.Notification]
+	// The dispatcher's (Dial's before it starts): nothing at or below
+	// floor is handed over either, whatever last says: a fresh session's
+	// connect seq (earlier notifications were never addressed to it), and
+	// at first the ack WithResume brought.
+	floor uint64
 
 	connects, resumes                  atomic.Int64
 	delivered, redelivered, duplicates atomic.Uint64
@@ -227,8 +238,8 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	c.hub = hubpb.NewHubClient(c.conn)
 	if r := cfg.resume; r != nil {
 		c.resume, c.hadSession = r, true
-		c.lastAcked, c.lastDelivered = r.LastAckedSeq, r.LastAckedSeq
-		c.seenSeq, c.seenID = r.LastSeenSeq, r.LastSeenEventID
+		c.lastAcked, c.floor = r.LastAckedSeq, r.LastAckedSeq
+		c.resumedSeen, c.resumedSeenID = r.LastSeenSeq, r.LastSeenEventID
 	}
 	c.token = cfg.token
 	base, baseCancel := context.WithCancel(context.Background())
@@ -383,9 +394,19 @@ func (c *Client) Session() Session {
 func (c *Client) Resume() Resume {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r := Resume{SessionID: c.sess.ID, Secret: c.sess.ResumeSecret, LastAckedSeq: max(c.lastAcked, c.ackFloor),
-		LastSeenSeq: c.seenSeq, LastSeenEventID: c.seenID}
-	return r
+	seen, seenID := c.seenLocked()
+	return Resume{SessionID: c.sess.ID, Secret: c.sess.ResumeSecret, LastAckedSeq: max(c.lastAcked, c.ackFloor),
+		LastSeenSeq: seen, LastSeenEventID: seenID}
+}
+
+// seenLocked returns the seq and event id of the last notification handed
+// to the application: by this client, else by the process WithResume
+// resumed for. c.mu is held.
+func (c *Client) seenLocked() (uint64, string) {
+	if n := c.last.Load(); n != nil {
+		return n.GetSeq(), n.GetEventId()
+	}
+	return c.resumedSeen, c.resumedSeenID
 }
 
 // Stats returns the client's counters.
@@ -471,8 +492,9 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 	c.mu.Lock()
 	if r := c.resume; r != nil {
 		helloAck = max(c.lastAcked, c.ackFloor)
+		seen, seenID := c.seenLocked()
 		hello.Resume = &hubpb.Resume{SessionId: r.SessionID, Secret: r.Secret, LastAckedSeq: helloAck,
-			LastSeenSeq: c.seenSeq, LastSeenEventId: c.seenID}
+			LastSeenSeq: seen, LastSeenEventId: seenID}
 	}
 	c.mu.Unlock()
 	if err := st.Send(&hubpb.ClientFrame{Frame: &hubpb.ClientFrame_Hello{Hello: hello}}); err != nil && !errors.Is(err, io.EOF) {
@@ -509,15 +531,18 @@ func (c *Client) connect(base, bound context.Context) (*stream, *Disconnect) {
 	if sess.LogRewound {
 		// The seqs this client saw were given again to other records: what
 		// it acked or saw says nothing about the log it resumed on (the
-		// dispatcher forgets its last delivered seq likewise).
-		c.lastAcked, c.ackFloor, c.seenSeq, c.seenID, helloAck = 0, 0, 0, "", 0
+		// dispatcher lowers its floor likewise). run waited for the
+		// dispatcher to hand over what it had, so none is handed over
+		// after last is cleared.
+		c.lastAcked, c.ackFloor, c.resumedSeen, c.resumedSeenID, helloAck = 0, 0, 0, "", 0
+		c.last.Store(nil)
 	}
 	c.sess, c.hadSession = sess, true
 	c.resume = &Resume{SessionID: sess.ID, Secret: sess.ResumeSecret}
 	if sess.ResumedFrom == "" {
 		// A fresh session gets the notifications recorded after its
 		// connect; earlier ones were never addressed to it (the
-		// dispatcher raises the last delivered seq likewise).
+		// dispatcher raises its floor likewise).
 		c.ackFloor = max(c.ackFloor, sess.Seq)
 		helloAck = c.ackFloor
 	}

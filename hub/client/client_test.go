@@ -184,6 +184,67 @@ func TestNotifyAckClose(t *testing.T) {
 	}
 }
 
+// TestResumeElsewhereRedeliversWhatWasNotAcked: Resume names the last
+// notification handed over (seq and event id) and the last ack. A client
+// started with it, as after a process restart, gets the notifications
+// after the ack again instead of dropping them as seen, and the server,
+// finding the one named as seen in its log, does not call the log
+// rewound.
+func TestResumeElsewhereRedeliversWhatWasNotAcked(t *testing.T) {
+	h := newHub(t, hub.Config{})
+	c := dial(t, h, "nia", "d")
+	var seqs []uint64
+	for _, topic := range []string{"a", "b", "c"} {
+		seqs = append(seqs, mustNotify(t, h, "nia", topic))
+	}
+	var last client.Notification
+	for _, want := range seqs {
+		if last = nextNote(t, c); last.Seq != want || last.EventID == "" {
+			t.Fatalf("got notification %+v; want seq %d with its event id", last, want)
+		}
+	}
+	c.Ack(seqs[0])
+	// A notification counts as handed over once the channel took it, a
+	// moment after the application could read it.
+	waitResume := func(c *client.Client) client.Resume {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r := c.Resume()
+			if r.LastSeenSeq == seqs[2] {
+				return r
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("got Resume %+v; want last seen seq %d", r, seqs[2])
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	r := waitResume(c)
+	if r.LastSeenEventID != last.EventID || r.LastAckedSeq != seqs[0] || r.SessionID != c.Session().ID {
+		t.Fatalf("got Resume %+v; want session %s, last seen %s, last acked %d", r, c.Session().ID, last.EventID, seqs[0])
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := dial(t, h, "nia", "d", client.WithResume(r))
+	if s := c2.Session(); s.ResumedFrom != r.SessionID || s.Redelivering != 2 || s.LogRewound {
+		t.Fatalf("got session %+v; want resumed from %s, 2 redelivered, log not rewound", s, r.SessionID)
+	}
+	for _, want := range seqs[1:] {
+		if n := nextNote(t, c2); n.Seq != want || !n.Redelivered {
+			t.Fatalf("got %+v; want seq %d redelivered", n, want)
+		}
+	}
+	if r2 := waitResume(c2); r2.LastSeenEventID != last.EventID {
+		t.Fatalf("got Resume %+v; want last seen %s", r2, last.EventID)
+	}
+	// Counted before recorded as the last one seen.
+	if st := c2.Stats(); st.Delivered != 2 || st.Redelivered != 2 || st.Duplicates != 0 {
+		t.Fatalf("got stats %+v; want 2 delivered, both redelivered, no duplicate", st)
+	}
+}
+
 func TestReconnectAllowedResumes(t *testing.T) {
 	h := newHub(t, hub.Config{})
 	r := newRecorder()

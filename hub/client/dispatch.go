@@ -175,12 +175,12 @@ func (c *Client) handle(ev event) {
 		}
 	case evConnect:
 		if ev.sess.LogRewound {
-			c.lastDelivered = 0
+			c.floor = 0 // connect cleared last
 		}
 		if ev.sess.ResumedFrom == "" {
 			// A fresh session gets the notifications recorded after its
 			// connect; earlier ones were never addressed to it.
-			c.lastDelivered = max(c.lastDelivered, ev.sess.Seq)
+			c.floor = max(c.floor, ev.sess.Seq)
 		}
 		if c.cfg.onConnect != nil {
 			c.cfg.onConnect(*ev.sess)
@@ -209,7 +209,7 @@ func (c *Client) handle(ev event) {
 // ended, or the client is closing, what does not fit into the channel at
 // once is dropped unacknowledged, and so is everything after it from ls.
 func (c *Client) deliver(ls *stream, n *hubpb.Notification) {
-	if n.GetSeq() <= c.lastDelivered {
+	if n.GetSeq() <= max(c.floor, c.last.Load().GetSeq()) {
 		c.duplicates.Add(1)
 		return
 	}
@@ -224,13 +224,13 @@ func (c *Client) deliver(ls *stream, n *hubpb.Notification) {
 			return
 		}
 		c.cfg.onNotification(note)
-		c.handedOver(note)
+		c.handedOver(n, note)
 		return
 	}
 	if live {
 		select {
 		case c.notes <- note:
-			c.handedOver(note)
+			c.handedOver(n, note)
 			return
 		case <-ls.ended:
 		case <-c.closing.Done():
@@ -238,23 +238,20 @@ func (c *Client) deliver(ls *stream, n *hubpb.Notification) {
 	}
 	select {
 	case c.notes <- note:
-		c.handedOver(note)
+		c.handedOver(n, note)
 	default:
 		ls.dropping = true
 	}
 }
 
-// handedOver accounts for a notification the application took.
-func (c *Client) handedOver(n Notification) {
-	c.lastDelivered = n.Seq
-	c.mu.Lock()
-	c.seenSeq, c.seenID = n.Seq, n.EventID
-	c.mu.Unlock()
+// handedOver accounts for n, which the application took as note.
+func (c *Client) handedOver(n *hubpb.Notification, note Notification) {
 	c.delivered.Add(1)
-	if n.Redelivered {
+	if note.Redelivered {
 		c.redelivered.Add(1)
 	}
+	c.last.Store(n)
 	if c.cfg.autoAck {
-		c.Ack(n.Seq)
+		c.Ack(note.Seq)
 	}
 }

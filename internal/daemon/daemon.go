@@ -267,6 +267,10 @@ type Daemon struct {
 	log       *slog.Logger
 	jwtSecret []byte
 	tlsCreds  credentials.TransportCredentials
+	// tlsConf is TLSCertFile's certificate with the client-CA rules,
+	// loaded once (New): tlsCreds, the WebSocket listener and the console
+	// serve it. Nil without TLSCertFile.
+	tlsConf *tls.Config
 
 	creds credFiles // the credential files and what was last read of them
 
@@ -327,11 +331,11 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
 	if cfg.TLSCertFile != "" {
-		creds, err := serverTLS(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.ClientCAFile, cfg.ClientCertsForClients)
+		conf, err := serverTLSConfig(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.ClientCAFile, cfg.ClientCertsForClients)
 		if err != nil {
 			return nil, err
 		}
-		d.tlsCreds = creds
+		d.tlsConf, d.tlsCreds = conf, credentials.NewTLS(conf) // NewTLS works on a copy
 	} else if cfg.ClientCAFile != "" && cfg.Creds == nil {
 		return nil, errors.New("--client-ca needs TLS (--tls-cert and --tls-key)")
 	}
@@ -551,13 +555,6 @@ func (d *Daemon) startWebSocket() error {
 	if err != nil {
 		return fmt.Errorf("websocket: %w", err)
 	}
-	// The same certificate and client-CA rules as the gRPC listener.
-	var tlsConf *tls.Config
-	if cfg.TLSCertFile != "" {
-		if tlsConf, err = serverTLSConfig(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.ClientCAFile, cfg.ClientCertsForClients); err != nil {
-			return err
-		}
-	}
 	mux := http.NewServeMux()
 	mux.Handle("/connect", ws)
 	if !cfg.WSNoDemo {
@@ -568,15 +565,13 @@ func (d *Daemon) startWebSocket() error {
 	if err != nil {
 		return fmt.Errorf("listen %s (websocket): %w", cfg.WSListen, err)
 	}
-	if tlsConf != nil {
-		wl = tls.NewListener(wl, tlsConf)
+	if d.tlsConf != nil {
+		// The same certificate and client-CA rules as the gRPC listener.
+		wl = tls.NewListener(wl, d.tlsConf)
 	}
 	d.ws, d.wsAddr = ws, wl.Addr().String()
-	handshake := wc.HandshakeTimeout
-	if handshake <= 0 {
-		handshake = 10 * time.Second
-	}
-	d.wsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: handshake, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
+	// The upgrade request gets the time the response gets.
+	d.wsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: ws.HandshakeTimeout(), ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
 	go func() {
 		if err := d.wsHTTP.Serve(wl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.failed <- fmt.Errorf("websocket server: %w", err)
@@ -617,11 +612,16 @@ func (d *Daemon) serveConsole() error {
 	}
 	d.consoleAddr = cl.Addr().String()
 	d.console = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	tlsOn := d.cfg.TLSCertFile != ""
+	tlsOn := d.tlsConf != nil
+	if tlsOn {
+		// The certificate only: the console asks for no client
+		// certificate.
+		d.console.TLSConfig = &tls.Config{Certificates: d.tlsConf.Certificates, MinVersion: tls.VersionTLS12}
+	}
 	go func() {
 		var err error
 		if tlsOn {
-			err = d.console.ServeTLS(cl, d.cfg.TLSCertFile, d.cfg.TLSKeyFile)
+			err = d.console.ServeTLS(cl, "", "") // the certificate in TLSConfig
 		} else {
 			err = d.console.Serve(cl)
 		}

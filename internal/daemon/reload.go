@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/credentials"
-
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 )
@@ -73,19 +71,9 @@ func (d *Daemon) readKeys() error {
 	return nil
 }
 
-// serverTLS is the listener's TLS: the certificate, and with a client CA
-// file, client certificates asked for and verified (required of every
-// caller with forClients, else checked by the hub for admin calls).
-func serverTLS(certFile, keyFile, caFile string, forClients bool) (credentials.TransportCredentials, error) {
-	cfg, err := serverTLSConfig(certFile, keyFile, caFile, forClients)
-	if err != nil {
-		return nil, err
-	}
-	return credentials.NewTLS(cfg), nil
-}
-
-// serverTLSConfig is serverTLS's configuration, which the WebSocket
-// listener shares.
+// serverTLSConfig is the listeners' TLS: the certificate, and with a
+// client CA file, client certificates asked for and verified (required of
+// every caller with forClients, else checked by the hub for admin calls).
 func serverTLSConfig(certFile, keyFile, caFile string, forClients bool) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
