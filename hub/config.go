@@ -49,6 +49,13 @@ type Config struct {
 	// GracefulTimeout bounds a graceful end: a client that does not take
 	// its Disconnect in time has its connection closed (default 5s).
 	GracefulTimeout time.Duration
+	// OrphanAfter is how long a session the log shows live on this node,
+	// which this node does not hold, may stay so before the node records
+	// its end (default 10s). Such a session is a connect whose publish
+	// was answered as failed but stored after all (a cluster's stream
+	// leader that had not yet noticed it lost its quorum commits it when
+	// the quorum is back), or an end whose publish failed.
+	OrphanAfter time.Duration
 	// ClientFrameRate is how many frames a second a session's client may
 	// send (Pong, Ack), in bursts of up to two seconds' worth (default
 	// 100). Beyond it the hub reads the session's frames no faster, and
@@ -147,6 +154,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.GracefulTimeout <= 0 {
 		c.GracefulTimeout = 5 * time.Second
+	}
+	if c.OrphanAfter <= 0 {
+		c.OrphanAfter = 10 * time.Second
 	}
 	if c.ClientFrameRate <= 0 {
 		c.ClientFrameRate = 100

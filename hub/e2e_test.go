@@ -330,6 +330,59 @@ func TestRestartEndsLostSessions(t *testing.T) {
 	}
 }
 
+// TestUnheldSessionEnded: a connect the log holds for this node while the
+// node holds no such session (in a cluster, a connect answered as refused
+// whose publish the stream committed when its quorum came back) is ended
+// by the node after OrphanAfter, with cause lost, once; the sessions it
+// holds, and another node's, are left alone.
+func TestUnheldSessionEnded(t *testing.T) {
+	e := newEnv(t, hub.Config{OrphanAfter: 300 * time.Millisecond})
+	held := e.mustDial("held", "d")
+	for _, ev := range []*eventpb.Event{
+		{Type: tConnected, User: "ghost", Device: "d", Session: "refused-1", Node: "node-1", Actor: "ghost",
+			Body: &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{}}},
+		{Type: tConnected, User: "kim", Device: "d", Session: "other-node-1", Node: "node-2", Actor: "kim",
+			Body: &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{}}},
+	} {
+		if _, err := e.store.Append(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		res, err := e.admin.ListSessions(adminCtx(ctx), &hubpb.ListSessionsRequest{User: "ghost"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.GetSessions()) == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the unheld session refused-1 is still live 10 s after it was recorded; want it ended after OrphanAfter (300ms)")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // more sweeps: none may end it again
+	ends := map[string]int{}
+	for _, r := range e.events(1) {
+		if r.Event.GetType() != tDisconnected {
+			continue
+		}
+		ends[r.Event.GetSession()]++
+		if r.Event.GetSession() == "refused-1" && r.Event.GetSessionDisconnected().GetCause() != eventpb.DisconnectCause_DISCONNECT_CAUSE_LOST {
+			t.Errorf("refused-1 ended with cause %v; want lost", r.Event.GetSessionDisconnected().GetCause())
+		}
+	}
+	if len(ends) != 1 || ends["refused-1"] != 1 {
+		t.Fatalf("ends recorded per session: %v; want refused-1's alone, once", ends)
+	}
+	res, err := e.admin.ListSessions(adminCtx(ctx), &hubpb.ListSessionsRequest{User: "held"})
+	if err != nil || len(res.GetSessions()) != 1 || res.GetSessions()[0].GetSessionId() != held.welcome.GetSessionId() {
+		t.Fatalf("held's live sessions: %v, %v; want its one session", res.GetSessions(), err)
+	}
+}
+
 func TestShutdownTellsEverySessionAndRecordsIt(t *testing.T) {
 	e := newEnv(t, hub.Config{})
 	var cs []*client

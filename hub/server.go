@@ -44,6 +44,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session            // live sessions held by this node
+	ending   map[string]struct{}            // sessions whose end recordEnd is publishing (not held, not orphans)
 	byUser   map[string]map[string]*session // user -> id -> session
 	closing  bool
 	shutdown chan struct{} // closed when Shutdown starts
@@ -97,6 +98,7 @@ func New(ports Ports, cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		health:   health.NewServer(),
 		sessions: make(map[string]*session),
+		ending:   make(map[string]struct{}),
 		byUser:   make(map[string]map[string]*session),
 		shutdown: make(chan struct{}),
 		seed:     maphash.MakeSeed(),
@@ -206,6 +208,13 @@ func (s *Server) heartbeats() {
 	t := time.NewTicker(heartbeatTick(s.cfg.HeartbeatInterval))
 	defer t.Stop()
 	var due []*session
+	// The orphan sweep runs on a goroutine of its own (it may publish),
+	// one at a time, and stops with this loop.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	seen := map[string]time.Time{}
+	var sweeping atomic.Bool
+	lastSweep := s.mono()
 	for {
 		select {
 		case <-t.C:
@@ -213,6 +222,15 @@ func (s *Server) heartbeats() {
 			return
 		}
 		now := s.mono()
+		if now-lastSweep >= int64(s.cfg.OrphanAfter/2) && sweeping.CompareAndSwap(false, true) {
+			lastSweep = now
+			s.bg.Add(1)
+			go func() {
+				defer s.bg.Done()
+				defer sweeping.Store(false)
+				s.sweepOrphans(ctx, seen, s.cfg.Now())
+			}()
+		}
 		wall := s.cfg.Now().UnixNano()
 		next := now + int64(s.cfg.HeartbeatInterval)
 		s.mu.Lock()
@@ -568,18 +586,7 @@ func (s *Server) recoverLost(ctx context.Context) error {
 	if len(lost) == 0 {
 		return nil
 	}
-	evs := make([]*eventpb.Event, len(lost))
-	causes := make([]Cause, len(lost))
-	for i, l := range lost {
-		cause, reason := CauseLost, "hub restarted; the session was not closed"
-		d := &Disconnect{Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED, Actor: "system"}
-		if p, ok := pending[l.ID]; ok {
-			d = pendingDisconnect(p)
-			cause, reason = d.Cause, d.Reason
-		}
-		evs[i], causes[i] = endEvent(l.User, l.Device, l.ID, cause, reason, d), cause
-		evs[i].Node = s.cfg.Node
-	}
+	evs, causes := s.unheldEnds(lost, pending, "hub restarted; the session was not closed")
 	ctx, cancel := context.WithTimeout(ctx, recoveryTimeout)
 	defer cancel()
 	st, err := s.publish(ctx, evs...)
@@ -597,6 +604,101 @@ func (s *Server) recoverLost(ctx context.Context) error {
 	s.log.Warn("ended sessions left open by an earlier run", "count", len(lost),
 		"lost", len(lost)-len(pending), "ended_as_pending", len(pending))
 	return nil
+}
+
+// unheldEnds are the end events of sessions the log shows live on this
+// node and that this node does not hold: cause lost with reason, or the
+// pending end the projections carry for one (a kick, ban or supersede
+// recorded while it was live).
+func (s *Server) unheldEnds(lost []projections.Session, pending map[string]projections.PendingEnd, reason string) ([]*eventpb.Event, []Cause) {
+	evs := make([]*eventpb.Event, len(lost))
+	causes := make([]Cause, len(lost))
+	for i, l := range lost {
+		cause, why := CauseLost, reason
+		d := &Disconnect{Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED, Actor: "system"}
+		if p, ok := pending[l.ID]; ok {
+			d = pendingDisconnect(p)
+			cause, why = d.Cause, d.Reason
+		}
+		evs[i], causes[i] = endEvent(l.User, l.Device, l.ID, cause, why, d), cause
+		evs[i].Node = s.cfg.Node
+	}
+	return evs, causes
+}
+
+// sweepOrphans records the end of each session the log has shown live on
+// this node, while this node did not hold it, for OrphanAfter (see
+// Config.OrphanAfter). seen holds when each was first seen so and is
+// updated in place. A session being admitted is registered before its
+// connect is published, and one ending is forgotten just before its end
+// is: OrphanAfter is far longer than either publish.
+func (s *Server) sweepOrphans(ctx context.Context, seen map[string]time.Time, now time.Time) {
+	s.mu.Lock()
+	held, closing := len(s.sessions)+len(s.ending), s.closing
+	s.mu.Unlock()
+	if closing {
+		return // ends are being recorded by Shutdown; the next start sees the rest
+	}
+	var live []projections.Session
+	pending := map[string]projections.PendingEnd{}
+	s.proj.Read(func(st *projections.State) {
+		if s.cluster == nil && st.Live() <= held {
+			return // one node: every live session is this node's, and it holds as many
+		}
+		live = st.Sessions(projections.Filter{Node: s.cfg.Node})
+	})
+	var due []projections.Session
+	still := make(map[string]bool, len(seen))
+	s.mu.Lock()
+	for _, l := range live {
+		if _, ok := s.sessions[l.ID]; ok {
+			continue
+		}
+		if _, ok := s.ending[l.ID]; ok {
+			continue
+		}
+		still[l.ID] = true
+		first, ok := seen[l.ID]
+		if !ok {
+			seen[l.ID] = now
+			continue
+		}
+		if now.Sub(first) >= s.cfg.OrphanAfter {
+			due = append(due, l)
+		}
+	}
+	s.mu.Unlock()
+	for id := range seen {
+		if !still[id] {
+			delete(seen, id)
+		}
+	}
+	if len(due) == 0 {
+		return
+	}
+	s.proj.Read(func(st *projections.State) {
+		for _, l := range due {
+			if p, ok := st.Pending(l.ID); ok {
+				pending[l.ID] = p
+			}
+		}
+	})
+	evs, causes := s.unheldEnds(due, pending, "the log shows the session live on this node, which does not hold it (a connect recorded after it was refused, or an end that could not be recorded)")
+	keys := make([]string, len(evs))
+	for i, l := range due {
+		keys[i] = "unheld-" + l.ID // one end however often this is tried
+	}
+	ctx, cancel := context.WithTimeout(ctx, recoveryTimeout)
+	defer cancel()
+	if _, err := s.publishKeyed(ctx, keys, evs...); err != nil {
+		s.log.Error("could not record the ends of sessions this node does not hold; trying again", "count", len(evs), "err", err)
+		return
+	}
+	for i, l := range due {
+		delete(seen, l.ID)
+		s.metrics.disconnects.WithLabelValues(causes[i].String()).Inc()
+	}
+	s.log.Warn("recorded the ends of sessions the log showed live on this node, which did not hold them", "count", len(due))
 }
 
 // Shutdown stops taking sessions, tells every session to come back after a

@@ -764,7 +764,8 @@ func (s *Server) endSession(sess *session) error {
 
 // recordEnd appends the session's session_disconnected event and forgets
 // it. A failed append is logged: the session is over either way, and the
-// next start records it as lost.
+// orphan sweep (sweepOrphans) records it as lost once the log takes
+// appends again, or the next start does.
 //
 // The first recorded cause wins, as in the reducer: if the projections
 // mark the session as pending an end (a kick, ban or supersede recorded
@@ -775,6 +776,16 @@ func (s *Server) endSession(sess *session) error {
 // and the append one step for this node: a kick lands wholly before the
 // end (and is carried) or after it (and finds the session gone).
 func (s *Server) recordEnd(sess *session, cause Cause, reason string, d *Disconnect) {
+	// Until its end is published the session is "ending", not unheld: the
+	// orphan sweep leaves it to this.
+	s.mu.Lock()
+	s.ending[sess.id] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.ending, sess.id)
+		s.mu.Unlock()
+	}()
 	s.unregister(sess)
 	if sess.recorded.Load() {
 		return // the log has its end (another node recorded it)
@@ -793,7 +804,7 @@ func (s *Server) recordEnd(sess *session, cause Cause, reason string, d *Disconn
 	// The session is over either way: its end is recorded even when the
 	// transport's context has ended.
 	if _, err := s.publish(context.Background(), ev); err != nil {
-		s.log.Error("could not record a session end; it will be recorded as lost at the next start", "session", sess.id, "err", err)
+		s.log.Error("could not record a session end; this node records it as lost once the log takes appends again (or at its next start)", "session", sess.id, "err", err)
 	}
 	s.metrics.disconnects.WithLabelValues(cause.String()).Inc()
 }
