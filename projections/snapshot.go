@@ -2,7 +2,6 @@ package projections
 
 import (
 	"bytes"
-	"container/heap"
 	"errors"
 	"fmt"
 	"sort"
@@ -209,9 +208,7 @@ func stateFromPB(pb *projpb.Snapshot) (*State, error) {
 			return nil, fmt.Errorf("%w: two bans of user %q", ErrBadSnapshot, b.User)
 		}
 		s.bans[b.User] = b
-		if !b.Until.IsZero() {
-			heap.Push(&s.expiry, b)
-		}
+		s.expiry.push(b)
 	}
 	for _, x := range pb.GetRevocations() {
 		v := &Revocation{
@@ -230,7 +227,7 @@ func stateFromPB(pb *projpb.Snapshot) (*State, error) {
 			return nil, fmt.Errorf("%w: two revocations of %q", ErrBadSnapshot, key)
 		}
 		m[key] = v
-		s.pushLapse(lapse{until: v.Until, seq: v.Seq, rev: v})
+		s.lapses.push(lapse{rev: v})
 	}
 	for _, x := range pb.GetRefusals() {
 		f := &Refusal{
@@ -253,7 +250,7 @@ func stateFromPB(pb *projpb.Snapshot) (*State, error) {
 			}
 			s.refusedDevices[k] = f
 		}
-		s.pushLapse(lapse{until: f.Until, seq: f.Seq, ref: f})
+		s.lapses.push(lapse{ref: f})
 	}
 	for _, id := range pb.GetRecentEnded() {
 		s.remember(id)

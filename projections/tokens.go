@@ -1,7 +1,6 @@
 package projections
 
 import (
-	"container/heap"
 	"sort"
 	"time"
 
@@ -74,33 +73,20 @@ func (f Refusal) ActiveAt(t time.Time) bool {
 // deviceKey keys the Device-keyed refusals.
 type deviceKey struct{ user, device string }
 
-// lapse is one entry of the lapse heap: a revocation or a refusal that
-// ends at until. An entry whose revocation or refusal was replaced is
-// stale; lapseDue skips it.
+// lapse is one entry of the lapse heap: a revocation (rev) or a refusal
+// (ref), in force until its Until. One whose revocation or refusal was
+// replaced is no longer current; lapseDue skips it.
 type lapse struct {
-	until time.Time
-	seq   uint64
-	rev   *Revocation
-	ref   *Refusal
+	rev *Revocation
+	ref *Refusal
 }
 
-type lapseHeap []lapse
-
-func (h lapseHeap) Len() int { return len(h) }
-func (h lapseHeap) Less(i, j int) bool {
-	if !h[i].until.Equal(h[j].until) {
-		return h[i].until.Before(h[j].until)
+// expiresAt schedules the revocation's or the refusal's end.
+func (l lapse) expiresAt() (time.Time, uint64) {
+	if l.rev != nil {
+		return l.rev.Until, l.rev.Seq
 	}
-	return h[i].seq < h[j].seq
-}
-func (h lapseHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *lapseHeap) Push(x any)   { *h = append(*h, x.(lapse)) }
-func (h *lapseHeap) Pop() any {
-	old := *h
-	l := old[len(old)-1]
-	old[len(old)-1] = lapse{}
-	*h = old[:len(old)-1]
-	return l
+	return l.ref.Until, l.ref.Seq
 }
 
 // current reports whether l's revocation or refusal is still the one in
@@ -121,14 +107,7 @@ func (s *State) current(l lapse) bool {
 // lapseDue drops the revocations and refusals whose Until is at or before
 // now (a record's time).
 func (s *State) lapseDue(now time.Time) {
-	for len(s.lapses) > 0 && !s.lapses[0].until.After(now) {
-		l := heap.Pop(&s.lapses).(lapse)
-		if !s.current(l) {
-			if s.staleLapses > 0 {
-				s.staleLapses--
-			}
-			continue
-		}
+	s.lapses.popDue(now, s.current, func(l lapse) {
 		switch {
 		case l.rev != nil && l.rev.TokenID != "":
 			delete(s.revokedTokens, l.rev.TokenID)
@@ -139,36 +118,18 @@ func (s *State) lapseDue(now time.Time) {
 		default:
 			delete(s.refusedDevices, deviceKey{l.ref.User, l.ref.Device})
 		}
-	}
+	})
 }
 
-// pushLapse schedules the end of a revocation or refusal with an Until.
-func (s *State) pushLapse(l lapse) {
-	if !l.until.IsZero() {
-		heap.Push(&s.lapses, l)
+// schedule notes that l is in force in place of replaced (a lapse of nil
+// pointers: none): the lapse heap forgets replaced and will drop l at its
+// Until. The state's maps must hold l already, so that a compaction keeps
+// only what is in force.
+func (s *State) schedule(l, replaced lapse) {
+	if replaced.rev != nil || replaced.ref != nil {
+		s.lapses.dropped(replaced, s.current)
 	}
-}
-
-// replaced notes that a revocation or refusal that ended at until was
-// replaced, and compacts the heap once such entries are half of it.
-func (s *State) replaced(until time.Time) {
-	if until.IsZero() {
-		return // never in the heap
-	}
-	s.staleLapses++
-	if s.staleLapses < minStaleExpiry || 2*s.staleLapses < len(s.lapses) {
-		return
-	}
-	live := s.lapses[:0]
-	for _, l := range s.lapses {
-		if s.current(l) {
-			live = append(live, l)
-		}
-	}
-	clear(s.lapses[len(live):])
-	s.lapses = live
-	heap.Init(&s.lapses)
-	s.staleLapses = 0
+	s.lapses.push(l)
 }
 
 // laterEnd reports whether an end at a is later than one at b (zero is no
@@ -230,14 +191,13 @@ func (s *State) revoke(r *ledger.Record, ev *eventpb.Event, ch *Change) {
 		if v.TokenID == "" && laterEnd(old.Until, v.Until) {
 			v.Until = old.Until
 		}
-		s.replaced(old.Until)
 	}
 	if v.TokenID != "" {
 		s.revokedTokens[v.TokenID] = v
 	} else {
 		s.revokedUsers[v.User] = v
 	}
-	s.pushLapse(lapse{until: v.Until, seq: v.Seq, rev: v})
+	s.schedule(lapse{rev: v}, lapse{rev: old})
 	cp := *v
 	ch.Revoked = &cp
 	var ids []string
@@ -319,29 +279,22 @@ func (s *State) refusalOf(user, device, tokenID string, t time.Time) (*Refusal, 
 // refuse records that a kick with advice rc refuses fresh connects like
 // sess's until until.
 func (s *State) refuse(r *ledger.Record, ev *eventpb.Event, sess *Session, rc eventpb.Reconnect, until time.Time) {
-	add := func(f *Refusal, old *Refusal) bool {
-		if old != nil {
-			if !f.Until.After(old.Until) {
-				return false // the refusal in force ends no earlier
-			}
-			s.replaced(old.Until)
-		}
-		s.pushLapse(lapse{until: f.Until, seq: f.Seq, ref: f})
-		return true
-	}
 	base := Refusal{User: sess.User, Since: r.Time, Until: until, Reason: ev.GetReason(), Actor: ev.GetActor(),
 		Reconnect: rc, EventID: r.ID, Seq: r.Seq}
+	// Each replaces the refusal in force unless that ends no earlier.
 	byDevice := base
 	byDevice.Device = sess.Device
 	k := deviceKey{sess.User, sess.Device}
-	if add(&byDevice, s.refusedDevices[k]) {
+	if old := s.refusedDevices[k]; old == nil || byDevice.Until.After(old.Until) {
 		s.refusedDevices[k] = &byDevice
+		s.schedule(lapse{ref: &byDevice}, lapse{ref: old})
 	}
 	if sess.TokenID != "" {
 		byToken := base
 		byToken.TokenID = sess.TokenID
-		if add(&byToken, s.refusedTokens[sess.TokenID]) {
+		if old := s.refusedTokens[sess.TokenID]; old == nil || byToken.Until.After(old.Until) {
 			s.refusedTokens[sess.TokenID] = &byToken
+			s.schedule(lapse{ref: &byToken}, lapse{ref: old})
 		}
 	}
 }
