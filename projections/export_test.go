@@ -6,13 +6,31 @@ import (
 )
 
 // CheckIndexes returns an error naming the first way st's derived
-// structures disagree with the tables they serve, nil if none: the
-// per-user index against the live sessions, and each expiry heap (its
-// order, its count of dropped entries, one entry per ban, revocation or
-// refusal in force with an end) against the bans, revocations and
-// refusals. A stale index or heap would answer differently after a
-// snapshot load, which rebuilds them from the tables.
+// structures disagree with the tables they serve, nil if none: the token
+// index (holders) and the per-user index against the live sessions, and
+// each expiry heap (its order, its count of dropped entries, one entry
+// per ban, revocation or refusal in force with an end) against the bans,
+// revocations and refusals. A stale index or heap would answer
+// differently after a snapshot load, which rebuilds them from the tables.
 func CheckIndexes(st *State) error {
+	held := 0
+	for tok, hs := range st.holders {
+		if tok == "" || len(hs) == 0 {
+			return fmt.Errorf("holders of %q: %d sessions; want a token and at least one", tok, len(hs))
+		}
+		for i, h := range hs {
+			if st.sessions[h.ID] != h {
+				return fmt.Errorf("holders of %q: session %s is not live", tok, h.ID)
+			}
+			if h.TokenID != tok {
+				return fmt.Errorf("holders of %q: session %s holds %q", tok, h.ID, h.TokenID)
+			}
+			if i > 0 && hs[i-1].ConnectSeq > h.ConnectSeq {
+				return fmt.Errorf("holders of %q: %s (connect seq %d) after %s (%d); want connect order", tok, h.ID, h.ConnectSeq, hs[i-1].ID, hs[i-1].ConnectSeq)
+			}
+		}
+		held += len(hs)
+	}
 	users := 0
 	for user, ids := range st.byUser {
 		for i, id := range ids {
@@ -26,13 +44,21 @@ func CheckIndexes(st *State) error {
 		}
 		users += len(ids)
 	}
+	tokens := 0
 	for id, sess := range st.sessions {
 		if !slices.Contains(st.byUser[sess.User], id) {
 			return fmt.Errorf("session %s is not among its user's", id)
 		}
+		if sess.TokenID == "" {
+			continue
+		}
+		tokens++
+		if n := countOf(st.holders[sess.TokenID], sess); n != 1 {
+			return fmt.Errorf("session %s is %d times among the holders of %q; want once", id, n, sess.TokenID)
+		}
 	}
-	if users != len(st.sessions) {
-		return fmt.Errorf("%d sessions by user; want %d", users, len(st.sessions))
+	if held != tokens || users != len(st.sessions) {
+		return fmt.Errorf("%d token holders, %d sessions by user; want %d and %d", held, users, tokens, len(st.sessions))
 	}
 
 	var bans []*Ban
@@ -59,6 +85,16 @@ func CheckIndexes(st *State) error {
 		return fmt.Errorf("lapses: %w", err)
 	}
 	return nil
+}
+
+func countOf(hs []*Session, sess *Session) int {
+	n := 0
+	for _, h := range hs {
+		if h == sess {
+			n++
+		}
+	}
+	return n
 }
 
 // checkHeap checks h's order, that its count of dropped entries is the

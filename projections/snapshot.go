@@ -2,8 +2,10 @@ package projections
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -181,6 +183,16 @@ func stateFromPB(pb *projpb.Snapshot) (*State, error) {
 		}
 		s.sessions[sess.ID] = sess
 		s.byUser[sess.User] = append(s.byUser[sess.User], sess.ID)
+		if sess.TokenID != "" {
+			s.holders[sess.TokenID] = append(s.holders[sess.TokenID], sess)
+		}
+	}
+	// MarshalBinary writes the sessions in connect order, the order a
+	// revocation marks a token's holders in; a snapshot from elsewhere may
+	// not have, and inserting one by one could cost the square of a token's
+	// holders.
+	for _, hs := range s.holders {
+		slices.SortStableFunc(hs, func(a, b *Session) int { return cmp.Compare(a.ConnectSeq, b.ConnectSeq) })
 	}
 	for _, p := range pb.GetPending() {
 		if _, ok := s.sessions[p.GetSession()]; !ok {

@@ -179,9 +179,13 @@ type State struct {
 
 	sessions map[string]*Session
 	byUser   map[string][]string // live session ids per user, connect order
-	pending  map[string]*PendingEnd
-	bans     map[string]*Ban
-	expiry   expiryHeap[*Ban] // bans with an expiry, soonest first
+	// holders are the live sessions per client token (jti; none for ""),
+	// oldest connect first: a token's revocation and TokenHolders cost
+	// its holders, not a pass over every live session.
+	holders map[string][]*Session
+	pending map[string]*PendingEnd
+	bans    map[string]*Ban
+	expiry  expiryHeap[*Ban] // bans with an expiry, soonest first
 
 	// Token revocations (by jti, by user) and kicks' refusals of fresh
 	// connects (by user+device, by token), each dropped at its Until
@@ -210,6 +214,7 @@ func New() *State {
 	return &State{
 		sessions: make(map[string]*Session),
 		byUser:   make(map[string][]string),
+		holders:  make(map[string][]*Session),
 		pending:  make(map[string]*PendingEnd),
 		bans:     make(map[string]*Ban),
 		recent:   make(map[string]struct{}),
@@ -342,6 +347,7 @@ func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bo
 	sess.TokenID, sess.TokenIssued, sess.TokenExpires = clientToken(tok)
 	s.sessions[id] = sess
 	s.byUser[sess.User] = append(s.byUser[sess.User], id)
+	s.hold(sess)
 	if full {
 		cp := *sess
 		ch.Started = &cp
@@ -450,6 +456,7 @@ func (s *State) disconnect(r *ledger.Record, ev *eventpb.Event, ch *Change, full
 		copy(end.CauseEventID[:], d.GetCauseEventId())
 		ch.Ended = end
 	}
+	s.release(sess)
 	delete(s.sessions, id)
 	delete(s.pending, id)
 	ids := s.byUser[sess.User]

@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"slices"
 	"sort"
 	"time"
 
@@ -200,21 +201,48 @@ func (s *State) revoke(r *ledger.Record, ev *eventpb.Event, ch *Change) {
 	s.schedule(lapse{rev: v}, lapse{rev: old})
 	cp := *v
 	ch.Revoked = &cp
-	var ids []string
 	if v.TokenID != "" {
-		for id, sess := range s.sessions {
-			if sess.TokenID == v.TokenID {
-				ids = append(ids, id)
-			}
+		// Every holder of the token, oldest connect first.
+		for _, sess := range s.holders[v.TokenID] {
+			s.mark(ch, revokedEnd(v, sess, r.Time))
 		}
-		sort.Slice(ids, func(i, j int) bool { return s.sessions[ids[i]].ConnectSeq < s.sessions[ids[j]].ConnectSeq })
-	} else {
-		ids = s.byUser[v.User]
+		return
 	}
-	for _, id := range ids {
+	for _, id := range s.byUser[v.User] {
 		if sess := s.sessions[id]; sess.hasToken() && v.Covers(sess.User, sess.TokenID, sess.TokenIssued) {
 			s.mark(ch, revokedEnd(v, sess, r.Time))
 		}
+	}
+}
+
+// hold adds sess to the holders of its client token, after those that
+// connected before it (or at its seq).
+func (s *State) hold(sess *Session) {
+	if sess.TokenID == "" {
+		return
+	}
+	hs := s.holders[sess.TokenID]
+	i := len(hs) // a connect's is the newest: no search
+	for i > 0 && hs[i-1].ConnectSeq > sess.ConnectSeq {
+		i--
+	}
+	s.holders[sess.TokenID] = slices.Insert(hs, i, sess)
+}
+
+// release removes sess from the holders of its client token: before it
+// ends or takes another token.
+func (s *State) release(sess *Session) {
+	if sess.TokenID == "" {
+		return
+	}
+	hs := s.holders[sess.TokenID]
+	if i := slices.Index(hs, sess); i >= 0 {
+		hs = slices.Delete(hs, i, i+1)
+	}
+	if len(hs) == 0 {
+		delete(s.holders, sess.TokenID)
+	} else {
+		s.holders[sess.TokenID] = hs
 	}
 }
 
@@ -306,7 +334,9 @@ func (s *State) refresh(r *ledger.Record, ev *eventpb.Event, ch *Change) {
 		ch.Anomaly = "token refresh of a session that is not live: " + ev.GetSession()
 		return
 	}
+	s.release(sess)
 	sess.TokenID, sess.TokenIssued, sess.TokenExpires = clientToken(ev.GetSessionTokenRefreshed().GetToken())
+	s.hold(sess)
 	// Refreshed with a token revoked by then (the hub checks first, but
 	// the revocation can be recorded in between): it ends.
 	if v, ok := s.revokedSession(sess, r.Time); ok {
@@ -328,16 +358,14 @@ func (s *State) RevokedAt(user, tokenID string, issued, now time.Time) (Revocati
 // TokenHolders returns the live sessions holding the client token tokenID,
 // oldest connect first.
 func (s *State) TokenHolders(tokenID string) []Session {
-	var out []Session
-	if tokenID == "" {
+	hs := s.holders[tokenID]
+	if len(hs) == 0 {
 		return nil
 	}
-	for _, sess := range s.sessions {
-		if sess.TokenID == tokenID {
-			out = append(out, *sess)
-		}
+	out := make([]Session, len(hs))
+	for i, sess := range hs {
+		out[i] = *sess
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ConnectSeq < out[j].ConnectSeq })
 	return out
 }
 
