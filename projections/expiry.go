@@ -36,6 +36,15 @@ const minStaleExpiry = 64
 // Len is the number of entries, dropped ones included.
 func (h *expiryHeap[T]) Len() int { return len(h.items) }
 
+// next returns the soonest entry, dropped or not, if there is one. Apply
+// looks at it first, so a record that makes nothing due costs a look.
+func (h *expiryHeap[T]) next() (v T, ok bool) {
+	if len(h.items) == 0 {
+		return v, false
+	}
+	return h.items[0], true
+}
+
 // push schedules v; one with a zero end never expires and is not kept.
 func (h *expiryHeap[T]) push(v T) {
 	if until, _ := v.expiresAt(); until.IsZero() {

@@ -295,6 +295,9 @@ func (s *State) apply(r *ledger.Record, full bool) Change {
 // returns them. Between records, BanAt and Bans judge expiry against the
 // caller's explicit now without changing the state.
 func (s *State) expire(now time.Time) []Ban {
+	if b, ok := s.expiry.next(); !ok || b.Until.After(now) {
+		return nil // the common case, without a call through the generic code
+	}
 	var out []Ban
 	s.expiry.popDue(now, s.banInForce, func(b *Ban) {
 		delete(s.bans, b.User)

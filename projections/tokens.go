@@ -108,6 +108,13 @@ func (s *State) current(l lapse) bool {
 // lapseDue drops the revocations and refusals whose Until is at or before
 // now (a record's time).
 func (s *State) lapseDue(now time.Time) {
+	l, ok := s.lapses.next()
+	if !ok {
+		return
+	}
+	if until, _ := l.expiresAt(); until.After(now) {
+		return // the common case, without a call through the generic code
+	}
 	s.lapses.popDue(now, s.current, func(l lapse) {
 		switch {
 		case l.rev != nil && l.rev.TokenID != "":
