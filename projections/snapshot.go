@@ -2,9 +2,10 @@ package projections
 
 import (
 	"bytes"
-	"container/heap"
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -182,6 +183,16 @@ func stateFromPB(pb *projpb.Snapshot) (*State, error) {
 		}
 		s.sessions[sess.ID] = sess
 		s.byUser[sess.User] = append(s.byUser[sess.User], sess.ID)
+		if sess.TokenID != "" {
+			s.holders[sess.TokenID] = append(s.holders[sess.TokenID], sess)
+		}
+	}
+	// MarshalBinary writes the sessions in connect order, the order a
+	// revocation marks a token's holders in; a snapshot from elsewhere may
+	// not have, and inserting one by one could cost the square of a token's
+	// holders.
+	for _, hs := range s.holders {
+		slices.SortStableFunc(hs, func(a, b *Session) int { return cmp.Compare(a.ConnectSeq, b.ConnectSeq) })
 	}
 	for _, p := range pb.GetPending() {
 		if _, ok := s.sessions[p.GetSession()]; !ok {
@@ -209,9 +220,7 @@ func stateFromPB(pb *projpb.Snapshot) (*State, error) {
 			return nil, fmt.Errorf("%w: two bans of user %q", ErrBadSnapshot, b.User)
 		}
 		s.bans[b.User] = b
-		if !b.Until.IsZero() {
-			heap.Push(&s.expiry, b)
-		}
+		s.expiry.push(b)
 	}
 	for _, x := range pb.GetRevocations() {
 		v := &Revocation{
@@ -230,7 +239,7 @@ func stateFromPB(pb *projpb.Snapshot) (*State, error) {
 			return nil, fmt.Errorf("%w: two revocations of %q", ErrBadSnapshot, key)
 		}
 		m[key] = v
-		s.pushLapse(lapse{until: v.Until, seq: v.Seq, rev: v})
+		s.lapses.push(lapse{rev: v})
 	}
 	for _, x := range pb.GetRefusals() {
 		f := &Refusal{
@@ -253,7 +262,7 @@ func stateFromPB(pb *projpb.Snapshot) (*State, error) {
 			}
 			s.refusedDevices[k] = f
 		}
-		s.pushLapse(lapse{until: f.Until, seq: f.Seq, ref: f})
+		s.lapses.push(lapse{ref: f})
 	}
 	for _, id := range pb.GetRecentEnded() {
 		s.remember(id)

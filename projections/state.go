@@ -179,13 +179,13 @@ type State struct {
 
 	sessions map[string]*Session
 	byUser   map[string][]string // live session ids per user, connect order
-	pending  map[string]*PendingEnd
-	bans     map[string]*Ban
-	expiry   banHeap // bans with an expiry, soonest first
-	// staleExpiry counts entries of expiry whose ban was lifted or
-	// replaced; compactExpiry drops them once they are half the heap, so
-	// it grows with active bans, not with bans ever recorded.
-	staleExpiry int
+	// holders are the live sessions per client token (jti; none for ""),
+	// oldest connect first: a token's revocation and TokenHolders cost
+	// its holders, not a pass over every live session.
+	holders map[string][]*Session
+	pending map[string]*PendingEnd
+	bans    map[string]*Ban
+	expiry  expiryHeap[*Ban] // bans with an expiry, soonest first
 
 	// Token revocations (by jti, by user) and kicks' refusals of fresh
 	// connects (by user+device, by token), each dropped at its Until
@@ -195,8 +195,7 @@ type State struct {
 	revokedUsers   map[string]*Revocation
 	refusedDevices map[deviceKey]*Refusal
 	refusedTokens  map[string]*Refusal
-	lapses         lapseHeap
-	staleLapses    int
+	lapses         expiryHeap[lapse]
 
 	// recent remembers the last ended session ids (a bounded ring) only to
 	// tell duplicate terminal events from unknown sessions.
@@ -215,6 +214,7 @@ func New() *State {
 	return &State{
 		sessions: make(map[string]*Session),
 		byUser:   make(map[string][]string),
+		holders:  make(map[string][]*Session),
 		pending:  make(map[string]*PendingEnd),
 		bans:     make(map[string]*Ban),
 		recent:   make(map[string]struct{}),
@@ -295,19 +295,21 @@ func (s *State) apply(r *ledger.Record, full bool) Change {
 // returns them. Between records, BanAt and Bans judge expiry against the
 // caller's explicit now without changing the state.
 func (s *State) expire(now time.Time) []Ban {
-	var out []Ban
-	for len(s.expiry) > 0 && !s.expiry[0].Until.After(now) {
-		b := heap.Pop(&s.expiry).(*Ban)
-		if cur, ok := s.bans[b.User]; ok && cur == b {
-			delete(s.bans, b.User)
-			s.counters.BansExpired++
-			out = append(out, *b)
-		} else if s.staleExpiry > 0 {
-			s.staleExpiry--
-		}
+	if b, ok := s.expiry.next(); !ok || b.Until.After(now) {
+		return nil // the common case, without a call through the generic code
 	}
+	var out []Ban
+	s.expiry.popDue(now, s.banInForce, func(b *Ban) {
+		delete(s.bans, b.User)
+		s.counters.BansExpired++
+		out = append(out, *b)
+	})
 	return out
 }
+
+// banInForce reports whether b is still the user's ban (not lifted or
+// replaced): the expiry heap's test of its entries.
+func (s *State) banInForce(b *Ban) bool { return s.bans[b.User] == b }
 
 // connect starts a session. The sessions it supersedes are the recorded
 // list (connects written before the policy was decided in the log) and,
@@ -348,6 +350,7 @@ func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bo
 	sess.TokenID, sess.TokenIssued, sess.TokenExpires = clientToken(tok)
 	s.sessions[id] = sess
 	s.byUser[sess.User] = append(s.byUser[sess.User], id)
+	s.hold(sess)
 	if full {
 		cp := *sess
 		ch.Started = &cp
@@ -456,6 +459,7 @@ func (s *State) disconnect(r *ledger.Record, ev *eventpb.Event, ch *Change, full
 		copy(end.CauseEventID[:], d.GetCauseEventId())
 		ch.Ended = end
 	}
+	s.release(sess)
 	delete(s.sessions, id)
 	delete(s.pending, id)
 	ids := s.byUser[sess.User]
@@ -562,7 +566,8 @@ func (s *State) ban(r *ledger.Record, ev *eventpb.Event, ch *Change) {
 		ch.Anomaly = "ban expired before it was recorded"
 		return
 	}
-	if old, ok := s.bans[user]; ok {
+	old, extends := s.bans[user]
+	if extends {
 		// A ban during a ban: the later end wins (no expiry is the latest),
 		// so a shorter ban never lifts a longer one early. An extension
 		// takes the new terms; the user has been banned since the first.
@@ -572,12 +577,12 @@ func (s *State) ban(r *ledger.Record, ev *eventpb.Event, ch *Change) {
 			return
 		}
 		b.Since = old.Since
-		s.dropExpiry(old)
 	}
 	s.bans[user] = b
-	if !b.Until.IsZero() {
-		heap.Push(&s.expiry, b)
+	if extends {
+		s.expiry.dropped(old, s.banInForce) // after the swap: a compaction keeps only bans in force
 	}
+	s.expiry.push(b)
 	cp := *b
 	ch.Banned = &cp
 	for _, id := range s.byUser[user] {
@@ -621,36 +626,10 @@ func (s *State) unban(ev *eventpb.Event, ch *Change) {
 		return
 	}
 	delete(s.bans, ev.GetUser())
-	s.dropExpiry(b)
+	s.expiry.dropped(b, s.banInForce)
 	cp := *b
 	ch.Unbanned = &cp
 }
-
-// dropExpiry notes that ban b, lifted or replaced, no longer counts in the
-// expiry heap, and compacts the heap once such entries are half of it.
-func (s *State) dropExpiry(b *Ban) {
-	if b.Until.IsZero() {
-		return // never in the heap
-	}
-	s.staleExpiry++
-	if s.staleExpiry < minStaleExpiry || 2*s.staleExpiry < len(s.expiry) {
-		return
-	}
-	live := s.expiry[:0]
-	for _, e := range s.expiry {
-		if s.bans[e.User] == e {
-			live = append(live, e)
-		}
-	}
-	clear(s.expiry[len(live):])
-	s.expiry = live
-	heap.Init(&s.expiry)
-	s.staleExpiry = 0
-}
-
-// minStaleExpiry is how many stale expiry entries wait for a compaction at
-// least, so small states do not compact on every unban.
-const minStaleExpiry = 64
 
 // Session returns the live session id, if it is live.
 func (s *State) Session(id string) (Session, bool) {
@@ -832,22 +811,5 @@ func (s *State) Supersedes(p Policy, user, device string) []string {
 	return out
 }
 
-// banHeap orders bans with an expiry by Until.
-type banHeap []*Ban
-
-func (h banHeap) Len() int { return len(h) }
-func (h banHeap) Less(i, j int) bool {
-	if !h[i].Until.Equal(h[j].Until) {
-		return h[i].Until.Before(h[j].Until)
-	}
-	return h[i].Seq < h[j].Seq
-}
-func (h banHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *banHeap) Push(x any)   { *h = append(*h, x.(*Ban)) }
-func (h *banHeap) Pop() any {
-	old := *h
-	b := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return b
-}
+// expiresAt schedules a ban with an expiry in the expiry heap.
+func (b *Ban) expiresAt() (time.Time, uint64) { return b.Until, b.Seq }

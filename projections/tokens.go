@@ -1,7 +1,7 @@
 package projections
 
 import (
-	"container/heap"
+	"slices"
 	"sort"
 	"time"
 
@@ -74,33 +74,20 @@ func (f Refusal) ActiveAt(t time.Time) bool {
 // deviceKey keys the Device-keyed refusals.
 type deviceKey struct{ user, device string }
 
-// lapse is one entry of the lapse heap: a revocation or a refusal that
-// ends at until. An entry whose revocation or refusal was replaced is
-// stale; lapseDue skips it.
+// lapse is one entry of the lapse heap: a revocation (rev) or a refusal
+// (ref), in force until its Until. One whose revocation or refusal was
+// replaced is no longer current; lapseDue skips it.
 type lapse struct {
-	until time.Time
-	seq   uint64
-	rev   *Revocation
-	ref   *Refusal
+	rev *Revocation
+	ref *Refusal
 }
 
-type lapseHeap []lapse
-
-func (h lapseHeap) Len() int { return len(h) }
-func (h lapseHeap) Less(i, j int) bool {
-	if !h[i].until.Equal(h[j].until) {
-		return h[i].until.Before(h[j].until)
+// expiresAt schedules the revocation's or the refusal's end.
+func (l lapse) expiresAt() (time.Time, uint64) {
+	if l.rev != nil {
+		return l.rev.Until, l.rev.Seq
 	}
-	return h[i].seq < h[j].seq
-}
-func (h lapseHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *lapseHeap) Push(x any)   { *h = append(*h, x.(lapse)) }
-func (h *lapseHeap) Pop() any {
-	old := *h
-	l := old[len(old)-1]
-	old[len(old)-1] = lapse{}
-	*h = old[:len(old)-1]
-	return l
+	return l.ref.Until, l.ref.Seq
 }
 
 // current reports whether l's revocation or refusal is still the one in
@@ -121,14 +108,14 @@ func (s *State) current(l lapse) bool {
 // lapseDue drops the revocations and refusals whose Until is at or before
 // now (a record's time).
 func (s *State) lapseDue(now time.Time) {
-	for len(s.lapses) > 0 && !s.lapses[0].until.After(now) {
-		l := heap.Pop(&s.lapses).(lapse)
-		if !s.current(l) {
-			if s.staleLapses > 0 {
-				s.staleLapses--
-			}
-			continue
-		}
+	l, ok := s.lapses.next()
+	if !ok {
+		return
+	}
+	if until, _ := l.expiresAt(); until.After(now) {
+		return // the common case, without a call through the generic code
+	}
+	s.lapses.popDue(now, s.current, func(l lapse) {
 		switch {
 		case l.rev != nil && l.rev.TokenID != "":
 			delete(s.revokedTokens, l.rev.TokenID)
@@ -139,36 +126,18 @@ func (s *State) lapseDue(now time.Time) {
 		default:
 			delete(s.refusedDevices, deviceKey{l.ref.User, l.ref.Device})
 		}
-	}
+	})
 }
 
-// pushLapse schedules the end of a revocation or refusal with an Until.
-func (s *State) pushLapse(l lapse) {
-	if !l.until.IsZero() {
-		heap.Push(&s.lapses, l)
+// schedule notes that l is in force in place of replaced (a lapse of nil
+// pointers: none): the lapse heap forgets replaced and will drop l at its
+// Until. The state's maps must hold l already, so that a compaction keeps
+// only what is in force.
+func (s *State) schedule(l, replaced lapse) {
+	if replaced.rev != nil || replaced.ref != nil {
+		s.lapses.dropped(replaced, s.current)
 	}
-}
-
-// replaced notes that a revocation or refusal that ended at until was
-// replaced, and compacts the heap once such entries are half of it.
-func (s *State) replaced(until time.Time) {
-	if until.IsZero() {
-		return // never in the heap
-	}
-	s.staleLapses++
-	if s.staleLapses < minStaleExpiry || 2*s.staleLapses < len(s.lapses) {
-		return
-	}
-	live := s.lapses[:0]
-	for _, l := range s.lapses {
-		if s.current(l) {
-			live = append(live, l)
-		}
-	}
-	clear(s.lapses[len(live):])
-	s.lapses = live
-	heap.Init(&s.lapses)
-	s.staleLapses = 0
+	s.lapses.push(l)
 }
 
 // laterEnd reports whether an end at a is later than one at b (zero is no
@@ -230,31 +199,57 @@ func (s *State) revoke(r *ledger.Record, ev *eventpb.Event, ch *Change) {
 		if v.TokenID == "" && laterEnd(old.Until, v.Until) {
 			v.Until = old.Until
 		}
-		s.replaced(old.Until)
 	}
 	if v.TokenID != "" {
 		s.revokedTokens[v.TokenID] = v
 	} else {
 		s.revokedUsers[v.User] = v
 	}
-	s.pushLapse(lapse{until: v.Until, seq: v.Seq, rev: v})
+	s.schedule(lapse{rev: v}, lapse{rev: old})
 	cp := *v
 	ch.Revoked = &cp
-	var ids []string
 	if v.TokenID != "" {
-		for id, sess := range s.sessions {
-			if sess.TokenID == v.TokenID {
-				ids = append(ids, id)
-			}
+		// Every holder of the token, oldest connect first.
+		for _, sess := range s.holders[v.TokenID] {
+			s.mark(ch, revokedEnd(v, sess, r.Time))
 		}
-		sort.Slice(ids, func(i, j int) bool { return s.sessions[ids[i]].ConnectSeq < s.sessions[ids[j]].ConnectSeq })
-	} else {
-		ids = s.byUser[v.User]
+		return
 	}
-	for _, id := range ids {
+	for _, id := range s.byUser[v.User] {
 		if sess := s.sessions[id]; sess.hasToken() && v.Covers(sess.User, sess.TokenID, sess.TokenIssued) {
 			s.mark(ch, revokedEnd(v, sess, r.Time))
 		}
+	}
+}
+
+// hold adds sess to the holders of its client token, after those that
+// connected before it (or at its seq).
+func (s *State) hold(sess *Session) {
+	if sess.TokenID == "" {
+		return
+	}
+	hs := s.holders[sess.TokenID]
+	i := len(hs) // a connect's is the newest: no search
+	for i > 0 && hs[i-1].ConnectSeq > sess.ConnectSeq {
+		i--
+	}
+	s.holders[sess.TokenID] = slices.Insert(hs, i, sess)
+}
+
+// release removes sess from the holders of its client token: before it
+// ends or takes another token.
+func (s *State) release(sess *Session) {
+	if sess.TokenID == "" {
+		return
+	}
+	hs := s.holders[sess.TokenID]
+	if i := slices.Index(hs, sess); i >= 0 {
+		hs = slices.Delete(hs, i, i+1)
+	}
+	if len(hs) == 0 {
+		delete(s.holders, sess.TokenID)
+	} else {
+		s.holders[sess.TokenID] = hs
 	}
 }
 
@@ -319,29 +314,22 @@ func (s *State) refusalOf(user, device, tokenID string, t time.Time) (*Refusal, 
 // refuse records that a kick with advice rc refuses fresh connects like
 // sess's until until.
 func (s *State) refuse(r *ledger.Record, ev *eventpb.Event, sess *Session, rc eventpb.Reconnect, until time.Time) {
-	add := func(f *Refusal, old *Refusal) bool {
-		if old != nil {
-			if !f.Until.After(old.Until) {
-				return false // the refusal in force ends no earlier
-			}
-			s.replaced(old.Until)
-		}
-		s.pushLapse(lapse{until: f.Until, seq: f.Seq, ref: f})
-		return true
-	}
 	base := Refusal{User: sess.User, Since: r.Time, Until: until, Reason: ev.GetReason(), Actor: ev.GetActor(),
 		Reconnect: rc, EventID: r.ID, Seq: r.Seq}
+	// Each replaces the refusal in force unless that ends no earlier.
 	byDevice := base
 	byDevice.Device = sess.Device
 	k := deviceKey{sess.User, sess.Device}
-	if add(&byDevice, s.refusedDevices[k]) {
+	if old := s.refusedDevices[k]; old == nil || byDevice.Until.After(old.Until) {
 		s.refusedDevices[k] = &byDevice
+		s.schedule(lapse{ref: &byDevice}, lapse{ref: old})
 	}
 	if sess.TokenID != "" {
 		byToken := base
 		byToken.TokenID = sess.TokenID
-		if add(&byToken, s.refusedTokens[sess.TokenID]) {
+		if old := s.refusedTokens[sess.TokenID]; old == nil || byToken.Until.After(old.Until) {
 			s.refusedTokens[sess.TokenID] = &byToken
+			s.schedule(lapse{ref: &byToken}, lapse{ref: old})
 		}
 	}
 }
@@ -353,7 +341,9 @@ func (s *State) refresh(r *ledger.Record, ev *eventpb.Event, ch *Change) {
 		ch.Anomaly = "token refresh of a session that is not live: " + ev.GetSession()
 		return
 	}
+	s.release(sess)
 	sess.TokenID, sess.TokenIssued, sess.TokenExpires = clientToken(ev.GetSessionTokenRefreshed().GetToken())
+	s.hold(sess)
 	// Refreshed with a token revoked by then (the hub checks first, but
 	// the revocation can be recorded in between): it ends.
 	if v, ok := s.revokedSession(sess, r.Time); ok {
@@ -375,16 +365,14 @@ func (s *State) RevokedAt(user, tokenID string, issued, now time.Time) (Revocati
 // TokenHolders returns the live sessions holding the client token tokenID,
 // oldest connect first.
 func (s *State) TokenHolders(tokenID string) []Session {
-	var out []Session
-	if tokenID == "" {
+	hs := s.holders[tokenID]
+	if len(hs) == 0 {
 		return nil
 	}
-	for _, sess := range s.sessions {
-		if sess.TokenID == tokenID {
-			out = append(out, *sess)
-		}
+	out := make([]Session, len(hs))
+	for i, sess := range hs {
+		out[i] = *sess
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ConnectSeq < out[j].ConnectSeq })
 	return out
 }
 
