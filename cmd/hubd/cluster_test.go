@@ -286,8 +286,9 @@ func TestClusterSurvivesAKilledNode(t *testing.T) {
 
 // TestClusterFailsClosedWithoutQuorum: with two of three nodes (and their
 // NATS servers) gone, the survivor refuses admin actions and connects with
-// Unavailable and reports NOT_SERVING, recording nothing; with one back,
-// it serves again on its own.
+// Unavailable and reports NOT_SERVING, recording nothing (not later
+// either: once the quorum is back, neither ledger holds the refused
+// notify or connect); with one back, it serves again on its own.
 func TestClusterFailsClosedWithoutQuorum(t *testing.T) {
 	nodes := newCluster(t, 3)
 	a := nodes[0]
@@ -352,6 +353,25 @@ func TestClusterFailsClosedWithoutQuorum(t *testing.T) {
 		nd.p.signal(syscall.SIGTERM)
 	}
 	checkLedgers(t, nodes[:2], nil)
+	// Nothing of the refused notify or connect was recorded later, once
+	// the quorum was back (a publish that failed must not land after
+	// all); the notify that succeeded is there, so the scan reads them.
+	for _, nd := range nodes[:2] {
+		back := 0
+		for _, r := range ledgerRecords(t, nd) {
+			switch ev := r.Event; {
+			case ev.GetNotificationSent().GetTopic() == "no quorum":
+				t.Errorf("%s: got the notify refused without quorum recorded at seq %d; want no record of it", nd.name, r.Seq)
+			case ev.GetUser() == "nq":
+				t.Errorf("%s: got %v of nq, whose connect was refused without quorum, at seq %d; want no record of it", nd.name, ev.GetType(), r.Seq)
+			case ev.GetNotificationSent().GetTopic() == "quorum back":
+				back++
+			}
+		}
+		if back == 0 {
+			t.Errorf("%s: got no record of the notify after the quorum came back; want it", nd.name)
+		}
+	}
 }
 
 // ledgerRecords returns the records of nd's ledger (its hubd must have

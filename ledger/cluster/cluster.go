@@ -176,6 +176,10 @@ type Node struct {
 
 	healthMu sync.Mutex
 	healthy  error // the last health probe's finding
+	// noQuorum is set while the last probe heard the stream's leader say
+	// it lacks a quorum: the publisher then refuses at once (see
+	// Publisher.PublishStamped).
+	noQuorum atomic.Bool
 
 	// watch is the watchHealth goroutine's own.
 	watch replicaWatch
@@ -496,7 +500,9 @@ func (n *Node) watchHealth() {
 		case err != nil:
 			err = fmt.Errorf("the stream %s does not answer (no NATS connection or no quorum): %w", n.cfg.Stream, err)
 		default:
-			if err = quorum(info); err == nil {
+			err = quorum(info)
+			n.noQuorum.Store(err != nil)
+			if err == nil {
 				err = n.repl.Err()
 			}
 			if err == nil {

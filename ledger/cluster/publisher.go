@@ -91,6 +91,16 @@ func (p *Publisher) PublishStamped(topic string, msgs ...*message.Message) ([]le
 	if err := p.n.repl.Err(); err != nil {
 		return nil, fmt.Errorf("publish: this node does not follow the cluster's log: %w", err)
 	}
+	if p.n.noQuorum.Load() {
+		// The stream's leader said it lacks a quorum. A publish now could
+		// not be acknowledged, yet the leader may keep it in its log and
+		// commit it once the quorum is back: the caller, told it failed,
+		// would see it take effect later. So nothing is published. (While
+		// the stream does not answer at all, as during an election after a
+		// node died, publishes are still tried: no leader takes them, and
+		// one elected soon acknowledges them.)
+		return nil, fmt.Errorf("publish: refused, nothing published: the stream's leader reports no quorum (%v)", p.n.Err())
+	}
 	waits := make([]<-chan ledger.Stamp, len(msgs))
 	for i, m := range msgs {
 		waits[i] = p.n.repl.await(m.UUID)
