@@ -462,16 +462,22 @@ func (s *State) disconnect(r *ledger.Record, ev *eventpb.Event, ch *Change, full
 	s.release(sess)
 	delete(s.sessions, id)
 	delete(s.pending, id)
-	ids := s.byUser[sess.User]
-	if i := slices.Index(ids, id); i >= 0 {
-		ids = slices.Delete(ids, i, i+1)
-	}
-	if len(ids) == 0 {
-		delete(s.byUser, sess.User)
-	} else {
-		s.byUser[sess.User] = ids
-	}
+	removeFromIndex(s.byUser, sess.User, id)
 	s.remember(id)
+}
+
+// removeFromIndex removes v from the list index holds under k, and k when
+// its list is left empty.
+func removeFromIndex[K, V comparable](index map[K][]V, k K, v V) {
+	list := index[k]
+	if i := slices.Index(list, v); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+	}
+	if len(list) == 0 {
+		delete(index, k)
+	} else {
+		index[k] = list
+	}
 }
 
 func (s *State) remember(id string) {

@@ -242,15 +242,7 @@ func (s *State) release(sess *Session) {
 	if sess.TokenID == "" {
 		return
 	}
-	hs := s.holders[sess.TokenID]
-	if i := slices.Index(hs, sess); i >= 0 {
-		hs = slices.Delete(hs, i, i+1)
-	}
-	if len(hs) == 0 {
-		delete(s.holders, sess.TokenID)
-	} else {
-		s.holders[sess.TokenID] = hs
-	}
+	removeFromIndex(s.holders, sess.TokenID, sess)
 }
 
 // revokedEnd is the pending end of sess under revocation v, due at: not to
