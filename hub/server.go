@@ -535,6 +535,11 @@ func (s *Server) register(sess *session, leaving []string) error {
 func (s *Server) unregister(sess *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.forget(sess)
+}
+
+// forget is unregister with s.mu held.
+func (s *Server) forget(sess *session) {
 	if s.sessions[sess.id] != sess {
 		return
 	}
@@ -574,19 +579,11 @@ const recoveryTimeout = time.Minute
 // and a resume is judged by it. Any other ends with cause lost.
 func (s *Server) recoverLost(ctx context.Context) error {
 	var lost []projections.Session
-	pending := map[string]projections.PendingEnd{}
-	s.proj.Read(func(st *projections.State) {
-		lost = st.Sessions(projections.Filter{Node: s.cfg.Node})
-		for _, l := range lost {
-			if p, ok := st.Pending(l.ID); ok {
-				pending[l.ID] = p
-			}
-		}
-	})
+	s.proj.Read(func(st *projections.State) { lost = st.Sessions(projections.Filter{Node: s.cfg.Node}) })
 	if len(lost) == 0 {
 		return nil
 	}
-	evs, causes := s.unheldEnds(lost, pending, "hub restarted; the session was not closed")
+	evs, causes, pending := s.unheldEnds(lost, "hub restarted; the session was not closed")
 	ctx, cancel := context.WithTimeout(ctx, recoveryTimeout)
 	defer cancel()
 	st, err := s.publish(ctx, evs...)
@@ -602,28 +599,31 @@ func (s *Server) recoverLost(ctx context.Context) error {
 		s.metrics.disconnects.WithLabelValues(c.String()).Inc()
 	}
 	s.log.Warn("ended sessions left open by an earlier run", "count", len(lost),
-		"lost", len(lost)-len(pending), "ended_as_pending", len(pending))
+		"lost", len(lost)-pending, "ended_as_pending", pending)
 	return nil
 }
 
 // unheldEnds are the end events of sessions the log shows live on this
 // node and that this node does not hold: cause lost with reason, or the
 // pending end the projections carry for one (a kick, ban or supersede
-// recorded while it was live).
-func (s *Server) unheldEnds(lost []projections.Session, pending map[string]projections.PendingEnd, reason string) ([]*eventpb.Event, []Cause) {
-	evs := make([]*eventpb.Event, len(lost))
-	causes := make([]Cause, len(lost))
-	for i, l := range lost {
-		cause, why := CauseLost, reason
-		d := &Disconnect{Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED, Actor: "system"}
-		if p, ok := pending[l.ID]; ok {
-			d = pendingDisconnect(p)
-			cause, why = d.Cause, d.Reason
+// recorded while it was live), and how many took a pending end.
+func (s *Server) unheldEnds(lost []projections.Session, reason string) (evs []*eventpb.Event, causes []Cause, pending int) {
+	evs = make([]*eventpb.Event, len(lost))
+	causes = make([]Cause, len(lost))
+	s.proj.Read(func(st *projections.State) {
+		for i, l := range lost {
+			cause, why := CauseLost, reason
+			d := &Disconnect{Reconnect: eventpb.Reconnect_RECONNECT_ALLOWED, Actor: "system"}
+			if p, ok := st.Pending(l.ID); ok {
+				d = pendingDisconnect(p)
+				cause, why = d.Cause, d.Reason
+				pending++
+			}
+			evs[i], causes[i] = endEvent(l.User, l.Device, l.ID, cause, why, d), cause
+			evs[i].Node = s.cfg.Node
 		}
-		evs[i], causes[i] = endEvent(l.User, l.Device, l.ID, cause, why, d), cause
-		evs[i].Node = s.cfg.Node
-	}
-	return evs, causes
+	})
+	return evs, causes, pending
 }
 
 // sweepOrphans records the end of each session the log has shown live on
@@ -640,7 +640,6 @@ func (s *Server) sweepOrphans(ctx context.Context, seen map[string]time.Time, no
 		return // ends are being recorded by Shutdown; the next start sees the rest
 	}
 	var live []projections.Session
-	pending := map[string]projections.PendingEnd{}
 	s.proj.Read(func(st *projections.State) {
 		if s.cluster == nil && st.Live() <= held {
 			return // one node: every live session is this node's, and it holds as many
@@ -676,14 +675,7 @@ func (s *Server) sweepOrphans(ctx context.Context, seen map[string]time.Time, no
 	if len(due) == 0 {
 		return
 	}
-	s.proj.Read(func(st *projections.State) {
-		for _, l := range due {
-			if p, ok := st.Pending(l.ID); ok {
-				pending[l.ID] = p
-			}
-		}
-	})
-	evs, causes := s.unheldEnds(due, pending, "the log shows the session live on this node, which does not hold it (a connect recorded after it was refused, or an end that could not be recorded)")
+	evs, causes, _ := s.unheldEnds(due, "the log shows the session live on this node, which does not hold it (a connect recorded after it was refused, or an end that could not be recorded)")
 	keys := make([]string, len(evs))
 	for i, l := range due {
 		keys[i] = "unheld-" + l.ID // one end however often this is tried

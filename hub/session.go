@@ -776,9 +776,10 @@ func (s *Server) endSession(sess *session) error {
 // and the append one step for this node: a kick lands wholly before the
 // end (and is carried) or after it (and finds the session gone).
 func (s *Server) recordEnd(sess *session, cause Cause, reason string, d *Disconnect) {
-	// Until its end is published the session is "ending", not unheld: the
+	// Forgotten, and until its end is published "ending", not unheld: the
 	// orphan sweep leaves it to this.
 	s.mu.Lock()
+	s.forget(sess)
 	s.ending[sess.id] = struct{}{}
 	s.mu.Unlock()
 	defer func() {
@@ -786,7 +787,6 @@ func (s *Server) recordEnd(sess *session, cause Cause, reason string, d *Disconn
 		delete(s.ending, sess.id)
 		s.mu.Unlock()
 	}()
-	s.unregister(sess)
 	if sess.recorded.Load() {
 		return // the log has its end (another node recorded it)
 	}
