@@ -55,15 +55,23 @@ type namer interface {
 type Frame struct {
 	msg *hubpb.ServerFrame
 
-	pbOnce, jsonOnce sync.Once
-	pb, json         []byte
-	pbErr, jsonErr   error
-
+	pb, json lazyBytes
 	// The WebSocket transport's complete messages (websocket.go): [0]
 	// binary protobuf, [1] text JSON, framed once for every connection.
-	wsOnce [2]sync.Once
-	ws     [2][]byte
-	wsErr  [2]error
+	ws [2]lazyBytes
+}
+
+// lazyBytes is bytes made at most once, and the error making them gave.
+type lazyBytes struct {
+	once sync.Once
+	b    []byte
+	err  error
+}
+
+// get returns the bytes, made by fn the first time.
+func (e *lazyBytes) get(fn func() ([]byte, error)) ([]byte, error) {
+	e.once.Do(func() { e.b, e.err = fn() })
+	return e.b, e.err
 }
 
 // NewFrame wraps m. m must not change afterwards.
@@ -74,12 +82,10 @@ func (f *Frame) Message() *hubpb.ServerFrame { return f.msg }
 
 // Proto is the frame's protobuf encoding, made once.
 func (f *Frame) Proto() ([]byte, error) {
-	f.pbOnce.Do(func() { f.pb, f.pbErr = proto.Marshal(f.msg) })
-	return f.pb, f.pbErr
+	return f.pb.get(func() ([]byte, error) { return proto.Marshal(f.msg) })
 }
 
 // JSON is the frame's canonical protobuf JSON encoding, made once.
 func (f *Frame) JSON() ([]byte, error) {
-	f.jsonOnce.Do(func() { f.json, f.jsonErr = protojson.Marshal(f.msg) })
-	return f.json, f.jsonErr
+	return f.json.get(func() ([]byte, error) { return protojson.Marshal(f.msg) })
 }

@@ -364,18 +364,19 @@ func (f *Frame) wsMessage(text bool) ([]byte, error) {
 	if text {
 		i, op = 1, byte(websocket.TextMessage)
 	}
-	f.wsOnce[i].Do(func() {
+	return f.ws[i].get(func() ([]byte, error) {
 		var payload []byte
+		var err error
 		if text {
-			payload, f.wsErr[i] = f.JSON()
+			payload, err = f.JSON()
 		} else {
-			payload, f.wsErr[i] = f.Proto()
+			payload, err = f.Proto()
 		}
-		if f.wsErr[i] == nil {
-			f.ws[i] = appendWSFrame(nil, op, payload)
+		if err != nil {
+			return nil, err
 		}
+		return appendWSFrame(nil, op, payload), nil
 	})
-	return f.ws[i], f.wsErr[i]
 }
 
 // appendWSFrame appends a final, unmasked frame of opcode op (RFC 6455,
