@@ -251,16 +251,15 @@ func TestHistogramQuantile(t *testing.T) {
 	}
 }
 
-// TestKickDurabilityCheck: the kick check reads the kicks back from the
-// hub's ledger, so it can fail: a kick recorded with its session's end
-// passes; a kick that ended no session, or a reply naming another seq or
-// session, does not.
-func TestKickDurabilityCheck(t *testing.T) {
-	const token = "hubbench-test-admin-token-0123"
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+// testToken is the admin token of testHubd's hub.
+const testToken = "hubbench-test-admin-token-0123"
+
+// testHubd starts a hubd (in process) with testToken as its admin token
+// and a gRPC connection to it; both are closed when the test ends.
+func testHubd(t *testing.T, ctx context.Context) (*daemon.Daemon, *grpc.ClientConn) {
+	t.Helper()
 	d, err := daemon.New(daemon.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
-		Hub: hub.Config{AdminTokens: map[string]string{token: "ops"}}})
+		Hub: hub.Config{AdminTokens: map[string]string{testToken: "ops"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,13 +270,26 @@ func TestKickDurabilityCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		conn.Close()
-		if err := d.Shutdown(ctx); err != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := d.Shutdown(sctx); err != nil {
 			t.Error(err)
 		}
-	}()
-	b := &bench{nodes: []*node{{listen: d.Addr()}}, token: token, admin: hubpb.NewAdminClient(conn)}
+	})
+	return d, conn
+}
+
+// TestKickDurabilityCheck: the kick check reads the kicks back from the
+// hub's ledger, so it can fail: a kick recorded with its session's end
+// passes; a kick that ended no session, or a reply naming another seq or
+// session, does not.
+func TestKickDurabilityCheck(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d, conn := testHubd(t, ctx)
+	b := &bench{nodes: []*node{{listen: d.Addr()}}, token: testToken, admin: hubpb.NewAdminClient(conn)}
 	c, err := client.Dial(ctx, d.Addr(), client.WithUser("kim", "d"), client.WithReconnect(false))
 	if err != nil {
 		t.Fatal(err)
@@ -320,29 +332,11 @@ func TestKickDurabilityCheck(t *testing.T) {
 // the sessions it waits for, only ends recorded after the head it was
 // given, and fails when one never comes.
 func TestWatchEnds(t *testing.T) {
-	const token = "hubbench-test-admin-token-0123"
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	d, err := daemon.New(daemon.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
-		Hub: hub.Config{AdminTokens: map[string]string{token: "ops"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(d.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		conn.Close()
-		if err := d.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-	}()
+	d, conn := testHubd(t, ctx)
 	n := &node{listen: d.Addr(), admin: hubpb.NewAdminClient(conn)}
-	b := &bench{nodes: []*node{n}, token: token, admin: n.admin}
+	b := &bench{nodes: []*node{n}, token: testToken, admin: n.admin}
 	var ids []string
 	for _, user := range []string{"kim", "lee", "max"} {
 		c, err := client.Dial(ctx, d.Addr(), client.WithUser(user, "d"), client.WithReconnect(false))
