@@ -3,63 +3,22 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/natstest"
 	"github.com/sessionledger/sessionledger/internal/stallproxy"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
-
-// natsCluster starts three NATS servers with JetStream in the test process,
-// routed to each other, and returns their client URLs. They do not
-// advertise each other to clients: a client given one URL stays on it, so
-// a proxy in front of it can cut the client off.
-func natsCluster(t *testing.T) []string {
-	t.Helper()
-	var ports []int
-	for range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-		l.Close()
-	}
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(p))
-	}
-	var urls []string
-	for i, p := range ports {
-		ns, err := server.NewServer(&server.Options{
-			ServerName: fmt.Sprintf("nats-%d", i), Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true,
-			Cluster: server.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: p, NoAdvertise: true},
-			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		go ns.Start()
-		t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-		if !ns.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("NATS server %d did not start", i)
-		}
-		urls = append(urls, ns.ClientURL())
-	}
-	return urls
-}
 
 // TestPartitionedNodeFailsClosedAndEndsNothingTwice: node C's connection
 // to NATS is cut while it holds sessions. It fails closed (admin calls and
@@ -69,7 +28,10 @@ func natsCluster(t *testing.T) []string {
 // records nothing more: one end per session in every ledger.
 func TestPartitionedNodeFailsClosedAndEndsNothingTwice(t *testing.T) {
 	const n = 10
-	urls := natsCluster(t)
+	var urls []string
+	for _, srv := range natstest.Cluster(t, 3) {
+		urls = append(urls, srv.URL)
+	}
 	proxy := stallproxy.New(t, strings.TrimPrefix(urls[2], "nats://"))
 	var nodes []*clusterNode
 	for i, url := range []string{urls[0], urls[1], "nats://" + proxy.Addr()} {
