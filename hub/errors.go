@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -93,6 +95,24 @@ const (
 	RejectDraining = "draining"
 )
 
+// OutcomeUnknown is a failed append whose event the cluster's log may still
+// record (ledger.ErrOutcomeUnknown): its publish was sent and never
+// answered. The caller hears Unavailable with an ErrorInfo detail (reason
+// "OUTCOME_UNKNOWN", the message ids under "messages"): it must not
+// assume the action did not happen, and should look before repeating it.
+// The node logs each message's fate once a later record settles it.
+type OutcomeUnknown struct {
+	Messages []string // the events' message ids (Nats-Msg-Id, and the record's message UUID)
+	Err      error
+}
+
+func (o *OutcomeUnknown) Error() string {
+	return "outcome unknown: the cluster's log did not answer for message " + strings.Join(o.Messages, ",") +
+		" and may still record it once its quorum is back; look for it before repeating the action (hubd logs \"outcome settled\" for it): " + o.Err.Error()
+}
+
+func (o *OutcomeUnknown) Unwrap() error { return o.Err }
+
 // Rejection is a refused connect: banned, over a limit, or a refused resume.
 // It is recorded (aggregated) as connect_rejected.
 type Rejection struct {
@@ -162,6 +182,15 @@ func toStatus(err error) error {
 	if errors.As(err, &rj) {
 		st := status.New(rj.status, rj.Reason)
 		if s2, derr := st.WithDetails(rj.wire()); derr == nil {
+			st = s2
+		}
+		return st.Err()
+	}
+	var ou *OutcomeUnknown
+	if errors.As(err, &ou) {
+		st := status.New(codes.Unavailable, ou.Error())
+		if s2, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: "OUTCOME_UNKNOWN", Domain: "sessionledger",
+			Metadata: map[string]string{"messages": strings.Join(ou.Messages, ",")}}); derr == nil {
 			st = s2
 		}
 		return st.Err()

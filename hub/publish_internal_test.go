@@ -3,12 +3,16 @@ package hub
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
@@ -111,5 +115,30 @@ func TestPublishCancelledIsNotALedgerFailure(t *testing.T) {
 	}
 	if got := m.GetCounter().GetValue(); got != 0 {
 		t.Errorf("append failures = %v; want 0", got)
+	}
+}
+
+// TestOutcomeUnknownStatus: a failed append whose outcome the cluster's
+// log cannot tell yet reaches the caller as Unavailable with the
+// OUTCOME_UNKNOWN detail naming the messages, not as a plain refusal.
+func TestOutcomeUnknownStatus(t *testing.T) {
+	err := fmt.Errorf("%w: %w", ErrLedger, &OutcomeUnknown{Messages: []string{"m1", "m2"},
+		Err: fmt.Errorf("publish: message m1,m2: %w (nats: timeout)", ledger.ErrOutcomeUnknown)})
+	st := status.Convert(toStatus(err))
+	if st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "outcome unknown") {
+		t.Fatalf("status %v %q; want Unavailable saying the outcome is unknown", st.Code(), st.Message())
+	}
+	var info *errdetails.ErrorInfo
+	for _, d := range st.Details() {
+		if i, ok := d.(*errdetails.ErrorInfo); ok {
+			info = i
+		}
+	}
+	if info.GetReason() != "OUTCOME_UNKNOWN" || info.GetMetadata()["messages"] != "m1,m2" {
+		t.Fatalf("details %v; want ErrorInfo OUTCOME_UNKNOWN with messages m1,m2", st.Details())
+	}
+	plain := status.Convert(toStatus(fmt.Errorf("%w: %w", ErrLedger, errors.New("publish: refused, nothing published"))))
+	if plain.Code() != codes.Unavailable || len(plain.Details()) != 0 {
+		t.Fatalf("a plain refusal: %v %v; want Unavailable without details", plain.Code(), plain.Details())
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -350,14 +351,22 @@ func (s *Server) publishKeyed(ctx context.Context, keys []string, events ...*eve
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		s.metrics.appendFailures.Inc()
-		s.log.Error("ledger append failed; refusing the action", "err", err)
 		if s.Err() != nil {
 			// The log takes no more appends until it is reopened: tell
 			// load balancers and operators through health now, not at
 			// the next health check.
 			s.notServing()
 		}
-		return nil, fmt.Errorf("%w: %v", ErrLedger, err)
+		if errors.Is(err, ledger.ErrOutcomeUnknown) {
+			ids := make([]string, len(msgs))
+			for i, m := range msgs {
+				ids[i] = m.UUID
+			}
+			s.log.Error("ledger append not answered; the action's outcome is unknown", "messages", strings.Join(ids, ","), "err", err)
+			return nil, fmt.Errorf("%w: %w", ErrLedger, &OutcomeUnknown{Messages: ids, Err: err})
+		}
+		s.log.Error("ledger append failed; refusing the action", "err", err)
+		return nil, fmt.Errorf("%w: %w", ErrLedger, err)
 	}
 	if len(stamps) != len(msgs) {
 		return nil, fmt.Errorf("%w: publish returned %d stamps for %d events", ErrLedger, len(stamps), len(msgs))

@@ -54,6 +54,13 @@ var (
 	// than the one the file holds.
 	ErrLogID = errors.New("ledger file holds another log")
 
+	// ErrOutcomeUnknown is returned, wrapped, by a shared log's publisher
+	// (cluster mode) that sent a message and heard nothing back: the log's
+	// leader may hold it and commit it once its quorum is back, or drop
+	// it. The caller must assume neither that the action took effect nor
+	// that it did not.
+	ErrOutcomeUnknown = errors.New("outcome unknown: the log did not answer and may still record it")
+
 	// ErrNotFound is returned by Get for a sequence number that is not in
 	// the log.
 	ErrNotFound = errors.New("no such record")

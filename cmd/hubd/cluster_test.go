@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -295,6 +296,17 @@ func TestClusterFailsClosedWithoutQuorum(t *testing.T) {
 	nodes[1].sigkill(t)
 	nodes[2].sigkill(t)
 	admin, ctx := a.admin(t)
+	// At once, before the stream's leader can tell (it counts a replica up
+	// for 5 s after it last heard it): the survivor's NATS server lost its
+	// routes as the killed processes' sockets closed, so the survivor
+	// refuses without publishing, a plain Unavailable, not an "outcome
+	// unknown" whose event a leader might still commit. (The pause is for
+	// the survivor's server to read the closed sockets.)
+	time.Sleep(300 * time.Millisecond)
+	_, err := admin.Notify(ctx, &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: "no quorum"})
+	if status.Code(err) != codes.Unavailable || outcomeUnknown(err) {
+		t.Fatalf("notify just after two of three nodes died: %v; want Unavailable, refused before publishing (not outcome unknown)", err)
+	}
 	health := healthpb.NewHealthClient(dialConn(t, a.p.grpc))
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -372,6 +384,17 @@ func TestClusterFailsClosedWithoutQuorum(t *testing.T) {
 			t.Errorf("%s: got no record of the notify after the quorum came back; want it", nd.name)
 		}
 	}
+}
+
+// outcomeUnknown reports a status that says the cluster's log may still
+// record the refused action (hub.OutcomeUnknown).
+func outcomeUnknown(err error) bool {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == "OUTCOME_UNKNOWN" {
+			return true
+		}
+	}
+	return false
 }
 
 // ledgerRecords returns the records of nd's ledger (its hubd must have

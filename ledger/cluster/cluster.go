@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -474,8 +475,9 @@ func (n *Node) catchUp(ctx context.Context) error {
 }
 
 // connect opens a NATS connection for one of the node's parts.
-func (n *Node) connect(part string) (*nats.Conn, error) {
-	nc, err := nats.Connect(n.url, append(n.natsOpt, nats.Name("hubd "+n.cfg.Node+" "+part))...)
+func (n *Node) connect(part string, extra ...nats.Option) (*nats.Conn, error) {
+	opts := append(append(slices.Clip(n.natsOpt), nats.Name("hubd "+n.cfg.Node+" "+part)), extra...)
+	nc, err := nats.Connect(n.url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", n.url, err)
 	}
@@ -502,6 +504,9 @@ func (n *Node) watchHealth() {
 		default:
 			err = quorum(info)
 			n.noQuorum.Store(err != nil)
+			if err == nil {
+				err = n.refusal()
+			}
 			if err == nil {
 				err = n.repl.Err()
 			}
@@ -635,6 +640,40 @@ func quorum(info *jetstream.StreamInfo) error {
 	}
 	return nil
 }
+
+// refusal reports why a publish now would not be acknowledged, known
+// without sending anything, or nil: the stream's leader said at the last
+// probe that it lacks a quorum, or this node's embedded server is routed
+// to too few other servers for one. A publish sent then could still be
+// kept by the leader and committed once the quorum is back, after its
+// caller was told it failed; so the publisher sends nothing.
+//
+// The routes tell it at once: a server that died or was stopped drops
+// its routes as its connections close, while the leader counts a replica
+// up until 5 s after it last heard it (quorum), and the probe asks once a
+// second. A partition that leaves connections open is noticed by the
+// leader's count only.
+func (n *Node) refusal() error {
+	if n.noQuorum.Load() {
+		return fmt.Errorf("the stream's leader reports no quorum (%v)", n.Err())
+	}
+	if n.emb != nil && n.cfg.Replicas > 1 {
+		// Every server the stream needs for a quorum is this one or one
+		// routed to it: a publish reaches the leader over one route, and
+		// the leader its followers over theirs. With more servers than
+		// replicas this only errs on the side of publishing.
+		if up, need := 1+n.emb.ns.NumRemotes(), n.cfg.Replicas/2+1; up < need {
+			return fmt.Errorf("this node's NATS server is routed to %d other servers; the stream's %d replicas need %d for a quorum", up-1, n.cfg.Replicas, need)
+		}
+	}
+	return nil
+}
+
+// Unsettled lists the messages whose publish this node answered "outcome
+// unknown" (ledger.ErrOutcomeUnknown) and whose fate no later record has
+// settled yet: each is logged when it is, as recorded after all (with its
+// seq) or not recorded.
+func (n *Node) Unsettled() []string { return n.repl.unsettled() }
 
 // Err reports why the node cannot append now (no connection, no quorum,
 // a replicator that stopped), or nil. It recovers on its own.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
@@ -37,7 +38,10 @@ type Publisher struct {
 }
 
 func newPublisher(n *Node) (*Publisher, error) {
-	nc, err := n.connect("publisher")
+	// Nothing is buffered while the connection is re-established: a
+	// publish then fails at once, so one answered failed is never sent
+	// later (nats.go's default buffers 8 MB and sends it on reconnect).
+	nc, err := n.connect("publisher", nats.ReconnectBufSize(-1))
 	if err != nil {
 		return nil, err
 	}
@@ -91,15 +95,8 @@ func (p *Publisher) PublishStamped(topic string, msgs ...*message.Message) ([]le
 	if err := p.n.repl.Err(); err != nil {
 		return nil, fmt.Errorf("publish: this node does not follow the cluster's log: %w", err)
 	}
-	if p.n.noQuorum.Load() {
-		// The stream's leader said it lacks a quorum. A publish now could
-		// not be acknowledged, yet the leader may keep it in its log and
-		// commit it once the quorum is back: the caller, told it failed,
-		// would see it take effect later. So nothing is published. (While
-		// the stream does not answer at all, as during an election after a
-		// node died, publishes are still tried: no leader takes them, and
-		// one elected soon acknowledges them.)
-		return nil, fmt.Errorf("publish: refused, nothing published: the stream's leader reports no quorum (%v)", p.n.Err())
+	if err := p.n.refusal(); err != nil {
+		return nil, fmt.Errorf("publish: refused, nothing published: %w", err)
 	}
 	waits := make([]<-chan ledger.Stamp, len(msgs))
 	for i, m := range msgs {
@@ -110,6 +107,7 @@ func (p *Publisher) PublishStamped(topic string, msgs ...*message.Message) ([]le
 			p.n.repl.forget(m.UUID)
 		}
 	}()
+	start := time.Now()
 	if err := p.publish(ctx, topic, msgs); err != nil {
 		return nil, fmt.Errorf("publish to the cluster's log: %w", err)
 	}
@@ -123,16 +121,27 @@ func (p *Publisher) PublishStamped(topic string, msgs ...*message.Message) ([]le
 			return nil, fmt.Errorf("publish: message %s: %w (%v)", msgs[i].UUID, ErrNotApplied, wait.Err())
 		}
 	}
+	// Published after start and stored: whatever this node's publisher
+	// answered "outcome unknown" before start is settled.
+	p.n.repl.settle(start)
 	return out, nil
 }
 
 // publish publishes msgs, trying again while the stream does not answer
 // (a new leader being elected after a server died takes a few seconds), at
-// most RetryFor or until ctx ends. Trying again is safe: each message
-// carries its UUID as JetStream's message id, so one stored already is not
-// stored twice.
+// most RetryFor, until ctx ends, or until the node knows the stream cannot
+// take them (Node.refusal). Trying again is safe: each message carries its
+// UUID as JetStream's message id, so one stored already is not stored
+// twice.
+//
+// When it gives up after an attempt whose message may have reached the
+// stream's leader (no answer in time, rather than a refusal or nobody
+// listening), the leader may still commit it: the error wraps
+// ledger.ErrOutcomeUnknown and names the messages, and the node remembers
+// them until a later record settles what became of them (replicator.settle).
 func (p *Publisher) publish(ctx context.Context, topic string, msgs []*message.Message) error {
 	deadline := time.Now().Add(p.n.cfg.RetryFor)
+	unsure := false
 	for attempt := 0; ; attempt++ {
 		err := p.wm.Publish(topic, msgs...)
 		if err == nil {
@@ -141,22 +150,58 @@ func (p *Publisher) publish(ctx context.Context, topic string, msgs []*message.M
 			}
 			return nil
 		}
-		if ctx.Err() != nil || time.Now().After(deadline) || !retriable(err) {
+		unsure = unsure || mayHaveLanded(err)
+		again := ctx.Err() == nil && time.Now().Before(deadline) && retriable(err)
+		if again {
+			if rerr := p.n.refusal(); rerr != nil {
+				err, again = fmt.Errorf("%w; then: %v", err, rerr), false
+			}
+		}
+		if again {
+			select {
+			case <-ctx.Done():
+				again = false
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		if again {
+			continue
+		}
+		if !unsure {
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(100 * time.Millisecond):
+		ids := make([]string, len(msgs))
+		for i, m := range msgs {
+			ids[i] = m.UUID
 		}
+		p.n.repl.doubt(ids, time.Now())
+		p.n.log.Warn("publish answered \"outcome unknown\": the stream may still record it", "messages", strings.Join(ids, ","), "err", err)
+		return fmt.Errorf("message %s: %w (%v)", strings.Join(ids, ","), ledger.ErrOutcomeUnknown, err)
 	}
 }
 
 // retriable reports a publish failure that a new try may not meet: no
-// answer (no leader yet, a server gone), no responders, a timeout.
+// answer (no leader yet, a server gone), no responders, a timeout, a
+// connection being re-established.
 func retriable(err error) bool {
 	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, nats.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, context.DeadlineExceeded)
+		errors.Is(err, nats.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// mayHaveLanded reports a failed publish whose message may have reached
+// the stream's leader: anything but an answer that it was not taken (an
+// error from the stream, nobody listening) or a connection that did not
+// send it (reconnecting, with nothing buffered).
+func mayHaveLanded(err error) bool {
+	var api *nats.APIError
+	switch {
+	case errors.As(err, &api), errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrNoStreamResponse),
+		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrReconnectBufExceeded):
+		return false
+	}
+	return true
 }
 
 // Err reports why the node cannot append now, or nil (Node.Err). The hub

@@ -62,6 +62,10 @@ type replicator struct {
 	recent    map[string]ledger.Stamp
 	recentIDs []string
 	recentAt  int
+	// doubts are the messages this node's publisher answered "outcome
+	// unknown" for, with when: each is settled by the first record that
+	// shows what became of it (Publisher.PublishStamped).
+	doubts map[string]time.Time
 
 	errMu sync.Mutex
 	err   error
@@ -74,7 +78,7 @@ type replicator struct {
 
 func startReplicator(n *Node) (*replicator, error) {
 	r := &replicator{n: n, base: time.Now(), waiters: make(map[string]chan ledger.Stamp),
-		recent: make(map[string]ledger.Stamp, recentStamps), recentIDs: make([]string, recentStamps)}
+		recent: make(map[string]ledger.Stamp, recentStamps), recentIDs: make([]string, recentStamps), doubts: make(map[string]time.Time)}
 	if err := r.subscribe(); err != nil {
 		return nil, err
 	}
@@ -299,6 +303,13 @@ func (r *replicator) commit(ctx context.Context, batch []ledger.Replicated) bool
 			ch <- stamps[i]
 			delete(r.waiters, rec.UUID)
 		}
+		if len(r.doubts) > 0 {
+			if at, ok := r.doubts[rec.UUID]; ok {
+				delete(r.doubts, rec.UUID)
+				r.n.log.Warn("outcome settled: a message answered \"outcome unknown\" was recorded after all", "message", rec.UUID,
+					"seq", stamps[i].Seq, "event", stamps[i].ID.String(), "answered", at.UTC().Format(time.RFC3339Nano))
+			}
+		}
 		delete(r.recent, r.recentIDs[r.recentAt])
 		r.recentIDs[r.recentAt] = rec.UUID
 		r.recent[rec.UUID] = stamps[i]
@@ -331,6 +342,49 @@ func (r *replicator) await(uuid string) <-chan ledger.Stamp {
 	}
 	r.waitMu.Unlock()
 	return ch
+}
+
+// doubt remembers uuids whose publish was answered "outcome unknown" at
+// now: the log may still record them.
+func (r *replicator) doubt(uuids []string, now time.Time) {
+	r.waitMu.Lock()
+	for _, u := range uuids {
+		if _, ok := r.recent[u]; !ok {
+			r.doubts[u] = now
+		}
+	}
+	r.waitMu.Unlock()
+}
+
+// settle is told that a message this node published from since on is in
+// its replica: every doubt from before since that this replica has not
+// stored never will be. The log is one Raft log: a message the stream's
+// leader took but could not commit is either committed before any later
+// one, or dropped when a leader without it commits one; and this node's
+// later publishes travel the same connection, with nothing buffered
+// across a reconnect (the publisher's connection buffers nothing).
+func (r *replicator) settle(since time.Time) {
+	r.waitMu.Lock()
+	defer r.waitMu.Unlock()
+	for u, at := range r.doubts {
+		if at.Before(since) {
+			delete(r.doubts, u)
+			r.n.log.Warn("outcome settled: a message answered \"outcome unknown\" was not recorded: the log moved on without it",
+				"message", u, "answered", at.UTC().Format(time.RFC3339Nano))
+		}
+	}
+}
+
+// unsettled lists the messages answered "outcome unknown" whose outcome is
+// still open.
+func (r *replicator) unsettled() []string {
+	r.waitMu.Lock()
+	defer r.waitMu.Unlock()
+	out := make([]string, 0, len(r.doubts))
+	for u := range r.doubts {
+		out = append(out, u)
+	}
+	return out
 }
 
 func (r *replicator) forget(uuid string) {

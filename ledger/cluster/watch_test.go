@@ -1,8 +1,11 @@
 package cluster
 
 import (
+	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/sessionledger/sessionledger/ledger"
 )
 
 // TestReplicaWatch drives the replication watchdog's probe through the
@@ -74,5 +77,32 @@ func TestReplicaWatch(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSettleDoubts: a message answered "outcome unknown" stays unsettled
+// through publishes that began before it was answered, is settled as not
+// recorded by the first one that began after, and one the replica had
+// already stored is never doubted.
+func TestSettleDoubts(t *testing.T) {
+	r := &replicator{n: &Node{log: slog.New(slog.DiscardHandler)}, doubts: map[string]time.Time{},
+		recent: map[string]ledger.Stamp{"stored": {Seq: 7}}}
+	t0 := time.Now()
+	r.doubt([]string{"m1", "stored"}, t0)
+	r.doubt([]string{"m2"}, t0.Add(time.Second))
+	if got := r.unsettled(); len(got) != 2 {
+		t.Fatalf("unsettled %v; want m1 and m2 (a message already stored is not in doubt)", got)
+	}
+	r.settle(t0.Add(-time.Millisecond)) // a publish that began before m1 was answered
+	if got := r.unsettled(); len(got) != 2 {
+		t.Fatalf("after a publish begun earlier: unsettled %v; want m1 and m2 still", got)
+	}
+	r.settle(t0.Add(time.Millisecond))
+	if got := r.unsettled(); len(got) != 1 || got[0] != "m2" {
+		t.Fatalf("after a publish begun after m1 was answered: unsettled %v; want m2 only", got)
+	}
+	r.settle(t0.Add(2 * time.Second))
+	if got := r.unsettled(); len(got) != 0 {
+		t.Fatalf("unsettled %v; want none", got)
 	}
 }
