@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -34,6 +35,10 @@ const (
 	exitRejected   = 4 // connect: banned, or the connect/resume was refused
 	exitSuperseded = 5 // connect: a newer login replaced the session
 	exitLost       = 6 // connect: the connection was lost (server gone, aborted)
+	// exitOutcomeUnknown: a cluster's log may still record the action the
+	// call asked for (Unavailable with OUTCOME_UNKNOWN): a script must not
+	// simply retry it.
+	exitOutcomeUnknown = 7
 )
 
 func main() {
@@ -250,10 +255,17 @@ func (g *globals) adminCtx() (context.Context, context.CancelFunc, error) {
 // adminTokenPath is the admin token file in --data.
 func adminTokenPath(g *globals) string { return filepath.Join(g.dataDir, hubapi.AdminTokenFile) }
 
-// callError turns a gRPC error into one line: "Code: message".
+// callError turns a gRPC error into one line: "Code: message". One whose
+// outcome the cluster's log cannot tell yet exits with exitOutcomeUnknown.
 func callError(what string, err error) error {
 	if s, ok := status.FromError(err); ok {
-		return fmt.Errorf("%s: %s: %s", what, s.Code(), s.Message())
+		line := fmt.Errorf("%s: %s: %s", what, s.Code(), s.Message())
+		for _, d := range s.Details() {
+			if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == "OUTCOME_UNKNOWN" {
+				return &exitError{code: exitOutcomeUnknown, err: line}
+			}
+		}
+		return line
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -495,5 +499,23 @@ func TestSessionsEscapesNames(t *testing.T) {
 	var got struct{ User, Device string }
 	if code != 0 || json.Unmarshal([]byte(strings.TrimSpace(out)), &got) != nil || got.Device != device || got.User != "alice\033[8m" {
 		t.Fatalf("sessions --json: exit %d, %q (%s); want the names exact", code, out, errs)
+	}
+}
+
+// TestCallErrorOutcomeUnknown: a call the cluster's log may still record
+// exits 7, not 1, so a script that retries failed calls does not repeat
+// an action that may yet take effect; a plain Unavailable stays 1.
+func TestCallErrorOutcomeUnknown(t *testing.T) {
+	st, err := status.New(codes.Unavailable, "outcome unknown: the cluster's log did not answer for message m1").
+		WithDetails(&errdetails.ErrorInfo{Reason: "OUTCOME_UNKNOWN", Domain: "sessionledger", Metadata: map[string]string{"messages": "m1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ee *exitError
+	if got := callError("kick", st.Err()); !errors.As(got, &ee) || ee.code != exitOutcomeUnknown || !strings.Contains(got.Error(), "kick: Unavailable: outcome unknown") {
+		t.Fatalf("callError(outcome unknown) = %v; want exit %d with the server's message", got, exitOutcomeUnknown)
+	}
+	if got := callError("kick", status.Error(codes.Unavailable, "ledger unavailable")); errors.As(got, &ee) {
+		t.Fatalf("callError(plain Unavailable) = exit %d; want the default failure", ee.code)
 	}
 }

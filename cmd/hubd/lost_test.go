@@ -130,6 +130,9 @@ func TestDeadNodeSessionsEndAsLost(t *testing.T) {
 		if metricValue(t, nd.p, "sessionledger_cluster_lag") == "" {
 			t.Errorf("%s: /metrics does not serve sessionledger_cluster_lag", nd.name)
 		}
+		if v := metricValue(t, nd.p, "sessionledger_cluster_outcomes_unsettled"); v != "0" {
+			t.Errorf("%s: sessionledger_cluster_outcomes_unsettled = %q; want 0 (every publish of a survivor was answered)", nd.name, v)
+		}
 		v, err := strconv.ParseFloat(metricValue(t, nd.p, "sessionledger_cluster_lost_recorded_total"), 64)
 		if err != nil {
 			t.Fatalf("%s: sessionledger_cluster_lost_recorded_total: %v", nd.name, err)

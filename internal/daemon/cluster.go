@@ -63,6 +63,13 @@ func (d *Daemon) connectCluster(ctx context.Context) error {
 		}
 		return 0
 	}))
+	d.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_cluster_outcomes_unsettled",
+		Help: "Events this node answered \"outcome unknown\" for that no later record has settled yet (docs/cluster.md)."}, func() float64 {
+		if n := cur.Load(); n != nil {
+			return float64(len(n.Unsettled()))
+		}
+		return 0
+	}))
 	node, err := cluster.Connect(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("join the cluster: %w", err)

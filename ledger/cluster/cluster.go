@@ -673,7 +673,12 @@ func (n *Node) refusal() error {
 // unknown" (ledger.ErrOutcomeUnknown) and whose fate no later record has
 // settled yet: each is logged when it is, as recorded after all (with its
 // seq) or not recorded.
-func (n *Node) Unsettled() []string { return n.repl.unsettled() }
+func (n *Node) Unsettled() []string {
+	if r := n.started.Load(); r != nil {
+		return r.unsettled()
+	}
+	return nil
+}
 
 // Err reports why the node cannot append now (no connection, no quorum,
 // a replicator that stopped), or nil. It recovers on its own.
