@@ -18,14 +18,27 @@ import (
 	"github.com/sessionledger/sessionledger/ledger/cluster"
 )
 
-// TestOutcomeUnknownIsSettled: a node on an existing NATS deployment
-// publishes while the stream's leader loses both its followers. The
-// publish that was in flight is answered "outcome unknown" (the leader
-// holds it and may commit it later), not plainly failed; the node keeps
-// it as unsettled until, with the followers back, a later publish of its
-// own is recorded, and then knows: the message is in the log before that
-// publish, or never will be.
-func TestOutcomeUnknownIsSettled(t *testing.T) {
+// doubtful is a node left with publishes answered "outcome unknown": its
+// NATS server leads the stream and lost both followers (stopped) while
+// the node published to it.
+type doubtful struct {
+	srv     []*natstest.Server
+	leader  *natstest.Server // the server the node is on, still running
+	a       *member
+	doubted []string // the messages answered outcome unknown
+	// late are those of doubted published after both followers had
+	// stopped: only the leader can hold them.
+	late []string
+}
+
+// leaveInDoubt makes a doubtful node: three NATS servers, a node on the
+// stream's leader publishing back to back from a few goroutines, and both
+// followers stopped at once. A publish sent after they went and before
+// the node's next probe of the stream (within a second) reaches a leader
+// that can no longer commit it, and must be answered outcome unknown, not
+// plainly failed; the node must list it as unsettled.
+func leaveInDoubt(t *testing.T) *doubtful {
+	t.Helper()
 	srv := natstest.Cluster(t, 3)
 	member := func(name, url string) *member {
 		dir := t.TempDir()
@@ -55,12 +68,9 @@ func TestOutcomeUnknownIsSettled(t *testing.T) {
 	}
 	a := member("node-a", alone.URL)
 
-	// Publish back to back, from a few goroutines, while both followers
-	// stop at once: a publish sent after they went and before the node's
-	// next probe of the stream (within a second) reaches a leader that
-	// can no longer commit it. Each goroutine stops at its first failure
-	// other than a publish acknowledged and not yet applied here (its
-	// replica's consumer may have been on a stopped server).
+	// Each publishing goroutine stops at its first failure other than a
+	// publish acknowledged and not yet applied here (its replica's
+	// consumer may have been on a stopped server).
 	type failure struct {
 		uuid string
 		err  error
@@ -89,7 +99,30 @@ func TestOutcomeUnknownIsSettled(t *testing.T) {
 		}
 	}
 	stops.Wait()
-	var doubted []string
+	// And one more publish each, from a few more goroutines, now that
+	// both followers are gone (answered outcome unknown unless the node
+	// heard of the lost quorum first).
+	lateFailed := make(chan failure, publishers)
+	for range publishers {
+		go func() {
+			msg := event("u", "late")
+			_, err := a.node.Publisher().PublishStamped(ledger.EventsTopic, msg)
+			if err == nil {
+				err = errors.New("recorded without a quorum")
+			}
+			lateFailed <- failure{msg.UUID, err}
+		}()
+	}
+	var doubted, late []string
+	for range publishers {
+		f := <-lateFailed
+		switch {
+		case errors.Is(f.err, ledger.ErrOutcomeUnknown):
+			doubted, late = append(doubted, f.uuid), append(late, f.uuid)
+		case !strings.Contains(f.err.Error(), "nothing published"):
+			t.Errorf("a publish after the followers stopped: %v; want outcome unknown, or refused with nothing published", f.err)
+		}
+	}
 	for range publishers {
 		f := <-failed
 		switch {
@@ -108,10 +141,65 @@ func TestOutcomeUnknownIsSettled(t *testing.T) {
 			t.Fatalf("unsettled %v; want it to hold %s, a message answered outcome unknown", u, d)
 		}
 	}
+	return &doubtful{srv: srv, leader: alone, a: a, doubted: doubted, late: late}
+}
 
-	for _, s := range srv {
+// TestOutcomeUnknownIsSettled: a node whose publishes were answered
+// "outcome unknown" (leaveInDoubt) keeps them unsettled until, with the
+// followers back, a later publish of its own is recorded; then it knows:
+// each is in the log before that publish, or never will be. (With all three
+// servers back, the leader that holds them has the longest log and is
+// usually elected again, so they tend to be recorded after all:
+// TestOutcomeUnknownNotRecorded makes the other case.)
+func TestOutcomeUnknownIsSettled(t *testing.T) {
+	d := leaveInDoubt(t)
+	for _, s := range d.srv {
 		s.Start(t)
 	}
+	at := d.settle(t)
+	t.Logf("%d publishes answered outcome unknown; %d of them recorded after all", len(d.doubted), len(at))
+}
+
+// TestOutcomeUnknownNotRecorded: the same, but the leader that holds the
+// doubted messages stops too, and its followers come back first and elect
+// one of themselves; when the old leader returns it follows. The new
+// leader's log lacks the messages published after the followers stopped
+// (those in flight as they stopped may have reached them): the node's
+// next recorded publish settles those as never recorded, and no ledger
+// ever gets them.
+func TestOutcomeUnknownNotRecorded(t *testing.T) {
+	d := leaveInDoubt(t)
+	if len(d.late) == 0 {
+		t.Fatalf("no publish sent after both followers stopped was answered outcome unknown (%d sent before were); want some", len(d.doubted))
+	}
+	d.leader.Stop()
+	var back []*natstest.Server
+	for _, s := range d.srv {
+		if s != d.leader {
+			s.Start(t)
+			back = append(back, s)
+		}
+	}
+	if l := streamLeader(t, back[0].URL); l == d.leader.Name {
+		t.Fatalf("the stream's leader is %s, which is stopped", l)
+	}
+	d.leader.Start(t)
+	at := d.settle(t)
+	for _, u := range d.late {
+		if seqs := at[u]; len(seqs) != 0 {
+			t.Errorf("message %s, sent when only the old leader could take it, was recorded at seq %v; want never (a leader without it leads now)", u, seqs)
+		}
+	}
+	t.Logf("%d publishes answered outcome unknown (%d sent after the followers stopped); %d recorded after all", len(d.doubted), len(d.late), len(at))
+}
+
+// settle publishes on the doubtful node until one is recorded, checks that
+// this settled every doubt, and that what the log holds agrees: each
+// doubted message at most once, and before the publish that settled it.
+// It returns the seqs of each doubted message recorded.
+func (d *doubtful) settle(t *testing.T) map[string][]uint64 {
+	t.Helper()
+	a, doubted := d.a, d.doubted
 	var after ledger.Stamp
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -121,7 +209,7 @@ func TestOutcomeUnknownIsSettled(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("publish once the followers are back: %v", err)
+			t.Fatalf("publish once the servers are back: %v", err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -144,7 +232,7 @@ func TestOutcomeUnknownIsSettled(t *testing.T) {
 			t.Fatalf("doubted message %s is at seqs %v; want at most once, before seq %d", d, seqs, after.Seq)
 		}
 	}
-	t.Logf("%d publishes answered outcome unknown; %d of them recorded after all", len(doubted), len(at))
+	return at
 }
 
 // streamLeader names the server that leads the cluster's stream.
@@ -159,19 +247,25 @@ func streamLeader(t *testing.T, url string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	// Servers just started elect after a Raft election timeout of 4–9 s,
+	// the meta group's first and then the stream's; each request gets
+	// a short time of its own (one sent while nothing leads gets no
+	// answer at all).
+	deadline := time.Now().Add(45 * time.Second)
 	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		s, err := js.Stream(ctx, cluster.DefaultStream)
 		if err == nil {
-			info, err := s.Info(ctx)
-			if err == nil && info.Cluster != nil && info.Cluster.Leader != "" {
+			var info *jetstream.StreamInfo
+			if info, err = s.Info(ctx); err == nil && info.Cluster != nil && info.Cluster.Leader != "" {
+				cancel()
 				return info.Cluster.Leader
 			}
 		}
-		if ctx.Err() != nil {
+		cancel()
+		if time.Now().After(deadline) {
 			t.Fatalf("the stream's leader: %v", err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
 }
