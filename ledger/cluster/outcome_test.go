@@ -193,31 +193,33 @@ func TestOutcomeUnknownNotRecorded(t *testing.T) {
 	t.Logf("%d publishes answered outcome unknown (%d sent after the followers stopped); %d recorded after all", len(d.doubted), len(d.late), len(at))
 }
 
-// settle publishes on the doubtful node until one is recorded, checks that
-// this settled every doubt, and that what the log holds agrees: each
-// doubted message at most once, and before the publish that settled it.
+// settle publishes on the doubtful node until one is recorded with no
+// doubt left (bounded), and checks that what the log holds agrees: each
+// doubted message at most once, and before the last publish.
 // It returns the seqs of each doubted message recorded.
 func (d *doubtful) settle(t *testing.T) map[string][]uint64 {
 	t.Helper()
 	a, doubted := d.a, d.doubted
+	// Publish until one is recorded and no doubt is left: a record counts
+	// only if the stream timed it more than settleSkew (a second) after
+	// the doubt, so the first may come too soon after it.
 	var after ledger.Stamp
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		st, err := a.node.Publisher().PublishStamped(ledger.EventsTopic, event("u", "after"))
 		if err == nil {
 			after = st[0]
-			break
+			if len(a.node.Unsettled()) == 0 {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("publish once the servers are back: %v", err)
+			t.Fatalf("publishing once the servers are back: last %v; unsettled %v; want a publish recorded and no doubt left", err, a.node.Unsettled())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if u := a.node.Unsettled(); len(u) != 0 {
-		t.Fatalf("unsettled %v after a later publish was recorded at seq %d; want none", u, after.Seq)
-	}
 	// What the node settled is what the log holds: each doubted message
-	// at most once, and before the publish that settled it.
+	// at most once, and before the publishes that settled it.
 	at := map[string][]uint64{}
 	if err := a.store.Scan(context.Background(), 1, 0, func(r *ledger.Record) error {
 		if slices.Contains(doubted, r.UUID) {

@@ -121,9 +121,16 @@ func (p *Publisher) PublishStamped(topic string, msgs ...*message.Message) ([]le
 			return nil, fmt.Errorf("publish: message %s: %w (%v)", msgs[i].UUID, ErrNotApplied, wait.Err())
 		}
 	}
-	// Published after start and stored: whatever this node's publisher
-	// answered "outcome unknown" before start is settled.
-	p.n.repl.settle(start)
+	// Published from start on and stored: whatever this node's publisher
+	// answered "outcome unknown" before start, and before the time these
+	// were recorded at, is settled (replicator.settle).
+	newest := out[0].Time
+	for _, st := range out[1:] {
+		if st.Time.After(newest) {
+			newest = st.Time
+		}
+	}
+	p.n.repl.settle(start, newest)
 	return out, nil
 }
 

@@ -356,24 +356,40 @@ func (r *replicator) doubt(uuids []string, now time.Time) {
 	r.waitMu.Unlock()
 }
 
-// settle is told that a message this node published from since on is in
-// its replica: every doubt from before since that this replica has not
-// stored never will be. The log is one Raft log: a message the stream's
-// leader took but could not commit is either committed before any later
-// one, or dropped when a leader without it commits one; and this node's
-// later publishes travel the same connection, with nothing buffered
-// across a reconnect (the publisher's connection buffers nothing).
-func (r *replicator) settle(since time.Time) {
+// settle is told that messages this node began publishing at since were
+// stored by its replica, the newest with the stream time recorded: every
+// doubt from before since that this replica has not stored never will be,
+// provided the message is new to the log, which a recorded time later than
+// the doubt shows (a retried or keyed publish of a message the log held
+// already gets the old record back, with its old time; a new message's
+// time is its leader's, set when it took it).
+//
+// Why it holds: the log is one Raft log. A message the stream's leader
+// took but could not commit is either committed before any message
+// proposed after it, or dropped once a leader without it commits one.
+// This node's later publishes travel the same connection and routes
+// behind it, with nothing buffered across a reconnect (the publisher's
+// connection buffers nothing), so a message of its own proposed after the
+// doubt was answered went after the doubted one. settleSkew allows for
+// the leader's clock running ahead of this node's.
+func (r *replicator) settle(since, recorded time.Time) {
 	r.waitMu.Lock()
 	defer r.waitMu.Unlock()
 	for u, at := range r.doubts {
-		if at.Before(since) {
+		if at.Before(since) && recorded.After(at.Add(settleSkew)) {
 			delete(r.doubts, u)
 			r.n.log.Warn("outcome settled: a message answered \"outcome unknown\" was not recorded: the log moved on without it",
 				"message", u, "answered", at.UTC().Format(time.RFC3339Nano))
 		}
 	}
 }
+
+// settleSkew is how far ahead of this node's clock the stream leader's may
+// run without settle mistaking an old record for a new one: the nodes'
+// and the NATS servers' clocks are assumed to agree within it (NTP keeps
+// them within milliseconds). A leader whose clock runs behind only delays
+// a settlement.
+const settleSkew = time.Second
 
 // unsettled lists the messages answered "outcome unknown" whose outcome is
 // still open.

@@ -81,27 +81,37 @@ func TestReplicaWatch(t *testing.T) {
 }
 
 // TestSettleDoubts: a message answered "outcome unknown" stays unsettled
-// through publishes that began before it was answered, is settled as not
-// recorded by the first one that began after, and one the replica had
+// through publishes that began before it was answered, and through one
+// that began after but got back a record from before (a retried or keyed
+// publish of a message already in the log); the first new record of a
+// publish begun after it settles it as not recorded. One the replica had
 // already stored is never doubted.
 func TestSettleDoubts(t *testing.T) {
 	r := &replicator{n: &Node{log: slog.New(slog.DiscardHandler)}, doubts: map[string]time.Time{},
 		recent: map[string]ledger.Stamp{"stored": {Seq: 7}}}
 	t0 := time.Now()
 	r.doubt([]string{"m1", "stored"}, t0)
-	r.doubt([]string{"m2"}, t0.Add(time.Second))
+	r.doubt([]string{"m2"}, t0.Add(10*time.Second))
 	if got := r.unsettled(); len(got) != 2 {
 		t.Fatalf("unsettled %v; want m1 and m2 (a message already stored is not in doubt)", got)
 	}
-	r.settle(t0.Add(-time.Millisecond)) // a publish that began before m1 was answered
+	r.settle(t0.Add(-time.Millisecond), t0.Add(5*time.Second)) // a publish begun before m1 was answered
 	if got := r.unsettled(); len(got) != 2 {
 		t.Fatalf("after a publish begun earlier: unsettled %v; want m1 and m2 still", got)
 	}
-	r.settle(t0.Add(time.Millisecond))
-	if got := r.unsettled(); len(got) != 1 || got[0] != "m2" {
-		t.Fatalf("after a publish begun after m1 was answered: unsettled %v; want m2 only", got)
+	r.settle(t0.Add(time.Millisecond), t0.Add(-time.Minute)) // begun after, but an old record came back
+	if got := r.unsettled(); len(got) != 2 {
+		t.Fatalf("after a publish that got an old record back: unsettled %v; want m1 and m2 still", got)
 	}
-	r.settle(t0.Add(2 * time.Second))
+	r.settle(t0.Add(time.Millisecond), t0.Add(settleSkew/2)) // within the clocks' allowance
+	if got := r.unsettled(); len(got) != 2 {
+		t.Fatalf("after a record timed within the clock allowance: unsettled %v; want m1 and m2 still", got)
+	}
+	r.settle(t0.Add(time.Millisecond), t0.Add(2*settleSkew))
+	if got := r.unsettled(); len(got) != 1 || got[0] != "m2" {
+		t.Fatalf("after a new record of a publish begun after m1 was answered: unsettled %v; want m2 only", got)
+	}
+	r.settle(t0.Add(11*time.Second), t0.Add(12*time.Second))
 	if got := r.unsettled(); len(got) != 0 {
 		t.Fatalf("unsettled %v; want none", got)
 	}
