@@ -53,6 +53,11 @@ const (
 	DefaultStream = "SESSIONLEDGER"
 	// DefaultReplicas is the stream's replica count.
 	DefaultReplicas = 3
+	// DefaultSettleAfter bounds how long a message sent to the stream
+	// may still be on its way to the stream's leader (nats-server closes
+	// a route whose writes stall for 10 s, and drops what it held), plus
+	// a second for the leader's clock running ahead of this node's.
+	DefaultSettleAfter = 30 * time.Second
 	// DefaultPublishTimeout bounds the wait for JetStream's acknowledgement.
 	DefaultPublishTimeout = 2 * time.Second
 )
@@ -80,6 +85,10 @@ type Config struct {
 	// tried again (default 12s: when the stream's leader dies, NATS elects
 	// a new one after a Raft election timeout of 4 to 9 s).
 	RetryFor time.Duration
+	// SettleAfter is how much later than an "outcome unknown" answer the
+	// stream must have stamped a record this node stores for that record
+	// to settle the answer (default DefaultSettleAfter; replicator.settle).
+	SettleAfter time.Duration
 	// Heartbeat is how often the node tells the cluster it is alive
 	// (default DefaultHeartbeat; a core NATS message, see liveness);
 	// LostAfter how long without it makes the node dead to the others
@@ -124,6 +133,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RetryFor <= 0 {
 		c.RetryFor = 12 * time.Second
+	}
+	if c.SettleAfter <= 0 {
+		c.SettleAfter = DefaultSettleAfter
 	}
 	if c.StartTimeout <= 0 {
 		c.StartTimeout = 60 * time.Second

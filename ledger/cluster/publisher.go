@@ -107,7 +107,6 @@ func (p *Publisher) PublishStamped(topic string, msgs ...*message.Message) ([]le
 			p.n.repl.forget(m.UUID)
 		}
 	}()
-	start := time.Now()
 	if err := p.publish(ctx, topic, msgs); err != nil {
 		return nil, fmt.Errorf("publish to the cluster's log: %w", err)
 	}
@@ -121,16 +120,6 @@ func (p *Publisher) PublishStamped(topic string, msgs ...*message.Message) ([]le
 			return nil, fmt.Errorf("publish: message %s: %w (%v)", msgs[i].UUID, ErrNotApplied, wait.Err())
 		}
 	}
-	// Published from start on and stored: whatever this node's publisher
-	// answered "outcome unknown" before start, and before the time these
-	// were recorded at, is settled (replicator.settle).
-	newest := out[0].Time
-	for _, st := range out[1:] {
-		if st.Time.After(newest) {
-			newest = st.Time
-		}
-	}
-	p.n.repl.settle(start, newest)
 	return out, nil
 }
 
@@ -145,7 +134,7 @@ func (p *Publisher) PublishStamped(topic string, msgs ...*message.Message) ([]le
 // stream's leader (no answer in time, rather than a refusal or nobody
 // listening), the leader may still commit it: the error wraps
 // ledger.ErrOutcomeUnknown and names the messages, and the node remembers
-// them until a later record settles what became of them (replicator.settle).
+// them until the log settles what became of them (replicator.settle).
 func (p *Publisher) publish(ctx context.Context, topic string, msgs []*message.Message) error {
 	deadline := time.Now().Add(p.n.cfg.RetryFor)
 	unsure := false

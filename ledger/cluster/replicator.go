@@ -315,6 +315,12 @@ func (r *replicator) commit(ctx context.Context, batch []ledger.Replicated) bool
 		r.recent[rec.UUID] = stamps[i]
 		r.recentAt = (r.recentAt + 1) % len(r.recentIDs)
 	}
+	if len(r.doubts) > 0 {
+		// After the batch's own doubted messages were found above: a
+		// doubted message in the log is before any record that settles
+		// it.
+		r.settle(stamps[len(stamps)-1].Time)
+	}
 	r.waitMu.Unlock()
 	return true
 }
@@ -356,40 +362,32 @@ func (r *replicator) doubt(uuids []string, now time.Time) {
 	r.waitMu.Unlock()
 }
 
-// settle is told that messages this node began publishing at since were
-// stored by its replica, the newest with the stream time recorded: every
-// doubt from before since that this replica has not stored never will be,
-// provided the message is new to the log, which a recorded time later than
-// the doubt shows (a retried or keyed publish of a message the log held
-// already gets the old record back, with its old time; a new message's
-// time is its leader's, set when it took it).
+// settle is told that this replica stored a record the stream stamped at
+// recorded: every doubt answered more than SettleAfter before that, and
+// not stored by now, never will be. The caller holds waitMu.
 //
-// Why it holds: the log is one Raft log. A message the stream's leader
-// took but could not commit is either committed before any message
-// proposed after it, or dropped once a leader without it commits one.
-// This node's later publishes travel the same connection and routes
-// behind it, with nothing buffered across a reconnect (the publisher's
-// connection buffers nothing), so a message of its own proposed after the
-// doubt was answered went after the doubted one. settleSkew allows for
-// the leader's clock running ahead of this node's.
-func (r *replicator) settle(since, recorded time.Time) {
-	r.waitMu.Lock()
-	defer r.waitMu.Unlock()
+// Why it holds: the log is one Raft log, and the stream stamps a record
+// when its leader takes it (the recorded time is that stamp, or an
+// earlier record's later one). A doubted message reached a leader, if at
+// all, within SettleAfter of the answer (the publisher's connection
+// buffers nothing across a reconnect, and nats-server drops what a route
+// holds once its writes stall for 10 s). A leader that took it either
+// commits it before anything it takes later, or, having lost its place,
+// loses the message too: a leader that lacks it and commits a record
+// makes sure no leader with it ever follows. So a record taken after the
+// doubted message could have arrived, once stored here with the doubted
+// one nowhere before it, settles it. A record from before (a retried or
+// keyed publish answered from the duplicate window gets the old one back)
+// settles nothing.
+func (r *replicator) settle(recorded time.Time) {
 	for u, at := range r.doubts {
-		if at.Before(since) && recorded.After(at.Add(settleSkew)) {
+		if recorded.After(at.Add(r.n.cfg.SettleAfter)) {
 			delete(r.doubts, u)
 			r.n.log.Warn("outcome settled: a message answered \"outcome unknown\" was not recorded: the log moved on without it",
-				"message", u, "answered", at.UTC().Format(time.RFC3339Nano))
+				"message", u, "answered", at.UTC().Format(time.RFC3339Nano), "settled_by", recorded.UTC().Format(time.RFC3339Nano))
 		}
 	}
 }
-
-// settleSkew is how far ahead of this node's clock the stream leader's may
-// run without settle mistaking an old record for a new one: the nodes'
-// and the NATS servers' clocks are assumed to agree within it (NTP keeps
-// them within milliseconds). A leader whose clock runs behind only delays
-// a settlement.
-const settleSkew = time.Second
 
 // unsettled lists the messages answered "outcome unknown" whose outcome is
 // still open.

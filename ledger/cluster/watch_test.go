@@ -81,37 +81,31 @@ func TestReplicaWatch(t *testing.T) {
 }
 
 // TestSettleDoubts: a message answered "outcome unknown" stays unsettled
-// through publishes that began before it was answered, and through one
-// that began after but got back a record from before (a retried or keyed
-// publish of a message already in the log); the first new record of a
-// publish begun after it settles it as not recorded. One the replica had
-// already stored is never doubted.
+// while the records stored are stamped within SettleAfter of the answer
+// (the message may still be on its way, or a record answered from the
+// duplicate window is an old one), and is settled as not recorded by the
+// first stamped later; one the replica had already stored is never
+// doubted.
 func TestSettleDoubts(t *testing.T) {
-	r := &replicator{n: &Node{log: slog.New(slog.DiscardHandler)}, doubts: map[string]time.Time{},
-		recent: map[string]ledger.Stamp{"stored": {Seq: 7}}}
+	r := &replicator{n: &Node{log: slog.New(slog.DiscardHandler), cfg: Config{SettleAfter: 30 * time.Second}},
+		doubts: map[string]time.Time{}, recent: map[string]ledger.Stamp{"stored": {Seq: 7}}}
 	t0 := time.Now()
 	r.doubt([]string{"m1", "stored"}, t0)
 	r.doubt([]string{"m2"}, t0.Add(10*time.Second))
 	if got := r.unsettled(); len(got) != 2 {
 		t.Fatalf("unsettled %v; want m1 and m2 (a message already stored is not in doubt)", got)
 	}
-	r.settle(t0.Add(-time.Millisecond), t0.Add(5*time.Second)) // a publish begun before m1 was answered
-	if got := r.unsettled(); len(got) != 2 {
-		t.Fatalf("after a publish begun earlier: unsettled %v; want m1 and m2 still", got)
+	for _, at := range []time.Duration{-time.Minute, 0, 29 * time.Second, 30 * time.Second} {
+		r.settle(t0.Add(at))
+		if got := r.unsettled(); len(got) != 2 {
+			t.Fatalf("after a record stamped %v from m1's answer: unsettled %v; want m1 and m2 still", at, got)
+		}
 	}
-	r.settle(t0.Add(time.Millisecond), t0.Add(-time.Minute)) // begun after, but an old record came back
-	if got := r.unsettled(); len(got) != 2 {
-		t.Fatalf("after a publish that got an old record back: unsettled %v; want m1 and m2 still", got)
-	}
-	r.settle(t0.Add(time.Millisecond), t0.Add(settleSkew/2)) // within the clocks' allowance
-	if got := r.unsettled(); len(got) != 2 {
-		t.Fatalf("after a record timed within the clock allowance: unsettled %v; want m1 and m2 still", got)
-	}
-	r.settle(t0.Add(time.Millisecond), t0.Add(2*settleSkew))
+	r.settle(t0.Add(31 * time.Second))
 	if got := r.unsettled(); len(got) != 1 || got[0] != "m2" {
-		t.Fatalf("after a new record of a publish begun after m1 was answered: unsettled %v; want m2 only", got)
+		t.Fatalf("after a record stamped 31s after m1's answer: unsettled %v; want m2 only", got)
 	}
-	r.settle(t0.Add(11*time.Second), t0.Add(12*time.Second))
+	r.settle(t0.Add(41 * time.Second))
 	if got := r.unsettled(); len(got) != 0 {
 		t.Fatalf("unsettled %v; want none", got)
 	}
