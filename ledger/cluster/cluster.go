@@ -660,11 +660,12 @@ func quorum(info *jetstream.StreamInfo) error {
 // kept by the leader and committed once the quorum is back, after its
 // caller was told it failed; so the publisher sends nothing.
 //
-// The routes tell it at once: a server that died or was stopped drops
-// its routes as its connections close, while the leader counts a replica
-// up until 5 s after it last heard it (quorum), and the probe asks once a
-// second. A partition that leaves connections open is noticed by the
-// leader's count only.
+// The routes tell it at once when a server's process exits or is killed:
+// its host closes the route's connections, while the leader counts a
+// replica up until 5 s after it last heard it (quorum), and the probe asks
+// once a second. A host that crashes, or a partition, leaves connections
+// open (until the route's pings time out, minutes by default): the
+// leader's count alone notices it.
 func (n *Node) refusal() error {
 	if n.noQuorum.Load() {
 		return fmt.Errorf("the stream's leader reports no quorum (%v)", n.Err())
