@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -273,4 +274,90 @@ func streamLeader(t *testing.T, url string) string {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// TestDuplicateAnswerSettlesNothing: JetStream answers the publish of a
+// message id it stored already from its duplicate window, without a Raft
+// round, and a leader left without its quorum still answers so. Such a
+// publish gets an old record back and commits nothing after a message
+// answered "outcome unknown", which that leader may still commit once its
+// quorum is back: it must not settle it. And a copy of the doubted
+// message, which the leader holds uncommitted, is answered "duplicate
+// message id is in process": an outcome unknown too, not a refusal.
+func TestDuplicateAnswerSettlesNothing(t *testing.T) {
+	srv := natstest.Cluster(t, 3)
+	member := func(name, url string) *member {
+		m := &member{name: name, dir: t.TempDir(), cfg: cluster.Config{
+			Node: name, InstanceID: name + "-instance", Replicas: 3, URLs: []string{url},
+			PublishTimeout: 500 * time.Millisecond, RetryFor: 1500 * time.Millisecond, SettleAfter: 2 * time.Second,
+			Logger: slog.New(slog.DiscardHandler), StartTimeout: 30 * time.Second,
+		}}
+		if err := m.start(t); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	setup := member("node-x", srv[0].URL)
+	leader := streamLeader(t, srv[0].URL)
+	setup.stop()
+	var alone *natstest.Server
+	for _, s := range srv {
+		if s.Name == leader {
+			alone = s
+		}
+	}
+	if alone == nil {
+		t.Fatalf("the stream's leader %q is none of the test's servers", leader)
+	}
+	a := member("node-a", alone.URL)
+	stored := event("u", "stored")
+	if _, err := a.node.Publisher().PublishStamped(ledger.EventsTopic, stored); err != nil {
+		t.Fatal(err)
+	}
+	// Long enough ago that a record stamped now would settle a doubt
+	// answered now, were an old record taken for a new one.
+	time.Sleep(2500 * time.Millisecond)
+
+	var stops sync.WaitGroup
+	for _, s := range srv {
+		if s != alone {
+			stops.Go(s.Stop)
+		}
+	}
+	stops.Wait()
+	// At once, before the node hears that the leader lacks a quorum
+	// (its next probe, within a second): the doubted message goes to the
+	// leader, which cannot commit it; while it holds it, a copy of the
+	// stored message (a keyed event another node recorded first, or a
+	// retry) is answered as a duplicate, with the stored record, and a
+	// copy of the doubted one (a caller's retry, the same keyed event
+	// from another node) finds it in process.
+	doubted := event("u", "doubted")
+	first := make(chan error, 1)
+	go func() {
+		_, err := a.node.Publisher().PublishStamped(ledger.EventsTopic, doubted)
+		first <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if _, err := a.node.Publisher().PublishStamped(ledger.EventsTopic, message.NewMessage(stored.UUID, stored.Payload)); err != nil {
+		t.Fatalf("a copy of a stored message: %v; want the stored one's stamp", err)
+	}
+	if _, err := a.node.Publisher().PublishStamped(ledger.EventsTopic, message.NewMessage(doubted.UUID, doubted.Payload)); !errors.Is(err, ledger.ErrOutcomeUnknown) {
+		t.Fatalf("a copy of the message the leader holds uncommitted: %v; want outcome unknown", err)
+	}
+	if err := <-first; !errors.Is(err, ledger.ErrOutcomeUnknown) {
+		t.Fatalf("publish to a leader without its followers: %v; want outcome unknown", err)
+	}
+	if u := a.node.Unsettled(); !slices.Contains(u, doubted.UUID) {
+		t.Fatalf("unsettled %v after a publish answered as a duplicate; want %s still: nothing was committed after it", u, doubted.UUID)
+	}
+
+	// With the followers back, later records settle it, in agreement
+	// with the ledger.
+	for _, s := range srv {
+		s.Start(t)
+	}
+	d := &doubtful{srv: srv, leader: alone, a: a, doubted: []string{doubted.UUID}}
+	at := d.settle(t)
+	t.Logf("the doubted message was %s", map[bool]string{true: "recorded after all", false: "not recorded"}[len(at[doubted.UUID]) == 1])
 }

@@ -185,13 +185,23 @@ func retriable(err error) bool {
 		errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, context.DeadlineExceeded)
 }
 
+// jsErrDuplicateInProcess is JetStream's answer to a message id its
+// leader holds in a proposal not committed yet (JSStreamDuplicateMessageConflict,
+// "duplicate message id is in process"): a retry of a publish that got no
+// answer, or the same keyed event from another node. That message may
+// still be committed.
+const jsErrDuplicateInProcess nats.ErrorCode = 10158
+
 // mayHaveLanded reports a failed publish whose message may have reached
 // the stream's leader: anything but an answer that it was not taken (an
-// error from the stream, nobody listening) or a connection that did not
-// send it (reconnecting, with nothing buffered).
+// error from the stream other than a copy in process, nobody listening)
+// or a connection that did not send it (reconnecting, with nothing
+// buffered).
 func mayHaveLanded(err error) bool {
 	var api *nats.APIError
 	switch {
+	case errors.As(err, &api) && api.ErrorCode == jsErrDuplicateInProcess:
+		return true
 	case errors.As(err, &api), errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrNoStreamResponse),
 		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrConnectionReconnecting),
 		errors.Is(err, nats.ErrReconnectBufExceeded):
