@@ -60,6 +60,7 @@ import (
 	"github.com/sessionledger/sessionledger/hub/client"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/testports"
 )
 
 type bench struct {
@@ -71,7 +72,7 @@ type bench struct {
 	sessions []*sess
 	admin    hubpb.AdminClient
 	token    string
-	reserved []int // sockets holding the ports of the nodes started (reserveAddr)
+	reserved []*testports.Reservation // the ports of the nodes started (reserveAddr)
 
 	live           atomic.Int64 // sessions welcomed and not yet ended
 	delivered      atomic.Int64

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,22 +19,10 @@ import (
 	"github.com/sessionledger/sessionledger/hub/client"
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/testports"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/projections"
 )
-
-// freeAddr is a 127.0.0.1 address nothing listens on now, for two hubds
-// that must serve their clients at the same place one after the other.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
 
 // TestBackupUnderLoadAndRestore follows docs/operations.md (Backup and
 // restore) end to end with the real binaries: `hubctl backup` takes a hot
@@ -50,7 +37,10 @@ func freeAddr(t *testing.T) string {
 func TestBackupUnderLoadAndRestore(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	addr := freeAddr(t)
+	// Two hubds serve their clients at the same place one after the
+	// other: the address is reserved for the test (internal/testports), so
+	// the clients, which dial it while no hubd runs, reach only them.
+	addr := testports.Addr(t)
 	p := startHubd(t, data, "--listen", addr)
 	hubctl := filepath.Join(dir, "hubctl")
 	if out, err := exec.Command("go", "build", "-o", hubctl, "../hubctl").CombinedOutput(); err != nil {

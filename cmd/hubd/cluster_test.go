@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/testports"
 	"github.com/sessionledger/sessionledger/ledger"
 )
 
@@ -35,25 +35,23 @@ type clusterNode struct {
 
 // newCluster launches n hubd processes with embedded NATS servers routed
 // to each other and waits until every one listens.
+//
+// The NATS servers' cluster addresses and the nodes' gRPC addresses are
+// reserved until the test ends (internal/testports): the routes must be
+// known before any server starts, and clients and peers that dial a
+// killed node must find nothing there, not another test's server that
+// took its port (a node started again comes back on the same ones).
 func newCluster(t *testing.T, n int, extra ...string) []*clusterNode {
 	t.Helper()
-	var ls []net.Listener
-	var routes []string
+	var routes, listen []string
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		routes = append(routes, "nats://"+l.Addr().String())
-	}
-	for _, l := range ls {
-		l.Close()
+		routes = append(routes, "nats://"+testports.Addr(t))
+		listen = append(listen, testports.Addr(t))
 	}
 	nodes := make([]*clusterNode, n)
 	for i := range nodes {
 		name := fmt.Sprintf("node-%c", 'a'+i)
-		nodes[i] = &clusterNode{name: name, data: t.TempDir(), flags: []string{"--node", name, "--embed-nats", "--nats-listen", "127.0.0.1:0",
+		nodes[i] = &clusterNode{name: name, data: t.TempDir(), flags: []string{"--node", name, "--listen", listen[i], "--embed-nats", "--nats-listen", "127.0.0.1:0",
 			"--nats-cluster-listen", strings.TrimPrefix(routes[i], "nats://"), "--nats-routes", strings.Join(routes, ","), "--replicas", strconv.Itoa(min(n, 3))}}
 		nodes[i].flags = append(nodes[i].flags, extra...)
 	}

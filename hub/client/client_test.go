@@ -3,7 +3,6 @@ package client_test
 import (
 	"context"
 	"errors"
-	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/client"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/internal/testports"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -722,12 +722,7 @@ func TestBackoffGrowsWhenSessionsDoNotLast(t *testing.T) {
 // the first it can reach (the first is a closed port) and, when its node
 // shuts down, moves to the next one instead of waiting for its node.
 func TestSeveralAddressesMoveOn(t *testing.T) {
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := closed.Addr().String()
-	closed.Close()
+	dead := testports.Addr(t) // refuses, and stays so
 	h1 := newHub(t, hub.Config{ShutdownReconnect: 50 * time.Millisecond})
 	h2 := newHub(t, hub.Config{})
 	r := newRecorder()

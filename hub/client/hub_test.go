@@ -16,6 +16,7 @@ import (
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/internal/daemon"
+	"github.com/sessionledger/sessionledger/internal/testports"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
@@ -117,10 +118,13 @@ func (h *testHub) stop() error {
 	return err
 }
 
-// newHub starts a hub for t and stops it at the end of the test.
+// newHub starts a hub for t and stops it at the end of the test. Its
+// address is reserved until then (internal/testports): restart starts the
+// hub again there, and clients that dial it while the hub is down must
+// find nothing, not another test's server that took the port.
 func newHub(t *testing.T, cfg hub.Config) *testHub {
 	t.Helper()
-	h, err := startHub(t.TempDir(), "127.0.0.1:0", cfg)
+	h, err := startHub(t.TempDir(), testports.Addr(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"github.com/sessionledger/sessionledger/hub"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/internal/daemon"
+	"github.com/sessionledger/sessionledger/internal/testports"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/checkpoint"
 	"github.com/sessionledger/sessionledger/ledger/cluster"
@@ -36,23 +36,16 @@ func adminCtx(t *testing.T) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+adminToken)
 }
 
-// freePorts returns n ports that were free on 127.0.0.1 a moment ago: the
-// embedded NATS servers' cluster addresses must be known before any of
-// them starts, since each lists the others as routes.
-func freePorts(t *testing.T, n int) []int {
+// reservePorts reserves n ports on 127.0.0.1 until the test ends
+// (internal/testports). The embedded NATS servers' cluster addresses must
+// be known before any of them starts (each lists the others as routes), so
+// port 0 cannot do; and a port merely free a moment ago could be taken by
+// another test before the server listens, or while a stopped one is down.
+func reservePorts(t *testing.T, n int) []int {
 	t.Helper()
-	var ls []net.Listener
-	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
+	out := make([]int, n)
+	for i := range out {
+		out[i] = testports.Port(t)
 	}
 	return out
 }
@@ -77,7 +70,7 @@ func startCluster(t *testing.T, n int) []*node {
 // by tweak (if not nil) before it starts.
 func startClusterWith(t *testing.T, n int, tweak func(*daemon.Config)) []*node {
 	t.Helper()
-	ports := freePorts(t, n)
+	ports := reservePorts(t, n)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))

@@ -6,7 +6,6 @@ package natstest
 
 import (
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/sessionledger/sessionledger/internal/testports"
 )
 
 // Server is one NATS server of a test cluster.
@@ -54,23 +55,16 @@ func Cluster(t testing.TB, n int) []*Server {
 	return out
 }
 
-// ports returns n ports free on 127.0.0.1 a moment ago: the servers'
-// addresses must be known before any of them starts (each lists the
-// others as routes, and a restarted one must come back where it was).
+// ports reserves n ports until the test ends (internal/testports): the
+// servers' addresses must be known before any of them starts (each lists
+// the others as routes, and a restarted one must come back where it was),
+// and no other test may take one meanwhile, nor a stopped server's while
+// its clients and peers dial it.
 func ports(t testing.TB, n int) []int {
 	t.Helper()
-	var out []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
+	out := make([]int, n)
+	for i := range out {
+		out[i] = testports.Port(t)
 	}
 	return out
 }

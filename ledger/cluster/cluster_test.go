@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -16,29 +15,23 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sessionledger/sessionledger/internal/testports"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/cluster"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/ledger/ledgertest"
 )
 
-// freePorts returns n ports free on 127.0.0.1 a moment ago. The embedded
-// servers' cluster addresses must be known before any of them starts (each
-// lists the others as routes), so port 0 cannot do.
-func freePorts(t testing.TB, n int) []int {
+// reservePorts reserves n ports on 127.0.0.1 until the test ends
+// (internal/testports). The embedded NATS servers' cluster addresses must
+// be known before any of them starts (each lists the others as routes), so
+// port 0 cannot do; and a port merely free a moment ago could be taken by
+// another test before the server listens, or while a stopped one is down.
+func reservePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var ls []net.Listener
-	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
+	out := make([]int, n)
+	for i := range out {
+		out[i] = testports.Port(t)
 	}
 	return out
 }
@@ -56,7 +49,7 @@ type member struct {
 // other, concurrently (a JetStream cluster needs them all to form).
 func testCluster(t testing.TB, n int, opts ...func(*cluster.Config)) []*member {
 	t.Helper()
-	ports := freePorts(t, n)
+	ports := reservePorts(t, n)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
