@@ -25,7 +25,9 @@ type Ports struct {
 // Publisher records the hub's events: a watermill Publisher (the design's
 // boundary between the hub and the log) that also says, as values, where
 // each message landed. PublishStamped returns only once the messages are
-// durable; an error means none of them is. If it also has an
+// durable; an error means none of them is, except one wrapping
+// ledger.ErrOutcomeUnknown (a cluster's log that may still record them:
+// the hub answers OutcomeUnknown). If it also has an
 // Err() error method, a non-nil result there means it takes no more
 // appends, and the hub reports NOT_SERVING.
 type Publisher interface {

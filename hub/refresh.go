@@ -2,11 +2,13 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/oklog/ulid/v2"
 
 	"github.com/sessionledger/sessionledger/hub/hubpb"
+	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/projections"
 )
@@ -72,7 +74,13 @@ func (s *Server) refresh(sess *session, raw string) error {
 	if st == nil {
 		// Not recorded: the session keeps its token, and may try again.
 		s.metrics.refreshes.WithLabelValues(refreshNotRecorded).Inc()
-		sess.answer(&hubpb.Refreshed{Reason: "the refresh could not be recorded: " + err.Error(), TokenExpiresUnixNano: sess.tokenExp.Load()})
+		why := "the refresh could not be recorded: "
+		if errors.Is(err, ledger.ErrOutcomeUnknown) {
+			// The log may still record it; this session goes on with
+			// the token it holds either way.
+			why = "the refresh's outcome is unknown (the cluster's log may still record it; this session keeps its current token): "
+		}
+		sess.answer(&hubpb.Refreshed{Reason: why + err.Error(), TokenExpiresUnixNano: sess.tokenExp.Load()})
 		return nil
 	}
 	// Recorded (and, unless ctx ended first, applied): the session holds

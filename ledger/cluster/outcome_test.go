@@ -35,9 +35,10 @@ type doubtful struct {
 // leaveInDoubt makes a doubtful node: three NATS servers, a node on the
 // stream's leader publishing back to back from a few goroutines, and both
 // followers stopped at once. A publish sent after they went and before
-// the node's next probe of the stream (within a second) reaches a leader
-// that can no longer commit it, and must be answered outcome unknown, not
-// plainly failed; the node must list it as unsettled.
+// the node hears that the leader lacks a quorum (the leader counts a
+// replica up for 5 s after it last heard it) reaches a leader that can no
+// longer commit it, and must be answered outcome unknown, not plainly
+// failed; the node must list it as unsettled.
 func leaveInDoubt(t *testing.T) *doubtful {
 	t.Helper()
 	srv := natstest.Cluster(t, 3)
@@ -326,7 +327,7 @@ func TestDuplicateAnswerSettlesNothing(t *testing.T) {
 	}
 	stops.Wait()
 	// At once, before the node hears that the leader lacks a quorum
-	// (its next probe, within a second): the doubted message goes to the
+	// (the leader's count takes about 5 s): the doubted message goes to the
 	// leader, which cannot commit it; while it holds it, a copy of the
 	// stored message (a keyed event another node recorded first, or a
 	// retry) is answered as a duplicate, with the stored record, and a

@@ -182,7 +182,15 @@ func (p *Publisher) publish(ctx context.Context, topic string, msgs []*message.M
 func retriable(err error) bool {
 	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.Is(err, nats.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionReconnecting) ||
-		errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, context.DeadlineExceeded)
+		errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, context.DeadlineExceeded) || inProcess(err)
+}
+
+// inProcess reports JetStream's answer that the leader holds a proposal
+// with the message's id not committed yet (jsErrDuplicateInProcess): a
+// try once it is committed gets its stamp as a duplicate's.
+func inProcess(err error) bool {
+	var api *nats.APIError
+	return errors.As(err, &api) && api.ErrorCode == jsErrDuplicateInProcess
 }
 
 // jsErrDuplicateInProcess is JetStream's answer to a message id its
@@ -200,7 +208,7 @@ const jsErrDuplicateInProcess nats.ErrorCode = 10158
 func mayHaveLanded(err error) bool {
 	var api *nats.APIError
 	switch {
-	case errors.As(err, &api) && api.ErrorCode == jsErrDuplicateInProcess:
+	case inProcess(err):
 		return true
 	case errors.As(err, &api), errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrNoStreamResponse),
 		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrConnectionReconnecting),
