@@ -32,19 +32,14 @@ type doubtful struct {
 	late []string
 }
 
-// leaveInDoubt makes a doubtful node: three NATS servers, a node on the
-// stream's leader publishing back to back from a few goroutines, and both
-// followers stopped at once. A publish sent after they went and before
-// the node hears that the leader lacks a quorum (the leader counts a
-// replica up for 5 s after it last heard it) reaches a leader that can no
-// longer commit it, and must be answered outcome unknown, not plainly
-// failed; the node must list it as unsettled.
-func leaveInDoubt(t *testing.T) *doubtful {
+// nodeOnLeader starts three NATS servers and a node (node-a) connected to
+// the one that leads the cluster's stream, which a first node made: the
+// server that will be left alone when the others stop.
+func nodeOnLeader(t *testing.T) (srv []*natstest.Server, leader *natstest.Server, a *member) {
 	t.Helper()
-	srv := natstest.Cluster(t, 3)
+	srv = natstest.Cluster(t, 3)
 	member := func(name, url string) *member {
-		dir := t.TempDir()
-		m := &member{name: name, dir: dir, cfg: cluster.Config{
+		m := &member{name: name, dir: t.TempDir(), cfg: cluster.Config{
 			Node: name, InstanceID: name + "-instance", Replicas: 3, URLs: []string{url},
 			PublishTimeout: 500 * time.Millisecond, RetryFor: 1500 * time.Millisecond,
 			// Nothing here can hold a message on its way for long: one
@@ -57,21 +52,41 @@ func leaveInDoubt(t *testing.T) *doubtful {
 		}
 		return m
 	}
-	// A first node makes the stream; the node under test then goes to
-	// the server that leads it, the one that will be left alone.
 	setup := member("node-x", srv[0].URL)
-	leader := streamLeader(t, srv[0].URL)
+	name := streamLeader(t, srv[0].URL)
 	setup.stop()
-	var alone *natstest.Server
 	for _, s := range srv {
-		if s.Name == leader {
-			alone = s
+		if s.Name == name {
+			leader = s
 		}
 	}
-	if alone == nil {
-		t.Fatalf("the stream's leader %q is none of the test's servers", leader)
+	if leader == nil {
+		t.Fatalf("the stream's leader %q is none of the test's servers", name)
 	}
-	a := member("node-a", alone.URL)
+	return srv, leader, member("node-a", leader.URL)
+}
+
+// stopAllBut stops every server of srv but keep, at once.
+func stopAllBut(srv []*natstest.Server, keep *natstest.Server) {
+	var stops sync.WaitGroup
+	for _, s := range srv {
+		if s != keep {
+			stops.Go(s.Stop)
+		}
+	}
+	stops.Wait()
+}
+
+// leaveInDoubt makes a doubtful node: three NATS servers, a node on the
+// stream's leader publishing back to back from a few goroutines, and both
+// followers stopped at once. A publish sent after they went and before
+// the node hears that the leader lacks a quorum (the leader counts a
+// replica up for 5 s after it last heard it) reaches a leader that can no
+// longer commit it, and must be answered outcome unknown, not plainly
+// failed; the node must list it as unsettled.
+func leaveInDoubt(t *testing.T) *doubtful {
+	t.Helper()
+	srv, alone, a := nodeOnLeader(t)
 
 	// Each publishing goroutine stops at its first failure other than a
 	// publish acknowledged and not yet applied here (its replica's
@@ -97,13 +112,7 @@ func leaveInDoubt(t *testing.T) *doubtful {
 		}()
 	}
 	time.Sleep(50 * time.Millisecond)
-	var stops sync.WaitGroup
-	for _, s := range srv {
-		if s != alone {
-			stops.Go(s.Stop)
-		}
-	}
-	stops.Wait()
+	stopAllBut(srv, alone)
 	// And one more publish each, from a few more goroutines, now that
 	// both followers are gone (answered outcome unknown unless the node
 	// heard of the lost quorum first).
@@ -286,31 +295,7 @@ func streamLeader(t *testing.T, url string) string {
 // message, which the leader holds uncommitted, is answered "duplicate
 // message id is in process": an outcome unknown too, not a refusal.
 func TestDuplicateAnswerSettlesNothing(t *testing.T) {
-	srv := natstest.Cluster(t, 3)
-	member := func(name, url string) *member {
-		m := &member{name: name, dir: t.TempDir(), cfg: cluster.Config{
-			Node: name, InstanceID: name + "-instance", Replicas: 3, URLs: []string{url},
-			PublishTimeout: 500 * time.Millisecond, RetryFor: 1500 * time.Millisecond, SettleAfter: 2 * time.Second,
-			Logger: slog.New(slog.DiscardHandler), StartTimeout: 30 * time.Second,
-		}}
-		if err := m.start(t); err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
-	setup := member("node-x", srv[0].URL)
-	leader := streamLeader(t, srv[0].URL)
-	setup.stop()
-	var alone *natstest.Server
-	for _, s := range srv {
-		if s.Name == leader {
-			alone = s
-		}
-	}
-	if alone == nil {
-		t.Fatalf("the stream's leader %q is none of the test's servers", leader)
-	}
-	a := member("node-a", alone.URL)
+	srv, alone, a := nodeOnLeader(t)
 	stored := event("u", "stored")
 	if _, err := a.node.Publisher().PublishStamped(ledger.EventsTopic, stored); err != nil {
 		t.Fatal(err)
@@ -319,13 +304,7 @@ func TestDuplicateAnswerSettlesNothing(t *testing.T) {
 	// answered now, were an old record taken for a new one.
 	time.Sleep(2500 * time.Millisecond)
 
-	var stops sync.WaitGroup
-	for _, s := range srv {
-		if s != alone {
-			stops.Go(s.Stop)
-		}
-	}
-	stops.Wait()
+	stopAllBut(srv, alone)
 	// At once, before the node hears that the leader lacks a quorum
 	// (the leader's count takes about 5 s): the doubted message goes to the
 	// leader, which cannot commit it; while it holds it, a copy of the
