@@ -70,6 +70,13 @@ func (d *Daemon) connectCluster(ctx context.Context) error {
 		}
 		return 0
 	}))
+	d.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_cluster_outcomes_presumed_wrong_total",
+		Help: "Events this node presumed not recorded, SettleAfter after an \"outcome unknown\" answer, that the log recorded all the same (docs/cluster.md)."}, func() float64 {
+		if n := cur.Load(); n != nil {
+			return float64(n.PresumedWrong())
+		}
+		return 0
+	}))
 	node, err := cluster.Connect(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("join the cluster: %w", err)

@@ -53,11 +53,14 @@ const (
 	DefaultStream = "SESSIONLEDGER"
 	// DefaultReplicas is the stream's replica count.
 	DefaultReplicas = 3
-	// DefaultSettleAfter bounds how long a message sent to the stream
-	// may still be on its way to the stream's leader (nats-server closes
-	// a route whose writes stall for 10 s, and drops what it held), plus
-	// a second for the leader's clock running ahead of this node's.
-	DefaultSettleAfter = 30 * time.Second
+	// DefaultSettleAfter is how long a message answered "outcome
+	// unknown" is taken to be possibly still on its way to the stream's
+	// leader. A TCP connection whose path stalls delivers what it holds
+	// once the path is back, until one end gives it up: NATS does when
+	// its pings go unanswered, at its defaults after about 6 minutes for
+	// a client connection (2 min interval, 2 outstanding) and 90 s for a
+	// route. Ten minutes is past both (replicator.settle).
+	DefaultSettleAfter = 10 * time.Minute
 	// DefaultPublishTimeout bounds the wait for JetStream's acknowledgement.
 	DefaultPublishTimeout = 2 * time.Second
 )
@@ -86,8 +89,10 @@ type Config struct {
 	// a new one after a Raft election timeout of 4 to 9 s).
 	RetryFor time.Duration
 	// SettleAfter is how much later than an "outcome unknown" answer the
-	// stream must have stamped a record this node stores for that record
-	// to settle the answer (default DefaultSettleAfter; replicator.settle).
+	// stream must have stamped a record this node stores for the answer to
+	// be presumed not recorded (default DefaultSettleAfter;
+	// replicator.settle). It must outlast what ends a stalled connection
+	// between this node and the stream's leader.
 	SettleAfter time.Duration
 	// Heartbeat is how often the node tells the cluster it is alive
 	// (default DefaultHeartbeat; a core NATS message, see liveness);
@@ -685,12 +690,23 @@ func (n *Node) refusal() error {
 // Unsettled lists the messages whose publish this node answered "outcome
 // unknown" (ledger.ErrOutcomeUnknown) and whose fate no later record has
 // settled yet: each is logged when it is, as recorded after all (with its
-// seq) or not recorded.
+// seq) or presumed not recorded (after SettleAfter).
 func (n *Node) Unsettled() []string {
 	if r := n.started.Load(); r != nil {
 		return r.unsettled()
 	}
 	return nil
+}
+
+// PresumedWrong counts the messages this node presumed not recorded
+// (replicator.settle) that the log recorded all the same: a SettleAfter
+// too short for how long a stalled connection here delivers late, or a
+// keyed event published again.
+func (n *Node) PresumedWrong() uint64 {
+	if r := n.started.Load(); r != nil {
+		return r.presumedWrong.Load()
+	}
+	return 0
 }
 
 // Err reports why the node cannot append now (no connection, no quorum,

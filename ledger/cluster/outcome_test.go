@@ -160,8 +160,9 @@ func leaveInDoubt(t *testing.T) *doubtful {
 
 // TestOutcomeUnknownIsSettled: a node whose publishes were answered
 // "outcome unknown" (leaveInDoubt) keeps them unsettled until, with the
-// followers back, a later publish of its own is recorded; then it knows:
-// each is in the log before that publish, or never will be. (With all three
+// followers back, the log records more: each is found in the log, or,
+// once a record stamped SettleAfter later is stored without it, presumed
+// not recorded, and no presumption proves wrong. (With all three
 // servers back, the leader that holds them has the longest log and is
 // usually elected again, so they tend to be recorded after all:
 // TestOutcomeUnknownNotRecorded makes the other case.)
@@ -178,9 +179,9 @@ func TestOutcomeUnknownIsSettled(t *testing.T) {
 // doubted messages stops too, and its followers come back first and elect
 // one of themselves; when the old leader returns it follows. The new
 // leader's log lacks the messages published after the followers stopped
-// (those in flight as they stopped may have reached them): the node's
-// next recorded publish settles those as never recorded, and no ledger
-// ever gets them.
+// (those in flight as they stopped may have reached them): the records
+// that follow make the node presume those not recorded, and the ledger
+// never gets them.
 func TestOutcomeUnknownNotRecorded(t *testing.T) {
 	d := leaveInDoubt(t)
 	if len(d.late) == 0 {
@@ -247,6 +248,9 @@ func (d *doubtful) settle(t *testing.T) map[string][]uint64 {
 		if seqs := at[d]; len(seqs) > 1 || (len(seqs) == 1 && seqs[0] > after.Seq) {
 			t.Fatalf("doubted message %s is at seqs %v; want at most once, before seq %d", d, seqs, after.Seq)
 		}
+	}
+	if n := a.node.PresumedWrong(); n != 0 {
+		t.Fatalf("PresumedWrong() = %d; want 0: nothing here holds a message on its way", n)
 	}
 	return at
 }

@@ -63,9 +63,13 @@ type replicator struct {
 	recentIDs []string
 	recentAt  int
 	// doubts are the messages this node's publisher answered "outcome
-	// unknown" for, with when: each is settled by the first record that
-	// shows what became of it (Publisher.PublishStamped).
-	doubts map[string]time.Time
+	// unknown" for, with when: each is settled by a record that shows what
+	// became of it (settle). presumed are those settled as not recorded,
+	// watched for a while in case one is recorded all the same;
+	// presumedWrong counts those that were.
+	doubts        map[string]time.Time
+	presumed      map[string]time.Time
+	presumedWrong atomic.Uint64
 
 	errMu sync.Mutex
 	err   error
@@ -78,7 +82,8 @@ type replicator struct {
 
 func startReplicator(n *Node) (*replicator, error) {
 	r := &replicator{n: n, base: time.Now(), waiters: make(map[string]chan ledger.Stamp),
-		recent: make(map[string]ledger.Stamp, recentStamps), recentIDs: make([]string, recentStamps), doubts: make(map[string]time.Time)}
+		recent: make(map[string]ledger.Stamp, recentStamps), recentIDs: make([]string, recentStamps), doubts: make(map[string]time.Time),
+		presumed: make(map[string]time.Time)}
 	if err := r.subscribe(); err != nil {
 		return nil, err
 	}
@@ -310,16 +315,31 @@ func (r *replicator) commit(ctx context.Context, batch []ledger.Replicated) bool
 					"seq", stamps[i].Seq, "event", stamps[i].ID.String(), "answered", at.UTC().Format(time.RFC3339Nano))
 			}
 		}
+		if len(r.presumed) > 0 {
+			if at, ok := r.presumed[rec.UUID]; ok {
+				delete(r.presumed, rec.UUID)
+				r.presumedWrong.Add(1)
+				r.n.log.Error("a message presumed not recorded was recorded after all: it took longer than SettleAfter to reach the stream's leader (raise SettleAfter past what ends a stalled connection here), or it was published again (a keyed event)",
+					"message", rec.UUID, "seq", stamps[i].Seq, "event", stamps[i].ID.String(), "answered", at.UTC().Format(time.RFC3339Nano))
+			}
+		}
 		delete(r.recent, r.recentIDs[r.recentAt])
 		r.recentIDs[r.recentAt] = rec.UUID
 		r.recent[rec.UUID] = stamps[i]
 		r.recentAt = (r.recentAt + 1) % len(r.recentIDs)
 	}
-	if len(r.doubts) > 0 {
+	if len(r.doubts) > 0 || len(r.presumed) > 0 {
 		// After the batch's own doubted messages were found above: a
 		// doubted message in the log is before any record that settles
-		// it.
-		r.settle(stamps[len(stamps)-1].Time)
+		// it. The stream's own stamps, not the stored times, which a
+		// leader's clock running ahead once would keep raised.
+		var stamped time.Time
+		for _, rec := range batch {
+			if rec.Time.After(stamped) {
+				stamped = rec.Time
+			}
+		}
+		r.settle(stamped)
 	}
 	r.waitMu.Unlock()
 	return true
@@ -362,32 +382,44 @@ func (r *replicator) doubt(uuids []string, now time.Time) {
 	r.waitMu.Unlock()
 }
 
-// settle is told that this replica stored a record the stream stamped at
-// recorded: every doubt answered more than SettleAfter before that, and
-// not stored by now, never will be. The caller holds waitMu.
+// settle is told that this replica stored records the stream stamped up
+// to stamped: every doubt answered more than SettleAfter before that, and
+// not stored by now, is presumed never to be recorded. The caller holds
+// waitMu.
 //
-// Why it holds: the log is one Raft log, and the stream stamps a record
-// when its leader takes it (the recorded time is that stamp, or an
-// earlier record's later one). A doubted message reached a leader, if at
-// all, within SettleAfter of the answer (the publisher's connection
-// buffers nothing across a reconnect, and nats-server drops what a route
-// holds once its writes stall for 10 s). A leader that took it either
-// commits it before anything it takes later, or, having lost its place,
-// loses the message too: a leader that lacks it and commits a record
-// makes sure no leader with it ever follows. So a record taken after the
-// doubted message could have arrived, once stored here with the doubted
-// one nowhere before it, settles it. A record from before (a retried or
-// keyed publish answered from the duplicate window gets the old one back)
-// settles nothing.
-func (r *replicator) settle(recorded time.Time) {
+// What the presumption rests on: the stream stamps a message when its
+// leader takes it, and the log is one Raft log: a leader that took the
+// doubted message commits it before anything it takes later, and once a
+// leader without it commits a record, no leader with it can follow. So a
+// record taken after the doubted message's last chance to reach a leader
+// settles it. That last chance is the part that cannot be proved here: a
+// connection whose path stalls delivers what it holds once the path is
+// back, until one end gives it up (NATS's pings), so SettleAfter must
+// outlast that (DefaultSettleAfter), and the servers' clocks must not
+// run far ahead of the nodes'. Where it was too short, the message is
+// recorded after its presumption; commit notices, says so and counts it
+// (Node.PresumedWrong). A record from before (a retried or keyed publish
+// answered from the duplicate window gets the old one back) presumes
+// nothing.
+func (r *replicator) settle(stamped time.Time) {
 	for u, at := range r.doubts {
-		if recorded.After(at.Add(r.n.cfg.SettleAfter)) {
+		if stamped.After(at.Add(r.n.cfg.SettleAfter)) {
 			delete(r.doubts, u)
-			r.n.log.Warn("outcome settled: a message answered \"outcome unknown\" was not recorded: the log moved on without it",
-				"message", u, "answered", at.UTC().Format(time.RFC3339Nano), "settled_by", recorded.UTC().Format(time.RFC3339Nano))
+			r.presumed[u] = at
+			r.n.log.Warn("outcome presumed: a message answered \"outcome unknown\" is taken as not recorded: the log moved on for SettleAfter without it",
+				"message", u, "answered", at.UTC().Format(time.RFC3339Nano), "settle_after", r.n.cfg.SettleAfter, "stamped", stamped.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	for u, at := range r.presumed {
+		if stamped.Sub(at) > presumedFor {
+			delete(r.presumed, u)
 		}
 	}
 }
+
+// presumedFor is how long a message presumed not recorded is watched for
+// in case it is recorded all the same.
+const presumedFor = time.Hour
 
 // unsettled lists the messages answered "outcome unknown" whose outcome is
 // still open.

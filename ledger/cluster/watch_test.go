@@ -83,12 +83,12 @@ func TestReplicaWatch(t *testing.T) {
 // TestSettleDoubts: a message answered "outcome unknown" stays unsettled
 // while the records stored are stamped within SettleAfter of the answer
 // (the message may still be on its way, or a record answered from the
-// duplicate window is an old one), and is settled as not recorded by the
-// first stamped later; one the replica had already stored is never
-// doubted.
+// duplicate window is an old one), and is presumed not recorded by the
+// first stamped later, then watched for presumedFor; one the replica had
+// already stored is never doubted.
 func TestSettleDoubts(t *testing.T) {
 	r := &replicator{n: &Node{log: slog.New(slog.DiscardHandler), cfg: Config{SettleAfter: 30 * time.Second}},
-		doubts: map[string]time.Time{}, recent: map[string]ledger.Stamp{"stored": {Seq: 7}}}
+		doubts: map[string]time.Time{}, presumed: map[string]time.Time{}, recent: map[string]ledger.Stamp{"stored": {Seq: 7}}}
 	t0 := time.Now()
 	r.doubt([]string{"m1", "stored"}, t0)
 	r.doubt([]string{"m2"}, t0.Add(10*time.Second))
@@ -108,5 +108,14 @@ func TestSettleDoubts(t *testing.T) {
 	r.settle(t0.Add(41 * time.Second))
 	if got := r.unsettled(); len(got) != 0 {
 		t.Fatalf("unsettled %v; want none", got)
+	}
+	// Both are watched, in case one is recorded all the same, for
+	// presumedFor.
+	if len(r.presumed) != 2 {
+		t.Fatalf("presumed %v; want m1 and m2", r.presumed)
+	}
+	r.settle(t0.Add(10*time.Second + presumedFor + time.Second))
+	if len(r.presumed) != 0 {
+		t.Fatalf("presumed %v an hour on; want none", r.presumed)
 	}
 }
