@@ -108,6 +108,13 @@ func (p *Publisher) PublishStamped(topic string, msgs ...*message.Message) ([]le
 		}
 	}()
 	if err := p.publish(ctx, topic, msgs); err != nil {
+		if errors.Is(err, ledger.ErrOutcomeUnknown) {
+			// The replica may have stored them while the answer was
+			// lost: then the outcome is known after all.
+			if out, ok := stored(waits); ok {
+				return out, nil
+			}
+		}
 		return nil, fmt.Errorf("publish to the cluster's log: %w", err)
 	}
 	wait, cancel := context.WithTimeout(ctx, 10*p.n.cfg.PublishTimeout)
@@ -121,6 +128,19 @@ func (p *Publisher) PublishStamped(topic string, msgs ...*message.Message) ([]le
 		}
 	}
 	return out, nil
+}
+
+// stored returns the stamps waits already hold, if every one holds its.
+func stored(waits []<-chan ledger.Stamp) ([]ledger.Stamp, bool) {
+	out := make([]ledger.Stamp, len(waits))
+	for i, ch := range waits {
+		select {
+		case out[i] = <-ch:
+		default:
+			return nil, false
+		}
+	}
+	return out, true
 }
 
 // publish publishes msgs, trying again while the stream does not answer
