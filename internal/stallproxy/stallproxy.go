@@ -1,12 +1,17 @@
 // Package stallproxy is a test helper: a TCP proxy on 127.0.0.1 that can
 // stop forwarding the connections it holds without closing them, so a
-// client sees a connection go silent (half-open, a stalled middlebox).
+// client sees a connection go silent (half-open, a stalled middlebox), or
+// hold what one connection's client sends and deliver it later, as a TCP
+// path that stalls and comes back does.
 package stallproxy
 
 import (
+	"bytes"
+	"errors"
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Proxy forwards TCP connections on 127.0.0.1 to a target and can stop
@@ -23,6 +28,10 @@ type Proxy struct {
 	stalled chan struct{} // closed by stall: the held connections stop
 	closed  bool
 	cut     bool // Cut: new connections are closed at once, until Heal
+	// Hold: the client connections whose first bytes carry holdMark
+	// are read from only while held is closed.
+	holdMark []byte
+	held     chan struct{}
 }
 
 // New starts a Proxy to target, closed when the test ends.
@@ -32,7 +41,9 @@ func New(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{l: l, target: target, stalled: make(chan struct{})}
+	released := make(chan struct{})
+	close(released)
+	p := &Proxy{l: l, target: target, stalled: make(chan struct{}), held: released}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.Close)
@@ -68,7 +79,7 @@ func (p *Proxy) accept() {
 		stalled := p.stalled
 		p.wg.Add(2)
 		p.mu.Unlock()
-		go p.pump(in, out, stalled)
+		go p.pumpUp(in, out, stalled)
 		go p.pump(out, in, stalled)
 	}
 }
@@ -96,6 +107,77 @@ func (p *Proxy) pump(src, dst net.Conn, stalled <-chan struct{}) {
 			return
 		}
 	}
+}
+
+// pumpUp is pump for what the client sends; on a connection Hold names,
+// while held, it reads nothing (looking again every holdPoll), so what
+// the client sent waits in the kernels, to be delivered on Release.
+func (p *Proxy) pumpUp(src, dst net.Conn, stalled <-chan struct{}) {
+	defer p.wg.Done()
+	buf := make([]byte, 32<<10)
+	named := false
+	for {
+		if named {
+			p.mu.Lock()
+			held := p.held
+			p.mu.Unlock()
+			<-held
+			_ = src.SetReadDeadline(time.Now().Add(holdPoll))
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			named = named || (p.holdMark != nil && bytes.Contains(buf[:n], p.holdMark))
+			p.mu.Unlock()
+			select {
+			case <-stalled:
+				continue
+			default:
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		var ne net.Error
+		if named && errors.As(err, &ne) && ne.Timeout() {
+			continue
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// holdPoll is how long a read of a held connection may still take what
+// arrives after Hold.
+const holdPoll = 20 * time.Millisecond
+
+// Mark names, from now on, the connections Hold holds: those whose client
+// sends mark (for a NATS client, its CONNECT's `"name":"..."`). Call it
+// before the client connects.
+func (p *Proxy) Mark(mark string) {
+	p.mu.Lock()
+	p.holdMark = []byte(mark)
+	p.mu.Unlock()
+}
+
+// Hold stops reading what the marked connections' clients send, without
+// dropping or closing anything, until Release, which delivers it all.
+func (p *Proxy) Hold() {
+	p.mu.Lock()
+	p.held = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// Release undoes Hold.
+func (p *Proxy) Release() {
+	p.mu.Lock()
+	select {
+	case <-p.held:
+	default:
+		close(p.held)
+	}
+	p.mu.Unlock()
 }
 
 // Stall stops forwarding on every connection accepted so far.
@@ -129,6 +211,7 @@ func (p *Proxy) Heal() {
 // Close stops the proxy and closes every connection it holds. It is
 // idempotent.
 func (p *Proxy) Close() {
+	p.Release()
 	p.mu.Lock()
 	p.closed = true
 	conns := p.conns

@@ -1,143 +1,18 @@
 package cluster_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
-	"net"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sessionledger/sessionledger/internal/natstest"
+	"github.com/sessionledger/sessionledger/internal/stallproxy"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/cluster"
 )
-
-// holdProxy forwards TCP connections to a NATS server and can hold, without
-// dropping or closing anything, what the client of one named connection
-// sends: a TCP connection whose path stalls keeps what it was given in the
-// kernels at both ends and delivers it, retransmitted, once the path is
-// back, for as long as neither end gives the connection up (nats.go and
-// nats-server call a connection stale only after their pings go
-// unanswered: minutes by default).
-type holdProxy struct {
-	l      net.Listener
-	target string
-	name   []byte // a client connection whose CONNECT carries this is held
-
-	mu    sync.Mutex
-	held  chan struct{} // open while holding; closed by release
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func newHoldProxy(t *testing.T, target, connName string) *holdProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &holdProxy{l: l, target: target, name: []byte(`"name":"` + connName + `"`)}
-	released := make(chan struct{})
-	close(released)
-	p.held = released
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *holdProxy) url() string { return "nats://" + p.l.Addr().String() }
-
-func (p *holdProxy) accept() {
-	defer p.wg.Done()
-	for {
-		in, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		out, err := net.Dial("tcp", p.target)
-		if err != nil {
-			in.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, in, out)
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go func() { defer p.wg.Done(); _, _ = io.Copy(in, out); in.Close() }()
-		go func() { defer p.wg.Done(); p.pumpUp(in, out); out.Close() }()
-	}
-}
-
-// pumpUp copies what the client sends; on the named connection, while
-// held, it reads nothing (in steps of holdPoll), so what the client sent
-// waits in the kernels, as on a path that stalled.
-func (p *holdProxy) pumpUp(in, out net.Conn) {
-	buf := make([]byte, 32<<10)
-	named := false
-	for {
-		if named {
-			p.mu.Lock()
-			held := p.held
-			p.mu.Unlock()
-			<-held
-			_ = in.SetReadDeadline(time.Now().Add(holdPoll))
-		}
-		n, err := in.Read(buf)
-		if n > 0 {
-			named = named || bytes.Contains(buf[:n], p.name)
-			if _, werr := out.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() && named {
-			continue
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// holdPoll is how long a read of a held connection may still take what
-// arrives after hold.
-const holdPoll = 20 * time.Millisecond
-
-// hold stops forwarding what the named connection's client sends;
-// release forwards it all.
-func (p *holdProxy) hold() {
-	p.mu.Lock()
-	p.held = make(chan struct{})
-	p.mu.Unlock()
-}
-
-func (p *holdProxy) release() {
-	p.mu.Lock()
-	select {
-	case <-p.held:
-	default:
-		close(p.held)
-	}
-	p.mu.Unlock()
-}
-
-func (p *holdProxy) close() {
-	p.release()
-	p.l.Close()
-	p.mu.Lock()
-	conns := p.conns
-	p.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
-	p.wg.Wait()
-}
 
 // TestLatePresumptionIsCaught: the publisher's connection stalls (its TCP
 // path, not the process: nothing is closed and nothing reconnects) while
@@ -164,15 +39,21 @@ func TestLatePresumptionIsCaught(t *testing.T) {
 		t.Cleanup(m.stop)
 		return m
 	}
-	proxy := newHoldProxy(t, srv[0].URL[len("nats://"):], "hubd node-a publisher")
-	a := start("node-a", proxy.url())
+	// A TCP path that stalls keeps what it was given in the kernels at
+	// both ends and delivers it once it is back, for as long as neither
+	// end gives the connection up (NATS does when its pings go
+	// unanswered: minutes by default). The proxy holds node-a's
+	// publisher connection so; its replicator's stays up.
+	proxy := stallproxy.New(t, srv[0].URL[len("nats://"):])
+	proxy.Mark(`"name":"hubd node-a publisher"`)
+	a := start("node-a", "nats://"+proxy.Addr())
 	b := start("node-b", srv[1].URL)
 	if _, err := a.node.Publisher().PublishStamped(ledger.EventsTopic, event("u", "before")); err != nil {
 		t.Fatal(err)
 	}
 
-	proxy.hold()
-	time.Sleep(3 * holdPoll)
+	proxy.Hold()
+	time.Sleep(60 * time.Millisecond) // what was in flight before the hold is through
 	late := event("u", "late")
 	_, err := a.node.Publisher().PublishStamped(ledger.EventsTopic, late)
 	if !errors.Is(err, ledger.ErrOutcomeUnknown) {
@@ -192,7 +73,7 @@ func TestLatePresumptionIsCaught(t *testing.T) {
 	settled := !slices.Contains(a.node.Unsettled(), late.UUID)
 
 	// The path comes back before either end gives the connection up.
-	proxy.release()
+	proxy.Release()
 	deadline := time.Now().Add(15 * time.Second)
 	var at uint64
 	for at == 0 && time.Now().Before(deadline) {
