@@ -44,14 +44,14 @@ func toID(b []byte) ulid.ULID {
 
 func filterToPB(f Filter) *auditpb.Filter {
 	return &auditpb.Filter{
-		User: f.User, Session: f.Session, Device: f.Device, Actor: f.Actor, Types: f.Types,
+		User: f.User, Session: f.Session, Device: f.Device, Actor: f.Actor, Message: f.Message, Types: f.Types,
 		SinceUnixNano: nanos(f.Since), UntilUnixNano: nanos(f.Until), Limit: f.Limit,
 	}
 }
 
 func filterFromPB(p *auditpb.Filter) Filter {
 	return Filter{
-		User: p.GetUser(), Session: p.GetSession(), Device: p.GetDevice(), Actor: p.GetActor(), Types: p.GetTypes(),
+		User: p.GetUser(), Session: p.GetSession(), Device: p.GetDevice(), Actor: p.GetActor(), Message: p.GetMessage(), Types: p.GetTypes(),
 		Since: fromNanos(p.GetSinceUnixNano()), Until: fromNanos(p.GetUntilUnixNano()), Limit: p.GetLimit(),
 	}
 }

@@ -36,6 +36,9 @@ type Filter struct {
 	Session string
 	Device  string
 	Actor   string
+	// Message is a record's watermill message UUID (the id an
+	// OUTCOME_UNKNOWN answer names).
+	Message string
 	Types   []eventpb.EventType
 	// Since <= time < Until; a zero time leaves that side open.
 	Since, Until time.Time
@@ -73,6 +76,9 @@ func (f *Filter) Match(r *ledger.Record) bool {
 		return false
 	}
 	if f.Actor != "" && ev.GetActor() != f.Actor {
+		return false
+	}
+	if f.Message != "" && r.UUID != f.Message {
 		return false
 	}
 	if len(f.Types) > 0 && !slices.Contains(f.Types, ev.GetType()) {

@@ -108,7 +108,7 @@ type OutcomeUnknown struct {
 
 func (o *OutcomeUnknown) Error() string {
 	return "outcome unknown: the cluster's log did not answer for message " + strings.Join(o.Messages, ",") +
-		" and may still record it; look for it before repeating the action (hubd logs \"outcome settled\" or \"outcome presumed\" for it): " + o.Err.Error()
+		" and may still record it; look for it (auditq events --message ID) before repeating the action: " + o.Err.Error()
 }
 
 func (o *OutcomeUnknown) Unwrap() error { return o.Err }

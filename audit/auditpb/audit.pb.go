@@ -42,7 +42,10 @@ type Filter struct {
 	SinceUnixNano int64 `protobuf:"varint,6,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
 	UntilUnixNano int64 `protobuf:"varint,7,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
 	// At most this many events (0: no limit).
-	Limit         uint64 `protobuf:"varint,8,opt,name=limit,proto3" json:"limit,omitempty"`
+	Limit uint64 `protobuf:"varint,8,opt,name=limit,proto3" json:"limit,omitempty"`
+	// The record whose watermill message UUID this is: the id a cluster's
+	// OUTCOME_UNKNOWN answer names (no index: the window is read whole).
+	Message       string `protobuf:"bytes,9,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -131,6 +134,13 @@ func (x *Filter) GetLimit() uint64 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *Filter) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
 }
 
 type EventsRequest struct {
@@ -2507,7 +2517,7 @@ var File_audit_auditpb_audit_proto protoreflect.FileDescriptor
 
 const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x19audit/auditpb/audit.proto\x12\x16sessionledger.audit.v1\x1a\x1bledger/eventpb/events.proto\"\x84\x02\n" +
+	"\x19audit/auditpb/audit.proto\x12\x16sessionledger.audit.v1\x1a\x1bledger/eventpb/events.proto\"\x9e\x02\n" +
 	"\x06Filter\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x12\x16\n" +
@@ -2516,7 +2526,8 @@ const file_audit_auditpb_audit_proto_rawDesc = "" +
 	"\x05actor\x18\x05 \x01(\tR\x05actor\x12&\n" +
 	"\x0fsince_unix_nano\x18\x06 \x01(\x03R\rsinceUnixNano\x12&\n" +
 	"\x0funtil_unix_nano\x18\a \x01(\x03R\runtilUnixNano\x12\x14\n" +
-	"\x05limit\x18\b \x01(\x04R\x05limit\"_\n" +
+	"\x05limit\x18\b \x01(\x04R\x05limit\x12\x18\n" +
+	"\amessage\x18\t \x01(\tR\amessage\"_\n" +
 	"\rEventsRequest\x126\n" +
 	"\x06filter\x18\x01 \x01(\v2\x1e.sessionledger.audit.v1.FilterR\x06filter\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\"Z\n" +

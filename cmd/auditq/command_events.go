@@ -21,6 +21,7 @@ import (
 // filterFlags are the event filters events, export and stats share.
 type filterFlags struct {
 	user, session, device, actor string
+	message                      string
 	types                        []string
 	since, until                 string
 	limit                        uint64
@@ -31,6 +32,7 @@ func (f *filterFlags) register(fs *pflag.FlagSet, withLimit bool) {
 	fs.StringVar(&f.session, "session", "", "events about this session")
 	fs.StringVar(&f.device, "device", "", "events about this device")
 	fs.StringVar(&f.actor, "actor", "", "events ordered by this operator (or \"system\", or the user)")
+	fs.StringVar(&f.message, "message", "", "the event whose message id this is (the id a cluster's OUTCOME_UNKNOWN answer names; reads the whole window)")
 	fs.StringArrayVar(&f.types, "type", nil, "event type, repeatable: "+strings.Join(audit.TypeNames(), ", "))
 	fs.StringVar(&f.since, "since", "", "from this time on (RFC3339, or ago like 2h)")
 	fs.StringVar(&f.until, "until", "", "before this time")
@@ -40,7 +42,7 @@ func (f *filterFlags) register(fs *pflag.FlagSet, withLimit bool) {
 }
 
 func (a *app) filter(f *filterFlags) (audit.Filter, error) {
-	out := audit.Filter{User: f.user, Session: f.session, Device: f.device, Actor: f.actor, Limit: f.limit}
+	out := audit.Filter{User: f.user, Session: f.session, Device: f.device, Actor: f.actor, Message: f.message, Limit: f.limit}
 	for _, t := range f.types {
 		for _, name := range strings.Split(t, ",") {
 			typ, err := audit.ParseType(name)

@@ -2,12 +2,19 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/sessionledger/sessionledger/audit/audittest"
+	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
+	"github.com/sessionledger/sessionledger/ledger/ledgertest"
 )
 
 // rejected appends a connect_rejected of user zed to the hub's ledger, as
@@ -98,6 +105,44 @@ func TestFollowTableAligned(t *testing.T) {
 				if strings.Index(l, "connect_rejected") != typeAt || strings.Index(l, " zed ")+1 != userAt {
 					t.Errorf("row not aligned with the header:\n%s\n%s", lines[0], l)
 				}
+			}
+		})
+	}
+}
+
+// TestEventsByMessage: --message finds the one record with that message
+// UUID (the id a cluster's OUTCOME_UNKNOWN answer names), from a file and
+// through a live hub, and none for an id the log does not hold.
+func TestEventsByMessage(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "ledger.db")
+	s, err := ledger.Open(file, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := ledger.NewPublisher(s)
+	for i, id := range []string{"01KMSG0000000000000000000A", "01KMSG0000000000000000000B", "01KMSG0000000000000000000C"} {
+		b, err := proto.Marshal(ledgertest.Event(eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, "u", fmt.Sprintf("s%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Publish(ledger.EventsTopic, message.NewMessage(id, b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h := audittest.StartHub(t, file)
+	for name, src := range map[string][]string{"file": {"--db", file}, "hub": {"--addr", h.Addr, "--token", h.Token}} {
+		t.Run(name, func(t *testing.T) {
+			r := run(t, nil, append(src, "events", "--message", "01KMSG0000000000000000000B", "--json")...)
+			lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+			if r.code != 0 || len(lines) != 1 || !strings.HasPrefix(lines[0], `{"seq":2,`) {
+				t.Fatalf("events --message: exit %d, %q (stderr %q); want the record at seq 2 alone", r.code, r.stdout, r.stderr)
+			}
+			r = run(t, nil, append(src, "events", "--message", "01NOTINTHELOG0000000000000", "--json")...)
+			if r.code != 0 || strings.TrimSpace(r.stdout) != "" {
+				t.Fatalf("events --message of an id not in the log: exit %d, %q (stderr %q); want nothing", r.code, r.stdout, r.stderr)
 			}
 		})
 	}
