@@ -36,20 +36,6 @@ func adminCtx(t *testing.T) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+adminToken)
 }
 
-// reservePorts reserves n ports on 127.0.0.1 until the test ends
-// (internal/testports). The embedded NATS servers' cluster addresses must
-// be known before any of them starts (each lists the others as routes), so
-// port 0 cannot do; and a port merely free a moment ago could be taken by
-// another test before the server listens, or while a stopped one is down.
-func reservePorts(t *testing.T, n int) []int {
-	t.Helper()
-	out := make([]int, n)
-	for i := range out {
-		out[i] = testports.Port(t)
-	}
-	return out
-}
-
 // node is one hubd of an in-process test cluster.
 type node struct {
 	name  string
@@ -70,7 +56,7 @@ func startCluster(t *testing.T, n int) []*node {
 // by tweak (if not nil) before it starts.
 func startClusterWith(t *testing.T, n int, tweak func(*daemon.Config)) []*node {
 	t.Helper()
-	ports := reservePorts(t, n)
+	ports := testports.Ports(t, n)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))

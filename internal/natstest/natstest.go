@@ -35,7 +35,11 @@ type Server struct {
 // connection with it).
 func Cluster(t testing.TB, n int) []*Server {
 	t.Helper()
-	clusterPorts, clientPorts := ports(t, n), ports(t, n)
+	// Reserved until the test ends: the addresses must be known before
+	// any server starts (each lists the others as routes, and a restarted
+	// one must come back where it was), and no other test may take a
+	// stopped server's port while its clients and peers dial it.
+	clusterPorts, clientPorts := testports.Ports(t, n), testports.Ports(t, n)
 	var routes []string
 	for _, p := range clusterPorts {
 		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(p))
@@ -51,20 +55,6 @@ func Cluster(t testing.TB, n int) []*Server {
 		s.Start(t)
 		t.Cleanup(s.Stop)
 		out[i] = s
-	}
-	return out
-}
-
-// ports reserves n ports until the test ends (internal/testports): the
-// servers' addresses must be known before any of them starts (each lists
-// the others as routes, and a restarted one must come back where it was),
-// and no other test may take one meanwhile, nor a stopped server's while
-// its clients and peers dial it.
-func ports(t testing.TB, n int) []int {
-	t.Helper()
-	out := make([]int, n)
-	for i := range out {
-		out[i] = testports.Port(t)
 	}
 	return out
 }

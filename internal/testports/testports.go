@@ -64,6 +64,18 @@ func Port(tb testing.TB) int {
 	return reserveFor(tb).Port()
 }
 
+// Ports is Port n times: ports for servers whose addresses must all be
+// known before any of them starts (each lists the others, as NATS routes
+// do).
+func Ports(tb testing.TB, n int) []int {
+	tb.Helper()
+	out := make([]int, n)
+	for i := range out {
+		out[i] = Port(tb)
+	}
+	return out
+}
+
 func reserveFor(tb testing.TB) *Reservation {
 	tb.Helper()
 	r, err := Reserve()

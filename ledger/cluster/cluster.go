@@ -195,8 +195,7 @@ type Node struct {
 	healthMu sync.Mutex
 	healthy  error // the last health probe's finding
 	// noQuorum is set while the last probe heard the stream's leader say
-	// it lacks a quorum: the publisher then refuses at once (see
-	// Publisher.PublishStamped).
+	// it lacks a quorum: the publisher then refuses at once (refusal).
 	noQuorum atomic.Bool
 
 	// watch is the watchHealth goroutine's own.
@@ -678,8 +677,9 @@ func (n *Node) refusal() error {
 	if n.emb != nil && n.cfg.Replicas > 1 {
 		// Every server the stream needs for a quorum is this one or one
 		// routed to it: a publish reaches the leader over one route, and
-		// the leader its followers over theirs. With more servers than
-		// replicas this only errs on the side of publishing.
+		// the leader its followers over theirs. Exact for 3 replicas; with
+		// 5, a server routed only to a leader that reaches a quorum of its
+		// own is refused all the same.
 		if up, need := 1+n.emb.ns.NumRemotes(), n.cfg.Replicas/2+1; up < need {
 			return fmt.Errorf("this node's NATS server is routed to %d other servers; the stream's %d replicas need %d for a quorum", up-1, n.cfg.Replicas, need)
 		}

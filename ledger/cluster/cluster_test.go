@@ -22,20 +22,6 @@ import (
 	"github.com/sessionledger/sessionledger/ledger/ledgertest"
 )
 
-// reservePorts reserves n ports on 127.0.0.1 until the test ends
-// (internal/testports). The embedded NATS servers' cluster addresses must
-// be known before any of them starts (each lists the others as routes), so
-// port 0 cannot do; and a port merely free a moment ago could be taken by
-// another test before the server listens, or while a stopped one is down.
-func reservePorts(t testing.TB, n int) []int {
-	t.Helper()
-	out := make([]int, n)
-	for i := range out {
-		out[i] = testports.Port(t)
-	}
-	return out
-}
-
 // member is one node of a test cluster: a replica ledger and its node.
 type member struct {
 	name  string
@@ -49,7 +35,7 @@ type member struct {
 // other, concurrently (a JetStream cluster needs them all to form).
 func testCluster(t testing.TB, n int, opts ...func(*cluster.Config)) []*member {
 	t.Helper()
-	ports := reservePorts(t, n)
+	ports := testports.Ports(t, n)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))

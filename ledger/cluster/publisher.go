@@ -167,21 +167,14 @@ func (p *Publisher) publish(ctx context.Context, topic string, msgs []*message.M
 			return nil
 		}
 		unsure = unsure || mayHaveLanded(err)
-		again := ctx.Err() == nil && time.Now().Before(deadline) && retriable(err)
-		if again {
-			if rerr := p.n.refusal(); rerr != nil {
-				err, again = fmt.Errorf("%w; then: %v", err, rerr), false
+		if ctx.Err() == nil && time.Now().Before(deadline) && retriable(err) {
+			rerr := p.n.refusal()
+			if rerr == nil && pause(ctx, 100*time.Millisecond) {
+				continue
 			}
-		}
-		if again {
-			select {
-			case <-ctx.Done():
-				again = false
-			case <-time.After(100 * time.Millisecond):
+			if rerr != nil {
+				err = fmt.Errorf("%w; then: %v", err, rerr)
 			}
-		}
-		if again {
-			continue
 		}
 		if !unsure {
 			return err
@@ -193,6 +186,19 @@ func (p *Publisher) publish(ctx context.Context, topic string, msgs []*message.M
 		p.n.repl.doubt(ids, time.Now())
 		p.n.log.Warn("publish answered \"outcome unknown\": the stream may still record it", "messages", strings.Join(ids, ","), "err", err)
 		return fmt.Errorf("message %s: %w (%v)", strings.Join(ids, ","), ledger.ErrOutcomeUnknown, err)
+	}
+}
+
+// pause waits d, or less if ctx ends first, and reports whether it waited
+// all of d.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

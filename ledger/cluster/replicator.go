@@ -308,20 +308,8 @@ func (r *replicator) commit(ctx context.Context, batch []ledger.Replicated) bool
 			ch <- stamps[i]
 			delete(r.waiters, rec.UUID)
 		}
-		if len(r.doubts) > 0 {
-			if at, ok := r.doubts[rec.UUID]; ok {
-				delete(r.doubts, rec.UUID)
-				r.n.log.Warn("outcome settled: a message answered \"outcome unknown\" was recorded after all", "message", rec.UUID,
-					"seq", stamps[i].Seq, "event", stamps[i].ID.String(), "answered", at.UTC().Format(time.RFC3339Nano))
-			}
-		}
-		if len(r.presumed) > 0 {
-			if at, ok := r.presumed[rec.UUID]; ok {
-				delete(r.presumed, rec.UUID)
-				r.presumedWrong.Add(1)
-				r.n.log.Error("a message presumed not recorded was recorded after all: it took longer than SettleAfter to reach the stream's leader (raise SettleAfter past what ends a stalled connection here), or it was published again (a keyed event)",
-					"message", rec.UUID, "seq", stamps[i].Seq, "event", stamps[i].ID.String(), "answered", at.UTC().Format(time.RFC3339Nano))
-			}
+		if len(r.doubts)+len(r.presumed) > 0 {
+			r.found(rec.UUID, stamps[i])
 		}
 		delete(r.recent, r.recentIDs[r.recentAt])
 		r.recentIDs[r.recentAt] = rec.UUID
@@ -380,6 +368,23 @@ func (r *replicator) doubt(uuids []string, now time.Time) {
 		}
 	}
 	r.waitMu.Unlock()
+}
+
+// found is told that this replica stored the message uuid at st: a doubt
+// about it is settled as recorded after all, and a presumption that it
+// was not is proved wrong. The caller holds waitMu.
+func (r *replicator) found(uuid string, st ledger.Stamp) {
+	if at, ok := r.doubts[uuid]; ok {
+		delete(r.doubts, uuid)
+		r.n.log.Warn("outcome settled: a message answered \"outcome unknown\" was recorded after all", "message", uuid,
+			"seq", st.Seq, "event", st.ID.String(), "answered", at.UTC().Format(time.RFC3339Nano))
+	}
+	if at, ok := r.presumed[uuid]; ok {
+		delete(r.presumed, uuid)
+		r.presumedWrong.Add(1)
+		r.n.log.Error("a message presumed not recorded was recorded after all: it took longer than SettleAfter to reach the stream's leader (raise SettleAfter past what ends a stalled connection here), or it was published again (a keyed event)",
+			"message", uuid, "seq", st.Seq, "event", st.ID.String(), "answered", at.UTC().Format(time.RFC3339Nano))
+	}
 }
 
 // settle is told that this replica stored records the stream stamped up
