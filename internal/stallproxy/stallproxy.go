@@ -79,40 +79,20 @@ func (p *Proxy) accept() {
 		stalled := p.stalled
 		p.wg.Add(2)
 		p.mu.Unlock()
-		go p.pumpUp(in, out, stalled)
-		go p.pump(out, in, stalled)
+		go p.pump(in, out, stalled, true)
+		go p.pump(out, in, stalled, false)
 	}
 }
 
 // Addr is the address clients dial.
 func (p *Proxy) Addr() string { return p.l.Addr().String() }
 
-// pump copies from src to dst until either fails or the connection is
-// stalled; a stalled pump drops what it reads and keeps the connection
-// open.
-func (p *Proxy) pump(src, dst net.Conn, stalled <-chan struct{}) {
-	defer p.wg.Done()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if err != nil {
-			return
-		}
-		select {
-		case <-stalled:
-			continue
-		default:
-		}
-		if _, err := dst.Write(buf[:n]); err != nil {
-			return
-		}
-	}
-}
-
-// pumpUp is pump for what the client sends; on a connection Hold names,
-// while held, it reads nothing (looking again every holdPoll), so what
-// the client sent waits in the kernels, to be delivered on Release.
-func (p *Proxy) pumpUp(src, dst net.Conn, stalled <-chan struct{}) {
+// pump copies from src to dst until either fails; a stalled pump drops
+// what it reads and keeps the connection open. On what a client sends
+// (fromClient) over a connection Mark names, while held, it reads nothing
+// (looking again every holdPoll), so what the client sent waits in the
+// kernels, to be delivered on Release.
+func (p *Proxy) pump(src, dst net.Conn, stalled <-chan struct{}, fromClient bool) {
 	defer p.wg.Done()
 	buf := make([]byte, 32<<10)
 	named := false
@@ -126,9 +106,11 @@ func (p *Proxy) pumpUp(src, dst net.Conn, stalled <-chan struct{}) {
 		}
 		n, err := src.Read(buf)
 		if n > 0 {
-			p.mu.Lock()
-			named = named || (p.holdMark != nil && bytes.Contains(buf[:n], p.holdMark))
-			p.mu.Unlock()
+			if fromClient && !named {
+				p.mu.Lock()
+				named = p.holdMark != nil && bytes.Contains(buf[:n], p.holdMark)
+				p.mu.Unlock()
+			}
 			select {
 			case <-stalled:
 				continue
