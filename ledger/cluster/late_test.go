@@ -3,7 +3,6 @@ package cluster_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/sessionledger/sessionledger/internal/natstest"
 	"github.com/sessionledger/sessionledger/internal/stallproxy"
 	"github.com/sessionledger/sessionledger/ledger"
-	"github.com/sessionledger/sessionledger/ledger/cluster"
 )
 
 // TestLatePresumptionIsCaught: the publisher's connection stalls (its TCP
@@ -27,18 +25,6 @@ import (
 // (Node.PresumedWrong), not stay silent.
 func TestLatePresumptionIsCaught(t *testing.T) {
 	srv := natstest.Cluster(t, 3)
-	start := func(name, url string) *member {
-		m := &member{name: name, dir: t.TempDir(), cfg: cluster.Config{
-			Node: name, InstanceID: name + "-instance", Replicas: 3, URLs: []string{url},
-			PublishTimeout: 500 * time.Millisecond, RetryFor: 1500 * time.Millisecond, SettleAfter: 2 * time.Second,
-			Logger: slog.New(slog.DiscardHandler), StartTimeout: 30 * time.Second,
-		}}
-		if err := m.start(t); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(m.stop)
-		return m
-	}
 	// A TCP path that stalls keeps what it was given in the kernels at
 	// both ends and delivers it once it is back, for as long as neither
 	// end gives the connection up (NATS does when its pings go
@@ -46,8 +32,8 @@ func TestLatePresumptionIsCaught(t *testing.T) {
 	// publisher connection so; its replicator's stays up.
 	proxy := stallproxy.New(t, srv[0].URL[len("nats://"):])
 	proxy.Mark(`"name":"hubd node-a publisher"`)
-	a := start("node-a", "nats://"+proxy.Addr())
-	b := start("node-b", srv[1].URL)
+	a := outcomeMember(t, "node-a", "nats://"+proxy.Addr())
+	b := outcomeMember(t, "node-b", srv[1].URL)
 	if _, err := a.node.Publisher().PublishStamped(ledger.EventsTopic, event("u", "before")); err != nil {
 		t.Fatal(err)
 	}

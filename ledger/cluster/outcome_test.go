@@ -32,27 +32,32 @@ type doubtful struct {
 	late []string
 }
 
+// outcomeMember starts a node on the NATS server at url with the short
+// timeouts the outcome tests use, stopped when the test ends.
+func outcomeMember(t *testing.T, name, url string) *member {
+	t.Helper()
+	m := &member{name: name, dir: t.TempDir(), cfg: cluster.Config{
+		Node: name, InstanceID: name + "-instance", Replicas: 3, URLs: []string{url},
+		PublishTimeout: 500 * time.Millisecond, RetryFor: 1500 * time.Millisecond,
+		// Nothing here can hold a message on its way for long unless a
+		// test holds it: one connection on the loopback, routes that are
+		// up or gone.
+		SettleAfter: 2 * time.Second,
+		Logger:      slog.New(slog.DiscardHandler), StartTimeout: 30 * time.Second,
+	}}
+	if err := m.start(t); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 // nodeOnLeader starts three NATS servers and a node (node-a) connected to
 // the one that leads the cluster's stream, which a first node made: the
 // server that will be left alone when the others stop.
 func nodeOnLeader(t *testing.T) (srv []*natstest.Server, leader *natstest.Server, a *member) {
 	t.Helper()
 	srv = natstest.Cluster(t, 3)
-	member := func(name, url string) *member {
-		m := &member{name: name, dir: t.TempDir(), cfg: cluster.Config{
-			Node: name, InstanceID: name + "-instance", Replicas: 3, URLs: []string{url},
-			PublishTimeout: 500 * time.Millisecond, RetryFor: 1500 * time.Millisecond,
-			// Nothing here can hold a message on its way for long: one
-			// connection on the loopback, routes that are up or gone.
-			SettleAfter: 2 * time.Second,
-			Logger:      slog.New(slog.DiscardHandler), StartTimeout: 30 * time.Second,
-		}}
-		if err := m.start(t); err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
-	setup := member("node-x", srv[0].URL)
+	setup := outcomeMember(t, "node-x", srv[0].URL)
 	name := streamLeader(t, srv[0].URL)
 	setup.stop()
 	for _, s := range srv {
@@ -63,7 +68,7 @@ func nodeOnLeader(t *testing.T) (srv []*natstest.Server, leader *natstest.Server
 	if leader == nil {
 		t.Fatalf("the stream's leader %q is none of the test's servers", name)
 	}
-	return srv, leader, member("node-a", leader.URL)
+	return srv, leader, outcomeMember(t, "node-a", leader.URL)
 }
 
 // stopAllBut stops every server of srv but keep, at once.
