@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -305,28 +304,6 @@ func cutShort(t *testing.T, path string, seq uint64) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// serveAudit serves st's Audit service on 127.0.0.1 and returns a client
-// of it; both stop when the test ends. hubd refuses to start on a log its
-// projections cannot replay, so a damaged one is served on a plain gRPC
-// server.
-func serveAudit(t *testing.T, st *ledger.Store) *audit.Client {
-	t.Helper()
-	g := grpc.NewServer()
-	audit.RegisterServer(g, audit.NewServer(st))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(l)
-	t.Cleanup(g.Stop)
-	c, err := audit.NewClient(l.Addr().String(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 // keptSecond is how the sentence of seq 6 of banDamageStory ends.
