@@ -429,9 +429,7 @@ func TestCorruptSkipped(t *testing.T) {
 }
 
 // damaged builds the fixture, changes its file with change, and serves the
-// result as the Engine and as a Client of the Audit service. hubd refuses
-// to start on a log its projections cannot replay, so the service is
-// served on a plain gRPC server.
+// result as the Engine and as a Client of the Audit service (serveAudit).
 func damaged(t *testing.T, change func(tx *bolt.Tx) error) (*audit.Engine, *audit.Client) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ledger.db")
@@ -444,11 +442,16 @@ func damaged(t *testing.T, change func(tx *bolt.Tx) error) (*audit.Engine, *audi
 		t.Fatal(err)
 	}
 	db.Close()
-	st, err := ledger.Open(path, &ledger.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openRO(t, path)
+	return audit.NewEngine(st), serveAudit(t, st)
+}
+
+// serveAudit serves st's Audit service on 127.0.0.1 and returns a client
+// of it; both stop when the test ends. hubd refuses to start on a log its
+// projections cannot replay, so a damaged one is served on a plain gRPC
+// server.
+func serveAudit(t *testing.T, st *ledger.Store) *audit.Client {
+	t.Helper()
 	g := grpc.NewServer()
 	audit.RegisterServer(g, audit.NewServer(st))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -462,7 +465,7 @@ func damaged(t *testing.T, change func(tx *bolt.Tx) error) (*audit.Engine, *audi
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return audit.NewEngine(st), c
+	return c
 }
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }

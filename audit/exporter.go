@@ -50,9 +50,11 @@ func (e *Engine) Export(ctx context.Context, w io.Writer, f Filter, format strin
 		x.buf = appendCSVRow(x.buf, CSVHeader)
 	}
 	var err error
-	if f.User != "" || f.Session != "" {
+	if f.User != "" || f.Session != "" || f.Message != "" {
 		// Through an index: few records, and Events already reads them in
-		// batches outside the read transaction.
+		// batches outside the read transaction. A message id has no index
+		// but only a decoded Record carries it (ScanRaw skips the
+		// watermill fields), and it matches one record at most.
 		err = e.Events(ctx, f, false, func(r *ledger.Record) error {
 			x.add(r)
 			if len(x.buf) >= exportFlush {

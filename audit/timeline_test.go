@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,13 +13,13 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/sessionledger/sessionledger/audit"
 	"github.com/sessionledger/sessionledger/audit/auditpb"
+	"github.com/sessionledger/sessionledger/audit/audittest"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 	"github.com/sessionledger/sessionledger/projections"
@@ -272,64 +271,7 @@ func TestTimelineManyBans(t *testing.T) {
 	}
 }
 
-// banDamageStory writes: uma connects (1) and is banned with no expiry
-// (2); vic connects (3) and is notified (4); uma is notified (5) and
-// banned for an hour (6), which changes nothing; uma leaves (7). No
-// snapshots: a state rebuilt at seq 6 replays every record before it.
-func banDamageStory(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "ledger.db")
-	s := newStory(t, path)
-	s.at(0, connectEv("uma", "desk", "s-uma-1"))
-	s.at(time.Minute, banEv("uma", "ops-a", "first strike", time.Time{}))
-	s.at(time.Minute, connectEv("vic", "phone", "s-vic-1"))
-	s.at(time.Minute, notifyEv("vic", "news"))
-	s.at(time.Minute, notifyEv("uma", "news"))
-	s.at(time.Minute, banEv("uma", "ops-b", "second strike", s.now.Add(time.Hour+time.Minute)))
-	s.at(time.Minute, disconnectEv("uma", "desk", "s-uma-1"))
-	s.close(0)
-	return path
-}
-
-// cutShort makes the record at seq in the file at path undecodable.
-func cutShort(t *testing.T, path string, seq uint64) {
-	t.Helper()
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Update(func(tx *bolt.Tx) error {
-		log := tx.Bucket([]byte("log"))
-		return log.Put(seqKey(seq), append([]byte(nil), log.Get(seqKey(seq))[:10]...))
-	}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// serveAudit serves st's Audit service on 127.0.0.1 and returns a client
-// of it; both stop when the test ends. hubd refuses to start on a log its
-// projections cannot replay, so a damaged one is served on a plain gRPC
-// server.
-func serveAudit(t *testing.T, st *ledger.Store) *audit.Client {
-	t.Helper()
-	g := grpc.NewServer()
-	audit.RegisterServer(g, audit.NewServer(st))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(l)
-	t.Cleanup(g.Stop)
-	c, err := audit.NewClient(l.Addr().String(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// keptSecond is how the sentence of seq 6 of banDamageStory ends.
+// keptSecond is how the sentence of seq 6 of audittest.BanDamage ends.
 const keptSecond = `; changed nothing: the ban in force (seq 2) ends later and was kept, with no expiry`
 
 // TestTimelineBanAcrossDamage: the sentence of a ban needs the user's ban
@@ -350,8 +292,8 @@ func TestTimelineBanAcrossDamage(t *testing.T) {
 		{"the user's own record", 5, []uint64{5}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			path := banDamageStory(t)
-			cutShort(t, path, c.damaged)
+			path := audittest.BanDamage(t)
+			audittest.CutShort(t, path, c.damaged)
 			st := openRO(t, path)
 			for _, src := range []struct {
 				name string
@@ -359,7 +301,7 @@ func TestTimelineBanAcrossDamage(t *testing.T) {
 					Timeline(context.Context, audit.TimelineQuery, func(audit.TimelineEntry) error) error
 				}
 			}{{"engine", audit.NewEngine(st)}, {"client", serveAudit(t, st)}} {
-				for _, q := range []audit.TimelineQuery{{User: "uma"}, {Session: "s-uma-1"}, {User: "uma", Since: storyStart.Add(5 * time.Minute)}} {
+				for _, q := range []audit.TimelineQuery{{User: "uma"}, {Session: "s-uma-1"}, {User: "uma", Since: audittest.Start.Add(5 * time.Minute)}} {
 					var told []string
 					err := src.s.Timeline(ctxT(t), q, func(e audit.TimelineEntry) error {
 						if e.Seq == 6 {
@@ -389,7 +331,7 @@ func TestTimelineBanAcrossDamage(t *testing.T) {
 // ban as if it took effect; the Audit service answers it with a status
 // (Unavailable), not a sentence.
 func TestTimelineBanStateError(t *testing.T) {
-	path := banDamageStory(t)
+	path := audittest.BanDamage(t)
 	st := openRO(t, path)
 	var told []uint64
 	err := audit.NewEngine(st).Timeline(ctxT(t), audit.TimelineQuery{User: "uma"}, func(e audit.TimelineEntry) error {

@@ -8,17 +8,23 @@ import (
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
 )
 
+// applier returns a func that applies ev to st at the time given, as the
+// record of the next seq (from 1).
+func applier(st *State) func(at time.Time, ev *eventpb.Event) {
+	seq := uint64(0)
+	return func(at time.Time, ev *eventpb.Event) {
+		seq++
+		st.Apply(&ledger.Record{Seq: seq, Time: at, Event: ev})
+	}
+}
+
 // TestExpiryHeapTracksActiveBans: bans lifted or replaced before their
 // expiry do not pile up in the expiry heap (memory follows active bans,
 // not bans ever recorded), and expiry still lifts the ban in force.
 func TestExpiryHeapTracksActiveBans(t *testing.T) {
 	st := New()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	seq := uint64(0)
-	apply := func(at time.Time, ev *eventpb.Event) {
-		seq++
-		st.Apply(&ledger.Record{Seq: seq, Time: at, Event: ev})
-	}
+	apply := applier(st)
 	ban := func(at time.Time, user string, until time.Time) {
 		apply(at, &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_USER_BANNED, User: user,
 			Body: &eventpb.Event_UserBanned{UserBanned: &eventpb.UserBanned{UntilUnixNano: until.UnixNano()}}})
@@ -50,11 +56,7 @@ func TestExpiryHeapTracksActiveBans(t *testing.T) {
 func TestLapseHeapTracksWhatIsInForce(t *testing.T) {
 	st := New()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	seq := uint64(0)
-	apply := func(at time.Time, ev *eventpb.Event) {
-		seq++
-		st.Apply(&ledger.Record{Seq: seq, Time: at, Event: ev})
-	}
+	apply := applier(st)
 	year := 365 * 24 * time.Hour
 	apply(t0, &eventpb.Event{Type: eventpb.EventType_EVENT_TYPE_SESSION_CONNECTED, User: "u", Device: "d", Session: "s",
 		Body: &eventpb.Event_SessionConnected{SessionConnected: &eventpb.SessionConnected{Token: &eventpb.ClientToken{Id: "tok", ExpiresUnixNano: t0.Add(year).UnixNano()}}}})

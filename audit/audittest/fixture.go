@@ -1,7 +1,8 @@
 // Package audittest builds the fixture ledger that the audit and auditq
 // tests (and docs/auditq.md) query: a short morning on a two-node hub with a
 // superseded login, a kick and ban of a spammer, a resumed session, an idle
-// timeout and an operator's abort kick.
+// timeout and an operator's abort kick. BanDamage writes a smaller ledger
+// for the timeline's ban sentences across damaged records.
 //
 // Times are fixed; record ids (ULIDs) and hashes are not, because the
 // ledger draws id entropy at random: compare output through Normalize.

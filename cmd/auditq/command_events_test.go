@@ -112,7 +112,8 @@ func TestFollowTableAligned(t *testing.T) {
 
 // TestEventsByMessage: --message finds the one record with that message
 // UUID (the id a cluster's OUTCOME_UNKNOWN answer names), from a file and
-// through a live hub, and none for an id the log does not hold.
+// through a live hub, and none for an id the log does not hold; export
+// finds it too.
 func TestEventsByMessage(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "ledger.db")
 	s, err := ledger.Open(file, nil)
@@ -143,6 +144,13 @@ func TestEventsByMessage(t *testing.T) {
 			r = run(t, nil, append(src, "events", "--message", "01NOTINTHELOG0000000000000", "--json")...)
 			if r.code != 0 || strings.TrimSpace(r.stdout) != "" {
 				t.Fatalf("events --message of an id not in the log: exit %d, %q (stderr %q); want nothing", r.code, r.stdout, r.stderr)
+			}
+			// Export shares the filter flags, and reads the log its own
+			// way without --user or --session.
+			r = run(t, nil, append(src, "export", "--message", "01KMSG0000000000000000000B")...)
+			lines = strings.Split(strings.TrimSpace(r.stdout), "\n")
+			if r.code != 0 || len(lines) != 1 || !strings.HasPrefix(lines[0], `{"seq":2,`) {
+				t.Fatalf("export --message: exit %d, %q (stderr %q); want the record at seq 2 alone", r.code, r.stdout, r.stderr)
 			}
 		})
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -415,29 +413,16 @@ func (a *app) tlsFlags(on bool) hubconn.TLS {
 	return hubconn.TLS{On: on, CAFile: a.caFile, CertFile: a.certFile, KeyFile: a.keyF, KeyFlag: "--cert-key"}
 }
 
-// tlsConfig is tlsFlags' configuration (nil: plaintext).
-func (a *app) tlsConfig(on bool) (*tls.Config, error) {
-	cfg, err := a.tlsFlags(on).Config()
-	if err != nil {
-		return nil, usageError{err}
-	}
-	return cfg, nil
-}
-
 func (a *app) dial(addr string, tlsOn bool) (source, func(), error) {
 	tok, err := a.adminToken()
 	if err != nil {
 		return nil, nil, err
 	}
-	tc, err := a.tlsConfig(tlsOn)
+	creds, err := a.tlsFlags(tlsOn).Credentials()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, usageError{err}
 	}
-	opts := []grpc.DialOption{audit.WithConnectTimeout(a.connectTimeout)}
-	if tc != nil {
-		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
-	}
-	c, err := audit.NewClient(addr, tok, opts...)
+	c, err := audit.NewClient(addr, tok, grpc.WithTransportCredentials(creds), audit.WithConnectTimeout(a.connectTimeout))
 	if err != nil {
 		return nil, nil, usagef("--addr %s: %v", addr, err)
 	}
