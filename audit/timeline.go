@@ -585,28 +585,10 @@ func fields(names []string) string {
 	return strings.Join(out, ", ")
 }
 
-// RecordByID finds the record with the given ULID. Ids order like seqs and
-// carry their millisecond, so this is a binary search over time and a short
-// scan. It returns ledger.ErrNotFound when no record has that id, and a
-// *CorruptError when it did not find it past damage in the log.
-func (e *Engine) RecordByID(ctx context.Context, id ulid.ULID) (*ledger.Record, error) {
-	c := &corruptions{}
-	r, err := e.findByID(ctx, id, c)
-	switch {
-	case err != nil:
-		return nil, err
-	case r != nil:
-		return r, nil
-	}
-	if err := c.err(); err != nil {
-		return nil, err
-	}
-	return nil, fmt.Errorf("%w: id %s", ledger.ErrNotFound, id)
-}
-
-// findByID is RecordByID for a query that reads on past damage (the
-// damaged records and missing seqs it meets are noted in c and skipped)
-// and takes a record it does not find for nil, not an error.
+// findByID finds the record with the given ULID, or nil. Ids order like
+// seqs and carry their millisecond, so this is a binary search over time
+// and a short scan; it reads on past damage (the damaged records and
+// missing seqs it meets are noted in c and skipped).
 func (e *Engine) findByID(ctx context.Context, id ulid.ULID, c *corruptions) (*ledger.Record, error) {
 	ctx = WithProgress(ctx, nil) // a look back, not the query's progress
 	from, err := e.seqAtTime(ctx, time.UnixMilli(int64(id.Time())).Add(-time.Second))
