@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sessionledger/sessionledger/hub/hubapi"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/ledger"
 	"github.com/sessionledger/sessionledger/ledger/eventpb"
@@ -98,7 +99,7 @@ const (
 // OutcomeUnknown is a failed append whose event the cluster's log may still
 // record (ledger.ErrOutcomeUnknown): its publish was sent and never
 // answered. The caller hears Unavailable with an ErrorInfo detail (reason
-// "OUTCOME_UNKNOWN", the message ids under "messages"): it must not
+// hubapi.ReasonOutcomeUnknown, the message ids under "messages"): it must not
 // assume the action did not happen, and should look before repeating it.
 // The node logs each message's fate once a later record settles it.
 type OutcomeUnknown struct {
@@ -189,7 +190,7 @@ func toStatus(err error) error {
 	var ou *OutcomeUnknown
 	if errors.As(err, &ou) {
 		st := status.New(codes.Unavailable, ou.Error())
-		if s2, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: "OUTCOME_UNKNOWN", Domain: "sessionledger",
+		if s2, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: hubapi.ReasonOutcomeUnknown, Domain: hubapi.ErrorDomain,
 			Metadata: map[string]string{"messages": strings.Join(ou.Messages, ",")}}); derr == nil {
 			st = s2
 		}

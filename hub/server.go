@@ -638,9 +638,12 @@ func (s *Server) unheldEnds(lost []projections.Session, reason string) (evs []*e
 // sweepOrphans records the end of each session the log has shown live on
 // this node, while this node did not hold it, for OrphanAfter (see
 // Config.OrphanAfter). seen holds when each was first seen so and is
-// updated in place. A session being admitted is registered before its
-// connect is published, and one ending is forgotten just before its end
-// is: OrphanAfter is far longer than either publish.
+// updated in place. A session being admitted is held (registered before
+// its connect is published), and one ending is in s.ending until its
+// end's publish returns, however long that takes. OrphanAfter, over two
+// sweeps at least, covers the rest: the projections applying an end
+// already published, and a session that ends between this sweep's read
+// of the projections and its look at what the node holds.
 func (s *Server) sweepOrphans(ctx context.Context, seen map[string]time.Time, now time.Time) {
 	s.mu.Lock()
 	held, closing := len(s.sessions)+len(s.ending), s.closing

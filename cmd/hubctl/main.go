@@ -261,7 +261,7 @@ func callError(what string, err error) error {
 	if s, ok := status.FromError(err); ok {
 		line := fmt.Errorf("%s: %s: %s", what, s.Code(), s.Message())
 		for _, d := range s.Details() {
-			if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == "OUTCOME_UNKNOWN" {
+			if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == hubapi.ReasonOutcomeUnknown {
 				return &exitError{code: exitOutcomeUnknown, err: line}
 			}
 		}

@@ -129,6 +129,17 @@ func mustNotify(t *testing.T, h *testHub, user, topic string) uint64 {
 	return rep.GetSeq()
 }
 
+// mustNotifyEach notifies user once per topic, in order, and returns the
+// notifications' seqs.
+func mustNotifyEach(t *testing.T, h *testHub, user string, topics ...string) []uint64 {
+	t.Helper()
+	seqs := make([]uint64, len(topics))
+	for i, topic := range topics {
+		seqs[i] = mustNotify(t, h, user, topic)
+	}
+	return seqs
+}
+
 func mustKick(t *testing.T, h *testHub, req *hubpb.KickRequest) *hubpb.ActionReply {
 	t.Helper()
 	if req.Reason == "" {
@@ -144,10 +155,7 @@ func mustKick(t *testing.T, h *testHub, req *hubpb.KickRequest) *hubpb.ActionRep
 func TestNotifyAckClose(t *testing.T) {
 	h := newHub(t, hub.Config{})
 	c := dial(t, h, "alice", "phone")
-	var seqs []uint64
-	for _, topic := range []string{"a", "b", "c"} {
-		seqs = append(seqs, mustNotify(t, h, "alice", topic))
-	}
+	seqs := mustNotifyEach(t, h, "alice", "a", "b", "c")
 	for i, want := range seqs {
 		n := nextNote(t, c)
 		if n.Seq != want || n.Redelivered || n.EventID == "" {
@@ -193,10 +201,7 @@ func TestNotifyAckClose(t *testing.T) {
 func TestResumeElsewhereRedeliversWhatWasNotAcked(t *testing.T) {
 	h := newHub(t, hub.Config{})
 	c := dial(t, h, "nia", "d")
-	var seqs []uint64
-	for _, topic := range []string{"a", "b", "c"} {
-		seqs = append(seqs, mustNotify(t, h, "nia", topic))
-	}
+	seqs := mustNotifyEach(t, h, "nia", "a", "b", "c")
 	var last client.Notification
 	for _, want := range seqs {
 		if last = nextNote(t, c); last.Seq != want || last.EventID == "" {
@@ -355,10 +360,7 @@ func TestRedeliveryAcrossKickInOrderWithoutDuplicates(t *testing.T) {
 	sleep := sleepUntil(gate)
 	c := dial(t, h, "erin", "d", append(r.options(), sleep)...)
 	first := waitConnect(t, r)
-	var seqs []uint64
-	for _, topic := range []string{"1", "2", "3"} {
-		seqs = append(seqs, mustNotify(t, h, "erin", topic))
-	}
+	seqs := mustNotifyEach(t, h, "erin", "1", "2", "3")
 	for _, want := range seqs {
 		if n := nextNote(t, c); n.Seq != want {
 			t.Fatalf("live seq %d; want %d", n.Seq, want)
@@ -367,10 +369,7 @@ func TestRedeliveryAcrossKickInOrderWithoutDuplicates(t *testing.T) {
 	c.Ack(seqs[1]) // 3 was delivered but not acknowledged
 	mustKick(t, h, &hubpb.KickRequest{SessionId: first.ID})
 	h.waitEvent(t, seqs[2], "disconnected", endOf(first.ID))
-	var missed []uint64
-	for _, topic := range []string{"4", "5", "6"} {
-		missed = append(missed, mustNotify(t, h, "erin", topic))
-	}
+	missed := mustNotifyEach(t, h, "erin", "4", "5", "6")
 	close(gate)
 	second := waitConnect(t, r)
 	if second.ResumedFrom != first.ID || second.Redelivering != 4 || second.OldestRedelivered != seqs[2] || second.RedeliveryIncomplete {
@@ -406,10 +405,7 @@ func TestRedeliveryPastTheLimitSaysIncomplete(t *testing.T) {
 	first := waitConnect(t, r)
 	kick := mustKick(t, h, &hubpb.KickRequest{SessionId: first.ID})
 	h.waitEvent(t, kick.GetSeq(), "disconnected", endOf(first.ID))
-	var missed []uint64
-	for _, topic := range []string{"1", "2", "3", "4"} {
-		missed = append(missed, mustNotify(t, h, "fay", topic))
-	}
+	missed := mustNotifyEach(t, h, "fay", "1", "2", "3", "4")
 	close(gate)
 	second := waitConnect(t, r)
 	if second.Redelivering != 2 || second.OldestRedelivered != missed[2] || !second.RedeliveryIncomplete {

@@ -89,10 +89,7 @@ func TestSilentConnectionIsLost(t *testing.T) {
 func TestDisconnectNotBehindUnreadNotifications(t *testing.T) {
 	h := newHub(t, hub.Config{HeartbeatInterval: 50 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
 	c := dial(t, h, "quinn", "d", client.WithBuffer(1))
-	var seqs []uint64
-	for _, topic := range []string{"1", "2", "3"} {
-		seqs = append(seqs, mustNotify(t, h, "quinn", topic))
-	}
+	seqs := mustNotifyEach(t, h, "quinn", "1", "2", "3")
 	waitRead(t, c, 3)
 	// Twelve heartbeats with the application not reading: unanswered
 	// pings would end the session as idle.
@@ -138,10 +135,7 @@ func TestDroppedBacklogIsRedelivered(t *testing.T) {
 	r := newRecorder()
 	c := dial(t, h, "uma", "d", append(r.options(), fast, client.WithBuffer(1), client.WithAutoAck())...)
 	first := waitConnect(t, r)
-	var seqs []uint64
-	for _, topic := range []string{"1", "2", "3", "4"} {
-		seqs = append(seqs, mustNotify(t, h, "uma", topic))
-	}
+	seqs := mustNotifyEach(t, h, "uma", "1", "2", "3", "4")
 	waitRead(t, c, 4)
 	mustKick(t, h, &hubpb.KickRequest{SessionId: first.ID})
 	if s := waitConnect(t, r); s.ResumedFrom != first.ID {
