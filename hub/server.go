@@ -177,10 +177,8 @@ const healthInterval = time.Second
 // clears (a ledger's failure never does until a restart).
 func (s *Server) Err() error {
 	var errs []error
-	if p, ok := s.pub.(interface{ Err() error }); ok {
-		if err := p.Err(); err != nil {
-			errs = append(errs, fmt.Errorf("ledger: %w", err))
-		}
+	if err := s.pubErr(); err != nil {
+		errs = append(errs, fmt.Errorf("ledger: %w", err))
 	}
 	if err := s.proj.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("projections: %w", err))
@@ -194,6 +192,15 @@ func (s *Server) Err() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// pubErr is the Publisher's own report that it takes no appends now (its
+// optional Err), or nil.
+func (s *Server) pubErr() error {
+	if p, ok := s.pub.(interface{ Err() error }); ok {
+		return p.Err()
+	}
+	return nil
 }
 
 // heartbeats marks a ping due on every session whose heartbeat interval
@@ -653,8 +660,8 @@ func (s *Server) sweepOrphans(ctx context.Context, seen map[string]time.Time, no
 	}
 	var live []projections.Session
 	s.proj.Read(func(st *projections.State) {
-		if s.cluster == nil && st.Live() <= held {
-			return // one node: every live session is this node's, and it holds as many
+		if st.LiveOn(s.cfg.Node) <= held {
+			return // it holds as many as the log shows live here: the usual case, found without a pass
 		}
 		live = st.Sessions(projections.Filter{Node: s.cfg.Node})
 	})
@@ -684,8 +691,8 @@ func (s *Server) sweepOrphans(ctx context.Context, seen map[string]time.Time, no
 			delete(seen, id)
 		}
 	}
-	if len(due) == 0 {
-		return
+	if len(due) == 0 || s.pubErr() != nil {
+		return // (while the log takes no appends, the next sweep after it does)
 	}
 	evs, causes, _ := s.unheldEnds(due, "the log shows the session live on this node, which does not hold it (a connect recorded after it was refused, or an end that could not be recorded)")
 	keys := make([]string, len(evs))

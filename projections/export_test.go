@@ -2,6 +2,7 @@ package projections
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 )
 
@@ -45,7 +46,9 @@ func CheckIndexes(st *State) error {
 		users += len(ids)
 	}
 	tokens := 0
+	onNode := map[string]int{}
 	for id, sess := range st.sessions {
+		onNode[sess.Node]++
 		if !slices.Contains(st.byUser[sess.User], id) {
 			return fmt.Errorf("session %s is not among its user's", id)
 		}
@@ -56,6 +59,9 @@ func CheckIndexes(st *State) error {
 		if n := countOf(st.holders[sess.TokenID], sess); n != 1 {
 			return fmt.Errorf("session %s is %d times among the holders of %q; want once", id, n, sess.TokenID)
 		}
+	}
+	if !maps.Equal(onNode, st.onNode) {
+		return fmt.Errorf("live sessions per node %v; want %v", st.onNode, onNode)
 	}
 	if held != tokens || users != len(st.sessions) {
 		return fmt.Errorf("%d token holders, %d sessions by user; want %d and %d", held, users, tokens, len(st.sessions))

@@ -183,6 +183,7 @@ func stateFromPB(pb *projpb.Snapshot) (*State, error) {
 		}
 		s.sessions[sess.ID] = sess
 		s.byUser[sess.User] = append(s.byUser[sess.User], sess.ID)
+		s.onNode[sess.Node]++
 		if sess.TokenID != "" {
 			s.holders[sess.TokenID] = append(s.holders[sess.TokenID], sess)
 		}

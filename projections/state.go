@@ -179,6 +179,7 @@ type State struct {
 
 	sessions map[string]*Session
 	byUser   map[string][]string // live session ids per user, connect order
+	onNode   map[string]int      // live sessions per node (LiveOn)
 	// holders are the live sessions per client token (jti; none for ""),
 	// oldest connect first: a token's revocation and TokenHolders cost
 	// its holders, not a pass over every live session.
@@ -214,6 +215,7 @@ func New() *State {
 	return &State{
 		sessions: make(map[string]*Session),
 		byUser:   make(map[string][]string),
+		onNode:   make(map[string]int),
 		holders:  make(map[string][]*Session),
 		pending:  make(map[string]*PendingEnd),
 		bans:     make(map[string]*Ban),
@@ -350,6 +352,7 @@ func (s *State) connect(r *ledger.Record, ev *eventpb.Event, ch *Change, full bo
 	sess.TokenID, sess.TokenIssued, sess.TokenExpires = clientToken(tok)
 	s.sessions[id] = sess
 	s.byUser[sess.User] = append(s.byUser[sess.User], id)
+	s.onNode[sess.Node]++
 	s.hold(sess)
 	if full {
 		cp := *sess
@@ -460,6 +463,9 @@ func (s *State) disconnect(r *ledger.Record, ev *eventpb.Event, ch *Change, full
 		ch.Ended = end
 	}
 	s.release(sess)
+	if s.onNode[sess.Node]--; s.onNode[sess.Node] == 0 {
+		delete(s.onNode, sess.Node)
+	}
 	delete(s.sessions, id)
 	delete(s.pending, id)
 	removeFromIndex(s.byUser, sess.User, id)
@@ -730,6 +736,9 @@ func (h *idHeap) Pop() any {
 
 // Live is the number of live sessions.
 func (s *State) Live() int { return len(s.sessions) }
+
+// LiveOn is how many sessions are live on node, without a pass over them.
+func (s *State) LiveOn(node string) int { return s.onNode[node] }
 
 // Pending returns the pending end of session id, if it has one.
 func (s *State) Pending(id string) (PendingEnd, bool) {
