@@ -182,7 +182,14 @@ func TestReservedPort(t *testing.T) {
 	// Another program's bind of the port, explicit and without
 	// SO_REUSEADDR (a bind of port 0 is stricter still).
 	bindable := func(addr string) error {
-		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		// Close-on-exec set under ForkLock, as the net package does where
+		// SOCK_CLOEXEC is missing (macOS).
+		syscall.ForkLock.RLock()
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+		if err == nil {
+			syscall.CloseOnExec(fd)
+		}
+		syscall.ForkLock.RUnlock()
 		if err != nil {
 			t.Fatal(err)
 		}
