@@ -109,7 +109,8 @@ type core struct {
 	store *ledger.Store
 }
 
-func newCore(t *testing.T, cfg hub.Config) *core {
+// newCore starts the core; wrap, when given, wraps its Publisher.
+func newCore(t *testing.T, cfg hub.Config, wrap ...func(hub.Publisher) hub.Publisher) *core {
 	t.Helper()
 	store, err := ledger.Open(filepath.Join(t.TempDir(), "ledger.db"), nil)
 	if err != nil {
@@ -119,7 +120,11 @@ func newCore(t *testing.T, cfg hub.Config) *core {
 	runner := projections.NewRunner(store, projections.Config{OnChange: func(ch projections.Change) { srv.Enforce(ch) }})
 	cfg.AdminTokens = map[string]string{adminToken: "ops"}
 	cfg.Logger = slog.New(slog.DiscardHandler)
-	if srv, err = hub.New(hub.Ports{Publisher: ledger.NewPublisher(store), Projection: runner, History: store}, cfg); err != nil {
+	var pub hub.Publisher = ledger.NewPublisher(store)
+	for _, w := range wrap {
+		pub = w(pub)
+	}
+	if srv, err = hub.New(hub.Ports{Publisher: pub, Projection: runner, History: store}, cfg); err != nil {
 		t.Fatal(err)
 	}
 	ctx := ctxT(t)
