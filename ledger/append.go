@@ -258,6 +258,7 @@ func (s *Store) commit(batch []*appendReq) {
 	withTree := !s.opts.noTree && nrec > 0
 	s.commitGate.Lock()
 	defer s.commitGate.Unlock()
+	began := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if s.failpoint != nil {
 			if err := s.failpoint(); err != nil {
@@ -375,6 +376,9 @@ func (s *Store) commit(batch []*appendReq) {
 		s.mu.Unlock()
 		reply(batch, nil, err)
 		return
+	}
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(time.Since(began), nrec)
 	}
 	if s.afterCommit != nil {
 		s.afterCommit()

@@ -90,6 +90,13 @@ type Options struct {
 	Replica bool
 	// Logger receives the store's few log lines (default: discarded).
 	Logger *slog.Logger
+	// OnCommit, when set, is called by the writer after each transaction
+	// it committed, with how long the transaction took (building its
+	// pages, writing them and bbolt's two fdatasyncs) and how many records
+	// it appended (0 for one that carried only consumer offsets or a
+	// key/value put). It runs on the writer's goroutine, between commits:
+	// it must be quick (a histogram's Observe).
+	OnCommit func(took time.Duration, records int)
 	// LogID names the log in its signed checkpoints (their origin line).
 	// It is fixed when the file is created: empty means a fresh random id
 	// (or the one the file has). Replicas of one log are created with the

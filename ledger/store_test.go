@@ -452,3 +452,48 @@ func TestEveryCallAfterCloseIsErrClosed(t *testing.T) {
 		}
 	}
 }
+
+// TestOnCommitSeesEveryCommit: the OnCommit hook is called once per
+// transaction the writer commits, records and all: the commits and
+// records Stats counts, a commit that carried only a blob with 0 records.
+func TestOnCommitSeesEveryCommit(t *testing.T) {
+	var mu sync.Mutex
+	var calls, records int
+	var zero int
+	var slowest time.Duration
+	s := ledgertest.Open(t, &ledger.Options{OnCommit: func(took time.Duration, n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		records += n
+		if n == 0 {
+			zero++
+		}
+		slowest = max(slowest, took)
+	}})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 25 {
+				if _, err := s.Append(ctx, connected("u", fmt.Sprintf("s%d-%d", i, j)), connected("v", fmt.Sprintf("t%d-%d", i, j))); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := s.PutBlob(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	mu.Lock()
+	defer mu.Unlock()
+	if uint64(calls) != st.Commits || uint64(records) != st.Records || records != 400 {
+		t.Fatalf("OnCommit saw %d commits of %d records; Stats: %d commits of %d records; want both 400 records in the same commits", calls, records, st.Commits, st.Records)
+	}
+	if zero != 1 || slowest <= 0 {
+		t.Fatalf("OnCommit saw %d commits without records (want 1: the blob's) and a slowest of %s (want > 0)", zero, slowest)
+	}
+}

@@ -386,7 +386,12 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	// A cluster node first agrees with the cluster on what every node
 	// shares (before the token and key files are read: a node that has
 	// none takes the cluster's) and on the log id its replica carries.
-	lopts := &ledger.Options{Logger: log.With("component", "ledger")}
+	// Registered with the ledger's other metrics once the store is open.
+	commitSeconds := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sessionledger_ledger_commit_seconds",
+		Help:    "Time for one ledger transaction (a group commit, or a cluster node's replica commit) to become durable: its pages built, written and fdatasynced twice (bbolt). Slow appends with slow commits are the disk.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})
+	lopts := &ledger.Options{Logger: log.With("component", "ledger"),
+		OnCommit: func(took time.Duration, _ int) { commitSeconds.Observe(took.Seconds()) }}
 	if cfg.Cluster != nil {
 		if err := d.connectCluster(ctx); err != nil {
 			return err
@@ -410,7 +415,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("open ledger %s: %w", dbPath, err)
 	}
 	d.store = store
-	d.registerLedgerMetrics()
+	d.registerLedgerMetrics(commitSeconds)
 	defer func() {
 		if err != nil {
 			d.closeLedger(context.Background())
@@ -797,9 +802,9 @@ func (d *Daemon) registerProcessMetrics() {
 
 // registerLedgerMetrics adds the ledger's series to the registry the hub
 // writes its own into.
-func (d *Daemon) registerLedgerMetrics() {
+func (d *Daemon) registerLedgerMetrics(commitSeconds prometheus.Histogram) {
 	s := d.store
-	d.reg.MustRegister(
+	d.reg.MustRegister(commitSeconds,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessionledger_ledger_head_seq", Help: "Sequence number of the last durable record."},
 			func() float64 { return float64(s.Head().Seq) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessionledger_ledger_commits_total", Help: "Group-commit transactions the ledger wrote."},
