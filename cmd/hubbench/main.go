@@ -168,6 +168,14 @@ type Result struct {
 		Appends   int     `json:"hubd_appends"`
 		AppendP50 float64 `json:"hubd_append_p50_ms"`
 		AppendP99 float64 `json:"hubd_append_p99_ms"`
+		// Commits are hubd's ledger transactions during the kicks (each
+		// node's own in a cluster: its replica's), and CommitP50/P99 their
+		// time from sessionledger_ledger_commit_seconds: the disk's share of
+		// the appends above (a single node's append waits for its own commit
+		// and at most one in flight).
+		Commits   int     `json:"hubd_commits"`
+		CommitP50 float64 `json:"hubd_commit_p50_ms"`
+		CommitP99 float64 `json:"hubd_commit_p99_ms"`
 		// EnforceP50/P99: from the kick event's append to the session's
 		// end recorded, from hubd's sessionledger_enforce_seconds.
 		EnforceP50 float64 `json:"hubd_enforce_p50_ms"`

@@ -120,8 +120,8 @@ func TestOneConnectionPerSession(t *testing.T) {
 	if r.Connect.ClientsCPUUs <= 0 || r.Fanout.ClientsCPUUs <= 0 || r.Connect.HubdCPUUs < 0 || r.Connect.MeanBatch < 1 {
 		t.Errorf("CPU per connect %+v, per delivery %+v; want the clients' measured", r.Connect, r.Fanout)
 	}
-	if r.Kick.Appends < 2*r.Kick.N || r.Kick.AppendP99 <= 0 || r.Kick.EnforceP99 <= 0 {
-		t.Errorf("kick %+v; want at least 2 appends per kick, and their p99 and the enforcement's read from hubd", r.Kick)
+	if r.Kick.Appends < 2*r.Kick.N || r.Kick.AppendP99 <= 0 || r.Kick.EnforceP99 <= 0 || r.Kick.Commits < 2*r.Kick.N || r.Kick.CommitP99 <= 0 {
+		t.Errorf("kick %+v; want at least 2 appends and 2 commits per kick, and their p99 and the enforcement's read from hubd", r.Kick)
 	}
 	var tab bytes.Buffer
 	(&bench{o: o, res: r}).table(&tab)
