@@ -25,6 +25,15 @@ type heldEnds struct {
 	inflight atomic.Int32
 }
 
+// Err is the wrapped publisher's, so the core still sees a log that
+// takes no appends.
+func (h *heldEnds) Err() error {
+	if e, ok := h.Publisher.(interface{ Err() error }); ok {
+		return e.Err()
+	}
+	return nil
+}
+
 func (h *heldEnds) PublishStamped(topic string, msgs ...*message.Message) ([]ledger.Stamp, error) {
 	h.inflight.Add(1)
 	defer h.inflight.Add(-1)
@@ -46,10 +55,10 @@ func (h *heldEnds) PublishStamped(topic string, msgs ...*message.Message) ([]led
 // not a "lost" end before it.
 func TestSweepLeavesAnEndingSession(t *testing.T) {
 	h := &heldEnds{held: make(chan struct{}), release: make(chan struct{})}
-	// A tick of 100 ms: a sweep every other tick, and a session unheld
-	// for two sweeps is due. (300 ms is ample for the projections to apply
-	// a published end, which the sweep also leaves alone.)
-	c := newCore(t, hub.Config{HeartbeatInterval: time.Second, OrphanAfter: 300 * time.Millisecond},
+	// A tick of 100 ms and a sweep every 500 ms: a session unheld for two
+	// sweeps a second apart is due. Once the end's publish returns, only
+	// that second covers the projections applying it.
+	c := newCore(t, hub.Config{HeartbeatInterval: time.Second, OrphanAfter: time.Second},
 		func(p hub.Publisher) hub.Publisher { h.Publisher = p; return h })
 	m := newMem(t)
 	w, done := c.serve(t, m, "alice")
@@ -59,14 +68,14 @@ func TestSweepLeavesAnEndingSession(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the session's end was not published within 5s")
 	}
-	// Ten sweeps or so while the end waits.
-	time.Sleep(2 * time.Second)
+	// Six sweeps or so while the end waits: two make it due.
+	time.Sleep(3 * time.Second)
 	close(h.release)
 	if err := waitServe(t, done); err != nil {
 		t.Fatalf("Serve: %v; want nil (the client left)", err)
 	}
 	// A sweep's end, if one was wrongly due, is in flight or about to be.
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(600 * time.Millisecond)
 	for deadline := time.Now().Add(5 * time.Second); h.inflight.Load() > 0 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -92,10 +92,12 @@ type Options struct {
 	Logger *slog.Logger
 	// OnCommit, when set, is called by the writer after each transaction
 	// it committed, with how long the transaction took (building its
-	// pages, writing them and bbolt's two fdatasyncs) and how many records
-	// it appended (0 for one that carried only consumer offsets or a
-	// key/value put). It runs on the writer's goroutine, between commits:
-	// it must be quick (a histogram's Observe).
+	// pages, index merges and the Merkle tree included, writing them and
+	// bbolt's fdatasyncs) and how many records it appended (0 for one that
+	// carried only consumer offsets or a key/value put). It runs on the
+	// writer's goroutine with the commit lock held, before the appenders
+	// are answered: it must be quick (a histogram's Observe) and must not
+	// call the Store.
 	OnCommit func(took time.Duration, records int)
 	// LogID names the log in its signed checkpoints (their origin line).
 	// It is fixed when the file is created: empty means a fresh random id

@@ -458,8 +458,7 @@ func TestEveryCallAfterCloseIsErrClosed(t *testing.T) {
 // records Stats counts, a commit that carried only a blob with 0 records.
 func TestOnCommitSeesEveryCommit(t *testing.T) {
 	var mu sync.Mutex
-	var calls, records int
-	var zero int
+	var calls, records, zero int
 	var slowest time.Duration
 	s := ledgertest.Open(t, &ledger.Options{OnCommit: func(took time.Duration, n int) {
 		mu.Lock()

@@ -383,15 +383,15 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		}
 	}()
 
-	// A cluster node first agrees with the cluster on what every node
-	// shares (before the token and key files are read: a node that has
-	// none takes the cluster's) and on the log id its replica carries.
 	// Registered with the ledger's other metrics once the store is open.
 	commitSeconds := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sessionledger_ledger_commit_seconds",
-		Help:    "Time for one ledger transaction (a group commit, or a cluster node's replica commit) to become durable: its pages built, written and fdatasynced twice (bbolt). Slow appends with slow commits are the disk.",
+		Help:    "Time for one ledger transaction (a group commit, or a cluster node's replica commit) from start to durable: its pages built (index merges and the Merkle tree included), written and fdatasynced (bbolt: twice, three times when the file grows).",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})
 	lopts := &ledger.Options{Logger: log.With("component", "ledger"),
 		OnCommit: func(took time.Duration, _ int) { commitSeconds.Observe(took.Seconds()) }}
+	// A cluster node first agrees with the cluster on what every node
+	// shares (before the token and key files are read: a node that has
+	// none takes the cluster's) and on the log id its replica carries.
 	if cfg.Cluster != nil {
 		if err := d.connectCluster(ctx); err != nil {
 			return err
