@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -260,10 +259,8 @@ func adminTokenPath(g *globals) string { return filepath.Join(g.dataDir, hubapi.
 func callError(what string, err error) error {
 	if s, ok := status.FromError(err); ok {
 		line := fmt.Errorf("%s: %s: %s", what, s.Code(), s.Message())
-		for _, d := range s.Details() {
-			if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == hubapi.ReasonOutcomeUnknown {
-				return &exitError{code: exitOutcomeUnknown, err: line}
-			}
+		if _, unknown := hubapi.OutcomeUnknown(err); unknown {
+			return &exitError{code: exitOutcomeUnknown, err: line}
 		}
 		return line
 	}

@@ -507,7 +507,7 @@ func TestSessionsEscapesNames(t *testing.T) {
 // an action that may yet take effect; a plain Unavailable stays 1.
 func TestCallErrorOutcomeUnknown(t *testing.T) {
 	st, err := status.New(codes.Unavailable, "outcome unknown: the cluster's log did not answer for message m1").
-		WithDetails(&errdetails.ErrorInfo{Reason: "OUTCOME_UNKNOWN", Domain: "sessionledger", Metadata: map[string]string{"messages": "m1"}})
+		WithDetails(&errdetails.ErrorInfo{Reason: hubapi.ReasonOutcomeUnknown, Domain: hubapi.ErrorDomain, Metadata: map[string]string{"messages": "m1"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -303,7 +302,7 @@ func TestClusterFailsClosedWithoutQuorum(t *testing.T) {
 	// loaded machine; it is well inside the leader's 5 s.)
 	time.Sleep(time.Second)
 	_, err := admin.Notify(ctx, &hubpb.NotifyRequest{Target: hubpb.NotifyTarget_NOTIFY_TARGET_ALL, Topic: "no quorum"})
-	if status.Code(err) != codes.Unavailable || outcomeUnknown(err) || !strings.Contains(status.Convert(err).Message(), "routed to") {
+	if _, unknown := hubapi.OutcomeUnknown(err); status.Code(err) != codes.Unavailable || unknown || !strings.Contains(status.Convert(err).Message(), "routed to") {
 		t.Fatalf("notify just after two of three nodes died: %v; want Unavailable, refused before publishing for want of routes (not outcome unknown)", err)
 	}
 	health := healthpb.NewHealthClient(dialConn(t, a.p.grpc))
@@ -383,17 +382,6 @@ func TestClusterFailsClosedWithoutQuorum(t *testing.T) {
 			t.Errorf("%s: got no record of the notify after the quorum came back; want it", nd.name)
 		}
 	}
-}
-
-// outcomeUnknown reports a status that says the cluster's log may still
-// record the refused action (hub.OutcomeUnknown).
-func outcomeUnknown(err error) bool {
-	for _, d := range status.Convert(err).Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == "OUTCOME_UNKNOWN" {
-			return true
-		}
-	}
-	return false
 }
 
 // ledgerRecords returns the records of nd's ledger (its hubd must have
