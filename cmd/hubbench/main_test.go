@@ -27,6 +27,7 @@ import (
 	"github.com/sessionledger/sessionledger/hub/client"
 	"github.com/sessionledger/sessionledger/hub/hubpb"
 	"github.com/sessionledger/sessionledger/internal/daemon"
+	"github.com/sessionledger/sessionledger/internal/testports"
 )
 
 // TestMain checks that a run leaves no goroutine behind: sessions, hubd's
@@ -179,25 +180,8 @@ func TestReservedPort(t *testing.T) {
 		}
 		addrs = append(addrs, addr)
 	}
-	// Another program's bind of the port, explicit and without
-	// SO_REUSEADDR (a bind of port 0 is stricter still).
-	bindable := func(addr string) error {
-		// Close-on-exec set under ForkLock, as the net package does where
-		// SOCK_CLOEXEC is missing (macOS).
-		syscall.ForkLock.RLock()
-		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-		if err == nil {
-			syscall.CloseOnExec(fd)
-		}
-		syscall.ForkLock.RUnlock()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer syscall.Close(fd)
-		return syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: addrPort(t, addr)})
-	}
 	for _, addr := range addrs {
-		if err := bindable(addr); !errors.Is(err, syscall.EADDRINUSE) {
+		if err := testports.Bindable(addrPort(t, addr)); !errors.Is(err, syscall.EADDRINUSE) {
 			t.Fatalf("bind of reserved %s by another socket: got %v; want EADDRINUSE", addr, err)
 		}
 		l, err := net.Listen("tcp", addr) // hubd's
@@ -208,7 +192,7 @@ func TestReservedPort(t *testing.T) {
 	}
 	b.releasePorts()
 	for _, addr := range addrs {
-		if err := bindable(addr); err != nil {
+		if err := testports.Bindable(addrPort(t, addr)); err != nil {
 			t.Fatalf("bind of %s after releasePorts: %v; want the port free", addr, err)
 		}
 	}

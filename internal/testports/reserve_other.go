@@ -22,3 +22,13 @@ func reserve() (int, holder, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nothing{}, nil
 }
+
+// Bindable listens on 127.0.0.1:port and closes it: an error while a
+// listener holds the port (a Reservation holds nothing here).
+func Bindable(port int) error {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", fmt.Sprint(port)))
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}

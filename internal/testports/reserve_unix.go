@@ -37,3 +37,21 @@ func reserve() (int, holder, error) {
 	}
 	return in4.Port, socket(fd), nil
 }
+
+// Bindable binds a socket without SO_REUSEADDR to 127.0.0.1:port, as
+// another program's explicit bind would (a bind of port 0 is stricter
+// still), and closes it: syscall.EADDRINUSE while a Reservation or a
+// listener holds the port. For tests of what holds a port.
+func Bindable(port int) error {
+	syscall.ForkLock.RLock()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer syscall.Close(fd)
+	return syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: port})
+}

@@ -56,7 +56,7 @@ func TestServersListenOnAReservedPort(t *testing.T) {
 		t.Fatalf("got address %s; want %s", addr, want)
 	}
 	refused(t, addr, "reserved, nobody listening")
-	if err := bind(t, r.Port()); !errors.Is(err, syscall.EADDRINUSE) {
+	if err := testports.Bindable(r.Port()); !errors.Is(err, syscall.EADDRINUSE) {
 		t.Fatalf("bind of the reserved port by another socket: got %v; want EADDRINUSE", err)
 	}
 	for round := range 2 { // a server, then the server restarted
@@ -93,7 +93,7 @@ func TestServersListenOnAReservedPort(t *testing.T) {
 	if err := r.Release(); err != nil {
 		t.Fatalf("second Release: %v; want nil", err)
 	}
-	if err := bind(t, r.Port()); err != nil {
+	if err := testports.Bindable(r.Port()); err != nil {
 		t.Fatalf("bind after Release: %v; want the port free", err)
 	}
 }
@@ -111,26 +111,13 @@ func TestAddrHeldUntilTestEnds(t *testing.T) {
 		if _, err := fmt.Sscan(p, &port); err != nil {
 			t.Fatal(err)
 		}
-		if err := bind(t, port); !errors.Is(err, syscall.EADDRINUSE) {
+		if err := testports.Bindable(port); !errors.Is(err, syscall.EADDRINUSE) {
 			t.Fatalf("bind of %s while the test runs: got %v; want EADDRINUSE", addr, err)
 		}
 	})
-	if err := bind(t, port); err != nil {
+	if err := testports.Bindable(port); err != nil {
 		t.Fatalf("bind of port %d after the test that reserved it ended: %v; want the port free", port, err)
 	}
-}
-
-// bind binds a socket without SO_REUSEADDR to 127.0.0.1:port and closes
-// it: another program's explicit bind (a bind of port 0 is stricter
-// still).
-func bind(t *testing.T, port int) error {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Close(fd)
-	return syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: port})
 }
 
 func refused(t *testing.T, addr, when string) {
